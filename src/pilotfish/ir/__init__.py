@@ -1,0 +1,85 @@
+"""The intermediate representation between translation and Envoy protos.
+
+``ProxyConfig`` is everything one proxy receives, in mesh terms: plain frozen
+dataclasses that tests, goldens and ``explain``-style tools can read without
+protobuf.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pilotfish.ir.clusters import (
+    Cluster,
+    ClusterLoadAssignment,
+    ConsistentHashLb,
+    Discovery,
+    Endpoint,
+    LbPolicy,
+)
+from pilotfish.ir.listeners import (
+    FilterChain,
+    FilterChainMatch,
+    HttpConnectionManager,
+    Listener,
+    NetworkFilter,
+    TcpProxy,
+)
+from pilotfish.ir.routes import (
+    DirectResponseAction,
+    ForwardAction,
+    HashPolicy,
+    HeaderMatch,
+    HeaderOps,
+    QueryParamMatch,
+    RedirectAction,
+    RetryPolicy,
+    Route,
+    RouteAction,
+    RouteConfig,
+    RouteMatch,
+    StringMatch,
+    VirtualHost,
+    WeightedCluster,
+)
+
+__all__ = [
+    "Cluster",
+    "ClusterLoadAssignment",
+    "ConsistentHashLb",
+    "DirectResponseAction",
+    "Discovery",
+    "Endpoint",
+    "FilterChain",
+    "FilterChainMatch",
+    "ForwardAction",
+    "HashPolicy",
+    "HeaderMatch",
+    "HeaderOps",
+    "HttpConnectionManager",
+    "LbPolicy",
+    "Listener",
+    "NetworkFilter",
+    "ProxyConfig",
+    "QueryParamMatch",
+    "RedirectAction",
+    "RetryPolicy",
+    "Route",
+    "RouteAction",
+    "RouteConfig",
+    "RouteMatch",
+    "StringMatch",
+    "TcpProxy",
+    "VirtualHost",
+    "WeightedCluster",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyConfig:
+    """Everything one proxy gets, by xDS type. Tuples are sorted by name."""
+
+    listeners: tuple[Listener, ...] = ()
+    route_configs: tuple[RouteConfig, ...] = ()
+    clusters: tuple[Cluster, ...] = ()
+    load_assignments: tuple[ClusterLoadAssignment, ...] = ()

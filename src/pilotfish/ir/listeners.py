@@ -1,0 +1,74 @@
+"""IR for listeners and their filter chains."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from pilotfish.ir.routes import RouteConfig
+
+__all__ = [
+    "FilterChain",
+    "FilterChainMatch",
+    "HttpConnectionManager",
+    "Listener",
+    "NetworkFilter",
+    "TcpProxy",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class HttpConnectionManager:
+    """HTTP processing. Routes come over RDS by ``route_config_name`` unless
+    ``inline_routes`` is given (used for inbound, whose routes are local)."""
+
+    stat_prefix: str
+    route_config_name: str = ""
+    inline_routes: RouteConfig | None = None
+    direction: Literal["outbound", "inbound"] = "outbound"
+    # Names of HTTP filters before the router, in order (e.g. "fault", "cors").
+    http_filters: tuple[str, ...] = ()
+    access_log: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TcpProxy:
+    stat_prefix: str
+    cluster: str
+
+
+NetworkFilter = HttpConnectionManager | TcpProxy
+
+
+@dataclass(frozen=True, slots=True)
+class FilterChainMatch:
+    destination_port: int | None = None
+    prefix_ranges: tuple[str, ...] = ()  # CIDRs, e.g. "10.96.0.12/32"
+    transport_protocol: str | None = None
+    application_protocols: tuple[str, ...] = ()
+    server_names: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class FilterChain:
+    name: str
+    filter: NetworkFilter
+    match: FilterChainMatch | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Listener:
+    """A listener. ``bind_to_port=False`` listeners only receive connections handed
+    over by a ``use_original_dst`` listener (Istio's virtualOutbound pattern)."""
+
+    name: str
+    address: str
+    port: int
+    filter_chains: tuple[FilterChain, ...] = ()
+    default_chain: FilterChain | None = None
+    bind_to_port: bool = True
+    use_original_dst: bool = False
+    direction: Literal["outbound", "inbound", "gateway"] = "outbound"
+    # Listener filters to sniff the protocol (http_inspector / tls_inspector).
+    inspect_http: bool = False
+    inspect_tls: bool = False

@@ -1,0 +1,154 @@
+"""IR for HTTP routing: route configurations, virtual hosts, routes.
+
+Plain frozen data in mesh terms, free of protobuf. Durations are integer
+milliseconds; ``None`` means "not set" (Envoy's default applies).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = [
+    "DirectResponseAction",
+    "ForwardAction",
+    "HashPolicy",
+    "HeaderMatch",
+    "HeaderOps",
+    "QueryParamMatch",
+    "RedirectAction",
+    "RetryPolicy",
+    "Route",
+    "RouteAction",
+    "RouteConfig",
+    "RouteMatch",
+    "StringMatch",
+    "VirtualHost",
+    "WeightedCluster",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class StringMatch:
+    kind: Literal["exact", "prefix", "regex"]
+    value: str
+    ignore_case: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderMatch:
+    """Match on a header; ``match=None`` means "present". Pseudo-headers
+    (``:authority``, ``:method``, ``:scheme``) carry authority/method/scheme matches."""
+
+    name: str
+    match: StringMatch | None = None
+    invert: bool = False  # withoutHeaders: the route matches when this does not
+
+
+@dataclass(frozen=True, slots=True)
+class QueryParamMatch:
+    """Match on a query parameter; ``match=None`` means "present"."""
+
+    name: str
+    match: StringMatch | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RouteMatch:
+    path: StringMatch = StringMatch("prefix", "/")
+    headers: tuple[HeaderMatch, ...] = ()
+    query_params: tuple[QueryParamMatch, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderOps:
+    """Header manipulation: ``set`` overwrites, ``add`` appends, ``remove`` deletes."""
+
+    set: tuple[tuple[str, str], ...] = ()
+    add: tuple[tuple[str, str], ...] = ()
+    remove: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.set or self.add or self.remove)
+
+
+@dataclass(frozen=True, slots=True)
+class WeightedCluster:
+    cluster: str
+    weight: int
+    request_headers: HeaderOps = HeaderOps()
+    response_headers: HeaderOps = HeaderOps()
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    attempts: int
+    retry_on: str  # Envoy's comma-separated retry_on string
+    per_try_timeout_ms: int | None = None
+    retriable_status_codes: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class HashPolicy:
+    """One consistent-hash input; exactly one field is set."""
+
+    header: str | None = None
+    cookie_name: str | None = None
+    cookie_ttl_ms: int | None = None
+    cookie_path: str | None = None
+    source_ip: bool = False
+    query_param: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardAction:
+    """Send to one or more weighted clusters."""
+
+    clusters: tuple[WeightedCluster, ...]
+    timeout_ms: int | None = None  # 0 disables the timeout, as Istio's default
+    retry: RetryPolicy | None = None
+    prefix_rewrite: str | None = None  # replaces the matched prefix (uri rewrite on prefix match)
+    path_rewrite: str | None = None  # replaces the whole path (uri rewrite on exact/regex match)
+    host_rewrite: str | None = None
+    hash_policies: tuple[HashPolicy, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RedirectAction:
+    path: str | None = None
+    prefix: str | None = None  # replaces the matched prefix only
+    host: str | None = None
+    port: int | None = None
+    scheme: str | None = None
+    response_code: int = 301
+
+
+@dataclass(frozen=True, slots=True)
+class DirectResponseAction:
+    status: int
+    body: str | None = None
+
+
+RouteAction = ForwardAction | RedirectAction | DirectResponseAction
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    name: str
+    match: RouteMatch
+    action: RouteAction
+    request_headers: HeaderOps = HeaderOps()
+    response_headers: HeaderOps = HeaderOps()
+
+
+@dataclass(frozen=True, slots=True)
+class VirtualHost:
+    name: str
+    domains: tuple[str, ...]
+    routes: tuple[Route, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RouteConfig:
+    name: str
+    virtual_hosts: tuple[VirtualHost, ...]

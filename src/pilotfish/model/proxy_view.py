@@ -1,0 +1,138 @@
+"""What the control plane knows about a proxy that can change its configuration.
+
+Theory of operation: translation is a pure function of (snapshot, ProxyView).
+Two proxies with equal views get byte-identical configuration, so the view is
+also the cache key: anything that changes a proxy's output must be a field
+here, and nothing else about a proxy may be read by translation. Fields that
+only some resource types depend on are exposed through the narrower
+``*_key`` projections so that, for example, every sidecar in a namespace
+shares one outbound translation whatever its labels.
+
+The agent writes these facts into Envoy's bootstrap ``node.metadata`` using
+the key names below (Istio's names where Istio has one); the control plane
+reads them back with ``ProxyView.from_node``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+__all__ = [
+    "META_APP_ADDRESS",
+    "META_APP_PORTS",
+    "META_INBOUND_PORT",
+    "META_INSTANCE_IPS",
+    "META_INTERCEPTION_MODE",
+    "META_LABELS",
+    "META_NAMESPACE",
+    "META_OUTBOUND_PORT",
+    "META_ROLE",
+    "META_SERVICE_ACCOUNT",
+    "Interception",
+    "NodeMetadataError",
+    "ProxyView",
+    "Role",
+]
+
+Role = Literal["sidecar", "gateway"]
+Interception = Literal["REDIRECT", "NONE"]
+
+META_ROLE = "ROLE"
+META_NAMESPACE = "NAMESPACE"
+META_LABELS = "LABELS"
+META_SERVICE_ACCOUNT = "SERVICE_ACCOUNT"
+META_INSTANCE_IPS = "INSTANCE_IPS"
+META_INTERCEPTION_MODE = "INTERCEPTION_MODE"
+META_APP_ADDRESS = "APP_ADDRESS"
+META_APP_PORTS = "APP_PORTS"
+META_OUTBOUND_PORT = "OUTBOUND_PORT"
+META_INBOUND_PORT = "INBOUND_PORT"
+
+
+class NodeMetadataError(ValueError):
+    """The node's metadata is missing or malformed."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyView:
+    """The facts about one proxy that its configuration depends on.
+
+    - ``interception``: ``REDIRECT`` when iptables hands traffic to the proxy
+      (listeners on 15001/15006 with original destination), ``NONE`` when apps
+      dial the proxy explicitly (listeners bound on ``bind_ip``).
+    - ``bind_ip``: address listeners bind to (``0.0.0.0`` under REDIRECT).
+    - ``app_address``/``app_ports``: where the local app listens; ``app_ports``
+      maps a service target port to the port the app really uses, when they
+      differ (explicit mode hands apps their own port).
+    """
+
+    role: Role
+    namespace: str
+    labels: tuple[tuple[str, str], ...] = ()
+    service_account: str = "default"
+    interception: Interception = "NONE"
+    bind_ip: str = "127.0.0.1"
+    app_address: str = "127.0.0.1"
+    app_ports: tuple[tuple[int, int], ...] = ()
+    outbound_port: int = 15001
+    inbound_port: int = 15006
+
+    @property
+    def label_map(self) -> dict[str, str]:
+        return dict(self.labels)
+
+    def app_port(self, target_port: int) -> int:
+        for target, app in self.app_ports:
+            if target == target_port:
+                return app
+        return target_port
+
+    @property
+    def outbound_key(self) -> tuple[object, ...]:
+        """What outbound listeners/routes/clusters depend on (not labels or identity)."""
+        return (self.role, self.namespace, self.interception, self.bind_ip, self.outbound_port)
+
+    @classmethod
+    def from_node(cls, metadata: Mapping[str, Any]) -> ProxyView:
+        """Build a view from Envoy node metadata (already converted to plain Python)."""
+        role = str(metadata.get(META_ROLE, "sidecar"))
+        if role not in ("sidecar", "gateway"):
+            raise NodeMetadataError(f"{META_ROLE} must be 'sidecar' or 'gateway', got {role!r}")
+        namespace = str(metadata.get(META_NAMESPACE, "") or "")
+        if not namespace:
+            raise NodeMetadataError(f"node metadata has no {META_NAMESPACE}")
+        labels_raw = metadata.get(META_LABELS) or {}
+        if not isinstance(labels_raw, Mapping):
+            raise NodeMetadataError(f"{META_LABELS} must be a map of strings")
+        labels = tuple(sorted((str(k), str(v)) for k, v in labels_raw.items()))
+        interception = str(metadata.get(META_INTERCEPTION_MODE, "NONE")).upper()
+        if interception not in ("REDIRECT", "NONE"):
+            raise NodeMetadataError(
+                f"{META_INTERCEPTION_MODE} must be REDIRECT or NONE, got {interception!r}"
+            )
+        ips = str(metadata.get(META_INSTANCE_IPS, "") or "127.0.0.1")
+        first_ip = ips.split(",")[0].strip() or "127.0.0.1"
+        bind_ip = "0.0.0.0" if interception == "REDIRECT" else first_ip
+        app_ports_raw = metadata.get(META_APP_PORTS) or {}
+        if not isinstance(app_ports_raw, Mapping):
+            raise NodeMetadataError(f"{META_APP_PORTS} must be a map of port to port")
+        try:
+            app_ports = tuple(sorted((int(k), int(v)) for k, v in app_ports_raw.items()))
+            outbound_port = int(metadata.get(META_OUTBOUND_PORT, 15001))
+            inbound_port = int(metadata.get(META_INBOUND_PORT, 15006))
+        except (TypeError, ValueError) as exc:
+            raise NodeMetadataError(f"bad port in node metadata: {exc}") from exc
+        return cls(
+            role=role,  # type: ignore[arg-type]
+            namespace=namespace,
+            labels=labels,
+            service_account=str(metadata.get(META_SERVICE_ACCOUNT, "default") or "default"),
+            interception=interception,  # type: ignore[arg-type]
+            bind_ip=bind_ip,
+            app_address=str(metadata.get(META_APP_ADDRESS, "127.0.0.1") or "127.0.0.1"),
+            app_ports=app_ports,
+            outbound_port=outbound_port,
+            inbound_port=inbound_port,
+        )

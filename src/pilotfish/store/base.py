@@ -1,0 +1,86 @@
+"""The store interface: the only way the rest of the system sees configuration.
+
+Theory of operation: a store holds validated ``Resource`` objects keyed by
+``ResourceKey``. Every change (apply, delete, a file edit) bumps a single
+monotonically growing ``revision``. Watchers are woken after each change and
+read a consistent ``list()`` at the new revision; they do not receive deltas,
+because every consumer downstream rebuilds an immutable snapshot anyway.
+``diagnostics()`` reports the current problems in the sources (a broken file),
+which do not remove the last good objects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+
+from pilotfish.api.diagnostics import Diagnostic
+from pilotfish.api.resource import Resource, ResourceKey
+
+__all__ = ["Store", "StoreError"]
+
+
+class StoreError(Exception):
+    """A write was refused; ``diagnostics`` says why."""
+
+    def __init__(self, message: str, diagnostics: Iterable[Diagnostic] = ()) -> None:
+        super().__init__(message)
+        self.diagnostics = list(diagnostics)
+
+
+class Store(ABC):
+    """Get / list / apply / delete / watch with a monotonically growing revision."""
+
+    def __init__(self) -> None:
+        self._revision = 0
+        self._waiters: list[asyncio.Future[int]] = []
+
+    @property
+    def revision(self) -> int:
+        return self._revision
+
+    @abstractmethod
+    def get(self, key: ResourceKey) -> Resource | None: ...
+
+    @abstractmethod
+    def list(self, kind: str | None = None, namespace: str | None = None) -> list[Resource]: ...
+
+    @abstractmethod
+    def apply(self, resource: Resource) -> int:
+        """Create or replace; returns the new revision. Raises StoreError if refused."""
+
+    @abstractmethod
+    def delete(self, key: ResourceKey) -> int:
+        """Remove; returns the new revision. Raises KeyError if absent."""
+
+    def diagnostics(self) -> list[Diagnostic]:
+        """Current problems in the sources (errors and warnings)."""
+        return []
+
+    async def start(self) -> None:
+        """Begin watching sources, if any. Loads them once before returning."""
+
+    async def close(self) -> None:
+        """Stop watching."""
+
+    async def wait_for_change(self, after_revision: int) -> int:
+        """Return the first revision greater than ``after_revision`` once it exists."""
+        if self._revision > after_revision:
+            return self._revision
+        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        try:
+            return await fut
+        finally:
+            if fut in self._waiters:
+                self._waiters.remove(fut)
+
+    def _bump(self) -> int:
+        """Advance the revision and wake watchers. Subclasses call it after each change."""
+        self._revision += 1
+        waiters, self._waiters = self._waiters, []
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(self._revision)
+        return self._revision

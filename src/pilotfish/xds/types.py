@@ -1,0 +1,85 @@
+"""The contract between configuration generation and the xDS protocol server.
+
+The server knows nothing about translation: for a connected proxy it asks a
+``ConfigGenerator`` for one ``ResourceSet`` per xDS type and compares them with
+what that proxy last received. Resource bytes are serialized once and shared
+by every proxy that gets them, so a push to many proxies is mostly copying.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+__all__ = [
+    "ADS_ORDER",
+    "CLUSTER_TYPE",
+    "ENDPOINT_TYPE",
+    "LISTENER_TYPE",
+    "ROUTE_TYPE",
+    "SECRET_TYPE",
+    "ConfigGenerator",
+    "ResourceSet",
+    "TYPE_SHORT_NAMES",
+]
+
+_PREFIX = "type.googleapis.com/envoy."
+CLUSTER_TYPE = _PREFIX + "config.cluster.v3.Cluster"
+ENDPOINT_TYPE = _PREFIX + "config.endpoint.v3.ClusterLoadAssignment"
+LISTENER_TYPE = _PREFIX + "config.listener.v3.Listener"
+ROUTE_TYPE = _PREFIX + "config.route.v3.RouteConfiguration"
+SECRET_TYPE = _PREFIX + "extensions.transport_sockets.tls.v3.Secret"
+
+# Push order that keeps Envoy from ever referencing a resource it lacks
+# (clusters before their endpoints, listeners before their routes).
+ADS_ORDER = (CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE)
+
+TYPE_SHORT_NAMES = {
+    CLUSTER_TYPE: "CDS",
+    ENDPOINT_TYPE: "EDS",
+    LISTENER_TYPE: "LDS",
+    ROUTE_TYPE: "RDS",
+    SECRET_TYPE: "SDS",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceSet:
+    """All resources of one type for one proxy.
+
+    ``resources`` maps resource name to the serialized ``google.protobuf.Any``
+    of that resource. The mapping and its bytes objects are shared between
+    proxies with equal inputs; never mutate them. ``version`` is a digest of the
+    contents, so equal sets have equal versions whoever computed them.
+    """
+
+    type_url: str
+    resources: Mapping[str, bytes]
+    version: str = field(default="")
+
+    def __post_init__(self) -> None:
+        if not self.version:
+            digest = hashlib.sha256()
+            for name in sorted(self.resources):
+                digest.update(name.encode())
+                digest.update(b"\0")
+                digest.update(self.resources[name])
+            object.__setattr__(self, "version", digest.hexdigest()[:16])
+
+
+class ConfigGenerator(Protocol):
+    """Computes what a proxy should have. Implemented by the control plane."""
+
+    def view_of(self, node_id: str, metadata: Mapping[str, Any]) -> object:
+        """Validate a connecting node; return an opaque hashable view or raise ValueError."""
+        ...
+
+    def generate(self, view: object) -> Mapping[str, ResourceSet]:
+        """Current resources per type URL (all of ``ADS_ORDER``) for a view.
+
+        Must be cheap when called again for the same view and config revision
+        (the result is cached and shared).
+        """
+        ...
