@@ -1,0 +1,10 @@
+"""Configuration stores: where validated resources live and how changes are watched."""
+
+from __future__ import annotations
+
+from pilotfish.store._common import Validator
+from pilotfish.store.base import Store, StoreError
+from pilotfish.store.files import FileStore
+from pilotfish.store.memory import MemoryStore
+
+__all__ = ["FileStore", "MemoryStore", "Store", "StoreError", "Validator"]

@@ -1,0 +1,49 @@
+"""Semantic validation of loaded resources, one module per kind.
+
+``validate(resource)`` runs the metadata checks shared by all kinds and then
+the kind's own validator. Cross-resource checks live in ``references``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+
+from pilotfish.api.diagnostics import Diagnostic
+from pilotfish.api.resource import Resource
+from pilotfish.api.validation import (
+    destination_rule,
+    gateway,
+    metadata,
+    service,
+    service_entry,
+    virtual_service,
+    workload_entry,
+)
+
+__all__ = ["VALIDATORS", "validate"]
+
+Validator = Callable[[Resource], list[Diagnostic]]
+
+VALIDATORS: Mapping[str, Validator] = MappingProxyType(
+    {
+        "VirtualService": virtual_service.validate,
+        "DestinationRule": destination_rule.validate,
+        "Gateway": gateway.validate,
+        "ServiceEntry": service_entry.validate,
+        "WorkloadEntry": workload_entry.validate,
+        "Service": service.validate,
+    }
+)
+
+
+def validate(resource: Resource) -> list[Diagnostic]:
+    """All errors and warnings of one resource (empty when it is fine).
+
+    Kinds without a validator only get the metadata checks.
+    """
+    found = metadata.validate(resource)
+    kind_validator = VALIDATORS.get(resource.kind)
+    if kind_validator is not None:
+        found += kind_validator(resource)
+    return found

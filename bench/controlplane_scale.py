@@ -1,0 +1,366 @@
+"""Control-plane scale: M simulated sidecars on real ADS streams against N services.
+
+Theory of operation: the control plane runs as a user runs it
+(``pilotfish control-plane --config DIR ...``) on a generated config directory
+(``bench.config_gen``); the simulator (``bench.ads_sim``) runs as a second process
+and talks JSON lines with this one. Three things are timed:
+
+1. the initial full push, from the simulator's first connect attempt until every
+   stream has ACKed CDS, EDS, LDS and RDS;
+2. a VirtualService edit (weights 90/10 -> 50/50 in one file): from the file write
+   to the last ACK of the new RDS by every proxy that received one;
+3. an endpoint change (one WorkloadEntry address in another service's file): from
+   the file write to the last ACK of the new EDS.
+
+The write time here and the ACK times in the simulator are both
+``time.monotonic()``, one system-wide clock on Linux. Control-plane CPU seconds and
+peak RSS come from ``/proc`` just before it is stopped. Every wait has a deadline,
+and both processes are killed whatever happens. Slowness is reported, never raised.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from bench.config_gen import endpoint_address, generate_config, write_service
+from bench.procstats import cpu_seconds, peak_rss_mib
+
+__all__ = [
+    "FULL",
+    "QUICK",
+    "TARGETS",
+    "BenchmarkError",
+    "ScaleParams",
+    "pilotfish_executable",
+    "run_scale",
+]
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+TARGETS = {"full_push_s": 10.0, "endpoint_convergence_s": 1.0, "cp_peak_rss_mib": 1024.0}
+
+
+class BenchmarkError(RuntimeError):
+    """The benchmark could not run (as opposed to: it ran and was slow)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ScaleParams:
+    """Sizes and bounds of one run."""
+
+    services: int
+    proxies: int
+    streams_per_channel: int = 50
+    deadline_s: float = 120.0
+    quiet_s: float = 1.0
+
+
+FULL = ScaleParams(services=1000, proxies=1000)
+QUICK = ScaleParams(services=100, proxies=100)
+
+
+def pilotfish_executable() -> Path:
+    """The ``pilotfish`` command installed beside the running interpreter."""
+    return Path(sys.executable).parent / "pilotfish"
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+class _ControlPlane:
+    """``pilotfish control-plane`` as a subprocess, logging to a file."""
+
+    def __init__(self, exe: Path, config_dir: Path, log_path: Path) -> None:
+        self.xds_port = _free_port()
+        self.http_port = _free_port()
+        self.log_path = log_path
+        if not exe.exists():
+            raise BenchmarkError(f"{exe} not found: is pilotfish installed in this venv?")
+        self._log: IO[bytes] = log_path.open("wb")
+        self.proc = subprocess.Popen(
+            [
+                str(exe),
+                "control-plane",
+                "--config",
+                str(config_dir),
+                "--xds-port",
+                str(self.xds_port),
+                "--http-port",
+                str(self.http_port),
+                "--bind",
+                "127.0.0.1",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def wait_ready(self, deadline_s: float) -> float:
+        """Poll ``GET /ready`` until 200; return seconds waited."""
+        started = time.monotonic()
+        url = f"http://127.0.0.1:{self.http_port}/ready"
+        while time.monotonic() - started < deadline_s:
+            if self.proc.poll() is not None:
+                raise BenchmarkError(
+                    f"control plane exited with {self.proc.returncode}:\n{_tail(self.log_path)}"
+                )
+            try:
+                with urllib.request.urlopen(url, timeout=2.0) as response:
+                    if response.status == 200:
+                        return time.monotonic() - started
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.05)
+        raise BenchmarkError(f"control plane not ready after {deadline_s:.0f} s")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self._log.close()
+
+
+class _Simulator:
+    """``python -m bench.ads_sim`` as a subprocess: JSON commands in, JSON events out."""
+
+    def __init__(self, params: ScaleParams, xds_port: int, log_path: Path) -> None:
+        self._log: IO[bytes] = log_path.open("wb")
+        self.log_path = log_path
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "bench.ads_sim",
+                "--target",
+                f"127.0.0.1:{xds_port}",
+                "--proxies",
+                str(params.proxies),
+                "--services",
+                str(params.services),
+                "--streams-per-channel",
+                str(params.streams_per_channel),
+                "--full-push-timeout",
+                str(params.deadline_s),
+            ],
+            cwd=REPO_ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            text=True,
+        )
+        self._events: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            try:
+                self._events.put(json.loads(line))
+            except ValueError:
+                continue
+        self._events.put(None)
+
+    def send(self, command: dict[str, Any]) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(command) + "\n")
+        self.proc.stdin.flush()
+
+    def expect(self, event: str, timeout: float) -> dict[str, Any]:
+        """The next event named ``event``; raises BenchmarkError on exit, error or timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise BenchmarkError(f"simulator: no {event!r} within {timeout:.0f} s")
+            try:
+                item = self._events.get(timeout=remaining)
+            except queue.Empty:
+                continue
+            if item is None:
+                raise BenchmarkError(f"simulator exited:\n{_tail(self.log_path)}")
+            if item.get("event") == "error":
+                raise BenchmarkError(f"simulator: {item.get('message')}")
+            if item.get("event") == event:
+                return item
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.send({"cmd": "quit"})
+                self.proc.wait(timeout=10)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self._log.close()
+
+
+def _measure_change(
+    sim: _Simulator,
+    params: ScaleParams,
+    type_name: str,
+    change: Callable[[], object],
+) -> dict[str, Any]:
+    """Mark, apply ``change`` (a file write), wait for the affected proxies' ACKs."""
+    sim.send({"cmd": "mark"})
+    sim.expect("mark", timeout=30)
+    written_at = time.monotonic()
+    change()
+    sim.send(
+        {
+            "cmd": "wait",
+            "type": type_name,
+            "mode": "affected",
+            "timeout": params.deadline_s,
+            "quiet": params.quiet_s,
+        }
+    )
+    result = sim.expect("wait", timeout=params.deadline_s + params.quiet_s + 30)
+    last_ack = result.get("last_ack_at")
+    return {
+        "type": type_name,
+        "converged": bool(result.get("converged")),
+        "convergence_s": None if last_ack is None else last_ack - written_at,
+        "first_response_s": (
+            None
+            if result.get("first_response_at") is None
+            else result["first_response_at"] - written_at
+        ),
+        "affected": result.get("affected"),
+        "acked": result.get("acked"),
+        "changed_per_type": result.get("changed_per_type"),
+        "stream_errors": result.get("stream_errors"),
+    }
+
+
+def run_scale(
+    params: ScaleParams,
+    log: Callable[[str], None] = print,
+    executable: Path | None = None,
+) -> dict[str, Any]:
+    """Run the whole scenario once; returns parameters and measurements (JSON-ready).
+
+    ``executable`` is the ``pilotfish`` command to benchmark (default: the one
+    installed beside this interpreter). A run that cannot go on (no ``pilotfish``
+    command, the control plane dies or never becomes ready, the simulator exits)
+    does not raise: ``error`` says why, and what was measured before is kept.
+    """
+    exe = executable or pilotfish_executable()
+    out: dict[str, Any] = {
+        "parameters": asdict(params) | {"endpoints_per_service": 4, "executable": str(exe)}
+    }
+    with tempfile.TemporaryDirectory(prefix="pilotfish-bench-") as tmp:
+        try:
+            _scenario(params, exe, Path(tmp), out, log)
+        except BenchmarkError as exc:
+            out["error"] = str(exc)
+    out["targets"] = _targets(out)
+    return out
+
+
+def _scenario(
+    params: ScaleParams, exe: Path, work: Path, out: dict[str, Any], log: Callable[[str], None]
+) -> None:
+    config_dir = work / "config"
+    started = time.monotonic()
+    generate_config(config_dir, params.services)
+    out["parameters"]["config_files"] = params.services
+    log(f"generated {params.services} service files in {time.monotonic() - started:.1f} s")
+
+    cp = _ControlPlane(exe, config_dir, work / "controlplane.log")
+    sim: _Simulator | None = None
+    phase_cpu: dict[str, float | None] = {}
+    out["cp_cpu_s_at"] = phase_cpu
+    try:
+        out["cp_ready_s"] = cp.wait_ready(params.deadline_s)
+        phase_cpu["ready"] = cpu_seconds(cp.proc.pid)
+        log(f"control plane ready in {out['cp_ready_s']:.2f} s; starting simulator")
+
+        sim = _Simulator(params, cp.xds_port, work / "simulator.log")
+        sim.expect("started", timeout=60)
+        full = sim.expect("full_push", timeout=params.deadline_s + 30)
+        full.pop("event", None)
+        phase_cpu["full_push"] = cpu_seconds(cp.proc.pid)
+        out["full_push"] = full
+        out["full_push_s"] = full.get("full_push_s")
+        log(f"full push: {full.get('complete')}/{params.proxies} proxies complete")
+        if not full.get("converged"):
+            out["skipped"] = "initial push did not converge; changes not measured"
+            return
+
+        out["vs_edit"] = _measure_change(
+            sim, params, "RDS", lambda: write_service(config_dir, 0, weights=(50, 50))
+        )
+        phase_cpu["vs_edit"] = cpu_seconds(cp.proc.pid)
+        log(f"VirtualService edit: {out['vs_edit']['affected']} proxies affected")
+
+        # Another service's file, so this edit changes endpoints only.
+        ep_service = params.services // 2
+        moved = {0: endpoint_address(ep_service, 0, block=11)}
+        out["endpoint_change"] = _measure_change(
+            sim,
+            params,
+            "EDS",
+            lambda: write_service(config_dir, ep_service, address_overrides=moved),
+        )
+        phase_cpu["endpoint_change"] = cpu_seconds(cp.proc.pid)
+        log(f"endpoint change: {out['endpoint_change']['affected']} proxies affected")
+    finally:
+        # Read /proc while both processes still exist; stop them whatever happened.
+        out["cp_cpu_s"] = cpu_seconds(cp.proc.pid)
+        out["cp_peak_rss_mib"] = peak_rss_mib(cp.proc.pid)
+        if sim is not None:
+            out["sim_cpu_s"] = cpu_seconds(sim.proc.pid)
+            out["sim_peak_rss_mib"] = peak_rss_mib(sim.proc.pid)
+            sim.stop()
+        if cp.proc.poll() is not None:
+            out["cp_exit_code"] = cp.proc.returncode
+        cp.stop()
+        out["cp_log_tail"] = _tail(cp.log_path, 10)
+
+
+def _targets(out: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    values = {
+        "full_push_s": out.get("full_push_s"),
+        "endpoint_convergence_s": (out.get("endpoint_change") or {}).get("convergence_s"),
+        "cp_peak_rss_mib": out.get("cp_peak_rss_mib"),
+    }
+    converged = {
+        "full_push_s": bool((out.get("full_push") or {}).get("converged")),
+        "endpoint_convergence_s": bool((out.get("endpoint_change") or {}).get("converged")),
+        "cp_peak_rss_mib": True,
+    }
+    checks: dict[str, dict[str, Any]] = {}
+    for name, limit in TARGETS.items():
+        value = values[name]
+        # Not measured or not converged counts as not met: the target is "everywhere".
+        met = value is not None and converged[name] and value < limit
+        checks[name] = {"limit": limit, "value": value, "met": met}
+    return checks

@@ -1,0 +1,98 @@
+"""Presenting benchmark results: rich tables on the terminal, JSON files under ``bench/results``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+__all__ = ["RESULTS_DIR", "scale_table", "write_result"]
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+def write_result(name: str, payload: dict[str, Any], results_dir: Path = RESULTS_DIR) -> Path:
+    """Write ``<results_dir>/<name>.json`` (pretty, sorted keys); return its path."""
+    results_dir.mkdir(parents=True, exist_ok=True)
+    path = results_dir / f"{name}.json"
+    path.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def _seconds(value: Any) -> str:
+    return "-" if value is None else f"{float(value):.3f} s"
+
+
+def _mib(value: Any) -> str:
+    return "-" if value is None else f"{float(value):.0f} MiB"
+
+
+def _verdict(check: dict[str, Any] | None, unit: str) -> str:
+    if check is None:
+        return ""
+    mark = "[green]met[/green]" if check.get("met") else "[red]not met[/red]"
+    return f"< {check['limit']:g} {unit}: {mark}"
+
+
+def _change_row(change: dict[str, Any] | None, proxies: int) -> tuple[str, str]:
+    if not change:
+        return "-", "-"
+    value = _seconds(change.get("convergence_s"))
+    if not change.get("converged"):
+        value += " [red](not converged)[/red]"
+    return value, f"{change.get('acked')}/{change.get('affected')} acked of {proxies}"
+
+
+def scale_table(result: dict[str, Any]) -> Table:
+    """One control-plane scale run as a metric / value / detail / target table."""
+    params = result.get("parameters", {})
+    numbers = result.get("results", {})
+    targets = numbers.get("targets", {})
+    proxies = int(params.get("proxies", 0))
+    title = f"control-plane scale: N={params.get('services')} services, M={proxies} proxies"
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_column("detail")
+    table.add_column("target")
+
+    full = numbers.get("full_push") or {}
+    full_value = _seconds(numbers.get("full_push_s"))
+    if full and not full.get("converged"):
+        full_value = f"[red]{full.get('complete')}/{proxies} complete[/red]"
+    table.add_row("control plane ready", _seconds(numbers.get("cp_ready_s")), "", "")
+    table.add_row(
+        "initial full push",
+        full_value,
+        f"median proxy {_seconds(full.get('median_complete_s'))}" if full else "",
+        _verdict(targets.get("full_push_s"), "s"),
+    )
+    vs_value, vs_detail = _change_row(numbers.get("vs_edit"), proxies)
+    table.add_row("VirtualService edit -> RDS", vs_value, vs_detail, "")
+    ep_value, ep_detail = _change_row(numbers.get("endpoint_change"), proxies)
+    table.add_row(
+        "endpoint change -> EDS",
+        ep_value,
+        ep_detail,
+        _verdict(targets.get("endpoint_convergence_s"), "s"),
+    )
+    table.add_row(
+        "control plane peak RSS",
+        _mib(numbers.get("cp_peak_rss_mib")),
+        "",
+        _verdict(targets.get("cp_peak_rss_mib"), "MiB"),
+    )
+    table.add_row("control plane CPU", _seconds(numbers.get("cp_cpu_s")), "user+system", "")
+    table.add_row(
+        "simulator CPU",
+        _seconds(numbers.get("sim_cpu_s")),
+        f"peak RSS {_mib(numbers.get('sim_peak_rss_mib'))}",
+        "",
+    )
+    if full.get("stream_errors"):
+        table.add_row("stream errors", str(full["stream_errors"]), str(full.get("first_error")), "")
+    if result.get("error"):
+        table.add_row("[red]error[/red]", "", str(result["error"]), "")
+    return table

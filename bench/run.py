@@ -1,0 +1,123 @@
+"""Run the benchmarks: ``python -m bench.run [--quick] [--only NAME]``.
+
+Each benchmark prints a table and writes ``bench/results/<name>.json``
+(``<name>_quick.json`` with ``--quick``, ``<name>_custom.json`` when sizes are
+overridden) holding machine info, parameters, numbers and a UTC timestamp.
+The exit status is 1 only when a benchmark could not run at all; slow numbers are
+reported, never turned into a failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from bench.controlplane_scale import FULL, QUICK, ScaleParams, run_scale
+from bench.procstats import machine_info, utc_timestamp
+from bench.report import scale_table, write_result
+
+__all__ = ["BENCHMARKS", "Benchmark", "main"]
+
+_REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True, slots=True)
+class Benchmark:
+    """A named benchmark: ``run(args, console)`` returns numbers; ``table`` renders a payload.
+
+    ``run`` reports a run that could not complete with an ``error`` key in its numbers.
+
+    ``parameters(args)`` describes the sizes used, so a run that fails still records them.
+    """
+
+    name: str
+    parameters: Callable[[argparse.Namespace], dict[str, Any]]
+    run: Callable[[argparse.Namespace, Console], dict[str, Any]]
+    table: Callable[[dict[str, Any]], Table]
+
+
+def _scale_params(args: argparse.Namespace) -> ScaleParams:
+    params = QUICK if args.quick else FULL
+    overrides = {
+        key: value
+        for key, value in (
+            ("services", args.services),
+            ("proxies", args.proxies),
+            ("streams_per_channel", args.streams_per_channel),
+        )
+        if value is not None
+    }
+    return dataclasses.replace(params, **overrides)
+
+
+def _run_controlplane_scale(args: argparse.Namespace, console: Console) -> dict[str, Any]:
+    return run_scale(_scale_params(args), log=console.log, executable=args.pilotfish)
+
+
+BENCHMARKS = (
+    Benchmark(
+        "controlplane_scale",
+        lambda args: dataclasses.asdict(_scale_params(args)),
+        _run_controlplane_scale,
+        scale_table,
+    ),
+)
+
+
+def _result_name(name: str, args: argparse.Namespace) -> str:
+    if any(
+        v is not None
+        for v in (args.services, args.proxies, args.streams_per_channel, args.pilotfish)
+    ):
+        return f"{name}_custom"
+    return f"{name}_quick" if args.quick else name
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the selected benchmarks; return the process exit status."""
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small sizes (minutes, not hours)")
+    parser.add_argument("--only", choices=[b.name for b in BENCHMARKS], help="run one benchmark")
+    parser.add_argument("--services", type=int, help="override N (scale benchmark)")
+    parser.add_argument("--proxies", type=int, help="override M (scale benchmark)")
+    parser.add_argument("--streams-per-channel", type=int, help="ADS streams per gRPC channel")
+    parser.add_argument(
+        "--pilotfish", type=Path, help="pilotfish command to benchmark (default: this venv's)"
+    )
+    args = parser.parse_args(argv)
+
+    console = Console()
+    machine = machine_info(_REPO)
+    status = 0
+    for bench in BENCHMARKS:
+        if args.only and bench.name != args.only:
+            continue
+        console.rule(bench.name)
+        payload: dict[str, Any] = {
+            "benchmark": bench.name,
+            "quick": bool(args.quick),
+            "timestamp": utc_timestamp(),
+            "machine": machine,
+            "error": None,
+        }
+        numbers = bench.run(args, console)
+        payload["error"] = numbers.pop("error", None)
+        if payload["error"] is not None:
+            status = 1
+        payload["parameters"] = numbers.pop("parameters", None) or bench.parameters(args)
+        payload["results"] = numbers
+        console.print(bench.table(payload))
+        path = write_result(_result_name(bench.name, args), payload)
+        console.print(f"wrote {path.relative_to(_REPO) if path.is_relative_to(_REPO) else path}")
+    return status
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,220 @@
+"""The per-proxy agent: bootstrap, supervise and drain one Envoy.
+
+Theory of operation:
+
+- ``start()`` writes ``<work_dir>/bootstrap.json``, starts the readiness server
+  and then Envoy (supervised, restarted with back-off if it dies).
+- ``run_until_stopped()`` waits for SIGTERM or SIGINT (or ``request_stop()``)
+  and then calls ``drain_and_stop()``; a second signal cuts the drain short.
+- ``drain_and_stop()`` is the graceful shutdown Kubernetes-style callers expect:
+  readiness turns 503 at once (callers stop sending new traffic), Envoy is
+  asked to drain its listeners gracefully (HTTP/1 responses get
+  ``Connection: close``, HTTP/2 connections get GOAWAY), the agent waits until
+  Envoy reports no active downstream connections or the drain duration has
+  passed, and only then stops Envoy. Connections to the admin and Prometheus
+  listeners are ignored: they are ours or a scraper's, not traffic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from pathlib import Path
+
+from pilotfish.agent.admin import AdminError, EnvoyAdmin
+from pilotfish.agent.backoff import BackoffPolicy
+from pilotfish.agent.bootstrap import STATS_STAT_PREFIX, write_bootstrap
+from pilotfish.agent.config import AgentConfig
+from pilotfish.agent.envoy_process import EnvoyProcess, envoy_command
+from pilotfish.agent.health import HealthServer, ReadinessProbe
+from pilotfish.envoy_binary import find_envoy
+
+__all__ = ["Agent", "active_downstream_connections"]
+
+_ACTIVE_CX_STATS = r"^(http|listener)\..*downstream_cx_active$"
+_IGNORED_PREFIXES = tuple(
+    f"{scope}.{prefix}."
+    for scope in ("http", "listener")
+    for prefix in ("admin", STATS_STAT_PREFIX)
+)
+_DRAIN_POLL_INTERVAL = 0.1
+
+
+def active_downstream_connections(stats: dict[str, int]) -> int:
+    """Largest ``downstream_cx_active`` gauge among traffic listeners and HTTP managers.
+
+    The same connection shows up in a listener gauge and in its HTTP connection
+    manager's gauge, so the maximum (not the sum) is the useful number; zero
+    means nothing is in flight.
+    """
+    return max(
+        (value for name, value in stats.items() if not name.startswith(_IGNORED_PREFIXES)),
+        default=0,
+    )
+
+
+class Agent:
+    """Runs one proxy for ``config``. Use from a single event loop."""
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        *,
+        backoff: BackoffPolicy | None = None,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self.config = config
+        self._backoff = backoff
+        self._log = logger or logging.getLogger("pilotfish.agent")
+        self._admin: EnvoyAdmin | None = None
+        self._probe: ReadinessProbe | None = None
+        self._health: HealthServer | None = None
+        self._envoy: EnvoyProcess | None = None
+        self._health_port: int | None = None
+        self._stop_requested = asyncio.Event()
+        self._hurry = asyncio.Event()
+        self._stopped = False
+
+    @property
+    def work_dir(self) -> Path:
+        """Where ``bootstrap.json``, ``envoy.log`` and ``envoy.pid`` live."""
+        return self.config.resolved_work_dir
+
+    @property
+    def envoy(self) -> EnvoyProcess | None:
+        return self._envoy
+
+    @property
+    def health_port(self) -> int | None:
+        """Bound port of the readiness server once started."""
+        return self._health_port
+
+    async def start(self) -> None:
+        """Write the bootstrap, start readiness serving and Envoy.
+
+        Raises ``EnvoyNotFoundError`` or ``OSError`` (port in use, cannot spawn)
+        after undoing whatever had been started.
+        """
+        config = self.config
+        work_dir = config.resolved_work_dir
+        work_dir.mkdir(parents=True, exist_ok=True)
+        bootstrap = write_bootstrap(config, work_dir / "bootstrap.json")
+        command = envoy_command(
+            config.envoy_path or find_envoy(),
+            bootstrap,
+            concurrency=config.concurrency,
+            log_level=config.log_level,
+            drain_time=config.drain_duration,
+            extra_args=config.extra_envoy_args,
+        )
+        self._admin = EnvoyAdmin(config.admin_port)
+        self._probe = ReadinessProbe(self._admin)
+        self._health = HealthServer(self._probe, config.health_bind, config.health_port)
+        self._envoy = EnvoyProcess(
+            command,
+            work_dir,
+            inherit_output=config.inherit_envoy_output,
+            policy=self._backoff,
+            logger=self._log.getChild("envoy"),
+        )
+        try:
+            self._health_port = await self._health.start()
+            await self._envoy.start()
+        except BaseException:
+            await self._shutdown()
+            raise
+        self._log.info(
+            "agent %s started: envoy pid %s, admin 127.0.0.1:%d, health %s:%d, xds %s:%d, "
+            "work dir %s",
+            config.proxy_id,
+            self._envoy.pid,
+            config.admin_port,
+            config.health_bind,
+            self._health_port,
+            config.xds_host,
+            config.xds_port,
+            work_dir,
+        )
+
+    def request_stop(self) -> None:
+        """Ask ``run_until_stopped()`` to drain and return (safe from signal handlers)."""
+        self._stop_requested.set()
+
+    async def run_until_stopped(self) -> int:
+        """Serve until SIGTERM/SIGINT or ``request_stop()``, then drain; return exit code 0."""
+        loop = asyncio.get_running_loop()
+        handled: list[signal.Signals] = []
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, self._on_signal, sig)
+                handled.append(sig)
+        try:
+            await self._stop_requested.wait()
+            await self.drain_and_stop()
+        finally:
+            for sig in handled:
+                loop.remove_signal_handler(sig)
+        return 0
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        if self._stop_requested.is_set():
+            # A second signal means the operator does not want to wait.
+            self._log.info("received %s again; stopping without waiting for connections", sig.name)
+            self._hurry.set()
+            return
+        self._log.info("received %s; draining", sig.name)
+        self.request_stop()
+
+    async def drain_and_stop(self) -> None:
+        """Turn un-ready, drain Envoy's connections (bounded by the drain duration), stop.
+
+        Idempotent.
+        """
+        if self._stopped:
+            return
+        self._stopped = True
+        if self._probe is not None:
+            self._probe.mark_draining()
+        deadline = time.monotonic() + self.config.drain_duration
+        if self._admin is not None and self._envoy is not None and self._envoy.pid is not None:
+            try:
+                await self._admin.request("POST", "/drain_listeners", {"graceful": ""})
+            except AdminError as exc:
+                self._log.warning("could not ask envoy to drain: %s", exc)
+            remaining = await self._wait_for_idle(deadline)
+            if remaining:
+                self._log.warning(
+                    "drain duration passed with %d connection(s) still active", remaining
+                )
+        await self._shutdown()
+        self._log.info("agent %s stopped", self.config.proxy_id)
+
+    async def _wait_for_idle(self, deadline: float) -> int:
+        """Poll until no traffic connection is active or ``deadline``; return what is left."""
+        assert self._admin is not None and self._envoy is not None
+        active = -1
+        while True:
+            if self._envoy.pid is None:
+                return 0  # Envoy is down: there is nothing left to drain.
+            try:
+                active = active_downstream_connections(await self._admin.stats(_ACTIVE_CX_STATS))
+            except AdminError as exc:
+                self._log.debug("reading connection stats failed: %s", exc)
+            if active == 0:
+                return 0
+            if time.monotonic() >= deadline or self._hurry.is_set():
+                return max(active, 0)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._hurry.wait(), _DRAIN_POLL_INTERVAL)
+
+    async def _shutdown(self) -> None:
+        if self._envoy is not None:
+            returncode = await self._envoy.stop()
+            self._log.debug("envoy exited with %s", returncode)
+        if self._health is not None:
+            await self._health.close()
+        if self._admin is not None:
+            await self._admin.close()

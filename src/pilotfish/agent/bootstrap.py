@@ -1,0 +1,269 @@
+"""Envoy's bootstrap configuration for one proxy, as plain JSON-ready data.
+
+Theory of operation: the bootstrap holds only what Envoy needs before it can
+talk to the control plane. Everything else (listeners, routes, clusters,
+endpoints) arrives over one ADS stream to the static ``xds-grpc`` cluster.
+
+- ``node``: id and cluster ``<name>.<namespace>``; ``metadata`` carries the
+  facts the control plane turns into a ``ProxyView`` (key names from
+  ``pilotfish.model.proxy_view``). Ports inside metadata are strings, as in
+  Istio, so that protobuf's ``Struct`` (whose numbers are doubles) never turns
+  them into ``15001.0``.
+- ``dynamic_resources``: CDS and LDS over ADS with ``initial_fetch_timeout: 0s``
+  so Envoy stays un-initialized (and the agent un-ready) until the control
+  plane has answered, instead of going live with no configuration.
+- ``admin`` listens on loopback only: it can stop Envoy and dump secrets.
+- A static Prometheus listener exposes ``/stats/prometheus`` on the stats port
+  by routing to a static cluster that points at the admin port (Istio's trick),
+  so scrapers never reach the rest of the admin API.
+
+Only fields that Envoy 1.40 accepts appear here; the unit tests run
+``envoy --mode validate`` on the output.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pilotfish.agent.config import AgentConfig, is_ip_address
+from pilotfish.model.proxy_view import (
+    META_APP_ADDRESS,
+    META_APP_PORTS,
+    META_INBOUND_PORT,
+    META_INSTANCE_IPS,
+    META_INTERCEPTION_MODE,
+    META_LABELS,
+    META_NAMESPACE,
+    META_OUTBOUND_PORT,
+    META_ROLE,
+    META_SERVICE_ACCOUNT,
+)
+
+__all__ = [
+    "ADMIN_CLUSTER",
+    "STATS_LISTENER",
+    "STATS_STAT_PREFIX",
+    "XDS_CLUSTER",
+    "build_bootstrap",
+    "node_metadata",
+    "write_bootstrap",
+]
+
+XDS_CLUSTER = "xds-grpc"
+ADMIN_CLUSTER = "prometheus_stats"
+STATS_LISTENER = "prometheus_stats"
+# Stat prefix of the Prometheus listener; the drain logic ignores its connections.
+STATS_STAT_PREFIX = "prometheus_stats"
+
+_HCM_TYPE = (
+    "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3."
+    "HttpConnectionManager"
+)
+_ROUTER_TYPE = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+_HTTP_OPTIONS_KEY = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+_HTTP_OPTIONS_TYPE = "type.googleapis.com/" + _HTTP_OPTIONS_KEY
+_CONNECTIONS_MONITOR_TYPE = (
+    "type.googleapis.com/envoy.extensions.resource_monitors.downstream_connections.v3."
+    "DownstreamConnectionsConfig"
+)
+# A proxy should never refuse connections because of a default limit; the
+# explicit (huge) limit also silences Envoy's start-up warning about having none.
+_MAX_DOWNSTREAM_CONNECTIONS = 2**31 - 1
+
+
+def _socket_address(address: str, port: int) -> dict[str, Any]:
+    return {"socket_address": {"address": address, "port_value": port}}
+
+
+def node_metadata(config: AgentConfig) -> dict[str, Any]:
+    """The node metadata the control plane reads back with ``ProxyView.from_node``."""
+    return {
+        META_ROLE: config.role,
+        META_NAMESPACE: config.namespace,
+        META_LABELS: dict(config.labels),
+        META_SERVICE_ACCOUNT: config.service_account,
+        META_INSTANCE_IPS: ",".join(config.ips),
+        META_INTERCEPTION_MODE: config.interception,
+        META_APP_ADDRESS: config.app_address,
+        META_APP_PORTS: {str(target): str(app) for target, app in config.app_ports},
+        META_OUTBOUND_PORT: str(config.outbound_port),
+        META_INBOUND_PORT: str(config.inbound_port),
+    }
+
+
+def _xds_cluster(config: AgentConfig) -> dict[str, Any]:
+    static = is_ip_address(config.xds_host)
+    cluster: dict[str, Any] = {
+        "name": XDS_CLUSTER,
+        "type": "STATIC" if static else "STRICT_DNS",
+        "connect_timeout": "1s",
+        "load_assignment": {
+            "cluster_name": XDS_CLUSTER,
+            "endpoints": [
+                {
+                    "lb_endpoints": [
+                        {"endpoint": {"address": _socket_address(config.xds_host, config.xds_port)}}
+                    ]
+                }
+            ],
+        },
+        # The ADS stream is one long-lived HTTP/2 stream; never let default
+        # circuit breakers or idle timeouts cut it.
+        "circuit_breakers": {
+            "thresholds": [
+                {
+                    "priority": "DEFAULT",
+                    "max_connections": 100000,
+                    "max_pending_requests": 100000,
+                    "max_requests": 100000,
+                },
+                {
+                    "priority": "HIGH",
+                    "max_connections": 100000,
+                    "max_pending_requests": 100000,
+                    "max_requests": 100000,
+                },
+            ]
+        },
+        "typed_extension_protocol_options": {
+            _HTTP_OPTIONS_KEY: {
+                "@type": _HTTP_OPTIONS_TYPE,
+                "explicit_http_config": {
+                    "http2_protocol_options": {
+                        "connection_keepalive": {"interval": "30s", "timeout": "10s"}
+                    }
+                },
+            }
+        },
+        "upstream_connection_options": {
+            "tcp_keepalive": {"keepalive_time": 300},
+        },
+    }
+    if not static:
+        cluster["dns_lookup_family"] = "V4_PREFERRED"
+    return cluster
+
+
+def _stats_listener(config: AgentConfig) -> dict[str, Any]:
+    return {
+        "name": STATS_LISTENER,
+        "stat_prefix": STATS_STAT_PREFIX,
+        "address": _socket_address(config.stats_bind, config.stats_port),
+        "filter_chains": [
+            {
+                "filters": [
+                    {
+                        "name": "envoy.filters.network.http_connection_manager",
+                        "typed_config": {
+                            "@type": _HCM_TYPE,
+                            "stat_prefix": STATS_STAT_PREFIX,
+                            "codec_type": "AUTO",
+                            "route_config": {
+                                "virtual_hosts": [
+                                    {
+                                        "name": "prometheus",
+                                        "domains": ["*"],
+                                        "routes": [
+                                            {
+                                                "match": {"path": "/stats/prometheus"},
+                                                "route": {"cluster": ADMIN_CLUSTER},
+                                            }
+                                        ],
+                                    }
+                                ]
+                            },
+                            "http_filters": [
+                                {
+                                    "name": "envoy.filters.http.router",
+                                    "typed_config": {"@type": _ROUTER_TYPE},
+                                }
+                            ],
+                        },
+                    }
+                ]
+            }
+        ],
+    }
+
+
+def _admin_cluster(config: AgentConfig) -> dict[str, Any]:
+    return {
+        "name": ADMIN_CLUSTER,
+        "type": "STATIC",
+        "connect_timeout": "0.25s",
+        "load_assignment": {
+            "cluster_name": ADMIN_CLUSTER,
+            "endpoints": [
+                {
+                    "lb_endpoints": [
+                        {"endpoint": {"address": _socket_address("127.0.0.1", config.admin_port)}}
+                    ]
+                }
+            ],
+        },
+    }
+
+
+def build_bootstrap(config: AgentConfig) -> dict[str, Any]:
+    """Return Envoy's bootstrap for ``config`` as JSON-ready data (pure)."""
+    ads_source = {"ads": {}, "initial_fetch_timeout": "0s", "resource_api_version": "V3"}
+    clusters = [_xds_cluster(config)]
+    listeners: list[dict[str, Any]] = []
+    if config.stats_port:
+        clusters.append(_admin_cluster(config))
+        listeners.append(_stats_listener(config))
+    return {
+        "node": {
+            "id": config.proxy_id,
+            "cluster": config.proxy_id,
+            "metadata": node_metadata(config),
+        },
+        "admin": {"address": _socket_address("127.0.0.1", config.admin_port)},
+        "dynamic_resources": {
+            "ads_config": {
+                "api_type": "GRPC",
+                "transport_api_version": "V3",
+                "set_node_on_first_message_only": True,
+                "grpc_services": [{"envoy_grpc": {"cluster_name": XDS_CLUSTER}}],
+            },
+            "cds_config": dict(ads_source),
+            "lds_config": dict(ads_source),
+        },
+        "static_resources": {"clusters": clusters, "listeners": listeners},
+        "layered_runtime": {
+            "layers": [
+                {
+                    "name": "global config",
+                    "static_layer": {
+                        # Regexes in user routes may be larger than Envoy's
+                        # conservative default before they count as an error.
+                        "re2.max_program_size.error_level": 32768,
+                    },
+                },
+                {"name": "admin", "admin_layer": {}},
+            ]
+        },
+        "overload_manager": {
+            "resource_monitors": [
+                {
+                    "name": "envoy.resource_monitors.global_downstream_max_connections",
+                    "typed_config": {
+                        "@type": _CONNECTIONS_MONITOR_TYPE,
+                        "max_active_downstream_connections": _MAX_DOWNSTREAM_CONNECTIONS,
+                    },
+                }
+            ]
+        },
+    }
+
+
+def write_bootstrap(config: AgentConfig, path: Path) -> Path:
+    """Write ``build_bootstrap(config)`` to ``path`` as JSON, atomically; return ``path``."""
+    text = json.dumps(build_bootstrap(config), indent=2, sort_keys=True) + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+    return path

@@ -1,0 +1,152 @@
+"""Settings of one proxy agent, and parsing of the small string forms users type."""
+
+from __future__ import annotations
+
+import ipaddress
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pilotfish.model.proxy_view import Interception, Role
+
+__all__ = [
+    "AgentConfig",
+    "ConfigError",
+    "default_work_dir",
+    "is_ip_address",
+    "parse_address",
+    "parse_label",
+    "parse_port_mapping",
+]
+
+
+class ConfigError(ValueError):
+    """A setting is malformed; the message is meant for the user."""
+
+
+@dataclass(frozen=True, slots=True)
+class AgentConfig:
+    """Everything an agent needs to run one Envoy.
+
+    ``ips`` are the workload's instance addresses (the first is the primary).
+    ``app_ports`` maps a service target port to the port the local app really
+    listens on. Port 0 for ``stats_port`` disables the Prometheus listener.
+    ``work_dir`` of ``None`` means ``default_work_dir(name, namespace)``.
+    """
+
+    name: str
+    namespace: str
+    role: Role = "sidecar"
+    labels: tuple[tuple[str, str], ...] = ()
+    service_account: str = "default"
+    ips: tuple[str, ...] = ("127.0.0.1",)
+    xds_host: str = "127.0.0.1"
+    xds_port: int = 15010
+    admin_port: int = 15000
+    health_port: int = 15021
+    health_bind: str = "127.0.0.1"
+    interception: Interception = "NONE"
+    app_address: str = "127.0.0.1"
+    app_ports: tuple[tuple[int, int], ...] = ()
+    outbound_port: int = 15001
+    inbound_port: int = 15006
+    stats_port: int = 15090
+    concurrency: int = 2
+    drain_duration: float = 5.0
+    log_level: str = "info"
+    work_dir: Path | None = None
+    envoy_path: str | None = None
+    inherit_envoy_output: bool = False
+    extra_envoy_args: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if not self.name or not self.namespace:
+            raise ConfigError("name and namespace are required")
+        if not self.ips:
+            raise ConfigError("at least one instance IP is required")
+        for port_name in ("xds_port", "admin_port", "health_port", "outbound_port", "inbound_port"):
+            port = getattr(self, port_name)
+            if not 0 < port < 65536:
+                raise ConfigError(f"{port_name} must be in 1..65535, got {port}")
+        if not 0 <= self.stats_port < 65536:
+            raise ConfigError(f"stats_port must be in 0..65535, got {self.stats_port}")
+        if self.concurrency < 1:
+            raise ConfigError("concurrency must be at least 1")
+        if self.drain_duration < 0:
+            raise ConfigError("drain duration must not be negative")
+
+    @property
+    def proxy_id(self) -> str:
+        """Envoy node id and node cluster: ``<name>.<namespace>``."""
+        return f"{self.name}.{self.namespace}"
+
+    @property
+    def resolved_work_dir(self) -> Path:
+        return (
+            self.work_dir
+            if self.work_dir is not None
+            else default_work_dir(self.name, self.namespace)
+        )
+
+    @property
+    def stats_bind(self) -> str:
+        """Address of the Prometheus listener: all addresses under capture, else the pod IP."""
+        return "0.0.0.0" if self.interception == "REDIRECT" else self.ips[0]
+
+
+def default_work_dir(name: str, namespace: str) -> Path:
+    """``$TMPDIR/pilotfish-agent-<name>.<namespace>``."""
+    return Path(tempfile.gettempdir()) / f"pilotfish-agent-{name}.{namespace}"
+
+
+def parse_label(text: str) -> tuple[str, str]:
+    """Parse ``key=value`` (the value may be empty, the key may not)."""
+    key, sep, value = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"label must look like key=value, got {text!r}")
+    return key, value.strip()
+
+
+def parse_port_mapping(text: str) -> tuple[int, int]:
+    """Parse ``TARGET=APP`` into two ports."""
+    target, sep, app = text.partition("=")
+    try:
+        pair = (int(target), int(app)) if sep else None
+    except ValueError:
+        pair = None
+    if pair is None or not all(0 < p < 65536 for p in pair):
+        raise ConfigError(f"port mapping must look like TARGET=APP (two ports), got {text!r}")
+    return pair
+
+
+def parse_address(text: str, default_port: int | None = None) -> tuple[str, int]:
+    """Parse ``HOST:PORT`` or ``[V6]:PORT`` (port optional when ``default_port`` is given)."""
+    text = text.strip()
+    host: str
+    port_text: str
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port_text = rest[1:] if rest.startswith(":") else rest
+    elif text.count(":") == 1:
+        host, _, port_text = text.partition(":")
+    else:
+        host, port_text = text, ""
+    if not port_text and default_port is not None:
+        port_text = str(default_port)
+    try:
+        port = int(port_text)
+    except ValueError:
+        port = -1
+    if not host or not 0 < port < 65536:
+        raise ConfigError(f"address must look like HOST:PORT, got {text!r}")
+    return host, port
+
+
+def is_ip_address(host: str) -> bool:
+    """True for a literal IPv4 or IPv6 address (not a DNS name)."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True

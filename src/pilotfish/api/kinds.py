@@ -1,0 +1,79 @@
+"""The kinds Pilotfish understands: their spec schemas, apiVersions and plural names."""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+from typing import Final
+
+from pydantic import BaseModel
+
+from pilotfish.api.core.service import ServiceSpec
+from pilotfish.api.networking.destination_rule import DestinationRuleSpec
+from pilotfish.api.networking.gateway import GatewaySpec
+from pilotfish.api.networking.service_entry import ServiceEntrySpec
+from pilotfish.api.networking.virtual_service import VirtualServiceSpec
+from pilotfish.api.networking.workload_entry import WorkloadEntrySpec
+
+__all__ = ["API_VERSIONS", "KINDS", "PREFERRED_API_VERSION", "kind_for_plural", "plural"]
+
+_NETWORKING: Final = frozenset(
+    {"networking.istio.io/v1", "networking.istio.io/v1beta1", "networking.istio.io/v1alpha3"}
+)
+
+#: kind -> spec schema class. Read-only view: adding a kind is a code change.
+KINDS: Final[MappingProxyType[str, type[BaseModel]]] = MappingProxyType(
+    {
+        "Service": ServiceSpec,
+        "VirtualService": VirtualServiceSpec,
+        "DestinationRule": DestinationRuleSpec,
+        "Gateway": GatewaySpec,
+        "ServiceEntry": ServiceEntrySpec,
+        "WorkloadEntry": WorkloadEntrySpec,
+    }
+)
+
+#: kind -> apiVersions accepted for it.
+API_VERSIONS: Final[MappingProxyType[str, frozenset[str]]] = MappingProxyType(
+    {
+        "Service": frozenset({"v1"}),
+        "VirtualService": _NETWORKING,
+        "DestinationRule": _NETWORKING,
+        "Gateway": _NETWORKING,
+        "ServiceEntry": _NETWORKING,
+        "WorkloadEntry": _NETWORKING,
+    }
+)
+
+#: kind -> the apiVersion Pilotfish writes.
+PREFERRED_API_VERSION: Final[MappingProxyType[str, str]] = MappingProxyType(
+    {kind: "v1" if kind == "Service" else "networking.istio.io/v1" for kind in KINDS}
+)
+
+_PLURALS: Final[MappingProxyType[str, str]] = MappingProxyType(
+    {
+        "Service": "services",
+        "VirtualService": "virtualservices",
+        "DestinationRule": "destinationrules",
+        "Gateway": "gateways",
+        "ServiceEntry": "serviceentries",
+        "WorkloadEntry": "workloadentries",
+    }
+)
+_KIND_BY_PLURAL: Final = MappingProxyType({p: k for k, p in _PLURALS.items()})
+
+
+def plural(kind: str) -> str:
+    """Lower-case plural resource name, as in kubectl and REST paths. KeyError if unknown."""
+    return _PLURALS[kind]
+
+
+def kind_for_plural(name: str) -> str:
+    """The kind for a plural (``virtualservices``), also accepting the kind or its
+    lower-case singular (``VirtualService``, ``virtualservice``). KeyError if unknown."""
+    lowered = name.lower()
+    if lowered in _KIND_BY_PLURAL:
+        return _KIND_BY_PLURAL[lowered]
+    for kind in _PLURALS:
+        if kind.lower() == lowered:
+            return kind
+    raise KeyError(name)

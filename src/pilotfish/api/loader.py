@@ -1,0 +1,286 @@
+"""Load resources from YAML or JSON text, remembering file and line.
+
+Theory of operation: the text is composed into YAML node trees (JSON is
+parsed by the same YAML parser so it gets line numbers too). Each document,
+or each item of a ``kind: List`` / top-level JSON array, is walked once into
+plain data plus a field-path -> line map (``yamlnodes``). The envelope
+(``apiVersion``, ``kind``, ``metadata``) is checked by hand so that every
+problem gets a precise message; ``metadata`` and ``spec`` are then validated
+by their pydantic schemas, and every pydantic error becomes a Diagnostic
+with the user's camelCase field path and the line of that field. Only a
+document without schema errors reaches the kind's semantic validator
+(``pilotfish.api.validation``); a document with any error is not returned.
+
+All errors of a document are reported, not only the first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from pilotfish.api.base import ObjectMeta
+from pilotfish.api.diagnostics import Diagnostic, Severity, SourceRef
+from pilotfish.api.kinds import API_VERSIONS, KINDS
+from pilotfish.api.pydantic_errors import errors_to_findings
+from pilotfish.api.resource import Resource
+from pilotfish.api.validation import validate
+from pilotfish.api.yamlnodes import NodeData, line_in, node_to_data
+
+__all__ = ["LoadResult", "load_file", "load_text"]
+
+_M = TypeVar("_M", bound=BaseModel)
+
+_ENVELOPE_KEYS = frozenset({"apiVersion", "kind", "metadata", "spec", "status"})
+# Server-populated metadata that manifests exported from a cluster carry. It has
+# no meaning here, so it is dropped instead of failing the document.
+_IGNORED_METADATA = frozenset(
+    {
+        "managedFields",
+        "ownerReferences",
+        "finalizers",
+        "selfLink",
+        "generateName",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LoadResult:
+    """Resources that loaded cleanly, and every problem found (errors and warnings)."""
+
+    resources: tuple[Resource, ...] = ()
+    diagnostics: tuple[Diagnostic, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        """True when no diagnostic is an error (warnings are fine)."""
+        return not any(d.is_error for d in self.diagnostics)
+
+
+def load_file(path: str | Path) -> LoadResult:
+    """Load every resource of a YAML or JSON file. Unreadable files give one error."""
+    name = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        return LoadResult((), (_error(name, 0, f"file is not UTF-8 text: {exc.reason}"),))
+    except OSError as exc:
+        return LoadResult((), (_error(name, 0, f"cannot read file: {exc.strerror or exc}"),))
+    return load_text(text, name)
+
+
+def load_text(text: str, filename: str) -> LoadResult:
+    """Load every resource of a YAML (multi-document) or JSON text.
+
+    ``filename`` is only used to label diagnostics and ``Resource.source``.
+    Documents before a syntax error are still loaded; the result is then not
+    ``ok``. Empty documents are skipped.
+    """
+    resources: list[Resource] = []
+    diagnostics: list[Diagnostic] = []
+    try:
+        for root in yaml.compose_all(text, Loader=yaml.SafeLoader):
+            if root is None:
+                continue
+            for item in _documents(root, filename, diagnostics):
+                _load_document(item, filename, resources, diagnostics)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else 0
+        reason = exc.problem or exc.context or "invalid YAML"
+        diagnostics.append(_error(filename, line, f"YAML syntax error: {reason}"))
+    except yaml.YAMLError as exc:
+        diagnostics.append(_error(filename, 0, f"YAML syntax error: {exc}"))
+    return LoadResult(tuple(resources), tuple(diagnostics))
+
+
+@dataclass(frozen=True, slots=True)
+class _Document:
+    data: NodeData
+    line: int
+
+
+def _documents(root: yaml.Node, filename: str, diagnostics: list[Diagnostic]) -> list[_Document]:
+    """Split a composed root into resource documents (``List`` and arrays unwrap)."""
+    if isinstance(root, yaml.SequenceNode):
+        return [_Document(node_to_data(item), item.start_mark.line + 1) for item in root.value]
+    if isinstance(root, yaml.MappingNode):
+        for key_node, value_node in root.value:
+            if (
+                isinstance(key_node, yaml.ScalarNode)
+                and key_node.value == "items"
+                and isinstance(value_node, yaml.SequenceNode)
+                and _scalar_value(root, "kind") == "List"
+            ):
+                return [
+                    _Document(node_to_data(item), item.start_mark.line + 1)
+                    for item in value_node.value
+                ]
+    if isinstance(root, yaml.ScalarNode) and root.value == "" and root.tag.endswith(":null"):
+        return []
+    return [_Document(node_to_data(root), root.start_mark.line + 1)]
+
+
+def _scalar_value(node: yaml.MappingNode, key: str) -> str | None:
+    for key_node, value_node in node.value:
+        if getattr(key_node, "value", None) == key and isinstance(value_node, yaml.ScalarNode):
+            return str(value_node.value)
+    return None
+
+
+class _DocReport:
+    """Collects the diagnostics of one document, labelled with its identity."""
+
+    def __init__(self, filename: str, doc: _Document, raw: Mapping[str, Any]) -> None:
+        self.filename = filename
+        self.doc = doc
+        kind = raw.get("kind")
+        meta = raw.get("metadata")
+        meta = meta if isinstance(meta, Mapping) else {}
+        self.kind = kind if isinstance(kind, str) else ""
+        name = meta.get("name")
+        namespace = meta.get("namespace", "default")
+        self.name = name if isinstance(name, str) else ""
+        self.namespace = namespace if isinstance(namespace, str) and self.name else ""
+        self.items: list[Diagnostic] = []
+
+    def error(self, field_path: str, message: str) -> None:
+        line = line_in(self.doc.data.lines, field_path, self.doc.line)
+        self.items.append(
+            Diagnostic(
+                severity=Severity.ERROR,
+                message=message,
+                source=SourceRef(self.filename, line),
+                kind=self.kind,
+                namespace=self.namespace,
+                name=self.name,
+                field=field_path,
+            )
+        )
+
+
+def _load_document(
+    doc: _Document, filename: str, resources: list[Resource], diagnostics: list[Diagnostic]
+) -> None:
+    raw = doc.data.value
+    if raw is None:
+        return
+    if not isinstance(raw, dict):
+        diagnostics.append(
+            _error(
+                filename, doc.line, "a resource must be a mapping with apiVersion, kind, metadata"
+            )
+        )
+        return
+    report = _DocReport(filename, doc, raw)
+    for path, line, message in doc.data.problems:
+        report.items.append(
+            Diagnostic(
+                Severity.ERROR,
+                message,
+                SourceRef(filename, line),
+                report.kind,
+                report.namespace,
+                report.name,
+                path,
+            )
+        )
+    kind = _check_envelope(raw, report)
+    metadata = _validate_part(ObjectMeta, _metadata_input(raw.get("metadata")), "metadata", report)
+    spec: BaseModel | None = None
+    if kind is not None:
+        spec = _validate_part(KINDS[kind], raw.get("spec"), "spec", report)
+    if report.items or kind is None or metadata is None or spec is None:
+        diagnostics.extend(sorted(report.items, key=_by_line))
+        return
+    resource = Resource(
+        api_version=str(raw["apiVersion"]),
+        kind=kind,
+        metadata=metadata,
+        spec=spec,
+        source=SourceRef(filename, doc.line),
+        raw=raw,
+        lines=dict(doc.data.lines),
+    )
+    found = validate(resource)
+    diagnostics.extend(sorted(found, key=_by_line))
+    if not any(d.is_error for d in found):
+        resources.append(resource)
+
+
+def _check_envelope(raw: Mapping[str, Any], report: _DocReport) -> str | None:
+    """Check apiVersion/kind/metadata/top-level keys; return the kind when usable."""
+    for key in raw:
+        if key not in _ENVELOPE_KEYS:
+            report.error(str(key), "unknown field")
+    api_version = raw.get("apiVersion")
+    kind = raw.get("kind")
+    if api_version is None:
+        report.error("apiVersion", "required field missing")
+    elif not isinstance(api_version, str):
+        report.error("apiVersion", "must be a string")
+    if kind is None:
+        report.error("kind", "required field missing")
+        return None
+    if not isinstance(kind, str):
+        report.error("kind", "must be a string")
+        return None
+    if kind not in KINDS:
+        report.error("kind", f"unknown kind {kind!r} (known: {', '.join(sorted(KINDS))})")
+        return None
+    if isinstance(api_version, str) and api_version not in API_VERSIONS[kind]:
+        accepted = ", ".join(sorted(API_VERSIONS[kind]))
+        report.error(
+            "apiVersion", f"apiVersion {api_version!r} is not valid for {kind} (use {accepted})"
+        )
+    if "metadata" not in raw:
+        report.error("metadata", "required field missing")
+    spec = raw.get("spec")
+    if spec is not None and not isinstance(spec, Mapping):
+        report.error("spec", "must be a mapping")
+        return None
+    return kind
+
+
+def _metadata_input(meta: Any) -> Any:
+    if isinstance(meta, Mapping):
+        return {k: v for k, v in meta.items() if k not in _IGNORED_METADATA}
+    return meta
+
+
+def _validate_part(model: type[_M], data: Any, prefix: str, report: _DocReport) -> _M | None:
+    if data is None:
+        if prefix == "metadata":
+            return None  # already reported by the envelope check
+        data = {}
+    try:
+        return model.model_validate(_drop_nulls(data))
+    except ValidationError as exc:
+        for path, message in errors_to_findings(exc, data, prefix):
+            report.error(path, message)
+        return None
+
+
+def _drop_nulls(data: Any) -> Any:
+    """Remove ``key: null`` entries: as in protobuf JSON, null means "not set"."""
+    if isinstance(data, Mapping):
+        return {k: _drop_nulls(v) for k, v in data.items() if v is not None}
+    if isinstance(data, list):
+        return [_drop_nulls(v) for v in data]
+    return data
+
+
+def _by_line(d: Diagnostic) -> int:
+    return d.source.line if d.source else 0
+
+
+def _error(filename: str, line: int, message: str) -> Diagnostic:
+    return Diagnostic(Severity.ERROR, message, SourceRef(filename, line))

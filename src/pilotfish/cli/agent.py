@@ -1,0 +1,210 @@
+"""``pilotfish agent``: run one Envoy proxy for a workload or a gateway.
+
+Also runnable on its own as ``python -m pilotfish.cli.agent``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from pilotfish.agent.agent import Agent
+from pilotfish.agent.config import (
+    AgentConfig,
+    ConfigError,
+    parse_address,
+    parse_label,
+    parse_port_mapping,
+)
+from pilotfish.envoy_binary import EnvoyNotFoundError
+
+__all__ = ["agent"]
+
+_ENVOY_LOG_LEVELS = ("trace", "debug", "info", "warning", "warn", "error", "critical", "off")
+
+
+async def _run(config: AgentConfig) -> int:
+    proxy = Agent(config)
+    await proxy.start()
+    return await proxy.run_until_stopped()
+
+
+@click.command("agent")
+@click.option(
+    "--role",
+    type=click.Choice(["sidecar", "gateway"]),
+    default="sidecar",
+    show_default=True,
+    help="Kind of proxy.",
+)
+@click.option("--name", required=True, help="Workload (or gateway) name.")
+@click.option("--namespace", required=True, help="Namespace of the workload.")
+@click.option("--label", multiple=True, metavar="KEY=VALUE", help="Workload label (repeatable).")
+@click.option(
+    "--service-account", default="default", show_default=True, help="Identity of the workload."
+)
+@click.option(
+    "--ip",
+    multiple=True,
+    default=("127.0.0.1",),
+    show_default=True,
+    metavar="ADDR",
+    help="Instance IP of the workload (repeatable; the first is the primary).",
+)
+@click.option(
+    "--xds-address",
+    default="127.0.0.1:15010",
+    show_default=True,
+    metavar="HOST:PORT",
+    help="Control plane's xDS (ADS) address.",
+)
+@click.option(
+    "--admin-port",
+    type=int,
+    default=15000,
+    show_default=True,
+    help="Envoy admin port (bound on 127.0.0.1 only).",
+)
+@click.option(
+    "--health-port",
+    type=int,
+    default=15021,
+    show_default=True,
+    help="Port of the /healthz/ready endpoint.",
+)
+@click.option(
+    "--health-bind",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address of the /healthz/ready endpoint.",
+)
+@click.option(
+    "--interception",
+    type=click.Choice(["redirect", "none"], case_sensitive=False),
+    default="none",
+    show_default=True,
+    help="redirect: iptables captures traffic; none: apps dial the proxy.",
+)
+@click.option(
+    "--app-address",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address where the local app listens.",
+)
+@click.option(
+    "--app-port",
+    multiple=True,
+    metavar="TARGET=APP",
+    help="Service target port served by the app on another port (repeatable).",
+)
+@click.option(
+    "--outbound-port", type=int, default=15001, show_default=True, help="Outbound capture port."
+)
+@click.option(
+    "--inbound-port", type=int, default=15006, show_default=True, help="Inbound capture port."
+)
+@click.option(
+    "--stats-port",
+    type=int,
+    default=15090,
+    show_default=True,
+    help="Prometheus stats port (0 disables).",
+)
+@click.option("--concurrency", type=int, default=2, show_default=True, help="Envoy worker threads.")
+@click.option(
+    "--drain-duration",
+    type=float,
+    default=5.0,
+    show_default=True,
+    help="Longest wait (seconds) for connections to finish on shutdown.",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(_ENVOY_LOG_LEVELS),
+    default="info",
+    show_default=True,
+    help="Envoy log level.",
+)
+@click.option(
+    "--work-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Where the bootstrap and envoy.log go [default: $TMPDIR/pilotfish-agent-"
+    "<name>.<namespace>].",
+)
+@click.option(
+    "--envoy-output/--no-envoy-output",
+    default=False,
+    show_default=True,
+    help="Also copy Envoy's log to this process's stderr.",
+)
+def agent(
+    role: str,
+    name: str,
+    namespace: str,
+    label: tuple[str, ...],
+    service_account: str,
+    ip: tuple[str, ...],
+    xds_address: str,
+    admin_port: int,
+    health_port: int,
+    health_bind: str,
+    interception: str,
+    app_address: str,
+    app_port: tuple[str, ...],
+    outbound_port: int,
+    inbound_port: int,
+    stats_port: int,
+    concurrency: int,
+    drain_duration: float,
+    log_level: str,
+    work_dir: str | None,
+    envoy_output: bool,
+) -> None:
+    """Run an Envoy proxy configured by the control plane over xDS."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        xds_host, xds_port = parse_address(xds_address, default_port=15010)
+        config = AgentConfig(
+            name=name,
+            namespace=namespace,
+            role="gateway" if role == "gateway" else "sidecar",
+            labels=tuple(sorted(dict(parse_label(t) for t in label).items())),
+            service_account=service_account,
+            ips=ip,
+            xds_host=xds_host,
+            xds_port=xds_port,
+            admin_port=admin_port,
+            health_port=health_port,
+            health_bind=health_bind,
+            interception="REDIRECT" if interception.lower() == "redirect" else "NONE",
+            app_address=app_address,
+            app_ports=tuple(sorted(dict(parse_port_mapping(t) for t in app_port).items())),
+            outbound_port=outbound_port,
+            inbound_port=inbound_port,
+            stats_port=stats_port,
+            concurrency=concurrency,
+            drain_duration=drain_duration,
+            log_level=log_level,
+            work_dir=Path(work_dir) if work_dir else None,
+            inherit_envoy_output=envoy_output,
+        )
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from exc
+    try:
+        code = asyncio.run(_run(config))
+    except EnvoyNotFoundError as exc:
+        raise click.ClickException(str(exc)) from exc
+    except OSError as exc:
+        raise click.ClickException(f"cannot start the agent: {exc}") from exc
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    agent()

@@ -1,0 +1,41 @@
+"""``pilotfish analyze PATH...``: check configuration files without a control plane."""
+
+from __future__ import annotations
+
+import click
+
+from pilotfish.api.analyze import analyze_paths, collect_files
+
+__all__ = ["analyze"]
+
+
+@click.command("analyze")
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.option(
+    "--domain-suffix",
+    default="cluster.local",
+    show_default=True,
+    help="Cluster domain used to resolve short host names.",
+)
+def analyze(paths: tuple[str, ...], domain_suffix: str) -> None:
+    """Load and check PATH... (files, or directories searched for *.yaml, *.yml, *.json).
+
+    Prints one line per problem (file:line: Kind namespace/name: field: message)
+    and a summary. Exits 1 when there is an error; warnings alone exit 0.
+    """
+    diagnostics = analyze_paths(list(paths), domain_suffix=domain_suffix)
+    for diagnostic in diagnostics:
+        click.echo(diagnostic.format())
+    errors = sum(1 for d in diagnostics if d.is_error)
+    warnings = len(diagnostics) - errors
+    files, _ = collect_files(list(paths))
+    click.echo(
+        f"{_plural(errors, 'error')}, {_plural(warnings, 'warning')} "
+        f"in {_plural(len(files), 'file')}"
+    )
+    if errors:
+        raise SystemExit(1)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"

@@ -1,0 +1,104 @@
+"""One immutable, indexed view of configuration and registry at a revision.
+
+Theory of operation: the control plane builds a ``Snapshot`` from the store's
+objects after each (debounced) change; everything downstream reads only
+snapshots and never mutates them. Two generation counters let caches skip work:
+
+- ``config_generation`` changes when anything that shapes listeners, routes or
+  clusters changed (every kind but WorkloadEntry, and the set of services);
+- ``endpoint_generation`` changes when any service's endpoints changed.
+
+An endpoint-only change therefore leaves ``config_generation`` alone, and every
+translation cached under it stays valid; only endpoints are recomputed.
+Comparing resource tuples is cheap because the store hands back the very same
+objects for unchanged resources (identity short-circuits equality).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from pilotfish.api.resource import Resource
+from pilotfish.model.hosts import fqdn
+from pilotfish.registry.build import Registry, build_registry
+
+__all__ = ["Snapshot", "build_snapshot"]
+
+_ENDPOINT_ONLY_KINDS = frozenset({"WorkloadEntry"})
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    revision: int
+    resources: tuple[Resource, ...]
+    registry: Registry
+    config_generation: int = 0
+    endpoint_generation: int = 0
+    domain_suffix: str = "cluster.local"
+    root_namespace: str = "istio-system"
+    by_kind: Mapping[str, tuple[Resource, ...]] = field(default_factory=dict)
+    # DestinationRules by the FQDN of their host.
+    destination_rules: Mapping[str, tuple[Resource, ...]] = field(default_factory=dict)
+    # Gateways by "namespace/name".
+    gateways: Mapping[str, Resource] = field(default_factory=dict)
+    # The inputs of config_generation, kept to compare with the next snapshot.
+    config_inputs: tuple[Resource, ...] = field(default=(), repr=False)
+
+    def of_kind(self, kind: str) -> tuple[Resource, ...]:
+        return self.by_kind.get(kind, ())
+
+    @property
+    def namespaces(self) -> frozenset[str]:
+        return frozenset(r.namespace for r in self.resources)
+
+
+def build_snapshot(
+    resources: Iterable[Resource],
+    revision: int,
+    previous: Snapshot | None = None,
+    *,
+    domain_suffix: str = "cluster.local",
+    root_namespace: str = "istio-system",
+) -> Snapshot:
+    """Index ``resources`` into a snapshot, reusing ``previous``'s generations when unchanged."""
+    ordered = tuple(sorted(resources, key=lambda r: r.key))
+    by_kind: dict[str, list[Resource]] = defaultdict(list)
+    for res in ordered:
+        by_kind[res.kind].append(res)
+    registry = build_registry(ordered, domain_suffix)
+
+    config_inputs = tuple(r for r in ordered if r.kind not in _ENDPOINT_ONLY_KINDS)
+    config_generation = 0
+    endpoint_generation = 0
+    if previous is not None:
+        same_config = (
+            previous.domain_suffix == domain_suffix
+            and previous.root_namespace == root_namespace
+            and previous.config_inputs == config_inputs
+            and previous.registry.services == registry.services
+        )
+        config_generation = previous.config_generation + (0 if same_config else 1)
+        same_endpoints = previous.registry.instances == registry.instances
+        endpoint_generation = previous.endpoint_generation + (0 if same_endpoints else 1)
+
+    rules: dict[str, list[Resource]] = defaultdict(list)
+    for dr in by_kind.get("DestinationRule", ()):
+        host = getattr(dr.spec, "host", "")
+        rules[fqdn(host, dr.namespace, domain_suffix)].append(dr)
+    gateways = {f"{g.namespace}/{g.name}": g for g in by_kind.get("Gateway", ())}
+
+    return Snapshot(
+        revision=revision,
+        resources=ordered,
+        registry=registry,
+        config_generation=config_generation,
+        endpoint_generation=endpoint_generation,
+        domain_suffix=domain_suffix,
+        root_namespace=root_namespace,
+        by_kind={k: tuple(v) for k, v in by_kind.items()},
+        destination_rules={k: tuple(v) for k, v in rules.items()},
+        gateways=gateways,
+        config_inputs=config_inputs,
+    )

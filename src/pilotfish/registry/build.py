@@ -1,0 +1,207 @@
+"""Derive the service registry from configuration.
+
+Theory of operation: services come from Kubernetes ``Service`` objects
+(hostname ``name.namespace.svc.<suffix>``) and from every host of a
+``ServiceEntry``. Endpoints ("instances") come from WorkloadEntries selected
+by a Service's selector in its own namespace or by a ServiceEntry's
+``workloadSelector``, and from a ServiceEntry's inline ``endpoints``. Port
+mapping follows Istio: a workload that names a port after the service port
+gets that number; otherwise the service port's numeric ``targetPort`` (or the
+port itself) is used. The result is plain immutable data, rebuilt per config
+revision; services and endpoints are kept apart so that an endpoint-only
+change can be recognised by comparing services alone.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from pilotfish.api.core.service import ServiceSpec
+from pilotfish.api.networking.service_entry import ServiceEntrySpec
+from pilotfish.api.networking.workload_entry import WorkloadEntrySpec
+from pilotfish.api.resource import Resource
+from pilotfish.model.hosts import fqdn, is_ip_address
+from pilotfish.registry.model import Instance, MeshService, ServicePort
+from pilotfish.registry.protocol import protocol_of
+
+__all__ = ["Registry", "build_registry"]
+
+
+@dataclass(frozen=True)
+class Registry:
+    """Services by hostname and instances by (hostname, service port)."""
+
+    services: Mapping[str, MeshService] = field(default_factory=dict)
+    instances: Mapping[tuple[str, int], tuple[Instance, ...]] = field(default_factory=dict)
+
+    def service(self, hostname: str) -> MeshService | None:
+        return self.services.get(hostname)
+
+    def instances_of(self, hostname: str, port: int) -> tuple[Instance, ...]:
+        return self.instances.get((hostname, port), ())
+
+    def services_selecting(self, namespace: str, labels: Mapping[str, str]) -> list[MeshService]:
+        """Kubernetes services in ``namespace`` whose selector matches ``labels``."""
+        found = []
+        for svc in self.services.values():
+            if svc.selector is None or svc.namespace != namespace or not svc.selector:
+                continue
+            if all(labels.get(k) == v for k, v in svc.selector):
+                found.append(svc)
+        return sorted(found, key=lambda s: s.hostname)
+
+
+def _labels(d: Mapping[str, str] | None) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted((d or {}).items()))
+
+
+def _selects(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+def _k8s_service(res: Resource, suffix: str) -> MeshService:
+    spec = res.spec
+    assert isinstance(spec, ServiceSpec)
+    ports = tuple(
+        ServicePort(
+            name=p.name or str(p.port),
+            port=p.port,
+            protocol=protocol_of(p.name, p.app_protocol),
+            target_port=p.target_port,
+        )
+        for p in spec.ports
+        if p.protocol != "UDP"
+    )
+    addresses = tuple(
+        a for a in ([spec.cluster_ip] if spec.cluster_ip else []) if a and a != "None"
+    )
+    return MeshService(
+        hostname=f"{res.name}.{res.namespace}.svc.{suffix}",
+        namespace=res.namespace,
+        ports=ports,
+        addresses=addresses,
+        resolution="EDS",
+        selector=_labels(spec.selector) if spec.selector is not None else None,
+        source_kind="Service",
+        source_name=res.name,
+    )
+
+
+def _workload_port(we_ports: Mapping[str, int], sp: ServicePort) -> int:
+    if sp.name in we_ports:
+        return we_ports[sp.name]
+    if isinstance(sp.target_port, int):
+        return sp.target_port
+    if isinstance(sp.target_port, str) and sp.target_port in we_ports:
+        return we_ports[sp.target_port]
+    return sp.port
+
+
+def _instance(hostname: str, sp: ServicePort, we: WorkloadEntrySpec, labels: Mapping[str, str],
+              default_port: int | None = None) -> Instance | None:  # fmt: skip
+    if not we.address:
+        return None
+    port = _workload_port(we.ports, sp) if default_port is None else default_port
+    if sp.name in we.ports:
+        port = we.ports[sp.name]
+    return Instance(
+        hostname=hostname,
+        service_port=sp.port,
+        address=we.address,
+        port=port,
+        labels=_labels(labels),
+        locality=we.locality or "",
+        weight=we.weight or 1,
+        service_account=we.service_account or "",
+    )
+
+
+def build_registry(resources: Iterable[Resource], domain_suffix: str = "cluster.local") -> Registry:
+    """Build the registry from all configuration resources (any kinds; others are ignored)."""
+    services: dict[str, MeshService] = {}
+    instances: dict[tuple[str, int], list[Instance]] = defaultdict(list)
+    workloads: dict[str, list[Resource]] = defaultdict(list)
+    entries: list[Resource] = []
+    k8s: list[Resource] = []
+    for res in resources:
+        if res.kind == "WorkloadEntry":
+            workloads[res.namespace].append(res)
+        elif res.kind == "ServiceEntry":
+            entries.append(res)
+        elif res.kind == "Service":
+            k8s.append(res)
+
+    for res in sorted(k8s, key=lambda r: r.key):
+        svc = _k8s_service(res, domain_suffix)
+        services[svc.hostname] = svc
+        if not svc.selector:
+            continue
+        selector = dict(svc.selector)
+        for we_res in workloads.get(res.namespace, ()):
+            we = we_res.spec
+            assert isinstance(we, WorkloadEntrySpec)
+            labels = {**we_res.metadata.labels, **we.labels}
+            if not _selects(selector, labels):
+                continue
+            for sp in svc.ports:
+                inst = _instance(svc.hostname, sp, we, labels)
+                if inst is not None:
+                    instances[(svc.hostname, sp.port)].append(inst)
+
+    for res in sorted(entries, key=lambda r: r.key):
+        se = res.spec
+        assert isinstance(se, ServiceEntrySpec)
+        ports = tuple(
+            ServicePort(
+                name=p.name,
+                port=p.number,
+                protocol=protocol_of(p.name, None, p.protocol),
+                target_port=p.target_port,
+            )
+            for p in se.ports
+        )
+        resolution = se.resolution
+        for host in se.hosts:
+            hostname = fqdn(host, res.namespace, domain_suffix)
+            if hostname in services and services[hostname].source_kind == "Service":
+                continue  # a Kubernetes Service of the same name wins, as in Istio
+            svc = MeshService(
+                hostname=hostname,
+                namespace=res.namespace,
+                ports=ports,
+                addresses=tuple(se.addresses),
+                resolution="EDS" if resolution == "STATIC" else resolution,
+                mesh_external=se.location == "MESH_EXTERNAL",
+                selector=None,
+                source_kind="ServiceEntry",
+                source_name=res.name,
+            )
+            services[hostname] = svc
+            selected: list[tuple[WorkloadEntrySpec, dict[str, str]]] = []
+            if se.workload_selector is not None:
+                for we_res in workloads.get(res.namespace, ()):
+                    we = we_res.spec
+                    assert isinstance(we, WorkloadEntrySpec)
+                    labels = {**we_res.metadata.labels, **we.labels}
+                    if _selects(se.workload_selector.labels, labels):
+                        selected.append((we, dict(labels)))
+            elif se.endpoints:
+                selected = [(ep, dict(ep.labels)) for ep in se.endpoints]
+            elif resolution in ("DNS", "DNS_ROUND_ROBIN") and not is_ip_address(host):
+                # No endpoints: Envoy resolves the host itself.
+                selected = [(WorkloadEntrySpec(address=host), {})]
+            for sp in ports:
+                for we, labels in selected:
+                    default = sp.target_port if isinstance(sp.target_port, int) else sp.port
+                    inst = _instance(hostname, sp, we, labels, default_port=default)
+                    if inst is not None:
+                        instances[(hostname, sp.port)].append(inst)
+
+    return Registry(
+        services=dict(sorted(services.items())),
+        instances={
+            k: tuple(sorted(v, key=lambda i: (i.address, i.port))) for k, v in instances.items()
+        },
+    )

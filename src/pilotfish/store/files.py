@@ -1,0 +1,456 @@
+"""A store backed by YAML/JSON files in watched directories.
+
+Theory of operation
+-------------------
+The store serves the objects found in every ``*.yaml``, ``*.yml`` and
+``*.json`` file under its configured paths (directories are walked
+recursively; hidden files and editor leftovers are skipped). ``start()`` loads
+everything once, then an asyncio task polls every ``poll_interval`` seconds.
+A poll ``stat``s every file and re-reads only those whose (mtime_ns, size,
+inode) changed (see ``_scan``); the stat-and-read work runs in a worker thread
+so a large tree never stalls the event loop, and its result is folded into the
+store's state back on the loop.
+
+Per-file last good: each file remembers the objects of its last load without
+error diagnostics. A load with errors records those diagnostics but keeps
+serving the remembered objects, so a typo never tears down live routes; a
+file that has never loaded cleanly contributes nothing. Deleting a file
+removes its objects.
+
+The effective set is the merge of all files in precedence order (``_merge``).
+The revision is bumped once per poll, and only if the effective set changed
+in apiVersion, kind, metadata or spec: a comment edit re-reads the file,
+refreshes line numbers, and bumps nothing.
+
+Writes (``apply`` / ``delete``, used by the HTTP API) go to disk first, each
+as a whole-file atomic replace, and are then folded into the in-memory view
+at once, without waiting for a poll. A poll that was reading in its thread
+while a write happened ignores what it saw of the written path: the write is
+newer. All methods must be called from the event loop's thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins  # the class defines a method named ``list``
+import contextlib
+import logging
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pilotfish.api.diagnostics import Diagnostic
+from pilotfish.api.loader import LoadResult, load_text
+from pilotfish.api.resource import Resource, ResourceKey
+from pilotfish.store import _scan
+from pilotfish.store._common import Validator, check_write, same_content, select, sorted_by_key
+from pilotfish.store._merge import Contribution, Merged, merge, same_set
+from pilotfish.store._render import atomic_write, remove_file, render
+from pilotfish.store.base import Store, StoreError
+
+__all__ = ["FileStore", "TextLoader"]
+
+#: Parses the text of one file: ``(text, filename) -> LoadResult``.
+TextLoader = Callable[[str, str], LoadResult]
+
+_Order = tuple[int, tuple[str, ...]]
+
+#: The watcher sleeps at least this many times as long as its last poll took,
+#: capping its share of one core at about 1 / (1 + _REST_FACTOR).
+_REST_FACTOR = 4
+
+
+@dataclass(slots=True)
+class _FileState:
+    """What the store knows about one file."""
+
+    order: _Order
+    memo: _scan.Memo
+    good: tuple[Resource, ...] | None = None  # objects of the last clean load
+    diagnostics: tuple[Diagnostic, ...] = ()  # of the latest load, good or not
+    ok: bool = True  # whether the latest load was clean
+
+
+@dataclass(frozen=True, slots=True)
+class _PollResult:
+    observation: _scan.Observation
+    loads: dict[str, LoadResult]
+
+
+class FileStore(Store):
+    """``Store`` over files and directories; see the module docstring.
+
+    ``paths``: directories and/or single files, in precedence order. The first
+    directory is where ``apply`` writes new objects (created if missing).
+    ``validator`` (optional) may refuse ``apply`` calls; ``load_text`` parses a
+    file's text (the standard loader unless a test injects another).
+    """
+
+    def __init__(
+        self,
+        paths: str | Path | Sequence[str | Path],
+        *,
+        poll_interval: float = 0.1,
+        validator: Validator | None = None,
+        load_text: TextLoader = load_text,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        super().__init__()
+        if isinstance(paths, str | Path):
+            paths = [paths]
+        if not paths:
+            raise ValueError("FileStore needs at least one path")
+        if poll_interval <= 0:
+            raise ValueError("poll_interval must be positive")
+        self._roots: tuple[Path, ...] = tuple(Path(p) for p in paths)
+        self._poll_interval = poll_interval
+        self._validator = validator
+        self._load_text = load_text
+        self._log = logger or logging.getLogger("pilotfish.store.files")
+        self._files: dict[str, _FileState] = {}
+        self._root_problems: tuple[Diagnostic, ...] = ()
+        self._merged = Merged({}, {}, (), {})
+        self._ordered: tuple[Resource, ...] = ()
+        self._task: asyncio.Task[None] | None = None
+        # Paths written by apply/delete since the running poll began, and a
+        # counter of folded scans: both let a poll drop what a newer event superseded.
+        self._written: set[str] = set()
+        self._scans = 0
+
+    # -- reading ---------------------------------------------------------------
+
+    @property
+    def paths(self) -> tuple[Path, ...]:
+        return self._roots
+
+    @property
+    def scans(self) -> int:
+        """How many scans (polls or rescans) have been folded into the view so far."""
+        return self._scans
+
+    def get(self, key: ResourceKey) -> Resource | None:
+        return self._merged.objects.get(key)
+
+    def list(self, kind: str | None = None, namespace: str | None = None) -> list[Resource]:
+        """Matching resources sorted by kind, namespace, name."""
+        return select(self._ordered, kind, namespace)
+
+    def origin(self, key: ResourceKey) -> str | None:
+        """The file that serves ``key``, or None if no file does."""
+        return self._merged.owners.get(key)
+
+    def diagnostics(self) -> builtins.list[Diagnostic]:
+        """Problems with the configured paths and files (errors and warnings), in
+        file precedence order, then line order within a file."""
+        ranked: list[tuple[_Order, int, Diagnostic]] = []
+        for diag in self._root_problems:
+            root = diag.source.file if diag.source else ""
+            index = next((i for i, r in enumerate(self._roots) if str(r) == root), 0)
+            ranked.append(((index, ()), 0, diag))
+        for diag in (*self._file_diagnostics(), *self._merged.duplicates):
+            file = diag.source.file if diag.source else ""
+            state = self._files.get(file)
+            order = state.order if state is not None else (len(self._roots), (file,))
+            ranked.append((order, diag.source.line if diag.source else 0, diag))
+        ranked.sort(key=lambda item: (item[0], item[1]))
+        return [diag for _, _, diag in ranked]
+
+    def files_status(self) -> builtins.list[dict[str, Any]]:
+        """One entry per file, in precedence order, for ``/debug/configz``.
+
+        ``state`` is ``ok``, ``error`` (the latest load failed; ``serving`` says
+        whether the objects of an earlier good load are still served) or
+        ``never-loaded`` (failed every time so far, contributes nothing).
+        """
+        status: list[dict[str, Any]] = []
+        for path, state in self._in_order():
+            label = "ok" if state.ok else "error" if state.good is not None else "never-loaded"
+            ignored = self._merged.ignored.get(path, ())
+            status.append(
+                {
+                    "file": path,
+                    "state": label,
+                    "ok": state.ok,
+                    "serving": state.good is not None,
+                    "resources": [str(r.key) for r in state.good or ()],
+                    "ignoredDuplicates": [str(k) for k in ignored],
+                    "diagnostics": [d.to_json() for d in state.diagnostics],
+                }
+            )
+        return status
+
+    # -- watching --------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load every file once, then keep polling until ``close()``."""
+        if self._task is not None:
+            return
+        await self.poll()
+        self._task = asyncio.create_task(self._watch(), name="pilotfish-filestore-poll")
+
+    async def close(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def poll(self) -> bool:
+        """Scan once, reading files in a worker thread. True if the revision was bumped."""
+        scans, known = self._scans, self._known()
+        self._written.clear()
+        result = await asyncio.to_thread(_poll, self._roots, known, self._load_text)
+        if self._scans != scans:
+            return False  # a rescan() ran meanwhile and saw newer files
+        return self._fold(result)
+
+    def rescan(self) -> bool:
+        """Scan once, blocking (for command-line use). True if the revision was bumped."""
+        self._written.clear()
+        return self._fold(_poll(self._roots, self._known(), self._load_text))
+
+    async def _watch(self) -> None:
+        loop = asyncio.get_running_loop()
+        pause = self._poll_interval
+        while True:
+            await asyncio.sleep(pause)
+            began = loop.time()
+            try:
+                await self.poll()
+            except Exception:  # keep watching: the next poll may well succeed
+                self._log.exception("polling configuration files failed")
+            # A huge tree must not eat the machine: rest at least _REST_FACTOR
+            # times as long as the poll took.
+            pause = max(self._poll_interval, _REST_FACTOR * (loop.time() - began))
+
+    def _known(self) -> dict[str, _scan.Memo]:
+        return {path: state.memo for path, state in self._files.items()}
+
+    def _fold(self, result: _PollResult) -> bool:
+        """Bring the view up to date with one scan; bump once if the objects changed."""
+        obs = result.observation
+        self._scans += 1
+        self._root_problems = obs.root_problems
+        # Paths apply/delete touched during the scan already hold newer state.
+        stale = self._written
+        dirty = False
+        for path in obs.gone - stale:
+            dirty |= self._files.pop(path, None) is not None
+        for reading in obs.readings:
+            path = reading.found.path
+            if path in stale:
+                continue
+            state = self._files.get(path)
+            if state is None:
+                order = _scan.order_of(self._roots, path)
+                state = self._files[path] = _FileState(order, reading.memo)
+            state.memo = reading.memo
+            if not reading.parse:
+                continue
+            dirty = True
+            if reading.problem is not None:
+                state.ok, state.diagnostics = False, (reading.problem,)
+            else:
+                self._record_load(state, result.loads[path])
+        # Re-merging is the costly part with thousands of objects: only when needed.
+        return self._remerge() if dirty else False
+
+    @staticmethod
+    def _record_load(state: _FileState, loaded: LoadResult) -> None:
+        state.diagnostics = loaded.diagnostics
+        state.ok = not any(d.is_error for d in loaded.diagnostics)
+        if state.ok:
+            state.good = loaded.resources
+
+    def _remerge(self) -> bool:
+        """Recompute the effective set; bump if it changed. True if bumped."""
+        merged = merge(
+            Contribution(path, state.good) for path, state in self._in_order() if state.good
+        )
+        changed = not same_set(self._merged.objects, merged.objects)
+        # Always take the new merge: sources and line numbers may have moved
+        # even when the configuration they describe did not.
+        self._merged = merged
+        self._ordered = sorted_by_key(merged.objects.values())
+        if changed:
+            self._bump()
+        return changed
+
+    def _in_order(self) -> builtins.list[tuple[str, _FileState]]:
+        return sorted(self._files.items(), key=lambda item: item[1].order)
+
+    def _file_diagnostics(self) -> builtins.list[Diagnostic]:
+        return [d for state in self._files.values() for d in state.diagnostics]
+
+    # -- writing ---------------------------------------------------------------
+
+    @property
+    def write_dir(self) -> Path | None:
+        """Where new objects are written: the first configured path that is a
+        directory, or that does not exist yet and does not look like a file name."""
+        for root in self._roots:
+            if root.is_dir():
+                return root
+            if not root.exists() and not root.name.endswith(_scan.CONFIG_SUFFIXES):
+                return root
+        return None
+
+    def apply(self, resource: Resource) -> int:
+        """Create or replace ``resource`` on disk, then in the view; returns the revision.
+
+        An object already served from a file is rewritten in that file if it is
+        the file's only object; otherwise it goes to
+        ``<write_dir>/<namespace>/<kind-lowercase>-<name>.yaml``. Refused with
+        ``StoreError`` (and nothing written) when the object lives in a file
+        with other objects or with errors, when the validator refuses it, or
+        when there is no directory to write to. Applying an object identical
+        to the served one changes nothing.
+        """
+        key = resource.key
+        current = self._merged.objects.get(key)
+        if current is not None and same_content(current, resource):
+            return self._revision
+        check_write(self._validator, resource)
+        target = self._target_for(key)
+        data, loaded = self._encode(resource, target)
+        try:
+            atomic_write(target, data)
+            st = os.stat(target)
+        except OSError as exc:
+            raise StoreError(f"cannot write {target}: {exc.strerror or exc}") from exc
+        # racy=True: the next polls re-read the file (cheaply: the bytes compare
+        # equal) so that someone else's edit within the same mtime tick is not missed.
+        memo = _scan.Memo(_scan.Fingerprint.of(st), _scan.digest(data), racy=True)
+        state = self._files.get(target)
+        if state is None:
+            state = self._files[target] = _FileState(_scan.order_of(self._roots, target), memo)
+        state.memo = memo
+        self._record_load(state, loaded)
+        self._written.add(target)
+        # The write may have created a configured directory that was missing.
+        self._root_problems = tuple(
+            d for d in self._root_problems if d.source is None or not os.path.exists(d.source.file)
+        )
+        self._remerge()
+        return self._revision
+
+    def delete(self, key: ResourceKey) -> int:
+        """Remove ``key`` by removing the file that holds it; returns the revision.
+
+        ``KeyError`` if no file serves it. ``StoreError`` (nothing removed) if
+        that file also defines other objects or currently has errors (user
+        files are never rewritten), or if other files define the same object
+        too (it would come back from them).
+        """
+        path = self._merged.owners.get(key)
+        if path is None:
+            raise KeyError(key)
+        state = self._files[path]
+        if not state.ok:
+            raise StoreError(
+                f"{key} is defined in {path}, which currently has errors; "
+                "fix or remove that file instead",
+                state.diagnostics,
+            )
+        others = [r for r in state.good or () if r.key != key]
+        if others:
+            raise StoreError(
+                f"{key} is defined in {path} together with {len(others)} other "
+                f"object(s); remove it from that file instead"
+            )
+        shadowed = [
+            d for d in self._merged.duplicates if ResourceKey(d.kind, d.namespace, d.name) == key
+        ]
+        if shadowed:
+            where = ", ".join(str(d.source) for d in shadowed if d.source)
+            raise StoreError(f"{key} is also defined in {where}; remove those definitions first")
+        try:
+            remove_file(path)
+        except FileNotFoundError:
+            pass  # already gone: the view just had not seen it yet
+        except OSError as exc:
+            raise StoreError(f"cannot remove {path}: {exc.strerror or exc}") from exc
+        del self._files[path]
+        self._written.add(path)
+        self._remerge()
+        return self._revision
+
+    def _target_for(self, key: ResourceKey) -> str:
+        """The file ``apply`` writes ``key`` to, or StoreError if none may be written."""
+        owner = self._merged.owners.get(key)
+        if owner is not None:
+            self._check_rewritable(owner, key)
+            return owner
+        directory = self.write_dir
+        if directory is None:
+            raise StoreError(f"cannot write {key}: no configured directory to write to")
+        for part in (key.namespace, key.name, key.kind):
+            if not _safe_component(part):
+                raise StoreError(f"cannot write {key}: {part!r} is not usable in a file name")
+        target = str(directory / key.namespace / f"{key.kind.lower()}-{key.name}.yaml")
+        if target in self._files:
+            self._check_rewritable(target, key)
+        return target
+
+    def _check_rewritable(self, path: str, key: ResourceKey) -> None:
+        state = self._files[path]
+        if not state.ok:
+            raise StoreError(
+                f"cannot write {key}: {path} currently has errors; fix or remove it first",
+                state.diagnostics,
+            )
+        others = [r for r in state.good or () if r.key != key]
+        if others:
+            raise StoreError(
+                f"cannot write {key}: {path} also defines {len(others)} other object(s); "
+                "edit that file instead"
+            )
+
+    def _encode(self, resource: Resource, target: str) -> tuple[bytes, LoadResult]:
+        """Render ``resource`` for ``target`` and prove it loads back to the same object.
+
+        The user's own document (``raw``) is preferred; if it no longer matches
+        the typed object (a caller changed one and not the other), the typed
+        object is rendered instead.
+        """
+        as_json = target.endswith(".json")
+        candidates = [resource]
+        if resource.raw:
+            candidates.append(
+                Resource(resource.api_version, resource.kind, resource.metadata, resource.spec)
+            )
+        loaded = LoadResult()
+        for candidate in candidates:
+            text = render(candidate, as_json=as_json)
+            loaded = self._load_text(text, target)
+            back = loaded.resources
+            if loaded.ok and len(back) == 1 and same_content(back[0], resource):
+                return text.encode("utf-8"), loaded
+        errors = [d for d in loaded.diagnostics if d.is_error]
+        raise StoreError(f"{resource.key} does not survive writing to {target}", errors)
+
+
+def _poll(
+    roots: Sequence[Path], known: Mapping[str, _scan.Memo], loader: TextLoader
+) -> _PollResult:
+    """Blocking part of a poll: scan, read, parse (safe to run in a worker thread)."""
+    obs = _scan.observe(roots, known)
+    loads = {
+        r.found.path: loader(r.text, r.found.path)
+        for r in obs.readings
+        if r.parse and r.text is not None
+    }
+    return _PollResult(obs, loads)
+
+
+def _safe_component(part: str) -> bool:
+    """Usable as one path component that the watcher will read back (not hidden)."""
+    return (
+        bool(part)
+        and not part.startswith(".")
+        and "/" not in part
+        and "\\" not in part
+        and "\0" not in part
+    )

@@ -1,0 +1,178 @@
+"""Outbound and inbound clusters, and the endpoints of EDS clusters.
+
+For every service port there is ``outbound|<port>||<host>`` plus one cluster
+per DestinationRule subset, ``outbound|<port>|<subset>|<host>``. How a cluster
+finds its endpoints follows the service's resolution: EDS for selected
+workloads and STATIC ServiceEntries, STRICT_DNS for DNS, ORIGINAL_DST for NONE.
+"""
+
+from __future__ import annotations
+
+from pilotfish.api.duration import parse_duration_ms
+from pilotfish.api.networking.destination_rule import LoadBalancerSettings
+from pilotfish.ir import Cluster, ClusterLoadAssignment, ConsistentHashLb, Endpoint, LbPolicy
+from pilotfish.model.snapshot import Snapshot
+from pilotfish.registry.model import Instance, MeshService, ServicePort
+from pilotfish.translate.names import (
+    BLACKHOLE_CLUSTER,
+    PASSTHROUGH_CLUSTER,
+    inbound_cluster,
+    outbound_cluster,
+)
+from pilotfish.translate.policies import (
+    EffectivePolicy,
+    effective_policy,
+    find_destination_rule,
+    subsets_of,
+)
+
+__all__ = [
+    "fixed_clusters",
+    "inbound_cluster_ir",
+    "load_assignments",
+    "outbound_clusters",
+]
+
+DEFAULT_CONNECT_TIMEOUT_MS = 10_000
+
+
+def _lb_policy(lb: LoadBalancerSettings | None) -> tuple[LbPolicy, ConsistentHashLb | None]:
+    if lb is None:
+        return "LEAST_REQUEST", None
+    if lb.consistent_hash is not None:
+        ch = lb.consistent_hash
+        if ch.maglev is not None:
+            return "MAGLEV", ConsistentHashLb("MAGLEV")
+        size = ch.ring_hash.minimum_ring_size if ch.ring_hash else ch.minimum_ring_size
+        return "RING_HASH", ConsistentHashLb("RING_HASH", size)
+    simple = lb.simple or "UNSPECIFIED"
+    mapping: dict[str, LbPolicy] = {
+        "ROUND_ROBIN": "ROUND_ROBIN",
+        "RANDOM": "RANDOM",
+        "LEAST_CONN": "LEAST_REQUEST",
+        "LEAST_REQUEST": "LEAST_REQUEST",
+        "PASSTHROUGH": "CLUSTER_PROVIDED",
+        "UNSPECIFIED": "LEAST_REQUEST",
+    }
+    return mapping[simple], None
+
+
+def _connect_timeout_ms(policy: EffectivePolicy) -> int:
+    pool = policy.connection_pool
+    if pool is not None and pool.tcp is not None and pool.tcp.connect_timeout:
+        return parse_duration_ms(pool.tcp.connect_timeout)
+    return DEFAULT_CONNECT_TIMEOUT_MS
+
+
+def _uses_http2(sp: ServicePort, policy: EffectivePolicy) -> bool:
+    pool = policy.connection_pool
+    if pool is not None and pool.http is not None and pool.http.h2_upgrade_policy == "UPGRADE":
+        return sp.is_http
+    return sp.is_http2
+
+
+def _dns_endpoints(instances: tuple[Instance, ...]) -> tuple[Endpoint, ...]:
+    return tuple(Endpoint(i.address, i.port, i.weight, i.locality) for i in instances)
+
+
+def _cluster(
+    snapshot: Snapshot, svc: MeshService, sp: ServicePort, subset: str, policy: EffectivePolicy
+) -> Cluster:
+    lb, ch = _lb_policy(policy.load_balancer)
+    name = outbound_cluster(svc.hostname, sp.port, subset)
+    common = {
+        "connect_timeout_ms": _connect_timeout_ms(policy),
+        "http2": _uses_http2(sp, policy),
+        "service": svc.hostname,
+        "subset": subset,
+        "port": sp.port,
+    }
+    if svc.resolution == "NONE" or lb == "CLUSTER_PROVIDED":
+        return Cluster(name, "ORIGINAL_DST", "CLUSTER_PROVIDED", **common)  # type: ignore[arg-type]
+    if svc.resolution in ("DNS", "DNS_ROUND_ROBIN"):
+        discovery = "STRICT_DNS" if svc.resolution == "DNS" else "LOGICAL_DNS"
+        instances = snapshot.registry.instances_of(svc.hostname, sp.port)
+        if subset:
+            labels = _subset_labels(snapshot, svc, subset)
+            instances = tuple(i for i in instances if i.matches(labels))
+        return Cluster(
+            name,
+            discovery,  # type: ignore[arg-type]
+            lb,
+            endpoints=_dns_endpoints(instances),
+            consistent_hash=ch,
+            **common,  # type: ignore[arg-type]
+        )
+    return Cluster(name, "EDS", lb, consistent_hash=ch, **common)  # type: ignore[arg-type]
+
+
+def _subset_labels(snapshot: Snapshot, svc: MeshService, subset: str) -> dict[str, str]:
+    # Subset labels do not depend on which rule the proxy sees for policies:
+    # any rule for the host that defines the subset gives its labels.
+    for rule in snapshot.destination_rules.get(svc.hostname, ()):
+        for s in subsets_of(rule):
+            if s.name == subset:
+                return dict(s.labels)
+    return {}
+
+
+def outbound_clusters(snapshot: Snapshot, proxy_namespace: str) -> list[Cluster]:
+    """Every outbound cluster a proxy in ``proxy_namespace`` may use."""
+    clusters: list[Cluster] = []
+    for svc in snapshot.registry.services.values():
+        rule = find_destination_rule(snapshot, svc.hostname, proxy_namespace, svc.namespace)
+        for sp in svc.ports:
+            clusters.append(_cluster(snapshot, svc, sp, "", effective_policy(rule, sp.port)))
+            for subset in subsets_of(rule):
+                policy = effective_policy(rule, sp.port, subset.name)
+                clusters.append(_cluster(snapshot, svc, sp, subset.name, policy))
+    return clusters
+
+
+def fixed_clusters() -> list[Cluster]:
+    """Istio's PassthroughCluster and BlackHoleCluster."""
+    return [
+        Cluster(PASSTHROUGH_CLUSTER, "ORIGINAL_DST", "CLUSTER_PROVIDED", direction="other"),
+        Cluster(BLACKHOLE_CLUSTER, "STATIC", "ROUND_ROBIN", direction="other"),
+    ]
+
+
+def inbound_cluster_ir(port: int, address: str, app_port: int, http2: bool) -> Cluster:
+    return Cluster(
+        inbound_cluster(port),
+        "STATIC",
+        "ROUND_ROBIN",
+        endpoints=(Endpoint(address, app_port),),
+        http2=http2,
+        port=port,
+        direction="inbound",
+    )
+
+
+def load_assignments(snapshot: Snapshot) -> list[ClusterLoadAssignment]:
+    """Endpoints of every EDS cluster. They depend on no proxy fact, so every proxy
+    shares them; subsets filter the service's instances by the subset's labels."""
+    out: list[ClusterLoadAssignment] = []
+    for svc in snapshot.registry.services.values():
+        if svc.resolution not in ("EDS", "STATIC"):
+            continue
+        subset_labels: dict[str, dict[str, str]] = {}
+        for rule in snapshot.destination_rules.get(svc.hostname, ()):
+            for s in subsets_of(rule):
+                subset_labels.setdefault(s.name, dict(s.labels))
+        for sp in svc.ports:
+            instances = snapshot.registry.instances_of(svc.hostname, sp.port)
+            out.append(
+                ClusterLoadAssignment(
+                    outbound_cluster(svc.hostname, sp.port),
+                    _dns_endpoints(instances),
+                )
+            )
+            for subset, labels in sorted(subset_labels.items()):
+                out.append(
+                    ClusterLoadAssignment(
+                        outbound_cluster(svc.hostname, sp.port, subset),
+                        _dns_endpoints(tuple(i for i in instances if i.matches(labels))),
+                    )
+                )
+    return out

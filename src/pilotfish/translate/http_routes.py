@@ -1,0 +1,294 @@
+"""VirtualService HTTP rules -> IR routes.
+
+Theory of operation: each ``HTTPRoute`` becomes one Envoy route per ``match``
+block (several blocks are OR-ed; Envoy evaluates routes in order, so the
+first matching rule wins, as in Istio). Rules whose match blocks are all
+restricted to another port or gateway are left out of this route
+configuration. Destinations resolve short host names relative to the
+VirtualService's namespace; a destination without a port uses the port of the
+route configuration being built when the service has it, else the service's
+only port. Consistent-hash settings of the destination's DestinationRule add
+hash policies to the route, because Envoy hashes at the route.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pilotfish.api.duration import parse_duration_ms
+from pilotfish.api.networking.common import Destination, StringMatch
+from pilotfish.api.networking.virtual_service import (
+    HeaderOperations,
+    Headers,
+    HTTPMatchRequest,
+    HTTPRetry,
+    HTTPRoute,
+)
+from pilotfish.api.resource import Resource
+from pilotfish.ir import (
+    DirectResponseAction,
+    ForwardAction,
+    HashPolicy,
+    HeaderMatch,
+    HeaderOps,
+    QueryParamMatch,
+    RedirectAction,
+    RetryPolicy,
+    Route,
+    RouteAction,
+    RouteMatch,
+)
+from pilotfish.ir import StringMatch as IrStringMatch
+from pilotfish.ir import WeightedCluster
+from pilotfish.model.hosts import fqdn
+from pilotfish.model.snapshot import Snapshot
+from pilotfish.translate.names import outbound_cluster
+from pilotfish.translate.policies import effective_policy, find_destination_rule
+
+__all__ = ["DEFAULT_RETRY", "RouteContext", "default_route", "http_routes"]
+
+# Istio's mesh-wide default retry policy.
+DEFAULT_RETRY = RetryPolicy(
+    attempts=2,
+    retry_on="connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes",
+    retriable_status_codes=(503,),
+)
+_DEFAULT_RETRY_ON = DEFAULT_RETRY.retry_on
+
+
+@dataclass(frozen=True, slots=True)
+class RouteContext:
+    """What route translation needs besides the rule itself."""
+
+    snapshot: Snapshot
+    proxy_namespace: str
+    port: int  # the port this route configuration serves
+    gateway: str | None = None  # "ns/name" when building for a gateway, None for sidecars
+
+
+def _ir_string(m: StringMatch, ignore_case: bool = False) -> IrStringMatch | None:
+    if m.exact is not None:
+        return IrStringMatch("exact", m.exact, ignore_case)
+    if m.prefix is not None:
+        return IrStringMatch("prefix", m.prefix, ignore_case)
+    if m.regex is not None:
+        return IrStringMatch("regex", m.regex, ignore_case)
+    return None
+
+
+def _header_ops(ops: HeaderOperations | None) -> HeaderOps:
+    if ops is None:
+        return HeaderOps()
+    return HeaderOps(
+        set=tuple(sorted(ops.set.items())),
+        add=tuple(sorted(ops.add.items())),
+        remove=tuple(ops.remove),
+    )
+
+
+def _headers(h: Headers | None) -> tuple[HeaderOps, HeaderOps]:
+    if h is None:
+        return HeaderOps(), HeaderOps()
+    return _header_ops(h.request), _header_ops(h.response)
+
+
+def _normalize_gateway(name: str, vs_namespace: str) -> str:
+    return name if name == "mesh" or "/" in name else f"{vs_namespace}/{name}"
+
+
+def _match_applies(m: HTTPMatchRequest, ctx: RouteContext, vs_namespace: str) -> bool:
+    if m.port is not None and m.port != ctx.port:
+        return False
+    if m.gateways:
+        wanted = {_normalize_gateway(g, vs_namespace) for g in m.gateways}
+        return (ctx.gateway or "mesh") in wanted
+    return True
+
+
+def _route_match(m: HTTPMatchRequest | None) -> RouteMatch:
+    if m is None:
+        return RouteMatch()
+    path = IrStringMatch("prefix", "/", False)
+    if m.uri is not None:
+        path = _ir_string(m.uri, m.ignore_uri_case) or path
+    headers: list[HeaderMatch] = []
+    for pseudo, sm in ((":authority", m.authority), (":method", m.method), (":scheme", m.scheme)):
+        if sm is not None:
+            headers.append(HeaderMatch(pseudo, _ir_string(sm)))
+    for name, sm in sorted(m.headers.items()):
+        headers.append(HeaderMatch(name.lower(), _ir_string(sm)))
+    for name, sm in sorted(m.without_headers.items()):
+        headers.append(HeaderMatch(name.lower(), _ir_string(sm), invert=True))
+    params = tuple(
+        QueryParamMatch(name, _ir_string(sm)) for name, sm in sorted(m.query_params.items())
+    )
+    return RouteMatch(path=path, headers=tuple(headers), query_params=params)
+
+
+def _retry(r: HTTPRetry | None) -> RetryPolicy | None:
+    if r is None:
+        return DEFAULT_RETRY
+    attempts = r.attempts if r.attempts is not None else DEFAULT_RETRY.attempts
+    if attempts <= 0:
+        return None
+    per_try = parse_duration_ms(r.per_try_timeout) if r.per_try_timeout else None
+    if not r.retry_on:
+        return RetryPolicy(attempts, _DEFAULT_RETRY_ON, per_try, (503,))
+    conditions: list[str] = []
+    codes: list[int] = []
+    for item in (x.strip() for x in r.retry_on.split(",")):
+        if not item:
+            continue
+        if item.isdigit():
+            codes.append(int(item))
+        elif item not in conditions:
+            conditions.append(item)
+    if codes and "retriable-status-codes" not in conditions:
+        conditions.append("retriable-status-codes")
+    return RetryPolicy(attempts, ",".join(conditions), per_try, tuple(codes))
+
+
+def _destination_port(dest: Destination, hostname: str, ctx: RouteContext) -> int:
+    if dest.port is not None and dest.port.number:
+        return dest.port.number
+    svc = ctx.snapshot.registry.service(hostname)
+    if svc is not None:
+        if svc.port(ctx.port) is not None:
+            return ctx.port
+        if len(svc.ports) >= 1:
+            return svc.ports[0].port
+    return ctx.port
+
+
+def _hash_policies(hostname: str, port: int, subset: str, ctx: RouteContext) -> tuple[HashPolicy, ...]:  # fmt: skip
+    svc = ctx.snapshot.registry.service(hostname)
+    rule = find_destination_rule(
+        ctx.snapshot, hostname, ctx.proxy_namespace, svc.namespace if svc else ""
+    )
+    lb = effective_policy(rule, port, subset).load_balancer
+    if lb is None or lb.consistent_hash is None:
+        return ()
+    ch = lb.consistent_hash
+    if ch.http_header_name:
+        return (HashPolicy(header=ch.http_header_name.lower()),)
+    if ch.http_cookie is not None:
+        ttl = parse_duration_ms(ch.http_cookie.ttl) if ch.http_cookie.ttl else None
+        return (HashPolicy(cookie_name=ch.http_cookie.name, cookie_ttl_ms=ttl,
+                           cookie_path=ch.http_cookie.path),)  # fmt: skip
+    if ch.use_source_ip:
+        return (HashPolicy(source_ip=True),)
+    if ch.http_query_parameter_name:
+        return (HashPolicy(query_param=ch.http_query_parameter_name),)
+    return ()
+
+
+def _forward(rule: HTTPRoute, match: HTTPMatchRequest | None, vs: Resource, ctx: RouteContext) -> ForwardAction:  # fmt: skip
+    suffix = ctx.snapshot.domain_suffix
+    clusters: list[WeightedCluster] = []
+    hashes: tuple[HashPolicy, ...] = ()
+    positive = [d for d in rule.route if (d.weight is None or d.weight > 0)] or list(rule.route)
+    for i, d in enumerate(positive):
+        hostname = fqdn(d.destination.host, vs.namespace, suffix)
+        port = _destination_port(d.destination, hostname, ctx)
+        subset = d.destination.subset or ""
+        weight = d.weight if d.weight is not None else (100 if len(positive) == 1 else 0)
+        req, resp = _headers(d.headers)
+        clusters.append(
+            WeightedCluster(outbound_cluster(hostname, port, subset), max(weight, 0), req, resp)
+        )
+        if i == 0:
+            hashes = _hash_policies(hostname, port, subset, ctx)
+    if len(clusters) > 1 and all(c.weight == 0 for c in clusters):
+        clusters = [WeightedCluster(c.cluster, 1, c.request_headers, c.response_headers)
+                    for c in clusters]  # fmt: skip
+    prefix_rewrite = path_rewrite = host_rewrite = None
+    if rule.rewrite is not None:
+        host_rewrite = rule.rewrite.authority
+        if rule.rewrite.uri is not None:
+            if match is not None and match.uri is not None and match.uri.prefix is not None:
+                prefix_rewrite = rule.rewrite.uri
+            elif match is None or match.uri is None:
+                prefix_rewrite = rule.rewrite.uri
+            else:
+                path_rewrite = rule.rewrite.uri
+    timeout = parse_duration_ms(rule.timeout) if rule.timeout else 0
+    return ForwardAction(
+        clusters=tuple(clusters),
+        timeout_ms=timeout,
+        retry=_retry(rule.retries),
+        prefix_rewrite=prefix_rewrite,
+        path_rewrite=path_rewrite,
+        host_rewrite=host_rewrite,
+        hash_policies=hashes,
+    )
+
+
+def _action(rule: HTTPRoute, match: HTTPMatchRequest | None, vs: Resource, ctx: RouteContext) -> RouteAction:  # fmt: skip
+    if rule.direct_response is not None:
+        body = None
+        if rule.direct_response.body is not None:
+            b = rule.direct_response.body
+            if b.string is not None:
+                body = b.string
+            elif b.bytes is not None:
+                body = base64.b64decode(b.bytes).decode("utf-8", "replace")
+        return DirectResponseAction(rule.direct_response.status, body)
+    if rule.redirect is not None:
+        r = rule.redirect
+        prefix = path = None
+        if r.uri is not None:
+            if match is not None and match.uri is not None and match.uri.prefix is not None:
+                prefix = r.uri
+            else:
+                path = r.uri
+        return RedirectAction(
+            path=path,
+            prefix=prefix,
+            host=r.authority,
+            port=r.port,
+            scheme=r.scheme,
+            response_code=r.redirect_code or 301,
+        )
+    return _forward(rule, match, vs, ctx)
+
+
+def http_routes(vs: Resource, ctx: RouteContext) -> list[Route]:
+    """The IR routes of one VirtualService for one route configuration, in order."""
+    rules: Sequence[HTTPRoute] = getattr(vs.spec, "http", ())
+    routes: list[Route] = []
+    for index, rule in enumerate(rules):
+        if not rule.route and rule.redirect is None and rule.direct_response is None:
+            continue  # delegate-only rules are not supported yet
+        req, resp = _headers(rule.headers)
+        label = rule.name or str(index)
+        matches: list[HTTPMatchRequest | None] = list(rule.match) or [None]
+        for mi, m in enumerate(matches):
+            if m is not None and not _match_applies(m, ctx, vs.namespace):
+                continue
+            name = f"{vs.namespace}/{vs.name}/{label}" + (f"/{mi}" if len(matches) > 1 else "")
+            routes.append(
+                Route(
+                    name=name,
+                    match=_route_match(m),
+                    action=_action(rule, m, vs, ctx),
+                    request_headers=req,
+                    response_headers=resp,
+                )
+            )
+    return routes
+
+
+def default_route(hostname: str, port: int, ctx: RouteContext) -> Route:
+    """The route for a service no VirtualService covers: all paths to its cluster."""
+    return Route(
+        name="default",
+        match=RouteMatch(),
+        action=ForwardAction(
+            clusters=(WeightedCluster(outbound_cluster(hostname, port), 100),),
+            timeout_ms=0,
+            retry=DEFAULT_RETRY,
+            hash_policies=_hash_policies(hostname, port, "", ctx),
+        ),
+    )

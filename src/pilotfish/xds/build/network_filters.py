@@ -1,0 +1,121 @@
+"""IR network filters -> Envoy ``Filter`` protos (HTTP connection manager, TCP proxy).
+
+The HTTP connection manager settings follow Istio's defaults: the codec is
+detected (``AUTO``); the client address is taken from the connection only on
+gateways (``use_remote_address``), because behind a sidecar the peer is the
+application or another proxy; paths are normalized (RFC 3986) but slashes and
+escaped slashes are left alone, which is Istio's ``BASE`` normalization;
+WebSocket upgrades are allowed; a UUID request id is generated when missing.
+"""
+
+from __future__ import annotations
+
+from envoy.config.accesslog.v3 import accesslog_pb2
+from envoy.config.core.v3 import base_pb2, substitution_format_string_pb2
+from envoy.config.listener.v3 import listener_components_pb2 as lc_pb2
+from envoy.extensions.access_loggers.file.v3 import file_pb2
+from envoy.extensions.filters.network.http_connection_manager.v3 import (
+    http_connection_manager_pb2 as hcm_pb2,
+)
+from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
+from envoy.extensions.request_id.uuid.v3 import uuid_pb2
+from google.protobuf import wrappers_pb2  # type: ignore[import-untyped,unused-ignore]
+
+from pilotfish import ir
+from pilotfish.xds.build._common import ads_config_source, any_of
+from pilotfish.xds.build.http_filters import build_http_filters
+from pilotfish.xds.build.routes import build_route_config
+
+__all__ = [
+    "ACCESS_LOG_FORMAT",
+    "ACCESS_LOG_PATH",
+    "HTTP_CONNECTION_MANAGER",
+    "TCP_PROXY",
+    "build_access_log",
+    "build_http_connection_manager",
+    "build_network_filter",
+    "build_tcp_proxy",
+]
+
+HTTP_CONNECTION_MANAGER = "envoy.filters.network.http_connection_manager"
+TCP_PROXY = "envoy.filters.network.tcp_proxy"
+ACCESS_LOG_PATH = "/dev/stdout"
+_FILE_ACCESS_LOG = "envoy.access_loggers.file"
+
+# The fields of Istio's default TEXT access log, in its order.
+ACCESS_LOG_FORMAT = (
+    '[%START_TIME%] "%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%" '
+    "%RESPONSE_CODE% %RESPONSE_FLAGS% %RESPONSE_CODE_DETAILS% %CONNECTION_TERMINATION_DETAILS% "
+    '"%UPSTREAM_TRANSPORT_FAILURE_REASON%" %BYTES_RECEIVED% %BYTES_SENT% %DURATION% '
+    '%RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)% "%REQ(X-FORWARDED-FOR)%" "%REQ(USER-AGENT)%" '
+    '"%REQ(X-REQUEST-ID)%" "%REQ(:AUTHORITY)%" "%UPSTREAM_HOST%" %UPSTREAM_CLUSTER_RAW% '
+    "%UPSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_REMOTE_ADDRESS% "
+    "%REQUESTED_SERVER_NAME% %ROUTE_NAME%\n"
+)
+
+
+def build_network_filter(
+    network_filter: ir.NetworkFilter, *, gateway: bool = False
+) -> lc_pb2.Filter:
+    """The listener ``Filter`` wrapping an HTTP connection manager or a TCP proxy.
+
+    ``gateway`` is true on a gateway's listeners (see ``build_http_connection_manager``).
+    """
+    if isinstance(network_filter, ir.TcpProxy):
+        return lc_pb2.Filter(name=TCP_PROXY, typed_config=any_of(build_tcp_proxy(network_filter)))
+    hcm = build_http_connection_manager(network_filter, gateway=gateway)
+    return lc_pb2.Filter(name=HTTP_CONNECTION_MANAGER, typed_config=any_of(hcm))
+
+
+def build_tcp_proxy(proxy: ir.TcpProxy) -> tcp_proxy_pb2.TcpProxy:
+    """A TCP proxy to one cluster."""
+    return tcp_proxy_pb2.TcpProxy(stat_prefix=proxy.stat_prefix, cluster=proxy.cluster)
+
+
+def build_http_connection_manager(
+    hcm: ir.HttpConnectionManager, *, gateway: bool = False
+) -> hcm_pb2.HttpConnectionManager:
+    """The HTTP connection manager for ``hcm``.
+
+    Routes come from RDS over ADS when ``route_config_name`` is set, else from
+    ``inline_routes``; one of the two is required (``ValueError`` otherwise).
+    ``gateway`` makes Envoy trust the connection's peer as the client address.
+    """
+    proto = hcm_pb2.HttpConnectionManager(
+        stat_prefix=hcm.stat_prefix,
+        codec_type=hcm_pb2.HttpConnectionManager.AUTO,
+        http_filters=build_http_filters(hcm),
+        use_remote_address=wrappers_pb2.BoolValue(value=gateway),
+        normalize_path=wrappers_pb2.BoolValue(value=True),
+        merge_slashes=False,
+        path_with_escaped_slashes_action=hcm_pb2.HttpConnectionManager.KEEP_UNCHANGED,
+        upgrade_configs=[hcm_pb2.HttpConnectionManager.UpgradeConfig(upgrade_type="websocket")],
+        generate_request_id=wrappers_pb2.BoolValue(value=True),
+        request_id_extension=hcm_pb2.RequestIDExtension(
+            typed_config=any_of(uuid_pb2.UuidRequestIdConfig())
+        ),
+    )
+    if hcm.route_config_name:
+        proto.rds.config_source.CopyFrom(ads_config_source())
+        proto.rds.route_config_name = hcm.route_config_name
+    elif hcm.inline_routes is not None:
+        proto.route_config.CopyFrom(build_route_config(hcm.inline_routes))
+    else:
+        raise ValueError(
+            f"HTTP connection manager {hcm.stat_prefix!r} has neither "
+            "route_config_name nor inline_routes"
+        )
+    if hcm.access_log:
+        proto.access_log.append(build_access_log())
+    return proto
+
+
+def build_access_log() -> accesslog_pb2.AccessLog:
+    """A text access log to stdout in Istio's default format."""
+    file_log = file_pb2.FileAccessLog(
+        path=ACCESS_LOG_PATH,
+        log_format=substitution_format_string_pb2.SubstitutionFormatString(
+            text_format_source=base_pb2.DataSource(inline_string=ACCESS_LOG_FORMAT)
+        ),
+    )
+    return accesslog_pb2.AccessLog(name=_FILE_ACCESS_LOG, typed_config=any_of(file_log))

@@ -1,0 +1,156 @@
+"""Coalesce bursts of configuration changes into few pushes.
+
+Theory of operation: every ``trigger()`` records an event. One runner task
+(started on the first unfired event, gone when idle) waits until either
+
+* ``quiet_period`` has passed since the *latest* event (the burst is over), or
+* ``max_delay`` has passed since the *first* event not yet covered by a run
+  (a steady stream of changes must not starve proxies forever),
+
+whichever comes first, and then awaits the callback. Events that arrive while
+the callback runs are not lost and do not start a second concurrent run: they
+make the runner go round once more (applying the same two rules, measured from
+those new events), so every event is followed by at least one complete run
+that started after it.
+
+Time comes from an injected ``Clock`` so tests can drive both rules with a fake
+clock and no real waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+__all__ = ["Clock", "Debouncer", "MonotonicClock"]
+
+_log = logging.getLogger("pilotfish.xds")
+
+
+class Clock(Protocol):
+    """A source of monotonic time and a way to wait for it."""
+
+    def now(self) -> float:
+        """Seconds on a monotonic scale (only differences are meaningful)."""
+        ...
+
+    async def sleep(self, seconds: float) -> None:
+        """Return once ``seconds`` have passed on this clock."""
+        ...
+
+
+class MonotonicClock:
+    """The real clock: ``time.monotonic`` and ``asyncio.sleep``."""
+
+    def now(self) -> float:
+        return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+class Debouncer:
+    """Run ``callback`` after bursts of ``trigger()`` calls settle.
+
+    The callback fires ``quiet_period`` seconds after the last event, but no
+    later than ``max_delay`` seconds after the first event not yet handled.
+    Runs never overlap; events during a run cause exactly one more run.
+    Exceptions from the callback are logged and do not stop later runs.
+    Must be used from within one running event loop.
+    """
+
+    def __init__(
+        self,
+        callback: Callable[[], Awaitable[None]],
+        quiet_period: float,
+        max_delay: float,
+        clock: Clock | None = None,
+    ) -> None:
+        if quiet_period < 0 or max_delay < 0:
+            raise ValueError("quiet_period and max_delay must be >= 0")
+        self._callback = callback
+        self._quiet_period = quiet_period
+        self._max_delay = max(max_delay, 0.0)
+        self._clock: Clock = clock if clock is not None else MonotonicClock()
+        self._first_event: float | None = None  # first event not yet handled by a run
+        self._last_event = 0.0
+        self._running = False
+        self._runs = 0
+        self._closed = False
+        self._task: asyncio.Task[None] | None = None
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @property
+    def pending(self) -> bool:
+        """True while an event waits for a run that has not started yet."""
+        return self._first_event is not None
+
+    @property
+    def running(self) -> bool:
+        """True while the callback is executing."""
+        return self._running
+
+    @property
+    def runs(self) -> int:
+        """How many times the callback has been started."""
+        return self._runs
+
+    def trigger(self) -> None:
+        """Record one event. Cheap; never blocks; ignored after ``close()``."""
+        if self._closed:
+            return
+        now = self._clock.now()
+        self._last_event = now
+        if self._first_event is None:
+            self._first_event = now
+        if self._task is None:
+            self._idle.clear()
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def wait_idle(self) -> None:
+        """Return once no event is pending and the callback is not running."""
+        await self._idle.wait()
+
+    async def close(self) -> None:
+        """Drop pending events and stop the runner (a running callback is cancelled)."""
+        self._closed = True
+        self._first_event = None
+        task = self._task
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        # A runner cancelled before its first step never ran its ``finally``.
+        self._task = None
+        self._running = False
+        self._idle.set()
+
+    def _due(self) -> float:
+        assert self._first_event is not None
+        return min(self._last_event + self._quiet_period, self._first_event + self._max_delay)
+
+    async def _run(self) -> None:
+        try:
+            while self._first_event is not None:
+                # Re-evaluate after every sleep: new events move the quiet deadline.
+                while (remaining := self._due() - self._clock.now()) > 0:
+                    await self._clock.sleep(remaining)
+                self._first_event = None
+                self._running = True
+                self._runs += 1
+                try:
+                    await self._callback()
+                except Exception:
+                    _log.exception("debounced callback failed")
+                finally:
+                    self._running = False
+        finally:
+            # No await between the loop's exit test and here, so a trigger()
+            # cannot slip in and be left without a runner.
+            self._task = None
+            self._idle.set()

@@ -1,0 +1,54 @@
+"""Prometheus metrics of the xDS server, registered on a caller-supplied registry."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from pilotfish.xds.types import ADS_ORDER, TYPE_SHORT_NAMES
+
+__all__ = ["XdsMetrics"]
+
+_PUSH_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+def type_label(type_url: str) -> str:
+    """The ``type`` label value for a type URL: its short name (CDS, EDS, ...)."""
+    return TYPE_SHORT_NAMES.get(type_url, "other")
+
+
+class XdsMetrics:
+    """The server's metrics. Never touches the global default registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.connected_proxies = Gauge(
+            "pilotfish_xds_connected_proxies",
+            "ADS streams currently connected.",
+            registry=registry,
+        )
+        self.pushes = Counter(
+            "pilotfish_xds_pushes_total",
+            "DiscoveryResponses handed to proxy streams, by type.",
+            ["type"],
+            registry=registry,
+        )
+        self.push_seconds = Histogram(
+            "pilotfish_xds_push_seconds",
+            "Time from a debounced change firing until every resulting push was queued.",
+            buckets=_PUSH_BUCKETS,
+            registry=registry,
+        )
+        self.nacks = Counter(
+            "pilotfish_xds_nacks_total",
+            "DiscoveryResponses rejected by proxies, by type.",
+            ["type"],
+            registry=registry,
+        )
+        self.unknown_type_requests = Counter(
+            "pilotfish_xds_unknown_type_requests_total",
+            "DiscoveryRequests for type URLs this server does not serve.",
+            registry=registry,
+        )
+        for url in ADS_ORDER:  # export zero-valued series up front
+            self.pushes.labels(type=type_label(url))
+            self.nacks.labels(type=type_label(url))

@@ -1,0 +1,339 @@
+"""The grpc.aio adapter: Aggregated Discovery Service over the sans-IO state.
+
+Theory of operation
+-------------------
+Each ``StreamAggregatedResources`` call becomes a ``ProxyStream`` in the
+server's stream table. The handler coroutine reads requests; the first one
+names the node, which the ``ConfigGenerator`` turns into a view (or rejects
+with ValueError -> INVALID_ARGUMENT). From then on, every request is fed to
+the stream's ``AdsStreamState`` and the responses it plans are queued for the
+stream's own writer task.
+
+Configuration changes arrive through ``notify_change()``, which only triggers
+the debouncer. When it fires, ``_push_all`` asks the generator for the sets of
+every connected stream's view (memoized per view for the duration of one
+push, and cached by the generator across pushes), feeds them to each stream's
+state and queues whatever it planned: only changed types, in ADS order, and
+nothing at all for proxies whose resources did not change.
+
+Responses are pre-encoded bytes (see ``encode``); the method is registered
+through a generic handler whose response serializer passes bytes through, so
+no protobuf message is built per proxy.
+
+A stream is removed from the table, and its writer task cancelled, in a
+``finally`` on every exit path: normal end, client cancel, broken connection
+or server shutdown (grpc.aio cancels the handler task in the last cases).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import grpc
+from envoy.service.discovery.v3 import discovery_pb2
+from google.protobuf.json_format import MessageToDict  # type: ignore[import-untyped]
+from prometheus_client import CollectorRegistry
+
+from pilotfish.xds.debounce import Clock, Debouncer
+from pilotfish.xds.server.encode import ResponseEncoder
+from pilotfish.xds.server.metrics import XdsMetrics, type_label
+from pilotfish.xds.server.state import (
+    AdsStreamState,
+    ClientRequest,
+    RequestKind,
+    RequestOutcome,
+)
+from pilotfish.xds.server.status import ProxyStatus, type_statuses
+from pilotfish.xds.server.stream import ProxyStream
+from pilotfish.xds.types import ADS_ORDER, ConfigGenerator, ResourceSet
+
+__all__ = ["ADS_METHOD", "ADS_SERVICE", "XdsServer", "client_request_from_proto"]
+
+ADS_SERVICE = "envoy.service.discovery.v3.AggregatedDiscoveryService"
+ADS_METHOD = f"/{ADS_SERVICE}/StreamAggregatedResources"
+
+_log = logging.getLogger("pilotfish.xds")
+
+# Yield to the event loop every this many streams during a push, so request
+# handling and writers keep running while a large push is being planned.
+_PUSH_YIELD_EVERY = 64
+
+
+def client_request_from_proto(request: Any) -> ClientRequest:
+    """Extract what the state machine needs from a ``DiscoveryRequest``."""
+    has_error = request.HasField("error_detail")
+    return ClientRequest(
+        type_url=request.type_url,
+        resource_names=tuple(request.resource_names),
+        version_info=request.version_info,
+        response_nonce=request.response_nonce,
+        error_message=request.error_detail.message if has_error else None,
+        error_code=request.error_detail.code if has_error else 0,
+    )
+
+
+def _passthrough(data: bytes) -> bytes:
+    return data
+
+
+class XdsServer:
+    """A State-of-the-World ADS server for Envoy.
+
+    Knows nothing about translation: it asks ``generator`` for each
+    connected proxy's ``ResourceSet`` per type and sends what changed.
+    All methods must be called from the event loop the server runs on.
+    """
+
+    def __init__(
+        self,
+        generator: ConfigGenerator,
+        *,
+        quiet_period: float = 0.1,
+        max_delay: float = 1.0,
+        registry: CollectorRegistry | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self._generator = generator
+        self._quiet_period = quiet_period
+        self._max_delay = max_delay
+        self._clock = clock
+        self.metrics = XdsMetrics(registry if registry is not None else CollectorRegistry())
+        self._encoder = ResponseEncoder()
+        self._streams: dict[int, ProxyStream] = {}
+        self._next_stream_id = 0
+        self._server: Any = None
+        self._debouncer: Debouncer | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
+        """Start serving; returns the bound port (useful with ``port=0``)."""
+        if self._server is not None:
+            raise RuntimeError("XdsServer already started")
+        self._debouncer = Debouncer(
+            self._push_all, self._quiet_period, self._max_delay, self._clock
+        )
+        server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+                ("grpc.max_send_message_length", -1),
+            ]
+        )
+        server.add_generic_rpc_handlers((self._rpc_handler(),))
+        address = (
+            f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
+        )
+        bound = server.add_insecure_port(address)
+        if not bound:
+            raise OSError(f"cannot bind xDS server to {address}")
+        await server.start()
+        self._server = server
+        _log.info("xDS server listening on %s", address.rsplit(":", 1)[0] + f":{bound}")
+        return int(bound)
+
+    async def close(self, grace: float = 1.0) -> None:
+        """Stop pushing, end every stream (after ``grace`` seconds) and free the port."""
+        if self._debouncer is not None:
+            await self._debouncer.close()
+        server, self._server = self._server, None
+        if server is not None:
+            await server.stop(grace)
+        for stream in list(self._streams.values()):
+            stream.close()
+        self._streams.clear()
+        self.metrics.connected_proxies.set(0)
+        self._encoder.clear()
+
+    # -- public API ----------------------------------------------------------------------
+
+    def notify_change(self) -> None:
+        """Configuration changed: push (debounced) to every proxy whose resources changed."""
+        if self._debouncer is not None:
+            self._debouncer.trigger()
+
+    async def wait_idle(self) -> None:
+        """Return once no debounced push is pending or running (queued writes may remain)."""
+        if self._debouncer is not None:
+            await self._debouncer.wait_idle()
+
+    @property
+    def stream_count(self) -> int:
+        """Streams currently in the stream table."""
+        return len(self._streams)
+
+    def status(self) -> list[ProxyStatus]:
+        """Per proxy id (its newest stream), what was sent, ACKed and NACKed; sorted by id."""
+        return [
+            ProxyStatus(
+                proxy_id=s.proxy_id,
+                connected_at=s.connected_at,
+                view=s.view_repr,
+                types=type_statuses(s.state),
+            )
+            for s in sorted(self._newest_streams().values(), key=lambda s: s.proxy_id)
+        ]
+
+    def sent(self, proxy_id: str) -> Mapping[str, ResourceSet] | None:
+        """What the proxy's newest stream was last brought in sync with, per subscribed type.
+
+        For EDS/RDS this is the newest set whose subscribed resources the proxy
+        has (changes to resources it did not subscribe to are not sent). None if
+        no stream with that proxy id is connected.
+        """
+        stream = self._newest_streams().get(proxy_id)
+        return None if stream is None else stream.state.synced_sets()
+
+    def _newest_streams(self) -> dict[str, ProxyStream]:
+        newest: dict[str, ProxyStream] = {}
+        for stream in self._streams.values():  # insertion order = connection order
+            newest[stream.proxy_id] = stream
+        return newest
+
+    # -- gRPC plumbing ---------------------------------------------------------------------
+
+    def _rpc_handler(self) -> Any:
+        handlers = {
+            "StreamAggregatedResources": grpc.stream_stream_rpc_method_handler(
+                self._stream_aggregated_resources,
+                request_deserializer=discovery_pb2.DiscoveryRequest.FromString,
+                response_serializer=_passthrough,
+            ),
+            "DeltaAggregatedResources": grpc.stream_stream_rpc_method_handler(
+                self._delta_aggregated_resources,
+                request_deserializer=discovery_pb2.DeltaDiscoveryRequest.FromString,
+                response_serializer=_passthrough,
+            ),
+        }
+        return grpc.method_handlers_generic_handler(ADS_SERVICE, handlers)
+
+    async def _delta_aggregated_resources(self, request_iterator: Any, context: Any) -> None:
+        await context.abort(
+            grpc.StatusCode.UNIMPLEMENTED, "incremental (delta) xDS is not supported; use SotW ADS"
+        )
+
+    async def _stream_aggregated_resources(self, request_iterator: Any, context: Any) -> None:
+        first = await context.read()
+        if first is grpc.aio.EOF:
+            return
+        node_id = first.node.id
+        try:
+            metadata = MessageToDict(first.node.metadata)
+            view = self._generator.view_of(node_id, metadata)
+        except ValueError as exc:
+            _log.warning("rejecting xDS node %r: %s", node_id, exc)
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            return
+
+        stream = self._open_stream(node_id, view)
+        handler_task = asyncio.current_task()
+        writer = asyncio.get_running_loop().create_task(stream.write_loop(context.write))
+
+        def _on_writer_done(task: asyncio.Task[None]) -> None:
+            # A failed write means the stream is unusable: end the handler too.
+            if not task.cancelled() and handler_task is not None and not handler_task.done():
+                exc = task.exception()
+                if exc is not None:
+                    _log.debug("xDS stream %s write failed: %r", stream.proxy_id, exc)
+                handler_task.cancel()
+
+        writer.add_done_callback(_on_writer_done)
+        try:
+            sets = self._generator.generate(view)
+            self._queue_all(stream, stream.state.update(sets))
+            request = first
+            while True:
+                self._handle_request(stream, request)
+                request = await context.read()
+                if request is grpc.aio.EOF:
+                    break
+        finally:
+            writer.remove_done_callback(_on_writer_done)
+            writer.cancel()
+            self._close_stream(stream)
+
+    def _open_stream(self, proxy_id: str, view: object) -> ProxyStream:
+        self._next_stream_id += 1
+        stream = ProxyStream(
+            stream_id=self._next_stream_id,
+            proxy_id=proxy_id,
+            view=view,
+            connected_at=time.time(),
+            state=AdsStreamState(ADS_ORDER),
+            encoder=self._encoder,
+        )
+        self._streams[stream.stream_id] = stream
+        self.metrics.connected_proxies.set(len(self._streams))
+        _log.info("xDS stream %d opened by %s", stream.stream_id, proxy_id)
+        return stream
+
+    def _close_stream(self, stream: ProxyStream) -> None:
+        stream.close()
+        if self._streams.pop(stream.stream_id, None) is not None:
+            self.metrics.connected_proxies.set(len(self._streams))
+            _log.info("xDS stream %d of %s closed", stream.stream_id, stream.proxy_id)
+
+    def _handle_request(self, stream: ProxyStream, request: Any) -> None:
+        outcome = stream.state.receive(client_request_from_proto(request), now=time.time())
+        self._observe(stream, outcome)
+        self._queue_all(stream, outcome.responses)
+
+    def _observe(self, stream: ProxyStream, outcome: RequestOutcome) -> None:
+        kind = outcome.kind
+        if kind is RequestKind.NACK and outcome.nack is not None:
+            self.metrics.nacks.labels(type=type_label(outcome.type_url)).inc()
+            _log.warning(
+                "proxy %s rejected %s version %s: %s",
+                stream.proxy_id,
+                type_label(outcome.type_url),
+                outcome.nack.version,
+                outcome.nack.message,
+            )
+        elif kind is RequestKind.UNKNOWN_TYPE:
+            self.metrics.unknown_type_requests.inc()
+            if outcome.first_unknown:
+                _log.warning(
+                    "proxy %s requested unsupported type %r; not answering",
+                    stream.proxy_id,
+                    outcome.type_url[:200],
+                )
+        elif kind is RequestKind.STALE:
+            _log.debug("proxy %s: stale request for %s", stream.proxy_id, outcome.type_url)
+
+    def _queue_all(self, stream: ProxyStream, responses: Any) -> None:
+        pushes = self.metrics.pushes
+        for response in responses:
+            stream.enqueue(response)
+            pushes.labels(type=type_label(response.type_url)).inc()
+
+    # -- pushes ------------------------------------------------------------------------------
+
+    async def _push_all(self) -> None:
+        started = time.perf_counter()
+        memo: dict[object, Mapping[str, ResourceSet]] = {}
+        for index, stream in enumerate(list(self._streams.values())):
+            if index and index % _PUSH_YIELD_EVERY == 0:
+                await asyncio.sleep(0)
+            if stream.closed:
+                continue
+            try:
+                sets = self._sets_for(stream.view, memo)
+            except Exception:
+                _log.exception("generating config for proxy %s failed", stream.proxy_id)
+                continue
+            self._queue_all(stream, stream.state.update(sets))
+        self.metrics.push_seconds.observe(time.perf_counter() - started)
+
+    def _sets_for(
+        self, view: object, memo: dict[object, Mapping[str, ResourceSet]]
+    ) -> Mapping[str, ResourceSet]:
+        try:
+            cached = memo.get(view)
+        except TypeError:  # an unhashable view: no memo, ask the generator each time
+            return self._generator.generate(view)
+        if cached is None:
+            cached = memo[view] = self._generator.generate(view)
+        return cached

@@ -1,0 +1,325 @@
+"""Sans-IO bookkeeping for one State-of-the-World ADS stream.
+
+Theory of operation
+-------------------
+An ADS stream multiplexes one logical xDS conversation per type URL. For each
+type this module remembers what the client asked for (subscribed names, or
+wildcard), what was last sent (version, nonce, and exactly which resource
+bytes), what the client last ACKed, and its last NACK. It performs no I/O and
+reads no clock: the adapter feeds it two kinds of input and acts on the
+``Response`` plans it returns.
+
+``receive(request, now)`` classifies one DiscoveryRequest:
+
+* unknown type URL -> ``UNKNOWN_TYPE``; nothing is answered, nothing crashes.
+* the first request for a type on this stream -> ``SUBSCRIBE``; the current
+  resources are planned for sending, whatever nonce the client carried over
+  from an earlier stream.
+* ``response_nonce`` not equal to the latest nonce sent for that type ->
+  ``STALE``; ignored entirely. The xDS protocol says a server must not answer
+  a request with a stale nonce: a newer response is already on its way and
+  the client will send a fresh request (with its current subscription) when it
+  processes it. Garbage nonces fall in the same bucket.
+* latest nonce with ``error_detail`` -> ``NACK``; recorded with Envoy's
+  message. The rejected version is *not* re-sent: a new response only follows
+  a real change (or a newly subscribed name), so a bad config cannot loop.
+* latest nonce without error -> ``ACK``.
+
+A request carrying the latest nonce may also change the subscription (Envoy
+puts its full current name list in every request, ACKs included); newly
+subscribed names are then sent even if unchanged, as the protocol requires.
+
+``update(sets)`` stores the newest ``ResourceSet`` per type and plans a
+response for each subscribed type whose resources (as this client sees them)
+changed, in ``ADS_ORDER``.
+
+What a response holds depends on the type. Listener and Cluster are
+"state of the world": every response carries the complete set the client
+subscribed to, and an omitted resource means "deleted". For every other type,
+SotW responses are grouped like incremental ones: a response may carry only
+the resources that changed, and a client must not delete resources left out
+(Envoy xDS protocol, "Grouping Resources into Responses" and "Deleting
+Resources", envoy/api/xds_protocol.rst,
+https://www.envoyproxy.io/docs/envoy/latest/api-docs/xds_protocol#grouping-resources-into-responses).
+So EDS and RDS responses carry only subscribed resources whose bytes differ
+from what this stream last delivered. Bytes are compared by value, which is
+an identity check when the generator shares its bytes objects.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from pilotfish.xds.types import ADS_ORDER, CLUSTER_TYPE, LISTENER_TYPE, ResourceSet
+
+__all__ = [
+    "WILDCARD",
+    "AdsStreamState",
+    "ClientRequest",
+    "NackRecord",
+    "RequestKind",
+    "RequestOutcome",
+    "Response",
+    "TypeState",
+]
+
+# Explicit wildcard name (xDS allows "*" as well as an empty first request).
+WILDCARD = "*"
+
+# Types whose every response must be the complete state of the world.
+_FULL_STATE_TYPES = frozenset({CLUSTER_TYPE, LISTENER_TYPE})
+
+# A hostile client could send endless distinct type URLs; remember a bounded
+# number of them for "log once" purposes.
+_MAX_REMEMBERED_UNKNOWN = 32
+
+
+class RequestKind(enum.Enum):
+    """How a request was classified."""
+
+    SUBSCRIBE = "subscribe"
+    ACK = "ack"
+    NACK = "nack"
+    STALE = "stale"
+    UNKNOWN_TYPE = "unknown_type"
+
+
+@dataclass(frozen=True, slots=True)
+class ClientRequest:
+    """The fields of a DiscoveryRequest that the state machine reads."""
+
+    type_url: str
+    resource_names: tuple[str, ...] = ()
+    version_info: str = ""
+    response_nonce: str = ""
+    error_message: str | None = None  # set iff the request carries error_detail (a NACK)
+    error_code: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class NackRecord:
+    """A response the client rejected."""
+
+    version: str  # the version we sent and the client rejected
+    nonce: str
+    message: str  # the client's error_detail.message
+    at: float  # the ``now`` passed to ``receive``
+    code: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """A planned DiscoveryResponse.
+
+    ``names`` is None when the response carries every resource of ``source``
+    (so its encoding can be shared by all streams that get the same set);
+    otherwise it lists the included resource names, sorted.
+    """
+
+    type_url: str
+    version: str
+    nonce: str
+    source: ResourceSet
+    names: tuple[str, ...] | None = None
+
+    @property
+    def resource_count(self) -> int:
+        return len(self.source.resources) if self.names is None else len(self.names)
+
+
+@dataclass(frozen=True, slots=True)
+class RequestOutcome:
+    """What ``receive`` decided, and what to send because of it."""
+
+    kind: RequestKind
+    type_url: str
+    responses: tuple[Response, ...] = ()
+    subscription_changed: bool = False
+    nack: NackRecord | None = None
+    first_unknown: bool = False  # UNKNOWN_TYPE only: first time this stream used the URL
+
+
+@dataclass(slots=True)
+class TypeState:
+    """Per-type bookkeeping. Read it; only ``AdsStreamState`` changes it."""
+
+    type_url: str
+    full_state: bool
+    requested: bool = False
+    wildcard: bool = False
+    names: frozenset[str] = frozenset()
+    sent_version: str = ""
+    sent_nonce: str = ""
+    acked_version: str = ""
+    nack: NackRecord | None = None  # the last NACK, cleared by a later ACK
+    # The newest set this client is in sync with (sent, or unchanged for it).
+    synced: ResourceSet | None = None
+    # Non-wildcard and partial types: name -> bytes last delivered on this stream.
+    delivered: dict[str, bytes] = field(default_factory=dict)
+
+
+class AdsStreamState:
+    """ADS bookkeeping for one stream. Pure: no I/O, no clock, no protobuf."""
+
+    def __init__(self, known_types: Iterable[str] = ADS_ORDER, nonce_prefix: str = "") -> None:
+        self._order: tuple[str, ...] = tuple(known_types)
+        self._types: dict[str, TypeState] = {
+            url: TypeState(type_url=url, full_state=url in _FULL_STATE_TYPES) for url in self._order
+        }
+        self._current: dict[str, ResourceSet] = {}
+        self._unknown_seen: set[str] = set()
+        self._nonce_prefix = nonce_prefix
+        self._nonce_counter = 0
+
+    @property
+    def types(self) -> Mapping[str, TypeState]:
+        """Per-type state for every known type, in push order."""
+        return self._types
+
+    def current(self, type_url: str) -> ResourceSet | None:
+        """The newest set fed to ``update`` for a type."""
+        return self._current.get(type_url)
+
+    def synced_sets(self) -> dict[str, ResourceSet]:
+        """Per subscribed type, the newest set the client was brought in sync with."""
+        return {url: ts.synced for url, ts in self._types.items() if ts.synced is not None}
+
+    # -- input: a request from the client ---------------------------------------------
+
+    def receive(self, request: ClientRequest, now: float) -> RequestOutcome:
+        """Classify a request, update the state, and plan responses to send."""
+        ts = self._types.get(request.type_url)
+        if ts is None:
+            first = request.type_url not in self._unknown_seen
+            if first and len(self._unknown_seen) < _MAX_REMEMBERED_UNKNOWN:
+                self._unknown_seen.add(request.type_url)
+            return RequestOutcome(RequestKind.UNKNOWN_TYPE, request.type_url, first_unknown=first)
+
+        names = frozenset(request.resource_names)
+        if not ts.requested:
+            ts.requested = True
+            # Wildcard applies to LDS/CDS only, and only on the first request.
+            ts.wildcard = ts.full_state and (not names or WILDCARD in names)
+            ts.names = names - {WILDCARD}
+            return RequestOutcome(
+                RequestKind.SUBSCRIBE,
+                ts.type_url,
+                responses=self._plan_tuple(ts),
+                subscription_changed=True,
+            )
+
+        if request.response_nonce != ts.sent_nonce:
+            return RequestOutcome(RequestKind.STALE, ts.type_url)
+
+        kind = RequestKind.SUBSCRIBE
+        nack: NackRecord | None = None
+        if ts.sent_nonce:  # a reply to a response (with nothing sent yet, it is a re-request)
+            if request.error_message is not None:
+                kind = RequestKind.NACK
+                nack = NackRecord(
+                    version=ts.sent_version,
+                    nonce=ts.sent_nonce,
+                    message=request.error_message,
+                    at=now,
+                    code=request.error_code,
+                )
+                ts.nack = nack
+            else:
+                kind = RequestKind.ACK
+                ts.acked_version = request.version_info
+                ts.nack = None
+
+        changed = False
+        if not ts.wildcard and names != ts.names:
+            changed = True
+            ts.names = names - {WILDCARD}
+            # Forget what was delivered for names no longer subscribed, so a
+            # later re-subscription sends them again.
+            for stale in [n for n in ts.delivered if n not in ts.names]:
+                del ts.delivered[stale]
+        responses = self._plan_tuple(ts) if changed else ()
+        return RequestOutcome(
+            kind, ts.type_url, responses=responses, subscription_changed=changed, nack=nack
+        )
+
+    # -- input: new resources ------------------------------------------------------------
+
+    def update(self, sets: Mapping[str, ResourceSet]) -> list[Response]:
+        """Store the newest sets and plan responses for what changed, in push order.
+
+        Types missing from ``sets`` keep their previous set; unknown types are ignored.
+        """
+        responses: list[Response] = []
+        for url in self._order:
+            new = sets.get(url)
+            if new is None:
+                continue
+            self._current[url] = new
+            ts = self._types[url]
+            if ts.requested:
+                response = self._plan(ts)
+                if response is not None:
+                    responses.append(response)
+        return responses
+
+    # -- planning --------------------------------------------------------------------------
+
+    def _plan_tuple(self, ts: TypeState) -> tuple[Response, ...]:
+        response = self._plan(ts)
+        return () if response is None else (response,)
+
+    def _plan(self, ts: TypeState) -> Response | None:
+        """Plan the response that brings the client in sync with the current set, if any."""
+        cur = self._current.get(ts.type_url)
+        if cur is None:
+            return None
+        if ts.full_state:
+            return self._plan_full_state(ts, cur)
+        return self._plan_partial(ts, cur)
+
+    def _plan_full_state(self, ts: TypeState, cur: ResourceSet) -> Response | None:
+        if ts.wildcard:
+            if ts.synced is not None and (ts.synced is cur or ts.synced.version == cur.version):
+                ts.synced = cur
+                return None
+            ts.synced = cur
+            return self._emit(ts, cur, None)
+        resources = cur.resources
+        selected = {n: resources[n] for n in ts.names if n in resources}
+        if ts.synced is not None and selected == ts.delivered:
+            ts.synced = cur
+            return None
+        ts.delivered = selected
+        ts.synced = cur
+        names = None if len(selected) == len(resources) else tuple(sorted(selected))
+        return self._emit(ts, cur, names)
+
+    def _plan_partial(self, ts: TypeState, cur: ResourceSet) -> Response | None:
+        resources = cur.resources
+        delivered = ts.delivered
+        # A resource that disappears and comes back must be sent again.
+        for gone in [n for n in delivered if n not in resources]:
+            del delivered[gone]
+        changed = sorted(n for n in ts.names if n in resources and delivered.get(n) != resources[n])
+        ts.synced = cur
+        if not changed:
+            return None
+        for name in changed:
+            delivered[name] = resources[name]
+        names = None if len(changed) == len(resources) else tuple(changed)
+        return self._emit(ts, cur, names)
+
+    def _emit(self, ts: TypeState, cur: ResourceSet, names: Sequence[str] | None) -> Response:
+        self._nonce_counter += 1
+        nonce = f"{self._nonce_prefix}{self._nonce_counter}"
+        ts.sent_version = cur.version
+        ts.sent_nonce = nonce
+        return Response(
+            type_url=ts.type_url,
+            version=cur.version,
+            nonce=nonce,
+            source=cur,
+            names=None if names is None else tuple(names),
+        )

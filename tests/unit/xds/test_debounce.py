@@ -1,0 +1,155 @@
+"""The debouncer, driven by a fake clock: no real waiting."""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+
+import pytest
+
+from pilotfish.xds.debounce import Debouncer
+
+
+class FakeClock:
+    """Time moves only when the test calls ``advance``."""
+
+    def __init__(self) -> None:
+        self.t = 0.0
+        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._seq = itertools.count()
+
+    def now(self) -> float:
+        return self.t
+
+    async def sleep(self, seconds: float) -> None:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._sleepers, (self.t + seconds, next(self._seq), fut))
+        await fut
+
+    async def advance(self, seconds: float) -> None:
+        """Move time forward, waking due sleepers in order, letting tasks run."""
+        target = self.t + seconds
+        while True:
+            await settle()
+            if not self._sleepers or self._sleepers[0][0] > target:
+                break
+            due, _, fut = heapq.heappop(self._sleepers)
+            self.t = max(self.t, due)
+            if not fut.done():
+                fut.set_result(None)
+        self.t = target
+        await settle()
+
+
+async def settle() -> None:
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+class Recorder:
+    def __init__(self, clock: FakeClock, run_for: float = 0.0) -> None:
+        self.clock = clock
+        self.run_for = run_for
+        self.fired_at: list[float] = []
+
+    async def __call__(self) -> None:
+        self.fired_at.append(self.clock.now())
+        if self.run_for:
+            await self.clock.sleep(self.run_for)
+
+
+async def test_fires_after_quiet_period() -> None:
+    clock = FakeClock()
+    rec = Recorder(clock)
+    deb = Debouncer(rec, quiet_period=0.125, max_delay=1.0, clock=clock)
+    deb.trigger()
+    await clock.advance(0.0625)
+    await clock.advance(0.03125)
+    assert rec.fired_at == []
+    assert deb.pending
+    await clock.advance(0.03125)
+    assert rec.fired_at == [0.125]
+    assert not deb.pending
+    await deb.wait_idle()
+
+
+async def test_each_event_restarts_quiet_period() -> None:
+    clock = FakeClock()
+    rec = Recorder(clock)
+    deb = Debouncer(rec, quiet_period=0.125, max_delay=1.0, clock=clock)
+    for _ in range(5):  # events at 0, 0.0625, ..., 0.25
+        deb.trigger()
+        await clock.advance(0.0625)
+    assert rec.fired_at == []
+    await clock.advance(0.0625)
+    assert rec.fired_at == [0.25 + 0.125]
+    assert deb.runs == 1
+
+
+async def test_max_delay_caps_a_steady_stream_of_events() -> None:
+    clock = FakeClock()
+    rec = Recorder(clock)
+    deb = Debouncer(rec, quiet_period=0.125, max_delay=0.5, clock=clock)
+    for _ in range(20):  # an event every 0.0625 s, t = 0 .. 1.1875: never quiet
+        deb.trigger()
+        await clock.advance(0.0625)
+    # max_delay after the first event, then max_delay after the next unfired one.
+    assert rec.fired_at == [0.5, 1.0]
+    await clock.advance(1.0)
+    # The tail of the burst is not lost: quiet_period after its last event.
+    assert rec.fired_at == [0.5, 1.0, 1.1875 + 0.125]
+
+
+async def test_events_during_callback_cause_exactly_one_more_run() -> None:
+    clock = FakeClock()
+    rec = Recorder(clock, run_for=1.0)
+    deb = Debouncer(rec, quiet_period=0.125, max_delay=0.25, clock=clock)
+    deb.trigger()
+    await clock.advance(0.125)
+    assert rec.fired_at == [0.125]
+    assert deb.running
+    for _ in range(5):  # events at 0.125 .. 0.625, while the callback runs
+        deb.trigger()
+        await clock.advance(0.125)
+    assert len(rec.fired_at) == 1  # runs never overlap
+    await clock.advance(0.5)  # callback ends at 1.125; its events are past max_delay
+    assert rec.fired_at[1] == 1.125
+    await clock.advance(5.0)
+    assert len(rec.fired_at) == 2
+    await deb.wait_idle()
+    assert not deb.pending and not deb.running
+
+
+async def test_failing_callback_does_not_stop_later_runs() -> None:
+    clock = FakeClock()
+    calls: list[float] = []
+
+    async def boom() -> None:
+        calls.append(clock.now())
+        raise RuntimeError("boom")
+
+    deb = Debouncer(boom, quiet_period=0.125, max_delay=1.0, clock=clock)
+    deb.trigger()
+    await clock.advance(0.25)
+    deb.trigger()
+    await clock.advance(0.25)
+    assert len(calls) == 2
+
+
+async def test_close_drops_pending_events() -> None:
+    clock = FakeClock()
+    rec = Recorder(clock)
+    deb = Debouncer(rec, quiet_period=0.1, max_delay=1.0, clock=clock)
+    deb.trigger()
+    await deb.close()
+    await clock.advance(1.0)
+    deb.trigger()
+    await clock.advance(1.0)
+    assert rec.fired_at == []
+    await asyncio.wait_for(deb.wait_idle(), 1.0)
+
+
+def test_rejects_negative_periods() -> None:
+    with pytest.raises(ValueError):
+        Debouncer(Recorder(FakeClock()), quiet_period=-1, max_delay=1)
