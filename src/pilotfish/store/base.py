@@ -12,6 +12,7 @@ which do not remove the last good objects.
 from __future__ import annotations
 
 import asyncio
+import builtins  # the class defines a method named ``list``
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 
@@ -54,7 +55,7 @@ class Store(ABC):
     def delete(self, key: ResourceKey) -> int:
         """Remove; returns the new revision. Raises KeyError if absent."""
 
-    def diagnostics(self) -> list[Diagnostic]:
+    def diagnostics(self) -> builtins.list[Diagnostic]:
         """Current problems in the sources (errors and warnings)."""
         return []
 

@@ -7,9 +7,11 @@ The store serves the objects found in every ``*.yaml``, ``*.yml`` and
 recursively; hidden files and editor leftovers are skipped). ``start()`` loads
 everything once, then an asyncio task polls every ``poll_interval`` seconds.
 A poll ``stat``s every file and re-reads only those whose (mtime_ns, size,
-inode) changed (see ``_scan``); the stat-and-read work runs in a worker thread
-so a large tree never stalls the event loop, and its result is folded into the
-store's state back on the loop.
+inode) changed (see ``_scan``), and parses only those whose bytes changed.
+Scanning, reading and parsing run in a worker thread so a large tree never
+stalls the event loop; the result is folded into the store's state back on
+the loop. The watcher rests longer between polls if they get slow, so a huge
+tree cannot take over the machine.
 
 Per-file last good: each file remembers the objects of its last load without
 error diagnostics. A load with errors records those diagnostics but keeps
@@ -41,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pilotfish.api.diagnostics import Diagnostic
+from pilotfish.api.diagnostics import Diagnostic, Severity, SourceRef
 from pilotfish.api.loader import LoadResult, load_text
 from pilotfish.api.resource import Resource, ResourceKey
 from pilotfish.store import _scan
@@ -114,9 +116,11 @@ class FileStore(Store):
         self._merged = Merged({}, {}, (), {})
         self._ordered: tuple[Resource, ...] = ()
         self._task: asyncio.Task[None] | None = None
-        # Paths written by apply/delete since the running poll began, and a
-        # counter of folded scans: both let a poll drop what a newer event superseded.
-        self._written: set[str] = set()
+        # Sequence number of the latest apply/delete of each path, and a counter
+        # of folded scans: both let a poll drop what a newer event superseded.
+        # (One entry per path ever written: bounded by the files of the tree.)
+        self._writes = 0
+        self._written: dict[str, int] = {}
         self._scans = 0
 
     # -- reading ---------------------------------------------------------------
@@ -199,17 +203,15 @@ class FileStore(Store):
 
     async def poll(self) -> bool:
         """Scan once, reading files in a worker thread. True if the revision was bumped."""
-        scans, known = self._scans, self._known()
-        self._written.clear()
+        scans, writes, known = self._scans, self._writes, self._known()
         result = await asyncio.to_thread(_poll, self._roots, known, self._load_text)
         if self._scans != scans:
-            return False  # a rescan() ran meanwhile and saw newer files
-        return self._fold(result)
+            return False  # another scan finished meanwhile and saw newer files
+        return self._fold(result, writes)
 
     def rescan(self) -> bool:
         """Scan once, blocking (for command-line use). True if the revision was bumped."""
-        self._written.clear()
-        return self._fold(_poll(self._roots, self._known(), self._load_text))
+        return self._fold(_poll(self._roots, self._known(), self._load_text), self._writes)
 
     async def _watch(self) -> None:
         loop = asyncio.get_running_loop()
@@ -228,13 +230,14 @@ class FileStore(Store):
     def _known(self) -> dict[str, _scan.Memo]:
         return {path: state.memo for path, state in self._files.items()}
 
-    def _fold(self, result: _PollResult) -> bool:
-        """Bring the view up to date with one scan; bump once if the objects changed."""
+    def _fold(self, result: _PollResult, writes: int) -> bool:
+        """Bring the view up to date with one scan that began after write number
+        ``writes``; bump once if the objects changed."""
         obs = result.observation
         self._scans += 1
         self._root_problems = obs.root_problems
         # Paths apply/delete touched during the scan already hold newer state.
-        stale = self._written
+        stale = {path for path, seq in self._written.items() if seq > writes}
         dirty = False
         for path in obs.gone - stale:
             dirty |= self._files.pop(path, None) is not None
@@ -328,7 +331,7 @@ class FileStore(Store):
             state = self._files[target] = _FileState(_scan.order_of(self._roots, target), memo)
         state.memo = memo
         self._record_load(state, loaded)
-        self._written.add(target)
+        self._note_write(target)
         # The write may have created a configured directory that was missing.
         self._root_problems = tuple(
             d for d in self._root_problems if d.source is None or not os.path.exists(d.source.file)
@@ -373,9 +376,13 @@ class FileStore(Store):
         except OSError as exc:
             raise StoreError(f"cannot remove {path}: {exc.strerror or exc}") from exc
         del self._files[path]
-        self._written.add(path)
+        self._note_write(path)
         self._remerge()
         return self._revision
+
+    def _note_write(self, path: str) -> None:
+        self._writes += 1
+        self._written[path] = self._writes
 
     def _target_for(self, key: ResourceKey) -> str:
         """The file ``apply`` writes ``key`` to, or StoreError if none may be written."""
@@ -438,11 +445,20 @@ def _poll(
     """Blocking part of a poll: scan, read, parse (safe to run in a worker thread)."""
     obs = _scan.observe(roots, known)
     loads = {
-        r.found.path: loader(r.text, r.found.path)
+        r.found.path: _load(loader, r.text, r.found.path)
         for r in obs.readings
         if r.parse and r.text is not None
     }
     return _PollResult(obs, loads)
+
+
+def _load(loader: TextLoader, text: str, path: str) -> LoadResult:
+    try:
+        return loader(text, path)
+    except Exception as exc:
+        # A loader bug must fail this one file, not every poll of the tree.
+        message = f"internal error while loading: {type(exc).__name__}: {exc}"
+        return LoadResult((), (Diagnostic(Severity.ERROR, message, SourceRef(path)),))
 
 
 def _safe_component(part: str) -> bool:

@@ -19,7 +19,14 @@ from dataclasses import dataclass
 
 from pilotfish.api.networking.gateway import GatewaySpec, Server
 from pilotfish.api.resource import Resource
-from pilotfish.ir import FilterChain, HttpConnectionManager, Listener, Route, RouteConfig, VirtualHost
+from pilotfish.ir import (
+    FilterChain,
+    HttpConnectionManager,
+    Listener,
+    Route,
+    RouteConfig,
+    VirtualHost,
+)
 from pilotfish.model.hosts import fqdn
 from pilotfish.model.proxy_view import ProxyView
 from pilotfish.model.snapshot import Snapshot
@@ -120,9 +127,13 @@ def gateway_listeners(snapshot: Snapshot, view: ProxyView) -> GatewayParts:
         name = f"0.0.0.0_{port}"
         listeners.append(
             Listener(
-                name, view.bind_ip, port, (),
-                FilterChain(name, HttpConnectionManager(f"outbound_{name}",
-                                                        route_config_name=route_name)),
+                name,
+                view.bind_ip,
+                port,
+                (),
+                FilterChain(
+                    name, HttpConnectionManager(f"outbound_{name}", route_config_name=route_name)
+                ),
                 direction="gateway",
             )  # fmt: skip
         )

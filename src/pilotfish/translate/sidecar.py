@@ -152,15 +152,26 @@ def sidecar_outbound(snapshot: Snapshot, view: ProxyView) -> OutboundParts:
                 continue
             listeners.append(
                 Listener(
-                    f"0.0.0.0_{port}", "0.0.0.0", port, tuple(chains), default,
-                    bind_to_port=False, direction="outbound",
+                    f"0.0.0.0_{port}",
+                    "0.0.0.0",
+                    port,
+                    tuple(chains),
+                    default,
+                    bind_to_port=False,
+                    direction="outbound",
                 )  # fmt: skip
             )
         listeners.append(
             Listener(
-                VIRTUAL_OUTBOUND, "0.0.0.0", view.outbound_port, (),
-                FilterChain(PASSTHROUGH_CLUSTER, TcpProxy(PASSTHROUGH_CLUSTER, PASSTHROUGH_CLUSTER)),
-                use_original_dst=True, direction="outbound",
+                VIRTUAL_OUTBOUND,
+                "0.0.0.0",
+                view.outbound_port,
+                (),
+                FilterChain(
+                    PASSTHROUGH_CLUSTER, TcpProxy(PASSTHROUGH_CLUSTER, PASSTHROUGH_CLUSTER)
+                ),
+                use_original_dst=True,
+                direction="outbound",
             )  # fmt: skip
         )
     else:
@@ -177,9 +188,14 @@ def sidecar_outbound(snapshot: Snapshot, view: ProxyView) -> OutboundParts:
         name = f"{view.bind_ip}_{view.outbound_port}"
         listeners.append(
             Listener(
-                name, view.bind_ip, view.outbound_port, (),
-                FilterChain(name, HttpConnectionManager(f"outbound_{name}",
-                                                        route_config_name=HTTP_PROXY_ROUTE)),
+                name,
+                view.bind_ip,
+                view.outbound_port,
+                (),
+                FilterChain(
+                    name,
+                    HttpConnectionManager(f"outbound_{name}", route_config_name=HTTP_PROXY_ROUTE),
+                ),
                 direction="outbound",
             )  # fmt: skip
         )
@@ -245,13 +261,19 @@ def sidecar_inbound(snapshot: Snapshot, view: ProxyView) -> InboundParts:
         )
         listeners.append(
             Listener(
-                VIRTUAL_INBOUND, "0.0.0.0", view.inbound_port, chains, passthrough,
-                use_original_dst=True, direction="inbound",
+                VIRTUAL_INBOUND,
+                "0.0.0.0",
+                view.inbound_port,
+                chains,
+                passthrough,
+                use_original_dst=True,
+                direction="inbound",
             )  # fmt: skip
         )
         clusters.append(
-            Cluster(INBOUND_PASSTHROUGH_CLUSTER, "ORIGINAL_DST", "CLUSTER_PROVIDED",
-                    direction="inbound")  # fmt: skip
+            Cluster(
+                INBOUND_PASSTHROUGH_CLUSTER, "ORIGINAL_DST", "CLUSTER_PROVIDED", direction="inbound"
+            )  # fmt: skip
         )
     else:
         for sp in ports:
@@ -259,8 +281,12 @@ def sidecar_inbound(snapshot: Snapshot, view: ProxyView) -> InboundParts:
             chain = _inbound_chain(sp, inbound_cluster(sp.port))
             listeners.append(
                 Listener(
-                    name, view.bind_ip, sp.port, (),
-                    FilterChain(chain.name, chain.filter), direction="inbound",
+                    name,
+                    view.bind_ip,
+                    sp.port,
+                    (),
+                    FilterChain(chain.name, chain.filter),
+                    direction="inbound",
                 )  # fmt: skip
             )
     return InboundParts(

@@ -9,7 +9,7 @@ by every proxy that gets them, so a push to many proxies is mostly copying.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -58,6 +58,26 @@ class ResourceSet:
     type_url: str
     resources: Mapping[str, bytes]
     version: str = field(default="")
+    # When built by ``compose``: the shared sets this one is made of. Encoders
+    # may encode each part once and concatenate, instead of per composed set.
+    parts: tuple[ResourceSet, ...] = ()
+
+    @classmethod
+    def compose(cls, type_url: str, parts: Sequence[ResourceSet]) -> ResourceSet:
+        """A set made of ``parts`` (names must not repeat across parts).
+
+        Nothing is copied: lookups go through the parts, and the version is a
+        digest of the parts' versions, so composing is cheap however large the
+        parts are.
+        """
+        kept = tuple(p for p in parts if p.resources)
+        if len(kept) == 1:
+            return kept[0]
+        digest = hashlib.sha256()
+        for part in kept:
+            digest.update(part.version.encode())
+            digest.update(b"\0")
+        return cls(type_url, _Merged(kept), digest.hexdigest()[:16] or "empty", kept)
 
     def __post_init__(self) -> None:
         if not self.version:
@@ -83,3 +103,29 @@ class ConfigGenerator(Protocol):
         (the result is cached and shared).
         """
         ...
+
+
+class _Merged(Mapping[str, bytes]):
+    """Read-only union of the parts' resources, without copying them."""
+
+    __slots__ = ("_parts",)
+
+    def __init__(self, parts: tuple[ResourceSet, ...]) -> None:
+        self._parts = parts
+
+    def __getitem__(self, name: str) -> bytes:
+        for part in self._parts:
+            found = part.resources.get(name)
+            if found is not None:
+                return found
+        raise KeyError(name)
+
+    def __contains__(self, name: object) -> bool:
+        return any(name in part.resources for part in self._parts)
+
+    def __iter__(self) -> Iterator[str]:
+        for part in self._parts:
+            yield from part.resources
+
+    def __len__(self) -> int:
+        return sum(len(part.resources) for part in self._parts)

@@ -202,3 +202,19 @@ def _age_all(directory: Path) -> None:
     for path in directory.rglob("*"):
         st = path.stat()
         os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns - 10_000_000_000))
+
+
+async def test_a_loader_crash_fails_only_that_file(config_dir: Path) -> None:
+    def fragile_loader(text: str, filename: str) -> LoadResult:
+        if "crash-me" in text:
+            raise RuntimeError("boom")
+        return load_text(text, filename)
+
+    (config_dir / "a.yaml").write_text("# crash-me\n" + virtual_service("ratings"))
+    (config_dir / "b.yaml").write_text(virtual_service())
+    store = FileStore(config_dir, load_text=fragile_loader)
+    assert await store.poll()
+    assert [str(r.key) for r in store.list()] == [str(VS)]
+    [error] = store.diagnostics()
+    assert error.is_error and "boom" in error.message
+    assert error.source is not None and error.source.file == str(config_dir / "a.yaml")

@@ -228,3 +228,24 @@ async def test_close_stops_polling(store: FileStore, config_dir: Path) -> None:
         await witness.close()
     assert await store.poll()  # polling by hand still works after close
     assert store.get(VS) is not None
+
+
+async def test_same_stat_edit_within_the_racy_window_is_seen(
+    store: FileStore, config_dir: Path
+) -> None:
+    # On file systems with coarse timestamps, an in-place edit of the same size
+    # within one clock tick leaves (mtime, size, inode) unchanged. Simulate it.
+    path = config_dir / "vs.yaml"
+    path.write_text(virtual_service(subset="v1"))
+    before = path.stat()
+    assert await store.poll()
+    path.write_text(virtual_service(subset="v2"))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = path.stat()
+    assert (after.st_mtime_ns, after.st_size, after.st_ino) == (
+        before.st_mtime_ns,
+        before.st_size,
+        before.st_ino,
+    )
+    assert await store.poll()
+    assert subset_of(store.get(VS)) == "v2"

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
 from store_testing import (
+    DEADLINE,
     DESTINATION_RULE_REVIEWS,
     SERVICE_REVIEWS,
     docs,
@@ -19,7 +21,7 @@ from store_testing import (
 )
 
 from pilotfish.api.diagnostics import Diagnostic, Severity
-from pilotfish.api.loader import load_file
+from pilotfish.api.loader import LoadResult, load_file, load_text
 from pilotfish.api.resource import Resource, ResourceKey
 from pilotfish.store import FileStore, StoreError
 from pilotfish.store._common import same_content
@@ -266,3 +268,30 @@ async def test_writes_into_a_json_file_stay_json(store: FileStore, config_dir: P
     store.apply(resource(SERVICE_REVIEWS))
     assert json.loads(user.read_text())["spec"]["ports"][0]["port"] == 9080
     loads_back_as(user, resource(SERVICE_REVIEWS))
+
+
+async def test_apply_during_a_poll_is_not_undone_by_it(config_dir: Path) -> None:
+    user = config_dir / "vs.yaml"
+    user.write_text(virtual_service(subset="v1"))
+    parsing, proceed = threading.Event(), threading.Event()
+
+    def gated_loader(text: str, filename: str) -> LoadResult:
+        if "subset: v2" in text:  # the poll read the external edit; hold it there
+            parsing.set()
+            assert proceed.wait(DEADLINE)
+        return load_text(text, filename)
+
+    store = FileStore(config_dir, load_text=gated_loader)
+    await store.poll()
+    user.write_text(virtual_service(subset="v2"))  # an edit on disk...
+    polling = asyncio.create_task(store.poll())
+    await asyncio.to_thread(parsing.wait, DEADLINE)
+    # ...overtaken by an API write while the poll is still parsing the edit.
+    v3 = resource(virtual_service(subset="v3"))
+    rev = store.apply(v3)
+    proceed.set()
+    assert not await polling
+    assert store.revision == rev
+    served = store.get(VS)
+    assert served is not None and same_content(served, v3)
+    loads_back_as(user, v3)

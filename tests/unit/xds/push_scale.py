@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import resource
 import sys
 import time
 from collections.abc import Mapping
@@ -224,6 +225,8 @@ async def main(proxies: int, clusters: int, views: int) -> None:
         f"(server push planning {push:.2f}s, includes {0.01:.2f}s quiet period)"
     )
     await child.wait()
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"control plane peak RSS: {rss_mb:.0f} MB")
     await server.close(grace=0)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pilotfish.xds.server.state import (
     AdsStreamState,
     ClientRequest,
+    DiffCache,
     RequestKind,
     Response,
 )
@@ -333,3 +334,22 @@ def test_synced_sets_reports_what_the_client_has() -> None:
     synced = state.synced_sets()
     assert synced[CLUSTER_TYPE] is sets[CLUSTER_TYPE]
     assert set(synced) == set(ADS_ORDER)
+
+
+def test_streams_sharing_sets_share_one_diff_per_push() -> None:
+    before = full(eds={f"e{i}": b"x" for i in range(100)})
+    states = [subscribed_state(before) for _ in range(3)]
+    for s in states:  # subscribe to every e* name (and ACK)
+        ts = s.types[ENDPOINT_TYPE]
+        names = tuple(f"e{i}" for i in range(100))
+        (resp,) = s.receive(req(ENDPOINT_TYPE, *names, nonce=ts.sent_nonce), 0).responses
+        assert resp.names is None  # every resource of the set: whole-set encoding
+    after = dict(before)
+    after[ENDPOINT_TYPE] = ResourceSet(
+        ENDPOINT_TYPE, {**before[ENDPOINT_TYPE].resources, "e7": b"y"}
+    )
+    diffs = DiffCache()
+    for s in states:
+        (push,) = s.update(after, diffs)
+        assert contents(push) == {"e7": b"y"}
+    assert len(diffs._entries) == 1  # one comparison of the two sets for all streams

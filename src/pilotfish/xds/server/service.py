@@ -44,6 +44,7 @@ from pilotfish.xds.server.metrics import XdsMetrics, type_label
 from pilotfish.xds.server.state import (
     AdsStreamState,
     ClientRequest,
+    DiffCache,
     RequestKind,
     RequestOutcome,
 )
@@ -314,6 +315,7 @@ class XdsServer:
     async def _push_all(self) -> None:
         started = time.perf_counter()
         memo: dict[object, Mapping[str, ResourceSet]] = {}
+        diffs = DiffCache()
         for index, stream in enumerate(list(self._streams.values())):
             if index and index % _PUSH_YIELD_EVERY == 0:
                 await asyncio.sleep(0)
@@ -324,7 +326,7 @@ class XdsServer:
             except Exception:
                 _log.exception("generating config for proxy %s failed", stream.proxy_id)
                 continue
-            self._queue_all(stream, stream.state.update(sets))
+            self._queue_all(stream, stream.state.update(sets, diffs))
         self.metrics.push_seconds.observe(time.perf_counter() - started)
 
     def _sets_for(

@@ -42,8 +42,14 @@ the resources that changed, and a client must not delete resources left out
 Resources", envoy/api/xds_protocol.rst,
 https://www.envoyproxy.io/docs/envoy/latest/api-docs/xds_protocol#grouping-resources-into-responses).
 So EDS and RDS responses carry only subscribed resources whose bytes differ
-from what this stream last delivered. Bytes are compared by value, which is
-an identity check when the generator shares its bytes objects.
+from what this stream last delivered.
+
+For those types the client's knowledge is kept implicitly: after every plan
+it holds exactly ``synced`` restricted to its subscribed names. What changed
+is then ``diff(synced, current)`` intersected with the names, plus newly
+subscribed names. Streams with the same view share both sets, so a push
+computes each set-to-set diff once (``DiffCache``) instead of comparing
+thousands of resources per stream.
 """
 
 from __future__ import annotations
@@ -58,6 +64,7 @@ __all__ = [
     "WILDCARD",
     "AdsStreamState",
     "ClientRequest",
+    "DiffCache",
     "NackRecord",
     "RequestKind",
     "RequestOutcome",
@@ -156,8 +163,40 @@ class TypeState:
     nack: NackRecord | None = None  # the last NACK, cleared by a later ACK
     # The newest set this client is in sync with (sent, or unchanged for it).
     synced: ResourceSet | None = None
-    # Non-wildcard and partial types: name -> bytes last delivered on this stream.
+    # Non-wildcard LDS/CDS only: name -> bytes of the last response.
     delivered: dict[str, bytes] = field(default_factory=dict)
+
+
+class DiffCache:
+    """Memoizes which resources differ between two sets, for the duration of one push.
+
+    Entries keep both sets alive, so object ids stay unique while cached;
+    drop the cache when the push is done.
+    """
+
+    __slots__ = ("_entries",)
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple[int, int], tuple[ResourceSet, ResourceSet, frozenset[str]]] = {}
+
+    def changed(self, old: ResourceSet, new: ResourceSet) -> frozenset[str]:
+        """Names in ``new`` that are absent from ``old`` or have different bytes."""
+        if old is new or old.version == new.version:
+            return frozenset()
+        key = (id(old), id(new))
+        entry = self._entries.get(key)
+        if entry is not None and entry[0] is old and entry[1] is new:
+            return entry[2]
+        result = _diff(old, new)
+        self._entries[key] = (old, new, result)
+        return result
+
+
+def _diff(old: ResourceSet, new: ResourceSet) -> frozenset[str]:
+    if old is new or old.version == new.version:
+        return frozenset()
+    before = old.resources
+    return frozenset(n for n, b in new.resources.items() if before.get(n) != b)
 
 
 class AdsStreamState:
@@ -206,7 +245,7 @@ class AdsStreamState:
             return RequestOutcome(
                 RequestKind.SUBSCRIBE,
                 ts.type_url,
-                responses=self._plan_tuple(ts),
+                responses=self._plan_tuple(ts, ts.names),
                 subscription_changed=True,
             )
 
@@ -232,24 +271,26 @@ class AdsStreamState:
                 ts.nack = None
 
         changed = False
+        responses: tuple[Response, ...] = ()
         if not ts.wildcard and names != ts.names:
             changed = True
+            added = names - ts.names
             ts.names = names - {WILDCARD}
-            # Forget what was delivered for names no longer subscribed, so a
-            # later re-subscription sends them again.
-            for stale in [n for n in ts.delivered if n not in ts.names]:
-                del ts.delivered[stale]
-        responses = self._plan_tuple(ts) if changed else ()
+            responses = self._plan_tuple(ts, added=added)
         return RequestOutcome(
             kind, ts.type_url, responses=responses, subscription_changed=changed, nack=nack
         )
 
     # -- input: new resources ------------------------------------------------------------
 
-    def update(self, sets: Mapping[str, ResourceSet]) -> list[Response]:
+    def update(
+        self, sets: Mapping[str, ResourceSet], diffs: DiffCache | None = None
+    ) -> list[Response]:
         """Store the newest sets and plan responses for what changed, in push order.
 
-        Types missing from ``sets`` keep their previous set; unknown types are ignored.
+        Types missing from ``sets`` keep their previous set; unknown types are
+        ignored. Pass one ``DiffCache`` to all streams' updates of one push to
+        share the work of comparing sets.
         """
         responses: list[Response] = []
         for url in self._order:
@@ -259,25 +300,30 @@ class AdsStreamState:
             self._current[url] = new
             ts = self._types[url]
             if ts.requested:
-                response = self._plan(ts)
+                response = self._plan(ts, diffs=diffs)
                 if response is not None:
                     responses.append(response)
         return responses
 
     # -- planning --------------------------------------------------------------------------
 
-    def _plan_tuple(self, ts: TypeState) -> tuple[Response, ...]:
-        response = self._plan(ts)
+    def _plan_tuple(self, ts: TypeState, added: frozenset[str]) -> tuple[Response, ...]:
+        response = self._plan(ts, added=added)
         return () if response is None else (response,)
 
-    def _plan(self, ts: TypeState) -> Response | None:
-        """Plan the response that brings the client in sync with the current set, if any."""
+    def _plan(
+        self, ts: TypeState, added: frozenset[str] = frozenset(), diffs: DiffCache | None = None
+    ) -> Response | None:
+        """Plan the response that brings the client in sync with the current set, if any.
+
+        ``added`` are names just subscribed to: sent even if unchanged.
+        """
         cur = self._current.get(ts.type_url)
         if cur is None:
             return None
         if ts.full_state:
             return self._plan_full_state(ts, cur)
-        return self._plan_partial(ts, cur)
+        return self._plan_partial(ts, cur, added, diffs)
 
     def _plan_full_state(self, ts: TypeState, cur: ResourceSet) -> Response | None:
         if ts.wildcard:
@@ -296,20 +342,27 @@ class AdsStreamState:
         names = None if len(selected) == len(resources) else tuple(sorted(selected))
         return self._emit(ts, cur, names)
 
-    def _plan_partial(self, ts: TypeState, cur: ResourceSet) -> Response | None:
+    def _plan_partial(
+        self, ts: TypeState, cur: ResourceSet, added: frozenset[str], diffs: DiffCache | None
+    ) -> Response | None:
         resources = cur.resources
-        delivered = ts.delivered
-        # A resource that disappears and comes back must be sent again.
-        for gone in [n for n in delivered if n not in resources]:
-            del delivered[gone]
-        changed = sorted(n for n in ts.names if n in resources and delivered.get(n) != resources[n])
+        names = ts.names
+        base = ts.synced
+        if base is None:
+            changed = {n for n in names if n in resources}
+        else:
+            # Resources that vanished from ``base`` and came back are in the
+            # diff too (absent before), so they are re-sent.
+            diff = diffs.changed(base, cur) if diffs is not None else _diff(base, cur)
+            if len(diff) <= len(names):
+                changed = {n for n in diff if n in names}
+            else:
+                changed = {n for n in names if n in diff}
+            changed.update(n for n in added if n in resources)
         ts.synced = cur
         if not changed:
             return None
-        for name in changed:
-            delivered[name] = resources[name]
-        names = None if len(changed) == len(resources) else tuple(changed)
-        return self._emit(ts, cur, names)
+        return self._emit(ts, cur, None if len(changed) == len(resources) else sorted(changed))
 
     def _emit(self, ts: TypeState, cur: ResourceSet, names: Sequence[str] | None) -> Response:
         self._nonce_counter += 1

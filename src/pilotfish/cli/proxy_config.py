@@ -1,0 +1,87 @@
+"""``pilotfish proxy-config``: what the control plane sent to one proxy."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from pilotfish.cli.client import control_plane_option, get_json
+
+__all__ = ["proxy_config"]
+
+_TYPE_OF = {"listeners": "LDS", "routes": "RDS", "clusters": "CDS", "endpoints": "EDS"}
+
+
+def _address(sa: dict[str, Any]) -> tuple[str, str]:
+    return str(sa.get("address", "")), str(sa.get("port_value", ""))
+
+
+def _rows(kind: str, resources: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    if kind == "listeners":
+        rows = []
+        for r in resources:
+            addr, port = _address(r.get("address", {}).get("socket_address", {}))
+            bind = r.get("bind_to_port", True)
+            rows.append([r.get("name", ""), addr, port, "" if bind in (True, None) else "no-bind"])
+        return ["NAME", "ADDRESS", "PORT", "NOTE"], rows
+    if kind == "routes":
+        rows = []
+        for r in resources:
+            for vh in r.get("virtual_hosts", []):
+                domains = vh.get("domains", [])
+                shown = ", ".join(domains[:3]) + (
+                    f" +{len(domains) - 3} more" if len(domains) > 3 else ""
+                )
+                rows.append([r.get("name", ""), vh.get("name", ""), shown,
+                             str(len(vh.get("routes", [])))])  # fmt: skip
+        return ["NAME", "VIRTUAL HOST", "DOMAINS", "ROUTES"], rows
+    if kind == "clusters":
+        rows = []
+        for r in resources:
+            parts = r.get("name", "").split("|")
+            if len(parts) == 4:
+                direction, port, subset, host = parts
+            else:
+                direction, port, subset, host = "", "", "", r.get("name", "")
+            kind_name = r.get("type", "EDS" if "eds_cluster_config" in r else "")
+            rows.append([host or r.get("name", ""), port, subset, direction, kind_name])
+        return ["SERVICE FQDN", "PORT", "SUBSET", "DIRECTION", "TYPE"], rows
+    rows = []
+    for r in resources:
+        for group in r.get("endpoints", []):
+            for ep in group.get("lb_endpoints", []):
+                addr, port = _address(
+                    ep.get("endpoint", {}).get("address", {}).get("socket_address", {})
+                )
+                rows.append([f"{addr}:{port}", r.get("cluster_name", "")])
+    return ["ENDPOINT", "CLUSTER"], rows
+
+
+@click.command("proxy-config")
+@click.argument("kind", type=click.Choice(sorted(_TYPE_OF)))
+@click.argument("proxy_id")
+@control_plane_option()
+@click.option("-o", "--output", type=click.Choice(["table", "json", "yaml"]), default="table")
+def proxy_config(kind: str, proxy_id: str, control_plane: str, output: str) -> None:
+    """Show the listeners, routes, clusters or endpoints sent to PROXY_ID (name.namespace)."""
+    dump = get_json(control_plane, "/debug/config_dump", {"proxy": proxy_id})
+    section = dump.get("types", {}).get(_TYPE_OF[kind], {})
+    resources: list[dict[str, Any]] = section.get("resources", [])
+    if output == "json":
+        click.echo(json.dumps(resources, indent=2, sort_keys=True))
+        return
+    if output == "yaml":
+        click.echo(yaml.safe_dump(resources, sort_keys=True), nl=False)
+        return
+    headers, rows = _rows(kind, resources)
+    table = Table(box=None, header_style="bold")
+    for h in headers:
+        table.add_column(h)
+    for row in rows:
+        table.add_row(*row)
+    Console(width=220).print(table)

@@ -1,0 +1,58 @@
+"""``pilotfish proxy-status``: is every proxy in sync with the control plane?"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from pilotfish.cli.client import control_plane_option, get_json
+
+__all__ = ["proxy_status", "sync_state"]
+
+_TYPES = ("CDS", "LDS", "EDS", "RDS")
+
+
+def sync_state(entry: dict[str, Any] | None) -> str:
+    """SYNCED / STALE / NOT SENT / NACKED for one type of one proxy (as istioctl says)."""
+    if not entry or not entry.get("sent_version"):
+        return "NOT SENT"
+    if entry.get("nack_message") is not None:
+        return "NACKED"
+    if entry.get("acked_version") == entry.get("sent_version"):
+        return "SYNCED"
+    return "STALE"
+
+
+@click.command("proxy-status")
+@control_plane_option()
+@click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table")
+def proxy_status(control_plane: str, output: str) -> None:
+    """One row per connected proxy, with the sync state of each xDS type."""
+    rows = get_json(control_plane, "/debug/syncz")
+    if output == "json":
+        import json
+
+        click.echo(json.dumps(rows, indent=2, sort_keys=True))
+        return
+    table = Table(box=None, header_style="bold")
+    table.add_column("NAME")
+    for t in _TYPES:
+        table.add_column(t)
+    table.add_column("VERSION")
+    nacks: list[str] = []
+    for row in sorted(rows, key=lambda r: r["proxy_id"]):
+        types = row.get("types", {})
+        states = [sync_state(types.get(t)) for t in _TYPES]
+        lds = types.get("LDS") or {}
+        table.add_row(row["proxy_id"], *states, (lds.get("sent_version") or "")[:12])
+        for t in _TYPES:
+            msg = (types.get(t) or {}).get("nack_message")
+            if msg is not None:
+                nacks.append(f"{row['proxy_id']} {t}: {msg}")
+    console = Console(width=200)
+    console.print(table)
+    for line in nacks:
+        console.print(f"NACK {line}", markup=False, highlight=False)

@@ -1,0 +1,173 @@
+"""The control plane's ConfigGenerator: snapshot + proxy view -> serialized resources.
+
+Theory of operation: ``generate(view)`` composes each xDS type from parts
+that are translated, built into protos and serialized once, then shared:
+
+- outbound listeners/routes/clusters, cached per ``view.outbound_key`` (every
+  sidecar of a namespace shares them; gateways share the cluster part);
+- inbound listeners/clusters (sidecars) or gateway listeners/routes, cached
+  per whole view;
+- endpoints, one set for every proxy.
+
+Caches are keyed by the snapshot's ``config_generation`` (and
+``endpoint_generation`` for endpoints), so an endpoint-only change reuses every
+listener, route and cluster part and the ResourceSets keep their versions:
+the server then pushes EDS alone. Parts of older generations are dropped
+when a new snapshot arrives. The final per-view composition is cached too,
+so the many streams of one view cost one generation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from pilotfish.ir import Cluster, ClusterLoadAssignment, Listener, RouteConfig
+from pilotfish.model.proxy_view import ProxyView
+from pilotfish.model.snapshot import Snapshot, build_snapshot
+from pilotfish.translate.clusters import fixed_clusters, load_assignments, outbound_clusters
+from pilotfish.translate.gateway import gateway_listeners
+from pilotfish.translate.sidecar import sidecar_inbound, sidecar_outbound
+from pilotfish.xds.build import ProtoBuilder
+from pilotfish.xds.build.resources import resource_name
+from pilotfish.xds.types import (
+    CLUSTER_TYPE,
+    ENDPOINT_TYPE,
+    LISTENER_TYPE,
+    ROUTE_TYPE,
+    ResourceSet,
+)
+
+__all__ = ["MeshGenerator"]
+
+_IrResource = Listener | RouteConfig | Cluster | ClusterLoadAssignment
+
+
+class MeshGenerator:
+    """Implements ``pilotfish.xds.types.ConfigGenerator`` over the latest snapshot."""
+
+    def __init__(self, builder: ProtoBuilder | None = None) -> None:
+        self._builder = builder or ProtoBuilder(maxsize=65536)
+        self._snapshot = build_snapshot((), 0)
+        self._outbound: dict[tuple[object, ...], dict[str, ResourceSet]] = {}
+        self._local: dict[ProxyView, dict[str, ResourceSet]] = {}
+        self._clusters: dict[str, ResourceSet] = {}
+        self._endpoints: ResourceSet | None = None
+        self._composed: dict[ProxyView, dict[str, ResourceSet]] = {}
+        self.translations = 0  # how many (part) translations ran; for tests and metrics
+
+    @property
+    def snapshot(self) -> Snapshot:
+        return self._snapshot
+
+    def set_snapshot(self, snapshot: Snapshot) -> None:
+        """Make ``snapshot`` current, dropping cached parts it invalidates.
+
+        Build snapshots with the current one as ``previous`` so that their
+        generations are comparable.
+        """
+        old = self._snapshot
+        config_changed = snapshot.config_generation != old.config_generation
+        if config_changed:
+            self._outbound.clear()
+            self._local.clear()
+            self._clusters.clear()
+        if config_changed or snapshot.endpoint_generation != old.endpoint_generation:
+            self._endpoints = None
+            self._composed.clear()
+        self._snapshot = snapshot
+
+    # -- ConfigGenerator -------------------------------------------------------------
+
+    def view_of(self, node_id: str, metadata: Mapping[str, Any]) -> ProxyView:
+        if not node_id or "." not in node_id:
+            raise ValueError(f"node id {node_id!r} must be <name>.<namespace>")
+        view = ProxyView.from_node(metadata)
+        if node_id.rsplit(".", 1)[1] != view.namespace:
+            raise ValueError(
+                f"node id {node_id!r} does not match NAMESPACE {view.namespace!r} in its metadata"
+            )
+        return view
+
+    def generate(self, view: object) -> Mapping[str, ResourceSet]:
+        assert isinstance(view, ProxyView)
+        cached = self._composed.get(view)
+        if cached is not None:
+            return cached
+        out = self._outbound_parts(view)
+        local = self._local_parts(view)
+        clusters = self._cluster_part(view.namespace)
+        empty = ResourceSet(CLUSTER_TYPE, {})
+        result = {
+            CLUSTER_TYPE: ResourceSet.compose(
+                CLUSTER_TYPE, [clusters, local.get(CLUSTER_TYPE, empty)]
+            ),
+            ENDPOINT_TYPE: self._endpoint_part(),
+            LISTENER_TYPE: ResourceSet.compose(
+                LISTENER_TYPE,
+                [out.get(LISTENER_TYPE, empty), local.get(LISTENER_TYPE, empty)],
+            ),
+            ROUTE_TYPE: ResourceSet.compose(
+                ROUTE_TYPE, [out.get(ROUTE_TYPE, empty), local.get(ROUTE_TYPE, empty)]
+            ),
+        }
+        for type_url in (CLUSTER_TYPE, LISTENER_TYPE, ROUTE_TYPE):
+            if not result[type_url].resources:
+                result[type_url] = ResourceSet(type_url, {})
+        self._composed[view] = result
+        return result
+
+    # -- parts -----------------------------------------------------------------------
+
+    def _set(self, type_url: str, items: Iterable[_IrResource]) -> ResourceSet:
+        packed = self._builder.packed
+        return ResourceSet(type_url, {resource_name(r): packed(r) for r in items})
+
+    def _outbound_parts(self, view: ProxyView) -> dict[str, ResourceSet]:
+        if view.role != "sidecar":
+            return {}
+        key = view.outbound_key
+        parts = self._outbound.get(key)
+        if parts is None:
+            self.translations += 1
+            ob = sidecar_outbound(self._snapshot, view)
+            parts = {
+                LISTENER_TYPE: self._set(LISTENER_TYPE, ob.listeners),
+                ROUTE_TYPE: self._set(ROUTE_TYPE, ob.route_configs),
+            }
+            self._outbound[key] = parts
+        return parts
+
+    def _cluster_part(self, namespace: str) -> ResourceSet:
+        part = self._clusters.get(namespace)
+        if part is None:
+            self.translations += 1
+            clusters = outbound_clusters(self._snapshot, namespace) + fixed_clusters()
+            clusters.sort(key=lambda c: c.name)
+            part = self._set(CLUSTER_TYPE, clusters)
+            self._clusters[namespace] = part
+        return part
+
+    def _local_parts(self, view: ProxyView) -> dict[str, ResourceSet]:
+        parts = self._local.get(view)
+        if parts is None:
+            self.translations += 1
+            if view.role == "sidecar":
+                ib = sidecar_inbound(self._snapshot, view)
+                parts = {
+                    LISTENER_TYPE: self._set(LISTENER_TYPE, ib.listeners),
+                    CLUSTER_TYPE: self._set(CLUSTER_TYPE, ib.clusters),
+                }
+            else:
+                gw = gateway_listeners(self._snapshot, view)
+                parts = {
+                    LISTENER_TYPE: self._set(LISTENER_TYPE, gw.listeners),
+                    ROUTE_TYPE: self._set(ROUTE_TYPE, gw.route_configs),
+                }
+            self._local[view] = parts
+        return parts
+
+    def _endpoint_part(self) -> ResourceSet:
+        if self._endpoints is None:
+            self._endpoints = self._set(ENDPOINT_TYPE, load_assignments(self._snapshot))
+        return self._endpoints

@@ -1,0 +1,113 @@
+"""The control plane's HTTP API: readiness, metrics and debug endpoints.
+
+- ``GET /ready``: 200 once configuration is loaded and xDS is serving.
+- ``GET /metrics``: Prometheus text format.
+- ``GET /debug/syncz``: per proxy and xDS type, sent/ACKed versions and NACKs.
+- ``GET /debug/configz``: loaded resources, files, and current errors/warnings.
+- ``GET /debug/config_dump?proxy=<id>``: the resources last sent to that proxy.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+from google.protobuf import any_pb2, json_format  # type: ignore[import-untyped,unused-ignore]
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from pilotfish.api.validation.references import check_references
+from pilotfish.xds.types import TYPE_SHORT_NAMES
+
+if TYPE_CHECKING:
+    from pilotfish.controlplane.runner import ControlPlane
+
+__all__ = ["HttpApi", "decode_resource"]
+
+
+def decode_resource(data: bytes) -> dict[str, Any]:
+    """A serialized ``Any`` as JSON-ready data (with its ``@type``)."""
+    msg = any_pb2.Any.FromString(data)
+    out: dict[str, Any] = json_format.MessageToDict(msg, preserving_proto_field_name=True)
+    return out
+
+
+class HttpApi:
+    def __init__(self, cp: ControlPlane) -> None:
+        self._cp = cp
+        self._runner: web.AppRunner | None = None
+        app = web.Application()
+        app.router.add_get("/ready", self._ready)
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/debug/syncz", self._syncz)
+        app.router.add_get("/debug/configz", self._configz)
+        app.router.add_get("/debug/config_dump", self._config_dump)
+        self.app = app
+
+    async def start(self, host: str, port: int) -> int:
+        self._runner = web.AppRunner(self.app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port)
+        await site.start()
+        server = site._server
+        assert server is not None
+        sockets = getattr(server, "sockets", None) or []
+        return int(sockets[0].getsockname()[1]) if sockets else port
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _ready(self, request: web.Request) -> web.Response:
+        if self._cp.ready:
+            return web.Response(text="ready\n")
+        return web.Response(status=503, text="starting\n")
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        self._cp.notify_errors_changed()
+        body = generate_latest(self._cp.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def _syncz(self, request: web.Request) -> web.Response:
+        return web.json_response([s.to_json() for s in self._cp.xds.status()])
+
+    async def _configz(self, request: web.Request) -> web.Response:
+        snapshot = self._cp.generator.snapshot
+        store = self._cp.store
+        diags = list(store.diagnostics())
+        diags += check_references(list(snapshot.resources), snapshot.domain_suffix)
+        files_status = getattr(store, "files_status", None)
+        return web.json_response(
+            {
+                "revision": snapshot.revision,
+                "resources": [
+                    {
+                        "kind": r.kind,
+                        "namespace": r.namespace,
+                        "name": r.name,
+                        "file": r.source.file if r.source else "",
+                        "line": r.source.line if r.source else 0,
+                    }
+                    for r in snapshot.resources
+                ],
+                "errors": [d.to_json() for d in diags if d.is_error],
+                "warnings": [d.to_json() for d in diags if not d.is_error],
+                "files": files_status() if callable(files_status) else [],
+            }
+        )
+
+    async def _config_dump(self, request: web.Request) -> web.Response:
+        proxy = request.query.get("proxy", "")
+        if not proxy:
+            return web.json_response({"error": "query parameter 'proxy' is required"}, status=400)
+        sent = self._cp.xds.sent(proxy)
+        if sent is None:
+            return web.json_response({"error": f"proxy {proxy!r} is not connected"}, status=404)
+        types: dict[str, Any] = {}
+        for type_url, rs in sent.items():
+            types[TYPE_SHORT_NAMES.get(type_url, type_url)] = {
+                "type_url": type_url,
+                "version": rs.version,
+                "resources": [decode_resource(rs.resources[n]) for n in sorted(rs.resources)],
+            }
+        return web.json_response({"proxy": proxy, "types": types})

@@ -1,0 +1,150 @@
+"""The control plane: store -> snapshot -> generator -> xDS server, plus the HTTP API.
+
+Theory of operation: ``ControlPlane.start()`` loads the configuration once,
+builds the first snapshot, then starts the xDS server and the HTTP API, and a
+watcher task that waits for store revisions. Each new revision becomes a new
+immutable snapshot handed to the generator (which drops only the caches the
+change invalidates) and a ``notify_change()`` to the xDS server, whose
+debouncer coalesces bursts of edits into one push. A broken file never
+reaches the snapshot: the store keeps serving that file's last good objects
+and reports the error, which ``/debug/configz`` and ``/metrics`` show.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from pilotfish.controlplane.generator import MeshGenerator
+from pilotfish.controlplane.http_api import HttpApi
+from pilotfish.controlplane.settings import ControlPlaneSettings
+from pilotfish.model.snapshot import build_snapshot
+from pilotfish.store import FileStore, MemoryStore, Store
+from pilotfish.xds.server import XdsServer
+
+__all__ = ["ControlPlane"]
+
+log = logging.getLogger("pilotfish.controlplane")
+
+
+class ControlPlane:
+    """Wires store, snapshot, translation, xDS and HTTP together. No work at construction."""
+
+    def __init__(self, settings: ControlPlaneSettings, store: Store | None = None) -> None:
+        self.settings = settings
+        if store is None:
+            store = (
+                FileStore(settings.config_paths, poll_interval=settings.poll_interval)
+                if settings.config_paths
+                else MemoryStore()
+            )
+        self.store = store
+        self.registry = CollectorRegistry()
+        self.generator = MeshGenerator()
+        self.xds = XdsServer(
+            self.generator,
+            quiet_period=settings.quiet_period,
+            max_delay=settings.max_delay,
+            registry=self.registry,
+        )
+        self.http = HttpApi(self)
+        self.xds_port = 0
+        self.http_port = 0
+        self.ready = False
+        self._watcher: asyncio.Task[None] | None = None
+        self._config_errors = Gauge(
+            "pilotfish_config_errors",
+            "Configuration errors currently reported (files not applied)",
+            registry=self.registry,
+        )
+        self._config_warnings = Gauge(
+            "pilotfish_config_warnings",
+            "Configuration warnings currently reported",
+            registry=self.registry,
+        )
+        self._revision = Gauge(
+            "pilotfish_config_revision", "Store revision of the current snapshot",
+            registry=self.registry,
+        )  # fmt: skip
+        self._resources = Gauge(
+            "pilotfish_config_resources", "Configuration objects in the current snapshot",
+            registry=self.registry,
+        )  # fmt: skip
+        self._snapshots = Counter(
+            "pilotfish_snapshots", "Snapshots built", registry=self.registry
+        )
+        self._snapshot_seconds = Histogram(
+            "pilotfish_snapshot_build_seconds",
+            "Time to build a snapshot from the store",
+            registry=self.registry,
+        )
+
+    async def start(self) -> None:
+        await self.store.start()
+        self._rebuild()
+        self.xds_port = await self.xds.start(self.settings.bind, self.settings.xds_port)
+        self.http_port = await self.http.start(self.settings.bind, self.settings.http_port)
+        self._watcher = asyncio.create_task(self._watch(), name="pilotfish-config-watch")
+        self.ready = True
+        log.info(
+            "control plane ready: xDS on %s:%d, HTTP on %s:%d, %d resources",
+            self.settings.bind, self.xds_port, self.settings.bind, self.http_port,
+            len(self.generator.snapshot.resources),
+        )  # fmt: skip
+
+    async def close(self) -> None:
+        self.ready = False
+        if self._watcher is not None:
+            self._watcher.cancel()
+            try:
+                await self._watcher
+            except asyncio.CancelledError:
+                pass
+            self._watcher = None
+        await self.http.close()
+        await self.xds.close()
+        await self.store.close()
+
+    def _rebuild(self) -> None:
+        started = time.perf_counter()
+        revision = self.store.revision
+        snapshot = build_snapshot(
+            self.store.list(),
+            revision,
+            self.generator.snapshot,
+            domain_suffix=self.settings.domain_suffix,
+            root_namespace=self.settings.root_namespace,
+        )
+        self.generator.set_snapshot(snapshot)
+        self._snapshot_seconds.observe(time.perf_counter() - started)
+        self._snapshots.inc()
+        self._revision.set(revision)
+        self._resources.set(len(snapshot.resources))
+        diags = self.store.diagnostics()
+        errors = sum(1 for d in diags if d.is_error)
+        self._config_errors.set(errors)
+        self._config_warnings.set(len(diags) - errors)
+        for d in diags:
+            if d.is_error:
+                log.error("config error: %s", d.format())
+
+    async def _watch(self) -> None:
+        seen = self.store.revision
+        while True:
+            seen = await self.store.wait_for_change(seen)
+            try:
+                self._rebuild()
+            except Exception:  # a bug must not stop config from flowing
+                log.exception("building a snapshot failed; keeping the previous one")
+                continue
+            self.xds.notify_change()
+
+    def notify_errors_changed(self) -> None:
+        """Refresh the error gauges (the store reports errors without a new revision)."""
+        diags = self.store.diagnostics()
+        errors = sum(1 for d in diags if d.is_error)
+        self._config_errors.set(errors)
+        self._config_warnings.set(len(diags) - errors)
