@@ -340,10 +340,10 @@ def _scenario(
             out["sim_cpu_s"] = cpu_seconds(sim.proc.pid)
             out["sim_peak_rss_mib"] = peak_rss_mib(sim.proc.pid)
             sim.stop()
-        if cp.proc.poll() is not None:
+        if cp.proc.poll() is not None:  # it died before we stopped it: keep its last words
             out["cp_exit_code"] = cp.proc.returncode
+            out["cp_log_tail"] = _tail(cp.log_path, 20)
         cp.stop()
-        out["cp_log_tail"] = _tail(cp.log_path, 10)
 
 
 def _targets(out: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -1,12 +1,14 @@
 """Rough scale measurement of the ADS server (a script, not a test).
 
-    python tests/unit/xds/push_scale.py [--proxies 1000] [--clusters 3000] [--views 10]
+    python tests/unit/xds/push_scale.py [--proxies 1000] [--clusters 3000] [--namespaces 10]
 
 The server runs in this process; the proxies are real gRPC ADS streams in a
 child process (as Envoys would be separate processes). Each proxy does the
 Envoy start-up dance for CDS (wildcard) and EDS (every cluster), ACKing each.
-Then one cluster changes, which means a full CDS (all clusters) plus one EDS
-resource to every proxy. Prints the time until every proxy got its initial
+Every proxy has its own view; its CDS is composed of its namespace's shared
+outbound clusters plus one inbound cluster of its own. Then one cluster
+changes, which means a full CDS (all clusters) plus one EDS resource to
+every proxy. Prints the time until every proxy got its initial
 config and the time until every proxy received the change.
 """
 
@@ -67,37 +69,54 @@ def make_cla(i: int, port: int) -> bytes:
 
 
 class ScaleGenerator:
-    def __init__(self, clusters: int, views: int) -> None:
-        self.views = views
-        self.clusters = clusters
-        self.sets: dict[int, dict[str, ResourceSet]] = {}
-        for v in range(views):
-            self.sets[v] = self._build(v, changed=False)
+    """Every proxy is its own view (as with per-pod labels), like the mesh generator.
 
-    def _build(self, view: int, changed: bool) -> dict[str, ResourceSet]:
-        # Views differ in one cluster's timeout so each has its own sets.
-        cds = {
-            cluster_name(i): make_cluster(i, 1000 + (view if i == 0 else 0))
-            for i in range(self.clusters)
-        }
+    CDS is composed of the proxy's namespace's outbound clusters (shared by the
+    namespace) and one inbound cluster of its own; EDS is one set for everyone.
+    """
+
+    def __init__(self, clusters: int, namespaces: int) -> None:
+        self.clusters = clusters
+        self.namespaces = namespaces
+        self._build(changed=False)
+
+    def _build(self, changed: bool) -> None:
+        def cds(ns: int) -> ResourceSet:
+            # Namespaces differ in one cluster's timeout, so each part is distinct.
+            res = {
+                cluster_name(i): make_cluster(i, 1000 + (ns if i == 0 else 0))
+                for i in range(self.clusters)
+            }
+            if changed:
+                res[cluster_name(1)] = make_cluster(1, 5000)
+            return ResourceSet(CLUSTER_TYPE, res)
+
         eds = {cluster_name(i): make_cla(i, 9080) for i in range(self.clusters)}
         if changed:
-            cds[cluster_name(1)] = make_cluster(1, 5000)
             eds[cluster_name(1)] = make_cla(1, 9999)
-        return {
-            CLUSTER_TYPE: ResourceSet(CLUSTER_TYPE, cds),
-            ENDPOINT_TYPE: ResourceSet(ENDPOINT_TYPE, eds),
-        }
+        self.outbound = [cds(ns) for ns in range(self.namespaces)]
+        self.endpoints = ResourceSet(ENDPOINT_TYPE, eds)
+        self.composed: dict[int, dict[str, ResourceSet]] = {}
 
     def change(self) -> None:
-        for v in range(self.views):
-            self.sets[v] = self._build(v, changed=True)
+        self._build(changed=True)
 
     def view_of(self, node_id: str, metadata: Mapping[str, Any]) -> object:
-        return int(node_id.split("-")[1]) % self.views
+        return int(node_id.split("-")[1])
 
     def generate(self, view: object) -> Mapping[str, ResourceSet]:
-        return self.sets[int(str(view))]
+        index = int(str(view))
+        cached = self.composed.get(index)
+        if cached is None:
+            inbound = ResourceSet(
+                CLUSTER_TYPE, {f"inbound|9080||{index}": make_cluster(index, 250)}
+            )
+            outbound = self.outbound[index % self.namespaces]
+            cached = self.composed[index] = {
+                CLUSTER_TYPE: ResourceSet.compose(CLUSTER_TYPE, [outbound, inbound]),
+                ENDPOINT_TYPE: self.endpoints,
+            }
+        return cached
 
 
 # -- the proxies (child process) ------------------------------------------------------------
@@ -121,6 +140,7 @@ async def _proxy(
     req.node.id = f"proxy-{index}"
     await call.write(req)
     cds = await call.read()
+    assert len(cds.resources) == len(names) + 1
     await call.write(
         discovery_pb2.DiscoveryRequest(
             type_url=CLUSTER_TYPE, version_info=cds.version_info, response_nonce=cds.nonce
@@ -144,7 +164,7 @@ async def _proxy(
     while not (got_cds and got_eds):
         resp = await call.read()
         if resp.type_url == CLUSTER_TYPE:
-            assert len(resp.resources) == len(names)
+            assert len(resp.resources) == len(names) + 1
             got_cds = True
         else:
             assert len(resp.resources) == 1
@@ -191,10 +211,10 @@ async def run_proxies(port: int, proxies: int, clusters: int) -> None:
 # -- the control plane (this process) ----------------------------------------------------------
 
 
-async def main(proxies: int, clusters: int, views: int) -> None:
+async def main(proxies: int, clusters: int, namespaces: int) -> None:
     t0 = time.perf_counter()
-    gen = ScaleGenerator(clusters, views)
-    print(f"built {views} views x {clusters} clusters (+EDS) in {time.perf_counter() - t0:.1f}s")
+    gen = ScaleGenerator(clusters, namespaces)
+    print(f"built {namespaces} namespaces x {clusters} clusters in {time.perf_counter() - t0:.1f}s")
     registry = CollectorRegistry()
     server = XdsServer(gen, quiet_period=0.01, max_delay=0.1, registry=registry)
     port = await server.start()
@@ -234,10 +254,10 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--proxies", type=int, default=1000)
     parser.add_argument("--clusters", type=int, default=3000)
-    parser.add_argument("--views", type=int, default=10)
+    parser.add_argument("--namespaces", type=int, default=10)
     parser.add_argument("--client", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.client:
         asyncio.run(run_proxies(args.client, args.proxies, args.clusters))
     else:
-        asyncio.run(main(args.proxies, args.clusters, args.views))
+        asyncio.run(main(args.proxies, args.clusters, args.namespaces))

@@ -88,3 +88,25 @@ def test_cache_is_bounded_and_never_confuses_sets() -> None:
             == cluster_pb2.Cluster.FromString(msg.resources[0].value).SerializeToString()
         )
         assert bytes(msg.resources[0].SerializeToString()) == s.resources["c"]
+
+
+def test_composed_set_is_encoded_from_cached_parts() -> None:
+    shared = ResourceSet(CLUSTER_TYPE, {f"out{i}": cluster(f"out{i}") for i in range(20)})
+    views = [
+        ResourceSet.compose(
+            CLUSTER_TYPE, [shared, ResourceSet(CLUSTER_TYPE, {f"in{v}": cluster(f"in{v}")})]
+        )
+        for v in range(5)
+    ]
+    encoder = ResponseEncoder()
+    for v, composed in enumerate(views):
+        msg = decode(encoder.encode(Response(CLUSTER_TYPE, composed.version, "1", composed)))
+        names = []
+        for any_msg in msg.resources:
+            c = cluster_pb2.Cluster()
+            any_msg.Unpack(c)
+            names.append(c.name)
+        assert sorted(names) == sorted([*(f"out{i}" for i in range(20)), f"in{v}"])
+        assert msg.version_info == composed.version
+    # The shared part was encoded once; each view's own part once.
+    assert encoder.misses == 1 + len(views)

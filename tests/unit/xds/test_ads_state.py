@@ -337,13 +337,13 @@ def test_synced_sets_reports_what_the_client_has() -> None:
 
 
 def test_streams_sharing_sets_share_one_diff_per_push() -> None:
-    before = full(eds={f"e{i}": b"x" for i in range(100)})
+    before = full(eds={"a": b"EA", "b": b"EB", **{f"e{i}": b"x" for i in range(100)}})
     states = [subscribed_state(before) for _ in range(3)]
     for s in states:  # subscribe to every e* name (and ACK)
         ts = s.types[ENDPOINT_TYPE]
-        names = tuple(f"e{i}" for i in range(100))
+        names = ("a", "b", *(f"e{i}" for i in range(100)))
         (resp,) = s.receive(req(ENDPOINT_TYPE, *names, nonce=ts.sent_nonce), 0).responses
-        assert resp.names is None  # every resource of the set: whole-set encoding
+        assert len(resp.names or ()) == 100  # only the newly subscribed names
     after = dict(before)
     after[ENDPOINT_TYPE] = ResourceSet(
         ENDPOINT_TYPE, {**before[ENDPOINT_TYPE].resources, "e7": b"y"}
@@ -353,3 +353,30 @@ def test_streams_sharing_sets_share_one_diff_per_push() -> None:
         (push,) = s.update(after, diffs)
         assert contents(push) == {"e7": b"y"}
     assert len(diffs._entries) == 1  # one comparison of the two sets for all streams
+
+
+def test_composed_sets_diff_only_parts_that_changed() -> None:
+    shared = rs(ENDPOINT_TYPE, a=b"EA", b=b"EB")
+    own = rs(ENDPOINT_TYPE, c=b"EC")
+    sets = full()
+    sets[ENDPOINT_TYPE] = ResourceSet.compose(ENDPOINT_TYPE, [shared, own])
+    state = AdsStreamState()
+    state.update(sets)
+    (first,) = state.receive(req(ENDPOINT_TYPE, "a", "b", "c"), now=0).responses
+    assert contents(first) == {"a": b"EA", "b": b"EB", "c": b"EC"}
+
+    # Only the view's own part changed: the shared part is not even compared.
+    changed = dict(sets)
+    changed[ENDPOINT_TYPE] = ResourceSet.compose(
+        ENDPOINT_TYPE, [shared, rs(ENDPOINT_TYPE, c=b"C2")]
+    )
+    diffs = DiffCache()
+    (push,) = state.update(changed, diffs)
+    assert contents(push) == {"c": b"C2"}
+    # The shared part changed while the own part stayed the same object.
+    again = dict(changed)
+    again[ENDPOINT_TYPE] = ResourceSet.compose(
+        ENDPOINT_TYPE, [rs(ENDPOINT_TYPE, a=b"EA", b=b"B3"), changed[ENDPOINT_TYPE].parts[1]]
+    )
+    (push,) = state.update(again, diffs)
+    assert contents(push) == {"b": b"B3"}

@@ -63,12 +63,16 @@ def encode_body(resources: Iterable[bytes]) -> bytes:
     return b"".join(parts)
 
 
-def encode_response(version: str, type_url: str, nonce: str, body: bytes) -> bytes:
-    """A complete serialized DiscoveryResponse around a pre-encoded body."""
+def encode_response(version: str, type_url: str, nonce: str, *bodies: bytes) -> bytes:
+    """A complete serialized DiscoveryResponse around pre-encoded body chunks.
+
+    Chunks of repeated field 2 simply concatenate, so a set composed of parts
+    is the concatenation of its parts' bodies.
+    """
     return b"".join(
         (
             _string_field(_TAG_VERSION_INFO, version),
-            body,
+            *bodies,
             _string_field(_TAG_TYPE_URL, type_url),
             _string_field(_TAG_NONCE, nonce),
         )
@@ -81,8 +85,12 @@ class ResponseEncoder:
     The cache is keyed by object identity (ResourceSet is neither hashable nor
     weak-referenceable); each entry keeps its set alive so an id cannot be
     reused while cached. Least recently used entries beyond ``max_entries``
-    are dropped, which only costs a re-encode. Responses that carry a subset
-    of a set (EDS/RDS partial updates) are encoded directly; they are small.
+    are dropped, which only costs a re-encode. A set built by
+    ``ResourceSet.compose`` is encoded as its parts' cached bodies, so parts
+    shared by many views (say, a namespace's outbound clusters) are encoded
+    once, and the per-view composition costs one copy when written.
+    Responses that carry a subset of a set (EDS/RDS partial updates) are
+    encoded directly; they are small.
     """
 
     def __init__(self, max_entries: int = 1024) -> None:
@@ -96,8 +104,17 @@ class ResponseEncoder:
     def __len__(self) -> int:
         return len(self._bodies)
 
+    def bodies_of(self, resource_set: ResourceSet) -> list[bytes]:
+        """Encoded body chunks of a whole set: one per part for composed sets."""
+        if not resource_set.parts:
+            return [self.body_of(resource_set)]
+        chunks: list[bytes] = []
+        for part in resource_set.parts:
+            chunks.extend(self.bodies_of(part))
+        return chunks
+
     def body_of(self, resource_set: ResourceSet) -> bytes:
-        """The encoded resources of a whole set, built once per set object."""
+        """The encoded resources of a (non-composed) set, built once per set object."""
         key = id(resource_set)
         entry = self._bodies.get(key)
         if entry is not None and entry[0] is resource_set:
@@ -116,11 +133,11 @@ class ResponseEncoder:
     def encode(self, response: Response) -> bytes:
         """The serialized DiscoveryResponse for a planned response."""
         if response.names is None:
-            body = self.body_of(response.source)
+            bodies = self.bodies_of(response.source)
         else:
             resources = response.source.resources
-            body = encode_body(resources[name] for name in response.names)
-        return encode_response(response.version, response.type_url, response.nonce, body)
+            bodies = [encode_body(resources[name] for name in response.names)]
+        return encode_response(response.version, response.type_url, response.nonce, *bodies)
 
     def clear(self) -> None:
         self._bodies.clear()

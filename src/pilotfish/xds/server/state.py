@@ -195,8 +195,16 @@ class DiffCache:
 def _diff(old: ResourceSet, new: ResourceSet) -> frozenset[str]:
     if old is new or old.version == new.version:
         return frozenset()
+    # Composed sets: a part present in both (names never repeat across parts)
+    # cannot hold a difference, so only the other parts are compared.
+    kept = {id(p) for p in old.parts}
     before = old.resources
-    return frozenset(n for n, b in new.resources.items() if before.get(n) != b)
+    changed: set[str] = set()
+    for part in new.parts or (new,):
+        if id(part) in kept:
+            continue
+        changed.update(n for n, b in part.resources.items() if before.get(n) != b)
+    return frozenset(changed)
 
 
 class AdsStreamState:

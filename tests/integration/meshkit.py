@@ -1,0 +1,200 @@
+"""A small real mesh for integration tests: the control plane, agents, echo apps.
+
+The control plane runs in the test's event loop (real gRPC on a free port);
+each agent runs as ``python -m pilotfish.cli.agent`` in its own session, so
+teardown kills it and its Envoy by process group whatever happened; echo apps
+are served in-process. Every workload gets its own loopback address, so
+sidecars bind the same ports without clashing, as pods would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp.test_utils import TestServer
+
+from pilotfish.controlplane.runner import ControlPlane
+from pilotfish.controlplane.settings import ControlPlaneSettings
+from pilotfish.samples.echo import EchoIdentity, make_app
+
+DEADLINE = 30.0
+
+# Distinct 127.x.y.0/24 blocks per test process, so parallel runs do not clash.
+_BLOCKS = itertools.count((os.getpid() % 200) * 256 + 1)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+async def poll(check: Callable[[], Awaitable[Any]], what: str, deadline: float = DEADLINE) -> Any:
+    """Call ``check`` until it returns a truthy value or the deadline passes."""
+    end = time.monotonic() + deadline
+    last: Any = None
+    while time.monotonic() < end:
+        try:
+            last = await check()
+        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+            last = exc
+        else:
+            if last:
+                return last
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out after {deadline}s waiting for {what}; last: {last!r}")
+
+
+@dataclass
+class Proxy:
+    name: str
+    namespace: str
+    ip: str
+    admin_port: int
+    health_port: int
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    @property
+    def proxy_id(self) -> str:
+        return f"{self.name}.{self.namespace}"
+
+    @property
+    def outbound(self) -> str:
+        """The explicit HTTP proxy address of this sidecar."""
+        return f"http://{self.ip}:15001"
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+
+@dataclass
+class Mesh:
+    root: Path
+    config_dir: Path
+    cp: ControlPlane | None = None
+    session: aiohttp.ClientSession | None = None
+    proxies: list[Proxy] = field(default_factory=list)
+    apps: list[TestServer] = field(default_factory=list)
+    block: int = field(default_factory=lambda: next(_BLOCKS))
+    _next_host: itertools.count[int] = field(default_factory=lambda: itertools.count(2))
+
+    def new_ip(self) -> str:
+        return f"127.{100 + self.block // 256 % 100}.{self.block % 256}.{next(self._next_host)}"
+
+    @property
+    def api(self) -> str:
+        assert self.cp is not None
+        return f"http://127.0.0.1:{self.cp.http_port}"
+
+    def write(self, name: str, text: str) -> Path:
+        """Write a config file atomically (as editors and `kubectl apply` tools do)."""
+        path = self.config_dir / name
+        tmp = path.with_name(f".{name}.tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+        return path
+
+    async def start(self) -> None:
+        settings = ControlPlaneSettings(
+            config_paths=(str(self.config_dir),), xds_port=0, http_port=0, poll_interval=0.05
+        )
+        self.cp = ControlPlane(settings)
+        await self.cp.start()
+        self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+
+    async def app(self, service: str, version: str) -> int:
+        """Start an echo app on a free loopback port; returns the port."""
+        server = TestServer(make_app(EchoIdentity(service, version, f"{service}-{version}")),
+                            host="127.0.0.1", port=free_port())  # fmt: skip
+        await server.start_server()
+        self.apps.append(server)
+        assert server.port is not None
+        return server.port
+
+    def agent(self, name: str, *, namespace: str = "default", labels: dict[str, str] | None = None,
+              ip: str | None = None, app_ports: dict[int, int] | None = None,
+              role: str = "sidecar") -> Proxy:  # fmt: skip
+        assert self.cp is not None
+        ip = ip or self.new_ip()
+        admin, health = free_port(), free_port()
+        args = [
+            sys.executable, "-m", "pilotfish.cli.agent", "--role", role, "--name", name,
+            "--namespace", namespace, "--ip", ip,
+            "--xds-address", f"127.0.0.1:{self.cp.xds_port}", "--admin-port", str(admin),
+            "--health-port", str(health), "--stats-port", "0", "--concurrency", "1",
+            "--drain-duration", "1", "--work-dir", str(self.root / f"agent-{name}"),
+        ]  # fmt: skip
+        for k, v in (labels or {}).items():
+            args += ["--label", f"{k}={v}"]
+        for target, app in (app_ports or {}).items():
+            args += ["--app-port", f"{target}={app}"]
+        log_path = self.root / f"agent-{name}.log"
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True)  # fmt: skip
+        proxy = Proxy(name, namespace, ip, admin, health, proc, log_path)
+        self.proxies.append(proxy)
+        return proxy
+
+    async def ready(self, proxy: Proxy) -> None:
+        async def check() -> bool:
+            if proxy.process.poll() is not None:
+                raise AssertionError(
+                    f"agent {proxy.name} exited: {proxy.log_path.read_text()[-2000:]}"
+                )
+            assert self.session is not None
+            url = f"http://127.0.0.1:{proxy.health_port}/healthz/ready"
+            async with self.session.get(url) as resp:
+                return resp.status == 200
+
+        await poll(check, f"{proxy.name} ready")
+
+    async def call(self, proxy: Proxy, host: str, path: str = "/",
+                   headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any] | str]:  # fmt: skip
+        """A request from a workload through its sidecar to ``host`` (``name:port``)."""
+        assert self.session is not None
+        hdrs = {"Host": host, **(headers or {})}
+        async with self.session.get(proxy.outbound + path, headers=hdrs) as resp:
+            if resp.content_type == "application/json":
+                return resp.status, await resp.json()
+            return resp.status, await resp.text()
+
+    async def versions(self, proxy: Proxy, host: str, n: int, **kw: Any) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for _ in range(n):
+            status, body = await self.call(proxy, host, **kw)
+            key = body["version"] if status == 200 and isinstance(body, dict) else str(status)
+            counts[key] = counts.get(key, 0) + 1
+        return counts
+
+    async def get_json(self, path: str) -> Any:
+        assert self.session is not None
+        async with self.session.get(self.api + path) as resp:
+            return await resp.json()
+
+    async def close(self) -> None:
+        for proxy in self.proxies:
+            proxy.kill()
+        for app in self.apps:
+            await app.close()
+        if self.session is not None:
+            await self.session.close()
+        if self.cp is not None:
+            await self.cp.close()

@@ -1,0 +1,215 @@
+"""Traffic through real sidecars follows the configuration, and keeps following it live."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+
+import pytest
+from meshkit import Mesh, poll
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
+
+SERVICE = """\
+apiVersion: v1
+kind: Service
+metadata: {name: reviews, namespace: default}
+spec:
+  selector: {app: reviews}
+  ports: [{name: http, port: 9080}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews, namespace: default}
+spec:
+  host: reviews
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+"""
+
+WORKLOADS = """\
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {{name: reviews-v1, namespace: default}}
+spec: {{address: {ip1}, labels: {{app: reviews, version: v1}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {{name: reviews-v2, namespace: default}}
+spec: {{address: {ip2}, labels: {{app: reviews, version: v2}}}}
+"""
+
+HEADER_ROUTE = """\
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: default}
+spec:
+  hosts: [reviews]
+  http:
+  - match: [{headers: {end-user: {exact: jason}}}]
+    route: [{destination: {host: reviews, subset: v2}}]
+  - route: [{destination: {host: reviews, subset: v1}}]
+"""
+
+SPLIT_80_20 = """\
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: default}
+spec:
+  hosts: [reviews]
+  http:
+  - route:
+    - {destination: {host: reviews, subset: v1}, weight: 80}
+    - {destination: {host: reviews, subset: v2}, weight: 20}
+"""
+
+ALL_V2 = """\
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: default}
+spec:
+  hosts: [reviews]
+  http:
+  - route: [{destination: {host: reviews, subset: v2}}]
+"""
+
+
+async def _bookinfo_reviews(mesh: Mesh, routing: str):  # type: ignore[no-untyped-def]
+    """reviews v1 + v2 behind their sidecars, and a client sidecar; all ready."""
+    ip1, ip2 = mesh.new_ip(), mesh.new_ip()
+    mesh.write("reviews.yaml", SERVICE)
+    mesh.write("workloads.yaml", WORKLOADS.format(ip1=ip1, ip2=ip2))
+    mesh.write("routing.yaml", routing)
+    port1, port2 = await mesh.app("reviews", "v1"), await mesh.app("reviews", "v2")
+    labels = {"app": "reviews"}
+    s1 = mesh.agent("reviews-v1", ip=ip1, labels={**labels, "version": "v1"},
+                    app_ports={9080: port1})  # fmt: skip
+    s2 = mesh.agent("reviews-v2", ip=ip2, labels={**labels, "version": "v2"},
+                    app_ports={9080: port2})  # fmt: skip
+    client = mesh.agent("productpage", labels={"app": "productpage"})
+    for p in (s1, s2, client):
+        await mesh.ready(p)
+    return client
+
+
+async def test_header_match_routes_to_subset(mesh: Mesh) -> None:
+    client = await _bookinfo_reviews(mesh, HEADER_ROUTE)
+    for host in ("reviews:9080", "reviews.default:9080", "reviews.default.svc.cluster.local:9080"):
+        assert await mesh.versions(client, host, 10) == {"v1": 10}
+        jason = await mesh.versions(client, host, 10, headers={"end-user": "jason"})
+        assert jason == {"v2": 10}
+    # The request really crossed the server sidecar: Envoy adds x-request-id
+    # on the client side and the server app sees the caller's headers.
+    status, body = await mesh.call(client, "reviews:9080", "/ping?x=1")
+    assert status == 200 and isinstance(body, dict)
+    assert body["path"] == "/ping" and body["query"] == {"x": "1"}
+    assert "X-Request-Id" in {k.title() for k in body["headers"]}
+    # An unknown host gets Envoy's 404 (no route), not some other service.
+    status, _ = await mesh.call(client, "nosuch:9080")
+    assert status == 404
+
+
+async def test_weighted_split_lands_within_tolerance(mesh: Mesh) -> None:
+    client = await _bookinfo_reviews(mesh, SPLIT_80_20)
+    n = 400
+    counts = await mesh.versions(client, "reviews:9080", n)
+    assert set(counts) <= {"v1", "v2"}, counts
+    share = counts.get("v1", 0) / n
+    # Binomial sd at p=0.8, n=400 is 0.02: 4 sd either side.
+    assert 0.72 <= share <= 0.88, counts
+
+
+async def test_file_edit_converges_and_broken_file_keeps_last_good(mesh: Mesh) -> None:
+    client = await _bookinfo_reviews(mesh, HEADER_ROUTE)
+    assert await mesh.versions(client, "reviews:9080", 5) == {"v1": 5}
+
+    started = time.monotonic()
+    mesh.write("routing.yaml", ALL_V2)
+
+    async def all_v2() -> bool:
+        return await mesh.versions(client, "reviews:9080", 3) == {"v2": 3}
+
+    await poll(all_v2, "the edit to reach Envoy", deadline=10)
+    elapsed = time.monotonic() - started
+    assert elapsed < 3.0, f"edit took {elapsed:.2f}s to converge"
+
+    # Break the file: a typo'd field. The last good routing keeps serving.
+    broken = ALL_V2.replace("subset: v2", "subset: v2, wieght: 5")
+    path = mesh.write("routing.yaml", broken)
+
+    async def error_reported() -> list[dict[str, object]]:
+        configz = await mesh.get_json("/debug/configz")
+        return [e for e in configz["errors"] if e["file"] == str(path)]
+
+    errors = await poll(error_reported, "the broken file to be reported")
+    assert errors[0]["line"] == 7
+    assert "wieght" in str(errors[0]["field"]) or "wieght" in str(errors[0]["message"])
+    for _ in range(3):
+        assert await mesh.versions(client, "reviews:9080", 5) == {"v2": 5}
+        await asyncio.sleep(0.2)  # spread requests over a few polls of the store
+
+    # `pilotfish analyze` reports the same problem offline, with file and line.
+    proc = subprocess.run(
+        [sys.executable, "-m", "pilotfish.cli.main", "analyze", str(mesh.config_dir)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert f"{path}:7: VirtualService default/reviews: " in proc.stdout
+
+    # Metrics count the error.
+    assert mesh.session is not None
+    async with mesh.session.get(mesh.api + "/metrics") as resp:
+        metrics = await resp.text()
+    assert "pilotfish_config_errors 1.0" in metrics
+
+    # Fixing the file clears the error and applies the new routing.
+    mesh.write("routing.yaml", HEADER_ROUTE)
+    await poll(lambda: _no_errors(mesh), "the error to clear")
+
+    async def back_to_v1() -> bool:
+        return await mesh.versions(client, "reviews:9080", 3) == {"v1": 3}
+
+    await poll(back_to_v1, "the fixed file to apply")
+
+
+async def _no_errors(mesh: Mesh) -> bool:
+    return not (await mesh.get_json("/debug/configz"))["errors"]
+
+
+async def test_nack_shows_in_proxy_status_and_old_config_serves(mesh: Mesh) -> None:
+    client = await _bookinfo_reviews(mesh, HEADER_ROUTE)
+    # RE2 (Envoy) rejects look-ahead; the YAML itself is valid, so only Envoy can object.
+    mesh.write("routing.yaml", HEADER_ROUTE.replace(
+        "- route: [{destination: {host: reviews, subset: v1}}]",
+        "- match: [{uri: {regex: '^/(?=x).*'}}]\n"
+        "    route: [{destination: {host: reviews, subset: v2}}]\n"
+        "  - route: [{destination: {host: reviews, subset: v1}}]",
+    ))  # fmt: skip
+
+    async def nacked() -> list[dict[str, object]]:
+        rows = await mesh.get_json("/debug/syncz")
+        return [r for r in rows if r["proxy_id"] == client.proxy_id and
+                r["types"]["RDS"]["nack_message"]]  # fmt: skip
+
+    rows = await poll(nacked, "the NACK to be recorded")
+    assert "(?=" in str(rows[0]["types"]["RDS"]["nack_message"])
+    proc = subprocess.run(
+        [sys.executable, "-m", "pilotfish.cli.main", "proxy-status", "--control-plane", mesh.api],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    line = next(x for x in proc.stdout.splitlines() if x.strip().startswith(client.proxy_id))
+    assert "NACKED" in line
+    # The old routing still serves.
+    assert await mesh.versions(client, "reviews:9080", 5) == {"v1": 5}
+    # proxy-config shows what was sent.
+    proc = subprocess.run(
+        [sys.executable, "-m", "pilotfish.cli.main", "proxy-config", "clusters", client.proxy_id,
+         "--control-plane", mesh.api],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "reviews.default.svc.cluster.local" in proc.stdout and "v2" in proc.stdout
