@@ -196,7 +196,9 @@ async def test_nack_shows_in_proxy_status_and_old_config_serves(mesh: Mesh) -> N
 
     rows = await poll(nacked, "the NACK to be recorded")
     assert "(?=" in str(rows[0]["types"]["RDS"]["nack_message"])
-    proc = subprocess.run(
+    # The CLI runs in a thread: the control plane answering it lives in this event loop.
+    proc = await asyncio.to_thread(
+        subprocess.run,
         [sys.executable, "-m", "pilotfish.cli.main", "proxy-status", "--control-plane", mesh.api],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
@@ -206,7 +208,8 @@ async def test_nack_shows_in_proxy_status_and_old_config_serves(mesh: Mesh) -> N
     # The old routing still serves.
     assert await mesh.versions(client, "reviews:9080", 5) == {"v1": 5}
     # proxy-config shows what was sent.
-    proc = subprocess.run(
+    proc = await asyncio.to_thread(
+        subprocess.run,
         [sys.executable, "-m", "pilotfish.cli.main", "proxy-config", "clusters", client.proxy_id,
          "--control-plane", mesh.api],
         capture_output=True, text=True, timeout=60,

@@ -359,3 +359,31 @@ async def test_thousands_of_streams_leave_no_trace(
         assert resource_names(got[CLUSTER_TYPE]) == ["a", "b"]
         await client.probe()
         assert server.stream_count == 1
+
+
+async def test_generator_failure_ends_stream_with_internal(
+    server: XdsServer, channel: grpc.aio.Channel, generator: GroupGenerator
+) -> None:
+    def broken(view: object) -> Mapping[str, ResourceSet]:
+        raise RuntimeError("translation exploded")
+
+    generator.generate = broken  # type: ignore[method-assign]
+    client = AdsClient(channel, "p.ns", {"GROUP": "g2"})
+    await client.request(CLUSTER_TYPE)
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await client.recv()
+    assert info.value.code() == grpc.StatusCode.INTERNAL
+    await eventually(lambda: server.stream_count == 0)
+
+
+async def test_notify_change_from_another_thread(
+    server: XdsServer, channel: grpc.aio.Channel, generator: GroupGenerator
+) -> None:
+    client = AdsClient(channel, "p1.default", {"GROUP": "g1"})
+    await client.subscribe_all()
+    generator.sets["g1"] = group_sets(route_cluster="b")
+    await asyncio.to_thread(server.notify_change)
+    resp = await client.recv()
+    assert resp.type_url == ROUTE_TYPE
+    await client.ack(resp)
+    await client.probe()

@@ -86,7 +86,8 @@ class XdsServer:
 
     Knows nothing about translation: it asks ``generator`` for each
     connected proxy's ``ResourceSet`` per type and sends what changed.
-    All methods must be called from the event loop the server runs on.
+    The generator is called on the event loop. Except ``notify_change``, all
+    methods must be called from the event loop the server runs on.
     """
 
     def __init__(
@@ -108,6 +109,7 @@ class XdsServer:
         self._next_stream_id = 0
         self._server: Any = None
         self._debouncer: Debouncer | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -115,6 +117,7 @@ class XdsServer:
         """Start serving; returns the bound port (useful with ``port=0``)."""
         if self._server is not None:
             raise RuntimeError("XdsServer already started")
+        self._loop = asyncio.get_running_loop()
         self._debouncer = Debouncer(
             self._push_all, self._quiet_period, self._max_delay, self._clock
         )
@@ -152,9 +155,22 @@ class XdsServer:
     # -- public API ----------------------------------------------------------------------
 
     def notify_change(self) -> None:
-        """Configuration changed: push (debounced) to every proxy whose resources changed."""
-        if self._debouncer is not None:
-            self._debouncer.trigger()
+        """Configuration changed: push (debounced) to every proxy whose resources changed.
+
+        Cheap and non-blocking. Safe to call from any thread; a no-op before
+        ``start()`` (there is nobody to push to yet).
+        """
+        debouncer, loop = self._debouncer, self._loop
+        if debouncer is None or loop is None:
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            debouncer.trigger()
+        else:
+            loop.call_soon_threadsafe(debouncer.trigger)
 
     async def wait_idle(self) -> None:
         """Return once no debounced push is pending or running (queued writes may remain)."""
@@ -243,7 +259,12 @@ class XdsServer:
 
         writer.add_done_callback(_on_writer_done)
         try:
-            sets = self._generator.generate(view)
+            try:
+                sets = self._generator.generate(view)
+            except Exception:
+                _log.exception("generating config for proxy %s failed", node_id)
+                await context.abort(grpc.StatusCode.INTERNAL, "configuration generation failed")
+                return
             self._queue_all(stream, stream.state.update(sets))
             request = first
             while True:
