@@ -49,7 +49,7 @@ async def poll(check: Callable[[], Awaitable[Any]], what: str, deadline: float =
     while time.monotonic() < end:
         try:
             last = await check()
-        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             last = exc
         else:
             if last:
@@ -121,34 +121,65 @@ class Mesh:
 
     async def app(self, service: str, version: str) -> int:
         """Start an echo app on a free loopback port; returns the port."""
-        server = TestServer(make_app(EchoIdentity(service, version, f"{service}-{version}")),
-                            host="127.0.0.1", port=free_port())  # fmt: skip
+        server = TestServer(
+            make_app(EchoIdentity(service, version, f"{service}-{version}")),
+            host="127.0.0.1",
+            port=free_port(),
+        )
         await server.start_server()
         self.apps.append(server)
         assert server.port is not None
         return server.port
 
-    def agent(self, name: str, *, namespace: str = "default", labels: dict[str, str] | None = None,
-              ip: str | None = None, app_ports: dict[int, int] | None = None,
-              role: str = "sidecar") -> Proxy:  # fmt: skip
+    def agent(
+        self,
+        name: str,
+        *,
+        namespace: str = "default",
+        labels: dict[str, str] | None = None,
+        ip: str | None = None,
+        app_ports: dict[int, int] | None = None,
+        role: str = "sidecar",
+    ) -> Proxy:
         assert self.cp is not None
         ip = ip or self.new_ip()
         admin, health = free_port(), free_port()
         args = [
-            sys.executable, "-m", "pilotfish.cli.agent", "--role", role, "--name", name,
-            "--namespace", namespace, "--ip", ip,
-            "--xds-address", f"127.0.0.1:{self.cp.xds_port}", "--admin-port", str(admin),
-            "--health-port", str(health), "--stats-port", "0", "--concurrency", "1",
-            "--drain-duration", "1", "--work-dir", str(self.root / f"agent-{name}"),
-        ]  # fmt: skip
+            sys.executable,
+            "-m",
+            "pilotfish.cli.agent",
+            "--role",
+            role,
+            "--name",
+            name,
+            "--namespace",
+            namespace,
+            "--ip",
+            ip,
+            "--xds-address",
+            f"127.0.0.1:{self.cp.xds_port}",
+            "--admin-port",
+            str(admin),
+            "--health-port",
+            str(health),
+            "--stats-port",
+            "0",
+            "--concurrency",
+            "1",
+            "--drain-duration",
+            "1",
+            "--work-dir",
+            str(self.root / f"agent-{name}"),
+        ]
         for k, v in (labels or {}).items():
             args += ["--label", f"{k}={v}"]
         for target, app in (app_ports or {}).items():
             args += ["--app-port", f"{target}={app}"]
         log_path = self.root / f"agent-{name}.log"
         with open(log_path, "wb") as log:
-            proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True)  # fmt: skip
+            proc = subprocess.Popen(
+                args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
         proxy = Proxy(name, namespace, ip, admin, health, proc, log_path)
         self.proxies.append(proxy)
         return proxy
@@ -166,8 +197,9 @@ class Mesh:
 
         await poll(check, f"{proxy.name} ready")
 
-    async def call(self, proxy: Proxy, host: str, path: str = "/",
-                   headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any] | str]:  # fmt: skip
+    async def call(
+        self, proxy: Proxy, host: str, path: str = "/", headers: dict[str, str] | None = None
+    ) -> tuple[int, dict[str, Any] | str]:
         """A request from a workload through its sidecar to ``host`` (``name:port``)."""
         assert self.session is not None
         hdrs = {"Host": host, **(headers or {})}

@@ -184,14 +184,38 @@ def agent(tmp_path: Path) -> Iterator[AgentProcess]:
     output = tmp_path / "agent.out"
     health_port, listener_port, xds_port = free_port(), free_port(), free_port()
     cmd = [
-        sys.executable, "-m", "pilotfish.cli.agent",
-        "--role", "sidecar", "--name", "web-0", "--namespace", "test",
-        "--label", "app=web", "--label", "version=v1", "--service-account", "web",
-        "--ip", "127.0.0.1", "--xds-address", f"127.0.0.1:{xds_port}",
-        "--admin-port", str(free_port()), "--health-port", str(health_port),
-        "--stats-port", str(free_port()), "--concurrency", "1", "--drain-duration", "3",
-        "--work-dir", str(work_dir),
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "pilotfish.cli.agent",
+        "--role",
+        "sidecar",
+        "--name",
+        "web-0",
+        "--namespace",
+        "test",
+        "--label",
+        "app=web",
+        "--label",
+        "version=v1",
+        "--service-account",
+        "web",
+        "--ip",
+        "127.0.0.1",
+        "--xds-address",
+        f"127.0.0.1:{xds_port}",
+        "--admin-port",
+        str(free_port()),
+        "--health-port",
+        str(health_port),
+        "--stats-port",
+        str(free_port()),
+        "--concurrency",
+        "1",
+        "--drain-duration",
+        "3",
+        "--work-dir",
+        str(work_dir),
+    ]
     with output.open("wb") as out:
         proc = subprocess.Popen(
             cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=tmp_path

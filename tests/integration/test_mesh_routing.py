@@ -85,10 +85,12 @@ async def _bookinfo_reviews(mesh: Mesh, routing: str):  # type: ignore[no-untype
     mesh.write("routing.yaml", routing)
     port1, port2 = await mesh.app("reviews", "v1"), await mesh.app("reviews", "v2")
     labels = {"app": "reviews"}
-    s1 = mesh.agent("reviews-v1", ip=ip1, labels={**labels, "version": "v1"},
-                    app_ports={9080: port1})  # fmt: skip
-    s2 = mesh.agent("reviews-v2", ip=ip2, labels={**labels, "version": "v2"},
-                    app_ports={9080: port2})  # fmt: skip
+    s1 = mesh.agent(
+        "reviews-v1", ip=ip1, labels={**labels, "version": "v1"}, app_ports={9080: port1}
+    )
+    s2 = mesh.agent(
+        "reviews-v2", ip=ip2, labels={**labels, "version": "v2"}, app_ports={9080: port2}
+    )
     client = mesh.agent("productpage", labels={"app": "productpage"})
     for p in (s1, s2, client):
         await mesh.ready(p)
@@ -154,8 +156,10 @@ async def test_file_edit_converges_and_broken_file_keeps_last_good(mesh: Mesh) -
     # `pilotfish analyze` reports the same problem offline, with file and line.
     proc = subprocess.run(
         [sys.executable, "-m", "pilotfish.cli.main", "analyze", str(mesh.config_dir)],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert f"{path}:7: VirtualService default/reviews: " in proc.stdout
 
@@ -182,17 +186,23 @@ async def _no_errors(mesh: Mesh) -> bool:
 async def test_nack_shows_in_proxy_status_and_old_config_serves(mesh: Mesh) -> None:
     client = await _bookinfo_reviews(mesh, HEADER_ROUTE)
     # RE2 (Envoy) rejects look-ahead; the YAML itself is valid, so only Envoy can object.
-    mesh.write("routing.yaml", HEADER_ROUTE.replace(
-        "- route: [{destination: {host: reviews, subset: v1}}]",
-        "- match: [{uri: {regex: '^/(?=x).*'}}]\n"
-        "    route: [{destination: {host: reviews, subset: v2}}]\n"
-        "  - route: [{destination: {host: reviews, subset: v1}}]",
-    ))  # fmt: skip
+    mesh.write(
+        "routing.yaml",
+        HEADER_ROUTE.replace(
+            "- route: [{destination: {host: reviews, subset: v1}}]",
+            "- match: [{uri: {regex: '^/(?=x).*'}}]\n"
+            "    route: [{destination: {host: reviews, subset: v2}}]\n"
+            "  - route: [{destination: {host: reviews, subset: v1}}]",
+        ),
+    )
 
     async def nacked() -> list[dict[str, object]]:
         rows = await mesh.get_json("/debug/syncz")
-        return [r for r in rows if r["proxy_id"] == client.proxy_id and
-                r["types"]["RDS"]["nack_message"]]  # fmt: skip
+        return [
+            r
+            for r in rows
+            if r["proxy_id"] == client.proxy_id and r["types"]["RDS"]["nack_message"]
+        ]
 
     rows = await poll(nacked, "the NACK to be recorded")
     assert "(?=" in str(rows[0]["types"]["RDS"]["nack_message"])
@@ -200,8 +210,10 @@ async def test_nack_shows_in_proxy_status_and_old_config_serves(mesh: Mesh) -> N
     proc = await asyncio.to_thread(
         subprocess.run,
         [sys.executable, "-m", "pilotfish.cli.main", "proxy-status", "--control-plane", mesh.api],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     line = next(x for x in proc.stdout.splitlines() if x.strip().startswith(client.proxy_id))
     assert "NACKED" in line
@@ -210,9 +222,19 @@ async def test_nack_shows_in_proxy_status_and_old_config_serves(mesh: Mesh) -> N
     # proxy-config shows what was sent.
     proc = await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "pilotfish.cli.main", "proxy-config", "clusters", client.proxy_id,
-         "--control-plane", mesh.api],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "pilotfish.cli.main",
+            "proxy-config",
+            "clusters",
+            client.proxy_id,
+            "--control-plane",
+            mesh.api,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "reviews.default.svc.cluster.local" in proc.stdout and "v2" in proc.stdout

@@ -8,7 +8,7 @@ that editors and CI can parse it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 __all__ = ["Diagnostic", "Severity", "SourceRef"]
 
@@ -24,7 +24,7 @@ class SourceRef:
         return f"{self.file}:{self.line}" if self.line else self.file
 
 
-class Severity(str, Enum):
+class Severity(StrEnum):
     ERROR = "error"
     WARNING = "warning"
 

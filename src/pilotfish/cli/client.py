@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import urllib.error
@@ -42,10 +43,8 @@ def get_json(base: str, path: str, params: dict[str, str] | None = None) -> Any:
             return json.loads(resp.read())
     except urllib.error.HTTPError as exc:
         detail = exc.read().decode("utf-8", "replace")
-        try:
+        with contextlib.suppress(ValueError, AttributeError):
             detail = json.loads(detail).get("error", detail)
-        except (ValueError, AttributeError):
-            pass
         raise click.ClickException(f"{url}: HTTP {exc.code}: {detail}") from exc
     except (urllib.error.URLError, OSError) as exc:
         raise click.ClickException(

@@ -47,13 +47,19 @@ async def _serve(settings: ControlPlaneSettings) -> None:
 @click.option("--http-port", type=int, default=15014, show_default=True, help="HTTP API port.")
 @click.option("--bind", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option(
-    "--push-quiet-period", type=float, default=0.1, show_default=True,
+    "--push-quiet-period",
+    type=float,
+    default=0.1,
+    show_default=True,
     help="Seconds without changes before a push.",
-)  # fmt: skip
+)
 @click.option(
-    "--push-max-delay", type=float, default=1.0, show_default=True,
+    "--push-max-delay",
+    type=float,
+    default=1.0,
+    show_default=True,
     help="Longest seconds a change waits for a push.",
-)  # fmt: skip
+)
 @click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),

@@ -37,8 +37,9 @@ def _rows(kind: str, resources: list[dict[str, Any]]) -> tuple[list[str], list[l
                 shown = ", ".join(domains[:3]) + (
                     f" +{len(domains) - 3} more" if len(domains) > 3 else ""
                 )
-                rows.append([r.get("name", ""), vh.get("name", ""), shown,
-                             str(len(vh.get("routes", [])))])  # fmt: skip
+                rows.append(
+                    [r.get("name", ""), vh.get("name", ""), shown, str(len(vh.get("routes", [])))]
+                )
         return ["NAME", "VIRTUAL HOST", "DOMAINS", "ROUTES"], rows
     if kind == "clusters":
         rows = []

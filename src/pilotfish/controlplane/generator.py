@@ -15,6 +15,11 @@ listener, route and cluster part and the ResourceSets keep their versions:
 the server then pushes EDS alone. Parts of older generations are dropped
 when a new snapshot arrives. The final per-view composition is cached too,
 so the many streams of one view cost one generation.
+
+Equal sets are interned by (type, version): two views whose inbound parts
+come out identical (pods of different apps serving the same ports) share one
+object, so their composed sets are one object too and the xDS server encodes
+that response body once for all of them.
 """
 
 from __future__ import annotations
@@ -54,6 +59,7 @@ class MeshGenerator:
         self._clusters: dict[str, ResourceSet] = {}
         self._endpoints: ResourceSet | None = None
         self._composed: dict[ProxyView, dict[str, ResourceSet]] = {}
+        self._interned: dict[tuple[str, str], ResourceSet] = {}
         self.translations = 0  # how many (part) translations ran; for tests and metrics
 
     @property
@@ -72,6 +78,7 @@ class MeshGenerator:
             self._outbound.clear()
             self._local.clear()
             self._clusters.clear()
+            self._interned.clear()
         if config_changed or snapshot.endpoint_generation != old.endpoint_generation:
             self._endpoints = None
             self._composed.clear()
@@ -114,10 +121,16 @@ class MeshGenerator:
         for type_url in (CLUSTER_TYPE, LISTENER_TYPE, ROUTE_TYPE):
             if not result[type_url].resources:
                 result[type_url] = ResourceSet(type_url, {})
+            result[type_url] = self._intern(result[type_url])
         self._composed[view] = result
         return result
 
     # -- parts -----------------------------------------------------------------------
+
+    def _intern(self, rs: ResourceSet) -> ResourceSet:
+        """The first set seen with this type and version (only for config-generation
+        sets: the table is emptied with them)."""
+        return self._interned.setdefault((rs.type_url, rs.version), rs)
 
     def _set(self, type_url: str, items: Iterable[_IrResource]) -> ResourceSet:
         packed = self._builder.packed
@@ -155,14 +168,14 @@ class MeshGenerator:
             if view.role == "sidecar":
                 ib = sidecar_inbound(self._snapshot, view)
                 parts = {
-                    LISTENER_TYPE: self._set(LISTENER_TYPE, ib.listeners),
-                    CLUSTER_TYPE: self._set(CLUSTER_TYPE, ib.clusters),
+                    LISTENER_TYPE: self._intern(self._set(LISTENER_TYPE, ib.listeners)),
+                    CLUSTER_TYPE: self._intern(self._set(CLUSTER_TYPE, ib.clusters)),
                 }
             else:
                 gw = gateway_listeners(self._snapshot, view)
                 parts = {
-                    LISTENER_TYPE: self._set(LISTENER_TYPE, gw.listeners),
-                    ROUTE_TYPE: self._set(ROUTE_TYPE, gw.route_configs),
+                    LISTENER_TYPE: self._intern(self._set(LISTENER_TYPE, gw.listeners)),
+                    ROUTE_TYPE: self._intern(self._set(ROUTE_TYPE, gw.route_configs)),
                 }
             self._local[view] = parts
         return parts

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
-from google.protobuf import any_pb2, json_format  # type: ignore[import-untyped,unused-ignore]
+from google.protobuf import any_pb2, json_format
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from pilotfish.api.validation.references import check_references

@@ -13,6 +13,7 @@ and reports the error, which ``/debug/configz`` and ``/metrics`` show.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 
@@ -66,16 +67,16 @@ class ControlPlane:
             registry=self.registry,
         )
         self._revision = Gauge(
-            "pilotfish_config_revision", "Store revision of the current snapshot",
+            "pilotfish_config_revision",
+            "Store revision of the current snapshot",
             registry=self.registry,
-        )  # fmt: skip
-        self._resources = Gauge(
-            "pilotfish_config_resources", "Configuration objects in the current snapshot",
-            registry=self.registry,
-        )  # fmt: skip
-        self._snapshots = Counter(
-            "pilotfish_snapshots", "Snapshots built", registry=self.registry
         )
+        self._resources = Gauge(
+            "pilotfish_config_resources",
+            "Configuration objects in the current snapshot",
+            registry=self.registry,
+        )
+        self._snapshots = Counter("pilotfish_snapshots", "Snapshots built", registry=self.registry)
         self._snapshot_seconds = Histogram(
             "pilotfish_snapshot_build_seconds",
             "Time to build a snapshot from the store",
@@ -91,18 +92,19 @@ class ControlPlane:
         self.ready = True
         log.info(
             "control plane ready: xDS on %s:%d, HTTP on %s:%d, %d resources",
-            self.settings.bind, self.xds_port, self.settings.bind, self.http_port,
+            self.settings.bind,
+            self.xds_port,
+            self.settings.bind,
+            self.http_port,
             len(self.generator.snapshot.resources),
-        )  # fmt: skip
+        )
 
     async def close(self) -> None:
         self.ready = False
         if self._watcher is not None:
             self._watcher.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
-            except asyncio.CancelledError:
-                pass
             self._watcher = None
         await self.http.close()
         await self.xds.close()

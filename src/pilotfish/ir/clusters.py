@@ -15,7 +15,9 @@ __all__ = [
 ]
 
 Discovery = Literal["EDS", "STATIC", "STRICT_DNS", "LOGICAL_DNS", "ORIGINAL_DST"]
-LbPolicy = Literal["ROUND_ROBIN", "LEAST_REQUEST", "RANDOM", "RING_HASH", "MAGLEV", "CLUSTER_PROVIDED"]
+LbPolicy = Literal[
+    "ROUND_ROBIN", "LEAST_REQUEST", "RANDOM", "RING_HASH", "MAGLEV", "CLUSTER_PROVIDED"
+]
 
 
 @dataclass(frozen=True, slots=True)

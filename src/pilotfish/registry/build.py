@@ -57,8 +57,36 @@ def _labels(d: Mapping[str, str] | None) -> tuple[tuple[str, str], ...]:
     return tuple(sorted((d or {}).items()))
 
 
-def _selects(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:
-    return all(labels.get(k) == v for k, v in selector.items())
+class _WorkloadIndex:
+    """WorkloadEntries by namespace and label, so selecting is a set intersection
+    rather than a scan of every workload for every service."""
+
+    def __init__(self, workloads: Mapping[str, list[Resource]]) -> None:
+        self._entries: dict[str, list[tuple[WorkloadEntrySpec, dict[str, str]]]] = {}
+        self._by_label: dict[tuple[str, str, str], set[int]] = defaultdict(set)
+        for ns, resources in workloads.items():
+            entries = self._entries.setdefault(ns, [])
+            for res in sorted(resources, key=lambda r: r.key):
+                we = res.spec
+                assert isinstance(we, WorkloadEntrySpec)
+                labels = {**res.metadata.labels, **we.labels}
+                for k, v in labels.items():
+                    self._by_label[(ns, k, v)].add(len(entries))
+                entries.append((we, labels))
+
+    def select(
+        self, namespace: str, selector: Mapping[str, str]
+    ) -> list[tuple[WorkloadEntrySpec, dict[str, str]]]:
+        entries = self._entries.get(namespace, [])
+        if not selector:
+            return []
+        found: set[int] | None = None
+        for k, v in selector.items():
+            ids = self._by_label.get((namespace, k, v), set())
+            found = set(ids) if found is None else found & ids
+            if not found:
+                return []
+        return [entries[i] for i in sorted(found or ())]
 
 
 def _k8s_service(res: Resource, suffix: str) -> MeshService:
@@ -99,8 +127,13 @@ def _workload_port(we_ports: Mapping[str, int], sp: ServicePort) -> int:
     return sp.port
 
 
-def _instance(hostname: str, sp: ServicePort, we: WorkloadEntrySpec, labels: Mapping[str, str],
-              default_port: int | None = None) -> Instance | None:  # fmt: skip
+def _instance(
+    hostname: str,
+    sp: ServicePort,
+    we: WorkloadEntrySpec,
+    labels: Mapping[str, str],
+    default_port: int | None = None,
+) -> Instance | None:
     if not we.address:
         return None
     port = _workload_port(we.ports, sp) if default_port is None else default_port
@@ -133,18 +166,13 @@ def build_registry(resources: Iterable[Resource], domain_suffix: str = "cluster.
         elif res.kind == "Service":
             k8s.append(res)
 
+    index = _WorkloadIndex(workloads)
     for res in sorted(k8s, key=lambda r: r.key):
         svc = _k8s_service(res, domain_suffix)
         services[svc.hostname] = svc
         if not svc.selector:
             continue
-        selector = dict(svc.selector)
-        for we_res in workloads.get(res.namespace, ()):
-            we = we_res.spec
-            assert isinstance(we, WorkloadEntrySpec)
-            labels = {**we_res.metadata.labels, **we.labels}
-            if not _selects(selector, labels):
-                continue
+        for we, labels in index.select(res.namespace, dict(svc.selector)):
             for sp in svc.ports:
                 inst = _instance(svc.hostname, sp, we, labels)
                 if inst is not None:
@@ -181,12 +209,7 @@ def build_registry(resources: Iterable[Resource], domain_suffix: str = "cluster.
             services[hostname] = svc
             selected: list[tuple[WorkloadEntrySpec, dict[str, str]]] = []
             if se.workload_selector is not None:
-                for we_res in workloads.get(res.namespace, ()):
-                    we = we_res.spec
-                    assert isinstance(we, WorkloadEntrySpec)
-                    labels = {**we_res.metadata.labels, **we.labels}
-                    if _selects(se.workload_selector.labels, labels):
-                        selected.append((we, dict(labels)))
+                selected = index.select(res.namespace, se.workload_selector.labels)
             elif se.endpoints:
                 selected = [(ep, dict(ep.labels)) for ep in se.endpoints]
             elif resolution in ("DNS", "DNS_ROUND_ROBIN") and not is_ip_address(host):

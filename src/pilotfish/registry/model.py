@@ -8,8 +8,20 @@ from typing import Literal
 __all__ = ["Instance", "MeshService", "Protocol", "Resolution", "ServicePort"]
 
 # Istio's protocol names, upper case. HTTP-family ports get HTTP routing.
-Protocol = Literal["HTTP", "HTTP2", "GRPC", "GRPC-WEB", "HTTPS", "TLS", "TCP", "MONGO", "REDIS",
-                   "MYSQL", "UDP", "UNKNOWN"]  # fmt: skip
+Protocol = Literal[
+    "HTTP",
+    "HTTP2",
+    "GRPC",
+    "GRPC-WEB",
+    "HTTPS",
+    "TLS",
+    "TCP",
+    "MONGO",
+    "REDIS",
+    "MYSQL",
+    "UDP",
+    "UNKNOWN",
+]
 Resolution = Literal["EDS", "STATIC", "DNS", "DNS_ROUND_ROBIN", "NONE"]
 
 HTTP_PROTOCOLS = frozenset({"HTTP", "HTTP2", "GRPC", "GRPC-WEB"})

@@ -59,10 +59,10 @@ class Store(ABC):
         """Current problems in the sources (errors and warnings)."""
         return []
 
-    async def start(self) -> None:
+    async def start(self) -> None:  # noqa: B027 - optional hook, most stores need none
         """Begin watching sources, if any. Loads them once before returning."""
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027 - optional hook
         """Stop watching."""
 
     async def wait_for_change(self, after_revision: int) -> int:

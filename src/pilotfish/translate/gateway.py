@@ -81,8 +81,11 @@ def _vs_hosts_for(vs: Resource, servers: list[tuple[str, Server]], suffix: str) 
             for host in getattr(vs.spec, "hosts", ()):
                 h = host.lower()
                 full = fqdn(h, vs.namespace, suffix)
-                if (host_matches(pattern, h) or host_matches(pattern, full)
-                        or host_matches(h, pattern)) and h not in hosts:  # fmt: skip
+                if (
+                    host_matches(pattern, h)
+                    or host_matches(pattern, full)
+                    or host_matches(h, pattern)
+                ) and h not in hosts:
                     hosts.append(h)
     return hosts
 
@@ -95,8 +98,13 @@ def gateway_listeners(snapshot: Snapshot, view: ProxyView) -> GatewayParts:
         for server in spec.servers:
             protocol = server.port.protocol.upper()
             if protocol not in _HTTP_PROTOCOLS or server.tls is not None:
-                log.info("gateway %s/%s: %s server on port %d is not served yet",
-                         gw.namespace, gw.name, protocol, server.port.number)  # fmt: skip
+                log.info(
+                    "gateway %s/%s: %s server on port %d is not served yet",
+                    gw.namespace,
+                    gw.name,
+                    protocol,
+                    server.port.number,
+                )
                 continue
             by_port[server.port.number].append((f"{gw.namespace}/{gw.name}", server))
 
@@ -135,6 +143,6 @@ def gateway_listeners(snapshot: Snapshot, view: ProxyView) -> GatewayParts:
                     name, HttpConnectionManager(f"outbound_{name}", route_config_name=route_name)
                 ),
                 direction="gateway",
-            )  # fmt: skip
+            )
         )
     return GatewayParts(tuple(listeners), tuple(route_configs))

@@ -39,9 +39,9 @@ from pilotfish.ir import (
     Route,
     RouteAction,
     RouteMatch,
+    WeightedCluster,
 )
 from pilotfish.ir import StringMatch as IrStringMatch
-from pilotfish.ir import WeightedCluster
 from pilotfish.model.hosts import fqdn
 from pilotfish.model.snapshot import Snapshot
 from pilotfish.translate.names import outbound_cluster
@@ -162,7 +162,9 @@ def _destination_port(dest: Destination, hostname: str, ctx: RouteContext) -> in
     return ctx.port
 
 
-def _hash_policies(hostname: str, port: int, subset: str, ctx: RouteContext) -> tuple[HashPolicy, ...]:  # fmt: skip
+def _hash_policies(
+    hostname: str, port: int, subset: str, ctx: RouteContext
+) -> tuple[HashPolicy, ...]:
     svc = ctx.snapshot.registry.service(hostname)
     rule = find_destination_rule(
         ctx.snapshot, hostname, ctx.proxy_namespace, svc.namespace if svc else ""
@@ -175,8 +177,11 @@ def _hash_policies(hostname: str, port: int, subset: str, ctx: RouteContext) -> 
         return (HashPolicy(header=ch.http_header_name.lower()),)
     if ch.http_cookie is not None:
         ttl = parse_duration_ms(ch.http_cookie.ttl) if ch.http_cookie.ttl else None
-        return (HashPolicy(cookie_name=ch.http_cookie.name, cookie_ttl_ms=ttl,
-                           cookie_path=ch.http_cookie.path),)  # fmt: skip
+        return (
+            HashPolicy(
+                cookie_name=ch.http_cookie.name, cookie_ttl_ms=ttl, cookie_path=ch.http_cookie.path
+            ),
+        )
     if ch.use_source_ip:
         return (HashPolicy(source_ip=True),)
     if ch.http_query_parameter_name:
@@ -184,7 +189,9 @@ def _hash_policies(hostname: str, port: int, subset: str, ctx: RouteContext) -> 
     return ()
 
 
-def _forward(rule: HTTPRoute, match: HTTPMatchRequest | None, vs: Resource, ctx: RouteContext) -> ForwardAction:  # fmt: skip
+def _forward(
+    rule: HTTPRoute, match: HTTPMatchRequest | None, vs: Resource, ctx: RouteContext
+) -> ForwardAction:
     suffix = ctx.snapshot.domain_suffix
     clusters: list[WeightedCluster] = []
     hashes: tuple[HashPolicy, ...] = ()
@@ -201,15 +208,16 @@ def _forward(rule: HTTPRoute, match: HTTPMatchRequest | None, vs: Resource, ctx:
         if i == 0:
             hashes = _hash_policies(hostname, port, subset, ctx)
     if len(clusters) > 1 and all(c.weight == 0 for c in clusters):
-        clusters = [WeightedCluster(c.cluster, 1, c.request_headers, c.response_headers)
-                    for c in clusters]  # fmt: skip
+        clusters = [
+            WeightedCluster(c.cluster, 1, c.request_headers, c.response_headers) for c in clusters
+        ]
     prefix_rewrite = path_rewrite = host_rewrite = None
     if rule.rewrite is not None:
         host_rewrite = rule.rewrite.authority
         if rule.rewrite.uri is not None:
-            if match is not None and match.uri is not None and match.uri.prefix is not None:
-                prefix_rewrite = rule.rewrite.uri
-            elif match is None or match.uri is None:
+            # A prefix match (or none) rewrites the matched prefix; exact and
+            # regex matches replace the whole path, as Istio does.
+            if match is None or match.uri is None or match.uri.prefix is not None:
                 prefix_rewrite = rule.rewrite.uri
             else:
                 path_rewrite = rule.rewrite.uri
@@ -225,7 +233,9 @@ def _forward(rule: HTTPRoute, match: HTTPMatchRequest | None, vs: Resource, ctx:
     )
 
 
-def _action(rule: HTTPRoute, match: HTTPMatchRequest | None, vs: Resource, ctx: RouteContext) -> RouteAction:  # fmt: skip
+def _action(
+    rule: HTTPRoute, match: HTTPMatchRequest | None, vs: Resource, ctx: RouteContext
+) -> RouteAction:
     if rule.direct_response is not None:
         body = None
         if rule.direct_response.body is not None:

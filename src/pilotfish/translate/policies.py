@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pilotfish.api.networking.destination_rule import (
     ClientTLSSettings,
     ConnectionPoolSettings,
+    DestinationRuleSpec,
     LoadBalancerSettings,
     OutlierDetection,
-    DestinationRuleSpec,
     PortTrafficPolicy,
     Subset,
     TrafficPolicy,

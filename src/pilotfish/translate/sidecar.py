@@ -77,8 +77,16 @@ def _http_ports(snapshot: Snapshot) -> dict[int, list[tuple[MeshService, Service
     return by_port
 
 
-def _vhost(svc: MeshService, port: int, view: ProxyView, snapshot: Snapshot,
-           vs_by_host: dict[str, object], taken: set[str], *, with_bare: bool) -> VirtualHost | None:  # fmt: skip
+def _vhost(
+    svc: MeshService,
+    port: int,
+    view: ProxyView,
+    snapshot: Snapshot,
+    vs_by_host: dict[str, object],
+    taken: set[str],
+    *,
+    with_bare: bool,
+) -> VirtualHost | None:
     domains = dedupe_domains(
         service_domains(svc, port, view.namespace, snapshot.domain_suffix, with_bare=with_bare),
         taken,
@@ -159,7 +167,7 @@ def sidecar_outbound(snapshot: Snapshot, view: ProxyView) -> OutboundParts:
                     default,
                     bind_to_port=False,
                     direction="outbound",
-                )  # fmt: skip
+                )
             )
         listeners.append(
             Listener(
@@ -172,7 +180,7 @@ def sidecar_outbound(snapshot: Snapshot, view: ProxyView) -> OutboundParts:
                 ),
                 use_original_dst=True,
                 direction="outbound",
-            )  # fmt: skip
+            )
         )
     else:
         taken = set()
@@ -197,7 +205,7 @@ def sidecar_outbound(snapshot: Snapshot, view: ProxyView) -> OutboundParts:
                     HttpConnectionManager(f"outbound_{name}", route_config_name=HTTP_PROXY_ROUTE),
                 ),
                 direction="outbound",
-            )  # fmt: skip
+            )
         )
 
     clusters = outbound_clusters(snapshot, view.namespace) + fixed_clusters()
@@ -268,12 +276,12 @@ def sidecar_inbound(snapshot: Snapshot, view: ProxyView) -> InboundParts:
                 passthrough,
                 use_original_dst=True,
                 direction="inbound",
-            )  # fmt: skip
+            )
         )
         clusters.append(
             Cluster(
                 INBOUND_PASSTHROUGH_CLUSTER, "ORIGINAL_DST", "CLUSTER_PROVIDED", direction="inbound"
-            )  # fmt: skip
+            )
         )
     else:
         for sp in ports:
@@ -287,7 +295,7 @@ def sidecar_inbound(snapshot: Snapshot, view: ProxyView) -> InboundParts:
                     (),
                     FilterChain(chain.name, chain.filter),
                     direction="inbound",
-                )  # fmt: skip
+                )
             )
     return InboundParts(
         tuple(sorted(listeners, key=lambda x: x.name)),

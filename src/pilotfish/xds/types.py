@@ -20,9 +20,9 @@ __all__ = [
     "LISTENER_TYPE",
     "ROUTE_TYPE",
     "SECRET_TYPE",
+    "TYPE_SHORT_NAMES",
     "ConfigGenerator",
     "ResourceSet",
-    "TYPE_SHORT_NAMES",
 ]
 
 _PREFIX = "type.googleapis.com/envoy."

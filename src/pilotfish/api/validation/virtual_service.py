@@ -30,12 +30,24 @@ __all__ = ["validate"]
 
 SUPPORTED_RETRY_ON = frozenset(
     {
-        "5xx", "gateway-error", "reset", "reset-before-request", "connect-failure",
-        "envoy-ratelimited", "retriable-4xx", "refused-stream", "retriable-status-codes",
-        "retriable-headers", "http3-post-connect-failure", "cancelled", "deadline-exceeded",
-        "internal", "resource-exhausted", "unavailable",
+        "5xx",
+        "gateway-error",
+        "reset",
+        "reset-before-request",
+        "connect-failure",
+        "envoy-ratelimited",
+        "retriable-4xx",
+        "refused-stream",
+        "retriable-status-codes",
+        "retriable-headers",
+        "http3-post-connect-failure",
+        "cancelled",
+        "deadline-exceeded",
+        "internal",
+        "resource-exhausted",
+        "unavailable",
     }
-)  # fmt: skip
+)
 CORS_METHODS = frozenset(
     {"GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE"}
 )

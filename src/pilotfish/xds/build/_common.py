@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from envoy.config.core.v3 import config_source_pb2
 from envoy.type.matcher.v3 import regex_pb2, string_pb2
-from google.protobuf import any_pb2, duration_pb2  # type: ignore[import-untyped,unused-ignore]
-from google.protobuf.message import Message  # type: ignore[import-untyped,unused-ignore]
+from google.protobuf import any_pb2, duration_pb2
+from google.protobuf.message import Message
 
 from pilotfish import ir
 

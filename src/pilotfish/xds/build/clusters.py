@@ -1,7 +1,8 @@
 """IR clusters -> Envoy ``Cluster`` protos, plus Istio's two fixed clusters.
 
-EDS clusters fetch their endpoints over ADS (``service_name`` is the cluster
-name, the key of the matching ``ClusterLoadAssignment``); STATIC and DNS
+EDS clusters fetch their endpoints over ADS, keyed by the cluster name
+(``service_name`` is left empty: Envoy then uses the name, and every proxy's
+CDS is smaller by one copy of each name); STATIC and DNS
 clusters carry theirs inline. ``ORIGINAL_DST`` clusters always use
 ``CLUSTER_PROVIDED`` load balancing, which is the only policy Envoy accepts
 for them. Like Istio, every cluster gets circuit-breaker thresholds at their
@@ -14,7 +15,7 @@ from __future__ import annotations
 from envoy.config.cluster.v3 import circuit_breaker_pb2, cluster_pb2
 from envoy.config.core.v3 import base_pb2, protocol_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2 as hpo_pb2
-from google.protobuf import wrappers_pb2  # type: ignore[import-untyped,unused-ignore]
+from google.protobuf import wrappers_pb2
 
 from pilotfish import ir
 from pilotfish.xds.build._common import ads_config_source, any_of, duration_ms
@@ -79,7 +80,6 @@ def build_cluster(cluster: ir.Cluster) -> cluster_pb2.Cluster:
     )
     if cluster.discovery == "EDS":
         proto.eds_cluster_config.eds_config.CopyFrom(ads_config_source())
-        proto.eds_cluster_config.service_name = cluster.name
     elif cluster.discovery != "ORIGINAL_DST":
         proto.load_assignment.CopyFrom(endpoints_assignment(cluster.name, cluster.endpoints))
     if cluster.discovery in ("STRICT_DNS", "LOGICAL_DNS"):

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from envoy.config.core.v3 import address_pb2, base_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2 as ec_pb2
 from envoy.config.endpoint.v3 import endpoint_pb2
-from google.protobuf import wrappers_pb2  # type: ignore[import-untyped,unused-ignore]
+from google.protobuf import wrappers_pb2
 
 from pilotfish import ir
 

@@ -30,7 +30,7 @@ from envoy.config.listener.v3 import listener_pb2
 from envoy.extensions.filters.listener.http_inspector.v3 import http_inspector_pb2
 from envoy.extensions.filters.listener.original_dst.v3 import original_dst_pb2
 from envoy.extensions.filters.listener.tls_inspector.v3 import tls_inspector_pb2
-from google.protobuf import wrappers_pb2  # type: ignore[import-untyped,unused-ignore]
+from google.protobuf import wrappers_pb2
 
 from pilotfish import ir
 from pilotfish.xds.build._common import any_of

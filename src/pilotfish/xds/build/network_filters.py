@@ -19,7 +19,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 )
 from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 from envoy.extensions.request_id.uuid.v3 import uuid_pb2
-from google.protobuf import wrappers_pb2  # type: ignore[import-untyped,unused-ignore]
+from google.protobuf import wrappers_pb2
 
 from pilotfish import ir
 from pilotfish.xds.build._common import ads_config_source, any_of

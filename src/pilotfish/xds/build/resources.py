@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Mapping
 
-from google.protobuf.message import Message  # type: ignore[import-untyped,unused-ignore]
+from google.protobuf.message import Message
 
 from pilotfish import ir
 from pilotfish.xds.build._common import any_of

@@ -21,7 +21,7 @@ from envoy.config.route.v3 import route_components_pb2 as rc_pb2
 from envoy.config.route.v3 import route_pb2
 from envoy.extensions.retry.host.previous_hosts.v3 import previous_hosts_pb2
 from envoy.type.matcher.v3 import regex_pb2
-from google.protobuf import wrappers_pb2  # type: ignore[import-untyped,unused-ignore]
+from google.protobuf import wrappers_pb2
 
 from pilotfish import ir
 from pilotfish.xds.build._common import any_of, duration_ms, regex_matcher, string_matcher

@@ -35,7 +35,7 @@ from typing import Any
 
 import grpc
 from envoy.service.discovery.v3 import discovery_pb2
-from google.protobuf.json_format import MessageToDict  # type: ignore[import-untyped]
+from google.protobuf.json_format import MessageToDict
 from prometheus_client import CollectorRegistry
 
 from pilotfish.xds.debounce import Clock, Debouncer
@@ -49,7 +49,7 @@ from pilotfish.xds.server.state import (
     RequestOutcome,
 )
 from pilotfish.xds.server.status import ProxyStatus, type_statuses
-from pilotfish.xds.server.stream import ProxyStream
+from pilotfish.xds.server.stream import ProxyStream, WriteLimiter
 from pilotfish.xds.types import ADS_ORDER, ConfigGenerator, ResourceSet
 
 __all__ = ["ADS_METHOD", "ADS_SERVICE", "XdsServer", "client_request_from_proto"]
@@ -98,6 +98,7 @@ class XdsServer:
         max_delay: float = 1.0,
         registry: CollectorRegistry | None = None,
         clock: Clock | None = None,
+        max_writes_in_flight: int = 64,
     ) -> None:
         self._generator = generator
         self._quiet_period = quiet_period
@@ -105,6 +106,7 @@ class XdsServer:
         self._clock = clock
         self.metrics = XdsMetrics(registry if registry is not None else CollectorRegistry())
         self._encoder = ResponseEncoder()
+        self._write_limiter = WriteLimiter(max_in_flight=max_writes_in_flight)
         self._streams: dict[int, ProxyStream] = {}
         self._next_stream_id = 0
         self._server: Any = None
@@ -247,7 +249,9 @@ class XdsServer:
 
         stream = self._open_stream(node_id, view)
         handler_task = asyncio.current_task()
-        writer = asyncio.get_running_loop().create_task(stream.write_loop(context.write))
+        writer = asyncio.get_running_loop().create_task(
+            stream.write_loop(context.write, self._write_limiter)
+        )
 
         def _on_writer_done(task: asyncio.Task[None]) -> None:
             # A failed write means the stream is unusable: end the handler too.

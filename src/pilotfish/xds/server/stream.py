@@ -5,6 +5,13 @@ client that reads slowly only delays itself: the push loop never awaits a
 write. The queue holds ``Response`` plans, not bytes; a response is encoded
 (mostly by reusing a cached body) just before it is written, so memory for a
 backlog is a few small objects per entry rather than a copy of the resources.
+
+A push to many streams at once would otherwise hold one encoded copy of every
+response in memory at the same time (gRPC copies each message until it is
+sent). ``WriteLimiter`` bounds how many writes are in flight; a write that
+takes longer than ``slow_after`` seconds (a client that is not reading) gives
+its slot back and finishes on its own, so one slow client cannot stall the
+others for long.
 """
 
 from __future__ import annotations
@@ -15,7 +22,29 @@ from collections.abc import Awaitable, Callable
 from pilotfish.xds.server.encode import ResponseEncoder
 from pilotfish.xds.server.state import AdsStreamState, Response
 
-__all__ = ["ProxyStream"]
+__all__ = ["ProxyStream", "WriteLimiter"]
+
+
+class WriteLimiter:
+    """Bounds concurrent response writes across all streams."""
+
+    def __init__(self, max_in_flight: int = 64, slow_after: float = 2.0) -> None:
+        if max_in_flight < 1:
+            raise ValueError("max_in_flight must be >= 1")
+        self._slots = asyncio.Semaphore(max_in_flight)
+        self._slow_after = slow_after
+        self.slow_writes = 0
+
+    async def write(self, send: Callable[[], Awaitable[None]]) -> None:
+        """Run ``send()`` holding a slot for at most ``slow_after`` seconds."""
+        async with self._slots:
+            task = asyncio.ensure_future(send())
+            done, _ = await asyncio.wait({task}, timeout=self._slow_after)
+            if done:
+                task.result()
+                return
+            self.slow_writes += 1
+        await task  # finish outside the slot
 
 
 class ProxyStream:
@@ -62,13 +91,22 @@ class ProxyStream:
         if not self.closed:
             self._queue.put_nowait(response)
 
-    async def write_loop(self, write: Callable[[bytes], Awaitable[None]]) -> None:
-        """Encode and write queued responses in order until cancelled or a write fails."""
+    async def write_loop(
+        self, write: Callable[[bytes], Awaitable[None]], limiter: WriteLimiter | None = None
+    ) -> None:
+        """Encode and write queued responses in order until cancelled or a write fails.
+
+        With a ``limiter``, encoding happens inside the slot too, so the bytes
+        of waiting responses do not exist yet.
+        """
         queue = self._queue
         encoder = self.encoder
         while True:
             response = await queue.get()
-            await write(encoder.encode(response))
+            if limiter is None:
+                await write(encoder.encode(response))
+            else:
+                await limiter.write(lambda r=response: write(encoder.encode(r)))
 
     def close(self) -> None:
         """Stop accepting responses and drop the backlog."""

@@ -23,7 +23,7 @@ def test_eds_cluster_fetches_endpoints_over_ads() -> None:
     )
     assert proto.type == cluster_pb2.Cluster.EDS
     eds = proto.eds_cluster_config
-    assert eds.service_name == "outbound|9080||r.default.svc.cluster.local"
+    assert eds.service_name == ""  # Envoy keys EDS by the cluster name
     assert eds.eds_config.HasField("ads")
     assert eds.eds_config.resource_api_version == config_source_pb2.V3
     assert not proto.HasField("load_assignment")
