@@ -30,7 +30,12 @@ from typing import Any
 from pilotfish.ir import Cluster, ClusterLoadAssignment, Listener, RouteConfig
 from pilotfish.model.proxy_view import ProxyView
 from pilotfish.model.snapshot import Snapshot, build_snapshot
-from pilotfish.translate.clusters import fixed_clusters, load_assignments, outbound_clusters
+from pilotfish.translate.clusters import (
+    fixed_clusters,
+    outbound_clusters,
+    service_load_assignments,
+    subset_labels_of,
+)
 from pilotfish.translate.gateway import gateway_listeners
 from pilotfish.translate.sidecar import sidecar_inbound, sidecar_outbound
 from pilotfish.xds.build import ProtoBuilder
@@ -60,6 +65,8 @@ class MeshGenerator:
         self._endpoints: ResourceSet | None = None
         self._composed: dict[ProxyView, dict[str, ResourceSet]] = {}
         self._interned: dict[tuple[str, str], ResourceSet] = {}
+        # hostname -> (inputs, {cluster name: packed CLA}); reused while inputs are equal.
+        self._service_endpoints: dict[str, tuple[object, dict[str, bytes]]] = {}
         self.translations = 0  # how many (part) translations ran; for tests and metrics
 
     @property
@@ -79,9 +86,11 @@ class MeshGenerator:
             self._local.clear()
             self._clusters.clear()
             self._interned.clear()
-        if config_changed or snapshot.endpoint_generation != old.endpoint_generation:
-            self._endpoints = None
+        if config_changed:
             self._composed.clear()
+        if config_changed or snapshot.endpoint_generation != old.endpoint_generation:
+            # Composed results stay: ``generate`` swaps in the new EDS set.
+            self._endpoints = None
         self._snapshot = snapshot
 
     # -- ConfigGenerator -------------------------------------------------------------
@@ -100,6 +109,10 @@ class MeshGenerator:
         assert isinstance(view, ProxyView)
         cached = self._composed.get(view)
         if cached is not None:
+            endpoints = self._endpoint_part()
+            if cached[ENDPOINT_TYPE] is not endpoints:
+                cached = {**cached, ENDPOINT_TYPE: endpoints}
+                self._composed[view] = cached
             return cached
         out = self._outbound_parts(view)
         local = self._local_parts(view)
@@ -181,6 +194,27 @@ class MeshGenerator:
         return parts
 
     def _endpoint_part(self) -> ResourceSet:
-        if self._endpoints is None:
-            self._endpoints = self._set(ENDPOINT_TYPE, load_assignments(self._snapshot))
+        """Every EDS cluster's endpoints; per service, rebuilt only when its inputs changed."""
+        if self._endpoints is not None:
+            return self._endpoints
+        snapshot = self._snapshot
+        packed = self._builder.packed
+        previous = self._service_endpoints
+        current: dict[str, tuple[object, dict[str, bytes]]] = {}
+        merged: dict[str, bytes] = {}
+        for hostname, svc in snapshot.registry.services.items():
+            subsets = subset_labels_of(snapshot, hostname)
+            inputs = (
+                svc,
+                tuple(snapshot.registry.instances_of(hostname, sp.port) for sp in svc.ports),
+                tuple(sorted((k, tuple(sorted(v.items()))) for k, v in subsets.items())),
+            )
+            entry = previous.get(hostname)
+            if entry is None or entry[0] != inputs:
+                claims = service_load_assignments(snapshot, svc, subsets)
+                entry = (inputs, {c.cluster_name: packed(c) for c in claims})
+            current[hostname] = entry
+            merged.update(entry[1])
+        self._service_endpoints = current
+        self._endpoints = ResourceSet(ENDPOINT_TYPE, merged)
         return self._endpoints

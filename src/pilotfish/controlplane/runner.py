@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 
@@ -86,6 +87,10 @@ class ControlPlane:
     async def start(self) -> None:
         await self.store.start()
         self._rebuild()
+        # The loaded configuration lives as long as the process: move it out of
+        # the cyclic collector's sight so full collections stay short during pushes.
+        gc.collect()
+        gc.freeze()
         self.xds_port = await self.xds.start(self.settings.bind, self.settings.xds_port)
         self.http_port = await self.http.start(self.settings.bind, self.settings.http_port)
         self._watcher = asyncio.create_task(self._watch(), name="pilotfish-config-watch")
@@ -121,7 +126,15 @@ class ControlPlane:
             root_namespace=self.settings.root_namespace,
         )
         self.generator.set_snapshot(snapshot)
-        self._snapshot_seconds.observe(time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        self._snapshot_seconds.observe(elapsed)
+        log.debug(
+            "snapshot r%d built in %.3fs (config gen %d, endpoint gen %d)",
+            revision,
+            elapsed,
+            snapshot.config_generation,
+            snapshot.endpoint_generation,
+        )
         self._snapshots.inc()
         self._revision.set(revision)
         self._resources.set(len(snapshot.resources))

@@ -35,6 +35,11 @@ class Registry:
 
     services: Mapping[str, MeshService] = field(default_factory=dict)
     instances: Mapping[tuple[str, int], tuple[Instance, ...]] = field(default_factory=dict)
+    # (namespace, label key, label value) -> hostnames of Kubernetes services whose
+    # selector requires that label; makes "which services select this pod" cheap.
+    selector_index: Mapping[tuple[str, str, str], tuple[str, ...]] = field(
+        default_factory=dict, compare=False
+    )
 
     def service(self, hostname: str) -> MeshService | None:
         return self.services.get(hostname)
@@ -44,11 +49,13 @@ class Registry:
 
     def services_selecting(self, namespace: str, labels: Mapping[str, str]) -> list[MeshService]:
         """Kubernetes services in ``namespace`` whose selector matches ``labels``."""
+        candidates: set[str] = set()
+        for k, v in labels.items():
+            candidates.update(self.selector_index.get((namespace, k, v), ()))
         found = []
-        for svc in self.services.values():
-            if svc.selector is None or svc.namespace != namespace or not svc.selector:
-                continue
-            if all(labels.get(k) == v for k, v in svc.selector):
+        for hostname in candidates:
+            svc = self.services[hostname]
+            if svc.selector and all(labels.get(k) == v for k, v in svc.selector):
                 found.append(svc)
         return sorted(found, key=lambda s: s.hostname)
 
@@ -222,7 +229,12 @@ def build_registry(resources: Iterable[Resource], domain_suffix: str = "cluster.
                     if inst is not None:
                         instances[(hostname, sp.port)].append(inst)
 
+    selector_index: dict[tuple[str, str, str], list[str]] = defaultdict(list)
+    for svc in services.values():
+        for k, v in svc.selector or ():
+            selector_index[(svc.namespace, k, v)].append(svc.hostname)
     return Registry(
+        selector_index={key: tuple(hosts) for key, hosts in selector_index.items()},
         services=dict(sorted(services.items())),
         instances={
             k: tuple(sorted(v, key=lambda i: (i.address, i.port))) for k, v in instances.items()

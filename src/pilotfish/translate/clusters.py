@@ -31,6 +31,8 @@ __all__ = [
     "inbound_cluster_ir",
     "load_assignments",
     "outbound_clusters",
+    "service_load_assignments",
+    "subset_labels_of",
 ]
 
 DEFAULT_CONNECT_TIMEOUT_MS = 10_000
@@ -149,30 +151,43 @@ def inbound_cluster_ir(port: int, address: str, app_port: int, http2: bool) -> C
     )
 
 
+def subset_labels_of(snapshot: Snapshot, hostname: str) -> dict[str, dict[str, str]]:
+    """Subset name -> labels, from every DestinationRule for ``hostname``."""
+    labels: dict[str, dict[str, str]] = {}
+    for rule in snapshot.destination_rules.get(hostname, ()):
+        for s in subsets_of(rule):
+            labels.setdefault(s.name, dict(s.labels))
+    return labels
+
+
+def service_load_assignments(
+    snapshot: Snapshot, svc: MeshService, subset_labels: dict[str, dict[str, str]]
+) -> list[ClusterLoadAssignment]:
+    """Endpoints of one service's EDS clusters (one per port and subset)."""
+    out: list[ClusterLoadAssignment] = []
+    if svc.resolution not in ("EDS", "STATIC"):
+        return out
+    for sp in svc.ports:
+        instances = snapshot.registry.instances_of(svc.hostname, sp.port)
+        out.append(
+            ClusterLoadAssignment(
+                outbound_cluster(svc.hostname, sp.port), _dns_endpoints(instances)
+            )
+        )
+        for subset, labels in sorted(subset_labels.items()):
+            out.append(
+                ClusterLoadAssignment(
+                    outbound_cluster(svc.hostname, sp.port, subset),
+                    _dns_endpoints(tuple(i for i in instances if i.matches(labels))),
+                )
+            )
+    return out
+
+
 def load_assignments(snapshot: Snapshot) -> list[ClusterLoadAssignment]:
     """Endpoints of every EDS cluster. They depend on no proxy fact, so every proxy
     shares them; subsets filter the service's instances by the subset's labels."""
     out: list[ClusterLoadAssignment] = []
     for svc in snapshot.registry.services.values():
-        if svc.resolution not in ("EDS", "STATIC"):
-            continue
-        subset_labels: dict[str, dict[str, str]] = {}
-        for rule in snapshot.destination_rules.get(svc.hostname, ()):
-            for s in subsets_of(rule):
-                subset_labels.setdefault(s.name, dict(s.labels))
-        for sp in svc.ports:
-            instances = snapshot.registry.instances_of(svc.hostname, sp.port)
-            out.append(
-                ClusterLoadAssignment(
-                    outbound_cluster(svc.hostname, sp.port),
-                    _dns_endpoints(instances),
-                )
-            )
-            for subset, labels in sorted(subset_labels.items()):
-                out.append(
-                    ClusterLoadAssignment(
-                        outbound_cluster(svc.hostname, sp.port, subset),
-                        _dns_endpoints(tuple(i for i in instances if i.matches(labels))),
-                    )
-                )
+        out += service_load_assignments(snapshot, svc, subset_labels_of(snapshot, svc.hostname))
     return out

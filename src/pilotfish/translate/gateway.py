@@ -119,7 +119,9 @@ def gateway_listeners(snapshot: Snapshot, view: ProxyView) -> GatewayParts:
             if not hosts:
                 continue
             gw_key = next(k for k, _ in servers if k in bound_gateways(vs))
-            ctx = RouteContext(snapshot, vs.namespace, port, gateway=gw_key)
+            # DestinationRules are looked up from the gateway proxy's namespace, as for
+            # its clusters, so a route's hash policy and its cluster agree.
+            ctx = RouteContext(snapshot, view.namespace, port, gateway=gw_key)
             routes = http_routes(vs, ctx)
             for host in hosts:
                 domains, existing = vhosts.setdefault(host, ([host, f"{host}:{port}"], []))

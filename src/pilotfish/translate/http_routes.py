@@ -130,7 +130,8 @@ def _route_match(m: HTTPMatchRequest | None) -> RouteMatch:
 def _retry(r: HTTPRetry | None) -> RetryPolicy | None:
     if r is None:
         return DEFAULT_RETRY
-    attempts = r.attempts if r.attempts is not None else DEFAULT_RETRY.attempts
+    # As in Istio: a retries block without a positive ``attempts`` disables retries.
+    attempts = r.attempts or 0
     if attempts <= 0:
         return None
     per_try = parse_duration_ms(r.per_try_timeout) if r.per_try_timeout else None
@@ -247,12 +248,9 @@ def _action(
         return DirectResponseAction(rule.direct_response.status, body)
     if rule.redirect is not None:
         r = rule.redirect
-        prefix = path = None
-        if r.uri is not None:
-            if match is not None and match.uri is not None and match.uri.prefix is not None:
-                prefix = r.uri
-            else:
-                path = r.uri
+        # Istio replaces the whole path whatever the match type.
+        prefix = None
+        path = r.uri
         return RedirectAction(
             path=path,
             prefix=prefix,

@@ -103,7 +103,8 @@ class ProxyStream:
         encoder = self.encoder
         while True:
             response = await queue.get()
-            if limiter is None:
+            # Partial EDS/RDS updates are small: only whole sets go through the limiter.
+            if limiter is None or response.names is not None:
                 await write(encoder.encode(response))
             else:
                 await limiter.write(lambda r=response: write(encoder.encode(r)))

@@ -1,0 +1,158 @@
+"""The translation golden cases: inputs, the fixed set of proxies, and running both stages.
+
+Every case in ``tests/testdata/translate/in/<case>.yaml`` is rendered for the
+same three proxies (``PROXIES``), unless a ``# proxies: <name> ...`` line at the
+top of the file narrows them (only to keep large goldens readable). Stage 1
+(translate) gives each proxy an ``ir.ProxyConfig`` with its listeners, route
+configurations and clusters, composed the way the control plane composes
+them (sidecar: outbound + inbound; gateway: gateway listeners and routes + the
+namespace's outbound clusters); load assignments do not depend on the proxy, so a case has one
+shared list of them. Stage 2 builds those with ``pilotfish.xds.build``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from google.protobuf.message import Message
+
+from pilotfish import ir
+from pilotfish.api.loader import load_text
+from pilotfish.model.proxy_view import ProxyView
+from pilotfish.model.snapshot import Snapshot, build_snapshot
+from pilotfish.translate.clusters import fixed_clusters, load_assignments, outbound_clusters
+from pilotfish.translate.gateway import gateway_listeners
+from pilotfish.translate.sidecar import sidecar_inbound, sidecar_outbound
+from pilotfish.xds.build import build_all
+from pilotfish.xds.types import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE
+
+__all__ = [
+    "IN_DIR",
+    "OUT_DIR",
+    "PROXIES",
+    "STAGE2_KINDS",
+    "BuiltCase",
+    "TranslatedCase",
+    "build_case",
+    "case_names",
+    "case_proxies",
+    "load_snapshot",
+    "proxy_config",
+    "translate_case",
+]
+
+DATA_DIR = Path(__file__).parents[2] / "testdata" / "translate"
+IN_DIR = DATA_DIR / "in"
+OUT_DIR = DATA_DIR / "out"
+
+PROXIES: dict[str, ProxyView] = {
+    "sidecar-redirect": ProxyView(
+        "sidecar",
+        "default",
+        labels=(("app", "reviews"), ("version", "v1")),
+        interception="REDIRECT",
+        bind_ip="0.0.0.0",
+    ),
+    "sidecar-explicit": ProxyView(
+        "sidecar",
+        "default",
+        labels=(("app", "productpage"),),
+        interception="NONE",
+        bind_ip="127.0.0.5",
+    ),
+    "gateway": ProxyView(
+        "gateway",
+        "istio-system",
+        labels=(("istio", "ingressgateway"),),
+        bind_ip="127.0.0.1",
+    ),
+}
+
+# Golden file kind -> xDS type URL, for the stage-2 outputs.
+STAGE2_KINDS: dict[str, str] = {
+    "lds": LISTENER_TYPE,
+    "rds": ROUTE_TYPE,
+    "cds": CLUSTER_TYPE,
+    "eds": ENDPOINT_TYPE,
+}
+
+
+@dataclass(frozen=True)
+class TranslatedCase:
+    """Stage 1 of a case: one IR config per proxy (without endpoints) and the shared endpoints."""
+
+    proxies: dict[str, ir.ProxyConfig]
+    load_assignments: tuple[ir.ClusterLoadAssignment, ...]
+
+
+@dataclass(frozen=True)
+class BuiltCase:
+    """Stage 2 of a case: per proxy, the built protos by golden kind (lds/rds/cds); and
+    the built load assignments, shared by every proxy."""
+
+    proxies: dict[str, dict[str, list[Message]]]
+    load_assignments: list[Message]
+
+
+def case_names() -> list[str]:
+    return sorted(p.stem for p in IN_DIR.glob("*.yaml"))
+
+
+def case_proxies(name: str) -> list[str]:
+    """The proxies a case renders: all of ``PROXIES`` unless its header narrows them."""
+    for line in (IN_DIR / f"{name}.yaml").read_text(encoding="utf-8").splitlines():
+        if not line.startswith("#"):
+            break
+        key, _, value = line.lstrip("# ").partition(":")
+        if key.strip() == "proxies":
+            names = value.split()
+            unknown = set(names) - set(PROXIES)
+            assert names and not unknown, f"{name}.yaml names unknown proxies {unknown}"
+            return names
+    return list(PROXIES)
+
+
+def load_snapshot(name: str) -> Snapshot:
+    """The snapshot of a case's input; fails on any load error (warnings are allowed)."""
+    path = IN_DIR / f"{name}.yaml"
+    result = load_text(path.read_text(encoding="utf-8"), str(path))
+    errors = [d for d in result.diagnostics if d.is_error]
+    assert not errors, f"{path} does not load cleanly: {errors}"
+    return build_snapshot(result.resources, 1)
+
+
+def proxy_config(snapshot: Snapshot, view: ProxyView) -> ir.ProxyConfig:
+    """Everything but endpoints that ``view`` receives, as the control plane composes it."""
+    if view.role == "sidecar":
+        out = sidecar_outbound(snapshot, view)
+        inb = sidecar_inbound(snapshot, view)
+        return ir.ProxyConfig(
+            listeners=out.listeners + inb.listeners,
+            route_configs=out.route_configs,
+            clusters=out.clusters + inb.clusters,
+        )
+    gw = gateway_listeners(snapshot, view)
+    clusters = outbound_clusters(snapshot, view.namespace) + fixed_clusters()
+    return ir.ProxyConfig(
+        listeners=gw.listeners,
+        route_configs=gw.route_configs,
+        clusters=tuple(sorted(clusters, key=lambda c: c.name)),
+    )
+
+
+def translate_case(name: str) -> TranslatedCase:
+    snapshot = load_snapshot(name)
+    return TranslatedCase(
+        proxies={proxy: proxy_config(snapshot, PROXIES[proxy]) for proxy in case_proxies(name)},
+        load_assignments=tuple(load_assignments(snapshot)),
+    )
+
+
+def build_case(translated: TranslatedCase) -> BuiltCase:
+    proxies: dict[str, dict[str, list[Message]]] = {}
+    for proxy, config in translated.proxies.items():
+        built = build_all(config)
+        proxies[proxy] = {kind: built[url] for kind, url in STAGE2_KINDS.items() if kind != "eds"}
+    shared = build_all(ir.ProxyConfig(load_assignments=translated.load_assignments))
+    return BuiltCase(proxies, shared[ENDPOINT_TYPE])
