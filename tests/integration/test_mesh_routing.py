@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import subprocess
 import sys
 import time
@@ -185,27 +186,31 @@ async def _no_errors(mesh: Mesh) -> bool:
 
 async def test_nack_shows_in_proxy_status_and_old_config_serves(mesh: Mesh) -> None:
     client = await _bookinfo_reviews(mesh, HEADER_ROUTE)
-    # RE2 (Envoy) rejects look-ahead; the YAML itself is valid, so only Envoy can object.
-    mesh.write(
-        "routing.yaml",
-        HEADER_ROUTE.replace(
-            "- route: [{destination: {host: reviews, subset: v1}}]",
-            "- match: [{uri: {regex: '^/(?=x).*'}}]\n"
-            "    route: [{destination: {host: reviews, subset: v2}}]\n"
-            "  - route: [{destination: {host: reviews, subset: v1}}]",
-        ),
-    )
+    server = next(p for p in mesh.proxies if p.name == "reviews-v1")
+    # Valid configuration that Envoy cannot apply: a new service port whose
+    # inbound listener would bind an address another process already holds.
+    with socket.socket() as squatter:
+        squatter.bind((server.ip, 0))
+        squatter.listen()
+        taken = squatter.getsockname()[1]
+        mesh.write(
+            "reviews.yaml",
+            SERVICE.replace(
+                "ports: [{name: http, port: 9080}]",
+                f"ports: [{{name: http, port: 9080}}, {{name: http-admin, port: 9443, targetPort: {taken}}}]",
+            ),
+        )
 
-    async def nacked() -> list[dict[str, object]]:
-        rows = await mesh.get_json("/debug/syncz")
-        return [
-            r
-            for r in rows
-            if r["proxy_id"] == client.proxy_id and r["types"]["RDS"]["nack_message"]
-        ]
+        async def nacked() -> list[dict[str, object]]:
+            rows = await mesh.get_json("/debug/syncz")
+            return [
+                r
+                for r in rows
+                if r["proxy_id"] == server.proxy_id and r["types"]["LDS"]["nack_message"]
+            ]
 
-    rows = await poll(nacked, "the NACK to be recorded")
-    assert "(?=" in str(rows[0]["types"]["RDS"]["nack_message"])
+        rows = await poll(nacked, "the NACK to be recorded")
+    assert str(taken) in str(rows[0]["types"]["LDS"]["nack_message"])
     # The CLI runs in a thread: the control plane answering it lives in this event loop.
     proc = await asyncio.to_thread(
         subprocess.run,
@@ -215,9 +220,14 @@ async def test_nack_shows_in_proxy_status_and_old_config_serves(mesh: Mesh) -> N
         timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
-    line = next(x for x in proc.stdout.splitlines() if x.strip().startswith(client.proxy_id))
+    line = next(x for x in proc.stdout.splitlines() if x.strip().startswith(server.proxy_id))
     assert "NACKED" in line
-    # The old routing still serves.
+    assert f"NACK {server.proxy_id} LDS:" in proc.stdout
+    # The NACK is not re-sent in a loop: the sent version stays the rejected one.
+    rows = await mesh.get_json("/debug/syncz")
+    lds = next(r for r in rows if r["proxy_id"] == server.proxy_id)["types"]["LDS"]
+    assert lds["nack_version"] == lds["sent_version"] != lds["acked_version"]
+    # The old configuration still serves, through the server sidecar too.
     assert await mesh.versions(client, "reviews:9080", 5) == {"v1": 5}
     # proxy-config shows what was sent.
     proc = await asyncio.to_thread(

@@ -10,6 +10,8 @@ import ipaddress
 import re
 from collections.abc import Mapping, Sequence
 
+import re2  # type: ignore[import-untyped]
+
 from pilotfish.api.duration import parse_duration_ms
 
 __all__ = [
@@ -126,10 +128,17 @@ def check_duration(value: str, *, minimum_ms: int = 1) -> str | None:
 
 
 def check_regex(pattern: str) -> str | None:
+    """Envoy evaluates regexes with RE2, so they are checked with RE2 itself:
+    a pattern Python accepts (look-ahead, back-references) may not load in Envoy."""
+    options = re2.Options()
+    options.log_errors = False
     try:
-        re.compile(pattern)
-    except re.error as exc:
-        return f"invalid regular expression {pattern!r}: {exc}"
+        re2.compile(pattern, options)
+    except re2.error as exc:
+        reason = exc.args[0] if exc.args else exc
+        if isinstance(reason, bytes):
+            reason = reason.decode("utf-8", "replace")
+        return f"invalid regular expression {pattern!r} (RE2 syntax): {reason}"
     return None
 
 
