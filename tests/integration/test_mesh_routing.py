@@ -197,7 +197,8 @@ async def test_nack_shows_in_proxy_status_and_old_config_serves(mesh: Mesh) -> N
             "reviews.yaml",
             SERVICE.replace(
                 "ports: [{name: http, port: 9080}]",
-                f"ports: [{{name: http, port: 9080}}, {{name: http-admin, port: 9443, targetPort: {taken}}}]",
+                "ports: [{name: http, port: 9080}, "
+                f"{{name: http-admin, port: 9443, targetPort: {taken}}}]",
             ),
         )
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from pilotfish import ir
 from pilotfish.api.loader import load_text
 from pilotfish.model.snapshot import Snapshot, build_snapshot
