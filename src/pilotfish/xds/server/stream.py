@@ -17,6 +17,7 @@ others for long.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable
 
 from pilotfish.xds.server.encode import ResponseEncoder
@@ -107,7 +108,12 @@ class ProxyStream:
             if limiter is None or response.names is not None:
                 await write(encoder.encode(response))
             else:
-                await limiter.write(lambda r=response: write(encoder.encode(r)))
+                await limiter.write(functools.partial(self._encode_and_write, write, response))
+
+    async def _encode_and_write(
+        self, write: Callable[[bytes], Awaitable[None]], response: Response
+    ) -> None:
+        await write(self.encoder.encode(response))
 
     def close(self) -> None:
         """Stop accepting responses and drop the backlog."""
