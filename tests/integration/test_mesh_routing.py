@@ -9,7 +9,7 @@ import sys
 import time
 
 import pytest
-from meshkit import Mesh, poll
+from meshkit import Mesh, free_port, poll
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -249,3 +249,53 @@ async def test_nack_shows_in_proxy_status_and_old_config_serves(mesh: Mesh) -> N
     )
     assert proc.returncode == 0, proc.stderr
     assert "reviews.default.svc.cluster.local" in proc.stdout and "v2" in proc.stdout
+
+
+GATEWAY = """\
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {{name: bookinfo-gateway, namespace: default}}
+spec:
+  selector: {{istio: ingressgateway}}
+  servers:
+  - port: {{number: {port}, name: http, protocol: HTTP}}
+    hosts: ["*"]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: bookinfo, namespace: default}}
+spec:
+  hosts: ["*"]
+  gateways: [bookinfo-gateway]
+  http:
+  - match: [{{uri: {{prefix: /reviews/}}}}]
+    rewrite: {{uri: /}}
+    route: [{{destination: {{host: reviews, subset: v2, port: {{number: 9080}}}}}}]
+"""
+
+
+async def test_ingress_gateway_routes_bound_virtual_service(mesh: Mesh) -> None:
+    await _bookinfo_reviews(mesh, HEADER_ROUTE)
+    gw_ip = mesh.new_ip()
+    port = free_port(gw_ip)
+    mesh.write("gateway.yaml", GATEWAY.format(port=port))
+    gateway = mesh.agent(
+        "istio-ingressgateway",
+        namespace="istio-system",
+        ip=gw_ip,
+        labels={"istio": "ingressgateway"},
+        role="gateway",
+    )
+    await mesh.ready(gateway)
+    assert mesh.session is not None
+
+    async def reviews_v2() -> dict[str, object] | None:
+        assert mesh.session is not None
+        async with mesh.session.get(f"http://{gw_ip}:{port}/reviews/x") as resp:
+            body = await resp.json() if resp.status == 200 else None
+            return body if body and body.get("version") == "v2" else None
+
+    body = await poll(reviews_v2, "the gateway route")
+    assert body["path"] == "/x"  # prefix rewrite
+    async with mesh.session.get(f"http://{gw_ip}:{port}/other") as resp:
+        assert resp.status == 404  # no route for this path at the gateway
