@@ -101,6 +101,9 @@ class Agent:
         config = self.config
         work_dir = config.resolved_work_dir
         work_dir.mkdir(parents=True, exist_ok=True)
+        if config.envoy_uid is not None:
+            # Envoy runs as another user: it must be able to read its bootstrap.
+            work_dir.chmod(0o755)
         bootstrap = write_bootstrap(config, work_dir / "bootstrap.json")
         command = envoy_command(
             config.envoy_path or find_envoy(),
@@ -110,7 +113,7 @@ class Agent:
             drain_time=config.drain_duration,
             extra_args=config.extra_envoy_args,
         )
-        self._admin = EnvoyAdmin(config.admin_port)
+        self._admin = EnvoyAdmin(config.admin_port, config.admin_address)
         self._probe = ReadinessProbe(self._admin)
         self._health = HealthServer(self._probe, config.health_bind, config.health_port)
         self._envoy = EnvoyProcess(
@@ -119,6 +122,8 @@ class Agent:
             inherit_output=config.inherit_envoy_output,
             policy=self._backoff,
             logger=self._log.getChild("envoy"),
+            uid=config.envoy_uid,
+            gid=config.envoy_gid,
         )
         try:
             self._health_port = await self._health.start()
@@ -127,10 +132,10 @@ class Agent:
             await self._shutdown()
             raise
         self._log.info(
-            "agent %s started: envoy pid %s, admin 127.0.0.1:%d, health %s:%d, xds %s:%d, "
-            "work dir %s",
+            "agent %s started: envoy pid %s, admin %s:%d, health %s:%d, xds %s:%d, work dir %s",
             config.proxy_id,
             self._envoy.pid,
+            config.admin_address,
             config.admin_port,
             config.health_bind,
             self._health_port,

@@ -198,7 +198,11 @@ def _admin_cluster(config: AgentConfig) -> dict[str, Any]:
             "endpoints": [
                 {
                     "lb_endpoints": [
-                        {"endpoint": {"address": _socket_address("127.0.0.1", config.admin_port)}}
+                        {
+                            "endpoint": {
+                                "address": _socket_address(config.admin_address, config.admin_port)
+                            }
+                        }
                     ]
                 }
             ],
@@ -220,7 +224,7 @@ def build_bootstrap(config: AgentConfig) -> dict[str, Any]:
             "cluster": config.proxy_id,
             "metadata": node_metadata(config),
         },
-        "admin": {"address": _socket_address("127.0.0.1", config.admin_port)},
+        "admin": {"address": _socket_address(config.admin_address, config.admin_port)},
         "dynamic_resources": {
             "ads_config": {
                 "api_type": "GRPC",

@@ -43,6 +43,9 @@ class AgentConfig:
     xds_host: str = "127.0.0.1"
     xds_port: int = 15010
     admin_port: int = 15000
+    # Loopback only: the admin API can stop Envoy. A pod that is itself a
+    # loopback address (explicit mode) uses its own so pods do not clash.
+    admin_address: str = "127.0.0.1"
     health_port: int = 15021
     health_bind: str = "127.0.0.1"
     interception: Interception = "NONE"
@@ -58,8 +61,14 @@ class AgentConfig:
     envoy_path: str | None = None
     inherit_envoy_output: bool = False
     extra_envoy_args: tuple[str, ...] = field(default=())
+    # Run Envoy as this uid/gid (transparent capture exempts the proxy's own
+    # traffic by owner, as Istio's 1337). None keeps the agent's identity.
+    envoy_uid: int | None = None
+    envoy_gid: int | None = None
 
     def __post_init__(self) -> None:
+        if not self.admin_address.startswith("127.") and self.admin_address != "::1":
+            raise ConfigError(f"admin address must be a loopback address, got {self.admin_address}")
         if not self.name or not self.namespace:
             raise ConfigError("name and namespace are required")
         if not self.ips:

@@ -100,7 +100,11 @@ class EnvoyProcess:
         inherit_output: bool = False,
         policy: BackoffPolicy | None = None,
         logger: logging.Logger | None = None,
+        uid: int | None = None,
+        gid: int | None = None,
     ) -> None:
+        self._uid = uid
+        self._gid = gid
         self._command = list(command)
         self._work_dir = work_dir
         self._inherit_output = inherit_output
@@ -190,6 +194,9 @@ class EnvoyProcess:
             stderr=asyncio.subprocess.STDOUT,
             process_group=0,
             preexec_fn=_die_with_parent(),
+            user=self._uid,
+            group=self._gid,
+            extra_groups=[] if self._gid is not None else None,
         )
         self._proc = proc
         self._starts += 1

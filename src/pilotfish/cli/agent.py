@@ -137,6 +137,21 @@ async def _run(config: AgentConfig) -> int:
     "<name>.<namespace>].",
 )
 @click.option(
+    "--admin-address",
+    default="127.0.0.1",
+    show_default=True,
+    help="Loopback address of Envoy's admin API.",
+)
+@click.option(
+    "--envoy-uid", type=int, default=None, help="Run Envoy as this user id (default: the agent's)."
+)
+@click.option(
+    "--envoy-gid",
+    type=int,
+    default=None,
+    help="Run Envoy with this group id; transparent capture exempts the proxy's traffic by it.",
+)
+@click.option(
     "--envoy-output/--no-envoy-output",
     default=False,
     show_default=True,
@@ -163,6 +178,9 @@ def agent(
     drain_duration: float,
     log_level: str,
     work_dir: str | None,
+    admin_address: str,
+    envoy_uid: int | None,
+    envoy_gid: int | None,
     envoy_output: bool,
 ) -> None:
     """Run an Envoy proxy configured by the control plane over xDS."""
@@ -181,6 +199,9 @@ def agent(
             xds_host=xds_host,
             xds_port=xds_port,
             admin_port=admin_port,
+            admin_address=admin_address,
+            envoy_uid=envoy_uid,
+            envoy_gid=envoy_gid,
             health_port=health_port,
             health_bind=health_bind,
             interception="REDIRECT" if interception.lower() == "redirect" else "NONE",

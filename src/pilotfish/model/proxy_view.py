@@ -65,7 +65,9 @@ class ProxyView:
     - ``bind_ip``: address listeners bind to (``0.0.0.0`` under REDIRECT).
     - ``app_address``/``app_ports``: where the local app listens; ``app_ports``
       maps a service target port to the port the app really uses, when they
-      differ (explicit mode hands apps their own port).
+      differ (explicit mode hands apps their own port). For a gateway it maps
+      a Gateway server port to the port the listener really binds (a gateway
+      published on another host port).
     """
 
     role: Role

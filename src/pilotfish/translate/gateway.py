@@ -139,7 +139,9 @@ def gateway_listeners(snapshot: Snapshot, view: ProxyView) -> GatewayParts:
             Listener(
                 name,
                 view.bind_ip,
-                port,
+                # A gateway published under another host port listens there
+                # (its APP_PORTS map server port -> listen port).
+                view.app_port(port),
                 (),
                 FilterChain(
                     name, HttpConnectionManager(f"outbound_{name}", route_config_name=route_name)

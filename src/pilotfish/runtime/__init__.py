@@ -1,0 +1,1 @@
+"""The local mesh runtime: pods as network namespaces (or loopback addresses), supervised."""
