@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup system-deps test unit integration lint fmt typecheck bench bench-quick demo clean
+.PHONY: setup system-deps bench-deps test unit integration lint fmt typecheck bench bench-quick demo clean
 
 setup: $(STAMP) system-deps
 
@@ -29,6 +29,13 @@ system-deps:
 	  fi; \
 	fi
 
+# Load generator for the data-plane benchmark.
+bench-deps:
+	@if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1 && ! command -v hey >/dev/null 2>&1; then \
+	  echo "installing: hey"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hey >/dev/null; \
+	fi
+
 lint: setup
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
@@ -47,10 +54,10 @@ unit: setup
 integration: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q tests/integration $(PYTEST_ARGS)
 
-bench: setup
+bench: setup bench-deps
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m bench.run $(BENCH_ARGS)
 
-bench-quick: setup
+bench-quick: setup bench-deps
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m bench.run --quick $(BENCH_ARGS)
 
 demo: setup

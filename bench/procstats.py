@@ -10,7 +10,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-__all__ = ["cpu_seconds", "machine_info", "peak_rss_mib", "utc_timestamp"]
+__all__ = ["cpu_seconds", "machine_info", "peak_rss_mib", "rss_mib", "utc_timestamp"]
 
 
 def cpu_seconds(pid: int) -> float | None:
@@ -25,16 +25,25 @@ def cpu_seconds(pid: int) -> float | None:
     return (utime + stime) / os.sysconf("SC_CLK_TCK")
 
 
-def peak_rss_mib(pid: int) -> float | None:
-    """Peak resident set size (``VmHWM``) of a live process in MiB, or None."""
+def _status_mib(pid: int, field: str) -> float | None:
     try:
         status = Path(f"/proc/{pid}/status").read_text()
     except OSError:
         return None
     for line in status.splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024.0  # reported in kB
     return None
+
+
+def peak_rss_mib(pid: int) -> float | None:
+    """Peak resident set size (``VmHWM``) of a live process in MiB, or None."""
+    return _status_mib(pid, "VmHWM")
+
+
+def rss_mib(pid: int) -> float | None:
+    """Current resident set size (``VmRSS``) of a live process in MiB, or None."""
+    return _status_mib(pid, "VmRSS")
 
 
 def utc_timestamp() -> str:

@@ -8,7 +8,7 @@ from typing import Any
 
 from rich.table import Table
 
-__all__ = ["RESULTS_DIR", "scale_table", "write_result"]
+__all__ = ["RESULTS_DIR", "dataplane_table", "scale_table", "write_result"]
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -95,4 +95,78 @@ def scale_table(result: dict[str, Any]) -> Table:
         table.add_row("stream errors", str(full["stream_errors"]), str(full.get("first_error")), "")
     if result.get("error"):
         table.add_row("[red]error[/red]", "", str(result["error"]), "")
+    return table
+
+
+def _ms(value: Any) -> str:
+    return "-" if value is None else f"{float(value):.2f}"
+
+
+def _range(values: Any) -> str:
+    return "-" if not values else "-".join(f"{v:.1f}" for v in values)
+
+
+def _reference_caption(ref: dict[str, Any]) -> str:
+    if not ref:
+        return ""
+    direct, mesh = ref.get("direct_ms") or {}, ref.get("sidecars_ms") or {}
+    return (
+        f"reference ({ref.get('setup')}): direct p50 {_range(direct.get('p50'))} / "
+        f"p90 {_range(direct.get('p90'))} ms; sidecars p50 {_range(mesh.get('p50'))} / "
+        f"p90 {_range(mesh.get('p90'))} ms; each Envoy ~{ref.get('envoy_rss_mib')} MiB RSS"
+    )
+
+
+_ROW_NAMES = {"direct": "direct", "sidecars": "via sidecars"}
+
+
+def dataplane_table(result: dict[str, Any]) -> Table:
+    """Latency per arrangement, the added latency, and each proxy's CPU and memory.
+
+    CPU is average cores used over the measured run; RSS is ``VmRSS`` at its end
+    with the peak (``VmHWM``) in parentheses.
+    """
+    params = result.get("parameters", {})
+    numbers = result.get("results", {})
+    arrangements: dict[str, Any] = numbers.get("arrangements") or {}
+    generator = (numbers.get("load_generator") or {}).get("name", "?")
+    title = (
+        f"data plane: {params.get('rate')} rps, {params.get('connections')} conns, "
+        f"{params.get('response_bytes')} B, {params.get('duration_s'):g} s, {generator}"
+    )
+    table = Table(title=title, caption=_reference_caption(numbers.get("reference") or {}))
+    table.add_column("", no_wrap=True)
+    for column in ("p50 ms", "p90 ms", "p99 ms", "rps", "failed", "CPU", "RSS MiB"):
+        table.add_column(column, justify="right")
+    for name, run in arrangements.items():
+        latency = run.get("latency_ms") or {}
+        failed = int(run.get("failed") or 0)
+        table.add_row(
+            _ROW_NAMES.get(name, name),
+            *(_ms(latency.get(k)) for k in ("p50", "p90", "p99")),
+            "-" if run.get("achieved_rps") is None else f"{run['achieved_rps']:.0f}",
+            f"[red]{failed}[/red]" if failed else "0",
+        )
+    added = numbers.get("added_latency_ms")
+    if added:
+        table.add_row("[bold]added[/bold]", *(_ms(added.get(k)) for k in ("p50", "p90", "p99")))
+    for run in arrangements.values():
+        for role, usage in (run.get("proxies") or {}).items():
+            rss, peak, cores = (
+                usage.get("rss_mib"),
+                usage.get("peak_rss_mib"),
+                usage.get("cpu_cores"),
+            )
+            table.add_row(
+                f"{role} Envoy",
+                *([""] * 5),
+                "-" if cores is None else f"{cores:.3f}",
+                "-" if rss is None or peak is None else f"{rss:.1f} ({peak:.1f})",
+            )
+    for name, run in arrangements.items():
+        if run.get("app_cpu_cores") is not None:
+            table.add_row(f"app ({name})", *([""] * 5), f"{run['app_cpu_cores']:.3f}")
+    if result.get("error"):
+        table.add_row("[red]error[/red]")
+        table.caption = f"[red]{result['error']}[/red]"
     return table

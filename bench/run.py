@@ -19,9 +19,10 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from bench import dataplane
 from bench.controlplane_scale import FULL, QUICK, ScaleParams, run_scale
 from bench.procstats import machine_info, utc_timestamp
-from bench.report import scale_table, write_result
+from bench.report import dataplane_table, scale_table, write_result
 
 __all__ = ["BENCHMARKS", "Benchmark", "main"]
 
@@ -61,6 +62,19 @@ def _run_controlplane_scale(args: argparse.Namespace, console: Console) -> dict[
     return run_scale(_scale_params(args), log=console.log, executable=args.pilotfish)
 
 
+def _dataplane_params(args: argparse.Namespace) -> dataplane.DataplaneParams:
+    params = dataplane.QUICK if args.quick else dataplane.FULL
+    if args.load_generator is not None:
+        params = dataclasses.replace(params, load_generator=args.load_generator)
+    return params
+
+
+def _run_dataplane(args: argparse.Namespace, console: Console) -> dict[str, Any]:
+    return dataplane.run_dataplane(
+        _dataplane_params(args), log=console.log, executable=args.pilotfish
+    )
+
+
 BENCHMARKS = (
     Benchmark(
         "controlplane_scale",
@@ -68,13 +82,25 @@ BENCHMARKS = (
         _run_controlplane_scale,
         scale_table,
     ),
+    Benchmark(
+        "dataplane",
+        lambda args: dataclasses.asdict(_dataplane_params(args)),
+        _run_dataplane,
+        dataplane_table,
+    ),
 )
 
 
 def _result_name(name: str, args: argparse.Namespace) -> str:
     if any(
         v is not None
-        for v in (args.services, args.proxies, args.streams_per_channel, args.pilotfish)
+        for v in (
+            args.services,
+            args.proxies,
+            args.streams_per_channel,
+            args.pilotfish,
+            args.load_generator,
+        )
     ):
         return f"{name}_custom"
     return f"{name}_quick" if args.quick else name
@@ -90,6 +116,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--streams-per-channel", type=int, help="ADS streams per gRPC channel")
     parser.add_argument(
         "--pilotfish", type=Path, help="pilotfish command to benchmark (default: this venv's)"
+    )
+    parser.add_argument(
+        "--load-generator",
+        choices=["hey", "python"],
+        help="data-plane load generator (default: hey if available, else python)",
     )
     args = parser.parse_args(argv)
 

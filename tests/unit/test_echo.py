@@ -63,11 +63,41 @@ async def test_status_parameter(client: TestClient[object, object]) -> None:
     assert await resp.read() == b""
 
 
-@pytest.mark.parametrize("query", ["status=abc", "status=99", "status=600", "delay=-1"])
+@pytest.mark.parametrize(
+    "query", ["status=abc", "status=99", "status=600", "delay=-1", "size=-1", "size=x"]
+)
 async def test_bad_parameters_are_400(client: TestClient[object, object], query: str) -> None:
     resp = await client.get(f"/?{query}")
     assert resp.status == 400
     assert "error" in await resp.json()
+
+
+@pytest.mark.parametrize("size", [1024, 4096])
+async def test_size_parameter_pads_the_body_exactly(
+    client: TestClient[object, object], size: int
+) -> None:
+    resp = await client.get(f"/p?size={size}", headers={"X-Long": "y" * 100})
+    assert resp.status == 200
+    raw = await resp.read()
+    assert len(raw) == size
+    assert resp.headers["Content-Length"] == str(size)
+    body = json.loads(raw)
+    assert body["path"] == "/p" and body["query"] == {"size": str(size)}
+    assert set(body["pad"]) == {"x"}
+
+
+async def test_size_smaller_than_the_description_leaves_pad_empty(
+    client: TestClient[object, object],
+) -> None:
+    resp = await client.get("/?size=10&status=503")
+    assert resp.status == 503
+    body = await resp.json()
+    assert body["pad"] == ""
+    assert len(await resp.read()) > 10
+
+
+async def test_no_size_means_no_pad(client: TestClient[object, object]) -> None:
+    assert "pad" not in await (await client.get("/")).json()
 
 
 async def test_delay_parameter(client: TestClient[object, object]) -> None:

@@ -29,7 +29,7 @@ from pilotfish.agent.backoff import BackoffPolicy
 from pilotfish.agent.bootstrap import STATS_STAT_PREFIX, write_bootstrap
 from pilotfish.agent.config import AgentConfig
 from pilotfish.agent.envoy_process import EnvoyProcess, envoy_command
-from pilotfish.agent.health import HealthServer, ReadinessProbe
+from pilotfish.agent.health import AppHealthChecker, HealthServer, ReadinessProbe
 from pilotfish.envoy_binary import find_envoy
 
 __all__ = ["Agent", "active_downstream_connections"]
@@ -115,7 +115,14 @@ class Agent:
         )
         self._admin = EnvoyAdmin(config.admin_port, config.admin_address)
         self._probe = ReadinessProbe(self._admin)
-        self._health = HealthServer(self._probe, config.health_bind, config.health_port)
+        app_health = (
+            AppHealthChecker(config.app_probes, config.app_address, dict(config.app_ports))
+            if config.app_probes
+            else None
+        )
+        self._health = HealthServer(
+            self._probe, config.health_bind, config.health_port, app_health=app_health
+        )
         self._envoy = EnvoyProcess(
             command,
             work_dir,

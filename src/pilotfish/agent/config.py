@@ -6,15 +6,18 @@ import ipaddress
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from pilotfish.model.proxy_view import Interception, Role
 
 __all__ = [
     "AgentConfig",
+    "AppProbe",
     "ConfigError",
     "default_work_dir",
     "is_ip_address",
     "parse_address",
+    "parse_app_probe",
     "parse_label",
     "parse_port_mapping",
 ]
@@ -22,6 +25,24 @@ __all__ = [
 
 class ConfigError(ValueError):
     """A setting is malformed; the message is meant for the user."""
+
+
+@dataclass(frozen=True, slots=True)
+class AppProbe:
+    """A readiness check of the local app that the agent runs on request.
+
+    ``port`` is the app's declared (container) port; the agent maps it through
+    ``app_ports`` to the port the app really listens on. ``kind`` ``http``
+    sends ``GET path`` (2xx/3xx is healthy); ``tcp`` only opens a connection.
+    """
+
+    kind: Literal["http", "tcp"]
+    port: int
+    path: str = "/"
+
+    def flag(self) -> str:
+        """The ``--app-probe`` form: ``http:<port>:<path>`` or ``tcp:<port>``."""
+        return f"http:{self.port}:{self.path}" if self.kind == "http" else f"tcp:{self.port}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +86,8 @@ class AgentConfig:
     # traffic by owner, as Istio's 1337). None keeps the agent's identity.
     envoy_uid: int | None = None
     envoy_gid: int | None = None
+    # Checks served on ``/app-health/<port>/ready`` (Istio's rewritten app probes).
+    app_probes: tuple[AppProbe, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.admin_address.startswith("127.") and self.admin_address != "::1":
@@ -127,6 +150,22 @@ def parse_port_mapping(text: str) -> tuple[int, int]:
     if pair is None or not all(0 < p < 65536 for p in pair):
         raise ConfigError(f"port mapping must look like TARGET=APP (two ports), got {text!r}")
     return pair
+
+
+def parse_app_probe(text: str) -> AppProbe:
+    """Parse ``http:<port>:<path>`` (path optional, default ``/``) or ``tcp:<port>``."""
+    kind, _, rest = text.strip().partition(":")
+    port_text, sep, path = rest.partition(":")
+    try:
+        port = int(port_text)
+    except ValueError:
+        port = -1
+    if kind == "http" and 0 < port < 65536:
+        path = path if sep else "/"
+        return AppProbe("http", port, path if path.startswith("/") else "/" + path)
+    if kind == "tcp" and 0 < port < 65536 and not sep:
+        return AppProbe("tcp", port)
+    raise ConfigError(f"app probe must look like http:PORT:PATH or tcp:PORT, got {text!r}")
 
 
 def parse_address(text: str, default_port: int | None = None) -> tuple[str, int]:

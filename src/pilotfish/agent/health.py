@@ -13,20 +13,34 @@ configured by the control plane, i.e. when all of these hold:
 
 Answers are cached for ``cache_ttl`` seconds and concurrent probes share one
 in-flight check, so aggressive probing never loads Envoy's admin thread.
+
+The same server answers ``/app-health/<port>/ready`` for the local app, as
+Istio's pilot-agent does for rewritten kubelet probes: the agent runs the
+app's readiness check (HTTP GET or TCP connect) from inside the pod against
+``app_address`` and the app's real port, so the caller needs neither to reach
+the app directly nor to get through traffic capture or mTLS. These answers
+are never cached and do not depend on Envoy or on draining.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
+import aiohttp
 from aiohttp import web
 
 from pilotfish.agent.admin import AdminError, EnvoyAdmin
+from pilotfish.agent.config import AppProbe
 
-__all__ = ["HealthServer", "Readiness", "ReadinessProbe"]
+__all__ = ["AppHealthChecker", "HealthServer", "Readiness", "ReadinessProbe"]
+
+# Bounds of the per-request ``?timeout=`` of app checks, in seconds.
+_APP_TIMEOUT_DEFAULT = 1.0
+_APP_TIMEOUT_MAX = 60.0
 
 _XDS_STATS = r"^(cluster_manager\.cds|listener_manager\.lds)\.update_success$"
 _CDS_SUCCESS = "cluster_manager.cds.update_success"
@@ -94,23 +108,114 @@ class ReadinessProbe:
         return Readiness(True, "ready")
 
 
-class HealthServer:
-    """HTTP server for ``GET /healthz/ready`` (200 ``ready`` or 503 with the reason)."""
+class AppHealthChecker:
+    """Runs the local app's readiness checks (see the module docstring).
 
-    def __init__(self, probe: ReadinessProbe, host: str = "127.0.0.1", port: int = 15021) -> None:
+    ``probes`` are keyed by their declared port; ``app_ports`` maps a declared
+    port to the port the app really listens on (identity when absent).
+    """
+
+    def __init__(
+        self,
+        probes: Iterable[AppProbe],
+        app_address: str = "127.0.0.1",
+        app_ports: Mapping[int, int] | None = None,
+    ) -> None:
+        self._probes = {probe.port: probe for probe in probes}
+        self._address = app_address
+        self._app_ports = dict(app_ports or {})
+        self._session: aiohttp.ClientSession | None = None
+
+    def probe_for(self, port: int) -> AppProbe | None:
+        return self._probes.get(port)
+
+    async def check(self, port: int, timeout: float = _APP_TIMEOUT_DEFAULT) -> Readiness | None:
+        """Run the check declared for ``port``; None when there is none."""
+        probe = self._probes.get(port)
+        if probe is None:
+            return None
+        target = self._app_ports.get(port, port)
+        try:
+            async with asyncio.timeout(timeout):
+                if probe.kind == "tcp":
+                    return await self._tcp(target)
+                return await self._http(target, probe.path)
+        except TimeoutError:
+            return Readiness(False, f"no answer within {timeout:g}s")
+        except (aiohttp.ClientError, OSError) as exc:
+            return Readiness(False, f"{type(exc).__name__}: {exc}")
+
+    async def _tcp(self, port: int) -> Readiness:
+        _, writer = await asyncio.open_connection(self._address, port)
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return Readiness(True, "ready")
+
+    async def _http(self, port: int, path: str) -> Readiness:
+        if self._session is None:
+            # Never from the environment: the agent must reach the app directly.
+            self._session = aiohttp.ClientSession(trust_env=False)
+        url = f"http://{_host_for_url(self._address)}:{port}{path}"
+        headers = {"User-Agent": "pilotfish-probe/1"}
+        async with self._session.get(url, headers=headers, allow_redirects=False) as resp:
+            # As kubelet: any 2xx or 3xx status is a success; the body is ignored.
+            ok = 200 <= resp.status < 400
+            return Readiness(ok, f"app answered {resp.status}")
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+def _host_for_url(address: str) -> str:
+    return f"[{address}]" if ":" in address else address
+
+
+class HealthServer:
+    """HTTP server for ``GET /healthz/ready`` (200 ``ready`` or 503 with the reason).
+
+    With ``app_health`` it also serves ``GET /app-health/<port>/ready[?timeout=S]``:
+    200 or 503 with the reason from the app's check, 404 for a port without one.
+    """
+
+    def __init__(
+        self,
+        probe: ReadinessProbe,
+        host: str = "127.0.0.1",
+        port: int = 15021,
+        app_health: AppHealthChecker | None = None,
+    ) -> None:
         self._probe = probe
         self._host = host
         self._port = port
+        self._app_health = app_health
         self._runner: web.AppRunner | None = None
 
     async def _ready(self, request: web.Request) -> web.Response:
         result = await self._probe.check()
         return web.Response(status=200 if result.ready else 503, text=result.reason + "\n")
 
+    async def _app_ready(self, request: web.Request) -> web.Response:
+        try:
+            port = int(request.match_info["port"])
+            timeout = float(request.query.get("timeout", _APP_TIMEOUT_DEFAULT))
+        except ValueError:
+            return web.Response(status=400, text="port and timeout must be numbers\n")
+        timeout = min(max(timeout, 0.05), _APP_TIMEOUT_MAX)
+        result = None
+        if self._app_health is not None:
+            result = await self._app_health.check(port, timeout)
+        if result is None:
+            return web.Response(status=404, text=f"no app probe for port {port}\n")
+        return web.Response(status=200 if result.ready else 503, text=result.reason + "\n")
+
     async def start(self) -> int:
         """Start listening; return the bound port (useful with port 0)."""
         app = web.Application()
         app.router.add_get("/healthz/ready", self._ready)
+        app.router.add_get("/app-health/{port}/ready", self._app_ready)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         site = web.TCPSite(runner, self._host, self._port, reuse_address=True)
@@ -127,3 +232,5 @@ class HealthServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self._app_health is not None:
+            await self._app_health.close()

@@ -13,6 +13,8 @@ from pilotfish.api.networking.gateway import GatewaySpec
 from pilotfish.api.networking.service_entry import ServiceEntrySpec
 from pilotfish.api.networking.virtual_service import VirtualServiceSpec
 from pilotfish.api.networking.workload_entry import WorkloadEntrySpec
+from pilotfish.api.runtime.workload import API_VERSION as _RUNTIME_API_VERSION
+from pilotfish.api.runtime.workload import WorkloadSpec
 
 __all__ = ["API_VERSIONS", "KINDS", "PREFERRED_API_VERSION", "kind_for_plural", "plural"]
 
@@ -29,6 +31,7 @@ KINDS: Final[MappingProxyType[str, type[BaseModel]]] = MappingProxyType(
         "Gateway": GatewaySpec,
         "ServiceEntry": ServiceEntrySpec,
         "WorkloadEntry": WorkloadEntrySpec,
+        "Workload": WorkloadSpec,
     }
 )
 
@@ -41,12 +44,18 @@ API_VERSIONS: Final[MappingProxyType[str, frozenset[str]]] = MappingProxyType(
         "Gateway": _NETWORKING,
         "ServiceEntry": _NETWORKING,
         "WorkloadEntry": _NETWORKING,
+        "Workload": frozenset({_RUNTIME_API_VERSION}),
     }
 )
 
 #: kind -> the apiVersion Pilotfish writes.
 PREFERRED_API_VERSION: Final[MappingProxyType[str, str]] = MappingProxyType(
-    {kind: "v1" if kind == "Service" else "networking.istio.io/v1" for kind in KINDS}
+    {
+        kind: {"Service": "v1", "Workload": _RUNTIME_API_VERSION}.get(
+            kind, "networking.istio.io/v1"
+        )
+        for kind in KINDS
+    }
 )
 
 _PLURALS: Final[MappingProxyType[str, str]] = MappingProxyType(
@@ -57,6 +66,7 @@ _PLURALS: Final[MappingProxyType[str, str]] = MappingProxyType(
         "Gateway": "gateways",
         "ServiceEntry": "serviceentries",
         "WorkloadEntry": "workloadentries",
+        "Workload": "workloads",
     }
 )
 _KIND_BY_PLURAL: Final = MappingProxyType({p: k for k, p in _PLURALS.items()})

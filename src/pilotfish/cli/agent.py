@@ -17,6 +17,7 @@ from pilotfish.agent.config import (
     AgentConfig,
     ConfigError,
     parse_address,
+    parse_app_probe,
     parse_label,
     parse_port_mapping,
 )
@@ -102,6 +103,12 @@ async def _run(config: AgentConfig) -> int:
     help="Service target port served by the app on another port (repeatable).",
 )
 @click.option(
+    "--app-probe",
+    multiple=True,
+    metavar="http:PORT:PATH|tcp:PORT",
+    help="Readiness check of the app served on /app-health/PORT/ready (repeatable).",
+)
+@click.option(
     "--outbound-port", type=int, default=15001, show_default=True, help="Outbound capture port."
 )
 @click.option(
@@ -171,6 +178,7 @@ def agent(
     interception: str,
     app_address: str,
     app_port: tuple[str, ...],
+    app_probe: tuple[str, ...],
     outbound_port: int,
     inbound_port: int,
     stats_port: int,
@@ -207,6 +215,7 @@ def agent(
             interception="REDIRECT" if interception.lower() == "redirect" else "NONE",
             app_address=app_address,
             app_ports=tuple(sorted(dict(parse_port_mapping(t) for t in app_port).items())),
+            app_probes=tuple(parse_app_probe(t) for t in app_probe),
             outbound_port=outbound_port,
             inbound_port=inbound_port,
             stats_port=stats_port,

@@ -7,9 +7,14 @@ import click
 from pilotfish import __version__
 from pilotfish.cli.agent import agent
 from pilotfish.cli.analyze import analyze
+from pilotfish.cli.apply import apply, delete
 from pilotfish.cli.control_plane import control_plane
+from pilotfish.cli.demo import demo
+from pilotfish.cli.get import get
+from pilotfish.cli.mesh_ops import down, logs, status
 from pilotfish.cli.proxy_config import proxy_config
 from pilotfish.cli.proxy_status import proxy_status
+from pilotfish.cli.up import up
 
 __all__ = ["cli", "main"]
 
@@ -20,17 +25,21 @@ def cli() -> None:
     """Pilotfish: a light service mesh of real Envoy proxies driven by Istio-style config."""
 
 
-@cli.command("demo")
-def demo() -> None:
-    """Run the demo mesh (not yet: it comes with the local mesh runtime)."""
-    click.echo(
-        "pilotfish demo: not yet. The local mesh runtime (`pilotfish up`) is still to come.\n"
-        "Today you can run `pilotfish control-plane --config DIR` and `pilotfish agent ...`;\n"
-        "see README.md."
-    )
-
-
-for command in (control_plane, agent, analyze, proxy_status, proxy_config):
+for command in (
+    control_plane,
+    agent,
+    analyze,
+    proxy_status,
+    proxy_config,
+    up,
+    down,
+    status,
+    logs,
+    demo,
+    apply,
+    delete,
+    get,
+):
     cli.add_command(command)
 
 

@@ -5,6 +5,8 @@
 - ``GET /debug/syncz``: per proxy and xDS type, sent/ACKed versions and NACKs.
 - ``GET /debug/configz``: loaded resources, files, and current errors/warnings.
 - ``GET /debug/config_dump?proxy=<id>``: the resources last sent to that proxy.
+- ``/api/v1/...`` and ``/apis/<group>/<version>/...``: the configuration API
+  (Kubernetes-style REST; see ``config_api``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from google.protobuf import any_pb2, json_format
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from pilotfish.api.validation.references import check_references
+from pilotfish.controlplane.config_api import add_config_api
 from pilotfish.xds.types import TYPE_SHORT_NAMES
 
 if TYPE_CHECKING:
@@ -41,6 +44,7 @@ class HttpApi:
         app.router.add_get("/debug/syncz", self._syncz)
         app.router.add_get("/debug/configz", self._configz)
         app.router.add_get("/debug/config_dump", self._config_dump)
+        add_config_api(app, cp)
         self.app = app
 
     async def start(self, host: str, port: int) -> int:

@@ -17,13 +17,14 @@ import contextlib
 import gc
 import logging
 import time
+from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from pilotfish.controlplane.generator import MeshGenerator
 from pilotfish.controlplane.http_api import HttpApi
 from pilotfish.controlplane.settings import ControlPlaneSettings
-from pilotfish.model.snapshot import build_snapshot
+from pilotfish.model.snapshot import Snapshot, build_snapshot
 from pilotfish.store import FileStore, MemoryStore, Store
 from pilotfish.xds.server import XdsServer
 
@@ -57,6 +58,8 @@ class ControlPlane:
         self.http_port = 0
         self.ready = False
         self._watcher: asyncio.Task[None] | None = None
+        # Called with each new snapshot (the local runtime updates pod DNS names).
+        self.snapshot_listeners: list[Callable[[Snapshot], None]] = []
         self._config_errors = Gauge(
             "pilotfish_config_errors",
             "Configuration errors currently reported (files not applied)",
@@ -91,7 +94,9 @@ class ControlPlane:
         # the cyclic collector's sight so full collections stay short during pushes.
         gc.collect()
         gc.freeze()
-        self.xds_port = await self.xds.start(self.settings.bind, self.settings.xds_port)
+        self.xds_port = await self.xds.start(
+            self.settings.bind, self.settings.xds_port, self.settings.extra_xds_binds
+        )
         self.http_port = await self.http.start(self.settings.bind, self.settings.http_port)
         self._watcher = asyncio.create_task(self._watch(), name="pilotfish-config-watch")
         self.ready = True
@@ -124,8 +129,15 @@ class ControlPlane:
             self.generator.snapshot,
             domain_suffix=self.settings.domain_suffix,
             root_namespace=self.settings.root_namespace,
+            service_cidr=self.settings.service_cidr,
+            access_log=self.settings.access_log,
         )
         self.generator.set_snapshot(snapshot)
+        for listener in self.snapshot_listeners:
+            try:
+                listener(snapshot)
+            except Exception:
+                log.exception("snapshot listener failed")
         elapsed = time.perf_counter() - started
         self._snapshot_seconds.observe(elapsed)
         log.debug(

@@ -18,3 +18,13 @@ class ControlPlaneSettings:
     poll_interval: float = 0.1  # config directory polling
     domain_suffix: str = "cluster.local"
     root_namespace: str = "istio-system"
+    # When set, every request to the configuration API (``/api``, ``/apis``) must
+    # carry ``Authorization: Bearer <api_token>``. Kept out of repr so it never
+    # reaches a log line.
+    api_token: str | None = field(default=None, repr=False)
+    # Virtual IPs for Services without a clusterIP (the local runtime sets it).
+    service_cidr: str | None = None
+    # Extra addresses the xDS server also listens on (pods reach it via the mesh bridge).
+    extra_xds_binds: tuple[str, ...] = ()
+    # Every proxy writes an access log line per request to its output.
+    access_log: bool = False

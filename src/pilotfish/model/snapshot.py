@@ -26,7 +26,9 @@ from pilotfish.registry.build import Registry, build_registry
 
 __all__ = ["Snapshot", "build_snapshot"]
 
-_ENDPOINT_ONLY_KINDS = frozenset({"WorkloadEntry"})
+# Kinds that never shape listeners, routes or clusters (Workloads become pods,
+# and pods reach translation only as WorkloadEntry registrations).
+_ENDPOINT_ONLY_KINDS = frozenset({"WorkloadEntry", "Workload"})
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,7 @@ class Snapshot:
     endpoint_generation: int = 0
     domain_suffix: str = "cluster.local"
     root_namespace: str = "istio-system"
+    access_log: bool = False  # mesh-wide: every proxy logs each request
     by_kind: Mapping[str, tuple[Resource, ...]] = field(default_factory=dict)
     # DestinationRules by the FQDN of their host.
     destination_rules: Mapping[str, tuple[Resource, ...]] = field(default_factory=dict)
@@ -61,13 +64,15 @@ def build_snapshot(
     *,
     domain_suffix: str = "cluster.local",
     root_namespace: str = "istio-system",
+    service_cidr: str | None = None,
+    access_log: bool = False,
 ) -> Snapshot:
     """Index ``resources`` into a snapshot, reusing ``previous``'s generations when unchanged."""
     ordered = tuple(sorted(resources, key=lambda r: r.key))
     by_kind: dict[str, list[Resource]] = defaultdict(list)
     for res in ordered:
         by_kind[res.kind].append(res)
-    registry = build_registry(ordered, domain_suffix)
+    registry = build_registry(ordered, domain_suffix, service_cidr)
 
     config_inputs = tuple(r for r in ordered if r.kind not in _ENDPOINT_ONLY_KINDS)
     config_generation = 0
@@ -76,6 +81,7 @@ def build_snapshot(
         same_config = (
             previous.domain_suffix == domain_suffix
             and previous.root_namespace == root_namespace
+            and previous.access_log == access_log
             and previous.config_inputs == config_inputs
             and previous.registry.services == registry.services
         )
@@ -97,6 +103,7 @@ def build_snapshot(
         endpoint_generation=endpoint_generation,
         domain_suffix=domain_suffix,
         root_namespace=root_namespace,
+        access_log=access_log,
         by_kind={k: tuple(v) for k, v in by_kind.items()},
         destination_rules={k: tuple(v) for k, v in rules.items()},
         gateways=gateways,

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from pilotfish.api.core.service import ServiceSpec
 from pilotfish.api.networking.service_entry import ServiceEntrySpec
@@ -25,6 +25,7 @@ from pilotfish.api.resource import Resource
 from pilotfish.model.hosts import fqdn, is_ip_address
 from pilotfish.registry.model import Instance, MeshService, ServicePort
 from pilotfish.registry.protocol import protocol_of
+from pilotfish.registry.vips import allocate_vips
 
 __all__ = ["Registry", "build_registry"]
 
@@ -158,8 +159,16 @@ def _instance(
     )
 
 
-def build_registry(resources: Iterable[Resource], domain_suffix: str = "cluster.local") -> Registry:
-    """Build the registry from all configuration resources (any kinds; others are ignored)."""
+def build_registry(
+    resources: Iterable[Resource],
+    domain_suffix: str = "cluster.local",
+    service_cidr: str | None = None,
+) -> Registry:
+    """Build the registry from all configuration resources (any kinds; others are ignored).
+
+    With ``service_cidr``, Kubernetes Services without a clusterIP get a stable
+    virtual IP from that range.
+    """
     services: dict[str, MeshService] = {}
     instances: dict[tuple[str, int], list[Instance]] = defaultdict(list)
     workloads: dict[str, list[Resource]] = defaultdict(list)
@@ -229,6 +238,13 @@ def build_registry(resources: Iterable[Resource], domain_suffix: str = "cluster.
                     if inst is not None:
                         instances[(hostname, sp.port)].append(inst)
 
+    if service_cidr:
+        need = [
+            h for h, svc in services.items() if svc.source_kind == "Service" and not svc.addresses
+        ]
+        taken = [a for svc in services.values() for a in svc.addresses]
+        for hostname, vip in allocate_vips(need, service_cidr, taken).items():
+            services[hostname] = replace(services[hostname], addresses=(vip,))
     selector_index: dict[tuple[str, str, str], list[str]] = defaultdict(list)
     for svc in services.values():
         for k, v in svc.selector or ():

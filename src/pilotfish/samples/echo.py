@@ -7,7 +7,10 @@ the request (method, path, query, headers, body size, peer address).
 
 Query parameters steer the answer, for testing routing and resilience:
 ``?status=NNN`` answers with that status (still JSON, except statuses that
-forbid a body) and ``?delay=MS`` waits that many milliseconds first.
+forbid a body), ``?delay=MS`` waits that many milliseconds first, and
+``?size=N`` pads the JSON body to exactly N bytes with a ``pad`` field of
+``x`` characters (a body already longer than N gets an empty ``pad``), so
+load tests can ask for responses of a fixed size.
 
 With ``--port 0`` the operating system picks the port. Once listening, the
 app prints ``listening on HOST:PORT`` on stdout so callers can find it.
@@ -30,6 +33,7 @@ from aiohttp import web
 __all__ = ["EchoIdentity", "main", "make_app", "serve"]
 
 _MAX_DELAY_MS = 300_000
+_MAX_SIZE = 16 * 1024 * 1024
 _BODILESS_STATUSES = frozenset({204, 304})
 
 
@@ -77,6 +81,7 @@ async def _echo(request: web.Request) -> web.StreamResponse:
     count = identity.count
     status = _query_int(request, "status", 200, 599) or 200
     delay = _query_int(request, "delay", 0, _MAX_DELAY_MS)
+    size = _query_int(request, "size", 0, _MAX_SIZE)
     body = await request.read()
     if delay:
         await asyncio.sleep(delay / 1000)
@@ -95,6 +100,17 @@ async def _echo(request: web.Request) -> web.StreamResponse:
         "body_bytes": len(body),
         "remote": request.remote,
     }
+    if size is not None:
+        return _padded_response(payload, status, size)
+    return web.json_response(payload, status=status)
+
+
+def _padded_response(payload: dict[str, Any], status: int, size: int) -> web.Response:
+    """``payload`` plus a ``pad`` field that makes the JSON body ``size`` bytes long."""
+    payload["pad"] = ""
+    # json.dumps escapes non-ASCII, so characters are bytes; each "x" adds exactly one.
+    shortfall = size - len(json.dumps(payload))
+    payload["pad"] = "x" * max(0, shortfall)
     return web.json_response(payload, status=status)
 
 

@@ -144,7 +144,12 @@ def gateway_listeners(snapshot: Snapshot, view: ProxyView) -> GatewayParts:
                 view.app_port(port),
                 (),
                 FilterChain(
-                    name, HttpConnectionManager(f"outbound_{name}", route_config_name=route_name)
+                    name,
+                    HttpConnectionManager(
+                        f"outbound_{name}",
+                        route_config_name=route_name,
+                        access_log=snapshot.access_log,
+                    ),
                 ),
                 direction="gateway",
             )

@@ -150,7 +150,11 @@ def sidecar_outbound(snapshot: Snapshot, view: ProxyView) -> OutboundParts:
                 route_configs.append(RouteConfig(str(port), tuple(vhosts)))
                 default = FilterChain(
                     f"0.0.0.0_{port}",
-                    HttpConnectionManager(f"outbound_0.0.0.0_{port}", route_config_name=str(port)),
+                    HttpConnectionManager(
+                        f"outbound_0.0.0.0_{port}",
+                        route_config_name=str(port),
+                        access_log=snapshot.access_log,
+                    ),
                 )
             else:
                 default = FilterChain(
@@ -202,7 +206,11 @@ def sidecar_outbound(snapshot: Snapshot, view: ProxyView) -> OutboundParts:
                 (),
                 FilterChain(
                     name,
-                    HttpConnectionManager(f"outbound_{name}", route_config_name=HTTP_PROXY_ROUTE),
+                    HttpConnectionManager(
+                        f"outbound_{name}",
+                        route_config_name=HTTP_PROXY_ROUTE,
+                        access_log=snapshot.access_log,
+                    ),
                 ),
                 direction="outbound",
             )
@@ -226,7 +234,7 @@ def _inbound_ports(snapshot: Snapshot, view: ProxyView) -> list[ServicePort]:
     return [seen[p] for p in sorted(seen)]
 
 
-def _inbound_chain(sp: ServicePort, name: str) -> FilterChain:
+def _inbound_chain(sp: ServicePort, name: str, access_log: bool = False) -> FilterChain:
     cluster = inbound_cluster(sp.port)
     if sp.is_http:
         routes = RouteConfig(
@@ -246,7 +254,7 @@ def _inbound_chain(sp: ServicePort, name: str) -> FilterChain:
             ),
         )
         flt: HttpConnectionManager | TcpProxy = HttpConnectionManager(
-            cluster, inline_routes=routes, direction="inbound"
+            cluster, inline_routes=routes, direction="inbound", access_log=access_log
         )
     else:
         flt = TcpProxy(cluster, cluster)
@@ -262,7 +270,9 @@ def sidecar_inbound(snapshot: Snapshot, view: ProxyView) -> InboundParts:
     ]
     listeners: list[Listener] = []
     if view.interception == "REDIRECT":
-        chains = tuple(_inbound_chain(sp, inbound_cluster(sp.port)) for sp in ports)
+        chains = tuple(
+            _inbound_chain(sp, inbound_cluster(sp.port), snapshot.access_log) for sp in ports
+        )
         passthrough = FilterChain(
             INBOUND_PASSTHROUGH_CLUSTER,
             TcpProxy(INBOUND_PASSTHROUGH_CLUSTER, INBOUND_PASSTHROUGH_CLUSTER),
@@ -286,7 +296,7 @@ def sidecar_inbound(snapshot: Snapshot, view: ProxyView) -> InboundParts:
     else:
         for sp in ports:
             name = f"{view.bind_ip}_{sp.port}"
-            chain = _inbound_chain(sp, inbound_cluster(sp.port))
+            chain = _inbound_chain(sp, inbound_cluster(sp.port), snapshot.access_log)
             listeners.append(
                 Listener(
                     name,

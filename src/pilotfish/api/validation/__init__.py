@@ -18,6 +18,7 @@ from pilotfish.api.validation import (
     service,
     service_entry,
     virtual_service,
+    workload,
     workload_entry,
 )
 
@@ -33,6 +34,7 @@ VALIDATORS: Mapping[str, Validator] = MappingProxyType(
         "ServiceEntry": service_entry.validate,
         "WorkloadEntry": workload_entry.validate,
         "Service": service.validate,
+        "Workload": workload.validate,
     }
 )
 

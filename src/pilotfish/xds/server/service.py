@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import grpc
@@ -115,8 +115,13 @@ class XdsServer:
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
-        """Start serving; returns the bound port (useful with ``port=0``)."""
+    async def start(
+        self, host: str = "127.0.0.1", port: int = 0, extra_hosts: Sequence[str] = ()
+    ) -> int:
+        """Start serving; returns the bound port (useful with ``port=0``).
+
+        ``extra_hosts`` are further addresses served on the same port.
+        """
         if self._server is not None:
             raise RuntimeError("XdsServer already started")
         self._loop = asyncio.get_running_loop()
@@ -136,6 +141,9 @@ class XdsServer:
         bound = server.add_insecure_port(address)
         if not bound:
             raise OSError(f"cannot bind xDS server to {address}")
+        for extra in extra_hosts:
+            if not server.add_insecure_port(f"{extra}:{bound}"):
+                raise OSError(f"cannot bind xDS server to {extra}:{bound}")
         await server.start()
         self._server = server
         _log.info("xDS server listening on %s", address.rsplit(":", 1)[0] + f":{bound}")

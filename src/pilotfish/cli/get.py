@@ -1,0 +1,169 @@
+"""``pilotfish get KIND [NAME]``: read configuration from the control plane, kubectl-style."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
+from typing import Any, Final
+
+import click
+import yaml
+
+from pilotfish.cli.client import call_api, control_plane_option
+from pilotfish.cli.resources import api_path, preferred_api_version, resolve_kind
+
+__all__ = ["COLUMNS", "get", "table_rows"]
+
+_Column = tuple[str, Callable[[Mapping[str, Any]], str]]
+
+
+def _joined(*path: str) -> Callable[[Mapping[str, Any]], str]:
+    """A column showing the list (or value) at ``spec.<path>``, comma-separated."""
+
+    def cell(spec: Mapping[str, Any]) -> str:
+        value: Any = spec
+        for part in path:
+            value = value.get(part) if isinstance(value, Mapping) else None
+        if value is None or value == []:
+            return "<none>"
+        if isinstance(value, list):
+            return ",".join(str(v) for v in value)
+        return str(value)
+
+    return cell
+
+
+def _service_ports(spec: Mapping[str, Any]) -> str:
+    ports = [p for p in spec.get("ports") or () if isinstance(p, Mapping)]
+    if not ports:
+        return "<none>"
+    return ",".join(f"{p.get('port')}/{p.get('protocol', 'TCP')}" for p in ports)
+
+
+def _entry_ports(spec: Mapping[str, Any]) -> str:
+    ports = [p for p in spec.get("ports") or () if isinstance(p, Mapping)]
+    if not ports:
+        return "<none>"
+    return ",".join(f"{p.get('number')}/{p.get('protocol', '')}".rstrip("/") for p in ports)
+
+
+def _container_ports(spec: Mapping[str, Any]) -> str:
+    ports = [p for p in spec.get("ports") or () if isinstance(p, Mapping)]
+    if not ports:
+        return "<none>"
+    return ",".join(f"{p.get('containerPort')}/{p.get('protocol', 'TCP')}" for p in ports)
+
+
+def _replicas(spec: Mapping[str, Any]) -> str:
+    return str(spec.get("replicas", 1))
+
+
+def _gateway_servers(spec: Mapping[str, Any]) -> str:
+    servers = [s for s in spec.get("servers") or () if isinstance(s, Mapping)]
+    if not servers:
+        return "<none>"
+    shown = []
+    for server in servers:
+        port = _mapping(server.get("port"))
+        hosts = ",".join(str(h) for h in server.get("hosts") or ())
+        shown.append(f"{port.get('protocol', '?')}:{port.get('number', '?')} {hosts}".rstrip())
+    return "; ".join(shown)
+
+
+#: Kind-specific table columns, computed from the spec as the user wrote it.
+#: Kinds not listed show only their name.
+COLUMNS: Final[MappingProxyType[str, tuple[_Column, ...]]] = MappingProxyType(
+    {
+        "VirtualService": (("HOSTS", _joined("hosts")), ("GATEWAYS", _joined("gateways"))),
+        "DestinationRule": (("HOST", _joined("host")),),
+        "Gateway": (("SERVERS", _gateway_servers),),
+        "Service": (("PORTS", _service_ports),),
+        "ServiceEntry": (("HOSTS", _joined("hosts")), ("PORTS", _entry_ports)),
+        "WorkloadEntry": (("ADDRESS", _joined("address")),),
+        "Workload": (("REPLICAS", _replicas), ("PORTS", _container_ports)),
+    }
+)
+
+
+@click.command("get")
+@click.argument("kind_word", metavar="KIND")
+@click.argument("name", required=False)
+@click.option("-n", "--namespace", default="default", show_default=True)
+@click.option("-A", "--all-namespaces", is_flag=True, help="List across all namespaces.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Choice(["table", "yaml", "json"]),
+    default="table",
+    show_default=True,
+)
+@control_plane_option()
+def get(
+    kind_word: str,
+    name: str | None,
+    namespace: str,
+    all_namespaces: bool,
+    output: str,
+    control_plane: str,
+) -> None:
+    """Show objects of KIND (plural, singular, Kind or short name such as vs, dr, svc).
+
+    With NAME, one object (exit 1 if it does not exist); without, a list.
+    ``-o yaml`` prints objects as they were written (several as a multi-document
+    stream), ``-o json`` as the API returns them.
+    """
+    kind = resolve_kind(kind_word)
+    if name and all_namespaces:
+        raise click.UsageError("a NAME cannot be combined with --all-namespaces")
+    version = preferred_api_version(kind)
+    path = api_path(kind, version, None if all_namespaces else namespace, name)
+    response = call_api(control_plane, "GET", path)
+    if not response.ok:
+        click.echo(f"Error from server: {response.error_message()}", err=True)
+        sys.exit(1)
+    body = response.body if isinstance(response.body, dict) else {}
+    items: list[dict[str, Any]] = [body] if name else list(body.get("items") or [])
+    if output == "json":
+        click.echo(json.dumps(body, indent=2, ensure_ascii=False))
+        return
+    if output == "yaml":
+        click.echo(
+            yaml.safe_dump_all(items, sort_keys=False, allow_unicode=True, explicit_start=True),
+            nl=False,
+        )
+        return
+    if not items:
+        where = "any namespace" if all_namespaces else f"{namespace} namespace"
+        click.echo(f"No resources found in {where}.", err=True)
+        return
+    click.echo(_render_table(table_rows(kind, items, with_namespace=all_namespaces)))
+
+
+def table_rows(
+    kind: str, items: Sequence[Mapping[str, Any]], *, with_namespace: bool
+) -> list[list[str]]:
+    """Header row, then one row per object: [NAMESPACE,] NAME, kind-specific columns."""
+    columns = COLUMNS.get(kind, ())
+    header = (["NAMESPACE"] if with_namespace else []) + ["NAME"] + [c[0] for c in columns]
+    rows = [header]
+    for item in items:
+        meta = _mapping(item.get("metadata"))
+        spec = _mapping(item.get("spec"))
+        row = [str(meta.get("namespace", ""))] if with_namespace else []
+        row.append(str(meta.get("name", "")))
+        row += [cell(spec) for _, cell in columns]
+        rows.append(row)
+    return rows
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _render_table(rows: Sequence[Sequence[str]]) -> str:
+    """Columns padded to their widest cell, three spaces apart (as kubectl prints)."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["   ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
+    return "\n".join(line.rstrip() for line in lines)

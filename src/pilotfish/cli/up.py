@@ -1,0 +1,220 @@
+"""``pilotfish up``: run a whole mesh of local processes from manifests."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from pilotfish.runtime.mesh import MeshRuntime, RuntimeStartError
+from pilotfish.runtime.network import transparent_supported
+from pilotfish.runtime.settings import PROFILES, RuntimeSettings
+from pilotfish.runtime.state import process_alive, read_state
+
+__all__ = ["resolve_mode", "run_foreground", "up"]
+
+
+def resolve_mode(requested: str | None, console: Console) -> str:
+    ok, reason = transparent_supported()
+    if requested == "transparent" and not ok:
+        raise click.ClickException(f"transparent mode is not available here: {reason}")
+    if requested is None:
+        if ok:
+            return "transparent"
+        console.print(f"[yellow]transparent mode unavailable ({reason}); using explicit mode[/]")
+        return "explicit"
+    return requested
+
+
+async def run_foreground(
+    settings: RuntimeSettings, console: Console, after_start: object = None
+) -> int:
+    """Start the mesh, print where it is, run until SIGINT/SIGTERM, then stop it."""
+    runtime = MeshRuntime(settings, progress=lambda m: console.print(f"  {m}", highlight=False))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    code = 0
+    try:
+        with console.status("starting the mesh..."):
+            start = asyncio.create_task(runtime.start())
+            waiter = asyncio.create_task(stop.wait())
+            done, _ = await asyncio.wait({start, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            if start not in done:
+                start.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await start
+                return 130
+            waiter.cancel()
+            start.result()
+        print_summary(runtime, console)
+        if callable(after_start):
+            result = after_start(runtime)
+            if asyncio.iscoroutine(result):
+                tour = asyncio.create_task(result)
+                waiter = asyncio.create_task(stop.wait())
+                done, _ = await asyncio.wait({tour, waiter}, return_when=asyncio.FIRST_COMPLETED)
+                if tour in done:
+                    waiter.cancel()
+                    if tour.result() is True:  # the tour asked to end
+                        stop.set()
+                else:
+                    tour.cancel()
+        await stop.wait()
+    except RuntimeStartError as exc:
+        console.print(f"[red]mesh failed to start:[/] {exc}", highlight=False)
+        code = 1
+    finally:
+        with console.status("stopping the mesh..."):
+            await runtime.stop()
+    return code
+
+
+def print_summary(runtime: MeshRuntime, console: Console) -> None:
+    s = runtime.settings
+    console.print(
+        f"[green]mesh ready[/] ({s.mode} mode, profile {s.profile}): "
+        f"{len(runtime.pods)} pods; control plane http://127.0.0.1:{s.control_plane_port}",
+        highlight=False,
+    )
+    if runtime.gateways:
+        console.print(f"ingress: http://127.0.0.1:{s.ingress_port}/", highlight=False)
+
+
+def _settings(
+    paths: tuple[str, ...],
+    profile: str,
+    mode: str,
+    ingress_port: int,
+    state_dir: str,
+    control_plane_port: int,
+) -> RuntimeSettings:
+    return RuntimeSettings(
+        manifests=tuple(str(Path(p).resolve()) for p in paths),
+        state_dir=Path(state_dir).resolve(),
+        mode="transparent" if mode == "transparent" else "explicit",
+        profile=profile,  # type: ignore[arg-type]
+        ingress_port=ingress_port,
+        control_plane_port=control_plane_port,
+    )
+
+
+@click.command("up")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--profile", type=click.Choice(PROFILES), default="default", show_default=True)
+@click.option(
+    "--mode",
+    type=click.Choice(["transparent", "explicit"]),
+    default=None,
+    help="transparent (root: namespaces + iptables) or explicit; default: "
+    "transparent when available.",
+)
+@click.option(
+    "--ingress-port",
+    type=int,
+    default=8080,
+    show_default=True,
+    help="Host port of the ingress gateway (its Gateway port 8080).",
+)
+@click.option("--control-plane-port", type=int, default=15014, show_default=True)
+@click.option("--state-dir", default=".pilotfish", show_default=True)
+@click.option("--detach", is_flag=True, help="Return once every pod is ready; keep running.")
+@click.option("--supervise", is_flag=True, hidden=True)
+def up(
+    paths: tuple[str, ...],
+    profile: str,
+    mode: str | None,
+    ingress_port: int,
+    control_plane_port: int,
+    state_dir: str,
+    detach: bool,
+    supervise: bool,
+) -> None:
+    """Run the Workloads, Services and routing under PATH... as a local mesh."""
+    console = Console(stderr=True)
+    resolved = resolve_mode(mode, console)
+    settings = _settings(paths, profile, resolved, ingress_port, state_dir, control_plane_port)
+    previous = read_state(settings.state_file)
+    if (
+        previous is not None
+        and process_alive(previous.pid)
+        and not supervise
+        and previous.phase in ("starting", "ready")
+    ):
+        raise click.ClickException(
+            f"a mesh is already running from {settings.state_dir} (pid {previous.pid}); "
+            "run `pilotfish down` first"
+        )
+    if detach:
+        sys.exit(_detach(settings, paths, console))
+    sys.exit(asyncio.run(run_foreground(settings, console)))
+
+
+def _detach(settings: RuntimeSettings, paths: tuple[str, ...], console: Console) -> int:
+    settings.log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = settings.log_dir / "supervisor.log"
+    argv = [
+        sys.executable,
+        "-m",
+        "pilotfish.cli.main",
+        "up",
+        *settings.manifests,
+        "--profile",
+        settings.profile,
+        "--mode",
+        settings.mode,
+        "--ingress-port",
+        str(settings.ingress_port),
+        "--control-plane-port",
+        str(settings.control_plane_port),
+        "--state-dir",
+        str(settings.state_dir),
+        "--supervise",
+    ]
+    with contextlib.suppress(FileNotFoundError):
+        settings.state_file.unlink()
+    with open(log_path, "ab") as out:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, "COLUMNS": "120"},
+        )
+    deadline = time.monotonic() + settings.ready_timeout + 30
+    with console.status("starting the mesh (detached)..."):
+        while time.monotonic() < deadline:
+            state = read_state(settings.state_file)
+            if state is not None and state.pid == proc.pid:
+                if state.phase == "ready":
+                    console.print(
+                        f"[green]mesh ready[/] ({state.mode} mode, {len(state.pods)} pods); "
+                        f"control plane {state.control_plane}"
+                        + (f"; ingress {state.ingress}/" if state.ingress else ""),
+                        highlight=False,
+                    )
+                    console.print(f"supervisor pid {proc.pid}, log {log_path}", highlight=False)
+                    return 0
+                if state.phase == "failed":
+                    console.print(f"[red]mesh failed to start:[/] {state.message}", highlight=False)
+                    return 1
+            if proc.poll() is not None:
+                tail = log_path.read_text(errors="replace").splitlines()[-15:]
+                console.print(
+                    "[red]the mesh supervisor exited:[/]\n" + "\n".join(tail), highlight=False
+                )
+                return 1
+            time.sleep(0.2)
+    console.print(f"[red]the mesh did not become ready in time[/]; see {log_path}")
+    return 1

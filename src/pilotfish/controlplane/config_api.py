@@ -1,0 +1,417 @@
+"""The configuration API: Kubernetes-style REST over the store.
+
+Paths follow the Kubernetes API so that tools and habits carry over::
+
+    /apis/<group>/<version>/namespaces/<ns>/<plural>/<name>   GET PUT DELETE
+    /apis/<group>/<version>/namespaces/<ns>/<plural>          GET (list) POST
+    /apis/<group>/<version>/<plural>                          GET (all namespaces)
+
+and the same under ``/api/v1/...`` for the core group (``services``).
+
+Theory of operation
+-------------------
+A write body is a resource exactly as a user writes it in a file (JSON, or
+YAML: the loader reads both). It goes through the same loader and validators
+as a file (``api.loader.load_text``), named ``<request>``, so messages, field
+paths and reasons are identical to ``pilotfish analyze``. Before loading, the
+body is read once as plain data to check that it holds one object, to fill in
+a missing ``metadata.namespace`` from the URL, and to drop
+``metadata.resourceVersion`` (which the server reports, so that a document
+read back and applied again is unchanged). Body/URL disagreements are added
+to the loader's errors: a 400 lists every error at once. Reference checks
+(dangling hosts, subsets, gateways) against the rest of the store come back
+as ``Warning`` headers, as Kubernetes does.
+
+Reads return the document as its author wrote it (``raw``), never where it
+came from (no file paths). Secret kinds, when they exist, must not be served
+back whole by this module: redact their data before ``_document``.
+
+Authorization: with ``settings.api_token`` set, every request here needs
+``Authorization: Bearer <token>`` (else 401). Without a token, writes are
+refused (403) when the control plane listens on anything but loopback.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import json
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Protocol
+
+import yaml
+from aiohttp import web
+from multidict import CIMultiDict
+
+from pilotfish.api.diagnostics import Diagnostic, Severity, SourceRef
+from pilotfish.api.kinds import API_VERSIONS, KINDS, plural
+from pilotfish.api.loader import load_text
+from pilotfish.api.resource import Resource, ResourceKey
+from pilotfish.api.validation.references import check_references
+from pilotfish.api.yamlnodes import node_to_data
+from pilotfish.controlplane.settings import ControlPlaneSettings
+from pilotfish.store import Store, StoreError
+from pilotfish.store._render import document_of
+
+__all__ = ["CHANGE_HEADER", "REQUEST_SOURCE", "add_config_api"]
+
+#: The file name diagnostics of a request body carry.
+REQUEST_SOURCE = "<request>"
+#: Response header of a write: ``created``, ``configured`` or ``unchanged``.
+CHANGE_HEADER = "X-Pilotfish-Change"
+
+_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class _ControlPlane(Protocol):
+    """What the API needs of the control plane (avoids importing the runner)."""
+
+    settings: ControlPlaneSettings
+    store: Store
+
+
+class _Problem(Exception):
+    """An HTTP error with a JSON body ``{"error": ..., "errors": [...], "warnings": [...]}``."""
+
+    def __init__(self, status: int, message: str, diagnostics: Sequence[Diagnostic] = ()) -> None:
+        super().__init__(message)
+        self.status = status
+        self.diagnostics = list(diagnostics)
+
+    def response(self) -> web.Response:
+        return web.json_response(
+            {
+                "error": str(self),
+                "errors": [d.to_json() for d in self.diagnostics if d.is_error],
+                "warnings": [d.to_json() for d in self.diagnostics if not d.is_error],
+            },
+            status=self.status,
+        )
+
+
+def add_config_api(app: web.Application, cp: _ControlPlane) -> None:
+    """Register the configuration API's routes on ``app`` (before it starts)."""
+    api = _ConfigApi(cp)
+    for prefix in ("/apis/{group}/{version}", "/api/{version}"):
+        item = prefix + "/namespaces/{namespace}/{plural}/{name}"
+        collection = prefix + "/namespaces/{namespace}/{plural}"
+        app.router.add_get(item, api.wrap(api.read))
+        app.router.add_put(item, api.wrap(api.put))
+        app.router.add_delete(item, api.wrap(api.delete))
+        app.router.add_get(collection, api.wrap(api.read_list))
+        app.router.add_post(collection, api.wrap(api.post))
+        app.router.add_get(prefix + "/{plural}", api.wrap(api.read_list))
+    # Anything else under the API prefixes: a JSON 404 (after the token check).
+    for prefix in ("/apis", "/api"):
+        app.router.add_route("*", prefix + "{tail:(/.*)?}", api.wrap(api.unknown))
+
+
+class _ConfigApi:
+    def __init__(self, cp: _ControlPlane) -> None:
+        self._cp = cp
+
+    # -- plumbing --------------------------------------------------------------
+
+    def wrap(self, handler: _Handler) -> _Handler:
+        """``handler`` behind the token check, with ``_Problem`` turned into JSON."""
+
+        async def wrapped(request: web.Request) -> web.StreamResponse:
+            try:
+                self._authorize(request)
+                return await handler(request)
+            except _Problem as problem:
+                return problem.response()
+
+        return wrapped
+
+    def _authorize(self, request: web.Request) -> None:
+        token = self._cp.settings.api_token
+        if token:
+            given = request.headers.get("Authorization", "")
+            scheme, _, value = given.partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(
+                value.strip().encode(), token.encode()
+            ):
+                raise _Problem(401, "a valid 'Authorization: Bearer <token>' header is required")
+            return
+        if request.method not in ("GET", "HEAD") and not _is_loopback(self._cp.settings.bind):
+            raise _Problem(
+                403,
+                "writes are disabled: the control plane listens beyond loopback "
+                "without an API token",
+            )
+
+    @property
+    def _store(self) -> Store:
+        return self._cp.store
+
+    # -- handlers ----------------------------------------------------------------
+
+    async def unknown(self, request: web.Request) -> web.StreamResponse:
+        raise _Problem(404, f"no such API path: {request.path}")
+
+    async def read(self, request: web.Request) -> web.StreamResponse:
+        target = _Target.of(request)
+        resource = self._store.get(target.key())
+        if resource is None:
+            raise _Problem(404, f"{target.describe()} not found")
+        return web.json_response(_document(resource))
+
+    async def read_list(self, request: web.Request) -> web.StreamResponse:
+        target = _Target.of(request)
+        store = self._store
+        items = store.list(target.kind, target.namespace or None)
+        return web.json_response(
+            {
+                "apiVersion": target.api_version,
+                "kind": f"{target.kind}List",
+                "metadata": {"resourceVersion": str(store.revision)},
+                "items": [_document(r) for r in items],
+            }
+        )
+
+    async def put(self, request: web.Request) -> web.StreamResponse:
+        target = _Target.of(request)
+        resource, warnings = await self._load_body(request, target)
+        return self._write(resource, warnings, create_only=False)
+
+    async def post(self, request: web.Request) -> web.StreamResponse:
+        target = _Target.of(request)
+        resource, warnings = await self._load_body(request, target)
+        return self._write(resource, warnings, create_only=True)
+
+    async def delete(self, request: web.Request) -> web.StreamResponse:
+        target = _Target.of(request)
+        store = self._store
+        key = target.key()
+        current = store.get(key)
+        try:
+            revision = store.delete(key)
+        except KeyError:
+            raise _Problem(404, f"{target.describe()} not found") from None
+        except StoreError as exc:
+            raise _Problem(409, str(exc), exc.diagnostics) from exc
+        body = _document(current) if current is not None else {}
+        return web.json_response(_with_revision(body, revision))
+
+    # -- writing -----------------------------------------------------------------
+
+    async def _load_body(
+        self, request: web.Request, target: _Target
+    ) -> tuple[Resource, list[Diagnostic]]:
+        """The validated resource of the body, or a 400 listing every error."""
+        try:
+            text = await request.text()
+        except UnicodeDecodeError:
+            raise _Problem(400, "the request body is not UTF-8 text") from None
+        text, data = _prepare_body(text, target.namespace)
+        problems = _mismatches(data, target) if data is not None else []
+        loaded = load_text(text, REQUEST_SOURCE)
+        problems += loaded.diagnostics
+        errors = [d for d in problems if d.is_error]
+        if errors:
+            first = errors[0].format()
+            more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+            raise _Problem(400, f"invalid {target.kind}: {first}{more}", problems)
+        if len(loaded.resources) != 1:
+            raise _Problem(400, "the request body must hold exactly one object")
+        resource = loaded.resources[0]
+        warnings = [d for d in problems if not d.is_error]
+        warnings += self._reference_warnings(resource)
+        return resource, warnings
+
+    def _reference_warnings(self, resource: Resource) -> list[Diagnostic]:
+        """Dangling references of ``resource`` against what the store would hold."""
+        others = [r for r in self._store.list() if r.key != resource.key]
+        suffix = self._cp.settings.domain_suffix
+        return [
+            d
+            for d in check_references([*others, resource], suffix)
+            if (d.kind, d.namespace, d.name) == (resource.kind, resource.namespace, resource.name)
+        ]
+
+    def _write(
+        self, resource: Resource, warnings: list[Diagnostic], *, create_only: bool
+    ) -> web.Response:
+        store = self._store
+        current = store.get(resource.key)
+        if create_only and current is not None:
+            raise _Problem(409, f"{resource.key} already exists")
+        before = store.revision
+        try:
+            revision = store.apply(resource)
+        except StoreError as exc:
+            raise _Problem(409, str(exc), exc.diagnostics) from exc
+        if current is None:
+            change, status = "created", 201
+        else:
+            change, status = ("unchanged" if revision == before else "configured"), 200
+        stored = store.get(resource.key) or resource
+        headers: CIMultiDict[str] = CIMultiDict({CHANGE_HEADER: change})
+        for warning in warnings:
+            headers.add("Warning", _warning_header(warning))
+        return web.json_response(
+            _with_revision(_document(stored), revision), status=status, headers=headers
+        )
+
+
+class _Target:
+    """What a URL names: kind, apiVersion, namespace ("" for all) and name ("" for none)."""
+
+    def __init__(self, kind: str, api_version: str, namespace: str, name: str) -> None:
+        self.kind = kind
+        self.api_version = api_version
+        self.namespace = namespace
+        self.name = name
+
+    @classmethod
+    def of(cls, request: web.Request) -> _Target:
+        info = request.match_info
+        group = info.get("group", "")
+        version = info["version"]
+        api_version = f"{group}/{version}" if group else version
+        resource = info["plural"]
+        kind = _kind_of_plural(resource)
+        if kind is None:
+            raise _Problem(404, f"the server does not serve resource {resource!r}")
+        if api_version not in API_VERSIONS.get(kind, ()):
+            accepted = ", ".join(sorted(API_VERSIONS.get(kind, ())))
+            raise _Problem(
+                404, f"{resource} are not served under {api_version!r} (served under: {accepted})"
+            )
+        return cls(kind, api_version, info.get("namespace", ""), info.get("name", ""))
+
+    def key(self) -> ResourceKey:
+        return ResourceKey(self.kind, self.namespace, self.name)
+
+    def describe(self) -> str:
+        return f"{self.kind} {self.namespace}/{self.name}"
+
+
+def _kind_of_plural(resource: str) -> str | None:
+    """The kind served under the plural ``resource`` (exact spelling only)."""
+    for kind in KINDS:
+        try:
+            if plural(kind) == resource:
+                return kind
+        except KeyError:
+            continue  # a kind without a plural is not served over REST
+    return None
+
+
+def _prepare_body(text: str, namespace: str) -> tuple[str, dict[str, Any] | None]:
+    """``(text to load, the body as data)``.
+
+    The text is rewritten (as JSON) only when the namespace must be filled in
+    or ``resourceVersion`` dropped; otherwise the user's text is loaded as is,
+    so its line numbers stay meaningful. ``data`` is None when the body is not
+    one mapping; the loader then reports what is wrong with it, or the caller
+    that there is not exactly one object.
+    """
+    try:
+        roots = [r for r in yaml.compose_all(text, Loader=yaml.SafeLoader) if r is not None]
+    except yaml.YAMLError:
+        return text, None  # the loader reports the syntax error with its line
+    if len(roots) != 1:
+        raise _Problem(400, "the request body must hold exactly one object")
+    data = node_to_data(roots[0]).value
+    if not isinstance(data, dict):
+        return text, None
+    if data.get("kind") == "List":
+        raise _Problem(400, "the request body must hold exactly one object, not a List")
+    meta = data.get("metadata")
+    if not isinstance(meta, dict):
+        return text, data
+    changed = False
+    if "resourceVersion" in meta:
+        del meta["resourceVersion"]
+        changed = True
+    if namespace and meta.get("namespace") is None:
+        meta["namespace"] = namespace
+        changed = True
+    if changed:
+        text = json.dumps(data, indent=2, ensure_ascii=False, default=str)
+    return text, data
+
+
+def _mismatches(data: Mapping[str, Any], target: _Target) -> list[Diagnostic]:
+    """Errors for each place where the body disagrees with the URL."""
+    meta = data.get("metadata")
+    meta = meta if isinstance(meta, Mapping) else {}
+    name = meta.get("name") if isinstance(meta.get("name"), str) else ""
+    found: list[Diagnostic] = []
+
+    def error(field: str, message: str) -> None:
+        found.append(
+            Diagnostic(
+                Severity.ERROR,
+                message,
+                SourceRef(REQUEST_SOURCE),
+                str(data.get("kind", "")),
+                str(meta.get("namespace", target.namespace)) if name else "",
+                str(name),
+                field,
+            )
+        )
+
+    kind = data.get("kind")
+    if isinstance(kind, str) and kind != target.kind:
+        error("kind", f"kind {kind!r} does not match the URL, which names {target.kind}")
+    api_version = data.get("apiVersion")
+    if isinstance(api_version, str) and api_version != target.api_version:
+        error(
+            "apiVersion",
+            f"apiVersion {api_version!r} does not match the URL's {target.api_version!r}",
+        )
+    namespace = meta.get("namespace")
+    if isinstance(namespace, str) and target.namespace and namespace != target.namespace:
+        error(
+            "metadata.namespace",
+            f"namespace {namespace!r} does not match the URL's {target.namespace!r}",
+        )
+    if target.name and name and name != target.name:
+        error("metadata.name", f"name {name!r} does not match the URL's {target.name!r}")
+    return found
+
+
+def _document(resource: Resource) -> dict[str, Any]:
+    """The resource as its author wrote it (identity fields from the resource).
+
+    This is the one place objects leave the API: a kind holding secrets must be
+    redacted here.
+    """
+    return document_of(resource)
+
+
+def _with_revision(doc: dict[str, Any], revision: int) -> dict[str, Any]:
+    meta = dict(doc.get("metadata") or {})
+    meta["resourceVersion"] = str(revision)
+    return {**doc, "metadata": meta}
+
+
+def _warning_header(diagnostic: Diagnostic) -> str:
+    """A ``Warning`` header value (RFC 7234 form, as Kubernetes sends them)."""
+    # Formatted as an error only to leave out the "warning: " prefix and the
+    # request's own file name: the header already says it is a warning.
+    text = Diagnostic(
+        Severity.ERROR,
+        diagnostic.message,
+        None,
+        diagnostic.kind,
+        diagnostic.namespace,
+        diagnostic.name,
+        diagnostic.field,
+    ).format()
+    # Header values are Latin-1 on the wire; escape the rest rather than fail.
+    safe = text.encode("ascii", "backslashreplace").decode("ascii")
+    return '299 pilotfish "' + safe.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _is_loopback(host: str) -> bool:
+    """Whether binding ``host`` keeps the API on this machine ("" means every address)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,152 @@
+"""Gateways of the local mesh: agents with the gateway role, in the host's network.
+
+The ingress gateway listens on the host (127.0.0.1) so a browser or curl on
+the machine reaches the mesh; a Gateway server on port 8080 is published on
+``--ingress-port``. The egress gateway (demo profile) listens where pods can
+reach it (the bridge address in transparent mode). Each runs as
+``pilotfish agent --role gateway`` and is restarted with backoff if it dies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+
+from pilotfish.agent.backoff import BackoffPolicy, restart_delay
+
+__all__ = ["GatewayProcess", "GatewaySpec"]
+
+log = logging.getLogger("pilotfish.runtime.gateways")
+
+
+@dataclass(frozen=True)
+class GatewaySpec:
+    name: str
+    namespace: str
+    labels: tuple[tuple[str, str], ...]
+    ip: str
+    admin_port: int
+    health_port: int
+    port_map: tuple[tuple[int, int], ...] = ()  # Gateway server port -> listen port
+
+
+class GatewayProcess:
+    def __init__(
+        self, spec: GatewaySpec, xds_address: str, log_dir: Path, work_dir: Path, python: str
+    ) -> None:
+        self.spec = spec
+        self._xds = xds_address
+        self._log_path = log_dir / f"{spec.name}.log"
+        self._work_dir = work_dir / spec.name
+        self._python = python
+        self._proc: asyncio.subprocess.Process | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self.restarts = 0
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    @property
+    def log_path(self) -> Path:
+        return self._log_path
+
+    def argv(self) -> list[str]:
+        s = self.spec
+        args = [
+            self._python,
+            "-m",
+            "pilotfish.cli.agent",
+            "--role",
+            "gateway",
+            "--name",
+            s.name,
+            "--namespace",
+            s.namespace,
+            "--ip",
+            s.ip,
+            "--xds-address",
+            self._xds,
+            "--admin-port",
+            str(s.admin_port),
+            "--health-port",
+            str(s.health_port),
+            "--stats-port",
+            "0",
+            "--concurrency",
+            "2",
+            "--drain-duration",
+            "2",
+            "--work-dir",
+            str(self._work_dir),
+        ]
+        for k, v in s.labels:
+            args += ["--label", f"{k}={v}"]
+        for server_port, listen_port in s.port_map:
+            args += ["--app-port", f"{server_port}={listen_port}"]
+        return args
+
+    async def start(self) -> None:
+        self._log_path.parent.mkdir(parents=True, exist_ok=True)
+        await self._spawn()
+        self._task = asyncio.create_task(self._supervise(), name=f"gateway-{self.spec.name}")
+
+    async def _spawn(self) -> None:
+        with open(self._log_path, "ab") as out:
+            self._proc = await asyncio.create_subprocess_exec(
+                *self.argv(),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=out,
+                stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    async def _supervise(self) -> None:
+        failures = 0
+        policy = BackoffPolicy()
+        while not self._stopping:
+            assert self._proc is not None
+            code = await self._proc.wait()
+            if self._stopping:
+                return
+            failures += 1
+            self.restarts += 1
+            delay = restart_delay(policy, failures)
+            log.warning("gateway %s exited (%s); restarting in %.1fs", self.spec.name, code, delay)
+            await asyncio.sleep(delay)
+            if not self._stopping:
+                await self._spawn()
+
+    async def ready(self, session: aiohttp.ClientSession) -> bool:
+        url = f"http://127.0.0.1:{self.spec.health_port}/healthz/ready"
+        try:
+            async with session.get(url) as resp:
+                return resp.status == 200
+        except (aiohttp.ClientError, OSError, TimeoutError):
+            return False
+
+    async def stop(self, grace: float = 10.0) -> None:
+        self._stopping = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        proc = self._proc
+        if proc is None or proc.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            await asyncio.wait_for(proc.wait(), grace)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            await proc.wait()

@@ -1,0 +1,430 @@
+"""The local mesh: one supervisor process hosting the control plane, gateways and pods.
+
+Theory of operation. ``MeshRuntime.start()``:
+
+1. removes whatever a crashed earlier run left (from the state file, then by
+   name prefix), and writes a fresh state file;
+2. sets up the pod network (bridge, or loopback addresses in explicit mode);
+3. starts the control plane in-process over the manifests plus
+   ``<state-dir>/config`` (where ``pilotfish apply`` writes), layered with an
+   in-memory store of live registrations;
+4. starts the gateways of the profile;
+5. reconciles Workloads into pods: every replica gets its network, its
+   sidecar, then its app; a pod that turns ready is registered as a
+   WorkloadEntry, one that stops being ready is unregistered;
+6. waits until every pod is ready, or fails naming what is not and why.
+
+After that a watch loop keeps pods in line with Workloads as they are applied
+or deleted, and keeps pods' service names current. ``stop()`` stops apps
+before their sidecars, then gateways, the control plane and the network, and
+leaves nothing behind on the host.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from pilotfish.api.resource import Resource, ResourceKey
+from pilotfish.controlplane.runner import ControlPlane
+from pilotfish.controlplane.settings import ControlPlaneSettings
+from pilotfish.model.snapshot import Snapshot
+from pilotfish.runtime.gateways import GatewayProcess, GatewaySpec
+from pilotfish.runtime.network.base import CaptureConfig, PodNetwork, ServiceName
+from pilotfish.runtime.network.factory import bridge_address, make_network
+from pilotfish.runtime.pod import PodEnv, PodRunner, PodSpec
+from pilotfish.runtime.registration import gateway_service, workload_entry
+from pilotfish.runtime.settings import RuntimeSettings
+from pilotfish.runtime.state import MeshState, process_alive, read_state, write_state
+from pilotfish.runtime.teardown import clean_leftovers
+from pilotfish.store import CompositeStore, FileStore, MemoryStore
+
+__all__ = ["MeshRuntime", "RuntimeStartError"]
+
+log = logging.getLogger("pilotfish.runtime")
+
+INGRESS_ADMIN_PORT, INGRESS_HEALTH_PORT = 15100, 15121
+EGRESS_ADMIN_PORT, EGRESS_HEALTH_PORT = 15200, 15221
+
+
+class RuntimeStartError(Exception):
+    """The mesh did not come up; the message names what is not ready and why."""
+
+
+@dataclass
+class _Pod:
+    key: tuple[str, str]  # (namespace, pod name)
+    workload: Resource
+    runner: PodRunner
+    ip: str
+    netns: str | None
+
+
+class MeshRuntime:
+    def __init__(
+        self, settings: RuntimeSettings, progress: Callable[[str], None] | None = None
+    ) -> None:
+        self.settings = settings
+        self._progress = progress or (lambda msg: log.info("%s", msg))
+        self.network: PodNetwork | None = None
+        self.cp: ControlPlane | None = None
+        self.registrations = MemoryStore()
+        self.gateways: list[GatewayProcess] = []
+        self.pods: dict[tuple[str, str], _Pod] = {}
+        self._state = MeshState(pid=os.getpid(), mode=settings.mode, profile=settings.profile)
+        self._watch_task: asyncio.Task[None] | None = None
+        self._reconcile_lock = asyncio.Lock()
+        self._stopping = False
+        self._bridge_ip = ""
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    async def start(self) -> None:
+        s = self.settings
+        s.state_dir.mkdir(parents=True, exist_ok=True)
+        previous = read_state(s.state_file)
+        if (
+            previous is not None
+            and previous.pid != os.getpid()
+            and process_alive(previous.pid)
+            and previous.phase not in ("stopped", "failed")
+        ):
+            raise RuntimeStartError(
+                f"a mesh is already running from {s.state_dir} (pid {previous.pid}); "
+                "run `pilotfish down` first"
+            )
+        removed = clean_leftovers(s, previous)
+        if removed:
+            self._progress(f"removed leftovers of an earlier run: {removed}")
+        self._state.started_at = time.time()
+        self._save()
+        for d in (s.log_dir, s.config_dir, s.work_dir):
+            d.mkdir(parents=True, exist_ok=True)
+
+        self.network = make_network(s)
+        self.network.setup()
+        self._state.bridge = self.settings.bridge if s.mode == "transparent" else ""
+        self._record_network()
+        self._bridge_ip = bridge_address(self.network)
+        self._progress(f"network ready ({s.mode} mode)")
+
+        await self._start_control_plane()
+        await self._start_gateways()
+        self._watch_task = asyncio.create_task(self._watch(), name="pilotfish-runtime-watch")
+        await self.reconcile()
+        await self._wait_ready()
+        self._state.phase = "ready"
+        self._save()
+
+    async def stop(self) -> None:
+        if self._stopping:
+            return
+        self._stopping = True
+        self._state.phase = "stopping"
+        self._save()
+        if self._watch_task is not None:
+            self._watch_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch_task
+        pods = list(self.pods.values())
+        self._progress(f"stopping {len(pods)} pods")
+        await asyncio.gather(*(self._stop_pod(p) for p in pods), return_exceptions=True)
+        await asyncio.gather(*(g.stop() for g in self.gateways), return_exceptions=True)
+        if self.cp is not None:
+            await self.cp.close()
+        if self.network is not None:
+            self.network.teardown()
+        self._state.phase = "stopped"
+        self._state.pods = {}
+        self._state.processes = {}
+        self._state.network = type(self._state.network)()
+        self._save()
+        self._progress("mesh stopped")
+
+    # -- parts -------------------------------------------------------------------
+
+    async def _start_control_plane(self) -> None:
+        s = self.settings
+        transparent = s.mode == "transparent"
+        settings = ControlPlaneSettings(
+            config_paths=(str(s.config_dir), *s.manifests),
+            bind="127.0.0.1",
+            xds_port=s.xds_port,
+            http_port=s.control_plane_port,
+            service_cidr=s.service_cidr,
+            extra_xds_binds=(self._bridge_ip,) if transparent else (),
+            access_log=s.access_logs,
+        )
+        files = FileStore(settings.config_paths, poll_interval=settings.poll_interval)
+        store = CompositeStore(files, [self.registrations])
+        self.cp = ControlPlane(settings, store=store)
+        self.cp.snapshot_listeners.append(self._on_snapshot)
+        self.cp.http.app.router.add_get("/runtime/pods", self._http_pods)
+        await self.cp.start()
+        self._state.control_plane = f"http://127.0.0.1:{self.cp.http_port}"
+        self._save()
+        self._progress(f"control plane ready at {self._state.control_plane}")
+
+    @property
+    def xds_address(self) -> str:
+        assert self.cp is not None
+        host = self._bridge_ip if self.settings.mode == "transparent" else "127.0.0.1"
+        return f"{host}:{self.cp.xds_port}"
+
+    async def _start_gateways(self) -> None:
+        s = self.settings
+        if s.profile == "minimal":
+            return
+        specs = [
+            GatewaySpec(
+                "istio-ingressgateway",
+                "istio-system",
+                (("app", "istio-ingressgateway"), ("istio", "ingressgateway")),
+                "127.0.0.1",
+                INGRESS_ADMIN_PORT,
+                INGRESS_HEALTH_PORT,
+                ((8080, s.ingress_port),),
+            )
+        ]
+        if s.profile == "demo":
+            egress_ip = self._bridge_ip if s.mode == "transparent" else "127.0.0.1"
+            specs.append(
+                GatewaySpec(
+                    "istio-egressgateway",
+                    "istio-system",
+                    (("app", "istio-egressgateway"), ("istio", "egressgateway")),
+                    egress_ip,
+                    EGRESS_ADMIN_PORT,
+                    EGRESS_HEALTH_PORT,
+                )
+            )
+            labels = {"app": "istio-egressgateway", "istio": "egressgateway"}
+            self.registrations.apply(
+                gateway_service(
+                    "istio-egressgateway",
+                    "istio-system",
+                    labels,
+                    [("http2", 80, 8080), ("https", 443, 8443)],
+                )
+            )
+            self.registrations.apply(
+                workload_entry(
+                    "istio-egressgateway",
+                    "istio-system",
+                    egress_ip,
+                    labels,
+                    "istio-egressgateway-service-account",
+                )
+            )
+        for spec in specs:
+            gw = GatewayProcess(spec, self.xds_address, s.log_dir, s.work_dir, sys.executable)
+            await gw.start()
+            self.gateways.append(gw)
+            if gw.pid is not None:
+                self._state.processes[spec.name] = gw.pid
+        self._state.ingress = f"http://127.0.0.1:{s.ingress_port}"
+        self._save()
+
+    # -- pods ----------------------------------------------------------------------
+
+    def _desired(self) -> dict[tuple[str, str], tuple[Resource, int]]:
+        assert self.cp is not None
+        out: dict[tuple[str, str], tuple[Resource, int]] = {}
+        for wl in self.cp.store.list(kind="Workload"):
+            replicas = int(getattr(wl.spec, "replicas", 1) or 0)
+            for i in range(replicas):
+                out[(wl.namespace, f"{wl.name}-{i}")] = (wl, i)
+        return out
+
+    async def reconcile(self) -> None:
+        """Start, replace and stop pods so they match the Workloads in the store."""
+        if self._stopping:
+            return
+        async with self._reconcile_lock:
+            desired = self._desired()
+            stale = [
+                p
+                for key, p in self.pods.items()
+                if key not in desired or not _same_workload(desired[key][0], p.workload)
+            ]
+            for pod in stale:
+                self._progress(f"stopping pod {pod.key[1]}")
+                await self._stop_pod(pod)
+            starts = [
+                self._start_pod(key, wl, index)
+                for key, (wl, index) in sorted(desired.items())
+                if key not in self.pods
+            ]
+            await asyncio.gather(*starts)
+
+    async def _start_pod(self, key: tuple[str, str], workload: Resource, index: int) -> None:
+        assert self.network is not None
+        namespace, name = key
+        net_id = name if namespace == "default" else f"{name}.{namespace}"
+        capture = None
+        if self.settings.mode == "transparent":
+            capture = CaptureConfig(exclude_outbound_cidrs=(f"{self._bridge_ip}/32",))
+        address = self.network.create_pod(net_id, capture)
+        spec = PodSpec.from_workload(workload, index)
+        env = PodEnv(
+            address=address,
+            mode=self.settings.mode,
+            xds_address=self.xds_address,
+            log_dir=self.settings.log_dir,
+            work_dir=self.settings.work_dir,
+            python=sys.executable,
+        )
+        runner = PodRunner(spec, env, self._on_ready_change)
+        pod = _Pod(key, workload, runner, address.ip, address.netns)
+        self.pods[key] = pod
+        self._state.pods[f"{namespace}/{name}"] = {
+            "ip": address.ip,
+            "netns": address.netns,
+            "namespace": namespace,
+            "workload": workload.name,
+        }
+        self._record_network()
+        self._refresh_names()
+        self._progress(f"starting pod {name} ({address.ip})")
+        try:
+            await runner.start()
+        except Exception as exc:  # reported through status; the pod stays listed
+            log.error("pod %s failed to start: %s", name, exc)
+            self._progress(f"pod {name} failed to start: {exc}")
+
+    async def _stop_pod(self, pod: _Pod) -> None:
+        namespace, name = pod.key
+        with contextlib.suppress(KeyError):
+            self.registrations.delete(ResourceKey("WorkloadEntry", namespace, name))
+        try:
+            await pod.runner.stop()
+        finally:
+            assert self.network is not None
+            net_id = name if namespace == "default" else f"{name}.{namespace}"
+            self.network.delete_pod(net_id)
+            self.pods.pop(pod.key, None)
+            self._state.pods.pop(f"{namespace}/{name}", None)
+            self._record_network()
+
+    def _on_ready_change(self, pod_name: str, ready: bool) -> None:
+        pod = next((p for p in self.pods.values() if p.runner.spec.name == pod_name), None)
+        if pod is None:
+            return
+        spec = pod.runner.spec
+        key = ResourceKey("WorkloadEntry", spec.namespace, spec.name)
+        if ready:
+            ports = {p.name: p.container_port for p in spec.ports if p.name}
+            self.registrations.apply(
+                workload_entry(
+                    spec.name,
+                    spec.namespace,
+                    pod.ip,
+                    dict(spec.labels),
+                    spec.service_account,
+                    ports,
+                )
+            )
+            self._progress(f"pod {spec.name} ready")
+        else:
+            with contextlib.suppress(KeyError):
+                self.registrations.delete(key)
+
+    async def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self.settings.ready_timeout
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
+            while True:
+                waiting = [
+                    f"{p.key[1]}: {p.runner.status().message or p.runner.status().phase}"
+                    for p in self.pods.values()
+                    if not _settled(p.runner.status())
+                ]
+                for gw in self.gateways:
+                    if not await gw.ready(session):
+                        waiting.append(f"{gw.spec.name}: gateway not ready (log {gw.log_path})")
+                if not waiting:
+                    return
+                if time.monotonic() > deadline:
+                    self._state.phase = "failed"
+                    self._state.message = "; ".join(waiting)
+                    self._save()
+                    raise RuntimeStartError("not ready in time: " + "; ".join(waiting))
+                await asyncio.sleep(0.2)
+
+    async def _watch(self) -> None:
+        assert self.cp is not None
+        seen = self.cp.store.revision
+        while True:
+            seen = await self.cp.store.wait_for_change(seen)
+            try:
+                await self.reconcile()
+            except Exception:
+                log.exception("reconciling pods failed")
+
+    # -- names, state, status --------------------------------------------------------
+
+    def _on_snapshot(self, snapshot: Snapshot) -> None:
+        self._refresh_names(snapshot)
+
+    def _refresh_names(self, snapshot: Snapshot | None = None) -> None:
+        if self.network is None or self.cp is None:
+            return
+        snap = snapshot or self.cp.generator.snapshot
+        names = [
+            ServiceName(svc.hostname, svc.namespace, svc.addresses[0])
+            for svc in snap.registry.services.values()
+            if svc.addresses
+        ]
+        pods = {(name if ns == "default" else f"{name}.{ns}"): ns for ns, name in self.pods}
+        self.network.update_names(names, pods)
+
+    def _record_network(self) -> None:
+        if self.network is not None:
+            resources = getattr(self.network, "resources", None)
+            if callable(resources):
+                self._state.network = resources()
+        self._save()
+
+    def _save(self) -> None:
+        write_state(self.settings.state_file, self._state)
+
+    def pod_statuses(self) -> list[dict[str, Any]]:
+        rows = []
+        for pod in sorted(self.pods.values(), key=lambda p: p.key):
+            rows.append(pod.runner.status().to_json())
+        for gw in self.gateways:
+            rows.append(
+                {
+                    "name": gw.spec.name,
+                    "workload": gw.spec.name,
+                    "namespace": gw.spec.namespace,
+                    "ip": gw.spec.ip,
+                    "phase": "Running" if gw.pid else "Pending",
+                    "ready": None,
+                    "restarts": gw.restarts,
+                    "gateway": True,
+                }
+            )
+        return rows
+
+    async def _http_pods(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            {"phase": self._state.phase, "mode": self.settings.mode, "pods": self.pod_statuses()}
+        )
+
+
+def _settled(status: Any) -> bool:
+    return bool(status.ready) or status.phase in ("Succeeded", "Failed")
+
+
+def _same_workload(a: Resource, b: Resource) -> bool:
+    return a.spec == b.spec and a.metadata.labels == b.metadata.labels

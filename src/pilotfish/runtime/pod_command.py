@@ -1,0 +1,216 @@
+"""How a pod's two processes are invoked: the sidecar agent's argv and the app's environment.
+
+Pure functions of (``PodSpec``, ``PodEnv``, allocated ports), so every flag and
+variable is unit-tested without starting anything.
+
+- Transparent mode (network namespace + capture): the agent runs with
+  ``--interception redirect``, serves health and stats on all of the pod's
+  addresses, and runs Envoy with the proxy group id that capture exempts. The
+  app listens on its declared container port (``PORT``).
+- Explicit mode (a loopback address per pod, no capture): the sidecar binds
+  the declared container ports on the pod IP and forwards to the app, which
+  listens on a port allocated on 127.0.0.1 (``PORT``/``PORT_<NAME>``,
+  ``--app-port <containerPort>=<allocated>``). Apps reach the mesh through
+  the sidecar as an HTTP proxy (``HTTP_PROXY=http://<pod ip>:15001``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import socket
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from pilotfish.runtime.network.base import PROXY_GID, PodAddress
+from pilotfish.runtime.pod_spec import PodSpec
+
+__all__ = [
+    "ADMIN_PORT",
+    "HEALTH_PORT",
+    "OUTBOUND_PORT",
+    "STATS_PORT",
+    "PodEnv",
+    "agent_argv",
+    "allocate_app_ports",
+    "app_argv",
+    "app_env",
+    "port_env_name",
+]
+
+ADMIN_PORT = 15000
+OUTBOUND_PORT = 15001
+HEALTH_PORT = 15021
+STATS_PORT = 15090
+
+# Variables of the runtime's own environment that an app inherits (a pod does
+# not see the host's environment, but a local process needs a home and a locale).
+_INHERITED = ("HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER", "LOGNAME", "PYTHONPATH")
+
+
+@dataclass(frozen=True, slots=True)
+class PodEnv:
+    """Where and how one pod runs (everything that is not in the ``PodSpec``).
+
+    ``python``'s directory goes first on the app's PATH so ``python -m ...``
+    commands use the project's virtualenv. ``agent_args`` are appended to the
+    agent's flags (for example ``("--concurrency", "1", "--drain-duration", "1")``).
+    ``sidecar_start_timeout`` bounds the wait for the sidecar's first readiness.
+    """
+
+    address: PodAddress
+    mode: Literal["transparent", "explicit"]
+    xds_address: str
+    log_dir: Path
+    work_dir: Path
+    python: str = sys.executable
+    proxy_gid: int = PROXY_GID
+    agent_args: tuple[str, ...] = ()
+    sidecar_start_timeout: float = 60.0
+
+    @property
+    def ip(self) -> str:
+        return self.address.ip
+
+    def pod_dir(self, pod: str) -> Path:
+        """The pod's own directory (``pod`` is ``PodSpec.local_id``): the agent's work dir
+        and ``pids.json``."""
+        return Path(self.work_dir) / pod
+
+    def app_log(self, pod: str) -> Path:
+        return Path(self.log_dir) / f"{pod}.log"
+
+    def sidecar_log(self, pod: str) -> Path:
+        return Path(self.log_dir) / f"{pod}.sidecar.log"
+
+    def health_url(self, path: str) -> str:
+        """URL of the sidecar's health server (``/healthz/ready``, ``/app-health/...``)."""
+        return f"http://{self.address.ip}:{HEALTH_PORT}{path}"
+
+
+def allocate_app_ports(spec: PodSpec, env: PodEnv, host: str = "127.0.0.1") -> dict[int, int]:
+    """Container port -> the port the app really uses: free ports on ``host`` in explicit
+    mode, the container ports themselves in transparent mode.
+
+    A free port is found by binding port 0; another process could take it before
+    the app binds it, which the app's restart (with back-off) then survives.
+    """
+    if env.mode == "transparent":
+        return {p.container_port: p.container_port for p in spec.ports}
+    allocated: dict[int, int] = {}
+    # All sockets stay open until every port is chosen, so no port is handed out twice.
+    with contextlib.ExitStack() as stack:
+        for port in spec.ports:
+            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            sock.bind((host, 0))
+            allocated[port.container_port] = int(sock.getsockname()[1])
+    return allocated
+
+
+def agent_argv(spec: PodSpec, env: PodEnv, app_ports: Mapping[int, int]) -> list[str]:
+    """The sidecar agent's full command line, ``exec_prefix`` included."""
+    ip = env.address.ip
+    argv = [
+        *env.address.exec_prefix,
+        env.python,
+        "-m",
+        "pilotfish.cli.agent",
+        "--name",
+        spec.name,
+        "--namespace",
+        spec.namespace,
+        "--service-account",
+        spec.service_account,
+        "--ip",
+        ip,
+        "--xds-address",
+        env.xds_address,
+        "--admin-port",
+        str(ADMIN_PORT),
+        "--health-port",
+        str(HEALTH_PORT),
+    ]
+    if env.mode == "transparent":
+        argv += [
+            "--interception",
+            "redirect",
+            "--health-bind",
+            "0.0.0.0",
+            "--stats-port",
+            str(STATS_PORT),
+            "--envoy-gid",
+            str(env.proxy_gid),
+        ]
+    else:
+        argv += [
+            "--interception",
+            "none",
+            "--admin-address",
+            ip,
+            "--health-bind",
+            ip,
+            "--stats-port",
+            "0",
+        ]
+        for port in spec.ports:
+            argv += ["--app-port", f"{port.container_port}={app_ports[port.container_port]}"]
+    for key, value in spec.labels:
+        argv += ["--label", f"{key}={value}"]
+    if spec.readiness is not None:
+        argv += ["--app-probe", spec.readiness.app_probe().flag()]
+    argv += ["--work-dir", str(env.pod_dir(spec.local_id)), *env.agent_args]
+    return argv
+
+
+def app_argv(spec: PodSpec, env: PodEnv) -> list[str]:
+    return [*env.address.exec_prefix, *spec.command]
+
+
+def port_env_name(name: str) -> str:
+    """``PORT_<NAME>``: the port name upper-cased, other characters than [A-Z0-9] as ``_``."""
+    return "PORT_" + re.sub(r"[^A-Z0-9]", "_", name.upper())
+
+
+def app_env(
+    spec: PodSpec,
+    env: PodEnv,
+    app_ports: Mapping[int, int],
+    base: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The app's environment.
+
+    Layers, later wins: a few variables inherited from ``base`` (default: this
+    process's environment; see ``_INHERITED``) and ``PYTHONUNBUFFERED=1`` so
+    logs are written as they happen; in explicit mode the proxy variables;
+    the spec's ``env``; then what the runtime owns (pod identity, ``PORT``s and
+    ``PATH`` with the virtualenv first, the spec's PATH or the inherited one after).
+    """
+    base = os.environ if base is None else base
+    ip = env.address.ip
+    out = {key: base[key] for key in _INHERITED if key in base}
+    out["PYTHONUNBUFFERED"] = "1"
+    if env.mode == "explicit":
+        proxy = f"http://{ip}:{OUTBOUND_PORT}"
+        no_proxy = f"localhost,127.0.0.1,{ip}"
+        out.update(HTTP_PROXY=proxy, http_proxy=proxy, NO_PROXY=no_proxy, no_proxy=no_proxy)
+    out.update(spec.env)
+    user_path = dict(spec.env).get("PATH") or base.get("PATH") or os.defpath
+    venv_bin = os.path.dirname(env.python)
+    out["PATH"] = os.pathsep.join([venv_bin, user_path]) if venv_bin else user_path
+    out.update(
+        POD_NAME=spec.name,
+        POD_NAMESPACE=spec.namespace,
+        POD_IP=ip,
+        HOSTNAME=spec.name,
+        SERVICE_ACCOUNT=spec.service_account,
+    )
+    if spec.ports:
+        out["PORT"] = str(app_ports[spec.ports[0].container_port])
+        for port in spec.ports:
+            if port.name:
+                out[port_env_name(port.name)] = str(app_ports[port.container_port])
+    return out

@@ -1,0 +1,171 @@
+"""What one pod runs: a plain, frozen description built from a Workload (or by hand in tests).
+
+``PodSpec`` deliberately does not depend on the pydantic schema of the
+``pilotfish.io/v1alpha1`` Workload kind: the runtime and its tests build specs
+directly, and ``PodSpec.from_workload`` is the one place that reads the schema
+(by attribute, so any object shaped like ``WorkloadSpec`` works).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pilotfish.agent.config import AppProbe
+
+__all__ = [
+    "WORKLOAD_API_VERSION",
+    "PodSpec",
+    "PodSpecError",
+    "PortSpec",
+    "ProbeSpec",
+    "RestartPolicy",
+]
+
+RestartPolicy = Literal["Always", "OnFailure", "Never"]
+
+WORKLOAD_API_VERSION = "pilotfish.io/v1alpha1"
+
+
+class PodSpecError(ValueError):
+    """A Workload cannot be turned into a pod (the message is meant for the user)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PortSpec:
+    """A port the app listens on (``container_port`` as declared in the Workload)."""
+
+    name: str | None
+    container_port: int
+    protocol: str = "TCP"
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeSpec:
+    """A readiness probe with Kubernetes' timing fields; ``port`` is a container port number.
+
+    ``kind`` ``http`` is ``httpGet`` (``path``), ``tcp`` is ``tcpSocket``.
+    """
+
+    kind: Literal["http", "tcp"]
+    port: int
+    path: str = "/"
+    initial_delay_seconds: float = 0.0
+    period_seconds: float = 1.0
+    timeout_seconds: float = 1.0
+    failure_threshold: int = 3
+    success_threshold: int = 1
+
+    def __post_init__(self) -> None:
+        if self.period_seconds <= 0 or self.timeout_seconds <= 0:
+            raise PodSpecError("probe period and timeout must be positive")
+        if self.failure_threshold < 1 or self.success_threshold < 1:
+            raise PodSpecError("probe thresholds must be at least 1")
+        if self.initial_delay_seconds < 0:
+            raise PodSpecError("probe initial delay must not be negative")
+
+    def app_probe(self) -> AppProbe:
+        """The check the sidecar agent runs for this probe (``--app-probe``)."""
+        return AppProbe(self.kind, self.port, self.path)
+
+
+@dataclass(frozen=True, slots=True)
+class PodSpec:
+    """One replica of a Workload: its identity, its process and how it is probed.
+
+    ``name`` is ``<workload>-<index>``; ``labels`` and ``env`` are sorted pairs
+    (env in declaration order: a later duplicate wins, as in Kubernetes).
+    """
+
+    name: str
+    workload: str
+    namespace: str
+    command: tuple[str, ...]
+    labels: tuple[tuple[str, str], ...] = ()
+    service_account: str = "default"
+    env: tuple[tuple[str, str], ...] = ()
+    ports: tuple[PortSpec, ...] = ()
+    readiness: ProbeSpec | None = None
+    restart_policy: RestartPolicy = "Always"
+
+    def __post_init__(self) -> None:
+        if not self.command:
+            raise PodSpecError(f"pod {self.name}: command must not be empty")
+
+    @property
+    def local_id(self) -> str:
+        """The pod's name on this host: ``<name>`` in ``default``, else ``<name>.<namespace>``.
+
+        Unique across namespaces; names the pod's log files and its directory.
+        """
+        return self.name if self.namespace == "default" else f"{self.name}.{self.namespace}"
+
+    @property
+    def proxy_id(self) -> str:
+        """The sidecar's proxy id: ``<pod>.<namespace>``."""
+        return f"{self.name}.{self.namespace}"
+
+    @classmethod
+    def from_workload(cls, resource: Any, index: int) -> PodSpec:
+        """Pod ``index`` of a ``pilotfish.io/v1alpha1`` Workload ``Resource``.
+
+        Reads ``resource.metadata`` (name, namespace, labels) and ``resource.spec``
+        (``WorkloadSpec`` attributes: command, env, ports, readiness_probe,
+        restart_policy, service_account). A probe port given by name is resolved
+        against the container ports; an unknown name raises ``PodSpecError``.
+        """
+        kind = getattr(resource, "kind", "Workload")
+        if kind != "Workload":
+            raise PodSpecError(f"expected a Workload, got {kind}")
+        meta = resource.metadata
+        spec = resource.spec
+        ports = tuple(
+            PortSpec(p.name, int(p.container_port), str(p.protocol)) for p in spec.ports or ()
+        )
+        return cls(
+            name=f"{meta.name}-{index}",
+            workload=str(meta.name),
+            namespace=str(meta.namespace),
+            command=tuple(str(arg) for arg in spec.command),
+            labels=tuple(sorted(_str_map(meta.labels or {}).items())),
+            service_account=str(spec.service_account or "default"),
+            env=tuple((str(v.name), str(v.value or "")) for v in spec.env or ()),
+            ports=ports,
+            readiness=_probe(spec.readiness_probe, ports, str(meta.name)),
+            restart_policy=spec.restart_policy or "Always",
+        )
+
+
+def _str_map(mapping: Mapping[Any, Any]) -> dict[str, str]:
+    return {str(k): str(v) for k, v in mapping.items()}
+
+
+def _probe(probe: Any, ports: tuple[PortSpec, ...], workload: str) -> ProbeSpec | None:
+    if probe is None:
+        return None
+    handler = probe.http_get or probe.tcp_socket
+    if handler is None:
+        raise PodSpecError(f"workload {workload}: readinessProbe needs httpGet or tcpSocket")
+    port = _port_number(handler.port, ports)
+    if port is None:
+        raise PodSpecError(f"workload {workload}: readinessProbe port {handler.port!r} is unknown")
+    http = probe.http_get is not None
+    return ProbeSpec(
+        kind="http" if http else "tcp",
+        port=port,
+        path=str(probe.http_get.path or "/") if http else "/",
+        initial_delay_seconds=float(probe.initial_delay_seconds),
+        period_seconds=float(probe.period_seconds),
+        timeout_seconds=float(probe.timeout_seconds),
+        failure_threshold=int(probe.failure_threshold),
+        success_threshold=int(probe.success_threshold),
+    )
+
+
+def _port_number(port: int | str, ports: tuple[PortSpec, ...]) -> int | None:
+    if isinstance(port, int):
+        return port
+    if port.isdigit():
+        return int(port)
+    return next((p.container_port for p in ports if p.name == port), None)

@@ -1,0 +1,59 @@
+"""Settings of a local mesh (``pilotfish up``), built once in the CLI and passed down."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+__all__ = ["PROFILES", "Profile", "RuntimeSettings"]
+
+Profile = Literal["default", "demo", "minimal"]
+PROFILES: tuple[Profile, ...] = ("default", "demo", "minimal")
+
+
+@dataclass(frozen=True)
+class RuntimeSettings:
+    """Everything ``pilotfish up`` decides before starting.
+
+    Address ranges (documented in README): pods get addresses from
+    ``pod_cidr`` on the bridge (the first address is the bridge itself);
+    services get virtual IPs from ``service_cidr``. Both default to halves of
+    198.18.0.0/15, the block set aside for network test setups, so they do not
+    collide with real networks. Explicit mode gives pods loopback addresses
+    from ``explicit_cidr``.
+    """
+
+    manifests: tuple[str, ...] = ()
+    state_dir: Path = field(default_factory=lambda: Path(".pilotfish"))
+    mode: Literal["transparent", "explicit"] = "transparent"
+    profile: Profile = "default"
+    ingress_port: int = 8080
+    control_plane_port: int = 15014
+    xds_port: int = 15010
+    bridge: str = "pf0"
+    pod_cidr: str = "198.18.0.0/16"
+    service_cidr: str = "198.19.0.0/16"
+    explicit_cidr: str = "127.77.0.0/16"
+    ready_timeout: float = 180.0
+
+    @property
+    def log_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+    @property
+    def config_dir(self) -> Path:
+        """Where ``pilotfish apply`` writes: watched along with the manifests."""
+        return self.state_dir / "config"
+
+    @property
+    def work_dir(self) -> Path:
+        return self.state_dir / "pods"
+
+    @property
+    def state_file(self) -> Path:
+        return self.state_dir / "state.json"
+
+    @property
+    def access_logs(self) -> bool:
+        return self.profile == "demo"

@@ -1,0 +1,76 @@
+"""The state file of a running local mesh: how later commands find it, and clean up after it.
+
+Written atomically (temp file + rename) whenever something the host would be
+left with changes, so even after ``kill -9`` of the supervisor, ``pilotfish
+down`` (or the next ``up``) knows which namespaces, links, rules and
+processes to remove.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pilotfish.runtime.network.base import HostResources
+
+__all__ = ["MeshState", "process_alive", "read_state", "write_state"]
+
+
+@dataclass
+class MeshState:
+    pid: int = 0
+    mode: str = "transparent"
+    profile: str = "default"
+    phase: str = "starting"  # starting | ready | failed | stopping | stopped
+    message: str = ""
+    control_plane: str = ""  # http://127.0.0.1:15014
+    ingress: str = ""  # http://127.0.0.1:8080
+    bridge: str = ""
+    network: HostResources = field(default_factory=HostResources)
+    pods: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> {ip, netns, namespace}
+    processes: dict[str, int] = field(default_factory=dict)  # gateway name -> process group
+    started_at: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> MeshState:
+        net = HostResources(**data.get("network", {}))
+        fields = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k != "network"}
+        return cls(network=net, **fields)
+
+
+def write_state(path: Path, state: MeshState) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(state.to_json(), fh, indent=2, sort_keys=True)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def read_state(path: Path) -> MeshState | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return None
+    return MeshState.from_json(data)
+
+
+def process_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,134 @@
+"""How a pod's processes are invoked: agent flags and app environment, per mode."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pilotfish.runtime.network.base import PodAddress
+from pilotfish.runtime.pod_command import (
+    PodEnv,
+    agent_argv,
+    allocate_app_ports,
+    app_argv,
+    app_env,
+    port_env_name,
+)
+from pilotfish.runtime.pod_spec import PodSpec, PortSpec, ProbeSpec
+
+SPEC = PodSpec(
+    name="reviews-0",
+    workload="reviews",
+    namespace="shop",
+    command=("python", "-m", "pilotfish.samples.echo"),
+    labels=(("app", "reviews"), ("version", "v1")),
+    service_account="bookinfo-reviews",
+    env=(("GREETING", "hi"), ("PORT", "1"), ("POD_IP", "spoofed")),
+    ports=(PortSpec("http", 9080), PortSpec("admin-api", 9090), PortSpec(None, 9100)),
+    readiness=ProbeSpec("http", 9080, "/health"),
+)
+BASE = {"HOME": "/root", "PATH": "/usr/bin:/bin", "HTTP_PROXY": "http://corp:3128", "SECRET": "x"}
+
+
+def _env(mode: str, tmp_path: Path, prefix: tuple[str, ...] = ()) -> PodEnv:
+    return PodEnv(
+        address=PodAddress("reviews-0", "127.77.0.5", None, prefix),
+        mode=mode,  # type: ignore[arg-type]
+        xds_address="127.0.0.1:15010",
+        log_dir=tmp_path / "logs",
+        work_dir=tmp_path / "work",
+        python="/venv/bin/python",
+        agent_args=("--concurrency", "1"),
+    )
+
+
+def _flags(argv: list[str], flag: str) -> list[str]:
+    return [argv[i + 1] for i, a in enumerate(argv) if a == flag]
+
+
+def test_explicit_agent_argv(tmp_path: Path) -> None:
+    env = _env("explicit", tmp_path)
+    ports = {9080: 40001, 9090: 40002, 9100: 40003}
+    argv = agent_argv(SPEC, env, ports)
+    assert argv[:3] == ["/venv/bin/python", "-m", "pilotfish.cli.agent"]
+    one = {f: _flags(argv, f) for f in argv if f.startswith("--")}
+    assert one["--interception"] == ["none"]
+    assert one["--ip"] == ["127.77.0.5"]
+    assert one["--admin-address"] == ["127.77.0.5"]
+    assert one["--admin-port"] == ["15000"]
+    assert one["--health-bind"] == ["127.77.0.5"]
+    assert one["--health-port"] == ["15021"]
+    assert one["--stats-port"] == ["0"]
+    assert one["--xds-address"] == ["127.0.0.1:15010"]
+    assert one["--app-port"] == ["9080=40001", "9090=40002", "9100=40003"]
+    assert one["--label"] == ["app=reviews", "version=v1"]
+    assert one["--name"] == ["reviews-0"] and one["--namespace"] == ["shop"]
+    assert one["--service-account"] == ["bookinfo-reviews"]
+    assert one["--app-probe"] == ["http:9080:/health"]
+    # Named per namespace, so equal pod names in two namespaces do not share files.
+    assert one["--work-dir"] == [str(tmp_path / "work" / "reviews-0.shop")]
+    assert "--envoy-gid" not in one
+    assert argv[-2:] == ["--concurrency", "1"]
+
+
+def test_transparent_agent_argv_runs_inside_the_netns(tmp_path: Path) -> None:
+    env = _env("transparent", tmp_path, ("ip", "netns", "exec", "pf-reviews-0"))
+    argv = agent_argv(SPEC, env, allocate_app_ports(SPEC, env))
+    assert argv[:5] == ["ip", "netns", "exec", "pf-reviews-0", "/venv/bin/python"]
+    one = {f: _flags(argv, f) for f in argv if f.startswith("--")}
+    assert one["--interception"] == ["redirect"]
+    assert one["--health-bind"] == ["0.0.0.0"]
+    assert one["--stats-port"] == ["15090"]
+    assert one["--envoy-gid"] == ["1337"]
+    assert one["--ip"] == ["127.77.0.5"]
+    assert "--app-port" not in one and "--admin-address" not in one
+    assert app_argv(SPEC, env) == ["ip", "netns", "exec", "pf-reviews-0", *SPEC.command]
+
+
+def test_explicit_app_env(tmp_path: Path) -> None:
+    env = _env("explicit", tmp_path)
+    ports = {9080: 40001, 9090: 40002, 9100: 40003}
+    out = app_env(SPEC, env, ports, base=BASE)
+    assert out["PORT"] == "40001"
+    assert out["PORT_HTTP"] == "40001" and out["PORT_ADMIN_API"] == "40002"
+    assert out["HTTP_PROXY"] == out["http_proxy"] == "http://127.77.0.5:15001"
+    assert out["NO_PROXY"] == "localhost,127.0.0.1,127.77.0.5"
+    assert out["POD_NAME"] == out["HOSTNAME"] == "reviews-0"
+    assert out["POD_NAMESPACE"] == "shop"
+    assert out["POD_IP"] == "127.77.0.5"  # the runtime's value wins over the spec's
+    assert out["SERVICE_ACCOUNT"] == "bookinfo-reviews"
+    assert out["PATH"] == "/venv/bin:/usr/bin:/bin"
+    assert out["GREETING"] == "hi" and out["HOME"] == "/root"
+    assert "SECRET" not in out
+
+
+def test_transparent_app_env(tmp_path: Path) -> None:
+    env = _env("transparent", tmp_path)
+    out = app_env(SPEC, env, allocate_app_ports(SPEC, env), base=BASE)
+    assert out["PORT"] == "9080"
+    assert out["PORT_ADMIN_API"] == "9090"
+    # Capture carries the app's traffic: no proxy variables, not even the host's.
+    assert not {"HTTP_PROXY", "http_proxy", "NO_PROXY"} & out.keys()
+
+
+def test_spec_path_follows_the_venv(tmp_path: Path) -> None:
+    spec = PodSpec("a-0", "a", "default", ("true",), env=(("PATH", "/opt/bin"),))
+    out = app_env(spec, _env("explicit", tmp_path), {}, base=BASE)
+    assert out["PATH"] == "/venv/bin:/opt/bin"
+    assert "PORT" not in out
+
+
+def test_explicit_ports_are_distinct_and_free(tmp_path: Path) -> None:
+    ports = allocate_app_ports(SPEC, _env("explicit", tmp_path))
+    assert sorted(ports) == [9080, 9090, 9100]
+    assert len(set(ports.values())) == 3
+    assert all(p not in (9080, 9090, 9100) and 0 < p < 65536 for p in ports.values())
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [("http", "PORT_HTTP"), ("grpc-web", "PORT_GRPC_WEB"), ("a.b", "PORT_A_B")],
+)
+def test_port_env_name(name: str, expected: str) -> None:
+    assert port_env_name(name) == expected

@@ -1,0 +1,298 @@
+"""``pilotfish apply / get / delete`` against a live control plane in a background thread."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Callable, Coroutine, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from click.testing import CliRunner, Result
+
+from pilotfish.api.resource import Resource, ResourceKey
+from pilotfish.cli.main import cli
+from pilotfish.cli.resources import resolve_kind
+from pilotfish.controlplane.runner import ControlPlane
+from pilotfish.controlplane.settings import ControlPlaneSettings
+
+DEADLINE = 10.0
+
+SERVICE = """\
+apiVersion: v1
+kind: Service
+metadata:
+  name: reviews
+spec:
+  selector:
+    app: reviews
+  ports:
+  - name: http
+    port: 9080
+"""
+VS = """\
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: reviews
+  namespace: default
+spec:
+  hosts:
+  - reviews
+  gateways:
+  - mesh
+  http:
+  - route:
+    - destination:
+        host: reviews
+        subset: {subset}
+"""
+DR = """\
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: reviews
+  namespace: books
+spec:
+  host: reviews.default.svc.cluster.local
+  subsets:
+  - name: v1
+    labels:
+      version: v1
+  - name: v2
+    labels:
+      version: v2
+"""
+
+
+class LiveControlPlane:
+    """A ControlPlane running on its own event loop in a daemon thread."""
+
+    def __init__(self, config_dir: Path, **settings: Any) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.cp = ControlPlane(
+            ControlPlaneSettings(
+                config_paths=(str(config_dir),), xds_port=0, http_port=0, **settings
+            )
+        )
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def __enter__(self) -> LiveControlPlane:
+        self.thread.start()
+        self._run(self.cp.start())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._run(self.cp.close())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(DEADLINE)
+        self.loop.close()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.cp.http_port}"
+
+    def _run(self, coro: Coroutine[Any, Any, None]) -> None:
+        asyncio.run_coroutine_threadsafe(coro, self.loop).result(DEADLINE)
+
+    def get(self, key: ResourceKey) -> Resource | None:
+        """Read the store on its own loop (stores are not thread-safe)."""
+
+        async def read() -> Resource | None:
+            return self.cp.store.get(key)
+
+        return asyncio.run_coroutine_threadsafe(read(), self.loop).result(DEADLINE)
+
+
+@pytest.fixture
+def live(tmp_path: Path) -> Iterator[LiveControlPlane]:
+    served = tmp_path / "served"
+    served.mkdir()
+    with LiveControlPlane(served) as live:
+        yield live
+
+
+@pytest.fixture
+def manifests(tmp_path: Path) -> Path:
+    """A directory of user files: nested, multi-document, ``.yml``, and a file to skip."""
+    root = tmp_path / "manifests"
+    (root / "books").mkdir(parents=True)
+    (root / "app.yaml").write_text(SERVICE + "---\n" + VS.format(subset="v1"))
+    (root / "books" / "dr.yml").write_text(DR)
+    (root / "README.md").write_text("not configuration\n")
+    return root
+
+
+def run(live: LiveControlPlane, *args: str) -> Result:
+    return CliRunner().invoke(cli, [*args, "--control-plane", live.url], catch_exceptions=False)
+
+
+def test_apply_a_directory_then_reapply(live: LiveControlPlane, manifests: Path) -> None:
+    result = run(live, "apply", "-f", str(manifests))
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == [
+        "services/reviews created",
+        "virtualservices.networking.istio.io/reviews created",
+        "destinationrules.networking.istio.io/reviews created",
+    ]
+    assert live.get(ResourceKey("DestinationRule", "books", "reviews")) is not None
+
+    (manifests / "app.yaml").write_text(SERVICE + "---\n" + VS.format(subset="v2"))
+    result = run(live, "apply", "-f", str(manifests))
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == [
+        "services/reviews unchanged",
+        "virtualservices.networking.istio.io/reviews configured",
+        "destinationrules.networking.istio.io/reviews unchanged",
+    ]
+
+
+def test_local_errors_stop_everything(live: LiveControlPlane, manifests: Path) -> None:
+    bad = VS.format(subset="v1").replace("host: reviews", "hots: reviews")
+    (manifests / "zz-bad.yaml").write_text(bad.replace("name: reviews", "name: broken"))
+    result = run(live, "apply", "-f", str(manifests))
+    assert result.exit_code == 1
+    bad_file = str(manifests / "zz-bad.yaml")
+    assert f"{bad_file}:14: VirtualService default/broken: spec.http[0].route[0]" in result.stderr
+    assert "nothing was sent" in result.stderr
+    assert result.stdout == ""
+    assert live.get(ResourceKey("Service", "default", "reviews")) is None
+
+
+def test_server_refusal_is_reported_per_object(live: LiveControlPlane, tmp_path: Path) -> None:
+    # Valid locally, but the served directory already has the object in a shared file.
+    served = live.cp.settings.config_paths[0]
+    Path(served, "both.yaml").write_text(SERVICE + "---\n" + VS.format(subset="v1"))
+    key = ResourceKey("VirtualService", "default", "reviews")
+    _until(lambda: live.get(key) is not None)
+    mine = tmp_path / "vs.yaml"
+    mine.write_text(VS.format(subset="v2"))
+    result = run(live, "apply", "-f", str(mine))
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"{mine}:1: VirtualService default/reviews: ")
+    assert "other object" in result.stderr
+
+
+def test_get_table_yaml_json(live: LiveControlPlane, manifests: Path) -> None:
+    assert run(live, "apply", "-f", str(manifests)).exit_code == 0
+
+    result = run(live, "get", "vs")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == [
+        "NAME      HOSTS     GATEWAYS",
+        "reviews   reviews   mesh",
+    ]
+    result = run(live, "get", "DestinationRule", "-A")
+    assert result.stdout.splitlines() == [
+        "NAMESPACE   NAME      HOST",
+        "books       reviews   reviews.default.svc.cluster.local",
+    ]
+    result = run(live, "get", "svc", "reviews")
+    assert result.stdout.splitlines()[1].split() == ["reviews", "9080/TCP"]
+
+    result = run(live, "get", "virtualservice", "reviews", "-o", "yaml")
+    assert result.exit_code == 0
+    [doc] = list(yaml.safe_load_all(result.stdout))
+    assert doc == yaml.safe_load(VS.format(subset="v1"))  # as written, nothing added
+
+    result = run(live, "get", "services", "-A", "-o", "yaml")
+    assert [d["kind"] for d in yaml.safe_load_all(result.stdout)] == ["Service"]
+
+    result = run(live, "get", "destinationrules", "-n", "books", "-o", "json")
+    assert '"kind": "DestinationRuleList"' in result.stdout
+
+
+def test_get_errors(live: LiveControlPlane) -> None:
+    result = run(live, "get", "vs", "missing")
+    assert result.exit_code == 1
+    assert "not found" in result.stderr
+    result = run(live, "get", "gw")
+    assert result.exit_code == 0
+    assert "No resources found in default namespace." in result.stderr
+    result = CliRunner().invoke(cli, ["get", "widgets", "--control-plane", live.url])
+    assert result.exit_code == 2
+    assert "unknown resource type 'widgets'" in result.output
+
+
+def test_delete_by_file_and_by_name(live: LiveControlPlane, manifests: Path) -> None:
+    assert run(live, "apply", "-f", str(manifests)).exit_code == 0
+
+    result = run(live, "delete", "-f", str(manifests / "books"))
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "destinationrules.networking.istio.io/reviews deleted\n"
+    result = run(live, "delete", "-f", str(manifests / "books"))
+    assert result.exit_code == 1
+    assert result.stdout == "destinationrules.networking.istio.io/reviews not found\n"
+    result = run(live, "delete", "--ignore-not-found", "-f", str(manifests / "books"))
+    assert result.exit_code == 0
+
+    result = run(live, "delete", "vs", "reviews", "-n", "default")
+    assert result.exit_code == 0
+    assert result.stdout == "virtualservices.networking.istio.io/reviews deleted\n"
+    assert live.get(ResourceKey("VirtualService", "default", "reviews")) is None
+    assert live.get(ResourceKey("Service", "default", "reviews")) is not None
+
+
+def test_token_from_the_environment(tmp_path: Path, manifests: Path) -> None:
+    served = tmp_path / "guarded"
+    served.mkdir()
+    with LiveControlPlane(served, api_token="s3cret") as live:
+        args = ["apply", "-f", str(manifests), "--control-plane", live.url]
+        refused = CliRunner().invoke(cli, args, env={"PILOTFISH_API_TOKEN": None})
+        assert refused.exit_code == 1
+        assert "Bearer" in refused.stderr
+        accepted = CliRunner().invoke(cli, args, env={"PILOTFISH_API_TOKEN": "s3cret"})
+        assert accepted.exit_code == 0, accepted.output
+
+
+def test_unreachable_control_plane() -> None:
+    # A port the kernel just handed out and that nobody listens on any more.
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    result = CliRunner().invoke(cli, ["get", "vs", "--control-plane", url])
+    assert result.exit_code == 1
+    assert "cannot reach the control plane" in result.output
+
+
+def _until(check: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + DEADLINE
+    while not check():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.02)
+
+
+def test_server_warnings_are_printed(live: LiveControlPlane, tmp_path: Path) -> None:
+    alone = tmp_path / "vs.yaml"
+    alone.write_text(VS.format(subset="v1"))
+    result = run(live, "apply", "-f", str(alone))
+    assert result.exit_code == 0  # dangling references are warnings, not errors
+    assert result.stdout == "virtualservices.networking.istio.io/reviews created\n"
+    assert (
+        "Warning: VirtualService default/reviews: spec.http[0].route[0].destination.host: "
+        "host 'reviews.default.svc.cluster.local' matches no Service or ServiceEntry"
+    ) in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("word", "kind"),
+    [
+        ("vs", "VirtualService"),
+        ("VirtualService", "VirtualService"),
+        ("virtualservice", "VirtualService"),
+        ("virtualservices", "VirtualService"),
+        ("dr", "DestinationRule"),
+        ("gw", "Gateway"),
+        ("se", "ServiceEntry"),
+        ("we", "WorkloadEntry"),
+        ("svc", "Service"),
+        ("Services", "Service"),
+    ],
+)
+def test_kind_words(word: str, kind: str) -> None:
+    assert resolve_kind(word) == kind
