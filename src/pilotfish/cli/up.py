@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
@@ -19,7 +20,7 @@ from pilotfish.runtime.network import transparent_supported
 from pilotfish.runtime.settings import PROFILES, RuntimeSettings
 from pilotfish.runtime.state import process_alive, read_state
 
-__all__ = ["resolve_mode", "run_foreground", "up"]
+__all__ = ["network_options", "resolve_mode", "run_foreground", "up"]
 
 
 def resolve_mode(requested: str | None, console: Console) -> str:
@@ -91,6 +92,46 @@ def print_summary(runtime: MeshRuntime, console: Console) -> None:
         console.print(f"ingress: http://127.0.0.1:{s.ingress_port}/", highlight=False)
 
 
+def network_options(f: Any) -> Any:
+    """Address-range and port options shared by ``up`` and ``demo``."""
+    options = [
+        click.option(
+            "--xds-port",
+            type=int,
+            default=15010,
+            show_default=True,
+            help="xDS port of the control plane.",
+        ),
+        click.option(
+            "--bridge",
+            default="pf0",
+            show_default=True,
+            help="Name of the mesh bridge (transparent mode).",
+        ),
+        click.option(
+            "--pod-cidr",
+            default="198.18.0.0/16",
+            show_default=True,
+            help="Pod addresses (transparent mode); the first one is the bridge's.",
+        ),
+        click.option(
+            "--service-cidr",
+            default="198.19.0.0/16",
+            show_default=True,
+            help="Service virtual IPs.",
+        ),
+        click.option(
+            "--explicit-cidr",
+            default="127.77.0.0/16",
+            show_default=True,
+            help="Pod addresses in explicit mode (inside 127.0.0.0/8).",
+        ),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
 def _settings(
     paths: tuple[str, ...],
     profile: str,
@@ -98,6 +139,7 @@ def _settings(
     ingress_port: int,
     state_dir: str,
     control_plane_port: int,
+    net: dict[str, Any],
 ) -> RuntimeSettings:
     return RuntimeSettings(
         manifests=tuple(str(Path(p).resolve()) for p in paths),
@@ -106,6 +148,11 @@ def _settings(
         profile=profile,  # type: ignore[arg-type]
         ingress_port=ingress_port,
         control_plane_port=control_plane_port,
+        xds_port=int(net.get("xds_port", 15010)),
+        bridge=str(net.get("bridge", "pf0")),
+        pod_cidr=str(net.get("pod_cidr", "198.18.0.0/16")),
+        service_cidr=str(net.get("service_cidr", "198.19.0.0/16")),
+        explicit_cidr=str(net.get("explicit_cidr", "127.77.0.0/16")),
     )
 
 
@@ -130,6 +177,7 @@ def _settings(
 @click.option("--state-dir", default=".pilotfish", show_default=True)
 @click.option("--detach", is_flag=True, help="Return once every pod is ready; keep running.")
 @click.option("--supervise", is_flag=True, hidden=True)
+@network_options
 def up(
     paths: tuple[str, ...],
     profile: str,
@@ -139,11 +187,12 @@ def up(
     state_dir: str,
     detach: bool,
     supervise: bool,
+    **net: Any,
 ) -> None:
     """Run the Workloads, Services and routing under PATH... as a local mesh."""
     console = Console(stderr=True)
     resolved = resolve_mode(mode, console)
-    settings = _settings(paths, profile, resolved, ingress_port, state_dir, control_plane_port)
+    settings = _settings(paths, profile, resolved, ingress_port, state_dir, control_plane_port, net)
     previous = read_state(settings.state_file)
     if (
         previous is not None
@@ -180,6 +229,16 @@ def _detach(settings: RuntimeSettings, paths: tuple[str, ...], console: Console)
         "--state-dir",
         str(settings.state_dir),
         "--supervise",
+        "--xds-port",
+        str(settings.xds_port),
+        "--bridge",
+        settings.bridge,
+        "--pod-cidr",
+        settings.pod_cidr,
+        "--service-cidr",
+        settings.service_cidr,
+        "--explicit-cidr",
+        settings.explicit_cidr,
     ]
     with contextlib.suppress(FileNotFoundError):
         settings.state_file.unlink()

@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
 import sys
 import time
 from collections.abc import Callable
@@ -53,8 +54,12 @@ __all__ = ["MeshRuntime", "RuntimeStartError"]
 
 log = logging.getLogger("pilotfish.runtime")
 
-INGRESS_ADMIN_PORT, INGRESS_HEALTH_PORT = 15100, 15121
-EGRESS_ADMIN_PORT, EGRESS_HEALTH_PORT = 15200, 15221
+
+def _free_port() -> int:
+    """A free loopback port (gateways share the host's network, so fixed ports could clash)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 class RuntimeStartError(Exception):
@@ -191,8 +196,8 @@ class MeshRuntime:
                 "istio-system",
                 (("app", "istio-ingressgateway"), ("istio", "ingressgateway")),
                 "127.0.0.1",
-                INGRESS_ADMIN_PORT,
-                INGRESS_HEALTH_PORT,
+                _free_port(),
+                _free_port(),
                 ((8080, s.ingress_port),),
             )
         ]
@@ -204,8 +209,8 @@ class MeshRuntime:
                     "istio-system",
                     (("app", "istio-egressgateway"), ("istio", "egressgateway")),
                     egress_ip,
-                    EGRESS_ADMIN_PORT,
-                    EGRESS_HEALTH_PORT,
+                    _free_port(),
+                    _free_port(),
                 )
             )
             labels = {"app": "istio-egressgateway", "istio": "egressgateway"}

@@ -131,6 +131,8 @@ async def _reviews(request: web.Request) -> web.Response:
         "clustername": settings.clustername,
         "reviews": reviews,
         "headers": headers,
+        # How the caller addressed this service (shows apps dial plain names).
+        "host": request.host,
     }
     return web.json_response(body)
 

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from e2ekit import SAMPLES, E2EMesh, free_port, host_leftovers, processes_mentioning
+
+
+def _require_root() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("end-to-end meshes need root (network namespaces, iptables); CI runs as root")
+    for tool in ("ip", "iptables"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} is not installed (make test installs it when run as root)")
+
+
+def _mesh(tmp: Path, mode: str, bridge: str) -> Iterator[E2EMesh]:
+    mesh = E2EMesh(tmp / "state", mode, free_port(), free_port(), free_port(), bridge)
+    try:
+        mesh.up(SAMPLES / "bookinfo.yaml", SAMPLES / "networking" / "bookinfo-gateway.yaml")
+        yield mesh
+    finally:
+        mesh.cli("down", check=False)
+        # After `down` nothing of the mesh is left on the host.
+        assert host_leftovers(bridge) == []
+        assert processes_mentioning(str(mesh.state_dir)) == []
+        assert processes_mentioning("pilotfish.samples.bookinfo") == []
+
+
+@pytest.fixture(scope="module")
+def transparent_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2EMesh]:
+    _require_root()
+    yield from _mesh(tmp_path_factory.mktemp("transparent"), "transparent", "pfe2e")
+
+
+@pytest.fixture(scope="module")
+def explicit_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2EMesh]:
+    yield from _mesh(tmp_path_factory.mktemp("explicit"), "explicit", "pfe2x")

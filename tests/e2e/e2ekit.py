@@ -1,0 +1,192 @@
+"""Helpers for end-to-end tests: meshes brought up with `pilotfish up`, as a user does."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLES = REPO / "samples" / "bookinfo"
+NETWORKING = SAMPLES / "networking"
+PILOTFISH = [sys.executable, "-m", "pilotfish.cli.main"]
+REVIEWS_API = "/api/v1/products/0/reviews"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def poll(check: Callable[[], Any], what: str, deadline: float = 60.0) -> Any:
+    end = time.monotonic() + deadline
+    last: Any = None
+    while time.monotonic() < end:
+        try:
+            last = check()
+        except (OSError, urllib.error.URLError, ValueError, KeyError) as exc:
+            last = exc
+        else:
+            if last:
+                return last
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {deadline}s waiting for {what}; last: {last!r}")
+
+
+def http_get(
+    url: str, headers: dict[str, str] | None = None, timeout: float = 10
+) -> tuple[int, bytes]:
+    req = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+@dataclass
+class E2EMesh:
+    state_dir: Path
+    mode: str
+    ingress_port: int
+    cp_port: int
+    xds_port: int
+    bridge: str
+
+    @property
+    def ingress(self) -> str:
+        return f"http://127.0.0.1:{self.ingress_port}"
+
+    @property
+    def control_plane(self) -> str:
+        return f"http://127.0.0.1:{self.cp_port}"
+
+    def cli(
+        self, *args: str, check: bool = True, timeout: float = 240
+    ) -> subprocess.CompletedProcess[str]:
+        argv = [*PILOTFISH, *args]
+        if args and args[0] in ("up", "down", "status", "logs"):
+            argv += ["--state-dir", str(self.state_dir)]
+        if args and args[0] in ("apply", "get", "delete", "proxy-status", "proxy-config"):
+            argv += ["--control-plane", self.control_plane]
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+        if check and proc.returncode != 0:
+            raise AssertionError(
+                f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+            )
+        return proc
+
+    def up(self, *manifests: Path, profile: str = "default") -> None:
+        self.cli(
+            "up",
+            *map(str, manifests),
+            "--detach",
+            "--mode",
+            self.mode,
+            "--profile",
+            profile,
+            "--ingress-port",
+            str(self.ingress_port),
+            "--control-plane-port",
+            str(self.cp_port),
+            "--xds-port",
+            str(self.xds_port),
+            "--bridge",
+            self.bridge,
+            "--pod-cidr",
+            "198.18.240.0/24",
+            "--service-cidr",
+            "198.19.240.0/24",
+            "--explicit-cidr",
+            "127.79.0.0/24",
+        )
+
+    def pods(self) -> list[dict[str, Any]]:
+        out = self.cli("status", "-o", "json").stdout
+        return list(json.loads(out)["pods"])
+
+    def pod(self, name: str) -> dict[str, Any]:
+        return next(p for p in self.pods() if p["name"] == name)
+
+    def reviews(self, headers: dict[str, str] | None = None) -> dict[str, Any]:
+        status, body = http_get(self.ingress + REVIEWS_API, headers)
+        if status != 200:
+            return {"version": f"HTTP {status}"}
+        return dict(json.loads(body))
+
+    def versions(self, n: int, headers: dict[str, str] | None = None) -> Counter[str]:
+        return Counter(str(self.reviews(headers).get("version")) for _ in range(n))
+
+    def converge(self, expected: set[str], headers: dict[str, str] | None = None) -> None:
+        """Wait until 20 requests in a row land only on ``expected`` versions."""
+
+        def settled() -> bool:
+            return set(self.versions(20, headers)) <= expected
+
+        poll(settled, f"routing to settle on {expected}", deadline=30)
+
+    def envoy_stat(self, pod: str, name: str) -> int:
+        """A counter of a pod's sidecar Envoy (read from its admin API inside the pod)."""
+        from pilotfish.runtime.network.transparent import netns_name
+
+        ns = netns_name(pod)
+        out = subprocess.run(
+            [
+                "ip",
+                "netns",
+                "exec",
+                ns,
+                "curl",
+                "-s",
+                "http://127.0.0.1:15000/stats?filter=" + name,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout
+        for line in out.splitlines():
+            key, _, value = line.partition(": ")
+            if key == name:
+                return int(value)
+        return 0
+
+
+def host_leftovers(bridge: str) -> list[str]:
+    """What a mesh on ``bridge`` could have left on the host."""
+    from pilotfish.runtime.network.host import find_leftovers
+
+    found = find_leftovers(bridge)
+    left = []
+    if found.bridge:
+        left.append(f"bridge {found.bridge}")
+    left += [f"netns {n}" for n in found.netns]
+    left += [f"veth {v}" for v in found.host_veths]
+    left += [f"rule {' '.join(r)}" for r in found.iptables_rules]
+    left += [f"file {f}" for f in found.files]
+    return left
+
+
+def processes_mentioning(text: str) -> list[str]:
+    out = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if text in cmd:
+            out.append(f"{pid}: {cmd}")
+    return out
