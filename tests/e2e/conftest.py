@@ -9,7 +9,7 @@ import pytest
 from e2ekit import SAMPLES, E2EMesh, free_port, host_leftovers, processes_mentioning
 
 
-def _require_root() -> None:
+def require_root() -> None:
     if os.geteuid() != 0:
         pytest.skip("end-to-end meshes need root (network namespaces, iptables); CI runs as root")
     for tool in ("ip", "iptables"):
@@ -32,7 +32,7 @@ def _mesh(tmp: Path, mode: str, bridge: str) -> Iterator[E2EMesh]:
 
 @pytest.fixture(scope="module")
 def transparent_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2EMesh]:
-    _require_root()
+    require_root()
     yield from _mesh(tmp_path_factory.mktemp("transparent"), "transparent", "pfe2e")
 
 
