@@ -13,12 +13,15 @@ order they run:
   sidecar's HTTP proxy listener (``http://<client-ip>:15001/``, ``Host:
   echo:9080``), which routes to the server sidecar's inbound listener, which
   forwards to the app.
+- ``direct_pods`` and ``transparent_sidecars`` (``bench.dataplane_transparent``,
+  root only): the same in network namespaces on a bridge, as ``pilotfish up``
+  runs pods; the load generator runs inside the client pod.
 
 An arrangement is a function ``(rig, stack) -> Target``: it starts what it needs,
 registers the clean-up on ``stack`` (an ExitStack closed right after its
-measurement) and returns the URL, the headers and the pids of the proxies on the
-path. A further arrangement (say, transparent interception in network
-namespaces) is one more such function.
+measurement) and returns the URL, the headers, the pids of the proxies on the
+path and, when it has its own, where the load runs from and the app's pid. One
+that cannot run here raises ``ArrangementSkipped``: it is reported, not an error.
 
 For each arrangement: a probe request must return 200 with a body of the
 expected size (polled with a deadline), a warm-up run is discarded, then the
@@ -32,24 +35,38 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from functools import partial
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from bench.controlplane_scale import BenchmarkError, pilotfish_executable
+from bench.dataplane_base import (
+    SERVICE_HOST,
+    SERVICE_PORT,
+    Arrangement,
+    ArrangementSkipped,
+    DataplaneParams,
+    Process,
+    Rig,
+    Target,
+    answers_200,
+    envoy_pid,
+    free_port,
+    has_envoy,
+    http_get,
+    start_process,
+    wait_for,
+)
+from bench.dataplane_transparent import direct_pods, transparent_sidecars
 from bench.loadgen import (
     LoadResult,
     LoadSpec,
+    fetch_in,
     find_hey,
     run_hey,
     run_python_load,
@@ -57,11 +74,13 @@ from bench.loadgen import (
 from bench.procstats import cpu_seconds, peak_rss_mib, rss_mib
 
 __all__ = [
+    "ADDED_PAIRS",
     "ARRANGEMENTS",
     "FULL",
     "QUICK",
     "REFERENCE",
     "Arrangement",
+    "ArrangementSkipped",
     "DataplaneParams",
     "Rig",
     "Target",
@@ -70,8 +89,6 @@ __all__ = [
     "run_dataplane",
 ]
 
-SERVICE_HOST = "echo:9080"
-SERVICE_PORT = 9080
 OUTBOUND_PORT = 15001
 # Two Envoys with hand-written static config and mTLS, this machine class, 1000 rps,
 # 4 connections, concurrency 2 (docs: /work/shared/ARCHITECTURE.md, verified facts).
@@ -83,163 +100,14 @@ REFERENCE: dict[str, Any] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class DataplaneParams:
-    """Load shape and bounds of one run. ``rate`` is the total over all connections."""
-
-    rate: int
-    connections: int
-    response_bytes: int
-    duration_s: float
-    warmup_s: float
-    envoy_concurrency: int = 2
-    load_generator: str = "auto"  # "auto" (hey, else python), "hey" or "python"
-    ready_deadline_s: float = 60.0
-
-
 FULL = DataplaneParams(rate=1000, connections=4, response_bytes=1024, duration_s=15, warmup_s=2)
 QUICK = DataplaneParams(rate=1000, connections=4, response_bytes=1024, duration_s=5, warmup_s=2)
 
 
-@dataclass(frozen=True, slots=True)
-class Rig:
-    """What every arrangement shares: the app under test, the tools, a scratch directory."""
-
-    exe: Path
-    work: Path
-    params: DataplaneParams
-    app_port: int
-    log: Callable[[str], None]
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    """Where an arrangement's load goes, and the proxies on the way as (role, Envoy pid)."""
-
-    url: str
-    headers: tuple[tuple[str, str], ...]
-    proxies: tuple[tuple[str, int], ...] = ()
-
-
-Arrangement = Callable[[Rig, contextlib.ExitStack], Target]
-
-
-# --- processes ----------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class _Process:
-    """A subprocess in its own session (so its children can be stopped too), logging to a file."""
-
-    def __init__(self, name: str, command: list[str], log_path: Path) -> None:
-        self.name = name
-        self.log_path = log_path
-        self._log: IO[bytes] = log_path.open("wb")
-        try:
-            self.proc = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=self._log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        except OSError as exc:
-            self._log.close()
-            raise BenchmarkError(f"cannot start {name}: {exc}") from exc
-
-    def check_alive(self) -> None:
-        """Raise if the process has exited (reaping it: its log tail says why)."""
-        if self.proc.poll() is not None:
-            raise BenchmarkError(f"{self.name} exited with {self.proc.returncode}:\n{self.tail()}")
-
-    def tail(self, lines: int = 20) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
-
-    def stop(self) -> None:
-        """SIGTERM (agents drain and stop their Envoy), then SIGKILL to the process group.
-
-        The leader is left unreaped until the group is killed, so its pid, which is
-        the group id, cannot have been reused by then.
-        """
-        if self.proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.proc.terminate()
-            self._exited_unreaped(timeout_s=10)
-        # Reaches an Envoy left behind by an agent that did not stop it, nothing else.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(timeout=10)
-        self._log.close()
-
-    def _exited_unreaped(self, timeout_s: float) -> bool:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            try:
-                flags = os.WEXITED | os.WNOWAIT | os.WNOHANG
-                if os.waitid(os.P_PID, self.proc.pid, flags) is not None:
-                    return True
-            except ChildProcessError:  # already reaped
-                return True
-            time.sleep(0.02)
-        return False
-
-
-def _start(stack: contextlib.ExitStack, name: str, command: list[str], work: Path) -> _Process:
-    process = _Process(name, command, work / f"{name}.log")
-    stack.callback(process.stop)
-    return process
-
-
-def _http_get(
-    url: str, headers: tuple[tuple[str, str], ...] = (), timeout: float = 2.0
-) -> tuple[int, bytes]:
-    """GET without any proxy from the environment; HTTP errors are answers, not exceptions."""
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    request = urllib.request.Request(url, headers=dict(headers))
-    try:
-        with opener.open(request, timeout=timeout) as response:
-            return int(response.status), bytes(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
-
-
-def _answers_200(url: str) -> Callable[[], bool]:
-    return lambda: _http_get(url)[0] == 200
-
-
-def _wait_for(
-    what: str, check: Callable[[], bool], deadline_s: float, processes: tuple[_Process, ...] = ()
-) -> float:
-    """Poll ``check`` until true; return seconds waited. Raises on timeout or a dead process."""
-    started = time.monotonic()
-    last = "no answer yet"
-    while time.monotonic() - started < deadline_s:
-        for process in processes:
-            process.check_alive()
-        try:
-            if check():
-                return time.monotonic() - started
-        except (OSError, ValueError) as exc:
-            last = f"{type(exc).__name__}: {exc}"
-        time.sleep(0.05)
-    raise BenchmarkError(f"timed out after {deadline_s:.0f} s waiting for {what} ({last})")
-
-
 def _start_app(stack: contextlib.ExitStack, work: Path, deadline_s: float) -> tuple[int, int]:
     """Start the echo app on a free loopback port; return (port, pid) once it answers."""
-    port = _free_port()
-    app = _start(
+    port = free_port()
+    app = start_process(
         stack,
         "echo",
         [
@@ -258,7 +126,7 @@ def _start_app(stack: contextlib.ExitStack, work: Path, deadline_s: float) -> tu
         work,
     )
     url = f"http://127.0.0.1:{port}/ready-probe"
-    _wait_for("the echo app", _answers_200(url), deadline_s, (app,))
+    wait_for("the echo app", answers_200(url), deadline_s, (app,))
     return port, app.proc.pid
 
 
@@ -302,8 +170,8 @@ spec: {{address: {ip}, labels: {{app: echo, version: v1}}}}
 
 def _control_plane(rig: Rig, stack: contextlib.ExitStack, config_dir: Path) -> int:
     """Start ``pilotfish control-plane`` on ``config_dir``; return its xDS port once ready."""
-    xds_port, http_port = _free_port(), _free_port()
-    cp = _start(
+    xds_port, http_port = free_port(), free_port()
+    cp = start_process(
         stack,
         "control-plane",
         [
@@ -321,13 +189,13 @@ def _control_plane(rig: Rig, stack: contextlib.ExitStack, config_dir: Path) -> i
         rig.work,
     )
     url = f"http://127.0.0.1:{http_port}/ready"
-    _wait_for("the control plane", _answers_200(url), rig.params.ready_deadline_s, (cp,))
+    wait_for("the control plane", answers_200(url), rig.params.ready_deadline_s, (cp,))
     return xds_port
 
 
 @dataclass(frozen=True, slots=True)
 class _Agent:
-    process: _Process
+    process: Process
     health_port: int
     work_dir: Path
 
@@ -341,7 +209,7 @@ def _agent(
     labels: dict[str, str],
     app_ports: dict[int, int],
 ) -> _Agent:
-    health_port = _free_port()
+    health_port = free_port()
     work_dir = rig.work / f"agent-{name}"
     command = [
         str(rig.exe),
@@ -357,7 +225,7 @@ def _agent(
         "--xds-address",
         f"127.0.0.1:{xds_port}",
         "--admin-port",
-        str(_free_port()),
+        str(free_port()),
         "--health-port",
         str(health_port),
         "--stats-port",
@@ -373,21 +241,9 @@ def _agent(
         command += ["--label", f"{key}={value}"]
     for target, app in app_ports.items():
         command += ["--app-port", f"{target}={app}"]
-    return _Agent(_start(stack, f"agent-{name}", command, rig.work), health_port, work_dir)
+    return _Agent(start_process(stack, f"agent-{name}", command, rig.work), health_port, work_dir)
 
 
-def _envoy_pid(work_dir: Path) -> int | None:
-    """The pid in ``<work_dir>/envoy.pid`` if that process is alive and is Envoy."""
-    try:
-        pid = int((work_dir / "envoy.pid").read_text().strip())
-        comm = Path(f"/proc/{pid}/comm").read_text().strip()
-    except (OSError, ValueError):
-        return None
-    return pid if "envoy" in comm else None
-
-
-def _has_envoy(work_dir: Path) -> bool:
-    return _envoy_pid(work_dir) is not None
 
 
 def explicit_sidecars(rig: Rig, stack: contextlib.ExitStack) -> Target:
@@ -412,17 +268,17 @@ def explicit_sidecars(rig: Rig, stack: contextlib.ExitStack) -> Target:
     deadline = rig.params.ready_deadline_s
     for agent in agents:
         url = f"http://127.0.0.1:{agent.health_port}/healthz/ready"
-        _wait_for(
+        wait_for(
             f"{agent.process.name} /healthz/ready",
-            _answers_200(url),
+            answers_200(url),
             deadline,
             processes,
         )
     pids: list[tuple[str, int]] = []
     for role, agent in (("client", client), ("server", server)):
         pid_file = agent.work_dir / "envoy.pid"
-        _wait_for(f"{pid_file}", partial(_has_envoy, agent.work_dir), deadline, processes)
-        pid = _envoy_pid(agent.work_dir)
+        wait_for(f"{pid_file}", partial(has_envoy, agent.work_dir), deadline, processes)
+        pid = envoy_pid(agent.work_dir)
         if pid is None:  # exited between the two reads
             raise BenchmarkError(f"Envoy of {agent.process.name} is gone:\n{agent.process.tail()}")
         pids.append((role, pid))
@@ -437,6 +293,14 @@ def explicit_sidecars(rig: Rig, stack: contextlib.ExitStack) -> Target:
 ARRANGEMENTS: tuple[tuple[str, Arrangement], ...] = (
     ("direct", direct),
     ("sidecars", explicit_sidecars),
+    ("direct_pods", direct_pods),
+    ("transparent_sidecars", transparent_sidecars),
+)
+# (baseline, via): the latency each arrangement adds over its baseline, when both ran.
+ADDED_PAIRS: tuple[tuple[str, str], ...] = (
+    ("direct", "sidecars"),
+    ("direct", "transparent_sidecars"),
+    ("direct_pods", "transparent_sidecars"),
 )
 
 
@@ -466,10 +330,14 @@ def _probe(rig: Rig, target: Target) -> None:
     size = rig.params.response_bytes
 
     def ok() -> bool:
-        status, body = _http_get(target.url, target.headers)
-        return status == 200 and len(body) == size
+        if target.exec_prefix:
+            status, length = fetch_in(target.exec_prefix, target.url, target.headers, 2.0)
+        else:
+            status, body = http_get(target.url, target.headers)
+            length = len(body)
+        return status == 200 and length == size
 
-    _wait_for(f"200 with {size} bytes from {target.url}", ok, rig.params.ready_deadline_s)
+    wait_for(f"200 with {size} bytes from {target.url}", ok, rig.params.ready_deadline_s)
 
 
 def _proxy_usage(
@@ -505,9 +373,11 @@ def _measure(rig: Rig, target: Target, run_load: LoadRunner, app_pid: int) -> di
         rate=params.rate,
         connections=params.connections,
         duration_s=params.warmup_s,
+        exec_prefix=target.exec_prefix,
     )
     run_load(spec)  # warm-up: connections, caches, Envoy's worker threads; discarded
     spec = replace(spec, duration_s=params.duration_s)
+    app_pid = target.app_pid or app_pid
     cpu_before = {role: cpu_seconds(pid) for role, pid in target.proxies}
     app_before = cpu_seconds(app_pid)
     started = time.monotonic()
@@ -557,8 +427,14 @@ def run_dataplane(
             _scenario(params, exe, Path(tmp), out, log, arrangements)
         except (BenchmarkError, RuntimeError) as exc:
             out["error"] = str(exc)
-    if "direct" in out["arrangements"] and "sidecars" in out["arrangements"]:
-        out["added_latency_ms"] = _added_latency(out["arrangements"], "direct", "sidecars")
+    measured = {n for n, a in out["arrangements"].items() if "skipped" not in a}
+    out["added_latency"] = {
+        f"{via} - {base}": _added_latency(out["arrangements"], base, via)
+        for base, via in ADDED_PAIRS
+        if base in measured and via in measured
+    }
+    if "sidecars - direct" in out["added_latency"]:  # kept for earlier readers of the JSON
+        out["added_latency_ms"] = out["added_latency"]["sidecars - direct"]
     failed = {n: a.get("failed") for n, a in out["arrangements"].items() if a.get("failed")}
     out["all_ok"] = not failed and "error" not in out
     return out
@@ -581,10 +457,15 @@ def _scenario(
         rig = Rig(exe=exe, work=work, params=params, app_port=app_port, log=log)
         for name, arrangement in arrangements:
             log(f"{name}: starting")
-            with contextlib.ExitStack() as own:
-                target = arrangement(rig, own)
-                log(f"{name}: warm-up {params.warmup_s:g} s, then {params.duration_s:g} s")
-                out["arrangements"][name] = _measure(rig, target, run_load, app_pid)
+            try:
+                with contextlib.ExitStack() as own:
+                    target = arrangement(rig, own)
+                    log(f"{name}: warm-up {params.warmup_s:g} s, then {params.duration_s:g} s")
+                    out["arrangements"][name] = _measure(rig, target, run_load, app_pid)
+            except ArrangementSkipped as exc:
+                log(f"{name}: skipped: {exc}")
+                out["arrangements"][name] = {"skipped": str(exc)}
+                continue
             result = out["arrangements"][name]
             log(
                 f"{name}: p50 {result['latency_ms'].get('p50') or float('nan'):.2f} ms, "

@@ -33,6 +33,7 @@ import re
 import resource
 import shutil
 import subprocess
+import sys
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -44,6 +45,7 @@ __all__ = [
     "HeyReport",
     "LoadResult",
     "LoadSpec",
+    "fetch_in",
     "find_hey",
     "parse_hey_output",
     "percentile",
@@ -58,7 +60,11 @@ HEY_RESOLUTION_MS = 0.1
 
 @dataclass(frozen=True, slots=True)
 class LoadSpec:
-    """One fixed-rate run: ``rate`` requests/s in total over ``connections``, for a duration."""
+    """One fixed-rate run: ``rate`` requests/s in total over ``connections``, for a duration.
+
+    ``exec_prefix`` runs the generator inside another context, e.g. ``ip netns exec
+    <netns>`` for a pod's network namespace (only ``hey`` supports it).
+    """
 
     url: str
     headers: tuple[tuple[str, str], ...]
@@ -66,6 +72,7 @@ class LoadSpec:
     connections: int
     duration_s: float
     request_timeout_s: float = 5.0
+    exec_prefix: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -222,9 +229,11 @@ def run_hey(spec: LoadSpec, hey: str) -> LoadResult:
     """Run ``hey`` once for ``spec``; raises RuntimeError if it fails or overruns.
 
     hey's CPU time comes from the change in reaped children's usage around the run
-    (the benchmark's other children are still running then, so are not counted).
+    (the benchmark's other children are still running then, so are not counted);
+    ``ip netns exec`` execs hey in place, so a prefix of it does not change that.
     """
     command = [
+        *spec.exec_prefix,
         hey,
         "-z",
         f"{spec.duration_s:g}s",
@@ -273,6 +282,38 @@ def run_hey(spec: LoadSpec, hey: str) -> LoadResult:
         generator_cpu_s=_children_cpu_s() - cpu_before,
         extra={"hey_requests_per_s": report.requests_per_s},
     )
+
+
+# A GET from inside another context (a pod's netns): prints "<status> <body length>".
+_FETCH = r"""
+import sys, urllib.error, urllib.request
+url, timeout, headers = sys.argv[1], float(sys.argv[2]), dict(a.split(":", 1) for a in sys.argv[3:])
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+try:
+    with opener.open(urllib.request.Request(url, headers=headers), timeout=timeout) as r:
+        print(r.status, len(r.read()))
+except urllib.error.HTTPError as e:
+    print(e.code, len(e.read()))
+"""
+
+
+def fetch_in(
+    exec_prefix: Sequence[str], url: str, headers: Sequence[tuple[str, str]], timeout: float
+) -> tuple[int, int]:
+    """GET ``url`` from a Python started with ``exec_prefix``; returns (status, body length).
+
+    Raises OSError when the request fails (the child's last error line says why).
+    """
+    argv = [*exec_prefix, sys.executable, "-c", _FETCH, url, f"{timeout:g}"]
+    argv += [f"{name}:{value}" for name, value in headers]
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout + 10)
+    except subprocess.TimeoutExpired as exc:
+        raise OSError(f"GET {url} did not finish in {exc.timeout:g} s") from exc
+    fields = done.stdout.split()
+    if done.returncode != 0 or len(fields) != 2:
+        raise OSError(f"GET {url}: {(done.stderr.strip().splitlines() or ['no output'])[-1]}")
+    return int(fields[0]), int(fields[1])
 
 
 # --- Python open-loop fallback -------------------------------------------------------------
@@ -383,6 +424,8 @@ async def _open_loop(spec: LoadSpec) -> tuple[list[_Sample], Counter[str], int, 
 
 def run_python_load(spec: LoadSpec) -> LoadResult:
     """Run the open-loop fallback generator once for ``spec`` in this process."""
+    if spec.exec_prefix:
+        raise ValueError("the Python generator runs in this process: it takes no exec_prefix")
     usage = resource.getrusage(resource.RUSAGE_SELF)
     cpu_before = usage.ru_utime + usage.ru_stime
     samples, errors, unsent, elapsed = asyncio.run(_open_loop(spec))

@@ -131,6 +131,7 @@ class ControlPlane:
             root_namespace=self.settings.root_namespace,
             service_cidr=self.settings.service_cidr,
             access_log=self.settings.access_log,
+            trust_domain=self.settings.trust_domain,
         )
         self.generator.set_snapshot(snapshot)
         for listener in self.snapshot_listeners:

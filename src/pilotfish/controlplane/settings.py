@@ -28,3 +28,5 @@ class ControlPlaneSettings:
     extra_xds_binds: tuple[str, ...] = ()
     # Every proxy writes an access log line per request to its output.
     access_log: bool = False
+    # SPIFFE trust domain: identities are spiffe://<trust_domain>/ns/<ns>/sa/<sa>.
+    trust_domain: str = "cluster.local"

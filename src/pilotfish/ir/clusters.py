@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from pilotfish.ir.security import UpstreamTls
+
 __all__ = [
     "Cluster",
     "ClusterLoadAssignment",
@@ -26,6 +28,8 @@ class Endpoint:
     port: int
     weight: int = 1
     locality: str = ""  # region/zone/subzone
+    # "istio" when the endpoint has a sidecar that accepts mesh mTLS (auto mTLS).
+    tls_mode: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,3 +67,8 @@ class Cluster:
     subset: str = ""
     port: int = 0
     direction: Literal["outbound", "inbound", "other"] = "outbound"
+    # TLS to every endpoint (DestinationRule tls, or mesh mTLS when forced).
+    tls: UpstreamTls | None = None
+    # Auto mTLS: this TLS only to endpoints whose ``tls_mode`` is "istio",
+    # plaintext to the others (Envoy transport socket matches).
+    auto_mtls: UpstreamTls | None = None

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from pilotfish.ir.routes import RouteConfig
+from pilotfish.ir.security import AuthzPolicy, DownstreamTls, JwtAuthn
 
 __all__ = [
     "FilterChain",
@@ -29,6 +30,13 @@ class HttpConnectionManager:
     # Names of HTTP filters before the router, in order (e.g. "fault", "cors").
     http_filters: tuple[str, ...] = ()
     access_log: bool = False
+    # Inbound: pass the caller's verified identity to the app in
+    # x-forwarded-client-cert (replacing whatever the caller sent).
+    forward_client_cert: bool = False
+    # Security filters, run before the others: JWT validation, then
+    # authorization (DENY policies, then ALLOW, AUDIT only logs).
+    jwt: JwtAuthn | None = None
+    authz: tuple[AuthzPolicy, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +62,7 @@ class FilterChain:
     name: str
     filter: NetworkFilter
     match: FilterChainMatch | None = None
+    tls: DownstreamTls | None = None  # terminate TLS on this chain
 
 
 @dataclass(frozen=True, slots=True)

@@ -146,6 +146,7 @@ class VirtualHost:
     name: str
     domains: tuple[str, ...]
     routes: tuple[Route, ...]
+    require_tls: bool = False  # redirect plain HTTP to HTTPS (Gateway httpsRedirect)
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,7 @@ __all__ = [
     "META_OUTBOUND_PORT",
     "META_ROLE",
     "META_SERVICE_ACCOUNT",
+    "META_WORKLOAD_CERTS",
     "Interception",
     "NodeMetadataError",
     "ProxyView",
@@ -49,6 +50,9 @@ META_APP_ADDRESS = "APP_ADDRESS"
 META_APP_PORTS = "APP_PORTS"
 META_OUTBOUND_PORT = "OUTBOUND_PORT"
 META_INBOUND_PORT = "INBOUND_PORT"
+# "true" when the proxy's agent serves a workload certificate over SDS (mesh mTLS
+# can be used); absent for proxies run without the mesh CA.
+META_WORKLOAD_CERTS = "WORKLOAD_CERTS"
 
 
 class NodeMetadataError(ValueError):
@@ -63,6 +67,8 @@ class ProxyView:
       (listeners on 15001/15006 with original destination), ``NONE`` when apps
       dial the proxy explicitly (listeners bound on ``bind_ip``).
     - ``bind_ip``: address listeners bind to (``0.0.0.0`` under REDIRECT).
+    - ``workload_certs``: the agent serves this proxy a mesh certificate over
+      SDS, so mesh mTLS may be used on both sides.
     - ``app_address``/``app_ports``: where the local app listens; ``app_ports``
       maps a service target port to the port the app really uses, when they
       differ (explicit mode hands apps their own port). For a gateway it maps
@@ -80,6 +86,7 @@ class ProxyView:
     app_ports: tuple[tuple[int, int], ...] = ()
     outbound_port: int = 15001
     inbound_port: int = 15006
+    workload_certs: bool = False
 
     @property
     def label_map(self) -> dict[str, str]:
@@ -94,7 +101,14 @@ class ProxyView:
     @property
     def outbound_key(self) -> tuple[object, ...]:
         """What outbound listeners/routes/clusters depend on (not labels or identity)."""
-        return (self.role, self.namespace, self.interception, self.bind_ip, self.outbound_port)
+        return (
+            self.role,
+            self.namespace,
+            self.interception,
+            self.bind_ip,
+            self.outbound_port,
+            self.workload_certs,
+        )
 
     @classmethod
     def from_node(cls, metadata: Mapping[str, Any]) -> ProxyView:
@@ -137,4 +151,5 @@ class ProxyView:
             app_ports=app_ports,
             outbound_port=outbound_port,
             inbound_port=inbound_port,
+            workload_certs=str(metadata.get(META_WORKLOAD_CERTS, "")).lower() == "true",
         )

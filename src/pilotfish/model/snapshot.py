@@ -41,6 +41,7 @@ class Snapshot:
     domain_suffix: str = "cluster.local"
     root_namespace: str = "istio-system"
     access_log: bool = False  # mesh-wide: every proxy logs each request
+    trust_domain: str = "cluster.local"  # SPIFFE trust domain of workload identities
     by_kind: Mapping[str, tuple[Resource, ...]] = field(default_factory=dict)
     # DestinationRules by the FQDN of their host.
     destination_rules: Mapping[str, tuple[Resource, ...]] = field(default_factory=dict)
@@ -66,6 +67,7 @@ def build_snapshot(
     root_namespace: str = "istio-system",
     service_cidr: str | None = None,
     access_log: bool = False,
+    trust_domain: str = "cluster.local",
 ) -> Snapshot:
     """Index ``resources`` into a snapshot, reusing ``previous``'s generations when unchanged."""
     ordered = tuple(sorted(resources, key=lambda r: r.key))
@@ -82,6 +84,7 @@ def build_snapshot(
             previous.domain_suffix == domain_suffix
             and previous.root_namespace == root_namespace
             and previous.access_log == access_log
+            and previous.trust_domain == trust_domain
             and previous.config_inputs == config_inputs
             and previous.registry.services == registry.services
         )
@@ -104,6 +107,7 @@ def build_snapshot(
         domain_suffix=domain_suffix,
         root_namespace=root_namespace,
         access_log=access_log,
+        trust_domain=trust_domain,
         by_kind={k: tuple(v) for k, v in by_kind.items()},
         destination_rules={k: tuple(v) for k, v in rules.items()},
         gateways=gateways,
