@@ -244,8 +244,6 @@ def _agent(
     return _Agent(start_process(stack, f"agent-{name}", command, rig.work), health_port, work_dir)
 
 
-
-
 def explicit_sidecars(rig: Rig, stack: contextlib.ExitStack) -> Target:
     """Client sidecar -> server sidecar -> app, apps dialing the proxy (no interception)."""
     client_ip, server_ip = _mesh_ips()

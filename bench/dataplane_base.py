@@ -160,7 +160,9 @@ class Process:
         return False
 
 
-def start_process(stack: contextlib.ExitStack, name: str, command: list[str], work: Path) -> Process:
+def start_process(
+    stack: contextlib.ExitStack, name: str, command: list[str], work: Path
+) -> Process:
     process = Process(name, command, work / f"{name}.log")
     stack.callback(process.stop)
     return process

@@ -117,7 +117,26 @@ def _reference_caption(ref: dict[str, Any]) -> str:
     )
 
 
-_ROW_NAMES = {"direct": "direct", "sidecars": "via sidecars"}
+_ROW_NAMES = {
+    "direct": "direct (loopback)",
+    "sidecars": "explicit sidecars",
+    "direct_pods": "direct (pod to pod, no capture)",
+    "transparent_sidecars": "transparent sidecars",
+}
+# Short forms for the rows that refer back to an arrangement.
+_SHORT_NAMES = {
+    "sidecars": "explicit",
+    "direct_pods": "direct pods",
+    "transparent_sidecars": "transparent",
+}
+
+
+def _added_rows(numbers: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """``"<via> - <base>"`` -> added p50/p90/p99; older results have only ``added_latency_ms``."""
+    added: dict[str, dict[str, Any]] = numbers.get("added_latency") or {}
+    if not added and numbers.get("added_latency_ms"):
+        added = {"sidecars - direct": numbers["added_latency_ms"]}
+    return added
 
 
 def dataplane_table(result: dict[str, Any]) -> Table:
@@ -138,7 +157,12 @@ def dataplane_table(result: dict[str, Any]) -> Table:
     table.add_column("", no_wrap=True)
     for column in ("p50 ms", "p90 ms", "p99 ms", "rps", "failed", "CPU", "RSS MiB"):
         table.add_column(column, justify="right")
+    skipped: list[str] = []
     for name, run in arrangements.items():
+        if "skipped" in run:
+            table.add_row(_ROW_NAMES.get(name, name), "[yellow]skipped[/yellow]")
+            skipped.append(f"{name} skipped: {run['skipped']}")
+            continue
         latency = run.get("latency_ms") or {}
         failed = int(run.get("failed") or 0)
         table.add_row(
@@ -147,10 +171,11 @@ def dataplane_table(result: dict[str, Any]) -> Table:
             "-" if run.get("achieved_rps") is None else f"{run['achieved_rps']:.0f}",
             f"[red]{failed}[/red]" if failed else "0",
         )
-    added = numbers.get("added_latency_ms")
-    if added:
-        table.add_row("[bold]added[/bold]", *(_ms(added.get(k)) for k in ("p50", "p90", "p99")))
-    for run in arrangements.values():
+    for pair, added in _added_rows(numbers).items():
+        via, _, base = pair.partition(" - ")
+        label = f"[bold]added[/bold] {_SHORT_NAMES.get(via, via)} - {_SHORT_NAMES.get(base, base)}"
+        table.add_row(label, *(_ms(added.get(k)) for k in ("p50", "p90", "p99")))
+    for name, run in arrangements.items():
         for role, usage in (run.get("proxies") or {}).items():
             rss, peak, cores = (
                 usage.get("rss_mib"),
@@ -158,14 +183,17 @@ def dataplane_table(result: dict[str, Any]) -> Table:
                 usage.get("cpu_cores"),
             )
             table.add_row(
-                f"{role} Envoy",
+                f"{role} Envoy ({_SHORT_NAMES.get(name, name)})",
                 *([""] * 5),
                 "-" if cores is None else f"{cores:.3f}",
                 "-" if rss is None or peak is None else f"{rss:.1f} ({peak:.1f})",
             )
     for name, run in arrangements.items():
         if run.get("app_cpu_cores") is not None:
-            table.add_row(f"app ({name})", *([""] * 5), f"{run['app_cpu_cores']:.3f}")
+            short = _SHORT_NAMES.get(name, name)
+            table.add_row(f"app ({short})", *([""] * 5), f"{run['app_cpu_cores']:.3f}")
+    if skipped:
+        table.caption = "\n".join([*skipped, str(table.caption or "")])
     if result.get("error"):
         table.add_row("[red]error[/red]")
         table.caption = f"[red]{result['error']}[/red]"
