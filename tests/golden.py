@@ -18,7 +18,7 @@ import yaml
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from pilotfish.ir.dump import to_plain
+from pilotfish.ir.dump import redact, to_plain
 
 __all__ = ["GOLDEN_SUFFIXES", "assert_golden", "dump_yaml", "remove_stale", "to_data"]
 
@@ -41,9 +41,14 @@ def to_data(obj: object) -> object:
 
 
 def dump_yaml(data: object) -> str:
-    """The stable text form of ``data`` (sorted keys, block style, UTF-8)."""
+    """The stable text form of ``data`` (sorted keys, block style, UTF-8); inline
+    private keys are redacted, as in debug output."""
     return yaml.safe_dump(
-        to_data(data), sort_keys=True, default_flow_style=False, allow_unicode=True, width=100
+        redact(to_data(data)),
+        sort_keys=True,
+        default_flow_style=False,
+        allow_unicode=True,
+        width=100,
     )
 
 

@@ -2,8 +2,10 @@
 
 Theory of operation:
 
-- ``start()`` writes ``<work_dir>/bootstrap.json``, starts the readiness server
-  and then Envoy (supervised, restarted with back-off if it dies).
+- ``start()`` writes ``<work_dir>/bootstrap.json``, starts the readiness server,
+  with a CA configured gets the first workload certificate and serves it over
+  SDS (``WorkloadIdentity``; renewed in the background), and then starts Envoy
+  (supervised, restarted with back-off if it dies).
 - ``run_until_stopped()`` waits for SIGTERM or SIGINT (or ``request_stop()``)
   and then calls ``drain_and_stop()``; a second signal cuts the drain short.
 - ``drain_and_stop()`` is the graceful shutdown Kubernetes-style callers expect:
@@ -30,6 +32,8 @@ from pilotfish.agent.bootstrap import STATS_STAT_PREFIX, write_bootstrap
 from pilotfish.agent.config import AgentConfig
 from pilotfish.agent.envoy_process import EnvoyProcess, envoy_command
 from pilotfish.agent.health import AppHealthChecker, HealthServer, ReadinessProbe
+from pilotfish.agent.rotation import RotationPolicy
+from pilotfish.agent.workload_identity import WorkloadIdentity
 from pilotfish.envoy_binary import find_envoy
 
 __all__ = ["Agent", "active_downstream_connections"]
@@ -65,14 +69,17 @@ class Agent:
         *,
         backoff: BackoffPolicy | None = None,
         logger: logging.Logger | None = None,
+        rotation: RotationPolicy | None = None,
     ) -> None:
         self.config = config
         self._backoff = backoff
+        self._rotation = rotation
         self._log = logger or logging.getLogger("pilotfish.agent")
         self._admin: EnvoyAdmin | None = None
         self._probe: ReadinessProbe | None = None
         self._health: HealthServer | None = None
         self._envoy: EnvoyProcess | None = None
+        self._identity: WorkloadIdentity | None = None
         self._health_port: int | None = None
         self._stop_requested = asyncio.Event()
         self._hurry = asyncio.Event()
@@ -88,6 +95,11 @@ class Agent:
         return self._envoy
 
     @property
+    def identity(self) -> WorkloadIdentity | None:
+        """The workload certificate machinery (None without a CA)."""
+        return self._identity
+
+    @property
     def health_port(self) -> int | None:
         """Bound port of the readiness server once started."""
         return self._health_port
@@ -95,8 +107,9 @@ class Agent:
     async def start(self) -> None:
         """Write the bootstrap, start readiness serving and Envoy.
 
-        Raises ``EnvoyNotFoundError`` or ``OSError`` (port in use, cannot spawn)
-        after undoing whatever had been started.
+        Raises ``EnvoyNotFoundError`` or ``OSError`` (port in use, cannot spawn),
+        ``CaError`` / ``IdentityError`` (no certificate) after undoing whatever
+        had been started.
         """
         config = self.config
         work_dir = config.resolved_work_dir
@@ -114,14 +127,25 @@ class Agent:
             extra_args=config.extra_envoy_args,
         )
         self._admin = EnvoyAdmin(config.admin_port, config.admin_address)
-        self._probe = ReadinessProbe(self._admin)
+        if config.ca_enabled:
+            self._identity = WorkloadIdentity(
+                config, policy=self._rotation, logger=self._log.getChild("identity")
+            )
+        identity = self._identity
+        self._probe = ReadinessProbe(
+            self._admin, gate=identity.readiness_gate if identity is not None else None
+        )
         app_health = (
             AppHealthChecker(config.app_probes, config.app_address, dict(config.app_ports))
             if config.app_probes
             else None
         )
         self._health = HealthServer(
-            self._probe, config.health_bind, config.health_port, app_health=app_health
+            self._probe,
+            config.health_bind,
+            config.health_port,
+            app_health=app_health,
+            identity=identity.summary if identity is not None else None,
         )
         self._envoy = EnvoyProcess(
             command,
@@ -134,20 +158,23 @@ class Agent:
         )
         try:
             self._health_port = await self._health.start()
+            if identity is not None:
+                # Envoy's xDS and mTLS clusters need the certificate: get it first.
+                await identity.start()
             await self._envoy.start()
         except BaseException:
             await self._shutdown()
             raise
         self._log.info(
-            "agent %s started: envoy pid %s, admin %s:%d, health %s:%d, xds %s:%d, work dir %s",
+            "agent %s started: envoy pid %s, admin %s:%d, health %s:%d, xds %s:%d%s, work dir %s",
             config.proxy_id,
             self._envoy.pid,
             config.admin_address,
             config.admin_port,
             config.health_bind,
             self._health_port,
-            config.xds_host,
-            config.xds_port,
+            *config.xds_target,
+            " (mTLS)" if config.xds_tls else "",
             work_dir,
         )
 
@@ -226,6 +253,8 @@ class Agent:
         if self._envoy is not None:
             returncode = await self._envoy.stop()
             self._log.debug("envoy exited with %s", returncode)
+        if self._identity is not None:
+            await self._identity.close()
         if self._health is not None:
             await self._health.close()
         if self._admin is not None:

@@ -13,6 +13,13 @@ endpoints) arrives over one ADS stream to the static ``xds-grpc`` cluster.
   so Envoy stays un-initialized (and the agent un-ready) until the control
   plane has answered, instead of going live with no configuration.
 - ``admin`` listens on loopback only: it can stop Envoy and dump secrets.
+- With a CA configured (``config.ca_enabled``): a static ``sds-grpc`` cluster
+  (HTTP/2 over the agent's Unix socket ``<work_dir>/sds.sock``) from which Envoy
+  fetches the workload certificate (``default``) and the mesh root
+  (``ROOTCA``), node metadata ``WORKLOAD_CERTS: "true"``, and, with
+  ``config.xds_tls``, the ``xds-grpc`` cluster dials the control plane's
+  secure port over mTLS: client certificate ``default``, server verified
+  against ``ROOTCA`` with DNS SAN and SNI ``pilotfish-control-plane``.
 - A static Prometheus listener exposes ``/stats/prometheus`` on the stats port
   by routing to a static cluster that points at the admin port (Istio's trick),
   so scrapers never reach the rest of the admin API.
@@ -28,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from pilotfish.agent.config import AgentConfig, is_ip_address
+from pilotfish.ir.security import SDS_ROOT_CA, SDS_WORKLOAD_CERT
 from pilotfish.model.proxy_view import (
     META_APP_ADDRESS,
     META_APP_PORTS,
@@ -39,10 +47,13 @@ from pilotfish.model.proxy_view import (
     META_OUTBOUND_PORT,
     META_ROLE,
     META_SERVICE_ACCOUNT,
+    META_WORKLOAD_CERTS,
 )
 
 __all__ = [
     "ADMIN_CLUSTER",
+    "CONTROL_PLANE_SAN",
+    "SDS_CLUSTER",
     "STATS_LISTENER",
     "STATS_STAT_PREFIX",
     "XDS_CLUSTER",
@@ -52,6 +63,9 @@ __all__ = [
 ]
 
 XDS_CLUSTER = "xds-grpc"
+SDS_CLUSTER = "sds-grpc"
+# DNS SAN (and SNI) of the control plane's serving certificate on its secure port.
+CONTROL_PLANE_SAN = "pilotfish-control-plane"
 ADMIN_CLUSTER = "prometheus_stats"
 STATS_LISTENER = "prometheus_stats"
 # Stat prefix of the Prometheus listener; the drain logic ignores its connections.
@@ -62,6 +76,9 @@ _HCM_TYPE = (
     "HttpConnectionManager"
 )
 _ROUTER_TYPE = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+_UPSTREAM_TLS_TYPE = (
+    "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
+)
 _HTTP_OPTIONS_KEY = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 _HTTP_OPTIONS_TYPE = "type.googleapis.com/" + _HTTP_OPTIONS_KEY
 _CONNECTIONS_MONITOR_TYPE = (
@@ -79,7 +96,7 @@ def _socket_address(address: str, port: int) -> dict[str, Any]:
 
 def node_metadata(config: AgentConfig) -> dict[str, Any]:
     """The node metadata the control plane reads back with ``ProxyView.from_node``."""
-    return {
+    metadata: dict[str, Any] = {
         META_ROLE: config.role,
         META_NAMESPACE: config.namespace,
         META_LABELS: dict(config.labels),
@@ -91,10 +108,87 @@ def node_metadata(config: AgentConfig) -> dict[str, Any]:
         META_OUTBOUND_PORT: str(config.outbound_port),
         META_INBOUND_PORT: str(config.inbound_port),
     }
+    if config.ca_enabled:
+        metadata[META_WORKLOAD_CERTS] = "true"
+    return metadata
+
+
+def _http2_options() -> dict[str, Any]:
+    return {
+        _HTTP_OPTIONS_KEY: {
+            "@type": _HTTP_OPTIONS_TYPE,
+            "explicit_http_config": {
+                "http2_protocol_options": {
+                    "connection_keepalive": {"interval": "30s", "timeout": "10s"}
+                }
+            },
+        }
+    }
+
+
+def _sds_config() -> dict[str, Any]:
+    return {
+        "api_config_source": {
+            "api_type": "GRPC",
+            "transport_api_version": "V3",
+            "set_node_on_first_message_only": True,
+            "grpc_services": [{"envoy_grpc": {"cluster_name": SDS_CLUSTER}}],
+        },
+        # Wait for the agent however long it takes rather than use no certificate.
+        "initial_fetch_timeout": "0s",
+        "resource_api_version": "V3",
+    }
+
+
+def _sds_cluster(config: AgentConfig) -> dict[str, Any]:
+    return {
+        "name": SDS_CLUSTER,
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "load_assignment": {
+            "cluster_name": SDS_CLUSTER,
+            "endpoints": [
+                {
+                    "lb_endpoints": [
+                        {"endpoint": {"address": {"pipe": {"path": str(config.sds_socket_path)}}}}
+                    ]
+                }
+            ],
+        },
+        "typed_extension_protocol_options": _http2_options(),
+    }
+
+
+def _xds_tls_socket() -> dict[str, Any]:
+    return {
+        "name": "envoy.transport_sockets.tls",
+        "typed_config": {
+            "@type": _UPSTREAM_TLS_TYPE,
+            "sni": CONTROL_PLANE_SAN,
+            "common_tls_context": {
+                "alpn_protocols": ["h2"],
+                "tls_certificate_sds_secret_configs": [
+                    {"name": SDS_WORKLOAD_CERT, "sds_config": _sds_config()}
+                ],
+                "combined_validation_context": {
+                    "default_validation_context": {
+                        "match_typed_subject_alt_names": [
+                            {"san_type": "DNS", "matcher": {"exact": CONTROL_PLANE_SAN}}
+                        ]
+                    },
+                    "validation_context_sds_secret_config": {
+                        "name": SDS_ROOT_CA,
+                        "sds_config": _sds_config(),
+                    },
+                },
+            },
+        },
+    }
 
 
 def _xds_cluster(config: AgentConfig) -> dict[str, Any]:
-    static = is_ip_address(config.xds_host)
+    xds_host, xds_port = config.xds_target
+    static = is_ip_address(xds_host)
     cluster: dict[str, Any] = {
         "name": XDS_CLUSTER,
         "type": "STATIC" if static else "STRICT_DNS",
@@ -102,11 +196,7 @@ def _xds_cluster(config: AgentConfig) -> dict[str, Any]:
         "load_assignment": {
             "cluster_name": XDS_CLUSTER,
             "endpoints": [
-                {
-                    "lb_endpoints": [
-                        {"endpoint": {"address": _socket_address(config.xds_host, config.xds_port)}}
-                    ]
-                }
+                {"lb_endpoints": [{"endpoint": {"address": _socket_address(xds_host, xds_port)}}]}
             ],
         },
         # The ADS stream is one long-lived HTTP/2 stream; never let default
@@ -127,20 +217,13 @@ def _xds_cluster(config: AgentConfig) -> dict[str, Any]:
                 },
             ]
         },
-        "typed_extension_protocol_options": {
-            _HTTP_OPTIONS_KEY: {
-                "@type": _HTTP_OPTIONS_TYPE,
-                "explicit_http_config": {
-                    "http2_protocol_options": {
-                        "connection_keepalive": {"interval": "30s", "timeout": "10s"}
-                    }
-                },
-            }
-        },
+        "typed_extension_protocol_options": _http2_options(),
         "upstream_connection_options": {
             "tcp_keepalive": {"keepalive_time": 300},
         },
     }
+    if config.xds_tls:
+        cluster["transport_socket"] = _xds_tls_socket()
     if not static:
         cluster["dns_lookup_family"] = "V4_PREFERRED"
     return cluster
@@ -214,6 +297,8 @@ def build_bootstrap(config: AgentConfig) -> dict[str, Any]:
     """Return Envoy's bootstrap for ``config`` as JSON-ready data (pure)."""
     ads_source = {"ads": {}, "initial_fetch_timeout": "0s", "resource_api_version": "V3"}
     clusters = [_xds_cluster(config)]
+    if config.ca_enabled:
+        clusters.insert(0, _sds_cluster(config))
     listeners: list[dict[str, Any]] = []
     if config.stats_port:
         clusters.append(_admin_cluster(config))

@@ -18,6 +18,7 @@ __all__ = [
     "is_ip_address",
     "parse_address",
     "parse_app_probe",
+    "parse_duration",
     "parse_label",
     "parse_port_mapping",
 ]
@@ -88,6 +89,19 @@ class AgentConfig:
     envoy_gid: int | None = None
     # Checks served on ``/app-health/<port>/ready`` (Istio's rewritten app probes).
     app_probes: tuple[AppProbe, ...] = ()
+    # Workload certificates. With ``ca_address`` set the agent gets a SPIFFE
+    # certificate from the mesh CA (authenticated by the token in
+    # ``ca_token_file``, the CA verified with ``root_cert_file``) before it
+    # starts Envoy, serves it over SDS and renews it. Without, no SDS at all.
+    ca_address: str | None = None  # HOST:PORT of the CA (the control plane's secure port)
+    ca_token_file: Path | None = None
+    root_cert_file: Path | None = None
+    trust_domain: str = "cluster.local"
+    cert_ttl: int | None = None  # requested lifetime in seconds; None: the CA's default
+    # xDS over mTLS to ``xds_secure_host:xds_secure_port`` (requires a CA).
+    xds_tls: bool = False
+    xds_secure_host: str | None = None  # None: ``xds_host``
+    xds_secure_port: int = 15012
 
     def __post_init__(self) -> None:
         if not self.admin_address.startswith("127.") and self.admin_address != "::1":
@@ -106,6 +120,18 @@ class AgentConfig:
             raise ConfigError("concurrency must be at least 1")
         if self.drain_duration < 0:
             raise ConfigError("drain duration must not be negative")
+        if self.ca_address is not None:
+            parse_address(self.ca_address)
+            if self.ca_token_file is None or self.root_cert_file is None:
+                raise ConfigError("a CA address needs a CA token file and a root cert file")
+        if self.xds_tls and self.ca_address is None:
+            raise ConfigError("xDS over TLS needs a CA (the proxy's client certificate)")
+        if not 0 < self.xds_secure_port < 65536:
+            raise ConfigError(f"xds_secure_port must be in 1..65535, got {self.xds_secure_port}")
+        if self.cert_ttl is not None and self.cert_ttl < 1:
+            raise ConfigError("certificate TTL must be at least 1 second")
+        if not self.trust_domain or "/" in self.trust_domain:
+            raise ConfigError(f"invalid trust domain {self.trust_domain!r}")
 
     @property
     def proxy_id(self) -> str:
@@ -119,6 +145,28 @@ class AgentConfig:
             if self.work_dir is not None
             else default_work_dir(self.name, self.namespace)
         )
+
+    @property
+    def ca_enabled(self) -> bool:
+        """Whether the agent gets a workload certificate and serves SDS."""
+        return self.ca_address is not None
+
+    @property
+    def sds_socket_path(self) -> Path:
+        """``<work_dir>/sds.sock``: where the agent serves SDS to its Envoy."""
+        return self.resolved_work_dir / "sds.sock"
+
+    @property
+    def spiffe_id(self) -> str:
+        """``spiffe://<trust_domain>/ns/<namespace>/sa/<service_account>``."""
+        return f"spiffe://{self.trust_domain}/ns/{self.namespace}/sa/{self.service_account}"
+
+    @property
+    def xds_target(self) -> tuple[str, int]:
+        """The (host, port) Envoy's ADS stream connects to: the secure port under xDS TLS."""
+        if self.xds_tls:
+            return (self.xds_secure_host or self.xds_host, self.xds_secure_port)
+        return (self.xds_host, self.xds_port)
 
     @property
     def stats_bind(self) -> str:
@@ -166,6 +214,23 @@ def parse_app_probe(text: str) -> AppProbe:
     if kind == "tcp" and 0 < port < 65536 and not sep:
         return AppProbe("tcp", port)
     raise ConfigError(f"app probe must look like http:PORT:PATH or tcp:PORT, got {text!r}")
+
+
+_DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """Parse seconds: ``90``, ``20s``, ``30m`` or ``24h`` (positive)."""
+    text = text.strip().lower()
+    scale = _DURATION_UNITS.get(text[-1:])
+    number = text[:-1] if scale is not None else text
+    try:
+        value = float(number) * (scale or 1.0)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < 10 * 365 * 86400:
+        raise ConfigError(f"duration must look like 90, 20s, 30m or 24h, got {text!r}")
+    return value
 
 
 def parse_address(text: str, default_port: int | None = None) -> tuple[str, int]:

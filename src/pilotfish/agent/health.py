@@ -20,6 +20,11 @@ app's readiness check (HTTP GET or TCP connect) from inside the pod against
 ``app_address`` and the app's real port, so the caller needs neither to reach
 the app directly nor to get through traffic capture or mTLS. These answers
 are never cached and do not depend on Envoy or on draining.
+
+With workload certificates, readiness also waits for the agent's ``gate``
+(the certificate has been served to Envoy over SDS and ACKed), and
+``GET /identity`` answers the current certificate's SPIFFE id, serial and
+expiry as JSON (200), 503 before the first certificate, 404 without a CA.
 """
 
 from __future__ import annotations
@@ -62,8 +67,11 @@ class ReadinessProbe:
         *,
         cache_ttl: float = 0.5,
         clock: Callable[[], float] = time.monotonic,
+        gate: Callable[[], str | None] | None = None,
     ) -> None:
+        """``gate`` returns a reason while the agent itself is not ready, else None."""
         self._admin = admin
+        self._gate = gate
         self._cache_ttl = cache_ttl
         self._clock = clock
         self._draining = False
@@ -81,6 +89,9 @@ class ReadinessProbe:
     async def check(self) -> Readiness:
         if self._draining:
             return Readiness(False, "draining")
+        waiting = self._gate() if self._gate is not None else None
+        if waiting is not None:
+            return Readiness(False, waiting)
         async with self._lock:
             now = self._clock()
             if self._cached is not None and now - self._cached[0] < self._cache_ttl:
@@ -186,8 +197,10 @@ class HealthServer:
         host: str = "127.0.0.1",
         port: int = 15021,
         app_health: AppHealthChecker | None = None,
+        identity: Callable[[], Mapping[str, object] | None] | None = None,
     ) -> None:
         self._probe = probe
+        self._identity = identity
         self._host = host
         self._port = port
         self._app_health = app_health
@@ -211,11 +224,20 @@ class HealthServer:
             return web.Response(status=404, text=f"no app probe for port {port}\n")
         return web.Response(status=200 if result.ready else 503, text=result.reason + "\n")
 
+    async def _identity_info(self, request: web.Request) -> web.Response:
+        if self._identity is None:
+            return web.json_response({"error": "no workload certificate configured"}, status=404)
+        info = self._identity()
+        if info is None:
+            return web.json_response({"error": "no workload certificate yet"}, status=503)
+        return web.json_response(dict(info))
+
     async def start(self) -> int:
         """Start listening; return the bound port (useful with port 0)."""
         app = web.Application()
         app.router.add_get("/healthz/ready", self._ready)
         app.router.add_get("/app-health/{port}/ready", self._app_ready)
+        app.router.add_get("/identity", self._identity_info)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         site = web.TCPSite(runner, self._host, self._port, reuse_address=True)

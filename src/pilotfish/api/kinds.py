@@ -7,6 +7,8 @@ from typing import Final
 
 from pydantic import BaseModel
 
+from pilotfish.api.core.secret import TOP_LEVEL_FIELDS as _SECRET_FIELDS
+from pilotfish.api.core.secret import SecretSpec
 from pilotfish.api.core.service import ServiceSpec
 from pilotfish.api.networking.destination_rule import DestinationRuleSpec
 from pilotfish.api.networking.gateway import GatewaySpec
@@ -15,8 +17,19 @@ from pilotfish.api.networking.virtual_service import VirtualServiceSpec
 from pilotfish.api.networking.workload_entry import WorkloadEntrySpec
 from pilotfish.api.runtime.workload import API_VERSION as _RUNTIME_API_VERSION
 from pilotfish.api.runtime.workload import WorkloadSpec
+from pilotfish.api.security.authorization_policy import AuthorizationPolicySpec
+from pilotfish.api.security.common import API_VERSIONS as _SECURITY
+from pilotfish.api.security.peer_authentication import PeerAuthenticationSpec
+from pilotfish.api.security.request_authentication import RequestAuthenticationSpec
 
-__all__ = ["API_VERSIONS", "KINDS", "PREFERRED_API_VERSION", "kind_for_plural", "plural"]
+__all__ = [
+    "API_VERSIONS",
+    "KINDS",
+    "PREFERRED_API_VERSION",
+    "TOP_LEVEL_SPEC_FIELDS",
+    "kind_for_plural",
+    "plural",
+]
 
 _NETWORKING: Final = frozenset(
     {"networking.istio.io/v1", "networking.istio.io/v1beta1", "networking.istio.io/v1alpha3"}
@@ -32,7 +45,17 @@ KINDS: Final[MappingProxyType[str, type[BaseModel]]] = MappingProxyType(
         "ServiceEntry": ServiceEntrySpec,
         "WorkloadEntry": WorkloadEntrySpec,
         "Workload": WorkloadSpec,
+        "PeerAuthentication": PeerAuthenticationSpec,
+        "AuthorizationPolicy": AuthorizationPolicySpec,
+        "RequestAuthentication": RequestAuthenticationSpec,
+        "Secret": SecretSpec,
     }
+)
+
+#: Kinds without a ``spec``: kind -> the top-level document keys that the loader
+#: gives to the kind's schema instead (a Secret's ``type``, ``data``...).
+TOP_LEVEL_SPEC_FIELDS: Final[MappingProxyType[str, frozenset[str]]] = MappingProxyType(
+    {"Secret": _SECRET_FIELDS}
 )
 
 #: kind -> apiVersions accepted for it.
@@ -45,17 +68,25 @@ API_VERSIONS: Final[MappingProxyType[str, frozenset[str]]] = MappingProxyType(
         "ServiceEntry": _NETWORKING,
         "WorkloadEntry": _NETWORKING,
         "Workload": frozenset({_RUNTIME_API_VERSION}),
+        "PeerAuthentication": _SECURITY,
+        "AuthorizationPolicy": _SECURITY,
+        "RequestAuthentication": _SECURITY,
+        "Secret": frozenset({"v1"}),
     }
 )
 
+
+def _preferred(versions: frozenset[str]) -> str:
+    """The newest stable version of a group (``v1``), else the only one accepted."""
+    for stable in ("networking.istio.io/v1", "security.istio.io/v1"):
+        if stable in versions:
+            return stable
+    return min(versions)
+
+
 #: kind -> the apiVersion Pilotfish writes.
 PREFERRED_API_VERSION: Final[MappingProxyType[str, str]] = MappingProxyType(
-    {
-        kind: {"Service": "v1", "Workload": _RUNTIME_API_VERSION}.get(
-            kind, "networking.istio.io/v1"
-        )
-        for kind in KINDS
-    }
+    {kind: _preferred(versions) for kind, versions in API_VERSIONS.items()}
 )
 
 _PLURALS: Final[MappingProxyType[str, str]] = MappingProxyType(
@@ -67,6 +98,10 @@ _PLURALS: Final[MappingProxyType[str, str]] = MappingProxyType(
         "ServiceEntry": "serviceentries",
         "WorkloadEntry": "workloadentries",
         "Workload": "workloads",
+        "PeerAuthentication": "peerauthentications",
+        "AuthorizationPolicy": "authorizationpolicies",
+        "RequestAuthentication": "requestauthentications",
+        "Secret": "secrets",
     }
 )
 _KIND_BY_PLURAL: Final = MappingProxyType({p: k for k, p in _PLURALS.items()})

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ValidationError
 
 from pilotfish.api.base import ObjectMeta
 from pilotfish.api.diagnostics import Diagnostic, Severity, SourceRef
-from pilotfish.api.kinds import API_VERSIONS, KINDS
+from pilotfish.api.kinds import API_VERSIONS, KINDS, TOP_LEVEL_SPEC_FIELDS
 from pilotfish.api.pydantic_errors import errors_to_findings
 from pilotfish.api.resource import Resource
 from pilotfish.api.validation import validate
@@ -197,7 +197,12 @@ def _load_document(
     metadata = _validate_part(ObjectMeta, _metadata_input(raw.get("metadata")), "metadata", report)
     spec: BaseModel | None = None
     if kind is not None:
-        spec = _validate_part(KINDS[kind], raw.get("spec"), "spec", report)
+        top_level = TOP_LEVEL_SPEC_FIELDS.get(kind)
+        if top_level is None:
+            spec = _validate_part(KINDS[kind], raw.get("spec"), "spec", report)
+        else:  # a kind without ``spec`` (Secret): its fields sit at the top level
+            fields = {k: v for k, v in raw.items() if k in top_level}
+            spec = _validate_part(KINDS[kind], fields, "", report)
     if report.items or kind is None or metadata is None or spec is None:
         diagnostics.extend(sorted(report.items, key=_by_line))
         return
@@ -218,8 +223,12 @@ def _load_document(
 
 def _check_envelope(raw: Mapping[str, Any], report: _DocReport) -> str | None:
     """Check apiVersion/kind/metadata/top-level keys; return the kind when usable."""
+    allowed = _ENVELOPE_KEYS
+    top_level = TOP_LEVEL_SPEC_FIELDS.get(str(raw.get("kind")))
+    if top_level is not None:
+        allowed = (_ENVELOPE_KEYS - {"spec"}) | top_level
     for key in raw:
-        if key not in _ENVELOPE_KEYS:
+        if key not in allowed:
             report.error(str(key), "unknown field")
     api_version = raw.get("apiVersion")
     kind = raw.get("kind")
@@ -244,7 +253,7 @@ def _check_envelope(raw: Mapping[str, Any], report: _DocReport) -> str | None:
     if "metadata" not in raw:
         report.error("metadata", "required field missing")
     spec = raw.get("spec")
-    if spec is not None and not isinstance(spec, Mapping):
+    if top_level is None and spec is not None and not isinstance(spec, Mapping):
         report.error("spec", "must be a mapping")
         return None
     return kind

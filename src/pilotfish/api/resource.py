@@ -41,7 +41,8 @@ class Resource:
     metadata: ObjectMeta
     spec: BaseModel
     source: SourceRef | None = None
-    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    # ``repr=False``: the raw document may hold Secret values; never print it.
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
     lines: Mapping[str, int] = field(default_factory=dict, compare=False, hash=False)
 
     @property

@@ -13,19 +13,42 @@ from pathlib import Path
 import click
 
 from pilotfish.agent.agent import Agent
+from pilotfish.agent.ca_client import CaError
 from pilotfish.agent.config import (
     AgentConfig,
     ConfigError,
     parse_address,
     parse_app_probe,
+    parse_duration,
     parse_label,
     parse_port_mapping,
 )
+from pilotfish.agent.identity import IdentityError
 from pilotfish.envoy_binary import EnvoyNotFoundError
 
-__all__ = ["agent"]
+__all__ = ["agent", "identity_defaults"]
 
 _ENVOY_LOG_LEVELS = ("trace", "debug", "info", "warning", "warn", "error", "critical", "off")
+
+
+def identity_defaults(
+    xds_host: str,
+    ca_address: str | None,
+    ca_token_file: str | None,
+    xds_tls: bool | None,
+    xds_secure_address: str | None,
+) -> tuple[str | None, bool, tuple[str, int]]:
+    """Resolve the identity flags' defaults: (CA address, xDS over TLS, secure xDS address).
+
+    A CA is configured when ``--ca-address`` or ``--ca-token-file`` is given; its
+    address defaults to ``<xds host>:15012``. xDS over TLS defaults to on exactly
+    when a CA is configured; its address defaults to ``<xds host>:15012``.
+    """
+    secure = parse_address(xds_secure_address or f"{_url_host(xds_host)}:15012", 15012)
+    ca_enabled = ca_address is not None or ca_token_file is not None
+    if ca_enabled and ca_address is None:
+        ca_address = f"{_url_host(xds_host)}:15012"
+    return ca_address, ca_enabled if xds_tls is None else xds_tls, secure
 
 
 async def _run(config: AgentConfig) -> int:
@@ -159,6 +182,48 @@ async def _run(config: AgentConfig) -> int:
     help="Run Envoy with this group id; transparent capture exempts the proxy's traffic by it.",
 )
 @click.option(
+    "--ca-address",
+    default=None,
+    metavar="HOST:PORT",
+    help="Mesh CA (the control plane's secure port) [default: <xds host>:15012 when "
+    "--ca-token-file is given].",
+)
+@click.option(
+    "--ca-token-file",
+    type=click.Path(dir_okay=False, exists=True),
+    default=None,
+    help="File holding this pod's CA token; enables workload certificates over SDS.",
+)
+@click.option(
+    "--root-cert-file",
+    type=click.Path(dir_okay=False, exists=True),
+    default=None,
+    help="Mesh root certificate (PEM) that the CA's and control plane's certificates chain to.",
+)
+@click.option(
+    "--trust-domain",
+    default="cluster.local",
+    show_default=True,
+    help="SPIFFE trust domain of the workload's identity.",
+)
+@click.option(
+    "--cert-ttl",
+    default=None,
+    metavar="DURATION",
+    help="Requested certificate lifetime, e.g. 3600, 20s, 30m, 24h [default: the CA's].",
+)
+@click.option(
+    "--xds-tls/--no-xds-tls",
+    default=None,
+    help="Use mTLS to the control plane's secure xDS port [default: on with a CA].",
+)
+@click.option(
+    "--xds-secure-address",
+    default=None,
+    metavar="HOST:PORT",
+    help="Control plane's xDS-over-mTLS address [default: <xds host>:15012].",
+)
+@click.option(
     "--envoy-output/--no-envoy-output",
     default=False,
     show_default=True,
@@ -189,6 +254,13 @@ def agent(
     admin_address: str,
     envoy_uid: int | None,
     envoy_gid: int | None,
+    ca_address: str | None,
+    ca_token_file: str | None,
+    root_cert_file: str | None,
+    trust_domain: str,
+    cert_ttl: str | None,
+    xds_tls: bool | None,
+    xds_secure_address: str | None,
     envoy_output: bool,
 ) -> None:
     """Run an Envoy proxy configured by the control plane over xDS."""
@@ -197,6 +269,9 @@ def agent(
     )
     try:
         xds_host, xds_port = parse_address(xds_address, default_port=15010)
+        ca_address, xds_tls, (secure_host, secure_port) = identity_defaults(
+            xds_host, ca_address, ca_token_file, xds_tls, xds_secure_address
+        )
         config = AgentConfig(
             name=name,
             namespace=namespace,
@@ -224,16 +299,28 @@ def agent(
             log_level=log_level,
             work_dir=Path(work_dir) if work_dir else None,
             inherit_envoy_output=envoy_output,
+            ca_address=ca_address,
+            ca_token_file=Path(ca_token_file) if ca_token_file else None,
+            root_cert_file=Path(root_cert_file) if root_cert_file else None,
+            trust_domain=trust_domain,
+            cert_ttl=int(parse_duration(cert_ttl)) if cert_ttl else None,
+            xds_tls=xds_tls,
+            xds_secure_host=secure_host,
+            xds_secure_port=secure_port,
         )
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from exc
     try:
         code = asyncio.run(_run(config))
-    except EnvoyNotFoundError as exc:
+    except (EnvoyNotFoundError, CaError, IdentityError) as exc:
         raise click.ClickException(str(exc)) from exc
     except OSError as exc:
         raise click.ClickException(f"cannot start the agent: {exc}") from exc
     sys.exit(code)
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
 
 if __name__ == "__main__":

@@ -9,6 +9,8 @@ import signal
 
 import click
 
+from pilotfish.api.duration import parse_duration_ms
+from pilotfish.ca import KeyFileError, TokenFileError
 from pilotfish.controlplane.runner import ControlPlane
 from pilotfish.controlplane.settings import ControlPlaneSettings
 
@@ -22,9 +24,15 @@ async def _serve(settings: ControlPlaneSettings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
-    await cp.start()
+    try:
+        await cp.start()
+    except (KeyFileError, TokenFileError) as exc:
+        with contextlib.suppress(Exception):
+            await cp.close()
+        raise click.ClickException(str(exc)) from exc
+    secure = f", xDS/CA over TLS {settings.bind}:{cp.secure_port}" if cp.ca is not None else ""
     click.echo(
-        f"pilotfish control plane: xDS {settings.bind}:{cp.xds_port}, "
+        f"pilotfish control plane: xDS {settings.bind}:{cp.xds_port}{secure}, "
         f"HTTP http://{settings.bind}:{cp.http_port}",
         err=True,
     )
@@ -32,6 +40,16 @@ async def _serve(settings: ControlPlaneSettings) -> None:
         await stop.wait()
     finally:
         await cp.close()
+
+
+def _ttl_seconds(ctx: click.Context, param: click.Parameter, value: str) -> int:
+    try:
+        ms = parse_duration_ms(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+    if ms < 1000:
+        raise click.BadParameter("must be at least 1s")
+    return ms // 1000
 
 
 @click.command("control-plane")
@@ -46,6 +64,53 @@ async def _serve(settings: ControlPlaneSettings) -> None:
 @click.option("--xds-port", type=int, default=15010, show_default=True, help="xDS (gRPC) port.")
 @click.option("--http-port", type=int, default=15014, show_default=True, help="HTTP API port.")
 @click.option("--bind", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--ca-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Run the mesh CA, keeping its root here (created 0700), and serve xDS over mTLS "
+    "and the CA on --secure-port. The plain --xds-port is for loopback/development only.",
+)
+@click.option("--trust-domain", default="cluster.local", show_default=True)
+@click.option(
+    "--secure-port",
+    type=int,
+    default=15012,
+    show_default=True,
+    help="xDS over mTLS + CA port (with --ca-dir).",
+)
+@click.option(
+    "--cert-ttl",
+    default="24h",
+    show_default=True,
+    callback=_ttl_seconds,
+    help="Lifetime of workload certificates, e.g. 24h, 90m, 90s.",
+)
+@click.option(
+    "--root-cert",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Use this CA certificate (with --root-key) instead of the root in --ca-dir.",
+)
+@click.option(
+    "--root-key",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Key of --root-cert (must not be readable by group or others).",
+)
+@click.option(
+    "--ca-tokens",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="YAML/JSON list of {token, namespace, serviceAccount} the CA accepts.",
+)
+@click.option(
+    "--api-token",
+    envvar="PILOTFISH_API_TOKEN",
+    default=None,
+    help="Require 'Authorization: Bearer <token>' on the configuration API "
+    "(env PILOTFISH_API_TOKEN).",
+)
 @click.option(
     "--push-quiet-period",
     type=float,
@@ -71,6 +136,14 @@ def control_plane(
     xds_port: int,
     http_port: int,
     bind: str,
+    ca_dir: str | None,
+    trust_domain: str,
+    secure_port: int,
+    cert_ttl: int,
+    root_cert: str | None,
+    root_key: str | None,
+    ca_tokens: str | None,
+    api_token: str | None,
     push_quiet_period: float,
     push_max_delay: float,
     log_level: str,
@@ -80,6 +153,10 @@ def control_plane(
         level=getattr(logging, log_level.upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if (root_cert is None) != (root_key is None):
+        raise click.UsageError("--root-cert and --root-key go together")
+    if ca_dir is None and (root_cert or ca_tokens):
+        raise click.UsageError("--root-cert/--root-key/--ca-tokens need --ca-dir")
     settings = ControlPlaneSettings(
         config_paths=config_paths,
         bind=bind,
@@ -87,5 +164,13 @@ def control_plane(
         http_port=http_port,
         quiet_period=push_quiet_period,
         max_delay=push_max_delay,
+        ca_dir=ca_dir,
+        trust_domain=trust_domain,
+        secure_port=secure_port,
+        cert_ttl_seconds=cert_ttl,
+        root_cert_file=root_cert,
+        root_key_file=root_key,
+        ca_tokens_file=ca_tokens,
+        api_token=api_token or None,
     )
     asyncio.run(_serve(settings))

@@ -11,6 +11,8 @@ from typing import Any, Final
 import click
 import yaml
 
+from pilotfish.api.core.secret import redact_document
+from pilotfish.api.kinds import TOP_LEVEL_SPEC_FIELDS
 from pilotfish.cli.client import call_api, control_plane_option
 from pilotfish.cli.resources import api_path, preferred_api_version, resolve_kind
 
@@ -72,6 +74,18 @@ def _gateway_servers(spec: Mapping[str, Any]) -> str:
     return "; ".join(shown)
 
 
+def _secret_type(doc: Mapping[str, Any]) -> str:
+    return str(doc.get("type") or "Opaque")
+
+
+def _secret_keys(doc: Mapping[str, Any]) -> str:
+    """How many keys, as kubectl shows it (never the values)."""
+    keys: set[str] = set()
+    for name in ("data", "stringData"):
+        keys.update(str(k) for k in _mapping(doc.get(name)))
+    return str(len(keys))
+
+
 #: Kind-specific table columns, computed from the spec as the user wrote it.
 #: Kinds not listed show only their name.
 COLUMNS: Final[MappingProxyType[str, tuple[_Column, ...]]] = MappingProxyType(
@@ -83,6 +97,7 @@ COLUMNS: Final[MappingProxyType[str, tuple[_Column, ...]]] = MappingProxyType(
         "ServiceEntry": (("HOSTS", _joined("hosts")), ("PORTS", _entry_ports)),
         "WorkloadEntry": (("ADDRESS", _joined("address")),),
         "Workload": (("REPLICAS", _replicas), ("PORTS", _container_ports)),
+        "Secret": (("TYPE", _secret_type), ("DATA", _secret_keys)),
     }
 )
 
@@ -124,6 +139,12 @@ def get(
         click.echo(f"Error from server: {response.error_message()}", err=True)
         sys.exit(1)
     body = response.body if isinstance(response.body, dict) else {}
+    # The server redacts Secrets; redacting again keeps values off the terminal
+    # even when talking to a server that does not.
+    if name:
+        body = redact_document(body)
+    elif isinstance(body.get("items"), list):
+        body = {**body, "items": [_redacted(item) for item in body["items"]]}
     items: list[dict[str, Any]] = [body] if name else list(body.get("items") or [])
     if output == "json":
         click.echo(json.dumps(body, indent=2, ensure_ascii=False))
@@ -150,12 +171,17 @@ def table_rows(
     rows = [header]
     for item in items:
         meta = _mapping(item.get("metadata"))
-        spec = _mapping(item.get("spec"))
+        # Kinds without a spec (Secret) compute their columns from the whole object.
+        spec = item if kind in TOP_LEVEL_SPEC_FIELDS else _mapping(item.get("spec"))
         row = [str(meta.get("namespace", ""))] if with_namespace else []
         row.append(str(meta.get("name", "")))
         row += [cell(spec) for _, cell in columns]
         rows.append(row)
     return rows
+
+
+def _redacted(item: Any) -> Any:
+    return redact_document(item) if isinstance(item, Mapping) else item
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:

@@ -23,8 +23,9 @@ to the loader's errors: a 400 lists every error at once. Reference checks
 as ``Warning`` headers, as Kubernetes does.
 
 Reads return the document as its author wrote it (``raw``), never where it
-came from (no file paths). Secret kinds, when they exist, must not be served
-back whole by this module: redact their data before ``_document``.
+came from (no file paths). Secrets are never served back whole: every value
+of their ``data`` and ``stringData`` reads as ``<redacted>`` (keys and
+``type`` stay visible), in single reads, lists, and write/delete responses.
 
 Authorization: with ``settings.api_token`` set, every request here needs
 ``Authorization: Bearer <token>`` (else 401). Without a token, writes are
@@ -43,6 +44,7 @@ import yaml
 from aiohttp import web
 from multidict import CIMultiDict
 
+from pilotfish.api.core.secret import redact_document
 from pilotfish.api.diagnostics import Diagnostic, Severity, SourceRef
 from pilotfish.api.kinds import API_VERSIONS, KINDS, plural
 from pilotfish.api.loader import load_text
@@ -377,10 +379,9 @@ def _mismatches(data: Mapping[str, Any], target: _Target) -> list[Diagnostic]:
 def _document(resource: Resource) -> dict[str, Any]:
     """The resource as its author wrote it (identity fields from the resource).
 
-    This is the one place objects leave the API: a kind holding secrets must be
-    redacted here.
+    This is the one place objects leave the API, so Secrets are redacted here.
     """
-    return document_of(resource)
+    return redact_document(document_of(resource))
 
 
 def _with_revision(doc: dict[str, Any], revision: int) -> dict[str, Any]:

@@ -61,7 +61,8 @@ class MeshGenerator:
         self._snapshot = build_snapshot((), 0)
         self._outbound: dict[tuple[object, ...], dict[str, ResourceSet]] = {}
         self._local: dict[ProxyView, dict[str, ResourceSet]] = {}
-        self._clusters: dict[str, ResourceSet] = {}
+        # Outbound clusters by (namespace, workload_certs): mesh mTLS needs a certificate.
+        self._clusters: dict[tuple[str, bool], ResourceSet] = {}
         self._endpoints: ResourceSet | None = None
         self._composed: dict[ProxyView, dict[str, ResourceSet]] = {}
         self._interned: dict[tuple[str, str], ResourceSet] = {}
@@ -116,7 +117,7 @@ class MeshGenerator:
             return cached
         out = self._outbound_parts(view)
         local = self._local_parts(view)
-        clusters = self._cluster_part(view.namespace)
+        clusters = self._cluster_part(view.namespace, view.workload_certs)
         empty = ResourceSet(CLUSTER_TYPE, {})
         result = {
             CLUSTER_TYPE: ResourceSet.compose(
@@ -164,14 +165,18 @@ class MeshGenerator:
             self._outbound[key] = parts
         return parts
 
-    def _cluster_part(self, namespace: str) -> ResourceSet:
-        part = self._clusters.get(namespace)
+    def _cluster_part(self, namespace: str, workload_certs: bool) -> ResourceSet:
+        key = (namespace, workload_certs)
+        part = self._clusters.get(key)
         if part is None:
             self.translations += 1
-            clusters = outbound_clusters(self._snapshot, namespace) + fixed_clusters()
+            clusters = (
+                outbound_clusters(self._snapshot, namespace, workload_certs=workload_certs)
+                + fixed_clusters()
+            )
             clusters.sort(key=lambda c: c.name)
             part = self._set(CLUSTER_TYPE, clusters)
-            self._clusters[namespace] = part
+            self._clusters[key] = part
         return part
 
     def _local_parts(self, view: ProxyView) -> dict[str, ResourceSet]:

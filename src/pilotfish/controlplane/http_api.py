@@ -19,6 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from pilotfish.api.validation.references import check_references
 from pilotfish.controlplane.config_api import add_config_api
+from pilotfish.ir.dump import redact
 from pilotfish.xds.types import TYPE_SHORT_NAMES
 
 if TYPE_CHECKING:
@@ -28,9 +29,10 @@ __all__ = ["HttpApi", "decode_resource"]
 
 
 def decode_resource(data: bytes) -> dict[str, Any]:
-    """A serialized ``Any`` as JSON-ready data (with its ``@type``)."""
+    """A serialized ``Any`` as JSON-ready data (with its ``@type``); inline
+    private keys (Gateway ``credentialName`` certificates) are redacted."""
     msg = any_pb2.Any.FromString(data)
-    out: dict[str, Any] = json_format.MessageToDict(msg, preserving_proto_field_name=True)
+    out: dict[str, Any] = redact(json_format.MessageToDict(msg, preserving_proto_field_name=True))
     return out
 
 

@@ -14,19 +14,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import gc
 import logging
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from pilotfish.ca import CONTROL_PLANE_DNS_NAME, CertificateAuthority, MeshCa
 from pilotfish.controlplane.generator import MeshGenerator
 from pilotfish.controlplane.http_api import HttpApi
+from pilotfish.controlplane.jwks import JwksFetcher
 from pilotfish.controlplane.settings import ControlPlaneSettings
 from pilotfish.model.snapshot import Snapshot, build_snapshot
 from pilotfish.store import FileStore, MemoryStore, Store
-from pilotfish.xds.server import XdsServer
+from pilotfish.translate.security.jwt import jwks_uris
+from pilotfish.xds.server import TlsServerConfig, XdsServer
 
 __all__ = ["ControlPlane"]
 
@@ -47,6 +52,9 @@ class ControlPlane:
         self.store = store
         self.registry = CollectorRegistry()
         self.generator = MeshGenerator()
+        # JWKS of RequestAuthentication jwksUris, fetched here and put in the snapshot.
+        self.jwks = JwksFetcher(self._jwks_changed)
+        self._jwks_live = False
         self.xds = XdsServer(
             self.generator,
             quiet_period=settings.quiet_period,
@@ -56,6 +64,9 @@ class ControlPlane:
         self.http = HttpApi(self)
         self.xds_port = 0
         self.http_port = 0
+        # The mesh CA and the TLS port, when ``settings.ca_dir`` is set (after start()).
+        self.ca: MeshCa | None = None
+        self.secure_port = 0
         self.ready = False
         self._watcher: asyncio.Task[None] | None = None
         # Called with each new snapshot (the local runtime updates pod DNS names).
@@ -89,14 +100,24 @@ class ControlPlane:
 
     async def start(self) -> None:
         await self.store.start()
+        # Give the JWKS a first chance so proxies do not start out rejecting tokens.
+        self.jwks.want(jwks_uris(tuple(self.store.list())))
+        await self.jwks.wait_attempted(timeout=5.0)
         self._rebuild()
+        self._jwks_live = True
         # The loaded configuration lives as long as the process: move it out of
         # the cyclic collector's sight so full collections stay short during pushes.
         gc.collect()
         gc.freeze()
+        tls = self._start_ca()
         self.xds_port = await self.xds.start(
-            self.settings.bind, self.settings.xds_port, self.settings.extra_xds_binds
+            self.settings.bind,
+            self.settings.xds_port,
+            self.settings.extra_xds_binds,
+            tls_port=self.settings.secure_port,
+            tls=tls,
         )
+        self.secure_port = self.xds.tls_port
         self.http_port = await self.http.start(self.settings.bind, self.settings.http_port)
         self._watcher = asyncio.create_task(self._watch(), name="pilotfish-config-watch")
         self.ready = True
@@ -108,6 +129,46 @@ class ControlPlane:
             self.http_port,
             len(self.generator.snapshot.resources),
         )
+        if self.ca is not None:
+            log.info(
+                "mesh CA (trust domain %s) and xDS over mTLS on %s:%d",
+                self.ca.trust_domain,
+                self.settings.bind,
+                self.secure_port,
+            )
+
+    def _start_ca(self) -> TlsServerConfig | None:
+        """Load or create the CA and issue the TLS port's certificate (None: no CA)."""
+        settings = self.settings
+        if settings.ca_dir is None:
+            return None
+        authority = CertificateAuthority.load_or_create(
+            Path(settings.ca_dir),
+            settings.trust_domain,
+            root_cert_file=settings.root_cert_file,
+            root_key_file=settings.root_key_file,
+        )
+        ca = MeshCa(
+            authority,
+            self.registry,
+            default_ttl=datetime.timedelta(seconds=settings.cert_ttl_seconds),
+        )
+        if settings.ca_tokens_file:
+            loaded = ca.tokens.load_file(settings.ca_tokens_file)
+            log.info("loaded %d CA tokens from %s", loaded, settings.ca_tokens_file)
+        # Issued fresh at every start, so it never needs rotating while running.
+        server = authority.issue_server_cert(
+            (CONTROL_PLANE_DNS_NAME, "localhost"),
+            (settings.bind, *settings.extra_xds_binds, "127.0.0.1", "::1"),
+        )
+        self.ca = ca
+        return TlsServerConfig(
+            cert_chain_pem="".join(server.issued.chain_pem).encode("ascii"),
+            key_pem=server.key_pem,
+            root_pem=authority.root_pem.encode("ascii"),
+            trust_domain=settings.trust_domain,
+            handlers=(ca.service.handler(),),
+        )
 
     async def close(self) -> None:
         self.ready = False
@@ -118,13 +179,16 @@ class ControlPlane:
             self._watcher = None
         await self.http.close()
         await self.xds.close()
+        await self.jwks.close()
         await self.store.close()
 
     def _rebuild(self) -> None:
         started = time.perf_counter()
         revision = self.store.revision
+        resources = tuple(self.store.list())
+        self.jwks.want(jwks_uris(resources))
         snapshot = build_snapshot(
-            self.store.list(),
+            resources,
             revision,
             self.generator.snapshot,
             domain_suffix=self.settings.domain_suffix,
@@ -132,6 +196,7 @@ class ControlPlane:
             service_cidr=self.settings.service_cidr,
             access_log=self.settings.access_log,
             trust_domain=self.settings.trust_domain,
+            jwks=self.jwks.documents(),
         )
         self.generator.set_snapshot(snapshot)
         for listener in self.snapshot_listeners:
@@ -169,6 +234,18 @@ class ControlPlane:
                 log.exception("building a snapshot failed; keeping the previous one")
                 continue
             self.xds.notify_change()
+
+    def _jwks_changed(self) -> None:
+        """A fetched JWKS changed: rebuild and push (before the first snapshot, the
+        start-up rebuild picks it up)."""
+        if not self._jwks_live:
+            return
+        try:
+            self._rebuild()
+        except Exception:
+            log.exception("building a snapshot failed; keeping the previous one")
+            return
+        self.xds.notify_change()
 
     def notify_errors_changed(self) -> None:
         """Refresh the error gauges (the store reports errors without a new revision)."""

@@ -30,3 +30,16 @@ class ControlPlaneSettings:
     access_log: bool = False
     # SPIFFE trust domain: identities are spiffe://<trust_domain>/ns/<ns>/sa/<sa>.
     trust_domain: str = "cluster.local"
+    # Mesh CA: directory keeping the root (created 0700 on first start). None: no CA
+    # and no TLS port.
+    ca_dir: str | None = None
+    # xDS over mTLS + the CA's CertificateService (only when ``ca_dir`` is set).
+    secure_port: int = 15012
+    # Lifetime of workload certificates (the longest a CSR may ask for).
+    cert_ttl_seconds: int = 86400
+    # The operator's own CA certificate and key (both or neither); used instead of
+    # the root kept in ``ca_dir``.
+    root_cert_file: str | None = None
+    root_key_file: str | None = None
+    # YAML/JSON list of {token, namespace, serviceAccount} accepted by the CA.
+    ca_tokens_file: str | None = None

@@ -18,11 +18,16 @@ import typing
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["Plain", "to_plain"]
+__all__ = ["REDACTED", "Plain", "redact", "to_plain"]
 
 Plain = None | bool | int | float | str | list["Plain"] | dict[str, "Plain"]
 
 _CAMEL_BOUNDARY = re.compile(r"(?<!^)(?=[A-Z])")
+
+REDACTED = "<redacted>"
+# Envoy DataSource fields that hold key material inline (a filename is not secret).
+_INLINE_FIELDS = frozenset({"inline_string", "inline_bytes", "inlineString", "inlineBytes"})
+_KEY_FIELDS = frozenset({"private_key", "privateKey"})
 
 
 def to_plain(obj: object) -> Plain:
@@ -85,3 +90,26 @@ def _is_dataclass_union(hint: object) -> bool:
 
 def _kind_name(cls: type) -> str:
     return _CAMEL_BOUNDARY.sub("_", cls.__name__).lower()
+
+
+def redact(data: Any) -> Any:
+    """A copy of plain data (``to_plain`` output, or protos as JSON dicts) with
+    inline private keys replaced by ``REDACTED``: IR ``key_pem`` values and the
+    ``inline_string``/``inline_bytes`` of any ``private_key`` DataSource.
+    Everything else, including key *file names*, is kept. Debug endpoints and
+    golden files show configuration through this."""
+    if isinstance(data, Mapping):
+        out: dict[Any, Any] = {}
+        for key, value in data.items():
+            if key == "key_pem" and isinstance(value, str) and value:
+                out[key] = REDACTED
+            elif key in _KEY_FIELDS and isinstance(value, Mapping):
+                out[key] = {
+                    k: REDACTED if k in _INLINE_FIELDS else redact(v) for k, v in value.items()
+                }
+            else:
+                out[key] = redact(value)
+        return out
+    if isinstance(data, list | tuple):
+        return [redact(item) for item in data]
+    return data

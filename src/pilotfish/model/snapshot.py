@@ -42,6 +42,9 @@ class Snapshot:
     root_namespace: str = "istio-system"
     access_log: bool = False  # mesh-wide: every proxy logs each request
     trust_domain: str = "cluster.local"  # SPIFFE trust domain of workload identities
+    # JWKS documents the control plane fetched, by the ``jwksUri`` that names them
+    # (RequestAuthentication); translation inlines them and never fetches itself.
+    jwks: Mapping[str, str] = field(default_factory=dict)
     by_kind: Mapping[str, tuple[Resource, ...]] = field(default_factory=dict)
     # DestinationRules by the FQDN of their host.
     destination_rules: Mapping[str, tuple[Resource, ...]] = field(default_factory=dict)
@@ -68,8 +71,14 @@ def build_snapshot(
     service_cidr: str | None = None,
     access_log: bool = False,
     trust_domain: str = "cluster.local",
+    jwks: Mapping[str, str] | None = None,
 ) -> Snapshot:
-    """Index ``resources`` into a snapshot, reusing ``previous``'s generations when unchanged."""
+    """Index ``resources`` into a snapshot, reusing ``previous``'s generations when unchanged.
+
+    ``jwks`` maps a ``jwksUri`` to the JWKS JSON fetched from it (see
+    ``pilotfish.controlplane.jwks``); a changed document changes the config generation.
+    """
+    jwks = dict(jwks or {})
     ordered = tuple(sorted(resources, key=lambda r: r.key))
     by_kind: dict[str, list[Resource]] = defaultdict(list)
     for res in ordered:
@@ -85,6 +94,7 @@ def build_snapshot(
             and previous.root_namespace == root_namespace
             and previous.access_log == access_log
             and previous.trust_domain == trust_domain
+            and previous.jwks == jwks
             and previous.config_inputs == config_inputs
             and previous.registry.services == registry.services
         )
@@ -108,6 +118,7 @@ def build_snapshot(
         root_namespace=root_namespace,
         access_log=access_log,
         trust_domain=trust_domain,
+        jwks=jwks,
         by_kind={k: tuple(v) for k, v in by_kind.items()},
         destination_rules={k: tuple(v) for k, v in rules.items()},
         gateways=gateways,

@@ -59,13 +59,14 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def atomic_write(path: str, data: bytes) -> None:
+def atomic_write(path: str, data: bytes, *, private: bool = False) -> None:
     """Replace ``path`` with ``data`` all at once.
 
     The bytes go to a hidden temporary file in the same directory (so the
     watcher never loads it), are flushed to disk, and the file is renamed over
     ``path``; the directory is then synced so the rename itself survives a
     crash. Readers see either the old file or the new one, never a mix.
+    ``private`` files (Secrets) are written with mode 0600.
     """
     directory = os.path.dirname(path) or "."
     os.makedirs(directory, exist_ok=True)
@@ -75,7 +76,8 @@ def atomic_write(path: str, data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, _mode_for(path))
+        # Secrets are readable by their owner only, whatever the file had before.
+        os.chmod(tmp, 0o600 if private else _mode_for(path))
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -319,7 +319,7 @@ class FileStore(Store):
         target = self._target_for(key)
         data, loaded = self._encode(resource, target)
         try:
-            atomic_write(target, data)
+            atomic_write(target, data, private=resource.kind == "Secret")
             st = os.stat(target)
         except OSError as exc:
             raise StoreError(f"cannot write {target}: {exc.strerror or exc}") from exc

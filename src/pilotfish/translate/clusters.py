@@ -25,6 +25,7 @@ from pilotfish.translate.policies import (
     find_destination_rule,
     subsets_of,
 )
+from pilotfish.translate.security.mtls import TLS_MODE_LABEL, cluster_tls
 
 __all__ = [
     "fixed_clusters",
@@ -74,20 +75,46 @@ def _uses_http2(sp: ServicePort, policy: EffectivePolicy) -> bool:
 
 
 def _dns_endpoints(instances: tuple[Instance, ...]) -> tuple[Endpoint, ...]:
-    return tuple(Endpoint(i.address, i.port, i.weight, i.locality) for i in instances)
+    # ``tls_mode`` ("istio" when the endpoint's sidecar accepts mesh mTLS) lets
+    # auto-mTLS clusters pick TLS or plaintext per endpoint.
+    return tuple(
+        Endpoint(i.address, i.port, i.weight, i.locality, dict(i.labels).get(TLS_MODE_LABEL, ""))
+        for i in instances
+    )
 
 
 def _cluster(
-    snapshot: Snapshot, svc: MeshService, sp: ServicePort, subset: str, policy: EffectivePolicy
+    snapshot: Snapshot,
+    svc: MeshService,
+    sp: ServicePort,
+    subset: str,
+    policy: EffectivePolicy,
+    *,
+    proxy_namespace: str = "",
+    workload_certs: bool = False,
 ) -> Cluster:
     lb, ch = _lb_policy(policy.load_balancer)
     name = outbound_cluster(svc.hostname, sp.port, subset)
+    http2 = _uses_http2(sp, policy)
+    tls = cluster_tls(
+        snapshot,
+        svc,
+        sp.port,
+        subset,
+        policy.tls,
+        proxy_namespace=proxy_namespace,
+        workload_certs=workload_certs,
+        http2=http2,
+        original_dst=svc.resolution == "NONE" or lb == "CLUSTER_PROVIDED",
+    )
     common = {
         "connect_timeout_ms": _connect_timeout_ms(policy),
-        "http2": _uses_http2(sp, policy),
+        "http2": http2,
         "service": svc.hostname,
         "subset": subset,
         "port": sp.port,
+        "tls": tls.tls,
+        "auto_mtls": tls.auto_mtls,
     }
     if svc.resolution == "NONE" or lb == "CLUSTER_PROVIDED":
         return Cluster(name, "ORIGINAL_DST", "CLUSTER_PROVIDED", **common)  # type: ignore[arg-type]
@@ -118,16 +145,31 @@ def _subset_labels(snapshot: Snapshot, svc: MeshService, subset: str) -> dict[st
     return {}
 
 
-def outbound_clusters(snapshot: Snapshot, proxy_namespace: str) -> list[Cluster]:
-    """Every outbound cluster a proxy in ``proxy_namespace`` may use."""
+def outbound_clusters(
+    snapshot: Snapshot, proxy_namespace: str, *, workload_certs: bool = False
+) -> list[Cluster]:
+    """Every outbound cluster a proxy in ``proxy_namespace`` may use.
+
+    ``workload_certs`` (the proxy has a mesh certificate) enables mesh mTLS
+    (auto mTLS, DestinationRule ``ISTIO_MUTUAL``). The result never depends on
+    endpoints of EDS services, so endpoint-only changes leave CDS alone.
+    """
     clusters: list[Cluster] = []
     for svc in snapshot.registry.services.values():
         rule = find_destination_rule(snapshot, svc.hostname, proxy_namespace, svc.namespace)
         for sp in svc.ports:
-            clusters.append(_cluster(snapshot, svc, sp, "", effective_policy(rule, sp.port)))
-            for subset in subsets_of(rule):
-                policy = effective_policy(rule, sp.port, subset.name)
-                clusters.append(_cluster(snapshot, svc, sp, subset.name, policy))
+            for subset in ("", *(s.name for s in subsets_of(rule))):
+                clusters.append(
+                    _cluster(
+                        snapshot,
+                        svc,
+                        sp,
+                        subset,
+                        effective_policy(rule, sp.port, subset),
+                        proxy_namespace=proxy_namespace,
+                        workload_certs=workload_certs,
+                    )
+                )
     return clusters
 
 

@@ -7,20 +7,30 @@ port when it names one of that port's Gateways in ``gateways:`` and one of its
 hosts falls within a server's ``hosts`` (``ns/host`` restricts the
 VirtualService's namespace). Each matching VirtualService host becomes a
 virtual host; VirtualServices sharing a host are merged in order. Clusters are
-the same outbound clusters sidecars get. Only plain-HTTP servers are served
-here; TLS servers are skipped with a log line until TLS support lands.
+the same outbound clusters sidecars get.
+
+TLS servers (``translate.security.gateway_tls`` builds their TLS): a port
+with terminating servers (``SIMPLE``, ``MUTUAL``...) gets one filter chain per
+server behind TLS, each with its own route configuration
+``https.<port>.<portName>.<gateway>.<namespace>`` as in Istio, selected by SNI
+(the server's hosts) when the port has several; ``PASSTHROUGH`` servers add
+SNI chains that TCP-proxy to VirtualService ``tls`` routes. ``httpsRedirect``
+on a plain-HTTP server makes its virtual hosts answer 301 to HTTPS. A port
+cannot mix plaintext and TLS servers: the plaintext ones are skipped (logged),
+as is a TLS server whose certificate is missing.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pilotfish.api.networking.gateway import GatewaySpec, Server
 from pilotfish.api.resource import Resource
 from pilotfish.ir import (
     FilterChain,
+    FilterChainMatch,
     HttpConnectionManager,
     Listener,
     Route,
@@ -32,6 +42,14 @@ from pilotfish.model.proxy_view import ProxyView
 from pilotfish.model.snapshot import Snapshot
 from pilotfish.translate.http_routes import RouteContext, http_routes
 from pilotfish.translate.names import gateway_route_name
+from pilotfish.translate.security.gateway_tls import (
+    TERMINATING_MODES,
+    https_route_name,
+    passthrough_chains,
+    server_downstream_tls,
+    sni_server_names,
+)
+from pilotfish.translate.security.http_filters import with_workload_security
 from pilotfish.translate.virtual_hosts import bound_gateways, dedupe_domains, host_matches
 
 __all__ = ["GatewayParts", "gateway_listeners", "selected_gateways"]
@@ -39,6 +57,8 @@ __all__ = ["GatewayParts", "gateway_listeners", "selected_gateways"]
 log = logging.getLogger("pilotfish.translate")
 
 _HTTP_PROTOCOLS = frozenset({"HTTP", "HTTP2", "GRPC"})
+_TERMINATED_PROTOCOLS = _HTTP_PROTOCOLS | {"HTTPS"}
+_PASSTHROUGH_PROTOCOLS = frozenset({"TLS", "HTTPS"})
 
 
 @dataclass(frozen=True)
@@ -90,50 +110,177 @@ def _vs_hosts_for(vs: Resource, servers: list[tuple[str, Server]], suffix: str) 
     return hosts
 
 
+def _http_filter(
+    snapshot: Snapshot,
+    view: ProxyView,
+    name: str,
+    route_name: str,
+    port: int,
+    *,
+    forward_client_cert: bool = False,
+) -> HttpConnectionManager:
+    # JWT and authorization of the gateway workload, for this server port.
+    return with_workload_security(
+        HttpConnectionManager(
+            f"outbound_{name}",
+            route_config_name=route_name,
+            access_log=snapshot.access_log,
+            forward_client_cert=forward_client_cert,
+        ),
+        snapshot,
+        view.namespace,
+        view.label_map,
+        port,
+    )
+
+
+def _route_config(
+    snapshot: Snapshot,
+    view: ProxyView,
+    port: int,
+    servers: list[tuple[str, Server]],
+    route_name: str,
+) -> RouteConfig:
+    """The virtual hosts of ``servers`` (``ns/name`` of their Gateway, server) on
+    ``port``; hosts of a server with ``httpsRedirect`` require TLS."""
+    redirecting = [(k, s) for k, s in servers if s.tls is not None and s.tls.https_redirect]
+    vhosts: dict[str, tuple[list[str], list[Route]]] = {}
+    secure: set[str] = set()
+    for vs in snapshot.of_kind("VirtualService"):
+        hosts = _vs_hosts_for(vs, servers, snapshot.domain_suffix)
+        if not hosts:
+            continue
+        gw_key = next(k for k, _ in servers if k in bound_gateways(vs))
+        # DestinationRules are looked up from the gateway proxy's namespace, as for
+        # its clusters, so a route's hash policy and its cluster agree.
+        ctx = RouteContext(snapshot, view.namespace, port, gateway=gw_key)
+        routes = http_routes(vs, ctx)
+        for host in hosts:
+            domains, existing = vhosts.setdefault(host, ([host, f"{host}:{port}"], []))
+            existing.extend(routes)
+        if redirecting:
+            secure.update(_vs_hosts_for(vs, redirecting, snapshot.domain_suffix))
+    taken: set[str] = set()
+    ir_vhosts = []
+    for host in sorted(vhosts, key=lambda h: (h == "*", h)):
+        domains, routes = vhosts[host]
+        unique = dedupe_domains(["*"] if host == "*" else domains, taken)
+        if unique and routes:
+            ir_vhosts.append(
+                VirtualHost(f"{host}:{port}", unique, tuple(routes), require_tls=host in secure)
+            )
+    return RouteConfig(route_name, tuple(ir_vhosts))
+
+
+def _distinct_sni(chains: list[FilterChain], port: int) -> list[FilterChain]:
+    """Chains whose SNI sets do not overlap (Envoy rejects a listener otherwise):
+    a name already claimed by an earlier chain is dropped from a later one, and a
+    chain left with nothing to match is skipped (logged)."""
+    claimed: set[str] = set()
+    catch_all = False
+    out: list[FilterChain] = []
+    for chain in chains:
+        names = chain.match.server_names if chain.match is not None else ()
+        if not names:
+            if catch_all:
+                log.warning("gateway port %d: %s duplicates another server", port, chain.name)
+                continue
+            catch_all = True
+            out.append(chain)
+            continue
+        left = tuple(n for n in names if n not in claimed)
+        if not left:
+            log.warning("gateway port %d: %s duplicates another server", port, chain.name)
+            continue
+        claimed.update(left)
+        out.append(replace(chain, match=FilterChainMatch(server_names=left)))
+    return out
+
+
+def _tls_listener(
+    snapshot: Snapshot,
+    view: ProxyView,
+    port: int,
+    terminating: list[tuple[Resource, Server]],
+    passthrough: list[tuple[Resource, Server]],
+) -> tuple[Listener | None, list[RouteConfig]]:
+    name = f"0.0.0.0_{port}"
+    chains: list[FilterChain] = []
+    route_configs: list[RouteConfig] = []
+    route_names: set[str] = set()
+    for gw, server in terminating:
+        tls = server_downstream_tls(snapshot, view, gw, server)
+        if tls is None:
+            continue
+        route_name = base = https_route_name(port, server, gw)
+        index = 1
+        while route_name in route_names:
+            index += 1
+            route_name = f"{base}.{index}"
+        route_names.add(route_name)
+        key = f"{gw.namespace}/{gw.name}"
+        route_configs.append(_route_config(snapshot, view, port, [(key, server)], route_name))
+        hcm = _http_filter(
+            snapshot, view, name, route_name, port, forward_client_cert=tls.trusted_ca is not None
+        )
+        match = FilterChainMatch(server_names=sni_server_names(server))
+        chains.append(FilterChain(route_name, hcm, match, tls=tls))
+    chains += passthrough_chains(
+        snapshot, port, [(f"{gw.namespace}/{gw.name}", server) for gw, server in passthrough]
+    )
+    chains = _distinct_sni(chains, port)
+    if len(chains) == 1 and chains[0].tls is not None:
+        # One terminating server: serve it whatever SNI (or none) the client sends.
+        chains = [replace(chains[0], match=None)]
+    if not chains:
+        return None, route_configs
+    listener = Listener(
+        name,
+        view.bind_ip,
+        view.app_port(port),
+        tuple(chains),
+        direction="gateway",
+        inspect_tls=True,
+    )
+    return listener, route_configs
+
+
 def gateway_listeners(snapshot: Snapshot, view: ProxyView) -> GatewayParts:
     by_port: dict[int, list[tuple[str, Server]]] = defaultdict(list)
+    terminating: dict[int, list[tuple[Resource, Server]]] = defaultdict(list)
+    passthrough: dict[int, list[tuple[Resource, Server]]] = defaultdict(list)
     for gw in selected_gateways(snapshot, view.label_map):
         spec = gw.spec
         assert isinstance(spec, GatewaySpec)
         for server in spec.servers:
             protocol = server.port.protocol.upper()
-            if protocol not in _HTTP_PROTOCOLS or server.tls is not None:
+            mode = server.tls.mode if server.tls is not None else None
+            number = server.port.number
+            if mode is None and protocol in _HTTP_PROTOCOLS:
+                by_port[number].append((f"{gw.namespace}/{gw.name}", server))
+            elif mode in TERMINATING_MODES and protocol in _TERMINATED_PROTOCOLS:
+                terminating[number].append((gw, server))
+            elif mode == "PASSTHROUGH" and protocol in _PASSTHROUGH_PROTOCOLS:
+                passthrough[number].append((gw, server))
+            else:
                 log.info(
-                    "gateway %s/%s: %s server on port %d is not served yet",
+                    "gateway %s/%s: %s server (tls mode %s) on port %d is not served",
                     gw.namespace,
                     gw.name,
                     protocol,
-                    server.port.number,
+                    mode or "none",
+                    number,
                 )
-                continue
-            by_port[server.port.number].append((f"{gw.namespace}/{gw.name}", server))
 
     listeners: list[Listener] = []
     route_configs: list[RouteConfig] = []
     for port in sorted(by_port):
+        if port in terminating or port in passthrough:
+            log.warning("gateway port %d has TLS servers: its plaintext servers are ignored", port)
+            continue
         servers = by_port[port]
         route_name = gateway_route_name(port)
-        vhosts: dict[str, tuple[list[str], list[Route]]] = {}
-        for vs in snapshot.of_kind("VirtualService"):
-            hosts = _vs_hosts_for(vs, servers, snapshot.domain_suffix)
-            if not hosts:
-                continue
-            gw_key = next(k for k, _ in servers if k in bound_gateways(vs))
-            # DestinationRules are looked up from the gateway proxy's namespace, as for
-            # its clusters, so a route's hash policy and its cluster agree.
-            ctx = RouteContext(snapshot, view.namespace, port, gateway=gw_key)
-            routes = http_routes(vs, ctx)
-            for host in hosts:
-                domains, existing = vhosts.setdefault(host, ([host, f"{host}:{port}"], []))
-                existing.extend(routes)
-        taken: set[str] = set()
-        ir_vhosts = []
-        for host in sorted(vhosts, key=lambda h: (h == "*", h)):
-            domains, routes = vhosts[host]
-            unique = dedupe_domains(["*"] if host == "*" else domains, taken)
-            if unique and routes:
-                ir_vhosts.append(VirtualHost(f"{host}:{port}", unique, tuple(routes)))
-        route_configs.append(RouteConfig(route_name, tuple(ir_vhosts)))
+        route_configs.append(_route_config(snapshot, view, port, servers, route_name))
         name = f"0.0.0.0_{port}"
         listeners.append(
             Listener(
@@ -143,15 +290,17 @@ def gateway_listeners(snapshot: Snapshot, view: ProxyView) -> GatewayParts:
                 # (its APP_PORTS map server port -> listen port).
                 view.app_port(port),
                 (),
-                FilterChain(
-                    name,
-                    HttpConnectionManager(
-                        f"outbound_{name}",
-                        route_config_name=route_name,
-                        access_log=snapshot.access_log,
-                    ),
-                ),
+                FilterChain(name, _http_filter(snapshot, view, name, route_name, port)),
                 direction="gateway",
             )
         )
+    for port in sorted(set(terminating) | set(passthrough)):
+        listener, tls_routes = _tls_listener(
+            snapshot, view, port, terminating.get(port, []), passthrough.get(port, [])
+        )
+        route_configs += tls_routes
+        if listener is not None:
+            listeners.append(listener)
+    listeners.sort(key=lambda x: x.name)
+    route_configs.sort(key=lambda x: x.name)
     return GatewayParts(tuple(listeners), tuple(route_configs))

@@ -51,6 +51,9 @@ from pilotfish.translate.names import (
     inbound_cluster,
     outbound_cluster,
 )
+from pilotfish.translate.security.http_filters import with_workload_security
+from pilotfish.translate.security.mtls import inbound_mtls_chains, inbound_passthrough_chains
+from pilotfish.translate.security.peer_authn import peer_mtls
 from pilotfish.translate.virtual_hosts import dedupe_domains, service_domains, vs_for_mesh
 
 __all__ = ["InboundParts", "OutboundParts", "sidecar_inbound", "sidecar_outbound"]
@@ -216,7 +219,10 @@ def sidecar_outbound(snapshot: Snapshot, view: ProxyView) -> OutboundParts:
             )
         )
 
-    clusters = outbound_clusters(snapshot, view.namespace) + fixed_clusters()
+    clusters = (
+        outbound_clusters(snapshot, view.namespace, workload_certs=view.workload_certs)
+        + fixed_clusters()
+    )
     return OutboundParts(
         tuple(sorted(listeners, key=lambda x: x.name)),
         tuple(sorted(route_configs, key=lambda x: x.name)),
@@ -234,7 +240,14 @@ def _inbound_ports(snapshot: Snapshot, view: ProxyView) -> list[ServicePort]:
     return [seen[p] for p in sorted(seen)]
 
 
-def _inbound_chain(sp: ServicePort, name: str, access_log: bool = False) -> FilterChain:
+def _inbound_chain(
+    sp: ServicePort,
+    name: str,
+    access_log: bool = False,
+    *,
+    snapshot: Snapshot | None = None,
+    view: ProxyView | None = None,
+) -> FilterChain:
     cluster = inbound_cluster(sp.port)
     if sp.is_http:
         routes = RouteConfig(
@@ -253,9 +266,13 @@ def _inbound_chain(sp: ServicePort, name: str, access_log: bool = False) -> Filt
                 ),
             ),
         )
-        flt: HttpConnectionManager | TcpProxy = HttpConnectionManager(
+        hcm = HttpConnectionManager(
             cluster, inline_routes=routes, direction="inbound", access_log=access_log
         )
+        if snapshot is not None and view is not None:
+            # JWT and authorization of the workload, for requests to this port.
+            hcm = with_workload_security(hcm, snapshot, view.namespace, view.label_map, sp.port)
+        flt: HttpConnectionManager | TcpProxy = hcm
     else:
         flt = TcpProxy(cluster, cluster)
     return FilterChain(name, flt, FilterChainMatch(destination_port=sp.port))
@@ -269,14 +286,32 @@ def sidecar_inbound(snapshot: Snapshot, view: ProxyView) -> InboundParts:
         for sp in ports
     ]
     listeners: list[Listener] = []
+    # Mesh mTLS on the inbound side (PeerAuthentication) needs the proxy's own
+    # certificate; proxies without one keep plaintext inbound.
+    mtls = peer_mtls(snapshot, view.namespace, view.label_map) if view.workload_certs else None
     if view.interception == "REDIRECT":
         chains = tuple(
-            _inbound_chain(sp, inbound_cluster(sp.port), snapshot.access_log) for sp in ports
+            _inbound_chain(
+                sp, inbound_cluster(sp.port), snapshot.access_log, snapshot=snapshot, view=view
+            )
+            for sp in ports
         )
         passthrough = FilterChain(
             INBOUND_PASSTHROUGH_CLUSTER,
             TcpProxy(INBOUND_PASSTHROUGH_CLUSTER, INBOUND_PASSTHROUGH_CLUSTER),
         )
+        if mtls is not None:
+            extra, passthrough = inbound_passthrough_chains(mtls.mode)
+            chains = (
+                *(
+                    secured
+                    for sp, chain in zip(ports, chains, strict=True)
+                    for secured in inbound_mtls_chains(
+                        chain, mtls.for_port(sp.port), reject_plaintext=True
+                    )
+                ),
+                *extra,
+            )
         listeners.append(
             Listener(
                 VIRTUAL_INBOUND,
@@ -286,6 +321,7 @@ def sidecar_inbound(snapshot: Snapshot, view: ProxyView) -> InboundParts:
                 passthrough,
                 use_original_dst=True,
                 direction="inbound",
+                inspect_tls=any(c.tls is not None for c in chains),
             )
         )
         clusters.append(
@@ -296,7 +332,26 @@ def sidecar_inbound(snapshot: Snapshot, view: ProxyView) -> InboundParts:
     else:
         for sp in ports:
             name = f"{view.bind_ip}_{sp.port}"
-            chain = _inbound_chain(sp, inbound_cluster(sp.port), snapshot.access_log)
+            chain = _inbound_chain(
+                sp, inbound_cluster(sp.port), snapshot.access_log, snapshot=snapshot, view=view
+            )
+            mode = mtls.for_port(sp.port) if mtls is not None else "DISABLE"
+            if mode != "DISABLE":
+                # The listener serves one port: chains match only TLS or not.
+                secured = inbound_mtls_chains(
+                    FilterChain(chain.name, chain.filter), mode, reject_plaintext=False
+                )
+                listeners.append(
+                    Listener(
+                        name,
+                        view.bind_ip,
+                        sp.port,
+                        secured,
+                        direction="inbound",
+                        inspect_tls=True,
+                    )
+                )
+                continue
             listeners.append(
                 Listener(
                     name,

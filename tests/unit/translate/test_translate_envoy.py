@@ -22,6 +22,7 @@ from translate_cases import case_names, translate_case
 from pilotfish import ir
 from pilotfish.envoy_binary import find_envoy
 from pilotfish.xds.build import build_cluster, build_listener
+from pilotfish.xds.build.tls import SDS_CLUSTER
 
 pytestmark = pytest.mark.integration
 
@@ -48,8 +49,17 @@ def _bootstrap(proxy: str, config: ir.ProxyConfig) -> bootstrap_pb2.Bootstrap:
         endpoints=(ir.Endpoint("127.0.0.1", 15010),),
         direction="other",
     )
+    # TLS contexts fetch mesh certificates from the agent over this cluster
+    # (a Unix socket in real proxies; never dialed in validate mode).
+    sds_cluster = ir.Cluster(
+        SDS_CLUSTER,
+        "STATIC",
+        http2=True,
+        endpoints=(ir.Endpoint("127.0.0.1", 15019),),
+        direction="other",
+    )
     statics = bootstrap.static_resources
-    statics.clusters.extend(build_cluster(c) for c in (*config.clusters, xds_cluster))
+    statics.clusters.extend(build_cluster(c) for c in (*config.clusters, xds_cluster, sds_cluster))
     statics.listeners.extend(build_listener(listener) for listener in config.listeners)
     for index, routes in enumerate(config.route_configs):
         hcm = ir.HttpConnectionManager(f"inline_{routes.name}", inline_routes=routes)

@@ -2,7 +2,9 @@
 
 Every case in ``tests/testdata/translate/in/<case>.yaml`` is rendered for the
 same three proxies (``PROXIES``), unless a ``# proxies: <name> ...`` line at the
-top of the file narrows them (only to keep large goldens readable). Stage 1
+top of the file narrows them (only to keep large goldens readable); a
+``# workload-certs: true`` line gives every proxy of the case a mesh
+certificate (``ProxyView.workload_certs``), for the mesh mTLS cases. Stage 1
 (translate) gives each proxy an ``ir.ProxyConfig`` with its listeners, route
 configurations and clusters, composed the way the control plane composes
 them (sidecar: outbound + inbound; gateway: gateway listeners and routes + the
@@ -12,6 +14,7 @@ shared list of them. Stage 2 builds those with ``pilotfish.xds.build``.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +40,7 @@ __all__ = [
     "build_case",
     "case_names",
     "case_proxies",
+    "case_views",
     "load_snapshot",
     "proxy_config",
     "translate_case",
@@ -99,18 +103,35 @@ def case_names() -> list[str]:
     return sorted(p.stem for p in IN_DIR.glob("*.yaml"))
 
 
-def case_proxies(name: str) -> list[str]:
-    """The proxies a case renders: all of ``PROXIES`` unless its header narrows them."""
+def _header(name: str) -> dict[str, str]:
+    """The ``# key: value`` lines at the top of a case file."""
+    out: dict[str, str] = {}
     for line in (IN_DIR / f"{name}.yaml").read_text(encoding="utf-8").splitlines():
         if not line.startswith("#"):
             break
         key, _, value = line.lstrip("# ").partition(":")
-        if key.strip() == "proxies":
-            names = value.split()
-            unknown = set(names) - set(PROXIES)
-            assert names and not unknown, f"{name}.yaml names unknown proxies {unknown}"
-            return names
+        out[key.strip()] = value.strip()
+    return out
+
+
+def case_proxies(name: str) -> list[str]:
+    """The proxies a case renders: all of ``PROXIES`` unless its header narrows them."""
+    header = _header(name)
+    if "proxies" in header:
+        names = header["proxies"].split()
+        unknown = set(names) - set(PROXIES)
+        assert names and not unknown, f"{name}.yaml names unknown proxies {unknown}"
+        return names
     return list(PROXIES)
+
+
+def case_views(name: str) -> dict[str, ProxyView]:
+    """The views of a case's proxies (with mesh certificates if its header says so)."""
+    certs = _header(name).get("workload-certs", "").lower() == "true"
+    return {
+        proxy: dataclasses.replace(PROXIES[proxy], workload_certs=certs)
+        for proxy in case_proxies(name)
+    }
 
 
 def load_snapshot(name: str) -> Snapshot:
@@ -133,7 +154,10 @@ def proxy_config(snapshot: Snapshot, view: ProxyView) -> ir.ProxyConfig:
             clusters=out.clusters + inb.clusters,
         )
     gw = gateway_listeners(snapshot, view)
-    clusters = outbound_clusters(snapshot, view.namespace) + fixed_clusters()
+    clusters = (
+        outbound_clusters(snapshot, view.namespace, workload_certs=view.workload_certs)
+        + fixed_clusters()
+    )
     return ir.ProxyConfig(
         listeners=gw.listeners,
         route_configs=gw.route_configs,
@@ -144,7 +168,7 @@ def proxy_config(snapshot: Snapshot, view: ProxyView) -> ir.ProxyConfig:
 def translate_case(name: str) -> TranslatedCase:
     snapshot = load_snapshot(name)
     return TranslatedCase(
-        proxies={proxy: proxy_config(snapshot, PROXIES[proxy]) for proxy in case_proxies(name)},
+        proxies={proxy: proxy_config(snapshot, view) for proxy, view in case_views(name).items()},
         load_assignments=tuple(load_assignments(snapshot)),
     )
 

@@ -12,9 +12,13 @@ from types import MappingProxyType
 from pilotfish.api.diagnostics import Diagnostic
 from pilotfish.api.resource import Resource
 from pilotfish.api.validation import (
+    authorization_policy,
     destination_rule,
     gateway,
     metadata,
+    peer_authentication,
+    request_authentication,
+    secret,
     service,
     service_entry,
     virtual_service,
@@ -35,6 +39,10 @@ VALIDATORS: Mapping[str, Validator] = MappingProxyType(
         "WorkloadEntry": workload_entry.validate,
         "Service": service.validate,
         "Workload": workload.validate,
+        "PeerAuthentication": peer_authentication.validate,
+        "AuthorizationPolicy": authorization_policy.validate,
+        "RequestAuthentication": request_authentication.validate,
+        "Secret": secret.validate,
     }
 )
 

@@ -8,6 +8,10 @@ line of the field that holds the dangling name.
 Host names are compared as FQDNs, resolved relative to the namespace of the
 resource that names them (``pilotfish.model.hosts.fqdn``); a ServiceEntry's
 wildcard host (``*.example.com``) covers every name under it.
+
+A Gateway's ``credentialName`` names a Secret of the Gateway's namespace; a
+security policy's ``targetRef(s)`` name a Service or Gateway of the policy's
+namespace.
 """
 
 from __future__ import annotations
@@ -19,9 +23,13 @@ from pilotfish.api.core.service import ServiceSpec
 from pilotfish.api.diagnostics import Diagnostic
 from pilotfish.api.networking.common import Destination
 from pilotfish.api.networking.destination_rule import DestinationRuleSpec
+from pilotfish.api.networking.gateway import GatewaySpec
 from pilotfish.api.networking.service_entry import ServiceEntrySpec
 from pilotfish.api.networking.virtual_service import VirtualServiceSpec
 from pilotfish.api.resource import Resource
+from pilotfish.api.security.authorization_policy import AuthorizationPolicySpec
+from pilotfish.api.security.common import PolicyTargetReference
+from pilotfish.api.security.request_authentication import RequestAuthenticationSpec
 from pilotfish.api.validation.findings import Findings
 from pilotfish.model.hosts import fqdn, is_wildcard
 
@@ -38,6 +46,8 @@ class _Index:
     gateways: frozenset[tuple[str, str]]  # (namespace, name)
     namespaces: frozenset[str]
     suffix: str
+    secrets: frozenset[tuple[str, str]] = frozenset()  # (namespace, name)
+    services: frozenset[tuple[str, str]] = frozenset()  # (namespace, name)
 
     def resolve(self, host: str, namespace: str) -> str:
         return fqdn(host, namespace, self.suffix, known_namespaces=self.namespaces)
@@ -72,6 +82,10 @@ def check_references(
                 name = index.resolve(host, r.namespace)
                 if not index.has_host(name):
                     f.warning("spec.host", f"host {name!r} matches no Service or ServiceEntry")
+        elif isinstance(r.spec, GatewaySpec):
+            _check_gateway_credentials(f, r, r.spec, index)
+        elif isinstance(r.spec, AuthorizationPolicySpec | RequestAuthenticationSpec):
+            _check_policy_targets(f, r, r.spec.target_ref, r.spec.target_refs, index)
         found += f.items
     return found
 
@@ -83,9 +97,14 @@ def _build_index(resources: Iterable[Resource], suffix: str) -> _Index:
     wildcards: list[str] = []
     subsets: dict[str, set[str]] = {}
     gateways: set[tuple[str, str]] = set()
+    secrets: set[tuple[str, str]] = set()
+    services: set[tuple[str, str]] = set()
     for r in resources:
         spec = r.spec
+        if r.kind == "Secret":
+            secrets.add((r.namespace, r.name))
         if isinstance(spec, ServiceSpec):
+            services.add((r.namespace, r.name))
             hosts.add(f"{r.name}.{r.namespace}.svc.{suffix}")
         elif isinstance(spec, ServiceEntrySpec):
             for host in spec.hosts:
@@ -99,7 +118,14 @@ def _build_index(resources: Iterable[Resource], suffix: str) -> _Index:
         elif r.kind == "Gateway":
             gateways.add((r.namespace, r.name))
     return _Index(
-        frozenset(hosts), tuple(wildcards), subsets, frozenset(gateways), namespaces, suffix
+        frozenset(hosts),
+        tuple(wildcards),
+        subsets,
+        frozenset(gateways),
+        namespaces,
+        suffix,
+        frozenset(secrets),
+        frozenset(services),
     )
 
 
@@ -155,3 +181,34 @@ def _gateway_key(ref: str, namespace: str) -> tuple[str, str]:
     if len(labels) >= 2:
         return labels[1], labels[0]
     return namespace, ref
+
+
+def _check_gateway_credentials(f: Findings, r: Resource, spec: GatewaySpec, index: _Index) -> None:
+    for i, server in enumerate(spec.servers):
+        tls = server.tls
+        if tls is None:
+            continue
+        names = [(f"spec.servers[{i}].tls.credentialName", tls.credential_name or "")]
+        names += [
+            (f"spec.servers[{i}].tls.credentialNames[{j}]", name)
+            for j, name in enumerate(tls.credential_names)
+        ]
+        for path, name in names:
+            if name and (r.namespace, name) not in index.secrets:
+                f.warning(path, f"Secret {r.namespace}/{name} does not exist")
+
+
+def _check_policy_targets(
+    f: Findings,
+    r: Resource,
+    target_ref: PolicyTargetReference | None,
+    target_refs: Sequence[PolicyTargetReference],
+    index: _Index,
+) -> None:
+    refs = [("spec.targetRef", target_ref)] if target_ref is not None else []
+    refs += [(f"spec.targetRefs[{i}]", ref) for i, ref in enumerate(target_refs)]
+    for path, ref in refs:
+        key = (ref.namespace or r.namespace, ref.name)
+        known = {"Service": index.services, "Gateway": index.gateways}.get(ref.kind)
+        if known is not None and ref.name and key not in known:
+            f.warning(f"{path}.name", f"{ref.kind} {key[0]}/{key[1]} does not exist")

@@ -19,7 +19,8 @@ from google.protobuf import wrappers_pb2
 
 from pilotfish import ir
 from pilotfish.xds.build._common import ads_config_source, any_of, duration_ms
-from pilotfish.xds.build.endpoints import endpoints_assignment
+from pilotfish.xds.build.endpoints import TLS_MODE_ISTIO, endpoints_assignment
+from pilotfish.xds.build.tls import raw_buffer_transport_socket, upstream_transport_socket
 
 __all__ = [
     "BLACKHOLE_CLUSTER",
@@ -93,7 +94,28 @@ def build_cluster(cluster: ir.Cluster) -> cluster_pb2.Cluster:
             protocol_pb2.Http2ProtocolOptions()
         )
         proto.typed_extension_protocol_options[HTTP_PROTOCOL_OPTIONS].CopyFrom(any_of(options))
+    _set_transport_socket(proto, cluster)
     return proto
+
+
+def _set_transport_socket(proto: cluster_pb2.Cluster, cluster: ir.Cluster) -> None:
+    """``tls``: TLS to every endpoint. ``auto_mtls`` (ignored when ``tls`` is set):
+    TLS only to endpoints whose metadata says ``tlsMode: istio``, plaintext to
+    the others, as Istio's transport socket matches do."""
+    if cluster.tls is not None:
+        proto.transport_socket.CopyFrom(upstream_transport_socket(cluster.tls))
+        return
+    if cluster.auto_mtls is None:
+        return
+    istio = proto.transport_socket_matches.add(
+        name="tlsMode-istio", transport_socket=upstream_transport_socket(cluster.auto_mtls)
+    )
+    istio.match.fields["tlsMode"].string_value = TLS_MODE_ISTIO
+    # An empty match matches every endpoint: the plaintext fallback comes last.
+    disabled = proto.transport_socket_matches.add(
+        name="tlsMode-disabled", transport_socket=raw_buffer_transport_socket()
+    )
+    disabled.match.SetInParent()
 
 
 def _set_lb_policy(proto: cluster_pb2.Cluster, cluster: ir.Cluster) -> None:

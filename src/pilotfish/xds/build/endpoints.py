@@ -11,7 +11,12 @@ from google.protobuf import wrappers_pb2
 
 from pilotfish import ir
 
+# Endpoint metadata that a cluster's ``transport_socket_matches`` select on.
+TRANSPORT_SOCKET_MATCH = "envoy.transport_socket_match"
+TLS_MODE_ISTIO = "istio"
 __all__ = [
+    "TLS_MODE_ISTIO",
+    "TRANSPORT_SOCKET_MATCH",
     "build_lb_endpoint",
     "build_load_assignment",
     "build_locality",
@@ -34,11 +39,16 @@ def build_locality(locality: str) -> base_pb2.Locality:
 
 
 def build_lb_endpoint(endpoint: ir.Endpoint) -> ec_pb2.LbEndpoint:
-    """One endpoint with its load-balancing weight."""
-    return ec_pb2.LbEndpoint(
+    """One endpoint with its load-balancing weight; an endpoint that accepts mesh
+    mTLS carries ``envoy.transport_socket_match: {tlsMode: istio}`` (auto mTLS)."""
+    proto = ec_pb2.LbEndpoint(
         endpoint=ec_pb2.Endpoint(address=socket_address(endpoint.address, endpoint.port)),
         load_balancing_weight=wrappers_pb2.UInt32Value(value=endpoint.weight),
     )
+    if endpoint.tls_mode:
+        fields = proto.metadata.filter_metadata[TRANSPORT_SOCKET_MATCH].fields
+        fields["tlsMode"].string_value = endpoint.tls_mode
+    return proto
 
 
 def endpoints_assignment(

@@ -21,6 +21,12 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 
 from pilotfish import ir
 from pilotfish.xds.build._common import any_of
+from pilotfish.xds.build.jwt import build_jwt_authn_filter
+from pilotfish.xds.build.rbac import (
+    build_rbac_allow_filter,
+    build_rbac_audit_filter,
+    build_rbac_deny_filter,
+)
 
 __all__ = [
     "HTTP_FILTERS",
@@ -52,6 +58,11 @@ def build_router_filter(_hcm: ir.HttpConnectionManager) -> hcm_pb2.HttpFilter:
 HTTP_FILTERS: Mapping[str, HttpFilterBuilder] = MappingProxyType(
     {
         ROUTER: build_router_filter,
+        # Security filters (read ``hcm.jwt`` / ``hcm.authz``); the IR lists them first.
+        "jwt_authn": build_jwt_authn_filter,
+        "rbac_deny": build_rbac_deny_filter,
+        "rbac_allow": build_rbac_allow_filter,
+        "rbac_audit": build_rbac_audit_filter,
     }
 )
 

@@ -36,6 +36,7 @@ from pilotfish import ir
 from pilotfish.xds.build._common import any_of
 from pilotfish.xds.build.endpoints import socket_address
 from pilotfish.xds.build.network_filters import build_network_filter
+from pilotfish.xds.build.tls import downstream_transport_socket
 
 __all__ = [
     "HTTP_INSPECTOR",
@@ -59,6 +60,7 @@ def build_listener(listener: ir.Listener) -> listener_pb2.Listener:
     Raises ``ValueError`` for a malformed CIDR in a filter chain match.
     """
     gateway = listener.direction == "gateway"
+    inspect_tls = listener.inspect_tls or _needs_tls_inspector(listener)
     proto = listener_pb2.Listener(
         name=listener.name,
         address=socket_address(listener.address, listener.port),
@@ -81,7 +83,7 @@ def build_listener(listener: ir.Listener) -> listener_pb2.Listener:
         )
     elif listener.use_original_dst:
         proto.use_original_dst.value = True
-    if listener.inspect_tls:
+    if inspect_tls:
         proto.listener_filters.append(
             lc_pb2.ListenerFilter(
                 name=TLS_INSPECTOR, typed_config=any_of(tls_inspector_pb2.TlsInspector())
@@ -93,20 +95,39 @@ def build_listener(listener: ir.Listener) -> listener_pb2.Listener:
                 name=HTTP_INSPECTOR, typed_config=any_of(http_inspector_pb2.HttpInspector())
             )
         )
-    if listener.inspect_tls or listener.inspect_http:
+    if inspect_tls or listener.inspect_http:
         # A client that waits for the server to speak first must not be cut off
         # when sniffing times out: fall through to the default chain instead.
         proto.continue_on_listener_filters_timeout = True
     return proto
 
 
+def _needs_tls_inspector(listener: ir.Listener) -> bool:
+    """Whether a chain matches on what only ``tls_inspector`` detects (TLS or not,
+    SNI) or terminates TLS: without the inspector every connection counts as
+    ``raw_buffer`` without SNI, and TLS chains would never be picked."""
+    chains = [*listener.filter_chains]
+    if listener.default_chain is not None:
+        chains.append(listener.default_chain)
+    for chain in chains:
+        match = chain.match
+        if chain.tls is not None:
+            return True
+        if match is not None and (match.transport_protocol == "tls" or match.server_names):
+            return True
+    return False
+
+
 def build_filter_chain(chain: ir.FilterChain, *, gateway: bool = False) -> lc_pb2.FilterChain:
-    """A filter chain holding the chain's single network filter."""
+    """A filter chain holding the chain's single network filter, behind TLS when
+    ``chain.tls`` is set."""
     proto = lc_pb2.FilterChain(
         name=chain.name, filters=[build_network_filter(chain.filter, gateway=gateway)]
     )
     if chain.match is not None:
         proto.filter_chain_match.CopyFrom(build_filter_chain_match(chain.match))
+    if chain.tls is not None:
+        proto.transport_socket.CopyFrom(downstream_transport_socket(chain.tls))
     return proto
 
 

@@ -107,6 +107,15 @@ def build_http_connection_manager(
         )
     if hcm.access_log:
         proto.access_log.append(build_access_log())
+    if hcm.forward_client_cert:
+        # The app sees the verified caller (subject, SPIFFE URI, DNS SANs) in
+        # x-forwarded-client-cert; whatever the caller sent is replaced. Without
+        # it Envoy's default (SANITIZE) strips the header, so it cannot be forged.
+        proto.forward_client_cert_details = hcm_pb2.HttpConnectionManager.SANITIZE_SET
+        details = proto.set_current_client_cert_details
+        details.subject.value = True
+        details.uri = True
+        details.dns = True
     return proto
 
 

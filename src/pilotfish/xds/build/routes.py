@@ -58,12 +58,16 @@ def build_route_config(config: ir.RouteConfig) -> route_pb2.RouteConfiguration:
 
 
 def build_virtual_host(vhost: ir.VirtualHost) -> rc_pb2.VirtualHost:
-    """A virtual host; domains and routes are kept in the order given."""
-    return rc_pb2.VirtualHost(
+    """A virtual host; domains and routes are kept in the order given.
+    ``require_tls`` redirects plain HTTP requests to HTTPS (Envoy ``require_tls: ALL``)."""
+    proto = rc_pb2.VirtualHost(
         name=vhost.name,
         domains=list(vhost.domains),
         routes=[build_route(route) for route in vhost.routes],
     )
+    if vhost.require_tls:
+        proto.require_tls = rc_pb2.VirtualHost.ALL
+    return proto
 
 
 def build_route(route: ir.Route) -> rc_pb2.Route:

@@ -16,6 +16,14 @@ push, and cached by the generator across pushes), feeds them to each stream's
 state and queues whatever it planned: only changed types, in ADS order, and
 nothing at all for proxies whose resources did not change.
 
+With ``tls=`` the server also listens on a TLS port (see ``tls``): a second,
+private grpc.aio server on loopback receives the relayed connections and
+serves the same ADS handler plus the extra handlers (the CA). ADS calls there
+must carry a client certificate whose SPIFFE identity matches the node's
+NAMESPACE and SERVICE_ACCOUNT metadata, else the stream ends with
+PERMISSION_DENIED. The plain-text port has no identity check: it is meant
+for loopback and development use only.
+
 Responses are pre-encoded bytes (see ``encode``); the method is registered
 through a generic handler whose response serializer passes bytes through, so
 no protobuf message is built per proxy.
@@ -28,6 +36,7 @@ or server shutdown (grpc.aio cancels the handler task in the last cases).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -50,6 +59,7 @@ from pilotfish.xds.server.state import (
 )
 from pilotfish.xds.server.status import ProxyStatus, type_statuses
 from pilotfish.xds.server.stream import ProxyStream, WriteLimiter
+from pilotfish.xds.server.tls import TlsFront, TlsServerConfig, authorize_node
 from pilotfish.xds.types import ADS_ORDER, ConfigGenerator, ResourceSet
 
 __all__ = ["ADS_METHOD", "ADS_SERVICE", "XdsServer", "client_request_from_proto"]
@@ -81,6 +91,15 @@ def _passthrough(data: bytes) -> bytes:
     return data
 
 
+def _grpc_server() -> Any:
+    return grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+            ("grpc.max_send_message_length", -1),
+        ]
+    )
+
+
 class XdsServer:
     """A State-of-the-World ADS server for Envoy.
 
@@ -110,17 +129,30 @@ class XdsServer:
         self._streams: dict[int, ProxyStream] = {}
         self._next_stream_id = 0
         self._server: Any = None
+        self._secure_server: Any = None
+        self._front: TlsFront | None = None
+        self._trust_domain = ""
+        self.tls_port = 0  # bound TLS port once started with ``tls=``
         self._debouncer: Debouncer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(
-        self, host: str = "127.0.0.1", port: int = 0, extra_hosts: Sequence[str] = ()
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        extra_hosts: Sequence[str] = (),
+        *,
+        tls_port: int | None = None,
+        tls: TlsServerConfig | None = None,
     ) -> int:
-        """Start serving; returns the bound port (useful with ``port=0``).
+        """Start serving; returns the bound plain-text port (useful with ``port=0``).
 
-        ``extra_hosts`` are further addresses served on the same port.
+        ``extra_hosts`` are further addresses served on the same port(s). With
+        ``tls``, also serve ADS with client-certificate identity checks and
+        ``tls.handlers`` on ``host:tls_port`` (None or 0: any free port); the
+        bound TLS port is then in ``self.tls_port``.
         """
         if self._server is not None:
             raise RuntimeError("XdsServer already started")
@@ -128,13 +160,8 @@ class XdsServer:
         self._debouncer = Debouncer(
             self._push_all, self._quiet_period, self._max_delay, self._clock
         )
-        server = grpc.aio.server(
-            options=[
-                ("grpc.max_receive_message_length", 16 * 1024 * 1024),
-                ("grpc.max_send_message_length", -1),
-            ]
-        )
-        server.add_generic_rpc_handlers((self._rpc_handler(),))
+        server = _grpc_server()
+        server.add_generic_rpc_handlers((self._rpc_handler(secure=False),))
         address = (
             f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
         )
@@ -147,12 +174,39 @@ class XdsServer:
         await server.start()
         self._server = server
         _log.info("xDS server listening on %s", address.rsplit(":", 1)[0] + f":{bound}")
+        if tls is not None:
+            try:
+                await self._start_tls(host, tls_port or 0, extra_hosts, tls)
+            except BaseException:
+                await self.close(0)
+                raise
         return int(bound)
+
+    async def _start_tls(
+        self, host: str, port: int, extra_hosts: Sequence[str], tls: TlsServerConfig
+    ) -> None:
+        secure = _grpc_server()
+        secure.add_generic_rpc_handlers((self._rpc_handler(secure=True), *tls.handlers))
+        private_port = secure.add_insecure_port("127.0.0.1:0")
+        if not private_port:
+            raise OSError("cannot bind the TLS relay's private gRPC port on 127.0.0.1")
+        await secure.start()
+        self._secure_server = secure
+        self._trust_domain = tls.trust_domain
+        self._front = TlsFront(tls, private_port)
+        self.tls_port = await self._front.start(host, port, extra_hosts)
+        _log.info("xDS/CA TLS port listening on %s:%d", host, self.tls_port)
 
     async def close(self, grace: float = 1.0) -> None:
         """Stop pushing, end every stream (after ``grace`` seconds) and free the port."""
         if self._debouncer is not None:
             await self._debouncer.close()
+        front, self._front = self._front, None
+        if front is not None:
+            await front.close()
+        secure, self._secure_server = self._secure_server, None
+        if secure is not None:
+            await secure.stop(grace)
         server, self._server = self._server, None
         if server is not None:
             await server.stop(grace)
@@ -222,10 +276,10 @@ class XdsServer:
 
     # -- gRPC plumbing ---------------------------------------------------------------------
 
-    def _rpc_handler(self) -> Any:
+    def _rpc_handler(self, *, secure: bool) -> Any:
         handlers = {
             "StreamAggregatedResources": grpc.stream_stream_rpc_method_handler(
-                self._stream_aggregated_resources,
+                functools.partial(self._stream_aggregated_resources, secure=secure),
                 request_deserializer=discovery_pb2.DiscoveryRequest.FromString,
                 response_serializer=_passthrough,
             ),
@@ -242,13 +296,23 @@ class XdsServer:
             grpc.StatusCode.UNIMPLEMENTED, "incremental (delta) xDS is not supported; use SotW ADS"
         )
 
-    async def _stream_aggregated_resources(self, request_iterator: Any, context: Any) -> None:
+    async def _stream_aggregated_resources(
+        self, request_iterator: Any, context: Any, *, secure: bool = False
+    ) -> None:
         first = await context.read()
         if first is grpc.aio.EOF:
             return
         node_id = first.node.id
         try:
             metadata = MessageToDict(first.node.metadata)
+            if secure:
+                front = self._front
+                peer = front.peer(context.peer()) if front is not None else None
+                problem = authorize_node(peer, metadata, self._trust_domain)
+                if problem is not None:
+                    _log.warning("refusing xDS node %r on the TLS port: %s", node_id, problem)
+                    await context.abort(grpc.StatusCode.PERMISSION_DENIED, problem)
+                    return
             view = self._generator.view_of(node_id, metadata)
         except ValueError as exc:
             _log.warning("rejecting xDS node %r: %s", node_id, exc)

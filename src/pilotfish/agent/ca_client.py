@@ -1,0 +1,188 @@
+"""Client of the mesh CA: send a CSR and the pod's token, get a certificate chain.
+
+The wire protocol is the mesh's fixed contract: the unary gRPC method
+``/pilotfish.ca.v1.CertificateService/CreateCertificate`` carrying JSON bytes
+(no ``.proto``). Request ``{"csr", "token", "ttl_seconds"?}``, response
+``{"cert_chain": [...], "root_cert", "expires_at"}``. The channel is TLS: the
+CA's server certificate is verified against the root from
+``--root-cert-file`` and must carry the DNS name ``pilotfish-control-plane``
+(the target-name override), whatever address is dialled.
+
+The token file is read on every request, so a runtime that rewrites it
+(atomically) never needs to restart the agent. The token is never logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from pilotfish.agent.backoff import BackoffPolicy, restart_delay
+
+__all__ = [
+    "CA_METHOD",
+    "CA_SERVER_NAME",
+    "CaAuthError",
+    "CaClient",
+    "CaError",
+    "CaResponse",
+    "create_certificate_with_retry",
+]
+
+CA_METHOD = "/pilotfish.ca.v1.CertificateService/CreateCertificate"
+# DNS SAN of the control plane's serving certificate (its secure port).
+CA_SERVER_NAME = "pilotfish-control-plane"
+
+_RETRYABLE = frozenset(
+    {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNKNOWN}
+)
+_AUTH = frozenset({grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED})
+
+_log = logging.getLogger("pilotfish.agent.ca")
+
+
+class CaError(Exception):
+    """The CA did not issue a certificate. ``retryable`` says whether trying again may help."""
+
+    def __init__(self, message: str, *, retryable: bool, code: str = "") -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.code = code
+
+
+class CaAuthError(CaError):
+    """The CA refused the token (UNAUTHENTICATED) or the identity (PERMISSION_DENIED)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CaResponse:
+    cert_chain: tuple[str, ...]
+    root_cert: str
+    expires_at: float
+
+
+def _encode(payload: dict[str, Any]) -> bytes:
+    return json.dumps(payload, separators=(",", ":")).encode("utf-8")
+
+
+def _decode_response(data: bytes) -> CaResponse:
+    try:
+        raw = json.loads(data)
+        chain = raw["cert_chain"]
+        if not isinstance(chain, list) or not all(isinstance(p, str) for p in chain):
+            raise TypeError("cert_chain must be a list of PEM strings")
+        return CaResponse(tuple(chain), str(raw.get("root_cert", "")), float(raw["expires_at"]))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CaError(f"malformed CA response: {exc}", retryable=True) from exc
+
+
+class CaClient:
+    """One TLS channel to the CA at ``target`` (``HOST:PORT``).
+
+    Create, use and ``close()`` it inside one running event loop.
+    """
+
+    def __init__(
+        self,
+        target: str,
+        root_cert_pem: bytes,
+        token_file: Path,
+        *,
+        server_name: str = CA_SERVER_NAME,
+        timeout: float = 10.0,
+    ) -> None:
+        self._token_file = token_file
+        self._timeout = timeout
+        credentials = grpc.ssl_channel_credentials(root_certificates=root_cert_pem)
+        self._channel = grpc.aio.secure_channel(
+            target,
+            credentials,
+            options=[("grpc.ssl_target_name_override", server_name)],
+        )
+        self._call = self._channel.unary_unary(
+            CA_METHOD, request_serializer=_encode, response_deserializer=_decode_response
+        )
+        self._target = target
+
+    @property
+    def target(self) -> str:
+        return self._target
+
+    def _read_token(self) -> str:
+        try:
+            token = self._token_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise CaError(
+                f"cannot read the CA token file {self._token_file}: {exc.strerror}",
+                retryable=True,
+            ) from exc
+        if not token:
+            raise CaError(f"the CA token file {self._token_file} is empty", retryable=True)
+        return token
+
+    async def create_certificate(self, csr_pem: str, ttl_seconds: int | None = None) -> CaResponse:
+        """Send one CSR; raise ``CaAuthError`` / ``CaError`` with the CA's message on failure."""
+        request: dict[str, Any] = {"csr": csr_pem, "token": self._read_token()}
+        if ttl_seconds is not None:
+            request["ttl_seconds"] = int(ttl_seconds)
+        try:
+            response: CaResponse = await self._call(request, timeout=self._timeout)
+        except grpc.aio.AioRpcError as exc:
+            code = exc.code()
+            detail = exc.details() or code.name
+            if code in _AUTH:
+                raise CaAuthError(
+                    f"the CA at {self._target} refused the request ({code.name}): {detail}",
+                    retryable=False,
+                    code=code.name,
+                ) from exc
+            raise CaError(
+                f"the CA at {self._target} failed ({code.name}): {detail}",
+                retryable=code in _RETRYABLE,
+                code=code.name,
+            ) from exc
+        return response
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+
+async def create_certificate_with_retry(
+    client: CaClient,
+    csr_pem: str,
+    ttl_seconds: int | None,
+    *,
+    policy: BackoffPolicy,
+    give_up_at: float | None = None,
+    retry_all: bool = False,
+    clock: Callable[[], float] = time.monotonic,
+) -> CaResponse:
+    """Call the CA until it answers; back off between attempts.
+
+    Retries retryable failures (UNAVAILABLE and friends). With ``retry_all``
+    every failure is retried (used while rotating: a token being re-registered
+    must not cost the workload its identity). Raises the last ``CaError`` once
+    an attempt fails after ``give_up_at`` (a ``clock()`` time), or at once for
+    a non-retryable failure without ``retry_all``.
+    """
+    failures = 0
+    while True:
+        try:
+            return await client.create_certificate(csr_pem, ttl_seconds)
+        except CaError as exc:
+            failures += 1
+            if not (exc.retryable or retry_all):
+                raise
+            delay = restart_delay(policy, failures)
+            if give_up_at is not None and clock() + delay > give_up_at:
+                raise
+            _log.warning("certificate request failed (retry in %.1fs): %s", delay, exc)
+            await asyncio.sleep(delay)

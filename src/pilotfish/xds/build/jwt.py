@@ -1,0 +1,77 @@
+"""IR JWT authentication -> Envoy ``envoy.filters.http.jwt_authn`` filter.
+
+Istio's RequestAuthentication semantics: a request carrying a token must
+present one that is valid for one of the providers (else 401); a request
+without a token passes this filter, and an AuthorizationPolicy asking for
+``requestPrincipals`` then denies it. In Envoy terms: one rule for every path
+requiring ``requires_any`` of every provider plus ``allow_missing``.
+
+A verified token's payload goes to dynamic metadata under
+``JWT_PAYLOAD_METADATA`` (the same key for every provider), where the RBAC
+filters read ``iss``, ``sub`` and other claims.
+"""
+
+from __future__ import annotations
+
+from envoy.config.core.v3 import base_pb2
+from envoy.config.route.v3 import route_components_pb2 as route_pb2
+from envoy.extensions.filters.http.jwt_authn.v3 import config_pb2 as jwt_pb2
+from envoy.extensions.filters.network.http_connection_manager.v3 import (
+    http_connection_manager_pb2 as hcm_pb2,
+)
+from google.protobuf import empty_pb2
+
+from pilotfish import ir
+from pilotfish.ir.security import JwtAuthn, JwtProvider
+from pilotfish.xds.build._common import any_of
+from pilotfish.xds.build.rbac import JWT_FILTER_NAME, JWT_PAYLOAD_METADATA
+
+__all__ = [
+    "JWT_FILTER_NAME",
+    "JWT_PAYLOAD_METADATA",
+    "build_jwt_authn",
+    "build_jwt_authn_filter",
+    "build_jwt_provider",
+]
+
+
+def build_jwt_provider(provider: JwtProvider) -> jwt_pb2.JwtProvider:
+    """One provider; its JWKS is inline (the control plane fetched any ``jwksUri``)."""
+    proto = jwt_pb2.JwtProvider(
+        issuer=provider.issuer,
+        audiences=list(provider.audiences),
+        local_jwks=base_pb2.DataSource(inline_string=provider.jwks),
+        forward=provider.forward,
+        from_params=list(provider.from_params),
+        forward_payload_header=provider.output_payload_to_header,
+        payload_in_metadata=JWT_PAYLOAD_METADATA,
+    )
+    for header in provider.from_headers:
+        proto.from_headers.append(jwt_pb2.JwtHeader(name=header.name, value_prefix=header.prefix))
+    return proto
+
+
+def build_jwt_authn(jwt: JwtAuthn) -> jwt_pb2.JwtAuthentication:
+    """The filter config: every provider, and one rule for all paths that rejects
+    invalid tokens but lets requests without a token through."""
+    config = jwt_pb2.JwtAuthentication()
+    requirements = [jwt_pb2.JwtRequirement(provider_name=p.name) for p in jwt.providers]
+    requirements.append(jwt_pb2.JwtRequirement(allow_missing=empty_pb2.Empty()))
+    for provider in jwt.providers:
+        config.providers[provider.name].CopyFrom(build_jwt_provider(provider))
+    config.rules.append(
+        jwt_pb2.RequirementRule(
+            match=route_pb2.RouteMatch(prefix="/"),
+            requires=jwt_pb2.JwtRequirement(
+                requires_any=jwt_pb2.JwtRequirementOrList(requirements=requirements)
+            ),
+        )
+    )
+    return config
+
+
+def build_jwt_authn_filter(hcm: ir.HttpConnectionManager) -> hcm_pb2.HttpFilter:
+    """The ``jwt_authn`` HTTP filter for ``hcm.jwt`` (``ValueError`` when unset)."""
+    if hcm.jwt is None:
+        raise ValueError(f"{hcm.stat_prefix!r} lists jwt_authn but has no JWT providers")
+    return hcm_pb2.HttpFilter(name=JWT_FILTER_NAME, typed_config=any_of(build_jwt_authn(hcm.jwt)))

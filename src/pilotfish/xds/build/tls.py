@@ -1,0 +1,187 @@
+"""IR TLS settings -> Envoy TLS contexts and transport sockets.
+
+Theory of operation. A ``CertSource`` names where key material lives:
+
+- ``sds``: a secret the proxy's agent serves over SDS (``default``: the
+  workload certificate chain and key, ``ROOTCA``: the mesh root). The SDS
+  config points at the static cluster ``sds-grpc`` that the agent's bootstrap
+  declares (a Unix socket), so secrets never travel over xDS;
+- ``cert_file``/``key_file``: files on the proxy's host (DataSource filename);
+- ``cert_pem``/``key_pem``: inline PEM (Gateway ``credentialName`` Secrets).
+  Inline keys end up in the listener or cluster resource: debug output must
+  pass through ``pilotfish.ir.dump.redact`` before showing it.
+
+Server names to verify (``subject_alt_names``) are exact matches, typed as URI
+SANs for SPIFFE ids and DNS SANs otherwise. When the trusted CA comes over SDS
+and SANs must be checked too, Envoy needs a ``combined_validation_context``
+(static SAN matchers + the SDS-fetched CA).
+"""
+
+from __future__ import annotations
+
+from envoy.config.core.v3 import base_pb2, config_source_pb2, grpc_service_pb2
+from envoy.extensions.transport_sockets.raw_buffer.v3 import raw_buffer_pb2
+from envoy.extensions.transport_sockets.tls.v3 import common_pb2, secret_pb2, tls_pb2
+from envoy.type.matcher.v3 import string_pb2
+from google.protobuf import wrappers_pb2
+
+from pilotfish import ir
+from pilotfish.xds.build._common import any_of
+
+__all__ = [
+    "RAW_BUFFER_TRANSPORT_SOCKET",
+    "SDS_CLUSTER",
+    "TLS_TRANSPORT_SOCKET",
+    "build_downstream_tls_context",
+    "build_upstream_tls_context",
+    "downstream_transport_socket",
+    "raw_buffer_transport_socket",
+    "sds_secret_config",
+    "upstream_transport_socket",
+]
+
+SDS_CLUSTER = "sds-grpc"
+TLS_TRANSPORT_SOCKET = "envoy.transport_sockets.tls"
+RAW_BUFFER_TRANSPORT_SOCKET = "envoy.transport_sockets.raw_buffer"
+
+_TLS_VERSIONS = {
+    "": common_pb2.TlsParameters.TLS_AUTO,
+    "TLS_AUTO": common_pb2.TlsParameters.TLS_AUTO,
+    "TLSv1_0": common_pb2.TlsParameters.TLSv1_0,
+    "TLSv1_1": common_pb2.TlsParameters.TLSv1_1,
+    "TLSv1_2": common_pb2.TlsParameters.TLSv1_2,
+    "TLSv1_3": common_pb2.TlsParameters.TLSv1_3,
+}
+
+
+def sds_secret_config(name: str) -> secret_pb2.SdsSecretConfig:
+    """Secret ``name`` fetched from the agent over the ``sds-grpc`` cluster."""
+    source = config_source_pb2.ConfigSource(
+        api_config_source=config_source_pb2.ApiConfigSource(
+            api_type=config_source_pb2.ApiConfigSource.GRPC,
+            grpc_services=[
+                grpc_service_pb2.GrpcService(
+                    envoy_grpc=grpc_service_pb2.GrpcService.EnvoyGrpc(cluster_name=SDS_CLUSTER)
+                )
+            ],
+            transport_api_version=config_source_pb2.V3,
+        ),
+        resource_api_version=config_source_pb2.V3,
+    )
+    return secret_pb2.SdsSecretConfig(name=name, sds_config=source)
+
+
+def _data_source(filename: str, inline: str) -> base_pb2.DataSource:
+    if filename:
+        return base_pb2.DataSource(filename=filename)
+    return base_pb2.DataSource(inline_string=inline)
+
+
+def _set_certificate(common: tls_pb2.CommonTlsContext, cert: ir.CertSource) -> None:
+    """The proxy's own certificate chain and key."""
+    if cert.sds:
+        common.tls_certificate_sds_secret_configs.append(sds_secret_config(cert.sds))
+        return
+    if not (cert.cert_file or cert.cert_pem) or not (cert.key_file or cert.key_pem):
+        raise ValueError("a certificate source needs an SDS name, or a certificate and a key")
+    common.tls_certificates.append(
+        common_pb2.TlsCertificate(
+            certificate_chain=_data_source(cert.cert_file, cert.cert_pem),
+            private_key=_data_source(cert.key_file, cert.key_pem),
+        )
+    )
+
+
+def _san_matcher(san: str) -> common_pb2.SubjectAltNameMatcher:
+    san_type = (
+        common_pb2.SubjectAltNameMatcher.URI
+        if "://" in san
+        else common_pb2.SubjectAltNameMatcher.DNS
+    )
+    return common_pb2.SubjectAltNameMatcher(
+        san_type=san_type, matcher=string_pb2.StringMatcher(exact=san)
+    )
+
+
+def _set_validation(
+    common: tls_pb2.CommonTlsContext, ca: ir.CertSource | None, sans: tuple[str, ...]
+) -> None:
+    """Peer verification: the trusted CA and, if given, the accepted SANs."""
+    if ca is None:
+        if sans:
+            # SANs without a CA would be checked on an unverified chain: meaningless.
+            raise ValueError("subject alt names need a trusted CA to be verified against")
+        return
+    matchers = [_san_matcher(s) for s in sans]
+    if ca.sds:
+        if matchers:
+            combined = common.combined_validation_context
+            combined.default_validation_context.match_typed_subject_alt_names.extend(matchers)
+            combined.validation_context_sds_secret_config.CopyFrom(sds_secret_config(ca.sds))
+        else:
+            common.validation_context_sds_secret_config.CopyFrom(sds_secret_config(ca.sds))
+        return
+    if not (ca.cert_file or ca.cert_pem):
+        raise ValueError("a trusted CA needs an SDS name, a file or inline PEM")
+    common.validation_context.CopyFrom(
+        common_pb2.CertificateValidationContext(
+            trusted_ca=_data_source(ca.cert_file, ca.cert_pem),
+            match_typed_subject_alt_names=matchers,
+        )
+    )
+
+
+def build_upstream_tls_context(tls: ir.UpstreamTls) -> tls_pb2.UpstreamTlsContext:
+    """The client-side TLS context of a cluster.
+
+    ``insecure_skip_verify`` drops peer verification (no CA, no SANs).
+    Raises ``ValueError`` for a certificate source that names nothing usable.
+    """
+    proto = tls_pb2.UpstreamTlsContext(sni=tls.sni)
+    common = proto.common_tls_context
+    common.alpn_protocols.extend(tls.alpn)
+    if tls.client_cert is not None:
+        _set_certificate(common, tls.client_cert)
+    if not tls.insecure_skip_verify:
+        _set_validation(common, tls.trusted_ca, tls.subject_alt_names)
+    return proto
+
+
+def build_downstream_tls_context(tls: ir.DownstreamTls) -> tls_pb2.DownstreamTlsContext:
+    """The server-side TLS context of a filter chain.
+
+    ``require_client_cert`` makes the handshake fail without a client
+    certificate; ``trusted_ca`` verifies one when presented.
+    """
+    proto = tls_pb2.DownstreamTlsContext()
+    if tls.require_client_cert:
+        proto.require_client_certificate.CopyFrom(wrappers_pb2.BoolValue(value=True))
+    common = proto.common_tls_context
+    common.alpn_protocols.extend(tls.alpn)
+    _set_certificate(common, tls.server_cert)
+    _set_validation(common, tls.trusted_ca, tls.subject_alt_names)
+    if tls.min_version or tls.max_version:
+        common.tls_params.tls_minimum_protocol_version = _TLS_VERSIONS[tls.min_version]
+        common.tls_params.tls_maximum_protocol_version = _TLS_VERSIONS[tls.max_version]
+    return proto
+
+
+def upstream_transport_socket(tls: ir.UpstreamTls) -> base_pb2.TransportSocket:
+    """``envoy.transport_sockets.tls`` wrapping the cluster's TLS context."""
+    return base_pb2.TransportSocket(
+        name=TLS_TRANSPORT_SOCKET, typed_config=any_of(build_upstream_tls_context(tls))
+    )
+
+
+def downstream_transport_socket(tls: ir.DownstreamTls) -> base_pb2.TransportSocket:
+    """``envoy.transport_sockets.tls`` wrapping a filter chain's TLS context."""
+    return base_pb2.TransportSocket(
+        name=TLS_TRANSPORT_SOCKET, typed_config=any_of(build_downstream_tls_context(tls))
+    )
+
+
+def raw_buffer_transport_socket() -> base_pb2.TransportSocket:
+    """Plaintext (``envoy.transport_sockets.raw_buffer``)."""
+    return base_pb2.TransportSocket(
+        name=RAW_BUFFER_TRANSPORT_SOCKET, typed_config=any_of(raw_buffer_pb2.RawBuffer())
+    )
