@@ -12,7 +12,7 @@ import urllib.error
 import urllib.request
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +63,11 @@ class E2EMesh:
     cp_port: int
     xds_port: int
     bridge: str
+    pod_cidr: str = "198.18.240.0/24"
+    service_cidr: str = "198.19.240.0/24"
+    explicit_cidr: str = "127.79.0.0/24"
+    secure_port: int = field(default_factory=lambda: free_port())
+    extra_up_args: tuple[str, ...] = ()
 
     @property
     def ingress(self) -> str:
@@ -105,11 +110,14 @@ class E2EMesh:
             "--bridge",
             self.bridge,
             "--pod-cidr",
-            "198.18.240.0/24",
+            self.pod_cidr,
             "--service-cidr",
-            "198.19.240.0/24",
+            self.service_cidr,
             "--explicit-cidr",
-            "127.79.0.0/24",
+            self.explicit_cidr,
+            "--secure-port",
+            str(self.secure_port),
+            *self.extra_up_args,
         )
 
     def pods(self) -> list[dict[str, Any]]:

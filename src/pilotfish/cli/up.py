@@ -15,6 +15,7 @@ from typing import Any
 import click
 from rich.console import Console
 
+from pilotfish.api.duration import parse_duration_ms
 from pilotfish.runtime.mesh import MeshRuntime, RuntimeStartError
 from pilotfish.runtime.network import transparent_supported
 from pilotfish.runtime.settings import PROFILES, RuntimeSettings
@@ -121,6 +122,31 @@ def network_options(f: Any) -> Any:
             help="Service virtual IPs.",
         ),
         click.option(
+            "--secure-port",
+            type=int,
+            default=15012,
+            show_default=True,
+            help="xDS over mTLS and the CA.",
+        ),
+        click.option(
+            "--trust-domain",
+            default="cluster.local",
+            show_default=True,
+            help="SPIFFE trust domain of workload identities.",
+        ),
+        click.option(
+            "--cert-ttl",
+            default="24h",
+            show_default=True,
+            help="Lifetime of workload certificates (rotated at about half of it).",
+        ),
+        click.option(
+            "--mtls/--no-mtls",
+            default=True,
+            show_default=True,
+            help="Run the mesh CA: workload identities and automatic mutual TLS.",
+        ),
+        click.option(
             "--explicit-cidr",
             default="127.77.0.0/16",
             show_default=True,
@@ -153,6 +179,10 @@ def _settings(
         pod_cidr=str(net.get("pod_cidr", "198.18.0.0/16")),
         service_cidr=str(net.get("service_cidr", "198.19.0.0/16")),
         explicit_cidr=str(net.get("explicit_cidr", "127.77.0.0/16")),
+        secure_port=int(net.get("secure_port", 15012)),
+        trust_domain=str(net.get("trust_domain", "cluster.local")),
+        cert_ttl_seconds=parse_duration_ms(str(net.get("cert_ttl", "24h"))) // 1000,
+        mtls=bool(net.get("mtls", True)),
     )
 
 
@@ -239,6 +269,13 @@ def _detach(settings: RuntimeSettings, paths: tuple[str, ...], console: Console)
         settings.service_cidr,
         "--explicit-cidr",
         settings.explicit_cidr,
+        "--secure-port",
+        str(settings.secure_port),
+        "--trust-domain",
+        settings.trust_domain,
+        "--cert-ttl",
+        f"{settings.cert_ttl_seconds}s",
+        "--mtls" if settings.mtls else "--no-mtls",
     ]
     with contextlib.suppress(FileNotFoundError):
         settings.state_file.unlink()

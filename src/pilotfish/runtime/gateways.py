@@ -39,9 +39,16 @@ class GatewaySpec:
 
 class GatewayProcess:
     def __init__(
-        self, spec: GatewaySpec, xds_address: str, log_dir: Path, work_dir: Path, python: str
+        self,
+        spec: GatewaySpec,
+        xds_address: str,
+        log_dir: Path,
+        work_dir: Path,
+        python: str,
+        extra_args: tuple[str, ...] = (),
     ) -> None:
         self.spec = spec
+        self._extra_args = extra_args
         self._xds = xds_address
         self._log_path = log_dir / f"{spec.name}.log"
         self._work_dir = work_dir / spec.name
@@ -92,7 +99,7 @@ class GatewayProcess:
             args += ["--label", f"{k}={v}"]
         for server_port, listen_port in s.port_map:
             args += ["--app-port", f"{server_port}={listen_port}"]
-        return args
+        return [*args, *self._extra_args]
 
     async def start(self) -> None:
         self._log_path.parent.mkdir(parents=True, exist_ok=True)

@@ -31,6 +31,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -50,7 +51,9 @@ from pilotfish.runtime.state import MeshState, process_alive, read_state, write_
 from pilotfish.runtime.teardown import clean_leftovers
 from pilotfish.store import CompositeStore, FileStore, MemoryStore
 
-__all__ = ["MeshRuntime", "RuntimeStartError"]
+__all__ = ["TLS_MODE_LABEL", "MeshRuntime", "RuntimeStartError"]
+
+TLS_MODE_LABEL = "security.istio.io/tlsMode"
 
 log = logging.getLogger("pilotfish.runtime")
 
@@ -169,6 +172,10 @@ class MeshRuntime:
             service_cidr=s.service_cidr,
             extra_xds_binds=(self._bridge_ip,) if transparent else (),
             access_log=s.access_logs,
+            trust_domain=s.trust_domain,
+            ca_dir=str(s.ca_dir) if s.mtls else None,
+            secure_port=s.secure_port,
+            cert_ttl_seconds=s.cert_ttl_seconds,
         )
         files = FileStore(settings.config_paths, poll_interval=settings.poll_interval)
         store = CompositeStore(files, [self.registrations])
@@ -179,6 +186,41 @@ class MeshRuntime:
         self._state.control_plane = f"http://127.0.0.1:{self.cp.http_port}"
         self._save()
         self._progress(f"control plane ready at {self._state.control_plane}")
+
+    def _identity_args(
+        self, namespace: str, service_account: str, owner: str, token_dir: Path
+    ) -> tuple[str, ...]:
+        """Agent flags that give a proxy its workload identity (empty without the CA).
+
+        The pod's one-time credential is a token registered with the CA for its
+        namespace and service account, handed over in a 0600 file: only that
+        agent can obtain certificates for that identity.
+        """
+        assert self.cp is not None
+        if self.cp.ca is None:
+            return ()
+        token = self.cp.ca.tokens.register(namespace, service_account, owner)
+        token_dir.mkdir(parents=True, exist_ok=True)
+        token_file = token_dir / "ca-token"
+        fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(token)
+        host = self._bridge_ip if self.settings.mode == "transparent" else "127.0.0.1"
+        secure = f"{host}:{self.cp.secure_port}"
+        return (
+            "--ca-address",
+            secure,
+            "--xds-secure-address",
+            secure,
+            "--ca-token-file",
+            str(token_file),
+            "--root-cert-file",
+            str(self.settings.ca_dir / "root-cert.pem"),
+            "--trust-domain",
+            self.settings.trust_domain,
+            "--cert-ttl",
+            f"{self.settings.cert_ttl_seconds}s",
+        )
 
     @property
     def xds_address(self) -> str:
@@ -232,7 +274,18 @@ class MeshRuntime:
                 )
             )
         for spec in specs:
-            gw = GatewayProcess(spec, self.xds_address, s.log_dir, s.work_dir, sys.executable)
+            sa = f"{spec.name}-service-account"
+            extra = self._identity_args(
+                spec.namespace, sa, spec.name, s.work_dir / f"{spec.name}-identity"
+            )
+            gw = GatewayProcess(
+                spec,
+                self.xds_address,
+                s.log_dir,
+                s.work_dir,
+                sys.executable,
+                extra_args=(*extra, "--service-account", sa),
+            )
             await gw.start()
             self.gateways.append(gw)
             if gw.pid is not None:
@@ -281,6 +334,12 @@ class MeshRuntime:
             capture = CaptureConfig(exclude_outbound_cidrs=(f"{self._bridge_ip}/32",))
         address = self.network.create_pod(net_id, capture)
         spec = PodSpec.from_workload(workload, index)
+        identity = self._identity_args(
+            spec.namespace,
+            spec.service_account,
+            spec.local_id,
+            self.settings.work_dir / f"{spec.local_id}-identity",
+        )
         env = PodEnv(
             address=address,
             mode=self.settings.mode,
@@ -288,6 +347,7 @@ class MeshRuntime:
             log_dir=self.settings.log_dir,
             work_dir=self.settings.work_dir,
             python=sys.executable,
+            agent_args=identity,
         )
         runner = PodRunner(spec, env, self._on_ready_change)
         pod = _Pod(key, workload, runner, address.ip, address.netns)
@@ -311,6 +371,8 @@ class MeshRuntime:
         namespace, name = pod.key
         with contextlib.suppress(KeyError):
             self.registrations.delete(ResourceKey("WorkloadEntry", namespace, name))
+        if self.cp is not None and self.cp.ca is not None:
+            self.cp.ca.forget_pod(pod.runner.spec.local_id)
         try:
             await pod.runner.stop()
         finally:
@@ -329,12 +391,16 @@ class MeshRuntime:
         key = ResourceKey("WorkloadEntry", spec.namespace, spec.name)
         if ready:
             ports = {p.name: p.container_port for p in spec.ports if p.name}
+            labels = dict(spec.labels)
+            if self.cp is not None and self.cp.ca is not None:
+                # The pod's sidecar holds a mesh certificate: callers use mTLS (auto mTLS).
+                labels[TLS_MODE_LABEL] = "istio"
             self.registrations.apply(
                 workload_entry(
                     spec.name,
                     spec.namespace,
                     pod.ip,
-                    dict(spec.labels),
+                    labels,
                     spec.service_account,
                     ports,
                 )

@@ -36,6 +36,10 @@ class RuntimeSettings:
     service_cidr: str = "198.19.0.0/16"
     explicit_cidr: str = "127.77.0.0/16"
     ready_timeout: float = 180.0
+    secure_port: int = 15012  # xDS over mTLS and the CA
+    trust_domain: str = "cluster.local"
+    cert_ttl_seconds: int = 86400  # workload certificates; rotated at about half-life
+    mtls: bool = True  # run the mesh CA and give every proxy a workload identity
 
     @property
     def log_dir(self) -> Path:
@@ -49,6 +53,11 @@ class RuntimeSettings:
     @property
     def work_dir(self) -> Path:
         return self.state_dir / "pods"
+
+    @property
+    def ca_dir(self) -> Path:
+        """The mesh CA's root (key 0600) lives here across runs."""
+        return self.state_dir / "ca"
 
     @property
     def state_file(self) -> Path:
