@@ -11,7 +11,7 @@ from pilotfish.cli.apply import apply, delete
 from pilotfish.cli.control_plane import control_plane
 from pilotfish.cli.demo import demo
 from pilotfish.cli.get import get
-from pilotfish.cli.mesh_ops import down, logs, status
+from pilotfish.cli.mesh_ops import describe, down, logs, status
 from pilotfish.cli.proxy_config import proxy_config
 from pilotfish.cli.proxy_status import proxy_status
 from pilotfish.cli.up import up
@@ -34,6 +34,7 @@ for command in (
     up,
     down,
     status,
+    describe,
     logs,
     demo,
     apply,

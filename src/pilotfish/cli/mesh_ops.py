@@ -19,7 +19,7 @@ from pilotfish.runtime.settings import RuntimeSettings
 from pilotfish.runtime.state import process_alive, read_state, write_state
 from pilotfish.runtime.teardown import clean_leftovers
 
-__all__ = ["down", "logs", "status"]
+__all__ = ["describe", "down", "logs", "status"]
 
 _STATE_DIR = click.option("--state-dir", default=".pilotfish", show_default=True)
 
@@ -83,7 +83,19 @@ def status(state_dir: str, output: str) -> None:
         click.echo(json.dumps(pods, indent=2, sort_keys=True))
         return
     table = Table(box=None, header_style="bold")
-    for col in ("NAME", "WORKLOAD", "NAMESPACE", "IP", "READY", "PHASE", "RESTARTS", "SIDECAR"):
+    columns = (
+        "NAME",
+        "WORKLOAD",
+        "NAMESPACE",
+        "IP",
+        "READY",
+        "PHASE",
+        "RESTARTS",
+        "SIDECAR",
+        "IDENTITY",
+        "CERT EXPIRES",
+    )
+    for col in columns:
         table.add_column(col)
     for pod in pods["pods"]:
         ready = pod.get("ready")
@@ -96,10 +108,46 @@ def status(state_dir: str, output: str) -> None:
             pod.get("phase", ""),
             str(pod.get("restarts", 0)),
             pod["sidecar_sync"],
+            pod.get("identity") or "-",
+            _expiry(pod.get("cert_expires")),
         )
     console = Console(width=200)
     console.print(f"mesh {pods['phase']} ({pods['mode']} mode)", highlight=False)
     console.print(table)
+
+
+def _expiry(not_after: float | None) -> str:
+    if not not_after:
+        return "-"
+    left = not_after - time.time()
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(not_after))
+    if left <= 0:
+        return f"{stamp} (expired)"
+    hours, rest = divmod(int(left), 3600)
+    return f"{stamp} ({hours}h{rest // 60:02d}m)"
+
+
+@click.command("describe")
+@click.argument("name")
+@_STATE_DIR
+def describe(name: str, state_dir: str) -> None:
+    """Everything about one pod (or gateway): status, identity, certificate, sync."""
+    settings = RuntimeSettings(state_dir=Path(state_dir).resolve())
+    state = read_state(settings.state_file)
+    if state is None or not process_alive(state.pid) or state.phase == "stopped":
+        raise click.ClickException(f"no mesh is running from {settings.state_dir}")
+    pods = get_json(state.control_plane, "/runtime/pods")["pods"]
+    pod = next((p for p in pods if p["name"] == name), None)
+    if pod is None:
+        raise click.ClickException(f"no pod named {name!r}")
+    syncz = get_json(state.control_plane, "/debug/syncz")
+    pod["sidecar_sync"] = _sidecar_sync(syncz, pod["name"], pod["namespace"])
+    width = max(len(k) for k in pod)
+    for key in sorted(pod):
+        value = pod[key]
+        if key == "cert_expires":
+            value = _expiry(value)
+        click.echo(f"{key.replace('_', ' '):<{width}}  {value}")
 
 
 @click.command("logs")

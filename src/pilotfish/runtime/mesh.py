@@ -469,9 +469,17 @@ class MeshRuntime:
         write_state(self.settings.state_file, self._state)
 
     def pod_statuses(self) -> list[dict[str, Any]]:
+        identities: dict[str, Any] = {}
+        if self.cp is not None and self.cp.ca is not None:
+            identities = {r.pod: r for r in self.cp.ca.issued()}
         rows = []
         for pod in sorted(self.pods.values(), key=lambda p: p.key):
-            rows.append(pod.runner.status().to_json())
+            row = pod.runner.status().to_json()
+            record = identities.get(pod.runner.spec.local_id)
+            row["identity"] = record.spiffe_id if record is not None else ""
+            row["cert_expires"] = record.not_after if record is not None else None
+            row["cert_serial"] = record.serial if record is not None else ""
+            rows.append(row)
         for gw in self.gateways:
             rows.append(
                 {
@@ -483,6 +491,12 @@ class MeshRuntime:
                     "ready": None,
                     "restarts": gw.restarts,
                     "gateway": True,
+                    "identity": identities[gw.spec.name].spiffe_id
+                    if gw.spec.name in identities
+                    else "",
+                    "cert_expires": identities[gw.spec.name].not_after
+                    if gw.spec.name in identities
+                    else None,
                 }
             )
         return rows
