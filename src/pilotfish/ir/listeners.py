@@ -41,8 +41,14 @@ class HttpConnectionManager:
 
 @dataclass(frozen=True, slots=True)
 class TcpProxy:
+    """Proxy the connection's bytes to ``cluster``. ``authz`` is decided once per
+    connection, when the client's first bytes arrive and before they are proxied
+    (DENY policies, then ALLOW, AUDIT only logs); a denied connection is closed.
+    Its rules hold only attributes a TCP connection has (no HTTP fields)."""
+
     stat_prefix: str
     cluster: str
+    authz: tuple[AuthzPolicy, ...] = ()
 
 
 NetworkFilter = HttpConnectionManager | TcpProxy

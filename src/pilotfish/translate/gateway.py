@@ -42,6 +42,7 @@ from pilotfish.model.proxy_view import ProxyView
 from pilotfish.model.snapshot import Snapshot
 from pilotfish.translate.http_routes import RouteContext, http_routes
 from pilotfish.translate.names import gateway_route_name
+from pilotfish.translate.security.authz import authz_policies
 from pilotfish.translate.security.gateway_tls import (
     TERMINATING_MODES,
     https_route_name,
@@ -226,7 +227,11 @@ def _tls_listener(
         match = FilterChainMatch(server_names=sni_server_names(server))
         chains.append(FilterChain(route_name, hcm, match, tls=tls))
     chains += passthrough_chains(
-        snapshot, port, [(f"{gw.namespace}/{gw.name}", server) for gw, server in passthrough]
+        snapshot,
+        port,
+        [(f"{gw.namespace}/{gw.name}", server) for gw, server in passthrough],
+        # Authorization of the gateway workload, for TLS connections it passes through.
+        authz=authz_policies(snapshot, view.namespace, view.label_map, port, tcp=True),
     )
     chains = _distinct_sni(chains, port)
     if len(chains) == 1 and chains[0].tls is not None:

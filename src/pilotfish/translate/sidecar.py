@@ -54,6 +54,7 @@ from pilotfish.translate.names import (
 from pilotfish.translate.security.http_filters import with_workload_security
 from pilotfish.translate.security.mtls import inbound_mtls_chains, inbound_passthrough_chains
 from pilotfish.translate.security.peer_authn import peer_mtls
+from pilotfish.translate.security.tcp_filters import with_tcp_workload_authz
 from pilotfish.translate.virtual_hosts import dedupe_domains, service_domains, vs_for_mesh
 
 __all__ = ["InboundParts", "OutboundParts", "sidecar_inbound", "sidecar_outbound"]
@@ -275,6 +276,9 @@ def _inbound_chain(
         flt: HttpConnectionManager | TcpProxy = hcm
     else:
         flt = TcpProxy(cluster, cluster)
+        if snapshot is not None and view is not None:
+            # Authorization of the workload, for connections to this port.
+            flt = with_tcp_workload_authz(flt, snapshot, view.namespace, view.label_map, sp.port)
     return FilterChain(name, flt, FilterChainMatch(destination_port=sp.port))
 
 

@@ -150,7 +150,8 @@ def test_source_and_operation_fields_and_not_forms() -> None:
 
 def test_unsupported_keys_fail_closed() -> None:
     when = (
-        "  - when: [{key: connection.sni, values: [a.example.com]},"
+        '  - when: [{key: "experimental.envoy.filters.network.mysql_proxy[db.table]",'
+        ' values: ["[update]"]},'
         " {key: source.ip, values: [10.0.0.1]}]"
     )
     snap = snapshot(

@@ -15,6 +15,16 @@ Fields the data plane cannot check fail closed: an ALLOW (or AUDIT) rule that
 uses one is dropped (allows less); in a DENY rule that condition is left out
 (denies more). CUSTOM policies need an external authorizer and are not
 translated.
+
+TCP ports (``tcp=True``) follow Istio's "authorization for TCP traffic": a
+connection has no request, so the HTTP-only fields (``requestPrincipals``,
+``hosts``, ``methods``, ``paths`` and their ``not`` forms, and the
+``request.*`` conditions) cannot be evaluated. An ALLOW rule naming any of
+them is dropped whole, even in an operation for another port (it never
+matches); DENY and AUDIT rules keep their other fields and leave those out, so
+they match more connections (a DENY rule of only ``methods`` denies every
+connection). Principals, namespaces, IP blocks, ports, ``source.ip``,
+``remote.ip``, ``destination.ip`` and ``connection.sni`` apply.
 """
 
 from __future__ import annotations
@@ -34,7 +44,14 @@ from pilotfish.ir.security import AuthzMatch, AuthzPolicy, AuthzRule
 from pilotfish.model.snapshot import Snapshot
 from pilotfish.translate.security.selection import selected_policies
 
-__all__ = ["AUTHORIZATION_POLICY", "authz_policies", "condition_matches", "translate_policy"]
+__all__ = [
+    "AUTHORIZATION_POLICY",
+    "HTTP_ONLY_FIELDS",
+    "authz_policies",
+    "condition_matches",
+    "translate_policy",
+    "uses_http_only_fields",
+]
 
 AUTHORIZATION_POLICY = "AuthorizationPolicy"
 
@@ -49,6 +66,20 @@ _PLAIN_KEYS = frozenset(
         "request.auth.audiences",
         "request.auth.presenter",
         "destination.ip",
+        "connection.sni",
+    }
+)
+# Attributes of an HTTP request, which a plain TCP connection does not have.
+HTTP_ONLY_FIELDS = frozenset(
+    {
+        "request.auth.principal",
+        "request.auth.claims",
+        "request.auth.audiences",
+        "request.auth.presenter",
+        "request.headers",
+        "request.host",
+        "request.method",
+        "request.path",
     }
 )
 _BRACKETED = re.compile(r"^(request\.headers|request\.auth\.claims)((?:\[[^\[\]]+\])+)$")
@@ -128,9 +159,35 @@ def condition_matches(condition: Condition, port: int) -> list[AuthzMatch]:
     return _pairs(field, condition.values, condition.not_values, ".".join(names))
 
 
-def _rule(rule: Rule, port: int, deny: bool) -> AuthzRule | None:
-    """``rule`` specialized to ``port``; None when it can never match there (or, for
-    ALLOW/AUDIT, uses an attribute that cannot be checked)."""
+def uses_http_only_fields(rule: Rule) -> bool:
+    """Whether ``rule`` names an attribute only HTTP requests have, anywhere (in
+    any source, any operation whatever its ports, or a ``when`` condition)."""
+    for f in rule.from_:
+        s = f.source
+        if s is not None and (s.request_principals or s.not_request_principals):
+            return True
+    for to in rule.to:
+        op = to.operation
+        if op is not None and (
+            op.hosts or op.not_hosts or op.methods or op.not_methods or op.paths or op.not_paths
+        ):
+            return True
+    return any(
+        c.key.strip().startswith("request.") and (c.values or c.not_values) for c in rule.when
+    )
+
+
+def _tcp_only(matches: tuple[AuthzMatch, ...]) -> tuple[AuthzMatch, ...]:
+    return tuple(m for m in matches if m.field not in HTTP_ONLY_FIELDS)
+
+
+def _rule(rule: Rule, port: int, action: str, tcp: bool) -> AuthzRule | None:
+    """``rule`` specialized to ``port`` (and to TCP connections when ``tcp``); None
+    when it can never match there (or, for ALLOW/AUDIT, uses an attribute that
+    cannot be checked; on TCP, for ALLOW, names an HTTP-only field)."""
+    if tcp and action == "ALLOW" and uses_http_only_fields(rule):
+        return None
+    deny = action == "DENY"
     sources = tuple(_source(f.source) for f in rule.from_)
     operations: list[tuple[AuthzMatch, ...]] = []
     for to in rule.to:
@@ -149,6 +206,11 @@ def _rule(rule: Rule, port: int, deny: bool) -> AuthzRule | None:
         except _Unsupported:
             if not deny:
                 return None
+    if tcp:
+        # DENY/AUDIT: leave the HTTP-only fields out (a set left empty is "any").
+        sources = tuple(_tcp_only(s) for s in sources)
+        operations = [_tcp_only(o) for o in operations]
+        conditions = list(_tcp_only(tuple(conditions)))
     return AuthzRule(
         # An empty set inside an OR matches anything: the whole OR is "any".
         sources=() if any(not s for s in sources) else sources,
@@ -157,24 +219,32 @@ def _rule(rule: Rule, port: int, deny: bool) -> AuthzRule | None:
     )
 
 
-def translate_policy(resource: Resource, port: int) -> AuthzPolicy | None:
-    """One AuthorizationPolicy as it applies on ``port`` (None for CUSTOM)."""
+def translate_policy(resource: Resource, port: int, *, tcp: bool = False) -> AuthzPolicy | None:
+    """One AuthorizationPolicy as it applies on ``port`` (None for CUSTOM); ``tcp``:
+    to plain TCP connections (see the module docstring)."""
     spec = resource.spec
     assert isinstance(spec, AuthorizationPolicySpec)
     if spec.action == "CUSTOM":
         return None
-    deny = spec.action == "DENY"
-    rules = tuple(r for rule in spec.rules if (r := _rule(rule, port, deny)) is not None)
+    rules = tuple(
+        r for rule in spec.rules if (r := _rule(rule, port, spec.action, tcp)) is not None
+    )
     return AuthzPolicy(f"{resource.namespace}/{resource.name}", spec.action, rules)
 
 
 def authz_policies(
-    snapshot: Snapshot, namespace: str, labels: Mapping[str, str], port: int
+    snapshot: Snapshot,
+    namespace: str,
+    labels: Mapping[str, str],
+    port: int,
+    *,
+    tcp: bool = False,
 ) -> tuple[AuthzPolicy, ...]:
-    """The policies enforced for a workload (``namespace``, ``labels``) on ``port``."""
+    """The policies enforced for a workload (``namespace``, ``labels``) on ``port``;
+    ``tcp``: for plain TCP connections (HTTP-only fields handled as in Istio)."""
     out = []
     for resource in selected_policies(snapshot, AUTHORIZATION_POLICY, namespace, labels):
-        policy = translate_policy(resource, port)
+        policy = translate_policy(resource, port, tcp=tcp)
         if policy is not None:
             out.append(policy)
     return tuple(out)

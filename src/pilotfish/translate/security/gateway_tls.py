@@ -26,6 +26,7 @@ from pilotfish.api.networking.gateway import Server, ServerTLSSettings
 from pilotfish.api.networking.virtual_service import TLSRoute, VirtualServiceSpec
 from pilotfish.api.resource import Resource
 from pilotfish.ir import CertSource, DownstreamTls, FilterChain, FilterChainMatch, TcpProxy
+from pilotfish.ir.security import AuthzPolicy
 from pilotfish.model.hosts import fqdn
 from pilotfish.model.proxy_view import ProxyView
 from pilotfish.model.snapshot import Snapshot
@@ -186,11 +187,17 @@ def _within_servers(sni: str, servers: list[tuple[str, Server]], vs: Resource) -
 
 
 def passthrough_chains(
-    snapshot: Snapshot, port: int, servers: list[tuple[str, Server]]
+    snapshot: Snapshot,
+    port: int,
+    servers: list[tuple[str, Server]],
+    *,
+    authz: tuple[AuthzPolicy, ...] = (),
 ) -> list[FilterChain]:
     """Filter chains of a port's ``PASSTHROUGH`` servers (``gw_key`` is
     ``namespace/name``): one per VirtualService ``tls`` route match that applies
-    to one of the servers, selected by SNI, TCP-proxied to its destination."""
+    to one of the servers, selected by SNI, TCP-proxied to its destination.
+    ``authz``: the gateway's authorization policies for TCP on ``port``, enforced
+    on every chain (the traffic stays encrypted: only connection attributes)."""
     keys = {k for k, _ in servers}
     chains: list[FilterChain] = []
     for vs in snapshot.of_kind("VirtualService"):
@@ -217,7 +224,7 @@ def passthrough_chains(
                 chains.append(
                     FilterChain(
                         f"{vs.namespace}/{vs.name}/tls/{index}",
-                        TcpProxy(cluster, cluster),
+                        TcpProxy(cluster, cluster, authz),
                         FilterChainMatch(server_names=tuple(dict.fromkeys(names))),
                     )
                 )

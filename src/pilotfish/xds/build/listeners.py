@@ -35,7 +35,7 @@ from google.protobuf import wrappers_pb2
 from pilotfish import ir
 from pilotfish.xds.build._common import any_of
 from pilotfish.xds.build.endpoints import socket_address
-from pilotfish.xds.build.network_filters import build_network_filter
+from pilotfish.xds.build.network_filters import build_network_filters
 from pilotfish.xds.build.tls import downstream_transport_socket
 
 __all__ = [
@@ -119,10 +119,10 @@ def _needs_tls_inspector(listener: ir.Listener) -> bool:
 
 
 def build_filter_chain(chain: ir.FilterChain, *, gateway: bool = False) -> lc_pb2.FilterChain:
-    """A filter chain holding the chain's single network filter, behind TLS when
-    ``chain.tls`` is set."""
+    """A filter chain holding the chain's network filter (a TCP proxy preceded by
+    its authorization filters), behind TLS when ``chain.tls`` is set."""
     proto = lc_pb2.FilterChain(
-        name=chain.name, filters=[build_network_filter(chain.filter, gateway=gateway)]
+        name=chain.name, filters=build_network_filters(chain.filter, gateway=gateway)
     )
     if chain.match is not None:
         proto.filter_chain_match.CopyFrom(build_filter_chain_match(chain.match))

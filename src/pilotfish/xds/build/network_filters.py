@@ -1,5 +1,8 @@
 """IR network filters -> Envoy ``Filter`` protos (HTTP connection manager, TCP proxy).
 
+A TCP proxy with authorization policies becomes several filters: the network
+RBAC filters (``xds/build/rbac.py``) and then ``tcp_proxy``.
+
 The HTTP connection manager settings follow Istio's defaults: the codec is
 detected (``AUTO``); the client address is taken from the connection only on
 gateways (``use_remote_address``), because behind a sidecar the peer is the
@@ -24,6 +27,7 @@ from google.protobuf import wrappers_pb2
 from pilotfish import ir
 from pilotfish.xds.build._common import ads_config_source, any_of
 from pilotfish.xds.build.http_filters import build_http_filters
+from pilotfish.xds.build.rbac import build_network_rbac_filters
 from pilotfish.xds.build.routes import build_route_config
 
 __all__ = [
@@ -34,6 +38,7 @@ __all__ = [
     "build_access_log",
     "build_http_connection_manager",
     "build_network_filter",
+    "build_network_filters",
     "build_tcp_proxy",
 ]
 
@@ -65,6 +70,19 @@ def build_network_filter(
         return lc_pb2.Filter(name=TCP_PROXY, typed_config=any_of(build_tcp_proxy(network_filter)))
     hcm = build_http_connection_manager(network_filter, gateway=gateway)
     return lc_pb2.Filter(name=HTTP_CONNECTION_MANAGER, typed_config=any_of(hcm))
+
+
+def build_network_filters(
+    network_filter: ir.NetworkFilter, *, gateway: bool = False
+) -> list[lc_pb2.Filter]:
+    """All listener filters of a chain, in order: for a TCP proxy its
+    authorization (network RBAC) filters first, then the filter itself."""
+    pre = (
+        build_network_rbac_filters(network_filter)
+        if isinstance(network_filter, ir.TcpProxy)
+        else []
+    )
+    return [*pre, build_network_filter(network_filter, gateway=gateway)]
 
 
 def build_tcp_proxy(proxy: ir.TcpProxy) -> tcp_proxy_pb2.TcpProxy:

@@ -4,7 +4,11 @@ Theory of operation. Istio evaluates a workload's AuthorizationPolicies as
 DENY first, then ALLOW (if any ALLOW policy applies, one must match), while
 AUDIT only marks. Envoy's RBAC filter has one action per filter, so an HTTP
 connection manager gets up to three of them, in the order DENY, ALLOW, LOG
-(AUDIT); a request denied by one never reaches the next.
+(AUDIT); a request denied by one never reaches the next. A TCP proxy gets the
+same three as network filters (``envoy.filters.network.rbac``, stat prefix
+``tcp.`` as in Istio) in front of ``tcp_proxy``: they decide once per
+connection and close a denied one. Both kinds share the policy tree built
+here; TCP rules simply hold no request fields (the translation removed them).
 
 Each Istio rule becomes one Envoy policy named
 ``ns[<namespace>]-policy[<name>]-rule[<index>]`` (Istio's naming, so access
@@ -35,12 +39,14 @@ import re
 from collections.abc import Callable, Sequence
 
 from envoy.config.core.v3 import address_pb2
+from envoy.config.listener.v3 import listener_components_pb2 as lc_pb2
 from envoy.config.rbac.v3 import rbac_pb2
 from envoy.config.route.v3 import route_components_pb2 as route_pb2
 from envoy.extensions.filters.http.rbac.v3 import rbac_pb2 as rbac_filter_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
 )
+from envoy.extensions.filters.network.rbac.v3 import rbac_pb2 as network_rbac_pb2
 from envoy.type.matcher.v3 import metadata_pb2, path_pb2, regex_pb2, string_pb2, value_pb2
 from google.protobuf import wrappers_pb2
 
@@ -51,17 +57,27 @@ from pilotfish.xds.build._common import any_of
 __all__ = [
     "JWT_FILTER_NAME",
     "JWT_PAYLOAD_METADATA",
+    "NETWORK_RBAC_FILTER_NAME",
+    "NETWORK_RBAC_STAT_PREFIX",
     "RBAC_FILTER_NAME",
     "RbacAction",
+    "build_network_rbac",
+    "build_network_rbac_filters",
     "build_rbac",
     "build_rbac_allow_filter",
     "build_rbac_audit_filter",
     "build_rbac_deny_filter",
+    "build_rbac_rules",
     "envoy_policy_name",
     "istio_string_matcher",
 ]
 
 RBAC_FILTER_NAME = "envoy.filters.http.rbac"
+NETWORK_RBAC_FILTER_NAME = "envoy.filters.network.rbac"
+NETWORK_RBAC_STAT_PREFIX = "tcp."
+# Filter order on both layers: a connection or request denied by one never
+# reaches the next.
+_ACTION_ORDER = ("DENY", "ALLOW", "AUDIT")
 JWT_FILTER_NAME = "envoy.filters.http.jwt_authn"
 # Key under which jwt_authn stores a verified token's payload in dynamic metadata
 # (the same for every provider: only one provider verifies a request's token).
@@ -245,6 +261,8 @@ def _permission_rules(match: AuthzMatch, value: str) -> list[rbac_pb2.Permission
         return [rbac_pb2.Permission(destination_port=int(value))]
     if field == "destination.ip":
         return [rbac_pb2.Permission(destination_ip=_cidr(value))]
+    if field == "connection.sni":
+        return [rbac_pb2.Permission(requested_server_name=istio_string_matcher(value))]
     raise ValueError(f"unsupported authorization field {field!r}")
 
 
@@ -328,19 +346,52 @@ def _rule_policy(rule: AuthzRule) -> rbac_pb2.Policy:
     return rbac_pb2.Policy(permissions=[_and_rules(perms)], principals=[_and_ids(ids)])
 
 
-def build_rbac(policies: Sequence[AuthzPolicy], action: RbacAction) -> rbac_filter_pb2.RBAC:
-    """The RBAC filter config for the ``action`` policies among ``policies``.
-
-    The ``rules`` field is always present, even with no Envoy policies: for ALLOW
-    that denies every request (an ALLOW policy with no rules matches nothing).
-    """
+def build_rbac_rules(policies: Sequence[AuthzPolicy], action: RbacAction) -> rbac_pb2.RBAC:
+    """The Envoy RBAC rules (one Envoy policy per Istio rule) of the ``action``
+    policies among ``policies``; shared by the HTTP and the network filter."""
     rules = rbac_pb2.RBAC(action=_ENVOY_ACTION[action])
     for policy in policies:
         if policy.action != action:
             continue
         for index, rule in enumerate(policy.rules):
             rules.policies[envoy_policy_name(policy.name, index)].CopyFrom(_rule_policy(rule))
-    return rbac_filter_pb2.RBAC(rules=rules)
+    return rules
+
+
+def build_rbac(policies: Sequence[AuthzPolicy], action: RbacAction) -> rbac_filter_pb2.RBAC:
+    """The RBAC filter config for the ``action`` policies among ``policies``.
+
+    The ``rules`` field is always present, even with no Envoy policies: for ALLOW
+    that denies every request (an ALLOW policy with no rules matches nothing).
+    """
+    return rbac_filter_pb2.RBAC(rules=build_rbac_rules(policies, action))
+
+
+def build_network_rbac(
+    policies: Sequence[AuthzPolicy], action: RbacAction
+) -> network_rbac_pb2.RBAC:
+    """The network RBAC filter config for the ``action`` policies among ``policies``.
+
+    As with ``build_rbac``, ``rules`` is always present: an ALLOW filter without
+    Envoy policies closes every connection.
+    """
+    return network_rbac_pb2.RBAC(
+        rules=build_rbac_rules(policies, action), stat_prefix=NETWORK_RBAC_STAT_PREFIX
+    )
+
+
+def build_network_rbac_filters(proxy: ir.TcpProxy) -> list[lc_pb2.Filter]:
+    """The network RBAC filters enforcing ``proxy.authz``, one per action present,
+    in the order DENY, ALLOW, AUDIT (empty without policies)."""
+    actions = {policy.action for policy in proxy.authz}
+    return [
+        lc_pb2.Filter(
+            name=f"{NETWORK_RBAC_FILTER_NAME}.{action.lower()}",
+            typed_config=any_of(build_network_rbac(proxy.authz, action)),
+        )
+        for action in _ACTION_ORDER
+        if action in actions
+    ]
 
 
 def _filter_for(action: RbacAction) -> Callable[[ir.HttpConnectionManager], hcm_pb2.HttpFilter]:
