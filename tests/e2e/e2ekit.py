@@ -148,7 +148,7 @@ class E2EMesh:
         """A counter of a pod's sidecar Envoy (read from its admin API inside the pod)."""
         from pilotfish.runtime.network.transparent import netns_name
 
-        ns = netns_name(pod)
+        ns = netns_name(pod, "pf-" if self.bridge == "pf0" else f"{self.bridge}-")
         out = subprocess.run(
             [
                 "ip",
@@ -175,7 +175,7 @@ def host_leftovers(bridge: str) -> list[str]:
     """What a mesh on ``bridge`` could have left on the host."""
     from pilotfish.runtime.network.host import find_leftovers
 
-    found = find_leftovers(bridge)
+    found = find_leftovers(bridge, "pf-" if bridge == "pf0" else f"{bridge}-")
     left = []
     if found.bridge:
         left.append(f"bridge {found.bridge}")

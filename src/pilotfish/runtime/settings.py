@@ -55,6 +55,12 @@ class RuntimeSettings:
         return self.state_dir / "pods"
 
     @property
+    def netns_prefix(self) -> str:
+        """Names of this mesh's pod namespaces: ``pf-`` on the default bridge, else
+        ``<bridge>-``, so meshes on different bridges never touch each other's."""
+        return "pf-" if self.bridge == "pf0" else f"{self.bridge}-"
+
+    @property
     def ca_dir(self) -> Path:
         """The mesh CA's root (key 0600) lives here across runs."""
         return self.state_dir / "ca"

@@ -77,7 +77,8 @@ def _host_leftovers(settings: RuntimeSettings, previous: MeshState | None) -> Ho
     from pilotfish.runtime.network.host import cleanup_leftovers, find_leftovers
 
     bridge = previous.bridge if previous is not None and previous.bridge else settings.bridge
-    found = find_leftovers(bridge)
+    prefix = "pf-" if bridge == "pf0" else f"{bridge}-"
+    found = find_leftovers(bridge, prefix)
     recorded = previous.network if previous is not None else HostResources()
     merged = HostResources(
         bridge=found.bridge or recorded.bridge,

@@ -16,7 +16,11 @@ def make_network(settings: RuntimeSettings) -> PodNetwork:
     if settings.mode == "transparent":
         from pilotfish.runtime.network.transparent import TransparentNetwork
 
-        return TransparentNetwork(bridge=settings.bridge, pod_cidr=settings.pod_cidr)
+        return TransparentNetwork(
+            bridge=settings.bridge,
+            pod_cidr=settings.pod_cidr,
+            netns_prefix=settings.netns_prefix,
+        )
     from pilotfish.runtime.network.explicit import ExplicitNetwork
 
     return ExplicitNetwork(cidr=settings.explicit_cidr)
