@@ -19,10 +19,11 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from bench import dataplane
+from bench import dataplane, sidecar_scoping
 from bench.controlplane_scale import FULL, QUICK, ScaleParams, run_scale
 from bench.procstats import machine_info, utc_timestamp
 from bench.report import dataplane_table, scale_table, write_result
+from bench.sidecar_scoping import scoping_table
 
 __all__ = ["BENCHMARKS", "Benchmark", "main"]
 
@@ -75,6 +76,17 @@ def _run_dataplane(args: argparse.Namespace, console: Console) -> dict[str, Any]
     )
 
 
+def _scoping_params(args: argparse.Namespace) -> sidecar_scoping.ScopingParams:
+    params = sidecar_scoping.QUICK if args.quick else sidecar_scoping.FULL
+    if args.services is not None:
+        params = dataclasses.replace(params, services=args.services)
+    return params
+
+
+def _run_sidecar_scoping(args: argparse.Namespace, console: Console) -> dict[str, Any]:
+    return sidecar_scoping.run_scoping(_scoping_params(args), log=console.log)
+
+
 BENCHMARKS = (
     Benchmark(
         "controlplane_scale",
@@ -87,6 +99,12 @@ BENCHMARKS = (
         lambda args: dataclasses.asdict(_dataplane_params(args)),
         _run_dataplane,
         dataplane_table,
+    ),
+    Benchmark(
+        "sidecar_scoping",
+        lambda args: dataclasses.asdict(_scoping_params(args)),
+        _run_sidecar_scoping,
+        scoping_table,
     ),
 )
 

@@ -140,6 +140,7 @@ class Mesh:
         ip: str | None = None,
         app_ports: dict[int, int] | None = None,
         role: str = "sidecar",
+        locality: str = "",
     ) -> Proxy:
         assert self.cp is not None
         ip = ip or self.new_ip()
@@ -171,6 +172,8 @@ class Mesh:
             "--work-dir",
             str(self.root / f"agent-{name}"),
         ]
+        if locality:
+            args += ["--locality", locality]
         for k, v in (labels or {}).items():
             args += ["--label", f"{k}={v}"]
         for target, app in (app_ports or {}).items():

@@ -43,6 +43,7 @@ from pilotfish.model.proxy_view import (
     META_INSTANCE_IPS,
     META_INTERCEPTION_MODE,
     META_LABELS,
+    META_LOCALITY,
     META_NAMESPACE,
     META_OUTBOUND_PORT,
     META_ROLE,
@@ -110,7 +111,14 @@ def node_metadata(config: AgentConfig) -> dict[str, Any]:
     }
     if config.ca_enabled:
         metadata[META_WORKLOAD_CERTS] = "true"
+    if config.locality:
+        metadata[META_LOCALITY] = config.locality
     return metadata
+
+
+def _node_locality(locality: str) -> dict[str, str]:
+    region, zone, subzone = [*locality.split("/", 2), "", ""][:3]
+    return {"region": region, "zone": zone, "sub_zone": subzone}
 
 
 def _http2_options() -> dict[str, Any]:
@@ -308,6 +316,8 @@ def build_bootstrap(config: AgentConfig) -> dict[str, Any]:
             "id": config.proxy_id,
             "cluster": config.proxy_id,
             "metadata": node_metadata(config),
+            # Envoy's own idea of where it runs (stats, zone-aware features).
+            **({"locality": _node_locality(config.locality)} if config.locality else {}),
         },
         "admin": {"address": _socket_address(config.admin_address, config.admin_port)},
         "dynamic_resources": {

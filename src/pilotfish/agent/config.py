@@ -61,6 +61,8 @@ class AgentConfig:
     role: Role = "sidecar"
     labels: tuple[tuple[str, str], ...] = ()
     service_account: str = "default"
+    # "region/zone/subzone" of the workload ("" unknown): locality load balancing.
+    locality: str = ""
     ips: tuple[str, ...] = ("127.0.0.1",)
     xds_host: str = "127.0.0.1"
     xds_port: int = 15010

@@ -13,6 +13,7 @@ from pilotfish.api.core.service import ServiceSpec
 from pilotfish.api.networking.destination_rule import DestinationRuleSpec
 from pilotfish.api.networking.gateway import GatewaySpec
 from pilotfish.api.networking.service_entry import ServiceEntrySpec
+from pilotfish.api.networking.sidecar import SidecarSpec
 from pilotfish.api.networking.virtual_service import VirtualServiceSpec
 from pilotfish.api.networking.workload_entry import WorkloadEntrySpec
 from pilotfish.api.runtime.workload import API_VERSION as _RUNTIME_API_VERSION
@@ -44,6 +45,7 @@ KINDS: Final[MappingProxyType[str, type[BaseModel]]] = MappingProxyType(
         "Gateway": GatewaySpec,
         "ServiceEntry": ServiceEntrySpec,
         "WorkloadEntry": WorkloadEntrySpec,
+        "Sidecar": SidecarSpec,
         "Workload": WorkloadSpec,
         "PeerAuthentication": PeerAuthenticationSpec,
         "AuthorizationPolicy": AuthorizationPolicySpec,
@@ -67,6 +69,7 @@ API_VERSIONS: Final[MappingProxyType[str, frozenset[str]]] = MappingProxyType(
         "Gateway": _NETWORKING,
         "ServiceEntry": _NETWORKING,
         "WorkloadEntry": _NETWORKING,
+        "Sidecar": _NETWORKING,
         "Workload": frozenset({_RUNTIME_API_VERSION}),
         "PeerAuthentication": _SECURITY,
         "AuthorizationPolicy": _SECURITY,
@@ -97,6 +100,7 @@ _PLURALS: Final[MappingProxyType[str, str]] = MappingProxyType(
         "Gateway": "gateways",
         "ServiceEntry": "serviceentries",
         "WorkloadEntry": "workloadentries",
+        "Sidecar": "sidecars",
         "Workload": "workloads",
         "PeerAuthentication": "peerauthentications",
         "AuthorizationPolicy": "authorizationpolicies",

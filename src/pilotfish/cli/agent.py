@@ -72,6 +72,12 @@ async def _run(config: AgentConfig) -> int:
     "--service-account", default="default", show_default=True, help="Identity of the workload."
 )
 @click.option(
+    "--locality",
+    default="",
+    metavar="REGION/ZONE/SUBZONE",
+    help="Where the workload runs (locality load balancing).",
+)
+@click.option(
     "--ip",
     multiple=True,
     default=("127.0.0.1",),
@@ -235,6 +241,7 @@ def agent(
     namespace: str,
     label: tuple[str, ...],
     service_account: str,
+    locality: str,
     ip: tuple[str, ...],
     xds_address: str,
     admin_port: int,
@@ -278,6 +285,7 @@ def agent(
             role="gateway" if role == "gateway" else "sidecar",
             labels=tuple(sorted(dict(parse_label(t) for t in label).items())),
             service_account=service_account,
+            locality=locality.strip("/"),
             ips=ip,
             xds_host=xds_host,
             xds_port=xds_port,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
 
@@ -13,6 +14,7 @@ from pilotfish.api.duration import parse_duration_ms
 from pilotfish.ca import KeyFileError, TokenFileError
 from pilotfish.controlplane.runner import ControlPlane
 from pilotfish.controlplane.settings import ControlPlaneSettings
+from pilotfish.model.mesh_config import MeshConfig, MeshConfigError, load_mesh_config
 
 __all__ = ["control_plane"]
 
@@ -50,6 +52,31 @@ def _ttl_seconds(ctx: click.Context, param: click.Parameter, value: str) -> int:
     if ms < 1000:
         raise click.BadParameter("must be at least 1s")
     return ms // 1000
+
+
+def _mesh_config(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> MeshConfig | None:
+    """Load ``--mesh-config``; every problem is reported as ``file:line: field: reason``."""
+    if value is None:
+        return None
+    try:
+        return load_mesh_config(value)
+    except MeshConfigError as exc:
+        raise click.BadParameter("\n" + str(exc)) from exc
+
+
+#: The ``--mesh-config`` option, shared with ``pilotfish up``.
+mesh_config_option = click.option(
+    "--mesh-config",
+    "mesh_config",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    callback=_mesh_config,
+    help="Mesh config file (Istio meshConfig: rootNamespace, trustDomain, "
+    "defaultHttpRetryPolicy, outboundTrafficPolicy, accessLogFile, enableAutoMtls). "
+    "Read at start; --trust-domain given explicitly wins over its trustDomain.",
+)
 
 
 @click.command("control-plane")
@@ -125,6 +152,7 @@ def _ttl_seconds(ctx: click.Context, param: click.Parameter, value: str) -> int:
     show_default=True,
     help="Longest seconds a change waits for a push.",
 )
+@mesh_config_option
 @click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
@@ -146,6 +174,7 @@ def control_plane(
     api_token: str | None,
     push_quiet_period: float,
     push_max_delay: float,
+    mesh_config: MeshConfig | None,
     log_level: str,
 ) -> None:
     """Serve the Istio-style configuration under --config to Envoy proxies."""
@@ -173,4 +202,9 @@ def control_plane(
         ca_tokens_file=ca_tokens,
         api_token=api_token or None,
     )
+    if mesh_config is not None:
+        settings = settings.with_mesh_config(mesh_config)
+        source = click.get_current_context().get_parameter_source("trust_domain")
+        if source is click.core.ParameterSource.COMMANDLINE:
+            settings = dataclasses.replace(settings, trust_domain=trust_domain)
     asyncio.run(_serve(settings))

@@ -96,6 +96,7 @@ COLUMNS: Final[MappingProxyType[str, tuple[_Column, ...]]] = MappingProxyType(
         "Service": (("PORTS", _service_ports),),
         "ServiceEntry": (("HOSTS", _joined("hosts")), ("PORTS", _entry_ports)),
         "WorkloadEntry": (("ADDRESS", _joined("address")),),
+        "Sidecar": (("SELECTOR", _joined("workloadSelector", "labels")),),
         "Workload": (("REPLICAS", _replicas), ("PORTS", _container_ports)),
         "Secret": (("TYPE", _secret_type), ("DATA", _secret_keys)),
     }
@@ -127,8 +128,12 @@ def get(
 
     With NAME, one object (exit 1 if it does not exist); without, a list.
     ``-o yaml`` prints objects as they were written (several as a multi-document
-    stream), ``-o json`` as the API returns them.
+    stream), ``-o json`` as the API returns them. ``get meshconfig`` shows the
+    mesh config in force (as YAML unless ``-o json``).
     """
+    if kind_word.lower() in _MESHCONFIG_WORDS:
+        _show_meshconfig(control_plane, output)
+        return
     kind = resolve_kind(kind_word)
     if name and all_namespaces:
         raise click.UsageError("a NAME cannot be combined with --all-namespaces")
@@ -160,6 +165,20 @@ def get(
         click.echo(f"No resources found in {where}.", err=True)
         return
     click.echo(_render_table(table_rows(kind, items, with_namespace=all_namespaces)))
+
+
+_MESHCONFIG_WORDS: Final = frozenset({"meshconfig", "mesh-config"})
+
+
+def _show_meshconfig(control_plane: str, output: str) -> None:
+    response = call_api(control_plane, "GET", "/debug/meshconfig")
+    if not response.ok:
+        click.echo(f"Error from server: {response.error_message()}", err=True)
+        sys.exit(1)
+    if output == "json":
+        click.echo(json.dumps(response.body, indent=2, ensure_ascii=False))
+        return
+    click.echo(yaml.safe_dump(response.body, sort_keys=False, allow_unicode=True), nl=False)
 
 
 def table_rows(

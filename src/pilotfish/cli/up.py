@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import signal
 import subprocess
@@ -16,6 +17,7 @@ import click
 from rich.console import Console
 
 from pilotfish.api.duration import parse_duration_ms
+from pilotfish.model.mesh_config import MeshConfigError, load_mesh_config
 from pilotfish.runtime.mesh import MeshRuntime, RuntimeStartError
 from pilotfish.runtime.network import transparent_supported
 from pilotfish.runtime.settings import PROFILES, RuntimeSettings
@@ -207,6 +209,13 @@ def _settings(
 @click.option("--state-dir", default=".pilotfish", show_default=True)
 @click.option("--detach", is_flag=True, help="Return once every pod is ready; keep running.")
 @click.option("--supervise", is_flag=True, hidden=True)
+@click.option(
+    "--mesh-config",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Mesh config file (Istio meshConfig); its trustDomain is used unless "
+    "--trust-domain is given.",
+)
 @network_options
 def up(
     paths: tuple[str, ...],
@@ -217,12 +226,25 @@ def up(
     state_dir: str,
     detach: bool,
     supervise: bool,
+    mesh_config: str | None,
     **net: Any,
 ) -> None:
     """Run the Workloads, Services and routing under PATH... as a local mesh."""
     console = Console(stderr=True)
     resolved = resolve_mode(mode, console)
     settings = _settings(paths, profile, resolved, ingress_port, state_dir, control_plane_port, net)
+    if mesh_config is not None:
+        try:
+            mesh = load_mesh_config(mesh_config)
+        except MeshConfigError as exc:
+            raise click.ClickException(f"invalid mesh config:\n{exc}") from exc
+        source = click.get_current_context().get_parameter_source("trust_domain")
+        explicit = source is click.core.ParameterSource.COMMANDLINE
+        settings = dataclasses.replace(
+            settings,
+            mesh_config_file=str(Path(mesh_config).resolve()),
+            trust_domain=settings.trust_domain if explicit else mesh.trust_domain,
+        )
     previous = read_state(settings.state_file)
     if (
         previous is not None
@@ -277,6 +299,8 @@ def _detach(settings: RuntimeSettings, paths: tuple[str, ...], console: Console)
         f"{settings.cert_ttl_seconds}s",
         "--mtls" if settings.mtls else "--no-mtls",
     ]
+    if settings.mesh_config_file:
+        argv += ["--mesh-config", settings.mesh_config_file]
     with contextlib.suppress(FileNotFoundError):
         settings.state_file.unlink()
     with open(log_path, "ab") as out:

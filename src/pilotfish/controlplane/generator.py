@@ -4,10 +4,21 @@ Theory of operation: ``generate(view)`` composes each xDS type from parts
 that are translated, built into protos and serialized once, then shared:
 
 - outbound listeners/routes/clusters, cached per ``view.outbound_key`` (every
-  sidecar of a namespace shares them; gateways share the cluster part);
+  sidecar of a namespace shares them; gateways share the cluster part).
+  Only when some VirtualService match uses ``sourceLabels`` is the key
+  extended, with the proxy's values of just the label keys those selectors
+  name (``translate.source_match.outbound_cache_key``): meshes without
+  ``sourceLabels`` keep one outbound translation per namespace, and with them
+  one per distinct combination of the selected labels;
+  The applied Sidecar resource (``translate.sidecar_scope``, keyed by its
+  ``namespace/name``) extends both the outbound and the cluster keys: its
+  egress hosts change what a proxy sees, and proxies under one Sidecar share;
 - inbound listeners/clusters (sidecars) or gateway listeners/routes, cached
   per whole view;
-- endpoints, one set for every proxy.
+- endpoints, one set for every proxy; clusters with locality load balancing
+  get their endpoints rewritten per ``view.endpoint_key`` (namespace,
+  locality), replacing those names in the shared set (see
+  ``translate.locality``).
 
 Caches are keyed by the snapshot's ``config_generation`` (and
 ``endpoint_generation`` for endpoints), so an endpoint-only change reuses every
@@ -32,12 +43,15 @@ from pilotfish.model.proxy_view import ProxyView
 from pilotfish.model.snapshot import Snapshot, build_snapshot
 from pilotfish.translate.clusters import (
     fixed_clusters,
+    locality_load_assignments,
     outbound_clusters,
     service_load_assignments,
     subset_labels_of,
 )
 from pilotfish.translate.gateway import gateway_listeners
 from pilotfish.translate.sidecar import sidecar_inbound, sidecar_outbound
+from pilotfish.translate.sidecar_scope import SidecarScope, sidecar_scope
+from pilotfish.translate.source_match import outbound_cache_key, source_label_keys
 from pilotfish.xds.build import ProtoBuilder
 from pilotfish.xds.build.resources import resource_name
 from pilotfish.xds.types import (
@@ -60,10 +74,15 @@ class MeshGenerator:
         self._builder = builder or ProtoBuilder(maxsize=65536)
         self._snapshot = build_snapshot((), 0)
         self._outbound: dict[tuple[object, ...], dict[str, ResourceSet]] = {}
+        # Label keys named by sourceLabels selectors of the current snapshot.
+        self._source_label_keys: frozenset[str] = frozenset()
         self._local: dict[ProxyView, dict[str, ResourceSet]] = {}
-        # Outbound clusters by (namespace, workload_certs): mesh mTLS needs a certificate.
-        self._clusters: dict[tuple[str, bool], ResourceSet] = {}
+        # Outbound clusters by (namespace, workload_certs, applied Sidecar): mesh mTLS
+        # needs a certificate, and a Sidecar's egress hosts leave services out.
+        self._clusters: dict[tuple[str, bool, str], ResourceSet] = {}
         self._endpoints: ResourceSet | None = None
+        # Shared endpoints with locality-aware overrides, by ProxyView.endpoint_key.
+        self._local_endpoints: dict[tuple[str, str], ResourceSet] = {}
         self._composed: dict[ProxyView, dict[str, ResourceSet]] = {}
         self._interned: dict[tuple[str, str], ResourceSet] = {}
         # hostname -> (inputs, {cluster name: packed CLA}); reused while inputs are equal.
@@ -84,6 +103,7 @@ class MeshGenerator:
         config_changed = snapshot.config_generation != old.config_generation
         if config_changed:
             self._outbound.clear()
+            self._source_label_keys = source_label_keys(snapshot)
             self._local.clear()
             self._clusters.clear()
             self._interned.clear()
@@ -92,6 +112,7 @@ class MeshGenerator:
         if config_changed or snapshot.endpoint_generation != old.endpoint_generation:
             # Composed results stay: ``generate`` swaps in the new EDS set.
             self._endpoints = None
+            self._local_endpoints.clear()
         self._snapshot = snapshot
 
     # -- ConfigGenerator -------------------------------------------------------------
@@ -110,20 +131,22 @@ class MeshGenerator:
         assert isinstance(view, ProxyView)
         cached = self._composed.get(view)
         if cached is not None:
-            endpoints = self._endpoint_part()
+            endpoints = self._endpoints_for(view)
             if cached[ENDPOINT_TYPE] is not endpoints:
                 cached = {**cached, ENDPOINT_TYPE: endpoints}
                 self._composed[view] = cached
             return cached
-        out = self._outbound_parts(view)
+        # The applied Sidecar resource (if any) scopes the outbound parts.
+        scope = sidecar_scope(self._snapshot, view)
+        out = self._outbound_parts(view, scope)
         local = self._local_parts(view)
-        clusters = self._cluster_part(view.namespace, view.workload_certs)
+        clusters = self._cluster_part(view.namespace, view.workload_certs, scope)
         empty = ResourceSet(CLUSTER_TYPE, {})
         result = {
             CLUSTER_TYPE: ResourceSet.compose(
                 CLUSTER_TYPE, [clusters, local.get(CLUSTER_TYPE, empty)]
             ),
-            ENDPOINT_TYPE: self._endpoint_part(),
+            ENDPOINT_TYPE: self._endpoints_for(view),
             LISTENER_TYPE: ResourceSet.compose(
                 LISTENER_TYPE,
                 [out.get(LISTENER_TYPE, empty), local.get(LISTENER_TYPE, empty)],
@@ -150,14 +173,15 @@ class MeshGenerator:
         packed = self._builder.packed
         return ResourceSet(type_url, {resource_name(r): packed(r) for r in items})
 
-    def _outbound_parts(self, view: ProxyView) -> dict[str, ResourceSet]:
+    def _outbound_parts(self, view: ProxyView, scope: SidecarScope) -> dict[str, ResourceSet]:
         if view.role != "sidecar":
             return {}
-        key = view.outbound_key
+        # Proxies under different Sidecar resources see different services.
+        key = (*outbound_cache_key(view, self._source_label_keys), scope.key)
         parts = self._outbound.get(key)
         if parts is None:
             self.translations += 1
-            ob = sidecar_outbound(self._snapshot, view)
+            ob = sidecar_outbound(self._snapshot, view, scope)
             parts = {
                 LISTENER_TYPE: self._set(LISTENER_TYPE, ob.listeners),
                 ROUTE_TYPE: self._set(ROUTE_TYPE, ob.route_configs),
@@ -165,13 +189,18 @@ class MeshGenerator:
             self._outbound[key] = parts
         return parts
 
-    def _cluster_part(self, namespace: str, workload_certs: bool) -> ResourceSet:
-        key = (namespace, workload_certs)
+    def _cluster_part(
+        self, namespace: str, workload_certs: bool, scope: SidecarScope
+    ) -> ResourceSet:
+        key = (namespace, workload_certs, scope.key)
         part = self._clusters.get(key)
         if part is None:
             self.translations += 1
             clusters = (
-                outbound_clusters(self._snapshot, namespace, workload_certs=workload_certs)
+                scope.filter_clusters(
+                    self._snapshot,
+                    outbound_clusters(self._snapshot, namespace, workload_certs=workload_certs),
+                )
                 + fixed_clusters()
             )
             clusters.sort(key=lambda c: c.name)
@@ -197,6 +226,23 @@ class MeshGenerator:
                 }
             self._local[view] = parts
         return parts
+
+    def _endpoints_for(self, view: ProxyView) -> ResourceSet:
+        """The shared endpoints, with the view's locality-aware assignments swapped in."""
+        shared = self._endpoint_part()
+        key = view.endpoint_key
+        found = self._local_endpoints.get(key)
+        if found is None:
+            overrides = locality_load_assignments(self._snapshot, *key)
+            if not overrides:
+                found = shared
+            else:
+                packed = self._builder.packed
+                merged = dict(shared.resources)
+                merged.update({c.cluster_name: packed(c) for c in overrides})
+                found = ResourceSet(ENDPOINT_TYPE, merged)
+            self._local_endpoints[key] = found
+        return found
 
     def _endpoint_part(self) -> ResourceSet:
         """Every EDS cluster's endpoints; per service, rebuilt only when its inputs changed."""

@@ -5,6 +5,7 @@
 - ``GET /debug/syncz``: per proxy and xDS type, sent/ACKed versions and NACKs.
 - ``GET /debug/configz``: loaded resources, files, and current errors/warnings.
 - ``GET /debug/config_dump?proxy=<id>``: the resources last sent to that proxy.
+- ``GET /debug/meshconfig``: the mesh config in force (Istio's field names).
 - ``/api/v1/...`` and ``/apis/<group>/<version>/...``: the configuration API
   (Kubernetes-style REST; see ``config_api``).
 """
@@ -46,6 +47,7 @@ class HttpApi:
         app.router.add_get("/debug/syncz", self._syncz)
         app.router.add_get("/debug/configz", self._configz)
         app.router.add_get("/debug/config_dump", self._config_dump)
+        app.router.add_get("/debug/meshconfig", self._meshconfig)
         add_config_api(app, cp)
         self.app = app
 
@@ -101,6 +103,9 @@ class HttpApi:
                 "files": files_status() if callable(files_status) else [],
             }
         )
+
+    async def _meshconfig(self, request: web.Request) -> web.Response:
+        return web.json_response(self._cp.settings.effective_mesh_config().to_json())
 
     async def _config_dump(self, request: web.Request) -> web.Response:
         proxy = request.query.get("proxy", "")

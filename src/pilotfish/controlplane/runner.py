@@ -187,6 +187,7 @@ class ControlPlane:
         revision = self.store.revision
         resources = tuple(self.store.list())
         self.jwks.want(jwks_uris(resources))
+        mesh = self.settings.mesh_config
         snapshot = build_snapshot(
             resources,
             revision,
@@ -197,6 +198,8 @@ class ControlPlane:
             access_log=self.settings.access_log,
             trust_domain=self.settings.trust_domain,
             jwks=self.jwks.documents(),
+            default_http_retry=mesh.default_http_retry_policy if mesh else None,
+            outbound_traffic_policy=mesh.outbound_mode if mesh else "ALLOW_ANY",
         )
         self.generator.set_snapshot(snapshot)
         for listener in self.snapshot_listeners:

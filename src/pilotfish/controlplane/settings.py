@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
+
+from pilotfish.model.mesh_config import MeshConfig
 
 __all__ = ["ControlPlaneSettings"]
 
@@ -43,3 +46,29 @@ class ControlPlaneSettings:
     root_key_file: str | None = None
     # YAML/JSON list of {token, namespace, serviceAccount} accepted by the CA.
     ca_tokens_file: str | None = None
+    # The mesh config file's contents (``--mesh-config``); None: Istio's defaults.
+    # Build with ``with_mesh_config`` so that root namespace, trust domain and
+    # access log above agree with it.
+    mesh_config: MeshConfig | None = None
+
+    def with_mesh_config(self, mesh: MeshConfig) -> ControlPlaneSettings:
+        """These settings with ``mesh`` applied (its values win over the fields above)."""
+        return dataclasses.replace(
+            self,
+            mesh_config=mesh,
+            root_namespace=mesh.root_namespace,
+            trust_domain=mesh.trust_domain,
+            access_log=mesh.access_log,
+        )
+
+    def effective_mesh_config(self) -> MeshConfig:
+        """The mesh config in force: the file's, with the fields above (which the
+        command line may also set) as its root namespace, trust domain and access log."""
+        base = self.mesh_config or MeshConfig()
+        return base.model_copy(
+            update={
+                "root_namespace": self.root_namespace,
+                "trust_domain": self.trust_domain,
+                "access_log_file": "/dev/stdout" if self.access_log else "",
+            }
+        )

@@ -10,10 +10,14 @@ from pilotfish.ir.security import UpstreamTls
 __all__ = [
     "Cluster",
     "ClusterLoadAssignment",
+    "ConnectionPool",
     "ConsistentHashLb",
     "Discovery",
     "Endpoint",
     "LbPolicy",
+    "LocalityLbEndpoints",
+    "OutlierDetection",
+    "TcpKeepalive",
 ]
 
 Discovery = Literal["EDS", "STATIC", "STRICT_DNS", "LOGICAL_DNS", "ORIGINAL_DST"]
@@ -33,17 +37,84 @@ class Endpoint:
 
 
 @dataclass(frozen=True, slots=True)
+class LocalityLbEndpoints:
+    """Endpoints of one locality at one priority (0 is tried first), with the
+    locality's weight (``None``: unset) for locality-weighted load balancing."""
+
+    locality: str
+    endpoints: tuple[Endpoint, ...]
+    priority: int = 0
+    weight: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ClusterLoadAssignment:
-    """Endpoints of an EDS cluster; sent separately so endpoint-only changes push only EDS."""
+    """Endpoints of an EDS cluster; sent separately so endpoint-only changes push only EDS.
+
+    ``localities``, when not empty, is the explicit grouping (priorities and
+    locality weights, from locality load balancing) and replaces the default
+    grouping of ``endpoints`` by locality.
+    """
 
     cluster_name: str
     endpoints: tuple[Endpoint, ...]
+    localities: tuple[LocalityLbEndpoints, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class ConsistentHashLb:
     kind: Literal["RING_HASH", "MAGLEV"] = "RING_HASH"
     minimum_ring_size: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TcpKeepalive:
+    """Socket keepalive on upstream connections; ``None`` keeps the OS default."""
+
+    probes: int | None = None
+    time_s: int | None = None
+    interval_s: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionPool:
+    """Circuit-breaker limits and connection options (DestinationRule ``connectionPool``).
+
+    A ``None`` limit is unlimited; a ``None`` option is Envoy's default.
+    """
+
+    max_connections: int | None = None
+    max_pending_requests: int | None = None
+    max_requests: int | None = None
+    max_retries: int | None = None
+    max_requests_per_connection: int | None = None
+    idle_timeout_ms: int | None = None
+    max_connection_duration_ms: int | None = None
+    max_concurrent_streams: int | None = None
+    tcp_keepalive: TcpKeepalive | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutlierDetection:
+    """Passive health checking (DestinationRule ``outlierDetection``), in Envoy terms.
+
+    ``None`` fields are left to Envoy's defaults; ``enforcing_*`` are percents.
+    ``healthy_panic_threshold`` is the cluster's panic threshold percent
+    (Istio's ``minHealthPercent``; 0 disables panic routing).
+    """
+
+    consecutive_5xx: int | None = None
+    enforcing_consecutive_5xx: int | None = None
+    consecutive_gateway_failure: int | None = None
+    enforcing_consecutive_gateway_failure: int | None = None
+    split_external_local_origin_errors: bool = False
+    consecutive_local_origin_failure: int | None = None
+    enforcing_consecutive_local_origin_failure: int | None = None
+    enforcing_local_origin_success_rate: int | None = None
+    interval_ms: int | None = None
+    base_ejection_time_ms: int | None = None
+    max_ejection_percent: int | None = None
+    healthy_panic_threshold: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,3 +143,8 @@ class Cluster:
     # Auto mTLS: this TLS only to endpoints whose ``tls_mode`` is "istio",
     # plaintext to the others (Envoy transport socket matches).
     auto_mtls: UpstreamTls | None = None
+    # DestinationRule connection pool; None keeps Istio's unlimited thresholds.
+    connection_pool: ConnectionPool | None = None
+    outlier_detection: OutlierDetection | None = None
+    # Locality-weighted load balancing (locality weights and priorities come with EDS).
+    locality_weighted: bool = False

@@ -49,6 +49,9 @@ class TcpProxy:
     stat_prefix: str
     cluster: str
     authz: tuple[AuthzPolicy, ...] = ()
+    # (cluster, weight) pairs; when set they replace ``cluster`` (VirtualService
+    # ``tcp``/``tls`` routes splitting connections by weight).
+    weighted_clusters: tuple[tuple[str, int], ...] = ()
 
 
 NetworkFilter = HttpConnectionManager | TcpProxy

@@ -10,11 +10,14 @@ from dataclasses import dataclass
 from typing import Literal
 
 __all__ = [
+    "CorsPolicy",
     "DirectResponseAction",
+    "FaultPolicy",
     "ForwardAction",
     "HashPolicy",
     "HeaderMatch",
     "HeaderOps",
+    "MirrorPolicy",
     "QueryParamMatch",
     "RedirectAction",
     "RetryPolicy",
@@ -86,6 +89,47 @@ class RetryPolicy:
     retry_on: str  # Envoy's comma-separated retry_on string
     per_try_timeout_ms: int | None = None
     retriable_status_codes: tuple[int, ...] = ()
+    backoff_base_ms: int | None = None  # base interval of Envoy's retry back-off
+    # Prefer retrying in other localities (Envoy's previous_priorities retry priority).
+    remote_localities: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class MirrorPolicy:
+    """Copy requests to ``cluster`` (fire and forget; the caller sees only the primary's
+    answer). Envoy appends ``-shadow`` to the mirrored request's Host."""
+
+    cluster: str
+    percent: float = 100.0  # share of requests mirrored, 0.0..100.0
+
+
+@dataclass(frozen=True, slots=True)
+class FaultPolicy:
+    """Fault injection on a route. A part whose percentage is ``None`` is absent.
+
+    ``abort_http_status`` and ``abort_grpc_status`` are alternatives (one is set
+    when ``abort_percent`` is)."""
+
+    delay_ms: int | None = None
+    delay_percent: float | None = None
+    abort_http_status: int | None = None
+    abort_grpc_status: int | None = None
+    abort_percent: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CorsPolicy:
+    """Cross-origin resource sharing on a route. ``max_age_s`` is whole seconds;
+    ``forward_unmatched_preflights`` passes preflights from origins that do not
+    match on to the upstream instead of answering them locally."""
+
+    allow_origins: tuple[StringMatch, ...] = ()
+    allow_methods: tuple[str, ...] = ()
+    allow_headers: tuple[str, ...] = ()
+    expose_headers: tuple[str, ...] = ()
+    max_age_s: int | None = None
+    allow_credentials: bool | None = None
+    forward_unmatched_preflights: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +155,7 @@ class ForwardAction:
     path_rewrite: str | None = None  # replaces the whole path (uri rewrite on exact/regex match)
     host_rewrite: str | None = None
     hash_policies: tuple[HashPolicy, ...] = ()
+    mirrors: tuple[MirrorPolicy, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +184,9 @@ class Route:
     action: RouteAction
     request_headers: HeaderOps = HeaderOps()
     response_headers: HeaderOps = HeaderOps()
+    # Per-route settings of the HTTP connection manager's fault and CORS filters.
+    fault: FaultPolicy | None = None
+    cors: CorsPolicy | None = None
 
 
 @dataclass(frozen=True, slots=True)

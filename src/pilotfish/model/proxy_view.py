@@ -26,6 +26,7 @@ __all__ = [
     "META_INSTANCE_IPS",
     "META_INTERCEPTION_MODE",
     "META_LABELS",
+    "META_LOCALITY",
     "META_NAMESPACE",
     "META_OUTBOUND_PORT",
     "META_ROLE",
@@ -53,6 +54,8 @@ META_INBOUND_PORT = "INBOUND_PORT"
 # "true" when the proxy's agent serves a workload certificate over SDS (mesh mTLS
 # can be used); absent for proxies run without the mesh CA.
 META_WORKLOAD_CERTS = "WORKLOAD_CERTS"
+# Where the proxy runs, "region/zone/subzone" (locality load balancing).
+META_LOCALITY = "LOCALITY"
 
 
 class NodeMetadataError(ValueError):
@@ -69,6 +72,8 @@ class ProxyView:
     - ``bind_ip``: address listeners bind to (``0.0.0.0`` under REDIRECT).
     - ``workload_certs``: the agent serves this proxy a mesh certificate over
       SDS, so mesh mTLS may be used on both sides.
+    - ``locality``: ``region/zone/subzone`` of the proxy (``""``: unknown); only
+      endpoints of clusters with locality load balancing depend on it.
     - ``app_address``/``app_ports``: where the local app listens; ``app_ports``
       maps a service target port to the port the app really uses, when they
       differ (explicit mode hands apps their own port). For a gateway it maps
@@ -87,6 +92,7 @@ class ProxyView:
     outbound_port: int = 15001
     inbound_port: int = 15006
     workload_certs: bool = False
+    locality: str = ""
 
     @property
     def label_map(self) -> dict[str, str]:
@@ -109,6 +115,12 @@ class ProxyView:
             self.outbound_port,
             self.workload_certs,
         )
+
+    @property
+    def endpoint_key(self) -> tuple[str, str]:
+        """What locality-aware endpoints depend on: the namespace (which
+        DestinationRule applies) and the proxy's locality."""
+        return (self.namespace, self.locality)
 
     @classmethod
     def from_node(cls, metadata: Mapping[str, Any]) -> ProxyView:
@@ -152,4 +164,5 @@ class ProxyView:
             outbound_port=outbound_port,
             inbound_port=inbound_port,
             workload_certs=str(metadata.get(META_WORKLOAD_CERTS, "")).lower() == "true",
+            locality=str(metadata.get(META_LOCALITY, "") or "").strip("/"),
         )

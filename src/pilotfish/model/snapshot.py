@@ -20,8 +20,10 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from pilotfish.api.networking.virtual_service import HTTPRetry
 from pilotfish.api.resource import Resource
 from pilotfish.model.hosts import fqdn
+from pilotfish.model.mesh_config import OutboundMode
 from pilotfish.registry.build import Registry, build_registry
 
 __all__ = ["Snapshot", "build_snapshot"]
@@ -42,6 +44,10 @@ class Snapshot:
     root_namespace: str = "istio-system"
     access_log: bool = False  # mesh-wide: every proxy logs each request
     trust_domain: str = "cluster.local"  # SPIFFE trust domain of workload identities
+    # Mesh config: the retry policy of routes whose VirtualService sets none (None:
+    # Istio's built-in default), and what sidecars do with hosts outside the registry.
+    default_http_retry: HTTPRetry | None = None
+    outbound_traffic_policy: OutboundMode = "ALLOW_ANY"
     # JWKS documents the control plane fetched, by the ``jwksUri`` that names them
     # (RequestAuthentication); translation inlines them and never fetches itself.
     jwks: Mapping[str, str] = field(default_factory=dict)
@@ -72,6 +78,8 @@ def build_snapshot(
     access_log: bool = False,
     trust_domain: str = "cluster.local",
     jwks: Mapping[str, str] | None = None,
+    default_http_retry: HTTPRetry | None = None,
+    outbound_traffic_policy: OutboundMode = "ALLOW_ANY",
 ) -> Snapshot:
     """Index ``resources`` into a snapshot, reusing ``previous``'s generations when unchanged.
 
@@ -95,6 +103,8 @@ def build_snapshot(
             and previous.access_log == access_log
             and previous.trust_domain == trust_domain
             and previous.jwks == jwks
+            and previous.default_http_retry == default_http_retry
+            and previous.outbound_traffic_policy == outbound_traffic_policy
             and previous.config_inputs == config_inputs
             and previous.registry.services == registry.services
         )
@@ -119,6 +129,8 @@ def build_snapshot(
         access_log=access_log,
         trust_domain=trust_domain,
         jwks=jwks,
+        default_http_retry=default_http_retry,
+        outbound_traffic_policy=outbound_traffic_policy,
         by_kind={k: tuple(v) for k, v in by_kind.items()},
         destination_rules={k: tuple(v) for k, v in rules.items()},
         gateways=gateways,

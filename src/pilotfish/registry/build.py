@@ -27,7 +27,7 @@ from pilotfish.registry.model import Instance, MeshService, ServicePort
 from pilotfish.registry.protocol import protocol_of
 from pilotfish.registry.vips import allocate_vips
 
-__all__ = ["Registry", "build_registry"]
+__all__ = ["EXPORT_TO_ANNOTATION", "Registry", "build_registry"]
 
 
 @dataclass(frozen=True)
@@ -122,7 +122,17 @@ def _k8s_service(res: Resource, suffix: str) -> MeshService:
         selector=_labels(spec.selector) if spec.selector is not None else None,
         source_kind="Service",
         source_name=res.name,
+        export_to=_export_annotation(res),
     )
+
+
+# Istio's annotation: a comma-separated exportTo list for a Kubernetes Service.
+EXPORT_TO_ANNOTATION = "networking.istio.io/exportTo"
+
+
+def _export_annotation(res: Resource) -> tuple[str, ...]:
+    raw = res.metadata.annotations.get(EXPORT_TO_ANNOTATION, "")
+    return tuple(sorted({p.strip() for p in raw.split(",") if p.strip()}))
 
 
 def _workload_port(we_ports: Mapping[str, int], sp: ServicePort) -> int:
@@ -221,6 +231,7 @@ def build_registry(
                 selector=None,
                 source_kind="ServiceEntry",
                 source_name=res.name,
+                export_to=tuple(sorted(set(se.export_to))),
             )
             services[hostname] = svc
             selected: list[tuple[WorkloadEntrySpec, dict[str, str]]] = []

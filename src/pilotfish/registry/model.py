@@ -63,6 +63,9 @@ class MeshService:
     selector: tuple[tuple[str, str], ...] | None = None
     source_kind: str = "Service"
     source_name: str = ""
+    # Namespaces that may see the service (``exportTo``): "*" all, "." its own,
+    # "~" none, or names; empty means "*".
+    export_to: tuple[str, ...] = ()
 
     def port(self, number: int) -> ServicePort | None:
         for p in self.ports:

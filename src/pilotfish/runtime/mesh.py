@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import socket
@@ -40,6 +41,7 @@ from aiohttp import web
 from pilotfish.api.resource import Resource, ResourceKey
 from pilotfish.controlplane.runner import ControlPlane
 from pilotfish.controlplane.settings import ControlPlaneSettings
+from pilotfish.model.mesh_config import load_mesh_config
 from pilotfish.model.snapshot import Snapshot
 from pilotfish.runtime.gateways import GatewayProcess, GatewaySpec
 from pilotfish.runtime.network.base import CaptureConfig, PodNetwork, ServiceName
@@ -177,6 +179,15 @@ class MeshRuntime:
             secure_port=s.secure_port,
             cert_ttl_seconds=s.cert_ttl_seconds,
         )
+        if s.mesh_config_file:
+            mesh = load_mesh_config(s.mesh_config_file)
+            # The runtime's trust domain (the CA's) stays authoritative; the demo
+            # profile's access logs stay on whatever the file says.
+            settings = dataclasses.replace(
+                settings.with_mesh_config(mesh),
+                trust_domain=s.trust_domain,
+                access_log=s.access_logs or mesh.access_log,
+            )
         files = FileStore(settings.config_paths, poll_interval=settings.poll_interval)
         store = CompositeStore(files, [self.registrations])
         self.cp = ControlPlane(settings, store=store)

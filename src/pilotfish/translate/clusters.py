@@ -13,6 +13,11 @@ from pilotfish.api.networking.destination_rule import LoadBalancerSettings
 from pilotfish.ir import Cluster, ClusterLoadAssignment, ConsistentHashLb, Endpoint, LbPolicy
 from pilotfish.model.snapshot import Snapshot
 from pilotfish.registry.model import Instance, MeshService, ServicePort
+from pilotfish.translate.locality import (
+    cluster_locality_weighted,
+    locality_assignment,
+    locality_setting,
+)
 from pilotfish.translate.names import (
     BLACKHOLE_CLUSTER,
     PASSTHROUGH_CLUSTER,
@@ -25,12 +30,15 @@ from pilotfish.translate.policies import (
     find_destination_rule,
     subsets_of,
 )
+from pilotfish.translate.resilience import connection_pool_ir, outlier_detection_ir
 from pilotfish.translate.security.mtls import TLS_MODE_LABEL, cluster_tls
+from pilotfish.translate.visibility import service_visible
 
 __all__ = [
     "fixed_clusters",
     "inbound_cluster_ir",
     "load_assignments",
+    "locality_load_assignments",
     "outbound_clusters",
     "service_load_assignments",
     "subset_labels_of",
@@ -115,6 +123,9 @@ def _cluster(
         "port": sp.port,
         "tls": tls.tls,
         "auto_mtls": tls.auto_mtls,
+        "connection_pool": connection_pool_ir(policy.connection_pool),
+        "outlier_detection": outlier_detection_ir(policy.outlier_detection),
+        "locality_weighted": cluster_locality_weighted(policy),
     }
     if svc.resolution == "NONE" or lb == "CLUSTER_PROVIDED":
         return Cluster(name, "ORIGINAL_DST", "CLUSTER_PROVIDED", **common)  # type: ignore[arg-type]
@@ -150,12 +161,15 @@ def outbound_clusters(
 ) -> list[Cluster]:
     """Every outbound cluster a proxy in ``proxy_namespace`` may use.
 
+    Services not exported to ``proxy_namespace`` get no cluster.
     ``workload_certs`` (the proxy has a mesh certificate) enables mesh mTLS
     (auto mTLS, DestinationRule ``ISTIO_MUTUAL``). The result never depends on
     endpoints of EDS services, so endpoint-only changes leave CDS alone.
     """
     clusters: list[Cluster] = []
     for svc in snapshot.registry.services.values():
+        if not service_visible(svc, proxy_namespace):
+            continue  # not exported to this namespace
         rule = find_destination_rule(snapshot, svc.hostname, proxy_namespace, svc.namespace)
         for sp in svc.ports:
             for subset in ("", *(s.name for s in subsets_of(rule))):
@@ -233,3 +247,36 @@ def load_assignments(snapshot: Snapshot) -> list[ClusterLoadAssignment]:
     for svc in snapshot.registry.services.values():
         out += service_load_assignments(snapshot, svc, subset_labels_of(snapshot, svc.hostname))
     return out
+
+
+def locality_load_assignments(
+    snapshot: Snapshot, proxy_namespace: str, proxy_locality: str
+) -> list[ClusterLoadAssignment]:
+    """EDS clusters whose endpoints depend on the proxy's locality, as seen from
+    ``proxy_locality`` by a proxy in ``proxy_namespace``; they replace the shared
+    assignments of the same names. Empty when no rule the namespace sees sets
+    ``localityLbSetting`` (see ``pilotfish.translate.locality``)."""
+    out: list[ClusterLoadAssignment] = []
+    for hostname, rules in snapshot.destination_rules.items():
+        svc = snapshot.registry.services.get(hostname)
+        if svc is None or svc.resolution not in ("EDS", "STATIC") or not rules:
+            continue
+        rule = find_destination_rule(snapshot, hostname, proxy_namespace, svc.namespace)
+        if rule is None:
+            continue
+        labels = subset_labels_of(snapshot, hostname)
+        for cla in service_load_assignments(snapshot, svc, labels):
+            port, subset = _port_subset(cla.cluster_name)
+            policy = effective_policy(rule, port, subset)
+            if locality_setting(policy) is None:
+                continue
+            local = locality_assignment(cla, proxy_locality, policy)
+            if local is not cla:
+                out.append(local)
+    return out
+
+
+def _port_subset(cluster_name: str) -> tuple[int, str]:
+    # ``outbound|<port>|<subset>|<host>``
+    _, port, subset, _ = cluster_name.split("|", 3)
+    return int(port), subset

@@ -42,6 +42,7 @@ from pilotfish.model.proxy_view import ProxyView
 from pilotfish.model.snapshot import Snapshot
 from pilotfish.translate.http_routes import RouteContext, http_routes
 from pilotfish.translate.names import gateway_route_name
+from pilotfish.translate.route_filters import with_route_filters
 from pilotfish.translate.security.authz import authz_policies
 from pilotfish.translate.security.gateway_tls import (
     TERMINATING_MODES,
@@ -154,7 +155,7 @@ def _route_config(
         gw_key = next(k for k, _ in servers if k in bound_gateways(vs))
         # DestinationRules are looked up from the gateway proxy's namespace, as for
         # its clusters, so a route's hash policy and its cluster agree.
-        ctx = RouteContext(snapshot, view.namespace, port, gateway=gw_key)
+        ctx = RouteContext(snapshot, view.namespace, port, gateway=gw_key, proxy_labels=view.labels)
         routes = http_routes(vs, ctx)
         for host in hosts:
             domains, existing = vhosts.setdefault(host, ([host, f"{host}:{port}"], []))
@@ -306,6 +307,8 @@ def gateway_listeners(snapshot: Snapshot, view: ProxyView) -> GatewayParts:
         route_configs += tls_routes
         if listener is not None:
             listeners.append(listener)
+    # Fault injection and CORS need their filters on the connection managers.
+    listeners = list(with_route_filters(listeners, route_configs))
     listeners.sort(key=lambda x: x.name)
     route_configs.sort(key=lambda x: x.name)
     return GatewayParts(tuple(listeners), tuple(route_configs))

@@ -46,6 +46,8 @@ from pilotfish.model.hosts import fqdn
 from pilotfish.model.snapshot import Snapshot
 from pilotfish.translate.names import outbound_cluster
 from pilotfish.translate.policies import effective_policy, find_destination_rule
+from pilotfish.translate.route_extras import cors_policy, fault_policy, mirrors
+from pilotfish.translate.source_match import source_matches
 
 __all__ = ["DEFAULT_RETRY", "RouteContext", "default_route", "http_routes"]
 
@@ -66,6 +68,8 @@ class RouteContext:
     proxy_namespace: str
     port: int  # the port this route configuration serves
     gateway: str | None = None  # "ns/name" when building for a gateway, None for sidecars
+    # The client proxy's labels, for ``sourceLabels`` matches (see translate.source_match).
+    proxy_labels: tuple[tuple[str, str], ...] = ()
 
 
 def _ir_string(m: StringMatch, ignore_case: bool = False) -> IrStringMatch | None:
@@ -101,6 +105,10 @@ def _normalize_gateway(name: str, vs_namespace: str) -> str:
 def _match_applies(m: HTTPMatchRequest, ctx: RouteContext, vs_namespace: str) -> bool:
     if m.port is not None and m.port != ctx.port:
         return False
+    if (m.source_labels or m.source_namespace) and not source_matches(
+        m.source_labels, m.source_namespace, dict(ctx.proxy_labels), ctx.proxy_namespace
+    ):
+        return False
     if m.gateways:
         wanted = {_normalize_gateway(g, vs_namespace) for g in m.gateways}
         return (ctx.gateway or "mesh") in wanted
@@ -127,7 +135,11 @@ def _route_match(m: HTTPMatchRequest | None) -> RouteMatch:
     return RouteMatch(path=path, headers=tuple(headers), query_params=params)
 
 
-def _retry(r: HTTPRetry | None) -> RetryPolicy | None:
+def _retry(r: HTTPRetry | None, snapshot: Snapshot) -> RetryPolicy | None:
+    """The route's retry policy: its own ``retries``, else the mesh config's
+    ``defaultHttpRetryPolicy``, else Istio's built-in default (``DEFAULT_RETRY``)."""
+    if r is None:
+        r = snapshot.default_http_retry
     if r is None:
         return DEFAULT_RETRY
     # As in Istio: a retries block without a positive ``attempts`` disables retries.
@@ -135,8 +147,10 @@ def _retry(r: HTTPRetry | None) -> RetryPolicy | None:
     if attempts <= 0:
         return None
     per_try = parse_duration_ms(r.per_try_timeout) if r.per_try_timeout else None
+    backoff = parse_duration_ms(r.backoff) if r.backoff else None
+    remote = bool(r.retry_remote_localities)
     if not r.retry_on:
-        return RetryPolicy(attempts, _DEFAULT_RETRY_ON, per_try, (503,))
+        return RetryPolicy(attempts, _DEFAULT_RETRY_ON, per_try, (503,), backoff, remote)
     conditions: list[str] = []
     codes: list[int] = []
     for item in (x.strip() for x in r.retry_on.split(",")):
@@ -148,7 +162,7 @@ def _retry(r: HTTPRetry | None) -> RetryPolicy | None:
             conditions.append(item)
     if codes and "retriable-status-codes" not in conditions:
         conditions.append("retriable-status-codes")
-    return RetryPolicy(attempts, ",".join(conditions), per_try, tuple(codes))
+    return RetryPolicy(attempts, ",".join(conditions), per_try, tuple(codes), backoff, remote)
 
 
 def _destination_port(dest: Destination, hostname: str, ctx: RouteContext) -> int:
@@ -223,14 +237,20 @@ def _forward(
             else:
                 path_rewrite = rule.rewrite.uri
     timeout = parse_duration_ms(rule.timeout) if rule.timeout else 0
+
+    def mirror_cluster(dest: Destination, owner: Resource) -> str:
+        hostname = fqdn(dest.host, owner.namespace, suffix)
+        return outbound_cluster(hostname, _destination_port(dest, hostname, ctx), dest.subset or "")
+
     return ForwardAction(
         clusters=tuple(clusters),
         timeout_ms=timeout,
-        retry=_retry(rule.retries),
+        retry=_retry(rule.retries, ctx.snapshot),
         prefix_rewrite=prefix_rewrite,
         path_rewrite=path_rewrite,
         host_rewrite=host_rewrite,
         hash_policies=hashes,
+        mirrors=mirrors(rule, vs, mirror_cluster),
     )
 
 
@@ -271,6 +291,9 @@ def http_routes(vs: Resource, ctx: RouteContext) -> list[Route]:
             continue  # delegate-only rules are not supported yet
         req, resp = _headers(rule.headers)
         label = rule.name or str(index)
+        where = f"{vs.namespace}/{vs.name}/{label}"
+        fault = fault_policy(rule.fault, where)
+        cors = cors_policy(rule.cors_policy)
         matches: list[HTTPMatchRequest | None] = list(rule.match) or [None]
         for mi, m in enumerate(matches):
             if m is not None and not _match_applies(m, ctx, vs.namespace):
@@ -283,6 +306,8 @@ def http_routes(vs: Resource, ctx: RouteContext) -> list[Route]:
                     action=_action(rule, m, vs, ctx),
                     request_headers=req,
                     response_headers=resp,
+                    fault=fault,
+                    cors=cors,
                 )
             )
     return routes
@@ -296,7 +321,7 @@ def default_route(hostname: str, port: int, ctx: RouteContext) -> Route:
         action=ForwardAction(
             clusters=(WeightedCluster(outbound_cluster(hostname, port), 100),),
             timeout_ms=0,
-            retry=DEFAULT_RETRY,
+            retry=_retry(None, ctx.snapshot),
             hash_policies=_hash_policies(hostname, port, "", ctx),
         ),
     )

@@ -23,6 +23,7 @@ from pilotfish.api.networking.destination_rule import (
 )
 from pilotfish.api.resource import Resource
 from pilotfish.model.snapshot import Snapshot
+from pilotfish.translate.visibility import resource_visible
 
 __all__ = ["EffectivePolicy", "effective_policy", "find_destination_rule", "subsets_of"]
 
@@ -30,7 +31,9 @@ __all__ = ["EffectivePolicy", "effective_policy", "find_destination_rule", "subs
 def find_destination_rule(
     snapshot: Snapshot, hostname: str, proxy_namespace: str, service_namespace: str
 ) -> Resource | None:
-    rules = snapshot.destination_rules.get(hostname, ())
+    # Only rules exported to the proxy's namespace apply (``exportTo``).
+    candidates = snapshot.destination_rules.get(hostname, ())
+    rules = tuple(r for r in candidates if resource_visible(r, proxy_namespace))
     if not rules:
         return None
     for ns in (proxy_namespace, service_namespace, snapshot.root_namespace):

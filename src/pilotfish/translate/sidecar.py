@@ -2,7 +2,8 @@
 
 Theory of operation. Outbound config depends only on ``ProxyView.outbound_key``
 (namespace and listener layout), so all sidecars of a namespace share one
-translation; inbound config depends on the proxy's labels (which services
+translation, plus the labels VirtualService ``sourceLabels`` matches name
+(``translate.source_match``); inbound config depends on the proxy's labels (which services
 select it) and its app ports.
 
 Two layouts, by interception mode:
@@ -23,8 +24,10 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
+from pilotfish.api.resource import Resource
 from pilotfish.ir import (
     Cluster,
+    DirectResponseAction,
     FilterChain,
     FilterChainMatch,
     ForwardAction,
@@ -42,20 +45,24 @@ from pilotfish.model.snapshot import Snapshot
 from pilotfish.registry.model import MeshService, ServicePort
 from pilotfish.translate.clusters import fixed_clusters, inbound_cluster_ir, outbound_clusters
 from pilotfish.translate.http_routes import RouteContext, default_route, http_routes
+from pilotfish.translate.l4_routes import L4Client, service_l4_chains
 from pilotfish.translate.names import (
+    BLACKHOLE_CLUSTER,
     HTTP_PROXY_ROUTE,
     INBOUND_PASSTHROUGH_CLUSTER,
     PASSTHROUGH_CLUSTER,
     VIRTUAL_INBOUND,
     VIRTUAL_OUTBOUND,
     inbound_cluster,
-    outbound_cluster,
 )
+from pilotfish.translate.route_filters import with_route_filters
 from pilotfish.translate.security.http_filters import with_workload_security
 from pilotfish.translate.security.mtls import inbound_mtls_chains, inbound_passthrough_chains
 from pilotfish.translate.security.peer_authn import peer_mtls
 from pilotfish.translate.security.tcp_filters import with_tcp_workload_authz
+from pilotfish.translate.sidecar_scope import SidecarScope, sidecar_scope
 from pilotfish.translate.virtual_hosts import dedupe_domains, service_domains, vs_for_mesh
+from pilotfish.translate.visibility import service_visible
 
 __all__ = ["InboundParts", "OutboundParts", "sidecar_inbound", "sidecar_outbound"]
 
@@ -73,9 +80,14 @@ class InboundParts:
     clusters: tuple[Cluster, ...]
 
 
-def _http_ports(snapshot: Snapshot) -> dict[int, list[tuple[MeshService, ServicePort]]]:
+def _http_ports(
+    snapshot: Snapshot, namespace: str
+) -> dict[int, list[tuple[MeshService, ServicePort]]]:
+    """Service ports by port number, of the services exported to ``namespace``."""
     by_port: dict[int, list[tuple[MeshService, ServicePort]]] = defaultdict(list)
     for svc in snapshot.registry.services.values():
+        if not service_visible(svc, namespace):
+            continue
         for sp in svc.ports:
             by_port[sp.port].append((svc, sp))
     return by_port
@@ -97,7 +109,7 @@ def _vhost(
     )
     if not domains:
         return None
-    ctx = RouteContext(snapshot, view.namespace, port)
+    ctx = RouteContext(snapshot, view.namespace, port, proxy_labels=view.labels)
     vs = vs_by_host.get(svc.hostname)
     routes: list[Route] = http_routes(vs, ctx) if vs is not None else []  # type: ignore[arg-type]
     if not routes:
@@ -119,10 +131,38 @@ def _passthrough_vhost() -> VirtualHost:
     )
 
 
-def sidecar_outbound(snapshot: Snapshot, view: ProxyView) -> OutboundParts:
-    """Outbound listeners, routes and clusters; depends only on ``view.outbound_key``."""
-    vs_by_host: dict[str, object] = dict(vs_for_mesh(snapshot))
-    by_port = _http_ports(snapshot)
+def _block_all_vhost() -> VirtualHost:
+    """REGISTRY_ONLY: a host outside the registry gets 502, as in Istio."""
+    return VirtualHost(
+        "block_all", ("*",), (Route("block_all", RouteMatch(), DirectResponseAction(502)),)
+    )
+
+
+def _unknown_tcp_chain(scope: SidecarScope) -> FilterChain:
+    """Where TCP to an unknown destination goes: passthrough, or nowhere (REGISTRY_ONLY)."""
+    target = BLACKHOLE_CLUSTER if scope.outbound_policy == "REGISTRY_ONLY" else PASSTHROUGH_CLUSTER
+    return FilterChain(target, TcpProxy(target, target))
+
+
+def sidecar_outbound(
+    snapshot: Snapshot, view: ProxyView, scope: SidecarScope | None = None
+) -> OutboundParts:
+    """Outbound listeners, routes and clusters.
+
+    Depends on ``view.outbound_key`` and the applied Sidecar (``scope``, computed
+    from the view when not given): callers caching the result key it by both.
+    """
+    if scope is None:
+        scope = sidecar_scope(snapshot, view)
+    vs_by_host: dict[str, object] = dict(vs_for_mesh(snapshot, view.namespace))
+    by_port = {
+        port: visible
+        for port, entries in _http_ports(snapshot, view.namespace).items()
+        if (visible := [(s, sp) for s, sp in entries if scope.visible(s, port)])
+    }
+    unknown_vhost = (
+        _block_all_vhost() if scope.outbound_policy == "REGISTRY_ONLY" else _passthrough_vhost()
+    )
     listeners: list[Listener] = []
     route_configs: list[RouteConfig] = []
 
@@ -131,17 +171,13 @@ def sidecar_outbound(snapshot: Snapshot, view: ProxyView) -> OutboundParts:
             http = [(s, sp) for s, sp in by_port[port] if sp.is_http]
             tcp = [(s, sp) for s, sp in by_port[port] if not sp.is_http]
             chains: list[FilterChain] = []
+            claimed: set[tuple[tuple[str, ...], tuple[str, ...]]] = set()
+            client = L4Client(view.namespace, view.label_map)
             for svc, _sp in tcp:
-                if not svc.addresses:
-                    continue
-                cluster = outbound_cluster(svc.hostname, port)
-                chains.append(
-                    FilterChain(
-                        f"{svc.hostname}:{port}",
-                        TcpProxy(cluster, cluster),
-                        FilterChainMatch(prefix_ranges=tuple(f"{a}/32" for a in svc.addresses)),
-                    )
-                )
+                # VIP chains (refined by VirtualService tcp/tls routes, see l4_routes).
+                vs = vs_by_host.get(svc.hostname)
+                owner = vs if isinstance(vs, Resource) else None
+                chains += service_l4_chains(snapshot, svc, port, owner, client, claimed)
             default: FilterChain | None = None
             if http:
                 taken: set[str] = set()
@@ -150,7 +186,7 @@ def sidecar_outbound(snapshot: Snapshot, view: ProxyView) -> OutboundParts:
                     for svc, _sp in http
                     if (vh := _vhost(svc, port, view, snapshot, vs_by_host, taken, with_bare=True))
                 ]
-                vhosts.append(_passthrough_vhost())
+                vhosts.append(unknown_vhost)
                 route_configs.append(RouteConfig(str(port), tuple(vhosts)))
                 default = FilterChain(
                     f"0.0.0.0_{port}",
@@ -161,9 +197,7 @@ def sidecar_outbound(snapshot: Snapshot, view: ProxyView) -> OutboundParts:
                     ),
                 )
             else:
-                default = FilterChain(
-                    PASSTHROUGH_CLUSTER, TcpProxy(PASSTHROUGH_CLUSTER, PASSTHROUGH_CLUSTER)
-                )
+                default = _unknown_tcp_chain(scope)
             if not chains and not http:
                 continue
             listeners.append(
@@ -183,9 +217,7 @@ def sidecar_outbound(snapshot: Snapshot, view: ProxyView) -> OutboundParts:
                 "0.0.0.0",
                 view.outbound_port,
                 (),
-                FilterChain(
-                    PASSTHROUGH_CLUSTER, TcpProxy(PASSTHROUGH_CLUSTER, PASSTHROUGH_CLUSTER)
-                ),
+                _unknown_tcp_chain(scope),
                 use_original_dst=True,
                 direction="outbound",
             )
@@ -200,6 +232,11 @@ def sidecar_outbound(snapshot: Snapshot, view: ProxyView) -> OutboundParts:
                 vh = _vhost(svc, port, view, snapshot, vs_by_host, taken, with_bare=False)
                 if vh is not None:
                     vhosts.append(vh)
+        if scope.outbound_policy == "REGISTRY_ONLY":
+            # An explicit HTTP proxy cannot pass an unknown host through (that would
+            # need a dynamic forward proxy): ALLOW_ANY keeps Envoy's 404, and
+            # REGISTRY_ONLY answers 502 like the captured layout.
+            vhosts.append(unknown_vhost)
         route_configs.append(RouteConfig(HTTP_PROXY_ROUTE, tuple(vhosts)))
         name = f"{view.bind_ip}_{view.outbound_port}"
         listeners.append(
@@ -221,9 +258,14 @@ def sidecar_outbound(snapshot: Snapshot, view: ProxyView) -> OutboundParts:
         )
 
     clusters = (
-        outbound_clusters(snapshot, view.namespace, workload_certs=view.workload_certs)
+        scope.filter_clusters(
+            snapshot,
+            outbound_clusters(snapshot, view.namespace, workload_certs=view.workload_certs),
+        )
         + fixed_clusters()
     )
+    # Fault injection and CORS need their filters on the connection managers.
+    listeners = list(with_route_filters(listeners, route_configs))
     return OutboundParts(
         tuple(sorted(listeners, key=lambda x: x.name)),
         tuple(sorted(route_configs, key=lambda x: x.name)),
@@ -231,14 +273,31 @@ def sidecar_outbound(snapshot: Snapshot, view: ProxyView) -> OutboundParts:
     )
 
 
-def _inbound_ports(snapshot: Snapshot, view: ProxyView) -> list[ServicePort]:
-    """Ports the local app serves, from the services that select this proxy."""
+def _inbound_ports(
+    snapshot: Snapshot, view: ProxyView, scope: SidecarScope
+) -> tuple[list[ServicePort], dict[int, tuple[str, int]]]:
+    """Ports the local app serves, and where each forwards (``(address, port)``).
+
+    A Sidecar's ``ingress`` declares them; otherwise the services that select
+    this proxy do, and each forwards to the proxy's app address and app port.
+    """
+    if scope.ingress is not None:
+        declared = [ServicePort(i.name, i.port, i.protocol, i.port) for i in scope.ingress]
+        where = {
+            i.port: (
+                i.endpoint_address or view.app_address,
+                i.endpoint_port if i.endpoint_port is not None else view.app_port(i.port),
+            )
+            for i in scope.ingress
+        }
+        return declared, where
     seen: dict[int, ServicePort] = {}
     for svc in snapshot.registry.services_selecting(view.namespace, view.label_map):
         for sp in svc.ports:
             target = sp.target_port if isinstance(sp.target_port, int) else sp.port
             seen.setdefault(target, ServicePort(sp.name, target, sp.protocol, target))
-    return [seen[p] for p in sorted(seen)]
+    ports = [seen[p] for p in sorted(seen)]
+    return ports, {p.port: (view.app_address, view.app_port(p.port)) for p in ports}
 
 
 def _inbound_chain(
@@ -284,11 +343,8 @@ def _inbound_chain(
 
 def sidecar_inbound(snapshot: Snapshot, view: ProxyView) -> InboundParts:
     """Inbound listeners and clusters to the local app."""
-    ports = _inbound_ports(snapshot, view)
-    clusters = [
-        inbound_cluster_ir(sp.port, view.app_address, view.app_port(sp.port), sp.is_http2)
-        for sp in ports
-    ]
+    ports, where = _inbound_ports(snapshot, view, sidecar_scope(snapshot, view))
+    clusters = [inbound_cluster_ir(sp.port, *where[sp.port], sp.is_http2) for sp in ports]
     listeners: list[Listener] = []
     # Mesh mTLS on the inbound side (PeerAuthentication) needs the proxy's own
     # certificate; proxies without one keep plaintext inbound.

@@ -8,6 +8,7 @@ from pilotfish.api.resource import Resource
 from pilotfish.model.hosts import fqdn, short_names
 from pilotfish.model.snapshot import Snapshot
 from pilotfish.registry.model import MeshService
+from pilotfish.translate.visibility import resource_visible
 
 __all__ = ["bound_gateways", "dedupe_domains", "host_matches", "service_domains", "vs_for_mesh"]
 
@@ -27,16 +28,19 @@ def bound_gateways(vs: Resource) -> frozenset[str]:
     return frozenset(g if g == "mesh" or "/" in g else f"{vs.namespace}/{g}" for g in names)
 
 
-def vs_for_mesh(snapshot: Snapshot) -> dict[str, Resource]:
+def vs_for_mesh(snapshot: Snapshot, client_namespace: str | None = None) -> dict[str, Resource]:
     """For each service hostname, the VirtualService that routes it inside the mesh.
 
     When several VirtualServices name one host, the first by namespace/name wins
-    (the others are reported by analysis, as conflicting).
+    (the others are reported by analysis, as conflicting). With
+    ``client_namespace``, only VirtualServices exported to it count (``exportTo``).
     """
     found: dict[str, Resource] = {}
     services = snapshot.registry.services
     for vs in snapshot.of_kind("VirtualService"):
         if "mesh" not in bound_gateways(vs):
+            continue
+        if client_namespace is not None and not resource_visible(vs, client_namespace):
             continue
         for host in getattr(vs.spec, "hosts", ()):
             pattern = fqdn(host, vs.namespace, snapshot.domain_suffix)

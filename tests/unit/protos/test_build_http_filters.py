@@ -25,8 +25,8 @@ def test_router_only_by_default() -> None:
 
 
 def test_unknown_filter_is_rejected_with_its_name() -> None:
-    with pytest.raises(UnknownHttpFilterError, match="'fault'"):
-        build_http_filters(_hcm("fault"))
+    with pytest.raises(UnknownHttpFilterError, match="'lua'"):
+        build_http_filters(_hcm("lua"))
 
 
 def test_router_may_not_be_listed() -> None:

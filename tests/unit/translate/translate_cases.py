@@ -4,7 +4,9 @@ Every case in ``tests/testdata/translate/in/<case>.yaml`` is rendered for the
 same three proxies (``PROXIES``), unless a ``# proxies: <name> ...`` line at the
 top of the file narrows them (only to keep large goldens readable); a
 ``# workload-certs: true`` line gives every proxy of the case a mesh
-certificate (``ProxyView.workload_certs``), for the mesh mTLS cases. Stage 1
+certificate (``ProxyView.workload_certs``), for the mesh mTLS cases; a
+``# outbound-traffic-policy: REGISTRY_ONLY`` line sets the mesh config's
+outbound traffic policy. Stage 1
 (translate) gives each proxy an ``ir.ProxyConfig`` with its listeners, route
 configurations and clusters, composed the way the control plane composes
 them (sidecar: outbound + inbound; gateway: gateway listeners and routes + the
@@ -140,7 +142,9 @@ def load_snapshot(name: str) -> Snapshot:
     result = load_text(path.read_text(encoding="utf-8"), str(path))
     errors = [d for d in result.diagnostics if d.is_error]
     assert not errors, f"{path} does not load cleanly: {errors}"
-    return build_snapshot(result.resources, 1)
+    policy = _header(name).get("outbound-traffic-policy", "ALLOW_ANY")
+    assert policy in ("ALLOW_ANY", "REGISTRY_ONLY"), f"{name}.yaml: bad outbound-traffic-policy"
+    return build_snapshot(result.resources, 1, outbound_traffic_policy=policy)  # type: ignore[arg-type]
 
 
 def proxy_config(snapshot: Snapshot, view: ProxyView) -> ir.ProxyConfig:

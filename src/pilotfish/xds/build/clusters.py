@@ -87,15 +87,88 @@ def build_cluster(cluster: ir.Cluster) -> cluster_pb2.Cluster:
         # Istio's single-stack default; Envoy's AUTO would prefer IPv6.
         proto.dns_lookup_family = cluster_pb2.Cluster.V4_ONLY
     _set_lb_policy(proto, cluster)
-    proto.circuit_breakers.CopyFrom(_max_circuit_breakers())
-    if cluster.http2:
-        options = hpo_pb2.HttpProtocolOptions()
-        options.explicit_http_config.http2_protocol_options.CopyFrom(
-            protocol_pb2.Http2ProtocolOptions()
-        )
+    proto.circuit_breakers.CopyFrom(_circuit_breakers(cluster.connection_pool))
+    options = _http_protocol_options(cluster)
+    if options is not None:
         proto.typed_extension_protocol_options[HTTP_PROTOCOL_OPTIONS].CopyFrom(any_of(options))
+    _set_resilience(proto, cluster)
     _set_transport_socket(proto, cluster)
     return proto
+
+
+def _http_protocol_options(cluster: ir.Cluster) -> hpo_pb2.HttpProtocolOptions | None:
+    """HTTP/2 upstream, and the pool's per-connection HTTP limits (Istio puts them
+    in ``common_http_protocol_options``; ``max_concurrent_streams`` is HTTP/2 only)."""
+    pool = cluster.connection_pool
+    common = None
+    if pool is not None and (
+        pool.idle_timeout_ms is not None
+        or pool.max_requests_per_connection is not None
+        or pool.max_connection_duration_ms is not None
+        or (cluster.http2 and pool.max_concurrent_streams is not None)
+    ):
+        common = protocol_pb2.HttpProtocolOptions()
+        if pool.idle_timeout_ms is not None:
+            common.idle_timeout.CopyFrom(duration_ms(pool.idle_timeout_ms))
+        if pool.max_requests_per_connection is not None:
+            common.max_requests_per_connection.value = pool.max_requests_per_connection
+        if pool.max_connection_duration_ms is not None:
+            common.max_connection_duration.CopyFrom(duration_ms(pool.max_connection_duration_ms))
+    if not cluster.http2 and common is None:
+        return None
+    options = hpo_pb2.HttpProtocolOptions()
+    if common is not None:
+        options.common_http_protocol_options.CopyFrom(common)
+    if cluster.http2:
+        h2 = protocol_pb2.Http2ProtocolOptions()
+        if pool is not None and pool.max_concurrent_streams is not None:
+            h2.max_concurrent_streams.value = pool.max_concurrent_streams
+        options.explicit_http_config.http2_protocol_options.CopyFrom(h2)
+    else:
+        # Envoy requires a protocol choice once the options are present.
+        options.explicit_http_config.http_protocol_options.SetInParent()
+    return options
+
+
+def _set_resilience(proto: cluster_pb2.Cluster, cluster: ir.Cluster) -> None:
+    """TCP keepalive, outlier detection (and its panic threshold), locality weighting."""
+    pool = cluster.connection_pool
+    if pool is not None and pool.tcp_keepalive is not None:
+        keepalive = proto.upstream_connection_options.tcp_keepalive
+        keepalive.SetInParent()
+        if pool.tcp_keepalive.probes is not None:
+            keepalive.keepalive_probes.value = pool.tcp_keepalive.probes
+        if pool.tcp_keepalive.time_s is not None:
+            keepalive.keepalive_time.value = pool.tcp_keepalive.time_s
+        if pool.tcp_keepalive.interval_s is not None:
+            keepalive.keepalive_interval.value = pool.tcp_keepalive.interval_s
+    od = cluster.outlier_detection
+    if od is not None:
+        out = proto.outlier_detection
+        # Success-rate ejection stays off, as in Istio.
+        out.enforcing_success_rate.value = 0
+        for name in (
+            "consecutive_5xx",
+            "enforcing_consecutive_5xx",
+            "consecutive_gateway_failure",
+            "enforcing_consecutive_gateway_failure",
+            "consecutive_local_origin_failure",
+            "enforcing_consecutive_local_origin_failure",
+            "enforcing_local_origin_success_rate",
+            "max_ejection_percent",
+        ):
+            value = getattr(od, name)
+            if value is not None:
+                getattr(out, name).value = value
+        out.split_external_local_origin_errors = od.split_external_local_origin_errors
+        if od.interval_ms is not None:
+            out.interval.CopyFrom(duration_ms(od.interval_ms))
+        if od.base_ejection_time_ms is not None:
+            out.base_ejection_time.CopyFrom(duration_ms(od.base_ejection_time_ms))
+        if od.healthy_panic_threshold is not None:
+            proto.common_lb_config.healthy_panic_threshold.value = od.healthy_panic_threshold
+    if cluster.locality_weighted:
+        proto.common_lb_config.locality_weighted_lb_config.SetInParent()
 
 
 def _set_transport_socket(proto: cluster_pb2.Cluster, cluster: ir.Cluster) -> None:
@@ -133,16 +206,21 @@ def _set_lb_policy(proto: cluster_pb2.Cluster, cluster: ir.Cluster) -> None:
         proto.maglev_lb_config.SetInParent()
 
 
-def _max_circuit_breakers() -> circuit_breaker_pb2.CircuitBreakers:
-    unlimited = wrappers_pb2.UInt32Value(value=_MAX_U32)
+def _limit(value: int | None) -> wrappers_pb2.UInt32Value:
+    return wrappers_pb2.UInt32Value(value=_MAX_U32 if value is None else value)
+
+
+def _circuit_breakers(pool: ir.ConnectionPool | None) -> circuit_breaker_pb2.CircuitBreakers:
+    """Istio's thresholds: the pool's limits, unlimited where the pool sets none."""
+    pool = pool or ir.ConnectionPool()
     return circuit_breaker_pb2.CircuitBreakers(
         thresholds=[
             circuit_breaker_pb2.CircuitBreakers.Thresholds(
                 priority=base_pb2.DEFAULT,
-                max_connections=unlimited,
-                max_pending_requests=unlimited,
-                max_requests=unlimited,
-                max_retries=unlimited,
+                max_connections=_limit(pool.max_connections),
+                max_pending_requests=_limit(pool.max_pending_requests),
+                max_requests=_limit(pool.max_requests),
+                max_retries=_limit(pool.max_retries),
                 track_remaining=True,
             )
         ]

@@ -73,5 +73,20 @@ def endpoints_assignment(
 
 
 def build_load_assignment(cla: ir.ClusterLoadAssignment) -> endpoint_pb2.ClusterLoadAssignment:
-    """The EDS resource for ``cla`` (an empty ``endpoints`` list is valid: no hosts)."""
-    return endpoints_assignment(cla.cluster_name, cla.endpoints)
+    """The EDS resource for ``cla`` (an empty ``endpoints`` list is valid: no hosts).
+
+    Explicit ``localities`` (locality load balancing) keep their order, priority
+    and weight; otherwise endpoints are grouped by locality.
+    """
+    if not cla.localities:
+        return endpoints_assignment(cla.cluster_name, cla.endpoints)
+    assignment = endpoint_pb2.ClusterLoadAssignment(cluster_name=cla.cluster_name)
+    for loc in cla.localities:
+        group = assignment.endpoints.add(
+            lb_endpoints=[build_lb_endpoint(e) for e in loc.endpoints], priority=loc.priority
+        )
+        if loc.locality:
+            group.locality.CopyFrom(build_locality(loc.locality))
+        if loc.weight is not None:
+            group.load_balancing_weight.value = loc.weight
+    return assignment

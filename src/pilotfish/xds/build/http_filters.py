@@ -27,6 +27,7 @@ from pilotfish.xds.build.rbac import (
     build_rbac_audit_filter,
     build_rbac_deny_filter,
 )
+from pilotfish.xds.build.route_filters import build_cors_filter, build_fault_filter
 
 __all__ = [
     "HTTP_FILTERS",
@@ -63,6 +64,9 @@ HTTP_FILTERS: Mapping[str, HttpFilterBuilder] = MappingProxyType(
         "rbac_deny": build_rbac_deny_filter,
         "rbac_allow": build_rbac_allow_filter,
         "rbac_audit": build_rbac_audit_filter,
+        # Per-route features (the routes carry their settings); see route_filters.
+        "fault": build_fault_filter,
+        "cors": build_cors_filter,
     }
 )
 

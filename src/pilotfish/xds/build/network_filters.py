@@ -86,7 +86,15 @@ def build_network_filters(
 
 
 def build_tcp_proxy(proxy: ir.TcpProxy) -> tcp_proxy_pb2.TcpProxy:
-    """A TCP proxy to one cluster."""
+    """A TCP proxy to one cluster, or split by weight over ``weighted_clusters``."""
+    if proxy.weighted_clusters:
+        weighted = tcp_proxy_pb2.TcpProxy.WeightedCluster(
+            clusters=[
+                tcp_proxy_pb2.TcpProxy.WeightedCluster.ClusterWeight(name=name, weight=weight)
+                for name, weight in proxy.weighted_clusters
+            ]
+        )
+        return tcp_proxy_pb2.TcpProxy(stat_prefix=proxy.stat_prefix, weighted_clusters=weighted)
     return tcp_proxy_pb2.TcpProxy(stat_prefix=proxy.stat_prefix, cluster=proxy.cluster)
 
 

@@ -10,6 +10,10 @@ Mapping choices follow what Istio generates:
   5 host selection attempts);
 - header ``set`` overwrites (``OVERWRITE_IF_EXISTS_OR_ADD``), ``add`` appends
   (``APPEND_IF_EXISTS_OR_ADD``);
+- mirror policies use a runtime fraction per million; retry back-off sets the
+  base interval, ``retryRemoteLocalities`` the ``previous_priorities`` retry
+  priority; fault and CORS settings go into ``typed_per_filter_config``
+  (``xds/build/route_filters.py``);
 - ``validate_clusters`` is false, so a route naming a cluster the proxy does not
   have yet answers 503 for that route instead of rejecting the whole config.
 """
@@ -20,11 +24,15 @@ from envoy.config.core.v3 import base_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc_pb2
 from envoy.config.route.v3 import route_pb2
 from envoy.extensions.retry.host.previous_hosts.v3 import previous_hosts_pb2
+from envoy.extensions.retry.priority.previous_priorities.v3 import (
+    previous_priorities_config_pb2,
+)
 from envoy.type.matcher.v3 import regex_pb2
 from google.protobuf import wrappers_pb2
 
 from pilotfish import ir
 from pilotfish.xds.build._common import any_of, duration_ms, regex_matcher, string_matcher
+from pilotfish.xds.build.route_filters import fractional_percent, set_route_filter_configs
 
 __all__ = [
     "HOST_SELECTION_RETRY_MAX_ATTEMPTS",
@@ -37,6 +45,7 @@ __all__ = [
 
 HOST_SELECTION_RETRY_MAX_ATTEMPTS = 5
 _PREVIOUS_HOSTS = "envoy.retry_host_predicates.previous_hosts"
+_PREVIOUS_PRIORITIES = "envoy.retry_priorities.previous_priorities"
 _WHOLE_PATH = "^/.*$"
 
 _REDIRECT_CODES = {
@@ -88,6 +97,7 @@ def build_route(route: ir.Route) -> rc_pb2.Route:
     proto.request_headers_to_remove.extend(route.request_headers.remove)
     proto.response_headers_to_add.extend(build_header_value_options(route.response_headers))
     proto.response_headers_to_remove.extend(route.response_headers.remove)
+    set_route_filter_configs(route, proto)
     return proto
 
 
@@ -175,6 +185,13 @@ def _forward(action: ir.ForwardAction) -> rc_pb2.RouteAction:
     if action.host_rewrite is not None:
         proto.host_rewrite_literal = action.host_rewrite
     proto.hash_policy.extend(_hash_policy(hp) for hp in action.hash_policies)
+    proto.request_mirror_policies.extend(_mirror_policy(m) for m in action.mirrors)
+    return proto
+
+
+def _mirror_policy(mirror: ir.MirrorPolicy) -> rc_pb2.RouteAction.RequestMirrorPolicy:
+    proto = rc_pb2.RouteAction.RequestMirrorPolicy(cluster=mirror.cluster)
+    proto.runtime_fraction.default_value.CopyFrom(fractional_percent(mirror.percent))
     return proto
 
 
@@ -202,6 +219,14 @@ def _retry_policy(retry: ir.RetryPolicy) -> rc_pb2.RetryPolicy:
         name=_PREVIOUS_HOSTS,
         typed_config=any_of(previous_hosts_pb2.PreviousHostsPredicate()),
     )
+    if retry.backoff_base_ms is not None:
+        proto.retry_back_off.base_interval.CopyFrom(duration_ms(retry.backoff_base_ms))
+    if retry.remote_localities:
+        # Istio's setting: move to the next priority (locality) after every two attempts.
+        proto.retry_priority.name = _PREVIOUS_PRIORITIES
+        proto.retry_priority.typed_config.CopyFrom(
+            any_of(previous_priorities_config_pb2.PreviousPrioritiesConfig(update_frequency=2))
+        )
     return proto
 
 
