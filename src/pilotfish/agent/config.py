@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import tempfile
 from dataclasses import dataclass, field
@@ -155,8 +156,17 @@ class AgentConfig:
 
     @property
     def sds_socket_path(self) -> Path:
-        """``<work_dir>/sds.sock``: where the agent serves SDS to its Envoy."""
-        return self.resolved_work_dir / "sds.sock"
+        """Where the agent serves SDS to its Envoy: ``<work_dir>/sds.sock``.
+
+        Unix socket paths are limited to about 100 bytes (and the server first
+        binds a staged name next to it), so a deep work dir gets a short private
+        directory under the temp dir instead, named after the work dir.
+        """
+        path = self.resolved_work_dir / "sds.sock"
+        if len(str(path)) <= 80:
+            return path
+        digest = hashlib.sha256(str(self.resolved_work_dir).encode()).hexdigest()[:16]
+        return Path(tempfile.gettempdir()) / f"pilotfish-sds-{digest}" / "sds.sock"
 
     @property
     def spiffe_id(self) -> str:

@@ -205,6 +205,10 @@ class SdsServer:
             await server.stop(0.5)
         with contextlib.suppress(OSError):
             self._path.unlink()
+        if self._path.parent.name.startswith("pilotfish-sds-"):
+            # A private directory made only for the socket (short-path case).
+            with contextlib.suppress(OSError):
+                self._path.parent.rmdir()
 
     # -- gRPC plumbing ---------------------------------------------------------------------
 
