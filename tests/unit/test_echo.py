@@ -149,3 +149,25 @@ def test_process_prints_its_port_serves_and_exits_cleanly_on_sigterm() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+async def test_websocket_echoes_messages(client: TestClient[object, object]) -> None:
+    async with client.ws_connect("/ws") as ws:
+        await ws.send_str("hello")
+        assert await ws.receive_str(timeout=5) == "hello"
+        await ws.send_bytes(b"\x00\x01")
+        assert await ws.receive_bytes(timeout=5) == b"\x00\x01"
+        await ws.send_str("identity")
+        assert await ws.receive_json(timeout=5) == {
+            "service": "reviews",
+            "version": "v2",
+            "hostname": "pod-a",
+        }
+
+
+async def test_plain_get_of_the_websocket_path_is_described(
+    client: TestClient[object, object],
+) -> None:
+    resp = await client.get("/ws")
+    assert resp.status == 200
+    assert (await resp.json())["path"] == "/ws"

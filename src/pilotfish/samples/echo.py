@@ -12,6 +12,10 @@ forbid a body), ``?delay=MS`` waits that many milliseconds first, and
 ``x`` characters (a body already longer than N gets an empty ``pad``), so
 load tests can ask for responses of a fixed size.
 
+``GET /ws`` upgrades to a WebSocket that sends every text or binary message
+back unchanged (a text message ``identity`` is answered with the service's
+identity as JSON instead), so tests can check upgrades through proxies.
+
 With ``--port 0`` the operating system picks the port. Once listening, the
 app prints ``listening on HOST:PORT`` on stdout so callers can find it.
 """
@@ -28,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import click
-from aiohttp import web
+from aiohttp import WSMsgType, web
 
 __all__ = ["EchoIdentity", "main", "make_app", "serve"]
 
@@ -114,10 +118,36 @@ def _padded_response(payload: dict[str, Any], status: int, size: int) -> web.Res
     return web.json_response(payload, status=status)
 
 
+async def _websocket(request: web.Request) -> web.StreamResponse:
+    """``GET /ws``: a WebSocket echoing each message; a plain GET is described as usual."""
+    ws = web.WebSocketResponse()
+    if not ws.can_prepare(request).ok:
+        return await _echo(request)
+    identity = request.app[_IDENTITY]
+    identity.count += 1
+    await ws.prepare(request)
+    async for msg in ws:
+        if msg.type is WSMsgType.TEXT:
+            if msg.data == "identity":
+                await ws.send_json(
+                    {
+                        "service": identity.service,
+                        "version": identity.version,
+                        "hostname": identity.hostname,
+                    }
+                )
+            else:
+                await ws.send_str(msg.data)
+        elif msg.type is WSMsgType.BINARY:
+            await ws.send_bytes(msg.data)
+    return ws
+
+
 def make_app(identity: EchoIdentity) -> web.Application:
     """The echo application for ``identity`` (mutated: ``count`` grows per request)."""
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app[_IDENTITY] = identity
+    app.router.add_get("/ws", _websocket)
     app.router.add_route("*", "/{tail:.*}", _echo)
     return app
 

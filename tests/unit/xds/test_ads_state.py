@@ -155,8 +155,9 @@ def test_nack_is_recorded_and_not_resent_until_a_real_change() -> None:
 
 def test_stale_and_garbage_nonces_are_ignored() -> None:
     state = subscribed_state()
-    (first,) = state.update(full(cds={"a": b"A2", "b": b"B"}))
-    (second,) = state.update(full(cds={"a": b"A3", "b": b"B"}))
+    # (each modifies cluster "a", so its assignment follows: see the re-warm tests)
+    first, _ = state.update(full(cds={"a": b"A2", "b": b"B"}))
+    second, _ = state.update(full(cds={"a": b"A3", "b": b"B"}))
     before = state.types[CLUSTER_TYPE].acked_version
 
     # ACK of the older response arrives late: stale, ignored (also as NACK).
@@ -204,10 +205,37 @@ def test_rds_change_sends_only_changed_route_configs() -> None:
 
 def test_cds_change_sends_the_whole_set() -> None:
     state = subscribed_state()
-    (push,) = state.update(full(cds={"a": b"A2", "b": b"B"}))
+    push, rewarm = state.update(full(cds={"a": b"A2", "b": b"B"}))
     assert push.type_url == CLUSTER_TYPE
     assert push.names is None
     assert contents(push) == {"a": b"A2", "b": b"B"}
+    assert rewarm.type_url == ENDPOINT_TYPE
+
+
+def test_modified_cluster_gets_its_unchanged_assignment_again() -> None:
+    # Envoy re-creates a modified cluster and keeps it warming until an EDS
+    # response for it arrives, even if the assignment is the same.
+    state = subscribed_state()
+    cds, eds = state.update(full(cds={"a": b"A2", "b": b"B"}))
+    assert cds.type_url == CLUSTER_TYPE
+    assert eds.type_url == ENDPOINT_TYPE and contents(eds) == {"a": b"EA"}
+    assert int(eds.nonce) > int(cds.nonce)
+    # Also when the push carries no new EDS set at all.
+    sets = full(cds={"a": b"A3", "b": b"B2"})
+    del sets[ENDPOINT_TYPE]
+    cds, eds = state.update(sets)
+    assert contents(eds) == {"a": b"EA", "b": b"EB"}
+    # An added cluster is not re-sent (the client subscribes to it), nor is
+    # anything sent again once the clusters are unchanged.
+    (cds,) = state.update(full(cds={"a": b"A3", "b": b"B2", "c": b"C"}))
+    assert cds.type_url == CLUSTER_TYPE
+    assert state.update(full(cds={"a": b"A3", "b": b"B2", "c": b"C"})) == []
+
+
+def test_modified_cluster_and_changed_assignment_come_in_one_eds_response() -> None:
+    state = subscribed_state()
+    _, eds = state.update(full(cds={"a": b"A2", "b": b"B"}, eds={"a": b"EA", "b": b"EB2"}))
+    assert contents(eds) == {"a": b"EA", "b": b"EB2"}
 
 
 def test_removed_cluster_yields_full_cds_without_it() -> None:

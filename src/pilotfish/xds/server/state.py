@@ -33,6 +33,14 @@ subscribed names are then sent even if unchanged, as the protocol requires.
 response for each subscribed type whose resources (as this client sees them)
 changed, in ``ADS_ORDER``.
 
+A cluster that is *modified* (same name, different bytes) is re-created by
+Envoy and stays warming until an EDS response for it arrives, even when its
+ClusterLoadAssignment did not change; the proxy would keep using the old
+cluster forever (``initial_fetch_timeout`` is 0). So when a CDS response
+modifies clusters, the same ``update`` also re-sends the subscribed load
+assignments of those clusters (EDS resource names are cluster names), after
+the CDS response, as Istio does.
+
 What a response holds depends on the type. Listener and Cluster are
 "state of the world": every response carries the complete set the client
 subscribed to, and an omitted resource means "deleted". For every other type,
@@ -58,7 +66,7 @@ import enum
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from pilotfish.xds.types import ADS_ORDER, CLUSTER_TYPE, LISTENER_TYPE, ResourceSet
+from pilotfish.xds.types import ADS_ORDER, CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ResourceSet
 
 __all__ = [
     "WILDCARD",
@@ -219,6 +227,9 @@ class AdsStreamState:
         self._unknown_seen: set[str] = set()
         self._nonce_prefix = nonce_prefix
         self._nonce_counter = 0
+        # Clusters modified by the last CDS response whose load assignments
+        # must be re-sent for Envoy to finish warming them.
+        self._rewarm: frozenset[str] = frozenset()
 
     @property
     def types(self) -> Mapping[str, TypeState]:
@@ -301,22 +312,28 @@ class AdsStreamState:
         share the work of comparing sets.
         """
         responses: list[Response] = []
+        self._rewarm = frozenset()
         for url in self._order:
             new = sets.get(url)
-            if new is None:
+            if new is not None:
+                self._current[url] = new
+            elif not (url == ENDPOINT_TYPE and self._rewarm):
                 continue
-            self._current[url] = new
             ts = self._types[url]
             if ts.requested:
                 response = self._plan(ts, diffs=diffs)
                 if response is not None:
                     responses.append(response)
+        self._rewarm = frozenset()
         return responses
 
     # -- planning --------------------------------------------------------------------------
 
     def _plan_tuple(self, ts: TypeState, added: frozenset[str]) -> tuple[Response, ...]:
         response = self._plan(ts, added=added)
+        # A subscription change cannot modify clusters already delivered (the
+        # current set is the one the last update synced): nothing to re-warm.
+        self._rewarm = frozenset()
         return () if response is None else (response,)
 
     def _plan(
@@ -330,14 +347,22 @@ class AdsStreamState:
         if cur is None:
             return None
         if ts.full_state:
-            return self._plan_full_state(ts, cur)
+            return self._plan_full_state(ts, cur, diffs)
+        if ts.type_url == ENDPOINT_TYPE and self._rewarm:
+            added = added | (self._rewarm & ts.names)
         return self._plan_partial(ts, cur, added, diffs)
 
-    def _plan_full_state(self, ts: TypeState, cur: ResourceSet) -> Response | None:
+    def _plan_full_state(
+        self, ts: TypeState, cur: ResourceSet, diffs: DiffCache | None = None
+    ) -> Response | None:
         if ts.wildcard:
             if ts.synced is not None and (ts.synced is cur or ts.synced.version == cur.version):
                 ts.synced = cur
                 return None
+            if ts.type_url == CLUSTER_TYPE and ts.synced is not None:
+                before = ts.synced.resources
+                diff = diffs.changed(ts.synced, cur) if diffs is not None else _diff(ts.synced, cur)
+                self._rewarm = frozenset(n for n in diff if n in before)
             ts.synced = cur
             return self._emit(ts, cur, None)
         resources = cur.resources
@@ -345,6 +370,9 @@ class AdsStreamState:
         if ts.synced is not None and selected == ts.delivered:
             ts.synced = cur
             return None
+        if ts.type_url == CLUSTER_TYPE and ts.synced is not None:
+            old = ts.delivered
+            self._rewarm = frozenset(n for n, b in selected.items() if n in old and old[n] != b)
         ts.delivered = selected
         ts.synced = cur
         names = None if len(selected) == len(resources) else tuple(sorted(selected))
