@@ -250,8 +250,16 @@ def build_registry(
                         instances[(hostname, sp.port)].append(inst)
 
     if service_cidr:
+        # Kubernetes Services, and ServiceEntry hosts Envoy resolves by name (as
+        # Istio's DNS auto-allocation does), get a VIP so pods can dial them.
         need = [
-            h for h, svc in services.items() if svc.source_kind == "Service" and not svc.addresses
+            h
+            for h, svc in services.items()
+            if not svc.addresses
+            and (
+                svc.source_kind == "Service"
+                or (svc.resolution != "NONE" and "*" not in h and not is_ip_address(h))
+            )
         ]
         taken = [a for svc in services.values() for a in svc.addresses]
         for hostname, vip in allocate_vips(need, service_cidr, taken).items():
