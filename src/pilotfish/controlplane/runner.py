@@ -200,6 +200,7 @@ class ControlPlane:
             jwks=self.jwks.documents(),
             default_http_retry=mesh.default_http_retry_policy if mesh else None,
             outbound_traffic_policy=mesh.outbound_mode if mesh else "ALLOW_ANY",
+            enable_auto_mtls=mesh.enable_auto_mtls if mesh else True,
         )
         self.generator.set_snapshot(snapshot)
         for listener in self.snapshot_listeners:

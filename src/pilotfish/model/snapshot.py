@@ -48,6 +48,7 @@ class Snapshot:
     # Istio's built-in default), and what sidecars do with hosts outside the registry.
     default_http_retry: HTTPRetry | None = None
     outbound_traffic_policy: OutboundMode = "ALLOW_ANY"
+    enable_auto_mtls: bool = True  # meshConfig.enableAutoMtls
     # JWKS documents the control plane fetched, by the ``jwksUri`` that names them
     # (RequestAuthentication); translation inlines them and never fetches itself.
     jwks: Mapping[str, str] = field(default_factory=dict)
@@ -80,6 +81,7 @@ def build_snapshot(
     jwks: Mapping[str, str] | None = None,
     default_http_retry: HTTPRetry | None = None,
     outbound_traffic_policy: OutboundMode = "ALLOW_ANY",
+    enable_auto_mtls: bool = True,
 ) -> Snapshot:
     """Index ``resources`` into a snapshot, reusing ``previous``'s generations when unchanged.
 
@@ -105,6 +107,7 @@ def build_snapshot(
             and previous.jwks == jwks
             and previous.default_http_retry == default_http_retry
             and previous.outbound_traffic_policy == outbound_traffic_policy
+            and previous.enable_auto_mtls == enable_auto_mtls
             and previous.config_inputs == config_inputs
             and previous.registry.services == registry.services
         )
@@ -131,6 +134,7 @@ def build_snapshot(
         jwks=jwks,
         default_http_retry=default_http_retry,
         outbound_traffic_policy=outbound_traffic_policy,
+        enable_auto_mtls=enable_auto_mtls,
         by_kind={k: tuple(v) for k, v in by_kind.items()},
         destination_rules={k: tuple(v) for k, v in rules.items()},
         gateways=gateways,

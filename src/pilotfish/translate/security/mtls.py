@@ -188,7 +188,9 @@ def cluster_tls(
     """
     sni = istio_sni(svc.hostname, port, subset)
     if settings is None:
-        if workload_certs and not svc.mesh_external and not original_dst:
+        # meshConfig.enableAutoMtls: false leaves un-configured destinations plaintext.
+        auto = snapshot.enable_auto_mtls
+        if auto and workload_certs and not svc.mesh_external and not original_dst:
             return ClusterTls(auto_mtls=mesh_upstream_tls(sni, http2=http2))
         return ClusterTls()
     if settings.mode == "DISABLE":
