@@ -126,6 +126,9 @@ class XdsServer:
         self.metrics = XdsMetrics(registry if registry is not None else CollectorRegistry())
         self._encoder = ResponseEncoder()
         self._write_limiter = WriteLimiter(max_in_flight=max_writes_in_flight)
+        # Subscription name sets shared by streams (see AdsStreamState); a set no
+        # stream uses any more is dropped at the next push.
+        self._name_sets: dict[frozenset[str], frozenset[str]] = {}
         self._streams: dict[int, ProxyStream] = {}
         self._next_stream_id = 0
         self._server: Any = None
@@ -360,7 +363,7 @@ class XdsServer:
             proxy_id=proxy_id,
             view=view,
             connected_at=time.time(),
-            state=AdsStreamState(ADS_ORDER),
+            state=AdsStreamState(ADS_ORDER, name_sets=self._name_sets),
             encoder=self._encoder,
         )
         self._streams[stream.stream_id] = stream
@@ -375,6 +378,8 @@ class XdsServer:
             _log.info("xDS stream %d of %s closed", stream.stream_id, stream.proxy_id)
 
     def _handle_request(self, stream: ProxyStream, request: Any) -> None:
+        if request.response_nonce:
+            stream.replied(request.response_nonce)
         outcome = stream.state.receive(client_request_from_proto(request), now=time.time())
         self._observe(stream, outcome)
         self._queue_all(stream, outcome.responses)
@@ -411,6 +416,7 @@ class XdsServer:
 
     async def _push_all(self) -> None:
         started = time.perf_counter()
+        self._prune_name_sets()
         memo: dict[object, Mapping[str, ResourceSet]] = {}
         diffs = DiffCache()
         for index, stream in enumerate(list(self._streams.values())):
@@ -427,6 +433,17 @@ class XdsServer:
         elapsed = time.perf_counter() - started
         self.metrics.push_seconds.observe(elapsed)
         _log.debug("push planned for %d streams in %.3fs", len(self._streams), elapsed)
+
+    def _prune_name_sets(self) -> None:
+        """Keep only the shared subscription sets some stream still uses."""
+        live = {
+            ts.names: ts.names
+            for stream in self._streams.values()
+            for ts in stream.state.types.values()
+            if ts.names
+        }
+        self._name_sets.clear()
+        self._name_sets.update(live)
 
     def _sets_for(
         self, view: object, memo: dict[object, Mapping[str, ResourceSet]]

@@ -218,7 +218,16 @@ def _diff(old: ResourceSet, new: ResourceSet) -> frozenset[str]:
 class AdsStreamState:
     """ADS bookkeeping for one stream. Pure: no I/O, no clock, no protobuf."""
 
-    def __init__(self, known_types: Iterable[str] = ADS_ORDER, nonce_prefix: str = "") -> None:
+    def __init__(
+        self,
+        known_types: Iterable[str] = ADS_ORDER,
+        nonce_prefix: str = "",
+        name_sets: dict[frozenset[str], frozenset[str]] | None = None,
+    ) -> None:
+        """``name_sets`` is shared by the streams of one server: equal subscription
+        sets (thousands of proxies asking for the same 3000 clusters) are then kept
+        once instead of once per stream."""
+        self._name_sets = name_sets
         self._order: tuple[str, ...] = tuple(known_types)
         self._types: dict[str, TypeState] = {
             url: TypeState(type_url=url, full_state=url in _FULL_STATE_TYPES) for url in self._order
@@ -256,6 +265,8 @@ class AdsStreamState:
             return RequestOutcome(RequestKind.UNKNOWN_TYPE, request.type_url, first_unknown=first)
 
         names = frozenset(request.resource_names)
+        if self._name_sets is not None:
+            names = self._name_sets.setdefault(names, names)
         if not ts.requested:
             ts.requested = True
             # Wildcard applies to LDS/CDS only, and only on the first request.

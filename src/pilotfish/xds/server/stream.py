@@ -7,11 +7,14 @@ write. The queue holds ``Response`` plans, not bytes; a response is encoded
 backlog is a few small objects per entry rather than a copy of the resources.
 
 A push to many streams at once would otherwise hold one encoded copy of every
-response in memory at the same time (gRPC copies each message until it is
-sent). ``WriteLimiter`` bounds how many writes are in flight; a write that
-takes longer than ``slow_after`` seconds (a client that is not reading) gives
-its slot back and finishes on its own, so one slow client cannot stall the
-others for long.
+response in memory at the same time (gRPC copies each message and buffers it
+until the client reads it). ``WriteLimiter`` bounds how many whole-set
+responses are in flight: a slot is held from encoding until the client has
+answered that response (its ACK or NACK names the nonce), which is when the
+bytes are certainly gone from the server's buffers. A response not answered
+within ``slow_after`` seconds (a client that is not reading) gives its slot
+back and finishes on its own, so one slow client cannot stall the others for
+long.
 """
 
 from __future__ import annotations
@@ -36,13 +39,32 @@ class WriteLimiter:
         self._slow_after = slow_after
         self.slow_writes = 0
 
-    async def write(self, send: Callable[[], Awaitable[None]]) -> None:
-        """Run ``send()`` holding a slot for at most ``slow_after`` seconds."""
+    async def write(
+        self, send: Callable[[], Awaitable[None]], answered: asyncio.Event | None = None
+    ) -> None:
+        """Run ``send()`` holding a slot until it is done and ``answered`` is set,
+        for at most ``slow_after`` seconds in all."""
         async with self._slots:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + self._slow_after
             task = asyncio.ensure_future(send())
-            done, _ = await asyncio.wait({task}, timeout=self._slow_after)
+            try:
+                done, _ = await asyncio.wait({task}, timeout=self._slow_after)
+            except asyncio.CancelledError:
+                task.cancel()  # the stream is going away: do not leave the write behind
+                raise
             if done:
                 task.result()
+                if answered is not None and not answered.is_set():
+                    remaining = deadline - loop.time()
+                    if remaining > 0:
+                        # Not wait_for: on Python 3.11 it can swallow a cancellation
+                        # that races with the event being set (the stream closing).
+                        waiter = asyncio.ensure_future(answered.wait())
+                        try:
+                            await asyncio.wait({waiter}, timeout=remaining)
+                        finally:
+                            waiter.cancel()
                 return
             self.slow_writes += 1
         await task  # finish outside the slot
@@ -52,6 +74,7 @@ class ProxyStream:
     """Runtime record of one ADS stream. Owned by the server's stream table."""
 
     __slots__ = (
+        "_answered",
         "_queue",
         "closed",
         "connected_at",
@@ -81,6 +104,8 @@ class ProxyStream:
         self.encoder = encoder
         self.closed = False
         self._queue: asyncio.Queue[Response] = asyncio.Queue()
+        # nonce -> set when the client answers that response (see WriteLimiter).
+        self._answered: dict[str, asyncio.Event] = {}
 
     @property
     def backlog(self) -> int:
@@ -102,22 +127,37 @@ class ProxyStream:
         """
         queue = self._queue
         encoder = self.encoder
-        while True:
+        while not self.closed:
             response = await queue.get()
             # Partial EDS/RDS updates are small: only whole sets go through the limiter.
             if limiter is None or response.names is not None:
                 await write(encoder.encode(response))
             else:
-                await limiter.write(functools.partial(self._encode_and_write, write, response))
+                answered = asyncio.Event()
+                self._answered[response.nonce] = answered
+                try:
+                    await limiter.write(
+                        functools.partial(self._encode_and_write, write, response), answered
+                    )
+                finally:
+                    self._answered.pop(response.nonce, None)
 
     async def _encode_and_write(
         self, write: Callable[[bytes], Awaitable[None]], response: Response
     ) -> None:
         await write(self.encoder.encode(response))
 
+    def replied(self, nonce: str) -> None:
+        """The client answered (ACK or NACK) the response with ``nonce``."""
+        event = self._answered.get(nonce)
+        if event is not None:
+            event.set()
+
     def close(self) -> None:
         """Stop accepting responses and drop the backlog."""
         self.closed = True
+        for event in self._answered.values():
+            event.set()
         queue = self._queue
         while not queue.empty():
             queue.get_nowait()
