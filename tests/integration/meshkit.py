@@ -144,7 +144,10 @@ class Mesh:
     ) -> Proxy:
         assert self.cp is not None
         ip = ip or self.new_ip()
-        admin, health = free_port(), free_port()
+        # Admin and health listen on the workload's own loopback address: ports
+        # picked there cannot be taken meanwhile by an outgoing connection's
+        # source port on 127.0.0.1.
+        admin, health = free_port(ip), free_port(ip)
         args = [
             sys.executable,
             "-m",
@@ -156,6 +159,10 @@ class Mesh:
             "--namespace",
             namespace,
             "--ip",
+            ip,
+            "--admin-address",
+            ip,
+            "--health-bind",
             ip,
             "--xds-address",
             f"127.0.0.1:{self.cp.xds_port}",
@@ -194,7 +201,7 @@ class Mesh:
                     f"agent {proxy.name} exited: {proxy.log_path.read_text()[-2000:]}"
                 )
             assert self.session is not None
-            url = f"http://127.0.0.1:{proxy.health_port}/healthz/ready"
+            url = f"http://{proxy.ip}:{proxy.health_port}/healthz/ready"
             async with self.session.get(url) as resp:
                 return resp.status == 200
 

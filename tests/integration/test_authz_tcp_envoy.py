@@ -90,7 +90,7 @@ async def exchange(ip: str, payload: bytes) -> bytes:
 async def rbac_denied(mesh: Mesh, proxy: Proxy) -> int:
     """Envoy's count of connections closed by the network RBAC filters."""
     assert mesh.session is not None
-    url = f"http://127.0.0.1:{proxy.admin_port}/stats?filter=^tcp\\.rbac\\.denied$"
+    url = f"http://{proxy.ip}:{proxy.admin_port}/stats?filter=^tcp\\.rbac\\.denied$"
     async with mesh.session.get(url) as resp:
         found = re.search(r"tcp\.rbac\.denied: (\d+)", await resp.text())
     return int(found.group(1)) if found else 0

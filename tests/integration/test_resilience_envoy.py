@@ -63,7 +63,7 @@ def _entry(name: str, app: str, port: int, locality: str = "") -> str:
 async def _stat(mesh: Mesh, proxy: Proxy, pattern: str) -> int:
     """Sum of the Envoy counters whose names match ``pattern``."""
     assert mesh.session is not None
-    url = f"http://127.0.0.1:{proxy.admin_port}/stats"
+    url = f"http://{proxy.ip}:{proxy.admin_port}/stats"
     async with mesh.session.get(url, params={"filter": pattern}) as resp:
         text = await resp.text()
     return sum(int(v) for v in re.findall(r": (\d+)$", text, flags=re.M))
@@ -179,7 +179,7 @@ async def test_locality_failover_moves_traffic_to_next_zone(mesh: Mesh) -> None:
     # Envoy got the endpoints with priorities for its locality: own zone first.
     async def priorities() -> dict[int, int]:
         assert mesh.session is not None
-        url = f"http://127.0.0.1:{client.admin_port}/clusters"
+        url = f"http://{client.ip}:{client.admin_port}/clusters"
         async with mesh.session.get(url) as resp:
             text = await resp.text()
         found = re.findall(r"zonal\.default[^:]*::127\.0\.0\.1:(\d+)::priority::(\d+)", text)
