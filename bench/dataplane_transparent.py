@@ -324,7 +324,7 @@ def transparent_sidecars(rig: Rig, stack: contextlib.ExitStack) -> Target:
 
     pids: list[tuple[str, int]] = []
     for role, spec in (("client", client_spec), ("server", server_spec)):
-        work_dir = runners[spec.local_id].env.pod_dir(spec.local_id)
+        work_dir = runners[spec.local_id].env.proxy_dir(spec.local_id)
         wait_for(f"{work_dir}/envoy.pid", partial(has_envoy, work_dir), deadline)
         pid = envoy_pid(work_dir)
         if pid is None:  # exited between the two reads

@@ -573,7 +573,7 @@ def mesh_mtls_request(
 
 class BorrowedIdentity:
     """Certificates for a pod's identity, obtained from the CA with that pod's token
-    (``<state>/pods/<pod>-identity/ca-token``), so the test can be a mesh client.
+    (``<state>/pods/<pod>/proxy/ca-token``), so the test can be a mesh client.
 
     ``files()`` returns (chain file, key file), re-issued once ``max_age`` seconds
     old so a short ``--cert-ttl`` never leaves the test with an expired one.
@@ -581,7 +581,7 @@ class BorrowedIdentity:
 
     def __init__(self, mesh: E2EMesh, pod: str, spiffe_id: str, folder: Path) -> None:
         self.port = SecurePort(mesh)
-        self._token_file = mesh.state_dir / "pods" / f"{pod}-identity" / "ca-token"
+        self._token_file = mesh.state_dir / "pods" / pod / "proxy" / "ca-token"
         self._id = spiffe_id
         self._files = folder / f"{pod}-chain.pem", folder / f"{pod}-key.pem"
         self._issued = -1e9

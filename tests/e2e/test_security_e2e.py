@@ -676,7 +676,7 @@ def test_gateway_https_simple_mutual_and_redirect(sec: SecMesh, policies: Polici
 
 def test_ca_and_xds_refuse_forged_identities(sec: SecMesh) -> None:
     port = SecurePort(sec.mesh)
-    token = (sec.mesh.state_dir / "pods" / "sleep-0-identity" / "ca-token").read_text().strip()
+    token = (sec.mesh.state_dir / "pods" / "sleep-0" / "proxy" / "ca-token").read_text().strip()
 
     # The pod's own token and its own identity: issued (the control case).
     csr, key = make_csr(spiffe("default", "sleep"))
@@ -721,7 +721,7 @@ def test_ca_and_xds_refuse_forged_identities(sec: SecMesh) -> None:
 
 def test_sidecars_accept_mesh_certificates_only_while_valid(sec: SecMesh) -> None:
     port = SecurePort(sec.mesh)
-    token = (sec.mesh.state_dir / "pods" / "sleep-0-identity" / "ca-token").read_text().strip()
+    token = (sec.mesh.state_dir / "pods" / "sleep-0" / "proxy" / "ca-token").read_text().strip()
     echo = (sec.ips["echo-v1-0"], ECHO_PORT)
     files = sec.workdir / "short-chain.pem", sec.workdir / "short-key.pem"
     csr, key = make_csr(spiffe("default", "sleep"))

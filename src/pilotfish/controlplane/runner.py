@@ -112,7 +112,7 @@ class ControlPlane:
         tls = self._start_ca()
         self.xds_port = await self.xds.start(
             self.settings.bind,
-            self.settings.xds_port,
+            self.settings.xds_port if self.settings.plaintext_xds else None,
             self.settings.extra_xds_binds,
             tls_port=self.settings.secure_port,
             tls=tls,
@@ -122,9 +122,8 @@ class ControlPlane:
         self._watcher = asyncio.create_task(self._watch(), name="pilotfish-config-watch")
         self.ready = True
         log.info(
-            "control plane ready: xDS on %s:%d, HTTP on %s:%d, %d resources",
-            self.settings.bind,
-            self.xds_port,
+            "control plane ready: xDS on %s, HTTP on %s:%d, %d resources",
+            f"{self.settings.bind}:{self.xds_port}" if self.settings.plaintext_xds else "mTLS only",
             self.settings.bind,
             self.http_port,
             len(self.generator.snapshot.resources),

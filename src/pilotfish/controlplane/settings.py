@@ -15,6 +15,9 @@ class ControlPlaneSettings:
     config_paths: tuple[str, ...] = field(default_factory=tuple)
     bind: str = "127.0.0.1"
     xds_port: int = 15010
+    # Serve unauthenticated xDS on ``xds_port``. Off, only the mTLS port serves
+    # proxies (``pilotfish up`` turns it off whenever the mesh CA runs).
+    plaintext_xds: bool = True
     http_port: int = 15014
     quiet_period: float = 0.1  # push debounce: quiet time before pushing
     max_delay: float = 1.0  # push debounce: longest a change may wait

@@ -5,6 +5,8 @@ the machine reaches the mesh; a Gateway server on port 8080 is published on
 ``--ingress-port``. The egress gateway (demo profile) listens where pods can
 reach it (the bridge address in transparent mode). Each runs as
 ``pilotfish agent --role gateway`` and is restarted with backoff if it dies.
+Under root it runs as the proxy user in its sandbox, like a sidecar
+(``runtime.isolation``), its work dir ``<state>/pods/<gateway>/proxy``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ from pathlib import Path
 import aiohttp
 
 from pilotfish.agent.backoff import BackoffPolicy, restart_delay
+from pilotfish.runtime.isolation import Isolation
+from pilotfish.runtime.process import PROXY_DIR
+from pilotfish.runtime.sandbox import sandbox_argv
 
 __all__ = ["GatewayProcess", "GatewaySpec"]
 
@@ -46,12 +51,14 @@ class GatewayProcess:
         work_dir: Path,
         python: str,
         extra_args: tuple[str, ...] = (),
+        isolation: Isolation | None = None,
     ) -> None:
         self.spec = spec
         self._extra_args = extra_args
         self._xds = xds_address
         self._log_path = log_dir / f"{spec.name}.log"
-        self._work_dir = work_dir / spec.name
+        self._work_dir = work_dir / spec.name / PROXY_DIR
+        self._isolation = isolation
         self._python = python
         self._proc: asyncio.subprocess.Process | None = None
         self._task: asyncio.Task[None] | None = None
@@ -99,20 +106,31 @@ class GatewayProcess:
             args += ["--label", f"{k}={v}"]
         for server_port, listen_port in s.port_map:
             args += ["--app-port", f"{server_port}={listen_port}"]
-        return [*args, *self._extra_args]
+        args += self._extra_args
+        if self._isolation is not None:
+            spec = self._isolation.proxy(self._work_dir, gateway=True)
+            args = sandbox_argv(self._python, spec, args)
+        return args
 
     async def start(self) -> None:
         self._log_path.parent.mkdir(parents=True, exist_ok=True)
+        if self._isolation is not None:
+            self._isolation.prepare_proxy_dir(self._work_dir)
         await self._spawn()
         self._task = asyncio.create_task(self._supervise(), name=f"gateway-{self.spec.name}")
 
     async def _spawn(self) -> None:
+        env = None
+        if self._isolation is not None:
+            env = {"PATH": os.environ.get("PATH", os.defpath), "HOME": "/tmp"}
+            env["PYTHONUNBUFFERED"] = "1"
         with open(self._log_path, "ab") as out:
             self._proc = await asyncio.create_subprocess_exec(
                 *self.argv(),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=out,
                 stderr=asyncio.subprocess.STDOUT,
+                env=env,
                 start_new_session=True,
             )
 

@@ -44,13 +44,17 @@ from pilotfish.controlplane.settings import ControlPlaneSettings
 from pilotfish.model.mesh_config import load_mesh_config
 from pilotfish.model.snapshot import Snapshot
 from pilotfish.runtime.gateways import GatewayProcess, GatewaySpec
+from pilotfish.runtime.isolation import Isolation, copy_public, write_owned
 from pilotfish.runtime.network.base import CaptureConfig, PodNetwork, ServiceName
 from pilotfish.runtime.network.factory import bridge_address, make_network
 from pilotfish.runtime.pod import PodEnv, PodRunner, PodSpec
+from pilotfish.runtime.pod_spec import PodSpecError
+from pilotfish.runtime.process import PROXY_DIR
 from pilotfish.runtime.registration import gateway_service, workload_entry
 from pilotfish.runtime.settings import RuntimeSettings
 from pilotfish.runtime.state import MeshState, process_alive, read_state, write_state
 from pilotfish.runtime.teardown import clean_leftovers
+from pilotfish.runtime.users import UserAllocator
 from pilotfish.store import CompositeStore, FileStore, MemoryStore
 
 __all__ = ["TLS_MODE_LABEL", "MeshRuntime", "RuntimeStartError"]
@@ -96,12 +100,19 @@ class MeshRuntime:
         self._reconcile_lock = asyncio.Lock()
         self._stopping = False
         self._bridge_ip = ""
+        # Root confines every proxy and app (runtime.isolation); without root there
+        # is nobody to confine them to.
+        self.isolation = Isolation.for_state_dir(settings.state_dir) if os.geteuid() == 0 else None
+        self._users: UserAllocator | None = None
 
     # -- lifecycle ---------------------------------------------------------------
 
     async def start(self) -> None:
         s = self.settings
         s.state_dir.mkdir(parents=True, exist_ok=True)
+        if self.isolation is not None:
+            self.isolation.lock_state_dir()
+            self._users = UserAllocator(s.state_dir / "users.json")
         previous = read_state(s.state_file)
         if (
             previous is not None
@@ -172,6 +183,9 @@ class MeshRuntime:
             xds_port=s.xds_port,
             http_port=s.control_plane_port,
             service_cidr=s.service_cidr,
+            # Pods reach the control plane on the bridge; with the CA only through the
+            # mTLS port: unauthenticated xDS is never served to a pod.
+            plaintext_xds=not s.mtls,
             extra_xds_binds=(self._bridge_ip,) if transparent else (),
             access_log=s.access_logs,
             trust_domain=s.trust_domain,
@@ -199,23 +213,29 @@ class MeshRuntime:
         self._progress(f"control plane ready at {self._state.control_plane}")
 
     def _identity_args(
-        self, namespace: str, service_account: str, owner: str, token_dir: Path
+        self, namespace: str, service_account: str, owner: str, proxy_dir: Path
     ) -> tuple[str, ...]:
         """Agent flags that give a proxy its workload identity (empty without the CA).
 
         The pod's one-time credential is a token registered with the CA for its
-        namespace and service account, handed over in a 0600 file: only that
-        agent can obtain certificates for that identity.
+        namespace and service account, handed over in a 0600 file in the
+        proxy's own directory (owned by the proxy user, visible only inside its
+        sandbox): only that agent can obtain certificates for that identity.
         """
         assert self.cp is not None
         if self.cp.ca is None:
             return ()
         token = self.cp.ca.tokens.register(namespace, service_account, owner)
-        token_dir.mkdir(parents=True, exist_ok=True)
-        token_file = token_dir / "ca-token"
-        fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(token)
+        uid = gid = -1
+        if self.isolation is not None:
+            self.isolation.prepare_proxy_dir(proxy_dir)
+            uid, gid = self.isolation.proxy_uid, self.isolation.proxy_gid
+        else:
+            proxy_dir.mkdir(parents=True, exist_ok=True)
+        token_file = proxy_dir / "ca-token"
+        write_owned(token_file, token.encode("ascii"), 0o600, uid, gid)
+        root_cert = proxy_dir / "root-cert.pem"
+        copy_public(self.settings.ca_dir / "root-cert.pem", root_cert, uid, gid)
         host = self._bridge_ip if self.settings.mode == "transparent" else "127.0.0.1"
         secure = f"{host}:{self.cp.secure_port}"
         return (
@@ -226,7 +246,7 @@ class MeshRuntime:
             "--ca-token-file",
             str(token_file),
             "--root-cert-file",
-            str(self.settings.ca_dir / "root-cert.pem"),
+            str(root_cert),
             "--trust-domain",
             self.settings.trust_domain,
             "--cert-ttl",
@@ -235,9 +255,11 @@ class MeshRuntime:
 
     @property
     def xds_address(self) -> str:
+        """Where proxies open ADS: the mTLS port whenever the mesh CA runs."""
         assert self.cp is not None
         host = self._bridge_ip if self.settings.mode == "transparent" else "127.0.0.1"
-        return f"{host}:{self.cp.xds_port}"
+        port = self.cp.secure_port if self.cp.ca is not None else self.cp.xds_port
+        return f"{host}:{port}"
 
     async def _start_gateways(self) -> None:
         s = self.settings
@@ -287,7 +309,7 @@ class MeshRuntime:
         for spec in specs:
             sa = f"{spec.name}-service-account"
             extra = self._identity_args(
-                spec.namespace, sa, spec.name, s.work_dir / f"{spec.name}-identity"
+                spec.namespace, sa, spec.name, s.work_dir / spec.name / PROXY_DIR
             )
             gw = GatewayProcess(
                 spec,
@@ -296,6 +318,7 @@ class MeshRuntime:
                 s.work_dir,
                 sys.executable,
                 extra_args=(*extra, "--service-account", sa),
+                isolation=self.isolation,
             )
             await gw.start()
             self.gateways.append(gw)
@@ -343,13 +366,19 @@ class MeshRuntime:
         capture = None
         if self.settings.mode == "transparent":
             capture = CaptureConfig(exclude_outbound_cidrs=(f"{self._bridge_ip}/32",))
+        try:
+            spec = PodSpec.from_workload(workload, index)
+            user = self._users.user_for(spec) if self._users is not None else None
+        except PodSpecError as exc:
+            log.error("pod %s cannot start: %s", name, exc)
+            self._progress(f"pod {name} cannot start: {exc}")
+            return
         address = self.network.create_pod(net_id, capture)
-        spec = PodSpec.from_workload(workload, index)
         identity = self._identity_args(
             spec.namespace,
             spec.service_account,
             spec.local_id,
-            self.settings.work_dir / f"{spec.local_id}-identity",
+            self.settings.work_dir / spec.local_id / PROXY_DIR,
         )
         env = PodEnv(
             address=address,
@@ -359,6 +388,8 @@ class MeshRuntime:
             work_dir=self.settings.work_dir,
             python=sys.executable,
             agent_args=identity,
+            isolation=self.isolation,
+            app_user=user,
         )
         runner = PodRunner(spec, env, self._on_ready_change)
         pod = _Pod(key, workload, runner, address.ip, address.netns)

@@ -43,6 +43,7 @@ from pilotfish.agent.backoff import BackoffPolicy, failures_after_exit, restart_
 from pilotfish.runtime.pod_command import (
     PodEnv,
     agent_argv,
+    agent_env,
     allocate_app_ports,
     app_argv,
     app_env,
@@ -190,6 +191,8 @@ class PodRunner:
         self._began = True
         self._started_at = time.time()
         self.env.pod_dir(self.spec.local_id).mkdir(parents=True, exist_ok=True)
+        if self.env.isolation is not None:
+            self.env.isolation.prepare_proxy_dir(self.env.proxy_dir(self.spec.local_id))
         Path(self.env.log_dir).mkdir(parents=True, exist_ok=True)
         self._app_ports = allocate_app_ports(self.spec, self.env)
         self._session = aiohttp.ClientSession(trust_env=False)
@@ -249,7 +252,7 @@ class PodRunner:
 
     async def _spawn_sidecar(self) -> None:
         argv = agent_argv(self.spec, self.env, self._app_ports)
-        proc = await spawn(argv, self.env.sidecar_log(self.spec.local_id))
+        proc = await spawn(argv, self.env.sidecar_log(self.spec.local_id), env=agent_env(self.env))
         self._sidecar = proc
         self._record(_SIDECAR, proc)
         self._log.info("pod %s: sidecar agent started (pid %d)", self.name, proc.pid)

@@ -26,8 +26,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from pilotfish.runtime.isolation import Isolation
 from pilotfish.runtime.network.base import PROXY_GID, PodAddress
 from pilotfish.runtime.pod_spec import PodSpec
+from pilotfish.runtime.process import PROXY_DIR
+from pilotfish.runtime.sandbox import sandbox_argv
+from pilotfish.runtime.users import PodUser
 
 __all__ = [
     "ADMIN_PORT",
@@ -36,6 +40,7 @@ __all__ = [
     "STATS_PORT",
     "PodEnv",
     "agent_argv",
+    "agent_env",
     "allocate_app_ports",
     "app_argv",
     "app_env",
@@ -50,6 +55,8 @@ STATS_PORT = 15090
 # Variables of the runtime's own environment that an app inherits (a pod does
 # not see the host's environment, but a local process needs a home and a locale).
 _INHERITED = ("HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER", "LOGNAME", "PYTHONPATH")
+# A confined process has a private /tmp and no access to the supervisor's home.
+_CONFINED_INHERITED = ("LANG", "LC_ALL", "TZ", "PYTHONPATH")
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +67,8 @@ class PodEnv:
     commands use the project's virtualenv. ``agent_args`` are appended to the
     agent's flags (for example ``("--concurrency", "1", "--drain-duration", "1")``).
     ``sidecar_start_timeout`` bounds the wait for the sidecar's first readiness.
+    With ``isolation`` (the supervisor is root) the agent runs as the proxy user
+    and the app as ``app_user``, each in its sandbox (``runtime.isolation``).
     """
 
     address: PodAddress
@@ -71,15 +80,21 @@ class PodEnv:
     proxy_gid: int = PROXY_GID
     agent_args: tuple[str, ...] = ()
     sidecar_start_timeout: float = 60.0
+    isolation: Isolation | None = None
+    app_user: PodUser | None = None
 
     @property
     def ip(self) -> str:
         return self.address.ip
 
     def pod_dir(self, pod: str) -> Path:
-        """The pod's own directory (``pod`` is ``PodSpec.local_id``): the agent's work dir
-        and ``pids.json``."""
+        """The pod's own directory (``pod`` is ``PodSpec.local_id``), the supervisor's:
+        ``pids.json`` and the proxy's directory."""
         return Path(self.work_dir) / pod
+
+    def proxy_dir(self, pod: str) -> Path:
+        """The agent's work dir (bootstrap, SDS socket, CA token): the proxy user's own."""
+        return self.pod_dir(pod) / PROXY_DIR
 
     def app_log(self, pod: str) -> Path:
         return Path(self.log_dir) / f"{pod}.log"
@@ -115,7 +130,6 @@ def agent_argv(spec: PodSpec, env: PodEnv, app_ports: Mapping[int, int]) -> list
     """The sidecar agent's full command line, ``exec_prefix`` included."""
     ip = env.address.ip
     argv = [
-        *env.address.exec_prefix,
         env.python,
         "-m",
         "pilotfish.cli.agent",
@@ -142,9 +156,10 @@ def agent_argv(spec: PodSpec, env: PodEnv, app_ports: Mapping[int, int]) -> list
             "0.0.0.0",
             "--stats-port",
             str(STATS_PORT),
-            "--envoy-gid",
-            str(env.proxy_gid),
         ]
+        if env.isolation is None:
+            # The agent runs as root: Envoy alone takes the group capture exempts.
+            argv += ["--envoy-gid", str(env.proxy_gid)]
     else:
         argv += [
             "--interception",
@@ -162,12 +177,31 @@ def agent_argv(spec: PodSpec, env: PodEnv, app_ports: Mapping[int, int]) -> list
         argv += ["--label", f"{key}={value}"]
     if spec.readiness is not None:
         argv += ["--app-probe", spec.readiness.app_probe().flag()]
-    argv += ["--work-dir", str(env.pod_dir(spec.local_id)), *env.agent_args]
-    return argv
+    proxy_dir = env.proxy_dir(spec.local_id)
+    argv += ["--work-dir", str(proxy_dir), *env.agent_args]
+    if env.isolation is not None:
+        argv = sandbox_argv(env.python, env.isolation.proxy(proxy_dir), argv)
+    return [*env.address.exec_prefix, *argv]
+
+
+def agent_env(env: PodEnv, base: Mapping[str, str] | None = None) -> dict[str, str] | None:
+    """The agent's environment: the supervisor's own (None) unless it is confined, then
+    only a locale and PATH, so nothing of the supervisor's environment reaches a proxy."""
+    if env.isolation is None:
+        return None
+    base = os.environ if base is None else base
+    out = {key: base[key] for key in _CONFINED_INHERITED if key in base}
+    out.update(PYTHONUNBUFFERED="1", HOME="/tmp", PATH=base.get("PATH") or os.defpath)
+    return out
 
 
 def app_argv(spec: PodSpec, env: PodEnv) -> list[str]:
-    return [*env.address.exec_prefix, *spec.command]
+    command = list(spec.command)
+    if env.isolation is not None:
+        if env.app_user is None:
+            raise ValueError(f"pod {spec.name}: a confined pod needs an app user")
+        command = sandbox_argv(env.python, env.isolation.app(env.app_user), command)
+    return [*env.address.exec_prefix, *command]
 
 
 def port_env_name(name: str) -> str:
@@ -191,8 +225,11 @@ def app_env(
     """
     base = os.environ if base is None else base
     ip = env.address.ip
-    out = {key: base[key] for key in _INHERITED if key in base}
+    inherited = _INHERITED if env.isolation is None else _CONFINED_INHERITED
+    out = {key: base[key] for key in inherited if key in base}
     out["PYTHONUNBUFFERED"] = "1"
+    if env.isolation is not None:
+        out["HOME"] = "/tmp"  # the app's own private /tmp
     if env.mode == "explicit":
         proxy = f"http://{ip}:{OUTBOUND_PORT}"
         no_proxy = f"localhost,127.0.0.1,{ip}"

@@ -88,6 +88,9 @@ class PodSpec:
     ports: tuple[PortSpec, ...] = ()
     readiness: ProbeSpec | None = None
     restart_policy: RestartPolicy = "Always"
+    # securityContext: None lets the runtime pick the pod's own unprivileged ids.
+    run_as_user: int | None = None
+    run_as_group: int | None = None
 
     def __post_init__(self) -> None:
         if not self.command:
@@ -123,6 +126,7 @@ class PodSpec:
         ports = tuple(
             PortSpec(p.name, int(p.container_port), str(p.protocol)) for p in spec.ports or ()
         )
+        context = getattr(spec, "security_context", None)
         return cls(
             name=f"{meta.name}-{index}",
             workload=str(meta.name),
@@ -134,6 +138,8 @@ class PodSpec:
             ports=ports,
             readiness=_probe(spec.readiness_probe, ports, str(meta.name)),
             restart_policy=spec.restart_policy or "Always",
+            run_as_user=getattr(context, "run_as_user", None),
+            run_as_group=getattr(context, "run_as_group", None),
         )
 
 

@@ -29,6 +29,7 @@ from typing import Any
 
 __all__ = [
     "PIDS_FILE",
+    "PROXY_DIR",
     "ProcessRecord",
     "group_alive",
     "kill_recorded",
@@ -40,6 +41,8 @@ __all__ = [
 ]
 
 PIDS_FILE = "pids.json"
+#: The proxy's own directory inside a pod's directory (the agent's work dir).
+PROXY_DIR = "proxy"
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,7 +192,7 @@ def _is_recorded_group(record: ProcessRecord) -> bool:
 def _envoy_pid(pod_dir: Path) -> int | None:
     """Envoy's pid from the agent's ``envoy.pid``, if it is still an Envoy."""
     try:
-        pid = int((pod_dir / "envoy.pid").read_text(encoding="ascii").strip())
+        pid = int((pod_dir / PROXY_DIR / "envoy.pid").read_text(encoding="ascii").strip())
         comm = Path(f"/proc/{pid}/comm").read_text(encoding="utf-8").strip()
     except (OSError, ValueError):
         return None
@@ -199,7 +202,7 @@ def _envoy_pid(pod_dir: Path) -> int | None:
 def kill_recorded(work_dir: str | Path) -> int:
     """SIGKILL every process group recorded under ``<work_dir>/*/pids.json`` that is alive.
 
-    Also kills the Envoy the agent recorded in ``<work_dir>/<pod>/envoy.pid``
+    Also kills the Envoy the agent recorded in ``<work_dir>/<pod>/proxy/envoy.pid``
     (it runs in a group of its own). Removes the ``pids.json`` files it read.
     Returns how many process groups were killed. For cleaning up after a
     supervisor that died without stopping its pods.

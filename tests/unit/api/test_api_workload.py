@@ -236,3 +236,42 @@ def test_wrong_api_version_is_rejected(load: Loader) -> None:
         HEAD.replace("pilotfish.io/v1alpha1", "networking.istio.io/v1") + "  command: [a]\n"
     )
     assert not result.ok and not result.resources
+
+
+def test_security_context_is_read_in_camel_case(load: Loader) -> None:
+    spec, problems = _load(
+        load,
+        """
+command: [app]
+securityContext: {runAsUser: 4242, runAsGroup: 4343, runAsNonRoot: true}
+""",
+    )
+    assert problems == {}
+    assert spec is not None and spec.security_context is not None
+    assert spec.security_context.run_as_user == 4242
+    assert spec.security_context.run_as_group == 4343
+
+
+@pytest.mark.parametrize(
+    ("context", "field", "fragment"),
+    [
+        ("{runAsUser: 0}", "spec.securityContext.runAsUser", "never run as root"),
+        ("{runAsGroup: 0}", "spec.securityContext.runAsGroup", "never run as root"),
+        ("{runAsUser: 1337}", "spec.securityContext.runAsUser", "sidecar proxy"),
+        ("{runAsGroup: 1337}", "spec.securityContext.runAsGroup", "sidecar proxy"),
+        ("{runAsUser: 200005}", "spec.securityContext.runAsUser", "another pod's"),
+        ("{runAsUser: -3}", "spec.securityContext.runAsUser", "must be in 1.."),
+    ],
+)
+def test_security_context_refuses_root_the_proxy_and_pod_ids(
+    load: Loader, context: str, field: str, fragment: str
+) -> None:
+    _, problems = _load(load, f"command: [app]\nsecurityContext: {context}")
+    is_error, message = problems[field]
+    assert is_error and fragment in message
+
+
+def test_run_as_non_root_false_is_a_warning(load: Loader) -> None:
+    _, problems = _load(load, "command: [app]\nsecurityContext: {runAsNonRoot: false}")
+    is_error, message = problems["spec.securityContext.runAsNonRoot"]
+    assert not is_error and "no effect" in message

@@ -6,16 +6,19 @@ from pathlib import Path
 
 import pytest
 
+from pilotfish.runtime.isolation import Isolation
 from pilotfish.runtime.network.base import PodAddress
 from pilotfish.runtime.pod_command import (
     PodEnv,
     agent_argv,
+    agent_env,
     allocate_app_ports,
     app_argv,
     app_env,
     port_env_name,
 )
 from pilotfish.runtime.pod_spec import PodSpec, PortSpec, ProbeSpec
+from pilotfish.runtime.users import PodUser
 
 SPEC = PodSpec(
     name="reviews-0",
@@ -31,7 +34,10 @@ SPEC = PodSpec(
 BASE = {"HOME": "/root", "PATH": "/usr/bin:/bin", "HTTP_PROXY": "http://corp:3128", "SECRET": "x"}
 
 
-def _env(mode: str, tmp_path: Path, prefix: tuple[str, ...] = ()) -> PodEnv:
+def _env(
+    mode: str, tmp_path: Path, prefix: tuple[str, ...] = (), *, confined: bool = False
+) -> PodEnv:
+    isolation = Isolation(str(tmp_path), ("/usr", "/venv", "/src"), "/src") if confined else None
     return PodEnv(
         address=PodAddress("reviews-0", "127.77.0.5", None, prefix),
         mode=mode,  # type: ignore[arg-type]
@@ -40,6 +46,8 @@ def _env(mode: str, tmp_path: Path, prefix: tuple[str, ...] = ()) -> PodEnv:
         work_dir=tmp_path / "work",
         python="/venv/bin/python",
         agent_args=("--concurrency", "1"),
+        isolation=isolation,
+        app_user=PodUser(200007, 200007) if confined else None,
     )
 
 
@@ -67,7 +75,7 @@ def test_explicit_agent_argv(tmp_path: Path) -> None:
     assert one["--service-account"] == ["bookinfo-reviews"]
     assert one["--app-probe"] == ["http:9080:/health"]
     # Named per namespace, so equal pod names in two namespaces do not share files.
-    assert one["--work-dir"] == [str(tmp_path / "work" / "reviews-0.shop")]
+    assert one["--work-dir"] == [str(tmp_path / "work" / "reviews-0.shop" / "proxy")]
     assert "--envoy-gid" not in one
     assert argv[-2:] == ["--concurrency", "1"]
 
@@ -132,3 +140,62 @@ def test_explicit_ports_are_distinct_and_free(tmp_path: Path) -> None:
 )
 def test_port_env_name(name: str, expected: str) -> None:
     assert port_env_name(name) == expected
+
+
+def _sandbox(argv: list[str]) -> tuple[dict[str, list[str]], list[str]]:
+    """(launcher flags, the command it runs) of a sandboxed command line."""
+    start = argv.index("pilotfish.runtime.sandbox") + 1
+    end = argv.index("--", start)
+    flags: dict[str, list[str]] = {}
+    i = start
+    while i < end:
+        if i + 1 < end and not argv[i + 1].startswith("--"):
+            flags.setdefault(argv[i], []).append(argv[i + 1])
+            i += 2
+        else:
+            flags.setdefault(argv[i], []).append("")
+            i += 1
+    return flags, argv[end + 1 :]
+
+
+def test_confined_agent_runs_as_the_proxy_user_in_its_sandbox(tmp_path: Path) -> None:
+    env = _env("transparent", tmp_path, ("ip", "netns", "exec", "pf-reviews-0"), confined=True)
+    argv = agent_argv(SPEC, env, allocate_app_ports(SPEC, env))
+    # The netns first, then the sandbox, then the agent.
+    assert argv[:7] == [
+        "ip", "netns", "exec", "pf-reviews-0", "/venv/bin/python", "-m",
+        "pilotfish.runtime.sandbox",
+    ]  # fmt: skip
+    flags, agent = _sandbox(argv)
+    assert flags["--uid"] == ["1337"] and flags["--gid"] == ["1337"]
+    assert flags["--mask"] == [str(tmp_path)]
+    proxy_dir = str(tmp_path / "work" / "reviews-0.shop" / "proxy")
+    assert flags["--reveal"] == ["/usr", "/venv", "/src", proxy_dir]
+    assert "--mask-tmp" in flags and "--bind-low-ports" not in flags
+    assert agent[:3] == ["/venv/bin/python", "-m", "pilotfish.cli.agent"]
+    # Already in the proxy group: the agent must not try to change groups for Envoy.
+    assert "--envoy-gid" not in agent
+    assert _flags(agent, "--work-dir") == [proxy_dir]
+
+
+def test_confined_app_runs_as_its_pod_user_without_the_host_env(tmp_path: Path) -> None:
+    env = _env("transparent", tmp_path, ("ip", "netns", "exec", "pf-reviews-0"), confined=True)
+    argv = app_argv(SPEC, env)
+    flags, command = _sandbox(argv)
+    assert flags["--uid"] == ["200007"] and flags["--gid"] == ["200007"]
+    assert flags["--reveal"] == ["/usr", "/venv", "/src"]
+    assert flags["--workdir"] == ["/src"]
+    assert command == list(SPEC.command)
+    out = app_env(SPEC, env, allocate_app_ports(SPEC, env), base=BASE)
+    assert out["HOME"] == "/tmp"
+    agent = agent_env(env, base=BASE)
+    assert agent is not None and agent["HOME"] == "/tmp"
+    assert "SECRET" not in agent and "HTTP_PROXY" not in agent
+    assert agent_env(_env("transparent", tmp_path), base=BASE) is None
+
+
+def test_confined_app_needs_a_user(tmp_path: Path) -> None:
+    env = _env("explicit", tmp_path, confined=True)
+    env = PodEnv(**{**{f: getattr(env, f) for f in env.__dataclass_fields__}, "app_user": None})
+    with pytest.raises(ValueError, match="needs an app user"):
+        app_argv(SPEC, env)

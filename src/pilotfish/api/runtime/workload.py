@@ -21,17 +21,25 @@ from pilotfish.api.base import ApiModel
 
 __all__ = [
     "API_VERSION",
+    "POD_ID_RANGE",
     "ContainerPort",
     "EnvVar",
     "HTTPGetAction",
     "Probe",
     "RestartPolicy",
+    "SecurityContext",
     "TCPSocketAction",
     "WorkloadSpec",
 ]
 
 #: The one apiVersion of the Workload kind.
 API_VERSION = "pilotfish.io/v1alpha1"
+
+#: User and group ids the local runtime gives pods that name none (one per pod). Above
+#: the ranges Debian gives people (1000-59999) and systemd's dynamic users
+#: (61184-65519), and above the first subordinate-id block (100000-165535) that
+#: container tools reserve. A securityContext may not pick one: it would be another pod's.
+POD_ID_RANGE = range(200_000, 265_536)
 
 RestartPolicy = Literal["Always", "OnFailure", "Never"]
 
@@ -86,6 +94,20 @@ class Probe(ApiModel):
         return handler.port if handler is not None else None
 
 
+class SecurityContext(ApiModel):
+    """Who the app runs as, with Kubernetes' field names.
+
+    Apps never run as root in the local mesh: without ``runAsUser`` each pod
+    gets a dedicated unprivileged uid (and a group of the same number) from
+    the runtime's reserved range. ``runAsNonRoot`` is accepted for
+    compatibility; it always holds.
+    """
+
+    run_as_user: int | None = None
+    run_as_group: int | None = None
+    run_as_non_root: bool | None = None
+
+
 class WorkloadSpec(ApiModel):
     """The spec of a Workload; pod labels are the resource's ``metadata.labels``."""
 
@@ -96,6 +118,7 @@ class WorkloadSpec(ApiModel):
     ports: list[ContainerPort] = Field(default_factory=list)
     readiness_probe: Probe | None = None
     restart_policy: RestartPolicy = "Always"
+    security_context: SecurityContext | None = None
 
     def port_number(self, port: int | str) -> int | None:
         """``port`` as a number: itself if an int, else the named container port's number

@@ -7,7 +7,7 @@ import re
 
 from pilotfish.api.diagnostics import Diagnostic
 from pilotfish.api.resource import Resource
-from pilotfish.api.runtime.workload import Probe, WorkloadSpec
+from pilotfish.api.runtime.workload import POD_ID_RANGE, Probe, WorkloadSpec
 from pilotfish.api.validation import checks
 from pilotfish.api.validation.findings import Findings
 
@@ -15,6 +15,9 @@ __all__ = ["check_port_name", "validate"]
 
 # Kubernetes' IsValidPortName: an IANA service name.
 _IANA_SVC_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+# The proxy's uid/gid: traffic capture exempts it, so no app may ever run with it.
+_PROXY_ID = 1337
+_MAX_ID = 2**31 - 1
 # Kubernetes' IsEnvVarName.
 _ENV_VAR_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
 
@@ -53,7 +56,42 @@ def validate(resource: Resource) -> list[Diagnostic]:
     _check_ports(f, spec)
     if spec.readiness_probe is not None:
         _check_probe(f, spec, spec.readiness_probe, "spec.readinessProbe")
+    _check_security_context(f, spec)
     return f.items
+
+
+def _check_security_context(f: Findings, spec: WorkloadSpec) -> None:
+    context = spec.security_context
+    if context is None:
+        return
+    for field_name, value, what in (
+        ("runAsUser", context.run_as_user, "user"),
+        ("runAsGroup", context.run_as_group, "group"),
+    ):
+        path = f"spec.securityContext.{field_name}"
+        if value is None:
+            continue
+        if value == 0:
+            f.error(path, f"apps never run as root in the local mesh ({what} id 0 is refused)")
+        elif value == _PROXY_ID:
+            f.error(
+                path,
+                f"{what} id 1337 belongs to the sidecar proxy, whose traffic is "
+                "not captured; apps may not use it",
+            )
+        elif not 0 < value <= _MAX_ID:
+            f.error(path, f"{what} id must be in 1..{_MAX_ID} (got {value})")
+        elif value in POD_ID_RANGE:
+            f.error(
+                path,
+                f"{what} id {value} lies in the range the runtime gives pods "
+                f"({POD_ID_RANGE.start}-{POD_ID_RANGE.stop - 1}): it would be another pod's",
+            )
+    if context.run_as_non_root is False:
+        f.warning(
+            "spec.securityContext.runAsNonRoot",
+            "runAsNonRoot: false has no effect: apps always run as a non-root user",
+        )
 
 
 def _check_env(f: Findings, spec: WorkloadSpec) -> None:

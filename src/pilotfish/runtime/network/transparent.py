@@ -6,12 +6,13 @@ Theory of operation:
   the pod CIDR; it is every pod's default gateway and the host's way into the
   pods. The only other host change is one ``FORWARD ... ACCEPT`` rule for
   traffic between pods, added only when ``br_netfilter`` (or a restrictive
-  FORWARD policy) could otherwise drop bridged packets. No sysctl, no NAT.
+  FORWARD policy) could otherwise drop bridged packets. No host sysctl, no NAT.
 - ``create_pod()`` makes netns ``pf-<pod>``, a veth pair (host side
   ``pfv<hash>`` on the bridge, pod side ``eth0``), an address from ``Ipam``,
   a default route via the bridge, the sidecar capture rules
   (``capture.capture_rules``, applied atomically inside the pod's netns with
-  ``iptables-restore``), and ``/etc/netns/<netns>/{hosts,resolv.conf}``.
+  ``iptables-restore``), ``ip_unprivileged_port_start=0`` inside the pod (its
+  apps run unprivileged), and ``/etc/netns/<netns>/{hosts,resolv.conf}``.
 - Everything created is recorded in a ``HostResources`` (``resources()``)
   before it is created, so a failure half way or a crash can be cleaned up
   by ``teardown()`` or ``host.cleanup_leftovers``.
@@ -42,6 +43,7 @@ __all__ = ["TransparentNetwork", "netns_name", "veth_name"]
 IFNAMSIZ = 15  # longest interface name the kernel accepts
 _NETNS_MAX = 63
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
+_UNPRIVILEGED_PORTS = "/proc/sys/net/ipv4/ip_unprivileged_port_start"
 _BR_NF_CALL_IPTABLES = Path("/proc/sys/net/bridge/bridge-nf-call-iptables")
 
 
@@ -212,6 +214,9 @@ class TransparentNetwork:
         # it leaves an empty nat table (a reused netns loses old rules).
         rules = capture_rules(capture) if capture is not None else []
         self._run(["ip", "netns", "exec", ns, "iptables-restore"], input=restore_script(rules))
+        # Apps run unprivileged: let them bind any port of their own namespace, as
+        # Kubernetes runtimes do for pods (the sysctl is per network namespace).
+        self._run(["ip", "netns", "exec", ns, "sh", "-c", f"echo 0 > {_UNPRIVILEGED_PORTS}"])
 
     def delete_pod(self, pod: str) -> None:
         """Remove the pod's veth, netns, name files and address. Idempotent."""

@@ -136,6 +136,7 @@ class XdsServer:
         self._front: TlsFront | None = None
         self._trust_domain = ""
         self.tls_port = 0  # bound TLS port once started with ``tls=``
+        self._started = False
         self._debouncer: Debouncer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -144,7 +145,7 @@ class XdsServer:
     async def start(
         self,
         host: str = "127.0.0.1",
-        port: int = 0,
+        port: int | None = 0,
         extra_hosts: Sequence[str] = (),
         *,
         tls_port: int | None = None,
@@ -152,17 +153,34 @@ class XdsServer:
     ) -> int:
         """Start serving; returns the bound plain-text port (useful with ``port=0``).
 
-        ``extra_hosts`` are further addresses served on the same port(s). With
-        ``tls``, also serve ADS with client-certificate identity checks and
-        ``tls.handlers`` on ``host:tls_port`` (None or 0: any free port); the
-        bound TLS port is then in ``self.tls_port``.
+        ``port`` None serves no plain-text port at all (returns 0): every proxy
+        must then come through the TLS port. ``extra_hosts`` are further
+        addresses served on the same port(s). With ``tls``, also serve ADS with
+        client-certificate identity checks and ``tls.handlers`` on
+        ``host:tls_port`` (None or 0: any free port); the bound TLS port is then
+        in ``self.tls_port``.
         """
-        if self._server is not None:
+        if self._started:
             raise RuntimeError("XdsServer already started")
+        if port is None and tls is None:
+            raise ValueError("an xDS server needs a plain-text port, a TLS port or both")
+        self._started = True
         self._loop = asyncio.get_running_loop()
         self._debouncer = Debouncer(
             self._push_all, self._quiet_period, self._max_delay, self._clock
         )
+        bound = 0
+        if port is not None:
+            bound = await self._start_plaintext(host, port, extra_hosts)
+        if tls is not None:
+            try:
+                await self._start_tls(host, tls_port or 0, extra_hosts, tls)
+            except BaseException:
+                await self.close(0)
+                raise
+        return bound
+
+    async def _start_plaintext(self, host: str, port: int, extra_hosts: Sequence[str]) -> int:
         server = _grpc_server()
         server.add_generic_rpc_handlers((self._rpc_handler(secure=False),))
         address = (
@@ -177,12 +195,6 @@ class XdsServer:
         await server.start()
         self._server = server
         _log.info("xDS server listening on %s", address.rsplit(":", 1)[0] + f":{bound}")
-        if tls is not None:
-            try:
-                await self._start_tls(host, tls_port or 0, extra_hosts, tls)
-            except BaseException:
-                await self.close(0)
-                raise
         return int(bound)
 
     async def _start_tls(

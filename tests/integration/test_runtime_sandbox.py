@@ -1,0 +1,141 @@
+"""The pod sandbox for real (root): a private mount namespace, an unprivileged user, exec.
+
+Runs the launcher as the runtime does and checks, from inside, what a pod process
+can and cannot do: the state directory is empty, its own directory is there,
+Python still runs from a home directory the user could not enter, no
+capabilities, no_new_privs, no way into the proxy group, and the host's view is
+untouched afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pilotfish.runtime.isolation import runtime_reveals
+from pilotfish.runtime.sandbox import SandboxSpec, sandbox_argv
+
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0, reason="the pod sandbox needs root (mount namespaces); CI runs as root"
+)
+
+PROBE = r"""
+import json, os, socket
+out = {"ids": [os.getuid(), os.getgid(), os.getgroups()]}
+def read(path):
+    try:
+        with open(path) as fh:
+            return fh.read()
+    except OSError as exc:
+        return "ERR " + exc.strerror
+out["secret"] = read(os.environ["STATE"] + "/secret")
+out["own"] = read(os.environ["STATE"] + "/pods/p/proxy/own")
+out["state_listing"] = sorted(os.listdir(os.environ["STATE"]))
+out["tmp"] = sorted(os.listdir("/tmp"))
+status = dict(line.split(":", 1) for line in open("/proc/self/status") if ":" in line)
+out["caps"] = status["CapEff"].strip()
+out["no_new_privs"] = status["NoNewPrivs"].strip()
+try:
+    os.setgid(0 if os.getgid() == 1337 else 1337)  # root's group, or the proxy's
+    out["setgid"] = "ok"
+except OSError as exc:
+    out["setgid"] = exc.strerror
+try:
+    socket.socket().bind(("127.0.0.1", 1))
+    out["low_port"] = "bound"
+except OSError as exc:
+    out["low_port"] = exc.strerror
+print(json.dumps(out))
+"""
+
+
+def _state(tmp_path: Path) -> Path:
+    state = tmp_path / "state"
+    (state / "pods" / "p" / "proxy").mkdir(parents=True)
+    (state / "secret").write_text("root key")
+    (state / "pods" / "p" / "proxy" / "own").write_text("mine")
+    os.chown(state / "pods" / "p" / "proxy", 1337, 1337)
+    os.chown(state / "pods" / "p" / "proxy" / "own", 1337, 1337)
+    (state / "pods" / "p" / "proxy").chmod(0o700)
+    state.chmod(0o700)
+    return state
+
+
+def _run(spec: SandboxSpec, state: Path) -> dict[str, object]:
+    argv = sandbox_argv(sys.executable, spec, [sys.executable, "-c", PROBE])
+    proc = subprocess.run(
+        argv, capture_output=True, text=True, timeout=30, env={**os.environ, "STATE": str(state)}
+    )
+    assert proc.returncode == 0, proc.stderr
+    return dict(json.loads(proc.stdout))
+
+
+def test_proxy_sandbox_sees_its_own_directory_only(tmp_path: Path) -> None:
+    state = _state(tmp_path)
+    spec = SandboxSpec(
+        uid=1337,
+        gid=1337,
+        masks=(str(state),),
+        reveals=(*runtime_reveals(), str(state / "pods" / "p" / "proxy")),
+        mask_tmp=True,
+    )
+    out = _run(spec, state)
+    assert out["ids"] == [1337, 1337, []]
+    assert out["secret"] == "ERR No such file or directory"
+    assert out["own"] == "mine"
+    assert out["state_listing"] == ["pods"]
+    # A private /tmp: only the path down to the masked state directory, nothing of the host's.
+    assert out["tmp"] == (["pytest-of-root"] if str(state).startswith("/tmp/") else [])
+    assert out["caps"] == "0000000000000000"
+    assert out["no_new_privs"] == "1"
+    assert out["setgid"] == "Operation not permitted"
+    assert out["low_port"] == "Permission denied"
+    # The host's view is untouched.
+    assert (state / "secret").read_text() == "root key"
+    assert os.listdir(tmp_path) == ["state"]
+
+
+def test_app_sandbox_hides_the_whole_state_directory(tmp_path: Path) -> None:
+    state = _state(tmp_path)
+    spec = SandboxSpec(
+        200123, 200123, masks=(str(state),), reveals=runtime_reveals(), mask_tmp=True
+    )
+    out = _run(spec, state)
+    assert out["ids"] == [200123, 200123, []]
+    assert out["secret"].startswith("ERR") and out["own"].startswith("ERR")  # type: ignore[union-attr]
+    assert out["state_listing"] == []
+    assert out["setgid"] == "Operation not permitted"  # never into the proxy's group
+
+
+def test_gateway_sandbox_keeps_only_the_low_port_capability(tmp_path: Path) -> None:
+    state = _state(tmp_path)
+    spec = SandboxSpec(
+        1337,
+        1337,
+        masks=(str(state),),
+        reveals=runtime_reveals(),
+        mask_tmp=True,
+        bind_low_ports=True,
+    )
+    out = _run(spec, state)
+    assert out["caps"] == f"{1 << 10:016x}"  # CAP_NET_BIND_SERVICE and nothing else
+    assert out["low_port"] == "bound"
+    assert out["setgid"] == "Operation not permitted"
+
+
+def test_a_failing_sandbox_never_runs_the_command(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    argv = sandbox_argv(
+        sys.executable,
+        SandboxSpec(200124, 200124, reveals=(str(tmp_path / "missing"),), masks=(str(tmp_path),)),
+        ["touch", str(marker)],
+    )
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 126
+    assert "pilotfish sandbox:" in proc.stderr
+    assert not marker.exists()

@@ -1,0 +1,96 @@
+"""The pod sandbox's mount plan: what is masked, what is revealed, in which order."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+
+from pilotfish.runtime.sandbox import (
+    MountOp,
+    SandboxError,
+    SandboxSpec,
+    blocked_ancestor,
+    plan,
+    sandbox_argv,
+)
+
+UID = 200001
+
+
+def _fake_stat(modes: dict[str, tuple[int, int]]):  # type: ignore[no-untyped-def]
+    """A stat function: ``modes`` maps paths to (mode bits, owner uid); others are 0755 root."""
+
+    def fake(path: str) -> os.stat_result:
+        mode, uid = modes.get(path, (0o755, 0))
+        return os.stat_result((stat.S_IFDIR | mode, 0, 0, 1, uid, 0, 0, 0, 0, 0))
+
+    return fake
+
+
+def test_blocked_ancestor_is_the_shallowest_the_user_cannot_enter() -> None:
+    fake = _fake_stat({"/root": (0o700, 0), "/root/.pyenv/x": (0o700, 0)})
+    assert blocked_ancestor("/root/.pyenv/x/lib", UID, UID, fake) == "/root"
+    assert blocked_ancestor("/usr/lib/python3", UID, UID, fake) is None
+    # The owner may enter its own 0700 directory.
+    own = _fake_stat({"/home/me": (0o700, UID)})
+    assert blocked_ancestor("/home/me/app", UID, UID, own) is None
+
+
+def test_reveals_below_a_closed_directory_are_bound_back_after_a_tmpfs() -> None:
+    spec = SandboxSpec(
+        uid=UID,
+        gid=UID,
+        masks=("/srv/mesh/.pilotfish",),
+        reveals=("/root/.pyenv/versions/3.11", "/srv/mesh/.venv", "/srv/mesh"),
+        mask_tmp=True,
+    )
+    hidden, ops = plan(spec, _fake_stat({"/root": (0o700, 0)}))
+    # Only what something hides is bound back; /srv/mesh is reachable as it is.
+    assert hidden == ["/root/.pyenv/versions/3.11"]
+    assert ops == [
+        MountOp("tmpfs", "/root", 0o755),
+        MountOp("tmpfs", "/tmp", 0o1777),
+        MountOp("tmpfs", "/srv/mesh/.pilotfish", 0o755),
+        MountOp("bind", "/root/.pyenv/versions/3.11", source=0),
+    ]
+
+
+def test_a_reveal_inside_a_mask_comes_after_it() -> None:
+    """The proxy's own directory inside the state directory, itself in a private /tmp."""
+    state = "/tmp/ci/repo/.pilotfish"
+    spec = SandboxSpec(
+        uid=1337,
+        gid=1337,
+        masks=(state,),
+        reveals=("/tmp/ci/repo/.venv", f"{state}/pods/p/proxy"),
+        mask_tmp=True,
+    )
+    hidden, ops = plan(spec, _fake_stat({"/tmp/ci": (0o700, 0)}))
+    assert hidden == ["/tmp/ci/repo/.venv", f"{state}/pods/p/proxy"]
+    kinds = [(op.kind, op.path) for op in ops]
+    assert kinds == [
+        ("tmpfs", "/tmp"),
+        ("tmpfs", "/tmp/ci"),
+        ("tmpfs", state),
+        ("bind", "/tmp/ci/repo/.venv"),
+        ("bind", f"{state}/pods/p/proxy"),
+    ]
+    # Depth order: every tmpfs that covers a reveal is laid before the reveal.
+    for index, op in enumerate(ops):
+        if op.kind == "bind":
+            covering = [o for o in ops if o.kind == "tmpfs" and op.path.startswith(o.path + "/")]
+            assert all(ops.index(o) < index for o in covering)
+
+
+def test_root_is_refused_and_argv_round_trips() -> None:
+    with pytest.raises(SandboxError):
+        SandboxSpec(uid=0, gid=1)
+    spec = SandboxSpec(1337, 1337, ("/s",), ("/v",), True, "/w", bind_low_ports=True)
+    argv = sandbox_argv("/py", spec, ["envoy", "-c", "x"])
+    assert argv == [
+        "/py", "-m", "pilotfish.runtime.sandbox", "--uid", "1337", "--gid", "1337",
+        "--mask", "/s", "--reveal", "/v", "--mask-tmp", "--workdir", "/w", "--bind-low-ports",
+        "--", "envoy", "-c", "x",
+    ]  # fmt: skip
