@@ -151,7 +151,7 @@ async def test_pod_lifecycle(mesh: Mesh, caplog: pytest.LogCaptureFixture) -> No
 
         # stop(): un-ready, the app, then the sidecar; nothing left behind.
         status = runner.status()
-        envoy = _envoy_pid(env.pod_dir("echo-0"))
+        envoy = _envoy_pid(env.proxy_dir("echo-0"))
         assert status.app_pid is not None and status.sidecar_pid is not None
         caplog.clear()
         await runner.stop(grace=10)
