@@ -163,7 +163,9 @@ def sidecar_config(mesh: E2EMesh, pod: str, resource: str) -> str:
 
 def gateway_stat(mesh: E2EMesh, gateway: str, name: str) -> int:
     """A counter of a gateway's Envoy (host network); its admin port is in its bootstrap."""
-    bootstrap = json.loads((mesh.state_dir / "pods" / gateway / "bootstrap.json").read_text())
+    bootstrap = json.loads(
+        (mesh.state_dir / "pods" / gateway / "proxy" / "bootstrap.json").read_text()
+    )
     admin = bootstrap["admin"]["address"]["socket_address"]
     url = f"http://{admin['address']}:{admin['port_value']}/stats?filter=" + name
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
