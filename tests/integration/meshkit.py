@@ -227,8 +227,10 @@ class Mesh:
         return counts
 
     async def get_json(self, path: str) -> Any:
-        assert self.session is not None
-        async with self.session.get(self.api + path) as resp:
+        """GET ``path`` of the control plane's HTTP API, with its token."""
+        assert self.session is not None and self.cp is not None
+        headers = {"Authorization": f"Bearer {self.cp.api_token.reveal()}"}
+        async with self.session.get(self.api + path, headers=headers) as resp:
             return await resp.json()
 
     async def close(self) -> None:

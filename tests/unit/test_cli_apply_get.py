@@ -70,10 +70,16 @@ spec:
 
 
 class LiveControlPlane:
-    """A ControlPlane running on its own event loop in a daemon thread."""
+    """A ControlPlane running on its own event loop in a daemon thread.
+
+    Its API token is kept in ``token_file`` (next to ``config_dir``) unless
+    ``settings`` say otherwise.
+    """
 
     def __init__(self, config_dir: Path, **settings: Any) -> None:
         self.loop = asyncio.new_event_loop()
+        self.token_file = config_dir.parent / "api-token"
+        settings.setdefault("api_token_file", str(self.token_file))
         self.cp = ControlPlane(
             ControlPlaneSettings(
                 config_paths=(str(config_dir),), xds_port=0, http_port=0, **settings
@@ -128,7 +134,8 @@ def manifests(tmp_path: Path) -> Path:
 
 
 def run(live: LiveControlPlane, *args: str) -> Result:
-    return CliRunner().invoke(cli, [*args, "--control-plane", live.url], catch_exceptions=False)
+    argv = [*args, "--control-plane", live.url, "--token-file", str(live.token_file)]
+    return CliRunner().invoke(cli, argv, catch_exceptions=False)
 
 
 def test_apply_a_directory_then_reapply(live: LiveControlPlane, manifests: Path) -> None:
@@ -237,16 +244,26 @@ def test_delete_by_file_and_by_name(live: LiveControlPlane, manifests: Path) -> 
     assert live.get(ResourceKey("Service", "default", "reviews")) is not None
 
 
-def test_token_from_the_environment(tmp_path: Path, manifests: Path) -> None:
+def test_token_from_the_environment(
+    tmp_path: Path, manifests: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     served = tmp_path / "guarded"
     served.mkdir()
+    monkeypatch.chdir(tmp_path)  # no .pilotfish/api-token here
     with LiveControlPlane(served, api_token="s3cret") as live:
         args = ["apply", "-f", str(manifests), "--control-plane", live.url]
-        refused = CliRunner().invoke(cli, args, env={"PILOTFISH_API_TOKEN": None})
+        runner = CliRunner()
+        refused = runner.invoke(cli, args, env={"PILOTFISH_API_TOKEN": None})
         assert refused.exit_code == 1
-        assert "Bearer" in refused.stderr
-        accepted = CliRunner().invoke(cli, args, env={"PILOTFISH_API_TOKEN": "s3cret"})
+        assert "no API token was found" in refused.stderr
+        assert "pass --token-file or run from the mesh's directory" in refused.stderr
+        wrong = runner.invoke(cli, args, env={"PILOTFISH_API_TOKEN": "guessed"})
+        assert wrong.exit_code == 1
+        assert f"the control plane at {live.url} refused the API token" in wrong.stderr
+        assert "guessed" not in wrong.output
+        accepted = runner.invoke(cli, args, env={"PILOTFISH_API_TOKEN": "s3cret"})
         assert accepted.exit_code == 0, accepted.output
+        assert not live.token_file.exists()  # an explicit token wins over the file
 
 
 def test_unreachable_control_plane() -> None:
@@ -255,7 +272,9 @@ def test_unreachable_control_plane() -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     url = f"http://127.0.0.1:{port}"
-    result = CliRunner().invoke(cli, ["get", "vs", "--control-plane", url])
+    result = CliRunner().invoke(
+        cli, ["get", "vs", "--control-plane", url], env={"PILOTFISH_API_TOKEN": "any"}
+    )
     assert result.exit_code == 1
     assert "cannot reach the control plane" in result.output
 

@@ -88,7 +88,8 @@ def print_summary(runtime: MeshRuntime, console: Console) -> None:
     s = runtime.settings
     console.print(
         f"[green]mesh ready[/] ({s.mode} mode, profile {s.profile}): "
-        f"{len(runtime.pods)} pods; control plane http://127.0.0.1:{s.control_plane_port}",
+        f"{len(runtime.pods)} pods; control plane http://127.0.0.1:{s.control_plane_port} "
+        f"(API token in {s.api_token_file})",
         highlight=False,
     )
     if runtime.gateways:
