@@ -103,6 +103,11 @@ class Mesh:
         assert self.cp is not None
         return f"http://127.0.0.1:{self.cp.http_port}"
 
+    def cli_env(self) -> dict[str, str]:
+        """The environment for a ``pilotfish`` command talking to this control plane."""
+        assert self.cp is not None
+        return {**os.environ, "PILOTFISH_API_TOKEN": self.cp.api_token.reveal()}
+
     def write(self, name: str, text: str) -> Path:
         """Write a config file atomically (as editors and `kubectl apply` tools do)."""
         path = self.config_dir / name

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import socket
 import threading
 import time
@@ -12,6 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
+from aiohttp import web
 from click.testing import CliRunner, Result
 
 from pilotfish.api.resource import Resource, ResourceKey
@@ -19,6 +22,7 @@ from pilotfish.cli.main import cli
 from pilotfish.cli.resources import resolve_kind
 from pilotfish.controlplane.runner import ControlPlane
 from pilotfish.controlplane.settings import ControlPlaneSettings
+from pilotfish.runtime.state import MeshState, write_state
 
 DEADLINE = 10.0
 
@@ -315,3 +319,35 @@ def test_server_warnings_are_printed(live: LiveControlPlane, tmp_path: Path) -> 
 )
 def test_kind_words(word: str, kind: str) -> None:
     assert resolve_kind(word) == kind
+
+
+async def _no_pods(request: web.Request) -> web.Response:
+    return web.json_response({"phase": "ready", "mode": "explicit", "pods": []})
+
+
+def test_status_finds_the_token_in_the_state_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``status`` and ``describe`` read ``<state-dir>/api-token``, as ``pilotfish up`` writes it."""
+    state_dir = tmp_path / "state"
+    (state_dir / "config").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)  # not the state dir: --state-dir is what counts
+    live = LiveControlPlane(state_dir / "config")
+    assert live.token_file == state_dir / "api-token"
+    # The runtime's route, added as runtime/mesh.py does: behind the token too.
+    live.cp.http.app.router.add_get("/runtime/pods", _no_pods)
+    with live:
+        state = MeshState(pid=os.getpid(), mode="explicit", phase="ready", control_plane=live.url)
+        write_state(state_dir / "state.json", state)
+        runner = CliRunner(env={"PILOTFISH_API_TOKEN": None})
+        result = runner.invoke(cli, ["status", "--state-dir", str(state_dir), "-o", "json"])
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["pods"] == []
+        result = runner.invoke(cli, ["describe", "nope", "--state-dir", str(state_dir)])
+        assert "no pod named 'nope'" in result.output  # it got the pod list
+        wrong = tmp_path / "wrong-token"
+        wrong.write_text("not-the-token\n")
+        args = ["status", "--state-dir", str(state_dir), "--token-file", str(wrong)]
+        result = runner.invoke(cli, args)
+        assert result.exit_code == 1
+        assert f"refused the API token from {wrong}" in result.output
