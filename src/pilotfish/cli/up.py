@@ -325,7 +325,11 @@ def _detach(settings: RuntimeSettings, paths: tuple[str, ...], console: Console)
                         + (f"; ingress {state.ingress}/" if state.ingress else ""),
                         highlight=False,
                     )
-                    console.print(f"supervisor pid {proc.pid}, log {log_path}", highlight=False)
+                    console.print(
+                        f"supervisor pid {proc.pid}, log {log_path}, "
+                        f"API token in {settings.api_token_file}",
+                        highlight=False,
+                    )
                     return 0
                 if state.phase == "failed":
                     console.print(f"[red]mesh failed to start:[/] {state.message}", highlight=False)
