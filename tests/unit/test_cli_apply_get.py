@@ -265,6 +265,9 @@ def test_token_from_the_environment(
         assert wrong.exit_code == 1
         assert f"the control plane at {live.url} refused the API token" in wrong.stderr
         assert "guessed" not in wrong.output
+        malformed = runner.invoke(cli, args, env={"PILOTFISH_API_TOKEN": "two words"})
+        assert malformed.exit_code == 1
+        assert "$PILOTFISH_API_TOKEN: invalid API token" in malformed.stderr
         accepted = runner.invoke(cli, args, env={"PILOTFISH_API_TOKEN": "s3cret"})
         assert accepted.exit_code == 0, accepted.output
         assert not live.token_file.exists()  # an explicit token wins over the file
@@ -339,7 +342,12 @@ def test_status_finds_the_token_in_the_state_dir(
     with live:
         state = MeshState(pid=os.getpid(), mode="explicit", phase="ready", control_plane=live.url)
         write_state(state_dir / "state.json", state)
-        runner = CliRunner(env={"PILOTFISH_API_TOKEN": None})
+        # An HTTP proxy in the environment (apps of explicit mode have one) never
+        # sees the token: the CLI connects directly (this proxy does not exist).
+        proxy = {"HTTP_PROXY": "http://127.0.0.1:9", "http_proxy": "http://127.0.0.1:9"}
+        runner = CliRunner(
+            env={"PILOTFISH_API_TOKEN": None, "NO_PROXY": None, "no_proxy": None, **proxy}
+        )
         result = runner.invoke(cli, ["status", "--state-dir", str(state_dir), "-o", "json"])
         assert result.exit_code == 0, result.output
         assert json.loads(result.stdout)["pods"] == []

@@ -103,7 +103,11 @@ def connect(url: str, token_file: str | None, state_dir: Path | None = None) -> 
                 raise click.ClickException(f"API token file {token_file} does not exist") from None
         from_env = os.environ.get(TOKEN_ENV_VAR)
         if from_env:
-            return ControlPlaneApi(url, ApiToken(from_env.strip()), f"${TOKEN_ENV_VAR}")
+            try:
+                token = ApiToken(from_env.strip())
+            except ApiTokenError as exc:
+                raise ApiTokenError(f"${TOKEN_ENV_VAR}: {exc}") from None
+            return ControlPlaneApi(url, token, f"${TOKEN_ENV_VAR}")
         path = state_dir / TOKEN_FILE_NAME if state_dir is not None else Path(DEFAULT_TOKEN_FILE)
         try:
             return ControlPlaneApi(url, read_token_file(path), str(path))
