@@ -112,6 +112,9 @@ class _ControlPlane:
                 str(self.http_port),
                 "--bind",
                 "127.0.0.1",
+                # Its API token beside its log, not in the working directory.
+                "--api-token-file",
+                str(log_path.parent / "api-token"),
             ],
             stdin=subprocess.DEVNULL,
             stdout=self._log,

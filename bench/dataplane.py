@@ -185,6 +185,9 @@ def _control_plane(rig: Rig, stack: contextlib.ExitStack, config_dir: Path) -> i
             str(http_port),
             "--bind",
             "127.0.0.1",
+            # Its API token in the rig's directory, not in the working directory.
+            "--api-token-file",
+            str(rig.work / "api-token"),
         ],
         rig.work,
     )

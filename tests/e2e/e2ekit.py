@@ -77,6 +77,11 @@ class E2EMesh:
     def control_plane(self) -> str:
         return f"http://127.0.0.1:{self.cp_port}"
 
+    @property
+    def token_file(self) -> Path:
+        """The control plane's API token, written by ``pilotfish up``."""
+        return self.state_dir / "api-token"
+
     def cli(
         self, *args: str, check: bool = True, timeout: float = 240
     ) -> subprocess.CompletedProcess[str]:
@@ -84,7 +89,8 @@ class E2EMesh:
         if args and args[0] in ("up", "down", "status", "logs"):
             argv += ["--state-dir", str(self.state_dir)]
         if args and args[0] in ("apply", "get", "delete", "proxy-status", "proxy-config"):
-            argv += ["--control-plane", self.control_plane]
+            # The API's token is in the state dir, which these commands do not take.
+            argv += ["--control-plane", self.control_plane, "--token-file", str(self.token_file)]
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
         if check and proc.returncode != 0:
             raise AssertionError(

@@ -103,6 +103,11 @@ class Mesh:
         assert self.cp is not None
         return f"http://127.0.0.1:{self.cp.http_port}"
 
+    def cli_env(self) -> dict[str, str]:
+        """The environment for a ``pilotfish`` command talking to this control plane."""
+        assert self.cp is not None
+        return {**os.environ, "PILOTFISH_API_TOKEN": self.cp.api_token.reveal()}
+
     def write(self, name: str, text: str) -> Path:
         """Write a config file atomically (as editors and `kubectl apply` tools do)."""
         path = self.config_dir / name
@@ -227,8 +232,10 @@ class Mesh:
         return counts
 
     async def get_json(self, path: str) -> Any:
-        assert self.session is not None
-        async with self.session.get(self.api + path) as resp:
+        """GET ``path`` of the control plane's HTTP API, with its token."""
+        assert self.session is not None and self.cp is not None
+        headers = {"Authorization": f"Bearer {self.cp.api_token.reveal()}"}
+        async with self.session.get(self.api + path, headers=headers) as resp:
             return await resp.json()
 
     async def close(self) -> None:

@@ -168,8 +168,8 @@ async def test_envoy_gets_its_cert_over_sds_and_rotation_drops_nothing(
     health = f"http://127.0.0.1:{run.health_port}"
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
 
-        async def get_json(url: str) -> Any:
-            async with session.get(url) as resp:
+        async def get_json(url: str, headers: dict[str, str] | None = None) -> Any:
+            async with session.get(url, headers=headers) as resp:
                 assert resp.status == 200, (url, resp.status, await resp.text())
                 return await resp.json(content_type=None)
 
@@ -190,7 +190,10 @@ async def test_envoy_gets_its_cert_over_sds_and_rotation_drops_nothing(
 
         # xDS flows over the TLS port: the control plane sees the proxy, Envoy's
         # ADS cluster did a TLS handshake, and the socket file is 0660.
-        syncz = await get_json(f"http://127.0.0.1:{run.cp.http_port}/debug/syncz")
+        syncz = await get_json(
+            f"http://127.0.0.1:{run.cp.http_port}/debug/syncz",
+            {"Authorization": f"Bearer {run.cp.api_token.reveal()}"},
+        )
         assert PROXY_ID in str(syncz), syncz
         xds_stats = await _stats(session, admin, r"^cluster\.xds-grpc\.")
         assert xds_stats["cluster.xds-grpc.ssl.handshake"] >= 1

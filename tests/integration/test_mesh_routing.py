@@ -219,6 +219,7 @@ async def test_nack_shows_in_proxy_status_and_old_config_serves(mesh: Mesh) -> N
         capture_output=True,
         text=True,
         timeout=60,
+        env=mesh.cli_env(),
     )
     assert proc.returncode == 0, proc.stderr
     line = next(x for x in proc.stdout.splitlines() if x.strip().startswith(server.proxy_id))
@@ -246,6 +247,7 @@ async def test_nack_shows_in_proxy_status_and_old_config_serves(mesh: Mesh) -> N
         capture_output=True,
         text=True,
         timeout=60,
+        env=mesh.cli_env(),
     )
     assert proc.returncode == 0, proc.stderr
     assert "reviews.default.svc.cluster.local" in proc.stdout and "v2" in proc.stdout

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import socket
 import threading
 import time
@@ -12,6 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
+from aiohttp import web
 from click.testing import CliRunner, Result
 
 from pilotfish.api.resource import Resource, ResourceKey
@@ -19,6 +22,7 @@ from pilotfish.cli.main import cli
 from pilotfish.cli.resources import resolve_kind
 from pilotfish.controlplane.runner import ControlPlane
 from pilotfish.controlplane.settings import ControlPlaneSettings
+from pilotfish.runtime.state import MeshState, write_state
 
 DEADLINE = 10.0
 
@@ -70,10 +74,16 @@ spec:
 
 
 class LiveControlPlane:
-    """A ControlPlane running on its own event loop in a daemon thread."""
+    """A ControlPlane running on its own event loop in a daemon thread.
+
+    Its API token is kept in ``token_file`` (next to ``config_dir``) unless
+    ``settings`` say otherwise.
+    """
 
     def __init__(self, config_dir: Path, **settings: Any) -> None:
         self.loop = asyncio.new_event_loop()
+        self.token_file = config_dir.parent / "api-token"
+        settings.setdefault("api_token_file", str(self.token_file))
         self.cp = ControlPlane(
             ControlPlaneSettings(
                 config_paths=(str(config_dir),), xds_port=0, http_port=0, **settings
@@ -128,7 +138,8 @@ def manifests(tmp_path: Path) -> Path:
 
 
 def run(live: LiveControlPlane, *args: str) -> Result:
-    return CliRunner().invoke(cli, [*args, "--control-plane", live.url], catch_exceptions=False)
+    argv = [*args, "--control-plane", live.url, "--token-file", str(live.token_file)]
+    return CliRunner().invoke(cli, argv, catch_exceptions=False)
 
 
 def test_apply_a_directory_then_reapply(live: LiveControlPlane, manifests: Path) -> None:
@@ -237,16 +248,29 @@ def test_delete_by_file_and_by_name(live: LiveControlPlane, manifests: Path) -> 
     assert live.get(ResourceKey("Service", "default", "reviews")) is not None
 
 
-def test_token_from_the_environment(tmp_path: Path, manifests: Path) -> None:
+def test_token_from_the_environment(
+    tmp_path: Path, manifests: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     served = tmp_path / "guarded"
     served.mkdir()
+    monkeypatch.chdir(tmp_path)  # no .pilotfish/api-token here
     with LiveControlPlane(served, api_token="s3cret") as live:
         args = ["apply", "-f", str(manifests), "--control-plane", live.url]
-        refused = CliRunner().invoke(cli, args, env={"PILOTFISH_API_TOKEN": None})
+        runner = CliRunner()
+        refused = runner.invoke(cli, args, env={"PILOTFISH_API_TOKEN": None})
         assert refused.exit_code == 1
-        assert "Bearer" in refused.stderr
-        accepted = CliRunner().invoke(cli, args, env={"PILOTFISH_API_TOKEN": "s3cret"})
+        assert "no API token was found" in refused.stderr
+        assert "pass --token-file or run from the mesh's directory" in refused.stderr
+        wrong = runner.invoke(cli, args, env={"PILOTFISH_API_TOKEN": "guessed"})
+        assert wrong.exit_code == 1
+        assert f"the control plane at {live.url} refused the API token" in wrong.stderr
+        assert "guessed" not in wrong.output
+        malformed = runner.invoke(cli, args, env={"PILOTFISH_API_TOKEN": "two words"})
+        assert malformed.exit_code == 1
+        assert "$PILOTFISH_API_TOKEN: invalid API token" in malformed.stderr
+        accepted = runner.invoke(cli, args, env={"PILOTFISH_API_TOKEN": "s3cret"})
         assert accepted.exit_code == 0, accepted.output
+        assert not live.token_file.exists()  # an explicit token wins over the file
 
 
 def test_unreachable_control_plane() -> None:
@@ -255,7 +279,9 @@ def test_unreachable_control_plane() -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     url = f"http://127.0.0.1:{port}"
-    result = CliRunner().invoke(cli, ["get", "vs", "--control-plane", url])
+    result = CliRunner().invoke(
+        cli, ["get", "vs", "--control-plane", url], env={"PILOTFISH_API_TOKEN": "any"}
+    )
     assert result.exit_code == 1
     assert "cannot reach the control plane" in result.output
 
@@ -296,3 +322,40 @@ def test_server_warnings_are_printed(live: LiveControlPlane, tmp_path: Path) -> 
 )
 def test_kind_words(word: str, kind: str) -> None:
     assert resolve_kind(word) == kind
+
+
+async def _no_pods(request: web.Request) -> web.Response:
+    return web.json_response({"phase": "ready", "mode": "explicit", "pods": []})
+
+
+def test_status_finds_the_token_in_the_state_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``status`` and ``describe`` read ``<state-dir>/api-token``, as ``pilotfish up`` writes it."""
+    state_dir = tmp_path / "state"
+    (state_dir / "config").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)  # not the state dir: --state-dir is what counts
+    live = LiveControlPlane(state_dir / "config")
+    assert live.token_file == state_dir / "api-token"
+    # The runtime's route, added as runtime/mesh.py does: behind the token too.
+    live.cp.http.app.router.add_get("/runtime/pods", _no_pods)
+    with live:
+        state = MeshState(pid=os.getpid(), mode="explicit", phase="ready", control_plane=live.url)
+        write_state(state_dir / "state.json", state)
+        # An HTTP proxy in the environment (apps of explicit mode have one) never
+        # sees the token: the CLI connects directly (this proxy does not exist).
+        proxy = {"HTTP_PROXY": "http://127.0.0.1:9", "http_proxy": "http://127.0.0.1:9"}
+        runner = CliRunner(
+            env={"PILOTFISH_API_TOKEN": None, "NO_PROXY": None, "no_proxy": None, **proxy}
+        )
+        result = runner.invoke(cli, ["status", "--state-dir", str(state_dir), "-o", "json"])
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["pods"] == []
+        result = runner.invoke(cli, ["describe", "nope", "--state-dir", str(state_dir)])
+        assert "no pod named 'nope'" in result.output  # it got the pod list
+        wrong = tmp_path / "wrong-token"
+        wrong.write_text("not-the-token\n")
+        args = ["status", "--state-dir", str(state_dir), "--token-file", str(wrong)]
+        result = runner.invoke(cli, args)
+        assert result.exit_code == 1
+        assert f"refused the API token from {wrong}" in result.output

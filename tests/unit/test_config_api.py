@@ -69,8 +69,14 @@ class Api:
         self, method: str, path: str, body: Any = None, *, text: str | None = None, **kw: Any
     ) -> tuple[int, Any, aiohttp.ClientResponse]:
         data = text.encode() if text is not None else None
+        headers = {"Authorization": f"Bearer {self.cp.api_token.reveal()}", **kw.pop("headers", {})}
         async with self.session.request(
-            method, self.base + path, json=body if text is None else None, data=data, **kw
+            method,
+            self.base + path,
+            json=body if text is None else None,
+            data=data,
+            headers=headers,
+            **kw,
         ) as resp:
             return resp.status, await resp.json(content_type=None), resp
 
@@ -298,7 +304,7 @@ async def test_an_applied_object_reaches_configz_and_the_snapshot(api: Api) -> N
 # -- authorization ---------------------------------------------------------------
 
 
-async def test_token_is_required_when_set(tmp_path: Path) -> None:
+async def test_an_explicit_token_is_required(tmp_path: Path) -> None:
     cp, _ = await _start(tmp_path, api_token="s3cret")
     base = f"http://127.0.0.1:{cp.http_port}"
     try:
@@ -315,7 +321,7 @@ async def test_token_is_required_when_set(tmp_path: Path) -> None:
             async with session.get(base + VS_URL, headers=good) as resp:
                 assert resp.status == 200
             async with session.get(base + "/ready") as resp:
-                assert resp.status == 200  # only the configuration API is guarded
+                assert resp.status == 200  # liveness needs no token
     finally:
         await cp.close()
 

@@ -157,14 +157,17 @@ async def test_served_and_shown_by_get(tmp_path: Path) -> None:
     try:
         assert cp.generator.snapshot.outbound_traffic_policy == "REGISTRY_ONLY"
         url = f"http://127.0.0.1:{cp.http_port}"
+        token = cp.api_token.reveal()
         async with (
             aiohttp.ClientSession() as session,
-            session.get(url + "/debug/meshconfig") as resp,
+            session.get(
+                url + "/debug/meshconfig", headers={"Authorization": f"Bearer {token}"}
+            ) as resp,
         ):
             body = await resp.json()
         assert body["trustDomain"] == "example.org"
         assert body["outboundTrafficPolicy"]["mode"] == "REGISTRY_ONLY"
-        runner = CliRunner()
+        runner = CliRunner(env={"PILOTFISH_API_TOKEN": token})
         as_yaml = await asyncio.to_thread(
             runner.invoke, get, ["meshconfig", "--control-plane", url]
         )

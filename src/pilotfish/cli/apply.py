@@ -20,7 +20,13 @@ from pilotfish.api.analyze import collect_files
 from pilotfish.api.diagnostics import Diagnostic, Severity, SourceRef
 from pilotfish.api.loader import load_file
 from pilotfish.api.resource import Resource, ResourceKey
-from pilotfish.cli.client import ApiResponse, call_api, control_plane_option
+from pilotfish.cli.client import (
+    ApiResponse,
+    call_api,
+    connect,
+    control_plane_option,
+    token_file_option,
+)
 from pilotfish.cli.resources import api_path, label, preferred_api_version, resolve_kind
 
 __all__ = ["apply", "delete", "load_for_change"]
@@ -41,7 +47,8 @@ _FILE_OPTION = click.option(
 @click.command("apply")
 @_FILE_OPTION
 @control_plane_option()
-def apply(paths: tuple[str, ...], control_plane: str) -> None:
+@token_file_option()
+def apply(paths: tuple[str, ...], control_plane: str, token_file: str | None) -> None:
     """Create or update the objects in -f FILE|DIR on the control plane.
 
     Prints one line per object (``virtualservices.networking.istio.io/reviews
@@ -51,10 +58,11 @@ def apply(paths: tuple[str, ...], control_plane: str) -> None:
     if not paths:
         raise click.UsageError("give at least one -f FILE|DIR")
     resources = load_for_change(paths)
+    api = connect(control_plane, token_file)
     failed = False
     for resource in resources:
         response = call_api(
-            control_plane,
+            api,
             "PUT",
             api_path(resource.kind, resource.api_version, resource.namespace, resource.name),
             _body(resource),
@@ -78,12 +86,14 @@ def apply(paths: tuple[str, ...], control_plane: str) -> None:
 @click.option("-n", "--namespace", default="default", show_default=True)
 @click.option("--ignore-not-found", is_flag=True, help="Objects already gone are not an error.")
 @control_plane_option()
+@token_file_option()
 def delete(
     paths: tuple[str, ...],
     kind_and_names: tuple[str, ...],
     namespace: str,
     ignore_not_found: bool,
     control_plane: str,
+    token_file: str | None,
 ) -> None:
     """Delete the objects named in -f FILE|DIR, or KIND NAME... in -n NAMESPACE.
 
@@ -102,9 +112,10 @@ def delete(
         targets += [(kind, version, namespace, name, None) for name in kind_and_names[1:]]
     else:
         raise click.UsageError("give -f FILE|DIR, or KIND and at least one NAME")
+    api = connect(control_plane, token_file)
     failed = False
     for kind, version, ns, name, resource in targets:
-        response = call_api(control_plane, "DELETE", api_path(kind, version, ns, name))
+        response = call_api(api, "DELETE", api_path(kind, version, ns, name))
         shown = label(kind, version, name)
         if response.ok:
             click.echo(f"{shown} deleted")

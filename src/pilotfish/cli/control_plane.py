@@ -12,6 +12,7 @@ import click
 
 from pilotfish.api.duration import parse_duration_ms
 from pilotfish.ca import KeyFileError, TokenFileError
+from pilotfish.controlplane.api_token import DEFAULT_TOKEN_FILE, ApiTokenError
 from pilotfish.controlplane.runner import ControlPlane
 from pilotfish.controlplane.settings import ControlPlaneSettings
 from pilotfish.model.mesh_config import MeshConfig, MeshConfigError, load_mesh_config
@@ -28,14 +29,15 @@ async def _serve(settings: ControlPlaneSettings) -> None:
             loop.add_signal_handler(sig, stop.set)
     try:
         await cp.start()
-    except (KeyFileError, TokenFileError) as exc:
+    except (KeyFileError, TokenFileError, ApiTokenError) as exc:
         with contextlib.suppress(Exception):
             await cp.close()
         raise click.ClickException(str(exc)) from exc
     secure = f", xDS/CA over TLS {settings.bind}:{cp.secure_port}" if cp.ca is not None else ""
+    token = "given by --api-token" if settings.api_token else f"in {settings.api_token_file}"
     click.echo(
         f"pilotfish control plane: xDS {settings.bind}:{cp.xds_port}{secure}, "
-        f"HTTP http://{settings.bind}:{cp.http_port}",
+        f"HTTP http://{settings.bind}:{cp.http_port} (API token {token})",
         err=True,
     )
     try:
@@ -135,8 +137,16 @@ mesh_config_option = click.option(
     "--api-token",
     envvar="PILOTFISH_API_TOKEN",
     default=None,
-    help="Require 'Authorization: Bearer <token>' on the configuration API "
-    "(env PILOTFISH_API_TOKEN).",
+    help="The token the HTTP API requires ('Authorization: Bearer <token>'); "
+    "wins over --api-token-file (env PILOTFISH_API_TOKEN).",
+)
+@click.option(
+    "--api-token-file",
+    type=click.Path(dir_okay=False),
+    default=DEFAULT_TOKEN_FILE,
+    show_default=True,
+    help="File holding the HTTP API's token: created 0600 (directory 0700) at first "
+    "start, reused after. Relative to the working directory, where the CLI looks by default.",
 )
 @click.option(
     "--push-quiet-period",
@@ -172,6 +182,7 @@ def control_plane(
     root_key: str | None,
     ca_tokens: str | None,
     api_token: str | None,
+    api_token_file: str,
     push_quiet_period: float,
     push_max_delay: float,
     mesh_config: MeshConfig | None,
@@ -201,6 +212,7 @@ def control_plane(
         root_key_file=root_key,
         ca_tokens_file=ca_tokens,
         api_token=api_token or None,
+        api_token_file=None if api_token else api_token_file,
     )
     if mesh_config is not None:
         settings = settings.with_mesh_config(mesh_config)

@@ -13,7 +13,13 @@ import yaml
 
 from pilotfish.api.core.secret import redact_document
 from pilotfish.api.kinds import TOP_LEVEL_SPEC_FIELDS
-from pilotfish.cli.client import call_api, control_plane_option
+from pilotfish.cli.client import (
+    ControlPlaneApi,
+    call_api,
+    connect,
+    control_plane_option,
+    token_file_option,
+)
 from pilotfish.cli.resources import api_path, preferred_api_version, resolve_kind
 
 __all__ = ["COLUMNS", "get", "table_rows"]
@@ -116,6 +122,7 @@ COLUMNS: Final[MappingProxyType[str, tuple[_Column, ...]]] = MappingProxyType(
     show_default=True,
 )
 @control_plane_option()
+@token_file_option()
 def get(
     kind_word: str,
     name: str | None,
@@ -123,6 +130,7 @@ def get(
     all_namespaces: bool,
     output: str,
     control_plane: str,
+    token_file: str | None,
 ) -> None:
     """Show objects of KIND (plural, singular, Kind or short name such as vs, dr, svc).
 
@@ -131,15 +139,16 @@ def get(
     stream), ``-o json`` as the API returns them. ``get meshconfig`` shows the
     mesh config in force (as YAML unless ``-o json``).
     """
+    api = connect(control_plane, token_file)
     if kind_word.lower() in _MESHCONFIG_WORDS:
-        _show_meshconfig(control_plane, output)
+        _show_meshconfig(api, output)
         return
     kind = resolve_kind(kind_word)
     if name and all_namespaces:
         raise click.UsageError("a NAME cannot be combined with --all-namespaces")
     version = preferred_api_version(kind)
     path = api_path(kind, version, None if all_namespaces else namespace, name)
-    response = call_api(control_plane, "GET", path)
+    response = call_api(api, "GET", path)
     if not response.ok:
         click.echo(f"Error from server: {response.error_message()}", err=True)
         sys.exit(1)
@@ -170,8 +179,8 @@ def get(
 _MESHCONFIG_WORDS: Final = frozenset({"meshconfig", "mesh-config"})
 
 
-def _show_meshconfig(control_plane: str, output: str) -> None:
-    response = call_api(control_plane, "GET", "/debug/meshconfig")
+def _show_meshconfig(api: ControlPlaneApi, output: str) -> None:
+    response = call_api(api, "GET", "/debug/meshconfig")
     if not response.ok:
         click.echo(f"Error from server: {response.error_message()}", err=True)
         sys.exit(1)

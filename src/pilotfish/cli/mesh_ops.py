@@ -13,7 +13,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from pilotfish.cli.client import get_json
+from pilotfish.cli.client import connect, get_json, token_file_option
 from pilotfish.cli.proxy_status import sync_state
 from pilotfish.runtime.settings import RuntimeSettings
 from pilotfish.runtime.state import process_alive, read_state, write_state
@@ -68,15 +68,17 @@ def _sidecar_sync(syncz: list[dict[str, Any]], pod: str, namespace: str) -> str:
 
 @click.command("status")
 @_STATE_DIR
+@token_file_option()
 @click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table")
-def status(state_dir: str, output: str) -> None:
+def status(state_dir: str, token_file: str | None, output: str) -> None:
     """Pods of the running mesh: workload, IP, readiness, restarts, sidecar sync."""
     settings = RuntimeSettings(state_dir=Path(state_dir).resolve())
     state = read_state(settings.state_file)
     if state is None or not process_alive(state.pid) or state.phase == "stopped":
         raise click.ClickException(f"no mesh is running from {settings.state_dir}")
-    pods = get_json(state.control_plane, "/runtime/pods")
-    syncz = get_json(state.control_plane, "/debug/syncz")
+    api = connect(state.control_plane, token_file, settings.state_dir)
+    pods = get_json(api, "/runtime/pods")
+    syncz = get_json(api, "/debug/syncz")
     for pod in pods["pods"]:
         pod["sidecar_sync"] = _sidecar_sync(syncz, pod["name"], pod["namespace"])
     if output == "json":
@@ -130,17 +132,19 @@ def _expiry(not_after: float | None) -> str:
 @click.command("describe")
 @click.argument("name")
 @_STATE_DIR
-def describe(name: str, state_dir: str) -> None:
+@token_file_option()
+def describe(name: str, state_dir: str, token_file: str | None) -> None:
     """Everything about one pod (or gateway): status, identity, certificate, sync."""
     settings = RuntimeSettings(state_dir=Path(state_dir).resolve())
     state = read_state(settings.state_file)
     if state is None or not process_alive(state.pid) or state.phase == "stopped":
         raise click.ClickException(f"no mesh is running from {settings.state_dir}")
-    pods = get_json(state.control_plane, "/runtime/pods")["pods"]
+    api = connect(state.control_plane, token_file, settings.state_dir)
+    pods = get_json(api, "/runtime/pods")["pods"]
     pod = next((p for p in pods if p["name"] == name), None)
     if pod is None:
         raise click.ClickException(f"no pod named {name!r}")
-    syncz = get_json(state.control_plane, "/debug/syncz")
+    syncz = get_json(api, "/debug/syncz")
     pod["sidecar_sync"] = _sidecar_sync(syncz, pod["name"], pod["namespace"])
     width = max(len(k) for k in pod)
     for key in sorted(pod):

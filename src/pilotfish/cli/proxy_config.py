@@ -10,7 +10,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from pilotfish.cli.client import control_plane_option, get_json
+from pilotfish.cli.client import connect, control_plane_option, get_json, token_file_option
 
 __all__ = ["proxy_config"]
 
@@ -67,10 +67,14 @@ def _rows(kind: str, resources: list[dict[str, Any]]) -> tuple[list[str], list[l
 @click.argument("kind", type=click.Choice(sorted(_TYPE_OF)))
 @click.argument("proxy_id")
 @control_plane_option()
+@token_file_option()
 @click.option("-o", "--output", type=click.Choice(["table", "json", "yaml"]), default="table")
-def proxy_config(kind: str, proxy_id: str, control_plane: str, output: str) -> None:
+def proxy_config(
+    kind: str, proxy_id: str, control_plane: str, token_file: str | None, output: str
+) -> None:
     """Show the listeners, routes, clusters or endpoints sent to PROXY_ID (name.namespace)."""
-    dump = get_json(control_plane, "/debug/config_dump", {"proxy": proxy_id})
+    api = connect(control_plane, token_file)
+    dump = get_json(api, "/debug/config_dump", {"proxy": proxy_id})
     section = dump.get("types", {}).get(_TYPE_OF[kind], {})
     resources: list[dict[str, Any]] = section.get("resources", [])
     if output == "json":

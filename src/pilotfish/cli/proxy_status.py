@@ -8,7 +8,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from pilotfish.cli.client import control_plane_option, get_json
+from pilotfish.cli.client import connect, control_plane_option, get_json, token_file_option
 
 __all__ = ["proxy_status", "sync_state"]
 
@@ -28,10 +28,11 @@ def sync_state(entry: dict[str, Any] | None) -> str:
 
 @click.command("proxy-status")
 @control_plane_option()
+@token_file_option()
 @click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table")
-def proxy_status(control_plane: str, output: str) -> None:
+def proxy_status(control_plane: str, token_file: str | None, output: str) -> None:
     """One row per connected proxy, with the sync state of each xDS type."""
-    rows = get_json(control_plane, "/debug/syncz")
+    rows = get_json(connect(control_plane, token_file), "/debug/syncz")
     if output == "json":
         import json
 

@@ -88,7 +88,8 @@ def print_summary(runtime: MeshRuntime, console: Console) -> None:
     s = runtime.settings
     console.print(
         f"[green]mesh ready[/] ({s.mode} mode, profile {s.profile}): "
-        f"{len(runtime.pods)} pods; control plane http://127.0.0.1:{s.control_plane_port}",
+        f"{len(runtime.pods)} pods; control plane http://127.0.0.1:{s.control_plane_port} "
+        f"(API token in {s.api_token_file})",
         highlight=False,
     )
     if runtime.gateways:
@@ -324,7 +325,11 @@ def _detach(settings: RuntimeSettings, paths: tuple[str, ...], console: Console)
                         + (f"; ingress {state.ingress}/" if state.ingress else ""),
                         highlight=False,
                     )
-                    console.print(f"supervisor pid {proc.pid}, log {log_path}", highlight=False)
+                    console.print(
+                        f"supervisor pid {proc.pid}, log {log_path}, "
+                        f"API token in {settings.api_token_file}",
+                        highlight=False,
+                    )
                     return 0
                 if state.phase == "failed":
                     console.print(f"[red]mesh failed to start:[/] {state.message}", highlight=False)

@@ -27,15 +27,12 @@ came from (no file paths). Secrets are never served back whole: every value
 of their ``data`` and ``stringData`` reads as ``<redacted>`` (keys and
 ``type`` stay visible), in single reads, lists, and write/delete responses.
 
-Authorization: with ``settings.api_token`` set, every request here needs
-``Authorization: Bearer <token>`` (else 401). Without a token, writes are
-refused (403) when the control plane listens on anything but loopback.
+Authentication is not done here: the HTTP API's middleware (``auth``)
+admits only requests with the control plane's bearer token.
 """
 
 from __future__ import annotations
 
-import hmac
-import ipaddress
 import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
@@ -103,7 +100,7 @@ def add_config_api(app: web.Application, cp: _ControlPlane) -> None:
         app.router.add_get(collection, api.wrap(api.read_list))
         app.router.add_post(collection, api.wrap(api.post))
         app.router.add_get(prefix + "/{plural}", api.wrap(api.read_list))
-    # Anything else under the API prefixes: a JSON 404 (after the token check).
+    # Anything else under the API prefixes: a JSON 404.
     for prefix in ("/apis", "/api"):
         app.router.add_route("*", prefix + "{tail:(/.*)?}", api.wrap(api.unknown))
 
@@ -115,33 +112,15 @@ class _ConfigApi:
     # -- plumbing --------------------------------------------------------------
 
     def wrap(self, handler: _Handler) -> _Handler:
-        """``handler`` behind the token check, with ``_Problem`` turned into JSON."""
+        """``handler`` with ``_Problem`` turned into JSON."""
 
         async def wrapped(request: web.Request) -> web.StreamResponse:
             try:
-                self._authorize(request)
                 return await handler(request)
             except _Problem as problem:
                 return problem.response()
 
         return wrapped
-
-    def _authorize(self, request: web.Request) -> None:
-        token = self._cp.settings.api_token
-        if token:
-            given = request.headers.get("Authorization", "")
-            scheme, _, value = given.partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(
-                value.strip().encode(), token.encode()
-            ):
-                raise _Problem(401, "a valid 'Authorization: Bearer <token>' header is required")
-            return
-        if request.method not in ("GET", "HEAD") and not _is_loopback(self._cp.settings.bind):
-            raise _Problem(
-                403,
-                "writes are disabled: the control plane listens beyond loopback "
-                "without an API token",
-            )
 
     @property
     def _store(self) -> Store:
@@ -406,13 +385,3 @@ def _warning_header(diagnostic: Diagnostic) -> str:
     # Header values are Latin-1 on the wire; escape the rest rather than fail.
     safe = text.encode("ascii", "backslashreplace").decode("ascii")
     return '299 pilotfish "' + safe.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _is_loopback(host: str) -> bool:
-    """Whether binding ``host`` keeps the API on this machine ("" means every address)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

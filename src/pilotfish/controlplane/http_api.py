@@ -8,10 +8,14 @@
 - ``GET /debug/meshconfig``: the mesh config in force (Istio's field names).
 - ``/api/v1/...`` and ``/apis/<group>/<version>/...``: the configuration API
   (Kubernetes-style REST; see ``config_api``).
+
+Everything but ``/ready`` and ``/metrics``, including routes added to ``app``
+later, requires ``Authorization: Bearer <token>`` (``auth.token_middleware``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -19,6 +23,8 @@ from google.protobuf import any_pb2, json_format
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from pilotfish.api.validation.references import check_references
+from pilotfish.controlplane.api_token import ApiToken
+from pilotfish.controlplane.auth import token_middleware
 from pilotfish.controlplane.config_api import add_config_api
 from pilotfish.ir.dump import redact
 from pilotfish.xds.types import TYPE_SHORT_NAMES
@@ -38,10 +44,11 @@ def decode_resource(data: bytes) -> dict[str, Any]:
 
 
 class HttpApi:
-    def __init__(self, cp: ControlPlane) -> None:
+    def __init__(self, cp: ControlPlane, token: Callable[[], ApiToken | None]) -> None:
         self._cp = cp
         self._runner: web.AppRunner | None = None
-        app = web.Application()
+        # On the whole app, so routes added later (the runtime's) are covered too.
+        app = web.Application(middlewares=[token_middleware(token)])
         app.router.add_get("/ready", self._ready)
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/debug/syncz", self._syncz)

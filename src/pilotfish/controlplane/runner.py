@@ -24,6 +24,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from pilotfish.ca import CONTROL_PLANE_DNS_NAME, CertificateAuthority, MeshCa
+from pilotfish.controlplane.api_token import ApiToken, load_or_create_token_file
 from pilotfish.controlplane.generator import MeshGenerator
 from pilotfish.controlplane.http_api import HttpApi
 from pilotfish.controlplane.jwks import JwksFetcher
@@ -61,7 +62,8 @@ class ControlPlane:
             max_delay=settings.max_delay,
             registry=self.registry,
         )
-        self.http = HttpApi(self)
+        self._api_token: ApiToken | None = None
+        self.http = HttpApi(self, lambda: self._api_token)
         self.xds_port = 0
         self.http_port = 0
         # The mesh CA and the TLS port, when ``settings.ca_dir`` is set (after start()).
@@ -98,7 +100,28 @@ class ControlPlane:
             registry=self.registry,
         )
 
+    @property
+    def api_token(self) -> ApiToken:
+        """The bearer token the HTTP API requires (known once ``start()`` began)."""
+        if self._api_token is None:
+            raise RuntimeError("the control plane has not started: it has no API token yet")
+        return self._api_token
+
+    def _load_api_token(self) -> ApiToken:
+        """Raises ``ApiTokenError`` for an unusable token or token file."""
+        settings = self.settings
+        if settings.api_token:
+            return ApiToken(settings.api_token)
+        if settings.api_token_file:
+            path = Path(settings.api_token_file)
+            token, created = load_or_create_token_file(path)
+            log.info("HTTP API token %s %s", "created in" if created else "read from", path)
+            return token
+        return ApiToken.generate()
+
     async def start(self) -> None:
+        # First, so that an unusable token file fails the start before anything runs.
+        self._api_token = self._load_api_token()
         await self.store.start()
         # Give the JWKS a first chance so proxies do not start out rejecting tokens.
         self.jwks.want(jwks_uris(tuple(self.store.list())))

@@ -24,10 +24,13 @@ class ControlPlaneSettings:
     poll_interval: float = 0.1  # config directory polling
     domain_suffix: str = "cluster.local"
     root_namespace: str = "istio-system"
-    # When set, every request to the configuration API (``/api``, ``/apis``) must
-    # carry ``Authorization: Bearer <api_token>``. Kept out of repr so it never
-    # reaches a log line.
+    # The HTTP API always requires ``Authorization: Bearer <token>`` (but for
+    # /ready and /metrics; see ``controlplane.auth``). The token: ``api_token``
+    # when set (kept out of repr so it never reaches a log line), else the one in
+    # ``api_token_file`` (created 0600 at first start, reused after), else a
+    # random one held only in memory (``ControlPlane.api_token``).
     api_token: str | None = field(default=None, repr=False)
+    api_token_file: str | None = None
     # Virtual IPs for Services without a clusterIP (the local runtime sets it).
     service_cidr: str | None = None
     # Extra addresses the xDS server also listens on (pods reach it via the mesh bridge).

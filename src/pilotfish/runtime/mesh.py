@@ -39,6 +39,7 @@ import aiohttp
 from aiohttp import web
 
 from pilotfish.api.resource import Resource, ResourceKey
+from pilotfish.controlplane.api_token import ApiTokenError
 from pilotfish.controlplane.runner import ControlPlane
 from pilotfish.controlplane.settings import ControlPlaneSettings
 from pilotfish.model.mesh_config import load_mesh_config
@@ -109,7 +110,7 @@ class MeshRuntime:
 
     async def start(self) -> None:
         s = self.settings
-        s.state_dir.mkdir(parents=True, exist_ok=True)
+        s.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # holds the API token
         if self.isolation is not None:
             self.isolation.lock_state_dir()
             self._users = UserAllocator(s.state_dir / "users.json")
@@ -192,6 +193,7 @@ class MeshRuntime:
             ca_dir=str(s.ca_dir) if s.mtls else None,
             secure_port=s.secure_port,
             cert_ttl_seconds=s.cert_ttl_seconds,
+            api_token_file=str(s.api_token_file),
         )
         if s.mesh_config_file:
             mesh = load_mesh_config(s.mesh_config_file)
@@ -207,7 +209,10 @@ class MeshRuntime:
         self.cp = ControlPlane(settings, store=store)
         self.cp.snapshot_listeners.append(self._on_snapshot)
         self.cp.http.app.router.add_get("/runtime/pods", self._http_pods)
-        await self.cp.start()
+        try:
+            await self.cp.start()
+        except ApiTokenError as exc:
+            raise RuntimeStartError(str(exc)) from None
         self._state.control_plane = f"http://127.0.0.1:{self.cp.http_port}"
         self._save()
         self._progress(f"control plane ready at {self._state.control_plane}")

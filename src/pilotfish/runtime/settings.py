@@ -69,6 +69,11 @@ class RuntimeSettings:
         return self.state_dir / "ca"
 
     @property
+    def api_token_file(self) -> Path:
+        """The control plane's HTTP API token (0600), reused across runs; the CLI finds it here."""
+        return self.state_dir / "api-token"
+
+    @property
     def state_file(self) -> Path:
         return self.state_dir / "state.json"
 

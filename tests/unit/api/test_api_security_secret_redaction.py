@@ -48,7 +48,10 @@ class Api:
         self.base = f"http://127.0.0.1:{cp.http_port}"
 
     async def call(self, method: str, path: str, body: Any = None) -> tuple[int, str]:
-        async with self.session.request(method, self.base + path, json=body) as resp:
+        headers = {"Authorization": f"Bearer {self.cp.api_token.reveal()}"}
+        async with self.session.request(
+            method, self.base + path, json=body, headers=headers
+        ) as resp:
             return resp.status, await resp.text()
 
 
@@ -159,7 +162,10 @@ async def test_cli_get_never_prints_values(api: Api) -> None:
 
     def get(*args: str) -> str:
         result = CliRunner().invoke(
-            cli, ["get", *args, "--control-plane", api.base], catch_exceptions=False
+            cli,
+            ["get", *args, "--control-plane", api.base],
+            env={"PILOTFISH_API_TOKEN": api.cp.api_token.reveal()},
+            catch_exceptions=False,
         )
         assert result.exit_code == 0, result.output
         return result.output
