@@ -139,6 +139,14 @@ mesh_config_option = click.option(
     "(env PILOTFISH_API_TOKEN).",
 )
 @click.option(
+    "--insecure-plaintext-secrets",
+    is_flag=True,
+    default=False,
+    help="DEVELOPMENT ONLY: send Gateway/DestinationRule credentialName Secrets on the "
+    "plain --xds-port to whatever namespace a node claims. Without it only proxies on the "
+    "secure port get them, for their certificate's namespace.",
+)
+@click.option(
     "--push-quiet-period",
     type=float,
     default=0.1,
@@ -172,6 +180,7 @@ def control_plane(
     root_key: str | None,
     ca_tokens: str | None,
     api_token: str | None,
+    insecure_plaintext_secrets: bool,
     push_quiet_period: float,
     push_max_delay: float,
     mesh_config: MeshConfig | None,
@@ -201,6 +210,7 @@ def control_plane(
         root_key_file=root_key,
         ca_tokens_file=ca_tokens,
         api_token=api_token or None,
+        plaintext_secrets=insecure_plaintext_secrets,
     )
     if mesh_config is not None:
         settings = settings.with_mesh_config(mesh_config)

@@ -60,6 +60,7 @@ class ControlPlane:
             quiet_period=settings.quiet_period,
             max_delay=settings.max_delay,
             registry=self.registry,
+            plaintext_secrets=settings.plaintext_secrets,
         )
         self.http = HttpApi(self)
         self.xds_port = 0
