@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pytest
 from envoy.config.core.v3 import config_source_pb2
+from envoy.config.core.v3.config_source_pb2 import V3
 from envoy.config.route.v3 import route_components_pb2 as rc_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
 )
 from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
-from envoy.config.core.v3.config_source_pb2 import V3
 from google.protobuf import json_format
 
 from pilotfish import ir

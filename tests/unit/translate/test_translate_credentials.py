@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from envoy.extensions.transport_sockets.tls.v3 import secret_pb2
 from google.protobuf import any_pb2
-from pki import Leaf, TestCa, tls_secret
 
 from pilotfish import ir
 from pilotfish.api.loader import load_text
@@ -18,6 +17,7 @@ from pilotfish.model.proxy_view import ProxyView
 from pilotfish.model.snapshot import Snapshot, build_snapshot
 from pilotfish.translate.gateway import gateway_listeners
 from pilotfish.xds.types import CLUSTER_TYPE, LISTENER_TYPE, SECRET_TYPE
+from pki import Leaf, TestCa, tls_secret
 
 GATEWAY_VIEW = ProxyView("gateway", "istio-system", labels=(("istio", "ingressgateway"),))
 SIDECAR_VIEW = ProxyView("sidecar", "default", labels=(("app", "web"),), bind_ip="127.0.0.5")
