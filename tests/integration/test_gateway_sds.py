@@ -240,6 +240,14 @@ async def _envoy_stats(run: GatewayRun, prefix: str) -> dict[str, int]:
     return stats
 
 
+async def _proxy_config_secrets(run: GatewayRun, output: str) -> str:
+    argv = [sys.executable, "-m", "pilotfish.cli.main", "proxy-config", "secrets", GW_ID]
+    argv += ["--control-plane", f"http://127.0.0.1:{run.cp.http_port}", "-o", output]
+    proc = await asyncio.to_thread(subprocess.run, argv, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
 def _status(run: GatewayRun, proxy_id: str) -> Any:
     for status in run.cp.xds.status():
         if status.proxy_id == proxy_id:
@@ -394,6 +402,11 @@ async def test_gateway_gets_its_certificate_over_sds_and_rotation_drains_nothing
     dump = await _get(f"http://127.0.0.1:{run.cp.http_port}/debug/config_dump", proxy=GW_ID)
     assert SECRET in dump
     assert "PRIVATE KEY" not in dump and second.key_pem.split("\n")[1] not in dump
+    # So does `pilotfish proxy-config secrets`, with the serving certificate's serial.
+    table = await _proxy_config_secrets(run, "table")
+    assert SECRET in table and f"{second.serial:x}" in table, table
+    for shown in (table, await _proxy_config_secrets(run, "yaml")):
+        assert "PRIVATE KEY" not in shown and second.key_pem.split("\n")[1] not in shown
 
 
 async def test_secrets_go_to_the_verified_owner_only(gateway: GatewayRun) -> None:
