@@ -241,8 +241,13 @@ async def _envoy_stats(run: GatewayRun, prefix: str) -> dict[str, int]:
 
 
 async def _proxy_config_secrets(run: GatewayRun, output: str) -> str:
-    argv = [sys.executable, "-m", "pilotfish.cli.main", "proxy-config", "secrets", GW_ID]
-    argv += ["--control-plane", f"http://127.0.0.1:{run.cp.http_port}", "-o", output]
+    return await _cli(run, "proxy-config", "secrets", GW_ID, "-o", output)
+
+
+async def _cli(run: GatewayRun, *args: str) -> str:
+    """``pilotfish ARGS`` against this control plane; its standard output."""
+    argv = [sys.executable, "-m", "pilotfish.cli.main", *args]
+    argv += ["--control-plane", f"http://127.0.0.1:{run.cp.http_port}"]
     proc = await asyncio.to_thread(subprocess.run, argv, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
@@ -438,6 +443,8 @@ async def test_secrets_go_to_the_verified_owner_only(gateway: GatewayRun) -> Non
             await poll(_now(lambda: intruder.of_type(LISTENER_TYPE)), "LDS")
             status = _status(run, "web-1.default")
             assert status.secrets_denied == {SECRET: "namespace"}
+            shown = await _cli(run, "proxy-status")
+            assert f"REFUSED web-1.default SDS: secret {SECRET} (namespace)" in shown, shown
             assert status.types[SECRET_TYPE].sent_version == ""
             assert not _secrets_sent(run, "web-1.default")
         finally:
