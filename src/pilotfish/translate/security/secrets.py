@@ -12,6 +12,9 @@ and a key, ``MUTUAL`` a CA) and refers to it by credential resource name
 (``credential_secrets``), and only to a proxy whose verified identity is in
 the Secret's namespace. ``referenced_credentials`` collects the names a
 proxy's listeners and clusters use, so a proxy is offered exactly those.
+As in Istio, a resource ``kubernetes://<ns>/<x>-cacert`` is the CA of Secret
+``<x>`` when that holds one (its ``ca.crt`` or a ``<x>-cacert`` Secret's);
+only otherwise is it the certificate of a Secret literally named ``<x>-cacert``.
 """
 
 from __future__ import annotations
