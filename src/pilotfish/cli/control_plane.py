@@ -149,6 +149,14 @@ mesh_config_option = click.option(
     "start, reused after. Relative to the working directory, where the CLI looks by default.",
 )
 @click.option(
+    "--insecure-plaintext-secrets",
+    is_flag=True,
+    default=False,
+    help="DEVELOPMENT ONLY: send Gateway/DestinationRule credentialName Secrets on the "
+    "plain --xds-port to whatever namespace a node claims. Without it only proxies on the "
+    "secure port get them, for their certificate's namespace.",
+)
+@click.option(
     "--push-quiet-period",
     type=float,
     default=0.1,
@@ -183,6 +191,7 @@ def control_plane(
     ca_tokens: str | None,
     api_token: str | None,
     api_token_file: str,
+    insecure_plaintext_secrets: bool,
     push_quiet_period: float,
     push_max_delay: float,
     mesh_config: MeshConfig | None,
@@ -213,6 +222,7 @@ def control_plane(
         ca_tokens_file=ca_tokens,
         api_token=api_token or None,
         api_token_file=None if api_token else api_token_file,
+        plaintext_secrets=insecure_plaintext_secrets,
     )
     if mesh_config is not None:
         settings = settings.with_mesh_config(mesh_config)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from typing import Any
 
 import click
 import yaml
+from cryptography import x509
 from rich.console import Console
 from rich.table import Table
 
@@ -14,7 +17,35 @@ from pilotfish.cli.client import connect, control_plane_option, get_json, token_
 
 __all__ = ["proxy_config"]
 
-_TYPE_OF = {"listeners": "LDS", "routes": "RDS", "clusters": "CDS", "endpoints": "EDS"}
+_TYPE_OF = {
+    "listeners": "LDS",
+    "routes": "RDS",
+    "clusters": "CDS",
+    "endpoints": "EDS",
+    "secrets": "SDS",
+}
+
+
+def _first_cert(source: dict[str, Any]) -> tuple[str, str]:
+    """(serial hex, not-after) of the first PEM certificate in an inline DataSource."""
+    try:
+        pem = base64.b64decode(source.get("inline_bytes", ""), validate=True)
+        cert = x509.load_pem_x509_certificate(pem)
+    except (binascii.Error, ValueError):
+        return "", ""
+    return f"{cert.serial_number:x}", cert.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _secret_rows(resources: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    # Only names and certificate facts: the key was redacted by the control plane.
+    rows = []
+    for r in resources:
+        if "validation_context" in r:
+            kind, source = "CA", r["validation_context"].get("trusted_ca", {})
+        else:
+            kind, source = "Cert Chain", r.get("tls_certificate", {}).get("certificate_chain", {})
+        rows.append([r.get("name", ""), kind, *_first_cert(source)])
+    return ["RESOURCE NAME", "TYPE", "SERIAL NUMBER", "NOT AFTER"], rows
 
 
 def _address(sa: dict[str, Any]) -> tuple[str, str]:
@@ -22,6 +53,8 @@ def _address(sa: dict[str, Any]) -> tuple[str, str]:
 
 
 def _rows(kind: str, resources: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    if kind == "secrets":
+        return _secret_rows(resources)
     if kind == "listeners":
         rows = []
         for r in resources:
@@ -72,7 +105,8 @@ def _rows(kind: str, resources: list[dict[str, Any]]) -> tuple[list[str], list[l
 def proxy_config(
     kind: str, proxy_id: str, control_plane: str, token_file: str | None, output: str
 ) -> None:
-    """Show the listeners, routes, clusters or endpoints sent to PROXY_ID (name.namespace)."""
+    """Show the listeners, routes, clusters, endpoints or secrets sent to PROXY_ID
+    (name.namespace). Secrets show their certificates, never their keys."""
     api = connect(control_plane, token_file)
     dump = get_json(api, "/debug/config_dump", {"proxy": proxy_id})
     section = dump.get("types", {}).get(_TYPE_OF[kind], {})

@@ -12,7 +12,7 @@ from pilotfish.cli.client import connect, control_plane_option, get_json, token_
 
 __all__ = ["proxy_status", "sync_state"]
 
-_TYPES = ("CDS", "LDS", "EDS", "RDS")
+_TYPES = ("CDS", "LDS", "EDS", "RDS", "SDS")
 
 
 def sync_state(entry: dict[str, Any] | None) -> str:
@@ -43,17 +43,22 @@ def proxy_status(control_plane: str, token_file: str | None, output: str) -> Non
     for t in _TYPES:
         table.add_column(t)
     table.add_column("VERSION")
-    nacks: list[str] = []
+    notes: list[str] = []
     for row in sorted(rows, key=lambda r: r["proxy_id"]):
         types = row.get("types", {})
-        states = [sync_state(types.get(t)) for t in _TYPES]
+        # SDS (credentialName secrets) is listed only for proxies that asked for any.
+        states = [
+            "-" if t == "SDS" and t not in types else sync_state(types.get(t)) for t in _TYPES
+        ]
         lds = types.get("LDS") or {}
         table.add_row(row["proxy_id"], *states, (lds.get("sent_version") or "")[:12])
         for t in _TYPES:
             msg = (types.get(t) or {}).get("nack_message")
             if msg is not None:
-                nacks.append(f"{row['proxy_id']} {t}: {msg}")
+                notes.append(f"NACK {row['proxy_id']} {t}: {msg}")
+        for name, reason in sorted((row.get("secrets_denied") or {}).items()):
+            notes.append(f"REFUSED {row['proxy_id']} SDS: secret {name} ({reason})")
     console = Console(width=200)
     console.print(table)
-    for line in nacks:
-        console.print(f"NACK {line}", markup=False, highlight=False)
+    for line in notes:
+        console.print(line, markup=False, highlight=False)

@@ -20,6 +20,11 @@ that are translated, built into protos and serialized once, then shared:
   locality), replacing those names in the shared set (see
   ``translate.locality``).
 
+- credential secrets (``SECRET_TYPE``): the SDS resources that the view's
+  listeners and clusters name (``credentialName`` Secrets), built fresh from
+  the snapshot per distinct name set. The xDS server decides per stream,
+  from its verified identity, which of them it may receive.
+
 Caches are keyed by the snapshot's ``config_generation`` (and
 ``endpoint_generation`` for endpoints), so an endpoint-only change reuses every
 listener, route and cluster part and the ResourceSets keep their versions:
@@ -49,16 +54,19 @@ from pilotfish.translate.clusters import (
     subset_labels_of,
 )
 from pilotfish.translate.gateway import gateway_listeners
+from pilotfish.translate.security.secrets import credential_secrets, referenced_credentials
 from pilotfish.translate.sidecar import sidecar_inbound, sidecar_outbound
 from pilotfish.translate.sidecar_scope import SidecarScope, sidecar_scope
 from pilotfish.translate.source_match import outbound_cache_key, source_label_keys
 from pilotfish.xds.build import ProtoBuilder
-from pilotfish.xds.build.resources import resource_name
+from pilotfish.xds.build.resources import pack, resource_name
+from pilotfish.xds.build.secrets import build_secret
 from pilotfish.xds.types import (
     CLUSTER_TYPE,
     ENDPOINT_TYPE,
     LISTENER_TYPE,
     ROUTE_TYPE,
+    SECRET_TYPE,
     ResourceSet,
 )
 
@@ -84,6 +92,11 @@ class MeshGenerator:
         # Shared endpoints with locality-aware overrides, by ProxyView.endpoint_key.
         self._local_endpoints: dict[tuple[str, str], ResourceSet] = {}
         self._composed: dict[ProxyView, dict[str, ResourceSet]] = {}
+        # Credential resource names used by each local / cluster part, and the
+        # SDS sets built for each distinct union of them.
+        self._local_credentials: dict[ProxyView, frozenset[str]] = {}
+        self._cluster_credentials: dict[tuple[str, bool, str], frozenset[str]] = {}
+        self._secrets: dict[frozenset[str], ResourceSet] = {}
         self._interned: dict[tuple[str, str], ResourceSet] = {}
         # hostname -> (inputs, {cluster name: packed CLA}); reused while inputs are equal.
         self._service_endpoints: dict[str, tuple[object, dict[str, bytes]]] = {}
@@ -107,6 +120,9 @@ class MeshGenerator:
             self._local.clear()
             self._clusters.clear()
             self._interned.clear()
+            self._local_credentials.clear()
+            self._cluster_credentials.clear()
+            self._secrets.clear()
         if config_changed:
             self._composed.clear()
         if config_changed or snapshot.endpoint_generation != old.endpoint_generation:
@@ -140,7 +156,11 @@ class MeshGenerator:
         scope = sidecar_scope(self._snapshot, view)
         out = self._outbound_parts(view, scope)
         local = self._local_parts(view)
+        cluster_key = (view.namespace, view.workload_certs, scope.key)
         clusters = self._cluster_part(view.namespace, view.workload_certs, scope)
+        credentials = self._local_credentials.get(view, frozenset()) | (
+            self._cluster_credentials.get(cluster_key, frozenset())
+        )
         empty = ResourceSet(CLUSTER_TYPE, {})
         result = {
             CLUSTER_TYPE: ResourceSet.compose(
@@ -154,6 +174,7 @@ class MeshGenerator:
             ROUTE_TYPE: ResourceSet.compose(
                 ROUTE_TYPE, [out.get(ROUTE_TYPE, empty), local.get(ROUTE_TYPE, empty)]
             ),
+            SECRET_TYPE: self._secret_set(credentials),
         }
         for type_url in (CLUSTER_TYPE, LISTENER_TYPE, ROUTE_TYPE):
             if not result[type_url].resources:
@@ -206,6 +227,7 @@ class MeshGenerator:
             clusters.sort(key=lambda c: c.name)
             part = self._set(CLUSTER_TYPE, clusters)
             self._clusters[key] = part
+            self._cluster_credentials[key] = referenced_credentials(clusters)
         return part
 
     def _local_parts(self, view: ProxyView) -> dict[str, ResourceSet]:
@@ -214,18 +236,32 @@ class MeshGenerator:
             self.translations += 1
             if view.role == "sidecar":
                 ib = sidecar_inbound(self._snapshot, view)
+                names = referenced_credentials((*ib.listeners, *ib.clusters))
                 parts = {
                     LISTENER_TYPE: self._intern(self._set(LISTENER_TYPE, ib.listeners)),
                     CLUSTER_TYPE: self._intern(self._set(CLUSTER_TYPE, ib.clusters)),
                 }
             else:
                 gw = gateway_listeners(self._snapshot, view)
+                names = referenced_credentials(gw.listeners)
                 parts = {
                     LISTENER_TYPE: self._intern(self._set(LISTENER_TYPE, gw.listeners)),
                     ROUTE_TYPE: self._intern(self._set(ROUTE_TYPE, gw.route_configs)),
                 }
             self._local[view] = parts
+            self._local_credentials[view] = names
         return parts
+
+    def _secret_set(self, names: frozenset[str]) -> ResourceSet:
+        """The SDS resources ``names`` designate (absent Secrets left out). Not
+        built through the shared proto caches: key material is kept only as long
+        as this generation's sets."""
+        found = self._secrets.get(names)
+        if found is None:
+            secrets = credential_secrets(self._snapshot, names)
+            found = ResourceSet(SECRET_TYPE, {s.name: pack(build_secret(s)) for s in secrets})
+            self._secrets[names] = found
+        return found
 
     def _endpoints_for(self, view: ProxyView) -> ResourceSet:
         """The shared endpoints, with the view's locality-aware assignments swapped in."""

@@ -36,8 +36,8 @@ __all__ = ["HttpApi", "decode_resource"]
 
 
 def decode_resource(data: bytes) -> dict[str, Any]:
-    """A serialized ``Any`` as JSON-ready data (with its ``@type``); inline
-    private keys (Gateway ``credentialName`` certificates) are redacted."""
+    """A serialized ``Any`` as JSON-ready data (with its ``@type``); private keys
+    (the SDS secrets of ``credentialName`` certificates) are redacted."""
     msg = any_pb2.Any.FromString(data)
     out: dict[str, Any] = redact(json_format.MessageToDict(msg, preserving_proto_field_name=True))
     return out

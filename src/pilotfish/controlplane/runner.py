@@ -61,6 +61,7 @@ class ControlPlane:
             quiet_period=settings.quiet_period,
             max_delay=settings.max_delay,
             registry=self.registry,
+            plaintext_secrets=settings.plaintext_secrets,
         )
         self._api_token: ApiToken | None = None
         self.http = HttpApi(self, lambda: self._api_token)

@@ -52,6 +52,10 @@ class ControlPlaneSettings:
     root_key_file: str | None = None
     # YAML/JSON list of {token, namespace, serviceAccount} accepted by the CA.
     ca_tokens_file: str | None = None
+    # Development only: serve credentialName Secrets on the plain-text xDS port to
+    # the namespace a node claims (no identity is verified there). Off: only
+    # streams on the secure port, to their certificate's namespace.
+    plaintext_secrets: bool = False
     # The mesh config file's contents (``--mesh-config``); None: Istio's defaults.
     # Build with ``with_mesh_config`` so that root namespace, trust domain and
     # access log above agree with it.

@@ -50,20 +50,26 @@ from pilotfish.ir.routes import (
     WeightedCluster,
 )
 from pilotfish.ir.security import (
+    CREDENTIAL_PREFIX,
     SDS_ROOT_CA,
     SDS_WORKLOAD_CERT,
     AuthzMatch,
     AuthzPolicy,
     AuthzRule,
     CertSource,
+    CredentialSecret,
     DownstreamTls,
     JwtAuthn,
     JwtHeader,
     JwtProvider,
     UpstreamTls,
+    credential_ca_name,
+    credential_name,
+    credential_namespace,
 )
 
 __all__ = [
+    "CREDENTIAL_PREFIX",
     "SDS_ROOT_CA",
     "SDS_WORKLOAD_CERT",
     "AuthzMatch",
@@ -75,6 +81,7 @@ __all__ = [
     "ConnectionPool",
     "ConsistentHashLb",
     "CorsPolicy",
+    "CredentialSecret",
     "DirectResponseAction",
     "Discovery",
     "DownstreamTls",
@@ -110,6 +117,9 @@ __all__ = [
     "UpstreamTls",
     "VirtualHost",
     "WeightedCluster",
+    "credential_ca_name",
+    "credential_name",
+    "credential_namespace",
 ]
 
 

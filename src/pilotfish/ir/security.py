@@ -3,43 +3,95 @@
 Certificates of the workload itself are never in the IR: they are named by
 SDS secret (``default`` for the workload certificate and key, ``ROOTCA`` for
 the mesh root), which the proxy's agent serves locally. Certificates the user
-supplies (DestinationRule SIMPLE/MUTUAL files, Gateway ``credentialName``)
-appear as file paths or inline PEM.
+supplies appear as file paths (``serverCertificate``, ``clientCertificate``...)
+or, for a ``credentialName`` Secret, as the name of an SDS resource the
+control plane serves on the proxy's own ADS stream (``CredentialSecret``):
+key material never sits in a listener or cluster.
+
+Credential resource names follow Istio's explicit-namespace form,
+``kubernetes://<namespace>/<name>`` for a certificate and key and
+``kubernetes://<namespace>/<name>-cacert`` for its CA bundle. Pilotfish always
+writes the namespace, even where Istio leaves it implicit: the name alone then
+says whose Secret it is, and the xDS server authorizes a request from the
+name and the stream's verified identity, with no side table.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 __all__ = [
+    "CREDENTIAL_PREFIX",
     "SDS_ROOT_CA",
     "SDS_WORKLOAD_CERT",
     "AuthzMatch",
     "AuthzPolicy",
     "AuthzRule",
     "CertSource",
+    "CredentialSecret",
     "DownstreamTls",
     "JwtAuthn",
     "JwtHeader",
     "JwtProvider",
     "UpstreamTls",
+    "credential_ca_name",
+    "credential_name",
+    "credential_namespace",
 ]
 
 SDS_WORKLOAD_CERT = "default"
 SDS_ROOT_CA = "ROOTCA"
 
 
+CREDENTIAL_PREFIX = "kubernetes://"
+CA_SUFFIX = "-cacert"
+
+
+def credential_name(namespace: str, name: str) -> str:
+    """The SDS resource of Secret ``namespace/name``'s certificate and key."""
+    return f"{CREDENTIAL_PREFIX}{namespace}/{name}"
+
+
+def credential_ca_name(namespace: str, name: str) -> str:
+    """The SDS resource of the CA bundle that goes with Secret ``namespace/name``."""
+    return f"{CREDENTIAL_PREFIX}{namespace}/{name}{CA_SUFFIX}"
+
+
+def credential_namespace(resource_name: str) -> str | None:
+    """The namespace a credential resource name belongs to; None when the name is
+    not of the ``kubernetes://<namespace>/<name>`` form."""
+    if not resource_name.startswith(CREDENTIAL_PREFIX):
+        return None
+    namespace, sep, name = resource_name[len(CREDENTIAL_PREFIX) :].partition("/")
+    if not (sep and namespace and name) or "/" in name:
+        return None
+    return namespace
+
+
 @dataclass(frozen=True, slots=True)
 class CertSource:
     """Where a certificate (chain + key, or a CA bundle) comes from: exactly one of
-    an SDS secret name served by the proxy's agent, files, or inline PEM."""
+    an SDS secret served by the proxy's agent (``sds``), a credential the control
+    plane serves over ADS (``credential``: a resource name from
+    ``credential_name``/``credential_ca_name``), or files."""
 
     sds: str = ""
+    credential: str = ""
     cert_file: str = ""
     key_file: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialSecret:
+    """The contents of one credential SDS resource: a certificate chain and its
+    key, or (``ca_pem``) a CA bundle. Sensitive: never logged; debug output shows
+    it only through ``pilotfish.ir.dump.redact``."""
+
+    name: str  # credential_name(...) or credential_ca_name(...)
     cert_pem: str = ""
-    key_pem: str = ""  # sensitive: never logged or shown by debug endpoints
+    key_pem: str = field(default="", repr=False)
+    ca_pem: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 __all__ = [
     "ADS_ORDER",
+    "ADS_PUSH_ORDER",
     "CLUSTER_TYPE",
     "ENDPOINT_TYPE",
     "LISTENER_TYPE",
@@ -35,6 +36,10 @@ SECRET_TYPE = _PREFIX + "extensions.transport_sockets.tls.v3.Secret"
 # Push order that keeps Envoy from ever referencing a resource it lacks
 # (clusters before their endpoints, listeners before their routes).
 ADS_ORDER = (CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE)
+# What the ADS server serves: the configuration types, then SDS secrets
+# (``credentialName`` certificates), as Istio orders them. A secret is only
+# requested once a listener or cluster naming it arrived.
+ADS_PUSH_ORDER = (*ADS_ORDER, SECRET_TYPE)
 
 TYPE_SHORT_NAMES = {
     CLUSTER_TYPE: "CDS",
@@ -97,7 +102,8 @@ class ConfigGenerator(Protocol):
         ...
 
     def generate(self, view: object) -> Mapping[str, ResourceSet]:
-        """Current resources per type URL (all of ``ADS_ORDER``) for a view.
+        """Current resources per type URL (all of ``ADS_ORDER``, and
+        ``SECRET_TYPE`` when the view's configuration names credentials) for a view.
 
         Must be cheap when called again for the same view and config revision
         (the result is cached and shared).

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from envoy.config.core.v3 import config_source_pb2
+from envoy.config.core.v3.config_source_pb2 import V3
 from envoy.config.route.v3 import route_components_pb2 as rc_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
@@ -19,6 +20,7 @@ from pilotfish.xds.build import build_cluster, build_listener, pack
 from pilotfish.xds.build.endpoints import build_lb_endpoint
 from pilotfish.xds.build.network_filters import build_http_connection_manager
 from pilotfish.xds.build.routes import build_virtual_host
+from pilotfish.xds.build.secrets import build_secret
 from pilotfish.xds.build.tls import (
     SDS_CLUSTER,
     build_downstream_tls_context,
@@ -65,20 +67,41 @@ def test_sans_with_sds_ca_use_a_combined_validation_context() -> None:
     ]
 
 
-def test_files_inline_and_insecure_skip_verify() -> None:
+def test_files_credentials_and_insecure_skip_verify() -> None:
     tls = ir.UpstreamTls(
         "MUTUAL",
         client_cert=ir.CertSource(cert_file="/c.pem", key_file="/k.pem"),
-        trusted_ca=ir.CertSource(cert_pem="CA"),
+        trusted_ca=ir.CertSource(credential="kubernetes://ns/creds-cacert"),
     )
     common = build_upstream_tls_context(tls).common_tls_context
     assert common.tls_certificates[0].certificate_chain.filename == "/c.pem"
     assert common.tls_certificates[0].private_key.filename == "/k.pem"
-    assert common.validation_context.trusted_ca.inline_string == "CA"
+    ca = common.validation_context_sds_secret_config
+    assert ca.name == "kubernetes://ns/creds-cacert"
+    assert ca.sds_config.HasField("ads") and ca.sds_config.resource_api_version == V3
     skip = ir.UpstreamTls(
         "SIMPLE", trusted_ca=ir.CertSource(cert_file="/ca"), insecure_skip_verify=True
     )
     assert not build_upstream_tls_context(skip).common_tls_context.HasField("validation_context")
+
+
+def test_credential_secrets_become_sds_resources() -> None:
+    ca = build_secret(ir.CredentialSecret("kubernetes://ns/c-cacert", ca_pem="CA PEM"))
+    assert ca.name == "kubernetes://ns/c-cacert"
+    assert ca.validation_context.trusted_ca.inline_bytes == b"CA PEM"
+    assert not ca.HasField("tls_certificate")
+    cert = build_secret(ir.CredentialSecret("kubernetes://ns/c", cert_pem="C", key_pem="K"))
+    assert cert.tls_certificate.private_key.inline_bytes == b"K"
+    with pytest.raises(ValueError, match="kubernetes://ns/x"):
+        build_secret(ir.CredentialSecret("kubernetes://ns/x", cert_pem="C"))
+
+
+def test_credential_names_carry_their_namespace() -> None:
+    assert ir.credential_name("istio-system", "gw") == "kubernetes://istio-system/gw"
+    assert ir.credential_ca_name("istio-system", "gw") == "kubernetes://istio-system/gw-cacert"
+    assert ir.credential_namespace("kubernetes://istio-system/gw-cacert") == "istio-system"
+    for bad in ("kubernetes://gw", "kubernetes:///gw", "kubernetes://a/b/c", "default", ""):
+        assert ir.credential_namespace(bad) is None, bad
 
 
 def test_unusable_certificate_source_is_an_error() -> None:
@@ -90,8 +113,8 @@ def test_unusable_certificate_source_is_an_error() -> None:
 
 def test_downstream_requires_client_certificate_and_sets_versions() -> None:
     tls = ir.DownstreamTls(
-        server_cert=ir.CertSource(cert_pem="C", key_pem="K"),
-        trusted_ca=ir.CertSource(cert_pem="CA"),
+        server_cert=ir.CertSource(credential=ir.credential_name("ns", "c")),
+        trusted_ca=ir.CertSource(cert_file="/ca.pem"),
         require_client_cert=True,
         alpn=("h2", "http/1.1"),
         min_version="TLSv1_2",
@@ -100,7 +123,10 @@ def test_downstream_requires_client_certificate_and_sets_versions() -> None:
     assert ctx.require_client_certificate.value
     params = ctx.common_tls_context.tls_params
     assert params.tls_minimum_protocol_version == common_pb2.TlsParameters.TLSv1_2
-    assert ctx.common_tls_context.tls_certificates[0].private_key.inline_string == "K"
+    (cert,) = ctx.common_tls_context.tls_certificate_sds_secret_configs
+    assert cert.name == "kubernetes://ns/c" and cert.sds_config.HasField("ads")
+    assert not ctx.common_tls_context.tls_certificates
+    assert ctx.common_tls_context.validation_context.trusted_ca.filename == "/ca.pem"
 
 
 def test_auto_mtls_cluster_has_transport_socket_matches() -> None:
@@ -167,17 +193,18 @@ def test_require_tls_redirects_all() -> None:
     )
 
 
-def test_redact_hides_inline_keys_in_ir_and_protos() -> None:
-    tls = ir.DownstreamTls(server_cert=ir.CertSource(cert_pem="CERT", key_pem="SECRET-KEY"))
-    chain = ir.FilterChain("c", ir.TcpProxy("s", "x"), tls=tls)
-    listener = ir.Listener("l", "0.0.0.0", 443, (chain,))
-    plain = redact(to_plain(listener))
+def test_redact_hides_keys_of_credential_secrets_in_ir_and_protos() -> None:
+    secret = ir.CredentialSecret("kubernetes://ns/c", cert_pem="CERT", key_pem="SECRET-KEY")
+    assert "SECRET-KEY" not in repr(secret)
+    plain = redact(to_plain(secret))
     assert "SECRET-KEY" not in str(plain) and "CERT" in str(plain)
-    proto = json_format.MessageToDict(build_listener(listener), preserving_proto_field_name=True)
-    assert "SECRET-KEY" in str(proto)
+    proto = json_format.MessageToDict(build_secret(secret), preserving_proto_field_name=True)
+    assert proto["tls_certificate"]["private_key"]["inline_bytes"]
     shown = redact(proto)
-    assert "SECRET-KEY" not in str(shown) and REDACTED in str(shown)
+    assert shown["tls_certificate"]["private_key"] == {"inline_bytes": REDACTED}
+    assert shown["tls_certificate"]["certificate_chain"] == {"inline_bytes": "Q0VSVA=="}
     # /debug/config_dump decodes resources through the same redaction.
-    assert "SECRET-KEY" not in str(decode_resource(pack(build_listener(listener))))
+    dumped = decode_resource(pack(build_secret(secret)))
+    assert dumped["tls_certificate"]["private_key"] == {"inline_bytes": REDACTED}
     files = ir.CertSource(cert_file="/c", key_file="/k")
     assert redact(to_plain(files)) == {"cert_file": "/c", "key_file": "/k"}

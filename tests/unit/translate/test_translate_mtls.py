@@ -227,8 +227,7 @@ def test_destination_rule_simple_and_mutual_with_files() -> None:
     assert tls.trusted_ca is None and tls.insecure_skip_verify
 
 
-def test_destination_rule_credential_name_reads_the_secret() -> None:
-    pems = _pems()
+def test_destination_rule_credential_name_refers_to_the_secret_over_sds() -> None:
     snap = snapshot(
         SERVICE.replace("ADDRESS", "10.0.0.1")
         + dr("{mode: MUTUAL, credentialName: creds}")
@@ -236,14 +235,15 @@ def test_destination_rule_credential_name_reads_the_secret() -> None:
     )
     tls = cluster(snap, REVIEWS_9080).tls
     assert tls is not None
-    assert tls.client_cert == ir.CertSource(cert_pem=pems["tls.crt"], key_pem=pems["tls.key"])
-    assert tls.trusted_ca == ir.CertSource(cert_pem=pems["ca.crt"])
+    assert tls.client_cert == ir.CertSource(credential="kubernetes://default/creds")
+    assert tls.trusted_ca == ir.CertSource(credential="kubernetes://default/creds-cacert")
     missing = snapshot(
         SERVICE.replace("ADDRESS", "10.0.0.1") + dr("{mode: SIMPLE, credentialName: nope}")
     )
     tls = cluster(missing, REVIEWS_9080).tls
     # Fails closed: an SDS secret nobody serves, never a silent plaintext downgrade.
-    assert tls is not None and tls.trusted_ca == ir.CertSource(sds="kubernetes://nope-cacert")
+    assert tls is not None
+    assert tls.trusted_ca == ir.CertSource(credential="kubernetes://default/nope-cacert")
 
 
 def test_endpoint_only_change_keeps_cds_identical() -> None:
@@ -353,8 +353,8 @@ def test_gateway_simple_uses_the_secret_of_the_gateway_workload_namespace() -> N
     https = {x.port: x for x in listeners}[443]
     (chain,) = https.filter_chains
     assert chain.tls is not None
-    pems = _pems()
-    assert chain.tls.server_cert == ir.CertSource(cert_pem=pems["tls.crt"], key_pem=pems["tls.key"])
+    # The listener names the SDS resource; the key itself never enters it.
+    assert chain.tls.server_cert == ir.CertSource(credential="kubernetes://edge/cert")
     assert chain.name == "https.443.https.gw.default"
     by_name = {r.name: r for r in routes}
     assert [vh.require_tls for vh in by_name["http.80"].virtual_hosts] == [True]

@@ -11,10 +11,11 @@ from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.endpoint.v3 import endpoint_pb2
 from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_pb2
+from envoy.extensions.transport_sockets.tls.v3 import secret_pb2
 from envoy.service.discovery.v3 import discovery_pb2
 
 from pilotfish.xds.server import ADS_METHOD
-from pilotfish.xds.types import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE
+from pilotfish.xds.types import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE, SECRET_TYPE
 
 __all__ = ["AdsClient", "resource_names"]
 
@@ -23,6 +24,7 @@ _MESSAGES: dict[str, Any] = {
     ENDPOINT_TYPE: endpoint_pb2.ClusterLoadAssignment,
     LISTENER_TYPE: listener_pb2.Listener,
     ROUTE_TYPE: route_pb2.RouteConfiguration,
+    SECRET_TYPE: secret_pb2.Secret,
 }
 
 

@@ -6,11 +6,16 @@ port and asks this module for the TLS pieces:
 - ``server_downstream_tls``: the TLS a terminating server presents. Its
   certificate comes from ``credentialName`` (a ``v1`` Secret in the gateway
   *workload's* namespace, as in Istio: the proxy's namespace, never the
-  Gateway resource's), inlined into the listener, or from
-  ``serverCertificate``/``privateKey`` files. ``MUTUAL`` adds the CA
-  (``ca.crt`` of the Secret, a ``<name>-cacert`` Secret, or ``caCertificates``)
-  and requires a client certificate. A server whose material is missing is
-  skipped with a log line; the rest of the gateway is unaffected.
+  Gateway resource's), or from ``serverCertificate``/``privateKey`` files.
+  ``MUTUAL`` adds the CA (``ca.crt`` of the Secret, a ``<name>-cacert``
+  Secret, or ``caCertificates``) and requires a client certificate. A
+  Secret's contents never enter the listener: it names SDS resources
+  (``kubernetes://<namespace>/<name>``, ``...-cacert``) that the control plane
+  serves over the gateway's ADS stream, to its verified identity only. A
+  ``credentialName`` of the form ``<namespace>/<name>`` naming another
+  namespace is refused (Istio's rule: a gateway reads Secrets of its own
+  namespace). A server whose material is missing is skipped with a log line;
+  the rest of the gateway is unaffected.
 - ``passthrough_chains``: for ``PASSTHROUGH`` servers, one filter chain per
   VirtualService ``tls`` route, selected by the client's SNI (``sniHosts``)
   and proxied, still encrypted, to the route's destination cluster.
@@ -25,14 +30,22 @@ import logging
 from pilotfish.api.networking.gateway import Server, ServerTLSSettings
 from pilotfish.api.networking.virtual_service import TLSRoute, VirtualServiceSpec
 from pilotfish.api.resource import Resource
-from pilotfish.ir import CertSource, DownstreamTls, FilterChain, FilterChainMatch, TcpProxy
+from pilotfish.ir import (
+    CertSource,
+    DownstreamTls,
+    FilterChain,
+    FilterChainMatch,
+    TcpProxy,
+    credential_ca_name,
+    credential_name,
+)
 from pilotfish.ir.security import AuthzPolicy
 from pilotfish.model.hosts import fqdn
 from pilotfish.model.proxy_view import ProxyView
 from pilotfish.model.snapshot import Snapshot
 from pilotfish.translate.names import outbound_cluster
 from pilotfish.translate.security.mtls import mesh_downstream_tls
-from pilotfish.translate.security.secrets import credential_material
+from pilotfish.translate.security.secrets import credential_material, split_credential_name
 from pilotfish.translate.virtual_hosts import bound_gateways, host_matches
 
 __all__ = [
@@ -84,14 +97,22 @@ def _credential(
     snapshot: Snapshot, namespace: str, tls: ServerTLSSettings, where: str
 ) -> tuple[CertSource, CertSource | None] | None:
     """(server certificate, CA or None) from a Secret or files; None: unusable."""
-    name = tls.credential_name or (tls.credential_names[0] if tls.credential_names else "")
-    if name:
+    credential = tls.credential_name or (tls.credential_names[0] if tls.credential_names else "")
+    if credential:
+        secret_ns, name = split_credential_name(namespace, credential)
+        if secret_ns != namespace:
+            _skip(
+                where,
+                f"credentialName {credential!r} names a Secret outside the gateway's "
+                f"namespace {namespace!r}; a gateway may only use its own namespace's Secrets",
+            )
+            return None
         material = credential_material(snapshot, namespace, name)
         if material is None or not (material.cert_pem and material.key_pem):
             _skip(where, f"Secret {namespace}/{name} with tls.crt and tls.key not found")
             return None
-        ca = CertSource(cert_pem=material.ca_pem) if material.ca_pem else None
-        return CertSource(cert_pem=material.cert_pem, key_pem=material.key_pem), ca
+        ca = CertSource(credential=credential_ca_name(namespace, name)) if material.ca_pem else None
+        return CertSource(credential=credential_name(namespace, name)), ca
     if not (tls.server_certificate and tls.private_key):
         _skip(where, "neither credentialName nor serverCertificate/privateKey is set")
         return None

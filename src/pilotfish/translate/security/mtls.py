@@ -8,7 +8,8 @@ originate mesh mTLS only to endpoints labelled ``tlsMode: istio`` (their
 sidecar has a certificate too) and plaintext to the rest. With a rule's
 ``tls``: ``DISABLE`` is plaintext, ``ISTIO_MUTUAL`` mesh mTLS to every
 endpoint, ``SIMPLE``/``MUTUAL`` TLS with the user's certificates (files, or a
-``credentialName`` Secret in the proxy's namespace).
+``credentialName`` Secret in the proxy's namespace, whose contents the control
+plane serves over SDS on the proxy's ADS stream: see ``secrets``).
 
 Server identity check. Auto mTLS verifies the server's chain against the mesh
 root and checks no SAN unless the rule lists ``subjectAltNames``. Istio
@@ -49,12 +50,14 @@ from pilotfish.ir import (
     HttpConnectionManager,
     TcpProxy,
     UpstreamTls,
+    credential_ca_name,
+    credential_name,
 )
 from pilotfish.model.snapshot import Snapshot
 from pilotfish.registry.model import MeshService
 from pilotfish.translate.names import BLACKHOLE_CLUSTER, INBOUND_PASSTHROUGH_CLUSTER
 from pilotfish.translate.security.peer_authn import EffectiveMode
-from pilotfish.translate.security.secrets import credential_material
+from pilotfish.translate.security.secrets import credential_material, split_credential_name
 
 __all__ = [
     "INBOUND_ALPN",
@@ -116,12 +119,6 @@ def mesh_downstream_tls() -> DownstreamTls:
     )
 
 
-def _unresolved(name: str) -> CertSource:
-    # Fail closed: an SDS secret nobody serves keeps the cluster from ever
-    # connecting, instead of silently downgrading to plaintext (Istio behaves alike).
-    return CertSource(sds=f"kubernetes://{name}")
-
-
 def _user_tls(
     snapshot: Snapshot, settings: ClientTLSSettings, namespace: str, http2: bool
 ) -> UpstreamTls:
@@ -135,22 +132,38 @@ def _user_tls(
             cert_file=settings.client_certificate, key_file=settings.private_key
         )
     if settings.credential_name:
-        material = credential_material(snapshot, namespace, settings.credential_name)
-        if material is None:
+        secret_ns, name = split_credential_name(namespace, settings.credential_name)
+        cert = CertSource(credential=credential_name(secret_ns, name))
+        ca_ref = CertSource(credential=credential_ca_name(secret_ns, name))
+        material = None
+        if secret_ns != namespace:
+            # Never served: the xDS server gives a proxy only its own namespace's Secrets.
             log.warning(
-                "DestinationRule credentialName %s/%s: no such Secret; the cluster will not "
-                "connect until it exists",
-                namespace,
+                "DestinationRule credentialName %s: a proxy of namespace %s may only use "
+                "its own namespace's Secrets; the cluster will not connect",
                 settings.credential_name,
+                namespace,
             )
+        else:
+            material = credential_material(snapshot, namespace, name)
+        if material is None:
+            # Fail closed: the names resolve to nothing until the Secret exists, so
+            # the cluster cannot connect instead of silently downgrading (as Istio).
+            if secret_ns == namespace:
+                log.warning(
+                    "DestinationRule credentialName %s/%s: no such Secret; the cluster "
+                    "will not connect until it exists",
+                    namespace,
+                    name,
+                )
             if mode == "MUTUAL":
-                client_cert = _unresolved(settings.credential_name)
-            ca = _unresolved(f"{settings.credential_name}-cacert")
+                client_cert = cert
+            ca = ca_ref
         else:
             if mode == "MUTUAL" and material.cert_pem and material.key_pem:
-                client_cert = CertSource(cert_pem=material.cert_pem, key_pem=material.key_pem)
+                client_cert = cert
             if material.ca_pem:
-                ca = CertSource(cert_pem=material.ca_pem)
+                ca = ca_ref
     if mode == "MUTUAL" and client_cert is None:
         log.warning("DestinationRule tls MUTUAL without a client certificate: none is sent")
     skip = bool(settings.insecure_skip_verify)

@@ -33,6 +33,7 @@ from pilotfish.xds.build.resources import (
     type_url_for,
 )
 from pilotfish.xds.build.routes import build_route_config
+from pilotfish.xds.build.secrets import build_secret
 
 __all__ = [
     "BLACKHOLE_CLUSTER",
@@ -51,6 +52,7 @@ __all__ = [
     "build_load_assignment",
     "build_resource",
     "build_route_config",
+    "build_secret",
     "build_tcp_proxy",
     "pack",
     "passthrough_cluster",

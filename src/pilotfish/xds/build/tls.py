@@ -6,10 +6,15 @@ Theory of operation. A ``CertSource`` names where key material lives:
   workload certificate chain and key, ``ROOTCA``: the mesh root). The SDS
   config points at the static cluster ``sds-grpc`` that the agent's bootstrap
   declares (a Unix socket), so secrets never travel over xDS;
-- ``cert_file``/``key_file``: files on the proxy's host (DataSource filename);
-- ``cert_pem``/``key_pem``: inline PEM (Gateway ``credentialName`` Secrets).
-  Inline keys end up in the listener or cluster resource: debug output must
-  pass through ``pilotfish.ir.dump.redact`` before showing it.
+- ``credential``: a ``credentialName`` Secret, fetched over the proxy's ADS
+  stream (``sds_config: {ads: {}}``) from the control plane, which serves it
+  only to a proxy whose verified identity is in the Secret's namespace. The
+  listener or cluster carries only the name, so its bytes, and its version,
+  do not change when the certificate rotates: Envoy swaps the secret in place
+  without draining the listener;
+- ``cert_file``/``key_file``: files on the proxy's host (DataSource filename).
+
+No key material is ever inlined in a listener or cluster.
 
 Server names to verify (``subject_alt_names``) are exact matches, typed as URI
 SANs for SPIFFE ids and DNS SANs otherwise. When the trusted CA comes over SDS
@@ -32,6 +37,7 @@ __all__ = [
     "RAW_BUFFER_TRANSPORT_SOCKET",
     "SDS_CLUSTER",
     "TLS_TRANSPORT_SOCKET",
+    "ads_secret_config",
     "build_downstream_tls_context",
     "build_upstream_tls_context",
     "downstream_transport_socket",
@@ -71,23 +77,35 @@ def sds_secret_config(name: str) -> secret_pb2.SdsSecretConfig:
     return secret_pb2.SdsSecretConfig(name=name, sds_config=source)
 
 
-def _data_source(filename: str, inline: str) -> base_pb2.DataSource:
-    if filename:
-        return base_pb2.DataSource(filename=filename)
-    return base_pb2.DataSource(inline_string=inline)
+def ads_secret_config(name: str) -> secret_pb2.SdsSecretConfig:
+    """Secret ``name`` fetched from the control plane on the proxy's ADS stream."""
+    source = config_source_pb2.ConfigSource(
+        ads=config_source_pb2.AggregatedConfigSource(),
+        resource_api_version=config_source_pb2.V3,
+    )
+    return secret_pb2.SdsSecretConfig(name=name, sds_config=source)
+
+
+def _secret_config(cert: ir.CertSource) -> secret_pb2.SdsSecretConfig | None:
+    if cert.sds:
+        return sds_secret_config(cert.sds)
+    if cert.credential:
+        return ads_secret_config(cert.credential)
+    return None
 
 
 def _set_certificate(common: tls_pb2.CommonTlsContext, cert: ir.CertSource) -> None:
     """The proxy's own certificate chain and key."""
-    if cert.sds:
-        common.tls_certificate_sds_secret_configs.append(sds_secret_config(cert.sds))
+    secret = _secret_config(cert)
+    if secret is not None:
+        common.tls_certificate_sds_secret_configs.append(secret)
         return
-    if not (cert.cert_file or cert.cert_pem) or not (cert.key_file or cert.key_pem):
+    if not (cert.cert_file and cert.key_file):
         raise ValueError("a certificate source needs an SDS name, or a certificate and a key")
     common.tls_certificates.append(
         common_pb2.TlsCertificate(
-            certificate_chain=_data_source(cert.cert_file, cert.cert_pem),
-            private_key=_data_source(cert.key_file, cert.key_pem),
+            certificate_chain=base_pb2.DataSource(filename=cert.cert_file),
+            private_key=base_pb2.DataSource(filename=cert.key_file),
         )
     )
 
@@ -113,19 +131,20 @@ def _set_validation(
             raise ValueError("subject alt names need a trusted CA to be verified against")
         return
     matchers = [_san_matcher(s) for s in sans]
-    if ca.sds:
+    secret = _secret_config(ca)
+    if secret is not None:
         if matchers:
             combined = common.combined_validation_context
             combined.default_validation_context.match_typed_subject_alt_names.extend(matchers)
-            combined.validation_context_sds_secret_config.CopyFrom(sds_secret_config(ca.sds))
+            combined.validation_context_sds_secret_config.CopyFrom(secret)
         else:
-            common.validation_context_sds_secret_config.CopyFrom(sds_secret_config(ca.sds))
+            common.validation_context_sds_secret_config.CopyFrom(secret)
         return
-    if not (ca.cert_file or ca.cert_pem):
-        raise ValueError("a trusted CA needs an SDS name, a file or inline PEM")
+    if not ca.cert_file:
+        raise ValueError("a trusted CA needs an SDS name, a credential or a file")
     common.validation_context.CopyFrom(
         common_pb2.CertificateValidationContext(
-            trusted_ca=_data_source(ca.cert_file, ca.cert_pem),
+            trusted_ca=base_pb2.DataSource(filename=ca.cert_file),
             match_typed_subject_alt_names=matchers,
         )
     )

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from pilotfish.xds.types import ADS_ORDER, TYPE_SHORT_NAMES
+from pilotfish.xds.server.secret_access import DenyReason
+from pilotfish.xds.types import ADS_PUSH_ORDER, TYPE_SHORT_NAMES
 
 __all__ = ["XdsMetrics"]
 
@@ -49,6 +50,16 @@ class XdsMetrics:
             "DiscoveryRequests for type URLs this server does not serve.",
             registry=registry,
         )
-        for url in ADS_ORDER:  # export zero-valued series up front
+        self.secret_denied = Counter(
+            "pilotfish_xds_secret_denied_total",
+            "Credential secrets a proxy asked for and was refused, by reason: plaintext "
+            "(no verified identity), namespace (identity in another namespace), name "
+            "(not a credential name).",
+            ["reason"],
+            registry=registry,
+        )
+        for url in ADS_PUSH_ORDER:  # export zero-valued series up front
             self.pushes.labels(type=type_label(url))
             self.nacks.labels(type=type_label(url))
+        for reason in DenyReason:
+            self.secret_denied.labels(reason=reason.value)

@@ -24,6 +24,15 @@ NAMESPACE and SERVICE_ACCOUNT metadata, else the stream ends with
 PERMISSION_DENIED. The plain-text port has no identity check: it is meant
 for loopback and development use only.
 
+Credential secrets (SDS on the ADS stream) go only to the stream whose
+verified identity is in the Secret's namespace (``secret_access``): every set
+the generator returns is filtered per stream before the state machine sees
+it, so ``/debug/config_dump`` shows what the stream actually got. The
+plain-text port gets no secret unless ``plaintext_secrets`` (development
+only) is set. Requests for secrets a stream may not have are counted in
+``pilotfish_xds_secret_denied_total{reason}``, logged once per stream and
+name, and listed in the stream's status (names only).
+
 Responses are pre-encoded bytes (see ``encode``); the method is registered
 through a generic handler whose response serializer passes bytes through, so
 no protobuf message is built per proxy.
@@ -50,6 +59,7 @@ from prometheus_client import CollectorRegistry
 from pilotfish.xds.debounce import Clock, Debouncer
 from pilotfish.xds.server.encode import ResponseEncoder
 from pilotfish.xds.server.metrics import XdsMetrics, type_label
+from pilotfish.xds.server.secret_access import SecretAccess
 from pilotfish.xds.server.state import (
     AdsStreamState,
     ClientRequest,
@@ -60,7 +70,7 @@ from pilotfish.xds.server.state import (
 from pilotfish.xds.server.status import ProxyStatus, type_statuses
 from pilotfish.xds.server.stream import ProxyStream, WriteLimiter
 from pilotfish.xds.server.tls import TlsFront, TlsServerConfig, authorize_node
-from pilotfish.xds.types import ADS_ORDER, ConfigGenerator, ResourceSet
+from pilotfish.xds.types import ADS_PUSH_ORDER, SECRET_TYPE, ConfigGenerator, ResourceSet
 
 __all__ = ["ADS_METHOD", "ADS_SERVICE", "XdsServer", "client_request_from_proto"]
 
@@ -68,6 +78,9 @@ ADS_SERVICE = "envoy.service.discovery.v3.AggregatedDiscoveryService"
 ADS_METHOD = f"/{ADS_SERVICE}/StreamAggregatedResources"
 
 _log = logging.getLogger("pilotfish.xds")
+
+# At most this many refused secret names are remembered per stream (for status).
+_MAX_DENIED_PER_STREAM = 64
 
 # Yield to the event loop every this many streams during a push, so request
 # handling and writers keep running while a large push is being planned.
@@ -118,8 +131,12 @@ class XdsServer:
         registry: CollectorRegistry | None = None,
         clock: Clock | None = None,
         max_writes_in_flight: int = 64,
+        plaintext_secrets: bool = False,
     ) -> None:
+        """``plaintext_secrets`` (development only): serve credential secrets on the
+        plain-text port to the namespace a node *claims*; off, that port gets none."""
         self._generator = generator
+        self._plaintext_secrets = plaintext_secrets
         self._quiet_period = quiet_period
         self._max_delay = max_delay
         self._clock = clock
@@ -269,6 +286,8 @@ class XdsServer:
                 connected_at=s.connected_at,
                 view=s.view_repr,
                 types=type_statuses(s.state),
+                identity=s.secret_access.identity,
+                secrets_denied=dict(s.secrets_denied),
             )
             for s in sorted(self._newest_streams().values(), key=lambda s: s.proxy_id)
         ]
@@ -328,13 +347,16 @@ class XdsServer:
                     _log.warning("refusing xDS node %r on the TLS port: %s", node_id, problem)
                     await context.abort(grpc.StatusCode.PERMISSION_DENIED, problem)
                     return
+                access = SecretAccess.verified(peer, self._trust_domain)
+            else:
+                access = SecretAccess.plaintext(metadata, allow=self._plaintext_secrets)
             view = self._generator.view_of(node_id, metadata)
         except ValueError as exc:
             _log.warning("rejecting xDS node %r: %s", node_id, exc)
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
             return
 
-        stream = self._open_stream(node_id, view)
+        stream = self._open_stream(node_id, view, access)
         handler_task = asyncio.current_task()
         writer = asyncio.get_running_loop().create_task(
             stream.write_loop(context.write, self._write_limiter)
@@ -356,7 +378,7 @@ class XdsServer:
                 _log.exception("generating config for proxy %s failed", node_id)
                 await context.abort(grpc.StatusCode.INTERNAL, "configuration generation failed")
                 return
-            self._queue_all(stream, stream.state.update(sets))
+            self._queue_all(stream, stream.state.update(_authorized(stream, sets)))
             request = first
             while True:
                 self._handle_request(stream, request)
@@ -368,15 +390,18 @@ class XdsServer:
             writer.cancel()
             self._close_stream(stream)
 
-    def _open_stream(self, proxy_id: str, view: object) -> ProxyStream:
+    def _open_stream(
+        self, proxy_id: str, view: object, access: SecretAccess | None = None
+    ) -> ProxyStream:
         self._next_stream_id += 1
         stream = ProxyStream(
             stream_id=self._next_stream_id,
             proxy_id=proxy_id,
             view=view,
             connected_at=time.time(),
-            state=AdsStreamState(ADS_ORDER, name_sets=self._name_sets),
+            state=AdsStreamState(ADS_PUSH_ORDER, name_sets=self._name_sets),
             encoder=self._encoder,
+            secret_access=access or SecretAccess(),
         )
         self._streams[stream.stream_id] = stream
         self.metrics.connected_proxies.set(len(self._streams))
@@ -392,9 +417,27 @@ class XdsServer:
     def _handle_request(self, stream: ProxyStream, request: Any) -> None:
         if request.response_nonce:
             stream.replied(request.response_nonce)
+        if request.type_url == SECRET_TYPE:
+            self._check_secret_request(stream, request.resource_names)
         outcome = stream.state.receive(client_request_from_proto(request), now=time.time())
         self._observe(stream, outcome)
         self._queue_all(stream, outcome.responses)
+
+    def _check_secret_request(self, stream: ProxyStream, names: Sequence[str]) -> None:
+        """Count and log (once per stream and name) secrets the stream may not have."""
+        denied = stream.secrets_denied
+        for name, reason in stream.secret_access.denied(names).items():
+            if name in denied:
+                continue
+            self.metrics.secret_denied.labels(reason=reason.value).inc()
+            if len(denied) < _MAX_DENIED_PER_STREAM:
+                denied[name] = reason.value
+            _log.warning(
+                "not sending secret %r to proxy %s: %s",
+                name[:200],
+                stream.proxy_id,
+                _DENIAL_TEXT[reason.value].format(identity=stream.secret_access.identity),
+            )
 
     def _observe(self, stream: ProxyStream, outcome: RequestOutcome) -> None:
         kind = outcome.kind
@@ -441,7 +484,7 @@ class XdsServer:
             except Exception:
                 _log.exception("generating config for proxy %s failed", stream.proxy_id)
                 continue
-            self._queue_all(stream, stream.state.update(sets, diffs))
+            self._queue_all(stream, stream.state.update(_authorized(stream, sets), diffs))
         elapsed = time.perf_counter() - started
         self.metrics.push_seconds.observe(elapsed)
         _log.debug("push planned for %d streams in %.3fs", len(self._streams), elapsed)
@@ -467,3 +510,21 @@ class XdsServer:
         if cached is None:
             cached = memo[view] = self._generator.generate(view)
         return cached
+
+
+_DENIAL_TEXT = {
+    "plaintext": "the plain-text xDS port has no verified identity (use the secure port)",
+    "namespace": "its verified identity {identity} is in another namespace than the Secret",
+    "name": "not a credential this control plane serves",
+}
+
+
+def _authorized(stream: ProxyStream, sets: Mapping[str, ResourceSet]) -> Mapping[str, ResourceSet]:
+    """``sets`` with the credential secrets restricted to what ``stream`` may receive."""
+    secrets = sets.get(SECRET_TYPE)
+    if secrets is None or not secrets.resources:
+        return sets
+    allowed = stream.secret_access.filter(secrets)
+    if allowed is secrets:
+        return sets
+    return {**sets, SECRET_TYPE: allowed}

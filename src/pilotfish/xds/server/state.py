@@ -49,8 +49,9 @@ the resources that changed, and a client must not delete resources left out
 (Envoy xDS protocol, "Grouping Resources into Responses" and "Deleting
 Resources", envoy/api/xds_protocol.rst,
 https://www.envoyproxy.io/docs/envoy/latest/api-docs/xds_protocol#grouping-resources-into-responses).
-So EDS and RDS responses carry only subscribed resources whose bytes differ
-from what this stream last delivered.
+So EDS, RDS and SDS responses carry only subscribed resources whose bytes
+differ from what this stream last delivered (a rotated certificate is one
+Secret, nothing else).
 
 For those types the client's knowledge is kept implicitly: after every plan
 it holds exactly ``synced`` restricted to its subscribed names. What changed

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pilotfish.xds.server.state import AdsStreamState
-from pilotfish.xds.types import TYPE_SHORT_NAMES
+from pilotfish.xds.types import SECRET_TYPE, TYPE_SHORT_NAMES
 
 __all__ = ["ProxyStatus", "TypeStatus", "type_statuses"]
 
@@ -56,14 +56,20 @@ class TypeStatus:
 class ProxyStatus:
     """The sync state of one connected proxy (its newest stream).
 
-    ``types`` maps every known type URL (in push order) to its status.
-    ``connected_at`` is wall-clock seconds since the epoch.
+    ``types`` maps every known type URL (in push order) to its status (SDS only
+    when subscribed).
+    ``connected_at`` is wall-clock seconds since the epoch. ``identity`` is the
+    stream's verified SPIFFE id ("" on the plain-text port);
+    ``secrets_denied`` maps credential secret names the proxy asked for and was
+    refused to the reason (names only, never contents).
     """
 
     proxy_id: str
     connected_at: float
     view: str
     types: Mapping[str, TypeStatus] = field(hash=False)
+    identity: str = ""
+    secrets_denied: Mapping[str, str] = field(default_factory=dict, hash=False)
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-compatible dict; per-type entries are keyed by short name (CDS, ...)."""
@@ -72,13 +78,18 @@ class ProxyStatus:
             "connected_at": self.connected_at,
             "view": self.view,
             "types": {st.short_name: st.to_json() for st in self.types.values()},
+            "identity": self.identity,
+            "secrets_denied": dict(self.secrets_denied),
         }
 
 
 def type_statuses(state: AdsStreamState) -> dict[str, TypeStatus]:
-    """Snapshot the per-type state of one stream."""
+    """Snapshot the per-type state of one stream. Secrets (SDS) are listed only
+    once the proxy subscribed to them: most proxies use none."""
     out: dict[str, TypeStatus] = {}
     for url, ts in state.types.items():
+        if url == SECRET_TYPE and not ts.requested:
+            continue
         nack = ts.nack
         out[url] = TypeStatus(
             type_url=url,

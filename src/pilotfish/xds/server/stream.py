@@ -24,6 +24,7 @@ import functools
 from collections.abc import Awaitable, Callable
 
 from pilotfish.xds.server.encode import ResponseEncoder
+from pilotfish.xds.server.secret_access import SecretAccess
 from pilotfish.xds.server.state import AdsStreamState, Response
 
 __all__ = ["ProxyStream", "WriteLimiter"]
@@ -80,6 +81,8 @@ class ProxyStream:
         "connected_at",
         "encoder",
         "proxy_id",
+        "secret_access",
+        "secrets_denied",
         "state",
         "stream_id",
         "view",
@@ -94,8 +97,13 @@ class ProxyStream:
         connected_at: float,
         state: AdsStreamState,
         encoder: ResponseEncoder,
+        secret_access: SecretAccess | None = None,
     ) -> None:
         self.stream_id = stream_id
+        # Which credential secrets this stream may receive, and the names refused
+        # so far (name -> reason), for status.
+        self.secret_access = secret_access or SecretAccess()
+        self.secrets_denied: dict[str, str] = {}
         self.proxy_id = proxy_id
         self.view = view
         self.view_repr = repr(view)

@@ -1,0 +1,112 @@
+"""A throwaway PKI for tests: a CA issuing TLS leaves, and Secret manifests holding them."""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import json
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+__all__ = ["Leaf", "TestCa", "serial_of", "tls_secret"]
+
+
+class Leaf:
+    """An issued certificate (PEM) with its key (PEM) and serial number."""
+
+    __test__ = False
+
+    def __init__(self, cert_pem: str, key_pem: str, serial: int) -> None:
+        self.cert_pem = cert_pem
+        self.key_pem = key_pem
+        self.serial = serial
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+
+class TestCa:
+    """A self-signed CA valid for a day."""
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, name: str = "Pilotfish test CA") -> None:
+        self._key = ec.generate_private_key(ec.SECP256R1())
+        self._subject = _name(name)
+        now = datetime.datetime.now(datetime.UTC)
+        self._cert = (
+            x509.CertificateBuilder()
+            .subject_name(self._subject)
+            .issuer_name(self._subject)
+            .public_key(self._key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(self._key, hashes.SHA256())
+        )
+
+    @property
+    def ca_pem(self) -> str:
+        return self._cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
+
+    def issue(self, common_name: str, dns: tuple[str, ...] = ()) -> Leaf:
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = datetime.datetime.now(datetime.UTC)
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(_name(common_name))
+            .issuer_name(self._subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(hours=2))
+            .add_extension(
+                x509.ExtendedKeyUsage(
+                    [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+                ),
+                critical=False,
+            )
+        )
+        if dns:
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName([x509.DNSName(d) for d in dns]), critical=False
+            )
+        cert = builder.sign(self._key, hashes.SHA256())
+        key_pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ).decode("ascii")
+        return Leaf(
+            cert.public_bytes(serialization.Encoding.PEM).decode("ascii"),
+            key_pem,
+            cert.serial_number,
+        )
+
+
+def serial_of(cert: bytes | str) -> int:
+    """The serial number of a DER (bytes) or PEM (str) certificate."""
+    if isinstance(cert, str):
+        return x509.load_pem_x509_certificate(cert.encode()).serial_number
+    return x509.load_der_x509_certificate(cert).serial_number
+
+
+def tls_secret(name: str, namespace: str, leaf: Leaf, ca_pem: str | None = None) -> str:
+    """A ``kubernetes.io/tls`` Secret manifest (JSON, a YAML subset), with ``ca.crt``
+    when ``ca_pem`` is given."""
+    data = {"tls.crt": leaf.cert_pem, "tls.key": leaf.key_pem}
+    if ca_pem is not None:
+        data["ca.crt"] = ca_pem
+    doc = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": namespace},
+        "type": "kubernetes.io/tls",
+        "data": {k: base64.b64encode(v.encode()).decode("ascii") for k, v in data.items()},
+    }
+    return json.dumps(doc) + "\n"
