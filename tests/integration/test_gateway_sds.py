@@ -224,10 +224,20 @@ async def _served_serial(run: GatewayRun, ca: TestCa) -> int | None:
             await writer.wait_closed()
 
 
-async def _get(url: str, **params: str) -> str:
-    async with aiohttp.ClientSession() as session, session.get(url, params=params) as resp:
+async def _get(url: str, token: str | None = None, **params: str) -> str:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(url, params=params, headers=headers) as resp,
+    ):
         assert resp.status == 200, (url, resp.status)
         return await resp.text()
+
+
+async def _api(run: GatewayRun, path: str, **params: str) -> str:
+    """GET ``path`` of the control plane's HTTP API, with its token."""
+    url = f"http://127.0.0.1:{run.cp.http_port}{path}"
+    return await _get(url, run.cp.api_token.reveal(), **params)
 
 
 async def _envoy_stats(run: GatewayRun, prefix: str) -> dict[str, int]:
@@ -248,7 +258,10 @@ async def _cli(run: GatewayRun, *args: str) -> str:
     """``pilotfish ARGS`` against this control plane; its standard output."""
     argv = [sys.executable, "-m", "pilotfish.cli.main", *args]
     argv += ["--control-plane", f"http://127.0.0.1:{run.cp.http_port}"]
-    proc = await asyncio.to_thread(subprocess.run, argv, capture_output=True, text=True, timeout=60)
+    env = {**os.environ, "PILOTFISH_API_TOKEN": run.cp.api_token.reveal()}
+    proc = await asyncio.to_thread(
+        subprocess.run, argv, capture_output=True, text=True, timeout=60, env=env
+    )
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
 
@@ -404,7 +417,7 @@ async def test_gateway_gets_its_certificate_over_sds_and_rotation_drains_nothing
     assert sds[f"{stat}.update_success"] >= 2 and sds[f"{stat}.update_rejected"] == 0, sds
 
     # /debug/config_dump shows the secret's name, never its key.
-    dump = await _get(f"http://127.0.0.1:{run.cp.http_port}/debug/config_dump", proxy=GW_ID)
+    dump = await _api(run, "/debug/config_dump", proxy=GW_ID)
     assert SECRET in dump
     assert "PRIVATE KEY" not in dump and second.key_pem.split("\n")[1] not in dump
     # So does `pilotfish proxy-config secrets`, with the serving certificate's serial.
@@ -475,7 +488,7 @@ async def test_secrets_go_to_the_verified_owner_only(gateway: GatewayRun) -> Non
     # Meanwhile the real gateway, verified as istio-system, holds its secret.
     sent = run.cp.xds.sent(GW_ID)
     assert sent is not None and SECRET in sent[SECRET_TYPE].resources
-    syncz = json.loads(await _get(f"http://127.0.0.1:{run.cp.http_port}/debug/syncz"))
+    syncz = json.loads(await _api(run, "/debug/syncz"))
     by_id = {row["proxy_id"]: row for row in syncz}
     assert by_id[GW_ID]["secrets_denied"] == {}
     assert "PRIVATE KEY" not in str(syncz)
