@@ -89,7 +89,7 @@ def _first_response(channel: grpc.Channel, request: Any) -> bytes | None:
     def requests() -> Any:
         yield request
         secrets = discovery_pb2.DiscoveryRequest(type_url=SECRETS, node=request.node)
-        secrets.resource_names.append("kubernetes://gateway-cert")
+        secrets.resource_names.append("kubernetes://istio-system/gateway-cert")
         yield secrets
         done.wait(5)
 

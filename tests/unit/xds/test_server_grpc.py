@@ -15,7 +15,7 @@ from ads_helpers import cla, cluster, listener, route
 from envoy.service.discovery.v3 import discovery_pb2
 from prometheus_client import CollectorRegistry
 
-from pilotfish.xds.server import ADS_SERVICE, XdsServer
+from pilotfish.xds.server import ADS_METHOD, ADS_SERVICE, XdsServer
 from pilotfish.xds.types import (
     CLUSTER_TYPE,
     ENDPOINT_TYPE,
@@ -388,3 +388,29 @@ async def test_notify_change_from_another_thread(
     assert resp.type_url == ROUTE_TYPE
     await client.ack(resp)
     await client.probe()
+
+
+async def test_half_closed_client_still_gets_its_answers(channel: grpc.aio.Channel) -> None:
+    """A client that asks and closes its side at once (as a one-shot tool does) gets the
+    answer before the stream ends with OK; never an empty OK stream."""
+
+    async def ask_once(index: int) -> list[discovery_pb2.DiscoveryResponse]:
+        call = channel.stream_stream(
+            ADS_METHOD,
+            request_serializer=discovery_pb2.DiscoveryRequest.SerializeToString,
+            response_deserializer=discovery_pb2.DiscoveryResponse.FromString,
+        )()
+        request = discovery_pb2.DiscoveryRequest(type_url=CLUSTER_TYPE)
+        request.node.id = f"oneshot-{index}.default"
+        request.node.metadata.update({"GROUP": "g1"})
+        await call.write(request)
+        await call.done_writing()
+        responses = [r async for r in call]
+        assert await call.code() == grpc.StatusCode.OK
+        return responses
+
+    # Many at once, so reading EOF races with writing the answer.
+    results = await asyncio.gather(*(ask_once(i) for i in range(40)))
+    for responses in results:
+        assert [r.type_url for r in responses][:1] == [CLUSTER_TYPE]
+        assert resource_names(responses[0]) == ["a", "b"]

@@ -37,9 +37,13 @@ Responses are pre-encoded bytes (see ``encode``); the method is registered
 through a generic handler whose response serializer passes bytes through, so
 no protobuf message is built per proxy.
 
-A stream is removed from the table, and its writer task cancelled, in a
-``finally`` on every exit path: normal end, client cancel, broken connection
-or server shutdown (grpc.aio cancels the handler task in the last cases).
+A client that half-closes its side (sends no more requests) still gets the
+responses already planned for it before the stream ends: the handler waits
+for the writer to drain them (bounded), so an answer is never cut off by a
+race between reading EOF and writing. A stream is removed from the table,
+and its writer task cancelled, in a ``finally`` on every exit path: normal
+end, client cancel, broken connection or server shutdown (grpc.aio cancels
+the handler task in the last cases).
 """
 
 from __future__ import annotations
@@ -79,6 +83,8 @@ ADS_METHOD = f"/{ADS_SERVICE}/StreamAggregatedResources"
 
 _log = logging.getLogger("pilotfish.xds")
 
+# How long a half-closed stream may take to write the answers it is still owed.
+_HALF_CLOSE_DRAIN_SECONDS = 5.0
 # At most this many refused secret names are remembered per stream (for status).
 _MAX_DENIED_PER_STREAM = 64
 
@@ -384,6 +390,10 @@ class XdsServer:
                 self._handle_request(stream, request)
                 request = await context.read()
                 if request is grpc.aio.EOF:
+                    # The client half-closed: it sends no more, but it still gets the
+                    # answers to what it asked before the stream ends with OK.
+                    if not await stream.drain(_HALF_CLOSE_DRAIN_SECONDS):
+                        _log.debug("xDS stream %s: unsent answers after half-close", node_id)
                     break
         finally:
             writer.remove_done_callback(_on_writer_done)

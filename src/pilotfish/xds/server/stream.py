@@ -76,6 +76,7 @@ class ProxyStream:
 
     __slots__ = (
         "_answered",
+        "_half_closed",
         "_queue",
         "closed",
         "connected_at",
@@ -114,6 +115,7 @@ class ProxyStream:
         self._queue: asyncio.Queue[Response] = asyncio.Queue()
         # nonce -> set when the client answers that response (see WriteLimiter).
         self._answered: dict[str, asyncio.Event] = {}
+        self._half_closed = False  # the client sends no more: it will never answer
 
     @property
     def backlog(self) -> int:
@@ -137,18 +139,39 @@ class ProxyStream:
         encoder = self.encoder
         while not self.closed:
             response = await queue.get()
-            # Partial EDS/RDS updates are small: only whole sets go through the limiter.
-            if limiter is None or response.names is not None:
-                await write(encoder.encode(response))
-            else:
-                answered = asyncio.Event()
-                self._answered[response.nonce] = answered
-                try:
-                    await limiter.write(
-                        functools.partial(self._encode_and_write, write, response), answered
-                    )
-                finally:
-                    self._answered.pop(response.nonce, None)
+            try:
+                # Partial EDS/RDS updates are small: only whole sets go through the limiter.
+                if limiter is None or response.names is not None:
+                    await write(encoder.encode(response))
+                else:
+                    answered = asyncio.Event()
+                    if self._half_closed:
+                        answered.set()
+                    self._answered[response.nonce] = answered
+                    try:
+                        await limiter.write(
+                            functools.partial(self._encode_and_write, write, response), answered
+                        )
+                    finally:
+                        self._answered.pop(response.nonce, None)
+            finally:
+                queue.task_done()
+
+    async def drain(self, timeout: float) -> bool:
+        """Wait until every queued response has been written (at most ``timeout`` s).
+
+        For a client that half-closed its side: it asked, so it gets its answers
+        before the stream ends. False if they were not all written in time.
+        """
+        # No ACK will come: do not hold write slots waiting for one.
+        self._half_closed = True
+        for event in self._answered.values():
+            event.set()
+        try:
+            await asyncio.wait_for(self._queue.join(), timeout)
+        except TimeoutError:
+            return False
+        return True
 
     async def _encode_and_write(
         self, write: Callable[[bytes], Awaitable[None]], response: Response
