@@ -16,7 +16,7 @@ accepted input to a few seconds of parsing and some tens of MB on one core.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 __all__ = ["DEFAULT_LIMITS", "ParseLimits", "file_too_large"]
 
@@ -35,7 +35,10 @@ class ParseLimits:
         one object (1 MiB: aiohttp's default, which the API always had).
     ``max_nodes``: YAML/JSON nodes (mappings, sequences, scalars; keys count)
         in one file, counting every node an alias expands to (200 000: about
-        3 MB of typical YAML, a few seconds of parsing).
+        3 MB of typical YAML, under 4 s of parsing).
+    ``max_body_nodes``: the same for one request body (50 000; an Istio
+        resource has tens to hundreds). The API parses on its event loop, so
+        this bounds how long one request can hold it (about 1 s).
     ``max_depth``: nesting of mappings and sequences, also through aliases
         (100; Istio resources nest under 35 levels).
     ``max_documents``: YAML documents in one file, and separately the items of
@@ -51,6 +54,7 @@ class ParseLimits:
     max_file_bytes: int = 4 * 1024 * 1024
     max_body_bytes: int = 1024 * 1024
     max_nodes: int = 200_000
+    max_body_nodes: int = 50_000
     max_depth: int = 100
     max_documents: int = 10_000
     max_aliases: int = 1_000
@@ -64,6 +68,12 @@ class ParseLimits:
                 raise ValueError(f"ParseLimits.{f.name} must be a positive integer, not {value!r}")
         if self.max_depth > _DEPTH_CEILING:
             raise ValueError(f"ParseLimits.max_depth must be at most {_DEPTH_CEILING}")
+
+    def for_body(self) -> ParseLimits:
+        """The limits that parsing one request body applies: ``max_nodes`` is
+        ``max_body_nodes`` (when smaller). The API checks ``max_body_bytes``
+        itself while reading."""
+        return replace(self, max_nodes=min(self.max_nodes, self.max_body_nodes))
 
 
 #: The limits every entry point uses unless told otherwise.

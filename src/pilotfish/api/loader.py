@@ -22,10 +22,11 @@ still load, as with a syntax error).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -79,8 +80,8 @@ def load_file(path: str | Path, limits: ParseLimits = DEFAULT_LIMITS) -> LoadRes
     name = str(path)
     try:
         with open(path, "rb") as fh:
-            data = fh.read(limits.max_file_bytes + 1)
-        if len(data) > limits.max_file_bytes:
+            data = _read_at_most(fh, limits.max_file_bytes)
+        if data is None:
             return LoadResult((), (_error(name, 0, file_too_large(limits.max_file_bytes)),))
         # Newlines as text mode reads them (universal newlines), as before.
         text = data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
@@ -89,6 +90,17 @@ def load_file(path: str | Path, limits: ParseLimits = DEFAULT_LIMITS) -> LoadRes
     except OSError as exc:
         return LoadResult((), (_error(name, 0, f"cannot read file: {exc.strerror or exc}"),))
     return load_text(text, name, limits)
+
+
+def _read_at_most(fh: BinaryIO, max_bytes: int) -> bytes | None:
+    """The whole file, or None if it is (or grows while read) beyond ``max_bytes``."""
+    size = os.fstat(fh.fileno()).st_size
+    if size > max_bytes:
+        return None
+    data = fh.read(size + 1)  # one more: notices growth since the stat
+    if len(data) > size:
+        data += fh.read(max_bytes + 1 - len(data))
+    return data if len(data) <= max_bytes else None
 
 
 def load_text(text: str, filename: str, limits: ParseLimits = DEFAULT_LIMITS) -> LoadResult:

@@ -10,8 +10,9 @@ silently collapses to the last one.
 
 Nesting deeper than ``max_depth`` (the loader's limit; ``yamlcompose`` already
 refuses it while composing) and scalars that cannot be read (an explicit
-``!!int abc``, an integer too long to print) are reported as problems of
-their path, never raised.
+``!!int abc``, an integer too long to print) or that are no JSON value
+(``!!binary``) are reported as problems of their path, not raised. (Tags
+PyYAML has no constructor for still raise its ``ConstructorError``.)
 
 Paths: mapping keys are joined with ``.``; a key that itself contains ``.``,
 ``[`` or ``]`` (label keys such as ``app.kubernetes.io/name``) is written
@@ -137,6 +138,9 @@ def _scalar(node: yaml.ScalarNode, path: str, out: NodeData, ctor: yaml.SafeLoad
         kind = node.tag.rsplit(":", 1)[-1]
         reason = str(exc).split(";", 1)[0]
         out.problems.append((path, line, f"cannot read this value as {kind}: {reason}"))
+        return None
+    if isinstance(value, bytes):  # configuration is JSON data: no binary type
+        out.problems.append((path, line, "binary values (!!binary) are not supported"))
         return None
     if isinstance(value, int) and value.bit_length() > _MAX_INT_BITS:
         out.problems.append((path, line, f"integer wider than {_MAX_INT_BITS} bits"))

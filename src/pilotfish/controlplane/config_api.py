@@ -24,8 +24,8 @@ as ``Warning`` headers, as Kubernetes does.
 
 Bodies are bounded by ``settings.parse_limits``: one larger than
 ``max_body_bytes`` is refused with 413 before more than that is read, and
-the rest of the limits (alias expansion, depth, nodes) apply while it is
-parsed, as for a file (400 naming the limit and the line).
+the rest of the limits (alias expansion, depth, ``max_body_nodes``) apply
+while it is parsed, as for a file (400 naming the limit and the line).
 
 Reads return the document as its author wrote it (``raw``), never where it
 came from (no file paths). Secrets are never served back whole: every value
@@ -209,7 +209,7 @@ class _ConfigApi:
         self, request: web.Request, target: _Target
     ) -> tuple[Resource, list[Diagnostic]]:
         """The validated resource of the body, or a 400 listing every error."""
-        limits = self._cp.settings.parse_limits
+        limits = self._cp.settings.parse_limits.for_body()
         text = await _read_body(request, limits.max_body_bytes)
         text, data = _prepare_body(text, target.namespace, limits)
         problems = _mismatches(data, target) if data is not None else []
@@ -335,11 +335,11 @@ def _prepare_body(
     """
     try:
         roots = list(compose_documents(text, limits))
-    except yaml.YAMLError:  # a syntax error or a crossed limit
+        if len(roots) != 1:
+            raise _Problem(400, "the request body must hold exactly one object")
+        data = node_to_data(roots[0], max_depth=limits.max_depth).value
+    except yaml.YAMLError:  # syntax, a crossed limit, a tag without constructor
         return text, None  # the loader reports it with its line
-    if len(roots) != 1:
-        raise _Problem(400, "the request body must hold exactly one object")
-    data = node_to_data(roots[0], max_depth=limits.max_depth).value
     if not isinstance(data, dict):
         return text, None
     if data.get("kind") == "List":

@@ -38,9 +38,9 @@ from pydantic import Field, ValidationError
 from pilotfish.api.base import ApiModel
 from pilotfish.api.diagnostics import Diagnostic, Severity, SourceRef
 from pilotfish.api.duration import parse_duration_ms
-from pilotfish.api.yamlcompose import ParseLimitError, compose_documents
 from pilotfish.api.networking.virtual_service import HTTPRetry
 from pilotfish.api.pydantic_errors import errors_to_findings
+from pilotfish.api.yamlcompose import ParseLimitError, compose_documents
 from pilotfish.api.yamlnodes import line_in, node_to_data
 
 __all__ = [

@@ -225,7 +225,10 @@ def _read(found: Found, previous: Memo | None, max_bytes: int) -> Reading:
         return _too_large(found, max_bytes)
     try:
         with open(found.path, "rb") as fh:
-            data = fh.read(max_bytes + 1)
+            # The size stat gave, plus one byte to notice growth; never past the limit.
+            data = fh.read(found.fingerprint.size + 1)
+            if len(data) > found.fingerprint.size:
+                data += fh.read(max_bytes + 1 - len(data))
     except OSError as exc:
         problem = Diagnostic(
             Severity.ERROR, f"cannot read file: {exc.strerror}", SourceRef(found.path)
