@@ -11,7 +11,8 @@ point exactly as a user's input would:
   loopback port 0) gets a ``PUT`` of the body to the URL of the case's seed
   resource over real HTTP. Any status outside 2xx/4xx, or a body that is not
   JSON, is a violation. After a rejected write the store's revision, its
-  objects (by identity) and the files on disk must be exactly as before;
+  objects (by identity) and the files on disk must be exactly as before, and
+  a snapshot that had caught up with the store must still be at its revision;
   after an accepted one the stored object must pass its validator. At the
   end, every file the API wrote must load back cleanly to what the store serves.
 
@@ -260,12 +261,20 @@ def _check_valid(tally: Tally, case: FuzzCase, resources: Iterable[Resource]) ->
 @dataclass(frozen=True, slots=True)
 class _Serving:
     revision: int
+    snapshot_revision: int  # of the snapshot xDS serves; may lag the store briefly
     objects: tuple[Resource, ...]
     files: tuple[tuple[str, int, int], ...]
 
     def same(self, other: _Serving) -> bool:
+        # A snapshot that had caught up with the store must not move: nothing to
+        # catch up with (one still catching up with an earlier write may).
+        snapshot_kept = (
+            self.snapshot_revision != self.revision
+            or other.snapshot_revision == self.snapshot_revision
+        )
         return (
-            self.revision == other.revision
+            snapshot_kept
+            and self.revision == other.revision
             and len(self.objects) == len(other.objects)
             and all(a is b for a, b in zip(self.objects, other.objects, strict=True))
             and self.files == other.files
@@ -278,7 +287,12 @@ def _serving(cp: ControlPlane, config_dir: Path) -> _Serving:
         for name in names:
             st = os.stat(os.path.join(dirpath, name))
             files.append((os.path.join(dirpath, name), st.st_size, st.st_mtime_ns))
-    return _Serving(cp.store.revision, tuple(cp.store.list()), tuple(sorted(files)))
+    return _Serving(
+        cp.store.revision,
+        cp.generator.snapshot.revision,
+        tuple(cp.store.list()),
+        tuple(sorted(files)),
+    )
 
 
 def _url(seed: Seed) -> str:
