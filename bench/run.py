@@ -19,7 +19,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from bench import dataplane, sidecar_scoping
+from bench import dataplane, fuzz_inputs, sidecar_scoping
 from bench.controlplane_scale import FULL, QUICK, ScaleParams, run_scale
 from bench.procstats import machine_info, utc_timestamp
 from bench.report import dataplane_table, scale_table, write_result
@@ -87,6 +87,18 @@ def _run_sidecar_scoping(args: argparse.Namespace, console: Console) -> dict[str
     return sidecar_scoping.run_scoping(_scoping_params(args), log=console.log)
 
 
+def _fuzz_params(args: argparse.Namespace) -> fuzz_inputs.FuzzParams:
+    return fuzz_inputs.QUICK if args.quick else fuzz_inputs.FULL
+
+
+def _run_fuzz_inputs(args: argparse.Namespace, console: Console) -> dict[str, Any]:
+    numbers = fuzz_inputs.run_fuzz(_fuzz_params(args), log=console.log)
+    failed = sum(fuzz_inputs.failures(numbers[p]) for p in ("analyze", "api"))
+    if failed:
+        numbers["error"] = f"{failed} crashes or invariant violations (see the examples)"
+    return numbers
+
+
 BENCHMARKS = (
     Benchmark(
         "controlplane_scale",
@@ -105,6 +117,12 @@ BENCHMARKS = (
         lambda args: dataclasses.asdict(_scoping_params(args)),
         _run_sidecar_scoping,
         scoping_table,
+    ),
+    Benchmark(
+        "fuzz_inputs",
+        lambda args: dataclasses.asdict(_fuzz_params(args)),
+        _run_fuzz_inputs,
+        fuzz_inputs.fuzz_table,
     ),
 )
 

@@ -12,14 +12,21 @@ document without schema errors reaches the kind's semantic validator
 (``pilotfish.api.validation``); a document with any error is not returned.
 
 All errors of a document are reported, not only the first.
+
+Hostile input: everything stays within ``ParseLimits`` (``api.limits``). The
+byte size is checked before the text is read or parsed, the rest while it is
+composed (``api.yamlcompose``); the first limit crossed ends the file with one
+error naming the limit and the line where it was crossed (documents before it
+still load, as with a syntax error).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -27,9 +34,11 @@ from pydantic import BaseModel, ValidationError
 from pilotfish.api.base import ObjectMeta
 from pilotfish.api.diagnostics import Diagnostic, Severity, SourceRef
 from pilotfish.api.kinds import API_VERSIONS, KINDS, TOP_LEVEL_SPEC_FIELDS
+from pilotfish.api.limits import DEFAULT_LIMITS, ParseLimits, file_too_large
 from pilotfish.api.pydantic_errors import errors_to_findings
 from pilotfish.api.resource import Resource
 from pilotfish.api.validation import validate
+from pilotfish.api.yamlcompose import ParseLimitError, compose_documents
 from pilotfish.api.yamlnodes import NodeData, line_in, node_to_data
 
 __all__ = ["LoadResult", "load_file", "load_text"]
@@ -65,33 +74,66 @@ class LoadResult:
         return not any(d.is_error for d in self.diagnostics)
 
 
-def load_file(path: str | Path) -> LoadResult:
-    """Load every resource of a YAML or JSON file. Unreadable files give one error."""
+def load_file(path: str | Path, limits: ParseLimits = DEFAULT_LIMITS) -> LoadResult:
+    """Load every resource of a YAML or JSON file. Unreadable files, and files
+    larger than ``limits.max_file_bytes`` (not read at all), give one error."""
     name = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        with open(path, "rb") as fh:
+            data = _read_at_most(fh, limits.max_file_bytes)
+        if data is None:
+            return LoadResult((), (_error(name, 0, file_too_large(limits.max_file_bytes)),))
+        # Newlines as text mode reads them (universal newlines), as before.
+        text = data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
     except UnicodeDecodeError as exc:
         return LoadResult((), (_error(name, 0, f"file is not UTF-8 text: {exc.reason}"),))
     except OSError as exc:
         return LoadResult((), (_error(name, 0, f"cannot read file: {exc.strerror or exc}"),))
-    return load_text(text, name)
+    return load_text(text, name, limits)
 
 
-def load_text(text: str, filename: str) -> LoadResult:
+def _read_at_most(fh: BinaryIO, max_bytes: int) -> bytes | None:
+    """The whole file, or None if it is (or grows while read) beyond ``max_bytes``."""
+    size = os.fstat(fh.fileno()).st_size
+    if size > max_bytes:
+        return None
+    data = fh.read(size + 1)  # one more: notices growth since the stat
+    if len(data) > size:
+        data += fh.read(max_bytes + 1 - len(data))
+    return data if len(data) <= max_bytes else None
+
+
+def load_text(text: str, filename: str, limits: ParseLimits = DEFAULT_LIMITS) -> LoadResult:
     """Load every resource of a YAML (multi-document) or JSON text.
 
     ``filename`` is only used to label diagnostics and ``Resource.source``.
-    Documents before a syntax error are still loaded; the result is then not
-    ``ok``. Empty documents are skipped.
+    Documents before a syntax error or a crossed limit are still loaded; the
+    result is then not ``ok``. Empty documents are skipped.
     """
     resources: list[Resource] = []
     diagnostics: list[Diagnostic] = []
+    if _utf8_size(text) > limits.max_file_bytes:
+        return LoadResult((), (_error(filename, 0, file_too_large(limits.max_file_bytes)),))
+    count = 0
     try:
-        for root in yaml.compose_all(text, Loader=yaml.SafeLoader):
-            if root is None:
-                continue
-            for item in _documents(root, filename, diagnostics):
-                _load_document(item, filename, resources, diagnostics)
+        for root in compose_documents(text, limits):
+            items = _items(root)
+            if count + len(items) > limits.max_documents:
+                first_over = items[limits.max_documents - count]
+                raise ParseLimitError(
+                    f"more than {limits.max_documents} resources (limit)",
+                    first_over.start_mark.line + 1,
+                )
+            count += len(items)
+            for item in items:
+                doc = _Document(node_to_data(item, max_depth=limits.max_depth), _line_of(item))
+                _load_document(doc, filename, resources, diagnostics)
+    except ParseLimitError as exc:
+        diagnostics.append(_error(filename, exc.line, exc.message))
+    except RecursionError:
+        # Not reachable within the limits as far as we know (merge-key chains are
+        # the one recursion left in PyYAML); refusing beats a traceback.
+        diagnostics.append(_error(filename, 0, "nesting too deep to read (limit)"))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else 0
@@ -108,10 +150,15 @@ class _Document:
     line: int
 
 
-def _documents(root: yaml.Node, filename: str, diagnostics: list[Diagnostic]) -> list[_Document]:
+def _utf8_size(text: str) -> int:
+    """Bytes of ``text`` in UTF-8, counted without encoding it when it is all ASCII."""
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+
+
+def _items(root: yaml.Node) -> list[yaml.Node]:
     """Split a composed root into resource documents (``List`` and arrays unwrap)."""
     if isinstance(root, yaml.SequenceNode):
-        return [_Document(node_to_data(item), item.start_mark.line + 1) for item in root.value]
+        return list(root.value)
     if isinstance(root, yaml.MappingNode):
         for key_node, value_node in root.value:
             if (
@@ -120,13 +167,14 @@ def _documents(root: yaml.Node, filename: str, diagnostics: list[Diagnostic]) ->
                 and isinstance(value_node, yaml.SequenceNode)
                 and _scalar_value(root, "kind") == "List"
             ):
-                return [
-                    _Document(node_to_data(item), item.start_mark.line + 1)
-                    for item in value_node.value
-                ]
+                return list(value_node.value)
     if isinstance(root, yaml.ScalarNode) and root.value == "" and root.tag.endswith(":null"):
         return []
-    return [_Document(node_to_data(root), root.start_mark.line + 1)]
+    return [root]
+
+
+def _line_of(node: yaml.Node) -> int:
+    return node.start_mark.line + 1
 
 
 def _scalar_value(node: yaml.MappingNode, key: str) -> str | None:

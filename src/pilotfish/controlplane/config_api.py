@@ -22,6 +22,11 @@ to the loader's errors: a 400 lists every error at once. Reference checks
 (dangling hosts, subsets, gateways) against the rest of the store come back
 as ``Warning`` headers, as Kubernetes does.
 
+Bodies are bounded by ``settings.parse_limits``: one larger than
+``max_body_bytes`` is refused with 413 before more than that is read, and
+the rest of the limits (alias expansion, depth, ``max_body_nodes``) apply
+while it is parsed, as for a file (400 naming the limit and the line).
+
 Reads return the document as its author wrote it (``raw``), never where it
 came from (no file paths). Secrets are never served back whole: every value
 of their ``data`` and ``stringData`` reads as ``<redacted>`` (keys and
@@ -44,9 +49,11 @@ from multidict import CIMultiDict
 from pilotfish.api.core.secret import redact_document
 from pilotfish.api.diagnostics import Diagnostic, Severity, SourceRef
 from pilotfish.api.kinds import API_VERSIONS, KINDS, plural
+from pilotfish.api.limits import ParseLimits
 from pilotfish.api.loader import load_text
 from pilotfish.api.resource import Resource, ResourceKey
 from pilotfish.api.validation.references import check_references
+from pilotfish.api.yamlcompose import compose_documents
 from pilotfish.api.yamlnodes import node_to_data
 from pilotfish.controlplane.settings import ControlPlaneSettings
 from pilotfish.store import Store, StoreError
@@ -181,13 +188,11 @@ class _ConfigApi:
         self, request: web.Request, target: _Target
     ) -> tuple[Resource, list[Diagnostic]]:
         """The validated resource of the body, or a 400 listing every error."""
-        try:
-            text = await request.text()
-        except UnicodeDecodeError:
-            raise _Problem(400, "the request body is not UTF-8 text") from None
-        text, data = _prepare_body(text, target.namespace)
+        limits = self._cp.settings.parse_limits.for_body()
+        text = await _read_body(request, limits.max_body_bytes)
+        text, data = _prepare_body(text, target.namespace, limits)
         problems = _mismatches(data, target) if data is not None else []
-        loaded = load_text(text, REQUEST_SOURCE)
+        loaded = load_text(text, REQUEST_SOURCE, limits)
         problems += loaded.diagnostics
         errors = [d for d in problems if d.is_error]
         if errors:
@@ -280,7 +285,25 @@ def _kind_of_plural(resource: str) -> str | None:
     return None
 
 
-def _prepare_body(text: str, namespace: str) -> tuple[str, dict[str, Any] | None]:
+async def _read_body(request: web.Request, max_bytes: int) -> str:
+    """The body as text; 413 as soon as it proves longer than ``max_bytes``."""
+    too_large = _Problem(413, f"the request body is larger than {max_bytes} bytes (limit)")
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise too_large
+    body = bytearray()
+    while chunk := await request.content.read(64 * 1024):
+        body += chunk
+        if len(body) > max_bytes:
+            raise too_large
+    try:
+        return body.decode(request.charset or "utf-8")
+    except (UnicodeDecodeError, LookupError):
+        raise _Problem(400, "the request body is not UTF-8 text") from None
+
+
+def _prepare_body(
+    text: str, namespace: str, limits: ParseLimits
+) -> tuple[str, dict[str, Any] | None]:
     """``(text to load, the body as data)``.
 
     The text is rewritten (as JSON) only when the namespace must be filled in
@@ -290,12 +313,12 @@ def _prepare_body(text: str, namespace: str) -> tuple[str, dict[str, Any] | None
     that there is not exactly one object.
     """
     try:
-        roots = [r for r in yaml.compose_all(text, Loader=yaml.SafeLoader) if r is not None]
-    except yaml.YAMLError:
-        return text, None  # the loader reports the syntax error with its line
-    if len(roots) != 1:
-        raise _Problem(400, "the request body must hold exactly one object")
-    data = node_to_data(roots[0]).value
+        roots = list(compose_documents(text, limits))
+        if len(roots) != 1:
+            raise _Problem(400, "the request body must hold exactly one object")
+        data = node_to_data(roots[0], max_depth=limits.max_depth).value
+    except yaml.YAMLError:  # syntax, a crossed limit, a tag without constructor
+        return text, None  # the loader reports it with its line
     if not isinstance(data, dict):
         return text, None
     if data.get("kind") == "List":

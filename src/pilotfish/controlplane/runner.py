@@ -46,7 +46,11 @@ class ControlPlane:
         self.settings = settings
         if store is None:
             store = (
-                FileStore(settings.config_paths, poll_interval=settings.poll_interval)
+                FileStore(
+                    settings.config_paths,
+                    poll_interval=settings.poll_interval,
+                    limits=settings.parse_limits,
+                )
                 if settings.config_paths
                 else MemoryStore()
             )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from pilotfish.api.limits import DEFAULT_LIMITS, ParseLimits
 from pilotfish.model.mesh_config import MeshConfig
 
 __all__ = ["ControlPlaneSettings"]
@@ -60,6 +61,9 @@ class ControlPlaneSettings:
     # Build with ``with_mesh_config`` so that root namespace, trust domain and
     # access log above agree with it.
     mesh_config: MeshConfig | None = None
+    # Bounds on parsing one config file or API request body (bytes, nodes, alias
+    # expansion, depth, documents): see ``api.limits``.
+    parse_limits: ParseLimits = DEFAULT_LIMITS
 
     def with_mesh_config(self, mesh: MeshConfig) -> ControlPlaneSettings:
         """These settings with ``mesh`` applied (its values win over the fields above)."""

@@ -40,6 +40,7 @@ from pilotfish.api.diagnostics import Diagnostic, Severity, SourceRef
 from pilotfish.api.duration import parse_duration_ms
 from pilotfish.api.networking.virtual_service import HTTPRetry
 from pilotfish.api.pydantic_errors import errors_to_findings
+from pilotfish.api.yamlcompose import ParseLimitError, compose_documents
 from pilotfish.api.yamlnodes import line_in, node_to_data
 
 __all__ = [
@@ -108,7 +109,9 @@ def parse_mesh_config(text: str, filename: str = "<mesh config>") -> MeshConfig:
     An empty document is the default configuration.
     """
     try:
-        nodes = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
+        nodes = list(compose_documents(text))
+    except ParseLimitError as exc:
+        raise MeshConfigError((_diag(filename, exc.line, "", exc.message),)) from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else 0

@@ -204,7 +204,11 @@ class MeshRuntime:
                 trust_domain=s.trust_domain,
                 access_log=s.access_logs or mesh.access_log,
             )
-        files = FileStore(settings.config_paths, poll_interval=settings.poll_interval)
+        files = FileStore(
+            settings.config_paths,
+            poll_interval=settings.poll_interval,
+            limits=settings.parse_limits,
+        )
         store = CompositeStore(files, [self.registrations])
         self.cp = ControlPlane(settings, store=store)
         self.cp.snapshot_listeners.append(self._on_snapshot)

@@ -12,6 +12,9 @@ place within one clock tick can leave identical fingerprints. As in git's
 when it was read is marked racy and read again on the next polls until it is
 old enough; re-reading unchanged bytes costs a read and a hash, no parse.
 
+A file larger than ``max_bytes`` is not read at all (its size is in the
+fingerprint); it becomes a problem of that file, like an unreadable one.
+
 Everything here is plain blocking code with no shared state, so a poll can
 run it in a worker thread.
 """
@@ -28,6 +31,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from pilotfish.api.diagnostics import Diagnostic, Severity, SourceRef
+from pilotfish.api.limits import DEFAULT_LIMITS, file_too_large
 
 __all__ = [
     "CONFIG_SUFFIXES",
@@ -117,9 +121,14 @@ def digest(data: bytes) -> bytes:
     return hashlib.blake2b(data, digest_size=16).digest()
 
 
-def observe(roots: Sequence[Path], known: Mapping[str, Memo]) -> Observation:
+def observe(
+    roots: Sequence[Path],
+    known: Mapping[str, Memo],
+    max_bytes: int = DEFAULT_LIMITS.max_file_bytes,
+) -> Observation:
     """One poll: find every configuration file under ``roots`` and read those
-    that are new or changed since ``known`` (or still racy).
+    that are new or changed since ``known`` (or still racy), unless larger
+    than ``max_bytes``.
 
     A root naming a file is taken as is, whatever its name; directories are
     walked recursively, skipping hidden directories. Symbolic links to files
@@ -143,7 +152,7 @@ def observe(roots: Sequence[Path], known: Mapping[str, Memo]) -> Observation:
             problems.append(
                 Diagnostic(Severity.WARNING, "not a file or directory", SourceRef(str(root)))
             )
-    readings = tuple(_read(found, known.get(found.path)) for found in scan.changed)
+    readings = tuple(_read(found, known.get(found.path), max_bytes) for found in scan.changed)
     gone = frozenset(path for path in known if path not in scan.present)
     return Observation(readings, gone, tuple(problems))
 
@@ -211,16 +220,23 @@ def _root_problem(root: Path, exc: OSError) -> Diagnostic:
     return Diagnostic(Severity.WARNING, f"configured path {reason}", SourceRef(str(root)))
 
 
-def _read(found: Found, previous: Memo | None) -> Reading:
+def _read(found: Found, previous: Memo | None, max_bytes: int) -> Reading:
+    if found.fingerprint.size > max_bytes:
+        return _too_large(found, max_bytes)
     try:
         with open(found.path, "rb") as fh:
-            data = fh.read()
+            # The size stat gave, plus one byte to notice growth; never past the limit.
+            data = fh.read(found.fingerprint.size + 1)
+            if len(data) > found.fingerprint.size:
+                data += fh.read(max_bytes + 1 - len(data))
     except OSError as exc:
         problem = Diagnostic(
             Severity.ERROR, f"cannot read file: {exc.strerror}", SourceRef(found.path)
         )
         memo = Memo(found.fingerprint, b"", racy=True)  # retry on the next poll
         return Reading(found, memo, None, problem, parse=True)
+    if len(data) > max_bytes:  # grew after its stat
+        return _too_large(found, max_bytes)
     memo = Memo(found.fingerprint, digest(data), found.racy)
     if previous is not None and previous.digest == memo.digest:
         return Reading(found, memo, None, None, parse=False)
@@ -234,3 +250,9 @@ def _read(found: Found, previous: Memo | None) -> Reading:
         )
         return Reading(found, memo, None, problem, parse=True)
     return Reading(found, memo, text, None, parse=True)
+
+
+def _too_large(found: Found, max_bytes: int) -> Reading:
+    problem = Diagnostic(Severity.ERROR, file_too_large(max_bytes), SourceRef(found.path))
+    # Read again only when the fingerprint changes (or while it is racy).
+    return Reading(found, Memo(found.fingerprint, b"", found.racy), None, problem, parse=True)

@@ -17,7 +17,9 @@ Per-file last good: each file remembers the objects of its last load without
 error diagnostics. A load with errors records those diagnostics but keeps
 serving the remembered objects, so a typo never tears down live routes; a
 file that has never loaded cleanly contributes nothing. Deleting a file
-removes its objects.
+removes its objects. A file beyond the ``ParseLimits`` (too large: not even
+read; an alias bomb, nesting too deep, too many nodes or documents: refused
+while parsing) is such an error too.
 
 The effective set is the merge of all files in precedence order (``_merge``).
 The revision is bumped once per poll, and only if the effective set changed
@@ -36,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import builtins  # the class defines a method named ``list``
 import contextlib
+import functools
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -43,8 +46,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pilotfish.api import loader
 from pilotfish.api.diagnostics import Diagnostic, Severity, SourceRef
-from pilotfish.api.loader import LoadResult, load_text
+from pilotfish.api.limits import DEFAULT_LIMITS, ParseLimits
+from pilotfish.api.loader import LoadResult
 from pilotfish.api.resource import Resource, ResourceKey
 from pilotfish.store import _scan
 from pilotfish.store._common import Validator, check_write, same_content, select, sorted_by_key
@@ -87,7 +92,8 @@ class FileStore(Store):
     ``paths``: directories and/or single files, in precedence order. The first
     directory is where ``apply`` writes new objects (created if missing).
     ``validator`` (optional) may refuse ``apply`` calls; ``load_text`` parses a
-    file's text (the standard loader unless a test injects another).
+    file's text (the standard loader within ``limits`` unless a test injects
+    another); files larger than ``limits.max_file_bytes`` are never read.
     """
 
     def __init__(
@@ -96,7 +102,8 @@ class FileStore(Store):
         *,
         poll_interval: float = 0.1,
         validator: Validator | None = None,
-        load_text: TextLoader = load_text,
+        load_text: TextLoader | None = None,
+        limits: ParseLimits = DEFAULT_LIMITS,
         logger: logging.Logger | None = None,
     ) -> None:
         super().__init__()
@@ -109,7 +116,8 @@ class FileStore(Store):
         self._roots: tuple[Path, ...] = tuple(Path(p) for p in paths)
         self._poll_interval = poll_interval
         self._validator = validator
-        self._load_text = load_text
+        self._load_text = load_text or functools.partial(loader.load_text, limits=limits)
+        self._max_bytes = limits.max_file_bytes
         self._log = logger or logging.getLogger("pilotfish.store.files")
         self._files: dict[str, _FileState] = {}
         self._root_problems: tuple[Diagnostic, ...] = ()
@@ -204,14 +212,17 @@ class FileStore(Store):
     async def poll(self) -> bool:
         """Scan once, reading files in a worker thread. True if the revision was bumped."""
         scans, writes, known = self._scans, self._writes, self._known()
-        result = await asyncio.to_thread(_poll, self._roots, known, self._load_text)
+        result = await asyncio.to_thread(
+            _poll, self._roots, known, self._load_text, self._max_bytes
+        )
         if self._scans != scans:
             return False  # another scan finished meanwhile and saw newer files
         return self._fold(result, writes)
 
     def rescan(self) -> bool:
         """Scan once, blocking (for command-line use). True if the revision was bumped."""
-        return self._fold(_poll(self._roots, self._known(), self._load_text), self._writes)
+        result = _poll(self._roots, self._known(), self._load_text, self._max_bytes)
+        return self._fold(result, self._writes)
 
     async def _watch(self) -> None:
         loop = asyncio.get_running_loop()
@@ -440,21 +451,24 @@ class FileStore(Store):
 
 
 def _poll(
-    roots: Sequence[Path], known: Mapping[str, _scan.Memo], loader: TextLoader
+    roots: Sequence[Path],
+    known: Mapping[str, _scan.Memo],
+    load_text: TextLoader,
+    max_bytes: int,
 ) -> _PollResult:
     """Blocking part of a poll: scan, read, parse (safe to run in a worker thread)."""
-    obs = _scan.observe(roots, known)
+    obs = _scan.observe(roots, known, max_bytes)
     loads = {
-        r.found.path: _load(loader, r.text, r.found.path)
+        r.found.path: _load(load_text, r.text, r.found.path)
         for r in obs.readings
         if r.parse and r.text is not None
     }
     return _PollResult(obs, loads)
 
 
-def _load(loader: TextLoader, text: str, path: str) -> LoadResult:
+def _load(load_text: TextLoader, text: str, path: str) -> LoadResult:
     try:
-        return loader(text, path)
+        return load_text(text, path)
     except Exception as exc:
         # A loader bug must fail this one file, not every poll of the tree.
         message = f"internal error while loading: {type(exc).__name__}: {exc}"

@@ -91,13 +91,17 @@ def _check_tls(f: Findings, values: dict[str, bytes], where: dict[str, str]) -> 
     if CA_CERT in values:
         _certificates(f, values, where, CA_CERT)
     if certs and key is not None:
-        leaf = (
-            certs[0]
-            .public_key()
-            .public_bytes(
-                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        try:  # the certificate parses lazily: a damaged key shows only here
+            leaf = (
+                certs[0]
+                .public_key()
+                .public_bytes(
+                    serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+                )
             )
-        )
+        except ValueError as exc:
+            f.error(where[TLS_CERT], f"the public key in {TLS_CERT!r} cannot be read: {exc}")
+            return
         mine = key.public_key().public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )

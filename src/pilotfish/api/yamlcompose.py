@@ -1,0 +1,261 @@
+"""Compose YAML (and JSON) text into node trees within ``ParseLimits``.
+
+Theory of operation: PyYAML's composer recurses once per nesting level (5 000
+levels of ``[`` end in ``RecursionError``) and hands out an aliased node as
+the very node of its anchor, so the tree stays small while anything that
+walks it (``yamlnodes``) does the work of the fully expanded tree: nine
+levels of nine aliases is 387 million nodes from twelve lines. This module
+drives the same parser events with an explicit stack instead, building the
+same nodes PyYAML would (tags resolved by the same resolver, same marks,
+same errors for undefined aliases and duplicate anchors), while counting
+what the expanded tree costs:
+
+- every node event adds one node (and a scalar its length in characters);
+  every alias adds the expanded size of its anchored node (nodes and scalar
+  characters, recorded when that node is complete) to the file's totals and
+  to what aliases have added;
+- depth is the number of open collections, plus the height of an aliased
+  node where the alias is used;
+- an alias of a node that is still open (``&a [*a]``) is a cycle and refused.
+
+The first bound crossed raises ``ParseLimitError`` with the line of the event
+that crossed it, before the node it would have built exists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import yaml
+from yaml.composer import ComposerError
+from yaml.error import Mark
+
+from pilotfish.api.limits import DEFAULT_LIMITS, ParseLimits
+
+__all__ = ["ParseLimitError", "compose_documents"]
+
+_Collection = yaml.SequenceNode | yaml.MappingNode
+
+
+class ParseLimitError(yaml.YAMLError):
+    """The text exceeds one of the ``ParseLimits``; ``line`` is 1-based (0: unknown)."""
+
+    def __init__(self, message: str, line: int = 0) -> None:
+        super().__init__(message)
+        self.message = message
+        self.line = line
+
+
+@dataclass(slots=True)
+class _Anchor:
+    node: yaml.Node
+    size: int | None = None  # expanded node count; None while the node is open
+    chars: int = 0  # expanded scalar characters
+    height: int = 0  # collections nested in it, itself included
+
+
+@dataclass(slots=True)
+class _Open:
+    """A collection whose end event has not come yet."""
+
+    node: _Collection
+    anchor: _Anchor | None
+    nodes_before: int  # the budget's node count before this node
+    chars_before: int  # and its character count
+    height: int = 0  # tallest child so far
+    key: yaml.Node | None = None  # mappings: the key waiting for its value
+
+
+@dataclass(slots=True)
+class _Budget:
+    """What the file has cost so far."""
+
+    limits: ParseLimits
+    nodes: int = 0
+    chars: int = 0
+    documents: int = 0
+    aliases: int = 0
+    alias_nodes: int = 0
+    alias_chars: int = 0
+    anchors: dict[str, _Anchor] = field(default_factory=dict)
+
+    def document(self, event: yaml.Event) -> None:
+        self.documents += 1
+        if self.documents > self.limits.max_documents:
+            raise ParseLimitError(
+                f"more than {self.limits.max_documents} YAML documents (limit)", _line(event)
+            )
+        self.anchors = {}  # anchors are local to their document
+
+    def add_nodes(self, count: int, event: yaml.Event) -> None:
+        self.nodes += count
+        if self.nodes > self.limits.max_nodes:
+            raise ParseLimitError(
+                f"more than {self.limits.max_nodes} YAML nodes (limit)", _line(event)
+            )
+
+    def check_depth(self, depth: int, event: yaml.Event) -> None:
+        if depth > self.limits.max_depth:
+            raise ParseLimitError(
+                f"nesting deeper than {self.limits.max_depth} levels (limit)", _line(event)
+            )
+
+    def anchor(self, event: yaml.NodeEvent, node: yaml.Node) -> _Anchor | None:
+        name = event.anchor
+        if name is None:
+            return None
+        first = self.anchors.get(name)
+        if first is not None:
+            raise ComposerError(
+                f"found duplicate anchor {name!r}; first occurrence",
+                first.node.start_mark,
+                "second occurrence",
+                _mark(event.start_mark),
+            )
+        entry = self.anchors[name] = _Anchor(node)
+        return entry
+
+    def alias(self, event: yaml.AliasEvent, depth: int) -> tuple[yaml.Node, int]:
+        """The node an alias stands for, and its height, once its cost is counted."""
+        name = str(event.anchor)
+        entry = self.anchors.get(name)
+        if entry is None:
+            raise ComposerError(
+                None, None, f"found undefined alias {name!r}", _mark(event.start_mark)
+            )
+        line = _line(event)
+        if entry.size is None:
+            raise ParseLimitError(
+                f"recursive YAML alias *{name} (used inside its own anchor)", line
+            )
+        self.aliases += 1
+        if self.aliases > self.limits.max_aliases:
+            raise ParseLimitError(f"more than {self.limits.max_aliases} YAML aliases (limit)", line)
+        self.alias_nodes += entry.size
+        if self.alias_nodes > self.limits.max_alias_nodes:
+            raise ParseLimitError(
+                f"YAML aliases expand to more than {self.limits.max_alias_nodes} nodes (limit)",
+                line,
+            )
+        self.alias_chars += entry.chars
+        if self.alias_chars > self.limits.max_alias_chars:
+            raise ParseLimitError(
+                f"YAML aliases expand to more than {self.limits.max_alias_chars} "
+                "characters of text (limit)",
+                line,
+            )
+        self.add_nodes(entry.size, event)
+        self.chars += entry.chars
+        self.check_depth(depth + entry.height, event)
+        return entry.node, entry.height
+
+
+def compose_documents(text: str, limits: ParseLimits = DEFAULT_LIMITS) -> Iterator[yaml.Node]:
+    """The root node of each document of ``text``, like ``yaml.compose_all`` with
+    ``SafeLoader``, lazily (a later document's error comes after earlier roots).
+
+    Raises ``ParseLimitError`` when a limit is crossed, and PyYAML's errors for
+    text that is not YAML. Byte size is the caller's to check (before reading).
+    """
+    loader = yaml.SafeLoader(text)
+    budget = _Budget(limits)
+    try:
+        _next_event(loader)  # StreamStartEvent
+        while not loader.check_event(yaml.StreamEndEvent):
+            budget.document(_next_event(loader))  # DocumentStartEvent
+            root = _compose_node(loader, budget)
+            _next_event(loader)  # DocumentEndEvent
+            yield root
+    finally:
+        loader.dispose()
+
+
+def _compose_node(loader: yaml.SafeLoader, budget: _Budget) -> yaml.Node:
+    """Compose one document's root from the events, without recursion."""
+    stack: list[_Open] = []
+    while True:
+        event = _next_event(loader)
+        node: yaml.Node
+        if isinstance(event, yaml.AliasEvent):
+            node, height = budget.alias(event, len(stack))
+        elif isinstance(event, yaml.ScalarEvent):
+            budget.add_nodes(1, event)
+            budget.chars += len(event.value)
+            node, height = _scalar(loader, event), 0
+            entry = budget.anchor(event, node)
+            if entry is not None:
+                entry.size, entry.chars = 1, len(event.value)
+        elif isinstance(event, yaml.SequenceStartEvent | yaml.MappingStartEvent):
+            budget.add_nodes(1, event)
+            budget.check_depth(len(stack) + 1, event)
+            collection = _collection(loader, event)
+            entry = budget.anchor(event, collection)
+            stack.append(_Open(collection, entry, budget.nodes - 1, budget.chars))
+            continue
+        else:  # SequenceEndEvent or MappingEndEvent: the parser guarantees the pairing
+            done = stack.pop()
+            done.node.end_mark = _mark(event.end_mark)
+            node, height = done.node, done.height + 1
+            if done.anchor is not None:
+                done.anchor.size = budget.nodes - done.nodes_before
+                done.anchor.chars = budget.chars - done.chars_before
+                done.anchor.height = height
+        if not stack:
+            return node
+        _attach(stack[-1], node, height)
+
+
+def _attach(parent: _Open, node: yaml.Node, height: int) -> None:
+    parent.height = max(parent.height, height)
+    if isinstance(parent.node, yaml.SequenceNode):
+        parent.node.value.append(node)
+    elif parent.key is None:
+        parent.key = node
+    else:
+        parent.node.value.append((parent.key, node))
+        parent.key = None
+
+
+def _scalar(loader: yaml.SafeLoader, event: yaml.ScalarEvent) -> yaml.ScalarNode:
+    tag = event.tag
+    if tag is None or tag == "!":
+        tag = _resolve(loader, yaml.ScalarNode, event.value, event.implicit)
+    return yaml.ScalarNode(
+        tag, event.value, _mark(event.start_mark), _mark(event.end_mark), style=event.style
+    )
+
+
+def _collection(
+    loader: yaml.SafeLoader, event: yaml.SequenceStartEvent | yaml.MappingStartEvent
+) -> _Collection:
+    tag = event.tag
+    start = _mark(event.start_mark)
+    if isinstance(event, yaml.SequenceStartEvent):
+        if tag is None or tag == "!":
+            tag = _resolve(loader, yaml.SequenceNode, None, event.implicit)
+        return yaml.SequenceNode(tag, [], start, None, flow_style=event.flow_style)
+    if tag is None or tag == "!":
+        tag = _resolve(loader, yaml.MappingNode, None, event.implicit)
+    return yaml.MappingNode(tag, [], start, None, flow_style=event.flow_style)
+
+
+# PyYAML's stubs leave these untyped (and type marks as C or Python marks).
+
+
+def _next_event(loader: yaml.SafeLoader) -> yaml.Event:
+    return cast(yaml.Event, loader.get_event())  # type: ignore[no-untyped-call]
+
+
+def _resolve(loader: yaml.SafeLoader, kind: type[yaml.Node], value: Any, implicit: Any) -> str:
+    return cast(str, loader.resolve(kind, value, implicit))  # type: ignore[no-untyped-call]
+
+
+def _mark(mark: object) -> Mark | None:
+    return cast("Mark | None", mark)
+
+
+def _line(event: yaml.Event) -> int:
+    mark = event.start_mark
+    return mark.line + 1 if mark is not None else 0
