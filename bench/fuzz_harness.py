@@ -334,7 +334,8 @@ async def run_api(cases: Iterable[FuzzCase], workdir: Path) -> Tally:
     await cp.start()
     try:
         timeout = aiohttp.ClientTimeout(total=60)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
+        headers = {"Authorization": f"Bearer {cp.api_token.reveal()}"}
+        async with aiohttp.ClientSession(timeout=timeout, headers=headers) as session:
             base = f"http://127.0.0.1:{cp.http_port}"
             for case in cases:
                 if not _stays_on_loopback(case.body):

@@ -56,7 +56,8 @@ async def api(tmp_path: Path) -> AsyncIterator[Api]:
     cp = ControlPlane(settings)
     await cp.start()
     try:
-        async with aiohttp.ClientSession() as session:
+        headers = {"Authorization": f"Bearer {cp.api_token.reveal()}"}
+        async with aiohttp.ClientSession(headers=headers) as session:
             yield Api(cp, session, f"http://127.0.0.1:{cp.http_port}", config_dir)
     finally:
         await cp.close()
