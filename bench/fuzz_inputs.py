@@ -29,6 +29,7 @@ from bench.fuzz_harness import run_analyze, run_api_sync
 from bench.procstats import machine_info, utc_timestamp
 from bench.report import write_result
 from pilotfish.api.limits import DEFAULT_LIMITS
+from pilotfish.cli.tables import print_table
 
 __all__ = ["FULL", "QUICK", "FuzzParams", "failures", "fuzz_table", "main", "run_fuzz"]
 
@@ -126,7 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "parameters": {"cases": params.cases, "seed": params.seed},
         "results": numbers,
     }
-    console.print(fuzz_table(payload))
+    print_table(console, fuzz_table(payload))
     name = "fuzz_inputs_quick" if params == QUICK else "fuzz_inputs"
     if params not in (QUICK, FULL):
         name = "fuzz_inputs_custom"

@@ -24,6 +24,7 @@ from bench.controlplane_scale import FULL, QUICK, ScaleParams, run_scale
 from bench.procstats import machine_info, utc_timestamp
 from bench.report import dataplane_table, scale_table, write_result
 from bench.sidecar_scoping import scoping_table
+from pilotfish.cli.tables import print_table
 
 __all__ = ["BENCHMARKS", "Benchmark", "main"]
 
@@ -180,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             status = 1
         payload["parameters"] = numbers.pop("parameters", None) or bench.parameters(args)
         payload["results"] = numbers
-        console.print(bench.table(payload))
+        print_table(console, bench.table(payload))
         path = write_result(_result_name(bench.name, args), payload)
         console.print(f"wrote {path.relative_to(_REPO) if path.is_relative_to(_REPO) else path}")
     return status

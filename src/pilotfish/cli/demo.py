@@ -14,6 +14,7 @@ from rich.table import Table
 
 import pilotfish
 from pilotfish.api.loader import load_file
+from pilotfish.cli.tables import print_table
 from pilotfish.cli.up import resolve_mode, run_foreground
 from pilotfish.runtime.mesh import MeshRuntime
 from pilotfish.runtime.settings import RuntimeSettings
@@ -85,7 +86,7 @@ def show(console: Console, title: str, counts: Counter[str]) -> None:
     table.add_column("share", justify="right")
     for version, count in sorted(counts.items()):
         table.add_row(version, str(count), f"{100 * count / total:.0f}%")
-    console.print(table)
+    print_table(console, table)
 
 
 def apply_files(runtime: MeshRuntime, *paths: Path) -> None:

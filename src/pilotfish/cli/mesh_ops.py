@@ -15,6 +15,8 @@ from rich.table import Table
 
 from pilotfish.cli.client import connect, get_json, token_file_option
 from pilotfish.cli.proxy_status import sync_state
+from pilotfish.cli.tables import print_table
+from pilotfish.cli.timefmt import when
 from pilotfish.runtime.settings import RuntimeSettings
 from pilotfish.runtime.state import process_alive, read_state, write_state
 from pilotfish.runtime.teardown import clean_leftovers
@@ -113,9 +115,9 @@ def status(state_dir: str, token_file: str | None, output: str) -> None:
             pod.get("identity") or "-",
             _expiry(pod.get("cert_expires")),
         )
-    console = Console(width=200)
+    console = Console()
     console.print(f"mesh {pods['phase']} ({pods['mode']} mode)", highlight=False)
-    console.print(table)
+    print_table(console, table)
 
 
 def _expiry(not_after: float | None) -> str:
@@ -127,6 +129,10 @@ def _expiry(not_after: float | None) -> str:
         return f"{stamp} (expired)"
     hours, rest = divmod(int(left), 3600)
     return f"{stamp} ({hours}h{rest // 60:02d}m)"
+
+
+# Fields of a pod's status that are Unix times.
+_TIME_FIELDS = frozenset({"started_at", "cert_expires"})
 
 
 @click.command("describe")
@@ -149,8 +155,8 @@ def describe(name: str, state_dir: str, token_file: str | None) -> None:
     width = max(len(k) for k in pod)
     for key in sorted(pod):
         value = pod[key]
-        if key == "cert_expires":
-            value = _expiry(value)
+        if key in _TIME_FIELDS:
+            value = when(value)
         click.echo(f"{key.replace('_', ' '):<{width}}  {value}")
 
 

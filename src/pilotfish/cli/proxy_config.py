@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pilotfish.cli.client import connect, control_plane_option, get_json, token_file_option
+from pilotfish.cli.tables import print_table
 
 __all__ = ["proxy_config"]
 
@@ -123,4 +124,4 @@ def proxy_config(
         table.add_column(h)
     for row in rows:
         table.add_row(*row)
-    Console(width=220).print(table)
+    print_table(Console(), table)

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pilotfish.cli.client import connect, control_plane_option, get_json, token_file_option
+from pilotfish.cli.tables import print_table
 
 __all__ = ["proxy_status", "sync_state"]
 
@@ -58,7 +59,7 @@ def proxy_status(control_plane: str, token_file: str | None, output: str) -> Non
                 notes.append(f"NACK {row['proxy_id']} {t}: {msg}")
         for name, reason in sorted((row.get("secrets_denied") or {}).items()):
             notes.append(f"REFUSED {row['proxy_id']} SDS: secret {name} ({reason})")
-    console = Console(width=200)
-    console.print(table)
+    console = Console()
+    print_table(console, table)
     for line in notes:
         console.print(line, markup=False, highlight=False)
