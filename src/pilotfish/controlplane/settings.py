@@ -46,6 +46,10 @@ class ControlPlaneSettings:
     root_key_file: str | None = None
     # YAML/JSON list of {token, namespace, serviceAccount} accepted by the CA.
     ca_tokens_file: str | None = None
+    # Where the CA persists registered tokens (SHA-256 digests, 0600) and reloads
+    # them at start, so a restarted control plane keeps running pods' credentials.
+    # None: in memory only. The local runtime uses ``<ca_dir>/pod-tokens.json``.
+    ca_token_store: str | None = None
     # The mesh config file's contents (``--mesh-config``); None: Istio's defaults.
     # Build with ``with_mesh_config`` so that root namespace, trust domain and
     # access log above agree with it.

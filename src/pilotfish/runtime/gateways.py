@@ -5,6 +5,11 @@ the machine reaches the mesh; a Gateway server on port 8080 is published on
 ``--ingress-port``. The egress gateway (demo profile) listens where pods can
 reach it (the bridge address in transparent mode). Each runs as
 ``pilotfish agent --role gateway`` and is restarted with backoff if it dies.
+
+Gateways are supervised like pods' processes (``supervised``): the agent's
+pid, group and start time are kept in ``<work_dir>/<gateway>/pids.json``
+(role ``agent``), so ``kill_recorded`` cleans up after a crash, and a later
+supervisor can ``adopt()`` a gateway that still runs instead of starting it.
 """
 
 from __future__ import annotations
@@ -12,14 +17,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
 
 from pilotfish.agent.backoff import BackoffPolicy, restart_delay
+from pilotfish.runtime.process import PIDS_FILE, ProcessRecord, spawn, write_pid_record
+from pilotfish.runtime.supervised import ChildProcess, Supervised, stop_supervised
 
 __all__ = ["GatewayProcess", "GatewaySpec"]
 
@@ -46,6 +52,7 @@ class GatewayProcess:
         work_dir: Path,
         python: str,
         extra_args: tuple[str, ...] = (),
+        on_processes_changed: Callable[[], None] | None = None,
     ) -> None:
         self.spec = spec
         self._extra_args = extra_args
@@ -53,14 +60,23 @@ class GatewayProcess:
         self._log_path = log_dir / f"{spec.name}.log"
         self._work_dir = work_dir / spec.name
         self._python = python
-        self._proc: asyncio.subprocess.Process | None = None
+        self._proc: Supervised | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._on_processes_changed = on_processes_changed
         self.restarts = 0
 
     @property
     def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
+        return self._proc.pid if self._proc is not None and self._proc.running else None
+
+    @property
+    def pids_path(self) -> Path:
+        return self._work_dir / PIDS_FILE
+
+    @property
+    def record(self) -> ProcessRecord | None:
+        return self._proc.record() if self._proc is not None else None
 
     @property
     def log_path(self) -> Path:
@@ -106,15 +122,22 @@ class GatewayProcess:
         await self._spawn()
         self._task = asyncio.create_task(self._supervise(), name=f"gateway-{self.spec.name}")
 
+    def adopt(self, proc: Supervised, restarts: int = 0) -> None:
+        """Supervise a gateway agent an earlier supervisor started (see ``supervised``)."""
+        self.restarts = restarts
+        self._set_proc(proc)
+        log.info("gateway %s: adopted (pid %d)", self.spec.name, proc.pid)
+        self._task = asyncio.create_task(self._supervise(), name=f"gateway-{self.spec.name}")
+
+    def _set_proc(self, proc: Supervised | None) -> None:
+        self._proc = proc
+        records = {"agent": proc.record()} if proc is not None else {}
+        write_pid_record(self.pids_path, self.spec.name, records)
+        if self._on_processes_changed is not None:
+            self._on_processes_changed()
+
     async def _spawn(self) -> None:
-        with open(self._log_path, "ab") as out:
-            self._proc = await asyncio.create_subprocess_exec(
-                *self.argv(),
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=out,
-                stderr=asyncio.subprocess.STDOUT,
-                start_new_session=True,
-            )
+        self._set_proc(ChildProcess(await spawn(self.argv(), self._log_path)))
 
     async def _supervise(self) -> None:
         failures = 0
@@ -127,10 +150,16 @@ class GatewayProcess:
             failures += 1
             self.restarts += 1
             delay = restart_delay(policy, failures)
-            log.warning("gateway %s exited (%s); restarting in %.1fs", self.spec.name, code, delay)
+            shown = "exit code unknown" if code is None else f"exit code {code}"
+            log.warning("gateway %s exited (%s); restarting in %.1fs", self.spec.name, shown, delay)
+            self._set_proc(None)
             await asyncio.sleep(delay)
             if not self._stopping:
-                await self._spawn()
+                try:
+                    await self._spawn()
+                except OSError as exc:
+                    log.error("gateway %s: cannot start: %s", self.spec.name, exc)
+                    return
 
     async def ready(self, session: aiohttp.ClientSession) -> bool:
         url = f"http://127.0.0.1:{self.spec.health_port}/healthz/ready"
@@ -147,13 +176,6 @@ class GatewayProcess:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         proc = self._proc
-        if proc is None or proc.returncode is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            await asyncio.wait_for(proc.wait(), grace)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            await proc.wait()
+        if proc is not None:
+            await stop_supervised(proc, grace)
+            self._set_proc(None)
