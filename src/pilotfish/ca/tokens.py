@@ -150,7 +150,12 @@ class TokenRegistry:
         if store is None:
             return
         entries = [
-            {"sha256": d, "namespace": o.namespace, "serviceAccount": o.service_account, "pod": o.pod}
+            {
+                "sha256": d,
+                "namespace": o.namespace,
+                "serviceAccount": o.service_account,
+                "pod": o.pod,
+            }
             for d, o in sorted(self._owners.items())
             if d in self._persisted
         ]

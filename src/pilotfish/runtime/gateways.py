@@ -17,17 +17,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
 from pilotfish.agent.backoff import BackoffPolicy, restart_delay
+from pilotfish.api.resource import Resource
 from pilotfish.runtime.process import PIDS_FILE, ProcessRecord, spawn, write_pid_record
+from pilotfish.runtime.registration import gateway_service, workload_entry
+from pilotfish.runtime.settings import RuntimeSettings
 from pilotfish.runtime.supervised import ChildProcess, Supervised, stop_supervised
 
-__all__ = ["GatewayProcess", "GatewaySpec"]
+__all__ = ["INGRESS", "GatewayProcess", "GatewaySpec", "egress_registrations", "gateway_specs"]
+
+INGRESS = "istio-ingressgateway"
+EGRESS = "istio-egressgateway"
+_EGRESS_LABELS = (("app", EGRESS), ("istio", "egressgateway"))
 
 log = logging.getLogger("pilotfish.runtime.gateways")
 
@@ -41,6 +49,44 @@ class GatewaySpec:
     admin_port: int
     health_port: int
     port_map: tuple[tuple[int, int], ...] = ()  # Gateway server port -> listen port
+
+
+def gateway_specs(
+    settings: RuntimeSettings,
+    pod_host: str,
+    recorded: Mapping[str, Mapping[str, Any]],
+    free_port: Callable[[], int],
+) -> list[GatewaySpec]:
+    """The gateways of ``settings.profile``. Admin and health ports are ``recorded``
+    ones (a gateway adopted from an earlier run keeps them) or fresh ``free_port()``s;
+    the egress gateway listens on ``pod_host``, where pods reach the host."""
+
+    def ports(name: str) -> tuple[int, int]:
+        entry = recorded.get(name, {})
+        admin = int(entry.get("admin_port") or free_port())
+        return admin, int(entry.get("health_port") or free_port())
+
+    if settings.profile == "minimal":
+        return []
+    ingress_labels = (("app", INGRESS), ("istio", "ingressgateway"))
+    port_map = ((8080, settings.ingress_port),)
+    specs = [
+        GatewaySpec(INGRESS, "istio-system", ingress_labels, "127.0.0.1", *ports(INGRESS), port_map)
+    ]
+    if settings.profile == "demo":
+        specs.append(GatewaySpec(EGRESS, "istio-system", _EGRESS_LABELS, pod_host, *ports(EGRESS)))
+    return specs
+
+
+def egress_registrations(pod_host: str) -> list[Resource]:
+    """The egress gateway's Service and WorkloadEntry (demo profile)."""
+    labels = dict(_EGRESS_LABELS)
+    return [
+        gateway_service(
+            EGRESS, "istio-system", labels, [("http2", 80, 8080), ("https", 443, 8443)]
+        ),
+        workload_entry(EGRESS, "istio-system", pod_host, labels, f"{EGRESS}-service-account"),
+    ]
 
 
 class GatewayProcess:
