@@ -543,6 +543,7 @@ class MeshRuntime(AdoptionMixin):
                     "phase": "Running" if gw.pid else "Pending",
                     "ready": None,
                     "restarts": gw.restarts,
+                    "sidecar_pid": gw.pid,
                     "gateway": True,
                     "identity": identities[gw.spec.name].spiffe_id
                     if gw.spec.name in identities

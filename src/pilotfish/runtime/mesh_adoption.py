@@ -121,13 +121,14 @@ class AdoptionMixin:
         (None if its sidecar vanished meanwhile)."""
         assert self.network is not None
         spec = PodSpec.from_json(entry["spec"])
+        # May raise ValueError; the caller then removes the pod's network.
+        address = self.network.adopt_pod(spec.local_id, spec.namespace)
         sidecar = None
         if not decision.completed:
             sidecar = AdoptedProcess.adopt(records[adoption.SIDECAR])
             if sidecar is None:
                 return None
         app = AdoptedProcess.adopt(records[adoption.APP]) if decision.adopt_app else None
-        address = self.network.adopt_pod(spec.local_id, spec.namespace)
         runner = self._runner(spec, address)
         pod = Pod(
             (spec.namespace, spec.name),
@@ -169,9 +170,11 @@ class AdoptionMixin:
             ]
             if stray:
                 from pilotfish.runtime.network.base import HostResources
+                from pilotfish.runtime.network.names import NETNS_ETC
 
+                files = [str(NETNS_ETC / n) for n in stray]
                 with contextlib.suppress(RuntimeError):
-                    cleanup_leftovers(HostResources(netns=sorted(stray)))
+                    cleanup_leftovers(HostResources(netns=sorted(stray), files=files))
 
     def _adopt_gateways(self, previous: MeshState) -> set[str]:
         adopted: set[str] = set()

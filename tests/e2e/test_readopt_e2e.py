@@ -1,0 +1,136 @@
+"""A supervisor killed with -9 and started again re-adopts the running mesh.
+
+Under a steady load through the ingress gateway: no request fails while the
+supervisor is dead or while the new one takes over, no pod or gateway process
+is restarted, routing changes flow again afterwards, and `down` still removes
+everything, adopted processes included.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from e2ekit import (
+    NETWORKING,
+    SAMPLES,
+    E2EMesh,
+    free_port,
+    host_leftovers,
+    http_get,
+    poll,
+    processes_mentioning,
+)
+
+from conftest import require_root
+
+pytestmark = [pytest.mark.e2e, pytest.mark.root, pytest.mark.timeout(600)]
+
+_PACE = 0.02  # seconds between requests: at most ~50 requests a second
+_MAX_REQUESTS = 20000
+_MAX_SECONDS = 240.0
+
+
+class _Load(threading.Thread):
+    """Sequential GETs on loopback at a bounded pace, count and time; records failures."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(daemon=True)
+        self.url = url
+        self.ok = 0
+        self.failures: list[str] = []
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        deadline = time.monotonic() + _MAX_SECONDS
+        for _ in range(_MAX_REQUESTS):
+            if self._halt.is_set() or time.monotonic() > deadline:
+                return
+            try:
+                status, _body = http_get(self.url, timeout=5)
+            except OSError as exc:
+                self.failures.append(f"{time.strftime('%H:%M:%S')} {exc!r}")
+            else:
+                if status == 200:
+                    self.ok += 1
+                else:
+                    self.failures.append(f"{time.strftime('%H:%M:%S')} HTTP {status}")
+            self._halt.wait(_PACE)
+
+    def wait_for(self, more: int, what: str) -> None:
+        target = self.ok + more
+        poll(lambda: self.ok >= target or self.failures, what, deadline=60)
+
+    def finish(self) -> None:
+        self._halt.set()
+        self.join(timeout=30)
+
+
+def _supervisor(mesh: E2EMesh) -> int:
+    return int(json.loads((mesh.state_dir / "state.json").read_text())["pid"])
+
+
+def _processes(mesh: E2EMesh) -> dict[str, tuple[object, object, object]]:
+    """name -> (app pid, sidecar or gateway agent pid, restarts) of every pod and gateway."""
+    return {
+        p["name"]: (p.get("app_pid"), p.get("sidecar_pid"), p.get("restarts")) for p in mesh.pods()
+    }
+
+
+def test_supervisor_restart_readopts_pods_without_failed_requests(tmp_path: Path) -> None:
+    require_root()
+    mesh = E2EMesh(
+        tmp_path / "state", "transparent", free_port(), free_port(), free_port(), "pfe2r"
+    )
+    manifests = (SAMPLES / "bookinfo.yaml", NETWORKING / "bookinfo-gateway.yaml")
+    load: _Load | None = None
+    try:
+        mesh.up(*manifests)
+        before = _processes(mesh)
+        assert len(before) == 7  # six Bookinfo pods and the ingress gateway
+        assert all(sidecar for _app, sidecar, _restarts in before.values()), before
+
+        load = _Load(mesh.ingress + "/productpage")
+        load.start()
+        load.wait_for(25, "the load to run")
+
+        first = _supervisor(mesh)
+        os.kill(first, signal.SIGKILL)
+        poll(lambda: not os.path.exists(f"/proc/{first}"), "the supervisor to die")
+        # Envoys keep serving their last configuration meanwhile.
+        load.wait_for(25, "requests while no supervisor runs")
+
+        mesh.up(*manifests)
+        assert _supervisor(mesh) != first
+        log = (mesh.state_dir / "logs" / "supervisor.log").read_text(errors="replace")
+        assert "adopted 6 running pods (6 ready)" in log
+        load.wait_for(50, "requests after the new supervisor took over")
+        load.finish()
+        assert load.failures == [], f"{len(load.failures)} failed of {load.ok}: {load.failures}"
+
+        # The very same processes: nothing was restarted.
+        assert _processes(mesh) == before
+
+        # The new control plane configures the adopted proxies.
+        mesh.cli(
+            "apply",
+            "-f",
+            str(NETWORKING / "destination-rule-all.yaml"),
+            "-f",
+            str(NETWORKING / "virtual-service-reviews-v3.yaml"),
+        )
+        mesh.converge({"v3"})
+        status, _ = http_get(mesh.ingress + "/productpage")
+        assert status == 200
+    finally:
+        if load is not None:
+            load.finish()
+        mesh.cli("down", check=False)
+    assert host_leftovers("pfe2r") == []
+    poll(lambda: processes_mentioning(str(mesh.state_dir)) == [], "processes to be gone", 10)
+    assert processes_mentioning("pilotfish.samples.bookinfo") == []
