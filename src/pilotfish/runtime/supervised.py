@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import os
 import signal
+from pathlib import Path
 from typing import Protocol
 
 from pilotfish.runtime.process import ProcessRecord, group_alive, process_start_time
@@ -43,6 +44,19 @@ __all__ = [
 ]
 
 _POLL_INTERVAL = 0.5
+
+
+def _runs(pid: int, start_time: int | None) -> bool:
+    """Whether ``pid`` is a live (not zombie) process with kernel start time ``start_time``."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return False
+    fields = stat[stat.rfind(")") + 2 :].split()
+    try:
+        return fields[0] not in ("Z", "X") and int(fields[19]) == start_time
+    except (IndexError, ValueError):
+        return False
 
 
 class Supervised(Protocol):
@@ -137,7 +151,7 @@ class AdoptedProcess:
 
         Call from the event loop that will wait on it.
         """
-        if record.start_time is None or process_start_time(record.pid) != record.start_time:
+        if record.start_time is None or not _runs(record.pid, record.start_time):
             return None
         proc = cls(record, poll_interval)
         if use_pidfd and hasattr(os, "pidfd_open"):
@@ -148,7 +162,7 @@ class AdoptedProcess:
             except OSError:  # ENOSYS (kernel < 5.3) and the like: poll instead
                 proc._pidfd = None
         # The pid could have been recycled between the check and pidfd_open.
-        if process_start_time(record.pid) != record.start_time:
+        if not _runs(record.pid, record.start_time):
             proc._close()
             return None
         if proc._pidfd is not None:
@@ -165,7 +179,7 @@ class AdoptedProcess:
     def running(self) -> bool:
         if self._exited.is_set():
             return False
-        if self._pidfd is None and process_start_time(self.pid) != self._record.start_time:
+        if self._pidfd is None and not _runs(self.pid, self._record.start_time):
             self._mark_exited()
             return False
         return True
@@ -218,7 +232,7 @@ class AdoptedProcess:
             poller.cancel()
 
     async def _poll(self) -> None:
-        while process_start_time(self.pid) == self._record.start_time:
+        while _runs(self.pid, self._record.start_time):
             await asyncio.sleep(self._poll_interval)
         self._mark_exited()
 
