@@ -82,11 +82,13 @@ def _processes(mesh: E2EMesh) -> dict[str, tuple[object, object, object]]:
     }
 
 
-def test_supervisor_restart_readopts_pods_without_failed_requests(tmp_path: Path) -> None:
-    require_root()
-    mesh = E2EMesh(
-        tmp_path / "state", "transparent", free_port(), free_port(), free_port(), "pfe2r"
-    )
+@pytest.mark.parametrize("mode", ["transparent", "explicit"])
+def test_supervisor_restart_readopts_pods_without_failed_requests(
+    tmp_path: Path, mode: str
+) -> None:
+    if mode == "transparent":
+        require_root()
+    mesh = E2EMesh(tmp_path / "state", mode, free_port(), free_port(), free_port(), "pfe2r")
     manifests = (SAMPLES / "bookinfo.yaml", NETWORKING / "bookinfo-gateway.yaml")
     load: _Load | None = None
     try:
@@ -125,8 +127,30 @@ def test_supervisor_restart_readopts_pods_without_failed_requests(tmp_path: Path
             str(NETWORKING / "virtual-service-reviews-v3.yaml"),
         )
         mesh.converge({"v3"})
-        status, _ = http_get(mesh.ingress + "/productpage")
-        assert status == 200
+
+        # Adopted processes are supervised as before: a dead app is restarted (on
+        # the ports recorded for it) and its pod turns ready again ...
+        details = mesh.pod("details-v1-0")
+        os.kill(int(details["app_pid"]), signal.SIGKILL)
+        poll(
+            lambda: (
+                (p := mesh.pod("details-v1-0"))["restarts"] == 1
+                and p["ready"]
+                and p["app_pid"] not in (None, details["app_pid"])
+            ),
+            "the adopted app to be restarted and ready",
+        )
+        # ... and so is a dead gateway.
+        gateway = mesh.pod("istio-ingressgateway")
+        os.kill(int(gateway["sidecar_pid"]), signal.SIGKILL)
+        poll(
+            lambda: mesh.pod("istio-ingressgateway")["restarts"] == 1,
+            "the adopted gateway to be restarted",
+        )
+        poll(
+            lambda: http_get(mesh.ingress + "/productpage")[0] == 200,
+            "the restarted gateway to serve",
+        )
     finally:
         if load is not None:
             load.finish()
