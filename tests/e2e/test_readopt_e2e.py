@@ -75,6 +75,30 @@ def _supervisor(mesh: E2EMesh) -> int:
     return int(json.loads((mesh.state_dir / "state.json").read_text())["pid"])
 
 
+_PRODUCTPAGE = "cluster.outbound|9080||productpage.default.svc.cluster.local"
+# Counters of the ingress gateway's Envoy that any change of its configuration
+# or of the productpage endpoints would move.
+_UNCHANGED = (
+    "cluster_manager.cluster_modified",
+    "cluster_manager.cluster_removed",
+    "listener_manager.listener_modified",
+    "listener_manager.listener_removed",
+    f"{_PRODUCTPAGE}.membership_change",
+)
+
+
+def _gateway_stats(mesh: E2EMesh) -> dict[str, int]:
+    state = json.loads((mesh.state_dir / "state.json").read_text())
+    admin = state["gateways"]["istio-ingressgateway"]["admin_port"]
+    _status, body = http_get(f"http://127.0.0.1:{admin}/stats")
+    stats = {}
+    for line in body.decode().splitlines():
+        name, _, value = line.partition(": ")
+        if value.isdigit():
+            stats[name] = int(value)
+    return stats
+
+
 def _processes(mesh: E2EMesh) -> dict[str, tuple[object, object, object]]:
     """name -> (app pid, sidecar or gateway agent pid, restarts) of every pod and gateway."""
     return {
@@ -97,6 +121,9 @@ def test_supervisor_restart_readopts_pods_without_failed_requests(
         assert len(before) == 7  # six Bookinfo pods and the ingress gateway
         assert all(sidecar for _app, sidecar, _restarts in before.values()), before
 
+        stats = _gateway_stats(mesh)
+        assert stats[f"{_PRODUCTPAGE}.membership_healthy"] == 1
+
         load = _Load(mesh.ingress + "/productpage")
         load.start()
         load.wait_for(25, "the load to run")
@@ -111,7 +138,20 @@ def test_supervisor_restart_readopts_pods_without_failed_requests(
         assert _supervisor(mesh) != first
         log = (mesh.state_dir / "logs" / "supervisor.log").read_text(errors="replace")
         assert "adopted 6 running pods (6 ready)" in log
+        # The gateway's Envoy is configured by the new control plane, and that
+        # configuration is the one it had: nothing modified, no endpoint change
+        # (a first push without the adopted endpoints would show here).
+        poll(
+            lambda: (
+                (now := _gateway_stats(mesh))["control_plane.connected_state"] == 1
+                and now["cluster_manager.cds.update_success"]
+                > stats["cluster_manager.cds.update_success"]
+            ),
+            "the gateway to be configured by the new control plane",
+        )
         load.wait_for(50, "requests after the new supervisor took over")
+        now = _gateway_stats(mesh)
+        assert {k: now.get(k, 0) for k in _UNCHANGED} == {k: stats.get(k, 0) for k in _UNCHANGED}
         load.finish()
         assert load.failures == [], f"{len(load.failures)} failed of {load.ok}: {load.failures}"
 
