@@ -157,6 +157,7 @@ class MeshRuntime(AdoptionMixin):
         if restored is not None and self.cp is not None and self.cp.ca is not None:
             owners = {p.runner.spec.local_id for p in self.pods.values()} | adopted_gateways
             self.cp.ca.tokens.retain_pods(owners)
+            await self._restore_identity_records(self.cp.ca)
         await self._start_gateways(adopted_gateways)
         self._watch_task = asyncio.create_task(self._watch(), name="pilotfish-runtime-watch")
         await self.reconcile()

@@ -16,6 +16,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
+
+from pilotfish.ca.records import IssuedRecord
+from pilotfish.ca.service import MeshCa
 from pilotfish.runtime import adoption
 from pilotfish.runtime.gateways import GatewayProcess, GatewaySpec
 from pilotfish.runtime.ipam import Ipam, IpamError
@@ -194,3 +198,52 @@ class AdoptionMixin:
             self.gateways.append(gw)
             adopted.add(spec.name)
         return adopted
+
+    async def _restore_identity_records(self, ca: MeshCa) -> None:
+        """Tell the new CA which certificates the adopted proxies hold (for status).
+
+        Each agent answers its current certificate's public facts on ``/identity``;
+        a proxy that does not answer shows none until its next rotation.
+        """
+        targets: list[tuple[str, str, str, str]] = [
+            (
+                p.runner.spec.local_id,
+                p.runner.spec.namespace,
+                p.runner.spec.service_account,
+                p.runner.env.health_url("/identity"),
+            )
+            for p in self.pods.values()
+        ]
+        targets += [
+            (
+                g.spec.name,
+                g.spec.namespace,
+                f"{g.spec.name}-service-account",
+                f"http://127.0.0.1:{g.spec.health_port}/identity",
+            )
+            for g in self.gateways
+        ]
+        timeout = aiohttp.ClientTimeout(total=2)
+        async with aiohttp.ClientSession(timeout=timeout, trust_env=False) as session:
+
+            async def fetch(owner: str, namespace: str, sa: str, url: str) -> None:
+                try:
+                    async with session.get(url) as resp:
+                        if resp.status != 200:
+                            return
+                        info = await resp.json()
+                    ca.records.add(
+                        IssuedRecord(
+                            pod=owner,
+                            namespace=namespace,
+                            service_account=sa,
+                            spiffe_id=str(info["spiffe_id"]),
+                            serial=str(info["serial"]).lower(),
+                            not_after=float(info["not_after"]),
+                            issued_at=float(info["issued_at"]),
+                        )
+                    )
+                except (aiohttp.ClientError, TimeoutError, OSError, ValueError, KeyError):
+                    return
+
+            await asyncio.gather(*(fetch(*t) for t in targets))
