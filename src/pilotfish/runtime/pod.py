@@ -268,9 +268,20 @@ class PodRunner:
                 self._tracker = ProbeTracker(self.spec.readiness, time.monotonic())
                 self._tracker.resume(await self._probe_app(), time.monotonic())
         elif should_restart(self.spec.restart_policy, None):
+            try:
+                # As at start: the app only runs behind a configured sidecar.
+                await self._wait_sidecar_ready()
+            except PodStartError as exc:
+                self._phase = "Failed"
+                self._message = str(exc)
+                self._completed.set()
+                await self._stop_processes(grace=2.0)
+                await self._close_session()
+                return False
+            self._sidecar_ready = True
             self._restarts += 1
-            self._message = "app was not running when the pod was adopted; restarted"
             await self._spawn_app()
+            self._message = "app was not running when the pod was adopted; restarted"
         else:
             await self._complete(None)
             return False
