@@ -169,6 +169,8 @@ def test_supervisor_restart_readopts_pods_without_failed_requests(
         # configuration already lists every adopted endpoint.
         assert "adopted 6 running pods (6 ready)" in second
         assert second.index("adopted 6 running pods") < second.index("control plane ready at")
+        state = json.loads((mesh.state_dir / "state.json").read_text())
+        assert state["message"] == "adopted 6 running pods (6 ready)"  # `up` prints it
         # The gateway's Envoy is configured by the new control plane, and that
         # configuration is the one it had: nothing modified, no endpoint change
         # (a first push without the adopted endpoints would show here).

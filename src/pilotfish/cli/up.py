@@ -324,6 +324,8 @@ def _detach(settings: RuntimeSettings, paths: tuple[str, ...], console: Console)
                         + (f"; ingress {state.ingress}/" if state.ingress else ""),
                         highlight=False,
                     )
+                    if state.message:  # what became of an earlier run's pods
+                        console.print(state.message, highlight=False)
                     console.print(f"supervisor pid {proc.pid}, log {log_path}", highlight=False)
                     return 0
                 if state.phase == "failed":

@@ -78,7 +78,8 @@ class AdoptionMixin:
             except IpamError as exc:
                 reason = f"its address allocations cannot be restored: {exc}"
         if previous is not None and previous.phase != "stopped" and previous.pods:
-            self._progress(f"not adopting the earlier run's pods ({reason}): removing them")
+            self._state.message = f"not adopting the earlier run's pods ({reason}): removing them"
+            self._progress(self._state.message)
         return None
 
     async def _adopt(self, previous: MeshState) -> set[str]:
@@ -112,7 +113,8 @@ class AdoptionMixin:
                 starts.append(start)
         self._forget_unadopted_addresses(namespaces)
         ready = await asyncio.gather(*starts)
-        self._progress(f"adopted {len(starts)} running pods ({sum(ready)} ready)")
+        self._state.message = f"adopted {len(starts)} running pods ({sum(ready)} ready)"
+        self._progress(self._state.message)
         return self._adopt_gateways(previous)
 
     def _adopt_pod(
