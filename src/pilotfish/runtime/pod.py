@@ -40,8 +40,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -268,20 +269,12 @@ class PodRunner:
                 self._tracker = ProbeTracker(self.spec.readiness, time.monotonic())
                 self._tracker.resume(await self._probe_app(), time.monotonic())
         elif should_restart(self.spec.restart_policy, None):
-            try:
-                # As at start: the app only runs behind a configured sidecar.
-                await self._wait_sidecar_ready()
-            except PodStartError as exc:
-                self._phase = "Failed"
-                self._message = str(exc)
-                self._completed.set()
-                await self._stop_processes(grace=2.0)
-                await self._close_session()
-                return False
-            self._sidecar_ready = True
-            self._restarts += 1
-            await self._spawn_app()
-            self._message = "app was not running when the pod was adopted; restarted"
+            # Started in the background: a sidecar that is not ready may need the
+            # control plane, which the supervisor starts only after adoption.
+            self._message = "app was not running when the pod was adopted; restarting it"
+            self._start_tasks(app=self._restart_app_when_sidecar_ready())
+            self._update_ready()
+            return False
         else:
             await self._complete(None)
             return False
@@ -289,6 +282,17 @@ class PodRunner:
         self._start_tasks()
         self._update_ready()
         return self._ready
+
+    async def _restart_app_when_sidecar_ready(self) -> None:
+        """An adopted pod without its app: as at start, the app only runs behind a
+        ready sidecar (the probe loop and the sidecar watcher keep it going)."""
+        while not self._sidecar_ready:
+            if not await self._sleep_unless_stopping(_START_POLL_INTERVAL):
+                return
+        self._restarts += 1
+        await self._spawn_app()
+        self._update_ready()
+        await self._watch_app()
 
     def adopt_completed(self, phase: Phase, message: str, restarts: int = 0) -> None:
         """Take over a pod that had completed (no process left): it stays completed."""
@@ -302,9 +306,9 @@ class PodRunner:
         self._sidecar_done = True
         self._completed.set()
 
-    def _start_tasks(self) -> None:
+    def _start_tasks(self, app: Coroutine[Any, Any, None] | None = None) -> None:
         self._tasks = [
-            asyncio.create_task(self._watch_app(), name=f"pod-{self.name}-app"),
+            asyncio.create_task(app or self._watch_app(), name=f"pod-{self.name}-app"),
             asyncio.create_task(self._watch_sidecar(), name=f"pod-{self.name}-sidecar"),
             asyncio.create_task(self._probe_loop(), name=f"pod-{self.name}-probes"),
         ]
