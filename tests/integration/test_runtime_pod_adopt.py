@@ -197,6 +197,10 @@ async def test_adopted_pod_is_supervised_like_a_started_one(mesh: Mesh) -> None:
         await runner.stop(grace=10)
         for pid in (new_app, records["sidecar"].pid):
             assert not group_alive(pid), pid
+        # One SIGTERM: the agent drained (a second one would cut the drain short).
+        sidecar_log = env.sidecar_log("echo-0").read_text()
+        assert "received SIGTERM; draining" in sidecar_log
+        assert "received SIGTERM again" not in sidecar_log
         assert not runner.pids_path.exists()
     finally:
         await runner.stop(grace=2)

@@ -65,7 +65,7 @@ from pilotfish.runtime.gateways import (
 )
 from pilotfish.runtime.ipam import Ipam
 from pilotfish.runtime.mesh_adoption import AdoptionMixin, Pod, net_id
-from pilotfish.runtime.network.base import CaptureConfig, PodNetwork, ServiceName
+from pilotfish.runtime.network.base import CaptureConfig, PodAddress, PodNetwork, ServiceName
 from pilotfish.runtime.network.factory import bridge_address, make_network
 from pilotfish.runtime.pod import PodEnv, PodRunner, PodSpec
 from pilotfish.runtime.registration import workload_entry
@@ -337,10 +337,12 @@ class MeshRuntime(AdoptionMixin):
             return
         async with self._reconcile_lock:
             desired = self._desired()
+            # Once per Workload, not per replica.
+            hashes = {id(wl): adoption.workload_hash(wl) for wl, _ in desired.values()}
             stale = [
                 p
                 for key, p in self.pods.items()
-                if key not in desired or adoption.workload_hash(desired[key][0]) != p.workload_hash
+                if key not in desired or hashes[id(desired[key][0])] != p.workload_hash
             ]
             for pod in stale:
                 self._progress(f"stopping pod {pod.key[1]}")
@@ -352,7 +354,7 @@ class MeshRuntime(AdoptionMixin):
             ]
             await asyncio.gather(*starts)
 
-    def _runner(self, spec: PodSpec, address: Any) -> PodRunner:
+    def _runner(self, spec: PodSpec, address: PodAddress) -> PodRunner:
         env = PodEnv(
             address=address,
             mode=self.settings.mode,

@@ -13,11 +13,10 @@ Theory of operation:
   opens it only if its kernel start time still equals the recorded one (a
   recycled pid is another process), then watches a pidfd
   (``os.pidfd_open``, Linux >= 5.3): the descriptor turns readable when the
-  process exits and ``loop.add_reader`` reports it. Holding the pidfd also
-  pins the pid: it cannot name another process while we hold it, and
-  signals to the leader go through ``signal.pidfd_send_signal``. Where
-  pidfds are unavailable it falls back to polling ``/proc/<pid>/stat``'s
-  start time every ``poll_interval`` seconds.
+  process exits and ``loop.add_reader`` reports it, with no polling. Where
+  pidfds are unavailable it falls back to polling ``/proc/<pid>/stat``
+  (state and start time) every ``poll_interval`` seconds. Signals go to the
+  whole group once (a second SIGTERM would make an agent skip its drain).
 - ``stop_supervised`` is the Kubernetes termination sequence for either kind:
   SIGTERM to the group, SIGKILL after ``grace`` seconds, and a final SIGKILL
   to any member left, sent only while the group is provably still the
@@ -196,14 +195,9 @@ class AdoptedProcess:
         return self._record
 
     def signal_group(self, sig: signal.Signals) -> None:
-        if self.running:
-            if self._pidfd is not None:
-                # The leader first, through the pidfd (cannot hit a recycled pid) ...
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    signal.pidfd_send_signal(self._pidfd, sig)
-            # ... then the group: while the leader lives its pid is the group's id.
-            _killpg(self._record.pgid, sig)
-        elif group_is_recorded(self._record):
+        # While the leader runs, its pid is the group's id; afterwards only as long
+        # as members keep the group (and its id) alive.
+        if self.running or group_is_recorded(self._record):
             _killpg(self._record.pgid, sig)
 
     async def wait(self) -> int | None:
