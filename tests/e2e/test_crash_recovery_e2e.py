@@ -36,6 +36,9 @@ def test_up_after_a_crash_and_down_leave_nothing(tmp_path: Path) -> None:
         # A new `up` cleans the leftovers and starts the mesh again.
         mesh.up(SAMPLES / "bookinfo.yaml", SAMPLES / "networking" / "bookinfo-gateway.yaml")
         assert _supervisor(mesh) != first
+        # Other settings (profile and manifests): nothing is adopted, all is replaced.
+        log = (mesh.state_dir / "logs" / "supervisor.log").read_text(errors="replace")
+        assert "not adopting the earlier run's pods (the settings differ" in log
         pods = mesh.pods()
         assert sorted(p["name"] for p in pods if not p.get("gateway")) == [
             "details-v1-0",

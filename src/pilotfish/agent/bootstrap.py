@@ -301,6 +301,10 @@ def _admin_cluster(config: AgentConfig) -> dict[str, Any]:
     }
 
 
+# Backoff of the ADS stream's reconnection (a jittered exponential backoff).
+XDS_RECONNECT_BACKOFF = (("base_interval", "0.25s"), ("max_interval", "2s"))
+
+
 def build_bootstrap(config: AgentConfig) -> dict[str, Any]:
     """Return Envoy's bootstrap for ``config`` as JSON-ready data (pure)."""
     ads_source = {"ads": {}, "initial_fetch_timeout": "0s", "resource_api_version": "V3"}
@@ -325,7 +329,17 @@ def build_bootstrap(config: AgentConfig) -> dict[str, Any]:
                 "api_type": "GRPC",
                 "transport_api_version": "V3",
                 "set_node_on_first_message_only": True,
-                "grpc_services": [{"envoy_grpc": {"cluster_name": XDS_CLUSTER}}],
+                "grpc_services": [
+                    {
+                        "envoy_grpc": {
+                            "cluster_name": XDS_CLUSTER,
+                            # Reconnect soon after a control-plane restart (Envoy's
+                            # default backs off up to 30 s): the proxy keeps serving
+                            # its last configuration meanwhile, but changes wait.
+                            "retry_policy": {"retry_back_off": dict(XDS_RECONNECT_BACKOFF)},
+                        }
+                    }
+                ],
             },
             "cds_config": dict(ads_source),
             "lds_config": dict(ads_source),

@@ -5,13 +5,25 @@ to the pod's agent in a private file; a standalone control plane loads tokens
 from an operator's file. A token authenticates a CSR as coming from one
 (namespace, service account). Tokens are credentials: they never appear in a
 repr, a log line or an error message.
+
+Only the SHA-256 of each token is kept, and tokens are looked up by that
+digest. With a ``store`` path (the local runtime keeps ``pod-tokens.json``
+in the CA directory), every change to the runtime's tokens is written there
+atomically (0600, digests only) and the file is reloaded at start: a
+restarted control plane still knows the tokens of pods that kept running,
+so their agents can renew their certificates. Tokens loaded from an
+operator's file (``load_file``) are not written to the store.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
+import os
 import secrets
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +32,18 @@ import yaml
 
 from pilotfish.ca.identity import SpiffeId
 
-__all__ = ["Owner", "TokenFileError", "TokenRegistry"]
+__all__ = ["TOKEN_STORE_FILE", "Owner", "TokenFileError", "TokenRegistry", "token_digest"]
+
+# The runtime's persisted registry, in the CA directory.
+TOKEN_STORE_FILE = "pod-tokens.json"
+_STORE_VERSION = 1
+
+_log = logging.getLogger("pilotfish.ca.tokens")
+
+
+def token_digest(token: str) -> str:
+    """The hex SHA-256 of a token: what the registry keeps instead of the token."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
 class TokenFileError(ValueError):
@@ -41,11 +64,19 @@ class Owner:
 
 
 class TokenRegistry:
-    """token -> Owner. Thread-safe: the runtime may register from another thread."""
+    """sha256(token) -> Owner. Thread-safe: the runtime may register from another thread.
 
-    def __init__(self) -> None:
+    ``store``: file where registered tokens' digests are persisted (see the
+    module docstring); None keeps them in memory only.
+    """
+
+    def __init__(self, store: Path | str | None = None) -> None:
         self._owners: dict[str, Owner] = {}
+        self._persisted: set[str] = set()  # digests written to the store
         self._lock = threading.Lock()
+        self._store = Path(store) if store is not None else None
+        if self._store is not None:
+            self._load_store(self._store)
 
     def __repr__(self) -> str:
         return f"TokenRegistry({len(self)} tokens)"
@@ -65,30 +96,103 @@ class TokenRegistry:
 
     def register_token(self, token: str, namespace: str, service_account: str, pod: str) -> None:
         """Register a caller-chosen token (replacing other tokens of a non-empty ``pod``)."""
+        self._register(token, namespace, service_account, pod, persist=True)
+
+    def _register(
+        self, token: str, namespace: str, service_account: str, pod: str, *, persist: bool
+    ) -> None:
         if not token:
             raise ValueError("token must not be empty")
         owner = Owner(namespace, service_account or "default", pod)
         # Validate the names now, not on the first CSR.
         owner.identity("cluster.local")
+        digest = token_digest(token)
         with self._lock:
             if pod:
-                for old in [t for t, o in self._owners.items() if o.pod == pod]:
+                for old in [d for d, o in self._owners.items() if o.pod == pod]:
                     del self._owners[old]
-            self._owners[token] = owner
+                    self._persisted.discard(old)
+            self._owners[digest] = owner
+            if persist:
+                self._persisted.add(digest)
+            self._save()
 
     def revoke(self, pod: str) -> int:
         """Forget every token of ``pod``; returns how many were removed."""
+        return self._revoke_where(lambda o: o.pod == pod)
+
+    def retain_pods(self, pods: Iterable[str]) -> int:
+        """Revoke the tokens of every pod not in ``pods`` (tokens without a pod stay)."""
+        keep = set(pods)
+        return self._revoke_where(lambda o: bool(o.pod) and o.pod not in keep)
+
+    def _revoke_where(self, match: Any) -> int:
         with self._lock:
-            stale = [t for t, o in self._owners.items() if o.pod == pod]
-            for token in stale:
-                del self._owners[token]
+            stale = [d for d, o in self._owners.items() if match(o)]
+            for digest in stale:
+                del self._owners[digest]
+                self._persisted.discard(digest)
+            if stale:
+                self._save()
         return len(stale)
 
     def lookup(self, token: str) -> Owner | None:
         """The owner of ``token``, or None for an unknown or empty token."""
         if not token:
             return None
-        return self._owners.get(token)
+        return self._owners.get(token_digest(token))
+
+    # -- the store -------------------------------------------------------------
+
+    def _save(self) -> None:
+        """Write the persisted digests atomically, 0600 (call with the lock held)."""
+        store = self._store
+        if store is None:
+            return
+        entries = [
+            {
+                "sha256": d,
+                "namespace": o.namespace,
+                "serviceAccount": o.service_account,
+                "pod": o.pod,
+            }
+            for d, o in sorted(self._owners.items())
+            if d in self._persisted
+        ]
+        data = json.dumps({"version": _STORE_VERSION, "tokens": entries}, indent=2) + "\n"
+        store.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        tmp = store.with_name(f".{store.name}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.fchmod(fd, 0o600)
+            os.write(fd, data.encode("utf-8"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, store)
+
+    def _load_store(self, store: Path) -> None:
+        try:
+            doc: Any = json.loads(store.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError) as exc:
+            # Fewer known tokens is the safe side: pods restarted later get new ones.
+            _log.warning("ignoring unreadable CA token store %s: %s", store, exc)
+            return
+        try:
+            for item in doc["tokens"]:
+                digest = str(item["sha256"])
+                owner = Owner(str(item["namespace"]), str(item["serviceAccount"]), str(item["pod"]))
+                owner.identity("cluster.local")
+                if len(digest) != 64:
+                    raise ValueError("not a SHA-256 digest")
+                self._owners[digest] = owner
+                self._persisted.add(digest)
+        except (KeyError, TypeError, ValueError) as exc:
+            _log.warning("ignoring malformed CA token store %s: %s", store, exc)
+            self._owners.clear()
+            self._persisted.clear()
 
     def load_file(self, path: Path | str) -> int:
         """Register the tokens listed in a YAML or JSON file; returns how many.
@@ -130,5 +234,5 @@ class TokenRegistry:
                 raise TokenFileError(f"{where}: {exc}") from exc
             entries.append((token, ns, sa or "default", pod))
         for token, ns, sa, pod in entries:
-            self.register_token(token, ns, sa, pod)
+            self._register(token, ns, sa, pod, persist=False)
         return len(entries)

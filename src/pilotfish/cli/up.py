@@ -302,8 +302,8 @@ def _detach(settings: RuntimeSettings, paths: tuple[str, ...], console: Console)
     ]
     if settings.mesh_config_file:
         argv += ["--mesh-config", settings.mesh_config_file]
-    with contextlib.suppress(FileNotFoundError):
-        settings.state_file.unlink()
+    # The state file stays: the supervisor reads it to adopt what a crashed run left
+    # running (the wait below only trusts a state written by the new supervisor).
     with open(log_path, "ab") as out:
         proc = subprocess.Popen(
             argv,
@@ -325,6 +325,8 @@ def _detach(settings: RuntimeSettings, paths: tuple[str, ...], console: Console)
                         + (f"; ingress {state.ingress}/" if state.ingress else ""),
                         highlight=False,
                     )
+                    if state.message:  # what became of an earlier run's pods
+                        console.print(state.message, highlight=False)
                     console.print(
                         f"supervisor pid {proc.pid}, log {log_path}, "
                         f"API token in {settings.api_token_file}",

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from pilotfish.ca import CONTROL_PLANE_DNS_NAME, CertificateAuthority, MeshCa
+from pilotfish.ca import CONTROL_PLANE_DNS_NAME, CertificateAuthority, MeshCa, TokenRegistry
 from pilotfish.controlplane.api_token import ApiToken, load_or_create_token_file
 from pilotfish.controlplane.generator import MeshGenerator
 from pilotfish.controlplane.http_api import HttpApi
@@ -178,6 +178,7 @@ class ControlPlane:
         ca = MeshCa(
             authority,
             self.registry,
+            tokens=TokenRegistry(settings.ca_token_store),
             default_ttl=datetime.timedelta(seconds=settings.cert_ttl_seconds),
         )
         if settings.ca_tokens_file:

@@ -57,6 +57,10 @@ class ControlPlaneSettings:
     # the namespace a node claims (no identity is verified there). Off: only
     # streams on the secure port, to their certificate's namespace.
     plaintext_secrets: bool = False
+    # Where the CA persists registered tokens (SHA-256 digests, 0600) and reloads
+    # them at start, so a restarted control plane keeps running pods' credentials.
+    # None: in memory only. The local runtime uses ``<ca_dir>/pod-tokens.json``.
+    ca_token_store: str | None = None
     # The mesh config file's contents (``--mesh-config``); None: Istio's defaults.
     # Build with ``with_mesh_config`` so that root namespace, trust domain and
     # access log above agree with it.

@@ -5,6 +5,11 @@ the machine reaches the mesh; a Gateway server on port 8080 is published on
 ``--ingress-port``. The egress gateway (demo profile) listens where pods can
 reach it (the bridge address in transparent mode). Each runs as
 ``pilotfish agent --role gateway`` and is restarted with backoff if it dies.
+
+Gateways are supervised like pods' processes (``supervised``): the agent's
+pid, group and start time are kept in ``<work_dir>/<gateway>/pids.json``
+(role ``agent``), so ``kill_recorded`` cleans up after a crash, and a later
+supervisor can ``adopt()`` a gateway that still runs instead of starting it.
 Under root it runs as the proxy user in its sandbox, like a sidecar
 (``runtime.isolation``), its work dir ``<state>/pods/<gateway>/proxy``.
 """
@@ -15,18 +20,27 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
 from pilotfish.agent.backoff import BackoffPolicy, restart_delay
+from pilotfish.api.resource import Resource
 from pilotfish.runtime.isolation import Isolation
-from pilotfish.runtime.process import PROXY_DIR
+from pilotfish.runtime.process import PIDS_FILE, PROXY_DIR, ProcessRecord, spawn, write_pid_record
+from pilotfish.runtime.registration import gateway_service, workload_entry
 from pilotfish.runtime.sandbox import sandbox_argv
+from pilotfish.runtime.settings import RuntimeSettings
+from pilotfish.runtime.supervised import ChildProcess, Supervised, stop_supervised
 
-__all__ = ["GatewayProcess", "GatewaySpec"]
+__all__ = ["INGRESS", "GatewayProcess", "GatewaySpec", "egress_registrations", "gateway_specs"]
+
+INGRESS = "istio-ingressgateway"
+EGRESS = "istio-egressgateway"
+_EGRESS_LABELS = (("app", EGRESS), ("istio", "egressgateway"))
 
 log = logging.getLogger("pilotfish.runtime.gateways")
 
@@ -42,6 +56,44 @@ class GatewaySpec:
     port_map: tuple[tuple[int, int], ...] = ()  # Gateway server port -> listen port
 
 
+def gateway_specs(
+    settings: RuntimeSettings,
+    pod_host: str,
+    recorded: Mapping[str, Mapping[str, Any]],
+    free_port: Callable[[], int],
+) -> list[GatewaySpec]:
+    """The gateways of ``settings.profile``. Admin and health ports are ``recorded``
+    ones (a gateway adopted from an earlier run keeps them) or fresh ``free_port()``s;
+    the egress gateway listens on ``pod_host``, where pods reach the host."""
+
+    def ports(name: str) -> tuple[int, int]:
+        entry = recorded.get(name, {})
+        admin = int(entry.get("admin_port") or free_port())
+        return admin, int(entry.get("health_port") or free_port())
+
+    if settings.profile == "minimal":
+        return []
+    ingress_labels = (("app", INGRESS), ("istio", "ingressgateway"))
+    port_map = ((8080, settings.ingress_port),)
+    specs = [
+        GatewaySpec(INGRESS, "istio-system", ingress_labels, "127.0.0.1", *ports(INGRESS), port_map)
+    ]
+    if settings.profile == "demo":
+        specs.append(GatewaySpec(EGRESS, "istio-system", _EGRESS_LABELS, pod_host, *ports(EGRESS)))
+    return specs
+
+
+def egress_registrations(pod_host: str) -> list[Resource]:
+    """The egress gateway's Service and WorkloadEntry (demo profile)."""
+    labels = dict(_EGRESS_LABELS)
+    return [
+        gateway_service(
+            EGRESS, "istio-system", labels, [("http2", 80, 8080), ("https", 443, 8443)]
+        ),
+        workload_entry(EGRESS, "istio-system", pod_host, labels, f"{EGRESS}-service-account"),
+    ]
+
+
 class GatewayProcess:
     def __init__(
         self,
@@ -51,23 +103,34 @@ class GatewayProcess:
         work_dir: Path,
         python: str,
         extra_args: tuple[str, ...] = (),
+        on_processes_changed: Callable[[], None] | None = None,
         isolation: Isolation | None = None,
     ) -> None:
         self.spec = spec
         self._extra_args = extra_args
         self._xds = xds_address
         self._log_path = log_dir / f"{spec.name}.log"
-        self._work_dir = work_dir / spec.name / PROXY_DIR
+        self._work_dir = work_dir / spec.name  # the supervisor's: pids.json
+        self._proxy_dir = self._work_dir / PROXY_DIR  # the agent's own
         self._isolation = isolation
         self._python = python
-        self._proc: asyncio.subprocess.Process | None = None
+        self._proc: Supervised | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._on_processes_changed = on_processes_changed
         self.restarts = 0
 
     @property
     def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
+        return self._proc.pid if self._proc is not None and self._proc.running else None
+
+    @property
+    def pids_path(self) -> Path:
+        return self._work_dir / PIDS_FILE
+
+    @property
+    def record(self) -> ProcessRecord | None:
+        return self._proc.record() if self._proc is not None else None
 
     @property
     def log_path(self) -> Path:
@@ -100,7 +163,7 @@ class GatewayProcess:
             "--drain-duration",
             "2",
             "--work-dir",
-            str(self._work_dir),
+            str(self._proxy_dir),
         ]
         for k, v in s.labels:
             args += ["--label", f"{k}={v}"]
@@ -108,31 +171,39 @@ class GatewayProcess:
             args += ["--app-port", f"{server_port}={listen_port}"]
         args += self._extra_args
         if self._isolation is not None:
-            spec = self._isolation.proxy(self._work_dir, gateway=True)
+            spec = self._isolation.proxy(self._proxy_dir, gateway=True)
             args = sandbox_argv(self._python, spec, args)
         return args
+
+    def _env(self) -> dict[str, str] | None:
+        """A confined gateway gets PATH and nothing else of the supervisor's environment."""
+        if self._isolation is None:
+            return None
+        return {"PATH": os.environ.get("PATH", os.defpath), "HOME": "/tmp", "PYTHONUNBUFFERED": "1"}
 
     async def start(self) -> None:
         self._log_path.parent.mkdir(parents=True, exist_ok=True)
         if self._isolation is not None:
-            self._isolation.prepare_proxy_dir(self._work_dir)
+            self._isolation.prepare_proxy_dir(self._proxy_dir)
         await self._spawn()
         self._task = asyncio.create_task(self._supervise(), name=f"gateway-{self.spec.name}")
 
+    def adopt(self, proc: Supervised, restarts: int = 0) -> None:
+        """Supervise a gateway agent an earlier supervisor started (see ``supervised``)."""
+        self.restarts = restarts
+        self._set_proc(proc)
+        log.info("gateway %s: adopted (pid %d)", self.spec.name, proc.pid)
+        self._task = asyncio.create_task(self._supervise(), name=f"gateway-{self.spec.name}")
+
+    def _set_proc(self, proc: Supervised | None) -> None:
+        self._proc = proc
+        records = {"agent": proc.record()} if proc is not None else {}
+        write_pid_record(self.pids_path, self.spec.name, records)
+        if self._on_processes_changed is not None:
+            self._on_processes_changed()
+
     async def _spawn(self) -> None:
-        env = None
-        if self._isolation is not None:
-            env = {"PATH": os.environ.get("PATH", os.defpath), "HOME": "/tmp"}
-            env["PYTHONUNBUFFERED"] = "1"
-        with open(self._log_path, "ab") as out:
-            self._proc = await asyncio.create_subprocess_exec(
-                *self.argv(),
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=out,
-                stderr=asyncio.subprocess.STDOUT,
-                env=env,
-                start_new_session=True,
-            )
+        self._set_proc(ChildProcess(await spawn(self.argv(), self._log_path, env=self._env())))
 
     async def _supervise(self) -> None:
         failures = 0
@@ -145,10 +216,16 @@ class GatewayProcess:
             failures += 1
             self.restarts += 1
             delay = restart_delay(policy, failures)
-            log.warning("gateway %s exited (%s); restarting in %.1fs", self.spec.name, code, delay)
+            shown = "exit code unknown" if code is None else f"exit code {code}"
+            log.warning("gateway %s exited (%s); restarting in %.1fs", self.spec.name, shown, delay)
+            self._set_proc(None)
             await asyncio.sleep(delay)
             if not self._stopping:
-                await self._spawn()
+                try:
+                    await self._spawn()
+                except OSError as exc:
+                    log.error("gateway %s: cannot start: %s", self.spec.name, exc)
+                    return
 
     async def ready(self, session: aiohttp.ClientSession) -> bool:
         url = f"http://127.0.0.1:{self.spec.health_port}/healthz/ready"
@@ -165,13 +242,6 @@ class GatewayProcess:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         proc = self._proc
-        if proc is None or proc.returncode is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            await asyncio.wait_for(proc.wait(), grace)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            await proc.wait()
+        if proc is not None:
+            await stop_supervised(proc, grace)
+            self._set_proc(None)

@@ -18,6 +18,19 @@ After that a watch loop keeps pods in line with Workloads as they are applied
 or deleted, and keeps pods' service names current. ``stop()`` stops apps
 before their sidecars, then gateways, the control plane and the network, and
 leaves nothing behind on the host.
+
+Re-adoption (``adoption.py`` decides, this module carries it out). When the
+previous supervisor died while its mesh was ready and the settings are the
+same, step 1 becomes: restore the pod address allocations, take over (and
+watch through pidfds) every recorded pod and gateway whose processes still
+run with their recorded start times, kill and forget the rest, probe the
+adopted pods once and register the ready ones, all *before* the control
+plane starts. The control plane then comes back on the same ports with the
+CA's persisted pod tokens; proxies, which kept serving their last
+configuration, reconnect by themselves and the first configuration they get
+already lists every endpoint they had, so no request fails. Reconcile then
+replaces adopted pods whose Workload changed (compared by ``workload_hash``)
+and starts the missing ones, as on any change.
 """
 
 from __future__ import annotations
@@ -31,7 +44,6 @@ import socket
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,19 +51,28 @@ import aiohttp
 from aiohttp import web
 
 from pilotfish.api.resource import Resource, ResourceKey
+from pilotfish.ca.tokens import TOKEN_STORE_FILE
 from pilotfish.controlplane.api_token import ApiTokenError
 from pilotfish.controlplane.runner import ControlPlane
 from pilotfish.controlplane.settings import ControlPlaneSettings
 from pilotfish.model.mesh_config import load_mesh_config
 from pilotfish.model.snapshot import Snapshot
-from pilotfish.runtime.gateways import GatewayProcess, GatewaySpec
+from pilotfish.runtime import adoption
+from pilotfish.runtime.gateways import (
+    GatewayProcess,
+    GatewaySpec,
+    egress_registrations,
+    gateway_specs,
+)
+from pilotfish.runtime.ipam import Ipam
 from pilotfish.runtime.isolation import Isolation, copy_public, write_owned
-from pilotfish.runtime.network.base import CaptureConfig, PodNetwork, ServiceName
+from pilotfish.runtime.mesh_adoption import AdoptionMixin, Pod, net_id
+from pilotfish.runtime.network.base import CaptureConfig, PodAddress, PodNetwork, ServiceName
 from pilotfish.runtime.network.factory import bridge_address, make_network
 from pilotfish.runtime.pod import PodEnv, PodRunner, PodSpec
 from pilotfish.runtime.pod_spec import PodSpecError
 from pilotfish.runtime.process import PROXY_DIR
-from pilotfish.runtime.registration import gateway_service, workload_entry
+from pilotfish.runtime.registration import workload_entry
 from pilotfish.runtime.settings import RuntimeSettings
 from pilotfish.runtime.state import MeshState, process_alive, read_state, write_state
 from pilotfish.runtime.teardown import clean_leftovers
@@ -76,16 +97,7 @@ class RuntimeStartError(Exception):
     """The mesh did not come up; the message names what is not ready and why."""
 
 
-@dataclass
-class _Pod:
-    key: tuple[str, str]  # (namespace, pod name)
-    workload: Resource
-    runner: PodRunner
-    ip: str
-    netns: str | None
-
-
-class MeshRuntime:
+class MeshRuntime(AdoptionMixin):
     def __init__(
         self, settings: RuntimeSettings, progress: Callable[[str], None] | None = None
     ) -> None:
@@ -95,8 +107,14 @@ class MeshRuntime:
         self.cp: ControlPlane | None = None
         self.registrations = MemoryStore()
         self.gateways: list[GatewayProcess] = []
-        self.pods: dict[tuple[str, str], _Pod] = {}
-        self._state = MeshState(pid=os.getpid(), mode=settings.mode, profile=settings.profile)
+        self.pods: dict[tuple[str, str], Pod] = {}
+        self._state = MeshState(
+            pid=os.getpid(),
+            mode=settings.mode,
+            profile=settings.profile,
+            version=adoption.STATE_VERSION,
+            run=adoption.run_fingerprint(settings),
+        )
         self._watch_task: asyncio.Task[None] | None = None
         self._reconcile_lock = asyncio.Lock()
         self._stopping = False
@@ -125,23 +143,34 @@ class MeshRuntime:
                 f"a mesh is already running from {s.state_dir} (pid {previous.pid}); "
                 "run `pilotfish down` first"
             )
-        removed = clean_leftovers(s, previous)
-        if removed:
-            self._progress(f"removed leftovers of an earlier run: {removed}")
+        restored = self._restorable(previous)
+        if restored is None:
+            removed = clean_leftovers(s, previous)
+            if removed:
+                self._progress(f"removed leftovers of an earlier run: {removed}")
         self._state.started_at = time.time()
-        self._save()
         for d in (s.log_dir, s.config_dir, s.work_dir):
             d.mkdir(parents=True, exist_ok=True)
 
-        self.network = make_network(s)
+        self.network = make_network(s, restored)
         self.network.setup()
         self._state.bridge = self.settings.bridge if s.mode == "transparent" else ""
         self._record_network()
         self._bridge_ip = bridge_address(self.network)
         self._progress(f"network ready ({s.mode} mode)")
 
+        self._register_gateway_services()
+        adopted_gateways: set[str] = set()
+        if restored is not None and previous is not None:
+            # Before the control plane: its first configuration must already hold
+            # the adopted pods' endpoints.
+            adopted_gateways = await self._adopt(previous)
         await self._start_control_plane()
-        await self._start_gateways()
+        if restored is not None and self.cp is not None and self.cp.ca is not None:
+            owners = {p.runner.spec.local_id for p in self.pods.values()} | adopted_gateways
+            self.cp.ca.tokens.retain_pods(owners)
+            await self._restore_identity_records(self.cp.ca)
+        await self._start_gateways(adopted_gateways)
         self._watch_task = asyncio.create_task(self._watch(), name="pilotfish-runtime-watch")
         await self.reconcile()
         await self._wait_ready()
@@ -169,6 +198,8 @@ class MeshRuntime:
         self._state.phase = "stopped"
         self._state.pods = {}
         self._state.processes = {}
+        self._state.gateways = {}
+        self.gateways = []
         self._state.network = type(self._state.network)()
         self._save()
         self._progress("mesh stopped")
@@ -193,6 +224,8 @@ class MeshRuntime:
             ca_dir=str(s.ca_dir) if s.mtls else None,
             secure_port=s.secure_port,
             cert_ttl_seconds=s.cert_ttl_seconds,
+            # Adopted pods keep their tokens across a supervisor restart.
+            ca_token_store=str(s.ca_dir / TOKEN_STORE_FILE) if s.mtls else None,
             api_token_file=str(s.api_token_file),
         )
         if s.mesh_config_file:
@@ -221,119 +254,111 @@ class MeshRuntime:
         self._save()
         self._progress(f"control plane ready at {self._state.control_plane}")
 
-    def _identity_args(
-        self, namespace: str, service_account: str, owner: str, proxy_dir: Path
-    ) -> tuple[str, ...]:
-        """Agent flags that give a proxy its workload identity (empty without the CA).
+    def _register_identity(self, namespace: str, service_account: str, owner: str) -> None:
+        """Register a fresh one-time credential for ``owner`` with the CA, in a 0600 file.
 
-        The pod's one-time credential is a token registered with the CA for its
-        namespace and service account, handed over in a 0600 file in the
-        proxy's own directory (owned by the proxy user, visible only inside its
-        sandbox): only that agent can obtain certificates for that identity.
+        The token is registered with the CA for the pod's namespace and service
+        account and handed over in the proxy's own directory (owned by the proxy
+        user, visible only inside its sandbox), with the mesh root to verify the
+        CA: only that agent can obtain certificates for that identity.
         """
         assert self.cp is not None
         if self.cp.ca is None:
-            return ()
+            return
         token = self.cp.ca.tokens.register(namespace, service_account, owner)
+        proxy_dir = self._proxy_dir(owner)
         uid = gid = -1
         if self.isolation is not None:
             self.isolation.prepare_proxy_dir(proxy_dir)
             uid, gid = self.isolation.proxy_uid, self.isolation.proxy_gid
         else:
             proxy_dir.mkdir(parents=True, exist_ok=True)
-        token_file = proxy_dir / "ca-token"
-        write_owned(token_file, token.encode("ascii"), 0o600, uid, gid)
+        write_owned(proxy_dir / "ca-token", token.encode("ascii"), 0o600, uid, gid)
         root_cert = proxy_dir / "root-cert.pem"
         copy_public(self.settings.ca_dir / "root-cert.pem", root_cert, uid, gid)
-        host = self._bridge_ip if self.settings.mode == "transparent" else "127.0.0.1"
-        secure = f"{host}:{self.cp.secure_port}"
+
+    def _proxy_dir(self, owner: str) -> Path:
+        return self.settings.work_dir / owner / PROXY_DIR
+
+    def _token_file(self, owner: str) -> Path:
+        return self._proxy_dir(owner) / "ca-token"
+
+    def _identity_args(self, owner: str) -> tuple[str, ...]:
+        """Agent flags that give a proxy its workload identity (empty without the CA)."""
+        s = self.settings
+        if not s.mtls:
+            return ()
+        port = self.cp.secure_port if self.cp is not None else s.secure_port
+        secure = f"{self._host_for_pods()}:{port}"
         return (
             "--ca-address",
             secure,
             "--xds-secure-address",
             secure,
             "--ca-token-file",
-            str(token_file),
+            str(self._token_file(owner)),
             "--root-cert-file",
-            str(root_cert),
+            str(self._proxy_dir(owner) / "root-cert.pem"),
             "--trust-domain",
-            self.settings.trust_domain,
+            s.trust_domain,
             "--cert-ttl",
-            f"{self.settings.cert_ttl_seconds}s",
+            f"{s.cert_ttl_seconds}s",
         )
+
+    def _host_for_pods(self) -> str:
+        return self._bridge_ip if self.settings.mode == "transparent" else "127.0.0.1"
 
     @property
     def xds_address(self) -> str:
-        """Where proxies open ADS: the mTLS port whenever the mesh CA runs."""
-        assert self.cp is not None
-        host = self._bridge_ip if self.settings.mode == "transparent" else "127.0.0.1"
-        port = self.cp.secure_port if self.cp.ca is not None else self.cp.xds_port
-        return f"{host}:{port}"
+        """Where proxies open ADS: the mTLS port whenever the mesh CA runs.
 
-    async def _start_gateways(self) -> None:
+        Adopted proxies were started against the configured port: it never changes.
+        """
+        s, cp = self.settings, self.cp
+        if s.mtls:
+            port = cp.secure_port if cp is not None else s.secure_port
+        else:
+            port = cp.xds_port if cp is not None else s.xds_port
+        return f"{self._host_for_pods()}:{port}"
+
+    # -- gateways ------------------------------------------------------------------
+
+    def _gateway_specs(self, recorded: dict[str, dict[str, Any]]) -> list[GatewaySpec]:
+        """The profile's gateways; ports recorded by an adopted run are kept."""
+        return gateway_specs(self.settings, self._host_for_pods(), recorded, _free_port)
+
+    def _register_gateway_services(self) -> None:
+        """The egress gateway's Service and endpoint (demo profile); static, so they are
+        registered before the control plane's first configuration."""
+        if self.settings.profile == "demo":
+            for resource in egress_registrations(self._host_for_pods()):
+                self.registrations.apply(resource)
+
+    def _gateway_process(self, spec: GatewaySpec) -> GatewayProcess:
+        sa = f"{spec.name}-service-account"
         s = self.settings
-        if s.profile == "minimal":
-            return
-        specs = [
-            GatewaySpec(
-                "istio-ingressgateway",
-                "istio-system",
-                (("app", "istio-ingressgateway"), ("istio", "ingressgateway")),
-                "127.0.0.1",
-                _free_port(),
-                _free_port(),
-                ((8080, s.ingress_port),),
-            )
-        ]
-        if s.profile == "demo":
-            egress_ip = self._bridge_ip if s.mode == "transparent" else "127.0.0.1"
-            specs.append(
-                GatewaySpec(
-                    "istio-egressgateway",
-                    "istio-system",
-                    (("app", "istio-egressgateway"), ("istio", "egressgateway")),
-                    egress_ip,
-                    _free_port(),
-                    _free_port(),
-                )
-            )
-            labels = {"app": "istio-egressgateway", "istio": "egressgateway"}
-            self.registrations.apply(
-                gateway_service(
-                    "istio-egressgateway",
-                    "istio-system",
-                    labels,
-                    [("http2", 80, 8080), ("https", 443, 8443)],
-                )
-            )
-            self.registrations.apply(
-                workload_entry(
-                    "istio-egressgateway",
-                    "istio-system",
-                    egress_ip,
-                    labels,
-                    "istio-egressgateway-service-account",
-                )
-            )
-        for spec in specs:
-            sa = f"{spec.name}-service-account"
-            extra = self._identity_args(
-                spec.namespace, sa, spec.name, s.work_dir / spec.name / PROXY_DIR
-            )
-            gw = GatewayProcess(
-                spec,
-                self.xds_address,
-                s.log_dir,
-                s.work_dir,
-                sys.executable,
-                extra_args=(*extra, "--service-account", sa),
-                isolation=self.isolation,
-            )
-            await gw.start()
+        return GatewayProcess(
+            spec,
+            self.xds_address,
+            s.log_dir,
+            s.work_dir,
+            sys.executable,
+            extra_args=(*self._identity_args(spec.name), "--service-account", sa),
+            on_processes_changed=self._save,
+            isolation=self.isolation,
+        )
+
+    async def _start_gateways(self, adopted: set[str]) -> None:
+        s = self.settings
+        for spec in self._gateway_specs({}):
+            if spec.name in adopted:
+                continue
+            self._register_identity(spec.namespace, f"{spec.name}-service-account", spec.name)
+            gw = self._gateway_process(spec)
             self.gateways.append(gw)
-            if gw.pid is not None:
-                self._state.processes[spec.name] = gw.pid
-        self._state.ingress = f"http://127.0.0.1:{s.ingress_port}"
+            await gw.start()
+        if s.profile != "minimal":
+            self._state.ingress = f"http://127.0.0.1:{s.ingress_port}"
         self._save()
 
     # -- pods ----------------------------------------------------------------------
@@ -353,10 +378,12 @@ class MeshRuntime:
             return
         async with self._reconcile_lock:
             desired = self._desired()
+            # Once per Workload, not per replica.
+            hashes = {id(wl): adoption.workload_hash(wl) for wl, _ in desired.values()}
             stale = [
                 p
                 for key, p in self.pods.items()
-                if key not in desired or not _same_workload(desired[key][0], p.workload)
+                if key not in desired or hashes[id(desired[key][0])] != p.workload_hash
             ]
             for pod in stale:
                 self._progress(f"stopping pod {pod.key[1]}")
@@ -368,27 +395,8 @@ class MeshRuntime:
             ]
             await asyncio.gather(*starts)
 
-    async def _start_pod(self, key: tuple[str, str], workload: Resource, index: int) -> None:
-        assert self.network is not None
-        namespace, name = key
-        net_id = name if namespace == "default" else f"{name}.{namespace}"
-        capture = None
-        if self.settings.mode == "transparent":
-            capture = CaptureConfig(exclude_outbound_cidrs=(f"{self._bridge_ip}/32",))
-        try:
-            spec = PodSpec.from_workload(workload, index)
-            user = self._users.user_for(spec) if self._users is not None else None
-        except PodSpecError as exc:
-            log.error("pod %s cannot start: %s", name, exc)
-            self._progress(f"pod {name} cannot start: {exc}")
-            return
-        address = self.network.create_pod(net_id, capture)
-        identity = self._identity_args(
-            spec.namespace,
-            spec.service_account,
-            spec.local_id,
-            self.settings.work_dir / spec.local_id / PROXY_DIR,
-        )
+    def _runner(self, spec: PodSpec, address: PodAddress) -> PodRunner:
+        """The pod's runner; raises ``PodSpecError`` for ids the pod may not run as."""
         env = PodEnv(
             address=address,
             mode=self.settings.mode,
@@ -396,18 +404,39 @@ class MeshRuntime:
             log_dir=self.settings.log_dir,
             work_dir=self.settings.work_dir,
             python=sys.executable,
-            agent_args=identity,
+            agent_args=self._identity_args(spec.local_id),
             isolation=self.isolation,
-            app_user=user,
+            app_user=self._users.user_for(spec) if self._users is not None else None,
         )
-        runner = PodRunner(spec, env, self._on_ready_change)
-        pod = _Pod(key, workload, runner, address.ip, address.netns)
+        return PodRunner(spec, env, self._on_ready_change, on_processes_changed=self._save)
+
+    async def _start_pod(self, key: tuple[str, str], workload: Resource, index: int) -> None:
+        assert self.network is not None
+        namespace, name = key
+        capture = None
+        if self.settings.mode == "transparent":
+            capture = CaptureConfig(exclude_outbound_cidrs=(f"{self._bridge_ip}/32",))
+        try:
+            spec = PodSpec.from_workload(workload, index)
+            if self._users is not None:
+                self._users.user_for(spec)  # refused ids fail here, before any network
+        except PodSpecError as exc:
+            log.error("pod %s cannot start: %s", name, exc)
+            self._progress(f"pod {name} cannot start: {exc}")
+            return
+        address = self.network.create_pod(net_id(namespace, name), capture)
+        self._register_identity(spec.namespace, spec.service_account, spec.local_id)
+        runner = self._runner(spec, address)
+        pod = Pod(key, adoption.workload_hash(workload), runner, address.ip, address.netns)
         self.pods[key] = pod
         self._state.pods[f"{namespace}/{name}"] = {
+            "name": name,
             "ip": address.ip,
             "netns": address.netns,
             "namespace": namespace,
             "workload": workload.name,
+            "spec": spec.to_json(),
+            "workload_hash": pod.workload_hash,
         }
         self._record_network()
         self._refresh_names()
@@ -418,7 +447,7 @@ class MeshRuntime:
             log.error("pod %s failed to start: %s", name, exc)
             self._progress(f"pod {name} failed to start: {exc}")
 
-    async def _stop_pod(self, pod: _Pod) -> None:
+    async def _stop_pod(self, pod: Pod) -> None:
         namespace, name = pod.key
         with contextlib.suppress(KeyError):
             self.registrations.delete(ResourceKey("WorkloadEntry", namespace, name))
@@ -428,8 +457,7 @@ class MeshRuntime:
             await pod.runner.stop()
         finally:
             assert self.network is not None
-            net_id = name if namespace == "default" else f"{name}.{namespace}"
-            self.network.delete_pod(net_id)
+            self.network.delete_pod(net_id(namespace, name))
             self.pods.pop(pod.key, None)
             self._state.pods.pop(f"{namespace}/{name}", None)
             self._record_network()
@@ -443,7 +471,7 @@ class MeshRuntime:
         if ready:
             ports = {p.name: p.container_port for p in spec.ports if p.name}
             labels = dict(spec.labels)
-            if self.cp is not None and self.cp.ca is not None:
+            if self.settings.mtls:
                 # The pod's sidecar holds a mesh certificate: callers use mTLS (auto mTLS).
                 labels[TLS_MODE_LABEL] = "istio"
             self.registrations.apply(
@@ -517,7 +545,35 @@ class MeshRuntime:
         self._save()
 
     def _save(self) -> None:
+        self._sync_state()
         write_state(self.settings.state_file, self._state)
+
+    def _sync_state(self) -> None:
+        """Copy what adoption needs from the live pods and gateways into the state."""
+        ipam = getattr(self.network, "ipam", None)
+        if isinstance(ipam, Ipam):
+            self._state.ipam = ipam.to_json()
+        for (namespace, name), pod in self.pods.items():
+            entry = self._state.pods.get(f"{namespace}/{name}")
+            if entry is None:
+                continue
+            status = pod.runner.status()
+            entry.update(
+                name=name,
+                phase=status.phase,
+                message=status.message,
+                restarts=status.restarts,
+                started_at=status.started_at,
+                app_ports={str(k): v for k, v in pod.runner.app_ports.items()},
+            )
+        for gw in self.gateways:
+            self._state.gateways[gw.spec.name] = {
+                "admin_port": gw.spec.admin_port,
+                "health_port": gw.spec.health_port,
+                "restarts": gw.restarts,
+            }
+            if gw.pid is not None:
+                self._state.processes[gw.spec.name] = gw.pid
 
     def pod_statuses(self) -> list[dict[str, Any]]:
         identities: dict[str, Any] = {}
@@ -541,6 +597,7 @@ class MeshRuntime:
                     "phase": "Running" if gw.pid else "Pending",
                     "ready": None,
                     "restarts": gw.restarts,
+                    "sidecar_pid": gw.pid,
                     "gateway": True,
                     "identity": identities[gw.spec.name].spiffe_id
                     if gw.spec.name in identities
@@ -560,7 +617,3 @@ class MeshRuntime:
 
 def _settled(status: Any) -> bool:
     return bool(status.ready) or status.phase in ("Succeeded", "Failed")
-
-
-def _same_workload(a: Resource, b: Resource) -> bool:
-    return a.spec == b.spec and a.metadata.labels == b.metadata.labels

@@ -25,7 +25,13 @@ Theory of operation:
   period), then the sidecar (SIGTERM makes the agent drain and exit).
 - The pids, groups and start times of both processes are kept in
   ``<work_dir>/<pod>/pids.json`` while they run, so ``kill_recorded`` can
-  clean up after a supervisor that died without stopping its pods.
+  clean up after a supervisor that died without stopping its pods, and a
+  later supervisor can take the pod over instead: ``adopt()`` (or
+  ``adopt_completed()``) starts the same three tasks over processes it did
+  not spawn (``supervised.AdoptedProcess``: watched through a pidfd, exit
+  code unknown, counted as a failure by ``restartPolicy``). It probes the
+  pod once before returning, so the supervisor can register a ready pod
+  before its control plane serves any proxy.
 """
 
 from __future__ import annotations
@@ -34,8 +40,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -61,11 +68,10 @@ from pilotfish.runtime.process import (
     PIDS_FILE,
     ProcessRecord,
     kill_recorded,
-    process_start_time,
     spawn,
-    stop_group,
     write_pid_record,
 )
+from pilotfish.runtime.supervised import ChildProcess, Supervised, stop_supervised
 
 # The runner's collaborators are re-exported so callers need one import.
 __all__ = [
@@ -118,10 +124,13 @@ class PodRunner:
         backoff: BackoffPolicy = _DEFAULT_BACKOFF,
         *,
         logger: logging.Logger | None = None,
+        on_processes_changed: Callable[[], None] | None = None,
     ) -> None:
         self.spec = spec
         self.env = env
         self._on_ready_change = on_ready_change
+        # Called after every change of the recorded processes (spawn, exit, completion).
+        self._on_processes_changed = on_processes_changed
         self._backoff = backoff
         self._log = logger or logging.getLogger("pilotfish.runtime.pod")
         self._phase: Phase = "Pending"
@@ -131,8 +140,8 @@ class PodRunner:
         self._last_exit_code: int | None = None
         self._message = ""
         self._started_at: float | None = None
-        self._app: asyncio.subprocess.Process | None = None
-        self._sidecar: asyncio.subprocess.Process | None = None
+        self._app: Supervised | None = None
+        self._sidecar: Supervised | None = None
         self._records: dict[str, ProcessRecord] = {}
         self._app_ports: dict[int, int] = {}
         self._tracker: ProbeTracker | None = None
@@ -157,6 +166,11 @@ class PodRunner:
     def app_ports(self) -> dict[int, int]:
         """Container port -> the port the app really listens on (after ``start()``)."""
         return dict(self._app_ports)
+
+    @property
+    def records(self) -> dict[str, ProcessRecord]:
+        """role (``sidecar``, ``app``) -> the running process's record."""
+        return dict(self._records)
 
     @property
     def pids_path(self) -> Path:
@@ -216,12 +230,91 @@ class PodRunner:
             # stop() ran while the app was being spawned and could not see it.
             await self._stop_processes(grace=2.0)
             return
+        self._start_tasks()
+        self._update_ready()
+
+    async def adopt(
+        self,
+        sidecar: Supervised,
+        app: Supervised | None,
+        *,
+        app_ports: dict[int, int],
+        restarts: int = 0,
+        started_at: float | None = None,
+    ) -> bool:
+        """Take over a running pod an earlier supervisor started; True if it answered ready.
+
+        ``sidecar`` and ``app`` were checked by the caller (recorded start times);
+        ``app_ports`` are the ports recorded for the run. Without a live app, one
+        is started (a restart) unless ``restartPolicy`` says the pod completes.
+        The sidecar and the app's readiness probe are asked once before this
+        returns; a probe passing then carries the run's readiness over. Then
+        the pod is supervised exactly as after ``start()``. Call at most once,
+        instead of ``start()``.
+        """
+        if self._began:
+            raise RuntimeError(f"pod {self.name} was already started")
+        self._began = True
+        self._started_at = started_at if started_at is not None else time.time()
+        self._restarts = restarts
+        self._app_ports = dict(app_ports)
+        self._session = aiohttp.ClientSession(trust_env=False)
+        self._sidecar = sidecar
+        self._record(_SIDECAR, sidecar)
+        self._phase = "Running"
+        self._sidecar_ready = await self._get_ok(
+            self.env.health_url("/healthz/ready"), _SIDECAR_CHECK_TIMEOUT
+        )
+        if app is not None and app.running:
+            self._app = app
+            self._record(_APP, app)
+            if self.spec.readiness is not None:
+                self._tracker = ProbeTracker(self.spec.readiness, time.monotonic())
+                self._tracker.resume(await self._probe_app(), time.monotonic())
+        elif should_restart(self.spec.restart_policy, None):
+            # Started in the background: a sidecar that is not ready may need the
+            # control plane, which the supervisor starts only after adoption.
+            self._message = "app was not running when the pod was adopted; restarting it"
+            self._start_tasks(app=self._restart_app_when_sidecar_ready())
+            self._update_ready()
+            return False
+        else:
+            await self._complete(None)
+            return False
+        self._log.info("pod %s: adopted (sidecar pid %d)", self.name, sidecar.pid)
+        self._start_tasks()
+        self._update_ready()
+        return self._ready
+
+    async def _restart_app_when_sidecar_ready(self) -> None:
+        """An adopted pod without its app: as at start, the app only runs behind a
+        ready sidecar (the probe loop and the sidecar watcher keep it going)."""
+        while not self._sidecar_ready:
+            if not await self._sleep_unless_stopping(_START_POLL_INTERVAL):
+                return
+        self._restarts += 1
+        await self._spawn_app()
+        self._update_ready()
+        await self._watch_app()
+
+    def adopt_completed(self, phase: Phase, message: str, restarts: int = 0) -> None:
+        """Take over a pod that had completed (no process left): it stays completed."""
+        if self._began:
+            raise RuntimeError(f"pod {self.name} was already started")
+        self._began = True
+        self._started_at = time.time()
+        self._phase = phase
+        self._message = message
+        self._restarts = restarts
+        self._sidecar_done = True
+        self._completed.set()
+
+    def _start_tasks(self, app: Coroutine[Any, Any, None] | None = None) -> None:
         self._tasks = [
-            asyncio.create_task(self._watch_app(), name=f"pod-{self.name}-app"),
+            asyncio.create_task(app or self._watch_app(), name=f"pod-{self.name}-app"),
             asyncio.create_task(self._watch_sidecar(), name=f"pod-{self.name}-sidecar"),
             asyncio.create_task(self._probe_loop(), name=f"pod-{self.name}-probes"),
         ]
-        self._update_ready()
 
     async def stop(self, grace: float = 10.0) -> None:
         """Un-ready first, then stop the app, then the sidecar (each: SIGTERM, SIGKILL after
@@ -252,7 +345,9 @@ class PodRunner:
 
     async def _spawn_sidecar(self) -> None:
         argv = agent_argv(self.spec, self.env, self._app_ports)
-        proc = await spawn(argv, self.env.sidecar_log(self.spec.local_id), env=agent_env(self.env))
+        proc = ChildProcess(
+            await spawn(argv, self.env.sidecar_log(self.spec.local_id), env=agent_env(self.env))
+        )
         self._sidecar = proc
         self._record(_SIDECAR, proc)
         self._log.info("pod %s: sidecar agent started (pid %d)", self.name, proc.pid)
@@ -264,7 +359,7 @@ class PodRunner:
         if self.spec.readiness is not None:
             self._tracker = ProbeTracker(self.spec.readiness, time.monotonic())
         try:
-            proc = await spawn(argv, self.env.app_log(self.spec.local_id), env=env)
+            proc = ChildProcess(await spawn(argv, self.env.app_log(self.spec.local_id), env=env))
         except OSError as exc:
             self._app = None
             self._message = f"cannot start the app: {exc}"
@@ -275,16 +370,21 @@ class PodRunner:
         self._log.info("pod %s: app started (pid %d)", self.name, proc.pid)
         self._wake.set()
 
-    def _record(self, role: str, proc: asyncio.subprocess.Process | None) -> None:
+    def _record(self, role: str, proc: Supervised | None) -> None:
         if proc is None:
             self._records.pop(role, None)
         else:
-            self._records[role] = ProcessRecord(proc.pid, proc.pid, process_start_time(proc.pid))
+            self._records[role] = proc.record()
         write_pid_record(self.pids_path, self.spec.local_id, self._records)
+        if self._on_processes_changed is not None:
+            try:
+                self._on_processes_changed()
+            except Exception:
+                self._log.exception("pod %s: on_processes_changed failed", self.name)
 
     async def _stop_processes(self, grace: float) -> None:
         if self._app is not None:
-            code = await stop_group(self._app, grace)
+            code = await stop_supervised(self._app, grace)
             self._log.info("pod %s: app stopped (exit code %s)", self.name, code)
             self._app = None
             self._record(_APP, None)
@@ -294,7 +394,7 @@ class PodRunner:
         self._sidecar_done = True
         self._sidecar_ready = False
         if self._sidecar is not None:
-            code = await stop_group(self._sidecar, grace)
+            code = await stop_supervised(self._sidecar, grace)
             self._log.info("pod %s: sidecar stopped (exit code %s)", self.name, code)
             self._sidecar = None
             self._record(_SIDECAR, None)
@@ -325,6 +425,7 @@ class PodRunner:
             if self._stopping:
                 return
             uptime = time.monotonic() - began
+            shown = "unknown (not a child of this supervisor)" if code is None else str(code)
             self._app = None
             self._tracker = None
             self._last_exit_code = code
@@ -335,7 +436,7 @@ class PodRunner:
                 return
             failures = failures_after_exit(self._backoff, failures, uptime)
             delay = restart_delay(self._backoff, failures)
-            self._message = f"app exited with code {code}; restarting in {delay:.1f}s"
+            self._message = f"app exited with code {shown}; restarting in {delay:.1f}s"
             self._log.warning("pod %s: %s", self.name, self._message)
             if not await self._sleep_unless_stopping(delay):
                 return
@@ -343,10 +444,11 @@ class PodRunner:
             await self._spawn_app()
             self._update_ready()
 
-    async def _complete(self, code: int) -> None:
+    async def _complete(self, code: int | None) -> None:
         """The app exited for good: record the phase and drain the sidecar away."""
         self._phase = completion_phase(code)
-        self._message = f"app exited with code {code}"
+        shown = "unknown (not a child of this supervisor)" if code is None else str(code)
+        self._message = f"app exited with code {shown}"
         self._log.info("pod %s: completed (%s): %s", self.name, self._phase, self._message)
         self._update_ready()
         await self._stop_sidecar(grace=10.0)
@@ -368,7 +470,8 @@ class PodRunner:
             self._update_ready()
             failures = failures_after_exit(self._backoff, failures, uptime)
             delay = restart_delay(self._backoff, failures)
-            self._message = f"sidecar agent exited with code {code}; restarting in {delay:.1f}s"
+            shown = "unknown" if code is None else str(code)
+            self._message = f"sidecar agent exited with code {shown}; restarting in {delay:.1f}s"
             self._log.warning("pod %s: %s", self.name, self._message)
             if not await self._sleep_unless_stopping(delay) or self._sidecar_done:
                 return
@@ -386,14 +489,7 @@ class PodRunner:
             self._sidecar_ready = ok and self._sidecar is not None and not self._sidecar_done
             tracker = self._tracker
             if tracker is not None and self._app is not None and tracker.due(now):
-                probe = tracker.probe
-                ok = await self._get_ok(
-                    self.env.health_url(
-                        f"/app-health/{probe.port}/ready?timeout={probe.timeout_seconds:g}"
-                    ),
-                    # The agent bounds the check itself; leave it time to answer.
-                    probe.timeout_seconds + 1.0,
-                )
+                ok = await self._probe_app()
                 # A result for an app run that has since ended is dropped.
                 if tracker is self._tracker:
                     tracker.record(ok, now)
@@ -403,6 +499,18 @@ class PodRunner:
                 wake_at = min(wake_at, self._tracker.next_due)
             self._wake.clear()
             await self._wait_wake(max(0.0, wake_at - time.monotonic()))
+
+    async def _probe_app(self) -> bool:
+        """Ask the sidecar to run the app's readiness check once."""
+        assert self.spec.readiness is not None
+        probe = self.spec.readiness
+        return await self._get_ok(
+            self.env.health_url(
+                f"/app-health/{probe.port}/ready?timeout={probe.timeout_seconds:g}"
+            ),
+            # The agent bounds the check itself; leave it time to answer.
+            probe.timeout_seconds + 1.0,
+        )
 
     async def _get_ok(self, url: str, timeout: float) -> bool:
         if self._session is None:
@@ -423,8 +531,8 @@ class PodRunner:
             if self._stopping:
                 raise PodStartError(f"pod {self.name}: stopped while starting")
             proc = self._sidecar
-            if proc is None or proc.returncode is not None:
-                code = proc.returncode if proc is not None else None
+            if proc is None or not proc.running:
+                code = proc.exit_code if proc is not None else None
                 raise PodStartError(
                     f"pod {self.name}: sidecar agent exited with code {code} before it was "
                     f"ready; last lines of {log_path}:\n{_tail(log_path)}"
@@ -444,7 +552,7 @@ class PodRunner:
         ready = pod_ready(
             phase=self._phase,
             stopping=self._stopping,
-            app_running=self._app is not None and self._app.returncode is None,
+            app_running=self._app is not None and self._app.running,
             sidecar_ready=self._sidecar_ready,
             probe_ready=tracker.ready if tracker is not None else self.spec.readiness is None,
         )
@@ -458,5 +566,5 @@ class PodRunner:
             self._log.exception("pod %s: on_ready_change failed", self.name)
 
 
-def _pid(proc: asyncio.subprocess.Process | None) -> int | None:
-    return proc.pid if proc is not None and proc.returncode is None else None
+def _pid(proc: Supervised | None) -> int | None:
+    return proc.pid if proc is not None and proc.running else None

@@ -12,11 +12,13 @@ __all__ = ["Phase", "PodStatus", "completion_phase", "pod_ready", "should_restar
 Phase = Literal["Pending", "Running", "Succeeded", "Failed"]
 
 
-def should_restart(policy: RestartPolicy, exit_code: int) -> bool:
+def should_restart(policy: RestartPolicy, exit_code: int | None) -> bool:
     """Whether an app that exited with ``exit_code`` is started again (Kubernetes' rules).
 
     ``Always``: every exit; ``OnFailure``: non-zero exits (a signal counts as a
-    failure); ``Never``: none, the pod completes.
+    failure, and so does an unknown code, None: the exit of a process adopted
+    from an earlier supervisor, whose code only its parent could learn);
+    ``Never``: none, the pod completes.
     """
     if policy == "Always":
         return True
@@ -25,8 +27,9 @@ def should_restart(policy: RestartPolicy, exit_code: int) -> bool:
     return False
 
 
-def completion_phase(exit_code: int) -> Phase:
-    """Phase of a pod whose app exited for good: ``Succeeded`` only for exit code 0."""
+def completion_phase(exit_code: int | None) -> Phase:
+    """Phase of a pod whose app exited for good: ``Succeeded`` only for exit code 0
+    (an unknown code cannot prove success)."""
     return "Succeeded" if exit_code == 0 else "Failed"
 
 

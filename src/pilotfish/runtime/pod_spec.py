@@ -9,8 +9,8 @@ directly, and ``PodSpec.from_workload`` is the one place that reads the schema
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Literal
+from dataclasses import asdict, dataclass
+from typing import Any, Literal, cast
 
 from pilotfish.agent.config import AppProbe
 
@@ -109,6 +109,38 @@ class PodSpec:
         """The sidecar's proxy id: ``<pod>.<namespace>``."""
         return f"{self.name}.{self.namespace}"
 
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-compatible dict that ``from_json`` turns back into an equal spec."""
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> PodSpec:
+        """The spec ``to_json`` wrote; raises ``PodSpecError`` on malformed data."""
+        try:
+            probe = data.get("readiness")
+            spec = cls(
+                name=str(data["name"]),
+                workload=str(data["workload"]),
+                namespace=str(data["namespace"]),
+                command=tuple(str(a) for a in data["command"]),
+                labels=tuple((str(k), str(v)) for k, v in data.get("labels", ())),
+                service_account=str(data.get("service_account", "default")),
+                env=tuple((str(k), str(v)) for k, v in data.get("env", ())),
+                ports=tuple(
+                    PortSpec(p.get("name"), int(p["container_port"]), str(p.get("protocol", "TCP")))
+                    for p in data.get("ports", ())
+                ),
+                readiness=ProbeSpec(**probe) if probe is not None else None,
+                restart_policy=cast(RestartPolicy, str(data.get("restart_policy", "Always"))),
+                run_as_user=_optional_int(data.get("run_as_user")),
+                run_as_group=_optional_int(data.get("run_as_group")),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise PodSpecError(f"malformed recorded pod spec: {exc}") from exc
+        if spec.restart_policy not in ("Always", "OnFailure", "Never"):
+            raise PodSpecError(f"malformed recorded pod spec: restart policy {spec.restart_policy}")
+        return spec
+
     @classmethod
     def from_workload(cls, resource: Any, index: int) -> PodSpec:
         """Pod ``index`` of a ``pilotfish.io/v1alpha1`` Workload ``Resource``.
@@ -141,6 +173,10 @@ class PodSpec:
             run_as_user=getattr(context, "run_as_user", None),
             run_as_group=getattr(context, "run_as_group", None),
         )
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 def _str_map(mapping: Mapping[Any, Any]) -> dict[str, str]:

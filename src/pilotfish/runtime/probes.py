@@ -62,6 +62,19 @@ class ProbeTracker:
     def due(self, now: float) -> bool:
         return now >= self._next_due
 
+    def resume(self, ok: bool, probed_at: float) -> None:
+        """Start tracking a run adopted from an earlier supervisor with one probe result.
+
+        The run was already being probed: a passing probe carries its readiness
+        over at once (no new ``success_threshold`` run, which would pull a
+        serving pod out of its Service), a failing one counts as a first failure.
+        """
+        if ok:
+            self.state = ProbeState(ready=True, successes=self.probe.success_threshold)
+        else:
+            self.state = observe(ProbeState(), False, self.probe)
+        self._next_due = probed_at + self.probe.period_seconds
+
     def record(self, ok: bool, probed_at: float) -> bool:
         """Record the result of the probe started at ``probed_at``; True if readiness changed."""
         before = self.state.ready

@@ -33,6 +33,7 @@ __all__ = [
     "ProcessRecord",
     "group_alive",
     "kill_recorded",
+    "kill_recorded_dir",
     "process_start_time",
     "read_pid_record",
     "spawn",
@@ -207,16 +208,21 @@ def kill_recorded(work_dir: str | Path) -> int:
     Returns how many process groups were killed. For cleaning up after a
     supervisor that died without stopping its pods.
     """
+    return sum(kill_recorded_dir(p.parent) for p in sorted(Path(work_dir).glob(f"*/{PIDS_FILE}")))
+
+
+def kill_recorded_dir(pod_dir: Path) -> int:
+    """``kill_recorded`` for one pod's (or gateway's) directory; returns groups killed."""
     killed = 0
-    for path in sorted(Path(work_dir).glob(f"*/{PIDS_FILE}")):
-        for record in read_pid_record(path).values():
-            if _is_recorded_group(record):
-                _killpg(record.pgid, signal.SIGKILL)
-                killed += 1
-        envoy = _envoy_pid(path.parent)
-        if envoy is not None and group_alive(envoy):
-            _killpg(envoy, signal.SIGKILL)
+    path = pod_dir / PIDS_FILE
+    for record in read_pid_record(path).values():
+        if _is_recorded_group(record):
+            _killpg(record.pgid, signal.SIGKILL)
             killed += 1
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
+    envoy = _envoy_pid(pod_dir)
+    if envoy is not None and group_alive(envoy):
+        _killpg(envoy, signal.SIGKILL)
+        killed += 1
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
     return killed

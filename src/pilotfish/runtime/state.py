@@ -3,7 +3,11 @@
 Written atomically (temp file + rename) whenever something the host would be
 left with changes, so even after ``kill -9`` of the supervisor, ``pilotfish
 down`` (or the next ``up``) knows which namespaces, links, rules and
-processes to remove.
+processes to remove, or (``runtime/adoption.py``) which pods and gateways the
+next ``up`` can take over: ``run`` is the fingerprint of the settings the run
+was started with, ``ipam`` the pod address allocations, ``pods`` per pod its
+address, recorded spec, workload hash, app ports, phase and restarts (its
+processes are in the pod's ``pids.json``), ``gateways`` per gateway its ports.
 """
 
 from __future__ import annotations
@@ -30,9 +34,17 @@ class MeshState:
     ingress: str = ""  # http://127.0.0.1:8080
     bridge: str = ""
     network: HostResources = field(default_factory=HostResources)
-    pods: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> {ip, netns, namespace}
+    # "<namespace>/<pod>" -> {ip, netns, namespace, workload, spec, workload_hash,
+    # app_ports, phase, message, restarts}
+    pods: dict[str, dict[str, Any]] = field(default_factory=dict)
     processes: dict[str, int] = field(default_factory=dict)  # gateway name -> process group
     started_at: float = 0.0
+    # Format of what adoption reads (``adoption.STATE_VERSION``); 0: written by a
+    # runtime that could not be adopted from.
+    version: int = 0
+    run: dict[str, Any] = field(default_factory=dict)  # settings fingerprint
+    ipam: str = ""  # ``Ipam.to_json()`` of the pod network
+    gateways: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> {ports}
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

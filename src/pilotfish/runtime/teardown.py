@@ -2,7 +2,8 @@
 
 Used by ``pilotfish down`` once the supervisor has gone, and by ``pilotfish
 up`` before it starts, so a crash (even ``kill -9`` of the supervisor) never
-leaves namespaces, links, rules or processes on the host. Sources, in order:
+leaves namespaces, links, rules or processes on the host (a ``pilotfish up``
+that re-adopts the running pods, see ``adoption``, does not call it). Sources, in order:
 the recorded state (processes, host resources), then a scan by the names the
 runtime uses (network namespaces ``pf-*``, veths ``pfv*``, the bridge, rules
 tagged ``pilotfish``).
@@ -16,6 +17,7 @@ import os
 import signal
 from pathlib import Path
 
+from pilotfish.ca.tokens import TOKEN_STORE_FILE
 from pilotfish.runtime.network.base import HostResources
 from pilotfish.runtime.settings import RuntimeSettings
 from pilotfish.runtime.state import MeshState, process_alive
@@ -47,6 +49,9 @@ def _recorded_pod_processes(work_dir: Path) -> int:
 def clean_leftovers(settings: RuntimeSettings, previous: MeshState | None) -> str:
     """Remove leftovers; returns a short description of what was removed ("" if nothing)."""
     removed: list[str] = []
+    # The CA's persisted pod tokens: the pods they authenticated are going away.
+    with contextlib.suppress(FileNotFoundError):
+        (settings.ca_dir / TOKEN_STORE_FILE).unlink()
     if previous is not None and previous.processes:
         n = kill_process_groups(list(previous.processes.values()))
         if n:

@@ -86,7 +86,11 @@ def test_ads_config_uses_the_xds_cluster_over_http2() -> None:
     assert ads["api_type"] == "GRPC"
     assert ads["transport_api_version"] == "V3"
     assert ads["set_node_on_first_message_only"] is True
-    assert ads["grpc_services"] == [{"envoy_grpc": {"cluster_name": XDS_CLUSTER}}]
+    (service,) = ads["grpc_services"]
+    assert service["envoy_grpc"]["cluster_name"] == XDS_CLUSTER
+    # A restarted control plane is found again within seconds.
+    backoff = service["envoy_grpc"]["retry_policy"]["retry_back_off"]
+    assert backoff == {"base_interval": "0.25s", "max_interval": "2s"}
     for key in ("cds_config", "lds_config"):
         assert dynamic[key]["ads"] == {}
         assert dynamic[key]["resource_api_version"] == "V3"

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from pilotfish.ca import Owner, TokenFileError, TokenRegistry
+from pilotfish.ca.tokens import token_digest
 
 
 def test_register_and_lookup() -> None:
@@ -91,3 +92,54 @@ def test_bad_files_are_refused_whole(tmp_path: Path, text: str, message: str) ->
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(TokenFileError, match="cannot read"):
         TokenRegistry().load_file(tmp_path / "nope.yaml")
+
+
+def test_tokens_are_kept_hashed_and_persisted_0600(tmp_path: Path) -> None:
+    store = tmp_path / "ca" / "pod-tokens.json"
+    tokens = TokenRegistry(store)
+    token = tokens.register("default", "bookinfo", "productpage-v1-0")
+    text = store.read_text()
+    assert token not in text
+    assert token_digest(token) in text
+    assert store.stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "ca").stat().st_mode & 0o777 == 0o700
+    assert token not in repr(tokens)
+    # A restarted control plane still knows it.
+    again = TokenRegistry(store)
+    assert again.lookup(token) == Owner("default", "bookinfo", "productpage-v1-0")
+    assert again.lookup(token_digest(token)) is None  # the digest is not a token
+
+
+def test_revocations_are_persisted(tmp_path: Path) -> None:
+    store = tmp_path / "pod-tokens.json"
+    tokens = TokenRegistry(store)
+    a = tokens.register("default", "sa", "a")
+    b = tokens.register("default", "sa", "b")
+    c = tokens.register("default", "sa", "c")
+    tokens.revoke("a")
+    assert tokens.retain_pods({"c"}) == 1
+    again = TokenRegistry(store)
+    assert again.lookup(a) is None and again.lookup(b) is None
+    assert again.lookup(c) is not None
+
+
+def test_operator_tokens_are_not_written_to_the_store(tmp_path: Path) -> None:
+    listed = tmp_path / "tokens.yaml"
+    listed.write_text("- {token: operator-secret, namespace: default}\n")
+    store = tmp_path / "pod-tokens.json"
+    tokens = TokenRegistry(store)
+    tokens.load_file(listed)
+    tokens.register("default", "sa", "p")
+    assert tokens.lookup("operator-secret") is not None
+    assert token_digest("operator-secret") not in store.read_text()
+    assert TokenRegistry(store).lookup("operator-secret") is None
+
+
+@pytest.mark.parametrize("text", ["not json", '{"tokens": [{"sha256": "short"}]}', "[]"])
+def test_a_damaged_store_is_ignored(tmp_path: Path, text: str) -> None:
+    store = tmp_path / "pod-tokens.json"
+    store.write_text(text)
+    tokens = TokenRegistry(store)
+    assert len(tokens) == 0
+    tokens.register("default", "sa", "p")  # and it is rewritten whole
+    assert len(TokenRegistry(store)) == 1

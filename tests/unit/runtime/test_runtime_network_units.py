@@ -157,3 +157,58 @@ def test_explicit_network_hands_out_loopback_addresses() -> None:
 def test_explicit_network_needs_a_loopback_range(cidr: str) -> None:
     with pytest.raises(ValueError):
         ExplicitNetwork(cidr)
+
+
+def test_explicit_network_adopts_restored_addresses() -> None:
+    from pilotfish.runtime.ipam import Ipam
+
+    first = ExplicitNetwork("127.77.0.0/24")
+    first.create_pod("a", None)
+    kept = first.create_pod("b", None)
+    restored = Ipam.from_json(first.ipam.to_json())
+    restored.release("a")  # not adopted
+    net = ExplicitNetwork("127.77.0.0/24", ipam=restored)
+    assert net.adopt_pod("b") == kept
+    # A new pod never takes an adopted pod's address.
+    assert net.create_pod("c", None).ip == "127.77.0.2"
+    assert net.create_pod("d", None).ip == "127.77.0.4"
+    with pytest.raises(ValueError, match="no address"):
+        net.adopt_pod("nobody")
+
+
+def test_transparent_network_adopts_without_touching_the_host(tmp_path: Path) -> None:
+    import json
+
+    from pilotfish.runtime.ipam import Ipam
+
+    calls: list[list[str]] = []
+
+    def runner(argv: Sequence[str], *, input: str | None = None) -> str:
+        calls.append(list(argv))
+        if list(argv[:4]) == ["ip", "-j", "netns", "list"]:
+            return json.dumps([{"name": netns_name("a", "pf9-")}])
+        return "[]"
+
+    ipam = Ipam("198.18.4.0/24")
+    ip = ipam.allocate("a")
+    ipam.allocate("gone")
+    net = TransparentNetwork(
+        bridge="pf9",
+        pod_cidr="198.18.4.0/24",
+        runner=runner,
+        netns_prefix="pf9-",
+        ipam=ipam,
+        etc_netns=tmp_path,
+    )
+    with pytest.raises(RuntimeError, match="setup"):
+        net.adopt_pod("a")
+    net.setup()
+    calls.clear()
+    address = net.adopt_pod("a", "default")
+    assert (address.ip, address.netns) == (ip, netns_name("a", "pf9-"))
+    # Only looked: nothing was created or changed.
+    assert calls == [["ip", "-j", "netns", "list"]]
+    assert net.resources().netns == [address.netns]
+    assert net.resources().host_veths == [veth_name(address.netns)]
+    with pytest.raises(ValueError, match="is gone"):
+        net.adopt_pod("gone")

@@ -77,3 +77,27 @@ def test_a_late_probe_is_scheduled_from_its_own_start() -> None:
 def test_invalid_probe_settings_are_rejected(kw: dict[str, float]) -> None:
     with pytest.raises(PodSpecError):
         _probe(**kw)
+
+
+def test_adopted_run_that_passes_keeps_its_readiness() -> None:
+    probe = ProbeSpec("http", 80, success_threshold=3, failure_threshold=2, period_seconds=5)
+    tracker = ProbeTracker(probe, started_at=100.0)
+    tracker.resume(True, 100.0)
+    assert tracker.ready
+    assert tracker.next_due == 105.0
+    tracker.record(False, 105.0)
+    assert tracker.ready  # one failure of two
+    tracker.record(False, 110.0)
+    assert not tracker.ready
+
+
+def test_adopted_run_that_fails_starts_unready() -> None:
+    probe = ProbeSpec("http", 80, success_threshold=2, failure_threshold=3)
+    tracker = ProbeTracker(probe, started_at=0.0)
+    tracker.resume(False, 0.0)
+    assert not tracker.ready
+    assert tracker.state.failures == 1
+    tracker.record(True, 1.0)
+    assert not tracker.ready
+    tracker.record(True, 2.0)
+    assert tracker.ready

@@ -91,3 +91,38 @@ def test_unknown_probe_port_name_is_an_error() -> None:
 def test_empty_command_is_rejected() -> None:
     with pytest.raises(PodSpecError):
         PodSpec("a-0", "a", "default", ())
+
+
+def test_recorded_spec_round_trips_through_json() -> None:
+    import json
+
+    spec = PodSpec(
+        name="reviews-v1-0",
+        workload="reviews-v1",
+        namespace="default",
+        command=("python", "-m", "app"),
+        labels=(("app", "reviews"), ("version", "v1")),
+        service_account="bookinfo-reviews",
+        env=(("A", "1"),),
+        ports=(PortSpec("http", 9080),),
+        readiness=ProbeSpec("http", 9080, "/health", failure_threshold=2),
+        restart_policy="OnFailure",
+    )
+    assert PodSpec.from_json(json.loads(json.dumps(spec.to_json()))) == spec
+    bare = PodSpec(name="a-0", workload="a", namespace="ns", command=("x",))
+    assert PodSpec.from_json(json.loads(json.dumps(bare.to_json()))) == bare
+
+
+@pytest.mark.parametrize(
+    "data",
+    [{}, {"name": "a", "workload": "a", "namespace": "n", "command": []}, {"name": 1}],
+)
+def test_malformed_recorded_spec_is_refused(data: dict[str, object]) -> None:
+    with pytest.raises(PodSpecError):
+        PodSpec.from_json(data)
+
+
+def test_recorded_spec_with_unknown_restart_policy_is_refused() -> None:
+    data = PodSpec(name="a-0", workload="a", namespace="n", command=("x",)).to_json()
+    with pytest.raises(PodSpecError, match="restart policy"):
+        PodSpec.from_json({**data, "restart_policy": "Sometimes"})

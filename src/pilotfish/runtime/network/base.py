@@ -81,6 +81,10 @@ class PodNetwork(Protocol):
     def create_pod(self, pod: str, capture: CaptureConfig | None) -> PodAddress:
         """Create the pod's network (namespace, veth, address, capture rules)."""
 
+    def adopt_pod(self, pod: str, namespace: str | None = None) -> PodAddress:
+        """Take over a pod network an earlier run created (its address from the
+        restored allocations); raises ``ValueError`` if it cannot be."""
+
     def delete_pod(self, pod: str) -> None:
         """Remove one pod's network. Idempotent."""
 

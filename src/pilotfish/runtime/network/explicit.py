@@ -47,6 +47,18 @@ class ExplicitNetwork:
         self._pods[pod] = address
         return address
 
+    def adopt_pod(self, pod: str, namespace: str | None = None) -> PodAddress:
+        """Take over a pod of an earlier run: it keeps the address ``ipam`` holds for it.
+
+        Raises ``ValueError`` if the restored allocations hold none.
+        """
+        ip = self.ipam.get(pod)
+        if ip is None:
+            raise ValueError(f"pod {pod!r} holds no address in the restored allocations")
+        address = PodAddress(pod=pod, ip=ip)
+        self._pods[pod] = address
+        return address
+
     def delete_pod(self, pod: str) -> None:
         """Release the pod's address. Idempotent."""
         self._pods.pop(pod, None)

@@ -7,12 +7,14 @@ from typing import TYPE_CHECKING
 from pilotfish.runtime.network.base import PodNetwork
 
 if TYPE_CHECKING:
+    from pilotfish.runtime.ipam import Ipam
     from pilotfish.runtime.settings import RuntimeSettings
 
 __all__ = ["bridge_address", "make_network"]
 
 
-def make_network(settings: RuntimeSettings) -> PodNetwork:
+def make_network(settings: RuntimeSettings, ipam: Ipam | None = None) -> PodNetwork:
+    """The pod network of ``settings``; ``ipam``: allocations restored from an earlier run."""
     if settings.mode == "transparent":
         from pilotfish.runtime.network.transparent import TransparentNetwork
 
@@ -20,10 +22,11 @@ def make_network(settings: RuntimeSettings) -> PodNetwork:
             bridge=settings.bridge,
             pod_cidr=settings.pod_cidr,
             netns_prefix=settings.netns_prefix,
+            ipam=ipam,
         )
     from pilotfish.runtime.network.explicit import ExplicitNetwork
 
-    return ExplicitNetwork(cidr=settings.explicit_cidr)
+    return ExplicitNetwork(cidr=settings.explicit_cidr, ipam=ipam)
 
 
 def bridge_address(network: PodNetwork) -> str:

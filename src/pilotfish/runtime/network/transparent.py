@@ -218,6 +218,31 @@ class TransparentNetwork:
         # Kubernetes runtimes do for pods (the sysctl is per network namespace).
         self._run(["ip", "netns", "exec", ns, "sh", "-c", f"echo 0 > {_UNPRIVILEGED_PORTS}"])
 
+    def adopt_pod(self, pod: str, namespace: str | None = None) -> PodAddress:
+        """Take over the network of a pod an earlier run created (after a supervisor crash).
+
+        Nothing on the host changes: the netns, veth and capture rules stay as
+        they are, and the pod keeps the address the (restored) ``ipam`` holds
+        for it; they are recorded again so ``teardown`` removes them. Raises
+        ``ValueError`` if the address or the namespace is missing.
+        """
+        if self._res.bridge is None:
+            raise RuntimeError("TransparentNetwork.setup() must run before adopt_pod()")
+        ns = netns_name(pod, self.netns_prefix)
+        ip = self.ipam.get(pod)
+        if ip is None:
+            raise ValueError(f"pod {pod!r} holds no address in the restored allocations")
+        if ns not in list_netns(self._run):
+            raise ValueError(f"network namespace {ns} of pod {pod!r} is gone")
+        veth = veth_name(ns, self.veth_prefix)
+        _append_once(self._res.netns, ns)
+        _append_once(self._res.host_veths, veth)
+        _append_once(self._res.files, str(self._etc_netns / ns))
+        self._namespaces[pod] = namespace
+        address = PodAddress(pod=pod, ip=ip, netns=ns, exec_prefix=("ip", "netns", "exec", ns))
+        self._pods[pod] = address
+        return address
+
     def delete_pod(self, pod: str) -> None:
         """Remove the pod's veth, netns, name files and address. Idempotent."""
         ns = netns_name(pod, self.netns_prefix)
