@@ -116,7 +116,7 @@ def status(state_dir: str, token_file: str | None, output: str) -> None:
             _expiry(pod.get("cert_expires")),
         )
     console = Console()
-    console.print(f"mesh {pods['phase']} ({pods['mode']} mode)", highlight=False)
+    console.print(f"mesh {pods['phase']} ({pods['mode']} mode)", highlight=False, soft_wrap=True)
     print_table(console, table)
 
 

@@ -62,4 +62,4 @@ def proxy_status(control_plane: str, token_file: str | None, output: str) -> Non
     console = Console()
     print_table(console, table)
     for line in notes:
-        console.print(line, markup=False, highlight=False)
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
