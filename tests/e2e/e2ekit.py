@@ -7,14 +7,14 @@ import os
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from polling import poll as poll  # the one polling helper, re-exported for the kits
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "samples" / "bookinfo"
@@ -27,21 +27,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def poll(check: Callable[[], Any], what: str, deadline: float = 60.0) -> Any:
-    end = time.monotonic() + deadline
-    last: Any = None
-    while time.monotonic() < end:
-        try:
-            last = check()
-        except (OSError, urllib.error.URLError, ValueError, KeyError) as exc:
-            last = exc
-        else:
-            if last:
-                return last
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {deadline}s waiting for {what}; last: {last!r}")
 
 
 def http_get(

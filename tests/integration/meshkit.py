@@ -9,16 +9,14 @@ sidecars bind the same ports without clashing, as pods would.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import functools
 import itertools
 import os
 import signal
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,8 +27,14 @@ from aiohttp.test_utils import TestServer
 from pilotfish.controlplane.runner import ControlPlane
 from pilotfish.controlplane.settings import ControlPlaneSettings
 from pilotfish.samples.echo import EchoIdentity, make_app
+from polling import DEFAULT_IGNORE, apoll
 
 DEADLINE = 30.0
+
+# What a check against a mesh that is still converging may raise.
+MESH_IGNORE = (*DEFAULT_IGNORE, aiohttp.ClientError)
+#: The one polling helper (``tests/polling.py``), with the mesh's transient errors.
+poll = functools.partial(apoll, ignore=MESH_IGNORE)
 
 # Distinct 127.x.y.0/24 blocks per test process, so parallel runs do not clash.
 _BLOCKS = itertools.count((os.getpid() % 200) * 256 + 1)
@@ -40,22 +44,6 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
-
-
-async def poll(check: Callable[[], Awaitable[Any]], what: str, deadline: float = DEADLINE) -> Any:
-    """Call ``check`` until it returns a truthy value or the deadline passes."""
-    end = time.monotonic() + deadline
-    last: Any = None
-    while time.monotonic() < end:
-        try:
-            last = await check()
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            last = exc
-        else:
-            if last:
-                return last
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out after {deadline}s waiting for {what}; last: {last!r}")
 
 
 @dataclass

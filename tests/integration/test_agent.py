@@ -41,6 +41,7 @@ from pilotfish.xds.types import (
     ROUTE_TYPE,
     ResourceSet,
 )
+from polling import apoll
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -239,11 +240,7 @@ async def poll(
     agent: AgentProcess,
     timeout: float = DEADLINE,
 ) -> None:
-    deadline = time.monotonic() + timeout
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}\n{agent.log()}")
-        await asyncio.sleep(0.1)
+    await apoll(check, what, timeout, interval=0.1, ignore=(), context=agent.log)
 
 
 async def readiness(session: aiohttp.ClientSession, agent: AgentProcess) -> tuple[int, str]:
@@ -469,13 +466,12 @@ async def test_agent_class_in_process(tmp_path: Path, echo_port: int) -> None:
         assert (proxy.work_dir / "bootstrap.json").exists()
         url = f"http://127.0.0.1:{proxy.health_port}/healthz/ready"
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
-            deadline = time.monotonic() + DEADLINE
-            while True:
+
+            async def ready() -> bool:
                 async with session.get(url) as resp:
-                    if resp.status == 200:
-                        break
-                assert time.monotonic() < deadline, "agent never became ready"
-                await asyncio.sleep(0.1)
+                    return resp.status == 200
+
+            await apoll(ready, "the agent to be ready", DEADLINE, interval=0.1, ignore=())
             async with session.get(
                 f"http://127.0.0.1:{config.stats_port}/stats/prometheus"
             ) as resp:

@@ -28,6 +28,7 @@ import pytest
 
 from pilotfish.controlplane.runner import ControlPlane
 from pilotfish.controlplane.settings import ControlPlaneSettings
+from polling import apoll
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
@@ -138,15 +139,15 @@ async def running(tmp_path: Path) -> AsyncIterator[Running]:
 async def poll(
     what: str, check: Callable[[], Awaitable[bool]], run: Running, timeout: float = DEADLINE
 ) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    """``apoll`` while the agent runs; its log in the failure."""
+
+    async def alive_check() -> bool:
         if run.proc.poll() is not None:
             pytest.fail(f"agent exited with {run.proc.returncode} waiting for {what}\n{run.log()}")
-        with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-            if await check():
-                return
-        await asyncio.sleep(0.1)
-    pytest.fail(f"timed out waiting for {what}\n{run.log()}")
+        return await check()
+
+    ignore = (aiohttp.ClientError, TimeoutError)
+    await apoll(alive_check, what, timeout, interval=0.1, ignore=ignore, context=run.log)
 
 
 def _workload_serials(certs: dict[str, Any]) -> set[str]:

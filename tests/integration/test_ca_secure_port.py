@@ -12,7 +12,6 @@ import json
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +38,7 @@ from pilotfish.controlplane.runner import ControlPlane
 from pilotfish.controlplane.settings import ControlPlaneSettings
 from pilotfish.xds.server import ADS_METHOD
 from pilotfish.xds.types import CLUSTER_TYPE
+from polling import apoll
 
 BOOKINFO = SpiffeId("cluster.local", "default", "bookinfo")
 TIMEOUT = 10.0
@@ -417,11 +417,17 @@ async def test_real_envoy_gets_config_over_mtls(secure_cp: SecureCp, tmp_path: P
             stderr=subprocess.STDOUT,
         )
     try:
-        deadline = time.monotonic() + 30
-        while not _cds_acked(secure_cp.cp, "bookinfo-1.default"):
+
+        def acked() -> bool:
             assert proc.poll() is None, log.read_text(errors="replace")[-3000:]
-            assert time.monotonic() < deadline, log.read_text(errors="replace")[-3000:]
-            await asyncio.sleep(0.05)
+            return _cds_acked(secure_cp.cp, "bookinfo-1.default")
+
+        await apoll(
+            acked,
+            "the agent's CDS ACK",
+            30,
+            context=lambda: log.read_text(errors="replace")[-3000:],
+        )
     finally:
         proc.terminate()
         try:

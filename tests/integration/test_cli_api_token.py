@@ -13,12 +13,13 @@ import socket
 import stat
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from polling import poll
 
 PILOTFISH = [sys.executable, "-m", "pilotfish.cli.main"]
 DEADLINE = 30.0
@@ -72,16 +73,12 @@ def _control_plane(work: Path, http_port: int, log: Path) -> Iterator[str]:
             stderr=subprocess.STDOUT,
         )
     try:
-        deadline = time.monotonic() + DEADLINE
-        while True:
+
+        def ready() -> bool:
             assert proc.poll() is None, log.read_text()
-            try:
-                if _status(url + "/ready") == 200:  # liveness needs no token
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "control plane not ready in time"
-            time.sleep(0.05)
+            return _status(url + "/ready") == 200  # liveness needs no token
+
+        poll(ready, "the control plane to be ready", DEADLINE, interval=0.05)
         yield url
     finally:
         proc.terminate()

@@ -13,7 +13,6 @@ import json
 import os
 import signal
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from pilotfish.runtime.pod_command import PodEnv
 from pilotfish.runtime.pod_spec import PodSpec, PortSpec, ProbeSpec
 from pilotfish.runtime.process import group_alive, read_pid_record
 from pilotfish.runtime.supervised import AdoptedProcess
+from polling import apoll
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -213,9 +213,7 @@ async def test_adopted_pod_without_its_app_starts_one(mesh: Mesh) -> None:
     ports = await _crashed_supervisor(env)
     records = read_pid_record(env.pod_dir("echo-0") / "pids.json")
     os.killpg(records["app"].pgid, signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while not _gone(records["app"].pid) and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
+    await apoll(lambda: _gone(records["app"].pid), "the killed app to be gone", 10)
     assert AdoptedProcess.adopt(records["app"]) is None
 
     runner = PodRunner(_spec(), env, lambda pod, ready: None)

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -36,6 +34,7 @@ from pilotfish.xds.types import (
     ROUTE_TYPE,
     ResourceSet,
 )
+from polling import apoll
 
 pytestmark = pytest.mark.integration
 
@@ -185,12 +184,11 @@ def bootstrap(xds_port: int) -> dict[str, Any]:
 async def eventually(
     check: Callable[[], Awaitable[bool]], what: str, log: Path, timeout: float = 30.0
 ) -> None:
-    deadline = time.monotonic() + timeout
-    while not await check():
-        if time.monotonic() > deadline:
-            tail = log.read_text(errors="replace")[-4000:] if log.exists() else ""
-            raise AssertionError(f"timed out waiting for {what}; envoy log tail:\n{tail}")
-        await asyncio.sleep(0.05)
+    def tail() -> str:
+        text = log.read_text(errors="replace")[-4000:] if log.exists() else ""
+        return f"envoy log tail:\n{text}"
+
+    await apoll(check, what, timeout, ignore=(), context=tail)
 
 
 @pytest.fixture

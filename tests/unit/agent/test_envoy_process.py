@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import sys
@@ -14,17 +13,14 @@ import pytest
 
 from pilotfish.agent.backoff import BackoffPolicy
 from pilotfish.agent.envoy_process import EnvoyProcess, envoy_command
+from polling import apoll
 
 SLEEPER = [sys.executable, "-c", "import time; print('child up', flush=True); time.sleep(60)"]
 FAST = BackoffPolicy(initial=0.05, factor=2.0, maximum=0.2, reset_after=30.0)
 
 
 async def _until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met before the deadline")
-        await asyncio.sleep(0.02)
+    await apoll(predicate, "the condition", timeout, interval=0.02, ignore=())
 
 
 def _alive(pid: int) -> bool:

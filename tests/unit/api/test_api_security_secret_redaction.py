@@ -20,6 +20,7 @@ from pilotfish.api.core.secret import REDACTED
 from pilotfish.cli.main import cli
 from pilotfish.controlplane.runner import ControlPlane
 from pilotfish.controlplane.settings import ControlPlaneSettings
+from polling import apoll
 
 DEADLINE = 10.0
 CANARY = "hunter2-canary-value"
@@ -78,10 +79,8 @@ async def api(tmp_path: Path) -> AsyncIterator[Api]:
 
 
 async def until(check: Callable[[], Awaitable[bool]]) -> None:
-    deadline = asyncio.get_running_loop().time() + DEADLINE
-    while not await check():
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.02)
+    """Poll ``check`` until it is true, failing after DEADLINE seconds."""
+    await apoll(check, "the condition", DEADLINE, interval=0.02, ignore=())
 
 
 def _no_canary(text: str) -> None:

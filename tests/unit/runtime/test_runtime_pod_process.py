@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
@@ -20,6 +19,7 @@ from pilotfish.runtime.process import (
     stop_group,
     write_pid_record,
 )
+from polling import apoll, poll
 
 # A parent that forks a child (in the parent's group) and then waits.
 FORKING = (
@@ -34,17 +34,16 @@ STUBBORN = (
 
 
 async def _wait_for_line(path: Path, text: str) -> None:
-    end = time.monotonic() + 10
-    while text not in (path.read_text() if path.exists() else ""):
-        assert time.monotonic() < end, f"{text!r} never appeared in {path}"
-        await asyncio.sleep(0.02)
+    def seen() -> bool:
+        return text in (path.read_text() if path.exists() else "")
+
+    await apoll(seen, f"{text!r} in {path}", 10, interval=0.02)
 
 
 async def _wait_group_gone(pgid: int) -> None:
-    end = time.monotonic() + 10
-    while group_alive(pgid):
-        assert time.monotonic() < end, f"process group {pgid} is still alive"
-        await asyncio.sleep(0.02)
+    await apoll(
+        lambda: not group_alive(pgid), f"process group {pgid} to be gone", 10, interval=0.02
+    )
 
 
 async def test_stop_group_takes_the_children_too(tmp_path: Path) -> None:
@@ -106,10 +105,8 @@ def test_kill_recorded_kills_live_groups_only(tmp_path: Path) -> None:
         )
         assert kill_recorded(tmp_path) == 1
         assert alive.wait(timeout=10) == -signal.SIGKILL
-        end = time.monotonic() + 10
-        while group_alive(alive.pid):  # the forked child dies with its group
-            assert time.monotonic() < end
-            time.sleep(0.02)
+        # The forked child dies with its group.
+        poll(lambda: not group_alive(alive.pid), "the killed group to be gone", 10, interval=0.02)
         assert other.poll() is None
         assert not (tmp_path / "a-0" / "pids.json").exists()
         assert kill_recorded(tmp_path) == 0

@@ -13,6 +13,7 @@ import pytest
 
 from pilotfish.runtime.process import ProcessRecord, group_alive, process_start_time
 from pilotfish.runtime.supervised import AdoptedProcess, ChildProcess, stop_supervised
+from polling import apoll
 
 # Starts `sleep` in a session of its own and exits at once: the sleep is
 # re-parented (to init or a subreaper), so it is not a child of the test process.
@@ -74,9 +75,7 @@ async def test_a_recycled_pid_is_not_adopted(orphan: ProcessRecord) -> None:
 
 async def test_a_dead_process_is_not_adopted(orphan: ProcessRecord) -> None:
     os.killpg(orphan.pgid, signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while not _gone(orphan.pid) and time.monotonic() < deadline:
-        await asyncio.sleep(0.02)
+    await apoll(lambda: _gone(orphan.pid), "the killed process to be gone", 10, interval=0.02)
     assert AdoptedProcess.adopt(orphan) is None
 
 
@@ -88,10 +87,7 @@ async def test_stop_supervised_terminates_an_adopted_group() -> None:
     try:
         assert await stop_supervised(proc, grace=5) is None
         assert not proc.running
-        deadline = time.monotonic() + 5
-        while group_alive(record.pgid) and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
-        assert not group_alive(record.pgid)
+        await apoll(lambda: not group_alive(record.pgid), "the group to be gone", 5, interval=0.02)
     finally:
         if group_alive(record.pgid):
             os.killpg(record.pgid, signal.SIGKILL)

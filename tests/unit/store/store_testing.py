@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-import pytest
-
 from pilotfish.api.loader import load_text
 from pilotfish.api.resource import Resource
 from pilotfish.store import FileStore
+from polling import apoll
 
 DEADLINE = 5.0  # seconds; generous for a loaded 2-core machine, never waited out on success
 
@@ -81,12 +80,7 @@ def resource(text: str) -> Resource:
 
 async def wait_until(predicate: Callable[[], bool], what: str) -> None:
     """Poll ``predicate`` until true, failing after ``DEADLINE`` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + DEADLINE
-    while not predicate():
-        if loop.time() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        await asyncio.sleep(0.005)
+    await apoll(predicate, what, DEADLINE, interval=0.005, ignore=())
 
 
 async def next_revision(store: FileStore, after: int) -> int:

@@ -23,6 +23,7 @@ from pilotfish.xds.types import (
     ROUTE_TYPE,
     ResourceSet,
 )
+from polling import apoll
 
 PROBES = {f"probe{i}": cla(f"probe{i}", 7000 + i) for i in range(1, 30)}
 
@@ -69,16 +70,7 @@ async def eventually(
     check: Callable[[], bool] | Callable[[], Awaitable[bool]], timeout: float = 10.0
 ) -> None:
     """Poll ``check`` until true or fail at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if not isinstance(result, bool):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met before deadline")
-        await asyncio.sleep(0.01)
+    await apoll(check, "the condition", timeout, interval=0.01, ignore=())
 
 
 def metric(registry: CollectorRegistry, name: str, **labels: str) -> float:

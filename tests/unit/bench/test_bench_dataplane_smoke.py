@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 if str(ROOT) not in sys.path:  # `bench` is a top-level package beside `src`, not installed
     sys.path.insert(0, str(ROOT))
 
 from bench.loadgen import LoadResult, parse_hey_output, percentile, summarize  # noqa: E402
 
-DATA = Path(__file__).resolve().parent / "data"
+DATA = Path(__file__).resolve().parents[2] / "testdata" / "bench"
 
 
 def _sample(name: str) -> str:

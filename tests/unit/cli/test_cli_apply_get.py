@@ -7,7 +7,6 @@ import json
 import os
 import socket
 import threading
-import time
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from pilotfish.cli.resources import resolve_kind
 from pilotfish.controlplane.runner import ControlPlane
 from pilotfish.controlplane.settings import ControlPlaneSettings
 from pilotfish.runtime.state import MeshState, write_state
+from polling import poll
 
 DEADLINE = 10.0
 
@@ -287,10 +287,7 @@ def test_unreachable_control_plane() -> None:
 
 
 def _until(check: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + DEADLINE
-    while not check():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.02)
+    poll(check, "the condition", DEADLINE, interval=0.02, ignore=())
 
 
 def test_server_warnings_are_printed(live: LiveControlPlane, tmp_path: Path) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import copy
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from pilotfish.api.resource import ResourceKey
 from pilotfish.controlplane.runner import ControlPlane
 from pilotfish.controlplane.settings import ControlPlaneSettings
 from pilotfish.store import CompositeStore, FileStore, MemoryStore
+from polling import apoll
 
 DEADLINE = 10.0
 VS_URL = "/apis/networking.istio.io/v1/namespaces/default/virtualservices"
@@ -111,10 +111,7 @@ async def api(tmp_path: Path) -> AsyncIterator[Api]:
 
 async def until(check: Callable[[], Awaitable[bool]]) -> None:
     """Poll ``check`` until it is true, failing after DEADLINE seconds."""
-    deadline = asyncio.get_running_loop().time() + DEADLINE
-    while not await check():
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.02)
+    await apoll(check, "the condition", DEADLINE, interval=0.02, ignore=())
 
 
 # -- writes --------------------------------------------------------------------

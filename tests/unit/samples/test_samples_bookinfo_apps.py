@@ -352,7 +352,7 @@ def test_module_runs_as_a_process() -> None:
         proc.wait()
 
 
-_SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "bookinfo"
+_SAMPLE = Path(__file__).resolve().parents[3] / "samples" / "bookinfo"
 _ROUTES = sorted((_SAMPLE / "networking").glob("*.yaml"))
 
 

@@ -3,9 +3,7 @@ change, last good document kept on failure, unusable documents refused."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 from collections.abc import AsyncIterator, Callable
 
 import pytest
@@ -14,6 +12,7 @@ from aiohttp.test_utils import TestServer
 
 from pilotfish.controlplane.jwks import JwksFetcher
 from pilotfish.translate.security.jwt import FAKE_JWKS
+from polling import apoll
 
 
 def _jwks(kid: str) -> str:
@@ -49,10 +48,7 @@ async def issuer() -> AsyncIterator[tuple[Issuer, str]]:
 
 
 async def until(check: Callable[[], bool], what: str, deadline: float = 5.0) -> None:
-    end = time.monotonic() + deadline
-    while not check():
-        assert time.monotonic() < end, f"timed out waiting for {what}"
-        await asyncio.sleep(0.02)
+    await apoll(check, what, deadline, interval=0.02, ignore=())
 
 
 async def test_fetch_refresh_and_keep_last_good(issuer: tuple[Issuer, str]) -> None:
