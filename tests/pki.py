@@ -47,6 +47,20 @@ class TestCa:
             .not_valid_before(now - datetime.timedelta(minutes=5))
             .not_valid_after(now + datetime.timedelta(days=1))
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
             .sign(self._key, hashes.SHA256())
         )
 
@@ -54,7 +68,10 @@ class TestCa:
     def ca_pem(self) -> str:
         return self._cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
 
-    def issue(self, common_name: str, dns: tuple[str, ...] = ()) -> Leaf:
+    def issue(
+        self, common_name: str, dns: tuple[str, ...] = (), uris: tuple[str, ...] = ()
+    ) -> Leaf:
+        """A leaf for TLS servers and clients, with DNS and URI (SPIFFE) names."""
         key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.datetime.now(datetime.UTC)
         builder = (
@@ -72,10 +89,10 @@ class TestCa:
                 critical=False,
             )
         )
-        if dns:
-            builder = builder.add_extension(
-                x509.SubjectAlternativeName([x509.DNSName(d) for d in dns]), critical=False
-            )
+        names: list[x509.GeneralName] = [x509.DNSName(d) for d in dns]
+        names += [x509.UniformResourceIdentifier(u) for u in uris]
+        if names:
+            builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
         cert = builder.sign(self._key, hashes.SHA256())
         key_pem = key.private_bytes(
             serialization.Encoding.PEM,

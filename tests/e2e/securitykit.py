@@ -15,7 +15,6 @@ headers, handshakes, gRPC status codes.
 from __future__ import annotations
 
 import base64
-import datetime
 import http.client
 import http.server
 import json
@@ -37,7 +36,6 @@ import grpc
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from e2ekit import E2EMesh
 from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf import struct_pb2
@@ -50,6 +48,8 @@ from pilotfish.ca import (
 )
 from pilotfish.xds.server import ADS_METHOD
 from pilotfish.xds.types import CLUSTER_TYPE
+from pki import Leaf, TestCa, serial_of
+from pki import tls_secret as shared_tls_secret
 
 __all__ = [
     "ECHO_PORT",
@@ -349,89 +349,22 @@ def _pem_key(key: ec.EllipticCurvePrivateKey) -> str:
     ).decode("ascii")
 
 
-class TestPki:
-    """A CA of its own, issuing server and client certificates (PEM strings)."""
+class TestPki(TestCa):
+    """The shared test CA (``tests/pki.py``) as these tests use it: ``issue`` returns
+    (certificate PEM, key PEM)."""
 
     __test__ = False  # not a pytest test class
 
-    def __init__(self, name: str = "Pilotfish e2e test CA") -> None:
-        self._key = ec.generate_private_key(ec.SECP256R1())
-        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-        now = datetime.datetime.now(datetime.UTC)
-        self._name = subject
-        self._cert = (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(subject)
-            .public_key(self._key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=True,
-                    crl_sign=True,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
-            .sign(self._key, hashes.SHA256())
-        )
-
-    @property
-    def ca_pem(self) -> str:
-        return self._cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
-
-    def issue(
+    def issue(  # type: ignore[override]
         self, common_name: str, *, dns: tuple[str, ...] = (), uris: tuple[str, ...] = ()
     ) -> tuple[str, str]:
-        """(certificate PEM, key PEM) for a leaf usable as TLS server and client."""
-        key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.datetime.now(datetime.UTC)
-        names: list[x509.GeneralName] = [x509.DNSName(d) for d in dns]
-        names += [x509.UniformResourceIdentifier(u) for u in uris]
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
-            .issuer_name(self._name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(hours=2))
-            .add_extension(
-                x509.ExtendedKeyUsage(
-                    [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
-                ),
-                critical=False,
-            )
-        )
-        if names:
-            builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
-        cert = builder.sign(self._key, hashes.SHA256())
-        return cert.public_bytes(serialization.Encoding.PEM).decode("ascii"), _pem_key(key)
+        leaf = super().issue(common_name, dns, uris)
+        return leaf.cert_pem, leaf.key_pem
 
 
 def tls_secret(name: str, namespace: str, cert: str, key: str, ca: str | None = None) -> str:
     """A ``kubernetes.io/tls`` Secret manifest (``ca.crt`` too when ``ca`` is given)."""
-    data = {"tls.crt": cert, "tls.key": key}
-    if ca is not None:
-        data["ca.crt"] = ca
-    encoded = {k: base64.b64encode(v.encode()).decode("ascii") for k, v in data.items()}
-    doc = {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": name, "namespace": namespace},
-        "type": "kubernetes.io/tls",
-        "data": encoded,
-    }
-    return json.dumps(doc, indent=2) + "\n"
+    return shared_tls_secret(name, namespace, Leaf(cert, key, serial_of(cert)), ca)
 
 
 def https_request(
