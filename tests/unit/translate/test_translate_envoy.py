@@ -22,12 +22,10 @@ from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.core.v3 import config_source_pb2, grpc_service_pb2
 from envoy.extensions.transport_sockets.tls.v3 import secret_pb2, tls_pb2
 from google.protobuf import json_format
-from translate_cases import case_names, load_snapshot, translate_case
+from translate_cases import case_names, translate_case
 
 from pilotfish import ir
 from pilotfish.envoy_binary import find_envoy
-from pilotfish.model.snapshot import Snapshot
-from pilotfish.translate.security.secrets import credential_secrets, referenced_credentials
 from pilotfish.xds.build import build_cluster, build_listener
 from pilotfish.xds.build.secrets import build_secret
 from pilotfish.xds.build.tls import SDS_CLUSTER, TLS_TRANSPORT_SOCKET
@@ -53,7 +51,7 @@ def _secret_user(name: str, secret: secret_pb2.Secret) -> cluster_pb2.Cluster:
     return cluster
 
 
-def _bootstrap(proxy: str, config: ir.ProxyConfig, snapshot: Snapshot) -> bootstrap_pb2.Bootstrap:
+def _bootstrap(proxy: str, config: ir.ProxyConfig) -> bootstrap_pb2.Bootstrap:
     bootstrap = bootstrap_pb2.Bootstrap()
     bootstrap.node.id = f"{proxy}.default"
     bootstrap.node.cluster = proxy
@@ -84,8 +82,7 @@ def _bootstrap(proxy: str, config: ir.ProxyConfig, snapshot: Snapshot) -> bootst
     statics = bootstrap.static_resources
     statics.clusters.extend(build_cluster(c) for c in (*config.clusters, xds_cluster, sds_cluster))
     statics.listeners.extend(build_listener(listener) for listener in config.listeners)
-    names = referenced_credentials((*config.listeners, *config.clusters))
-    statics.secrets.extend(build_secret(s) for s in credential_secrets(snapshot, names))
+    statics.secrets.extend(build_secret(s) for s in config.secrets)
     # Envoy loads a static secret only when something uses it: one cluster each.
     for index, secret in enumerate(statics.secrets):
         statics.clusters.append(_secret_user(f"validate_secret_{index}", secret))
@@ -108,10 +105,9 @@ def _bootstrap(proxy: str, config: ir.ProxyConfig, snapshot: Snapshot) -> bootst
 def test_envoy_accepts_case(case: str, tmp_path: Path) -> None:
     envoy = str(find_envoy())
     running: dict[str, subprocess.Popen[str]] = {}
-    snapshot = load_snapshot(case)
     for proxy, config in translate_case(case).proxies.items():
         path = tmp_path / f"{proxy}.json"
-        bootstrap = _bootstrap(proxy, config, snapshot)
+        bootstrap = _bootstrap(proxy, config)
         path.write_text(json_format.MessageToJson(bootstrap), encoding="utf-8")
         running[proxy] = subprocess.Popen(
             [

@@ -15,7 +15,7 @@ from pilotfish.model.snapshot import Snapshot, build_snapshot
 from pilotfish.translate.http_routes import RouteContext, http_routes
 from pilotfish.translate.route_extras import grpc_status_code
 from pilotfish.translate.sidecar import sidecar_outbound
-from pilotfish.translate.source_match import outbound_cache_key, source_label_keys
+from pilotfish.translate.source_match import source_label_keys
 from pilotfish.xds.build.network_filters import build_tcp_proxy
 from pilotfish.xds.build.route_filters import CORS_FILTER_NAME, FAULT_FILTER_NAME
 from pilotfish.xds.build.routes import build_route
@@ -228,9 +228,10 @@ def test_outbound_key_grows_labels_only_with_source_labels() -> None:
     assert source_label_keys(snapshot(SERVICES)) == frozenset()
     keys = source_label_keys(snapshot(SERVICES + HTTP_VS))
     assert keys == frozenset({"version"})
-    assert outbound_cache_key(a, frozenset()) == a.outbound_key
-    assert outbound_cache_key(a, keys) == outbound_cache_key(b, keys)
-    assert outbound_cache_key(a, keys) != outbound_cache_key(c, keys)
+    assert a.outbound_key(frozenset(), "") == c.outbound_key(frozenset(), "")
+    assert a.outbound_key(frozenset(), "").source_labels == ()
+    assert a.outbound_key(keys, "") == b.outbound_key(keys, "")
+    assert a.outbound_key(keys, "") != c.outbound_key(keys, "")
 
 
 def test_generator_shares_outbound_translation_across_irrelevant_labels() -> None:
