@@ -16,8 +16,8 @@ from pilotfish.translate.http_routes import RouteContext, http_routes
 from pilotfish.translate.route_extras import grpc_status_code
 from pilotfish.translate.sidecar import sidecar_outbound
 from pilotfish.translate.source_match import source_label_keys
+from pilotfish.xds.build.http_filters import http_filter
 from pilotfish.xds.build.network_filters import build_tcp_proxy
-from pilotfish.xds.build.route_filters import CORS_FILTER_NAME, FAULT_FILTER_NAME
 from pilotfish.xds.build.routes import build_route
 from pilotfish.xds.types import ROUTE_TYPE
 
@@ -116,7 +116,7 @@ def test_fault_translates_deprecated_percent_and_grpc_names() -> None:
     )
     proto = build_route(routes()["faulty"])
     built = fault_pb2.HTTPFault()
-    proto.typed_per_filter_config[FAULT_FILTER_NAME].Unpack(built)
+    proto.typed_per_filter_config[http_filter("fault").envoy_name].Unpack(built)
     assert built.abort.grpc_status == 8
     assert built.abort.percentage.numerator == 125_000
     assert built.delay.fixed_delay.ToMilliseconds() == 1500
@@ -164,7 +164,9 @@ def test_cors_policy_keeps_deprecated_origins_and_forwards_unmatched_preflights(
         ir.StringMatch("exact", "*"),
     )
     built = cors_pb2.CorsPolicy()
-    build_route(routes()["cors"]).typed_per_filter_config[CORS_FILTER_NAME].Unpack(built)
+    build_route(routes()["cors"]).typed_per_filter_config[http_filter("cors").envoy_name].Unpack(
+        built
+    )
     assert built.max_age == "90"
     assert built.allow_methods == "GET"
     assert built.forward_not_matching_preflights.value is True
