@@ -175,6 +175,120 @@ def scoped_outbound_clusters(snapshot: Snapshot, key: ClusterKey) -> tuple[Clust
     return tuple(sorted(clusters + fixed_clusters(), key=lambda c: c.name))
 
 
+@dataclass(frozen=True)
+class _OutboundInputs:
+    snapshot: Snapshot
+    key: OutboundKey
+    scope: SidecarScope
+    vs_by_host: dict[str, object]
+    by_port: dict[int, list[tuple[MeshService, ServicePort]]]
+    unknown_vhost: VirtualHost
+
+
+def _captured_outbound(
+    inputs: _OutboundInputs, listeners: list[Listener], route_configs: list[RouteConfig]
+) -> None:
+    """REDIRECT: per-port listeners behind ``virtualOutbound`` (see the module docstring)."""
+    snapshot, key, scope = inputs.snapshot, inputs.key, inputs.scope
+    vs_by_host, by_port, unknown_vhost = inputs.vs_by_host, inputs.by_port, inputs.unknown_vhost
+    for port in sorted(by_port):
+        http = [(s, sp) for s, sp in by_port[port] if sp.is_http]
+        tcp = [(s, sp) for s, sp in by_port[port] if not sp.is_http]
+        chains: list[FilterChain] = []
+        claimed: set[tuple[tuple[str, ...], tuple[str, ...]]] = set()
+        client = L4Client(key.namespace, dict(key.source_labels))
+        for svc, _sp in tcp:
+            # VIP chains (refined by VirtualService tcp/tls routes, see l4_routes).
+            vs = vs_by_host.get(svc.hostname)
+            owner = vs if isinstance(vs, Resource) else None
+            chains += service_l4_chains(snapshot, svc, port, owner, client, claimed)
+        default: FilterChain | None = None
+        if http:
+            taken: set[str] = set()
+            vhosts = [
+                vh
+                for svc, _sp in http
+                if (vh := _vhost(svc, port, key, snapshot, vs_by_host, taken, with_bare=True))
+            ]
+            vhosts.append(unknown_vhost)
+            route_configs.append(RouteConfig(str(port), tuple(vhosts)))
+            default = FilterChain(
+                f"0.0.0.0_{port}",
+                HttpConnectionManager(
+                    f"outbound_0.0.0.0_{port}",
+                    route_config_name=str(port),
+                    access_log=snapshot.access_log,
+                ),
+            )
+        else:
+            default = _unknown_tcp_chain(scope)
+        if not chains and not http:
+            continue
+        listeners.append(
+            Listener(
+                f"0.0.0.0_{port}",
+                "0.0.0.0",
+                port,
+                tuple(chains),
+                default,
+                bind_to_port=False,
+                direction="outbound",
+            )
+        )
+    listeners.append(
+        Listener(
+            VIRTUAL_OUTBOUND,
+            "0.0.0.0",
+            key.outbound_port,
+            (),
+            _unknown_tcp_chain(scope),
+            use_original_dst=True,
+            direction="outbound",
+        )
+    )
+
+
+def _explicit_outbound(
+    inputs: _OutboundInputs, listeners: list[Listener], route_configs: list[RouteConfig]
+) -> None:
+    """NONE: one HTTP proxy listener on ``bind_ip:outbound_port``."""
+    snapshot, key, scope = inputs.snapshot, inputs.key, inputs.scope
+    vs_by_host, by_port, unknown_vhost = inputs.vs_by_host, inputs.by_port, inputs.unknown_vhost
+    taken: set[str] = set()
+    vhosts: list[VirtualHost] = []
+    for port in sorted(by_port):
+        for svc, sp in by_port[port]:
+            if not sp.is_http:
+                continue
+            vh = _vhost(svc, port, key, snapshot, vs_by_host, taken, with_bare=False)
+            if vh is not None:
+                vhosts.append(vh)
+    if scope.outbound_policy == "REGISTRY_ONLY":
+        # An explicit HTTP proxy cannot pass an unknown host through (that would
+        # need a dynamic forward proxy): ALLOW_ANY keeps Envoy's 404, and
+        # REGISTRY_ONLY answers 502 like the captured layout.
+        vhosts.append(unknown_vhost)
+    route_configs.append(RouteConfig(HTTP_PROXY_ROUTE, tuple(vhosts)))
+    name = f"{key.bind_ip}_{key.outbound_port}"
+    listeners.append(
+        Listener(
+            name,
+            key.bind_ip,
+            key.outbound_port,
+            (),
+            FilterChain(
+                name,
+                HttpConnectionManager(
+                    f"outbound_{name}",
+                    route_config_name=HTTP_PROXY_ROUTE,
+                    access_log=snapshot.access_log,
+                ),
+            ),
+            direction="outbound",
+        )
+    )
+
+
 def outbound_part(snapshot: Snapshot, key: OutboundKey) -> OutboundParts:
     """Outbound listeners and route configurations (no clusters), from ``key`` alone."""
     scope = scope_for(snapshot, key.namespace, key.sidecar)
@@ -189,98 +303,12 @@ def outbound_part(snapshot: Snapshot, key: OutboundKey) -> OutboundParts:
     )
     listeners: list[Listener] = []
     route_configs: list[RouteConfig] = []
-
-    if key.interception == "REDIRECT":
-        for port in sorted(by_port):
-            http = [(s, sp) for s, sp in by_port[port] if sp.is_http]
-            tcp = [(s, sp) for s, sp in by_port[port] if not sp.is_http]
-            chains: list[FilterChain] = []
-            claimed: set[tuple[tuple[str, ...], tuple[str, ...]]] = set()
-            client = L4Client(key.namespace, dict(key.source_labels))
-            for svc, _sp in tcp:
-                # VIP chains (refined by VirtualService tcp/tls routes, see l4_routes).
-                vs = vs_by_host.get(svc.hostname)
-                owner = vs if isinstance(vs, Resource) else None
-                chains += service_l4_chains(snapshot, svc, port, owner, client, claimed)
-            default: FilterChain | None = None
-            if http:
-                taken: set[str] = set()
-                vhosts = [
-                    vh
-                    for svc, _sp in http
-                    if (vh := _vhost(svc, port, key, snapshot, vs_by_host, taken, with_bare=True))
-                ]
-                vhosts.append(unknown_vhost)
-                route_configs.append(RouteConfig(str(port), tuple(vhosts)))
-                default = FilterChain(
-                    f"0.0.0.0_{port}",
-                    HttpConnectionManager(
-                        f"outbound_0.0.0.0_{port}",
-                        route_config_name=str(port),
-                        access_log=snapshot.access_log,
-                    ),
-                )
-            else:
-                default = _unknown_tcp_chain(scope)
-            if not chains and not http:
-                continue
-            listeners.append(
-                Listener(
-                    f"0.0.0.0_{port}",
-                    "0.0.0.0",
-                    port,
-                    tuple(chains),
-                    default,
-                    bind_to_port=False,
-                    direction="outbound",
-                )
-            )
-        listeners.append(
-            Listener(
-                VIRTUAL_OUTBOUND,
-                "0.0.0.0",
-                key.outbound_port,
-                (),
-                _unknown_tcp_chain(scope),
-                use_original_dst=True,
-                direction="outbound",
-            )
-        )
-    else:
-        taken = set()
-        vhosts = []
-        for port in sorted(by_port):
-            for svc, sp in by_port[port]:
-                if not sp.is_http:
-                    continue
-                vh = _vhost(svc, port, key, snapshot, vs_by_host, taken, with_bare=False)
-                if vh is not None:
-                    vhosts.append(vh)
-        if scope.outbound_policy == "REGISTRY_ONLY":
-            # An explicit HTTP proxy cannot pass an unknown host through (that would
-            # need a dynamic forward proxy): ALLOW_ANY keeps Envoy's 404, and
-            # REGISTRY_ONLY answers 502 like the captured layout.
-            vhosts.append(unknown_vhost)
-        route_configs.append(RouteConfig(HTTP_PROXY_ROUTE, tuple(vhosts)))
-        name = f"{key.bind_ip}_{key.outbound_port}"
-        listeners.append(
-            Listener(
-                name,
-                key.bind_ip,
-                key.outbound_port,
-                (),
-                FilterChain(
-                    name,
-                    HttpConnectionManager(
-                        f"outbound_{name}",
-                        route_config_name=HTTP_PROXY_ROUTE,
-                        access_log=snapshot.access_log,
-                    ),
-                ),
-                direction="outbound",
-            )
-        )
-
+    layout = _captured_outbound if key.interception == "REDIRECT" else _explicit_outbound
+    layout(
+        _OutboundInputs(snapshot, key, scope, vs_by_host, by_port, unknown_vhost),
+        listeners,
+        route_configs,
+    )
     # Fault injection and CORS need their filters on the connection managers.
     listeners = list(with_route_filters(listeners, route_configs))
     return OutboundParts(
