@@ -12,9 +12,10 @@ with labels L:
    policy applies.
 
 Gateways never get a Sidecar. The result is a ``SidecarScope``; its ``key``
-(the applied Sidecar's ``namespace/name``, ``""`` for none) is what outbound
-caches add to ``ProxyView.outbound_key``: proxies of a namespace under the
-same Sidecar still share one outbound translation.
+(the applied Sidecar's ``namespace/name``, ``""`` for none) goes into the
+``OutboundKey`` and ``ClusterKey`` of the proxy, and ``scope_for`` rebuilds
+the scope from just that name and the namespace: proxies of a namespace under
+the same Sidecar still share one outbound translation.
 
 Egress hosts are ``namespace/dnsName``. The namespace part is matched
 against the namespace of the Service or ServiceEntry that defines a host
