@@ -114,6 +114,8 @@ class MeshGenerator:
             self._secrets.clear()
             self._composed.clear()
             self._checker.clear()
+            # Every connected view is generated again for the new configuration.
+            self._violations.clear()
         if config_changed or snapshot.endpoint_generation != old.endpoint_generation:
             # Composed results stay: ``generate`` swaps in the new EDS set.
             self._checked.clear()
@@ -186,10 +188,11 @@ class MeshGenerator:
             self.inconsistent += 1
             for v in found:
                 _log.warning(
-                    "inconsistent config for %s/%s: %s names missing %s",
-                    view.namespace,
+                    "inconsistent config for %s proxies of %s with labels %s: %s missing %s",
                     view.role,
-                    v.kind,
+                    view.namespace,
+                    dict(view.labels),
+                    v.kind.rsplit(".", 1)[-1],
                     ", ".join(v.missing),
                 )
         self._violations[view] = found
