@@ -1,36 +1,30 @@
 """The control plane's ConfigGenerator: snapshot + proxy view -> serialized resources.
 
-Theory of operation: ``generate(view)`` composes each xDS type from parts
-that are translated, built into protos and serialized once, then shared:
+Theory of operation: what a proxy gets is defined by
+``pilotfish.translate.compose`` (its parts, and the cache key of each); this
+class calls the same part functions with the same keys
+(``compose.part_keys``) and only caches, serializes and shares their results:
 
-- outbound listeners/routes/clusters, cached per ``view.outbound_key`` (every
-  sidecar of a namespace shares them; gateways share the cluster part).
-  Only when some VirtualService match uses ``sourceLabels`` is the key
-  extended, with the proxy's values of just the label keys those selectors
-  name (``translate.source_match.outbound_cache_key``): meshes without
-  ``sourceLabels`` keep one outbound translation per namespace, and with them
-  one per distinct combination of the selected labels;
-  The applied Sidecar resource (``translate.sidecar_scope``, keyed by its
-  ``namespace/name``) extends both the outbound and the cluster keys: its
-  egress hosts change what a proxy sees, and proxies under one Sidecar share;
-- inbound listeners/clusters (sidecars) or gateway listeners/routes, cached
-  per whole view;
-- endpoints, one set for every proxy; clusters with locality load balancing
-  get their endpoints rewritten per ``view.endpoint_key`` (namespace,
-  locality), replacing those names in the shared set (see
-  ``translate.locality``).
-
-- credential secrets (``SECRET_TYPE``): the SDS resources that the view's
-  listeners and clusters name (``credentialName`` Secrets), built fresh from
-  the snapshot per distinct name set. The xDS server decides per stream,
-  from its verified identity, which of them it may receive.
+- outbound listeners/routes by ``OutboundKey`` (every sidecar of a namespace
+  shares them, unless ``sourceLabels`` selectors or a Sidecar split them);
+- outbound clusters by ``ClusterKey`` (gateways share them with sidecars);
+- inbound listeners/clusters (sidecars) or gateway listeners/routes by the
+  whole view;
+- endpoints, one set for every proxy, rebuilt per service only when that
+  service's ``compose.endpoint_inputs`` changed; clusters with locality load
+  balancing get their assignments replaced per ``EndpointKey``;
+- credential secrets (``SECRET_TYPE``) by ``SecretKey``, the SDS names the
+  view's listeners and clusters use, built fresh from the snapshot. The xDS
+  server decides per stream, from its verified identity, which it may receive.
 
 Caches are keyed by the snapshot's ``config_generation`` (and
 ``endpoint_generation`` for endpoints), so an endpoint-only change reuses every
 listener, route and cluster part and the ResourceSets keep their versions:
 the server then pushes EDS alone. Parts of older generations are dropped
 when a new snapshot arrives. The final per-view composition is cached too,
-so the many streams of one view cost one generation.
+so the many streams of one view cost one generation. Each new composition is
+checked for consistency (``pilotfish.xds.consistency``); violations are kept
+for ``/debug/syncz`` and counted, never raised.
 
 Equal sets are interned by (type, version): two views whose inbound parts
 come out identical (pods of different apps serving the same ports) share one
@@ -40,27 +34,19 @@ that response body once for all of them.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pilotfish.ir import Cluster, ClusterLoadAssignment, Listener, RouteConfig
-from pilotfish.model.proxy_view import ProxyView
+from pilotfish.model.proxy_view import ClusterKey, EndpointKey, OutboundKey, ProxyView, SecretKey
 from pilotfish.model.snapshot import Snapshot, build_snapshot
-from pilotfish.translate.clusters import (
-    fixed_clusters,
-    locality_load_assignments,
-    outbound_clusters,
-    service_load_assignments,
-    subset_labels_of,
-)
-from pilotfish.translate.gateway import gateway_listeners
-from pilotfish.translate.security.secrets import credential_secrets, referenced_credentials
-from pilotfish.translate.sidecar import sidecar_inbound, sidecar_outbound
-from pilotfish.translate.sidecar_scope import SidecarScope, sidecar_scope
-from pilotfish.translate.source_match import outbound_cache_key, source_label_keys
+from pilotfish.translate import compose
+from pilotfish.translate.source_match import source_label_keys
 from pilotfish.xds.build import ProtoBuilder
 from pilotfish.xds.build.resources import pack, resource_name
 from pilotfish.xds.build.secrets import build_secret
+from pilotfish.xds.consistency import ConsistencyChecker, Violation
 from pilotfish.xds.types import (
     CLUSTER_TYPE,
     ENDPOINT_TYPE,
@@ -74,33 +60,34 @@ __all__ = ["MeshGenerator"]
 
 _IrResource = Listener | RouteConfig | Cluster | ClusterLoadAssignment
 
+_log = logging.getLogger(__name__)
+
 
 class MeshGenerator:
     """Implements ``pilotfish.xds.types.ConfigGenerator`` over the latest snapshot."""
 
     def __init__(self, builder: ProtoBuilder | None = None) -> None:
         self._builder = builder or ProtoBuilder(maxsize=65536)
-        self._snapshot = build_snapshot((), 0)
-        self._outbound: dict[tuple[object, ...], dict[str, ResourceSet]] = {}
+        self._snapshot = self._initial = build_snapshot((), 0)
         # Label keys named by sourceLabels selectors of the current snapshot.
         self._source_label_keys: frozenset[str] = frozenset()
-        self._local: dict[ProxyView, dict[str, ResourceSet]] = {}
-        # Outbound clusters by (namespace, workload_certs, applied Sidecar): mesh mTLS
-        # needs a certificate, and a Sidecar's egress hosts leave services out.
-        self._clusters: dict[tuple[str, bool, str], ResourceSet] = {}
+        self._outbound: dict[OutboundKey, dict[str, ResourceSet]] = {}
+        self._clusters: dict[ClusterKey, tuple[ResourceSet, frozenset[str]]] = {}
+        self._local: dict[ProxyView, tuple[dict[str, ResourceSet], frozenset[str]]] = {}
+        self._secrets: dict[SecretKey, ResourceSet] = {}
         self._endpoints: ResourceSet | None = None
-        # Shared endpoints with locality-aware overrides, by ProxyView.endpoint_key.
-        self._local_endpoints: dict[tuple[str, str], ResourceSet] = {}
+        # The shared endpoints with locality-aware overrides, per EndpointKey.
+        self._local_endpoints: dict[EndpointKey, ResourceSet] = {}
         self._composed: dict[ProxyView, dict[str, ResourceSet]] = {}
-        # Credential resource names used by each local / cluster part, and the
-        # SDS sets built for each distinct union of them.
-        self._local_credentials: dict[ProxyView, frozenset[str]] = {}
-        self._cluster_credentials: dict[tuple[str, bool, str], frozenset[str]] = {}
-        self._secrets: dict[frozenset[str], ResourceSet] = {}
         self._interned: dict[tuple[str, str], ResourceSet] = {}
         # hostname -> (inputs, {cluster name: packed CLA}); reused while inputs are equal.
         self._service_endpoints: dict[str, tuple[object, dict[str, bytes]]] = {}
+        self._checker = ConsistencyChecker()
+        # Findings by the composed sets' versions: views sharing sets are checked once.
+        self._checked: dict[tuple[tuple[str, str], ...], tuple[Violation, ...]] = {}
+        self._violations: dict[ProxyView, tuple[Violation, ...]] = {}
         self.translations = 0  # how many (part) translations ran; for tests and metrics
+        self.inconsistent = 0  # compositions found inconsistent; for metrics
 
     @property
     def snapshot(self) -> Snapshot:
@@ -113,20 +100,25 @@ class MeshGenerator:
         generations are comparable.
         """
         old = self._snapshot
-        config_changed = snapshot.config_generation != old.config_generation
+        # The first snapshot counts as a change whatever its generation: one built
+        # without ``previous`` has generation 0, like the empty initial one.
+        config_changed = old is self._initial or (
+            snapshot.config_generation != old.config_generation
+        )
         if config_changed:
             self._outbound.clear()
             self._source_label_keys = source_label_keys(snapshot)
             self._local.clear()
             self._clusters.clear()
             self._interned.clear()
-            self._local_credentials.clear()
-            self._cluster_credentials.clear()
             self._secrets.clear()
-        if config_changed:
             self._composed.clear()
+            self._checker.clear()
+            # Every connected view is generated again for the new configuration.
+            self._violations.clear()
         if config_changed or snapshot.endpoint_generation != old.endpoint_generation:
             # Composed results stay: ``generate`` swaps in the new EDS set.
+            self._checked.clear()
             self._endpoints = None
             self._local_endpoints.clear()
         self._snapshot = snapshot
@@ -147,26 +139,22 @@ class MeshGenerator:
         assert isinstance(view, ProxyView)
         cached = self._composed.get(view)
         if cached is not None:
-            endpoints = self._endpoints_for(view)
+            endpoints = self._endpoints_for(view.endpoint_key)
             if cached[ENDPOINT_TYPE] is not endpoints:
                 cached = {**cached, ENDPOINT_TYPE: endpoints}
                 self._composed[view] = cached
+                self._check(view, cached)
             return cached
-        # The applied Sidecar resource (if any) scopes the outbound parts.
-        scope = sidecar_scope(self._snapshot, view)
-        out = self._outbound_parts(view, scope)
-        local = self._local_parts(view)
-        cluster_key = (view.namespace, view.workload_certs, scope.key)
-        clusters = self._cluster_part(view.namespace, view.workload_certs, scope)
-        credentials = self._local_credentials.get(view, frozenset()) | (
-            self._cluster_credentials.get(cluster_key, frozenset())
-        )
+        keys = compose.part_keys(self._snapshot, view, self._source_label_keys)
         empty = ResourceSet(CLUSTER_TYPE, {})
+        out = self._outbound_part(keys.outbound) if keys.outbound is not None else {}
+        local, local_names = self._local_part(keys.local)
+        clusters, cluster_names = self._cluster_part(keys.clusters)
         result = {
             CLUSTER_TYPE: ResourceSet.compose(
                 CLUSTER_TYPE, [clusters, local.get(CLUSTER_TYPE, empty)]
             ),
-            ENDPOINT_TYPE: self._endpoints_for(view),
+            ENDPOINT_TYPE: self._endpoints_for(keys.endpoints),
             LISTENER_TYPE: ResourceSet.compose(
                 LISTENER_TYPE,
                 [out.get(LISTENER_TYPE, empty), local.get(LISTENER_TYPE, empty)],
@@ -174,14 +162,54 @@ class MeshGenerator:
             ROUTE_TYPE: ResourceSet.compose(
                 ROUTE_TYPE, [out.get(ROUTE_TYPE, empty), local.get(ROUTE_TYPE, empty)]
             ),
-            SECRET_TYPE: self._secret_set(credentials),
+            SECRET_TYPE: self._secret_part(SecretKey(cluster_names | local_names)),
         }
         for type_url in (CLUSTER_TYPE, LISTENER_TYPE, ROUTE_TYPE):
             if not result[type_url].resources:
                 result[type_url] = ResourceSet(type_url, {})
             result[type_url] = self._intern(result[type_url])
         self._composed[view] = result
+        self._check(view, result)
         return result
+
+    # -- consistency -----------------------------------------------------------------
+
+    def _check(self, view: ProxyView, result: Mapping[str, ResourceSet]) -> None:
+        """Record (and log, once per new finding) what ``result`` names but lacks."""
+        versions = tuple((t, rs.version) for t, rs in result.items())
+        found = self._checked.get(versions)
+        if found is None:
+            found = self._checker.check({t: rs.resources for t, rs in result.items()})
+            self._checked[versions] = found
+        if not found:
+            self._violations.pop(view, None)
+            return
+        if self._violations.get(view) != found:
+            self.inconsistent += 1
+            for v in found:
+                _log.warning(
+                    "inconsistent config for %s proxies of %s with labels %s: %s missing %s",
+                    view.role,
+                    view.namespace,
+                    dict(view.labels),
+                    v.kind.rsplit(".", 1)[-1],
+                    ", ".join(v.missing),
+                )
+        self._violations[view] = found
+
+    def violations(self, view: ProxyView) -> tuple[Violation, ...]:
+        """The consistency violations of ``view``'s last composition (empty: none)."""
+        return self._violations.get(view, ())
+
+    def inconsistent_count(self) -> int:
+        """How many compositions were found inconsistent (a Prometheus counter)."""
+        return self.inconsistent
+
+    def consistency_report(self, view: object) -> list[dict[str, object]]:
+        """``violations(view)`` as plain data (for ``/debug/syncz``)."""
+        if not isinstance(view, ProxyView):
+            return []
+        return [{"kind": v.kind, "missing": list(v.missing)} for v in self.violations(view)]
 
     # -- parts -----------------------------------------------------------------------
 
@@ -194,15 +222,11 @@ class MeshGenerator:
         packed = self._builder.packed
         return ResourceSet(type_url, {resource_name(r): packed(r) for r in items})
 
-    def _outbound_parts(self, view: ProxyView, scope: SidecarScope) -> dict[str, ResourceSet]:
-        if view.role != "sidecar":
-            return {}
-        # Proxies under different Sidecar resources see different services.
-        key = (*outbound_cache_key(view, self._source_label_keys), scope.key)
+    def _outbound_part(self, key: OutboundKey) -> dict[str, ResourceSet]:
         parts = self._outbound.get(key)
         if parts is None:
             self.translations += 1
-            ob = sidecar_outbound(self._snapshot, view, scope)
+            ob = compose.outbound_part(self._snapshot, key)
             parts = {
                 LISTENER_TYPE: self._set(LISTENER_TYPE, ob.listeners),
                 ROUTE_TYPE: self._set(ROUTE_TYPE, ob.route_configs),
@@ -210,66 +234,53 @@ class MeshGenerator:
             self._outbound[key] = parts
         return parts
 
-    def _cluster_part(
-        self, namespace: str, workload_certs: bool, scope: SidecarScope
-    ) -> ResourceSet:
-        key = (namespace, workload_certs, scope.key)
-        part = self._clusters.get(key)
-        if part is None:
-            self.translations += 1
-            clusters = (
-                scope.filter_clusters(
-                    self._snapshot,
-                    outbound_clusters(self._snapshot, namespace, workload_certs=workload_certs),
-                )
-                + fixed_clusters()
-            )
-            clusters.sort(key=lambda c: c.name)
-            part = self._set(CLUSTER_TYPE, clusters)
-            self._clusters[key] = part
-            self._cluster_credentials[key] = referenced_credentials(clusters)
-        return part
-
-    def _local_parts(self, view: ProxyView) -> dict[str, ResourceSet]:
-        parts = self._local.get(view)
-        if parts is None:
-            self.translations += 1
-            if view.role == "sidecar":
-                ib = sidecar_inbound(self._snapshot, view)
-                names = referenced_credentials((*ib.listeners, *ib.clusters))
-                parts = {
-                    LISTENER_TYPE: self._intern(self._set(LISTENER_TYPE, ib.listeners)),
-                    CLUSTER_TYPE: self._intern(self._set(CLUSTER_TYPE, ib.clusters)),
-                }
-            else:
-                gw = gateway_listeners(self._snapshot, view)
-                names = referenced_credentials(gw.listeners)
-                parts = {
-                    LISTENER_TYPE: self._intern(self._set(LISTENER_TYPE, gw.listeners)),
-                    ROUTE_TYPE: self._intern(self._set(ROUTE_TYPE, gw.route_configs)),
-                }
-            self._local[view] = parts
-            self._local_credentials[view] = names
-        return parts
-
-    def _secret_set(self, names: frozenset[str]) -> ResourceSet:
-        """The SDS resources ``names`` designate (absent Secrets left out). Not
-        built through the shared proto caches: key material is kept only as long
-        as this generation's sets."""
-        found = self._secrets.get(names)
+    def _cluster_part(self, key: ClusterKey) -> tuple[ResourceSet, frozenset[str]]:
+        found = self._clusters.get(key)
         if found is None:
-            secrets = credential_secrets(self._snapshot, names)
-            found = ResourceSet(SECRET_TYPE, {s.name: pack(build_secret(s)) for s in secrets})
-            self._secrets[names] = found
+            self.translations += 1
+            clusters = compose.cluster_part(self._snapshot, key)
+            found = (
+                self._set(CLUSTER_TYPE, clusters),
+                compose.secret_key(clusters, compose.LocalParts()).names,
+            )
+            self._clusters[key] = found
         return found
 
-    def _endpoints_for(self, view: ProxyView) -> ResourceSet:
-        """The shared endpoints, with the view's locality-aware assignments swapped in."""
+    def _local_part(self, view: ProxyView) -> tuple[dict[str, ResourceSet], frozenset[str]]:
+        found = self._local.get(view)
+        if found is None:
+            self.translations += 1
+            local = compose.local_part(self._snapshot, view)
+            # A sidecar's local side has no routes, a gateway's no clusters.
+            other = (
+                (CLUSTER_TYPE, local.clusters)
+                if view.role == "sidecar"
+                else (ROUTE_TYPE, local.route_configs)
+            )
+            parts = {
+                LISTENER_TYPE: self._intern(self._set(LISTENER_TYPE, local.listeners)),
+                other[0]: self._intern(self._set(other[0], other[1])),
+            }
+            found = (parts, local.credentials)
+            self._local[view] = found
+        return found
+
+    def _secret_part(self, key: SecretKey) -> ResourceSet:
+        """Not built through the shared proto caches: key material is kept only as
+        long as this generation's sets."""
+        found = self._secrets.get(key)
+        if found is None:
+            secrets = compose.secret_part(self._snapshot, key)
+            found = ResourceSet(SECRET_TYPE, {s.name: pack(build_secret(s)) for s in secrets})
+            self._secrets[key] = found
+        return found
+
+    def _endpoints_for(self, key: EndpointKey) -> ResourceSet:
+        """The shared endpoints, with ``key``'s locality-aware assignments swapped in."""
         shared = self._endpoint_part()
-        key = view.endpoint_key
         found = self._local_endpoints.get(key)
         if found is None:
-            overrides = locality_load_assignments(self._snapshot, *key)
+            overrides = compose.locality_endpoints(self._snapshot, key)
             if not overrides:
                 found = shared
             else:
@@ -289,16 +300,11 @@ class MeshGenerator:
         previous = self._service_endpoints
         current: dict[str, tuple[object, dict[str, bytes]]] = {}
         merged: dict[str, bytes] = {}
-        for hostname, svc in snapshot.registry.services.items():
-            subsets = subset_labels_of(snapshot, hostname)
-            inputs = (
-                svc,
-                tuple(snapshot.registry.instances_of(hostname, sp.port) for sp in svc.ports),
-                tuple(sorted((k, tuple(sorted(v.items()))) for k, v in subsets.items())),
-            )
+        for hostname in snapshot.registry.services:
+            inputs = compose.endpoint_inputs(snapshot, hostname)
             entry = previous.get(hostname)
             if entry is None or entry[0] != inputs:
-                claims = service_load_assignments(snapshot, svc, subsets)
+                claims = compose.service_endpoints(snapshot, hostname)
                 entry = (inputs, {c.cluster_name: packed(c) for c in claims})
             current[hostname] = entry
             merged.update(entry[1])

@@ -125,9 +125,11 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class ProxyConfig:
-    """Everything one proxy gets, by xDS type. Tuples are sorted by name."""
+    """Everything one proxy gets from the control plane, by xDS type."""
 
     listeners: tuple[Listener, ...] = ()
     route_configs: tuple[RouteConfig, ...] = ()
     clusters: tuple[Cluster, ...] = ()
     load_assignments: tuple[ClusterLoadAssignment, ...] = ()
+    # Credential (``credentialName``) secrets served on the ADS stream.
+    secrets: tuple[CredentialSecret, ...] = ()

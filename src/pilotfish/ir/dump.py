@@ -18,7 +18,7 @@ import typing
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["REDACTED", "Plain", "redact", "to_plain"]
+__all__ = ["REDACTED", "Plain", "dataclass_hints", "kind_name", "redact", "to_plain"]
 
 Plain = None | bool | int | float | str | list["Plain"] | dict[str, "Plain"]
 
@@ -51,7 +51,7 @@ def to_plain(obj: object) -> Plain:
 
 
 def _dataclass_to_plain(obj: Any) -> dict[str, Plain]:
-    hints = _type_hints(type(obj))
+    hints = dataclass_hints(type(obj))
     out: dict[str, Plain] = {}
     for field in dataclasses.fields(obj):
         value = getattr(obj, field.name)
@@ -59,7 +59,7 @@ def _dataclass_to_plain(obj: Any) -> dict[str, Plain]:
             continue
         plain = to_plain(value)
         if dataclasses.is_dataclass(value) and _is_dataclass_union(hints.get(field.name)):
-            plain = {_kind_name(type(value)): plain}
+            plain = {kind_name(type(value)): plain}
         out[field.name] = plain
     return out
 
@@ -72,7 +72,8 @@ def _is_default(field: dataclasses.Field[Any], value: object) -> bool:
     return False
 
 
-def _type_hints(cls: type) -> dict[str, Any]:
+def dataclass_hints(cls: type) -> dict[str, Any]:
+    """The resolved type hints of a dataclass (empty when they cannot be resolved)."""
     try:
         return typing.get_type_hints(cls)
     except (NameError, TypeError):
@@ -88,7 +89,8 @@ def _is_dataclass_union(hint: object) -> bool:
     return len(members) >= 2
 
 
-def _kind_name(cls: type) -> str:
+def kind_name(cls: type) -> str:
+    """The tag naming a dataclass in a one-of field (``TcpProxy`` -> ``tcp_proxy``)."""
     return _CAMEL_BOUNDARY.sub("_", cls.__name__).lower()
 
 

@@ -32,10 +32,14 @@ __all__ = [
     "META_ROLE",
     "META_SERVICE_ACCOUNT",
     "META_WORKLOAD_CERTS",
+    "ClusterKey",
+    "EndpointKey",
     "Interception",
     "NodeMetadataError",
+    "OutboundKey",
     "ProxyView",
     "Role",
+    "SecretKey",
 ]
 
 Role = Literal["sidecar", "gateway"]
@@ -60,6 +64,57 @@ META_LOCALITY = "LOCALITY"
 
 class NodeMetadataError(ValueError):
     """The node's metadata is missing or malformed."""
+
+
+# -- cache keys ------------------------------------------------------------------------
+# One frozen key per cached part. Each holds every input (besides the snapshot)
+# that changes its part's output, and the part functions of
+# ``pilotfish.translate.compose`` take exactly the key: an input a part needs
+# but its key lacks cannot be read, so it cannot silently split a cache.
+# Inbound listeners/clusters and gateway listeners/routes depend on the whole
+# view, so their key is the ``ProxyView`` itself.
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundKey:
+    """A sidecar's outbound listeners and routes: its namespace and listener
+    layout, the values of the labels some ``sourceLabels`` selector names
+    (empty when none does), and the applied Sidecar (``namespace/name``, ``""``)."""
+
+    namespace: str
+    interception: Interception
+    bind_ip: str
+    outbound_port: int
+    workload_certs: bool
+    source_labels: tuple[tuple[str, str], ...] = ()
+    sidecar: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterKey:
+    """Outbound clusters: DestinationRule precedence (namespace), whether mesh
+    mTLS can be used (workload certificate) and the applied Sidecar's egress."""
+
+    namespace: str
+    workload_certs: bool
+    sidecar: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointKey:
+    """Locality-aware load assignments: which DestinationRule applies
+    (namespace) and where the proxy runs."""
+
+    namespace: str
+    locality: str
+
+
+@dataclass(frozen=True, slots=True)
+class SecretKey:
+    """Credential secrets: the SDS names the proxy's listeners and clusters use
+    (derived from its other parts, not from the view)."""
+
+    names: frozenset[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,23 +159,27 @@ class ProxyView:
                 return app
         return target_port
 
-    @property
-    def outbound_key(self) -> tuple[object, ...]:
-        """What outbound listeners/routes/clusters depend on (not labels or identity)."""
-        return (
-            self.role,
+    def outbound_key(self, source_label_keys: frozenset[str], sidecar: str) -> OutboundKey:
+        """The key of this (sidecar) view's outbound listeners and routes, given the
+        label keys ``sourceLabels`` selectors name and the applied Sidecar."""
+        return OutboundKey(
             self.namespace,
             self.interception,
             self.bind_ip,
             self.outbound_port,
             self.workload_certs,
+            tuple((k, v) for k, v in self.labels if k in source_label_keys),
+            sidecar,
         )
 
+    def cluster_key(self, sidecar: str) -> ClusterKey:
+        """The key of this view's outbound clusters under the applied Sidecar."""
+        return ClusterKey(self.namespace, self.workload_certs, sidecar)
+
     @property
-    def endpoint_key(self) -> tuple[str, str]:
-        """What locality-aware endpoints depend on: the namespace (which
-        DestinationRule applies) and the proxy's locality."""
-        return (self.namespace, self.locality)
+    def endpoint_key(self) -> EndpointKey:
+        """What locality-aware endpoints depend on."""
+        return EndpointKey(self.namespace, self.locality)
 
     @classmethod
     def from_node(cls, metadata: Mapping[str, Any]) -> ProxyView:

@@ -1,10 +1,11 @@
 """Sidecar configuration: outbound routing to mesh services, inbound to the local app.
 
-Theory of operation. Outbound config depends only on ``ProxyView.outbound_key``
-(namespace and listener layout), so all sidecars of a namespace share one
-translation, plus the labels VirtualService ``sourceLabels`` matches name
-(``translate.source_match``); inbound config depends on the proxy's labels (which services
-select it) and its app ports.
+Theory of operation. Outbound listeners and routes (``outbound_part``) are a
+function of an ``OutboundKey`` alone (namespace, listener layout, the labels
+VirtualService ``sourceLabels`` matches name, the applied Sidecar), so all
+sidecars of a namespace share one translation; outbound clusters are a
+separate part (``scoped_outbound_clusters``, by ``ClusterKey``). Inbound config
+depends on the whole view: its labels (which services select it) and app ports.
 
 Two layouts, by interception mode:
 
@@ -40,7 +41,7 @@ from pilotfish.ir import (
     VirtualHost,
     WeightedCluster,
 )
-from pilotfish.model.proxy_view import ProxyView
+from pilotfish.model.proxy_view import ClusterKey, OutboundKey, ProxyView
 from pilotfish.model.snapshot import Snapshot
 from pilotfish.registry.model import MeshService, ServicePort
 from pilotfish.translate.clusters import fixed_clusters, inbound_cluster_ir, outbound_clusters
@@ -60,18 +61,27 @@ from pilotfish.translate.security.http_filters import with_workload_security
 from pilotfish.translate.security.mtls import inbound_mtls_chains, inbound_passthrough_chains
 from pilotfish.translate.security.peer_authn import peer_mtls
 from pilotfish.translate.security.tcp_filters import with_tcp_workload_authz
-from pilotfish.translate.sidecar_scope import SidecarScope, sidecar_scope
+from pilotfish.translate.sidecar_scope import SidecarScope, scope_for, sidecar_scope
+from pilotfish.translate.source_match import source_label_keys
 from pilotfish.translate.virtual_hosts import dedupe_domains, service_domains, vs_for_mesh
 from pilotfish.translate.visibility import service_visible
 
-__all__ = ["InboundParts", "OutboundParts", "sidecar_inbound", "sidecar_outbound"]
+__all__ = [
+    "InboundParts",
+    "OutboundParts",
+    "outbound_part",
+    "scoped_outbound_clusters",
+    "sidecar_inbound",
+    "sidecar_outbound",
+]
 
 
 @dataclass(frozen=True)
 class OutboundParts:
     listeners: tuple[Listener, ...]
     route_configs: tuple[RouteConfig, ...]
-    clusters: tuple[Cluster, ...]
+    # Empty from ``outbound_part`` (clusters are their own part).
+    clusters: tuple[Cluster, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -96,7 +106,7 @@ def _http_ports(
 def _vhost(
     svc: MeshService,
     port: int,
-    view: ProxyView,
+    key: OutboundKey,
     snapshot: Snapshot,
     vs_by_host: dict[str, object],
     taken: set[str],
@@ -104,12 +114,12 @@ def _vhost(
     with_bare: bool,
 ) -> VirtualHost | None:
     domains = dedupe_domains(
-        service_domains(svc, port, view.namespace, snapshot.domain_suffix, with_bare=with_bare),
+        service_domains(svc, port, key.namespace, snapshot.domain_suffix, with_bare=with_bare),
         taken,
     )
     if not domains:
         return None
-    ctx = RouteContext(snapshot, view.namespace, port, proxy_labels=view.labels)
+    ctx = RouteContext(snapshot, key.namespace, port, proxy_labels=key.source_labels)
     vs = vs_by_host.get(svc.hostname)
     routes: list[Route] = http_routes(vs, ctx) if vs is not None else []  # type: ignore[arg-type]
     if not routes:
@@ -147,17 +157,145 @@ def _unknown_tcp_chain(scope: SidecarScope) -> FilterChain:
 def sidecar_outbound(
     snapshot: Snapshot, view: ProxyView, scope: SidecarScope | None = None
 ) -> OutboundParts:
-    """Outbound listeners, routes and clusters.
+    """Outbound listeners, routes and clusters of a sidecar ``view`` (a convenience
+    over ``outbound_part`` and ``scoped_outbound_clusters`` with the view's keys)."""
+    sidecar = (scope or sidecar_scope(snapshot, view)).key
+    parts = outbound_part(snapshot, view.outbound_key(source_label_keys(snapshot), sidecar))
+    clusters = scoped_outbound_clusters(snapshot, view.cluster_key(sidecar))
+    return OutboundParts(parts.listeners, parts.route_configs, clusters)
 
-    Depends on ``view.outbound_key`` and the applied Sidecar (``scope``, computed
-    from the view when not given): callers caching the result key it by both.
-    """
-    if scope is None:
-        scope = sidecar_scope(snapshot, view)
-    vs_by_host: dict[str, object] = dict(vs_for_mesh(snapshot, view.namespace))
+
+def scoped_outbound_clusters(snapshot: Snapshot, key: ClusterKey) -> tuple[Cluster, ...]:
+    """Outbound clusters of the services the applied Sidecar leaves visible, plus the
+    fixed ones, sorted by name."""
+    scope = scope_for(snapshot, key.namespace, key.sidecar)
+    clusters = scope.filter_clusters(
+        snapshot, outbound_clusters(snapshot, key.namespace, workload_certs=key.workload_certs)
+    )
+    return tuple(sorted(clusters + fixed_clusters(), key=lambda c: c.name))
+
+
+@dataclass(frozen=True)
+class _OutboundInputs:
+    snapshot: Snapshot
+    key: OutboundKey
+    scope: SidecarScope
+    vs_by_host: dict[str, object]
+    by_port: dict[int, list[tuple[MeshService, ServicePort]]]
+    unknown_vhost: VirtualHost
+
+
+def _captured_outbound(
+    inputs: _OutboundInputs, listeners: list[Listener], route_configs: list[RouteConfig]
+) -> None:
+    """REDIRECT: per-port listeners behind ``virtualOutbound`` (see the module docstring)."""
+    snapshot, key, scope = inputs.snapshot, inputs.key, inputs.scope
+    vs_by_host, by_port, unknown_vhost = inputs.vs_by_host, inputs.by_port, inputs.unknown_vhost
+    for port in sorted(by_port):
+        http = [(s, sp) for s, sp in by_port[port] if sp.is_http]
+        tcp = [(s, sp) for s, sp in by_port[port] if not sp.is_http]
+        chains: list[FilterChain] = []
+        claimed: set[tuple[tuple[str, ...], tuple[str, ...]]] = set()
+        client = L4Client(key.namespace, dict(key.source_labels))
+        for svc, _sp in tcp:
+            # VIP chains (refined by VirtualService tcp/tls routes, see l4_routes).
+            vs = vs_by_host.get(svc.hostname)
+            owner = vs if isinstance(vs, Resource) else None
+            chains += service_l4_chains(snapshot, svc, port, owner, client, claimed)
+        default: FilterChain | None = None
+        if http:
+            taken: set[str] = set()
+            vhosts = [
+                vh
+                for svc, _sp in http
+                if (vh := _vhost(svc, port, key, snapshot, vs_by_host, taken, with_bare=True))
+            ]
+            vhosts.append(unknown_vhost)
+            route_configs.append(RouteConfig(str(port), tuple(vhosts)))
+            default = FilterChain(
+                f"0.0.0.0_{port}",
+                HttpConnectionManager(
+                    f"outbound_0.0.0.0_{port}",
+                    route_config_name=str(port),
+                    access_log=snapshot.access_log,
+                ),
+            )
+        else:
+            default = _unknown_tcp_chain(scope)
+        if not chains and not http:
+            continue
+        listeners.append(
+            Listener(
+                f"0.0.0.0_{port}",
+                "0.0.0.0",
+                port,
+                tuple(chains),
+                default,
+                bind_to_port=False,
+                direction="outbound",
+            )
+        )
+    listeners.append(
+        Listener(
+            VIRTUAL_OUTBOUND,
+            "0.0.0.0",
+            key.outbound_port,
+            (),
+            _unknown_tcp_chain(scope),
+            use_original_dst=True,
+            direction="outbound",
+        )
+    )
+
+
+def _explicit_outbound(
+    inputs: _OutboundInputs, listeners: list[Listener], route_configs: list[RouteConfig]
+) -> None:
+    """NONE: one HTTP proxy listener on ``bind_ip:outbound_port``."""
+    snapshot, key, scope = inputs.snapshot, inputs.key, inputs.scope
+    vs_by_host, by_port, unknown_vhost = inputs.vs_by_host, inputs.by_port, inputs.unknown_vhost
+    taken: set[str] = set()
+    vhosts: list[VirtualHost] = []
+    for port in sorted(by_port):
+        for svc, sp in by_port[port]:
+            if not sp.is_http:
+                continue
+            vh = _vhost(svc, port, key, snapshot, vs_by_host, taken, with_bare=False)
+            if vh is not None:
+                vhosts.append(vh)
+    if scope.outbound_policy == "REGISTRY_ONLY":
+        # An explicit HTTP proxy cannot pass an unknown host through (that would
+        # need a dynamic forward proxy): ALLOW_ANY keeps Envoy's 404, and
+        # REGISTRY_ONLY answers 502 like the captured layout.
+        vhosts.append(unknown_vhost)
+    route_configs.append(RouteConfig(HTTP_PROXY_ROUTE, tuple(vhosts)))
+    name = f"{key.bind_ip}_{key.outbound_port}"
+    listeners.append(
+        Listener(
+            name,
+            key.bind_ip,
+            key.outbound_port,
+            (),
+            FilterChain(
+                name,
+                HttpConnectionManager(
+                    f"outbound_{name}",
+                    route_config_name=HTTP_PROXY_ROUTE,
+                    access_log=snapshot.access_log,
+                ),
+            ),
+            direction="outbound",
+        )
+    )
+
+
+def outbound_part(snapshot: Snapshot, key: OutboundKey) -> OutboundParts:
+    """Outbound listeners and route configurations (no clusters), from ``key`` alone."""
+    scope = scope_for(snapshot, key.namespace, key.sidecar)
+    vs_by_host: dict[str, object] = dict(vs_for_mesh(snapshot, key.namespace))
     by_port = {
         port: visible
-        for port, entries in _http_ports(snapshot, view.namespace).items()
+        for port, entries in _http_ports(snapshot, key.namespace).items()
         if (visible := [(s, sp) for s, sp in entries if scope.visible(s, port)])
     }
     unknown_vhost = (
@@ -165,111 +303,17 @@ def sidecar_outbound(
     )
     listeners: list[Listener] = []
     route_configs: list[RouteConfig] = []
-
-    if view.interception == "REDIRECT":
-        for port in sorted(by_port):
-            http = [(s, sp) for s, sp in by_port[port] if sp.is_http]
-            tcp = [(s, sp) for s, sp in by_port[port] if not sp.is_http]
-            chains: list[FilterChain] = []
-            claimed: set[tuple[tuple[str, ...], tuple[str, ...]]] = set()
-            client = L4Client(view.namespace, view.label_map)
-            for svc, _sp in tcp:
-                # VIP chains (refined by VirtualService tcp/tls routes, see l4_routes).
-                vs = vs_by_host.get(svc.hostname)
-                owner = vs if isinstance(vs, Resource) else None
-                chains += service_l4_chains(snapshot, svc, port, owner, client, claimed)
-            default: FilterChain | None = None
-            if http:
-                taken: set[str] = set()
-                vhosts = [
-                    vh
-                    for svc, _sp in http
-                    if (vh := _vhost(svc, port, view, snapshot, vs_by_host, taken, with_bare=True))
-                ]
-                vhosts.append(unknown_vhost)
-                route_configs.append(RouteConfig(str(port), tuple(vhosts)))
-                default = FilterChain(
-                    f"0.0.0.0_{port}",
-                    HttpConnectionManager(
-                        f"outbound_0.0.0.0_{port}",
-                        route_config_name=str(port),
-                        access_log=snapshot.access_log,
-                    ),
-                )
-            else:
-                default = _unknown_tcp_chain(scope)
-            if not chains and not http:
-                continue
-            listeners.append(
-                Listener(
-                    f"0.0.0.0_{port}",
-                    "0.0.0.0",
-                    port,
-                    tuple(chains),
-                    default,
-                    bind_to_port=False,
-                    direction="outbound",
-                )
-            )
-        listeners.append(
-            Listener(
-                VIRTUAL_OUTBOUND,
-                "0.0.0.0",
-                view.outbound_port,
-                (),
-                _unknown_tcp_chain(scope),
-                use_original_dst=True,
-                direction="outbound",
-            )
-        )
-    else:
-        taken = set()
-        vhosts = []
-        for port in sorted(by_port):
-            for svc, sp in by_port[port]:
-                if not sp.is_http:
-                    continue
-                vh = _vhost(svc, port, view, snapshot, vs_by_host, taken, with_bare=False)
-                if vh is not None:
-                    vhosts.append(vh)
-        if scope.outbound_policy == "REGISTRY_ONLY":
-            # An explicit HTTP proxy cannot pass an unknown host through (that would
-            # need a dynamic forward proxy): ALLOW_ANY keeps Envoy's 404, and
-            # REGISTRY_ONLY answers 502 like the captured layout.
-            vhosts.append(unknown_vhost)
-        route_configs.append(RouteConfig(HTTP_PROXY_ROUTE, tuple(vhosts)))
-        name = f"{view.bind_ip}_{view.outbound_port}"
-        listeners.append(
-            Listener(
-                name,
-                view.bind_ip,
-                view.outbound_port,
-                (),
-                FilterChain(
-                    name,
-                    HttpConnectionManager(
-                        f"outbound_{name}",
-                        route_config_name=HTTP_PROXY_ROUTE,
-                        access_log=snapshot.access_log,
-                    ),
-                ),
-                direction="outbound",
-            )
-        )
-
-    clusters = (
-        scope.filter_clusters(
-            snapshot,
-            outbound_clusters(snapshot, view.namespace, workload_certs=view.workload_certs),
-        )
-        + fixed_clusters()
+    layout = _captured_outbound if key.interception == "REDIRECT" else _explicit_outbound
+    layout(
+        _OutboundInputs(snapshot, key, scope, vs_by_host, by_port, unknown_vhost),
+        listeners,
+        route_configs,
     )
     # Fault injection and CORS need their filters on the connection managers.
     listeners = list(with_route_filters(listeners, route_configs))
     return OutboundParts(
         tuple(sorted(listeners, key=lambda x: x.name)),
         tuple(sorted(route_configs, key=lambda x: x.name)),
-        tuple(sorted(clusters, key=lambda x: x.name)),
     )
 
 

@@ -12,9 +12,10 @@ with labels L:
    policy applies.
 
 Gateways never get a Sidecar. The result is a ``SidecarScope``; its ``key``
-(the applied Sidecar's ``namespace/name``, ``""`` for none) is what outbound
-caches add to ``ProxyView.outbound_key``: proxies of a namespace under the
-same Sidecar still share one outbound translation.
+(the applied Sidecar's ``namespace/name``, ``""`` for none) goes into the
+``OutboundKey`` and ``ClusterKey`` of the proxy, and ``scope_for`` rebuilds
+the scope from just that name and the namespace: proxies of a namespace under
+the same Sidecar still share one outbound translation.
 
 Egress hosts are ``namespace/dnsName``. The namespace part is matched
 against the namespace of the Service or ServiceEntry that defines a host
@@ -48,6 +49,7 @@ __all__ = [
     "IngressPort",
     "SidecarScope",
     "applied_sidecar",
+    "scope_for",
     "sidecar_scope",
 ]
 
@@ -211,10 +213,26 @@ def _routed_destinations(snapshot: Snapshot, visible: Iterable[str]) -> frozense
 
 def sidecar_scope(snapshot: Snapshot, view: ProxyView) -> SidecarScope:
     """The scope of ``view``: its applied Sidecar's effect (none for gateways)."""
-    policy = snapshot.outbound_traffic_policy
     if view.role != "sidecar":
-        return SidecarScope(outbound_policy=policy)
+        return SidecarScope(outbound_policy=snapshot.outbound_traffic_policy)
     res = applied_sidecar(snapshot, view.namespace, view.label_map)
+    return _scope_of(snapshot, view.namespace, res)
+
+
+def scope_for(snapshot: Snapshot, namespace: str, sidecar: str) -> SidecarScope:
+    """The scope of the Sidecar named ``sidecar`` (``namespace/name``, ``""`` for
+    none) applied to a proxy of ``namespace``: what ``sidecar_scope`` gives every
+    view whose scope has that key (cache keys hold just the name)."""
+    res = None
+    if sidecar:
+        res = next(
+            (r for r in snapshot.of_kind("Sidecar") if f"{r.namespace}/{r.name}" == sidecar), None
+        )
+    return _scope_of(snapshot, namespace, res)
+
+
+def _scope_of(snapshot: Snapshot, namespace: str, res: Resource | None) -> SidecarScope:
+    policy = snapshot.outbound_traffic_policy
     if res is None:
         return SidecarScope(outbound_policy=policy)
     spec = res.spec
@@ -228,7 +246,7 @@ def sidecar_scope(snapshot: Snapshot, view: ProxyView) -> SidecarScope:
         egress = tuple(
             (
                 eg.port.number if eg.port is not None else None,
-                tuple(_egress_host(h, view.namespace, snapshot.domain_suffix) for h in eg.hosts),
+                tuple(_egress_host(h, namespace, snapshot.domain_suffix) for h in eg.hosts),
             )
             for eg in spec.egress
         )

@@ -6,23 +6,21 @@ outbound routes of a sidecar can depend on its labels. Pilotfish decides
 these matches at translation time (a rule that does not apply to the client
 is left out of its routes), as Istio does.
 
-Outbound translation is shared between sidecars through a cache key. The
-namespace is already part of ``ProxyView.outbound_key``; labels are not,
-so that meshes without ``sourceLabels`` keep one outbound translation per
-namespace. ``outbound_cache_key`` adds to the key only the proxy's values of
-the label keys some ``sourceLabels`` selector of the snapshot mentions
-(``source_label_keys``): two proxies that agree on those keys get identical
-outbound config, because a selector only reads the keys it names.
+Outbound translation is shared between sidecars through a cache key
+(``ProxyView.outbound_key`` -> ``OutboundKey``). Labels are in it only as the
+proxy's values of the label keys some ``sourceLabels`` selector of the snapshot
+mentions (``source_label_keys``), so that meshes without ``sourceLabels`` keep
+one outbound translation per namespace: two proxies that agree on those keys
+get identical outbound config, because a selector only reads the keys it names.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from pilotfish.model.proxy_view import ProxyView
 from pilotfish.model.snapshot import Snapshot
 
-__all__ = ["outbound_cache_key", "source_label_keys", "source_matches"]
+__all__ = ["source_label_keys", "source_matches"]
 
 
 def source_matches(
@@ -51,11 +49,3 @@ def _selectors(snapshot: Snapshot) -> Iterable[Mapping[str, str]]:
 def source_label_keys(snapshot: Snapshot) -> frozenset[str]:
     """Every label key named by a ``sourceLabels`` selector of any VirtualService."""
     return frozenset(k for labels in _selectors(snapshot) for k in labels)
-
-
-def outbound_cache_key(view: ProxyView, label_keys: frozenset[str]) -> tuple[object, ...]:
-    """``view.outbound_key``, extended with the view's values of ``label_keys`` when
-    there are any (see the module docstring)."""
-    if not label_keys:
-        return view.outbound_key
-    return (*view.outbound_key, tuple((k, v) for k, v in view.labels if k in label_keys))

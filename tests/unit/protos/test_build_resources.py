@@ -19,7 +19,14 @@ from google.protobuf import any_pb2
 
 from pilotfish import ir
 from pilotfish.xds.build import ProtoBuilder, build_all, build_resource, pack
-from pilotfish.xds.types import ADS_ORDER, CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE
+from pilotfish.xds.types import (
+    ADS_ORDER,
+    ADS_PUSH_ORDER,
+    CLUSTER_TYPE,
+    ENDPOINT_TYPE,
+    LISTENER_TYPE,
+    ROUTE_TYPE,
+)
 
 # Prints one digest over every packed resource of the sample configuration.
 _DIGEST_SCRIPT = """
@@ -38,7 +45,7 @@ print(digest.hexdigest())
 
 def test_build_all_by_type_url(sample_config: ir.ProxyConfig) -> None:
     built = build_all(sample_config)
-    assert list(built) == list(ADS_ORDER)
+    assert list(built) == list(ADS_PUSH_ORDER)
     expected = {
         CLUSTER_TYPE: (cluster_pb2.Cluster, [c.name for c in sample_config.clusters]),
         ENDPOINT_TYPE: (
@@ -55,7 +62,7 @@ def test_build_all_by_type_url(sample_config: ir.ProxyConfig) -> None:
 
 
 def test_build_all_of_empty_config_has_every_type() -> None:
-    assert build_all(ir.ProxyConfig()) == {url: [] for url in ADS_ORDER}
+    assert build_all(ir.ProxyConfig()) == {url: [] for url in ADS_PUSH_ORDER}
 
 
 def test_pack_is_an_any_with_the_type_url() -> None:

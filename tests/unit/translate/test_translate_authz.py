@@ -11,7 +11,6 @@ from pilotfish.model.proxy_view import ProxyView
 from pilotfish.model.snapshot import Snapshot, build_snapshot
 from pilotfish.translate.security.authz import authz_policies
 from pilotfish.translate.security.http_filters import (
-    security_filter_names,
     with_workload_security,
 )
 from pilotfish.translate.security.jwt import FAKE_JWKS, jwks_uris, jwt_authn, usable_jwks
@@ -221,7 +220,6 @@ def test_no_policies_leave_the_hcm_unchanged() -> None:
 
     hcm = HttpConnectionManager("s", route_config_name="r", http_filters=("fault",))
     assert with_workload_security(hcm, snapshot(SERVICE), "default", REVIEWS, 9080) is hcm
-    assert security_filter_names(None, ()) == ()
 
 
 # -- JWT ---------------------------------------------------------------------------------------

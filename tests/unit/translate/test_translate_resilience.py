@@ -19,7 +19,7 @@ from pilotfish.api.networking.destination_rule import (
     OutlierDetection,
 )
 from pilotfish.controlplane.generator import MeshGenerator
-from pilotfish.model.proxy_view import META_LOCALITY, META_NAMESPACE, ProxyView
+from pilotfish.model.proxy_view import META_LOCALITY, META_NAMESPACE, EndpointKey, ProxyView
 from pilotfish.model.snapshot import Snapshot, build_snapshot
 from pilotfish.translate.clusters import locality_load_assignments, outbound_clusters
 from pilotfish.translate.locality import locality_assignment, locality_match
@@ -370,7 +370,7 @@ def test_generator_keys_locality_endpoints_by_locality_only() -> None:
 def test_proxy_view_reads_locality() -> None:
     view = ProxyView.from_node({META_NAMESPACE: "default", META_LOCALITY: "r1/z1/s1"})
     assert view.locality == "r1/z1/s1"
-    assert view.endpoint_key == ("default", "r1/z1/s1")
+    assert view.endpoint_key == EndpointKey("default", "r1/z1/s1")
     assert ProxyView.from_node({META_NAMESPACE: "default"}).locality == ""
 
 

@@ -15,9 +15,9 @@ from pilotfish.model.snapshot import Snapshot, build_snapshot
 from pilotfish.translate.http_routes import RouteContext, http_routes
 from pilotfish.translate.route_extras import grpc_status_code
 from pilotfish.translate.sidecar import sidecar_outbound
-from pilotfish.translate.source_match import outbound_cache_key, source_label_keys
+from pilotfish.translate.source_match import source_label_keys
+from pilotfish.xds.build.http_filters import http_filter
 from pilotfish.xds.build.network_filters import build_tcp_proxy
-from pilotfish.xds.build.route_filters import CORS_FILTER_NAME, FAULT_FILTER_NAME
 from pilotfish.xds.build.routes import build_route
 from pilotfish.xds.types import ROUTE_TYPE
 
@@ -116,7 +116,7 @@ def test_fault_translates_deprecated_percent_and_grpc_names() -> None:
     )
     proto = build_route(routes()["faulty"])
     built = fault_pb2.HTTPFault()
-    proto.typed_per_filter_config[FAULT_FILTER_NAME].Unpack(built)
+    proto.typed_per_filter_config[http_filter("fault").envoy_name].Unpack(built)
     assert built.abort.grpc_status == 8
     assert built.abort.percentage.numerator == 125_000
     assert built.delay.fixed_delay.ToMilliseconds() == 1500
@@ -164,7 +164,9 @@ def test_cors_policy_keeps_deprecated_origins_and_forwards_unmatched_preflights(
         ir.StringMatch("exact", "*"),
     )
     built = cors_pb2.CorsPolicy()
-    build_route(routes()["cors"]).typed_per_filter_config[CORS_FILTER_NAME].Unpack(built)
+    build_route(routes()["cors"]).typed_per_filter_config[http_filter("cors").envoy_name].Unpack(
+        built
+    )
     assert built.max_age == "90"
     assert built.allow_methods == "GET"
     assert built.forward_not_matching_preflights.value is True
@@ -228,9 +230,10 @@ def test_outbound_key_grows_labels_only_with_source_labels() -> None:
     assert source_label_keys(snapshot(SERVICES)) == frozenset()
     keys = source_label_keys(snapshot(SERVICES + HTTP_VS))
     assert keys == frozenset({"version"})
-    assert outbound_cache_key(a, frozenset()) == a.outbound_key
-    assert outbound_cache_key(a, keys) == outbound_cache_key(b, keys)
-    assert outbound_cache_key(a, keys) != outbound_cache_key(c, keys)
+    assert a.outbound_key(frozenset(), "") == c.outbound_key(frozenset(), "")
+    assert a.outbound_key(frozenset(), "").source_labels == ()
+    assert a.outbound_key(keys, "") == b.outbound_key(keys, "")
+    assert a.outbound_key(keys, "") != c.outbound_key(keys, "")
 
 
 def test_generator_shares_outbound_translation_across_irrelevant_labels() -> None:

@@ -7,11 +7,10 @@ top of the file narrows them (only to keep large goldens readable); a
 certificate (``ProxyView.workload_certs``), for the mesh mTLS cases; a
 ``# outbound-traffic-policy: REGISTRY_ONLY`` line sets the mesh config's
 outbound traffic policy. Stage 1
-(translate) gives each proxy an ``ir.ProxyConfig`` with its listeners, route
-configurations and clusters, composed the way the control plane composes
-them (sidecar: outbound + inbound; gateway: gateway listeners and routes + the
-namespace's outbound clusters); load assignments do not depend on the proxy, so a case has one
-shared list of them. Stage 2 builds those with ``pilotfish.xds.build``.
+(translate) gives each proxy its whole ``ir.ProxyConfig`` from
+``pilotfish.translate.compose.compose``, the function the control plane's
+generator is built from (``test_translate_compose`` checks they agree byte for
+byte). Stage 2 builds those with ``pilotfish.xds.build``.
 """
 
 from __future__ import annotations
@@ -26,11 +25,15 @@ from pilotfish import ir
 from pilotfish.api.loader import load_text
 from pilotfish.model.proxy_view import ProxyView
 from pilotfish.model.snapshot import Snapshot, build_snapshot
-from pilotfish.translate.clusters import fixed_clusters, load_assignments, outbound_clusters
-from pilotfish.translate.gateway import gateway_listeners
-from pilotfish.translate.sidecar import sidecar_inbound, sidecar_outbound
+from pilotfish.translate.compose import compose
 from pilotfish.xds.build import build_all
-from pilotfish.xds.types import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE
+from pilotfish.xds.types import (
+    CLUSTER_TYPE,
+    ENDPOINT_TYPE,
+    LISTENER_TYPE,
+    ROUTE_TYPE,
+    SECRET_TYPE,
+)
 
 __all__ = [
     "IN_DIR",
@@ -44,7 +47,6 @@ __all__ = [
     "case_proxies",
     "case_views",
     "load_snapshot",
-    "proxy_config",
     "translate_case",
 ]
 
@@ -81,24 +83,22 @@ STAGE2_KINDS: dict[str, str] = {
     "rds": ROUTE_TYPE,
     "cds": CLUSTER_TYPE,
     "eds": ENDPOINT_TYPE,
+    "sds": SECRET_TYPE,
 }
 
 
 @dataclass(frozen=True)
 class TranslatedCase:
-    """Stage 1 of a case: one IR config per proxy (without endpoints) and the shared endpoints."""
+    """Stage 1 of a case: each proxy's whole IR."""
 
     proxies: dict[str, ir.ProxyConfig]
-    load_assignments: tuple[ir.ClusterLoadAssignment, ...]
 
 
 @dataclass(frozen=True)
 class BuiltCase:
-    """Stage 2 of a case: per proxy, the built protos by golden kind (lds/rds/cds); and
-    the built load assignments, shared by every proxy."""
+    """Stage 2 of a case: per proxy, the built protos by golden kind."""
 
     proxies: dict[str, dict[str, list[Message]]]
-    load_assignments: list[Message]
 
 
 def case_names() -> list[str]:
@@ -147,33 +147,10 @@ def load_snapshot(name: str) -> Snapshot:
     return build_snapshot(result.resources, 1, outbound_traffic_policy=policy)  # type: ignore[arg-type]
 
 
-def proxy_config(snapshot: Snapshot, view: ProxyView) -> ir.ProxyConfig:
-    """Everything but endpoints that ``view`` receives, as the control plane composes it."""
-    if view.role == "sidecar":
-        out = sidecar_outbound(snapshot, view)
-        inb = sidecar_inbound(snapshot, view)
-        return ir.ProxyConfig(
-            listeners=out.listeners + inb.listeners,
-            route_configs=out.route_configs,
-            clusters=out.clusters + inb.clusters,
-        )
-    gw = gateway_listeners(snapshot, view)
-    clusters = (
-        outbound_clusters(snapshot, view.namespace, workload_certs=view.workload_certs)
-        + fixed_clusters()
-    )
-    return ir.ProxyConfig(
-        listeners=gw.listeners,
-        route_configs=gw.route_configs,
-        clusters=tuple(sorted(clusters, key=lambda c: c.name)),
-    )
-
-
 def translate_case(name: str) -> TranslatedCase:
     snapshot = load_snapshot(name)
     return TranslatedCase(
-        proxies={proxy: proxy_config(snapshot, view) for proxy, view in case_views(name).items()},
-        load_assignments=tuple(load_assignments(snapshot)),
+        proxies={proxy: compose(snapshot, view) for proxy, view in case_views(name).items()}
     )
 
 
@@ -181,6 +158,5 @@ def build_case(translated: TranslatedCase) -> BuiltCase:
     proxies: dict[str, dict[str, list[Message]]] = {}
     for proxy, config in translated.proxies.items():
         built = build_all(config)
-        proxies[proxy] = {kind: built[url] for kind, url in STAGE2_KINDS.items() if kind != "eds"}
-    shared = build_all(ir.ProxyConfig(load_assignments=translated.load_assignments))
-    return BuiltCase(proxies, shared[ENDPOINT_TYPE])
+        proxies[proxy] = {kind: built[url] for kind, url in STAGE2_KINDS.items()}
+    return BuiltCase(proxies)

@@ -17,7 +17,7 @@ from pilotfish.xds.build.clusters import (
 from pilotfish.xds.build.endpoints import build_load_assignment
 from pilotfish.xds.build.http_filters import (
     HTTP_FILTERS,
-    HttpFilterBuilder,
+    HttpFilter,
     UnknownHttpFilterError,
     build_http_filters,
 )
@@ -39,7 +39,7 @@ __all__ = [
     "BLACKHOLE_CLUSTER",
     "HTTP_FILTERS",
     "PASSTHROUGH_CLUSTER",
-    "HttpFilterBuilder",
+    "HttpFilter",
     "ProtoBuilder",
     "Resource",
     "UnknownHttpFilterError",

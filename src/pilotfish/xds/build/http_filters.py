@@ -1,94 +1,199 @@
-"""HTTP filters of an HttpConnectionManager, through one small registry.
+"""The HTTP filter registry: each filter is one ``HttpFilter`` object, registered here.
 
-A filter is known by the short name the IR uses in
-``HttpConnectionManager.http_filters`` (``"fault"``, ``"cors"``, ...). Each name
-maps to an ``HttpFilterBuilder``: a pure function of the IR connection manager
-returning one ``HttpFilter`` proto. Adding a filter is one function plus one
-entry in ``HTTP_FILTERS``. The registry's ``"router"`` entry is special: it is
-always appended last (Envoy requires the terminal filter at the end) and may
-not be listed by the IR.
+Theory of operation: an HTTP filter has four facts, and they live together
+in one ``HttpFilter``: its short IR ``name`` and Envoy ``envoy_name``; when a
+connection manager needs it (``wanted``, a pure function of the IR connection
+manager and the routes it serves); its listener-level configuration
+(``listener_config``); and, for filters configured per route, the route's
+``typed_per_filter_config`` entry (``route_config``). ``HTTP_FILTERS`` lists
+them in chain order, which is the only place that order is written.
+
+Both stages read the registry. Translation asks ``with_http_filters`` to list,
+on a connection manager, the filters it needs (it knows the routes an RDS
+connection manager will serve; the build does not); the build turns the
+listed names into ``HttpFilter`` protos in that order, then appends the
+terminal router, and puts each route's per-filter configuration on it. So a
+new filter (stats, tracing, a policy) is one ``HttpFilter`` here, built from
+functions of its own module, and one entry in ``HTTP_FILTERS``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 
+from envoy.config.route.v3 import route_components_pb2 as rc_pb2
+from envoy.extensions.filters.http.cors.v3 import cors_pb2
+from envoy.extensions.filters.http.fault.v3 import fault_pb2
 from envoy.extensions.filters.http.router.v3 import router_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
 )
+from google.protobuf.message import Message
 
 from pilotfish import ir
 from pilotfish.xds.build._common import any_of
-from pilotfish.xds.build.jwt import build_jwt_authn_filter
-from pilotfish.xds.build.rbac import (
-    build_rbac_allow_filter,
-    build_rbac_audit_filter,
-    build_rbac_deny_filter,
-)
-from pilotfish.xds.build.route_filters import build_cors_filter, build_fault_filter
+from pilotfish.xds.build.jwt import build_jwt_authn
+from pilotfish.xds.build.rbac import JWT_FILTER_NAME, RBAC_FILTER_NAME, build_rbac
+from pilotfish.xds.build.route_filters import build_cors_policy, build_fault
 
 __all__ = [
+    "FILTERS_BY_NAME",
     "HTTP_FILTERS",
     "ROUTER",
-    "ROUTER_FILTER_NAME",
-    "HttpFilterBuilder",
+    "HttpFilter",
     "UnknownHttpFilterError",
     "build_http_filters",
-    "build_router_filter",
+    "http_filter",
+    "http_filter_names",
+    "set_route_filter_configs",
+    "with_http_filters",
 ]
 
-ROUTER_FILTER_NAME = "envoy.filters.http.router"
-ROUTER = "router"
+Wanted = Callable[[ir.HttpConnectionManager, Sequence[ir.Route]], bool]
 
-HttpFilterBuilder = Callable[[ir.HttpConnectionManager], hcm_pb2.HttpFilter]
+
+@dataclass(frozen=True, slots=True)
+class HttpFilter:
+    """One HTTP filter (see the module docstring)."""
+
+    name: str
+    envoy_name: str
+    wanted: Wanted
+    listener_config: Callable[[ir.HttpConnectionManager], Message]
+    route_config: Callable[[ir.Route], Message | None] | None = None
 
 
 class UnknownHttpFilterError(ValueError):
-    """The IR names an HTTP filter that has no registered builder."""
+    """The IR names an HTTP filter that is not registered."""
 
 
-def build_router_filter(_hcm: ir.HttpConnectionManager) -> hcm_pb2.HttpFilter:
-    """The terminal router filter (no options: Envoy's defaults, as Istio uses)."""
-    return hcm_pb2.HttpFilter(name=ROUTER_FILTER_NAME, typed_config=any_of(router_pb2.Router()))
+def _rbac(action: str) -> HttpFilter:
+    """An RBAC filter for ``hcm.authz``'s policies of ``action`` (one per action:
+    a request denied by one never reaches the next)."""
+    return HttpFilter(
+        name=f"rbac_{action.lower()}",
+        envoy_name=f"{RBAC_FILTER_NAME}.{action.lower()}",
+        wanted=lambda hcm, _routes: any(p.action == action for p in hcm.authz),
+        listener_config=lambda hcm: build_rbac(hcm.authz, action),
+    )
 
 
-# Short IR name -> builder. Immutable; pass another mapping to
-# ``build_http_filters`` to extend it (tests, experiments).
-HTTP_FILTERS: Mapping[str, HttpFilterBuilder] = MappingProxyType(
-    {
-        ROUTER: build_router_filter,
-        # Security filters (read ``hcm.jwt`` / ``hcm.authz``); the IR lists them first.
-        "jwt_authn": build_jwt_authn_filter,
-        "rbac_deny": build_rbac_deny_filter,
-        "rbac_allow": build_rbac_allow_filter,
-        "rbac_audit": build_rbac_audit_filter,
-        # Per-route features (the routes carry their settings); see route_filters.
-        "fault": build_fault_filter,
-        "cors": build_cors_filter,
-    }
+def _jwt_config(hcm: ir.HttpConnectionManager) -> Message:
+    if hcm.jwt is None:
+        raise ValueError(f"{hcm.stat_prefix!r} lists jwt_authn but has no JWT providers")
+    return build_jwt_authn(hcm.jwt)
+
+
+def _fault(route: ir.Route) -> Message | None:
+    return build_fault(route.fault) if route.fault is not None else None
+
+
+def _cors(route: ir.Route) -> Message | None:
+    return build_cors_policy(route.cors) if route.cors is not None else None
+
+
+# The terminal filter: always last, never listed by the IR (Envoy's defaults, as Istio).
+ROUTER = HttpFilter(
+    name="router",
+    envoy_name="envoy.filters.http.router",
+    wanted=lambda _hcm, _routes: False,
+    listener_config=lambda _hcm: router_pb2.Router(),
 )
+
+# Chain order. Security first (JWT validation, so claims are known; then
+# authorization: DENY, ALLOW, AUDIT), then the per-route features, in Istio's
+# order (fault, then CORS), each present only where something uses it.
+HTTP_FILTERS: tuple[HttpFilter, ...] = (
+    HttpFilter(
+        name="jwt_authn",
+        envoy_name=JWT_FILTER_NAME,
+        wanted=lambda hcm, _routes: hcm.jwt is not None,
+        listener_config=_jwt_config,
+    ),
+    _rbac("DENY"),
+    _rbac("ALLOW"),
+    _rbac("AUDIT"),
+    # Fault and CORS run with empty configuration (no faults, no CORS); each route
+    # that uses them carries its settings under the filter's name.
+    HttpFilter(
+        name="fault",
+        envoy_name="envoy.filters.http.fault",
+        wanted=lambda _hcm, routes: any(r.fault is not None for r in routes),
+        listener_config=lambda _hcm: fault_pb2.HTTPFault(),
+        route_config=_fault,
+    ),
+    HttpFilter(
+        name="cors",
+        envoy_name="envoy.filters.http.cors",
+        wanted=lambda _hcm, routes: any(r.cors is not None for r in routes),
+        listener_config=lambda _hcm: cors_pb2.Cors(),
+        route_config=_cors,
+    ),
+)
+
+FILTERS_BY_NAME: Mapping[str, HttpFilter] = MappingProxyType({f.name: f for f in HTTP_FILTERS})
+
+
+def http_filter(name: str) -> HttpFilter:
+    """The registered filter with IR name ``name`` (``KeyError`` if none)."""
+    return FILTERS_BY_NAME[name]
+
+
+def http_filter_names(
+    hcm: ir.HttpConnectionManager,
+    routes: Sequence[ir.Route],
+    registry: Sequence[HttpFilter] = HTTP_FILTERS,
+) -> tuple[str, ...]:
+    """The filters ``hcm`` needs to serve ``routes`` (or already lists), in chain order."""
+    return tuple(f.name for f in registry if f.name in hcm.http_filters or f.wanted(hcm, routes))
+
+
+def with_http_filters(
+    hcm: ir.HttpConnectionManager, routes: Iterable[ir.Route] = ()
+) -> ir.HttpConnectionManager:
+    """``hcm`` listing every filter it needs for its own settings and ``routes``
+    (``hcm`` itself when that changes nothing)."""
+    names = http_filter_names(hcm, tuple(routes))
+    return hcm if names == hcm.http_filters else replace(hcm, http_filters=names)
+
+
+def _proto(flt: HttpFilter, hcm: ir.HttpConnectionManager) -> hcm_pb2.HttpFilter:
+    return hcm_pb2.HttpFilter(name=flt.envoy_name, typed_config=any_of(flt.listener_config(hcm)))
 
 
 def build_http_filters(
-    hcm: ir.HttpConnectionManager,
-    registry: Mapping[str, HttpFilterBuilder] = HTTP_FILTERS,
+    hcm: ir.HttpConnectionManager, registry: Sequence[HttpFilter] = HTTP_FILTERS
 ) -> list[hcm_pb2.HttpFilter]:
-    """The filters named by ``hcm.http_filters``, in order, then the router.
+    """The filters named by ``hcm.http_filters``, in that order, then the router.
 
-    Raises ``UnknownHttpFilterError`` for a name without a builder, including
+    Raises ``UnknownHttpFilterError`` for a name not in ``registry``, including
     ``"router"`` itself: the IR lists only the filters *before* the router.
     """
+    by_name = {f.name: f for f in registry}
     filters: list[hcm_pb2.HttpFilter] = []
     for name in hcm.http_filters:
-        builder = registry.get(name) if name != ROUTER else None
-        if builder is None:
-            known = ", ".join(sorted(n for n in registry if n != ROUTER)) or "none"
+        flt = by_name.get(name)
+        if flt is None:
+            known = ", ".join(sorted(by_name)) or "none"
             raise UnknownHttpFilterError(
                 f"unknown HTTP filter {name!r} in {hcm.stat_prefix!r} (known: {known}; "
                 "the router is always added last)"
             )
-        filters.append(builder(hcm))
-    filters.append(registry.get(ROUTER, build_router_filter)(hcm))
+        filters.append(_proto(flt, hcm))
+    filters.append(_proto(ROUTER, hcm))
     return filters
+
+
+def set_route_filter_configs(
+    route: ir.Route, proto: rc_pb2.Route, registry: Sequence[HttpFilter] = HTTP_FILTERS
+) -> None:
+    """Put each filter's per-route settings for ``route`` into
+    ``proto.typed_per_filter_config``, under the filter's Envoy name."""
+    for flt in registry:
+        if flt.route_config is None:
+            continue
+        config = flt.route_config(route)
+        if config is not None:
+            proto.typed_per_filter_config[flt.envoy_name].CopyFrom(any_of(config))

@@ -16,21 +16,15 @@ from __future__ import annotations
 from envoy.config.core.v3 import base_pb2
 from envoy.config.route.v3 import route_components_pb2 as route_pb2
 from envoy.extensions.filters.http.jwt_authn.v3 import config_pb2 as jwt_pb2
-from envoy.extensions.filters.network.http_connection_manager.v3 import (
-    http_connection_manager_pb2 as hcm_pb2,
-)
 from google.protobuf import empty_pb2
 
-from pilotfish import ir
 from pilotfish.ir.security import JwtAuthn, JwtProvider
-from pilotfish.xds.build._common import any_of
 from pilotfish.xds.build.rbac import JWT_FILTER_NAME, JWT_PAYLOAD_METADATA
 
 __all__ = [
     "JWT_FILTER_NAME",
     "JWT_PAYLOAD_METADATA",
     "build_jwt_authn",
-    "build_jwt_authn_filter",
     "build_jwt_provider",
 ]
 
@@ -68,10 +62,3 @@ def build_jwt_authn(jwt: JwtAuthn) -> jwt_pb2.JwtAuthentication:
         )
     )
     return config
-
-
-def build_jwt_authn_filter(hcm: ir.HttpConnectionManager) -> hcm_pb2.HttpFilter:
-    """The ``jwt_authn`` HTTP filter for ``hcm.jwt`` (``ValueError`` when unset)."""
-    if hcm.jwt is None:
-        raise ValueError(f"{hcm.stat_prefix!r} lists jwt_authn but has no JWT providers")
-    return hcm_pb2.HttpFilter(name=JWT_FILTER_NAME, typed_config=any_of(build_jwt_authn(hcm.jwt)))

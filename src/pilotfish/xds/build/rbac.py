@@ -36,16 +36,13 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from envoy.config.core.v3 import address_pb2
 from envoy.config.listener.v3 import listener_components_pb2 as lc_pb2
 from envoy.config.rbac.v3 import rbac_pb2
 from envoy.config.route.v3 import route_components_pb2 as route_pb2
 from envoy.extensions.filters.http.rbac.v3 import rbac_pb2 as rbac_filter_pb2
-from envoy.extensions.filters.network.http_connection_manager.v3 import (
-    http_connection_manager_pb2 as hcm_pb2,
-)
 from envoy.extensions.filters.network.rbac.v3 import rbac_pb2 as network_rbac_pb2
 from envoy.type.matcher.v3 import metadata_pb2, path_pb2, regex_pb2, string_pb2, value_pb2
 from google.protobuf import wrappers_pb2
@@ -64,9 +61,6 @@ __all__ = [
     "build_network_rbac",
     "build_network_rbac_filters",
     "build_rbac",
-    "build_rbac_allow_filter",
-    "build_rbac_audit_filter",
-    "build_rbac_deny_filter",
     "build_rbac_rules",
     "envoy_policy_name",
     "istio_string_matcher",
@@ -392,20 +386,3 @@ def build_network_rbac_filters(proxy: ir.TcpProxy) -> list[lc_pb2.Filter]:
         for action in _ACTION_ORDER
         if action in actions
     ]
-
-
-def _filter_for(action: RbacAction) -> Callable[[ir.HttpConnectionManager], hcm_pb2.HttpFilter]:
-    def build(hcm: ir.HttpConnectionManager) -> hcm_pb2.HttpFilter:
-        return hcm_pb2.HttpFilter(
-            name=f"{RBAC_FILTER_NAME}.{action.lower()}",
-            typed_config=any_of(build_rbac(hcm.authz, action)),
-        )
-
-    build.__name__ = f"build_rbac_{action.lower()}_filter"
-    build.__doc__ = f"The RBAC filter enforcing ``hcm.authz``'s {action} policies."
-    return build
-
-
-build_rbac_deny_filter = _filter_for("DENY")
-build_rbac_allow_filter = _filter_for("ALLOW")
-build_rbac_audit_filter = _filter_for("AUDIT")

@@ -22,7 +22,8 @@ from pilotfish.xds.build.clusters import build_cluster
 from pilotfish.xds.build.endpoints import build_load_assignment
 from pilotfish.xds.build.listeners import build_listener
 from pilotfish.xds.build.routes import build_route_config
-from pilotfish.xds.types import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE
+from pilotfish.xds.build.secrets import build_secret
+from pilotfish.xds.types import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE, SECRET_TYPE
 
 __all__ = [
     "DEFAULT_CACHE_SIZE",
@@ -81,8 +82,8 @@ def _resources_of(config: ir.ProxyConfig) -> tuple[Resource, ...]:
 
 
 def build_all(config: ir.ProxyConfig) -> dict[str, list[Message]]:
-    """Every resource of ``config`` built, by type URL (all four ADS types present,
-    in push order), each list in the order of the IR."""
+    """Every resource of ``config`` built, by type URL (all of ``ADS_PUSH_ORDER``
+    present, in that order), each list in the order of the IR."""
     built: dict[str, list[Message]] = {
         CLUSTER_TYPE: [],
         ENDPOINT_TYPE: [],
@@ -91,6 +92,7 @@ def build_all(config: ir.ProxyConfig) -> dict[str, list[Message]]:
     }
     for resource in _resources_of(config):
         built[type_url_for(resource)].append(build_resource(resource))
+    built[SECRET_TYPE] = [build_secret(s) for s in config.secrets]
     return built
 
 

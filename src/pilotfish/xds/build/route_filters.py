@@ -1,9 +1,10 @@
-"""Per-route fault injection and CORS -> Envoy filters and ``typed_per_filter_config``.
+"""Per-route fault injection and CORS settings -> Envoy protos.
 
-The connection manager runs ``envoy.filters.http.fault`` and
-``envoy.filters.http.cors`` with empty configuration (no faults, no CORS);
-each route that uses them carries its own settings under the same filter
-names in ``typed_per_filter_config``, which is how Istio configures both.
+The connection manager runs the fault and CORS filters with empty
+configuration (no faults, no CORS); each route that uses them carries its own
+settings (built here) in ``typed_per_filter_config`` under the filter's name,
+which is how Istio configures both. The filters themselves are registered in
+``pilotfish.xds.build.http_filters``.
 Percentages are Envoy ``FractionalPercent``s per million, so fractions such
 as 0.1 % keep their precision.
 """
@@ -11,32 +12,16 @@ as 0.1 % keep their precision.
 from __future__ import annotations
 
 from envoy.config.core.v3 import base_pb2
-from envoy.config.route.v3 import route_components_pb2 as rc_pb2
 from envoy.extensions.filters.common.fault.v3 import fault_pb2 as common_fault_pb2
 from envoy.extensions.filters.http.cors.v3 import cors_pb2
 from envoy.extensions.filters.http.fault.v3 import fault_pb2
-from envoy.extensions.filters.network.http_connection_manager.v3 import (
-    http_connection_manager_pb2 as hcm_pb2,
-)
 from envoy.type.v3 import percent_pb2
 from google.protobuf import wrappers_pb2
 
 from pilotfish import ir
-from pilotfish.xds.build._common import any_of, duration_ms, string_matcher
+from pilotfish.xds.build._common import duration_ms, string_matcher
 
-__all__ = [
-    "CORS_FILTER_NAME",
-    "FAULT_FILTER_NAME",
-    "build_cors_filter",
-    "build_cors_policy",
-    "build_fault",
-    "build_fault_filter",
-    "fractional_percent",
-    "set_route_filter_configs",
-]
-
-FAULT_FILTER_NAME = "envoy.filters.http.fault"
-CORS_FILTER_NAME = "envoy.filters.http.cors"
+__all__ = ["build_cors_policy", "build_fault", "fractional_percent"]
 
 
 def fractional_percent(percent: float) -> percent_pb2.FractionalPercent:
@@ -45,16 +30,6 @@ def fractional_percent(percent: float) -> percent_pb2.FractionalPercent:
     return percent_pb2.FractionalPercent(
         numerator=round(clamped * 10_000), denominator=percent_pb2.FractionalPercent.MILLION
     )
-
-
-def build_fault_filter(_hcm: ir.HttpConnectionManager) -> hcm_pb2.HttpFilter:
-    """The fault filter; it injects nothing until a route's configuration says so."""
-    return hcm_pb2.HttpFilter(name=FAULT_FILTER_NAME, typed_config=any_of(fault_pb2.HTTPFault()))
-
-
-def build_cors_filter(_hcm: ir.HttpConnectionManager) -> hcm_pb2.HttpFilter:
-    """The CORS filter; routes carry their policies."""
-    return hcm_pb2.HttpFilter(name=CORS_FILTER_NAME, typed_config=any_of(cors_pb2.Cors()))
 
 
 def build_fault(fault: ir.FaultPolicy) -> fault_pb2.HTTPFault:
@@ -97,13 +72,3 @@ def build_cors_policy(cors: ir.CorsPolicy) -> cors_pb2.CorsPolicy:
     if cors.allow_credentials is not None:
         proto.allow_credentials.value = cors.allow_credentials
     return proto
-
-
-def set_route_filter_configs(route: ir.Route, proto: rc_pb2.Route) -> None:
-    """Put the route's fault and CORS settings into ``proto.typed_per_filter_config``."""
-    if route.fault is not None:
-        proto.typed_per_filter_config[FAULT_FILTER_NAME].CopyFrom(any_of(build_fault(route.fault)))
-    if route.cors is not None:
-        proto.typed_per_filter_config[CORS_FILTER_NAME].CopyFrom(
-            any_of(build_cors_policy(route.cors))
-        )

@@ -32,7 +32,8 @@ from google.protobuf import wrappers_pb2
 
 from pilotfish import ir
 from pilotfish.xds.build._common import any_of, duration_ms, regex_matcher, string_matcher
-from pilotfish.xds.build.route_filters import fractional_percent, set_route_filter_configs
+from pilotfish.xds.build.http_filters import set_route_filter_configs
+from pilotfish.xds.build.route_filters import fractional_percent
 
 __all__ = [
     "HOST_SELECTION_RETRY_MAX_ATTEMPTS",

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 from pilotfish.xds.server.secret_access import DenyReason
 from pilotfish.xds.types import ADS_PUSH_ORDER, TYPE_SHORT_NAMES
@@ -63,3 +67,21 @@ class XdsMetrics:
             self.nacks.labels(type=type_label(url))
         for reason in DenyReason:
             self.secret_denied.labels(reason=reason.value)
+
+    def count_inconsistent(self, source: Callable[[], int]) -> None:
+        """Export ``source()`` (compositions found inconsistent so far, counted by
+        the generator) as ``pilotfish_xds_inconsistent_configs_total``."""
+        self.registry.register(_InconsistentCollector(source))
+
+
+class _InconsistentCollector(Collector):
+    def __init__(self, source: Callable[[], int]) -> None:
+        self._source = source
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        yield CounterMetricFamily(
+            "pilotfish_xds_inconsistent_configs",
+            "Proxy configurations generated that name a route configuration, load "
+            "assignment or secret they do not hold (see /debug/syncz).",
+            value=self._source(),
+        )

@@ -147,6 +147,9 @@ class XdsServer:
         self._max_delay = max_delay
         self._clock = clock
         self.metrics = XdsMetrics(registry if registry is not None else CollectorRegistry())
+        inconsistent = getattr(generator, "inconsistent_count", None)
+        if callable(inconsistent):
+            self.metrics.count_inconsistent(inconsistent)
         self._encoder = ResponseEncoder()
         self._write_limiter = WriteLimiter(max_in_flight=max_writes_in_flight)
         # Subscription name sets shared by streams (see AdsStreamState); a set no
@@ -294,9 +297,16 @@ class XdsServer:
                 types=type_statuses(s.state),
                 identity=s.secret_access.identity,
                 secrets_denied=dict(s.secrets_denied),
+                inconsistent=self._inconsistencies(s.view),
             )
             for s in sorted(self._newest_streams().values(), key=lambda s: s.proxy_id)
         ]
+
+    def _inconsistencies(self, view: object) -> tuple[Mapping[str, object], ...]:
+        """What the generator found missing from ``view``'s configuration (optional
+        ``ConfigGenerator.consistency_report``)."""
+        report = getattr(self._generator, "consistency_report", None)
+        return tuple(report(view)) if callable(report) else ()
 
     def sent(self, proxy_id: str) -> Mapping[str, ResourceSet] | None:
         """What the proxy's newest stream was last brought in sync with, per subscribed type.

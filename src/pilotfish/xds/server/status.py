@@ -61,7 +61,8 @@ class ProxyStatus:
     ``connected_at`` is wall-clock seconds since the epoch. ``identity`` is the
     stream's verified SPIFFE id ("" on the plain-text port);
     ``secrets_denied`` maps credential secret names the proxy asked for and was
-    refused to the reason (names only, never contents).
+    refused to the reason (names only, never contents). ``inconsistent`` lists
+    what its configuration names but does not hold (``pilotfish.xds.consistency``).
     """
 
     proxy_id: str
@@ -70,6 +71,8 @@ class ProxyStatus:
     types: Mapping[str, TypeStatus] = field(hash=False)
     identity: str = ""
     secrets_denied: Mapping[str, str] = field(default_factory=dict, hash=False)
+    # Resources the configuration names but lacks: ``{"kind", "missing"}`` per type.
+    inconsistent: tuple[Mapping[str, object], ...] = field(default=(), hash=False)
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-compatible dict; per-type entries are keyed by short name (CDS, ...)."""
@@ -80,6 +83,7 @@ class ProxyStatus:
             "types": {st.short_name: st.to_json() for st in self.types.values()},
             "identity": self.identity,
             "secrets_denied": dict(self.secrets_denied),
+            "inconsistent": [dict(v) for v in self.inconsistent],
         }
 
 
