@@ -20,7 +20,7 @@ from pilotfish.ir.load import load_proxy_config
 
 pytestmark = pytest.mark.integration
 
-IN_DIR = Path(__file__).parents[2] / "testdata" / "build" / "in"
+IN_DIR = Path(__file__).parents[3] / "testdata" / "build" / "in"
 CASES = sorted(p.name.removesuffix(".ir.yaml") for p in IN_DIR.glob("*.ir.yaml"))
 
 

@@ -24,7 +24,7 @@ from pilotfish.ir.load import load_proxy_config
 from pilotfish.xds.build import build_all
 from pilotfish.xds.types import TYPE_SHORT_NAMES
 
-GOLDEN_DIR = Path(__file__).parents[2] / "testdata" / "build"
+GOLDEN_DIR = Path(__file__).parents[3] / "testdata" / "build"
 IN_DIR = GOLDEN_DIR / "in"
 OUT_DIR = GOLDEN_DIR / "out"
 SUFFIX = ".ir.yaml"
