@@ -223,6 +223,8 @@ def control_plane(
         api_token=api_token or None,
         api_token_file=None if api_token else api_token_file,
         plaintext_secrets=insecure_plaintext_secrets,
+        # This process is the control plane and nothing else: freezing gc is ours to do.
+        freeze_gc=True,
     )
     if mesh_config is not None:
         settings = settings.with_mesh_config(mesh_config)

@@ -133,10 +133,11 @@ class ControlPlane:
         await self.jwks.wait_attempted(timeout=5.0)
         self._rebuild()
         self._jwks_live = True
-        # The loaded configuration lives as long as the process: move it out of
-        # the cyclic collector's sight so full collections stay short during pushes.
-        gc.collect()
-        gc.freeze()
+        if self.settings.freeze_gc:
+            # The loaded configuration lives as long as the process: move it out of
+            # the cyclic collector's sight so full collections stay short during pushes.
+            gc.collect()
+            gc.freeze()
         tls = self._start_ca()
         self.xds_port = await self.xds.start(
             self.settings.bind,

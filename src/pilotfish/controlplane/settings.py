@@ -68,6 +68,11 @@ class ControlPlaneSettings:
     # Bounds on parsing one config file or API request body (bytes, nodes, alias
     # expansion, depth, documents): see ``api.limits``.
     parse_limits: ParseLimits = DEFAULT_LIMITS
+    # Freeze the loaded configuration out of the cyclic collector's sight at start
+    # (``gc.collect(); gc.freeze()``) so full collections stay short during pushes.
+    # A process-wide side effect: only the standalone ``pilotfish control-plane``
+    # turns it on; an embedded control plane (the runtime, tests) leaves gc alone.
+    freeze_gc: bool = False
 
     def with_mesh_config(self, mesh: MeshConfig) -> ControlPlaneSettings:
         """These settings with ``mesh`` applied (its values win over the fields above)."""
