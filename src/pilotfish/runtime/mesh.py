@@ -166,10 +166,10 @@ class MeshRuntime(AdoptionMixin):
             # the adopted pods' endpoints.
             adopted_gateways = await self._adopt(previous)
         await self._start_control_plane()
-        if restored is not None and self.cp is not None and self.cp.ca is not None:
+        if restored is not None and self.cp is not None and self.cp.has_ca:
             owners = {p.runner.spec.local_id for p in self.pods.values()} | adopted_gateways
-            self.cp.ca.tokens.retain_pods(owners)
-            await self._restore_identity_records(self.cp.ca)
+            self.cp.retain_workload_tokens(owners)
+            await self._restore_identity_records(self.cp.record_issued)
         await self._start_gateways(adopted_gateways)
         self._watch_task = asyncio.create_task(self._watch(), name="pilotfish-runtime-watch")
         await self.reconcile()
@@ -244,8 +244,8 @@ class MeshRuntime(AdoptionMixin):
         )
         store = CompositeStore(files, [self.registrations])
         self.cp = ControlPlane(settings, store=store)
-        self.cp.snapshot_listeners.append(self._on_snapshot)
-        self.cp.http.app.router.add_get("/runtime/pods", self._http_pods)
+        self.cp.add_snapshot_listener(self._on_snapshot)
+        self.cp.add_route("GET", "/runtime/pods", self._http_pods)
         try:
             await self.cp.start()
         except ApiTokenError as exc:
@@ -263,9 +263,9 @@ class MeshRuntime(AdoptionMixin):
         CA: only that agent can obtain certificates for that identity.
         """
         assert self.cp is not None
-        if self.cp.ca is None:
+        token = self.cp.register_workload_token(namespace, service_account, owner)
+        if token is None:
             return
-        token = self.cp.ca.tokens.register(namespace, service_account, owner)
         proxy_dir = self._proxy_dir(owner)
         uid = gid = -1
         if self.isolation is not None:
@@ -451,8 +451,8 @@ class MeshRuntime(AdoptionMixin):
         namespace, name = pod.key
         with contextlib.suppress(KeyError):
             self.registrations.delete(ResourceKey("WorkloadEntry", namespace, name))
-        if self.cp is not None and self.cp.ca is not None:
-            self.cp.ca.forget_pod(pod.runner.spec.local_id)
+        if self.cp is not None:
+            self.cp.forget_workload(pod.runner.spec.local_id)
         try:
             await pod.runner.stop()
         finally:
@@ -528,7 +528,7 @@ class MeshRuntime(AdoptionMixin):
     def _refresh_names(self, snapshot: Snapshot | None = None) -> None:
         if self.network is None or self.cp is None:
             return
-        snap = snapshot or self.cp.generator.snapshot
+        snap = snapshot or self.cp.snapshot
         names = [
             ServiceName(svc.hostname, svc.namespace, svc.addresses[0])
             for svc in snap.registry.services.values()
@@ -577,8 +577,8 @@ class MeshRuntime(AdoptionMixin):
 
     def pod_statuses(self) -> list[dict[str, Any]]:
         identities: dict[str, Any] = {}
-        if self.cp is not None and self.cp.ca is not None:
-            identities = {r.pod: r for r in self.cp.ca.issued()}
+        if self.cp is not None:
+            identities = {r.pod: r for r in self.cp.issued_identities()}
         rows = []
         for pod in sorted(self.pods.values(), key=lambda p: p.key):
             row = pod.runner.status().to_json()
