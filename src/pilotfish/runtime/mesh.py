@@ -43,7 +43,7 @@ import os
 import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +75,7 @@ from pilotfish.runtime.process import PROXY_DIR
 from pilotfish.runtime.registration import workload_entry
 from pilotfish.runtime.settings import RuntimeSettings
 from pilotfish.runtime.state import MeshState, process_alive, read_state, write_state
+from pilotfish.runtime.status_rows import gateway_row, identities_by_owner, pod_row
 from pilotfish.runtime.teardown import clean_leftovers
 from pilotfish.runtime.users import UserAllocator
 from pilotfish.store import CompositeStore, FileStore, MemoryStore
@@ -575,43 +576,33 @@ class MeshRuntime(AdoptionMixin):
             if gw.pid is not None:
                 self._state.processes[gw.spec.name] = gw.pid
 
-    def pod_statuses(self) -> list[dict[str, Any]]:
-        identities: dict[str, Any] = {}
-        if self.cp is not None:
-            identities = {r.pod: r for r in self.cp.issued_identities()}
-        rows = []
-        for pod in sorted(self.pods.values(), key=lambda p: p.key):
-            row = pod.runner.status().to_json()
-            record = identities.get(pod.runner.spec.local_id)
-            row["identity"] = record.spiffe_id if record is not None else ""
-            row["cert_expires"] = record.not_after if record is not None else None
-            row["cert_serial"] = record.serial if record is not None else ""
-            rows.append(row)
-        for gw in self.gateways:
-            rows.append(
-                {
-                    "name": gw.spec.name,
-                    "workload": gw.spec.name,
-                    "namespace": gw.spec.namespace,
-                    "ip": gw.spec.ip,
-                    "phase": "Running" if gw.pid else "Pending",
-                    "ready": None,
-                    "restarts": gw.restarts,
-                    "sidecar_pid": gw.pid,
-                    "gateway": True,
-                    "identity": identities[gw.spec.name].spiffe_id
-                    if gw.spec.name in identities
-                    else "",
-                    "cert_expires": identities[gw.spec.name].not_after
-                    if gw.spec.name in identities
-                    else None,
-                }
-            )
+    def pod_statuses(
+        self, gateways_ready: Mapping[str, bool] | None = None
+    ) -> list[dict[str, Any]]:
+        """Rows of ``/runtime/pods``: pods, then gateways (``gateways_ready``: by name)."""
+        identities = identities_by_owner(self.cp.issued_identities() if self.cp else [])
+        ready = gateways_ready or {}
+        rows = [
+            pod_row(pod.runner.status(), identities.get(pod.runner.spec.local_id))
+            for pod in sorted(self.pods.values(), key=lambda p: p.key)
+        ]
+        rows += [
+            gateway_row(gw, ready.get(gw.spec.name), identities.get(gw.spec.name))
+            for gw in self.gateways
+        ]
         return rows
 
     async def _http_pods(self, request: web.Request) -> web.Response:
+        timeout = aiohttp.ClientTimeout(total=1)
+        async with aiohttp.ClientSession(timeout=timeout, trust_env=False) as session:
+            answers = await asyncio.gather(*(gw.ready(session) for gw in self.gateways))
+        ready = {gw.spec.name: ok for gw, ok in zip(self.gateways, answers, strict=True)}
         return web.json_response(
-            {"phase": self._state.phase, "mode": self.settings.mode, "pods": self.pod_statuses()}
+            {
+                "phase": self._state.phase,
+                "mode": self.settings.mode,
+                "pods": self.pod_statuses(ready),
+            }
         )
 
 
