@@ -30,6 +30,7 @@ from typing import Any
 import aiohttp
 
 from pilotfish.agent.backoff import BackoffPolicy
+from pilotfish.agent.launch import AgentIdentity, AgentLaunch
 from pilotfish.api.resource import Resource
 from pilotfish.runtime.isolation import Isolation
 from pilotfish.runtime.process import PIDS_FILE, PROXY_DIR, ProcessRecord, spawn, write_pid_record
@@ -107,7 +108,8 @@ class GatewayProcess:
         log_dir: Path,
         work_dir: Path,
         python: str,
-        extra_args: tuple[str, ...] = (),
+        identity: AgentIdentity | None = None,
+        service_account: str | None = None,
         on_processes_changed: Callable[[], None] | None = None,
         isolation: Isolation | None = None,
         backoff: BackoffPolicy = _DEFAULT_BACKOFF,
@@ -116,7 +118,8 @@ class GatewayProcess:
         self.spec = spec
         self._backoff = backoff
         self._clock = clock
-        self._extra_args = extra_args
+        self._identity = identity
+        self._service_account = service_account
         self._xds = xds_address
         self._log_path = log_dir / f"{spec.name}.log"
         self._work_dir = work_dir / spec.name  # the supervisor's: pids.json
@@ -145,40 +148,29 @@ class GatewayProcess:
     def log_path(self) -> Path:
         return self._log_path
 
-    def argv(self) -> list[str]:
+    def launch(self) -> AgentLaunch:
+        """The gateway's agent, as an ``AgentLaunch``."""
         s = self.spec
-        args = [
-            self._python,
-            "-m",
-            "pilotfish.cli.agent",
-            "--role",
-            "gateway",
-            "--name",
-            s.name,
-            "--namespace",
-            s.namespace,
-            "--ip",
-            s.ip,
-            "--xds-address",
-            self._xds,
-            "--admin-port",
-            str(s.admin_port),
-            "--health-port",
-            str(s.health_port),
-            "--stats-port",
-            "0",
-            "--concurrency",
-            "2",
-            "--drain-duration",
-            "2",
-            "--work-dir",
-            str(self._proxy_dir),
-        ]
-        for k, v in s.labels:
-            args += ["--label", f"{k}={v}"]
-        for server_port, listen_port in s.port_map:
-            args += ["--app-port", f"{server_port}={listen_port}"]
-        args += self._extra_args
+        return AgentLaunch(
+            role="gateway",
+            name=s.name,
+            namespace=s.namespace,
+            service_account=self._service_account,
+            ip=(s.ip,),
+            xds_address=self._xds,
+            admin_port=s.admin_port,
+            health_port=s.health_port,
+            stats_port=0,
+            concurrency=2,
+            drain_duration=2,
+            app_port=s.port_map,
+            label=s.labels,
+            work_dir=str(self._proxy_dir),
+            identity=self._identity,
+        )
+
+    def argv(self) -> list[str]:
+        args = self.launch().to_argv([self._python, "-m", "pilotfish.cli.agent"])
         if self._isolation is not None:
             spec = self._isolation.proxy(self._proxy_dir, gateway=True)
             args = sandbox_argv(self._python, spec, args)

@@ -50,6 +50,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from pilotfish.agent.launch import AgentIdentity
 from pilotfish.api.resource import Resource, ResourceKey
 from pilotfish.ca.tokens import TOKEN_STORE_FILE
 from pilotfish.controlplane.api_token import ApiTokenError
@@ -284,26 +285,20 @@ class MeshRuntime(AdoptionMixin):
     def _token_file(self, owner: str) -> Path:
         return self._proxy_dir(owner) / "ca-token"
 
-    def _identity_args(self, owner: str) -> tuple[str, ...]:
-        """Agent flags that give a proxy its workload identity (empty without the CA)."""
+    def _identity(self, owner: str) -> AgentIdentity | None:
+        """The agent flags that give a proxy its workload identity (None without the CA)."""
         s = self.settings
         if not s.mtls:
-            return ()
+            return None
         port = self.cp.secure_port if self.cp is not None else s.secure_port
         secure = f"{self._host_for_pods()}:{port}"
-        return (
-            "--ca-address",
-            secure,
-            "--xds-secure-address",
-            secure,
-            "--ca-token-file",
-            str(self._token_file(owner)),
-            "--root-cert-file",
-            str(self._proxy_dir(owner) / "root-cert.pem"),
-            "--trust-domain",
-            s.trust_domain,
-            "--cert-ttl",
-            f"{s.cert_ttl_seconds}s",
+        return AgentIdentity(
+            ca_address=secure,
+            xds_secure_address=secure,
+            ca_token_file=str(self._token_file(owner)),
+            root_cert_file=str(self._proxy_dir(owner) / "root-cert.pem"),
+            trust_domain=s.trust_domain,
+            cert_ttl=f"{s.cert_ttl_seconds}s",
         )
 
     def _host_for_pods(self) -> str:
@@ -344,7 +339,8 @@ class MeshRuntime(AdoptionMixin):
             s.log_dir,
             s.work_dir,
             sys.executable,
-            extra_args=(*self._identity_args(spec.name), "--service-account", sa),
+            identity=self._identity(spec.name),
+            service_account=sa,
             on_processes_changed=self._save,
             isolation=self.isolation,
         )
@@ -405,7 +401,7 @@ class MeshRuntime(AdoptionMixin):
             log_dir=self.settings.log_dir,
             work_dir=self.settings.work_dir,
             python=sys.executable,
-            agent_args=self._identity_args(spec.local_id),
+            identity=self._identity(spec.local_id),
             isolation=self.isolation,
             app_user=self._users.user_for(spec) if self._users is not None else None,
         )
