@@ -131,7 +131,7 @@ class HttpApi:
         )
 
     async def _meshconfig(self, request: web.Request) -> web.Response:
-        return web.json_response(self._cp.settings.effective_mesh_config().to_json())
+        return web.json_response(self._cp.settings.mesh.to_json())
 
     async def _config_dump(self, request: web.Request) -> web.Response:
         proxy = request.query.get("proxy", "")

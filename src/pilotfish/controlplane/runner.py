@@ -237,7 +237,7 @@ class ControlPlane:
             return None
         authority = CertificateAuthority.load_or_create(
             Path(settings.ca_dir),
-            settings.trust_domain,
+            settings.mesh.trust_domain,
             root_cert_file=settings.root_cert_file,
             root_key_file=settings.root_key_file,
         )
@@ -260,7 +260,7 @@ class ControlPlane:
             cert_chain_pem="".join(server.issued.chain_pem).encode("ascii"),
             key_pem=server.key_pem,
             root_pem=authority.root_pem.encode("ascii"),
-            trust_domain=settings.trust_domain,
+            trust_domain=settings.mesh.trust_domain,
             handlers=(ca.service.handler(),),
         )
 
@@ -281,20 +281,14 @@ class ControlPlane:
         revision = self.store.revision
         resources = tuple(self.store.list())
         self.jwks.want(jwks_uris(resources))
-        mesh = self.settings.mesh_config
         snapshot = build_snapshot(
             resources,
             revision,
             self.generator.snapshot,
             domain_suffix=self.settings.domain_suffix,
-            root_namespace=self.settings.root_namespace,
             service_cidr=self.settings.service_cidr,
-            access_log=self.settings.access_log,
-            trust_domain=self.settings.trust_domain,
             jwks=self.jwks.documents(),
-            default_http_retry=mesh.default_http_retry_policy if mesh else None,
-            outbound_traffic_policy=mesh.outbound_mode if mesh else "ALLOW_ANY",
-            enable_auto_mtls=mesh.enable_auto_mtls if mesh else True,
+            mesh=self.settings.mesh,
         )
         self.generator.set_snapshot(snapshot)
         for listener in self._snapshot_listeners:

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import os
 import socket
@@ -56,7 +55,12 @@ from pilotfish.ca.tokens import TOKEN_STORE_FILE
 from pilotfish.controlplane.api_token import ApiTokenError
 from pilotfish.controlplane.runner import ControlPlane
 from pilotfish.controlplane.settings import ControlPlaneSettings
-from pilotfish.model.mesh_config import load_mesh_config
+from pilotfish.model.mesh_config import (
+    DEFAULT_MESH_CONFIG,
+    MeshConfig,
+    load_mesh_config,
+    with_overrides,
+)
 from pilotfish.model.snapshot import Snapshot
 from pilotfish.runtime import adoption
 from pilotfish.runtime.gateways import (
@@ -221,8 +225,7 @@ class MeshRuntime(AdoptionMixin):
             # mTLS port: unauthenticated xDS is never served to a pod.
             plaintext_xds=not s.mtls,
             extra_xds_binds=(self._bridge_ip,) if transparent else (),
-            access_log=s.access_logs,
-            trust_domain=s.trust_domain,
+            mesh=self._mesh_config(),
             ca_dir=str(s.ca_dir) if s.mtls else None,
             secure_port=s.secure_port,
             cert_ttl_seconds=s.cert_ttl_seconds,
@@ -230,15 +233,6 @@ class MeshRuntime(AdoptionMixin):
             ca_token_store=str(s.ca_dir / TOKEN_STORE_FILE) if s.mtls else None,
             api_token_file=str(s.api_token_file),
         )
-        if s.mesh_config_file:
-            mesh = load_mesh_config(s.mesh_config_file)
-            # The runtime's trust domain (the CA's) stays authoritative; the demo
-            # profile's access logs stay on whatever the file says.
-            settings = dataclasses.replace(
-                settings.with_mesh_config(mesh),
-                trust_domain=s.trust_domain,
-                access_log=s.access_logs or mesh.access_log,
-            )
         files = FileStore(
             settings.config_paths,
             poll_interval=settings.poll_interval,
@@ -255,6 +249,16 @@ class MeshRuntime(AdoptionMixin):
         self._state.control_plane = f"http://127.0.0.1:{self.cp.http_port}"
         self._save()
         self._progress(f"control plane ready at {self._state.control_plane}")
+
+    def _mesh_config(self) -> MeshConfig:
+        """The mesh config file's (or Istio's defaults) with the runtime's overrides."""
+        s = self.settings
+        base = load_mesh_config(s.mesh_config_file) if s.mesh_config_file else DEFAULT_MESH_CONFIG
+        # The runtime's trust domain (the CA's) stays authoritative; the demo
+        # profile's access logs stay on whatever the file says.
+        return with_overrides(
+            base, trust_domain=s.trust_domain, access_log=True if s.access_logs else None
+        )
 
     def _register_identity(self, namespace: str, service_account: str, owner: str) -> None:
         """Register a fresh one-time credential for ``owner`` with the CA, in a 0600 file.
