@@ -51,18 +51,11 @@ from aiohttp import web
 
 from pilotfish.agent.launch import AgentIdentity
 from pilotfish.api.resource import Resource, ResourceKey
-from pilotfish.ca.tokens import TOKEN_STORE_FILE
 from pilotfish.controlplane.api_token import ApiTokenError
 from pilotfish.controlplane.runner import ControlPlane
-from pilotfish.controlplane.settings import ControlPlaneSettings
-from pilotfish.model.mesh_config import (
-    DEFAULT_MESH_CONFIG,
-    MeshConfig,
-    load_mesh_config,
-    with_overrides,
-)
 from pilotfish.model.snapshot import Snapshot
 from pilotfish.runtime import adoption
+from pilotfish.runtime.control_plane_config import control_plane_settings
 from pilotfish.runtime.gateways import (
     GatewayProcess,
     GatewaySpec,
@@ -213,26 +206,7 @@ class MeshRuntime(AdoptionMixin):
     # -- parts -------------------------------------------------------------------
 
     async def _start_control_plane(self) -> None:
-        s = self.settings
-        transparent = s.mode == "transparent"
-        settings = ControlPlaneSettings(
-            config_paths=(str(s.config_dir), *s.manifests),
-            bind="127.0.0.1",
-            xds_port=s.xds_port,
-            http_port=s.control_plane_port,
-            service_cidr=s.service_cidr,
-            # Pods reach the control plane on the bridge; with the CA only through the
-            # mTLS port: unauthenticated xDS is never served to a pod.
-            plaintext_xds=not s.mtls,
-            extra_xds_binds=(self._bridge_ip,) if transparent else (),
-            mesh=self._mesh_config(),
-            ca_dir=str(s.ca_dir) if s.mtls else None,
-            secure_port=s.secure_port,
-            cert_ttl_seconds=s.cert_ttl_seconds,
-            # Adopted pods keep their tokens across a supervisor restart.
-            ca_token_store=str(s.ca_dir / TOKEN_STORE_FILE) if s.mtls else None,
-            api_token_file=str(s.api_token_file),
-        )
+        settings = control_plane_settings(self.settings, self._bridge_ip)
         files = FileStore(
             settings.config_paths,
             poll_interval=settings.poll_interval,
@@ -249,16 +223,6 @@ class MeshRuntime(AdoptionMixin):
         self._state.control_plane = f"http://127.0.0.1:{self.cp.http_port}"
         self._save()
         self._progress(f"control plane ready at {self._state.control_plane}")
-
-    def _mesh_config(self) -> MeshConfig:
-        """The mesh config file's (or Istio's defaults) with the runtime's overrides."""
-        s = self.settings
-        base = load_mesh_config(s.mesh_config_file) if s.mesh_config_file else DEFAULT_MESH_CONFIG
-        # The runtime's trust domain (the CA's) stays authoritative; the demo
-        # profile's access logs stay on whatever the file says.
-        return with_overrides(
-            base, trust_domain=s.trust_domain, access_log=True if s.access_logs else None
-        )
 
     def _register_identity(self, namespace: str, service_account: str, owner: str) -> None:
         """Register a fresh one-time credential for ``owner`` with the CA, in a 0600 file.
