@@ -72,6 +72,7 @@ from bench.loadgen import (
     run_python_load,
 )
 from bench.procstats import cpu_seconds, peak_rss_mib, rss_mib
+from pilotfish.agent.launch import AgentLaunch
 
 __all__ = [
     "ADDED_PAIRS",
@@ -214,36 +215,22 @@ def _agent(
 ) -> _Agent:
     health_port = free_port()
     work_dir = rig.work / f"agent-{name}"
-    command = [
-        str(rig.exe),
-        "agent",
-        "--name",
-        name,
-        "--namespace",
-        "default",
-        "--ip",
-        ip,
-        "--interception",
-        "none",
-        "--xds-address",
-        f"127.0.0.1:{xds_port}",
-        "--admin-port",
-        str(free_port()),
-        "--health-port",
-        str(health_port),
-        "--stats-port",
-        "0",
-        "--concurrency",
-        str(rig.params.envoy_concurrency),
-        "--drain-duration",
-        "1",
-        "--work-dir",
-        str(work_dir),
-    ]
-    for key, value in labels.items():
-        command += ["--label", f"{key}={value}"]
-    for target, app in app_ports.items():
-        command += ["--app-port", f"{target}={app}"]
+    launch = AgentLaunch(
+        name=name,
+        namespace="default",
+        ip=(ip,),
+        interception="none",
+        xds_address=f"127.0.0.1:{xds_port}",
+        admin_port=free_port(),
+        health_port=health_port,
+        stats_port=0,
+        concurrency=rig.params.envoy_concurrency,
+        drain_duration=1,
+        label=tuple(labels.items()),
+        app_port=tuple(app_ports.items()),
+        work_dir=str(work_dir),
+    )
+    command = launch.to_argv([str(rig.exe), "agent"])
     return _Agent(start_process(stack, f"agent-{name}", command, rig.work), health_port, work_dir)
 
 

@@ -28,6 +28,11 @@ def test_productpage_through_ingress_gateway(transparent_mesh: E2EMesh) -> None:
         assert pods[name]["ready"] is True
         assert pods[name]["ip"].startswith("198.18.240.")
         assert pods[name]["sidecar_sync"] == "SYNCED"
+    # The ingress gateway is listed like a pod: ready, synced, with its agent's pid.
+    gateway = pods["istio-ingressgateway"]
+    assert gateway["gateway"] is True and gateway["ready"] is True
+    assert gateway["sidecar_sync"] == "SYNCED"
+    assert isinstance(gateway["sidecar_pid"], int) and gateway["restarts"] == 0
 
 
 def test_request_crosses_both_sidecars_while_app_dials_plain_name(

@@ -70,8 +70,12 @@ async def registry_only_mesh(tmp_path: Path) -> AsyncIterator[Mesh]:
     config.mkdir()
     mesh = Mesh(tmp_path, config)
     settings = ControlPlaneSettings(
-        config_paths=(str(config),), xds_port=0, http_port=0, poll_interval=0.05
-    ).with_mesh_config(parse_mesh_config("outboundTrafficPolicy: {mode: REGISTRY_ONLY}\n"))
+        config_paths=(str(config),),
+        xds_port=0,
+        http_port=0,
+        poll_interval=0.05,
+        mesh=parse_mesh_config("outboundTrafficPolicy: {mode: REGISTRY_ONLY}\n"),
+    )
     try:
         mesh.cp = ControlPlane(settings)
         await mesh.cp.start()

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from pilotfish.agent.config import AgentConfig, is_ip_address
+from pilotfish.fsutil import atomic_write_text
 from pilotfish.ir.security import SDS_ROOT_CA, SDS_WORKLOAD_CERT
 from pilotfish.model.proxy_view import (
     META_APP_ADDRESS,
@@ -376,7 +377,5 @@ def write_bootstrap(config: AgentConfig, path: Path) -> Path:
     """Write ``build_bootstrap(config)`` to ``path`` as JSON, atomically; return ``path``."""
     text = json.dumps(build_bootstrap(config), indent=2, sort_keys=True) + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    atomic_write_text(path, text)
     return path

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import IO
 
 from pilotfish.agent.backoff import BackoffPolicy, failures_after_exit, restart_delay
+from pilotfish.fsutil import atomic_write_text
 
 __all__ = ["EnvoyProcess", "envoy_command"]
 
@@ -200,7 +201,7 @@ class EnvoyProcess:
         )
         self._proc = proc
         self._starts += 1
-        self.pid_path.write_text(f"{proc.pid}\n", encoding="ascii")
+        atomic_write_text(self.pid_path, f"{proc.pid}\n")
         self._log.info("envoy started (pid %d, start #%d)", proc.pid, self._starts)
         assert proc.stdout is not None
         self._pump = asyncio.create_task(self._copy_output(proc.stdout), name="envoy-output")

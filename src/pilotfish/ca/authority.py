@@ -38,6 +38,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from pilotfish.ca.errors import IdentityMismatchError, InvalidRequestError
 from pilotfish.ca.identity import SpiffeId
+from pilotfish.fsutil import atomic_write
 
 __all__ = [
     "CONTROL_PLANE_DNS_NAME",
@@ -131,16 +132,8 @@ def _check_private_file(path: Path) -> None:
 
 
 def _write(path: Path, data: bytes, mode: int) -> None:
-    # Create with the final mode so the key is never readable by others, even briefly.
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
+    # The temporary file is 0600 until written: the key is never readable by others.
+    atomic_write(path, data, mode=mode)
 
 
 def check_key_strength(key: object) -> None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import secrets
 import threading
 from collections.abc import Iterable
@@ -31,6 +30,7 @@ from typing import Any
 import yaml
 
 from pilotfish.ca.identity import SpiffeId
+from pilotfish.fsutil import atomic_write_text
 
 __all__ = ["TOKEN_STORE_FILE", "Owner", "TokenFileError", "TokenRegistry", "token_digest"]
 
@@ -161,15 +161,7 @@ class TokenRegistry:
         ]
         data = json.dumps({"version": _STORE_VERSION, "tokens": entries}, indent=2) + "\n"
         store.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        tmp = store.with_name(f".{store.name}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.fchmod(fd, 0o600)
-            os.write(fd, data.encode("utf-8"))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, store)
+        atomic_write_text(store, data, mode=0o600)
 
     def _load_store(self, store: Path) -> None:
         try:

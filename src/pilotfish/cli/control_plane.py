@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import signal
 
@@ -15,7 +14,13 @@ from pilotfish.ca import KeyFileError, TokenFileError
 from pilotfish.controlplane.api_token import DEFAULT_TOKEN_FILE, ApiTokenError
 from pilotfish.controlplane.runner import ControlPlane
 from pilotfish.controlplane.settings import ControlPlaneSettings
-from pilotfish.model.mesh_config import MeshConfig, MeshConfigError, load_mesh_config
+from pilotfish.model.mesh_config import (
+    DEFAULT_MESH_CONFIG,
+    MeshConfig,
+    MeshConfigError,
+    load_mesh_config,
+    with_overrides,
+)
 
 __all__ = ["control_plane"]
 
@@ -44,6 +49,16 @@ async def _serve(settings: ControlPlaneSettings) -> None:
         await stop.wait()
     finally:
         await cp.close()
+
+
+def _mesh_with_flags(mesh: MeshConfig | None, trust_domain: str) -> MeshConfig:
+    """The mesh config in force: the file's (or Istio's defaults), where a
+    ``--trust-domain`` given on the command line wins over its trustDomain."""
+    source = click.get_current_context().get_parameter_source("trust_domain")
+    explicit = source is click.core.ParameterSource.COMMANDLINE or mesh is None
+    return with_overrides(
+        mesh or DEFAULT_MESH_CONFIG, trust_domain=trust_domain if explicit else None
+    )
 
 
 def _ttl_seconds(ctx: click.Context, param: click.Parameter, value: str) -> int:
@@ -214,7 +229,7 @@ def control_plane(
         quiet_period=push_quiet_period,
         max_delay=push_max_delay,
         ca_dir=ca_dir,
-        trust_domain=trust_domain,
+        mesh=_mesh_with_flags(mesh_config, trust_domain),
         secure_port=secure_port,
         cert_ttl_seconds=cert_ttl,
         root_cert_file=root_cert,
@@ -223,10 +238,7 @@ def control_plane(
         api_token=api_token or None,
         api_token_file=None if api_token else api_token_file,
         plaintext_secrets=insecure_plaintext_secrets,
+        # This process is the control plane and nothing else: freezing gc is ours to do.
+        freeze_gc=True,
     )
-    if mesh_config is not None:
-        settings = settings.with_mesh_config(mesh_config)
-        source = click.get_current_context().get_parameter_source("trust_domain")
-        if source is click.core.ParameterSource.COMMANDLINE:
-            settings = dataclasses.replace(settings, trust_domain=trust_domain)
     asyncio.run(_serve(settings))

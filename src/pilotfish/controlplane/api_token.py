@@ -24,7 +24,6 @@ time.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
 import os
@@ -32,6 +31,8 @@ import secrets
 import stat
 from pathlib import Path
 from typing import Final
+
+from pilotfish.fsutil import atomic_write
 
 __all__ = [
     "DEFAULT_TOKEN_FILE",
@@ -164,20 +165,4 @@ def _write_private(path: Path, text: str) -> bool:
     Written with its final mode, then linked into place: never readable by
     others, never partial, and never replacing a token someone already uses.
     """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with contextlib.suppress(FileNotFoundError):
-        tmp.unlink()  # left by a crash: its mode is not ours to trust
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        try:
-            os.write(fd, text.encode("ascii"))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.link(tmp, path)
-    except FileExistsError:
-        return False
-    finally:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-    return True
+    return atomic_write(path, text.encode("ascii"), mode=0o600, exclusive=True)

@@ -72,8 +72,10 @@ _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 class _ControlPlane(Protocol):
     """What the API needs of the control plane (avoids importing the runner)."""
 
-    settings: ControlPlaneSettings
-    store: Store
+    @property
+    def settings(self) -> ControlPlaneSettings: ...
+    @property
+    def store(self) -> Store: ...
 
 
 class _Problem(Exception):

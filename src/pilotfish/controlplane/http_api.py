@@ -16,23 +16,42 @@ later, requires ``Authorization: Bearer <token>`` (``auth.token_middleware``).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from aiohttp import web
 from google.protobuf import any_pb2, json_format
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from pilotfish.api.validation.references import check_references
 from pilotfish.controlplane.api_token import ApiToken
 from pilotfish.controlplane.auth import token_middleware
 from pilotfish.controlplane.config_api import add_config_api
+from pilotfish.controlplane.generator import MeshGenerator
+from pilotfish.controlplane.settings import ControlPlaneSettings
 from pilotfish.ir.dump import redact
+from pilotfish.store import Store
+from pilotfish.xds.server import XdsServer
 from pilotfish.xds.types import TYPE_SHORT_NAMES
 
-if TYPE_CHECKING:
-    from pilotfish.controlplane.runner import ControlPlane
+__all__ = ["ControlPlaneView", "HttpApi", "decode_resource"]
 
-__all__ = ["HttpApi", "decode_resource"]
+
+class ControlPlaneView(Protocol):
+    """What the HTTP API reads of the control plane (so it never imports the runner)."""
+
+    @property
+    def settings(self) -> ControlPlaneSettings: ...
+    @property
+    def store(self) -> Store: ...
+    @property
+    def registry(self) -> CollectorRegistry: ...
+    @property
+    def generator(self) -> MeshGenerator: ...
+    @property
+    def xds(self) -> XdsServer: ...
+    @property
+    def ready(self) -> bool: ...
+    def notify_errors_changed(self) -> None: ...
 
 
 def decode_resource(data: bytes) -> dict[str, Any]:
@@ -44,7 +63,7 @@ def decode_resource(data: bytes) -> dict[str, Any]:
 
 
 class HttpApi:
-    def __init__(self, cp: ControlPlane, token: Callable[[], ApiToken | None]) -> None:
+    def __init__(self, cp: ControlPlaneView, token: Callable[[], ApiToken | None]) -> None:
         self._cp = cp
         self._runner: web.AppRunner | None = None
         # On the whole app, so routes added later (the runtime's) are covered too.
@@ -112,7 +131,7 @@ class HttpApi:
         )
 
     async def _meshconfig(self, request: web.Request) -> web.Response:
-        return web.json_response(self._cp.settings.effective_mesh_config().to_json())
+        return web.json_response(self._cp.settings.mesh.to_json())
 
     async def _config_dump(self, request: web.Request) -> web.Response:
         proxy = request.query.get("proxy", "")

@@ -18,12 +18,14 @@ import datetime
 import gc
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 
+from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from pilotfish.ca import CONTROL_PLANE_DNS_NAME, CertificateAuthority, MeshCa, TokenRegistry
+from pilotfish.ca.records import IssuedRecord
 from pilotfish.controlplane.api_token import ApiToken, load_or_create_token_file
 from pilotfish.controlplane.generator import MeshGenerator
 from pilotfish.controlplane.http_api import HttpApi
@@ -34,7 +36,10 @@ from pilotfish.store import FileStore, MemoryStore, Store
 from pilotfish.translate.security.jwt import jwks_uris
 from pilotfish.xds.server import TlsServerConfig, XdsServer
 
-__all__ = ["ControlPlane"]
+__all__ = ["ControlPlane", "RouteHandler", "SnapshotListener"]
+
+RouteHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+SnapshotListener = Callable[[Snapshot], None]
 
 log = logging.getLogger("pilotfish.controlplane")
 
@@ -77,7 +82,8 @@ class ControlPlane:
         self.ready = False
         self._watcher: asyncio.Task[None] | None = None
         # Called with each new snapshot (the local runtime updates pod DNS names).
-        self.snapshot_listeners: list[Callable[[Snapshot], None]] = []
+        self._snapshot_listeners: list[SnapshotListener] = []
+        self._started = False
         self._config_errors = Gauge(
             "pilotfish_config_errors",
             "Configuration errors currently reported (files not applied)",
@@ -124,7 +130,66 @@ class ControlPlane:
             return token
         return ApiToken.generate()
 
+    # -- the runtime's contract ------------------------------------------------------
+    # What an embedding runtime (``pilotfish up``) uses of a control plane, besides
+    # ``store``, the ports and ``api_token``. Everything else is internal.
+
+    @property
+    def snapshot(self) -> Snapshot:
+        """The snapshot in force."""
+        return self.generator.snapshot
+
+    @property
+    def has_ca(self) -> bool:
+        """Whether the mesh CA runs (``settings.ca_dir`` set; known once started)."""
+        return self.ca is not None
+
+    def add_route(self, method: str, path: str, handler: RouteHandler) -> None:
+        """Serve ``handler`` on the HTTP API (token required, like every debug route).
+
+        Only before ``start()``: aiohttp freezes its router when it starts serving.
+        """
+        if self._started:
+            raise RuntimeError(f"cannot add route {method} {path}: the control plane started")
+        self.http.app.router.add_route(method, path, handler)
+
+    def add_snapshot_listener(self, listener: SnapshotListener) -> None:
+        """Call ``listener`` with every new snapshot (a failing listener is logged)."""
+        self._snapshot_listeners.append(listener)
+
+    def register_workload_token(
+        self, namespace: str, service_account: str, owner: str
+    ) -> str | None:
+        """A fresh one-time CA credential for ``owner``'s identity (None: no CA).
+
+        Replaces any earlier token of ``owner``; persisted when the CA has a token store.
+        """
+        if self.ca is None:
+            return None
+        return self.ca.tokens.register(namespace, service_account, owner)
+
+    def retain_workload_tokens(self, owners: Iterable[str]) -> int:
+        """Revoke the CA tokens of every owner not in ``owners``; returns how many."""
+        return self.ca.tokens.retain_pods(owners) if self.ca is not None else 0
+
+    def forget_workload(self, owner: str) -> None:
+        """``owner`` is gone: revoke its tokens and drop its certificate record."""
+        if self.ca is not None:
+            self.ca.forget_pod(owner)
+
+    def issued_identities(self) -> list[IssuedRecord]:
+        """The newest certificate the CA issued per owner (empty without a CA)."""
+        return self.ca.issued() if self.ca is not None else []
+
+    def record_issued(self, record: IssuedRecord) -> None:
+        """Remember a certificate an earlier CA issued (adopted proxies still hold it)."""
+        if self.ca is not None:
+            self.ca.records.add(record)
+
+    # -- lifecycle ----------------------------------------------------------------------
+
     async def start(self) -> None:
+        self._started = True
         # First, so that an unusable token file fails the start before anything runs.
         self._api_token = self._load_api_token()
         await self.store.start()
@@ -133,10 +198,11 @@ class ControlPlane:
         await self.jwks.wait_attempted(timeout=5.0)
         self._rebuild()
         self._jwks_live = True
-        # The loaded configuration lives as long as the process: move it out of
-        # the cyclic collector's sight so full collections stay short during pushes.
-        gc.collect()
-        gc.freeze()
+        if self.settings.freeze_gc:
+            # The loaded configuration lives as long as the process: move it out of
+            # the cyclic collector's sight so full collections stay short during pushes.
+            gc.collect()
+            gc.freeze()
         tls = self._start_ca()
         self.xds_port = await self.xds.start(
             self.settings.bind,
@@ -171,7 +237,7 @@ class ControlPlane:
             return None
         authority = CertificateAuthority.load_or_create(
             Path(settings.ca_dir),
-            settings.trust_domain,
+            settings.mesh.trust_domain,
             root_cert_file=settings.root_cert_file,
             root_key_file=settings.root_key_file,
         )
@@ -194,7 +260,7 @@ class ControlPlane:
             cert_chain_pem="".join(server.issued.chain_pem).encode("ascii"),
             key_pem=server.key_pem,
             root_pem=authority.root_pem.encode("ascii"),
-            trust_domain=settings.trust_domain,
+            trust_domain=settings.mesh.trust_domain,
             handlers=(ca.service.handler(),),
         )
 
@@ -215,23 +281,17 @@ class ControlPlane:
         revision = self.store.revision
         resources = tuple(self.store.list())
         self.jwks.want(jwks_uris(resources))
-        mesh = self.settings.mesh_config
         snapshot = build_snapshot(
             resources,
             revision,
             self.generator.snapshot,
             domain_suffix=self.settings.domain_suffix,
-            root_namespace=self.settings.root_namespace,
             service_cidr=self.settings.service_cidr,
-            access_log=self.settings.access_log,
-            trust_domain=self.settings.trust_domain,
             jwks=self.jwks.documents(),
-            default_http_retry=mesh.default_http_retry_policy if mesh else None,
-            outbound_traffic_policy=mesh.outbound_mode if mesh else "ALLOW_ANY",
-            enable_auto_mtls=mesh.enable_auto_mtls if mesh else True,
+            mesh=self.settings.mesh,
         )
         self.generator.set_snapshot(snapshot)
-        for listener in self.snapshot_listeners:
+        for listener in self._snapshot_listeners:
             try:
                 listener(snapshot)
             except Exception:

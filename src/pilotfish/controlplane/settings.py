@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 
 from pilotfish.api.limits import DEFAULT_LIMITS, ParseLimits
-from pilotfish.model.mesh_config import MeshConfig
+from pilotfish.model.mesh_config import DEFAULT_MESH_CONFIG, MeshConfig
 
 __all__ = ["ControlPlaneSettings"]
 
@@ -24,7 +23,6 @@ class ControlPlaneSettings:
     max_delay: float = 1.0  # push debounce: longest a change may wait
     poll_interval: float = 0.1  # config directory polling
     domain_suffix: str = "cluster.local"
-    root_namespace: str = "istio-system"
     # The HTTP API always requires ``Authorization: Bearer <token>`` (but for
     # /ready and /metrics; see ``controlplane.auth``). The token: ``api_token``
     # when set (kept out of repr so it never reaches a log line), else the one in
@@ -36,10 +34,6 @@ class ControlPlaneSettings:
     service_cidr: str | None = None
     # Extra addresses the xDS server also listens on (pods reach it via the mesh bridge).
     extra_xds_binds: tuple[str, ...] = ()
-    # Every proxy writes an access log line per request to its output.
-    access_log: bool = False
-    # SPIFFE trust domain: identities are spiffe://<trust_domain>/ns/<ns>/sa/<sa>.
-    trust_domain: str = "cluster.local"
     # Mesh CA: directory keeping the root (created 0700 on first start). None: no CA
     # and no TLS port.
     ca_dir: str | None = None
@@ -61,32 +55,16 @@ class ControlPlaneSettings:
     # them at start, so a restarted control plane keeps running pods' credentials.
     # None: in memory only. The local runtime uses ``<ca_dir>/pod-tokens.json``.
     ca_token_store: str | None = None
-    # The mesh config file's contents (``--mesh-config``); None: Istio's defaults.
-    # Build with ``with_mesh_config`` so that root namespace, trust domain and
-    # access log above agree with it.
-    mesh_config: MeshConfig | None = None
+    # The mesh config in force: root namespace, SPIFFE trust domain (identities are
+    # spiffe://<trust domain>/ns/<ns>/sa/<sa>), access logs, retries, outbound
+    # policy, auto mTLS. The file's (``--mesh-config``) or Istio's defaults, with
+    # command-line overrides applied once (``mesh_config.with_overrides``).
+    mesh: MeshConfig = DEFAULT_MESH_CONFIG
     # Bounds on parsing one config file or API request body (bytes, nodes, alias
     # expansion, depth, documents): see ``api.limits``.
     parse_limits: ParseLimits = DEFAULT_LIMITS
-
-    def with_mesh_config(self, mesh: MeshConfig) -> ControlPlaneSettings:
-        """These settings with ``mesh`` applied (its values win over the fields above)."""
-        return dataclasses.replace(
-            self,
-            mesh_config=mesh,
-            root_namespace=mesh.root_namespace,
-            trust_domain=mesh.trust_domain,
-            access_log=mesh.access_log,
-        )
-
-    def effective_mesh_config(self) -> MeshConfig:
-        """The mesh config in force: the file's, with the fields above (which the
-        command line may also set) as its root namespace, trust domain and access log."""
-        base = self.mesh_config or MeshConfig()
-        return base.model_copy(
-            update={
-                "root_namespace": self.root_namespace,
-                "trust_domain": self.trust_domain,
-                "access_log_file": "/dev/stdout" if self.access_log else "",
-            }
-        )
+    # Freeze the loaded configuration out of the cyclic collector's sight at start
+    # (``gc.collect(); gc.freeze()``) so full collections stay short during pushes.
+    # A process-wide side effect: only the standalone ``pilotfish control-plane``
+    # turns it on; an embedded control plane (the runtime, tests) leaves gc alone.
+    freeze_gc: bool = False

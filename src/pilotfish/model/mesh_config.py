@@ -4,10 +4,11 @@ Theory of operation: one YAML (or JSON) document, read once at control-plane
 start (``--mesh-config FILE``; not reloaded: a change needs a restart), with
 Istio's field names. It is validated like every other configuration file:
 unknown fields are errors, and each error names the file, the line and the
-field. The values reach translation through ``ControlPlaneSettings`` and the
-``Snapshot`` (root namespace, trust domain, access log, default HTTP retry
-policy, outbound traffic policy), so a different mesh config is a different
-config generation and nothing downstream reads the file.
+field. ``MeshConfig`` is the one home of these values: command-line flags
+(``--trust-domain``, the runtime's access logs) are applied to it once, by
+``with_overrides``; ``ControlPlaneSettings.mesh`` holds the result, and every
+``Snapshot`` carries that same object (``Snapshot.mesh``), so a different mesh
+config is a different config generation and nothing downstream reads the file.
 
 Supported fields (everything else in Istio's ``MeshConfig`` is an error, so
 that a typo is never silently ignored):
@@ -45,12 +46,14 @@ from pilotfish.api.yamlnodes import line_in, node_to_data
 
 __all__ = [
     "ACCESS_LOG_STDOUT",
+    "DEFAULT_MESH_CONFIG",
     "MeshConfig",
     "MeshConfigError",
     "OutboundMode",
     "OutboundTrafficPolicy",
     "load_mesh_config",
     "parse_mesh_config",
+    "with_overrides",
 ]
 
 OutboundMode = Literal["ALLOW_ANY", "REGISTRY_ONLY"]
@@ -87,6 +90,32 @@ class MeshConfig(ApiModel):
         """The effective configuration with Istio's field names (defaults included)."""
         out: dict[str, Any] = self.model_dump(mode="json", by_alias=True, exclude_none=True)
         return out
+
+
+#: Istio's defaults (no mesh config file).
+DEFAULT_MESH_CONFIG = MeshConfig()
+
+
+def with_overrides(
+    mesh: MeshConfig,
+    *,
+    root_namespace: str | None = None,
+    trust_domain: str | None = None,
+    access_log: bool | None = None,
+) -> MeshConfig:
+    """``mesh`` with command-line overrides applied; None leaves the file's value.
+
+    The one place where flags (``--trust-domain``, the runtime's access logs)
+    meet the mesh config file: everything downstream reads only the result.
+    """
+    update: dict[str, Any] = {}
+    if root_namespace is not None:
+        update["root_namespace"] = root_namespace
+    if trust_domain is not None:
+        update["trust_domain"] = trust_domain
+    if access_log is not None:
+        update["access_log_file"] = ACCESS_LOG_STDOUT if access_log else ""
+    return mesh.model_copy(update=update) if update else mesh
 
 
 @dataclass(frozen=True, slots=True)

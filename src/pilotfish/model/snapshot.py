@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pilotfish.api.networking.virtual_service import HTTPRetry
 from pilotfish.api.resource import Resource
 from pilotfish.model.hosts import fqdn
-from pilotfish.model.mesh_config import OutboundMode
+from pilotfish.model.mesh_config import DEFAULT_MESH_CONFIG, MeshConfig, OutboundMode
 from pilotfish.registry.build import Registry, build_registry
 
 __all__ = ["Snapshot", "build_snapshot"]
@@ -41,14 +41,8 @@ class Snapshot:
     config_generation: int = 0
     endpoint_generation: int = 0
     domain_suffix: str = "cluster.local"
-    root_namespace: str = "istio-system"
-    access_log: bool = False  # mesh-wide: every proxy logs each request
-    trust_domain: str = "cluster.local"  # SPIFFE trust domain of workload identities
-    # Mesh config: the retry policy of routes whose VirtualService sets none (None:
-    # Istio's built-in default), and what sidecars do with hosts outside the registry.
-    default_http_retry: HTTPRetry | None = None
-    outbound_traffic_policy: OutboundMode = "ALLOW_ANY"
-    enable_auto_mtls: bool = True  # meshConfig.enableAutoMtls
+    # The mesh config in force (the control plane's one ``MeshConfig``).
+    mesh: MeshConfig = DEFAULT_MESH_CONFIG
     # JWKS documents the control plane fetched, by the ``jwksUri`` that names them
     # (RequestAuthentication); translation inlines them and never fetches itself.
     jwks: Mapping[str, str] = field(default_factory=dict)
@@ -67,6 +61,36 @@ class Snapshot:
     def namespaces(self) -> frozenset[str]:
         return frozenset(r.namespace for r in self.resources)
 
+    # Read-only views of ``mesh`` under the names translation uses.
+
+    @property
+    def root_namespace(self) -> str:
+        return self.mesh.root_namespace
+
+    @property
+    def access_log(self) -> bool:
+        """Mesh-wide: every proxy logs each request."""
+        return self.mesh.access_log
+
+    @property
+    def trust_domain(self) -> str:
+        """SPIFFE trust domain of workload identities."""
+        return self.mesh.trust_domain
+
+    @property
+    def default_http_retry(self) -> HTTPRetry | None:
+        """The retry policy of routes whose VirtualService sets none (None: Istio's)."""
+        return self.mesh.default_http_retry_policy
+
+    @property
+    def outbound_traffic_policy(self) -> OutboundMode:
+        """What sidecars do with hosts outside the registry."""
+        return self.mesh.outbound_mode
+
+    @property
+    def enable_auto_mtls(self) -> bool:
+        return self.mesh.enable_auto_mtls
+
 
 def build_snapshot(
     resources: Iterable[Resource],
@@ -74,14 +98,9 @@ def build_snapshot(
     previous: Snapshot | None = None,
     *,
     domain_suffix: str = "cluster.local",
-    root_namespace: str = "istio-system",
     service_cidr: str | None = None,
-    access_log: bool = False,
-    trust_domain: str = "cluster.local",
     jwks: Mapping[str, str] | None = None,
-    default_http_retry: HTTPRetry | None = None,
-    outbound_traffic_policy: OutboundMode = "ALLOW_ANY",
-    enable_auto_mtls: bool = True,
+    mesh: MeshConfig = DEFAULT_MESH_CONFIG,
 ) -> Snapshot:
     """Index ``resources`` into a snapshot, reusing ``previous``'s generations when unchanged.
 
@@ -101,13 +120,8 @@ def build_snapshot(
     if previous is not None:
         same_config = (
             previous.domain_suffix == domain_suffix
-            and previous.root_namespace == root_namespace
-            and previous.access_log == access_log
-            and previous.trust_domain == trust_domain
+            and previous.mesh == mesh
             and previous.jwks == jwks
-            and previous.default_http_retry == default_http_retry
-            and previous.outbound_traffic_policy == outbound_traffic_policy
-            and previous.enable_auto_mtls == enable_auto_mtls
             and previous.config_inputs == config_inputs
             and previous.registry.services == registry.services
         )
@@ -128,13 +142,8 @@ def build_snapshot(
         config_generation=config_generation,
         endpoint_generation=endpoint_generation,
         domain_suffix=domain_suffix,
-        root_namespace=root_namespace,
-        access_log=access_log,
-        trust_domain=trust_domain,
+        mesh=mesh,
         jwks=jwks,
-        default_http_retry=default_http_retry,
-        outbound_traffic_policy=outbound_traffic_policy,
-        enable_auto_mtls=enable_auto_mtls,
         by_kind={k: tuple(v) for k, v in by_kind.items()},
         destination_rules={k: tuple(v) for k, v in rules.items()},
         gateways=gateways,

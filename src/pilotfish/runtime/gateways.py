@@ -4,7 +4,8 @@ The ingress gateway listens on the host (127.0.0.1) so a browser or curl on
 the machine reaches the mesh; a Gateway server on port 8080 is published on
 ``--ingress-port``. The egress gateway (demo profile) listens where pods can
 reach it (the bridge address in transparent mode). Each runs as
-``pilotfish agent --role gateway`` and is restarted with backoff if it dies.
+``pilotfish agent --role gateway`` and is restarted when it dies, with the
+same loop and back-off as pods' processes (``restarts``).
 
 Gateways are supervised like pods' processes (``supervised``): the agent's
 pid, group and start time are kept in ``<work_dir>/<gateway>/pids.json``
@@ -20,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,11 +29,13 @@ from typing import Any
 
 import aiohttp
 
-from pilotfish.agent.backoff import BackoffPolicy, restart_delay
+from pilotfish.agent.backoff import BackoffPolicy
+from pilotfish.agent.launch import AgentIdentity, AgentLaunch
 from pilotfish.api.resource import Resource
 from pilotfish.runtime.isolation import Isolation
 from pilotfish.runtime.process import PIDS_FILE, PROXY_DIR, ProcessRecord, spawn, write_pid_record
 from pilotfish.runtime.registration import gateway_service, workload_entry
+from pilotfish.runtime.restarts import RestartHooks, supervise_restarts
 from pilotfish.runtime.sandbox import sandbox_argv
 from pilotfish.runtime.settings import RuntimeSettings
 from pilotfish.runtime.supervised import ChildProcess, Supervised, stop_supervised
@@ -43,6 +47,8 @@ EGRESS = "istio-egressgateway"
 _EGRESS_LABELS = (("app", EGRESS), ("istio", "egressgateway"))
 
 log = logging.getLogger("pilotfish.runtime.gateways")
+
+_DEFAULT_BACKOFF = BackoffPolicy()  # frozen: safe to share as a default
 
 
 @dataclass(frozen=True)
@@ -102,12 +108,18 @@ class GatewayProcess:
         log_dir: Path,
         work_dir: Path,
         python: str,
-        extra_args: tuple[str, ...] = (),
+        identity: AgentIdentity | None = None,
+        service_account: str | None = None,
         on_processes_changed: Callable[[], None] | None = None,
         isolation: Isolation | None = None,
+        backoff: BackoffPolicy = _DEFAULT_BACKOFF,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.spec = spec
-        self._extra_args = extra_args
+        self._backoff = backoff
+        self._clock = clock
+        self._identity = identity
+        self._service_account = service_account
         self._xds = xds_address
         self._log_path = log_dir / f"{spec.name}.log"
         self._work_dir = work_dir / spec.name  # the supervisor's: pids.json
@@ -136,40 +148,29 @@ class GatewayProcess:
     def log_path(self) -> Path:
         return self._log_path
 
-    def argv(self) -> list[str]:
+    def launch(self) -> AgentLaunch:
+        """The gateway's agent, as an ``AgentLaunch``."""
         s = self.spec
-        args = [
-            self._python,
-            "-m",
-            "pilotfish.cli.agent",
-            "--role",
-            "gateway",
-            "--name",
-            s.name,
-            "--namespace",
-            s.namespace,
-            "--ip",
-            s.ip,
-            "--xds-address",
-            self._xds,
-            "--admin-port",
-            str(s.admin_port),
-            "--health-port",
-            str(s.health_port),
-            "--stats-port",
-            "0",
-            "--concurrency",
-            "2",
-            "--drain-duration",
-            "2",
-            "--work-dir",
-            str(self._proxy_dir),
-        ]
-        for k, v in s.labels:
-            args += ["--label", f"{k}={v}"]
-        for server_port, listen_port in s.port_map:
-            args += ["--app-port", f"{server_port}={listen_port}"]
-        args += self._extra_args
+        return AgentLaunch(
+            role="gateway",
+            name=s.name,
+            namespace=s.namespace,
+            service_account=self._service_account,
+            ip=(s.ip,),
+            xds_address=self._xds,
+            admin_port=s.admin_port,
+            health_port=s.health_port,
+            stats_port=0,
+            concurrency=2,
+            drain_duration=2,
+            app_port=s.port_map,
+            label=s.labels,
+            work_dir=str(self._proxy_dir),
+            identity=self._identity,
+        )
+
+    def argv(self) -> list[str]:
+        args = self.launch().to_argv([self._python, "-m", "pilotfish.cli.agent"])
         if self._isolation is not None:
             spec = self._isolation.proxy(self._proxy_dir, gateway=True)
             args = sandbox_argv(self._python, spec, args)
@@ -206,26 +207,35 @@ class GatewayProcess:
         self._set_proc(ChildProcess(await spawn(self.argv(), self._log_path, env=self._env())))
 
     async def _supervise(self) -> None:
-        failures = 0
-        policy = BackoffPolicy()
-        while not self._stopping:
-            assert self._proc is not None
-            code = await self._proc.wait()
-            if self._stopping:
-                return
-            failures += 1
-            self.restarts += 1
-            delay = restart_delay(policy, failures)
-            shown = "exit code unknown" if code is None else f"exit code {code}"
-            log.warning("gateway %s exited (%s); restarting in %.1fs", self.spec.name, shown, delay)
+        """Restart the agent whenever it dies, with the pods' back-off (``restarts``)."""
+        name = self.spec.name
+
+        async def exited(code: int | None) -> bool:
             self._set_proc(None)
-            await asyncio.sleep(delay)
-            if not self._stopping:
-                try:
-                    await self._spawn()
-                except OSError as exc:
-                    log.error("gateway %s: cannot start: %s", self.spec.name, exc)
-                    return
+            return True
+
+        def restarting(code: int | None, delay: float) -> None:
+            self.restarts += 1
+            shown = "exit code unknown" if code is None else f"exit code {code}"
+            log.warning("gateway %s exited (%s); restarting in %.1fs", name, shown, delay)
+
+        def cannot_start(exc: OSError) -> None:
+            log.error("gateway %s: cannot start: %s", name, exc)
+
+        hooks = RestartHooks(
+            current=lambda: self._proc,
+            stopping=lambda: self._stopping,
+            exited=exited,
+            restarting=restarting,
+            sleep=self._sleep_unless_stopping,
+            respawn=self._spawn,
+            cannot_start=cannot_start,
+        )
+        await supervise_restarts(hooks, self._backoff, self._clock)
+
+    async def _sleep_unless_stopping(self, delay: float) -> bool:
+        await asyncio.sleep(delay)
+        return not self._stopping
 
     async def ready(self, session: aiohttp.ClientSession) -> bool:
         url = f"http://127.0.0.1:{self.spec.health_port}/healthz/ready"

@@ -25,13 +25,13 @@ Without root there is none of this: everything runs as the invoking user
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pilotfish
+from pilotfish.fsutil import atomic_write
 from pilotfish.runtime.network.base import PROXY_GID, PROXY_UID
 from pilotfish.runtime.sandbox import SandboxSpec
 from pilotfish.runtime.users import PodUser
@@ -103,22 +103,7 @@ class Isolation:
 
 def write_owned(path: Path, data: bytes, mode: int, uid: int = -1, gid: int = -1) -> None:
     """Write ``path`` atomically with ``mode`` and owner (-1: unchanged), never wider."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with contextlib.suppress(FileNotFoundError):
-        tmp.unlink()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            if uid != -1 or gid != -1:
-                os.fchown(fh.fileno(), uid, gid)
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
+    atomic_write(path, data, mode=mode, uid=uid, gid=gid)
 
 
 def copy_public(source: Path, target: Path, uid: int, gid: int) -> None:

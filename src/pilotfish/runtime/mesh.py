@@ -37,27 +37,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import os
 import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
+from pilotfish.agent.launch import AgentIdentity
 from pilotfish.api.resource import Resource, ResourceKey
-from pilotfish.ca.tokens import TOKEN_STORE_FILE
 from pilotfish.controlplane.api_token import ApiTokenError
 from pilotfish.controlplane.runner import ControlPlane
-from pilotfish.controlplane.settings import ControlPlaneSettings
-from pilotfish.model.mesh_config import load_mesh_config
 from pilotfish.model.snapshot import Snapshot
 from pilotfish.runtime import adoption
+from pilotfish.runtime.control_plane_config import control_plane_settings
 from pilotfish.runtime.gateways import (
     GatewayProcess,
     GatewaySpec,
@@ -75,6 +73,7 @@ from pilotfish.runtime.process import PROXY_DIR
 from pilotfish.runtime.registration import workload_entry
 from pilotfish.runtime.settings import RuntimeSettings
 from pilotfish.runtime.state import MeshState, process_alive, read_state, write_state
+from pilotfish.runtime.status_rows import gateway_row, identities_by_owner, pod_row
 from pilotfish.runtime.teardown import clean_leftovers
 from pilotfish.runtime.users import UserAllocator
 from pilotfish.store import CompositeStore, FileStore, MemoryStore
@@ -166,10 +165,10 @@ class MeshRuntime(AdoptionMixin):
             # the adopted pods' endpoints.
             adopted_gateways = await self._adopt(previous)
         await self._start_control_plane()
-        if restored is not None and self.cp is not None and self.cp.ca is not None:
+        if restored is not None and self.cp is not None and self.cp.has_ca:
             owners = {p.runner.spec.local_id for p in self.pods.values()} | adopted_gateways
-            self.cp.ca.tokens.retain_pods(owners)
-            await self._restore_identity_records(self.cp.ca)
+            self.cp.retain_workload_tokens(owners)
+            await self._restore_identity_records(self.cp.record_issued)
         await self._start_gateways(adopted_gateways)
         self._watch_task = asyncio.create_task(self._watch(), name="pilotfish-runtime-watch")
         await self.reconcile()
@@ -207,36 +206,7 @@ class MeshRuntime(AdoptionMixin):
     # -- parts -------------------------------------------------------------------
 
     async def _start_control_plane(self) -> None:
-        s = self.settings
-        transparent = s.mode == "transparent"
-        settings = ControlPlaneSettings(
-            config_paths=(str(s.config_dir), *s.manifests),
-            bind="127.0.0.1",
-            xds_port=s.xds_port,
-            http_port=s.control_plane_port,
-            service_cidr=s.service_cidr,
-            # Pods reach the control plane on the bridge; with the CA only through the
-            # mTLS port: unauthenticated xDS is never served to a pod.
-            plaintext_xds=not s.mtls,
-            extra_xds_binds=(self._bridge_ip,) if transparent else (),
-            access_log=s.access_logs,
-            trust_domain=s.trust_domain,
-            ca_dir=str(s.ca_dir) if s.mtls else None,
-            secure_port=s.secure_port,
-            cert_ttl_seconds=s.cert_ttl_seconds,
-            # Adopted pods keep their tokens across a supervisor restart.
-            ca_token_store=str(s.ca_dir / TOKEN_STORE_FILE) if s.mtls else None,
-            api_token_file=str(s.api_token_file),
-        )
-        if s.mesh_config_file:
-            mesh = load_mesh_config(s.mesh_config_file)
-            # The runtime's trust domain (the CA's) stays authoritative; the demo
-            # profile's access logs stay on whatever the file says.
-            settings = dataclasses.replace(
-                settings.with_mesh_config(mesh),
-                trust_domain=s.trust_domain,
-                access_log=s.access_logs or mesh.access_log,
-            )
+        settings = control_plane_settings(self.settings, self._bridge_ip)
         files = FileStore(
             settings.config_paths,
             poll_interval=settings.poll_interval,
@@ -244,8 +214,8 @@ class MeshRuntime(AdoptionMixin):
         )
         store = CompositeStore(files, [self.registrations])
         self.cp = ControlPlane(settings, store=store)
-        self.cp.snapshot_listeners.append(self._on_snapshot)
-        self.cp.http.app.router.add_get("/runtime/pods", self._http_pods)
+        self.cp.add_snapshot_listener(self._on_snapshot)
+        self.cp.add_route("GET", "/runtime/pods", self._http_pods)
         try:
             await self.cp.start()
         except ApiTokenError as exc:
@@ -263,9 +233,9 @@ class MeshRuntime(AdoptionMixin):
         CA: only that agent can obtain certificates for that identity.
         """
         assert self.cp is not None
-        if self.cp.ca is None:
+        token = self.cp.register_workload_token(namespace, service_account, owner)
+        if token is None:
             return
-        token = self.cp.ca.tokens.register(namespace, service_account, owner)
         proxy_dir = self._proxy_dir(owner)
         uid = gid = -1
         if self.isolation is not None:
@@ -283,26 +253,20 @@ class MeshRuntime(AdoptionMixin):
     def _token_file(self, owner: str) -> Path:
         return self._proxy_dir(owner) / "ca-token"
 
-    def _identity_args(self, owner: str) -> tuple[str, ...]:
-        """Agent flags that give a proxy its workload identity (empty without the CA)."""
+    def _identity(self, owner: str) -> AgentIdentity | None:
+        """The agent flags that give a proxy its workload identity (None without the CA)."""
         s = self.settings
         if not s.mtls:
-            return ()
+            return None
         port = self.cp.secure_port if self.cp is not None else s.secure_port
         secure = f"{self._host_for_pods()}:{port}"
-        return (
-            "--ca-address",
-            secure,
-            "--xds-secure-address",
-            secure,
-            "--ca-token-file",
-            str(self._token_file(owner)),
-            "--root-cert-file",
-            str(self._proxy_dir(owner) / "root-cert.pem"),
-            "--trust-domain",
-            s.trust_domain,
-            "--cert-ttl",
-            f"{s.cert_ttl_seconds}s",
+        return AgentIdentity(
+            ca_address=secure,
+            xds_secure_address=secure,
+            ca_token_file=str(self._token_file(owner)),
+            root_cert_file=str(self._proxy_dir(owner) / "root-cert.pem"),
+            trust_domain=s.trust_domain,
+            cert_ttl=f"{s.cert_ttl_seconds}s",
         )
 
     def _host_for_pods(self) -> str:
@@ -343,7 +307,8 @@ class MeshRuntime(AdoptionMixin):
             s.log_dir,
             s.work_dir,
             sys.executable,
-            extra_args=(*self._identity_args(spec.name), "--service-account", sa),
+            identity=self._identity(spec.name),
+            service_account=sa,
             on_processes_changed=self._save,
             isolation=self.isolation,
         )
@@ -404,7 +369,7 @@ class MeshRuntime(AdoptionMixin):
             log_dir=self.settings.log_dir,
             work_dir=self.settings.work_dir,
             python=sys.executable,
-            agent_args=self._identity_args(spec.local_id),
+            identity=self._identity(spec.local_id),
             isolation=self.isolation,
             app_user=self._users.user_for(spec) if self._users is not None else None,
         )
@@ -451,8 +416,8 @@ class MeshRuntime(AdoptionMixin):
         namespace, name = pod.key
         with contextlib.suppress(KeyError):
             self.registrations.delete(ResourceKey("WorkloadEntry", namespace, name))
-        if self.cp is not None and self.cp.ca is not None:
-            self.cp.ca.forget_pod(pod.runner.spec.local_id)
+        if self.cp is not None:
+            self.cp.forget_workload(pod.runner.spec.local_id)
         try:
             await pod.runner.stop()
         finally:
@@ -528,7 +493,7 @@ class MeshRuntime(AdoptionMixin):
     def _refresh_names(self, snapshot: Snapshot | None = None) -> None:
         if self.network is None or self.cp is None:
             return
-        snap = snapshot or self.cp.generator.snapshot
+        snap = snapshot or self.cp.snapshot
         names = [
             ServiceName(svc.hostname, svc.namespace, svc.addresses[0])
             for svc in snap.registry.services.values()
@@ -575,43 +540,33 @@ class MeshRuntime(AdoptionMixin):
             if gw.pid is not None:
                 self._state.processes[gw.spec.name] = gw.pid
 
-    def pod_statuses(self) -> list[dict[str, Any]]:
-        identities: dict[str, Any] = {}
-        if self.cp is not None and self.cp.ca is not None:
-            identities = {r.pod: r for r in self.cp.ca.issued()}
-        rows = []
-        for pod in sorted(self.pods.values(), key=lambda p: p.key):
-            row = pod.runner.status().to_json()
-            record = identities.get(pod.runner.spec.local_id)
-            row["identity"] = record.spiffe_id if record is not None else ""
-            row["cert_expires"] = record.not_after if record is not None else None
-            row["cert_serial"] = record.serial if record is not None else ""
-            rows.append(row)
-        for gw in self.gateways:
-            rows.append(
-                {
-                    "name": gw.spec.name,
-                    "workload": gw.spec.name,
-                    "namespace": gw.spec.namespace,
-                    "ip": gw.spec.ip,
-                    "phase": "Running" if gw.pid else "Pending",
-                    "ready": None,
-                    "restarts": gw.restarts,
-                    "sidecar_pid": gw.pid,
-                    "gateway": True,
-                    "identity": identities[gw.spec.name].spiffe_id
-                    if gw.spec.name in identities
-                    else "",
-                    "cert_expires": identities[gw.spec.name].not_after
-                    if gw.spec.name in identities
-                    else None,
-                }
-            )
+    def pod_statuses(
+        self, gateways_ready: Mapping[str, bool] | None = None
+    ) -> list[dict[str, Any]]:
+        """Rows of ``/runtime/pods``: pods, then gateways (``gateways_ready``: by name)."""
+        identities = identities_by_owner(self.cp.issued_identities() if self.cp else [])
+        ready = gateways_ready or {}
+        rows = [
+            pod_row(pod.runner.status(), identities.get(pod.runner.spec.local_id))
+            for pod in sorted(self.pods.values(), key=lambda p: p.key)
+        ]
+        rows += [
+            gateway_row(gw, ready.get(gw.spec.name), identities.get(gw.spec.name))
+            for gw in self.gateways
+        ]
         return rows
 
     async def _http_pods(self, request: web.Request) -> web.Response:
+        timeout = aiohttp.ClientTimeout(total=1)
+        async with aiohttp.ClientSession(timeout=timeout, trust_env=False) as session:
+            answers = await asyncio.gather(*(gw.ready(session) for gw in self.gateways))
+        ready = {gw.spec.name: ok for gw, ok in zip(self.gateways, answers, strict=True)}
         return web.json_response(
-            {"phase": self._state.phase, "mode": self.settings.mode, "pods": self.pod_statuses()}
+            {
+                "phase": self._state.phase,
+                "mode": self.settings.mode,
+                "pods": self.pod_statuses(ready),
+            }
         )
 
 

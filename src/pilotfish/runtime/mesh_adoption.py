@@ -19,7 +19,6 @@ from typing import Any
 import aiohttp
 
 from pilotfish.ca.records import IssuedRecord
-from pilotfish.ca.service import MeshCa
 from pilotfish.runtime import adoption
 from pilotfish.runtime.gateways import GatewayProcess, GatewaySpec
 from pilotfish.runtime.ipam import Ipam, IpamError
@@ -201,8 +200,9 @@ class AdoptionMixin:
             adopted.add(spec.name)
         return adopted
 
-    async def _restore_identity_records(self, ca: MeshCa) -> None:
-        """Tell the new CA which certificates the adopted proxies hold (for status).
+    async def _restore_identity_records(self, record: Callable[[IssuedRecord], None]) -> None:
+        """Tell the new CA (through ``record``) which certificates the adopted proxies
+        hold (for status).
 
         Each agent answers its current certificate's public facts on ``/identity``;
         a proxy that does not answer shows none until its next rotation.
@@ -234,7 +234,7 @@ class AdoptionMixin:
                         if resp.status != 200:
                             return
                         info = await resp.json()
-                    ca.records.add(
+                    record(
                         IssuedRecord(
                             pod=owner,
                             namespace=namespace,

@@ -46,7 +46,7 @@ from typing import Any
 
 import aiohttp
 
-from pilotfish.agent.backoff import BackoffPolicy, failures_after_exit, restart_delay
+from pilotfish.agent.backoff import BackoffPolicy
 from pilotfish.runtime.pod_command import (
     PodEnv,
     agent_argv,
@@ -71,6 +71,7 @@ from pilotfish.runtime.process import (
     spawn,
     write_pid_record,
 )
+from pilotfish.runtime.restarts import RestartHooks, supervise_restarts
 from pilotfish.runtime.supervised import ChildProcess, Supervised, stop_supervised
 
 # The runner's collaborators are re-exported so callers need one import.
@@ -91,7 +92,6 @@ _SIDECAR_CHECK_TIMEOUT = 1.0
 _START_POLL_INTERVAL = 0.1
 _LOG_TAIL_LINES = 20
 # Exit code reported for an app that could not be started at all (as shells do).
-_CANNOT_EXECUTE = 127
 _SIDECAR = "sidecar"
 _APP = "app"
 _DEFAULT_BACKOFF = BackoffPolicy()  # frozen: safe to share as a default
@@ -417,15 +417,7 @@ class PodRunner:
         return not self._stopping
 
     async def _watch_app(self) -> None:
-        failures = 0
-        while not self._stopping:
-            began = time.monotonic()
-            proc = self._app
-            code = await proc.wait() if proc is not None else _CANNOT_EXECUTE
-            if self._stopping:
-                return
-            uptime = time.monotonic() - began
-            shown = "unknown (not a child of this supervisor)" if code is None else str(code)
+        async def exited(code: int | None) -> bool:
             self._app = None
             self._tracker = None
             self._last_exit_code = code
@@ -433,16 +425,33 @@ class PodRunner:
             self._update_ready()
             if not should_restart(self.spec.restart_policy, code):
                 await self._complete(code)
-                return
-            failures = failures_after_exit(self._backoff, failures, uptime)
-            delay = restart_delay(self._backoff, failures)
+                return False
+            return True
+
+        def restarting(code: int | None, delay: float) -> None:
+            shown = "unknown (not a child of this supervisor)" if code is None else str(code)
             self._message = f"app exited with code {shown}; restarting in {delay:.1f}s"
             self._log.warning("pod %s: %s", self.name, self._message)
-            if not await self._sleep_unless_stopping(delay):
-                return
+
+        async def respawn() -> None:
             self._restarts += 1
-            await self._spawn_app()
+            await self._spawn_app()  # a failure to start is handled like an exit
             self._update_ready()
+
+        hooks = RestartHooks(
+            current=lambda: self._app,
+            stopping=lambda: self._stopping,
+            exited=exited,
+            restarting=restarting,
+            sleep=self._sleep_unless_stopping,
+            respawn=respawn,
+            cannot_start=self._cannot_start_app,
+        )
+        await supervise_restarts(hooks, self._backoff)
+
+    def _cannot_start_app(self, exc: OSError) -> None:
+        self._message = f"cannot start the app: {exc}"
+        self._log.error("pod %s: %s", self.name, self._message)
 
     async def _complete(self, code: int | None) -> None:
         """The app exited for good: record the phase and drain the sidecar away."""
@@ -456,30 +465,35 @@ class PodRunner:
         self._completed.set()
 
     async def _watch_sidecar(self) -> None:
-        failures = 0
-        while not self._stopping and not self._sidecar_done:
-            began = time.monotonic()
-            proc = self._sidecar
-            code = await proc.wait() if proc is not None else _CANNOT_EXECUTE
-            if self._stopping or self._sidecar_done:
-                return
-            uptime = time.monotonic() - began
+        async def exited(code: int | None) -> bool:
             self._sidecar = None
             self._sidecar_ready = False
             self._record(_SIDECAR, None)
             self._update_ready()
-            failures = failures_after_exit(self._backoff, failures, uptime)
-            delay = restart_delay(self._backoff, failures)
+            return True
+
+        def restarting(code: int | None, delay: float) -> None:
             shown = "unknown" if code is None else str(code)
             self._message = f"sidecar agent exited with code {shown}; restarting in {delay:.1f}s"
             self._log.warning("pod %s: %s", self.name, self._message)
-            if not await self._sleep_unless_stopping(delay) or self._sidecar_done:
-                return
-            try:
-                await self._spawn_sidecar()
-            except OSError as exc:
-                self._message = f"cannot start the sidecar agent: {exc}"
-                self._log.error("pod %s: %s", self.name, self._message)
+
+        async def sleep(delay: float) -> bool:
+            return await self._sleep_unless_stopping(delay) and not self._sidecar_done
+
+        def cannot_start(exc: OSError) -> None:
+            self._message = f"cannot start the sidecar agent: {exc}"
+            self._log.error("pod %s: %s", self.name, self._message)
+
+        hooks = RestartHooks(
+            current=lambda: self._sidecar,
+            stopping=lambda: self._stopping or self._sidecar_done,
+            exited=exited,
+            restarting=restarting,
+            sleep=sleep,
+            respawn=self._spawn_sidecar,
+            cannot_start=cannot_start,
+        )
+        await supervise_restarts(hooks, self._backoff)
 
     async def _probe_loop(self) -> None:
         while not self._stopping and not self._sidecar_done:

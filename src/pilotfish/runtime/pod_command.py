@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from pilotfish.agent.launch import AgentIdentity, AgentLaunch
 from pilotfish.runtime.isolation import Isolation
 from pilotfish.runtime.network.base import PROXY_GID, PodAddress
 from pilotfish.runtime.pod_spec import PodSpec
@@ -41,6 +42,7 @@ __all__ = [
     "PodEnv",
     "agent_argv",
     "agent_env",
+    "agent_launch",
     "allocate_app_ports",
     "app_argv",
     "app_env",
@@ -65,7 +67,8 @@ class PodEnv:
 
     ``python``'s directory goes first on the app's PATH so ``python -m ...``
     commands use the project's virtualenv. ``agent_args`` are appended to the
-    agent's flags (for example ``("--concurrency", "1", "--drain-duration", "1")``).
+    agent's flags (for example ``("--concurrency", "1", "--drain-duration", "1")``);
+    ``identity``: the agent's workload identity flags (None: no mesh CA).
     ``sidecar_start_timeout`` bounds the wait for the sidecar's first readiness.
     With ``isolation`` (the supervisor is root) the agent runs as the proxy user
     and the app as ``app_user``, each in its sandbox (``runtime.isolation``).
@@ -79,6 +82,7 @@ class PodEnv:
     python: str = sys.executable
     proxy_gid: int = PROXY_GID
     agent_args: tuple[str, ...] = ()
+    identity: AgentIdentity | None = None
     sidecar_start_timeout: float = 60.0
     isolation: Isolation | None = None
     app_user: PodUser | None = None
@@ -126,60 +130,40 @@ def allocate_app_ports(spec: PodSpec, env: PodEnv, host: str = "127.0.0.1") -> d
     return allocated
 
 
+def agent_launch(spec: PodSpec, env: PodEnv, app_ports: Mapping[int, int]) -> AgentLaunch:
+    """The sidecar agent of ``spec``'s pod, as an ``AgentLaunch``."""
+    ip = env.address.ip
+    transparent = env.mode == "transparent"
+    return AgentLaunch(
+        name=spec.name,
+        namespace=spec.namespace,
+        service_account=spec.service_account,
+        ip=(ip,),
+        xds_address=env.xds_address,
+        admin_port=ADMIN_PORT,
+        health_port=HEALTH_PORT,
+        interception="redirect" if transparent else "none",
+        admin_address=None if transparent else ip,
+        health_bind="0.0.0.0" if transparent else ip,
+        stats_port=STATS_PORT if transparent else 0,
+        # Run as root, the agent gives Envoy alone the group capture exempts.
+        envoy_gid=env.proxy_gid if transparent and env.isolation is None else None,
+        app_port=()
+        if transparent
+        else tuple((p.container_port, app_ports[p.container_port]) for p in spec.ports),
+        label=spec.labels,
+        app_probe=(spec.readiness.app_probe().flag(),) if spec.readiness is not None else (),
+        work_dir=str(env.proxy_dir(spec.local_id)),
+        identity=env.identity,
+        extra_args=env.agent_args,
+    )
+
+
 def agent_argv(spec: PodSpec, env: PodEnv, app_ports: Mapping[int, int]) -> list[str]:
     """The sidecar agent's full command line, ``exec_prefix`` included."""
-    ip = env.address.ip
-    argv = [
-        env.python,
-        "-m",
-        "pilotfish.cli.agent",
-        "--name",
-        spec.name,
-        "--namespace",
-        spec.namespace,
-        "--service-account",
-        spec.service_account,
-        "--ip",
-        ip,
-        "--xds-address",
-        env.xds_address,
-        "--admin-port",
-        str(ADMIN_PORT),
-        "--health-port",
-        str(HEALTH_PORT),
-    ]
-    if env.mode == "transparent":
-        argv += [
-            "--interception",
-            "redirect",
-            "--health-bind",
-            "0.0.0.0",
-            "--stats-port",
-            str(STATS_PORT),
-        ]
-        if env.isolation is None:
-            # The agent runs as root: Envoy alone takes the group capture exempts.
-            argv += ["--envoy-gid", str(env.proxy_gid)]
-    else:
-        argv += [
-            "--interception",
-            "none",
-            "--admin-address",
-            ip,
-            "--health-bind",
-            ip,
-            "--stats-port",
-            "0",
-        ]
-        for port in spec.ports:
-            argv += ["--app-port", f"{port.container_port}={app_ports[port.container_port]}"]
-    for key, value in spec.labels:
-        argv += ["--label", f"{key}={value}"]
-    if spec.readiness is not None:
-        argv += ["--app-probe", spec.readiness.app_probe().flag()]
-    proxy_dir = env.proxy_dir(spec.local_id)
-    argv += ["--work-dir", str(proxy_dir), *env.agent_args]
+    argv = agent_launch(spec, env, app_ports).to_argv([env.python, "-m", "pilotfish.cli.agent"])
     if env.isolation is not None:
+        proxy_dir = env.proxy_dir(spec.local_id)
         argv = sandbox_argv(env.python, env.isolation.proxy(proxy_dir), argv)
     return [*env.address.exec_prefix, *argv]
 

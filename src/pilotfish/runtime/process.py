@@ -27,6 +27,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from pilotfish.fsutil import atomic_write_text
+
 __all__ = [
     "PIDS_FILE",
     "PROXY_DIR",
@@ -161,9 +163,7 @@ def write_pid_record(path: Path, pod: str, records: Mapping[str, ProcessRecord])
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     data = {"pod": pod, "processes": {role: asdict(r) for role, r in sorted(records.items())}}
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def read_pid_record(path: Path) -> dict[str, ProcessRecord]:

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pilotfish.fsutil import atomic_write_text
 from pilotfish.runtime.network.base import HostResources
 
 __all__ = ["MeshState", "process_alive", "read_state", "write_state"]
@@ -58,12 +59,7 @@ class MeshState:
 
 def write_state(path: Path, state: MeshState) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(state.to_json(), fh, indent=2, sort_keys=True)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(state.to_json(), indent=2, sort_keys=True))
 
 
 def read_state(path: Path) -> MeshState | None:

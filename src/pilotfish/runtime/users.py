@@ -10,14 +10,13 @@ re-adopts a running mesh, finds the same ids.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from pilotfish.api.runtime.workload import POD_ID_RANGE
+from pilotfish.fsutil import atomic_write_text
 from pilotfish.runtime.pod_spec import PodSpec, PodSpecError
 
 __all__ = ["POD_ID_RANGE", "PodUser", "UserAllocator"]
@@ -49,18 +48,9 @@ class UserAllocator:
         return {str(k): int(v) for k, v in data.items() if isinstance(v, int) and v in self._ids}
 
     def _save(self) -> None:
-        tmp = self._path.with_name(f".{self._path.name}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(self._by_pod, fh, indent=2, sort_keys=True)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self._path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-            raise
+        atomic_write_text(
+            self._path, json.dumps(self._by_pod, indent=2, sort_keys=True), mode=0o600
+        )
 
     def user_for(self, spec: PodSpec) -> PodUser:
         """The ids ``spec``'s app runs as: its ``securityContext``, else the pod's own uid.

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from typing import Any
 
 import yaml
 
+from pilotfish import fsutil
 from pilotfish.api.resource import Resource
 
 __all__ = ["atomic_write", "document_of", "remove_file", "render"]
@@ -60,55 +59,17 @@ def _plain(value: Any) -> Any:
 
 
 def atomic_write(path: str, data: bytes, *, private: bool = False) -> None:
-    """Replace ``path`` with ``data`` all at once.
+    """Replace ``path`` with ``data`` all at once (``fsutil.atomic_write``).
 
-    The bytes go to a hidden temporary file in the same directory (so the
-    watcher never loads it), are flushed to disk, and the file is renamed over
-    ``path``; the directory is then synced so the rename itself survives a
-    crash. Readers see either the old file or the new one, never a mix.
-    ``private`` files (Secrets) are written with mode 0600.
+    A hidden temporary file in the same directory, so the watcher never loads
+    it; the directory is created if missing. ``private`` files (Secrets) are
+    written with mode 0600 whatever the file had before; others keep the
+    replaced file's mode (new ones: 0644, as a text editor would create them).
     """
-    directory = os.path.dirname(path) or "."
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        # Secrets are readable by their owner only, whatever the file had before.
-        os.chmod(tmp, 0o600 if private else _mode_for(path))
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _sync_directory(directory)
-
-
-def _mode_for(path: str) -> int:
-    """Keep the permissions of the file being replaced; new files are world-readable
-    like any file a text editor would create (``mkstemp`` alone gives 0600)."""
-    try:
-        return os.stat(path).st_mode & 0o777
-    except OSError:
-        return 0o644
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    fsutil.atomic_write(path, data, mode=0o600 if private else None)
 
 
 def remove_file(path: str) -> None:
     """Delete ``path`` and make the removal durable."""
-    os.unlink(path)
-    _sync_directory(os.path.dirname(path) or ".")
-
-
-def _sync_directory(directory: str) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
-        return  # some platforms cannot open directories; the data itself is synced
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    fsutil.remove_durably(path)

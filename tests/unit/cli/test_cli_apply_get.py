@@ -335,7 +335,7 @@ def test_status_finds_the_token_in_the_state_dir(
     live = LiveControlPlane(state_dir / "config")
     assert live.token_file == state_dir / "api-token"
     # The runtime's route, added as runtime/mesh.py does: behind the token too.
-    live.cp.http.app.router.add_get("/runtime/pods", _no_pods)
+    live.cp.add_route("GET", "/runtime/pods", _no_pods)
     with live:
         state = MeshState(pid=os.getpid(), mode="explicit", phase="ready", control_plane=live.url)
         write_state(state_dir / "state.json", state)

@@ -68,7 +68,7 @@ def _settings(tmp_path: Path, **kw: Any) -> ControlPlaneSettings:
 async def served(tmp_path: Path) -> AsyncIterator[Served]:
     cp = ControlPlane(_settings(tmp_path, api_token_file=str(tmp_path / "state" / "api-token")))
     # As runtime/mesh.py does: a route added from outside, before start.
-    cp.http.app.router.add_get("/runtime/pods", _runtime_pods)
+    cp.add_route("GET", "/runtime/pods", _runtime_pods)
     await cp.start()
     try:
         async with aiohttp.ClientSession() as session:

@@ -12,12 +12,18 @@ import yaml
 from click.testing import CliRunner
 
 from pilotfish.api.loader import load_text
+from pilotfish.cli import control_plane as cli_control_plane
 from pilotfish.cli.control_plane import control_plane
 from pilotfish.cli.get import get
 from pilotfish.controlplane.runner import ControlPlane
 from pilotfish.controlplane.settings import ControlPlaneSettings
 from pilotfish.ir import ForwardAction
-from pilotfish.model.mesh_config import MeshConfig, MeshConfigError, load_mesh_config
+from pilotfish.model.mesh_config import (
+    MeshConfig,
+    MeshConfigError,
+    load_mesh_config,
+    with_overrides,
+)
 from pilotfish.model.mesh_config import parse_mesh_config as parse
 from pilotfish.model.proxy_view import ProxyView
 from pilotfish.model.snapshot import build_snapshot
@@ -115,28 +121,62 @@ def _default_route_retry(snapshot_kw: dict[str, object]):  # type: ignore[no-unt
 
 def test_default_retry_policy_replaces_istio_default() -> None:
     assert _default_route_retry({}) == DEFAULT_RETRY
-    retry = parse(FULL).default_http_retry_policy
-    got = _default_route_retry({"default_http_retry": retry})
+    got = _default_route_retry({"mesh": parse(FULL)})
     assert got is not None and got.attempts == 5 and got.per_try_timeout_ms == 2000
     assert got.retry_on == "gateway-error,retriable-status-codes"
     assert got.retriable_status_codes == (503,)
-    off = parse("defaultHttpRetryPolicy: {attempts: 0}\n").default_http_retry_policy
-    assert _default_route_retry({"default_http_retry": off}) is None
+    off = parse("defaultHttpRetryPolicy: {attempts: 0}\n")
+    assert _default_route_retry({"mesh": off}) is None
 
 
 def test_mesh_config_change_is_a_config_change() -> None:
     first = build_snapshot((), 1)
     same = build_snapshot((), 2, first)
-    changed = build_snapshot((), 3, same, outbound_traffic_policy="REGISTRY_ONLY")
+    changed = build_snapshot(
+        (), 3, same, mesh=parse("outboundTrafficPolicy: {mode: REGISTRY_ONLY}\n")
+    )
     assert same.config_generation == first.config_generation
     assert changed.config_generation == same.config_generation + 1
 
 
 def test_settings_take_the_files_values() -> None:
-    settings = ControlPlaneSettings().with_mesh_config(parse(FULL))
-    assert settings.root_namespace == "mesh-root" and settings.trust_domain == "example.org"
-    assert settings.access_log
-    assert ControlPlaneSettings().effective_mesh_config() == MeshConfig()
+    settings = ControlPlaneSettings(mesh=parse(FULL))
+    assert settings.mesh.root_namespace == "mesh-root"
+    assert settings.mesh.trust_domain == "example.org"
+    assert settings.mesh.access_log
+    assert ControlPlaneSettings().mesh == MeshConfig()
+
+
+def test_overrides_are_applied_once_and_only_when_given() -> None:
+    mesh = parse(FULL)
+    assert with_overrides(mesh) is mesh
+    changed = with_overrides(mesh, trust_domain="other.org", access_log=False)
+    assert changed.trust_domain == "other.org" and not changed.access_log
+    assert changed.root_namespace == "mesh-root"
+    assert with_overrides(MeshConfig(), access_log=True).to_json()["accessLogFile"] == "/dev/stdout"
+    # The snapshot carries the very object the settings hold.
+    snapshot = build_snapshot((), 1, mesh=changed)
+    assert snapshot.mesh is changed and snapshot.trust_domain == "other.org"
+
+
+def test_cli_trust_domain_wins_only_when_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mesh_file = tmp_path / "mesh.yaml"
+    mesh_file.write_text(FULL)
+    seen: list[ControlPlaneSettings] = []
+
+    async def fake_serve(settings: ControlPlaneSettings) -> None:
+        seen.append(settings)
+
+    monkeypatch.setattr(cli_control_plane, "_serve", fake_serve)
+    base = ["--config", str(tmp_path), "--mesh-config", str(mesh_file)]
+    for extra in ([], ["--trust-domain", "flag.org"]):
+        result = CliRunner().invoke(control_plane, [*base, *extra])
+        assert result.exit_code == 0, result.output
+    CliRunner().invoke(control_plane, ["--config", str(tmp_path)])
+    assert [s.mesh.trust_domain for s in seen] == ["example.org", "flag.org", "cluster.local"]
+    assert seen[2].mesh == MeshConfig()
 
 
 def test_cli_reports_file_and_line(tmp_path: Path) -> None:
@@ -151,7 +191,7 @@ def test_cli_reports_file_and_line(tmp_path: Path) -> None:
 
 async def test_served_and_shown_by_get(tmp_path: Path) -> None:
     store = MemoryStore()
-    settings = ControlPlaneSettings(xds_port=0, http_port=0).with_mesh_config(parse(FULL))
+    settings = ControlPlaneSettings(xds_port=0, http_port=0, mesh=parse(FULL))
     cp = ControlPlane(settings, store=store)
     await cp.start()
     try:

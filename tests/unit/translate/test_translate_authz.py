@@ -7,6 +7,7 @@ import json
 
 from pilotfish.api.loader import load_text
 from pilotfish.ir.security import AuthzMatch, AuthzRule, JwtHeader
+from pilotfish.model.mesh_config import MeshConfig
 from pilotfish.model.proxy_view import ProxyView
 from pilotfish.model.snapshot import Snapshot, build_snapshot
 from pilotfish.translate.security.authz import authz_policies
@@ -74,7 +75,7 @@ def test_target_ref_policies_apply_to_no_proxy() -> None:
 
 def test_root_namespace_follows_the_snapshot() -> None:
     result = load_text(policy("mesh", "mesh-root", "  rules: [{}]"), "inline.yaml")
-    snap = build_snapshot(result.resources, 1, root_namespace="mesh-root")
+    snap = build_snapshot(result.resources, 1, mesh=MeshConfig(root_namespace="mesh-root"))
     assert names(snap, "anywhere", {}) == ["mesh-root/mesh"]
 
 

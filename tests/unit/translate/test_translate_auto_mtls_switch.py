@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pilotfish.api.loader import load_text
+from pilotfish.model.mesh_config import MeshConfig
 from pilotfish.model.snapshot import build_snapshot
 from pilotfish.translate.clusters import outbound_clusters
 
@@ -19,7 +20,7 @@ spec:
 def _auto_mtls(enable: bool) -> list[bool]:
     result = load_text(CONFIG, "reviews.yaml")
     assert result.ok, result.diagnostics
-    snapshot = build_snapshot(result.resources, 1, enable_auto_mtls=enable)
+    snapshot = build_snapshot(result.resources, 1, mesh=MeshConfig(enable_auto_mtls=enable))
     clusters = outbound_clusters(snapshot, "default", workload_certs=True)
     return [c.auto_mtls is not None for c in clusters if "reviews" in c.name]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pilotfish.api.loader import load_text
 from pilotfish.controlplane.generator import MeshGenerator
 from pilotfish.ir import DirectResponseAction, ForwardAction, Listener, RouteConfig, TcpProxy
+from pilotfish.model.mesh_config import MeshConfig, OutboundTrafficPolicy
 from pilotfish.model.proxy_view import ProxyView
 from pilotfish.model.snapshot import Snapshot, build_snapshot
 from pilotfish.translate.sidecar import sidecar_inbound, sidecar_outbound
@@ -39,6 +40,9 @@ def _sidecar(name: str, namespace: str, body: str) -> str:
         f"---\napiVersion: networking.istio.io/v1\nkind: Sidecar\n"
         f"metadata: {{name: {name}, namespace: {namespace}}}\nspec:\n{body}"
     )
+
+
+REGISTRY_ONLY = MeshConfig(outbound_traffic_policy=OutboundTrafficPolicy(mode="REGISTRY_ONLY"))
 
 
 def _snapshot(*docs: str, **kw: object) -> Snapshot:
@@ -163,7 +167,7 @@ def test_virtual_service_destinations_stay_reachable() -> None:
 
 
 def test_registry_only_from_mesh_config() -> None:
-    snap = _snapshot(outbound_traffic_policy="REGISTRY_ONLY")
+    snap = _snapshot(mesh=REGISTRY_ONLY)
     out = sidecar_outbound(snap, _redirect())
     block = _route(out.route_configs, "9080").virtual_hosts[-1]
     assert block.name == "block_all" and block.domains == ("*",)
@@ -197,7 +201,7 @@ def test_sidecar_policy_overrides_mesh_config() -> None:
     strict = _sidecar("s", "default", "  outboundTrafficPolicy: {mode: REGISTRY_ONLY}\n")
     assert sidecar_scope(_snapshot(strict), _redirect()).outbound_policy == "REGISTRY_ONLY"
     loose = _sidecar("s", "default", "  outboundTrafficPolicy: {mode: ALLOW_ANY}\n")
-    snap = _snapshot(loose, outbound_traffic_policy="REGISTRY_ONLY")
+    snap = _snapshot(loose, mesh=REGISTRY_ONLY)
     assert sidecar_scope(snap, _redirect()).outbound_policy == "ALLOW_ANY"
     # A Sidecar with no egress does not scope.
     assert len(_services(_snapshot(strict), _redirect())) == 4

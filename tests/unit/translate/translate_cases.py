@@ -23,6 +23,7 @@ from google.protobuf.message import Message
 
 from pilotfish import ir
 from pilotfish.api.loader import load_text
+from pilotfish.model.mesh_config import MeshConfig, OutboundTrafficPolicy
 from pilotfish.model.proxy_view import ProxyView
 from pilotfish.model.snapshot import Snapshot, build_snapshot
 from pilotfish.translate.compose import compose
@@ -144,7 +145,8 @@ def load_snapshot(name: str) -> Snapshot:
     assert not errors, f"{path} does not load cleanly: {errors}"
     policy = _header(name).get("outbound-traffic-policy", "ALLOW_ANY")
     assert policy in ("ALLOW_ANY", "REGISTRY_ONLY"), f"{name}.yaml: bad outbound-traffic-policy"
-    return build_snapshot(result.resources, 1, outbound_traffic_policy=policy)  # type: ignore[arg-type]
+    mesh = MeshConfig(outbound_traffic_policy=OutboundTrafficPolicy(mode=policy))
+    return build_snapshot(result.resources, 1, mesh=mesh)
 
 
 def translate_case(name: str) -> TranslatedCase:

@@ -1,0 +1,55 @@
+"""The control plane a local mesh runs: its settings, derived from the runtime's.
+
+Pure functions of ``RuntimeSettings`` (and the bridge address), so what the
+runtime asks of its control plane is unit-tested without starting one.
+"""
+
+from __future__ import annotations
+
+from pilotfish.ca.tokens import TOKEN_STORE_FILE
+from pilotfish.controlplane.settings import ControlPlaneSettings
+from pilotfish.model.mesh_config import (
+    DEFAULT_MESH_CONFIG,
+    MeshConfig,
+    load_mesh_config,
+    with_overrides,
+)
+from pilotfish.runtime.settings import RuntimeSettings
+
+__all__ = ["control_plane_settings", "runtime_mesh_config"]
+
+
+def runtime_mesh_config(s: RuntimeSettings) -> MeshConfig:
+    """The mesh config file's (or Istio's defaults) with the runtime's overrides.
+
+    Raises ``MeshConfigError`` for a bad file (``pilotfish up`` checked it first).
+    """
+    base = load_mesh_config(s.mesh_config_file) if s.mesh_config_file else DEFAULT_MESH_CONFIG
+    # The runtime's trust domain (the CA's) stays authoritative; the demo
+    # profile's access logs stay on whatever the file says.
+    return with_overrides(
+        base, trust_domain=s.trust_domain, access_log=True if s.access_logs else None
+    )
+
+
+def control_plane_settings(s: RuntimeSettings, bridge_ip: str) -> ControlPlaneSettings:
+    """The in-process control plane's settings for the mesh ``s`` describes."""
+    transparent = s.mode == "transparent"
+    return ControlPlaneSettings(
+        config_paths=(str(s.config_dir), *s.manifests),
+        bind="127.0.0.1",
+        xds_port=s.xds_port,
+        http_port=s.control_plane_port,
+        service_cidr=s.service_cidr,
+        # Pods reach the control plane on the bridge; with the CA only through the
+        # mTLS port: unauthenticated xDS is never served to a pod.
+        plaintext_xds=not s.mtls,
+        extra_xds_binds=(bridge_ip,) if transparent else (),
+        mesh=runtime_mesh_config(s),
+        ca_dir=str(s.ca_dir) if s.mtls else None,
+        secure_port=s.secure_port,
+        cert_ttl_seconds=s.cert_ttl_seconds,
+        # Adopted pods keep their tokens across a supervisor restart.
+        ca_token_store=str(s.ca_dir / TOKEN_STORE_FILE) if s.mtls else None,
+        api_token_file=str(s.api_token_file),
+    )

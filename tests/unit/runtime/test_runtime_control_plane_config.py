@@ -1,0 +1,42 @@
+"""The settings of the control plane a local mesh runs, and its mesh config overrides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pilotfish.model.mesh_config import MeshConfig
+from pilotfish.runtime.control_plane_config import control_plane_settings, runtime_mesh_config
+from pilotfish.runtime.settings import RuntimeSettings
+
+
+def test_no_file_gives_istio_defaults_with_the_runtime_trust_domain(tmp_path: Path) -> None:
+    s = RuntimeSettings(state_dir=tmp_path, trust_domain="example.org")
+    assert runtime_mesh_config(s) == MeshConfig(trust_domain="example.org")
+    on = runtime_mesh_config(RuntimeSettings(state_dir=tmp_path, profile="demo"))
+    assert on.access_log_file == "/dev/stdout"
+
+
+def test_file_values_stand_but_the_trust_domain_is_the_runtimes(tmp_path: Path) -> None:
+    mesh_file = tmp_path / "mesh.yaml"
+    mesh_file.write_text(
+        "rootNamespace: mesh-root\ntrustDomain: file.org\naccessLogFile: /dev/stdout\n"
+    )
+    s = RuntimeSettings(
+        state_dir=tmp_path, trust_domain="runtime.org", mesh_config_file=str(mesh_file)
+    )
+    mesh = runtime_mesh_config(s)
+    assert (mesh.root_namespace, mesh.trust_domain) == ("mesh-root", "runtime.org")
+    # access_logs off does not switch off the file's access log.
+    assert mesh.access_log
+
+
+def test_control_plane_serves_pods_only_over_mtls_on_the_bridge(tmp_path: Path) -> None:
+    s = RuntimeSettings(state_dir=tmp_path)
+    cp = control_plane_settings(s, "198.18.240.1")
+    assert not cp.plaintext_xds and cp.extra_xds_binds == ("198.18.240.1",)
+    assert cp.ca_dir == str(s.ca_dir) and cp.ca_token_store is not None
+    assert cp.mesh == runtime_mesh_config(s) and not cp.freeze_gc
+    plain = control_plane_settings(
+        RuntimeSettings(state_dir=tmp_path, mode="explicit", mtls=False), "127.0.0.1"
+    )
+    assert plain.plaintext_xds and plain.extra_xds_binds == () and plain.ca_dir is None
