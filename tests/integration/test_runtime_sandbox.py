@@ -139,3 +139,32 @@ def test_a_failing_sandbox_never_runs_the_command(tmp_path: Path) -> None:
     assert proc.returncode == 126
     assert "pilotfish sandbox:" in proc.stderr
     assert not marker.exists()
+
+
+def test_a_project_in_a_closed_directory_is_still_reachable(tmp_path: Path) -> None:
+    """A clone in a 0700 directory (``mktemp -d``): the app runs its code from it and
+    sees its files, but not the state directory inside it."""
+    project = tmp_path / "clone"
+    (project / "code").mkdir(parents=True)
+    (project / "code" / "app.py").write_text("print('app ran')\n")
+    (project / "README").write_text("top")
+    state = project / ".pilotfish"
+    (state / "ca").mkdir(parents=True)
+    (state / "ca" / "root-key.pem").write_text("key")
+    project.chmod(0o700)
+    spec = SandboxSpec(
+        200125,
+        200125,
+        masks=(str(state),),
+        reveals=(*runtime_reveals(), str(project)),
+        mask_tmp=True,
+        workdir=str(project),
+    )
+    probe = (
+        "import os, runpy; runpy.run_path('code/app.py');"
+        "print(sorted(os.listdir('.')), open('README').read(), os.listdir('.pilotfish'))"
+    )
+    argv = sandbox_argv(sys.executable, spec, [sys.executable, "-c", probe])
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["app ran", "['.pilotfish', 'README', 'code'] top []"]

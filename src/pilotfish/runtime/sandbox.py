@@ -18,7 +18,9 @@ Theory of operation:
    (Python, the virtualenv, the project, the pod's own directory): if a mask
    or an ancestor the target user cannot traverse (``/root`` is 0700) hides
    it, that ancestor is replaced by an empty tmpfs too and the directory is
-   bind-mounted back at its own path. Operations run from the shallowest path
+   bind-mounted back at its own path. A reveal the user cannot enter itself
+   (the project cloned into a 0700 directory) becomes an empty tmpfs with each
+   of its entries bound back, masked ones excepted. Operations run from the shallowest path
    to the deepest, masks before reveals at the same depth, so a reveal inside
    a mask (the pod's own directory inside the state directory) wins over it.
    Each hidden reveal is opened (``O_PATH``) before any mount changes the
@@ -111,6 +113,7 @@ class MountOp:
 
 
 StatFn = Callable[[str], os.stat_result]
+ListFn = Callable[[str], list[str]]
 
 
 def _ancestors(path: str) -> list[str]:
@@ -147,7 +150,40 @@ def _depth(path: str) -> int:
     return len([p for p in path.split("/") if p])
 
 
-def plan(spec: SandboxSpec, stat_fn: StatFn = os.stat) -> tuple[list[str], list[MountOp]]:
+def _entries(path: str) -> list[str]:
+    return sorted(os.listdir(path))
+
+
+def _open_up(
+    spec: SandboxSpec, masks: dict[str, int], stat_fn: StatFn, list_fn: ListFn
+) -> list[str]:
+    """The reveals, with each directory the user may not enter itself (a 0700 clone of
+    the project, say) replaced by its entries under an empty tmpfs of the same path:
+    bound back one by one, they are reachable, and masked entries stay masked."""
+    out: list[str] = []
+    user_masks = tuple(masks)
+    for reveal in spec.reveals:
+        try:
+            st = stat_fn(reveal)
+        except OSError:
+            out.append(reveal)  # opening it fails later, with its name
+            continue
+        if not stat.S_ISDIR(st.st_mode) or _can_traverse(st, spec.uid, spec.gid):
+            out.append(reveal)
+            continue
+        masks.setdefault(reveal, 0o755)
+        # Masks inside the reveal (the state directory in the project) stay masked.
+        inner = [m for m in user_masks if _under(m, reveal) and m != reveal]
+        for name in list_fn(reveal):
+            child = reveal.rstrip("/") + "/" + name
+            if not any(_under(child, m) for m in inner):
+                out.append(child)
+    return out
+
+
+def plan(
+    spec: SandboxSpec, stat_fn: StatFn = os.stat, list_fn: ListFn = _entries
+) -> tuple[list[str], list[MountOp]]:
     """(reveals to open before mounting, mount operations in order) for ``spec``.
 
     Paths must be absolute and normalised. A reveal that nothing hides is left
@@ -156,11 +192,12 @@ def plan(spec: SandboxSpec, stat_fn: StatFn = os.stat) -> tuple[list[str], list[
     masks: dict[str, int] = {m: 0o755 for m in spec.masks}
     if spec.mask_tmp:
         masks["/tmp"] = 0o1777
-    for reveal in spec.reveals:
+    reveals = _open_up(spec, masks, stat_fn, list_fn)
+    for reveal in reveals:
         blocked = blocked_ancestor(reveal, spec.uid, spec.gid, stat_fn)
         if blocked is not None:
             masks.setdefault(blocked, 0o755)
-    hidden = [r for r in dict.fromkeys(spec.reveals) if any(_under(r, m) for m in masks)]
+    hidden = [r for r in dict.fromkeys(reveals) if any(_under(r, m) for m in masks)]
     ops = [MountOp("tmpfs", path, mode) for path, mode in masks.items()]
     ops += [MountOp("bind", path, source=index) for index, path in enumerate(hidden)]
     # Shallow first; at one depth masks go first so a reveal of the same path wins.
@@ -221,12 +258,19 @@ def _make_dirs(path: str) -> None:
         os.makedirs(path, mode=0o755, exist_ok=True)
 
 
+def _make_file(path: str) -> None:
+    """An empty file to bind a file onto (inside a tmpfs we laid)."""
+    _make_dirs(os.path.dirname(path))
+    if not os.path.exists(path):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644))
+
+
 def _apply(libc: ctypes.CDLL, reveals: Iterable[str], ops: Sequence[MountOp]) -> None:
-    fds = [os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC) for path in reveals]
+    fds = [os.open(path, os.O_PATH | os.O_CLOEXEC) for path in reveals]
     try:
         for op in ops:
-            _make_dirs(op.path)
             if op.kind == "tmpfs":
+                _make_dirs(op.path)
                 _mount(
                     libc,
                     "tmpfs",
@@ -235,8 +279,13 @@ def _apply(libc: ctypes.CDLL, reveals: Iterable[str], ops: Sequence[MountOp]) ->
                     _MS_NOSUID | _MS_NODEV,
                     f"mode={op.mode:o},size=64m",
                 )
+                continue
+            fd = fds[op.source]
+            if stat.S_ISDIR(os.fstat(fd).st_mode):
+                _make_dirs(op.path)
             else:
-                _mount(libc, f"/proc/self/fd/{fds[op.source]}", op.path, None, _MS_BIND | _MS_REC)
+                _make_file(op.path)
+            _mount(libc, f"/proc/self/fd/{fd}", op.path, None, _MS_BIND | _MS_REC)
     finally:
         for fd in fds:
             os.close(fd)

@@ -94,3 +94,23 @@ def test_root_is_refused_and_argv_round_trips() -> None:
         "--mask", "/s", "--reveal", "/v", "--mask-tmp", "--workdir", "/w", "--bind-low-ports",
         "--", "envoy", "-c", "x",
     ]  # fmt: skip
+
+
+def test_a_reveal_the_user_cannot_enter_is_opened_up_entry_by_entry() -> None:
+    """The project cloned into a 0700 directory: its entries are bound back one by one
+    under an empty tmpfs, except the state directory inside it, which stays masked."""
+    repo = "/tmp/tmp.x"
+    spec = SandboxSpec(
+        uid=UID, gid=UID, masks=(f"{repo}/.pilotfish",), reveals=(repo,), mask_tmp=True
+    )
+    entries = {repo: [".git", ".pilotfish", "README.md", "src"]}
+    hidden, ops = plan(spec, _fake_stat({repo: (0o700, 0)}), lambda p: entries[p])
+    assert hidden == [f"{repo}/.git", f"{repo}/README.md", f"{repo}/src"]
+    assert [(op.kind, op.path) for op in ops] == [
+        ("tmpfs", "/tmp"),
+        ("tmpfs", repo),
+        ("tmpfs", f"{repo}/.pilotfish"),
+        ("bind", f"{repo}/.git"),
+        ("bind", f"{repo}/README.md"),
+        ("bind", f"{repo}/src"),
+    ]
