@@ -7,6 +7,7 @@ from typing import Literal
 
 from pilotfish.ir.routes import RouteConfig
 from pilotfish.ir.security import AuthzPolicy, DownstreamTls, JwtAuthn
+from pilotfish.ir.telemetry import AccessLog, Metrics, Tracing
 
 __all__ = [
     "FilterChain",
@@ -37,6 +38,11 @@ class HttpConnectionManager:
     # authorization (DENY policies, then ALLOW, AUDIT only logs).
     jwt: JwtAuthn | None = None
     authz: tuple[AuthzPolicy, ...] = ()
+    # Telemetry (ir/telemetry.py): Istio's standard metrics, the tracer and
+    # access logs resolved for this connection manager; None/() is off.
+    metrics: Metrics | None = None
+    tracing: Tracing | None = None
+    access_logs: tuple[AccessLog, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +58,9 @@ class TcpProxy:
     # (cluster, weight) pairs; when set they replace ``cluster`` (VirtualService
     # ``tcp``/``tls`` routes splitting connections by weight).
     weighted_clusters: tuple[tuple[str, int], ...] = ()
+    # Istio's TCP metrics and access logs for this proxy (ir/telemetry.py).
+    metrics: Metrics | None = None
+    access_logs: tuple[AccessLog, ...] = ()
 
 
 NetworkFilter = HttpConnectionManager | TcpProxy
