@@ -39,3 +39,27 @@ def transparent_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2EMe
 @pytest.fixture(scope="module")
 def explicit_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2EMesh]:
     yield from _mesh(tmp_path_factory.mktemp("explicit"), "explicit", "pfe2x")
+
+
+@pytest.fixture(scope="module")
+def demo_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2EMesh]:
+    """Bookinfo, transparent with mTLS, under the demo profile (telemetry addons on).
+
+    One mesh for the whole observability module: its tests share it.
+    """
+    require_root()
+    tmp = tmp_path_factory.mktemp("demo")
+    bridge = "pfe2o"
+    mesh = E2EMesh(tmp / "state", "transparent", free_port(), free_port(), free_port(), bridge)
+    try:
+        mesh.up(
+            SAMPLES / "bookinfo.yaml",
+            SAMPLES / "networking" / "bookinfo-gateway.yaml",
+            profile="demo",
+        )
+        yield mesh
+    finally:
+        mesh.cli("down", check=False)
+        assert host_leftovers(bridge) == []
+        assert processes_mentioning(str(mesh.state_dir)) == []
+        assert processes_mentioning("pilotfish.samples.bookinfo") == []
