@@ -40,6 +40,7 @@ from pilotfish.model.snapshot import Snapshot
 from pilotfish.registry.model import MeshService
 from pilotfish.translate.names import outbound_cluster
 from pilotfish.translate.source_match import source_matches
+from pilotfish.translate.telemetry_metrics import with_metrics
 from pilotfish.translate.virtual_hosts import bound_gateways
 
 __all__ = ["TLS_PROTOCOLS", "L4Client", "service_l4_chains"]
@@ -91,10 +92,10 @@ def _proxy(
     positive = [d for d in routes if d.weight is None or d.weight > 0] or list(routes)
     pairs = [(_dest_cluster(snapshot, d, vs, port), d.weight or 0) for d in positive]
     if len(pairs) == 1:
-        return TcpProxy(pairs[0][0], pairs[0][0])
+        return with_metrics(TcpProxy(pairs[0][0], pairs[0][0]), "source")
     if all(w == 0 for _, w in pairs):
         pairs = [(c, 1) for c, _ in pairs]
-    return TcpProxy(stat, pairs[0][0], weighted_clusters=tuple(pairs))
+    return with_metrics(TcpProxy(stat, pairs[0][0], weighted_clusters=tuple(pairs)), "source")
 
 
 def _server_names(snis: Sequence[str]) -> tuple[str, ...]:
@@ -152,5 +153,5 @@ def service_l4_chains(
                 name = base if not subnets else f"{base}/tcp/{ri}/{mi}"
                 add(name, (ranges, ()), _proxy(snapshot, name, tcp_rule.route, vs, port))
     cluster = outbound_cluster(svc.hostname, port)
-    add(base, (vips, ()), TcpProxy(cluster, cluster))
+    add(base, (vips, ()), with_metrics(TcpProxy(cluster, cluster), "source"))
     return chains

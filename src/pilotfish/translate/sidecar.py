@@ -63,6 +63,7 @@ from pilotfish.translate.security.peer_authn import peer_mtls
 from pilotfish.translate.security.tcp_filters import with_tcp_workload_authz
 from pilotfish.translate.sidecar_scope import SidecarScope, scope_for, sidecar_scope
 from pilotfish.translate.source_match import source_label_keys
+from pilotfish.translate.telemetry_metrics import with_metrics
 from pilotfish.translate.virtual_hosts import dedupe_domains, service_domains, vs_for_mesh
 from pilotfish.translate.visibility import service_visible
 
@@ -214,10 +215,13 @@ def _captured_outbound(
             route_configs.append(RouteConfig(str(port), tuple(vhosts)))
             default = FilterChain(
                 f"0.0.0.0_{port}",
-                HttpConnectionManager(
-                    f"outbound_0.0.0.0_{port}",
-                    route_config_name=str(port),
-                    access_log=snapshot.access_log,
+                with_metrics(
+                    HttpConnectionManager(
+                        f"outbound_0.0.0.0_{port}",
+                        route_config_name=str(port),
+                        access_log=snapshot.access_log,
+                    ),
+                    "source",
                 ),
             )
         else:
@@ -278,10 +282,13 @@ def _explicit_outbound(
             (),
             FilterChain(
                 name,
-                HttpConnectionManager(
-                    f"outbound_{name}",
-                    route_config_name=HTTP_PROXY_ROUTE,
-                    access_log=snapshot.access_log,
+                with_metrics(
+                    HttpConnectionManager(
+                        f"outbound_{name}",
+                        route_config_name=HTTP_PROXY_ROUTE,
+                        access_log=snapshot.access_log,
+                    ),
+                    "source",
                 ),
             ),
             direction="outbound",
@@ -370,15 +377,18 @@ def _inbound_chain(
                 ),
             ),
         )
-        hcm = HttpConnectionManager(
-            cluster, inline_routes=routes, direction="inbound", access_log=access_log
+        hcm = with_metrics(
+            HttpConnectionManager(
+                cluster, inline_routes=routes, direction="inbound", access_log=access_log
+            ),
+            "destination",
         )
         if snapshot is not None and view is not None:
             # JWT and authorization of the workload, for requests to this port.
             hcm = with_workload_security(hcm, snapshot, view.namespace, view.label_map, sp.port)
         flt: HttpConnectionManager | TcpProxy = hcm
     else:
-        flt = TcpProxy(cluster, cluster)
+        flt = with_metrics(TcpProxy(cluster, cluster), "destination")
         if snapshot is not None and view is not None:
             # Authorization of the workload, for connections to this port.
             flt = with_tcp_workload_authz(flt, snapshot, view.namespace, view.label_map, sp.port)

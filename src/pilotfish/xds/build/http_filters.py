@@ -35,6 +35,11 @@ from google.protobuf.message import Message
 from pilotfish import ir
 from pilotfish.xds.build._common import any_of
 from pilotfish.xds.build.jwt import build_jwt_authn
+from pilotfish.xds.build.peer_headers import (
+    PEER_HEADERS_FILTER,
+    build_peer_headers,
+    build_route_service_headers,
+)
 from pilotfish.xds.build.rbac import JWT_FILTER_NAME, RBAC_FILTER_NAME, build_rbac
 from pilotfish.xds.build.route_filters import build_cors_policy, build_fault
 
@@ -130,6 +135,15 @@ HTTP_FILTERS: tuple[HttpFilter, ...] = (
         wanted=lambda _hcm, routes: any(r.cors is not None for r in routes),
         listener_config=lambda _hcm: cors_pb2.Cors(),
         route_config=_cors,
+    ),
+    # A source-reporting proxy tells the server who calls and which service it
+    # called (xds/build/peer_headers.py), overwriting what the app sent.
+    HttpFilter(
+        name="peer_headers",
+        envoy_name=PEER_HEADERS_FILTER,
+        wanted=lambda hcm, _routes: hcm.metrics is not None and hcm.metrics.reporter == "source",
+        listener_config=lambda _hcm: build_peer_headers(),
+        route_config=build_route_service_headers,
     ),
 )
 

@@ -29,6 +29,7 @@ from pilotfish.xds.build._common import ads_config_source, any_of
 from pilotfish.xds.build.http_filters import build_http_filters
 from pilotfish.xds.build.rbac import build_network_rbac_filters
 from pilotfish.xds.build.routes import build_route_config
+from pilotfish.xds.build.stats import build_http_stats_logs, build_tcp_stats_logs
 
 __all__ = [
     "ACCESS_LOG_FORMAT",
@@ -94,8 +95,14 @@ def build_tcp_proxy(proxy: ir.TcpProxy) -> tcp_proxy_pb2.TcpProxy:
                 for name, weight in proxy.weighted_clusters
             ]
         )
-        return tcp_proxy_pb2.TcpProxy(stat_prefix=proxy.stat_prefix, weighted_clusters=weighted)
-    return tcp_proxy_pb2.TcpProxy(stat_prefix=proxy.stat_prefix, cluster=proxy.cluster)
+        proto = tcp_proxy_pb2.TcpProxy(stat_prefix=proxy.stat_prefix, weighted_clusters=weighted)
+    else:
+        proto = tcp_proxy_pb2.TcpProxy(stat_prefix=proxy.stat_prefix, cluster=proxy.cluster)
+    if proxy.metrics is not None:
+        # Log when the upstream connection is up too: connections opened.
+        proto.access_log.extend(build_tcp_stats_logs(proxy.metrics))
+        proto.access_log_options.flush_access_log_on_connected = True
+    return proto
 
 
 def build_http_connection_manager(
@@ -133,6 +140,8 @@ def build_http_connection_manager(
         )
     if hcm.access_log:
         proto.access_log.append(build_access_log())
+    if hcm.metrics is not None:
+        proto.access_log.extend(build_http_stats_logs(hcm.metrics))
     if hcm.forward_client_cert:
         # The app sees the verified caller (subject, SPIFFE URI, DNS SANs) in
         # x-forwarded-client-cert; whatever the caller sent is replaced. Without

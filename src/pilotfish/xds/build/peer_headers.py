@@ -1,0 +1,77 @@
+"""The client proxy's peer headers: who is calling, and which service it called.
+
+A source-reporting proxy (sidecar outbound, gateway) overwrites, on every
+request, the ``x-pilotfish-peer-*`` headers with its own workload's facts
+(``%ENVIRONMENT(...)%``, set by its agent) and, per route, the
+``x-pilotfish-destination-service*`` headers with the service the route's
+cluster belongs to. Whatever the app sent under those names is replaced, so
+an app cannot pose as another workload. The server proxy believes them only on
+its mTLS chains (``xds/build/stats.py``).
+"""
+
+from __future__ import annotations
+
+from envoy.config.common.mutation_rules.v3 import mutation_rules_pb2
+from envoy.config.core.v3 import base_pb2
+from envoy.extensions.filters.http.header_mutation.v3 import header_mutation_pb2 as hm_pb2
+
+from pilotfish import ir
+from pilotfish.peer_labels import (
+    DEST_SERVICE_HEADER,
+    DEST_SERVICE_NAME_HEADER,
+    DEST_SERVICE_NAMESPACE_HEADER,
+    PEER_HEADERS,
+    UNKNOWN,
+)
+
+__all__ = ["PEER_HEADERS_FILTER", "build_peer_headers", "build_route_service_headers"]
+
+PEER_HEADERS_FILTER = "envoy.filters.http.header_mutation.peer"
+
+
+def _overwrite(key: str, value: str) -> mutation_rules_pb2.HeaderMutation:
+    return mutation_rules_pb2.HeaderMutation(
+        append=base_pb2.HeaderValueOption(
+            header=base_pb2.HeaderValue(key=key, value=value),
+            append_action=base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD,
+        )
+    )
+
+
+def build_peer_headers() -> hm_pb2.HeaderMutation:
+    """Listener level: the caller's workload headers, from the proxy's environment."""
+    mutations = hm_pb2.Mutations(
+        request_mutations=[
+            _overwrite(header, f"%ENVIRONMENT({var})%") for _suffix, header, var in PEER_HEADERS
+        ]
+    )
+    return hm_pb2.HeaderMutation(mutations=mutations)
+
+
+def _service_of(route: ir.Route) -> str | None:
+    """The service host of the route's first outbound cluster (None if it has none)."""
+    action = route.action
+    if not isinstance(action, ir.ForwardAction) or not action.clusters:
+        return None
+    parts = action.clusters[0].cluster.split("|")
+    if len(parts) != 4 or parts[0] != "outbound":
+        return None
+    return parts[3]
+
+
+def build_route_service_headers(route: ir.Route) -> hm_pb2.HeaderMutationPerRoute | None:
+    """Per route: the called service (``reviews.default.svc.cluster.local``), its
+    short name and namespace (``unknown`` for a host outside the registry's form)."""
+    host = _service_of(route)
+    if host is None:
+        return None
+    labels = host.split(".")
+    name, namespace = (labels[0], labels[1]) if ".svc." in host else (host, UNKNOWN)
+    mutations = hm_pb2.Mutations(
+        request_mutations=[
+            _overwrite(DEST_SERVICE_HEADER, host),
+            _overwrite(DEST_SERVICE_NAME_HEADER, name),
+            _overwrite(DEST_SERVICE_NAMESPACE_HEADER, namespace),
+        ]
+    )
+    return hm_pb2.HeaderMutationPerRoute(mutations=mutations)

@@ -1,0 +1,274 @@
+"""IR metrics -> Envoy stats access loggers emitting Istio's standard metrics.
+
+Theory of operation: Envoy's stats access logger (``envoy.access_loggers.stats``)
+turns each logged request or connection into counter increments and histogram
+samples whose tags are command operators (``%RESPONSE_CODE%``). One logger
+holds every metric for one *variant* of a request; variants differ in how the
+labels are filled, and an access-log filter picks the variant:
+
+- the reporter: the destination proxy describes the caller from what the
+  caller's proxy sent, the source proxy describes itself;
+- at the destination, whether the connection is mTLS (CEL ``connection.mtls``):
+  only then are the caller's headers believed (the server's inbound mTLS
+  chain accepts mesh certificates only), and ``source_principal`` is the
+  verified peer certificate's URI SAN. A plaintext caller is ``unknown``;
+- HTTP or gRPC (the request's ``content-type``), for ``request_protocol``
+  and ``grpc_response_status``.
+
+Labels about the proxy's own workload come from environment variables the
+agent sets (``pilotfish.peer_labels``), so the configuration is the same for
+every proxy with the same view. Envoy names a stat ``<stat_prefix>.<name>``
+and prints it as ``envoy_istio_<name>``; the agent's metrics endpoint renames
+that to Istio's ``istio_<name>``.
+
+TCP proxies log once when the upstream connection is up (connections opened)
+and once when the connection ends (closed, bytes). TCP carries no headers, so
+a TCP destination knows the caller by its certificate alone.
+
+Telemetry overrides apply last: a disabled metric is left out, a removed tag
+dropped, and a tag with a value gets that value as its format.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from envoy.config.accesslog.v3 import accesslog_pb2
+from envoy.config.route.v3 import route_components_pb2 as rc_pb2
+from envoy.data.accesslog.v3 import accesslog_pb2 as data_pb2
+from envoy.extensions.access_loggers.filters.cel.v3 import cel_pb2
+from envoy.extensions.access_loggers.stats.v3 import stats_pb2
+from envoy.type.matcher.v3 import string_pb2
+
+from pilotfish import ir
+from pilotfish.peer_labels import (
+    DEST_SERVICE_HEADER,
+    DEST_SERVICE_NAME_HEADER,
+    DEST_SERVICE_NAMESPACE_HEADER,
+    ENV_PRINCIPAL,
+    PEER_HEADERS,
+    UNKNOWN,
+)
+from pilotfish.xds.build._common import any_of
+
+__all__ = [
+    "HTTP_METRICS",
+    "STATS_ACCESS_LOG",
+    "STAT_PREFIX",
+    "TCP_METRICS",
+    "build_http_stats_logs",
+    "build_tcp_stats_logs",
+]
+
+STATS_ACCESS_LOG = "envoy.access_loggers.stats"
+_CEL_FILTER = "envoy.access_loggers.extension_filters.cel"
+# Envoy requires a prefix; the agent turns "envoy_istio_" back into "istio_".
+STAT_PREFIX = "istio"
+
+Unit = stats_pb2.Config.Histogram.Unit
+Labels = dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class _Metric:
+    """One Istio metric: a counter adds ``value`` (a format) or 1; a histogram
+    records ``value`` in ``unit``."""
+
+    name: str  # Istio's name, "istio_requests_total"
+    kind: str  # "counter" | "histogram"
+    value: str = ""
+    unit: int = Unit.Unspecified
+
+
+HTTP_METRICS: tuple[_Metric, ...] = (
+    _Metric("istio_requests_total", "counter"),
+    _Metric("istio_request_duration_milliseconds", "histogram", "%DURATION%", Unit.Milliseconds),
+    _Metric("istio_request_bytes", "histogram", "%BYTES_RECEIVED%", Unit.Bytes),
+    _Metric("istio_response_bytes", "histogram", "%BYTES_SENT%", Unit.Bytes),
+)
+# When the upstream connection is up, and when the connection ends.
+_TCP_OPEN_METRICS = (_Metric("istio_tcp_connections_opened_total", "counter"),)
+_TCP_END_METRICS = (
+    _Metric("istio_tcp_connections_closed_total", "counter"),
+    _Metric("istio_tcp_sent_bytes_total", "counter", "%BYTES_SENT%"),
+    _Metric("istio_tcp_received_bytes_total", "counter", "%BYTES_RECEIVED%"),
+)
+TCP_METRICS = _TCP_OPEN_METRICS + _TCP_END_METRICS
+
+
+def _env(var: str) -> str:
+    return f"%ENVIRONMENT({var})%"
+
+
+def _local_labels(side: str) -> Labels:
+    """``<side>_workload`` ... of the proxy's own workload, from its environment."""
+    labels = {f"{side}_{suffix}": _env(var) for suffix, _header, var in PEER_HEADERS}
+    labels[f"{side}_principal"] = _env(ENV_PRINCIPAL)
+    return labels
+
+
+def _peer_labels(side: str, *, trusted: bool) -> Labels:
+    """``<side>_*`` of the peer: from the headers its proxy sent, if trusted."""
+    return {
+        f"{side}_{suffix}": f"%REQ({header})%" if trusted else UNKNOWN
+        for suffix, header, _var in PEER_HEADERS
+    }
+
+
+def _service_labels(*, known: bool) -> Labels:
+    if not known:
+        return dict.fromkeys(
+            ("destination_service", "destination_service_name", "destination_service_namespace"),
+            UNKNOWN,
+        )
+    return {
+        "destination_service": f"%REQ({DEST_SERVICE_HEADER})%",
+        "destination_service_name": f"%REQ({DEST_SERVICE_NAME_HEADER})%",
+        "destination_service_namespace": f"%REQ({DEST_SERVICE_NAMESPACE_HEADER})%",
+    }
+
+
+def _identity_labels(reporter: ir.Reporter, *, mtls: bool, http: bool) -> Labels:
+    """Source and destination labels for one variant (see the module docstring)."""
+    if reporter == "destination":
+        labels = _peer_labels("source", trusted=mtls and http)
+        labels["source_principal"] = "%DOWNSTREAM_PEER_URI_SAN%" if mtls else UNKNOWN
+        labels |= _local_labels("destination")
+        if not mtls:
+            labels["destination_principal"] = UNKNOWN
+        labels |= _service_labels(known=mtls and http)
+        labels["connection_security_policy"] = "mutual_tls" if mtls else "none"
+        return labels
+    labels = _local_labels("source")
+    labels |= _peer_labels("destination", trusted=False)
+    labels["destination_principal"] = "%UPSTREAM_PEER_URI_SAN%"
+    labels |= _service_labels(known=http)
+    labels["connection_security_policy"] = UNKNOWN
+    return labels
+
+
+def _request_labels(protocol: str) -> Labels:
+    if protocol == "tcp":
+        return {"request_protocol": "tcp", "response_flags": "%RESPONSE_FLAGS%"}
+    labels = {"request_protocol": protocol, "response_code": "%RESPONSE_CODE%"}
+    if protocol == "grpc":
+        # Istio's value for HTTP is "", which Prometheus reads as no label at
+        # all; Envoy refuses an empty format, so HTTP leaves the tag out.
+        labels["grpc_response_status"] = "%GRPC_STATUS_NUMBER%"
+    labels["response_flags"] = "%RESPONSE_FLAGS%"
+    return labels
+
+
+def _with_overrides(labels: Labels, overrides: Sequence[ir.MetricTagOverride]) -> Labels:
+    result = dict(labels)
+    for override in overrides:
+        if override.remove or not override.value:
+            # Envoy refuses an empty format; an empty label is no label in Prometheus.
+            result.pop(override.tag, None)
+        else:
+            result[override.tag] = override.value
+    return result
+
+
+def _stats_config(
+    metrics: Iterable[_Metric], labels: Labels, conf: ir.Metrics
+) -> stats_pb2.Config | None:
+    """One logger's stats for ``metrics`` that ``conf`` keeps; None when none is left."""
+    overrides: Mapping[str, tuple[ir.MetricTagOverride, ...]] = dict(conf.tag_overrides)
+    config = stats_pb2.Config(stat_prefix=STAT_PREFIX)
+    for metric in metrics:
+        if metric.name in conf.disabled:
+            continue
+        tags = [
+            stats_pb2.Config.Tag(name=name, value_format=fmt)
+            for name, fmt in _with_overrides(labels, overrides.get(metric.name, ())).items()
+        ]
+        stat = stats_pb2.Config.Stat(name=metric.name.removeprefix("istio_"), tags=tags)
+        if metric.kind == "counter":
+            counter = config.counters.add(stat=stat)
+            if metric.value:
+                counter.value_format = metric.value
+            else:
+                counter.value_fixed.value = 1
+        else:
+            config.histograms.add(stat=stat, unit=metric.unit, value_format=metric.value)
+    if not config.counters and not config.histograms:
+        return None
+    return config
+
+
+def _cel(expression: str) -> accesslog_pb2.AccessLogFilter:
+    ext = cel_pb2.ExpressionFilter(expression=expression)
+    return accesslog_pb2.AccessLogFilter(
+        extension_filter=accesslog_pb2.ExtensionFilter(name=_CEL_FILTER, typed_config=any_of(ext))
+    )
+
+
+def _grpc_filter(grpc: bool) -> accesslog_pb2.AccessLogFilter:
+    """Requests whose content-type starts (or, ``grpc=False``, does not) with application/grpc."""
+    matcher = rc_pb2.HeaderMatcher(
+        name="content-type",
+        string_match=string_pb2.StringMatcher(prefix="application/grpc"),
+        invert_match=not grpc,
+        treat_missing_header_as_empty=True,
+    )
+    return accesslog_pb2.AccessLogFilter(header_filter=accesslog_pb2.HeaderFilter(header=matcher))
+
+
+def _log_type_filter(kind: int) -> accesslog_pb2.AccessLogFilter:
+    return accesslog_pb2.AccessLogFilter(log_type_filter=accesslog_pb2.LogTypeFilter(types=[kind]))
+
+
+def _access_log(
+    config: stats_pb2.Config | None, filters: Sequence[accesslog_pb2.AccessLogFilter]
+) -> list[accesslog_pb2.AccessLog]:
+    if config is None:
+        return []
+    log = accesslog_pb2.AccessLog(name=STATS_ACCESS_LOG, typed_config=any_of(config))
+    if len(filters) == 1:
+        log.filter.CopyFrom(filters[0])
+    elif filters:
+        log.filter.and_filter.filters.extend(filters)
+    return [log]
+
+
+def _mtls_variants(reporter: ir.Reporter) -> tuple[bool | None, ...]:
+    """The destination splits on mTLS; the source has one variant (None: no filter)."""
+    return (True, False) if reporter == "destination" else (None,)
+
+
+def _mtls_filters(mtls: bool | None) -> list[accesslog_pb2.AccessLogFilter]:
+    if mtls is None:
+        return []
+    return [_cel("connection.mtls" if mtls else "!connection.mtls")]
+
+
+def build_http_stats_logs(conf: ir.Metrics) -> list[accesslog_pb2.AccessLog]:
+    """The stats loggers of an HTTP connection manager reporting ``conf``."""
+    logs: list[accesslog_pb2.AccessLog] = []
+    for mtls, protocol in itertools.product(_mtls_variants(conf.reporter), ("http", "grpc")):
+        labels: Labels = {"reporter": conf.reporter}
+        labels |= _identity_labels(conf.reporter, mtls=mtls is not False, http=True)
+        labels |= _request_labels(protocol)
+        filters = [*_mtls_filters(mtls), _grpc_filter(protocol == "grpc")]
+        logs += _access_log(_stats_config(HTTP_METRICS, labels, conf), filters)
+    return logs
+
+
+def build_tcp_stats_logs(conf: ir.Metrics) -> list[accesslog_pb2.AccessLog]:
+    """The stats loggers of a TCP proxy reporting ``conf`` (the proxy must flush
+    its access log when the upstream connection is established)."""
+    logs: list[accesslog_pb2.AccessLog] = []
+    phases = (
+        (_TCP_OPEN_METRICS, data_pb2.TcpUpstreamConnected),
+        (_TCP_END_METRICS, data_pb2.TcpConnectionEnd),
+    )
+    for mtls, (metrics, kind) in itertools.product(_mtls_variants(conf.reporter), phases):
+        labels: Labels = {"reporter": conf.reporter}
+        labels |= _identity_labels(conf.reporter, mtls=mtls is not False, http=False)
+        labels |= _request_labels("tcp")
+        filters = [*_mtls_filters(mtls), _log_type_filter(kind)]
+        logs += _access_log(_stats_config(metrics, labels, conf), filters)
+    return logs
