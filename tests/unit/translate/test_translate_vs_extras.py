@@ -182,10 +182,11 @@ def test_hcm_gets_fault_and_cors_filters_only_when_routes_use_them() -> None:
     with_extras = sidecar_outbound(snapshot(SERVICES + HTTP_VS), view)
     hcm = with_extras.listeners[0].default_chain
     assert hcm is not None and isinstance(hcm.filter, ir.HttpConnectionManager)
-    assert hcm.filter.http_filters == ("fault", "cors")
+    # peer_headers: every outbound connection manager reports metrics as source.
+    assert hcm.filter.http_filters == ("fault", "cors", "peer_headers")
     plain = sidecar_outbound(snapshot(SERVICES), view).listeners[0].default_chain
     assert plain is not None and isinstance(plain.filter, ir.HttpConnectionManager)
-    assert plain.filter.http_filters == ()
+    assert plain.filter.http_filters == ("peer_headers",)
 
 
 def _listener(view: ProxyView, port: int) -> ir.Listener:

@@ -56,7 +56,15 @@ def test_router_may_not_be_listed() -> None:
 
 def test_names_are_unique_and_chain_order_is_istios() -> None:
     names = [f.name for f in HTTP_FILTERS]
-    assert names == ["jwt_authn", "rbac_deny", "rbac_allow", "rbac_audit", "fault", "cors"]
+    assert names == [
+        "jwt_authn",
+        "rbac_deny",
+        "rbac_allow",
+        "rbac_audit",
+        "fault",
+        "cors",
+        "peer_headers",
+    ]
     assert len({f.envoy_name for f in HTTP_FILTERS}) == len(HTTP_FILTERS)
     assert set(FILTERS_BY_NAME) == set(names)
 
