@@ -24,6 +24,7 @@ import contextlib
 import logging
 import signal
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from pilotfish.agent.admin import AdminError, EnvoyAdmin
@@ -32,7 +33,9 @@ from pilotfish.agent.bootstrap import STATS_STAT_PREFIX, write_bootstrap
 from pilotfish.agent.config import AgentConfig
 from pilotfish.agent.envoy_process import EnvoyProcess, envoy_command
 from pilotfish.agent.health import AppHealthChecker, HealthServer, ReadinessProbe
+from pilotfish.agent.metrics_server import AgentMetrics, MetricsServer
 from pilotfish.agent.rotation import RotationPolicy
+from pilotfish.agent.workload_env import envoy_environment
 from pilotfish.agent.workload_identity import WorkloadIdentity
 from pilotfish.envoy_binary import find_envoy
 
@@ -81,6 +84,8 @@ class Agent:
         self._envoy: EnvoyProcess | None = None
         self._identity: WorkloadIdentity | None = None
         self._health_port: int | None = None
+        self._metrics: MetricsServer | None = None
+        self.metrics_ports: dict[str, int] = {}
         self._stop_requested = asyncio.Event()
         self._hurry = asyncio.Event()
         self._stopped = False
@@ -117,7 +122,9 @@ class Agent:
         if config.envoy_uid is not None:
             # Envoy runs as another user: it must be able to read its bootstrap.
             work_dir.chmod(0o755)
-        bootstrap = write_bootstrap(config, work_dir / "bootstrap.json")
+        # The agent serves the stats port itself (Istio's metric names), so
+        # Envoy's bootstrap has no Prometheus listener of its own.
+        bootstrap = write_bootstrap(replace(config, stats_port=0), work_dir / "bootstrap.json")
         command = envoy_command(
             config.envoy_path or find_envoy(),
             bootstrap,
@@ -155,9 +162,12 @@ class Agent:
             logger=self._log.getChild("envoy"),
             uid=config.envoy_uid,
             gid=config.envoy_gid,
+            env=envoy_environment(config),
         )
+        self._metrics = self._metrics_server(self._admin, self._envoy)
         try:
             self._health_port = await self._health.start()
+            self.metrics_ports = await self._metrics.start()
             if identity is not None:
                 # Envoy's xDS and mTLS clusters need the certificate: get it first.
                 await identity.start()
@@ -176,6 +186,21 @@ class Agent:
             *config.xds_target,
             " (mTLS)" if config.xds_tls else "",
             work_dir,
+        )
+
+    def _metrics_server(self, admin: EnvoyAdmin, envoy: EnvoyProcess) -> MetricsServer:
+        config = self.config
+        app = None
+        if config.app_metrics is not None:
+            port, path = config.app_metrics
+            port = dict(config.app_ports).get(port, port)
+            app = f"http://{config.app_address}:{port}/{path.lstrip('/')}"
+        return MetricsServer(
+            admin,
+            AgentMetrics(lambda: envoy.starts),
+            stats=(config.stats_bind, config.stats_port) if config.stats_port else None,
+            status=(config.health_bind, config.status_port) if config.status_port else None,
+            app=app,
         )
 
     def request_stop(self) -> None:
@@ -257,5 +282,7 @@ class Agent:
             await self._identity.close()
         if self._health is not None:
             await self._health.close()
+        if self._metrics is not None:
+            await self._metrics.close()
         if self._admin is not None:
             await self._admin.close()

@@ -18,6 +18,7 @@ __all__ = [
     "default_work_dir",
     "is_ip_address",
     "parse_address",
+    "parse_app_metrics",
     "parse_app_probe",
     "parse_duration",
     "parse_label",
@@ -62,6 +63,10 @@ class AgentConfig:
     role: Role = "sidecar"
     labels: tuple[tuple[str, str], ...] = ()
     service_account: str = "default"
+    # The workload (deployment) the proxy belongs to, and the cluster it runs
+    # in: labels of Istio's metrics. "" workload: the proxy's name.
+    workload: str = ""
+    cluster_id: str = "Kubernetes"
     # "region/zone/subzone" of the workload ("" unknown): locality load balancing.
     locality: str = ""
     ips: tuple[str, ...] = ("127.0.0.1",)
@@ -79,6 +84,11 @@ class AgentConfig:
     outbound_port: int = 15001
     inbound_port: int = 15006
     stats_port: int = 15090
+    # The agent's merged metrics (Envoy's, its own, the app's) on
+    # ``health_bind:status_port/stats/prometheus``; 0: not served.
+    status_port: int = 0
+    # The app's metrics to merge in: (port, path) from prometheus.io annotations.
+    app_metrics: tuple[int, str] | None = None
     concurrency: int = 2
     drain_duration: float = 5.0
     log_level: str = "info"
@@ -275,3 +285,11 @@ def is_ip_address(host: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def parse_app_metrics(text: str) -> tuple[int, str]:
+    """Parse ``PORT:PATH`` (``9080:/metrics``) of the app's metrics endpoint."""
+    port_text, sep, path = text.partition(":")
+    if not sep or not port_text.strip().isdigit() or not 0 < int(port_text) < 65536:
+        raise ConfigError(f"app metrics must look like PORT:PATH, got {text!r}")
+    return int(port_text), "/" + path.strip().lstrip("/")

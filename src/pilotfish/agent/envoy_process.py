@@ -103,7 +103,9 @@ class EnvoyProcess:
         logger: logging.Logger | None = None,
         uid: int | None = None,
         gid: int | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
+        self._env = env
         self._uid = uid
         self._gid = gid
         self._command = list(command)
@@ -194,6 +196,7 @@ class EnvoyProcess:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             process_group=0,
+            env=self._env,
             preexec_fn=_die_with_parent(),
             user=self._uid,
             group=self._gid,

@@ -65,6 +65,10 @@ class AgentLaunch:
     admin_address: str | None = None
     health_bind: str | None = None
     stats_port: int | None = None
+    # Merged metrics port (15020), the app's metrics "PORT:PATH", the workload.
+    status_port: int | None = None
+    app_metrics: str | None = None
+    workload: str | None = None
     envoy_gid: int | None = None
     concurrency: int | None = None
     drain_duration: float | None = None
@@ -96,6 +100,9 @@ class AgentLaunch:
         _opt(argv, "--admin-address", self.admin_address)
         _opt(argv, "--health-bind", self.health_bind)
         _opt(argv, "--stats-port", self.stats_port)
+        _opt(argv, "--status-port", self.status_port)
+        _opt(argv, "--app-metrics", self.app_metrics)
+        _opt(argv, "--workload", self.workload)
         _opt(argv, "--envoy-gid", self.envoy_gid)
         _opt(argv, "--concurrency", self.concurrency)
         _opt(argv, "--drain-duration", self.drain_duration)

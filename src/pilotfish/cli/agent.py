@@ -18,6 +18,7 @@ from pilotfish.agent.config import (
     AgentConfig,
     ConfigError,
     parse_address,
+    parse_app_metrics,
     parse_app_probe,
     parse_duration,
     parse_label,
@@ -150,6 +151,23 @@ async def _run(config: AgentConfig) -> int:
     show_default=True,
     help="Prometheus stats port (0 disables).",
 )
+@click.option(
+    "--status-port",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Merged Prometheus metrics (proxy, agent, app) on this port (0: off).",
+)
+@click.option(
+    "--app-metrics",
+    metavar="PORT:PATH",
+    default=None,
+    help="Merge the app's metrics from this port and path (prometheus.io annotations).",
+)
+@click.option("--workload", default="", help="Workload the proxy belongs to [default: --name].")
+@click.option(
+    "--cluster-id", default="Kubernetes", show_default=True, help="Cluster label of metrics."
+)
 @click.option("--concurrency", type=int, default=2, show_default=True, help="Envoy worker threads.")
 @click.option(
     "--drain-duration",
@@ -254,6 +272,10 @@ def agent(
     outbound_port: int,
     inbound_port: int,
     stats_port: int,
+    status_port: int,
+    app_metrics: str | None,
+    workload: str,
+    cluster_id: str,
     concurrency: int,
     drain_duration: float,
     log_level: str,
@@ -302,6 +324,10 @@ def agent(
             outbound_port=outbound_port,
             inbound_port=inbound_port,
             stats_port=stats_port,
+            status_port=status_port,
+            app_metrics=parse_app_metrics(app_metrics) if app_metrics else None,
+            workload=workload,
+            cluster_id=cluster_id,
             concurrency=concurrency,
             drain_duration=drain_duration,
             log_level=log_level,

@@ -53,6 +53,7 @@ ADMIN_PORT = 15000
 OUTBOUND_PORT = 15001
 HEALTH_PORT = 15021
 STATS_PORT = 15090
+STATUS_PORT = 15020
 
 # Variables of the runtime's own environment that an app inherits (a pod does
 # not see the host's environment, but a local process needs a home and a locale).
@@ -130,6 +131,18 @@ def allocate_app_ports(spec: PodSpec, env: PodEnv, host: str = "127.0.0.1") -> d
     return allocated
 
 
+def app_metrics_flag(spec: PodSpec) -> str | None:
+    """``PORT:PATH`` of the app's metrics when its Workload asks to be scraped
+    (Istio's ``prometheus.io/scrape``, ``port`` and ``path`` annotations)."""
+    annotations = dict(spec.annotations)
+    if annotations.get("prometheus.io/scrape", "").lower() != "true":
+        return None
+    port = annotations.get("prometheus.io/port", "").strip()
+    if not port.isdigit():
+        return None
+    return f"{port}:{annotations.get('prometheus.io/path', '/metrics')}"
+
+
 def agent_launch(spec: PodSpec, env: PodEnv, app_ports: Mapping[int, int]) -> AgentLaunch:
     """The sidecar agent of ``spec``'s pod, as an ``AgentLaunch``."""
     ip = env.address.ip
@@ -146,6 +159,9 @@ def agent_launch(spec: PodSpec, env: PodEnv, app_ports: Mapping[int, int]) -> Ag
         admin_address=None if transparent else ip,
         health_bind="0.0.0.0" if transparent else ip,
         stats_port=STATS_PORT if transparent else 0,
+        status_port=STATUS_PORT if transparent else None,
+        app_metrics=app_metrics_flag(spec) if transparent else None,
+        workload=spec.workload,
         # Run as root, the agent gives Envoy alone the group capture exempts.
         envoy_gid=env.proxy_gid if transparent and env.isolation is None else None,
         app_port=()

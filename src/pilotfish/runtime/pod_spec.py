@@ -91,6 +91,8 @@ class PodSpec:
     # securityContext: None lets the runtime pick the pod's own unprivileged ids.
     run_as_user: int | None = None
     run_as_group: int | None = None
+    # Sorted metadata annotations (prometheus.io/scrape... for metrics merging).
+    annotations: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if not self.command:
@@ -134,6 +136,7 @@ class PodSpec:
                 restart_policy=cast(RestartPolicy, str(data.get("restart_policy", "Always"))),
                 run_as_user=_optional_int(data.get("run_as_user")),
                 run_as_group=_optional_int(data.get("run_as_group")),
+                annotations=tuple((str(k), str(v)) for k, v in data.get("annotations", ())),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise PodSpecError(f"malformed recorded pod spec: {exc}") from exc
@@ -172,6 +175,7 @@ class PodSpec:
             restart_policy=spec.restart_policy or "Always",
             run_as_user=getattr(context, "run_as_user", None),
             run_as_group=getattr(context, "run_as_group", None),
+            annotations=tuple(sorted(_str_map(getattr(meta, "annotations", None) or {}).items())),
         )
 
 

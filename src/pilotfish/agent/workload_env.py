@@ -1,0 +1,60 @@
+"""The environment the agent gives Envoy: facts about its own workload.
+
+Envoy reads them with ``%ENVIRONMENT(...)%`` in the metric labels the control
+plane sends (``pilotfish.peer_labels``), so the configuration itself stays
+free of workload names. The app, version and canonical service and revision
+follow Istio's label precedence; a fact the agent does not have is
+``unknown``, never unset (Envoy would print ``-``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from pilotfish.agent.config import AgentConfig
+from pilotfish.peer_labels import (
+    ENV_APP,
+    ENV_CANONICAL_REVISION,
+    ENV_CANONICAL_SERVICE,
+    ENV_CLUSTER,
+    ENV_NAMESPACE,
+    ENV_PRINCIPAL,
+    ENV_VERSION,
+    ENV_WORKLOAD,
+    UNKNOWN,
+)
+
+__all__ = ["envoy_environment", "workload_labels"]
+
+
+def _first(labels: Mapping[str, str], *keys: str) -> str:
+    return next((labels[k] for k in keys if labels.get(k)), "")
+
+
+def workload_labels(config: AgentConfig) -> dict[str, str]:
+    """The variable -> value map for ``config``'s workload (see the module docstring)."""
+    labels = dict(config.labels)
+    workload = config.workload or config.name
+    app = _first(labels, "app", "app.kubernetes.io/name")
+    version = _first(labels, "version", "app.kubernetes.io/version")
+    return {
+        ENV_WORKLOAD: workload,
+        ENV_NAMESPACE: config.namespace,
+        ENV_APP: app or UNKNOWN,
+        ENV_VERSION: version or UNKNOWN,
+        # Istio: the canonical-name label, else app, else the workload's name.
+        ENV_CANONICAL_SERVICE: _first(labels, "service.istio.io/canonical-name") or app or workload,
+        ENV_CANONICAL_REVISION: _first(labels, "service.istio.io/canonical-revision")
+        or version
+        or "latest",
+        ENV_CLUSTER: config.cluster_id or UNKNOWN,
+        ENV_PRINCIPAL: config.spiffe_id if config.ca_enabled else UNKNOWN,
+    }
+
+
+def envoy_environment(config: AgentConfig, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Envoy's environment: ``base`` (the agent's own by default) plus the workload's facts."""
+    env = dict(os.environ if base is None else base)
+    env.update(workload_labels(config))
+    return env
