@@ -6,8 +6,12 @@ user sees them. One mesh (``demo_mesh``) serves every test of this module.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
-from e2ekit import E2EMesh, http_get
+from e2ekit import E2EMesh, http_get, poll
+from prometheus_client.parser import text_string_to_metric_families
+from traffickit import Manifests, in_pod
 
 pytestmark = [pytest.mark.e2e, pytest.mark.root, pytest.mark.timeout(600)]
 
@@ -15,3 +19,160 @@ pytestmark = [pytest.mark.e2e, pytest.mark.root, pytest.mark.timeout(600)]
 def test_demo_mesh_serves_productpage(demo_mesh: E2EMesh) -> None:
     status, _ = http_get(demo_mesh.ingress + "/productpage")
     assert status == 200
+
+
+# --- Metrics: Istio's standard metrics on 15090, merged on 15020 -------------
+
+TCP_ECHO = """\
+apiVersion: v1
+kind: Service
+metadata: {name: tcp-echo, namespace: default, labels: {app: tcp-echo}}
+spec:
+  selector: {app: tcp-echo}
+  ports:
+  - {name: tcp-echo, port: 9000}
+---
+apiVersion: pilotfish.io/v1alpha1
+kind: Workload
+metadata: {name: tcp-echo-v1, namespace: default, labels: {app: tcp-echo, version: v1}}
+spec:
+  serviceAccount: tcp-echo
+  command: [python, -m, pilotfish.samples.tcp_echo, --service, tcp-echo, --version, v1]
+  ports: [{name: tcp-echo, containerPort: 9000}]
+  readinessProbe: {tcpSocket: {port: tcp-echo}}
+"""
+
+# Runs inside a pod (its app's connections are captured by its sidecar).
+FORGED_GET = """
+import json, sys, urllib.request
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+headers = json.load(sys.stdin)
+codes = []
+for _ in range(3):
+    req = urllib.request.Request("http://reviews:9080/reviews/0", headers=headers)
+    with opener.open(req, timeout=10) as resp:
+        codes.append(resp.status)
+print(json.dumps(codes))
+"""
+
+TCP_EXCHANGES = """
+import json, sys
+from pilotfish.samples import tcp_echo
+n = json.load(sys.stdin)
+for i in range(n):
+    greeting, echoed = tcp_echo.exchange("tcp-echo", 9000, f"line {i}")
+    assert echoed == f"line {i}", (i, echoed)
+print(json.dumps(n))
+"""
+
+
+def _pod_ip(mesh: E2EMesh, pod: str) -> str:
+    return str(mesh.pod(pod)["ip"])
+
+
+def _scrape(mesh: E2EMesh, pod: str, port: int = 15090) -> str:
+    status, body = http_get(f"http://{_pod_ip(mesh, pod)}:{port}/stats/prometheus")
+    assert status == 200, (pod, port, body[:300])
+    return body.decode("utf-8")
+
+
+def _total(text: str, metric: str, **labels: str) -> float:
+    """Sum of ``metric``'s samples whose labels include ``labels``."""
+    total = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == metric and labels.items() <= sample.labels.items():
+                total += sample.value
+    return total
+
+
+REVIEWS_PODS = ("reviews-v1-0", "reviews-v2-0", "reviews-v3-0")
+FROM_PRODUCTPAGE = {
+    "reporter": "destination",
+    "source_workload": "productpage-v1",
+    "destination_service_name": "reviews",
+    "connection_security_policy": "mutual_tls",
+    "response_code": "200",
+}
+
+
+def _reviews_requests(mesh: E2EMesh, **labels: str) -> float:
+    return sum(_total(_scrape(mesh, pod), "istio_requests_total", **labels) for pod in REVIEWS_PODS)
+
+
+def test_reviews_counts_exactly_the_requests_through_the_gateway(demo_mesh: E2EMesh) -> None:
+    mesh = demo_mesh
+    before = _reviews_requests(mesh, **FROM_PRODUCTPAGE)
+    n = 10
+    for _ in range(n):
+        status, _ = http_get(mesh.ingress + "/productpage")
+        assert status == 200
+    # Each productpage view calls reviews once; the counter moves at stream end.
+    poll(
+        lambda: _reviews_requests(mesh, **FROM_PRODUCTPAGE) - before >= n,
+        "reviews' sidecars to count the requests",
+        deadline=20,
+    )
+    assert _reviews_requests(mesh, **FROM_PRODUCTPAGE) - before == n
+    text = _scrape(mesh, "reviews-v1-0")
+    # Istio's names only: the stats logger's envoy_istio_ families are renamed.
+    assert "envoy_istio_" not in text
+    assert "# TYPE istio_request_duration_milliseconds histogram" in text
+    assert _total(text, "istio_requests_total", source_workload_namespace="default") > 0
+
+
+def test_forged_source_headers_do_not_change_source_workload(demo_mesh: E2EMesh) -> None:
+    mesh = demo_mesh
+    forged = {"x-pilotfish-peer-workload": "forged", "x-pilotfish-peer-app": "forged"}
+    before = _reviews_requests(mesh, **FROM_PRODUCTPAGE)
+    codes = in_pod(mesh, "productpage-v1-0", FORGED_GET, forged)
+    assert codes == [200, 200, 200]
+    poll(
+        lambda: _reviews_requests(mesh, **FROM_PRODUCTPAGE) - before >= 3,
+        "the calls to be counted as productpage-v1's",
+        deadline=20,
+    )
+    for pod in REVIEWS_PODS:
+        assert "forged" not in _scrape(mesh, pod)
+
+
+def test_tcp_service_reports_tcp_metrics(demo_mesh: E2EMesh, tmp_path: Path) -> None:
+    mesh = demo_mesh
+    with Manifests(mesh, tmp_path) as manifests:
+        manifests.apply("tcp-echo", TCP_ECHO)
+        poll(
+            lambda: any(p["name"] == "tcp-echo-v1-0" and p["ready"] for p in mesh.pods()),
+            "tcp-echo ready",
+            deadline=90,
+        )
+        n = 5
+        poll(
+            lambda: in_pod(mesh, "productpage-v1-0", TCP_EXCHANGES, 1) == 1,
+            "tcp-echo reachable from productpage",
+            deadline=60,
+            ignore=(AssertionError,),
+        )
+        labels = {"reporter": "destination", "connection_security_policy": "mutual_tls"}
+
+        def count(metric: str) -> float:
+            return _total(_scrape(mesh, "tcp-echo-v1-0"), metric, **labels)
+
+        opened = count("istio_tcp_connections_opened_total")
+        closed = count("istio_tcp_connections_closed_total")
+        assert in_pod(mesh, "productpage-v1-0", TCP_EXCHANGES, n) == n
+        poll(
+            lambda: count("istio_tcp_connections_closed_total") - closed >= n,
+            "tcp-echo's sidecar to count closed connections",
+            deadline=20,
+        )
+        assert count("istio_tcp_connections_opened_total") - opened == n
+        assert count("istio_tcp_connections_closed_total") - closed == n
+        assert count("istio_tcp_received_bytes_total") > 0
+        assert count("istio_tcp_sent_bytes_total") > 0
+
+
+def test_status_port_merges_proxy_and_agent_metrics(demo_mesh: E2EMesh) -> None:
+    text = _scrape(demo_mesh, "productpage-v1-0", 15020)
+    families = {f.name for f in text_string_to_metric_families(text)}
+    assert "istio_requests" in families  # the proxy's (prometheus-client drops _total)
+    assert "pilotfish_agent_envoy_starts" in families  # the agent's own

@@ -1,0 +1,111 @@
+"""Istio's metrics as Envoy stats access loggers (xds/build/stats.py)."""
+
+from __future__ import annotations
+
+from envoy.extensions.access_loggers.stats.v3 import stats_pb2
+
+from pilotfish import ir
+from pilotfish.xds.build.stats import build_http_stats_logs, build_tcp_stats_logs
+
+
+def _configs(logs: list) -> list[stats_pb2.Config]:  # type: ignore[type-arg]
+    out = []
+    for log in logs:
+        config = stats_pb2.Config()
+        assert log.typed_config.Unpack(config)
+        out.append(config)
+    return out
+
+
+def _tags(stat: stats_pb2.Config.Stat) -> dict[str, str]:
+    return {t.name: t.value_format for t in stat.tags}
+
+
+def test_destination_trusts_peer_headers_only_over_mtls() -> None:
+    logs = build_http_stats_logs(ir.Metrics("destination"))
+    # (mTLS, plaintext) x (HTTP, gRPC), each behind its own filter.
+    assert len(logs) == 4 and all(log.HasField("filter") for log in logs)
+    mtls_http, _mtls_grpc, plain_http, _plain_grpc = _configs(logs)
+    trusted = _tags(mtls_http.counters[0].stat)
+    assert trusted["source_workload"] == "%REQ(x-pilotfish-peer-workload)%"
+    assert trusted["source_principal"] == "%DOWNSTREAM_PEER_URI_SAN%"
+    assert trusted["connection_security_policy"] == "mutual_tls"
+    assert trusted["destination_workload"] == "%ENVIRONMENT(PILOTFISH_WORKLOAD_NAME)%"
+    plain = _tags(plain_http.counters[0].stat)
+    assert plain["source_workload"] == "unknown"
+    assert plain["source_principal"] == "unknown"
+    assert plain["connection_security_policy"] == "none"
+    assert not any("%REQ(" in v for v in plain.values())
+
+
+def test_http_metrics_have_istio_names_units_and_values() -> None:
+    (config,) = _configs(build_http_stats_logs(ir.Metrics("source")))[:1]
+    assert config.stat_prefix == "istio"
+    assert [c.stat.name for c in config.counters] == ["requests_total"]
+    assert config.counters[0].value_fixed.value == 1
+    hists = {h.stat.name: (h.value_format, h.unit) for h in config.histograms}
+    unit = stats_pb2.Config.Histogram.Unit
+    assert hists == {
+        "request_duration_milliseconds": ("%DURATION%", unit.Milliseconds),
+        "request_bytes": ("%BYTES_RECEIVED%", unit.Bytes),
+        "response_bytes": ("%BYTES_SENT%", unit.Bytes),
+    }
+    tags = _tags(config.counters[0].stat)
+    assert tags["reporter"] == "source"
+    assert tags["connection_security_policy"] == "unknown"
+    assert tags["source_workload"] == "%ENVIRONMENT(PILOTFISH_WORKLOAD_NAME)%"
+    assert tags["request_protocol"] == "http"
+    assert "grpc_response_status" not in tags
+
+
+def test_grpc_variant_reports_grpc_status() -> None:
+    grpc = _configs(build_http_stats_logs(ir.Metrics("source")))[1]
+    tags = _tags(grpc.counters[0].stat)
+    assert tags["request_protocol"] == "grpc"
+    assert tags["grpc_response_status"] == "%GRPC_STATUS_NUMBER%"
+
+
+def test_disabled_metrics_and_tag_overrides_are_honoured() -> None:
+    overrides = (
+        ir.MetricTagOverride("response_code", remove=True),
+        ir.MetricTagOverride("user", value="%REQ(x-user)%"),
+    )
+    conf = ir.Metrics(
+        "source",
+        disabled=frozenset({"istio_request_bytes", "istio_response_bytes"}),
+        tag_overrides=(("istio_requests_total", overrides),),
+    )
+    config = _configs(build_http_stats_logs(conf))[0]
+    assert [h.stat.name for h in config.histograms] == ["request_duration_milliseconds"]
+    counter = _tags(config.counters[0].stat)
+    assert "response_code" not in counter and counter["user"] == "%REQ(x-user)%"
+    # Other metrics keep their labels.
+    assert "response_code" in _tags(config.histograms[0].stat)
+
+
+def test_everything_disabled_leaves_no_logger() -> None:
+    every = frozenset(
+        {
+            "istio_requests_total",
+            "istio_request_duration_milliseconds",
+            "istio_request_bytes",
+            "istio_response_bytes",
+        }
+    )
+    assert build_http_stats_logs(ir.Metrics("destination", disabled=every)) == []
+
+
+def test_tcp_counts_opened_when_connected_and_the_rest_at_the_end() -> None:
+    logs = build_tcp_stats_logs(ir.Metrics("destination"))
+    names = [[c.stat.name for c in cfg.counters] for cfg in _configs(logs)]
+    assert (
+        names
+        == [
+            ["tcp_connections_opened_total"],
+            ["tcp_connections_closed_total", "tcp_sent_bytes_total", "tcp_received_bytes_total"],
+        ]
+        * 2
+    )
+    end = _configs(logs)[1].counters
+    assert end[1].value_format == "%BYTES_SENT%" and end[2].value_format == "%BYTES_RECEIVED%"
+    assert _tags(end[0].stat)["request_protocol"] == "tcp"
