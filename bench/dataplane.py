@@ -234,12 +234,37 @@ def _agent(
     return _Agent(start_process(stack, f"agent-{name}", command, rig.work), health_port, work_dir)
 
 
-def explicit_sidecars(rig: Rig, stack: contextlib.ExitStack) -> Target:
-    """Client sidecar -> server sidecar -> app, apps dialing the proxy (no interception)."""
+# Mesh-wide Telemetry (root namespace) turning off what the mesh adds by default:
+# Istio's metrics, span reporting and access logs.
+TELEMETRY_OFF = """\
+apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata: {name: mesh-default, namespace: istio-system}
+spec:
+  metrics:
+  - overrides:
+    - match: {metric: ALL_METRICS}
+      disabled: true
+  tracing:
+  - randomSamplingPercentage: 0
+    disableSpanReporting: true
+  accessLogging:
+  - disabled: true
+"""
+
+
+def explicit_sidecars(rig: Rig, stack: contextlib.ExitStack, *, telemetry: bool = True) -> Target:
+    """Client sidecar -> server sidecar -> app, apps dialing the proxy (no interception).
+
+    With ``telemetry`` false a root-namespace Telemetry turns the mesh's default
+    metrics, tracing and access logs off, so the pair of runs prices them.
+    """
     client_ip, server_ip = _mesh_ips()
-    config_dir = rig.work / "config"
+    config_dir = rig.work / ("config" if telemetry else "config-no-telemetry")
     config_dir.mkdir(exist_ok=True)
     (config_dir / "echo.yaml").write_text(_CONFIG.format(port=SERVICE_PORT, ip=server_ip))
+    if not telemetry:
+        (config_dir / "telemetry-off.yaml").write_text(TELEMETRY_OFF)
     xds_port = _control_plane(rig, stack, config_dir)
     server = _agent(
         rig,
@@ -281,12 +306,14 @@ def explicit_sidecars(rig: Rig, stack: contextlib.ExitStack) -> Target:
 ARRANGEMENTS: tuple[tuple[str, Arrangement], ...] = (
     ("direct", direct),
     ("sidecars", explicit_sidecars),
+    ("sidecars_no_telemetry", partial(explicit_sidecars, telemetry=False)),
     ("direct_pods", direct_pods),
     ("transparent_sidecars", transparent_sidecars),
 )
 # (baseline, via): the latency each arrangement adds over its baseline, when both ran.
 ADDED_PAIRS: tuple[tuple[str, str], ...] = (
     ("direct", "sidecars"),
+    ("direct", "sidecars_no_telemetry"),
     ("direct", "transparent_sidecars"),
     ("direct_pods", "transparent_sidecars"),
 )
@@ -393,6 +420,39 @@ def _added_latency(arrangements: dict[str, Any], base: str, via: str) -> dict[st
     return added
 
 
+# Targets for what telemetry may cost (reported, never enforced).
+TELEMETRY_LATENCY_RATIO_TARGET = 1.1
+TELEMETRY_RSS_MIB_TARGET = 10.0
+
+
+def telemetry_cost(arrangements: dict[str, Any]) -> dict[str, Any]:
+    """Telemetry on (``sidecars``: metrics and 1 % tracing, the defaults) against
+    off (``sidecars_no_telemetry``), measured in the same run: the ratio of the
+    latency each adds over ``direct``, and each proxy's extra resident memory."""
+    on, off = arrangements.get("sidecars") or {}, arrangements.get("sidecars_no_telemetry") or {}
+    if "latency_ms" not in on or "latency_ms" not in off:
+        return {}
+    added_on = _added_latency(arrangements, "direct", "sidecars")
+    added_off = _added_latency(arrangements, "direct", "sidecars_no_telemetry")
+    ratio: dict[str, float | None] = {}
+    for key in ("p50", "p90", "p99"):
+        a, b = added_on.get(key), added_off.get(key)
+        ratio[key] = None if a is None or b is None or b <= 0 else round(a / b, 3)
+    rss: dict[str, float | None] = {}
+    for role in ("client", "server"):
+        a = (on.get("proxies") or {}).get(role, {}).get("rss_mib")
+        b = (off.get("proxies") or {}).get(role, {}).get("rss_mib")
+        rss[role] = None if a is None or b is None else round(a - b, 2)
+    return {
+        "added_latency_ratio": ratio,
+        "extra_rss_mib": rss,
+        "targets": {
+            "added_latency_ratio": TELEMETRY_LATENCY_RATIO_TARGET,
+            "extra_rss_mib": TELEMETRY_RSS_MIB_TARGET,
+        },
+    }
+
+
 def run_dataplane(
     params: DataplaneParams,
     log: Callable[[str], None] = print,
@@ -423,6 +483,7 @@ def run_dataplane(
     }
     if "sidecars - direct" in out["added_latency"]:  # kept for earlier readers of the JSON
         out["added_latency_ms"] = out["added_latency"]["sidecars - direct"]
+    out["telemetry_cost"] = telemetry_cost(out["arrangements"])
     failed = {n: a.get("failed") for n, a in out["arrangements"].items() if a.get("failed")}
     out["all_ok"] = not failed and "error" not in out
     return out

@@ -120,12 +120,14 @@ def _reference_caption(ref: dict[str, Any]) -> str:
 _ROW_NAMES = {
     "direct": "direct (loopback)",
     "sidecars": "explicit sidecars",
+    "sidecars_no_telemetry": "explicit sidecars, telemetry off",
     "direct_pods": "direct (pod to pod, no capture)",
     "transparent_sidecars": "transparent sidecars",
 }
 # Short forms for the rows that refer back to an arrangement.
 _SHORT_NAMES = {
     "sidecars": "explicit",
+    "sidecars_no_telemetry": "explicit, no telemetry",
     "direct_pods": "direct pods",
     "transparent_sidecars": "transparent",
 }
@@ -137,6 +139,26 @@ def _added_rows(numbers: dict[str, Any]) -> dict[str, dict[str, Any]]:
     if not added and numbers.get("added_latency_ms"):
         added = {"sidecars - direct": numbers["added_latency_ms"]}
     return added
+
+
+def _telemetry_rows(table: Table, cost: dict[str, Any]) -> None:
+    """What telemetry costs: added latency with it / without it, and extra RSS."""
+    if not cost:
+        return
+    targets = cost.get("targets") or {}
+    ratio = cost.get("added_latency_ratio") or {}
+    table.add_row(
+        "[bold]telemetry[/bold] added latency on/off "
+        f"(target <= {targets.get('added_latency_ratio')})",
+        *("-" if ratio.get(k) is None else f"{ratio[k]:.2f}x" for k in ("p50", "p90", "p99")),
+    )
+    for role, extra in (cost.get("extra_rss_mib") or {}).items():
+        table.add_row(
+            f"[bold]telemetry[/bold] extra RSS, {role} Envoy "
+            f"(target <= {targets.get('extra_rss_mib')} MiB)",
+            *([""] * 6),
+            "-" if extra is None else f"{extra:+.1f}",
+        )
 
 
 def dataplane_table(result: dict[str, Any]) -> Table:
@@ -192,6 +214,7 @@ def dataplane_table(result: dict[str, Any]) -> Table:
         if run.get("app_cpu_cores") is not None:
             short = _SHORT_NAMES.get(name, name)
             table.add_row(f"app ({short})", *([""] * 5), f"{run['app_cpu_cores']:.3f}")
+    _telemetry_rows(table, numbers.get("telemetry_cost") or {})
     if skipped:
         table.caption = "\n".join([*skipped, str(table.caption or "")])
     if result.get("error"):
