@@ -51,6 +51,20 @@ def demo_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2EMesh]:
     tmp = tmp_path_factory.mktemp("demo")
     bridge = "pfe2o"
     mesh = E2EMesh(tmp / "state", "transparent", free_port(), free_port(), free_port(), bridge)
+    # The addons on free ports: the machine's 9090/9411/20001 may be taken.
+    mesh.prometheus_port, mesh.tracing_port, mesh.dashboard_port = (
+        free_port(),
+        free_port(),
+        free_port(),
+    )
+    mesh.extra_up_args = (
+        "--prometheus-port",
+        str(mesh.prometheus_port),
+        "--tracing-port",
+        str(mesh.tracing_port),
+        "--dashboard-port",
+        str(mesh.dashboard_port),
+    )
     try:
         mesh.up(
             SAMPLES / "bookinfo.yaml",
@@ -63,3 +77,7 @@ def demo_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2EMesh]:
         assert host_leftovers(bridge) == []
         assert processes_mentioning(str(mesh.state_dir)) == []
         assert processes_mentioning("pilotfish.samples.bookinfo") == []
+        # The addons' files (Prometheus' configuration and data) went with them.
+        assert not (mesh.state_dir / "addons").exists() or not any(
+            (mesh.state_dir / "addons").iterdir()
+        )

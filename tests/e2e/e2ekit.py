@@ -53,6 +53,10 @@ class E2EMesh:
     explicit_cidr: str = "127.79.0.0/24"
     secure_port: int = field(default_factory=lambda: free_port())
     extra_up_args: tuple[str, ...] = ()
+    # Telemetry addons' ports (demo profile), when the test chose them.
+    prometheus_port: int = 0
+    tracing_port: int = 0
+    dashboard_port: int = 0
 
     @property
     def ingress(self) -> str:

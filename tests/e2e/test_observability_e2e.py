@@ -6,7 +6,10 @@ user sees them. One mesh (``demo_mesh``) serves every test of this module.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from e2ekit import E2EMesh, http_get, poll
@@ -176,3 +179,81 @@ def test_status_port_merges_proxy_and_agent_metrics(demo_mesh: E2EMesh) -> None:
     families = {f.name for f in text_string_to_metric_families(text)}
     assert "istio_requests" in families  # the proxy's (prometheus-client drops _total)
     assert "pilotfish_agent_envoy_starts" in families  # the agent's own
+
+
+# --- Prometheus: the real server scraping every proxy --------------------------
+
+KIALI_QUERY = (
+    'sum(rate(istio_requests_total{reporter="destination"}[1m])) '
+    "by (source_workload, destination_service_name, response_code)"
+)
+
+
+def _prom_query(mesh: E2EMesh, query: str) -> list[dict[str, Any]]:
+    url = f"http://127.0.0.1:{mesh.prometheus_port}/api/v1/query?" + urlencode({"query": query})
+    status, body = http_get(url)
+    assert status == 200, body
+    answer = json.loads(body)
+    assert answer["status"] == "success"
+    return list(answer["data"]["result"])
+
+
+def _prom_value(mesh: E2EMesh, query: str) -> float:
+    return sum(float(r["value"][1]) for r in _prom_query(mesh, query))
+
+
+def _selector(labels: dict[str, str]) -> str:
+    return ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+
+
+def test_prometheus_counts_equal_the_requests_sent(demo_mesh: E2EMesh) -> None:
+    mesh = demo_mesh
+    query = f"sum(istio_requests_total{{{_selector(FROM_PRODUCTPAGE)}}})"
+
+    # Settled: Prometheus' last scrape agrees with what the sidecars count now.
+    def settled() -> bool:
+        return _prom_value(mesh, query) == _reviews_requests(mesh, **FROM_PRODUCTPAGE)
+
+    poll(settled, "Prometheus to scrape the reviews sidecars", deadline=60)
+    before = _prom_value(mesh, query)
+    n = 7
+    for _ in range(n):
+        status, _ = http_get(mesh.ingress + "/productpage")
+        assert status == 200
+    poll(
+        lambda: _prom_value(mesh, query) >= before + n,
+        "Prometheus to see the new requests",
+        deadline=60,
+    )
+    assert _prom_value(mesh, query) == before + n
+    # Kiali's graph query answers, by source workload and service.
+    rows = _prom_query(mesh, KIALI_QUERY)
+    pairs = {
+        (r["metric"].get("source_workload"), r["metric"].get("destination_service_name"))
+        for r in rows
+    }
+    assert ("productpage-v1", "reviews") in pairs
+    assert ("istio-ingressgateway", "productpage") in pairs
+
+
+def test_prometheus_targets_carry_pod_labels(demo_mesh: E2EMesh) -> None:
+    mesh = demo_mesh
+    url = f"http://127.0.0.1:{mesh.prometheus_port}/api/v1/targets?state=active"
+
+    def targets() -> list[dict[str, Any]]:
+        status, body = http_get(url)
+        assert status == 200
+        return list(json.loads(body)["data"]["activeTargets"])
+
+    def pods_up() -> bool:
+        up = {t["labels"].get("pod") for t in targets() if t["health"] == "up"}
+        return {"productpage-v1-0", "reviews-v2-0", "ratings-v1-0", "istio-ingressgateway"} <= up
+
+    poll(pods_up, "every pod and the ingress gateway scraped", deadline=60)
+    by_pod = {t["labels"].get("pod"): t["labels"] for t in targets()}
+    assert by_pod["reviews-v2-0"]["namespace"] == "default"
+    assert by_pod["reviews-v2-0"]["app"] == "reviews"
+    assert by_pod["reviews-v2-0"]["version"] == "v2"
+    assert by_pod["reviews-v2-0"]["job"] == "kubernetes-pods"
+    jobs = {t["labels"]["job"] for t in targets() if t["health"] == "up"}
+    assert "pilotfish-control-plane" in jobs

@@ -18,6 +18,7 @@ from rich.console import Console
 
 from pilotfish.api.duration import parse_duration_ms
 from pilotfish.model.mesh_config import MeshConfigError, load_mesh_config
+from pilotfish.runtime.addons import AddonError, parse_addons
 from pilotfish.runtime.mesh import MeshRuntime, RuntimeStartError
 from pilotfish.runtime.network import transparent_supported
 from pilotfish.runtime.settings import PROFILES, RuntimeSettings
@@ -144,6 +145,15 @@ def network_options(f: Any) -> Any:
             help="Lifetime of workload certificates (rotated at about half of it).",
         ),
         click.option(
+            "--addons",
+            default=None,
+            help="Telemetry addons to run, comma-separated: prometheus, tracing, "
+            "dashboard (default: all with --profile demo, none otherwise).",
+        ),
+        click.option("--prometheus-port", type=int, default=9090, show_default=True),
+        click.option("--tracing-port", type=int, default=9411, show_default=True),
+        click.option("--dashboard-port", type=int, default=20001, show_default=True),
+        click.option(
             "--mtls/--no-mtls",
             default=True,
             show_default=True,
@@ -186,7 +196,20 @@ def _settings(
         trust_domain=str(net.get("trust_domain", "cluster.local")),
         cert_ttl_seconds=parse_duration_ms(str(net.get("cert_ttl", "24h"))) // 1000,
         mtls=bool(net.get("mtls", True)),
+        addons=_addons(net.get("addons")),
+        prometheus_port=int(net.get("prometheus_port", 9090)),
+        tracing_port=int(net.get("tracing_port", 9411)),
+        dashboard_port=int(net.get("dashboard_port", 20001)),
     )
+
+
+def _addons(text: Any) -> tuple[str, ...] | None:
+    if text is None:
+        return None
+    try:
+        return parse_addons(str(text))
+    except AddonError as exc:
+        raise click.BadParameter(str(exc), param_hint="--addons") from exc
 
 
 @click.command("up")
@@ -299,7 +322,15 @@ def _detach(settings: RuntimeSettings, paths: tuple[str, ...], console: Console)
         "--cert-ttl",
         f"{settings.cert_ttl_seconds}s",
         "--mtls" if settings.mtls else "--no-mtls",
+        "--prometheus-port",
+        str(settings.prometheus_port),
+        "--tracing-port",
+        str(settings.tracing_port),
+        "--dashboard-port",
+        str(settings.dashboard_port),
     ]
+    if settings.addons is not None:
+        argv += ["--addons", ",".join(settings.addons)]
     if settings.mesh_config_file:
         argv += ["--mesh-config", settings.mesh_config_file]
     # The state file stays: the supervisor reads it to adopt what a crashed run left

@@ -60,6 +60,8 @@ class GatewaySpec:
     admin_port: int
     health_port: int
     port_map: tuple[tuple[int, int], ...] = ()  # Gateway server port -> listen port
+    # The agent's merged metrics (``:<status_port>/stats/prometheus``); 0: none.
+    status_port: int = 0
 
 
 def gateway_specs(
@@ -77,15 +79,35 @@ def gateway_specs(
         admin = int(entry.get("admin_port") or free_port())
         return admin, int(entry.get("health_port") or free_port())
 
+    def status_port(name: str) -> int:
+        return int(recorded.get(name, {}).get("status_port") or free_port())
+
     if settings.profile == "minimal":
         return []
     ingress_labels = (("app", INGRESS), ("istio", "ingressgateway"))
     port_map = ((8080, settings.ingress_port),)
     specs = [
-        GatewaySpec(INGRESS, "istio-system", ingress_labels, "127.0.0.1", *ports(INGRESS), port_map)
+        GatewaySpec(
+            INGRESS,
+            "istio-system",
+            ingress_labels,
+            "127.0.0.1",
+            *ports(INGRESS),
+            port_map,
+            status_port(INGRESS),
+        )
     ]
     if settings.profile == "demo":
-        specs.append(GatewaySpec(EGRESS, "istio-system", _EGRESS_LABELS, pod_host, *ports(EGRESS)))
+        specs.append(
+            GatewaySpec(
+                EGRESS,
+                "istio-system",
+                _EGRESS_LABELS,
+                pod_host,
+                *ports(EGRESS),
+                status_port=status_port(EGRESS),
+            )
+        )
     return specs
 
 
@@ -161,6 +183,7 @@ class GatewayProcess:
             admin_port=s.admin_port,
             health_port=s.health_port,
             stats_port=0,
+            status_port=s.status_port or None,
             concurrency=2,
             drain_duration=2,
             app_port=s.port_map,

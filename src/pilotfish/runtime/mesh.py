@@ -64,12 +64,15 @@ from pilotfish.runtime.gateways import (
 )
 from pilotfish.runtime.ipam import Ipam
 from pilotfish.runtime.isolation import Isolation, copy_public, write_owned
+from pilotfish.runtime.mesh_addons import MeshAddons
 from pilotfish.runtime.mesh_adoption import AdoptionMixin, Pod, net_id
 from pilotfish.runtime.network.base import CaptureConfig, PodAddress, PodNetwork, ServiceName
 from pilotfish.runtime.network.factory import bridge_address, make_network
 from pilotfish.runtime.pod import PodEnv, PodRunner, PodSpec
+from pilotfish.runtime.pod_command import STATUS_PORT
 from pilotfish.runtime.pod_spec import PodSpecError
 from pilotfish.runtime.process import PROXY_DIR
+from pilotfish.runtime.prometheus_addon import ScrapeTarget
 from pilotfish.runtime.registration import workload_entry
 from pilotfish.runtime.settings import RuntimeSettings
 from pilotfish.runtime.state import MeshState, process_alive, read_state, write_state
@@ -107,6 +110,7 @@ class MeshRuntime(AdoptionMixin):
         self.registrations = MemoryStore()
         self.gateways: list[GatewayProcess] = []
         self.pods: dict[tuple[str, str], Pod] = {}
+        self.addons = MeshAddons(settings, self._progress)
         self._state = MeshState(
             pid=os.getpid(),
             mode=settings.mode,
@@ -170,6 +174,7 @@ class MeshRuntime(AdoptionMixin):
             self.cp.retain_workload_tokens(owners)
             await self._restore_identity_records(self.cp.record_issued)
         await self._start_gateways(adopted_gateways)
+        await self._start_addons()
         self._watch_task = asyncio.create_task(self._watch(), name="pilotfish-runtime-watch")
         await self.reconcile()
         await self._wait_ready()
@@ -188,6 +193,7 @@ class MeshRuntime(AdoptionMixin):
                 await self._watch_task
         pods = list(self.pods.values())
         self._progress(f"stopping {len(pods)} pods")
+        await self.addons.stop()
         await asyncio.gather(*(self._stop_pod(p) for p in pods), return_exceptions=True)
         await asyncio.gather(*(g.stop() for g in self.gateways), return_exceptions=True)
         if self.cp is not None:
@@ -204,6 +210,24 @@ class MeshRuntime(AdoptionMixin):
         self._progress("mesh stopped")
 
     # -- parts -------------------------------------------------------------------
+
+    async def _start_addons(self) -> None:
+        """The telemetry addons, scraping the gateways from the start (pods join
+        Prometheus' targets as they turn ready)."""
+        await self.addons.start(f"127.0.0.1:{self.settings.control_plane_port}")
+        self.addons.set_targets(
+            (
+                f"{gw.spec.namespace}/{gw.spec.name}",
+                ScrapeTarget(
+                    f"127.0.0.1:{gw.spec.status_port}",
+                    gw.spec.namespace,
+                    gw.spec.name,
+                    gw.spec.labels,
+                ),
+            )
+            for gw in self.gateways
+            if gw.spec.status_port
+        )
 
     async def _start_control_plane(self) -> None:
         settings = control_plane_settings(self.settings, self._bridge_ip)
@@ -450,7 +474,12 @@ class MeshRuntime(AdoptionMixin):
                 )
             )
             self._progress(f"pod {spec.name} ready")
+            if self.settings.mode == "transparent":
+                address = f"{pod.ip}:{STATUS_PORT}"
+                target = ScrapeTarget(address, spec.namespace, spec.name, spec.labels)
+                self.addons.set_target(f"{spec.namespace}/{spec.name}", target)
         else:
+            self.addons.set_target(f"{spec.namespace}/{spec.name}", None)
             with contextlib.suppress(KeyError):
                 self.registrations.delete(key)
 
@@ -535,6 +564,7 @@ class MeshRuntime(AdoptionMixin):
             self._state.gateways[gw.spec.name] = {
                 "admin_port": gw.spec.admin_port,
                 "health_port": gw.spec.health_port,
+                "status_port": gw.spec.status_port,
                 "restarts": gw.restarts,
             }
             if gw.pid is not None:

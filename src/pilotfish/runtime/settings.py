@@ -43,6 +43,12 @@ class RuntimeSettings:
     # Mesh config file (``--mesh-config``), read by the control plane at start; its
     # trustDomain is already reflected in ``trust_domain``.
     mesh_config_file: str | None = None
+    # Telemetry addons (``runtime.addons``): None takes the profile's (demo: all).
+    addons: tuple[str, ...] | None = None
+    prometheus_port: int = 9090
+    tracing_port: int = 9411
+    dashboard_port: int = 20001
+    scrape_interval_s: float = 5.0
 
     @property
     def log_dir(self) -> Path:
@@ -76,6 +82,17 @@ class RuntimeSettings:
     @property
     def state_file(self) -> Path:
         return self.state_dir / "state.json"
+
+    @property
+    def enabled_addons(self) -> tuple[str, ...]:
+        """The addons to run: ``addons`` when given, else the demo profile's (all)."""
+        if self.addons is not None:
+            return self.addons
+        return ("prometheus", "tracing", "dashboard") if self.profile == "demo" else ()
+
+    @property
+    def addons_dir(self) -> Path:
+        return self.state_dir / "addons"
 
     @property
     def access_logs(self) -> bool:

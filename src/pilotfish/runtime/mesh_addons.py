@@ -1,0 +1,114 @@
+"""The mesh's addons as a set: which to run, their specs, and Prometheus' targets.
+
+``MeshAddons`` is what the supervisor (``mesh.py``) holds: it builds the
+``AddonSpec`` of each enabled addon from the runtime settings, starts them
+after the gateways (an addon that cannot start is reported and skipped; the
+mesh still comes up), keeps Prometheus' file-discovered targets equal to the
+ready pods and the gateways, and stops them with the mesh.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from pilotfish.runtime.addons import AddonError, AddonProcess, AddonSpec
+from pilotfish.runtime.prometheus_addon import ScrapeTarget, prometheus_spec, write_targets
+from pilotfish.runtime.settings import RuntimeSettings
+
+__all__ = ["MeshAddons"]
+
+log = logging.getLogger("pilotfish.runtime.addons")
+
+class MeshAddons:
+    def __init__(
+        self,
+        settings: RuntimeSettings,
+        progress: Callable[[str], None],
+        python: str = sys.executable,
+    ) -> None:
+        self.settings = settings
+        self._progress = progress
+        self._python = python
+        self.processes: list[AddonProcess] = []
+        self._targets: dict[str, ScrapeTarget] = {}
+
+    @property
+    def urls(self) -> dict[str, str]:
+        return {a.spec.name: a.spec.url for a in self.processes}
+
+    @property
+    def _targets_file(self) -> Path:
+        return self.settings.addons_dir / "prometheus" / "targets.json"
+
+    def _spec(self, name: str, control_plane: str) -> AddonSpec:
+        s = self.settings
+        work = s.addons_dir / name
+        if name == "prometheus":
+            return prometheus_spec(work, s.prometheus_port, control_plane, s.scrape_interval_s)
+        raise AddonError(f"addon {name}: not available in this build")
+
+    async def start(self, control_plane: str) -> list[str]:
+        """Start every enabled addon; returns the errors of those that could not start."""
+        errors: list[str] = []
+        for name in self.settings.enabled_addons:
+            try:
+                spec = self._spec(name, control_plane)
+                proc = AddonProcess(
+                    spec,
+                    self.settings.work_dir / f"addon-{name}",
+                    self.settings.log_dir / f"addon-{name}.log",
+                )
+                await proc.start()
+            except (AddonError, OSError) as exc:
+                log.error("%s", exc)
+                errors.append(str(exc))
+                continue
+            self.processes.append(proc)
+            self._progress(f"addon {name} at {spec.url}")
+        self._write_targets()
+        return errors
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(a.stop() for a in self.processes), return_exceptions=True)
+        self.processes = []
+
+    async def ready(self, session: aiohttp.ClientSession) -> dict[str, bool]:
+        answers = await asyncio.gather(*(a.ready(session) for a in self.processes))
+        return {a.spec.name: ok for a, ok in zip(self.processes, answers, strict=True)}
+
+    def set_target(self, key: str, target: ScrapeTarget | None) -> None:
+        """Add, replace or (``None``) remove one proxy's scrape target."""
+        if target is None:
+            self._targets.pop(key, None)
+        else:
+            self._targets[key] = target
+        self._write_targets()
+
+    def set_targets(self, targets: Iterable[tuple[str, ScrapeTarget]]) -> None:
+        self._targets.update(targets)
+        self._write_targets()
+
+    def _write_targets(self) -> None:
+        if any(a.spec.name == "prometheus" for a in self.processes):
+            write_targets(self._targets_file, self._targets.values())
+
+    def rows(self, ready: dict[str, bool]) -> list[dict[str, Any]]:
+        """Status rows for ``pilotfish status``."""
+        return [
+            {
+                "name": a.spec.name,
+                "addon": True,
+                "url": a.spec.url,
+                "ready": ready.get(a.spec.name),
+                "pid": a.pid,
+                "restarts": a.restarts,
+            }
+            for a in self.processes
+        ]
