@@ -23,6 +23,7 @@ system-deps:
 	  missing=""; \
 	  command -v iptables >/dev/null 2>&1 || missing="$$missing iptables"; \
 	  command -v ip >/dev/null 2>&1 || missing="$$missing iproute2"; \
+	  command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	  if [ -n "$$missing" ]; then \
 	    echo "installing:$$missing"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
