@@ -246,7 +246,7 @@ def test_dashboard_pages_in_chromium(stack: str, tmp_path: Path) -> None:
 
         # The page refreshes itself every 5 s; rates appear once Prometheus has two scrapes.
         edges = poll(edges_with_rates, "graph edges with rates", deadline=60, interval=0.5)
-        by_pair = {(e["source"], e["target"]): e for e in edges}
+        by_pair = {(e["source"], e["dest_workload"]): e for e in edges}
         pp_rev = by_pair[(f"{NS}/productpage-v1", f"{NS}/reviews-v1")]
         rev_rat = by_pair[(f"{NS}/reviews-v1", f"{NS}/ratings-v1")]
         ingress = by_pair[(f"{NS}/istio-ingressgateway", f"{NS}/productpage-v1")]

@@ -5,6 +5,7 @@ const page = document.getElementById("page");
 const statusLine = document.getElementById("status");
 let timer = null;
 let cy = null;
+let lastShape = "";
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -75,13 +76,26 @@ async function renderGraph() {
       elements.push({ group: "edges", data: { id: "serves:" + n.id, source: n.id, target: n.workload,
         kind: "serves", colour: "#aac" } });
   }
-  for (const e of g.edges)
+  // Like Kiali, requests flow workload -> service -> workload: the labelled edge ends at the
+  // service the client asked for; the dashed one shows which workload served it.
+  const ids = new Set(g.nodes.map((n) => n.id));
+  for (const e of g.edges) {
+    const svc = `svc:${e.target.split("/")[0]}/${e.service}`;
     elements.push({ group: "edges", data: { ...e, kind: "traffic", label: edgeLabel(e),
+      target: ids.has(svc) ? svc : e.target, dest_workload: e.target,
       colour: COLOURS[e.health] || "#888" } });
+  }
   const fresh = cy.elements().length === 0;
+  const positions = Object.fromEntries(cy.nodes().map((n) => [n.id(), { ...n.position() }]));
   cy.elements().remove();
   cy.add(elements);
-  if (fresh || true) cy.layout({ name: "breadthfirst", directed: true, spacingFactor: 1.2 }).run();
+  cy.nodes().forEach((n) => { if (positions[n.id()]) n.position(positions[n.id()]); });
+  const roots = cy.nodes().filter((n) => n.incomers("edge").length === 0);
+  // Lay out only when the set of nodes changed, so a refresh does not move the picture.
+  const shape = cy.nodes().map((n) => n.id()).sort().join(",");
+  if (fresh || shape !== lastShape)
+    cy.layout({ name: "breadthfirst", directed: true, roots, spacingFactor: 1.1 }).run();
+  lastShape = shape;
   page.dataset.edges = String(g.edges.length);
   ok();
 }
