@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dashkit import browser_page, require_chromium, screenshot
 
+from dashkit import browser_page, require_chromium, screenshot
 from polling import poll
 
 pytestmark = pytest.mark.integration
@@ -109,6 +109,49 @@ CONFIGZ = {
 }
 
 
+def _items(*docs: dict[str, Any]) -> dict[str, Any]:
+    return {"items": list(docs)}
+
+
+def _doc(kind: str, name: str, spec: dict[str, Any], **meta: Any) -> dict[str, Any]:
+    return {"kind": kind, "metadata": {"name": name, "namespace": NS, **meta}, "spec": spec}
+
+
+def _selecting(app: str) -> dict[str, Any]:
+    return {"selector": {"matchLabels": {"app": app}}}
+
+
+CONFIG_LISTS = {
+    f"/apis/pilotfish.io/v1alpha1/namespaces/{NS}/workloads": _items(
+        _doc("Workload", "reviews-v1", {}, labels={"app": "reviews", "version": "v1"})
+    ),
+    "/api/v1/services": _items(
+        _doc("Service", "reviews", {"selector": {"app": "reviews"}}),
+        _doc("Service", "ratings", {"selector": {"app": "ratings"}}),
+    ),
+    "/apis/networking.istio.io/v1/virtualservices": _items(
+        _doc("VirtualService", "reviews-route", {"hosts": ["reviews"]}),
+        _doc("VirtualService", "ratings-route", {"hosts": ["ratings"]}),
+    ),
+    "/apis/networking.istio.io/v1/destinationrules": _items(
+        _doc("DestinationRule", "ratings-dr", {"host": "ratings.default.svc.cluster.local"})
+    ),
+    "/apis/networking.istio.io/v1/sidecars": _items(),
+    "/apis/security.istio.io/v1/peerauthentications": _items(
+        {
+            "kind": "PeerAuthentication",
+            "metadata": {"name": "default", "namespace": "istio-system"},
+            "spec": {"mtls": {"mode": "STRICT"}},
+        }
+    ),
+    "/apis/security.istio.io/v1/authorizationpolicies": _items(
+        _doc("AuthorizationPolicy", "reviews-viewer", _selecting("reviews")),
+        _doc("AuthorizationPolicy", "ratings-viewer", _selecting("ratings")),
+    ),
+    "/apis/security.istio.io/v1/requestauthentications": _items(),
+}
+
+
 def _spans() -> list[dict[str, Any]]:
     t0 = int(START * 1e6)
     return [
@@ -140,6 +183,7 @@ class _FakeMesh(BaseHTTPRequestHandler):
             "/api/v2/services": lambda: ["productpage.default", "reviews.default"],
             "/api/v2/traces": lambda: [_spans()],
             f"/api/v2/trace/{TRACE_ID}": _spans,
+            **{p: (lambda body=body: body) for p, body in CONFIG_LISTS.items()},
         }
         if path not in routes:
             self._send(b"not found", "text/plain", 404)
@@ -289,7 +333,10 @@ def test_dashboard_pages_in_chromium(stack: str, tmp_path: Path) -> None:
 
         page.goto(stack + f"#/workload/{NS}/reviews-v1")
         page.wait_for_selector("[data-direction='inbound'] svg path")
-        assert "reviews" in page.inner_text("main")  # the VirtualService applies
+        page.wait_for_selector("tr.applies")
+        applies = page.locator("tr.applies").all_inner_texts()
+        names = {row.split("\t")[2] for row in applies}
+        assert names == {"reviews-route", "reviews-viewer", "default"}, applies
         page.click("#explain-go")
         page.wait_for_function("document.getElementById('explain-out').textContent.length > 0")
         assert "not available" in page.inner_text("#explain-out")

@@ -17,6 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
+from pilotfish.dashboard.applies import applies_to, served_services
 from pilotfish.dashboard.backends import BackendError, Backends
 from pilotfish.dashboard.graph import build_graph, health
 
@@ -195,22 +196,35 @@ async def _golden(request: web.Request) -> web.StreamResponse:
             for name, res in zip(queries, results, strict=True)
         }
     pods = [p for p in await _pods_with_sync(backends) if p.get("workload") == workload]
-    config = await backends.control("/debug/configz")
-    applies = [
-        r
-        for r in config.get("resources", [])
-        if r.get("namespace") in (namespace, "istio-system", "")
-        and r.get("kind")
-        in (
-            "VirtualService",
-            "DestinationRule",
-            "Sidecar",
-            "PeerAuthentication",
-            "AuthorizationPolicy",
-            "RequestAuthentication",
-        )
-    ]
+    applies = await _applying_config(backends, namespace, workload)
     return web.json_response({"series": series, "pods": pods, "config": applies})
+
+
+_POLICY_LISTS = (
+    "/apis/networking.istio.io/v1/virtualservices",
+    "/apis/networking.istio.io/v1/destinationrules",
+    "/apis/networking.istio.io/v1/sidecars",
+    "/apis/security.istio.io/v1/peerauthentications",
+    "/apis/security.istio.io/v1/authorizationpolicies",
+    "/apis/security.istio.io/v1/requestauthentications",
+)
+
+
+async def _applying_config(
+    backends: Backends, namespace: str, workload: str
+) -> list[dict[str, Any]]:
+    workloads, services, *lists = await asyncio.gather(
+        backends.control(f"/apis/pilotfish.io/v1alpha1/namespaces/{namespace}/workloads"),
+        backends.control("/api/v1/services"),
+        *(backends.control(path) for path in _POLICY_LISTS),
+    )
+    labels: dict[str, str] = {}
+    for item in workloads.get("items", []):
+        if item.get("metadata", {}).get("name") == workload:
+            labels = {str(k): str(v) for k, v in (item["metadata"].get("labels") or {}).items()}
+    served = served_services(services.get("items", []), namespace, labels)
+    docs = [doc for body in lists for doc in body.get("items", [])]
+    return applies_to(docs, namespace, labels, served)
 
 
 async def _traces(request: web.Request) -> web.StreamResponse:

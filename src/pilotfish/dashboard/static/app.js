@@ -171,8 +171,9 @@ async function renderWorkload(ns, name) {
   parts.push(el("h3", {}, "Proxies"), table(["Pod", "Sync", "Identity", "Cert expires"], data.pods.map((p) =>
     el("tr", {}, el("td", {}, p.name), el("td", {}, p.sidecar_sync), el("td", {}, p.identity || "-"),
       el("td", {}, p.cert_expires ? new Date(p.cert_expires * 1000).toISOString() : "-")))));
-  parts.push(el("h3", {}, "Config in this namespace"), table(["Kind", "Name", "Source"], data.config.map((r) =>
-    el("tr", {}, el("td", {}, r.kind), el("td", {}, r.name), el("td", {}, `${r.file}:${r.line}`)))));
+  parts.push(el("h3", {}, "Config that applies"), table(["Kind", "Namespace", "Name", "Why"],
+    data.config.map((r) => el("tr", { class: "applies" }, el("td", {}, r.kind), el("td", {}, r.namespace),
+      el("td", {}, r.name), el("td", {}, r.why)))));
   parts.push(explainSection(name));
   page.replaceChildren(...parts);
   ok();
