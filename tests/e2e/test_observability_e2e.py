@@ -30,13 +30,14 @@ def test_demo_mesh_serves_productpage(demo_mesh: E2EMesh) -> None:
 def test_dashboard_graph_shows_bookinfo_with_mtls(demo_mesh: E2EMesh, tmp_path: Path) -> None:
     require_chromium()
     url = demo_mesh.cli("dashboard", "--print-url").stdout.strip()
+    # The addon starts with the mesh but may still be binding its port.
+    poll(lambda: http_get(url)[0] == 200, f"dashboard at {url}", deadline=60)
     with browser_page() as page:
+        page.goto(url + "#/graph")
 
         def bookinfo_edges() -> dict[tuple[str, str], dict[str, Any]] | None:
             for _ in range(5):
                 http_get(demo_mesh.ingress + "/productpage")
-            if page.url == "about:blank":
-                page.goto(url + "#/graph")
             edges = page.evaluate(
                 "() => window.pilotfishGraph ? window.pilotfishGraph"
                 ".edges('[kind = \"traffic\"]').map(e => e.data()) : []"
