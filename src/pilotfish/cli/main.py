@@ -9,6 +9,7 @@ from pilotfish.cli.agent import agent
 from pilotfish.cli.analyze import analyze
 from pilotfish.cli.apply import apply, delete
 from pilotfish.cli.control_plane import control_plane
+from pilotfish.cli.dashboard import dashboard, dashboard_server
 from pilotfish.cli.demo import demo
 from pilotfish.cli.get import get
 from pilotfish.cli.mesh_ops import describe, down, logs, status
@@ -40,6 +41,8 @@ for command in (
     apply,
     delete,
     get,
+    dashboard,
+    dashboard_server,
 ):
     cli.add_command(command)
 

@@ -1,0 +1,1 @@
+"""The web dashboard: a service graph, workload health, config findings and traces."""
