@@ -268,7 +268,9 @@ def test_prometheus_targets_carry_pod_labels(demo_mesh: E2EMesh) -> None:
 
 def test_dashboard_graph_shows_bookinfo_with_mtls(demo_mesh: E2EMesh, tmp_path: Path) -> None:
     require_chromium()
-    url = demo_mesh.cli("dashboard", "--print-url").stdout.strip()
+    url = demo_mesh.cli(
+        "dashboard", "--print-url", "--state-dir", str(demo_mesh.state_dir)
+    ).stdout.strip()
     # The addon starts with the mesh but may still be binding its port.
     poll(lambda: http_get(url)[0] == 200, f"dashboard at {url}", deadline=60)
     with browser_page() as page:

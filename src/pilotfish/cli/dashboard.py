@@ -62,13 +62,17 @@ def _answers(url: str) -> bool:
 @click.option("--timeout", type=float, default=20.0, show_default=True)
 def dashboard(state_dir: str, print_url: bool, port: int, timeout: float) -> None:
     """Print the URL of the running mesh's dashboard, starting the dashboard if needed."""
-    url = f"http://{DEFAULT_ADDRESS}:{port}/"
+    settings = RuntimeSettings(state_dir=Path(state_dir).resolve())
+    state = read_state(settings.state_file)
+    running = state is not None and process_alive(state.pid) and state.phase != "stopped"
+    # The mesh's own dashboard addon, when it runs one; else the given port.
+    url = (state.addons.get("dashboard") if state is not None and running else None) or (
+        f"http://{DEFAULT_ADDRESS}:{port}/"
+    )
     if print_url:
         click.echo(url)
         return
-    settings = RuntimeSettings(state_dir=Path(state_dir).resolve())
-    state = read_state(settings.state_file)
-    if state is None or not process_alive(state.pid) or state.phase == "stopped":
+    if state is None or not running:
         raise click.ClickException(f"no mesh is running from {settings.state_dir}")
     if not _answers(url):
         log = settings.log_dir / "dashboard.log"

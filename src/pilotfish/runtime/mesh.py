@@ -194,6 +194,7 @@ class MeshRuntime(AdoptionMixin):
         pods = list(self.pods.values())
         self._progress(f"stopping {len(pods)} pods")
         await self.addons.stop()
+        self._state.addons = {}
         await asyncio.gather(*(self._stop_pod(p) for p in pods), return_exceptions=True)
         await asyncio.gather(*(g.stop() for g in self.gateways), return_exceptions=True)
         if self.cp is not None:
@@ -215,6 +216,7 @@ class MeshRuntime(AdoptionMixin):
         """The telemetry addons, scraping the gateways from the start (pods join
         Prometheus' targets as they turn ready)."""
         await self.addons.start(f"127.0.0.1:{self.settings.control_plane_port}")
+        self._state.addons = self.addons.urls
         self.addons.set_targets(
             (
                 f"{gw.spec.namespace}/{gw.spec.name}",

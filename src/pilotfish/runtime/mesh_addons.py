@@ -22,9 +22,44 @@ from pilotfish.runtime.addons import AddonError, AddonProcess, AddonSpec
 from pilotfish.runtime.prometheus_addon import ScrapeTarget, prometheus_spec, write_targets
 from pilotfish.runtime.settings import RuntimeSettings
 
-__all__ = ["MeshAddons"]
+__all__ = ["MeshAddons", "dashboard_spec"]
 
 log = logging.getLogger("pilotfish.runtime.addons")
+
+
+def dashboard_spec(
+    python: str,
+    work_dir: Path,
+    port: int,
+    *,
+    prometheus: str,
+    tracing: str,
+    control_plane: str,
+    token_file: Path,
+) -> AddonSpec:
+    """The dashboard (``pilotfish dashboard-server``) reading Prometheus, the trace
+    store and the control plane's API."""
+    listen = f"http://127.0.0.1:{port}"
+    argv = (
+        python,
+        "-m",
+        "pilotfish.cli.main",
+        "dashboard-server",
+        "--address",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--prometheus",
+        prometheus,
+        "--tracing",
+        tracing,
+        "--control-plane",
+        control_plane,
+        "--token-file",
+        str(token_file),
+    )
+    return AddonSpec("dashboard", argv, f"{listen}/", f"{listen}/", work_dir)
+
 
 class MeshAddons:
     def __init__(
@@ -52,6 +87,16 @@ class MeshAddons:
         work = s.addons_dir / name
         if name == "prometheus":
             return prometheus_spec(work, s.prometheus_port, control_plane, s.scrape_interval_s)
+        if name == "dashboard":
+            return dashboard_spec(
+                self._python,
+                work,
+                s.dashboard_port,
+                prometheus=f"http://127.0.0.1:{s.prometheus_port}",
+                tracing=f"http://127.0.0.1:{s.tracing_port}",
+                control_plane=f"http://{control_plane}",
+                token_file=s.api_token_file,
+            )
         raise AddonError(f"addon {name}: not available in this build")
 
     async def start(self, control_plane: str) -> list[str]:

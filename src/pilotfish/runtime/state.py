@@ -46,6 +46,7 @@ class MeshState:
     run: dict[str, Any] = field(default_factory=dict)  # settings fingerprint
     ipam: str = ""  # ``Ipam.to_json()`` of the pod network
     gateways: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> {ports}
+    addons: dict[str, str] = field(default_factory=dict)  # running addon name -> URL
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
