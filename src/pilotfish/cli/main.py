@@ -15,6 +15,7 @@ from pilotfish.cli.get import get
 from pilotfish.cli.mesh_ops import describe, down, logs, status
 from pilotfish.cli.proxy_config import proxy_config
 from pilotfish.cli.proxy_status import proxy_status
+from pilotfish.cli.trace_store import trace_store
 from pilotfish.cli.up import up
 
 __all__ = ["cli", "main"]
@@ -43,6 +44,7 @@ for command in (
     get,
     dashboard,
     dashboard_server,
+    trace_store,
 ):
     cli.add_command(command)
 

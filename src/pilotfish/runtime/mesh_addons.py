@@ -87,6 +87,11 @@ class MeshAddons:
         work = s.addons_dir / name
         if name == "prometheus":
             return prometheus_spec(work, s.prometheus_port, control_plane, s.scrape_interval_s)
+        if name == "tracing":
+            listen = f"http://127.0.0.1:{s.tracing_port}"
+            argv: tuple[str, ...] = (self._python, "-m", "pilotfish.cli.main", "trace-store")
+            argv += ("--address", "127.0.0.1", "--port", str(s.tracing_port))
+            return AddonSpec("tracing", argv, f"{listen}/health", listen, work)
         if name == "dashboard":
             return dashboard_spec(
                 self._python,
