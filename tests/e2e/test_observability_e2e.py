@@ -306,3 +306,23 @@ def test_dashboard_graph_shows_bookinfo_with_mtls(demo_mesh: E2EMesh, tmp_path: 
             page.goto(f"{url}#/{name}")
             page.wait_for_selector(selector)
             screenshot(page, tmp_path, f"e2e-{name}")
+
+
+def test_stat_and_top_show_golden_metrics_per_workload(demo_mesh: E2EMesh) -> None:
+    mesh = demo_mesh
+    state = ("--state-dir", str(mesh.state_dir))
+
+    def reviews_row() -> dict[str, Any] | None:
+        for _ in range(3):
+            http_get(mesh.ingress + "/productpage")
+        out = mesh.cli("stat", "-n", "default", "--window", "1m", "-o", "json", *state).stdout
+        rows = {r["workload"]: r for r in json.loads(out)}
+        row = rows.get("reviews-v1")
+        return row if row and row["rps"] > 0 and row["latency_ms"]["p50"] is not None else None
+
+    row = poll(reviews_row, "pilotfish stat to list reviews-v1", deadline=60)
+    assert row["namespace"] == "default"
+    assert row["success_rate"] == 1.0
+    assert 0 < row["latency_ms"]["p50"] <= row["latency_ms"]["p99"]
+    table = mesh.cli("top", "--once", "-n", "default", *state).stdout
+    assert "productpage-v1" in table and "reviews-v1" in table and "P99" in table

@@ -15,6 +15,7 @@ from pilotfish.cli.get import get
 from pilotfish.cli.mesh_ops import describe, down, logs, status
 from pilotfish.cli.proxy_config import proxy_config
 from pilotfish.cli.proxy_status import proxy_status
+from pilotfish.cli.stat import stat, top
 from pilotfish.cli.trace_store import trace_store
 from pilotfish.cli.up import up
 
@@ -45,6 +46,8 @@ for command in (
     dashboard,
     dashboard_server,
     trace_store,
+    stat,
+    top,
 ):
     cli.add_command(command)
 
