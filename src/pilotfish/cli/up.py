@@ -358,6 +358,8 @@ def _detach(settings: RuntimeSettings, paths: tuple[str, ...], console: Console)
                     )
                     if state.message:  # what became of an earlier run's pods
                         console.print(state.message, highlight=False)
+                    for name, url in state.addons.items():
+                        console.print(f"addon {name}: {url}", highlight=False)
                     console.print(
                         f"supervisor pid {proc.pid}, log {log_path}, "
                         f"API token in {settings.api_token_file}",
