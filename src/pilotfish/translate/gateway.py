@@ -126,7 +126,6 @@ def _http_filter(
         HttpConnectionManager(
             f"outbound_{name}",
             route_config_name=route_name,
-            access_log=snapshot.access_log,
             forward_client_cert=forward_client_cert,
         ),
         snapshot,
