@@ -50,7 +50,18 @@ def demo_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2EMesh]:
     require_root()
     tmp = tmp_path_factory.mktemp("demo")
     bridge = "pfe2o"
-    mesh = E2EMesh(tmp / "state", "transparent", free_port(), free_port(), free_port(), bridge)
+    # JSON access logs (telemetry-api tests read them as JSON lines).
+    mesh_config = tmp / "mesh.yaml"
+    mesh_config.write_text("accessLogFile: /dev/stdout\naccessLogEncoding: JSON\n")
+    mesh = E2EMesh(
+        tmp / "state",
+        "transparent",
+        free_port(),
+        free_port(),
+        free_port(),
+        bridge,
+        extra_up_args=("--mesh-config", str(mesh_config)),
+    )
     try:
         mesh.up(
             SAMPLES / "bookinfo.yaml",

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from click.testing import CliRunner
+
 from pilotfish.api.loader import load_text
 from pilotfish.api.telemetry.expressions import tag_value_format
+from pilotfish.cli.analyze import analyze
 from pilotfish.model.mesh_config import MeshConfigError, parse_mesh_config
+
+# Istio's samples/open-telemetry Telemetry manifests (Apache-2.0), copied verbatim.
+ISTIO_SAMPLES = Path(__file__).parents[2] / "testdata" / "api" / "telemetry"
 
 HEAD = "apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: t, namespace: shop}\n"
 
@@ -86,3 +94,20 @@ def test_mesh_config_telemetry_errors_name_the_field() -> None:
     else:
         raise AssertionError("expected errors")
     assert fields == {"accessLogFormat": 7, "defaultProviders.tracing[0]": 5}
+
+
+def test_analyze_with_mesh_config_checks_provider_names(tmp_path: Path) -> None:
+    mesh = tmp_path / "mesh.yaml"
+    mesh.write_text(
+        "extensionProviders:\n- name: otel-tracing\n"
+        "  opentelemetry: {service: otel.observability.svc.cluster.local, port: 4317}\n"
+        "- name: otel\n  envoyFileAccessLog: {path: /dev/stdout}\n"
+    )
+    ok = CliRunner().invoke(analyze, [str(ISTIO_SAMPLES), "--mesh-config", str(mesh)])
+    assert ok.exit_code == 0, ok.output
+    mesh.write_text("extensionProviders: []\n")
+    bad = CliRunner().invoke(analyze, [str(ISTIO_SAMPLES), "--mesh-config", str(mesh)])
+    assert bad.exit_code == 1
+    assert "istio_otel_loki.yaml:10: Telemetry istio-system/mesh-logging" in bad.output
+    assert "spec.accessLogging[0].providers[0].name: unknown provider 'otel'" in bad.output
+    assert "spec.tracing[0].providers[0].name: unknown provider 'otel-tracing'" in bad.output
