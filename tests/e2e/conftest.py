@@ -50,6 +50,9 @@ def demo_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2EMesh]:
     require_root()
     tmp = tmp_path_factory.mktemp("demo")
     bridge = "pfe2o"
+    # JSON access logs (read back as JSON lines by the access-log test).
+    mesh_config = tmp / "mesh.yaml"
+    mesh_config.write_text("accessLogFile: /dev/stdout\naccessLogEncoding: JSON\n")
     mesh = E2EMesh(tmp / "state", "transparent", free_port(), free_port(), free_port(), bridge)
     # The addons on free ports: the machine's 9090/9411/20001 may be taken.
     mesh.prometheus_port, mesh.tracing_port, mesh.dashboard_port = (
@@ -58,6 +61,8 @@ def demo_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2EMesh]:
         free_port(),
     )
     mesh.extra_up_args = (
+        "--mesh-config",
+        str(mesh_config),
         "--prometheus-port",
         str(mesh.prometheus_port),
         "--tracing-port",

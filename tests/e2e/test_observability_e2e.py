@@ -326,3 +326,36 @@ def test_stat_and_top_show_golden_metrics_per_workload(demo_mesh: E2EMesh) -> No
     assert 0 < row["latency_ms"]["p50"] <= row["latency_ms"]["p99"]
     table = mesh.cli("top", "--once", "-n", "default", *state).stdout
     assert "productpage-v1" in table and "reviews-v1" in table and "P99" in table
+
+
+# -- telemetry-api: access logs and the Telemetry API -----------------------------------
+
+
+def _json_log_lines(mesh: E2EMesh, workload: str) -> list[dict[str, object]]:
+    out = mesh.cli("logs", workload, "--sidecar").stdout
+    lines = []
+    for line in out.splitlines():
+        text = line.split("] ", 1)[1] if line.startswith("[") else line
+        if text.startswith("{"):
+            lines.append(json.loads(text))
+    return lines
+
+
+def test_access_logs_are_json_lines_with_istio_fields(demo_mesh: E2EMesh) -> None:
+    status, _ = http_get(demo_mesh.ingress + "/productpage?telemetry-api=json")
+    assert status == 200
+
+    def logged() -> dict[str, object] | None:
+        for entry in _json_log_lines(demo_mesh, "productpage-v1"):
+            if entry.get("path") == "/productpage?telemetry-api=json":
+                return entry
+        return None
+
+    def tail() -> str:
+        return demo_mesh.cli("logs", "productpage-v1", "--sidecar", "--tail", "15").stdout
+
+    entry = poll(
+        logged, "productpage's sidecar to log the request as JSON", deadline=30, context=tail
+    )
+    assert entry["method"] == "GET" and entry["response_code"] == 200
+    assert {"start_time", "upstream_cluster", "request_id", "duration"} <= set(entry)

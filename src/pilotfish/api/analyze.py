@@ -15,6 +15,8 @@ from pilotfish.api.diagnostics import Diagnostic, Severity, SourceRef
 from pilotfish.api.loader import load_file
 from pilotfish.api.resource import Resource, ResourceKey
 from pilotfish.api.validation.references import check_references
+from pilotfish.api.validation.telemetry_providers import check_telemetry_providers
+from pilotfish.model.mesh_config import MeshConfig
 
 __all__ = ["CONFIG_SUFFIXES", "analyze_paths", "collect_files"]
 
@@ -46,8 +48,11 @@ def collect_files(paths: Sequence[str]) -> tuple[list[Path], list[Diagnostic]]:
     return list(unique), problems
 
 
-def analyze_paths(paths: Sequence[str], domain_suffix: str = "cluster.local") -> list[Diagnostic]:
-    """Every error and warning for the configuration under ``paths``."""
+def analyze_paths(
+    paths: Sequence[str], domain_suffix: str = "cluster.local", mesh: MeshConfig | None = None
+) -> list[Diagnostic]:
+    """Every error and warning for the configuration under ``paths``; with ``mesh``,
+    Telemetry provider names are also checked against its extension providers."""
     files, diagnostics = collect_files(paths)
     resources: list[Resource] = []
     first_seen: dict[ResourceKey, Resource] = {}
@@ -62,6 +67,8 @@ def analyze_paths(paths: Sequence[str], domain_suffix: str = "cluster.local") ->
             first_seen[resource.key] = resource
             resources.append(resource)
     diagnostics += check_references(resources, domain_suffix)
+    if mesh is not None:
+        diagnostics += check_telemetry_providers(resources, mesh)
     return diagnostics
 
 

@@ -22,6 +22,8 @@ from pilotfish.api.security.authorization_policy import AuthorizationPolicySpec
 from pilotfish.api.security.common import API_VERSIONS as _SECURITY
 from pilotfish.api.security.peer_authentication import PeerAuthenticationSpec
 from pilotfish.api.security.request_authentication import RequestAuthenticationSpec
+from pilotfish.api.telemetry.telemetry import API_VERSIONS as _TELEMETRY
+from pilotfish.api.telemetry.telemetry import TelemetrySpec
 
 __all__ = [
     "API_VERSIONS",
@@ -51,6 +53,7 @@ KINDS: Final[MappingProxyType[str, type[BaseModel]]] = MappingProxyType(
         "AuthorizationPolicy": AuthorizationPolicySpec,
         "RequestAuthentication": RequestAuthenticationSpec,
         "Secret": SecretSpec,
+        "Telemetry": TelemetrySpec,
     }
 )
 
@@ -75,13 +78,14 @@ API_VERSIONS: Final[MappingProxyType[str, frozenset[str]]] = MappingProxyType(
         "AuthorizationPolicy": _SECURITY,
         "RequestAuthentication": _SECURITY,
         "Secret": frozenset({"v1"}),
+        "Telemetry": _TELEMETRY,
     }
 )
 
 
 def _preferred(versions: frozenset[str]) -> str:
     """The newest stable version of a group (``v1``), else the only one accepted."""
-    for stable in ("networking.istio.io/v1", "security.istio.io/v1"):
+    for stable in ("networking.istio.io/v1", "security.istio.io/v1", "telemetry.istio.io/v1"):
         if stable in versions:
             return stable
     return min(versions)
@@ -106,6 +110,7 @@ _PLURALS: Final[MappingProxyType[str, str]] = MappingProxyType(
         "AuthorizationPolicy": "authorizationpolicies",
         "RequestAuthentication": "requestauthentications",
         "Secret": "secrets",
+        "Telemetry": "telemetries",
     }
 )
 _KIND_BY_PLURAL: Final = MappingProxyType({p: k for k, p in _PLURALS.items()})

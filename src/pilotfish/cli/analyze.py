@@ -5,6 +5,8 @@ from __future__ import annotations
 import click
 
 from pilotfish.api.analyze import analyze_paths, collect_files
+from pilotfish.cli.control_plane import mesh_config_option
+from pilotfish.model.mesh_config import MeshConfig
 
 __all__ = ["analyze"]
 
@@ -17,13 +19,14 @@ __all__ = ["analyze"]
     show_default=True,
     help="Cluster domain used to resolve short host names.",
 )
-def analyze(paths: tuple[str, ...], domain_suffix: str) -> None:
+@mesh_config_option
+def analyze(paths: tuple[str, ...], domain_suffix: str, mesh_config: MeshConfig | None) -> None:
     """Load and check PATH... (files, or directories searched for *.yaml, *.yml, *.json).
 
     Prints one line per problem (file:line: Kind namespace/name: field: message)
     and a summary. Exits 1 when there is an error; warnings alone exit 0.
     """
-    diagnostics = analyze_paths(list(paths), domain_suffix=domain_suffix)
+    diagnostics = analyze_paths(list(paths), domain_suffix=domain_suffix, mesh=mesh_config)
     for diagnostic in diagnostics:
         click.echo(diagnostic.format())
     errors = sum(1 for d in diagnostics if d.is_error)

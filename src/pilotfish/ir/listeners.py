@@ -30,7 +30,6 @@ class HttpConnectionManager:
     direction: Literal["outbound", "inbound"] = "outbound"
     # Names of HTTP filters before the router, in order (e.g. "fault", "cors").
     http_filters: tuple[str, ...] = ()
-    access_log: bool = False
     # Inbound: pass the caller's verified identity to the app in
     # x-forwarded-client-cert (replacing whatever the caller sent).
     forward_client_cert: bool = False

@@ -22,13 +22,22 @@ that a typo is never silently ignored):
   and 503);
 - ``outboundTrafficPolicy.mode``: ``ALLOW_ANY`` (default) or ``REGISTRY_ONLY``;
 - ``accessLogFile``: ``""`` (off) or ``/dev/stdout`` (every proxy logs each
-  request to its output);
+  request to its output), ``accessLogEncoding`` (``TEXT`` or ``JSON``) and
+  ``accessLogFormat`` (an Envoy format string; for JSON, a JSON object of
+  format strings);
+- ``extensionProviders`` and ``defaultProviders`` (model/mesh_telemetry.py):
+  the named telemetry providers and those used when no Telemetry resource
+  chooses;
 - ``enableAutoMtls`` (default true);
-- ``defaultConfig``: accepted and ignored (proxy defaults come from the agent).
+- ``defaultConfig``: ``tracing.sampling`` (percentage, default 1) and
+  ``tracing.zipkin.address`` (the built-in collector, ``127.0.0.1:9411``) are
+  read; the other proxy defaults are accepted and ignored (they come from the
+  agent).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -43,10 +52,17 @@ from pilotfish.api.networking.virtual_service import HTTPRetry
 from pilotfish.api.pydantic_errors import errors_to_findings
 from pilotfish.api.yamlcompose import ParseLimitError, compose_documents
 from pilotfish.api.yamlnodes import line_in, node_to_data
+from pilotfish.model.mesh_telemetry import (
+    BUILTIN_PROVIDERS,
+    DefaultProviders,
+    ExtensionProvider,
+    ProxyDefaults,
+)
 
 __all__ = [
     "ACCESS_LOG_STDOUT",
     "DEFAULT_MESH_CONFIG",
+    "AccessLogEncoding",
     "MeshConfig",
     "MeshConfigError",
     "OutboundMode",
@@ -58,6 +74,7 @@ __all__ = [
 
 OutboundMode = Literal["ALLOW_ANY", "REGISTRY_ONLY"]
 ACCESS_LOG_STDOUT = "/dev/stdout"
+AccessLogEncoding = Literal["TEXT", "JSON"]
 
 
 class OutboundTrafficPolicy(ApiModel):
@@ -74,13 +91,30 @@ class MeshConfig(ApiModel):
     default_http_retry_policy: HTTPRetry | None = None
     outbound_traffic_policy: OutboundTrafficPolicy = Field(default_factory=OutboundTrafficPolicy)
     access_log_file: str = ""
+    access_log_encoding: AccessLogEncoding = "TEXT"
+    access_log_format: str = ""
     enable_auto_mtls: bool = True
-    # Istio's per-proxy defaults (ProxyConfig): tolerated so real mesh configs load.
-    default_config: dict[str, Any] | None = None
+    # Istio's per-proxy defaults (ProxyConfig): tracing is read, the rest tolerated
+    # so that real mesh configs load.
+    default_config: ProxyDefaults | None = None
+    extension_providers: list[ExtensionProvider] = Field(default_factory=list)
+    default_providers: DefaultProviders | None = None
 
     @property
     def access_log(self) -> bool:
         return bool(self.access_log_file)
+
+    @property
+    def proxy_defaults(self) -> ProxyDefaults:
+        return self.default_config if self.default_config is not None else ProxyDefaults()
+
+    def provider(self, name: str) -> ExtensionProvider | None:
+        """The extension provider called ``name`` (the last one wins, as in Istio)."""
+        found = None
+        for p in self.extension_providers:
+            if p.name == name:
+                found = p
+        return found
 
     @property
     def outbound_mode(self) -> OutboundMode:
@@ -190,6 +224,30 @@ def _semantic_problems(
         error("trustDomain", "must not be empty")
     if config.access_log_file not in ("", ACCESS_LOG_STDOUT):
         error("accessLogFile", f"must be '' (off) or '{ACCESS_LOG_STDOUT}'")
+    if config.access_log_encoding == "JSON" and config.access_log_format:
+        try:
+            parsed = json.loads(config.access_log_format)
+        except ValueError:
+            parsed = None
+        if not isinstance(parsed, dict) or not all(isinstance(v, str) for v in parsed.values()):
+            error(
+                "accessLogFormat",
+                "with accessLogEncoding JSON, must be a JSON object of format strings",
+            )
+    seen: set[str] = set()
+    for i, p in enumerate(config.extension_providers):
+        if p.name in seen:
+            error(f"extensionProviders[{i}].name", f"duplicate provider name {p.name!r}")
+        seen.add(p.name)
+    if config.default_providers is not None:
+        for section in ("metrics", "tracing", "accessLogging"):
+            names = getattr(config.default_providers, _snake(section))
+            for i, name in enumerate(names):
+                if name not in seen and name not in BUILTIN_PROVIDERS:
+                    error(
+                        f"defaultProviders.{section}[{i}]",
+                        f"unknown provider {name!r} (not in extensionProviders)",
+                    )
     retry = config.default_http_retry_policy
     if retry is not None:
         if retry.attempts is not None and retry.attempts < 0:
@@ -201,6 +259,10 @@ def _semantic_problems(
             except ValueError as exc:
                 error("defaultHttpRetryPolicy.perTryTimeout", str(exc))
     return found
+
+
+def _snake(name: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name)
 
 
 def load_mesh_config(path: str | Path) -> MeshConfig:

@@ -79,7 +79,8 @@ class NodeMetadataError(ValueError):
 class OutboundKey:
     """A sidecar's outbound listeners and routes: its namespace and listener
     layout, the values of the labels some ``sourceLabels`` selector names
-    (empty when none does), and the applied Sidecar (``namespace/name``, ``""``)."""
+    (empty when none does), the applied Sidecar (``namespace/name``, ``""``) and
+    the Telemetry selecting the workload (``namespace/name``, ``""``)."""
 
     namespace: str
     interception: Interception
@@ -88,6 +89,7 @@ class OutboundKey:
     workload_certs: bool
     source_labels: tuple[tuple[str, str], ...] = ()
     sidecar: str = ""
+    telemetry: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,9 +161,12 @@ class ProxyView:
                 return app
         return target_port
 
-    def outbound_key(self, source_label_keys: frozenset[str], sidecar: str) -> OutboundKey:
+    def outbound_key(
+        self, source_label_keys: frozenset[str], sidecar: str, telemetry: str = ""
+    ) -> OutboundKey:
         """The key of this (sidecar) view's outbound listeners and routes, given the
-        label keys ``sourceLabels`` selectors name and the applied Sidecar."""
+        label keys ``sourceLabels`` selectors name, the applied Sidecar and the
+        Telemetry selecting the workload."""
         return OutboundKey(
             self.namespace,
             self.interception,
@@ -170,6 +175,7 @@ class ProxyView:
             self.workload_certs,
             tuple((k, v) for k, v in self.labels if k in source_label_keys),
             sidecar,
+            telemetry,
         )
 
     def cluster_key(self, sidecar: str) -> ClusterKey:

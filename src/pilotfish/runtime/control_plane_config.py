@@ -27,9 +27,23 @@ def runtime_mesh_config(s: RuntimeSettings) -> MeshConfig:
     base = load_mesh_config(s.mesh_config_file) if s.mesh_config_file else DEFAULT_MESH_CONFIG
     # The runtime's trust domain (the CA's) stays authoritative; the demo
     # profile's access logs stay on whatever the file says.
-    return with_overrides(
+    mesh = with_overrides(
         base, trust_domain=s.trust_domain, access_log=True if s.access_logs else None
     )
+    if s.profile == "demo" and not _sets_sampling(mesh):
+        # Istio's demo profile traces every request (the default samples 1 %).
+        defaults = mesh.proxy_defaults
+        tracing = defaults.tracing.model_copy(update={"sampling": 100.0})
+        mesh = mesh.model_copy(
+            update={"default_config": defaults.model_copy(update={"tracing": tracing})}
+        )
+    return mesh
+
+
+def _sets_sampling(mesh: MeshConfig) -> bool:
+    """Whether the mesh config file chose a sampling percentage itself."""
+    config = mesh.default_config
+    return config is not None and "sampling" in config.tracing.model_fields_set
 
 
 def control_plane_settings(s: RuntimeSettings, bridge_ip: str) -> ControlPlaneSettings:

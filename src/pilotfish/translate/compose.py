@@ -57,6 +57,8 @@ from pilotfish.translate.sidecar import (
 )
 from pilotfish.translate.sidecar_scope import sidecar_scope
 from pilotfish.translate.source_match import source_label_keys
+from pilotfish.translate.telemetry import apply_telemetry, workload_telemetry
+from pilotfish.translate.telemetry import resolve as resolve_telemetry
 
 __all__ = [
     "LocalParts",
@@ -110,16 +112,25 @@ def part_keys(
     outbound = None
     if view.role == "sidecar":
         keys = source_label_keys(snapshot) if label_keys is None else label_keys
-        outbound = view.outbound_key(keys, sidecar)
+        telemetry = workload_telemetry(snapshot, view.namespace, view.label_map)
+        outbound = view.outbound_key(keys, sidecar, telemetry)
     return PartKeys(outbound, view.cluster_key(sidecar), view, view.endpoint_key)
 
 
 def local_part(snapshot: Snapshot, view: ProxyView) -> LocalParts:
+    selected = workload_telemetry(snapshot, view.namespace, view.label_map)
+    client = resolve_telemetry(snapshot, view.namespace, selected, "client")
     if view.role == "sidecar":
         ib = sidecar_inbound(snapshot, view)
-        return LocalParts(listeners=ib.listeners, clusters=ib.clusters)
+        server = resolve_telemetry(snapshot, view.namespace, selected, "server")
+        return LocalParts(
+            listeners=apply_telemetry(ib.listeners, client, server), clusters=ib.clusters
+        )
     gw = gateway_listeners(snapshot, view)
-    return LocalParts(listeners=gw.listeners, route_configs=gw.route_configs)
+    # A gateway reports as the client of the services it routes to.
+    return LocalParts(
+        listeners=apply_telemetry(gw.listeners, client, client), route_configs=gw.route_configs
+    )
 
 
 def endpoint_inputs(snapshot: Snapshot, hostname: str) -> object:

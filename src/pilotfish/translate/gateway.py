@@ -52,7 +52,6 @@ from pilotfish.translate.security.gateway_tls import (
     sni_server_names,
 )
 from pilotfish.translate.security.http_filters import with_workload_security
-from pilotfish.translate.telemetry_metrics import with_metrics
 from pilotfish.translate.virtual_hosts import bound_gateways, dedupe_domains, host_matches
 
 __all__ = ["GatewayParts", "gateway_listeners", "selected_gateways"]
@@ -124,14 +123,10 @@ def _http_filter(
 ) -> HttpConnectionManager:
     # JWT and authorization of the gateway workload, for this server port.
     return with_workload_security(
-        with_metrics(
-            HttpConnectionManager(
-                f"outbound_{name}",
-                route_config_name=route_name,
-                access_log=snapshot.access_log,
-                forward_client_cert=forward_client_cert,
-            ),
-            "source",
+        HttpConnectionManager(
+            f"outbound_{name}",
+            route_config_name=route_name,
+            forward_client_cert=forward_client_cert,
         ),
         snapshot,
         view.namespace,

@@ -63,6 +63,8 @@ from pilotfish.translate.security.peer_authn import peer_mtls
 from pilotfish.translate.security.tcp_filters import with_tcp_workload_authz
 from pilotfish.translate.sidecar_scope import SidecarScope, scope_for, sidecar_scope
 from pilotfish.translate.source_match import source_label_keys
+from pilotfish.translate.telemetry import apply_telemetry, workload_telemetry
+from pilotfish.translate.telemetry import resolve as resolve_telemetry
 from pilotfish.translate.telemetry_metrics import with_metrics
 from pilotfish.translate.virtual_hosts import dedupe_domains, service_domains, vs_for_mesh
 from pilotfish.translate.visibility import service_visible
@@ -161,7 +163,9 @@ def sidecar_outbound(
     """Outbound listeners, routes and clusters of a sidecar ``view`` (a convenience
     over ``outbound_part`` and ``scoped_outbound_clusters`` with the view's keys)."""
     sidecar = (scope or sidecar_scope(snapshot, view)).key
-    parts = outbound_part(snapshot, view.outbound_key(source_label_keys(snapshot), sidecar))
+    telemetry = workload_telemetry(snapshot, view.namespace, view.label_map)
+    key = view.outbound_key(source_label_keys(snapshot), sidecar, telemetry)
+    parts = outbound_part(snapshot, key)
     clusters = scoped_outbound_clusters(snapshot, view.cluster_key(sidecar))
     return OutboundParts(parts.listeners, parts.route_configs, clusters)
 
@@ -215,13 +219,9 @@ def _captured_outbound(
             route_configs.append(RouteConfig(str(port), tuple(vhosts)))
             default = FilterChain(
                 f"0.0.0.0_{port}",
-                with_metrics(
-                    HttpConnectionManager(
-                        f"outbound_0.0.0.0_{port}",
-                        route_config_name=str(port),
-                        access_log=snapshot.access_log,
-                    ),
-                    "source",
+                HttpConnectionManager(
+                    f"outbound_0.0.0.0_{port}",
+                    route_config_name=str(port),
                 ),
             )
         else:
@@ -282,13 +282,9 @@ def _explicit_outbound(
             (),
             FilterChain(
                 name,
-                with_metrics(
-                    HttpConnectionManager(
-                        f"outbound_{name}",
-                        route_config_name=HTTP_PROXY_ROUTE,
-                        access_log=snapshot.access_log,
-                    ),
-                    "source",
+                HttpConnectionManager(
+                    f"outbound_{name}",
+                    route_config_name=HTTP_PROXY_ROUTE,
                 ),
             ),
             direction="outbound",
@@ -318,6 +314,10 @@ def outbound_part(snapshot: Snapshot, key: OutboundKey) -> OutboundParts:
     )
     # Fault injection and CORS need their filters on the connection managers.
     listeners = list(with_route_filters(listeners, route_configs))
+    # Metrics, tracing and access logs of the client side (the key names the
+    # Telemetry selecting the workload).
+    client = resolve_telemetry(snapshot, key.namespace, key.telemetry, "client")
+    listeners = list(apply_telemetry(listeners, client, client))
     return OutboundParts(
         tuple(sorted(listeners, key=lambda x: x.name)),
         tuple(sorted(route_configs, key=lambda x: x.name)),
@@ -354,7 +354,6 @@ def _inbound_ports(
 def _inbound_chain(
     sp: ServicePort,
     name: str,
-    access_log: bool = False,
     *,
     snapshot: Snapshot | None = None,
     view: ProxyView | None = None,
@@ -377,12 +376,7 @@ def _inbound_chain(
                 ),
             ),
         )
-        hcm = with_metrics(
-            HttpConnectionManager(
-                cluster, inline_routes=routes, direction="inbound", access_log=access_log
-            ),
-            "destination",
-        )
+        hcm = HttpConnectionManager(cluster, inline_routes=routes, direction="inbound")
         if snapshot is not None and view is not None:
             # JWT and authorization of the workload, for requests to this port.
             hcm = with_workload_security(hcm, snapshot, view.namespace, view.label_map, sp.port)
@@ -405,9 +399,7 @@ def sidecar_inbound(snapshot: Snapshot, view: ProxyView) -> InboundParts:
     mtls = peer_mtls(snapshot, view.namespace, view.label_map) if view.workload_certs else None
     if view.interception == "REDIRECT":
         chains = tuple(
-            _inbound_chain(
-                sp, inbound_cluster(sp.port), snapshot.access_log, snapshot=snapshot, view=view
-            )
+            _inbound_chain(sp, inbound_cluster(sp.port), snapshot=snapshot, view=view)
             for sp in ports
         )
         passthrough = FilterChain(
@@ -446,9 +438,7 @@ def sidecar_inbound(snapshot: Snapshot, view: ProxyView) -> InboundParts:
     else:
         for sp in ports:
             name = f"{view.bind_ip}_{sp.port}"
-            chain = _inbound_chain(
-                sp, inbound_cluster(sp.port), snapshot.access_log, snapshot=snapshot, view=view
-            )
+            chain = _inbound_chain(sp, inbound_cluster(sp.port), snapshot=snapshot, view=view)
             mode = mtls.for_port(sp.port) if mtls is not None else "DISABLE"
             if mode != "DISABLE":
                 # The listener serves one port: chains match only TLS or not.

@@ -40,3 +40,9 @@ def test_control_plane_serves_pods_only_over_mtls_on_the_bridge(tmp_path: Path) 
         RuntimeSettings(state_dir=tmp_path, mode="explicit", mtls=False), "127.0.0.1"
     )
     assert plain.plaintext_xds and plain.extra_xds_binds == () and plain.ca_dir is None
+
+
+def test_demo_profile_traces_every_request_unless_the_file_says() -> None:
+    demo = runtime_mesh_config(RuntimeSettings(profile="demo"))
+    assert demo.proxy_defaults.tracing.sampling == 100.0
+    assert runtime_mesh_config(RuntimeSettings()).proxy_defaults.tracing.sampling == 1.0

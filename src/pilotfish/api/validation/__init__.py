@@ -22,6 +22,7 @@ from pilotfish.api.validation import (
     service,
     service_entry,
     sidecar,
+    telemetry,
     virtual_service,
     workload,
     workload_entry,
@@ -45,6 +46,7 @@ VALIDATORS: Mapping[str, Validator] = MappingProxyType(
         "AuthorizationPolicy": authorization_policy.validate,
         "RequestAuthentication": request_authentication.validate,
         "Secret": secret.validate,
+        "Telemetry": telemetry.validate,
     }
 )
 

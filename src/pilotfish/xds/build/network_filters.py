@@ -13,10 +13,7 @@ WebSocket upgrades are allowed; a UUID request id is generated when missing.
 
 from __future__ import annotations
 
-from envoy.config.accesslog.v3 import accesslog_pb2
-from envoy.config.core.v3 import base_pb2, substitution_format_string_pb2
 from envoy.config.listener.v3 import listener_components_pb2 as lc_pb2
-from envoy.extensions.access_loggers.file.v3 import file_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
 )
@@ -26,6 +23,7 @@ from google.protobuf import wrappers_pb2
 
 from pilotfish import ir
 from pilotfish.xds.build._common import ads_config_source, any_of
+from pilotfish.xds.build.access_logs import ACCESS_LOG_FORMAT, build_access_log, build_access_logs
 from pilotfish.xds.build.http_filters import build_http_filters
 from pilotfish.xds.build.rbac import build_network_rbac_filters
 from pilotfish.xds.build.routes import build_route_config
@@ -46,18 +44,6 @@ __all__ = [
 HTTP_CONNECTION_MANAGER = "envoy.filters.network.http_connection_manager"
 TCP_PROXY = "envoy.filters.network.tcp_proxy"
 ACCESS_LOG_PATH = "/dev/stdout"
-_FILE_ACCESS_LOG = "envoy.access_loggers.file"
-
-# The fields of Istio's default TEXT access log, in its order.
-ACCESS_LOG_FORMAT = (
-    '[%START_TIME%] "%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%" '
-    "%RESPONSE_CODE% %RESPONSE_FLAGS% %RESPONSE_CODE_DETAILS% %CONNECTION_TERMINATION_DETAILS% "
-    '"%UPSTREAM_TRANSPORT_FAILURE_REASON%" %BYTES_RECEIVED% %BYTES_SENT% %DURATION% '
-    '%RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)% "%REQ(X-FORWARDED-FOR)%" "%REQ(USER-AGENT)%" '
-    '"%REQ(X-REQUEST-ID)%" "%REQ(:AUTHORITY)%" "%UPSTREAM_HOST%" %UPSTREAM_CLUSTER_RAW% '
-    "%UPSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_REMOTE_ADDRESS% "
-    "%REQUESTED_SERVER_NAME% %ROUTE_NAME%\n"
-)
 
 
 def build_network_filter(
@@ -98,6 +84,7 @@ def build_tcp_proxy(proxy: ir.TcpProxy) -> tcp_proxy_pb2.TcpProxy:
         proto = tcp_proxy_pb2.TcpProxy(stat_prefix=proxy.stat_prefix, weighted_clusters=weighted)
     else:
         proto = tcp_proxy_pb2.TcpProxy(stat_prefix=proxy.stat_prefix, cluster=proxy.cluster)
+    proto.access_log.extend(build_access_logs(proxy.access_logs))
     if proxy.metrics is not None:
         # Log when the upstream connection is up too: connections opened.
         proto.access_log.extend(build_tcp_stats_logs(proxy.metrics))
@@ -138,8 +125,7 @@ def build_http_connection_manager(
             f"HTTP connection manager {hcm.stat_prefix!r} has neither "
             "route_config_name nor inline_routes"
         )
-    if hcm.access_log:
-        proto.access_log.append(build_access_log())
+    proto.access_log.extend(build_access_logs(hcm.access_logs))
     if hcm.metrics is not None:
         proto.access_log.extend(build_http_stats_logs(hcm.metrics))
     if hcm.forward_client_cert:
@@ -152,14 +138,3 @@ def build_http_connection_manager(
         details.uri = True
         details.dns = True
     return proto
-
-
-def build_access_log() -> accesslog_pb2.AccessLog:
-    """A text access log to stdout in Istio's default format."""
-    file_log = file_pb2.FileAccessLog(
-        path=ACCESS_LOG_PATH,
-        log_format=substitution_format_string_pb2.SubstitutionFormatString(
-            text_format_source=base_pb2.DataSource(inline_string=ACCESS_LOG_FORMAT)
-        ),
-    )
-    return accesslog_pb2.AccessLog(name=_FILE_ACCESS_LOG, typed_config=any_of(file_log))

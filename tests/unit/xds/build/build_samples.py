@@ -181,7 +181,7 @@ def make_sample_config() -> ir.ProxyConfig:
                         "inbound_0.0.0.0_9080",
                         inline_routes=_inbound_routes(),
                         direction="inbound",
-                        access_log=True,
+                        access_logs=(ir.AccessLog(),),
                     ),
                     match=ir.FilterChainMatch(
                         destination_port=9080, transport_protocol="raw_buffer"
@@ -202,7 +202,9 @@ def make_sample_config() -> ir.ProxyConfig:
                 ir.FilterChain(
                     name="http.8080",
                     filter=ir.HttpConnectionManager(
-                        "outbound_0.0.0.0_8080", route_config_name="9080", access_log=True
+                        "outbound_0.0.0.0_8080",
+                        route_config_name="9080",
+                        access_logs=(ir.AccessLog(),),
                     ),
                     match=ir.FilterChainMatch(server_names=("bookinfo.example.com",)),
                 ),

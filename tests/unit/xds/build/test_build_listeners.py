@@ -112,7 +112,9 @@ def test_sidecar_hcm_defaults() -> None:
 
 def test_inline_routes_and_access_log() -> None:
     routes = ir.RouteConfig("inbound|80||", (ir.VirtualHost("v", ("*",), ()),))
-    hcm_ir = ir.HttpConnectionManager("inbound", inline_routes=routes, access_log=True)
+    hcm_ir = ir.HttpConnectionManager(
+        "inbound", inline_routes=routes, access_logs=(ir.AccessLog(),)
+    )
     hcm = _hcm_of(
         build_listener(_listener(filter_chains=(ir.FilterChain("c", hcm_ir),)))
         .filter_chains[0]
