@@ -166,8 +166,10 @@ def describe(name: str, state_dir: str, token_file: str | None) -> None:
 @click.option("--sidecar", is_flag=True, help="The sidecar's log instead of the app's.")
 @click.option("--tail", type=int, default=0, help="Only the last N lines.")
 def logs(name: str, state_dir: str, sidecar: bool, tail: int) -> None:
-    """Logs of a pod, or of every pod of a workload."""
-    log_dir = RuntimeSettings(state_dir=Path(state_dir).resolve()).log_dir
+    """Logs of a pod, or of every pod of a workload (--sidecar: the agent's log,
+    then its Envoy's output: access logs and Envoy's own messages)."""
+    settings = RuntimeSettings(state_dir=Path(state_dir).resolve())
+    log_dir = settings.log_dir
     suffix = ".sidecar.log" if sidecar else ".log"
     exact = log_dir / f"{name}{suffix}"
     files = [exact] if exact.exists() else sorted(log_dir.glob(f"{name}-[0-9]*{suffix}"))
@@ -177,6 +179,12 @@ def logs(name: str, state_dir: str, sidecar: bool, tail: int) -> None:
         raise click.ClickException(f"no logs for {name!r} in {log_dir}")
     for path in files:
         lines = path.read_text(errors="replace").splitlines()
+        if sidecar:
+            # The agent copies Envoy's stdout (where access logs go) to envoy.log.
+            pod = path.name.removesuffix(suffix)
+            envoy_log = settings.work_dir / pod / "proxy" / "envoy.log"
+            if envoy_log.exists():
+                lines += envoy_log.read_text(errors="replace").splitlines()
         if tail:
             lines = lines[-tail:]
         prefix = f"[{path.name.removesuffix(suffix)}] " if len(files) > 1 else ""
