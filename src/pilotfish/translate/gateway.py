@@ -52,6 +52,7 @@ from pilotfish.translate.security.gateway_tls import (
     sni_server_names,
 )
 from pilotfish.translate.security.http_filters import with_workload_security
+from pilotfish.translate.telemetry_metrics import with_metrics
 from pilotfish.translate.virtual_hosts import bound_gateways, dedupe_domains, host_matches
 
 __all__ = ["GatewayParts", "gateway_listeners", "selected_gateways"]
@@ -123,10 +124,13 @@ def _http_filter(
 ) -> HttpConnectionManager:
     # JWT and authorization of the gateway workload, for this server port.
     return with_workload_security(
-        HttpConnectionManager(
-            f"outbound_{name}",
-            route_config_name=route_name,
-            forward_client_cert=forward_client_cert,
+        with_metrics(
+            HttpConnectionManager(
+                f"outbound_{name}",
+                route_config_name=route_name,
+                forward_client_cert=forward_client_cert,
+            ),
+            "source",
         ),
         snapshot,
         view.namespace,

@@ -219,9 +219,9 @@ def _captured_outbound(
             route_configs.append(RouteConfig(str(port), tuple(vhosts)))
             default = FilterChain(
                 f"0.0.0.0_{port}",
-                HttpConnectionManager(
-                    f"outbound_0.0.0.0_{port}",
-                    route_config_name=str(port),
+                with_metrics(
+                    HttpConnectionManager(f"outbound_0.0.0.0_{port}", route_config_name=str(port)),
+                    "source",
                 ),
             )
         else:
@@ -282,9 +282,9 @@ def _explicit_outbound(
             (),
             FilterChain(
                 name,
-                HttpConnectionManager(
-                    f"outbound_{name}",
-                    route_config_name=HTTP_PROXY_ROUTE,
+                with_metrics(
+                    HttpConnectionManager(f"outbound_{name}", route_config_name=HTTP_PROXY_ROUTE),
+                    "source",
                 ),
             ),
             direction="outbound",
@@ -376,7 +376,10 @@ def _inbound_chain(
                 ),
             ),
         )
-        hcm = HttpConnectionManager(cluster, inline_routes=routes, direction="inbound")
+        hcm = with_metrics(
+            HttpConnectionManager(cluster, inline_routes=routes, direction="inbound"),
+            "destination",
+        )
         if snapshot is not None and view is not None:
             # JWT and authorization of the workload, for requests to this port.
             hcm = with_workload_security(hcm, snapshot, view.namespace, view.label_map, sp.port)
