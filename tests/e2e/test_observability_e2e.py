@@ -359,3 +359,60 @@ def test_access_logs_are_json_lines_with_istio_fields(demo_mesh: E2EMesh) -> Non
     )
     assert entry["method"] == "GET" and entry["response_code"] == 200
     assert {"start_time", "upstream_cluster", "request_id", "duration"} <= set(entry)
+
+
+# --- Telemetry API: metrics off for a namespace (last: it changes the mesh) ------
+
+METRICS_OFF = """\
+apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata: {name: no-metrics, namespace: default}
+spec:
+  metrics:
+  - overrides:
+    - match: {metric: ALL_METRICS}
+      disabled: true
+"""
+
+
+def _reviews_log_entries(mesh: E2EMesh) -> int:
+    return sum(
+        1
+        for pod in REVIEWS_PODS
+        for entry in _json_log_lines(mesh, pod)
+        if str(entry.get("path", "")).startswith("/reviews/")
+    )
+
+
+def test_telemetry_disabling_metrics_for_a_namespace_stops_them(
+    demo_mesh: E2EMesh, tmp_path: Path
+) -> None:
+    mesh = demo_mesh
+    path = tmp_path / "no-metrics.yaml"
+    path.write_text(METRICS_OFF)
+    mesh.cli("apply", "-f", str(path))
+    try:
+        # Applied: reviews' listeners no longer carry the stats loggers, and every
+        # proxy has acknowledged its new configuration.
+        def applied() -> bool:
+            dump = mesh.cli("proxy-config", "listeners", "reviews-v1-0.default", "-o", "json")
+            status = mesh.cli("proxy-status").stdout
+            return "envoy.access_loggers.stats" not in dump.stdout and "STALE" not in status
+
+        poll(applied, "the Telemetry to reach reviews' sidecar", deadline=60)
+        before = _reviews_requests(mesh, **FROM_PRODUCTPAGE)
+        logged = _reviews_log_entries(mesh)
+        n = 5
+        for _ in range(n):
+            assert http_get(mesh.ingress + "/productpage")[0] == 200
+        # The access log (still on) is written in the same end-of-stream pass as
+        # the stats loggers, so once it shows the requests the counters had their
+        # chance to move.
+        poll(
+            lambda: _reviews_log_entries(mesh) >= logged + n,
+            "reviews' sidecars to log the requests",
+            deadline=30,
+        )
+        assert _reviews_requests(mesh, **FROM_PRODUCTPAGE) == before
+    finally:
+        mesh.cli("delete", "-f", str(path), check=False)
