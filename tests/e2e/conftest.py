@@ -23,11 +23,17 @@ def _mesh(tmp: Path, mode: str, bridge: str) -> Iterator[E2EMesh]:
         mesh.up(SAMPLES / "bookinfo.yaml", SAMPLES / "networking" / "bookinfo-gateway.yaml")
         yield mesh
     finally:
-        mesh.cli("down", check=False)
-        # After `down` nothing of the mesh is left on the host.
-        assert host_leftovers(bridge) == []
-        assert processes_mentioning(str(mesh.state_dir)) == []
-        assert processes_mentioning("pilotfish.samples.bookinfo") == []
+        _down_leaves_nothing(mesh, bridge)
+
+
+def _down_leaves_nothing(mesh: E2EMesh, bridge: str) -> None:
+    """``down``, then: nothing of the mesh is left on the host (addons' files included)."""
+    mesh.cli("down", check=False)
+    assert host_leftovers(bridge) == []
+    assert processes_mentioning(str(mesh.state_dir)) == []
+    assert processes_mentioning("pilotfish.samples.bookinfo") == []
+    addons = mesh.state_dir / "addons"
+    assert not addons.exists() or not any(addons.iterdir())
 
 
 @pytest.fixture(scope="module")
@@ -78,11 +84,4 @@ def demo_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2EMesh]:
         )
         yield mesh
     finally:
-        mesh.cli("down", check=False)
-        assert host_leftovers(bridge) == []
-        assert processes_mentioning(str(mesh.state_dir)) == []
-        assert processes_mentioning("pilotfish.samples.bookinfo") == []
-        # The addons' files (Prometheus' configuration and data) went with them.
-        assert not (mesh.state_dir / "addons").exists() or not any(
-            (mesh.state_dir / "addons").iterdir()
-        )
+        _down_leaves_nothing(mesh, bridge)
