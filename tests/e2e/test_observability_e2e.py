@@ -400,6 +400,18 @@ def test_telemetry_disabling_metrics_for_a_namespace_stops_them(
             return "envoy.access_loggers.stats" not in dump.stdout and "STALE" not in status
 
         poll(applied, "the Telemetry to reach reviews' sidecar", deadline=60)
+
+        # A changed filter chain applies to new connections: connections opened
+        # before (pooled by productpage's sidecar) keep the old chain, stats
+        # loggers included, until Envoy has drained it.
+        def drained() -> bool:
+            return all(
+                mesh.envoy_stat(pod, "listener_manager.total_filter_chains_draining") == 0
+                and mesh.envoy_stat(pod, "listener_manager.total_listeners_draining") == 0
+                for pod in REVIEWS_PODS
+            )
+
+        poll(drained, "reviews' sidecars to drain their old filter chains", deadline=60)
         before = _reviews_requests(mesh, **FROM_PRODUCTPAGE)
         logged = _reviews_log_entries(mesh)
         n = 5
