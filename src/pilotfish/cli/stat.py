@@ -45,8 +45,11 @@ class WorkloadStats:
     p99: float | None
 
 
-def _query(prometheus: str, promql: str) -> list[dict[str, Any]]:
-    url = f"{prometheus.rstrip('/')}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+def _query(prometheus: str, promql: str, at: float) -> list[dict[str, Any]]:
+    """An instant query evaluated at ``at`` (every query of one table uses the same
+    instant, so a scrape landing between two queries cannot make them disagree)."""
+    params = {"query": promql, "time": f"{at:.3f}"}
+    url = f"{prometheus.rstrip('/')}/api/v1/query?" + urllib.parse.urlencode(params)
     try:
         with urllib.request.urlopen(url, timeout=10) as resp:
             answer = json.load(resp)
@@ -75,14 +78,16 @@ def collect(prometheus: str, namespace: str | None, window: str) -> list[Workloa
         sel += f',destination_workload_namespace="{namespace}"'
     rate = f"sum(rate(istio_requests_total{{{sel}}}[{window}])) by ({_BY})"
     ok = f'sum(rate(istio_requests_total{{{sel},response_code!~"5.."}}[{window}])) by ({_BY})'
-    rps, good = _by_workload(_query(prometheus, rate)), _by_workload(_query(prometheus, ok))
+    at = time.time()
+    rps = _by_workload(_query(prometheus, rate, at))
+    good = _by_workload(_query(prometheus, ok, at))
     quantiles = {}
     for q in (0.5, 0.95, 0.99):
         promql = (
             f"histogram_quantile({q}, sum(rate(istio_request_duration_milliseconds_bucket"
             f"{{{sel}}}[{window}])) by (le, {_BY}))"
         )
-        quantiles[q] = _by_workload(_query(prometheus, promql))
+        quantiles[q] = _by_workload(_query(prometheus, promql, at))
     rows = []
     for key, value in sorted(rps.items()):
         rows.append(

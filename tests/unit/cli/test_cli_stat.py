@@ -23,10 +23,13 @@ class _Prometheus(BaseHTTPRequestHandler):
     """Answers like Prometheus' /api/v1/query for the queries ``collect`` sends."""
 
     queries: list[str] = []
+    times: set[str] = set()
 
     def do_GET(self) -> None:
-        query = parse_qs(urlparse(self.path).query)["query"][0]
+        params = parse_qs(urlparse(self.path).query)
+        query = params["query"][0]
         type(self).queries.append(query)
+        type(self).times.add(params["time"][0])
         if query.startswith("histogram_quantile(0.5,"):
             value = "4"
         elif query.startswith("histogram_quantile"):
@@ -58,7 +61,9 @@ def prometheus() -> Iterator[str]:
 
 
 def test_rows_combine_rate_success_and_percentiles(prometheus: str) -> None:
+    _Prometheus.times.clear()
     [row] = collect(prometheus, "default", "30s")
+    assert len(_Prometheus.times) == 1  # one evaluation instant for the whole table
     assert (row.workload, row.rps, row.success, row.p50, row.p99) == ("reviews-v1", 2, 0.75, 4, 9)
     assert all("[30s]" in q for q in _Prometheus.queries[-5:])
     assert all('destination_workload_namespace="default"' in q for q in _Prometheus.queries[-5:])
