@@ -428,3 +428,69 @@ def test_telemetry_disabling_metrics_for_a_namespace_stops_them(
         assert _reviews_requests(mesh, **FROM_PRODUCTPAGE) == before
     finally:
         mesh.cli("delete", "-f", str(path), check=False)
+
+
+# --- Traces: Envoy's Zipkin tracer in every proxy, the runtime's trace store ---
+
+
+def _trace(mesh: E2EMesh, trace_id: str) -> list[dict[str, Any]]:
+    status, body = http_get(f"http://127.0.0.1:{mesh.tracing_port}/api/v2/trace/{trace_id}")
+    return list(json.loads(body)) if status == 200 else []
+
+
+def _service(span: dict[str, Any]) -> str:
+    """The workload's canonical service (the span's ``service.namespace``)."""
+    return str(span.get("localEndpoint", {}).get("serviceName", "")).split(".")[0]
+
+
+def _hops(spans: list[dict[str, Any]], leaf: dict[str, Any]) -> list[str]:
+    """The services from the trace's root down to ``leaf``, one entry per hop."""
+    by_id = {s["id"]: s for s in spans}
+    chain: list[str] = []
+    span: dict[str, Any] | None = leaf
+    while span is not None:
+        if not chain or chain[-1] != _service(span):
+            chain.append(_service(span))
+        span = by_id.get(span.get("parentId", ""))
+    return chain[::-1]
+
+
+def test_one_request_through_the_gateway_is_one_trace_across_bookinfo(
+    demo_mesh: E2EMesh,
+) -> None:
+    mesh = demo_mesh
+    # reviews-v1 does not call ratings: send a few, each in a trace of our own
+    # (W3C traceparent from the client, which the gateway continues).
+    ids = [f"{i + 1:08x}" + "5ca1ab1e" * 3 for i in range(8)]
+    for trace_id in ids:
+        header = f"00-{trace_id}-{'00f067aa0ba902b7'}-01"
+        status, _ = http_get(mesh.ingress + "/productpage", {"traceparent": header})
+        assert status == 200
+
+    def full_trace() -> tuple[list[dict[str, Any]], dict[str, Any]] | None:
+        for trace_id in ids:
+            spans = _trace(mesh, trace_id)
+            leaves = [s for s in spans if _service(s) == "ratings" and s.get("kind") == "SERVER"]
+            if leaves and {"istio-ingressgateway", "productpage", "reviews"} <= {
+                _service(s) for s in spans
+            }:
+                return spans, leaves[0]
+        return None
+
+    # Envoy's Zipkin reporter flushes every few seconds.
+    spans, ratings = poll(full_trace, "a trace gateway -> productpage -> reviews -> ratings", 60)
+    assert len({s["traceId"] for s in spans}) == 1
+    assert spans[0]["traceId"] in ids
+    assert _hops(spans, ratings) == ["istio-ingressgateway", "productpage", "reviews", "ratings"]
+    gateway = next(s for s in spans if _service(s) == "istio-ingressgateway")
+    assert gateway["tags"]["http.url"].endswith("/productpage")
+    assert gateway["tags"]["http.status_code"] == "200"
+    assert gateway.get("parentId") == "00f067aa0ba902b7"
+    # Istio's standard tags name each span's workload.
+    assert ratings["tags"]["istio.canonical_service"] == "ratings"
+    assert ratings["tags"]["istio.namespace"] == "default"
+    assert ratings["tags"]["http.status_code"] == "200"
+    # The trace store's Zipkin query API lists the services it saw.
+    status, body = http_get(f"http://127.0.0.1:{mesh.tracing_port}/api/v2/services")
+    assert status == 200
+    assert {"productpage.default", "reviews.default", "ratings.default"} <= set(json.loads(body))

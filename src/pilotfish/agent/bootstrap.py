@@ -4,7 +4,7 @@ Theory of operation: the bootstrap holds only what Envoy needs before it can
 talk to the control plane. Everything else (listeners, routes, clusters,
 endpoints) arrives over one ADS stream to the static ``xds-grpc`` cluster.
 
-- ``node``: id and cluster ``<name>.<namespace>``; ``metadata`` carries the
+- ``node``: id ``<name>.<namespace>``, cluster ``<canonical service>.<namespace>``; ``metadata`` carries the
   facts the control plane turns into a ``ProxyView`` (key names from
   ``pilotfish.model.proxy_view``). Ports inside metadata are strings, as in
   Istio, so that protobuf's ``Struct`` (whose numbers are doubles) never turns
@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from pilotfish.agent.config import AgentConfig, is_ip_address
+from pilotfish.agent.workload_env import service_cluster
 from pilotfish.fsutil import atomic_write_text
 from pilotfish.ir.security import SDS_ROOT_CA, SDS_WORKLOAD_CERT
 from pilotfish.model.proxy_view import (
@@ -319,7 +320,9 @@ def build_bootstrap(config: AgentConfig) -> dict[str, Any]:
     return {
         "node": {
             "id": config.proxy_id,
-            "cluster": config.proxy_id,
+            # Istio's service cluster, the name spans report: canonical service
+            # and namespace (``reviews.bookinfo``), shared by a service's pods.
+            "cluster": service_cluster(config),
             "metadata": node_metadata(config),
             # Envoy's own idea of where it runs (stats, zone-aware features).
             **({"locality": _node_locality(config.locality)} if config.locality else {}),

@@ -25,7 +25,10 @@ from pilotfish.peer_labels import (
     UNKNOWN,
 )
 
-__all__ = ["envoy_environment", "workload_labels"]
+__all__ = ["envoy_environment", "service_cluster", "workload_labels"]
+
+# The OpenTelemetry tracer's environment resource detector reads this.
+OTEL_RESOURCE_ATTRIBUTES = "OTEL_RESOURCE_ATTRIBUTES"
 
 
 def _first(labels: Mapping[str, str], *keys: str) -> str:
@@ -53,8 +56,15 @@ def workload_labels(config: AgentConfig) -> dict[str, str]:
     }
 
 
+def service_cluster(config: AgentConfig) -> str:
+    """``<canonical service>.<namespace>``: Envoy's node cluster and the service
+    name of the workload's spans, as in Istio."""
+    return f"{workload_labels(config)[ENV_CANONICAL_SERVICE]}.{config.namespace}"
+
+
 def envoy_environment(config: AgentConfig, base: Mapping[str, str] | None = None) -> dict[str, str]:
     """Envoy's environment: ``base`` (the agent's own by default) plus the workload's facts."""
     env = dict(os.environ if base is None else base)
     env.update(workload_labels(config))
+    env[OTEL_RESOURCE_ATTRIBUTES] = f"service.name={service_cluster(config)}"
     return env

@@ -251,15 +251,10 @@ class MeshGenerator:
         if found is None:
             self.translations += 1
             local = compose.local_part(self._snapshot, view)
-            # A sidecar's local side has no routes, a gateway's no clusters.
-            other = (
-                (CLUSTER_TYPE, local.clusters)
-                if view.role == "sidecar"
-                else (ROUTE_TYPE, local.route_configs)
-            )
             parts = {
                 LISTENER_TYPE: self._intern(self._set(LISTENER_TYPE, local.listeners)),
-                other[0]: self._intern(self._set(other[0], other[1])),
+                CLUSTER_TYPE: self._intern(self._set(CLUSTER_TYPE, local.clusters)),
+                ROUTE_TYPE: self._intern(self._set(ROUTE_TYPE, local.route_configs)),
             }
             found = (parts, local.credentials)
             self._local[view] = found

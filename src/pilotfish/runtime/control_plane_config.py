@@ -14,15 +14,19 @@ from pilotfish.model.mesh_config import (
     load_mesh_config,
     with_overrides,
 )
+from pilotfish.model.mesh_telemetry import ZipkinAddress
 from pilotfish.runtime.settings import RuntimeSettings
 
 __all__ = ["control_plane_settings", "runtime_mesh_config"]
 
 
-def runtime_mesh_config(s: RuntimeSettings) -> MeshConfig:
+def runtime_mesh_config(s: RuntimeSettings, collector_host: str = "127.0.0.1") -> MeshConfig:
     """The mesh config file's (or Istio's defaults) with the runtime's overrides.
 
-    Raises ``MeshConfigError`` for a bad file (``pilotfish up`` checked it first).
+    Proxies send spans to the runtime's trace store at ``collector_host`` (the
+    bridge in transparent mode: a pod's loopback is its own) unless the file
+    names a collector itself. Raises ``MeshConfigError`` for a bad file
+    (``pilotfish up`` checked it first).
     """
     base = load_mesh_config(s.mesh_config_file) if s.mesh_config_file else DEFAULT_MESH_CONFIG
     # The runtime's trust domain (the CA's) stays authoritative; the demo
@@ -30,20 +34,21 @@ def runtime_mesh_config(s: RuntimeSettings) -> MeshConfig:
     mesh = with_overrides(
         base, trust_domain=s.trust_domain, access_log=True if s.access_logs else None
     )
-    if s.profile == "demo" and not _sets_sampling(mesh):
+    tracing = mesh.proxy_defaults.tracing
+    if s.profile == "demo" and not _sets(mesh, "sampling"):
         # Istio's demo profile traces every request (the default samples 1 %).
-        defaults = mesh.proxy_defaults
-        tracing = defaults.tracing.model_copy(update={"sampling": 100.0})
-        mesh = mesh.model_copy(
-            update={"default_config": defaults.model_copy(update={"tracing": tracing})}
-        )
-    return mesh
+        tracing = tracing.model_copy(update={"sampling": 100.0})
+    if not _sets(mesh, "zipkin"):
+        address = f"{collector_host}:{s.tracing_port}"
+        tracing = tracing.model_copy(update={"zipkin": ZipkinAddress(address=address)})
+    defaults = mesh.proxy_defaults.model_copy(update={"tracing": tracing})
+    return mesh.model_copy(update={"default_config": defaults})
 
 
-def _sets_sampling(mesh: MeshConfig) -> bool:
-    """Whether the mesh config file chose a sampling percentage itself."""
+def _sets(mesh: MeshConfig, field: str) -> bool:
+    """Whether the mesh config file set ``defaultConfig.tracing.<field>`` itself."""
     config = mesh.default_config
-    return config is not None and "sampling" in config.tracing.model_fields_set
+    return config is not None and field in config.tracing.model_fields_set
 
 
 def control_plane_settings(s: RuntimeSettings, bridge_ip: str) -> ControlPlaneSettings:
@@ -59,7 +64,7 @@ def control_plane_settings(s: RuntimeSettings, bridge_ip: str) -> ControlPlaneSe
         # mTLS port: unauthenticated xDS is never served to a pod.
         plaintext_xds=not s.mtls,
         extra_xds_binds=(bridge_ip,) if transparent else (),
-        mesh=runtime_mesh_config(s),
+        mesh=runtime_mesh_config(s, bridge_ip if transparent else "127.0.0.1"),
         ca_dir=str(s.ca_dir) if s.mtls else None,
         secure_port=s.secure_port,
         cert_ttl_seconds=s.cert_ttl_seconds,

@@ -215,7 +215,8 @@ class MeshRuntime(AdoptionMixin):
     async def _start_addons(self) -> None:
         """The telemetry addons, scraping the gateways from the start (pods join
         Prometheus' targets as they turn ready)."""
-        await self.addons.start(f"127.0.0.1:{self.settings.control_plane_port}")
+        control_plane = f"127.0.0.1:{self.settings.control_plane_port}"
+        await self.addons.start(control_plane, self._host_for_pods())
         self._state.addons = self.addons.urls
         self.addons.set_targets(
             (

@@ -73,6 +73,7 @@ class MeshAddons:
         self._python = python
         self.processes: list[AddonProcess] = []
         self._targets: dict[str, ScrapeTarget] = {}
+        self._collector_host = "127.0.0.1"
 
     @property
     def urls(self) -> dict[str, str]:
@@ -91,6 +92,9 @@ class MeshAddons:
             listen = f"http://127.0.0.1:{s.tracing_port}"
             argv: tuple[str, ...] = (self._python, "-m", "pilotfish.cli.main", "trace-store")
             argv += ("--address", "127.0.0.1", "--port", str(s.tracing_port))
+            if self._collector_host != "127.0.0.1":
+                # Pods post spans to the bridge; queries stay on loopback too.
+                argv += ("--address", self._collector_host)
             return AddonSpec("tracing", argv, f"{listen}/health", listen, work)
         if name == "dashboard":
             return dashboard_spec(
@@ -104,8 +108,12 @@ class MeshAddons:
             )
         raise AddonError(f"addon {name}: not available in this build")
 
-    async def start(self, control_plane: str) -> list[str]:
-        """Start every enabled addon; returns the errors of those that could not start."""
+    async def start(self, control_plane: str, collector_host: str = "127.0.0.1") -> list[str]:
+        """Start every enabled addon; returns the errors of those that could not start.
+
+        ``collector_host`` is where proxies send spans (``runtime_mesh_config``).
+        """
+        self._collector_host = collector_host
         errors: list[str] = []
         for name in self.settings.enabled_addons:
             try:

@@ -59,6 +59,7 @@ from pilotfish.translate.sidecar_scope import sidecar_scope
 from pilotfish.translate.source_match import source_label_keys
 from pilotfish.translate.telemetry import apply_telemetry, workload_telemetry
 from pilotfish.translate.telemetry import resolve as resolve_telemetry
+from pilotfish.translate.telemetry_collectors import collector_clusters
 
 __all__ = [
     "LocalParts",
@@ -123,13 +124,19 @@ def local_part(snapshot: Snapshot, view: ProxyView) -> LocalParts:
     if view.role == "sidecar":
         ib = sidecar_inbound(snapshot, view)
         server = resolve_telemetry(snapshot, view.namespace, selected, "server")
+        # The outbound listeners trace with ``client``, the inbound ones with
+        # ``server``: both providers' collectors must be in this proxy's CDS.
+        collectors = collector_clusters(snapshot, (client.tracing, server.tracing))
         return LocalParts(
-            listeners=apply_telemetry(ib.listeners, client, server), clusters=ib.clusters
+            listeners=apply_telemetry(ib.listeners, client, server),
+            clusters=(*ib.clusters, *collectors),
         )
     gw = gateway_listeners(snapshot, view)
     # A gateway reports as the client of the services it routes to.
     return LocalParts(
-        listeners=apply_telemetry(gw.listeners, client, client), route_configs=gw.route_configs
+        listeners=apply_telemetry(gw.listeners, client, client),
+        route_configs=gw.route_configs,
+        clusters=collector_clusters(snapshot, (client.tracing,)),
     )
 
 

@@ -44,6 +44,7 @@ from pilotfish.api.telemetry.telemetry import Tracing as TracingSection
 from pilotfish.model.mesh_config import ACCESS_LOG_STDOUT, MeshConfig
 from pilotfish.model.mesh_telemetry import DEFAULT_ZIPKIN_ADDRESS, ExtensionProvider
 from pilotfish.model.snapshot import Snapshot
+from pilotfish.translate.telemetry_collectors import in_mesh
 
 __all__ = [
     "ISTIO_METRICS",
@@ -157,7 +158,7 @@ def resolve(snapshot: Snapshot, namespace: str, selected: str, side: Side) -> Re
     return ResolvedTelemetry(
         metrics_disabled=disabled,
         tag_overrides=overrides,
-        tracing=_tracing(mesh, _most_specific(specs, "tracing", side)),
+        tracing=in_mesh(snapshot, _tracing(mesh, _most_specific(specs, "tracing", side))),
         access_logs=_access_logs(mesh, _most_specific(specs, "access_logging", side)),
     )
 

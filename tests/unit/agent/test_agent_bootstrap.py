@@ -39,10 +39,10 @@ def _cluster(bootstrap: dict[str, Any], name: str) -> dict[str, Any]:
     return matches[0]
 
 
-def test_node_identity_is_name_dot_namespace() -> None:
+def test_node_id_is_name_dot_namespace_and_cluster_the_canonical_service() -> None:
     node = build_bootstrap(SIDECAR)["node"]
     assert node["id"] == "reviews-v1-0.bookinfo"
-    assert node["cluster"] == "reviews-v1-0.bookinfo"
+    assert node["cluster"] == "reviews.bookinfo"
 
 
 def test_metadata_round_trips_to_the_proxy_view_through_protobuf() -> None:

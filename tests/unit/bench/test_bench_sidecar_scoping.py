@@ -16,9 +16,9 @@ def test_scoping_benchmark_counts_resources() -> None:
     result = run_scoping(ScopingParams(services=12, scoped=2), log=lambda *a: None)
     plain, scoped = result["no_sidecar"], result["sidecar"]
     # Three clusters per service (default + two subsets) + Passthrough, BlackHole,
-    # InboundPassthrough.
-    assert plain["CDS"]["resources"] == 12 * 3 + 3
-    assert scoped["CDS"]["resources"] == 2 * 3 + 3
+    # InboundPassthrough and the trace collector.
+    assert plain["CDS"]["resources"] == 12 * 3 + 4
+    assert scoped["CDS"]["resources"] == 2 * 3 + 4
     assert scoped["EDS"]["resources"] == 2 * 3
     assert scoped["RDS"]["bytes"] < plain["RDS"]["bytes"]
     assert 0 < result["bytes_reduction"]["CDS"] < 1

@@ -11,7 +11,12 @@ from pilotfish.runtime.settings import RuntimeSettings
 
 def test_no_file_gives_istio_defaults_with_the_runtime_trust_domain(tmp_path: Path) -> None:
     s = RuntimeSettings(state_dir=tmp_path, trust_domain="example.org")
-    assert runtime_mesh_config(s) == MeshConfig(trust_domain="example.org")
+    mesh = runtime_mesh_config(s)
+    # Istio's defaults, except that spans go to the runtime's trace store.
+    assert mesh.model_copy(update={"default_config": None}) == MeshConfig(
+        trust_domain="example.org"
+    )
+    assert mesh.proxy_defaults.tracing.zipkin.address == "127.0.0.1:9411"
     on = runtime_mesh_config(RuntimeSettings(state_dir=tmp_path, profile="demo"))
     assert on.access_log_file == "/dev/stdout"
 
@@ -35,7 +40,9 @@ def test_control_plane_serves_pods_only_over_mtls_on_the_bridge(tmp_path: Path) 
     cp = control_plane_settings(s, "198.18.240.1")
     assert not cp.plaintext_xds and cp.extra_xds_binds == ("198.18.240.1",)
     assert cp.ca_dir == str(s.ca_dir) and cp.ca_token_store is not None
-    assert cp.mesh == runtime_mesh_config(s) and not cp.freeze_gc
+    assert cp.mesh == runtime_mesh_config(s, "198.18.240.1") and not cp.freeze_gc
+    # A pod's loopback is its own: spans go to the trace store on the bridge.
+    assert cp.mesh.proxy_defaults.tracing.zipkin.address == "198.18.240.1:9411"
     plain = control_plane_settings(
         RuntimeSettings(state_dir=tmp_path, mode="explicit", mtls=False), "127.0.0.1"
     )
@@ -46,3 +53,15 @@ def test_demo_profile_traces_every_request_unless_the_file_says() -> None:
     demo = runtime_mesh_config(RuntimeSettings(profile="demo"))
     assert demo.proxy_defaults.tracing.sampling == 100.0
     assert runtime_mesh_config(RuntimeSettings()).proxy_defaults.tracing.sampling == 1.0
+
+
+def test_a_collector_named_in_the_file_is_kept(tmp_path: Path) -> None:
+    mesh_file = tmp_path / "mesh.yaml"
+    mesh_file.write_text(
+        "defaultConfig:\n  tracing:\n    zipkin:\n      address: zipkin.tracing:9411\n"
+    )
+    s = RuntimeSettings(state_dir=tmp_path, profile="demo", mesh_config_file=str(mesh_file))
+    tracing = runtime_mesh_config(s, "198.18.240.1").proxy_defaults.tracing
+    assert (tracing.zipkin.address, tracing.sampling) == ("zipkin.tracing:9411", 100.0)
+    other = RuntimeSettings(state_dir=tmp_path, tracing_port=19411)
+    assert runtime_mesh_config(other).proxy_defaults.tracing.zipkin.address == "127.0.0.1:19411"

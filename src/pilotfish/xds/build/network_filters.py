@@ -28,6 +28,7 @@ from pilotfish.xds.build.http_filters import build_http_filters
 from pilotfish.xds.build.rbac import build_network_rbac_filters
 from pilotfish.xds.build.routes import build_route_config
 from pilotfish.xds.build.stats import build_http_stats_logs, build_tcp_stats_logs
+from pilotfish.xds.build.tracing import build_tracing
 
 __all__ = [
     "ACCESS_LOG_FORMAT",
@@ -128,6 +129,8 @@ def build_http_connection_manager(
     proto.access_log.extend(build_access_logs(hcm.access_logs))
     if hcm.metrics is not None:
         proto.access_log.extend(build_http_stats_logs(hcm.metrics))
+    if hcm.tracing is not None:
+        proto.tracing.CopyFrom(build_tracing(hcm.tracing))
     if hcm.forward_client_cert:
         # The app sees the verified caller (subject, SPIFFE URI, DNS SANs) in
         # x-forwarded-client-cert; whatever the caller sent is replaced. Without
