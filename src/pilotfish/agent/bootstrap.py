@@ -4,8 +4,8 @@ Theory of operation: the bootstrap holds only what Envoy needs before it can
 talk to the control plane. Everything else (listeners, routes, clusters,
 endpoints) arrives over one ADS stream to the static ``xds-grpc`` cluster.
 
-- ``node``: id ``<name>.<namespace>``, cluster ``<canonical service>.<namespace>``; ``metadata`` carries the
-  facts the control plane turns into a ``ProxyView`` (key names from
+- ``node``: id ``<name>.<namespace>``, cluster ``<canonical service>.<namespace>``;
+  ``metadata`` carries the facts the control plane turns into a ``ProxyView`` (key names from
   ``pilotfish.model.proxy_view``). Ports inside metadata are strings, as in
   Istio, so that protobuf's ``Struct`` (whose numbers are doubles) never turns
   them into ``15001.0``.
