@@ -456,7 +456,7 @@ def _hops(spans: list[dict[str, Any]], leaf: dict[str, Any]) -> list[str]:
 
 
 def test_one_request_through_the_gateway_is_one_trace_across_bookinfo(
-    demo_mesh: E2EMesh,
+    demo_mesh: E2EMesh, tmp_path: Path
 ) -> None:
     mesh = demo_mesh
     # reviews-v1 does not call ratings: send a few, each in a trace of our own
@@ -494,3 +494,14 @@ def test_one_request_through_the_gateway_is_one_trace_across_bookinfo(
     status, body = http_get(f"http://127.0.0.1:{mesh.tracing_port}/api/v2/services")
     assert status == 200
     assert {"productpage.default", "reviews.default", "ratings.default"} <= set(json.loads(body))
+    # The dashboard's waterfall shows the same trace, one row per span.
+    require_chromium()
+    url = mesh.cli("dashboard", "--print-url", "--state-dir", str(mesh.state_dir)).stdout.strip()
+    poll(lambda: http_get(url)[0] == 200, f"dashboard at {url}", deadline=60)
+    with browser_page() as page:
+        page.goto(f"{url}#/trace/{spans[0]['traceId']}")
+        page.wait_for_selector(".span-row")
+        labels = page.locator(".span-label").all_inner_texts()
+        assert len(labels) == len(spans)
+        assert any(label.startswith("ratings.default") for label in labels)
+        screenshot(page, tmp_path, "e2e-trace-waterfall")

@@ -76,8 +76,12 @@ async def test_counts_equal_requests_and_plaintext_callers_are_unknown(mesh: Mes
     n = 7
     forged = {"x-pilotfish-peer-workload": "forged", "x-pilotfish-destination-service": "x"}
     for _ in range(n):
-        status, _ = await mesh.call(client, "ratings:9080", "/ratings/0", headers=forged)
+        status, body = await mesh.call(client, "ratings:9080", "/ratings/0", headers=forged)
         assert status == 200
+        # The server proxy took the peer headers off: the app sees none of them.
+        assert isinstance(body, dict)
+        seen = {k.lower() for k in body["headers"]}
+        assert not any(k.startswith("x-pilotfish-") for k in seen), seen
 
     async def counted() -> bool:
         text = await _metrics(mesh, server)

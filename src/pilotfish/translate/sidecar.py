@@ -68,6 +68,7 @@ from pilotfish.translate.telemetry import resolve as resolve_telemetry
 from pilotfish.translate.telemetry_metrics import with_metrics
 from pilotfish.translate.virtual_hosts import dedupe_domains, service_domains, vs_for_mesh
 from pilotfish.translate.visibility import service_visible
+from pilotfish.xds.build.http_filters import with_http_filters
 
 __all__ = [
     "InboundParts",
@@ -376,9 +377,12 @@ def _inbound_chain(
                 ),
             ),
         )
-        hcm = with_metrics(
-            HttpConnectionManager(cluster, inline_routes=routes, direction="inbound"),
-            "destination",
+        # Its filters from the start: the peer headers come off every inbound request.
+        hcm = with_http_filters(
+            with_metrics(
+                HttpConnectionManager(cluster, inline_routes=routes, direction="inbound"),
+                "destination",
+            )
         )
         if snapshot is not None and view is not None:
             # JWT and authorization of the workload, for requests to this port.

@@ -206,6 +206,7 @@ def test_filter_order_on_inbound_http_chain_only() -> None:
     http = listeners[9080].default_chain
     assert http is not None
     assert http.filter.http_filters == (  # type: ignore[union-attr]
+        "peer_metadata",
         "jwt_authn",
         "rbac_deny",
         "rbac_allow",

@@ -37,7 +37,9 @@ from pilotfish.xds.build._common import any_of
 from pilotfish.xds.build.jwt import build_jwt_authn
 from pilotfish.xds.build.peer_headers import (
     PEER_HEADERS_FILTER,
+    PEER_METADATA_FILTER,
     build_peer_headers,
+    build_peer_metadata,
     build_route_service_headers,
 )
 from pilotfish.xds.build.rbac import JWT_FILTER_NAME, RBAC_FILTER_NAME, build_rbac
@@ -107,10 +109,20 @@ ROUTER = HttpFilter(
     listener_config=lambda _hcm: router_pb2.Router(),
 )
 
-# Chain order. Security first (JWT validation, so claims are known; then
-# authorization: DENY, ALLOW, AUDIT), then the per-route features, in Istio's
-# order (fault, then CORS), each present only where something uses it.
+# Chain order. After the peer headers' removal, security (JWT validation, so
+# claims are known; then authorization: DENY, ALLOW, AUDIT), then the per-route
+# features, in Istio's order (fault, then CORS), each present only where
+# something uses it.
 HTTP_FILTERS: tuple[HttpFilter, ...] = (
+    # First of all, an inbound connection manager takes the caller proxy's peer
+    # headers off the request (the app never sees them) into metadata the
+    # stats loggers read (xds/build/peer_headers.py).
+    HttpFilter(
+        name="peer_metadata",
+        envoy_name=PEER_METADATA_FILTER,
+        wanted=lambda hcm, _routes: hcm.direction == "inbound",
+        listener_config=lambda _hcm: build_peer_metadata(),
+    ),
     HttpFilter(
         name="jwt_authn",
         envoy_name=JWT_FILTER_NAME,

@@ -5,8 +5,12 @@ request, the ``x-pilotfish-peer-*`` headers with its own workload's facts
 (``%ENVIRONMENT(...)%``, set by its agent) and, per route, the
 ``x-pilotfish-destination-service*`` headers with the service the route's
 cluster belongs to. Whatever the app sent under those names is replaced, so
-an app cannot pose as another workload. The server proxy believes them only on
-its mTLS chains (``xds/build/stats.py``).
+an app cannot pose as another workload.
+
+The server proxy moves them, on every inbound connection manager, into the
+request's dynamic metadata (namespace ``pilotfish.peer``) and removes them
+from the request, so the app never sees them; its stats loggers read the
+metadata, and believe it only on mTLS chains (``xds/build/stats.py``).
 """
 
 from __future__ import annotations
@@ -14,6 +18,9 @@ from __future__ import annotations
 from envoy.config.common.mutation_rules.v3 import mutation_rules_pb2
 from envoy.config.core.v3 import base_pb2
 from envoy.extensions.filters.http.header_mutation.v3 import header_mutation_pb2 as hm_pb2
+from envoy.extensions.filters.http.header_to_metadata.v3 import (
+    header_to_metadata_pb2 as h2m_pb2,
+)
 
 from pilotfish import ir
 from pilotfish.peer_labels import (
@@ -24,9 +31,45 @@ from pilotfish.peer_labels import (
     UNKNOWN,
 )
 
-__all__ = ["PEER_HEADERS_FILTER", "build_peer_headers", "build_route_service_headers"]
+__all__ = [
+    "PEER_HEADERS_FILTER",
+    "PEER_METADATA_FILTER",
+    "PEER_METADATA_NAMESPACE",
+    "build_peer_headers",
+    "build_peer_metadata",
+    "build_route_service_headers",
+    "peer_metadata",
+]
 
 PEER_HEADERS_FILTER = "envoy.filters.http.header_mutation.peer"
+PEER_METADATA_FILTER = "envoy.filters.http.header_to_metadata.peer"
+PEER_METADATA_NAMESPACE = "pilotfish.peer"
+
+# Every header a client proxy sets for the server proxy.
+_ALL_HEADERS = (
+    *(header for _suffix, header, _var in PEER_HEADERS),
+    DEST_SERVICE_HEADER,
+    DEST_SERVICE_NAME_HEADER,
+    DEST_SERVICE_NAMESPACE_HEADER,
+)
+
+
+def peer_metadata(header: str) -> str:
+    """The command operator reading ``header``'s value on the server side."""
+    return f"%DYNAMIC_METADATA({PEER_METADATA_NAMESPACE}:{header})%"
+
+
+def build_peer_metadata() -> h2m_pb2.Config:
+    """Inbound: each peer header into dynamic metadata, and out of the request."""
+    rules = []
+    for header in _ALL_HEADERS:
+        rule = h2m_pb2.Config.Rule(header=header, remove=True)
+        present = rule.on_header_present
+        present.metadata_namespace = PEER_METADATA_NAMESPACE
+        present.key = header
+        present.type = h2m_pb2.Config.STRING
+        rules.append(rule)
+    return h2m_pb2.Config(request_rules=rules)
 
 
 def _overwrite(key: str, value: str) -> mutation_rules_pb2.HeaderMutation:

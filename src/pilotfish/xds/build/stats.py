@@ -9,7 +9,8 @@ labels are filled, and an access-log filter picks the variant:
 - the reporter: the destination proxy describes the caller from what the
   caller's proxy sent, the source proxy describes itself;
 - at the destination, whether the connection is mTLS (CEL ``connection.mtls``):
-  only then are the caller's headers believed (the server's inbound mTLS
+  only then are the caller's headers (moved into metadata and off the
+  request, ``peer_headers.py``) believed (the server's inbound mTLS
   chain accepts mesh certificates only), and ``source_principal`` is the
   verified peer certificate's URI SAN. A plaintext caller is ``unknown``;
 - HTTP or gRPC (the request's ``content-type``), for ``request_protocol``
@@ -52,6 +53,7 @@ from pilotfish.peer_labels import (
     UNKNOWN,
 )
 from pilotfish.xds.build._common import any_of
+from pilotfish.xds.build.peer_headers import peer_metadata
 
 __all__ = [
     "HTTP_METRICS",
@@ -110,23 +112,30 @@ def _local_labels(side: str) -> Labels:
 
 
 def _peer_labels(side: str, *, trusted: bool) -> Labels:
-    """``<side>_*`` of the peer: from the headers its proxy sent, if trusted."""
+    """``<side>_*`` of the peer: from the headers its proxy sent (moved into
+    metadata by the server proxy, ``peer_headers.build_peer_metadata``), if trusted."""
     return {
-        f"{side}_{suffix}": f"%REQ({header})%" if trusted else UNKNOWN
+        f"{side}_{suffix}": peer_metadata(header) if trusted else UNKNOWN
         for suffix, header, _var in PEER_HEADERS
     }
 
 
-def _service_labels(*, known: bool) -> Labels:
+def _service_labels(*, known: bool, inbound: bool) -> Labels:
+    """The called service: on the client side from the headers its route set,
+    on the server side from the metadata they were moved into."""
     if not known:
         return dict.fromkeys(
             ("destination_service", "destination_service_name", "destination_service_namespace"),
             UNKNOWN,
         )
+
+    def read(header: str) -> str:
+        return peer_metadata(header) if inbound else f"%REQ({header})%"
+
     return {
-        "destination_service": f"%REQ({DEST_SERVICE_HEADER})%",
-        "destination_service_name": f"%REQ({DEST_SERVICE_NAME_HEADER})%",
-        "destination_service_namespace": f"%REQ({DEST_SERVICE_NAMESPACE_HEADER})%",
+        "destination_service": read(DEST_SERVICE_HEADER),
+        "destination_service_name": read(DEST_SERVICE_NAME_HEADER),
+        "destination_service_namespace": read(DEST_SERVICE_NAMESPACE_HEADER),
     }
 
 
@@ -138,13 +147,13 @@ def _identity_labels(reporter: ir.Reporter, *, mtls: bool, http: bool) -> Labels
         labels |= _local_labels("destination")
         if not mtls:
             labels["destination_principal"] = UNKNOWN
-        labels |= _service_labels(known=mtls and http)
+        labels |= _service_labels(known=mtls and http, inbound=True)
         labels["connection_security_policy"] = "mutual_tls" if mtls else "none"
         return labels
     labels = _local_labels("source")
     labels |= _peer_labels("destination", trusted=False)
     labels["destination_principal"] = "%UPSTREAM_PEER_URI_SAN%"
-    labels |= _service_labels(known=http)
+    labels |= _service_labels(known=http, inbound=False)
     labels["connection_security_policy"] = UNKNOWN
     return labels
 

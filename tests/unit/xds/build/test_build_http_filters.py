@@ -57,6 +57,7 @@ def test_router_may_not_be_listed() -> None:
 def test_names_are_unique_and_chain_order_is_istios() -> None:
     names = [f.name for f in HTTP_FILTERS]
     assert names == [
+        "peer_metadata",
         "jwt_authn",
         "rbac_deny",
         "rbac_allow",

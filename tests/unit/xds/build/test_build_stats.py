@@ -27,7 +27,13 @@ def test_destination_trusts_peer_headers_only_over_mtls() -> None:
     assert len(logs) == 4 and all(log.HasField("filter") for log in logs)
     mtls_http, _mtls_grpc, plain_http, _plain_grpc = _configs(logs)
     trusted = _tags(mtls_http.counters[0].stat)
-    assert trusted["source_workload"] == "%REQ(x-pilotfish-peer-workload)%"
+    # The server proxy moved the caller proxy's headers into metadata.
+    assert (
+        trusted["source_workload"] == "%DYNAMIC_METADATA(pilotfish.peer:x-pilotfish-peer-workload)%"
+    )
+    assert trusted["destination_service_name"] == (
+        "%DYNAMIC_METADATA(pilotfish.peer:x-pilotfish-destination-service-name)%"
+    )
     assert trusted["source_principal"] == "%DOWNSTREAM_PEER_URI_SAN%"
     assert trusted["connection_security_policy"] == "mutual_tls"
     assert trusted["destination_workload"] == "%ENVIRONMENT(PILOTFISH_WORKLOAD_NAME)%"
@@ -35,7 +41,7 @@ def test_destination_trusts_peer_headers_only_over_mtls() -> None:
     assert plain["source_workload"] == "unknown"
     assert plain["source_principal"] == "unknown"
     assert plain["connection_security_policy"] == "none"
-    assert not any("%REQ(" in v for v in plain.values())
+    assert not any("%REQ(" in v or "%DYNAMIC_METADATA(" in v for v in plain.values())
 
 
 def test_http_metrics_have_istio_names_units_and_values() -> None:
@@ -109,3 +115,13 @@ def test_tcp_counts_opened_when_connected_and_the_rest_at_the_end() -> None:
     end = _configs(logs)[1].counters
     assert end[1].value_format == "%BYTES_SENT%" and end[2].value_format == "%BYTES_RECEIVED%"
     assert _tags(end[0].stat)["request_protocol"] == "tcp"
+
+
+def test_the_server_takes_every_peer_header_off_the_request() -> None:
+    from pilotfish.peer_labels import DEST_SERVICE_HEADER, PEER_HEADERS
+    from pilotfish.xds.build.peer_headers import build_peer_metadata
+
+    rules = {r.header: r for r in build_peer_metadata().request_rules}
+    assert {h for _s, h, _v in PEER_HEADERS} | {DEST_SERVICE_HEADER} <= rules.keys()
+    assert all(r.remove for r in rules.values())
+    assert {r.on_header_present.metadata_namespace for r in rules.values()} == {"pilotfish.peer"}
