@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -157,8 +157,3 @@ class AddonProcess:
             self._set_proc(None)
         shutil.rmtree(self.spec.work_dir, ignore_errors=True)
         shutil.rmtree(self._record_dir, ignore_errors=True)
-
-
-def addon_argv(python: str, module: str, args: Sequence[str]) -> tuple[str, ...]:
-    """An addon that is a ``pilotfish`` command run with this interpreter."""
-    return (python, "-m", module, *args)
