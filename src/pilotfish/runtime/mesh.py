@@ -477,10 +477,9 @@ class MeshRuntime(AdoptionMixin):
                 )
             )
             self._progress(f"pod {spec.name} ready")
-            if self.settings.mode == "transparent":
-                address = f"{pod.ip}:{STATUS_PORT}"
-                target = ScrapeTarget(address, spec.namespace, spec.name, spec.labels)
-                self.addons.set_target(f"{spec.namespace}/{spec.name}", target)
+            address = f"{pod.ip}:{STATUS_PORT}"
+            target = ScrapeTarget(address, spec.namespace, spec.name, spec.labels)
+            self.addons.set_target(f"{spec.namespace}/{spec.name}", target)
         else:
             self.addons.set_target(f"{spec.namespace}/{spec.name}", None)
             with contextlib.suppress(KeyError):

@@ -131,16 +131,20 @@ def allocate_app_ports(spec: PodSpec, env: PodEnv, host: str = "127.0.0.1") -> d
     return allocated
 
 
-def app_metrics_flag(spec: PodSpec) -> str | None:
+def app_metrics_flag(spec: PodSpec, app_ports: Mapping[int, int] | None = None) -> str | None:
     """``PORT:PATH`` of the app's metrics when its Workload asks to be scraped
-    (Istio's ``prometheus.io/scrape``, ``port`` and ``path`` annotations)."""
+    (Istio's ``prometheus.io/scrape``, ``port`` and ``path`` annotations).
+
+    ``app_ports`` maps container ports to where the app really listens (explicit
+    mode moves them); an annotated port that is not a container port stays."""
     annotations = dict(spec.annotations)
     if annotations.get("prometheus.io/scrape", "").lower() != "true":
         return None
     port = annotations.get("prometheus.io/port", "").strip()
     if not port.isdigit():
         return None
-    return f"{port}:{annotations.get('prometheus.io/path', '/metrics')}"
+    actual = (app_ports or {}).get(int(port), int(port))
+    return f"{actual}:{annotations.get('prometheus.io/path', '/metrics')}"
 
 
 def agent_launch(spec: PodSpec, env: PodEnv, app_ports: Mapping[int, int]) -> AgentLaunch:
@@ -158,9 +162,11 @@ def agent_launch(spec: PodSpec, env: PodEnv, app_ports: Mapping[int, int]) -> Ag
         interception="redirect" if transparent else "none",
         admin_address=None if transparent else ip,
         health_bind="0.0.0.0" if transparent else ip,
-        stats_port=STATS_PORT if transparent else 0,
-        status_port=STATUS_PORT if transparent else None,
-        app_metrics=app_metrics_flag(spec) if transparent else None,
+        # Istio's ports on the pod's own address in both modes (explicit-mode
+        # pods each have a loopback address of their own).
+        stats_port=STATS_PORT,
+        status_port=STATUS_PORT,
+        app_metrics=app_metrics_flag(spec, app_ports),
         workload=spec.workload,
         # Run as root, the agent gives Envoy alone the group capture exempts.
         envoy_gid=env.proxy_gid if transparent and env.isolation is None else None,

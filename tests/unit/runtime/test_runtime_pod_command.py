@@ -67,7 +67,9 @@ def test_explicit_agent_argv(tmp_path: Path) -> None:
     assert one["--admin-port"] == ["15000"]
     assert one["--health-bind"] == ["127.77.0.5"]
     assert one["--health-port"] == ["15021"]
-    assert one["--stats-port"] == ["0"]
+    # Istio's metrics ports on the pod's own address, as in transparent mode.
+    assert one["--stats-port"] == ["15090"]
+    assert one["--status-port"] == ["15020"]
     assert one["--xds-address"] == ["127.0.0.1:15010"]
     assert one["--app-port"] == ["9080=40001", "9090=40002", "9100=40003"]
     assert one["--label"] == ["app=reviews", "version=v1"]
@@ -78,6 +80,25 @@ def test_explicit_agent_argv(tmp_path: Path) -> None:
     assert one["--work-dir"] == [str(tmp_path / "work" / "reviews-0.shop" / "proxy")]
     assert "--envoy-gid" not in one
     assert argv[-2:] == ["--concurrency", "1"]
+
+
+def test_explicit_app_metrics_follow_the_apps_moved_port(tmp_path: Path) -> None:
+    scraped = PodSpec(
+        **{
+            **{f: getattr(SPEC, f) for f in SPEC.__dataclass_fields__},
+            "annotations": (
+                ("prometheus.io/scrape", "true"),
+                ("prometheus.io/port", "9090"),
+                ("prometheus.io/path", "/stats"),
+            ),
+        }
+    )
+    ports = {9080: 40001, 9090: 40002, 9100: 40003}
+    argv = agent_argv(scraped, _env("explicit", tmp_path), ports)
+    assert _flags(argv, "--app-metrics") == ["40002:/stats"]
+    transparent = _env("transparent", tmp_path)
+    argv = agent_argv(scraped, transparent, allocate_app_ports(scraped, transparent))
+    assert _flags(argv, "--app-metrics") == ["9090:/stats"]
 
 
 def test_transparent_agent_argv_runs_inside_the_netns(tmp_path: Path) -> None:
