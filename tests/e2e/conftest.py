@@ -58,7 +58,10 @@ def demo_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2EMesh]:
     bridge = "pfe2o"
     # JSON access logs (read back as JSON lines by the access-log test).
     mesh_config = tmp / "mesh.yaml"
-    mesh_config.write_text("accessLogFile: /dev/stdout\naccessLogEncoding: JSON\n")
+    # A short drain: tests that change Telemetry wait for old filter chains to go.
+    mesh_config.write_text(
+        "accessLogFile: /dev/stdout\naccessLogEncoding: JSON\ndefaultConfig:\n  drainDuration: 1s\n"
+    )
     mesh = E2EMesh(tmp / "state", "transparent", free_port(), free_port(), free_port(), bridge)
     # The addons on free ports: the machine's 9090/9411/20001 may be taken.
     mesh.prometheus_port, mesh.tracing_port, mesh.dashboard_port = (

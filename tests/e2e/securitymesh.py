@@ -76,6 +76,10 @@ class SecMesh:
 def security_mesh(tmp: Path) -> Iterator[SecMesh]:
     """Bring the module's mesh up under ``tmp``; yield it; bring it down and check that
     nothing is left on the host (a generator for a module-scoped fixture)."""
+    # A policy change drains the server sidecars' old filter chains; 1 s
+    # (Istio's defaultConfig.drainDuration) keeps each test's settling short.
+    mesh_config = tmp / "mesh.yaml"
+    mesh_config.write_text("defaultConfig:\n  drainDuration: 1s\n")
     mesh = E2EMesh(
         tmp / "state",
         "transparent",
@@ -85,7 +89,7 @@ def security_mesh(tmp: Path) -> Iterator[SecMesh]:
         BRIDGE,
         pod_cidr="198.18.241.0/24",
         service_cidr="198.19.241.0/24",
-        extra_up_args=("--cert-ttl", "20s"),
+        extra_up_args=("--cert-ttl", "20s", "--mesh-config", str(mesh_config)),
     )
     try:
         mesh.up(SAMPLES / "bookinfo.yaml", NETWORKING / "bookinfo-gateway.yaml")
@@ -172,7 +176,8 @@ def drained(sec: SecMesh, pods: tuple[str, ...]) -> bool:
 
     A policy change rewrites a server sidecar's inbound filter chains. Envoy
     keeps serving connections already open on the old chains (client sidecars
-    pool them) with the old configuration until the drain time (5 s) ends:
+    pool them) with the old configuration until the drain time ends (1 s here,
+    the mesh config's ``drainDuration``):
     Istio behaves the same. A policy is only settled once that is over.
     """
     return all(

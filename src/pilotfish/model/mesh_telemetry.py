@@ -9,10 +9,11 @@ sampling percentage and the built-in Zipkin-compatible collector's address.
 
 from __future__ import annotations
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from pilotfish.api.base import ApiModel
+from pilotfish.api.duration import parse_duration_ms
 
 __all__ = [
     "BUILTIN_PROVIDERS",
@@ -114,11 +115,28 @@ class ProxyTracing(ApiModel):
 
 
 class ProxyDefaults(ApiModel):
-    """``defaultConfig``: the tracing defaults are read; other ProxyConfig fields
-    are kept as written and ignored (proxy defaults come from the agent)."""
+    """``defaultConfig``: the tracing defaults and ``drainDuration`` (how long
+    Envoy keeps old listeners and filter chains serving their open connections
+    after a change, and on shutdown) are read; other ProxyConfig fields are
+    kept as written and ignored (proxy defaults come from the agent)."""
 
     model_config = ConfigDict(
         alias_generator=to_camel, populate_by_name=True, frozen=True, extra="allow"
     )
 
     tracing: ProxyTracing = Field(default_factory=ProxyTracing)
+    drain_duration: str | None = None
+
+    @field_validator("drain_duration")
+    @classmethod
+    def _duration(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_duration_ms(value)  # raises ValueError with the reason
+        return value
+
+    @property
+    def drain_seconds(self) -> float | None:
+        """``drainDuration`` in seconds (None: the proxies' own default)."""
+        if self.drain_duration is None:
+            return None
+        return parse_duration_ms(self.drain_duration) / 1000

@@ -136,8 +136,10 @@ class GatewayProcess:
         isolation: Isolation | None = None,
         backoff: BackoffPolicy = _DEFAULT_BACKOFF,
         clock: Callable[[], float] = time.monotonic,
+        drain_duration: float = 2.0,
     ) -> None:
         self.spec = spec
+        self._drain = drain_duration
         self._backoff = backoff
         self._clock = clock
         self._identity = identity
@@ -185,7 +187,7 @@ class GatewayProcess:
             stats_port=0,
             status_port=s.status_port or None,
             concurrency=2,
-            drain_duration=2,
+            drain_duration=self._drain,
             app_port=s.port_map,
             label=s.labels,
             work_dir=str(self._proxy_dir),

@@ -122,6 +122,7 @@ class MeshRuntime(AdoptionMixin):
         self._reconcile_lock = asyncio.Lock()
         self._stopping = False
         self._bridge_ip = ""
+        self._proxy_drain: float | None = None
         # Root confines every proxy and app (runtime.isolation); without root there
         # is nobody to confine them to.
         self.isolation = Isolation.for_state_dir(settings.state_dir) if os.geteuid() == 0 else None
@@ -234,6 +235,7 @@ class MeshRuntime(AdoptionMixin):
 
     async def _start_control_plane(self) -> None:
         settings = control_plane_settings(self.settings, self._bridge_ip)
+        self._proxy_drain = settings.mesh.proxy_defaults.drain_seconds
         files = FileStore(
             settings.config_paths,
             poll_interval=settings.poll_interval,
@@ -337,6 +339,7 @@ class MeshRuntime(AdoptionMixin):
             identity=self._identity(spec.name),
             service_account=sa,
             on_processes_changed=self._save,
+            drain_duration=self._proxy_drain or 2.0,
             isolation=self.isolation,
         )
 
@@ -399,6 +402,8 @@ class MeshRuntime(AdoptionMixin):
             identity=self._identity(spec.local_id),
             isolation=self.isolation,
             app_user=self._users.user_for(spec) if self._users is not None else None,
+            # Mesh config ``defaultConfig.drainDuration``, else the agent's default.
+            agent_args=("--drain-duration", str(self._proxy_drain)) if self._proxy_drain else (),
         )
         return PodRunner(spec, env, self._on_ready_change, on_processes_changed=self._save)
 

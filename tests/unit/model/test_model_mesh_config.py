@@ -219,3 +219,11 @@ async def test_served_and_shown_by_get(tmp_path: Path) -> None:
         assert json.loads(as_json.output)["accessLogFile"] == "/dev/stdout"
     finally:
         await cp.close()
+
+
+def test_drain_duration_is_read_and_checked() -> None:
+    mesh = parse("defaultConfig:\n  drainDuration: 1.5s\n", "mesh.yaml")
+    assert mesh.proxy_defaults.drain_seconds == 1.5
+    assert parse("{}", "mesh.yaml").proxy_defaults.drain_seconds is None
+    with pytest.raises(MeshConfigError, match=r"mesh.yaml:2: defaultConfig.drainDuration"):
+        parse("defaultConfig:\n  drainDuration: soon\n", "mesh.yaml")
