@@ -127,6 +127,8 @@ def load_seeds(repo: Path = _REPO) -> list[Seed]:
         for path in sorted((repo / root).rglob("*")):
             if path.suffix not in (".yaml", ".yml", ".json") or not path.is_file():
                 continue
+            if "out" in path.relative_to(repo).parts:
+                continue  # golden outputs: IR and Envoy dumps, never mesh resources
             for resource in load_file(path).resources:
                 doc = _loopback_jwks(copy.deepcopy(dict(resource.raw)))
                 seeds.append(Seed(str(path.relative_to(repo)), doc))
