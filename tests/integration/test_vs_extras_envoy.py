@@ -137,6 +137,17 @@ async def test_vs_extras_as_clients_see_them(mesh: Mesh) -> None:
     await poll(routed, "the abort fault to apply")
     for _ in range(5):
         assert (await mesh.call(client, host, "/abort"))[0] == 418
+    # `pilotfish explain` predicts each behaviour below from the same IR.
+    url = f"http://{host}"
+    assert (await mesh.explain(client, url + "/abort"))["status"] == 418
+    v1_cluster = "outbound|9080|v1|reviews.default.svc.cluster.local"
+    v2_cluster = "outbound|9080|v2|reviews.default.svc.cluster.local"
+    for path in ("/delay", "/flaky", "/slow", "/mirror", "/cors", "/who"):
+        outcome = await mesh.explain(client, url + path)
+        assert (outcome["cluster"], outcome["status"]) == (v1_cluster, None), (path, outcome)
+    # The reviews endpoints run no sidecar: nothing authorizes at the destination.
+    assert outcome["authz"] == "NONE"
+    assert (await mesh.explain(other, url + "/who"))["cluster"] == v2_cluster
 
     # A 2 s fixed delay.
     started = time.monotonic()

@@ -50,8 +50,9 @@ def _find_proxy(views: Mapping[str, object], wanted: str) -> tuple[str, ProxyVie
 
 
 def _peer_finder(views: Mapping[str, object]) -> PeerFinder:
-    """Destination proxies from the connected ones: same namespace, labels that
-    include the endpoint's, and listening on its address (or capturing all)."""
+    """Destination proxies from the connected ones, in the service's namespace: an
+    explicit sidecar listening on the endpoint's address, or a capturing one
+    whose labels include the endpoint's."""
 
     def find(
         snapshot: Snapshot, cluster: ir.Cluster, ep: ir.Endpoint, caller: ProxyView
@@ -74,9 +75,10 @@ def _peer_finder(views: Mapping[str, object]) -> PeerFinder:
                 continue
             if view.namespace != svc.namespace:
                 continue
-            if any(view.label_map.get(k) != v for k, v in want.items()):
-                continue
-            if view.interception == "REDIRECT" or view.bind_ip == ep.address:
+            if view.interception == "NONE" and view.bind_ip == ep.address:
+                return Peer(pid, view)  # its listeners own the endpoint's address
+            labelled = all(view.label_map.get(k) == v for k, v in want.items())
+            if view.interception == "REDIRECT" and labelled:
                 return Peer(pid, view)
         return None
 

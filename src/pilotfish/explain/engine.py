@@ -74,7 +74,8 @@ def registry_peer(
         service_account=inst.service_account or "default",
         interception=caller.interception,
         bind_ip="0.0.0.0" if caller.interception == "REDIRECT" else ep.address,
-        workload_certs=caller.workload_certs,
+        # A sidecar marked as accepting mesh mTLS has a mesh certificate.
+        workload_certs=caller.workload_certs or ep.tls_mode == "istio",
     )
     return Peer(f"{ep.address} ({svc.namespace}, {dict(inst.labels)})", view, inferred=True)
 
@@ -440,16 +441,14 @@ def _destination(
             "rejected" if checked.status else ("token accepted" if checked.claims else "no token"),
             checked.reasons,
         )
+        if not checked.certain:
+            out.outcome.notes.append(f"depends on the token: {checked.reasons[0]}")
         if checked.status is not None:
             out.outcome.status = checked.status
             out.outcome.authz = "DENY"
             out.outcome.authz_policy = "RequestAuthentication"
             return
         claims = checked.claims
-        if not checked.certain:
-            out.outcome.notes.append(
-                "the token's signature could not be checked: the verdict assumes it is valid"
-            )
     ctx = authz.AuthzContext(request, principal, claims, ep.port, ep.address)
     if not policies:
         out.add(

@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from pilotfish import ir
 from pilotfish.explain.request import ExplainRequest
+from pilotfish.translate.security.jwt import FAKE_JWKS
 
 __all__ = ["JwtResult", "check_jwt"]
 
@@ -118,6 +119,9 @@ def check_jwt(authn: ir.JwtAuthn | None, request: ExplainRequest) -> JwtResult:
         return JwtResult(401, reasons=["the token has expired: 401"])
     certain = True
     reasons: list[str] = []
+    if provider.jwks == FAKE_JWKS:
+        why = f"{provider.name}'s JWKS was not fetched (yet): Envoy rejects every token, 401"
+        return JwtResult(401, certain=False, reasons=[why])
     if header.get("alg") == "RS256" and provider.jwks:
         signing_input = f"{head_b64}.{body_b64}".encode()
         verified = _verify_rs256(

@@ -159,11 +159,13 @@ def select_chain(
         if matching:
             top = max(matching, key=lambda cs: _rank(cs[1]))[1]
             kept = [c for c, s in matching if _rank(s) == _rank(top)]
-            dropped = [c.name for c in chains if c not in kept]
-            if dropped:
+            differ = [c.name for c, s in scored if s is False]
+            wider = [c.name for c, s in scored if c not in kept and s is not False]
+            if differ:
+                reasons.append(f"{name}: {', '.join(differ)} do not match {_value(name, conn)}")
+            if wider:
                 reasons.append(
-                    f"{name}: {', '.join(dropped)} ruled out "
-                    f"({_value(name, conn)} matches a more specific chain)"
+                    f"{name}: {', '.join(wider)} ruled out (a more specific chain matches)"
                 )
             chains = kept
             continue

@@ -22,12 +22,13 @@ class RequestError(ValueError):
 
 
 def parse_header(text: str) -> tuple[str, str]:
-    """``"k: v"`` (curl's ``-H`` form) as (lower-case name, value)."""
-    name, sep, value = text.partition(":")
+    """``"k: v"`` (curl's ``-H`` form) as (lower-case name, value); pseudo-headers
+    keep their colon (``":scheme: https"``)."""
+    pseudo = text.startswith(":")
+    name, sep, value = (text[1:] if pseudo else text).partition(":")
     if not sep or not name.strip():
-        # ``:authority: x`` style pseudo-headers have an empty first part.
         raise RequestError(f"header {text!r} is not of the form 'name: value'")
-    return name.strip().lower(), value.strip()
+    return (":" if pseudo else "") + name.strip().lower(), value.strip()
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +75,9 @@ class ExplainRequest:
         if name == ":method":
             return self.method
         if name == ":scheme":
-            return self.scheme
+            # What the client's proxy saw; a sidecar's HTTP listener sees plain http
+            # unless told otherwise (``-H ':scheme: https'``).
+            return self._own(":scheme") or self.scheme
         if name == ":path":
             return self.path + ("?" + urllib.parse.urlencode(self.query) if self.query else "")
         return self._own(name)
