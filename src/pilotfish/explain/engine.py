@@ -431,7 +431,17 @@ def _destination(
             "the destination rejects this connection (e.g. plaintext under STRICT mTLS)"
         )
         return
-    flt = chain.filter
+    _verdict(chain.filter, ep, principal, request, out)
+
+
+def _verdict(
+    flt: ir.NetworkFilter,
+    ep: ir.Endpoint,
+    principal: str,
+    request: ExplainRequest,
+    out: Explanation,
+) -> None:
+    """The destination chain's JWT check and RBAC verdict for the request."""
     policies = flt.authz
     claims = None
     if isinstance(flt, ir.HttpConnectionManager):
