@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from meshkit import Mesh, free_port, poll
@@ -126,6 +128,48 @@ async def test_header_match_routes_to_subset(mesh: Mesh) -> None:
     status, _ = await mesh.call(client, "nosuch:9080")
     assert status == 404
     assert (await mesh.explain(client, "http://nosuch:9080/"))["status"] == 404
+
+
+async def _cli_explain(mesh: Mesh, *args: str) -> dict[str, object]:
+    # The CLI runs in a thread: the control plane answering it lives in this event loop.
+    proc = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "pilotfish.cli.main", "explain", "--control-plane", mesh.api,
+         "-o", "json", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=mesh.cli_env(),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    outcome = json.loads(proc.stdout)["outcome"]
+    assert isinstance(outcome, dict)
+    return outcome
+
+
+async def test_explain_cli_and_a_change_checked_before_apply(mesh: Mesh, tmp_path: Path) -> None:
+    client = await _bookinfo_reviews(mesh, HEADER_ROUTE)
+    assert await mesh.versions(client, "reviews:9080", 3) == {"v1": 3}
+    url = "http://reviews:9080/"
+    assert _subset(await _cli_explain(mesh, "--from", "productpage", url)) == "v1"
+    jason = await _cli_explain(mesh, "--from", "productpage", url, "-H", "end-user: jason")
+    assert _subset(jason) == "v2"
+    # --config: the change applied over the live configuration, in memory only.
+    pending = tmp_path / "pending"
+    pending.mkdir()
+    (pending / "routing.yaml").write_text(ALL_V2)
+    assert (
+        _subset(await _cli_explain(mesh, "--from", "productpage", url, "--config", str(pending)))
+        == "v2"
+    )
+    assert await mesh.versions(client, "reviews:9080", 3) == {"v1": 3}
+    # Applied, Envoy does what explain said.
+    mesh.write("routing.yaml", ALL_V2)
+
+    async def all_v2() -> bool:
+        return await mesh.versions(client, "reviews:9080", 3) == {"v2": 3}
+
+    await poll(all_v2, "the change to reach Envoy", deadline=10)
 
 
 async def test_weighted_split_lands_within_tolerance(mesh: Mesh) -> None:

@@ -188,13 +188,23 @@ def explain(
         out.outcome.notes.append("the connection is closed: no filter chain")
         return out
     if isinstance(chain.filter, ir.TcpProxy):
-        _tcp(config, chain.filter, out)
+        _tcp(snapshot, config, view, chain.filter, request, out, find_peer)
         return out
     _http(snapshot, config, view, chain.filter, request, out, find_peer)
     return out
 
 
-def _tcp(config: ir.ProxyConfig, proxy: ir.TcpProxy, out: Explanation) -> None:
+def _tcp(
+    snapshot: Snapshot,
+    config: ir.ProxyConfig,
+    view: ProxyView,
+    proxy: ir.TcpProxy,
+    request: ExplainRequest,
+    out: Explanation,
+    find_peer: PeerFinder,
+) -> None:
+    """An L4 chain: the connection goes to the weighted clusters, whose destination
+    decides it once with its TCP authorization (HTTP fields never apply)."""
     weighted = dict(proxy.weighted_clusters) or {proxy.cluster: 100}
     out.add(
         "tcp proxy",
@@ -205,8 +215,11 @@ def _tcp(config: ir.ProxyConfig, proxy: ir.TcpProxy, out: Explanation) -> None:
         ],
     )
     out.outcome.clusters = weighted
-    if len(weighted) == 1:
-        out.outcome.cluster = next(iter(weighted))
+    live = [c for c, w in weighted.items() if w > 0]
+    if len(live) == 1:
+        out.outcome.cluster = live[0]
+    for name in live:
+        _cluster(snapshot, config, view, name, request, out, find_peer)
 
 
 def _http(

@@ -47,8 +47,10 @@ class ExplainRequest:
     def __post_init__(self) -> None:
         url = self.url if "://" in self.url else f"http://{self.url}"
         parts = urllib.parse.urlsplit(url)
-        if parts.scheme not in ("http", "https"):
-            raise RequestError(f"{self.url!r}: only http:// and https:// URLs are explained")
+        if parts.scheme not in ("http", "https", "tcp"):
+            raise RequestError(
+                f"{self.url!r}: only http://, https:// and tcp:// URLs are explained"
+            )
         if not parts.hostname:
             raise RequestError(f"{self.url!r} has no host")
         try:

@@ -9,7 +9,7 @@ import json
 import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from explain_helpers import EXPLICIT, snapshot_of
+from explain_helpers import EXPLICIT, REDIRECT, snapshot_of
 
 from pilotfish import ir
 from pilotfish.explain import authz
@@ -200,3 +200,42 @@ def test_not_forms_namespaces_and_unknowns() -> None:
     )
     host = ir.AuthzRule(operations=((ir.AuthzMatch("request.host", ("h",)),),))
     assert authz.evaluate((_policy("ALLOW", host),), _ctx()).decision == "ALLOW"
+
+
+TCP = """\
+apiVersion: v1
+kind: Service
+metadata: {name: echo, namespace: default}
+spec:
+  clusterIP: 10.96.0.30
+  selector: {app: echo}
+  ports: [{name: tcp-echo, port: 9000}]
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: echo, namespace: default}
+spec:
+  address: 10.0.0.21
+  labels: {app: echo, security.istio.io/tlsMode: istio}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: echo-access, namespace: default}
+spec:
+  selector: {matchLabels: {app: echo}}
+  action: ALLOW
+  rules:
+  - from: [{source: {principals: [cluster.local/ns/default/sa/ratings]}}]
+    to: [{operation: {ports: ["9000"]}}]
+"""
+
+
+def test_tcp_connection_is_decided_by_the_destination_tcp_rbac() -> None:
+    caller = dataclasses.replace(REDIRECT, workload_certs=True, service_account="ratings")
+    result = _run(TCP, caller, "tcp://echo:9000")
+    steps = [s.step for s in result.steps]
+    assert "tcp proxy" in steps and "virtual host" not in steps
+    assert result.outcome.cluster == "outbound|9000||echo.default.svc.cluster.local"
+    assert (result.outcome.authz, result.outcome.authz_policy) == ("ALLOW", "default/echo-access")
+    other = dataclasses.replace(caller, service_account="reviews")
+    assert _run(TCP, other, "tcp://echo:9000").outcome.authz == "DENY"
