@@ -202,6 +202,14 @@ async def test_vs_extras_as_clients_see_them(mesh: Mesh) -> None:
     bad = {**preflight, "Origin": "https://evil.example"}
     async with mesh.session.options(client.outbound + "/cors", headers=bad) as resp:
         assert "Access-Control-Allow-Origin" not in resp.headers
+    # explain: the CORS filter answers the allowed preflight; the other goes upstream.
+    asked = {k: v for k, v in preflight.items() if k != "Host"}
+    answered = await mesh.explain(client, url + "/cors", method="OPTIONS", headers=asked)
+    assert (answered["status"], answered["cluster"]) == (200, None)
+    forwarded = await mesh.explain(
+        client, url + "/cors", method="OPTIONS", headers={**asked, "Origin": "https://evil.example"}
+    )
+    assert (forwarded["status"], forwarded["cluster"]) == (None, v1_cluster)
 
     # sourceLabels: the v2-labelled client goes to v2, the other one to v1.
     assert await mesh.versions(client, host, 5, path="/who") == {"v1": 5}

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from pilotfish import ir
 from pilotfish.explain import authz, jwt, listeners, routing, upstream
+from pilotfish.explain.match import string_match
 from pilotfish.explain.request import ExplainRequest
 from pilotfish.explain.steps import Explanation
 from pilotfish.model.hosts import short_names
@@ -315,7 +316,10 @@ def _action(
     reasons += [f"mirrored to {m.cluster} ({m.percent:g} %)" for m in action.mirrors]
     out.add("action", "forward", reasons, timeout_ms=action.timeout_ms)
     out.outcome.clusters = weights
+    # Istio's filter order: fault, then CORS, then the router.
     if route.fault is not None and _fault(route.fault, out):
+        return
+    if route.cors is not None and _cors(route.cors, request, out):
         return
     live = [c for c, w in weights.items() if w > 0]
     if len(live) == 1:
@@ -338,6 +342,35 @@ def _fault(fault: ir.FaultPolicy, out: Explanation) -> bool:
         return True
     if fault.abort_percent:
         out.outcome.notes.append("some requests are aborted by fault injection (random)")
+    return False
+
+
+def _cors(cors: ir.CorsPolicy, request: ExplainRequest, out: Explanation) -> bool:
+    """Add the CORS step; True when the filter answers a preflight itself."""
+    origin = request.header("origin")
+    preflight = (
+        request.method == "OPTIONS"
+        and origin is not None
+        and request.header("access-control-request-method") is not None
+    )
+    allowed = origin is not None and any(string_match(m, origin) for m in cors.allow_origins)
+    if not preflight:
+        why = (
+            "the response gets CORS headers"
+            if allowed
+            else "the origin is not allowed: no CORS headers"
+        )
+        out.add(
+            "cors", "simple request", [why if origin else "no Origin header: CORS does not apply"]
+        )
+        return False
+    if allowed:
+        out.add("cors", "preflight answered", [f"origin {origin} is allowed: Envoy answers 200"])
+        out.outcome.status = 200
+        return True
+    forwarded = cors.forward_unmatched_preflights
+    why = "forwarded upstream" if forwarded else "answered without CORS headers"
+    out.add("cors", "preflight not allowed", [f"origin {origin} is not allowed: {why}"])
     return False
 
 
