@@ -46,7 +46,13 @@ def _offline(
     except KeyError as exc:
         raise click.ClickException(str(exc.args[0])) from None
     snapshot = build_snapshot(resources, 1)
-    return explain_request(snapshot, view, request, source=source).to_json()
+    result = explain_request(snapshot, view, request, source=source)
+    if any(r.kind == "Workload" for r in resources):
+        # Their pods register as endpoints only once the runtime starts them.
+        result.outcome.notes.append(
+            "explained without a running mesh: Workloads have no endpoints until their pods run"
+        )
+    return result.to_json()
 
 
 @click.command("explain")

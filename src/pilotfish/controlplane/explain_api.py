@@ -30,6 +30,7 @@ from pilotfish.explain.engine import Peer, PeerFinder, explain
 from pilotfish.explain.request import ExplainRequest, RequestError, parse_header
 from pilotfish.model.proxy_view import ProxyView
 from pilotfish.model.snapshot import Snapshot
+from pilotfish.translate.security.mtls import TLS_MODE_LABEL
 from pilotfish.xds.server import XdsServer
 
 __all__ = ["add_explain_api"]
@@ -68,7 +69,8 @@ def _peer_finder(views: Mapping[str, object]) -> PeerFinder:
         )
         if svc is None or inst is None:
             return None
-        want = dict(inst.labels)
+        # The registry marks mTLS-capable endpoints with a label the proxy lacks.
+        want = {k: v for k, v in inst.labels if k != TLS_MODE_LABEL}
         for pid in sorted(views):
             view = views[pid]
             if not isinstance(view, ProxyView) or view.role != "sidecar":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import socket
 from pathlib import Path
@@ -12,7 +13,10 @@ from click.testing import CliRunner
 from explain_helpers import EXPLICIT, snapshot_of
 
 from pilotfish.cli.main import cli
-from pilotfish.controlplane.explain_api import add_explain_api
+from pilotfish.controlplane.explain_api import _peer_finder, add_explain_api
+from pilotfish.explain.engine import explain
+from pilotfish.explain.request import ExplainRequest
+from pilotfish.model.proxy_view import ProxyView
 
 LIVE = """\
 apiVersion: v1
@@ -145,3 +149,44 @@ def test_cli_offline_explains_the_directory_alone(tmp_path: Path) -> None:
     assert (
         missing.exit_code != 0 and "no WorkloadEntry or Workload default/nobody" in missing.output
     )
+
+
+SECURE = (
+    LIVE.replace("labels: {app: reviews, version: v1}", "labels: {app: reviews, version: v1, "
+                 "security.istio.io/tlsMode: istio}")
+    + """\
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: default}
+spec: {mtls: {mode: STRICT}}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: reviews, namespace: default}
+spec:
+  selector: {matchLabels: {app: reviews}}
+  rules: [{from: [{source: {principals: [cluster.local/ns/default/sa/productpage]}}]}]
+"""
+)  # fmt: skip
+
+
+def test_connected_capturing_destination_is_found_by_labels() -> None:
+    caller = ProxyView(
+        "sidecar", "default", (("app", "productpage"),), "productpage", "REDIRECT",
+        "0.0.0.0", workload_certs=True,
+    )  # fmt: skip
+    reviews = dataclasses.replace(
+        caller, labels=(("app", "reviews"), ("version", "v1")), service_account="reviews"
+    )
+    views: dict[str, object] = {"productpage-1.default": caller, "reviews-v1-x.default": reviews}
+    request = ExplainRequest("http://reviews:9080/")
+    result = explain(snapshot_of(SECURE), caller, request, find_peer=_peer_finder(views))
+    destination = next(s for s in result.steps if s.step == "destination")
+    assert destination.chosen == "reviews-v1-x.default"
+    assert next(s for s in result.steps if s.step == "transport").chosen == "ISTIO_MUTUAL"
+    assert (result.outcome.authz, result.outcome.authz_policy) == ("ALLOW", "default/reviews")
+    # Another caller identity is denied by the same connected proxy's policy.
+    other = dataclasses.replace(caller, service_account="ratings")
+    denied = explain(snapshot_of(SECURE), other, request, find_peer=_peer_finder(views))
+    assert (denied.outcome.authz, denied.outcome.status) == ("DENY", 403)
