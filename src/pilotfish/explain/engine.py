@@ -118,17 +118,16 @@ def _entry(
     tls = "tls" if req.scheme == "https" else "raw_buffer"
     sni = req.host if tls == "tls" else ""
     if view.role == "gateway":
-        lst = next((x for x in config.listeners if x.port == req.port and x.bind_to_port), None)
-        out.add(
-            "listener",
-            lst.name if lst else "none",
-            [
-                f"the gateway listener on port {req.port}"
-                if lst
-                else f"the gateway has no listener on port {req.port}"
-            ],
+        # A Gateway server port may be published on another host port (app_ports).
+        ports = {req.port, view.app_port(req.port)}
+        lst = next((x for x in config.listeners if x.port in ports and x.bind_to_port), None)
+        why = (
+            f"the gateway listener {lst.name} serves port {lst.port}"
+            if lst
+            else f"the gateway has no listener on port {req.port}"
         )
-        return lst, listeners.Connection(req.host, req.port, tls, sni)
+        out.add("listener", lst.name if lst else "none", [why])
+        return lst, listeners.Connection(req.host, lst.port if lst else req.port, tls, sni)
     if view.interception == "NONE":
         lst = listeners.find_bound_listener(
             config.listeners, view.bind_ip, view.outbound_port, "outbound"

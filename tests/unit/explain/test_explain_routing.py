@@ -9,6 +9,7 @@ from pilotfish import ir
 from pilotfish.explain.engine import explain
 from pilotfish.explain.request import ExplainRequest, parse_header
 from pilotfish.explain.routing import match_route, select_virtual_host
+from pilotfish.model.proxy_view import ProxyView
 
 V1 = "outbound|9080|v1|reviews.default.svc.cluster.local"
 V2 = "outbound|9080|v2|reviews.default.svc.cluster.local"
@@ -154,3 +155,29 @@ def test_regex_uses_re2_semantics() -> None:
     assert route is digits
     route, _ = match_route((digits,), ExplainRequest("http://h/12a"))
     assert route is None
+
+
+GATEWAY = ProxyView(
+    "gateway", "istio-system", labels=(("istio", "ingressgateway"),), bind_ip="127.0.0.1",
+    app_ports=((8080, 18080),),
+)  # fmt: skip
+
+
+def test_gateway_listener_by_server_or_published_port() -> None:
+    snapshot = case_snapshot("gateway")
+    for port in (8080, 18080):
+        request = ExplainRequest(f"http://bookinfo.example.com:{port}/productpage")
+        result = explain(snapshot, GATEWAY, request)
+        assert _step(result, "listener").chosen == "0.0.0.0_8080"
+        assert _step(result, "listener").reasons == [
+            "the gateway listener 0.0.0.0_8080 serves port 18080"
+        ]
+    # The Host names the published port: no domain matches it (Envoy's 404).
+    assert result.outcome.status == 404
+    request = ExplainRequest("http://bookinfo.example.com:8080/productpage")
+    result = explain(snapshot, GATEWAY, request)
+    assert result.outcome.cluster == "outbound|9080||productpage.default.svc.cluster.local"
+    assert _step(result, "route").chosen == "default/bookinfo/0/0"
+    assert explain(snapshot, GATEWAY, ExplainRequest("http://x:9999/")).outcome.notes == [
+        "the connection is refused: no listener"
+    ]
