@@ -42,6 +42,7 @@ class ExplainRequest:
     port: int = field(init=False, default=80)
     path: str = field(init=False, default="/")
     query: tuple[tuple[str, str], ...] = field(init=False, default=())
+    raw_query: str = field(init=False, default="")
     authority: str = field(init=False, default="")
 
     def __post_init__(self) -> None:
@@ -65,6 +66,7 @@ class ExplainRequest:
         set_(self, "port", explicit_port or default_port)
         set_(self, "path", parts.path or "/")
         set_(self, "query", tuple(urllib.parse.parse_qsl(parts.query, keep_blank_values=True)))
+        set_(self, "raw_query", parts.query)
         set_(self, "authority", self.header(":authority") or netloc_host.lower())
         set_(self, "method", self.method.upper())
 
@@ -81,7 +83,7 @@ class ExplainRequest:
             # unless told otherwise (``-H ':scheme: https'``).
             return self._own(":scheme") or self.scheme
         if name == ":path":
-            return self.path + ("?" + urllib.parse.urlencode(self.query) if self.query else "")
+            return self.path + (f"?{self.raw_query}" if self.raw_query else "")
         return self._own(name)
 
     def _own(self, name: str) -> str | None:
