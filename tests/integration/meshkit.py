@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -225,6 +226,22 @@ class Mesh:
         headers = {"Authorization": f"Bearer {self.cp.api_token.reveal()}"}
         async with self.session.get(self.api + path, headers=headers) as resp:
             return await resp.json()
+
+    async def explain(
+        self,
+        proxy: Proxy,
+        url: str,
+        *,
+        method: str = "GET",
+        headers: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """The control plane's explanation of ``url`` sent through ``proxy`` (its
+        ``outcome``: cluster, clusters, status, authz)."""
+        params = [("from", proxy.proxy_id), ("url", url), ("method", method)]
+        params += [("header", f"{k}: {v}") for k, v in (headers or {}).items()]
+        body = await self.get_json("/debug/explain?" + urllib.parse.urlencode(params))
+        assert "outcome" in body, body
+        return dict(body["outcome"])
 
     async def close(self) -> None:
         for proxy in self.proxies:

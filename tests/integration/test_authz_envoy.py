@@ -156,8 +156,22 @@ async def test_authorization_and_jwt_through_real_sidecars(
 
     await poll(converged, "policies and the fetched JWKS to reach the sidecar")
 
+    explained: list[tuple[str, int]] = []
+
     async def status(path: str, **kw: Any) -> int:
-        return (await _request(mesh, client, path, **kw))[0]
+        code = (await _request(mesh, client, path, **kw))[0]
+        # `pilotfish explain` predicts the same answer from the generated IR:
+        # the destination's JWT check and RBAC verdict (200 when it allows).
+        headers = dict(kw.get("headers") or {})
+        if kw.get("token") is not None:
+            headers["Authorization"] = f"Bearer {kw['token']}"
+        outcome = await mesh.explain(
+            client, f"http://reviews:9080{path}", method=kw.get("method", "GET"), headers=headers
+        )
+        predicted = outcome["status"] if outcome["status"] is not None else 200
+        assert predicted == code, (path, kw, outcome)
+        explained.append((path, code))
+        return code
 
     # ALLOW by operation; the path is matched without its query string.
     assert await status("/public/page") == 200
@@ -165,9 +179,15 @@ async def test_authorization_and_jwt_through_real_sidecars(
     # DENY comes first, even for a caller an ALLOW rule would admit.
     code, body = await _request(mesh, client, "/admin/users", token=alice)
     assert (code, body) == (403, "RBAC: access denied")
+    assert await status("/admin/users", token=alice) == 403
+    outcome = await mesh.explain(
+        client, "http://reviews:9080/admin/users", headers={"Authorization": f"Bearer {alice}"}
+    )
+    assert (outcome["authz"], outcome["authz_policy"]) == ("DENY", "default/no-admin")
     # No ALLOW rule matches: denied.
     code, body = await _request(mesh, client, "/private")
     assert (code, body) == (403, "RBAC: access denied")
+    assert await status("/private") == 403
     assert await status("/public/page", method="DELETE") == 403
     # requestPrincipals: alice's valid token is allowed, another subject is not.
     assert await status("/private", token=signer.token("carol")) == 403
@@ -184,5 +204,10 @@ async def test_authorization_and_jwt_through_real_sidecars(
         mesh, client, "/public/page", token=signer.token("alice", aud="other")
     )
     assert (code, body) == (403, "Audiences in Jwt are not allowed")
+    assert await status("/public/page", token=signer.token("alice", aud="other")) == 403
     # A missing token passes jwt_authn: the ALLOW rule by operation still applies.
     assert await status("/public/page") == 200
+    allowed = await mesh.explain(client, "http://reviews:9080/public/page")
+    assert (allowed["authz"], allowed["authz_policy"]) == ("ALLOW", "default/reviews-access")
+    # Every request above was also explained (and agreed with Envoy).
+    assert len(explained) == 13, explained

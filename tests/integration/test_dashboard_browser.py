@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -163,9 +164,22 @@ def _spans() -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
+def _explanation(query: str) -> dict[str, Any]:
+    """A canned ``/debug/explain`` answer naming what the dashboard asked for."""
+    q = urllib.parse.parse_qs(query)
+    return {
+        "from": q["from"][0],
+        "request": {"url": q["url"][0], "method": q["method"][0]},
+        "steps": [{"step": "route", "chosen": "default/ratings", "reasons": ["matches"]}],
+        "outcome": {"cluster": "outbound|9080||ratings.default.svc.cluster.local",
+                    "clusters": {}, "status": None, "authz": "ALLOW",
+                    "authz_policy": "default/ratings-viewer", "notes": []},
+    }  # fmt: skip
+
+
 class _FakeMesh(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
-        path = self.path.split("?")[0]
+        path, _, query = self.path.partition("?")
         body: Any
         if path == "/metrics":
             self._send(exposition().encode(), "text/plain; version=0.0.4")
@@ -180,6 +194,7 @@ class _FakeMesh(BaseHTTPRequestHandler):
             "/runtime/pods": _pods,
             "/debug/syncz": _syncz,
             "/debug/configz": lambda: CONFIGZ,
+            "/debug/explain": lambda: _explanation(query),
             "/api/v2/services": lambda: ["productpage.default", "reviews.default"],
             "/api/v2/traces": lambda: [_spans()],
             f"/api/v2/trace/{TRACE_ID}": _spans,
@@ -337,9 +352,13 @@ def test_dashboard_pages_in_chromium(stack: str, tmp_path: Path) -> None:
         applies = page.locator("tr.applies").all_inner_texts()
         names = {row.split("\t")[2] for row in applies}
         assert names == {"reviews-route", "reviews-viewer", "default"}, applies
+        page.fill("#explain-url", "http://ratings:9080/")
         page.click("#explain-go")
         page.wait_for_function("document.getElementById('explain-out').textContent.length > 0")
-        assert "not available" in page.inner_text("#explain-out")
+        explained = page.inner_text("#explain-out")
+        assert explained.startswith("GET http://ratings:9080/ from reviews-v1.default"), explained
+        assert "1. route: default/ratings" in explained
+        assert "Authorization at the destination: ALLOW (default/ratings-viewer)" in explained
         screenshot(page, tmp_path, "workload")
 
         page.goto(stack + "#/config")

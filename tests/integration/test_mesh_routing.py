@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from meshkit import Mesh, free_port, poll
@@ -78,6 +80,13 @@ spec:
 """
 
 
+def _subset(outcome: dict[str, object]) -> str:
+    """The subset of the single cluster ``pilotfish explain`` predicts (its version)."""
+    cluster = outcome["cluster"]
+    assert isinstance(cluster, str), outcome
+    return cluster.split("|")[2]
+
+
 async def _bookinfo_reviews(mesh: Mesh, routing: str):  # type: ignore[no-untyped-def]
     """reviews v1 + v2 behind their sidecars, and a client sidecar; all ready."""
     ip1, ip2 = mesh.new_ip(), mesh.new_ip()
@@ -104,6 +113,11 @@ async def test_header_match_routes_to_subset(mesh: Mesh) -> None:
         assert await mesh.versions(client, host, 10) == {"v1": 10}
         jason = await mesh.versions(client, host, 10, headers={"end-user": "jason"})
         assert jason == {"v2": 10}
+        # `pilotfish explain` predicts the subset Envoy chose, from the same IR.
+        assert _subset(await mesh.explain(client, f"http://{host}/")) == "v1"
+        explained = await mesh.explain(client, f"http://{host}/", headers={"end-user": "jason"})
+        assert _subset(explained) == "v2"
+        assert explained["authz"] == "ALLOW" and explained["status"] is None
     # The request really crossed the server sidecar: Envoy adds x-request-id
     # on the client side and the server app sees the caller's headers.
     status, body = await mesh.call(client, "reviews:9080", "/ping?x=1")
@@ -113,6 +127,49 @@ async def test_header_match_routes_to_subset(mesh: Mesh) -> None:
     # An unknown host gets Envoy's 404 (no route), not some other service.
     status, _ = await mesh.call(client, "nosuch:9080")
     assert status == 404
+    assert (await mesh.explain(client, "http://nosuch:9080/"))["status"] == 404
+
+
+async def _cli_explain(mesh: Mesh, *args: str) -> dict[str, object]:
+    # The CLI runs in a thread: the control plane answering it lives in this event loop.
+    proc = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "pilotfish.cli.main", "explain", "--control-plane", mesh.api,
+         "-o", "json", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=mesh.cli_env(),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    outcome = json.loads(proc.stdout)["outcome"]
+    assert isinstance(outcome, dict)
+    return outcome
+
+
+async def test_explain_cli_and_a_change_checked_before_apply(mesh: Mesh, tmp_path: Path) -> None:
+    client = await _bookinfo_reviews(mesh, HEADER_ROUTE)
+    assert await mesh.versions(client, "reviews:9080", 3) == {"v1": 3}
+    url = "http://reviews:9080/"
+    assert _subset(await _cli_explain(mesh, "--from", "productpage", url)) == "v1"
+    jason = await _cli_explain(mesh, "--from", "productpage", url, "-H", "end-user: jason")
+    assert _subset(jason) == "v2"
+    # --config: the change applied over the live configuration, in memory only.
+    pending = tmp_path / "pending"
+    pending.mkdir()
+    (pending / "routing.yaml").write_text(ALL_V2)
+    assert (
+        _subset(await _cli_explain(mesh, "--from", "productpage", url, "--config", str(pending)))
+        == "v2"
+    )
+    assert await mesh.versions(client, "reviews:9080", 3) == {"v1": 3}
+    # Applied, Envoy does what explain said.
+    mesh.write("routing.yaml", ALL_V2)
+
+    async def all_v2() -> bool:
+        return await mesh.versions(client, "reviews:9080", 3) == {"v2": 3}
+
+    await poll(all_v2, "the change to reach Envoy", deadline=10)
 
 
 async def test_weighted_split_lands_within_tolerance(mesh: Mesh) -> None:
@@ -120,6 +177,10 @@ async def test_weighted_split_lands_within_tolerance(mesh: Mesh) -> None:
     n = 400
     counts = await mesh.versions(client, "reviews:9080", n)
     assert set(counts) <= {"v1", "v2"}, counts
+    # explain names both weighted clusters with the configured weights.
+    explained = await mesh.explain(client, "http://reviews:9080/")
+    weights = {name.split("|")[2]: w for name, w in explained["clusters"].items()}
+    assert weights == {"v1": 80, "v2": 20} and explained["cluster"] is None
     share = counts.get("v1", 0) / n
     # Binomial sd at p=0.8, n=400 is 0.02: 4 sd either side.
     assert 0.72 <= share <= 0.88, counts
@@ -153,6 +214,8 @@ async def test_file_edit_converges_and_broken_file_keeps_last_good(mesh: Mesh) -
     for _ in range(3):
         assert await mesh.versions(client, "reviews:9080", 5) == {"v2": 5}
         await asyncio.sleep(0.2)  # spread requests over a few polls of the store
+    # explain reads the last good configuration too.
+    assert _subset(await mesh.explain(client, "http://reviews:9080/")) == "v2"
 
     # `pilotfish analyze` reports the same problem offline, with file and line.
     proc = subprocess.run(
@@ -301,3 +364,6 @@ async def test_ingress_gateway_routes_bound_virtual_service(mesh: Mesh) -> None:
     assert body["path"] == "/x"  # prefix rewrite
     async with mesh.session.get(f"http://{gw_ip}:{port}/other") as resp:
         assert resp.status == 404  # no route for this path at the gateway
+    # explain, from the gateway's proxy, agrees on both.
+    assert _subset(await mesh.explain(gateway, f"http://{gw_ip}:{port}/reviews/x")) == "v2"
+    assert (await mesh.explain(gateway, f"http://{gw_ip}:{port}/other"))["status"] == 404

@@ -137,6 +137,17 @@ async def test_vs_extras_as_clients_see_them(mesh: Mesh) -> None:
     await poll(routed, "the abort fault to apply")
     for _ in range(5):
         assert (await mesh.call(client, host, "/abort"))[0] == 418
+    # `pilotfish explain` predicts each behaviour below from the same IR.
+    url = f"http://{host}"
+    assert (await mesh.explain(client, url + "/abort"))["status"] == 418
+    v1_cluster = "outbound|9080|v1|reviews.default.svc.cluster.local"
+    v2_cluster = "outbound|9080|v2|reviews.default.svc.cluster.local"
+    for path in ("/delay", "/flaky", "/slow", "/mirror", "/cors", "/who"):
+        outcome = await mesh.explain(client, url + path)
+        assert (outcome["cluster"], outcome["status"]) == (v1_cluster, None), (path, outcome)
+    # The reviews endpoints run no sidecar: nothing authorizes at the destination.
+    assert outcome["authz"] == "NONE"
+    assert (await mesh.explain(other, url + "/who"))["cluster"] == v2_cluster
 
     # A 2 s fixed delay.
     started = time.monotonic()
@@ -191,6 +202,14 @@ async def test_vs_extras_as_clients_see_them(mesh: Mesh) -> None:
     bad = {**preflight, "Origin": "https://evil.example"}
     async with mesh.session.options(client.outbound + "/cors", headers=bad) as resp:
         assert "Access-Control-Allow-Origin" not in resp.headers
+    # explain: the CORS filter answers the allowed preflight; the other goes upstream.
+    asked = {k: v for k, v in preflight.items() if k != "Host"}
+    answered = await mesh.explain(client, url + "/cors", method="OPTIONS", headers=asked)
+    assert (answered["status"], answered["cluster"]) == (200, None)
+    forwarded = await mesh.explain(
+        client, url + "/cors", method="OPTIONS", headers={**asked, "Origin": "https://evil.example"}
+    )
+    assert (forwarded["status"], forwarded["cluster"]) == (None, v1_cluster)
 
     # sourceLabels: the v2-labelled client goes to v2, the other one to v1.
     assert await mesh.versions(client, host, 5, path="/who") == {"v1": 5}

@@ -11,6 +11,7 @@ from pilotfish.cli.apply import apply, delete
 from pilotfish.cli.control_plane import control_plane
 from pilotfish.cli.dashboard import dashboard, dashboard_server
 from pilotfish.cli.demo import demo
+from pilotfish.cli.explain import explain
 from pilotfish.cli.get import get
 from pilotfish.cli.mesh_ops import describe, down, logs, status
 from pilotfish.cli.proxy_config import proxy_config
@@ -34,6 +35,7 @@ for command in (
     analyze,
     proxy_status,
     proxy_config,
+    explain,
     up,
     down,
     status,

@@ -6,6 +6,8 @@
 - ``GET /debug/configz``: loaded resources, files, and current errors/warnings.
 - ``GET /debug/config_dump?proxy=<id>``: the resources last sent to that proxy.
 - ``GET /debug/meshconfig``: the mesh config in force (Istio's field names).
+- ``GET|POST /debug/explain``: how a connected proxy handles a request
+  (``explain_api``).
 - ``/api/v1/...`` and ``/apis/<group>/<version>/...``: the configuration API
   (Kubernetes-style REST; see ``config_api``).
 
@@ -26,6 +28,7 @@ from pilotfish.api.validation.references import check_references
 from pilotfish.controlplane.api_token import ApiToken
 from pilotfish.controlplane.auth import token_middleware
 from pilotfish.controlplane.config_api import add_config_api
+from pilotfish.controlplane.explain_api import add_explain_api
 from pilotfish.controlplane.generator import MeshGenerator
 from pilotfish.controlplane.settings import ControlPlaneSettings
 from pilotfish.ir.dump import redact
@@ -74,6 +77,7 @@ class HttpApi:
         app.router.add_get("/debug/configz", self._configz)
         app.router.add_get("/debug/config_dump", self._config_dump)
         app.router.add_get("/debug/meshconfig", self._meshconfig)
+        add_explain_api(app, lambda: cp.generator.snapshot, lambda: cp.xds)
         add_config_api(app, cp)
         self.app = app
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,13 @@ class Backends:
         except OSError:
             return None
 
-    async def _get(self, name: str, url: str, params: dict[str, str], auth: bool) -> Any:
+    async def _get(
+        self,
+        name: str,
+        url: str,
+        params: Mapping[str, str] | Sequence[tuple[str, str]],
+        auth: bool,
+    ) -> Any:
         headers = {}
         token = self._token() if auth else None
         if token:
@@ -79,5 +86,7 @@ class Backends:
     async def zipkin(self, path: str, params: dict[str, str] | None = None) -> Any:
         return await self._get("trace store", self.tracing + path, params or {}, auth=False)
 
-    async def control(self, path: str) -> Any:
-        return await self._get("control plane", self.control_plane + path, {}, auth=True)
+    async def control(self, path: str, params: Sequence[tuple[str, str]] = ()) -> Any:
+        """GET ``path`` of the control plane's API (with its token); ``params`` may
+        repeat a name (``header=...`` of ``/debug/explain``)."""
+        return await self._get("control plane", self.control_plane + path, params, auth=True)

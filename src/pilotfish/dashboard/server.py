@@ -245,10 +245,19 @@ async def _trace(request: web.Request) -> web.StreamResponse:
 
 
 async def _explain(request: web.Request) -> web.StreamResponse:
-    return web.json_response(
-        {"error": "explaining a request is not available in this build of the dashboard"},
-        status=501,
+    """How a workload's proxy handles a request: the control plane's ``/debug/explain``
+    for the workload (its first connected pod), passed through."""
+    q = request.query
+    workload, namespace, url = (
+        q.get("workload", ""),
+        q.get("namespace", "default"),
+        q.get("url", ""),
     )
+    if not workload or not url:
+        raise web.HTTPBadRequest(text="workload and url query parameters are required")
+    params = [("from", f"{workload}.{namespace}"), ("url", url), ("method", q.get("method", "GET"))]
+    params += [("header", h) for h in q.getall("header", []) if h.strip()]
+    return web.json_response(await request.app[_BACKENDS].control("/debug/explain", params))
 
 
 async def _index(request: web.Request) -> web.StreamResponse:
@@ -264,7 +273,7 @@ def make_app(backends: Backends) -> web.Application:
     app.router.add_get("/api/workload", _guarded(_golden))
     app.router.add_get("/api/traces", _guarded(_traces))
     app.router.add_get("/api/trace/{trace_id}", _guarded(_trace))
-    app.router.add_get("/api/explain", _explain)
+    app.router.add_get("/api/explain", _guarded(_explain))
     app.router.add_get("/", _index)
     app.router.add_static("/static", STATIC_DIR)
 

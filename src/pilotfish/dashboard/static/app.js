@@ -143,19 +143,41 @@ function sparkline(title, points) {
   return svg;
 }
 
+// The same text as `pilotfish explain`: numbered steps with their reasons, then the result.
+function explainText(x) {
+  const lines = [`${x.request.method} ${x.request.url} from ${x.from}`, ""];
+  x.steps.forEach((s, i) => {
+    lines.push(`${String(i + 1).padStart(2)}. ${s.step}: ${s.chosen}`);
+    for (const r of s.reasons) lines.push(`      - ${r}`);
+  });
+  const o = x.outcome;
+  lines.push("");
+  if (o.status != null) lines.push(`Result: Envoy answers ${o.status}`);
+  else if (o.cluster) lines.push(`Result: sent to ${o.cluster}`);
+  else lines.push(`Result: split between ${Object.entries(o.clusters).map(([c, w]) => `${c} (weight ${w})`).join(", ")}`);
+  if (o.authz !== "NONE") lines.push(`Authorization at the destination: ${o.authz}${o.authz_policy ? ` (${o.authz_policy})` : ""}`);
+  for (const n of o.notes) lines.push(`Note: ${n}`);
+  return lines.join("\n");
+}
+
 // Built once per workload so the page's periodic refresh keeps what the reader typed.
 let explainBox = null;
-function explainSection(name) {
-  if (explainBox && explainBox.dataset.workload === name) return explainBox;
-  const url = el("input", { id: "explain-url", placeholder: "http://reviews:9080/" });
-  const out = el("pre", { id: "explain-out" });
+function explainSection(ns, name) {
+  const key = `${ns}/${name}`;
+  if (explainBox && explainBox.dataset.workload === key) return explainBox;
+  const url = el("input", { id: "explain-url", placeholder: "http://reviews:9080/", size: 40 });
+  const method = el("input", { id: "explain-method", value: "GET", size: 7 });
+  const header = el("input", { id: "explain-header", placeholder: "end-user: jason", size: 25 });
+  const out = el("pre", { id: "explain-out", class: "explain" });
   const btn = el("button", { id: "explain-go" }, "Explain");
   btn.onclick = async () => {
-    const q = `workload=${encodeURIComponent(name)}&url=${encodeURIComponent(url.value)}`;
-    try { out.textContent = JSON.stringify(await api(`/api/explain?${q}`), null, 2); }
-    catch (e) { out.textContent = e.message; }
+    const q = new URLSearchParams({ workload: name, namespace: ns, url: url.value, method: method.value });
+    if (header.value.trim()) q.append("header", header.value);
+    try { out.textContent = explainText(await api(`/api/explain?${q}`)); out.className = "explain"; }
+    catch (e) { out.textContent = e.message; out.className = "explain error"; }
   };
-  explainBox = el("section", { "data-workload": name }, el("h3", {}, "Explain a request"), url, btn, out);
+  explainBox = el("section", { "data-workload": key }, el("h3", {}, "Explain a request"),
+    el("div", { class: "explain-form" }, method, url, header, btn), out);
   return explainBox;
 }
 
@@ -174,7 +196,7 @@ async function renderWorkload(ns, name) {
   parts.push(el("h3", {}, "Config that applies"), table(["Kind", "Namespace", "Name", "Why"],
     data.config.map((r) => el("tr", { class: "applies" }, el("td", {}, r.kind), el("td", {}, r.namespace),
       el("td", {}, r.name), el("td", {}, r.why)))));
-  parts.push(explainSection(name));
+  parts.push(explainSection(ns, name));
   page.replaceChildren(...parts);
   ok();
 }

@@ -318,6 +318,10 @@ class XdsServer:
         stream = self._newest_streams().get(proxy_id)
         return None if stream is None else stream.state.synced_sets()
 
+    def views(self) -> dict[str, object]:
+        """The view of each connected proxy (its newest stream), by proxy id."""
+        return {pid: stream.view for pid, stream in self._newest_streams().items()}
+
     def _newest_streams(self) -> dict[str, ProxyStream]:
         newest: dict[str, ProxyStream] = {}
         for stream in self._streams.values():  # insertion order = connection order
