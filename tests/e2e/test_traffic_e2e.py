@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2ekit import E2EMesh, free_port, host_leftovers, poll, processes_mentioning
+from e2ekit import E2EMesh, free_port, host_leftovers, http_get, poll, processes_mentioning
+from prometheus_client.parser import text_string_to_metric_families
 from traffickit import (
     APPS,
     BRIDGE,
@@ -195,6 +196,22 @@ spec:
 """
 
 
+MESSAGE_METRICS = ("istio_request_messages_total", "istio_response_messages_total")
+
+
+def _grpc_messages(mesh: E2EMesh, pod: str, metric: str) -> float:
+    """``metric`` summed over the gRPC samples of ``pod``'s proxy (15090)."""
+    ip = mesh.pod(pod)["ip"]
+    status, body = http_get(f"http://{ip}:15090/stats/prometheus")
+    assert status == 200, (pod, body[:200])
+    return sum(
+        s.value
+        for family in text_string_to_metric_families(body.decode("utf-8"))
+        for s in family.samples
+        if s.name == metric and s.labels.get("request_protocol") == "grpc"
+    )
+
+
 class TestDemoMesh:
     def test_grpc_weighted_split_over_http2(self, demo_mesh: E2EMesh, manifests: Manifests) -> None:
         mesh = demo_mesh
@@ -229,6 +246,11 @@ class TestDemoMesh:
             "h1": mesh.envoy_stat(CLIENT, client_h1),
             **{v: mesh.envoy_stat(pod, server_rq) for v, pod in servers.items()},
         }
+        messages_before = {
+            (pod, metric): _grpc_messages(mesh, pod, metric)
+            for pod in (CLIENT, *servers.values())
+            for metric in MESSAGE_METRICS
+        }
         n = 200
         counts = in_pod(mesh, CLIENT, GRPC_CALLS, n)
         assert set(counts) == {"v1", "v2"}, counts
@@ -240,6 +262,21 @@ class TestDemoMesh:
         for version, pod in servers.items():
             assert mesh.envoy_stat(pod, server_rq) - before[version] == counts[version]
             assert mesh.envoy_stat(pod, server_h1) == 0
+
+        # Istio's gRPC message counters: one message each way per unary call, at
+        # the client's sidecar (source) and at each server's (destination).
+        def moved(pod: str, metric: str) -> float:
+            return _grpc_messages(mesh, pod, metric) - messages_before[(pod, metric)]
+
+        poll(
+            lambda: all(moved(CLIENT, m) >= n for m in MESSAGE_METRICS),
+            "the client sidecar to count the gRPC messages",
+            deadline=20,
+        )
+        for metric in MESSAGE_METRICS:
+            assert moved(CLIENT, metric) == n
+            for version, pod in servers.items():
+                assert moved(pod, metric) == counts[version], (pod, metric)
 
     def test_tcp_weighted_split_with_a_server_first_protocol(
         self, demo_mesh: E2EMesh, manifests: Manifests

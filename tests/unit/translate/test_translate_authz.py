@@ -207,6 +207,7 @@ def test_filter_order_on_inbound_http_chain_only() -> None:
     assert http is not None
     assert http.filter.http_filters == (  # type: ignore[union-attr]
         "peer_metadata",
+        "grpc_messages",
         "jwt_authn",
         "rbac_deny",
         "rbac_allow",

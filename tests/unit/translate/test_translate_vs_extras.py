@@ -183,10 +183,10 @@ def test_hcm_gets_fault_and_cors_filters_only_when_routes_use_them() -> None:
     hcm = with_extras.listeners[0].default_chain
     assert hcm is not None and isinstance(hcm.filter, ir.HttpConnectionManager)
     # peer_headers: every outbound connection manager reports metrics as source.
-    assert hcm.filter.http_filters == ("fault", "cors", "peer_headers")
+    assert hcm.filter.http_filters == ("grpc_messages", "fault", "cors", "peer_headers")
     plain = sidecar_outbound(snapshot(SERVICES), view).listeners[0].default_chain
     assert plain is not None and isinstance(plain.filter, ir.HttpConnectionManager)
-    assert plain.filter.http_filters == ("peer_headers",)
+    assert plain.filter.http_filters == ("grpc_messages", "peer_headers")
 
 
 def _listener(view: ProxyView, port: int) -> ir.Listener:

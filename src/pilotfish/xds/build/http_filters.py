@@ -34,6 +34,11 @@ from google.protobuf.message import Message
 
 from pilotfish import ir
 from pilotfish.xds.build._common import any_of
+from pilotfish.xds.build.grpc_messages import (
+    GRPC_MESSAGE_METRICS,
+    GRPC_MESSAGES_FILTER,
+    build_grpc_message_counter,
+)
 from pilotfish.xds.build.jwt import build_jwt_authn
 from pilotfish.xds.build.peer_headers import (
     PEER_HEADERS_FILTER,
@@ -122,6 +127,16 @@ HTTP_FILTERS: tuple[HttpFilter, ...] = (
         envoy_name=PEER_METADATA_FILTER,
         wanted=lambda hcm, _routes: hcm.direction == "inbound",
         listener_config=lambda _hcm: build_peer_metadata(),
+    ),
+    # gRPC message counts for Istio's message metrics (xds/build/grpc_messages.py),
+    # run for gRPC requests only.
+    HttpFilter(
+        name="grpc_messages",
+        envoy_name=GRPC_MESSAGES_FILTER,
+        wanted=lambda hcm, _routes: (
+            hcm.metrics is not None and not hcm.metrics.disabled >= GRPC_MESSAGE_METRICS
+        ),
+        listener_config=lambda _hcm: build_grpc_message_counter(),
     ),
     HttpFilter(
         name="jwt_authn",

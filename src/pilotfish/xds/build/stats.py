@@ -53,9 +53,11 @@ from pilotfish.peer_labels import (
     UNKNOWN,
 )
 from pilotfish.xds.build._common import any_of
+from pilotfish.xds.build.grpc_messages import message_count
 from pilotfish.xds.build.peer_headers import peer_metadata
 
 __all__ = [
+    "GRPC_METRICS",
     "HTTP_METRICS",
     "STATS_ACCESS_LOG",
     "STAT_PREFIX",
@@ -89,6 +91,12 @@ HTTP_METRICS: tuple[_Metric, ...] = (
     _Metric("istio_request_duration_milliseconds", "histogram", "%DURATION%", Unit.Milliseconds),
     _Metric("istio_request_bytes", "histogram", "%BYTES_RECEIVED%", Unit.Bytes),
     _Metric("istio_response_bytes", "histogram", "%BYTES_SENT%", Unit.Bytes),
+)
+# gRPC requests also count their messages (``xds/build/grpc_messages.py``).
+GRPC_METRICS: tuple[_Metric, ...] = (
+    *HTTP_METRICS,
+    _Metric("istio_request_messages_total", "counter", message_count("request")),
+    _Metric("istio_response_messages_total", "counter", message_count("response")),
 )
 # When the upstream connection is up, and when the connection ends.
 _TCP_OPEN_METRICS = (_Metric("istio_tcp_connections_opened_total", "counter"),)
@@ -262,7 +270,8 @@ def build_http_stats_logs(conf: ir.Metrics) -> list[accesslog_pb2.AccessLog]:
         labels |= _identity_labels(conf.reporter, mtls=mtls is not False, http=True)
         labels |= _request_labels(protocol)
         filters = [*_mtls_filters(mtls), _grpc_filter(protocol == "grpc")]
-        logs += _access_log(_stats_config(HTTP_METRICS, labels, conf), filters)
+        metrics = GRPC_METRICS if protocol == "grpc" else HTTP_METRICS
+        logs += _access_log(_stats_config(metrics, labels, conf), filters)
     return logs
 
 

@@ -58,6 +58,7 @@ def test_names_are_unique_and_chain_order_is_istios() -> None:
     names = [f.name for f in HTTP_FILTERS]
     assert names == [
         "peer_metadata",
+        "grpc_messages",
         "jwt_authn",
         "rbac_deny",
         "rbac_allow",

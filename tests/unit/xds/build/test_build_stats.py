@@ -96,6 +96,8 @@ def test_everything_disabled_leaves_no_logger() -> None:
             "istio_request_duration_milliseconds",
             "istio_request_bytes",
             "istio_response_bytes",
+            "istio_request_messages_total",
+            "istio_response_messages_total",
         }
     )
     assert build_http_stats_logs(ir.Metrics("destination", disabled=every)) == []
@@ -125,3 +127,18 @@ def test_the_server_takes_every_peer_header_off_the_request() -> None:
     assert {h for _s, h, _v in PEER_HEADERS} | {DEST_SERVICE_HEADER} <= rules.keys()
     assert all(r.remove for r in rules.values())
     assert {r.on_header_present.metadata_namespace for r in rules.values()} == {"pilotfish.peer"}
+
+
+def test_grpc_requests_also_count_their_messages() -> None:
+    for reporter in ("destination", "source"):
+        configs = _configs(build_http_stats_logs(ir.Metrics(reporter)))  # type: ignore[arg-type]
+        for config in configs:
+            counters = {c.stat.name: c.value_format for c in config.counters}
+            grpc = any(t.value_format == "grpc" for t in config.counters[0].stat.tags)
+            if grpc:
+                assert counters["request_messages_total"] == (
+                    "%DYNAMIC_METADATA(pilotfish.grpc:request_messages)%"
+                )
+                assert "response_messages_total" in counters
+            else:
+                assert "request_messages_total" not in counters
