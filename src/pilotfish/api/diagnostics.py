@@ -27,6 +27,8 @@ class SourceRef:
 class Severity(StrEnum):
     ERROR = "error"
     WARNING = "warning"
+    # Nothing is wrong: Pilotfish says what it did with something (a foreign kind it ignored).
+    INFO = "info"
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +61,7 @@ class Diagnostic:
             parts.append(f"{self.kind} {who}".rstrip())
         if self.field:
             parts.append(self.field)
-        prefix = "" if self.severity is Severity.ERROR else "warning: "
+        prefix = "" if self.severity is Severity.ERROR else f"{self.severity.value}: "
         parts.append(prefix + self.message)
         return ": ".join(parts)
 

@@ -9,7 +9,7 @@ __all__ = ["Findings"]
 
 
 class Findings:
-    """``error(path, msg)`` / ``warning(path, msg)`` for one resource; ``items`` holds them.
+    """``error`` / ``warning`` / ``info(path, msg)`` for one resource; ``items`` holds them.
 
     Paths are in the user's camelCase spelling (``spec.http[0].timeout``); the
     line is the field's own line, or its nearest parent's.
@@ -24,6 +24,9 @@ class Findings:
 
     def warning(self, path: str, message: str) -> None:
         self._add(Severity.WARNING, path, message)
+
+    def info(self, path: str, message: str) -> None:
+        self._add(Severity.INFO, path, message)
 
     def add(self, path: str, problem: str | None) -> None:
         """Record ``problem`` as an error when it is not None (for checker results)."""
