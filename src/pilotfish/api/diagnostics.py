@@ -46,6 +46,8 @@ class Diagnostic:
     namespace: str = ""
     name: str = ""
     field: str = ""
+    # Istio's analyzer message code (``IST0118``) when Istio reports the same problem.
+    code: str = ""
 
     @property
     def is_error(self) -> bool:
@@ -62,11 +64,12 @@ class Diagnostic:
         if self.field:
             parts.append(self.field)
         prefix = "" if self.severity is Severity.ERROR else f"{self.severity.value}: "
-        parts.append(prefix + self.message)
+        suffix = f" ({self.code})" if self.code else ""
+        parts.append(prefix + self.message + suffix)
         return ": ".join(parts)
 
     def to_json(self) -> dict[str, object]:
-        return {
+        out: dict[str, object] = {
             "severity": self.severity.value,
             "file": self.source.file if self.source else "",
             "line": self.source.line if self.source else 0,
@@ -76,3 +79,6 @@ class Diagnostic:
             "field": self.field,
             "message": self.message,
         }
+        if self.code:
+            out["code"] = self.code
+        return out
