@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from golden import assert_golden
 
+from golden import assert_golden
 from pilotfish.api.analyze import analyze_paths
 
 TESTDATA = Path(__file__).resolve().parents[2] / "testdata"
