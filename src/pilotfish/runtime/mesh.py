@@ -62,9 +62,10 @@ from pilotfish.runtime.gateways import (
     egress_registrations,
     gateway_specs,
 )
+from pilotfish.runtime.image_map import ImageMap, load_image_map
 from pilotfish.runtime.ipam import Ipam
 from pilotfish.runtime.isolation import Isolation, copy_public, write_owned
-from pilotfish.runtime.kube_workloads import not_run_reasons
+from pilotfish.runtime.kube_workloads import not_run_reasons, plan_workloads
 from pilotfish.runtime.mesh_addons import MeshAddons
 from pilotfish.runtime.mesh_adoption import AdoptionMixin, Pod, net_id
 from pilotfish.runtime.network.base import CaptureConfig, PodAddress, PodNetwork, ServiceName
@@ -129,6 +130,10 @@ class MeshRuntime(AdoptionMixin):
         self._users: UserAllocator | None = None
         # Kubernetes workloads already reported as not run (each is named once).
         self._not_run: set[str] = set()
+        # Images -> local commands for Kubernetes workloads (``--image-map``).
+        self._image_map: ImageMap | None = (
+            load_image_map(settings.image_map_file) if settings.image_map_file else None
+        )
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -361,7 +366,8 @@ class MeshRuntime(AdoptionMixin):
     def _desired(self) -> dict[tuple[str, str], tuple[Resource, int]]:
         assert self.cp is not None
         out: dict[tuple[str, str], tuple[Resource, int]] = {}
-        for wl in self.cp.store.list(kind="Workload"):
+        mapped, _ = plan_workloads(self.cp.store.list(), self._image_map)
+        for wl in [*self.cp.store.list(kind="Workload"), *mapped]:
             replicas = int(getattr(wl.spec, "replicas", 1) or 0)
             for i in range(replicas):
                 out[(wl.namespace, f"{wl.name}-{i}")] = (wl, i)
@@ -394,7 +400,7 @@ class MeshRuntime(AdoptionMixin):
     def _report_not_run(self) -> None:
         """Name each Kubernetes workload the runtime cannot run, once, with the reason."""
         assert self.cp is not None
-        reasons = not_run_reasons(self.cp.store.list())
+        reasons = not_run_reasons(self.cp.store.list(), self._image_map)
         for who in sorted(reasons.keys() - self._not_run):
             log.warning("%s %s", who, reasons[who])
             self._progress(f"{who} {reasons[who]}")

@@ -26,8 +26,10 @@ def test_every_kubernetes_workload_gets_a_reason_naming_its_images() -> None:
         "Deployment default/reviews-v3",
     ]
     why = reasons["Deployment default/details-v1"]
-    assert why.startswith("not run: the local runtime runs only Workload")
-    assert "(images: registry.istio.io/release/examples-bookinfo-details-v1:1.20.3)" in why
+    assert why == (
+        "not run: image registry.istio.io/release/examples-bookinfo-details-v1:1.20.3 cannot "
+        "run here (no --image-map given; the local runtime has no container runtime)"
+    )
 
 
 def test_workloads_and_other_kinds_are_not_named() -> None:
