@@ -177,3 +177,20 @@ def test_builtin_gateway_labels_are_the_runtime_s() -> None:
     ingress = dict(BUILTIN_GATEWAYS[0][1])
     assert ingress == {"app": gateways.INGRESS, "istio": "ingressgateway"}
     assert dict(BUILTIN_GATEWAYS[1][1]) == dict(gateways._EGRESS_LABELS)
+
+
+def test_namespace_injection_labels_ist0102(tmp_path: Path) -> None:
+    def namespace(name: str, labels: str) -> str:
+        return f"apiVersion: v1\nkind: Namespace\nmetadata: {{name: {name}, labels: {labels}}}\n"
+
+    found = _analyze(
+        tmp_path,
+        namespace("plain", "{team: a}"),
+        namespace("injected", "{istio-injection: enabled}"),
+        namespace("opted-out", "{istio-injection: disabled}"),
+        namespace("rev", "{istio.io/rev: canary}"),
+        namespace("ambient", "{istio.io/dataplane-mode: ambient}"),
+        namespace("istio-system", "{}"),
+    )
+    assert [(d.name, d.code, d.severity) for d in found] == [("plain", "IST0102", Severity.INFO)]
+    assert "istio-injection=enabled" in found[0].message

@@ -22,7 +22,11 @@ not fail because another one is not analyzed with it.
 - a Kubernetes workload's ``serviceAccountName`` with no ServiceAccount in
   the files (``default`` always exists);
 - a Gateway whose selector matches no pod in any namespace, the built-in
-  ingress and egress gateways included (IST0101).
+  ingress and egress gateways included (IST0101);
+- a Namespace whose labels neither enable nor disable sidecar injection
+  (``istio-injection``, ``istio.io/rev``, or ambient's
+  ``istio.io/dataplane-mode``; IST0102, info). Pilotfish's runtime gives every
+  pod a sidecar whatever the labels: this is about the same files in Istio.
 """
 
 from __future__ import annotations
@@ -74,7 +78,29 @@ def check_workloads(
             found += _check_subsets(r, r.spec, services, index, domain_suffix)
         elif isinstance(r.spec, GatewaySpec):
             found += _check_gateway(r, r.spec, index)
+        elif r.kind == "Namespace":
+            found += _check_namespace(r)
     return found
+
+
+# Namespaces Istio's injection analyzer leaves alone.
+_SYSTEM_NAMESPACES = frozenset(
+    {"kube-system", "kube-public", "kube-node-lease", "local-path-storage", "istio-system"}
+)
+_INJECTION_LABELS = ("istio-injection", "istio.io/rev", "istio.io/dataplane-mode")
+
+
+def _check_namespace(r: Resource) -> list[Diagnostic]:
+    f = Findings(r)
+    labels = r.metadata.labels
+    if r.name not in _SYSTEM_NAMESPACES and not any(k in labels for k in _INJECTION_LABELS):
+        f.info(
+            "metadata.labels" if labels else "metadata",
+            f"namespace {r.name} is not enabled for Istio injection: label it "
+            "istio-injection=enabled, or istio-injection=disabled if it needs no sidecars",
+            "IST0102",
+        )
+    return f.items
 
 
 def _check_service(r: Resource, index: PodIndex) -> list[Diagnostic]:
