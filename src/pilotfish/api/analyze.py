@@ -3,7 +3,9 @@
 ``analyze_paths`` never stops at the first problem: every file is loaded,
 every diagnostic kept. Resources that loaded without errors are then checked
 together: the same kind/namespace/name defined twice is an error; dangling
-references (``validation.references``) are warnings.
+references (``validation.references``) are warnings, and so are the
+Kubernetes-manifest checks of ``validation.workload_analysis`` (Services and
+pods, subsets, port names, labels, service accounts, Gateway selectors).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pilotfish.api.loader import load_file
 from pilotfish.api.resource import Resource, ResourceKey
 from pilotfish.api.validation.references import check_references
 from pilotfish.api.validation.telemetry_providers import check_telemetry_providers
+from pilotfish.api.validation.workload_analysis import check_workloads
 from pilotfish.model.mesh_config import MeshConfig
 
 __all__ = ["CONFIG_SUFFIXES", "analyze_paths", "collect_files"]
@@ -67,6 +70,7 @@ def analyze_paths(
             first_seen[resource.key] = resource
             resources.append(resource)
     diagnostics += check_references(resources, domain_suffix)
+    diagnostics += check_workloads(resources, domain_suffix)
     if mesh is not None:
         diagnostics += check_telemetry_providers(resources, mesh)
     return diagnostics

@@ -27,6 +27,8 @@ class SourceRef:
 class Severity(StrEnum):
     ERROR = "error"
     WARNING = "warning"
+    # Nothing is wrong: Pilotfish says what it did with something (a foreign kind it ignored).
+    INFO = "info"
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +46,8 @@ class Diagnostic:
     namespace: str = ""
     name: str = ""
     field: str = ""
+    # Istio's analyzer message code (``IST0118``) when Istio reports the same problem.
+    code: str = ""
 
     @property
     def is_error(self) -> bool:
@@ -59,12 +63,13 @@ class Diagnostic:
             parts.append(f"{self.kind} {who}".rstrip())
         if self.field:
             parts.append(self.field)
-        prefix = "" if self.severity is Severity.ERROR else "warning: "
-        parts.append(prefix + self.message)
+        prefix = "" if self.severity is Severity.ERROR else f"{self.severity.value}: "
+        suffix = f" ({self.code})" if self.code else ""
+        parts.append(prefix + self.message + suffix)
         return ": ".join(parts)
 
     def to_json(self) -> dict[str, object]:
-        return {
+        out: dict[str, object] = {
             "severity": self.severity.value,
             "file": self.source.file if self.source else "",
             "line": self.source.line if self.source else 0,
@@ -74,3 +79,6 @@ class Diagnostic:
             "field": self.field,
             "message": self.message,
         }
+        if self.code:
+            out["code"] = self.code
+        return out

@@ -7,9 +7,16 @@ from typing import Final
 
 from pydantic import BaseModel
 
+from pilotfish.api.core.config_map import TOP_LEVEL_FIELDS as _CONFIG_MAP_FIELDS
+from pilotfish.api.core.config_map import ConfigMapSpec
+from pilotfish.api.core.namespace import NamespaceSpec
 from pilotfish.api.core.secret import TOP_LEVEL_FIELDS as _SECRET_FIELDS
 from pilotfish.api.core.secret import SecretSpec
 from pilotfish.api.core.service import ServiceSpec
+from pilotfish.api.core.service_account import TOP_LEVEL_FIELDS as _SERVICE_ACCOUNT_FIELDS
+from pilotfish.api.core.service_account import ServiceAccountSpec
+from pilotfish.api.core.workloads import API_VERSIONS as _WORKLOAD_API_VERSIONS
+from pilotfish.api.core.workloads import WORKLOAD_KINDS
 from pilotfish.api.networking.destination_rule import DestinationRuleSpec
 from pilotfish.api.networking.gateway import GatewaySpec
 from pilotfish.api.networking.service_entry import ServiceEntrySpec
@@ -28,8 +35,12 @@ from pilotfish.api.telemetry.telemetry import TelemetrySpec
 __all__ = [
     "API_VERSIONS",
     "KINDS",
+    "KNOWN_GROUPS",
+    "NON_MESH_KUBERNETES_KINDS",
     "PREFERRED_API_VERSION",
     "TOP_LEVEL_SPEC_FIELDS",
+    "api_group",
+    "is_ignored_kind",
     "kind_for_plural",
     "plural",
 ]
@@ -54,13 +65,21 @@ KINDS: Final[MappingProxyType[str, type[BaseModel]]] = MappingProxyType(
         "RequestAuthentication": RequestAuthenticationSpec,
         "Secret": SecretSpec,
         "Telemetry": TelemetrySpec,
+        "Namespace": NamespaceSpec,
+        "ServiceAccount": ServiceAccountSpec,
+        "ConfigMap": ConfigMapSpec,
+        **WORKLOAD_KINDS,
     }
 )
 
 #: Kinds without a ``spec``: kind -> the top-level document keys that the loader
 #: gives to the kind's schema instead (a Secret's ``type``, ``data``...).
 TOP_LEVEL_SPEC_FIELDS: Final[MappingProxyType[str, frozenset[str]]] = MappingProxyType(
-    {"Secret": _SECRET_FIELDS}
+    {
+        "Secret": _SECRET_FIELDS,
+        "ServiceAccount": _SERVICE_ACCOUNT_FIELDS,
+        "ConfigMap": _CONFIG_MAP_FIELDS,
+    }
 )
 
 #: kind -> apiVersions accepted for it.
@@ -79,6 +98,10 @@ API_VERSIONS: Final[MappingProxyType[str, frozenset[str]]] = MappingProxyType(
         "RequestAuthentication": _SECURITY,
         "Secret": frozenset({"v1"}),
         "Telemetry": _TELEMETRY,
+        "Namespace": frozenset({"v1"}),
+        "ServiceAccount": frozenset({"v1"}),
+        "ConfigMap": frozenset({"v1"}),
+        **_WORKLOAD_API_VERSIONS,
     }
 )
 
@@ -111,6 +134,15 @@ _PLURALS: Final[MappingProxyType[str, str]] = MappingProxyType(
         "RequestAuthentication": "requestauthentications",
         "Secret": "secrets",
         "Telemetry": "telemetries",
+        "Namespace": "namespaces",
+        "ServiceAccount": "serviceaccounts",
+        "ConfigMap": "configmaps",
+        "Pod": "pods",
+        "Deployment": "deployments",
+        "StatefulSet": "statefulsets",
+        "DaemonSet": "daemonsets",
+        "ReplicaSet": "replicasets",
+        "Job": "jobs",
     }
 )
 _KIND_BY_PLURAL: Final = MappingProxyType({p: k for k, p in _PLURALS.items()})
@@ -131,3 +163,55 @@ def kind_for_plural(name: str) -> str:
         if kind.lower() == lowered:
             return kind
     raise KeyError(name)
+
+
+#: API groups Pilotfish serves, or is expected to serve: an unknown kind in one
+#: of them is an error (most likely a typo, or a kind not supported yet). Kinds
+#: of any other group belong to another project (Argo, cert-manager,
+#: Prometheus, SPIRE...) and are ignored with an informational message.
+KNOWN_GROUPS: Final = frozenset(
+    {
+        "",  # Kubernetes core (v1)
+        "apps",
+        "batch",
+        "networking.k8s.io",
+        "gateway.networking.k8s.io",
+        "networking.istio.io",
+        "security.istio.io",
+        "telemetry.istio.io",
+        "extensions.istio.io",
+        "install.istio.io",
+        "pilotfish.io",
+    }
+)
+
+#: Kubernetes kinds of the groups above that the mesh has no use for: ignored
+#: like foreign kinds, since real manifests hold them next to mesh kinds.
+NON_MESH_KUBERNETES_KINDS: Final = frozenset(
+    {
+        "PersistentVolumeClaim",
+        "PersistentVolume",
+        "Endpoints",
+        "LimitRange",
+        "ResourceQuota",
+        "ReplicationController",
+        "PodTemplate",
+        "Event",
+        "ControllerRevision",
+        "CronJob",
+        "NetworkPolicy",
+    }
+)
+
+
+def api_group(api_version: str) -> str:
+    """The group of an apiVersion: ``apps`` for ``apps/v1``, "" for ``v1``."""
+    return api_version.rpartition("/")[0]
+
+
+def is_ignored_kind(api_version: str, kind: str) -> bool:
+    """True for a kind Pilotfish does not model and need not: a foreign group's,
+    or a Kubernetes kind of no use to the mesh. A mesh kind never is."""
+    if kind in KINDS and api_version in API_VERSIONS[kind]:
+        return False
+    return api_group(api_version) not in KNOWN_GROUPS or kind in NON_MESH_KUBERNETES_KINDS

@@ -13,6 +13,13 @@ document without schema errors reaches the kind's semantic validator
 
 All errors of a document are reported, not only the first.
 
+Documents of kinds Pilotfish does not model and need not (another project's
+API group, such as Argo or cert-manager; ``kinds.is_ignored_kind``) give one
+informational diagnostic and are not returned. A text holding a template
+directive where YAML needs a value (a Helm chart's ``{{ ... }}``) is refused
+as a whole with one error at the first such line, before it is parsed: YAML
+would report a confusing syntax error, or worse read it as a mapping.
+
 Hostile input: everything stays within ``ParseLimits`` (``api.limits``). The
 byte size is checked before the text is read or parsed, the rest while it is
 composed (``api.yamlcompose``); the first limit crossed ends the file with one
@@ -33,7 +40,7 @@ from pydantic import BaseModel, ValidationError
 
 from pilotfish.api.base import ObjectMeta
 from pilotfish.api.diagnostics import Diagnostic, Severity, SourceRef
-from pilotfish.api.kinds import API_VERSIONS, KINDS, TOP_LEVEL_SPEC_FIELDS
+from pilotfish.api.kinds import API_VERSIONS, KINDS, TOP_LEVEL_SPEC_FIELDS, is_ignored_kind
 from pilotfish.api.limits import DEFAULT_LIMITS, ParseLimits, file_too_large
 from pilotfish.api.pydantic_errors import errors_to_findings
 from pilotfish.api.resource import Resource
@@ -114,6 +121,13 @@ def load_text(text: str, filename: str, limits: ParseLimits = DEFAULT_LIMITS) ->
     diagnostics: list[Diagnostic] = []
     if _utf8_size(text) > limits.max_file_bytes:
         return LoadResult((), (_error(filename, 0, file_too_large(limits.max_file_bytes)),))
+    template_line = _template_line(text)
+    if template_line:
+        message = (
+            "not YAML: a template directive '{{ ... }}' (Helm or Go template); "
+            "render it first (e.g. helm template)"
+        )
+        return LoadResult((), (_error(filename, template_line, message),))
     count = 0
     try:
         for root in compose_documents(text, limits):
@@ -142,6 +156,26 @@ def load_text(text: str, filename: str, limits: ParseLimits = DEFAULT_LIMITS) ->
     except yaml.YAMLError as exc:
         diagnostics.append(_error(filename, 0, f"YAML syntax error: {exc}"))
     return LoadResult(tuple(resources), tuple(diagnostics))
+
+
+def _template_line(text: str) -> int:
+    """The 1-based line of the first ``{{`` the YAML scanner sees as two flow-mapping
+    openers (so not inside a quoted or block scalar, nor a comment); 0: none."""
+    if "{{" not in text:
+        return 0
+    previous: yaml.Token | None = None
+    try:
+        for token in yaml.scan(text, Loader=yaml.SafeLoader):
+            if (
+                isinstance(token, yaml.FlowMappingStartToken)
+                and isinstance(previous, yaml.FlowMappingStartToken)
+                and token.start_mark.index == previous.end_mark.index
+            ):
+                return int(token.start_mark.line) + 1
+            previous = token
+    except yaml.YAMLError:
+        pass  # the parse that follows reports it
+    return 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,6 +262,14 @@ def _load_document(
             )
         )
         return
+    api_version, kind_value = raw.get("apiVersion"), raw.get("kind")
+    if (
+        isinstance(api_version, str)
+        and isinstance(kind_value, str)
+        and is_ignored_kind(api_version, kind_value)
+    ):
+        diagnostics.append(_ignored(raw, filename, doc.line, api_version, kind_value))
+        return
     report = _DocReport(filename, doc, raw)
     for path, line, message in doc.data.problems:
         report.items.append(
@@ -267,6 +309,23 @@ def _load_document(
     diagnostics.extend(sorted(found, key=_by_line))
     if not any(d.is_error for d in found):
         resources.append(resource)
+
+
+def _ignored(
+    raw: Mapping[str, Any], filename: str, line: int, api_version: str, kind: str
+) -> Diagnostic:
+    meta = raw.get("metadata")
+    meta = meta if isinstance(meta, Mapping) else {}
+    name = meta.get("name")
+    namespace = meta.get("namespace", "")
+    return Diagnostic(
+        Severity.INFO,
+        f"{kind} ({api_version}) is not a mesh kind; ignored",
+        SourceRef(filename, line),
+        kind,
+        namespace if isinstance(namespace, str) else "",
+        name if isinstance(name, str) else "",
+    )
 
 
 def _check_envelope(raw: Mapping[str, Any], report: _DocReport) -> str | None:

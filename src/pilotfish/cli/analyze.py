@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from pilotfish.api.analyze import analyze_paths, collect_files
+from pilotfish.api.diagnostics import Severity
 from pilotfish.cli.control_plane import mesh_config_option
 from pilotfish.model.mesh_config import MeshConfig
 
@@ -24,16 +25,20 @@ def analyze(paths: tuple[str, ...], domain_suffix: str, mesh_config: MeshConfig 
     """Load and check PATH... (files, or directories searched for *.yaml, *.yml, *.json).
 
     Prints one line per problem (file:line: Kind namespace/name: field: message)
-    and a summary. Exits 1 when there is an error; warnings alone exit 0.
+    and a summary. Exits 1 when there is an error; warnings and info lines
+    (kinds of other projects, which are ignored) alone exit 0.
     """
     diagnostics = analyze_paths(list(paths), domain_suffix=domain_suffix, mesh=mesh_config)
     for diagnostic in diagnostics:
         click.echo(diagnostic.format())
     errors = sum(1 for d in diagnostics if d.is_error)
-    warnings = len(diagnostics) - errors
+    warnings = sum(1 for d in diagnostics if d.severity is Severity.WARNING)
+    # Info lines (kinds of other projects, ignored) are counted apart: nothing is wrong.
+    infos = len(diagnostics) - errors - warnings
     files, _ = collect_files(list(paths))
+    noted = f", {_plural(infos, 'info message')}" if infos else ""
     click.echo(
-        f"{_plural(errors, 'error')}, {_plural(warnings, 'warning')} "
+        f"{_plural(errors, 'error')}, {_plural(warnings, 'warning')}{noted} "
         f"in {_plural(len(files), 'file')}"
     )
     if errors:

@@ -158,6 +158,9 @@ def load_for_change(paths: Sequence[str]) -> list[Resource]:
         errors = sum(1 for d in diagnostics if d.is_error)
         click.echo(f"{errors} error(s); nothing was sent", err=True)
         sys.exit(1)
+    for diagnostic in diagnostics:
+        if diagnostic.severity is Severity.INFO:  # ignored kinds: the server never sees them
+            click.echo(diagnostic.format(), err=True)
     if not resources:
         click.echo("no objects found", err=True)
     return resources

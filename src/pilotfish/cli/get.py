@@ -68,6 +68,18 @@ def _replicas(spec: Mapping[str, Any]) -> str:
     return str(spec.get("replicas", 1))
 
 
+def _template_images(spec: Mapping[str, Any]) -> str:
+    """The container images of a workload's pod template (a Pod's own spec if no template)."""
+    template = _mapping(spec.get("template"))
+    pod = _mapping(template.get("spec")) if template else spec
+    images = [
+        str(c.get("image"))
+        for c in pod.get("containers") or ()
+        if isinstance(c, Mapping) and c.get("image")
+    ]
+    return ",".join(images) or "<none>"
+
+
 def _gateway_servers(spec: Mapping[str, Any]) -> str:
     servers = [s for s in spec.get("servers") or () if isinstance(s, Mapping)]
     if not servers:
@@ -105,6 +117,12 @@ COLUMNS: Final[MappingProxyType[str, tuple[_Column, ...]]] = MappingProxyType(
         "Sidecar": (("SELECTOR", _joined("workloadSelector", "labels")),),
         "Workload": (("REPLICAS", _replicas), ("PORTS", _container_ports)),
         "Secret": (("TYPE", _secret_type), ("DATA", _secret_keys)),
+        "Deployment": (("REPLICAS", _replicas), ("IMAGES", _template_images)),
+        "StatefulSet": (("REPLICAS", _replicas), ("IMAGES", _template_images)),
+        "ReplicaSet": (("REPLICAS", _replicas), ("IMAGES", _template_images)),
+        "DaemonSet": (("IMAGES", _template_images),),
+        "Job": (("IMAGES", _template_images),),
+        "Pod": (("IMAGES", _template_images),),
     }
 )
 

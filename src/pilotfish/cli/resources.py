@@ -26,6 +26,14 @@ SHORT_NAMES: Final[MappingProxyType[str, str]] = MappingProxyType(
         "we": "WorkloadEntry",
         "svc": "Service",
         "wl": "Workload",
+        "ns": "Namespace",
+        "sa": "ServiceAccount",
+        "cm": "ConfigMap",
+        "po": "Pod",
+        "deploy": "Deployment",
+        "sts": "StatefulSet",
+        "ds": "DaemonSet",
+        "rs": "ReplicaSet",
     }
 )
 

@@ -19,6 +19,7 @@ from rich.console import Console
 from pilotfish.api.duration import parse_duration_ms
 from pilotfish.model.mesh_config import MeshConfigError, load_mesh_config
 from pilotfish.runtime.addons import AddonError, parse_addons
+from pilotfish.runtime.image_map import ImageMapError, load_image_map
 from pilotfish.runtime.mesh import MeshRuntime, RuntimeStartError
 from pilotfish.runtime.network import transparent_supported
 from pilotfish.runtime.settings import PROFILES, RuntimeSettings
@@ -240,6 +241,13 @@ def _addons(text: Any) -> tuple[str, ...] | None:
     help="Mesh config file (Istio meshConfig); its trustDomain is used unless "
     "--trust-domain is given.",
 )
+@click.option(
+    "--image-map",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Image -> local command map: Kubernetes workloads whose image it maps run "
+    "(samples/image-maps/bookinfo.yaml runs Istio's Bookinfo).",
+)
 @network_options
 def up(
     paths: tuple[str, ...],
@@ -251,6 +259,7 @@ def up(
     detach: bool,
     supervise: bool,
     mesh_config: str | None,
+    image_map: str | None,
     **net: Any,
 ) -> None:
     """Run the Workloads, Services and routing under PATH... as a local mesh."""
@@ -269,6 +278,12 @@ def up(
             mesh_config_file=str(Path(mesh_config).resolve()),
             trust_domain=settings.trust_domain if explicit else mesh.trust_domain,
         )
+    if image_map is not None:
+        try:
+            load_image_map(image_map)  # refuse a bad map before anything starts
+        except ImageMapError as exc:
+            raise click.BadParameter(str(exc), param_hint="--image-map") from exc
+        settings = dataclasses.replace(settings, image_map_file=str(Path(image_map).resolve()))
     previous = read_state(settings.state_file)
     if (
         previous is not None
@@ -333,6 +348,8 @@ def _detach(settings: RuntimeSettings, paths: tuple[str, ...], console: Console)
         argv += ["--addons", ",".join(settings.addons)]
     if settings.mesh_config_file:
         argv += ["--mesh-config", settings.mesh_config_file]
+    if settings.image_map_file:
+        argv += ["--image-map", settings.image_map_file]
     # The state file stays: the supervisor reads it to adopt what a crashed run left
     # running (the wait below only trusts a state written by the new supervisor).
     with open(log_path, "ab") as out:

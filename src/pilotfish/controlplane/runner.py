@@ -24,6 +24,7 @@ from pathlib import Path
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from pilotfish.api.diagnostics import Severity
 from pilotfish.ca import CONTROL_PLANE_DNS_NAME, CertificateAuthority, MeshCa, TokenRegistry
 from pilotfish.ca.records import IssuedRecord
 from pilotfish.controlplane.api_token import ApiToken, load_or_create_token_file
@@ -311,7 +312,7 @@ class ControlPlane:
         diags = self.store.diagnostics()
         errors = sum(1 for d in diags if d.is_error)
         self._config_errors.set(errors)
-        self._config_warnings.set(len(diags) - errors)
+        self._config_warnings.set(sum(1 for d in diags if d.severity is Severity.WARNING))
         for d in diags:
             if d.is_error:
                 log.error("config error: %s", d.format())
@@ -344,4 +345,4 @@ class ControlPlane:
         diags = self.store.diagnostics()
         errors = sum(1 for d in diags if d.is_error)
         self._config_errors.set(errors)
-        self._config_warnings.set(len(diags) - errors)
+        self._config_warnings.set(sum(1 for d in diags if d.severity is Severity.WARNING))

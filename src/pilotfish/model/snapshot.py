@@ -19,7 +19,9 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
+from pilotfish.api.core.workloads import WORKLOAD_KINDS
 from pilotfish.api.networking.virtual_service import HTTPRetry
 from pilotfish.api.resource import Resource
 from pilotfish.model.hosts import fqdn
@@ -29,8 +31,17 @@ from pilotfish.registry.build import Registry, build_registry
 __all__ = ["Snapshot", "build_snapshot"]
 
 # Kinds that never shape listeners, routes or clusters (Workloads become pods,
-# and pods reach translation only as WorkloadEntry registrations).
-_ENDPOINT_ONLY_KINDS = frozenset({"WorkloadEntry", "Workload"})
+# and pods reach translation only as WorkloadEntry registrations; Kubernetes
+# workloads, ServiceAccounts and ConfigMaps are read only by analyzers).
+_ENDPOINT_ONLY_KINDS = frozenset(
+    {
+        "WorkloadEntry",
+        "Workload",
+        "ServiceAccount",
+        "ConfigMap",
+        *WORKLOAD_KINDS,
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -54,8 +65,17 @@ class Snapshot:
     # The inputs of config_generation, kept to compare with the next snapshot.
     config_inputs: tuple[Resource, ...] = field(default=(), repr=False)
 
+    # Namespace name -> its labels, from the Namespace objects (cluster-scoped:
+    # keyed by name whatever ``metadata.namespace`` says).
+    namespace_label_map: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+
     def of_kind(self, kind: str) -> tuple[Resource, ...]:
         return self.by_kind.get(kind, ())
+
+    def namespace_labels(self, name: str) -> Mapping[str, str]:
+        """The labels of Namespace ``name``; empty when no Namespace object defines it
+        (as in Kubernetes, a namespace nobody labelled has no labels)."""
+        return self.namespace_label_map.get(name, {})
 
     @property
     def namespaces(self) -> frozenset[str]:
@@ -134,6 +154,9 @@ def build_snapshot(
         host = getattr(dr.spec, "host", "")
         rules[fqdn(host, dr.namespace, domain_suffix)].append(dr)
     gateways = {f"{g.namespace}/{g.name}": g for g in by_kind.get("Gateway", ())}
+    namespace_labels = {
+        ns.name: MappingProxyType(dict(ns.metadata.labels)) for ns in by_kind.get("Namespace", ())
+    }
 
     return Snapshot(
         revision=revision,
@@ -148,4 +171,5 @@ def build_snapshot(
         destination_rules={k: tuple(v) for k, v in rules.items()},
         gateways=gateways,
         config_inputs=config_inputs,
+        namespace_label_map=namespace_labels,
     )

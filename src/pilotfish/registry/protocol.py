@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pilotfish.registry.model import Protocol
 
-__all__ = ["protocol_of"]
+__all__ = ["KNOWN_PROTOCOL_NAMES", "protocol_of"]
 
 _KNOWN: dict[str, Protocol] = {
     "http": "HTTP",
@@ -27,6 +27,9 @@ _KNOWN: dict[str, Protocol] = {
     "mysql": "MYSQL",
     "udp": "UDP",
 }
+
+#: Port names (or name prefixes before ``-``) that declare a protocol.
+KNOWN_PROTOCOL_NAMES = frozenset(_KNOWN)
 
 
 def _lookup(value: str | None) -> Protocol | None:

@@ -86,6 +86,7 @@ def run_fingerprint(settings: RuntimeSettings) -> dict[str, Any]:
         "mtls": settings.mtls,
         "manifests": list(settings.manifests),
         "mesh_config_file": settings.mesh_config_file or "",
+        "image_map_file": settings.image_map_file or "",
     }
 
 

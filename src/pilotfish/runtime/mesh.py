@@ -62,8 +62,10 @@ from pilotfish.runtime.gateways import (
     egress_registrations,
     gateway_specs,
 )
+from pilotfish.runtime.image_map import ImageMap, load_image_map
 from pilotfish.runtime.ipam import Ipam
 from pilotfish.runtime.isolation import Isolation, copy_public, write_owned
+from pilotfish.runtime.kube_workloads import not_run_reasons, plan_workloads
 from pilotfish.runtime.mesh_addons import MeshAddons
 from pilotfish.runtime.mesh_adoption import AdoptionMixin, Pod, net_id
 from pilotfish.runtime.network.base import CaptureConfig, PodAddress, PodNetwork, ServiceName
@@ -127,6 +129,12 @@ class MeshRuntime(AdoptionMixin):
         # is nobody to confine them to.
         self.isolation = Isolation.for_state_dir(settings.state_dir) if os.geteuid() == 0 else None
         self._users: UserAllocator | None = None
+        # Kubernetes workloads already reported as not run (each is named once).
+        self._not_run: set[str] = set()
+        # Images -> local commands for Kubernetes workloads (``--image-map``).
+        self._image_map: ImageMap | None = (
+            load_image_map(settings.image_map_file) if settings.image_map_file else None
+        )
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -361,7 +369,8 @@ class MeshRuntime(AdoptionMixin):
     def _desired(self) -> dict[tuple[str, str], tuple[Resource, int]]:
         assert self.cp is not None
         out: dict[tuple[str, str], tuple[Resource, int]] = {}
-        for wl in self.cp.store.list(kind="Workload"):
+        mapped, _ = plan_workloads(self.cp.store.list(), self._image_map)
+        for wl in [*self.cp.store.list(kind="Workload"), *mapped]:
             replicas = int(getattr(wl.spec, "replicas", 1) or 0)
             for i in range(replicas):
                 out[(wl.namespace, f"{wl.name}-{i}")] = (wl, i)
@@ -372,6 +381,7 @@ class MeshRuntime(AdoptionMixin):
         if self._stopping:
             return
         async with self._reconcile_lock:
+            self._report_not_run()
             desired = self._desired()
             # Once per Workload, not per replica.
             hashes = {id(wl): adoption.workload_hash(wl) for wl, _ in desired.values()}
@@ -389,6 +399,15 @@ class MeshRuntime(AdoptionMixin):
                 if key not in self.pods
             ]
             await asyncio.gather(*starts)
+
+    def _report_not_run(self) -> None:
+        """Name each Kubernetes workload the runtime cannot run, once, with the reason."""
+        assert self.cp is not None
+        reasons = not_run_reasons(self.cp.store.list(), self._image_map)
+        for who in sorted(reasons.keys() - self._not_run):
+            log.warning("%s %s", who, reasons[who])
+            self._progress(f"{who} {reasons[who]}")
+        self._not_run = set(reasons)
 
     def _runner(self, spec: PodSpec, address: PodAddress) -> PodRunner:
         """The pod's runner; raises ``PodSpecError`` for ids the pod may not run as."""

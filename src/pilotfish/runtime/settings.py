@@ -43,6 +43,9 @@ class RuntimeSettings:
     # Mesh config file (``--mesh-config``), read by the control plane at start; its
     # trustDomain is already reflected in ``trust_domain``.
     mesh_config_file: str | None = None
+    # Image map file (``--image-map``, ``runtime.image_map``): Kubernetes workloads
+    # whose image it maps run as Workloads.
+    image_map_file: str | None = None
     # Telemetry addons (``runtime.addons``): None takes the profile's (demo: all).
     addons: tuple[str, ...] | None = None
     prometheus_port: int = 9090

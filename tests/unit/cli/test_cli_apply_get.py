@@ -356,3 +356,50 @@ def test_status_finds_the_token_in_the_state_dir(
         result = runner.invoke(cli, args)
         assert result.exit_code == 1
         assert f"refused the API token from {wrong}" in result.output
+
+
+ISTIO_BOOKINFO = (
+    Path(__file__).resolve().parents[2]
+    / "testdata"
+    / "istio-samples"
+    / "bookinfo"
+    / "platform"
+    / "kube"
+    / "bookinfo.yaml"
+)
+ARGO_APP = """\
+apiVersion: argoproj.io/v1alpha1
+kind: Application
+metadata:
+  name: bookinfo
+  namespace: argocd
+spec:
+  project: default
+"""
+
+
+def test_apply_kubernetes_manifests_and_skip_foreign_kinds(
+    live: LiveControlPlane, tmp_path: Path
+) -> None:
+    (tmp_path / "argo.yaml").write_text(ARGO_APP)
+    result = run(live, "apply", "-f", str(ISTIO_BOOKINFO), "-f", str(tmp_path / "argo.yaml"))
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[:3] == [
+        "services/details created",
+        "serviceaccounts/bookinfo-details created",
+        "deployments.apps/details-v1 created",
+    ]
+    assert len(lines) == 14  # 4 Services, 4 ServiceAccounts, 6 Deployments
+    assert (
+        f"{tmp_path / 'argo.yaml'}:1: Application argocd/bookinfo: info: "
+        "Application (argoproj.io/v1alpha1) is not a mesh kind; ignored"
+    ) in result.stderr
+    stored = live.get(ResourceKey("Deployment", "default", "reviews-v2"))
+    assert stored is not None and stored.raw["spec"]["template"]["metadata"]["labels"] == {
+        "app": "reviews",
+        "version": "v2",
+    }
+    got = run(live, "get", "deploy", "reviews-v2", "-o", "yaml")
+    assert got.exit_code == 0, got.output
+    assert yaml.safe_load(got.stdout)["spec"]["replicas"] == 1

@@ -7,6 +7,7 @@ import io
 from rich.console import Console
 from rich.table import Table
 
+from pilotfish.cli.get import table_rows
 from pilotfish.cli.tables import print_table
 from pilotfish.cli.timefmt import age, when
 
@@ -46,3 +47,19 @@ def test_times_are_dates_and_ages() -> None:
     assert when(None, now) == "-" and when(0, now) == "-"
     assert age(3 * 86400 + 4 * 3600 + 5) == "3d4h"
     assert age(42) == "42s"
+
+
+def test_workload_tables_show_replicas_and_images() -> None:
+    deployment = {
+        "metadata": {"name": "web", "namespace": "shop"},
+        "spec": {
+            "replicas": 3,
+            "template": {"spec": {"containers": [{"name": "a", "image": "nginx:1"}]}},
+        },
+    }
+    pod = {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "a", "image": "busybox"}]}}
+    assert table_rows("Deployment", [deployment], with_namespace=True) == [
+        ["NAMESPACE", "NAME", "REPLICAS", "IMAGES"],
+        ["shop", "web", "3", "nginx:1"],
+    ]
+    assert table_rows("Pod", [pod], with_namespace=False) == [["NAME", "IMAGES"], ["p", "busybox"]]

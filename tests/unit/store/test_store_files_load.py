@@ -218,3 +218,21 @@ async def test_a_loader_crash_fails_only_that_file(config_dir: Path) -> None:
     [error] = store.diagnostics()
     assert error.is_error and "boom" in error.message
     assert error.source is not None and error.source.file == str(config_dir / "a.yaml")
+
+
+async def test_istio_bookinfo_manifest_is_served_as_written(tmp_path: Path) -> None:
+    # What ``pilotfish up`` reads: Istio's bookinfo.yaml, unchanged, next to a foreign kind.
+    bookinfo = (
+        Path(__file__).resolve().parents[2]
+        / "testdata/istio-samples/bookinfo/platform/kube/bookinfo.yaml"
+    )
+    argo = tmp_path / "argo.yaml"
+    argo.write_text(
+        "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata: {name: b}\nspec: {}\n"
+    )
+    store = FileStore([bookinfo, argo])
+    store.rescan()
+    kinds = sorted({r.kind for r in store.list()})
+    assert kinds == ["Deployment", "Service", "ServiceAccount"]
+    assert len(store.list(kind="Deployment")) == 6
+    assert [d.severity.value for d in store.diagnostics()] == ["info"]

@@ -9,12 +9,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 
+from pilotfish.api.core.workloads import WORKLOAD_KINDS
 from pilotfish.api.diagnostics import Diagnostic
 from pilotfish.api.resource import Resource
 from pilotfish.api.validation import (
     authorization_policy,
     destination_rule,
     gateway,
+    kubernetes_workload,
     metadata,
     peer_authentication,
     request_authentication,
@@ -47,6 +49,9 @@ VALIDATORS: Mapping[str, Validator] = MappingProxyType(
         "RequestAuthentication": request_authentication.validate,
         "Secret": secret.validate,
         "Telemetry": telemetry.validate,
+        "Namespace": kubernetes_workload.validate_named,
+        "ServiceAccount": kubernetes_workload.validate_named,
+        **dict.fromkeys(WORKLOAD_KINDS, kubernetes_workload.validate),
     }
 )
 

@@ -9,7 +9,7 @@ __all__ = ["Findings"]
 
 
 class Findings:
-    """``error(path, msg)`` / ``warning(path, msg)`` for one resource; ``items`` holds them.
+    """``error`` / ``warning`` / ``info(path, msg)`` for one resource; ``items`` holds them.
 
     Paths are in the user's camelCase spelling (``spec.http[0].timeout``); the
     line is the field's own line, or its nearest parent's.
@@ -22,15 +22,18 @@ class Findings:
     def error(self, path: str, message: str) -> None:
         self._add(Severity.ERROR, path, message)
 
-    def warning(self, path: str, message: str) -> None:
-        self._add(Severity.WARNING, path, message)
+    def warning(self, path: str, message: str, code: str = "") -> None:
+        self._add(Severity.WARNING, path, message, code)
+
+    def info(self, path: str, message: str, code: str = "") -> None:
+        self._add(Severity.INFO, path, message, code)
 
     def add(self, path: str, problem: str | None) -> None:
         """Record ``problem`` as an error when it is not None (for checker results)."""
         if problem is not None:
             self.error(path, problem)
 
-    def _add(self, severity: Severity, path: str, message: str) -> None:
+    def _add(self, severity: Severity, path: str, message: str, code: str = "") -> None:
         r = self.resource
         file = r.source.file if r.source else ""
         self.items.append(
@@ -42,5 +45,6 @@ class Findings:
                 namespace=r.namespace,
                 name=r.name,
                 field=path,
+                code=code,
             )
         )

@@ -1,0 +1,153 @@
+"""Running Kubernetes workloads without containers: an image -> local command map.
+
+Theory of operation: the local runtime runs processes, not images. An image
+map (``pilotfish up --image-map FILE``) says which local command stands for an
+image, so a Deployment, StatefulSet, ReplicaSet, DaemonSet or Pod written for
+Kubernetes runs unchanged: ``as_workload`` turns it into the ``Workload`` the
+runtime already knows (pod labels from the pod template, ``serviceAccountName``
+as identity, the container's ports and literal ``env``, the map's command and
+readiness probe), and the pods are made from that exactly as for a Workload.
+
+The file is YAML::
+
+    images:
+      examples-bookinfo-details-v1:          # repository name, any registry/tag
+        command: [python, -m, pilotfish.samples.bookinfo.details]
+        env: {SOME: value}                    # on top of the container's env
+        readinessProbe: {httpGet: {path: /health, port: 9080}}
+
+A key is an image without its tag or digest (``docker.io/istio/x``) or just its
+last path element (``x``), which then matches the image from any registry.
+What cannot run is said, with the reason: no mapping for the image, several
+containers (one process per pod), Jobs (run to completion, not supported).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field, ValidationError
+
+from pilotfish.api.base import ApiModel, ObjectMeta
+from pilotfish.api.core.workloads import Container, pod_template
+from pilotfish.api.resource import Resource
+from pilotfish.api.runtime.workload import API_VERSION, ContainerPort, EnvVar, Probe, WorkloadSpec
+
+__all__ = ["ImageCommand", "ImageMap", "ImageMapError", "as_workload", "load_image_map"]
+
+
+class ImageMapError(ValueError):
+    """The image map file cannot be used (the message names the file)."""
+
+
+class ImageCommand(ApiModel):
+    """What runs in place of one image."""
+
+    command: list[str] = Field(min_length=1)
+    env: dict[str, str] = Field(default_factory=dict)
+    readiness_probe: Probe | None = None
+
+
+class _ImageMapFile(ApiModel):
+    images: dict[str, ImageCommand]
+
+
+@dataclass(frozen=True)
+class ImageMap:
+    images: Mapping[str, ImageCommand]
+
+    def lookup(self, image: str) -> ImageCommand | None:
+        """The entry for ``image``: by repository (tag and digest dropped), else by its
+        last path element."""
+        repository = image.split("@", 1)[0]
+        last = repository.rsplit("/", 1)[-1]
+        if ":" in last:
+            repository = repository[: repository.rindex(":")]
+        return self.images.get(repository) or self.images.get(repository.rsplit("/", 1)[-1])
+
+
+def load_image_map(path: str | Path) -> ImageMap:
+    """Read and check an image map file; ``ImageMapError`` says what is wrong."""
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        parsed = _ImageMapFile.model_validate(data)
+    except OSError as exc:
+        raise ImageMapError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        raise ImageMapError(f"{path}: not YAML: {exc}") from None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ImageMapError(f"{path}: {where}: {first['msg']}") from None
+    return ImageMap(dict(parsed.images))
+
+
+def as_workload(resource: Resource, image_map: ImageMap | None) -> Resource | str:
+    """The Workload that runs ``resource``'s pods, or why there is none."""
+    view = pod_template(resource)
+    if view is None:
+        return f"{resource.kind} is not a workload kind"
+    if resource.kind == "Job":
+        return "not run: Jobs run to completion, which the local runtime does not support"
+    containers = view.spec.containers
+    if len(containers) != 1:
+        return f"not run: {len(containers)} containers; the local runtime runs one process per pod"
+    container = containers[0]
+    entry = image_map.lookup(container.image or "") if image_map is not None else None
+    if entry is None:
+        how = "no --image-map given" if image_map is None else "the image map has no entry for it"
+        return (
+            f"not run: image {container.image or '(none)'} cannot run here ({how}; "
+            "the local runtime has no container runtime)"
+        )
+    replicas = getattr(resource.spec, "replicas", 1)
+    spec = WorkloadSpec(
+        replicas=replicas if isinstance(replicas, int) else 1,
+        service_account=view.spec.account,
+        command=list(entry.command),
+        env=[*_literal_env(container), *(EnvVar(name=k, value=v) for k, v in entry.env.items())],
+        ports=[
+            ContainerPort(name=p.name, container_port=p.container_port, protocol=p.protocol)
+            for p in container.ports
+        ],
+        readiness_probe=entry.readiness_probe or _probe(container),
+    )
+    return Resource(
+        api_version=API_VERSION,
+        kind="Workload",
+        metadata=ObjectMeta(
+            name=resource.name, namespace=resource.namespace, labels=dict(view.labels)
+        ),
+        spec=spec,
+        source=resource.source,
+    )
+
+
+def _literal_env(container: Container) -> list[EnvVar]:
+    """The container's ``env`` entries with a literal value (``valueFrom`` has no source here)."""
+    extra: Mapping[str, Any] = container.model_extra or {}
+    out: list[EnvVar] = []
+    for item in extra.get("env") or ():
+        if (
+            isinstance(item, Mapping)
+            and isinstance(item.get("name"), str)
+            and "valueFrom" not in item
+        ):
+            out.append(EnvVar(name=item["name"], value=str(item.get("value", ""))))
+    return out
+
+
+def _probe(container: Container) -> Probe | None:
+    """The container's readinessProbe when it is one the runtime can run (httpGet, tcpSocket)."""
+    extra: Mapping[str, Any] = container.model_extra or {}
+    raw = extra.get("readinessProbe")
+    if not isinstance(raw, Mapping):
+        return None
+    try:
+        return Probe.model_validate(raw)
+    except ValidationError:
+        return None

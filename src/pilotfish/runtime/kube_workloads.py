@@ -1,0 +1,53 @@
+"""Kubernetes workloads given to the local runtime: which run, and why the others do not.
+
+The local runtime runs the pods of ``pilotfish.io/v1alpha1`` Workloads: a
+Workload names the command to run. A Deployment, StatefulSet, DaemonSet,
+ReplicaSet or Pod names container images instead. With an image map
+(``runtime.image_map``) such a workload runs as the Workload it maps to;
+otherwise (no map, no entry for the image, several containers, a Job) no pod
+is started for it, and ``pilotfish up`` says so once for each, with the
+reason, so that nobody waits for pods that will never come. The objects stay
+configuration either way: analyzers read them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from pilotfish.api.core.workloads import WORKLOAD_KINDS
+from pilotfish.api.resource import Resource
+from pilotfish.runtime.image_map import ImageMap, as_workload
+
+__all__ = ["not_run_reasons", "plan_workloads"]
+
+
+def plan_workloads(
+    resources: Iterable[Resource], image_map: ImageMap | None = None
+) -> tuple[list[Resource], dict[str, str]]:
+    """The Workloads to run for the Kubernetes workloads among ``resources``, and
+    ``"Kind namespace/name"`` -> why no pod runs, for the others. A mapped workload
+    whose namespace/name a Workload already has is not run twice."""
+    resources = list(resources)
+    taken = {(r.namespace, r.name) for r in resources if r.kind == "Workload"}
+    runnable: list[Resource] = []
+    reasons: dict[str, str] = {}
+    for r in resources:
+        if r.kind not in WORKLOAD_KINDS:
+            continue
+        who = f"{r.kind} {r.namespace}/{r.name}"
+        planned = as_workload(r, image_map)
+        if isinstance(planned, str):
+            reasons[who] = planned
+        elif (r.namespace, r.name) in taken:
+            reasons[who] = f"not run: Workload {r.namespace}/{r.name} already has that name"
+        else:
+            taken.add((r.namespace, r.name))
+            runnable.append(planned)
+    return runnable, reasons
+
+
+def not_run_reasons(
+    resources: Iterable[Resource], image_map: ImageMap | None = None
+) -> dict[str, str]:
+    """``"Kind namespace/name"`` -> why no pod runs for it (see ``plan_workloads``)."""
+    return plan_workloads(resources, image_map)[1]
