@@ -55,6 +55,7 @@ from pilotfish.api.resource import Resource, ResourceKey
 from pilotfish.api.validation.references import check_references
 from pilotfish.api.yamlcompose import compose_documents
 from pilotfish.api.yamlnodes import node_to_data
+from pilotfish.controlplane.generator import MeshGenerator
 from pilotfish.controlplane.settings import ControlPlaneSettings
 from pilotfish.store import Store, StoreError
 from pilotfish.store._render import document_of
@@ -76,6 +77,8 @@ class _ControlPlane(Protocol):
     def settings(self) -> ControlPlaneSettings: ...
     @property
     def store(self) -> Store: ...
+    @property
+    def generator(self) -> MeshGenerator: ...
 
 
 class _Problem(Exception):
@@ -135,6 +138,12 @@ class _ConfigApi:
     def _store(self) -> Store:
         return self._cp.store
 
+    def _with_status(self, doc: dict[str, Any], resource: Resource) -> dict[str, Any]:
+        """``doc`` with the ``status`` the control plane computed for it, if any
+        (Gateway API and Ingress objects), as of the latest snapshot."""
+        status = self._cp.generator.snapshot.conversion.statuses.get(resource.key)
+        return doc if status is None else {**doc, "status": status}
+
     # -- handlers ----------------------------------------------------------------
 
     async def unknown(self, request: web.Request) -> web.StreamResponse:
@@ -145,7 +154,7 @@ class _ConfigApi:
         resource = self._store.get(target.key())
         if resource is None:
             raise _Problem(404, f"{target.describe()} not found")
-        return web.json_response(_document(resource))
+        return web.json_response(self._with_status(_document(resource), resource))
 
     async def read_list(self, request: web.Request) -> web.StreamResponse:
         target = _Target.of(request)
@@ -156,7 +165,7 @@ class _ConfigApi:
                 "apiVersion": target.api_version,
                 "kind": f"{DOCUMENT_KIND.get(target.kind, target.kind)}List",
                 "metadata": {"resourceVersion": str(store.revision)},
-                "items": [_document(r) for r in items],
+                "items": [self._with_status(_document(r), r) for r in items],
             }
         )
 
