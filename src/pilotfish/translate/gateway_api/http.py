@@ -65,7 +65,6 @@ __all__ = [
 ]
 
 _PATH_RANK: Final = {"Exact": 0, "RegularExpression": 1, "PathPrefix": 2}
-_SCHEME_PORT: Final = {"http": 80, "https": 443}
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,11 +262,12 @@ def rule_parts(
 def _redirect(f: HTTPRouteFilter, part: str) -> HTTPRedirect:
     r = f.request_redirect
     assert r is not None
-    port = r.port if r.port is not None else (_SCHEME_PORT[r.scheme] if r.scheme else None)
+    # Without a port, Envoy keeps the request's: the scheme's well-known port
+    # when the Host header names none, as the spec asks.
     return HTTPRedirect(
         uri=_path_value(r.path, part) if r.path else None,
         authority=r.hostname,
-        port=port,
+        port=r.port,
         scheme=r.scheme,
         redirect_code=r.status_code,
     )
