@@ -7,7 +7,9 @@ from typing import Any
 
 import pytest
 
+from pilotfish.api.core.secret import SecretSpec
 from pilotfish.api.loader import load_text
+from pilotfish.api.networking.destination_rule import DestinationRuleSpec
 from pilotfish.api.networking.gateway import GatewaySpec as IstioGatewaySpec
 from pilotfish.api.networking.virtual_service import VirtualServiceSpec
 from pilotfish.api.resource import Resource, ResourceKey
@@ -594,3 +596,55 @@ def test_snapshot_serves_statuses_and_derived_objects() -> None:
     snapshot = build_snapshot(_load(SERVICES, GATEWAY, route), 1)
     assert ResourceKey("HTTPRoute", "default", "r") in snapshot.conversion.statuses
     assert any(r.name == "gw-http-wildcard-gwapi" for r in snapshot.of_kind("VirtualService"))
+
+
+BACKEND_TLS = """
+apiVersion: gateway.networking.k8s.io/v1
+kind: BackendTLSPolicy
+metadata: {name: web-tls, namespace: default}
+spec:
+  targetRefs: [{group: "", kind: Service, name: web}]
+  validation:
+    caCertificateRefs: [{group: "", kind: ConfigMap, name: web-ca}]
+    hostname: web.example.com
+"""
+
+CA_CONFIG_MAP = """
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: web-ca, namespace: default}
+data: {ca.crt: "-----BEGIN CERTIFICATE-----\\nMIIB\\n-----END CERTIFICATE-----\\n"}
+"""
+
+
+def test_backend_tls_policy_with_a_config_map_ca() -> None:
+    route = _route("r", ROUTE_ALL)
+    conv = _convert(SERVICES, GATEWAY, route, BACKEND_TLS, CA_CONFIG_MAP)
+    rule = _derived(conv, "DestinationRule")["default/web-tls-web-gwapi"]
+    assert isinstance(rule.spec, DestinationRuleSpec)
+    assert rule.spec.host == "web.default.svc.cluster.local" and rule.spec.export_to == ["*"]
+    assert rule.spec.traffic_policy is not None
+    tls = rule.spec.traffic_policy.tls
+    assert tls is not None
+    assert (tls.mode, tls.sni, tls.subject_alt_names) == (
+        "SIMPLE",
+        "web.example.com",
+        ["web.example.com"],
+    )
+    secret = _derived(conv, "Secret")[f"default/{tls.credential_name}"]
+    assert isinstance(secret.spec, SecretSpec)
+    assert secret.spec.decoded()["ca.crt"].startswith(b"-----BEGIN CERTIFICATE-----")
+    status = conv.statuses[ResourceKey("BackendTLSPolicy", "default", "web-tls")]
+    ancestor = status["ancestors"][0]
+    assert ancestor["ancestorRef"]["name"] == "gw"
+    assert _cond(ancestor["conditions"], "Accepted") == ("True", "Accepted")
+    assert _cond(ancestor["conditions"], "ResolvedRefs") == ("True", "ResolvedRefs")
+
+
+def test_backend_tls_policy_without_its_ca_fails_closed() -> None:
+    conv = _convert(SERVICES, BACKEND_TLS)
+    assert _derived(conv, "DestinationRule") == {}
+    status = conv.statuses[ResourceKey("BackendTLSPolicy", "default", "web-tls")]
+    conds = status["ancestors"][0]["conditions"]
+    assert _cond(conds, "ResolvedRefs") == ("False", "InvalidCACertificateRef")
+    assert any("InvalidCACertificateRef" in d.message for d in conv.diagnostics)
