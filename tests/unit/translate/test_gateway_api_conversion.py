@@ -350,6 +350,38 @@ def test_path_prefix_is_element_wise_and_rewrites_follow() -> None:
     assert redirect is not None and redirect.uri == "%PREFIX()%/" and redirect.redirect_code == 308
     redirect_exact = by_name["default.r.1.0.exact"].redirect
     assert redirect_exact is not None and redirect_exact.uri == "/"
+    # No scheme and no port: the listener's port (Istio's FROM_REQUEST_PORT).
+    assert redirect.derive_port == "FROM_REQUEST_PORT" and redirect.port is None
+
+
+def test_cors_filter() -> None:
+    route = _route(
+        "r",
+        """
+        parentRefs: [{name: gw, sectionName: http}]
+        rules:
+        - filters:
+          - type: CORS
+            cors:
+              allowOrigins: ["https://app.example.com", "https://*.example.org"]
+              allowMethods: [GET, POST]
+              allowCredentials: true
+              maxAge: 60
+          backendRefs: [{name: web, port: 80}]
+        """,
+    )
+    rule = _vs(_convert(SERVICES, GATEWAY, route), "default/gw-http-wildcard-gwapi").http[0]
+    cors = rule.cors_policy
+    assert cors is not None
+    assert [(o.exact, o.regex) for o in cors.allow_origins] == [
+        ("https://app.example.com", None),
+        (None, r"https://.*\.example\.org"),
+    ]
+    assert (cors.allow_methods, cors.allow_credentials, cors.max_age) == (
+        ["GET", "POST"],
+        True,
+        "60s",
+    )
 
 
 def test_backends_weights_and_invalid_shares() -> None:
@@ -490,7 +522,10 @@ def test_listener_certificates(texts: tuple[str, ...], resolved: tuple[str, str]
         spec = gateways["default/secure-https-gwapi"].spec
         assert isinstance(spec, IstioGatewaySpec)
         tls = spec.servers[0].tls
-        assert tls is not None and (tls.mode, tls.credential_name) == ("SIMPLE", "certs/cert")
+        # Copied into the Gateway's namespace: proxies only get their own namespace's.
+        assert tls is not None and (tls.mode, tls.credential_name) == ("SIMPLE", "certs-cert-gwapi")
+        copy = _derived(conv, "Secret")["default/certs-cert-gwapi"]
+        assert copy.spec == next(r for r in _load(SECRET) if r.kind == "Secret").spec
     else:
         assert gateways == {}
 
