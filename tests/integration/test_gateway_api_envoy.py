@@ -207,3 +207,47 @@ async def test_gateway_api_status_is_served_by_the_config_api(mesh: Mesh) -> Non
         istio = {}
     # The derived Istio objects are internal: the config API lists only users' objects.
     assert all(not i["metadata"]["name"].endswith("-gwapi") for i in istio.get("items", []))
+
+
+MESH_ROUTE = """\
+apiVersion: v1
+kind: Service
+metadata: {name: reviews, namespace: default}
+spec:
+  selector: {app: reviews}
+  ports: [{name: http, port: 9080}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: reviews, namespace: default}
+spec:
+  parentRefs: [{group: "", kind: Service, name: reviews, port: 9080}]
+  rules:
+  - matches: [{headers: [{name: end-user, value: jason}]}]
+    backendRefs: [{name: reviews-v2, port: 9080}]
+  - backendRefs: [{name: reviews-v1, port: 9080}]
+"""
+
+
+async def test_mesh_route_steers_a_services_traffic_at_the_client_sidecar(mesh: Mesh) -> None:
+    ip1, ip2 = mesh.new_ip(), mesh.new_ip()
+    mesh.write("services.yaml", SERVICES.format(ip1=ip1, ip2=ip2))
+    mesh.write("mesh-route.yaml", MESH_ROUTE)
+    port1, port2 = await mesh.app("reviews", "v1"), await mesh.app("reviews", "v2")
+    s1 = mesh.agent(
+        "reviews-v1", ip=ip1, labels={"app": "reviews", "version": "v1"}, app_ports={9080: port1}
+    )
+    s2 = mesh.agent(
+        "reviews-v2", ip=ip2, labels={"app": "reviews", "version": "v2"}, app_ports={9080: port2}
+    )
+    client = mesh.agent("productpage", labels={"app": "productpage"})
+    for p in (s1, s2, client):
+        await mesh.ready(p)
+
+    async def routed() -> bool:
+        return await mesh.versions(client, "reviews:9080", 1) == {"v1": 1}
+
+    await poll(routed, "the mesh route sends reviews traffic to v1")
+    assert await mesh.versions(client, "reviews:9080", 10) == {"v1": 10}
+    jason = await mesh.versions(client, "reviews:9080", 10, headers={"end-user": "jason"})
+    assert jason == {"v2": 10}
