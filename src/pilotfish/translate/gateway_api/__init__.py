@@ -19,24 +19,27 @@ Theory of operation (after Istio's ``pilot/pkg/config/kube/gateway``):
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
 from pilotfish.api.diagnostics import Diagnostic
+from pilotfish.api.gateway_api import GATEWAY_API_KINDS
 from pilotfish.api.resource import Resource, ResourceKey
 from pilotfish.translate.conversion import Conversion, ConversionContext
 from pilotfish.translate.gateway_api.backend_tls import convert_backend_tls
 from pilotfish.translate.gateway_api.gateways import convert_gateways, gateway_status
-from pilotfish.translate.gateway_api.index import ConfigIndex
+from pilotfish.translate.gateway_api.index import SERVED_CONTROLLERS, ConfigIndex
 from pilotfish.translate.gateway_api.routes import RouteConversion, convert_routes
+from pilotfish.translate.gateway_api.status import Condition, conditions
 
 __all__ = ["convert_gateway_api"]
 
 
 def convert_gateway_api(resources: tuple[Resource, ...], ctx: ConversionContext) -> Conversion:
     """The converter registered in ``translate.derive``."""
+    if not any(r.kind in GATEWAY_API_KINDS for r in resources):
+        return Conversion()  # the common case: nothing to index
     index = ConfigIndex.build(resources, ctx.domain_suffix)
     states, istio_gateways = convert_gateways(resources, index)
     routes: RouteConversion = convert_routes(resources, states, index)
@@ -45,8 +48,7 @@ def convert_gateway_api(resources: tuple[Resource, ...], ctx: ConversionContext)
     statuses.update(tls_statuses)
     for state in states:
         statuses[state.resource.key] = gateway_status(state, index)
-    for name, controller in _class_statuses(resources, index).items():
-        statuses[name] = controller
+    statuses.update(_class_statuses(resources, index))
     diagnostics: list[Diagnostic] = [*routes.diagnostics, *tls_diagnostics]
     return Conversion(
         resources=(*istio_gateways, *routes.resources, *tls_rules),
@@ -58,10 +60,7 @@ def convert_gateway_api(resources: tuple[Resource, ...], ctx: ConversionContext)
 def _class_statuses(
     resources: tuple[Resource, ...], index: ConfigIndex
 ) -> dict[ResourceKey, Mapping[str, Any]]:
-    from pilotfish.translate.gateway_api.index import SERVED_CONTROLLERS
-    from pilotfish.translate.gateway_api.status import Condition, conditions
-
-    out: dict[ResourceKey, Mapping[str, Any]] = defaultdict(dict)
+    out: dict[ResourceKey, Mapping[str, Any]] = {}
     for res in resources:
         if res.kind != "GatewayClass":
             continue
@@ -71,4 +70,4 @@ def _class_statuses(
                 "Accepted", True, "Accepted", f"served by Pilotfish ({controller})"
             )
             out[res.key] = {"conditions": conditions(res, [accepted])}
-    return dict(out)
+    return out
