@@ -528,6 +528,11 @@ def test_listener_certificates(texts: tuple[str, ...], resolved: tuple[str, str]
         assert copy.spec == next(r for r in _load(SECRET) if r.kind == "Secret").spec
     else:
         assert gateways == {}
+        found = [d for d in conv.diagnostics if d.name == "secure"]
+        assert [(d.kind, d.field) for d in found] == [
+            ("Gateway", "spec.listeners[0].tls.certificateRefs")
+        ]
+        assert found[0].message.startswith(resolved[1])
 
 
 def test_conflicting_listeners() -> None:
@@ -541,9 +546,28 @@ def test_conflicting_listeners() -> None:
       - {name: a, port: 80, protocol: HTTP}
       - {name: b, port: 80, protocol: TCP}
     """
-    listeners = _convert(gw).statuses[ResourceKey("KubernetesGateway", "default", "c")]["listeners"]
+    conv = _convert(gw)
+    listeners = conv.statuses[ResourceKey("KubernetesGateway", "default", "c")]["listeners"]
     for ls in listeners:
         assert _cond(ls["conditions"], "Conflicted") == ("True", "ProtocolConflict")
+    assert {d.field for d in conv.diagnostics} == {"spec.listeners[0]", "spec.listeners[1]"}
+    assert _derived(conv, "Gateway") == {}
+
+
+def test_tls_terminate_listeners_are_reported_unsupported() -> None:
+    gw = """
+    apiVersion: gateway.networking.k8s.io/v1
+    kind: Gateway
+    metadata: {name: t, namespace: default}
+    spec:
+      gatewayClassName: istio
+      listeners:
+      - {name: a, port: 443, protocol: TLS, tls: {mode: Terminate, certificateRefs: [{name: c}]}}
+    """
+    conv = _convert(gw)
+    ls = conv.statuses[ResourceKey("KubernetesGateway", "default", "t")]["listeners"][0]
+    assert _cond(ls["conditions"], "Accepted") == ("False", "UnsupportedProtocol")
+    assert [d.field for d in conv.diagnostics] == ["spec.listeners[0].protocol"]
 
 
 def test_grpc_tcp_and_tls_routes() -> None:

@@ -28,7 +28,11 @@ from pilotfish.api.gateway_api import GATEWAY_API_KINDS
 from pilotfish.api.resource import Resource, ResourceKey
 from pilotfish.translate.conversion import Conversion, ConversionContext
 from pilotfish.translate.gateway_api.backend_tls import convert_backend_tls
-from pilotfish.translate.gateway_api.gateways import convert_gateways, gateway_status
+from pilotfish.translate.gateway_api.gateways import (
+    convert_gateways,
+    gateway_status,
+    listener_findings,
+)
 from pilotfish.translate.gateway_api.index import SERVED_CONTROLLERS, ConfigIndex
 from pilotfish.translate.gateway_api.routes import RouteConversion, convert_routes
 from pilotfish.translate.gateway_api.status import Condition, conditions
@@ -46,10 +50,11 @@ def convert_gateway_api(resources: tuple[Resource, ...], ctx: ConversionContext)
     tls_rules, tls_statuses, tls_diagnostics = convert_backend_tls(resources, index)
     statuses: dict[ResourceKey, Mapping[str, Any]] = dict(routes.statuses)
     statuses.update(tls_statuses)
+    diagnostics: list[Diagnostic] = [*routes.diagnostics, *tls_diagnostics]
     for state in states:
         statuses[state.resource.key] = gateway_status(state, index)
+        diagnostics.extend(listener_findings(state))
     statuses.update(_class_statuses(resources, index))
-    diagnostics: list[Diagnostic] = [*routes.diagnostics, *tls_diagnostics]
     return Conversion(
         resources=(*istio_gateways, *routes.resources, *tls_rules),
         statuses=MappingProxyType(statuses),
