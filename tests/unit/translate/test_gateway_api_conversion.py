@@ -707,3 +707,11 @@ def test_backend_tls_policy_without_its_ca_fails_closed() -> None:
     conds = status["ancestors"][0]["conditions"]
     assert _cond(conds, "ResolvedRefs") == ("False", "InvalidCACertificateRef")
     assert any("InvalidCACertificateRef" in d.message for d in conv.diagnostics)
+
+
+def test_hostnames_that_sanitise_alike_get_distinct_virtual_services() -> None:
+    body = "parentRefs: [{name: gw, sectionName: http}]\nhostnames: [%s]\nrules: [{}]"
+    conv = _convert(SERVICES, GATEWAY, _route("a", body % "a.b"), _route("b", body % "a-b"))
+    services = [r for r in conv.resources if r.kind == "VirtualService"]
+    assert len({r.key for r in services}) == 2
+    assert sorted(r.spec.hosts[0] for r in services) == ["a-b", "a.b"]  # type: ignore[attr-defined]

@@ -28,6 +28,7 @@ from pilotfish.api.gateway_api import GATEWAY_API_KINDS
 from pilotfish.api.resource import Resource, ResourceKey
 from pilotfish.translate.conversion import Conversion, ConversionContext
 from pilotfish.translate.gateway_api.backend_tls import convert_backend_tls
+from pilotfish.translate.gateway_api.derived import unique_names
 from pilotfish.translate.gateway_api.gateways import (
     convert_gateways,
     gateway_status,
@@ -56,7 +57,7 @@ def convert_gateway_api(resources: tuple[Resource, ...], ctx: ConversionContext)
         diagnostics.extend(listener_findings(state))
     statuses.update(_class_statuses(resources, index))
     return Conversion(
-        resources=(*istio_gateways, *routes.resources, *tls_rules),
+        resources=unique_names([*istio_gateways, *routes.resources, *tls_rules]),
         statuses=MappingProxyType(statuses),
         diagnostics=tuple(diagnostics),
     )
