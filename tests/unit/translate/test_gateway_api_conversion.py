@@ -715,3 +715,16 @@ def test_hostnames_that_sanitise_alike_get_distinct_virtual_services() -> None:
     services = [r for r in conv.resources if r.kind == "VirtualService"]
     assert len({r.key for r in services}) == 2
     assert sorted(r.spec.hosts[0] for r in services) == ["a-b", "a.b"]  # type: ignore[attr-defined]
+
+
+def test_unchanged_inputs_reuse_the_previous_conversion() -> None:
+    resources = _load(SERVICES, GATEWAY, _route("r", ROUTE_ALL))
+    ctx = ConversionContext()
+    first = convert_gateway_api(resources, ctx)
+    unrelated = _load("apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: sa}")
+    assert convert_gateway_api((*resources, *unrelated), ctx) is first
+    # A changed input (a new object, even if equal) converts again.
+    again = convert_gateway_api(_load(SERVICES, GATEWAY, _route("r", ROUTE_ALL)), ctx)
+    assert again is not first and again == first
+    fewer = tuple(r for r in resources if r.name != "web-v2")
+    assert convert_gateway_api(fewer, ctx) is not first

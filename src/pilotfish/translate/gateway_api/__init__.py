@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Final
 
 from pilotfish.api.diagnostics import Diagnostic
 from pilotfish.api.gateway_api import GATEWAY_API_KINDS
@@ -41,10 +41,53 @@ from pilotfish.translate.gateway_api.status import Condition, conditions
 __all__ = ["convert_gateway_api"]
 
 
+#: The kinds conversion reads; any other kind cannot change its result.
+_INPUT_KINDS: Final = GATEWAY_API_KINDS | {
+    "Service",
+    "Secret",
+    "ConfigMap",
+    "Namespace",
+    "WorkloadEntry",
+}
+
+
+class _LastConversion:
+    """The previous call's inputs and result. The store hands back the very same
+    objects for unchanged files, so when every input is identical (``is``) the
+    previous result is the answer: a change to any other kind, or to endpoints
+    only, costs one pass over the resources instead of a whole conversion."""
+
+    inputs: tuple[Resource, ...] = ()
+    context: ConversionContext | None = None
+    result: Conversion = Conversion()
+
+    def get(self, inputs: tuple[Resource, ...], ctx: ConversionContext) -> Conversion | None:
+        same = self.context == ctx and len(self.inputs) == len(inputs)
+        if same and all(a is b for a, b in zip(self.inputs, inputs, strict=True)):
+            return self.result
+        return None
+
+    def put(self, inputs: tuple[Resource, ...], ctx: ConversionContext, out: Conversion) -> None:
+        self.inputs, self.context, self.result = inputs, ctx, out
+
+
+_LAST = _LastConversion()
+
+
 def convert_gateway_api(resources: tuple[Resource, ...], ctx: ConversionContext) -> Conversion:
     """The converter registered in ``translate.derive``."""
-    if not any(r.kind in GATEWAY_API_KINDS for r in resources):
+    inputs = tuple(r for r in resources if r.kind in _INPUT_KINDS)
+    if not any(r.kind in GATEWAY_API_KINDS for r in inputs):
         return Conversion()  # the common case: nothing to index
+    cached = _LAST.get(inputs, ctx)
+    if cached is not None:
+        return cached
+    out = _convert(inputs, ctx)
+    _LAST.put(inputs, ctx, out)
+    return out
+
+
+def _convert(resources: tuple[Resource, ...], ctx: ConversionContext) -> Conversion:
     index = ConfigIndex.build(resources, ctx.domain_suffix)
     states, istio_gateways = convert_gateways(resources, index)
     routes: RouteConversion = convert_routes(resources, states, index)
