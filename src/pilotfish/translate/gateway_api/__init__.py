@@ -34,7 +34,11 @@ from pilotfish.translate.gateway_api.gateways import (
     gateway_status,
     listener_findings,
 )
-from pilotfish.translate.gateway_api.index import SERVED_CONTROLLERS, ConfigIndex
+from pilotfish.translate.gateway_api.index import (
+    SERVED_CONTROLLERS,
+    ConfigIndex,
+    is_gateway_workload,
+)
 from pilotfish.translate.gateway_api.routes import RouteConversion, convert_routes
 from pilotfish.translate.gateway_api.status import Condition, conditions
 
@@ -42,13 +46,15 @@ __all__ = ["convert_gateway_api"]
 
 
 #: The kinds conversion reads; any other kind cannot change its result.
-_INPUT_KINDS: Final = GATEWAY_API_KINDS | {
-    "Service",
-    "Secret",
-    "ConfigMap",
-    "Namespace",
-    "WorkloadEntry",
-}
+_INPUT_KINDS: Final = GATEWAY_API_KINDS | {"Service", "Secret", "ConfigMap", "Namespace"}
+
+
+def _is_input(res: Resource) -> bool:
+    if res.kind in _INPUT_KINDS:
+        return True
+    # Of the WorkloadEntries, only gateway workloads matter (status.addresses): other
+    # pods coming and going must not cost a conversion.
+    return res.kind == "WorkloadEntry" and is_gateway_workload(res)
 
 
 class _LastConversion:
@@ -76,7 +82,7 @@ _LAST = _LastConversion()
 
 def convert_gateway_api(resources: tuple[Resource, ...], ctx: ConversionContext) -> Conversion:
     """The converter registered in ``translate.derive``."""
-    inputs = tuple(r for r in resources if r.kind in _INPUT_KINDS)
+    inputs = tuple(r for r in resources if _is_input(r))
     if not any(r.kind in GATEWAY_API_KINDS for r in inputs):
         return Conversion()  # the common case: nothing to index
     cached = _LAST.get(inputs, ctx)
