@@ -179,10 +179,12 @@ async def test_gateway_api_routing_through_a_real_gateway(mesh: Mesh) -> None:
     assert status == 302
     assert headers["location"] == "http://shop.example.com:8080/new/a/b"
 
-    # Weight 0 gets no traffic.
+    # Weight 0 gets no traffic; explain predicts the same cluster from the IR.
     for _ in range(10):
         status, body, _ = await _get(mesh, gw, "/v2-only")
         assert (status, body["version"]) == (200, "v2")
+    explained = await mesh.explain(gw, f"http://{HOST}:8080/v2-only")
+    assert explained["cluster"] == "outbound|9080||reviews-v2.default.svc.cluster.local"
 
     # A missing backend answers 500 for its share; weight-0 v2 never answers.
     counts: dict[str, int] = {}
