@@ -491,6 +491,7 @@ class MeshRuntime(AdoptionMixin):
                     labels,
                     spec.service_account,
                     ports,
+                    spec.workload,
                 )
             )
             self._progress(f"pod {spec.name} ready")
