@@ -116,6 +116,12 @@ class E2EMesh:
     def pod(self, name: str) -> dict[str, Any]:
         return next(p for p in self.pods() if p["name"] == name)
 
+    def pod_ip(self, name: str, namespace: str = "default") -> str:
+        """A running pod's address, from the mesh's state file: what ``status``
+        shows, without starting a CLI process for each look-up in a poll."""
+        state = json.loads((self.state_dir / "state.json").read_text())
+        return str(state["pods"][f"{namespace}/{name}"]["ip"])
+
     def reviews(self, headers: dict[str, str] | None = None) -> dict[str, Any]:
         status, body = http_get(self.ingress + REVIEWS_API, headers)
         if status != 200:

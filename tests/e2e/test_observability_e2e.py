@@ -71,12 +71,8 @@ print(json.dumps(n))
 """
 
 
-def _pod_ip(mesh: E2EMesh, pod: str) -> str:
-    return str(mesh.pod(pod)["ip"])
-
-
 def _scrape(mesh: E2EMesh, pod: str, port: int = 15090) -> str:
-    status, body = http_get(f"http://{_pod_ip(mesh, pod)}:{port}/stats/prometheus")
+    status, body = http_get(f"http://{mesh.pod_ip(pod)}:{port}/stats/prometheus")
     assert status == 200, (pod, port, body[:300])
     return body.decode("utf-8")
 
