@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import urllib.error
@@ -12,6 +13,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from pilotfish.runtime.ports import free_port
 from polling import poll as poll  # the one polling helper, re-exported for the kits
@@ -193,3 +196,21 @@ def processes_mentioning(text: str) -> list[str]:
         if text in cmd:
             out.append(f"{pid}: {cmd}")
     return out
+
+
+def require_root() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("end-to-end meshes need root (network namespaces, iptables); CI runs as root")
+    for tool in ("ip", "iptables"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} is not installed (make test installs it when run as root)")
+
+
+def down_leaves_nothing(mesh: E2EMesh, bridge: str) -> None:
+    """``down``, then: nothing of the mesh is left on the host (addons' files included)."""
+    mesh.cli("down", check=False)
+    assert host_leftovers(bridge) == []
+    assert processes_mentioning(str(mesh.state_dir)) == []
+    assert processes_mentioning("pilotfish.samples.bookinfo") == []
+    addons = mesh.state_dir / "addons"
+    assert not addons.exists() or not any(addons.iterdir())

@@ -20,7 +20,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2ekit import E2EMesh, free_port, host_leftovers, http_get, poll, processes_mentioning
+from e2ekit import (
+    E2EMesh,
+    free_port,
+    host_leftovers,
+    http_get,
+    poll,
+    processes_mentioning,
+    require_root,
+)
 from prometheus_client.parser import text_string_to_metric_families
 from traffickit import (
     APPS,
@@ -36,8 +44,6 @@ from traffickit import (
     in_pod,
     sidecar_config,
 )
-
-from conftest import require_root
 
 pytestmark = [pytest.mark.e2e, pytest.mark.root, pytest.mark.timeout(300)]
 
