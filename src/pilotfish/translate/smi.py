@@ -207,10 +207,29 @@ def istio_path(path_regex: str | None) -> tuple[bool, str | None]:
         body = body[:-1]
     elif body.endswith(".*"):
         body = body[:-2]
-    literal = re.sub(r"\\([./\-])", r"\1", body)
-    if _META.search(literal) or not literal:
+    literal = _literal(body)
+    if not literal:
         return False, None
     return True, literal if exact else f"{literal}*"
+
+
+def _literal(pattern: str) -> str | None:
+    """The text a regex matches literally (``\\.`` is a dot), or None if it has operators."""
+    out: list[str] = []
+    escaped = False
+    for char in pattern:
+        if escaped:
+            if char.isalnum():
+                return None  # \d, \w...: a character class
+            out.append(char)
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif _META.match(char):
+            return None
+        else:
+            out.append(char)
+    return None if escaped else "".join(out)
 
 
 def _header_values(value: str) -> list[str] | None:
@@ -221,8 +240,8 @@ def _header_values(value: str) -> list[str] | None:
     prefix = body.endswith(".*")
     suffix = body.startswith(".*") and not prefix
     core = body[:-2] if prefix else body[2:] if suffix else body
-    literal = re.sub(r"\\(.)", r"\1", core)
-    if not literal or _META.search(core.replace("\\", "")):
+    literal = _literal(core)
+    if not literal:
         return None
     return [f"{literal}*" if prefix else f"*{literal}" if suffix else literal]
 
