@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import urllib.error
@@ -14,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pilotfish.runtime.ports import free_port
 from polling import poll as poll  # the one polling helper, re-exported for the kits
 
 REPO = Path(__file__).resolve().parents[2]
@@ -21,12 +21,6 @@ SAMPLES = REPO / "samples" / "bookinfo"
 NETWORKING = SAMPLES / "networking"
 PILOTFISH = [sys.executable, "-m", "pilotfish.cli.main"]
 REVIEWS_API = "/api/v1/products/0/reviews"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def http_get(
