@@ -160,8 +160,8 @@ def convert_ingresses(resources: tuple[Resource, ...], ctx: ConversionContext) -
             if name != vs.name:
                 vs = derived_resource("VirtualService", name, vs.namespace, vs.spec, contributors)
             derived.append(vs)
-    status = _status(resources)
-    statuses: dict[ResourceKey, Mapping[str, Any]] = {i.key: status for i in served}
+    # Plain dicts, one per Ingress: the config API serializes them as JSON.
+    statuses: dict[ResourceKey, Mapping[str, Any]] = {i.key: _status(resources) for i in served}
     return Conversion(tuple(derived), MappingProxyType(statuses), tuple(diagnostics))
 
 
@@ -379,7 +379,7 @@ def _element_prefix(prefix: str) -> list[HTTPMatchRequest]:
     ]
 
 
-def _status(resources: tuple[Resource, ...]) -> Mapping[str, Any]:
+def _status(resources: tuple[Resource, ...]) -> dict[str, Any]:
     """``status`` of a served Ingress: the ingress gateway's registered addresses."""
     addresses = sorted(
         {
@@ -393,7 +393,7 @@ def _status(resources: tuple[Resource, ...]) -> Mapping[str, Any]:
         }
     )
     entries = [{"ip": a} if _is_ip(a) else {"hostname": a} for a in addresses]
-    return MappingProxyType({"loadBalancer": {"ingress": entries} if entries else {}})
+    return {"loadBalancer": {"ingress": entries} if entries else {}}
 
 
 def _is_ip(value: str) -> bool:
