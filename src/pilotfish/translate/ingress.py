@@ -148,6 +148,10 @@ def convert_ingresses(resources: tuple[Resource, ...], ctx: ConversionContext) -
             if rule.http is not None:
                 by_host[rule.host or "*"].append(_HostRule(ingress, i, rule))
     defaults = [i for i in served if _spec(i).default_backend is not None]
+    for ingress in defaults:  # reported once here; the host routes below stay quiet
+        backend = _spec(ingress).default_backend
+        assert backend is not None
+        _backend_route(ingress, backend, "spec.defaultBackend", services, ctx, diagnostics)
     if defaults and "*" not in by_host:
         by_host["*"] = []
     taken: set[str] = set()
@@ -301,7 +305,7 @@ def _virtual_service(
         backend = _spec(default_owner).default_backend
         assert backend is not None
         route = _backend_route(
-            default_owner, backend, "spec.defaultBackend", services, ctx, out, report=not rules
+            default_owner, backend, "spec.defaultBackend", services, ctx, out, report=False
         )
         if route is not None:
             http.append(route)

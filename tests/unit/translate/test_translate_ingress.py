@@ -370,3 +370,28 @@ spec:
     assert bare.conversion.statuses[ResourceKey("Ingress", "default", "web")] == {
         "loadBalancer": {}
     }
+
+
+def test_a_default_backend_with_an_unknown_port_is_reported_once() -> None:
+    text = """
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: web
+  annotations: {kubernetes.io/ingress.class: istio}
+spec:
+  defaultBackend: {service: {name: fallback, port: {name: nope}}}
+  rules:
+  - host: a.example.com
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: reviews, port: {number: 9080}}}}
+  - host: b.example.com
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: reviews, port: {number: 9080}}}}
+"""
+    snapshot = _snapshot(text)
+    warnings = [d for d in snapshot.conversion.diagnostics if d.severity.value == "warning"]
+    assert [w.field for w in warnings] == ["spec.defaultBackend.service.port.name"]
+    assert _route(snapshot, "http://a.example.com:8080/x") == REVIEWS
