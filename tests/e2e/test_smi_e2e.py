@@ -25,7 +25,8 @@ from conftest import require_root
 
 pytestmark = [pytest.mark.e2e, pytest.mark.root, pytest.mark.timeout(600)]
 
-ECHO = f"http://echo:{ECHO_PORT}"
+# Qualified: the outsider pod is in another namespace.
+ECHO = f"http://echo.default:{ECHO_PORT}"
 ECHO_PODS = ("echo-v1-0", "echo-v2-0")
 
 VERSIONS = f"""\
