@@ -37,6 +37,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Final
 
+from pilotfish.api.core.service import ServiceSpec
 from pilotfish.api.diagnostics import Diagnostic
 from pilotfish.api.networking.common import Destination, StringMatch, TypeWorkloadSelector
 from pilotfish.api.networking.virtual_service import (
@@ -86,8 +87,14 @@ def convert_smi(resources: tuple[Resource, ...], ctx: ConversionContext) -> Conv
     derived: list[Resource] = []
     diagnostics: list[Diagnostic] = []
     hosts: dict[str, Resource] = {}
+    services = {
+        (r.namespace, r.name): r.spec
+        for r in resources
+        if r.kind == "Service" and isinstance(r.spec, ServiceSpec)
+    }
     for split in sorted(splits, key=lambda r: r.key):
         f = Findings(split)
+        _check_services(split, services, f)
         vs = _split(split, groups, ctx, f, hosts)
         if vs is not None:
             derived.append(vs)
@@ -121,6 +128,38 @@ def _host(service: str, namespace: str, ctx: ConversionContext) -> str:
     if "." in service:
         return service
     return f"{service}.{namespace}.svc.{ctx.domain_suffix}"
+
+
+def _check_services(
+    split: Resource, services: Mapping[tuple[str, str], ServiceSpec], f: Findings
+) -> None:
+    """SMI: the root and backend Services exist, and every backend has the root's ports."""
+    spec = split.spec
+    assert isinstance(spec, TrafficSplitSpec)
+    if "." in spec.service:
+        return  # a host name, not a Service of this namespace
+    root = services.get((split.namespace, spec.service))
+    if root is None:
+        f.warning("spec.service", f"Service {split.namespace}/{spec.service} not found")
+        return
+    root_ports = sorted(p.port for p in root.ports)
+    for i, backend in enumerate(spec.backends):
+        if backend.weight == 0 or "." in backend.service:
+            continue
+        found = services.get((split.namespace, backend.service))
+        if found is None:
+            f.warning(
+                f"spec.backends[{i}].service",
+                f"Service {split.namespace}/{backend.service} not found: its share fails",
+            )
+            continue
+        missing = [p for p in root_ports if p not in {q.port for q in found.ports}]
+        if missing:
+            f.warning(
+                f"spec.backends[{i}].service",
+                f"Service {backend.service} lacks port(s) {missing} of {spec.service}: SMI "
+                "requires every backend to have the root Service's ports",
+            )
 
 
 def _split(

@@ -263,3 +263,27 @@ def test_a_target_without_workloads_is_reported() -> None:
 )
 def test_path_regexes_as_policy_paths(regex: str | None, result: tuple[bool, str | None]) -> None:
     assert istio_path(regex) == result
+
+
+def test_missing_services_and_ports_are_reported() -> None:
+    text = SPLIT.format(version="v1alpha2", matches="").replace(
+        "  - service: web-v3\n    weight: 0\n",
+        "  - service: web-v3\n    weight: 1\n  - service: web-odd\n    weight: 1\n",
+    )
+    odd = """
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web-odd}
+spec:
+  ports: [{name: http, port: 1024}]
+"""
+    snapshot = _snapshot(text + odd)
+    found = {d.field: d.message for d in snapshot.conversion.diagnostics}
+    assert found == {
+        "spec.backends[2].service": "Service default/web-v3 not found: its share fails",
+        "spec.backends[3].service": (
+            "Service web-odd lacks port(s) [9080] of web: SMI requires every backend to "
+            "have the root Service's ports"
+        ),
+    }
