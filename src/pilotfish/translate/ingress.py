@@ -68,6 +68,7 @@ from pilotfish.api.networking.workload_entry import WorkloadEntrySpec
 from pilotfish.api.resource import Resource, ResourceKey
 from pilotfish.api.validation.findings import Findings
 from pilotfish.translate.conversion import Conversion, ConversionContext
+from pilotfish.translate.converter_cache import memoized
 from pilotfish.translate.derived_resource import derived_resource
 
 __all__ = [
@@ -116,7 +117,17 @@ class _SortedRoute:
     route: HTTPRoute
 
 
-def convert_ingresses(resources: tuple[Resource, ...], ctx: ConversionContext) -> Conversion:
+def _reads(resource: Resource) -> bool:
+    """The resources the conversion depends on."""
+    if resource.kind == "WorkloadEntry":
+        return resource.namespace == INGRESS_NAMESPACE
+    return resource.kind in _READ_KINDS
+
+
+_READ_KINDS: Final = frozenset({"Ingress", "IngressClass", "Service", "Secret"})
+
+
+def _convert_ingresses(resources: tuple[Resource, ...], ctx: ConversionContext) -> Conversion:
     """Gateways and VirtualServices for the served Ingresses, and their statuses."""
     ingresses = [r for r in resources if r.kind == "Ingress"]
     if not ingresses:
@@ -165,8 +176,13 @@ def convert_ingresses(resources: tuple[Resource, ...], ctx: ConversionContext) -
                 vs = derived_resource("VirtualService", name, vs.namespace, vs.spec, contributors)
             derived.append(vs)
     # Plain dicts, one per Ingress: the config API serializes them as JSON.
-    statuses: dict[ResourceKey, Mapping[str, Any]] = {i.key: _status(resources) for i in served}
+    addresses = _gateway_addresses(resources)
+    statuses: dict[ResourceKey, Mapping[str, Any]] = {i.key: _status(addresses) for i in served}
     return Conversion(tuple(derived), MappingProxyType(statuses), tuple(diagnostics))
+
+
+#: The converter ``derive`` runs (cached on the resources it reads).
+convert_ingresses = memoized(_reads, _convert_ingresses)
 
 
 def _spec(ingress: Resource) -> IngressSpec:
@@ -383,9 +399,9 @@ def _element_prefix(prefix: str) -> list[HTTPMatchRequest]:
     ]
 
 
-def _status(resources: tuple[Resource, ...]) -> dict[str, Any]:
-    """``status`` of a served Ingress: the ingress gateway's registered addresses."""
-    addresses = sorted(
+def _gateway_addresses(resources: tuple[Resource, ...]) -> list[str]:
+    """The ingress gateway's registered addresses (its WorkloadEntries'), sorted."""
+    return sorted(
         {
             r.spec.address
             for r in resources
@@ -396,6 +412,10 @@ def _status(resources: tuple[Resource, ...]) -> dict[str, Any]:
             and all(r.spec.labels.get(k) == v for k, v in INGRESS_SELECTOR.items())
         }
     )
+
+
+def _status(addresses: list[str]) -> dict[str, Any]:
+    """``status`` of a served Ingress: the ingress gateway's addresses."""
     entries = [{"ip": a} if _is_ip(a) else {"hostname": a} for a in addresses]
     return {"loadBalancer": {"ingress": entries} if entries else {}}
 

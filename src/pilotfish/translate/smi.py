@@ -38,6 +38,7 @@ from collections.abc import Mapping, Sequence
 from typing import Final
 
 from pilotfish.api.core.service import ServiceSpec
+from pilotfish.api.core.workloads import WORKLOAD_KINDS
 from pilotfish.api.diagnostics import Diagnostic
 from pilotfish.api.networking.common import Destination, StringMatch, TypeWorkloadSelector
 from pilotfish.api.networking.virtual_service import (
@@ -66,6 +67,7 @@ from pilotfish.api.smi.types import (
 from pilotfish.api.validation.findings import Findings
 from pilotfish.api.validation.pod_index import PodIndex
 from pilotfish.translate.conversion import Conversion, ConversionContext
+from pilotfish.translate.converter_cache import memoized
 from pilotfish.translate.derived_resource import derived_resource
 
 __all__ = ["convert_smi", "istio_path", "percentages"]
@@ -77,7 +79,27 @@ _ANY: Final = frozenset({"", ".*", "/.*", ".+", "^", "^.*", "^/.*"})
 _META: Final = re.compile(r"[.^$*+?()\[\]{}|\\]")
 
 
-def convert_smi(resources: tuple[Resource, ...], ctx: ConversionContext) -> Conversion:
+def _reads(resource: Resource) -> bool:
+    """The resources the conversion depends on: SMI kinds, Services, and what
+    ``PodIndex`` reads for TrafficTargets' service accounts."""
+    return resource.kind in _READ_KINDS or resource.kind in WORKLOAD_KINDS
+
+
+_READ_KINDS: Final = frozenset(
+    {
+        "TrafficSplit",
+        "TrafficTarget",
+        "HTTPRouteGroup",
+        "SMITCPRoute",
+        "Service",
+        "Workload",
+        "WorkloadEntry",
+    }
+)
+
+
+def _convert_smi(resources: tuple[Resource, ...], ctx: ConversionContext) -> Conversion:
+    """VirtualServices for TrafficSplits and AuthorizationPolicies for TrafficTargets."""
     splits = [r for r in resources if r.kind == "TrafficSplit"]
     targets = [r for r in resources if r.kind == "TrafficTarget"]
     if not splits and not targets:
@@ -106,6 +128,10 @@ def convert_smi(resources: tuple[Resource, ...], ctx: ConversionContext) -> Conv
         derived += _target(target, groups, tcp_routes, pods, f)
         diagnostics += f.items
     return Conversion(tuple(derived), diagnostics=tuple(diagnostics))
+
+
+#: The converter ``derive`` runs (cached on the resources it reads).
+convert_smi = memoized(_reads, _convert_smi)
 
 
 # -- TrafficSplit -----------------------------------------------------------------
