@@ -60,6 +60,7 @@ from pilotfish.runtime.gateways import (
     GatewaySpec,
     egress_registrations,
     gateway_specs,
+    ingress_registrations,
 )
 from pilotfish.runtime.image_map import ImageMap, load_image_map
 from pilotfish.runtime.ipam import Ipam
@@ -326,6 +327,9 @@ class MeshRuntime(AdoptionMixin):
         registered before the control plane's first configuration."""
         if self.settings.profile == "demo":
             for resource in egress_registrations(self._host_for_pods()):
+                self.registrations.apply(resource)
+        if self.settings.profile != "minimal":
+            for resource in ingress_registrations():
                 self.registrations.apply(resource)
 
     def _gateway_process(self, spec: GatewaySpec) -> GatewayProcess:
