@@ -16,9 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from e2ekit import E2EMesh, free_port, http_get
+from e2ekit import E2EMesh, down_leaves_nothing, free_port, http_get, require_root
 
-from conftest import _down_leaves_nothing, require_root
 from polling import poll
 
 pytestmark = [pytest.mark.e2e, pytest.mark.root, pytest.mark.timeout(600)]
@@ -39,7 +38,7 @@ def ingress_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2EMesh]:
         mesh.up(KUBE / "bookinfo.yaml", KUBE / "bookinfo-ingress.yaml")
         yield mesh
     finally:
-        _down_leaves_nothing(mesh, bridge)
+        down_leaves_nothing(mesh, bridge)
 
 
 def test_the_ingress_serves_productpage(ingress_mesh: E2EMesh) -> None:

@@ -17,11 +17,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from e2ekit import poll
+from e2ekit import poll, require_root
 from securitykit import ECHO_PORT, PodCaller
 from securitymesh import DENIED, Policies, SecMesh, outcome, scoped_policies, security_mesh, settle
-
-from conftest import require_root
 
 pytestmark = [pytest.mark.e2e, pytest.mark.root, pytest.mark.timeout(600)]
 
