@@ -235,6 +235,9 @@ KNOWN_GROUPS: Final = frozenset(
         "extensions.istio.io",
         "install.istio.io",
         "pilotfish.io",
+        "split.smi-spec.io",
+        "access.smi-spec.io",
+        "specs.smi-spec.io",
     }
 )
 

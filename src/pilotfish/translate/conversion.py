@@ -1,7 +1,7 @@
-"""The types converters use (``translate/derive.py`` runs them).
+"""The records converters exchange with ``translate/derive.py``.
 
-Apart from ``derive`` so that a converter can import them without importing
-``derive``, which imports every converter.
+They live apart from ``derive`` so that converters can import them while
+``derive`` imports the converters (the import graph stays acyclic).
 """
 
 from __future__ import annotations

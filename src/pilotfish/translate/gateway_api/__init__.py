@@ -27,6 +27,7 @@ from pilotfish.api.diagnostics import Diagnostic
 from pilotfish.api.gateway_api import GATEWAY_API_KINDS
 from pilotfish.api.resource import Resource, ResourceKey
 from pilotfish.translate.conversion import Conversion, ConversionContext
+from pilotfish.translate.converter_cache import memoized
 from pilotfish.translate.gateway_api.backend_tls import convert_backend_tls
 from pilotfish.translate.gateway_api.derived import unique_names
 from pilotfish.translate.gateway_api.gateways import (
@@ -57,40 +58,17 @@ def _is_input(res: Resource) -> bool:
     return res.kind == "WorkloadEntry" and is_gateway_workload(res)
 
 
-class _LastConversion:
-    """The previous call's inputs and result. The store hands back the very same
-    objects for unchanged files, so when every input is identical (``is``) the
-    previous result is the answer: a change to any other kind, or to endpoints
-    only, costs one pass over the resources instead of a whole conversion."""
-
-    inputs: tuple[Resource, ...] = ()
-    context: ConversionContext | None = None
-    result: Conversion = Conversion()
-
-    def get(self, inputs: tuple[Resource, ...], ctx: ConversionContext) -> Conversion | None:
-        same = self.context == ctx and len(self.inputs) == len(inputs)
-        if same and all(a is b for a, b in zip(self.inputs, inputs, strict=True)):
-            return self.result
-        return None
-
-    def put(self, inputs: tuple[Resource, ...], ctx: ConversionContext, out: Conversion) -> None:
-        self.inputs, self.context, self.result = inputs, ctx, out
-
-
-_LAST = _LastConversion()
-
-
-def convert_gateway_api(resources: tuple[Resource, ...], ctx: ConversionContext) -> Conversion:
-    """The converter registered in ``translate.derive``."""
-    inputs = tuple(r for r in resources if _is_input(r))
-    if not any(r.kind in GATEWAY_API_KINDS for r in inputs):
+def _convert_if_any(resources: tuple[Resource, ...], ctx: ConversionContext) -> Conversion:
+    """The Gateway API objects of ``resources`` converted (its inputs already filtered)."""
+    if not any(r.kind in GATEWAY_API_KINDS for r in resources):
         return Conversion()  # the common case: nothing to index
-    cached = _LAST.get(inputs, ctx)
-    if cached is not None:
-        return cached
-    out = _convert(inputs, ctx)
-    _LAST.put(inputs, ctx, out)
-    return out
+    return _convert(resources, ctx)
+
+
+#: The converter registered in ``translate.derive``, cached on the resources it
+#: reads (``translate.converter_cache``): when none of them changed (a change to
+#: other kinds, or to ordinary pods' endpoints) the previous result is reused.
+convert_gateway_api: Final = memoized(_is_input, _convert_if_any)
 
 
 def _convert(resources: tuple[Resource, ...], ctx: ConversionContext) -> Conversion:
