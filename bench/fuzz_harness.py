@@ -45,7 +45,7 @@ import aiohttp
 from bench.fuzz_corpus import LOOPBACK_JWKS, FuzzCase, Seed
 from pilotfish.api.analyze import analyze_paths
 from pilotfish.api.diagnostics import Diagnostic
-from pilotfish.api.kinds import plural
+from pilotfish.api.kinds import plural, resolve_document_kind
 from pilotfish.api.loader import load_file
 from pilotfish.api.resource import Resource, ResourceKey
 from pilotfish.api.validation import validate
@@ -301,7 +301,8 @@ def _url(seed: Seed) -> str:
     meta = doc.get("metadata") or {}
     namespace = meta.get("namespace", "default")
     prefix = f"/apis/{api_version}" if "/" in api_version else f"/api/{api_version}"
-    return f"{prefix}/namespaces/{namespace}/{plural(seed.kind)}/{meta.get('name')}"
+    kind = resolve_document_kind(api_version, seed.kind) or seed.kind
+    return f"{prefix}/namespaces/{namespace}/{plural(kind)}/{meta.get('name')}"
 
 
 def _stays_on_loopback(body: bytes) -> bool:
@@ -408,7 +409,9 @@ def _api_reason(status: int, body: Any) -> str:
 
 def _check_accepted(cp: ControlPlane, case: FuzzCase, body: Any, tally: Tally) -> None:
     meta = body.get("metadata", {}) if isinstance(body, dict) else {}
-    key = ResourceKey(str(body.get("kind")), str(meta.get("namespace")), str(meta.get("name")))
+    written = str(body.get("kind"))
+    kind = resolve_document_kind(str(body.get("apiVersion")), written) or written
+    key = ResourceKey(kind, str(meta.get("namespace")), str(meta.get("name")))
     stored = cp.store.get(key)
     if stored is None:
         tally.problem("violation", case, f"accepted {key} is not in the store")

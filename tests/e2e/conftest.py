@@ -1,20 +1,10 @@
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from e2ekit import SAMPLES, E2EMesh, free_port, host_leftovers, processes_mentioning
-
-
-def require_root() -> None:
-    if os.geteuid() != 0:
-        pytest.skip("end-to-end meshes need root (network namespaces, iptables); CI runs as root")
-    for tool in ("ip", "iptables"):
-        if shutil.which(tool) is None:
-            pytest.skip(f"{tool} is not installed (make test installs it when run as root)")
+from e2ekit import SAMPLES, E2EMesh, down_leaves_nothing, free_port, require_root
 
 
 def _mesh(tmp: Path, mode: str, bridge: str) -> Iterator[E2EMesh]:
@@ -23,17 +13,7 @@ def _mesh(tmp: Path, mode: str, bridge: str) -> Iterator[E2EMesh]:
         mesh.up(SAMPLES / "bookinfo.yaml", SAMPLES / "networking" / "bookinfo-gateway.yaml")
         yield mesh
     finally:
-        _down_leaves_nothing(mesh, bridge)
-
-
-def _down_leaves_nothing(mesh: E2EMesh, bridge: str) -> None:
-    """``down``, then: nothing of the mesh is left on the host (addons' files included)."""
-    mesh.cli("down", check=False)
-    assert host_leftovers(bridge) == []
-    assert processes_mentioning(str(mesh.state_dir)) == []
-    assert processes_mentioning("pilotfish.samples.bookinfo") == []
-    addons = mesh.state_dir / "addons"
-    assert not addons.exists() or not any(addons.iterdir())
+        down_leaves_nothing(mesh, bridge)
 
 
 @pytest.fixture(scope="module")
@@ -87,4 +67,4 @@ def demo_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2EMesh]:
         )
         yield mesh
     finally:
-        _down_leaves_nothing(mesh, bridge)
+        down_leaves_nothing(mesh, bridge)

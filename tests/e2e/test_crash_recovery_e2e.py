@@ -8,9 +8,16 @@ import signal
 from pathlib import Path
 
 import pytest
-from e2ekit import SAMPLES, E2EMesh, free_port, host_leftovers, http_get, poll, processes_mentioning
-
-from conftest import require_root
+from e2ekit import (
+    SAMPLES,
+    E2EMesh,
+    free_port,
+    host_leftovers,
+    http_get,
+    poll,
+    processes_mentioning,
+    require_root,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.root, pytest.mark.timeout(600)]
 

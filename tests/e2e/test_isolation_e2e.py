@@ -34,10 +34,10 @@ from e2ekit import (
     host_leftovers,
     http_get,
     processes_mentioning,
+    require_root,
 )
 from securitykit import TestPki, tls_secret
 
-from conftest import require_root
 from pilotfish.api.runtime.workload import POD_ID_RANGE
 from pilotfish.runtime.network.base import PROXY_GID, PROXY_UID
 

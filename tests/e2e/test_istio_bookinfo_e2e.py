@@ -10,9 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from e2ekit import E2EMesh, free_port, http_get
+from e2ekit import E2EMesh, down_leaves_nothing, free_port, http_get
 
-from conftest import _down_leaves_nothing
 from polling import poll
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
@@ -43,7 +42,7 @@ def istio_bookinfo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2EMesh
         )
         yield mesh
     finally:
-        _down_leaves_nothing(mesh, bridge)
+        down_leaves_nothing(mesh, bridge)
 
 
 def test_istio_manifest_runs_the_python_bookinfo(istio_bookinfo: E2EMesh) -> None:

@@ -25,9 +25,8 @@ from e2ekit import (
     http_get,
     poll,
     processes_mentioning,
+    require_root,
 )
-
-from conftest import require_root
 
 pytestmark = [pytest.mark.e2e, pytest.mark.root, pytest.mark.timeout(600)]
 

@@ -31,6 +31,7 @@ from e2ekit import (
     REVIEWS_API,
     free_port,
     poll,
+    require_root,
 )
 from securitykit import (
     ECHO_PORT,
@@ -60,8 +61,6 @@ from securitymesh import (
     security_mesh,
     settle,
 )
-
-from conftest import require_root
 
 pytestmark = [pytest.mark.e2e, pytest.mark.root, pytest.mark.timeout(600)]
 

@@ -17,6 +17,9 @@ from pilotfish.api.core.service_account import TOP_LEVEL_FIELDS as _SERVICE_ACCO
 from pilotfish.api.core.service_account import ServiceAccountSpec
 from pilotfish.api.core.workloads import API_VERSIONS as _WORKLOAD_API_VERSIONS
 from pilotfish.api.core.workloads import WORKLOAD_KINDS
+from pilotfish.api.gateway_api import KIND_INFOS as _GATEWAY_API_KINDS
+from pilotfish.api.ingress import KIND_INFOS as _INGRESS_KINDS
+from pilotfish.api.kind_info import KindInfo
 from pilotfish.api.networking.destination_rule import DestinationRuleSpec
 from pilotfish.api.networking.gateway import GatewaySpec
 from pilotfish.api.networking.service_entry import ServiceEntrySpec
@@ -29,86 +32,141 @@ from pilotfish.api.security.authorization_policy import AuthorizationPolicySpec
 from pilotfish.api.security.common import API_VERSIONS as _SECURITY
 from pilotfish.api.security.peer_authentication import PeerAuthenticationSpec
 from pilotfish.api.security.request_authentication import RequestAuthenticationSpec
+from pilotfish.api.smi import KIND_INFOS as _SMI_KINDS
 from pilotfish.api.telemetry.telemetry import API_VERSIONS as _TELEMETRY
 from pilotfish.api.telemetry.telemetry import TelemetrySpec
 
 __all__ = [
     "API_VERSIONS",
+    "DOCUMENT_KIND",
     "KINDS",
+    "KIND_INFO",
     "KNOWN_GROUPS",
     "NON_MESH_KUBERNETES_KINDS",
     "PREFERRED_API_VERSION",
+    "SHORT_NAMES",
     "TOP_LEVEL_SPEC_FIELDS",
     "api_group",
     "is_ignored_kind",
     "kind_for_plural",
     "plural",
+    "resolve_document_kind",
 ]
 
 _NETWORKING: Final = frozenset(
     {"networking.istio.io/v1", "networking.istio.io/v1beta1", "networking.istio.io/v1alpha3"}
 )
+_V1: Final = frozenset({"v1"})
 
-#: kind -> spec schema class. Read-only view: adding a kind is a code change.
-KINDS: Final[MappingProxyType[str, type[BaseModel]]] = MappingProxyType(
+
+def _info(
+    kind: str,
+    schema: type[BaseModel],
+    versions: frozenset[str],
+    plural_name: str,
+    *short: str,
+    top_level: frozenset[str] | None = None,
+) -> KindInfo:
+    return KindInfo(kind, schema, versions, plural_name, "", top_level, short)
+
+
+_WORKLOAD_PLURALS: Final = {
+    "Pod": ("pods", "po"),
+    "Deployment": ("deployments", "deploy"),
+    "StatefulSet": ("statefulsets", "sts"),
+    "DaemonSet": ("daemonsets", "ds"),
+    "ReplicaSet": ("replicasets", "rs"),
+    "Job": ("jobs",),
+}
+
+_CORE_AND_ISTIO: Final[tuple[KindInfo, ...]] = (
+    _info("Service", ServiceSpec, _V1, "services", "svc"),
+    _info("VirtualService", VirtualServiceSpec, _NETWORKING, "virtualservices", "vs"),
+    _info("DestinationRule", DestinationRuleSpec, _NETWORKING, "destinationrules", "dr"),
+    _info("Gateway", GatewaySpec, _NETWORKING, "gateways", "gw"),
+    _info("ServiceEntry", ServiceEntrySpec, _NETWORKING, "serviceentries", "se"),
+    _info("WorkloadEntry", WorkloadEntrySpec, _NETWORKING, "workloadentries", "we"),
+    _info("Sidecar", SidecarSpec, _NETWORKING, "sidecars"),
+    _info("Workload", WorkloadSpec, frozenset({_RUNTIME_API_VERSION}), "workloads", "wl"),
+    _info("PeerAuthentication", PeerAuthenticationSpec, _SECURITY, "peerauthentications", "pa"),
+    _info("AuthorizationPolicy", AuthorizationPolicySpec, _SECURITY, "authorizationpolicies", "ap"),
+    _info(
+        "RequestAuthentication",
+        RequestAuthenticationSpec,
+        _SECURITY,
+        "requestauthentications",
+        "ra",
+    ),
+    _info("Secret", SecretSpec, _V1, "secrets", top_level=_SECRET_FIELDS),
+    _info("Telemetry", TelemetrySpec, _TELEMETRY, "telemetries", "telemetry"),
+    _info("Namespace", NamespaceSpec, _V1, "namespaces", "ns"),
+    _info(
+        "ServiceAccount",
+        ServiceAccountSpec,
+        _V1,
+        "serviceaccounts",
+        "sa",
+        top_level=_SERVICE_ACCOUNT_FIELDS,
+    ),
+    _info("ConfigMap", ConfigMapSpec, _V1, "configmaps", "cm", top_level=_CONFIG_MAP_FIELDS),
+    *(
+        _info(
+            kind,
+            schema,
+            _WORKLOAD_API_VERSIONS[kind],
+            _WORKLOAD_PLURALS[kind][0],
+            *_WORKLOAD_PLURALS[kind][1:],
+        )
+        for kind, schema in WORKLOAD_KINDS.items()
+    ),
+)
+
+
+#: internal kind -> everything about it. Read-only: adding a kind is a code change.
+KIND_INFO: Final[MappingProxyType[str, KindInfo]] = MappingProxyType(
     {
-        "Service": ServiceSpec,
-        "VirtualService": VirtualServiceSpec,
-        "DestinationRule": DestinationRuleSpec,
-        "Gateway": GatewaySpec,
-        "ServiceEntry": ServiceEntrySpec,
-        "WorkloadEntry": WorkloadEntrySpec,
-        "Sidecar": SidecarSpec,
-        "Workload": WorkloadSpec,
-        "PeerAuthentication": PeerAuthenticationSpec,
-        "AuthorizationPolicy": AuthorizationPolicySpec,
-        "RequestAuthentication": RequestAuthenticationSpec,
-        "Secret": SecretSpec,
-        "Telemetry": TelemetrySpec,
-        "Namespace": NamespaceSpec,
-        "ServiceAccount": ServiceAccountSpec,
-        "ConfigMap": ConfigMapSpec,
-        **WORKLOAD_KINDS,
+        info.kind: info
+        for info in (*_CORE_AND_ISTIO, *_GATEWAY_API_KINDS, *_INGRESS_KINDS, *_SMI_KINDS)
     }
+)
+
+#: kind -> spec schema class.
+KINDS: Final[MappingProxyType[str, type[BaseModel]]] = MappingProxyType(
+    {kind: info.schema for kind, info in KIND_INFO.items()}
 )
 
 #: Kinds without a ``spec``: kind -> the top-level document keys that the loader
 #: gives to the kind's schema instead (a Secret's ``type``, ``data``...).
 TOP_LEVEL_SPEC_FIELDS: Final[MappingProxyType[str, frozenset[str]]] = MappingProxyType(
-    {
-        "Secret": _SECRET_FIELDS,
-        "ServiceAccount": _SERVICE_ACCOUNT_FIELDS,
-        "ConfigMap": _CONFIG_MAP_FIELDS,
-    }
+    {kind: info.top_level_fields for kind, info in KIND_INFO.items() if info.top_level_fields}
 )
 
 #: kind -> apiVersions accepted for it.
 API_VERSIONS: Final[MappingProxyType[str, frozenset[str]]] = MappingProxyType(
-    {
-        "Service": frozenset({"v1"}),
-        "VirtualService": _NETWORKING,
-        "DestinationRule": _NETWORKING,
-        "Gateway": _NETWORKING,
-        "ServiceEntry": _NETWORKING,
-        "WorkloadEntry": _NETWORKING,
-        "Sidecar": _NETWORKING,
-        "Workload": frozenset({_RUNTIME_API_VERSION}),
-        "PeerAuthentication": _SECURITY,
-        "AuthorizationPolicy": _SECURITY,
-        "RequestAuthentication": _SECURITY,
-        "Secret": frozenset({"v1"}),
-        "Telemetry": _TELEMETRY,
-        "Namespace": frozenset({"v1"}),
-        "ServiceAccount": frozenset({"v1"}),
-        "ConfigMap": frozenset({"v1"}),
-        **_WORKLOAD_API_VERSIONS,
-    }
+    {kind: info.api_versions for kind, info in KIND_INFO.items()}
+)
+
+#: internal kind -> ``kind`` as documents spell it (``KubernetesGateway`` -> ``Gateway``).
+DOCUMENT_KIND: Final[MappingProxyType[str, str]] = MappingProxyType(
+    {kind: info.written_kind for kind, info in KIND_INFO.items()}
+)
+
+#: kubectl / istioctl short names -> internal kind.
+SHORT_NAMES: Final[MappingProxyType[str, str]] = MappingProxyType(
+    {short: info.kind for info in KIND_INFO.values() for short in info.short_names}
+)
+
+_STABLE: Final = (
+    "networking.istio.io/v1",
+    "security.istio.io/v1",
+    "telemetry.istio.io/v1",
+    "gateway.networking.k8s.io/v1",
 )
 
 
 def _preferred(versions: frozenset[str]) -> str:
     """The newest stable version of a group (``v1``), else the only one accepted."""
-    for stable in ("networking.istio.io/v1", "security.istio.io/v1", "telemetry.istio.io/v1"):
+    for stable in _STABLE:
         if stable in versions:
             return stable
     return min(versions)
@@ -119,49 +177,44 @@ PREFERRED_API_VERSION: Final[MappingProxyType[str, str]] = MappingProxyType(
     {kind: _preferred(versions) for kind, versions in API_VERSIONS.items()}
 )
 
-_PLURALS: Final[MappingProxyType[str, str]] = MappingProxyType(
-    {
-        "Service": "services",
-        "VirtualService": "virtualservices",
-        "DestinationRule": "destinationrules",
-        "Gateway": "gateways",
-        "ServiceEntry": "serviceentries",
-        "WorkloadEntry": "workloadentries",
-        "Sidecar": "sidecars",
-        "Workload": "workloads",
-        "PeerAuthentication": "peerauthentications",
-        "AuthorizationPolicy": "authorizationpolicies",
-        "RequestAuthentication": "requestauthentications",
-        "Secret": "secrets",
-        "Telemetry": "telemetries",
-        "Namespace": "namespaces",
-        "ServiceAccount": "serviceaccounts",
-        "ConfigMap": "configmaps",
-        "Pod": "pods",
-        "Deployment": "deployments",
-        "StatefulSet": "statefulsets",
-        "DaemonSet": "daemonsets",
-        "ReplicaSet": "replicasets",
-        "Job": "jobs",
-    }
-)
-_KIND_BY_PLURAL: Final = MappingProxyType({p: k for k, p in _PLURALS.items()})
+
+def resolve_document_kind(api_version: str, kind: str) -> str | None:
+    """The internal kind of a document's ``apiVersion``/``kind`` pair.
+
+    None when ``kind`` is no kind Pilotfish serves. When the spelling is known
+    but the apiVersion fits none of its kinds, the first such kind is returned
+    (the loader then reports the apiVersion against it).
+    """
+    matches = [info for info in KIND_INFO.values() if info.written_kind == kind]
+    for info in matches:
+        if api_version in info.api_versions:
+            return info.kind
+    group = api_group(api_version)
+    for info in matches:  # right group, unsupported version
+        if info.group == group:
+            return info.kind
+    return matches[0].kind if matches else None
 
 
 def plural(kind: str) -> str:
     """Lower-case plural resource name, as in kubectl and REST paths. KeyError if unknown."""
-    return _PLURALS[kind]
+    return KIND_INFO[kind].plural
 
 
-def kind_for_plural(name: str) -> str:
+def kind_for_plural(name: str, group: str | None = None) -> str:
     """The kind for a plural (``virtualservices``), also accepting the kind or its
-    lower-case singular (``VirtualService``, ``virtualservice``). KeyError if unknown."""
+    lower-case singular (``VirtualService``, ``virtualservice``) and kubectl's
+    qualified form (``gateways.gateway.networking.k8s.io``). ``group`` (as in a
+    REST path) picks among kinds sharing a plural; without it, the kind listed
+    first wins (Istio's Gateway for ``gateways``). KeyError if unknown."""
     lowered = name.lower()
-    if lowered in _KIND_BY_PLURAL:
-        return _KIND_BY_PLURAL[lowered]
-    for kind in _PLURALS:
-        if kind.lower() == lowered:
-            return kind
+    if group is None and "." in lowered:
+        lowered, _, group = lowered.partition(".")
+    for info in KIND_INFO.values():
+        if group is not None and info.group != group:
+            continue
+        if lowered in (info.plural, info.kind.lower(), info.written_kind.lower()):
+            return info.kind
     raise KeyError(name)
 
 
@@ -182,6 +235,9 @@ KNOWN_GROUPS: Final = frozenset(
         "extensions.istio.io",
         "install.istio.io",
         "pilotfish.io",
+        "split.smi-spec.io",
+        "access.smi-spec.io",
+        "specs.smi-spec.io",
     }
 )
 
@@ -212,6 +268,7 @@ def api_group(api_version: str) -> str:
 def is_ignored_kind(api_version: str, kind: str) -> bool:
     """True for a kind Pilotfish does not model and need not: a foreign group's,
     or a Kubernetes kind of no use to the mesh. A mesh kind never is."""
-    if kind in KINDS and api_version in API_VERSIONS[kind]:
+    internal = resolve_document_kind(api_version, kind)
+    if internal is not None and api_version in API_VERSIONS[internal]:
         return False
     return api_group(api_version) not in KNOWN_GROUPS or kind in NON_MESH_KUBERNETES_KINDS

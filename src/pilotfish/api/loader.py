@@ -40,7 +40,14 @@ from pydantic import BaseModel, ValidationError
 
 from pilotfish.api.base import ObjectMeta
 from pilotfish.api.diagnostics import Diagnostic, Severity, SourceRef
-from pilotfish.api.kinds import API_VERSIONS, KINDS, TOP_LEVEL_SPEC_FIELDS, is_ignored_kind
+from pilotfish.api.kinds import (
+    API_VERSIONS,
+    DOCUMENT_KIND,
+    KINDS,
+    TOP_LEVEL_SPEC_FIELDS,
+    is_ignored_kind,
+    resolve_document_kind,
+)
 from pilotfish.api.limits import DEFAULT_LIMITS, ParseLimits, file_too_large
 from pilotfish.api.pydantic_errors import errors_to_findings
 from pilotfish.api.resource import Resource
@@ -349,11 +356,15 @@ def _check_envelope(raw: Mapping[str, Any], report: _DocReport) -> str | None:
     if not isinstance(kind, str):
         report.error("kind", "must be a string")
         return None
-    if kind not in KINDS:
-        report.error("kind", f"unknown kind {kind!r} (known: {', '.join(sorted(KINDS))})")
+    internal = resolve_document_kind(api_version if isinstance(api_version, str) else "", kind)
+    if internal is None:
+        known = ", ".join(sorted(set(DOCUMENT_KIND.values())))
+        report.error("kind", f"unknown kind {kind!r} (known: {known})")
         return None
-    if isinstance(api_version, str) and api_version not in API_VERSIONS[kind]:
-        accepted = ", ".join(sorted(API_VERSIONS[kind]))
+    if isinstance(api_version, str) and api_version not in API_VERSIONS[internal]:
+        accepted = ", ".join(
+            sorted(v for k, w in DOCUMENT_KIND.items() if w == kind for v in API_VERSIONS[k])
+        )
         report.error(
             "apiVersion", f"apiVersion {api_version!r} is not valid for {kind} (use {accepted})"
         )
@@ -363,7 +374,7 @@ def _check_envelope(raw: Mapping[str, Any], report: _DocReport) -> str | None:
     if top_level is None and spec is not None and not isinstance(spec, Mapping):
         report.error("spec", "must be a mapping")
         return None
-    return kind
+    return internal
 
 
 def _metadata_input(meta: Any) -> Any:

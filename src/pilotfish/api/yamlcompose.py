@@ -20,10 +20,26 @@ what the expanded tree costs:
 
 The first bound crossed raises ``ParseLimitError`` with the line of the event
 that crossed it, before the node it would have built exists.
+
+Speed: the events come from libyaml (``yaml.CParser``) when PyYAML was built
+with it, about ten times faster than PyYAML's pure-Python scanner, which was
+most of what loading a file cost. The two agree on events except for three
+details mapped back here, so the nodes are PyYAML's: a plain scalar's style
+is ``""`` (PyYAML: None); an indentless sequence (``key:`` then ``- item`` at
+the key's column) has ``flow_style`` False (PyYAML: None); at the end of a
+text without a final line break, a collection's end mark is on a line after
+the last (PyYAML: on the last line). They read a tab in a plain scalar and a
+byte-order mark inside a text differently, so a text holding either goes to
+the pure-Python parser alone. Their error messages differ, so on any
+error that is not a crossed limit the text is composed again, from the start,
+by the pure-Python parser, and its documents and error are what the caller
+gets (documents already handed out are not handed out again): refused text
+costs twice, accepted text once.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -159,20 +175,44 @@ def compose_documents(text: str, limits: ParseLimits = DEFAULT_LIMITS) -> Iterat
     Raises ``ParseLimitError`` when a limit is crossed, and PyYAML's errors for
     text that is not YAML. Byte size is the caller's to check (before reading).
     """
-    loader = yaml.SafeLoader(text)
+    handed_out = 0
+    if _FAST_LOADER is not None and not any(c in text for c in _PYYAML_ONLY):
+        try:
+            for root in _compose_stream(_FAST_LOADER(text), text, limits):
+                handed_out += 1
+                yield root
+            return
+        except ParseLimitError:
+            raise  # the same events, so the pure-Python parser would cross it too
+        except Exception:  # any other error: PyYAML's own parser says what is wrong
+            pass
+    for index, root in enumerate(_compose_stream(yaml.SafeLoader(text), text, limits)):
+        if index >= handed_out:
+            yield root
+
+
+# libyaml's parser through PyYAML's resolver, when PyYAML was built with it.
+_FAST_LOADER: type[yaml.SafeLoader] | None = getattr(yaml, "CSafeLoader", None)
+# Characters the two parsers read differently: libyaml accepts a tab inside a
+# plain scalar that PyYAML refuses, and reads a byte-order mark inside the text
+# differently. Texts holding one are PyYAML's alone.
+_PYYAML_ONLY = ("\t", "\ufeff")
+
+
+def _compose_stream(loader: yaml.SafeLoader, text: str, limits: ParseLimits) -> Iterator[yaml.Node]:
     budget = _Budget(limits)
     try:
         _next_event(loader)  # StreamStartEvent
         while not loader.check_event(yaml.StreamEndEvent):
             budget.document(_next_event(loader))  # DocumentStartEvent
-            root = _compose_node(loader, budget)
+            root = _compose_node(loader, text, budget)
             _next_event(loader)  # DocumentEndEvent
             yield root
     finally:
         loader.dispose()
 
 
-def _compose_node(loader: yaml.SafeLoader, budget: _Budget) -> yaml.Node:
+def _compose_node(loader: yaml.SafeLoader, text: str, budget: _Budget) -> yaml.Node:
     """Compose one document's root from the events, without recursion."""
     stack: list[_Open] = []
     while True:
@@ -190,13 +230,13 @@ def _compose_node(loader: yaml.SafeLoader, budget: _Budget) -> yaml.Node:
         elif isinstance(event, yaml.SequenceStartEvent | yaml.MappingStartEvent):
             budget.add_nodes(1, event)
             budget.check_depth(len(stack) + 1, event)
-            collection = _collection(loader, event)
+            collection = _collection(loader, event, text)
             entry = budget.anchor(event, collection)
             stack.append(_Open(collection, entry, budget.nodes - 1, budget.chars))
             continue
         else:  # SequenceEndEvent or MappingEndEvent: the parser guarantees the pairing
             done = stack.pop()
-            done.node.end_mark = _mark(event.end_mark)
+            done.node.end_mark = _end_mark(_mark(event.end_mark), text)
             node, height = done.node, done.height + 1
             if done.anchor is not None:
                 done.anchor.size = budget.nodes - done.nodes_before
@@ -223,22 +263,59 @@ def _scalar(loader: yaml.SafeLoader, event: yaml.ScalarEvent) -> yaml.ScalarNode
     if tag is None or tag == "!":
         tag = _resolve(loader, yaml.ScalarNode, event.value, event.implicit)
     return yaml.ScalarNode(
-        tag, event.value, _mark(event.start_mark), _mark(event.end_mark), style=event.style
+        tag,
+        event.value,
+        _mark(event.start_mark),
+        _mark(event.end_mark),
+        style=event.style or None,  # libyaml: "" for plain
     )
 
 
 def _collection(
-    loader: yaml.SafeLoader, event: yaml.SequenceStartEvent | yaml.MappingStartEvent
+    loader: yaml.SafeLoader, event: yaml.SequenceStartEvent | yaml.MappingStartEvent, text: str
 ) -> _Collection:
     tag = event.tag
     start = _mark(event.start_mark)
     if isinstance(event, yaml.SequenceStartEvent):
         if tag is None or tag == "!":
             tag = _resolve(loader, yaml.SequenceNode, None, event.implicit)
-        return yaml.SequenceNode(tag, [], start, None, flow_style=event.flow_style)
+        flow_style = event.flow_style
+        if flow_style is False and _indentless(event, text):
+            flow_style = None  # as PyYAML's parser has it
+        return yaml.SequenceNode(tag, [], start, None, flow_style=flow_style)
     if tag is None or tag == "!":
         tag = _resolve(loader, yaml.MappingNode, None, event.implicit)
     return yaml.MappingNode(tag, [], start, None, flow_style=event.flow_style)
+
+
+def _indentless(event: yaml.SequenceStartEvent, text: str) -> bool:
+    """Is this block sequence an indentless one (its ``-`` at its key's column)?
+
+    Both parsers end such an event after its first ``-`` (the block-entry
+    token); an indented block sequence's event ends where its zero-width
+    block-start token is, at the ``-`` itself, which whitespace precedes.
+    """
+    end = event.end_mark
+    return end is not None and end.index > 0 and text[end.index - 1 : end.index] == "-"
+
+
+_LINE_BREAKS = "\n\r\x85\u2028\u2029"  # what PyYAML's reader counts as line breaks
+
+
+def _end_mark(mark: Mark | None, text: str) -> Mark | None:
+    """A collection's end as PyYAML's parser marks it.
+
+    At the end of a text whose last line has no line break, libyaml moves its
+    mark to the start of a line after it; PyYAML stays on the last line.
+    """
+    if mark is None or mark.column != 0 or mark.index != len(text) or mark.line == 0:
+        return mark
+    if text[-1:] in _LINE_BREAKS:
+        return mark
+    last_break = max(text.rfind(c) for c in _LINE_BREAKS)
+    fixed = copy.copy(mark)
+    fixed.line, fixed.column = mark.line - 1, mark.index - last_break - 1
+    return fixed
 
 
 # PyYAML's stubs leave these untyped (and type marks as C or Python marks).

@@ -7,35 +7,18 @@ label kubectl users expect in output.
 
 from __future__ import annotations
 
-from types import MappingProxyType
-from typing import Final
-
 import click
 
-from pilotfish.api.kinds import API_VERSIONS, KINDS, PREFERRED_API_VERSION, kind_for_plural, plural
+from pilotfish.api.kinds import (
+    API_VERSIONS,
+    KINDS,
+    PREFERRED_API_VERSION,
+    SHORT_NAMES,
+    kind_for_plural,
+    plural,
+)
 
 __all__ = ["SHORT_NAMES", "api_path", "label", "plural_of", "preferred_api_version", "resolve_kind"]
-
-#: kubectl / istioctl short names.
-SHORT_NAMES: Final[MappingProxyType[str, str]] = MappingProxyType(
-    {
-        "vs": "VirtualService",
-        "dr": "DestinationRule",
-        "gw": "Gateway",
-        "se": "ServiceEntry",
-        "we": "WorkloadEntry",
-        "svc": "Service",
-        "wl": "Workload",
-        "ns": "Namespace",
-        "sa": "ServiceAccount",
-        "cm": "ConfigMap",
-        "po": "Pod",
-        "deploy": "Deployment",
-        "sts": "StatefulSet",
-        "ds": "DaemonSet",
-        "rs": "ReplicaSet",
-    }
-)
 
 
 def resolve_kind(word: str) -> str:
@@ -54,7 +37,7 @@ def resolve_kind(word: str) -> str:
     for kind in KINDS:  # kinds without a registered plural: Kind, kind, kinds
         if lowered in (kind.lower(), plural_of(kind)):
             return kind
-    known = ", ".join(sorted(plural_of(k) for k in KINDS))
+    known = ", ".join(sorted({plural_of(k) for k in KINDS}))
     raise click.BadParameter(f"unknown resource type {word!r} (known: {known})")
 
 

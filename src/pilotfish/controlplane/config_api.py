@@ -48,13 +48,14 @@ from multidict import CIMultiDict
 
 from pilotfish.api.core.secret import redact_document
 from pilotfish.api.diagnostics import Diagnostic, Severity, SourceRef
-from pilotfish.api.kinds import API_VERSIONS, KINDS, plural
+from pilotfish.api.kinds import API_VERSIONS, DOCUMENT_KIND, KIND_INFO
 from pilotfish.api.limits import ParseLimits
 from pilotfish.api.loader import load_text
 from pilotfish.api.resource import Resource, ResourceKey
 from pilotfish.api.validation.references import check_references
 from pilotfish.api.yamlcompose import compose_documents
 from pilotfish.api.yamlnodes import node_to_data
+from pilotfish.controlplane.generator import MeshGenerator
 from pilotfish.controlplane.settings import ControlPlaneSettings
 from pilotfish.store import Store, StoreError
 from pilotfish.store._render import document_of
@@ -76,6 +77,8 @@ class _ControlPlane(Protocol):
     def settings(self) -> ControlPlaneSettings: ...
     @property
     def store(self) -> Store: ...
+    @property
+    def generator(self) -> MeshGenerator: ...
 
 
 class _Problem(Exception):
@@ -135,6 +138,12 @@ class _ConfigApi:
     def _store(self) -> Store:
         return self._cp.store
 
+    def _with_status(self, doc: dict[str, Any], resource: Resource) -> dict[str, Any]:
+        """``doc`` with the ``status`` the control plane computed for it, if any
+        (Gateway API and Ingress objects), as of the latest snapshot."""
+        status = self._cp.generator.snapshot.conversion.statuses.get(resource.key)
+        return doc if status is None else {**doc, "status": status}
+
     # -- handlers ----------------------------------------------------------------
 
     async def unknown(self, request: web.Request) -> web.StreamResponse:
@@ -145,7 +154,7 @@ class _ConfigApi:
         resource = self._store.get(target.key())
         if resource is None:
             raise _Problem(404, f"{target.describe()} not found")
-        return web.json_response(_document(resource))
+        return web.json_response(self._with_status(_document(resource), resource))
 
     async def read_list(self, request: web.Request) -> web.StreamResponse:
         target = _Target.of(request)
@@ -154,9 +163,9 @@ class _ConfigApi:
         return web.json_response(
             {
                 "apiVersion": target.api_version,
-                "kind": f"{target.kind}List",
+                "kind": f"{DOCUMENT_KIND.get(target.kind, target.kind)}List",
                 "metadata": {"resourceVersion": str(store.revision)},
-                "items": [_document(r) for r in items],
+                "items": [self._with_status(_document(r), r) for r in items],
             }
         )
 
@@ -259,7 +268,7 @@ class _Target:
         version = info["version"]
         api_version = f"{group}/{version}" if group else version
         resource = info["plural"]
-        kind = _kind_of_plural(resource)
+        kind = _kind_of_plural(resource, group)
         if kind is None:
             raise _Problem(404, f"the server does not serve resource {resource!r}")
         if api_version not in API_VERSIONS.get(kind, ()):
@@ -276,14 +285,14 @@ class _Target:
         return f"{self.kind} {self.namespace}/{self.name}"
 
 
-def _kind_of_plural(resource: str) -> str | None:
-    """The kind served under the plural ``resource`` (exact spelling only)."""
-    for kind in KINDS:
-        try:
-            if plural(kind) == resource:
-                return kind
-        except KeyError:
-            continue  # a kind without a plural is not served over REST
+def _kind_of_plural(resource: str, group: str) -> str | None:
+    """The kind served under the plural ``resource`` in ``group`` (exact spelling only)."""
+    for kind, info in KIND_INFO.items():
+        if info.plural == resource and info.group == group:
+            return kind
+    for kind, info in KIND_INFO.items():  # the group is checked against the version next
+        if info.plural == resource:
+            return kind
     return None
 
 
@@ -361,8 +370,9 @@ def _mismatches(data: Mapping[str, Any], target: _Target) -> list[Diagnostic]:
         )
 
     kind = data.get("kind")
-    if isinstance(kind, str) and kind != target.kind:
-        error("kind", f"kind {kind!r} does not match the URL, which names {target.kind}")
+    expected = DOCUMENT_KIND.get(target.kind, target.kind)
+    if isinstance(kind, str) and kind != expected:
+        error("kind", f"kind {kind!r} does not match the URL, which names {expected}")
     api_version = data.get("apiVersion")
     if isinstance(api_version, str) and api_version != target.api_version:
         error(

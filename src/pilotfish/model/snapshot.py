@@ -27,6 +27,7 @@ from pilotfish.api.resource import Resource
 from pilotfish.model.hosts import fqdn
 from pilotfish.model.mesh_config import DEFAULT_MESH_CONFIG, MeshConfig, OutboundMode
 from pilotfish.registry.build import Registry, build_registry
+from pilotfish.translate.derive import Conversion, ConversionContext, derive
 
 __all__ = ["Snapshot", "build_snapshot"]
 
@@ -68,6 +69,11 @@ class Snapshot:
     # Namespace name -> its labels, from the Namespace objects (cluster-scoped:
     # keyed by name whatever ``metadata.namespace`` says).
     namespace_label_map: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+
+    # What the converters (``translate/derive.py``) made of the kinds served through
+    # Istio's: the derived objects are also in ``resources``; their statuses and
+    # diagnostics are kept here for the config API and ``analyze``.
+    conversion: Conversion = field(default_factory=Conversion, repr=False)
 
     def of_kind(self, kind: str) -> tuple[Resource, ...]:
         return self.by_kind.get(kind, ())
@@ -128,7 +134,9 @@ def build_snapshot(
     ``pilotfish.controlplane.jwks``); a changed document changes the config generation.
     """
     jwks = dict(jwks or {})
-    ordered = tuple(sorted(resources, key=lambda r: r.key))
+    given = tuple(resources)
+    conversion = derive(given, ConversionContext(domain_suffix, mesh.root_namespace))
+    ordered = tuple(sorted((*given, *conversion.resources), key=lambda r: r.key))
     by_kind: dict[str, list[Resource]] = defaultdict(list)
     for res in ordered:
         by_kind[res.kind].append(res)
@@ -172,4 +180,5 @@ def build_snapshot(
         gateways=gateways,
         config_inputs=config_inputs,
         namespace_label_map=namespace_labels,
+        conversion=conversion,
     )

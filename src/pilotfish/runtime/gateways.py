@@ -40,11 +40,19 @@ from pilotfish.runtime.sandbox import sandbox_argv
 from pilotfish.runtime.settings import RuntimeSettings
 from pilotfish.runtime.supervised import ChildProcess, Supervised, stop_supervised
 
-__all__ = ["INGRESS", "GatewayProcess", "GatewaySpec", "egress_registrations", "gateway_specs"]
+__all__ = [
+    "INGRESS",
+    "GatewayProcess",
+    "GatewaySpec",
+    "egress_registrations",
+    "gateway_specs",
+    "ingress_registrations",
+]
 
 INGRESS = "istio-ingressgateway"
 EGRESS = "istio-egressgateway"
 _EGRESS_LABELS = (("app", EGRESS), ("istio", "egressgateway"))
+_INGRESS_LABELS = (("app", INGRESS), ("istio", "ingressgateway"))
 
 log = logging.getLogger("pilotfish.runtime.gateways")
 
@@ -84,13 +92,12 @@ def gateway_specs(
 
     if settings.profile == "minimal":
         return []
-    ingress_labels = (("app", INGRESS), ("istio", "ingressgateway"))
     port_map = ((8080, settings.ingress_port),)
     specs = [
         GatewaySpec(
             INGRESS,
             "istio-system",
-            ingress_labels,
+            _INGRESS_LABELS,
             "127.0.0.1",
             *ports(INGRESS),
             port_map,
@@ -119,6 +126,21 @@ def egress_registrations(pod_host: str) -> list[Resource]:
             EGRESS, "istio-system", labels, [("http2", 80, 8080), ("https", 443, 8443)]
         ),
         workload_entry(EGRESS, "istio-system", pod_host, labels, f"{EGRESS}-service-account"),
+    ]
+
+
+def ingress_registrations() -> list[Resource]:
+    """The ingress gateway's endpoint (127.0.0.1, where it listens), so the registry
+    knows its address: an Ingress's ``status.loadBalancer`` lists it
+    (``translate/ingress.py``). No Service selects it: nothing routes to it."""
+    return [
+        workload_entry(
+            INGRESS,
+            "istio-system",
+            "127.0.0.1",
+            dict(_INGRESS_LABELS),
+            f"{INGRESS}-service-account",
+        )
     ]
 
 

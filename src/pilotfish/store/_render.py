@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from pilotfish import fsutil
+from pilotfish.api.kinds import DOCUMENT_KIND
 from pilotfish.api.resource import Resource
 
 __all__ = ["atomic_write", "document_of", "remove_file", "render"]
@@ -35,7 +36,8 @@ def document_of(resource: Resource) -> dict[str, Any]:
         meta = {k: v for k, v in meta.items() if v != {}}
     meta["name"] = resource.metadata.name
     meta["namespace"] = resource.metadata.namespace
-    head = {"apiVersion": resource.api_version, "kind": resource.kind, "metadata": meta}
+    kind = DOCUMENT_KIND.get(resource.kind, resource.kind)
+    head = {"apiVersion": resource.api_version, "kind": kind, "metadata": meta}
     rest = {k: v for k, v in doc.items() if k not in head}
     return {**head, **rest}
 

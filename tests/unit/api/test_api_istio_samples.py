@@ -23,7 +23,8 @@ def test_the_vendored_files_are_the_ones_meant() -> None:
     names = [str(p.relative_to(SAMPLES)) for p in FILES]
     assert "bookinfo/platform/kube/bookinfo.yaml" in names
     assert "httpbin/httpbin.yaml" in names
-    assert len(names) == 13
+    assert "bookinfo/platform/kube/bookinfo-ingress.yaml" in names
+    assert len(names) == 14
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: str(p.relative_to(SAMPLES)))

@@ -7,7 +7,7 @@ alias bomb below grew a control plane past 1.8 GB and ``analyze`` past 3.7 GB.
 from __future__ import annotations
 
 import tracemalloc
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -23,6 +23,7 @@ from bench.fuzz_corpus import (
 )
 from click.testing import CliRunner
 
+from pilotfish.api import yamlcompose
 from pilotfish.api.limits import DEFAULT_LIMITS, ParseLimits
 from pilotfish.api.loader import LoadResult, load_file, load_text
 from pilotfish.api.yamlcompose import ParseLimitError, compose_documents
@@ -323,3 +324,47 @@ def test_analyze_refuses_an_oversized_file_without_reading_it(tmp_path: Path) ->
     result = CliRunner().invoke(analyze, [str(big)])
     assert result.exit_code == 1, result.output
     assert result.output.splitlines()[0] == f"{big}: file is larger than 4194304 bytes (limit)"
+
+
+def _full_shape(node: yaml.Node) -> object:
+    """Tags, values, styles and every mark's index, line and column."""
+    marks = tuple(
+        (m.index, m.line, m.column) for m in (node.start_mark, node.end_mark) if m is not None
+    )
+    if isinstance(node, yaml.ScalarNode):
+        return (node.tag, node.value, node.style, marks)
+    if isinstance(node, yaml.MappingNode):
+        pairs = [(_full_shape(k), _full_shape(v)) for k, v in node.value]
+        return (node.tag, pairs, node.flow_style, marks)
+    return (node.tag, [_full_shape(v) for v in node.value], node.flow_style, marks)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a: b\n",  # a plain scalar's style (libyaml: "")
+        "key:\n- a\n- b\n",  # an indentless sequence (libyaml: flow_style False)
+        "key:\n  - a\n  - b\n",  # an indented one stays block
+        "a:\n  b: c",  # no final line break: the collections' end marks
+        "- a\n- b",
+        "a:\r\n  - [1, 2]\r\n  - {x: y}",
+        "a: b\tc\n",  # a tab in a plain scalar: the pure-Python parser's
+        "a: b\n\ufeff---\nc: d\n",  # an inner byte-order mark: likewise
+        "first: 1\n---\nsecond: [1, 2\n",  # an error after a good document
+    ],
+)
+def test_libyaml_events_compose_like_pyyaml(text: str) -> None:
+    assert yamlcompose._FAST_LOADER is not None, "PyYAML without libyaml: the fast path is untested"
+
+    def compose(parse: Callable[[], Iterator[yaml.Node]]) -> tuple[list[object], str]:
+        shapes: list[object] = []
+        try:
+            for node in parse():
+                shapes.append(_full_shape(node))
+        except yaml.YAMLError as exc:
+            return shapes, str(exc)
+        return shapes, ""
+
+    ours = compose(lambda: compose_documents(text))
+    theirs = compose(lambda: yaml.compose_all(text, Loader=yaml.SafeLoader))
+    assert ours == theirs

@@ -4,7 +4,14 @@ from pathlib import Path
 
 import pytest
 
-from pilotfish.api.kinds import API_VERSIONS, KINDS, kind_for_plural, plural
+from pilotfish.api.kinds import (
+    API_VERSIONS,
+    KIND_INFO,
+    KINDS,
+    kind_for_plural,
+    plural,
+    resolve_document_kind,
+)
 from pilotfish.api.loader import load_file
 from pilotfish.api.networking.destination_rule import DestinationRuleSpec
 from pilotfish.api.networking.service_entry import ServiceEntrySpec
@@ -40,12 +47,30 @@ def test_sample_fields_by_snake_case_rule() -> None:
 
 
 def test_plurals_round_trip() -> None:
-    for kind in KINDS:
-        assert kind_for_plural(plural(kind)) == kind
+    for kind, info in KIND_INFO.items():
+        qualified = f"{info.plural}.{info.group}" if info.group else info.plural
+        assert kind_for_plural(qualified) == kind
+        assert kind_for_plural(info.plural, info.group) == kind
         assert kind_for_plural(kind.lower()) == kind
     assert plural("ServiceEntry") == "serviceentries"
     with pytest.raises(KeyError):
         kind_for_plural("widgets")
+
+
+def test_kubectl_qualified_names_tell_groups_apart() -> None:
+    assert kind_for_plural("gateways.networking.istio.io") == "Gateway"
+    assert kind_for_plural("gateways") == "Gateway"  # Istio's, as before
+    with pytest.raises(KeyError):
+        kind_for_plural("gateways.example.com")
+
+
+def test_document_kinds_resolve_by_api_version() -> None:
+    assert resolve_document_kind("networking.istio.io/v1beta1", "Gateway") == "Gateway"
+    assert resolve_document_kind("v1", "Widget") is None
+    for kind, info in KIND_INFO.items():
+        for version in info.api_versions:
+            assert resolve_document_kind(version, info.written_kind) == kind
+    assert len(set(KIND_INFO)) == len(KIND_INFO)
 
 
 def test_api_versions() -> None:

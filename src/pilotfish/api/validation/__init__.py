@@ -11,7 +11,9 @@ from types import MappingProxyType
 
 from pilotfish.api.core.workloads import WORKLOAD_KINDS
 from pilotfish.api.diagnostics import Diagnostic
+from pilotfish.api.ingress.validation import VALIDATORS as _INGRESS_VALIDATORS
 from pilotfish.api.resource import Resource
+from pilotfish.api.smi.validation import VALIDATORS as _SMI_VALIDATORS
 from pilotfish.api.validation import (
     authorization_policy,
     destination_rule,
@@ -52,6 +54,8 @@ VALIDATORS: Mapping[str, Validator] = MappingProxyType(
         "Namespace": kubernetes_workload.validate_named,
         "ServiceAccount": kubernetes_workload.validate_named,
         **dict.fromkeys(WORKLOAD_KINDS, kubernetes_workload.validate),
+        **_INGRESS_VALIDATORS,
+        **_SMI_VALIDATORS,
     }
 )
 
