@@ -20,6 +20,7 @@ import aiohttp
 
 from pilotfish.ca.records import IssuedRecord
 from pilotfish.runtime import adoption
+from pilotfish.runtime.gateway_deployments import recorded_deployments
 from pilotfish.runtime.gateways import GatewayProcess, GatewaySpec
 from pilotfish.runtime.ipam import Ipam, IpamError
 from pilotfish.runtime.network.base import PodAddress, PodNetwork
@@ -65,7 +66,7 @@ class AdoptionMixin:
     def _gateway_specs(self, recorded: dict[str, dict[str, Any]]) -> list[GatewaySpec]:
         raise NotImplementedError
 
-    def _gateway_process(self, spec: GatewaySpec) -> GatewayProcess:
+    def _gateway_process(self, spec: GatewaySpec, sa: str | None = None) -> GatewayProcess:
         raise NotImplementedError
 
     def _restorable(self, previous: MeshState | None) -> Ipam | None:
@@ -110,6 +111,10 @@ class AdoptionMixin:
                 self.network.delete_pod(local_id)
             else:
                 starts.append(start)
+        for local_id in recorded_deployments(previous.gateways):
+            # Deployed Gateways are started afresh once the store is read (the
+            # deployer owns them); their namespaces go with the other strays below.
+            kill_recorded_dir(s.work_dir / local_id)
         self._forget_unadopted_addresses(namespaces)
         ready = await asyncio.gather(*starts)
         self._state.message = f"adopted {len(starts)} running pods ({sum(ready)} ready)"
@@ -221,7 +226,7 @@ class AdoptionMixin:
                 g.spec.name,
                 g.spec.namespace,
                 f"{g.spec.name}-service-account",
-                f"http://127.0.0.1:{g.spec.health_port}/identity",
+                g.health_url("/identity"),
             )
             for g in self.gateways
         ]
