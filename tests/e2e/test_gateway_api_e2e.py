@@ -7,7 +7,8 @@ gateway agent of its own, deployed by the runtime on its own address; the
 tests reach the product page at the address the Gateway's status reports,
 split reviews with the GAMMA route ``route-reviews-90-10.yaml``, check that a
 backend in another namespace needs a ReferenceGrant, and finally delete the
-Gateway and check its agent, address and state entry are gone.
+Gateway and check its agent, address and state entry are gone; before that,
+a supervisor killed with -9 and started again adopts the running gateway.
 
 The tests run in file order and build on each other (the last one removes
 the Gateway).
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import textwrap
 from collections import Counter
 from collections.abc import Iterator
@@ -38,6 +40,7 @@ GATEWAY_API = ISTIO / "gateway-api"
 GATEWAY = "bookinfo-gateway"
 DEPLOYED = "bookinfo-gateway-istio"  # Istio's <gateway>-<class>
 BRIDGE = "pfe2g"
+MANIFESTS = (SAMPLES / "bookinfo.yaml", ISTIO / "platform" / "kube" / "bookinfo-versions.yaml")
 
 
 @pytest.fixture(scope="module")
@@ -59,11 +62,7 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2EMesh]:
     )
     m.extra_up_args = ("--mesh-config", str(mesh_config))
     try:
-        m.up(
-            SAMPLES / "bookinfo.yaml",
-            ISTIO / "platform" / "kube" / "bookinfo-versions.yaml",
-            profile="minimal",
-        )
+        m.up(*MANIFESTS, profile="minimal")
         # Applied to the running mesh (so it can be deleted): deployed when it appears.
         m.cli("apply", "-f", str(GATEWAY_API / "bookinfo-gateway.yaml"))
         yield m
@@ -209,6 +208,26 @@ def test_backend_in_another_namespace_needs_a_reference_grant(
     poll(served, "the granted backend to answer 200", deadline=30)
     granted = _resolved_refs(mesh)
     assert granted is not None and granted["status"] == "True", granted
+
+
+def test_restarted_supervisor_adopts_the_deployed_gateway(mesh: E2EMesh) -> None:
+    ip = _address(mesh)
+    before = mesh.pod(DEPLOYED)
+    supervisor = int(_state(mesh)["pid"])
+    os.kill(supervisor, signal.SIGKILL)
+    poll(lambda: not os.path.exists(f"/proc/{supervisor}"), "the supervisor to die")
+    # The gateway's Envoy keeps serving its last configuration meanwhile.
+    status, _ = http_get(f"http://{ip}:80/productpage")
+    assert status == 200
+    mesh.up(*MANIFESTS, profile="minimal")
+    assert int(_state(mesh)["pid"]) != supervisor
+    after = mesh.pod(DEPLOYED)
+    # The same agent, on the same address, still registered and serving.
+    assert after["sidecar_pid"] == before["sidecar_pid"] and after["ip"] == ip
+    assert after["restarts"] == before["restarts"]
+    assert _address(mesh) == ip
+    status, body = http_get(f"http://{ip}:80/productpage")
+    assert status == 200 and b"The Comedy of Errors" in body
 
 
 def test_deleting_the_gateway_stops_its_agent(mesh: E2EMesh) -> None:

@@ -27,8 +27,11 @@ Gateways call for (``gateway_plans.plan_deployments``) with those running:
 Each deployment is recorded in the state file (``MeshState.gateways`` under
 its local id, with its plan) next to its ports, and its agent's pid file is
 in its work dir, so ``pilotfish down`` and a next ``up`` remove its processes
-and namespace even after a crash, and an adopting ``up`` can tell it apart
-from the profile's gateways (``recorded_deployments``).
+and namespace even after a crash. An adopting ``up`` (``mesh_adoption``)
+takes over every recorded deployment whose agent still runs and whose
+network is still there (``_adopt_deployments``), registering it before the
+control plane starts as it does for pods; the first reconcile then keeps it
+if its Gateway is unchanged.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pilotfish.api.resource import Resource, ResourceKey
+from pilotfish.runtime import adoption
 from pilotfish.runtime.gateway_plans import (
     GATEWAY_NAME_LABEL,
     STATUS_PORT,
@@ -48,9 +52,11 @@ from pilotfish.runtime.gateway_plans import (
 )
 from pilotfish.runtime.gateways import GatewayProcess, GatewaySpec
 from pilotfish.runtime.network.base import PodAddress, PodNetwork
+from pilotfish.runtime.process import PIDS_FILE, kill_recorded_dir, read_pid_record
 from pilotfish.runtime.registration import gateway_service, workload_entry
 from pilotfish.runtime.settings import RuntimeSettings
 from pilotfish.runtime.state import MeshState
+from pilotfish.runtime.supervised import AdoptedProcess, Supervised
 from pilotfish.store import MemoryStore
 
 if TYPE_CHECKING:
@@ -149,6 +155,20 @@ class GatewayDeployer:
             log.error("gateway %s failed to start: %s", plan.local_id, exc)
         self._register(plan, address.ip)
         h.save()
+
+    def adopt(
+        self, plan: DeploymentPlan, address: PodAddress, proc: Supervised, restarts: int
+    ) -> None:
+        """Take over a deployment an earlier supervisor started (its agent still runs on
+        ``address``) and register it, as ``_start`` would have."""
+        h = self._hooks
+        spec = self._spec(plan, address)
+        gw = h.make_process(spec, plan.service_account)
+        gw.adopt(proc, restarts)
+        self._running[plan.local_id] = (plan, gw)
+        h.gateways.append(gw)
+        self._record(plan, spec)
+        self._register(plan, address.ip)
 
     def _spec(self, plan: DeploymentPlan, address: PodAddress) -> GatewaySpec:
         """The agent on its own address: health and admin on Istio's ports there (in its
@@ -262,6 +282,34 @@ class DeploymentMixin:
     def _forget_identity(self, owner: str) -> None:
         if self.cp is not None:
             self.cp.forget_workload(owner)
+
+    def _adopt_deployments(self, previous: MeshState) -> set[str]:
+        """Take over the earlier run's deployed gateways whose agents still run on their
+        recorded address (before the control plane starts, like pods); kill the rest.
+        Returns the local ids adopted: their addresses and namespaces stay."""
+        assert self.network is not None
+        adopted: set[str] = set()
+        for local_id, plan in recorded_deployments(previous.gateways).items():
+            entry = previous.gateways[local_id]
+            gw_dir = self.settings.work_dir / local_id
+            record = read_pid_record(gw_dir / PIDS_FILE).get(adoption.GATEWAY_AGENT)
+            start = adoption.live_start_times({"agent": record}).get("agent") if record else None
+            reason = adoption.decide_gateway(entry, record, start)
+            proc = AdoptedProcess.adopt(record) if reason is None and record else None
+            address = None
+            if proc is not None:
+                try:
+                    address = self.network.adopt_pod(local_id, plan.namespace)
+                except ValueError as exc:
+                    reason = str(exc)
+            if proc is None or address is None:
+                self._progress(f"not adopting gateway {local_id}: {reason or 'it exited'}")
+                kill_recorded_dir(gw_dir)
+                continue
+            restarts = int(entry.get("restarts", 0) or 0)
+            self.gateway_deployer.adopt(plan, address, proc, restarts)
+            adopted.add(local_id)
+        return adopted
 
     async def _reconcile_gateways(self) -> None:
         """Deploy the store's Gateway API Gateways (see the module docstring)."""

@@ -174,6 +174,10 @@ class GatewayProcess:
         return self._proc.pid if self._proc is not None and self._proc.running else None
 
     @property
+    def service_account(self) -> str:
+        return self._service_account or f"{self.spec.name}-service-account"
+
+    @property
     def pids_path(self) -> Path:
         return self._work_dir / PIDS_FILE
 

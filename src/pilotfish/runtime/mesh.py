@@ -56,7 +56,6 @@ from pilotfish.controlplane.runner import ControlPlane
 from pilotfish.model.snapshot import Snapshot
 from pilotfish.runtime import adoption
 from pilotfish.runtime.control_plane_config import control_plane_settings
-from pilotfish.runtime.gateway_deployments import DeploymentMixin
 from pilotfish.runtime.gateways import (
     GatewayProcess,
     GatewaySpec,
@@ -102,7 +101,7 @@ class RuntimeStartError(Exception):
     """The mesh did not come up; the message names what is not ready and why."""
 
 
-class MeshRuntime(AdoptionMixin, DeploymentMixin):
+class MeshRuntime(AdoptionMixin):
     def __init__(
         self, settings: RuntimeSettings, progress: Callable[[str], None] | None = None
     ) -> None:

@@ -20,7 +20,7 @@ import aiohttp
 
 from pilotfish.ca.records import IssuedRecord
 from pilotfish.runtime import adoption
-from pilotfish.runtime.gateway_deployments import recorded_deployments
+from pilotfish.runtime.gateway_deployments import DeploymentMixin
 from pilotfish.runtime.gateways import GatewayProcess, GatewaySpec
 from pilotfish.runtime.ipam import Ipam, IpamError
 from pilotfish.runtime.network.base import PodAddress, PodNetwork
@@ -50,8 +50,9 @@ def net_id(namespace: str, name: str) -> str:
     return name if namespace == "default" else f"{name}.{namespace}"
 
 
-class AdoptionMixin:
-    """Adoption steps of ``MeshRuntime``; the attributes below are the runtime's."""
+class AdoptionMixin(DeploymentMixin):
+    """Adoption steps of ``MeshRuntime``; the attributes below are the runtime's
+    (``DeploymentMixin`` adopts the Gateway API deployments)."""
 
     settings: RuntimeSettings
     network: PodNetwork | None
@@ -111,15 +112,13 @@ class AdoptionMixin:
                 self.network.delete_pod(local_id)
             else:
                 starts.append(start)
-        for local_id in recorded_deployments(previous.gateways):
-            # Deployed Gateways are started afresh once the store is read (the
-            # deployer owns them); their namespaces go with the other strays below.
-            kill_recorded_dir(s.work_dir / local_id)
-        self._forget_unadopted_addresses(namespaces)
+        # Gateway API deployments whose agents still run keep their addresses.
+        deployments = self._adopt_deployments(previous)
+        self._forget_unadopted_addresses(namespaces, deployments)
         ready = await asyncio.gather(*starts)
         self._state.message = f"adopted {len(starts)} running pods ({sum(ready)} ready)"
         self._progress(self._state.message)
-        return self._adopt_gateways(previous)
+        return self._adopt_gateways(previous) | deployments
 
     def _adopt_pod(
         self,
@@ -162,10 +161,10 @@ class AdoptionMixin:
             started_at=entry.get("started_at"),
         )
 
-    def _forget_unadopted_addresses(self, namespaces: set[str] | None) -> None:
-        """Release addresses (and remove namespaces) that no adopted pod holds."""
+    def _forget_unadopted_addresses(self, namespaces: set[str] | None, keep: set[str]) -> None:
+        """Release addresses (and remove namespaces) that no adopted pod (nor ``keep``) holds."""
         assert self.network is not None
-        adopted = {p.runner.spec.local_id for p in self.pods.values()}
+        adopted = {p.runner.spec.local_id for p in self.pods.values()} | keep
         ipam = getattr(self.network, "ipam", None)
         owners = set(ipam.allocations()) if isinstance(ipam, Ipam) else set()
         for owner in sorted(owners - adopted):
@@ -225,7 +224,7 @@ class AdoptionMixin:
             (
                 g.spec.name,
                 g.spec.namespace,
-                f"{g.spec.name}-service-account",
+                g.service_account,
                 g.health_url("/identity"),
             )
             for g in self.gateways
