@@ -45,7 +45,7 @@ import aiohttp
 from bench.fuzz_corpus import LOOPBACK_JWKS, FuzzCase, Seed
 from pilotfish.api.analyze import analyze_paths
 from pilotfish.api.diagnostics import Diagnostic
-from pilotfish.api.kinds import plural
+from pilotfish.api.kinds import plural, resolve_document_kind
 from pilotfish.api.loader import load_file
 from pilotfish.api.resource import Resource, ResourceKey
 from pilotfish.api.validation import validate
@@ -408,7 +408,12 @@ def _api_reason(status: int, body: Any) -> str:
 
 def _check_accepted(cp: ControlPlane, case: FuzzCase, body: Any, tally: Tally) -> None:
     meta = body.get("metadata", {}) if isinstance(body, dict) else {}
-    key = ResourceKey(str(body.get("kind")), str(meta.get("namespace")), str(meta.get("name")))
+    # The body spells the document's kind; the store keys the internal one
+    # (a Gateway API ``Gateway`` is ``KubernetesGateway``).
+    written = str(body.get("kind")) if isinstance(body, dict) else ""
+    version = str(body.get("apiVersion")) if isinstance(body, dict) else ""
+    kind = resolve_document_kind(version, written) or written
+    key = ResourceKey(kind, str(meta.get("namespace")), str(meta.get("name")))
     stored = cp.store.get(key)
     if stored is None:
         tally.problem("violation", case, f"accepted {key} is not in the store")

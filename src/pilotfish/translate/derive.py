@@ -26,42 +26,24 @@ beside them; converters never import the snapshot (it imports them).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
 from pilotfish.api.diagnostics import Diagnostic
 from pilotfish.api.resource import Resource, ResourceKey
 
+# The types live apart so that converters can import them without importing
+# this module (which imports every converter).
+from pilotfish.translate.conversion import Conversion, ConversionContext, Converter
+
 __all__ = ["CONVERTERS", "Conversion", "ConversionContext", "Converter", "derive"]
-
-
-@dataclass(frozen=True, slots=True)
-class ConversionContext:
-    """What converters may know besides the resources."""
-
-    domain_suffix: str = "cluster.local"
-    #: The mesh's root namespace (where Istio looks for mesh-wide objects).
-    root_namespace: str = "istio-system"
-
-
-@dataclass(frozen=True, slots=True)
-class Conversion:
-    """What one or more converters produced."""
-
-    resources: tuple[Resource, ...] = ()
-    statuses: Mapping[ResourceKey, Mapping[str, Any]] = field(
-        default_factory=lambda: MappingProxyType({})
-    )
-    diagnostics: tuple[Diagnostic, ...] = ()
-
-
-Converter = Callable[[tuple[Resource, ...], ConversionContext], Conversion]
 
 
 def _converters() -> tuple[Converter, ...]:
     """Every converter, in a fixed order. Converters register here (one line each)."""
-    return ()
+    from pilotfish.translate.gateway_api import convert_gateway_api
+
+    return (convert_gateway_api,)
 
 
 #: The converters ``derive`` runs (a function, so tests may run one alone).

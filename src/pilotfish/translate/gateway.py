@@ -43,6 +43,7 @@ from pilotfish.model.snapshot import Snapshot
 from pilotfish.translate.http_routes import RouteContext, http_routes
 from pilotfish.translate.names import gateway_route_name
 from pilotfish.translate.route_filters import with_route_filters
+from pilotfish.translate.route_semantics import SCOPE_NAMESPACE
 from pilotfish.translate.security.authz import authz_policies
 from pilotfish.translate.security.gateway_tls import (
     TERMINATING_MODES,
@@ -70,11 +71,19 @@ class GatewayParts:
     route_configs: tuple[RouteConfig, ...]
 
 
-def selected_gateways(snapshot: Snapshot, labels: dict[str, str]) -> list[Resource]:
+def selected_gateways(
+    snapshot: Snapshot, labels: dict[str, str], namespace: str | None = None
+) -> list[Resource]:
+    """The Gateways whose selector matches ``labels``. A Gateway derived from a
+    Gateway API Gateway selects only its own namespace's workloads
+    (``SCOPE_NAMESPACE``), as the Gateway API's deployments are per namespace."""
     out = []
     for gw in snapshot.of_kind("Gateway"):
         spec = gw.spec
         assert isinstance(spec, GatewaySpec)
+        scope = gw.metadata.annotations.get(SCOPE_NAMESPACE)
+        if scope is not None and namespace is not None and scope != namespace:
+            continue
         if spec.selector and all(labels.get(k) == v for k, v in spec.selector.items()):
             out.append(gw)
     return out
@@ -258,7 +267,7 @@ def gateway_listeners(snapshot: Snapshot, view: ProxyView) -> GatewayParts:
     by_port: dict[int, list[tuple[str, Server]]] = defaultdict(list)
     terminating: dict[int, list[tuple[Resource, Server]]] = defaultdict(list)
     passthrough: dict[int, list[tuple[Resource, Server]]] = defaultdict(list)
-    for gw in selected_gateways(snapshot, view.label_map):
+    for gw in selected_gateways(snapshot, view.label_map, view.namespace):
         spec = gw.spec
         assert isinstance(spec, GatewaySpec)
         for server in spec.servers:
