@@ -193,7 +193,9 @@ def test_backend_in_another_namespace_needs_a_reference_grant(
         "the other namespace's details pod",
         deadline=90,
     )
-    condition = poll(_resolved_refs, "the route's ResolvedRefs condition", deadline=30)
+    condition = poll(
+        lambda: _resolved_refs(mesh), "the route's ResolvedRefs condition", deadline=30
+    )
     assert condition["status"] == "False" and condition["reason"] == "RefNotPermitted"
     poll(lambda: http_get(url)[0] == 500, "the refused backend to answer 500", deadline=30)
 
