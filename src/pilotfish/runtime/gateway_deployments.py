@@ -249,7 +249,8 @@ class DeploymentMixin:
     _progress: Callable[[str], None]
     _gateway_deployer: GatewayDeployer | None = None
 
-    def _save(self) -> None:
+    def _record_network(self) -> None:
+        """Record the network's host resources in the state, and save it."""
         raise NotImplementedError
 
     def _register_identity(self, namespace: str, service_account: str, owner: str) -> None:
@@ -272,7 +273,8 @@ class DeploymentMixin:
                     make_process=self._gateway_process,
                     register_identity=self._register_identity,
                     forget_identity=self._forget_identity,
-                    save=self._save,
+                    # Addresses and namespaces come and go with deployments.
+                    save=self._record_network,
                     progress=self._progress,
                     transparent=self.settings.mode == "transparent",
                 )

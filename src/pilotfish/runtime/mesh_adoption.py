@@ -115,6 +115,7 @@ class AdoptionMixin(DeploymentMixin):
         # Gateway API deployments whose agents still run keep their addresses.
         deployments = self._adopt_deployments(previous)
         self._forget_unadopted_addresses(namespaces, deployments)
+        self._record_network()  # the adopted namespaces, for a later cleanup
         ready = await asyncio.gather(*starts)
         self._state.message = f"adopted {len(starts)} running pods ({sum(ready)} ready)"
         self._progress(self._state.message)
