@@ -6,12 +6,12 @@ One mesh for the module: the Python Bookinfo, Istio's ``bookinfo-versions.yaml``
 gateway agent of its own, deployed by the runtime on its own address; the
 tests reach the product page at the address the Gateway's status reports,
 split reviews with the GAMMA route ``route-reviews-90-10.yaml``, check that a
-backend in another namespace needs a ReferenceGrant, and finally delete the
-Gateway and check its agent, address and state entry are gone; before that,
-a supervisor killed with -9 and started again adopts the running gateway.
+backend in another namespace needs a ReferenceGrant, kill the supervisor
+with -9 and check the next one adopts the running gateway, delete the Gateway
+and check its agent, address and state entry are gone, and last apply it
+again, kill the supervisor and check ``down`` still removes everything.
 
-The tests run in file order and build on each other (the last one removes
-the Gateway).
+The tests run in file order and build on each other.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 import yaml
-from e2ekit import SAMPLES, E2EMesh, free_port, http_get
+from e2ekit import SAMPLES, E2EMesh, free_port, host_leftovers, http_get
 
 from conftest import _down_leaves_nothing, require_root
 from polling import poll
@@ -251,3 +251,16 @@ def test_deleting_the_gateway_stops_its_agent(mesh: E2EMesh) -> None:
     assert not os.path.exists(f"/proc/{pid}"), f"agent pid {pid} still runs"
     with pytest.raises(OSError):  # refused, or no route: the address is gone
         http_get(f"http://{ip}:80/productpage", timeout=2)
+
+
+def test_down_after_a_crash_removes_a_deployed_gateway(mesh: E2EMesh) -> None:
+    mesh.cli("apply", "-f", str(GATEWAY_API / "bookinfo-gateway.yaml"))
+    ip = _address(mesh)
+    poll(lambda: http_get(f"http://{ip}:80/productpage")[0] == 200, "the gateway again")
+    pid = int(mesh.pod(DEPLOYED)["sidecar_pid"])
+    supervisor = int(_state(mesh)["pid"])
+    os.kill(supervisor, signal.SIGKILL)
+    poll(lambda: not os.path.exists(f"/proc/{supervisor}"), "the supervisor to die")
+    mesh.cli("down")
+    assert not os.path.exists(f"/proc/{pid}"), f"agent pid {pid} still runs"
+    assert host_leftovers(BRIDGE) == []
