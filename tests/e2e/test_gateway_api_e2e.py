@@ -89,6 +89,16 @@ def _state(mesh: E2EMesh) -> dict[str, Any]:
     return dict(json.loads((mesh.state_dir / "state.json").read_text()))
 
 
+def _running(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie does not: after a supervisor crash, its killed
+    children wait for whoever inherited them to reap them)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
 def _reviews_versions(base: str, n: int) -> Counter[str]:
     """Which reviews version answered each of ``n`` calls through the product page."""
     out: Counter[str] = Counter()
@@ -248,7 +258,7 @@ def test_deleting_the_gateway_stops_its_agent(mesh: E2EMesh) -> None:
         )
 
     poll(gone, "the deployed gateway to be removed", deadline=30)
-    assert not os.path.exists(f"/proc/{pid}"), f"agent pid {pid} still runs"
+    assert not _running(pid), f"agent pid {pid} still runs"
     with pytest.raises(OSError):  # refused, or no route: the address is gone
         http_get(f"http://{ip}:80/productpage", timeout=2)
 
@@ -262,5 +272,5 @@ def test_down_after_a_crash_removes_a_deployed_gateway(mesh: E2EMesh) -> None:
     os.kill(supervisor, signal.SIGKILL)
     poll(lambda: not os.path.exists(f"/proc/{supervisor}"), "the supervisor to die")
     mesh.cli("down")
-    assert not os.path.exists(f"/proc/{pid}"), f"agent pid {pid} still runs"
+    assert not _running(pid), f"agent pid {pid} still runs"
     assert host_leftovers(BRIDGE) == []
