@@ -273,6 +273,19 @@ def _forward(
     )
 
 
+def _redirect_port(
+    port: int | None, derive: str | None, scheme: str | None, listener_port: int, gateway: bool
+) -> int | None:
+    """The redirect's port, as Istio sets it: ``FROM_REQUEST_PORT`` is the port of
+    the route configuration being built (Envoy cannot derive it per request);
+    under Gateway API semantics the scheme's well-known port is left implicit."""
+    if derive == "FROM_REQUEST_PORT":
+        port = listener_port
+    if gateway and (port, scheme or "http") in ((80, "http"), (443, "https")):
+        return None
+    return port
+
+
 def _action(
     rule: HTTPRoute, match: HTTPMatchRequest | None, vs: Resource, ctx: RouteContext
 ) -> RouteAction:
@@ -296,7 +309,7 @@ def _action(
             path=path,
             prefix=prefix,
             host=r.authority,
-            port=r.port,
+            port=_redirect_port(r.port, r.derive_port, r.scheme, ctx.port, gateway_semantics(vs)),
             scheme=r.scheme,
             response_code=r.redirect_code or 301,
         )

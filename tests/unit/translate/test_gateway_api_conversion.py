@@ -7,7 +7,9 @@ from typing import Any
 
 import pytest
 
+from pilotfish.api.core.secret import SecretSpec
 from pilotfish.api.loader import load_text
+from pilotfish.api.networking.destination_rule import DestinationRuleSpec
 from pilotfish.api.networking.gateway import GatewaySpec as IstioGatewaySpec
 from pilotfish.api.networking.virtual_service import VirtualServiceSpec
 from pilotfish.api.resource import Resource, ResourceKey
@@ -348,6 +350,38 @@ def test_path_prefix_is_element_wise_and_rewrites_follow() -> None:
     assert redirect is not None and redirect.uri == "%PREFIX()%/" and redirect.redirect_code == 308
     redirect_exact = by_name["default.r.1.0.exact"].redirect
     assert redirect_exact is not None and redirect_exact.uri == "/"
+    # No scheme and no port: the listener's port (Istio's FROM_REQUEST_PORT).
+    assert redirect.derive_port == "FROM_REQUEST_PORT" and redirect.port is None
+
+
+def test_cors_filter() -> None:
+    route = _route(
+        "r",
+        """
+        parentRefs: [{name: gw, sectionName: http}]
+        rules:
+        - filters:
+          - type: CORS
+            cors:
+              allowOrigins: ["https://app.example.com", "https://*.example.org"]
+              allowMethods: [GET, POST]
+              allowCredentials: true
+              maxAge: 60
+          backendRefs: [{name: web, port: 80}]
+        """,
+    )
+    rule = _vs(_convert(SERVICES, GATEWAY, route), "default/gw-http-wildcard-gwapi").http[0]
+    cors = rule.cors_policy
+    assert cors is not None
+    assert [(o.exact, o.regex) for o in cors.allow_origins] == [
+        ("https://app.example.com", None),
+        (None, r"https://.*\.example\.org"),
+    ]
+    assert (cors.allow_methods, cors.allow_credentials, cors.max_age) == (
+        ["GET", "POST"],
+        True,
+        "60s",
+    )
 
 
 def test_backends_weights_and_invalid_shares() -> None:
@@ -488,7 +522,10 @@ def test_listener_certificates(texts: tuple[str, ...], resolved: tuple[str, str]
         spec = gateways["default/secure-https-gwapi"].spec
         assert isinstance(spec, IstioGatewaySpec)
         tls = spec.servers[0].tls
-        assert tls is not None and (tls.mode, tls.credential_name) == ("SIMPLE", "certs/cert")
+        # Copied into the Gateway's namespace: proxies only get their own namespace's.
+        assert tls is not None and (tls.mode, tls.credential_name) == ("SIMPLE", "certs-cert-gwapi")
+        copy = _derived(conv, "Secret")["default/certs-cert-gwapi"]
+        assert copy.spec == next(r for r in _load(SECRET) if r.kind == "Secret").spec
     else:
         assert gateways == {}
 
@@ -594,3 +631,55 @@ def test_snapshot_serves_statuses_and_derived_objects() -> None:
     snapshot = build_snapshot(_load(SERVICES, GATEWAY, route), 1)
     assert ResourceKey("HTTPRoute", "default", "r") in snapshot.conversion.statuses
     assert any(r.name == "gw-http-wildcard-gwapi" for r in snapshot.of_kind("VirtualService"))
+
+
+BACKEND_TLS = """
+apiVersion: gateway.networking.k8s.io/v1
+kind: BackendTLSPolicy
+metadata: {name: web-tls, namespace: default}
+spec:
+  targetRefs: [{group: "", kind: Service, name: web}]
+  validation:
+    caCertificateRefs: [{group: "", kind: ConfigMap, name: web-ca}]
+    hostname: web.example.com
+"""
+
+CA_CONFIG_MAP = """
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: web-ca, namespace: default}
+data: {ca.crt: "-----BEGIN CERTIFICATE-----\\nMIIB\\n-----END CERTIFICATE-----\\n"}
+"""
+
+
+def test_backend_tls_policy_with_a_config_map_ca() -> None:
+    route = _route("r", ROUTE_ALL)
+    conv = _convert(SERVICES, GATEWAY, route, BACKEND_TLS, CA_CONFIG_MAP)
+    rule = _derived(conv, "DestinationRule")["default/web-tls-web-gwapi"]
+    assert isinstance(rule.spec, DestinationRuleSpec)
+    assert rule.spec.host == "web.default.svc.cluster.local" and rule.spec.export_to == ["*"]
+    assert rule.spec.traffic_policy is not None
+    tls = rule.spec.traffic_policy.tls
+    assert tls is not None
+    assert (tls.mode, tls.sni, tls.subject_alt_names) == (
+        "SIMPLE",
+        "web.example.com",
+        ["web.example.com"],
+    )
+    secret = _derived(conv, "Secret")[f"default/{tls.credential_name}"]
+    assert isinstance(secret.spec, SecretSpec)
+    assert secret.spec.decoded()["ca.crt"].startswith(b"-----BEGIN CERTIFICATE-----")
+    status = conv.statuses[ResourceKey("BackendTLSPolicy", "default", "web-tls")]
+    ancestor = status["ancestors"][0]
+    assert ancestor["ancestorRef"]["name"] == "gw"
+    assert _cond(ancestor["conditions"], "Accepted") == ("True", "Accepted")
+    assert _cond(ancestor["conditions"], "ResolvedRefs") == ("True", "ResolvedRefs")
+
+
+def test_backend_tls_policy_without_its_ca_fails_closed() -> None:
+    conv = _convert(SERVICES, BACKEND_TLS)
+    assert _derived(conv, "DestinationRule") == {}
+    status = conv.statuses[ResourceKey("BackendTLSPolicy", "default", "web-tls")]
+    conds = status["ancestors"][0]["conditions"]
+    assert _cond(conds, "ResolvedRefs") == ("False", "InvalidCACertificateRef")
+    assert any("InvalidCACertificateRef" in d.message for d in conv.diagnostics)

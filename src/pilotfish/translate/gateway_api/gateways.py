@@ -21,7 +21,7 @@ from pilotfish.api.gateway_api.common import GROUP
 from pilotfish.api.gateway_api.gateway import GatewaySpec, Listener, RouteGroupKind
 from pilotfish.api.networking.gateway import GatewaySpec as IstioGatewaySpec
 from pilotfish.api.networking.gateway import Port, Server, ServerTLSSettings
-from pilotfish.api.resource import Resource
+from pilotfish.api.resource import Resource, ResourceKey
 from pilotfish.translate.gateway_api.derived import SCOPE_NAMESPACE, derived, safe_name
 from pilotfish.translate.gateway_api.index import (
     GATEWAY_NAME_LABEL,
@@ -95,9 +95,15 @@ def _kind_ok(k: RouteGroupKind, defaults: tuple[str, ...]) -> bool:
 
 
 def _certificates(
-    gw: Resource, listener: Listener, index: ConfigIndex
+    gw: Resource, listener: Listener, index: ConfigIndex, copies: list[Resource]
 ) -> tuple[list[str], Condition | None]:
-    """credentialNames of a listener's certificateRefs, or the ResolvedRefs failure."""
+    """credentialNames of a listener's certificateRefs, or the ResolvedRefs failure.
+
+    A gateway proxy is only ever served its own namespace's Secrets, so a
+    certificate of another namespace that a ReferenceGrant lets this Gateway
+    use is copied (as a derived Secret, added to ``copies``) into the
+    Gateway's namespace: the grant is what allows that use.
+    """
     tls = listener.tls
     if tls is None or tls.mode == "Passthrough":
         return [], None
@@ -125,7 +131,13 @@ def _certificates(
                 "InvalidCertificateRef",
                 f"Secret {ns}/{ref.name} does not exist",
             )
-        names.append(ref.name if ns == gw.namespace else f"{ns}/{ref.name}")
+        if ns == gw.namespace:
+            names.append(ref.name)
+            continue
+        source = index.secrets[(ns, ref.name)]
+        copy = derived("Secret", "v1", gw.namespace, safe_name(ns, ref.name), source.spec, [gw])
+        copies.append(copy)
+        names.append(copy.name)
     if not names:
         return [], Condition("ResolvedRefs", False, "InvalidCertificateRef", "no certificateRefs")
     return names, None
@@ -175,7 +187,8 @@ def _server(listener: Listener, credentials: list[str]) -> Server:
 
 def _listener_state(
     gw: Resource, listener: Listener, index: ConfigIndex, conflict: str | None
-) -> tuple[ListenerState, Resource | None]:
+) -> tuple[ListenerState, list[Resource]]:
+    """The listener's state and what it derives (its Istio Gateway, certificate copies)."""
     kinds, invalid = _supported_kinds(listener)
     state = ListenerState(gw, listener, "", kinds)
     if listener.protocol not in _ISTIO_PROTOCOL:
@@ -190,8 +203,9 @@ def _listener_state(
             Condition("ResolvedRefs", True, "ResolvedRefs"),
             Condition("Conflicted", False, "NoConflicts"),
         ]
-        return state, None
-    credentials, failed = _certificates(gw, listener, index)
+        return state, []
+    copies: list[Resource] = []
+    credentials, failed = _certificates(gw, listener, index, copies)
     resolved = failed or Condition("ResolvedRefs", True, "ResolvedRefs")
     if invalid and failed is None:
         resolved = Condition(
@@ -216,7 +230,7 @@ def _listener_state(
         conflicted,
     ]
     if not usable:
-        return state, None
+        return state, []
     spec = IstioGatewaySpec(
         selector={GATEWAY_NAME_LABEL: gw.name}, servers=[_server(listener, credentials)]
     )
@@ -230,7 +244,7 @@ def _listener_state(
         {SCOPE_NAMESPACE: gw.namespace},
     )
     state.istio_gateway = f"{istio.namespace}/{istio.name}"
-    return state, istio
+    return state, [istio, *copies]
 
 
 def convert_gateways(
@@ -239,6 +253,7 @@ def convert_gateways(
     """The served Gateways' states and their derived Istio Gateways."""
     states: list[GatewayState] = []
     derived_gateways: list[Resource] = []
+    seen: set[ResourceKey] = set()
     for gw in resources:
         if gw.kind != "KubernetesGateway":
             continue
@@ -249,10 +264,12 @@ def convert_gateways(
         conflicts = _conflicts(gw.spec)
         listeners = []
         for listener in gw.spec.listeners:
-            state, istio = _listener_state(gw, listener, index, conflicts.get(listener.name))
+            state, made = _listener_state(gw, listener, index, conflicts.get(listener.name))
             listeners.append(state)
-            if istio is not None:
-                derived_gateways.append(istio)
+            for res in made:  # two listeners may copy the same certificate
+                if res.key not in seen:
+                    seen.add(res.key)
+                    derived_gateways.append(res)
         states.append(GatewayState(gw, controller, listeners))
     return states, derived_gateways
 

@@ -20,9 +20,10 @@ only), and answers 500 for a share whose cluster does not exist.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Literal
 
 from pilotfish.api.gateway_api.common import gateway_duration_ms
 from pilotfish.api.gateway_api.grpc_route import GRPCBackendRef, GRPCRouteFilter, GRPCRouteRule
@@ -65,7 +66,6 @@ __all__ = [
 ]
 
 _PATH_RANK: Final = {"Exact": 0, "RegularExpression": 1, "PathPrefix": 2}
-_SCHEME_PORT: Final = {"http": 80, "https": 443}
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,8 +144,12 @@ def precedence_key(
 
 
 def _cors(f: HTTPCORSFilter) -> CorsPolicy:
+    # An origin may hold ``*`` wildcards (``https://*.example.com``).
     origins = [
-        StringMatch(regex=".*") if o == "*" else StringMatch(exact=o) for o in f.allow_origins
+        StringMatch(regex=".*".join(re.escape(part) for part in o.split("*")))
+        if "*" in o
+        else StringMatch(exact=o)
+        for o in f.allow_origins
     ]
     return CorsPolicy(
         allow_origins=origins,
@@ -263,11 +267,16 @@ def rule_parts(
 def _redirect(f: HTTPRouteFilter, part: str) -> HTTPRedirect:
     r = f.request_redirect
     assert r is not None
-    port = r.port if r.port is not None else (_SCHEME_PORT[r.scheme] if r.scheme else None)
+    # The spec: without a port, a redirect that sets the scheme uses the scheme's
+    # well-known port (Envoy's default), one that does not uses the listener's.
+    derive: Literal["FROM_REQUEST_PORT"] | None = (
+        None if r.port is not None or r.scheme else "FROM_REQUEST_PORT"
+    )
     return HTTPRedirect(
         uri=_path_value(r.path, part) if r.path else None,
         authority=r.hostname,
-        port=port,
+        port=r.port,
+        derive_port=derive,
         scheme=r.scheme,
         redirect_code=r.status_code,
     )

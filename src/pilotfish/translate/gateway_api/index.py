@@ -47,7 +47,7 @@ class ConfigIndex:
     domain_suffix: str
     classes: dict[str, Resource] = field(default_factory=dict)
     services: dict[tuple[str, str], Resource] = field(default_factory=dict)
-    secrets: set[tuple[str, str]] = field(default_factory=set)
+    secrets: dict[tuple[str, str], Resource] = field(default_factory=dict)
     config_maps: set[tuple[str, str]] = field(default_factory=set)
     namespace_labels: dict[str, dict[str, str]] = field(default_factory=dict)
     grants: dict[str, list[ReferenceGrantSpec]] = field(default_factory=lambda: defaultdict(list))
@@ -70,7 +70,7 @@ class ConfigIndex:
             elif res.kind == "Service":
                 index.services[key] = res
             elif res.kind == "Secret":
-                index.secrets.add(key)
+                index.secrets[key] = res
             elif res.kind == "ConfigMap":
                 index.config_maps.add(key)
             elif res.kind == "Namespace":
