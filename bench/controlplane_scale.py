@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import queue
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,6 +36,7 @@ from typing import IO, Any
 
 from bench.config_gen import endpoint_address, generate_config, write_service
 from bench.procstats import cpu_seconds, peak_rss_mib
+from pilotfish.runtime.ports import free_port as _free_port
 
 __all__ = [
     "FULL",
@@ -74,13 +74,6 @@ QUICK = ScaleParams(services=100, proxies=100)
 def pilotfish_executable() -> Path:
     """The ``pilotfish`` command installed beside the running interpreter."""
     return Path(sys.executable).parent / "pilotfish"
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _tail(path: Path, lines: int = 20) -> str:

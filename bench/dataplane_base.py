@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import IO
 
 from bench.controlplane_scale import BenchmarkError
+from pilotfish.runtime.ports import free_port
 
 __all__ = [
     "SERVICE_HOST",
@@ -90,13 +90,6 @@ class ArrangementSkipped(Exception):
 
 
 Arrangement = Callable[[Rig, contextlib.ExitStack], Target]
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class Process:

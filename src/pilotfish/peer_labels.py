@@ -10,7 +10,10 @@ for a fact it does not have, because Envoy prints an unset variable as ``-``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 __all__ = [
+    "DEFAULT_CLUSTER_ID",
     "DEST_SERVICE_HEADER",
     "DEST_SERVICE_NAMESPACE_HEADER",
     "DEST_SERVICE_NAME_HEADER",
@@ -24,6 +27,8 @@ __all__ = [
     "ENV_WORKLOAD",
     "PEER_HEADERS",
     "UNKNOWN",
+    "UPSTREAM_METADATA_NAMESPACE",
+    "workload_facts",
 ]
 
 UNKNOWN = "unknown"
@@ -52,3 +57,37 @@ PEER_HEADERS: tuple[tuple[str, str, str], ...] = (
 DEST_SERVICE_HEADER = "x-pilotfish-destination-service"
 DEST_SERVICE_NAME_HEADER = "x-pilotfish-destination-service-name"
 DEST_SERVICE_NAMESPACE_HEADER = "x-pilotfish-destination-service-namespace"
+
+# Istio's cluster id when none is configured.
+DEFAULT_CLUSTER_ID = "Kubernetes"
+# Endpoint metadata namespace holding the facts of each endpoint's workload (keyed
+# by the PEER_HEADERS suffixes): the source proxy's labels of the destination.
+UPSTREAM_METADATA_NAMESPACE = "istio"
+
+
+def _first(labels: Mapping[str, str], *keys: str) -> str:
+    return next((labels[k] for k in keys if labels.get(k)), "")
+
+
+def workload_facts(
+    workload: str, namespace: str, labels: Mapping[str, str], cluster_id: str = DEFAULT_CLUSTER_ID
+) -> dict[str, str]:
+    """Suffix (``workload``, ``app`` ... as in PEER_HEADERS) -> value for a workload,
+    with Istio's label precedence; a fact that is not known is ``unknown``."""
+    app = _first(labels, "app", "app.kubernetes.io/name")
+    version = _first(labels, "version", "app.kubernetes.io/version")
+    return {
+        "workload": workload or UNKNOWN,
+        "workload_namespace": namespace or UNKNOWN,
+        "app": app or UNKNOWN,
+        "version": version or UNKNOWN,
+        # Istio: the canonical-name label, else app, else the workload's name.
+        "canonical_service": _first(labels, "service.istio.io/canonical-name")
+        or app
+        or workload
+        or UNKNOWN,
+        "canonical_revision": _first(labels, "service.istio.io/canonical-revision")
+        or version
+        or "latest",
+        "cluster": cluster_id or UNKNOWN,
+    }

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import urllib.error
@@ -14,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pilotfish.runtime.ports import free_port
 from polling import poll as poll  # the one polling helper, re-exported for the kits
 
 REPO = Path(__file__).resolve().parents[2]
@@ -21,12 +21,6 @@ SAMPLES = REPO / "samples" / "bookinfo"
 NETWORKING = SAMPLES / "networking"
 PILOTFISH = [sys.executable, "-m", "pilotfish.cli.main"]
 REVIEWS_API = "/api/v1/products/0/reviews"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def http_get(
@@ -121,6 +115,12 @@ class E2EMesh:
 
     def pod(self, name: str) -> dict[str, Any]:
         return next(p for p in self.pods() if p["name"] == name)
+
+    def pod_ip(self, name: str, namespace: str = "default") -> str:
+        """A running pod's address, from the mesh's state file: what ``status``
+        shows, without starting a CLI process for each look-up in a poll."""
+        state = json.loads((self.state_dir / "state.json").read_text())
+        return str(state["pods"][f"{namespace}/{name}"]["ip"])
 
     def reviews(self, headers: dict[str, str] | None = None) -> dict[str, Any]:
         status, body = http_get(self.ingress + REVIEWS_API, headers)

@@ -71,12 +71,8 @@ print(json.dumps(n))
 """
 
 
-def _pod_ip(mesh: E2EMesh, pod: str) -> str:
-    return str(mesh.pod(pod)["ip"])
-
-
 def _scrape(mesh: E2EMesh, pod: str, port: int = 15090) -> str:
-    status, body = http_get(f"http://{_pod_ip(mesh, pod)}:{port}/stats/prometheus")
+    status, body = http_get(f"http://{mesh.pod_ip(pod)}:{port}/stats/prometheus")
     assert status == 200, (pod, port, body[:300])
     return body.decode("utf-8")
 
@@ -124,6 +120,45 @@ def test_reviews_counts_exactly_the_requests_through_the_gateway(demo_mesh: E2EM
     assert "envoy_istio_" not in text
     assert "# TYPE istio_request_duration_milliseconds histogram" in text
     assert _total(text, "istio_requests_total", source_workload_namespace="default") > 0
+
+
+def _source_reviews_samples(mesh: E2EMesh) -> list[dict[str, str]]:
+    """Label sets (with value) of productpage's source-reported calls to reviews."""
+    text = _scrape(mesh, "productpage-v1-0")
+    return [
+        {**sample.labels, "value": str(sample.value)}
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "istio_requests_total"
+        and sample.labels.get("reporter") == "source"
+        and sample.labels.get("destination_service_name") == "reviews"
+    ]
+
+
+def test_source_reporter_names_the_workload_that_answered(demo_mesh: E2EMesh) -> None:
+    mesh = demo_mesh
+
+    def total() -> float:
+        return sum(float(s["value"]) for s in _source_reviews_samples(mesh))
+
+    before = total()
+    n = 6
+    for _ in range(n):
+        status, _ = http_get(mesh.ingress + "/productpage")
+        assert status == 200
+    poll(lambda: total() - before >= n, "productpage's sidecar to count its calls", deadline=20)
+    assert total() - before == n
+    for sample in _source_reviews_samples(mesh):
+        # From the endpoint the control plane described, not from the callee.
+        version = sample["destination_version"]
+        assert version in ("v1", "v2", "v3"), sample
+        assert sample["destination_workload"] == f"reviews-{version}", sample
+        assert sample["destination_workload_namespace"] == "default", sample
+        assert sample["destination_app"] == "reviews", sample
+        assert sample["destination_canonical_service"] == "reviews", sample
+        assert sample["destination_canonical_revision"] == version, sample
+        assert sample["destination_cluster"] == "Kubernetes", sample
+        assert sample["source_workload"] == "productpage-v1", sample
 
 
 def test_forged_source_headers_do_not_change_source_workload(demo_mesh: E2EMesh) -> None:

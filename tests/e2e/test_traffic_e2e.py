@@ -113,11 +113,6 @@ def body(reply: tuple[int | None, str]) -> dict[str, Any]:
     return dict(json.loads(reply[1]))
 
 
-def pod_ip(mesh: E2EMesh, pod: str) -> str:
-    state = json.loads((mesh.state_dir / "state.json").read_text())
-    return str(state["pods"][f"default/{pod}"]["ip"])
-
-
 def wait_for_config(mesh: E2EMesh, resource: str, *needles: str) -> None:
     """Until the client's sidecar holds config mentioning every needle, with no
     cluster still warming (a new or changed cluster waits for its endpoints)."""
@@ -201,8 +196,7 @@ MESSAGE_METRICS = ("istio_request_messages_total", "istio_response_messages_tota
 
 def _grpc_messages(mesh: E2EMesh, pod: str, metric: str) -> float:
     """``metric`` summed over the gRPC samples of ``pod``'s proxy (15090)."""
-    ip = mesh.pod(pod)["ip"]
-    status, body = http_get(f"http://{ip}:15090/stats/prometheus")
+    status, body = http_get(f"http://{mesh.pod_ip(pod)}:15090/stats/prometheus")
     assert status == 200, (pod, body[:200])
     return sum(
         s.value
@@ -374,7 +368,7 @@ class TestDemoMesh:
         reply = http_gets(demo_mesh, (f"http://{EXTERNAL_IP}/", {"Host": "unknown.pilotfish.test"}))
         answer = body(reply[0])
         assert answer["service"] == "external"
-        assert answer["remote"] == pod_ip(demo_mesh, CLIENT)  # straight from the pod
+        assert answer["remote"] == demo_mesh.pod_ip(CLIENT)  # straight from the pod
 
     def test_egress_through_the_egress_gateway(
         self, demo_mesh: E2EMesh, external: None, manifests: Manifests

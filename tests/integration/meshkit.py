@@ -14,7 +14,6 @@ import functools
 import itertools
 import os
 import signal
-import socket
 import subprocess
 import sys
 import urllib.parse
@@ -27,6 +26,7 @@ from aiohttp.test_utils import TestServer
 
 from pilotfish.controlplane.runner import ControlPlane
 from pilotfish.controlplane.settings import ControlPlaneSettings
+from pilotfish.runtime.ports import free_port
 from pilotfish.samples.echo import EchoIdentity, make_app
 from polling import DEFAULT_IGNORE, apoll
 
@@ -39,12 +39,6 @@ poll = functools.partial(apoll, ignore=MESH_IGNORE)
 
 # Distinct 127.x.y.0/24 blocks per test process, so parallel runs do not clash.
 _BLOCKS = itertools.count((os.getpid() % 200) * 256 + 1)
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

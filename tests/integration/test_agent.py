@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -32,6 +31,7 @@ from google.protobuf import any_pb2, json_format
 
 from pilotfish.agent import Agent, AgentConfig
 from pilotfish.model.proxy_view import ProxyView
+from pilotfish.runtime.ports import free_port
 from pilotfish.samples.echo import EchoIdentity, make_app
 from pilotfish.xds.server import XdsServer
 from pilotfish.xds.types import (
@@ -46,12 +46,6 @@ from polling import apoll
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 DEADLINE = 30.0
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _pack(message: Any) -> bytes:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import stat
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from pilotfish.runtime.ports import free_port as _free_port
 from polling import poll
 
 PILOTFISH = [sys.executable, "-m", "pilotfish.cli.main"]
@@ -33,12 +33,6 @@ spec:
   http:
   - route: [{destination: {host: reviews}}]
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _env() -> dict[str, str]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -24,6 +23,7 @@ from typing import Any
 import pytest
 
 from dashkit import browser_page, require_chromium, screenshot
+from pilotfish.runtime.ports import free_port as _free_port
 from polling import poll
 
 pytestmark = pytest.mark.integration
@@ -215,12 +215,6 @@ class _FakeMesh(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _answers(url: str) -> bool:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import urllib.error
@@ -24,6 +23,7 @@ from typing import Any
 import pytest
 
 from pilotfish.runtime.network import is_root
+from pilotfish.runtime.ports import free_port as _free_port
 from polling import poll
 
 pytestmark = [
@@ -50,12 +50,6 @@ spec:
   - from: [{source: {principals: [cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account]}}]
     to: [{operation: {paths: [/logout]}}]
 """  # noqa: E501
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class _NoRedirects(urllib.request.HTTPRedirectHandler):

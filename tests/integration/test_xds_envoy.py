@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
@@ -25,6 +24,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 from google.protobuf import any_pb2
 from prometheus_client import CollectorRegistry
 
+from pilotfish.runtime.ports import free_port
 from pilotfish.xds.server import XdsServer
 from pilotfish.xds.types import (
     ADS_ORDER,
@@ -47,12 +47,6 @@ def find_envoy() -> str | None:
         return found
     candidate = Path(sys.executable).parent / "envoy"
     return str(candidate) if candidate.exists() else None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def pack(message: Any) -> bytes:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Literal
 
 from pilotfish.model.proxy_view import Interception, Role
+from pilotfish.peer_labels import DEFAULT_CLUSTER_ID
 
 __all__ = [
     "AgentConfig",
@@ -66,7 +67,7 @@ class AgentConfig:
     # The workload (deployment) the proxy belongs to, and the cluster it runs
     # in: labels of Istio's metrics. "" workload: the proxy's name.
     workload: str = ""
-    cluster_id: str = "Kubernetes"
+    cluster_id: str = DEFAULT_CLUSTER_ID
     # "region/zone/subzone" of the workload ("" unknown): locality load balancing.
     locality: str = ""
     ips: tuple[str, ...] = ("127.0.0.1",)

@@ -14,15 +14,11 @@ from collections.abc import Mapping
 
 from pilotfish.agent.config import AgentConfig
 from pilotfish.peer_labels import (
-    ENV_APP,
-    ENV_CANONICAL_REVISION,
     ENV_CANONICAL_SERVICE,
-    ENV_CLUSTER,
-    ENV_NAMESPACE,
     ENV_PRINCIPAL,
-    ENV_VERSION,
-    ENV_WORKLOAD,
+    PEER_HEADERS,
     UNKNOWN,
+    workload_facts,
 )
 
 __all__ = ["envoy_environment", "service_cluster", "workload_labels"]
@@ -31,29 +27,14 @@ __all__ = ["envoy_environment", "service_cluster", "workload_labels"]
 OTEL_RESOURCE_ATTRIBUTES = "OTEL_RESOURCE_ATTRIBUTES"
 
 
-def _first(labels: Mapping[str, str], *keys: str) -> str:
-    return next((labels[k] for k in keys if labels.get(k)), "")
-
-
 def workload_labels(config: AgentConfig) -> dict[str, str]:
     """The variable -> value map for ``config``'s workload (see the module docstring)."""
-    labels = dict(config.labels)
-    workload = config.workload or config.name
-    app = _first(labels, "app", "app.kubernetes.io/name")
-    version = _first(labels, "version", "app.kubernetes.io/version")
-    return {
-        ENV_WORKLOAD: workload,
-        ENV_NAMESPACE: config.namespace,
-        ENV_APP: app or UNKNOWN,
-        ENV_VERSION: version or UNKNOWN,
-        # Istio: the canonical-name label, else app, else the workload's name.
-        ENV_CANONICAL_SERVICE: _first(labels, "service.istio.io/canonical-name") or app or workload,
-        ENV_CANONICAL_REVISION: _first(labels, "service.istio.io/canonical-revision")
-        or version
-        or "latest",
-        ENV_CLUSTER: config.cluster_id or UNKNOWN,
-        ENV_PRINCIPAL: config.spiffe_id if config.ca_enabled else UNKNOWN,
-    }
+    facts = workload_facts(
+        config.workload or config.name, config.namespace, dict(config.labels), config.cluster_id
+    )
+    labels = {var: facts[suffix] for suffix, _header, var in PEER_HEADERS}
+    labels[ENV_PRINCIPAL] = config.spiffe_id if config.ca_enabled else UNKNOWN
+    return labels
 
 
 def service_cluster(config: AgentConfig) -> str:

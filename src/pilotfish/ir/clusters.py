@@ -34,6 +34,9 @@ class Endpoint:
     locality: str = ""  # region/zone/subzone
     # "istio" when the endpoint has a sidecar that accepts mesh mTLS (auto mTLS).
     tls_mode: str = ""
+    # Facts about the endpoint's workload (``peer_labels.workload_facts``), sorted
+    # pairs: endpoint metadata the source proxy's metrics read. () for none.
+    workload: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -65,12 +65,20 @@ def _labels(d: Mapping[str, str] | None) -> tuple[tuple[str, str], ...]:
     return tuple(sorted((d or {}).items()))
 
 
+# The workload a WorkloadEntry stands for, when its own name is not it (the
+# runtime registers each pod, named after the pod, for its Workload).
+WORKLOAD_NAME_ANNOTATION = "pilotfish.io/workload-name"
+# A selected endpoint: its spec, labels and (workload, namespace); ("", "") when
+# the endpoint has no workload of its own (a ServiceEntry's inline endpoint).
+_Selected = tuple[WorkloadEntrySpec, dict[str, str], tuple[str, str]]
+
+
 class _WorkloadIndex:
     """WorkloadEntries by namespace and label, so selecting is a set intersection
     rather than a scan of every workload for every service."""
 
     def __init__(self, workloads: Mapping[str, list[Resource]]) -> None:
-        self._entries: dict[str, list[tuple[WorkloadEntrySpec, dict[str, str]]]] = {}
+        self._entries: dict[str, list[_Selected]] = {}
         self._by_label: dict[tuple[str, str, str], set[int]] = defaultdict(set)
         for ns, resources in workloads.items():
             entries = self._entries.setdefault(ns, [])
@@ -80,11 +88,10 @@ class _WorkloadIndex:
                 labels = {**res.metadata.labels, **we.labels}
                 for k, v in labels.items():
                     self._by_label[(ns, k, v)].add(len(entries))
-                entries.append((we, labels))
+                workload = res.metadata.annotations.get(WORKLOAD_NAME_ANNOTATION) or res.name
+                entries.append((we, labels, (workload, res.namespace)))
 
-    def select(
-        self, namespace: str, selector: Mapping[str, str]
-    ) -> list[tuple[WorkloadEntrySpec, dict[str, str]]]:
+    def select(self, namespace: str, selector: Mapping[str, str]) -> list[_Selected]:
         entries = self._entries.get(namespace, [])
         if not selector:
             return []
@@ -150,6 +157,7 @@ def _instance(
     sp: ServicePort,
     we: WorkloadEntrySpec,
     labels: Mapping[str, str],
+    owner: tuple[str, str] = ("", ""),
     default_port: int | None = None,
 ) -> Instance | None:
     if not we.address:
@@ -166,6 +174,8 @@ def _instance(
         locality=we.locality or "",
         weight=we.weight or 1,
         service_account=we.service_account or "",
+        workload=owner[0],
+        namespace=owner[1],
     )
 
 
@@ -198,9 +208,9 @@ def build_registry(
         services[svc.hostname] = svc
         if not svc.selector:
             continue
-        for we, labels in index.select(res.namespace, dict(svc.selector)):
+        for we, labels, owner in index.select(res.namespace, dict(svc.selector)):
             for sp in svc.ports:
-                inst = _instance(svc.hostname, sp, we, labels)
+                inst = _instance(svc.hostname, sp, we, labels, owner)
                 if inst is not None:
                     instances[(svc.hostname, sp.port)].append(inst)
 
@@ -234,18 +244,18 @@ def build_registry(
                 export_to=tuple(sorted(set(se.export_to))),
             )
             services[hostname] = svc
-            selected: list[tuple[WorkloadEntrySpec, dict[str, str]]] = []
+            selected: list[_Selected] = []
             if se.workload_selector is not None:
                 selected = index.select(res.namespace, se.workload_selector.labels)
             elif se.endpoints:
-                selected = [(ep, dict(ep.labels)) for ep in se.endpoints]
+                selected = [(ep, dict(ep.labels), ("", "")) for ep in se.endpoints]
             elif resolution in ("DNS", "DNS_ROUND_ROBIN") and not is_ip_address(host):
                 # No endpoints: Envoy resolves the host itself.
-                selected = [(WorkloadEntrySpec(address=host), {})]
+                selected = [(WorkloadEntrySpec(address=host), {}, ("", ""))]
             for sp in ports:
-                for we, labels in selected:
+                for we, labels, owner in selected:
                     default = sp.target_port if isinstance(sp.target_port, int) else sp.port
-                    inst = _instance(hostname, sp, we, labels, default_port=default)
+                    inst = _instance(hostname, sp, we, labels, owner, default_port=default)
                     if inst is not None:
                         instances[(hostname, sp.port)].append(inst)
 

@@ -86,6 +86,10 @@ class Instance:
     locality: str = ""
     weight: int = 1
     service_account: str = ""
+    # The workload behind the endpoint (a Workload's or WorkloadEntry's name) and its
+    # namespace: the source proxy's destination_workload labels. "" when unknown.
+    workload: str = ""
+    namespace: str = ""
 
     def matches(self, selector: dict[str, str]) -> bool:
         own = dict(self.labels)

@@ -39,7 +39,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import socket
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -73,6 +72,7 @@ from pilotfish.runtime.network.factory import bridge_address, make_network
 from pilotfish.runtime.pod import PodEnv, PodRunner, PodSpec
 from pilotfish.runtime.pod_command import STATUS_PORT
 from pilotfish.runtime.pod_spec import PodSpecError
+from pilotfish.runtime.ports import free_port
 from pilotfish.runtime.process import PROXY_DIR
 from pilotfish.runtime.prometheus_addon import ScrapeTarget
 from pilotfish.runtime.registration import workload_entry
@@ -88,13 +88,6 @@ __all__ = ["TLS_MODE_LABEL", "MeshRuntime", "RuntimeStartError"]
 TLS_MODE_LABEL = "security.istio.io/tlsMode"
 
 log = logging.getLogger("pilotfish.runtime")
-
-
-def _free_port() -> int:
-    """A free loopback port (gateways share the host's network, so fixed ports could clash)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class RuntimeStartError(Exception):
@@ -326,7 +319,7 @@ class MeshRuntime(AdoptionMixin):
 
     def _gateway_specs(self, recorded: dict[str, dict[str, Any]]) -> list[GatewaySpec]:
         """The profile's gateways; ports recorded by an adopted run are kept."""
-        return gateway_specs(self.settings, self._host_for_pods(), recorded, _free_port)
+        return gateway_specs(self.settings, self._host_for_pods(), recorded, free_port)
 
     def _register_gateway_services(self) -> None:
         """The egress gateway's Service and endpoint (demo profile); static, so they are
@@ -499,6 +492,7 @@ class MeshRuntime(AdoptionMixin):
                     labels,
                     spec.service_account,
                     ports,
+                    spec.workload,
                 )
             )
             self._progress(f"pod {spec.name} ready")

@@ -16,10 +16,8 @@ variable is unit-tested without starting anything.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import socket
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -30,6 +28,7 @@ from pilotfish.agent.launch import AgentIdentity, AgentLaunch
 from pilotfish.runtime.isolation import Isolation
 from pilotfish.runtime.network.base import PROXY_GID, PodAddress
 from pilotfish.runtime.pod_spec import PodSpec
+from pilotfish.runtime.ports import free_port
 from pilotfish.runtime.process import PROXY_DIR
 from pilotfish.runtime.sandbox import sandbox_argv
 from pilotfish.runtime.users import PodUser
@@ -116,18 +115,15 @@ def allocate_app_ports(spec: PodSpec, env: PodEnv, host: str = "127.0.0.1") -> d
     """Container port -> the port the app really uses: free ports on ``host`` in explicit
     mode, the container ports themselves in transparent mode.
 
-    A free port is found by binding port 0; another process could take it before
-    the app binds it, which the app's restart (with back-off) then survives.
+    Ports come from ``ports.free_port``: outside the kernel's ephemeral range, so no
+    outgoing connection takes one before the app binds it; another explicit binder
+    still could, which the app's restart (with back-off) then survives.
     """
     if env.mode == "transparent":
         return {p.container_port: p.container_port for p in spec.ports}
     allocated: dict[int, int] = {}
-    # All sockets stay open until every port is chosen, so no port is handed out twice.
-    with contextlib.ExitStack() as stack:
-        for port in spec.ports:
-            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-            sock.bind((host, 0))
-            allocated[port.container_port] = int(sock.getsockname()[1])
+    for port in spec.ports:
+        allocated[port.container_port] = free_port(host)
     return allocated
 
 

@@ -16,6 +16,7 @@ from pilotfish.api.core.service import ServicePort, ServiceSpec
 from pilotfish.api.diagnostics import SourceRef
 from pilotfish.api.networking.workload_entry import WorkloadEntrySpec
 from pilotfish.api.resource import Resource
+from pilotfish.registry.build import WORKLOAD_NAME_ANNOTATION
 
 __all__ = ["RUNTIME_SOURCE", "gateway_service", "workload_entry"]
 
@@ -29,7 +30,10 @@ def workload_entry(
     labels: Mapping[str, str],
     service_account: str,
     ports: Mapping[str, int] | None = None,
+    workload: str = "",
 ) -> Resource:
+    """The WorkloadEntry of ``pod``; ``workload`` names the Workload it runs for
+    (metrics label the endpoint with it) when that is not the pod's own name."""
     spec = WorkloadEntrySpec(
         address=ip,
         labels=dict(labels),
@@ -39,7 +43,12 @@ def workload_entry(
     return Resource(
         api_version="networking.istio.io/v1",
         kind="WorkloadEntry",
-        metadata=ObjectMeta(name=pod, namespace=namespace, labels=dict(labels)),
+        metadata=ObjectMeta(
+            name=pod,
+            namespace=namespace,
+            labels=dict(labels),
+            annotations={WORKLOAD_NAME_ANNOTATION: workload} if workload else {},
+        ),
         spec=spec,
         source=RUNTIME_SOURCE,
     )

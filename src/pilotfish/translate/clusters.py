@@ -12,6 +12,7 @@ from pilotfish.api.duration import parse_duration_ms
 from pilotfish.api.networking.destination_rule import LoadBalancerSettings
 from pilotfish.ir import Cluster, ClusterLoadAssignment, ConsistentHashLb, Endpoint, LbPolicy
 from pilotfish.model.snapshot import Snapshot
+from pilotfish.peer_labels import workload_facts
 from pilotfish.registry.model import Instance, MeshService, ServicePort
 from pilotfish.translate.locality import (
     cluster_locality_weighted,
@@ -82,11 +83,25 @@ def _uses_http2(sp: ServicePort, policy: EffectivePolicy) -> bool:
     return sp.is_http2
 
 
+def _workload(instance: Instance) -> tuple[tuple[str, str], ...]:
+    if not instance.workload:
+        return ()
+    facts = workload_facts(instance.workload, instance.namespace, dict(instance.labels))
+    return tuple(sorted(facts.items()))
+
+
 def _dns_endpoints(instances: tuple[Instance, ...]) -> tuple[Endpoint, ...]:
     # ``tls_mode`` ("istio" when the endpoint's sidecar accepts mesh mTLS) lets
     # auto-mTLS clusters pick TLS or plaintext per endpoint.
     return tuple(
-        Endpoint(i.address, i.port, i.weight, i.locality, dict(i.labels).get(TLS_MODE_LABEL, ""))
+        Endpoint(
+            i.address,
+            i.port,
+            i.weight,
+            i.locality,
+            dict(i.labels).get(TLS_MODE_LABEL, ""),
+            _workload(i),
+        )
         for i in instances
     )
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -15,6 +14,7 @@ from aiohttp.test_utils import TestServer
 from pilotfish.agent.admin import EnvoyAdmin
 from pilotfish.agent.config import AppProbe, ConfigError, parse_app_probe
 from pilotfish.agent.health import AppHealthChecker, HealthServer, ReadinessProbe
+from pilotfish.runtime.ports import free_port as _free_port
 
 
 @dataclass
@@ -58,12 +58,6 @@ async def health(app: tuple[App, int]) -> AsyncIterator[str]:
     yield f"http://127.0.0.1:{port}"
     await server.close()
     await admin.close()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def _get(url: str) -> tuple[int, str]:

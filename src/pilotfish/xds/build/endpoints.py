@@ -10,6 +10,7 @@ from envoy.config.endpoint.v3 import endpoint_pb2
 from google.protobuf import wrappers_pb2
 
 from pilotfish import ir
+from pilotfish.peer_labels import UPSTREAM_METADATA_NAMESPACE
 
 # Endpoint metadata that a cluster's ``transport_socket_matches`` select on.
 TRANSPORT_SOCKET_MATCH = "envoy.transport_socket_match"
@@ -48,6 +49,12 @@ def build_lb_endpoint(endpoint: ir.Endpoint) -> ec_pb2.LbEndpoint:
     if endpoint.tls_mode:
         fields = proto.metadata.filter_metadata[TRANSPORT_SOCKET_MATCH].fields
         fields["tlsMode"].string_value = endpoint.tls_mode
+    if endpoint.workload:
+        # The source proxy's destination_* metric labels (``stats.py``): facts from
+        # the control plane, so a destination cannot claim to be someone else.
+        facts = proto.metadata.filter_metadata[UPSTREAM_METADATA_NAMESPACE].fields
+        for key, value in endpoint.workload:
+            facts[key].string_value = value
     return proto
 
 

@@ -16,6 +16,10 @@ labels are filled, and an access-log filter picks the variant:
 - HTTP or gRPC (the request's ``content-type``), for ``request_protocol``
   and ``grpc_response_status``.
 
+At the source, the destination's workload labels come from the metadata the
+control plane puts on each endpoint (``%UPSTREAM_METADATA%``), so they name the
+workload that really answered and cannot be claimed by it.
+
 Labels about the proxy's own workload come from environment variables the
 agent sets (``pilotfish.peer_labels``), so the configuration is the same for
 every proxy with the same view. Envoy names a stat ``<stat_prefix>.<name>``
@@ -51,6 +55,7 @@ from pilotfish.peer_labels import (
     ENV_PRINCIPAL,
     PEER_HEADERS,
     UNKNOWN,
+    UPSTREAM_METADATA_NAMESPACE,
 )
 from pilotfish.xds.build._common import any_of
 from pilotfish.xds.build.grpc_messages import message_count
@@ -128,6 +133,16 @@ def _peer_labels(side: str, *, trusted: bool) -> Labels:
     }
 
 
+def _upstream_labels(side: str) -> Labels:
+    """``<side>_*`` of the upstream host, from the metadata the control plane put on
+    its endpoint (``endpoints.build_lb_endpoint``). A host without it (a passthrough
+    destination) has empty labels, which Prometheus shows as no label."""
+    return {
+        f"{side}_{suffix}": f"%UPSTREAM_METADATA({UPSTREAM_METADATA_NAMESPACE}:{suffix})%"
+        for suffix, _header, _var in PEER_HEADERS
+    }
+
+
 def _service_labels(*, known: bool, inbound: bool) -> Labels:
     """The called service: on the client side from the headers its route set,
     on the server side from the metadata they were moved into."""
@@ -159,7 +174,7 @@ def _identity_labels(reporter: ir.Reporter, *, mtls: bool, http: bool) -> Labels
         labels["connection_security_policy"] = "mutual_tls" if mtls else "none"
         return labels
     labels = _local_labels("source")
-    labels |= _peer_labels("destination", trusted=False)
+    labels |= _upstream_labels("destination")
     labels["destination_principal"] = "%UPSTREAM_PEER_URI_SAN%"
     labels |= _service_labels(known=http, inbound=False)
     labels["connection_security_policy"] = UNKNOWN

@@ -1,0 +1,40 @@
+"""Ports chosen for later binds stay out of the range outgoing connections draw from."""
+
+from __future__ import annotations
+
+import itertools
+import socket
+from pathlib import Path
+
+import pytest
+
+from pilotfish.runtime import ports
+from pilotfish.runtime.ports import free_port
+
+
+def _ephemeral_start() -> int:
+    return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+
+
+def test_ports_are_below_the_ephemeral_range_distinct_and_bindable() -> None:
+    chosen = [free_port() for _ in range(50)]
+    assert len(set(chosen)) == len(chosen)
+    assert all(10000 <= port < _ephemeral_start() for port in chosen)
+    for port in chosen[:5]:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", port))
+            sock.listen()
+
+
+def test_a_port_held_on_another_loopback_address_is_not_chosen(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with socket.socket() as held:
+        held.bind(("127.0.0.2", 0))
+        held.listen()
+        busy = int(held.getsockname()[1])
+        # The held port (in the ephemeral range, so below 61000) is offered first.
+        offers = itertools.chain([busy], itertools.count(busy + 1))
+        monkeypatch.setattr(ports, "_ephemeral_start", lambda: 65536)
+        monkeypatch.setattr(ports.random, "randrange", lambda _lo, _hi: next(offers))
+        assert free_port() != busy
