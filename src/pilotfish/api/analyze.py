@@ -5,7 +5,9 @@ every diagnostic kept. Resources that loaded without errors are then checked
 together: the same kind/namespace/name defined twice is an error; dangling
 references (``validation.references``) are warnings, and so are the
 Kubernetes-manifest checks of ``validation.workload_analysis`` (Services and
-pods, subsets, port names, labels, service accounts, Gateway selectors).
+pods, subsets, port names, labels, service accounts, Gateway selectors), and
+so are the findings of the converters (``translate.derive``: a Gateway API
+route no listener accepts, a backend another namespace does not grant...).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from pilotfish.api.validation.references import check_references
 from pilotfish.api.validation.telemetry_providers import check_telemetry_providers
 from pilotfish.api.validation.workload_analysis import check_workloads
 from pilotfish.model.mesh_config import MeshConfig
+from pilotfish.translate.conversion import ConversionContext
+from pilotfish.translate.derive import derive
 
 __all__ = ["CONFIG_SUFFIXES", "analyze_paths", "collect_files"]
 
@@ -71,6 +75,9 @@ def analyze_paths(
             resources.append(resource)
     diagnostics += check_references(resources, domain_suffix)
     diagnostics += check_workloads(resources, domain_suffix)
+    # What the converters found (a route no listener allows, a backend in another
+    # namespace without a ReferenceGrant...), at the user's line.
+    diagnostics += derive(resources, ConversionContext(domain_suffix)).diagnostics
     if mesh is not None:
         diagnostics += check_telemetry_providers(resources, mesh)
     return diagnostics

@@ -20,6 +20,7 @@ from pilotfish.cli.client import (
     control_plane_option,
     token_file_option,
 )
+from pilotfish.cli.gateway_api_columns import GATEWAY_API_COLUMNS
 from pilotfish.cli.resources import api_path, preferred_api_version, resolve_kind
 
 __all__ = ["COLUMNS", "get", "table_rows"]
@@ -123,6 +124,7 @@ COLUMNS: Final[MappingProxyType[str, tuple[_Column, ...]]] = MappingProxyType(
         "DaemonSet": (("IMAGES", _template_images),),
         "Job": (("IMAGES", _template_images),),
         "Pod": (("IMAGES", _template_images),),
+        **GATEWAY_API_COLUMNS,
     }
 )
 
@@ -218,7 +220,9 @@ def table_rows(
     for item in items:
         meta = _mapping(item.get("metadata"))
         # Kinds without a spec (Secret) compute their columns from the whole object.
-        spec = item if kind in TOP_LEVEL_SPEC_FIELDS else _mapping(item.get("spec"))
+        # So do the Gateway API kinds, whose columns include status.
+        whole = kind in TOP_LEVEL_SPEC_FIELDS or kind in GATEWAY_API_COLUMNS
+        spec = item if whole else _mapping(item.get("spec"))
         row = [str(meta.get("namespace", ""))] if with_namespace else []
         row.append(str(meta.get("name", "")))
         row += [cell(spec) for _, cell in columns]

@@ -324,7 +324,16 @@ def _action(
     if len(live) == 1:
         out.outcome.cluster = live[0]
     for name in live:
-        _cluster(snapshot, config, view, name, request, out, find_peer)
+        _cluster(
+            snapshot,
+            config,
+            view,
+            name,
+            request,
+            out,
+            find_peer,
+            missing_status=action.missing_cluster_status or 503,
+        )
 
 
 def _fault(fault: ir.FaultPolicy, out: Explanation) -> bool:
@@ -381,11 +390,13 @@ def _cluster(
     request: ExplainRequest,
     out: Explanation,
     find_peer: PeerFinder,
+    missing_status: int = 503,
 ) -> None:
     cluster = upstream.find_cluster(config, name)
     if cluster is None:
-        out.add("cluster", name, ["the proxy has no such cluster: Envoy answers 503"])
-        out.outcome.status = 503
+        reason = f"the proxy has no such cluster: Envoy answers {missing_status}"
+        out.add("cluster", name, [reason])
+        out.outcome.status = missing_status
         return
     endpoints = upstream.cluster_endpoints(config, cluster)
     eps = [f"{e.address}:{e.port}" + (f" ({e.locality})" if e.locality else "") for e in endpoints]

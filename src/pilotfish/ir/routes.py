@@ -156,6 +156,9 @@ class ForwardAction:
     host_rewrite: str | None = None
     hash_policies: tuple[HashPolicy, ...] = ()
     mirrors: tuple[MirrorPolicy, ...] = ()
+    # Status for requests whose cluster does not exist (Envoy's default is 503);
+    # Gateway API routes answer 500 for the share of an invalid backend.
+    missing_cluster_status: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -70,6 +70,19 @@ class GatewaySpec:
     port_map: tuple[tuple[int, int], ...] = ()  # Gateway server port -> listen port
     # The agent's merged metrics (``:<status_port>/stats/prometheus``); 0: none.
     status_port: int = 0
+    # A gateway with a network of its own (``gateway_deployments``): the agent's
+    # ``--name`` when it differs from ``name`` (then the local id), the command that
+    # runs it in its network namespace, and where its health and admin ports bind.
+    agent_name: str = ""
+    exec_prefix: tuple[str, ...] = ()
+    health_bind: str | None = None
+    admin_address: str | None = None
+
+    @property
+    def health_host(self) -> str:
+        """Where the supervisor reaches the agent's health port."""
+        bind = self.health_bind
+        return bind if bind and bind != "0.0.0.0" else "127.0.0.1"
 
 
 def gateway_specs(
@@ -183,6 +196,10 @@ class GatewayProcess:
         return self._proc.pid if self._proc is not None and self._proc.running else None
 
     @property
+    def service_account(self) -> str:
+        return self._service_account or f"{self.spec.name}-service-account"
+
+    @property
     def pids_path(self) -> Path:
         return self._work_dir / PIDS_FILE
 
@@ -199,13 +216,15 @@ class GatewayProcess:
         s = self.spec
         return AgentLaunch(
             role="gateway",
-            name=s.name,
+            name=s.agent_name or s.name,
             namespace=s.namespace,
             service_account=self._service_account,
             ip=(s.ip,),
             xds_address=self._xds,
             admin_port=s.admin_port,
             health_port=s.health_port,
+            admin_address=s.admin_address,
+            health_bind=s.health_bind,
             stats_port=0,
             status_port=s.status_port or None,
             concurrency=2,
@@ -221,7 +240,7 @@ class GatewayProcess:
         if self._isolation is not None:
             spec = self._isolation.proxy(self._proxy_dir, gateway=True)
             args = sandbox_argv(self._python, spec, args)
-        return args
+        return [*self.spec.exec_prefix, *args]
 
     def _env(self) -> dict[str, str] | None:
         """A confined gateway gets PATH and nothing else of the supervisor's environment."""
@@ -284,8 +303,11 @@ class GatewayProcess:
         await asyncio.sleep(delay)
         return not self._stopping
 
+    def health_url(self, path: str) -> str:
+        return f"http://{self.spec.health_host}:{self.spec.health_port}{path}"
+
     async def ready(self, session: aiohttp.ClientSession) -> bool:
-        url = f"http://127.0.0.1:{self.spec.health_port}/healthz/ready"
+        url = self.health_url("/healthz/ready")
         try:
             async with session.get(url) as resp:
                 return resp.status == 200

@@ -332,8 +332,8 @@ class MeshRuntime(AdoptionMixin):
             for resource in ingress_registrations():
                 self.registrations.apply(resource)
 
-    def _gateway_process(self, spec: GatewaySpec) -> GatewayProcess:
-        sa = f"{spec.name}-service-account"
+    def _gateway_process(self, spec: GatewaySpec, sa: str | None = None) -> GatewayProcess:
+        sa = sa or f"{spec.name}-service-account"
         s = self.settings
         return GatewayProcess(
             spec,
@@ -396,6 +396,7 @@ class MeshRuntime(AdoptionMixin):
                 if key not in self.pods
             ]
             await asyncio.gather(*starts)
+            await self._reconcile_gateways()  # Gateway API Gateways (gateway_deployments)
 
     def _report_not_run(self) -> None:
         """Name each Kubernetes workload the runtime cannot run, once, with the reason."""
@@ -585,12 +586,14 @@ class MeshRuntime(AdoptionMixin):
                 app_ports={str(k): v for k, v in pod.runner.app_ports.items()},
             )
         for gw in self.gateways:
-            self._state.gateways[gw.spec.name] = {
-                "admin_port": gw.spec.admin_port,
-                "health_port": gw.spec.health_port,
-                "status_port": gw.spec.status_port,
-                "restarts": gw.restarts,
-            }
+            self._state.gateways.setdefault(gw.spec.name, {}).update(
+                {
+                    "admin_port": gw.spec.admin_port,
+                    "health_port": gw.spec.health_port,
+                    "status_port": gw.spec.status_port,
+                    "restarts": gw.restarts,
+                }
+            )
             if gw.pid is not None:
                 self._state.processes[gw.spec.name] = gw.pid
 
@@ -612,9 +615,10 @@ class MeshRuntime(AdoptionMixin):
 
     async def _http_pods(self, request: web.Request) -> web.Response:
         timeout = aiohttp.ClientTimeout(total=1)
+        gateways = list(self.gateways)  # deployments may come and go meanwhile
         async with aiohttp.ClientSession(timeout=timeout, trust_env=False) as session:
-            answers = await asyncio.gather(*(gw.ready(session) for gw in self.gateways))
-        ready = {gw.spec.name: ok for gw, ok in zip(self.gateways, answers, strict=True)}
+            answers = await asyncio.gather(*(gw.ready(session) for gw in gateways))
+        ready = {gw.spec.name: ok for gw, ok in zip(gateways, answers, strict=True)}
         return web.json_response(
             {
                 "phase": self._state.phase,

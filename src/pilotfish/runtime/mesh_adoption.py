@@ -20,6 +20,7 @@ import aiohttp
 
 from pilotfish.ca.records import IssuedRecord
 from pilotfish.runtime import adoption
+from pilotfish.runtime.gateway_deployments import DeploymentMixin
 from pilotfish.runtime.gateways import GatewayProcess, GatewaySpec
 from pilotfish.runtime.ipam import Ipam, IpamError
 from pilotfish.runtime.network.base import PodAddress, PodNetwork
@@ -49,8 +50,9 @@ def net_id(namespace: str, name: str) -> str:
     return name if namespace == "default" else f"{name}.{namespace}"
 
 
-class AdoptionMixin:
-    """Adoption steps of ``MeshRuntime``; the attributes below are the runtime's."""
+class AdoptionMixin(DeploymentMixin):
+    """Adoption steps of ``MeshRuntime``; the attributes below are the runtime's
+    (``DeploymentMixin`` adopts the Gateway API deployments)."""
 
     settings: RuntimeSettings
     network: PodNetwork | None
@@ -65,7 +67,7 @@ class AdoptionMixin:
     def _gateway_specs(self, recorded: dict[str, dict[str, Any]]) -> list[GatewaySpec]:
         raise NotImplementedError
 
-    def _gateway_process(self, spec: GatewaySpec) -> GatewayProcess:
+    def _gateway_process(self, spec: GatewaySpec, sa: str | None = None) -> GatewayProcess:
         raise NotImplementedError
 
     def _restorable(self, previous: MeshState | None) -> Ipam | None:
@@ -110,11 +112,14 @@ class AdoptionMixin:
                 self.network.delete_pod(local_id)
             else:
                 starts.append(start)
-        self._forget_unadopted_addresses(namespaces)
+        # Gateway API deployments whose agents still run keep their addresses.
+        deployments = self._adopt_deployments(previous)
+        self._forget_unadopted_addresses(namespaces, deployments)
+        self._record_network()  # the adopted namespaces, for a later cleanup
         ready = await asyncio.gather(*starts)
         self._state.message = f"adopted {len(starts)} running pods ({sum(ready)} ready)"
         self._progress(self._state.message)
-        return self._adopt_gateways(previous)
+        return self._adopt_gateways(previous) | deployments
 
     def _adopt_pod(
         self,
@@ -157,10 +162,10 @@ class AdoptionMixin:
             started_at=entry.get("started_at"),
         )
 
-    def _forget_unadopted_addresses(self, namespaces: set[str] | None) -> None:
-        """Release addresses (and remove namespaces) that no adopted pod holds."""
+    def _forget_unadopted_addresses(self, namespaces: set[str] | None, keep: set[str]) -> None:
+        """Release addresses (and remove namespaces) that no adopted pod (nor ``keep``) holds."""
         assert self.network is not None
-        adopted = {p.runner.spec.local_id for p in self.pods.values()}
+        adopted = {p.runner.spec.local_id for p in self.pods.values()} | keep
         ipam = getattr(self.network, "ipam", None)
         owners = set(ipam.allocations()) if isinstance(ipam, Ipam) else set()
         for owner in sorted(owners - adopted):
@@ -220,8 +225,8 @@ class AdoptionMixin:
             (
                 g.spec.name,
                 g.spec.namespace,
-                f"{g.spec.name}-service-account",
-                f"http://127.0.0.1:{g.spec.health_port}/identity",
+                g.service_account,
+                g.health_url("/identity"),
             )
             for g in self.gateways
         ]

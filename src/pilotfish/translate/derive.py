@@ -39,7 +39,9 @@ __all__ = ["CONVERTERS", "Conversion", "ConversionContext", "Converter", "derive
 
 def _converters() -> tuple[Converter, ...]:
     """Every converter, in a fixed order. Converters register here (one line each)."""
-    return (ingress.convert_ingresses, smi.convert_smi)
+    from pilotfish.translate.gateway_api import convert_gateway_api
+
+    return (ingress.convert_ingresses, smi.convert_smi, convert_gateway_api)
 
 
 #: The converters ``derive`` runs (a function, so tests may run one alone).

@@ -9,6 +9,8 @@ VirtualService's namespace). Each matching VirtualService host becomes a
 virtual host; VirtualServices sharing a host are merged in order. Clusters are
 the same outbound clusters sidecars get.
 
+Plain TCP servers proxy to VirtualService ``tcp`` routes (``gateway_tcp``).
+
 TLS servers (``translate.security.gateway_tls`` builds their TLS): a port
 with terminating servers (``SIMPLE``, ``MUTUAL``...) gets one filter chain per
 server behind TLS, each with its own route configuration
@@ -40,9 +42,11 @@ from pilotfish.ir import (
 from pilotfish.model.hosts import fqdn
 from pilotfish.model.proxy_view import ProxyView
 from pilotfish.model.snapshot import Snapshot
+from pilotfish.translate.gateway_tcp import tcp_listener
 from pilotfish.translate.http_routes import RouteContext, http_routes
 from pilotfish.translate.names import gateway_route_name
 from pilotfish.translate.route_filters import with_route_filters
+from pilotfish.translate.route_semantics import SCOPE_NAMESPACE
 from pilotfish.translate.security.authz import authz_policies
 from pilotfish.translate.security.gateway_tls import (
     TERMINATING_MODES,
@@ -70,11 +74,19 @@ class GatewayParts:
     route_configs: tuple[RouteConfig, ...]
 
 
-def selected_gateways(snapshot: Snapshot, labels: dict[str, str]) -> list[Resource]:
+def selected_gateways(
+    snapshot: Snapshot, labels: dict[str, str], namespace: str | None = None
+) -> list[Resource]:
+    """The Gateways whose selector matches ``labels``. A Gateway derived from a
+    Gateway API Gateway selects only its own namespace's workloads
+    (``SCOPE_NAMESPACE``), as the Gateway API's deployments are per namespace."""
     out = []
     for gw in snapshot.of_kind("Gateway"):
         spec = gw.spec
         assert isinstance(spec, GatewaySpec)
+        scope = gw.metadata.annotations.get(SCOPE_NAMESPACE)
+        if scope is not None and namespace is not None and scope != namespace:
+            continue
         if spec.selector and all(labels.get(k) == v for k, v in spec.selector.items()):
             out.append(gw)
     return out
@@ -258,7 +270,8 @@ def gateway_listeners(snapshot: Snapshot, view: ProxyView) -> GatewayParts:
     by_port: dict[int, list[tuple[str, Server]]] = defaultdict(list)
     terminating: dict[int, list[tuple[Resource, Server]]] = defaultdict(list)
     passthrough: dict[int, list[tuple[Resource, Server]]] = defaultdict(list)
-    for gw in selected_gateways(snapshot, view.label_map):
+    tcp: dict[int, list[tuple[str, Server]]] = defaultdict(list)
+    for gw in selected_gateways(snapshot, view.label_map, view.namespace):
         spec = gw.spec
         assert isinstance(spec, GatewaySpec)
         for server in spec.servers:
@@ -271,6 +284,8 @@ def gateway_listeners(snapshot: Snapshot, view: ProxyView) -> GatewayParts:
                 terminating[number].append((gw, server))
             elif mode == "PASSTHROUGH" and protocol in _PASSTHROUGH_PROTOCOLS:
                 passthrough[number].append((gw, server))
+            elif mode is None and protocol == "TCP":
+                tcp[number].append((f"{gw.namespace}/{gw.name}", server))
             else:
                 log.info(
                     "gateway %s/%s: %s server (tls mode %s) on port %d is not served",
@@ -310,6 +325,10 @@ def gateway_listeners(snapshot: Snapshot, view: ProxyView) -> GatewayParts:
         route_configs += tls_routes
         if listener is not None:
             listeners.append(listener)
+    for port in sorted(set(tcp) - set(by_port) - set(terminating) - set(passthrough)):
+        tcp_only = tcp_listener(snapshot, view, port, tcp[port])
+        if tcp_only is not None:
+            listeners.append(tcp_only)
     # Fault injection and CORS need their filters on the connection managers.
     listeners = list(with_route_filters(listeners, route_configs))
     listeners.sort(key=lambda x: x.name)

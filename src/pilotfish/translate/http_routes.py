@@ -9,6 +9,13 @@ VirtualService's namespace; a destination without a port uses the port of the
 route configuration being built when the service has it, else the service's
 only port. Consistent-hash settings of the destination's DestinationRule add
 hash policies to the route, because Envoy hashes at the route.
+
+VirtualServices derived from Gateway API routes carry the annotation
+``internal.pilotfish.io/route-semantics: gateway`` (as Istio marks its own):
+under it a rewrite or redirect ``uri`` replaces the whole path unless it
+starts with ``%PREFIX()%`` (then only the matched prefix), and a share of
+traffic whose cluster does not exist is answered with 500 instead of 503,
+as the Gateway API requires for invalid backends.
 """
 
 from __future__ import annotations
@@ -47,9 +54,22 @@ from pilotfish.model.snapshot import Snapshot
 from pilotfish.translate.names import outbound_cluster
 from pilotfish.translate.policies import effective_policy, find_destination_rule
 from pilotfish.translate.route_extras import cors_policy, fault_policy, mirrors
+from pilotfish.translate.route_semantics import PREFIX_MARK, gateway_semantics
 from pilotfish.translate.source_match import source_matches
 
 __all__ = ["DEFAULT_RETRY", "RouteContext", "default_route", "http_routes"]
+
+
+def _uri_rewrite(uri: str, gateway: bool, prefix_match: bool) -> tuple[str | None, str | None]:
+    """(prefix rewrite, whole-path rewrite) of a rewrite ``uri``."""
+    if gateway:
+        if uri.startswith(PREFIX_MARK):
+            return uri[len(PREFIX_MARK) :], None
+        return None, uri
+    # A prefix match (or none) rewrites the matched prefix; exact and
+    # regex matches replace the whole path, as Istio does.
+    return (uri, None) if prefix_match else (None, uri)
+
 
 # Istio's mesh-wide default retry policy.
 DEFAULT_RETRY = RetryPolicy(
@@ -230,12 +250,10 @@ def _forward(
     if rule.rewrite is not None:
         host_rewrite = rule.rewrite.authority
         if rule.rewrite.uri is not None:
-            # A prefix match (or none) rewrites the matched prefix; exact and
-            # regex matches replace the whole path, as Istio does.
-            if match is None or match.uri is None or match.uri.prefix is not None:
-                prefix_rewrite = rule.rewrite.uri
-            else:
-                path_rewrite = rule.rewrite.uri
+            prefix_match = match is None or match.uri is None or match.uri.prefix is not None
+            prefix_rewrite, path_rewrite = _uri_rewrite(
+                rule.rewrite.uri, gateway_semantics(vs), prefix_match
+            )
     timeout = parse_duration_ms(rule.timeout) if rule.timeout else 0
 
     def mirror_cluster(dest: Destination, owner: Resource) -> str:
@@ -251,7 +269,21 @@ def _forward(
         host_rewrite=host_rewrite,
         hash_policies=hashes,
         mirrors=mirrors(rule, vs, mirror_cluster),
+        missing_cluster_status=500 if gateway_semantics(vs) else None,
     )
+
+
+def _redirect_port(
+    port: int | None, derive: str | None, scheme: str | None, listener_port: int, gateway: bool
+) -> int | None:
+    """The redirect's port, as Istio sets it: ``FROM_REQUEST_PORT`` is the port of
+    the route configuration being built (Envoy cannot derive it per request);
+    under Gateway API semantics the scheme's well-known port is left implicit."""
+    if derive == "FROM_REQUEST_PORT":
+        port = listener_port
+    if gateway and (port, scheme or "http") in ((80, "http"), (443, "https")):
+        return None
+    return port
 
 
 def _action(
@@ -271,11 +303,13 @@ def _action(
         # Istio replaces the whole path whatever the match type.
         prefix = None
         path = r.uri
+        if path is not None and gateway_semantics(vs) and path.startswith(PREFIX_MARK):
+            prefix, path = path[len(PREFIX_MARK) :], None
         return RedirectAction(
             path=path,
             prefix=prefix,
             host=r.authority,
-            port=r.port,
+            port=_redirect_port(r.port, r.derive_port, r.scheme, ctx.port, gateway_semantics(vs)),
             scheme=r.scheme,
             response_code=r.redirect_code or 301,
         )

@@ -86,9 +86,10 @@ def _dest_cluster(snapshot: Snapshot, d: RouteDestination, vs: Resource, port: i
     return outbound_cluster(hostname, number, d.destination.subset or "")
 
 
-def _proxy(
+def tcp_proxy_for(
     snapshot: Snapshot, stat: str, routes: Sequence[RouteDestination], vs: Resource, port: int
 ) -> TcpProxy:
+    """The TCP proxy of one ``tcp``/``tls`` rule's destinations (also for gateways)."""
     positive = [d for d in routes if d.weight is None or d.weight > 0] or list(routes)
     pairs = [(_dest_cluster(snapshot, d, vs, port), d.weight or 0) for d in positive]
     if len(pairs) == 1:
@@ -138,7 +139,7 @@ def service_l4_chains(
                     continue
                 ranges = tuple(tm.destination_subnets) or vips
                 name = f"{base}/tls/{ri}/{mi}"
-                proxy = _proxy(snapshot, name, tls_rule.route, vs, port)
+                proxy = tcp_proxy_for(snapshot, name, tls_rule.route, vs, port)
                 add(name, (ranges, _server_names(tm.sni_hosts)), proxy)
     if vs is not None:
         for ri, tcp_rule in enumerate(getattr(spec, "tcp", ())):
@@ -151,7 +152,7 @@ def service_l4_chains(
                 subnets = tuple(lm.destination_subnets) if lm is not None else ()
                 ranges = subnets or vips
                 name = base if not subnets else f"{base}/tcp/{ri}/{mi}"
-                add(name, (ranges, ()), _proxy(snapshot, name, tcp_rule.route, vs, port))
+                add(name, (ranges, ()), tcp_proxy_for(snapshot, name, tcp_rule.route, vs, port))
     cluster = outbound_cluster(svc.hostname, port)
     add(base, (vips, ()), with_metrics(TcpProxy(cluster, cluster), "source"))
     return chains

@@ -8,6 +8,7 @@ from pilotfish.api.resource import Resource
 from pilotfish.model.hosts import fqdn, short_names
 from pilotfish.model.snapshot import Snapshot
 from pilotfish.registry.model import MeshService
+from pilotfish.translate.route_semantics import gateway_semantics
 from pilotfish.translate.visibility import resource_visible
 
 __all__ = ["bound_gateways", "dedupe_domains", "host_matches", "service_domains", "vs_for_mesh"]
@@ -32,12 +33,14 @@ def vs_for_mesh(snapshot: Snapshot, client_namespace: str | None = None) -> dict
     """For each service hostname, the VirtualService that routes it inside the mesh.
 
     When several VirtualServices name one host, the first by namespace/name wins
-    (the others are reported by analysis, as conflicting). With
+    (the others are reported by analysis, as conflicting), except that a
+    Gateway API route of the client's own namespace comes first (GAMMA's
+    consumer override, as Istio orders them). With
     ``client_namespace``, only VirtualServices exported to it count (``exportTo``).
     """
     found: dict[str, Resource] = {}
     services = snapshot.registry.services
-    for vs in snapshot.of_kind("VirtualService"):
+    for vs in _consumer_routes_first(snapshot.of_kind("VirtualService"), client_namespace):
         if "mesh" not in bound_gateways(vs):
             continue
         if client_namespace is not None and not resource_visible(vs, client_namespace):
@@ -52,6 +55,18 @@ def vs_for_mesh(snapshot: Snapshot, client_namespace: str | None = None) -> dict
                     if host_matches(pattern, hostname):
                         found.setdefault(hostname, vs)
     return found
+
+
+def _consumer_routes_first(
+    found: Iterable[Resource], client_namespace: str | None
+) -> list[Resource]:
+    items = list(found)
+    if client_namespace is None:
+        return items
+    # A stable sort: everything else keeps its namespace/name order.
+    return sorted(
+        items, key=lambda vs: not (vs.namespace == client_namespace and gateway_semantics(vs))
+    )
 
 
 def service_domains(

@@ -78,6 +78,17 @@ PROXIES: dict[str, ProxyView] = {
     ),
 }
 
+#: Proxies a case renders only when its ``# proxies:`` line names them.
+NAMED_ONLY_PROXIES: dict[str, ProxyView] = {
+    # The workload serving Gateway API Gateway "web" of namespace default.
+    "gateway-api": ProxyView(
+        "gateway",
+        "default",
+        labels=(("gateway.networking.k8s.io/gateway-name", "web"),),
+        bind_ip="127.0.0.1",
+    ),
+}
+
 # Golden file kind -> xDS type URL, for the stage-2 outputs.
 STAGE2_KINDS: dict[str, str] = {
     "lds": LISTENER_TYPE,
@@ -122,7 +133,7 @@ def case_proxies(name: str) -> list[str]:
     header = _header(name)
     if "proxies" in header:
         names = header["proxies"].split()
-        unknown = set(names) - set(PROXIES)
+        unknown = set(names) - set(PROXIES) - set(NAMED_ONLY_PROXIES)
         assert names and not unknown, f"{name}.yaml names unknown proxies {unknown}"
         return names
     return list(PROXIES)
@@ -132,7 +143,9 @@ def case_views(name: str) -> dict[str, ProxyView]:
     """The views of a case's proxies (with mesh certificates if its header says so)."""
     certs = _header(name).get("workload-certs", "").lower() == "true"
     return {
-        proxy: dataclasses.replace(PROXIES[proxy], workload_certs=certs)
+        proxy: dataclasses.replace(
+            PROXIES.get(proxy) or NAMED_ONLY_PROXIES[proxy], workload_certs=certs
+        )
         for proxy in case_proxies(name)
     }
 

@@ -187,6 +187,10 @@ def _forward(action: ir.ForwardAction) -> rc_pb2.RouteAction:
         proto.host_rewrite_literal = action.host_rewrite
     proto.hash_policy.extend(_hash_policy(hp) for hp in action.hash_policies)
     proto.request_mirror_policies.extend(_mirror_policy(m) for m in action.mirrors)
+    if action.missing_cluster_status == 500:
+        proto.cluster_not_found_response_code = rc_pb2.RouteAction.INTERNAL_SERVER_ERROR
+    elif action.missing_cluster_status == 404:
+        proto.cluster_not_found_response_code = rc_pb2.RouteAction.NOT_FOUND
     return proto
 
 

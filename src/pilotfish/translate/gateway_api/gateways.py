@@ -1,0 +1,307 @@
+"""Gateway API Gateways -> Istio Gateways, one per listener, and listener status.
+
+Theory of operation: a Gateway whose class names a controller Pilotfish
+serves (``index.SERVED_CONTROLLERS``; class ``istio`` is built in) becomes one
+Istio Gateway per usable listener, selecting the workloads labelled
+``gateway.networking.k8s.io/gateway-name: <gateway>`` in the Gateway's
+namespace. One Istio Gateway per listener (as Istio does) lets a route bound
+to one listener (``sectionName``/``port``) reach only that listener's port
+and hostname. A listener is usable when its protocol is supported, its
+certificates resolve, and it does not conflict with another listener on its
+port (HTTP and HTTPS/TLS/TCP on one port, or two TCP listeners).
+Gateways of other controllers are left alone: no objects, no status.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from pilotfish.api.gateway_api.common import GROUP
+from pilotfish.api.gateway_api.gateway import GatewaySpec, Listener, RouteGroupKind
+from pilotfish.api.networking.gateway import GatewaySpec as IstioGatewaySpec
+from pilotfish.api.networking.gateway import Port, Server, ServerTLSSettings
+from pilotfish.api.resource import Resource, ResourceKey
+from pilotfish.translate.gateway_api.derived import SCOPE_NAMESPACE, derived, safe_name
+from pilotfish.translate.gateway_api.index import (
+    GATEWAY_NAME_LABEL,
+    SERVED_CONTROLLERS,
+    ConfigIndex,
+)
+from pilotfish.translate.gateway_api.status import Condition, conditions
+
+__all__ = [
+    "GatewayState",
+    "ListenerState",
+    "convert_gateways",
+    "gateway_addresses",
+    "gateway_status",
+]
+
+#: Route kinds each listener protocol accepts when ``allowedRoutes.kinds`` is empty.
+_DEFAULT_KINDS: Final = {
+    "HTTP": ("HTTPRoute", "GRPCRoute"),
+    "HTTPS": ("HTTPRoute", "GRPCRoute"),
+    "TLS": ("TLSRoute",),
+    "TCP": ("TCPRoute",),
+}
+_ISTIO_PROTOCOL: Final = {"HTTP": "HTTP", "HTTPS": "HTTPS", "TLS": "TLS", "TCP": "TCP"}
+
+
+@dataclass
+class ListenerState:
+    """A listener as routes see it: may they attach, and through which Istio Gateway."""
+
+    gateway: Resource
+    listener: Listener
+    #: ``ns/name`` of the derived Istio Gateway; "" when the listener is not usable.
+    istio_gateway: str
+    supported_kinds: tuple[str, ...]
+    conditions: list[Condition] = field(default_factory=list)
+    attached_routes: int = 0
+
+
+@dataclass
+class GatewayState:
+    resource: Resource
+    controller: str
+    listeners: list[ListenerState]
+
+
+def gateway_addresses(index: ConfigIndex, namespace: str, name: str) -> list[dict[str, str]]:
+    """``status.addresses`` of a Gateway: the addresses of the registered workloads
+    labelled ``gateway.networking.k8s.io/gateway-name: <name>`` in its namespace."""
+    found = sorted(set(index.workload_addresses.get((namespace, name), ())))
+    return [{"type": "IPAddress", "value": a} for a in found]
+
+
+def _supported_kinds(listener: Listener) -> tuple[tuple[str, ...], list[str]]:
+    """(kinds routes may be of, kinds asked for that the protocol cannot carry)."""
+    defaults = _DEFAULT_KINDS.get(listener.protocol, ())
+    if not listener.allowed_routes.kinds:
+        return defaults, []
+    kinds: list[str] = []
+    invalid: list[str] = []
+    for k in listener.allowed_routes.kinds:
+        if _kind_ok(k, defaults):
+            kinds.append(k.kind)
+        else:
+            invalid.append(k.kind)
+    return tuple(kinds), invalid
+
+
+def _kind_ok(k: RouteGroupKind, defaults: tuple[str, ...]) -> bool:
+    return k.group == GROUP and k.kind in defaults
+
+
+def _certificates(
+    gw: Resource, listener: Listener, index: ConfigIndex, copies: list[Resource]
+) -> tuple[list[str], Condition | None]:
+    """credentialNames of a listener's certificateRefs, or the ResolvedRefs failure.
+
+    A gateway proxy is only ever served its own namespace's Secrets, so a
+    certificate of another namespace that a ReferenceGrant lets this Gateway
+    use is copied (as a derived Secret, added to ``copies``) into the
+    Gateway's namespace: the grant is what allows that use.
+    """
+    tls = listener.tls
+    if tls is None or tls.mode == "Passthrough":
+        return [], None
+    names: list[str] = []
+    for ref in tls.certificate_refs:
+        ns = ref.namespace or gw.namespace
+        if ref.group != "" or ref.kind != "Secret":
+            return [], Condition(
+                "ResolvedRefs",
+                False,
+                "InvalidCertificateRef",
+                f"certificateRef {ref.kind} {ref.name}: only Secrets are supported",
+            )
+        if not index.reference_allowed("Gateway", gw.namespace, "", "Secret", ns, ref.name):
+            return [], Condition(
+                "ResolvedRefs",
+                False,
+                "RefNotPermitted",
+                f"Secret {ns}/{ref.name}: no ReferenceGrant in {ns} allows it",
+            )
+        if (ns, ref.name) not in index.secrets:
+            return [], Condition(
+                "ResolvedRefs",
+                False,
+                "InvalidCertificateRef",
+                f"Secret {ns}/{ref.name} does not exist",
+            )
+        if ns == gw.namespace:
+            names.append(ref.name)
+            continue
+        source = index.secrets[(ns, ref.name)]
+        copy = derived("Secret", "v1", gw.namespace, safe_name(ns, ref.name), source.spec, [gw])
+        copies.append(copy)
+        names.append(copy.name)
+    if not names:
+        return [], Condition("ResolvedRefs", False, "InvalidCertificateRef", "no certificateRefs")
+    return names, None
+
+
+def _conflicts(spec: GatewaySpec) -> dict[str, str]:
+    """listener name -> why it conflicts with another listener on its port."""
+    by_port: dict[int, list[Listener]] = {}
+    for listener in spec.listeners:
+        by_port.setdefault(listener.port, []).append(listener)
+    out: dict[str, str] = {}
+    for port, group in by_port.items():
+        families = {
+            "HTTP"
+            if x.protocol == "HTTP"
+            else "TLS"
+            if x.protocol in ("HTTPS", "TLS")
+            else x.protocol
+            for x in group
+        }
+        if len(families) > 1:
+            for x in group:
+                out[x.name] = f"port {port} carries incompatible protocols"
+            continue
+        tcp = [x for x in group if x.protocol == "TCP"]
+        if len(tcp) > 1:
+            for x in tcp:
+                out[x.name] = f"more than one TCP listener on port {port}"
+    return out
+
+
+def _server(listener: Listener, credentials: list[str]) -> Server:
+    host = f"*/{listener.hostname or '*'}"
+    tls: ServerTLSSettings | None = None
+    if listener.tls is not None:
+        if listener.tls.mode == "Passthrough":
+            tls = ServerTLSSettings(mode="PASSTHROUGH")
+        elif len(credentials) == 1:
+            tls = ServerTLSSettings(mode="SIMPLE", credential_name=credentials[0])
+        else:
+            tls = ServerTLSSettings(mode="SIMPLE", credential_names=credentials)
+    port = Port(
+        number=listener.port, protocol=_ISTIO_PROTOCOL[listener.protocol], name=listener.name
+    )
+    return Server(port=port, hosts=[host], tls=tls, name=listener.name)
+
+
+def _listener_state(
+    gw: Resource, listener: Listener, index: ConfigIndex, conflict: str | None
+) -> tuple[ListenerState, list[Resource]]:
+    """The listener's state and what it derives (its Istio Gateway, certificate copies)."""
+    kinds, invalid = _supported_kinds(listener)
+    state = ListenerState(gw, listener, "", kinds)
+    if listener.protocol not in _ISTIO_PROTOCOL:
+        state.conditions = [
+            Condition(
+                "Accepted",
+                False,
+                "UnsupportedProtocol",
+                f"protocol {listener.protocol} is not supported",
+            ),
+            Condition("Programmed", False, "Invalid"),
+            Condition("ResolvedRefs", True, "ResolvedRefs"),
+            Condition("Conflicted", False, "NoConflicts"),
+        ]
+        return state, []
+    copies: list[Resource] = []
+    credentials, failed = _certificates(gw, listener, index, copies)
+    resolved = failed or Condition("ResolvedRefs", True, "ResolvedRefs")
+    if invalid and failed is None:
+        resolved = Condition(
+            "ResolvedRefs",
+            False,
+            "InvalidRouteKinds",
+            f"route kinds {', '.join(invalid)} are not supported on {listener.protocol}",
+        )
+    conflicted = Condition(
+        "Conflicted",
+        conflict is not None,
+        "ProtocolConflict" if conflict else "NoConflicts",
+        conflict or "",
+    )
+    usable = failed is None and conflict is None
+    state.conditions = [
+        Condition(
+            "Accepted", conflict is None, "Accepted" if conflict is None else "ProtocolConflict"
+        ),
+        Condition("Programmed", usable, "Programmed" if usable else "Invalid"),
+        resolved,
+        conflicted,
+    ]
+    if not usable:
+        return state, []
+    spec = IstioGatewaySpec(
+        selector={GATEWAY_NAME_LABEL: gw.name}, servers=[_server(listener, credentials)]
+    )
+    istio = derived(
+        "Gateway",
+        "networking.istio.io/v1",
+        gw.namespace,
+        safe_name(gw.name, listener.name),
+        spec,
+        [gw],
+        {SCOPE_NAMESPACE: gw.namespace},
+    )
+    state.istio_gateway = f"{istio.namespace}/{istio.name}"
+    return state, [istio, *copies]
+
+
+def convert_gateways(
+    resources: tuple[Resource, ...], index: ConfigIndex
+) -> tuple[list[GatewayState], list[Resource]]:
+    """The served Gateways' states and their derived Istio Gateways."""
+    states: list[GatewayState] = []
+    derived_gateways: list[Resource] = []
+    seen: set[ResourceKey] = set()
+    for gw in resources:
+        if gw.kind != "KubernetesGateway":
+            continue
+        assert isinstance(gw.spec, GatewaySpec)
+        controller = index.controller_of(gw.spec.gateway_class_name)
+        if controller is None or controller not in SERVED_CONTROLLERS:
+            continue
+        conflicts = _conflicts(gw.spec)
+        listeners = []
+        for listener in gw.spec.listeners:
+            state, made = _listener_state(gw, listener, index, conflicts.get(listener.name))
+            listeners.append(state)
+            for res in made:  # two listeners may copy the same certificate
+                if res.key not in seen:
+                    seen.add(res.key)
+                    derived_gateways.append(res)
+        states.append(GatewayState(gw, controller, listeners))
+    return states, derived_gateways
+
+
+def gateway_status(state: GatewayState, index: ConfigIndex) -> dict[str, Any]:
+    gw = state.resource
+    addresses = gateway_addresses(index, gw.namespace, gw.name)
+    usable = any(ls.istio_gateway for ls in state.listeners)
+    if not usable:
+        programmed = Condition("Programmed", False, "Invalid", "no listener is usable")
+    elif addresses:
+        programmed = Condition("Programmed", True, "Programmed")
+    else:
+        programmed = Condition(
+            "Programmed",
+            False,
+            "AddressNotAssigned",
+            f"no workload labelled {GATEWAY_NAME_LABEL}={gw.name} "
+            f"is registered in {gw.namespace} yet",
+        )
+    accepted = Condition("Accepted", True, "Accepted")
+    listeners = [
+        {
+            "name": ls.listener.name,
+            "supportedKinds": [{"group": GROUP, "kind": k} for k in ls.supported_kinds],
+            "attachedRoutes": ls.attached_routes,
+            "conditions": conditions(gw, ls.conditions),
+        }
+        for ls in state.listeners
+    ]
+    return {
+        "addresses": addresses,
+        "conditions": conditions(gw, [accepted, programmed]),
+        "listeners": listeners,
+    }
