@@ -1,0 +1,190 @@
+"""How one ported conformance case runs against a live mesh.
+
+Theory of operation: upstream's suite applies a test's manifests, waits
+until the Gateway and the test's routes are Accepted, then sends each
+``ExpectedResponse``'s request to the Gateway's address until the answer
+matches, and requires it to keep matching (``MakeRequestAndExpectEventually
+ConsistentResponse``: the configuration converges, then must stay put). This
+module does the same: ``check_expect`` sends one request with ``http.client``
+(redirects are not followed; Host and method as the case says), compares the
+answer with ``compare`` (status, the echo backend's JSON: pod prefix,
+namespace, path, host, headers seen, absent headers; a redirect's Location),
+and passes once ``CONSISTENT`` answers in a row match. Statuses come from the
+control plane's config API (the same objects ``pilotfish get`` shows).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cases import Expect
+
+GROUP = "apis/gateway.networking.k8s.io/v1"
+CONSISTENT = 3
+REQUEST_TIMEOUT = 3.0
+
+
+@dataclass
+class Api:
+    """The control plane's config API, with its token."""
+
+    base: str
+    token_file: Path
+
+    def get(self, path: str) -> dict[str, Any] | None:
+        req = urllib.request.Request(
+            f"{self.base}/{path}",
+            headers={"Authorization": f"Bearer {self.token_file.read_text().strip()}"},
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=5) as resp:
+                return dict(json.loads(resp.read()))
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                return None
+            raise
+
+    def status(self, plural: str, namespace: str, name: str) -> dict[str, Any]:
+        obj = self.get(f"{GROUP}/namespaces/{namespace}/{plural}/{name}") or {}
+        return dict(obj.get("status") or {})
+
+
+def gateway_address(api: Api, namespace: str, name: str) -> str | None:
+    """The first IP address in the Gateway's ``status.addresses``, if any yet."""
+    for address in api.status("gateways", namespace, name).get("addresses") or []:
+        if address.get("type", "IPAddress") == "IPAddress" and address.get("value"):
+            return str(address["value"])
+    return None
+
+
+def route_condition(
+    api: Api, namespace: str, name: str, kind: str, plural: str = "httproutes"
+) -> list[tuple[str, str]]:
+    """(status, reason) of condition ``kind`` in each of the route's parents."""
+    out = []
+    for parent in api.status(plural, namespace, name).get("parents") or []:
+        for cond in parent.get("conditions") or []:
+            if cond.get("type") == kind:
+                out.append((str(cond.get("status")), str(cond.get("reason"))))
+    return out
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+def send(address: str, port: int, expect: Expect) -> Answer:
+    conn = http.client.HTTPConnection(address, port, timeout=REQUEST_TIMEOUT)
+    try:
+        conn.putrequest(expect.method, expect.path, skip_host=True, skip_accept_encoding=True)
+        conn.putheader("Host", expect.host or "example.com")
+        for name, value in expect.headers:
+            conn.putheader(name, value)
+        conn.endheaders()
+        resp = conn.getresponse()
+        body = resp.read()
+        headers: dict[str, str] = {}
+        for key, value in resp.getheaders():
+            low = key.lower()
+            headers[low] = f"{headers[low]},{value}" if low in headers else value
+        return Answer(resp.status, headers, body)
+    finally:
+        conn.close()
+
+
+def _seen_headers(body: dict[str, Any]) -> dict[str, str]:
+    """The backend's header map, lower-cased names, values joined with ',' as upstream does."""
+    raw = body.get("headers") or {}
+    return {str(k).lower(): ",".join(v) for k, v in raw.items()}
+
+
+def compare(expect: Expect, answer: Answer) -> str | None:
+    """Why ``answer`` does not meet ``expect``; None when it does."""
+    if answer.status != expect.status:
+        return f"status {answer.status}, want {expect.status}"
+    if expect.location is not None:
+        return _compare_location(expect, answer.headers.get("location", ""))
+    if not expect.backend:
+        return None
+    try:
+        body = json.loads(answer.body)
+    except ValueError:
+        return f"not the echo backend's JSON: {answer.body[:120]!r}"
+    return _compare_seen(expect, body)
+
+
+def _compare_seen(expect: Expect, body: dict[str, Any]) -> str | None:
+    pod, namespace = str(body.get("pod", "")), str(body.get("namespace", ""))
+    if not pod.startswith(expect.backend + "-") or namespace != expect.namespace:
+        return f"answered by {namespace}/{pod}, want {expect.namespace}/{expect.backend}-*"
+    want_path = expect.seen_path if expect.seen_path is not None else expect.path
+    if body.get("path") != want_path:
+        return f"backend saw path {body.get('path')!r}, want {want_path!r}"
+    if body.get("method") != expect.method:
+        return f"backend saw method {body.get('method')!r}, want {expect.method!r}"
+    want_host = expect.seen_host if expect.seen_host is not None else expect.host
+    if want_host and body.get("host") != want_host:
+        return f"backend saw host {body.get('host')!r}, want {want_host!r}"
+    seen = _seen_headers(body)
+    for name, value in expect.seen_headers or expect.headers:
+        if seen.get(name.lower()) != value:
+            return f"backend saw {name}: {seen.get(name.lower())!r}, want {value!r}"
+    for name in expect.absent_headers:
+        if name.lower() in seen:
+            return f"backend saw {name}: {seen[name.lower()]!r}, want it absent"
+    return None
+
+
+def _compare_location(expect: Expect, location: str) -> str | None:
+    assert expect.location is not None
+    if not location:
+        return "no Location header"
+    parts = urllib.parse.urlsplit(location)
+    scheme, host, port, path = expect.location
+    got = {
+        "scheme": (parts.scheme, scheme),
+        "host": (parts.hostname or "", host),
+        "port": (str(parts.port or ""), port),
+        "path": (parts.path, path),
+    }
+    for what, (actual, wanted) in got.items():
+        if wanted and actual != wanted:
+            return f"Location {location!r}: {what} {actual!r}, want {wanted!r}"
+    return None
+
+
+def check_expect(
+    address: str,
+    port: int,
+    expect: Expect,
+    deadline: float,
+    now: Callable[[], float] = time.monotonic,
+) -> str | None:
+    """Send until ``CONSISTENT`` answers in a row match (None) or ``deadline`` passes
+    (the last mismatch)."""
+    streak, last = 0, "no answer"
+    while True:
+        try:
+            why = compare(expect, send(address, port, expect))
+        except OSError as exc:
+            why = f"request failed: {exc}"
+        if why is None:
+            streak += 1
+            if streak >= CONSISTENT:
+                return None
+            continue
+        streak, last = 0, why
+        if now() >= deadline:
+            return last
+        time.sleep(0.2)  # a retry pace, not a wait for something: the deadline bounds it
