@@ -90,6 +90,7 @@ GATEWAY_HTTP = (
     ('ListenerSetRouteStatusScopedToParentRef', False, ('Gateway', 'HTTPRoute', 'ListenerSet')),
 )
 MESH_HTTP = (
+    ('MeshBasic', True, ('Mesh',)),  # needs Mesh alone: in every MESH profile
     ('MeshConsumerRoute', False, ('HTTPRoute', 'HTTPRouteResponseHeaderModification', 'Mesh', 'MeshConsumerRoute')),
     ('MeshFrontend', False, ('HTTPRoute', 'HTTPRouteResponseHeaderModification', 'Mesh')),
     ('MeshFrontendHostname', False, ('HTTPRoute', 'HTTPRouteResponseHeaderModification', 'Mesh', 'MeshClusterIPMatching')),
