@@ -15,6 +15,7 @@ mismatch, not applicable, or not run and why).
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Iterator
@@ -24,8 +25,17 @@ from pathlib import Path
 import pytest
 from cases import CORE, INFRA, Case
 from cases_extended import EXTENDED
+from cases_mesh import MESH, MESH_CASES
 from e2ekit import REPO, E2EMesh, down_leaves_nothing, free_port, require_root
-from harness import Api, check_expect, gateway_address, route_condition
+from harness import (
+    Api,
+    Sender,
+    check_expect,
+    gateway_address,
+    gateway_sender,
+    pod_sender,
+    route_condition,
+)
 from inventory import GATEWAY_HTTP, MESH_HTTP
 
 from polling import poll
@@ -42,15 +52,12 @@ CLASS = "istio"
 FIRST_DEADLINE = 60.0
 #: Time for each later request of the case (the configuration has converged).
 NEXT_DEADLINE = 10.0
-CASES: tuple[Case, ...] = CORE + EXTENDED
+CASES: tuple[Case, ...] = CORE + EXTENDED + MESH_CASES
 OUTCOMES: dict[str, Outcome] = {}
 
 NOT_RUN = {
     "GATEWAY-HTTP": "not ported to the harness yet",
-    "MESH-HTTP": (
-        "not ported yet: the mesh tests send from upstream's echo-advanced client pods "
-        "(gateway-conformance-mesh), which the harness does not run yet"
-    ),
+    "MESH-HTTP": "not ported to the harness yet",
 }
 HEADER = """\
 # Gateway API conformance
@@ -93,7 +100,11 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2EMesh]:
     m.extra_up_args = ("--mesh-config", str(mesh_config), "--image-map", str(IMAGE_MAP))
     started = time.monotonic()
     try:
-        m.up(_substituted(DATA / "base-manifests.yaml", tmp), profile="minimal")
+        m.up(
+            _substituted(DATA / "base-manifests.yaml", tmp),
+            DATA / "mesh-manifests.yaml",
+            profile="minimal",
+        )
         poll(lambda: _backends_ready(m), "the conformance backends to be ready", deadline=180)
         print(f"conformance mesh up and ready in {time.monotonic() - started:.1f}s")
         yield m
@@ -105,8 +116,9 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2EMesh]:
 
 
 def _backends_ready(mesh: E2EMesh) -> bool:
-    pods = [p for p in mesh.pods() if str(p["name"]).startswith(("infra-backend", "web-backend"))]
-    return len(pods) >= 7 and all(p["ready"] for p in pods)
+    names = ("infra-backend", "web-backend", "echo-v")
+    pods = [p for p in mesh.pods() if str(p["name"]).startswith(names)]
+    return len(pods) >= 10 and all(p["ready"] for p in pods)
 
 
 def _write_table() -> None:
@@ -128,6 +140,21 @@ def _has_condition(api: Api, where: tuple[str, str, str], want: tuple[str, str])
     return want in route_condition(api, *where)
 
 
+def _sender(mesh: E2EMesh, api: Api, gateway: str) -> Sender:
+    """Requests to the Gateway's address, or (no Gateway: a mesh case) from the mesh
+    namespace's echo-v1 client pod to the ``echo`` Service."""
+    if not gateway:
+        state = json.loads((mesh.state_dir / "state.json").read_text())
+        client = next(
+            v for k, v in sorted(state["pods"].items()) if k.startswith(f"{MESH}/echo-v1-")
+        )
+        return pod_sender(str(client["netns"]), "echo")
+    address = poll(
+        partial(gateway_address, api, INFRA, gateway), f"Gateway {INFRA}/{gateway} status.addresses"
+    )
+    return gateway_sender(address, 80)
+
+
 def _run(mesh: E2EMesh, case: Case, tmp: Path) -> str | None:
     """Why ``case`` fails (the first mismatch), or None when it passes."""
     api = _api(mesh)
@@ -145,17 +172,18 @@ def _run(mesh: E2EMesh, case: Case, tmp: Path) -> str | None:
                 f"route {namespace}/{route} {kind}={status} ({reason})",
                 30,
             )
-        addresses: dict[str, str] = {}
+        senders: dict[str, Sender] = {}
+
+        def sender_for(gateway: str) -> Sender:
+            if gateway not in senders:
+                senders[gateway] = _sender(mesh, api, gateway)
+            return senders[gateway]
+
         first = True
         for expect in case.expects:
             gateway = expect.gateway or case.gateway
-            if gateway not in addresses:
-                addresses[gateway] = poll(
-                    partial(gateway_address, api, INFRA, gateway),
-                    f"Gateway {INFRA}/{gateway} status.addresses",
-                )
             budget = FIRST_DEADLINE if first else NEXT_DEADLINE
-            why = check_expect(addresses[gateway], 80, expect, time.monotonic() + budget)
+            why = check_expect(sender_for(gateway), expect, time.monotonic() + budget)
             if why is not None:
                 return f"{expect.label()}: {why}"
             first = False

@@ -6,16 +6,16 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from cases import CORE, INFRA, Expect
 from cases_extended import EXTENDED
+from cases_mesh import MESH_CASES
 from harness import Answer, compare
 from inventory import GATEWAY_HTTP, MESH_HTTP
 
+from pilotfish.api.analyze import analyze_paths
 from report import FAIL, NOT_RUN, PASS, Outcome, counts, render
 
 REPO = Path(__file__).resolve().parents[3]
@@ -28,7 +28,11 @@ def test_every_case_is_an_upstream_test_of_its_level() -> None:
     for case in CASES:
         assert case.name in levels, case.name
         assert levels[case.name] is case.core, case.name
-    assert len({c.name for c in CASES}) == len(CASES)
+    mesh_levels = {name: core for name, core, _ in MESH_HTTP}
+    for case in MESH_CASES:
+        assert mesh_levels.get(case.name) is case.core, case.name
+    names = [c.name for c in CASES + MESH_CASES]
+    assert len(set(names)) == len(names)
 
 
 def test_every_case_manifest_is_vendored_and_analyzes_cleanly(tmp_path: Path) -> None:
@@ -42,13 +46,8 @@ def test_every_case_manifest_is_vendored_and_analyzes_cleanly(tmp_path: Path) ->
     # Base and each test's manifests together, as the harness applies them.
     for case in CASES:
         files = [tmp_path / "base-manifests.yaml", *(tmp_path / f for f in case.manifests)]
-        proc = subprocess.run(
-            [sys.executable, "-m", "pilotfish.cli.main", "analyze", *map(str, files)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert proc.returncode == 0, f"{case.name}:\n{proc.stdout}\n{proc.stderr}"
+        found = analyze_paths([str(f) for f in files])
+        assert [d.format() for d in found if d.is_error] == [], case.name
 
 
 def _echo(pod: str, path: str, **extra: object) -> Answer:
