@@ -33,7 +33,8 @@ class Expect:
     # What the backend must have seen (None: the request as sent).
     seen_path: str | None = None
     seen_host: str | None = None
-    seen_headers: tuple[tuple[str, str], ...] = ()
+    # None: the request's own headers (upstream's default ExpectedRequest).
+    seen_headers: tuple[tuple[str, str], ...] | None = None
     absent_headers: tuple[str, ...] = ()
     response_headers: tuple[tuple[str, str], ...] = ()
     absent_response_headers: tuple[str, ...] = ()
@@ -319,6 +320,7 @@ CORE += (
                 V1,
                 "/remove",
                 headers=_h(X_Header_Remove="val"),
+                seen_headers=(),
                 absent_headers=("X-Header-Remove",),
             ),
             _to(
