@@ -58,6 +58,8 @@ class Case:
     expects: tuple[Expect, ...] = ()
     # Set when Pilotfish does not claim the feature: the reason goes into the table.
     not_applicable: str = ""
+    # A traffic split to measure after the expectations hold: backend -> share.
+    weights: tuple[tuple[str, float], ...] = ()
     # Route conditions to wait for: (namespace, route, type, status, reason).
     conditions: tuple[tuple[str, str, str, str, str], ...] = ()
     features: tuple[str, ...] = field(default=("Gateway", "HTTPRoute"))
@@ -403,5 +405,78 @@ CORE += (
             _to(V1, "/shared", gateway="all-namespaces"),
             _to(V3, "/", gateway="all-namespaces"),
         ),
+    ),
+)
+
+_NOT_PERMITTED = ("ResolvedRefs", "False", "RefNotPermitted")
+CORE += (
+    Case(
+        "HTTPRouteInvalidReferenceGrant",
+        True,
+        ("httproute-invalid-reference-grant.yaml",),
+        _SAME,
+        ((INFRA, "reference-grant"),),
+        (_miss("/", status=500),),
+        conditions=((INFRA, "reference-grant", *_NOT_PERMITTED),),
+        features=("Gateway", "HTTPRoute", "ReferenceGrant"),
+    ),
+    Case(
+        "HTTPRoutePartiallyInvalidViaInvalidReferenceGrant",
+        True,
+        ("httproute-partially-invalid-via-invalid-reference-grant.yaml",),
+        _SAME,
+        ((INFRA, "invalid-reference-grant"),),
+        (
+            _miss("/v2", status=500),
+            _to("app-backend-v1", "/", namespace="gateway-conformance-app-backend"),
+        ),
+        conditions=((INFRA, "invalid-reference-grant", *_NOT_PERMITTED),),
+        features=("Gateway", "HTTPRoute", "ReferenceGrant"),
+    ),
+    Case(
+        "HTTPRouteInvalidCrossNamespaceParentRef",
+        True,
+        ("httproute-invalid-cross-namespace-parent-ref.yaml",),
+        _SAME,
+        (),
+        (),
+        conditions=(
+            (
+                WEB,
+                "invalid-cross-namespace-parent-ref",
+                "Accepted",
+                "False",
+                "NotAllowedByListeners",
+            ),
+        ),
+    ),
+    Case(
+        "HTTPRouteInvalidParentRefNotMatchingSectionName",
+        True,
+        ("httproute-invalid-parentref-not-matching-section-name.yaml",),
+        _SAME,
+        (),
+        (),
+        conditions=(
+            (
+                INFRA,
+                "httproute-listener-not-matching-section-name",
+                "Accepted",
+                "False",
+                "NoMatchingParent",
+            ),
+        ),
+    ),
+)
+
+CORE += (
+    Case(
+        "HTTPRouteWeight",
+        True,
+        ("httproute-weight.yaml",),
+        _SAME,
+        ((INFRA, "weighted-backends"),),
+        (Expect("/"),),
+        weights=((V1, 0.7), (V2, 0.3), (V3, 0.0)),
     ),
 )

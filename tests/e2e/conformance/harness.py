@@ -239,3 +239,29 @@ def check_expect(
         if now() >= deadline:
             return last
         time.sleep(0.2)  # a retry pace, not a wait for something: the deadline bounds it
+
+
+#: Requests per weight measurement and the allowed difference from each share.
+#: Upstream sends 500 with 0.05 and retries up to 10 times on a miss; one try
+#: with 0.07 (3.4 binomial standard deviations at 0.7) needs no retry.
+WEIGHT_REQUESTS = 500
+WEIGHT_TOLERANCE = 0.07
+
+
+def check_weights(sender: Sender, path: str, weights: tuple[tuple[str, float], ...]) -> str | None:
+    """Whether the backends' shares of ``WEIGHT_REQUESTS`` requests match ``weights``."""
+    counts: dict[str, int] = {}
+    probe = Expect(path)
+    for _ in range(WEIGHT_REQUESTS):
+        answer = sender(probe)
+        if answer.status != 200:
+            return f"status {answer.status} while measuring weights"
+        pod = str(json.loads(answer.body).get("pod", ""))
+        backend = next((b for b, _ in weights if pod.startswith(b + "-")), pod)
+        counts[backend] = counts.get(backend, 0) + 1
+    for backend, share in weights:
+        got = counts.get(backend, 0) / WEIGHT_REQUESTS
+        if abs(got - share) > WEIGHT_TOLERANCE:
+            return f"{backend} got {got:.3f} of requests, want {share} +/- {WEIGHT_TOLERANCE}"
+    unknown = set(counts) - {b for b, _ in weights}
+    return f"answered by unexpected pods {sorted(unknown)}" if unknown else None

@@ -31,6 +31,7 @@ from harness import (
     Api,
     Sender,
     check_expect,
+    check_weights,
     gateway_address,
     gateway_sender,
     pod_sender,
@@ -187,6 +188,8 @@ def _run(mesh: E2EMesh, case: Case, tmp: Path) -> str | None:
             if why is not None:
                 return f"{expect.label()}: {why}"
             first = False
+        if case.weights:
+            return check_weights(sender_for(case.gateway), "/", case.weights)
         return None
     except AssertionError as exc:  # a poll's deadline: the status never came
         return str(exc).splitlines()[0]
