@@ -155,3 +155,40 @@ EXTENDED: tuple[Case, ...] = (
         features=("Gateway", "HTTPRoute", "HTTPRouteSchemeRedirect"),
     ),
 )
+
+
+def _status_redirect(code: int, path: str) -> Case:
+    return Case(
+        f"HTTPRoute{code}Redirect",
+        False,
+        (f"httproute-{code}-redirect.yaml",),
+        _SAME,
+        ((INFRA, f"{code}-redirect"),),
+        (_redirect(path, status=code, to=path),),
+        features=("Gateway", "HTTPRoute", f"HTTPRoute{code}RedirectStatusCode"),
+    )
+
+
+def _port(path: str, status: int = 302, host: str = "") -> Expect:
+    return _miss(path, status=status, location=("", host, "8083", ""))
+
+
+EXTENDED += (
+    _status_redirect(303, "/see-other"),
+    _status_redirect(307, "/temporary"),
+    _status_redirect(308, "/permanent"),
+    Case(
+        "HTTPRouteRedirectPort",
+        False,
+        ("httproute-redirect-port.yaml",),
+        _SAME,
+        ((INFRA, "redirect-port"),),
+        (
+            _port("/port"),
+            _port("/port-and-host", host="example.org"),
+            _port("/port-and-status", status=301),
+            _port("/port-and-host-and-status", host="example.org"),
+        ),
+        features=("Gateway", "HTTPRoute", "HTTPRoutePortRedirect"),
+    ),
+)

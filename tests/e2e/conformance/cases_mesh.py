@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from cases import CORE, Case, Expect, _h
+from cases_extended import EXTENDED
 
 MESH = "gateway-conformance-mesh"
 E1, E2 = "echo-v1", "echo-v2"
@@ -86,5 +87,81 @@ MESH_CASES: tuple[Case, ...] = (
         ((MESH, "mesh-request-header-modifier"),),
         tuple(replace(e, host="echo", backend=E1, namespace=MESH) for e in _RHM.expects),
         features=("Mesh", "HTTPRoute"),
+    ),
+)
+
+
+def _mesh_redirect(
+    path: str, status: int = 302, scheme: str = "", host: str = "", to: str = ""
+) -> Expect:
+    return Expect(path=path, host="echo", status=status, location=(scheme, host, "", to))
+
+
+def _mesh_status_redirect(code: int, path: str) -> Case:
+    return Case(
+        f"MeshHTTPRoute{code}Redirect",
+        False,
+        (f"mesh/httproute-{code}-redirect.yaml",),
+        "",
+        ((MESH, f"mesh-{code}-redirect"),),
+        (_mesh_redirect(path, status=code, to=path),),
+        features=("Mesh", "HTTPRoute", f"HTTPRoute{code}RedirectStatusCode"),
+    )
+
+
+_REWRITE = next(c for c in EXTENDED if c.name == "HTTPRouteRewritePath")
+
+MESH_CASES += (
+    Case(
+        "MeshHTTPRouteWeight",
+        True,
+        ("mesh/httproute-weight.yaml",),
+        "",
+        ((MESH, "mesh-weighted-backends"),),
+        (Expect("/", host="echo"),),
+        weights=((E1, 0.7), (E2, 0.3)),
+        features=("Mesh", "HTTPRoute"),
+    ),
+    _mesh_status_redirect(303, "/redirect"),
+    _mesh_status_redirect(307, "/temporary"),
+    _mesh_status_redirect(308, "/permanent"),
+    Case(
+        "MeshHTTPRouteRedirectPath",
+        False,
+        ("mesh/httproute-redirect-path.yaml",),
+        "",
+        ((MESH, "mesh-redirect-path"),),
+        (
+            _mesh_redirect("/original-prefix/lemon", to="/replacement-prefix/lemon"),
+            _mesh_redirect("/full/path/original", to="/full-path-replacement"),
+            _mesh_redirect("/path-and-host", host="example.org", to="/replacement-prefix"),
+            _mesh_redirect("/path-and-status", status=301, to="/replacement-prefix"),
+            _mesh_redirect("/full-path-and-host", host="example.org", to="/replacement-full"),
+            _mesh_redirect("/full-path-and-status", status=301, to="/replacement-full"),
+        ),
+        features=("Mesh", "HTTPRoute", "MeshHTTPRouteRedirectPath"),
+    ),
+    Case(
+        "MeshHTTPRouteSchemeRedirect",
+        False,
+        ("mesh/httproute-redirect-scheme.yaml",),
+        "",
+        ((MESH, "mesh-redirect-scheme"),),
+        (
+            _mesh_redirect("/scheme", scheme="https"),
+            _mesh_redirect("/scheme-and-host", scheme="https", host="example.org"),
+            _mesh_redirect("/scheme-and-status", status=301, scheme="https"),
+            _mesh_redirect("/scheme-and-host-and-status", scheme="https", host="example.org"),
+        ),
+        features=("Mesh", "HTTPRoute", "MeshHTTPRouteSchemeRedirect"),
+    ),
+    Case(
+        "MeshHTTPRouteRewritePath",
+        False,
+        ("mesh/httproute-rewrite-path.yaml",),
+        "",
+        ((MESH, "mesh-rewrite-path"),),
+        tuple(replace(e, host="echo", backend=E1, namespace="") for e in _REWRITE.expects),
+        features=("Mesh", "HTTPRoute", "MeshHTTPRouteRewritePath"),
     ),
 )
