@@ -147,11 +147,12 @@ def direct(rig: Rig, stack: contextlib.ExitStack) -> Target:
     )
 
 
-def _mesh_ips() -> tuple[str, str]:
-    """A client and a server address in a 127.x.y.0/24 block derived from our pid."""
+def _mesh_ips(index: int = 0) -> tuple[str, str]:
+    """A client and a server address in a 127.x.y.0/24 block derived from our pid;
+    meshes running side by side (``index``) get different ones."""
     pid = os.getpid()
     prefix = f"127.{200 + (pid >> 8) % 50}.{pid % 256}"
-    return f"{prefix}.2", f"{prefix}.3"
+    return f"{prefix}.{2 + 2 * index}", f"{prefix}.{3 + 2 * index}"
 
 
 _CONFIG = """\
@@ -169,7 +170,7 @@ spec: {{address: {ip}, labels: {{app: echo, version: v1}}}}
 """
 
 
-def _control_plane(rig: Rig, stack: contextlib.ExitStack, config_dir: Path) -> int:
+def _control_plane(rig: Rig, stack: contextlib.ExitStack, work: Path, config_dir: Path) -> int:
     """Start ``pilotfish control-plane`` on ``config_dir``; return its xDS port once ready."""
     xds_port, http_port = free_port(), free_port()
     cp = start_process(
@@ -188,9 +189,9 @@ def _control_plane(rig: Rig, stack: contextlib.ExitStack, config_dir: Path) -> i
             "127.0.0.1",
             # Its API token in the rig's directory, not in the working directory.
             "--api-token-file",
-            str(rig.work / "api-token"),
+            str(work / "api-token"),
         ],
-        rig.work,
+        work,
     )
     url = f"http://127.0.0.1:{http_port}/ready"
     wait_for("the control plane", answers_200(url), rig.params.ready_deadline_s, (cp,))
@@ -207,6 +208,7 @@ class _Agent:
 def _agent(
     rig: Rig,
     stack: contextlib.ExitStack,
+    work: Path,
     name: str,
     ip: str,
     xds_port: int,
@@ -214,7 +216,7 @@ def _agent(
     app_ports: dict[int, int],
 ) -> _Agent:
     health_port = free_port()
-    work_dir = rig.work / f"agent-{name}"
+    work_dir = work / f"agent-{name}"
     launch = AgentLaunch(
         name=name,
         namespace="default",
@@ -231,7 +233,7 @@ def _agent(
         work_dir=str(work_dir),
     )
     command = launch.to_argv([str(rig.exe), "agent"])
-    return _Agent(start_process(stack, f"agent-{name}", command, rig.work), health_port, work_dir)
+    return _Agent(start_process(stack, f"agent-{name}", command, work), health_port, work_dir)
 
 
 # Mesh-wide Telemetry (root namespace) turning off what the mesh adds by default:
@@ -253,29 +255,44 @@ spec:
 """
 
 
-def explicit_sidecars(rig: Rig, stack: contextlib.ExitStack, *, telemetry: bool = True) -> Target:
+def explicit_sidecars(
+    rig: Rig,
+    stack: contextlib.ExitStack,
+    *,
+    telemetry: bool = True,
+    mesh: str = "",
+    index: int = 0,
+    extra_files: dict[str, str] | None = None,
+) -> Target:
     """Client sidecar -> server sidecar -> app, apps dialing the proxy (no interception).
 
     With ``telemetry`` false a root-namespace Telemetry turns the mesh's default
     metrics, tracing and access logs off, so the pair of runs prices them.
+    ``extra_files`` (name -> YAML) join the config; meshes that run side by side
+    need their own ``mesh`` (work directory) and ``index`` (addresses).
     """
-    client_ip, server_ip = _mesh_ips()
-    config_dir = rig.work / ("config" if telemetry else "config-no-telemetry")
+    client_ip, server_ip = _mesh_ips(index)
+    work = rig.work / mesh if mesh else rig.work
+    work.mkdir(exist_ok=True)
+    config_dir = work / ("config" if telemetry else "config-no-telemetry")
     config_dir.mkdir(exist_ok=True)
     (config_dir / "echo.yaml").write_text(_CONFIG.format(port=SERVICE_PORT, ip=server_ip))
     if not telemetry:
         (config_dir / "telemetry-off.yaml").write_text(TELEMETRY_OFF)
-    xds_port = _control_plane(rig, stack, config_dir)
+    for name, text in (extra_files or {}).items():
+        (config_dir / name).write_text(text)
+    xds_port = _control_plane(rig, stack, work, config_dir)
     server = _agent(
         rig,
         stack,
+        work,
         "echo-v1",
         server_ip,
         xds_port,
         {"app": "echo", "version": "v1"},
         {SERVICE_PORT: rig.app_port},
     )
-    client = _agent(rig, stack, "client", client_ip, xds_port, {"app": "client"}, {})
+    client = _agent(rig, stack, work, "client", client_ip, xds_port, {"app": "client"}, {})
     agents = (server, client)
     processes = tuple(a.process for a in agents)
     deadline = rig.params.ready_deadline_s

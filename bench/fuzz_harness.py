@@ -301,7 +301,8 @@ def _url(seed: Seed) -> str:
     meta = doc.get("metadata") or {}
     namespace = meta.get("namespace", "default")
     prefix = f"/apis/{api_version}" if "/" in api_version else f"/api/{api_version}"
-    return f"{prefix}/namespaces/{namespace}/{plural(seed.kind)}/{meta.get('name')}"
+    kind = resolve_document_kind(api_version, seed.kind) or seed.kind
+    return f"{prefix}/namespaces/{namespace}/{plural(kind)}/{meta.get('name')}"
 
 
 def _stays_on_loopback(body: bytes) -> bool:
@@ -408,11 +409,8 @@ def _api_reason(status: int, body: Any) -> str:
 
 def _check_accepted(cp: ControlPlane, case: FuzzCase, body: Any, tally: Tally) -> None:
     meta = body.get("metadata", {}) if isinstance(body, dict) else {}
-    # The body spells the document's kind; the store keys the internal one
-    # (a Gateway API ``Gateway`` is ``KubernetesGateway``).
-    written = str(body.get("kind")) if isinstance(body, dict) else ""
-    version = str(body.get("apiVersion")) if isinstance(body, dict) else ""
-    kind = resolve_document_kind(version, written) or written
+    written = str(body.get("kind"))
+    kind = resolve_document_kind(str(body.get("apiVersion")), written) or written
     key = ResourceKey(kind, str(meta.get("namespace")), str(meta.get("name")))
     stored = cp.store.get(key)
     if stored is None:

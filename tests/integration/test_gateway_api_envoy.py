@@ -4,7 +4,8 @@ The control plane converts the Gateway and HTTPRoute below into Istio objects
 and serves them to a real gateway agent and Envoy (labelled as a Gateway API
 deployment is) in front of two real sidecars with echo apps. Each request is
 checked as a client sees it: redirects, rewrites, header modifiers, weights
-(weight 0 gets nothing) and the 500 share of a backend that does not exist.
+(weight 0 gets nothing), the 500 share of a backend that does not exist, and
+a TCPRoute splitting connections; then a mesh (GAMMA) route at a sidecar.
 """
 
 from __future__ import annotations
@@ -51,6 +52,17 @@ spec:
   gatewayClassName: istio
   listeners:
   - {name: http, port: 8080, protocol: HTTP, hostname: "*.example.com"}
+  - {name: tcp, port: 9000, protocol: TCP}
+---
+apiVersion: gateway.networking.k8s.io/v1alpha2
+kind: TCPRoute
+metadata: {name: raw, namespace: default}
+spec:
+  parentRefs: [{name: web, sectionName: tcp}]
+  rules:
+  - backendRefs:
+    - {name: reviews-v1, port: 9080, weight: 50}
+    - {name: reviews-v2, port: 9080, weight: 50}
 ---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
@@ -167,10 +179,12 @@ async def test_gateway_api_routing_through_a_real_gateway(mesh: Mesh) -> None:
     assert status == 302
     assert headers["location"] == "http://shop.example.com:8080/new/a/b"
 
-    # Weight 0 gets no traffic.
+    # Weight 0 gets no traffic; explain predicts the same cluster from the IR.
     for _ in range(10):
         status, body, _ = await _get(mesh, gw, "/v2-only")
         assert (status, body["version"]) == (200, "v2")
+    explained = await mesh.explain(gw, f"http://{HOST}:8080/v2-only")
+    assert explained["cluster"] == "outbound|9080||reviews-v2.default.svc.cluster.local"
 
     # A missing backend answers 500 for its share; weight-0 v2 never answers.
     counts: dict[str, int] = {}
@@ -180,6 +194,17 @@ async def test_gateway_api_routing_through_a_real_gateway(mesh: Mesh) -> None:
         counts[key] = counts.get(key, 0) + 1
     assert set(counts) == {"v1", "500"}, counts
     assert 20 <= counts["500"] <= 60, counts
+
+    # TCPRoute: the TCP listener splits connections between its backends by weight.
+    seen: dict[str, int] = {}
+    assert mesh.session is not None
+    for _ in range(30):
+        async with mesh.session.get(
+            f"http://{gw.ip}:9000/", headers={"Connection": "close"}
+        ) as resp:
+            body = await resp.json()
+            seen[body["version"]] = seen.get(body["version"], 0) + 1
+    assert set(seen) == {"v1", "v2"}, seen
 
 
 async def test_gateway_api_status_is_served_by_the_config_api(mesh: Mesh) -> None:

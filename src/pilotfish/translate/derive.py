@@ -31,7 +31,7 @@ from typing import Any
 
 from pilotfish.api.diagnostics import Diagnostic
 from pilotfish.api.resource import Resource, ResourceKey
-from pilotfish.translate import ingress, smi
+from pilotfish.translate import gateway_api, ingress, smi
 from pilotfish.translate.conversion import Conversion, ConversionContext, Converter
 
 __all__ = ["CONVERTERS", "Conversion", "ConversionContext", "Converter", "derive"]
@@ -39,9 +39,7 @@ __all__ = ["CONVERTERS", "Conversion", "ConversionContext", "Converter", "derive
 
 def _converters() -> tuple[Converter, ...]:
     """Every converter, in a fixed order. Converters register here (one line each)."""
-    from pilotfish.translate.gateway_api import convert_gateway_api
-
-    return (ingress.convert_ingresses, smi.convert_smi, convert_gateway_api)
+    return (ingress.convert_ingresses, smi.convert_smi, gateway_api.convert_gateway_api)
 
 
 #: The converters ``derive`` runs (a function, so tests may run one alone).

@@ -27,8 +27,8 @@ def test_the_vendored_files_are_the_ones_meant() -> None:
     names = [str(p.relative_to(SAMPLES)) for p in FILES]
     assert "bookinfo/platform/kube/bookinfo.yaml" in names
     assert "httpbin/httpbin.yaml" in names
-    assert "bookinfo/platform/kube/bookinfo-ingress.yaml" in names
     assert "bookinfo/gateway-api/bookinfo-gateway.yaml" in names
+    assert "bookinfo/platform/kube/bookinfo-ingress.yaml" in names
     assert len(names) == 26
 
 

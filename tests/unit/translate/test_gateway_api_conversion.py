@@ -528,6 +528,11 @@ def test_listener_certificates(texts: tuple[str, ...], resolved: tuple[str, str]
         assert copy.spec == next(r for r in _load(SECRET) if r.kind == "Secret").spec
     else:
         assert gateways == {}
+        found = [d for d in conv.diagnostics if d.name == "secure"]
+        assert [(d.kind, d.field) for d in found] == [
+            ("Gateway", "spec.listeners[0].tls.certificateRefs")
+        ]
+        assert found[0].message.startswith(resolved[1])
 
 
 def test_conflicting_listeners() -> None:
@@ -541,9 +546,28 @@ def test_conflicting_listeners() -> None:
       - {name: a, port: 80, protocol: HTTP}
       - {name: b, port: 80, protocol: TCP}
     """
-    listeners = _convert(gw).statuses[ResourceKey("KubernetesGateway", "default", "c")]["listeners"]
+    conv = _convert(gw)
+    listeners = conv.statuses[ResourceKey("KubernetesGateway", "default", "c")]["listeners"]
     for ls in listeners:
         assert _cond(ls["conditions"], "Conflicted") == ("True", "ProtocolConflict")
+    assert {d.field for d in conv.diagnostics} == {"spec.listeners[0]", "spec.listeners[1]"}
+    assert _derived(conv, "Gateway") == {}
+
+
+def test_tls_terminate_listeners_are_reported_unsupported() -> None:
+    gw = """
+    apiVersion: gateway.networking.k8s.io/v1
+    kind: Gateway
+    metadata: {name: t, namespace: default}
+    spec:
+      gatewayClassName: istio
+      listeners:
+      - {name: a, port: 443, protocol: TLS, tls: {mode: Terminate, certificateRefs: [{name: c}]}}
+    """
+    conv = _convert(gw)
+    ls = conv.statuses[ResourceKey("KubernetesGateway", "default", "t")]["listeners"][0]
+    assert _cond(ls["conditions"], "Accepted") == ("False", "UnsupportedProtocol")
+    assert [d.field for d in conv.diagnostics] == ["spec.listeners[0].protocol"]
 
 
 def test_grpc_tcp_and_tls_routes() -> None:
@@ -683,3 +707,24 @@ def test_backend_tls_policy_without_its_ca_fails_closed() -> None:
     conds = status["ancestors"][0]["conditions"]
     assert _cond(conds, "ResolvedRefs") == ("False", "InvalidCACertificateRef")
     assert any("InvalidCACertificateRef" in d.message for d in conv.diagnostics)
+
+
+def test_hostnames_that_sanitise_alike_get_distinct_virtual_services() -> None:
+    body = "parentRefs: [{name: gw, sectionName: http}]\nhostnames: [%s]\nrules: [{}]"
+    conv = _convert(SERVICES, GATEWAY, _route("a", body % "a.b"), _route("b", body % "a-b"))
+    services = [r for r in conv.resources if r.kind == "VirtualService"]
+    assert len({r.key for r in services}) == 2
+    assert sorted(r.spec.hosts[0] for r in services) == ["a-b", "a.b"]  # type: ignore[attr-defined]
+
+
+def test_unchanged_inputs_reuse_the_previous_conversion() -> None:
+    resources = _load(SERVICES, GATEWAY, _route("r", ROUTE_ALL))
+    ctx = ConversionContext()
+    first = convert_gateway_api(resources, ctx)
+    unrelated = _load("apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: sa}")
+    assert convert_gateway_api((*resources, *unrelated), ctx) is first
+    # Equal inputs give an equal result; a changed input converts again.
+    again = convert_gateway_api(_load(SERVICES, GATEWAY, _route("r", ROUTE_ALL)), ctx)
+    assert again == first
+    fewer = tuple(r for r in resources if r.name != "web-v2")
+    assert convert_gateway_api(fewer, ctx) is not first

@@ -19,37 +19,72 @@ Theory of operation (after Istio's ``pilot/pkg/config/kube/gateway``):
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Final
 
 from pilotfish.api.diagnostics import Diagnostic
+from pilotfish.api.gateway_api import GATEWAY_API_KINDS
 from pilotfish.api.resource import Resource, ResourceKey
 from pilotfish.translate.conversion import Conversion, ConversionContext
+from pilotfish.translate.converter_cache import memoized
 from pilotfish.translate.gateway_api.backend_tls import convert_backend_tls
-from pilotfish.translate.gateway_api.gateways import convert_gateways, gateway_status
-from pilotfish.translate.gateway_api.index import ConfigIndex
+from pilotfish.translate.gateway_api.derived import unique_names
+from pilotfish.translate.gateway_api.gateways import (
+    convert_gateways,
+    gateway_status,
+    listener_findings,
+)
+from pilotfish.translate.gateway_api.index import (
+    SERVED_CONTROLLERS,
+    ConfigIndex,
+    is_gateway_workload,
+)
 from pilotfish.translate.gateway_api.routes import RouteConversion, convert_routes
+from pilotfish.translate.gateway_api.status import Condition, conditions
 
 __all__ = ["convert_gateway_api"]
 
 
-def convert_gateway_api(resources: tuple[Resource, ...], ctx: ConversionContext) -> Conversion:
-    """The converter registered in ``translate.derive``."""
+#: The kinds conversion reads; any other kind cannot change its result.
+_INPUT_KINDS: Final = GATEWAY_API_KINDS | {"Service", "Secret", "ConfigMap", "Namespace"}
+
+
+def _is_input(res: Resource) -> bool:
+    if res.kind in _INPUT_KINDS:
+        return True
+    # Of the WorkloadEntries, only gateway workloads matter (status.addresses): other
+    # pods coming and going must not cost a conversion.
+    return res.kind == "WorkloadEntry" and is_gateway_workload(res)
+
+
+def _convert_if_any(resources: tuple[Resource, ...], ctx: ConversionContext) -> Conversion:
+    """The Gateway API objects of ``resources`` converted (its inputs already filtered)."""
+    if not any(r.kind in GATEWAY_API_KINDS for r in resources):
+        return Conversion()  # the common case: nothing to index
+    return _convert(resources, ctx)
+
+
+#: The converter registered in ``translate.derive``, cached on the resources it
+#: reads (``translate.converter_cache``): when none of them changed (a change to
+#: other kinds, or to ordinary pods' endpoints) the previous result is reused.
+convert_gateway_api: Final = memoized(_is_input, _convert_if_any)
+
+
+def _convert(resources: tuple[Resource, ...], ctx: ConversionContext) -> Conversion:
     index = ConfigIndex.build(resources, ctx.domain_suffix)
     states, istio_gateways = convert_gateways(resources, index)
     routes: RouteConversion = convert_routes(resources, states, index)
     tls_rules, tls_statuses, tls_diagnostics = convert_backend_tls(resources, index)
     statuses: dict[ResourceKey, Mapping[str, Any]] = dict(routes.statuses)
     statuses.update(tls_statuses)
+    diagnostics: list[Diagnostic] = [*routes.diagnostics, *tls_diagnostics]
     for state in states:
         statuses[state.resource.key] = gateway_status(state, index)
-    for name, controller in _class_statuses(resources, index).items():
-        statuses[name] = controller
-    diagnostics: list[Diagnostic] = [*routes.diagnostics, *tls_diagnostics]
+        diagnostics.extend(listener_findings(state))
+    statuses.update(_class_statuses(resources, index))
     return Conversion(
-        resources=(*istio_gateways, *routes.resources, *tls_rules),
+        resources=unique_names([*istio_gateways, *routes.resources, *tls_rules]),
         statuses=MappingProxyType(statuses),
         diagnostics=tuple(diagnostics),
     )
@@ -58,10 +93,7 @@ def convert_gateway_api(resources: tuple[Resource, ...], ctx: ConversionContext)
 def _class_statuses(
     resources: tuple[Resource, ...], index: ConfigIndex
 ) -> dict[ResourceKey, Mapping[str, Any]]:
-    from pilotfish.translate.gateway_api.index import SERVED_CONTROLLERS
-    from pilotfish.translate.gateway_api.status import Condition, conditions
-
-    out: dict[ResourceKey, Mapping[str, Any]] = defaultdict(dict)
+    out: dict[ResourceKey, Mapping[str, Any]] = {}
     for res in resources:
         if res.kind != "GatewayClass":
             continue
@@ -71,4 +103,4 @@ def _class_statuses(
                 "Accepted", True, "Accepted", f"served by Pilotfish ({controller})"
             )
             out[res.key] = {"conditions": conditions(res, [accepted])}
-    return dict(out)
+    return out

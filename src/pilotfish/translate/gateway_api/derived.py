@@ -9,7 +9,9 @@ semantics (``translate/http_routes.py`` reads ``ROUTE_SEMANTICS``).
 
 from __future__ import annotations
 
+import hashlib
 import re
+from dataclasses import replace
 from typing import Final
 
 from pydantic import BaseModel
@@ -25,6 +27,7 @@ __all__ = [
     "SCOPE_NAMESPACE",
     "derived",
     "safe_name",
+    "unique_names",
 ]
 
 DERIVED_FROM: Final = "internal.pilotfish.io/derived-from"
@@ -32,6 +35,7 @@ DERIVED_FROM: Final = "internal.pilotfish.io/derived-from"
 #: The destination of a backendRef that cannot be used: no cluster has this
 #: name (``.invalid`` is reserved, RFC 2606), so its share of requests gets 500.
 INVALID_BACKEND_HOST: Final = "backend-not-found.pilotfish.invalid"
+_RENAMEABLE: Final = frozenset({"VirtualService", "DestinationRule"})
 _UNSAFE = re.compile(r"[^a-z0-9-]+")
 
 
@@ -55,3 +59,28 @@ def derived(
     notes.update(annotations or {})
     meta = ObjectMeta(name=f"{name}-gwapi", namespace=namespace, annotations=notes)
     return Resource(api_version, kind, meta, spec, sources[0].source if sources else None)
+
+
+def unique_names(resources: list[Resource]) -> tuple[Resource, ...]:
+    """``resources`` with no two sharing a key: names are sanitised (``a.b`` and
+    ``a-b`` both give ``a-b``), so a later clash gets a short digest of its
+    source annotation and position appended. Only kinds nothing refers to by
+    name are renamed (VirtualServices, DestinationRules); a clash of derived
+    Gateways or Secrets (which need ``a-b`` + ``c`` against ``a`` + ``b-c``)
+    keeps the first."""
+    seen: set[object] = set()
+    out: list[Resource] = []
+    for i, res in enumerate(resources):
+        if res.key in seen and res.kind not in _RENAMEABLE:
+            continue
+        if res.key in seen:
+            digest = hashlib.sha256(
+                f"{res.metadata.annotations.get(DERIVED_FROM, '')}/{i}".encode()
+            ).hexdigest()[:8]
+            base = res.name.removesuffix("-gwapi")
+            res = replace(
+                res, metadata=res.metadata.model_copy(update={"name": f"{base}-{digest}-gwapi"})
+            )
+        seen.add(res.key)
+        out.append(res)
+    return tuple(out)

@@ -14,14 +14,16 @@ Gateways of other controllers are left alone: no objects, no status.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
+from pilotfish.api.diagnostics import Diagnostic
 from pilotfish.api.gateway_api.common import GROUP
 from pilotfish.api.gateway_api.gateway import GatewaySpec, Listener, RouteGroupKind
 from pilotfish.api.networking.gateway import GatewaySpec as IstioGatewaySpec
 from pilotfish.api.networking.gateway import Port, Server, ServerTLSSettings
 from pilotfish.api.resource import Resource, ResourceKey
+from pilotfish.api.validation.findings import Findings
 from pilotfish.translate.gateway_api.derived import SCOPE_NAMESPACE, derived, safe_name
 from pilotfish.translate.gateway_api.index import (
     GATEWAY_NAME_LABEL,
@@ -36,6 +38,7 @@ __all__ = [
     "convert_gateways",
     "gateway_addresses",
     "gateway_status",
+    "listener_findings",
 ]
 
 #: Route kinds each listener protocol accepts when ``allowedRoutes.kinds`` is empty.
@@ -191,14 +194,13 @@ def _listener_state(
     """The listener's state and what it derives (its Istio Gateway, certificate copies)."""
     kinds, invalid = _supported_kinds(listener)
     state = ListenerState(gw, listener, "", kinds)
-    if listener.protocol not in _ISTIO_PROTOCOL:
+    terminated_tls = (
+        listener.protocol == "TLS" and listener.tls and listener.tls.mode == "Terminate"
+    )
+    if listener.protocol not in _ISTIO_PROTOCOL or terminated_tls:
+        what = "TLS in Terminate mode" if terminated_tls else f"protocol {listener.protocol}"
         state.conditions = [
-            Condition(
-                "Accepted",
-                False,
-                "UnsupportedProtocol",
-                f"protocol {listener.protocol} is not supported",
-            ),
+            Condition("Accepted", False, "UnsupportedProtocol", f"{what} is not supported"),
             Condition("Programmed", False, "Invalid"),
             Condition("ResolvedRefs", True, "ResolvedRefs"),
             Condition("Conflicted", False, "NoConflicts"),
@@ -245,6 +247,26 @@ def _listener_state(
     )
     state.istio_gateway = f"{istio.namespace}/{istio.name}"
     return state, [istio, *copies]
+
+
+def listener_findings(state: GatewayState) -> list[Diagnostic]:
+    """``analyze`` warnings for the listeners that are not fully usable."""
+    findings = Findings(state.resource)
+    for i, ls in enumerate(state.listeners):
+        for c in ls.conditions:
+            bad = (c.type == "Conflicted") == c.ok
+            if not bad or c.type == "Programmed":
+                continue
+            field = f"spec.listeners[{i}]"
+            if c.reason in ("InvalidCertificateRef", "RefNotPermitted"):
+                field += ".tls.certificateRefs"
+            elif c.reason == "UnsupportedProtocol":
+                field += ".protocol"
+            elif c.reason == "InvalidRouteKinds":
+                field += ".allowedRoutes.kinds"
+            findings.warning(field, f"{c.reason}: {c.message or c.type}")
+    # Documents spell the kind Gateway.
+    return [replace(d, kind="Gateway") for d in findings.items]
 
 
 def convert_gateways(

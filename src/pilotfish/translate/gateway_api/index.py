@@ -28,6 +28,7 @@ __all__ = [
     "GATEWAY_NAME_LABEL",
     "SERVED_CONTROLLERS",
     "ConfigIndex",
+    "is_gateway_workload",
 ]
 
 #: Controllers whose Gateways Pilotfish serves.
@@ -83,9 +84,7 @@ class ConfigIndex:
         return index
 
     def _add_workload(self, entry: Resource) -> None:
-        gateway = entry.metadata.labels.get(GATEWAY_NAME_LABEL) or getattr(
-            entry.spec, "labels", {}
-        ).get(GATEWAY_NAME_LABEL)
+        gateway = _gateway_name(entry)
         address = getattr(entry.spec, "address", None)
         if gateway and address:
             self.workload_addresses[(entry.namespace, gateway)].append(str(address))
@@ -143,3 +142,13 @@ class ConfigIndex:
 
 def resource_group(res: Resource) -> str:
     return api_group(res.api_version)
+
+
+def _gateway_name(entry: Resource) -> str:
+    labels: dict[str, str] = getattr(entry.spec, "labels", None) or {}
+    return entry.metadata.labels.get(GATEWAY_NAME_LABEL) or labels.get(GATEWAY_NAME_LABEL, "")
+
+
+def is_gateway_workload(entry: Resource) -> bool:
+    """Is this WorkloadEntry a workload serving a Gateway API Gateway?"""
+    return bool(_gateway_name(entry))

@@ -121,14 +121,26 @@ def _needs_tls_inspector(listener: ir.Listener) -> bool:
 def build_filter_chain(chain: ir.FilterChain, *, gateway: bool = False) -> lc_pb2.FilterChain:
     """A filter chain holding the chain's network filter (a TCP proxy preceded by
     its authorization filters), behind TLS when ``chain.tls`` is set."""
-    proto = lc_pb2.FilterChain(
-        name=chain.name, filters=build_network_filters(chain.filter, gateway=gateway)
+    filters = build_network_filters(
+        chain.filter, gateway=gateway, peer_certified=_peer_certified(chain.tls)
     )
+    proto = lc_pb2.FilterChain(name=chain.name, filters=filters)
     if chain.match is not None:
         proto.filter_chain_match.CopyFrom(build_filter_chain_match(chain.match))
     if chain.tls is not None:
         proto.transport_socket.CopyFrom(downstream_transport_socket(chain.tls))
     return proto
+
+
+def _peer_certified(tls: ir.DownstreamTls | None) -> bool | None:
+    """What a chain's TLS guarantees about every connection it accepts, i.e.
+    the value of CEL's ``connection.mtls`` (TLS with a client certificate
+    presented): True when the handshake requires a client certificate, False
+    for plaintext, None for TLS with an optional one. When it is known here the
+    stats loggers need no per-request check of it."""
+    if tls is None:
+        return False
+    return True if tls.require_client_cert else None
 
 
 def build_filter_chain_match(match: ir.FilterChainMatch) -> lc_pb2.FilterChainMatch:

@@ -48,20 +48,32 @@ ACCESS_LOG_PATH = "/dev/stdout"
 
 
 def build_network_filter(
-    network_filter: ir.NetworkFilter, *, gateway: bool = False
+    network_filter: ir.NetworkFilter,
+    *,
+    gateway: bool = False,
+    peer_certified: bool | None = None,
 ) -> lc_pb2.Filter:
     """The listener ``Filter`` wrapping an HTTP connection manager or a TCP proxy.
 
-    ``gateway`` is true on a gateway's listeners (see ``build_http_connection_manager``).
+    ``gateway`` is true on a gateway's listeners (see ``build_http_connection_manager``);
+    ``peer_certified`` is what the chain guarantees about the downstream
+    connection (``xds/build/stats.py``): True every connection presented a
+    verified client certificate, False none is TLS, None either may arrive.
     """
     if isinstance(network_filter, ir.TcpProxy):
-        return lc_pb2.Filter(name=TCP_PROXY, typed_config=any_of(build_tcp_proxy(network_filter)))
-    hcm = build_http_connection_manager(network_filter, gateway=gateway)
+        proxy = build_tcp_proxy(network_filter, peer_certified=peer_certified)
+        return lc_pb2.Filter(name=TCP_PROXY, typed_config=any_of(proxy))
+    hcm = build_http_connection_manager(
+        network_filter, gateway=gateway, peer_certified=peer_certified
+    )
     return lc_pb2.Filter(name=HTTP_CONNECTION_MANAGER, typed_config=any_of(hcm))
 
 
 def build_network_filters(
-    network_filter: ir.NetworkFilter, *, gateway: bool = False
+    network_filter: ir.NetworkFilter,
+    *,
+    gateway: bool = False,
+    peer_certified: bool | None = None,
 ) -> list[lc_pb2.Filter]:
     """All listener filters of a chain, in order: for a TCP proxy its
     authorization (network RBAC) filters first, then the filter itself."""
@@ -70,10 +82,13 @@ def build_network_filters(
         if isinstance(network_filter, ir.TcpProxy)
         else []
     )
-    return [*pre, build_network_filter(network_filter, gateway=gateway)]
+    last = build_network_filter(network_filter, gateway=gateway, peer_certified=peer_certified)
+    return [*pre, last]
 
 
-def build_tcp_proxy(proxy: ir.TcpProxy) -> tcp_proxy_pb2.TcpProxy:
+def build_tcp_proxy(
+    proxy: ir.TcpProxy, *, peer_certified: bool | None = None
+) -> tcp_proxy_pb2.TcpProxy:
     """A TCP proxy to one cluster, or split by weight over ``weighted_clusters``."""
     if proxy.weighted_clusters:
         weighted = tcp_proxy_pb2.TcpProxy.WeightedCluster(
@@ -88,13 +103,13 @@ def build_tcp_proxy(proxy: ir.TcpProxy) -> tcp_proxy_pb2.TcpProxy:
     proto.access_log.extend(build_access_logs(proxy.access_logs))
     if proxy.metrics is not None:
         # Log when the upstream connection is up too: connections opened.
-        proto.access_log.extend(build_tcp_stats_logs(proxy.metrics))
+        proto.access_log.extend(build_tcp_stats_logs(proxy.metrics, peer_certified))
         proto.access_log_options.flush_access_log_on_connected = True
     return proto
 
 
 def build_http_connection_manager(
-    hcm: ir.HttpConnectionManager, *, gateway: bool = False
+    hcm: ir.HttpConnectionManager, *, gateway: bool = False, peer_certified: bool | None = None
 ) -> hcm_pb2.HttpConnectionManager:
     """The HTTP connection manager for ``hcm``.
 
@@ -128,7 +143,7 @@ def build_http_connection_manager(
         )
     proto.access_log.extend(build_access_logs(hcm.access_logs))
     if hcm.metrics is not None:
-        proto.access_log.extend(build_http_stats_logs(hcm.metrics))
+        proto.access_log.extend(build_http_stats_logs(hcm.metrics, peer_certified))
     if hcm.tracing is not None:
         proto.tracing.CopyFrom(build_tracing(hcm.tracing))
     if hcm.forward_client_cert:

@@ -8,11 +8,15 @@ labels are filled, and an access-log filter picks the variant:
 
 - the reporter: the destination proxy describes the caller from what the
   caller's proxy sent, the source proxy describes itself;
-- at the destination, whether the connection is mTLS (CEL ``connection.mtls``):
-  only then are the caller's headers (moved into metadata and off the
-  request, ``peer_headers.py``) believed (the server's inbound mTLS
-  chain accepts mesh certificates only), and ``source_principal`` is the
-  verified peer certificate's URI SAN. A plaintext caller is ``unknown``;
+- at the destination, whether the connection is mTLS: only then are the
+  caller's headers (moved into metadata and off the request,
+  ``peer_headers.py``) believed (the server's inbound mTLS chain accepts mesh
+  certificates only), and ``source_principal`` is the verified peer
+  certificate's URI SAN. A plaintext caller is ``unknown``. Usually the filter
+  chain already knows (``peer_certified``: its TLS requires a client
+  certificate, or it has no TLS), and only that variant is configured; a chain
+  that may see both gets both, picked per request by CEL ``connection.mtls``,
+  which is far dearer than a header match, so it runs after the header filter;
 - HTTP or gRPC (the request's ``content-type``), for ``request_protocol``
   and ``grpc_response_status``.
 
@@ -266,42 +270,66 @@ def _access_log(
     return [log]
 
 
-def _mtls_variants(reporter: ir.Reporter) -> tuple[bool | None, ...]:
-    """The destination splits on mTLS; the source has one variant (None: no filter)."""
-    return (True, False) if reporter == "destination" else (None,)
+@dataclass(frozen=True, slots=True)
+class _Variant:
+    """Whether the labels are those of an mTLS connection, and whether a CEL
+    filter must check it per request (the chain cannot tell)."""
+
+    mtls: bool
+    checked: bool
 
 
-def _mtls_filters(mtls: bool | None) -> list[accesslog_pb2.AccessLogFilter]:
-    if mtls is None:
+def _mtls_variants(reporter: ir.Reporter, peer_certified: bool | None) -> tuple[_Variant, ...]:
+    """The destination's labels depend on mTLS (known from the chain, or checked
+    per request); the source has one variant, unfiltered (its ``mtls`` is unused)."""
+    if reporter != "destination":
+        return (_Variant(mtls=True, checked=False),)
+    if peer_certified is None:
+        return (_Variant(mtls=True, checked=True), _Variant(mtls=False, checked=True))
+    return (_Variant(mtls=peer_certified, checked=False),)
+
+
+def _mtls_filters(variant: _Variant) -> list[accesslog_pb2.AccessLogFilter]:
+    if not variant.checked:
         return []
-    return [_cel("connection.mtls" if mtls else "!connection.mtls")]
+    return [_cel("connection.mtls" if variant.mtls else "!connection.mtls")]
 
 
-def build_http_stats_logs(conf: ir.Metrics) -> list[accesslog_pb2.AccessLog]:
-    """The stats loggers of an HTTP connection manager reporting ``conf``."""
+def build_http_stats_logs(
+    conf: ir.Metrics, peer_certified: bool | None = None
+) -> list[accesslog_pb2.AccessLog]:
+    """The stats loggers of an HTTP connection manager reporting ``conf`` on a
+    filter chain whose connections are all mTLS (``peer_certified`` True), all
+    plaintext (False), or either (None)."""
     logs: list[accesslog_pb2.AccessLog] = []
-    for mtls, protocol in itertools.product(_mtls_variants(conf.reporter), ("http", "grpc")):
+    variants = _mtls_variants(conf.reporter, peer_certified)
+    for variant, protocol in itertools.product(variants, ("http", "grpc")):
         labels: Labels = {"reporter": conf.reporter}
-        labels |= _identity_labels(conf.reporter, mtls=mtls is not False, http=True)
+        labels |= _identity_labels(conf.reporter, mtls=variant.mtls, http=True)
         labels |= _request_labels(protocol)
-        filters = [*_mtls_filters(mtls), _grpc_filter(protocol == "grpc")]
+        # An and_filter stops at the first false filter: the cheap header match first.
+        filters = [_grpc_filter(protocol == "grpc"), *_mtls_filters(variant)]
         metrics = GRPC_METRICS if protocol == "grpc" else HTTP_METRICS
         logs += _access_log(_stats_config(metrics, labels, conf), filters)
     return logs
 
 
-def build_tcp_stats_logs(conf: ir.Metrics) -> list[accesslog_pb2.AccessLog]:
+def build_tcp_stats_logs(
+    conf: ir.Metrics, peer_certified: bool | None = None
+) -> list[accesslog_pb2.AccessLog]:
     """The stats loggers of a TCP proxy reporting ``conf`` (the proxy must flush
-    its access log when the upstream connection is established)."""
+    its access log when the upstream connection is established); ``peer_certified``
+    as for :func:`build_http_stats_logs`."""
     logs: list[accesslog_pb2.AccessLog] = []
     phases = (
         (_TCP_OPEN_METRICS, data_pb2.TcpUpstreamConnected),
         (_TCP_END_METRICS, data_pb2.TcpConnectionEnd),
     )
-    for mtls, (metrics, kind) in itertools.product(_mtls_variants(conf.reporter), phases):
+    variants = _mtls_variants(conf.reporter, peer_certified)
+    for variant, (metrics, kind) in itertools.product(variants, phases):
         labels: Labels = {"reporter": conf.reporter}
-        labels |= _identity_labels(conf.reporter, mtls=mtls is not False, http=False)
+        labels |= _identity_labels(conf.reporter, mtls=variant.mtls, http=False)
         labels |= _request_labels("tcp")
-        filters = [*_mtls_filters(mtls), _log_type_filter(kind)]
+        filters = [_log_type_filter(kind), *_mtls_filters(variant)]
         logs += _access_log(_stats_config(metrics, labels, conf), filters)
     return logs

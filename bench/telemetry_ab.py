@@ -1,0 +1,359 @@
+"""What telemetry adds to the sidecars' latency, measured interleaved: ``telemetry_ab``.
+
+Theory of operation: the ``dataplane`` benchmark runs telemetry on and off one
+after the other, once each, and divides two small differences (each mesh minus
+``direct``, about half a millisecond) taken minutes apart on a shared 2-core
+machine; hey's 0.1 ms resolution is a fifth of that difference. One such ratio
+moves by 0.2-0.3 between runs. This benchmark keeps the noise visible and
+averages it away instead:
+
+- every *variant* (a mesh: control plane + client and server sidecar, as in
+  ``dataplane.explicit_sidecars``, each on its own 127.x addresses and work
+  directory) and the ``direct`` path run at the same time, idle but for the
+  one under load;
+- a *round* measures ``direct`` and each variant once, ``duration_s`` each, in
+  an order rotated every round, so a slow spell of the machine lands on every
+  variant in turn;
+- hey writes every request's latency (``-o csv``, seconds with four decimals);
+  percentiles are interpolated within the 0.1 ms step (each printed value
+  stands for a uniform spread over its step), which removes the quantisation
+  bias of the printed percentiles but not the noise;
+- per round, each variant's added latency is its percentile minus ``direct``'s
+  of the same round, and the ratio is ``added(variant) / added(baseline)``;
+  the result is the median of the rounds' ratios with their minimum and
+  maximum, and also the ratio of the medians of the added latencies;
+- Envoy's CPU per request (both sidecars' utime+stime over the run, divided
+  by the requests answered) is reported per variant: it is much less noisy
+  than latency and says how much work telemetry adds.
+
+Variants are named config fragments added to the same ``echo`` config; the
+default pair is ``on`` (the mesh's defaults) and ``off`` (a root-namespace
+Telemetry disabling metrics, tracing and access logs). ``--variant
+NAME=FILE.yaml`` (``bench.run``) adds more, e.g. a Telemetry turning off only
+tracing, to attribute the cost.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from bench.controlplane_scale import BenchmarkError, pilotfish_executable
+from bench.dataplane import (
+    TELEMETRY_LATENCY_RATIO_TARGET,
+    TELEMETRY_OFF,
+    _start_app,
+    direct,
+    explicit_sidecars,
+)
+from bench.dataplane_base import DataplaneParams, Rig, Target, http_get, wait_for
+from bench.loadgen import PERCENTILES, find_hey
+from bench.procstats import cpu_seconds
+
+__all__ = [
+    "FULL",
+    "QUICK",
+    "AbParams",
+    "Variant",
+    "interpolated_percentile",
+    "round_order",
+    "run_telemetry_ab",
+    "summarize_rounds",
+]
+
+HEY_STEP_S = 0.0001  # hey prints seconds with four decimals
+
+
+@dataclass(frozen=True, slots=True)
+class Variant:
+    """A mesh to measure: extra config files (name -> YAML) beside ``echo``'s, run by
+    ``executable`` (empty: the benchmark's own ``pilotfish``)."""
+
+    name: str
+    files: tuple[tuple[str, str], ...] = ()
+    executable: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AbParams:
+    """Rounds of ``duration_s`` per arrangement; ``variants`` maps a name to the
+    extra config files (name -> YAML text) of its mesh; the first is the one
+    compared, ``baseline`` the one it is compared against."""
+
+    rounds: int
+    duration_s: float
+    warmup_s: float = 2.0
+    rate: int = 1000
+    connections: int = 4
+    response_bytes: int = 1024
+    baseline: str = "off"
+    variants: tuple[Variant, ...] = (
+        Variant("on"),
+        Variant("off", (("telemetry-off.yaml", TELEMETRY_OFF),)),
+    )
+    ready_deadline_s: float = 60.0
+
+
+FULL = AbParams(rounds=9, duration_s=8)
+QUICK = AbParams(rounds=5, duration_s=4)
+
+
+def interpolated_percentile(sorted_values: Sequence[float], pct: float, step: float) -> float:
+    """Percentile of ascending values printed to a resolution of ``step``.
+
+    Each printed value ``v`` stands for a sample somewhere in ``[v - step/2, v +
+    step/2)``; taking them as uniform there (the grouped-data median) places the
+    percentile inside the step instead of on its printed value.
+    """
+    if not sorted_values:
+        raise ValueError("no values")
+    n = len(sorted_values)
+    rank = pct / 100 * n
+    below = 0
+    i = 0
+    while i < n:
+        j = i
+        while j < n and sorted_values[j] == sorted_values[i]:
+            j += 1
+        count = j - i
+        if below + count >= rank:
+            return sorted_values[i] - step / 2 + step * (rank - below) / count
+        below += count
+        i = j
+    return sorted_values[-1] + step / 2
+
+
+def round_order(names: Sequence[str], round_index: int) -> list[str]:
+    """``names`` rotated by the round number: each goes first once in len(names) rounds."""
+    k = round_index % len(names)
+    return [*names[k:], *names[:k]]
+
+
+@dataclass(slots=True)
+class _Run:
+    latency_ms: dict[str, float]
+    requests: int
+    non_200: int
+    envoy_cpu_us_per_request: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _hey_csv(hey: str, target: Target, params: AbParams, duration_s: float) -> _Run:
+    """One hey run with per-request latencies; raises RuntimeError when hey fails."""
+    command = [hey, "-z", f"{duration_s:g}s", "-q", f"{params.rate / params.connections:g}"]
+    command += ["-c", str(params.connections), "-t", "5", "-o", "csv"]
+    for name, value in target.headers:
+        command += ["-host", value] if name.lower() == "host" else ["-H", f"{name}: {value}"]
+    command.append(target.url)
+    env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
+    try:
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=duration_s + 35, env=env, check=False
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise RuntimeError(f"hey did not finish within {exc.timeout:.0f} s") from exc
+    if done.returncode != 0:
+        raise RuntimeError(f"hey exited with {done.returncode}: {done.stderr.strip()[-500:]}")
+    latencies: list[float] = []
+    non_200 = 0
+    for row in csv.DictReader(io.StringIO(done.stdout)):
+        latencies.append(float(row["response-time"]))
+        non_200 += row["status-code"] != "200"
+    if not latencies:
+        raise RuntimeError(f"hey answered nothing:\n{done.stdout[-500:]}{done.stderr[-500:]}")
+    latencies.sort()
+    latency = {
+        f"p{pct}": interpolated_percentile(latencies, pct, HEY_STEP_S) * 1000 for pct in PERCENTILES
+    }
+    latency["mean"] = statistics.fmean(latencies) * 1000
+    return _Run(latency_ms=latency, requests=len(latencies), non_200=non_200)
+
+
+def _measure(hey: str, target: Target, params: AbParams) -> _Run:
+    before = [cpu_seconds(pid) for _role, pid in target.proxies]
+    run = _hey_csv(hey, target, params, params.duration_s)
+    after = [cpu_seconds(pid) for _role, pid in target.proxies]
+    if target.proxies:
+        if any(a is None or b is None for a, b in zip(before, after, strict=True)):
+            raise RuntimeError(f"an Envoy of {target.url} exited during the run")
+        cpu = sum((b or 0.0) - (a or 0.0) for a, b in zip(before, after, strict=True))
+        run.envoy_cpu_us_per_request = cpu / run.requests * 1e6
+    return run
+
+
+def _added(run: _Run, base: _Run) -> dict[str, float]:
+    return {k: run.latency_ms[k] - base.latency_ms[k] for k in run.latency_ms}
+
+
+def summarize_rounds(
+    rounds: Sequence[dict[str, dict[str, Any]]], variant: str, baseline: str
+) -> dict[str, Any]:
+    """Median, min and max over the rounds of ``added(variant) / added(baseline)``,
+    and the ratio of the medians of the added latencies, per percentile."""
+    out: dict[str, Any] = {}
+    for key in (*(f"p{p}" for p in PERCENTILES), "mean"):
+        ratios = []
+        on, off = [], []
+        for r in rounds:
+            a, b = r[variant]["added_ms"][key], r[baseline]["added_ms"][key]
+            on.append(a)
+            off.append(b)
+            if b > 0:
+                ratios.append(a / b)
+        med_on, med_off = statistics.median(on), statistics.median(off)
+        out[key] = {
+            "median_ratio": round(statistics.median(ratios), 3) if ratios else None,
+            "min_ratio": round(min(ratios), 3) if ratios else None,
+            "max_ratio": round(max(ratios), 3) if ratios else None,
+            "ratio_of_medians": round(med_on / med_off, 3) if med_off > 0 else None,
+            "median_added_ms": {variant: round(med_on, 4), baseline: round(med_off, 4)},
+        }
+    cpu_on = [r[variant]["envoy_cpu_us_per_request"] for r in rounds]
+    cpu_off = [r[baseline]["envoy_cpu_us_per_request"] for r in rounds]
+    out["envoy_cpu_us_per_request"] = {
+        variant: round(statistics.median(cpu_on), 1),
+        baseline: round(statistics.median(cpu_off), 1),
+    }
+    out["met"] = all(
+        out[f"p{p}"]["median_ratio"] is not None
+        and out[f"p{p}"]["median_ratio"] <= TELEMETRY_LATENCY_RATIO_TARGET
+        for p in PERCENTILES
+    )
+    return out
+
+
+def _probe(target: Target, size: int, deadline_s: float) -> None:
+    def ok() -> bool:
+        status, body = http_get(target.url, target.headers)
+        return status == 200 and len(body) == size
+
+    wait_for(f"200 with {size} bytes from {target.url}", ok, deadline_s)
+
+
+def run_telemetry_ab(
+    params: AbParams,
+    log: Callable[[str], None] = print,
+    executable: Path | None = None,
+) -> dict[str, Any]:
+    """Start every variant, run the rounds, summarize (JSON-ready; ``error`` on failure)."""
+    exe = executable or pilotfish_executable()
+    out: dict[str, Any] = {"parameters": asdict(params) | {"executable": str(exe)}, "rounds": []}
+    hey = find_hey(install=True, log=log)
+    if hey is None:
+        out["error"] = "hey is not installed and could not be installed"
+        return out
+    with tempfile.TemporaryDirectory(prefix="pilotfish-telemetry-ab-") as tmp:
+        try:
+            _rounds(params, exe, hey, Path(tmp), out, log)
+        except (BenchmarkError, RuntimeError) as exc:
+            out["error"] = str(exc)
+    names = [v.name for v in params.variants]
+    if out["rounds"] and "error" not in out:
+        out["summary"] = {
+            name: summarize_rounds(out["rounds"], name, params.baseline)
+            for name in names
+            if name != params.baseline
+        }
+    return out
+
+
+def _rounds(
+    params: AbParams,
+    exe: Path,
+    hey: str,
+    work: Path,
+    out: dict[str, Any],
+    log: Callable[[str], None],
+) -> None:
+    dp = DataplaneParams(
+        rate=params.rate,
+        connections=params.connections,
+        response_bytes=params.response_bytes,
+        duration_s=params.duration_s,
+        warmup_s=params.warmup_s,
+        ready_deadline_s=params.ready_deadline_s,
+    )
+    with contextlib.ExitStack() as stack:
+        app_port, _app_pid = _start_app(stack, work, params.ready_deadline_s)
+        rig = Rig(exe=exe, work=work, params=dp, app_port=app_port, log=log)
+        targets: dict[str, Target] = {"direct": direct(rig, stack)}
+        for index, v in enumerate(params.variants):
+            log(f"{v.name}: starting its mesh")
+            start = partial(explicit_sidecars, mesh=v.name, index=index, extra_files=dict(v.files))
+            own = replace(rig, exe=Path(v.executable)) if v.executable else rig
+            targets[v.name] = start(own, stack)
+        for target in targets.values():
+            _probe(target, params.response_bytes, params.ready_deadline_s)
+            _hey_csv(hey, target, params, params.warmup_s)  # warm-up, discarded
+        names = list(targets)
+        for i in range(params.rounds):
+            runs = {name: _measure(hey, targets[name], params) for name in round_order(names, i)}
+            base = runs["direct"]
+            entry: dict[str, dict[str, Any]] = {}
+            for name, run in runs.items():
+                entry[name] = asdict(run) | {"added_ms": _added(run, base)}
+            out["rounds"].append(entry)
+            log(
+                f"round {i + 1}/{params.rounds}: "
+                + ", ".join(
+                    f"{n} p50 {r.latency_ms['p50']:.3f} ms"
+                    + (f" ({r.envoy_cpu_us_per_request:.0f} us cpu/req)" if n != "direct" else "")
+                    for n, r in runs.items()
+                )
+            )
+            time.sleep(0.2)
+
+
+def _main(argv: Sequence[str]) -> int:
+    """``python -m bench.telemetry_ab [--quick] [--rounds N] [--variant NAME=FILE]``."""
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(prog="python -m bench.telemetry_ab")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--rounds", type=int)
+    parser.add_argument("--duration", type=float)
+    parser.add_argument(
+        "--variant", action="append", default=[], metavar="NAME=[FILE.yaml][@PILOTFISH]"
+    )
+    parser.add_argument("--only-variants", action="store_true", help="drop the on/off pair")
+    parser.add_argument("--baseline")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args(argv)
+    params = QUICK if args.quick else FULL
+    variants = [] if args.only_variants else list(params.variants)
+    for spec in args.variant:
+        name, _, rest = spec.partition("=")
+        path, _, exe = rest.partition("@")
+        files = () if not path else (("variant.yaml", Path(path).read_text()),)
+        variants.append(Variant(name, files, exe))
+    overrides: dict[str, Any] = {"variants": tuple(variants)}
+    if args.rounds:
+        overrides["rounds"] = args.rounds
+    if args.duration:
+        overrides["duration_s"] = args.duration
+    if args.baseline:
+        overrides["baseline"] = args.baseline
+    params = replace(params, **overrides)
+    result = run_telemetry_ab(params, log=lambda m: print(m, file=sys.stderr, flush=True))
+    text = json.dumps(result, indent=1)
+    if args.out:
+        args.out.write_text(text)
+    print(json.dumps(result.get("summary", result.get("error")), indent=1))
+    return 1 if "error" in result else 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))
