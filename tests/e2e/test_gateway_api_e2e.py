@@ -27,9 +27,16 @@ from typing import Any
 
 import pytest
 import yaml
-from e2ekit import SAMPLES, E2EMesh, free_port, host_leftovers, http_get
+from e2ekit import (
+    SAMPLES,
+    E2EMesh,
+    down_leaves_nothing,
+    free_port,
+    host_leftovers,
+    http_get,
+    require_root,
+)
 
-from conftest import _down_leaves_nothing, require_root
 from polling import poll
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
@@ -67,7 +74,7 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2EMesh]:
         m.cli("apply", "-f", str(GATEWAY_API / "bookinfo-gateway.yaml"))
         yield m
     finally:
-        _down_leaves_nothing(m, BRIDGE)
+        down_leaves_nothing(m, BRIDGE)
 
 
 def _gateway_status(mesh: E2EMesh) -> dict[str, Any]:

@@ -19,7 +19,9 @@ from bench.fuzz_harness import Tally, run_analyze, run_api
 CASES = 10_000
 API_SHARE = 4  # every 4th case goes through the API too
 
-#: Bounds per case, far above what a case costs here (well under 1 s and 10 MiB)
+#: Bounds per case in CPU seconds (the harness measures the process's CPU time, so
+#: other load on a shared machine does not count), far above what a case costs
+#: here (well under 1 s and 10 MiB)
 #: and far below what one unbounded input cost before the parse limits (an alias
 #: bomb: gigabytes, minutes).
 MAX_SECONDS = 15.0
