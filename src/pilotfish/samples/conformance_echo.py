@@ -1,0 +1,113 @@
+"""The Gateway API conformance suite's echo backend (``echo-basic``), for ``pilotfish up``.
+
+Run it as ``python -m pilotfish.samples.conformance_echo``. The upstream
+conformance manifests run ``gateway-api/conformance/echo-basic`` pods and the
+suite's expectations read that server's JSON answer, so this server answers
+every request with the same fields::
+
+    {"path": "/x?y=1", "host": "example.com", "method": "GET", "proto": "HTTP/1.1",
+     "headers": {"User-Agent": ["..."]}, "namespace": "...", "ingress": "",
+     "service": "", "pod": "infra-backend-v1-0"}
+
+``path`` is the request target as received (path and query), ``headers`` maps
+each header name (canonical case, as Go prints it) to every value it had,
+``namespace`` and ``pod`` come from ``NAMESPACE`` and ``POD_NAME`` (the
+manifests set them from the pod's metadata; the runtime sets ``POD_NAME`` and
+``POD_NAMESPACE``, which is the fallback). Like echo-basic, it listens on
+``HTTP_PORT`` (default 3000), answers ``/health`` with 200, and a request
+header ``X-Echo-Set-Header: Name: value`` (comma separated) adds those
+response headers, which the response-header tests rely on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from typing import Any
+
+from aiohttp import web
+
+__all__ = ["canonical_header", "describe", "main", "make_app"]
+
+
+def canonical_header(name: str) -> str:
+    """``name`` as Go's ``textproto.CanonicalMIMEHeaderKey`` spells it (``x-foo`` -> ``X-Foo``)."""
+    return "-".join(part[:1].upper() + part[1:].lower() for part in name.split("-"))
+
+
+def describe(request: web.Request, env: dict[str, str]) -> dict[str, Any]:
+    """The echo-basic JSON for ``request``, with identity from ``env``."""
+    headers: dict[str, list[str]] = {}
+    for key, value in request.headers.items():
+        headers.setdefault(canonical_header(key), []).append(value)
+    # Go's server moves Host out of the header map into Request.Host.
+    headers.pop("Host", None)
+    return {
+        "path": request.raw_path,
+        "host": request.host,
+        "method": request.method,
+        "proto": f"HTTP/{request.version.major}.{request.version.minor}",
+        "headers": headers,
+        "namespace": env.get("NAMESPACE") or env.get("POD_NAMESPACE", ""),
+        "ingress": env.get("INGRESS_NAME", ""),
+        "service": env.get("SERVICE_NAME", ""),
+        "pod": env.get("POD_NAME", ""),
+    }
+
+
+def _echo_headers(request: web.Request) -> dict[str, str]:
+    """Response headers asked for with ``X-Echo-Set-Header: A: 1, B: 2``."""
+    out: dict[str, str] = {}
+    for raw in request.headers.getall("X-Echo-Set-Header", []):
+        for item in raw.split(","):
+            name, sep, value = item.partition(":")
+            if sep and name.strip():
+                out[name.strip()] = value.strip()
+    return out
+
+
+def make_app(env: dict[str, str]) -> web.Application:
+    async def health(request: web.Request) -> web.StreamResponse:
+        return web.Response(text="OK")
+
+    async def echo(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        return web.json_response(describe(request, env), headers=_echo_headers(request))
+
+    app = web.Application()
+    app.router.add_get("/health", health)
+    app.router.add_route("*", "/{tail:.*}", echo)
+    return app
+
+
+async def _serve(env: dict[str, str], port: int) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    runner = web.AppRunner(make_app(env), access_log=None, handle_signals=False)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "0.0.0.0", port, reuse_address=True).start()
+        print(f"listening on 0.0.0.0:{port}", flush=True)
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def main() -> None:
+    env = dict(os.environ)
+    try:
+        port = int(env.get("HTTP_PORT", "3000"))
+    except ValueError:
+        sys.exit("HTTP_PORT must be an integer")
+    try:
+        asyncio.run(_serve(env, port))
+    except OSError as exc:
+        sys.exit(f"cannot listen on port {port}: {exc}")
+
+
+if __name__ == "__main__":
+    main()

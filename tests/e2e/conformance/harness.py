@@ -1,0 +1,267 @@
+"""How one ported conformance case runs against a live mesh.
+
+Theory of operation: upstream's suite applies a test's manifests, waits
+until the Gateway and the test's routes are Accepted, then sends each
+``ExpectedResponse``'s request to the Gateway's address until the answer
+matches, and requires it to keep matching (``MakeRequestAndExpectEventually
+ConsistentResponse``: the configuration converges, then must stay put). This
+module does the same: ``check_expect`` sends one request with ``http.client``
+(redirects are not followed; Host and method as the case says), compares the
+answer with ``compare`` (status, the echo backend's JSON: pod prefix,
+namespace, path, host, headers seen, absent headers; a redirect's Location),
+and passes once ``CONSISTENT`` answers in a row match. Statuses come from the
+control plane's config API (the same objects ``pilotfish get`` shows).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cases import Expect
+
+GROUP = "apis/gateway.networking.k8s.io/v1"
+CONSISTENT = 3
+REQUEST_TIMEOUT = 3.0
+
+
+@dataclass
+class Api:
+    """The control plane's config API, with its token."""
+
+    base: str
+    token_file: Path
+
+    def get(self, path: str) -> dict[str, Any] | None:
+        req = urllib.request.Request(
+            f"{self.base}/{path}",
+            headers={"Authorization": f"Bearer {self.token_file.read_text().strip()}"},
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=5) as resp:
+                return dict(json.loads(resp.read()))
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                return None
+            raise
+
+    def status(self, plural: str, namespace: str, name: str) -> dict[str, Any]:
+        obj = self.get(f"{GROUP}/namespaces/{namespace}/{plural}/{name}") or {}
+        return dict(obj.get("status") or {})
+
+
+def gateway_address(api: Api, namespace: str, name: str) -> str | None:
+    """The first IP address in the Gateway's ``status.addresses``, if any yet."""
+    for address in api.status("gateways", namespace, name).get("addresses") or []:
+        if address.get("type", "IPAddress") == "IPAddress" and address.get("value"):
+            return str(address["value"])
+    return None
+
+
+def route_condition(
+    api: Api, namespace: str, name: str, kind: str, plural: str = "httproutes"
+) -> list[tuple[str, str]]:
+    """(status, reason) of condition ``kind`` in each of the route's parents."""
+    out = []
+    for parent in api.status(plural, namespace, name).get("parents") or []:
+        for cond in parent.get("conditions") or []:
+            if cond.get("type") == kind:
+                out.append((str(cond.get("status")), str(cond.get("reason"))))
+    return out
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+Sender = Callable[[Expect], Answer]
+
+
+def gateway_sender(address: str, port: int) -> Sender:
+    """Requests to a Gateway's address, sent from the host."""
+    return lambda expect: send(address, port, expect)
+
+
+def pod_sender(netns: str, url_host: str, port: int = 80) -> Sender:
+    """Requests sent from inside a pod's network namespace with curl (so its sidecar
+    carries them), to ``http://<url_host>:<port>``."""
+
+    def sender(expect: Expect) -> Answer:
+        argv = [
+            "ip",
+            "netns",
+            "exec",
+            netns,
+            "curl",
+            "-s",
+            "-i",
+            "--max-time",
+            str(REQUEST_TIMEOUT),
+        ]
+        argv += ["-X", expect.method, "-H", f"Host: {expect.host or url_host}"]
+        for name, value in expect.headers:
+            argv += ["-H", f"{name}: {value}"]
+        argv.append(f"http://{url_host}:{port}{expect.path}")
+        proc = subprocess.run(argv, capture_output=True, timeout=REQUEST_TIMEOUT + 5)
+        if proc.returncode != 0:
+            raise OSError(f"curl exit {proc.returncode}: {proc.stderr.decode()[:200]}")
+        return parse_raw_response(proc.stdout)
+
+    return sender
+
+
+def parse_raw_response(raw: bytes) -> Answer:
+    """An HTTP/1.1 response as curl -i prints it."""
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        key, _, value = line.partition(":")
+        low, value = key.strip().lower(), value.strip()
+        headers[low] = f"{headers[low]},{value}" if low in headers else value
+    return Answer(status, headers, body)
+
+
+def send(address: str, port: int, expect: Expect) -> Answer:
+    conn = http.client.HTTPConnection(address, port, timeout=REQUEST_TIMEOUT)
+    try:
+        conn.putrequest(expect.method, expect.path, skip_host=True, skip_accept_encoding=True)
+        conn.putheader("Host", expect.host or "example.com")
+        for name, value in expect.headers:
+            conn.putheader(name, value)
+        conn.endheaders()
+        resp = conn.getresponse()
+        body = resp.read()
+        headers: dict[str, str] = {}
+        for key, value in resp.getheaders():
+            low = key.lower()
+            headers[low] = f"{headers[low]},{value}" if low in headers else value
+        return Answer(resp.status, headers, body)
+    finally:
+        conn.close()
+
+
+def _seen_headers(body: dict[str, Any]) -> dict[str, str]:
+    """The backend's header map, lower-cased names, values joined with ',' as upstream does."""
+    raw = body.get("headers") or {}
+    return {str(k).lower(): ",".join(v) for k, v in raw.items()}
+
+
+def compare(expect: Expect, answer: Answer) -> str | None:
+    """Why ``answer`` does not meet ``expect``; None when it does."""
+    if answer.status != expect.status:
+        return f"status {answer.status}, want {expect.status}"
+    if expect.location is not None:
+        return _compare_location(expect, answer.headers.get("location", ""))
+    if not expect.backend:
+        return None
+    try:
+        body = json.loads(answer.body)
+    except ValueError:
+        return f"not the echo backend's JSON: {answer.body[:120]!r}"
+    return _compare_seen(expect, body)
+
+
+def _compare_seen(expect: Expect, body: dict[str, Any]) -> str | None:
+    pod, namespace = str(body.get("pod", "")), str(body.get("namespace", ""))
+    wrong_namespace = bool(expect.namespace) and namespace != expect.namespace
+    if not pod.startswith(expect.backend + "-") or wrong_namespace:
+        return f"answered by {namespace}/{pod}, want {expect.namespace}/{expect.backend}-*"
+    want_path = expect.seen_path if expect.seen_path is not None else expect.path
+    if body.get("path") != want_path:
+        return f"backend saw path {body.get('path')!r}, want {want_path!r}"
+    if body.get("method") != expect.method:
+        return f"backend saw method {body.get('method')!r}, want {expect.method!r}"
+    want_host = expect.seen_host if expect.seen_host is not None else expect.host
+    if want_host and body.get("host") != want_host:
+        return f"backend saw host {body.get('host')!r}, want {want_host!r}"
+    seen = _seen_headers(body)
+    wanted = expect.headers if expect.seen_headers is None else expect.seen_headers
+    for name, value in wanted:
+        if seen.get(name.lower()) != value:
+            return f"backend saw {name}: {seen.get(name.lower())!r}, want {value!r}"
+    for name in expect.absent_headers:
+        if name.lower() in seen:
+            return f"backend saw {name}: {seen[name.lower()]!r}, want it absent"
+    return None
+
+
+def _compare_location(expect: Expect, location: str) -> str | None:
+    assert expect.location is not None
+    if not location:
+        return "no Location header"
+    parts = urllib.parse.urlsplit(location)
+    scheme, host, port, path = expect.location
+    got = {
+        "scheme": (parts.scheme, scheme),
+        "host": (parts.hostname or "", host),
+        "port": (str(parts.port or ""), port),
+        "path": (parts.path, path),
+    }
+    for what, (actual, wanted) in got.items():
+        if wanted and actual != wanted:
+            return f"Location {location!r}: {what} {actual!r}, want {wanted!r}"
+    return None
+
+
+def check_expect(
+    sender: Sender,
+    expect: Expect,
+    deadline: float,
+    now: Callable[[], float] = time.monotonic,
+) -> str | None:
+    """Send until ``CONSISTENT`` answers in a row match (None) or ``deadline`` passes
+    (the last mismatch)."""
+    streak, last = 0, "no answer"
+    while True:
+        try:
+            why = compare(expect, sender(expect))
+        except OSError as exc:
+            why = f"request failed: {exc}"
+        if why is None:
+            streak += 1
+            if streak >= CONSISTENT:
+                return None
+            continue
+        streak, last = 0, why
+        if now() >= deadline:
+            return last
+        time.sleep(0.2)  # a retry pace, not a wait for something: the deadline bounds it
+
+
+#: Requests per weight measurement and the allowed difference from each share.
+#: Upstream sends 500 with 0.05 and retries up to 10 times on a miss; one try
+#: with 0.07 (3.4 binomial standard deviations at 0.7) needs no retry.
+WEIGHT_REQUESTS = 500
+WEIGHT_TOLERANCE = 0.07
+
+
+def check_weights(sender: Sender, path: str, weights: tuple[tuple[str, float], ...]) -> str | None:
+    """Whether the backends' shares of ``WEIGHT_REQUESTS`` requests match ``weights``."""
+    counts: dict[str, int] = {}
+    probe = Expect(path)
+    for _ in range(WEIGHT_REQUESTS):
+        answer = sender(probe)
+        if answer.status != 200:
+            return f"status {answer.status} while measuring weights"
+        pod = str(json.loads(answer.body).get("pod", ""))
+        backend = next((b for b, _ in weights if pod.startswith(b + "-")), pod)
+        counts[backend] = counts.get(backend, 0) + 1
+    for backend, share in weights:
+        got = counts.get(backend, 0) / WEIGHT_REQUESTS
+        if abs(got - share) > WEIGHT_TOLERANCE:
+            return f"{backend} got {got:.3f} of requests, want {share} +/- {WEIGHT_TOLERANCE}"
+    unknown = set(counts) - {b for b, _ in weights}
+    return f"answered by unexpected pods {sorted(unknown)}" if unknown else None

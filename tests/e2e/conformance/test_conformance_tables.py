@@ -1,0 +1,114 @@
+"""The conformance harness's parts that need no mesh: case data, comparisons, the table.
+
+(No root needed: these run with the unit tests' speed.)
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from cases import CORE, INFRA, Expect
+from cases_extended import EXTENDED
+from cases_mesh import MESH_CASES
+from harness import Answer, compare
+from inventory import GATEWAY_HTTP, MESH_HTTP
+
+from pilotfish.api.analyze import analyze_paths
+from report import FAIL, NOT_RUN, PASS, Outcome, counts, render
+
+REPO = Path(__file__).resolve().parents[3]
+DATA = REPO / "tests" / "testdata" / "gateway-api-conformance"
+CASES = CORE + EXTENDED
+
+
+def test_every_case_is_an_upstream_test_of_its_level() -> None:
+    levels = {name: core for name, core, _ in GATEWAY_HTTP}
+    for case in CASES:
+        assert case.name in levels, case.name
+        assert levels[case.name] is case.core, case.name
+    mesh_levels = {name: core for name, core, _ in MESH_HTTP}
+    for case in MESH_CASES:
+        assert mesh_levels.get(case.name) is case.core, case.name
+    names = [c.name for c in CASES + MESH_CASES]
+    assert len(set(names)) == len(names)
+
+
+def test_every_case_manifest_is_vendored_and_analyzes_cleanly(tmp_path: Path) -> None:
+    paths = [
+        DATA / "base-manifests.yaml",
+        *(DATA / "tests" / f for c in CASES for f in c.manifests),
+    ]
+    for path in paths:
+        assert path.exists(), path
+        (tmp_path / path.name).write_text(path.read_text().replace("{GATEWAY_CLASS_NAME}", "istio"))
+    # Base and each test's manifests together, as the harness applies them.
+    for case in CASES:
+        files = [tmp_path / "base-manifests.yaml", *(tmp_path / f for f in case.manifests)]
+        found = analyze_paths([str(f) for f in files])
+        assert [d.format() for d in found if d.is_error] == [], case.name
+
+
+def _echo(pod: str, path: str, **extra: object) -> Answer:
+    body = {"pod": pod, "namespace": INFRA, "path": path, "method": "GET", "host": "x", **extra}
+    return Answer(200, {}, json.dumps(body).encode())
+
+
+@pytest.mark.parametrize(
+    ("expect", "answer", "why"),
+    [
+        (Expect("/a", backend="infra-backend-v1"), _echo("infra-backend-v1-0", "/a"), None),
+        (
+            Expect("/a", backend="infra-backend-v1"),
+            _echo("infra-backend-v2-0", "/a"),
+            "answered by gateway-conformance-infra/infra-backend-v2-0",
+        ),
+        (Expect("/a", status=404), Answer(200, {}, b""), "status 200, want 404"),
+        (
+            Expect("/p/x", backend="infra-backend-v1", seen_path="/x"),
+            _echo("infra-backend-v1-1", "/p/x"),
+            "backend saw path '/p/x', want '/x'",
+        ),
+        (
+            Expect("/", backend="infra-backend-v1", seen_headers=(("X-A", "1,2"),)),
+            _echo("infra-backend-v1-1", "/", headers={"X-A": ["1", "2"]}),
+            None,
+        ),
+        (
+            Expect("/", backend="infra-backend-v1", absent_headers=("X-Gone",)),
+            _echo("infra-backend-v1-1", "/", headers={"X-Gone": ["v"]}),
+            "backend saw X-Gone: 'v', want it absent",
+        ),
+        (
+            Expect("/r", status=302, location=("https", "example.org", "", "")),
+            Answer(302, {"location": "https://example.org/r"}, b""),
+            None,
+        ),
+        (
+            Expect("/r", status=302, location=("", "", "", "/new")),
+            Answer(302, {"location": "http://example.com/old"}, b""),
+            "Location 'http://example.com/old': path '/old', want '/new'",
+        ),
+    ],
+)
+def test_compare_is_upstream_s_check(expect: Expect, answer: Answer, why: str | None) -> None:
+    got = compare(expect, answer)
+    if why is None:
+        assert got is None
+    else:
+        assert got is not None and got.startswith(why), got
+
+
+def test_table_lists_every_upstream_test_with_its_outcome() -> None:
+    outcomes = {"HTTPRouteMatching": Outcome(PASS), "HTTPRouteWeight": Outcome(FAIL, "a | b")}
+    profiles = {"GATEWAY-HTTP": GATEWAY_HTTP, "MESH-HTTP": MESH_HTTP}
+    text = render(profiles, outcomes, {"MESH-HTTP": "no client pods"}, "# T\n")
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line]
+    assert len(rows) == len(GATEWAY_HTTP) + len(MESH_HTTP) + 2  # + two header rows
+    assert "| HTTPRouteMatching | core | pass |  |" in text
+    assert "| HTTPRouteWeight | core | fail | a \\| b |" in text
+    assert "| MeshBasic | core | not run | no client pods |" in text
+    tally = counts(GATEWAY_HTTP, outcomes)
+    assert tally["core"][PASS] == 1 and tally["core"][FAIL] == 1
+    assert tally["core"][NOT_RUN] == sum(c for _, c, _ in GATEWAY_HTTP) - 2

@@ -1,0 +1,96 @@
+"""The conformance echo backend answers with upstream echo-basic's JSON fields."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import urllib.request
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from pilotfish.runtime.image_map import load_image_map
+from pilotfish.runtime.ports import free_port
+from pilotfish.samples.conformance_echo import canonical_header, make_app
+from polling import poll
+
+ENV = {"POD_NAME": "infra-backend-v1-0", "NAMESPACE": "gateway-conformance-infra"}
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[TestClient[object, object]]:
+    async with TestClient(TestServer(make_app(ENV), host="127.0.0.1")) as test_client:
+        yield test_client
+
+
+async def test_answers_with_echo_basic_fields(client: TestClient[object, object]) -> None:
+    # Raw bytes: a repeated header reaches the server as two lines, as from Envoy.
+    reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
+    writer.write(
+        b"PATCH /v2/example?animal=whale&x=1 HTTP/1.1\r\nHost: foo.bar.com:1234\r\n"
+        b"x-header-add: a\r\nX-Header-Add: b\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    raw = await reader.read()
+    writer.close()
+    head, _, payload = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    body = json.loads(payload)
+    assert set(body) == {
+        "path", "host", "method", "proto", "headers", "namespace", "ingress", "service", "pod"
+    }  # fmt: skip
+    assert body["path"] == "/v2/example?animal=whale&x=1"
+    assert body["host"] == "foo.bar.com:1234"
+    assert body["method"] == "PATCH"
+    assert body["proto"] == "HTTP/1.1"
+    assert body["pod"] == "infra-backend-v1-0"
+    assert body["namespace"] == "gateway-conformance-infra"
+    # Go's canonical names, every value kept, Host not among the headers.
+    assert body["headers"]["X-Header-Add"] == ["a", "b"]
+    assert "Host" not in body["headers"]
+
+
+async def test_sets_response_headers_on_request(client: TestClient[object, object]) -> None:
+    resp = await client.get("/set", headers={"X-Echo-Set-Header": "X-Header-Set: one, Other: 2"})
+    assert resp.headers["X-Header-Set"] == "one"
+    assert resp.headers["Other"] == "2"
+
+
+async def test_namespace_falls_back_to_the_runtime_variable() -> None:
+    app = make_app({"POD_NAME": "p", "POD_NAMESPACE": "ns-b"})
+    async with TestClient(TestServer(app, host="127.0.0.1")) as c:
+        body = await (await c.get("/")).json()
+    assert body["namespace"] == "ns-b"
+
+
+def test_canonical_header_names() -> None:
+    assert canonical_header("x-header-set") == "X-Header-Set"
+    assert canonical_header("SOME-other") == "Some-Other"
+
+
+def test_the_shipped_image_map_runs_it_on_http_port(tmp_path: object) -> None:
+    images = load_image_map("samples/image-maps/gateway-api-conformance.yaml")
+    entry = images.lookup("registry.k8s.io/gateway-api/conformance/echo-basic:v0.1.0")
+    assert entry is not None and entry.command[-1] == "pilotfish.samples.conformance_echo"
+    assert images.lookup("gcr.io/k8s-staging-gateway-api/echo-basic@sha256:ab") is entry
+    port = free_port()
+    env = {**os.environ, "HTTP_PORT": str(port), "POD_NAME": "web-backend-1", "NAMESPACE": "w"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pilotfish.samples.conformance_echo"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+
+        def health() -> bool:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                return r.status == 200
+
+        poll(health, "the echo backend's /health", deadline=20)
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=10) == 0
