@@ -151,6 +151,16 @@ def _http_filter(
     )
 
 
+def _gateway_domains(host: str, port: int) -> list[str]:
+    """A gateway virtual host's domains: the host with any port in the Host header,
+    as Istio writes them (a client may name a port the gateway is published on
+    rather than the one it listens on). Envoy allows one wildcard per domain, so
+    a wildcard host keeps the listener's port instead."""
+    if host.startswith("*"):
+        return [host, f"{host}:{port}"]
+    return [host, f"{host}:*"]
+
+
 def _route_config(
     snapshot: Snapshot,
     view: ProxyView,
@@ -173,7 +183,7 @@ def _route_config(
         ctx = RouteContext(snapshot, view.namespace, port, gateway=gw_key, proxy_labels=view.labels)
         routes = http_routes(vs, ctx)
         for host in hosts:
-            domains, existing = vhosts.setdefault(host, ([host, f"{host}:{port}"], []))
+            domains, existing = vhosts.setdefault(host, (_gateway_domains(host, port), []))
             existing.extend(routes)
         if redirecting:
             secure.update(_vs_hosts_for(vs, redirecting, snapshot.domain_suffix))
