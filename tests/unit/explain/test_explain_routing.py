@@ -172,8 +172,9 @@ def test_gateway_listener_by_server_or_published_port() -> None:
         assert _step(result, "listener").reasons == [
             "the gateway listener 0.0.0.0_8080 serves port 18080"
         ]
-    # The Host names the published port: no domain matches it (Envoy's 404).
-    assert result.outcome.status == 404
+    # The Host names the published port: gateway domains take any port (host:*).
+    assert result.outcome.status is None
+    assert result.outcome.cluster == "outbound|9080||productpage.default.svc.cluster.local"
     request = ExplainRequest("http://bookinfo.example.com:8080/productpage")
     result = explain(snapshot, GATEWAY, request)
     assert result.outcome.cluster == "outbound|9080||productpage.default.svc.cluster.local"
