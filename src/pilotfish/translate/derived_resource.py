@@ -8,7 +8,7 @@ API render it as they render the users' objects.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from pydantic import BaseModel
 
@@ -34,11 +34,16 @@ def derived_resource(
     namespace: str,
     spec: BaseModel,
     sources: Sequence[Resource],
+    annotations: Mapping[str, str] | None = None,
+    api_version: str | None = None,
 ) -> Resource:
-    """An Istio ``kind`` object made from ``sources`` (the first gives its SourceRef)."""
+    """An Istio ``kind`` object made from ``sources`` (the first gives its SourceRef),
+    with ``annotations`` beside the one naming its sources; ``api_version`` for a
+    kind outside the Istio kinds converters usually derive (a Secret)."""
     derived_from = ", ".join(f"{s.kind} {s.namespace}/{s.name}" for s in sources)
-    metadata = ObjectMeta(name=name, namespace=namespace, annotations={DERIVED_FROM: derived_from})
-    api_version = _API_VERSIONS[kind]
+    notes = {DERIVED_FROM: derived_from, **(annotations or {})}
+    metadata = ObjectMeta(name=name, namespace=namespace, annotations=notes)
+    api_version = api_version or _API_VERSIONS[kind]
     meta = {**metadata.model_dump(by_alias=True, exclude_defaults=True), "namespace": namespace}
     raw = {
         "apiVersion": api_version,

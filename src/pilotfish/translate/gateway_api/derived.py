@@ -16,8 +16,8 @@ from typing import Final
 
 from pydantic import BaseModel
 
-from pilotfish.api.base import ObjectMeta
 from pilotfish.api.resource import Resource
+from pilotfish.translate.derived_resource import DERIVED_FROM, derived_resource
 from pilotfish.translate.route_semantics import ROUTE_SEMANTICS, SCOPE_NAMESPACE
 
 __all__ = [
@@ -30,7 +30,6 @@ __all__ = [
     "unique_names",
 ]
 
-DERIVED_FROM: Final = "internal.pilotfish.io/derived-from"
 #: ``gateway`` on a derived VirtualService: Gateway API route semantics apply.
 #: The destination of a backendRef that cannot be used: no cluster has this
 #: name (``.invalid`` is reserved, RFC 2606), so its share of requests gets 500.
@@ -54,11 +53,11 @@ def derived(
     sources: list[Resource],
     annotations: dict[str, str] | None = None,
 ) -> Resource:
-    """A derived object of ``kind``; ``sources[0]`` lends it its SourceRef."""
-    notes = {DERIVED_FROM: ", ".join(f"{s.kind} {s.namespace}/{s.name}" for s in sources)}
-    notes.update(annotations or {})
-    meta = ObjectMeta(name=f"{name}-gwapi", namespace=namespace, annotations=notes)
-    return Resource(api_version, kind, meta, spec, sources[0].source if sources else None)
+    """A derived object of ``kind``, named with the reserved suffix;
+    ``sources[0]`` lends it its SourceRef."""
+    return derived_resource(
+        kind, f"{name}-gwapi", namespace, spec, sources, annotations, api_version=api_version
+    )
 
 
 def unique_names(resources: list[Resource]) -> tuple[Resource, ...]:
@@ -77,10 +76,9 @@ def unique_names(resources: list[Resource]) -> tuple[Resource, ...]:
             digest = hashlib.sha256(
                 f"{res.metadata.annotations.get(DERIVED_FROM, '')}/{i}".encode()
             ).hexdigest()[:8]
-            base = res.name.removesuffix("-gwapi")
-            res = replace(
-                res, metadata=res.metadata.model_copy(update={"name": f"{base}-{digest}-gwapi"})
-            )
+            name = f"{res.name.removesuffix('-gwapi')}-{digest}-gwapi"
+            raw = {**res.raw, "metadata": {**res.raw.get("metadata", {}), "name": name}}
+            res = replace(res, metadata=res.metadata.model_copy(update={"name": name}), raw=raw)
         seen.add(res.key)
         out.append(res)
     return tuple(out)
