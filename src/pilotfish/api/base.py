@@ -21,6 +21,7 @@ class ApiModel(BaseModel):
         frozen=True,
         extra="forbid",
         validate_default=False,
+        defer_build=True,
     )
 
 
