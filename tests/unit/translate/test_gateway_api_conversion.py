@@ -251,7 +251,7 @@ def test_hostname_intersection(
     assert intersect_hostnames(listener, route) == expected
 
 
-def test_no_matching_hostname_still_counts_as_attached() -> None:
+def test_no_matching_hostname_is_not_attached() -> None:
     body = (
         "parentRefs: [{name: gw, namespace: default, sectionName: shared}]\nhostnames: [other.org]"
     )
@@ -262,7 +262,7 @@ def test_no_matching_hostname_still_counts_as_attached() -> None:
         "NoMatchingListenerHostname",
     )
     listeners = conv.statuses[ResourceKey("KubernetesGateway", "default", "gw")]["listeners"]
-    assert listeners[1]["attachedRoutes"] == 1
+    assert listeners[1]["attachedRoutes"] == 0
     assert not _derived(conv, "VirtualService")
 
 
@@ -533,6 +533,19 @@ def test_listener_certificates(texts: tuple[str, ...], resolved: tuple[str, str]
             ("Gateway", "spec.listeners[0].tls.certificateRefs")
         ]
         assert found[0].message.startswith(resolved[1])
+
+
+def test_listener_with_unresolved_certificate_still_counts_its_routes() -> None:
+    # Upstream's GatewayWithAttachedRoutes: attachedRoutes is set whatever the
+    # listener's own state; the listener serves nothing.
+    route = _route(
+        "r", "parentRefs: [{name: secure, sectionName: https}]\nrules: [{backendRefs: []}]"
+    )
+    conv = _convert(SERVICES, _tls_gateway("{name: absent}"), route)
+    listener = conv.statuses[ResourceKey("KubernetesGateway", "default", "secure")]["listeners"][0]
+    assert listener["attachedRoutes"] == 1
+    assert _cond(listener["conditions"], "Programmed") == ("False", "Invalid")
+    assert not _derived(conv, "VirtualService")
 
 
 def test_conflicting_listeners() -> None:
