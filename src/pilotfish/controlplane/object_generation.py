@@ -6,13 +6,15 @@ when only metadata changes (labels, annotations) or nothing does. Status
 conditions carry it as ``observedGeneration``, which is how a client knows
 that a status describes its latest edit (upstream's Gateway API conformance
 test HTTPRouteObservedGenerationBump checks exactly that). An object loaded
-from a file without one counts as generation 1.
+from a file without one counts as generation 1. Like Kubernetes, the core
+group's kinds (``v1``: Service, Secret, ConfigMap...) get none.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 
+from pilotfish.api.kinds import api_group
 from pilotfish.api.resource import Resource
 
 __all__ = ["with_generation"]
@@ -20,6 +22,8 @@ __all__ = ["with_generation"]
 
 def with_generation(resource: Resource, current: Resource | None) -> Resource:
     """``resource`` carrying the generation it gets when it replaces ``current``."""
+    if not api_group(resource.api_version):
+        return resource
     if current is None:
         generation = 1
     else:
