@@ -12,8 +12,8 @@ missing certificate): upstream's GatewayWithAttachedRoutes checks both that a
 route with no matching hostname is not counted and that a listener with
 unresolved refs still counts its routes. Only usable listeners serve it.
 When no listener accepts the route the parent's Accepted condition is False
-with the spec's reason: ``NoMatchingParent`` (no such Gateway or listener), ``NotAllowedByListeners``,
-or ``NoMatchingListenerHostname``.
+with the spec's reason: ``NoMatchingParent`` (no such Gateway or listener),
+``NotAllowedByListeners``, or ``NoMatchingListenerHostname``.
 """
 
 from __future__ import annotations
