@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
+import ssl
 import subprocess
 import time
 import urllib.parse
@@ -26,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cases import Expect
+from cases import Expect, ListenerWant
 
 GROUP = "apis/gateway.networking.k8s.io/v1"
 CONSISTENT = 3
@@ -88,9 +90,26 @@ class Answer:
 Sender = Callable[[Expect], Answer]
 
 
-def gateway_sender(address: str, port: int) -> Sender:
-    """Requests to a Gateway's address, sent from the host."""
-    return lambda expect: send(address, port, expect)
+@dataclass(frozen=True)
+class ServerCert:
+    """The certificate upstream's suite makes for HTTPS listeners
+    (``tls-validity-checks-certificate``): trusted as the only CA, and what the
+    Gateway must present."""
+
+    pem_file: Path
+    der: bytes
+
+
+def gateway_sender(address: str, port: int, tls: ServerCert | None = None) -> Sender:
+    """Requests to a Gateway's address, sent from the host (HTTPS ones to 443)."""
+
+    def sender(expect: Expect) -> Answer:
+        if expect.https:
+            assert tls is not None, "an HTTPS request needs the suite's certificate"
+            return send_tls(address, 443, expect, tls)
+        return send(address, port, expect)
+
+    return sender
 
 
 def pod_sender(netns: str, url_host: str, port: int = 80) -> Sender:
@@ -135,7 +154,35 @@ def parse_raw_response(raw: bytes) -> Answer:
 
 
 def send(address: str, port: int, expect: Expect) -> Answer:
+    return _exchange(http.client.HTTPConnection(address, port, timeout=REQUEST_TIMEOUT), expect)
+
+
+def send_tls(address: str, port: int, expect: Expect, cert: ServerCert) -> Answer:
+    """``expect`` over TLS with SNI ``expect.host``, as upstream's
+    MakeTLSRequestAndExpectEventuallyConsistentResponse sends it.
+
+    The chain is verified against the suite's certificate alone, and the
+    presented certificate must be that one. Hostname checking is left to that
+    identity check: the certificate's names are upstream's (``*``, ``*.org``),
+    which Go's verifier matches and OpenSSL's refuses as too wide.
+    """
+    ctx = ssl.create_default_context(cafile=str(cert.pem_file))
+    ctx.check_hostname = False
+    raw = socket.create_connection((address, port), timeout=REQUEST_TIMEOUT)
+    try:
+        sock = ctx.wrap_socket(raw, server_hostname=expect.host or None)
+    except BaseException:
+        raw.close()
+        raise
+    if sock.getpeercert(binary_form=True) != cert.der:
+        sock.close()
+        raise OSError("the gateway presented another certificate than the suite's")
     conn = http.client.HTTPConnection(address, port, timeout=REQUEST_TIMEOUT)
+    conn.sock = sock
+    return _exchange(conn, expect)
+
+
+def _exchange(conn: http.client.HTTPConnection, expect: Expect) -> Answer:
     try:
         conn.putrequest(expect.method, expect.path, skip_host=True, skip_accept_encoding=True)
         conn.putheader("Host", expect.host or "example.com")
@@ -151,6 +198,47 @@ def send(address: str, port: int, expect: Expect) -> Answer:
         return Answer(resp.status, headers, body)
     finally:
         conn.close()
+
+
+def route_has_latest_conditions(api: Api, namespace: str, name: str) -> int:
+    """The route's generation once every condition of every parent observed it
+    (upstream's HTTPRouteMustHaveLatestConditions); 0 until then."""
+    obj = api.get(f"{GROUP}/namespaces/{namespace}/httproutes/{name}") or {}
+    generation = int((obj.get("metadata") or {}).get("generation") or 1)
+    parents = (obj.get("status") or {}).get("parents") or []
+    seen = [c.get("observedGeneration") for p in parents for c in p.get("conditions") or []]
+    return generation if parents and all(g == generation for g in seen) else 0
+
+
+def listeners_mismatch(api: Api, namespace: str, wants: list[ListenerWant]) -> str | None:
+    """Why the Gateway's listeners are not as ``wants`` (all of one Gateway) say, or None.
+
+    As upstream's GatewayStatusMustHaveListeners: the Gateway's conditions
+    observed its generation, it lists exactly the wanted listeners, each with
+    the wanted attachedRoutes, condition statuses and (at least) kinds.
+    """
+    gateway = wants[0].gateway
+    obj = api.get(f"{GROUP}/namespaces/{namespace}/gateways/{gateway}") or {}
+    generation = int((obj.get("metadata") or {}).get("generation") or 1)
+    status = obj.get("status") or {}
+    if any(c.get("observedGeneration") != generation for c in status.get("conditions") or []):
+        return f"Gateway {gateway}: conditions do not observe generation {generation}"
+    actual = {str(ls.get("name")): ls for ls in status.get("listeners") or []}
+    if sorted(actual) != sorted(w.listener for w in wants):
+        return f"Gateway {gateway}: listeners {sorted(actual)}"
+    for want in wants:
+        ls = actual[want.listener]
+        where = f"Gateway {gateway} listener {want.listener}"
+        kinds = {k.get("kind") for k in ls.get("supportedKinds") or []}
+        if not set(want.kinds) <= kinds:
+            return f"{where}: supportedKinds {sorted(kinds)}"
+        if ls.get("attachedRoutes") != want.attached:
+            return f"{where}: attachedRoutes {ls.get('attachedRoutes')}, want {want.attached}"
+        got = {c.get("type"): c.get("status") for c in ls.get("conditions") or []}
+        for kind, value in want.conditions:
+            if got.get(kind) != value:
+                return f"{where}: {kind}={got.get(kind)}, want {value}"
+    return None
 
 
 def _seen_headers(body: dict[str, Any]) -> dict[str, str]:

@@ -12,6 +12,7 @@ import pytest
 from cases import CORE, INFRA, Expect
 from cases_extended import EXTENDED
 from cases_mesh import MESH_CASES
+from cases_status import STATUS_CASES
 from harness import Answer, compare
 from inventory import GATEWAY_HTTP, MESH_HTTP
 
@@ -20,7 +21,7 @@ from report import FAIL, NOT_RUN, PASS, Outcome, counts, render
 
 REPO = Path(__file__).resolve().parents[3]
 DATA = REPO / "tests" / "testdata" / "gateway-api-conformance"
-CASES = CORE + EXTENDED
+CASES = CORE + STATUS_CASES + EXTENDED
 
 
 def test_every_case_is_an_upstream_test_of_its_level() -> None:
