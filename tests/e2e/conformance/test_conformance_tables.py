@@ -91,6 +91,33 @@ def _echo(pod: str, path: str, **extra: object) -> Answer:
             Answer(302, {"location": "http://example.com/old"}, b""),
             "Location 'http://example.com/old': path '/old', want '/new'",
         ),
+        # Unset expectations are the request's own: its scheme and path.
+        (
+            Expect("/keep?q=1", status=302, location=("", "example.org", "", "")),
+            Answer(302, {"location": "https://example.org/keep"}, b""),
+            "Location 'https://example.org/keep': scheme 'https', want 'http'",
+        ),
+        (
+            Expect("/keep", status=302, location=("", "example.org", "", "")),
+            Answer(302, {"location": "http://example.org/other"}, b""),
+            "Location 'http://example.org/other': path '/other', want '/keep'",
+        ),
+        # An unset port must be the scheme's default or absent.
+        (
+            Expect("/p", status=302, location=("", "", "", "")),
+            Answer(302, {"location": "http://example.com:8080/p"}, b""),
+            "Location 'http://example.com:8080/p': port '8080'",
+        ),
+        (
+            Expect("/p", status=302, location=("", "", "", "")),
+            Answer(302, {"location": "http://example.com:80/p"}, b""),
+            None,
+        ),
+        (
+            Expect("/p", status=302, location=("", "", "8083", "")),
+            Answer(302, {"location": "http://example.com/p"}, b""),
+            "Location 'http://example.com/p': port '', want '8083'",
+        ),
     ],
 )
 def test_compare_is_upstream_s_check(expect: Expect, answer: Answer, why: str | None) -> None:
