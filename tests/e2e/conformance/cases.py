@@ -40,12 +40,22 @@ class Expect:
     absent_headers: tuple[str, ...] = ()
     response_headers: tuple[tuple[str, str], ...] = ()
     absent_response_headers: tuple[str, ...] = ()
+    # Headers the echo backend is asked to set on its response (upstream's
+    # BackendSetResponseHeaders, sent as ``X-Echo-Set-Header``).
+    backend_sets: tuple[tuple[str, str], ...] = ()
     # A redirect's Location parts (scheme, host, port, path); "" means not checked.
     location: tuple[str, str, str, str] | None = None
     # Another Gateway than the case's (HTTPRouteMultipleGateways).
     gateway: str = ""
     # Sent over TLS to port 443, SNI and Host ``host``, trusting the suite's certificate.
     https: bool = False
+
+    def request_headers(self) -> tuple[tuple[str, str], ...]:
+        """The headers to send: the case's, and the echo backend's instruction."""
+        if not self.backend_sets:
+            return self.headers
+        wanted = ",".join(f"{k}:{v}" for k, v in self.backend_sets)
+        return (*self.headers, ("X-Echo-Set-Header", wanted))
 
     def label(self) -> str:
         extra = "".join(f" {k}={v}" for k, v in self.headers)

@@ -130,7 +130,7 @@ def pod_sender(netns: str, url_host: str, port: int = 80) -> Sender:
             str(REQUEST_TIMEOUT),
         ]
         argv += ["-X", expect.method, "-H", f"Host: {expect.host or url_host}"]
-        for name, value in expect.headers:
+        for name, value in expect.request_headers():
             argv += ["-H", f"{name}: {value}"]
         argv.append(f"http://{url_host}:{port}{expect.path}")
         proc = subprocess.run(argv, capture_output=True, timeout=REQUEST_TIMEOUT + 5)
@@ -187,7 +187,7 @@ def _exchange(conn: http.client.HTTPConnection, expect: Expect) -> Answer:
     try:
         conn.putrequest(expect.method, expect.path, skip_host=True, skip_accept_encoding=True)
         conn.putheader("Host", expect.host or "example.com")
-        for name, value in expect.headers:
+        for name, value in expect.request_headers():
             conn.putheader(name, value)
         conn.endheaders()
         resp = conn.getresponse()
@@ -254,13 +254,25 @@ def compare(expect: Expect, answer: Answer) -> str | None:
         return f"status {answer.status}, want {expect.status}"
     if expect.location is not None:
         return _compare_location(expect, answer.headers.get("location", ""))
-    if not expect.backend:
-        return None
+    why = _compare_response_headers(expect, answer.headers)
+    if why is not None or not expect.backend:
+        return why
     try:
         body = json.loads(answer.body)
     except ValueError:
         return f"not the echo backend's JSON: {answer.body[:120]!r}"
     return _compare_seen(expect, body)
+
+
+def _compare_response_headers(expect: Expect, headers: dict[str, str]) -> str | None:
+    """Upstream's Response.Headers (values joined with ',') and AbsentHeaders."""
+    for name, value in expect.response_headers:
+        if headers.get(name.lower()) != value:
+            return f"response {name}: {headers.get(name.lower())!r}, want {value!r}"
+    for name in expect.absent_response_headers:
+        if name.lower() in headers:
+            return f"response {name}: {headers[name.lower()]!r}, want it absent"
+    return None
 
 
 def _compare_seen(expect: Expect, body: dict[str, Any]) -> str | None:

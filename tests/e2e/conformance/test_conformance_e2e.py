@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 from cases import CORE, INFRA, Case
 from cases_extended import EXTENDED
+from cases_headers import HEADER_CASES
 from cases_mesh import MESH, MESH_CASES
 from cases_status import STATUS_CASES, CaseRun
 from certs import self_signed_secret
@@ -61,7 +62,7 @@ FIRST_DEADLINE = 60.0
 NEXT_DEADLINE = 10.0
 #: The names upstream's suite puts in ``tls-validity-checks-certificate``.
 UPSTREAM_TLS_HOSTS = ("*", "*.org", "*.wildcard.org")
-CASES: tuple[Case, ...] = CORE + STATUS_CASES + EXTENDED + MESH_CASES
+CASES: tuple[Case, ...] = CORE + STATUS_CASES + EXTENDED + HEADER_CASES + MESH_CASES
 OUTCOMES: dict[str, Outcome] = {}
 #: Where each case's time went: {case: {phase: seconds}} (printed at the end).
 TIMINGS: dict[str, dict[str, float]] = {}

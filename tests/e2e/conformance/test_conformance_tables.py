@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from cases import CORE, INFRA, Expect
 from cases_extended import EXTENDED
+from cases_headers import HEADER_CASES
 from cases_mesh import MESH_CASES
 from cases_status import STATUS_CASES
 from harness import Answer, compare
@@ -21,7 +22,7 @@ from report import FAIL, NOT_RUN, PASS, Outcome, counts, render
 
 REPO = Path(__file__).resolve().parents[3]
 DATA = REPO / "tests" / "testdata" / "gateway-api-conformance"
-CASES = CORE + STATUS_CASES + EXTENDED
+CASES = CORE + STATUS_CASES + EXTENDED + HEADER_CASES
 
 
 def test_every_case_is_an_upstream_test_of_its_level() -> None:
