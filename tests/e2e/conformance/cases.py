@@ -49,6 +49,10 @@ class Expect:
     gateway: str = ""
     # Sent over TLS to port 443, SNI and Host ``host``, trusting the suite's certificate.
     https: bool = False
+    # Mesh cases: the namespace of the echo-v1 client pod that sends the request
+    # ("" for gateway-conformance-mesh). ``host`` is then the URL's host[:port]
+    # (port 80 when absent); ``{ip:NAME}`` in it is NAME's pod address.
+    client: str = ""
 
     def request_headers(self) -> tuple[tuple[str, str], ...]:
         """The headers to send: the case's, and the echo backend's instruction."""

@@ -113,11 +113,15 @@ def gateway_sender(address: str, port: int, tls: ServerCert | None = None) -> Se
     return sender
 
 
-def pod_sender(netns: str, url_host: str, port: int = 80) -> Sender:
+def pod_sender(netns: str, default_host: str, resolve: Callable[[str], str] = str) -> Sender:
     """Requests sent from inside a pod's network namespace with curl (so its sidecar
-    carries them), to ``http://<url_host>:<port>``."""
+    carries them), to ``http://<host>`` where host is the expectation's (else
+    ``default_host``), port 80 unless it names one; ``resolve`` fills in
+    placeholders such as a pod's address."""
 
     def sender(expect: Expect) -> Answer:
+        host = resolve(expect.host or default_host)
+        authority = host if ":" in host.rpartition("]")[2] else f"{host}:80"
         argv = [
             "ip",
             "netns",
@@ -129,10 +133,10 @@ def pod_sender(netns: str, url_host: str, port: int = 80) -> Sender:
             "--max-time",
             str(REQUEST_TIMEOUT),
         ]
-        argv += ["-X", expect.method, "-H", f"Host: {expect.host or url_host}"]
+        argv += ["-X", expect.method, "-H", f"Host: {host}"]
         for name, value in expect.request_headers():
             argv += ["-H", f"{name}: {value}"]
-        argv.append(f"http://{url_host}:{port}{expect.path}")
+        argv.append(f"http://{authority}{expect.path}")
         proc = subprocess.run(argv, capture_output=True, timeout=REQUEST_TIMEOUT + 5)
         if proc.returncode != 0:
             raise OSError(f"curl exit {proc.returncode}: {proc.stderr.decode()[:200]}")

@@ -27,6 +27,7 @@ from cases import CORE, INFRA, Case
 from cases_extended import EXTENDED
 from cases_headers import HEADER_CASES
 from cases_mesh import MESH, MESH_CASES
+from cases_more import MORE_CASES, MORE_MESH_CASES
 from cases_status import STATUS_CASES, CaseRun
 from certs import self_signed_secret
 from click.testing import CliRunner
@@ -62,7 +63,9 @@ FIRST_DEADLINE = 60.0
 NEXT_DEADLINE = 10.0
 #: The names upstream's suite puts in ``tls-validity-checks-certificate``.
 UPSTREAM_TLS_HOSTS = ("*", "*.org", "*.wildcard.org")
-CASES: tuple[Case, ...] = CORE + STATUS_CASES + EXTENDED + HEADER_CASES + MESH_CASES
+CASES: tuple[Case, ...] = (
+    CORE + STATUS_CASES + EXTENDED + HEADER_CASES + MORE_CASES + MESH_CASES + MORE_MESH_CASES
+)
 OUTCOMES: dict[str, Outcome] = {}
 #: Where each case's time went: {case: {phase: seconds}} (printed at the end).
 TIMINGS: dict[str, dict[str, float]] = {}
@@ -206,19 +209,29 @@ def _has_condition(api: Api, where: tuple[str, str, str], want: tuple[str, str])
     return any(s == status and reason in ("", r) for s, r in route_condition(api, *where))
 
 
-def _sender(mesh: E2EMesh, api: Api, gateway: str) -> Sender:
-    """Requests to the Gateway's address, or (no Gateway: a mesh case) from the mesh
-    namespace's echo-v1 client pod to the ``echo`` Service."""
+def _sender(mesh: E2EMesh, api: Api, gateway: str, client: str = "") -> Sender:
+    """Requests to the Gateway's address, or (no Gateway: a mesh case) from the echo-v1
+    client pod of ``client`` (default the mesh namespace) to the ``echo`` Service."""
     if not gateway:
-        state = json.loads((mesh.state_dir / "state.json").read_text())
-        client = next(
-            v for k, v in sorted(state["pods"].items()) if k.startswith(f"{MESH}/echo-v1-")
-        )
-        return pod_sender(str(client["netns"]), "echo")
+        pods = _pods(mesh)
+        prefix = f"{client or MESH}/echo-v1-"
+        netns = next(str(v["netns"]) for k, v in sorted(pods.items()) if k.startswith(prefix))
+        return pod_sender(netns, "echo", partial(_pod_addresses, pods))
     address = poll(
         partial(gateway_address, api, INFRA, gateway), f"Gateway {INFRA}/{gateway} status.addresses"
     )
     return gateway_sender(address, 80, SERVER_CERT[0] if SERVER_CERT else None)
+
+
+def _pod_addresses(pods: dict[str, dict[str, object]], host: str) -> str:
+    """``host`` with each ``{ip:NAME}`` replaced by the address of NAME's mesh pod."""
+    while "{ip:" in host:
+        start = host.index("{ip:")
+        end = host.index("}", start)
+        prefix = f"{MESH}/{host[start + 4 : end]}-"
+        ip = next(str(v["ip"]) for k, v in sorted(pods.items()) if k.startswith(prefix))
+        host = host[:start] + ip + host[end + 1 :]
+    return host
 
 
 def _pods(mesh: E2EMesh) -> dict[str, dict[str, object]]:
@@ -281,18 +294,19 @@ def _wait_statuses(mesh: E2EMesh, api: Api, case: Case, tmp: Path) -> str | None
 
 def _send_expects(mesh: E2EMesh, api: Api, case: Case, lap: _Laps) -> str | None:
     """Each expected exchange until it holds, then the weights."""
-    senders: dict[str, Sender] = {}
+    senders: dict[tuple[str, str], Sender] = {}
 
-    def sender_for(gateway: str) -> Sender:
-        if gateway not in senders:
-            senders[gateway] = _sender(mesh, api, gateway)
-        return senders[gateway]
+    def sender_for(gateway: str, client: str = "") -> Sender:
+        if (gateway, client) not in senders:
+            senders[(gateway, client)] = _sender(mesh, api, gateway, client)
+        return senders[(gateway, client)]
 
     first = True
     for expect in case.expects:
         gateway = expect.gateway or case.gateway
         budget = FIRST_DEADLINE if first else NEXT_DEADLINE
-        why = check_expect(sender_for(gateway), expect, time.monotonic() + budget)
+        sender = sender_for(gateway, expect.client)
+        why = check_expect(sender, expect, time.monotonic() + budget)
         if why is not None:
             return f"{expect.label()}: {why}"
         lap("first request" if first else "requests")

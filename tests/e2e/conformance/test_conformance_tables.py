@@ -13,6 +13,7 @@ from cases import CORE, INFRA, Expect
 from cases_extended import EXTENDED
 from cases_headers import HEADER_CASES
 from cases_mesh import MESH_CASES
+from cases_more import MORE_CASES, MORE_MESH_CASES
 from cases_status import STATUS_CASES
 from harness import Answer, compare
 from inventory import GATEWAY_HTTP, MESH_HTTP
@@ -22,7 +23,7 @@ from report import FAIL, NOT_RUN, PASS, Outcome, counts, render
 
 REPO = Path(__file__).resolve().parents[3]
 DATA = REPO / "tests" / "testdata" / "gateway-api-conformance"
-CASES = CORE + STATUS_CASES + EXTENDED + HEADER_CASES
+CASES = CORE + STATUS_CASES + EXTENDED + HEADER_CASES + MORE_CASES
 
 
 def test_every_case_is_an_upstream_test_of_its_level() -> None:
@@ -31,9 +32,9 @@ def test_every_case_is_an_upstream_test_of_its_level() -> None:
         assert case.name in levels, case.name
         assert levels[case.name] is case.core, case.name
     mesh_levels = {name: core for name, core, _ in MESH_HTTP}
-    for case in MESH_CASES:
+    for case in MESH_CASES + MORE_MESH_CASES:
         assert mesh_levels.get(case.name) is case.core, case.name
-    names = [c.name for c in CASES + MESH_CASES]
+    names = [c.name for c in CASES + MESH_CASES + MORE_MESH_CASES]
     assert len(set(names)) == len(names)
 
 
