@@ -650,6 +650,12 @@ def test_mesh_routes_producer_and_consumer() -> None:
         "True",
         "Accepted",
     )
+    # A mesh route reaches another namespace's Service without a ReferenceGrant
+    # (GEP-1294; upstream's MeshConsumerRoute).
+    conditions = _parent(conv, "HTTPRoute", "team-a", "consumer")["conditions"]
+    assert _cond(conditions, "ResolvedRefs") == ("True", "ResolvedRefs")
+    route = consumer.http[0].route
+    assert route is not None and route[0].destination.host == "web.default.svc.cluster.local"
 
 
 def test_consumer_route_overrides_producer_route_in_its_namespace() -> None:
