@@ -113,14 +113,13 @@ def gateway_sender(address: str, port: int, tls: ServerCert | None = None) -> Se
     return sender
 
 
-def pod_sender(netns: str, default_host: str, resolve: Callable[[str], str] = str) -> Sender:
+def pod_sender(netns: str, default_host: str) -> Sender:
     """Requests sent from inside a pod's network namespace with curl (so its sidecar
     carries them), to ``http://<host>`` where host is the expectation's (else
-    ``default_host``), port 80 unless it names one; ``resolve`` fills in
-    placeholders such as a pod's address."""
+    ``default_host``), port 80 unless it names one."""
 
     def sender(expect: Expect) -> Answer:
-        host = resolve(expect.host or default_host)
+        host = expect.host or default_host
         authority = host if ":" in host.rpartition("]")[2] else f"{host}:80"
         argv = [
             "ip",

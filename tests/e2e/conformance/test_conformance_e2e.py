@@ -19,6 +19,7 @@ import json
 import os
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
@@ -216,7 +217,7 @@ def _sender(mesh: E2EMesh, api: Api, gateway: str, client: str = "") -> Sender:
         pods = _pods(mesh)
         prefix = f"{client or MESH}/echo-v1-"
         netns = next(str(v["netns"]) for k, v in sorted(pods.items()) if k.startswith(prefix))
-        return pod_sender(netns, "echo", partial(_pod_addresses, pods))
+        return pod_sender(netns, "echo")
     address = poll(
         partial(gateway_address, api, INFRA, gateway), f"Gateway {INFRA}/{gateway} status.addresses"
     )
@@ -306,6 +307,8 @@ def _send_expects(mesh: E2EMesh, api: Api, case: Case, lap: _Laps) -> str | None
         gateway = expect.gateway or case.gateway
         budget = FIRST_DEADLINE if first else NEXT_DEADLINE
         sender = sender_for(gateway, expect.client)
+        if "{ip:" in expect.host:  # a pod's address, known only once the mesh runs
+            expect = replace(expect, host=_pod_addresses(_pods(mesh), expect.host))
         why = check_expect(sender, expect, time.monotonic() + budget)
         if why is not None:
             return f"{expect.label()}: {why}"
