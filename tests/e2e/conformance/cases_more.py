@@ -44,7 +44,29 @@ def _m_port(path: str, status: int = 302, host: str = "") -> Expect:
     return Expect(path=path, host="echo", status=status, location=("", host, "8083", ""))
 
 
+def _timeouts(name: str, route: str, prefix: str, feature: str) -> Case:
+    """Upstream's timeout tests: the echo backend's ``?delay=1s`` outlasts the route's
+    500ms timeout (504), a timeout of 0s disables it (200)."""
+    return Case(
+        name,
+        False,
+        (f"httproute-timeout-{route}.yaml",),
+        _SAME,
+        ((INFRA, f"{route}-timeout"),),
+        (
+            _to(V1, f"/{prefix}-timeout"),
+            Expect(f"/{prefix}-timeout?delay=1s", status=504),
+            _to(V1, f"/disable-{prefix}-timeout?delay=1s"),
+        ),
+        features=("Gateway", "HTTPRoute", feature),
+    )
+
+
 MORE_CASES: tuple[Case, ...] = (
+    _timeouts("HTTPRouteTimeoutRequest", "request", "request", "HTTPRouteRequestTimeout"),
+    _timeouts(
+        "HTTPRouteTimeoutBackendRequest", "backend-request", "backend", "HTTPRouteBackendTimeout"
+    ),
     Case(
         "HTTPRouteNamedRule",
         False,
