@@ -9,8 +9,10 @@ as ``/unnamed``)."""
 
 from __future__ import annotations
 
-from cases import INFRA, V1, V2, Case, Expect, _h, _to
-from cases_mesh import E1, E2, MESH
+from dataclasses import replace
+
+from cases import CORE, INFRA, V1, V2, Case, Expect, _h, _to
+from cases_mesh import E1, E2, MESH, MESH_CASES
 
 _SAME = "same-namespace"
 
@@ -62,7 +64,28 @@ def _timeouts(name: str, route: str, prefix: str, feature: str) -> Case:
     )
 
 
+def _backend_filters(of: Case, name: str, manifest: str, feature: str) -> Case:
+    """Upstream runs the RequestHeaderModifier test again with the filters on the
+    backendRef instead of the rule: the same expectations, another manifest."""
+    return replace(
+        of,
+        name=name,
+        core=False,
+        manifests=(manifest,),
+        features=(*of.features, feature),
+    )
+
+
+_RHM = next(c for c in CORE if c.name == "HTTPRouteRequestHeaderModifier")
+_MESH_RHM = next(c for c in MESH_CASES if c.name == "MeshHTTPRouteRequestHeaderModifier")
+
 MORE_CASES: tuple[Case, ...] = (
+    _backend_filters(
+        _RHM,
+        "HTTPRouteBackendRequestHeaderModifier",
+        "httproute-request-header-modifier-backend.yaml",
+        "HTTPRouteBackendRequestHeaderModification",
+    ),
     _timeouts("HTTPRouteTimeoutRequest", "request", "request", "HTTPRouteRequestTimeout"),
     _timeouts(
         "HTTPRouteTimeoutBackendRequest", "backend-request", "backend", "HTTPRouteBackendTimeout"
@@ -80,6 +103,12 @@ MORE_CASES: tuple[Case, ...] = (
 )
 
 MORE_MESH_CASES: tuple[Case, ...] = (
+    _backend_filters(
+        _MESH_RHM,
+        "MeshHTTPRouteBackendRequestHeaderModifier",
+        "mesh/httproute-request-header-modifier-backend.yaml",
+        "MeshHTTPRouteBackendRequestHeaderModification",
+    ),
     Case(
         "MeshHTTPRouteNamedRule",
         False,

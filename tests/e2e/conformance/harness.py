@@ -20,6 +20,7 @@ import json
 import socket
 import ssl
 import subprocess
+import sys
 import time
 import urllib.parse
 import urllib.request
@@ -113,26 +114,47 @@ def gateway_sender(address: str, port: int, tls: ServerCert | None = None) -> Se
     return sender
 
 
-def pod_sender(netns: str, default_host: str) -> Sender:
-    """Requests sent from inside a pod's network namespace with curl (so its sidecar
-    carries them), to ``http://<host>`` where host is the expectation's (else
-    ``default_host``), port 80 unless it names one."""
+#: Sends many GETs from inside a pod's namespace in one process (a curl per
+#: request costs a process start each): argv host port path count concurrency
+#: timeout; prints [[status, pod], ...]. Each request is its own connection, as
+#: with curl, so the sidecar balances every one.
+_BATCH_SCRIPT = """
+import http.client, json, sys
+from concurrent.futures import ThreadPoolExecutor
+host, port, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+count, concurrency, timeout = int(sys.argv[4]), int(sys.argv[5]), float(sys.argv[6])
+def one(_):
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request("GET", path, headers={"Host": host})
+        resp = conn.getresponse()
+        body = resp.read()
+        pod = json.loads(body).get("pod", "") if resp.status == 200 else ""
+        return [resp.status, pod]
+    except (OSError, ValueError) as exc:
+        return [0, repr(exc)]
+    finally:
+        conn.close()
+with ThreadPoolExecutor(concurrency) as pool:
+    print(json.dumps(list(pool.map(one, range(count)))))
+"""
 
-    def sender(expect: Expect) -> Answer:
-        host = expect.host or default_host
+
+class PodSender:
+    """Requests sent from inside a pod's network namespace (so its sidecar carries
+    them), to ``http://<host>`` where host is the expectation's (else
+    ``default_host``), port 80 unless it names one: one curl per request, or
+    ``pods_of`` for a batch."""
+
+    def __init__(self, netns: str, default_host: str) -> None:
+        self.netns = netns
+        self.default_host = default_host
+
+    def __call__(self, expect: Expect) -> Answer:
+        host = expect.host or self.default_host
         authority = host if ":" in host.rpartition("]")[2] else f"{host}:80"
-        argv = [
-            "ip",
-            "netns",
-            "exec",
-            netns,
-            "curl",
-            "-s",
-            "-i",
-            "--max-time",
-            str(REQUEST_TIMEOUT),
-        ]
-        argv += ["-X", expect.method, "-H", f"Host: {host}"]
+        argv = ["ip", "netns", "exec", self.netns, "curl", "-s", "-i"]
+        argv += ["--max-time", str(REQUEST_TIMEOUT), "-X", expect.method, "-H", f"Host: {host}"]
         for name, value in expect.request_headers():
             argv += ["-H", f"{name}: {value}"]
         argv.append(f"http://{authority}{expect.path}")
@@ -141,7 +163,19 @@ def pod_sender(netns: str, default_host: str) -> Sender:
             raise OSError(f"curl exit {proc.returncode}: {proc.stderr.decode()[:200]}")
         return parse_raw_response(proc.stdout)
 
-    return sender
+    def pods_of(self, path: str, count: int, concurrency: int) -> list[tuple[int, str]]:
+        """(status, answering pod) of ``count`` GETs of ``path`` to the default host."""
+        argv = ["ip", "netns", "exec", self.netns, sys.executable, "-c", _BATCH_SCRIPT]
+        argv += [self.default_host, "80", path, str(count), str(concurrency)]
+        argv.append(str(REQUEST_TIMEOUT))
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+        if proc.returncode != 0:
+            raise OSError(f"batch sender exit {proc.returncode}: {proc.stderr[-300:]}")
+        return [(int(status), str(pod)) for status, pod in json.loads(proc.stdout)]
+
+
+def pod_sender(netns: str, default_host: str) -> PodSender:
+    return PodSender(netns, default_host)
 
 
 def parse_raw_response(raw: bytes) -> Answer:
@@ -373,9 +407,13 @@ class _WrongAnswer(Exception):
 
 def _backend_of(sender: Sender, probe: Expect, weights: tuple[tuple[str, float], ...]) -> str:
     answer = sender(probe)
-    if answer.status != 200:
-        raise _WrongAnswer(f"status {answer.status} while measuring weights")
-    pod = str(json.loads(answer.body).get("pod", ""))
+    pod = str(json.loads(answer.body).get("pod", "")) if answer.status == 200 else ""
+    return _backend_named(answer.status, pod, weights)
+
+
+def _backend_named(status: int, pod: str, weights: tuple[tuple[str, float], ...]) -> str:
+    if status != 200:
+        raise _WrongAnswer(f"status {status} while measuring weights ({pod})")
     backend = next((b for b, _ in weights if pod.startswith(b + "-")), "")
     if not backend:
         raise _WrongAnswer(f"answered by unexpected pod {pod!r}")
@@ -385,10 +423,14 @@ def _backend_of(sender: Sender, probe: Expect, weights: tuple[tuple[str, float],
 def _measure(
     sender: Sender, probe: Expect, weights: tuple[tuple[str, float], ...]
 ) -> dict[str, int]:
-    with ThreadPoolExecutor(WEIGHT_CONCURRENCY) as pool:
-        backends = list(
-            pool.map(lambda _: _backend_of(sender, probe, weights), range(WEIGHT_REQUESTS))
-        )
+    if isinstance(sender, PodSender):
+        answers = sender.pods_of(probe.path, WEIGHT_REQUESTS, WEIGHT_CONCURRENCY)
+        backends = [_backend_named(status, pod, weights) for status, pod in answers]
+    else:
+        with ThreadPoolExecutor(WEIGHT_CONCURRENCY) as pool:
+            backends = list(
+                pool.map(lambda _: _backend_of(sender, probe, weights), range(WEIGHT_REQUESTS))
+            )
     counts: dict[str, int] = {}
     for backend in backends:
         counts[backend] = counts.get(backend, 0) + 1
