@@ -102,6 +102,30 @@ MORE_CASES: tuple[Case, ...] = (
     ),
 )
 
+_LISTENER_SET = (
+    "ListenerSet is an experimental-channel kind; Pilotfish serves the standard "
+    "channel v1 (issue 11) and has no ListenerSet kind"
+)
+_LISTENER_SET_TESTS = (
+    ("ListenerSetAllowedRoutesNamespaces", ("ListenerSet", "ReferenceGrant")),
+    ("ListenerSetDualParentRefIndependence", ("ListenerSet",)),
+    ("ListenerSetGatewayParentSectionNameNotFound", ("ListenerSet",)),
+    ("ListenerSetHTTPRouting", ("ListenerSet",)),
+    ("ListenerSetRouteStatusScopedToParentRef", ("ListenerSet",)),
+)
+MORE_CASES += tuple(
+    Case(
+        name,
+        False,
+        (),
+        "",
+        (),
+        not_applicable=_LISTENER_SET,
+        features=("Gateway", "HTTPRoute", *extra),
+    )
+    for name, extra in _LISTENER_SET_TESTS
+)
+
 MORE_MESH_CASES: tuple[Case, ...] = (
     _backend_filters(
         _MESH_RHM,
