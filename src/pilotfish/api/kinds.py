@@ -9,6 +9,9 @@ from pydantic import BaseModel
 
 from pilotfish.api.core.config_map import TOP_LEVEL_FIELDS as _CONFIG_MAP_FIELDS
 from pilotfish.api.core.config_map import ConfigMapSpec
+from pilotfish.api.core.endpoint_slice import API_VERSION as _DISCOVERY
+from pilotfish.api.core.endpoint_slice import TOP_LEVEL_FIELDS as _ENDPOINT_SLICE_FIELDS
+from pilotfish.api.core.endpoint_slice import EndpointSliceSpec
 from pilotfish.api.core.namespace import NamespaceSpec
 from pilotfish.api.core.secret import TOP_LEVEL_FIELDS as _SECRET_FIELDS
 from pilotfish.api.core.secret import SecretSpec
@@ -109,6 +112,13 @@ _CORE_AND_ISTIO: Final[tuple[KindInfo, ...]] = (
         top_level=_SERVICE_ACCOUNT_FIELDS,
     ),
     _info("ConfigMap", ConfigMapSpec, _V1, "configmaps", "cm", top_level=_CONFIG_MAP_FIELDS),
+    _info(
+        "EndpointSlice",
+        EndpointSliceSpec,
+        frozenset({_DISCOVERY}),
+        "endpointslices",
+        top_level=_ENDPOINT_SLICE_FIELDS,
+    ),
     *(
         _info(
             kind,

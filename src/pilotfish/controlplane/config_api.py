@@ -56,6 +56,7 @@ from pilotfish.api.validation.references import check_references
 from pilotfish.api.yamlcompose import compose_documents
 from pilotfish.api.yamlnodes import node_to_data
 from pilotfish.controlplane.generator import MeshGenerator
+from pilotfish.controlplane.object_generation import with_generation
 from pilotfish.controlplane.settings import ControlPlaneSettings
 from pilotfish.store import Store, StoreError
 from pilotfish.store._render import document_of
@@ -234,6 +235,7 @@ class _ConfigApi:
         current = store.get(resource.key)
         if create_only and current is not None:
             raise _Problem(409, f"{resource.key} already exists")
+        resource = with_generation(resource, current)
         before = store.revision
         try:
             revision = store.apply(resource)

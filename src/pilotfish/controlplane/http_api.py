@@ -3,6 +3,11 @@
 - ``GET /ready``: 200 once configuration is loaded and xDS is serving.
 - ``GET /metrics``: Prometheus text format.
 - ``GET /debug/syncz``: per proxy and xDS type, sent/ACKed versions and NACKs.
+- ``GET /debug/pushz``: has the last change reached every proxy? The store's
+  revision, the built snapshot's, whether a push is pending, and how many
+  proxies have not ACKed all they were sent: ``converged`` when the snapshot
+  is the store's, nothing is pending and every proxy ACKed (a client that
+  wrote configuration polls it instead of guessing with sleeps).
 - ``GET /debug/configz``: loaded resources, files, and current errors/warnings.
 - ``GET /debug/config_dump?proxy=<id>``: the resources last sent to that proxy.
 - ``GET /debug/meshconfig``: the mesh config in force (Istio's field names).
@@ -34,6 +39,7 @@ from pilotfish.controlplane.settings import ControlPlaneSettings
 from pilotfish.ir.dump import redact
 from pilotfish.store import Store
 from pilotfish.xds.server import XdsServer
+from pilotfish.xds.server.status import ProxyStatus
 from pilotfish.xds.types import TYPE_SHORT_NAMES
 
 __all__ = ["ControlPlaneView", "HttpApi", "decode_resource"]
@@ -65,6 +71,14 @@ def decode_resource(data: bytes) -> dict[str, Any]:
     return out
 
 
+def _waiting_for_ack(status: ProxyStatus) -> bool:
+    """Some type was sent and the proxy has neither ACKed nor NACKed that version yet."""
+    return any(
+        t.sent_version and t.sent_version not in (t.acked_version, t.nack_version)
+        for t in status.types.values()
+    )
+
+
 class HttpApi:
     def __init__(self, cp: ControlPlaneView, token: Callable[[], ApiToken | None]) -> None:
         self._cp = cp
@@ -74,6 +88,7 @@ class HttpApi:
         app.router.add_get("/ready", self._ready)
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/debug/syncz", self._syncz)
+        app.router.add_get("/debug/pushz", self._pushz)
         app.router.add_get("/debug/configz", self._configz)
         app.router.add_get("/debug/config_dump", self._config_dump)
         app.router.add_get("/debug/meshconfig", self._meshconfig)
@@ -108,6 +123,22 @@ class HttpApi:
 
     async def _syncz(self, request: web.Request) -> web.Response:
         return web.json_response([s.to_json() for s in self._cp.xds.status()])
+
+    async def _pushz(self, request: web.Request) -> web.Response:
+        # One event-loop turn reads all of it, so the fields agree with each other.
+        store = self._cp.store.revision
+        snapshot = self._cp.generator.snapshot.revision
+        pending = self._cp.xds.push_pending
+        behind = [s.proxy_id for s in self._cp.xds.status() if _waiting_for_ack(s)]
+        return web.json_response(
+            {
+                "store_revision": store,
+                "snapshot_revision": snapshot,
+                "push_pending": pending,
+                "proxies_behind": behind,
+                "converged": store == snapshot and not pending and not behind,
+            }
+        )
 
     async def _configz(self, request: web.Request) -> web.Response:
         snapshot = self._cp.generator.snapshot

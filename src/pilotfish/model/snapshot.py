@@ -33,13 +33,15 @@ __all__ = ["Snapshot", "build_snapshot"]
 
 # Kinds that never shape listeners, routes or clusters (Workloads become pods,
 # and pods reach translation only as WorkloadEntry registrations; Kubernetes
-# workloads, ServiceAccounts and ConfigMaps are read only by analyzers).
+# workloads, ServiceAccounts and ConfigMaps are read only by analyzers;
+# EndpointSlices only give a Service endpoints).
 _ENDPOINT_ONLY_KINDS = frozenset(
     {
         "WorkloadEntry",
         "Workload",
         "ServiceAccount",
         "ConfigMap",
+        "EndpointSlice",  # endpoints of selector-less Services: EDS only
         *WORKLOAD_KINDS,
     }
 )

@@ -4,7 +4,9 @@ Theory of operation: services come from Kubernetes ``Service`` objects
 (hostname ``name.namespace.svc.<suffix>``) and from every host of a
 ``ServiceEntry``. Endpoints ("instances") come from WorkloadEntries selected
 by a Service's selector in its own namespace or by a ServiceEntry's
-``workloadSelector``, and from a ServiceEntry's inline ``endpoints``. Port
+``workloadSelector``, from a ServiceEntry's inline ``endpoints``, and, for a
+Service without a selector, from the EndpointSlices labelled with its name
+(``endpoint_slices.py``). Port
 mapping follows Istio: a workload that names a port after the service port
 gets that number; otherwise the service port's numeric ``targetPort`` (or the
 port itself) is used. The result is plain immutable data, rebuilt per config
@@ -23,7 +25,8 @@ from pilotfish.api.networking.service_entry import ServiceEntrySpec
 from pilotfish.api.networking.workload_entry import WorkloadEntrySpec
 from pilotfish.api.resource import Resource
 from pilotfish.model.hosts import fqdn, is_ip_address
-from pilotfish.registry.model import Instance, MeshService, ServicePort
+from pilotfish.registry.endpoint_slices import slice_instances
+from pilotfish.registry.model import WORKLOAD_NAME_ANNOTATION, Instance, MeshService, ServicePort
 from pilotfish.registry.protocol import protocol_of
 from pilotfish.registry.vips import allocate_vips
 
@@ -65,9 +68,6 @@ def _labels(d: Mapping[str, str] | None) -> tuple[tuple[str, str], ...]:
     return tuple(sorted((d or {}).items()))
 
 
-# The workload a WorkloadEntry stands for, when its own name is not it (the
-# runtime registers each pod, named after the pod, for its Workload).
-WORKLOAD_NAME_ANNOTATION = "pilotfish.io/workload-name"
 # A selected endpoint: its spec, labels and (workload, namespace); ("", "") when
 # the endpoint has no workload of its own (a ServiceEntry's inline endpoint).
 _Selected = tuple[WorkloadEntrySpec, dict[str, str], tuple[str, str]]
@@ -194,6 +194,7 @@ def build_registry(
     workloads: dict[str, list[Resource]] = defaultdict(list)
     entries: list[Resource] = []
     k8s: list[Resource] = []
+    slices: list[Resource] = []
     for res in resources:
         if res.kind == "WorkloadEntry":
             workloads[res.namespace].append(res)
@@ -201,12 +202,16 @@ def build_registry(
             entries.append(res)
         elif res.kind == "Service":
             k8s.append(res)
+        elif res.kind == "EndpointSlice":
+            slices.append(res)
 
     index = _WorkloadIndex(workloads)
     for res in sorted(k8s, key=lambda r: r.key):
         svc = _k8s_service(res, domain_suffix)
         services[svc.hostname] = svc
         if not svc.selector:
+            for listed in slice_instances(res, svc, slices, workloads.get(res.namespace, [])):
+                instances[(svc.hostname, listed.service_port)].append(listed)
             continue
         for we, labels, owner in index.select(res.namespace, dict(svc.selector)):
             for sp in svc.ports:

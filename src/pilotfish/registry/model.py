@@ -5,7 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["Instance", "MeshService", "Protocol", "Resolution", "ServicePort"]
+__all__ = [
+    "WORKLOAD_NAME_ANNOTATION",
+    "Instance",
+    "MeshService",
+    "Protocol",
+    "Resolution",
+    "ServicePort",
+]
+
+# The workload a WorkloadEntry stands for, when its own name is not it (the
+# runtime registers each pod, named after the pod, for its Workload).
+WORKLOAD_NAME_ANNOTATION = "pilotfish.io/workload-name"
 
 # Istio's protocol names, upper case. HTTP-family ports get HTTP routing.
 Protocol = Literal[

@@ -16,7 +16,7 @@ from pilotfish.api.core.service import ServicePort, ServiceSpec
 from pilotfish.api.diagnostics import SourceRef
 from pilotfish.api.networking.workload_entry import WorkloadEntrySpec
 from pilotfish.api.resource import Resource
-from pilotfish.registry.build import WORKLOAD_NAME_ANNOTATION
+from pilotfish.registry.model import WORKLOAD_NAME_ANNOTATION
 
 __all__ = ["RUNTIME_SOURCE", "gateway_service", "workload_entry"]
 

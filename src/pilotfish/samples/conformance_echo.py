@@ -16,20 +16,38 @@ manifests set them from the pod's metadata; the runtime sets ``POD_NAME`` and
 ``POD_NAMESPACE``, which is the fallback). Like echo-basic, it listens on
 ``HTTP_PORT`` (default 3000), answers ``/health`` with 200, and a request
 header ``X-Echo-Set-Header: Name: value`` (comma separated) adds those
-response headers, which the response-header tests rely on.
+response headers, which the response-header tests rely on. A query
+parameter ``delay`` (a Go duration such as ``1s`` or ``500ms``, at most
+``MAX_DELAY``) holds the answer back that long, as echo-basic does for the
+timeout tests.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import sys
 from typing import Any
 
 from aiohttp import web
 
-__all__ = ["canonical_header", "describe", "main", "make_app"]
+__all__ = ["MAX_DELAY", "canonical_header", "delay_of", "describe", "main", "make_app"]
+
+#: The longest ``delay`` honoured (seconds): a typo must not park a handler for hours.
+MAX_DELAY = 30.0
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m)")
+_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0}
+
+
+def delay_of(text: str) -> float | None:
+    """Seconds of a Go duration made of ms/s/m parts (``1s``, ``1m30s``, ``500ms``);
+    None when it is not one."""
+    parts = _DURATION.findall(text)
+    if not text or "".join(n + u for n, u in parts) != text:
+        return None
+    return min(MAX_DELAY, sum(float(n) * _UNIT[u] for n, u in parts))
 
 
 def canonical_header(name: str) -> str:
@@ -74,6 +92,11 @@ def make_app(env: dict[str, str]) -> web.Application:
 
     async def echo(request: web.Request) -> web.StreamResponse:
         await request.read()
+        if "delay" in request.query:
+            seconds = delay_of(request.query["delay"])
+            if seconds is None:
+                raise web.HTTPBadRequest(text=f"bad delay {request.query['delay']!r}\n")
+            await asyncio.sleep(seconds)
         return web.json_response(describe(request, env), headers=_echo_headers(request))
 
     app = web.Application()

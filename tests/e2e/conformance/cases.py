@@ -12,7 +12,9 @@ way upstream's ``MakeRequestAndExpectEventuallyConsistentResponse`` does.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 INFRA = "gateway-conformance-infra"
 WEB = "gateway-conformance-web-backend"
@@ -38,14 +40,42 @@ class Expect:
     absent_headers: tuple[str, ...] = ()
     response_headers: tuple[tuple[str, str], ...] = ()
     absent_response_headers: tuple[str, ...] = ()
+    # Headers the echo backend is asked to set on its response (upstream's
+    # BackendSetResponseHeaders, sent as ``X-Echo-Set-Header``).
+    backend_sets: tuple[tuple[str, str], ...] = ()
     # A redirect's Location parts (scheme, host, port, path); "" means not checked.
     location: tuple[str, str, str, str] | None = None
     # Another Gateway than the case's (HTTPRouteMultipleGateways).
     gateway: str = ""
+    # Sent over TLS to port 443, SNI and Host ``host``, trusting the suite's certificate.
+    https: bool = False
+    # Mesh cases: the namespace of the echo-v1 client pod that sends the request
+    # ("" for gateway-conformance-mesh). ``host`` is then the URL's host[:port]
+    # (port 80 when absent); ``{ip:NAME}`` in it is NAME's pod address.
+    client: str = ""
+
+    def request_headers(self) -> tuple[tuple[str, str], ...]:
+        """The headers to send: the case's, and the echo backend's instruction."""
+        if not self.backend_sets:
+            return self.headers
+        wanted = ",".join(f"{k}:{v}" for k, v in self.backend_sets)
+        return (*self.headers, ("X-Echo-Set-Header", wanted))
 
     def label(self) -> str:
         extra = "".join(f" {k}={v}" for k, v in self.headers)
         return f"{self.method} {self.host or '-'}{self.path}{extra}"
+
+
+@dataclass(frozen=True)
+class ListenerWant:
+    """What one listener's status must say (upstream's GatewayStatusMustHaveListeners):
+    its route count, conditions (type, status) and at least these supported kinds."""
+
+    gateway: str  # in gateway-conformance-infra
+    listener: str
+    attached: int
+    conditions: tuple[tuple[str, str], ...]
+    kinds: tuple[str, ...] = ("HTTPRoute",)
 
 
 @dataclass(frozen=True)
@@ -60,9 +90,16 @@ class Case:
     not_applicable: str = ""
     # A traffic split to measure after the expectations hold: backend -> share.
     weights: tuple[tuple[str, float], ...] = ()
-    # Route conditions to wait for: (namespace, route, type, status, reason).
+    # Route conditions to wait for: (namespace, route, type, status, reason); reason ""
+    # is any reason, as upstream's checks that leave Reason empty.
     conditions: tuple[tuple[str, str, str, str, str], ...] = ()
     features: tuple[str, ...] = field(default=("Gateway", "HTTPRoute"))
+    # Gateway listener statuses to wait for (every listener of each Gateway named).
+    listeners: tuple[ListenerWant, ...] = ()
+    # A step of the upstream test the tables above cannot say (an edit, hand-made
+    # endpoints), run after the statuses and before the requests: given the
+    # harness's ``CaseRun``, why it failed or None.
+    step: Callable[[Any], str | None] | None = None
 
 
 def _to(backend: str, path: str, **kw: object) -> Expect:

@@ -19,26 +19,35 @@ import json
 import os
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
 import pytest
 from cases import CORE, INFRA, Case
 from cases_extended import EXTENDED
+from cases_headers import HEADER_CASES
 from cases_mesh import MESH, MESH_CASES
+from cases_more import MORE_CASES, MORE_MESH_CASES
+from cases_status import STATUS_CASES, CaseRun
+from certs import self_signed_secret
+from click.testing import CliRunner
 from e2ekit import REPO, E2EMesh, down_leaves_nothing, free_port, require_root
 from harness import (
     Api,
     Sender,
+    ServerCert,
     check_expect,
     check_weights,
     gateway_address,
     gateway_sender,
+    listeners_mismatch,
     pod_sender,
     route_condition,
 )
 from inventory import GATEWAY_HTTP, MESH_HTTP
 
+from pilotfish.cli.main import cli as pilotfish_cli
 from polling import poll
 from report import FAIL, NOT_APPLICABLE, PASS, Outcome, render
 
@@ -53,8 +62,14 @@ CLASS = "istio"
 FIRST_DEADLINE = 60.0
 #: Time for each later request of the case (the configuration has converged).
 NEXT_DEADLINE = 10.0
-CASES: tuple[Case, ...] = CORE + EXTENDED + MESH_CASES
+#: The names upstream's suite puts in ``tls-validity-checks-certificate``.
+UPSTREAM_TLS_HOSTS = ("*", "*.org", "*.wildcard.org")
+CASES: tuple[Case, ...] = (
+    CORE + STATUS_CASES + EXTENDED + HEADER_CASES + MORE_CASES + MESH_CASES + MORE_MESH_CASES
+)
 OUTCOMES: dict[str, Outcome] = {}
+#: Where each case's time went: {case: {phase: seconds}} (printed at the end).
+TIMINGS: dict[str, dict[str, float]] = {}
 
 NOT_RUN = {
     "GATEWAY-HTTP": "not ported to the harness yet",
@@ -72,6 +87,23 @@ GatewayClass `istio`. Regenerate with
     flock /tmp/pilotfish-e2e.lock .venv/bin/python -m pytest -q tests/e2e/conformance
 
 """
+
+
+#: The suite's HTTPS certificate (made when the mesh starts).
+SERVER_CERT: list[ServerCert] = []
+
+
+def _suite_secrets(tmp: Path) -> Path:
+    """The Secrets upstream's suite creates at setup, as one manifest; remembers the
+    HTTPS listeners' certificate for the requests."""
+    web = self_signed_secret("gateway-conformance-web-backend", "certificate", ("*",))
+    infra = self_signed_secret(INFRA, "tls-validity-checks-certificate", UPSTREAM_TLS_HOSTS)
+    pem = tmp / "tls-validity-checks-certificate.pem"
+    pem.write_bytes(infra.cert_pem)
+    SERVER_CERT[:] = [ServerCert(pem, infra.cert_der)]
+    out = tmp / "suite-secrets.yaml"
+    out.write_text(web.secret_yaml + "---\n" + infra.secret_yaml)
+    return out
 
 
 def _substituted(src: Path, tmp: Path) -> Path:
@@ -104,16 +136,28 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2EMesh]:
         m.up(
             _substituted(DATA / "base-manifests.yaml", tmp),
             DATA / "mesh-manifests.yaml",
+            _suite_secrets(tmp),
             profile="minimal",
         )
         poll(lambda: _backends_ready(m), "the conformance backends to be ready", deadline=180)
         print(f"conformance mesh up and ready in {time.monotonic() - started:.1f}s")
         yield m
     finally:
+        _print_timings(started)
         try:
             down_leaves_nothing(m, BRIDGE)
         finally:
             _write_table()
+
+
+def _print_timings(started: float) -> None:
+    phases: dict[str, float] = {}
+    for name, spent in TIMINGS.items():
+        print(f"  {name}: " + ", ".join(f"{k} {v:.1f}s" for k, v in spent.items()))
+        for k, v in spent.items():
+            phases[k] = phases.get(k, 0.0) + v
+    total = ", ".join(f"{k} {v:.1f}s" for k, v in phases.items())
+    print(f"conformance cases: {total}; module {time.monotonic() - started:.1f}s")
 
 
 def _backends_ready(mesh: E2EMesh) -> bool:
@@ -131,6 +175,27 @@ def _write_table() -> None:
     TABLE.write_text(render(profiles, OUTCOMES, NOT_RUN, HEADER))
 
 
+def _cli(mesh: E2EMesh, *args: str, check: bool = True) -> None:
+    """``pilotfish apply|delete ...`` against the mesh's control plane, run in this
+    process: the same command code without a Python start (~2 s) per call."""
+    api_args = ("--control-plane", mesh.control_plane, "--token-file", str(mesh.token_file))
+    result = CliRunner().invoke(pilotfish_cli, [*args, *api_args])
+    if check and result.exit_code != 0:
+        raise AssertionError(f"{' '.join(args)} failed ({result.exit_code}):\n{result.output}")
+
+
+def _apply(mesh: E2EMesh, api: Api, path: Path) -> None:
+    """``pilotfish apply -f path``, then wait until every proxy has ACKed the result
+    (``/debug/pushz``): a request sent before could meet the previous case's
+    configuration and pass by accident (a 404 expected of a route not served yet)."""
+    _cli(mesh, "apply", "-f", str(path))
+    _converged(api)
+
+
+def _converged(api: Api) -> None:
+    poll(lambda: (api.get("debug/pushz") or {}).get("converged"), "every proxy to ACK", 30)
+
+
 def _api(mesh: E2EMesh) -> Api:
     return Api(mesh.control_plane, mesh.token_file)
 
@@ -140,64 +205,143 @@ def _accepted(api: Api, namespace: str, name: str) -> bool:
 
 
 def _has_condition(api: Api, where: tuple[str, str, str], want: tuple[str, str]) -> bool:
-    return want in route_condition(api, *where)
+    """The condition is there with this status and reason (any reason when "")."""
+    status, reason = want
+    return any(s == status and reason in ("", r) for s, r in route_condition(api, *where))
 
 
-def _sender(mesh: E2EMesh, api: Api, gateway: str) -> Sender:
-    """Requests to the Gateway's address, or (no Gateway: a mesh case) from the mesh
-    namespace's echo-v1 client pod to the ``echo`` Service."""
+def _sender(mesh: E2EMesh, api: Api, gateway: str, client: str = "") -> Sender:
+    """Requests to the Gateway's address, or (no Gateway: a mesh case) from the echo-v1
+    client pod of ``client`` (default the mesh namespace) to the ``echo`` Service."""
     if not gateway:
-        state = json.loads((mesh.state_dir / "state.json").read_text())
-        client = next(
-            v for k, v in sorted(state["pods"].items()) if k.startswith(f"{MESH}/echo-v1-")
-        )
-        return pod_sender(str(client["netns"]), "echo")
+        pods = _pods(mesh)
+        prefix = f"{client or MESH}/echo-v1-"
+        netns = next(str(v["netns"]) for k, v in sorted(pods.items()) if k.startswith(prefix))
+        return pod_sender(netns, "echo")
     address = poll(
         partial(gateway_address, api, INFRA, gateway), f"Gateway {INFRA}/{gateway} status.addresses"
     )
-    return gateway_sender(address, 80)
+    return gateway_sender(address, 80, SERVER_CERT[0] if SERVER_CERT else None)
+
+
+def _pod_addresses(pods: dict[str, dict[str, object]], host: str) -> str:
+    """``host`` with each ``{ip:NAME}`` replaced by the address of NAME's mesh pod."""
+    while "{ip:" in host:
+        start = host.index("{ip:")
+        end = host.index("}", start)
+        prefix = f"{MESH}/{host[start + 4 : end]}-"
+        ip = next(str(v["ip"]) for k, v in sorted(pods.items()) if k.startswith(prefix))
+        host = host[:start] + ip + host[end + 1 :]
+    return host
+
+
+def _pods(mesh: E2EMesh) -> dict[str, dict[str, object]]:
+    return dict(json.loads((mesh.state_dir / "state.json").read_text())["pods"])
+
+
+def _listeners_ok(api: Api, case: Case) -> str | None:
+    by_gateway: dict[str, list] = {}  # type: ignore[type-arg]
+    for want in case.listeners:
+        by_gateway.setdefault(want.gateway, []).append(want)
+    for wants in by_gateway.values():
+        why = listeners_mismatch(api, INFRA, wants)
+        if why is not None:
+            return why
+    return None
+
+
+class _Laps:
+    """Time spent per phase of one case (``TIMINGS``)."""
+
+    def __init__(self, case: Case) -> None:
+        self.spent = TIMINGS.setdefault(case.name, {})
+        self.mark = time.monotonic()
+
+    def __call__(self, phase: str) -> None:
+        now = time.monotonic()
+        self.spent[phase] = self.spent.get(phase, 0.0) + now - self.mark
+        self.mark = now
+
+
+def _wait_statuses(mesh: E2EMesh, api: Api, case: Case, tmp: Path) -> str | None:
+    """Wait for the case's route and listener statuses, then run its step."""
+    for namespace, route in case.routes:
+        poll(partial(_accepted, api, namespace, route), f"route {namespace}/{route} Accepted", 30)
+    for namespace, route, kind, status, reason in case.conditions:
+        poll(
+            partial(_has_condition, api, (namespace, route, kind), (status, reason)),
+            f"route {namespace}/{route} {kind}={status} ({reason or 'any reason'})",
+            30,
+        )
+    if case.listeners:
+        last: list[str | None] = [None]
+
+        def listeners_settled() -> bool:
+            last[0] = _listeners_ok(api, case)
+            return last[0] is None
+
+        try:
+            poll(listeners_settled, "Gateway listener statuses", 30)
+        except AssertionError:
+            return str(last[0])
+    if case.step is None:
+        return None
+
+    def apply(path: Path) -> None:
+        _apply(mesh, api, path)
+
+    return case.step(CaseRun(api, apply, partial(_pods, mesh), tmp))
+
+
+def _send_expects(mesh: E2EMesh, api: Api, case: Case, lap: _Laps) -> str | None:
+    """Each expected exchange until it holds, then the weights."""
+    senders: dict[tuple[str, str], Sender] = {}
+
+    def sender_for(gateway: str, client: str = "") -> Sender:
+        if (gateway, client) not in senders:
+            senders[(gateway, client)] = _sender(mesh, api, gateway, client)
+        return senders[(gateway, client)]
+
+    first = True
+    for expect in case.expects:
+        gateway = expect.gateway or case.gateway
+        budget = FIRST_DEADLINE if first else NEXT_DEADLINE
+        sender = sender_for(gateway, expect.client)
+        if "{ip:" in expect.host:  # a pod's address, known only once the mesh runs
+            expect = replace(expect, host=_pod_addresses(_pods(mesh), expect.host))
+        why = check_expect(sender, expect, time.monotonic() + budget)
+        if why is not None:
+            return f"{expect.label()}: {why}"
+        lap("first request" if first else "requests")
+        first = False
+    if case.weights:
+        why = check_weights(sender_for(case.gateway), "/", case.weights)
+        lap("weights")
+        return why
+    return None
 
 
 def _run(mesh: E2EMesh, case: Case, tmp: Path) -> str | None:
     """Why ``case`` fails (the first mismatch), or None when it passes."""
     api = _api(mesh)
+    lap = _Laps(case)
     files = [_substituted(DATA / "tests" / f, tmp) for f in case.manifests]
     for f in files:
-        mesh.cli("apply", "-f", str(f))
+        _cli(mesh, "apply", "-f", str(f))
+    lap("apply")
     try:
-        for namespace, route in case.routes:
-            poll(
-                partial(_accepted, api, namespace, route), f"route {namespace}/{route} Accepted", 30
-            )
-        for namespace, route, kind, status, reason in case.conditions:
-            poll(
-                partial(_has_condition, api, (namespace, route, kind), (status, reason)),
-                f"route {namespace}/{route} {kind}={status} ({reason})",
-                30,
-            )
-        senders: dict[str, Sender] = {}
-
-        def sender_for(gateway: str) -> Sender:
-            if gateway not in senders:
-                senders[gateway] = _sender(mesh, api, gateway)
-            return senders[gateway]
-
-        first = True
-        for expect in case.expects:
-            gateway = expect.gateway or case.gateway
-            budget = FIRST_DEADLINE if first else NEXT_DEADLINE
-            why = check_expect(sender_for(gateway), expect, time.monotonic() + budget)
-            if why is not None:
-                return f"{expect.label()}: {why}"
-            first = False
-        if case.weights:
-            return check_weights(sender_for(case.gateway), "/", case.weights)
-        return None
+        _converged(api)
+        lap("converge")
+        why = _wait_statuses(mesh, api, case, tmp)
+        lap("status")
+        return why if why is not None else _send_expects(mesh, api, case, lap)
     except AssertionError as exc:  # a poll's deadline: the status never came
         return str(exc).splitlines()[0]
     finally:
+        lap("other")
         for f in reversed(files):
-            mesh.cli("delete", "-f", str(f), check=False)
+            _cli(mesh, "delete", "-f", str(f), check=False)
+        lap("delete")
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)

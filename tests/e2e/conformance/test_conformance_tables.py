@@ -11,7 +11,10 @@ from pathlib import Path
 import pytest
 from cases import CORE, INFRA, Expect
 from cases_extended import EXTENDED
+from cases_headers import HEADER_CASES
 from cases_mesh import MESH_CASES
+from cases_more import MORE_CASES, MORE_MESH_CASES
+from cases_status import STATUS_CASES
 from harness import Answer, compare
 from inventory import GATEWAY_HTTP, MESH_HTTP
 
@@ -20,7 +23,7 @@ from report import FAIL, NOT_RUN, PASS, Outcome, counts, render
 
 REPO = Path(__file__).resolve().parents[3]
 DATA = REPO / "tests" / "testdata" / "gateway-api-conformance"
-CASES = CORE + EXTENDED
+CASES = CORE + STATUS_CASES + EXTENDED + HEADER_CASES + MORE_CASES
 
 
 def test_every_case_is_an_upstream_test_of_its_level() -> None:
@@ -29,9 +32,9 @@ def test_every_case_is_an_upstream_test_of_its_level() -> None:
         assert case.name in levels, case.name
         assert levels[case.name] is case.core, case.name
     mesh_levels = {name: core for name, core, _ in MESH_HTTP}
-    for case in MESH_CASES:
+    for case in MESH_CASES + MORE_MESH_CASES:
         assert mesh_levels.get(case.name) is case.core, case.name
-    names = [c.name for c in CASES + MESH_CASES]
+    names = [c.name for c in CASES + MESH_CASES + MORE_MESH_CASES]
     assert len(set(names)) == len(names)
 
 
@@ -89,6 +92,33 @@ def _echo(pod: str, path: str, **extra: object) -> Answer:
             Expect("/r", status=302, location=("", "", "", "/new")),
             Answer(302, {"location": "http://example.com/old"}, b""),
             "Location 'http://example.com/old': path '/old', want '/new'",
+        ),
+        # Unset expectations are the request's own: its scheme and path.
+        (
+            Expect("/keep?q=1", status=302, location=("", "example.org", "", "")),
+            Answer(302, {"location": "https://example.org/keep"}, b""),
+            "Location 'https://example.org/keep': scheme 'https', want 'http'",
+        ),
+        (
+            Expect("/keep", status=302, location=("", "example.org", "", "")),
+            Answer(302, {"location": "http://example.org/other"}, b""),
+            "Location 'http://example.org/other': path '/other', want '/keep'",
+        ),
+        # An unset port must be the scheme's default or absent.
+        (
+            Expect("/p", status=302, location=("", "", "", "")),
+            Answer(302, {"location": "http://example.com:8080/p"}, b""),
+            "Location 'http://example.com:8080/p': port '8080'",
+        ),
+        (
+            Expect("/p", status=302, location=("", "", "", "")),
+            Answer(302, {"location": "http://example.com:80/p"}, b""),
+            None,
+        ),
+        (
+            Expect("/p", status=302, location=("", "", "8083", "")),
+            Answer(302, {"location": "http://example.com/p"}, b""),
+            "Location 'http://example.com/p': port '', want '8083'",
         ),
     ],
 )

@@ -45,7 +45,7 @@ def test_samples_analyze_without_errors() -> None:
 def test_cli_clean_exit_zero() -> None:
     result = CliRunner().invoke(analyze, [str(SAMPLES)])
     assert result.exit_code == 0, result.output
-    assert result.output.strip().splitlines()[-1] == "0 errors, 10 warnings in 14 files"
+    assert result.output.strip().splitlines()[-1] == "0 errors, 10 warnings in 15 files"
 
 
 def test_cli_error_exit_one_and_format(tmp_path: Path) -> None:

@@ -123,12 +123,14 @@ async def test_put_creates_then_replaces_then_is_unchanged(api: Api) -> None:
     assert resp.headers["X-Pilotfish-Change"] == "created"
     assert body["spec"] == VS["spec"]
     assert body["metadata"]["resourceVersion"] == str(api.cp.store.revision)
+    assert body["metadata"]["generation"] == 1
     assert (api.config_dir / "default" / "virtualservice-reviews.yaml").is_file()
 
     changed = copy.deepcopy(VS)
     changed["spec"]["http"][0]["timeout"] = "5s"
     status, body, resp = await api.call("PUT", f"{VS_URL}/reviews", changed)
     assert (status, resp.headers["X-Pilotfish-Change"]) == (200, "configured")
+    assert body["metadata"]["generation"] == 2  # the server's count of spec changes
     revision = api.cp.store.revision
     assert body["metadata"]["resourceVersion"] == str(revision)
 
@@ -137,6 +139,14 @@ async def test_put_creates_then_replaces_then_is_unchanged(api: Api) -> None:
     assert (status, resp.headers["X-Pilotfish-Change"]) == (200, "unchanged")
     assert api.cp.store.revision == revision
     assert again["metadata"]["resourceVersion"] == str(revision)
+    assert again["metadata"]["generation"] == 2
+
+    # A label is not a spec change, and a writer's own generation is not the server's.
+    relabelled = copy.deepcopy(changed)
+    relabelled["metadata"].update(labels={"team": "books"}, generation=7)
+    status, body, resp = await api.call("PUT", f"{VS_URL}/reviews", relabelled)
+    assert (status, resp.headers["X-Pilotfish-Change"]) == (200, "configured")
+    assert body["metadata"]["generation"] == 2
 
 
 async def test_get_returns_the_object_as_written(api: Api) -> None:
@@ -145,7 +155,8 @@ async def test_get_returns_the_object_as_written(api: Api) -> None:
     await api.call("PUT", f"{VS_URL}/reviews", doc)
     status, body, _ = await api.call("GET", f"{VS_URL}/reviews")
     assert status == 200
-    assert body == doc  # nothing added: no file path, no line numbers, no defaults
+    # Nothing added but the server's generation: no file path, no line numbers, no defaults.
+    assert body == {**doc, "metadata": {**doc["metadata"], "generation": 1}}
 
 
 async def test_yaml_body_and_namespace_from_the_url(api: Api) -> None:

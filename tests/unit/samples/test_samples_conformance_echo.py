@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from pilotfish.runtime.image_map import load_image_map
 from pilotfish.runtime.ports import free_port
-from pilotfish.samples.conformance_echo import canonical_header, make_app
+from pilotfish.samples.conformance_echo import MAX_DELAY, canonical_header, delay_of, make_app
 from polling import poll
 
 ENV = {"POD_NAME": "infra-backend-v1-0", "NAMESPACE": "gateway-conformance-infra"}
@@ -51,6 +51,21 @@ async def test_answers_with_echo_basic_fields(client: TestClient[object, object]
     # Go's canonical names, every value kept, Host not among the headers.
     assert body["headers"]["X-Header-Add"] == ["a", "b"]
     assert "Host" not in body["headers"]
+
+
+def test_delay_is_a_go_duration() -> None:
+    assert delay_of("1s") == 1.0
+    assert delay_of("500ms") == 0.5
+    assert delay_of("1m30s") == min(90.0, MAX_DELAY)
+    assert delay_of("1h") is None and delay_of("soon") is None and delay_of("") is None
+
+
+async def test_delay_holds_the_answer_back(client: TestClient[object, object]) -> None:
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    resp = await client.get("/t?delay=300ms")
+    assert resp.status == 200 and loop.time() - started >= 0.3
+    assert (await client.get("/t?delay=later")).status == 400
 
 
 async def test_sets_response_headers_on_request(client: TestClient[object, object]) -> None:

@@ -251,7 +251,7 @@ def test_hostname_intersection(
     assert intersect_hostnames(listener, route) == expected
 
 
-def test_no_matching_hostname_still_counts_as_attached() -> None:
+def test_no_matching_hostname_is_not_attached() -> None:
     body = (
         "parentRefs: [{name: gw, namespace: default, sectionName: shared}]\nhostnames: [other.org]"
     )
@@ -262,7 +262,7 @@ def test_no_matching_hostname_still_counts_as_attached() -> None:
         "NoMatchingListenerHostname",
     )
     listeners = conv.statuses[ResourceKey("KubernetesGateway", "default", "gw")]["listeners"]
-    assert listeners[1]["attachedRoutes"] == 1
+    assert listeners[1]["attachedRoutes"] == 0
     assert not _derived(conv, "VirtualService")
 
 
@@ -535,6 +535,19 @@ def test_listener_certificates(texts: tuple[str, ...], resolved: tuple[str, str]
         assert found[0].message.startswith(resolved[1])
 
 
+def test_listener_with_unresolved_certificate_still_counts_its_routes() -> None:
+    # Upstream's GatewayWithAttachedRoutes: attachedRoutes is set whatever the
+    # listener's own state; the listener serves nothing.
+    route = _route(
+        "r", "parentRefs: [{name: secure, sectionName: https}]\nrules: [{backendRefs: []}]"
+    )
+    conv = _convert(SERVICES, _tls_gateway("{name: absent}"), route)
+    listener = conv.statuses[ResourceKey("KubernetesGateway", "default", "secure")]["listeners"][0]
+    assert listener["attachedRoutes"] == 1
+    assert _cond(listener["conditions"], "Programmed") == ("False", "Invalid")
+    assert not _derived(conv, "VirtualService")
+
+
 def test_conflicting_listeners() -> None:
     gw = """
     apiVersion: gateway.networking.k8s.io/v1
@@ -637,6 +650,12 @@ def test_mesh_routes_producer_and_consumer() -> None:
         "True",
         "Accepted",
     )
+    # A mesh route reaches another namespace's Service without a ReferenceGrant
+    # (GEP-1294; upstream's MeshConsumerRoute).
+    conditions = _parent(conv, "HTTPRoute", "team-a", "consumer")["conditions"]
+    assert _cond(conditions, "ResolvedRefs") == ("True", "ResolvedRefs")
+    route = consumer.http[0].route
+    assert route is not None and route[0].destination.host == "web.default.svc.cluster.local"
 
 
 def test_consumer_route_overrides_producer_route_in_its_namespace() -> None:

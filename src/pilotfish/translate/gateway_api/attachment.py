@@ -4,13 +4,16 @@ Theory of operation (the Gateway API spec's rules): a parentRef names a
 Gateway (and optionally a listener by ``sectionName`` and/or ``port``). Each
 listener so named accepts the route when its ``allowedRoutes`` allow the
 route's kind and namespace (``Same``, ``All``, or a label ``Selector`` over
-the route's Namespace). A listener that accepts the route counts it in
-``attachedRoutes`` whatever the hostnames; the route then serves the
-intersection of its hostnames with the listener's (``*.example.com`` and
-``foo.example.com`` give ``foo.example.com``). When no listener accepts the
-route the parent's Accepted condition is False with the spec's reason:
-``NoMatchingParent`` (no such Gateway or listener), ``NotAllowedByListeners``,
-or ``NoMatchingListenerHostname``.
+the route's Namespace) and the route's hostnames intersect the listener's;
+the route then serves that intersection (``*.example.com`` and
+``foo.example.com`` give ``foo.example.com``). Such a listener counts the
+route in ``attachedRoutes`` even when the listener itself is not usable (a
+missing certificate): upstream's GatewayWithAttachedRoutes checks both that a
+route with no matching hostname is not counted and that a listener with
+unresolved refs still counts its routes. Only usable listeners serve it.
+When no listener accepts the route the parent's Accepted condition is False
+with the spec's reason: ``NoMatchingParent`` (no such Gateway or listener),
+``NotAllowedByListeners``, or ``NoMatchingListenerHostname``.
 """
 
 from __future__ import annotations
@@ -103,20 +106,22 @@ def attach(
     allowed = [
         ls
         for ls in named
-        if ls.istio_gateway
-        and route_kind in ls.supported_kinds
-        and _namespace_allowed(ls, route_ns, index)
+        if route_kind in ls.supported_kinds and _namespace_allowed(ls, route_ns, index)
     ]
     if not allowed:
         result.refusal = "NotAllowedByListeners"
         result.message = "no listener allows this route's kind and namespace"
         return result
+    matched = False
     for ls in allowed:
-        ls.attached_routes += 1
         served = intersect_hostnames(ls.listener.hostname, hostnames)
-        if served:
+        if not served:
+            continue
+        matched = True
+        ls.attached_routes += 1
+        if ls.istio_gateway:  # a listener that is not programmed serves nothing
             result.attachments.append(Attachment(ls, served))
-    if not result.attachments:
+    if not matched:
         result.refusal = "NoMatchingListenerHostname"
         result.message = "no listener hostname intersects the route's hostnames"
     return result

@@ -2,7 +2,10 @@
 
 A backendRef is usable when it names a core Service (``group: ""``,
 ``kind: Service``) that exists, in the route's namespace or in one whose
-ReferenceGrant allows the route's kind. An unusable one keeps its weight but
+ReferenceGrant allows the route's kind. A mesh route (every parentRef a
+Service) needs no ReferenceGrant: it only augments Services its clients can
+already reach (GEP-1294; upstream's MeshConsumerRoute routes a consumer
+namespace's calls to the producer's Service). An unusable one keeps its weight but
 points at ``INVALID_BACKEND_HOST``, for which no cluster exists: the route
 answers 500 for that share of requests, as the spec requires. The first
 problem found sets the route's ResolvedRefs reason (``InvalidKind``,
@@ -29,6 +32,11 @@ class BackendProblem:
     field: str
 
 
+def _mesh_only(route: Resource) -> bool:
+    refs = getattr(route.spec, "parent_refs", None) or []
+    return bool(refs) and all(r.kind == "Service" and r.group in ("", "core") for r in refs)
+
+
 def resolve_backend(
     ref: BackendObjectReference, route: Resource, index: ConfigIndex, field: str
 ) -> tuple[Destination, BackendProblem | None]:
@@ -43,7 +51,10 @@ def resolve_backend(
             f"backendRef {group}/{ref.kind} {ref.name}: only Services are supported",
             field,
         )
-    if not index.reference_allowed(route.kind, route.namespace, "", "Service", ns, ref.name):
+    allowed = _mesh_only(route) or index.reference_allowed(
+        route.kind, route.namespace, "", "Service", ns, ref.name
+    )
+    if not allowed:
         return invalid, BackendProblem(
             "RefNotPermitted",
             f"backendRef Service {ns}/{ref.name}: no ReferenceGrant in {ns} allows "

@@ -283,6 +283,12 @@ class XdsServer:
             await self._debouncer.wait_idle()
 
     @property
+    def push_pending(self) -> bool:
+        """True while a debounced push waits or runs (its responses not all planned yet)."""
+        d = self._debouncer
+        return d is not None and (d.pending or d.running)
+
+    @property
     def stream_count(self) -> int:
         """Streams currently in the stream table."""
         return len(self._streams)
