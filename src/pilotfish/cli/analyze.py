@@ -177,9 +177,7 @@ def _print(shown: list[Diagnostic], output: str, target: str) -> None:
         # Info lines (kinds of other projects, ignored) are counted apart: nothing is wrong.
         infos = len(shown) - errors - warnings
         noted = f", {_plural(infos, 'info message')}" if infos else ""
-        click.echo(
-            f"{_plural(errors, 'error')}, {_plural(warnings, 'warning')}{noted} in {target}"
-        )
+        click.echo(f"{_plural(errors, 'error')}, {_plural(warnings, 'warning')}{noted} in {target}")
         return
     text = format_findings(shown, output)
     if text:

@@ -9,7 +9,7 @@
   selectors, or selectors that pick a common pod) with servers on the same
   port, the same bind address and a host in common.
 - IST0138 GatewayDuplicateCertificate: two Gateways for the same workload
-  (one's selector a subset of the other's) that serve the same certificate
+  (the reported one's selector a subset of the other's) that serve the same certificate
   (same ``credentialName``, or the same certificate and key files): an HTTP/2
   client reusing its connection for the other's host gets 404s.
 """
@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from itertools import combinations
 
 from pilotfish.api.analysis.context import AnalysisContext, report
 from pilotfish.api.core.service import ServiceSpec
@@ -148,28 +147,30 @@ def _subset(x: Mapping[str, str], y: Mapping[str, str]) -> bool:
 
 
 def _duplicate_certificates(gateways: list[tuple[Resource, GatewaySpec]]) -> list[Diagnostic]:
+    """As Istio: a Gateway is reported when its selector is a subset of another's
+    (so its workload includes the other's) and both serve the same certificate."""
     found: list[Diagnostic] = []
-    pairs: set[tuple[int, int]] = set()
-    for (i, (_, sa)), (j, (_, sb)) in combinations(enumerate(gateways), 2):
-        if not (_subset(sa.selector, sb.selector) or _subset(sb.selector, sa.selector)):
-            continue
-        if any(
-            x.tls is not None and y.tls is not None and _same_certificate(x.tls, y.tls)
-            for x in sa.servers
-            for y in sb.servers
-        ):
-            pairs.add((i, j))
-    for i, j in sorted(pairs):
-        (a, _), (b, _) = gateways[i], gateways[j]
-        names = f"{a.namespace}/{a.name}, {b.namespace}/{b.name}"
-        for r in (a, b):
+    for r, spec in gateways:
+        others = sorted(
+            f"{o.namespace}/{o.name}"
+            for o, other_spec in gateways
+            if o is not r
+            and _subset(spec.selector, other_spec.selector)
+            and any(
+                x.tls is not None and y.tls is not None and _same_certificate(x.tls, y.tls)
+                for x in spec.servers
+                for y in other_spec.servers
+            )
+        )
+        if others:
             found.append(
                 report(
                     r,
                     "metadata.name",
                     "IST0138",
-                    f"gateways {names} serve the same certificate for the same workload: an "
-                    "HTTP/2 client reusing a connection for the other's hosts gets 404s",
+                    f"serves the same certificate as gateways {', '.join(others)} for the same "
+                    "workload: an HTTP/2 client reusing a connection for the other's hosts "
+                    "gets 404s",
                 )
             )
     return found

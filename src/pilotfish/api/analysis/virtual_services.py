@@ -87,7 +87,13 @@ def _mesh_host_conflicts(
     reported: set[tuple[str, str]] = set()
     for (scope, host), owners in sorted(by_host.items(), key=lambda kv: kv[0]):
         if scope != "*":
-            owners = owners + by_host.get(("*", host), [])
+            # Exported everywhere, a host the scoped one falls under is visible here too.
+            owners = owners + [
+                o
+                for (other_scope, other), rs in by_host.items()
+                if other_scope == "*" and host_matches(host, other)
+                for o in rs
+            ]
         unique = {(o.namespace, o.name): o for o in owners}
         if len(unique) < 2:
             continue
@@ -120,11 +126,19 @@ def _conditions(match: BaseModel) -> str:
 
 
 def _prefix_and_rest(match: HTTPMatchRequest) -> tuple[str, str] | None:
-    """A URI-prefix match's prefix, and its other conditions (None: not a prefix match)."""
+    """A URI-prefix match's prefix, and its other conditions (None: not a prefix match).
+
+    As in Istio, a match without a method counts as one on GET: a later match
+    that differs only by ``method: {exact: GET}`` is then covered. Unlike
+    Istio, conditions Istio leaves out of the comparison (sourceLabels,
+    gateways, scheme...) must be equal too, so a match that only looks covered
+    is not reported.
+    """
     if match.uri is None or not match.uri.prefix:
         return None
     data: dict[str, Any] = json.loads(_conditions(match))
     data.pop("uri", None)
+    data.setdefault("method", {"exact": "GET"})
     return match.uri.prefix, json.dumps(data, sort_keys=True)
 
 
