@@ -46,7 +46,7 @@ def test_catalogue_matches_istios_messages_yaml_when_available() -> None:
 
 def test_every_raised_code_is_in_the_catalogue_and_none_is_both() -> None:
     codes = {m.code for m in MESSAGES}
-    assert ANALYZER_CODES <= codes
+    assert codes >= ANALYZER_CODES
     assert set(NOT_APPLICABLE) <= codes
     assert not ANALYZER_CODES & set(NOT_APPLICABLE)
     assert status_of("IST0162", ANALYZER_CODES) == "implemented"
