@@ -176,3 +176,54 @@ def test_ineffective_selector_only_without_target_ref() -> None:
         "targetRef: {kind: Gateway, group: gateway.networking.k8s.io, name: edge}",
     )
     assert codes(analyze(pod + by_target), "IST0166") == []
+
+
+DEPLOYMENT = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: shop}
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: web, image: web}]}
+"""
+
+
+def _service(name: str, ports: str) -> str:
+    return f"""
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: {name}, namespace: shop}}
+spec:
+  selector: {{app: web}}
+  ports: {ports}
+"""
+
+
+def test_services_of_a_deployment_disagree_on_protocol_or_port() -> None:
+    tcp = _service("web-tcp", "[{name: dns-tcp, port: 53, protocol: TCP}]")
+    udp = _service("web-udp", "[{name: dns-udp, port: 53, protocol: UDP}]")
+    found = analyze(textwrap.dedent(DEPLOYMENT) + tcp + udp)
+    assert [(o, m) for o, _, m in codes(found, "IST0116")] == [
+        (
+            "Deployment shop/web",
+            "Services shop/web-tcp, shop/web-udp select these pods and give port 53 different "
+            "protocols (TCP, UDP)",
+        )
+    ]
+    # The near miss: the same protocol twice.
+    assert (
+        codes(analyze(textwrap.dedent(DEPLOYMENT) + tcp + tcp.replace("web-tcp", "b")), "IST0116")
+        == []
+    )
+    a = _service("a", "[{name: http, port: 80, targetPort: 8080}]")
+    b = _service("b", "[{name: http, port: 8000, targetPort: 8080}]")
+    found = analyze(textwrap.dedent(DEPLOYMENT) + a + b)
+    assert [m for _, _, m in codes(found, "IST0137")] == [
+        "Services shop/a, shop/b select these pods and send targetPort 8080 from different "
+        "ports (80, 8000)"
+    ]
+    same_port = _service("b", "[{name: http, port: 80, targetPort: 8080}]")
+    assert codes(analyze(textwrap.dedent(DEPLOYMENT) + a + same_port), "IST0137") == []

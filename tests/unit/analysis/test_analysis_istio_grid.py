@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from pilotfish.api.analysis.scope import CLUSTER_SCOPED_KINDS
 from pilotfish.api.analyze import analyze_paths
 from pilotfish.model.mesh_config import MeshConfig, parse_mesh_config
 
@@ -330,6 +331,82 @@ CASES = [
         ("IST0111", "Sidecar ns2/has-conflict-2"),
         ("IST0111", "Sidecar ns2/has-conflict-1"),
     ),
+    # PodMissingProxy (IST0103) is not applicable: Pilotfish's runtime always adds the sidecar.
+    case(
+        "istioInjection",
+        "injection",
+        "IST0102 IST0123",
+        ("IST0102", "Namespace bar"),
+        ("IST0123", "Namespace busted"),
+        ("IST0123", "Namespace multi-ns-1"),
+        ("IST0123", "Namespace multi-ns-2"),
+        ("IST0123", "Namespace multi-ns-3"),
+    ),
+    # Pilotfish refuses my-namespace1/my-service1, as Kubernetes does: a Service with
+    # several ports must name them all.
+    case(
+        "portNameNotFollowConvention",
+        "service-no-port-name",
+        "IST0118",
+        ("IST0118", "Service my-namespace2/my-service2"),
+    ),
+    case("namedPort", "service-port-name", "IST0118"),
+    case("unnamedPortInSystemNamespace", "service-no-port-name-system-namespace", "IST0118"),
+    # Every expected finding of this case rests on Services with ports of protocol
+    # HTTP, which Kubernetes and Pilotfish refuse (TCP, UDP or SCTP only): those
+    # Services do not load, so nothing is found. test_analysis_analyzers covers
+    # IST0116 and IST0137 with valid Services.
+    case("serviceMultipleDeployments", "deployment-multi-service", "IST0116 IST0137"),
+    case(
+        "deploymentMultiServicesInDifferentNamespace",
+        "deployment-multi-service-different-ns",
+        "IST0116 IST0137",
+    ),
+    case("serviceWithNoSelector", "deployment-service-no-selector", "IST0116 IST0137"),
+    case(
+        "Application Pod SecurityContext with UID 1337",
+        "pod-sec-uid",
+        "IST0144",
+        ("IST0144", "Pod pod-sec-uid"),
+    ),
+    case(
+        "Application Container SecurityContext with UID 1337",
+        "pod-con-sec-uid",
+        "IST0144",
+        ("IST0144", "Pod con-sec-uid"),
+    ),
+    case(
+        "Deployment Pod SecurityContext with UID 1337",
+        "deployment-pod-sec-uid",
+        "IST0144",
+        ("IST0144", "Deployment deploy-pod-sec-uid"),
+    ),
+    case(
+        "Deployment Container SecurityContext with UID 1337",
+        "deployment-con-sec-uid",
+        "IST0144",
+        ("IST0144", "Deployment deploy-con-sec-uid"),
+    ),
+    case(
+        "ExternalNameServiceTypeInvalidPortName",
+        "incorrect-port-name-external-name-service-type",
+        "IST0150 IST0118",
+        ("IST0150", "Service nginx-ns/nginx"),
+        ("IST0150", "Service nginx-ns2/nginx-svc2"),
+        ("IST0150", "Service nginx-ns3/nginx-svc3"),
+    ),
+    case(
+        "ExternalNameServiceTypeValidPortName",
+        "correct-port-name-external-name-service-type",
+        "IST0150 IST0118",
+    ),
+    case(
+        "Analyze invalid telemetry",
+        "telemetry-invalid-provider",
+        "IST0157",
+        ("IST0157", "Telemetry istio-system/mesh-default"),
+    ),
+    case("Analyze disabled telemetry", "telemetry-disable-provider", "IST0157"),
     case(
         "host defined in virtualservice not found in the gateway with ns",
         "virtualservice_host_not_found_gateway_with_ns_prefix",
@@ -346,7 +423,9 @@ def _origin(kind: str, namespace: str, name: str) -> str:
 def _normal(origin: str) -> str:
     """Istio's grid names objects of files without a namespace by name alone."""
     kind, _, who = origin.partition(" ")
-    return origin if "/" in who else f"{kind} default/{who}"
+    if "/" in who or kind in CLUSTER_SCOPED_KINDS:
+        return origin
+    return f"{kind} default/{who}"
 
 
 @pytest.mark.parametrize("c", CASES, ids=lambda c: c.name)

@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from pilotfish.api.analysis import (
     destination_rules,
     gateways,
+    manifests,
     selectors,
     service_entries,
     virtual_services,
@@ -45,10 +46,11 @@ _ANALYZERS: tuple[tuple[Analyzer, tuple[str, ...]], ...] = (
     (selectors.check_selectors, selectors.CODES),
     (destination_rules.check_destination_rules, destination_rules.CODES),
     (virtual_services.check_virtual_services, virtual_services.CODES),
+    (manifests.check_manifests, manifests.CODES),
 )
 
 #: Codes raised by the checks outside this package (references, manifests).
-_VALIDATION_CODES = ("IST0101", "IST0102", "IST0118", "IST0173", "IST0174")
+_VALIDATION_CODES = ("IST0101", "IST0102", "IST0118", "IST0150", "IST0173", "IST0174")
 
 #: Every Istio code some analyzer of Pilotfish raises.
 ANALYZER_CODES = frozenset(code for _, codes in _ANALYZERS for code in codes) | frozenset(

@@ -4,8 +4,10 @@ Istio never analyzes the Kubernetes system namespaces (``kube-system``,
 ``kube-public``, ``kube-node-lease`` and kind's ``local-path-storage``:
 ``inject.IgnoredNamespaces``): objects in them, and Namespace objects of those
 names, are dropped before any analyzer runs. ``istio-system`` is analyzed,
-with the special cases of the analyzers themselves (injection, for one, is
-never asked of it).
+with the special cases of the analyzers themselves: injection is never asked
+of the ``istio-system`` Namespace, and objects labelled as Istio's own
+(``is_istio_control_plane``: an ``istio`` label, or ``release=istio``) are
+spared the port-naming and application-UID checks, as in Istio.
 
 Cluster-scoped kinds (Namespace, GatewayClass, IngressClass) have no
 namespace; the loader gives every object one (``default``), so findings on
@@ -26,6 +28,7 @@ __all__ = [
     "IGNORED_NAMESPACES",
     "analyzed",
     "in_scope",
+    "is_istio_control_plane",
     "unscoped",
 ]
 
@@ -38,6 +41,12 @@ CLUSTER_SCOPED_KINDS: Final = frozenset({"Namespace", "GatewayClass", "IngressCl
 def _own_namespace(kind: str, namespace: str, name: str) -> str:
     """The namespace an object belongs to for scoping (a Namespace: itself)."""
     return name if kind == "Namespace" else namespace
+
+
+def is_istio_control_plane(r: Resource) -> bool:
+    """Istio's ``util.IsIstioControlPlane``: labelled ``istio`` (any value) or ``release=istio``."""
+    labels = r.metadata.labels
+    return "istio" in labels or labels.get("release") == "istio"
 
 
 def analyzed(resources: Iterable[Resource]) -> list[Resource]:
