@@ -227,3 +227,34 @@ def test_services_of_a_deployment_disagree_on_protocol_or_port() -> None:
     ]
     same_port = _service("b", "[{name: http, port: 80, targetPort: 8080}]")
     assert codes(analyze(textwrap.dedent(DEPLOYMENT) + a + same_port), "IST0137") == []
+
+
+def test_destination_port_required_for_a_service_with_several_ports() -> None:
+    text = """
+    apiVersion: v1
+    kind: Service
+    metadata: {name: api, namespace: default}
+    spec:
+      selector: {app: api}
+      ports: [{name: http, port: 80}, {name: grpc, port: 9090}]
+    ---
+    apiVersion: networking.istio.io/v1
+    kind: VirtualService
+    metadata: {name: api, namespace: default}
+    spec:
+      hosts: [api]
+      http:
+      - route: [{destination: {host: api}}]
+    """
+    found = codes(analyze(text), "IST0112")
+    assert found == [
+        (
+            "VirtualService default/api",
+            "spec.http[0].route[0].destination.host",
+            "api has several ports (80, 9090): give destination.port",
+        )
+    ]
+    with_port = text.replace(
+        "{destination: {host: api}}", "{destination: {host: api, port: {number: 80}}}"
+    )
+    assert codes(analyze(with_port), "IST0112") == []

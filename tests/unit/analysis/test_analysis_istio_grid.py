@@ -407,6 +407,13 @@ CASES = [
         ("IST0157", "Telemetry istio-system/mesh-default"),
     ),
     case("Analyze disabled telemetry", "telemetry-disable-provider", "IST0157"),
+    # Pilotfish refuses Service ratings (port protocol HTTP); the finding is on routes.
+    case(
+        "virtualServiceRouteRuleNoEffectsIngress",
+        "virtualservice_route_rule_no_effects_ingress",
+        "IST0140",
+        ("IST0140", "VirtualService default/testing-service-01-test-01"),
+    ),
     case(
         "host defined in virtualservice not found in the gateway with ns",
         "virtualservice_host_not_found_gateway_with_ns_prefix",

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 
 from pilotfish.api.analysis import (
     destination_rules,
+    destinations,
     gateways,
     manifests,
     selectors,
@@ -47,6 +48,7 @@ _ANALYZERS: tuple[tuple[Analyzer, tuple[str, ...]], ...] = (
     (destination_rules.check_destination_rules, destination_rules.CODES),
     (virtual_services.check_virtual_services, virtual_services.CODES),
     (manifests.check_manifests, manifests.CODES),
+    (destinations.check_destinations, destinations.CODES),
 )
 
 #: Codes raised by the checks outside this package (references, manifests).
