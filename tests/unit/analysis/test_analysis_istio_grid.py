@@ -415,6 +415,12 @@ CASES = [
         ("IST0140", "VirtualService default/testing-service-01-test-01"),
     ),
     case(
+        "virtualServiceJWTClaimRoute",
+        "virtualservice_jwtclaimroute",
+        "IST0149",
+        ("IST0149", "VirtualService foo"),
+    ),
+    case(
         "host defined in virtualservice not found in the gateway with ns",
         "virtualservice_host_not_found_gateway_with_ns_prefix",
         VS_GW,

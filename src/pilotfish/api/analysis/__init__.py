@@ -21,6 +21,7 @@ from pilotfish.api.analysis import (
     destination_rules,
     destinations,
     gateways,
+    jwt_routing,
     manifests,
     selectors,
     service_entries,
@@ -49,6 +50,7 @@ _ANALYZERS: tuple[tuple[Analyzer, tuple[str, ...]], ...] = (
     (virtual_services.check_virtual_services, virtual_services.CODES),
     (manifests.check_manifests, manifests.CODES),
     (destinations.check_destinations, destinations.CODES),
+    (jwt_routing.check_jwt_routing, jwt_routing.CODES),
 )
 
 #: Codes raised by the checks outside this package (references, manifests).
