@@ -131,7 +131,5 @@ def _summary(m: ir.RouteMatch) -> str:
     parts = [f"path {describe(m.path)}"]
     parts += [f"header {h.name}" + (" absent" if h.invert else "") for h in m.headers]
     parts += [f"query {q.name}" for q in m.query_params]
-    parts += [
-        f"JWT claim {'.'.join(c.claims)}" + (" absent" if c.invert else "") for c in m.claims
-    ]
+    parts += [f"JWT claim {'.'.join(c.claims)}" + (" absent" if c.invert else "") for c in m.claims]
     return ", ".join(parts)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 from click.testing import CliRunner, Result
 from test_cli_apply_get import LiveControlPlane
 
@@ -88,3 +90,27 @@ def test_all_namespaces_and_one_namespace(live: LiveControlPlane) -> None:
     ]
     text = run(live, "-A")
     assert text.stdout.splitlines()[-1].startswith("2 errors, 0 warnings in the control plane's")
+
+
+def _get_yaml(live: LiveControlPlane, *args: str) -> Any:
+    argv = ["get", *args, "-o", "yaml", "--control-plane", live.url]
+    result = CliRunner().invoke(cli, [*argv, "--token-file", str(live.token_file)])
+    assert result.exit_code == 0, result.output
+    return yaml.safe_load(result.stdout)
+
+
+def test_get_shows_validation_messages_in_status(live: LiveControlPlane) -> None:
+    vs = _get_yaml(live, "virtualservice", "reviews", "-n", "default")
+    assert vs["status"]["validationMessages"] == [
+        {
+            "documentationUrl": "https://istio.io/latest/docs/reference/config/analysis/ist0101/",
+            "level": "ERROR",
+            "type": {"code": "IST0101", "name": "ReferencedResourceNotFound"},
+            "message": "host 'reviews.default.svc.cluster.local' matches no Service or "
+            "ServiceEntry",
+            "field": "spec.http[0].route[0].destination.host",
+        }
+    ]
+    # The near miss: the Gateway's credential is found beside its workload, no status.
+    gateway = _get_yaml(live, "gateway", "shop", "-n", "default")
+    assert "status" not in gateway

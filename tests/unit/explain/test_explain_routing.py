@@ -196,5 +196,5 @@ def test_jwt_claim_routes_need_a_verified_token() -> None:
         "verified token)"
     )
     assert reasons[1] == (
-        "route default/reviews/not-guests matches (path prefix \"/\", JWT claim role.name absent)"
+        'route default/reviews/not-guests matches (path prefix "/", JWT claim role.name absent)'
     )
