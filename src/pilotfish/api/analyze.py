@@ -2,7 +2,7 @@
 
 ``analyze_paths`` never stops at the first problem: every file is loaded,
 every diagnostic kept. Resources that loaded without errors are then checked
-together: the same kind/namespace/name defined twice is an error; dangling
+together (``api.analysis``): the same kind/namespace/name defined twice is an error; dangling
 references (``validation.references``) are warnings, and so are the
 Kubernetes-manifest checks of ``validation.workload_analysis`` (Services and
 pods, subsets, port names, labels, service accounts, Gateway selectors), and
@@ -15,17 +15,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from pilotfish.api.analysis import analyze_resources
+from pilotfish.api.analysis.scope import CLUSTER_SCOPED_KINDS, unscoped
 from pilotfish.api.diagnostics import Diagnostic, Severity, SourceRef
 from pilotfish.api.loader import load_file
 from pilotfish.api.resource import Resource, ResourceKey
-from pilotfish.api.validation.references import check_references
-from pilotfish.api.validation.telemetry_providers import check_telemetry_providers
-from pilotfish.api.validation.workload_analysis import check_workloads
 from pilotfish.model.mesh_config import MeshConfig
-from pilotfish.translate.conversion import ConversionContext
-from pilotfish.translate.derive import derive
 
-__all__ = ["CONFIG_SUFFIXES", "analyze_paths", "collect_files"]
+__all__ = ["CONFIG_SUFFIXES", "analyze_loaded", "analyze_paths", "collect_files"]
 
 CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -61,34 +58,41 @@ def analyze_paths(
     """Every error and warning for the configuration under ``paths``; with ``mesh``,
     Telemetry provider names are also checked against its extension providers."""
     files, diagnostics = collect_files(paths)
+    results = [load_file(file) for file in files]
+    for result in results:
+        diagnostics += result.diagnostics
+    return diagnostics + analyze_loaded(
+        [r for result in results for r in result.resources], domain_suffix, mesh
+    )
+
+
+def analyze_loaded(
+    loaded: Sequence[Resource], domain_suffix: str = "cluster.local", mesh: MeshConfig | None = None
+) -> list[Diagnostic]:
+    """Duplicates among ``loaded`` (in order), then every analyzer over the first of each."""
+    diagnostics: list[Diagnostic] = []
     resources: list[Resource] = []
     first_seen: dict[ResourceKey, Resource] = {}
-    for file in files:
-        result = load_file(file)
-        diagnostics += result.diagnostics
-        for resource in result.resources:
-            earlier = first_seen.get(resource.key)
-            if earlier is not None:
-                diagnostics.append(_duplicate(resource, earlier))
-                continue
-            first_seen[resource.key] = resource
-            resources.append(resource)
-    diagnostics += check_references(resources, domain_suffix)
-    diagnostics += check_workloads(resources, domain_suffix)
-    # What the converters found (a route no listener allows, a backend in another
-    # namespace without a ReferenceGrant...), at the user's line.
-    diagnostics += derive(resources, ConversionContext(domain_suffix)).diagnostics
-    if mesh is not None:
-        diagnostics += check_telemetry_providers(resources, mesh)
-    return diagnostics
+    for resource in loaded:
+        earlier = first_seen.get(resource.key)
+        if earlier is not None:
+            diagnostics.append(_duplicate(resource, earlier))
+            continue
+        first_seen[resource.key] = resource
+        resources.append(resource)
+    return unscoped(diagnostics) + analyze_resources(resources, domain_suffix, mesh)
 
 
 def _duplicate(resource: Resource, earlier: Resource) -> Diagnostic:
     where = str(earlier.source) if earlier.source else "elsewhere"
+    who = (
+        resource.name
+        if resource.kind in CLUSTER_SCOPED_KINDS
+        else f"{resource.namespace}/{resource.name}"
+    )
     return Diagnostic(
         severity=Severity.ERROR,
-        message=f"duplicate {resource.kind} {resource.namespace}/{resource.name} "
-        f"(first defined at {where})",
+        message=f"duplicate {resource.kind} {who} (first defined at {where})",
         source=resource.source,
         kind=resource.kind,
         namespace=resource.namespace,

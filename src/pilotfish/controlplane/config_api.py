@@ -58,6 +58,7 @@ from pilotfish.api.yamlnodes import node_to_data
 from pilotfish.controlplane.generator import MeshGenerator
 from pilotfish.controlplane.object_generation import with_generation
 from pilotfish.controlplane.settings import ControlPlaneSettings
+from pilotfish.controlplane.validation_status import ValidationMessages
 from pilotfish.store import Store, StoreError
 from pilotfish.store._render import document_of
 
@@ -121,6 +122,7 @@ def add_config_api(app: web.Application, cp: _ControlPlane) -> None:
 class _ConfigApi:
     def __init__(self, cp: _ControlPlane) -> None:
         self._cp = cp
+        self._validation = ValidationMessages(cp.settings.domain_suffix)
 
     # -- plumbing --------------------------------------------------------------
 
@@ -140,9 +142,16 @@ class _ConfigApi:
         return self._cp.store
 
     def _with_status(self, doc: dict[str, Any], resource: Resource) -> dict[str, Any]:
-        """``doc`` with the ``status`` the control plane computed for it, if any
-        (Gateway API and Ingress objects), as of the latest snapshot."""
-        status = self._cp.generator.snapshot.conversion.statuses.get(resource.key)
+        """``doc`` with the ``status`` the control plane computed for it, if any:
+        the converters' (Gateway API and Ingress objects), as of the latest
+        snapshot, and the analyzers' ``validationMessages`` (Istio's codes)."""
+        snapshot = self._cp.generator.snapshot
+        status = snapshot.conversion.statuses.get(resource.key)
+        messages = self._validation.of(
+            resource.key, self._store.revision, snapshot.mesh, self._store.list
+        )
+        if messages:
+            status = {**(status or {}), "validationMessages": messages}
         return doc if status is None else {**doc, "status": status}
 
     # -- handlers ----------------------------------------------------------------

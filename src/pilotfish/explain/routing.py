@@ -104,6 +104,11 @@ def why_not(route: ir.Route, request: ExplainRequest) -> str | None:
         any_value = q.match is None or (q.match.kind == "prefix" and q.match.value == "")
         if q.match is not None and not any_value and not string_match(q.match, value):
             return f"query parameter {q.name}={value!r} does not match {describe(q.match)}"
+    for c in m.claims:
+        # An explained request carries no verified JWT: no claim is present, so a
+        # claim match fails and its withoutHeaders form holds.
+        if not c.invert:
+            return f"needs JWT claim {'.'.join(c.claims)} (the request has no verified token)"
     return None
 
 
@@ -126,4 +131,5 @@ def _summary(m: ir.RouteMatch) -> str:
     parts = [f"path {describe(m.path)}"]
     parts += [f"header {h.name}" + (" absent" if h.invert else "") for h in m.headers]
     parts += [f"query {q.name}" for q in m.query_params]
+    parts += [f"JWT claim {'.'.join(c.claims)}" + (" absent" if c.invert else "") for c in m.claims]
     return ", ".join(parts)

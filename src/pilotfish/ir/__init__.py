@@ -30,6 +30,7 @@ from pilotfish.ir.listeners import (
     TcpProxy,
 )
 from pilotfish.ir.routes import (
+    ClaimMatch,
     CorsPolicy,
     DirectResponseAction,
     FaultPolicy,
@@ -86,6 +87,7 @@ __all__ = [
     "AuthzPolicy",
     "AuthzRule",
     "CertSource",
+    "ClaimMatch",
     "Cluster",
     "ClusterLoadAssignment",
     "ConnectionPool",

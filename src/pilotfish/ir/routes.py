@@ -57,10 +57,22 @@ class QueryParamMatch:
 
 
 @dataclass(frozen=True, slots=True)
+class ClaimMatch:
+    """Match on a claim of the verified JWT (``@request.auth.claims.a.b``): ``claims``
+    is the path into its payload; ``match=None`` means "present". The claim may be
+    a string or a list holding a matching string, as Istio matches it."""
+
+    claims: tuple[str, ...]
+    match: StringMatch | None = None
+    invert: bool = False  # withoutHeaders: the route matches when this does not
+
+
+@dataclass(frozen=True, slots=True)
 class RouteMatch:
     path: StringMatch = StringMatch("prefix", "/")
     headers: tuple[HeaderMatch, ...] = ()
     query_params: tuple[QueryParamMatch, ...] = ()
+    claims: tuple[ClaimMatch, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

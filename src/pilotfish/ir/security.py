@@ -188,6 +188,11 @@ class JwtProvider:
 @dataclass(frozen=True, slots=True)
 class JwtAuthn:
     """RequestAuthentication for one proxy: a token, if present, must be valid for
-    one of the providers (401 otherwise); a request without one passes."""
+    one of the providers (401 otherwise); a request without one passes.
+
+    ``clear_route_cache``: routes are chosen again after validation, so that
+    routes can match the token's claims (``ClaimMatch``); Istio sets it on
+    gateways, the only proxies where it allows claim-based routing."""
 
     providers: tuple[JwtProvider, ...]
+    clear_route_cache: bool = False

@@ -148,6 +148,7 @@ def _http_filter(
         view.namespace,
         view.label_map,
         port,
+        gateway=True,
     )
 
 

@@ -35,6 +35,7 @@ from pilotfish.api.networking.virtual_service import (
 )
 from pilotfish.api.resource import Resource
 from pilotfish.ir import (
+    ClaimMatch,
     DirectResponseAction,
     ForwardAction,
     HashPolicy,
@@ -50,6 +51,7 @@ from pilotfish.ir import (
 )
 from pilotfish.ir import StringMatch as IrStringMatch
 from pilotfish.model.hosts import fqdn
+from pilotfish.model.jwt_claims import routing_claim
 from pilotfish.model.snapshot import Snapshot
 from pilotfish.translate.names import outbound_cluster
 from pilotfish.translate.policies import effective_policy, find_destination_rule
@@ -145,14 +147,19 @@ def _route_match(m: HTTPMatchRequest | None) -> RouteMatch:
     for pseudo, sm in ((":authority", m.authority), (":method", m.method), (":scheme", m.scheme)):
         if sm is not None:
             headers.append(HeaderMatch(pseudo, _ir_string(sm)))
-    for name, sm in sorted(m.headers.items()):
-        headers.append(HeaderMatch(name.lower(), _ir_string(sm)))
-    for name, sm in sorted(m.without_headers.items()):
-        headers.append(HeaderMatch(name.lower(), _ir_string(sm), invert=True))
+    claims: list[ClaimMatch] = []
+    for table, invert in ((m.headers, False), (m.without_headers, True)):
+        for name, sm in sorted(table.items()):
+            # ``@request.auth.claims.*`` keys match the verified JWT's payload, as Istio.
+            claim = routing_claim(name)
+            if claim is not None:
+                claims.append(ClaimMatch(claim, _ir_string(sm), invert))
+            else:
+                headers.append(HeaderMatch(name.lower(), _ir_string(sm), invert))
     params = tuple(
         QueryParamMatch(name, _ir_string(sm)) for name, sm in sorted(m.query_params.items())
     )
-    return RouteMatch(path=path, headers=tuple(headers), query_params=params)
+    return RouteMatch(path=path, headers=tuple(headers), query_params=params, claims=tuple(claims))
 
 
 def _retry(r: HTTPRetry | None, snapshot: Snapshot) -> RetryPolicy | None:

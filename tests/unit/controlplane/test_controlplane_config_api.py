@@ -155,8 +155,15 @@ async def test_get_returns_the_object_as_written(api: Api) -> None:
     await api.call("PUT", f"{VS_URL}/reviews", doc)
     status, body, _ = await api.call("GET", f"{VS_URL}/reviews")
     assert status == 200
-    # Nothing added but the server's generation: no file path, no line numbers, no defaults.
-    assert body == {**doc, "metadata": {**doc["metadata"], "generation": 1}}
+    # Nothing added (no file path, no line numbers, no defaults) but the status the
+    # control plane computes: here the analyzers' finding that the host is unknown.
+    served = dict(body)
+    computed = served.pop("status")
+    # ... and the server's generation.
+    assert served == {**doc, "metadata": {**doc["metadata"], "generation": 1}}
+    assert [m["type"] for m in computed["validationMessages"]] == [
+        {"code": "IST0101", "name": "ReferencedResourceNotFound"}
+    ]
 
 
 async def test_yaml_body_and_namespace_from_the_url(api: Api) -> None:

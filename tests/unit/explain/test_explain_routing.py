@@ -182,3 +182,19 @@ def test_gateway_listener_by_server_or_published_port() -> None:
     assert explain(snapshot, GATEWAY, ExplainRequest("http://x:9999/")).outcome.notes == [
         "the connection is refused: no listener"
     ]
+
+
+def test_jwt_claim_routes_need_a_verified_token() -> None:
+    # jwt-claim-routing case: "admins" needs claim group, "not-guests" holds when the
+    # claim role.name is absent, which it is for a request without a verified token.
+    request = ExplainRequest("http://anything:8080/", "GET", (parse_header("x-canary: 1"),))
+    gateway = ProxyView("gateway", "istio-system", labels=(("istio", "ingressgateway"),))
+    result = explain(case_snapshot("jwt-claim-routing"), gateway, request)
+    reasons = _step(result, "route").reasons
+    assert reasons[0] == (
+        "route default/reviews/admins skipped: needs JWT claim group (the request has no "
+        "verified token)"
+    )
+    assert reasons[1] == (
+        'route default/reviews/not-guests matches (path prefix "/", JWT claim role.name absent)'
+    )

@@ -9,9 +9,14 @@ Host names are compared as FQDNs, resolved relative to the namespace of the
 resource that names them (``pilotfish.model.hosts.fqdn``); a ServiceEntry's
 wildcard host (``*.example.com``) covers every name under it.
 
-A Gateway's ``credentialName`` names a Secret of the Gateway's namespace; a
-security policy's ``targetRef(s)`` name a Service or Gateway of the policy's
-namespace.
+A Gateway's ``credentialName`` names a Secret of the namespace of the gateway
+*workload* its selector picks (``istio-system`` for the built-in ingress
+gateway), as translation and Istio look it up; the Gateway's own namespace
+only when the selector picks no pod (that is reported apart). A security
+policy's ``targetRef(s)`` name a Service or Gateway of the policy's namespace.
+
+The codes are Istio's: IST0101 ReferencedResourceNotFound, IST0174
+UnknownDestinationRuleHost.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from pilotfish.api.security.authorization_policy import AuthorizationPolicySpec
 from pilotfish.api.security.common import PolicyTargetReference
 from pilotfish.api.security.request_authentication import RequestAuthenticationSpec
 from pilotfish.api.validation.findings import Findings
+from pilotfish.api.validation.pod_index import PodIndex
 from pilotfish.model.hosts import fqdn, is_wildcard
 
 __all__ = ["check_references"]
@@ -48,6 +54,7 @@ class _Index:
     suffix: str
     secrets: frozenset[tuple[str, str]] = frozenset()  # (namespace, name)
     services: frozenset[tuple[str, str]] = frozenset()  # (namespace, name)
+    pods: PodIndex | None = None
 
     def resolve(self, host: str, namespace: str) -> str:
         return fqdn(host, namespace, self.suffix, known_namespaces=self.namespaces)
@@ -81,7 +88,9 @@ def check_references(
             if host and not is_wildcard(host):
                 name = index.resolve(host, r.namespace)
                 if not index.has_host(name):
-                    f.warning("spec.host", f"host {name!r} matches no Service or ServiceEntry")
+                    f.warning(
+                        "spec.host", f"host {name!r} matches no Service or ServiceEntry", "IST0174"
+                    )
         elif isinstance(r.spec, GatewaySpec):
             _check_gateway_credentials(f, r, r.spec, index)
         elif isinstance(r.spec, AuthorizationPolicySpec | RequestAuthenticationSpec):
@@ -126,6 +135,7 @@ def _build_index(resources: Iterable[Resource], suffix: str) -> _Index:
         suffix,
         frozenset(secrets),
         frozenset(services),
+        PodIndex(resources),
     )
 
 
@@ -151,11 +161,14 @@ def _check_virtual_service(
     for path, dest in _destinations(spec):
         name = index.resolve(dest.host, r.namespace)
         if not index.has_host(name):
-            f.warning(f"{path}.host", f"host {name!r} matches no Service or ServiceEntry")
+            f.warning(
+                f"{path}.host", f"host {name!r} matches no Service or ServiceEntry", "IST0101"
+            )
         if dest.subset and dest.subset not in index.subsets_for(name):
             f.warning(
                 f"{path}.subset",
                 f"subset {dest.subset!r} is not defined by any DestinationRule for {name!r}",
+                "IST0101",
             )
     refs: list[tuple[str, str]] = [(f"spec.gateways[{i}]", g) for i, g in enumerate(spec.gateways)]
     for i, http in enumerate(spec.http):
@@ -169,7 +182,7 @@ def _check_virtual_service(
             continue
         key = _gateway_key(ref, r.namespace)
         if key not in index.gateways:
-            f.warning(path, f"gateway {key[0]}/{key[1]} does not exist")
+            f.warning(path, f"gateway {key[0]}/{key[1]} does not exist", "IST0101")
 
 
 def _gateway_key(ref: str, namespace: str) -> tuple[str, str]:
@@ -183,7 +196,14 @@ def _gateway_key(ref: str, namespace: str) -> tuple[str, str]:
     return namespace, ref
 
 
+def _workload_namespaces(r: Resource, spec: GatewaySpec, index: _Index) -> list[str]:
+    """Where the Gateway's workload runs: the namespaces of the pods it selects."""
+    selected = index.pods.selected(spec.selector, None) if index.pods and spec.selector else []
+    return sorted({p.namespace for p in selected}) or [r.namespace]
+
+
 def _check_gateway_credentials(f: Findings, r: Resource, spec: GatewaySpec, index: _Index) -> None:
+    namespaces = _workload_namespaces(r, spec, index)
     for i, server in enumerate(spec.servers):
         tls = server.tls
         if tls is None:
@@ -194,8 +214,9 @@ def _check_gateway_credentials(f: Findings, r: Resource, spec: GatewaySpec, inde
             for j, name in enumerate(tls.credential_names)
         ]
         for path, name in names:
-            if name and (r.namespace, name) not in index.secrets:
-                f.warning(path, f"Secret {r.namespace}/{name} does not exist")
+            if name and not any((ns, name) in index.secrets for ns in namespaces):
+                where = " or ".join(f"{ns}/{name}" for ns in namespaces)
+                f.warning(path, f"Secret {where} does not exist", "IST0101")
 
 
 def _check_policy_targets(
@@ -211,4 +232,4 @@ def _check_policy_targets(
         key = (ref.namespace or r.namespace, ref.name)
         known = {"Service": index.services, "Gateway": index.gateways}.get(ref.kind)
         if known is not None and ref.name and key not in known:
-            f.warning(f"{path}.name", f"{ref.kind} {key[0]}/{key[1]} does not exist")
+            f.warning(f"{path}.name", f"{ref.kind} {key[0]}/{key[1]} does not exist", "IST0101")

@@ -25,6 +25,7 @@ from pilotfish.api.networking.virtual_service import (
 from pilotfish.api.resource import Resource
 from pilotfish.api.validation import checks
 from pilotfish.api.validation.findings import Findings
+from pilotfish.model.jwt_claims import routing_claim
 
 __all__ = ["validate"]
 
@@ -76,6 +77,8 @@ def validate(resource: Resource) -> list[Diagnostic]:
         f.error("spec", "at least one of http, tcp or tls routes must be given")
     for i, route in enumerate(spec.http):
         _http_route(f, route, f"spec.http[{i}]", delegate)
+        if mesh_bound:
+            _no_claim_routing(f, route, f"spec.http[{i}]", spec.gateways)
     for i, tcp in enumerate(spec.tcp):
         path = f"spec.tcp[{i}]"
         for j, m in enumerate(tcp.match):
@@ -113,6 +116,20 @@ def _string_match(f: Findings, match: StringMatch, path: str, *, allow_empty: bo
         f.add(f"{path}.regex", checks.check_regex(match.regex))
 
 
+def _no_claim_routing(f: Findings, route: HTTPRoute, path: str, gateways: list[str]) -> None:
+    """Istio routes on JWT claims only on gateways (sidecars do not re-route after
+    validating a token): a claim key on a mesh-bound VirtualService is an error."""
+    for j, m in enumerate(route.match):
+        for field, table in (("headers", m.headers), ("withoutHeaders", m.without_headers)):
+            for name in table:
+                if routing_claim(name) is not None:
+                    f.error(
+                        f"{path}.match[{j}].{field}.{name}",
+                        f"JWT claim based routing (key: {name}) is only supported for "
+                        f"gateways, found gateways {gateways or ['mesh']}",
+                    )
+
+
 def _http_match(f: Findings, m: HTTPMatchRequest, path: str) -> None:
     for field, value in (("uri", m.uri), ("scheme", m.scheme), ("method", m.method)):
         if value is not None:
@@ -122,7 +139,8 @@ def _http_match(f: Findings, m: HTTPMatchRequest, path: str) -> None:
     for field, table in (("headers", m.headers), ("withoutHeaders", m.without_headers)):
         for name, value in table.items():
             hpath = f"{path}.{field}.{name}"
-            f.add(hpath, checks.check_header_name(name))
+            if routing_claim(name) is None:  # ``@request.auth.claims.*``: a JWT claim
+                f.add(hpath, checks.check_header_name(name))
             _string_match(f, value, hpath, allow_empty=True)
     for name, value in m.query_params.items():
         _string_match(f, value, f"{path}.queryParams.{name}", allow_empty=True)

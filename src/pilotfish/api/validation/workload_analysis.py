@@ -16,7 +16,8 @@ not fail because another one is not analyzed with it.
 - a DestinationRule subset whose labels, with its Service's selector, match
   no pod (IST0173; only for a Service that does select pods);
 - a port whose name does not give its protocol: Service ports without
-  ``appProtocol`` (IST0118), and container ports;
+  ``appProtocol`` (IST0118; IST0150 for an ExternalName Service, and also for
+  one named ``tcp``, as Istio), and container ports;
 - pods without ``app`` and ``version`` labels (Istio's telemetry and
   version-based routing read them);
 - a Kubernetes workload's ``serviceAccountName`` with no ServiceAccount in
@@ -107,7 +108,20 @@ def _check_service(r: Resource, index: PodIndex) -> list[Diagnostic]:
     spec = r.spec
     assert isinstance(spec, ServiceSpec)
     f = Findings(r)
-    for i, port in enumerate(spec.ports):
+    # Istio's own Services (an ``istio`` label) are spared the naming checks.
+    named_ports = [] if _is_istio_control_plane(r) else list(enumerate(spec.ports))
+    for i, port in named_ports:
+        if spec.type == "ExternalName":
+            if not follows_port_naming(port.name) or port.name == "tcp":
+                # IST0150: sidecars cannot forward such a port's TCP traffic to the name.
+                f.warning(
+                    f"spec.ports[{i}].name" if port.name else f"spec.ports[{i}]",
+                    f"port {port.name or '(unnamed)'} ({port.port}) of an ExternalName "
+                    "Service: name it by protocol (not tcp), or its TCP traffic may not be "
+                    "forwarded",
+                    "IST0150",
+                )
+            continue
         if not port.app_protocol and not follows_port_naming(port.name):
             target = port.target_port if port.target_port is not None else port.port
             f.info(
@@ -125,6 +139,11 @@ def _check_service(r: Resource, index: PodIndex) -> list[Diagnostic]:
             f"workload template, Workload or WorkloadEntry has labels {_show(selector)}",
         )
     return f.items
+
+
+def _is_istio_control_plane(r: Resource) -> bool:
+    labels = r.metadata.labels
+    return "istio" in labels or labels.get("release") == "istio"
 
 
 def _unselected_pods(index: PodIndex, services: Sequence[Resource]) -> list[Diagnostic]:

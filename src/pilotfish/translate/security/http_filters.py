@@ -26,10 +26,16 @@ def with_workload_security(
     namespace: str,
     labels: Mapping[str, str],
     port: int,
+    *,
+    gateway: bool = False,
 ) -> HttpConnectionManager:
     """``hcm`` enforcing the RequestAuthentications and AuthorizationPolicies of the
-    workload (``namespace``, ``labels``) for requests arriving on ``port``."""
+    workload (``namespace``, ``labels``) for requests arriving on ``port``. On a
+    ``gateway``, routes are chosen again after JWT validation (they may match
+    claims), as Istio does."""
     jwt = jwt_authn(snapshot, namespace, labels)
+    if jwt is not None and gateway:
+        jwt = replace(jwt, clear_route_cache=True)
     authz = authz_policies(snapshot, namespace, labels, port)
     if jwt is None and not authz:
         return hcm

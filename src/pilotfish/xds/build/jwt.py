@@ -29,7 +29,9 @@ __all__ = [
 ]
 
 
-def build_jwt_provider(provider: JwtProvider) -> jwt_pb2.JwtProvider:
+def build_jwt_provider(
+    provider: JwtProvider, clear_route_cache: bool = False
+) -> jwt_pb2.JwtProvider:
     """One provider; its JWKS is inline (the control plane fetched any ``jwksUri``)."""
     proto = jwt_pb2.JwtProvider(
         issuer=provider.issuer,
@@ -39,6 +41,7 @@ def build_jwt_provider(provider: JwtProvider) -> jwt_pb2.JwtProvider:
         from_params=list(provider.from_params),
         forward_payload_header=provider.output_payload_to_header,
         payload_in_metadata=JWT_PAYLOAD_METADATA,
+        clear_route_cache=clear_route_cache,
     )
     for header in provider.from_headers:
         proto.from_headers.append(jwt_pb2.JwtHeader(name=header.name, value_prefix=header.prefix))
@@ -52,7 +55,9 @@ def build_jwt_authn(jwt: JwtAuthn) -> jwt_pb2.JwtAuthentication:
     requirements = [jwt_pb2.JwtRequirement(provider_name=p.name) for p in jwt.providers]
     requirements.append(jwt_pb2.JwtRequirement(allow_missing=empty_pb2.Empty()))
     for provider in jwt.providers:
-        config.providers[provider.name].CopyFrom(build_jwt_provider(provider))
+        config.providers[provider.name].CopyFrom(
+            build_jwt_provider(provider, jwt.clear_route_cache)
+        )
     config.rules.append(
         jwt_pb2.RequirementRule(
             match=route_pb2.RouteMatch(prefix="/"),

@@ -27,12 +27,13 @@ from envoy.extensions.retry.host.previous_hosts.v3 import previous_hosts_pb2
 from envoy.extensions.retry.priority.previous_priorities.v3 import (
     previous_priorities_config_pb2,
 )
-from envoy.type.matcher.v3 import regex_pb2
+from envoy.type.matcher.v3 import metadata_pb2, regex_pb2, value_pb2
 from google.protobuf import wrappers_pb2
 
 from pilotfish import ir
 from pilotfish.xds.build._common import any_of, duration_ms, regex_matcher, string_matcher
 from pilotfish.xds.build.http_filters import set_route_filter_configs
+from pilotfish.xds.build.rbac import JWT_FILTER_NAME, JWT_PAYLOAD_METADATA
 from pilotfish.xds.build.route_filters import fractional_percent
 
 __all__ = [
@@ -103,7 +104,7 @@ def build_route(route: ir.Route) -> rc_pb2.Route:
 
 
 def build_route_match(match: ir.RouteMatch) -> rc_pb2.RouteMatch:
-    """Path (prefix / exact / RE2 regex), headers and query parameters."""
+    """Path (prefix / exact / RE2 regex), headers, query parameters and JWT claims."""
     proto = rc_pb2.RouteMatch()
     path = match.path
     if path.kind == "prefix":
@@ -116,7 +117,30 @@ def build_route_match(match: ir.RouteMatch) -> rc_pb2.RouteMatch:
         proto.case_sensitive.value = False
     proto.headers.extend(_header_matcher(h) for h in match.headers)
     proto.query_parameters.extend(_query_matcher(q) for q in match.query_params)
+    proto.dynamic_metadata.extend(_claim_matcher(c) for c in match.claims)
     return proto
+
+
+def _claim_matcher(claim: ir.ClaimMatch) -> metadata_pb2.MetadataMatcher:
+    """A JWT claim in the payload ``jwt_authn`` wrote: as Istio, a string matching,
+    or a list with one string matching (``groups: [a, b]`` matches ``a``)."""
+    if claim.match is None or _matches_any_value(claim.match):
+        value = value_pb2.ValueMatcher(present_match=True)
+    else:
+        string = value_pb2.ValueMatcher(string_match=string_matcher(claim.match))
+        listed = value_pb2.ValueMatcher(list_match=value_pb2.ListMatcher(one_of=string))
+        value = value_pb2.ValueMatcher(
+            or_match=value_pb2.OrMatcher(value_matchers=[listed, string])
+        )
+    return metadata_pb2.MetadataMatcher(
+        filter=JWT_FILTER_NAME,
+        path=[
+            metadata_pb2.MetadataMatcher.PathSegment(key=key)
+            for key in (JWT_PAYLOAD_METADATA, *claim.claims)
+        ],
+        value=value,
+        invert=claim.invert,
+    )
 
 
 def build_header_value_options(ops: ir.HeaderOps) -> list[base_pb2.HeaderValueOption]:

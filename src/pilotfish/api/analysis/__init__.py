@@ -1,0 +1,83 @@
+"""``analyze``'s analyzers and istioctl's catalogue, levels, filters and output.
+
+``analyze_resources`` runs every analyzer over resources that loaded without
+errors, analyzed together: Pilotfish's reference and Kubernetes-manifest
+checks (``validation.references``, ``validation.workload_analysis``), the
+converters' findings (``translate.derive``) and the analyzer families of this
+package (one module each, each listing the Istio ``CODES`` it raises).
+Objects of Istio's ignored system namespaces are dropped first
+(``scope.analyzed``), and cluster-scoped objects are named without a
+namespace. Severities stay Pilotfish's (cross-resource findings are warnings,
+so the config API and ``apply`` never refuse an object for what another one
+lacks); the ``analyze`` command gives coded findings Istio's level
+(``output.with_catalogue_levels``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from pilotfish.api.analysis import (
+    destination_rules,
+    destinations,
+    gateways,
+    jwt_routing,
+    manifests,
+    selectors,
+    service_entries,
+    virtual_services,
+)
+from pilotfish.api.analysis.context import AnalysisContext
+from pilotfish.api.analysis.scope import analyzed, unscoped
+from pilotfish.api.diagnostics import Diagnostic
+from pilotfish.api.resource import Resource
+from pilotfish.api.validation.references import check_references
+from pilotfish.api.validation.telemetry_providers import check_telemetry_providers
+from pilotfish.api.validation.workload_analysis import check_workloads
+from pilotfish.model.mesh_config import MeshConfig
+from pilotfish.translate.conversion import ConversionContext
+from pilotfish.translate.derive import derive
+
+__all__ = ["ANALYZER_CODES", "analyze_resources"]
+
+Analyzer = Callable[[AnalysisContext], list[Diagnostic]]
+
+_ANALYZERS: tuple[tuple[Analyzer, tuple[str, ...]], ...] = (
+    (gateways.check_gateways, gateways.CODES),
+    (service_entries.check_service_entries, service_entries.CODES),
+    (selectors.check_selectors, selectors.CODES),
+    (destination_rules.check_destination_rules, destination_rules.CODES),
+    (virtual_services.check_virtual_services, virtual_services.CODES),
+    (manifests.check_manifests, manifests.CODES),
+    (destinations.check_destinations, destinations.CODES),
+    (jwt_routing.check_jwt_routing, jwt_routing.CODES),
+)
+
+#: Codes raised by the checks outside this package (references, manifests).
+_VALIDATION_CODES = ("IST0101", "IST0102", "IST0118", "IST0150", "IST0173", "IST0174")
+
+#: Every Istio code some analyzer of Pilotfish raises.
+ANALYZER_CODES = frozenset(code for _, codes in _ANALYZERS for code in codes) | frozenset(
+    _VALIDATION_CODES
+)
+
+
+def analyze_resources(
+    resources: Sequence[Resource],
+    domain_suffix: str = "cluster.local",
+    mesh: MeshConfig | None = None,
+) -> list[Diagnostic]:
+    """Every finding over ``resources`` (which loaded without errors), analyzed together."""
+    kept = analyzed(resources)
+    found = check_references(kept, domain_suffix)
+    found += check_workloads(kept, domain_suffix)
+    root = mesh.root_namespace if mesh is not None else "istio-system"
+    # What the converters found (a route no listener allows, a backend in another
+    # namespace without a ReferenceGrant...), at the user's line.
+    found += derive(kept, ConversionContext(domain_suffix, root)).diagnostics
+    if mesh is not None:
+        found += check_telemetry_providers(kept, mesh)
+    ctx = AnalysisContext(kept, domain_suffix, mesh)
+    for analyzer, _ in _ANALYZERS:
+        found += analyzer(ctx)
+    return unscoped(found)
