@@ -68,6 +68,7 @@ from pilotfish.ir.security import (
     credential_namespace,
 )
 from pilotfish.ir.telemetry import (
+    SPAN_SINK_CLUSTER,
     AccessLog,
     CustomTag,
     Metrics,
@@ -120,6 +121,7 @@ __all__ = [
     "QueryParamMatch",
     "RedirectAction",
     "Reporter",
+    "SPAN_SINK_CLUSTER",
     "RetryPolicy",
     "Route",
     "RouteAction",
