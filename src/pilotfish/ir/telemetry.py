@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from typing import Literal
 
 __all__ = [
+    "SPAN_SINK_CLUSTER",
     "AccessLog",
     "CustomTag",
     "MetricTagOverride",
     "Metrics",
     "Reporter",
-    "SPAN_SINK_CLUSTER",
     "Tracing",
     "TracingProvider",
 ]
