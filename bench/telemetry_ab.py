@@ -412,7 +412,7 @@ def ab_table(result: dict[str, Any]) -> Table:
     table = Table(
         title=title,
         caption="added = percentile through the mesh - percentile direct, same round; "
-        "ratio = median of the rounds' ratios [min-max] (ratio of the medians)",
+        "ratio = median of the rounds' ratios \\[min-max] (ratio of the medians)",
     )
     table.add_column("", no_wrap=True)
     for column in ("p50 ms", "p90 ms", "p99 ms", "Envoy CPU µs/req", "RSS MiB client", "server"):
