@@ -19,7 +19,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from bench import dataplane, fuzz_inputs, sidecar_scoping
+from bench import dataplane, fuzz_inputs, sidecar_scoping, telemetry_ab
 from bench.controlplane_scale import FULL, QUICK, ScaleParams, run_scale
 from bench.procstats import machine_info, utc_timestamp
 from bench.report import dataplane_table, scale_table, write_result
@@ -88,6 +88,16 @@ def _run_sidecar_scoping(args: argparse.Namespace, console: Console) -> dict[str
     return sidecar_scoping.run_scoping(_scoping_params(args), log=console.log)
 
 
+def _ab_params(args: argparse.Namespace) -> telemetry_ab.AbParams:
+    return telemetry_ab.QUICK if args.quick else telemetry_ab.FULL
+
+
+def _run_telemetry_ab(args: argparse.Namespace, console: Console) -> dict[str, Any]:
+    return telemetry_ab.run_telemetry_ab(
+        _ab_params(args), log=console.log, executable=args.pilotfish
+    )
+
+
 def _fuzz_params(args: argparse.Namespace) -> fuzz_inputs.FuzzParams:
     return fuzz_inputs.QUICK if args.quick else fuzz_inputs.FULL
 
@@ -112,6 +122,12 @@ BENCHMARKS = (
         lambda args: dataclasses.asdict(_dataplane_params(args)),
         _run_dataplane,
         dataplane_table,
+    ),
+    Benchmark(
+        "telemetry_ab",
+        lambda args: dataclasses.asdict(_ab_params(args)),
+        _run_telemetry_ab,
+        telemetry_ab.ab_table,
     ),
     Benchmark(
         "sidecar_scoping",

@@ -24,7 +24,16 @@ averages it away instead:
   maximum, and also the ratio of the medians of the added latencies;
 - Envoy's CPU per request (both sidecars' utime+stime over the run, divided
   by the requests answered) is reported per variant: it is much less noisy
-  than latency and says how much work telemetry adds.
+  than latency and says how much work telemetry adds;
+- each Envoy's resident memory (``VmRSS``) is read after every round; the
+  summary gives the median per proxy and what the variant adds over the
+  baseline, against the +10 MiB target.
+
+The latency verdict is on p50 (the issue's target: added latency with
+telemetry at most 1.1x the added latency without it), taken as the median
+of the per-round ratios; p90/p99 are reported beside it, as is the spread
+(min-max over the rounds) of every number, so a reader can see how noisy the
+machine was.
 
 Variants are named config fragments added to the same ``echo`` config; the
 default pair is ``on`` (the mesh's defaults) and ``off`` (a root-namespace
@@ -50,23 +59,27 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from rich.table import Table
+
 from bench.controlplane_scale import BenchmarkError, pilotfish_executable
 from bench.dataplane import (
     TELEMETRY_LATENCY_RATIO_TARGET,
     TELEMETRY_OFF,
+    TELEMETRY_RSS_MIB_TARGET,
     _start_app,
     direct,
     explicit_sidecars,
 )
 from bench.dataplane_base import DataplaneParams, Rig, Target, http_get, wait_for
 from bench.loadgen import PERCENTILES, find_hey
-from bench.procstats import cpu_seconds
+from bench.procstats import cpu_seconds, rss_mib
 
 __all__ = [
     "FULL",
     "QUICK",
     "AbParams",
     "Variant",
+    "ab_table",
     "interpolated_percentile",
     "round_order",
     "run_telemetry_ab",
@@ -147,7 +160,7 @@ class _Run:
     requests: int
     non_200: int
     envoy_cpu_us_per_request: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    rss_mib: dict[str, float | None] = field(default_factory=dict)
 
 
 def _hey_csv(hey: str, target: Target, params: AbParams, duration_s: float) -> _Run:
@@ -190,6 +203,7 @@ def _measure(hey: str, target: Target, params: AbParams) -> _Run:
             raise RuntimeError(f"an Envoy of {target.url} exited during the run")
         cpu = sum((b or 0.0) - (a or 0.0) for a, b in zip(before, after, strict=True))
         run.envoy_cpu_us_per_request = cpu / run.requests * 1e6
+        run.rss_mib = {role: rss_mib(pid) for role, pid in target.proxies}
     return run
 
 
@@ -197,40 +211,88 @@ def _added(run: _Run, base: _Run) -> dict[str, float]:
     return {k: run.latency_ms[k] - base.latency_ms[k] for k in run.latency_ms}
 
 
+def _spread(values: Sequence[float], digits: int = 4) -> dict[str, float]:
+    return {
+        "median": round(statistics.median(values), digits),
+        "min": round(min(values), digits),
+        "max": round(max(values), digits),
+    }
+
+
+def _latency_summary(
+    rounds: Sequence[dict[str, dict[str, Any]]], variant: str, baseline: str, key: str
+) -> dict[str, Any]:
+    ratios = []
+    on, off = [], []
+    for r in rounds:
+        a, b = r[variant]["added_ms"][key], r[baseline]["added_ms"][key]
+        on.append(a)
+        off.append(b)
+        if b > 0:
+            ratios.append(a / b)
+    med_on, med_off = statistics.median(on), statistics.median(off)
+    return {
+        "median_ratio": round(statistics.median(ratios), 3) if ratios else None,
+        "min_ratio": round(min(ratios), 3) if ratios else None,
+        "max_ratio": round(max(ratios), 3) if ratios else None,
+        "ratio_of_medians": round(med_on / med_off, 3) if med_off > 0 else None,
+        "median_added_ms": {variant: round(med_on, 4), baseline: round(med_off, 4)},
+        "added_ms": {variant: _spread(on), baseline: _spread(off)},
+    }
+
+
+def _rss_summary(
+    rounds: Sequence[dict[str, dict[str, Any]]], variant: str, baseline: str
+) -> dict[str, Any]:
+    """Median RSS per proxy of both meshes over the rounds, and the difference."""
+    medians: dict[str, dict[str, float | None]] = {}
+    for name in (variant, baseline):
+        roles = {role for r in rounds for role in (r[name].get("rss_mib") or {})}
+        medians[name] = {}
+        for role in sorted(roles):
+            values = [v for r in rounds if (v := (r[name].get("rss_mib") or {}).get(role))]
+            medians[name][role] = round(statistics.median(values), 2) if values else None
+    extra: dict[str, float | None] = {}
+    for role, on in medians[variant].items():
+        off = medians[baseline].get(role)
+        extra[role] = None if on is None or off is None else round(on - off, 2)
+    return {"median_mib": medians, "extra_mib": extra}
+
+
 def summarize_rounds(
     rounds: Sequence[dict[str, dict[str, Any]]], variant: str, baseline: str
 ) -> dict[str, Any]:
-    """Median, min and max over the rounds of ``added(variant) / added(baseline)``,
-    and the ratio of the medians of the added latencies, per percentile."""
-    out: dict[str, Any] = {}
-    for key in (*(f"p{p}" for p in PERCENTILES), "mean"):
-        ratios = []
-        on, off = [], []
-        for r in rounds:
-            a, b = r[variant]["added_ms"][key], r[baseline]["added_ms"][key]
-            on.append(a)
-            off.append(b)
-            if b > 0:
-                ratios.append(a / b)
-        med_on, med_off = statistics.median(on), statistics.median(off)
-        out[key] = {
-            "median_ratio": round(statistics.median(ratios), 3) if ratios else None,
-            "min_ratio": round(min(ratios), 3) if ratios else None,
-            "max_ratio": round(max(ratios), 3) if ratios else None,
-            "ratio_of_medians": round(med_on / med_off, 3) if med_off > 0 else None,
-            "median_added_ms": {variant: round(med_on, 4), baseline: round(med_off, 4)},
-        }
+    """Per percentile: median, min and max over the rounds of ``added(variant) /
+    added(baseline)``, the ratio of the medians of the added latencies and their
+    spread; Envoy CPU per request and RSS per proxy; the verdicts."""
+    out: dict[str, Any] = {
+        key: _latency_summary(rounds, variant, baseline, key)
+        for key in (*(f"p{p}" for p in PERCENTILES), "mean")
+    }
     cpu_on = [r[variant]["envoy_cpu_us_per_request"] for r in rounds]
     cpu_off = [r[baseline]["envoy_cpu_us_per_request"] for r in rounds]
     out["envoy_cpu_us_per_request"] = {
         variant: round(statistics.median(cpu_on), 1),
         baseline: round(statistics.median(cpu_off), 1),
     }
-    out["met"] = all(
-        out[f"p{p}"]["median_ratio"] is not None
-        and out[f"p{p}"]["median_ratio"] <= TELEMETRY_LATENCY_RATIO_TARGET
-        for p in PERCENTILES
+    out["envoy_cpu_us_per_request_spread"] = {
+        variant: _spread(cpu_on, 1),
+        baseline: _spread(cpu_off, 1),
+    }
+    med_off = statistics.median(cpu_off)
+    out["envoy_cpu_ratio"] = round(statistics.median(cpu_on) / med_off, 3) if med_off else None
+    out["rss"] = _rss_summary(rounds, variant, baseline)
+    ratio = out["p50"]["median_ratio"]
+    extras = list(out["rss"]["extra_mib"].values())
+    out["latency_met"] = ratio is not None and ratio <= TELEMETRY_LATENCY_RATIO_TARGET
+    out["rss_met"] = bool(extras) and all(
+        e is not None and e <= TELEMETRY_RSS_MIB_TARGET for e in extras
     )
+    out["met"] = out["latency_met"] and out["rss_met"]
+    out["targets"] = {
+        "p50_added_latency_ratio": TELEMETRY_LATENCY_RATIO_TARGET,
+        "extra_rss_mib": TELEMETRY_RSS_MIB_TARGET,
+    }
     return out
 
 
@@ -314,6 +376,78 @@ def _rounds(
                 )
             )
             time.sleep(0.2)
+
+
+def _spread_text(spread: dict[str, float] | None, fmt: str = ".3f") -> str:
+    if not spread:
+        return "-"
+    return f"{spread['median']:{fmt}} [{spread['min']:{fmt}}-{spread['max']:{fmt}}]"
+
+
+def _ratio_text(summary: dict[str, Any]) -> str:
+    if summary.get("median_ratio") is None:
+        return "-"
+    return (
+        f"{summary['median_ratio']:.2f}x [{summary['min_ratio']:.2f}-{summary['max_ratio']:.2f}]"
+        f" ({summary['ratio_of_medians']}x)"
+    )
+
+
+def _mark(met: bool) -> str:
+    return "[green]met[/green]" if met else "[red]not met[/red]"
+
+
+def ab_table(result: dict[str, Any]) -> Table:
+    """The interleaved rounds as a table: per variant the added latency over
+    ``direct`` (median over the rounds, [min-max]), Envoy CPU per request and
+    RSS per proxy; then the ratio to the baseline and the verdicts."""
+    params = result.get("parameters") or {}
+    numbers = result.get("results") or {}
+    baseline = params.get("baseline", "off")
+    title = (
+        f"telemetry A/B: {params.get('rounds')} interleaved rounds x "
+        f"{params.get('duration_s')} s, {params.get('rate')} rps, "
+        f"{params.get('connections')} conns, {params.get('response_bytes')} B"
+    )
+    table = Table(
+        title=title,
+        caption="added = percentile through the mesh - percentile direct, same round; "
+        "ratio = median of the rounds' ratios \\[min-max] (ratio of the medians)",
+    )
+    table.add_column("", no_wrap=True)
+    for column in ("p50 ms", "p90 ms", "p99 ms", "Envoy CPU µs/req", "RSS MiB client", "server"):
+        table.add_column(column, justify="right")
+    for name, summary in (numbers.get("summary") or {}).items():
+        for side in (name, baseline):
+            rss = (summary.get("rss") or {}).get("median_mib", {}).get(side) or {}
+            table.add_row(
+                f"added, {side}",
+                *(_spread_text(summary[f"p{p}"]["added_ms"].get(side)) for p in PERCENTILES),
+                _spread_text(summary["envoy_cpu_us_per_request_spread"].get(side), ".1f"),
+                *("-" if rss.get(r) is None else f"{rss[r]:.1f}" for r in ("client", "server")),
+            )
+        extra = (summary.get("rss") or {}).get("extra_mib") or {}
+        cpu_ratio = summary.get("envoy_cpu_ratio")
+        table.add_row(
+            f"[bold]{name} / {baseline}[/bold]",
+            *(_ratio_text(summary[f"p{p}"]) for p in PERCENTILES),
+            "-" if cpu_ratio is None else f"{cpu_ratio:.2f}x",
+            *("-" if extra.get(r) is None else f"{extra[r]:+.1f}" for r in ("client", "server")),
+        )
+        targets = summary.get("targets") or {}
+        table.add_row(
+            f"[bold]target[/bold] {name}",
+            f"<= {targets.get('p50_added_latency_ratio')}x: {_mark(summary.get('latency_met'))}",
+            "",
+            "",
+            "",
+            f"<= +{targets.get('extra_rss_mib'):g}: {_mark(summary.get('rss_met'))}",
+            "",
+        )
+    if result.get("error"):
+        table.add_row("[red]error[/red]")
+        table.caption = f"[red]{result['error']}[/red]"
+    return table
 
 
 def _main(argv: Sequence[str]) -> int:

@@ -69,6 +69,7 @@ from pilotfish.ir.security import (
     credential_namespace,
 )
 from pilotfish.ir.telemetry import (
+    SPAN_SINK_CLUSTER,
     AccessLog,
     CustomTag,
     Metrics,
@@ -82,6 +83,7 @@ __all__ = [
     "CREDENTIAL_PREFIX",
     "SDS_ROOT_CA",
     "SDS_WORKLOAD_CERT",
+    "SPAN_SINK_CLUSTER",
     "AccessLog",
     "AuthzMatch",
     "AuthzPolicy",

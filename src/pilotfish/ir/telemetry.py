@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 __all__ = [
+    "SPAN_SINK_CLUSTER",
     "AccessLog",
     "CustomTag",
     "MetricTagOverride",
@@ -73,9 +74,18 @@ class CustomTag:
     default: str = ""
 
 
+#: The cluster a tracer with ``disable_span_reporting`` sends its spans to: it
+#: has no endpoints, so nothing leaves the proxy (``xds.build.tracing``).
+SPAN_SINK_CLUSTER = "pilotfish_span_sink"
+
+
 @dataclass(frozen=True, slots=True)
 class Tracing:
-    """The tracer of a connection manager: ``sampling`` is a percentage (0-100)."""
+    """The tracer of a connection manager: ``sampling`` is a percentage (0-100).
+
+    ``disable_span_reporting`` (Istio's ``disableSpanReporting``) keeps the
+    tracer, so trace context is still continued, started and forwarded, but its
+    spans go to ``SPAN_SINK_CLUSTER`` instead of ``provider``'s collector."""
 
     provider: TracingProvider
     sampling: float = 1.0

@@ -10,7 +10,10 @@ the clusters of its providers in its CDS:
 - any other collector (an address, or a host name outside the mesh, such as
   the runtime's own trace store on the bridge or loopback) gets a cluster of
   its own: STATIC for an IP address, STRICT_DNS for a name. OTLP collectors
-  speak gRPC, so theirs is HTTP/2.
+  speak gRPC, so theirs is HTTP/2;
+- a tracer with span reporting disabled names ``ir.SPAN_SINK_CLUSTER``, a
+  STATIC cluster with no endpoints, so its spans go nowhere while trace
+  context still propagates (``xds.build.tracing``).
 """
 
 from __future__ import annotations
@@ -46,15 +49,30 @@ def _is_ip(address: str) -> bool:
     return True
 
 
+def _sink(http2: bool) -> ir.Cluster:
+    # OTLP's gRPC client wants an HTTP/2 cluster even when it has no host.
+    return ir.Cluster(
+        name=ir.SPAN_SINK_CLUSTER,
+        discovery="STATIC",
+        connect_timeout_ms=1_000,
+        http2=http2,
+        direction="other",
+    )
+
+
 def collector_clusters(
     snapshot: Snapshot, tracings: tuple[ir.Tracing | None, ...]
 ) -> tuple[ir.Cluster, ...]:
     """The dedicated clusters the providers of ``tracings`` need, by name."""
     out: dict[str, ir.Cluster] = {}
     for tracing in tracings:
-        if tracing is None or tracing.disable_span_reporting:
+        if tracing is None:
             continue
         p = tracing.provider
+        if tracing.disable_span_reporting:
+            old = out.get(ir.SPAN_SINK_CLUSTER)
+            out[ir.SPAN_SINK_CLUSTER] = _sink(p.kind == "opentelemetry" or bool(old and old.http2))
+            continue
         if p.cluster == outbound_cluster(p.address, p.port) or p.cluster in out:
             continue
         out[p.cluster] = ir.Cluster(

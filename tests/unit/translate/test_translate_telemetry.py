@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from google.protobuf.json_format import MessageToDict
+
 from pilotfish import ir
 from pilotfish.api.loader import load_text
 from pilotfish.model.mesh_config import MeshConfig, parse_mesh_config
@@ -9,6 +11,8 @@ from pilotfish.model.proxy_view import ProxyView
 from pilotfish.model.snapshot import Snapshot, build_snapshot
 from pilotfish.translate.compose import compose, part_keys
 from pilotfish.translate.telemetry import resolve, workload_telemetry
+from pilotfish.xds.build import build_all
+from pilotfish.xds.types import CLUSTER_TYPE, LISTENER_TYPE
 
 SERVICE = """
 apiVersion: v1
@@ -159,3 +163,49 @@ defaultProviders:
     assert got.tracing is not None
     assert got.tracing.provider.cluster == "zipkin|tempo.tracing.svc.cluster.local:9411"
     assert got.access_logs == (ir.AccessLog("/dev/stdout", "JSON", '{"code": "%RESPONSE_CODE%"}'),)
+
+
+def test_disabled_span_reporting_keeps_the_tracer_and_sends_spans_to_the_sink() -> None:
+    """A workload's ``disableSpanReporting`` keeps sampling and the tracer (so trace
+    context still propagates) but its Zipkin reporter names the endpoint-less sink,
+    and the proxy gets no collector cluster; the neighbour still reports."""
+    body = (
+        "  selector: {matchLabels: {app: reviews}}\n"
+        "  tracing: [{disableSpanReporting: true, randomSamplingPercentage: 25}]"
+    )
+    snap = snapshot(telemetry("quiet", "shop", body))
+
+    def built(app: str) -> tuple[list[dict[str, object]], set[str]]:
+        view = ProxyView("sidecar", "shop", (("app", app),), interception="NONE")
+        out = build_all(compose(snap, view))
+        tracers: list[dict[str, object]] = []
+
+        def walk(o: object) -> None:
+            if isinstance(o, dict):
+                if "randomSampling" in o and "provider" in o:
+                    tracers.append(o)
+                for v in o.values():
+                    walk(v)
+            elif isinstance(o, list):
+                for v in o:
+                    walk(v)
+
+        for listener in out[LISTENER_TYPE]:
+            walk(MessageToDict(listener))
+        return tracers, {c.name for c in out[CLUSTER_TYPE]}  # type: ignore[attr-defined]
+
+    tracers, clusters = built("reviews")
+    assert tracers, "the silent workload lost its tracer"
+    for tracer in tracers:
+        assert tracer["randomSampling"] == {"value": 25.0}
+        config = tracer["provider"]["typedConfig"]  # type: ignore[index]
+        assert config["collectorCluster"] == ir.SPAN_SINK_CLUSTER
+        assert config["traceContextOption"] == "USE_B3_WITH_W3C_PROPAGATION"
+    assert ir.SPAN_SINK_CLUSTER in clusters and "zipkin" not in clusters
+
+    tracers, clusters = built("ratings")
+    assert tracers and all(
+        t["provider"]["typedConfig"]["collectorCluster"] == "zipkin"  # type: ignore[index]
+        for t in tracers
+    )
+    assert "zipkin" in clusters and ir.SPAN_SINK_CLUSTER not in clusters

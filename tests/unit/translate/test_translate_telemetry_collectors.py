@@ -44,5 +44,20 @@ def test_an_address_gets_one_static_cluster_however_many_sides_name_it() -> None
     (cluster,) = collector_clusters(snapshot, (tracing, tracing, None))
     assert cluster.discovery == "STATIC" and not cluster.http2
     assert cluster.endpoints == (ir.Endpoint("198.18.240.1", 9411),)
+
+
+def test_disabled_span_reporting_gets_the_sink_cluster_instead_of_the_collector() -> None:
+    snapshot = build_snapshot([], 1)
+    tracing = _tracing("198.18.240.1", 9411)
     quiet = ir.Tracing(tracing.provider, disable_span_reporting=True)
-    assert collector_clusters(snapshot, (quiet,)) == ()
+    (sink,) = collector_clusters(snapshot, (quiet,))
+    # No endpoints: the tracer's flushes fail inside Envoy, nothing is sent.
+    assert (sink.name, sink.discovery, sink.endpoints) == (ir.SPAN_SINK_CLUSTER, "STATIC", ())
+    assert not sink.http2
+    # A silent OTLP tracer names the same sink, which must then speak HTTP/2 (gRPC).
+    otlp = ir.Tracing(_tracing("198.18.240.1", 4317, "opentelemetry").provider, 1.0, (), True)
+    (both,) = collector_clusters(snapshot, (quiet, otlp))
+    assert both.http2
+    # A reporting side next to a silent one keeps its own collector.
+    names = {c.name for c in collector_clusters(snapshot, (tracing, quiet))}
+    assert names == {tracing.provider.cluster, ir.SPAN_SINK_CLUSTER}

@@ -15,13 +15,25 @@ provider:
   environment resource detector reads ``OTEL_RESOURCE_ATTRIBUTES``, which the
   agent sets to the workload's ``service.name``.
 
-``disable_span_reporting`` keeps sampling but leaves the provider out: Envoy
-then sends no spans. The collector cluster the provider names is added by
-translation (``translate.telemetry.collector_clusters``); Envoy rejects a
-tracer whose cluster is missing.
+``disable_span_reporting`` (Istio: no spans reported, while propagation and
+sampling are unaffected) keeps the tracer of the provider's kind but points it
+at ``ir.SPAN_SINK_CLUSTER``, a cluster with no endpoints: the proxy still
+continues an incoming ``traceparent`` / B3 context with its sampled flag,
+starts one when a request has none (``random_sampling`` decides) and forwards
+it upstream, so the next proxies' spans join the same trace, while each flush
+of its own spans fails inside Envoy (no host) and nothing is sent. Leaving the
+provider out would switch Envoy's tracer off: no trace could start at that
+proxy, the next hop would open one of its own, and B3 headers would go on
+naming the caller's span. An OpenTelemetry tracer without an exporter is
+rejected by Envoy 1.40 ("must have exactly one of gRPC, HTTP, or custom
+exporter"), hence the sink. The collector cluster the provider names (or the
+sink) is added by translation (``translate.telemetry.collector_clusters``);
+Envoy rejects a tracer whose cluster is missing.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 from envoy.config.trace.v3 import http_tracer_pb2, opentelemetry_pb2, zipkin_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
@@ -67,8 +79,10 @@ def build_tracing(tracing: ir.Tracing) -> hcm_pb2.HttpConnectionManager.Tracing:
         custom_tags=[*_standard_tags(), *(_custom_tag(t) for t in tracing.custom_tags)],
     )
     proto.max_path_tag_length.value = tracing.provider.max_tag_length
-    if not tracing.disable_span_reporting:
-        proto.provider.CopyFrom(_provider(tracing.provider))
+    provider = tracing.provider
+    if tracing.disable_span_reporting:
+        provider = replace(provider, cluster=ir.SPAN_SINK_CLUSTER)
+    proto.provider.CopyFrom(_provider(provider))
     return proto
 
 
