@@ -344,11 +344,17 @@ def _run(mesh: E2EMesh, case: Case, tmp: Path) -> str | None:
         lap("delete")
 
 
-@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+# A case for a kind Pilotfish does not have is a row of the table with its reason,
+# not a skipped test: only cases that can run are tests.
+OUTCOMES.update(
+    (case.name, Outcome(NOT_APPLICABLE, case.not_applicable))
+    for case in CASES
+    if case.not_applicable
+)
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if not c.not_applicable], ids=lambda c: c.name)
 def test_conformance(mesh: E2EMesh, case: Case, tmp_path: Path) -> None:
-    if case.not_applicable:
-        OUTCOMES[case.name] = Outcome(NOT_APPLICABLE, case.not_applicable)
-        pytest.skip(f"not applicable: {case.not_applicable}")
     why = _run(mesh, case, tmp_path)
     OUTCOMES[case.name] = Outcome(PASS) if why is None else Outcome(FAIL, why)
     assert why is None, why
