@@ -535,9 +535,17 @@ def test_one_request_through_the_gateway_is_one_trace_across_bookinfo(
     url = mesh.cli("dashboard", "--print-url", "--state-dir", str(mesh.state_dir)).stdout.strip()
     poll(lambda: http_get(url)[0] == 200, f"dashboard at {url}", deadline=60)
     with browser_page() as page:
-        page.goto(f"{url}#/trace/{spans[0]['traceId']}")
-        page.wait_for_selector(".span-row")
-        labels = page.locator(".span-label").all_inner_texts()
-        assert len(labels) == len(spans)
+        trace_id = spans[0]["traceId"]
+
+        def rows_match_store() -> list[str] | None:
+            # Spans of other hops (details) may still be on their way from Envoy's
+            # per-worker buffers: compare the page with the store as it is now.
+            page.goto(f"{url}#/trace/{trace_id}")
+            page.reload()
+            page.wait_for_selector(".span-row")
+            shown = page.locator(".span-label").all_inner_texts()
+            return shown if len(shown) == len(_trace(mesh, trace_id)) >= len(spans) else None
+
+        labels = poll(rows_match_store, "the waterfall shows every span of the trace", 30)
         assert any(label.startswith("ratings.default") for label in labels)
         screenshot(page, tmp_path, "e2e-trace-waterfall")

@@ -437,9 +437,37 @@ def _measure(
     return counts
 
 
+#: How long every backend with a share may take to answer once before the
+#: measurement: their pods and endpoints come up independently of the first one's.
+WEIGHT_READY_DEADLINE = 30.0
+
+
+def _every_backend_answers(
+    sender: Sender, probe: Expect, weights: tuple[tuple[str, float], ...]
+) -> str | None:
+    """Wait (bounded) until each backend with a share has answered once, as the
+    upstream suite's eventually-consistent request precedes its measurement."""
+    wanted = {b for b, share in weights if share > 0.0}
+    seen: set[str] = set()
+    last = ""
+    deadline = time.monotonic() + WEIGHT_READY_DEADLINE
+    while not wanted <= seen:
+        try:
+            seen.add(_backend_of(sender, probe, weights))
+        except (_WrongAnswer, OSError) as exc:
+            last = str(exc)
+            time.sleep(0.2)  # a retry pace; the deadline bounds the wait
+        if time.monotonic() >= deadline:
+            return f"backends {sorted(wanted - seen)} never answered ({last or 'no error'})"
+    return None
+
+
 def check_weights(sender: Sender, path: str, weights: tuple[tuple[str, float], ...]) -> str | None:
     """Whether the backends' shares of ``WEIGHT_REQUESTS`` requests match ``weights``."""
     probe = Expect(path)
+    not_ready = _every_backend_answers(sender, probe, weights)
+    if not_ready is not None:
+        return not_ready
     miss = ""
     for attempt in range(1, WEIGHT_MEASUREMENTS + 1):
         try:
