@@ -4,6 +4,12 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
+# `make test` runs the suite in this many lanes (pytest-xdist workers). Each test
+# module stays on one lane (--dist loadfile: a module's mesh is brought up once);
+# tests/lanes.py gives each lane its own bridges and address ranges. Most of an
+# end-to-end test's time is spent waiting on processes, so two lanes overlap well
+# on two cores. TEST_LANES=0 runs serially.
+TEST_LANES ?= 2
 
 .PHONY: setup system-deps bench-deps test unit integration lint fmt typecheck bench bench-quick demo clean
 
@@ -49,7 +55,7 @@ fmt: setup
 	$(BIN)/ruff check --fix src tests bench
 
 test: setup
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q -n $(TEST_LANES) --dist loadfile $(PYTEST_ARGS)
 
 unit: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q tests/unit $(PYTEST_ARGS)

@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+
+from lanes import lane_port_range
+from pilotfish.runtime.ports import PORT_RANGE_ENV, port_range
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # A lane (xdist worker) picks ports from its own slice; meshes it starts inherit it.
+    lane_range = lane_port_range(*port_range())
+    if lane_range is not None:
+        os.environ[PORT_RANGE_ENV] = lane_range
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

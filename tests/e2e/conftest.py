@@ -6,6 +6,8 @@ from pathlib import Path
 import pytest
 from e2ekit import SAMPLES, E2EMesh, down_leaves_nothing, free_port, require_root
 
+from lanes import lane_bridge
+
 
 def _mesh(tmp: Path, mode: str, bridge: str) -> Iterator[E2EMesh]:
     mesh = E2EMesh(tmp / "state", mode, free_port(), free_port(), free_port(), bridge)
@@ -19,12 +21,12 @@ def _mesh(tmp: Path, mode: str, bridge: str) -> Iterator[E2EMesh]:
 @pytest.fixture(scope="module")
 def transparent_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2EMesh]:
     require_root()
-    yield from _mesh(tmp_path_factory.mktemp("transparent"), "transparent", "pfe2e")
+    yield from _mesh(tmp_path_factory.mktemp("transparent"), "transparent", lane_bridge("pfe2e"))
 
 
 @pytest.fixture(scope="module")
 def explicit_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2EMesh]:
-    yield from _mesh(tmp_path_factory.mktemp("explicit"), "explicit", "pfe2x")
+    yield from _mesh(tmp_path_factory.mktemp("explicit"), "explicit", lane_bridge("pfe2x"))
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +37,7 @@ def demo_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2EMesh]:
     """
     require_root()
     tmp = tmp_path_factory.mktemp("demo")
-    bridge = "pfe2o"
+    bridge = lane_bridge("pfe2o")
     # JSON access logs (read back as JSON lines by the access-log test).
     mesh_config = tmp / "mesh.yaml"
     # A short drain: tests that change Telemetry wait for old filter chains to go.

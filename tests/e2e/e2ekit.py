@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from lanes import lane_cidr
 from pilotfish.runtime.ports import free_port
 from polling import poll as poll  # the one polling helper, re-exported for the kits
 
@@ -45,9 +46,10 @@ class E2EMesh:
     cp_port: int
     xds_port: int
     bridge: str
-    pod_cidr: str = "198.18.240.0/24"
-    service_cidr: str = "198.19.240.0/24"
-    explicit_cidr: str = "127.79.0.0/24"
+    # This lane's ranges (tests/lanes.py): two lanes' meshes may be up at once.
+    pod_cidr: str = lane_cidr("198.18.240.0/24")
+    service_cidr: str = lane_cidr("198.19.240.0/24")
+    explicit_cidr: str = lane_cidr("127.79.0.0/24")
     secure_port: int = field(default_factory=lambda: free_port())
     extra_up_args: tuple[str, ...] = ()
     # Telemetry addons' ports (demo profile), when the test chose them.
@@ -184,7 +186,14 @@ def host_leftovers(bridge: str) -> list[str]:
     return left
 
 
-def processes_mentioning(text: str) -> list[str]:
+def processes_mentioning(text: str, within: Path | None = None) -> list[str]:
+    """Processes whose command line contains ``text``.
+
+    With ``within`` (a mesh's state dir), only that mesh's: the command line names
+    the directory, or the process has a file open in it (pods' and gateways' output
+    goes to logs there) or works in it. Another lane's mesh runs the same programs,
+    and its processes are not this mesh's leftovers.
+    """
     out = []
     for pid in os.listdir("/proc"):
         if not pid.isdigit() or int(pid) == os.getpid():
@@ -193,9 +202,27 @@ def processes_mentioning(text: str) -> list[str]:
             cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
             continue
-        if text in cmd:
+        if text in cmd and (within is None or _uses_dir(pid, cmd, str(within))):
             out.append(f"{pid}: {cmd}")
     return out
+
+
+def _uses_dir(pid: str, cmd: str, root: str) -> bool:
+    if root in cmd:
+        return True
+    links = [f"/proc/{pid}/cwd"]
+    try:
+        links += [f"/proc/{pid}/fd/{fd}" for fd in os.listdir(f"/proc/{pid}/fd")]
+    except OSError:
+        return False  # gone (or not ours to read: we run as root)
+    for link in links:
+        try:
+            target = os.readlink(link)
+        except OSError:
+            continue
+        if target == root or target.startswith(root + "/"):
+            return True
+    return False
 
 
 def require_root() -> None:
@@ -211,6 +238,6 @@ def down_leaves_nothing(mesh: E2EMesh, bridge: str) -> None:
     mesh.cli("down", check=False)
     assert host_leftovers(bridge) == []
     assert processes_mentioning(str(mesh.state_dir)) == []
-    assert processes_mentioning("pilotfish.samples.bookinfo") == []
+    assert processes_mentioning("pilotfish.samples.bookinfo", mesh.state_dir) == []
     addons = mesh.state_dir / "addons"
     assert not addons.exists() or not any(addons.iterdir())

@@ -27,6 +27,8 @@ from e2ekit import (
 )
 from securitykit import ECHO_PORT, PodCaller, Reply, extras_manifest, host_request
 
+from lanes import lane_bridge, lane_cidr
+
 __all__ = [
     "BRIDGE",
     "DENIED",
@@ -40,7 +42,7 @@ __all__ = [
     "settle",
 ]
 
-BRIDGE = "pfe2s"
+BRIDGE = lane_bridge("pfe2s")
 DENIED = (403, "RBAC: access denied")
 EXTRA_PODS = ("echo-v1-0", "sleep-0", "outsider-0")
 # The server pods whose inbound side the policies of these tests change.
@@ -87,8 +89,8 @@ def security_mesh(tmp: Path) -> Iterator[SecMesh]:
         free_port(),
         free_port(),
         BRIDGE,
-        pod_cidr="198.18.241.0/24",
-        service_cidr="198.19.241.0/24",
+        pod_cidr=lane_cidr("198.18.241.0/24"),
+        service_cidr=lane_cidr("198.19.241.0/24"),
         extra_up_args=("--cert-ttl", "20s", "--mesh-config", str(mesh_config)),
     )
     try:

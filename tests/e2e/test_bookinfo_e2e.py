@@ -6,12 +6,13 @@ by iptables into its sidecar; apps dial plain names like http://reviews:9080.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import signal
 import textwrap
 
 import pytest
-from e2ekit import NETWORKING, E2EMesh, http_get, poll
+from e2ekit import NETWORKING, E2EMesh, http_get, poll, processes_mentioning
 
 pytestmark = [pytest.mark.e2e, pytest.mark.root, pytest.mark.timeout(600)]
 
@@ -26,13 +27,23 @@ def test_productpage_through_ingress_gateway(transparent_mesh: E2EMesh) -> None:
     pods = {p["name"]: p for p in mesh.pods()}
     for name in ("productpage-v1-0", "details-v1-0", "ratings-v1-0", "reviews-v1-0"):
         assert pods[name]["ready"] is True
-        assert pods[name]["ip"].startswith("198.18.240.")
+        assert ipaddress.ip_address(pods[name]["ip"]) in ipaddress.ip_network(mesh.pod_cidr)
         assert pods[name]["sidecar_sync"] == "SYNCED"
     # The ingress gateway is listed like a pod: ready, synced, with its agent's pid.
     gateway = pods["istio-ingressgateway"]
     assert gateway["gateway"] is True and gateway["ready"] is True
     assert gateway["sidecar_sync"] == "SYNCED"
     assert isinstance(gateway["sidecar_pid"], int) and gateway["restarts"] == 0
+
+
+def test_the_leftover_check_sees_this_meshs_apps(transparent_mesh: E2EMesh) -> None:
+    """``down_leaves_nothing`` looks only for this mesh's Bookinfo processes (the
+    other test lane may run Bookinfo too): while the mesh runs it finds every app."""
+    mesh = transparent_mesh
+    apps = {int(p["app_pid"]) for p in mesh.pods() if not p.get("gateway")}
+    assert len(apps) == 6
+    found = processes_mentioning("pilotfish.samples.bookinfo", mesh.state_dir)
+    assert apps <= {int(line.split(":", 1)[0]) for line in found}, found
 
 
 def test_request_crosses_both_sidecars_while_app_dials_plain_name(

@@ -19,7 +19,10 @@ from e2ekit import (
     require_root,
 )
 
+from lanes import lane_bridge
+
 pytestmark = [pytest.mark.e2e, pytest.mark.root, pytest.mark.timeout(600)]
+BRIDGE = lane_bridge("pfe2c")
 
 
 def _supervisor(mesh: E2EMesh) -> int:
@@ -29,16 +32,14 @@ def _supervisor(mesh: E2EMesh) -> int:
 
 def test_up_after_a_crash_and_down_leave_nothing(tmp_path: Path) -> None:
     require_root()
-    mesh = E2EMesh(
-        tmp_path / "state", "transparent", free_port(), free_port(), free_port(), "pfe2c"
-    )
+    mesh = E2EMesh(tmp_path / "state", "transparent", free_port(), free_port(), free_port(), BRIDGE)
     try:
         mesh.up(SAMPLES / "bookinfo.yaml", profile="minimal")
         first = _supervisor(mesh)
         os.kill(first, signal.SIGKILL)
         poll(lambda: not os.path.exists(f"/proc/{first}"), "the supervisor to die")
         # Its pods, namespaces and rules are still there: that is what a crash leaves.
-        assert host_leftovers("pfe2c")
+        assert host_leftovers(BRIDGE)
 
         # A new `up` cleans the leftovers and starts the mesh again.
         mesh.up(SAMPLES / "bookinfo.yaml", SAMPLES / "networking" / "bookinfo-gateway.yaml")
@@ -64,6 +65,6 @@ def test_up_after_a_crash_and_down_leave_nothing(tmp_path: Path) -> None:
         poll(lambda: not os.path.exists(f"/proc/{second}"), "the supervisor to die")
     finally:
         mesh.cli("down", check=False)
-    assert host_leftovers("pfe2c") == []
+    assert host_leftovers(BRIDGE) == []
     poll(lambda: processes_mentioning(str(mesh.state_dir)) == [], "processes to be gone", 10)
-    assert processes_mentioning("pilotfish.samples.bookinfo") == []
+    assert processes_mentioning("pilotfish.samples.bookinfo", mesh.state_dir) == []

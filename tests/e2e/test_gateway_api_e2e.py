@@ -37,6 +37,7 @@ from e2ekit import (
     require_root,
 )
 
+from lanes import lane_bridge, lane_cidr
 from polling import poll
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
@@ -46,7 +47,7 @@ ISTIO = ROOT / "tests" / "testdata" / "istio-samples" / "bookinfo"
 GATEWAY_API = ISTIO / "gateway-api"
 GATEWAY = "bookinfo-gateway"
 DEPLOYED = "bookinfo-gateway-istio"  # Istio's <gateway>-<class>
-BRIDGE = "pfe2g"
+BRIDGE = lane_bridge("pfe2g")
 MANIFESTS = (SAMPLES / "bookinfo.yaml", ISTIO / "platform" / "kube" / "bookinfo-versions.yaml")
 
 
@@ -64,8 +65,8 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2EMesh]:
         free_port(),
         free_port(),
         BRIDGE,
-        pod_cidr="198.18.246.0/24",
-        service_cidr="198.19.246.0/24",
+        pod_cidr=lane_cidr("198.18.246.0/24"),
+        service_cidr=lane_cidr("198.19.246.0/24"),
     )
     m.extra_up_args = ("--mesh-config", str(mesh_config))
     try:

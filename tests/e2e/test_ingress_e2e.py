@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from e2ekit import E2EMesh, down_leaves_nothing, free_port, http_get, require_root
 
+from lanes import lane_bridge
 from polling import poll
 
 pytestmark = [pytest.mark.e2e, pytest.mark.root, pytest.mark.timeout(600)]
@@ -31,7 +32,7 @@ IMAGE_MAP = ROOT / "samples" / "image-maps" / "bookinfo.yaml"
 def ingress_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2EMesh]:
     require_root()
     tmp = tmp_path_factory.mktemp("ingress")
-    bridge = "pfe2i"
+    bridge = lane_bridge("pfe2i")
     mesh = E2EMesh(tmp / "state", "transparent", free_port(), free_port(), free_port(), bridge)
     mesh.extra_up_args = ("--image-map", str(IMAGE_MAP))
     try:

@@ -38,6 +38,7 @@ from e2ekit import (
 )
 from securitykit import TestPki, tls_secret
 
+from lanes import lane_bridge, lane_cidr
 from pilotfish.api.runtime.workload import POD_ID_RANGE
 from pilotfish.runtime.network.base import PROXY_GID, PROXY_UID
 
@@ -124,9 +125,9 @@ def _mesh(tmp: Path, mode: str, bridge: str, octet: int) -> Iterator[HostileMesh
         free_port(),
         free_port(),
         bridge,
-        pod_cidr=f"198.18.{octet}.0/24",
-        service_cidr=f"198.19.{octet}.0/24",
-        explicit_cidr=f"127.{octet}.0.0/24",
+        pod_cidr=lane_cidr(f"198.18.{octet}.0/24"),
+        service_cidr=lane_cidr(f"198.19.{octet}.0/24"),
+        explicit_cidr=lane_cidr(f"127.{octet}.0.0/24"),
     )
     tls_port = free_port()
     manifest = tmp / "hostile.yaml"
@@ -143,12 +144,12 @@ def _mesh(tmp: Path, mode: str, bridge: str, octet: int) -> Iterator[HostileMesh
 
 @pytest.fixture(scope="module")
 def transparent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostileMesh]:
-    yield from _mesh(tmp_path_factory.mktemp("hostile-t"), "transparent", "pfe2h", 242)
+    yield from _mesh(tmp_path_factory.mktemp("hostile-t"), "transparent", lane_bridge("pfe2h"), 242)
 
 
 @pytest.fixture(scope="module")
 def explicit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostileMesh]:
-    yield from _mesh(tmp_path_factory.mktemp("hostile-x"), "explicit", "pfe2y", 81)
+    yield from _mesh(tmp_path_factory.mktemp("hostile-x"), "explicit", lane_bridge("pfe2y"), 81)
 
 
 def listening_ports(pid: int) -> list[tuple[str, int]]:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from e2ekit import E2EMesh, down_leaves_nothing, free_port, http_get
 
+from lanes import lane_bridge, lane_cidr
 from polling import poll
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
@@ -24,7 +25,7 @@ IMAGE_MAP = ROOT / "samples" / "image-maps" / "bookinfo.yaml"
 @pytest.fixture(scope="module")
 def istio_bookinfo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2EMesh]:
     tmp = tmp_path_factory.mktemp("istio-bookinfo")
-    bridge = "pfe2k"
+    bridge = lane_bridge("pfe2k")
     mesh = E2EMesh(
         tmp / "state",
         "explicit",
@@ -32,7 +33,7 @@ def istio_bookinfo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2EMesh
         free_port(),
         free_port(),
         bridge,
-        explicit_cidr="127.81.0.0/24",
+        explicit_cidr=lane_cidr("127.81.0.0/24"),
     )
     mesh.extra_up_args = ("--image-map", str(IMAGE_MAP))
     try:

@@ -28,7 +28,10 @@ from e2ekit import (
     require_root,
 )
 
+from lanes import lane_bridge
+
 pytestmark = [pytest.mark.e2e, pytest.mark.root, pytest.mark.timeout(600)]
+BRIDGE = lane_bridge("pfe2r")
 
 _WORKERS = 4
 _PACE = 0.02  # seconds between a worker's requests: at most ~200 requests a second
@@ -132,7 +135,7 @@ def test_supervisor_restart_readopts_pods_without_failed_requests(
 ) -> None:
     if mode == "transparent":
         require_root()
-    mesh = E2EMesh(tmp_path / "state", mode, free_port(), free_port(), free_port(), "pfe2r")
+    mesh = E2EMesh(tmp_path / "state", mode, free_port(), free_port(), free_port(), BRIDGE)
     manifests = (SAMPLES / "bookinfo.yaml", NETWORKING / "bookinfo-gateway.yaml")
     load: _Load | None = None
     try:
@@ -230,6 +233,6 @@ def test_supervisor_restart_readopts_pods_without_failed_requests(
         if load is not None:
             load.finish()
         mesh.cli("down", check=False)
-    assert host_leftovers("pfe2r") == []
+    assert host_leftovers(BRIDGE) == []
     poll(lambda: processes_mentioning(str(mesh.state_dir)) == [], "processes to be gone", 10)
-    assert processes_mentioning("pilotfish.samples.bookinfo") == []
+    assert processes_mentioning("pilotfish.samples.bookinfo", mesh.state_dir) == []

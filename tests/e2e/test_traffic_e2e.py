@@ -45,6 +45,8 @@ from traffickit import (
     sidecar_config,
 )
 
+from lanes import lane_cidr
+
 pytestmark = [pytest.mark.e2e, pytest.mark.root, pytest.mark.timeout(300)]
 
 CLIENT = "sleep-0"
@@ -149,7 +151,7 @@ def _run_mesh(
         BRIDGE,
         pod_cidr=POD_CIDR,
         service_cidr=SERVICE_CIDR,
-        explicit_cidr="127.79.242.0/24",
+        explicit_cidr=lane_cidr("127.79.242.0/24"),
         extra_up_args=extra,
     )
     try:

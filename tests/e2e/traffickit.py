@@ -32,6 +32,8 @@ from typing import Any
 
 from e2ekit import E2EMesh, poll
 
+from lanes import lane_address, lane_bridge, lane_cidr
+
 __all__ = [
     "APPS",
     "BRIDGE",
@@ -48,12 +50,12 @@ __all__ = [
     "sidecar_config",
 ]
 
-BRIDGE = "pfe2p"
-POD_CIDR = "198.18.242.0/24"
-SERVICE_CIDR = "198.19.242.0/24"
-BRIDGE_IP = "198.18.242.1"
+BRIDGE = lane_bridge("pfe2p")
+POD_CIDR = lane_cidr("198.18.242.0/24")
+SERVICE_CIDR = lane_cidr("198.19.242.0/24")
+BRIDGE_IP = lane_address("198.18.242.1")
 # High in the pod range: the mesh hands out pod addresses from the bottom.
-EXTERNAL_IP = "198.18.242.250"
+EXTERNAL_IP = lane_address("198.18.242.250")
 EXTERNAL_HOST = "external.pilotfish.test"
 # Names outside the mesh's prefixes ("pfe2p-", "pfv"): the mesh never treats
 # them as its own leftovers, and they never look like another mesh's.

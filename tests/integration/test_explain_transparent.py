@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from lanes import lane_bridge, lane_cidr
 from pilotfish.runtime.network import is_root
 from pilotfish.runtime.ports import free_port as _free_port
 from polling import poll
@@ -95,8 +96,9 @@ def mesh(tmp_path: Path) -> Iterator[_Mesh]:
         "--detach", "--mode", "transparent", "--state-dir", str(m.state),
         "--ingress-port", str(m.ingress), "--control-plane-port", str(m.cp),
         "--xds-port", str(_free_port()), "--secure-port", str(_free_port()),
-        "--bridge", "pfexpl", "--pod-cidr", "198.18.246.0/24",
-        "--service-cidr", "198.19.246.0/24", "--explicit-cidr", "127.76.0.0/24",
+        "--bridge", lane_bridge("pfexpl"), "--pod-cidr", lane_cidr("198.18.246.0/24"),
+        "--service-cidr", lane_cidr("198.19.246.0/24"),
+        "--explicit-cidr", lane_cidr("127.76.0.0/24"),
     ]  # fmt: skip
     try:
         m.cli(*up)

@@ -1,10 +1,11 @@
 """Transparent pod networking on the real kernel: namespaces, bridge, capture, names.
 
 Every object gets a name derived from this process's pid (bridge ``pft<n>``,
-netns ``pft<n>-*``) and a /24 inside 198.19.0.0/16 that a running mesh does
-not use. Each pod also gets a test-only egress guard (filter rules that reject
-anything sent to an address outside loopback and the test's /24), so
-even a broken capture rule can never send a packet off the machine.
+netns ``pft<n>-*``) and a /24 inside 198.19.20-199 that a running mesh (and
+the e2e meshes of either test lane, tests/lanes.py) does not use. Each pod
+also gets a test-only egress guard (filter rules that reject anything sent
+to an address outside loopback and the test's /24), so even a broken capture
+rule can never send a packet off the machine.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from pilotfish.runtime.network import (
     find_leftovers,
     is_root,
     transparent_supported,
+    veth_name,
 )
 
 pytestmark = [
@@ -41,7 +43,7 @@ pytestmark = [
 ]
 
 N = os.getpid() % 1000
-_BASE = 20 + (os.getpid() % 70) * 3  # three adjacent /24s per test run
+_BASE = 20 + (os.getpid() % 45) * 4  # four adjacent /24s per test run, all below 198.19.200
 VIP = "198.19.0.10"  # a service VIP; never on any interface, only ever captured
 DEADLINE = 10.0
 
@@ -325,6 +327,37 @@ def test_leftovers_of_a_crashed_run_are_found_and_removed(supported: None) -> No
         assert _is_empty(names.leftovers())
     finally:
         cleanup_leftovers(names.leftovers())
+
+
+def test_another_meshs_veth_is_no_leftover_even_before_it_is_on_its_bridge(
+    supported: None,
+) -> None:
+    """Two meshes share the veth prefix. While the other one creates a pod its veth
+    hangs off no bridge for a moment; it must not look like ours (our ``up`` or
+    ``down`` would delete it), while our own veth off its bridge still does."""
+    ours = Names.for_prefix("pfo")
+    theirs = Names(f"pfq{N}", f"pfq{N}-", ours.veth_prefix)
+    their_ns = f"{theirs.netns_prefix}half"
+    their_veth = veth_name(their_ns, theirs.veth_prefix)
+    net = ours.network(f"198.19.{_BASE + 3}.0/24")
+    try:
+        net.setup()
+        pod = net.create_pod("p", None)
+        subprocess.run(["ip", "netns", "add", their_ns], check=True)
+        peer = ["peer", "name", "eth0", "netns", their_ns]
+        subprocess.run(["ip", "link", "add", their_veth, "type", "veth", *peer], check=True)
+        our_veth = veth_name(pod.netns or "", ours.veth_prefix)
+        assert ours.leftovers().host_veths == [our_veth]
+        subprocess.run(["ip", "link", "set", our_veth, "nomaster"], check=True)
+        assert ours.leftovers().host_veths == [our_veth]
+        assert theirs.leftovers().host_veths == [their_veth]
+        net.teardown()
+        assert _is_empty(ours.leftovers()), ours.leftovers()
+        assert theirs.leftovers().host_veths == [their_veth]
+    finally:
+        cleanup_leftovers(ours.leftovers())
+        cleanup_leftovers(theirs.leftovers())
+    assert _is_empty(theirs.leftovers()), theirs.leftovers()
 
 
 def expected_first_ip(cidr: str) -> str:

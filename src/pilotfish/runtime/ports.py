@@ -12,16 +12,25 @@ random below that range and probed with a bind on the wildcard address, which
 fails if any address of this network namespace holds the port. A process also
 never hands out the same port twice, so ports chosen together stay distinct even
 before anything binds them.
+
+Two meshes on one host (or two test lanes) cannot see each other's chosen but not
+yet bound ports, so each may be given a range of its own with the environment
+variable ``PILOTFISH_PORT_RANGE=LOW-HIGH`` (inclusive; children inherit it, so a
+mesh's supervisor draws from the same range as the ``pilotfish up`` that started
+it). A malformed value is an error naming the variable, not a silent default.
 """
 
 from __future__ import annotations
 
+import os
 import random
 import socket
 import threading
 from pathlib import Path
 
-__all__ = ["free_port"]
+__all__ = ["PORT_RANGE_ENV", "free_port", "port_range"]
+
+PORT_RANGE_ENV = "PILOTFISH_PORT_RANGE"
 
 # Below this, ports are privileged or conventional (and a test bind as root would
 # succeed where users' services expect them).
@@ -37,6 +46,21 @@ def _ephemeral_start() -> int:
         return int(_RANGE_FILE.read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return 32768
+
+
+def port_range() -> tuple[int, int]:
+    """``[low, top)`` ports are drawn from: ``PILOTFISH_PORT_RANGE`` if set, else
+    10000 up to the ephemeral range. Raises ``ValueError`` for a malformed setting."""
+    spec = os.environ.get(PORT_RANGE_ENV, "").strip()
+    if not spec:
+        return _LOWEST, _ephemeral_start()
+    low_text, sep, high_text = spec.partition("-")
+    if not (sep and low_text.strip().isdigit() and high_text.strip().isdigit()):
+        raise ValueError(f"{PORT_RANGE_ENV}={spec!r}: expected LOW-HIGH, e.g. 20000-24999")
+    low, high = int(low_text), int(high_text)
+    if not 1024 <= low <= high <= 65535:
+        raise ValueError(f"{PORT_RANGE_ENV}={spec!r}: need 1024 <= LOW <= HIGH <= 65535")
+    return low, high + 1
 
 
 def _bindable(port: int, host: str) -> bool:
@@ -57,15 +81,19 @@ def _ephemeral_port(host: str) -> int:
 
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port nothing in this network namespace holds, outside the ephemeral range
-    when the kernel leaves room below it (else the kernel's choice, as before)."""
-    top = _ephemeral_start()
+    when the kernel leaves room below it (else the kernel's choice, as before), or
+    from ``PILOTFISH_PORT_RANGE`` when that is set."""
+    low, top = port_range()
+    configured = bool(os.environ.get(PORT_RANGE_ENV, "").strip())
     with _lock:
-        if top - _LOWEST >= 1000:
+        if configured or top - low >= 1000:
             for _ in range(200):
-                port = random.randrange(_LOWEST, top)
+                port = random.randrange(low, top)
                 if port not in _handed_out and _bindable(port, host):
                     _handed_out.add(port)
                     return port
+        if configured:
+            raise OSError(f"no free port found in {PORT_RANGE_ENV} {low}-{top - 1}")
         port = _ephemeral_port(host)
         _handed_out.add(port)
         return port

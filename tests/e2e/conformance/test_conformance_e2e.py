@@ -47,6 +47,7 @@ from harness import (
 )
 from inventory import GATEWAY_HTTP, MESH_HTTP
 
+from lanes import lane_bridge, lane_cidr
 from pilotfish.cli.main import cli as pilotfish_cli
 from polling import poll
 from report import FAIL, NOT_APPLICABLE, PASS, Outcome, render
@@ -56,7 +57,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 DATA = REPO / "tests" / "testdata" / "gateway-api-conformance"
 IMAGE_MAP = REPO / "samples" / "image-maps" / "gateway-api-conformance.yaml"
 TABLE = REPO / "docs" / "gateway-api-conformance.md"
-BRIDGE = "pfe2c"
+BRIDGE = lane_bridge("pfe2c")
 CLASS = "istio"
 #: Time for a case's first answer (a new Gateway is deployed, routes pushed).
 FIRST_DEADLINE = 60.0
@@ -126,9 +127,9 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2EMesh]:
         free_port(),
         free_port(),
         BRIDGE,
-        pod_cidr="198.18.250.0/24",
-        service_cidr="198.19.250.0/24",
-        explicit_cidr="127.250.0.0/24",
+        pod_cidr=lane_cidr("198.18.250.0/24"),
+        service_cidr=lane_cidr("198.19.250.0/24"),
+        explicit_cidr=lane_cidr("127.250.0.0/24"),
     )
     m.extra_up_args = ("--mesh-config", str(mesh_config), "--image-map", str(IMAGE_MAP))
     started = time.monotonic()

@@ -38,3 +38,29 @@ def test_a_port_held_on_another_loopback_address_is_not_chosen(
         monkeypatch.setattr(ports, "_ephemeral_start", lambda: 65536)
         monkeypatch.setattr(ports.random, "randrange", lambda _lo, _hi: next(offers))
         assert free_port() != busy
+
+
+def test_a_configured_range_is_where_ports_come_from(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ports.PORT_RANGE_ENV, "23000-23099")
+    chosen = [free_port() for _ in range(20)]
+    assert len(set(chosen)) == len(chosen)
+    assert all(23000 <= port <= 23099 for port in chosen)
+
+
+def test_a_full_configured_range_is_an_error_not_a_port_elsewhere(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        busy = int(held.getsockname()[1])
+        monkeypatch.setenv(ports.PORT_RANGE_ENV, f"{busy}-{busy}")
+        with pytest.raises(OSError, match=f"PILOTFISH_PORT_RANGE {busy}-{busy}"):
+            free_port()
+
+
+@pytest.mark.parametrize("spec", ["20000", "a-b", "30000-20000", "80-90", "20000-70000"])
+def test_a_malformed_range_names_the_variable(monkeypatch: pytest.MonkeyPatch, spec: str) -> None:
+    monkeypatch.setenv(ports.PORT_RANGE_ENV, spec)
+    with pytest.raises(ValueError, match="PILOTFISH_PORT_RANGE"):
+        free_port()

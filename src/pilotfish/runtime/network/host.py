@@ -3,8 +3,17 @@
 Theory of operation: a run records everything it creates in a
 ``HostResources``; the runtime persists it. If the process crashed before
 saving, ``find_leftovers`` rediscovers the same things by name (netns with
-our prefix, veths with our prefix that hang off our bridge or off nothing,
-the bridge, iptables rules tagged with our comment that name our bridge).
+our prefix, veths with our prefix that hang off our bridge, or off nothing
+when their name is the one ``veth_name`` gives one of our namespaces, the
+bridge, iptables rules tagged with our comment that name our bridge).
+
+Two meshes on one host share the veth prefix: a veth hangs off no bridge for
+a moment while its mesh creates a pod (``ip link add`` before ``ip link set
+master``), so "unattached" alone would let one mesh's ``up`` or ``down``
+delete the other's veth half way through creating a pod. A leftover veth
+always has its peer in a namespace that still exists (deleting a namespace
+deletes the pair), so naming it after the namespace is enough to tell whose
+it is.
 ``cleanup_leftovers`` removes a ``HostResources`` best-effort: missing pieces
 are fine (idempotent), real failures are collected and raised together after
 everything else was tried.
@@ -13,6 +22,7 @@ everything else was tried.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import shlex
 import shutil
@@ -29,12 +39,23 @@ __all__ = [
     "find_leftovers",
     "link_exists",
     "list_netns",
+    "veth_name",
 ]
+
+IFNAMSIZ = 15  # longest interface name the kernel accepts
 
 # Every host iptables rule Pilotfish adds carries this comment.
 RULE_COMMENT = "pilotfish"
 # Tables scanned for tagged rules (only ``filter`` is used today).
 _SCANNED_TABLES = ("filter", "nat")
+
+
+def veth_name(netns: str, prefix: str = "pfv") -> str:
+    """The host-side veth of ``netns``: ``<prefix><8 hex>``, at most 15 characters."""
+    name = prefix + hashlib.sha256(netns.encode()).hexdigest()[:8]
+    if len(name) > IFNAMSIZ:
+        raise ValueError(f"veth prefix {prefix!r} too long: {name!r} exceeds {IFNAMSIZ} chars")
+    return name
 
 
 def _json(text: str) -> Any:
@@ -87,19 +108,24 @@ def find_leftovers(
 ) -> HostResources:
     """What a crashed run with these names left on the host.
 
-    Only veths with ``veth_prefix`` that are attached to ``bridge`` or to no
-    bridge at all are reported, so another mesh's pods on a different bridge
-    are never touched.
+    Only veths with ``veth_prefix`` that are attached to ``bridge``, or to no
+    bridge and named after one of our namespaces, are reported, so another
+    mesh's pods on a different bridge are never touched, not even while that
+    mesh is creating one.
     """
     found = HostResources()
     if link_exists(bridge, runner):
         found.bridge = bridge
     found.netns = [ns for ns in list_netns(runner) if ns.startswith(netns_prefix)]
+    ours_unattached = {veth_name(ns, veth_prefix) for ns in found.netns}
     found.host_veths = sorted(
         str(link["ifname"])
         for link in _links(runner, "type", "veth")
         if str(link.get("ifname", "")).startswith(veth_prefix)
-        and link.get("master") in (None, bridge)
+        and (
+            link.get("master") == bridge
+            or (link.get("master") is None and link.get("ifname") in ours_unattached)
+        )
     )
     if shutil.which("iptables"):
         found.iptables_rules = _tagged_rules(runner, bridge)

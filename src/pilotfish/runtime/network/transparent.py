@@ -35,12 +35,11 @@ from ..ipam import Ipam
 from .base import CaptureConfig, HostResources, Mode, PodAddress, ServiceName
 from .capture import capture_rules, restore_script
 from .commands import CommandError, Runner, run_command
-from .host import RULE_COMMENT, cleanup_leftovers, link_exists, list_netns
+from .host import IFNAMSIZ, RULE_COMMENT, cleanup_leftovers, link_exists, list_netns, veth_name
 from .names import NETNS_ETC, hosts_file, resolv_conf, write_in_place
 
 __all__ = ["TransparentNetwork", "netns_name", "veth_name"]
 
-IFNAMSIZ = 15  # longest interface name the kernel accepts
 _NETNS_MAX = 63
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 _UNPRIVILEGED_PORTS = "/proc/sys/net/ipv4/ip_unprivileged_port_start"
@@ -62,14 +61,6 @@ def netns_name(pod: str, prefix: str = "pf-") -> str:
     name = prefix + safe
     if safe != pod or len(name) > _NETNS_MAX or safe in ("", ".", ".."):
         name = f"{prefix}{safe[: _NETNS_MAX - len(prefix) - 9]}-{_short_hash(pod)}"
-    return name
-
-
-def veth_name(netns: str, prefix: str = "pfv") -> str:
-    """The host-side veth of ``netns``: ``<prefix><8 hex>``, at most 15 characters."""
-    name = prefix + _short_hash(netns)
-    if len(name) > IFNAMSIZ:
-        raise ValueError(f"veth prefix {prefix!r} too long: {name!r} exceeds {IFNAMSIZ} chars")
     return name
 
 
