@@ -85,3 +85,16 @@ def test_two_lanes_share_no_bridge_netns_prefix_range_or_port(lane: Loader) -> N
 def test_ranges_wider_than_a_24_are_refused(lane: Loader) -> None:
     with pytest.raises(ValueError, match="/24"):
         lane("gw1").lane_cidr("198.18.0.0/16")
+
+
+def test_three_lanes_are_pairwise_apart(lane: Loader) -> None:
+    nets, ports = [], []
+    for n in range(3):
+        m = lane(f"gw{n}", 3)
+        nets.append([ipaddress.ip_network(m.lane_cidr(c)) for c in SUITE_RANGES])
+        low, high = map(int, m.lane_port_range(10000, 32768).split("-"))
+        ports.append(range(low, high + 1))
+    for i in range(3):
+        for j in range(i + 1, 3):
+            assert not any(a.overlaps(b) for a in nets[i] for b in nets[j]), (i, j)
+            assert not set(ports[i]) & set(ports[j]), (i, j)
