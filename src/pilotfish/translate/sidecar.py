@@ -357,7 +357,7 @@ def _inbound_ports(
 #: application was never processed, so retrying it is safe for any method. It
 #: covers the race of an app closing an idle keep-alive connection while the
 #: sidecar sends on it, which the caller would otherwise see as a 503 (UC).
-INBOUND_RETRY = RetryPolicy(attempts=2, retry_on="reset-before-request")
+INBOUND_RETRY = RetryPolicy(attempts=2, retry_on="reset-before-request", avoid_previous_hosts=False)
 
 
 def _inbound_chain(
