@@ -104,6 +104,9 @@ class RetryPolicy:
     backoff_base_ms: int | None = None  # base interval of Envoy's retry back-off
     # Prefer retrying in other localities (Envoy's previous_priorities retry priority).
     remote_localities: bool = False
+    # Pick another endpoint for each retry (previous_hosts). An inbound route has one
+    # endpoint, the local app, so its retries go back to it.
+    avoid_previous_hosts: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,6 +34,7 @@ from pilotfish.ir import (
     ForwardAction,
     HttpConnectionManager,
     Listener,
+    RetryPolicy,
     Route,
     RouteConfig,
     RouteMatch,
@@ -352,6 +353,13 @@ def _inbound_ports(
     return ports, {p.port: (view.app_address, view.app_port(p.port)) for p in ports}
 
 
+#: Istio's default for inbound routes: a request reset before it reached the
+#: application was never processed, so retrying it is safe for any method. It
+#: covers the race of an app closing an idle keep-alive connection while the
+#: sidecar sends on it, which the caller would otherwise see as a 503 (UC).
+INBOUND_RETRY = RetryPolicy(attempts=2, retry_on="reset-before-request", avoid_previous_hosts=False)
+
+
 def _inbound_chain(
     sp: ServicePort,
     name: str,
@@ -371,7 +379,9 @@ def _inbound_chain(
                         Route(
                             "default",
                             RouteMatch(),
-                            ForwardAction((WeightedCluster(cluster, 100),), timeout_ms=0),
+                            ForwardAction(
+                                (WeightedCluster(cluster, 100),), timeout_ms=0, retry=INBOUND_RETRY
+                            ),
                         ),
                     ),
                 ),

@@ -240,14 +240,15 @@ def _retry_policy(retry: ir.RetryPolicy) -> rc_pb2.RetryPolicy:
         retry_on=retry.retry_on,
         num_retries=wrappers_pb2.UInt32Value(value=retry.attempts),
         retriable_status_codes=list(retry.retriable_status_codes),
-        host_selection_retry_max_attempts=HOST_SELECTION_RETRY_MAX_ATTEMPTS,
     )
     if retry.per_try_timeout_ms is not None:
         proto.per_try_timeout.CopyFrom(duration_ms(retry.per_try_timeout_ms))
-    proto.retry_host_predicate.add(
-        name=_PREVIOUS_HOSTS,
-        typed_config=any_of(previous_hosts_pb2.PreviousHostsPredicate()),
-    )
+    if retry.avoid_previous_hosts:
+        proto.host_selection_retry_max_attempts = HOST_SELECTION_RETRY_MAX_ATTEMPTS
+        proto.retry_host_predicate.add(
+            name=_PREVIOUS_HOSTS,
+            typed_config=any_of(previous_hosts_pb2.PreviousHostsPredicate()),
+        )
     if retry.backoff_base_ms is not None:
         proto.retry_back_off.base_interval.CopyFrom(duration_ms(retry.backoff_base_ms))
     if retry.remote_localities:
