@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 
 from pilotfish.api.analysis import ANALYZER_CODES
-from pilotfish.api.analysis.coverage import NOT_APPLICABLE, render_table, status_of
+from pilotfish.api.analysis.coverage import NOT_APPLICABLE, NOTES, render_table, status_of
 from pilotfish.api.analysis.messages import MESSAGES, by_code, by_name
 from pilotfish.api.diagnostics import Severity
 
@@ -49,6 +49,7 @@ def test_every_raised_code_is_in_the_catalogue_and_none_is_both() -> None:
     assert codes >= ANALYZER_CODES
     assert set(NOT_APPLICABLE) <= codes
     assert not ANALYZER_CODES & set(NOT_APPLICABLE)
+    assert set(NOTES) <= ANALYZER_CODES  # notes are about implemented messages
     assert status_of("IST0162", ANALYZER_CODES) == "implemented"
     assert status_of("IST0151", ANALYZER_CODES) == "not applicable"
 

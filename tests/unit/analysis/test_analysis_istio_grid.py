@@ -420,6 +420,64 @@ CASES = [
         "IST0149",
         ("IST0149", "VirtualService foo"),
     ),
+    # Istio's K8sAnalyzer; Pilotfish refuses the Ingress "gateway" (extensions/v1beta1
+    # backend fields), on which Istio's analyzer does not look anyway.
+    case(
+        "misannoted",
+        "misannotated",
+        "IST0107 IST0108 IST0125 IST0135",
+        ("IST0108", "Service httpbin"),
+        ("IST0125", "Pod invalid-annotations"),
+        ("IST0107", "Pod grafana-test"),
+        ("IST0107", "Deployment fortio-deploy"),
+        ("IST0107", "Namespace staging"),
+        ("IST0135", "Deployment fortio-deploy"),
+    ),
+    # Istio's AlphaAnalyzer (run on request by istioctl, by default by Pilotfish).
+    # Istio expects one finding per annotation; the grid compares the set.
+    case(
+        "alpha",
+        "misannotated",
+        "IST0136",
+        ("IST0136", "Deployment fortio-deploy"),
+        ("IST0136", "Pod invalid-annotations"),
+        ("IST0136", "Service httpbin"),
+        ("IST0136", "Pod anno-not-set-by-default"),
+    ),
+    # Pilotfish refuses VirtualService foo/productpage (an HTTP route without route,
+    # and a delay without fixedDelay), Istio's finding on it is left out; EnvoyFilter
+    # and QuotaSpec are not accepted kinds.
+    case(
+        "deprecation",
+        "deprecation",
+        "IST0002",
+        ("IST0002", "Sidecar default/no-selector"),
+    ),
+    # Pilotfish refuses the three kubernetes.io/tls Secrets when they load (missing
+    # keys, a bad key, a key not matching its certificate): their Gateways get
+    # IST0101 (no such Secret) instead. The Opaque Secret with keys cert and key
+    # loads, and cannot serve TLS.
+    case(
+        "gatewaySecretValidations",
+        "gateway-secrets-validation",
+        "IST0161",
+        ("IST0161", "Gateway defaultgateway-invalid-keys"),
+    ),
+    # Pilotfish refuses Istio's internal gateway name at validation (error, with the
+    # same advice); test_analysis_messages covers IST0165 on Pilotfish's own names.
+    case("virtualServiceInternalGatewayRef", "virtualservice_internal_gateway_ref", "IST0165"),
+    # Pilotfish refuses the Service (no port) and the ServiceEntry (no host, and an
+    # upper-case name): their findings are left out.
+    case(
+        "Condition Analyzer",
+        "condition-analyzer",
+        "IST0171",
+        ("IST0171", "AuthorizationPolicy default/negative-condition-authz"),
+        ("IST0171", "KubernetesGateway default/negative-condition-gateway"),
+        ("IST0171", "HTTPRoute default/negative-condition-httproute"),
+        ("IST0171", "GRPCRoute default/negative-condition-grpcroute"),
+        ("IST0171", "AuthorizationPolicy default/negative-condition-authz-partially-invalid"),
+    ),
     case(
         "host defined in virtualservice not found in the gateway with ns",
         "virtualservice_host_not_found_gateway_with_ns_prefix",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ from test_cli_apply_get import LiveControlPlane
 
 from pilotfish.api.resource import ResourceKey
 from pilotfish.cli.main import cli
+from pki import TestCa
 from polling import poll
 
 VS = """\
@@ -28,12 +30,29 @@ spec:
   - route:
     - destination: {{host: reviews}}
 """
-SECRET = """\
-apiVersion: v1
-kind: Secret
-metadata: {name: shop-cert, namespace: istio-system}
-type: Opaque
-data: {token: c2VjcmV0}
+
+
+def _generic_credential() -> str:
+    """An Opaque Secret with Istio's generic ``cert``/``key`` layout: a usable
+    credential (else IST0161), whose values live analysis never sees."""
+    leaf = TestCa().issue("shop")
+    data = {
+        k: base64.b64encode(v.encode()).decode()
+        for k, v in (("cert", leaf.cert_pem), ("key", leaf.key_pem))
+    }
+    doc = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "shop-cert", "namespace": "istio-system"},
+        "type": "Opaque",
+        "data": data,
+    }
+    return json.dumps(doc) + "\n"
+
+
+SECRET = (
+    _generic_credential()
+    + """\
 ---
 apiVersion: networking.istio.io/v1
 kind: Gateway
@@ -45,6 +64,7 @@ spec:
     hosts: ["*"]
     tls: {mode: SIMPLE, credentialName: shop-cert}
 """
+)
 
 
 @pytest.fixture

@@ -18,9 +18,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from pilotfish.api.analysis import (
+    annotation_checks,
+    conditions,
+    deprecation,
     destination_rules,
     destinations,
+    gateway_credentials,
     gateways,
+    internal_gateways,
     jwt_routing,
     manifests,
     selectors,
@@ -51,6 +56,11 @@ _ANALYZERS: tuple[tuple[Analyzer, tuple[str, ...]], ...] = (
     (manifests.check_manifests, manifests.CODES),
     (destinations.check_destinations, destinations.CODES),
     (jwt_routing.check_jwt_routing, jwt_routing.CODES),
+    (annotation_checks.check_annotations, annotation_checks.CODES),
+    (deprecation.check_deprecated_fields, deprecation.CODES),
+    (gateway_credentials.check_gateway_credentials, gateway_credentials.CODES),
+    (internal_gateways.check_internal_gateways, internal_gateways.CODES),
+    (conditions.check_conditions, conditions.CODES),
 )
 
 #: Codes raised by the checks outside this package (references, manifests).
@@ -69,15 +79,17 @@ def analyze_resources(
 ) -> list[Diagnostic]:
     """Every finding over ``resources`` (which loaded without errors), analyzed together."""
     kept = analyzed(resources)
-    found = check_references(kept, domain_suffix)
-    found += check_workloads(kept, domain_suffix)
     root = mesh.root_namespace if mesh is not None else "istio-system"
+    conversion = derive(kept, ConversionContext(domain_suffix, root))
+    generated = [(g.namespace, g.name) for g in conversion.resources if g.kind == "Gateway"]
+    found = check_references(kept, domain_suffix, generated)
+    found += check_workloads(kept, domain_suffix)
     # What the converters found (a route no listener allows, a backend in another
     # namespace without a ReferenceGrant...), at the user's line.
-    found += derive(kept, ConversionContext(domain_suffix, root)).diagnostics
+    found += conversion.diagnostics
     if mesh is not None:
         found += check_telemetry_providers(kept, mesh)
-    ctx = AnalysisContext(kept, domain_suffix, mesh)
+    ctx = AnalysisContext(kept, domain_suffix, mesh, conversion.resources)
     for analyzer, _ in _ANALYZERS:
         found += analyzer(ctx)
     return unscoped(found)

@@ -24,6 +24,9 @@ class AnalysisContext:
     resources: Sequence[Resource]
     domain_suffix: str = "cluster.local"
     mesh: MeshConfig | None = None
+    #: What the converters derived from ``resources`` (Gateway API, Ingress, SMI):
+    #: the objects the snapshot serves beside the users'.
+    derived: Sequence[Resource] = ()
     pods: PodIndex = field(init=False)
 
     def __post_init__(self) -> None:

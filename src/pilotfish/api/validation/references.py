@@ -22,7 +22,7 @@ UnknownDestinationRuleHost.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pilotfish.api.core.service import ServiceSpec
 from pilotfish.api.diagnostics import Diagnostic
@@ -39,7 +39,7 @@ from pilotfish.api.validation.findings import Findings
 from pilotfish.api.validation.pod_index import PodIndex
 from pilotfish.model.hosts import fqdn, is_wildcard
 
-__all__ = ["check_references"]
+__all__ = ["check_references", "gateway_key"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,10 +74,16 @@ class _Index:
 
 
 def check_references(
-    resources: Sequence[Resource], domain_suffix: str = "cluster.local"
+    resources: Sequence[Resource],
+    domain_suffix: str = "cluster.local",
+    derived_gateways: Iterable[tuple[str, str]] = (),
 ) -> list[Diagnostic]:
-    """Warnings for dangling hosts, subsets and gateway names across ``resources``."""
+    """Warnings for dangling hosts, subsets and gateway names across ``resources``;
+    ``derived_gateways`` (namespace, name) are Gateways converters made from them,
+    which exist too (a reference to one is IST0165, ``analysis.internal_gateways``)."""
     index = _build_index(resources, domain_suffix)
+    if derived_gateways:
+        index = replace(index, gateways=index.gateways | frozenset(derived_gateways))
     found: list[Diagnostic] = []
     for r in resources:
         f = Findings(r)
@@ -180,12 +186,12 @@ def _check_virtual_service(
     for path, ref in refs:
         if ref == "mesh":
             continue
-        key = _gateway_key(ref, r.namespace)
+        key = gateway_key(ref, r.namespace)
         if key not in index.gateways:
             f.warning(path, f"gateway {key[0]}/{key[1]} does not exist", "IST0101")
 
 
-def _gateway_key(ref: str, namespace: str) -> tuple[str, str]:
+def gateway_key(ref: str, namespace: str) -> tuple[str, str]:
     """``ns/name``, a short name (same namespace) or a legacy ``name.ns.svc...`` FQDN."""
     if "/" in ref:
         ns, _, name = ref.partition("/")
