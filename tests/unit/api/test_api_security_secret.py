@@ -3,6 +3,7 @@ from __future__ import annotations
 import base64
 import datetime
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from api_testing import Loader
@@ -13,7 +14,7 @@ from cryptography.x509.oid import NameOID
 
 from pilotfish.api.core.secret import REDACTED, SecretSpec, redact_document
 from pilotfish.api.diagnostics import Diagnostic
-from pilotfish.api.loader import LoadResult
+from pilotfish.api.loader import LoadResult, load_file
 from pilotfish.api.validation.references import check_references
 
 # A value that must never show up in any diagnostic, message or repr.
@@ -269,3 +270,15 @@ def test_gateway_credential_references(load: Loader, secret_and_gateways: LoadRe
     assert [(d.field, d.is_error, d.message) for d in found] == [
         ("spec.servers[0].tls.credentialName", False, "Secret web/ghost does not exist")
     ]
+
+
+@pytest.mark.filterwarnings("error")
+def test_a_certificate_with_a_nonpositive_serial_is_a_warning_not_a_library_warning() -> None:
+    # Istio's analyzer input holds such a certificate (Secret expired-secret); the
+    # builder here refuses to make one. The library's deprecation warning would say
+    # nothing to the user: validation names the Secret's key instead.
+    path = Path(__file__).parents[2] / "testdata/istio-analyzers/gateway-secrets-validation.yaml"
+    result = load_file(str(path))
+    serial = [d for d in result.diagnostics if "serial number" in d.message]
+    assert [(d.field, d.is_error) for d in serial] == [("data['tls.crt']", False)]
+    assert "expired-secret" in serial[0].format() and "RFC 5280" in serial[0].message

@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import datetime
 
-from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
 from pilotfish.api.analysis.context import AnalysisContext, report
 from pilotfish.api.analysis.output import LIVE_SOURCE
+from pilotfish.api.core.pem import load_certificates
 from pilotfish.api.core.secret import SecretSpec
 from pilotfish.api.diagnostics import Diagnostic
 from pilotfish.api.networking.gateway import GatewaySpec
@@ -57,7 +57,7 @@ def credential_problem(spec: SecretSpec, now: datetime.datetime) -> str | None:
         return "it holds neither 'tls.crt' and 'tls.key' nor 'cert' and 'key'"
     cert_key, key_key = layout
     try:
-        leaf = x509.load_pem_x509_certificates(data[cert_key])[0]
+        leaf = load_certificates(data[cert_key]).certificates[0]
     except ValueError:
         return f"{cert_key!r} is not a PEM certificate"
     if leaf.not_valid_after_utc < now:

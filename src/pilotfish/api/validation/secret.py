@@ -16,6 +16,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
+from pilotfish.api.core.pem import load_certificates
 from pilotfish.api.core.secret import REDACTED, SECRET_TYPE_TLS, SecretSpec, decode_base64
 from pilotfish.api.diagnostics import Diagnostic
 from pilotfish.api.resource import Resource
@@ -114,16 +115,24 @@ def _certificates(
 ) -> list[x509.Certificate] | None:
     path = where[key]
     try:
-        certs = x509.load_pem_x509_certificates(values[key])
+        parsed = load_certificates(values[key])
     except ValueError:
         f.error(path, f"{key!r} is not a PEM certificate (chain)")
         return None
+    certs = parsed.certificates
     now = datetime.datetime.now(datetime.UTC)
     for i, cert in enumerate(certs):
+        which = "certificate" if len(certs) == 1 else f"certificate {i + 1}"
         if cert.not_valid_after_utc < now:
-            which = "certificate" if len(certs) == 1 else f"certificate {i + 1}"
             expiry = cert.not_valid_after_utc.isoformat()
             f.warning(path, f"{which} in {key!r} expired at {expiry}")
+        if i in parsed.nonpositive_serials:
+            # RFC 5280 4.1.2.2: TLS libraries may refuse such a certificate.
+            f.warning(
+                path,
+                f"{which} in {key!r} has a serial number that is not positive, "
+                "which RFC 5280 disallows; TLS peers may refuse it",
+            )
     return certs
 
 
