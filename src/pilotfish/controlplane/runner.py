@@ -85,6 +85,8 @@ class ControlPlane:
         # Called with each new snapshot (the local runtime updates pod DNS names).
         self._snapshot_listeners: list[SnapshotListener] = []
         self._started = False
+        # Configuration errors already logged (formatted), so each is logged once.
+        self._logged_errors: set[str] = set()
         self._config_errors = Gauge(
             "pilotfish_config_errors",
             "Configuration errors currently reported (files not applied)",
@@ -198,6 +200,7 @@ class ControlPlane:
         self.jwks.want(jwks_uris(tuple(self.store.list())))
         await self.jwks.wait_attempted(timeout=5.0)
         self._rebuild()
+        self.store.add_diagnostics_listener(self._report_diagnostics)
         self._jwks_live = True
         if self.settings.freeze_gc:
             # The loaded configuration lives as long as the process: move it out of
@@ -309,13 +312,21 @@ class ControlPlane:
         self._snapshots.inc()
         self._revision.set(revision)
         self._resources.set(len(snapshot.resources))
+        self._report_diagnostics()
+
+    def _report_diagnostics(self) -> None:
+        """Gauges and log lines for the store's current problems. Called on every
+        rebuild and when only the problems changed (a file broken again)."""
         diags = self.store.diagnostics()
         errors = sum(1 for d in diags if d.is_error)
         self._config_errors.set(errors)
         self._config_warnings.set(sum(1 for d in diags if d.severity is Severity.WARNING))
-        for d in diags:
-            if d.is_error:
-                log.error("config error: %s", d.format())
+        # Each rebuild sees every standing error again (a pod turning ready is a
+        # change too); an error is logged when it appears, not on every rebuild.
+        current = {d.format() for d in diags if d.is_error}
+        for text in sorted(current - self._logged_errors):
+            log.error("config error: %s", text)
+        self._logged_errors = current
 
     async def _watch(self) -> None:
         seen = self.store.revision

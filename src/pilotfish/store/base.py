@@ -6,20 +6,29 @@ monotonically growing ``revision``. Watchers are woken after each change and
 read a consistent ``list()`` at the new revision; they do not receive deltas,
 because every consumer downstream rebuilds an immutable snapshot anyway.
 ``diagnostics()`` reports the current problems in the sources (a broken file),
-which do not remove the last good objects.
+which do not remove the last good objects. Since such a problem changes no
+object, it bumps no revision: diagnostics listeners hear of it instead, so a
+file broken again after a good edit is reported at once, not at the next
+unrelated change.
 """
 
 from __future__ import annotations
 
 import asyncio
 import builtins  # the class defines a method named ``list``
+import logging
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from pilotfish.api.diagnostics import Diagnostic
 from pilotfish.api.resource import Resource, ResourceKey
 
-__all__ = ["Store", "StoreError"]
+__all__ = ["DiagnosticsListener", "Store", "StoreError"]
+
+#: Called (without arguments) when a store's diagnostics change and its revision does not.
+DiagnosticsListener = Callable[[], None]
+
+_log = logging.getLogger("pilotfish.store")
 
 
 class StoreError(Exception):
@@ -36,6 +45,7 @@ class Store(ABC):
     def __init__(self) -> None:
         self._revision = 0
         self._waiters: list[asyncio.Future[int]] = []
+        self._diagnostics_listeners: list[DiagnosticsListener] = []
 
     @property
     def revision(self) -> int:
@@ -58,6 +68,19 @@ class Store(ABC):
     def diagnostics(self) -> builtins.list[Diagnostic]:
         """Current problems in the sources (errors and warnings)."""
         return []
+
+    def add_diagnostics_listener(self, listener: DiagnosticsListener) -> None:
+        """Call ``listener`` whenever ``diagnostics()`` may have changed without a
+        new revision (a revision change is seen through ``wait_for_change``)."""
+        self._diagnostics_listeners.append(listener)
+
+    def _diagnostics_changed(self) -> None:
+        """Subclasses call it when their diagnostics changed and the revision did not."""
+        for listener in tuple(self._diagnostics_listeners):
+            try:
+                listener()
+            except Exception:  # one listener's bug must not stop the store's polling
+                _log.exception("diagnostics listener failed")
 
     async def start(self) -> None:  # noqa: B027 - optional hook, most stores need none
         """Begin watching sources, if any. Loads them once before returning."""

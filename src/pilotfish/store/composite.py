@@ -41,6 +41,8 @@ class CompositeStore(Store):
         self._primary = primary
         self._overlays: tuple[Store, ...] = tuple(overlays)
         self._parts: tuple[Store, ...] = (primary, *self._overlays)
+        for part in self._parts:
+            part.add_diagnostics_listener(self._diagnostics_changed)
 
     @property
     def primary(self) -> Store:

@@ -269,7 +269,12 @@ class FileStore(Store):
             else:
                 self._record_load(state, result.loads[path])
         # Re-merging is the costly part with thousands of objects: only when needed.
-        return self._remerge() if dirty else False
+        if not dirty:
+            return False
+        bumped = self._remerge()
+        if not bumped:
+            self._diagnostics_changed()  # e.g. a file broken again: same objects, new error
+        return bumped
 
     @staticmethod
     def _record_load(state: _FileState, loaded: LoadResult) -> None:
