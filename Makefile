@@ -7,9 +7,11 @@ PYTEST_ARGS ?=
 # `make test` runs the suite in this many lanes (pytest-xdist workers). Each test
 # module stays on one lane (--dist loadfile: a module's mesh is brought up once);
 # tests/lanes.py gives each lane its own bridges and address ranges. Most of an
-# end-to-end test's time is spent waiting on processes, so two lanes overlap well
-# on two cores. TEST_LANES=0 runs serially.
-TEST_LANES ?= 2
+# end-to-end test's time is spent waiting on processes, so lanes overlap well even
+# on two cores: measured on one machine under the same load, two lanes took 588 s,
+# three 491 s (the suite's own processes used 75 % of one core). TEST_LANES=0 runs
+# serially.
+TEST_LANES ?= 3
 
 .PHONY: setup system-deps bench-deps test unit integration lint fmt typecheck bench bench-quick demo clean
 

@@ -1,7 +1,8 @@
 """Machine-global names for tests that run in parallel lanes (pytest-xdist workers).
 
-Theory of operation: ``make test`` runs the suite in two pytest-xdist workers
-(``gw0``, ``gw1``), each module on one worker. Meshes of two modules can then
+Theory of operation: ``make test`` runs the suite in several pytest-xdist
+workers (``gw0``, ``gw1``, ...; ``TEST_LANES``), each module on one worker.
+Meshes of several modules can then
 be up at the same time on one host, so everything a mesh puts on the host
 must differ between lanes: the bridge (and with it the netns prefix
 ``<bridge>-``, which the runtime derives from it), the pod and service ranges
