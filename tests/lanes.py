@@ -2,9 +2,8 @@
 
 Theory of operation: ``make test`` runs the suite in several pytest-xdist
 workers (``gw0``, ``gw1``, ...; ``TEST_LANES``), each module on one worker.
-Meshes of several modules can then
-be up at the same time on one host, so everything a mesh puts on the host
-must differ between lanes: the bridge (and with it the netns prefix
+Meshes of several modules can then be up at the same time on one host, so
+everything a mesh puts on the host must differ between lanes: the bridge (and with it the netns prefix
 ``<bridge>-``, which the runtime derives from it), the pod and service ranges
 (two bridges holding the same /24 would fight over the host's route) and the
 explicit-mode loopback range (two pods on one address would fight over its
