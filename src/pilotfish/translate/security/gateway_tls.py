@@ -26,24 +26,23 @@ port and asks this module for the TLS pieces:
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 from pilotfish.api.networking.gateway import Server, ServerTLSSettings
-from pilotfish.api.networking.virtual_service import TLSRoute, VirtualServiceSpec
+from pilotfish.api.networking.virtual_service import VirtualServiceSpec
 from pilotfish.api.resource import Resource
 from pilotfish.ir import (
     CertSource,
     DownstreamTls,
     FilterChain,
     FilterChainMatch,
-    TcpProxy,
     credential_ca_name,
     credential_name,
 )
 from pilotfish.ir.security import AuthzPolicy
-from pilotfish.model.hosts import fqdn
 from pilotfish.model.proxy_view import ProxyView
 from pilotfish.model.snapshot import Snapshot
-from pilotfish.translate.names import outbound_cluster
+from pilotfish.translate.l4_routes import tcp_proxy_for
 from pilotfish.translate.security.mtls import mesh_downstream_tls
 from pilotfish.translate.security.secrets import credential_material, split_credential_name
 from pilotfish.translate.virtual_hosts import bound_gateways, host_matches
@@ -165,34 +164,6 @@ def server_downstream_tls(
     )
 
 
-def _destination_cluster(snapshot: Snapshot, vs: Resource, route: TLSRoute, port: int) -> str:
-    """The cluster of a TLS route's heaviest destination ("" when it has none).
-
-    The IR's TCP proxy has one cluster, so a weighted split sends everything
-    to the heaviest destination (logged).
-    """
-    if not route.route:
-        return ""
-    ranked = sorted(route.route, key=lambda d: -(d.weight or 0))
-    if len(ranked) > 1:
-        log.warning(
-            "VirtualService %s/%s: weighted TLS routes at a gateway send all traffic to %s",
-            vs.namespace,
-            vs.name,
-            ranked[0].destination.host,
-        )
-    dest = ranked[0].destination
-    host = fqdn(dest.host, vs.namespace, snapshot.domain_suffix)
-    number = dest.port.number if dest.port is not None and dest.port.number else 0
-    if not number:
-        svc = snapshot.registry.service(host)
-        if svc is not None and svc.port(port) is None and svc.ports:
-            number = svc.ports[0].port
-        else:
-            number = port
-    return outbound_cluster(host, number, dest.subset or "")
-
-
 def _within_servers(sni: str, servers: list[tuple[str, Server]], vs: Resource) -> bool:
     for gw_key, server in servers:
         if gw_key not in bound_gateways(vs):
@@ -227,9 +198,11 @@ def passthrough_chains(
         if not spec.tls or not keys & bound_gateways(vs):
             continue
         for index, route in enumerate(spec.tls):
-            cluster = _destination_cluster(snapshot, vs, route, port)
-            if not cluster:
+            if not route.route:
                 continue
+            name = f"{vs.namespace}/{vs.name}/tls/{index}"
+            # Weighted destinations split connections, as on sidecars.
+            proxy = replace(tcp_proxy_for(snapshot, name, route.route, vs, port), authz=authz)
             names: list[str] = []
             for match in route.match:
                 if match.port is not None and match.port != port:
@@ -244,9 +217,7 @@ def passthrough_chains(
             if names:
                 chains.append(
                     FilterChain(
-                        f"{vs.namespace}/{vs.name}/tls/{index}",
-                        TcpProxy(cluster, cluster, authz),
-                        FilterChainMatch(server_names=tuple(dict.fromkeys(names))),
+                        name, proxy, FilterChainMatch(server_names=tuple(dict.fromkeys(names)))
                     )
                 )
     return chains
