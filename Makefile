@@ -56,7 +56,8 @@ fmt: setup
 	$(BIN)/ruff format src tests bench
 	$(BIN)/ruff check --fix src tests bench
 
-test: setup
+# Lint first: a style or type error fails the run before the long part starts.
+test: setup lint
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q -n $(TEST_LANES) --dist loadfile $(PYTEST_ARGS)
 
 unit: setup

@@ -3,14 +3,15 @@
 Theory of operation: ``make test`` runs the suite in several pytest-xdist
 workers (``gw0``, ``gw1``, ...; ``TEST_LANES``), each module on one worker.
 Meshes of several modules can then be up at the same time on one host, so
-everything a mesh puts on the host must differ between lanes: the bridge (and with it the netns prefix
-``<bridge>-``, which the runtime derives from it), the pod and service ranges
-(two bridges holding the same /24 would fight over the host's route) and the
-explicit-mode loopback range (two pods on one address would fight over its
-ports), and the ports ``free_port`` picks: it probes that a port is free, but
-cannot see a port the other lane picked and has not bound yet, so each lane
-draws from its own slice (``PILOTFISH_PORT_RANGE``, set for the worker by
-tests/conftest.py and inherited by the meshes it starts).
+everything a mesh puts on the host must differ between lanes: the bridge (and
+with it the netns prefix ``<bridge>-``, which the runtime derives from it),
+the pod and service ranges (two bridges holding the same /24 would fight over
+the host's route) and the explicit-mode loopback range (two pods on one
+address would fight over its ports), and the ports ``free_port`` picks: it
+probes that a port is free, but cannot see a port the other lane picked and
+has not bound yet, so each lane draws from its own slice
+(``PILOTFISH_PORT_RANGE``, set for the worker by tests/conftest.py and
+inherited by the meshes it starts).
 
 A test names the values it uses in a serial run; these helpers turn them into
 its lane's: lane 0 (and a run without xdist) keeps them unchanged, lane N
