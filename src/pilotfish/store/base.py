@@ -6,7 +6,8 @@ monotonically growing ``revision``. Watchers are woken after each change and
 read a consistent ``list()`` at the new revision; they do not receive deltas,
 because every consumer downstream rebuilds an immutable snapshot anyway.
 ``diagnostics()`` reports the current problems in the sources (a broken file),
-which do not remove the last good objects.
+which do not remove the last good objects. ``apply_all`` writes several
+objects as one change: all of them or none, and one revision bump.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import builtins  # the class defines a method named ``list``
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from pilotfish.api.diagnostics import Diagnostic
 from pilotfish.api.resource import Resource, ResourceKey
@@ -50,6 +51,12 @@ class Store(ABC):
     @abstractmethod
     def apply(self, resource: Resource) -> int:
         """Create or replace; returns the new revision. Raises StoreError if refused."""
+
+    @abstractmethod
+    def apply_all(self, resources: Sequence[Resource]) -> int:
+        """Create or replace every one of ``resources`` (distinct keys) as one change:
+        either all are written, with at most one revision bump, or StoreError is
+        raised and none is. Returns the revision after the change."""
 
     @abstractmethod
     def delete(self, key: ResourceKey) -> int:
