@@ -116,7 +116,7 @@ class _ApplyApi:
             try:
                 store.apply_all([r for r, _ in planned])
             except StoreError as exc:
-                raise Problem(409, str(exc), exc.diagnostics) from exc
+                raise _refused_by_store(exc, where) from exc
         body["results"] = [
             {
                 "item": where[r.key].index,
@@ -224,14 +224,32 @@ def _load(
 
 
 class _Invalid(Problem):
-    """A 400 whose body already lists errors with their items."""
+    """A 400 (or 409) whose body already lists errors with their items."""
 
-    def __init__(self, body: dict[str, Any]) -> None:
-        super().__init__(400, str(body["error"]))
+    def __init__(self, body: dict[str, Any], status: int = 400) -> None:
+        super().__init__(status, str(body["error"]))
         self.body = body
 
     def response(self) -> web.Response:
-        return web.json_response(self.body, status=400)
+        return web.json_response(self.body, status=self.status)
+
+
+def _refused_by_store(exc: StoreError, where: Mapping[ResourceKey, _Item]) -> Problem:
+    """409: the store could not take the batch (nothing was written); the
+    object it refused, if it names one, as an error of its item."""
+    key = exc.key
+    item = where.get(key) if key is not None else None
+    if key is None or item is None:
+        return Problem(409, str(exc), exc.diagnostics)
+    diagnostic = Diagnostic(
+        Severity.ERROR, str(exc), item.source, key.kind, key.namespace, key.name
+    )
+    body = {
+        "error": f"nothing was written: {exc}",
+        "errors": [_json(diagnostic, item.index)],
+        "warnings": [],
+    }
+    return _Invalid(body, status=409)
 
 
 def _error(item: _Item, field: str, message: str, resource: Resource | None = None) -> Diagnostic:

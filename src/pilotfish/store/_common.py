@@ -31,7 +31,7 @@ def check_write(validator: Validator | None, resource: Resource) -> None:
     if errors:
         first = errors[0].format()
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        raise StoreError(f"{resource.key} refused: {first}{more}", problems)
+        raise StoreError(f"{resource.key} refused: {first}{more}", problems, resource.key)
 
 
 def check_batch_keys(resources: Sequence[Resource]) -> None:

@@ -24,11 +24,18 @@ __all__ = ["Store", "StoreError"]
 
 
 class StoreError(Exception):
-    """A write was refused; ``diagnostics`` says why."""
+    """A write was refused; ``diagnostics`` says why, ``key`` names the object
+    refused when one object of a batch was."""
 
-    def __init__(self, message: str, diagnostics: Iterable[Diagnostic] = ()) -> None:
+    def __init__(
+        self,
+        message: str,
+        diagnostics: Iterable[Diagnostic] = (),
+        key: ResourceKey | None = None,
+    ) -> None:
         super().__init__(message)
         self.diagnostics = list(diagnostics)
+        self.key = key
 
 
 class Store(ABC):

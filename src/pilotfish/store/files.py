@@ -368,10 +368,15 @@ class FileStore(Store):
         return current is not None and same_content(current, resource)
 
     def _plan(self, resource: Resource) -> _batch.Plan:
-        """Where and what ``apply`` writes for ``resource``; StoreError if refused."""
-        check_write(self._validator, resource)
-        target = self._target_for(resource.key)
-        data, loaded = self._encode(resource, target)
+        """Where and what ``apply`` writes for ``resource``; StoreError (naming
+        its key) if refused."""
+        try:
+            check_write(self._validator, resource)
+            target = self._target_for(resource.key)
+            data, loaded = self._encode(resource, target)
+        except StoreError as exc:
+            exc.key = exc.key or resource.key
+            raise
         return _batch.Plan(target, data, loaded, private=resource.kind == "Secret")
 
     def _fold_write(self, plan: _batch.Plan, st: os.stat_result) -> None:
