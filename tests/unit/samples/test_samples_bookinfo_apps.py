@@ -394,14 +394,11 @@ def test_bookinfo_manifest_describes_the_six_workloads() -> None:
 def test_each_routing_file_analyzes_clean_with_the_app(route_file: Path) -> None:
     base = [_SAMPLE / "bookinfo.yaml", _SAMPLE / "networking" / "destination-rule-all.yaml"]
     found = analyze_paths([str(p) for p in (*base, route_file)])
-    # Istio's destination-rule-all.yaml names subsets of versions bookinfo.yaml does
-    # not run (ratings v2, MySQL variants, details v2): Istio reports them too (IST0173).
-    unrun = {"spec.subsets[1].labels", "spec.subsets[2].labels", "spec.subsets[3].labels"}
-    assert [d.format() for d in found if d.code != "IST0173"] == []
-    assert {(d.name, d.field) for d in found} == {
-        *(("ratings", f) for f in unrun),
-        ("details", "spec.subsets[1].labels"),
-    }
+    # Istio's destination-rule-all.yaml also names subsets of versions Bookinfo's
+    # bookinfo.yaml does not run (ratings v2 and its MySQL variants, details v2),
+    # which Istio reports as errors (IST0173) and `apply` would refuse: this copy
+    # names only the versions that run.
+    assert [d.format() for d in found] == []
 
 
 def test_routing_files_are_istios() -> None:
