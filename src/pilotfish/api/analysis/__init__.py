@@ -7,10 +7,10 @@ converters' findings (``translate.derive``) and the analyzer families of this
 package (one module each, each listing the Istio ``CODES`` it raises).
 Objects of Istio's ignored system namespaces are dropped first
 (``scope.analyzed``), and cluster-scoped objects are named without a
-namespace. Severities stay Pilotfish's (cross-resource findings are warnings,
-so the config API and ``apply`` never refuse an object for what another one
-lacks); the ``analyze`` command gives coded findings Istio's level
-(``output.with_catalogue_levels``).
+namespace. Severities stay Pilotfish's (cross-resource findings are warnings:
+a file is never invalid for what another one lacks); ``analyze`` and the
+admission of ``pilotfish apply`` (``controlplane.admission``) give coded
+findings Istio's level (``output.with_catalogue_levels``).
 """
 
 from __future__ import annotations
