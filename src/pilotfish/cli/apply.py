@@ -117,7 +117,8 @@ def apply(
     suffix = " (server dry run)" if dry_run else ""
     for result in answer.get("results") or ():
         if isinstance(result, dict):
-            name = label(str(result["kind"]), str(result["apiVersion"]), str(result["name"]))
+            kind, version = str(result.get("kind", "")), str(result.get("apiVersion", ""))
+            name = label(kind, version, str(result.get("name", "")))
             click.echo(f"{name} {result.get('change', 'configured')}{suffix}")
     if errors:
         done = "would be written" if dry_run else "written"
