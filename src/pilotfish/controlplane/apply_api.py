@@ -29,6 +29,7 @@ would do). A batch is bounded as a configuration file is (``max_file_bytes``,
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -44,7 +45,7 @@ from pilotfish.api.loader import load_text
 from pilotfish.api.resource import Resource, ResourceKey
 from pilotfish.api.yamlcompose import compose_documents
 from pilotfish.api.yamlnodes import node_to_data
-from pilotfish.controlplane.admission import judge
+from pilotfish.controlplane.admission import Verdict, judge
 from pilotfish.controlplane.api_problem import Problem, read_body
 from pilotfish.controlplane.generator import MeshGenerator
 from pilotfish.controlplane.object_generation import with_generation
@@ -58,6 +59,8 @@ APPLY_PATH = "/apis/pilotfish.io/v1/apply"
 
 #: How an item without a ``file`` is named in findings.
 _REQUEST_SOURCE = "<request>"
+#: Analyses in a worker thread before one on the event loop (see ``_judge``).
+_THREADED_TRIES = 3
 
 
 class _ControlPlane(Protocol):
@@ -99,8 +102,8 @@ class _ApplyApi:
         resources, notes = _load(items, limits)
         store = self._cp.store
         where = {r.key: item for r, item in zip(resources, items, strict=True)}
-        suffix = self._cp.settings.domain_suffix
-        verdict = judge(resources, store.list(), suffix, self._cp.generator.snapshot.mesh)
+        verdict = await self._judge(resources)
+        # From here to the write nothing awaits: the store is the one judged.
         findings = notes + [_located(d, where) for d in verdict.findings]
         body: dict[str, Any] = {"dryRun": dry_run, "findings": findings}
         if verdict.refused and not force:
@@ -130,6 +133,24 @@ class _ApplyApi:
         ]
         body["resourceVersion"] = str(store.revision)
         return web.json_response(body)
+
+    async def _judge(self, resources: Sequence[Resource]) -> Verdict:
+        """The verdict on ``resources`` over the store as it is when this returns.
+
+        Analysis takes a while on a large store (about 0.4 s for 3 000 objects),
+        so it runs in a worker thread and the event loop keeps serving proxies;
+        the store's objects are immutable, so the thread reads a consistent
+        list. If the store changed meanwhile (a file edit), the analysis is
+        redone on the new contents; after a few tries, on the loop itself,
+        where nothing can change under it.
+        """
+        store, suffix = self._cp.store, self._cp.settings.domain_suffix
+        for _ in range(_THREADED_TRIES):
+            revision, mesh = store.revision, self._cp.generator.snapshot.mesh
+            verdict = await asyncio.to_thread(judge, resources, store.list(), suffix, mesh)
+            if store.revision == revision:
+                return verdict
+        return judge(resources, store.list(), suffix, self._cp.generator.snapshot.mesh)
 
     def _plan(self, resource: Resource) -> tuple[Resource, str]:
         """``resource`` as it will be stored (the server's generation), and what

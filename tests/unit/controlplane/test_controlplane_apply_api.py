@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -9,7 +12,10 @@ from typing import Any
 import aiohttp
 import pytest
 
+from pilotfish.api.loader import load_text
 from pilotfish.api.resource import ResourceKey
+from pilotfish.controlplane import apply_api
+from pilotfish.controlplane.admission import judge
 from pilotfish.controlplane.runner import ControlPlane
 from pilotfish.controlplane.settings import ControlPlaneSettings
 from polling import apoll
@@ -251,3 +257,34 @@ async def test_a_store_refusal_is_409_and_writes_nothing(api: Api) -> None:
     assert status == 409
     assert "other object" in body["error"]
     assert api.cp.store.get(ResourceKey("Service", "default", "reviews")) is None
+
+
+async def test_a_store_change_during_analysis_is_analyzed_again(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # While the first analysis runs in its thread, a DestinationRule that defines the
+    # VirtualService's subset is written (on the loop, as a file edit would be
+    # folded in). The verdict must be on the store as it is when the batch is
+    # written: the subset exists by then, so the batch is accepted.
+    loop = asyncio.get_running_loop()
+    defining = load_text(json.dumps(dr(subsets=("v1", "v9"))), "dr.json").resources[0]
+    calls: list[int] = []
+
+    def judge_while_the_store_changes(*args: Any) -> Any:
+        calls.append(len(calls))
+        if len(calls) == 1:
+            written = threading.Event()
+
+            def write() -> None:
+                api.cp.store.apply(defining)
+                written.set()
+
+            loop.call_soon_threadsafe(write)
+            assert written.wait(DEADLINE)
+        return judge(*args)
+
+    monkeypatch.setattr(apply_api, "judge", judge_while_the_store_changes)
+    status, body = await api.apply(items(SERVICE, vs("v9")))
+    assert status == 200, body
+    assert len(calls) == 2
+    assert api.cp.store.get(VS_KEY) is not None
