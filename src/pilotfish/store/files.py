@@ -353,7 +353,14 @@ class FileStore(Store):
         targets = [plan.target for plan in plans]
         if len(set(targets)) != len(targets):
             raise StoreError("two objects of one write would go to the same file")
-        written = _batch.write_all(plans)
+        try:
+            written = _batch.write_all(plans)
+        except StoreError:
+            # The files were rewritten and restored: a poll that read them
+            # meanwhile may have seen the batch's bytes, and must not serve them.
+            for plan in plans:
+                self._note_write(plan.target)
+            raise
         for plan, st in zip(plans, written, strict=True):
             self._fold_write(plan, st)
         # The writes may have created a configured directory that was missing.
