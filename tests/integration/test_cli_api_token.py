@@ -24,7 +24,15 @@ from polling import poll
 PILOTFISH = [sys.executable, "-m", "pilotfish.cli.main"]
 DEADLINE = 30.0
 
+# The Service too: a route to a host nobody defines would be refused (IST0101).
 VS = """\
+apiVersion: v1
+kind: Service
+metadata: {name: reviews, namespace: default}
+spec:
+  selector: {app: reviews}
+  ports: [{name: http, port: 9080}]
+---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: reviews, namespace: default}
@@ -107,7 +115,9 @@ def test_cli_uses_the_token_of_the_control_plane_started_here(tmp_path: Path) ->
         cp = ("--control-plane", url)
         applied = _cli(work, "apply", "-f", str(manifest), *cp)
         assert applied.returncode == 0, applied.stderr
-        assert applied.stdout == "virtualservices.networking.istio.io/reviews created\n"
+        assert applied.stdout == (
+            "services/reviews created\nvirtualservices.networking.istio.io/reviews created\n"
+        )
         got = _cli(work, "get", "vs", "reviews", "-o", "json", *cp)
         assert got.returncode == 0, got.stderr
         assert json.loads(got.stdout)["spec"]["hosts"] == ["reviews"]

@@ -2,10 +2,14 @@
 
 Files are loaded and validated locally first, with the same loader as
 ``analyze``, so a mistake is reported with its file and line and nothing is
-sent while any file has an error. Each object is then written with its own
-request (``PUT``), like kubectl, and reported as ``created``, ``configured``
-or ``unchanged``. The server validates again; its errors, which name fields,
-are mapped back to lines of the local file.
+sent while any file has an error. ``apply`` then sends every object in one
+request to the config API's batch endpoint (``controlplane.apply_api``),
+which validates again, runs the analyzers over the configuration as it would
+be, and writes all objects or none. Findings come back per object (its index
+in the request) with a field path; they are printed as ``istioctl analyze -o
+log`` prints them, at the line of that field in the local file. Each object
+is reported as ``created``, ``configured`` or ``unchanged``. ``delete`` sends
+one ``DELETE`` per object, like kubectl.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from typing import Any
 
 import click
 
+from pilotfish.api.analysis.output import format_findings
 from pilotfish.api.analyze import collect_files
 from pilotfish.api.diagnostics import Diagnostic, Severity, SourceRef
 from pilotfish.api.loader import load_file
@@ -31,8 +36,8 @@ from pilotfish.cli.resources import api_path, label, preferred_api_version, reso
 
 __all__ = ["apply", "delete", "load_for_change"]
 
-#: Response header naming what a write did (``controlplane.config_api.CHANGE_HEADER``).
-_CHANGE_HEADER = "x-pilotfish-change"
+#: The config API's batch write (``controlplane.apply_api.APPLY_PATH``).
+_APPLY_PATH = "/apis/pilotfish.io/v1/apply"
 
 _FILE_OPTION = click.option(
     "-f",
@@ -46,38 +51,78 @@ _FILE_OPTION = click.option(
 
 @click.command("apply")
 @_FILE_OPTION
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Check everything the server checks (schema, analyzers) and report; write nothing.",
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Write even if the analyzers find Error-level problems (they are still printed). "
+    "Schema errors are never written.",
+)
 @control_plane_option()
 @token_file_option()
-def apply(paths: tuple[str, ...], control_plane: str, token_file: str | None) -> None:
-    """Create or update the objects in -f FILE|DIR on the control plane.
+def apply(
+    paths: tuple[str, ...],
+    dry_run: bool,
+    force: bool,
+    control_plane: str,
+    token_file: str | None,
+) -> None:
+    """Create or update the objects in -f FILE|DIR on the control plane, as one change.
 
-    Prints one line per object (``virtualservices.networking.istio.io/reviews
-    created|configured|unchanged``). Exits 1 if any file has an error (then
-    nothing is sent) or any object was refused.
+    The server analyzes the configuration as it would be after the write (the
+    stored objects with these in place), with the analyzers and Istio levels
+    of ``pilotfish analyze``. Error-level findings about these objects refuse
+    the whole write unless --force; warnings are printed and the objects
+    written. Prints one line per object (``virtualservices.networking.istio.io/
+    reviews created|configured|unchanged``). Exits 1 if any file has an error
+    (then nothing is sent) or the write was refused (then nothing was written).
     """
     if not paths:
         raise click.UsageError("give at least one -f FILE|DIR")
     resources = load_for_change(paths)
+    if not resources:
+        return
     api = connect(control_plane, token_file)
-    failed = False
-    for resource in resources:
-        response = call_api(
-            api,
-            "PUT",
-            api_path(resource.kind, resource.api_version, resource.namespace, resource.name),
-            _body(resource),
-        )
-        _print_warnings(response)
-        name = label(resource.kind, resource.api_version, resource.name)
-        if response.status == 201:
-            click.echo(f"{name} created")
-        elif response.ok:
-            click.echo(f"{name} {response.headers.get(_CHANGE_HEADER, 'configured')}")
-        else:
-            failed = True
-            _print_errors(resource, response)
-    if failed:
+    params = {"dryRun": "All"} if dry_run else {}
+    if force:
+        params["force"] = "true"
+    body = {"items": [_item(r) for r in resources]}
+    response = call_api(api, "POST", _APPLY_PATH, body, params=params)
+    answer = response.body if isinstance(response.body, dict) else {}
+    if response.status in (400, 409) and answer.get("errors"):
+        _print_item_errors(resources, answer)
+        click.echo("the server refused the objects; nothing was written", err=True)
         sys.exit(1)
+    if response.status not in (200, 422):
+        click.echo(f"error: {response.error_message()}", err=True)
+        for problem in answer.get("errors") or ():
+            if isinstance(problem, dict):
+                click.echo(f"  {problem.get('message', '')}", err=True)
+        sys.exit(1)
+    findings = _findings(resources, answer.get("findings"))
+    if findings:
+        click.echo(format_findings(findings, "log"), err=True)
+    errors = sum(1 for d in findings if d.is_error)
+    if response.status == 422:
+        click.echo(
+            f"apply refused: {_plural(errors, 'Error-level finding')} in the applied objects; "
+            "nothing was written (--force writes anyway)",
+            err=True,
+        )
+        sys.exit(1)
+    suffix = " (server dry run)" if dry_run else ""
+    for result in answer.get("results") or ():
+        if isinstance(result, dict):
+            kind, version = str(result.get("kind", "")), str(result.get("apiVersion", ""))
+            name = label(kind, version, str(result.get("name", "")))
+            click.echo(f"{name} {result.get('change', 'configured')}{suffix}")
+    if errors:
+        done = "would be written" if dry_run else "written"
+        click.echo(f"{done} despite {_plural(errors, 'Error-level finding')} (--force)", err=True)
 
 
 @click.command("delete")
@@ -188,11 +233,6 @@ def _is_missing_object(response: ApiResponse) -> bool:
     return response.error_message().endswith(" not found")
 
 
-def _print_warnings(response: ApiResponse) -> None:
-    for text in response.warnings:
-        click.echo(f"Warning: {text}", err=True)
-
-
 def _print_errors(resource: Resource, response: ApiResponse) -> None:
     """The server's errors as ``file:line: Kind ns/name: field: message`` of the local file."""
     body = response.body if isinstance(response.body, dict) else {}
@@ -205,18 +245,92 @@ def _print_errors(resource: Resource, response: ApiResponse) -> None:
         click.echo(_local(resource, field, str(error.get("message", ""))).format(), err=True)
 
 
-def _local(resource: Resource, field: str, message: str) -> Diagnostic:
+def _local(
+    resource: Resource,
+    field: str,
+    message: str,
+    severity: Severity = Severity.ERROR,
+    code: str = "",
+) -> Diagnostic:
     """A diagnostic about ``field`` of ``resource``, at its line in the local file."""
     file = resource.source.file if resource.source else "<unknown>"
     return Diagnostic(
-        Severity.ERROR,
+        severity,
         message,
         SourceRef(file, resource.line_of(field)),
         resource.kind,
         resource.namespace,
         resource.name,
         field,
+        code,
     )
+
+
+def _item(resource: Resource) -> dict[str, Any]:
+    """One object of the batch request, with where it is written."""
+    source = resource.source
+    return {
+        "object": _body(resource),
+        "file": source.file if source else "",
+        "line": source.line if source else 0,
+    }
+
+
+def _of_item(resources: Sequence[Resource], entry: Mapping[str, Any]) -> Resource | None:
+    index = entry.get("item")
+    if isinstance(index, int) and not isinstance(index, bool) and 0 <= index < len(resources):
+        return resources[index]
+    return None
+
+
+def _findings(resources: Sequence[Resource], entries: Any) -> list[Diagnostic]:
+    """The server's findings, each at the line of its field in the local file."""
+    found: list[Diagnostic] = []
+    for entry in entries if isinstance(entries, list) else ():
+        if not isinstance(entry, dict):
+            continue
+        severity = _SEVERITIES.get(str(entry.get("severity")), Severity.WARNING)
+        field, message = str(entry.get("field") or ""), str(entry.get("message", ""))
+        code = str(entry.get("code") or "")
+        resource = _of_item(resources, entry)
+        if resource is not None:
+            found.append(_local(resource, field, message, severity, code))
+            continue
+        file, line = entry.get("file"), entry.get("line")
+        found.append(
+            Diagnostic(
+                severity,
+                message,
+                SourceRef(str(file), line if isinstance(line, int) else 0) if file else None,
+                str(entry.get("kind") or ""),
+                str(entry.get("namespace") or ""),
+                str(entry.get("name") or ""),
+                field,
+                code,
+            )
+        )
+    return found
+
+
+def _print_item_errors(resources: Sequence[Resource], answer: Mapping[str, Any]) -> None:
+    """The server's schema errors as ``file:line: Kind ns/name: field: message``."""
+    for entry in (*(answer.get("errors") or ()), *(answer.get("warnings") or ())):
+        if not isinstance(entry, dict):
+            continue
+        field, message = str(entry.get("field") or ""), str(entry.get("message", ""))
+        severity = _SEVERITIES.get(str(entry.get("severity")), Severity.ERROR)
+        resource = _of_item(resources, entry)
+        if resource is not None:
+            click.echo(_local(resource, field, message, severity).format(), err=True)
+        else:
+            click.echo(f"error: {message}", err=True)
+
+
+_SEVERITIES = {s.value: s for s in Severity}
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 def _duplicate(resource: Resource, earlier: Resource) -> Diagnostic:

@@ -14,8 +14,10 @@ from rich.table import Table
 
 import pilotfish
 from pilotfish.api.loader import load_file
+from pilotfish.api.resource import Resource
 from pilotfish.cli.tables import print_table
 from pilotfish.cli.up import resolve_mode, run_foreground
+from pilotfish.controlplane.admission import judge
 from pilotfish.runtime.mesh import MeshRuntime
 from pilotfish.runtime.settings import RuntimeSettings
 
@@ -90,14 +92,20 @@ def show(console: Console, title: str, counts: Counter[str]) -> None:
 
 
 def apply_files(runtime: MeshRuntime, *paths: Path) -> None:
-    """Apply files as `pilotfish apply -f` does: validated, then written to the store."""
-    assert runtime.cp is not None
+    """Apply files as `pilotfish apply -f` does: validated, judged by the analyzers
+    (Error-level findings refuse them), then written to the store together."""
+    cp = runtime.cp
+    assert cp is not None
+    resources: list[Resource] = []
     for path in paths:
         result = load_file(path)
         if not result.ok:
             raise click.ClickException("\n".join(d.format() for d in result.diagnostics))
-        for res in result.resources:
-            runtime.cp.store.apply(res)
+        resources += result.resources
+    verdict = judge(resources, cp.store.list(), cp.settings.domain_suffix, cp.settings.mesh)
+    if verdict.refused:
+        raise click.ClickException("\n".join(d.format() for d in verdict.errors))
+    cp.store.apply_all(resources)
 
 
 async def tour(runtime: MeshRuntime, samples: Path, console: Console, exit_after: bool) -> bool:

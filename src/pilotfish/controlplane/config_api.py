@@ -19,8 +19,12 @@ a missing ``metadata.namespace`` from the URL, and to drop
 ``metadata.resourceVersion`` (which the server reports, so that a document
 read back and applied again is unchanged). Body/URL disagreements are added
 to the loader's errors: a 400 lists every error at once. Reference checks
-(dangling hosts, subsets, gateways) against the rest of the store come back
-as ``Warning`` headers, as Kubernetes does.
+(dangling hosts, subsets, gateways; Gateways that Ingress and Gateway API
+objects generate count as existing, as in ``analyze``) against the rest of
+the store come back as ``Warning`` headers, as Kubernetes does. A single
+write is never refused for them; ``POST /apis/pilotfish.io/v1/apply``
+(``apply_api``, what ``pilotfish apply`` uses) writes a batch of objects
+after the full analysis, and refuses Error-level findings.
 
 Bodies are bounded by ``settings.parse_limits``: one larger than
 ``max_body_bytes`` is refused with 413 before more than that is read, and
@@ -39,22 +43,24 @@ admits only requests with the control plane's bearer token.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
 import yaml
 from aiohttp import web
 from multidict import CIMultiDict
 
+from pilotfish.api.analysis import reference_findings
 from pilotfish.api.core.secret import redact_document
 from pilotfish.api.diagnostics import Diagnostic, Severity, SourceRef
 from pilotfish.api.kinds import API_VERSIONS, DOCUMENT_KIND, KIND_INFO
 from pilotfish.api.limits import ParseLimits
 from pilotfish.api.loader import load_text
 from pilotfish.api.resource import Resource, ResourceKey
-from pilotfish.api.validation.references import check_references
 from pilotfish.api.yamlcompose import compose_documents
 from pilotfish.api.yamlnodes import node_to_data
+from pilotfish.controlplane.api_problem import Problem, read_body
+from pilotfish.controlplane.apply_api import add_apply_api
 from pilotfish.controlplane.generator import MeshGenerator
 from pilotfish.controlplane.object_generation import with_generation
 from pilotfish.controlplane.settings import ControlPlaneSettings
@@ -83,28 +89,10 @@ class _ControlPlane(Protocol):
     def generator(self) -> MeshGenerator: ...
 
 
-class _Problem(Exception):
-    """An HTTP error with a JSON body ``{"error": ..., "errors": [...], "warnings": [...]}``."""
-
-    def __init__(self, status: int, message: str, diagnostics: Sequence[Diagnostic] = ()) -> None:
-        super().__init__(message)
-        self.status = status
-        self.diagnostics = list(diagnostics)
-
-    def response(self) -> web.Response:
-        return web.json_response(
-            {
-                "error": str(self),
-                "errors": [d.to_json() for d in self.diagnostics if d.is_error],
-                "warnings": [d.to_json() for d in self.diagnostics if not d.is_error],
-            },
-            status=self.status,
-        )
-
-
 def add_config_api(app: web.Application, cp: _ControlPlane) -> None:
     """Register the configuration API's routes on ``app`` (before it starts)."""
     api = _ConfigApi(cp)
+    add_apply_api(app, cp)
     for prefix in ("/apis/{group}/{version}", "/api/{version}"):
         item = prefix + "/namespaces/{namespace}/{plural}/{name}"
         collection = prefix + "/namespaces/{namespace}/{plural}"
@@ -127,12 +115,12 @@ class _ConfigApi:
     # -- plumbing --------------------------------------------------------------
 
     def wrap(self, handler: _Handler) -> _Handler:
-        """``handler`` with ``_Problem`` turned into JSON."""
+        """``handler`` with ``Problem`` turned into JSON."""
 
         async def wrapped(request: web.Request) -> web.StreamResponse:
             try:
                 return await handler(request)
-            except _Problem as problem:
+            except Problem as problem:
                 return problem.response()
 
         return wrapped
@@ -157,13 +145,13 @@ class _ConfigApi:
     # -- handlers ----------------------------------------------------------------
 
     async def unknown(self, request: web.Request) -> web.StreamResponse:
-        raise _Problem(404, f"no such API path: {request.path}")
+        raise Problem(404, f"no such API path: {request.path}")
 
     async def read(self, request: web.Request) -> web.StreamResponse:
         target = _Target.of(request)
         resource = self._store.get(target.key())
         if resource is None:
-            raise _Problem(404, f"{target.describe()} not found")
+            raise Problem(404, f"{target.describe()} not found")
         return web.json_response(self._with_status(_document(resource), resource))
 
     async def read_list(self, request: web.Request) -> web.StreamResponse:
@@ -197,9 +185,9 @@ class _ConfigApi:
         try:
             revision = store.delete(key)
         except KeyError:
-            raise _Problem(404, f"{target.describe()} not found") from None
+            raise Problem(404, f"{target.describe()} not found") from None
         except StoreError as exc:
-            raise _Problem(409, str(exc), exc.diagnostics) from exc
+            raise Problem(409, str(exc), exc.diagnostics) from exc
         body = _document(current) if current is not None else {}
         return web.json_response(_with_revision(body, revision))
 
@@ -210,7 +198,7 @@ class _ConfigApi:
     ) -> tuple[Resource, list[Diagnostic]]:
         """The validated resource of the body, or a 400 listing every error."""
         limits = self._cp.settings.parse_limits.for_body()
-        text = await _read_body(request, limits.max_body_bytes)
+        text = await read_body(request, limits.max_body_bytes)
         text, data = _prepare_body(text, target.namespace, limits)
         problems = _mismatches(data, target) if data is not None else []
         loaded = load_text(text, REQUEST_SOURCE, limits)
@@ -219,9 +207,9 @@ class _ConfigApi:
         if errors:
             first = errors[0].format()
             more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-            raise _Problem(400, f"invalid {target.kind}: {first}{more}", problems)
+            raise Problem(400, f"invalid {target.kind}: {first}{more}", problems)
         if len(loaded.resources) != 1:
-            raise _Problem(400, "the request body must hold exactly one object")
+            raise Problem(400, "the request body must hold exactly one object")
         resource = loaded.resources[0]
         warnings = [d for d in problems if not d.is_error]
         warnings += self._reference_warnings(resource)
@@ -231,9 +219,10 @@ class _ConfigApi:
         """Dangling references of ``resource`` against what the store would hold."""
         others = [r for r in self._store.list() if r.key != resource.key]
         suffix = self._cp.settings.domain_suffix
+        root = self._cp.generator.snapshot.mesh.root_namespace
         return [
             d
-            for d in check_references([*others, resource], suffix)
+            for d in reference_findings([*others, resource], suffix, root)
             if (d.kind, d.namespace, d.name) == (resource.kind, resource.namespace, resource.name)
         ]
 
@@ -243,13 +232,13 @@ class _ConfigApi:
         store = self._store
         current = store.get(resource.key)
         if create_only and current is not None:
-            raise _Problem(409, f"{resource.key} already exists")
+            raise Problem(409, f"{resource.key} already exists")
         resource = with_generation(resource, current)
         before = store.revision
         try:
             revision = store.apply(resource)
         except StoreError as exc:
-            raise _Problem(409, str(exc), exc.diagnostics) from exc
+            raise Problem(409, str(exc), exc.diagnostics) from exc
         if current is None:
             change, status = "created", 201
         else:
@@ -281,10 +270,10 @@ class _Target:
         resource = info["plural"]
         kind = _kind_of_plural(resource, group)
         if kind is None:
-            raise _Problem(404, f"the server does not serve resource {resource!r}")
+            raise Problem(404, f"the server does not serve resource {resource!r}")
         if api_version not in API_VERSIONS.get(kind, ()):
             accepted = ", ".join(sorted(API_VERSIONS.get(kind, ())))
-            raise _Problem(
+            raise Problem(
                 404, f"{resource} are not served under {api_version!r} (served under: {accepted})"
             )
         return cls(kind, api_version, info.get("namespace", ""), info.get("name", ""))
@@ -307,22 +296,6 @@ def _kind_of_plural(resource: str, group: str) -> str | None:
     return None
 
 
-async def _read_body(request: web.Request, max_bytes: int) -> str:
-    """The body as text; 413 as soon as it proves longer than ``max_bytes``."""
-    too_large = _Problem(413, f"the request body is larger than {max_bytes} bytes (limit)")
-    if request.content_length is not None and request.content_length > max_bytes:
-        raise too_large
-    body = bytearray()
-    while chunk := await request.content.read(64 * 1024):
-        body += chunk
-        if len(body) > max_bytes:
-            raise too_large
-    try:
-        return body.decode(request.charset or "utf-8")
-    except (UnicodeDecodeError, LookupError):
-        raise _Problem(400, "the request body is not UTF-8 text") from None
-
-
 def _prepare_body(
     text: str, namespace: str, limits: ParseLimits
 ) -> tuple[str, dict[str, Any] | None]:
@@ -337,14 +310,14 @@ def _prepare_body(
     try:
         roots = list(compose_documents(text, limits))
         if len(roots) != 1:
-            raise _Problem(400, "the request body must hold exactly one object")
+            raise Problem(400, "the request body must hold exactly one object")
         data = node_to_data(roots[0], max_depth=limits.max_depth).value
     except yaml.YAMLError:  # syntax, a crossed limit, a tag without constructor
         return text, None  # the loader reports it with its line
     if not isinstance(data, dict):
         return text, None
     if data.get("kind") == "List":
-        raise _Problem(400, "the request body must hold exactly one object, not a List")
+        raise Problem(400, "the request body must hold exactly one object, not a List")
     meta = data.get("metadata")
     if not isinstance(meta, dict):
         return text, data

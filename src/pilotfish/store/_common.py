@@ -8,7 +8,14 @@ from pilotfish.api.diagnostics import Diagnostic
 from pilotfish.api.resource import Resource
 from pilotfish.store.base import StoreError
 
-__all__ = ["Validator", "check_write", "same_content", "select", "sorted_by_key"]
+__all__ = [
+    "Validator",
+    "check_batch_keys",
+    "check_write",
+    "same_content",
+    "select",
+    "sorted_by_key",
+]
 
 #: Called before a write. Returns the problems found (an error refuses the write,
 #: warnings alone let it through); it may also raise ``StoreError`` itself.
@@ -24,7 +31,16 @@ def check_write(validator: Validator | None, resource: Resource) -> None:
     if errors:
         first = errors[0].format()
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        raise StoreError(f"{resource.key} refused: {first}{more}", problems)
+        raise StoreError(f"{resource.key} refused: {first}{more}", problems, resource.key)
+
+
+def check_batch_keys(resources: Sequence[Resource]) -> None:
+    """StoreError if two of ``resources`` have the same key (a batch names each once)."""
+    seen: set[object] = set()
+    for resource in resources:
+        if resource.key in seen:
+            raise StoreError(f"{resource.key} appears more than once in one write")
+        seen.add(resource.key)
 
 
 def same_content(a: Resource, b: Resource) -> bool:

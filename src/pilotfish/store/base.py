@@ -9,7 +9,8 @@ because every consumer downstream rebuilds an immutable snapshot anyway.
 which do not remove the last good objects. Since such a problem changes no
 object, it bumps no revision: diagnostics listeners hear of it instead, so a
 file broken again after a good edit is reported at once, not at the next
-unrelated change.
+unrelated change. ``apply_all`` writes several objects as one change: all of
+them or none, and one revision bump.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import asyncio
 import builtins  # the class defines a method named ``list``
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 from pilotfish.api.diagnostics import Diagnostic
 from pilotfish.api.resource import Resource, ResourceKey
@@ -32,11 +33,18 @@ _log = logging.getLogger("pilotfish.store")
 
 
 class StoreError(Exception):
-    """A write was refused; ``diagnostics`` says why."""
+    """A write was refused; ``diagnostics`` says why, ``key`` names the object
+    refused when one object of a batch was."""
 
-    def __init__(self, message: str, diagnostics: Iterable[Diagnostic] = ()) -> None:
+    def __init__(
+        self,
+        message: str,
+        diagnostics: Iterable[Diagnostic] = (),
+        key: ResourceKey | None = None,
+    ) -> None:
         super().__init__(message)
         self.diagnostics = list(diagnostics)
+        self.key = key
 
 
 class Store(ABC):
@@ -60,6 +68,12 @@ class Store(ABC):
     @abstractmethod
     def apply(self, resource: Resource) -> int:
         """Create or replace; returns the new revision. Raises StoreError if refused."""
+
+    @abstractmethod
+    def apply_all(self, resources: Sequence[Resource]) -> int:
+        """Create or replace every one of ``resources`` (distinct keys) as one change:
+        either all are written, with at most one revision bump, or StoreError is
+        raised and none is. Returns the revision after the change."""
 
     @abstractmethod
     def delete(self, key: ResourceKey) -> int:

@@ -14,7 +14,7 @@ objects). Nothing is copied: every read asks the parts.
   grows, so the sum only grows, and it grows whenever any part changes.
 - ``wait_for_change`` waits on every part at once and cancels the other waits
   as soon as one part moves.
-- Writes (``apply`` / ``delete``) go to the primary. Deleting an object that
+- Writes (``apply`` / ``apply_all`` / ``delete``) go to the primary. Deleting an object that
   only an overlay holds is refused: the overlay owns it and would keep it.
 """
 
@@ -106,6 +106,12 @@ class CompositeStore(Store):
     def apply(self, resource: Resource) -> int:
         """Create or replace in the primary; returns the composite revision."""
         self._primary.apply(resource)
+        return self.revision
+
+    def apply_all(self, resources: Sequence[Resource]) -> int:
+        """Create or replace all of ``resources`` in the primary, as one change
+        (the primary's ``apply_all``); returns the composite revision."""
+        self._primary.apply_all(resources)
         return self.revision
 
     def delete(self, key: ResourceKey) -> int:

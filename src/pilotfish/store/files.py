@@ -26,9 +26,14 @@ The revision is bumped once per poll, and only if the effective set changed
 in apiVersion, kind, metadata or spec: a comment edit re-reads the file,
 refreshes line numbers, and bumps nothing.
 
-Writes (``apply`` / ``delete``, used by the HTTP API) go to disk first, each
-as a whole-file atomic replace, and are then folded into the in-memory view
-at once, without waiting for a poll. A poll that was reading in its thread
+Writes (``apply`` / ``apply_all`` / ``delete``, used by the HTTP API) go to
+disk first, each file as a whole-file atomic replace, and are then folded into
+the in-memory view at once, without waiting for a poll. ``apply_all`` is as
+atomic as separate files allow (``_batch``): everything is checked and
+rendered before the first file is replaced, a failed write restores the
+files already replaced, and the view changes once; only a crash of the
+process between two replacements leaves a prefix of the batch on disk (each
+file whole), which the next load serves. A poll that was reading in its thread
 while a write happened ignores what it saw of the written path: the write is
 newer. All methods must be called from the event loop's thread.
 """
@@ -51,10 +56,17 @@ from pilotfish.api.diagnostics import Diagnostic, Severity, SourceRef
 from pilotfish.api.limits import DEFAULT_LIMITS, ParseLimits
 from pilotfish.api.loader import LoadResult
 from pilotfish.api.resource import Resource, ResourceKey
-from pilotfish.store import _scan
-from pilotfish.store._common import Validator, check_write, same_content, select, sorted_by_key
+from pilotfish.store import _batch, _scan
+from pilotfish.store._common import (
+    Validator,
+    check_batch_keys,
+    check_write,
+    same_content,
+    select,
+    sorted_by_key,
+)
 from pilotfish.store._merge import Contribution, Merged, merge, same_set
-from pilotfish.store._render import atomic_write, remove_file, render
+from pilotfish.store._render import remove_file, render
 from pilotfish.store.base import Store, StoreError
 
 __all__ = ["FileStore", "TextLoader"]
@@ -327,33 +339,70 @@ class FileStore(Store):
         when there is no directory to write to. Applying an object identical
         to the served one changes nothing.
         """
-        key = resource.key
-        current = self._merged.objects.get(key)
-        if current is not None and same_content(current, resource):
+        return self.apply_all([resource])
+
+    def apply_all(self, resources: Sequence[Resource]) -> int:
+        """``apply`` for several objects as one change; see the module docstring.
+
+        Every object is checked, placed and rendered before any file is
+        touched, so a refusal (any reason ``apply`` has) writes nothing. The
+        files are then replaced one by one, each atomically; if one cannot be
+        written, those already replaced get their old bytes back (new ones are
+        removed) before ``StoreError`` is raised. The view takes all of them
+        at once, with one revision bump.
+        """
+        check_batch_keys(resources)
+        plans = [self._plan(r) for r in resources if not self._serves(r)]
+        if not plans:
             return self._revision
-        check_write(self._validator, resource)
-        target = self._target_for(key)
-        data, loaded = self._encode(resource, target)
+        targets = [plan.target for plan in plans]
+        if len(set(targets)) != len(targets):
+            raise StoreError("two objects of one write would go to the same file")
         try:
-            atomic_write(target, data, private=resource.kind == "Secret")
-            st = os.stat(target)
-        except OSError as exc:
-            raise StoreError(f"cannot write {target}: {exc.strerror or exc}") from exc
-        # racy=True: the next polls re-read the file (cheaply: the bytes compare
-        # equal) so that someone else's edit within the same mtime tick is not missed.
-        memo = _scan.Memo(_scan.Fingerprint.of(st), _scan.digest(data), racy=True)
-        state = self._files.get(target)
-        if state is None:
-            state = self._files[target] = _FileState(_scan.order_of(self._roots, target), memo)
-        state.memo = memo
-        self._record_load(state, loaded)
-        self._note_write(target)
-        # The write may have created a configured directory that was missing.
+            written = _batch.write_all(plans)
+        except StoreError:
+            # The files were rewritten and restored: a poll that read them
+            # meanwhile may have seen the batch's bytes, and must not serve them.
+            for plan in plans:
+                self._note_write(plan.target)
+            raise
+        for plan, st in zip(plans, written, strict=True):
+            self._fold_write(plan, st)
+        # The writes may have created a configured directory that was missing.
         self._root_problems = tuple(
             d for d in self._root_problems if d.source is None or not os.path.exists(d.source.file)
         )
         self._remerge()
         return self._revision
+
+    def _serves(self, resource: Resource) -> bool:
+        current = self._merged.objects.get(resource.key)
+        return current is not None and same_content(current, resource)
+
+    def _plan(self, resource: Resource) -> _batch.Plan:
+        """Where and what ``apply`` writes for ``resource``; StoreError (naming
+        its key) if refused."""
+        try:
+            check_write(self._validator, resource)
+            target = self._target_for(resource.key)
+            data, loaded = self._encode(resource, target)
+        except StoreError as exc:
+            exc.key = exc.key or resource.key
+            raise
+        return _batch.Plan(target, data, loaded, private=resource.kind == "Secret")
+
+    def _fold_write(self, plan: _batch.Plan, st: os.stat_result) -> None:
+        """Record a written file in the view as if a poll had read it."""
+        # racy=True: the next polls re-read the file (cheaply: the bytes compare
+        # equal) so that someone else's edit within the same mtime tick is not missed.
+        memo = _scan.Memo(_scan.Fingerprint.of(st), _scan.digest(plan.data), racy=True)
+        state = self._files.get(plan.target)
+        if state is None:
+            order = _scan.order_of(self._roots, plan.target)
+            state = self._files[plan.target] = _FileState(order, memo)
+        state.memo = memo
+        self._record_load(state, plan.loaded)
+        self._note_write(plan.target)
 
     def delete(self, key: ResourceKey) -> int:
         """Remove ``key`` by removing the file that holds it; returns the revision.

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from pilotfish.api.resource import Resource, ResourceKey
-from pilotfish.store._common import Validator, check_write, same_content, select, sorted_by_key
+from pilotfish.store._common import (
+    Validator,
+    check_batch_keys,
+    check_write,
+    same_content,
+    select,
+    sorted_by_key,
+)
 from pilotfish.store.base import Store
 
 __all__ = ["MemoryStore"]
@@ -14,8 +21,8 @@ __all__ = ["MemoryStore"]
 class MemoryStore(Store):
     """Dict-backed ``Store``.
 
-    Every ``apply`` that changes something and every ``delete`` bumps the
-    revision by one. Applying a resource identical in apiVersion, kind,
+    Every ``apply`` or ``apply_all`` that changes something and every
+    ``delete`` bumps the revision by one. Applying a resource identical in apiVersion, kind,
     metadata and spec to the stored one is a no-op that keeps the revision.
     ``validator`` (optional) sees every resource before it is applied and may
     refuse it (see ``Validator``); a refused write changes nothing.
@@ -42,13 +49,24 @@ class MemoryStore(Store):
         return select(self._ordered, kind, namespace)
 
     def apply(self, resource: Resource) -> int:
-        current = self._objects.get(resource.key)
-        if current is not None and same_content(current, resource):
+        return self.apply_all([resource])
+
+    def apply_all(self, resources: Sequence[Resource]) -> int:
+        """Every changed resource is validated before any is stored: all or nothing."""
+        check_batch_keys(resources)
+        changed = [r for r in resources if not self._holds(r)]
+        for resource in changed:
+            check_write(self._validator, resource)
+        if not changed:
             return self._revision
-        check_write(self._validator, resource)
-        self._objects[resource.key] = resource
+        for resource in changed:
+            self._objects[resource.key] = resource
         self._ordered = None
         return self._bump()
+
+    def _holds(self, resource: Resource) -> bool:
+        current = self._objects.get(resource.key)
+        return current is not None and same_content(current, resource)
 
     def delete(self, key: ResourceKey) -> int:
         del self._objects[key]  # KeyError when absent, as the interface promises

@@ -13,7 +13,10 @@ import yaml
 from click.testing import CliRunner, Result
 from test_cli_apply_get import LiveControlPlane
 
+from pilotfish.api.core.secret import SecretSpec
 from pilotfish.api.resource import ResourceKey
+from pilotfish.cli.analyze_live import live_resources
+from pilotfish.cli.client import connect
 from pilotfish.cli.main import cli
 from pki import TestCa
 from polling import poll
@@ -134,3 +137,41 @@ def test_get_shows_validation_messages_in_status(live: LiveControlPlane) -> None
     # The near miss: the Gateway's credential is found beside its workload, no status.
     gateway = _get_yaml(live, "gateway", "shop", "-n", "default")
     assert "status" not in gateway
+
+
+def _tls_credential(name: str) -> str:
+    """A ``kubernetes.io/tls`` Secret in istio-system, beside the ingress gateway."""
+    leaf = TestCa().issue("shop")
+    data = {
+        k: base64.b64encode(v.encode()).decode()
+        for k, v in (("tls.crt", leaf.cert_pem), ("tls.key", leaf.key_pem))
+    }
+    doc = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": "istio-system"},
+        "type": "kubernetes.io/tls",
+        "data": data,
+    }
+    return json.dumps(doc) + "\n"
+
+
+def test_live_tls_secrets_keep_their_keys_not_their_values(tmp_path: Path) -> None:
+    served = tmp_path / "served"
+    served.mkdir()
+    gateway = SECRET.split("---\n", 1)[1].replace("shop-cert", "shop-tls")
+    (served / "tls.yaml").write_text(_tls_credential("shop-tls") + "---\n" + gateway)
+    with LiveControlPlane(served) as live:
+        key = ResourceKey("Gateway", "default", "shop")
+        poll(lambda: live.get(key) is not None, "the served files to load")
+        api = connect(live.url, str(live.token_file))
+        resources, problems = live_resources(api)
+        assert problems == []
+        [secret] = [r for r in resources if r.kind == "Secret"]
+        assert isinstance(secret.spec, SecretSpec)
+        assert secret.spec.type == "kubernetes.io/tls"
+        assert secret.spec.data == {"tls.crt": "", "tls.key": ""}  # names only, no values
+        # The Gateway's credential exists: no IST0101 (nor IST0161, values unseen).
+        result = run(live, "-o", "json", "-A")
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout) == []

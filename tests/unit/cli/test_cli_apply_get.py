@@ -174,18 +174,22 @@ def test_local_errors_stop_everything(live: LiveControlPlane, manifests: Path) -
     assert live.get(ResourceKey("Service", "default", "reviews")) is None
 
 
-def test_server_refusal_is_reported_per_object(live: LiveControlPlane, tmp_path: Path) -> None:
-    # Valid locally, but the served directory already has the object in a shared file.
+def test_store_refusal_is_reported_at_the_object(live: LiveControlPlane, tmp_path: Path) -> None:
+    # Valid and consistent, but the served directory already has the VirtualService
+    # in a shared file, which the store never rewrites: nothing of the batch is written.
     served = live.cp.settings.config_paths[0]
     Path(served, "both.yaml").write_text(SERVICE + "---\n" + VS.format(subset="v1"))
     key = ResourceKey("VirtualService", "default", "reviews")
     _until(lambda: live.get(key) is not None)
     mine = tmp_path / "vs.yaml"
-    mine.write_text(VS.format(subset="v2"))
+    mine.write_text(DR + "---\n" + VS.format(subset="v2"))
     result = run(live, "apply", "-f", str(mine))
     assert result.exit_code == 1
-    assert result.stderr.startswith(f"{mine}:1: VirtualService default/reviews: ")
+    assert result.stderr.startswith(f"{mine}:16: VirtualService default/reviews: cannot write ")
     assert "other object" in result.stderr
+    assert "nothing was written" in result.stderr
+    assert result.stdout == ""
+    assert live.get(ResourceKey("DestinationRule", "books", "reviews")) is None
 
 
 def test_get_table_yaml_json(live: LiveControlPlane, manifests: Path) -> None:
@@ -292,16 +296,77 @@ def _until(check: Callable[[], bool]) -> None:
     poll(check, "the condition", DEADLINE, interval=0.02, ignore=())
 
 
-def test_server_warnings_are_printed(live: LiveControlPlane, tmp_path: Path) -> None:
-    alone = tmp_path / "vs.yaml"
-    alone.write_text(VS.format(subset="v1"))
+def test_warnings_are_printed_and_the_object_written(
+    live: LiveControlPlane, tmp_path: Path
+) -> None:
+    alone = tmp_path / "dr.yaml"
+    alone.write_text(DR.replace("host: reviews.default", "host: nowhere.default"))
     result = run(live, "apply", "-f", str(alone))
-    assert result.exit_code == 0  # dangling references are warnings, not errors
-    assert result.stdout == "virtualservices.networking.istio.io/reviews created\n"
-    assert (
-        "Warning: VirtualService default/reviews: spec.http[0].route[0].destination.host: "
-        "host 'reviews.default.svc.cluster.local' matches no Service or ServiceEntry"
-    ) in result.stderr
+    assert result.exit_code == 0, result.output  # Istio's level for IST0174 is Warning
+    assert result.stdout == "destinationrules.networking.istio.io/reviews created\n"
+    assert result.stderr == (
+        f"Warning [IST0174] (DestinationRule books/reviews {alone}:7) spec.host: "
+        "host 'nowhere.default.svc.cluster.local' matches no Service or ServiceEntry\n"
+    )
+    assert live.get(ResourceKey("DestinationRule", "books", "reviews")) is not None
+
+
+def test_error_findings_refuse_the_apply(live: LiveControlPlane, tmp_path: Path) -> None:
+    mine = tmp_path / "app.yaml"
+    mine.write_text(SERVICE + "---\n" + DR + "---\n" + VS.format(subset="v9"))
+    result = run(live, "apply", "-f", str(mine))
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"Error [IST0101] (VirtualService default/reviews {mine}:41) "
+        "spec.http[0].route[0].destination.subset: subset 'v9' is not defined by any "
+        "DestinationRule for 'reviews.default.svc.cluster.local'",
+        "apply refused: 1 Error-level finding in the applied objects; nothing was written "
+        "(--force writes anyway)",
+    ]
+    # Nothing of the file was written, not even the objects without findings.
+    assert live.get(ResourceKey("Service", "default", "reviews")) is None
+
+    result = run(live, "apply", "--dry-run", "-f", str(mine))
+    assert result.exit_code == 1
+    assert "apply refused" in result.stderr
+
+    result = run(live, "apply", "--force", "-f", str(mine))
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == [
+        "services/reviews created",
+        "destinationrules.networking.istio.io/reviews created",
+        "virtualservices.networking.istio.io/reviews created",
+    ]
+    assert "Error [IST0101] (VirtualService default/reviews" in result.stderr
+    assert "written despite 1 Error-level finding (--force)" in result.stderr
+    assert live.get(ResourceKey("VirtualService", "default", "reviews")) is not None
+
+
+def test_dry_run_reports_and_writes_nothing(live: LiveControlPlane, manifests: Path) -> None:
+    result = run(live, "apply", "--dry-run", "-f", str(manifests))
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == [
+        "services/reviews created (server dry run)",
+        "virtualservices.networking.istio.io/reviews created (server dry run)",
+        "destinationrules.networking.istio.io/reviews created (server dry run)",
+    ]
+    assert live.get(ResourceKey("Service", "default", "reviews")) is None
+    assert list(Path(live.cp.settings.config_paths[0]).rglob("*.yaml")) == []
+
+
+def test_broken_stored_objects_do_not_block_an_apply(
+    live: LiveControlPlane, manifests: Path
+) -> None:
+    # Written by hand into the served directory: a route to a subset nobody defines.
+    served = live.cp.settings.config_paths[0]
+    broken = VS.format(subset="gone").replace("name: reviews\n", "name: old\n", 1)
+    broken = broken.replace("  - reviews\n", "  - old\n")
+    Path(served, "old.yaml").write_text(broken)
+    _until(lambda: live.get(ResourceKey("VirtualService", "default", "old")) is not None)
+    result = run(live, "apply", "-f", str(manifests))
+    assert result.exit_code == 0, result.output
+    assert "old" not in result.stderr
 
 
 @pytest.mark.parametrize(

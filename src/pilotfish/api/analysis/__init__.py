@@ -7,10 +7,10 @@ converters' findings (``translate.derive``) and the analyzer families of this
 package (one module each, each listing the Istio ``CODES`` it raises).
 Objects of Istio's ignored system namespaces are dropped first
 (``scope.analyzed``), and cluster-scoped objects are named without a
-namespace. Severities stay Pilotfish's (cross-resource findings are warnings,
-so the config API and ``apply`` never refuse an object for what another one
-lacks); the ``analyze`` command gives coded findings Istio's level
-(``output.with_catalogue_levels``).
+namespace. Severities stay Pilotfish's (cross-resource findings are warnings:
+a file is never invalid for what another one lacks); ``analyze`` and the
+admission of ``pilotfish apply`` (``controlplane.admission``) give coded
+findings Istio's level (``output.with_catalogue_levels``).
 """
 
 from __future__ import annotations
@@ -40,10 +40,10 @@ from pilotfish.api.validation.references import check_references
 from pilotfish.api.validation.telemetry_providers import check_telemetry_providers
 from pilotfish.api.validation.workload_analysis import check_workloads
 from pilotfish.model.mesh_config import MeshConfig
-from pilotfish.translate.conversion import ConversionContext
+from pilotfish.translate.conversion import Conversion, ConversionContext
 from pilotfish.translate.derive import derive
 
-__all__ = ["ANALYZER_CODES", "analyze_resources"]
+__all__ = ["ANALYZER_CODES", "analyze_resources", "reference_findings"]
 
 Analyzer = Callable[[AnalysisContext], list[Diagnostic]]
 
@@ -81,8 +81,7 @@ def analyze_resources(
     kept = analyzed(resources)
     root = mesh.root_namespace if mesh is not None else "istio-system"
     conversion = derive(kept, ConversionContext(domain_suffix, root))
-    generated = [(g.namespace, g.name) for g in conversion.resources if g.kind == "Gateway"]
-    found = check_references(kept, domain_suffix, generated)
+    found = check_references(kept, domain_suffix, _gateways_of(conversion))
     found += check_workloads(kept, domain_suffix)
     # What the converters found (a route no listener allows, a backend in another
     # namespace without a ReferenceGrant...), at the user's line.
@@ -93,3 +92,20 @@ def analyze_resources(
     for analyzer, _ in _ANALYZERS:
         found += analyzer(ctx)
     return unscoped(found)
+
+
+def reference_findings(
+    resources: Sequence[Resource],
+    domain_suffix: str = "cluster.local",
+    root_namespace: str = "istio-system",
+) -> list[Diagnostic]:
+    """The reference checks alone (``check_references``), with the Gateways the
+    converters derive from ``resources`` (Ingress, Gateway API) counted as
+    existing, exactly as ``analyze_resources`` runs them."""
+    conversion = derive(resources, ConversionContext(domain_suffix, root_namespace))
+    return check_references(resources, domain_suffix, _gateways_of(conversion))
+
+
+def _gateways_of(conversion: Conversion) -> list[tuple[str, str]]:
+    """(namespace, name) of every Gateway the converters made."""
+    return [(g.namespace, g.name) for g in conversion.resources if g.kind == "Gateway"]

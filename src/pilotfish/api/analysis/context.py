@@ -46,7 +46,9 @@ def report(resource: Resource, path: str, code: str, message: str) -> Diagnostic
     Its severity is Pilotfish's: a cross-resource finding is at most a warning
     (configuration arrives in pieces; a file must not be refused for what
     another one lacks), Istio's Info stays info. ``analyze`` gives it Istio's
-    level (``output.with_catalogue_levels``) for istioctl's thresholds.
+    level (``output.with_catalogue_levels``) for istioctl's thresholds, and so
+    does ``pilotfish apply``, which refuses Error-level findings about the
+    objects it writes (``controlplane.admission``).
     """
     known = by_code(code)
     if known is None:

@@ -103,6 +103,11 @@ def render_table(implemented: frozenset[str]) -> str:
             why = NOTES.get(m.code, "")
         rows.append(f"| {m.code} | {m.name} | {_level(m.level)} | {status} | {why} |")
     summary = ", ".join(f"{n} {status}" for status, n in counts.items())
+    refused = [
+        f"- {m.code} {m.name}"
+        for m in MESSAGES
+        if m.level is Severity.ERROR and status_of(m.code, implemented) == "implemented"
+    ]
     return "\n".join(
         [
             "# `pilotfish analyze` and Istio's analyzer messages",
@@ -121,6 +126,32 @@ def render_table(implemented: frozenset[str]) -> str:
             "| code | name | level | status | why not applicable, or notes |",
             "| --- | --- | --- | --- | --- |",
             *rows,
+            "",
+            "## What `pilotfish apply` refuses",
+            "",
+            "`pilotfish apply -f FILE|DIR` sends all its objects in one request",
+            "(`POST /apis/pilotfish.io/v1/apply`). The control plane checks each object's",
+            "schema (any error: nothing is written, and no flag changes that), then runs",
+            "these analyzers, at the levels above, over its configuration as it would be",
+            "after the write: the stored objects with the applied ones in place, so objects",
+            "applied together see each other. Only findings about the applied objects",
+            "count; a problem of an object already stored does not block an unrelated",
+            "apply. An Error-level finding refuses the whole apply: nothing is written, the",
+            "findings are printed as `istioctl analyze -o log` prints them, with the file and",
+            "line of the field, and the exit code is 1. Warning and Info findings are",
+            "printed and the objects written. `--dry-run` checks and prints everything and",
+            "writes nothing; `--force` writes despite Error-level findings and still prints",
+            "them. The objects of one apply are written together (all or none).",
+            "",
+            "The Error-level messages Pilotfish raises, i.e. what `apply` refuses:",
+            "",
+            *refused,
+            "- (no code) a Telemetry provider the control plane's mesh config does not define",
+            "",
+            "Istio itself refuses only schema errors at admission (its webhook); its",
+            "analyzers only report. A single `PUT` or `POST` of one object to the config",
+            "API is checked for its schema only, and its dangling references come back as",
+            "`Warning` headers.",
             "",
         ]
     )
