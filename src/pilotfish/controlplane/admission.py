@@ -25,7 +25,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from pilotfish.api.analysis import analyze_resources
-from pilotfish.api.analysis.output import with_catalogue_levels
+from pilotfish.api.analysis.output import WORKLOAD_DEPENDENT_CODES, with_catalogue_levels
 from pilotfish.api.analysis.scope import CLUSTER_SCOPED_KINDS
 from pilotfish.api.diagnostics import Diagnostic
 from pilotfish.api.resource import Resource, ResourceKey
@@ -35,7 +35,7 @@ __all__ = ["NON_BLOCKING_CODES", "Verdict", "judge"]
 
 #: Error-level codes reported by apply without refusing it: they depend on which
 #: workloads run, not on the configuration being consistent.
-NON_BLOCKING_CODES = frozenset({"IST0173"})
+NON_BLOCKING_CODES = WORKLOAD_DEPENDENT_CODES
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,7 @@ file broken again (its last good objects unchanged) is reported at once."""
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,13 @@ metadata: {{name: {name}, namespace: default}}
 spec:
   ports: [{{name: http, port: 80}}]
 """
+
+
+def _write(path: Path, text: str) -> None:
+    """Atomically, as editors save: a half-written file would be an error of its own."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 async def test_a_standing_error_is_logged_when_it_appears(
@@ -45,14 +53,14 @@ async def test_a_standing_error_is_logged_when_it_appears(
         assert errors_gauge() == 1
         # Two unrelated changes: two rebuilds that still see the same error.
         for name in ("one", "two"):
-            (tmp_path / f"{name}.yaml").write_text(_SERVICE.format(name=name))
+            _write(tmp_path / f"{name}.yaml", _SERVICE.format(name=name))
             await apoll(lambda n=name: built(n), f"service {name} in the snapshot", 10)
         assert len(errors()) == 1
         # Fixed, then broken again: logged again.
-        (tmp_path / "broken.yaml").write_text(_SERVICE.format(name="three"))
+        _write(tmp_path / "broken.yaml", _SERVICE.format(name="three"))
         await apoll(lambda: built("three"), "service three in the snapshot", 10)
         assert errors_gauge() == 0
-        (tmp_path / "broken.yaml").write_text("kind: VirtualService\nspec: [\n")
+        _write(tmp_path / "broken.yaml", "kind: VirtualService\nspec: [\n")
         await apoll(lambda: len(errors()) == 2, "the error logged again", 10)
         assert errors_gauge() == 1 and built("three")  # still serving the last good
     finally:

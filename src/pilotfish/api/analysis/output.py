@@ -28,6 +28,7 @@ from pilotfish.api.diagnostics import Diagnostic, Severity
 
 __all__ = [
     "LEVELS",
+    "WORKLOAD_DEPENDENT_CODES",
     "Suppression",
     "at_least",
     "format_findings",
@@ -42,6 +43,10 @@ __all__ = [
 LEVELS = ("Info", "Warning", "Error")
 _RANK = {Severity.INFO: 0, Severity.WARNING: 1, Severity.ERROR: 2}
 _BY_NAME = {"info": Severity.INFO, "warning": Severity.WARNING, "error": Severity.ERROR}
+
+#: Error-level codes about which workloads run rather than about the configuration
+#: being consistent; ``pilotfish apply`` reports them without refusing.
+WORKLOAD_DEPENDENT_CODES = frozenset({"IST0173"})
 
 #: Sources that are not files (objects read from the control plane): no reference.
 LIVE_SOURCE = "<control-plane>"
