@@ -15,7 +15,8 @@ TCP connection. All timestamps are ``time.monotonic()``.
   plane pushed, considered final after ``quiet`` seconds without a new response of
   that type (the quiet time is not part of the reported time).
 
-Run as a process (``python -m bench.ads_sim --target HOST:PORT ...``) it speaks JSON
+Run as a process (``python -m bench.ads_sim --target HOST:PORT [--tls-dir DIR] ...``;
+with ``--tls-dir`` every channel is mTLS, see ``bench.ads_tls``) it speaks JSON
 lines: events on stdout (``started``, ``full_push``, then one reply per command and
 ``bye``), commands on stdin::
 
@@ -37,11 +38,13 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import grpc
 
 from bench.ads_stream import SIM_TYPES, NameCache, StreamState, run_stream, sim_node
+from bench.ads_tls import ChannelFactory, ClientTls, channel_factory, plaintext_channel
 from pilotfish.xds.types import TYPE_SHORT_NAMES
 
 __all__ = ["Mark", "SimConfig", "Simulation", "main", "process_usage", "type_url_of"]
@@ -65,6 +68,8 @@ class SimConfig:
     services: int
     streams_per_channel: int = 50
     namespace: str = "default"
+    # How channels are opened (plain text by default; ``bench.ads_tls`` for mTLS).
+    open_channel: ChannelFactory = plaintext_channel
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +104,7 @@ class Simulation:
             ("grpc.use_local_subchannel_pool", 1),
         ]
         for first in range(0, len(self.streams), per_channel):
-            channel = grpc.aio.insecure_channel(self.config.target, options=options)
+            channel = self.config.open_channel(self.config.target, options)
             self._channels.append(channel)
             for state in self.streams[first : first + per_channel]:
                 node = sim_node(state.index, self.config.services, self.config.namespace)
@@ -290,13 +295,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--streams-per-channel", type=int, default=50)
     parser.add_argument("--namespace", default="default")
     parser.add_argument("--full-push-timeout", type=float, default=120.0)
+    parser.add_argument(
+        "--tls-dir", type=Path, default=None, help="mTLS: root.pem, chain.pem, key.pem here"
+    )
     args = parser.parse_args(argv)
+    tls = ClientTls.from_dir(args.tls_dir) if args.tls_dir is not None else None
     config = SimConfig(
         target=args.target,
         proxies=args.proxies,
         services=args.services,
         streams_per_channel=args.streams_per_channel,
         namespace=args.namespace,
+        open_channel=channel_factory(tls),
     )
     asyncio.run(_run(config, args.full_push_timeout))
 

@@ -12,6 +12,13 @@ and talks JSON lines with this one. Three things are timed:
 3. an endpoint change (one WorkloadEntry address in another service's file): from
    the file write to the last ACK of the new EDS.
 
+With ``ScaleParams.tls`` the control plane runs its mesh CA and the simulator
+connects to the xDS mTLS port presenting a certificate issued by that CA
+(``bench.ads_tls``), as sidecars in ``pilotfish up`` do; otherwise it uses the
+plain-text port. A ``pilotfish`` command from before the mTLS port existed
+(no ``--xds-mtls-port``) serves mTLS xDS on ``--secure-port`` instead, so the
+same run measures it too (``tls_layout`` in the results says which).
+
 The write time here and the ACK times in the simulator are both
 ``time.monotonic()``, one system-wide clock on Linux. Control-plane CPU seconds and
 peak RSS come from ``/proc`` just before it is stopped. Every wait has a deadline,
@@ -34,6 +41,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from bench.ads_tls import issue_client_tls
 from bench.config_gen import endpoint_address, generate_config, write_service
 from bench.procstats import cpu_seconds, peak_rss_mib
 from pilotfish.runtime.ports import free_port as _free_port
@@ -65,6 +73,7 @@ class ScaleParams:
     streams_per_channel: int = 50
     deadline_s: float = 120.0
     quiet_s: float = 1.0
+    tls: bool = False  # xDS over mTLS with mesh-CA client certificates
 
 
 FULL = ScaleParams(services=1000, proxies=1000)
@@ -83,15 +92,40 @@ def _tail(path: Path, lines: int = 20) -> str:
         return ""
 
 
-class _ControlPlane:
-    """``pilotfish control-plane`` as a subprocess, logging to a file."""
+def _tls_layout(exe: Path) -> str:
+    """``native`` when ``exe`` serves xDS on its own mTLS port, else ``relay`` (xDS over
+    mTLS on ``--secure-port``, the CA's port, as before that port existed)."""
+    shown = subprocess.run(
+        [str(exe), "control-plane", "--help"], capture_output=True, text=True, timeout=60
+    )
+    return "native" if "--xds-mtls-port" in shown.stdout else "relay"
 
-    def __init__(self, exe: Path, config_dir: Path, log_path: Path) -> None:
+
+class _ControlPlane:
+    """``pilotfish control-plane`` as a subprocess, logging to a file.
+
+    ``ads_port`` is where the simulator connects: the plain-text xDS port, or with
+    ``ca_dir`` the xDS mTLS port (``tls_layout``)."""
+
+    def __init__(
+        self, exe: Path, config_dir: Path, log_path: Path, ca_dir: Path | None = None
+    ) -> None:
         self.xds_port = _free_port()
         self.http_port = _free_port()
         self.log_path = log_path
         if not exe.exists():
             raise BenchmarkError(f"{exe} not found: is pilotfish installed in this venv?")
+        self.ads_port = self.xds_port
+        self.tls_layout = ""
+        tls_args: list[str] = []
+        if ca_dir is not None:
+            self.tls_layout = _tls_layout(exe)
+            self.ads_port, ca_port = _free_port(), _free_port()
+            tls_args = ["--ca-dir", str(ca_dir)]
+            if self.tls_layout == "native":
+                tls_args += ["--xds-mtls-port", str(self.ads_port), "--secure-port", str(ca_port)]
+            else:
+                tls_args += ["--secure-port", str(self.ads_port)]
         self._log: IO[bytes] = log_path.open("wb")
         self.proc = subprocess.Popen(
             [
@@ -108,6 +142,7 @@ class _ControlPlane:
                 # Its API token beside its log, not in the working directory.
                 "--api-token-file",
                 str(log_path.parent / "api-token"),
+                *tls_args,
             ],
             stdin=subprocess.DEVNULL,
             stdout=self._log,
@@ -146,9 +181,12 @@ class _ControlPlane:
 class _Simulator:
     """``python -m bench.ads_sim`` as a subprocess: JSON commands in, JSON events out."""
 
-    def __init__(self, params: ScaleParams, xds_port: int, log_path: Path) -> None:
+    def __init__(
+        self, params: ScaleParams, xds_port: int, log_path: Path, tls_dir: Path | None = None
+    ) -> None:
         self._log: IO[bytes] = log_path.open("wb")
         self.log_path = log_path
+        tls_args = [] if tls_dir is None else ["--tls-dir", str(tls_dir)]
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -164,6 +202,7 @@ class _Simulator:
                 str(params.streams_per_channel),
                 "--full-push-timeout",
                 str(params.deadline_s),
+                *tls_args,
             ],
             cwd=REPO_ROOT,
             stdin=subprocess.PIPE,
@@ -290,7 +329,15 @@ def _scenario(
     out["parameters"]["config_files"] = params.services
     log(f"generated {params.services} service files in {time.monotonic() - started:.1f} s")
 
-    cp = _ControlPlane(exe, config_dir, work / "controlplane.log")
+    ca_dir = tls_dir = None
+    if params.tls:
+        # The CA's root exists before the control plane starts, which then loads it.
+        ca_dir = work / "ca"
+        tls_dir = issue_client_tls(ca_dir, work / "sim-tls")
+    cp = _ControlPlane(exe, config_dir, work / "controlplane.log", ca_dir)
+    out["tls"] = "mtls" if params.tls else "plaintext"
+    if params.tls:
+        out["tls_layout"] = cp.tls_layout
     sim: _Simulator | None = None
     phase_cpu: dict[str, float | None] = {}
     out["cp_cpu_s_at"] = phase_cpu
@@ -299,7 +346,7 @@ def _scenario(
         phase_cpu["ready"] = cpu_seconds(cp.proc.pid)
         log(f"control plane ready in {out['cp_ready_s']:.2f} s; starting simulator")
 
-        sim = _Simulator(params, cp.xds_port, work / "simulator.log")
+        sim = _Simulator(params, cp.ads_port, work / "simulator.log", tls_dir)
         sim.expect("started", timeout=60)
         full = sim.expect("full_push", timeout=params.deadline_s + 30)
         full.pop("event", None)

@@ -54,6 +54,7 @@ def _scale_params(args: argparse.Namespace) -> ScaleParams:
             ("services", args.services),
             ("proxies", args.proxies),
             ("streams_per_channel", args.streams_per_channel),
+            ("tls", args.tls or None),
         )
         if value is not None
     }
@@ -145,6 +146,8 @@ BENCHMARKS = (
 
 
 def _result_name(name: str, args: argparse.Namespace) -> str:
+    if name == "controlplane_scale" and args.tls:
+        name = f"{name}_mtls"
     if any(
         v is not None
         for v in (
@@ -167,6 +170,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--services", type=int, help="override N (scale benchmark)")
     parser.add_argument("--proxies", type=int, help="override M (scale benchmark)")
     parser.add_argument("--streams-per-channel", type=int, help="ADS streams per gRPC channel")
+    parser.add_argument(
+        "--tls",
+        action="store_true",
+        help="scale benchmark over the xDS mTLS port with mesh-CA client certificates",
+    )
     parser.add_argument(
         "--pilotfish", type=Path, help="pilotfish command to benchmark (default: this venv's)"
     )

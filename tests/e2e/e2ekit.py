@@ -50,7 +50,8 @@ class E2EMesh:
     pod_cidr: str = lane_cidr("198.18.240.0/24")
     service_cidr: str = lane_cidr("198.19.240.0/24")
     explicit_cidr: str = lane_cidr("127.79.0.0/24")
-    secure_port: int = field(default_factory=lambda: free_port())
+    secure_port: int = field(default_factory=lambda: free_port())  # the CA (server TLS)
+    xds_mtls_port: int = field(default_factory=lambda: free_port())
     extra_up_args: tuple[str, ...] = ()
     # Telemetry addons' ports (demo profile), when the test chose them.
     prometheus_port: int = 0
@@ -111,6 +112,8 @@ class E2EMesh:
             self.explicit_cidr,
             "--secure-port",
             str(self.secure_port),
+            "--xds-mtls-port",
+            str(self.xds_mtls_port),
             *self.extra_up_args,
         )
 

@@ -417,20 +417,26 @@ def make_csr(uri: str) -> tuple[str, bytes]:
 
 
 class SecurePort:
-    """gRPC clients of a mesh's secure port (CA and ADS), verifying it like agents do."""
+    """gRPC clients of a mesh's secure ports (the CA and xDS over mTLS), verifying the
+    control plane like agents do."""
 
     def __init__(self, mesh: E2EMesh) -> None:
         self.target = f"127.0.0.1:{mesh.secure_port}"
+        self.xds_target = f"127.0.0.1:{mesh.xds_mtls_port}"
         self.root_pem = (mesh.state_dir / "ca" / "root-cert.pem").read_bytes()
 
-    def channel(self, client: tuple[bytes, bytes] | None = None) -> grpc.Channel:
-        """``client`` is (key PEM, certificate chain PEM)."""
+    def channel(
+        self, client: tuple[bytes, bytes] | None = None, target: str | None = None
+    ) -> grpc.Channel:
+        """To the CA port, or ``target``; ``client`` is (key PEM, certificate chain PEM)."""
         if client is None:
             creds = grpc.ssl_channel_credentials(self.root_pem)
         else:
             creds = grpc.ssl_channel_credentials(self.root_pem, client[0], client[1])
         return grpc.secure_channel(
-            self.target, creds, options=[("grpc.ssl_target_name_override", CONTROL_PLANE_DNS_NAME)]
+            target or self.target,
+            creds,
+            options=[("grpc.ssl_target_name_override", CONTROL_PLANE_DNS_NAME)],
         )
 
     def create_certificate(
@@ -450,16 +456,20 @@ class SecurePort:
             return response
 
     def first_cds(
-        self, client: tuple[bytes, bytes], namespace: str, account: str
+        self,
+        client: tuple[bytes, bytes] | None,
+        namespace: str,
+        account: str,
+        target: str | None = None,
     ) -> discovery_pb2.DiscoveryResponse:
-        """Open ADS as a sidecar of ``namespace``/``account``; the first CDS response
-        (raises ``grpc.RpcError`` when the stream is refused)."""
+        """Open ADS as a sidecar of ``namespace``/``account`` on the mTLS port (or
+        ``target``); the first CDS response (raises ``grpc.RpcError`` when refused)."""
         request = discovery_pb2.DiscoveryRequest(type_url=CLUSTER_TYPE)
         request.node.id = f"e2e-forger-0.{namespace}"
         metadata = struct_pb2.Struct()
         metadata.update({"NAMESPACE": namespace, "SERVICE_ACCOUNT": account, "ROLE": "sidecar"})
         request.node.metadata.CopyFrom(metadata)
-        with self.channel(client) as channel:
+        with self.channel(client, target or self.xds_target) as channel:
             stream = channel.stream_stream(
                 ADS_METHOD,
                 request_serializer=discovery_pb2.DiscoveryRequest.SerializeToString,

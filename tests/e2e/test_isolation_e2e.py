@@ -277,9 +277,9 @@ def test_transparent_hostile_app_is_contained(transparent: HostileMesh) -> None:
 def test_transparent_plaintext_xds_is_off(transparent: HostileMesh) -> None:
     ports = listening_ports(int(transparent.state["pid"]))
     assert transparent.mesh.xds_port not in {port for _, port in ports}
-    # What pods can reach on the bridge: the mTLS port alone.
+    # What pods can reach on the bridge: the CA (TLS, token) and xDS over mTLS, only.
     on_bridge = {port for host, port in ports if host not in ("127.0.0.1", "::1")}
-    assert on_bridge == {transparent.mesh.secure_port}
+    assert on_bridge == {transparent.mesh.secure_port, transparent.mesh.xds_mtls_port}
 
 
 def test_explicit_hostile_app_is_contained(explicit: HostileMesh) -> None:

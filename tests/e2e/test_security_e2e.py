@@ -670,7 +670,7 @@ def test_gateway_https_simple_mutual_and_redirect(sec: SecMesh, policies: Polici
     assert "tls.key" in shown.stdout and "<redacted>" in shown.stdout
 
 
-# -- 6. forged issuance and foreign certificates on the secure port ------------------------
+# -- 6. forged issuance and foreign certificates on the secure ports -----------------------
 
 
 def test_ca_and_xds_refuse_forged_identities(sec: SecMesh) -> None:
@@ -709,13 +709,21 @@ def test_ca_and_xds_refuse_forged_identities(sec: SecMesh) -> None:
     with pytest.raises(grpc.RpcError) as other:
         port.first_cds((key, chain), "default", "echo")
     assert other.value.code() == grpc.StatusCode.PERMISSION_DENIED
-    # ... and a certificate for the same identity from a foreign CA fails the handshake.
+    # ... a certificate for the same identity from a foreign CA fails the handshake ...
     foreign_cert, foreign_key = TestPki("Foreign CA").issue(
         "forger", uris=(spiffe("default", "sleep"),)
     )
     with pytest.raises(grpc.RpcError) as foreign:
         port.first_cds((foreign_key.encode(), foreign_cert.encode()), "default", "sleep")
     assert foreign.value.code() == grpc.StatusCode.UNAVAILABLE
+    # ... so does no certificate at all ...
+    with pytest.raises(grpc.RpcError) as anonymous:
+        port.first_cds(None, "default", "sleep")
+    assert anonymous.value.code() == grpc.StatusCode.UNAVAILABLE
+    # ... and the CA port, which asks for no certificate, serves no xDS even with one.
+    with pytest.raises(grpc.RpcError) as on_ca_port:
+        port.first_cds((key, chain), "default", "sleep", target=port.target)
+    assert on_ca_port.value.code() == grpc.StatusCode.UNIMPLEMENTED
 
 
 def test_sidecars_accept_mesh_certificates_only_while_valid(sec: SecMesh) -> None:

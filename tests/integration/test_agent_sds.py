@@ -1,8 +1,8 @@
 """Workload certificates end to end: real control plane with its CA, real agent, real Envoy.
 
 The agent gets a certificate from the control plane's CA with a registered
-pod token, serves it to Envoy over SDS, Envoy streams xDS over mTLS to the
-secure port, and with a 20 s TTL the certificate rotates while requests
+pod token on the CA port, serves it to Envoy over SDS, Envoy streams xDS to
+the mTLS port presenting it, and with a 20 s TTL the certificate rotates while requests
 through Envoy keep succeeding and the ADS connection stays up.
 """
 
@@ -59,7 +59,12 @@ class Running:
 @pytest.fixture
 async def running(tmp_path: Path) -> AsyncIterator[Running]:
     settings = ControlPlaneSettings(
-        xds_port=0, http_port=0, secure_port=0, ca_dir=str(tmp_path / "ca"), poll_interval=0.05
+        xds_port=0,
+        http_port=0,
+        secure_port=0,
+        xds_mtls_port=0,
+        ca_dir=str(tmp_path / "ca"),
+        poll_interval=0.05,
     )
     cp = ControlPlane(settings)
     await cp.start()
@@ -87,7 +92,7 @@ async def running(tmp_path: Path) -> AsyncIterator[Running]:
         "--xds-address",
         f"127.0.0.1:{cp.xds_port}",
         "--xds-secure-address",
-        f"127.0.0.1:{cp.secure_port}",
+        f"127.0.0.1:{cp.xds_mtls_port}",
         "--ca-address",
         f"127.0.0.1:{cp.secure_port}",
         "--ca-token-file",

@@ -1,7 +1,9 @@
-"""The control plane's secure port over real TLS: CreateCertificate and xDS over mTLS.
+"""The control plane's secure ports over real TLS: the CA (server TLS) and xDS over mTLS.
 
 A real ``ControlPlane`` with a CA directory in tmp; gRPC clients verify the
 server with the mesh root and the ``pilotfish-control-plane`` name, as agents do.
+The CA port asks for no client certificate; the xDS port refuses, at the
+handshake, every client without a valid certificate from the mesh CA.
 """
 
 from __future__ import annotations
@@ -76,18 +78,30 @@ class SecureCp:
     root_pem: bytes
 
     @property
-    def target(self) -> str:
+    def ca_target(self) -> str:
         return f"127.0.0.1:{self.cp.secure_port}"
 
-    def channel(self, client: Workload | None = None) -> grpc.aio.Channel:
+    @property
+    def xds_target(self) -> str:
+        return f"127.0.0.1:{self.cp.xds_mtls_port}"
+
+    def channel(
+        self, client: Workload | None = None, target: str | None = None
+    ) -> grpc.aio.Channel:
+        """A channel to the CA port, or to ``target``; ``client`` is presented if given."""
         creds = (
             grpc.ssl_channel_credentials(self.root_pem, client.key_pem, client.chain_pem)
             if client is not None
             else grpc.ssl_channel_credentials(self.root_pem)
         )
         return grpc.aio.secure_channel(
-            self.target, creds, options=[("grpc.ssl_target_name_override", CONTROL_PLANE_DNS_NAME)]
+            target or self.ca_target,
+            creds,
+            options=[("grpc.ssl_target_name_override", CONTROL_PLANE_DNS_NAME)],
         )
+
+    def xds_channel(self, client: Workload | None = None) -> grpc.aio.Channel:
+        return self.channel(client, self.xds_target)
 
     async def create_certificate(
         self, request: CreateCertificateRequest
@@ -123,13 +137,15 @@ async def secure_cp(tmp_path: Path) -> AsyncIterator[SecureCp]:
         xds_port=0,
         http_port=0,
         secure_port=0,
+        xds_mtls_port=0,
         ca_dir=str(tmp_path / "ca"),
         cert_ttl_seconds=7200,
     )
     cp = ControlPlane(settings)
     await cp.start()
     try:
-        assert cp.ca is not None and cp.secure_port > 0
+        assert cp.ca is not None and cp.secure_port > 0 and cp.xds_mtls_port > 0
+        assert cp.secure_port != cp.xds_mtls_port
         root = (tmp_path / "ca" / ROOT_CERT_FILE).read_bytes()
         assert root.decode() == cp.ca.root_pem
         yield SecureCp(cp, root)
@@ -267,35 +283,80 @@ async def _ads_refused(channel: grpc.aio.Channel, allowed: set[grpc.StatusCode])
 
 async def test_ads_with_matching_cert_is_served(secure_cp: SecureCp) -> None:
     workload = await secure_cp.workload("default", "bookinfo")
-    async with secure_cp.channel(workload) as channel:
+    async with secure_cp.xds_channel(workload) as channel:
         response = await _first_cds(channel, "default", "bookinfo")
     assert response.type_url == CLUSTER_TYPE
     assert response.nonce
+    # The stream's verified identity is the certificate's (what SDS authorization uses).
+    [status] = secure_cp.cp.xds.status()
+    assert status.identity == BOOKINFO.uri
 
 
-async def test_ads_without_client_cert_is_refused(secure_cp: SecureCp) -> None:
-    async with secure_cp.channel() as channel:
-        details = await _ads_refused(channel, {grpc.StatusCode.PERMISSION_DENIED})
-    assert "client certificate" in details
+async def _refused_at_handshake(secure_cp: SecureCp, client: Workload | None) -> None:
+    """ADS with ``client`` ends in UNAVAILABLE: the TLS handshake failed, so no stream
+    (and no node metadata) ever reached the xDS server."""
+    async with secure_cp.xds_channel(client) as channel:
+        await _ads_refused(channel, {grpc.StatusCode.UNAVAILABLE})
+    assert secure_cp.cp.xds.stream_count == 0
+    assert secure_cp.cp.xds.status() == []
+
+
+async def test_ads_without_client_cert_is_refused_at_handshake(secure_cp: SecureCp) -> None:
+    await _refused_at_handshake(secure_cp, None)
 
 
 async def test_ads_with_cert_of_another_identity_is_refused(secure_cp: SecureCp) -> None:
     workload = await secure_cp.workload("default", "reviews")
-    async with secure_cp.channel(workload) as channel:
+    async with secure_cp.xds_channel(workload) as channel:
         details = await _ads_refused(channel, {grpc.StatusCode.PERMISSION_DENIED})
     assert "sa/reviews" in details and "sa/bookinfo" in details
+    assert secure_cp.cp.xds.stream_count == 0
 
 
-async def test_ads_with_cert_from_a_foreign_ca_is_refused(secure_cp: SecureCp) -> None:
+async def test_ads_with_cert_from_a_foreign_ca_is_refused_at_handshake(
+    secure_cp: SecureCp,
+) -> None:
     foreign = CertificateAuthority.create_root("cluster.local")
     key = ec.generate_private_key(ec.SECP256R1())
     issued = foreign.sign_csr(_csr(key, BOOKINFO.uri), BOOKINFO)
-    workload = Workload(_key_pem(key), "".join(issued.chain_pem).encode())
+    await _refused_at_handshake(
+        secure_cp, Workload(_key_pem(key), "".join(issued.chain_pem).encode())
+    )
+
+
+async def test_ads_with_an_expired_mesh_cert_is_refused_at_handshake(
+    secure_cp: SecureCp,
+) -> None:
+    ca = secure_cp.cp.ca
+    assert ca is not None
+    key = ec.generate_private_key(ec.SECP256R1())
+    an_hour_ago = datetime.datetime.now(datetime.UTC) - datetime.timedelta(hours=1)
+    issued = ca.authority.sign_csr(
+        _csr(key, BOOKINFO.uri), BOOKINFO, datetime.timedelta(minutes=10), now=an_hour_ago
+    )
+    leaf = x509.load_pem_x509_certificate(issued.chain_pem[0].encode())
+    assert leaf.not_valid_after_utc < datetime.datetime.now(datetime.UTC)
+    await _refused_at_handshake(
+        secure_cp, Workload(_key_pem(key), "".join(issued.chain_pem).encode())
+    )
+
+
+async def test_ads_is_not_served_on_the_ca_port(secure_cp: SecureCp) -> None:
+    # Even with a valid certificate: the CA port never asks for one, so it has no
+    # identity to bind a node to.
+    workload = await secure_cp.workload("default", "bookinfo")
     async with secure_cp.channel(workload) as channel:
-        await _ads_refused(
-            channel, {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.PERMISSION_DENIED}
-        )
+        await _ads_refused(channel, {grpc.StatusCode.UNIMPLEMENTED})
     assert secure_cp.cp.xds.stream_count == 0
+
+
+async def test_ca_is_not_served_on_the_xds_port(secure_cp: SecureCp) -> None:
+    workload = await secure_cp.workload("default", "bookinfo")
+    async with secure_cp.xds_channel(workload) as channel:
+        call = channel.unary_unary(CA_METHOD)
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await call(b"{}", timeout=TIMEOUT)
+    assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
 
 
 async def test_plain_port_still_serves_without_identity(secure_cp: SecureCp) -> None:
@@ -396,7 +457,7 @@ async def test_real_envoy_gets_config_over_mtls(secure_cp: SecureCp, tmp_path: P
     files["key"].chmod(0o600)
     files["root"].write_bytes(secure_cp.root_pem)
     config = tmp_path / "envoy.json"
-    config.write_text(json.dumps(_envoy_bootstrap(secure_cp.cp.secure_port, files)))
+    config.write_text(json.dumps(_envoy_bootstrap(secure_cp.cp.xds_mtls_port, files)))
     log = tmp_path / "envoy.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(

@@ -96,6 +96,7 @@ def mesh(tmp_path: Path) -> Iterator[_Mesh]:
         "--detach", "--mode", "transparent", "--state-dir", str(m.state),
         "--ingress-port", str(m.ingress), "--control-plane-port", str(m.cp),
         "--xds-port", str(_free_port()), "--secure-port", str(_free_port()),
+        "--xds-mtls-port", str(_free_port()),
         "--bridge", lane_bridge("pfexpl"), "--pod-cidr", lane_cidr("198.18.246.0/24"),
         "--service-cidr", lane_cidr("198.19.246.0/24"),
         "--explicit-cidr", lane_cidr("127.76.0.0/24"),

@@ -1,5 +1,5 @@
 """Gateway credentials over SDS, to their owners only: a real control plane with its CA,
-a real gateway agent and Envoy on the secure port, raw ADS clients as the intruders.
+a real gateway agent and Envoy on the xDS mTLS port, raw ADS clients as the intruders.
 
 - The gateway serves the ``credentialName`` certificate it got over SDS on its
   ADS stream (a real TLS handshake shows the certificate's serial), and no
@@ -126,6 +126,7 @@ async def gateway(tmp_path: Path) -> AsyncIterator[GatewayRun]:
         xds_port=0,
         http_port=0,
         secure_port=0,
+        xds_mtls_port=0,
         ca_dir=str(tmp_path / "ca"),
         poll_interval=0.05,
     )
@@ -171,7 +172,7 @@ async def gateway(tmp_path: Path) -> AsyncIterator[GatewayRun]:
         "--xds-address",
         f"127.0.0.1:{cp.xds_port}",
         "--xds-secure-address",
-        f"127.0.0.1:{cp.secure_port}",
+        f"127.0.0.1:{cp.xds_mtls_port}",
         "--ca-address",
         f"127.0.0.1:{cp.secure_port}",
         "--ca-token-file",
@@ -435,14 +436,14 @@ async def test_secrets_go_to_the_verified_owner_only(gateway: GatewayRun) -> Non
     run.write("gateway.yaml", _gateway_config(run.https_port))
     await poll(_now(lambda: SECRET in _secrets_sent(run, GW_ID)), "the gateway's secret", 40)
 
-    # A sidecar of default/web on the secure port asks for the gateway's secret.
+    # A sidecar of default/web on the mTLS port asks for the gateway's secret.
     key, chain = await _workload_creds(run, "default", "web")
     creds = grpc.ssl_channel_credentials(run.root_pem, key, chain)
     options = [("grpc.ssl_target_name_override", CONTROL_PLANE_DNS_NAME)]
     sidecar_meta = {"NAMESPACE": "default", "SERVICE_ACCOUNT": "web", "ROLE": "sidecar"}
     denied_ns = run.metric(DENIED, reason="namespace")
     denied_plain = run.metric(DENIED, reason="plaintext")
-    async with grpc.aio.secure_channel(f"127.0.0.1:{run.cp.secure_port}", creds, options) as ch:
+    async with grpc.aio.secure_channel(f"127.0.0.1:{run.cp.xds_mtls_port}", creds, options) as ch:
         intruder = AdsClient(ch)
         try:
             await intruder.call.write(_request(LISTENER_TYPE, "web-1.default", sidecar_meta))

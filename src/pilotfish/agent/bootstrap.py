@@ -18,7 +18,7 @@ endpoints) arrives over one ADS stream to the static ``xds-grpc`` cluster.
   fetches the workload certificate (``default``) and the mesh root
   (``ROOTCA``), node metadata ``WORKLOAD_CERTS: "true"``, and, with
   ``config.xds_tls``, the ``xds-grpc`` cluster dials the control plane's
-  secure port over mTLS: client certificate ``default``, server verified
+  xDS mTLS port (15011): client certificate ``default``, server verified
   against ``ROOTCA`` with DNS SAN and SNI ``pilotfish-control-plane``.
 - A static Prometheus listener exposes ``/stats/prometheus`` on the stats port
   by routing to a static cluster that points at the admin port (Istio's trick),
@@ -67,7 +67,7 @@ __all__ = [
 
 XDS_CLUSTER = "xds-grpc"
 SDS_CLUSTER = "sds-grpc"
-# DNS SAN (and SNI) of the control plane's serving certificate on its secure port.
+# DNS SAN (and SNI) of the control plane's serving certificate on its TLS ports.
 CONTROL_PLANE_SAN = "pilotfish-control-plane"
 ADMIN_CLUSTER = "prometheus_stats"
 STATS_LISTENER = "prometheus_stats"

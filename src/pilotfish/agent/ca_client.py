@@ -38,7 +38,7 @@ __all__ = [
 ]
 
 CA_METHOD = "/pilotfish.ca.v1.CertificateService/CreateCertificate"
-# DNS SAN of the control plane's serving certificate (its secure port).
+# DNS SAN of the control plane's serving certificate (its CA and xDS mTLS ports).
 CA_SERVER_NAME = "pilotfish-control-plane"
 
 _RETRYABLE = frozenset(

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from pilotfish.control_plane_ports import XDS_MTLS_PORT
 from pilotfish.model.proxy_view import Interception, Role
 from pilotfish.peer_labels import DEFAULT_CLUSTER_ID
 
@@ -107,15 +108,16 @@ class AgentConfig:
     # certificate from the mesh CA (authenticated by the token in
     # ``ca_token_file``, the CA verified with ``root_cert_file``) before it
     # starts Envoy, serves it over SDS and renews it. Without, no SDS at all.
-    ca_address: str | None = None  # HOST:PORT of the CA (the control plane's secure port)
+    ca_address: str | None = None  # HOST:PORT of the CA (the control plane's CA port, TLS)
     ca_token_file: Path | None = None
     root_cert_file: Path | None = None
     trust_domain: str = "cluster.local"
     cert_ttl: int | None = None  # requested lifetime in seconds; None: the CA's default
-    # xDS over mTLS to ``xds_secure_host:xds_secure_port`` (requires a CA).
+    # xDS over mTLS to ``xds_secure_host:xds_secure_port`` (requires a CA): Envoy
+    # presents the workload certificate it gets from this agent over SDS.
     xds_tls: bool = False
     xds_secure_host: str | None = None  # None: ``xds_host``
-    xds_secure_port: int = 15012
+    xds_secure_port: int = XDS_MTLS_PORT
 
     def __post_init__(self) -> None:
         if not self.admin_address.startswith("127.") and self.admin_address != "::1":
@@ -186,7 +188,7 @@ class AgentConfig:
 
     @property
     def xds_target(self) -> tuple[str, int]:
-        """The (host, port) Envoy's ADS stream connects to: the secure port under xDS TLS."""
+        """The (host, port) Envoy's ADS stream connects to: the mTLS port under xDS TLS."""
         if self.xds_tls:
             return (self.xds_secure_host or self.xds_host, self.xds_secure_port)
         return (self.xds_host, self.xds_port)

@@ -1,5 +1,5 @@
 """The mesh CA: root of trust, CSR signing into SPIFFE certificates, pod tokens,
-and the ``CertificateService`` gRPC handler served on the control plane's TLS port."""
+and the ``CertificateService`` gRPC handler served on the CA's TLS port (``port``)."""
 
 from __future__ import annotations
 

@@ -3,8 +3,8 @@
 A request is decoded from JSON, its token looked up (UNAUTHENTICATED when
 missing or unknown), and the CSR signed for the token owner's SPIFFE id
 (PERMISSION_DENIED when the CSR asks for another identity, INVALID_ARGUMENT
-for anything malformed or weak). The handler is registered by the xDS server
-on its TLS port only, so tokens and keys' proofs never cross a plain-text
+for anything malformed or weak). The handler is served on the CA's TLS port
+only (``port``), so tokens and keys' proofs never cross a plain-text
 connection. Signing one EC certificate takes well under a millisecond, so it
 runs on the event loop.
 """

@@ -25,6 +25,7 @@ from pilotfish.agent.config import (
     parse_port_mapping,
 )
 from pilotfish.agent.identity import IdentityError
+from pilotfish.control_plane_ports import CA_PORT, XDS_MTLS_PORT
 from pilotfish.envoy_binary import EnvoyNotFoundError
 
 __all__ = ["agent", "identity_defaults"]
@@ -43,12 +44,13 @@ def identity_defaults(
 
     A CA is configured when ``--ca-address`` or ``--ca-token-file`` is given; its
     address defaults to ``<xds host>:15012``. xDS over TLS defaults to on exactly
-    when a CA is configured; its address defaults to ``<xds host>:15012``.
+    when a CA is configured; its address defaults to ``<xds host>:15011``.
     """
-    secure = parse_address(xds_secure_address or f"{_url_host(xds_host)}:15012", 15012)
+    host = _url_host(xds_host)
+    secure = parse_address(xds_secure_address or f"{host}:{XDS_MTLS_PORT}", XDS_MTLS_PORT)
     ca_enabled = ca_address is not None or ca_token_file is not None
     if ca_enabled and ca_address is None:
-        ca_address = f"{_url_host(xds_host)}:15012"
+        ca_address = f"{host}:{CA_PORT}"
     return ca_address, ca_enabled if xds_tls is None else xds_tls, secure
 
 
@@ -209,7 +211,7 @@ async def _run(config: AgentConfig) -> int:
     "--ca-address",
     default=None,
     metavar="HOST:PORT",
-    help="Mesh CA (the control plane's secure port) [default: <xds host>:15012 when "
+    help="Mesh CA (the control plane's CA port) [default: <xds host>:15012 when "
     "--ca-token-file is given].",
 )
 @click.option(
@@ -239,13 +241,13 @@ async def _run(config: AgentConfig) -> int:
 @click.option(
     "--xds-tls/--no-xds-tls",
     default=None,
-    help="Use mTLS to the control plane's secure xDS port [default: on with a CA].",
+    help="Use the control plane's xDS-over-mTLS port [default: on with a CA].",
 )
 @click.option(
     "--xds-secure-address",
     default=None,
     metavar="HOST:PORT",
-    help="Control plane's xDS-over-mTLS address [default: <xds host>:15012].",
+    help="Control plane's xDS-over-mTLS address [default: <xds host>:15011].",
 )
 @click.option(
     "--envoy-output/--no-envoy-output",

@@ -11,6 +11,7 @@ import click
 
 from pilotfish.api.duration import parse_duration_ms
 from pilotfish.ca import KeyFileError, TokenFileError
+from pilotfish.control_plane_ports import CA_PORT, HTTP_API_PORT, XDS_MTLS_PORT, XDS_PORT
 from pilotfish.controlplane.api_token import DEFAULT_TOKEN_FILE, ApiTokenError
 from pilotfish.controlplane.runner import ControlPlane
 from pilotfish.controlplane.settings import ControlPlaneSettings
@@ -38,7 +39,12 @@ async def _serve(settings: ControlPlaneSettings) -> None:
         with contextlib.suppress(Exception):
             await cp.close()
         raise click.ClickException(str(exc)) from exc
-    secure = f", xDS/CA over TLS {settings.bind}:{cp.secure_port}" if cp.ca is not None else ""
+    secure = (
+        f", xDS over mTLS {settings.bind}:{cp.xds_mtls_port}, CA over TLS "
+        f"{settings.bind}:{cp.secure_port}"
+        if cp.ca is not None
+        else ""
+    )
     token = "given by --api-token" if settings.api_token else f"in {settings.api_token_file}"
     click.echo(
         f"pilotfish control plane: xDS {settings.bind}:{cp.xds_port}{secure}, "
@@ -105,23 +111,33 @@ mesh_config_option = click.option(
     type=click.Path(exists=True),
     help="Directory or file of configuration (repeatable). Watched for changes.",
 )
-@click.option("--xds-port", type=int, default=15010, show_default=True, help="xDS (gRPC) port.")
-@click.option("--http-port", type=int, default=15014, show_default=True, help="HTTP API port.")
+@click.option("--xds-port", type=int, default=XDS_PORT, show_default=True, help="xDS (gRPC) port.")
+@click.option(
+    "--http-port", type=int, default=HTTP_API_PORT, show_default=True, help="HTTP API port."
+)
 @click.option("--bind", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option(
     "--ca-dir",
     type=click.Path(file_okay=False),
     default=None,
-    help="Run the mesh CA, keeping its root here (created 0700), and serve xDS over mTLS "
-    "and the CA on --secure-port. The plain --xds-port is for loopback/development only.",
+    help="Run the mesh CA, keeping its root here (created 0700), on --secure-port, and "
+    "serve xDS over mTLS on --xds-mtls-port. The plain --xds-port is for "
+    "loopback/development only.",
 )
 @click.option("--trust-domain", default="cluster.local", show_default=True)
 @click.option(
     "--secure-port",
     type=int,
-    default=15012,
+    default=CA_PORT,
     show_default=True,
-    help="xDS over mTLS + CA port (with --ca-dir).",
+    help="The CA's port: TLS, authenticated by pod tokens (with --ca-dir).",
+)
+@click.option(
+    "--xds-mtls-port",
+    type=int,
+    default=XDS_MTLS_PORT,
+    show_default=True,
+    help="xDS over mTLS: proxies present mesh certificates (with --ca-dir).",
 )
 @click.option(
     "--cert-ttl",
@@ -169,7 +185,7 @@ mesh_config_option = click.option(
     default=False,
     help="DEVELOPMENT ONLY: send Gateway/DestinationRule credentialName Secrets on the "
     "plain --xds-port to whatever namespace a node claims. Without it only proxies on the "
-    "secure port get them, for their certificate's namespace.",
+    "mTLS port get them, for their certificate's namespace.",
 )
 @click.option(
     "--push-quiet-period",
@@ -200,6 +216,7 @@ def control_plane(
     ca_dir: str | None,
     trust_domain: str,
     secure_port: int,
+    xds_mtls_port: int,
     cert_ttl: int,
     root_cert: str | None,
     root_key: str | None,
@@ -231,6 +248,7 @@ def control_plane(
         ca_dir=ca_dir,
         mesh=_mesh_with_flags(mesh_config, trust_domain),
         secure_port=secure_port,
+        xds_mtls_port=xds_mtls_port,
         cert_ttl_seconds=cert_ttl,
         root_cert_file=root_cert,
         root_key_file=root_key,

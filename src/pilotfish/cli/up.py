@@ -17,6 +17,7 @@ import click
 from rich.console import Console
 
 from pilotfish.api.duration import parse_duration_ms
+from pilotfish.control_plane_ports import CA_PORT, XDS_MTLS_PORT
 from pilotfish.model.mesh_config import MeshConfigError, load_mesh_config
 from pilotfish.runtime.addons import AddonError, parse_addons
 from pilotfish.runtime.image_map import ImageMapError, load_image_map
@@ -129,9 +130,16 @@ def network_options(f: Any) -> Any:
         click.option(
             "--secure-port",
             type=int,
-            default=15012,
+            default=CA_PORT,
             show_default=True,
-            help="xDS over mTLS and the CA.",
+            help="The mesh CA (TLS; pods authenticate with their token).",
+        ),
+        click.option(
+            "--xds-mtls-port",
+            type=int,
+            default=XDS_MTLS_PORT,
+            show_default=True,
+            help="xDS over mTLS (proxies present their workload certificate).",
         ),
         click.option(
             "--trust-domain",
@@ -193,7 +201,8 @@ def _settings(
         pod_cidr=str(net.get("pod_cidr", "198.18.0.0/16")),
         service_cidr=str(net.get("service_cidr", "198.19.0.0/16")),
         explicit_cidr=str(net.get("explicit_cidr", "127.77.0.0/16")),
-        secure_port=int(net.get("secure_port", 15012)),
+        secure_port=int(net.get("secure_port", CA_PORT)),
+        xds_mtls_port=int(net.get("xds_mtls_port", XDS_MTLS_PORT)),
         trust_domain=str(net.get("trust_domain", "cluster.local")),
         cert_ttl_seconds=parse_duration_ms(str(net.get("cert_ttl", "24h"))) // 1000,
         mtls=bool(net.get("mtls", True)),
@@ -332,6 +341,8 @@ def _detach(settings: RuntimeSettings, paths: tuple[str, ...], console: Console)
         settings.explicit_cidr,
         "--secure-port",
         str(settings.secure_port),
+        "--xds-mtls-port",
+        str(settings.xds_mtls_port),
         "--trust-domain",
         settings.trust_domain,
         "--cert-ttl",

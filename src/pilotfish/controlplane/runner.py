@@ -26,6 +26,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from pilotfish.api.diagnostics import Severity
 from pilotfish.ca import CONTROL_PLANE_DNS_NAME, CertificateAuthority, MeshCa, TokenRegistry
+from pilotfish.ca.port import CaPort
 from pilotfish.ca.records import IssuedRecord
 from pilotfish.controlplane.api_token import ApiToken, load_or_create_token_file
 from pilotfish.controlplane.generator import MeshGenerator
@@ -36,6 +37,7 @@ from pilotfish.model.snapshot import Snapshot, build_snapshot
 from pilotfish.store import FileStore, MemoryStore, Store
 from pilotfish.translate.security.jwt import jwks_uris
 from pilotfish.xds.server import TlsServerConfig, XdsServer
+from pilotfish.xds.server.tls import server_tls_credentials
 
 __all__ = ["ControlPlane", "RouteHandler", "SnapshotListener"]
 
@@ -77,9 +79,12 @@ class ControlPlane:
         self.http = HttpApi(self, lambda: self._api_token)
         self.xds_port = 0
         self.http_port = 0
-        # The mesh CA and the TLS port, when ``settings.ca_dir`` is set (after start()).
+        # The mesh CA, its TLS port (``secure_port``) and the xDS mTLS port, when
+        # ``settings.ca_dir`` is set (after start()).
         self.ca: MeshCa | None = None
+        self._ca_port: CaPort | None = None
         self.secure_port = 0
+        self.xds_mtls_port = 0
         self.ready = False
         self._watcher: asyncio.Task[None] | None = None
         # Called with each new snapshot (the local runtime updates pod DNS names).
@@ -212,10 +217,12 @@ class ControlPlane:
             self.settings.bind,
             self.settings.xds_port if self.settings.plaintext_xds else None,
             self.settings.extra_xds_binds,
-            tls_port=self.settings.secure_port,
+            tls_port=self.settings.xds_mtls_port,
             tls=tls,
         )
-        self.secure_port = self.xds.tls_port
+        self.xds_mtls_port = self.xds.tls_port
+        if tls is not None:
+            await self._start_ca_port(tls)
         self.http_port = await self.http.start(self.settings.bind, self.settings.http_port)
         self._watcher = asyncio.create_task(self._watch(), name="pilotfish-config-watch")
         self.ready = True
@@ -228,14 +235,29 @@ class ControlPlane:
         )
         if self.ca is not None:
             log.info(
-                "mesh CA (trust domain %s) and xDS over mTLS on %s:%d",
+                "mesh CA (trust domain %s) on %s:%d (TLS), xDS over mTLS on port %d",
                 self.ca.trust_domain,
                 self.settings.bind,
                 self.secure_port,
+                self.xds_mtls_port,
             )
 
+    async def _start_ca_port(self, tls: TlsServerConfig) -> None:
+        """Serve the CA on its own server-TLS port (agents have no certificate yet)."""
+        assert self.ca is not None
+        port = CaPort(self.ca.service.handler(), server_tls_credentials(tls))
+        try:
+            self.secure_port = await port.start(
+                self.settings.bind, self.settings.secure_port, self.settings.extra_xds_binds
+            )
+        except BaseException:
+            await port.close(0)
+            await self.xds.close(0)
+            raise
+        self._ca_port = port
+
     def _start_ca(self) -> TlsServerConfig | None:
-        """Load or create the CA and issue the TLS port's certificate (None: no CA)."""
+        """Load or create the CA and issue the secure ports' certificate (None: no CA)."""
         settings = self.settings
         if settings.ca_dir is None:
             return None
@@ -265,7 +287,6 @@ class ControlPlane:
             key_pem=server.key_pem,
             root_pem=authority.root_pem.encode("ascii"),
             trust_domain=settings.mesh.trust_domain,
-            handlers=(ca.service.handler(),),
         )
 
     async def close(self) -> None:
@@ -276,6 +297,9 @@ class ControlPlane:
                 await self._watcher
             self._watcher = None
         await self.http.close()
+        ca_port, self._ca_port = self._ca_port, None
+        if ca_port is not None:
+            await ca_port.close()
         await self.xds.close()
         await self.jwks.close()
         await self.store.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from pilotfish.api.limits import DEFAULT_LIMITS, ParseLimits
+from pilotfish.control_plane_ports import CA_PORT, HTTP_API_PORT, XDS_MTLS_PORT, XDS_PORT
 from pilotfish.model.mesh_config import DEFAULT_MESH_CONFIG, MeshConfig
 
 __all__ = ["ControlPlaneSettings"]
@@ -14,11 +15,11 @@ __all__ = ["ControlPlaneSettings"]
 class ControlPlaneSettings:
     config_paths: tuple[str, ...] = field(default_factory=tuple)
     bind: str = "127.0.0.1"
-    xds_port: int = 15010
+    xds_port: int = XDS_PORT
     # Serve unauthenticated xDS on ``xds_port``. Off, only the mTLS port serves
     # proxies (``pilotfish up`` turns it off whenever the mesh CA runs).
     plaintext_xds: bool = True
-    http_port: int = 15014
+    http_port: int = HTTP_API_PORT
     quiet_period: float = 0.1  # push debounce: quiet time before pushing
     max_delay: float = 1.0  # push debounce: longest a change may wait
     poll_interval: float = 0.1  # config directory polling
@@ -35,10 +36,12 @@ class ControlPlaneSettings:
     # Extra addresses the xDS server also listens on (pods reach it via the mesh bridge).
     extra_xds_binds: tuple[str, ...] = ()
     # Mesh CA: directory keeping the root (created 0700 on first start). None: no CA
-    # and no TLS port.
+    # and no TLS ports.
     ca_dir: str | None = None
-    # xDS over mTLS + the CA's CertificateService (only when ``ca_dir`` is set).
-    secure_port: int = 15012
+    # The CA's CertificateService over server TLS (only when ``ca_dir`` is set).
+    secure_port: int = CA_PORT
+    # xDS over mTLS: client certificates from the mesh CA required (with ``ca_dir``).
+    xds_mtls_port: int = XDS_MTLS_PORT
     # Lifetime of workload certificates (the longest a CSR may ask for).
     cert_ttl_seconds: int = 86400
     # The operator's own CA certificate and key (both or neither); used instead of
@@ -49,7 +52,7 @@ class ControlPlaneSettings:
     ca_tokens_file: str | None = None
     # Development only: serve credentialName Secrets on the plain-text xDS port to
     # the namespace a node claims (no identity is verified there). Off: only
-    # streams on the secure port, to their certificate's namespace.
+    # streams on the mTLS port, to their certificate's namespace.
     plaintext_secrets: bool = False
     # Where the CA persists registered tokens (SHA-256 digests, 0600) and reloads
     # them at start, so a restarted control plane keeps running pods' credentials.

@@ -81,6 +81,7 @@ def run_fingerprint(settings: RuntimeSettings) -> dict[str, Any]:
         "control_plane_port": settings.control_plane_port,
         "xds_port": settings.xds_port,
         "secure_port": settings.secure_port,
+        "xds_mtls_port": settings.xds_mtls_port,
         "trust_domain": settings.trust_domain,
         "cert_ttl_seconds": settings.cert_ttl_seconds,
         "mtls": settings.mtls,
@@ -98,7 +99,8 @@ def why_not_adopt(previous: MeshState | None, settings: RuntimeSettings) -> str 
         return f"the earlier run was {previous.phase}, not ready"
     if previous.version != STATE_VERSION:
         return "the earlier run was recorded by another version of the runtime"
-    if 0 in (settings.control_plane_port, settings.xds_port, settings.secure_port):
+    ports = (settings.control_plane_port, settings.xds_port, settings.secure_port)
+    if 0 in (*ports, settings.xds_mtls_port):
         return "ports chosen at random cannot be kept for the running proxies"
     now = run_fingerprint(settings)
     changed = [

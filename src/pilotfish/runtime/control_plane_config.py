@@ -67,6 +67,7 @@ def control_plane_settings(s: RuntimeSettings, bridge_ip: str) -> ControlPlaneSe
         mesh=runtime_mesh_config(s, bridge_ip if transparent else "127.0.0.1"),
         ca_dir=str(s.ca_dir) if s.mtls else None,
         secure_port=s.secure_port,
+        xds_mtls_port=s.xds_mtls_port,
         cert_ttl_seconds=s.cert_ttl_seconds,
         # Adopted pods keep their tokens across a supervisor restart.
         ca_token_store=str(s.ca_dir / TOKEN_STORE_FILE) if s.mtls else None,

@@ -289,11 +289,12 @@ class MeshRuntime(AdoptionMixin):
         s = self.settings
         if not s.mtls:
             return None
-        port = self.cp.secure_port if self.cp is not None else s.secure_port
-        secure = f"{self._host_for_pods()}:{port}"
+        cp, host = self.cp, self._host_for_pods()
+        ca_port = cp.secure_port if cp is not None else s.secure_port
+        xds_port = cp.xds_mtls_port if cp is not None else s.xds_mtls_port
         return AgentIdentity(
-            ca_address=secure,
-            xds_secure_address=secure,
+            ca_address=f"{host}:{ca_port}",
+            xds_secure_address=f"{host}:{xds_port}",
             ca_token_file=str(self._token_file(owner)),
             root_cert_file=str(self._proxy_dir(owner) / "root-cert.pem"),
             trust_domain=s.trust_domain,
@@ -311,7 +312,7 @@ class MeshRuntime(AdoptionMixin):
         """
         s, cp = self.settings, self.cp
         if s.mtls:
-            port = cp.secure_port if cp is not None else s.secure_port
+            port = cp.xds_mtls_port if cp is not None else s.xds_mtls_port
         else:
             port = cp.xds_port if cp is not None else s.xds_port
         return f"{self._host_for_pods()}:{port}"

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from pilotfish.control_plane_ports import CA_PORT, XDS_MTLS_PORT
+
 __all__ = ["PROFILES", "Profile", "RuntimeSettings"]
 
 Profile = Literal["default", "demo", "minimal"]
@@ -36,7 +38,8 @@ class RuntimeSettings:
     service_cidr: str = "198.19.0.0/16"
     explicit_cidr: str = "127.77.0.0/16"
     ready_timeout: float = 180.0
-    secure_port: int = 15012  # xDS over mTLS and the CA
+    secure_port: int = CA_PORT  # the mesh CA (TLS; pods authenticate with their token)
+    xds_mtls_port: int = XDS_MTLS_PORT  # xDS over mTLS (proxies present their certificate)
     trust_domain: str = "cluster.local"
     cert_ttl_seconds: int = 86400  # workload certificates; rotated at about half-life
     mtls: bool = True  # run the mesh CA and give every proxy a workload identity

@@ -22,7 +22,6 @@ WITH_CA = dataclasses.replace(
     root_cert_file=Path("/run/root.pem"),
     work_dir=Path("/tmp/pf-agent-reviews"),
     xds_tls=True,
-    xds_secure_port=15012,
 )
 SDS_SOURCE = {
     "api_config_source": {
@@ -59,10 +58,11 @@ def test_sds_cluster_is_http2_over_the_agent_socket() -> None:
     assert "http2_protocol_options" in http["explicit_http_config"]
 
 
-def test_xds_goes_to_the_secure_port_over_mtls_with_sds_certs() -> None:
+def test_xds_goes_to_the_mtls_port_with_sds_certs() -> None:
     xds = _clusters(build_bootstrap(WITH_CA))[XDS_CLUSTER]
     endpoint = xds["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
-    assert endpoint["address"]["socket_address"] == {"address": "127.0.0.1", "port_value": 15012}
+    # The default mTLS port (the CA's 15012 never serves xDS).
+    assert endpoint["address"]["socket_address"] == {"address": "127.0.0.1", "port_value": 15011}
     socket = xds["transport_socket"]
     assert socket["name"] == "envoy.transport_sockets.tls"
     tls = socket["typed_config"]

@@ -30,15 +30,16 @@ def test_no_ca_means_plain_xds() -> None:
     assert identity_defaults("10.0.0.1", None, None, None, None) == (
         None,
         False,
-        ("10.0.0.1", 15012),
+        ("10.0.0.1", 15011),
     )
 
 
 def test_a_token_file_enables_the_ca_and_xds_tls_on_the_xds_host() -> None:
+    # The CA on 15012 (server TLS), xDS on its mTLS port 15011.
     assert identity_defaults("10.0.0.1", None, "/run/token", None, None) == (
         "10.0.0.1:15012",
         True,
-        ("10.0.0.1", 15012),
+        ("10.0.0.1", 15011),
     )
     assert identity_defaults("fd00::1", None, "/run/token", None, None)[0] == "[fd00::1]:15012"
 

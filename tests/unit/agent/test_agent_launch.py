@@ -27,7 +27,7 @@ def _full(tmp_path: Path) -> AgentLaunch:
         namespace="istio-system",
         service_account="istio-ingressgateway-service-account",
         ip=("127.0.0.1", "fd00::1"),
-        xds_address="127.0.0.1:15012",
+        xds_address="127.0.0.1:15011",
         admin_port=15000,
         health_port=15021,
         interception="none",
@@ -43,7 +43,7 @@ def _full(tmp_path: Path) -> AgentLaunch:
         work_dir=str(tmp_path / "proxy"),
         identity=AgentIdentity(
             ca_address="10.0.0.1:15012",
-            xds_secure_address="10.0.0.1:15012",
+            xds_secure_address="10.0.0.1:15011",
             ca_token_file=str(token),
             root_cert_file=str(root),
             trust_domain="example.org",

@@ -38,7 +38,7 @@ async def test_routes_only_before_start_and_listeners_see_snapshots() -> None:
 
 async def test_workload_tokens_through_the_contract(tmp_path: Path) -> None:
     settings = ControlPlaneSettings(
-        xds_port=0, http_port=0, secure_port=0, ca_dir=str(tmp_path / "ca")
+        xds_port=0, http_port=0, secure_port=0, xds_mtls_port=0, ca_dir=str(tmp_path / "ca")
     )
     cp = ControlPlane(settings, store=MemoryStore())
     await cp.start()

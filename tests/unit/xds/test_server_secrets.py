@@ -23,8 +23,8 @@ from pilotfish.ir import CredentialSecret
 from pilotfish.xds.build import pack
 from pilotfish.xds.build.secrets import build_secret
 from pilotfish.xds.server import XdsServer
+from pilotfish.xds.server.peer_identity import PeerInfo
 from pilotfish.xds.server.secret_access import DenyReason, SecretAccess
-from pilotfish.xds.server.tls import PeerInfo
 from pilotfish.xds.types import (
     CLUSTER_TYPE,
     ENDPOINT_TYPE,

@@ -9,8 +9,8 @@ so a name says whose Secret it is. A stream may receive a secret only when
 its *verified* identity is in that namespace, as Istio allows a proxy to read
 Secrets of its own namespace:
 
-- On the secure port the TLS front verified the client certificate against
-  the mesh root; the namespace of its SPIFFE id is what the stream may read.
+- On the mTLS port gRPC's TLS verified the client certificate against the
+  mesh root; the namespace of its SPIFFE id is what the stream may read.
   (``authorize_node`` already bound the node's claimed namespace to it.)
 - The plain-text port has no identity: it never gets Secret contents. A
   gateway or sidecar there that needs one keeps waiting for it: Envoy keeps
@@ -35,7 +35,7 @@ from typing import Any
 from pilotfish.ca.identity import SpiffeId
 from pilotfish.ir import credential_namespace
 from pilotfish.model.proxy_view import META_NAMESPACE
-from pilotfish.xds.server.tls import PeerInfo
+from pilotfish.xds.server.peer_identity import PeerInfo
 from pilotfish.xds.types import ResourceSet
 
 __all__ = ["DenyReason", "SecretAccess"]
@@ -62,7 +62,7 @@ class SecretAccess:
 
     @classmethod
     def verified(cls, peer: PeerInfo | None, trust_domain: str) -> SecretAccess:
-        """Access from a client certificate the TLS front verified."""
+        """Access from a client certificate the mTLS handshake verified."""
         if peer is None or peer.certificate is None:
             return cls()
         namespaces: set[str] = set()

@@ -16,13 +16,13 @@ push, and cached by the generator across pushes), feeds them to each stream's
 state and queues whatever it planned: only changed types, in ADS order, and
 nothing at all for proxies whose resources did not change.
 
-With ``tls=`` the server also listens on a TLS port (see ``tls``): a second,
-private grpc.aio server on loopback receives the relayed connections and
-serves the same ADS handler plus the extra handlers (the CA). ADS calls there
-must carry a client certificate whose SPIFFE identity matches the node's
-NAMESPACE and SERVICE_ACCOUNT metadata, else the stream ends with
-PERMISSION_DENIED. The plain-text port has no identity check: it is meant
-for loopback and development use only.
+With ``tls=`` the server also listens on an mTLS port (see ``tls``): a
+second grpc.aio server whose TLS (gRPC's own) requires a client certificate
+issued by the mesh CA. Its ADS calls read the verified certificate from
+``context.auth_context()`` (``peer_identity``); its SPIFFE identity must
+match the node's NAMESPACE and SERVICE_ACCOUNT metadata, else the stream
+ends with PERMISSION_DENIED. The plain-text port has no identity check: it
+is meant for loopback and development use only.
 
 Credential secrets (SDS on the ADS stream) go only to the stream whose
 verified identity is in the Secret's namespace (``secret_access``): every set
@@ -63,6 +63,7 @@ from prometheus_client import CollectorRegistry
 from pilotfish.xds.debounce import Clock, Debouncer
 from pilotfish.xds.server.encode import ResponseEncoder
 from pilotfish.xds.server.metrics import XdsMetrics, type_label
+from pilotfish.xds.server.peer_identity import authorize_node, peer_from_auth_context
 from pilotfish.xds.server.secret_access import SecretAccess
 from pilotfish.xds.server.state import (
     AdsStreamState,
@@ -73,7 +74,7 @@ from pilotfish.xds.server.state import (
 )
 from pilotfish.xds.server.status import ProxyStatus, type_statuses
 from pilotfish.xds.server.stream import ProxyStream, WriteLimiter
-from pilotfish.xds.server.tls import TlsFront, TlsServerConfig, authorize_node
+from pilotfish.xds.server.tls import TlsServerConfig, mtls_server_credentials
 from pilotfish.xds.types import ADS_PUSH_ORDER, SECRET_TYPE, ConfigGenerator, ResourceSet
 
 __all__ = ["ADS_METHOD", "ADS_SERVICE", "XdsServer", "client_request_from_proto"]
@@ -108,6 +109,11 @@ def client_request_from_proto(request: Any) -> ClientRequest:
 
 def _passthrough(data: bytes) -> bytes:
     return data
+
+
+def _address(host: str, port: int) -> str:
+    """``host:port`` as gRPC wants it (IPv6 literals in brackets)."""
+    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
 
 
 def _grpc_server() -> Any:
@@ -159,9 +165,8 @@ class XdsServer:
         self._next_stream_id = 0
         self._server: Any = None
         self._secure_server: Any = None
-        self._front: TlsFront | None = None
         self._trust_domain = ""
-        self.tls_port = 0  # bound TLS port once started with ``tls=``
+        self.tls_port = 0  # bound mTLS port once started with ``tls=``
         self._started = False
         self._debouncer: Debouncer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -180,11 +185,10 @@ class XdsServer:
         """Start serving; returns the bound plain-text port (useful with ``port=0``).
 
         ``port`` None serves no plain-text port at all (returns 0): every proxy
-        must then come through the TLS port. ``extra_hosts`` are further
-        addresses served on the same port(s). With ``tls``, also serve ADS with
-        client-certificate identity checks and ``tls.handlers`` on
-        ``host:tls_port`` (None or 0: any free port); the bound TLS port is then
-        in ``self.tls_port``.
+        must then come through the mTLS port. ``extra_hosts`` are further
+        addresses served on the same port(s). With ``tls``, also serve ADS over
+        mTLS with client-certificate identity checks on ``host:tls_port`` (None
+        or 0: any free port); the bound mTLS port is then in ``self.tls_port``.
         """
         if self._started:
             raise RuntimeError("XdsServer already started")
@@ -209,9 +213,7 @@ class XdsServer:
     async def _start_plaintext(self, host: str, port: int, extra_hosts: Sequence[str]) -> int:
         server = _grpc_server()
         server.add_generic_rpc_handlers((self._rpc_handler(secure=False),))
-        address = (
-            f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
-        )
+        address = _address(host, port)
         bound = server.add_insecure_port(address)
         if not bound:
             raise OSError(f"cannot bind xDS server to {address}")
@@ -227,24 +229,25 @@ class XdsServer:
         self, host: str, port: int, extra_hosts: Sequence[str], tls: TlsServerConfig
     ) -> None:
         secure = _grpc_server()
-        secure.add_generic_rpc_handlers((self._rpc_handler(secure=True), *tls.handlers))
-        private_port = secure.add_insecure_port("127.0.0.1:0")
-        if not private_port:
-            raise OSError("cannot bind the TLS relay's private gRPC port on 127.0.0.1")
+        secure.add_generic_rpc_handlers((self._rpc_handler(secure=True),))
+        credentials = mtls_server_credentials(tls)
+        address = _address(host, port)
+        bound = secure.add_secure_port(address, credentials)
+        if not bound:
+            raise OSError(f"cannot bind the xDS mTLS port to {address}")
+        for extra in extra_hosts:
+            if not secure.add_secure_port(_address(extra, bound), credentials):
+                raise OSError(f"cannot bind the xDS mTLS port to {extra}:{bound}")
         await secure.start()
         self._secure_server = secure
         self._trust_domain = tls.trust_domain
-        self._front = TlsFront(tls, private_port)
-        self.tls_port = await self._front.start(host, port, extra_hosts)
-        _log.info("xDS/CA TLS port listening on %s:%d", host, self.tls_port)
+        self.tls_port = int(bound)
+        _log.info("xDS over mTLS listening on %s:%d", host, self.tls_port)
 
     async def close(self, grace: float = 1.0) -> None:
         """Stop pushing, end every stream (after ``grace`` seconds) and free the port."""
         if self._debouncer is not None:
             await self._debouncer.close()
-        front, self._front = self._front, None
-        if front is not None:
-            await front.close()
         secure, self._secure_server = self._secure_server, None
         if secure is not None:
             await secure.stop(grace)
@@ -366,11 +369,10 @@ class XdsServer:
         try:
             metadata = MessageToDict(first.node.metadata)
             if secure:
-                front = self._front
-                peer = front.peer(context.peer()) if front is not None else None
+                peer = peer_from_auth_context(context.auth_context())
                 problem = authorize_node(peer, metadata, self._trust_domain)
                 if problem is not None:
-                    _log.warning("refusing xDS node %r on the TLS port: %s", node_id, problem)
+                    _log.warning("refusing xDS node %r on the mTLS port: %s", node_id, problem)
                     await context.abort(grpc.StatusCode.PERMISSION_DENIED, problem)
                     return
                 access = SecretAccess.verified(peer, self._trust_domain)
@@ -543,7 +545,7 @@ class XdsServer:
 
 
 _DENIAL_TEXT = {
-    "plaintext": "the plain-text xDS port has no verified identity (use the secure port)",
+    "plaintext": "the plain-text xDS port has no verified identity (use the mTLS port)",
     "namespace": "its verified identity {identity} is in another namespace than the Secret",
     "name": "not a credential this control plane serves",
 }
