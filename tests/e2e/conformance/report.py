@@ -2,7 +2,7 @@
 
 ``Outcome`` is what one ported case did (pass, fail with the first mismatch,
 or not applicable with the reason). ``render`` lists every upstream test of
-both profiles (``inventory``), so a test the harness does not run yet shows as
+the profiles (``inventory``), so a test the harness does not run yet shows as
 "not run" with why, never disappears. The e2e module writes the table at the
 end of its run (``docs/gateway-api-conformance.md``); nothing else does.
 """
@@ -69,7 +69,7 @@ def render(
         ]
         for name, core, features in sorted(tests, key=lambda t: (not t[1], t[0])):
             outcome = outcomes.get(name) or Outcome(NOT_RUN, not_run_reason.get(profile, ""))
-            extra = [f for f in features if f not in ("Gateway", "HTTPRoute", "Mesh")]
+            extra = [f for f in features if f not in ("Gateway", "HTTPRoute", "GRPCRoute", "Mesh")]
             level = "core" if core else "extended" + (f" ({', '.join(extra)})" if extra else "")
             lines.append(
                 f"| {name} | {_cell(level)} | {outcome.result} | {_cell(outcome.detail)} |"
