@@ -6,9 +6,14 @@ Each ``GrpcCase`` is one upstream ``ConformanceTest`` of
 method called (``Echo``, ``EchoTwo``, ``EchoThree``), the metadata and
 ``:authority`` sent, and what upstream's ``compareResponse`` checks: the
 status code and, for OK, the echo's fully qualified method, namespace and
-pod name prefix. (Upstream's expectations also list response headers for
-GRPCRouteRequestHeaderModifier; its comparison does not read them, and
-neither does this port.)
+pod name prefix.
+
+GRPCRouteRequestHeaderModifier's upstream expectations also list headers,
+which upstream's comparison never reads (and some of which no
+implementation could meet: three of its rules share one match, so only the
+first one's filter applies). This port checks what the backend saw instead,
+with the values the spec gives for the rule that matches (``seen`` and
+``unseen``), so the filter itself is tested.
 """
 
 from __future__ import annotations
@@ -31,6 +36,10 @@ class GrpcExpect:
     code: str = OK  # a grpc.StatusCode name
     backend: str = ""  # the pod name's prefix; "" checks no pod
     namespace: str = INFRA
+    # Headers the backend must have seen (values of one name joined with ","),
+    # and headers it must not have seen; lower-case names, as gRPC metadata has them.
+    seen: tuple[tuple[str, str], ...] = ()
+    unseen: tuple[str, ...] = ()
 
     def label(self) -> str:
         extra = "".join(f" {k}={v}" for k, v in self.metadata)
@@ -62,7 +71,12 @@ def _md(**metadata: str) -> tuple[tuple[str, str], ...]:
     return tuple((k.replace("_", "-"), v) for k, v in metadata.items())
 
 
+def _seen(**headers: str) -> tuple[tuple[str, str], ...]:
+    return tuple((k.replace("_", "-").lower(), v) for k, v in headers.items())
+
+
 _SAME = "same-namespace"
+_SET = "set-overwrites-values"
 #: GRPCRouteRequestHeaderModifier sends this :authority (upstream's test does).
 _SERVICE_AUTHORITY = "gateway_api_conformance.echo_basic.grpcecho.GrpcEcho"
 _HOSTS = "grpcroute-listener-hostname-matching"
@@ -137,9 +151,18 @@ GRPC_CASES: tuple[GrpcCase, ...] = (
         _SAME,
         ((INFRA, "grpc-request-header-modifier"),),
         tuple(
-            _to(backend, method, authority=_SERVICE_AUTHORITY, metadata=md)
-            for backend, method, md in (
-                (G1, "Echo", _md(Some_Other_Header="this-header-should-be-set")),
+            _to(
+                backend, method, authority=_SERVICE_AUTHORITY, metadata=md, seen=seen, unseen=unseen
+            )
+            for backend, method, md, seen, unseen in (
+                # Every Echo call takes the first Echo rule: set X-Header-Set.
+                (
+                    G1,
+                    "Echo",
+                    _md(Some_Other_Header="this-header-should-be-set"),
+                    _seen(Some_Other_Header="this-header-should-be-set", X_Header_Set=_SET),
+                    (),
+                ),
                 (
                     G1,
                     "Echo",
@@ -147,6 +170,8 @@ GRPC_CASES: tuple[GrpcCase, ...] = (
                         Some_Other_Header="this-header-should-be-set",
                         X_Header_Set="this-value-should-be-overwritten",
                     ),
+                    _seen(Some_Other_Header="this-header-should-be-set", X_Header_Set=_SET),
+                    (),
                 ),
                 (
                     G1,
@@ -155,8 +180,17 @@ GRPC_CASES: tuple[GrpcCase, ...] = (
                         Some_Other_Header="this-header-should-be-set",
                         X_Header_Add="this-value-should-be-appended",
                     ),
+                    _seen(X_Header_Add="this-value-should-be-appended", X_Header_Set=_SET),
+                    (),
                 ),
-                (G1, "Echo", _md(X_Header_Remove="this-should-be-removed")),
+                (
+                    G1,
+                    "Echo",
+                    _md(X_Header_Remove="this-should-be-removed"),
+                    _seen(X_Header_Remove="this-should-be-removed", X_Header_Set=_SET),
+                    (),
+                ),
+                # EchoTwo has one rule doing all three operations.
                 (
                     G2,
                     "EchoTwo",
@@ -166,6 +200,14 @@ GRPC_CASES: tuple[GrpcCase, ...] = (
                         X_Header_Remove_2="should-be-removed-2",
                         Some_Other_Header="another-header-val",
                     ),
+                    _seen(
+                        X_Header_Set_1="header-set-1",
+                        X_Header_Set_2="header-set-2",
+                        X_Header_Add_1="header-add-1",
+                        X_Header_Add_2="add-header-2,header-add-2",
+                        Some_Other_Header="another-header-val",
+                    ),
+                    ("x-header-remove-2",),
                 ),
                 (
                     G2,
@@ -175,6 +217,13 @@ GRPC_CASES: tuple[GrpcCase, ...] = (
                         ("x-header-add-1", "existing-add-1"),
                         ("x-header-remove-1", "should-be-removed-1"),
                     ),
+                    _seen(
+                        X_Header_Set_1="header-set-1",
+                        X_Header_Set_2="header-set-2",
+                        X_Header_Add_1="existing-add-1,header-add-1",
+                        X_Header_Add_2="header-add-2",
+                    ),
+                    ("x-header-remove-1",),
                 ),
             )
         ),

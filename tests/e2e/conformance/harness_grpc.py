@@ -7,7 +7,8 @@ until ``compareResponse`` holds, then requires it to keep holding. Here
 ``check_grpc_expect`` sends with ``pilotfish.samples.conformance_grpc_echo.call``
 (grpcio) and passes after ``CONSISTENT`` matching answers in a row.
 ``compare_grpc`` is upstream's comparison: the status code, then for OK the
-echo's fully qualified method, namespace and pod name prefix. A route that
+echo's fully qualified method, namespace and pod name prefix; and the
+headers the echo saw where a case names them (``cases_grpc``). A route that
 matches nothing is a 404 from Envoy, which gRPC reads as ``UNIMPLEMENTED``,
 the code upstream expects. ``check_grpc_weights`` is upstream's weighted
 distribution test over ``Echo`` calls, each on its own channel as upstream's
@@ -65,6 +66,20 @@ def compare_grpc(expect: GrpcExpect, answer: Answer) -> str | None:
         return f"answered in namespace {answer.namespace!r}, want {expect.namespace!r}"
     if not answer.pod.startswith(expect.backend):
         return f"answered by pod {answer.pod!r}, want {expect.backend}*"
+    return _compare_seen(expect, answer)
+
+
+def _compare_seen(expect: GrpcExpect, answer: Answer) -> str | None:
+    """The headers the echo reported against the case's ``seen`` and ``unseen``."""
+    seen: dict[str, str] = {}
+    for key, value in answer.headers:
+        seen[key] = f"{seen[key]},{value}" if key in seen else value
+    for name, value in expect.seen:
+        if seen.get(name) != value:
+            return f"backend saw {name}: {seen.get(name)!r}, want {value!r}"
+    for name in expect.unseen:
+        if name in seen:
+            return f"backend saw {name}: {seen[name]!r}, want it absent"
     return None
 
 

@@ -168,6 +168,10 @@ def test_every_grpc_case_is_an_upstream_gateway_grpc_test_with_clean_manifests(
     assert {n for n, core, _ in GATEWAY_GRPC if core} <= {c.name for c in GRPC_CASES}
 
 
+def _grpc_echo(*headers: tuple[str, str]) -> GrpcAnswer:
+    return GrpcAnswer(StatusCode.OK, full_method("Echo"), "", INFRA, f"{G1}-0", headers)
+
+
 @pytest.mark.parametrize(
     ("expect", "answer", "why"),
     [
@@ -201,6 +205,22 @@ def test_every_grpc_case_is_an_upstream_gateway_grpc_test_with_clean_manifests(
             GrpcExpect("Echo", backend=G1),
             GrpcAnswer(StatusCode.UNAVAILABLE, details="refused"),
             "code UNAVAILABLE (refused), want OK",
+        ),
+        # Headers the echo saw: values of one name joined, absent ones absent.
+        (
+            GrpcExpect("Echo", backend=G1, seen=(("x-a", "1,2"),), unseen=("x-gone",)),
+            _grpc_echo(("x-a", "1"), ("x-a", "2")),
+            None,
+        ),
+        (
+            GrpcExpect("Echo", backend=G1, seen=(("x-a", "1,2"),)),
+            _grpc_echo(("x-a", "1")),
+            "backend saw x-a: '1', want '1,2'",
+        ),
+        (
+            GrpcExpect("Echo", backend=G1, unseen=("x-gone",)),
+            _grpc_echo(("x-gone", "v")),
+            "backend saw x-gone: 'v', want it absent",
         ),
     ],
 )
