@@ -55,7 +55,11 @@ def render(
     not_run_reason: Mapping[str, str],
     header: str,
 ) -> str:
-    """The Markdown table for ``profiles`` ({profile: inventory}) and ``outcomes``."""
+    """The Markdown table for ``profiles`` ({profile: inventory}) and ``outcomes``.
+
+    A test without an outcome is "not run", with ``not_run_reason`` of its
+    name, else of its profile.
+    """
     lines = [header.rstrip(), ""]
     for profile, tests in profiles.items():
         lines.append(_summary(profile, counts(tests, outcomes)))
@@ -68,7 +72,8 @@ def render(
             "| --- | --- | --- | --- |",
         ]
         for name, core, features in sorted(tests, key=lambda t: (not t[1], t[0])):
-            outcome = outcomes.get(name) or Outcome(NOT_RUN, not_run_reason.get(profile, ""))
+            why = not_run_reason.get(name) or not_run_reason.get(profile, "")
+            outcome = outcomes.get(name) or Outcome(NOT_RUN, why)
             extra = [f for f in features if f not in ("Gateway", "HTTPRoute", "GRPCRoute", "Mesh")]
             level = "core" if core else "extended" + (f" ({', '.join(extra)})" if extra else "")
             lines.append(

@@ -236,7 +236,12 @@ def test_compare_grpc_is_upstream_s_check(
 
 def test_table_has_the_gateway_grpc_profile() -> None:
     outcomes = {"GRPCRouteWeight": Outcome(PASS)}
-    text = render({"GATEWAY-GRPC": GATEWAY_GRPC}, outcomes, {"GATEWAY-GRPC": "later"}, "# T\n")
+    reasons = {"GATEWAY-GRPC": "later", "BackendTLSPolicyGRPCRoute": "no TLS echo"}
+    text = render({"GATEWAY-GRPC": GATEWAY_GRPC}, outcomes, reasons, "# T\n")
     assert "## GATEWAY-GRPC" in text
     assert "| GRPCRouteWeight | core | pass |  |" in text
     assert "| GRPCRouteNamedRule | extended (GRPCRouteNamedRouteRule) | not run | later |" in text
+    assert (
+        "| BackendTLSPolicyGRPCRoute | extended (BackendTLSPolicy) | not run | no TLS echo |"
+        in text
+    )
