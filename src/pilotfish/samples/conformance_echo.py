@@ -19,7 +19,9 @@ header ``X-Echo-Set-Header: Name: value`` (comma separated) adds those
 response headers, which the response-header tests rely on. A query
 parameter ``delay`` (a Go duration such as ``1s`` or ``500ms``, at most
 ``MAX_DELAY``) holds the answer back that long, as echo-basic does for the
-timeout tests.
+timeout tests. With ``GRPC_ECHO_SERVER`` set (upstream's grpc-infra-backend
+Deployments) it serves upstream's gRPC echo service instead
+(``pilotfish.samples.conformance_grpc_echo``).
 """
 
 from __future__ import annotations
@@ -122,6 +124,12 @@ async def _serve(env: dict[str, str], port: int) -> None:
 
 def main() -> None:
     env = dict(os.environ)
+    if env.get("GRPC_ECHO_SERVER"):
+        # The same image serves gRPC when the manifest asks for it, as echo-basic does.
+        from pilotfish.samples import conformance_grpc_echo
+
+        conformance_grpc_echo.main()
+        return
     try:
         port = int(env.get("HTTP_PORT", "3000"))
     except ValueError:

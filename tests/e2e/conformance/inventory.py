@@ -1,10 +1,11 @@
-"""Every upstream test of the GATEWAY-HTTP and MESH-HTTP profiles: (name, core, features).
+"""Every upstream test of the GATEWAY-HTTP, MESH-HTTP and GATEWAY-GRPC profiles:
+(name, core, features).
 
 Listed from ``conformance/tests/**/*.go`` at the upstream commit in the testdata
 NOTICE: a test belongs to GATEWAY-HTTP when it needs Gateway and HTTPRoute
-(MESH-HTTP: Mesh and HTTPRoute); it is core when it needs no other feature
-(ReferenceGrant is core in GATEWAY-HTTP). The table lists each of them, ported
-or not.
+(MESH-HTTP: Mesh and HTTPRoute; GATEWAY-GRPC: Gateway and GRPCRoute); it is
+core when it needs no other feature (ReferenceGrant is core in GATEWAY-HTTP).
+The table lists each of them, ported or not.
 """
 
 # ruff: noqa: E501
@@ -111,5 +112,14 @@ MESH_HTTP = (
     ('MeshHTTPRouteWeight', True, ('HTTPRoute', 'Mesh')),
     ('MeshPorts', False, ('HTTPRoute', 'HTTPRouteParentRefPort', 'HTTPRouteResponseHeaderModification', 'Mesh')),
     ('MeshTrafficSplit', True, ('HTTPRoute', 'Mesh')),
+)
+GATEWAY_GRPC = (
+    ('BackendTLSPolicyGRPCRoute', False, ('BackendTLSPolicy', 'GRPCRoute', 'Gateway')),
+    ('GRPCExactMethodMatching', True, ('GRPCRoute', 'Gateway')),
+    ('GRPCRouteHeaderMatching', True, ('GRPCRoute', 'Gateway')),
+    ('GRPCRouteListenerHostnameMatching', True, ('GRPCRoute', 'Gateway')),
+    ('GRPCRouteNamedRule', False, ('GRPCRoute', 'GRPCRouteNamedRouteRule', 'Gateway')),
+    ('GRPCRouteRequestHeaderModifier', False, ('GRPCRoute', 'GRPCRouteRequestHeaderModifier', 'Gateway')),
+    ('GRPCRouteWeight', True, ('GRPCRoute', 'Gateway')),
 )
 # fmt: on

@@ -2,7 +2,7 @@
 
 ``Outcome`` is what one ported case did (pass, fail with the first mismatch,
 or not applicable with the reason). ``render`` lists every upstream test of
-both profiles (``inventory``), so a test the harness does not run yet shows as
+the profiles (``inventory``), so a test the harness does not run yet shows as
 "not run" with why, never disappears. The e2e module writes the table at the
 end of its run (``docs/gateway-api-conformance.md``); nothing else does.
 """
@@ -55,7 +55,11 @@ def render(
     not_run_reason: Mapping[str, str],
     header: str,
 ) -> str:
-    """The Markdown table for ``profiles`` ({profile: inventory}) and ``outcomes``."""
+    """The Markdown table for ``profiles`` ({profile: inventory}) and ``outcomes``.
+
+    A test without an outcome is "not run", with ``not_run_reason`` of its
+    name, else of its profile.
+    """
     lines = [header.rstrip(), ""]
     for profile, tests in profiles.items():
         lines.append(_summary(profile, counts(tests, outcomes)))
@@ -68,8 +72,9 @@ def render(
             "| --- | --- | --- | --- |",
         ]
         for name, core, features in sorted(tests, key=lambda t: (not t[1], t[0])):
-            outcome = outcomes.get(name) or Outcome(NOT_RUN, not_run_reason.get(profile, ""))
-            extra = [f for f in features if f not in ("Gateway", "HTTPRoute", "Mesh")]
+            why = not_run_reason.get(name) or not_run_reason.get(profile, "")
+            outcome = outcomes.get(name) or Outcome(NOT_RUN, why)
+            extra = [f for f in features if f not in ("Gateway", "HTTPRoute", "GRPCRoute", "Mesh")]
             level = "core" if core else "extended" + (f" ({', '.join(extra)})" if extra else "")
             lines.append(
                 f"| {name} | {_cell(level)} | {outcome.result} | {_cell(outcome.detail)} |"

@@ -11,14 +11,19 @@ from pathlib import Path
 import pytest
 from cases import CORE, INFRA, Expect
 from cases_extended import EXTENDED
+from cases_grpc import G1, G2, GRPC_CASES, GrpcExpect
 from cases_headers import HEADER_CASES
 from cases_mesh import MESH_CASES
 from cases_more import MORE_CASES, MORE_MESH_CASES
 from cases_status import STATUS_CASES
+from grpc import StatusCode
 from harness import Answer, compare
-from inventory import GATEWAY_HTTP, MESH_HTTP
+from harness_grpc import compare_grpc
+from inventory import GATEWAY_GRPC, GATEWAY_HTTP, MESH_HTTP
 
 from pilotfish.api.analyze import analyze_paths
+from pilotfish.samples.conformance_grpc_echo import Answer as GrpcAnswer
+from pilotfish.samples.conformance_grpc_echo import full_method
 from report import FAIL, NOT_RUN, PASS, Outcome, counts, render
 
 REPO = Path(__file__).resolve().parents[3]
@@ -142,3 +147,101 @@ def test_table_lists_every_upstream_test_with_its_outcome() -> None:
     tally = counts(GATEWAY_HTTP, outcomes)
     assert tally["core"][PASS] == 1 and tally["core"][FAIL] == 1
     assert tally["core"][NOT_RUN] == sum(c for _, c, _ in GATEWAY_HTTP) - 2
+
+
+def test_every_grpc_case_is_an_upstream_gateway_grpc_test_with_clean_manifests(
+    tmp_path: Path,
+) -> None:
+    levels = {name: core for name, core, _ in GATEWAY_GRPC}
+    base = tmp_path / "base-manifests.yaml"
+    base.write_text((DATA / "base-manifests.yaml").read_text().replace("{GATEWAY_CLASS_NAME}", "x"))
+    for case in GRPC_CASES:
+        assert levels.get(case.name) is case.core, case.name
+        files = [base]
+        for name in case.manifests:
+            text = (DATA / "tests" / name).read_text()
+            (tmp_path / name).write_text(text.replace("{GATEWAY_CLASS_NAME}", "x"))
+            files.append(tmp_path / name)
+        found = analyze_paths([str(f) for f in files])
+        assert [d.format() for d in found if d.is_error] == [], case.name
+    # Every core test of the profile is ported.
+    assert {n for n, core, _ in GATEWAY_GRPC if core} <= {c.name for c in GRPC_CASES}
+
+
+def _grpc_echo(*headers: tuple[str, str]) -> GrpcAnswer:
+    return GrpcAnswer(StatusCode.OK, full_method("Echo"), "", INFRA, f"{G1}-0", headers)
+
+
+@pytest.mark.parametrize(
+    ("expect", "answer", "why"),
+    [
+        (
+            GrpcExpect("Echo", backend=G1),
+            GrpcAnswer(StatusCode.OK, full_method("Echo"), "", INFRA, f"{G1}-abc"),
+            None,
+        ),
+        (
+            GrpcExpect("EchoTwo", backend=G2),
+            GrpcAnswer(StatusCode.OK, full_method("Echo"), "", INFRA, f"{G2}-abc"),
+            "echo saw method",
+        ),
+        (
+            GrpcExpect("Echo", backend=G2),
+            GrpcAnswer(StatusCode.OK, full_method("Echo"), "", INFRA, f"{G1}-abc"),
+            "answered by pod 'grpc-infra-backend-v1-abc'",
+        ),
+        (
+            GrpcExpect("Echo", backend=G1),
+            GrpcAnswer(StatusCode.OK, full_method("Echo"), "", "other", f"{G1}-abc"),
+            "answered in namespace 'other'",
+        ),
+        (
+            GrpcExpect("Echo", code="UNIMPLEMENTED"),
+            GrpcAnswer(StatusCode.OK, full_method("Echo"), "", INFRA, f"{G1}-abc"),
+            "code OK, want UNIMPLEMENTED",
+        ),
+        (GrpcExpect("Echo", code="UNIMPLEMENTED"), GrpcAnswer(StatusCode.UNIMPLEMENTED), None),
+        (
+            GrpcExpect("Echo", backend=G1),
+            GrpcAnswer(StatusCode.UNAVAILABLE, details="refused"),
+            "code UNAVAILABLE (refused), want OK",
+        ),
+        # Headers the echo saw: values of one name joined, absent ones absent.
+        (
+            GrpcExpect("Echo", backend=G1, seen=(("x-a", "1,2"),), unseen=("x-gone",)),
+            _grpc_echo(("x-a", "1"), ("x-a", "2")),
+            None,
+        ),
+        (
+            GrpcExpect("Echo", backend=G1, seen=(("x-a", "1,2"),)),
+            _grpc_echo(("x-a", "1")),
+            "backend saw x-a: '1', want '1,2'",
+        ),
+        (
+            GrpcExpect("Echo", backend=G1, unseen=("x-gone",)),
+            _grpc_echo(("x-gone", "v")),
+            "backend saw x-gone: 'v', want it absent",
+        ),
+    ],
+)
+def test_compare_grpc_is_upstream_s_check(
+    expect: GrpcExpect, answer: GrpcAnswer, why: str | None
+) -> None:
+    got = compare_grpc(expect, answer)
+    if why is None:
+        assert got is None
+    else:
+        assert got is not None and got.startswith(why), got
+
+
+def test_table_has_the_gateway_grpc_profile() -> None:
+    outcomes = {"GRPCRouteWeight": Outcome(PASS)}
+    reasons = {"GATEWAY-GRPC": "later", "BackendTLSPolicyGRPCRoute": "no TLS echo"}
+    text = render({"GATEWAY-GRPC": GATEWAY_GRPC}, outcomes, reasons, "# T\n")
+    assert "## GATEWAY-GRPC" in text
+    assert "| GRPCRouteWeight | core | pass |  |" in text
+    assert "| GRPCRouteNamedRule | extended (GRPCRouteNamedRouteRule) | not run | later |" in text
+    assert (
+        "| BackendTLSPolicyGRPCRoute | extended (BackendTLSPolicy) | not run | no TLS echo |"
+        in text
+    )
