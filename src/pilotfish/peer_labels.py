@@ -25,6 +25,8 @@ __all__ = [
     "ENV_PRINCIPAL",
     "ENV_VERSION",
     "ENV_WORKLOAD",
+    "OWN_LABELS",
+    "OWN_VARIABLES",
     "PEER_HEADERS",
     "UNKNOWN",
     "UPSTREAM_METADATA_NAMESPACE",
@@ -52,6 +54,14 @@ PEER_HEADERS: tuple[tuple[str, str, str], ...] = (
     ("canonical_revision", "x-pilotfish-peer-canonical-revision", ENV_CANONICAL_REVISION),
     ("cluster", "x-pilotfish-peer-cluster", ENV_CLUSTER),
 )
+# Every variable about the proxy's own workload (the agent sets them all).
+OWN_VARIABLES: frozenset[str] = frozenset({*(var for _s, _h, var in PEER_HEADERS), ENV_PRINCIPAL})
+# Istio label -> the variable holding its value when the label is about the proxy itself.
+OWN_LABELS: Mapping[str, str] = {
+    f"{side}_{suffix}": var
+    for side in ("source", "destination")
+    for suffix, var in (*((s, v) for s, _h, v in PEER_HEADERS), ("principal", ENV_PRINCIPAL))
+}
 
 # The service the client proxy routed to (set per route by the client proxy).
 DEST_SERVICE_HEADER = "x-pilotfish-destination-service"

@@ -24,11 +24,15 @@ At the source, the destination's workload labels come from the metadata the
 control plane puts on each endpoint (``%UPSTREAM_METADATA%``), so they name the
 workload that really answered and cannot be claimed by it.
 
-Labels about the proxy's own workload come from environment variables the
-agent sets (``pilotfish.peer_labels``), so the configuration is the same for
-every proxy with the same view. Envoy names a stat ``<stat_prefix>.<name>``
-and prints it as ``envoy_istio_<name>``; the agent's metrics endpoint renames
-that to Istio's ``istio_<name>``.
+Each stat carries all its labels in one packed tag (``pilotfish.packed_labels``):
+Envoy's per-request cost grows with the number of tags, not with the
+operators one tag's format holds. Labels about the proxy's own workload are
+not evaluated by Envoy at all: the packed tag names the environment variable
+(``pilotfish.peer_labels``) and the agent fills it in when it serves the
+metrics, so the configuration is the same for every proxy with the same view
+and Envoy does no per-request work for them. Envoy names a stat
+``<stat_prefix>.<name>`` and prints it as ``envoy_istio_<name>{pilotfish_labels="..."}``;
+the agent's metrics endpoints turn that into Istio's ``istio_<name>{reporter="...",...}``.
 
 TCP proxies log once when the upstream connection is up (connections opened)
 and once when the connection ends (closed, bytes). TCP carries no headers, so
@@ -52,6 +56,7 @@ from envoy.extensions.access_loggers.stats.v3 import stats_pb2
 from envoy.type.matcher.v3 import string_pb2
 
 from pilotfish import ir
+from pilotfish.packed_labels import PACKED_TAG, pack
 from pilotfish.peer_labels import (
     DEST_SERVICE_HEADER,
     DEST_SERVICE_NAME_HEADER,
@@ -217,10 +222,8 @@ def _stats_config(
     for metric in metrics:
         if metric.name in conf.disabled:
             continue
-        tags = [
-            stats_pb2.Config.Tag(name=name, value_format=fmt)
-            for name, fmt in _with_overrides(labels, overrides.get(metric.name, ())).items()
-        ]
+        packed = pack(_with_overrides(labels, overrides.get(metric.name, ())).items())
+        tags = [stats_pb2.Config.Tag(name=PACKED_TAG, value_format=packed)]
         stat = stats_pb2.Config.Stat(name=metric.name.removeprefix("istio_"), tags=tags)
         if metric.kind == "counter":
             counter = config.counters.add(stat=stat)

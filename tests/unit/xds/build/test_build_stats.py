@@ -5,7 +5,12 @@ from __future__ import annotations
 from envoy.extensions.access_loggers.stats.v3 import stats_pb2
 
 from pilotfish import ir
+from pilotfish.packed_labels import PACKED_TAG, unpack
+from pilotfish.peer_labels import OWN_VARIABLES
 from pilotfish.xds.build.stats import build_http_stats_logs, build_tcp_stats_logs
+
+# Unpacking with each variable standing for its operator gives the label formats.
+_AS_OPERATORS = {var: f"%ENVIRONMENT({var})%" for var in OWN_VARIABLES}
 
 
 def _configs(logs: list) -> list[stats_pb2.Config]:  # type: ignore[type-arg]
@@ -18,7 +23,18 @@ def _configs(logs: list) -> list[stats_pb2.Config]:  # type: ignore[type-arg]
 
 
 def _tags(stat: stats_pb2.Config.Stat) -> dict[str, str]:
-    return {t.name: t.value_format for t in stat.tags}
+    """Label -> format of a stat (its one packed tag unpacked)."""
+    (tag,) = stat.tags
+    assert tag.name == PACKED_TAG
+    return dict(unpack(tag.value_format, _AS_OPERATORS))
+
+
+def test_each_stat_has_one_packed_tag_and_envoy_never_reads_the_proxys_own_facts() -> None:
+    for reporter in ("destination", "source"):
+        for config in _configs(build_http_stats_logs(ir.Metrics(reporter))):  # type: ignore[arg-type]
+            for stat in [c.stat for c in config.counters] + [h.stat for h in config.histograms]:
+                assert [t.name for t in stat.tags] == [PACKED_TAG]
+                assert "%ENVIRONMENT(" not in stat.tags[0].value_format
 
 
 def test_destination_trusts_peer_headers_only_over_mtls() -> None:
@@ -134,7 +150,7 @@ def test_grpc_requests_also_count_their_messages() -> None:
         configs = _configs(build_http_stats_logs(ir.Metrics(reporter)))  # type: ignore[arg-type]
         for config in configs:
             counters = {c.stat.name: c.value_format for c in config.counters}
-            grpc = any(t.value_format == "grpc" for t in config.counters[0].stat.tags)
+            grpc = _tags(config.counters[0].stat)["request_protocol"] == "grpc"
             if grpc:
                 assert counters["request_messages_total"] == (
                     "%DYNAMIC_METADATA(pilotfish.grpc:request_messages)%"
