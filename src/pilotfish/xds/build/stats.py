@@ -2,7 +2,9 @@
 
 Theory of operation: Envoy's stats access logger (``envoy.access_loggers.stats``)
 turns each logged request or connection into counter increments and histogram
-samples whose tags are command operators (``%RESPONSE_CODE%``). One logger
+samples whose tags are formatted from command operators (``%RESPONSE_CODE%``).
+Here every label is first a format (the layout of Istio's labels, below) and
+then packed into one tag per stat (below). One logger
 holds every metric for one *variant* of a request; variants differ in how the
 labels are filled, and an access-log filter picks the variant:
 
@@ -25,14 +27,17 @@ control plane puts on each endpoint (``%UPSTREAM_METADATA%``), so they name the
 workload that really answered and cannot be claimed by it.
 
 Each stat carries all its labels in one packed tag (``pilotfish.packed_labels``):
-Envoy's per-request cost grows with the number of tags, not with the
-operators one tag's format holds. Labels about the proxy's own workload are
-not evaluated by Envoy at all: the packed tag names the environment variable
-(``pilotfish.peer_labels``) and the agent fills it in when it serves the
-metrics, so the configuration is the same for every proxy with the same view
-and Envoy does no per-request work for them. Envoy names a stat
-``<stat_prefix>.<name>`` and prints it as ``envoy_istio_<name>{pilotfish_labels="..."}``;
-the agent's metrics endpoints turn that into Istio's ``istio_<name>{reporter="...",...}``.
+Envoy's per-request cost grows with the number of tags (each is formatted
+and copied into dynamic stat-name storage before the lookup), far less with
+the operators one tag's format holds (``bench/stats_tags_cost.py``). Labels
+about the proxy's own workload are not evaluated by Envoy at all: the packed
+tag marks them, and the agent fills them from the facts it also gives
+Envoy's environment (``pilotfish.peer_labels``) when it serves the metrics,
+so the configuration is the same for every proxy with the same view and
+Envoy does no per-request work for them. Envoy names a stat
+``<stat_prefix>.<name>`` and prints it as
+``envoy_istio_<name>{pilotfish_labels="..."}``; the agent's metrics endpoints
+turn that into Istio's ``istio_<name>{reporter="...",...}``.
 
 TCP proxies log once when the upstream connection is up (connections opened)
 and once when the connection ends (closed, bytes). TCP carries no headers, so
