@@ -495,10 +495,11 @@ def probe_table(result: dict[str, Any]) -> Table:
 
 
 def main(argv: Sequence[str]) -> int:
+    defaults = ProbeParams()
     parser = argparse.ArgumentParser(prog="python -m bench.stats_tags_cost")
-    parser.add_argument("--rounds", type=int, default=ProbeParams.rounds)
-    parser.add_argument("--duration", type=float, default=ProbeParams.duration_s)
-    parser.add_argument("--repeat", type=int, default=ProbeParams.repeat)
+    parser.add_argument("--rounds", type=int, default=defaults.rounds)
+    parser.add_argument("--duration", type=float, default=defaults.duration_s)
+    parser.add_argument("--repeat", type=int, default=defaults.repeat)
     parser.add_argument("--variant", action="append", default=[], choices=VARIANTS)
     parser.add_argument("--name", default="stats_tags_cost", help="result file name")
     args = parser.parse_args(argv)

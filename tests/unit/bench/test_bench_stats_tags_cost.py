@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
 from bench.stats_tags_cost import VARIANTS, _bootstrap, probe_table
 from rich.console import Console
 
@@ -87,3 +88,18 @@ def test_table_shows_each_variant_against_none() -> None:
     console.print(probe_table(result))
     text = console.export_text()
     assert "85.0 [80.0-90.0]" in text and "+25.0" in text and "1.00 2.00 3.00" in text
+
+
+def test_command_line_defaults_are_values(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import bench.stats_tags_cost as probe
+
+    seen: list[probe.ProbeParams] = []
+
+    def fake_run(params: probe.ProbeParams, log: object = None) -> dict[str, Any]:
+        seen.append(params)
+        return {"error": "not run"}
+
+    monkeypatch.setattr(probe, "run_probe", fake_run)
+    monkeypatch.setattr(probe, "write_result", lambda name, payload: tmp_path / f"{name}.json")
+    assert probe.main(["--rounds", "2"]) == 1
+    assert seen == [probe.ProbeParams(rounds=2)]
