@@ -33,7 +33,13 @@ before packing) to tell where the cost is:
 - ``peer_headers``: no stats logger; the client's peer-header mutation and the
   server's header-to-metadata filter (``xds/build/peer_headers.py``);
 - ``tracer``: no stats logger; Zipkin tracing at 1 % sampling
-  (``xds/build/tracing.py``), its collector a port nobody listens on.
+  (``xds/build/tracing.py``), its collector a port nobody listens on;
+- ``grpc_counter``: no stats logger; the gRPC message counter (a Lua filter
+  behind a content-type matcher, ``xds/build/grpc_messages.py``), which skips
+  these plain HTTP requests;
+- ``all_on``: what a sidecar's outbound connection manager has with
+  telemetry on: ``real``'s loggers (not repeated), the gRPC counter, the peer
+  header mutation and the tracer.
 """
 
 from __future__ import annotations
@@ -75,6 +81,7 @@ from pilotfish.peer_labels import PEER_HEADERS
 from pilotfish.runtime.ports import free_port
 from pilotfish.xds.build import stats
 from pilotfish.xds.build._common import any_of
+from pilotfish.xds.build.grpc_messages import GRPC_MESSAGES_FILTER, build_grpc_message_counter
 from pilotfish.xds.build.peer_headers import (
     PEER_HEADERS_FILTER,
     PEER_METADATA_FILTER,
@@ -204,9 +211,13 @@ def _variants(repeat: int = 1) -> dict[str, _Listener]:
         hcm_pb2.HttpFilter(name=PEER_HEADERS_FILTER, typed_config=any_of(build_peer_headers())),
         hcm_pb2.HttpFilter(name=PEER_METADATA_FILTER, typed_config=any_of(build_peer_metadata())),
     )
+    grpc_counter = hcm_pb2.HttpFilter(
+        name=GRPC_MESSAGES_FILTER, typed_config=any_of(build_grpc_message_counter())
+    )
     provider = ir.TracingProvider(
         name="zipkin", kind="zipkin", address="127.0.0.1", port=9, cluster=_ZIPKIN_CLUSTER
     )
+    tracing = build_tracing(ir.Tracing(provider=provider, sampling=1.0))
     variants = {
         "none": _Listener(),
         "real": _Listener(access_log=outbound),
@@ -222,10 +233,20 @@ def _variants(repeat: int = 1) -> dict[str, _Listener]:
             access_log=_rewrite(reference, list, keep_stat=lambda n: n == "requests_total")
         ),
         "peer_headers": _Listener(http_filters=peer_filters),
-        "tracer": _Listener(tracing=build_tracing(ir.Tracing(provider=provider, sampling=1.0))),
+        "tracer": _Listener(tracing=tracing),
+        "grpc_counter": _Listener(http_filters=(grpc_counter,)),
+        # What a sidecar's outbound connection manager has with telemetry on.
+        "all_on": _Listener(
+            access_log=outbound,
+            http_filters=(grpc_counter, peer_filters[0]),
+            tracing=tracing,
+        ),
     }
     # Each logger set ``repeat`` times: the same stats updated again, the same work.
-    return {name: replace(v, access_log=v.access_log * repeat) for name, v in variants.items()}
+    return {
+        name: replace(v, access_log=v.access_log * repeat) if name in _STATS_VARIANTS else v
+        for name, v in variants.items()
+    }
 
 
 # The variants whose difference from ``none`` is their stats loggers (repeated).
@@ -246,6 +267,8 @@ VARIANTS = (
     "stats1",
     "peer_headers",
     "tracer",
+    "grpc_counter",
+    "all_on",
 )
 
 
