@@ -13,7 +13,12 @@ tag; Istio's 24 labels on four stats were most of telemetry's data-path cost
   principal ...): Envoy does no work for it; whoever unpacks fills it from the
   proxy's facts (``OWN_LABELS`` in ``pilotfish.peer_labels`` names the
   environment variable the agent would give Envoy for it);
-  ``name@VARIABLE`` is another of those variables (a Telemetry override).
+  ``name@VARIABLE`` is another of those variables (a Telemetry override);
+- ``side~FORMAT``: a peer record (``pilotfish.peer_labels.peer_record``, the
+  one header a client proxy sends): ``side_workload``, ``side_app`` ... for
+  each of its facts, ``unknown`` for one it lacks. A label given by a field of
+  its own, or removed by ``label!``, is not taken from the record (Telemetry
+  overrides of one of its labels).
 
 Fields are joined by ``SEPARATOR`` (ASCII unit separator, 0x1F), which none of
 the values can hold: Envoy's HTTP codecs refuse control characters in header
@@ -33,14 +38,23 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 
-from pilotfish.peer_labels import OWN_LABELS, OWN_VARIABLES, UNKNOWN
+from pilotfish.peer_labels import (
+    OWN_LABELS,
+    OWN_VARIABLES,
+    PEER_SUFFIXES,
+    UNKNOWN,
+    parse_peer_record,
+)
 
-__all__ = ["PACKED_TAG", "SEPARATOR", "pack", "unpack"]
+__all__ = ["PACKED_TAG", "RECORD", "REMOVED", "SEPARATOR", "pack", "unpack"]
 
 PACKED_TAG = "pilotfish_labels"
 SEPARATOR = "\x1f"
 
-_FIELD = re.compile(r"([a-zA-Z_][a-zA-Z0-9_]*)([=@])(.*)\Z", re.DOTALL)
+# Label-dict keys ``pack`` reads as a record (``source~``) and as a removal (``source_app!``).
+RECORD = "~"
+REMOVED = "!"
+_FIELD = re.compile(r"([a-zA-Z_][a-zA-Z0-9_]*)([=@~!])(.*)\Z", re.DOTALL)
 _NOT_NAME = re.compile(r"[^a-zA-Z0-9_]")
 _OWN_FORMATS = {f"%ENVIRONMENT({var})%": var for var in OWN_VARIABLES}
 
@@ -53,9 +67,13 @@ def _label_name(name: str) -> str:
 
 def pack(labels: Iterable[tuple[str, str]]) -> str:
     """One Envoy format string for ``(label, format)`` pairs; a format that only
-    reads one of the proxy's own variables becomes ``label@VARIABLE``."""
+    reads one of the proxy's own variables becomes ``label@VARIABLE``; a key
+    ``side~`` is a record field, ``label!`` a removal (its format unused)."""
     fields = []
     for name, fmt in labels:
+        if name.endswith((RECORD, REMOVED)):
+            fields.append(f"{_label_name(name[:-1])}{name[-1]}{fmt if name[-1] == RECORD else ''}")
+            continue
         var = _OWN_FORMATS.get(fmt)
         label = _label_name(name)
         if var is None:
@@ -75,6 +93,10 @@ def _parse(field: str) -> tuple[str, str, str] | None:
         rest = rest or OWN_LABELS.get(name, "")
         if rest not in OWN_VARIABLES:
             return None
+    if kind == REMOVED and rest:
+        return None
+    if kind in (RECORD, REMOVED):
+        name += kind  # its own namespace: never the same as a label's
     return name, kind, rest
 
 
@@ -88,6 +110,8 @@ def unpack(value: str, own: Mapping[str, str]) -> list[tuple[str, str]]:
     """
     fields = [(field, _parse(field)) for field in value.split(SEPARATOR)]
     counts = Counter(parsed[0] for _field, parsed in fields if parsed is not None)
+    # Labels a record must not give: named by a field of their own, or removed.
+    taken = {p[0].rstrip(REMOVED) for _f, p in fields if p is not None and p[1] != RECORD}
     labels: list[tuple[str, str]] = []
     seen: set[str] = set()
     for field, parsed in fields:
@@ -98,7 +122,17 @@ def unpack(value: str, own: Mapping[str, str]) -> list[tuple[str, str]]:
             continue
         name, kind, rest = parsed
         seen.add(name)
-        if counts[name] > 1:
+        if kind == REMOVED:
+            continue
+        if kind == RECORD:
+            side = name[:-1]
+            facts = {} if counts[name] > 1 else parse_peer_record(rest)
+            labels += [
+                (f"{side}_{suffix}", facts.get(suffix, UNKNOWN))
+                for suffix in PEER_SUFFIXES
+                if f"{side}_{suffix}" not in taken
+            ]
+        elif counts[name] > 1:
             labels.append((name, UNKNOWN))
         else:
             labels.append((name, rest if kind == "=" else own.get(rest, UNKNOWN)))

@@ -13,6 +13,7 @@ from pilotfish.agent.config import AgentConfig
 from pilotfish.agent.prom_text import istio_names, merge_expositions
 from pilotfish.agent.workload_env import workload_labels
 from pilotfish.packed_labels import PACKED_TAG, SEPARATOR, pack, unpack
+from pilotfish.peer_labels import peer_record, workload_facts
 from pilotfish.xds.build.stats import build_http_stats_logs
 
 S = SEPARATOR
@@ -165,7 +166,12 @@ def test_builder_output_printed_by_envoy_comes_back_as_istios_labels() -> None:
         config
     )
     (tag,) = config.counters[0].stat.tags
-    printed = re.sub(r"%[A-Z_]+(\([^)]*\))?%", "v", tag.value_format)
+    # The caller's record, as the server proxy moved it into metadata.
+    caller = peer_record(workload_facts("productpage-v1", "default", {"app": "productpage"}))
+    printed = tag.value_format.replace(
+        "%DYNAMIC_METADATA(pilotfish.peer:x-pilotfish-peer)%", caller
+    )
+    printed = re.sub(r"%[A-Z_]+(\([^)]*\))?%", "v", printed)
     agent = AgentConfig(
         name="ratings-v1-0",
         namespace="shop",
@@ -178,13 +184,13 @@ def test_builder_output_printed_by_envoy_comes_back_as_istios_labels() -> None:
     assert (name, value) == ("istio_requests_total", 5.0)
     assert labels == {
         "reporter": "destination",
-        "source_workload": "v",
-        "source_workload_namespace": "v",
-        "source_app": "v",
-        "source_version": "v",
-        "source_canonical_service": "v",
-        "source_canonical_revision": "v",
-        "source_cluster": "v",
+        "source_workload": "productpage-v1",
+        "source_workload_namespace": "default",
+        "source_app": "productpage",
+        "source_version": "unknown",
+        "source_canonical_service": "productpage",
+        "source_canonical_revision": "latest",
+        "source_cluster": "Kubernetes",
         "source_principal": "v",
         "destination_workload": "ratings-v1",
         "destination_workload_namespace": "shop",
@@ -209,3 +215,31 @@ def test_merged_exposition_keeps_unpacked_labels() -> None:
     names = {name for name, _labels, _value in _samples(merged)}
     assert {"istio_requests_total", "agent_up"} <= names
     assert PACKED_TAG + "=" not in merged
+
+
+def test_a_record_gives_the_sides_labels_but_those_named_or_removed() -> None:
+    record = "workload=pp-v1,app=pp,workload=forged,bogus=x,version"
+    printed = S.join(
+        ["reporter=destination", f"source~{record}", "source_app=%REQ", "source_cluster!"]
+    )
+    labels = unpack(printed, OWN)
+    assert labels == [
+        ("reporter", "destination"),
+        ("source_workload", "pp-v1"),  # the first of a repeated fact
+        ("source_workload_namespace", "unknown"),
+        ("source_version", "unknown"),  # a fact without a value is not believed
+        ("source_canonical_service", "unknown"),
+        ("source_canonical_revision", "unknown"),
+        ("source_app", "%REQ"),  # its own field, not the record's
+    ]
+
+
+def test_a_record_field_packs_and_a_removal_has_no_value() -> None:
+    packed = pack(
+        [("source~", "%DYNAMIC_METADATA(pilotfish.peer:x-pilotfish-peer)%"), ("source_app!", "")]
+    )
+    assert packed.split(S) == [
+        "source~%DYNAMIC_METADATA(pilotfish.peer:x-pilotfish-peer)%",
+        "source_app!",
+    ]
+    assert unpack("source_app!x", OWN) == []  # not a removal: nothing to continue either

@@ -61,13 +61,15 @@ from envoy.extensions.access_loggers.stats.v3 import stats_pb2
 from envoy.type.matcher.v3 import string_pb2
 
 from pilotfish import ir
-from pilotfish.packed_labels import PACKED_TAG, pack
+from pilotfish.packed_labels import PACKED_TAG, RECORD, REMOVED, pack
 from pilotfish.peer_labels import (
     DEST_SERVICE_HEADER,
     DEST_SERVICE_NAME_HEADER,
     DEST_SERVICE_NAMESPACE_HEADER,
     ENV_PRINCIPAL,
+    PEER_HEADER,
     PEER_HEADERS,
+    PEER_SUFFIXES,
     UNKNOWN,
     UPSTREAM_METADATA_NAMESPACE,
 )
@@ -139,12 +141,12 @@ def _local_labels(side: str) -> Labels:
 
 
 def _peer_labels(side: str, *, trusted: bool) -> Labels:
-    """``<side>_*`` of the peer: from the headers its proxy sent (moved into
-    metadata by the server proxy, ``peer_headers.build_peer_metadata``), if trusted."""
-    return {
-        f"{side}_{suffix}": peer_metadata(header) if trusted else UNKNOWN
-        for suffix, header, _var in PEER_HEADERS
-    }
+    """``<side>_*`` of the peer, if trusted: one record field for them all, from
+    the header its proxy sent (moved into metadata by the server proxy,
+    ``peer_headers.build_peer_metadata``); else each ``unknown``."""
+    if trusted:
+        return {f"{side}{RECORD}": peer_metadata(PEER_HEADER)}
+    return {f"{side}_{suffix}": UNKNOWN for suffix in PEER_SUFFIXES}
 
 
 def _upstream_labels(side: str) -> Labels:
@@ -207,13 +209,22 @@ def _request_labels(protocol: str) -> Labels:
     return labels
 
 
+def _in_record(labels: Labels, tag: str) -> bool:
+    """Whether a record field of ``labels`` gives ``tag`` (``source_app`` of ``source~``)."""
+    side, _, suffix = tag.partition("_")
+    return f"{side}{RECORD}" in labels and suffix in PEER_SUFFIXES
+
+
 def _with_overrides(labels: Labels, overrides: Sequence[ir.MetricTagOverride]) -> Labels:
     result = dict(labels)
     for override in overrides:
         if override.remove or not override.value:
             # Envoy refuses an empty format; an empty label is no label in Prometheus.
             result.pop(override.tag, None)
+            if _in_record(result, override.tag):
+                result[f"{override.tag}{REMOVED}"] = ""
         else:
+            result.pop(f"{override.tag}{REMOVED}", None)
             result[override.tag] = override.value
     return result
 
