@@ -32,9 +32,8 @@ before packing) to tell where the cost is:
 - ``stats1``: the reference layout with only ``istio_requests_total``;
 - ``peer_headers``: no stats logger; the client's peer-header mutation and the
   server's header-to-metadata filter (``xds/build/peer_headers.py``);
-- ``peer_record``: ``peer_headers`` with the client's seven workload headers
-  carried as one record (one variable, one header, one metadata entry),
-  hand-built: a design to try, not the product's;
+- ``peer_seven``: ``peer_headers`` as it was before the caller's facts went
+  into one record header: seven headers, seven metadata entries (hand-built);
 - ``tracer``: no stats logger; Zipkin tracing at 1 % sampling
   (``xds/build/tracing.py``), its collector a port nobody listens on;
 - ``grpc_counter``: no stats logger; the gRPC message counter (a Lua filter
@@ -65,6 +64,7 @@ from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc_pb2
 from envoy.config.route.v3 import route_pb2
 from envoy.extensions.access_loggers.stats.v3 import stats_pb2
+from envoy.extensions.filters.http.header_mutation.v3 import header_mutation_pb2 as hm_pb2
 from envoy.extensions.filters.http.header_to_metadata.v3 import (
     header_to_metadata_pb2 as h2m_pb2,
 )
@@ -83,7 +83,7 @@ from bench.report import write_result
 from pilotfish import ir
 from pilotfish.cli.tables import print_table
 from pilotfish.envoy_binary import find_envoy
-from pilotfish.peer_labels import PEER_HEADERS
+from pilotfish.peer_labels import PEER_HEADERS, peer_record
 from pilotfish.runtime.ports import free_port
 from pilotfish.xds.build import stats
 from pilotfish.xds.build._common import any_of
@@ -112,8 +112,9 @@ _ENVIRONMENT = {
     )
 } | {"PILOTFISH_PRINCIPAL": "spiffe://cluster.local/ns/default/sa/bookinfo-productpage"}
 _SEPARATOR = "\x1f"
-_RECORD_VAR = "PILOTFISH_PEER"
-_ENVIRONMENT[_RECORD_VAR] = ",".join(f"{k}={v}" for k, v in sorted(_ENVIRONMENT.items()))
+_ENVIRONMENT["PILOTFISH_PEER"] = peer_record(
+    {suffix: _ENVIRONMENT[var] for suffix, _header, var in PEER_HEADERS}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,22 +212,20 @@ def _reference_logs() -> list[accesslog_pb2.AccessLog]:
     return list(_rewrite(logs, expand))
 
 
-def _peer_record_filters() -> tuple[hcm_pb2.HttpFilter, ...]:
-    """``peer_headers`` with the client's seven workload headers as one record
-    (one variable, one header, one metadata entry): hand-built, a design to try."""
-    record = "x-pilotfish-peer"
-    mutation = build_peer_headers()
-    del mutation.mutations.request_mutations[1:]
-    header = mutation.mutations.request_mutations[0].append.header
-    header.key, header.value = record, f"%ENVIRONMENT({_RECORD_VAR})%"
+def _peer_seven_filters() -> tuple[hcm_pb2.HttpFilter, ...]:
+    """``peer_headers`` as it was before the record: the client sets seven
+    headers (one per fact, each from its own variable) and the server moves
+    each into metadata. Hand-built, for comparison in the same run."""
+    mutation = hm_pb2.HeaderMutation()
     metadata = build_peer_metadata()
-    kept = [r for r in metadata.request_rules if not r.header.startswith("x-pilotfish-peer-")]
-    del metadata.request_rules[:]
-    metadata.request_rules.extend(kept)
-    rule = metadata.request_rules.add(header=record, remove=True)
-    rule.on_header_present.metadata_namespace = "pilotfish.peer"
-    rule.on_header_present.key = record
-    rule.on_header_present.type = h2m_pb2.Config.STRING
+    for _suffix, header, var in PEER_HEADERS:
+        added = mutation.mutations.request_mutations.add().append
+        added.header.key, added.header.value = header, f"%ENVIRONMENT({var})%"
+        added.append_action = added.OVERWRITE_IF_EXISTS_OR_ADD
+        rule = metadata.request_rules.add(header=header, remove=True)
+        rule.on_header_present.metadata_namespace = "pilotfish.peer"
+        rule.on_header_present.key = header
+        rule.on_header_present.type = h2m_pb2.Config.STRING
     return (
         hcm_pb2.HttpFilter(name=PEER_HEADERS_FILTER, typed_config=any_of(mutation)),
         hcm_pb2.HttpFilter(name=PEER_METADATA_FILTER, typed_config=any_of(metadata)),
@@ -241,7 +240,7 @@ def _variants(repeat: int = 1) -> dict[str, _Listener]:
         hcm_pb2.HttpFilter(name=PEER_HEADERS_FILTER, typed_config=any_of(build_peer_headers())),
         hcm_pb2.HttpFilter(name=PEER_METADATA_FILTER, typed_config=any_of(build_peer_metadata())),
     )
-    record = _peer_record_filters()
+    seven = _peer_seven_filters()
     grpc_counter = hcm_pb2.HttpFilter(
         name=GRPC_MESSAGES_FILTER, typed_config=any_of(build_grpc_message_counter())
     )
@@ -264,7 +263,7 @@ def _variants(repeat: int = 1) -> dict[str, _Listener]:
             access_log=_rewrite(reference, list, keep_stat=lambda n: n == "requests_total")
         ),
         "peer_headers": _Listener(http_filters=peer_filters),
-        "peer_record": _Listener(http_filters=record),
+        "peer_seven": _Listener(http_filters=seven),
         "tracer": _Listener(tracing=tracing),
         "grpc_counter": _Listener(http_filters=(grpc_counter,)),
         # What a sidecar's outbound connection manager has with telemetry on.
@@ -298,7 +297,7 @@ VARIANTS = (
     "packed_no_constants",
     "stats1",
     "peer_headers",
-    "peer_record",
+    "peer_seven",
     "tracer",
     "grpc_counter",
     "all_on",
