@@ -12,8 +12,9 @@ labels are filled, and an access-log filter picks the variant:
   caller's proxy sent, the source proxy describes itself;
 - at the destination, whether the connection is mTLS: only then is the
   caller's record header (moved into metadata and off the request,
-  ``peer_headers.py``; one packed field gives its ``source_*`` labels) believed (the server's inbound mTLS chain accepts mesh
-  certificates only), and ``source_principal`` is the verified peer
+  ``peer_headers.py``; one packed field gives its ``source_*`` labels)
+  believed (the server's inbound mTLS chain accepts mesh certificates
+  only), and ``source_principal`` is the verified peer
   certificate's URI SAN. A plaintext caller is ``unknown``. Usually the filter
   chain already knows (``peer_certified``: its TLS requires a client
   certificate, or it has no TLS), and only that variant is configured; a chain
