@@ -22,12 +22,19 @@ __all__ = [
     "ENV_CANONICAL_SERVICE",
     "ENV_CLUSTER",
     "ENV_NAMESPACE",
+    "ENV_PEER",
     "ENV_PRINCIPAL",
     "ENV_VERSION",
     "ENV_WORKLOAD",
+    "OWN_LABELS",
+    "OWN_VARIABLES",
+    "PEER_HEADER",
     "PEER_HEADERS",
+    "PEER_SUFFIXES",
     "UNKNOWN",
     "UPSTREAM_METADATA_NAMESPACE",
+    "parse_peer_record",
+    "peer_record",
     "workload_facts",
 ]
 
@@ -41,8 +48,12 @@ ENV_CANONICAL_SERVICE = "PILOTFISH_CANONICAL_SERVICE"
 ENV_CANONICAL_REVISION = "PILOTFISH_CANONICAL_REVISION"
 ENV_CLUSTER = "PILOTFISH_CLUSTER_ID"
 ENV_PRINCIPAL = "PILOTFISH_PRINCIPAL"
+# All of the workload's facts above but the principal, as one record (``peer_record``).
+ENV_PEER = "PILOTFISH_PEER"
 
 # label suffix (after "source_"/"destination_") -> (header, environment variable).
+# The headers are not sent any more (the record is, ``PEER_HEADER``); a client
+# proxy takes them off what its app sends, as it always did.
 PEER_HEADERS: tuple[tuple[str, str, str], ...] = (
     ("workload", "x-pilotfish-peer-workload", ENV_WORKLOAD),
     ("workload_namespace", "x-pilotfish-peer-namespace", ENV_NAMESPACE),
@@ -52,6 +63,19 @@ PEER_HEADERS: tuple[tuple[str, str, str], ...] = (
     ("canonical_revision", "x-pilotfish-peer-canonical-revision", ENV_CANONICAL_REVISION),
     ("cluster", "x-pilotfish-peer-cluster", ENV_CLUSTER),
 )
+PEER_SUFFIXES: tuple[str, ...] = tuple(suffix for suffix, _h, _v in PEER_HEADERS)
+# The one header a client proxy tells the server proxy who is calling with:
+# the record of ``ENV_PEER``.
+PEER_HEADER = "x-pilotfish-peer"
+
+# Every variable about the proxy's own workload (the agent sets them all).
+OWN_VARIABLES: frozenset[str] = frozenset({*(var for _s, _h, var in PEER_HEADERS), ENV_PRINCIPAL})
+# Istio label -> the variable holding its value when the label is about the proxy itself.
+OWN_LABELS: Mapping[str, str] = {
+    f"{side}_{suffix}": var
+    for side in ("source", "destination")
+    for suffix, var in (*((s, v) for s, _h, v in PEER_HEADERS), ("principal", ENV_PRINCIPAL))
+}
 
 # The service the client proxy routed to (set per route by the client proxy).
 DEST_SERVICE_HEADER = "x-pilotfish-destination-service"
@@ -91,3 +115,21 @@ def workload_facts(
         or "latest",
         "cluster": cluster_id or UNKNOWN,
     }
+
+
+def peer_record(facts: Mapping[str, str]) -> str:
+    """``workload=reviews-v1,workload_namespace=default,...``: the facts (keyed by
+    the PEER_HEADERS suffixes) in one header value. Each value is a name or a
+    label value, which holds neither ``,`` nor ``=``."""
+    return ",".join(f"{suffix}={facts.get(suffix, UNKNOWN)}" for suffix in PEER_SUFFIXES)
+
+
+def parse_peer_record(text: str) -> dict[str, str]:
+    """The facts of a record (``peer_record``): known suffixes only, the first of
+    each; a fact it lacks is missing from the result."""
+    facts: dict[str, str] = {}
+    for part in text.split(","):
+        suffix, sep, value = part.partition("=")
+        if sep and suffix in PEER_SUFFIXES and suffix not in facts:
+            facts[suffix] = value
+    return facts

@@ -50,6 +50,8 @@ class Proxy:
     health_port: int
     process: subprocess.Popen[bytes]
     log_path: Path
+    # The agent's Prometheus endpoint (``/stats/prometheus``, Istio's 15090); 0: not served.
+    stats_port: int = 0
 
     @property
     def proxy_id(self) -> str:
@@ -129,6 +131,7 @@ class Mesh:
         app_ports: dict[int, int] | None = None,
         role: str = "sidecar",
         locality: str = "",
+        stats: bool = False,
     ) -> Proxy:
         assert self.cp is not None
         ip = ip or self.new_ip()
@@ -136,6 +139,7 @@ class Mesh:
         # picked there cannot be taken meanwhile by an outgoing connection's
         # source port on 127.0.0.1.
         admin, health = free_port(ip), free_port(ip)
+        stats_port = free_port(ip) if stats else 0
         args = [
             sys.executable,
             "-m",
@@ -159,7 +163,7 @@ class Mesh:
             "--health-port",
             str(health),
             "--stats-port",
-            "0",
+            str(stats_port),
             "--concurrency",
             "1",
             "--drain-duration",
@@ -178,7 +182,7 @@ class Mesh:
             proc = subprocess.Popen(
                 args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
-        proxy = Proxy(name, namespace, ip, admin, health, proc, log_path)
+        proxy = Proxy(name, namespace, ip, admin, health, proc, log_path, stats_port)
         self.proxies.append(proxy)
         return proxy
 

@@ -12,8 +12,6 @@ import pytest
 from meshkit import Mesh, Proxy, poll
 from prometheus_client.parser import text_string_to_metric_families
 
-from pilotfish.agent.prom_text import istio_names
-
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
 SERVICE = """\
@@ -32,11 +30,12 @@ spec: {{address: {ip}, labels: {{app: ratings, version: v1}}}}
 
 
 async def _metrics(mesh: Mesh, proxy: Proxy) -> str:
+    """What a scraper reads from the proxy's Prometheus port (the agent's, as 15090)."""
     assert mesh.session is not None
-    url = f"http://{proxy.ip}:{proxy.admin_port}/stats/prometheus"
+    url = f"http://{proxy.ip}:{proxy.stats_port}/stats/prometheus"
     async with mesh.session.get(url) as resp:
         assert resp.status == 200
-        return istio_names(await resp.text())
+        return await resp.text()
 
 
 def _total(text: str, metric: str, **labels: str) -> float:
@@ -53,9 +52,15 @@ async def _pair(mesh: Mesh) -> tuple[Proxy, Proxy]:
     mesh.write("ratings.yaml", SERVICE.format(ip=ip))
     port = await mesh.app("ratings", "v1")
     server = mesh.agent(
-        "ratings-v1", ip=ip, labels={"app": "ratings", "version": "v1"}, app_ports={9080: port}
+        "ratings-v1",
+        ip=ip,
+        labels={"app": "ratings", "version": "v1"},
+        app_ports={9080: port},
+        stats=True,
     )
-    client = mesh.agent("productpage-v1", labels={"app": "productpage", "version": "v1"})
+    client = mesh.agent(
+        "productpage-v1", labels={"app": "productpage", "version": "v1"}, stats=True
+    )
     for proxy in (server, client):
         await mesh.ready(proxy)
 

@@ -35,7 +35,7 @@ from pilotfish.agent.envoy_process import EnvoyProcess, envoy_command
 from pilotfish.agent.health import AppHealthChecker, HealthServer, ReadinessProbe
 from pilotfish.agent.metrics_server import AgentMetrics, MetricsServer
 from pilotfish.agent.rotation import RotationPolicy
-from pilotfish.agent.workload_env import envoy_environment
+from pilotfish.agent.workload_env import envoy_environment, workload_labels
 from pilotfish.agent.workload_identity import WorkloadIdentity
 from pilotfish.envoy_binary import find_envoy
 
@@ -201,6 +201,7 @@ class Agent:
             stats=(config.stats_bind, config.stats_port) if config.stats_port else None,
             status=(config.health_bind, config.status_port) if config.status_port else None,
             app=app,
+            own=workload_labels(config),
         )
 
     def request_stop(self) -> None:

@@ -3,9 +3,15 @@ the merged one on the status port (15020).
 
 Theory of operation: Envoy's admin API (loopback only) has every stat,
 including Istio's metrics from the stats access logger under Envoy's
-``envoy_istio_`` names. Both endpoints fetch ``/stats/prometheus`` from it on
-each scrape and rename those families to Istio's (``agent/prom_text.py``), so
-nothing is cached and a scrape sees the counters of that moment.
+``envoy_istio_`` names, each sample's labels packed into one tag with the
+labels constant for the proxy left for the agent to fill
+(``pilotfish.packed_labels``). Both endpoints fetch ``/stats/prometheus`` from
+it on each scrape, rename those families to Istio's and unpack their labels,
+filling the proxy's own from the facts the agent has about its workload
+(``agent/prom_text.py``, ``agent/workload_env.py``), so nothing is cached and
+a scrape sees the counters of that moment. This runs per scrape, in the
+agent, off the data path: Envoy alone carries requests, and the work it does
+for metrics per request is one packed tag per stat.
 
 ``/stats/prometheus`` on the status port is Istio's metrics merging: the
 proxy's metrics, then the agent's own (a private ``prometheus_client``
@@ -19,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import aiohttp
 from aiohttp import web
@@ -59,8 +65,10 @@ class AgentMetrics:
 class MetricsServer:
     """Serves ``/stats/prometheus`` on the stats and status ports (see the module docstring).
 
-    ``app`` is the app's metrics URL (None: not merged). An address of None is
-    not served; port 0 picks a free port; ``start()`` returns the ports bound.
+    ``app`` is the app's metrics URL (None: not merged). ``own`` maps the
+    proxy's own variables to their values (``workload_env.workload_labels``),
+    for the labels Envoy leaves to the agent. An address of None is not
+    served; port 0 picks a free port; ``start()`` returns the ports bound.
     """
 
     def __init__(
@@ -71,8 +79,10 @@ class MetricsServer:
         stats: tuple[str, int] | None,
         status: tuple[str, int] | None,
         app: str | None = None,
+        own: Mapping[str, str] | None = None,
     ) -> None:
         self._admin = admin
+        self._own = dict(own or {})
         self._agent = agent_metrics
         self._addresses = {"stats": stats, "status": status}
         self._app_url = app
@@ -83,7 +93,7 @@ class MetricsServer:
         status, body = await self._admin.request("GET", "/stats/prometheus")
         if status != 200:
             raise AdminError(f"GET /stats/prometheus answered {status}")
-        return istio_names(body)
+        return istio_names(body, self._own)
 
     async def _app_text(self) -> str | None:
         if self._app_url is None:

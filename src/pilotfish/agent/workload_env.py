@@ -15,9 +15,11 @@ from collections.abc import Mapping
 from pilotfish.agent.config import AgentConfig
 from pilotfish.peer_labels import (
     ENV_CANONICAL_SERVICE,
+    ENV_PEER,
     ENV_PRINCIPAL,
     PEER_HEADERS,
     UNKNOWN,
+    peer_record,
     workload_facts,
 )
 
@@ -34,6 +36,7 @@ def workload_labels(config: AgentConfig) -> dict[str, str]:
     )
     labels = {var: facts[suffix] for suffix, _header, var in PEER_HEADERS}
     labels[ENV_PRINCIPAL] = config.spiffe_id if config.ca_enabled else UNKNOWN
+    labels[ENV_PEER] = peer_record(facts)
     return labels
 
 

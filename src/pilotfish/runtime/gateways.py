@@ -243,10 +243,15 @@ class GatewayProcess:
         return [*self.spec.exec_prefix, *args]
 
     def _env(self) -> dict[str, str] | None:
-        """A confined gateway gets PATH and nothing else of the supervisor's environment."""
+        """A confined gateway gets PATH and PYTHONPATH, nothing else of the supervisor's
+        environment: it runs the supervisor's pilotfish, as pods' agents do
+        (``pod_command``), so the two ends of a request agree on the peer header."""
         if self._isolation is None:
             return None
-        return {"PATH": os.environ.get("PATH", os.defpath), "HOME": "/tmp", "PYTHONUNBUFFERED": "1"}
+        env = {"PATH": os.environ.get("PATH", os.defpath), "HOME": "/tmp", "PYTHONUNBUFFERED": "1"}
+        if "PYTHONPATH" in os.environ:
+            env["PYTHONPATH"] = os.environ["PYTHONPATH"]
+        return env
 
     async def start(self) -> None:
         self._log_path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,11 +1,13 @@
 """The client proxy's peer headers: who is calling, and which service it called.
 
 A source-reporting proxy (sidecar outbound, gateway) overwrites, on every
-request, the ``x-pilotfish-peer-*`` headers with its own workload's facts
-(``%ENVIRONMENT(...)%``, set by its agent) and, per route, the
-``x-pilotfish-destination-service*`` headers with the service the route's
-cluster belongs to. Whatever the app sent under those names is replaced, so
-an app cannot pose as another workload.
+request, the ``x-pilotfish-peer`` header with its own workload's facts as one
+record (``workload=...,app=...``: ``%ENVIRONMENT(PILOTFISH_PEER)%``, set by its
+agent; one header costs Envoy a fraction of seven, ``bench/stats_tags_cost.py``)
+and, per route, the ``x-pilotfish-destination-service*`` headers with the
+service the route's cluster belongs to. Whatever the app sent under those
+names is replaced, and the per-fact ``x-pilotfish-peer-*`` headers of earlier
+versions are removed, so an app cannot pose as another workload.
 
 The server proxy moves them, on every inbound connection manager, into the
 request's dynamic metadata (namespace ``pilotfish.peer``) and removes them
@@ -27,6 +29,8 @@ from pilotfish.peer_labels import (
     DEST_SERVICE_HEADER,
     DEST_SERVICE_NAME_HEADER,
     DEST_SERVICE_NAMESPACE_HEADER,
+    ENV_PEER,
+    PEER_HEADER,
     PEER_HEADERS,
     UNKNOWN,
 )
@@ -47,7 +51,7 @@ PEER_METADATA_NAMESPACE = "pilotfish.peer"
 
 # Every header a client proxy sets for the server proxy.
 _ALL_HEADERS = (
-    *(header for _suffix, header, _var in PEER_HEADERS),
+    PEER_HEADER,
     DEST_SERVICE_HEADER,
     DEST_SERVICE_NAME_HEADER,
     DEST_SERVICE_NAMESPACE_HEADER,
@@ -82,10 +86,15 @@ def _overwrite(key: str, value: str) -> mutation_rules_pb2.HeaderMutation:
 
 
 def build_peer_headers() -> hm_pb2.HeaderMutation:
-    """Listener level: the caller's workload headers, from the proxy's environment."""
+    """Listener level: the caller's workload record, from the proxy's environment;
+    the per-fact headers of earlier versions are taken off what the app sent."""
     mutations = hm_pb2.Mutations(
         request_mutations=[
-            _overwrite(header, f"%ENVIRONMENT({var})%") for _suffix, header, var in PEER_HEADERS
+            _overwrite(PEER_HEADER, f"%ENVIRONMENT({ENV_PEER})%"),
+            *(
+                mutation_rules_pb2.HeaderMutation(remove=header)
+                for _suffix, header, _var in PEER_HEADERS
+            ),
         ]
     )
     return hm_pb2.HeaderMutation(mutations=mutations)

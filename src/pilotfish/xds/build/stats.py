@@ -2,16 +2,19 @@
 
 Theory of operation: Envoy's stats access logger (``envoy.access_loggers.stats``)
 turns each logged request or connection into counter increments and histogram
-samples whose tags are command operators (``%RESPONSE_CODE%``). One logger
+samples whose tags are formatted from command operators (``%RESPONSE_CODE%``).
+Here every label is first a format (the layout of Istio's labels, below) and
+then packed into one tag per stat (below). One logger
 holds every metric for one *variant* of a request; variants differ in how the
 labels are filled, and an access-log filter picks the variant:
 
 - the reporter: the destination proxy describes the caller from what the
   caller's proxy sent, the source proxy describes itself;
-- at the destination, whether the connection is mTLS: only then are the
-  caller's headers (moved into metadata and off the request,
-  ``peer_headers.py``) believed (the server's inbound mTLS chain accepts mesh
-  certificates only), and ``source_principal`` is the verified peer
+- at the destination, whether the connection is mTLS: only then is the
+  caller's record header (moved into metadata and off the request,
+  ``peer_headers.py``; one packed field gives its ``source_*`` labels)
+  believed (the server's inbound mTLS chain accepts mesh certificates
+  only), and ``source_principal`` is the verified peer
   certificate's URI SAN. A plaintext caller is ``unknown``. Usually the filter
   chain already knows (``peer_certified``: its TLS requires a client
   certificate, or it has no TLS), and only that variant is configured; a chain
@@ -24,11 +27,18 @@ At the source, the destination's workload labels come from the metadata the
 control plane puts on each endpoint (``%UPSTREAM_METADATA%``), so they name the
 workload that really answered and cannot be claimed by it.
 
-Labels about the proxy's own workload come from environment variables the
-agent sets (``pilotfish.peer_labels``), so the configuration is the same for
-every proxy with the same view. Envoy names a stat ``<stat_prefix>.<name>``
-and prints it as ``envoy_istio_<name>``; the agent's metrics endpoint renames
-that to Istio's ``istio_<name>``.
+Each stat carries all its labels in one packed tag (``pilotfish.packed_labels``):
+Envoy's per-request cost grows with the number of tags (each is formatted
+and copied into dynamic stat-name storage before the lookup), far less with
+the operators one tag's format holds (``bench/stats_tags_cost.py``). Labels
+about the proxy's own workload are not evaluated by Envoy at all: the packed
+tag marks them, and the agent fills them from the facts it also gives
+Envoy's environment (``pilotfish.peer_labels``) when it serves the metrics,
+so the configuration is the same for every proxy with the same view and
+Envoy does no per-request work for them. Envoy names a stat
+``<stat_prefix>.<name>`` and prints it as
+``envoy_istio_<name>{pilotfish_labels="..."}``; the agent's metrics endpoints
+turn that into Istio's ``istio_<name>{reporter="...",...}``.
 
 TCP proxies log once when the upstream connection is up (connections opened)
 and once when the connection ends (closed, bytes). TCP carries no headers, so
@@ -52,12 +62,15 @@ from envoy.extensions.access_loggers.stats.v3 import stats_pb2
 from envoy.type.matcher.v3 import string_pb2
 
 from pilotfish import ir
+from pilotfish.packed_labels import PACKED_TAG, RECORD, REMOVED, pack
 from pilotfish.peer_labels import (
     DEST_SERVICE_HEADER,
     DEST_SERVICE_NAME_HEADER,
     DEST_SERVICE_NAMESPACE_HEADER,
     ENV_PRINCIPAL,
+    PEER_HEADER,
     PEER_HEADERS,
+    PEER_SUFFIXES,
     UNKNOWN,
     UPSTREAM_METADATA_NAMESPACE,
 )
@@ -129,12 +142,12 @@ def _local_labels(side: str) -> Labels:
 
 
 def _peer_labels(side: str, *, trusted: bool) -> Labels:
-    """``<side>_*`` of the peer: from the headers its proxy sent (moved into
-    metadata by the server proxy, ``peer_headers.build_peer_metadata``), if trusted."""
-    return {
-        f"{side}_{suffix}": peer_metadata(header) if trusted else UNKNOWN
-        for suffix, header, _var in PEER_HEADERS
-    }
+    """``<side>_*`` of the peer, if trusted: one record field for them all, from
+    the header its proxy sent (moved into metadata by the server proxy,
+    ``peer_headers.build_peer_metadata``); else each ``unknown``."""
+    if trusted:
+        return {f"{side}{RECORD}": peer_metadata(PEER_HEADER)}
+    return {f"{side}_{suffix}": UNKNOWN for suffix in PEER_SUFFIXES}
 
 
 def _upstream_labels(side: str) -> Labels:
@@ -197,13 +210,22 @@ def _request_labels(protocol: str) -> Labels:
     return labels
 
 
+def _in_record(labels: Labels, tag: str) -> bool:
+    """Whether a record field of ``labels`` gives ``tag`` (``source_app`` of ``source~``)."""
+    side, _, suffix = tag.partition("_")
+    return f"{side}{RECORD}" in labels and suffix in PEER_SUFFIXES
+
+
 def _with_overrides(labels: Labels, overrides: Sequence[ir.MetricTagOverride]) -> Labels:
     result = dict(labels)
     for override in overrides:
         if override.remove or not override.value:
             # Envoy refuses an empty format; an empty label is no label in Prometheus.
             result.pop(override.tag, None)
+            if _in_record(result, override.tag):
+                result[f"{override.tag}{REMOVED}"] = ""
         else:
+            result.pop(f"{override.tag}{REMOVED}", None)
             result[override.tag] = override.value
     return result
 
@@ -217,10 +239,8 @@ def _stats_config(
     for metric in metrics:
         if metric.name in conf.disabled:
             continue
-        tags = [
-            stats_pb2.Config.Tag(name=name, value_format=fmt)
-            for name, fmt in _with_overrides(labels, overrides.get(metric.name, ())).items()
-        ]
+        packed = pack(_with_overrides(labels, overrides.get(metric.name, ())).items())
+        tags = [stats_pb2.Config.Tag(name=PACKED_TAG, value_format=packed)]
         stat = stats_pb2.Config.Stat(name=metric.name.removeprefix("istio_"), tags=tags)
         if metric.kind == "counter":
             counter = config.counters.add(stat=stat)

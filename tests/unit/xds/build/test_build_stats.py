@@ -5,7 +5,12 @@ from __future__ import annotations
 from envoy.extensions.access_loggers.stats.v3 import stats_pb2
 
 from pilotfish import ir
+from pilotfish.packed_labels import PACKED_TAG, SEPARATOR, unpack
+from pilotfish.peer_labels import OWN_VARIABLES
 from pilotfish.xds.build.stats import build_http_stats_logs, build_tcp_stats_logs
+
+# Unpacking with each variable standing for its operator gives the label formats.
+_AS_OPERATORS = {var: f"%ENVIRONMENT({var})%" for var in OWN_VARIABLES}
 
 
 def _configs(logs: list) -> list[stats_pb2.Config]:  # type: ignore[type-arg]
@@ -18,7 +23,18 @@ def _configs(logs: list) -> list[stats_pb2.Config]:  # type: ignore[type-arg]
 
 
 def _tags(stat: stats_pb2.Config.Stat) -> dict[str, str]:
-    return {t.name: t.value_format for t in stat.tags}
+    """Label -> format of a stat (its one packed tag unpacked)."""
+    (tag,) = stat.tags
+    assert tag.name == PACKED_TAG
+    return dict(unpack(tag.value_format, _AS_OPERATORS))
+
+
+def test_each_stat_has_one_packed_tag_and_envoy_never_reads_the_proxys_own_facts() -> None:
+    for reporter in ("destination", "source"):
+        for config in _configs(build_http_stats_logs(ir.Metrics(reporter))):  # type: ignore[arg-type]
+            for stat in [c.stat for c in config.counters] + [h.stat for h in config.histograms]:
+                assert [t.name for t in stat.tags] == [PACKED_TAG]
+                assert "%ENVIRONMENT(" not in stat.tags[0].value_format
 
 
 def test_destination_trusts_peer_headers_only_over_mtls() -> None:
@@ -27,10 +43,11 @@ def test_destination_trusts_peer_headers_only_over_mtls() -> None:
     assert len(logs) == 4 and all(log.HasField("filter") for log in logs)
     mtls_http, _mtls_grpc, plain_http, _plain_grpc = _configs(logs)
     trusted = _tags(mtls_http.counters[0].stat)
-    # The server proxy moved the caller proxy's headers into metadata.
-    assert (
-        trusted["source_workload"] == "%DYNAMIC_METADATA(pilotfish.peer:x-pilotfish-peer-workload)%"
-    )
+    # The server proxy moved the caller proxy's record header into metadata: one
+    # field gives every source_* label but the principal.
+    fields = mtls_http.counters[0].stat.tags[0].value_format.split(SEPARATOR)
+    assert "source~%DYNAMIC_METADATA(pilotfish.peer:x-pilotfish-peer)%" in fields
+    assert not any(f.startswith("source_workload") for f in fields)
     assert trusted["destination_service_name"] == (
         "%DYNAMIC_METADATA(pilotfish.peer:x-pilotfish-destination-service-name)%"
     )
@@ -120,13 +137,18 @@ def test_tcp_counts_opened_when_connected_and_the_rest_at_the_end() -> None:
 
 
 def test_the_server_takes_every_peer_header_off_the_request() -> None:
-    from pilotfish.peer_labels import DEST_SERVICE_HEADER, PEER_HEADERS
-    from pilotfish.xds.build.peer_headers import build_peer_metadata
+    from pilotfish.peer_labels import DEST_SERVICE_HEADER, PEER_HEADER, PEER_HEADERS
+    from pilotfish.xds.build.peer_headers import build_peer_headers, build_peer_metadata
 
     rules = {r.header: r for r in build_peer_metadata().request_rules}
-    assert {h for _s, h, _v in PEER_HEADERS} | {DEST_SERVICE_HEADER} <= rules.keys()
+    assert {PEER_HEADER, DEST_SERVICE_HEADER} <= rules.keys()
     assert all(r.remove for r in rules.values())
     assert {r.on_header_present.metadata_namespace for r in rules.values()} == {"pilotfish.peer"}
+    # The client sets the record and removes the per-fact headers an app may send.
+    mutations = build_peer_headers().mutations.request_mutations
+    assert mutations[0].append.header.key == PEER_HEADER
+    assert mutations[0].append.header.value == "%ENVIRONMENT(PILOTFISH_PEER)%"
+    assert {m.remove for m in mutations[1:]} == {h for _s, h, _v in PEER_HEADERS}
 
 
 def test_grpc_requests_also_count_their_messages() -> None:
@@ -134,7 +156,7 @@ def test_grpc_requests_also_count_their_messages() -> None:
         configs = _configs(build_http_stats_logs(ir.Metrics(reporter)))  # type: ignore[arg-type]
         for config in configs:
             counters = {c.stat.name: c.value_format for c in config.counters}
-            grpc = any(t.value_format == "grpc" for t in config.counters[0].stat.tags)
+            grpc = _tags(config.counters[0].stat)["request_protocol"] == "grpc"
             if grpc:
                 assert counters["request_messages_total"] == (
                     "%DYNAMIC_METADATA(pilotfish.grpc:request_messages)%"
@@ -142,3 +164,23 @@ def test_grpc_requests_also_count_their_messages() -> None:
                 assert "response_messages_total" in counters
             else:
                 assert "request_messages_total" not in counters
+
+
+def test_overrides_of_labels_the_callers_record_gives() -> None:
+    overrides = (
+        ir.MetricTagOverride("source_app", remove=True),
+        ir.MetricTagOverride("source_workload", value="%REQ(x-caller)%"),
+    )
+    conf = ir.Metrics("destination", tag_overrides=(("istio_requests_total", overrides),))
+    config = _configs(build_http_stats_logs(conf, peer_certified=True))[0]
+    (tag,) = config.counters[0].stat.tags
+    printed = tag.value_format.replace(
+        "%DYNAMIC_METADATA(pilotfish.peer:x-pilotfish-peer)%", "workload=pp,app=pp,version=v1"
+    ).replace("%REQ(x-caller)%", "me")
+    labels = dict(unpack(printed, {}))
+    assert "source_app" not in labels
+    assert labels["source_workload"] == "me"
+    assert labels["source_version"] == "v1"
+    # Other metrics take every source_* label from the record.
+    other = dict(unpack(config.histograms[0].stat.tags[0].value_format, {}))
+    assert {"source_app", "source_workload"} <= other.keys()
