@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -93,8 +94,12 @@ async def test_stop_supervised_terminates_an_adopted_group() -> None:
             os.killpg(record.pgid, signal.SIGKILL)
 
 
-async def test_stop_supervised_kills_after_the_grace_period() -> None:
-    record = _orphan("sh", "-c", "trap '' TERM; while :; do sleep 0.1; done")
+async def test_stop_supervised_kills_after_the_grace_period(tmp_path: Path) -> None:
+    # The shell must ignore SIGTERM before it is sent one, or it just dies of it.
+    trapped = tmp_path / "trapped"
+    script = f"trap '' TERM; : > {trapped}; while :; do sleep 0.1; done"
+    record = _orphan("sh", "-c", script)
+    await apoll(trapped.exists, "the shell to ignore SIGTERM", 10, interval=0.02)
     proc = AdoptedProcess.adopt(record)
     assert proc is not None
     started = time.monotonic()
