@@ -453,10 +453,16 @@ def test_request_authentication_with_a_fetched_jwks(
         reply = call(token)
         return reply.status, reply.body.strip() if reply.status != 200 else ""
 
-    # The control plane fetches the JWKS and pushes it: then a valid token passes.
+    # The control plane fetches the JWKS and pushes it with the policy: then a valid
+    # token passes and a forged one does not. A valid token passes before the push
+    # too, so it alone cannot tell that the policy has arrived.
     poll(
-        lambda: call(signer.token("alice")).status == 200 and drained(sec, ("echo-v1-0",)),
-        "the JWKS to reach the sidecar",
+        lambda: (
+            call(signer.token("alice")).status == 200
+            and call(impostor.token("alice")).status == 401
+            and drained(sec, ("echo-v1-0",))
+        ),
+        "the policy and its JWKS to reach the sidecar",
         deadline=40,
     )
     assert status_and_body(signer.token("alice")) == (200, "")
