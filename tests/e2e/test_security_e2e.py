@@ -17,6 +17,7 @@ authorization, no JWT rules.
 from __future__ import annotations
 
 import http.client
+import json
 import textwrap
 import time
 from collections.abc import Iterator
@@ -33,6 +34,7 @@ from e2ekit import (
     poll,
     require_root,
 )
+from keepalive import KeepAlive, time_to_answers
 from securitykit import (
     ECHO_PORT,
     GATEWAY_SA,
@@ -496,6 +498,73 @@ def test_request_authentication_with_a_fetched_jwks(
     assert status_and_body(signer.token("alice")) == (200, "")
     assert status_and_body(signer.token("bob")) == (200, "")
     assert status_and_body(impostor.token("alice")) == (401, "Jwt verification fails")
+
+
+# A policy change must reach connections already open (a client's keep-alive connection
+# to the gateway, the gateway's pooled connections to productpage) within this many seconds
+# of `pilotfish apply` returning, not after the old listener's drain.
+IN_PLACE_S = 1.0
+PRODUCTS = "/api/v1/products"  # answered by productpage alone: cheap, so 20 fit in the second
+
+
+def _productpage_require_jwt(signer: JwtSigner) -> str:
+    jwks = json.dumps(signer.jwks())
+    return f"""\
+        apiVersion: security.istio.io/v1
+        kind: RequestAuthentication
+        metadata: {{name: productpage-jwt, namespace: default}}
+        spec:
+          selector: {{matchLabels: {{app: productpage}}}}
+          jwtRules:
+          - issuer: {ISSUER}
+            jwks: '{jwks}'
+        ---
+        apiVersion: security.istio.io/v1
+        kind: AuthorizationPolicy
+        metadata: {{name: productpage-require-jwt, namespace: default}}
+        spec:
+          selector: {{matchLabels: {{app: productpage}}}}
+          rules:
+          - from:
+            - source: {{requestPrincipals: ["*"]}}
+        """
+
+
+PRODUCTPAGE_DENY_PATH = f"""\
+    apiVersion: security.istio.io/v1
+    kind: AuthorizationPolicy
+    metadata: {{name: productpage-deny-products, namespace: default}}
+    spec:
+      selector: {{matchLabels: {{app: productpage}}}}
+      action: DENY
+      rules:
+      - to:
+        - operation: {{paths: ["{PRODUCTS}"]}}
+    """
+
+
+def test_policy_changes_reach_an_open_connection_within_a_second(
+    sec: SecMesh, policies: Policies, jwks: tuple[JwtSigner, str]
+) -> None:
+    signer, _ = jwks
+    client = KeepAlive(sec.mesh.ingress)
+    try:
+        # The gateway pools its connection to productpage's sidecar.
+        time_to_answers(client, PRODUCTS, 200, time.monotonic(), give_up=10)
+        timings: dict[str, float] = {}
+        for name, text in (
+            ("productpage-require-jwt", _productpage_require_jwt(signer)),
+            ("productpage-deny-path", PRODUCTPAGE_DENY_PATH),
+        ):
+            path = policies.apply(name, text)
+            timings[f"{name} applied"] = time_to_answers(client, PRODUCTS, DENIED, time.monotonic())
+            policies.delete(path)
+            timings[f"{name} deleted"] = time_to_answers(client, PRODUCTS, 200, time.monotonic())
+        print(f"apply -> 20 new answers in a row over one connection: {timings}")
+        late = {what: t for what, t in timings.items() if t > IN_PLACE_S}
+        assert not late, f"later than {IN_PLACE_S} s: {late} (all: {timings})"
+    finally:
+        client.close()
 
 
 # -- 4. certificate rotation under traffic ---------------------------------------------------

@@ -208,7 +208,12 @@ class RoutePolicy:
     change is a route change that reaches connections already open
     (``xds/build/route_policy.py``). ``authz`` holds the workload's policies for
     the port; ``jwt`` runs the connection manager's RequestAuthentication
-    requirement (its providers stay in the listener's ``jwt_authn`` filter)."""
+    requirement (its providers stay in the listener's ``jwt_authn`` filter).
+    ``require_mtls`` (the port is PeerAuthentication STRICT) denies requests on
+    connections without a verified client certificate: new plaintext
+    connections never reach these routes, but one opened while the port was
+    PERMISSIVE still may."""
 
     authz: tuple[AuthzPolicy, ...] = ()
     jwt: bool = False
+    require_mtls: bool = False

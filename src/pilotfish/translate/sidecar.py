@@ -23,7 +23,8 @@ Two layouts, by interception mode:
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 
 from pilotfish.api.resource import Resource
 from pilotfish.ir import (
@@ -38,6 +39,7 @@ from pilotfish.ir import (
     Route,
     RouteConfig,
     RouteMatch,
+    RoutePolicy,
     TcpProxy,
     VirtualHost,
     WeightedCluster,
@@ -424,6 +426,11 @@ def sidecar_inbound(snapshot: Snapshot, view: ProxyView) -> InboundParts:
     # Mesh mTLS on the inbound side (PeerAuthentication) needs the proxy's own
     # certificate; proxies without one keep plaintext inbound.
     mtls = peer_mtls(snapshot, view.namespace, view.label_map) if view.workload_certs else None
+    strict = {
+        inbound_cluster(sp.port)
+        for sp in ports
+        if mtls is not None and mtls.for_port(sp.port) == "STRICT"
+    }
     if view.interception == "REDIRECT":
         chains = tuple(
             _inbound_chain(
@@ -500,5 +507,26 @@ def sidecar_inbound(snapshot: Snapshot, view: ProxyView) -> InboundParts:
     return InboundParts(
         tuple(sorted(listeners, key=lambda x: x.name)),
         tuple(sorted(clusters, key=lambda x: x.name)),
-        tuple(sorted(with_route_policies(listeners, routes), key=lambda x: x.name)),
+        tuple(sorted(_strict_routes(with_route_policies(listeners, routes), strict), key=_name)),
     )
+
+
+def _name(config: RouteConfig) -> str:
+    return config.name
+
+
+def _strict_routes(configs: Iterable[RouteConfig], strict: set[str]) -> list[RouteConfig]:
+    """``configs`` with the virtual hosts of the ``strict`` ones (route names of
+    PeerAuthentication STRICT ports) denying requests without a client
+    certificate (``ir.RoutePolicy.require_mtls``)."""
+    out: list[RouteConfig] = []
+    for config in configs:
+        if config.name not in strict:
+            out.append(config)
+            continue
+        vhosts = tuple(
+            replace(vh, policy=replace(vh.policy or RoutePolicy(), require_mtls=True))
+            for vh in config.virtual_hosts
+        )
+        out.append(replace(config, virtual_hosts=vhosts))
+    return out
