@@ -36,9 +36,12 @@ class KeepAlive:
     def answer(self, path: str) -> int | tuple[int, str]:
         """``GET path``'s status, or (status, body) for an error; fails if the
         connection is not the first one."""
-        self._conn.request("GET", path)
-        response = self._conn.getresponse()
-        body = response.read().decode(errors="replace").strip()
+        try:
+            self._conn.request("GET", path)
+            response = self._conn.getresponse()
+            body = response.read().decode(errors="replace").strip()
+        except (http.client.HTTPException, OSError) as exc:
+            raise AssertionError(f"the client connection broke: {exc!r}") from exc
         sock = self._conn.sock
         if self._sock is None:
             self._sock = sock
@@ -70,6 +73,8 @@ def time_to_answers(
         run = run + 1 if got == expected else 0
         now = time.monotonic()
         if run == in_a_row:
+            if len(seen) > in_a_row:
+                print(f"{path}: {len(seen) - in_a_row} earlier answer(s) {seen[:-in_a_row]}")
             return now - since
         if now - since > give_up:
             raise AssertionError(

@@ -530,22 +530,30 @@ def _productpage_require_jwt(signer: JwtSigner) -> str:
         """
 
 
-PRODUCTPAGE_DENY_PATH = f"""\
-    apiVersion: security.istio.io/v1
-    kind: AuthorizationPolicy
-    metadata: {{name: productpage-deny-products, namespace: default}}
-    spec:
-      selector: {{matchLabels: {{app: productpage}}}}
-      action: DENY
-      rules:
-      - to:
-        - operation: {{paths: ["{PRODUCTS}"]}}
-    """
+GATEWAY_SELECTOR = "{istio: ingressgateway}"
+
+
+def _deny_products(name: str, namespace: str, selector: str) -> str:
+    return f"""\
+        apiVersion: security.istio.io/v1
+        kind: AuthorizationPolicy
+        metadata: {{name: {name}, namespace: {namespace}}}
+        spec:
+          selector: {{matchLabels: {selector}}}
+          action: DENY
+          rules:
+          - to:
+            - operation: {{paths: ["{PRODUCTS}"]}}
+        """
 
 
 def test_policy_changes_reach_an_open_connection_within_a_second(
     sec: SecMesh, policies: Policies, jwks: tuple[JwtSigner, str]
 ) -> None:
+    """Policies for productpage (JWT required, then a DENY by path) and for the
+    gateway, each applied and deleted: within a second of `pilotfish apply`
+    (or delete) returning, 20 requests in a row over the same client
+    connection get the new answer, and that connection is never closed."""
     signer, _ = jwks
     client = KeepAlive(sec.mesh.ingress)
     try:
@@ -554,7 +562,9 @@ def test_policy_changes_reach_an_open_connection_within_a_second(
         timings: dict[str, float] = {}
         for name, text in (
             ("productpage-require-jwt", _productpage_require_jwt(signer)),
-            ("productpage-deny-path", PRODUCTPAGE_DENY_PATH),
+            ("productpage-deny-path", _deny_products("deny", "default", "{app: productpage}")),
+            # At the gateway itself: the client's own connection must be kept.
+            ("gateway-deny-path", _deny_products("gw-deny", "istio-system", GATEWAY_SELECTOR)),
         ):
             path = policies.apply(name, text)
             timings[f"{name} applied"] = time_to_answers(client, PRODUCTS, DENIED, time.monotonic())
