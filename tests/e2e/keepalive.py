@@ -73,8 +73,9 @@ def time_to_answers(
         run = run + 1 if got == expected else 0
         now = time.monotonic()
         if run == in_a_row:
-            if len(seen) > in_a_row:
-                print(f"{path}: {len(seen) - in_a_row} earlier answer(s) {seen[:-in_a_row]}")
+            earlier = seen[:-in_a_row]
+            print(f"{path}: {in_a_row} x {expected!r} after {now - since:.3f} s", end="")
+            print(f" and {len(earlier)} other answers: {sorted(set(map(str, earlier)))}")
             return now - since
         if now - since > give_up:
             raise AssertionError(
