@@ -17,6 +17,7 @@ authorization, no JWT rules.
 from __future__ import annotations
 
 import http.client
+import json
 import textwrap
 import time
 from collections.abc import Iterator
@@ -33,6 +34,7 @@ from e2ekit import (
     poll,
     require_root,
 )
+from keepalive import KeepAlive, time_to_answers
 from securitykit import (
     ECHO_PORT,
     GATEWAY_SA,
@@ -502,6 +504,94 @@ def test_request_authentication_with_a_fetched_jwks(
     assert status_and_body(signer.token("alice")) == (200, "")
     assert status_and_body(signer.token("bob")) == (200, "")
     assert status_and_body(impostor.token("alice")) == (401, "Jwt verification fails")
+
+
+# A policy change must reach connections already open (a client's keep-alive connection
+# to the gateway, the gateway's pooled connections to productpage) within this many seconds
+# of `pilotfish apply` returning, not after the old listener's drain.
+IN_PLACE_S = 1.0
+PRODUCTS = "/api/v1/products"  # answered by productpage alone: cheap, so 20 fit in the second
+
+
+def _productpage_require_jwt(signer: JwtSigner) -> str:
+    jwks = json.dumps(signer.jwks())
+    return f"""\
+        apiVersion: security.istio.io/v1
+        kind: RequestAuthentication
+        metadata: {{name: productpage-jwt, namespace: default}}
+        spec:
+          selector: {{matchLabels: {{app: productpage}}}}
+          jwtRules:
+          - issuer: {ISSUER}
+            jwks: '{jwks}'
+        ---
+        apiVersion: security.istio.io/v1
+        kind: AuthorizationPolicy
+        metadata: {{name: productpage-require-jwt, namespace: default}}
+        spec:
+          selector: {{matchLabels: {{app: productpage}}}}
+          rules:
+          - from:
+            - source: {{requestPrincipals: ["*"]}}
+        """
+
+
+GATEWAY_SELECTOR = "{istio: ingressgateway}"
+
+
+def _deny_products(name: str, namespace: str, selector: str) -> str:
+    return f"""\
+        apiVersion: security.istio.io/v1
+        kind: AuthorizationPolicy
+        metadata: {{name: {name}, namespace: {namespace}}}
+        spec:
+          selector: {{matchLabels: {selector}}}
+          action: DENY
+          rules:
+          - to:
+            - operation: {{paths: ["{PRODUCTS}"]}}
+        """
+
+
+def _productpage_connections(sec: SecMesh) -> int:
+    """Connections productpage's sidecar has accepted (only the gateway calls it here)."""
+    return sec.mesh.envoy_stat("productpage-v1-0", "listener.0.0.0.0_15006.downstream_cx_total")
+
+
+def test_policy_changes_reach_an_open_connection_within_a_second(
+    sec: SecMesh, policies: Policies, jwks: tuple[JwtSigner, str]
+) -> None:
+    """Policies for productpage (JWT required, then a DENY by path) and for the
+    gateway, each applied and deleted: within a second of `pilotfish apply`
+    (or delete) returning, 20 requests in a row over the same client
+    connection get the new answer, and that connection is never closed."""
+    signer, _ = jwks
+    client = KeepAlive(sec.mesh.ingress)
+    try:
+        # The gateway pools its connection to productpage's sidecar.
+        time_to_answers(client, PRODUCTS, 200, time.monotonic(), give_up=10)
+        timings: dict[str, float] = {}
+        for name, text in (
+            ("productpage-require-jwt", _productpage_require_jwt(signer)),
+            ("productpage-deny-path", _deny_products("deny", "default", "{app: productpage}")),
+            # At the gateway itself: the client's own connection must be kept.
+            ("gateway-deny-path", _deny_products("gw-deny", "istio-system", GATEWAY_SELECTOR)),
+        ):
+            opened = _productpage_connections(sec)
+            path = policies.apply(name, text)
+            timings[f"{name} applied"] = time_to_answers(client, PRODUCTS, DENIED, time.monotonic())
+            policies.delete(path)
+            timings[f"{name} deleted"] = time_to_answers(client, PRODUCTS, 200, time.monotonic())
+            if name != "productpage-require-jwt":
+                # The gateway's pooled connection to productpage got the new answers
+                # itself. (A new JWT provider is listener configuration: that
+                # connection is drained and replaced, see docs/architecture.md.)
+                assert _productpage_connections(sec) == opened, f"{name}: connection replaced"
+        print(f"apply -> 20 new answers in a row over one connection: {timings}")
+        late = {what: t for what, t in timings.items() if t > IN_PLACE_S}
+        assert not late, f"later than {IN_PLACE_S} s: {late} (all: {timings})"
+    finally:
+        client.close()
 
 
 # -- 4. certificate rotation under traffic ---------------------------------------------------

@@ -37,6 +37,12 @@ class HttpConnectionManager:
     # authorization (DENY policies, then ALLOW, AUDIT only logs).
     jwt: JwtAuthn | None = None
     authz: tuple[AuthzPolicy, ...] = ()
+    # The workload's policy is enforced per route: the security filters are
+    # always present with a fixed configuration, and ``jwt``/``authz`` are
+    # copied onto the virtual hosts of the routes served (``RoutePolicy``), so
+    # a policy change never changes the listener. Without it ``authz`` and the
+    # JWT rule are the filters' own configuration.
+    policy_per_route: bool = False
     # Telemetry (ir/telemetry.py): Istio's standard metrics, the tracer and
     # access logs resolved for this connection manager; None/() is off.
     metrics: Metrics | None = None

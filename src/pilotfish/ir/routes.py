@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from pilotfish.ir.security import RoutePolicy
+
 __all__ = [
     "CorsPolicy",
     "DirectResponseAction",
@@ -213,6 +215,8 @@ class VirtualHost:
     domains: tuple[str, ...]
     routes: tuple[Route, ...]
     require_tls: bool = False  # redirect plain HTTP to HTTPS (Gateway httpsRedirect)
+    # The workload's JWT and authorization policy for these routes (None: none).
+    policy: RoutePolicy | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,6 +34,7 @@ __all__ = [
     "JwtAuthn",
     "JwtHeader",
     "JwtProvider",
+    "RoutePolicy",
     "UpstreamTls",
     "credential_ca_name",
     "credential_name",
@@ -196,3 +197,23 @@ class JwtAuthn:
 
     providers: tuple[JwtProvider, ...]
     clear_route_cache: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RoutePolicy:
+    """The workload policy a virtual host enforces, sent with its routes (RDS).
+
+    The connection manager always runs the JWT and RBAC filters with a fixed
+    configuration; what they enforce rides on the virtual host, so a policy
+    change is a route change that reaches connections already open
+    (``xds/build/route_policy.py``). ``authz`` holds the workload's policies for
+    the port; ``jwt`` runs the connection manager's RequestAuthentication
+    requirement (its providers stay in the listener's ``jwt_authn`` filter).
+    ``require_mtls`` (the port is PeerAuthentication STRICT) denies requests on
+    connections without a verified client certificate: new plaintext
+    connections never reach these routes, but one opened while the port was
+    PERMISSIVE still may."""
+
+    authz: tuple[AuthzPolicy, ...] = ()
+    jwt: bool = False
+    require_mtls: bool = False

@@ -129,6 +129,7 @@ def local_part(snapshot: Snapshot, view: ProxyView) -> LocalParts:
         collectors = collector_clusters(snapshot, (client.tracing, server.tracing))
         return LocalParts(
             listeners=apply_telemetry(ib.listeners, client, server),
+            route_configs=ib.route_configs,
             clusters=(*ib.clusters, *collectors),
         )
     gw = gateway_listeners(snapshot, view)

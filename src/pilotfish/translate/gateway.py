@@ -56,6 +56,7 @@ from pilotfish.translate.security.gateway_tls import (
     sni_server_names,
 )
 from pilotfish.translate.security.http_filters import with_workload_security
+from pilotfish.translate.security.route_policy import with_route_policies
 from pilotfish.translate.telemetry_metrics import with_metrics
 from pilotfish.translate.virtual_hosts import bound_gateways, dedupe_domains, host_matches
 
@@ -342,6 +343,8 @@ def gateway_listeners(snapshot: Snapshot, view: ProxyView) -> GatewayParts:
             listeners.append(tcp_only)
     # Fault injection and CORS need their filters on the connection managers.
     listeners = list(with_route_filters(listeners, route_configs))
+    # The gateway's JWT and authorization policy travels with its routes.
+    route_configs = list(with_route_policies(listeners, route_configs))
     listeners.sort(key=lambda x: x.name)
     route_configs.sort(key=lambda x: x.name)
     return GatewayParts(tuple(listeners), tuple(route_configs))

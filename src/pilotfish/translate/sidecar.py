@@ -23,7 +23,8 @@ Two layouts, by interception mode:
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 
 from pilotfish.api.resource import Resource
 from pilotfish.ir import (
@@ -38,6 +39,7 @@ from pilotfish.ir import (
     Route,
     RouteConfig,
     RouteMatch,
+    RoutePolicy,
     TcpProxy,
     VirtualHost,
     WeightedCluster,
@@ -61,6 +63,7 @@ from pilotfish.translate.route_filters import with_route_filters
 from pilotfish.translate.security.http_filters import with_workload_security
 from pilotfish.translate.security.mtls import inbound_mtls_chains, inbound_passthrough_chains
 from pilotfish.translate.security.peer_authn import peer_mtls
+from pilotfish.translate.security.route_policy import with_route_policies
 from pilotfish.translate.security.tcp_filters import with_tcp_workload_authz
 from pilotfish.translate.sidecar_scope import SidecarScope, scope_for, sidecar_scope
 from pilotfish.translate.source_match import source_label_keys
@@ -93,6 +96,7 @@ class OutboundParts:
 class InboundParts:
     listeners: tuple[Listener, ...]
     clusters: tuple[Cluster, ...]
+    route_configs: tuple[RouteConfig, ...] = ()
 
 
 def _http_ports(
@@ -366,7 +370,12 @@ def _inbound_chain(
     *,
     snapshot: Snapshot | None = None,
     view: ProxyView | None = None,
+    route_configs: list[RouteConfig] | None = None,
 ) -> FilterChain:
+    """The chain of one inbound port. An HTTP port's routes go over RDS (named
+    as its cluster, as in Istio) and are added to ``route_configs``: a policy
+    change of the workload is then a route change, which reaches connections
+    already open (``translate/security/route_policy.py``)."""
     cluster = inbound_cluster(sp.port)
     if sp.is_http:
         routes = RouteConfig(
@@ -390,13 +399,15 @@ def _inbound_chain(
         # Its filters from the start: the peer headers come off every inbound request.
         hcm = with_http_filters(
             with_metrics(
-                HttpConnectionManager(cluster, inline_routes=routes, direction="inbound"),
+                HttpConnectionManager(cluster, route_config_name=cluster, direction="inbound"),
                 "destination",
             )
         )
         if snapshot is not None and view is not None:
             # JWT and authorization of the workload, for requests to this port.
             hcm = with_workload_security(hcm, snapshot, view.namespace, view.label_map, sp.port)
+        if route_configs is not None:
+            route_configs.append(routes)
         flt: HttpConnectionManager | TcpProxy = hcm
     else:
         flt = with_metrics(TcpProxy(cluster, cluster), "destination")
@@ -411,12 +422,20 @@ def sidecar_inbound(snapshot: Snapshot, view: ProxyView) -> InboundParts:
     ports, where = _inbound_ports(snapshot, view, sidecar_scope(snapshot, view))
     clusters = [inbound_cluster_ir(sp.port, *where[sp.port], sp.is_http2) for sp in ports]
     listeners: list[Listener] = []
+    routes: list[RouteConfig] = []
     # Mesh mTLS on the inbound side (PeerAuthentication) needs the proxy's own
     # certificate; proxies without one keep plaintext inbound.
     mtls = peer_mtls(snapshot, view.namespace, view.label_map) if view.workload_certs else None
+    strict = {
+        inbound_cluster(sp.port)
+        for sp in ports
+        if mtls is not None and mtls.for_port(sp.port) == "STRICT"
+    }
     if view.interception == "REDIRECT":
         chains = tuple(
-            _inbound_chain(sp, inbound_cluster(sp.port), snapshot=snapshot, view=view)
+            _inbound_chain(
+                sp, inbound_cluster(sp.port), snapshot=snapshot, view=view, route_configs=routes
+            )
             for sp in ports
         )
         passthrough = FilterChain(
@@ -455,7 +474,9 @@ def sidecar_inbound(snapshot: Snapshot, view: ProxyView) -> InboundParts:
     else:
         for sp in ports:
             name = f"{view.bind_ip}_{sp.port}"
-            chain = _inbound_chain(sp, inbound_cluster(sp.port), snapshot=snapshot, view=view)
+            chain = _inbound_chain(
+                sp, inbound_cluster(sp.port), snapshot=snapshot, view=view, route_configs=routes
+            )
             mode = mtls.for_port(sp.port) if mtls is not None else "DISABLE"
             if mode != "DISABLE":
                 # The listener serves one port: chains match only TLS or not.
@@ -486,4 +507,26 @@ def sidecar_inbound(snapshot: Snapshot, view: ProxyView) -> InboundParts:
     return InboundParts(
         tuple(sorted(listeners, key=lambda x: x.name)),
         tuple(sorted(clusters, key=lambda x: x.name)),
+        tuple(sorted(_strict_routes(with_route_policies(listeners, routes), strict), key=_name)),
     )
+
+
+def _name(config: RouteConfig) -> str:
+    return config.name
+
+
+def _strict_routes(configs: Iterable[RouteConfig], strict: set[str]) -> list[RouteConfig]:
+    """``configs`` with the virtual hosts of the ``strict`` ones (route names of
+    PeerAuthentication STRICT ports) denying requests without a client
+    certificate (``ir.RoutePolicy.require_mtls``)."""
+    out: list[RouteConfig] = []
+    for config in configs:
+        if config.name not in strict:
+            out.append(config)
+            continue
+        vhosts = tuple(
+            replace(vh, policy=replace(vh.policy or RoutePolicy(), require_mtls=True))
+            for vh in config.virtual_hosts
+        )
+        out.append(replace(config, virtual_hosts=vhosts))
+    return out

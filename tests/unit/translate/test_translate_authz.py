@@ -176,6 +176,9 @@ spec:
   ports: [{name: http, port: 9080}, {name: tcp, port: 9100}]
 """
 
+# Only HTTP: a TCP port's authorization is network RBAC, a listener setting.
+HTTP_SERVICE = SERVICE.replace(", {name: tcp, port: 9100}", "")
+
 JWKS = json.loads(FAKE_JWKS)
 JWKS["keys"][0]["kid"] = "test"
 JWKS_TEXT = json.dumps(JWKS)
@@ -218,11 +221,48 @@ def test_filter_order_on_inbound_http_chain_only() -> None:
     assert tcp is not None and not hasattr(tcp.filter, "http_filters")
 
 
-def test_no_policies_leave_the_hcm_unchanged() -> None:
+def test_without_policies_the_rbac_filters_are_there_and_enforce_per_route() -> None:
     from pilotfish.ir import HttpConnectionManager
 
     hcm = HttpConnectionManager("s", route_config_name="r", http_filters=("fault",))
-    assert with_workload_security(hcm, snapshot(SERVICE), "default", REVIEWS, 9080) is hcm
+    secured = with_workload_security(hcm, snapshot(SERVICE), "default", REVIEWS, 9080)
+    assert secured.policy_per_route
+    assert (secured.jwt, secured.authz) == (None, ())
+    assert secured.http_filters == ("rbac_deny", "rbac_allow", "rbac_audit", "fault")
+
+
+def _inbound(snap: Snapshot) -> tuple[list[bytes], dict[str, object]]:
+    """The built inbound listeners of a reviews sidecar, and its virtual hosts' policies."""
+    from pilotfish.xds.build.listeners import build_listener
+
+    view = ProxyView("sidecar", "default", labels=tuple(REVIEWS.items()), interception="REDIRECT")
+    parts = sidecar_inbound(snap, view)
+    built = [build_listener(lst).SerializeToString(deterministic=True) for lst in parts.listeners]
+    policies = {vh.name: vh.policy for rc in parts.route_configs for vh in rc.virtual_hosts}
+    return built, policies
+
+
+def test_an_authorization_policy_changes_the_routes_and_not_the_listener() -> None:
+    """Envoy applies a route change to connections already open, a listener
+    change only to new ones: a policy must be the former."""
+    before, before_policies = _inbound(snapshot(HTTP_SERVICE))
+    deny = policy(
+        "deny", "default", "  action: DENY\n  rules: [{to: [{operation: {paths: [/x]}}]}]"
+    )
+    after, after_policies = _inbound(snapshot(HTTP_SERVICE + deny))
+    assert after == before
+    assert before_policies == {"inbound|http|9080": None}
+    applied = after_policies["inbound|http|9080"]
+    assert applied is not None
+    assert [(p.name, p.action) for p in applied.authz] == [("default/deny", "DENY")]  # type: ignore[attr-defined]
+    assert applied.jwt is False  # type: ignore[attr-defined]
+
+
+def test_a_request_authentication_puts_its_requirement_on_the_routes() -> None:
+    jwt = request_auth("jwt", "default", f"  - issuer: me\n    jwks: '{JWKS_TEXT}'")
+    _, policies = _inbound(snapshot(SERVICE + jwt))
+    applied = policies["inbound|http|9080"]
+    assert applied is not None and applied.jwt is True  # type: ignore[attr-defined]
 
 
 # -- JWT ---------------------------------------------------------------------------------------

@@ -119,14 +119,16 @@ def test_sidecars_of_one_namespace_share_outbound_sets() -> None:
     productpage = gen.generate(PRODUCTPAGE_VIEW)
     # Only the productpage proxy's inbound part was translated anew.
     assert gen.translations == before + 1
-    for type_url in (LISTENER_TYPE, CLUSTER_TYPE):
+    for type_url in (LISTENER_TYPE, CLUSTER_TYPE, ROUTE_TYPE):
         outbound, inbound = parts(reviews[type_url])
         assert parts(productpage[type_url])[0] is outbound
         # ...while their inbound parts differ (the apps serve different ports).
         assert parts(productpage[type_url])[1] is not inbound
     assert "inbound|9080||" in reviews[CLUSTER_TYPE].resources
     assert "inbound|9081||" in productpage[CLUSTER_TYPE].resources
-    assert reviews[ROUTE_TYPE] is productpage[ROUTE_TYPE]
+    # Inbound routes go over RDS too, so that a policy change reaches open connections.
+    assert "inbound|9080||" in reviews[ROUTE_TYPE].resources
+    assert "inbound|9081||" in productpage[ROUTE_TYPE].resources
     assert reviews[ENDPOINT_TYPE] is productpage[ENDPOINT_TYPE]
     assert "virtualOutbound" in reviews[LISTENER_TYPE].resources
     assert "virtualInbound" in reviews[LISTENER_TYPE].resources

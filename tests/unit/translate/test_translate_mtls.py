@@ -364,3 +364,32 @@ def test_gateway_simple_uses_the_secret_of_the_gateway_workload_namespace() -> N
 def test_gateway_server_with_missing_secret_is_skipped() -> None:
     listeners, _ = gateway("absent")
     assert [x.port for x in listeners] == [80]
+
+
+def _strict_and_plaintext(mode: str) -> tuple[bool | None, bool]:
+    """For ``mode`` on port 9080: whether its routes require mTLS, and whether a
+    plaintext chain serves HTTP there."""
+    snap = snapshot(SERVICE + peer_auth("wl", "default", f"{{mtls: {{mode: {mode}}}}}"))
+    view = ProxyView(
+        "sidecar",
+        "default",
+        labels=tuple(REVIEWS.items()),
+        interception="REDIRECT",
+        workload_certs=True,
+    )
+    parts = sidecar_inbound(snap, view)
+    (config,) = [rc for rc in parts.route_configs if rc.name == "inbound|9080||"]
+    (vhost,) = config.virtual_hosts
+    (listener,) = parts.listeners
+    plaintext_http = any(
+        isinstance(c.filter, ir.HttpConnectionManager) and c.tls is None
+        for c in listener.filter_chains
+    )
+    return (vhost.policy.require_mtls if vhost.policy else None), plaintext_http
+
+
+def test_strict_also_denies_plaintext_requests_in_the_routes() -> None:
+    """A plaintext connection opened under PERMISSIVE stays on its old chain
+    until the drain ends; STRICT's DENY in the routes (RDS) reaches it at once."""
+    assert _strict_and_plaintext("PERMISSIVE") == (None, True)
+    assert _strict_and_plaintext("STRICT") == (True, False)

@@ -5,7 +5,8 @@ in one ``HttpFilter``: its short IR ``name`` and Envoy ``envoy_name``; when a
 connection manager needs it (``wanted``, a pure function of the IR connection
 manager and the routes it serves); its listener-level configuration
 (``listener_config``); and, for filters configured per route, the route's
-``typed_per_filter_config`` entry (``route_config``). ``HTTP_FILTERS`` lists
+or the virtual host's ``typed_per_filter_config`` entry (``route_config``,
+``vhost_config``). ``HTTP_FILTERS`` lists
 them in chain order, which is the only place that order is written.
 
 Both stages read the registry. Translation asks ``with_http_filters`` to list,
@@ -26,6 +27,7 @@ from types import MappingProxyType
 from envoy.config.route.v3 import route_components_pb2 as rc_pb2
 from envoy.extensions.filters.http.cors.v3 import cors_pb2
 from envoy.extensions.filters.http.fault.v3 import fault_pb2
+from envoy.extensions.filters.http.rbac.v3 import rbac_pb2 as rbac_filter_pb2
 from envoy.extensions.filters.http.router.v3 import router_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
@@ -49,6 +51,7 @@ from pilotfish.xds.build.peer_headers import (
 )
 from pilotfish.xds.build.rbac import JWT_FILTER_NAME, RBAC_FILTER_NAME, build_rbac
 from pilotfish.xds.build.route_filters import build_cors_policy, build_fault
+from pilotfish.xds.build.route_policy import build_jwt_per_route, build_rbac_per_route
 
 __all__ = [
     "FILTERS_BY_NAME",
@@ -60,6 +63,7 @@ __all__ = [
     "http_filter",
     "http_filter_names",
     "set_route_filter_configs",
+    "set_vhost_filter_configs",
     "with_http_filters",
 ]
 
@@ -75,6 +79,8 @@ class HttpFilter:
     wanted: Wanted
     listener_config: Callable[[ir.HttpConnectionManager], Message]
     route_config: Callable[[ir.Route], Message | None] | None = None
+    # For filters configured per virtual host (the workload's security policy).
+    vhost_config: Callable[[ir.VirtualHost], Message | None] | None = None
 
 
 class UnknownHttpFilterError(ValueError):
@@ -82,20 +88,31 @@ class UnknownHttpFilterError(ValueError):
 
 
 def _rbac(action: str) -> HttpFilter:
-    """An RBAC filter for ``hcm.authz``'s policies of ``action`` (one per action:
-    a request denied by one never reaches the next)."""
+    """An RBAC filter for the policies of ``action`` (one per action: a request
+    denied by one never reaches the next). On a connection manager enforcing
+    its workload's policy per route it is always there, with no rules of its
+    own (``xds/build/route_policy.py``); otherwise it holds ``hcm.authz``'s."""
+
+    def listener_config(hcm: ir.HttpConnectionManager) -> Message:
+        if hcm.policy_per_route:
+            return rbac_filter_pb2.RBAC()
+        return build_rbac(hcm.authz, action)
+
     return HttpFilter(
         name=f"rbac_{action.lower()}",
         envoy_name=f"{RBAC_FILTER_NAME}.{action.lower()}",
-        wanted=lambda hcm, _routes: any(p.action == action for p in hcm.authz),
-        listener_config=lambda hcm: build_rbac(hcm.authz, action),
+        wanted=lambda hcm, _routes: (
+            hcm.policy_per_route or any(p.action == action for p in hcm.authz)
+        ),
+        listener_config=listener_config,
+        vhost_config=lambda vhost: build_rbac_per_route(vhost, action),
     )
 
 
 def _jwt_config(hcm: ir.HttpConnectionManager) -> Message:
     if hcm.jwt is None:
         raise ValueError(f"{hcm.stat_prefix!r} lists jwt_authn but has no JWT providers")
-    return build_jwt_authn(hcm.jwt)
+    return build_jwt_authn(hcm.jwt, per_route=hcm.policy_per_route)
 
 
 def _fault(route: ir.Route) -> Message | None:
@@ -143,6 +160,7 @@ HTTP_FILTERS: tuple[HttpFilter, ...] = (
         envoy_name=JWT_FILTER_NAME,
         wanted=lambda hcm, _routes: hcm.jwt is not None,
         listener_config=_jwt_config,
+        vhost_config=build_jwt_per_route,
     ),
     _rbac("DENY"),
     _rbac("ALLOW"),
@@ -236,5 +254,18 @@ def set_route_filter_configs(
         if flt.route_config is None:
             continue
         config = flt.route_config(route)
+        if config is not None:
+            proto.typed_per_filter_config[flt.envoy_name].CopyFrom(any_of(config))
+
+
+def set_vhost_filter_configs(
+    vhost: ir.VirtualHost, proto: rc_pb2.VirtualHost, registry: Sequence[HttpFilter] = HTTP_FILTERS
+) -> None:
+    """Put each filter's settings for ``vhost`` (its workload's policy) into
+    ``proto.typed_per_filter_config``, under the filter's Envoy name."""
+    for flt in registry:
+        if flt.vhost_config is None:
+            continue
+        config = flt.vhost_config(vhost)
         if config is not None:
             proto.typed_per_filter_config[flt.envoy_name].CopyFrom(any_of(config))

@@ -3,8 +3,9 @@
 Istio's RequestAuthentication semantics: a request carrying a token must
 present one that is valid for one of the providers (else 401); a request
 without a token passes this filter, and an AuthorizationPolicy asking for
-``requestPrincipals`` then denies it. In Envoy terms: one rule for every path
-requiring ``requires_any`` of every provider plus ``allow_missing``.
+``requestPrincipals`` then denies it. In Envoy terms: a requirement of
+``requires_any`` of every provider plus ``allow_missing``, for every path (one
+rule) or, on a workload's connection manager, for the routes that name it.
 
 A verified token's payload goes to dynamic metadata under
 ``JWT_PAYLOAD_METADATA`` (the same key for every provider), where the RBAC
@@ -20,6 +21,7 @@ from google.protobuf import empty_pb2
 
 from pilotfish.ir.security import JwtAuthn, JwtProvider
 from pilotfish.xds.build.rbac import JWT_FILTER_NAME, JWT_PAYLOAD_METADATA
+from pilotfish.xds.build.route_policy import REQUEST_AUTHENTICATION
 
 __all__ = [
     "JWT_FILTER_NAME",
@@ -48,9 +50,13 @@ def build_jwt_provider(
     return proto
 
 
-def build_jwt_authn(jwt: JwtAuthn) -> jwt_pb2.JwtAuthentication:
-    """The filter config: every provider, and one rule for all paths that rejects
-    invalid tokens but lets requests without a token through."""
+def build_jwt_authn(jwt: JwtAuthn, *, per_route: bool = False) -> jwt_pb2.JwtAuthentication:
+    """The filter config: every provider, and a requirement that rejects invalid
+    tokens but lets requests without a token through.
+
+    The requirement applies to all paths (one rule), or with ``per_route`` only
+    where a route names it (``requirement_map``, see ``xds/build/route_policy.py``).
+    """
     config = jwt_pb2.JwtAuthentication()
     requirements = [jwt_pb2.JwtRequirement(provider_name=p.name) for p in jwt.providers]
     requirements.append(jwt_pb2.JwtRequirement(allow_missing=empty_pb2.Empty()))
@@ -58,12 +64,13 @@ def build_jwt_authn(jwt: JwtAuthn) -> jwt_pb2.JwtAuthentication:
         config.providers[provider.name].CopyFrom(
             build_jwt_provider(provider, jwt.clear_route_cache)
         )
-    config.rules.append(
-        jwt_pb2.RequirementRule(
-            match=route_pb2.RouteMatch(prefix="/"),
-            requires=jwt_pb2.JwtRequirement(
-                requires_any=jwt_pb2.JwtRequirementOrList(requirements=requirements)
-            ),
-        )
+    requirement = jwt_pb2.JwtRequirement(
+        requires_any=jwt_pb2.JwtRequirementOrList(requirements=requirements)
     )
+    if per_route:
+        config.requirement_map[REQUEST_AUTHENTICATION].CopyFrom(requirement)
+    else:
+        config.rules.append(
+            jwt_pb2.RequirementRule(match=route_pb2.RouteMatch(prefix="/"), requires=requirement)
+        )
     return config

@@ -32,7 +32,7 @@ from google.protobuf import wrappers_pb2
 
 from pilotfish import ir
 from pilotfish.xds.build._common import any_of, duration_ms, regex_matcher, string_matcher
-from pilotfish.xds.build.http_filters import set_route_filter_configs
+from pilotfish.xds.build.http_filters import set_route_filter_configs, set_vhost_filter_configs
 from pilotfish.xds.build.rbac import JWT_FILTER_NAME, JWT_PAYLOAD_METADATA
 from pilotfish.xds.build.route_filters import fractional_percent
 
@@ -78,6 +78,7 @@ def build_virtual_host(vhost: ir.VirtualHost) -> rc_pb2.VirtualHost:
     )
     if vhost.require_tls:
         proto.require_tls = rc_pb2.VirtualHost.ALL
+    set_vhost_filter_configs(vhost, proto)
     return proto
 
 
