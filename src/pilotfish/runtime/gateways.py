@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 
@@ -172,9 +172,11 @@ class GatewayProcess:
         backoff: BackoffPolicy = _DEFAULT_BACKOFF,
         clock: Callable[[], float] = time.monotonic,
         drain_duration: float = 2.0,
+        xds_protocol: Literal["delta", "sotw"] | None = None,
     ) -> None:
         self.spec = spec
         self._drain = drain_duration
+        self._xds_protocol = xds_protocol
         self._backoff = backoff
         self._clock = clock
         self._identity = identity
@@ -233,6 +235,7 @@ class GatewayProcess:
             label=s.labels,
             work_dir=str(self._proxy_dir),
             identity=self._identity,
+            xds_protocol=self._xds_protocol,
         )
 
     def argv(self) -> list[str]:
