@@ -228,6 +228,11 @@ class DeltaStreamState(StreamStateBase):
                 added = added | (rewarm & ts.names)
                 self._reconnect_rewarm = self._reconnect_rewarm - ts.names
         base = ts.synced
+        if base is None and ts.wildcard and not self._initial.get(ts.type_url):
+            # A fresh wildcard subscription: the whole set, one shared encoding.
+            self._initial.pop(ts.type_url, None)
+            ts.synced = cur
+            return self._emit_delta(ts, cur, None, [])
         if base is None:
             changed, removed = self._against_inventory(ts, cur)
             changed.update(n for n in added if n in cur.resources)

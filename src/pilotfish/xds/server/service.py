@@ -517,10 +517,12 @@ class XdsServer:
             _log.debug("proxy %s: stale request for %s", stream.proxy_id, outcome.type_url)
 
     def _queue_all(self, stream: ProxyStream, responses: Any) -> None:
-        pushes = self.metrics.pushes
+        pushes, sent = self.metrics.pushes, self.metrics.resources_sent
         for response in responses:
             stream.enqueue(response)
-            pushes.labels(type=type_label(response.type_url)).inc()
+            label = type_label(response.type_url)
+            pushes.labels(type=label).inc()
+            sent.labels(type=label).inc(response.resource_count)
 
     # -- pushes ------------------------------------------------------------------------------
 
