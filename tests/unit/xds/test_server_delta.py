@@ -331,6 +331,13 @@ async def test_reconnect_with_everything_current_gets_an_empty_answer(
     cds = await again.fetch(CLUSTER_TYPE, initial=held)
     assert not cds.resources and not cds.removed_resources  # answered: initial fetch done
     await again.send(ENDPOINT_TYPE, ["a", "b"], initial=eds_held)
+
+    def eds_synced() -> bool:
+        # The client holds the current set: in sync, though nothing was sent.
+        eds = status_of(server, "p2.default").types[ENDPOINT_TYPE]
+        return bool(eds.synced and eds.sent_nonce == "")
+
+    await apoll(eds_synced, "EDS in sync without a response", 10, interval=0.01, ignore=())
     await Prober()(again)  # EDS had nothing to send: the probe's answer comes first
 
 

@@ -32,7 +32,9 @@ Requests:
   the implicit knowledge once: only resources whose version differs are
   sent, and those it holds that no longer exist are removed. The first
   LDS/CDS subscription is always answered, even with nothing to send, so the
-  client's initial fetch completes.
+  client's initial fetch completes; another type with nothing to send is
+  recorded as sent and ACKed in the current set version (the client said it
+  holds exactly that), so status shows it in sync.
 * Every request's ``resource_names_subscribe``/``unsubscribe`` are applied,
   whatever its nonce: they are differences, and dropping one would lose it.
   Every name subscribed (again) is sent if it exists; unsubscribed names are
@@ -126,6 +128,8 @@ class DeltaStreamState(StreamStateBase):
         # Clusters a reconnecting client held in another version: re-created,
         # they warm until their load assignments arrive, even unchanged ones.
         self._reconnect_rewarm: frozenset[str] = frozenset()
+        # Whether the last inventory comparison had an inventory at all.
+        self._initial_held = False
 
     # -- input: a request from the client ---------------------------------------------
 
@@ -237,6 +241,9 @@ class DeltaStreamState(StreamStateBase):
             changed, removed = self._against_inventory(ts, cur)
             changed.update(n for n in added if n in cur.resources)
             must_answer = ts.full_state
+            if not (changed or removed or must_answer) and self._initial_held:
+                # The client already holds this very set: it is in sync with it.
+                ts.sent_version = ts.acked_version = cur.version
         else:
             changed, removed = self._against_synced(ts, base, cur, added, diffs)
             must_answer = False
@@ -249,6 +256,7 @@ class DeltaStreamState(StreamStateBase):
     def _against_inventory(self, ts: TypeState, cur: ResourceSet) -> tuple[set[str], set[str]]:
         """First plan after subscribing: what differs from what the client says it holds."""
         known = self._initial.pop(ts.type_url, None) or {}
+        self._initial_held = bool(known)
         resources = cur.resources
         versions = cur.versions()
         if ts.wildcard:
