@@ -193,16 +193,35 @@ async def test_envoy_on_delta_xds(
             generator.sets = with_listener(
                 without_cluster(with_teapot(base), "backend_eds"), "extra", extra_port
             )
+            started = False
             for _ in range(50):  # the old socket may linger a moment
                 registry = CollectorRegistry()
                 server = XdsServer(generator, quiet_period=0.01, max_delay=0.1, registry=registry)
                 servers.append(server)
                 try:
-                    await server.start(port=xds_port)
+                    started = await server.start(port=xds_port) == xds_port
                     break
                 except OSError:
                     await asyncio.sleep(0.1)
-            await eventually(lambda: all_acked(server), "reconnected and ACKed", log, 60)
+            assert started, f"cannot listen on {xds_port} again"
+
+            async def rejoined() -> bool:
+                # EDS has no subscribed name left (its only cluster is gone), so
+                # Envoy may not ask for it: every type it subscribed must be in sync.
+                statuses = server.status()
+                if len(statuses) != 1:
+                    return False
+                types = statuses[0].types
+                subscribed = [t for t in types.values() if t.subscribed]
+                return {t.type_url for t in subscribed} >= {CLUSTER_TYPE, LISTENER_TYPE} and all(
+                    t.synced for t in subscribed
+                )
+
+            try:
+                await eventually(rejoined, "reconnected and in sync", log, 60)
+            except AssertionError as exc:
+                detail = json.dumps([s.to_json() for s in server.status()], indent=1)
+                raise AssertionError(f"{exc}\nstatus: {detail}") from None
             await eventually(lambda: answers(extra_port, "/", 200), "extra listener back", log)
             # Envoy said what it held: only the listener it lacked was sent.
             assert sent(registry) == {"CDS": 0, "EDS": 0, "LDS": 1, "RDS": 0}
