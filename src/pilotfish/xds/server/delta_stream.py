@@ -259,10 +259,7 @@ class DeltaStreamState(StreamStateBase):
         self._initial_held = bool(known)
         resources = cur.resources
         versions = cur.versions()
-        if ts.wildcard:
-            wanted: Iterable[str] = resources
-        else:
-            wanted = (n for n in ts.names if n in resources)
+        wanted: Iterable[str] = resources if ts.wildcard else _present(ts.names, cur)
         if not known:
             return set(wanted), set()
         changed = {n for n in wanted if known.get(n) != versions[n]}
@@ -305,6 +302,18 @@ class DeltaStreamState(StreamStateBase):
         while len(in_flight) > _MAX_IN_FLIGHT:
             in_flight.popitem(last=False)
         return response
+
+
+def _present(names: frozenset[str], cur: ResourceSet) -> set[str]:
+    """``names`` that ``cur`` holds (set intersections run in C, part by part)."""
+    out: set[str] = set()
+    for part in cur.parts or (cur,):
+        resources = part.resources
+        if isinstance(resources, dict):
+            out |= names & resources.keys()
+        else:
+            out.update(n for n in names if n in resources)
+    return out
 
 
 def _changed(old: ResourceSet, new: ResourceSet) -> frozenset[str]:
