@@ -40,6 +40,9 @@ from pilotfish.runtime.sandbox import sandbox_argv
 from pilotfish.runtime.settings import RuntimeSettings
 from pilotfish.runtime.supervised import ChildProcess, Supervised, stop_supervised
 
+# As for confined sidecar agents (``pod_command``).
+_CONFINED_INHERITED = ("LANG", "LC_ALL", "TZ", "PYTHONPATH")
+
 __all__ = [
     "INGRESS",
     "GatewayProcess",
@@ -246,10 +249,14 @@ class GatewayProcess:
         return [*self.spec.exec_prefix, *args]
 
     def _env(self) -> dict[str, str] | None:
-        """A confined gateway gets PATH and nothing else of the supervisor's environment."""
+        """A confined gateway gets what a confined sidecar agent gets
+        (``pod_command.agent_env``): a locale, PYTHONPATH (so it runs the same
+        Pilotfish as the supervisor) and PATH, nothing else of the supervisor's."""
         if self._isolation is None:
             return None
-        return {"PATH": os.environ.get("PATH", os.defpath), "HOME": "/tmp", "PYTHONUNBUFFERED": "1"}
+        out = {key: os.environ[key] for key in _CONFINED_INHERITED if key in os.environ}
+        out.update(PATH=os.environ.get("PATH", os.defpath), HOME="/tmp", PYTHONUNBUFFERED="1")
+        return out
 
     async def start(self) -> None:
         self._log_path.parent.mkdir(parents=True, exist_ok=True)
