@@ -1,6 +1,7 @@
 """Simulate M Envoy sidecars on real gRPC ADS streams and time how fast config reaches them.
 
-Theory of operation: ``Simulation`` opens ``proxies`` ADS streams (``bench.ads_stream``)
+Theory of operation: ``Simulation`` opens ``proxies`` ADS streams (``bench.ads_stream``
+for State of the World, ``bench.ads_delta_stream`` for delta, as ``--protocol`` says)
 spread over channels of ``streams_per_channel`` streams each, every channel its own
 TCP connection. All timestamps are ``time.monotonic()``.
 
@@ -43,6 +44,7 @@ from typing import Any, Literal
 
 import grpc
 
+from bench.ads_delta_stream import DeltaNameCache, run_delta_stream
 from bench.ads_stream import SIM_TYPES, NameCache, StreamState, run_stream, sim_node
 from bench.ads_tls import ChannelFactory, ClientTls, channel_factory, plaintext_channel
 from pilotfish.xds.types import TYPE_SHORT_NAMES
@@ -70,6 +72,8 @@ class SimConfig:
     namespace: str = "default"
     # How channels are opened (plain text by default; ``bench.ads_tls`` for mTLS).
     open_channel: ChannelFactory = plaintext_channel
+    # ADS variant: incremental ("delta", Envoy's DELTA_GRPC) or State of the World.
+    protocol: Literal["delta", "sotw"] = "delta"
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +90,7 @@ class Simulation:
     def __init__(self, config: SimConfig) -> None:
         self.config = config
         self.cache = NameCache()
+        self.delta_cache = DeltaNameCache()
         self.streams = [
             StreamState(index=i, node_id=f"sim-{i}.{config.namespace}")
             for i in range(config.proxies)
@@ -108,7 +113,11 @@ class Simulation:
             self._channels.append(channel)
             for state in self.streams[first : first + per_channel]:
                 node = sim_node(state.index, self.config.services, self.config.namespace)
-                task = asyncio.create_task(run_stream(channel, state, node, self.cache))
+                if self.config.protocol == "delta":
+                    run = run_delta_stream(channel, state, node, self.delta_cache)
+                else:
+                    run = run_stream(channel, state, node, self.cache)
+                task = asyncio.create_task(run)
                 self._tasks.append(task)
 
     async def close(self) -> None:
@@ -132,7 +141,8 @@ class Simulation:
             "full_push_s": max(done) if len(done) == len(self.streams) and done else None,
             "stream_errors": len(errors),
             "first_error": errors[0].error if errors else None,
-            "name_parses": self.cache.parses,
+            "name_parses": self.cache.parses + self.delta_cache.parses,
+            "protocol": self.config.protocol,
         }
         if done:
             ordered = sorted(done)
@@ -294,6 +304,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--services", type=int, required=True, help="services in the mesh")
     parser.add_argument("--streams-per-channel", type=int, default=50)
     parser.add_argument("--namespace", default="default")
+    parser.add_argument(
+        "--protocol",
+        choices=["delta", "sotw"],
+        default="delta",
+        help="ADS variant, as Envoy's DELTA_GRPC or GRPC api_type",
+    )
     parser.add_argument("--full-push-timeout", type=float, default=120.0)
     parser.add_argument(
         "--tls-dir", type=Path, default=None, help="mTLS: root.pem, chain.pem, key.pem here"
@@ -307,6 +323,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         streams_per_channel=args.streams_per_channel,
         namespace=args.namespace,
         open_channel=channel_factory(tls),
+        protocol="sotw" if args.protocol == "sotw" else "delta",
     )
     asyncio.run(_run(config, args.full_push_timeout))
 

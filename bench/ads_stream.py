@@ -20,6 +20,7 @@ machine, so a parent process can compare it with its own timestamps).
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +32,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
 )
 from envoy.service.discovery.v3 import discovery_pb2
+from google.protobuf import any_pb2
 
 from pilotfish.xds.types import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE
 
@@ -40,6 +42,7 @@ __all__ = [
     "NameCache",
     "StreamState",
     "TypeState",
+    "referenced_by",
     "run_stream",
     "sim_instance_ip",
     "sim_node",
@@ -118,16 +121,22 @@ class NameCache:
 
 
 def _parse_referenced(response: discovery_pb2.DiscoveryResponse) -> tuple[str, ...]:
+    return referenced_by(response.type_url, response.resources)
+
+
+def referenced_by(type_url: str, resources: Iterable[any_pb2.Any]) -> tuple[str, ...]:
+    """Sorted EDS cluster names (clusters) or RDS route names (listeners) that
+    ``resources`` (packed ``Any`` messages of ``type_url``) reference; else ``()``."""
     names: set[str] = set()
-    if response.type_url == CLUSTER_TYPE:
-        for packed in response.resources:
+    if type_url == CLUSTER_TYPE:
+        for packed in resources:
             cluster = cluster_pb2.Cluster.FromString(packed.value)
             if cluster.WhichOneof("cluster_discovery_type") == "type" and (
                 cluster.type == cluster_pb2.Cluster.EDS
             ):
                 names.add(cluster.eds_cluster_config.service_name or cluster.name)
-    elif response.type_url == LISTENER_TYPE:
-        for packed in response.resources:
+    elif type_url == LISTENER_TYPE:
+        for packed in resources:
             listener = listener_pb2.Listener.FromString(packed.value)
             chains = list(listener.filter_chains)
             if listener.HasField("default_filter_chain"):

@@ -46,55 +46,77 @@ def _change_row(change: dict[str, Any] | None, proxies: int) -> tuple[str, str]:
 
 
 def scale_table(result: dict[str, Any]) -> Table:
-    """One control-plane scale run as a metric / value / detail / target table."""
+    """A control-plane scale run: one value column per ADS protocol measured
+    (``by_protocol``; older results without it get one column), then the target."""
     params = result.get("parameters", {})
     numbers = result.get("results", {})
     targets = numbers.get("targets", {})
     proxies = int(params.get("proxies", 0))
+    runs: dict[str, dict[str, Any]] = numbers.get("by_protocol") or {
+        str(numbers.get("protocol", "value")): numbers
+    }
     title = f"control-plane scale: N={params.get('services')} services, M={proxies} proxies"
     table = Table(title=title)
     table.add_column("metric")
-    table.add_column("value", justify="right")
-    table.add_column("detail")
-    table.add_column("target")
+    for name in runs:
+        table.add_column(name, justify="right")
+    table.add_column("detail (first column)")
+    table.add_column("target (first column)")
+    first = next(iter(runs.values()))
 
-    full = numbers.get("full_push") or {}
-    full_value = _seconds(numbers.get("full_push_s"))
-    if full and not full.get("converged"):
-        full_value = f"[red]{full.get('complete')}/{proxies} complete[/red]"
-    table.add_row("control plane ready", _seconds(numbers.get("cp_ready_s")), "", "")
-    table.add_row(
+    def row(metric: str, cell: Any, detail: str = "", target: str = "") -> None:
+        table.add_row(metric, *(cell(run) for run in runs.values()), detail, target)
+
+    def full_cell(run: dict[str, Any]) -> str:
+        full = run.get("full_push") or {}
+        if full and not full.get("converged"):
+            return f"[red]{full.get('complete')}/{proxies} complete[/red]"
+        return _seconds(run.get("full_push_s"))
+
+    full = first.get("full_push") or {}
+    row("control plane ready", lambda r: _seconds(r.get("cp_ready_s")))
+    row(
         "initial full push",
-        full_value,
+        full_cell,
         f"median proxy {_seconds(full.get('median_complete_s'))}" if full else "",
         _verdict(targets.get("full_push_s"), "s"),
     )
-    vs_value, vs_detail = _change_row(numbers.get("vs_edit"), proxies)
-    table.add_row("VirtualService edit -> RDS", vs_value, vs_detail, "")
-    ep_value, ep_detail = _change_row(numbers.get("endpoint_change"), proxies)
-    table.add_row(
+    row(
+        "VirtualService edit -> RDS",
+        lambda r: _change_row(r.get("vs_edit"), proxies)[0],
+        _change_row(first.get("vs_edit"), proxies)[1],
+    )
+    row(
         "endpoint change -> EDS",
-        ep_value,
-        ep_detail,
+        lambda r: _change_row(r.get("endpoint_change"), proxies)[0],
+        _change_row(first.get("endpoint_change"), proxies)[1],
         _verdict(targets.get("endpoint_convergence_s"), "s"),
     )
-    table.add_row(
+    row(
         "control plane peak RSS",
-        _mib(numbers.get("cp_peak_rss_mib")),
+        lambda r: _mib(r.get("cp_peak_rss_mib")),
         "",
         _verdict(targets.get("cp_peak_rss_mib"), "MiB"),
     )
-    table.add_row("control plane CPU", _seconds(numbers.get("cp_cpu_s")), "user+system", "")
-    table.add_row(
+    row("control plane CPU", lambda r: _seconds(r.get("cp_cpu_s")), "user+system")
+    row(
         "simulator CPU",
-        _seconds(numbers.get("sim_cpu_s")),
-        f"peak RSS {_mib(numbers.get('sim_peak_rss_mib'))}",
-        "",
+        lambda r: _seconds(r.get("sim_cpu_s")),
+        f"peak RSS {_mib(first.get('sim_peak_rss_mib'))}",
     )
-    if full.get("stream_errors"):
-        table.add_row("stream errors", str(full["stream_errors"]), str(full.get("first_error")), "")
-    if result.get("error"):
-        table.add_row("[red]error[/red]", "", str(result["error"]), "")
+    for name, run in runs.items():
+        run_full = run.get("full_push") or {}
+        if run_full.get("stream_errors"):
+            table.add_row(
+                f"stream errors ({name})",
+                *([""] * len(runs)),
+                f"{run_full['stream_errors']}: {run_full.get('first_error')}",
+                "",
+            )
+        if run.get("error"):
+            table.add_row(f"[red]error ({name})[/red]", *([""] * len(runs)), str(run["error"]), "")
+    if result.get("error") and not any(r.get("error") for r in runs.values()):
+        table.add_row("[red]error[/red]", *([""] * len(runs)), str(result["error"]), "")
     return table
 
 

@@ -55,10 +55,21 @@ def _scale_params(args: argparse.Namespace) -> ScaleParams:
             ("proxies", args.proxies),
             ("streams_per_channel", args.streams_per_channel),
             ("tls", args.tls or None),
+            ("protocols", _protocols(args.ads_protocols)),
         )
         if value is not None
     }
     return dataclasses.replace(params, **overrides)
+
+
+def _protocols(text: str | None) -> tuple[str, ...] | None:
+    if text is None:
+        return None
+    names = tuple(p.strip() for p in text.split(",") if p.strip())
+    unknown = [p for p in names if p not in ("delta", "sotw")]
+    if unknown or not names:
+        raise SystemExit(f"--ads-protocols: expected delta and/or sotw, got {text!r}")
+    return names
 
 
 def _run_controlplane_scale(args: argparse.Namespace, console: Console) -> dict[str, Any]:
@@ -154,6 +165,7 @@ def _result_name(name: str, args: argparse.Namespace) -> str:
             args.services,
             args.proxies,
             args.streams_per_channel,
+            args.ads_protocols,
             args.pilotfish,
             args.load_generator,
         )
@@ -174,6 +186,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--tls",
         action="store_true",
         help="scale benchmark over the xDS mTLS port with mesh-CA client certificates",
+    )
+    parser.add_argument(
+        "--ads-protocols",
+        help="ADS variants the scale benchmark measures, comma-separated (default: delta,sotw)",
     )
     parser.add_argument(
         "--pilotfish", type=Path, help="pilotfish command to benchmark (default: this venv's)"

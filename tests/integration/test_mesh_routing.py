@@ -275,6 +275,8 @@ async def test_nack_shows_in_proxy_status_and_old_config_serves(mesh: Mesh) -> N
 
         rows = await poll(nacked, "the NACK to be recorded")
     assert str(taken) in str(rows[0]["types"]["LDS"]["nack_message"])
+    # Sidecars speak incremental xDS by default, and the NACK is contained there too.
+    assert {r["protocol"] for r in await mesh.get_json("/debug/syncz")} == {"delta"}
     # The CLI runs in a thread: the control plane answering it lives in this event loop.
     proc = await asyncio.to_thread(
         subprocess.run,
@@ -286,7 +288,7 @@ async def test_nack_shows_in_proxy_status_and_old_config_serves(mesh: Mesh) -> N
     )
     assert proc.returncode == 0, proc.stderr
     line = next(x for x in proc.stdout.splitlines() if x.strip().startswith(server.proxy_id))
-    assert "NACKED" in line
+    assert "NACKED" in line and line.split()[-1] == "delta"
     assert f"NACK {server.proxy_id} LDS:" in proc.stdout
     # The NACK is not re-sent in a loop: the sent version stays the rejected one.
     rows = await mesh.get_json("/debug/syncz")

@@ -124,13 +124,13 @@ class SwitchableGenerator:
         return self.sets
 
 
-def bootstrap(xds_port: int) -> dict[str, Any]:
+def bootstrap(xds_port: int, api_type: str = "GRPC") -> dict[str, Any]:
     return {
         "node": {"id": NODE_ID, "cluster": "it", "metadata": {"ROLE": "sidecar"}},
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
         "dynamic_resources": {
             "ads_config": {
-                "api_type": "GRPC",
+                "api_type": api_type,
                 "transport_api_version": "V3",
                 "grpc_services": [{"envoy_grpc": {"cluster_name": "xds"}}],
             },
@@ -211,12 +211,12 @@ def envoy_binary() -> str:
 
 
 @pytest.fixture
-def run_envoy(envoy_binary: str, tmp_path: Path) -> Iterator[Callable[[int], Path]]:
+def run_envoy(envoy_binary: str, tmp_path: Path) -> Iterator[Callable[..., Path]]:
     procs: list[subprocess.Popen[bytes]] = []
 
-    def start(xds_port: int) -> Path:
+    def start(xds_port: int, api_type: str = "GRPC") -> Path:
         config = tmp_path / "bootstrap.json"
-        config.write_text(json.dumps(bootstrap(xds_port)))
+        config.write_text(json.dumps(bootstrap(xds_port, api_type)))
         log = tmp_path / "envoy.log"
         with log.open("wb") as out:
             procs.append(
@@ -251,8 +251,9 @@ def run_envoy(envoy_binary: str, tmp_path: Path) -> Iterator[Callable[[int], Pat
                 proc.wait(timeout=10)
 
 
+@pytest.mark.parametrize("api_type", ["GRPC", "DELTA_GRPC"])
 async def test_envoy_serves_acks_and_survives_a_nack(
-    backend: int, run_envoy: Callable[[int], Path]
+    backend: int, run_envoy: Callable[..., Path], api_type: str
 ) -> None:
     listener_port = free_port()
     generator = SwitchableGenerator(mesh_sets(backend, listener_port, stat_prefix="http"))
@@ -260,7 +261,7 @@ async def test_envoy_serves_acks_and_survives_a_nack(
     server = XdsServer(generator, quiet_period=0.01, max_delay=0.1, registry=registry)
     xds_port = await server.start()
     try:
-        log = run_envoy(xds_port)
+        log = run_envoy(xds_port, api_type)
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http:
 
             async def serves(path: str) -> bool:
@@ -286,6 +287,7 @@ async def test_envoy_serves_acks_and_survives_a_nack(
             await eventually(all_acked, "all four types ACKed", log)
             (status,) = server.status()
             assert status.proxy_id == NODE_ID
+            assert status.protocol == ("delta" if api_type == "DELTA_GRPC" else "sotw")
             good_lds = lds_status().acked_version
 
             # An empty stat_prefix encodes fine but violates Envoy's validation rules.

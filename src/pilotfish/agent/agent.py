@@ -176,7 +176,8 @@ class Agent:
             await self._shutdown()
             raise
         self._log.info(
-            "agent %s started: envoy pid %s, admin %s:%d, health %s:%d, xds %s:%d%s, work dir %s",
+            "agent %s started: envoy pid %s, admin %s:%d, health %s:%d, xds %s:%d%s %s, "
+            "work dir %s",
             config.proxy_id,
             self._envoy.pid,
             config.admin_address,
@@ -185,6 +186,7 @@ class Agent:
             self._health_port,
             *config.xds_target,
             " (mTLS)" if config.xds_tls else "",
+            config.xds_protocol,
             work_dir,
         )
 

@@ -9,7 +9,9 @@ endpoints) arrives over one ADS stream to the static ``xds-grpc`` cluster.
   ``pilotfish.model.proxy_view``). Ports inside metadata are strings, as in
   Istio, so that protobuf's ``Struct`` (whose numbers are doubles) never turns
   them into ``15001.0``.
-- ``dynamic_resources``: CDS and LDS over ADS with ``initial_fetch_timeout: 0s``
+- ``dynamic_resources``: ADS over incremental xDS (``DELTA_GRPC``) unless
+  ``config.xds_protocol`` is ``sotw`` (``GRPC``); CDS and LDS over ADS with
+  ``initial_fetch_timeout: 0s``
   so Envoy stays un-initialized (and the agent un-ready) until the control
   plane has answered, instead of going live with no configuration.
 - ``admin`` listens on loopback only: it can stop Envoy and dump secrets.
@@ -330,7 +332,7 @@ def build_bootstrap(config: AgentConfig) -> dict[str, Any]:
         "admin": {"address": _socket_address(config.admin_address, config.admin_port)},
         "dynamic_resources": {
             "ads_config": {
-                "api_type": "GRPC",
+                "api_type": "DELTA_GRPC" if config.xds_protocol == "delta" else "GRPC",
                 "transport_api_version": "V3",
                 "set_node_on_first_message_only": True,
                 "grpc_services": [

@@ -118,6 +118,8 @@ class AgentConfig:
     xds_tls: bool = False
     xds_secure_host: str | None = None  # None: ``xds_host``
     xds_secure_port: int = XDS_MTLS_PORT
+    # ADS variant: incremental ("delta", Envoy's DELTA_GRPC) or State of the World.
+    xds_protocol: Literal["delta", "sotw"] = "delta"
 
     def __post_init__(self) -> None:
         if not self.admin_address.startswith("127.") and self.admin_address != "::1":

@@ -76,6 +76,7 @@ class AgentLaunch:
     label: tuple[tuple[str, str], ...] = ()
     app_probe: tuple[str, ...] = ()
     identity: AgentIdentity | None = None
+    xds_protocol: Literal["delta", "sotw"] | None = None
     # Appended as they are (tuning flags a caller passes through).
     extra_args: tuple[str, ...] = ()
 
@@ -106,6 +107,7 @@ class AgentLaunch:
         _opt(argv, "--envoy-gid", self.envoy_gid)
         _opt(argv, "--concurrency", self.concurrency)
         _opt(argv, "--drain-duration", self.drain_duration)
+        _opt(argv, "--xds-protocol", self.xds_protocol)
         for target, app in self.app_port:
             argv += ["--app-port", f"{target}={app}"]
         for key, value in self.label:

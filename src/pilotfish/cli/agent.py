@@ -250,6 +250,13 @@ async def _run(config: AgentConfig) -> int:
     help="Control plane's xDS-over-mTLS address [default: <xds host>:15011].",
 )
 @click.option(
+    "--xds-protocol",
+    type=click.Choice(["delta", "sotw"]),
+    default="delta",
+    show_default=True,
+    help="ADS variant: incremental (delta) or State of the World (sotw).",
+)
+@click.option(
     "--envoy-output/--no-envoy-output",
     default=False,
     show_default=True,
@@ -292,6 +299,7 @@ def agent(
     cert_ttl: str | None,
     xds_tls: bool | None,
     xds_secure_address: str | None,
+    xds_protocol: str,
     envoy_output: bool,
 ) -> None:
     """Run an Envoy proxy configured by the control plane over xDS."""
@@ -343,6 +351,7 @@ def agent(
             xds_tls=xds_tls,
             xds_secure_host=secure_host,
             xds_secure_port=secure_port,
+            xds_protocol="sotw" if xds_protocol == "sotw" else "delta",
         )
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from exc

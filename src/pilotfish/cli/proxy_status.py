@@ -44,6 +44,7 @@ def proxy_status(control_plane: str, token_file: str | None, output: str) -> Non
     for t in _TYPES:
         table.add_column(t)
     table.add_column("VERSION")
+    table.add_column("PROTOCOL")
     notes: list[str] = []
     for row in sorted(rows, key=lambda r: r["proxy_id"]):
         types = row.get("types", {})
@@ -52,7 +53,12 @@ def proxy_status(control_plane: str, token_file: str | None, output: str) -> Non
             "-" if t == "SDS" and t not in types else sync_state(types.get(t)) for t in _TYPES
         ]
         lds = types.get("LDS") or {}
-        table.add_row(row["proxy_id"], *states, (lds.get("sent_version") or "")[:12])
+        table.add_row(
+            row["proxy_id"],
+            *states,
+            (lds.get("sent_version") or "")[:12],
+            str(row.get("protocol") or ""),
+        )
         for t in _TYPES:
             msg = (types.get(t) or {}).get("nack_message")
             if msg is not None:

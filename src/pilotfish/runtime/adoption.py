@@ -85,6 +85,7 @@ def run_fingerprint(settings: RuntimeSettings) -> dict[str, Any]:
         "trust_domain": settings.trust_domain,
         "cert_ttl_seconds": settings.cert_ttl_seconds,
         "mtls": settings.mtls,
+        "xds_protocol": settings.xds_protocol,
         "manifests": list(settings.manifests),
         "mesh_config_file": settings.mesh_config_file or "",
         "image_map_file": settings.image_map_file or "",

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 
@@ -39,6 +39,9 @@ from pilotfish.runtime.restarts import RestartHooks, supervise_restarts
 from pilotfish.runtime.sandbox import sandbox_argv
 from pilotfish.runtime.settings import RuntimeSettings
 from pilotfish.runtime.supervised import ChildProcess, Supervised, stop_supervised
+
+# As for confined sidecar agents (``pod_command``).
+_CONFINED_INHERITED = ("LANG", "LC_ALL", "TZ", "PYTHONPATH")
 
 __all__ = [
     "INGRESS",
@@ -172,9 +175,11 @@ class GatewayProcess:
         backoff: BackoffPolicy = _DEFAULT_BACKOFF,
         clock: Callable[[], float] = time.monotonic,
         drain_duration: float = 2.0,
+        xds_protocol: Literal["delta", "sotw"] | None = None,
     ) -> None:
         self.spec = spec
         self._drain = drain_duration
+        self._xds_protocol = xds_protocol
         self._backoff = backoff
         self._clock = clock
         self._identity = identity
@@ -233,6 +238,7 @@ class GatewayProcess:
             label=s.labels,
             work_dir=str(self._proxy_dir),
             identity=self._identity,
+            xds_protocol=self._xds_protocol,
         )
 
     def argv(self) -> list[str]:
@@ -243,15 +249,14 @@ class GatewayProcess:
         return [*self.spec.exec_prefix, *args]
 
     def _env(self) -> dict[str, str] | None:
-        """A confined gateway gets PATH and PYTHONPATH, nothing else of the supervisor's
-        environment: it runs the supervisor's pilotfish, as pods' agents do
-        (``pod_command``), so the two ends of a request agree on the peer header."""
+        """A confined gateway gets what a confined sidecar agent gets
+        (``pod_command.agent_env``): a locale, PYTHONPATH (so it runs the same
+        Pilotfish as the supervisor) and PATH, nothing else of the supervisor's."""
         if self._isolation is None:
             return None
-        env = {"PATH": os.environ.get("PATH", os.defpath), "HOME": "/tmp", "PYTHONUNBUFFERED": "1"}
-        if "PYTHONPATH" in os.environ:
-            env["PYTHONPATH"] = os.environ["PYTHONPATH"]
-        return env
+        out = {key: os.environ[key] for key in _CONFINED_INHERITED if key in os.environ}
+        out.update(PATH=os.environ.get("PATH", os.defpath), HOME="/tmp", PYTHONUNBUFFERED="1")
+        return out
 
     async def start(self) -> None:
         self._log_path.parent.mkdir(parents=True, exist_ok=True)

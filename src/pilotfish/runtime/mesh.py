@@ -347,6 +347,7 @@ class MeshRuntime(AdoptionMixin):
             on_processes_changed=self._save,
             drain_duration=self._proxy_drain or 2.0,
             isolation=self.isolation,
+            xds_protocol=s.xds_protocol,
         )
 
     async def _start_gateways(self, adopted: set[str]) -> None:
@@ -422,6 +423,7 @@ class MeshRuntime(AdoptionMixin):
             app_user=self._users.user_for(spec) if self._users is not None else None,
             # Mesh config ``defaultConfig.drainDuration``, else the agent's default.
             agent_args=("--drain-duration", str(self._proxy_drain)) if self._proxy_drain else (),
+            xds_protocol=self.settings.xds_protocol,
         )
         return PodRunner(spec, env, self._on_ready_change, on_processes_changed=self._save)
 

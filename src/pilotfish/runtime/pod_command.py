@@ -82,6 +82,7 @@ class PodEnv:
     python: str = sys.executable
     proxy_gid: int = PROXY_GID
     agent_args: tuple[str, ...] = ()
+    xds_protocol: Literal["delta", "sotw"] | None = None  # None: the agent's default
     identity: AgentIdentity | None = None
     sidecar_start_timeout: float = 60.0
     isolation: Isolation | None = None
@@ -173,6 +174,7 @@ def agent_launch(spec: PodSpec, env: PodEnv, app_ports: Mapping[int, int]) -> Ag
         app_probe=(spec.readiness.app_probe().flag(),) if spec.readiness is not None else (),
         work_dir=str(env.proxy_dir(spec.local_id)),
         identity=env.identity,
+        xds_protocol=env.xds_protocol,
         extra_args=env.agent_args,
     )
 

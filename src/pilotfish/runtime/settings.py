@@ -43,6 +43,8 @@ class RuntimeSettings:
     trust_domain: str = "cluster.local"
     cert_ttl_seconds: int = 86400  # workload certificates; rotated at about half-life
     mtls: bool = True  # run the mesh CA and give every proxy a workload identity
+    # ADS variant of every proxy: incremental (as Istio's default) or State of the World.
+    xds_protocol: Literal["delta", "sotw"] = "delta"
     # Mesh config file (``--mesh-config``), read by the control plane at start; its
     # trustDomain is already reflected in ``trust_domain``.
     mesh_config_file: str | None = None

@@ -24,6 +24,7 @@ __all__ = [
     "TYPE_SHORT_NAMES",
     "ConfigGenerator",
     "ResourceSet",
+    "resource_version",
 ]
 
 _PREFIX = "type.googleapis.com/envoy."
@@ -66,6 +67,9 @@ class ResourceSet:
     # When built by ``compose``: the shared sets this one is made of. Encoders
     # may encode each part once and concatenate, instead of per composed set.
     parts: tuple[ResourceSet, ...] = ()
+    # Per-resource versions (delta xDS), computed on first use: once per set
+    # object, so every stream that gets this set shares them.
+    _versions: dict[str, str] | None = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
     def compose(cls, type_url: str, parts: Sequence[ResourceSet]) -> ResourceSet:
@@ -92,6 +96,29 @@ class ResourceSet:
                 digest.update(b"\0")
                 digest.update(self.resources[name])
             object.__setattr__(self, "version", digest.hexdigest()[:16])
+
+    def versions(self) -> Mapping[str, str]:
+        """Name -> version of each resource: a digest of its serialized bytes, so
+        equal resources have equal versions in every process and across restarts."""
+        if self.parts:
+            return _MergedVersions(self.parts)
+        versions = self._versions
+        if versions is None:
+            versions = {name: resource_version(data) for name, data in self.resources.items()}
+            object.__setattr__(self, "_versions", versions)
+        return versions
+
+    def version_of(self, name: str) -> str:
+        """The version of one resource (KeyError if absent)."""
+        for part in self.parts:
+            if name in part.resources:
+                return part.versions()[name]
+        return self.versions()[name]
+
+
+def resource_version(data: bytes) -> str:
+    """The delta xDS version of a resource: a short digest of its serialized ``Any``."""
+    return hashlib.blake2b(data, digest_size=8).hexdigest()
 
 
 class ConfigGenerator(Protocol):
@@ -128,6 +155,28 @@ class _Merged(Mapping[str, bytes]):
 
     def __contains__(self, name: object) -> bool:
         return any(name in part.resources for part in self._parts)
+
+    def __iter__(self) -> Iterator[str]:
+        for part in self._parts:
+            yield from part.resources
+
+    def __len__(self) -> int:
+        return sum(len(part.resources) for part in self._parts)
+
+
+class _MergedVersions(Mapping[str, str]):
+    """Read-only union of the parts' per-resource versions."""
+
+    __slots__ = ("_parts",)
+
+    def __init__(self, parts: tuple[ResourceSet, ...]) -> None:
+        self._parts = parts
+
+    def __getitem__(self, name: str) -> str:
+        for part in self._parts:
+            if name in part.resources:
+                return part.versions()[name]
+        raise KeyError(name)
 
     def __iter__(self) -> Iterator[str]:
         for part in self._parts:

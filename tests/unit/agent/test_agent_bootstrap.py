@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +84,13 @@ def test_ads_config_uses_the_xds_cluster_over_http2() -> None:
     bootstrap = build_bootstrap(SIDECAR)
     dynamic = bootstrap["dynamic_resources"]
     ads = dynamic["ads_config"]
-    assert ads["api_type"] == "GRPC"
+    assert ads["api_type"] == "DELTA_GRPC"  # incremental xDS by default, as Istio
+    assert (
+        build_bootstrap(replace(SIDECAR, xds_protocol="sotw"))["dynamic_resources"]["ads_config"][
+            "api_type"
+        ]
+        == "GRPC"
+    )
     assert ads["transport_api_version"] == "V3"
     assert ads["set_node_on_first_message_only"] is True
     (service,) = ads["grpc_services"]

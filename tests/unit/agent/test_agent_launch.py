@@ -41,6 +41,7 @@ def _full(tmp_path: Path) -> AgentLaunch:
         label=(("app", "gw"), ("istio", "ingressgateway")),
         app_probe=("http:9080:/health",),
         work_dir=str(tmp_path / "proxy"),
+        xds_protocol="sotw",
         identity=AgentIdentity(
             ca_address="10.0.0.1:15012",
             xds_secure_address="10.0.0.1:15011",
@@ -83,6 +84,7 @@ def test_round_trip_through_the_agent_command(tmp_path: Path) -> None:
         "label": ("app=gw", "istio=ingressgateway"),
         "app_probe": ("http:9080:/health",),
         "work_dir": launch.work_dir,
+        "xds_protocol": "sotw",
         **dataclasses.asdict(launch.identity),
     }
     assert {k: parsed[k] for k in expected} == expected
@@ -108,6 +110,7 @@ def test_unset_fields_leave_the_agents_defaults(tmp_path: Path) -> None:
     parsed = _parse(argv)
     assert parsed["role"] == "sidecar" and parsed["service_account"] == "default"
     assert parsed["interception"] == "none" and parsed["stats_port"] == 15090
+    assert parsed["xds_protocol"] == "delta"
     assert parsed["log_level"] == "debug"
     # A whole number of seconds is written as a person would type it.
     assert "2" in dataclasses.replace(launch, drain_duration=2.0).to_argv(PROGRAM)

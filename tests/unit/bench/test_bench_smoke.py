@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -37,11 +37,13 @@ if str(ROOT) not in sys.path:  # `bench` is a top-level package beside `src`, no
 from bench.ads_sim import SimConfig, Simulation  # noqa: E402
 from bench.config_gen import generate_config, write_service  # noqa: E402
 
+from pilotfish.xds.server import XdsServer  # noqa: E402
 from pilotfish.xds.types import (  # noqa: E402
     CLUSTER_TYPE,
     ENDPOINT_TYPE,
     LISTENER_TYPE,
     ROUTE_TYPE,
+    ResourceSet,
 )
 
 CLUSTER = "outbound|9080||svc-0.default.svc.cluster.local"
@@ -198,7 +200,9 @@ def _assert_every_response_acked(server: TinyAds) -> None:
 
 async def test_simulator_acks_all_four_types(tiny_ads: tuple[TinyAds, str]) -> None:
     server, target = tiny_ads
-    sim = Simulation(SimConfig(target=target, proxies=5, services=3, streams_per_channel=2))
+    sim = Simulation(
+        SimConfig(target=target, proxies=5, services=3, streams_per_channel=2, protocol="sotw")
+    )
     await sim.start()
     try:
         report = await sim.wait_full_push(timeout=20.0)
@@ -256,6 +260,8 @@ async def test_simulator_process_protocol(tiny_ads: tuple[TinyAds, str]) -> None
         "2",
         "--full-push-timeout",
         "20",
+        "--protocol",
+        "sotw",
         cwd=ROOT,
         env=env,
         stdin=asyncio.subprocess.PIPE,
@@ -330,3 +336,60 @@ def test_generated_config_is_valid_pilotfish_config(tmp_path: Path) -> None:
     loaded = load_file(path)
     assert list(loaded.diagnostics) == []
     assert len(loaded.resources) == 7
+
+
+class _TinySets:
+    """TinyAds' four resources as ``ResourceSet``s for the real ``XdsServer``."""
+
+    def __init__(self) -> None:
+        self.ads = TinyAds()
+        self.sets = self._build()
+
+    def _build(self) -> dict[str, ResourceSet]:
+        names = {
+            CLUSTER_TYPE: CLUSTER,
+            ENDPOINT_TYPE: CLUSTER,
+            LISTENER_TYPE: "0.0.0.0_9080",
+            ROUTE_TYPE: ROUTE,
+        }
+        return {
+            t: ResourceSet(t, {name: self.ads._resources(t)[0].SerializeToString()})
+            for t, name in names.items()
+        }
+
+    def bump_route(self) -> None:
+        self.ads.weight = 50
+        self.sets = self._build()
+
+    def view_of(self, node_id: str, metadata: Mapping[str, Any]) -> object:
+        return "sidecars"
+
+    def generate(self, view: object) -> Mapping[str, ResourceSet]:
+        return self.sets
+
+
+async def test_delta_simulator_against_the_real_server() -> None:
+    generator = _TinySets()
+    server = XdsServer(generator, quiet_period=0.01, max_delay=0.05)
+    port = await server.start()
+    sim = Simulation(SimConfig(target=f"127.0.0.1:{port}", proxies=5, services=3))
+    await sim.start()
+    try:
+        report = await sim.wait_full_push(timeout=20.0)
+        assert report["converged"], report
+        assert report["protocol"] == "delta"
+        assert report["acked_per_type"] == {"CDS": 5, "EDS": 5, "LDS": 5, "RDS": 5}
+        assert report["name_parses"] == 2  # one cluster and one listener, once each
+        assert {s.protocol for s in server.status()} == {"delta"}
+        assert all(t.synced for s in server.status() for t in s.types.values())
+
+        mark = sim.mark()
+        generator.bump_route()
+        server.notify_change()
+        result = await sim.wait_converged(mark, ROUTE_TYPE, mode="affected", quiet=0.2, timeout=20)
+        assert result["converged"], result
+        assert result["affected"] == 5 and result["acked"] == 5
+        assert result["changed_per_type"] == {"CDS": 0, "EDS": 0, "LDS": 0, "RDS": 5}
+    finally:
+        await sim.close()
+        await server.close(grace=0)

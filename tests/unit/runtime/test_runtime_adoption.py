@@ -75,6 +75,7 @@ def test_runs_that_cannot_be_adopted(previous: MeshState | None, reason: str) ->
         ({"pod_cidr": "10.0.0.0/24"}, "pod_cidr"),
         ({"profile": "demo"}, "profile"),
         ({"mtls": False}, "mtls"),
+        ({"xds_protocol": "sotw"}, "xds_protocol"),
         ({"manifests": ("/m/other.yaml",)}, "manifests"),
     ],
 )

@@ -237,7 +237,7 @@ async def test_invalid_node_is_rejected(channel: grpc.aio.Channel, server: XdsSe
     await eventually(lambda: server.stream_count == 0)
 
 
-async def test_delta_ads_is_unimplemented(channel: grpc.aio.Channel) -> None:
+async def test_delta_ads_checks_the_node_like_sotw(channel: grpc.aio.Channel) -> None:
     call = channel.stream_stream(
         f"/{ADS_SERVICE}/DeltaAggregatedResources",
         request_serializer=discovery_pb2.DeltaDiscoveryRequest.SerializeToString,
@@ -247,7 +247,8 @@ async def test_delta_ads_is_unimplemented(channel: grpc.aio.Channel) -> None:
         # The server may end the call before the write lands: either step raises.
         await call.write(discovery_pb2.DeltaDiscoveryRequest(type_url=CLUSTER_TYPE))
         await call.read()
-    assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "node.id" in (info.value.details() or "")
 
 
 async def test_hostile_requests_are_survived(

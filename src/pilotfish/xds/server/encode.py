@@ -122,8 +122,7 @@ class ResponseEncoder:
             self.hits += 1
             return entry[1]
         self.misses += 1
-        resources = resource_set.resources
-        body = encode_body(resources[name] for name in sorted(resources))
+        body = self._encode_names(resource_set, sorted(resource_set.resources))
         self._bodies[key] = (resource_set, body)
         self._bodies.move_to_end(key)
         while len(self._bodies) > self._max_entries:
@@ -135,8 +134,16 @@ class ResponseEncoder:
         if response.names is None:
             bodies = self.bodies_of(response.source)
         else:
-            resources = response.source.resources
-            bodies = [encode_body(resources[name] for name in response.names)]
+            bodies = [self._encode_names(response.source, response.names)]
+        return self._frame(response, bodies)
+
+    # What a protocol variant (delta) overrides: the resource entries and the frame.
+
+    def _encode_names(self, resource_set: ResourceSet, names: Iterable[str]) -> bytes:
+        resources = resource_set.resources
+        return encode_body(resources[name] for name in names)
+
+    def _frame(self, response: Response, bodies: list[bytes]) -> bytes:
         return encode_response(response.version, response.type_url, response.nonce, *bodies)
 
     def clear(self) -> None:

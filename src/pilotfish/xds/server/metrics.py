@@ -37,6 +37,13 @@ class XdsMetrics:
             ["type"],
             registry=registry,
         )
+        self.resources_sent = Counter(
+            "pilotfish_xds_resources_sent_total",
+            "Resources carried by the DiscoveryResponses handed to proxy streams, by type "
+            "(delta xDS sends only changed ones).",
+            ["type"],
+            registry=registry,
+        )
         self.push_seconds = Histogram(
             "pilotfish_xds_push_seconds",
             "Time from a debounced change firing until every resulting push was queued.",
@@ -64,6 +71,7 @@ class XdsMetrics:
         )
         for url in ADS_PUSH_ORDER:  # export zero-valued series up front
             self.pushes.labels(type=type_label(url))
+            self.resources_sent.labels(type=type_label(url))
             self.nacks.labels(type=type_label(url))
         for reason in DenyReason:
             self.secret_denied.labels(reason=reason.value)

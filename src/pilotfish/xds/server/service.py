@@ -33,6 +33,11 @@ only) is set. Requests for secrets a stream may not have are counted in
 ``pilotfish_xds_secret_denied_total{reason}``, logged once per stream and
 name, and listed in the stream's status (names only).
 
+``DeltaAggregatedResources`` (incremental xDS) runs through the same handler,
+stream table, secret filtering, debounced pushes and write limits; only the
+stream's state machine (``delta_stream.DeltaStreamState``) and encoder
+(``delta_encode``) differ, and requests subscribe by difference.
+
 Responses are pre-encoded bytes (see ``encode``); the method is registered
 through a generic handler whose response serializer passes bytes through, so
 no protobuf message is built per proxy.
@@ -61,6 +66,8 @@ from google.protobuf.json_format import MessageToDict
 from prometheus_client import CollectorRegistry
 
 from pilotfish.xds.debounce import Clock, Debouncer
+from pilotfish.xds.server.delta_encode import DeltaResponseEncoder
+from pilotfish.xds.server.delta_stream import DeltaStreamState, delta_request_from_proto
 from pilotfish.xds.server.encode import ResponseEncoder
 from pilotfish.xds.server.metrics import XdsMetrics, type_label
 from pilotfish.xds.server.peer_identity import authorize_node, peer_from_auth_context
@@ -71,6 +78,7 @@ from pilotfish.xds.server.state import (
     DiffCache,
     RequestKind,
     RequestOutcome,
+    StreamStateBase,
 )
 from pilotfish.xds.server.status import ProxyStatus, type_statuses
 from pilotfish.xds.server.stream import ProxyStream, WriteLimiter
@@ -126,7 +134,7 @@ def _grpc_server() -> Any:
 
 
 class XdsServer:
-    """A State-of-the-World ADS server for Envoy.
+    """An ADS server for Envoy: State of the World and incremental (delta).
 
     Knows nothing about translation: it asks ``generator`` for each
     connected proxy's ``ResourceSet`` per type and sends what changed.
@@ -157,6 +165,7 @@ class XdsServer:
         if callable(inconsistent):
             self.metrics.count_inconsistent(inconsistent)
         self._encoder = ResponseEncoder()
+        self._delta_encoder = DeltaResponseEncoder()
         self._write_limiter = WriteLimiter(max_in_flight=max_writes_in_flight)
         # Subscription name sets shared by streams (see AdsStreamState); a set no
         # stream uses any more is dropped at the next push.
@@ -259,6 +268,7 @@ class XdsServer:
         self._streams.clear()
         self.metrics.connected_proxies.set(0)
         self._encoder.clear()
+        self._delta_encoder.clear()
 
     # -- public API ----------------------------------------------------------------------
 
@@ -304,6 +314,7 @@ class XdsServer:
                 connected_at=s.connected_at,
                 view=s.view_repr,
                 types=type_statuses(s.state),
+                protocol=s.protocol,
                 identity=s.secret_access.identity,
                 secrets_denied=dict(s.secrets_denied),
                 inconsistent=self._inconsistencies(s.view),
@@ -347,21 +358,18 @@ class XdsServer:
                 response_serializer=_passthrough,
             ),
             "DeltaAggregatedResources": grpc.stream_stream_rpc_method_handler(
-                self._delta_aggregated_resources,
+                functools.partial(self._stream_aggregated_resources, secure=secure, delta=True),
                 request_deserializer=discovery_pb2.DeltaDiscoveryRequest.FromString,
                 response_serializer=_passthrough,
             ),
         }
         return grpc.method_handlers_generic_handler(ADS_SERVICE, handlers)
 
-    async def _delta_aggregated_resources(self, request_iterator: Any, context: Any) -> None:
-        await context.abort(
-            grpc.StatusCode.UNIMPLEMENTED, "incremental (delta) xDS is not supported; use SotW ADS"
-        )
-
     async def _stream_aggregated_resources(
-        self, request_iterator: Any, context: Any, *, secure: bool = False
+        self, request_iterator: Any, context: Any, *, secure: bool = False, delta: bool = False
     ) -> None:
+        """One ADS stream, SotW or (``delta``) incremental: the same node checks,
+        secret filtering, queueing and pushes; only the state machine differs."""
         first = await context.read()
         if first is grpc.aio.EOF:
             return
@@ -384,7 +392,7 @@ class XdsServer:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
             return
 
-        stream = self._open_stream(node_id, view, access)
+        stream = self._open_stream(node_id, view, access, delta=delta)
         handler_task = asyncio.current_task()
         writer = asyncio.get_running_loop().create_task(
             stream.write_loop(context.write, self._write_limiter)
@@ -423,21 +431,31 @@ class XdsServer:
             self._close_stream(stream)
 
     def _open_stream(
-        self, proxy_id: str, view: object, access: SecretAccess | None = None
+        self,
+        proxy_id: str,
+        view: object,
+        access: SecretAccess | None = None,
+        *,
+        delta: bool = False,
     ) -> ProxyStream:
         self._next_stream_id += 1
+        state: StreamStateBase
+        if delta:
+            state = DeltaStreamState(ADS_PUSH_ORDER, name_sets=self._name_sets)
+        else:
+            state = AdsStreamState(ADS_PUSH_ORDER, name_sets=self._name_sets)
         stream = ProxyStream(
             stream_id=self._next_stream_id,
             proxy_id=proxy_id,
             view=view,
             connected_at=time.time(),
-            state=AdsStreamState(ADS_PUSH_ORDER, name_sets=self._name_sets),
-            encoder=self._encoder,
+            state=state,
+            encoder=self._delta_encoder if delta else self._encoder,
             secret_access=access or SecretAccess(),
         )
         self._streams[stream.stream_id] = stream
         self.metrics.connected_proxies.set(len(self._streams))
-        _log.info("xDS stream %d opened by %s", stream.stream_id, proxy_id)
+        _log.info("xDS stream %d (%s) opened by %s", stream.stream_id, stream.protocol, proxy_id)
         return stream
 
     def _close_stream(self, stream: ProxyStream) -> None:
@@ -449,9 +467,16 @@ class XdsServer:
     def _handle_request(self, stream: ProxyStream, request: Any) -> None:
         if request.response_nonce:
             stream.replied(request.response_nonce)
-        if request.type_url == SECRET_TYPE:
-            self._check_secret_request(stream, request.resource_names)
-        outcome = stream.state.receive(client_request_from_proto(request), now=time.time())
+        state = stream.state
+        if isinstance(state, DeltaStreamState):
+            if request.type_url == SECRET_TYPE:
+                self._check_secret_request(stream, request.resource_names_subscribe)
+            outcome = state.receive(delta_request_from_proto(request), now=time.time())
+        else:
+            assert isinstance(state, AdsStreamState)
+            if request.type_url == SECRET_TYPE:
+                self._check_secret_request(stream, request.resource_names)
+            outcome = state.receive(client_request_from_proto(request), now=time.time())
         self._observe(stream, outcome)
         self._queue_all(stream, outcome.responses)
 
@@ -494,10 +519,12 @@ class XdsServer:
             _log.debug("proxy %s: stale request for %s", stream.proxy_id, outcome.type_url)
 
     def _queue_all(self, stream: ProxyStream, responses: Any) -> None:
-        pushes = self.metrics.pushes
+        pushes, sent = self.metrics.pushes, self.metrics.resources_sent
         for response in responses:
             stream.enqueue(response)
-            pushes.labels(type=type_label(response.type_url)).inc()
+            label = type_label(response.type_url)
+            pushes.labels(type=label).inc()
+            sent.labels(type=label).inc(response.resource_count)
 
     # -- pushes ------------------------------------------------------------------------------
 

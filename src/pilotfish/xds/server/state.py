@@ -78,7 +78,9 @@ __all__ = [
     "RequestKind",
     "RequestOutcome",
     "Response",
+    "StreamStateBase",
     "TypeState",
+    "gone",
 ]
 
 # Explicit wildcard name (xDS allows "*" as well as an empty first request).
@@ -139,6 +141,8 @@ class Response:
     nonce: str
     source: ResourceSet
     names: tuple[str, ...] | None = None
+    # Delta xDS only: names the client holds that no longer exist, sorted.
+    removed: tuple[str, ...] = ()
 
     @property
     def resource_count(self) -> int:
@@ -183,10 +187,11 @@ class DiffCache:
     drop the cache when the push is done.
     """
 
-    __slots__ = ("_entries",)
+    __slots__ = ("_entries", "_gone")
 
     def __init__(self) -> None:
         self._entries: dict[tuple[int, int], tuple[ResourceSet, ResourceSet, frozenset[str]]] = {}
+        self._gone: dict[tuple[int, int], tuple[ResourceSet, ResourceSet, frozenset[str]]] = {}
 
     def changed(self, old: ResourceSet, new: ResourceSet) -> frozenset[str]:
         """Names in ``new`` that are absent from ``old`` or have different bytes."""
@@ -199,6 +204,32 @@ class DiffCache:
         result = _diff(old, new)
         self._entries[key] = (old, new, result)
         return result
+
+    def removed(self, old: ResourceSet, new: ResourceSet) -> frozenset[str]:
+        """Names in ``old`` that are absent from ``new``."""
+        if old is new or old.version == new.version:
+            return frozenset()
+        key = (id(old), id(new))
+        entry = self._gone.get(key)
+        if entry is not None and entry[0] is old and entry[1] is new:
+            return entry[2]
+        result = gone(old, new)
+        self._gone[key] = (old, new, result)
+        return result
+
+
+def gone(old: ResourceSet, new: ResourceSet) -> frozenset[str]:
+    """Names of ``old`` that ``new`` lacks (parts present in both are skipped)."""
+    if old is new or old.version == new.version:
+        return frozenset()
+    kept = {id(p) for p in new.parts}
+    after = new.resources
+    out: set[str] = set()
+    for part in old.parts or (old,):
+        if id(part) in kept:
+            continue
+        out.update(n for n in part.resources if n not in after)
+    return frozenset(out)
 
 
 def _diff(old: ResourceSet, new: ResourceSet) -> frozenset[str]:
@@ -216,8 +247,12 @@ def _diff(old: ResourceSet, new: ResourceSet) -> frozenset[str]:
     return frozenset(changed)
 
 
-class AdsStreamState:
-    """ADS bookkeeping for one stream. Pure: no I/O, no clock, no protobuf."""
+class StreamStateBase:
+    """What SotW and delta ADS streams share: per-type state, the newest sets, nonces,
+    and ``update`` (push order, re-warming of modified clusters). Subclasses read
+    requests (``receive``) and plan responses (``_plan``)."""
+
+    protocol = "sotw"  # the ADS variant, as status reports it
 
     def __init__(
         self,
@@ -253,6 +288,71 @@ class AdsStreamState:
     def synced_sets(self) -> dict[str, ResourceSet]:
         """Per subscribed type, the newest set the client was brought in sync with."""
         return {url: ts.synced for url, ts in self._types.items() if ts.synced is not None}
+
+    # -- input: new resources ------------------------------------------------------------
+
+    def update(
+        self, sets: Mapping[str, ResourceSet], diffs: DiffCache | None = None
+    ) -> list[Response]:
+        """Store the newest sets and plan responses for what changed, in push order.
+
+        Types missing from ``sets`` keep their previous set; unknown types are
+        ignored. Pass one ``DiffCache`` to all streams' updates of one push to
+        share the work of comparing sets.
+        """
+        responses: list[Response] = []
+        self._rewarm = frozenset()
+        for url in self._order:
+            new = sets.get(url)
+            if new is not None:
+                self._current[url] = new
+            elif not (url == ENDPOINT_TYPE and self._rewarm):
+                continue
+            ts = self._types[url]
+            if ts.requested:
+                response = self._plan(ts, diffs=diffs)
+                if response is not None:
+                    responses.append(response)
+        self._rewarm = frozenset()
+        return responses
+
+    # -- planning --------------------------------------------------------------------------
+
+    def _plan(
+        self, ts: TypeState, added: frozenset[str] = frozenset(), diffs: DiffCache | None = None
+    ) -> Response | None:
+        """Plan the response that brings the client in sync with the current set, if any.
+
+        ``added`` are names just subscribed to: sent even if unchanged.
+        """
+        raise NotImplementedError
+
+    def _next_nonce(self) -> str:
+        self._nonce_counter += 1
+        return f"{self._nonce_prefix}{self._nonce_counter}"
+
+    def _emit(
+        self,
+        ts: TypeState,
+        cur: ResourceSet,
+        names: Sequence[str] | None,
+        removed: Sequence[str] = (),
+    ) -> Response:
+        nonce = self._next_nonce()
+        ts.sent_version = cur.version
+        ts.sent_nonce = nonce
+        return Response(
+            type_url=ts.type_url,
+            version=cur.version,
+            nonce=nonce,
+            source=cur,
+            names=None if names is None else tuple(names),
+            removed=tuple(removed),
+        )
+
+
+class AdsStreamState(StreamStateBase):
+    """SotW ADS bookkeeping for one stream. Pure: no I/O, no clock, no protobuf."""
 
     # -- input: a request from the client ---------------------------------------------
 
@@ -312,34 +412,7 @@ class AdsStreamState:
             kind, ts.type_url, responses=responses, subscription_changed=changed, nack=nack
         )
 
-    # -- input: new resources ------------------------------------------------------------
-
-    def update(
-        self, sets: Mapping[str, ResourceSet], diffs: DiffCache | None = None
-    ) -> list[Response]:
-        """Store the newest sets and plan responses for what changed, in push order.
-
-        Types missing from ``sets`` keep their previous set; unknown types are
-        ignored. Pass one ``DiffCache`` to all streams' updates of one push to
-        share the work of comparing sets.
-        """
-        responses: list[Response] = []
-        self._rewarm = frozenset()
-        for url in self._order:
-            new = sets.get(url)
-            if new is not None:
-                self._current[url] = new
-            elif not (url == ENDPOINT_TYPE and self._rewarm):
-                continue
-            ts = self._types[url]
-            if ts.requested:
-                response = self._plan(ts, diffs=diffs)
-                if response is not None:
-                    responses.append(response)
-        self._rewarm = frozenset()
-        return responses
-
-    # -- planning --------------------------------------------------------------------------
+    # -- planning (SotW) ---------------------------------------------------------------
 
     def _plan_tuple(self, ts: TypeState, added: frozenset[str]) -> tuple[Response, ...]:
         response = self._plan(ts, added=added)
@@ -411,16 +484,3 @@ class AdsStreamState:
         if not changed:
             return None
         return self._emit(ts, cur, None if len(changed) == len(resources) else sorted(changed))
-
-    def _emit(self, ts: TypeState, cur: ResourceSet, names: Sequence[str] | None) -> Response:
-        self._nonce_counter += 1
-        nonce = f"{self._nonce_prefix}{self._nonce_counter}"
-        ts.sent_version = cur.version
-        ts.sent_nonce = nonce
-        return Response(
-            type_url=ts.type_url,
-            version=cur.version,
-            nonce=nonce,
-            source=cur,
-            names=None if names is None else tuple(names),
-        )

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pilotfish.xds.server.state import AdsStreamState
+from pilotfish.xds.server.state import StreamStateBase
 from pilotfish.xds.types import SECRET_TYPE, TYPE_SHORT_NAMES
 
 __all__ = ["ProxyStatus", "TypeStatus", "type_statuses"]
@@ -62,7 +62,8 @@ class ProxyStatus:
     stream's verified SPIFFE id ("" on the plain-text port);
     ``secrets_denied`` maps credential secret names the proxy asked for and was
     refused to the reason (names only, never contents). ``inconsistent`` lists
-    what its configuration names but does not hold (``pilotfish.xds.consistency``).
+    what its configuration names but does not hold (``pilotfish.xds.consistency``);
+    ``protocol`` is the stream's ADS variant (``sotw`` or ``delta``).
     """
 
     proxy_id: str
@@ -73,6 +74,7 @@ class ProxyStatus:
     secrets_denied: Mapping[str, str] = field(default_factory=dict, hash=False)
     # Resources the configuration names but lacks: ``{"kind", "missing"}`` per type.
     inconsistent: tuple[Mapping[str, object], ...] = field(default=(), hash=False)
+    protocol: str = "sotw"  # the ADS variant of the stream: "sotw" or "delta"
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-compatible dict; per-type entries are keyed by short name (CDS, ...)."""
@@ -84,10 +86,11 @@ class ProxyStatus:
             "identity": self.identity,
             "secrets_denied": dict(self.secrets_denied),
             "inconsistent": [dict(v) for v in self.inconsistent],
+            "protocol": self.protocol,
         }
 
 
-def type_statuses(state: AdsStreamState) -> dict[str, TypeStatus]:
+def type_statuses(state: StreamStateBase) -> dict[str, TypeStatus]:
     """Snapshot the per-type state of one stream. Secrets (SDS) are listed only
     once the proxy subscribed to them: most proxies use none."""
     out: dict[str, TypeStatus] = {}

@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable
 
 from pilotfish.xds.server.encode import ResponseEncoder
 from pilotfish.xds.server.secret_access import SecretAccess
-from pilotfish.xds.server.state import AdsStreamState, Response
+from pilotfish.xds.server.state import Response, StreamStateBase
 
 __all__ = ["ProxyStream", "WriteLimiter"]
 
@@ -96,7 +96,7 @@ class ProxyStream:
         proxy_id: str,
         view: object,
         connected_at: float,
-        state: AdsStreamState,
+        state: StreamStateBase,
         encoder: ResponseEncoder,
         secret_access: SecretAccess | None = None,
     ) -> None:
@@ -116,6 +116,11 @@ class ProxyStream:
         # nonce -> set when the client answers that response (see WriteLimiter).
         self._answered: dict[str, asyncio.Event] = {}
         self._half_closed = False  # the client sends no more: it will never answer
+
+    @property
+    def protocol(self) -> str:
+        """``delta`` for an incremental ADS stream, else ``sotw``."""
+        return self.state.protocol
 
     @property
     def backlog(self) -> int:

@@ -1,0 +1,197 @@
+"""One simulated Envoy on an incremental (delta) ADS stream.
+
+Theory of operation: the delta counterpart of ``bench.ads_stream``, with the same
+``StreamState`` bookkeeping so ``bench.ads_sim`` measures both alike. The first
+request carries the ``node`` and subscribes to clusters (CDS, wildcard), the
+second to listeners (LDS, wildcard). A delta response carries only added or
+changed resources and names removed ones, so the stream keeps, per parent type
+(CDS, LDS), which child names (EDS load assignments, RDS route configurations)
+each resource it holds references, and after every parent response subscribes
+the child names that appeared and unsubscribes those that vanished, before
+ACKing the parent, as Envoy does while clusters warm. Every response is ACKed
+by its nonce; its ``system_version_info`` is what ``StreamState`` records as the
+version received and ACKed.
+
+Thousands of streams receive byte-identical responses. What a resource
+references is parsed once per ``(type_url, name, version)`` (a version is a
+digest of the resource's bytes), and a stream's first response of a type, the
+same for every stream with the same view, is turned into a reference table
+once and shared by those streams until one of them receives a change.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import grpc
+from envoy.config.core.v3 import base_pb2
+from envoy.service.discovery.v3 import discovery_pb2
+
+from bench.ads_stream import StreamState, TypeState, referenced_by
+from pilotfish.xds.types import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE
+
+__all__ = ["DELTA_ADS_METHOD", "DeltaNameCache", "run_delta_stream"]
+
+DELTA_ADS_METHOD = "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources"
+_CHILD_TYPE = {CLUSTER_TYPE: ENDPOINT_TYPE, LISTENER_TYPE: ROUTE_TYPE}
+_CACHE_LIMIT = 200_000
+_WHOLE_LIMIT = 256
+
+Refs = dict[str, tuple[str, ...]]
+
+
+class DeltaNameCache:
+    """What resources reference, shared by every simulated stream."""
+
+    def __init__(self) -> None:
+        self._by_resource: dict[tuple[str, str, str], tuple[str, ...]] = {}
+        self._whole: dict[tuple[str, str, int], tuple[Refs, tuple[str, ...]]] = {}
+        self.parses = 0
+
+    def of(self, type_url: str, resource: discovery_pb2.Resource) -> tuple[str, ...]:
+        key = (type_url, resource.name, resource.version)
+        names = self._by_resource.get(key)
+        if names is None:
+            names = referenced_by(type_url, [resource.resource])
+            self.parses += 1
+            if len(self._by_resource) >= _CACHE_LIMIT:
+                self._by_resource.clear()
+            self._by_resource[key] = names
+        return names
+
+    def whole(self, response: discovery_pb2.DeltaDiscoveryResponse) -> tuple[Refs, tuple[str, ...]]:
+        """The reference table of a first response, and the sorted child names."""
+        key = (response.type_url, response.system_version_info, len(response.resources))
+        found = self._whole.get(key)
+        if found is None:
+            refs = {r.name: self.of(response.type_url, r) for r in response.resources}
+            found = (refs, _union(refs.values()))
+            if len(self._whole) >= _WHOLE_LIMIT:
+                del self._whole[next(iter(self._whole))]
+            self._whole[key] = found
+        return found
+
+
+def _union(groups: Iterable[tuple[str, ...]]) -> tuple[str, ...]:
+    names: set[str] = set()
+    for group in groups:
+        names.update(group)
+    return tuple(sorted(names))
+
+
+class _Held:
+    """A stream's reference table for one parent type (shared until changed)."""
+
+    __slots__ = ("children", "refs", "shared")
+
+    def __init__(self) -> None:
+        self.refs: Refs = {}
+        self.shared = False
+        self.children: tuple[str, ...] = ()
+
+    def apply(
+        self, response: discovery_pb2.DeltaDiscoveryResponse, cache: DeltaNameCache
+    ) -> tuple[str, ...]:
+        """Apply a parent response; return the child names now referenced, sorted."""
+        if not self.refs and not response.removed_resources:
+            self.refs, self.children = cache.whole(response)
+            self.shared = True
+            return self.children
+        if self.shared:
+            self.refs = dict(self.refs)
+            self.shared = False
+        changed = False
+        for resource in response.resources:
+            names = cache.of(response.type_url, resource)
+            if self.refs.get(resource.name) != names:
+                self.refs[resource.name] = names
+                changed = True
+        for name in response.removed_resources:
+            if self.refs.pop(name, None):
+                changed = True
+        if changed:
+            self.children = _union(self.refs.values())
+        return self.children
+
+
+async def run_delta_stream(
+    channel: grpc.aio.Channel,
+    state: StreamState,
+    node: base_pb2.Node,
+    cache: DeltaNameCache,
+) -> None:
+    """Run one delta ADS stream until the server ends it or the task is cancelled.
+
+    Errors end the stream and are recorded in ``state.error``; nothing is retried.
+    """
+    method = channel.stream_stream(
+        DELTA_ADS_METHOD,
+        request_serializer=discovery_pb2.DeltaDiscoveryRequest.SerializeToString,
+        response_deserializer=discovery_pb2.DeltaDiscoveryResponse.FromString,
+    )
+    call = method(wait_for_ready=True)
+    held = {CLUSTER_TYPE: _Held(), LISTENER_TYPE: _Held()}
+    try:
+        first = discovery_pb2.DeltaDiscoveryRequest(node=node, type_url=CLUSTER_TYPE)
+        await call.write(first)
+        state.types[CLUSTER_TYPE].requested = True
+        await call.write(discovery_pb2.DeltaDiscoveryRequest(type_url=LISTENER_TYPE))
+        state.types[LISTENER_TYPE].requested = True
+        state.connected_at = time.monotonic()
+        while True:
+            response = await call.read()
+            if response is grpc.aio.EOF:
+                state.error = state.error or "server closed the stream"
+                break
+            assert isinstance(response, discovery_pb2.DeltaDiscoveryResponse)
+            await _on_response(call, state, response, held, cache)
+    except grpc.aio.AioRpcError as exc:
+        state.error = f"{exc.code().name}: {exc.details()}"
+    except grpc.aio.UsageError as exc:  # the call was cancelled while writing
+        state.error = f"stream closed: {exc}"
+    finally:
+        state.closed = True
+        call.cancel()
+
+
+async def _on_response(
+    call: Any,
+    state: StreamState,
+    response: discovery_pb2.DeltaDiscoveryResponse,
+    held: dict[str, _Held],
+    cache: DeltaNameCache,
+) -> None:
+    type_url = response.type_url
+    current = state.types.setdefault(type_url, TypeState())
+    current.received_version = response.system_version_info
+    current.received_nonce = response.nonce
+    current.received_at = time.monotonic()
+    current.responses += 1
+
+    child_type = _CHILD_TYPE.get(type_url)
+    if child_type is not None:
+        names = held[type_url].apply(response, cache)
+        child = state.types[child_type]
+        if names != child.subscribed:
+            before, after = set(child.subscribed), set(names)
+            child.subscribed = names
+            child.requested = True
+            # Subscribe (or unsubscribe) before ACKing the parent, as Envoy does.
+            await call.write(
+                discovery_pb2.DeltaDiscoveryRequest(
+                    type_url=child_type,
+                    resource_names_subscribe=sorted(after - before),
+                    resource_names_unsubscribe=sorted(before - after),
+                )
+            )
+
+    await call.write(
+        discovery_pb2.DeltaDiscoveryRequest(type_url=type_url, response_nonce=response.nonce)
+    )
+    current.acked_version = response.system_version_info
+    current.acked_nonce = response.nonce
+    current.acked_at = time.monotonic()
+    if state.complete_at is None and state.is_complete():
+        state.complete_at = current.acked_at

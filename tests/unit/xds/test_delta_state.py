@@ -1,0 +1,98 @@
+"""The delta ADS state machine without I/O: versions, diffs, ACK pairing, bounds."""
+
+from __future__ import annotations
+
+from ads_helpers import cla, cluster
+from envoy.service.discovery.v3 import discovery_pb2
+
+from pilotfish.xds.server.delta_encode import DeltaResponseEncoder
+from pilotfish.xds.server.delta_stream import DeltaRequest, DeltaStreamState
+from pilotfish.xds.server.encode import ResponseEncoder
+from pilotfish.xds.server.state import DiffCache, RequestKind, gone
+from pilotfish.xds.types import CLUSTER_TYPE, ENDPOINT_TYPE, ResourceSet, resource_version
+
+
+def clusters(*names: str, timeout: int = 1) -> ResourceSet:
+    return ResourceSet(CLUSTER_TYPE, {n: cluster(n, timeout) for n in names})
+
+
+def test_versions_are_content_digests_shared_by_composed_sets() -> None:
+    a, b = clusters("a"), clusters("b", "c")
+    both = ResourceSet.compose(CLUSTER_TYPE, [a, b])
+    assert both.version_of("c") == resource_version(b.resources["c"])
+    assert dict(both.versions()) == {**a.versions(), **b.versions()}
+    assert a.versions() is a.versions()  # computed once per set object
+    assert clusters("a").versions() == a.versions()  # equal bytes, equal versions
+
+
+def test_gone_skips_parts_kept_in_both() -> None:
+    kept, old_part = clusters("a"), clusters("b", "c")
+    old = ResourceSet.compose(CLUSTER_TYPE, [kept, old_part])
+    new = ResourceSet.compose(CLUSTER_TYPE, [kept, clusters("c")])
+    assert gone(old, new) == {"b"}
+    diffs = DiffCache()
+    assert diffs.removed(old, new) == {"b"} and diffs.removed(old, new) is diffs.removed(old, new)
+    assert diffs.removed(new, new) == frozenset()
+
+
+def test_ack_pairs_by_nonce_and_unknown_nonces_are_stale() -> None:
+    state = DeltaStreamState([CLUSTER_TYPE, ENDPOINT_TYPE])
+    state.update({CLUSTER_TYPE: clusters("a"), ENDPOINT_TYPE: ResourceSet(ENDPOINT_TYPE, {})})
+    first = state.receive(DeltaRequest(CLUSTER_TYPE), now=1.0)
+    (resp,) = first.responses
+    state.update({CLUSTER_TYPE: clusters("a", "b")})
+    stale = state.receive(DeltaRequest(CLUSTER_TYPE, response_nonce="nope"), now=2.0)
+    assert stale.kind is RequestKind.STALE
+    ack = state.receive(DeltaRequest(CLUSTER_TYPE, response_nonce=resp.nonce), now=3.0)
+    assert ack.kind is RequestKind.ACK
+    ts = state.types[CLUSTER_TYPE]
+    assert ts.acked_version == resp.version != ts.sent_version  # the second is in flight
+    again = state.receive(DeltaRequest(CLUSTER_TYPE, response_nonce=resp.nonce), now=4.0)
+    assert again.kind is RequestKind.STALE  # answered already
+
+
+def test_unanswered_responses_are_bounded() -> None:
+    state = DeltaStreamState([CLUSTER_TYPE])
+    state.update({CLUSTER_TYPE: clusters("a")})
+    (first,) = state.receive(DeltaRequest(CLUSTER_TYPE), now=0).responses
+    for i in range(100):
+        state.update({CLUSTER_TYPE: clusters("a", timeout=i + 2)})
+    late = state.receive(DeltaRequest(CLUSTER_TYPE, response_nonce=first.nonce), now=1)
+    assert late.kind is RequestKind.STALE  # forgotten, not kept forever
+
+
+def test_encoding_is_a_valid_delta_response_sharing_the_sotw_cache_shape() -> None:
+    state = DeltaStreamState([CLUSTER_TYPE])
+    cur = clusters("a", "b")
+    state.update({CLUSTER_TYPE: cur})
+    (whole,) = state.receive(DeltaRequest(CLUSTER_TYPE), now=0).responses
+    state.update({CLUSTER_TYPE: clusters("a")})
+    encoder = DeltaResponseEncoder()
+    assert isinstance(encoder, ResponseEncoder)
+    parsed = discovery_pb2.DeltaDiscoveryResponse.FromString(encoder.encode(whole))
+    assert parsed.type_url == CLUSTER_TYPE and parsed.nonce == whole.nonce
+    assert parsed.system_version_info == cur.version
+    assert [(r.name, r.version) for r in parsed.resources] == [
+        (n, cur.version_of(n)) for n in ("a", "b")
+    ]
+    assert parsed.resources[0].resource.SerializeToString() == cur.resources["a"]
+    encoder.encode(whole)
+    assert encoder.hits == 1  # the whole-set body is built once
+
+
+def test_removal_only_response() -> None:
+    state = DeltaStreamState([CLUSTER_TYPE, ENDPOINT_TYPE])
+    eds = ResourceSet(ENDPOINT_TYPE, {"a": cla("a"), "b": cla("b")})
+    state.update({CLUSTER_TYPE: clusters("a", "b"), ENDPOINT_TYPE: eds})
+    state.receive(DeltaRequest(CLUSTER_TYPE), now=0)
+    state.receive(DeltaRequest(ENDPOINT_TYPE, subscribe=("a", "b")), now=0)
+    out = state.update(
+        {CLUSTER_TYPE: clusters("a"), ENDPOINT_TYPE: ResourceSet(ENDPOINT_TYPE, {"a": cla("a")})}
+    )
+    assert [(r.type_url, r.names, r.removed) for r in out] == [
+        (CLUSTER_TYPE, (), ("b",)),
+        (ENDPOINT_TYPE, (), ("b",)),
+    ]
+    encoded = DeltaResponseEncoder().encode(out[0])
+    parsed = discovery_pb2.DeltaDiscoveryResponse.FromString(encoded)
+    assert not parsed.resources and list(parsed.removed_resources) == ["b"]
