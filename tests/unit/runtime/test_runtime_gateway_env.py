@@ -22,10 +22,17 @@ def test_a_confined_gateway_runs_the_supervisors_pilotfish(
 ) -> None:
     monkeypatch.setenv("PYTHONPATH", "/src/of/this/pilotfish")
     monkeypatch.setenv("SECRET_TOKEN", "x")
+    monkeypatch.delenv("LANG", raising=False)
+    monkeypatch.delenv("LC_ALL", raising=False)
+    monkeypatch.delenv("TZ", raising=False)
     env = _gateway(tmp_path, Isolation.for_state_dir(tmp_path))._env()
     assert env is not None
     assert env["PYTHONPATH"] == "/src/of/this/pilotfish"
     assert set(env) == {"PATH", "HOME", "PYTHONUNBUFFERED", "PYTHONPATH"}
+    # A locale is passed on, as to confined sidecar agents; secrets are not.
+    monkeypatch.setenv("LANG", "C.UTF-8")
+    env = _gateway(tmp_path, Isolation.for_state_dir(tmp_path))._env()
+    assert env is not None and env["LANG"] == "C.UTF-8" and "SECRET_TOKEN" not in env
     monkeypatch.delenv("PYTHONPATH")
     env = _gateway(tmp_path, Isolation.for_state_dir(tmp_path))._env()
     assert env is not None and "PYTHONPATH" not in env
