@@ -10,9 +10,15 @@ Envoy's combined stdout/stderr goes through a pipe that a pump task copies to
 ``<work_dir>/envoy.log`` (kept across restarts) and, when asked, to our own
 stderr. Envoy gets its own process group, so a Ctrl-C in a terminal reaches
 only the agent, which then drains Envoy gracefully; on Linux Envoy is also
-told to die with the agent (``PR_SET_PDEATHSIG``) so a crashed agent never
-leaves an orphan proxy holding its ports. Each spawn writes Envoy's pid to
-``<work_dir>/envoy.pid`` for operators and tests.
+told to die with the agent (the parent-death signal) so a crashed agent never
+leaves an orphan proxy holding its ports. That signal is set by util-linux's
+``setpriv --pdeathsig KILL``, which then execs Envoy in its place (same pid),
+not by a Python pre-exec hook: a hook makes the child run Python between fork
+and exec, including the fork handlers of libraries such as gRPC, whose
+threads do not exist in the child; an agent hosting gRPC (the in-process
+control plane of tests, the agent's own channels) saw such children die
+before Envoy started. Each spawn writes Envoy's pid to ``<work_dir>/envoy.pid``
+for operators and tests.
 """
 
 from __future__ import annotations
@@ -21,10 +27,11 @@ import asyncio
 import contextlib
 import logging
 import math
-import signal
+import os
+import shutil
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
@@ -33,8 +40,9 @@ from pilotfish.fsutil import atomic_write_text
 
 __all__ = ["EnvoyProcess", "envoy_command"]
 
-_PR_SET_PDEATHSIG = 1
 _READ_CHUNK = 65536
+# Sets the parent-death signal, then execs the command (util-linux, always on Debian).
+_SETPRIV = shutil.which("setpriv") if sys.platform.startswith("linux") else None
 
 
 def envoy_command(
@@ -66,23 +74,11 @@ def envoy_command(
     ]
 
 
-def _die_with_parent() -> Callable[[], None] | None:
-    """A pre-exec hook asking Linux to SIGKILL the child when we exit, or None elsewhere."""
-    if not sys.platform.startswith("linux"):
-        return None
-    import ctypes
-
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    # Everything is resolved before fork: the hook only makes one system call.
-    sigkill = int(signal.SIGKILL)
-
-    def hook() -> None:
-        prctl(_PR_SET_PDEATHSIG, sigkill, 0, 0, 0)
-
-    return hook
+def _dying_with_parent(argv: Sequence[str]) -> list[str]:
+    """``argv`` run so that Linux SIGKILLs it when the agent exits (when setpriv exists)."""
+    if _SETPRIV is None:
+        return list(argv)
+    return [_SETPRIV, "--pdeathsig", "KILL", "--", *argv]
 
 
 class EnvoyProcess:
@@ -190,14 +186,17 @@ class EnvoyProcess:
         return proc.returncode
 
     async def _spawn(self) -> None:
+        # setpriv would report a missing binary only as its exit code: look first.
+        binary = self._command[0]
+        if shutil.which(binary) is None:
+            raise FileNotFoundError(2, os.strerror(2), binary)
         proc = await asyncio.create_subprocess_exec(
-            *self._command,
+            *_dying_with_parent(self._command),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             process_group=0,
             env=self._env,
-            preexec_fn=_die_with_parent(),
             user=self._uid,
             group=self._gid,
             extra_groups=[] if self._gid is not None else None,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -88,3 +89,38 @@ async def test_a_missing_binary_fails_start(tmp_path: Path) -> None:
     with pytest.raises(OSError):
         await proc.start()
     await proc.stop()
+
+
+_AGENT = """
+import asyncio, sys
+from pathlib import Path
+from pilotfish.agent.envoy_process import EnvoyProcess
+
+async def main():
+    proc = EnvoyProcess(
+        [sys.executable, "-c", "import time; time.sleep(60)"], Path(sys.argv[1])
+    )
+    await proc.start()
+    print(proc.pid, flush=True)
+    await asyncio.sleep(60)
+
+asyncio.run(main())
+"""
+
+
+async def test_the_child_dies_when_its_supervisor_is_killed(tmp_path: Path) -> None:
+    # The supervisor (an agent) is SIGKILLed: nothing drains the child, the kernel
+    # kills it (parent-death signal), so no orphan keeps the proxy's ports.
+    agent = subprocess.Popen(
+        [sys.executable, "-c", _AGENT, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert agent.stdout is not None
+        child = int(agent.stdout.readline())
+        assert _alive(child)
+        agent.kill()
+        agent.wait(timeout=10)
+        await _until(lambda: not _alive(child))
+    finally:
+        agent.kill()
+        agent.wait(timeout=10)
