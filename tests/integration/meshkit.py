@@ -24,6 +24,7 @@ from typing import Any
 import aiohttp
 from aiohttp.test_utils import TestServer
 
+from lanes import LANE
 from pilotfish.controlplane.runner import ControlPlane
 from pilotfish.controlplane.settings import ControlPlaneSettings
 from pilotfish.runtime.ports import free_port
@@ -37,8 +38,10 @@ MESH_IGNORE = (*DEFAULT_IGNORE, aiohttp.ClientError)
 #: The one polling helper (``tests/polling.py``), with the mesh's transient errors.
 poll = functools.partial(apoll, ignore=MESH_IGNORE)
 
-# Distinct 127.x.y.0/24 blocks per test process, so parallel runs do not clash.
-_BLOCKS = itertools.count((os.getpid() % 200) * 256 + 1)
+# Each mesh of a lane gets a 127.x.y.0/24 of its own: x is 100 + the lane (so
+# lanes never share an address, as tests/lanes.py explains), y counts the
+# lane's meshes. Two meshes on one address would fight over its ports (15001).
+_BLOCKS = itertools.count(1)
 
 
 @dataclass
@@ -81,7 +84,7 @@ class Mesh:
     _next_host: itertools.count[int] = field(default_factory=lambda: itertools.count(2))
 
     def new_ip(self) -> str:
-        return f"127.{100 + self.block // 256 % 100}.{self.block % 256}.{next(self._next_host)}"
+        return f"127.{100 + LANE}.{self.block % 256}.{next(self._next_host)}"
 
     @property
     def api(self) -> str:

@@ -39,6 +39,7 @@ from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf import struct_pb2
 from meshkit import free_port, poll
 
+from lanes import lane_address
 from pilotfish.ca import (
     CA_METHOD,
     CONTROL_PLANE_DNS_NAME,
@@ -138,7 +139,8 @@ async def gateway(tmp_path: Path) -> AsyncIterator[GatewayRun]:
     token_file.chmod(0o600)
     root_file = tmp_path / "root.pem"
     root_file.write_text(cp.ca.root_pem)
-    ip = f"127.{100 + os.getpid() % 100}.{os.getpid() // 100 % 250 + 1}.77"
+    # An address no mesh of any lane uses (meshkit's are 127.100-115.*.*).
+    ip = lane_address("127.76.1.77")
     https_port, admin, health = free_port(ip), free_port(ip), free_port(ip)
     # The SDS socket path must stay under 108 bytes: a short work directory.
     work_dir = Path(tempfile.mkdtemp(prefix="pf-gwsds-"))

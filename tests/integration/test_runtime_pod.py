@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from meshkit import Mesh, poll
 
+from lanes import lane_cidr
 from pilotfish.runtime.network import ExplicitNetwork
 from pilotfish.runtime.pod import PodRunner
 from pilotfish.runtime.pod_command import PodEnv
@@ -50,8 +51,8 @@ ECHO = (
 
 
 def _network() -> ExplicitNetwork:
-    # A /24 of its own per test process, so parallel runs do not share addresses.
-    return ExplicitNetwork(f"127.78.{os.getpid() % 250 + 1}.0/24")
+    # A /24 of its own per lane, so parallel lanes do not share addresses.
+    return ExplicitNetwork(lane_cidr("127.78.1.0/24"))
 
 
 def _env(mesh: Mesh, address_pod: str, network: ExplicitNetwork) -> PodEnv:
