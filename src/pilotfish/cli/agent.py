@@ -9,6 +9,7 @@ import asyncio
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -262,97 +263,13 @@ async def _run(config: AgentConfig) -> int:
     show_default=True,
     help="Also copy Envoy's log to this process's stderr.",
 )
-def agent(
-    role: str,
-    name: str,
-    namespace: str,
-    label: tuple[str, ...],
-    service_account: str,
-    locality: str,
-    ip: tuple[str, ...],
-    xds_address: str,
-    admin_port: int,
-    health_port: int,
-    health_bind: str,
-    interception: str,
-    app_address: str,
-    app_port: tuple[str, ...],
-    app_probe: tuple[str, ...],
-    outbound_port: int,
-    inbound_port: int,
-    stats_port: int,
-    status_port: int,
-    app_metrics: str | None,
-    workload: str,
-    cluster_id: str,
-    concurrency: int,
-    drain_duration: float,
-    log_level: str,
-    work_dir: str | None,
-    admin_address: str,
-    envoy_uid: int | None,
-    envoy_gid: int | None,
-    ca_address: str | None,
-    ca_token_file: str | None,
-    root_cert_file: str | None,
-    trust_domain: str,
-    cert_ttl: str | None,
-    xds_tls: bool | None,
-    xds_secure_address: str | None,
-    xds_protocol: str,
-    envoy_output: bool,
-) -> None:
+def agent(**options: Any) -> None:
     """Run an Envoy proxy configured by the control plane over xDS."""
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
-        xds_host, xds_port = parse_address(xds_address, default_port=15010)
-        ca_address, xds_tls, (secure_host, secure_port) = identity_defaults(
-            xds_host, ca_address, ca_token_file, xds_tls, xds_secure_address
-        )
-        config = AgentConfig(
-            name=name,
-            namespace=namespace,
-            role="gateway" if role == "gateway" else "sidecar",
-            labels=tuple(sorted(dict(parse_label(t) for t in label).items())),
-            service_account=service_account,
-            locality=locality.strip("/"),
-            ips=ip,
-            xds_host=xds_host,
-            xds_port=xds_port,
-            admin_port=admin_port,
-            admin_address=admin_address,
-            envoy_uid=envoy_uid,
-            envoy_gid=envoy_gid,
-            health_port=health_port,
-            health_bind=health_bind,
-            interception="REDIRECT" if interception.lower() == "redirect" else "NONE",
-            app_address=app_address,
-            app_ports=tuple(sorted(dict(parse_port_mapping(t) for t in app_port).items())),
-            app_probes=tuple(parse_app_probe(t) for t in app_probe),
-            outbound_port=outbound_port,
-            inbound_port=inbound_port,
-            stats_port=stats_port,
-            status_port=status_port,
-            app_metrics=parse_app_metrics(app_metrics) if app_metrics else None,
-            workload=workload,
-            cluster_id=cluster_id,
-            concurrency=concurrency,
-            drain_duration=drain_duration,
-            log_level=log_level,
-            work_dir=Path(work_dir) if work_dir else None,
-            inherit_envoy_output=envoy_output,
-            ca_address=ca_address,
-            ca_token_file=Path(ca_token_file) if ca_token_file else None,
-            root_cert_file=Path(root_cert_file) if root_cert_file else None,
-            trust_domain=trust_domain,
-            cert_ttl=int(parse_duration(cert_ttl)) if cert_ttl else None,
-            xds_tls=xds_tls,
-            xds_secure_host=secure_host,
-            xds_secure_port=secure_port,
-            xds_protocol="sotw" if xds_protocol == "sotw" else "delta",
-        )
+        config = _config(options)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from exc
     try:
@@ -362,6 +279,64 @@ def agent(
     except OSError as exc:
         raise click.ClickException(f"cannot start the agent: {exc}") from exc
     sys.exit(code)
+
+
+# Options that become AgentConfig fields of the same name, unchanged.
+_AS_GIVEN = (
+    "name",
+    "namespace",
+    "service_account",
+    "admin_port",
+    "admin_address",
+    "envoy_uid",
+    "envoy_gid",
+    "health_port",
+    "health_bind",
+    "app_address",
+    "outbound_port",
+    "inbound_port",
+    "stats_port",
+    "status_port",
+    "workload",
+    "cluster_id",
+    "concurrency",
+    "drain_duration",
+    "log_level",
+    "trust_domain",
+)
+
+
+def _config(o: dict[str, Any]) -> AgentConfig:
+    """The agent's configuration from its command-line options (ConfigError if bad)."""
+    xds_host, xds_port = parse_address(o["xds_address"], default_port=15010)
+    ca_address, xds_tls, (secure_host, secure_port) = identity_defaults(
+        xds_host, o["ca_address"], o["ca_token_file"], o["xds_tls"], o["xds_secure_address"]
+    )
+    paths: dict[str, Any] = {
+        key: Path(o[key]) if o[key] else None
+        for key in ("work_dir", "ca_token_file", "root_cert_file")
+    }
+    return AgentConfig(
+        **{key: o[key] for key in _AS_GIVEN},
+        **paths,
+        role="gateway" if o["role"] == "gateway" else "sidecar",
+        labels=tuple(sorted(dict(parse_label(t) for t in o["label"]).items())),
+        locality=o["locality"].strip("/"),
+        ips=o["ip"],
+        xds_host=xds_host,
+        xds_port=xds_port,
+        interception="REDIRECT" if o["interception"].lower() == "redirect" else "NONE",
+        app_ports=tuple(sorted(dict(parse_port_mapping(t) for t in o["app_port"]).items())),
+        app_probes=tuple(parse_app_probe(t) for t in o["app_probe"]),
+        app_metrics=parse_app_metrics(o["app_metrics"]) if o["app_metrics"] else None,
+        inherit_envoy_output=o["envoy_output"],
+        ca_address=ca_address,
+        cert_ttl=int(parse_duration(o["cert_ttl"])) if o["cert_ttl"] else None,
+        xds_tls=xds_tls,
+        xds_secure_host=secure_host,
+        xds_secure_port=secure_port,
+        xds_protocol="sotw" if o["xds_protocol"] == "sotw" else "delta",
+    )
 
 
 def _url_host(host: str) -> str:

@@ -33,6 +33,21 @@ def validate(resource: Resource) -> list[Diagnostic]:
         f.add(f"spec.addresses[{i}]", checks.check_cidr_or_ip(address))
     if any("/" in a for a in spec.addresses) and spec.resolution not in ("NONE", "STATIC"):
         f.error("spec.addresses", "CIDR addresses need resolution NONE or STATIC")
+    port_names = _ports(f, spec)
+    if spec.workload_selector is not None and spec.endpoints is not None:
+        f.error("spec.workloadSelector", "workloadSelector and endpoints are mutually exclusive")
+    if spec.workload_selector is not None:
+        ws = spec.workload_selector.labels
+        for p, msg in checks.label_problems(ws, "spec.workloadSelector.labels"):
+            f.error(p, msg)
+    _resolution(f, spec, port_names)
+    for i, problem in checks.check_export_to(spec.export_to):
+        f.error(f"spec.exportTo[{i}]", problem)
+    return f.items
+
+
+def _ports(f: Findings, spec: ServiceEntrySpec) -> set[str]:
+    """Check the ports; returns their names (endpoints refer to them)."""
     port_names: set[str] = set()
     port_numbers: set[int] = set()
     for i, port in enumerate(spec.ports):
@@ -50,12 +65,11 @@ def validate(resource: Resource) -> list[Diagnostic]:
             f.add(f"{path}.protocol", checks.check_protocol(port.protocol))
         if port.target_port is not None:
             f.add(f"{path}.targetPort", checks.check_port(port.target_port))
-    if spec.workload_selector is not None and spec.endpoints is not None:
-        f.error("spec.workloadSelector", "workloadSelector and endpoints are mutually exclusive")
-    if spec.workload_selector is not None:
-        ws = spec.workload_selector.labels
-        for p, msg in checks.label_problems(ws, "spec.workloadSelector.labels"):
-            f.error(p, msg)
+    return port_names
+
+
+def _resolution(f: Findings, spec: ServiceEntrySpec, port_names: set[str]) -> None:
+    """What each resolution allows of endpoints, selectors, hosts and ports."""
     endpoints = spec.endpoints or []
     if spec.resolution == "NONE":
         if endpoints:
@@ -64,7 +78,8 @@ def validate(resource: Resource) -> list[Diagnostic]:
             f.warning(
                 "spec.workloadSelector", "workloadSelector has no effect with resolution NONE"
             )
-    elif spec.resolution == "STATIC":
+        return
+    if spec.resolution == "STATIC":
         if not endpoints and spec.workload_selector is None:
             f.warning(
                 "spec.resolution",
@@ -80,16 +95,15 @@ def validate(resource: Resource) -> list[Diagnostic]:
                 )
     if spec.resolution == "DNS_ROUND_ROBIN" and len(endpoints) > 1:
         f.error("spec.endpoints", "resolution DNS_ROUND_ROBIN takes at most one endpoint")
-    if spec.resolution != "NONE":
-        for i, ep in enumerate(endpoints):
-            check_workload(
-                f,
-                ep,
-                f"spec.endpoints[{i}]",
-                allow_hostname=spec.resolution != "STATIC",
-                port_names=port_names,
-            )
-    if spec.resolution != "NONE" and len(spec.hosts) > 1:
+    for i, ep in enumerate(endpoints):
+        check_workload(
+            f,
+            ep,
+            f"spec.endpoints[{i}]",
+            allow_hostname=spec.resolution != "STATIC",
+            port_names=port_names,
+        )
+    if len(spec.hosts) > 1:
         for i, port in enumerate(spec.ports):
             if checks.protocol_family(port.protocol) not in ("http", "tls"):
                 f.error(
@@ -97,6 +111,3 @@ def validate(resource: Resource) -> list[Diagnostic]:
                     "several hosts need HTTP or TLS ports: plain TCP cannot tell the hosts apart",
                 )
                 break
-    for i, problem in checks.check_export_to(spec.export_to):
-        f.error(f"spec.exportTo[{i}]", problem)
-    return f.items

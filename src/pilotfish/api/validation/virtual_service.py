@@ -12,10 +12,13 @@ from collections.abc import Sequence
 from pilotfish.api.diagnostics import Diagnostic
 from pilotfish.api.networking.common import Destination, Percent, StringMatch
 from pilotfish.api.networking.virtual_service import (
+    CorsPolicy,
     Headers,
     HTTPFaultInjection,
     HTTPMatchRequest,
+    HTTPRedirect,
     HTTPRetry,
+    HTTPRewrite,
     HTTPRoute,
     HTTPRouteDestination,
     RouteDestination,
@@ -171,6 +174,36 @@ def _http_match(f: Findings, m: HTTPMatchRequest, path: str) -> None:
 def _http_route(f: Findings, r: HTTPRoute, path: str, in_delegate: bool) -> None:
     for j, m in enumerate(r.match):
         _http_match(f, m, f"{path}.match[{j}]")
+    _route_action(f, r, path, in_delegate)
+    _route_destinations(f, r.route, f"{path}.route")
+    for j, dest in enumerate(r.route):
+        if dest.headers is not None:
+            _headers(f, dest.headers, f"{path}.route[{j}].headers")
+    if r.redirect is not None:
+        _redirect(f, r.redirect, f"{path}.redirect")
+    if r.direct_response is not None:
+        dr, dp = r.direct_response, f"{path}.directResponse"
+        if not 200 <= dr.status <= 599:
+            f.error(f"{dp}.status", f"HTTP status {dr.status} is not in range 200..599")
+        if dr.body is not None and dr.body.string is not None and dr.body.bytes is not None:
+            f.error(f"{dp}.body", "only one of string and bytes may be set")
+    if r.rewrite is not None:
+        _rewrite(f, r.rewrite, f"{path}.rewrite")
+    if r.timeout is not None:
+        f.add(f"{path}.timeout", checks.check_duration(r.timeout, minimum_ms=0))
+    if r.retries is not None:
+        _retries(f, r.retries, f"{path}.retries")
+    if r.fault is not None:
+        _fault(f, r.fault, f"{path}.fault")
+    _mirrors(f, r, path)
+    if r.cors_policy is not None:
+        _cors(f, r.cors_policy, f"{path}.corsPolicy")
+    if r.headers is not None:
+        _headers(f, r.headers, f"{path}.headers")
+
+
+def _route_action(f: Findings, r: HTTPRoute, path: str, in_delegate: bool) -> None:
+    """Exactly one of route, redirect, directResponse and delegate."""
     actions = [
         name
         for name, present in (
@@ -196,46 +229,35 @@ def _http_route(f: Findings, r: HTTPRoute, path: str, in_delegate: bool) -> None
                 f"{path}.delegate.namespace",
                 checks.check_dns1123_label(r.delegate.namespace, "namespace"),
             )
-    _route_destinations(f, r.route, f"{path}.route")
-    for j, dest in enumerate(r.route):
-        if dest.headers is not None:
-            _headers(f, dest.headers, f"{path}.route[{j}].headers")
-    if r.redirect is not None:
-        rd, rp = r.redirect, f"{path}.redirect"
-        if not (rd.uri or rd.authority or rd.port or rd.derive_port or rd.scheme):
-            f.error(rp, "a redirect must set uri, authority, scheme or port")
-        if rd.redirect_code is not None and not 300 <= rd.redirect_code <= 399:
-            f.error(f"{rp}.redirectCode", f"{rd.redirect_code} is not a redirect code (3xx)")
-        if rd.scheme is not None and rd.scheme not in ("http", "https"):
-            f.error(f"{rp}.scheme", "redirect scheme must be 'http' or 'https'")
-        if rd.port is not None:
-            f.add(f"{rp}.port", checks.check_port(rd.port))
-            if rd.derive_port is not None:
-                f.error(f"{rp}.derivePort", "port and derivePort are mutually exclusive")
-    if r.direct_response is not None:
-        dr, dp = r.direct_response, f"{path}.directResponse"
-        if not 200 <= dr.status <= 599:
-            f.error(f"{dp}.status", f"HTTP status {dr.status} is not in range 200..599")
-        if dr.body is not None and dr.body.string is not None and dr.body.bytes is not None:
-            f.error(f"{dp}.body", "only one of string and bytes may be set")
-    if r.rewrite is not None:
-        rw, wp = r.rewrite, f"{path}.rewrite"
-        if rw.uri is not None and rw.uri_regex_rewrite is not None:
-            f.error(wp, "only one of uri and uriRegexRewrite may be set")
-        if rw.uri is None and rw.uri_regex_rewrite is None and rw.authority is None:
-            f.error(wp, "a rewrite must set uri, uriRegexRewrite or authority")
-        if rw.uri_regex_rewrite is not None:
-            rr = rw.uri_regex_rewrite
-            if not rr.match or not rr.rewrite:
-                f.error(f"{wp}.uriRegexRewrite", "uriRegexRewrite needs both match and rewrite")
-            elif (problem := checks.check_regex(rr.match)) is not None:
-                f.error(f"{wp}.uriRegexRewrite.match", problem)
-    if r.timeout is not None:
-        f.add(f"{path}.timeout", checks.check_duration(r.timeout, minimum_ms=0))
-    if r.retries is not None:
-        _retries(f, r.retries, f"{path}.retries")
-    if r.fault is not None:
-        _fault(f, r.fault, f"{path}.fault")
+
+
+def _redirect(f: Findings, rd: HTTPRedirect, rp: str) -> None:
+    if not (rd.uri or rd.authority or rd.port or rd.derive_port or rd.scheme):
+        f.error(rp, "a redirect must set uri, authority, scheme or port")
+    if rd.redirect_code is not None and not 300 <= rd.redirect_code <= 399:
+        f.error(f"{rp}.redirectCode", f"{rd.redirect_code} is not a redirect code (3xx)")
+    if rd.scheme is not None and rd.scheme not in ("http", "https"):
+        f.error(f"{rp}.scheme", "redirect scheme must be 'http' or 'https'")
+    if rd.port is not None:
+        f.add(f"{rp}.port", checks.check_port(rd.port))
+        if rd.derive_port is not None:
+            f.error(f"{rp}.derivePort", "port and derivePort are mutually exclusive")
+
+
+def _rewrite(f: Findings, rw: HTTPRewrite, wp: str) -> None:
+    if rw.uri is not None and rw.uri_regex_rewrite is not None:
+        f.error(wp, "only one of uri and uriRegexRewrite may be set")
+    if rw.uri is None and rw.uri_regex_rewrite is None and rw.authority is None:
+        f.error(wp, "a rewrite must set uri, uriRegexRewrite or authority")
+    if rw.uri_regex_rewrite is not None:
+        rr = rw.uri_regex_rewrite
+        if not rr.match or not rr.rewrite:
+            f.error(f"{wp}.uriRegexRewrite", "uriRegexRewrite needs both match and rewrite")
+        elif (problem := checks.check_regex(rr.match)) is not None:
+            f.error(f"{wp}.uriRegexRewrite.match", problem)
+
+
+def _mirrors(f: Findings, r: HTTPRoute, path: str) -> None:
     if r.mirror is not None and r.mirrors:
         f.error(f"{path}.mirrors", "mirror and mirrors are mutually exclusive")
     if r.mirror is not None:
@@ -244,24 +266,23 @@ def _http_route(f: Findings, r: HTTPRoute, path: str, in_delegate: bool) -> None
         _destination(f, mirror.destination, f"{path}.mirrors[{j}].destination")
         _percent(f, mirror.percentage, f"{path}.mirrors[{j}].percentage")
     _percent(f, r.mirror_percentage, f"{path}.mirrorPercentage")
-    if r.cors_policy is not None:
-        cp, cpath = r.cors_policy, f"{path}.corsPolicy"
-        for j, origin in enumerate(cp.allow_origins):
-            _string_match(f, origin, f"{cpath}.allowOrigins[{j}]", allow_empty=False)
-        for j, method in enumerate(cp.allow_methods):
-            if method not in CORS_METHODS:
-                f.error(f"{cpath}.allowMethods[{j}]", f"{method!r} is not a supported HTTP method")
-        for field, names in (
-            ("allowHeaders", cp.allow_headers),
-            ("exposeHeaders", cp.expose_headers),
-        ):
-            for j, name in enumerate(names):
-                if name != "*":
-                    f.add(f"{cpath}.{field}[{j}]", checks.check_header_name(name))
-        if cp.max_age is not None:
-            f.add(f"{cpath}.maxAge", checks.check_duration(cp.max_age, minimum_ms=0))
-    if r.headers is not None:
-        _headers(f, r.headers, f"{path}.headers")
+
+
+def _cors(f: Findings, cp: CorsPolicy, cpath: str) -> None:
+    for j, origin in enumerate(cp.allow_origins):
+        _string_match(f, origin, f"{cpath}.allowOrigins[{j}]", allow_empty=False)
+    for j, method in enumerate(cp.allow_methods):
+        if method not in CORS_METHODS:
+            f.error(f"{cpath}.allowMethods[{j}]", f"{method!r} is not a supported HTTP method")
+    for field, names in (
+        ("allowHeaders", cp.allow_headers),
+        ("exposeHeaders", cp.expose_headers),
+    ):
+        for j, name in enumerate(names):
+            if name != "*":
+                f.add(f"{cpath}.{field}[{j}]", checks.check_header_name(name))
+    if cp.max_age is not None:
+        f.add(f"{cpath}.maxAge", checks.check_duration(cp.max_age, minimum_ms=0))
 
 
 def _route_destinations(
