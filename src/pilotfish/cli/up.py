@@ -317,9 +317,8 @@ def up(
     sys.exit(asyncio.run(run_foreground(settings, console)))
 
 
-def _detach(settings: RuntimeSettings, paths: tuple[str, ...], console: Console) -> int:
-    settings.log_dir.mkdir(parents=True, exist_ok=True)
-    log_path = settings.log_dir / "supervisor.log"
+def _supervisor_argv(settings: RuntimeSettings) -> list[str]:
+    """The command line of the detached supervisor: ``up --supervise`` with the same settings."""
     argv = [
         sys.executable,
         "-m",
@@ -371,6 +370,13 @@ def _detach(settings: RuntimeSettings, paths: tuple[str, ...], console: Console)
         argv += ["--mesh-config", settings.mesh_config_file]
     if settings.image_map_file:
         argv += ["--image-map", settings.image_map_file]
+    return argv
+
+
+def _detach(settings: RuntimeSettings, paths: tuple[str, ...], console: Console) -> int:
+    settings.log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = settings.log_dir / "supervisor.log"
+    argv = _supervisor_argv(settings)
     # The state file stays: the supervisor reads it to adopt what a crashed run left
     # running (the wait below only trusts a state written by the new supervisor).
     with open(log_path, "ab") as out:
@@ -382,6 +388,13 @@ def _detach(settings: RuntimeSettings, paths: tuple[str, ...], console: Console)
             start_new_session=True,
             env={**os.environ, "COLUMNS": "120"},
         )
+    return _wait_ready(settings, proc, log_path, console)
+
+
+def _wait_ready(
+    settings: RuntimeSettings, proc: subprocess.Popen[bytes], log_path: Path, console: Console
+) -> int:
+    """Wait for the detached supervisor's state file to say ready (0) or failed (1)."""
     deadline = time.monotonic() + settings.ready_timeout + 30
     with console.status("starting the mesh (detached)..."):
         while time.monotonic() < deadline:
