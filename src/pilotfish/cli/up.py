@@ -99,90 +99,93 @@ def print_summary(runtime: MeshRuntime, console: Console) -> None:
         console.print(f"ingress: http://127.0.0.1:{s.ingress_port}/", highlight=False)
 
 
+# Address-range and port options of ``up``.
+_NETWORK_OPTIONS = [
+    click.option(
+        "--xds-port",
+        type=int,
+        default=15010,
+        show_default=True,
+        help="xDS port of the control plane.",
+    ),
+    click.option(
+        "--bridge",
+        default="pf0",
+        show_default=True,
+        help="Name of the mesh bridge (transparent mode).",
+    ),
+    click.option(
+        "--pod-cidr",
+        default="198.18.0.0/16",
+        show_default=True,
+        help="Pod addresses (transparent mode); the first one is the bridge's.",
+    ),
+    click.option(
+        "--service-cidr",
+        default="198.19.0.0/16",
+        show_default=True,
+        help="Service virtual IPs.",
+    ),
+    click.option(
+        "--secure-port",
+        type=int,
+        default=CA_PORT,
+        show_default=True,
+        help="The mesh CA (TLS; pods authenticate with their token).",
+    ),
+    click.option(
+        "--xds-mtls-port",
+        type=int,
+        default=XDS_MTLS_PORT,
+        show_default=True,
+        help="xDS over mTLS (proxies present their workload certificate).",
+    ),
+    click.option(
+        "--trust-domain",
+        default="cluster.local",
+        show_default=True,
+        help="SPIFFE trust domain of workload identities.",
+    ),
+    click.option(
+        "--cert-ttl",
+        default="24h",
+        show_default=True,
+        help="Lifetime of workload certificates (rotated at about half of it).",
+    ),
+    click.option(
+        "--addons",
+        default=None,
+        help="Telemetry addons to run, comma-separated: prometheus, tracing, "
+        "dashboard (default: all with --profile demo, none otherwise).",
+    ),
+    click.option("--prometheus-port", type=int, default=9090, show_default=True),
+    click.option("--tracing-port", type=int, default=9411, show_default=True),
+    click.option("--dashboard-port", type=int, default=20001, show_default=True),
+    click.option(
+        "--mtls/--no-mtls",
+        default=True,
+        show_default=True,
+        help="Run the mesh CA: workload identities and automatic mutual TLS.",
+    ),
+    click.option(
+        "--xds-protocol",
+        type=click.Choice(["delta", "sotw"]),
+        default="delta",
+        show_default=True,
+        help="ADS variant of the proxies: incremental (delta) or State of the World.",
+    ),
+    click.option(
+        "--explicit-cidr",
+        default="127.77.0.0/16",
+        show_default=True,
+        help="Pod addresses in explicit mode (inside 127.0.0.0/8).",
+    ),
+]
+
+
 def network_options(f: Any) -> Any:
-    """Address-range and port options shared by ``up`` and ``demo``."""
-    options = [
-        click.option(
-            "--xds-port",
-            type=int,
-            default=15010,
-            show_default=True,
-            help="xDS port of the control plane.",
-        ),
-        click.option(
-            "--bridge",
-            default="pf0",
-            show_default=True,
-            help="Name of the mesh bridge (transparent mode).",
-        ),
-        click.option(
-            "--pod-cidr",
-            default="198.18.0.0/16",
-            show_default=True,
-            help="Pod addresses (transparent mode); the first one is the bridge's.",
-        ),
-        click.option(
-            "--service-cidr",
-            default="198.19.0.0/16",
-            show_default=True,
-            help="Service virtual IPs.",
-        ),
-        click.option(
-            "--secure-port",
-            type=int,
-            default=CA_PORT,
-            show_default=True,
-            help="The mesh CA (TLS; pods authenticate with their token).",
-        ),
-        click.option(
-            "--xds-mtls-port",
-            type=int,
-            default=XDS_MTLS_PORT,
-            show_default=True,
-            help="xDS over mTLS (proxies present their workload certificate).",
-        ),
-        click.option(
-            "--trust-domain",
-            default="cluster.local",
-            show_default=True,
-            help="SPIFFE trust domain of workload identities.",
-        ),
-        click.option(
-            "--cert-ttl",
-            default="24h",
-            show_default=True,
-            help="Lifetime of workload certificates (rotated at about half of it).",
-        ),
-        click.option(
-            "--addons",
-            default=None,
-            help="Telemetry addons to run, comma-separated: prometheus, tracing, "
-            "dashboard (default: all with --profile demo, none otherwise).",
-        ),
-        click.option("--prometheus-port", type=int, default=9090, show_default=True),
-        click.option("--tracing-port", type=int, default=9411, show_default=True),
-        click.option("--dashboard-port", type=int, default=20001, show_default=True),
-        click.option(
-            "--mtls/--no-mtls",
-            default=True,
-            show_default=True,
-            help="Run the mesh CA: workload identities and automatic mutual TLS.",
-        ),
-        click.option(
-            "--xds-protocol",
-            type=click.Choice(["delta", "sotw"]),
-            default="delta",
-            show_default=True,
-            help="ADS variant of the proxies: incremental (delta) or State of the World.",
-        ),
-        click.option(
-            "--explicit-cidr",
-            default="127.77.0.0/16",
-            show_default=True,
-            help="Pod addresses in explicit mode (inside 127.0.0.0/8).",
-        ),
-    ]
-    for option in reversed(options):
+    """Add the address-range and port options of ``up``."""
+    for option in reversed(_NETWORK_OPTIONS):
         f = option(f)
     return f
 
