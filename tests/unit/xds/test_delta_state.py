@@ -139,3 +139,12 @@ def test_removal_only_response() -> None:
     encoded = DeltaResponseEncoder().encode(out[0])
     parsed = discovery_pb2.DeltaDiscoveryResponse.FromString(encoded)
     assert not parsed.resources and list(parsed.removed_resources) == ["b"]
+
+
+def test_present_names_of_a_composed_set_are_kept_for_the_next_stream() -> None:
+    both = ResourceSet.compose(CLUSTER_TYPE, [clusters("a"), clusters("b", "c")])
+    names = frozenset({"a", "c", "zz"})
+    assert both.present(names) == {"a", "c"}
+    assert both.present(names) is both.present(names)  # the same subscription object
+    assert both.present(frozenset({"b"})) == {"b"}  # another question, answered anew
+    assert ResourceSet(CLUSTER_TYPE, {}).present(names) == frozenset()
