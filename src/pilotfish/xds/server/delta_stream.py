@@ -48,6 +48,12 @@ Requests:
   sent, or already answered, is ``STALE`` (its subscription changes still
   apply).
 
+Nonces are derived from a response's content (``shared_nonce``: type, set
+version, and a digest of the names when the response carries only some of the
+set or removes names), so every stream sent the same response gets the same
+bytes and the encoder builds that frame once. A counter would make every
+stream's frame unique and cost one multi-megabyte copy per stream.
+
 A subscribed name that never existed is not answered (as SotW), so a client
 waits for it as it would for a resource still coming; only resources the
 client held are ever removed.
