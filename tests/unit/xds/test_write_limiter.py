@@ -66,3 +66,25 @@ async def test_writes_within_the_budget_run_together() -> None:
     for i in range(5):
         sends.finish(i)
     await asyncio.wait_for(asyncio.gather(*tasks), timeout=5)
+
+
+async def test_a_write_given_its_size_is_encoded_only_once_the_budget_allows() -> None:
+    limiter = WriteLimiter(max_in_flight=4, slow_after=5, max_bytes=100)
+    sends = _Sends()
+    encoded: list[str] = []
+
+    def encode(tag: str) -> bytes:
+        encoded.append(tag)
+        return tag.encode() * 60
+
+    first = asyncio.ensure_future(limiter.write(sends.send, None, lambda: encode("a"), 60))
+    await apoll(lambda: len(sends.started) == 1, "first write started", 5)
+    second = asyncio.ensure_future(limiter.write(sends.send, None, lambda: encode("b"), 60))
+    await apoll(lambda: limiter.waiting_for_bytes == 1, "second write waits for bytes", 5)
+    assert encoded == ["a"]  # the waiting write's bytes do not exist yet
+    sends.finish(0)
+    await apoll(lambda: len(sends.started) == 2, "second write started", 5)
+    assert encoded == ["a", "b"]
+    sends.finish(1)
+    await asyncio.wait_for(asyncio.gather(first, second), timeout=5)
+    assert limiter.bytes_in_flight == 0

@@ -73,17 +73,28 @@ class WriteLimiter:
         send: Callable[[bytes], Awaitable[None]],
         answered: asyncio.Event | None = None,
         encode: Callable[[], bytes] | None = None,
+        size: int | None = None,
     ) -> None:
         """Run ``send(encode())`` holding a slot until it is done and ``answered`` is
-        set, for at most ``slow_after`` seconds in all; its bytes count against the
-        budget until ``send`` completes."""
+        set, for at most ``slow_after`` seconds in all. ``size`` (default: the encoded
+        length) counts against the byte budget until ``send`` completes; given, it is
+        reserved before encoding, so a write waiting for the budget holds no bytes."""
         async with self._slots:
             loop = asyncio.get_running_loop()
-            data = encode() if encode is not None else b""
-            await self._reserve(len(data))
+            data: bytes | None = None
+            if size is None:
+                data = encode() if encode is not None else b""
+                size = len(data)
+            await self._reserve(size)
+            if data is None:
+                try:
+                    data = encode() if encode is not None else b""
+                except BaseException:
+                    self._release(size, None)
+                    raise
             deadline = loop.time() + self._slow_after
             task = asyncio.ensure_future(send(data))
-            task.add_done_callback(functools.partial(self._release, len(data)))
+            task.add_done_callback(functools.partial(self._release, size))
             try:
                 done, _ = await asyncio.wait({task}, timeout=self._slow_after)
             except asyncio.CancelledError:
@@ -215,7 +226,8 @@ class ProxyStream:
                 # Small updates (an endpoint change) skip the limiter; anything large
                 # goes through it, whole sets and partial ones alike (a changed route
                 # configuration can be a megabyte).
-                if limiter is None or _size_of(response) < _SMALL_RESPONSE_BYTES:
+                size = _size_of(response) if limiter is not None else 0
+                if limiter is None or size < _SMALL_RESPONSE_BYTES:
                     await write(encoder.encode(response))
                 else:
                     answered = asyncio.Event()
@@ -224,7 +236,7 @@ class ProxyStream:
                     self._answered[response.nonce] = answered
                     try:
                         await limiter.write(
-                            write, answered, functools.partial(encoder.encode, response)
+                            write, answered, functools.partial(encoder.encode, response), size
                         )
                     finally:
                         self._answered.pop(response.nonce, None)
