@@ -12,10 +12,9 @@ until the client reads it). ``WriteLimiter`` bounds how many large responses
 (64 KiB of resources or more; small ones go straight out) are in flight: a
 slot is held from encoding until the client has answered that response (its
 ACK or NACK names the nonce), which is when the bytes are certainly gone from
-the server's buffers. A response not answered
-within ``slow_after`` seconds (a client that is not reading) gives its slot
-back and finishes on its own, so one slow client cannot stall the others for
-long.
+the server's buffers. A response not answered within ``slow_after`` seconds
+(a client that is not reading) gives its slot back and finishes on its own,
+so one slow client cannot stall the others for long.
 
 Giving a slot back does not give the bytes back: gRPC still holds its copy
 until the write completes. When the whole machine is slow (every client
