@@ -12,12 +12,15 @@ and talks JSON lines with this one. Three things are timed:
 3. an endpoint change (one WorkloadEntry address in another service's file): from
    the file write to the last ACK of the new EDS.
 
-With ``ScaleParams.tls`` the control plane runs its mesh CA and the simulator
-connects to the xDS mTLS port presenting a certificate issued by that CA
-(``bench.ads_tls``), as sidecars in ``pilotfish up`` do; otherwise it uses the
-plain-text port. A ``pilotfish`` command from before the mTLS port existed
-(no ``--xds-mtls-port``) serves mTLS xDS on ``--secure-port`` instead, so the
-same run measures it too (``tls_layout`` in the results says which).
+The scenario runs once per variant (``ScaleParams.transports`` x ``protocols``),
+each against a fresh control plane, then at the service counts of
+``ScaleParams.curve`` for the first (headline) variant. Over ``mtls`` the control
+plane runs its mesh CA and the simulator connects to the xDS mTLS port presenting
+a certificate issued by that CA (``bench.ads_tls``), as sidecars in ``pilotfish
+up`` do; over ``plaintext`` it uses the plain-text port. A ``pilotfish``
+command from before the mTLS port existed (no ``--xds-mtls-port``) serves mTLS
+xDS on ``--secure-port`` instead, so the same run measures it too
+(``tls_layout`` in the results says which).
 
 The write time here and the ACK times in the simulator are both
 ``time.monotonic()``, one system-wide clock on Linux. Control-plane CPU seconds and
