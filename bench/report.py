@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from rich.console import Group, RenderableType
 from rich.table import Table
 
 __all__ = ["RESULTS_DIR", "dataplane_table", "scale_table", "write_result"]
@@ -33,7 +34,7 @@ def _verdict(check: dict[str, Any] | None, unit: str) -> str:
     if check is None:
         return ""
     mark = "[green]met[/green]" if check.get("met") else "[red]not met[/red]"
-    return f"< {check['limit']:g} {unit}: {mark}"
+    return f"<= {check['limit']:g} {unit}: {mark}"
 
 
 def _change_row(change: dict[str, Any] | None, proxies: int) -> tuple[str, str]:
@@ -45,16 +46,19 @@ def _change_row(change: dict[str, Any] | None, proxies: int) -> tuple[str, str]:
     return value, f"{change.get('acked')}/{change.get('affected')} acked of {proxies}"
 
 
-def scale_table(result: dict[str, Any]) -> Table:
-    """A control-plane scale run: one value column per ADS protocol measured
-    (``by_protocol``; older results without it get one column), then the target."""
+def scale_table(result: dict[str, Any]) -> RenderableType:
+    """A control-plane scale run: one value column per variant measured
+    (``by_variant``, the headline first; older results: ``by_protocol`` or one
+    column), the headline's detail and target, then the scaling curve if any."""
     params = result.get("parameters", {})
     numbers = result.get("results", {})
     targets = numbers.get("targets", {})
     proxies = int(params.get("proxies", 0))
-    runs: dict[str, dict[str, Any]] = numbers.get("by_protocol") or {
-        str(numbers.get("protocol", "value")): numbers
-    }
+    runs: dict[str, dict[str, Any]] = (
+        numbers.get("by_variant")
+        or numbers.get("by_protocol")
+        or {str(numbers.get("protocol", "value")): numbers}
+    )
     title = f"control-plane scale: N={params.get('services')} services, M={proxies} proxies"
     table = Table(title=title)
     table.add_column("metric")
@@ -81,22 +85,25 @@ def scale_table(result: dict[str, Any]) -> Table:
         f"median proxy {_seconds(full.get('median_complete_s'))}" if full else "",
         _verdict(targets.get("full_push_s"), "s"),
     )
-    row(
-        "VirtualService edit -> RDS",
-        lambda r: _change_row(r.get("vs_edit"), proxies)[0],
-        _change_row(first.get("vs_edit"), proxies)[1],
-    )
-    row(
-        "endpoint change -> EDS",
-        lambda r: _change_row(r.get("endpoint_change"), proxies)[0],
-        _change_row(first.get("endpoint_change"), proxies)[1],
-        _verdict(targets.get("endpoint_convergence_s"), "s"),
-    )
+    for metric, key, target in (
+        ("VirtualService edit -> RDS", "vs_edit", "vs_edit_s"),
+        ("endpoint change -> EDS", "endpoint_change", "endpoint_change_s"),
+    ):
+        row(
+            metric,
+            lambda r, k=key: _change_row(r.get(k), proxies)[0],
+            _change_row(first.get(key), proxies)[1],
+            _verdict(targets.get(target), "s"),
+        )
+        row(
+            "  first response after the write",
+            lambda r, k=key: _seconds((r.get(k) or {}).get("first_response_s")),
+        )
     row(
         "control plane peak RSS",
         lambda r: _mib(r.get("cp_peak_rss_mib")),
         "",
-        _verdict(targets.get("cp_peak_rss_mib"), "MiB"),
+        _verdict(targets.get("peak_rss_mib"), "MiB"),
     )
     row("control plane CPU", lambda r: _seconds(r.get("cp_cpu_s")), "user+system")
     row(
@@ -117,6 +124,43 @@ def scale_table(result: dict[str, Any]) -> Table:
             table.add_row(f"[red]error ({name})[/red]", *([""] * len(runs)), str(run["error"]), "")
     if result.get("error") and not any(r.get("error") for r in runs.values()):
         table.add_row("[red]error[/red]", *([""] * len(runs)), str(result["error"]), "")
+    curve = numbers.get("curve") or []
+    if not curve:
+        return table
+    return Group(table, _curve_table(curve, next(iter(runs)), proxies))
+
+
+def _curve_table(curve: list[dict[str, Any]], variant: str, proxies: int) -> Table:
+    table = Table(title=f"scaling curve: {variant}, M={proxies} proxies")
+    for name in (
+        "services",
+        "full push",
+        "per service",
+        "VS edit",
+        "endpoint change",
+        "CP peak RSS",
+        "per service",
+        "marginal per service",
+        "CP CPU",
+    ):
+        table.add_column(name, justify="right")
+    for point in curve:
+        per_ms = point.get("full_push_ms_per_service")
+        per_kib = point.get("peak_rss_kib_per_service")
+        marginal = point.get("marginal_rss_kib_per_service")
+        table.add_row(
+            str(point.get("services")),
+            _seconds(point.get("full_push_s")),
+            "-" if per_ms is None else f"{per_ms:.2f} ms",
+            _seconds(point.get("vs_edit_s")),
+            _seconds(point.get("endpoint_change_s")),
+            _mib(point.get("peak_rss_mib")),
+            "-" if per_kib is None else f"{per_kib:.0f} KiB",
+            "-" if marginal is None else f"{marginal:.0f} KiB",
+            _seconds(point.get("cpu_s")),
+        )
+        if point.get("error"):
+            table.add_row(f"[red]error[/red] {point['error']}", *([""] * 8))
     return table
 
 

@@ -16,11 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-from rich.table import Table
+from rich.console import Console, RenderableType
 
 from bench import dataplane, fuzz_inputs, sidecar_scoping, telemetry_ab
-from bench.controlplane_scale import FULL, QUICK, ScaleParams, run_scale
+from bench.controlplane_scale import FULL, PROTOCOLS, QUICK, TRANSPORTS, ScaleParams, run_scale
 from bench.procstats import machine_info, utc_timestamp
 from bench.report import dataplane_table, scale_table, write_result
 from bench.sidecar_scoping import scoping_table
@@ -43,7 +42,7 @@ class Benchmark:
     name: str
     parameters: Callable[[argparse.Namespace], dict[str, Any]]
     run: Callable[[argparse.Namespace, Console], dict[str, Any]]
-    table: Callable[[dict[str, Any]], Table]
+    table: Callable[[dict[str, Any]], RenderableType]
 
 
 def _scale_params(args: argparse.Namespace) -> ScaleParams:
@@ -54,22 +53,39 @@ def _scale_params(args: argparse.Namespace) -> ScaleParams:
             ("services", args.services),
             ("proxies", args.proxies),
             ("streams_per_channel", args.streams_per_channel),
-            ("tls", args.tls or None),
-            ("protocols", _protocols(args.ads_protocols)),
+            ("transports", ("mtls",) if args.tls else _names(args.transports, TRANSPORTS)),
+            ("protocols", _names(args.ads_protocols, PROTOCOLS, "--ads-protocols")),
+            ("curve", _curve(args.curve)),
         )
         if value is not None
     }
     return dataclasses.replace(params, **overrides)
 
 
-def _protocols(text: str | None) -> tuple[str, ...] | None:
+def _names(
+    text: str | None, allowed: tuple[str, ...], option: str = "--transports"
+) -> tuple[str, ...] | None:
     if text is None:
         return None
     names = tuple(p.strip() for p in text.split(",") if p.strip())
-    unknown = [p for p in names if p not in ("delta", "sotw")]
+    unknown = [p for p in names if p not in allowed]
     if unknown or not names:
-        raise SystemExit(f"--ads-protocols: expected delta and/or sotw, got {text!r}")
+        raise SystemExit(f"{option}: expected some of {', '.join(allowed)}, got {text!r}")
     return names
+
+
+def _curve(text: str | None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        counts = tuple(int(p) for p in text.split(",") if p.strip())
+    except ValueError:
+        raise SystemExit(
+            f"--curve: expected service counts such as 100,1000, got {text!r}"
+        ) from None
+    if any(n < 1 for n in counts):
+        raise SystemExit(f"--curve: service counts must be positive, got {text!r}")
+    return counts
 
 
 def _run_controlplane_scale(args: argparse.Namespace, console: Console) -> dict[str, Any]:
@@ -166,6 +182,8 @@ def _result_name(name: str, args: argparse.Namespace) -> str:
             args.proxies,
             args.streams_per_channel,
             args.ads_protocols,
+            args.transports,
+            args.curve,
             args.pilotfish,
             args.load_generator,
         )
@@ -185,11 +203,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--tls",
         action="store_true",
-        help="scale benchmark over the xDS mTLS port with mesh-CA client certificates",
+        help="scale benchmark over the xDS mTLS port only (same as --transports mtls)",
+    )
+    parser.add_argument(
+        "--transports",
+        help="scale benchmark transports, comma-separated (default: mtls,plaintext)",
+    )
+    parser.add_argument(
+        "--curve",
+        help="scale benchmark curve: service counts, comma-separated ('' for none; "
+        "default 100,1000,5000 at full size)",
     )
     parser.add_argument(
         "--ads-protocols",
-        help="ADS variants the scale benchmark measures, comma-separated (default: delta,sotw)",
+        help="ADS protocols the scale benchmark measures, comma-separated (default: delta,sotw)",
     )
     parser.add_argument(
         "--pilotfish", type=Path, help="pilotfish command to benchmark (default: this venv's)"

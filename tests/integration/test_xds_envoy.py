@@ -304,12 +304,18 @@ async def test_envoy_serves_acks_and_survives_a_nack(
             assert lds.acked_version == good_lds
             assert lds.nack_version == lds.sent_version != good_lds
             nack_nonce = lds.sent_nonce
+            lds_pushes = registry.get_sample_value("pilotfish_xds_pushes_total", {"type": "LDS"})
 
-            # The old listener keeps serving, and the rejected version is not re-sent.
+            # The old listener keeps serving, and the rejected version is not re-sent
+            # (delta nonces name the content, so count the responses too).
             assert await serves("/static")
             assert await serves("/eds")
             await server.wait_idle()
             assert lds_status().sent_nonce == nack_nonce
+            assert (
+                registry.get_sample_value("pilotfish_xds_pushes_total", {"type": "LDS"})
+                == lds_pushes
+            )
             assert registry.get_sample_value("pilotfish_xds_nacks_total", {"type": "LDS"}) == 1
             others = server.status()[0].types
             assert all(others[url].synced for url in (CLUSTER_TYPE, ENDPOINT_TYPE, ROUTE_TYPE))

@@ -280,6 +280,14 @@ def locality_load_assignments(
         if rule is None:
             continue
         labels = subset_labels_of(snapshot, hostname)
+        # Decide from the rule alone before building any assignment: most services
+        # have no locality setting, and building all of theirs is most of the cost.
+        if not any(
+            locality_setting(effective_policy(rule, sp.port, subset)) is not None
+            for sp in svc.ports
+            for subset in ("", *labels)
+        ):
+            continue
         for cla in service_load_assignments(snapshot, svc, labels):
             port, subset = _port_subset(cla.cluster_name)
             policy = effective_policy(rule, port, subset)

@@ -70,6 +70,12 @@ class ResourceSet:
     # Per-resource versions (delta xDS), computed on first use: once per set
     # object, so every stream that gets this set shares them.
     _versions: dict[str, str] | None = field(default=None, init=False, repr=False, compare=False)
+    _size: int = field(default=-1, init=False, repr=False, compare=False)
+    # The last ``present()`` question and answer: the streams of one view subscribe
+    # the very same (shared) name set, so one entry answers all of them.
+    _present: tuple[frozenset[str], frozenset[str]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     @classmethod
     def compose(cls, type_url: str, parts: Sequence[ResourceSet]) -> ResourceSet:
@@ -107,6 +113,33 @@ class ResourceSet:
             versions = {name: resource_version(data) for name, data in self.resources.items()}
             object.__setattr__(self, "_versions", versions)
         return versions
+
+    def present(self, names: frozenset[str]) -> frozenset[str]:
+        """The ``names`` this set holds (the last answer is kept, for the next stream)."""
+        memo = self._present
+        if memo is not None and memo[0] is names:
+            return memo[1]
+        found: set[str] = set()
+        for part in self.parts or (self,):
+            resources = part.resources
+            if isinstance(resources, dict):
+                found |= names & resources.keys()  # set intersection, in C
+            else:
+                found.update(n for n in names if n in resources)
+        answer = frozenset(found)
+        object.__setattr__(self, "_present", (names, answer))
+        return answer
+
+    def byte_size(self) -> int:
+        """Total bytes of the serialized resources (computed once per set object)."""
+        size = self._size
+        if size < 0:
+            if self.parts:
+                size = sum(p.byte_size() for p in self.parts)
+            else:
+                size = sum(len(data) for data in self.resources.values())
+            object.__setattr__(self, "_size", size)
+        return size
 
     def version_of(self, name: str) -> str:
         """The version of one resource (KeyError if absent)."""

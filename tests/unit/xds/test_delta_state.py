@@ -69,15 +69,58 @@ def test_encoding_is_a_valid_delta_response_sharing_the_sotw_cache_shape() -> No
     state.update({CLUSTER_TYPE: clusters("a")})
     encoder = DeltaResponseEncoder()
     assert isinstance(encoder, ResponseEncoder)
-    parsed = discovery_pb2.DeltaDiscoveryResponse.FromString(encoder.encode(whole))
+    frame = encoder.encode(whole)
+    parsed = discovery_pb2.DeltaDiscoveryResponse.FromString(frame)
     assert parsed.type_url == CLUSTER_TYPE and parsed.nonce == whole.nonce
     assert parsed.system_version_info == cur.version
     assert [(r.name, r.version) for r in parsed.resources] == [
         (n, cur.version_of(n)) for n in ("a", "b")
     ]
     assert parsed.resources[0].resource.SerializeToString() == cur.resources["a"]
-    encoder.encode(whole)
-    assert encoder.hits == 1  # the whole-set body is built once
+    # A whole set's frame is built once (body and frame) and then handed out as is.
+    assert encoder.encode(whole) is frame
+    assert (encoder.misses, encoder.frame_hits) == (1, 1)
+
+
+def test_streams_given_the_same_response_share_its_nonce_and_frame() -> None:
+    cur = clusters("a", "b", "c", "d")
+    changed = ResourceSet(
+        CLUSTER_TYPE, {"a": cluster("a", 1), **{n: cluster(n, 9) for n in ("b", "c", "d")}}
+    )
+    encoder = DeltaResponseEncoder()
+    wholes, partials = [], []
+    for _ in range(3):
+        state = DeltaStreamState([CLUSTER_TYPE])
+        state.update({CLUSTER_TYPE: cur})
+        (whole,) = state.receive(DeltaRequest(CLUSTER_TYPE), now=0).responses
+        (partial,) = state.update({CLUSTER_TYPE: changed})
+        assert partial.names == ("b", "c", "d")
+        wholes.append((whole.nonce, encoder.encode(whole)))
+        partials.append((partial.nonce, encoder.encode(partial)))
+    assert len({n for n, _ in wholes}) == 1 and len({n for n, _ in partials}) == 1
+    assert wholes[0][0] != partials[0][0]  # one stream's two responses stay apart
+    assert wholes[0][1] is wholes[1][1] is wholes[2][1]
+    assert partials[0][1] is partials[1][1] is partials[2][1]
+    parsed = discovery_pb2.DeltaDiscoveryResponse.FromString(partials[0][1])
+    assert [r.name for r in parsed.resources] == ["b", "c", "d"]
+    assert parsed.nonce == partials[0][0]
+    # Each response is answered by its own nonce on each stream.
+    outcome = state.receive(DeltaRequest(CLUSTER_TYPE, response_nonce=wholes[0][0]), now=1)
+    assert outcome.kind is RequestKind.ACK
+    assert state.types[CLUSTER_TYPE].acked_version == cur.version
+    outcome = state.receive(DeltaRequest(CLUSTER_TYPE, response_nonce=partials[0][0]), now=1)
+    assert outcome.kind is RequestKind.ACK
+    assert state.types[CLUSTER_TYPE].acked_version == changed.version
+
+
+def test_frame_cache_stays_within_its_byte_budget() -> None:
+    encoder = DeltaResponseEncoder(frame_budget=3000)
+    for i in range(20):
+        state = DeltaStreamState([CLUSTER_TYPE])
+        state.update({CLUSTER_TYPE: clusters("a", "b", timeout=i + 1)})
+        (whole,) = state.receive(DeltaRequest(CLUSTER_TYPE), now=0).responses
+        encoder.encode(whole)
+    assert 0 < encoder._frame_bytes <= 3000
 
 
 def test_removal_only_response() -> None:
@@ -96,3 +139,12 @@ def test_removal_only_response() -> None:
     encoded = DeltaResponseEncoder().encode(out[0])
     parsed = discovery_pb2.DeltaDiscoveryResponse.FromString(encoded)
     assert not parsed.resources and list(parsed.removed_resources) == ["b"]
+
+
+def test_present_names_of_a_composed_set_are_kept_for_the_next_stream() -> None:
+    both = ResourceSet.compose(CLUSTER_TYPE, [clusters("a"), clusters("b", "c")])
+    names = frozenset({"a", "c", "zz"})
+    assert both.present(names) == {"a", "c"}
+    assert both.present(names) is both.present(names)  # the same subscription object
+    assert both.present(frozenset({"b"})) == {"b"}  # another question, answered anew
+    assert ResourceSet(CLUSTER_TYPE, {}).present(names) == frozenset()

@@ -48,6 +48,12 @@ Requests:
   sent, or already answered, is ``STALE`` (its subscription changes still
   apply).
 
+Nonces are derived from a response's content (``shared_nonce``: type, set
+version, and a digest of the names when the response carries only some of the
+set or removes names), so every stream sent the same response gets the same
+bytes and the encoder builds that frame once. A counter would make every
+stream's frame unique and cost one multi-megabyte copy per stream.
+
 A subscribed name that never existed is not answered (as SotW), so a client
 waits for it as it would for a resource still coming; only resources the
 client held are ever removed.
@@ -55,8 +61,9 @@ client held are ever removed.
 
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,9 +78,15 @@ from pilotfish.xds.server.state import (
     TypeState,
     gone,
 )
-from pilotfish.xds.types import ADS_ORDER, CLUSTER_TYPE, ENDPOINT_TYPE, ResourceSet
+from pilotfish.xds.types import (
+    ADS_ORDER,
+    CLUSTER_TYPE,
+    ENDPOINT_TYPE,
+    TYPE_SHORT_NAMES,
+    ResourceSet,
+)
 
-__all__ = ["DeltaRequest", "DeltaStreamState", "delta_request_from_proto"]
+__all__ = ["DeltaRequest", "DeltaStreamState", "delta_request_from_proto", "shared_nonce"]
 
 # Responses per type whose ACK is still awaited; older ones are forgotten
 # (their answer then counts as stale), which bounds a client that never answers.
@@ -259,7 +272,7 @@ class DeltaStreamState(StreamStateBase):
         self._initial_held = bool(known)
         resources = cur.resources
         versions = cur.versions()
-        wanted: Iterable[str] = resources if ts.wildcard else _present(ts.names, cur)
+        wanted: Iterable[str] = resources if ts.wildcard else cur.present(ts.names)
         if not known:
             return set(wanted), set()
         changed = {n for n in wanted if known.get(n) != versions[n]}
@@ -296,7 +309,13 @@ class DeltaStreamState(StreamStateBase):
     def _emit_delta(
         self, ts: TypeState, cur: ResourceSet, names: list[str] | None, removed: list[str]
     ) -> Response:
-        response = self._emit(ts, cur, names, removed)
+        # The nonce is derived from what the response carries, never from a counter:
+        # streams sent the same response share its nonce, so the encoder writes one
+        # frame for all of them (see ``delta_encode``). On one stream it is still
+        # unique among the responses awaiting an answer: a repeat would carry
+        # exactly the same content.
+        nonce = shared_nonce(ts.type_url, cur, names, removed)
+        response = self._emit(ts, cur, names, removed, nonce)
         in_flight = self._in_flight[ts.type_url]
         in_flight[response.nonce] = response.version
         while len(in_flight) > _MAX_IN_FLIGHT:
@@ -304,16 +323,22 @@ class DeltaStreamState(StreamStateBase):
         return response
 
 
-def _present(names: frozenset[str], cur: ResourceSet) -> set[str]:
-    """``names`` that ``cur`` holds (set intersections run in C, part by part)."""
-    out: set[str] = set()
-    for part in cur.parts or (cur,):
-        resources = part.resources
-        if isinstance(resources, dict):
-            out |= names & resources.keys()
-        else:
-            out.update(n for n in names if n in resources)
-    return out
+def shared_nonce(
+    type_url: str,
+    resource_set: ResourceSet,
+    names: Sequence[str] | None = None,
+    removed: Sequence[str] = (),
+) -> str:
+    """The nonce of a delta response: the type, the set version and, for a response
+    carrying only some of the set or removing names, a digest of those names."""
+    nonce = f"{TYPE_SHORT_NAMES.get(type_url, 'X')}-{resource_set.version}"
+    if names is None and not removed:
+        return nonce
+    digest = hashlib.blake2b(digest_size=6)
+    digest.update(b"*" if names is None else "\0".join(names).encode())
+    digest.update(b"\1")
+    digest.update("\0".join(removed).encode())
+    return f"{nonce}-{digest.hexdigest()}"
 
 
 def _changed(old: ResourceSet, new: ResourceSet) -> frozenset[str]:

@@ -337,8 +337,11 @@ class StreamStateBase:
         cur: ResourceSet,
         names: Sequence[str] | None,
         removed: Sequence[str] = (),
+        nonce: str | None = None,
     ) -> Response:
-        nonce = self._next_nonce()
+        """Record and return the response; ``nonce`` None takes the stream's next one."""
+        if nonce is None:
+            nonce = self._next_nonce()
         ts.sent_version = cur.version
         ts.sent_nonce = nonce
         return Response(

@@ -8,13 +8,22 @@ backlog is a few small objects per entry rather than a copy of the resources.
 
 A push to many streams at once would otherwise hold one encoded copy of every
 response in memory at the same time (gRPC copies each message and buffers it
-until the client reads it). ``WriteLimiter`` bounds how many whole-set
-responses are in flight: a slot is held from encoding until the client has
-answered that response (its ACK or NACK names the nonce), which is when the
-bytes are certainly gone from the server's buffers. A response not answered
-within ``slow_after`` seconds (a client that is not reading) gives its slot
-back and finishes on its own, so one slow client cannot stall the others for
-long.
+until the client reads it). ``WriteLimiter`` bounds how many large responses
+(64 KiB of resources or more; small ones go straight out) are in flight: a
+slot is held from encoding until the client has answered that response (its
+ACK or NACK names the nonce), which is when the bytes are certainly gone from
+the server's buffers. A response not answered within ``slow_after`` seconds
+(a client that is not reading) gives its slot back and finishes on its own,
+so one slow client cannot stall the others for long.
+
+Giving a slot back does not give the bytes back: gRPC still holds its copy
+until the write completes. When the whole machine is slow (every client
+behind, as in a full push to a thousand proxies over TLS), every write becomes
+"slow", and counting slots alone would let all of them be in flight at once.
+So the limiter also keeps a byte budget over writes not yet completed, slow
+ones included: a write waits while the bytes in flight plus its own would
+exceed it (one write alone is always let through, however large). A client
+that stops reading holds at most its one pending response against the budget.
 """
 
 from __future__ import annotations
@@ -33,22 +42,58 @@ __all__ = ["ProxyStream", "WriteLimiter"]
 class WriteLimiter:
     """Bounds concurrent response writes across all streams."""
 
-    def __init__(self, max_in_flight: int = 64, slow_after: float = 2.0) -> None:
+    def __init__(
+        self, max_in_flight: int = 64, slow_after: float = 2.0, max_bytes: int = 96 << 20
+    ) -> None:
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be >= 1")
+        if max_bytes < 1:
+            raise ValueError("max_bytes must be >= 1")
         self._slots = asyncio.Semaphore(max_in_flight)
         self._slow_after = slow_after
+        self._max_bytes = max_bytes
+        self._bytes = 0  # of writes handed to gRPC and not completed
+        self._waiters: list[asyncio.Future[None]] = []
         self.slow_writes = 0
+        self.peak_bytes = 0
+
+    @property
+    def bytes_in_flight(self) -> int:
+        """Bytes of writes started and not yet completed (slow ones included)."""
+        return self._bytes
+
+    @property
+    def waiting_for_bytes(self) -> int:
+        """Writes waiting for bytes in flight to complete before they start."""
+        return len(self._waiters)
 
     async def write(
-        self, send: Callable[[], Awaitable[None]], answered: asyncio.Event | None = None
+        self,
+        send: Callable[[bytes], Awaitable[None]],
+        answered: asyncio.Event | None = None,
+        encode: Callable[[], bytes] | None = None,
+        size: int | None = None,
     ) -> None:
-        """Run ``send()`` holding a slot until it is done and ``answered`` is set,
-        for at most ``slow_after`` seconds in all."""
+        """Run ``send(encode())`` holding a slot until it is done and ``answered`` is
+        set, for at most ``slow_after`` seconds in all. ``size`` (default: the encoded
+        length) counts against the byte budget until ``send`` completes; given, it is
+        reserved before encoding, so a write waiting for the budget holds no bytes."""
         async with self._slots:
             loop = asyncio.get_running_loop()
+            data: bytes | None = None
+            if size is None:
+                data = encode() if encode is not None else b""
+                size = len(data)
+            await self._reserve(size)
+            if data is None:
+                try:
+                    data = encode() if encode is not None else b""
+                except BaseException:
+                    self._release(size, None)
+                    raise
             deadline = loop.time() + self._slow_after
-            task = asyncio.ensure_future(send())
+            task = asyncio.ensure_future(send(data))
+            task.add_done_callback(functools.partial(self._release, size))
             try:
                 done, _ = await asyncio.wait({task}, timeout=self._slow_after)
             except asyncio.CancelledError:
@@ -69,6 +114,38 @@ class WriteLimiter:
                 return
             self.slow_writes += 1
         await task  # finish outside the slot
+
+    async def _reserve(self, size: int) -> None:
+        while self._bytes and self._bytes + size > self._max_bytes:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
+        self._bytes += size
+        self.peak_bytes = max(self.peak_bytes, self._bytes)
+
+    def _release(self, size: int, _task: object) -> None:
+        self._bytes -= size
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:  # each checks the budget again
+            if not waiter.done():
+                waiter.set_result(None)
+
+
+# Responses below this many bytes of resources are written without the limiter.
+_SMALL_RESPONSE_BYTES = 64 * 1024
+
+
+def _size_of(response: Response) -> int:
+    """Bytes of the resources a response carries (without framing)."""
+    source = response.source
+    if response.names is None:
+        return source.byte_size()
+    resources = source.resources
+    return sum(len(resources[name]) for name in response.names)
 
 
 class ProxyStream:
@@ -145,8 +222,11 @@ class ProxyStream:
         while not self.closed:
             response = await queue.get()
             try:
-                # Partial EDS/RDS updates are small: only whole sets go through the limiter.
-                if limiter is None or response.names is not None:
+                # Small updates (an endpoint change) skip the limiter; anything large
+                # goes through it, whole sets and partial ones alike (a changed route
+                # configuration can be a megabyte).
+                size = _size_of(response) if limiter is not None else 0
+                if limiter is None or size < _SMALL_RESPONSE_BYTES:
                     await write(encoder.encode(response))
                 else:
                     answered = asyncio.Event()
@@ -155,7 +235,7 @@ class ProxyStream:
                     self._answered[response.nonce] = answered
                     try:
                         await limiter.write(
-                            functools.partial(self._encode_and_write, write, response), answered
+                            write, answered, functools.partial(encoder.encode, response), size
                         )
                     finally:
                         self._answered.pop(response.nonce, None)
@@ -177,11 +257,6 @@ class ProxyStream:
         except TimeoutError:
             return False
         return True
-
-    async def _encode_and_write(
-        self, write: Callable[[bytes], Awaitable[None]], response: Response
-    ) -> None:
-        await write(self.encoder.encode(response))
 
     def replied(self, nonce: str) -> None:
         """The client answered (ACK or NACK) the response with ``nonce``."""
