@@ -12,8 +12,8 @@ the noise visible and measures how sure it is instead:
   one under load;
 - a *round* measures ``direct`` and each variant once, ``duration_s`` each, in
   an order rotated every round, so a slow spell of the machine lands on every
-  variant in turn; many short rounds pair the targets more closely than a few
-  long ones;
+  variant in turn; many one-second rounds pair the targets more closely than a
+  few long ones, and give the bootstrap more rounds to resample;
 - the load is ``wrk`` on a fixed schedule (``bench.paced_wrk``): the same
   offered rate for every target whatever its latency, each request timed to
   the microsecond by a C client that adds little of its own;
@@ -117,8 +117,11 @@ class AbParams:
 
 
 BOOTSTRAP_PERCENTILES = (50, 90)
-FULL = AbParams(rounds=24, duration_s=4)
-QUICK = AbParams(rounds=8, duration_s=2)
+# Many one-second rounds: on this machine a round's ratio moves by +-0.3 whatever
+# its length (4 s rounds were no steadier than 1 s ones), so the interval narrows
+# with the number of rounds, and short rounds put the targets closer in time.
+FULL = AbParams(rounds=80, duration_s=1)
+QUICK = AbParams(rounds=24, duration_s=1)
 
 
 def round_order(names: Sequence[str], round_index: int) -> list[str]:
@@ -474,6 +477,7 @@ def _main(argv: Sequence[str]) -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--rounds", type=int)
     parser.add_argument("--duration", type=float)
+    parser.add_argument("--connections", type=int)
     parser.add_argument(
         "--variant", action="append", default=[], metavar="NAME=[FILE.yaml][@PILOTFISH]"
     )
@@ -493,6 +497,8 @@ def _main(argv: Sequence[str]) -> int:
         overrides["rounds"] = args.rounds
     if args.duration:
         overrides["duration_s"] = args.duration
+    if args.connections:
+        overrides["connections"] = args.connections
     if args.baseline:
         overrides["baseline"] = args.baseline
     params = replace(params, **overrides)
