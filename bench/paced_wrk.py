@@ -12,6 +12,11 @@ dropped when one falls behind), so every target gets the same offered load
 whatever its latency. At the end the script prints wrk's latency histogram
 (one line per microsecond value seen), which :class:`Histogram` keeps: any
 percentile, and any order statistic for resampling, comes from it exactly.
+wrk corrects the histogram for coordinated omission itself (a request slower
+than twice a connection's interval also counts the slots it held up), so
+``Histogram.count`` can exceed the requests answered; that moves only the tail.
+Errors are wrk's: connect, read, write, timeout, and answers with a status of
+400 or more.
 
 Every run is bounded: wrk's own ``-d`` and ``--timeout``, and a subprocess
 timeout beyond them.

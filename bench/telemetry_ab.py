@@ -2,7 +2,7 @@
 
 Theory of operation: the ``dataplane`` benchmark runs telemetry on and off one
 after the other, once each, and divides two small differences (each mesh minus
-``direct``, about a millisecond) taken minutes apart on a shared 2-core
+``direct``, about half a millisecond) taken minutes apart on a shared 2-core
 machine. One such ratio moves by 0.2-0.4 between runs. This benchmark keeps
 the noise visible and measures how sure it is instead:
 
