@@ -40,11 +40,17 @@ system-deps:
 	  fi; \
 	fi
 
-# Load generator for the data-plane benchmark.
+# Load generators: hey for the data-plane benchmark, wrk (paced, microsecond latencies)
+# for the telemetry A/B.
 bench-deps:
-	@if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1 && ! command -v hey >/dev/null 2>&1; then \
-	  echo "installing: hey"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hey >/dev/null; \
+	@if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
+	  missing=""; \
+	  command -v hey >/dev/null 2>&1 || missing="$$missing hey"; \
+	  command -v wrk >/dev/null 2>&1 || missing="$$missing wrk"; \
+	  if [ -n "$$missing" ]; then \
+	    echo "installing:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  fi; \
 	fi
 
 lint: setup

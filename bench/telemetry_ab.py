@@ -3,9 +3,8 @@
 Theory of operation: the ``dataplane`` benchmark runs telemetry on and off one
 after the other, once each, and divides two small differences (each mesh minus
 ``direct``, about half a millisecond) taken minutes apart on a shared 2-core
-machine; hey's 0.1 ms resolution is a fifth of that difference. One such ratio
-moves by 0.2-0.3 between runs. This benchmark keeps the noise visible and
-averages it away instead:
+machine. One such ratio moves by 0.2-0.4 between runs. This benchmark keeps
+the noise visible and measures how sure it is instead:
 
 - every *variant* (a mesh: control plane + client and server sidecar, as in
   ``dataplane.explicit_sidecars``, each on its own 127.x addresses and work
@@ -13,15 +12,16 @@ averages it away instead:
   one under load;
 - a *round* measures ``direct`` and each variant once, ``duration_s`` each, in
   an order rotated every round, so a slow spell of the machine lands on every
-  variant in turn;
-- hey writes every request's latency (``-o csv``, seconds with four decimals);
-  percentiles are interpolated within the 0.1 ms step (each printed value
-  stands for a uniform spread over its step), which removes the quantisation
-  bias of the printed percentiles but not the noise;
+  variant in turn; many one-second rounds pair the targets more closely than a
+  few long ones, and give the bootstrap more rounds to resample;
+- the load is ``wrk`` on a fixed schedule (``bench.paced_wrk``): the same
+  offered rate for every target whatever its latency, each request timed to
+  the microsecond by a C client that adds little of its own;
 - per round, each variant's added latency is its percentile minus ``direct``'s
-  of the same round, and the ratio is ``added(variant) / added(baseline)``;
-  the result is the median of the rounds' ratios with their minimum and
-  maximum, and also the ratio of the medians of the added latencies;
+  of the same round; the headline is the ratio of the median added latencies
+  over the rounds, ``added(variant) / added(baseline)``, with the median of
+  the per-round ratios beside it, each with a bootstrap confidence interval
+  over rounds and requests (``bench.ab_bootstrap``);
 - Envoy's CPU per request (both sidecars' utime+stime over the run, divided
   by the requests answered) is reported per variant: it is much less noisy
   than latency and says how much work telemetry adds;
@@ -30,10 +30,11 @@ averages it away instead:
   baseline, against the +10 MiB target.
 
 The latency verdict is on p50 (the issue's target: added latency with
-telemetry at most 1.1x the added latency without it), taken as the median
-of the per-round ratios; p90/p99 are reported beside it, as is the spread
-(min-max over the rounds) of every number, so a reader can see how noisy the
-machine was.
+telemetry at most 1.1x the added latency without it): ``met`` when the whole
+confidence interval of the ratio of medians is at or under the target, ``not
+met`` when it is all above, ``undecided`` otherwise; p90/p99 are reported
+beside it, as is the spread (min-max over the rounds) of every number, so a
+reader can see how noisy the machine was.
 
 Variants are named config fragments added to the same ``echo`` config; the
 default pair is ``on`` (the mesh's defaults) and ``off`` (a root-namespace
@@ -45,22 +46,20 @@ tracing, to attribute the cost.
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
 from rich.table import Table
 
+from bench.ab_bootstrap import bootstrap_ratio
 from bench.controlplane_scale import BenchmarkError, pilotfish_executable
 from bench.dataplane import (
     TELEMETRY_LATENCY_RATIO_TARGET,
@@ -71,7 +70,8 @@ from bench.dataplane import (
     explicit_sidecars,
 )
 from bench.dataplane_base import DataplaneParams, Rig, Target, http_get, wait_for
-from bench.loadgen import PERCENTILES, find_hey
+from bench.loadgen import PERCENTILES
+from bench.paced_wrk import Histogram, find_debian_tool, run_paced
 from bench.procstats import cpu_seconds, rss_mib
 
 __all__ = [
@@ -80,13 +80,10 @@ __all__ = [
     "AbParams",
     "Variant",
     "ab_table",
-    "interpolated_percentile",
     "round_order",
     "run_telemetry_ab",
     "summarize_rounds",
 ]
-
-HEY_STEP_S = 0.0001  # hey prints seconds with four decimals
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,33 +116,12 @@ class AbParams:
     ready_deadline_s: float = 60.0
 
 
-FULL = AbParams(rounds=9, duration_s=8)
-QUICK = AbParams(rounds=5, duration_s=4)
-
-
-def interpolated_percentile(sorted_values: Sequence[float], pct: float, step: float) -> float:
-    """Percentile of ascending values printed to a resolution of ``step``.
-
-    Each printed value ``v`` stands for a sample somewhere in ``[v - step/2, v +
-    step/2)``; taking them as uniform there (the grouped-data median) places the
-    percentile inside the step instead of on its printed value.
-    """
-    if not sorted_values:
-        raise ValueError("no values")
-    n = len(sorted_values)
-    rank = pct / 100 * n
-    below = 0
-    i = 0
-    while i < n:
-        j = i
-        while j < n and sorted_values[j] == sorted_values[i]:
-            j += 1
-        count = j - i
-        if below + count >= rank:
-            return sorted_values[i] - step / 2 + step * (rank - below) / count
-        below += count
-        i = j
-    return sorted_values[-1] + step / 2
+BOOTSTRAP_PERCENTILES = (50, 90)
+# Many one-second rounds: on this machine a round's ratio moves by +-0.3 whatever
+# its length (4 s rounds were no steadier than 1 s ones), so the interval narrows
+# with the number of rounds, and short rounds put the targets closer in time.
+FULL = AbParams(rounds=80, duration_s=1)
+QUICK = AbParams(rounds=24, duration_s=1)
 
 
 def round_order(names: Sequence[str], round_index: int) -> list[str]:
@@ -158,45 +134,34 @@ def round_order(names: Sequence[str], round_index: int) -> list[str]:
 class _Run:
     latency_ms: dict[str, float]
     requests: int
-    non_200: int
+    errors: int
+    histogram: Histogram
     envoy_cpu_us_per_request: float | None = None
     rss_mib: dict[str, float | None] = field(default_factory=dict)
 
-
-def _hey_csv(hey: str, target: Target, params: AbParams, duration_s: float) -> _Run:
-    """One hey run with per-request latencies; raises RuntimeError when hey fails."""
-    command = [hey, "-z", f"{duration_s:g}s", "-q", f"{params.rate / params.connections:g}"]
-    command += ["-c", str(params.connections), "-t", "5", "-o", "csv"]
-    for name, value in target.headers:
-        command += ["-host", value] if name.lower() == "host" else ["-H", f"{name}: {value}"]
-    command.append(target.url)
-    env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
-    try:
-        done = subprocess.run(
-            command, capture_output=True, text=True, timeout=duration_s + 35, env=env, check=False
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise RuntimeError(f"hey did not finish within {exc.timeout:.0f} s") from exc
-    if done.returncode != 0:
-        raise RuntimeError(f"hey exited with {done.returncode}: {done.stderr.strip()[-500:]}")
-    latencies: list[float] = []
-    non_200 = 0
-    for row in csv.DictReader(io.StringIO(done.stdout)):
-        latencies.append(float(row["response-time"]))
-        non_200 += row["status-code"] != "200"
-    if not latencies:
-        raise RuntimeError(f"hey answered nothing:\n{done.stdout[-500:]}{done.stderr[-500:]}")
-    latencies.sort()
-    latency = {
-        f"p{pct}": interpolated_percentile(latencies, pct, HEY_STEP_S) * 1000 for pct in PERCENTILES
-    }
-    latency["mean"] = statistics.fmean(latencies) * 1000
-    return _Run(latency_ms=latency, requests=len(latencies), non_200=non_200)
+    def as_json(self) -> dict[str, Any]:
+        """Everything but the histogram (thousands of values per run)."""
+        return {
+            "latency_ms": self.latency_ms,
+            "requests": self.requests,
+            "errors": self.errors,
+            "envoy_cpu_us_per_request": self.envoy_cpu_us_per_request,
+            "rss_mib": self.rss_mib,
+        }
 
 
-def _measure(hey: str, target: Target, params: AbParams) -> _Run:
+def _load(wrk: str, target: Target, params: AbParams, duration_s: float) -> _Run:
+    """One paced wrk run; raises RuntimeError when wrk fails."""
+    run = run_paced(wrk, target.url, target.headers, params.rate, params.connections, duration_s)
+    h = run.histogram
+    latency = {f"p{pct}": h.percentile_us(pct) / 1000 for pct in PERCENTILES}
+    latency["mean"] = h.mean_us() / 1000
+    return _Run(latency, run.requests, sum(run.errors.values()), h)
+
+
+def _measure(wrk: str, target: Target, params: AbParams) -> _Run:
     before = [cpu_seconds(pid) for _role, pid in target.proxies]
-    run = _hey_csv(hey, target, params, params.duration_s)
+    run = _load(wrk, target, params, params.duration_s)
     after = [cpu_seconds(pid) for _role, pid in target.proxies]
     if target.proxies:
         if any(a is None or b is None for a, b in zip(before, after, strict=True)):
@@ -259,16 +224,35 @@ def _rss_summary(
     return {"median_mib": medians, "extra_mib": extra}
 
 
+def _verdict(interval: dict[str, float] | None, target: float) -> str | None:
+    if interval is None:
+        return None
+    if interval["high"] <= target:
+        return "met"
+    return "not met" if interval["low"] > target else "undecided"
+
+
 def summarize_rounds(
-    rounds: Sequence[dict[str, dict[str, Any]]], variant: str, baseline: str
+    rounds: Sequence[dict[str, dict[str, Any]]],
+    variant: str,
+    baseline: str,
+    histograms: Sequence[Mapping[str, Histogram]] = (),
 ) -> dict[str, Any]:
-    """Per percentile: median, min and max over the rounds of ``added(variant) /
-    added(baseline)``, the ratio of the medians of the added latencies and their
-    spread; Envoy CPU per request and RSS per proxy; the verdicts."""
+    """Per percentile: the ratio of the median added latencies over the rounds
+    (``added(variant) / added(baseline)``), the median, minimum and maximum of the
+    rounds' ratios, the added latencies' spread and, given the rounds' latency
+    ``histograms``, bootstrap intervals of both ratios for p50 and p90; Envoy CPU per
+    request and RSS per proxy; the verdicts."""
+    target = TELEMETRY_LATENCY_RATIO_TARGET
     out: dict[str, Any] = {
         key: _latency_summary(rounds, variant, baseline, key)
         for key in (*(f"p{p}" for p in PERCENTILES), "mean")
     }
+    if histograms:
+        for pct in BOOTSTRAP_PERCENTILES:
+            out[f"p{pct}"]["bootstrap"] = bootstrap_ratio(
+                histograms, variant, baseline, pct, target
+            )
     cpu_on = [r[variant]["envoy_cpu_us_per_request"] for r in rounds]
     cpu_off = [r[baseline]["envoy_cpu_us_per_request"] for r in rounds]
     out["envoy_cpu_us_per_request"] = {
@@ -282,9 +266,12 @@ def summarize_rounds(
     med_off = statistics.median(cpu_off)
     out["envoy_cpu_ratio"] = round(statistics.median(cpu_on) / med_off, 3) if med_off else None
     out["rss"] = _rss_summary(rounds, variant, baseline)
-    ratio = out["p50"]["median_ratio"]
+    ratio = out["p50"]["ratio_of_medians"]
     extras = list(out["rss"]["extra_mib"].values())
-    out["latency_met"] = ratio is not None and ratio <= TELEMETRY_LATENCY_RATIO_TARGET
+    out["latency_met"] = ratio is not None and ratio <= target
+    out["latency_verdict"] = _verdict(
+        (out["p50"].get("bootstrap") or {}).get("ratio_of_medians"), target
+    )
     out["rss_met"] = bool(extras) and all(
         e is not None and e <= TELEMETRY_RSS_MIB_TARGET for e in extras
     )
@@ -312,19 +299,22 @@ def run_telemetry_ab(
     """Start every variant, run the rounds, summarize (JSON-ready; ``error`` on failure)."""
     exe = executable or pilotfish_executable()
     out: dict[str, Any] = {"parameters": asdict(params) | {"executable": str(exe)}, "rounds": []}
-    hey = find_hey(install=True, log=log)
-    if hey is None:
-        out["error"] = "hey is not installed and could not be installed"
+    wrk = find_debian_tool("wrk", "wrk", install=True, log=log)
+    if wrk is None:
+        out["error"] = "wrk is not installed and could not be installed"
         return out
+    out["parameters"]["load_generator"] = {"name": "wrk", "path": wrk, "paced": True}
+    histograms: list[dict[str, Histogram]] = []
     with tempfile.TemporaryDirectory(prefix="pilotfish-telemetry-ab-") as tmp:
         try:
-            _rounds(params, exe, hey, Path(tmp), out, log)
+            _rounds(params, exe, wrk, Path(tmp), out, histograms, log)
         except (BenchmarkError, RuntimeError) as exc:
             out["error"] = str(exc)
     names = [v.name for v in params.variants]
     if out["rounds"] and "error" not in out:
+        log("bootstrapping the ratios")
         out["summary"] = {
-            name: summarize_rounds(out["rounds"], name, params.baseline)
+            name: summarize_rounds(out["rounds"], name, params.baseline, histograms)
             for name in names
             if name != params.baseline
         }
@@ -334,9 +324,10 @@ def run_telemetry_ab(
 def _rounds(
     params: AbParams,
     exe: Path,
-    hey: str,
+    wrk: str,
     work: Path,
     out: dict[str, Any],
+    histograms: list[dict[str, Histogram]],
     log: Callable[[str], None],
 ) -> None:
     dp = DataplaneParams(
@@ -358,15 +349,16 @@ def _rounds(
             targets[v.name] = start(own, stack)
         for target in targets.values():
             _probe(target, params.response_bytes, params.ready_deadline_s)
-            _hey_csv(hey, target, params, params.warmup_s)  # warm-up, discarded
+            _load(wrk, target, params, params.warmup_s)  # warm-up, discarded
         names = list(targets)
         for i in range(params.rounds):
-            runs = {name: _measure(hey, targets[name], params) for name in round_order(names, i)}
+            runs = {name: _measure(wrk, targets[name], params) for name in round_order(names, i)}
             base = runs["direct"]
             entry: dict[str, dict[str, Any]] = {}
             for name, run in runs.items():
-                entry[name] = asdict(run) | {"added_ms": _added(run, base)}
+                entry[name] = run.as_json() | {"added_ms": _added(run, base)}
             out["rounds"].append(entry)
+            histograms.append({name: run.histogram for name, run in runs.items()})
             log(
                 f"round {i + 1}/{params.rounds}: "
                 + ", ".join(
@@ -384,17 +376,35 @@ def _spread_text(spread: dict[str, float] | None, fmt: str = ".3f") -> str:
     return f"{spread['median']:{fmt}} [{spread['min']:{fmt}}-{spread['max']:{fmt}}]"
 
 
-def _ratio_text(summary: dict[str, Any]) -> str:
+def _ratio_text(summary: dict[str, Any], key: str) -> str:
+    """A ratio with its bootstrap interval, when there is one."""
+    if summary.get(key) is None:
+        return "-"
+    text = f"{summary[key]:.2f}x"
+    interval = (summary.get("bootstrap") or {}).get(key)
+    return f"{text} \\[{interval['low']:.2f}-{interval['high']:.2f}]" if interval else text
+
+
+def _rounds_text(summary: dict[str, Any]) -> str:
     if summary.get("median_ratio") is None:
         return "-"
-    return (
-        f"{summary['median_ratio']:.2f}x [{summary['min_ratio']:.2f}-{summary['max_ratio']:.2f}]"
-        f" ({summary['ratio_of_medians']}x)"
-    )
+    spread = f"({summary['min_ratio']:.2f}-{summary['max_ratio']:.2f})"
+    return f"{_ratio_text(summary, 'median_ratio')} {spread}"
 
 
 def _mark(met: bool) -> str:
     return "[green]met[/green]" if met else "[red]not met[/red]"
+
+
+def _verdict_text(summary: dict[str, Any]) -> str:
+    verdict = summary.get("latency_verdict")
+    if verdict is None:
+        return _mark(bool(summary.get("latency_met")))
+    colour = {"met": "green", "not met": "red"}.get(verdict, "yellow")
+    share = ((summary["p50"].get("bootstrap") or {}).get("ratio_of_medians") or {}).get(
+        "share_within"
+    )
+    return f"[{colour}]{verdict}[/{colour}]" + ("" if share is None else f" (P={share:.2f})")
 
 
 def ab_table(result: dict[str, Any]) -> Table:
@@ -412,7 +422,8 @@ def ab_table(result: dict[str, Any]) -> Table:
     table = Table(
         title=title,
         caption="added = percentile through the mesh - percentile direct, same round; "
-        "ratio = median of the rounds' ratios \\[min-max] (ratio of the medians)",
+        "ratio of the median added latencies \\[95 % bootstrap interval]; below it the median "
+        "of the rounds' ratios \\[interval] (min-max); P = share of replicates within target",
     )
     table.add_column("", no_wrap=True)
     for column in ("p50 ms", "p90 ms", "p99 ms", "Envoy CPU µs/req", "RSS MiB client", "server"):
@@ -430,14 +441,21 @@ def ab_table(result: dict[str, Any]) -> Table:
         cpu_ratio = summary.get("envoy_cpu_ratio")
         table.add_row(
             f"[bold]{name} / {baseline}[/bold]",
-            *(_ratio_text(summary[f"p{p}"]) for p in PERCENTILES),
+            *(_ratio_text(summary[f"p{p}"], "ratio_of_medians") for p in PERCENTILES),
             "-" if cpu_ratio is None else f"{cpu_ratio:.2f}x",
             *("-" if extra.get(r) is None else f"{extra[r]:+.1f}" for r in ("client", "server")),
+        )
+        table.add_row(
+            "  median of rounds",
+            *(_rounds_text(summary[f"p{p}"]) for p in PERCENTILES),
+            "",
+            "",
+            "",
         )
         targets = summary.get("targets") or {}
         table.add_row(
             f"[bold]target[/bold] {name}",
-            f"<= {targets.get('p50_added_latency_ratio')}x: {_mark(summary.get('latency_met'))}",
+            f"<= {targets.get('p50_added_latency_ratio')}x: {_verdict_text(summary)}",
             "",
             "",
             "",
@@ -459,6 +477,7 @@ def _main(argv: Sequence[str]) -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--rounds", type=int)
     parser.add_argument("--duration", type=float)
+    parser.add_argument("--connections", type=int)
     parser.add_argument(
         "--variant", action="append", default=[], metavar="NAME=[FILE.yaml][@PILOTFISH]"
     )
@@ -478,6 +497,8 @@ def _main(argv: Sequence[str]) -> int:
         overrides["rounds"] = args.rounds
     if args.duration:
         overrides["duration_s"] = args.duration
+    if args.connections:
+        overrides["connections"] = args.connections
     if args.baseline:
         overrides["baseline"] = args.baseline
     params = replace(params, **overrides)
@@ -486,6 +507,10 @@ def _main(argv: Sequence[str]) -> int:
     if args.out:
         args.out.write_text(text)
     print(json.dumps(result.get("summary", result.get("error")), indent=1))
+    table_input = {"parameters": result["parameters"], "results": result}
+    if "error" in result:
+        table_input["error"] = result["error"]
+    Console(stderr=True, width=200).print(ab_table(table_input))
     return 1 if "error" in result else 0
 
 
