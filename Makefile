@@ -63,7 +63,8 @@ fmt: setup
 	$(BIN)/ruff check --fix src tests bench
 
 # Lint first: a style or type error fails the run before the long part starts.
-test: setup lint
+# bench-deps too: the benchmarks' own tests run the real load generators.
+test: setup bench-deps lint
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q -n $(TEST_LANES) --dist loadfile $(PYTEST_ARGS)
 
 unit: setup

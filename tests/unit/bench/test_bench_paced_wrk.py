@@ -73,7 +73,7 @@ def server_url() -> Iterator[str]:
 def test_real_wrk_keeps_the_schedule_and_times_every_request(server_url: str) -> None:
     wrk = shutil.which("wrk")
     if wrk is None:
-        pytest.skip("wrk is not installed (Debian package wrk; make bench-deps)")
+        pytest.skip("wrk is not installed (Debian package wrk; `make test` installs it as root)")
     # 200 requests/s over 4 connections for 2 s: closed loop would send thousands.
     run = run_paced(wrk, server_url, [("Host", "echo:9080")], 200, 4, 2.0)
     assert sum(run.errors.values()) == 0
