@@ -53,6 +53,17 @@ class Expect:
     # ("" for gateway-conformance-mesh). ``host`` is then the URL's host[:port]
     # (port 80 when absent); ``{ip:NAME}`` in it is NAME's pod address.
     client: str = ""
+    # Upstream's Response.StatusCodes: any of these (when set, instead of ``status``).
+    statuses: tuple[int, ...] = ()
+    # Upstream's ValidHeaderValues: the response header's value is one of these.
+    valid_response_headers: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    # Upstream's IgnoreWhitespace: spaces do not count in response header values.
+    ignore_whitespace: bool = False
+    # The Gateway port to send to (0: 80, or 443 for ``https``).
+    port: int = 0
+    # The answer must not come from the echo backend (upstream's empty expected
+    # namespace: a CORS preflight the Gateway answers itself).
+    not_from_backend: bool = False
 
     def request_headers(self) -> tuple[tuple[str, str], ...]:
         """The headers to send: the case's, and the echo backend's instruction."""

@@ -34,6 +34,7 @@ from cases_grpc import GRPC_CASES, GrpcCase
 from cases_headers import HEADER_CASES
 from cases_mesh import MESH, MESH_CASES
 from cases_more import MORE_CASES, MORE_MESH_CASES
+from cases_routing import ROUTING_CASES
 from cases_status import STATUS_CASES, CaseRun
 from certs import self_signed_secret
 from click.testing import CliRunner
@@ -74,6 +75,8 @@ UPSTREAM_TLS_HOSTS = ("*", "*.org", "*.wildcard.org")
 CASES: tuple[Case, ...] = (
     CORE + STATUS_CASES + EXTENDED + HEADER_CASES + MORE_CASES + MESH_CASES + MORE_MESH_CASES
 )
+CASES += ROUTING_CASES
+
 OUTCOMES: dict[str, Outcome] = {}
 #: Where each case's time went: {case: {phase: seconds}} (printed at the end).
 TIMINGS: dict[str, dict[str, float]] = {}

@@ -382,6 +382,57 @@ def test_cors_filter() -> None:
         True,
         "60s",
     )
+    # A preflight from an origin not allowed is answered by the gateway, not forwarded.
+    assert cors.unmatched_preflights == "IGNORE"
+
+
+ISOLATED = """
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: iso, namespace: default}
+spec:
+  gatewayClassName: istio
+  listeners:
+  - {name: any, port: 80, protocol: HTTP}
+  - {name: wild, port: 80, protocol: HTTP, hostname: "*.example.com"}
+  - {name: abc, port: 80, protocol: HTTP, hostname: abc.example.com}
+  - {name: other-port, port: 8080, protocol: HTTP, hostname: "*.example.com"}
+"""
+
+
+def _isolated_route(name: str, section: str) -> str:
+    body = f"""
+    parentRefs: [{{name: iso, sectionName: {section}}}]
+    hostnames: [bar.com, "*.example.com", abc.example.com]
+    rules: [{{backendRefs: [{{name: web, port: 80}}]}}]
+    """
+    return _route(name, body)
+
+
+def test_listeners_are_isolated_by_hostname() -> None:
+    """A hostname a more specific listener of the same port takes is not served
+    on a less specific one (the route stays Accepted there)."""
+    conv = _convert(
+        SERVICES,
+        ISOLATED,
+        *(_isolated_route(f"r-{s}", s) for s in ("any", "wild", "abc", "other-port")),
+    )
+    hosts = {
+        name: spec.hosts
+        for name, r in _derived(conv, "VirtualService").items()
+        if isinstance(spec := r.spec, VirtualServiceSpec)
+    }
+    assert hosts == {
+        "default/iso-any-bar-com-gwapi": ["bar.com"],
+        "default/iso-wild-wildcard-example-com-gwapi": ["*.example.com"],
+        "default/iso-abc-abc-example-com-gwapi": ["abc.example.com"],
+        # Another port: the listeners of port 80 do not take its hosts.
+        "default/iso-other-port-wildcard-example-com-gwapi": ["*.example.com"],
+        "default/iso-other-port-abc-example-com-gwapi": ["abc.example.com"],
+    }
+    for section in ("any", "wild", "abc"):
+        accepted = _parent(conv, "HTTPRoute", "default", f"r-{section}")["conditions"]
+        assert _cond(accepted, "Accepted") == ("True", "Accepted")
 
 
 def test_backends_weights_and_invalid_shares() -> None:

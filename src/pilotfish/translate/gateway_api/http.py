@@ -158,6 +158,9 @@ def _cors(f: HTTPCORSFilter) -> CorsPolicy:
         expose_headers=list(f.expose_headers),
         max_age=f"{f.max_age}s",
         allow_credentials=f.allow_credentials,
+        # The filter answers every preflight itself: one from an origin it does not
+        # allow gets no CORS headers, and never reaches the backend.
+        unmatched_preflights="IGNORE",
     )
 
 
