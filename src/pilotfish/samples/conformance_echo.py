@@ -19,7 +19,10 @@ header ``X-Echo-Set-Header: Name: value`` (comma separated) adds those
 response headers, which the response-header tests rely on. A query
 parameter ``delay`` (a Go duration such as ``1s`` or ``500ms``, at most
 ``MAX_DELAY``) holds the answer back that long, as echo-basic does for the
-timeout tests. With ``GRPC_ECHO_SERVER`` set (upstream's grpc-infra-backend
+timeout tests. Each request is logged to stdout as echo-basic logs it,
+``Echoing back request made to <path> to client (<address>)``: upstream's
+mirror tests count these lines in the mirrored backend's logs. With
+``GRPC_ECHO_SERVER`` set (upstream's grpc-infra-backend
 Deployments) it serves upstream's gRPC echo service instead
 (``pilotfish.samples.conformance_grpc_echo``).
 """
@@ -94,6 +97,10 @@ def make_app(env: dict[str, str]) -> web.Application:
 
     async def echo(request: web.Request) -> web.StreamResponse:
         await request.read()
+        print(
+            f"Echoing back request made to {request.raw_path} to client ({request.remote})",
+            flush=True,
+        )
         if "delay" in request.query:
             seconds = delay_of(request.query["delay"])
             if seconds is None:

@@ -64,6 +64,11 @@ class Expect:
     # The answer must not come from the echo backend (upstream's empty expected
     # namespace: a CORS preflight the Gateway answers itself).
     not_from_backend: bool = False
+    # Backends (Deployments in the expectation's namespace) that must log a copy
+    # of the request (upstream's MirroredTo), each with ``mirror_percent`` of
+    # the requests when set (upstream's MirroredBackend.Percent).
+    mirrored_to: tuple[str, ...] = ()
+    mirror_percent: float | None = None
 
     def request_headers(self) -> tuple[tuple[str, str], ...]:
         """The headers to send: the case's, and the echo backend's instruction."""

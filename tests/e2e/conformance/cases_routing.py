@@ -334,12 +334,67 @@ _ISOLATION_ROUTES = tuple(
 
 _TRUE = (("Accepted", "True"), (_RESOLVED, "True"))
 
+# --- RequestMirror ---------------------------------------------------------------
+
+_MODIFIED = {
+    "headers": (("X-Header-Remove", "remove-val"), ("X-Header-Add-Append", "append-val-1")),
+    "seen_headers": (
+        ("X-Header-Add", "header-val-1"),
+        ("X-Header-Add-Append", "append-val-1,header-val-2"),
+        ("X-Header-Set", "set-overwrites-values"),
+    ),
+    "absent_headers": ("X-Header-Remove",),
+}
+
+
+def _mirror(path: str, *to: str, modified: bool = False, percent: float | None = None) -> Expect:
+    """Answered by infra-backend-v1, mirrored to ``to``."""
+    extra: dict[str, Any] = dict(_MODIFIED) if modified else {}
+    return _to(V1, path, mirrored_to=to, mirror_percent=percent, **extra)
+
 
 def _resolved(*routes: str) -> tuple[tuple[str, str, str, str, str], ...]:
     return tuple((INFRA, r, _RESOLVED, "True", "") for r in routes)
 
 
+_MIRROR = ("Gateway", "HTTPRoute", "HTTPRouteRequestMirror")
+
 ROUTING_CASES: tuple[Case, ...] = (
+    Case(
+        "HTTPRouteRequestMirror",
+        False,
+        ("httproute-request-mirror.yaml",),
+        _SAME,
+        ((INFRA, "request-mirror"),),
+        (_mirror("/mirror", V2), _mirror("/mirror-and-modify-headers", V2, modified=True)),
+        features=_MIRROR,
+    ),
+    Case(
+        "HTTPRouteRequestMultipleMirrors",
+        False,
+        ("httproute-request-multiple-mirrors.yaml",),
+        _SAME,
+        ((INFRA, "request-multiple-mirrors"),),
+        (
+            _mirror("/multi-mirror", V2, V3),
+            _mirror("/multi-mirror-and-modify-request-headers", V2, V3, modified=True),
+        ),
+        features=(*_MIRROR, "HTTPRouteRequestMultipleMirrors"),
+    ),
+    Case(
+        "HTTPRouteRequestPercentageMirror",
+        False,
+        ("httproute-request-percentage-mirror.yaml",),
+        _SAME,
+        ((INFRA, "request-percentage-mirror"),),
+        (
+            _mirror("/percent-mirror", V2, percent=20),
+            _mirror("/percent-mirror-fraction", V2, percent=50),
+            _mirror("/percent-mirror-and-modify-headers", V2, modified=True, percent=35),
+        ),
+        conditions=_resolved("request-percentage-mirror"),
+        features=("Gateway", "HTTPRoute", "HTTPRouteRequestPercentageMirror"),
+    ),
     Case(
         "HTTPRouteCORS",
         False,

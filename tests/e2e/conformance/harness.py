@@ -392,9 +392,10 @@ def check_expect(
     expect: Expect,
     deadline: float,
     now: Callable[[], float] = time.monotonic,
+    streak_needed: int = CONSISTENT,
 ) -> str | None:
-    """Send until ``CONSISTENT`` answers in a row match (None) or ``deadline`` passes
-    (the last mismatch)."""
+    """Send until ``streak_needed`` answers in a row match (None) or ``deadline``
+    passes (the last mismatch)."""
     streak, last = 0, "no answer"
     while True:
         try:
@@ -403,7 +404,7 @@ def check_expect(
             why = f"request failed: {exc}"
         if why is None:
             streak += 1
-            if streak >= CONSISTENT:
+            if streak >= streak_needed:
                 return None
             continue
         streak, last = 0, why

@@ -28,7 +28,7 @@ from functools import partial
 from pathlib import Path
 
 import pytest
-from cases import CORE, INFRA, Case
+from cases import CORE, INFRA, Case, Expect
 from cases_extended import EXTENDED
 from cases_grpc import GRPC_CASES, GrpcCase
 from cases_headers import HEADER_CASES
@@ -52,6 +52,7 @@ from harness import (
     route_condition,
 )
 from harness_grpc import check_grpc_expect, check_grpc_weights, gateway_grpc_sender
+from harness_mirror import mirror_share, mirrored, with_request_id
 from inventory import GATEWAY_GRPC, GATEWAY_HTTP, MESH_HTTP
 
 from lanes import lane_bridge, lane_cidr
@@ -327,7 +328,10 @@ def _send_expects(mesh: E2EMesh, api: Api, case: Case, lap: _Laps) -> str | None
         sender = sender_for(gateway, expect.client)
         if "{ip:" in expect.host:  # a pod's address, known only once the mesh runs
             expect = replace(expect, host=_pod_addresses(_pods(mesh), expect.host))
-        why = check_expect(sender, expect, time.monotonic() + budget)
+        probe = with_request_id(expect) if expect.mirrored_to else expect
+        why = check_expect(sender, probe, time.monotonic() + budget)
+        if why is None and expect.mirrored_to:
+            why = _check_mirrors(mesh, sender, expect, probe.path)
         if why is not None:
             return f"{expect.label()}: {why}"
         lap("first request" if first else "requests")
@@ -336,6 +340,26 @@ def _send_expects(mesh: E2EMesh, api: Api, case: Case, lap: _Laps) -> str | None
         why = check_weights(sender_for(case.gateway), "/", case.weights)
         lap("weights")
         return why
+    return None
+
+
+def _echo_logs(mesh: E2EMesh, backend: str) -> list[str]:
+    """``pilotfish logs BACKEND``: the lines of every pod of that workload."""
+    result = CliRunner().invoke(
+        pilotfish_cli, ["logs", backend, "--state-dir", str(mesh.state_dir)]
+    )
+    return result.output.splitlines() if result.exit_code == 0 else []
+
+
+def _check_mirrors(mesh: E2EMesh, sender: Sender, expect: Expect, sent: str) -> str | None:
+    """Upstream's mirror checks of ``expect``, whose request went out as ``sent``."""
+    logs_of = partial(_echo_logs, mesh)
+    if expect.mirror_percent is None:
+        return mirrored(logs_of, expect.mirrored_to, sent)
+    for backend in expect.mirrored_to:
+        why = mirror_share(sender, expect, logs_of, backend, expect.mirror_percent)
+        if why is not None:
+            return why
     return None
 
 

@@ -53,6 +53,20 @@ async def test_answers_with_echo_basic_fields(client: TestClient[object, object]
     assert "Host" not in body["headers"]
 
 
+async def test_logs_each_request_as_echo_basic_does(
+    client: TestClient[object, object], capsys: pytest.CaptureFixture[str]
+) -> None:
+    resp = await client.get("/mirror?gateway-api-conformance-request-id=42")
+    assert resp.status == 200
+    lines = capsys.readouterr().out.splitlines()
+    assert any(
+        line.startswith(
+            "Echoing back request made to /mirror?gateway-api-conformance-request-id=42 to client ("
+        )
+        for line in lines
+    ), lines
+
+
 def test_delay_is_a_go_duration() -> None:
     assert delay_of("1s") == 1.0
     assert delay_of("500ms") == 0.5
