@@ -359,7 +359,81 @@ def _resolved(*routes: str) -> tuple[tuple[str, str, str, str, str], ...]:
 
 _MIRROR = ("Gateway", "HTTPRoute", "HTTPRouteRequestMirror")
 
+# --- Retry -----------------------------------------------------------------------
+
+
+def _retry(path: str, succeed_after: int, code: str = "", delay: str = "", **kw: Any) -> Expect:
+    """upstream's assertConsistentRetryBehaviour: a fresh uuid per request, the
+    simulation's parameters in Go's (sorted) query order, infra-backend-v3 behind."""
+    params = {"delayRetry": delay, "responseCode": code, "succeedAfter": str(succeed_after)}
+    query = "&".join(f"{k}={v}" for k, v in sorted(params.items()) if v)
+    status = kw.pop("status", 200)
+    if status == 200 and not kw.get("statuses"):
+        return _to(V3, f"{path}?{query}&uuid={{uuid}}", **kw)
+    return _miss(f"{path}?{query}&uuid={{uuid}}", status=status, **kw)
+
+
+_R500_3 = "/retry/code-500-attempts-3"
+_RALL_2 = "/retry/code-all-attempts-2"
+_RETRY = ("Gateway", "HTTPRoute", "HTTPRouteRetry")
+_BACKEND_T = "/retry/backend-request-timeout-200ms"
+_REQUEST_T = "/retry/request-timeout-200ms"
+
 ROUTING_CASES: tuple[Case, ...] = (
+    Case(
+        "HTTPRouteRetry",
+        False,
+        ("httproute-retry.yaml",),
+        _SAME,
+        ((INFRA, "retries"),),
+        (
+            _retry(_R500_3, 2, "500"),
+            _retry(_R500_3, 4, "500", status=500),
+            _retry(_R500_3, 2, "503", status=503),
+            *(
+                e
+                for code in ("500", "502", "503", "504")
+                for e in (_retry(_RALL_2, 1, code), _retry(_RALL_2, 3, code, status=int(code)))
+            ),
+        ),
+        conditions=_resolved("retries"),
+        features=_RETRY,
+    ),
+    Case(
+        "HTTPRouteRetryConnectionError",
+        False,
+        ("httproute-retry-connection-error.yaml",),
+        _SAME,
+        ((INFRA, "retries-connection-error"),),
+        (
+            _retry("/retry/no-status-code-attempts-3", 2),
+            _retry("/retry/no-status-code-attempts-3", 4, statuses=(500, 503)),
+        ),
+        conditions=_resolved("retries-connection-error"),
+        features=(*_RETRY, "HTTPRouteRetryConnectionError"),
+    ),
+    Case(
+        "HTTPRouteRetryWithTimeouts",
+        False,
+        ("httproute-retry-with-timeouts.yaml",),
+        _SAME,
+        ((INFRA, "retries-with-timeouts"),),
+        (
+            _retry(_BACKEND_T, 2, "500", "300ms"),
+            _retry(_BACKEND_T, 3, "500", "300ms", status=504),
+            _retry(_REQUEST_T, 1, "500"),
+            _retry(_REQUEST_T, 4, "500", "100ms", status=504),
+        ),
+        conditions=_resolved("retries-with-timeouts"),
+        features=(
+            "Gateway",
+            "HTTPRoute",
+            "HTTPRouteBackendTimeout",
+            "HTTPRouteRequestTimeout",
+            "HTTPRouteRetry",
+            "HTTPRouteRetryBackendTimeout",
+        ),
+    ),
     Case(
         "HTTPRouteRequestMirror",
         False,

@@ -24,15 +24,18 @@ import sys
 import time
 import urllib.parse
 import urllib.request
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from cases import Expect, ListenerWant
 
 GROUP = "apis/gateway.networking.k8s.io/v1"
+#: In an expectation's path: a new random id for every request sent.
+UUID_MARK = "{uuid}"
 CONSISTENT = 3
 REQUEST_TIMEOUT = 3.0
 
@@ -398,8 +401,11 @@ def check_expect(
     passes (the last mismatch)."""
     streak, last = 0, "no answer"
     while True:
+        one = expect
+        if UUID_MARK in expect.path:  # each request its own id (upstream's retry tests)
+            one = replace(expect, path=expect.path.replace(UUID_MARK, uuid.uuid4().hex))
         try:
-            why = compare(expect, sender(expect))
+            why = compare(one, sender(one))
         except OSError as exc:
             why = f"request failed: {exc}"
         if why is None:
