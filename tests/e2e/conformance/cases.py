@@ -116,6 +116,9 @@ class Case:
     # endpoints), run after the statuses and before the requests: given the
     # harness's ``CaseRun``, why it failed or None.
     step: Callable[[Any], str | None] | None = None
+    # A check of upstream's test after the expectations hold, given the sender of
+    # the case's Gateway (``harness.Sender``): why it failed or None.
+    check: Callable[[Any], str | None] | None = None
 
 
 def _to(backend: str, path: str, **kw: object) -> Expect:

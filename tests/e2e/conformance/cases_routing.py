@@ -11,11 +11,13 @@ conditions observe the route's generation, and the Gateway counts no route.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
 from cases import INFRA, V1, V2, V3, Case, Expect, ListenerWant, _miss, _to
 from cases_status import CaseRun
+from harness import Sender
 
 from polling import poll
 
@@ -379,7 +381,63 @@ _RETRY = ("Gateway", "HTTPRoute", "HTTPRouteRetry")
 _BACKEND_T = "/retry/backend-request-timeout-200ms"
 _REQUEST_T = "/retry/request-timeout-200ms"
 
+
+def backend_set_its_header(sender: Sender) -> str | None:
+    """Upstream's HTTPRouteRequestHeaderModifierBackendWeights: in 100 requests each
+    answer saw one ``Backend`` header, naming the backend that answered."""
+    for i in range(100):
+        answer = sender(Expect("/"))
+        if answer.status != 200:
+            return f"request {i}: status {answer.status}"
+        seen = json.loads(answer.body)
+        backends = (seen.get("headers") or {}).get("Backend") or []
+        if len(backends) != 1:
+            return f"request {i}: Backend headers {backends}, want exactly one"
+        if not str(seen.get("pod", "")).startswith(backends[0]):
+            return f"request {i}: answered by {seen.get('pod')}, Backend header {backends[0]}"
+    return None
+
+
 ROUTING_CASES: tuple[Case, ...] = (
+    Case(
+        "HTTPRouteRequestHeaderModifierBackendWeights",
+        False,
+        ("httproute-request-header-modifier-backend-weights.yaml",),
+        _SAME,
+        ((INFRA, "request-header-modifier-backend-weights"),),
+        (Expect("/"),),
+        conditions=_resolved("request-header-modifier-backend-weights"),
+        features=("Gateway", "HTTPRoute", "HTTPRouteBackendRequestHeaderModification"),
+        check=backend_set_its_header,
+    ),
+    Case(
+        "HTTPRouteBackendRequestRedirect",
+        False,
+        ("httproute-backend-request-redirect.yaml",),
+        _SAME,
+        ((INFRA, "backend-request-redirect"),),
+        (
+            Expect("/full/original", status=302, location=("", "", "", "/redirected-full")),
+            Expect(
+                "/prefix/original", status=302, location=("", "", "", "/redirected-prefix/original")
+            ),
+        ),
+        conditions=_resolved("backend-request-redirect"),
+        features=("Gateway", "HTTPRoute", "HTTPRouteBackendRequestRedirect"),
+    ),
+    Case(
+        "HTTPRouteBackendURLRewrite",
+        False,
+        ("httproute-backend-url-rewrite.yaml",),
+        _SAME,
+        ((INFRA, "backend-url-rewrite"),),
+        (
+            _to(V1, "/full/original", seen_path="/rewritten-full"),
+            _to(V1, "/prefix/original", seen_path="/rewritten-prefix/original"),
+        ),
+        conditions=_resolved("backend-url-rewrite"),
+        features=("Gateway", "HTTPRoute", "HTTPRouteBackendURLRewrite"),
+    ),
     Case(
         "HTTPRouteRetry",
         False,

@@ -339,6 +339,11 @@ def _send_expects(mesh: E2EMesh, api: Api, case: Case, lap: _Laps) -> str | None
     if case.weights:
         why = check_weights(sender_for(case.gateway), "/", case.weights)
         lap("weights")
+        if why is not None:
+            return why
+    if case.check is not None:
+        why = case.check(sender_for(case.gateway))
+        lap("check")
         return why
     return None
 

@@ -798,3 +798,72 @@ def test_unchanged_inputs_reuse_the_previous_conversion() -> None:
     assert again == first
     fewer = tuple(r for r in resources if r.name != "web-v2")
     assert convert_gateway_api(fewer, ctx) is not first
+
+
+def _rule_of(conv: Conversion) -> Any:
+    return _vs(conv, "default/gw-http-wildcard-gwapi").http[0]
+
+
+@pytest.mark.parametrize(
+    ("backend_filter", "check"),
+    [
+        (
+            "{type: URLRewrite, urlRewrite: {path: {type: ReplaceFullPath, replaceFullPath: /new}}}",  # noqa: E501
+            lambda rule: rule.rewrite is not None and rule.rewrite.uri == "/new",
+        ),
+        (
+            "{type: RequestRedirect, requestRedirect: {hostname: example.org}}",
+            lambda rule: rule.redirect is not None and rule.redirect.authority == "example.org",
+        ),
+    ],
+)
+def test_a_lone_backend_s_rewrite_or_redirect_applies_to_its_rule(
+    backend_filter: str, check: Any
+) -> None:
+    route = _route(
+        "r",
+        f"""
+        parentRefs: [{{name: gw, sectionName: http}}]
+        rules:
+        - backendRefs: [{{name: web, port: 80, filters: [{backend_filter}]}}]
+        """,
+    )
+    assert check(_rule_of(_convert(SERVICES, GATEWAY, route)))
+
+
+def test_a_backend_rewrite_among_several_backends_fails_the_rule() -> None:
+    rewrite = "{type: URLRewrite, urlRewrite: {hostname: other.example}}"
+    route = _route(
+        "r",
+        f"""
+        parentRefs: [{{name: gw, sectionName: http}}]
+        rules:
+        - backendRefs:
+          - {{name: web, port: 80, filters: [{rewrite}]}}
+          - {{name: web-v2, port: 80}}
+        """,
+    )
+    rule = _rule_of(_convert(SERVICES, GATEWAY, route))
+    assert rule.direct_response is not None and rule.direct_response.status == 500
+
+
+def test_retry_becomes_the_route_s_retries() -> None:
+    route = _route(
+        "r",
+        """
+        parentRefs: [{name: gw, sectionName: http}]
+        rules:
+        - retry: {codes: [500, 502], attempts: 3, backoff: 100ms}
+          timeouts: {backendRequest: 200ms}
+          backendRefs: [{name: web, port: 80}]
+        """,
+    )
+    rule = _rule_of(_convert(SERVICES, GATEWAY, route))
+    assert rule.retries is not None
+    assert (rule.retries.attempts, rule.retries.retry_on) == (
+        3,
+        "connect-failure,refused-stream,reset,500,502",
+    )
+    assert (rule.retries.per_try_timeout, rule.retries.backoff) == ("200ms", "100ms")
+    # Only a request timeout bounds the retried request as a whole.
+    assert rule.timeout is None

@@ -239,6 +239,27 @@ def _timeouts(rule: object) -> tuple[str | None, HTTPRetry | None]:
     return (f"{timeout}ms" if timeout is not None else None), retries
 
 
+#: backendRef filters that act on the whole request, not on one backend's share.
+_REQUEST_WIDE = ("RequestRedirect", "URLRewrite")
+
+
+def _hoist_backend_filters(
+    refs: Sequence[HTTPBackendRef | GRPCBackendRef],
+    by_type: dict[str, HTTPRouteFilter | GRPCRouteFilter],
+) -> bool:
+    """Apply a lone backendRef's RequestRedirect or URLRewrite as the rule's (Envoy
+    redirects and rewrites per route, not per weighted cluster); True (answer 500)
+    when several backendRefs carry one, which no single route can honour."""
+    wide = [f for ref in refs for f in ref.filters if f.type in _REQUEST_WIDE]
+    if not wide:
+        return False
+    if len(refs) > 1:
+        return True
+    for f in wide:
+        by_type.setdefault(f.type, f)
+    return False
+
+
 def rule_parts(
     rule: HTTPRouteRule | GRPCRouteRule, route: Resource, index: ConfigIndex, where: str
 ) -> tuple[_RuleParts, list[BackendProblem]]:
@@ -268,6 +289,7 @@ def rule_parts(
         else None
     )
     destinations, problems = _backends(rule.backend_refs, route, index, where)
+    fail = _hoist_backend_filters(rule.backend_refs, by_type) or fail
     redirect, rewrite, cors_filter = (
         f if isinstance(f, HTTPRouteFilter) else None
         for f in (by_type.get("RequestRedirect"), by_type.get("URLRewrite"), by_type.get("CORS"))
