@@ -230,10 +230,10 @@ def _timeouts(rule: object) -> tuple[str | None, HTTPRetry | None]:
         attempts = DEFAULT_RETRY_ATTEMPTS if retry.attempts is None else retry.attempts
         retry_on = ",".join([RETRY_ON_CONNECTION_ERRORS, *map(str, dict.fromkeys(retry.codes))])
         backoff = f"{gateway_duration_ms(retry.backoff)}ms" if retry.backoff else None
-        retries = HTTPRetry(
+        retried = HTTPRetry(
             attempts=attempts, per_try_timeout=per_try, retry_on=retry_on, backoff=backoff
         )
-        return (f"{request}ms" if request is not None else None), retries
+        return (f"{request}ms" if request is not None else None), retried
     timeout = request if request is not None else backend
     retries = HTTPRetry(attempts=2, per_try_timeout=per_try) if backend else None
     return (f"{timeout}ms" if timeout is not None else None), retries
