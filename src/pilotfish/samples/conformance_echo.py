@@ -22,7 +22,8 @@ parameter ``delay`` (a Go duration such as ``1s`` or ``500ms``, at most
 timeout tests. Each request is logged to stdout as echo-basic logs it,
 ``Echoing back request made to <path> to client (<address>)``: upstream's
 mirror tests count these lines in the mirrored backend's logs. With
-``/retry/...`` simulates a flaky backend for the retry tests, as echo-basic
+``/ws`` is a websocket that sends every text or binary message back, as
+echo-basic's is. ``/retry/...`` simulates a flaky backend for the retry tests, as echo-basic
 does: with ``uuid`` and ``succeedAfter=N`` the first N requests of that uuid
 fail (after ``delayRetry``, a Go duration, when given), by answering
 ``responseCode`` when given and otherwise by resetting the connection; later
@@ -45,7 +46,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiohttp import web
+from aiohttp import WSMsgType, web
 
 __all__ = ["MAX_DELAY", "canonical_header", "delay_of", "describe", "main", "make_app"]
 
@@ -163,6 +164,18 @@ async def _no_answer(
         raise asyncio.CancelledError() from None
 
 
+async def _websocket_echo(request: web.Request) -> web.StreamResponse:
+    sock = web.WebSocketResponse()
+    await sock.prepare(request)
+    print(f"established websocket connection {request.remote}", flush=True)
+    async for message in sock:
+        if message.type == WSMsgType.TEXT:
+            await sock.send_str(message.data)
+        elif message.type == WSMsgType.BINARY:
+            await sock.send_bytes(message.data)
+    return sock
+
+
 def make_app(env: dict[str, str]) -> web.Application:
     async def health(request: web.Request) -> web.StreamResponse:
         return web.Response(text="OK")
@@ -182,6 +195,7 @@ def make_app(env: dict[str, str]) -> web.Application:
 
     app = web.Application(middlewares=[_no_answer])
     app.router.add_get("/health", health)
+    app.router.add_get("/ws", _websocket_echo)
     app.router.add_route("*", "/retry/{tail:.*}", _retry_handler(OrderedDict(), echo))
     app.router.add_route("*", "/{tail:.*}", echo)
     return app

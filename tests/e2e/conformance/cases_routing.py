@@ -11,13 +11,16 @@ conditions observe the route's generation, and the Gateway counts no route.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
+import aiohttp
 from cases import INFRA, V1, V2, V3, Case, Expect, ListenerWant, _miss, _to
 from cases_status import CaseRun
-from harness import Sender
+from harness import REQUEST_TIMEOUT, Sender, gateway_address
 
 from polling import poll
 
@@ -382,6 +385,46 @@ _BACKEND_T = "/retry/backend-request-timeout-200ms"
 _REQUEST_T = "/retry/request-timeout-200ms"
 
 
+def _websocket_round_trip(address: str) -> str | None:
+    """One websocket dial to ``ws://address/ws``: a text and a binary message must
+    come back unchanged (upstream's HTTPRouteBackendProtocolWebSocket)."""
+
+    async def exchange() -> str | None:
+        timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as session,
+            session.ws_connect(f"http://{address}/ws", origin="ws://gateway/ws") as ws,
+        ):
+            await ws.send_str("Websocket Support!")
+            text = await ws.receive_str()
+            if text != "Websocket Support!":
+                return f"text reply {text!r}"
+            await ws.send_bytes(bytes(range(1, 8)))
+            data = await ws.receive_bytes()
+            return None if data == bytes(range(1, 8)) else f"binary reply {data!r}"
+
+    try:
+        return asyncio.run(exchange())
+    except (TimeoutError, aiohttp.ClientError, OSError, TypeError) as exc:
+        return f"websocket failed: {exc!r}"
+
+
+def websocket_echoes(run: CaseRun) -> str | None:
+    """Dial until one websocket exchange through the Gateway succeeds (bounded)."""
+    address = poll(partial(gateway_address, run.api, INFRA, _SAME), "Gateway address")
+    last: list[str | None] = ["no attempt"]
+
+    def exchanged() -> bool:
+        last[0] = _websocket_round_trip(address)
+        return last[0] is None
+
+    try:
+        poll(exchanged, "a websocket exchange through the Gateway", 60)
+    except AssertionError:
+        return str(last[0])
+    return None
+
+
 def backend_set_its_header(sender: Sender) -> str | None:
     """Upstream's HTTPRouteRequestHeaderModifierBackendWeights: in 100 requests each
     answer saw one ``Backend`` header, naming the backend that answered."""
@@ -399,6 +442,15 @@ def backend_set_its_header(sender: Sender) -> str | None:
 
 
 ROUTING_CASES: tuple[Case, ...] = (
+    Case(
+        "HTTPRouteBackendProtocolWebSocket",
+        False,
+        ("httproute-backend-protocol-websocket.yaml",),
+        _SAME,
+        ((INFRA, "backend-protocol-ws"),),
+        features=("Gateway", "HTTPRoute", "HTTPRouteBackendProtocolWebSocket"),
+        step=websocket_echoes,
+    ),
     Case(
         "HTTPRouteRequestHeaderModifierBackendWeights",
         False,

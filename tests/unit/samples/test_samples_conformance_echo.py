@@ -157,3 +157,11 @@ async def test_retry_simulation_resets_the_connection_without_a_code(
 async def test_retry_simulation_needs_its_parameters(client: TestClient[object, object]) -> None:
     assert (await client.get("/retry/x?succeedAfter=1")).status == 400
     assert (await client.get("/retry/x?uuid=d")).status == 400
+
+
+async def test_websocket_sends_messages_back(client: TestClient[object, object]) -> None:
+    async with client.ws_connect("/ws") as ws:
+        await ws.send_str("Websocket Support!")
+        assert await ws.receive_str() == "Websocket Support!"
+        await ws.send_bytes(bytes([1, 2, 3]))
+        assert await ws.receive_bytes() == bytes([1, 2, 3])
