@@ -19,7 +19,16 @@ header ``X-Echo-Set-Header: Name: value`` (comma separated) adds those
 response headers, which the response-header tests rely on. A query
 parameter ``delay`` (a Go duration such as ``1s`` or ``500ms``, at most
 ``MAX_DELAY``) holds the answer back that long, as echo-basic does for the
-timeout tests. With ``GRPC_ECHO_SERVER`` set (upstream's grpc-infra-backend
+timeout tests. Each request is logged to stdout as echo-basic logs it,
+``Echoing back request made to <path> to client (<address>)``: upstream's
+mirror tests count these lines in the mirrored backend's logs. With
+``/ws`` is a websocket that sends every text or binary message back, as
+echo-basic's is. ``/retry/...`` simulates a flaky backend for the retry tests, as echo-basic
+does: with ``uuid`` and ``succeedAfter=N`` the first N requests of that uuid
+fail (after ``delayRetry``, a Go duration, when given), by answering
+``responseCode`` when given and otherwise by resetting the connection; later
+ones are echoed. With
+``GRPC_ECHO_SERVER`` set (upstream's grpc-infra-backend
 Deployments) it serves upstream's gRPC echo service instead
 (``pilotfish.samples.conformance_grpc_echo``).
 """
@@ -30,10 +39,14 @@ import asyncio
 import os
 import re
 import signal
+import socket
+import struct
 import sys
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiohttp import web
+from aiohttp import WSMsgType, web
 
 __all__ = ["MAX_DELAY", "canonical_header", "delay_of", "describe", "main", "make_app"]
 
@@ -88,12 +101,91 @@ def _echo_headers(request: web.Request) -> dict[str, str]:
     return out
 
 
+#: How many retry-simulation request ids are remembered (oldest forgotten first).
+MAX_RETRY_IDS = 10_000
+
+
+class _FailedAttempt(Exception):
+    """The connection of a simulated failure was reset: there is no answer."""
+
+
+def _reset(request: web.Request) -> None:
+    """Abort the request's connection with a TCP RST (linger 0), as a crashing
+    backend would."""
+    transport = request.transport
+    if transport is None:
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
+
+
+def _retry_handler(
+    attempts: OrderedDict[str, int], echo: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def retry(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        uuid = request.query.get("uuid", "")
+        if not uuid:
+            raise web.HTTPBadRequest(text="uuid is required")
+        try:
+            succeed_after = int(request.query.get("succeedAfter", ""))
+        except ValueError:
+            raise web.HTTPBadRequest(text="succeedAfter is required") from None
+        if attempts.get(uuid, 0) >= succeed_after:
+            return await echo(request)
+        attempts[uuid] = attempts.get(uuid, 0) + 1
+        attempts.move_to_end(uuid)
+        while len(attempts) > MAX_RETRY_IDS:
+            attempts.popitem(last=False)
+        if "delayRetry" in request.query:
+            seconds = delay_of(request.query["delayRetry"])
+            if seconds is None:
+                raise web.HTTPInternalServerError(text="bad delayRetry")
+            await asyncio.sleep(seconds)
+        code = request.query.get("responseCode", "")
+        if code.isdigit():
+            return web.Response(status=int(code))
+        _reset(request)
+        raise _FailedAttempt()
+
+    return retry
+
+
+@web.middleware
+async def _no_answer(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except _FailedAttempt:
+        # The connection is gone; aiohttp drops the handler's outcome with it.
+        raise asyncio.CancelledError() from None
+
+
+async def _websocket_echo(request: web.Request) -> web.StreamResponse:
+    sock = web.WebSocketResponse()
+    await sock.prepare(request)
+    print(f"established websocket connection {request.remote}", flush=True)
+    async for message in sock:
+        if message.type == WSMsgType.TEXT:
+            await sock.send_str(message.data)
+        elif message.type == WSMsgType.BINARY:
+            await sock.send_bytes(message.data)
+    return sock
+
+
 def make_app(env: dict[str, str]) -> web.Application:
     async def health(request: web.Request) -> web.StreamResponse:
         return web.Response(text="OK")
 
     async def echo(request: web.Request) -> web.StreamResponse:
         await request.read()
+        print(
+            f"Echoing back request made to {request.raw_path} to client ({request.remote})",
+            flush=True,
+        )
         if "delay" in request.query:
             seconds = delay_of(request.query["delay"])
             if seconds is None:
@@ -101,8 +193,10 @@ def make_app(env: dict[str, str]) -> web.Application:
             await asyncio.sleep(seconds)
         return web.json_response(describe(request, env), headers=_echo_headers(request))
 
-    app = web.Application()
+    app = web.Application(middlewares=[_no_answer])
     app.router.add_get("/health", health)
+    app.router.add_get("/ws", _websocket_echo)
+    app.router.add_route("*", "/retry/{tail:.*}", _retry_handler(OrderedDict(), echo))
     app.router.add_route("*", "/{tail:.*}", echo)
     return app
 

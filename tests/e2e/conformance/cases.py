@@ -53,6 +53,22 @@ class Expect:
     # ("" for gateway-conformance-mesh). ``host`` is then the URL's host[:port]
     # (port 80 when absent); ``{ip:NAME}`` in it is NAME's pod address.
     client: str = ""
+    # Upstream's Response.StatusCodes: any of these (when set, instead of ``status``).
+    statuses: tuple[int, ...] = ()
+    # Upstream's ValidHeaderValues: the response header's value is one of these.
+    valid_response_headers: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    # Upstream's IgnoreWhitespace: spaces do not count in response header values.
+    ignore_whitespace: bool = False
+    # The Gateway port to send to (0: 80, or 443 for ``https``).
+    port: int = 0
+    # The answer must not come from the echo backend (upstream's empty expected
+    # namespace: a CORS preflight the Gateway answers itself).
+    not_from_backend: bool = False
+    # Backends (Deployments in the expectation's namespace) that must log a copy
+    # of the request (upstream's MirroredTo), each with ``mirror_percent`` of
+    # the requests when set (upstream's MirroredBackend.Percent).
+    mirrored_to: tuple[str, ...] = ()
+    mirror_percent: float | None = None
 
     def request_headers(self) -> tuple[tuple[str, str], ...]:
         """The headers to send: the case's, and the echo backend's instruction."""
@@ -100,6 +116,9 @@ class Case:
     # endpoints), run after the statuses and before the requests: given the
     # harness's ``CaseRun``, why it failed or None.
     step: Callable[[Any], str | None] | None = None
+    # A check of upstream's test after the expectations hold, given the sender of
+    # the case's Gateway (``harness.Sender``): why it failed or None.
+    check: Callable[[Any], str | None] | None = None
 
 
 def _to(backend: str, path: str, **kw: object) -> Expect:

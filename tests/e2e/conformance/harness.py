@@ -24,15 +24,18 @@ import sys
 import time
 import urllib.parse
 import urllib.request
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from cases import Expect, ListenerWant
 
 GROUP = "apis/gateway.networking.k8s.io/v1"
+#: In an expectation's path: a new random id for every request sent.
+UUID_MARK = "{uuid}"
 CONSISTENT = 3
 REQUEST_TIMEOUT = 3.0
 
@@ -108,8 +111,8 @@ def gateway_sender(address: str, port: int, tls: ServerCert | None = None) -> Se
     def sender(expect: Expect) -> Answer:
         if expect.https:
             assert tls is not None, "an HTTPS request needs the suite's certificate"
-            return send_tls(address, 443, expect, tls)
-        return send(address, port, expect)
+            return send_tls(address, expect.port or 443, expect, tls)
+        return send(address, expect.port or port, expect)
 
     return sender
 
@@ -287,11 +290,14 @@ def _seen_headers(body: dict[str, Any]) -> dict[str, str]:
 
 def compare(expect: Expect, answer: Answer) -> str | None:
     """Why ``answer`` does not meet ``expect``; None when it does."""
-    if answer.status != expect.status:
-        return f"status {answer.status}, want {expect.status}"
+    wanted = expect.statuses or (expect.status,)
+    if answer.status not in wanted:
+        return f"status {answer.status}, want {' or '.join(map(str, wanted))}"
     if expect.location is not None:
         return _compare_location(expect, answer.headers.get("location", ""))
     why = _compare_response_headers(expect, answer.headers)
+    if why is None and expect.not_from_backend:
+        why = _not_from_backend(answer.body)
     if why is not None or not expect.backend:
         return why
     try:
@@ -301,11 +307,31 @@ def compare(expect: Expect, answer: Answer) -> str | None:
     return _compare_seen(expect, body)
 
 
+def _not_from_backend(body: bytes) -> str | None:
+    try:
+        seen = json.loads(body)
+    except ValueError:
+        return None
+    if isinstance(seen, dict) and seen.get("namespace"):
+        return f"answered by the backend {seen.get('namespace')}/{seen.get('pod')}"
+    return None
+
+
 def _compare_response_headers(expect: Expect, headers: dict[str, str]) -> str | None:
-    """Upstream's Response.Headers (values joined with ',') and AbsentHeaders."""
+    """Upstream's Response.Headers (values joined with ','), ValidHeaderValues,
+    AbsentHeaders and IgnoreWhitespace."""
+
+    def norm(value: str) -> str:
+        return value.replace(" ", "") if expect.ignore_whitespace else value
+
     for name, value in expect.response_headers:
-        if headers.get(name.lower()) != value:
-            return f"response {name}: {headers.get(name.lower())!r}, want {value!r}"
+        got = headers.get(name.lower())
+        if got is None or norm(got) != norm(value):
+            return f"response {name}: {got!r}, want {value!r}"
+    for name, values in expect.valid_response_headers:
+        got = headers.get(name.lower())
+        if got is None or norm(got) not in {norm(v) for v in values}:
+            return f"response {name}: {got!r}, want one of {list(values)!r}"
     for name in expect.absent_response_headers:
         if name.lower() in headers:
             return f"response {name}: {headers[name.lower()]!r}, want it absent"
@@ -369,18 +395,22 @@ def check_expect(
     expect: Expect,
     deadline: float,
     now: Callable[[], float] = time.monotonic,
+    streak_needed: int = CONSISTENT,
 ) -> str | None:
-    """Send until ``CONSISTENT`` answers in a row match (None) or ``deadline`` passes
-    (the last mismatch)."""
+    """Send until ``streak_needed`` answers in a row match (None) or ``deadline``
+    passes (the last mismatch)."""
     streak, last = 0, "no answer"
     while True:
+        one = expect
+        if UUID_MARK in expect.path:  # each request its own id (upstream's retry tests)
+            one = replace(expect, path=expect.path.replace(UUID_MARK, uuid.uuid4().hex))
         try:
-            why = compare(expect, sender(expect))
+            why = compare(one, sender(one))
         except OSError as exc:
             why = f"request failed: {exc}"
         if why is None:
             streak += 1
-            if streak >= CONSISTENT:
+            if streak >= streak_needed:
                 return None
             continue
         streak, last = 0, why

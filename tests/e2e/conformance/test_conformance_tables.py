@@ -15,6 +15,7 @@ from cases_grpc import G1, G2, GRPC_CASES, GrpcExpect
 from cases_headers import HEADER_CASES
 from cases_mesh import MESH_CASES
 from cases_more import MORE_CASES, MORE_MESH_CASES
+from cases_routing import ROUTING_CASES
 from cases_status import STATUS_CASES
 from grpc import StatusCode
 from harness import Answer, compare
@@ -28,7 +29,7 @@ from report import FAIL, NOT_RUN, PASS, Outcome, counts, render
 
 REPO = Path(__file__).resolve().parents[3]
 DATA = REPO / "tests" / "testdata" / "gateway-api-conformance"
-CASES = CORE + STATUS_CASES + EXTENDED + HEADER_CASES + MORE_CASES
+CASES = CORE + STATUS_CASES + EXTENDED + HEADER_CASES + MORE_CASES + ROUTING_CASES
 
 
 def test_every_case_is_an_upstream_test_of_its_level() -> None:
@@ -125,6 +126,35 @@ def _echo(pod: str, path: str, **extra: object) -> Answer:
             Answer(302, {"location": "http://example.com/p"}, b""),
             "Location 'http://example.com/p': port '', want '8083'",
         ),
+        # Upstream's StatusCodes, ValidHeaderValues and IgnoreWhitespace (CORS).
+        (Expect("/c", statuses=(200, 204)), Answer(204, {}, b""), None),
+        (Expect("/c", statuses=(200, 204)), Answer(403, {}, b""), "status 403, want 200 or 204"),
+        (
+            Expect("/c", valid_response_headers=(("A-C-M", ("GET, PUT", "PUT, GET")),)),
+            Answer(200, {"a-c-m": "PUT,GET"}, b""),
+            "response A-C-M: 'PUT,GET', want one of",
+        ),
+        (
+            Expect(
+                "/c",
+                valid_response_headers=(("A-C-M", ("GET, PUT", "PUT, GET")),),
+                ignore_whitespace=True,
+            ),
+            Answer(200, {"a-c-m": "PUT,GET"}, b""),
+            None,
+        ),
+        (
+            Expect("/c", valid_response_headers=(("A-C-O", ("*",)),)),
+            Answer(200, {}, b""),
+            "response A-C-O: None, want one of",
+        ),
+        # A preflight the Gateway must answer itself.
+        (
+            Expect("/c", method="OPTIONS", not_from_backend=True),
+            _echo("infra-backend-v1-0", "/c"),
+            "answered by the backend gateway-conformance-infra/infra-backend-v1-0",
+        ),
+        (Expect("/c", method="OPTIONS", not_from_backend=True), Answer(200, {}, b""), None),
     ],
 )
 def test_compare_is_upstream_s_check(expect: Expect, answer: Answer, why: str | None) -> None:

@@ -53,6 +53,20 @@ async def test_answers_with_echo_basic_fields(client: TestClient[object, object]
     assert "Host" not in body["headers"]
 
 
+async def test_logs_each_request_as_echo_basic_does(
+    client: TestClient[object, object], capsys: pytest.CaptureFixture[str]
+) -> None:
+    resp = await client.get("/mirror?gateway-api-conformance-request-id=42")
+    assert resp.status == 200
+    lines = capsys.readouterr().out.splitlines()
+    assert any(
+        line.startswith(
+            "Echoing back request made to /mirror?gateway-api-conformance-request-id=42 to client ("
+        )
+        for line in lines
+    ), lines
+
+
 def test_delay_is_a_go_duration() -> None:
     assert delay_of("1s") == 1.0
     assert delay_of("500ms") == 0.5
@@ -109,3 +123,45 @@ def test_the_shipped_image_map_runs_it_on_http_port(tmp_path: object) -> None:
     finally:
         proc.terminate()
         assert proc.wait(timeout=10) == 0
+
+
+async def test_retry_simulation_fails_with_the_code_until_succeed_after(
+    client: TestClient[object, object],
+) -> None:
+    path = "/retry/x?uuid=a&succeedAfter=2&responseCode=503"
+    statuses = [(await client.get(path)).status for _ in range(3)]
+    assert statuses == [503, 503, 200]
+    # Another request id starts its own count.
+    assert (await client.get("/retry/x?uuid=b&succeedAfter=1&responseCode=500")).status == 500
+
+
+async def test_retry_simulation_resets_the_connection_without_a_code(
+    client: TestClient[object, object],
+) -> None:
+    async def exchange() -> bytes:
+        reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
+        writer.write(
+            b"GET /retry/x?uuid=c&succeedAfter=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        try:
+            return await reader.read()
+        except ConnectionResetError:
+            return b"reset"
+        finally:
+            writer.close()
+
+    assert await exchange() == b"reset"
+    assert (await exchange()).startswith(b"HTTP/1.1 200")
+
+
+async def test_retry_simulation_needs_its_parameters(client: TestClient[object, object]) -> None:
+    assert (await client.get("/retry/x?succeedAfter=1")).status == 400
+    assert (await client.get("/retry/x?uuid=d")).status == 400
+
+
+async def test_websocket_sends_messages_back(client: TestClient[object, object]) -> None:
+    async with client.ws_connect("/ws") as ws:
+        await ws.send_str("Websocket Support!")
+        assert await ws.receive_str() == "Websocket Support!"
+        await ws.send_bytes(bytes([1, 2, 3]))
+        assert await ws.receive_bytes() == bytes([1, 2, 3])

@@ -382,6 +382,57 @@ def test_cors_filter() -> None:
         True,
         "60s",
     )
+    # A preflight from an origin not allowed is answered by the gateway, not forwarded.
+    assert cors.unmatched_preflights == "IGNORE"
+
+
+ISOLATED = """
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: iso, namespace: default}
+spec:
+  gatewayClassName: istio
+  listeners:
+  - {name: any, port: 80, protocol: HTTP}
+  - {name: wild, port: 80, protocol: HTTP, hostname: "*.example.com"}
+  - {name: abc, port: 80, protocol: HTTP, hostname: abc.example.com}
+  - {name: other-port, port: 8080, protocol: HTTP, hostname: "*.example.com"}
+"""
+
+
+def _isolated_route(name: str, section: str) -> str:
+    body = f"""
+    parentRefs: [{{name: iso, sectionName: {section}}}]
+    hostnames: [bar.com, "*.example.com", abc.example.com]
+    rules: [{{backendRefs: [{{name: web, port: 80}}]}}]
+    """
+    return _route(name, body)
+
+
+def test_listeners_are_isolated_by_hostname() -> None:
+    """A hostname a more specific listener of the same port takes is not served
+    on a less specific one (the route stays Accepted there)."""
+    conv = _convert(
+        SERVICES,
+        ISOLATED,
+        *(_isolated_route(f"r-{s}", s) for s in ("any", "wild", "abc", "other-port")),
+    )
+    hosts = {
+        name: spec.hosts
+        for name, r in _derived(conv, "VirtualService").items()
+        if isinstance(spec := r.spec, VirtualServiceSpec)
+    }
+    assert hosts == {
+        "default/iso-any-bar-com-gwapi": ["bar.com"],
+        "default/iso-wild-wildcard-example-com-gwapi": ["*.example.com"],
+        "default/iso-abc-abc-example-com-gwapi": ["abc.example.com"],
+        # Another port: the listeners of port 80 do not take its hosts.
+        "default/iso-other-port-wildcard-example-com-gwapi": ["*.example.com"],
+        "default/iso-other-port-abc-example-com-gwapi": ["abc.example.com"],
+    }
+    for section in ("any", "wild", "abc"):
+        accepted = _parent(conv, "HTTPRoute", "default", f"r-{section}")["conditions"]
+        assert _cond(accepted, "Accepted") == ("True", "Accepted")
 
 
 def test_backends_weights_and_invalid_shares() -> None:
@@ -747,3 +798,72 @@ def test_unchanged_inputs_reuse_the_previous_conversion() -> None:
     assert again == first
     fewer = tuple(r for r in resources if r.name != "web-v2")
     assert convert_gateway_api(fewer, ctx) is not first
+
+
+def _rule_of(conv: Conversion) -> Any:
+    return _vs(conv, "default/gw-http-wildcard-gwapi").http[0]
+
+
+@pytest.mark.parametrize(
+    ("backend_filter", "check"),
+    [
+        (
+            "{type: URLRewrite, urlRewrite: {path: {type: ReplaceFullPath, replaceFullPath: /new}}}",  # noqa: E501
+            lambda rule: rule.rewrite is not None and rule.rewrite.uri == "/new",
+        ),
+        (
+            "{type: RequestRedirect, requestRedirect: {hostname: example.org}}",
+            lambda rule: rule.redirect is not None and rule.redirect.authority == "example.org",
+        ),
+    ],
+)
+def test_a_lone_backend_s_rewrite_or_redirect_applies_to_its_rule(
+    backend_filter: str, check: Any
+) -> None:
+    route = _route(
+        "r",
+        f"""
+        parentRefs: [{{name: gw, sectionName: http}}]
+        rules:
+        - backendRefs: [{{name: web, port: 80, filters: [{backend_filter}]}}]
+        """,
+    )
+    assert check(_rule_of(_convert(SERVICES, GATEWAY, route)))
+
+
+def test_a_backend_rewrite_among_several_backends_fails_the_rule() -> None:
+    rewrite = "{type: URLRewrite, urlRewrite: {hostname: other.example}}"
+    route = _route(
+        "r",
+        f"""
+        parentRefs: [{{name: gw, sectionName: http}}]
+        rules:
+        - backendRefs:
+          - {{name: web, port: 80, filters: [{rewrite}]}}
+          - {{name: web-v2, port: 80}}
+        """,
+    )
+    rule = _rule_of(_convert(SERVICES, GATEWAY, route))
+    assert rule.direct_response is not None and rule.direct_response.status == 500
+
+
+def test_retry_becomes_the_route_s_retries() -> None:
+    route = _route(
+        "r",
+        """
+        parentRefs: [{name: gw, sectionName: http}]
+        rules:
+        - retry: {codes: [500, 502], attempts: 3, backoff: 100ms}
+          timeouts: {backendRequest: 200ms}
+          backendRefs: [{name: web, port: 80}]
+        """,
+    )
+    rule = _rule_of(_convert(SERVICES, GATEWAY, route))
+    assert rule.retries is not None
+    assert (rule.retries.attempts, rule.retries.retry_on) == (
+        3,
+        "connect-failure,refused-stream,reset,500,502",
+    )
+    assert (rule.retries.per_try_timeout, rule.retries.backoff) == ("200ms", "100ms")
+    # Only a request timeout bounds the retried request as a whole.
+    assert rule.timeout is None

@@ -45,6 +45,7 @@ __all__ = [
     "HTTPRequestRedirectFilter",
     "HTTPRouteFilter",
     "HTTPRouteMatch",
+    "HTTPRouteRetry",
     "HTTPRouteRule",
     "HTTPRouteSpec",
     "HTTPRouteTimeouts",
@@ -293,6 +294,15 @@ class HTTPRouteTimeouts(ApiModel):
         return self
 
 
+class HTTPRouteRetry(ApiModel):
+    """The experimental ``retry`` of a rule (GEP-1731): retry a request on
+    connection errors and, when listed, on these response codes."""
+
+    codes: list[Annotated[int, Field(ge=400, le=599)]] = Field(default_factory=list)
+    attempts: int | None = Field(default=None, ge=0)
+    backoff: GatewayDuration | None = None
+
+
 def _default_matches() -> list[HTTPRouteMatch]:
     return [HTTPRouteMatch()]
 
@@ -303,8 +313,8 @@ class HTTPRouteRule(ApiModel):
     filters: list[HTTPRouteFilter] = Field(default_factory=list, max_length=16)
     backend_refs: list[HTTPBackendRef] = Field(default_factory=list, max_length=16)
     timeouts: HTTPRouteTimeouts | None = None
-    # Experimental fields Istio accepts; kept so such routes load (not applied yet).
-    retry: dict[str, object] | None = None
+    retry: HTTPRouteRetry | None = None
+    # An experimental field Istio accepts; kept so such routes load (not applied yet).
     session_persistence: dict[str, object] | None = None
 
     @field_validator("filters")

@@ -11,6 +11,14 @@ route in ``attachedRoutes`` even when the listener itself is not usable (a
 missing certificate): upstream's GatewayWithAttachedRoutes checks both that a
 route with no matching hostname is not counted and that a listener with
 unresolved refs still counts its routes. Only usable listeners serve it.
+Listeners are isolated from each other (GatewayHTTPListenerIsolation): a
+request goes only to the routes of the most specific listener on its port
+that matches its host, so a hostname a route serves on one listener is
+dropped there when a more specific listener of the same port and protocol
+matches all of it (``*.example.com`` served on the listener without a
+hostname belongs to a ``*.example.com`` listener). Envoy then picks, among
+the remaining virtual hosts, the most specific domain, which is the same
+listener's.
 When no listener accepts the route the parent's Accepted condition is False
 with the spec's reason: ``NoMatchingParent`` (no such Gateway or listener),
 ``NotAllowedByListeners``, or ``NoMatchingListenerHostname``.
@@ -24,7 +32,7 @@ from pilotfish.api.gateway_api.common import ParentReference
 from pilotfish.translate.gateway_api.gateways import GatewayState, ListenerState
 from pilotfish.translate.gateway_api.index import ConfigIndex
 
-__all__ = ["Attachment", "ParentResult", "attach", "intersect_hostnames"]
+__all__ = ["Attachment", "ParentResult", "attach", "intersect_hostnames", "isolate"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +70,37 @@ def intersect_hostnames(listener: str | None, route: tuple[str, ...]) -> tuple[s
         elif _wildcard_covers(host, listener):
             out.append(listener)
     return tuple(dict.fromkeys(out))
+
+
+def _specificity(hostname: str | None) -> tuple[int, int]:
+    """How specific a listener hostname is: exact over wildcard over none, longer first."""
+    if hostname is None:
+        return (0, 0)
+    return (1 if hostname.startswith("*.") else 2, len(hostname))
+
+
+def _covers(listener_host: str, host: str) -> bool:
+    """Whether a listener with ``listener_host`` takes every request to ``host``
+    (itself a name or a wildcard)."""
+    return host == listener_host or _wildcard_covers(listener_host, host)
+
+
+def isolate(
+    ls: ListenerState, served: tuple[str, ...], listeners: list[ListenerState]
+) -> tuple[str, ...]:
+    """``served`` less the hostnames a more specific listener of the same port and
+    protocol takes (listener isolation)."""
+    mine = _specificity(ls.listener.hostname)
+    rivals = [
+        other.listener.hostname
+        for other in listeners
+        if other is not ls
+        and other.listener.hostname is not None
+        and other.listener.port == ls.listener.port
+        and other.listener.protocol == ls.listener.protocol
+        and _specificity(other.listener.hostname) > mine
+    ]
+    return tuple(h for h in served if not any(_covers(r, h) for r in rivals if r))
 
 
 def _namespace_allowed(ls: ListenerState, route_ns: str, index: ConfigIndex) -> bool:
@@ -119,7 +158,8 @@ def attach(
             continue
         matched = True
         ls.attached_routes += 1
-        if ls.istio_gateway:  # a listener that is not programmed serves nothing
+        served = isolate(ls, served, state.listeners)
+        if ls.istio_gateway and served:  # a listener that is not programmed serves nothing
             result.attachments.append(Attachment(ls, served))
     if not matched:
         result.refusal = "NoMatchingListenerHostname"

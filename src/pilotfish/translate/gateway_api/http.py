@@ -34,6 +34,7 @@ from pilotfish.api.gateway_api.http_route import (
     HTTPPathModifier,
     HTTPRouteFilter,
     HTTPRouteMatch,
+    HTTPRouteRetry,
     HTTPRouteRule,
     HTTPRouteTimeouts,
 )
@@ -158,6 +159,9 @@ def _cors(f: HTTPCORSFilter) -> CorsPolicy:
         expose_headers=list(f.expose_headers),
         max_age=f"{f.max_age}s",
         allow_credentials=f.allow_credentials,
+        # The filter answers every preflight itself: one from an origin it does not
+        # allow gets no CORS headers, and never reaches the backend.
+        unmatched_preflights="IGNORE",
     )
 
 
@@ -203,15 +207,57 @@ def _backends(
     return out, problems
 
 
+#: What a rule's ``retry`` always retries on: connection errors (refused, reset,
+#: no answer within ``backendRequest``), as GEP-1731 requires.
+RETRY_ON_CONNECTION_ERRORS = "connect-failure,refused-stream,reset"
+#: Attempts of a ``retry`` without ``attempts`` (Istio's default).
+DEFAULT_RETRY_ATTEMPTS = 2
+
+
 def _timeouts(rule: object) -> tuple[str | None, HTTPRetry | None]:
+    """The route's timeout and retries from the rule's ``timeouts`` and ``retry``.
+
+    Without ``retry``, ``backendRequest`` bounds the whole request when ``request``
+    is unset. With it, ``backendRequest`` bounds each attempt and only ``request``
+    bounds the whole (retried) request.
+    """
     t: HTTPRouteTimeouts | None = getattr(rule, "timeouts", None)
-    if t is None:
-        return None, None
-    request = gateway_duration_ms(t.request) if t.request else None
-    backend = gateway_duration_ms(t.backend_request) if t.backend_request else None
+    retry: HTTPRouteRetry | None = getattr(rule, "retry", None)
+    request = gateway_duration_ms(t.request) if t and t.request else None
+    backend = gateway_duration_ms(t.backend_request) if t and t.backend_request else None
+    per_try = f"{backend}ms" if backend else None
+    if retry is not None:
+        attempts = DEFAULT_RETRY_ATTEMPTS if retry.attempts is None else retry.attempts
+        retry_on = ",".join([RETRY_ON_CONNECTION_ERRORS, *map(str, dict.fromkeys(retry.codes))])
+        backoff = f"{gateway_duration_ms(retry.backoff)}ms" if retry.backoff else None
+        retried = HTTPRetry(
+            attempts=attempts, per_try_timeout=per_try, retry_on=retry_on, backoff=backoff
+        )
+        return (f"{request}ms" if request is not None else None), retried
     timeout = request if request is not None else backend
-    retries = HTTPRetry(attempts=2, per_try_timeout=f"{backend}ms") if backend else None
+    retries = HTTPRetry(attempts=2, per_try_timeout=per_try) if backend else None
     return (f"{timeout}ms" if timeout is not None else None), retries
+
+
+#: backendRef filters that act on the whole request, not on one backend's share.
+_REQUEST_WIDE = ("RequestRedirect", "URLRewrite")
+
+
+def _hoist_backend_filters(
+    refs: Sequence[HTTPBackendRef | GRPCBackendRef],
+    by_type: dict[str, HTTPRouteFilter | GRPCRouteFilter],
+) -> bool:
+    """Apply a lone backendRef's RequestRedirect or URLRewrite as the rule's (Envoy
+    redirects and rewrites per route, not per weighted cluster); True (answer 500)
+    when several backendRefs carry one, which no single route can honour."""
+    wide = [f for ref in refs for f in ref.filters if f.type in _REQUEST_WIDE]
+    if not wide:
+        return False
+    if len(refs) > 1:
+        return True
+    for f in wide:
+        by_type.setdefault(f.type, f)
+    return False
 
 
 def rule_parts(
@@ -243,6 +289,7 @@ def rule_parts(
         else None
     )
     destinations, problems = _backends(rule.backend_refs, route, index, where)
+    fail = _hoist_backend_filters(rule.backend_refs, by_type) or fail
     redirect, rewrite, cors_filter = (
         f if isinstance(f, HTTPRouteFilter) else None
         for f in (by_type.get("RequestRedirect"), by_type.get("URLRewrite"), by_type.get("CORS"))
