@@ -436,6 +436,8 @@ def _wait_ready(
                     )
                     if state.message:  # what became of an earlier run's pods
                         console.print(state.message, highlight=False)
+                    for who, why in sorted(state.not_run.items()):
+                        console.print(f"[yellow]{who}[/] {why}", highlight=False)
                     for name, url in state.addons.items():
                         console.print(f"addon {name}: {url}", highlight=False)
                     console.print(

@@ -417,6 +417,7 @@ class MeshRuntime(AdoptionMixin):
             log.warning("%s %s", who, reasons[who])
             self._progress(f"{who} {reasons[who]}")
         self._not_run = set(reasons)
+        self._state.not_run = reasons  # for a detached ``up`` to print
 
     def _runner(self, spec: PodSpec, address: PodAddress) -> PodRunner:
         """The pod's runner; raises ``PodSpecError`` for ids the pod may not run as."""

@@ -64,7 +64,7 @@ def clean_leftovers(settings: RuntimeSettings, previous: MeshState | None) -> st
             removed.append(f"{n} pod processes")
     n = remove_mesh_containers(settings.state_dir)
     if n:
-        removed.append(f"{n} containers")
+        removed.append(f"{n} container{'s' if n != 1 else ''}")
     if settings.mode == "transparent" or (previous is not None and previous.bridge):
         resources = _host_leftovers(settings, previous)
         if resources is not None:
