@@ -134,8 +134,8 @@ def remove_image(podman: str, tag: str) -> None:
     subprocess.run([podman, "rmi", "--force", tag], capture_output=True, check=False, timeout=60)
 
 
-def containers_of(podman: str, state_dir: Path) -> list[str]:
-    """Names of the containers (any state) labelled with the mesh of ``state_dir``."""
+def containers_of(podman: str, state_dir: Path, what: str = "{{.Names}}") -> list[str]:
+    """Names (or ``what``) of the containers, in any state, of the mesh of ``state_dir``."""
     out = subprocess.run(
         [
             podman,
@@ -144,7 +144,7 @@ def containers_of(podman: str, state_dir: Path) -> list[str]:
             "--filter",
             f"label=io.pilotfish.state-dir={state_dir.resolve()}",
             "--format",
-            "{{.Names}}",
+            what,
         ],
         capture_output=True,
         text=True,

@@ -114,9 +114,12 @@ spec:
 
 
 class PodmanMesh:
-    def __init__(self, mesh: E2EMesh, podman: str, deployment: Path, up_output: str) -> None:
+    def __init__(
+        self, mesh: E2EMesh, podman: str, manifest: Path, deployment: Path, up_output: str
+    ) -> None:
         self.mesh = mesh
         self.podman = podman
+        self.manifest = manifest
         self.deployment = deployment
         self.up_output = up_output
 
@@ -127,6 +130,9 @@ class PodmanMesh:
 
     def containers(self) -> list[str]:
         return containers_of(self.podman, self.mesh.state_dir)
+
+    def container_ids(self) -> list[str]:
+        return containers_of(self.podman, self.mesh.state_dir, "{{.ID}}")
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +159,7 @@ def podman_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PodmanMesh
     mesh.extra_up_args = ("--container-runtime", "podman")
     try:
         up = mesh.up(manifest, deployment)
-        yield PodmanMesh(mesh, podman, deployment, up.stdout + up.stderr)
+        yield PodmanMesh(mesh, podman, manifest, deployment, up.stdout + up.stderr)
     finally:
         try:
             down_leaves_nothing(mesh, bridge)
@@ -213,12 +219,29 @@ def test_a_killed_container_is_restarted_per_restart_policy(podman_mesh: PodmanM
     assert podman_mesh.containers() == [name]
 
 
+def test_a_restarted_supervisor_adopts_the_running_container(podman_mesh: PodmanMesh) -> None:
+    mesh = podman_mesh.mesh
+    before = podman_mesh.container_ids()
+    state = json.loads((mesh.state_dir / "state.json").read_text())
+    os.kill(state["pid"], signal.SIGKILL)
+    assert podman_mesh.echo("/meanwhile")["pod"] == "echo-0"  # the pod keeps serving
+    out = mesh.up(podman_mesh.manifest, podman_mesh.deployment)
+    assert "adopted 1 running pods (1 ready)" in out.stdout + out.stderr
+    assert podman_mesh.container_ids() == before  # the same container, not a new one
+    assert mesh.pod("echo-0")["restarts"] == 1  # the restart before, nothing since
+    assert podman_mesh.echo("/after")["pod"] == "echo-0"
+
+
 def test_deleting_the_deployment_removes_its_container(podman_mesh: PodmanMesh) -> None:
     mesh = podman_mesh.mesh
+    text = podman_mesh.deployment.read_text()
+    # Its manifest holds only the Deployment: deleting it removes that file.
     mesh.cli("delete", "-f", str(podman_mesh.deployment))
     poll(lambda: podman_mesh.containers() == [], "the container to be removed", 30)
     assert "echo-0" not in {p["name"] for p in mesh.pods()}
-    mesh.cli("apply", "-f", str(podman_mesh.deployment))
+    again = podman_mesh.deployment.with_name("echo-again.yaml")
+    again.write_text(text)
+    mesh.cli("apply", "-f", str(again))
     poll(lambda: mesh.pod("echo-0")["ready"], "the pod to come back", 60)
     assert podman_mesh.echo("/back")["pod"] == "echo-0"
 
