@@ -7,9 +7,9 @@ ReplicaSet or Pod names container images instead. With an image map
 else, when a container runtime can be used (``containers``), as a container
 Workload (``runtime.container_workloads``) if its image is present locally;
 otherwise (no map entry and no usable runtime, a missing image, several
-containers, a Job) no pod is started for it, and ``pilotfish up`` says so once for each, with the
-reason, so that nobody waits for pods that will never come. The objects stay
-configuration either way: analyzers read them.
+containers, a Job) no pod is started for it, and ``pilotfish up`` says so
+once for each, with the reason, so that nobody waits for pods that will never
+come. The objects stay configuration either way: analyzers read them.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from pilotfish.api.core.workloads import WORKLOAD_KINDS
 from pilotfish.api.resource import Resource
 from pilotfish.runtime.container_workloads import Containers, container_workload
-from pilotfish.runtime.image_map import NO_CONTAINER_RUNTIME, ImageMap, as_workload, unmapped_image
+from pilotfish.runtime.image_map import ImageMap, as_workload, unmapped_image
 
 __all__ = ["images_to_check", "not_run_reasons", "plan_workloads"]
 
@@ -68,10 +68,10 @@ def images_to_check(resources: Iterable[Resource], image_map: ImageMap | None) -
 def _plan(
     resource: Resource, image_map: ImageMap | None, containers: Containers | None
 ) -> Resource | str:
-    usable = containers is not None and containers.problem is None
-    if usable and containers is not None and unmapped_image(resource, image_map) is not None:
+    if containers is None:
+        return as_workload(resource, image_map)
+    if containers.problem is not None:
+        return as_workload(resource, image_map, f"no container runtime: {containers.problem}")
+    if unmapped_image(resource, image_map) is not None:
         return container_workload(resource, containers.present)
-    why = NO_CONTAINER_RUNTIME
-    if containers is not None and containers.problem is not None:
-        why = f"no container runtime: {containers.problem}"
-    return as_workload(resource, image_map, why)
+    return as_workload(resource, image_map)  # mapped, or not runnable at all: it says why
