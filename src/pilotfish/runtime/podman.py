@@ -98,15 +98,15 @@ def container_runtime_problem(
     """Why containers cannot run in this mesh (None: they can). ``podman``: its path."""
     if choice == "none":
         return "--container-runtime none"
-    if podman is None:
-        return "podman is not installed"
-    if not root:
-        return "podman containers need `pilotfish up` as root"
     if mode != "transparent":
         return (
             "explicit mode runs no containers (a container binds its ports on every "
             "address and does not use the sidecar as its proxy); use transparent mode"
         )
+    if not root:
+        return "podman containers need `pilotfish up` as root"
+    if podman is None:
+        return "podman is not installed"
     return None
 
 

@@ -177,3 +177,18 @@ def test_detected_podman_has_limits_root_may_set(tmp_path: Path) -> None:
     assert soft <= hard and hard <= (own[1] if own[1] != resource.RLIM_INFINITY else hard)
     pid_max = int(Path("/proc/sys/kernel/pid_max").read_text())
     assert all(0 < int(v) <= pid_max for v in procs["nproc"].split(":"))
+
+
+def test_up_refuses_container_runtime_podman_where_it_cannot_be_used(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from pilotfish.cli.main import cli
+
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text("apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n")
+    argv = ["up", str(manifest), "--mode", "explicit", "--container-runtime", "podman"]
+    result = CliRunner().invoke(cli, [*argv, "--state-dir", str(tmp_path / "s")])
+    assert result.exit_code == 2
+    assert "--container-runtime" in result.output
+    assert "explicit mode runs no containers" in " ".join(result.output.split())
+    assert not (tmp_path / "s").exists()  # refused before anything started
