@@ -168,6 +168,12 @@ def podman_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PodmanMesh
             remove_image(podman, image)
 
 
+def _kill_supervisor(mesh: E2EMesh) -> None:
+    pid = int(json.loads((mesh.state_dir / "state.json").read_text())["pid"])
+    os.kill(pid, signal.SIGKILL)
+    poll(lambda: not os.path.exists(f"/proc/{pid}"), "the supervisor to die")
+
+
 def test_the_container_answers_through_its_sidecar(podman_mesh: PodmanMesh) -> None:
     mesh = podman_mesh.mesh
     inbound = "http.inbound|9080||.downstream_rq_total"
@@ -222,8 +228,7 @@ def test_a_killed_container_is_restarted_per_restart_policy(podman_mesh: PodmanM
 def test_a_restarted_supervisor_adopts_the_running_container(podman_mesh: PodmanMesh) -> None:
     mesh = podman_mesh.mesh
     before = podman_mesh.container_ids()
-    state = json.loads((mesh.state_dir / "state.json").read_text())
-    os.kill(state["pid"], signal.SIGKILL)
+    _kill_supervisor(mesh)
     assert podman_mesh.echo("/meanwhile")["pod"] == "echo-0"  # the pod keeps serving
     out = mesh.up(podman_mesh.manifest, podman_mesh.deployment)
     assert "adopted 1 running pods (1 ready)" in out.stdout + out.stderr
@@ -249,10 +254,11 @@ def test_deleting_the_deployment_removes_its_container(podman_mesh: PodmanMesh) 
 def test_down_after_a_killed_supervisor_removes_the_container(podman_mesh: PodmanMesh) -> None:
     """Last: it ends the mesh. A SIGKILLed ``podman run`` leaves its container running."""
     mesh = podman_mesh.mesh
-    state = json.loads((mesh.state_dir / "state.json").read_text())
     pids = json.loads((mesh.state_dir / "pods" / "echo-0" / "pids.json").read_text())
-    os.kill(state["pid"], signal.SIGKILL)
-    os.killpg(pids["processes"]["app"]["pgid"], signal.SIGKILL)
+    _kill_supervisor(mesh)
+    podman_run = pids["processes"]["app"]["pgid"]
+    os.killpg(podman_run, signal.SIGKILL)
+    poll(lambda: not os.path.exists(f"/proc/{podman_run}"), "podman run to die")
     assert podman_mesh.containers() == [f"{mesh.bridge}-echo-0"]
     out = mesh.cli("down")
     assert "1 container" in out.stdout + out.stderr
