@@ -57,6 +57,7 @@ __all__ = [
     "Podman",
     "container_runtime_problem",
     "detect_podman",
+    "oci_runtime_args",
     "remove_container",
     "remove_mesh_containers",
 ]
@@ -111,19 +112,21 @@ def container_runtime_problem(
 
 
 def detect_podman(state_dir: Path, which: Callable[[str], str | None] = shutil.which) -> Podman:
-    """The podman of this host, with the flags this host needs (see ``_oci_runtime_args``)."""
+    """The podman of this host, with the flags this host needs (see ``oci_runtime_args``)."""
     executable = which("podman")
     if executable is None:
         raise FileNotFoundError("podman is not installed")
     return Podman(
         executable,
         state_dir.resolve(),
-        global_args=_oci_runtime_args(which),
+        global_args=oci_runtime_args(which),
         ulimits=_ulimits(),
     )
 
 
-def _oci_runtime_args(which: Callable[[str], str | None]) -> tuple[str, ...]:
+def oci_runtime_args(
+    which: Callable[[str], str | None], controllers_file: Path = _CGROUP_V2_IN_HYBRID
+) -> tuple[str, ...]:
     """``--runtime runc`` on a host with hybrid cgroups whose v2 tree has controllers.
 
     crun (podman's default runtime on Debian) refuses that layout ("cgroups in
@@ -131,7 +134,7 @@ def _oci_runtime_args(which: Callable[[str], str | None]) -> tuple[str, ...]:
     there. Elsewhere podman's configured runtime is used.
     """
     try:
-        controllers = _CGROUP_V2_IN_HYBRID.read_text(encoding="ascii").split()
+        controllers = controllers_file.read_text(encoding="ascii").split()
     except OSError:
         return ()
     runc = which("runc")

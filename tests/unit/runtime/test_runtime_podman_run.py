@@ -16,6 +16,8 @@ from pilotfish.runtime.podman import (
     Podman,
     container_runtime_problem,
     detect_podman,
+    oci_runtime_args,
+    remove_mesh_containers,
 )
 from pilotfish.runtime.podman_run import container_env, env_file_text, run_argv
 from pilotfish.runtime.users import PodUser
@@ -192,3 +194,17 @@ def test_up_refuses_container_runtime_podman_where_it_cannot_be_used(tmp_path: P
     assert "--container-runtime" in result.output
     assert "explicit mode runs no containers" in " ".join(result.output.split())
     assert not (tmp_path / "s").exists()  # refused before anything started
+
+
+def test_runc_is_chosen_only_where_crun_refuses_the_cgroup_layout(tmp_path: Path) -> None:
+    hybrid = tmp_path / "cgroup.controllers"
+    hybrid.write_text("hugetlb\n")
+    assert oci_runtime_args(lambda n: f"/usr/sbin/{n}", hybrid) == ("--runtime", "/usr/sbin/runc")
+    assert oci_runtime_args(lambda n: None, hybrid) == ()  # no runc: podman's own choice
+    hybrid.write_text("\n")  # hybrid, but no controllers on the v2 tree: crun copes
+    assert oci_runtime_args(lambda n: f"/usr/sbin/{n}", hybrid) == ()
+    assert oci_runtime_args(lambda n: f"/usr/sbin/{n}", tmp_path / "absent") == ()  # not hybrid
+
+
+def test_teardown_without_podman_removes_nothing(tmp_path: Path) -> None:
+    assert remove_mesh_containers(tmp_path, which=lambda name: None) == 0
