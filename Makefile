@@ -24,7 +24,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# System packages the mesh runtime uses (network namespaces, traffic capture).
+# System packages the mesh runtime uses (network namespaces, traffic capture, podman
+# for Kubernetes workloads' containers, with runc for hosts whose cgroups crun refuses).
 # Installed only when running as root; otherwise tests that need them skip with a reason.
 system-deps:
 	@if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
@@ -33,6 +34,8 @@ system-deps:
 	  command -v ip >/dev/null 2>&1 || missing="$$missing iproute2"; \
 	  command -v prometheus >/dev/null 2>&1 || missing="$$missing prometheus"; \
 	  command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	  command -v podman >/dev/null 2>&1 || missing="$$missing podman"; \
+	  command -v runc >/dev/null 2>&1 || missing="$$missing runc"; \
 	  [ -e /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ] || missing="$$missing fonts-noto-color-emoji"; \
 	  if [ -n "$$missing" ]; then \
 	    echo "installing:$$missing"; \

@@ -87,8 +87,8 @@ class E2EMesh:
             )
         return proc
 
-    def up(self, *manifests: Path, profile: str = "default") -> None:
-        self.cli(
+    def up(self, *manifests: Path, profile: str = "default") -> subprocess.CompletedProcess[str]:
+        return self.cli(
             "up",
             *map(str, manifests),
             "--detach",

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -23,6 +24,11 @@ from pilotfish.runtime.addons import AddonError, parse_addons
 from pilotfish.runtime.image_map import ImageMapError, load_image_map
 from pilotfish.runtime.mesh import MeshRuntime, RuntimeStartError
 from pilotfish.runtime.network import transparent_supported
+from pilotfish.runtime.podman import (
+    CONTAINER_RUNTIMES,
+    ContainerRuntime,
+    container_runtime_problem,
+)
 from pilotfish.runtime.settings import PROFILES, RuntimeSettings
 from pilotfish.runtime.state import process_alive, read_state
 
@@ -268,6 +274,15 @@ def _addons(text: Any) -> tuple[str, ...] | None:
     help="Image -> local command map: Kubernetes workloads whose image it maps run "
     "(samples/image-maps/bookinfo.yaml runs Istio's Bookinfo).",
 )
+@click.option(
+    "--container-runtime",
+    type=click.Choice(CONTAINER_RUNTIMES),
+    default="auto",
+    show_default=True,
+    help="Run the images of Kubernetes workloads the image map does not cover with "
+    "podman (root, transparent mode; images are never pulled): auto when podman is "
+    "installed, podman to require it, none to never.",
+)
 @network_options
 def up(
     paths: tuple[str, ...],
@@ -280,6 +295,7 @@ def up(
     supervise: bool,
     mesh_config: str | None,
     image_map: str | None,
+    container_runtime: ContainerRuntime,
     **net: Any,
 ) -> None:
     """Run the Workloads, Services and routing under PATH... as a local mesh."""
@@ -304,6 +320,13 @@ def up(
         except ImageMapError as exc:
             raise click.BadParameter(str(exc), param_hint="--image-map") from exc
         settings = dataclasses.replace(settings, image_map_file=str(Path(image_map).resolve()))
+    settings = dataclasses.replace(settings, container_runtime=container_runtime)
+    if container_runtime == "podman":
+        problem = container_runtime_problem(
+            "podman", settings.mode, root=os.geteuid() == 0, podman=shutil.which("podman")
+        )
+        if problem is not None:
+            raise click.BadParameter(problem, param_hint="--container-runtime")
     previous = read_state(settings.state_file)
     if (
         previous is not None
@@ -373,6 +396,7 @@ def _supervisor_argv(settings: RuntimeSettings) -> list[str]:
         argv += ["--mesh-config", settings.mesh_config_file]
     if settings.image_map_file:
         argv += ["--image-map", settings.image_map_file]
+    argv += ["--container-runtime", settings.container_runtime]
     return argv
 
 
@@ -412,6 +436,8 @@ def _wait_ready(
                     )
                     if state.message:  # what became of an earlier run's pods
                         console.print(state.message, highlight=False)
+                    for who, why in sorted(state.not_run.items()):
+                        console.print(f"[yellow]{who}[/] {why}", highlight=False)
                     for name, url in state.addons.items():
                         console.print(f"addon {name}: {url}", highlight=False)
                     console.print(

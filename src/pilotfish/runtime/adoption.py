@@ -89,6 +89,7 @@ def run_fingerprint(settings: RuntimeSettings) -> dict[str, Any]:
         "manifests": list(settings.manifests),
         "mesh_config_file": settings.mesh_config_file or "",
         "image_map_file": settings.image_map_file or "",
+        "container_runtime": settings.container_runtime,
     }
 
 

@@ -18,8 +18,10 @@ The file is YAML::
 
 A key is an image without its tag or digest (``docker.io/istio/x``) or just its
 last path element (``x``), which then matches the image from any registry.
-What cannot run is said, with the reason: no mapping for the image, several
-containers (one process per pod), Jobs (run to completion, not supported).
+What cannot run is said, with the reason: no mapping for the image (and no
+container runtime, ``runtime.container_workloads``, to run it instead),
+several containers (one process per pod), Jobs (run to completion, not
+supported). The map wins over a container runtime: it is the explicit choice.
 """
 
 from __future__ import annotations
@@ -37,7 +39,20 @@ from pilotfish.api.core.workloads import Container, pod_template
 from pilotfish.api.resource import Resource
 from pilotfish.api.runtime.workload import API_VERSION, ContainerPort, EnvVar, Probe, WorkloadSpec
 
-__all__ = ["ImageCommand", "ImageMap", "ImageMapError", "as_workload", "load_image_map"]
+__all__ = [
+    "NO_CONTAINER_RUNTIME",
+    "ImageCommand",
+    "ImageMap",
+    "ImageMapError",
+    "as_workload",
+    "container_probe",
+    "literal_env",
+    "load_image_map",
+    "unmapped_image",
+]
+
+#: Why an unmapped image cannot run when no container runtime was considered.
+NO_CONTAINER_RUNTIME = "the local runtime has no container runtime"
 
 
 class ImageMapError(ValueError):
@@ -86,8 +101,23 @@ def load_image_map(path: str | Path) -> ImageMap:
     return ImageMap(dict(parsed.images))
 
 
-def as_workload(resource: Resource, image_map: ImageMap | None) -> Resource | str:
-    """The Workload that runs ``resource``'s pods, or why there is none."""
+def unmapped_image(resource: Resource, image_map: ImageMap | None) -> str | None:
+    """The image of a one-container workload (not a Job) that the map does not cover,
+    else None: what a container runtime could run instead."""
+    view = pod_template(resource)
+    if view is None or resource.kind == "Job" or len(view.spec.containers) != 1:
+        return None
+    image = view.spec.containers[0].image
+    if not image or (image_map is not None and image_map.lookup(image) is not None):
+        return None
+    return image
+
+
+def as_workload(
+    resource: Resource, image_map: ImageMap | None, no_runtime: str = NO_CONTAINER_RUNTIME
+) -> Resource | str:
+    """The Workload that runs ``resource``'s pods, or why there is none
+    (``no_runtime``: why no container runtime runs an unmapped image)."""
     view = pod_template(resource)
     if view is None:
         return f"{resource.kind} is not a workload kind"
@@ -100,21 +130,18 @@ def as_workload(resource: Resource, image_map: ImageMap | None) -> Resource | st
     entry = image_map.lookup(container.image or "") if image_map is not None else None
     if entry is None:
         how = "no --image-map given" if image_map is None else "the image map has no entry for it"
-        return (
-            f"not run: image {container.image or '(none)'} cannot run here ({how}; "
-            "the local runtime has no container runtime)"
-        )
+        return f"not run: image {container.image or '(none)'} cannot run here ({how}; {no_runtime})"
     replicas = getattr(resource.spec, "replicas", 1)
     spec = WorkloadSpec(
         replicas=replicas if isinstance(replicas, int) else 1,
         service_account=view.spec.account,
         command=list(entry.command),
-        env=[*_literal_env(container), *(EnvVar(name=k, value=v) for k, v in entry.env.items())],
+        env=[*literal_env(container), *(EnvVar(name=k, value=v) for k, v in entry.env.items())],
         ports=[
             ContainerPort(name=p.name, container_port=p.container_port, protocol=p.protocol)
             for p in container.ports
         ],
-        readiness_probe=entry.readiness_probe or _probe(container),
+        readiness_probe=entry.readiness_probe or container_probe(container),
     )
     return Resource(
         api_version=API_VERSION,
@@ -127,7 +154,7 @@ def as_workload(resource: Resource, image_map: ImageMap | None) -> Resource | st
     )
 
 
-def _literal_env(container: Container) -> list[EnvVar]:
+def literal_env(container: Container) -> list[EnvVar]:
     """The container's ``env`` entries with a literal value (``valueFrom`` has no source here)."""
     extra: Mapping[str, Any] = container.model_extra or {}
     out: list[EnvVar] = []
@@ -141,7 +168,7 @@ def _literal_env(container: Container) -> list[EnvVar]:
     return out
 
 
-def _probe(container: Container) -> Probe | None:
+def container_probe(container: Container) -> Probe | None:
     """The container's readinessProbe when it is one the runtime can run (httpGet, tcpSocket)."""
     extra: Mapping[str, Any] = container.model_extra or {}
     raw = extra.get("readinessProbe")

@@ -54,6 +54,7 @@ from pilotfish.controlplane.api_token import ApiTokenError
 from pilotfish.controlplane.runner import ControlPlane
 from pilotfish.model.snapshot import Snapshot
 from pilotfish.runtime import adoption
+from pilotfish.runtime.container_workloads import container_support
 from pilotfish.runtime.control_plane_config import control_plane_settings
 from pilotfish.runtime.gateways import (
     GatewayProcess,
@@ -65,7 +66,7 @@ from pilotfish.runtime.gateways import (
 from pilotfish.runtime.image_map import ImageMap, load_image_map
 from pilotfish.runtime.ipam import Ipam
 from pilotfish.runtime.isolation import Isolation, copy_public, write_owned
-from pilotfish.runtime.kube_workloads import not_run_reasons, plan_workloads
+from pilotfish.runtime.kube_workloads import images_to_check, not_run_reasons, plan_workloads
 from pilotfish.runtime.mesh_addons import MeshAddons
 from pilotfish.runtime.mesh_adoption import AdoptionMixin, Pod, net_id
 from pilotfish.runtime.network.base import CaptureConfig, PodAddress, PodNetwork, ServiceName
@@ -128,6 +129,10 @@ class MeshRuntime(AdoptionMixin):
         # Images -> local commands for Kubernetes workloads (``--image-map``).
         self._image_map: ImageMap | None = (
             load_image_map(settings.image_map_file) if settings.image_map_file else None
+        )
+        # Podman for Kubernetes workloads the map does not cover (``runtime.podman``).
+        self._podman, self._containers = container_support(
+            settings.container_runtime, settings.mode, settings.state_dir
         )
 
     # -- lifecycle ---------------------------------------------------------------
@@ -368,7 +373,7 @@ class MeshRuntime(AdoptionMixin):
     def _desired(self) -> dict[tuple[str, str], tuple[Resource, int]]:
         assert self.cp is not None
         out: dict[tuple[str, str], tuple[Resource, int]] = {}
-        mapped, _ = plan_workloads(self.cp.store.list(), self._image_map)
+        mapped, _ = plan_workloads(self.cp.store.list(), self._image_map, self._containers)
         for wl in [*self.cp.store.list(kind="Workload"), *mapped]:
             replicas = int(getattr(wl.spec, "replicas", 1) or 0)
             for i in range(replicas):
@@ -380,6 +385,10 @@ class MeshRuntime(AdoptionMixin):
         if self._stopping:
             return
         async with self._reconcile_lock:
+            if self._podman is not None and self.cp is not None:  # before planning reads it
+                await self._podman.images.refresh(
+                    images_to_check(self.cp.store.list(), self._image_map)
+                )
             self._report_not_run()
             desired = self._desired()
             # Once per Workload, not per replica.
@@ -403,11 +412,12 @@ class MeshRuntime(AdoptionMixin):
     def _report_not_run(self) -> None:
         """Name each Kubernetes workload the runtime cannot run, once, with the reason."""
         assert self.cp is not None
-        reasons = not_run_reasons(self.cp.store.list(), self._image_map)
+        reasons = not_run_reasons(self.cp.store.list(), self._image_map, self._containers)
         for who in sorted(reasons.keys() - self._not_run):
             log.warning("%s %s", who, reasons[who])
             self._progress(f"{who} {reasons[who]}")
         self._not_run = set(reasons)
+        self._state.not_run = reasons  # for a detached ``up`` to print
 
     def _runner(self, spec: PodSpec, address: PodAddress) -> PodRunner:
         """The pod's runner; raises ``PodSpecError`` for ids the pod may not run as."""
@@ -424,6 +434,7 @@ class MeshRuntime(AdoptionMixin):
             # Mesh config ``defaultConfig.drainDuration``, else the agent's default.
             agent_args=("--drain-duration", str(self._proxy_drain)) if self._proxy_drain else (),
             xds_protocol=self.settings.xds_protocol,
+            podman=self._podman,
         )
         return PodRunner(spec, env, self._on_ready_change, on_processes_changed=self._save)
 

@@ -47,6 +47,7 @@ from typing import Any
 import aiohttp
 
 from pilotfish.agent.backoff import BackoffPolicy
+from pilotfish.runtime.container_app import prepare_container, remove_pod_container
 from pilotfish.runtime.pod_command import (
     PodEnv,
     agent_argv,
@@ -354,13 +355,12 @@ class PodRunner:
 
     async def _spawn_app(self) -> None:
         """Start the app; a failure to start is handled like an immediate exit."""
-        argv = app_argv(self.spec, self.env)
-        env = app_env(self.spec, self.env, self._app_ports)
         if self.spec.readiness is not None:
             self._tracker = ProbeTracker(self.spec.readiness, time.monotonic())
         try:
+            argv, env = await self._app_launch()
             proc = ChildProcess(await spawn(argv, self.env.app_log(self.spec.local_id), env=env))
-        except OSError as exc:
+        except (OSError, ValueError) as exc:
             self._app = None
             self._message = f"cannot start the app: {exc}"
             self._log.warning("pod %s: %s", self.name, self._message)
@@ -369,6 +369,13 @@ class PodRunner:
         self._record(_APP, proc)
         self._log.info("pod %s: app started (pid %d)", self.name, proc.pid)
         self._wake.set()
+
+    async def _app_launch(self) -> tuple[list[str], dict[str, str]]:
+        """The app's command line and environment: a local command, or ``podman run``
+        when the app is a container image (``runtime.container_app``)."""
+        if self.spec.container is not None:
+            return await prepare_container(self.spec, self.env, self._app_ports)
+        return app_argv(self.spec, self.env), app_env(self.spec, self.env, self._app_ports)
 
     def _record(self, role: str, proc: Supervised | None) -> None:
         if proc is None:
@@ -388,6 +395,7 @@ class PodRunner:
             self._log.info("pod %s: app stopped (exit code %s)", self.name, code)
             self._app = None
             self._record(_APP, None)
+        await remove_pod_container(self.spec, self.env)
         await self._stop_sidecar(grace)
 
     async def _stop_sidecar(self, grace: float) -> None:
@@ -423,6 +431,7 @@ class PodRunner:
             self._last_exit_code = code
             self._record(_APP, None)
             self._update_ready()
+            await remove_pod_container(self.spec, self.env)
             if not should_restart(self.spec.restart_policy, code):
                 await self._complete(code)
                 return False

@@ -28,6 +28,7 @@ from pilotfish.agent.launch import AgentIdentity, AgentLaunch
 from pilotfish.runtime.isolation import Isolation
 from pilotfish.runtime.network.base import PROXY_GID, PodAddress
 from pilotfish.runtime.pod_spec import PodSpec
+from pilotfish.runtime.podman import Podman
 from pilotfish.runtime.ports import free_port
 from pilotfish.runtime.process import PROXY_DIR
 from pilotfish.runtime.sandbox import sandbox_argv
@@ -72,6 +73,8 @@ class PodEnv:
     ``sidecar_start_timeout`` bounds the wait for the sidecar's first readiness.
     With ``isolation`` (the supervisor is root) the agent runs as the proxy user
     and the app as ``app_user``, each in its sandbox (``runtime.isolation``).
+    ``podman``: how to run a spec whose app is a container image (None: no
+    container runtime in this mesh).
     """
 
     address: PodAddress
@@ -87,6 +90,7 @@ class PodEnv:
     sidecar_start_timeout: float = 60.0
     isolation: Isolation | None = None
     app_user: PodUser | None = None
+    podman: Podman | None = None
 
     @property
     def ip(self) -> str:

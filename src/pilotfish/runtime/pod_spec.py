@@ -16,6 +16,7 @@ from pilotfish.agent.config import AppProbe
 
 __all__ = [
     "WORKLOAD_API_VERSION",
+    "ContainerImage",
     "PodSpec",
     "PodSpecError",
     "PortSpec",
@@ -71,6 +72,30 @@ class ProbeSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class ContainerImage:
+    """The app is a container image (run by ``runtime.podman``), not a local command.
+
+    ``command`` replaces the image's entrypoint and ``args`` its command, as in
+    Kubernetes; empty means the image's own. ``working_dir`` None: the image's.
+    """
+
+    image: str
+    command: tuple[str, ...] = ()
+    args: tuple[str, ...] = ()
+    working_dir: str | None = None
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ContainerImage:
+        workdir = data.get("working_dir")
+        return cls(
+            image=str(data["image"]),
+            command=tuple(str(a) for a in data.get("command", ())),
+            args=tuple(str(a) for a in data.get("args", ())),
+            working_dir=None if workdir is None else str(workdir),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class PodSpec:
     """One replica of a Workload: its identity, its process and how it is probed.
 
@@ -93,9 +118,11 @@ class PodSpec:
     run_as_group: int | None = None
     # Sorted metadata annotations (prometheus.io/scrape... for metrics merging).
     annotations: tuple[tuple[str, str], ...] = ()
+    # Set when the app is a container image; ``command`` is then unused (empty).
+    container: ContainerImage | None = None
 
     def __post_init__(self) -> None:
-        if not self.command:
+        if not self.command and self.container is None:
             raise PodSpecError(f"pod {self.name}: command must not be empty")
 
     @property
@@ -120,6 +147,7 @@ class PodSpec:
         """The spec ``to_json`` wrote; raises ``PodSpecError`` on malformed data."""
         try:
             probe = data.get("readiness")
+            container = data.get("container")
             spec = cls(
                 name=str(data["name"]),
                 workload=str(data["workload"]),
@@ -137,6 +165,7 @@ class PodSpec:
                 run_as_user=_optional_int(data.get("run_as_user")),
                 run_as_group=_optional_int(data.get("run_as_group")),
                 annotations=tuple((str(k), str(v)) for k, v in data.get("annotations", ())),
+                container=ContainerImage.from_json(container) if container is not None else None,
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise PodSpecError(f"malformed recorded pod spec: {exc}") from exc
@@ -176,7 +205,20 @@ class PodSpec:
             run_as_user=getattr(context, "run_as_user", None),
             run_as_group=getattr(context, "run_as_group", None),
             annotations=tuple(sorted(_str_map(getattr(meta, "annotations", None) or {}).items())),
+            container=_container(getattr(spec, "container", None)),
         )
+
+
+def _container(model: Any) -> ContainerImage | None:
+    """The ``ContainerImage`` of a container Workload (``runtime.container_workloads``)."""
+    if model is None:
+        return None
+    return ContainerImage(
+        image=str(model.image),
+        command=tuple(str(a) for a in model.command),
+        args=tuple(str(a) for a in model.args),
+        working_dir=None if model.working_dir is None else str(model.working_dir),
+    )
 
 
 def _optional_int(value: Any) -> int | None:

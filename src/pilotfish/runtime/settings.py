@@ -51,6 +51,9 @@ class RuntimeSettings:
     # Image map file (``--image-map``, ``runtime.image_map``): Kubernetes workloads
     # whose image it maps run as Workloads.
     image_map_file: str | None = None
+    # ``--container-runtime``: run unmapped Kubernetes workloads' images with podman
+    # (``runtime.podman``): ``auto`` when it can be used, ``podman`` requires it.
+    container_runtime: Literal["auto", "podman", "none"] = "auto"
     # Telemetry addons (``runtime.addons``): None takes the profile's (demo: all).
     addons: tuple[str, ...] | None = None
     prometheus_port: int = 9090

@@ -47,6 +47,8 @@ class MeshState:
     ipam: str = ""  # ``Ipam.to_json()`` of the pod network
     gateways: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> {ports}
     addons: dict[str, str] = field(default_factory=dict)  # running addon name -> URL
+    # "Kind namespace/name" -> why no pod runs for that Kubernetes workload.
+    not_run: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -4,9 +4,10 @@ Used by ``pilotfish down`` once the supervisor has gone, and by ``pilotfish
 up`` before it starts, so a crash (even ``kill -9`` of the supervisor) never
 leaves namespaces, links, rules or processes on the host (a ``pilotfish up``
 that re-adopts the running pods, see ``adoption``, does not call it). Sources, in order:
-the recorded state (processes, host resources), then a scan by the names the
-runtime uses (network namespaces ``pf-*``, veths ``pfv*``, the bridge, rules
-tagged ``pilotfish``).
+the recorded state (processes, host resources), podman containers labelled
+with the state directory (a SIGKILLed ``podman run`` leaves its container
+running), then a scan by the names the runtime uses (network namespaces
+``pf-*``, veths ``pfv*``, the bridge, rules tagged ``pilotfish``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from pilotfish.ca.tokens import TOKEN_STORE_FILE
 from pilotfish.runtime.network.base import HostResources
+from pilotfish.runtime.podman import remove_mesh_containers
 from pilotfish.runtime.settings import RuntimeSettings
 from pilotfish.runtime.state import MeshState, process_alive
 
@@ -60,6 +62,9 @@ def clean_leftovers(settings: RuntimeSettings, previous: MeshState | None) -> st
         n = _recorded_pod_processes(settings.work_dir)
         if n:
             removed.append(f"{n} pod processes")
+    n = remove_mesh_containers(settings.state_dir)
+    if n:
+        removed.append(f"{n} container{'s' if n != 1 else ''}")
     if settings.mode == "transparent" or (previous is not None and previous.bridge):
         resources = _host_leftovers(settings, previous)
         if resources is not None:
