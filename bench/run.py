@@ -18,7 +18,7 @@ from typing import Any
 
 from rich.console import Console, RenderableType
 
-from bench import dataplane, fuzz_inputs, sidecar_scoping, telemetry_ab
+from bench import controlplane_churn, dataplane, fuzz_inputs, sidecar_scoping, telemetry_ab
 from bench.controlplane_scale import FULL, PROTOCOLS, QUICK, TRANSPORTS, ScaleParams, run_scale
 from bench.procstats import machine_info, utc_timestamp
 from bench.report import dataplane_table, scale_table, write_result
@@ -92,6 +92,26 @@ def _run_controlplane_scale(args: argparse.Namespace, console: Console) -> dict[
     return run_scale(_scale_params(args), log=console.log, executable=args.pilotfish)
 
 
+def _churn_params(args: argparse.Namespace) -> controlplane_churn.ChurnParams:
+    params = controlplane_churn.QUICK if args.quick else controlplane_churn.FULL
+    overrides = {
+        key: value
+        for key, value in (
+            ("services", args.services),
+            ("proxies", args.proxies),
+            ("streams_per_channel", args.streams_per_channel),
+        )
+        if value is not None
+    }
+    return dataclasses.replace(params, **overrides)
+
+
+def _run_controlplane_churn(args: argparse.Namespace, console: Console) -> dict[str, Any]:
+    return controlplane_churn.run_churn(
+        _churn_params(args), log=console.log, executable=args.pilotfish
+    )
+
+
 def _dataplane_params(args: argparse.Namespace) -> dataplane.DataplaneParams:
     params = dataplane.QUICK if args.quick else dataplane.FULL
     if args.load_generator is not None:
@@ -144,6 +164,12 @@ BENCHMARKS = (
         lambda args: dataclasses.asdict(_scale_params(args)),
         _run_controlplane_scale,
         scale_table,
+    ),
+    Benchmark(
+        "controlplane_churn",
+        lambda args: dataclasses.asdict(_churn_params(args)),
+        _run_controlplane_churn,
+        controlplane_churn.churn_table,
     ),
     Benchmark(
         "dataplane",
