@@ -110,6 +110,12 @@ def window_summaries(
     ]
 
 
+_HISTOGRAMS = {
+    "snapshots": "pilotfish_snapshot_build_seconds",
+    "pushes": "pilotfish_xds_push_seconds",
+}
+
+
 class _Writer:
     """Rewrites service files with one endpoint moved to a change's marker address."""
 
@@ -164,6 +170,12 @@ class _Sampler(threading.Thread):
             "revision_lag": int(pushz["store_revision"]) - int(pushz["snapshot_revision"]),
             "proxies_behind": len(pushz.get("proxies_behind") or ()),
             "converged": bool(pushz.get("converged")),
+            # Histograms' running totals: how many snapshots and pushes, and their time.
+            **{
+                f"{short}_{part}": metric_value(metrics, f"{name}_{part}")
+                for short, name in _HISTOGRAMS.items()
+                for part in ("count", "sum")
+            },
             "cp_cpu_s": cpu_seconds(pid),
             "cp_rss_mib": rss_mib(pid),
             "poll_s": time.monotonic() - began,
@@ -371,6 +383,23 @@ def _results(
     out["sampler_errors"] = sampler.errors
     during = [s for s in samples if s["t_s"] <= (written_at[-1] - origin if written_at else 0)]
     out["backlog"] = _backlog(during, samples)
+    out["work_during_writes"] = _work(during)
+
+
+def _work(during: list[dict[str, Any]]) -> dict[str, Any]:
+    """Snapshots built and pushes planned between the first and last sample of the
+    writes, and the seconds they took (from the control plane's histograms)."""
+    out: dict[str, Any] = {}
+    if len(during) < 2:
+        return out
+    first, last = during[0], during[-1]
+    for short in _HISTOGRAMS:
+        for part in ("count", "sum"):
+            key = f"{short}_{part}"
+            if first.get(key) is not None and last.get(key) is not None:
+                out[key if part == "count" else f"{short}_s"] = last[key] - first[key]
+    out["span_s"] = last["t_s"] - first["t_s"]
+    return out
 
 
 def _backlog(during: list[dict[str, Any]], samples: list[dict[str, Any]]) -> dict[str, Any]:
@@ -418,6 +447,7 @@ def churn_table(result: dict[str, Any]) -> Table:
     conv = numbers.get("convergence") or {}
     backlog = numbers.get("backlog") or {}
     affected = numbers.get("affected_per_change") or {}
+    work = numbers.get("work_during_writes") or {}
     rows: list[tuple[str, str, str]] = [
         ("control plane ready", _s(numbers.get("cp_ready_s")), ""),
         ("initial full push", _s(numbers.get("full_push_s")), ""),
@@ -475,6 +505,12 @@ def churn_table(result: dict[str, Any]) -> Table:
             f"push pending in {_fraction(backlog.get('push_pending_fraction'))} of samples",
         ),
         (
+            "snapshots built / pushes planned",
+            f"{_count(work.get('snapshots_count'))} / {_count(work.get('pushes_count'))}",
+            f"taking {_s(work.get('snapshots_s'))} / {_s(work.get('pushes_s'))} of "
+            f"{_s(work.get('span_s'))} of writes",
+        ),
+        (
             "control plane CPU",
             f"{(numbers.get('cp_cores_during_writes') or 0):.2f} cores",
             f"during the writes; {_s(numbers.get('cp_cpu_s'))} in all",
@@ -496,6 +532,10 @@ def churn_table(result: dict[str, Any]) -> Table:
     if result.get("error"):
         table.add_row("[red]error[/red]", "", str(result["error"]))
     return table
+
+
+def _count(value: Any) -> str:
+    return "-" if value is None else f"{float(value):.0f}"
 
 
 def _mib(value: Any) -> str:

@@ -52,6 +52,7 @@ from bench.dataplane_base import (
     answers_200,
     envoy_pid,
     free_port,
+    http_get,
     start_process,
     wait_for,
 )
@@ -101,6 +102,45 @@ class _Api:
             t = (proxy.get("types") or {}).get(short) or {}
             out[proxy["proxy_id"]] = (t.get("sent_version", ""), t.get("acked_version", ""))
         return out
+
+
+@dataclass(frozen=True, slots=True)
+class _Agent:
+    process: Process
+    health_port: int
+    admin_port: int
+    work_dir: Path
+
+
+def latest_update_ms(stats: str, short: str) -> int | None:
+    """The newest ``update_time`` (ms since the epoch) of Envoy's RDS (``short`` RDS) or
+    EDS (``EDS``: per-cluster) subscriptions in ``/stats`` text output; None if none."""
+    newest: int | None = None
+    for line in stats.splitlines():
+        name, _, value = line.partition(": ")
+        if not name.endswith(".update_time"):
+            continue
+        if short == "RDS":
+            wanted = ".rds." in name
+        else:
+            wanted = name.startswith("cluster.") and not name.startswith("cluster_manager.")
+        if wanted and value.strip().isdigit():
+            newest = max(newest or 0, int(value))
+    return newest
+
+
+def _envoy_applied(agents: list[_Agent], short: str, written_wall: float) -> list[float | None]:
+    """Per Envoy, seconds from the write until it applied the update of type ``short``
+    (its own ``update_time`` stat; None if it shows none since the write)."""
+    out: list[float | None] = []
+    for agent in agents:
+        status, body = http_get(
+            f"http://127.0.0.1:{agent.admin_port}/stats?filter=update_time", timeout=5.0
+        )
+        newest = latest_update_ms(body.decode(errors="replace"), short) if status == 200 else None
+        seconds = None if newest is None else newest / 1000.0 - written_wall
+        out.append(seconds if seconds is not None and seconds >= -0.001 else None)
+    return out
 
 
 def _ips(count: int) -> list[str]:
@@ -172,11 +212,11 @@ def _agents(
     ca_port: int,
     mtls_port: int,
     root_pem: Path,
-) -> list[tuple[Process, int, Path]]:
-    """Start every agent; (process, health port, work dir) each."""
-    agents: list[tuple[Process, int, Path]] = []
+) -> list[_Agent]:
+    """Start every agent."""
+    agents: list[_Agent] = []
     for i, ip in enumerate(_ips(params.proxies)):
-        health, work_dir = free_port(), work / f"agent-{i}"
+        health, admin, work_dir = free_port(), free_port(), work / f"agent-{i}"
         launch = AgentLaunch(
             name=f"envoy-{i}",
             namespace="default",
@@ -184,7 +224,7 @@ def _agents(
             ip=(ip,),
             interception="none",
             xds_address=f"127.0.0.1:{mtls_port}",
-            admin_port=free_port(),
+            admin_port=admin,
             health_port=health,
             stats_port=0,
             concurrency=params.envoy_concurrency,
@@ -202,12 +242,13 @@ def _agents(
             ),
         )
         command = launch.to_argv([str(exe), "agent"])
-        agents.append((start_process(stack, f"agent-{i}", command, work), health, work_dir))
+        process = start_process(stack, f"agent-{i}", command, work)
+        agents.append(_Agent(process, health, admin, work_dir))
 
     def terminate_all() -> None:  # runs before each agent's own stop (LIFO): one drain, not 50
-        for process, _, _ in agents:
+        for agent in agents:
             with contextlib.suppress(ProcessLookupError):
-                process.proc.terminate()
+                agent.process.proc.terminate()
 
     stack.callback(terminate_all)
     return agents
@@ -231,10 +272,10 @@ def _scenario(
     started = time.monotonic()
     agents = _agents(params, exe, work, stack, ca_port, mtls_port, tls_dir / "root.pem")
     log(f"started {len(agents)} agents; waiting for their Envoys")
-    for process, health, _ in agents:
-        url = f"http://127.0.0.1:{health}/healthz/ready"
+    for agent in agents:
+        url = f"http://127.0.0.1:{agent.health_port}/healthz/ready"
         remaining = max(1.0, params.ready_deadline_s - (time.monotonic() - started))
-        wait_for(f"{process.name} ready", answers_200(url), remaining, (process, cp))
+        wait_for(f"{agent.process.name} ready", answers_200(url), remaining, (agent.process, cp))
     out["envoys_ready_s"] = time.monotonic() - started
     scale = ScaleParams(
         services=params.services,
@@ -258,14 +299,14 @@ def _scenario(
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name, _, _ in edits}
     for repeat in range(params.repeats):
         for name, short, change in edits:
-            one = _measure(api, sim, short, change(repeat), groups, params)
+            one = _measure(api, sim, short, change(repeat), groups, params, agents)
             runs[name].append(one)
             groups_text = ", ".join(f"{g} {_fmt(one[g]['convergence_s'])}" for g in GROUPS)
             log(f"{name} #{repeat + 1}: {groups_text}, sim own {_fmt(one['sim_own_s'])}")
             _settle(api, params.deadline_s)
     out["edits"] = {name: _summary(rows) for name, rows in runs.items()}
     out["runs"] = runs
-    envoy_rss = [rss_mib(pid) for pid in (envoy_pid(d) for _, _, d in agents) if pid]
+    envoy_rss = [rss_mib(pid) for pid in (envoy_pid(a.work_dir) for a in agents) if pid]
     out["envoy_rss_mib"] = {
         "count": len(envoy_rss),
         "median": statistics.median([r for r in envoy_rss if r is not None] or [0.0]),
@@ -326,10 +367,12 @@ def _measure(
     change: Callable[[], object],
     groups: dict[str, set[str]],
     params: RealismParams,
+    agents: list[_Agent],
 ) -> dict[str, Any]:
     sim.send({"cmd": "mark"})
     sim.expect("mark", timeout=30)
     before = api.versions(short)
+    written_wall = time.time()  # Envoy's update_time stats are wall-clock milliseconds
     written = time.monotonic()
     change()
     sim.send(
@@ -366,6 +409,10 @@ def _measure(
         "sim_own_s": None if own.get("last_ack_at") is None else own["last_ack_at"] - written,
         "sim_own_converged": bool(own.get("converged")),
     }
+    applied = _envoy_applied(agents, short, written_wall)
+    done = sorted(a for a in applied if a is not None)
+    result["envoy_own_s"] = done[-1] if len(done) == len(applied) and done else None
+    result["envoy_own_applied"] = len(done)
     for group, members in groups.items():
         times = sorted(done_at[p] - written for p in members if p in done_at)
         result[group] = {
@@ -392,6 +439,11 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
         }
     own = sorted(r["sim_own_s"] for r in rows if r["sim_own_s"] is not None)
     out["sim_own_median_s"] = statistics.median(own) if own else None
+    envoy_own = sorted(r["envoy_own_s"] for r in rows if r.get("envoy_own_s") is not None)
+    out["envoy_own_median_s"] = statistics.median(envoy_own) if envoy_own else None
+    out["envoy_own_missing"] = len(rows) - len(envoy_own)
+    e_own, s_own = out["envoy_own_median_s"], out["sim_own_median_s"]
+    out["ratio_own"] = e_own / s_own if e_own is not None and s_own else None
     envoy, sim = out["envoy"]["median_s"], out["sim"]["median_s"]
     out["ratio_envoy_to_sim"] = envoy / sim if envoy is not None and sim else None
     return out
@@ -399,6 +451,10 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _fmt(value: Any) -> str:
     return "-" if value is None else f"{float(value):.3f} s"
+
+
+def _ratio(value: Any) -> str:
+    return "-" if value is None else f"{float(value):.2f}x"
 
 
 def realism_table(result: dict[str, Any]) -> Table:
@@ -415,7 +471,9 @@ def realism_table(result: dict[str, Any]) -> Table:
         "Envoy (syncz)",
         "simulator (syncz)",
         "Envoy / simulator",
+        "Envoy (own update_time)",
         "simulator (own ACK times)",
+        "Envoy / simulator (own)",
         "repeats",
     ):
         table.add_column(column, no_wrap=True)
@@ -429,13 +487,17 @@ def realism_table(result: dict[str, Any]) -> Table:
         return text
 
     for key, edit in (numbers.get("edits") or {}).items():
-        ratio = edit.get("ratio_envoy_to_sim")
+        envoy_own = _fmt(edit.get("envoy_own_median_s"))
+        if edit.get("envoy_own_missing"):
+            envoy_own += f" [red]({edit['envoy_own_missing']} without)[/red]"
         table.add_row(
             names.get(key, key),
             cell(edit["envoy"]),
             cell(edit["sim"]),
-            "-" if ratio is None else f"{ratio:.2f}x",
+            _ratio(edit.get("ratio_envoy_to_sim")),
+            envoy_own,
             _fmt(edit.get("sim_own_median_s")),
+            _ratio(edit.get("ratio_own")),
             str(edit.get("repeats")),
         )
     rss = numbers.get("envoy_rss_mib") or {}
