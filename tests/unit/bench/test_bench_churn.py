@@ -19,10 +19,11 @@ from bench.churn_markers import (
     summarize,
 )
 from bench.config_gen import endpoint_address, generate_config, service_file
-from bench.controlplane_churn import _Writer, metric_value, window_summaries
+from bench.controlplane_churn import _Writer, churn_table, metric_value, window_summaries
 from envoy.config.core.v3 import address_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 from envoy.service.discovery.v3 import discovery_pb2
+from rich.console import Console
 
 from pilotfish.xds.types import CLUSTER_TYPE, ENDPOINT_TYPE
 
@@ -194,3 +195,23 @@ def test_writer_moves_one_endpoint_per_change(tmp_path: Path) -> None:
         endpoint_address(0, 3),
     ]
     assert not list(tmp_path.glob(".*"))  # no temporary file left behind
+
+
+def test_churn_table_renders_every_measure() -> None:
+    summary = summarize([0.5, 0.7, None])
+    result = {
+        "parameters": {"services": 10, "proxies": 10, "rate": 100.0, "duration_s": 1.0},
+        "results": {
+            "convergence": summary,
+            "first_window": {"from_s": 0.0, "to_s": 1.0, **summary},
+            "writes": {"changes": 3, "achieved_rate": 99.0, "max_lateness_s": 0.01},
+            "backlog": {"max_queued_responses": 4.0, "push_pending_fraction": 0.5},
+            "work_during_writes": {"snapshots_count": 3.0, "pushes_count": 2.0},
+        },
+        "error": None,
+    }
+    console = Console(width=400, record=True)
+    console.print(churn_table(result))
+    text = console.export_text()
+    assert "0.600 s" in text  # the p50 of the two that converged
+    assert "never converged" in text and "50 %" in text and "3 / 2" in text
