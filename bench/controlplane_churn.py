@@ -207,11 +207,13 @@ def run_churn(
         "parameters": asdict(params)
         | {"executable": str(exe), "protocol": "delta", "tls": "mtls", "endpoints_per_service": 4}
     }
+    load_start = os.getloadavg()[0]  # other work on the machine
     with tempfile.TemporaryDirectory(prefix="pilotfish-churn-") as tmp:
         try:
             _scenario(params, exe, Path(tmp), out, log)
         except BenchmarkError as exc:
             out["error"] = str(exc)
+    out["load_average_1m"] = {"start": load_start, "end": os.getloadavg()[0]}
     return out
 
 
@@ -527,6 +529,9 @@ def churn_table(result: dict[str, Any]) -> Table:
             f"peak RSS {_mib(numbers.get('sim_peak_rss_mib'))}",
         ),
     ]
+    load = numbers.get("load_average_1m") or {}
+    if load:
+        rows.append(("load average (1 min)", f"{load['start']:.1f} -> {load['end']:.1f}", ""))
     for row in rows:
         table.add_row(*row)
     if result.get("error"):

@@ -158,12 +158,14 @@ def run_realism(
     """Run the comparison once; ``error`` says why when it could not run."""
     exe = executable or pilotfish_executable()
     out: dict[str, Any] = {"parameters": asdict(params) | {"executable": str(exe)}}
+    load_start = os.getloadavg()[0]  # other work on the machine
     with tempfile.TemporaryDirectory(prefix="pilotfish-realism-") as tmp:
         try:
             with contextlib.ExitStack() as stack:
                 _scenario(params, exe, Path(tmp), stack, out, log)
         except BenchmarkError as exc:
             out["error"] = str(exc)
+    out["load_average_1m"] = {"start": load_start, "end": os.getloadavg()[0]}
     return out
 
 
@@ -506,6 +508,9 @@ def realism_table(result: dict[str, Any]) -> Table:
         f"{(rss.get('median') or 0):.0f} MiB ({(rss.get('total') or 0):.0f} MiB in all); "
         f"control plane peak RSS {(numbers.get('cp_peak_rss_mib') or 0):.0f} MiB"
     )
+    load = numbers.get("load_average_1m") or {}
+    if load:
+        table.caption += f"; load average {load['start']:.1f} -> {load['end']:.1f}"
     if result.get("error"):
         table.add_row("[red]error[/red]", str(result["error"]))
     return table
