@@ -50,8 +50,9 @@ _CACHE_LIMIT = 200_000
 _WHOLE_LIMIT = 256
 
 Refs = dict[str, tuple[str, ...]]
-# Told of every response once it is ACKed: (stream, response, monotonic ACK time).
-AckObserver = Callable[[StreamState, discovery_pb2.DeltaDiscoveryResponse, float], None]
+# Told of every response once it is ACKed: (stream, response, monotonic ACK time);
+# the response is a ``SimDeltaResponse`` (its resources are serialized entries).
+AckObserver = Callable[[StreamState, Any, float], None]
 
 
 def _light_response_class() -> Any:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from array import array
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from envoy.config.endpoint.v3 import endpoint_pb2
 from envoy.service.discovery.v3 import discovery_pb2
@@ -95,13 +96,13 @@ class MarkerTracker:
     stream's EDS subscription, how many proxies each service's changes must
     reach. ``on_ack`` is the delta stream's ``AckObserver``. Per stream it keeps
     the newest marker ACKed per service (one small array per stream); what a
-    load assignment holds is parsed once per ``(name, version)``.
+    load assignment holds is parsed once per distinct resource entry.
     """
 
     def __init__(self, services: int, streams: int) -> None:
         self.services = services
         self._streams = streams
-        self._newest_in: dict[tuple[str, str], int] = {}
+        self._newest_in: dict[object, int] = {}
         self._seen: list[array[int]] = []
         self.expected: list[int] = []
         self.count: array[int] = array("i")
@@ -134,16 +135,21 @@ class MarkerTracker:
         self.last_at = [None] * markers
         self._seen = [array("i", [-1]) * self.services for _ in range(self._streams)]
 
-    def on_ack(
-        self, index: int, response: discovery_pb2.DeltaDiscoveryResponse, acked_at: float
-    ) -> None:
+    def on_ack(self, index: int, response: Any, acked_at: float) -> None:
+        """``response``: a ``DeltaDiscoveryResponse``, or the simulator's light form
+        whose ``resources`` are the serialized ``Resource`` entries."""
         if not self._seen or response.type_url != ENDPOINT_TYPE:
             return
         seen, services, cache = self._seen[index], self.services, self._newest_in
-        for resource in response.resources:
-            key = (resource.name, resource.version)
+        for entry in response.resources:
+            # The raw entry (name, version, resource) is its own key; a parsed one
+            # is keyed by name and version, a digest of its contents.
+            key = entry if isinstance(entry, bytes) else (entry.name, entry.version)
             newest = cache.get(key)
             if newest is None:
+                resource = (
+                    discovery_pb2.Resource.FromString(entry) if isinstance(entry, bytes) else entry
+                )
                 assignment = endpoint_pb2.ClusterLoadAssignment.FromString(resource.resource.value)
                 newest = cache[key] = newest_marker(assignment)
                 self.parses += 1

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from bench.ads_delta_stream import SimDeltaResponse
 from bench.ads_stream import sim_instance_ip
 from bench.churn_markers import (
     MAX_MARKERS,
@@ -215,3 +216,14 @@ def test_churn_table_renders_every_measure() -> None:
     text = console.export_text()
     assert "0.600 s" in text  # the p50 of the two that converged
     assert "never converged" in text and "50 %" in text and "3 / 2" in text
+
+
+def test_the_simulators_light_responses_count_alike() -> None:
+    # The simulator reads responses with their entries left serialized.
+    tracker = _tracker(services=1, streams=2, markers=1)
+    full = _eds((_default(0), "v1", _cla(_default(0), marker_address(0))))
+    light = SimDeltaResponse.FromString(full.SerializeToString())  # type: ignore[attr-defined]
+    assert isinstance(light.resources[0], bytes)
+    tracker.on_ack(0, light, 1.0)
+    tracker.on_ack(1, light, 2.0)
+    assert tracker.complete_at == [2.0] and tracker.parses == 1
