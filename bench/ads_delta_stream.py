@@ -31,7 +31,7 @@ from the header fields, as it would for Envoy.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import grpc
@@ -42,7 +42,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from bench.ads_stream import StreamState, TypeState, referenced_by
 from pilotfish.xds.types import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE
 
-__all__ = ["DELTA_ADS_METHOD", "DeltaNameCache", "run_delta_stream"]
+__all__ = ["DELTA_ADS_METHOD", "AckObserver", "DeltaNameCache", "run_delta_stream"]
 
 DELTA_ADS_METHOD = "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources"
 _CHILD_TYPE = {CLUSTER_TYPE: ENDPOINT_TYPE, LISTENER_TYPE: ROUTE_TYPE}
@@ -50,6 +50,9 @@ _CACHE_LIMIT = 200_000
 _WHOLE_LIMIT = 256
 
 Refs = dict[str, tuple[str, ...]]
+# Told of every response once it is ACKed: (stream, response, monotonic ACK time);
+# the response is a ``SimDeltaResponse`` (its resources are serialized entries).
+AckObserver = Callable[[StreamState, Any, float], None]
 
 
 def _light_response_class() -> Any:
@@ -160,10 +163,12 @@ async def run_delta_stream(
     state: StreamState,
     node: base_pb2.Node,
     cache: DeltaNameCache,
+    on_ack: AckObserver | None = None,
 ) -> None:
     """Run one delta ADS stream until the server ends it or the task is cancelled.
 
     Errors end the stream and are recorded in ``state.error``; nothing is retried.
+    ``on_ack`` (optional) sees each response right after its ACK was written.
     """
     method = channel.stream_stream(
         DELTA_ADS_METHOD,
@@ -186,6 +191,8 @@ async def run_delta_stream(
                 break
             assert isinstance(response, SimDeltaResponse)
             await _on_response(call, state, response, held, cache)
+            if on_ack is not None:
+                on_ack(state, response, state.types[response.type_url].acked_at)
     except grpc.aio.AioRpcError as exc:
         state.error = f"{exc.code().name}: {exc.details()}"
     except grpc.aio.UsageError as exc:  # the call was cancelled while writing

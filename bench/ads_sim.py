@@ -44,12 +44,21 @@ from typing import Any, Literal
 
 import grpc
 
-from bench.ads_delta_stream import DeltaNameCache, run_delta_stream
+from bench.ads_delta_stream import AckObserver, DeltaNameCache, run_delta_stream
 from bench.ads_stream import SIM_TYPES, NameCache, StreamState, run_stream, sim_node
 from bench.ads_tls import ChannelFactory, ClientTls, channel_factory, plaintext_channel
 from pilotfish.xds.types import TYPE_SHORT_NAMES
 
-__all__ = ["Mark", "SimConfig", "Simulation", "main", "process_usage", "type_url_of"]
+__all__ = [
+    "Mark",
+    "SimConfig",
+    "Simulation",
+    "config_from_args",
+    "main",
+    "parser",
+    "process_usage",
+    "type_url_of",
+]
 
 WaitMode = Literal["all", "affected"]
 _POLL_S = 0.02
@@ -74,6 +83,8 @@ class SimConfig:
     open_channel: ChannelFactory = plaintext_channel
     # ADS variant: incremental ("delta", Envoy's DELTA_GRPC) or State of the World.
     protocol: Literal["delta", "sotw"] = "delta"
+    # Delta only: told of every ACKed response (``bench.churn_sim`` tracks markers).
+    on_ack: AckObserver | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +125,9 @@ class Simulation:
             for state in self.streams[first : first + per_channel]:
                 node = sim_node(state.index, self.config.services, self.config.namespace)
                 if self.config.protocol == "delta":
-                    run = run_delta_stream(channel, state, node, self.delta_cache)
+                    run = run_delta_stream(
+                        channel, state, node, self.delta_cache, self.config.on_ack
+                    )
                 else:
                     run = run_stream(channel, state, node, self.cache)
                 task = asyncio.create_task(run)
@@ -296,8 +309,8 @@ async def _run(config: SimConfig, full_push_timeout: float) -> None:
         _emit("bye", **process_usage())
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """Entry point of ``python -m bench.ads_sim``."""
+def parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m bench.ads_sim`` (``bench.churn_sim`` adds to it)."""
     parser = argparse.ArgumentParser(prog="python -m bench.ads_sim", description=__doc__)
     parser.add_argument("--target", required=True, help="ADS server, HOST:PORT (loopback)")
     parser.add_argument("--proxies", type=int, required=True, help="number of ADS streams")
@@ -314,9 +327,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--tls-dir", type=Path, default=None, help="mTLS: root.pem, chain.pem, key.pem here"
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> SimConfig:
+    """The ``SimConfig`` a parsed ``parser()`` command line describes."""
     tls = ClientTls.from_dir(args.tls_dir) if args.tls_dir is not None else None
-    config = SimConfig(
+    return SimConfig(
         target=args.target,
         proxies=args.proxies,
         services=args.services,
@@ -325,7 +342,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         open_channel=channel_factory(tls),
         protocol="sotw" if args.protocol == "sotw" else "delta",
     )
-    asyncio.run(_run(config, args.full_push_timeout))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of ``python -m bench.ads_sim``."""
+    args = parser().parse_args(argv)
+    asyncio.run(_run(config_from_args(args), args.full_push_timeout))
 
 
 if __name__ == "__main__":

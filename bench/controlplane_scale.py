@@ -39,7 +39,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import IO, Any
@@ -197,7 +197,10 @@ class _ControlPlane:
 
 
 class _Simulator:
-    """``python -m bench.ads_sim`` as a subprocess: JSON commands in, JSON events out."""
+    """``python -m bench.ads_sim`` as a subprocess: JSON commands in, JSON events out.
+
+    ``module`` runs another simulator speaking the same protocol (``bench.churn_sim``),
+    with ``extra_args`` after the common ones."""
 
     def __init__(
         self,
@@ -206,6 +209,8 @@ class _Simulator:
         log_path: Path,
         protocol: str,
         tls_dir: Path | None = None,
+        module: str = "bench.ads_sim",
+        extra_args: Sequence[str] = (),
     ) -> None:
         self._log: IO[bytes] = log_path.open("wb")
         self.log_path = log_path
@@ -214,7 +219,7 @@ class _Simulator:
             [
                 sys.executable,
                 "-m",
-                "bench.ads_sim",
+                module,
                 "--target",
                 f"127.0.0.1:{xds_port}",
                 "--proxies",
@@ -228,6 +233,7 @@ class _Simulator:
                 "--protocol",
                 protocol,
                 *tls_args,
+                *extra_args,
             ],
             cwd=REPO_ROOT,
             stdin=subprocess.PIPE,

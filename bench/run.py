@@ -18,7 +18,14 @@ from typing import Any
 
 from rich.console import Console, RenderableType
 
-from bench import dataplane, fuzz_inputs, sidecar_scoping, telemetry_ab
+from bench import (
+    controlplane_churn,
+    dataplane,
+    fuzz_inputs,
+    sidecar_scoping,
+    telemetry_ab,
+    xds_realism,
+)
 from bench.controlplane_scale import FULL, PROTOCOLS, QUICK, TRANSPORTS, ScaleParams, run_scale
 from bench.procstats import machine_info, utc_timestamp
 from bench.report import dataplane_table, scale_table, write_result
@@ -92,6 +99,41 @@ def _run_controlplane_scale(args: argparse.Namespace, console: Console) -> dict[
     return run_scale(_scale_params(args), log=console.log, executable=args.pilotfish)
 
 
+def _churn_params(args: argparse.Namespace) -> controlplane_churn.ChurnParams:
+    params = controlplane_churn.QUICK if args.quick else controlplane_churn.FULL
+    overrides = {
+        key: value
+        for key, value in (
+            ("services", args.services),
+            ("proxies", args.proxies),
+            ("streams_per_channel", args.streams_per_channel),
+        )
+        if value is not None
+    }
+    return dataclasses.replace(params, **overrides)
+
+
+def _run_controlplane_churn(args: argparse.Namespace, console: Console) -> dict[str, Any]:
+    return controlplane_churn.run_churn(
+        _churn_params(args), log=console.log, executable=args.pilotfish
+    )
+
+
+def _realism_params(args: argparse.Namespace) -> xds_realism.RealismParams:
+    params = xds_realism.QUICK if args.quick else xds_realism.FULL
+    if args.services is not None:
+        params = dataclasses.replace(params, services=args.services)
+    if args.proxies is not None:
+        params = dataclasses.replace(params, proxies=args.proxies)
+    return params
+
+
+def _run_xds_realism(args: argparse.Namespace, console: Console) -> dict[str, Any]:
+    return xds_realism.run_realism(
+        _realism_params(args), log=console.log, executable=args.pilotfish
+    )
+
+
 def _dataplane_params(args: argparse.Namespace) -> dataplane.DataplaneParams:
     params = dataplane.QUICK if args.quick else dataplane.FULL
     if args.load_generator is not None:
@@ -144,6 +186,18 @@ BENCHMARKS = (
         lambda args: dataclasses.asdict(_scale_params(args)),
         _run_controlplane_scale,
         scale_table,
+    ),
+    Benchmark(
+        "controlplane_churn",
+        lambda args: dataclasses.asdict(_churn_params(args)),
+        _run_controlplane_churn,
+        controlplane_churn.churn_table,
+    ),
+    Benchmark(
+        "xds_realism",
+        lambda args: dataclasses.asdict(_realism_params(args)),
+        _run_xds_realism,
+        xds_realism.realism_table,
     ),
     Benchmark(
         "dataplane",

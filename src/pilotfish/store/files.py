@@ -10,8 +10,14 @@ A poll ``stat``s every file and re-reads only those whose (mtime_ns, size,
 inode) changed (see ``_scan``), and parses only those whose bytes changed.
 Scanning, reading and parsing run in a worker thread so a large tree never
 stalls the event loop; the result is folded into the store's state back on
-the loop. The watcher rests longer between polls if they get slow, so a huge
-tree cannot take over the machine.
+the loop. The watcher rests longer between polls if scanning gets slow, so a
+huge tree cannot take over the machine. The rest follows the CPU time of the
+scan (listing and ``stat``-ing the tree), not the wall time of the whole poll:
+reading and parsing the files that changed is the work the changes ask for,
+and a busy event loop or a thread waiting for the GIL is not the store's cost.
+Resting in proportion to that too made a tree that changes steadily fall
+further behind with every poll (more changed files per poll, a longer poll,
+a longer rest, more changed files).
 
 Per-file last good: each file remembers the objects of its last load without
 error diagnostics. A load with errors records those diagnostics but keeps
@@ -46,6 +52,7 @@ import contextlib
 import functools
 import logging
 import os
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,8 +83,8 @@ TextLoader = Callable[[str, str], LoadResult]
 
 _Order = tuple[int, tuple[str, ...]]
 
-#: The watcher sleeps at least this many times as long as its last poll took,
-#: capping its share of one core at about 1 / (1 + _REST_FACTOR).
+#: The watcher sleeps at least this many times the CPU time its last scan of
+#: the tree took, capping the scans' share of one core at about 1 / (1 + _REST_FACTOR).
 _REST_FACTOR = 4
 
 
@@ -96,6 +103,7 @@ class _FileState:
 class _PollResult:
     observation: _scan.Observation
     loads: dict[str, LoadResult]
+    scan_cpu_s: float = 0.0  # CPU time of listing and stat-ing (not parsing)
 
 
 class FileStore(Store):
@@ -142,6 +150,7 @@ class FileStore(Store):
         self._writes = 0
         self._written: dict[str, int] = {}
         self._scans = 0
+        self._last_scan_cpu_s = 0.0
 
     # -- reading ---------------------------------------------------------------
 
@@ -227,6 +236,7 @@ class FileStore(Store):
         result = await asyncio.to_thread(
             _poll, self._roots, known, self._load_text, self._max_bytes
         )
+        self._last_scan_cpu_s = result.scan_cpu_s
         if self._scans != scans:
             return False  # another scan finished meanwhile and saw newer files
         return self._fold(result, writes)
@@ -237,18 +247,14 @@ class FileStore(Store):
         return self._fold(result, self._writes)
 
     async def _watch(self) -> None:
-        loop = asyncio.get_running_loop()
         pause = self._poll_interval
         while True:
             await asyncio.sleep(pause)
-            began = loop.time()
             try:
                 await self.poll()
             except Exception:  # keep watching: the next poll may well succeed
                 self._log.exception("polling configuration files failed")
-            # A huge tree must not eat the machine: rest at least _REST_FACTOR
-            # times as long as the poll took.
-            pause = max(self._poll_interval, _REST_FACTOR * (loop.time() - began))
+            pause = rest_after(self._poll_interval, self._last_scan_cpu_s)
 
     def _known(self) -> dict[str, _scan.Memo]:
         return {path: state.memo for path, state in self._files.items()}
@@ -511,13 +517,20 @@ def _poll(
     max_bytes: int,
 ) -> _PollResult:
     """Blocking part of a poll: scan, read, parse (safe to run in a worker thread)."""
+    began = time.thread_time()  # this thread's CPU time: not the GIL's or the loop's
     obs = _scan.observe(roots, known, max_bytes)
+    scanned = time.thread_time() - began
     loads = {
         r.found.path: _load(load_text, r.text, r.found.path)
         for r in obs.readings
         if r.parse and r.text is not None
     }
-    return _PollResult(obs, loads)
+    return _PollResult(obs, loads, scanned)
+
+
+def rest_after(poll_interval: float, scan_cpu_s: float) -> float:
+    """Seconds to wait before the next poll: a huge tree must not eat the machine."""
+    return max(poll_interval, _REST_FACTOR * scan_cpu_s)
 
 
 def _load(load_text: TextLoader, text: str, path: str) -> LoadResult:

@@ -50,6 +50,18 @@ class XdsMetrics:
             buckets=_PUSH_BUCKETS,
             registry=registry,
         )
+        # Backlog gauges (their values are read at scrape time, see XdsServer): what a
+        # control plane that falls behind a steady stream of changes accumulates.
+        self.queued_responses = Gauge(
+            "pilotfish_xds_queued_responses",
+            "Responses planned for proxy streams and not yet handed to gRPC, all streams.",
+            registry=registry,
+        )
+        self.push_pending = Gauge(
+            "pilotfish_xds_push_pending",
+            "1 while a debounced push waits or runs, else 0.",
+            registry=registry,
+        )
         self.nacks = Counter(
             "pilotfish_xds_nacks_total",
             "DiscoveryResponses rejected by proxies, by type.",

@@ -179,6 +179,8 @@ class XdsServer:
         self._started = False
         self._debouncer: Debouncer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.metrics.queued_responses.set_function(self._queued_responses)
+        self.metrics.push_pending.set_function(lambda: float(self.push_pending))
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -300,6 +302,10 @@ class XdsServer:
         """True while a debounced push waits or runs (its responses not all planned yet)."""
         d = self._debouncer
         return d is not None and (d.pending or d.running)
+
+    def _queued_responses(self) -> float:
+        # Read by a metrics scrape; list() because a scrape may run off the loop.
+        return float(sum(s.backlog for s in list(self._streams.values())))
 
     @property
     def stream_count(self) -> int:
