@@ -167,6 +167,12 @@ class XdsServer:
         self._encoder = ResponseEncoder()
         self._delta_encoder = DeltaResponseEncoder()
         self._write_limiter = WriteLimiter(max_in_flight=max_writes_in_flight)
+        # The newest push's generated sets (per view) and diffs, for streams it
+        # left out because their writer was behind (``_catch_up``).
+        self._latest_push: tuple[dict[object, Mapping[str, ResourceSet]], DiffCache] = (
+            {},
+            DiffCache(),
+        )
         # Subscription name sets shared by streams (see AdsStreamState); a set no
         # stream uses any more is dropped at the next push.
         self._name_sets: dict[frozenset[str], frozenset[str]] = {}
@@ -458,6 +464,7 @@ class XdsServer:
             state=state,
             encoder=self._delta_encoder if delta else self._encoder,
             secret_access=access or SecretAccess(),
+            on_idle=self._catch_up,
         )
         self._streams[stream.stream_id] = stream
         self.metrics.connected_proxies.set(len(self._streams))
@@ -539,10 +546,12 @@ class XdsServer:
         self._prune_name_sets()
         memo: dict[object, Mapping[str, ResourceSet]] = {}
         diffs = DiffCache()
+        # Streams left out because their writer is behind catch up with these.
+        self._latest_push = (memo, diffs)
         for index, stream in enumerate(list(self._streams.values())):
             if index and index % _PUSH_YIELD_EVERY == 0:
                 await asyncio.sleep(0)
-            if stream.closed:
+            if stream.closed or stream.catch_up_when_idle():
                 continue
             try:
                 sets = self._sets_for(stream.view, memo)
@@ -553,6 +562,18 @@ class XdsServer:
         elapsed = time.perf_counter() - started
         self.metrics.push_seconds.observe(elapsed)
         _log.debug("push planned for %d streams in %.3fs", len(self._streams), elapsed)
+
+    def _catch_up(self, stream: ProxyStream) -> None:
+        """Plan a stream a push left out, now that its queue is empty."""
+        if stream.closed:
+            return
+        memo, diffs = self._latest_push
+        try:
+            sets = self._sets_for(stream.view, memo)
+        except Exception:
+            _log.exception("generating config for proxy %s failed", stream.proxy_id)
+            return
+        self._queue_all(stream, stream.state.update(_authorized(stream, sets), diffs))
 
     def _prune_name_sets(self) -> None:
         """Keep only the shared subscription sets some stream still uses."""

@@ -154,10 +154,12 @@ class ProxyStream:
     __slots__ = (
         "_answered",
         "_half_closed",
+        "_on_idle",
         "_queue",
         "closed",
         "connected_at",
         "encoder",
+        "needs_push",
         "proxy_id",
         "secret_access",
         "secrets_denied",
@@ -176,8 +178,14 @@ class ProxyStream:
         state: StreamStateBase,
         encoder: ResponseEncoder,
         secret_access: SecretAccess | None = None,
+        on_idle: Callable[[ProxyStream], None] | None = None,
     ) -> None:
         self.stream_id = stream_id
+        # A push found this stream still writing an earlier one and left it out;
+        # ``on_idle`` plans it from the newest config once the queue is empty
+        # (see ``catch_up_when_idle``).
+        self.needs_push = False
+        self._on_idle = on_idle
         # Which credential secrets this stream may receive, and the names refused
         # so far (name -> reason), for status.
         self.secret_access = secret_access or SecretAccess()
@@ -241,6 +249,24 @@ class ProxyStream:
                         self._answered.pop(response.nonce, None)
             finally:
                 queue.task_done()
+            if self.needs_push and queue.empty() and self._on_idle is not None:
+                self.needs_push = False
+                self._on_idle(self)
+
+    def catch_up_when_idle(self) -> bool:
+        """Leave this stream out of a push while its writer is behind.
+
+        True (and the stream is marked) when responses are still queued: the
+        push's plan would only queue behind them, and under a steady stream of
+        changes a slow client would be sent every intermediate version, one
+        response per push, without bound. Instead, when the queue empties the
+        stream is planned once, from the newest configuration: its state diffs
+        against what it was last sent, so the versions it skipped cost nothing.
+        """
+        if self._on_idle is None or self._queue.empty():
+            return False
+        self.needs_push = True
+        return True
 
     async def drain(self, timeout: float) -> bool:
         """Wait until every queued response has been written (at most ``timeout`` s).
