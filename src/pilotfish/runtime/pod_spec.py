@@ -21,6 +21,7 @@ __all__ = [
     "PortSpec",
     "ProbeSpec",
     "RestartPolicy",
+    "SecretVolumeSpec",
 ]
 
 RestartPolicy = Literal["Always", "OnFailure", "Never"]
@@ -71,6 +72,24 @@ class ProbeSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class SecretVolumeSpec:
+    """A Secret's keys as files under ``mount_path`` in the app's view: every key
+    (``items`` empty) or each (key, relative path) of ``items``."""
+
+    secret: str
+    mount_path: str
+    items: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> SecretVolumeSpec:
+        return cls(
+            str(data["secret"]),
+            str(data["mount_path"]),
+            tuple((str(k), str(v)) for k, v in data.get("items", ())),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class PodSpec:
     """One replica of a Workload: its identity, its process and how it is probed.
 
@@ -93,6 +112,7 @@ class PodSpec:
     run_as_group: int | None = None
     # Sorted metadata annotations (prometheus.io/scrape... for metrics merging).
     annotations: tuple[tuple[str, str], ...] = ()
+    secret_volumes: tuple[SecretVolumeSpec, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.command:
@@ -137,6 +157,9 @@ class PodSpec:
                 run_as_user=_optional_int(data.get("run_as_user")),
                 run_as_group=_optional_int(data.get("run_as_group")),
                 annotations=tuple((str(k), str(v)) for k, v in data.get("annotations", ())),
+                secret_volumes=tuple(
+                    SecretVolumeSpec.from_json(v) for v in data.get("secret_volumes", ())
+                ),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise PodSpecError(f"malformed recorded pod spec: {exc}") from exc
@@ -176,6 +199,14 @@ class PodSpec:
             run_as_user=getattr(context, "run_as_user", None),
             run_as_group=getattr(context, "run_as_group", None),
             annotations=tuple(sorted(_str_map(getattr(meta, "annotations", None) or {}).items())),
+            secret_volumes=tuple(
+                SecretVolumeSpec(
+                    str(v.secret_name),
+                    str(v.mount_path),
+                    tuple((str(i.key), str(i.path)) for i in v.items),
+                )
+                for v in getattr(spec, "secret_volumes", None) or ()
+            ),
         )
 
 
