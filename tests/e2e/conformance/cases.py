@@ -53,6 +53,17 @@ class Expect:
     # ("" for gateway-conformance-mesh). ``host`` is then the URL's host[:port]
     # (port 80 when absent); ``{ip:NAME}`` in it is NAME's pod address.
     client: str = ""
+    # Upstream's MakeRequestAndExpectFailure: any answer but 200 and the timeout
+    # statuses (408, 504) passes.
+    failure: bool = False
+    # Upstream's StatusCodes with more than one: any of them (then ``status`` is unused).
+    statuses: tuple[int, ...] = ()
+    # The TLS server name the backend saw (upstream's ExpectedRequest.SNI); "" unchecked.
+    seen_sni: str = ""
+    # HTTPS requests: the port (upstream's gwAddr with a port) and the client
+    # certificate and key to present (PEM bytes), if any.
+    tls_port: int = 443
+    client_cert: tuple[bytes, bytes] | None = None
 
     def request_headers(self) -> tuple[tuple[str, str], ...]:
         """The headers to send: the case's, and the echo backend's instruction."""

@@ -35,6 +35,7 @@ from cases_headers import HEADER_CASES
 from cases_mesh import MESH, MESH_CASES
 from cases_more import MORE_CASES, MORE_MESH_CASES
 from cases_status import STATUS_CASES, CaseRun
+from cases_tls import TLS_CASES, TLS_GRPC_CASES
 from certs import self_signed_secret
 from click.testing import CliRunner
 from e2ekit import REPO, E2EMesh, down_leaves_nothing, free_port, require_root
@@ -52,6 +53,7 @@ from harness import (
 )
 from harness_grpc import check_grpc_expect, check_grpc_weights, gateway_grpc_sender
 from inventory import GATEWAY_GRPC, GATEWAY_HTTP, MESH_HTTP
+from suite_tls import SUITE, SuiteTls
 
 from lanes import lane_bridge, lane_cidr
 from pilotfish.cli.main import cli as pilotfish_cli
@@ -73,7 +75,8 @@ NEXT_DEADLINE = 10.0
 UPSTREAM_TLS_HOSTS = ("*", "*.org", "*.wildcard.org")
 CASES: tuple[Case, ...] = (
     CORE + STATUS_CASES + EXTENDED + HEADER_CASES + MORE_CASES + MESH_CASES + MORE_MESH_CASES
-)
+) + TLS_CASES
+ALL_GRPC_CASES: tuple[GrpcCase, ...] = GRPC_CASES + TLS_GRPC_CASES
 OUTCOMES: dict[str, Outcome] = {}
 #: Where each case's time went: {case: {phase: seconds}} (printed at the end).
 TIMINGS: dict[str, dict[str, float]] = {}
@@ -82,12 +85,6 @@ NOT_RUN = {
     "GATEWAY-HTTP": "not ported to the harness yet",
     "MESH-HTTP": "not ported to the harness yet",
     "GATEWAY-GRPC": "not ported to the harness yet",
-    "BackendTLSPolicyGRPCRoute": (
-        "needs the suite's backend certificate in the grpc-infra-backend-v1 pods "
-        "(a Secret volume, which the local runtime does not mount) and the gRPC "
-        "echo's TLS listener on 8443, which pilotfish.samples.conformance_grpc_echo "
-        "does not serve"
-    ),
 }
 HEADER = """\
 # Gateway API conformance
@@ -116,7 +113,8 @@ def _suite_secrets(tmp: Path) -> Path:
     pem.write_bytes(infra.cert_pem)
     SERVER_CERT[:] = [ServerCert(pem, infra.cert_der)]
     out = tmp / "suite-secrets.yaml"
-    out.write_text(web.secret_yaml + "---\n" + infra.secret_yaml)
+    SUITE[:] = [SuiteTls.make()]
+    out.write_text(web.secret_yaml + "---\n" + infra.secret_yaml + "---\n" + SUITE[0].manifest())
     return out
 
 
@@ -183,7 +181,7 @@ def _backends_ready(mesh: E2EMesh) -> bool:
 def _write_table() -> None:
     # Only a run of every case writes the table: a selection (``-k``) would
     # publish a partial one.
-    every = len(CASES) + len(GRPC_CASES)
+    every = len(CASES) + len(ALL_GRPC_CASES)
     if len(OUTCOMES) < every or os.environ.get("PILOTFISH_CONFORMANCE_NO_TABLE"):
         return
     profiles = {"GATEWAY-HTTP": GATEWAY_HTTP, "MESH-HTTP": MESH_HTTP, "GATEWAY-GRPC": GATEWAY_GRPC}
@@ -305,7 +303,12 @@ def _wait_statuses(mesh: E2EMesh, api: Api, case: Case, tmp: Path) -> str | None
     def apply(path: Path) -> None:
         _apply(mesh, api, path)
 
-    return case.step(CaseRun(api, apply, partial(_pods, mesh), tmp))
+    return case.step(CaseRun(api, apply, partial(_pods, mesh), tmp, partial(_delete, mesh, api)))
+
+
+def _delete(mesh: E2EMesh, api: Api, path: Path) -> None:
+    _cli(mesh, "delete", "-f", str(path), check=False)
+    _converged(api)
 
 
 def _send_expects(mesh: E2EMesh, api: Api, case: Case, lap: _Laps) -> str | None:
@@ -392,6 +395,10 @@ def _run_grpc(mesh: E2EMesh, case: GrpcCase, tmp: Path) -> str | None:
                 f"GRPCRoute {namespace}/{route} Accepted",
                 30,
             )
+        if case.step is not None:
+            why = case.step(CaseRun(api, partial(_apply, mesh, api), partial(_pods, mesh), tmp))
+            if why is not None:
+                return why
         lap("status")
         address = poll(
             partial(gateway_address, api, INFRA, case.gateway),
@@ -423,7 +430,7 @@ def _grpc_accepted(api: Api, namespace: str, name: str) -> bool:
     return any(s == "True" for s, _ in conditions)
 
 
-@pytest.mark.parametrize("case", GRPC_CASES, ids=lambda c: c.name)
+@pytest.mark.parametrize("case", ALL_GRPC_CASES, ids=lambda c: c.name)
 def test_grpc_conformance(mesh: E2EMesh, case: GrpcCase, tmp_path: Path) -> None:
     why = _run_grpc(mesh, case, tmp_path)
     OUTCOMES[case.name] = Outcome(PASS) if why is None else Outcome(FAIL, why)
