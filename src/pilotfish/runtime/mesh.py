@@ -426,7 +426,14 @@ class MeshRuntime(AdoptionMixin):
             xds_protocol=self.settings.xds_protocol,
             volumes=secret_volumes.mounts(spec, self.settings.work_dir / spec.local_id),
         )
-        return PodRunner(spec, env, self._on_ready_change, on_processes_changed=self._save)
+        # By (namespace, name): pods of one name may run in several namespaces.
+        key = (spec.namespace, spec.name)
+        return PodRunner(
+            spec,
+            env,
+            lambda _name, ready: self._on_ready_change(key, ready),
+            on_processes_changed=self._save,
+        )
 
     def _write_secret_volumes(self, spec: PodSpec) -> None:
         """The pod's Secret volumes as files (``runtime.secret_volumes``); raises
@@ -497,8 +504,8 @@ class MeshRuntime(AdoptionMixin):
             self._state.pods.pop(f"{namespace}/{name}", None)
             self._record_network()
 
-    def _on_ready_change(self, pod_name: str, ready: bool) -> None:
-        pod = next((p for p in self.pods.values() if p.runner.spec.name == pod_name), None)
+    def _on_ready_change(self, pod_key: tuple[str, str], ready: bool) -> None:
+        pod = self.pods.get(pod_key)
         if pod is None:
             return
         spec = pod.runner.spec
