@@ -172,3 +172,49 @@ def test_a_project_in_a_closed_directory_is_still_reachable(tmp_path: Path) -> N
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=30)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == ["app ran", "['.pilotfish', 'README', 'code'] top []"]
+
+
+VOLUME_PROBE = r"""
+import json, os, sys
+target = sys.argv[1]
+out = {"files": sorted(os.listdir(target)), "crt": open(target + "/crt").read()}
+out["etc_hosts"] = open("/etc/hosts").read()
+out["etc_entries"] = sorted(e for e in os.listdir("/etc") if e != os.path.basename(target))
+try:
+    open(target + "/crt", "w")
+    out["write"] = "ok"
+except OSError as exc:
+    out["write"] = exc.strerror
+print(json.dumps(out))
+"""
+
+
+def test_a_secret_volume_appears_at_its_mount_path_for_the_app_alone(tmp_path: Path) -> None:
+    """A mount path missing on the host (/etc/<name>) is made in the app's view only:
+    the files are there, the rest of /etc is the host's, and the host has no new entry."""
+    state = _state(tmp_path)
+    volume = state / "pods" / "p" / "volumes" / "0"
+    volume.mkdir(parents=True)
+    (volume / "crt").write_text("CERT")
+    os.chown(volume / "crt", 200124, 200124)
+    (volume / "crt").chmod(0o400)
+    os.chown(volume, 200124, 200124)
+    volume.chmod(0o500)
+    target = f"/etc/pilotfish-test-volume-{os.getpid()}"
+    spec = SandboxSpec(
+        200124,
+        200124,
+        masks=(str(state),),
+        reveals=runtime_reveals(),
+        mask_tmp=True,
+        volumes=((str(volume), target),),
+    )
+    argv = sandbox_argv(sys.executable, spec, [sys.executable, "-c", VOLUME_PROBE, target])
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["files"] == ["crt"] and out["crt"] == "CERT"
+    assert out["write"] == "Permission denied"  # 0400: read, never written
+    assert out["etc_hosts"] == Path("/etc/hosts").read_text()
+    assert out["etc_entries"] == sorted(os.listdir("/etc"))
+    assert not os.path.exists(target)  # the host's /etc is untouched

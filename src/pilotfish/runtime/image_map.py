@@ -6,7 +6,9 @@ image, so a Deployment, StatefulSet, ReplicaSet, DaemonSet or Pod written for
 Kubernetes runs unchanged: ``as_workload`` turns it into the ``Workload`` the
 runtime already knows (pod labels from the pod template, ``serviceAccountName``
 as identity, the container's ports and literal ``env``, the map's command and
-readiness probe), and the pods are made from that exactly as for a Workload.
+readiness probe, and each ``secret`` volume the container mounts as a
+``secretVolumes`` entry), and the pods are made from that exactly as for a
+Workload. Other volume kinds are not modelled: their mounts are left out.
 
 The file is YAML::
 
@@ -37,7 +39,15 @@ from pydantic import Field, ValidationError
 from pilotfish.api.base import ApiModel, ObjectMeta
 from pilotfish.api.core.workloads import Container, pod_template
 from pilotfish.api.resource import Resource
-from pilotfish.api.runtime.workload import API_VERSION, ContainerPort, EnvVar, Probe, WorkloadSpec
+from pilotfish.api.runtime.workload import (
+    API_VERSION,
+    ContainerPort,
+    EnvVar,
+    KeyToPath,
+    Probe,
+    SecretVolume,
+    WorkloadSpec,
+)
 
 __all__ = [
     "NO_CONTAINER_RUNTIME",
@@ -142,6 +152,7 @@ def as_workload(
             for p in container.ports
         ],
         readiness_probe=entry.readiness_probe or container_probe(container),
+        secret_volumes=_secret_volumes(container, view.spec.model_extra or {}),
     )
     return Resource(
         api_version=API_VERSION,
@@ -165,6 +176,33 @@ def literal_env(container: Container) -> list[EnvVar]:
             and "valueFrom" not in item
         ):
             out.append(EnvVar(name=item["name"], value=str(item.get("value", ""))))
+    return out
+
+
+def _secret_volumes(container: Container, pod_extra: Mapping[str, Any]) -> list[SecretVolume]:
+    """The container's ``volumeMounts`` of the pod's ``secret`` volumes."""
+    secrets: dict[str, Mapping[str, Any]] = {}
+    for volume in pod_extra.get("volumes") or ():
+        if isinstance(volume, Mapping) and isinstance(volume.get("secret"), Mapping):
+            secrets[str(volume.get("name"))] = volume["secret"]
+    out: list[SecretVolume] = []
+    extra: Mapping[str, Any] = container.model_extra or {}
+    for mount in extra.get("volumeMounts") or ():
+        if not isinstance(mount, Mapping) or str(mount.get("name")) not in secrets:
+            continue
+        secret = secrets[str(mount["name"])]
+        items = [
+            KeyToPath(key=str(item.get("key")), path=str(item.get("path")))
+            for item in secret.get("items") or ()
+            if isinstance(item, Mapping)
+        ]
+        out.append(
+            SecretVolume(
+                secret_name=str(secret.get("secretName", "")),
+                mount_path=str(mount.get("mountPath", "")),
+                items=items,
+            )
+        )
     return out
 
 

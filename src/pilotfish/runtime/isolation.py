@@ -79,8 +79,9 @@ class Isolation:
             bind_low_ports=gateway,
         )
 
-    def app(self, user: PodUser) -> SandboxSpec:
-        """The sandbox of an app running as ``user``."""
+    def app(self, user: PodUser, volumes: tuple[tuple[str, str], ...] = ()) -> SandboxSpec:
+        """The sandbox of an app running as ``user``, with its Secret ``volumes``
+        ((directory, mount path) pairs, ``runtime.secret_volumes``)."""
         return SandboxSpec(
             uid=user.uid,
             gid=user.gid,
@@ -88,6 +89,7 @@ class Isolation:
             reveals=self.reveals,
             mask_tmp=True,
             workdir=self.workdir,
+            volumes=volumes,
         )
 
     def prepare_proxy_dir(self, proxy_dir: Path) -> None:

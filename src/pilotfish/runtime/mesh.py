@@ -53,7 +53,7 @@ from pilotfish.api.resource import Resource, ResourceKey
 from pilotfish.controlplane.api_token import ApiTokenError
 from pilotfish.controlplane.runner import ControlPlane
 from pilotfish.model.snapshot import Snapshot
-from pilotfish.runtime import adoption
+from pilotfish.runtime import adoption, secret_volumes
 from pilotfish.runtime.container_workloads import container_support
 from pilotfish.runtime.control_plane_config import control_plane_settings
 from pilotfish.runtime.gateways import (
@@ -435,8 +435,32 @@ class MeshRuntime(AdoptionMixin):
             agent_args=("--drain-duration", str(self._proxy_drain)) if self._proxy_drain else (),
             xds_protocol=self.settings.xds_protocol,
             podman=self._podman,
+            volumes=secret_volumes.mounts(spec, self.settings.work_dir / spec.local_id),
         )
-        return PodRunner(spec, env, self._on_ready_change, on_processes_changed=self._save)
+        # By (namespace, name): pods of one name may run in several namespaces.
+        key = (spec.namespace, spec.name)
+        return PodRunner(
+            spec,
+            env,
+            lambda _name, ready: self._on_ready_change(key, ready),
+            on_processes_changed=self._save,
+        )
+
+    def _write_secret_volumes(self, spec: PodSpec) -> None:
+        """The pod's Secret volumes as files (``runtime.secret_volumes``); raises
+        ``SecretVolumeError`` when a Secret or key is missing or they cannot be mounted."""
+        if not spec.secret_volumes:
+            return
+        if self._users is None or self.isolation is None:
+            raise secret_volumes.SecretVolumeError(
+                f"pod {spec.name}: Secret volumes are mounted in the pod's own view of the "
+                "file system, which needs the runtime to run as root"
+            )
+        assert self.cp is not None
+        lookup = secret_volumes.store_lookup(self.cp.store)
+        user = self._users.user_for(spec)
+        pod_dir = self.settings.work_dir / spec.local_id
+        secret_volumes.materialize(spec, pod_dir, lookup, user.uid, user.gid)
 
     async def _start_pod(self, key: tuple[str, str], workload: Resource, index: int) -> None:
         assert self.network is not None
@@ -448,7 +472,8 @@ class MeshRuntime(AdoptionMixin):
             spec = PodSpec.from_workload(workload, index)
             if self._users is not None:
                 self._users.user_for(spec)  # refused ids fail here, before any network
-        except PodSpecError as exc:
+            self._write_secret_volumes(spec)
+        except (PodSpecError, secret_volumes.SecretVolumeError) as exc:
             log.error("pod %s cannot start: %s", name, exc)
             self._progress(f"pod {name} cannot start: {exc}")
             return
@@ -490,8 +515,8 @@ class MeshRuntime(AdoptionMixin):
             self._state.pods.pop(f"{namespace}/{name}", None)
             self._record_network()
 
-    def _on_ready_change(self, pod_name: str, ready: bool) -> None:
-        pod = next((p for p in self.pods.values() if p.runner.spec.name == pod_name), None)
+    def _on_ready_change(self, pod_key: tuple[str, str], ready: bool) -> None:
+        pod = self.pods.get(pod_key)
         if pod is None:
             return
         spec = pod.runner.spec

@@ -91,6 +91,8 @@ class PodEnv:
     isolation: Isolation | None = None
     app_user: PodUser | None = None
     podman: Podman | None = None
+    # The app's Secret volumes: (host directory, mount path), mounted by its sandbox.
+    volumes: tuple[tuple[str, str], ...] = ()
 
     @property
     def ip(self) -> str:
@@ -208,7 +210,8 @@ def app_argv(spec: PodSpec, env: PodEnv) -> list[str]:
     if env.isolation is not None:
         if env.app_user is None:
             raise ValueError(f"pod {spec.name}: a confined pod needs an app user")
-        command = sandbox_argv(env.python, env.isolation.app(env.app_user), command)
+        sandbox = env.isolation.app(env.app_user, env.volumes)
+        command = sandbox_argv(env.python, sandbox, command)
     return [*env.address.exec_prefix, *command]
 
 

@@ -22,6 +22,7 @@ __all__ = [
     "PortSpec",
     "ProbeSpec",
     "RestartPolicy",
+    "SecretVolumeSpec",
 ]
 
 RestartPolicy = Literal["Always", "OnFailure", "Never"]
@@ -96,6 +97,24 @@ class ContainerImage:
 
 
 @dataclass(frozen=True, slots=True)
+class SecretVolumeSpec:
+    """A Secret's keys as files under ``mount_path`` in the app's view: every key
+    (``items`` empty) or each (key, relative path) of ``items``."""
+
+    secret: str
+    mount_path: str
+    items: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> SecretVolumeSpec:
+        return cls(
+            str(data["secret"]),
+            str(data["mount_path"]),
+            tuple((str(k), str(v)) for k, v in data.get("items", ())),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class PodSpec:
     """One replica of a Workload: its identity, its process and how it is probed.
 
@@ -120,6 +139,7 @@ class PodSpec:
     annotations: tuple[tuple[str, str], ...] = ()
     # Set when the app is a container image; ``command`` is then unused (empty).
     container: ContainerImage | None = None
+    secret_volumes: tuple[SecretVolumeSpec, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.command and self.container is None:
@@ -166,6 +186,9 @@ class PodSpec:
                 run_as_group=_optional_int(data.get("run_as_group")),
                 annotations=tuple((str(k), str(v)) for k, v in data.get("annotations", ())),
                 container=ContainerImage.from_json(container) if container is not None else None,
+                secret_volumes=tuple(
+                    SecretVolumeSpec.from_json(v) for v in data.get("secret_volumes", ())
+                ),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise PodSpecError(f"malformed recorded pod spec: {exc}") from exc
@@ -206,6 +229,14 @@ class PodSpec:
             run_as_group=getattr(context, "run_as_group", None),
             annotations=tuple(sorted(_str_map(getattr(meta, "annotations", None) or {}).items())),
             container=_container(getattr(spec, "container", None)),
+            secret_volumes=tuple(
+                SecretVolumeSpec(
+                    str(v.secret_name),
+                    str(v.mount_path),
+                    tuple((str(i.key), str(i.path)) for i in v.items),
+                )
+                for v in getattr(spec, "secret_volumes", None) or ()
+            ),
         )
 
 

@@ -23,6 +23,13 @@ Theory of operation:
    of its entries bound back, masked ones excepted. Operations run from the shallowest path
    to the deepest, masks before reveals at the same depth, so a reveal inside
    a mask (the pod's own directory inside the state directory) wins over it.
+   A *volume* (``--volume SRC:DST``, a pod's Secret volume) binds the
+   directory ``SRC`` onto ``DST``, as a container runtime mounts a volume at
+   its ``mountPath``. When ``DST`` does not exist on the host, its deepest
+   existing ancestor gets the reveal treatment (an empty tmpfs with each
+   entry bound back, symbolic links recreated) so the missing directories
+   can be made inside the private view: the host's own tree is never
+   written to.
    Each hidden reveal is opened (``O_PATH``) before any mount changes the
    view, and bound from ``/proc/self/fd/<n>``, so it is always the host's
    directory whatever is mounted over its path later.
@@ -95,6 +102,8 @@ class SandboxSpec:
     mask_tmp: bool = False
     workdir: str | None = None
     bind_low_ports: bool = False
+    # (source directory, mount path) pairs: ``source`` bound onto ``mount path``.
+    volumes: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if self.uid <= 0 or self.gid <= 0:
@@ -103,17 +112,20 @@ class SandboxSpec:
 
 @dataclass(frozen=True, slots=True)
 class MountOp:
-    """One step of a plan: ``tmpfs`` over ``path`` (``mode``), or ``bind`` reveal ``source``
-    (an index into the opened reveals) back onto ``path``."""
+    """One step of a plan: ``tmpfs`` over ``path`` (``mode``), ``bind`` opened directory
+    ``source`` (an index into the opened paths) onto ``path``, or ``symlink`` ``path``
+    pointing at ``link`` (a link of the host's, recreated inside a tmpfs)."""
 
-    kind: Literal["tmpfs", "bind"]
+    kind: Literal["tmpfs", "bind", "symlink"]
     path: str
     mode: int = 0o755
     source: int = -1
+    link: str = ""
 
 
 StatFn = Callable[[str], os.stat_result]
 ListFn = Callable[[str], list[str]]
+LinkFn = Callable[[str], str]
 
 
 def _ancestors(path: str) -> list[str]:
@@ -181,11 +193,63 @@ def _open_up(
     return out
 
 
-def plan(
-    spec: SandboxSpec, stat_fn: StatFn = os.stat, list_fn: ListFn = _entries
-) -> tuple[list[str], list[MountOp]]:
-    """(reveals to open before mounting, mount operations in order) for ``spec``.
+def _existing_ancestor(path: str, stat_fn: StatFn) -> str | None:
+    """The deepest existing ancestor of ``path`` when ``path`` itself is missing, else None."""
+    try:
+        stat_fn(path)
+        return None
+    except OSError:
+        pass
+    for ancestor in reversed(["/", *_ancestors(path)]):
+        try:
+            stat_fn(ancestor)
+            return ancestor
+        except OSError:
+            continue
+    return "/"
 
+
+@dataclass(frozen=True, slots=True)
+class _HostFs:
+    stat: StatFn
+    lstat: StatFn
+    listdir: ListFn
+    readlink: LinkFn
+
+
+def _make_room(
+    spec: SandboxSpec, masks: dict[str, int], reveals: list[str], fs: _HostFs
+) -> list[MountOp]:
+    """For each volume whose mount path is missing: a tmpfs over its deepest existing
+    ancestor with that ancestor's entries revealed (added to ``reveals``) and its
+    symbolic links recreated (the returned ops), so the path can be made privately."""
+    links: list[MountOp] = []
+    for _, target in spec.volumes:
+        parent = _existing_ancestor(target, fs.stat)
+        if parent is None or any(_under(parent, m) for m in masks):
+            continue  # it exists, or it lies in a tmpfs where it can simply be made
+        if parent == "/":
+            raise SandboxError(f"volume {target}: cannot make a mount point directly under /")
+        masks.setdefault(parent, 0o755)
+        for name in fs.listdir(parent):
+            child = parent.rstrip("/") + "/" + name
+            if stat.S_ISLNK(fs.lstat(child).st_mode):
+                links.append(MountOp("symlink", child, link=fs.readlink(child)))
+            else:
+                reveals.append(child)
+    return links
+
+
+def plan(
+    spec: SandboxSpec,
+    stat_fn: StatFn = os.stat,
+    list_fn: ListFn = _entries,
+    lstat_fn: StatFn = os.lstat,
+    readlink_fn: LinkFn = os.readlink,
+) -> tuple[list[str], list[MountOp]]:
+    """(paths to open before mounting, mount operations in order) for ``spec``.
+
+    The paths are the hidden reveals, then each volume's source (in order).
     Paths must be absolute and normalised. A reveal that nothing hides is left
     alone (no mount at all).
     """
@@ -193,6 +257,7 @@ def plan(
     if spec.mask_tmp:
         masks["/tmp"] = 0o1777
     reveals = _open_up(spec, masks, stat_fn, list_fn)
+    links = _make_room(spec, masks, reveals, _HostFs(stat_fn, lstat_fn, list_fn, readlink_fn))
     for reveal in reveals:
         blocked = blocked_ancestor(reveal, spec.uid, spec.gid, stat_fn)
         if blocked is not None:
@@ -200,9 +265,14 @@ def plan(
     hidden = [r for r in dict.fromkeys(reveals) if any(_under(r, m) for m in masks)]
     ops = [MountOp("tmpfs", path, mode) for path, mode in masks.items()]
     ops += [MountOp("bind", path, source=index) for index, path in enumerate(hidden)]
+    ops += links
+    ops += [
+        MountOp("bind", target, source=len(hidden) + i)
+        for i, (_, target) in enumerate(spec.volumes)
+    ]
     # Shallow first; at one depth masks go first so a reveal of the same path wins.
     ops.sort(key=lambda op: (_depth(op.path), op.kind != "tmpfs", op.path))
-    return hidden, ops
+    return [*hidden, *(source for source, _ in spec.volumes)], ops
 
 
 def sandbox_argv(python: str, spec: SandboxSpec, command: Sequence[str]) -> list[str]:
@@ -219,6 +289,8 @@ def sandbox_argv(python: str, spec: SandboxSpec, command: Sequence[str]) -> list
         argv += ["--workdir", spec.workdir]
     if spec.bind_low_ports:
         argv.append("--bind-low-ports")
+    for source, target in spec.volumes:
+        argv += ["--volume", f"{source}:{target}"]
     return [*argv, "--", *command]
 
 
@@ -279,6 +351,9 @@ def _apply(libc: ctypes.CDLL, reveals: Iterable[str], ops: Sequence[MountOp]) ->
                     _MS_NOSUID | _MS_NODEV,
                     f"mode={op.mode:o},size=64m",
                 )
+                continue
+            if op.kind == "symlink":
+                os.symlink(op.link, op.path)
                 continue
             fd = fds[op.source]
             if stat.S_ISDIR(os.fstat(fd).st_mode):
@@ -359,6 +434,7 @@ def _parse(argv: Sequence[str]) -> tuple[SandboxSpec, list[str]]:
     parser.add_argument("--mask-tmp", action="store_true")
     parser.add_argument("--workdir")
     parser.add_argument("--bind-low-ports", action="store_true")
+    parser.add_argument("--volume", action="append", default=[], metavar="SRC:DST")
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     command = list(args.command)
@@ -378,8 +454,16 @@ def _parse(argv: Sequence[str]) -> tuple[SandboxSpec, list[str]]:
         mask_tmp=args.mask_tmp,
         workdir=args.workdir,
         bind_low_ports=args.bind_low_ports,
+        volumes=tuple(_volume(v, parser) for v in args.volume),
     )
     return spec, command
+
+
+def _volume(text: str, parser: argparse.ArgumentParser) -> tuple[str, str]:
+    source, sep, target = text.partition(":")
+    if not sep or not source or not target.startswith("/"):
+        parser.error(f"--volume {text!r}: want SOURCE:/absolute/mount/path")
+    return os.path.realpath(source), os.path.normpath(target)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

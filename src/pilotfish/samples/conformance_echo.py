@@ -21,15 +21,20 @@ parameter ``delay`` (a Go duration such as ``1s`` or ``500ms``, at most
 ``MAX_DELAY``) holds the answer back that long, as echo-basic does for the
 timeout tests. Each request is logged to stdout as echo-basic logs it,
 ``Echoing back request made to <path> to client (<address>)``: upstream's
-mirror tests count these lines in the mirrored backend's logs. With
+mirror tests count these lines in the mirrored backend's logs.
 ``/ws`` is a websocket that sends every text or binary message back, as
 echo-basic's is. ``/retry/...`` simulates a flaky backend for the retry tests, as echo-basic
 does: with ``uuid`` and ``succeedAfter=N`` the first N requests of that uuid
 fail (after ``delayRetry``, a Go duration, when given), by answering
 ``responseCode`` when given and otherwise by resetting the connection; later
-ones are echoed. With
-``GRPC_ECHO_SERVER`` set (upstream's grpc-infra-backend
-Deployments) it serves upstream's gRPC echo service instead
+ones are echoed. With ``TLS_SERVER_CERT`` and ``TLS_SERVER_PRIVKEY`` (PEM
+files; upstream's manifests mount them from a Secret volume) it also serves
+HTTPS on ``HTTPS_PORT`` (default 8443), verifying a client certificate
+against ``TLS_CLIENT_CACERTS`` when one is presented, and its answers there
+carry echo-basic's ``tls`` object (version, serverName as the client sent
+it, negotiatedProtocol, cipherSuite, peerCertificates as PEM). With
+``GRPC_ECHO_SERVER`` set (upstream's grpc-infra-backend Deployments) it
+serves upstream's gRPC echo service instead
 (``pilotfish.samples.conformance_grpc_echo``).
 """
 
@@ -40,6 +45,7 @@ import os
 import re
 import signal
 import socket
+import ssl
 import struct
 import sys
 from collections import OrderedDict
@@ -48,7 +54,16 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-__all__ = ["MAX_DELAY", "canonical_header", "delay_of", "describe", "main", "make_app"]
+__all__ = [
+    "MAX_DELAY",
+    "canonical_header",
+    "delay_of",
+    "describe",
+    "main",
+    "make_app",
+    "server_tls",
+    "tls_assertions",
+]
 
 #: The longest ``delay`` honoured (seconds): a typo must not park a handler for hours.
 MAX_DELAY = 30.0
@@ -87,7 +102,50 @@ def describe(request: web.Request, env: dict[str, str]) -> dict[str, Any]:
         "ingress": env.get("INGRESS_NAME", ""),
         "service": env.get("SERVICE_NAME", ""),
         "pod": env.get("POD_NAME", ""),
+        **({"tls": tls} if (tls := tls_assertions(request)) is not None else {}),
     }
+
+
+def tls_assertions(request: web.Request) -> dict[str, Any] | None:
+    """echo-basic's ``tls`` object for a request that came over TLS, else None."""
+    transport = request.transport
+    sslobj = transport.get_extra_info("ssl_object") if transport is not None else None
+    if not isinstance(sslobj, ssl.SSLObject):
+        return None
+    cipher = sslobj.cipher()
+    out: dict[str, Any] = {
+        "version": sslobj.version() or "",
+        "serverName": getattr(sslobj, "pilotfish_sni", None) or "",
+        "cipherSuite": cipher[0] if cipher else "",
+    }
+    if alpn := sslobj.selected_alpn_protocol():
+        out["negotiatedProtocol"] = alpn
+    peer = sslobj.getpeercert(binary_form=True)
+    if peer:
+        out["peerCertificates"] = [ssl.DER_cert_to_PEM_cert(peer)]
+    return out
+
+
+def _remember_sni(sslobj: ssl.SSLObject, name: str | None, _: ssl.SSLContext) -> None:
+    # The server side of an SSLObject does not keep the name the client sent.
+    sslobj.pilotfish_sni = name or ""  # type: ignore[attr-defined]
+
+
+def server_tls(env: dict[str, str]) -> ssl.SSLContext | None:
+    """The HTTPS listener's context when ``TLS_SERVER_CERT`` and ``TLS_SERVER_PRIVKEY``
+    are set (as echo-basic: both, or no HTTPS at all)."""
+    cert, key = env.get("TLS_SERVER_CERT"), env.get("TLS_SERVER_PRIVKEY")
+    if not cert or not key:
+        return None
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    ctx.set_alpn_protocols(["http/1.1"])
+    if env.get("TLS_CLIENT_CACERTS"):
+        # Go's VerifyClientCertIfGiven: a certificate is checked, none is fine.
+        ctx.load_verify_locations(env["TLS_CLIENT_CACERTS"])
+        ctx.verify_mode = ssl.CERT_OPTIONAL
+    ctx.sni_callback = _remember_sni
+    return ctx
 
 
 def _echo_headers(request: web.Request) -> dict[str, str]:
@@ -201,7 +259,7 @@ def make_app(env: dict[str, str]) -> web.Application:
     return app
 
 
-async def _serve(env: dict[str, str], port: int) -> None:
+async def _serve(env: dict[str, str], port: int, tls: ssl.SSLContext | None, tls_port: int) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -211,6 +269,10 @@ async def _serve(env: dict[str, str], port: int) -> None:
     try:
         await web.TCPSite(runner, "0.0.0.0", port, reuse_address=True).start()
         print(f"listening on 0.0.0.0:{port}", flush=True)
+        if tls is not None:
+            site = web.TCPSite(runner, "0.0.0.0", tls_port, ssl_context=tls, reuse_address=True)
+            await site.start()
+            print(f"listening on 0.0.0.0:{tls_port} (https)", flush=True)
         await stop.wait()
     finally:
         await runner.cleanup()
@@ -226,12 +288,17 @@ def main() -> None:
         return
     try:
         port = int(env.get("HTTP_PORT", "3000"))
+        tls_port = int(env.get("HTTPS_PORT", "8443"))
     except ValueError:
-        sys.exit("HTTP_PORT must be an integer")
+        sys.exit("HTTP_PORT and HTTPS_PORT must be integers")
     try:
-        asyncio.run(_serve(env, port))
+        tls = server_tls(env)
+    except (OSError, ssl.SSLError) as exc:
+        sys.exit(f"cannot load the TLS certificate, key or client CAs: {exc}")
+    try:
+        asyncio.run(_serve(env, port, tls, tls_port))
     except OSError as exc:
-        sys.exit(f"cannot listen on port {port}: {exc}")
+        sys.exit(f"cannot listen on port {port} or {tls_port}: {exc}")
 
 
 if __name__ == "__main__":

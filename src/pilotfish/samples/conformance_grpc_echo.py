@@ -18,9 +18,12 @@ The messages are built at run time from a ``FileDescriptorProto`` written
 here (``descriptor_pb2`` + ``message_factory``), with upstream's package,
 message and field names and numbers, so the wire format is upstream's and
 nothing is generated at install time. The server listens in plaintext on
-``HTTP_PORT`` (default 3000); upstream's optional TLS listener
-(``TLS_SERVER_CERT``) is not served. ``call`` is the client the conformance
-harness uses.
+``HTTP_PORT`` (default 3000) and, as upstream's does when ``TLS_SERVER_CERT``
+and ``TLS_SERVER_PRIV_KEY`` name PEM files, over TLS on ``HTTPS_PORT``
+(default 8443). Answers over TLS carry ``tls_assertions``; grpcio tells a
+server neither the TLS version nor the name the client sent, so only the
+peer's certificate (when it presented one) is filled in there. ``call`` is
+the client the conformance harness uses.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ __all__ = [
     "PACKAGE",
     "SERVICE",
     "Answer",
+    "add_tls_port",
     "call",
     "full_method",
     "main",
@@ -159,6 +163,12 @@ def _echo_handler(method: str, env: Mapping[str, str]) -> Any:
             if isinstance(value, str):  # "-bin" metadata is bytes, not a header value
                 assertions.headers.add(key=key, value=value)
         assertions.context.CopyFrom(_context(env))
+        auth = context.auth_context()
+        if auth.get("transport_security_type") == [b"ssl"]:
+            tls = assertions.tls_assertions
+            tls.SetInParent()
+            for pem in auth.get("x509_pem_cert") or ():
+                tls.peer_certificates.append(pem.decode())
         return response
 
     return grpc.unary_unary_rpc_method_handler(
@@ -194,6 +204,15 @@ def make_server(env: Mapping[str, str], host: str, port: int) -> tuple[grpc.Serv
     return server, bound
 
 
+def add_tls_port(server: grpc.Server, host: str, port: int, cert: bytes, key: bytes) -> int:
+    """Serve ``server`` over TLS on ``host:port`` too (``cert`` and ``key`` in PEM)."""
+    credentials = grpc.ssl_server_credentials([(key, cert)])
+    bound = server.add_secure_port(f"{host}:{port}", credentials)
+    if bound == 0:
+        raise OSError(f"cannot listen on {host}:{port} (TLS)")
+    return int(bound)
+
+
 @dataclass(frozen=True)
 class Answer:
     """One RPC's outcome: the status code, and for OK the assertions' fields."""
@@ -205,6 +224,8 @@ class Answer:
     pod: str = ""
     headers: tuple[tuple[str, str], ...] = field(default=())
     details: str = ""
+    # Whether the server answered over TLS (its assertions carry tls_assertions).
+    tls: bool = False
 
 
 def call(
@@ -252,6 +273,7 @@ def _call_on(
         namespace=assertions.context.namespace,
         pod=assertions.context.pod,
         headers=tuple((h.key, h.value) for h in assertions.headers),
+        tls=assertions.HasField("tls_assertions"),
     )
 
 
@@ -259,12 +281,18 @@ def main() -> None:
     env = dict(os.environ)
     try:
         port = int(env.get("HTTP_PORT", "3000"))
+        tls_port = int(env.get("HTTPS_PORT", "8443"))
     except ValueError:
-        sys.exit("HTTP_PORT must be an integer")
+        sys.exit("HTTP_PORT and HTTPS_PORT must be integers")
+    cert_file, key_file = env.get("TLS_SERVER_CERT"), env.get("TLS_SERVER_PRIV_KEY")
     try:
         server, bound = make_server(env, "0.0.0.0", port)
+        if cert_file and key_file:
+            with open(cert_file, "rb") as c, open(key_file, "rb") as k:
+                secure = add_tls_port(server, "0.0.0.0", tls_port, c.read(), k.read())
+            print(f"secure server listening at 0.0.0.0:{secure}", flush=True)
     except (OSError, RuntimeError) as exc:
-        sys.exit(f"cannot listen on port {port}: {exc}")
+        sys.exit(f"cannot serve on port {port} or {tls_port}: {exc}")
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -69,6 +69,15 @@ class Expect:
     # the requests when set (upstream's MirroredBackend.Percent).
     mirrored_to: tuple[str, ...] = ()
     mirror_percent: float | None = None
+    # Upstream's MakeRequestAndExpectFailure: any answer but 200 and the timeout
+    # statuses (408, 504) passes.
+    failure: bool = False
+    # The TLS server name the backend saw (upstream's ExpectedRequest.SNI); "" unchecked.
+    seen_sni: str = ""
+    # HTTPS requests: the port (upstream's gwAddr with a port) and the client
+    # certificate and key to present (PEM bytes), if any.
+    tls_port: int = 443
+    client_cert: tuple[bytes, bytes] | None = None
 
     def request_headers(self) -> tuple[tuple[str, str], ...]:
         """The headers to send: the case's, and the echo backend's instruction."""

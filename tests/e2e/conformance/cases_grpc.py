@@ -18,7 +18,9 @@ with the values the spec gives for the rule that matches (``seen`` and
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from cases import INFRA
 
@@ -40,6 +42,8 @@ class GrpcExpect:
     # and headers it must not have seen; lower-case names, as gRPC metadata has them.
     seen: tuple[tuple[str, str], ...] = ()
     unseen: tuple[str, ...] = ()
+    # Upstream's MakeRequestAndExpectEventuallyConsistentFailure: any code but OK.
+    failure: bool = False
 
     def label(self) -> str:
         extra = "".join(f" {k}={v}" for k, v in self.metadata)
@@ -57,6 +61,8 @@ class GrpcCase:
     # A split to measure after the expectations hold (``Echo``): backend -> share.
     weights: tuple[tuple[str, float], ...] = ()
     not_applicable: str = ""
+    # As ``Case.step``: run after the statuses, before the RPCs; why it failed or None.
+    step: Callable[[Any], str | None] | None = None
 
 
 def _to(backend: str, method: str = "Echo", **kw: object) -> GrpcExpect:

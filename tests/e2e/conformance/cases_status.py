@@ -38,12 +38,14 @@ _SLICES = ("manual-endpointslices", "headless-manual-endpointslices")
 class CaseRun:
     """What a case's ``step`` may use: the config API (``harness.Api``), ``apply``
     (a manifest file, as ``pilotfish apply -f``), the mesh's pods
-    (``state.json``'s ``pods``) and a scratch directory."""
+    (``state.json``'s ``pods``), a scratch directory and ``delete`` (a
+    manifest file, as ``pilotfish delete -f``)."""
 
     api: Any
     apply: Callable[[Path], None]
     pods: Callable[[], dict[str, dict[str, Any]]]
     tmp: Path
+    delete: Callable[[Path], None] | None = None
 
 
 def _route(run: CaseRun, name: str) -> dict[str, Any]:

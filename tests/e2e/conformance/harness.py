@@ -21,6 +21,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.parse
 import urllib.request
@@ -111,7 +112,7 @@ def gateway_sender(address: str, port: int, tls: ServerCert | None = None) -> Se
     def sender(expect: Expect) -> Answer:
         if expect.https:
             assert tls is not None, "an HTTPS request needs the suite's certificate"
-            return send_tls(address, expect.port or 443, expect, tls)
+            return send_tls(address, expect.port or expect.tls_port, expect, tls)
         return send(address, expect.port or port, expect)
 
     return sender
@@ -209,6 +210,8 @@ def send_tls(address: str, port: int, expect: Expect, cert: ServerCert) -> Answe
     """
     ctx = ssl.create_default_context(cafile=str(cert.pem_file))
     ctx.check_hostname = False
+    if expect.client_cert is not None:
+        _load_client_cert(ctx, *expect.client_cert)
     raw = socket.create_connection((address, port), timeout=REQUEST_TIMEOUT)
     try:
         sock = ctx.wrap_socket(raw, server_hostname=expect.host or None)
@@ -221,6 +224,14 @@ def send_tls(address: str, port: int, expect: Expect, cert: ServerCert) -> Answe
     conn = http.client.HTTPConnection(address, port, timeout=REQUEST_TIMEOUT)
     conn.sock = sock
     return _exchange(conn, expect)
+
+
+def _load_client_cert(ctx: ssl.SSLContext, cert_pem: bytes, key_pem: bytes) -> None:
+    """The client certificate to present (ssl loads them from files only)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "c.pem").write_bytes(cert_pem)
+        (Path(tmp) / "k.pem").write_bytes(key_pem)
+        ctx.load_cert_chain(str(Path(tmp) / "c.pem"), str(Path(tmp) / "k.pem"))
 
 
 def _exchange(conn: http.client.HTTPConnection, expect: Expect) -> Answer:
@@ -290,6 +301,9 @@ def _seen_headers(body: dict[str, Any]) -> dict[str, str]:
 
 def compare(expect: Expect, answer: Answer) -> str | None:
     """Why ``answer`` does not meet ``expect``; None when it does."""
+    if expect.failure:
+        failed = answer.status not in (200, 408, 504)
+        return None if failed else f"status {answer.status}, want a failure (not 200/408/504)"
     wanted = expect.statuses or (expect.status,)
     if answer.status not in wanted:
         return f"status {answer.status}, want {' or '.join(map(str, wanted))}"
@@ -351,6 +365,10 @@ def _compare_seen(expect: Expect, body: dict[str, Any]) -> str | None:
     want_host = expect.seen_host if expect.seen_host is not None else expect.host
     if want_host and body.get("host") != want_host:
         return f"backend saw host {body.get('host')!r}, want {want_host!r}"
+    if expect.seen_sni:
+        sni = (body.get("tls") or {}).get("serverName")
+        if sni != expect.seen_sni:
+            return f"backend saw TLS server name {sni!r}, want {expect.seen_sni!r}"
     seen = _seen_headers(body)
     wanted = expect.headers if expect.seen_headers is None else expect.seen_headers
     for name, value in wanted:

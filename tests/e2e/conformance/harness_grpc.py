@@ -55,6 +55,8 @@ def gateway_grpc_sender(address: str, port: int) -> GrpcSender:
 
 def compare_grpc(expect: GrpcExpect, answer: Answer) -> str | None:
     """Why ``answer`` does not meet ``expect`` (upstream's compareResponse); None when it does."""
+    if expect.failure:
+        return None if answer.code.name != "OK" else "code OK, want a failure"
     if answer.code.name != expect.code:
         extra = f" ({answer.details})" if answer.details else ""
         return f"code {answer.code.name}{extra}, want {expect.code}"

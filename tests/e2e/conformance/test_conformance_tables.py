@@ -17,6 +17,7 @@ from cases_mesh import MESH_CASES
 from cases_more import MORE_CASES, MORE_MESH_CASES
 from cases_routing import ROUTING_CASES
 from cases_status import STATUS_CASES
+from cases_tls import TLS_CASES, TLS_GRPC_CASES
 from grpc import StatusCode
 from harness import Answer, compare
 from harness_grpc import compare_grpc
@@ -29,7 +30,7 @@ from report import FAIL, NOT_RUN, PASS, Outcome, counts, render
 
 REPO = Path(__file__).resolve().parents[3]
 DATA = REPO / "tests" / "testdata" / "gateway-api-conformance"
-CASES = CORE + STATUS_CASES + EXTENDED + HEADER_CASES + MORE_CASES + ROUTING_CASES
+CASES = CORE + STATUS_CASES + EXTENDED + HEADER_CASES + MORE_CASES + ROUTING_CASES + TLS_CASES
 
 
 def test_every_case_is_an_upstream_test_of_its_level() -> None:
@@ -185,7 +186,7 @@ def test_every_grpc_case_is_an_upstream_gateway_grpc_test_with_clean_manifests(
     levels = {name: core for name, core, _ in GATEWAY_GRPC}
     base = tmp_path / "base-manifests.yaml"
     base.write_text((DATA / "base-manifests.yaml").read_text().replace("{GATEWAY_CLASS_NAME}", "x"))
-    for case in GRPC_CASES:
+    for case in GRPC_CASES + TLS_GRPC_CASES:
         assert levels.get(case.name) is case.core, case.name
         files = [base]
         for name in case.manifests:

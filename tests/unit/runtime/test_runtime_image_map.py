@@ -133,3 +133,31 @@ def test_up_refuses_a_bad_map_before_starting(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "images.a.command" in result.output
     assert not (tmp_path / "s" / "state.json").exists()
+
+
+CONFORMANCE_MAP = ROOT / "samples" / "image-maps" / "gateway-api-conformance.yaml"
+CONFORMANCE_BASE = ROOT / "tests/testdata/gateway-api-conformance/base-manifests.yaml"
+
+
+def test_a_mounted_secret_volume_becomes_a_secret_volume_of_the_pod() -> None:
+    text = CONFORMANCE_BASE.read_text().replace("{GATEWAY_CLASS_NAME}", "istio")
+    resources = load_text(text, str(CONFORMANCE_BASE)).resources
+    runnable, _ = plan_workloads(resources, load_image_map(CONFORMANCE_MAP))
+    by_key = {(w.namespace, w.name): w for w in runnable}
+    pod = PodSpec.from_workload(by_key[("gateway-conformance-infra", "tls-backend")], 0)
+    assert [(v.secret, v.mount_path, v.items) for v in pod.secret_volumes] == [
+        (
+            "tls-checks-certificate",
+            "/etc/secret-volume",
+            (("tls.crt", "crt"), ("tls.key", "key")),
+        )
+    ]
+    assert dict(pod.env)["TLS_SERVER_CERT"] == "/etc/secret-volume/crt"
+    # The recorded spec keeps them (the runtime re-reads it when it adopts pods).
+    assert PodSpec.from_json(pod.to_json()) == pod
+    # A pod without volumes has none; the reviews pods' emptyDir mounts are not Secrets.
+    plain = PodSpec.from_workload(by_key[("gateway-conformance-infra", "infra-backend-v1")], 0)
+    assert plain.secret_volumes == ()
+    bookinfo = plan_workloads(load_file(ISTIO_BOOKINFO).resources, load_image_map(BOOKINFO_MAP))
+    reviews = next(w for w in bookinfo[0] if w.name == "reviews-v1")
+    assert PodSpec.from_workload(reviews, 0).secret_volumes == ()

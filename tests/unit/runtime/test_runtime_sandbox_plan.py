@@ -114,3 +114,79 @@ def test_a_reveal_the_user_cannot_enter_is_opened_up_entry_by_entry() -> None:
         ("bind", f"{repo}/README.md"),
         ("bind", f"{repo}/src"),
     ]
+
+
+def _host(existing: set[str], links: dict[str, str], entries: dict[str, list[str]]):  # type: ignore[no-untyped-def]
+    """stat/lstat/listdir/readlink over a made-up tree: ``existing`` directories,
+    ``links`` symbolic links (path -> target)."""
+
+    def fake_stat(path: str) -> os.stat_result:
+        if path not in existing and path not in links:
+            raise FileNotFoundError(path)
+        return os.stat_result((stat.S_IFDIR | 0o755, 0, 0, 1, 0, 0, 0, 0, 0, 0))
+
+    def fake_lstat(path: str) -> os.stat_result:
+        if path in links:
+            return os.stat_result((stat.S_IFLNK | 0o777, 0, 0, 1, 0, 0, 0, 0, 0, 0))
+        return fake_stat(path)
+
+    return fake_stat, lambda p: entries[p], fake_lstat, lambda p: links[p]
+
+
+def test_a_volume_onto_an_existing_directory_is_one_bind() -> None:
+    spec = SandboxSpec(
+        UID, UID, masks=("/srv/state",), volumes=(("/srv/state/pods/p/v/0", "/opt/certs"),)
+    )
+    fake_stat, listdir, lstat, readlink = _host({"/", "/opt", "/opt/certs", "/srv/state"}, {}, {})
+    opened, ops = plan(spec, fake_stat, listdir, lstat, readlink)
+    # The source is opened before the state directory is masked, then bound on.
+    assert opened == ["/srv/state/pods/p/v/0"]
+    assert ops == [
+        MountOp("tmpfs", "/srv/state", 0o755),
+        MountOp("bind", "/opt/certs", source=0),
+    ]
+
+
+def test_a_missing_mount_path_is_made_in_a_private_copy_of_its_parent() -> None:
+    spec = SandboxSpec(
+        UID,
+        UID,
+        masks=("/srv/state",),
+        reveals=("/usr/lib/python3",),
+        volumes=(("/srv/state/v/0", "/etc/secret-volume"),),
+    )
+    tree = {"/", "/etc", "/etc/ssl", "/etc/hosts", "/srv/state", "/usr/lib/python3"}
+    fake_stat, listdir, lstat, readlink = _host(
+        tree, {"/etc/mtab": "../proc/self/mounts"}, {"/etc": ["hosts", "mtab", "ssl"]}
+    )
+    opened, ops = plan(spec, fake_stat, listdir, lstat, readlink)
+    assert opened == ["/etc/hosts", "/etc/ssl", "/srv/state/v/0"]
+    assert ops == [
+        MountOp("tmpfs", "/etc", 0o755),
+        MountOp("tmpfs", "/srv/state", 0o755),
+        MountOp("bind", "/etc/hosts", source=0),
+        MountOp("symlink", "/etc/mtab", link="../proc/self/mounts"),
+        MountOp("bind", "/etc/secret-volume", source=2),
+        MountOp("bind", "/etc/ssl", source=1),
+    ]
+
+
+def test_a_mount_path_inside_a_mask_needs_no_copy() -> None:
+    spec = SandboxSpec(UID, UID, mask_tmp=True, volumes=(("/srv/v", "/tmp/certs/x"),))
+    fake_stat, listdir, lstat, readlink = _host({"/", "/tmp", "/srv/v"}, {}, {})
+    opened, ops = plan(spec, fake_stat, listdir, lstat, readlink)
+    assert opened == ["/srv/v"]
+    assert ops == [MountOp("tmpfs", "/tmp", 0o1777), MountOp("bind", "/tmp/certs/x", source=0)]
+
+
+def test_no_mount_point_is_made_directly_under_the_root() -> None:
+    spec = SandboxSpec(UID, UID, volumes=(("/srv/v", "/certs"),))
+    fake_stat, listdir, lstat, readlink = _host({"/", "/srv/v"}, {}, {})
+    with pytest.raises(SandboxError, match="directly under /"):
+        plan(spec, fake_stat, listdir, lstat, readlink)
+
+
+def test_volumes_are_passed_on_the_command_line() -> None:
+    spec = SandboxSpec(UID, UID, volumes=(("/a/b", "/etc/c"),))
+    argv = sandbox_argv("python", spec, ["app"])
+    assert argv[argv.index("--volume") + 1] == "/a/b:/etc/c"

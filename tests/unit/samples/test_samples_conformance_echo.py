@@ -5,17 +5,23 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
+import ssl
 import subprocess
 import sys
 import urllib.request
 from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from cryptography import x509
 
 from pilotfish.runtime.image_map import load_image_map
 from pilotfish.runtime.ports import free_port
 from pilotfish.samples.conformance_echo import MAX_DELAY, canonical_header, delay_of, make_app
+from pki import TestCa
 from polling import poll
 
 ENV = {"POD_NAME": "infra-backend-v1-0", "NAMESPACE": "gateway-conformance-infra"}
@@ -165,3 +171,77 @@ async def test_websocket_sends_messages_back(client: TestClient[object, object])
         assert await ws.receive_str() == "Websocket Support!"
         await ws.send_bytes(bytes([1, 2, 3]))
         assert await ws.receive_bytes() == bytes([1, 2, 3])
+
+
+def _https_get(port: int, sni: str, ca: Path, client: tuple[Path, Path] | None) -> dict[str, Any]:
+    ctx = ssl.create_default_context(cafile=str(ca))
+    if client is not None:
+        ctx.load_cert_chain(str(client[0]), str(client[1]))
+    request = f"GET /tls?x=1 HTTP/1.1\r\nHost: {sni}\r\nConnection: close\r\n\r\n"
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        ctx.wrap_socket(raw, server_hostname=sni) as sock,
+    ):
+        sock.sendall(request.encode())
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), head
+    return dict(json.loads(body))
+
+
+def test_serves_https_with_the_tls_assertions_when_given_a_certificate(tmp_path: Path) -> None:
+    """As echo-basic with TLS_SERVER_CERT/TLS_SERVER_PRIVKEY: HTTPS on HTTPS_PORT with the
+    name the client sent and its certificate (checked against TLS_CLIENT_CACERTS)."""
+    ca = TestCa()
+    server = ca.issue("abc.example.com", dns=("abc.example.com",))
+    client = ca.issue("client")
+    files = {
+        "crt": server.cert_pem,
+        "key": server.key_pem,
+        "ca": ca.ca_pem,
+        "client.crt": client.cert_pem,
+        "client.key": client.key_pem,
+    }
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    http_port, https_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "HTTP_PORT": str(http_port),
+        "HTTPS_PORT": str(https_port),
+        "TLS_SERVER_CERT": str(tmp_path / "crt"),
+        "TLS_SERVER_PRIVKEY": str(tmp_path / "key"),
+        "TLS_CLIENT_CACERTS": str(tmp_path / "ca"),
+        "POD_NAME": "tls-backend-0",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pilotfish.samples.conformance_echo"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+
+        def serving() -> dict[str, Any] | None:
+            try:
+                return _https_get(https_port, "abc.example.com", tmp_path / "ca", None)
+            except OSError:
+                return None
+
+        anonymous = poll(serving, "the echo backend's HTTPS listener", deadline=20)
+        assert anonymous["path"] == "/tls?x=1" and anonymous["pod"] == "tls-backend-0"
+        assert anonymous["tls"]["serverName"] == "abc.example.com"
+        assert anonymous["tls"]["version"] in ("TLSv1.2", "TLSv1.3")
+        assert "peerCertificates" not in anonymous["tls"]
+        pair = (tmp_path / "client.crt", tmp_path / "client.key")
+        mutual = _https_get(https_port, "abc.example.com", tmp_path / "ca", pair)
+        peer = x509.load_pem_x509_certificate(mutual["tls"]["peerCertificates"][0].encode())
+        assert peer == x509.load_pem_x509_certificate(client.cert_pem.encode())
+        # Plain HTTP still answers, without a tls object.
+        with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/plain", timeout=5) as r:
+            assert "tls" not in json.loads(r.read())
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=10) == 0

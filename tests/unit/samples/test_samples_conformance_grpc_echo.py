@@ -13,6 +13,7 @@ import pytest
 from pilotfish.runtime.image_map import load_image_map
 from pilotfish.runtime.ports import free_port
 from pilotfish.samples import conformance_grpc_echo as echo
+from pki import TestCa
 from polling import poll
 
 ENV = {"POD_NAME": "grpc-infra-backend-v1-abc", "NAMESPACE": "gateway-conformance-infra"}
@@ -94,3 +95,24 @@ def test_the_echo_basic_command_serves_grpc_when_asked() -> None:
     finally:
         proc.terminate()
         assert proc.wait(timeout=10) == 0
+
+
+def test_with_a_certificate_it_also_serves_tls_and_says_so() -> None:
+    ca = TestCa()
+    leaf = ca.issue("abc.example.com", dns=("abc.example.com",))
+    server, port = echo.make_server(ENV, "127.0.0.1", 0)
+    tls_port = echo.add_tls_port(
+        server, "127.0.0.1", 0, leaf.cert_pem.encode(), leaf.key_pem.encode()
+    )
+    server.start()
+    try:
+        credentials = grpc.ssl_channel_credentials(root_certificates=ca.ca_pem.encode())
+        options = [("grpc.ssl_target_name_override", "abc.example.com")]
+        with grpc.secure_channel(f"127.0.0.1:{tls_port}", credentials, options) as channel:
+            secure = echo.call("", "Echo", channel=channel)
+        assert secure.code == grpc.StatusCode.OK and secure.tls
+        assert secure.pod == "grpc-infra-backend-v1-abc"
+        plain = echo.call(f"127.0.0.1:{port}", "Echo")
+        assert plain.code == grpc.StatusCode.OK and not plain.tls
+    finally:
+        server.stop(0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import textwrap
 from typing import Any
 
@@ -19,6 +20,7 @@ from pilotfish.translate.gateway_api import convert_gateway_api
 from pilotfish.translate.gateway_api.attachment import intersect_hostnames
 from pilotfish.translate.gateway_api.derived import INVALID_BACKEND_HOST
 from pilotfish.translate.virtual_hosts import vs_for_mesh
+from pki import TestCa
 
 SERVICES = """
 apiVersion: v1
@@ -738,18 +740,18 @@ spec:
     hostname: web.example.com
 """
 
-CA_CONFIG_MAP = """
+CA_CONFIG_MAP = f"""
 apiVersion: v1
 kind: ConfigMap
-metadata: {name: web-ca, namespace: default}
-data: {ca.crt: "-----BEGIN CERTIFICATE-----\\nMIIB\\n-----END CERTIFICATE-----\\n"}
+metadata: {{name: web-ca, namespace: default}}
+data: {{ca.crt: {json.dumps(TestCa().ca_pem)}}}
 """
 
 
 def test_backend_tls_policy_with_a_config_map_ca() -> None:
     route = _route("r", ROUTE_ALL)
     conv = _convert(SERVICES, GATEWAY, route, BACKEND_TLS, CA_CONFIG_MAP)
-    rule = _derived(conv, "DestinationRule")["default/web-tls-web-gwapi"]
+    rule = _derived(conv, "DestinationRule")["default/web-backendtlspolicy-gwapi"]
     assert isinstance(rule.spec, DestinationRuleSpec)
     assert rule.spec.host == "web.default.svc.cluster.local" and rule.spec.export_to == ["*"]
     assert rule.spec.traffic_policy is not None
@@ -760,7 +762,8 @@ def test_backend_tls_policy_with_a_config_map_ca() -> None:
         "web.example.com",
         ["web.example.com"],
     )
-    secret = _derived(conv, "Secret")[f"default/{tls.credential_name}"]
+    assert tls.credential_name == "default/web-tls-web-ca-ca-gwapi"  # qualified: any gateway
+    secret = _derived(conv, "Secret")[tls.credential_name]
     assert isinstance(secret.spec, SecretSpec)
     assert secret.spec.decoded()["ca.crt"].startswith(b"-----BEGIN CERTIFICATE-----")
     status = conv.statuses[ResourceKey("BackendTLSPolicy", "default", "web-tls")]

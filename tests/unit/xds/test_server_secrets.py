@@ -67,6 +67,21 @@ def test_verified_identity_reads_its_own_namespace_only() -> None:
     assert list(mixed.resources) == [GW_SECRET]
 
 
+def test_ca_bundles_are_public_to_verified_identities_only() -> None:
+    """A CA alone (``-cacert``) may go to a verified proxy of any namespace (a gateway
+    checking a backend against a BackendTLSPolicy's CA elsewhere); keys never do, and
+    the plain-text port gets neither."""
+    access = SecretAccess.verified(
+        _peer("spiffe://cluster.local/ns/default/sa/gw"), "cluster.local"
+    )
+    assert access.denial(GW_CA) is None
+    assert access.denial(GW_SECRET) is DenyReason.NAMESPACE
+    assert SecretAccess().denial(GW_CA) is DenyReason.PLAINTEXT
+    assert SecretAccess.plaintext({"NAMESPACE": "default"}, allow=True).denial(GW_CA) is (
+        DenyReason.PLAINTEXT
+    )
+
+
 def test_foreign_trust_domains_and_missing_certificates_read_nothing() -> None:
     evil = _peer("spiffe://evil.test/ns/istio-system/sa/gw")
     foreign = SecretAccess.verified(evil, "cluster.local")

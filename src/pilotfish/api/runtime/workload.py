@@ -25,8 +25,10 @@ __all__ = [
     "ContainerPort",
     "EnvVar",
     "HTTPGetAction",
+    "KeyToPath",
     "Probe",
     "RestartPolicy",
+    "SecretVolume",
     "SecurityContext",
     "TCPSocketAction",
     "WorkloadSpec",
@@ -108,6 +110,23 @@ class SecurityContext(ApiModel):
     run_as_non_root: bool | None = None
 
 
+class KeyToPath(ApiModel):
+    """One key of a Secret as one file (Kubernetes' ``items`` entry)."""
+
+    key: str
+    path: str
+
+
+class SecretVolume(ApiModel):
+    """A Secret's keys as files under ``mountPath`` in the app's view of the file
+    system (Kubernetes' ``secret`` volume with its ``volumeMount``): every key as
+    a file of its name, or only ``items``, each at its ``path``."""
+
+    secret_name: str
+    mount_path: str
+    items: list[KeyToPath] = Field(default_factory=list)
+
+
 class WorkloadSpec(ApiModel):
     """The spec of a Workload; pod labels are the resource's ``metadata.labels``."""
 
@@ -119,6 +138,7 @@ class WorkloadSpec(ApiModel):
     readiness_probe: Probe | None = None
     restart_policy: RestartPolicy = "Always"
     security_context: SecurityContext | None = None
+    secret_volumes: list[SecretVolume] = Field(default_factory=list)
 
     def port_number(self, port: int | str) -> int | None:
         """``port`` as a number: itself if an int, else the named container port's number

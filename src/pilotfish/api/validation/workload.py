@@ -57,7 +57,37 @@ def validate(resource: Resource) -> list[Diagnostic]:
     if spec.readiness_probe is not None:
         _check_probe(f, spec, spec.readiness_probe, "spec.readinessProbe")
     _check_security_context(f, spec)
+    _check_secret_volumes(f, spec)
     return f.items
+
+
+def _check_secret_volumes(f: Findings, spec: WorkloadSpec) -> None:
+    """Mount paths absolute, below ``/`` and distinct; item paths relative, without ``..``
+    (Kubernetes' rules for a secret volume's ``items``)."""
+    seen: set[str] = set()
+    for i, volume in enumerate(spec.secret_volumes):
+        where = f"spec.secretVolumes[{i}]"
+        f.add(
+            f"{where}.secretName",
+            checks.check_dns1123_subdomain(volume.secret_name, "Secret name"),
+        )
+        mount = volume.mount_path.rstrip("/")
+        if not mount.startswith("/") or mount.count("/") < 2 or ".." in mount.split("/"):
+            f.error(
+                f"{where}.mountPath",
+                f"mountPath {volume.mount_path!r} must be an absolute path below a top-level "
+                "directory (such as /etc/secret-volume), without '..'",
+            )
+        elif mount in seen:
+            f.error(f"{where}.mountPath", f"mountPath {mount!r} is used by another volume")
+        seen.add(mount)
+        for j, item in enumerate(volume.items):
+            parts = item.path.split("/")
+            if not item.path or item.path.startswith("/") or ".." in parts:
+                f.error(
+                    f"{where}.items[{j}].path",
+                    f"path {item.path!r} must be relative and must not contain '..'",
+                )
 
 
 def _check_security_context(f: Findings, spec: WorkloadSpec) -> None:

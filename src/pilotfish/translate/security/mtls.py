@@ -79,6 +79,10 @@ TLS_MODE_LABEL = "security.istio.io/tlsMode"
 ISTIO_ALPN = ("istio-peer-exchange", "istio")
 ISTIO_ALPN_H2 = (*ISTIO_ALPN, "h2")
 INBOUND_ALPN = ("h2", "http/1.1")
+#: The ALPN values a mesh client offers (Istio's list): under PERMISSIVE only TLS
+#: offering one of them is mesh mTLS; other TLS (a gateway originating TLS to
+#: the app itself, as a BackendTLSPolicy asks) goes on to the app untouched.
+MESH_ALPN_MATCH = ("istio-peer-exchange", "istio", "istio-http/1.0", "istio-http/1.1", "istio-h2")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -235,16 +239,21 @@ def inbound_mtls_chains(
 
     ``STRICT``: one mTLS chain, plus (``reject_plaintext``) a plaintext chain
     that sends to ``BlackHoleCluster`` so plaintext cannot fall through to a
-    listener's default chain. ``PERMISSIVE``: the mTLS chain and ``chain``
-    restricted to plaintext. ``DISABLE``: ``chain`` unchanged.
+    listener's default chain. ``PERMISSIVE``: the mTLS chain (TLS offering a
+    mesh ALPN, ``MESH_ALPN_MATCH``) and ``chain`` restricted to plaintext;
+    other TLS falls through to the listener's passthrough default chain, to the
+    app as sent. ``DISABLE``: ``chain`` unchanged.
     """
     if mode == "DISABLE":
         return (chain,)
     base = chain.match or FilterChainMatch()
+    secure_match = dataclasses.replace(base, transport_protocol="tls")
+    if mode == "PERMISSIVE":
+        secure_match = dataclasses.replace(secure_match, application_protocols=MESH_ALPN_MATCH)
     secure = FilterChain(
         f"{chain.name}-mtls",
         _with_xfcc(chain.filter),
-        dataclasses.replace(base, transport_protocol="tls"),
+        secure_match,
         tls=mesh_downstream_tls(),
     )
     plain_match = dataclasses.replace(base, transport_protocol="raw_buffer")
@@ -271,14 +280,20 @@ def inbound_passthrough_chains(
     plain = FilterChain(INBOUND_PASSTHROUGH_CLUSTER, passthrough)
     if mode == "DISABLE":
         return (), plain
+    if mode == "PERMISSIVE":
+        secure = FilterChain(
+            f"{INBOUND_PASSTHROUGH_CLUSTER}-mtls",
+            passthrough,
+            FilterChainMatch(transport_protocol="tls", application_protocols=MESH_ALPN_MATCH),
+            tls=mesh_downstream_tls(),
+        )
+        return (secure,), plain
     secure = FilterChain(
         f"{INBOUND_PASSTHROUGH_CLUSTER}-mtls",
         passthrough,
         FilterChainMatch(transport_protocol="tls"),
         tls=mesh_downstream_tls(),
     )
-    if mode == "PERMISSIVE":
-        return (secure,), plain
     return (secure,), FilterChain(
         f"{INBOUND_PASSTHROUGH_CLUSTER}-plaintext-rejected",
         TcpProxy(BLACKHOLE_CLUSTER, BLACKHOLE_CLUSTER),

@@ -12,6 +12,10 @@ Secrets of its own namespace:
 - On the mTLS port gRPC's TLS verified the client certificate against the
   mesh root; the namespace of its SPIFFE id is what the stream may read.
   (``authorize_node`` already bound the node's claimed namespace to it.)
+- A CA bundle alone (``...-cacert``: a Secret's ``ca.crt``, or the CA a
+  BackendTLSPolicy names) holds only public certificates, which any verified
+  identity may receive, whatever its namespace: a gateway validating a
+  backend against a policy's CA need not live in the policy's namespace.
 - The plain-text port has no identity: it never gets Secret contents. A
   gateway or sidecar there that needs one keeps waiting for it: Envoy keeps
   the listener (or cluster) warming until its initial fetch timeout and then
@@ -34,6 +38,7 @@ from typing import Any
 
 from pilotfish.ca.identity import SpiffeId
 from pilotfish.ir import credential_namespace
+from pilotfish.ir.security import CA_SUFFIX
 from pilotfish.model.proxy_view import META_NAMESPACE
 from pilotfish.xds.server.peer_identity import PeerInfo
 from pilotfish.xds.types import ResourceSet
@@ -93,6 +98,8 @@ class SecretAccess:
             return DenyReason.NAME
         if namespace in self.namespaces:
             return None
+        if self.identity and name.endswith(CA_SUFFIX):
+            return None  # public certificates only: any verified proxy may have them
         return DenyReason.NAMESPACE if self.identity else DenyReason.PLAINTEXT
 
     def denied(self, names: Iterable[str]) -> dict[str, DenyReason]:
