@@ -46,6 +46,7 @@ from pilotfish.ca import (
     CreateCertificateRequest,
     CreateCertificateResponse,
 )
+from pilotfish.translate.security.mtls import ISTIO_ALPN
 from pilotfish.xds.server import ADS_METHOD
 from pilotfish.xds.types import CLUSTER_TYPE
 from pki import Leaf, TestCa
@@ -492,13 +493,17 @@ def mesh_mtls_request(
 ) -> tuple[Reply, int]:
     """GET ``path`` over a *new* mesh-mTLS connection to a sidecar's inbound port, as a
     mesh client would: the server's chain is verified against the mesh root (its only
-    name is a SPIFFE URI, so no hostname check), ``client`` = (chain file, key file).
+    name is a SPIFFE URI, so no hostname check), offering the mesh's ALPN,
+    ``client`` = (chain file, key file).
     Returns the reply and the serial number of the certificate the server presented."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_REQUIRED
     ctx.load_verify_locations(cadata=root_pem.decode("ascii"))
     ctx.load_cert_chain(str(client[0]), str(client[1]))
+    # The ALPN a mesh client (a sidecar's upstream TLS) offers: under PERMISSIVE
+    # only TLS offering it is mesh mTLS, other TLS goes through to the app.
+    ctx.set_alpn_protocols(list(ISTIO_ALPN))
     raw = socket.create_connection(address, timeout=timeout)
     tls = ctx.wrap_socket(raw, server_hostname=None)
     der = tls.getpeercert(binary_form=True)
