@@ -35,7 +35,7 @@ from pilotfish.api.runtime.workload import (
     SecurityContext,
     WorkloadSpec,
 )
-from pilotfish.runtime.image_map import container_probe, literal_env
+from pilotfish.runtime.image_map import container_probe, literal_env, secret_volumes
 from pilotfish.runtime.podman import (
     ContainerRuntime,
     Podman,
@@ -108,6 +108,7 @@ def container_workload(resource: Resource, present: Callable[[str], bool | None]
             for p in container.ports
         ],
         readiness_probe=container_probe(container),
+        secret_volumes=secret_volumes(container, view.spec.model_extra or {}),
         restart_policy=_restart_policy(view),
         security_context=_security_context(view, container),
         container=ContainerSpec(

@@ -58,6 +58,7 @@ __all__ = [
     "container_probe",
     "literal_env",
     "load_image_map",
+    "secret_volumes",
     "unmapped_image",
 ]
 
@@ -152,7 +153,7 @@ def as_workload(
             for p in container.ports
         ],
         readiness_probe=entry.readiness_probe or container_probe(container),
-        secret_volumes=_secret_volumes(container, view.spec.model_extra or {}),
+        secret_volumes=secret_volumes(container, view.spec.model_extra or {}),
     )
     return Resource(
         api_version=API_VERSION,
@@ -179,7 +180,7 @@ def literal_env(container: Container) -> list[EnvVar]:
     return out
 
 
-def _secret_volumes(container: Container, pod_extra: Mapping[str, Any]) -> list[SecretVolume]:
+def secret_volumes(container: Container, pod_extra: Mapping[str, Any]) -> list[SecretVolume]:
     """The container's ``volumeMounts`` of the pod's ``secret`` volumes."""
     secrets: dict[str, Mapping[str, Any]] = {}
     for volume in pod_extra.get("volumes") or ():

@@ -126,6 +126,8 @@ def run_argv(podman: Podman, spec: PodSpec, env: PodEnv, env_file: Path) -> list
         "--env-file",
         str(env_file),
     )
+    for host, mount in env.volumes:  # the pod's Secret volumes, as written for it
+        argv += ["--volume", f"{host}:{mount}:ro"]
     if env.app_user is not None:
         argv += ["--user", f"{env.app_user.uid}:{env.app_user.gid}"]
     for limit in podman.ulimits:

@@ -40,6 +40,11 @@ spec:
         - {name: http, containerPort: 9080}
         readinessProbe:
           httpGet: {path: /ready, port: http}
+        volumeMounts:
+        - {name: certs, mountPath: /etc/echo-certs}
+      volumes:
+      - name: certs
+        secret: {secretName: echo-tls}
 ---
 apiVersion: apps/v1
 kind: Deployment
@@ -87,6 +92,10 @@ def test_a_present_image_runs_as_a_container_workload() -> None:
     assert dict(pod.env) == {"GREETING": "hi"}  # valueFrom has no source here
     probe = pod.readiness
     assert probe is not None and (probe.port, probe.path) == (9080, "/ready")
+    # Secret volumes as for process pods (podman mounts what the runtime writes).
+    assert [(v.secret, v.mount_path) for v in pod.secret_volumes] == [
+        ("echo-tls", "/etc/echo-certs")
+    ]
     # A pod spec survives the state file (adoption reads it back).
     assert PodSpec.from_json(pod.to_json()) == pod
 

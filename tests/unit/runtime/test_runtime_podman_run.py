@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -208,3 +209,11 @@ def test_runc_is_chosen_only_where_crun_refuses_the_cgroup_layout(tmp_path: Path
 
 def test_teardown_without_podman_removes_nothing(tmp_path: Path) -> None:
     assert remove_mesh_containers(tmp_path, which=lambda name: None) == 0
+
+
+def test_secret_volumes_are_mounted_read_only_where_the_pod_asked(tmp_path: Path) -> None:
+    env = dataclasses.replace(
+        _env(tmp_path), volumes=((str(tmp_path / "vol-0"), "/etc/secret-volume"),)
+    )
+    argv = run_argv(PODMAN, SPEC, env, tmp_path / "e")
+    assert _flags(argv, "--volume")[2:] == [f"{tmp_path / 'vol-0'}:/etc/secret-volume:ro"]
