@@ -190,7 +190,7 @@ def build_registry(
     virtual IP from that range.
     """
     services: dict[str, MeshService] = {}
-    instances: dict[tuple[str, int], list[Instance]] = defaultdict(list)
+    instances: _Instances = defaultdict(list)
     workloads: dict[str, list[Resource]] = defaultdict(list)
     entries: list[Resource] = []
     k8s: list[Resource] = []
@@ -207,78 +207,11 @@ def build_registry(
 
     index = _WorkloadIndex(workloads)
     for res in sorted(k8s, key=lambda r: r.key):
-        svc = _k8s_service(res, domain_suffix)
-        services[svc.hostname] = svc
-        if not svc.selector:
-            for listed in slice_instances(res, svc, slices, workloads.get(res.namespace, [])):
-                instances[(svc.hostname, listed.service_port)].append(listed)
-            continue
-        for we, labels, owner in index.select(res.namespace, dict(svc.selector)):
-            for sp in svc.ports:
-                inst = _instance(svc.hostname, sp, we, labels, owner)
-                if inst is not None:
-                    instances[(svc.hostname, sp.port)].append(inst)
-
+        _add_k8s_service(res, domain_suffix, index, slices, workloads, services, instances)
     for res in sorted(entries, key=lambda r: r.key):
-        se = res.spec
-        assert isinstance(se, ServiceEntrySpec)
-        ports = tuple(
-            ServicePort(
-                name=p.name,
-                port=p.number,
-                protocol=protocol_of(p.name, None, p.protocol),
-                target_port=p.target_port,
-            )
-            for p in se.ports
-        )
-        resolution = se.resolution
-        for host in se.hosts:
-            hostname = fqdn(host, res.namespace, domain_suffix)
-            if hostname in services and services[hostname].source_kind == "Service":
-                continue  # a Kubernetes Service of the same name wins, as in Istio
-            svc = MeshService(
-                hostname=hostname,
-                namespace=res.namespace,
-                ports=ports,
-                addresses=tuple(se.addresses),
-                resolution="EDS" if resolution == "STATIC" else resolution,
-                mesh_external=se.location == "MESH_EXTERNAL",
-                selector=None,
-                source_kind="ServiceEntry",
-                source_name=res.name,
-                export_to=tuple(sorted(set(se.export_to))),
-            )
-            services[hostname] = svc
-            selected: list[_Selected] = []
-            if se.workload_selector is not None:
-                selected = index.select(res.namespace, se.workload_selector.labels)
-            elif se.endpoints:
-                selected = [(ep, dict(ep.labels), ("", "")) for ep in se.endpoints]
-            elif resolution in ("DNS", "DNS_ROUND_ROBIN") and not is_ip_address(host):
-                # No endpoints: Envoy resolves the host itself.
-                selected = [(WorkloadEntrySpec(address=host), {}, ("", ""))]
-            for sp in ports:
-                for we, labels, owner in selected:
-                    default = sp.target_port if isinstance(sp.target_port, int) else sp.port
-                    inst = _instance(hostname, sp, we, labels, owner, default_port=default)
-                    if inst is not None:
-                        instances[(hostname, sp.port)].append(inst)
-
+        _add_service_entry(res, domain_suffix, index, services, instances)
     if service_cidr:
-        # Kubernetes Services, and ServiceEntry hosts Envoy resolves by name (as
-        # Istio's DNS auto-allocation does), get a VIP so pods can dial them.
-        need = [
-            h
-            for h, svc in services.items()
-            if not svc.addresses
-            and (
-                svc.source_kind == "Service"
-                or (svc.resolution != "NONE" and "*" not in h and not is_ip_address(h))
-            )
-        ]
-        taken = [a for svc in services.values() for a in svc.addresses]
-        for hostname, vip in allocate_vips(need, service_cidr, taken).items():
-            services[hostname] = replace(services[hostname], addresses=(vip,))
+        _allocate_vips(services, service_cidr)
     selector_index: dict[tuple[str, str, str], list[str]] = defaultdict(list)
     for svc in services.values():
         for k, v in svc.selector or ():
@@ -290,3 +223,100 @@ def build_registry(
             k: tuple(sorted(v, key=lambda i: (i.address, i.port))) for k, v in instances.items()
         },
     )
+
+
+# (hostname, service port) -> the instances behind it, as they are found.
+_Instances = dict[tuple[str, int], list[Instance]]
+
+
+def _add_k8s_service(
+    res: Resource,
+    domain_suffix: str,
+    index: _WorkloadIndex,
+    slices: list[Resource],
+    workloads: dict[str, list[Resource]],
+    services: dict[str, MeshService],
+    instances: _Instances,
+) -> None:
+    """A Kubernetes Service: its selected workloads, or without a selector its EndpointSlices."""
+    svc = _k8s_service(res, domain_suffix)
+    services[svc.hostname] = svc
+    if not svc.selector:
+        for listed in slice_instances(res, svc, slices, workloads.get(res.namespace, [])):
+            instances[(svc.hostname, listed.service_port)].append(listed)
+        return
+    for we, labels, owner in index.select(res.namespace, dict(svc.selector)):
+        for sp in svc.ports:
+            inst = _instance(svc.hostname, sp, we, labels, owner)
+            if inst is not None:
+                instances[(svc.hostname, sp.port)].append(inst)
+
+
+def _add_service_entry(
+    res: Resource,
+    domain_suffix: str,
+    index: _WorkloadIndex,
+    services: dict[str, MeshService],
+    instances: _Instances,
+) -> None:
+    """A ServiceEntry: one service per host, with its selected or listed endpoints."""
+    se = res.spec
+    assert isinstance(se, ServiceEntrySpec)
+    ports = tuple(
+        ServicePort(
+            name=p.name,
+            port=p.number,
+            protocol=protocol_of(p.name, None, p.protocol),
+            target_port=p.target_port,
+        )
+        for p in se.ports
+    )
+    resolution = se.resolution
+    for host in se.hosts:
+        hostname = fqdn(host, res.namespace, domain_suffix)
+        if hostname in services and services[hostname].source_kind == "Service":
+            continue  # a Kubernetes Service of the same name wins, as in Istio
+        svc = MeshService(
+            hostname=hostname,
+            namespace=res.namespace,
+            ports=ports,
+            addresses=tuple(se.addresses),
+            resolution="EDS" if resolution == "STATIC" else resolution,
+            mesh_external=se.location == "MESH_EXTERNAL",
+            selector=None,
+            source_kind="ServiceEntry",
+            source_name=res.name,
+            export_to=tuple(sorted(set(se.export_to))),
+        )
+        services[hostname] = svc
+        selected: list[_Selected] = []
+        if se.workload_selector is not None:
+            selected = index.select(res.namespace, se.workload_selector.labels)
+        elif se.endpoints:
+            selected = [(ep, dict(ep.labels), ("", "")) for ep in se.endpoints]
+        elif resolution in ("DNS", "DNS_ROUND_ROBIN") and not is_ip_address(host):
+            # No endpoints: Envoy resolves the host itself.
+            selected = [(WorkloadEntrySpec(address=host), {}, ("", ""))]
+        for sp in ports:
+            for we, labels, owner in selected:
+                default = sp.target_port if isinstance(sp.target_port, int) else sp.port
+                inst = _instance(hostname, sp, we, labels, owner, default_port=default)
+                if inst is not None:
+                    instances[(hostname, sp.port)].append(inst)
+
+
+def _allocate_vips(services: dict[str, MeshService], service_cidr: str) -> None:
+    # Kubernetes Services, and ServiceEntry hosts Envoy resolves by name (as
+    # Istio's DNS auto-allocation does), get a VIP so pods can dial them.
+    need = [
+        h
+        for h, svc in services.items()
+        if not svc.addresses
+        and (
+            svc.source_kind == "Service"
+            or (svc.resolution != "NONE" and "*" not in h and not is_ip_address(h))
+        )
+    ]
+    taken = [a for svc in services.values() for a in svc.addresses]
+    for hostname, vip in allocate_vips(need, service_cidr, taken).items():
+        services[hostname] = replace(services[hostname], addresses=(vip,))
