@@ -151,3 +151,7 @@ class Cluster:
     outlier_detection: OutlierDetection | None = None
     # Locality-weighted load balancing (locality weights and priorities come with EDS).
     locality_weighted: bool = False
+    # The local address upstream connections are made from ("" lets the kernel
+    # choose). The inbound passthrough cluster dials the pod's own address, and
+    # only this source keeps the capture rules from handing it back to Envoy.
+    source_address: str = ""

@@ -93,6 +93,10 @@ def build_cluster(cluster: ir.Cluster) -> cluster_pb2.Cluster:
         proto.typed_extension_protocol_options[HTTP_PROTOCOL_OPTIONS].CopyFrom(any_of(options))
     _set_resilience(proto, cluster)
     _set_transport_socket(proto, cluster)
+    if cluster.source_address:
+        source = proto.upstream_bind_config.source_address
+        source.address = cluster.source_address
+        source.port_value = 0
     return proto
 
 
