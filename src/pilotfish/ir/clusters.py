@@ -155,3 +155,7 @@ class Cluster:
     # choose). The inbound passthrough cluster dials the pod's own address, and
     # only this source keeps the capture rules from handing it back to Envoy.
     source_address: str = ""
+    # HTTP/1.1 or HTTP/2 as the server picks by ALPN (``http2`` unset): for TLS
+    # the cluster originates to a port that declares no HTTP protocol, so a
+    # gRPC backend behind TLS gets HTTP/2 and an HTTP/1.1-only one HTTP/1.1.
+    negotiate_http: bool = False

@@ -211,7 +211,10 @@ def test_destination_rule_istio_mutual_is_tls_to_every_endpoint() -> None:
 def test_destination_rule_simple_and_mutual_with_files() -> None:
     simple = "{mode: SIMPLE, caCertificates: /etc/ca.pem, sni: r.example, subjectAltNames: [r]}"
     snap = snapshot(SERVICE.replace("ADDRESS", "10.0.0.1") + dr(simple))
-    tls = cluster(snap, REVIEWS_9080, certs=False).tls
+    http = cluster(snap, REVIEWS_9080, certs=False)
+    # An HTTP port says its protocol: ALPN does not choose it.
+    assert not http.negotiate_http
+    tls = http.tls
     assert tls == ir.UpstreamTls(
         "SIMPLE",
         trusted_ca=ir.CertSource(cert_file="/etc/ca.pem"),

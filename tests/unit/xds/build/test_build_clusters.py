@@ -75,6 +75,15 @@ def test_source_address_binds_upstream_connections() -> None:
     assert (source.address, source.port_value) == ("127.0.0.6", 0)
 
 
+def test_negotiated_http_lets_alpn_pick_the_protocol() -> None:
+    cluster = ir.Cluster(name="n", discovery="EDS", negotiate_http=True)
+    options = hpo_pb2.HttpProtocolOptions()
+    build_cluster(cluster).typed_extension_protocol_options[HPO].Unpack(options)
+    assert options.HasField("auto_config")
+    assert options.auto_config.HasField("http2_protocol_options")
+    assert options.auto_config.HasField("http_protocol_options")
+
+
 def test_fixed_clusters() -> None:
     passthrough = build_cluster(passthrough_cluster())
     assert passthrough.name == "PassthroughCluster"
