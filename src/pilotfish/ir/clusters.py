@@ -151,3 +151,11 @@ class Cluster:
     outlier_detection: OutlierDetection | None = None
     # Locality-weighted load balancing (locality weights and priorities come with EDS).
     locality_weighted: bool = False
+    # The local address upstream connections are made from ("" lets the kernel
+    # choose). The inbound passthrough cluster dials the pod's own address, and
+    # only this source keeps the capture rules from handing it back to Envoy.
+    source_address: str = ""
+    # HTTP/1.1 or HTTP/2 as the server picks by ALPN (``http2`` unset): for TLS
+    # the cluster originates to a port that declares no HTTP protocol, so a
+    # gRPC backend behind TLS gets HTTP/2 and an HTTP/1.1-only one HTTP/1.1.
+    negotiate_http: bool = False

@@ -10,7 +10,14 @@ from __future__ import annotations
 
 from pilotfish.api.duration import parse_duration_ms
 from pilotfish.api.networking.destination_rule import LoadBalancerSettings
-from pilotfish.ir import Cluster, ClusterLoadAssignment, ConsistentHashLb, Endpoint, LbPolicy
+from pilotfish.ir import (
+    Cluster,
+    ClusterLoadAssignment,
+    ConsistentHashLb,
+    Endpoint,
+    LbPolicy,
+    UpstreamTls,
+)
 from pilotfish.model.snapshot import Snapshot
 from pilotfish.peer_labels import workload_facts
 from pilotfish.registry.model import Instance, MeshService, ServicePort
@@ -83,6 +90,20 @@ def _uses_http2(sp: ServicePort, policy: EffectivePolicy) -> bool:
     return sp.is_http2
 
 
+def _negotiates_http(sp: ServicePort, http2: bool, tls: UpstreamTls | None) -> bool:
+    """Whether HTTP over this cluster follows the server's ALPN choice: TLS the
+    user configured (DestinationRule SIMPLE/MUTUAL, a BackendTLSPolicy) to a port
+    that declares no HTTP protocol. gRPC needs HTTP/2 and such a port does not say
+    so (GRPCRoute backends behind TLS), while an HTTP/1.1 server selects that."""
+    return (
+        not http2
+        and not sp.is_http
+        and tls is not None
+        and tls.mode in ("SIMPLE", "MUTUAL")
+        and not tls.alpn
+    )
+
+
 def _workload(instance: Instance) -> tuple[tuple[str, str], ...]:
     if not instance.workload:
         return ()
@@ -141,6 +162,7 @@ def _cluster(
         "connection_pool": connection_pool_ir(policy.connection_pool),
         "outlier_detection": outlier_detection_ir(policy.outlier_detection),
         "locality_weighted": cluster_locality_weighted(policy),
+        "negotiate_http": _negotiates_http(sp, http2, tls.tls),
     }
     if svc.resolution == "NONE" or lb == "CLUSTER_PROVIDED":
         return Cluster(name, "ORIGINAL_DST", "CLUSTER_PROVIDED", **common)  # type: ignore[arg-type]

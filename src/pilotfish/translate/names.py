@@ -6,6 +6,7 @@ __all__ = [
     "BLACKHOLE_CLUSTER",
     "HTTP_PROXY_ROUTE",
     "INBOUND_PASSTHROUGH_CLUSTER",
+    "INBOUND_PASSTHROUGH_SOURCE",
     "PASSTHROUGH_CLUSTER",
     "VIRTUAL_INBOUND",
     "VIRTUAL_OUTBOUND",
@@ -16,6 +17,10 @@ __all__ = [
 
 PASSTHROUGH_CLUSTER = "PassthroughCluster"
 INBOUND_PASSTHROUGH_CLUSTER = "InboundPassthroughCluster"
+#: Istio's source address for the inbound passthrough cluster's connections to
+#: the app: the capture rules let traffic from it reach the app instead of
+#: redirecting Envoy's connection to its own pod address back into Envoy.
+INBOUND_PASSTHROUGH_SOURCE = "127.0.0.6"
 BLACKHOLE_CLUSTER = "BlackHoleCluster"
 VIRTUAL_OUTBOUND = "virtualOutbound"
 VIRTUAL_INBOUND = "virtualInbound"

@@ -54,6 +54,7 @@ from pilotfish.translate.names import (
     BLACKHOLE_CLUSTER,
     HTTP_PROXY_ROUTE,
     INBOUND_PASSTHROUGH_CLUSTER,
+    INBOUND_PASSTHROUGH_SOURCE,
     PASSTHROUGH_CLUSTER,
     VIRTUAL_INBOUND,
     VIRTUAL_OUTBOUND,
@@ -468,7 +469,11 @@ def sidecar_inbound(snapshot: Snapshot, view: ProxyView) -> InboundParts:
         )
         clusters.append(
             Cluster(
-                INBOUND_PASSTHROUGH_CLUSTER, "ORIGINAL_DST", "CLUSTER_PROVIDED", direction="inbound"
+                INBOUND_PASSTHROUGH_CLUSTER,
+                "ORIGINAL_DST",
+                "CLUSTER_PROVIDED",
+                direction="inbound",
+                source_address=INBOUND_PASSTHROUGH_SOURCE,
             )
         )
     else:

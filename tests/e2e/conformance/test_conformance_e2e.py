@@ -79,19 +79,8 @@ CASES: tuple[Case, ...] = (
     CORE + STATUS_CASES + EXTENDED + HEADER_CASES + MORE_CASES + MESH_CASES + MORE_MESH_CASES
 )
 CASES += ROUTING_CASES
-# Ported (cases_tls.py) but failing: held back, with the reason in NOT_RUN.
-HELD_BACK = frozenset(
-    {
-        "BackendTLSPolicy",
-        "BackendTLSPolicyConflictResolution",
-        "BackendTLSPolicySANValidation",
-        "BackendTLSPolicyGRPCRoute",
-    }
-)
-CASES += tuple(c for c in TLS_CASES if c.name not in HELD_BACK)
-ALL_GRPC_CASES: tuple[GrpcCase, ...] = GRPC_CASES + tuple(
-    c for c in TLS_GRPC_CASES if c.name not in HELD_BACK
-)
+CASES += TLS_CASES
+ALL_GRPC_CASES: tuple[GrpcCase, ...] = GRPC_CASES + TLS_GRPC_CASES
 
 OUTCOMES: dict[str, Outcome] = {}
 #: Where each case's time went: {case: {phase: seconds}} (printed at the end).
@@ -115,26 +104,6 @@ NOT_RUN = {
         "needs the client sidecar to pick a Service's routes by the destination "
         "cluster IP rather than the Host header (MeshClusterIPMatching), which its "
         "outbound listeners do not do yet"
-    ),
-    "BackendTLSPolicy": (
-        "ported (cases_tls.py) but failing: the Gateway's TLS connection to the "
-        "suite's TLS backend gets 503 (gRPC: no healthy upstream); held back "
-        "until the cause is found"
-    ),
-    "BackendTLSPolicyConflictResolution": (
-        "ported (cases_tls.py) but failing: the Gateway's TLS connection to the "
-        "suite's TLS backend gets 503 (gRPC: no healthy upstream); held back "
-        "until the cause is found"
-    ),
-    "BackendTLSPolicySANValidation": (
-        "ported (cases_tls.py) but failing: the Gateway's TLS connection to the "
-        "suite's TLS backend gets 503 (gRPC: no healthy upstream); held back "
-        "until the cause is found"
-    ),
-    "BackendTLSPolicyGRPCRoute": (
-        "ported (cases_tls.py) but failing: the Gateway's TLS connection to the "
-        "suite's TLS backend gets 503 (gRPC: no healthy upstream); held back "
-        "until the cause is found"
     ),
 }
 HEADER = """\

@@ -15,6 +15,7 @@ from pilotfish.api.resource import Resource
 from pilotfish.controlplane.generator import MeshGenerator
 from pilotfish.model.proxy_view import ProxyView
 from pilotfish.model.snapshot import Snapshot, build_snapshot
+from pilotfish.runtime.network.capture import INBOUND_PASSTHROUGH_SOURCE
 from pilotfish.translate.clusters import load_assignments, outbound_clusters
 from pilotfish.translate.gateway import gateway_listeners
 from pilotfish.translate.security.mtls import istio_sni
@@ -210,7 +211,10 @@ def test_destination_rule_istio_mutual_is_tls_to_every_endpoint() -> None:
 def test_destination_rule_simple_and_mutual_with_files() -> None:
     simple = "{mode: SIMPLE, caCertificates: /etc/ca.pem, sni: r.example, subjectAltNames: [r]}"
     snap = snapshot(SERVICE.replace("ADDRESS", "10.0.0.1") + dr(simple))
-    tls = cluster(snap, REVIEWS_9080, certs=False).tls
+    http = cluster(snap, REVIEWS_9080, certs=False)
+    # An HTTP port says its protocol: ALPN does not choose it.
+    assert not http.negotiate_http
+    tls = http.tls
     assert tls == ir.UpstreamTls(
         "SIMPLE",
         trusted_ca=ir.CertSource(cert_file="/etc/ca.pem"),
@@ -293,6 +297,30 @@ def test_strict_redirect_layout_rejects_plaintext() -> None:
     assert rejected.filter == ir.TcpProxy("BlackHoleCluster", "BlackHoleCluster")
     assert lst.default_chain is not None and "rejected" in lst.default_chain.name
     assert lst.inspect_tls
+
+
+def test_permissive_redirect_passes_other_tls_to_the_app_from_the_uncaptured_source() -> None:
+    """TLS without the mesh ALPN (a gateway's BackendTLSPolicy connection) goes to
+    the app through InboundPassthroughCluster, which dials the pod's own address:
+    only from the source the capture rules exempt does that not loop into Envoy."""
+    snap = snapshot(SERVICE.replace("ADDRESS", "10.0.0.1"))
+    proxy = ProxyView(
+        "sidecar",
+        "default",
+        labels=(("app", "reviews"),),
+        interception="REDIRECT",
+        bind_ip="0.0.0.0",
+        workload_certs=True,
+    )
+    parts = sidecar_inbound(snap, proxy)
+    (lst,) = [x for x in parts.listeners if x.port == 15006]
+    assert lst.default_chain is not None
+    assert lst.default_chain.filter == ir.TcpProxy(
+        "InboundPassthroughCluster", "InboundPassthroughCluster"
+    )
+    (passthrough,) = [c for c in parts.clusters if c.name == "InboundPassthroughCluster"]
+    assert passthrough.source_address == "127.0.0.6"
+    assert f"{passthrough.source_address}/32" == INBOUND_PASSTHROUGH_SOURCE
 
 
 def test_permissive_explicit_layout_has_both_chains() -> None:

@@ -29,6 +29,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from pilotfish.translate.names import INBOUND_PASSTHROUGH_SOURCE as PASSTHROUGH_SOURCE_IP
+
 from .base import CaptureConfig
 
 __all__ = [
@@ -49,7 +51,7 @@ CHAIN_REDIRECT = "PF_REDIRECT"
 # Envoy's inbound listener connects to the app from this source address
 # (Istio's inbound passthrough convention), so those connections are never
 # captured again even though they leave Envoy towards a local address.
-INBOUND_PASSTHROUGH_SOURCE = "127.0.0.6/32"
+INBOUND_PASSTHROUGH_SOURCE = f"{PASSTHROUGH_SOURCE_IP}/32"
 _LOCALHOST = "127.0.0.1/32"
 
 

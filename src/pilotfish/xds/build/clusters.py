@@ -93,6 +93,10 @@ def build_cluster(cluster: ir.Cluster) -> cluster_pb2.Cluster:
         proto.typed_extension_protocol_options[HTTP_PROTOCOL_OPTIONS].CopyFrom(any_of(options))
     _set_resilience(proto, cluster)
     _set_transport_socket(proto, cluster)
+    if cluster.source_address:
+        source = proto.upstream_bind_config.source_address
+        source.address = cluster.source_address
+        source.port_value = 0
     return proto
 
 
@@ -114,12 +118,18 @@ def _http_protocol_options(cluster: ir.Cluster) -> hpo_pb2.HttpProtocolOptions |
             common.max_requests_per_connection.value = pool.max_requests_per_connection
         if pool.max_connection_duration_ms is not None:
             common.max_connection_duration.CopyFrom(duration_ms(pool.max_connection_duration_ms))
-    if not cluster.http2 and common is None:
+    if not cluster.http2 and not cluster.negotiate_http and common is None:
         return None
     options = hpo_pb2.HttpProtocolOptions()
     if common is not None:
         options.common_http_protocol_options.CopyFrom(common)
-    if cluster.http2:
+    if cluster.negotiate_http and not cluster.http2:
+        # Envoy offers ``h2,http/1.1`` (the cluster's TLS names no ALPN of its own)
+        # and speaks what the server selects; HTTP/1.1 when it selects none.
+        auto = options.auto_config
+        auto.http_protocol_options.SetInParent()
+        auto.http2_protocol_options.SetInParent()
+    elif cluster.http2:
         h2 = protocol_pb2.Http2ProtocolOptions()
         if pool is not None and pool.max_concurrent_streams is not None:
             h2.max_concurrent_streams.value = pool.max_concurrent_streams

@@ -66,6 +66,22 @@ def test_original_dst_is_cluster_provided() -> None:
     assert proto.type == cluster_pb2.Cluster.ORIGINAL_DST
     assert proto.lb_policy == cluster_pb2.Cluster.CLUSTER_PROVIDED
     assert not proto.HasField("load_assignment")
+    assert not proto.HasField("upstream_bind_config")
+
+
+def test_source_address_binds_upstream_connections() -> None:
+    cluster = ir.Cluster(name="i", discovery="ORIGINAL_DST", source_address="127.0.0.6")
+    source = build_cluster(cluster).upstream_bind_config.source_address
+    assert (source.address, source.port_value) == ("127.0.0.6", 0)
+
+
+def test_negotiated_http_lets_alpn_pick_the_protocol() -> None:
+    cluster = ir.Cluster(name="n", discovery="EDS", negotiate_http=True)
+    options = hpo_pb2.HttpProtocolOptions()
+    build_cluster(cluster).typed_extension_protocol_options[HPO].Unpack(options)
+    assert options.HasField("auto_config")
+    assert options.auto_config.HasField("http2_protocol_options")
+    assert options.auto_config.HasField("http_protocol_options")
 
 
 def test_fixed_clusters() -> None:
