@@ -37,7 +37,7 @@ import resource
 import statistics
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -53,10 +53,13 @@ __all__ = [
     "Mark",
     "SimConfig",
     "Simulation",
+    "commands",
     "config_from_args",
+    "emit",
     "main",
     "parser",
     "process_usage",
+    "stdin_lines",
     "type_url_of",
 ]
 
@@ -248,20 +251,21 @@ def process_usage() -> dict[str, float]:
     }
 
 
-def _emit(event: str, **fields: Any) -> None:
+def emit(event: str, **fields: Any) -> None:
     sys.stdout.write(json.dumps({"event": event, **fields}) + "\n")
     sys.stdout.flush()
 
 
-async def _stdin_lines() -> asyncio.StreamReader:
+async def stdin_lines() -> asyncio.StreamReader:
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     return reader
 
 
-async def _serve_commands(sim: Simulation, reader: asyncio.StreamReader) -> None:
-    mark: Mark | None = None
+async def commands(reader: asyncio.StreamReader) -> AsyncIterator[dict[str, Any]]:
+    """The driver's commands, one JSON object with a ``cmd`` per line, until EOF or
+    ``quit``; a line that is not one is reported as an error and skipped."""
     while True:
         line = await reader.readline()
         if not line:
@@ -270,18 +274,25 @@ async def _serve_commands(sim: Simulation, reader: asyncio.StreamReader) -> None
             command = json.loads(line)
             name = command["cmd"]
         except (ValueError, KeyError, TypeError) as exc:
-            _emit("error", message=f"bad command {line!r}: {exc}")
+            emit("error", message=f"bad command {line!r}: {exc}")
             continue
         if name == "quit":
             return
+        yield command
+
+
+async def _serve_commands(sim: Simulation, reader: asyncio.StreamReader) -> None:
+    mark: Mark | None = None
+    async for command in commands(reader):
+        name = command["cmd"]
         if name == "mark":
             mark = sim.mark()
-            _emit("mark", at=mark.at)
+            emit("mark", at=mark.at)
         elif name == "status":
-            _emit("status", **sim.full_push_report(), **process_usage())
+            emit("status", **sim.full_push_report(), **process_usage())
         elif name == "wait":
             if mark is None:
-                _emit("error", message="wait before mark")
+                emit("error", message="wait before mark")
                 continue
             mode: WaitMode = "all" if command.get("mode") == "all" else "affected"
             result = await sim.wait_converged(
@@ -291,22 +302,22 @@ async def _serve_commands(sim: Simulation, reader: asyncio.StreamReader) -> None
                 timeout=float(command.get("timeout", 60.0)),
                 quiet=float(command.get("quiet", 1.0)),
             )
-            _emit("wait", **result)
+            emit("wait", **result)
         else:
-            _emit("error", message=f"unknown command {name!r}")
+            emit("error", message=f"unknown command {name!r}")
 
 
 async def _run(config: SimConfig, full_push_timeout: float) -> None:
     sim = Simulation(config)
-    reader = await _stdin_lines()
+    reader = await stdin_lines()
     await sim.start()
-    _emit("started", pid=os.getpid(), started_at=sim.started_at, proxies=config.proxies)
+    emit("started", pid=os.getpid(), started_at=sim.started_at, proxies=config.proxies)
     try:
-        _emit("full_push", **await sim.wait_full_push(full_push_timeout), **process_usage())
+        emit("full_push", **await sim.wait_full_push(full_push_timeout), **process_usage())
         await _serve_commands(sim, reader)
     finally:
         await sim.close()
-        _emit("bye", **process_usage())
+        emit("bye", **process_usage())
 
 
 def parser() -> argparse.ArgumentParser:

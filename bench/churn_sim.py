@@ -20,18 +20,18 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import os
 from collections.abc import Sequence
 from typing import Any
 
 from bench.ads_sim import (
     Simulation,
-    _emit,
-    _stdin_lines,
+    commands,
     config_from_args,
+    emit,
     parser,
     process_usage,
+    stdin_lines,
 )
 from bench.ads_stream import StreamState
 from bench.churn_markers import MarkerTracker
@@ -46,23 +46,13 @@ def _stream_errors(sim: Simulation) -> dict[str, Any]:
 
 
 async def _serve(sim: Simulation, tracker: MarkerTracker, reader: asyncio.StreamReader) -> None:
-    while True:
-        line = await reader.readline()
-        if not line:
-            return
-        try:
-            command = json.loads(line)
-            name = command["cmd"]
-        except (ValueError, KeyError, TypeError) as exc:
-            _emit("error", message=f"bad command {line!r}: {exc}")
-            continue
-        if name == "quit":
-            return
+    async for command in commands(reader):
+        name = command["cmd"]
         if name == "begin":
             subscriptions = [s.types[ENDPOINT_TYPE].subscribed for s in sim.streams]
             tracker.begin(int(command["markers"]), subscriptions)
             expected = tracker.expected
-            _emit(
+            emit(
                 "begin",
                 markers=len(tracker.count),
                 expected_min=min(expected, default=0),
@@ -70,14 +60,14 @@ async def _serve(sim: Simulation, tracker: MarkerTracker, reader: asyncio.Stream
                 **_stream_errors(sim),
             )
         elif name == "progress":
-            _emit(
+            emit(
                 "progress",
                 completed=tracker.completed(),
                 markers=len(tracker.count),
                 **_stream_errors(sim),
             )
         elif name == "markers":
-            _emit(
+            emit(
                 "markers",
                 count=list(tracker.count),
                 expected=tracker.expected,
@@ -88,19 +78,19 @@ async def _serve(sim: Simulation, tracker: MarkerTracker, reader: asyncio.Stream
                 **process_usage(),
             )
         else:
-            _emit("error", message=f"unknown command {name!r}")
+            emit("error", message=f"unknown command {name!r}")
 
 
 async def _run(sim: Simulation, tracker: MarkerTracker, full_push_timeout: float) -> None:
-    reader = await _stdin_lines()
+    reader = await stdin_lines()
     await sim.start()
-    _emit("started", pid=os.getpid(), started_at=sim.started_at, proxies=sim.config.proxies)
+    emit("started", pid=os.getpid(), started_at=sim.started_at, proxies=sim.config.proxies)
     try:
-        _emit("full_push", **await sim.wait_full_push(full_push_timeout), **process_usage())
+        emit("full_push", **await sim.wait_full_push(full_push_timeout), **process_usage())
         await _serve(sim, tracker, reader)
     finally:
         await sim.close()
-        _emit("bye", **process_usage())
+        emit("bye", **process_usage())
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import ipaddress
 import json
 
 from cryptography import x509
@@ -11,7 +12,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-__all__ = ["Leaf", "TestCa", "serial_of", "tls_secret"]
+__all__ = ["SERVER_AND_CLIENT", "Leaf", "TestCa", "serial_of", "tls_secret"]
 
 
 class Leaf:
@@ -25,8 +26,15 @@ class Leaf:
         self.serial = serial
 
 
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+def _name(common_name: str, organization: str | None = None) -> x509.Name:
+    attributes = [x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
+    if organization is not None:
+        attributes.insert(0, x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization))
+    return x509.Name(attributes)
+
+
+#: What a leaf may be used for: TLS server and client (the default), or one of them.
+SERVER_AND_CLIENT = (ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH)
 
 
 class TestCa:
@@ -34,9 +42,9 @@ class TestCa:
 
     __test__ = False  # not a pytest test class
 
-    def __init__(self, name: str = "Pilotfish test CA") -> None:
+    def __init__(self, name: str = "Pilotfish test CA", organization: str | None = None) -> None:
         self._key = ec.generate_private_key(ec.SECP256R1())
-        self._subject = _name(name)
+        self._subject = _name(name, organization)
         now = datetime.datetime.now(datetime.UTC)
         self._cert = (
             x509.CertificateBuilder()
@@ -69,28 +77,32 @@ class TestCa:
         return self._cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
 
     def issue(
-        self, common_name: str, dns: tuple[str, ...] = (), uris: tuple[str, ...] = ()
+        self,
+        common_name: str,
+        dns: tuple[str, ...] = (),
+        uris: tuple[str, ...] = (),
+        *,
+        ips: tuple[str, ...] = (),
+        organization: str | None = None,
+        usage: tuple[x509.ObjectIdentifier, ...] = SERVER_AND_CLIENT,
     ) -> Leaf:
-        """A leaf for TLS servers and clients, with DNS and URI (SPIFFE) names."""
+        """A leaf for TLS servers and clients (``usage``), with DNS, URI (SPIFFE)
+        and IP names."""
         key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.datetime.now(datetime.UTC)
         builder = (
             x509.CertificateBuilder()
-            .subject_name(_name(common_name))
+            .subject_name(_name(common_name, organization))
             .issuer_name(self._subject)
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(minutes=5))
             .not_valid_after(now + datetime.timedelta(hours=2))
-            .add_extension(
-                x509.ExtendedKeyUsage(
-                    [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
-                ),
-                critical=False,
-            )
+            .add_extension(x509.ExtendedKeyUsage(list(usage)), critical=False)
         )
         names: list[x509.GeneralName] = [x509.DNSName(d) for d in dns]
         names += [x509.UniformResourceIdentifier(u) for u in uris]
+        names += [x509.IPAddress(ipaddress.ip_address(a)) for a in ips]
         if names:
             builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
         cert = builder.sign(self._key, hashes.SHA256())

@@ -522,15 +522,26 @@ def check_weights(sender: Sender, path: str, weights: tuple[tuple[str, float], .
             counts = _measure(sender, probe, weights)
         except (_WrongAnswer, OSError) as exc:
             return str(exc)
-        idle = [b for b, share in weights if share == 0.0 and counts.get(b)]
-        if idle:
-            return f"weight-0 backends got traffic: {idle} ({counts})"
-        off = [
-            f"{b} got {counts.get(b, 0) / WEIGHT_REQUESTS:.3f}, want {share} +/- {WEIGHT_TOLERANCE}"
-            for b, share in weights
-            if abs(counts.get(b, 0) / WEIGHT_REQUESTS - share) > WEIGHT_TOLERANCE
-        ]
-        if not off:
-            return None
-        miss = f"{'; '.join(off)} (measurement {attempt} of {WEIGHT_MEASUREMENTS})"
+        failed, miss = judge_weights(counts, weights, attempt)
+        if failed or not miss:
+            return miss or None
     return miss
+
+
+def judge_weights(
+    counts: dict[str, int], weights: tuple[tuple[str, float], ...], attempt: int
+) -> tuple[bool, str]:
+    """One measurement of ``WEIGHT_REQUESTS`` against ``weights``: (failed for good,
+    what is off). Traffic to a weight-0 backend fails at once; shares outside
+    ``WEIGHT_TOLERANCE`` are worth measuring again; (False, "") when all match."""
+    idle = [b for b, share in weights if share == 0.0 and counts.get(b)]
+    if idle:
+        return True, f"weight-0 backends got traffic: {idle} ({counts})"
+    off = [
+        f"{b} got {counts.get(b, 0) / WEIGHT_REQUESTS:.3f}, want {share} +/- {WEIGHT_TOLERANCE}"
+        for b, share in weights
+        if abs(counts.get(b, 0) / WEIGHT_REQUESTS - share) > WEIGHT_TOLERANCE
+    ]
+    if not off:
+        return False, ""
+    return False, f"{'; '.join(off)} (measurement {attempt} of {WEIGHT_MEASUREMENTS})"

@@ -29,7 +29,7 @@ from harness import (
     WEIGHT_MEASUREMENTS,
     WEIGHT_READY_DEADLINE,
     WEIGHT_REQUESTS,
-    WEIGHT_TOLERANCE,
+    judge_weights,
 )
 
 from pilotfish.samples.conformance_grpc_echo import Answer, call, full_method
@@ -162,15 +162,7 @@ def check_grpc_weights(sender: GrpcSender, weights: tuple[tuple[str, float], ...
         counts: dict[str, int] = {}
         for backend in backends:
             counts[backend] = counts.get(backend, 0) + 1
-        idle = [b for b, share in weights if share == 0.0 and counts.get(b)]
-        if idle:
-            return f"weight-0 backends got traffic: {idle} ({counts})"
-        off = [
-            f"{b} got {counts.get(b, 0) / WEIGHT_REQUESTS:.3f}, want {share} +/- {WEIGHT_TOLERANCE}"
-            for b, share in weights
-            if abs(counts.get(b, 0) / WEIGHT_REQUESTS - share) > WEIGHT_TOLERANCE
-        ]
-        if not off:
-            return None
-        miss = f"{'; '.join(off)} (measurement {attempt} of {WEIGHT_MEASUREMENTS})"
+        failed, miss = judge_weights(counts, weights, attempt)
+        if failed or not miss:
+            return miss or None
     return miss

@@ -25,15 +25,13 @@ keeps the PEMs the tests send with (client certificates and keys).
 from __future__ import annotations
 
 import base64
-import datetime
 import ipaddress
 from dataclasses import dataclass, field
 
 import yaml
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from pki import TestCa
 
 INFRA = "gateway-conformance-infra"
 APP_BACKEND = "gateway-conformance-app-backend"
@@ -52,97 +50,37 @@ class KeyPair:
     key_pem: bytes
 
 
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-
-
-def _names(hosts: tuple[str, ...]) -> list[x509.GeneralName]:
-    """As upstream's generateRSACert: an IP, else a DNS name, else a URI."""
-    out: list[x509.GeneralName] = []
+def _split(hosts: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """(DNS names, URIs, IPs), as upstream's generateRSACert: an IP, else a URI
+    (``://``), else a DNS name."""
+    ips: list[str] = []
+    uris: list[str] = []
+    dns: list[str] = []
     for host in hosts:
         try:
-            out.append(x509.IPAddress(ipaddress.ip_address(host)))
+            ipaddress.ip_address(host)
+            ips.append(host)
         except ValueError:
-            if "://" in host:
-                out.append(x509.UniformResourceIdentifier(host))
-            else:
-                out.append(x509.DNSName(host))
-    return out
+            (uris if "://" in host else dns).append(host)
+    return tuple(dns), tuple(uris), tuple(ips)
 
 
 class Authority:
-    """A CA as ``MustCreateCACertConfigMap`` makes one."""
+    """A CA as ``MustCreateCACertConfigMap`` makes one (upstream's subject)."""
 
     def __init__(self) -> None:
-        self.key = ec.generate_private_key(ec.SECP256R1())
-        self.subject = x509.Name(
-            [
-                x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Kubernetes Gateway API"),
-                x509.NameAttribute(NameOID.COMMON_NAME, "gatewayapi"),
-            ]
-        )
-        now = datetime.datetime.now(datetime.UTC)
-        self.cert = (
-            x509.CertificateBuilder()
-            .subject_name(self.subject)
-            .issuer_name(self.subject)
-            .public_key(self.key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=True,
-                    crl_sign=False,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
-            .sign(self.key, hashes.SHA256())
-        )
+        self.ca = TestCa("gatewayapi", organization="Kubernetes Gateway API")
 
     @property
     def pem(self) -> bytes:
-        return self.cert.public_bytes(serialization.Encoding.PEM)
+        return self.ca.ca_pem.encode()
 
     def sign(self, hosts: tuple[str, ...], client: bool = False) -> KeyPair:
         """A server (``hosts`` as its names) or client certificate signed by this CA."""
-        key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.datetime.now(datetime.UTC)
         usage = ExtendedKeyUsageOID.CLIENT_AUTH if client else ExtendedKeyUsageOID.SERVER_AUTH
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(
-                x509.Name(
-                    [
-                        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Acme Co"),
-                        x509.NameAttribute(NameOID.COMMON_NAME, "default"),
-                    ]
-                )
-            )
-            .issuer_name(self.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-        )
-        if hosts:
-            builder = builder.add_extension(x509.SubjectAlternativeName(_names(hosts)), False)
-        cert = builder.sign(self.key, hashes.SHA256())
-        return KeyPair(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key))
+        dns, uris, ips = _split(hosts)
+        leaf = self.ca.issue("default", dns, uris, ips=ips, organization="Acme Co", usage=(usage,))
+        return KeyPair(leaf.cert_pem.encode(), leaf.key_pem.encode())
 
 
 def config_map(namespace: str, name: str, ca: Authority) -> dict[str, object]:
