@@ -7,11 +7,15 @@ import json
 from typing import Any
 
 import pytest
+from translate_cases import load_snapshot
 
 from pilotfish.api.core.secret import SecretSpec
 from pilotfish.api.loader import load_text
 from pilotfish.api.networking.gateway import GatewaySpec as IstioGatewaySpec
 from pilotfish.api.resource import Resource, ResourceKey
+from pilotfish.ir import CertSource
+from pilotfish.model.proxy_view import ProxyView
+from pilotfish.translate.compose import compose
 from pilotfish.translate.conversion import Conversion, ConversionContext
 from pilotfish.translate.gateway_api import convert_gateway_api
 from pilotfish.translate.gateway_markers import (
@@ -282,3 +286,27 @@ def test_invalid_spec_tls_is_refused_with_its_field(tls: str, field: str, words:
     (error,) = [d for d in loaded.diagnostics if d.is_error]
     assert error.source is not None and error.source.file == "gw.yaml" and error.source.line
     assert field in error.field and words in error.message, error.format()
+
+
+def _secure_cluster(view: ProxyView) -> Any:
+    config = compose(load_snapshot("gateway-api-tls"), view)
+    name = "outbound|8443||secure.default.svc.cluster.local"
+    (cluster,) = [c for c in config.clusters if c.name == name]
+    return cluster.tls
+
+
+def test_only_the_gateways_own_proxy_presents_its_backend_client_certificate() -> None:
+    """The golden case's Gateway ``web``: its proxy turns the BackendTLSPolicy's
+    SIMPLE into MUTUAL with the certificate; a sidecar of the same namespace and
+    another Gateway's proxy keep SIMPLE without one."""
+    labels = (("gateway.networking.k8s.io/gateway-name", "web"),)
+    own = _secure_cluster(ProxyView("gateway", "default", labels=labels, bind_ip="127.0.0.1"))
+    assert own.mode == "MUTUAL"
+    assert own.client_cert == CertSource(credential="kubernetes://default/web-client")
+    assert own.sni == "secure.example.com"
+    other_labels = (("gateway.networking.k8s.io/gateway-name", "other"),)
+    other = ProxyView("gateway", "default", labels=other_labels, bind_ip="127.0.0.1")
+    sidecar = ProxyView("sidecar", "default", labels=(("app", "shop"),), bind_ip="0.0.0.0")
+    for view in (other, sidecar):
+        tls = _secure_cluster(view)
+        assert (tls.mode, tls.client_cert) == ("SIMPLE", None)
