@@ -6,7 +6,8 @@ One mesh for the module: the Python Bookinfo, Istio's ``bookinfo-versions.yaml``
 gateway agent of its own, deployed by the runtime on its own address; the
 tests reach the product page at the address the Gateway's status reports,
 split reviews with the GAMMA route ``route-reviews-90-10.yaml``, check that a
-backend in another namespace needs a ReferenceGrant, kill the supervisor
+backend in another namespace needs a ReferenceGrant, serve a TLS listener in
+Terminate mode (plain TCP to productpage behind it), kill the supervisor
 with -9 and check the next one adopts the running gateway, delete the Gateway
 and check its agent, address and state entry are gone, and last apply it
 again, kill the supervisor and check ``down`` still removes everything.
@@ -19,6 +20,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
+import ssl
 import textwrap
 from collections import Counter
 from collections.abc import Iterator
@@ -38,6 +41,7 @@ from e2ekit import (
 )
 
 from lanes import lane_bridge, lane_cidr
+from pki import TestCa, serial_of, tls_secret
 from polling import poll
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
@@ -228,6 +232,79 @@ def test_backend_in_another_namespace_needs_a_reference_grant(
     poll(served, "the granted backend to answer 200", deadline=30)
     granted = _resolved_refs(mesh)
     assert granted is not None and granted["status"] == "True", granted
+
+
+_TERMINATE = """
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: tls-terminate, namespace: default}
+spec:
+  gatewayClassName: istio
+  listeners:
+  - name: tls
+    port: 8443
+    protocol: TLS
+    hostname: shop.example.com
+    tls: {mode: Terminate, certificateRefs: [{name: terminate-cert}]}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: TLSRoute
+metadata: {name: productpage-tcp, namespace: default}
+spec:
+  parentRefs: [{name: tls-terminate}]
+  hostnames: [shop.example.com]
+  rules: [{backendRefs: [{name: productpage, port: 9080}]}]
+"""
+
+
+def _terminate_address(mesh: E2EMesh) -> str | None:
+    out = mesh.cli("get", "gtw", "tls-terminate", "-o", "yaml", check=False).stdout
+    status = (yaml.safe_load(out) or {}).get("status") or {}
+    ips = [a["value"] for a in status.get("addresses") or [] if a.get("value")]
+    return ips[0] if ips else None
+
+
+def _over_tls(ip: str, ca: TestCa, request: bytes) -> tuple[bytes, bytes]:
+    """(the certificate the gateway presented as DER, everything it answered)."""
+    ctx = ssl.create_default_context(cadata=ca.ca_pem)
+    with (
+        socket.create_connection((ip, 8443), timeout=5) as raw,
+        ctx.wrap_socket(raw, server_hostname="shop.example.com") as tls,
+    ):
+        tls.sendall(request)
+        chunks = []
+        while chunk := tls.recv(65536):
+            chunks.append(chunk)
+        return tls.getpeercert(binary_form=True) or b"", b"".join(chunks)
+
+
+def test_tls_terminate_listener_decrypts_and_forwards_plain_tcp(
+    mesh: E2EMesh, tmp_path: Path
+) -> None:
+    """A ``TLS`` listener in ``Terminate`` mode: the gateway presents the listener's
+    certificate and hands the decrypted bytes to the TLSRoute's backend, which
+    speaks plain HTTP (productpage) and would not understand TLS."""
+    ca = TestCa()
+    leaf = ca.issue("shop.example.com", ("shop.example.com",))
+    manifest = tmp_path / "terminate.yaml"
+    manifest.write_text(tls_secret("terminate-cert", "default", leaf) + "\n---\n" + _TERMINATE)
+    mesh.cli("apply", "-f", str(manifest))
+    try:
+        ip = poll(lambda: _terminate_address(mesh), "the TLS Gateway's address", deadline=60)
+        request = b"GET /productpage HTTP/1.1\r\nHost: shop\r\nConnection: close\r\n\r\n"
+
+        def answered() -> tuple[bytes, bytes] | None:
+            try:
+                cert, data = _over_tls(ip, ca, request)
+            except OSError:
+                return None
+            ok = data.startswith(b"HTTP/1.1 200") and b"The Comedy of Errors" in data
+            return (cert, data) if ok else None
+
+        cert, _ = poll(answered, f"productpage over TLS at {ip}:8443", deadline=60)
+        assert serial_of(cert) == leaf.serial
+    finally:
+        mesh.cli("delete", "-f", str(manifest))
 
 
 def test_restarted_supervisor_adopts_the_deployed_gateway(mesh: E2EMesh) -> None:

@@ -123,6 +123,9 @@ class DownstreamTls:
     subject_alt_names: tuple[str, ...] = ()  # accepted client SANs (empty: any)
     min_version: str = ""  # "TLSv1_2", ...
     max_version: str = ""
+    # A client certificate that does not verify is let through (with
+    # ``require_client_cert`` False: the Gateway API's AllowInsecureFallback).
+    accept_untrusted: bool = False
 
 
 @dataclass(frozen=True, slots=True)

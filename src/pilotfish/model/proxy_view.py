@@ -95,11 +95,14 @@ class OutboundKey:
 @dataclass(frozen=True, slots=True)
 class ClusterKey:
     """Outbound clusters: DestinationRule precedence (namespace), whether mesh
-    mTLS can be used (workload certificate) and the applied Sidecar's egress."""
+    mTLS can be used (workload certificate), the applied Sidecar's egress, and
+    (gateways of a Gateway API Gateway with ``spec.tls.backend``) the credential
+    presented to BackendTLSPolicy backends."""
 
     namespace: str
     workload_certs: bool
     sidecar: str = ""
+    backend_client_cert: str = ""
 
 
 @dataclass(frozen=True, slots=True)

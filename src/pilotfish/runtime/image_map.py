@@ -31,7 +31,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import Field, ValidationError
@@ -181,11 +181,20 @@ def literal_env(container: Container) -> list[EnvVar]:
 
 
 def secret_volumes(container: Container, pod_extra: Mapping[str, Any]) -> list[SecretVolume]:
-    """The container's ``volumeMounts`` of the pod's ``secret`` volumes."""
+    """The container's ``volumeMounts`` of the pod's ``secret`` and ``configMap`` volumes."""
     secrets: dict[str, Mapping[str, Any]] = {}
+    kinds: dict[str, Literal["Secret", "ConfigMap"]] = {}
     for volume in pod_extra.get("volumes") or ():
-        if isinstance(volume, Mapping) and isinstance(volume.get("secret"), Mapping):
+        if not isinstance(volume, Mapping):
+            continue
+        if isinstance(volume.get("secret"), Mapping):
             secrets[str(volume.get("name"))] = volume["secret"]
+            kinds[str(volume.get("name"))] = "Secret"
+        elif isinstance(volume.get("configMap"), Mapping):
+            # A configMap volume names its object ``name`` where a secret one says secretName.
+            source = volume["configMap"]
+            secrets[str(volume.get("name"))] = {**source, "secretName": source.get("name", "")}
+            kinds[str(volume.get("name"))] = "ConfigMap"
     out: list[SecretVolume] = []
     extra: Mapping[str, Any] = container.model_extra or {}
     for mount in extra.get("volumeMounts") or ():
@@ -202,6 +211,7 @@ def secret_volumes(container: Container, pod_extra: Mapping[str, Any]) -> list[S
                 secret_name=str(secret.get("secretName", "")),
                 mount_path=str(mount.get("mountPath", "")),
                 items=items,
+                kind=kinds[str(mount["name"])],
             )
         )
     return out

@@ -460,7 +460,8 @@ class MeshRuntime(AdoptionMixin):
         lookup = secret_volumes.store_lookup(self.cp.store)
         user = self._users.user_for(spec)
         pod_dir = self.settings.work_dir / spec.local_id
-        secret_volumes.materialize(spec, pod_dir, lookup, user.uid, user.gid)
+        config_maps = secret_volumes.store_config_maps(self.cp.store)
+        secret_volumes.materialize(spec, pod_dir, lookup, user.uid, user.gid, config_maps)
 
     async def _start_pod(self, key: tuple[str, str], workload: Resource, index: int) -> None:
         assert self.network is not None

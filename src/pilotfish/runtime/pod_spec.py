@@ -104,6 +104,7 @@ class SecretVolumeSpec:
     secret: str
     mount_path: str
     items: tuple[tuple[str, str], ...] = ()
+    kind: str = "Secret"  # or "ConfigMap": ``secret`` then names a ConfigMap
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> SecretVolumeSpec:
@@ -111,6 +112,7 @@ class SecretVolumeSpec:
             str(data["secret"]),
             str(data["mount_path"]),
             tuple((str(k), str(v)) for k, v in data.get("items", ())),
+            str(data.get("kind", "Secret")),
         )
 
 
@@ -234,6 +236,7 @@ class PodSpec:
                     str(v.secret_name),
                     str(v.mount_path),
                     tuple((str(i.key), str(i.path)) for i in v.items),
+                    str(getattr(v, "kind", "Secret")),
                 )
                 for v in getattr(spec, "secret_volumes", None) or ()
             ),

@@ -15,6 +15,9 @@ container's ``mountPath``. The local runtime does the same in two steps:
 2. The app's sandbox (``runtime.sandbox --volume SRC:DST``) binds that
    directory onto ``mountPath`` in the app's private mount namespace.
 
+A ``configMap`` volume is laid out the same way from a ConfigMap's ``data``
+(``kind`` ConfigMap, looked up with ``config_maps``).
+
 The files are written when the pod starts: a later change of the Secret
 reaches the pod when it is restarted (a kubelet refreshes them after a delay).
 """
@@ -26,15 +29,25 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+from pilotfish.api.core.config_map import ConfigMapSpec
 from pilotfish.api.core.secret import SecretSpec
 from pilotfish.api.resource import ResourceKey
 from pilotfish.runtime.pod_spec import PodSpec
 from pilotfish.store.base import Store
 
-__all__ = ["SecretVolumeError", "materialize", "mounts", "store_lookup", "volumes_dir"]
+__all__ = [
+    "SecretVolumeError",
+    "materialize",
+    "mounts",
+    "store_config_maps",
+    "store_lookup",
+    "volumes_dir",
+]
 
 #: The Secret ``(namespace, name)`` as loaded, or None when there is none.
 SecretLookup = Callable[[str, str], SecretSpec | None]
+#: A ConfigMap's ``data`` by ``(namespace, name)``, or None when there is none.
+ConfigMapLookup = Callable[[str, str], dict[str, str] | None]
 
 
 class SecretVolumeError(ValueError):
@@ -51,6 +64,18 @@ def store_lookup(store: Store) -> SecretLookup:
     return lookup
 
 
+def store_config_maps(store: Store) -> ConfigMapLookup:
+    """ConfigMaps' data as the configuration store holds them."""
+
+    def lookup(namespace: str, name: str) -> dict[str, str] | None:
+        found = store.get(ResourceKey("ConfigMap", namespace, name))
+        if found is None or not isinstance(found.spec, ConfigMapSpec):
+            return None
+        return dict(found.spec.data)
+
+    return lookup
+
+
 def volumes_dir(pod_dir: Path) -> Path:
     return pod_dir / "volumes"
 
@@ -61,34 +86,48 @@ def mounts(spec: PodSpec, pod_dir: Path) -> tuple[tuple[str, str], ...]:
     return tuple((str(root / str(i)), v.mount_path) for i, v in enumerate(spec.secret_volumes))
 
 
-def _files(spec: PodSpec, index: int, lookup: SecretLookup) -> dict[str, bytes]:
+def _files(
+    spec: PodSpec, index: int, lookup: SecretLookup, config_maps: ConfigMapLookup | None
+) -> dict[str, bytes]:
     volume = spec.secret_volumes[index]
-    secret = lookup(spec.namespace, volume.secret)
-    if secret is None:
+    data: dict[str, bytes] | None = None
+    if volume.kind == "ConfigMap":
+        found = config_maps(spec.namespace, volume.secret) if config_maps else None
+        data = None if found is None else {k: v.encode() for k, v in found.items()}
+    else:
+        secret = lookup(spec.namespace, volume.secret)
+        data = None if secret is None else secret.decoded()
+    if data is None:
         raise SecretVolumeError(
-            f"pod {spec.name}: Secret {spec.namespace}/{volume.secret} "
+            f"pod {spec.name}: {volume.kind} {spec.namespace}/{volume.secret} "
             f"(volume at {volume.mount_path}) does not exist"
         )
-    data = secret.decoded()
     if not volume.items:
         return data
     out: dict[str, bytes] = {}
     for key, path in volume.items:
         if key not in data:
             raise SecretVolumeError(
-                f"pod {spec.name}: Secret {spec.namespace}/{volume.secret} has no key {key!r}"
+                f"pod {spec.name}: {volume.kind} {spec.namespace}/{volume.secret} "
+                f"has no key {key!r}"
             )
         out[path] = data[key]
     return out
 
 
 def materialize(
-    spec: PodSpec, pod_dir: Path, lookup: SecretLookup, uid: int, gid: int
+    spec: PodSpec,
+    pod_dir: Path,
+    lookup: SecretLookup,
+    uid: int,
+    gid: int,
+    config_maps: ConfigMapLookup | None = None,
 ) -> tuple[tuple[str, str], ...]:
     """Write the pod's Secret volumes under ``pod_dir`` for ``uid``/``gid``; the
     (directory, mount path) pairs for the sandbox. Every Secret is read before
     anything is written, so a missing one leaves no partial volume behind."""
-    contents = [_files(spec, i, lookup) for i in range(len(spec.secret_volumes))]
+    count = len(spec.secret_volumes)
+    contents = [_files(spec, i, lookup, config_maps) for i in range(count)]
     shutil.rmtree(volumes_dir(pod_dir), ignore_errors=True)  # a previous start's, maybe stale
     out = mounts(spec, pod_dir)
     for (directory, _), files in zip(out, contents, strict=True):

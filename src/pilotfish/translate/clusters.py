@@ -8,9 +8,13 @@ workloads and STATIC ServiceEntries, STRICT_DNS for DNS, ORIGINAL_DST for NONE.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from pilotfish.api.duration import parse_duration_ms
 from pilotfish.api.networking.destination_rule import LoadBalancerSettings
+from pilotfish.api.resource import Resource
 from pilotfish.ir import (
+    CertSource,
     Cluster,
     ClusterLoadAssignment,
     ConsistentHashLb,
@@ -21,6 +25,7 @@ from pilotfish.ir import (
 from pilotfish.model.snapshot import Snapshot
 from pilotfish.peer_labels import workload_facts
 from pilotfish.registry.model import Instance, MeshService, ServicePort
+from pilotfish.translate.derived_resource import DERIVED_FROM
 from pilotfish.translate.locality import (
     cluster_locality_weighted,
     locality_assignment,
@@ -194,34 +199,57 @@ def _subset_labels(snapshot: Snapshot, svc: MeshService, subset: str) -> dict[st
 
 
 def outbound_clusters(
-    snapshot: Snapshot, proxy_namespace: str, *, workload_certs: bool = False
+    snapshot: Snapshot,
+    proxy_namespace: str,
+    *,
+    workload_certs: bool = False,
+    backend_client_cert: str = "",
 ) -> list[Cluster]:
     """Every outbound cluster a proxy in ``proxy_namespace`` may use.
 
     Services not exported to ``proxy_namespace`` get no cluster.
     ``workload_certs`` (the proxy has a mesh certificate) enables mesh mTLS
-    (auto mTLS, DestinationRule ``ISTIO_MUTUAL``). The result never depends on
-    endpoints of EDS services, so endpoint-only changes leave CDS alone.
+    (auto mTLS, DestinationRule ``ISTIO_MUTUAL``). ``backend_client_cert`` (a
+    credential name) is the client certificate presented on the TLS a
+    BackendTLSPolicy originates. The result never depends on endpoints of EDS
+    services, so endpoint-only changes leave CDS alone.
     """
     clusters: list[Cluster] = []
     for svc in snapshot.registry.services.values():
         if not service_visible(svc, proxy_namespace):
             continue  # not exported to this namespace
         rule = find_destination_rule(snapshot, svc.hostname, proxy_namespace, svc.namespace)
+        client_cert = backend_client_cert if _from_backend_tls_policy(rule) else ""
         for sp in svc.ports:
             for subset in ("", *(s.name for s in subsets_of(rule))):
-                clusters.append(
-                    _cluster(
-                        snapshot,
-                        svc,
-                        sp,
-                        subset,
-                        effective_policy(rule, sp.port, subset),
-                        proxy_namespace=proxy_namespace,
-                        workload_certs=workload_certs,
-                    )
+                cluster = _cluster(
+                    snapshot,
+                    svc,
+                    sp,
+                    subset,
+                    effective_policy(rule, sp.port, subset),
+                    proxy_namespace=proxy_namespace,
+                    workload_certs=workload_certs,
                 )
+                clusters.append(_with_client_cert(cluster, client_cert))
     return clusters
+
+
+def _from_backend_tls_policy(rule: Resource | None) -> bool:
+    """Whether ``rule`` is the converter's DestinationRule for BackendTLSPolicies."""
+    if rule is None:
+        return False
+    return rule.metadata.annotations.get(DERIVED_FROM, "").startswith("BackendTLSPolicy ")
+
+
+def _with_client_cert(cluster: Cluster, credential: str) -> Cluster:
+    """``cluster`` presenting ``credential`` on the TLS it originates (SIMPLE becomes
+    MUTUAL); unchanged without a credential or without user-configured TLS."""
+    tls = cluster.tls
+    if not credential or tls is None or tls.mode != "SIMPLE":
+        return cluster
+    cert = CertSource(credential=credential)
+    return replace(cluster, tls=replace(tls, mode="MUTUAL", client_cert=cert))
 
 
 def fixed_clusters() -> list[Cluster]:

@@ -38,7 +38,7 @@ assignments of the same name.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pilotfish import ir
 from pilotfish.model.proxy_view import ClusterKey, EndpointKey, OutboundKey, ProxyView, SecretKey
@@ -48,7 +48,7 @@ from pilotfish.translate.clusters import (
     service_load_assignments,
     subset_labels_of,
 )
-from pilotfish.translate.gateway import gateway_listeners
+from pilotfish.translate.gateway import backend_client_credential, gateway_listeners
 from pilotfish.translate.security.secrets import credential_secrets, referenced_credentials
 from pilotfish.translate.sidecar import (
     outbound_part,
@@ -111,11 +111,16 @@ def part_keys(
     (computed when not given; callers that compose many views pass it once)."""
     sidecar = sidecar_scope(snapshot, view).key
     outbound = None
+    clusters = view.cluster_key(sidecar)
     if view.role == "sidecar":
         keys = source_label_keys(snapshot) if label_keys is None else label_keys
         telemetry = workload_telemetry(snapshot, view.namespace, view.label_map)
         outbound = view.outbound_key(keys, sidecar, telemetry)
-    return PartKeys(outbound, view.cluster_key(sidecar), view, view.endpoint_key)
+    else:
+        client_cert = backend_client_credential(snapshot, view)
+        if client_cert:
+            clusters = replace(clusters, backend_client_cert=client_cert)
+    return PartKeys(outbound, clusters, view, view.endpoint_key)
 
 
 def local_part(snapshot: Snapshot, view: ProxyView) -> LocalParts:

@@ -16,7 +16,11 @@ with terminating servers (``SIMPLE``, ``MUTUAL``...) gets one filter chain per
 server behind TLS, each with its own route configuration
 ``https.<port>.<portName>.<gateway>.<namespace>`` as in Istio, selected by SNI
 (the server's hosts) when the port has several; ``PASSTHROUGH`` servers add
-SNI chains that TCP-proxy to VirtualService ``tls`` routes. ``httpsRedirect``
+SNI chains that TCP-proxy to VirtualService ``tls`` routes. A ``TLS`` server in
+a terminating mode (Istio's TLS-terminated TCP, and Gateway API ``TLS``
+listeners in ``Terminate`` mode) gets the same SNI chains from ``tls``
+routes, or else the ``tcp`` route chain, each behind the server's TLS: the
+gateway decrypts and forwards plain TCP. ``httpsRedirect``
 on a plain-HTTP server makes its virtual hosts answer 301 to HTTPS. A port
 cannot mix plaintext and TLS servers: the plaintext ones are skipped (logged),
 as is a TLS server whose certificate is missing.
@@ -31,6 +35,7 @@ from dataclasses import dataclass, replace
 from pilotfish.api.networking.gateway import GatewaySpec, Server
 from pilotfish.api.resource import Resource
 from pilotfish.ir import (
+    DownstreamTls,
     FilterChain,
     FilterChainMatch,
     HttpConnectionManager,
@@ -38,11 +43,13 @@ from pilotfish.ir import (
     Route,
     RouteConfig,
     VirtualHost,
+    credential_name,
 )
 from pilotfish.model.hosts import fqdn
 from pilotfish.model.proxy_view import ProxyView
 from pilotfish.model.snapshot import Snapshot
-from pilotfish.translate.gateway_tcp import tcp_listener
+from pilotfish.translate.gateway_markers import BACKEND_CLIENT_CERT_ANNOTATION
+from pilotfish.translate.gateway_tcp import tcp_chain, tcp_listener
 from pilotfish.translate.http_routes import RouteContext, http_routes
 from pilotfish.translate.names import gateway_route_name
 from pilotfish.translate.route_filters import with_route_filters
@@ -60,7 +67,7 @@ from pilotfish.translate.security.route_policy import with_route_policies
 from pilotfish.translate.telemetry_metrics import with_metrics
 from pilotfish.translate.virtual_hosts import bound_gateways, dedupe_domains, host_matches
 
-__all__ = ["GatewayParts", "gateway_listeners", "selected_gateways"]
+__all__ = ["GatewayParts", "backend_client_credential", "gateway_listeners", "selected_gateways"]
 
 log = logging.getLogger("pilotfish.translate")
 
@@ -91,6 +98,17 @@ def selected_gateways(
         if spec.selector and all(labels.get(k) == v for k, v in spec.selector.items()):
             out.append(gw)
     return out
+
+
+def backend_client_credential(snapshot: Snapshot, view: ProxyView) -> str:
+    """The credential a gateway proxy presents to BackendTLSPolicy backends: the
+    Secret its Gateway API Gateway's ``spec.tls.backend`` names, as the converter
+    marks it on the Istio Gateways it derives; "" for none."""
+    for gw in selected_gateways(snapshot, view.label_map, view.namespace):
+        secret = gw.metadata.annotations.get(BACKEND_CLIENT_CERT_ANNOTATION)
+        if secret:
+            return credential_name(gw.namespace, secret)
+    return ""
 
 
 def _server_hosts(server: Server) -> list[tuple[str, str]]:
@@ -226,6 +244,29 @@ def _distinct_sni(chains: list[FilterChain], port: int) -> list[FilterChain]:
     return out
 
 
+def _terminated_tcp_chains(
+    snapshot: Snapshot,
+    view: ProxyView,
+    port: int,
+    gw: Resource,
+    server: Server,
+    tls: DownstreamTls,
+) -> list[FilterChain]:
+    """The chains of a ``TLS`` server whose TLS the gateway terminates: its
+    VirtualServices' ``tls`` routes by SNI, or else their ``tcp`` route, each
+    proxying the decrypted bytes."""
+    key = f"{gw.namespace}/{gw.name}"
+    authz = authz_policies(snapshot, view.namespace, view.label_map, port, tcp=True)
+    by_sni = passthrough_chains(snapshot, port, [(key, server)], authz=authz)
+    if by_sni:
+        return [replace(chain, tls=tls) for chain in by_sni]
+    name = f"{key}/{server.port.name or port}/tcp"
+    chain = tcp_chain(snapshot, view, port, {key}, name)
+    if chain is None:
+        return []
+    return [replace(chain, match=FilterChainMatch(server_names=sni_server_names(server)), tls=tls)]
+
+
 def _tls_listener(
     snapshot: Snapshot,
     view: ProxyView,
@@ -240,6 +281,9 @@ def _tls_listener(
     for gw, server in terminating:
         tls = server_downstream_tls(snapshot, view, gw, server)
         if tls is None:
+            continue
+        if server.port.protocol.upper() == "TLS":
+            chains += _terminated_tcp_chains(snapshot, view, port, gw, server, tls)
             continue
         route_name = base = https_route_name(port, server, gw)
         index = 1
@@ -292,7 +336,7 @@ def gateway_listeners(snapshot: Snapshot, view: ProxyView) -> GatewayParts:
             number = server.port.number
             if mode is None and protocol in _HTTP_PROTOCOLS:
                 by_port[number].append((f"{gw.namespace}/{gw.name}", server))
-            elif mode in TERMINATING_MODES and protocol in _TERMINATED_PROTOCOLS:
+            elif mode in TERMINATING_MODES and protocol in _TERMINATED_PROTOCOLS | {"TLS"}:
                 terminating[number].append((gw, server))
             elif mode == "PASSTHROUGH" and protocol in _PASSTHROUGH_PROTOCOLS:
                 passthrough[number].append((gw, server))

@@ -181,9 +181,13 @@ def scoped_outbound_clusters(snapshot: Snapshot, key: ClusterKey) -> tuple[Clust
     """Outbound clusters of the services the applied Sidecar leaves visible, plus the
     fixed ones, sorted by name."""
     scope = scope_for(snapshot, key.namespace, key.sidecar)
-    clusters = scope.filter_clusters(
-        snapshot, outbound_clusters(snapshot, key.namespace, workload_certs=key.workload_certs)
+    built = outbound_clusters(
+        snapshot,
+        key.namespace,
+        workload_certs=key.workload_certs,
+        backend_client_cert=key.backend_client_cert,
     )
+    clusters = scope.filter_clusters(snapshot, built)
     return tuple(sorted(clusters + fixed_clusters(), key=lambda c: c.name))
 
 

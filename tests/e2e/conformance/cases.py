@@ -78,6 +78,13 @@ class Expect:
     # certificate and key to present (PEM bytes), if any.
     tls_port: int = 443
     client_cert: tuple[bytes, bytes] | None = None
+    # Upstream's MakeTLSRequestAndExpectEventuallyConsistentFailureResponse: the
+    # exchange must fail (handshake refused, connection reset or refused); any
+    # answer, whatever its status, is a mismatch.
+    refused: bool = False
+    # The client certificate (PEM) the TLS backend saw (upstream's
+    # ExpectedRequest.ClientCert); empty: unchecked.
+    seen_client_cert: bytes = b""
 
     def request_headers(self) -> tuple[tuple[str, str], ...]:
         """The headers to send: the case's, and the echo backend's instruction."""

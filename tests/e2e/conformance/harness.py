@@ -369,6 +369,10 @@ def _compare_seen(expect: Expect, body: dict[str, Any]) -> str | None:
         sni = (body.get("tls") or {}).get("serverName")
         if sni != expect.seen_sni:
             return f"backend saw TLS server name {sni!r}, want {expect.seen_sni!r}"
+    if expect.seen_client_cert:
+        peers = (body.get("tls") or {}).get("peerCertificates") or []
+        if not peers or _der(peers[0].encode()) != _der(expect.seen_client_cert):
+            return "backend did not see the expected client certificate"
     seen = _seen_headers(body)
     wanted = expect.headers if expect.seen_headers is None else expect.seen_headers
     for name, value in wanted:
@@ -378,6 +382,11 @@ def _compare_seen(expect: Expect, body: dict[str, Any]) -> str | None:
         if name.lower() in seen:
             return f"backend saw {name}: {seen[name.lower()]!r}, want it absent"
     return None
+
+
+def _der(pem: bytes) -> bytes:
+    """The DER of a PEM certificate (PEM line breaks differ between writers)."""
+    return ssl.PEM_cert_to_DER_cert(pem.decode())
 
 
 def _compare_location(expect: Expect, location: str) -> str | None:
@@ -423,9 +432,12 @@ def check_expect(
         if UUID_MARK in expect.path:  # each request its own id (upstream's retry tests)
             one = replace(expect, path=expect.path.replace(UUID_MARK, uuid.uuid4().hex))
         try:
-            why = compare(one, sender(one))
+            answer = sender(one)
         except OSError as exc:
-            why = f"request failed: {exc}"
+            why = None if expect.refused else f"request failed: {exc}"
+        else:
+            why = f"answered {answer.status}, want a refusal" if expect.refused else None
+            why = why or compare(one, answer)
         if why is None:
             streak += 1
             if streak >= streak_needed:

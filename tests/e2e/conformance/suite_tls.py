@@ -113,6 +113,7 @@ class SuiteTls:
     client: KeyPair | None = None  # tls-validity-checks-client-certificate
     per_port_client: KeyPair | None = None  # tls-validity-checks-per-port-client-certificate
     checks_ca: Authority | None = None  # tls-checks-ca-certificate
+    checks_client: KeyPair | None = None  # tls-checks-client-certificate
 
     @classmethod
     def make(cls) -> SuiteTls:
@@ -131,7 +132,7 @@ class SuiteTls:
         checks = out.checks_ca = Authority()
         docs.append(config_map(INFRA, "tls-checks-ca-certificate", checks))
         docs.append(tls_secret(INFRA, "tls-checks-certificate", checks.sign(TLS_CHECKS_HOSTS)))
-        client = checks.sign((), client=True)
+        client = out.checks_client = checks.sign((), client=True)
         docs.append(tls_secret(INFRA, "tls-checks-client-certificate", client))
         passthrough = ("abc.example.com",)
         for namespace in (INFRA, APP_BACKEND):
@@ -146,5 +147,6 @@ class SuiteTls:
         return yaml.safe_dump_all(self.documents)
 
 
-#: The running module's suite certificates (set once the mesh is up).
-SUITE: list[SuiteTls] = []
+#: The module's suite certificates, made once at import: the cases name the
+#: client certificates they send, and the mesh is given the same ones.
+SUITE: list[SuiteTls] = [SuiteTls.make()]

@@ -30,6 +30,7 @@ from pathlib import Path
 import pytest
 from cases import CORE, INFRA, Case, Expect
 from cases_extended import EXTENDED
+from cases_gateway_tls import GATEWAY_TLS_CASES
 from cases_grpc import GRPC_CASES, GrpcCase
 from cases_headers import HEADER_CASES
 from cases_mesh import MESH, MESH_CASES
@@ -55,7 +56,7 @@ from harness import (
 from harness_grpc import check_grpc_expect, check_grpc_weights, gateway_grpc_sender
 from harness_mirror import mirror_share, mirrored, with_request_id
 from inventory import GATEWAY_GRPC, GATEWAY_HTTP, MESH_HTTP
-from suite_tls import SUITE, SuiteTls
+from suite_tls import SUITE
 
 from lanes import lane_bridge, lane_cidr
 from pilotfish.cli.main import cli as pilotfish_cli
@@ -80,6 +81,7 @@ CASES: tuple[Case, ...] = (
 )
 CASES += ROUTING_CASES
 CASES += TLS_CASES
+CASES += GATEWAY_TLS_CASES
 ALL_GRPC_CASES: tuple[GrpcCase, ...] = GRPC_CASES + TLS_GRPC_CASES
 
 OUTCOMES: dict[str, Outcome] = {}
@@ -133,7 +135,6 @@ def _suite_secrets(tmp: Path) -> Path:
     pem.write_bytes(infra.cert_pem)
     SERVER_CERT[:] = [ServerCert(pem, infra.cert_der)]
     out = tmp / "suite-secrets.yaml"
-    SUITE[:] = [SuiteTls.make()]
     out.write_text(web.secret_yaml + "---\n" + infra.secret_yaml + "---\n" + SUITE[0].manifest())
     return out
 

@@ -6,11 +6,13 @@
 from __future__ import annotations
 
 import json
+import ssl
 from pathlib import Path
 
 import pytest
 from cases import CORE, INFRA, Expect
 from cases_extended import EXTENDED
+from cases_gateway_tls import GATEWAY_TLS_CASES
 from cases_grpc import G1, G2, GRPC_CASES, GrpcExpect
 from cases_headers import HEADER_CASES
 from cases_mesh import MESH_CASES
@@ -19,9 +21,10 @@ from cases_routing import ROUTING_CASES
 from cases_status import STATUS_CASES
 from cases_tls import TLS_CASES, TLS_GRPC_CASES
 from grpc import StatusCode
-from harness import Answer, compare
+from harness import Answer, check_expect, compare
 from harness_grpc import compare_grpc
 from inventory import GATEWAY_GRPC, GATEWAY_HTTP, MESH_HTTP
+from suite_tls import SUITE
 
 from pilotfish.api.analyze import analyze_paths
 from pilotfish.samples.conformance_grpc_echo import Answer as GrpcAnswer
@@ -31,6 +34,7 @@ from report import FAIL, NOT_RUN, PASS, Outcome, counts, render
 REPO = Path(__file__).resolve().parents[3]
 DATA = REPO / "tests" / "testdata" / "gateway-api-conformance"
 CASES = CORE + STATUS_CASES + EXTENDED + HEADER_CASES + MORE_CASES + ROUTING_CASES + TLS_CASES
+CASES += GATEWAY_TLS_CASES
 
 
 def test_every_case_is_an_upstream_test_of_its_level() -> None:
@@ -276,3 +280,30 @@ def test_table_has_the_gateway_grpc_profile() -> None:
         "| BackendTLSPolicyGRPCRoute | extended (BackendTLSPolicy) | not run | no TLS echo |"
         in text
     )
+
+
+def _refusing(expect: Expect) -> Answer:
+    raise ssl.SSLError("tlsv13 alert certificate required")
+
+
+def test_a_refused_expectation_passes_on_errors_only() -> None:
+    refused = Expect("/", refused=True)
+    assert check_expect(_refusing, refused, deadline=0.0) is None
+    answered = check_expect(lambda e: Answer(403, {}, b""), refused, deadline=0.0)
+    assert answered == "answered 403, want a refusal"
+    # An ordinary expectation still fails on an error.
+    why = check_expect(_refusing, Expect("/"), deadline=0.0)
+    assert why is not None and why.startswith("request failed")
+
+
+def test_the_backend_must_have_seen_the_client_certificate() -> None:
+    pair = SUITE[0].checks_client
+    other = SUITE[0].client
+    assert pair is not None and other is not None
+    expect = Expect("/", backend="b", seen_client_cert=pair.cert_pem)
+    der = ssl.PEM_cert_to_DER_cert(pair.cert_pem.decode())
+    seen = {"tls": {"peerCertificates": [ssl.DER_cert_to_PEM_cert(der)]}}
+    assert compare(expect, _echo("b-0", "/", **seen)) is None
+    wrong = {"tls": {"peerCertificates": [other.cert_pem.decode()]}}
+    assert compare(expect, _echo("b-0", "/", **wrong)) is not None
+    assert compare(expect, _echo("b-0", "/")) is not None

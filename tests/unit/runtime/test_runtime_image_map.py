@@ -161,3 +161,23 @@ def test_a_mounted_secret_volume_becomes_a_secret_volume_of_the_pod() -> None:
     bookinfo = plan_workloads(load_file(ISTIO_BOOKINFO).resources, load_image_map(BOOKINFO_MAP))
     reviews = next(w for w in bookinfo[0] if w.name == "reviews-v1")
     assert PodSpec.from_workload(reviews, 0).secret_volumes == ()
+
+
+def test_a_mounted_config_map_volume_becomes_a_config_map_volume_of_the_pod() -> None:
+    path = CONFORMANCE_BASE.parent / "tests" / "gateway-tls-backend-client-certificate.yaml"
+    text = path.read_text().replace("{GATEWAY_CLASS_NAME}", "istio")
+    runnable, _ = plan_workloads(
+        load_text(text, str(path)).resources, load_image_map(CONFORMANCE_MAP)
+    )
+    (workload,) = runnable
+    pod = PodSpec.from_workload(workload, 0)
+    assert [(v.kind, v.secret, v.mount_path, v.items) for v in pod.secret_volumes] == [
+        (
+            "Secret",
+            "tls-checks-certificate",
+            "/etc/secret-volume",
+            (("tls.crt", "crt"), ("tls.key", "key")),
+        ),
+        ("ConfigMap", "tls-checks-ca-certificate", "/etc/configmap-volume", (("ca.crt", "ca"),)),
+    ]
+    assert PodSpec.from_json(pod.to_json()) == pod

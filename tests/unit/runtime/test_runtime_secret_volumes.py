@@ -70,6 +70,16 @@ def test_a_restart_replaces_the_files(tmp_path: Path) -> None:
     assert [p.name for p in Path(out[0][0]).iterdir()] == ["new"]
 
 
+def test_a_config_map_volume_writes_its_data(tmp_path: Path) -> None:
+    maps = {("ns", "ca"): {"ca.crt": "CA PEM", "other": "x"}}
+    pod = _pod(SecretVolumeSpec("ca", "/etc/configmap-volume", (("ca.crt", "ca"),), "ConfigMap"))
+    out = materialize(pod, tmp_path, lambda ns, n: None, UID, GID, lambda ns, n: maps.get((ns, n)))
+    assert [p.name for p in Path(out[0][0]).iterdir()] == ["ca"]
+    assert (Path(out[0][0]) / "ca").read_bytes() == b"CA PEM"
+    with pytest.raises(SecretVolumeError, match=r"ConfigMap ns/ca .* does not exist"):
+        materialize(pod, tmp_path, lambda ns, n: None, UID, GID, lambda ns, n: None)
+
+
 def _problems(volumes: list[dict[str, object]]) -> list[Diagnostic]:
     """What loading a Workload with these ``secretVolumes`` reports (file, field, reason)."""
     doc = {

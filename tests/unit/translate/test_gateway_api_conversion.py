@@ -620,7 +620,7 @@ def test_conflicting_listeners() -> None:
     assert _derived(conv, "Gateway") == {}
 
 
-def test_tls_terminate_listeners_are_reported_unsupported() -> None:
+def test_tls_terminate_listeners_decrypt_for_tls_and_tcp_routes() -> None:
     gw = """
     apiVersion: gateway.networking.k8s.io/v1
     kind: Gateway
@@ -628,12 +628,42 @@ def test_tls_terminate_listeners_are_reported_unsupported() -> None:
     spec:
       gatewayClassName: istio
       listeners:
-      - {name: a, port: 443, protocol: TLS, tls: {mode: Terminate, certificateRefs: [{name: c}]}}
+      - name: a
+        port: 8443
+        protocol: TLS
+        hostname: tls.example.com
+        tls: {mode: Terminate, certificateRefs: [{name: c}]}
+    ---
+    apiVersion: v1
+    kind: Secret
+    metadata: {name: c, namespace: default}
+    stringData: {note: the converter only checks that the Secret exists}
+    ---
+    apiVersion: gateway.networking.k8s.io/v1
+    kind: TLSRoute
+    metadata: {name: r, namespace: default}
+    spec:
+      parentRefs: [{name: t}]
+      hostnames: [tls.example.com]
+      rules: [{backendRefs: [{name: web, port: 80}]}]
     """
-    conv = _convert(gw)
+    conv = _convert(SERVICES, gw)
     ls = conv.statuses[ResourceKey("KubernetesGateway", "default", "t")]["listeners"][0]
-    assert _cond(ls["conditions"], "Accepted") == ("False", "UnsupportedProtocol")
-    assert [d.field for d in conv.diagnostics] == ["spec.listeners[0].protocol"]
+    assert _cond(ls["conditions"], "Accepted") == ("True", "Accepted")
+    assert _cond(ls["conditions"], "Programmed") == ("True", "Programmed")
+    assert [k["kind"] for k in ls["supportedKinds"]] == ["TLSRoute", "TCPRoute"]
+    assert ls["attachedRoutes"] == 1
+    istio = _derived(conv, "Gateway")["default/t-a-gwapi"].spec
+    assert isinstance(istio, IstioGatewaySpec)
+    (server,) = istio.servers
+    assert server.port.protocol == "TLS" and server.hosts == ["*/tls.example.com"]
+    assert server.tls is not None
+    assert (server.tls.mode, server.tls.credential_name) == ("SIMPLE", "c")
+    (vs,) = _derived(conv, "VirtualService").values()
+    assert isinstance(vs.spec, VirtualServiceSpec)
+    assert vs.spec.gateways == ["default/t-a-gwapi"]
+    assert vs.spec.tls[0].match[0].sni_hosts == ["tls.example.com"]
+    assert not conv.diagnostics
 
 
 def test_grpc_tcp_and_tls_routes() -> None:

@@ -61,7 +61,7 @@ KIND_INFOS: Final[tuple[KindInfo, ...]] = (
         "backendtlspolicies",
         "btlspolicy",
     ),
-    _kind("TLSRoute", TLSRouteSpec, _versions("v1alpha2", "v1alpha3"), "tlsroutes"),
+    _kind("TLSRoute", TLSRouteSpec, _versions("v1", "v1alpha2", "v1alpha3"), "tlsroutes"),
     _kind("TCPRoute", TCPRouteSpec, _versions("v1alpha2"), "tcproutes"),
 )
 

@@ -5,7 +5,10 @@ namespace. A Gateway (internal kind ``KubernetesGateway``) lists listeners;
 the CRD's CEL rules are enforced here: HTTPS and TLS listeners need ``tls``,
 HTTP, TCP and UDP ones must not have it, TCP/UDP listeners take no hostname,
 listener names are unique, and no two listeners share port, protocol and
-hostname.
+hostname. ``spec.tls`` is the Gateway-wide TLS: ``frontend`` says how HTTPS
+listeners validate client certificates (``default``, overridden per port by
+``perPort``, whose ports are unique), ``backend.clientCertificateRef`` the
+certificate the Gateway presents to TLS backends.
 """
 
 from __future__ import annotations
@@ -27,16 +30,22 @@ from pilotfish.api.gateway_api.common import (
 
 __all__ = [
     "AllowedRoutes",
+    "FrontendTLSConfig",
     "FrontendTLSValidation",
     "GatewayAddress",
+    "GatewayBackendTLS",
     "GatewayClassSpec",
     "GatewayInfrastructure",
     "GatewaySpec",
     "GatewayTLSConfig",
     "Listener",
+    "ListenerTLSConfig",
+    "ObjectReference",
     "ParametersReference",
     "RouteGroupKind",
     "RouteNamespaces",
+    "TLSConfig",
+    "TLSPortConfig",
 ]
 
 _DNS: Final = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
@@ -91,18 +100,66 @@ class AllowedRoutes(ApiModel):
     kinds: list[RouteGroupKind] = Field(default_factory=list, max_length=8)
 
 
+class ObjectReference(ApiModel):
+    """A reference to an object of any kind (a CA bundle's ConfigMap or Secret)."""
+
+    group: str
+    kind: str = Field(min_length=1, max_length=63)
+    name: ObjectName
+    namespace: str | None = None
+
+
 class FrontendTLSValidation(ApiModel):
-    ca_certificate_refs: list[SecretObjectReference] = Field(default_factory=list)
+    """How client certificates are validated: against these CA bundles, and whether a
+    connection without a valid one is still accepted (``AllowInsecureFallback``)."""
+
+    ca_certificate_refs: list[ObjectReference] = Field(min_length=1, max_length=16)
+    mode: Literal["AllowValidOnly", "AllowInsecureFallback"] = "AllowValidOnly"
+
+
+class TLSConfig(ApiModel):
+    validation: FrontendTLSValidation | None = None
+
+
+class TLSPortConfig(ApiModel):
+    port: PortNumber
+    tls: TLSConfig
+
+
+class FrontendTLSConfig(ApiModel):
+    default: TLSConfig
+    per_port: list[TLSPortConfig] = Field(default_factory=list, max_length=64)
+
+    @model_validator(mode="after")
+    def _unique_ports(self) -> FrontendTLSConfig:
+        ports = [p.port for p in self.per_port]
+        if len(ports) != len(set(ports)):
+            raise ValueError("Port for TLS configuration must be unique within the Gateway")
+        return self
+
+    def for_port(self, port: int) -> TLSConfig:
+        """The validation settings of HTTPS listeners on ``port``."""
+        return next((p.tls for p in self.per_port if p.port == port), self.default)
+
+
+class GatewayBackendTLS(ApiModel):
+    client_certificate_ref: SecretObjectReference | None = None
 
 
 class GatewayTLSConfig(ApiModel):
+    """``spec.tls``: the Gateway's TLS towards clients (frontend) and backends."""
+
+    backend: GatewayBackendTLS | None = None
+    frontend: FrontendTLSConfig | None = None
+
+
+class ListenerTLSConfig(ApiModel):
     mode: Literal["Terminate", "Passthrough"] = "Terminate"
     certificate_refs: list[SecretObjectReference] = Field(default_factory=list, max_length=64)
     options: dict[str, str] = Field(default_factory=dict)
-    frontend_validation: FrontendTLSValidation | None = None
 
     @model_validator(mode="after")
-    def _certificates(self) -> GatewayTLSConfig:
+    def _certificates(self) -> ListenerTLSConfig:
         if self.mode == "Terminate" and not self.certificate_refs and not self.options:
             raise ValueError("certificateRefs or options must be set when mode is Terminate")
         return self
@@ -113,7 +170,7 @@ class Listener(ApiModel):
     hostname: Hostname | None = None
     port: PortNumber
     protocol: str
-    tls: GatewayTLSConfig | None = None
+    tls: ListenerTLSConfig | None = None
     allowed_routes: AllowedRoutes = Field(default_factory=AllowedRoutes)
 
     @field_validator("protocol")
@@ -152,6 +209,7 @@ class GatewaySpec(ApiModel):
     listeners: list[Listener] = Field(min_length=1, max_length=64)
     addresses: list[GatewayAddress] = Field(default_factory=list, max_length=16)
     infrastructure: GatewayInfrastructure | None = None
+    tls: GatewayTLSConfig | None = None
 
     @model_validator(mode="after")
     def _unique_listeners(self) -> GatewaySpec:

@@ -125,6 +125,8 @@ class SecretVolume(ApiModel):
     secret_name: str
     mount_path: str
     items: list[KeyToPath] = Field(default_factory=list)
+    # A ``configMap`` volume is laid out the same way, from the ConfigMap of that name.
+    kind: Literal["Secret", "ConfigMap"] = "Secret"
 
 
 class WorkloadSpec(ApiModel):

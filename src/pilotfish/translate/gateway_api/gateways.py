@@ -6,9 +6,14 @@ Istio Gateway per usable listener, selecting the workloads labelled
 ``gateway.networking.k8s.io/gateway-name: <gateway>`` in the Gateway's
 namespace. One Istio Gateway per listener (as Istio does) lets a route bound
 to one listener (``sectionName``/``port``) reach only that listener's port
-and hostname. A listener is usable when its protocol is supported, its
+and hostname (a ``TLS`` listener in ``Terminate`` mode becomes a ``TLS``
+server in ``SIMPLE`` mode: the gateway decrypts, its TLSRoutes or TCPRoutes
+forward plain TCP). A listener is usable when its protocol is supported, its
 certificates resolve, and it does not conflict with another listener on its
-port (HTTP and HTTPS/TLS/TCP on one port, or two TCP listeners).
+port (HTTP and HTTPS/TLS/TCP on one port, or two TCP listeners), and,
+when ``spec.tls.frontend`` asks it to validate client certificates, at least
+one of its CA refs is usable (``gateway_tls``). ``spec.tls.backend``'s client
+certificate is named on every Istio Gateway derived from the Gateway.
 Gateways of other controllers are left alone: no objects, no status.
 """
 
@@ -21,10 +26,19 @@ from pilotfish.api.diagnostics import Diagnostic
 from pilotfish.api.gateway_api.common import GROUP
 from pilotfish.api.gateway_api.gateway import GatewaySpec, Listener, RouteGroupKind
 from pilotfish.api.networking.gateway import GatewaySpec as IstioGatewaySpec
-from pilotfish.api.networking.gateway import Port, Server, ServerTLSSettings
+from pilotfish.api.networking.gateway import Port, Server, ServerTLSMode, ServerTLSSettings
 from pilotfish.api.resource import Resource, ResourceKey
 from pilotfish.api.validation.findings import Findings
 from pilotfish.translate.gateway_api.derived import SCOPE_NAMESPACE, derived, safe_name
+from pilotfish.translate.gateway_api.gateway_tls import (
+    ACCEPT_UNTRUSTED_ANNOTATION,
+    BACKEND_CLIENT_CERT_ANNOTATION,
+    BackendClientCert,
+    FrontendValidation,
+    backend_client_cert,
+    frontend_validation,
+    mutual_secret,
+)
 from pilotfish.translate.gateway_api.index import (
     GATEWAY_NAME_LABEL,
     SERVED_CONTROLLERS,
@@ -69,6 +83,10 @@ class GatewayState:
     resource: Resource
     controller: str
     listeners: list[ListenerState]
+    #: ``spec.tls.backend.clientCertificateRef`` resolved (None: not set).
+    backend_cert: BackendClientCert | None = None
+    #: Some listener accepts clients without a valid certificate (AllowInsecureFallback).
+    insecure_frontend: bool = False
 
 
 def gateway_addresses(index: ConfigIndex, namespace: str, name: str) -> list[dict[str, str]]:
@@ -81,6 +99,9 @@ def gateway_addresses(index: ConfigIndex, namespace: str, name: str) -> list[dic
 def _supported_kinds(listener: Listener) -> tuple[tuple[str, ...], list[str]]:
     """(kinds routes may be of, kinds asked for that the protocol cannot carry)."""
     defaults = _DEFAULT_KINDS.get(listener.protocol, ())
+    if listener.protocol == "TLS" and listener.tls is not None and listener.tls.mode == "Terminate":
+        # The gateway decrypts: a TLSRoute picks the backend by SNI, a TCPRoute takes all.
+        defaults = ("TLSRoute", "TCPRoute")
     if not listener.allowed_routes.kinds:
         return defaults, []
     kinds: list[str] = []
@@ -98,7 +119,11 @@ def _kind_ok(k: RouteGroupKind, defaults: tuple[str, ...]) -> bool:
 
 
 def _certificates(
-    gw: Resource, listener: Listener, index: ConfigIndex, copies: list[Resource]
+    gw: Resource,
+    listener: Listener,
+    index: ConfigIndex,
+    copies: list[Resource],
+    sources: list[Resource] | None = None,
 ) -> tuple[list[str], Condition | None]:
     """credentialNames of a listener's certificateRefs, or the ResolvedRefs failure.
 
@@ -134,10 +159,12 @@ def _certificates(
                 "InvalidCertificateRef",
                 f"Secret {ns}/{ref.name} does not exist",
             )
+        source = index.secrets[(ns, ref.name)]
+        if sources is not None:
+            sources.append(source)
         if ns == gw.namespace:
             names.append(ref.name)
             continue
-        source = index.secrets[(ns, ref.name)]
         copy = derived("Secret", "v1", gw.namespace, safe_name(ns, ref.name), source.spec, [gw])
         copies.append(copy)
         names.append(copy.name)
@@ -172,33 +199,72 @@ def _conflicts(spec: GatewaySpec) -> dict[str, str]:
     return out
 
 
-def _server(listener: Listener, credentials: list[str]) -> Server:
+def _server(
+    listener: Listener, credentials: list[str], validation: FrontendValidation | None = None
+) -> Server:
     host = f"*/{listener.hostname or '*'}"
     tls: ServerTLSSettings | None = None
     if listener.tls is not None:
+        mode: ServerTLSMode = "SIMPLE"
+        if validation is not None:
+            mode = "OPTIONAL_MUTUAL" if validation.insecure_fallback else "MUTUAL"
         if listener.tls.mode == "Passthrough":
             tls = ServerTLSSettings(mode="PASSTHROUGH")
         elif len(credentials) == 1:
-            tls = ServerTLSSettings(mode="SIMPLE", credential_name=credentials[0])
+            tls = ServerTLSSettings(mode=mode, credential_name=credentials[0])
         else:
-            tls = ServerTLSSettings(mode="SIMPLE", credential_names=credentials)
+            tls = ServerTLSSettings(mode=mode, credential_names=credentials)
     port = Port(
         number=listener.port, protocol=_ISTIO_PROTOCOL[listener.protocol], name=listener.name
     )
     return Server(port=port, hosts=[host], tls=tls, name=listener.name)
 
 
+@dataclass(frozen=True)
+class _GatewayTls:
+    """What a Gateway's ``spec.tls`` gives each listener's conversion."""
+
+    config_maps: dict[tuple[str, str], Resource]
+    backend_cert: BackendClientCert | None = None
+
+
+def _no_valid_ca(state: ListenerState, failed: Condition | None) -> ListenerState:
+    state.conditions = [
+        Condition("Accepted", False, "NoValidCACertificate", "no caCertificateRef is usable"),
+        Condition("Programmed", False, "Invalid"),
+        failed or Condition("ResolvedRefs", False, "InvalidCACertificateRef"),
+        Condition("Conflicted", False, "NoConflicts"),
+    ]
+    return state
+
+
+def _mutual_credentials(
+    gw: Resource, listener: Listener, sources: list[Resource], ca_pem: str
+) -> tuple[list[str], list[Resource]]:
+    """The listener's certificates re-issued with the CA bundle (MUTUAL servers)."""
+    names: list[str] = []
+    made: list[Resource] = []
+    for source in sources:
+        secret = mutual_secret(gw, listener, source, ca_pem)
+        if secret is not None:
+            names.append(secret.name)
+            made.append(secret)
+    return names, made
+
+
 def _listener_state(
-    gw: Resource, listener: Listener, index: ConfigIndex, conflict: str | None
+    gw: Resource,
+    listener: Listener,
+    index: ConfigIndex,
+    conflict: str | None,
+    gw_tls: _GatewayTls | None = None,
 ) -> tuple[ListenerState, list[Resource]]:
     """The listener's state and what it derives (its Istio Gateway, certificate copies)."""
+    gw_tls = gw_tls or _GatewayTls({})
     kinds, invalid = _supported_kinds(listener)
     state = ListenerState(gw, listener, "", kinds)
-    terminated_tls = (
-        listener.protocol == "TLS" and listener.tls and listener.tls.mode == "Terminate"
-    )
-    if listener.protocol not in _ISTIO_PROTOCOL or terminated_tls:
-        what = "TLS in Terminate mode" if terminated_tls else f"protocol {listener.protocol}"
+    if listener.protocol not in _ISTIO_PROTOCOL:
+        what = f"protocol {listener.protocol}"
         state.conditions = [
             Condition("Accepted", False, "UnsupportedProtocol", f"{what} is not supported"),
             Condition("Programmed", False, "Invalid"),
@@ -207,7 +273,14 @@ def _listener_state(
         ]
         return state, []
     copies: list[Resource] = []
-    credentials, failed = _certificates(gw, listener, index, copies)
+    sources: list[Resource] = []
+    credentials, failed = _certificates(gw, listener, index, copies, sources)
+    validation = frontend_validation(gw, listener, index, gw_tls.config_maps)
+    if validation is not None and failed is None:
+        if not validation.ca_pem:
+            return _no_valid_ca(state, validation.failed), []
+        failed = validation.failed
+        credentials, copies = _mutual_credentials(gw, listener, sources, validation.ca_pem)
     resolved = failed or Condition("ResolvedRefs", True, "ResolvedRefs")
     if invalid and failed is None:
         resolved = Condition(
@@ -222,7 +295,8 @@ def _listener_state(
         "ProtocolConflict" if conflict else "NoConflicts",
         conflict or "",
     )
-    usable = failed is None and conflict is None
+    # A bad CA ref next to a usable one is reported but the listener is served.
+    usable = (failed is None or failed is getattr(validation, "failed", None)) and not conflict
     state.conditions = [
         Condition(
             "Accepted", conflict is None, "Accepted" if conflict is None else "ProtocolConflict"
@@ -234,8 +308,14 @@ def _listener_state(
     if not usable:
         return state, []
     spec = IstioGatewaySpec(
-        selector={GATEWAY_NAME_LABEL: gw.name}, servers=[_server(listener, credentials)]
+        selector={GATEWAY_NAME_LABEL: gw.name},
+        servers=[_server(listener, credentials, validation)],
     )
+    annotations = {SCOPE_NAMESPACE: gw.namespace}
+    if validation is not None and validation.insecure_fallback:
+        annotations[ACCEPT_UNTRUSTED_ANNOTATION] = "true"
+    if gw_tls.backend_cert is not None and gw_tls.backend_cert.secret:
+        annotations[BACKEND_CLIENT_CERT_ANNOTATION] = gw_tls.backend_cert.secret
     istio = derived(
         "Gateway",
         "networking.istio.io/v1",
@@ -243,7 +323,7 @@ def _listener_state(
         safe_name(gw.name, listener.name),
         spec,
         [gw],
-        {SCOPE_NAMESPACE: gw.namespace},
+        annotations,
     )
     state.istio_gateway = f"{istio.namespace}/{istio.name}"
     return state, [istio, *copies]
@@ -258,15 +338,31 @@ def listener_findings(state: GatewayState) -> list[Diagnostic]:
             if not bad or c.type == "Programmed":
                 continue
             field = f"spec.listeners[{i}]"
-            if c.reason in ("InvalidCertificateRef", "RefNotPermitted"):
+            if c.message.startswith("caCertificateRef") or c.reason == "NoValidCACertificate":
+                field = _frontend_field(state.resource, ls.listener.port)
+            elif c.reason in ("InvalidCertificateRef", "RefNotPermitted"):
                 field += ".tls.certificateRefs"
             elif c.reason == "UnsupportedProtocol":
                 field += ".protocol"
             elif c.reason == "InvalidRouteKinds":
                 field += ".allowedRoutes.kinds"
             findings.warning(field, f"{c.reason}: {c.message or c.type}")
+    if state.backend_cert is not None and not state.backend_cert.resolved.ok:
+        c = state.backend_cert.resolved
+        findings.warning("spec.tls.backend.clientCertificateRef", f"{c.reason}: {c.message}")
     # Documents spell the kind Gateway.
     return [replace(d, kind="Gateway") for d in findings.items]
+
+
+def _frontend_field(gw: Resource, port: int) -> str:
+    """The field of the frontend validation that applies to listeners on ``port``."""
+    spec = gw.spec
+    assert isinstance(spec, GatewaySpec)
+    frontend = spec.tls.frontend if spec.tls is not None else None
+    for j, entry in enumerate(frontend.per_port if frontend is not None else ()):
+        if entry.port == port:
+            return f"spec.tls.frontend.perPort[{j}].tls.validation.caCertificateRefs"
+    return "spec.tls.frontend.default.validation.caCertificateRefs"
 
 
 def convert_gateways(
@@ -276,6 +372,7 @@ def convert_gateways(
     states: list[GatewayState] = []
     derived_gateways: list[Resource] = []
     seen: set[ResourceKey] = set()
+    config_maps = {(r.namespace, r.name): r for r in resources if r.kind == "ConfigMap"}
     for gw in resources:
         if gw.kind != "KubernetesGateway":
             continue
@@ -284,15 +381,25 @@ def convert_gateways(
         if controller is None or controller not in SERVED_CONTROLLERS:
             continue
         conflicts = _conflicts(gw.spec)
+        gw_tls = _GatewayTls(config_maps, backend_client_cert(gw, index))
         listeners = []
+        made_here: list[Resource] = []
+        if gw_tls.backend_cert is not None and gw_tls.backend_cert.copy is not None:
+            made_here.append(gw_tls.backend_cert.copy)
         for listener in gw.spec.listeners:
-            state, made = _listener_state(gw, listener, index, conflicts.get(listener.name))
+            conflict = conflicts.get(listener.name)
+            state, made = _listener_state(gw, listener, index, conflict, gw_tls)
             listeners.append(state)
-            for res in made:  # two listeners may copy the same certificate
-                if res.key not in seen:
-                    seen.add(res.key)
-                    derived_gateways.append(res)
-        states.append(GatewayState(gw, controller, listeners))
+            made_here += made
+        for res in made_here:  # two listeners may copy the same certificate
+            if res.key not in seen:
+                seen.add(res.key)
+                derived_gateways.append(res)
+        insecure = any(
+            v is not None and v.insecure_fallback
+            for v in (frontend_validation(gw, ls, index, config_maps) for ls in gw.spec.listeners)
+        )
+        states.append(GatewayState(gw, controller, listeners, gw_tls.backend_cert, insecure))
     return states, derived_gateways
 
 
@@ -313,6 +420,17 @@ def gateway_status(state: GatewayState, index: ConfigIndex) -> dict[str, Any]:
             f"is registered in {gw.namespace} yet",
         )
     accepted = Condition("Accepted", True, "Accepted")
+    gateway_conditions = [accepted, programmed, _resolved_refs(state)]
+    if state.insecure_frontend:
+        gateway_conditions.append(
+            Condition(
+                "InsecureFrontendValidationMode",
+                True,
+                "ConfigurationChanged",
+                "a listener accepts clients without a valid certificate "
+                "(frontend validation mode AllowInsecureFallback)",
+            )
+        )
     listeners = [
         {
             "name": ls.listener.name,
@@ -324,6 +442,21 @@ def gateway_status(state: GatewayState, index: ConfigIndex) -> dict[str, Any]:
     ]
     return {
         "addresses": addresses,
-        "conditions": conditions(gw, [accepted, programmed]),
+        "conditions": conditions(gw, gateway_conditions),
         "listeners": listeners,
     }
+
+
+def _resolved_refs(state: GatewayState) -> Condition:
+    """The Gateway's ResolvedRefs: its backend client certificate, then its listeners'."""
+    if state.backend_cert is not None and not state.backend_cert.resolved.ok:
+        return state.backend_cert.resolved
+    for ls in state.listeners:
+        if any(c.type == "ResolvedRefs" and not c.ok for c in ls.conditions):
+            return Condition(
+                "ResolvedRefs",
+                False,
+                "ListenersNotResolved",
+                f"listener {ls.listener.name} has unresolved references",
+            )
+    return Condition("ResolvedRefs", True, "ResolvedRefs")

@@ -8,7 +8,10 @@ port and asks this module for the TLS pieces:
   *workload's* namespace, as in Istio: the proxy's namespace, never the
   Gateway resource's), or from ``serverCertificate``/``privateKey`` files.
   ``MUTUAL`` adds the CA (``ca.crt`` of the Secret, a ``<name>-cacert``
-  Secret, or ``caCertificates``) and requires a client certificate. A
+  Secret, or ``caCertificates``) and requires a client certificate;
+  ``OPTIONAL_MUTUAL`` verifies one when presented, and, on an Istio Gateway
+  marked ``ACCEPT_UNTRUSTED_ANNOTATION`` (a Gateway API listener in
+  ``AllowInsecureFallback`` mode), lets one that does not verify through. A
   Secret's contents never enter the listener: it names SDS resources
   (``kubernetes://<namespace>/<name>``, ``...-cacert``) that the control plane
   serves over the gateway's ADS stream, to its verified identity only. A
@@ -42,6 +45,7 @@ from pilotfish.ir import (
 from pilotfish.ir.security import AuthzPolicy
 from pilotfish.model.proxy_view import ProxyView
 from pilotfish.model.snapshot import Snapshot
+from pilotfish.translate.gateway_markers import ACCEPT_UNTRUSTED_ANNOTATION
 from pilotfish.translate.l4_routes import tcp_proxy_for
 from pilotfish.translate.security.mtls import mesh_downstream_tls
 from pilotfish.translate.security.secrets import credential_material, split_credential_name
@@ -153,6 +157,12 @@ def server_downstream_tls(
     if ca is None:
         _skip(where, f"{tls.mode} needs a CA (ca.crt, a -cacert Secret or caCertificates)")
         return None
+    # A Gateway API listener in AllowInsecureFallback mode (``OPTIONAL_MUTUAL``
+    # marked by the converter) also lets a certificate that does not verify in.
+    untrusted = (
+        tls.mode == "OPTIONAL_MUTUAL"
+        and gateway.metadata.annotations.get(ACCEPT_UNTRUSTED_ANNOTATION) == "true"
+    )
     return DownstreamTls(
         cert,
         trusted_ca=ca,
@@ -161,6 +171,7 @@ def server_downstream_tls(
         subject_alt_names=tuple(tls.subject_alt_names),
         min_version=low,
         max_version=high,
+        accept_untrusted=untrusted,
     )
 
 

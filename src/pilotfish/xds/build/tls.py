@@ -122,20 +122,32 @@ def _san_matcher(san: str) -> common_pb2.SubjectAltNameMatcher:
 
 
 def _set_validation(
-    common: tls_pb2.CommonTlsContext, ca: ir.CertSource | None, sans: tuple[str, ...]
+    common: tls_pb2.CommonTlsContext,
+    ca: ir.CertSource | None,
+    sans: tuple[str, ...],
+    accept_untrusted: bool = False,
 ) -> None:
-    """Peer verification: the trusted CA and, if given, the accepted SANs."""
+    """Peer verification: the trusted CA and, if given, the accepted SANs.
+    ``accept_untrusted`` still asks for (and verifies) the peer's certificate but
+    lets a connection through when it does not verify (``ACCEPT_UNTRUSTED``)."""
     if ca is None:
         if sans:
             # SANs without a CA would be checked on an unverified chain: meaningless.
             raise ValueError("subject alt names need a trusted CA to be verified against")
         return
     matchers = [_san_matcher(s) for s in sans]
+    trust = (
+        common_pb2.CertificateValidationContext.ACCEPT_UNTRUSTED
+        if accept_untrusted
+        else common_pb2.CertificateValidationContext.VERIFY_TRUST_CHAIN
+    )
     secret = _secret_config(ca)
     if secret is not None:
-        if matchers:
+        if matchers or accept_untrusted:
             combined = common.combined_validation_context
-            combined.default_validation_context.match_typed_subject_alt_names.extend(matchers)
+            default = combined.default_validation_context
+            default.match_typed_subject_alt_names.extend(matchers)
+            default.trust_chain_verification = trust
             combined.validation_context_sds_secret_config.CopyFrom(secret)
         else:
             common.validation_context_sds_secret_config.CopyFrom(secret)
@@ -146,6 +158,7 @@ def _set_validation(
         common_pb2.CertificateValidationContext(
             trusted_ca=base_pb2.DataSource(filename=ca.cert_file),
             match_typed_subject_alt_names=matchers,
+            trust_chain_verification=trust,
         )
     )
 
@@ -178,7 +191,7 @@ def build_downstream_tls_context(tls: ir.DownstreamTls) -> tls_pb2.DownstreamTls
     common = proto.common_tls_context
     common.alpn_protocols.extend(tls.alpn)
     _set_certificate(common, tls.server_cert)
-    _set_validation(common, tls.trusted_ca, tls.subject_alt_names)
+    _set_validation(common, tls.trusted_ca, tls.subject_alt_names, tls.accept_untrusted)
     if tls.min_version or tls.max_version:
         common.tls_params.tls_minimum_protocol_version = _TLS_VERSIONS[tls.min_version]
         common.tls_params.tls_maximum_protocol_version = _TLS_VERSIONS[tls.max_version]
