@@ -78,6 +78,12 @@ class Expect:
     # certificate and key to present (PEM bytes), if any.
     tls_port: int = 443
     client_cert: tuple[bytes, bytes] | None = None
+    # Upstream's Request.Protocol: "h2c" (HTTP/2 with prior knowledge, in clear
+    # text) or "h2" (HTTP/2 over TLS, by ALPN); "" is HTTP/1.1.
+    protocol: str = ""
+    # HTTPS requests: the TLS server name when it is not ``host`` (upstream's
+    # serverName, which a reused HTTP/2 connection keeps for other hosts).
+    server_name: str = ""
 
     def request_headers(self) -> tuple[tuple[str, str], ...]:
         """The headers to send: the case's, and the echo backend's instruction."""

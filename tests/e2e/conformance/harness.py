@@ -110,9 +110,15 @@ def gateway_sender(address: str, port: int, tls: ServerCert | None = None) -> Se
     """Requests to a Gateway's address, sent from the host (HTTPS ones to 443)."""
 
     def sender(expect: Expect) -> Answer:
+        from harness_h2 import send_h2_tls, send_h2c  # it builds on this module
+
         if expect.https:
             assert tls is not None, "an HTTPS request needs the suite's certificate"
+            if expect.protocol == "h2":
+                return send_h2_tls(address, expect.port or expect.tls_port, expect, tls)
             return send_tls(address, expect.port or expect.tls_port, expect, tls)
+        if expect.protocol == "h2c":
+            return send_h2c(address, expect.port or port, expect)
         return send(address, expect.port or port, expect)
 
     return sender
