@@ -56,9 +56,9 @@ def _covers(names: Iterable[str], host: str) -> bool:
     return any(host_matches(name, host) for name in names)
 
 
-def _misdirected_vhost(name: str, domains: list[str]) -> VirtualHost:
+def _misdirected_vhost(name: str, domains: tuple[str, ...]) -> VirtualHost:
     route = Route(f"misdirected:{name}", RouteMatch(), DirectResponseAction(MISDIRECTED))
-    return VirtualHost(f"misdirected:{name}", tuple(domains), (route,))
+    return VirtualHost(f"misdirected:{name}", domains, (route,))
 
 
 def with_misdirected_hosts(
