@@ -92,11 +92,6 @@ NOT_RUN = {
     "GATEWAY-HTTP": "not ported to the harness yet",
     "MESH-HTTP": "not ported to the harness yet",
     "GATEWAY-GRPC": "not ported to the harness yet",
-    "MeshFrontendHostname": (
-        "needs the client sidecar to pick a Service's routes by the destination "
-        "cluster IP rather than the Host header (MeshClusterIPMatching), which its "
-        "outbound listeners do not do yet"
-    ),
 }
 HEADER = """\
 # Gateway API conformance
