@@ -12,9 +12,9 @@ Two layouts, by interception mode:
 - ``REDIRECT`` (iptables sends traffic to the proxy): ``virtualOutbound`` on
   15001 hands each connection, by its original destination, to a per-port
   listener that does not bind (``0.0.0.0_9080``); on HTTP ports a connection
-  to a service's VIP gets that service's routes (RDS ``"<host>:9080"``, any
-  Host), any other destination routes by Host through RDS ``"9080"``; TCP
-  ports match the service VIP. ``virtualInbound``
+  to a Kubernetes Service's cluster IP gets that Service's routes (RDS
+  ``"<host>:9080"``, any Host), any other destination routes by Host through
+  RDS ``"9080"``; TCP ports match the service VIP. ``virtualInbound``
   on 15006 picks a filter chain by destination port.
 - ``NONE`` (apps dial the proxy): one HTTP proxy listener on
   ``bind_ip:outbound_port`` serving every HTTP service by ``host:port`` through
@@ -274,21 +274,25 @@ def _http_vip_chains(
     http: list[tuple[MeshService, ServicePort]],
     claimed: set[tuple[tuple[str, ...], tuple[str, ...]]],
 ) -> tuple[list[FilterChain], list[RouteConfig]]:
-    """REDIRECT: a chain per HTTP service of ``port`` matching its VIPs, whose route
-    configuration ``<host>:<port>`` serves that service's routes for any Host.
+    """REDIRECT: a chain per Kubernetes Service of ``port`` matching its cluster IPs,
+    whose route configuration ``<host>:<port>`` serves that Service's routes for
+    any Host.
 
-    The app chose the service by the address it connected to, so its routes apply
-    whatever Host the request names (Gateway API's MeshClusterIPMatching; Istio
-    too gives a service's VIP its own chain and routes). A VIP several services of
-    the port share (a ServiceEntry's hosts) says nothing about the host: it keeps
-    the port's Host-based routes, as does any destination that is not a VIP."""
+    A cluster IP is allocated to one Service: the app chose the Service by the
+    address it connected to, so its routes apply whatever Host the request names
+    (Gateway API's MeshClusterIPMatching). A ServiceEntry's addresses are not
+    such a choice (often a real server's, reachable under other names, or shared
+    by its hosts): there, as at any destination that is no cluster IP, the Host
+    header picks the routes (RDS ``<port>``), as in Istio, so a REGISTRY_ONLY
+    mesh still refuses an unknown host sent to a known address."""
+    services = [(svc, sp) for svc, sp in http if svc.source_kind == "Service"]
     owners: dict[str, list[MeshService]] = defaultdict(list)
-    for svc, _sp in http:
+    for svc, _sp in services:
         for address in svc.addresses:
             owners[address].append(svc)
     chains: list[FilterChain] = []
     routes: list[RouteConfig] = []
-    for svc, _sp in http:
+    for svc, _sp in services:
         vips = tuple(_vip_range(a) for a in svc.addresses if len(owners[a]) == 1)
         if not vips or (vips, ()) in claimed:
             continue

@@ -1,7 +1,7 @@
 """A captured sidecar picks a Service's routes by the cluster IP the app dialled, not
 by the Host header (Gateway API's MeshClusterIPMatching, upstream's
-MeshFrontendHostname); destinations that are no single service's VIP keep routing
-by Host.
+MeshFrontendHostname); other destinations (pod addresses, ServiceEntry addresses)
+keep routing by Host.
 
 Each request is followed through the sidecar's IR the way Envoy picks: the
 per-port listener, its filter chain by destination address, that chain's route
@@ -58,6 +58,16 @@ spec:
   resolution: STATIC
   ports: [{{number: 80, name: http, protocol: HTTP}}]
   endpoints: [{{address: 192.0.2.51}}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: external, namespace: {MESH}}}
+spec:
+  hosts: [api.example.com]
+  addresses: [192.0.2.60]
+  resolution: STATIC
+  ports: [{{number: 80, name: http, protocol: HTTP}}]
+  endpoints: [{{address: 192.0.2.60}}]
 """
 CLIENT = ProxyView(
     "sidecar",
@@ -112,3 +122,6 @@ def test_other_destinations_route_by_host(config: ir.ProxyConfig) -> None:
         False,
     )
     assert _routed(config, "192.0.2.50", "a.example.com")[0] == "outbound|80||a.example.com"
+    # A ServiceEntry's address is a server's, not a choice of service: Host decides.
+    assert _routed(config, "192.0.2.60", "echo-v2") == (V2, True)
+    assert _routed(config, "192.0.2.60", "api.example.com")[0] == "outbound|80||api.example.com"
