@@ -14,7 +14,8 @@ each header name (canonical case, as Go prints it) to every value it had,
 ``namespace`` and ``pod`` come from ``NAMESPACE`` and ``POD_NAME`` (the
 manifests set them from the pod's metadata; the runtime sets ``POD_NAME`` and
 ``POD_NAMESPACE``, which is the fallback). Like echo-basic, it listens on
-``HTTP_PORT`` (default 3000), answers ``/health`` with 200, and a request
+``HTTP_PORT`` (default 3000) and serves HTTP/2 with prior knowledge (h2c) on
+``H2C_PORT`` (default 3001; ``conformance_echo_h2c``), answers ``/health`` with 200, and a request
 header ``X-Echo-Set-Header: Name: value`` (comma separated) adds those
 response headers, which the response-header tests rely on. A query
 parameter ``delay`` (a Go duration such as ``1s`` or ``500ms``, at most
@@ -54,6 +55,14 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from pilotfish.samples.conformance_echo_h2c import serve_h2c
+from pilotfish.samples.conformance_echo_json import (
+    Exchange,
+    canonical_header,
+    describe_exchange,
+    echo_set_headers,
+)
+
 __all__ = [
     "MAX_DELAY",
     "canonical_header",
@@ -80,30 +89,21 @@ def delay_of(text: str) -> float | None:
     return min(MAX_DELAY, sum(float(n) * _UNIT[u] for n, u in parts))
 
 
-def canonical_header(name: str) -> str:
-    """``name`` as Go's ``textproto.CanonicalMIMEHeaderKey`` spells it (``x-foo`` -> ``X-Foo``)."""
-    return "-".join(part[:1].upper() + part[1:].lower() for part in name.split("-"))
-
-
 def describe(request: web.Request, env: dict[str, str]) -> dict[str, Any]:
     """The echo-basic JSON for ``request``, with identity from ``env``."""
-    headers: dict[str, list[str]] = {}
-    for key, value in request.headers.items():
-        headers.setdefault(canonical_header(key), []).append(value)
-    # Go's server moves Host out of the header map into Request.Host.
-    headers.pop("Host", None)
-    return {
-        "path": request.raw_path,
-        "host": request.host,
-        "method": request.method,
-        "proto": f"HTTP/{request.version.major}.{request.version.minor}",
-        "headers": headers,
-        "namespace": env.get("NAMESPACE") or env.get("POD_NAMESPACE", ""),
-        "ingress": env.get("INGRESS_NAME", ""),
-        "service": env.get("SERVICE_NAME", ""),
-        "pod": env.get("POD_NAME", ""),
-        **({"tls": tls} if (tls := tls_assertions(request)) is not None else {}),
-    }
+    out = describe_exchange(
+        Exchange(
+            request.raw_path,
+            request.host,
+            request.method,
+            f"HTTP/{request.version.major}.{request.version.minor}",
+            tuple(request.headers.items()),
+        ),
+        env,
+    )
+    if (tls := tls_assertions(request)) is not None:
+        out["tls"] = tls
+    return out
 
 
 def tls_assertions(request: web.Request) -> dict[str, Any] | None:
@@ -149,14 +149,7 @@ def server_tls(env: dict[str, str]) -> ssl.SSLContext | None:
 
 
 def _echo_headers(request: web.Request) -> dict[str, str]:
-    """Response headers asked for with ``X-Echo-Set-Header: A: 1, B: 2``."""
-    out: dict[str, str] = {}
-    for raw in request.headers.getall("X-Echo-Set-Header", []):
-        for item in raw.split(","):
-            name, sep, value = item.partition(":")
-            if sep and name.strip():
-                out[name.strip()] = value.strip()
-    return out
+    return echo_set_headers(request.headers.getall("X-Echo-Set-Header", []))
 
 
 #: How many retry-simulation request ids are remembered (oldest forgotten first).
@@ -259,22 +252,30 @@ def make_app(env: dict[str, str]) -> web.Application:
     return app
 
 
-async def _serve(env: dict[str, str], port: int, tls: ssl.SSLContext | None, tls_port: int) -> None:
+async def _serve(
+    env: dict[str, str], ports: tuple[int, int, int], tls: ssl.SSLContext | None
+) -> None:
+    port, h2c_port, tls_port = ports
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     runner = web.AppRunner(make_app(env), access_log=None, handle_signals=False)
     await runner.setup()
+    h2c: asyncio.Server | None = None
     try:
         await web.TCPSite(runner, "0.0.0.0", port, reuse_address=True).start()
         print(f"listening on 0.0.0.0:{port}", flush=True)
+        h2c = await serve_h2c("0.0.0.0", h2c_port, env)
+        print(f"listening on 0.0.0.0:{h2c_port} (h2c)", flush=True)
         if tls is not None:
             site = web.TCPSite(runner, "0.0.0.0", tls_port, ssl_context=tls, reuse_address=True)
             await site.start()
             print(f"listening on 0.0.0.0:{tls_port} (https)", flush=True)
         await stop.wait()
     finally:
+        if h2c is not None:
+            h2c.close()
         await runner.cleanup()
 
 
@@ -287,18 +288,24 @@ def main() -> None:
         conformance_grpc_echo.main()
         return
     try:
-        port = int(env.get("HTTP_PORT", "3000"))
-        tls_port = int(env.get("HTTPS_PORT", "8443"))
+        ports = tuple(
+            int(env.get(name, default))
+            for name, default in (
+                ("HTTP_PORT", "3000"),
+                ("H2C_PORT", "3001"),
+                ("HTTPS_PORT", "8443"),
+            )
+        )
     except ValueError:
-        sys.exit("HTTP_PORT and HTTPS_PORT must be integers")
+        sys.exit("HTTP_PORT, H2C_PORT and HTTPS_PORT must be integers")
     try:
         tls = server_tls(env)
     except (OSError, ssl.SSLError) as exc:
         sys.exit(f"cannot load the TLS certificate, key or client CAs: {exc}")
     try:
-        asyncio.run(_serve(env, port, tls, tls_port))
+        asyncio.run(_serve(env, (ports[0], ports[1], ports[2]), tls))
     except OSError as exc:
-        sys.exit(f"cannot listen on port {port} or {tls_port}: {exc}")
+        sys.exit(f"cannot listen on ports {', '.join(map(str, ports))}: {exc}")
 
 
 if __name__ == "__main__":

@@ -15,12 +15,13 @@ TLS servers (``translate.security.gateway_tls`` builds their TLS): a port
 with terminating servers (``SIMPLE``, ``MUTUAL``...) gets one filter chain per
 server behind TLS, each with its own route configuration
 ``https.<port>.<portName>.<gateway>.<namespace>`` as in Istio, selected by SNI
-(the server's hosts) when the port has several; ``PASSTHROUGH`` servers add
-SNI chains that TCP-proxy to VirtualService ``tls`` routes. A ``TLS`` server in
-a terminating mode (Istio's TLS-terminated TCP, and Gateway API ``TLS``
-listeners in ``Terminate`` mode) gets the same SNI chains from ``tls``
-routes, or else the ``tcp`` route chain, each behind the server's TLS: the
-gateway decrypts and forwards plain TCP. ``httpsRedirect``
+(the server's hosts) when the port has several; there a host that another
+server serves, or that this one does not, answers 421 (``misdirected``).
+``PASSTHROUGH`` servers add SNI chains that TCP-proxy to VirtualService
+``tls`` routes. A ``TLS`` server in a terminating mode (Istio's TLS-terminated
+TCP, and Gateway API ``TLS`` listeners in ``Terminate`` mode) gets the same SNI
+chains from ``tls`` routes, or else the ``tcp`` route chain, each behind the
+server's TLS: the gateway decrypts and forwards plain TCP. ``httpsRedirect``
 on a plain-HTTP server makes its virtual hosts answer 301 to HTTPS. A port
 cannot mix plaintext and TLS servers: the plaintext ones are skipped (logged),
 as is a TLS server whose certificate is missing.
@@ -51,6 +52,7 @@ from pilotfish.model.snapshot import Snapshot
 from pilotfish.translate.gateway_markers import BACKEND_CLIENT_CERT_ANNOTATION
 from pilotfish.translate.gateway_tcp import tcp_chain, tcp_listener
 from pilotfish.translate.http_routes import RouteContext, http_routes
+from pilotfish.translate.misdirected import with_misdirected_hosts
 from pilotfish.translate.names import gateway_route_name
 from pilotfish.translate.route_filters import with_route_filters
 from pilotfish.translate.route_semantics import SCOPE_NAMESPACE
@@ -306,6 +308,10 @@ def _tls_listener(
         authz=authz_policies(snapshot, view.namespace, view.label_map, port, tcp=True),
     )
     chains = _distinct_sni(chains, port)
+    # A reused HTTP/2 connection's host that its SNI's server does not serve: 421.
+    route_configs = with_misdirected_hosts(
+        chains, route_configs, lambda host: _gateway_domains(host, port)
+    )
     if len(chains) == 1 and chains[0].tls is not None:
         # One terminating server: serve it whatever SNI (or none) the client sends.
         chains = [replace(chains[0], match=None)]

@@ -11,8 +11,10 @@ Two layouts, by interception mode:
 
 - ``REDIRECT`` (iptables sends traffic to the proxy): ``virtualOutbound`` on
   15001 hands each connection, by its original destination, to a per-port
-  listener that does not bind (``0.0.0.0_9080``); HTTP ports route by Host
-  through RDS ``"9080"``; TCP ports match the service VIP. ``virtualInbound``
+  listener that does not bind (``0.0.0.0_9080``); on HTTP ports a connection
+  to a Kubernetes Service's cluster IP gets that Service's routes (RDS
+  ``"<host>:9080"``, any Host), any other destination routes by Host through
+  RDS ``"9080"``; TCP ports match the service VIP. ``virtualInbound``
   on 15006 picks a filter chain by destination port.
 - ``NONE`` (apps dial the proxy): one HTTP proxy listener on
   ``bind_ip:outbound_port`` serving every HTTP service by ``host:port`` through
@@ -220,6 +222,9 @@ def _captured_outbound(
             chains += service_l4_chains(snapshot, svc, port, owner, client, claimed)
         default: FilterChain | None = None
         if http:
+            vip_chains, vip_routes = _http_vip_chains(inputs, port, http, claimed)
+            chains += vip_chains
+            route_configs += vip_routes
             taken: set[str] = set()
             vhosts = [
                 vh
@@ -261,6 +266,53 @@ def _captured_outbound(
             direction="outbound",
         )
     )
+
+
+def _vip_range(address: str) -> str:
+    return f"{address}/128" if ":" in address else f"{address}/32"
+
+
+def _http_vip_chains(
+    inputs: _OutboundInputs,
+    port: int,
+    http: list[tuple[MeshService, ServicePort]],
+    claimed: set[tuple[tuple[str, ...], tuple[str, ...]]],
+) -> tuple[list[FilterChain], list[RouteConfig]]:
+    """REDIRECT: a chain per Kubernetes Service of ``port`` matching its cluster IPs,
+    whose route configuration ``<host>:<port>`` serves that Service's routes for
+    any Host.
+
+    A cluster IP is allocated to one Service: the app chose the Service by the
+    address it connected to, so its routes apply whatever Host the request names
+    (Gateway API's MeshClusterIPMatching). A ServiceEntry's addresses are not
+    such a choice (often a real server's, reachable under other names, or shared
+    by its hosts): there, as at any destination that is no cluster IP, the Host
+    header picks the routes (RDS ``<port>``), as in Istio, so a REGISTRY_ONLY
+    mesh still refuses an unknown host sent to a known address."""
+    services = [(svc, sp) for svc, sp in http if svc.source_kind == "Service"]
+    owners: dict[str, list[MeshService]] = defaultdict(list)
+    for svc, _sp in services:
+        for address in svc.addresses:
+            owners[address].append(svc)
+    chains: list[FilterChain] = []
+    routes: list[RouteConfig] = []
+    for svc, _sp in services:
+        vips = tuple(_vip_range(a) for a in svc.addresses if len(owners[a]) == 1)
+        if not vips or (vips, ()) in claimed:
+            continue
+        vh = _vhost(
+            svc, port, inputs.key, inputs.snapshot, inputs.vs_by_host, set(), with_bare=True
+        )
+        if vh is None:
+            continue
+        claimed.add((vips, ()))
+        name = f"{svc.hostname}:{port}"
+        routes.append(RouteConfig(name, (replace(vh, domains=("*",)),)))
+        hcm = HttpConnectionManager(f"outbound_0.0.0.0_{port}", route_config_name=name)
+        chains.append(
+            FilterChain(name, with_metrics(hcm, "source"), FilterChainMatch(prefix_ranges=vips))
+        )
+    return chains, routes
 
 
 def _explicit_outbound(

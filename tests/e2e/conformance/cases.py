@@ -85,6 +85,12 @@ class Expect:
     # The client certificate (PEM) the TLS backend saw (upstream's
     # ExpectedRequest.ClientCert); empty: unchecked.
     seen_client_cert: bytes = b""
+    # Upstream's Request.Protocol: "h2c" (HTTP/2 with prior knowledge, in clear
+    # text) or "h2" (HTTP/2 over TLS, by ALPN); "" is HTTP/1.1.
+    protocol: str = ""
+    # HTTPS requests: the TLS server name when it is not ``host`` (upstream's
+    # serverName, which a reused HTTP/2 connection keeps for other hosts).
+    server_name: str = ""
 
     def request_headers(self) -> tuple[tuple[str, str], ...]:
         """The headers to send: the case's, and the echo backend's instruction."""

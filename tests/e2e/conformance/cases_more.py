@@ -42,6 +42,12 @@ def _mr(backend: str, host: str, set_to: str = "", client: str = "") -> Expect:
 _HEADER_FEATURE = "HTTPRouteResponseHeaderModification"
 
 
+def _host_header(host: str) -> dict[str, object]:
+    """A request whose Host header is ``host`` whatever it dials; the backend sees
+    that host, and no Host among its headers (Go keeps it apart)."""
+    return {"headers": (("Host", host),), "seen_host": host, "seen_headers": ()}
+
+
 def _m_port(path: str, status: int = 302, host: str = "") -> Expect:
     return Expect(path=path, host="echo", status=status, location=("", host, "8083", ""))
 
@@ -189,6 +195,20 @@ MORE_MESH_CASES: tuple[Case, ...] = (
         ((MESH, "mesh-split-v1"),),
         (_mr(E2, "echo-v2", "set"), _mr(E2, "{ip:echo-v2}:8080")),
         features=("Mesh", "HTTPRoute", _HEADER_FEATURE),
+    ),
+    Case(
+        "MeshFrontendHostname",
+        False,
+        ("mesh/mesh-frontend.yaml",),
+        "",
+        ((MESH, "mesh-split-v1"),),
+        (
+            # Dialled echo-v2 (its cluster IP), Host echo-v1: echo-v2's route applies.
+            replace(_mr(E2, "echo-v2", "set"), **_host_header("echo-v1")),
+            # Dialled echo-v1, Host echo-v2: echo-v1, untouched by echo-v2's route.
+            replace(_mr(E1, "echo-v1"), **_host_header("echo-v2")),
+        ),
+        features=("Mesh", "HTTPRoute", _HEADER_FEATURE, "MeshClusterIPMatching"),
     ),
     Case(
         "MeshConsumerRoute",

@@ -110,9 +110,15 @@ def gateway_sender(address: str, port: int, tls: ServerCert | None = None) -> Se
     """Requests to a Gateway's address, sent from the host (HTTPS ones to 443)."""
 
     def sender(expect: Expect) -> Answer:
+        from harness_h2 import send_h2_tls, send_h2c  # it builds on this module
+
         if expect.https:
             assert tls is not None, "an HTTPS request needs the suite's certificate"
+            if expect.protocol == "h2":
+                return send_h2_tls(address, expect.port or expect.tls_port, expect, tls)
             return send_tls(address, expect.port or expect.tls_port, expect, tls)
+        if expect.protocol == "h2c":
+            return send_h2c(address, expect.port or port, expect)
         return send(address, expect.port or port, expect)
 
     return sender
@@ -157,10 +163,16 @@ class PodSender:
     def __call__(self, expect: Expect) -> Answer:
         host = expect.host or self.default_host
         authority = host if ":" in host.rpartition("]")[2] else f"{host}:80"
+        # A Host header of the case's own names another host than the one dialled
+        # (upstream's Request.Headers["Host"], MeshFrontendHostname).
+        headers = expect.request_headers()
+        host_header = next((v for k, v in headers if k.lower() == "host"), host)
         argv = ["ip", "netns", "exec", self.netns, "curl", "-s", "-i"]
-        argv += ["--max-time", str(REQUEST_TIMEOUT), "-X", expect.method, "-H", f"Host: {host}"]
-        for name, value in expect.request_headers():
-            argv += ["-H", f"{name}: {value}"]
+        argv += ["--max-time", str(REQUEST_TIMEOUT), "-X", expect.method]
+        argv += ["-H", f"Host: {host_header}"]
+        for name, value in headers:
+            if name.lower() != "host":
+                argv += ["-H", f"{name}: {value}"]
         argv.append(f"http://{authority}{expect.path}")
         proc = subprocess.run(argv, capture_output=True, timeout=REQUEST_TIMEOUT + 5)
         if proc.returncode != 0:

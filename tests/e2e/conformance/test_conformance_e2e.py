@@ -32,6 +32,7 @@ from cases import CORE, INFRA, Case, Expect
 from cases_extended import EXTENDED
 from cases_gateway_tls import GATEWAY_TLS_CASES
 from cases_grpc import GRPC_CASES, GrpcCase
+from cases_h2 import H2_CASES
 from cases_headers import HEADER_CASES
 from cases_mesh import MESH, MESH_CASES
 from cases_more import MORE_CASES, MORE_MESH_CASES
@@ -82,6 +83,7 @@ CASES: tuple[Case, ...] = (
 CASES += ROUTING_CASES
 CASES += TLS_CASES
 CASES += GATEWAY_TLS_CASES
+CASES += H2_CASES
 ALL_GRPC_CASES: tuple[GrpcCase, ...] = GRPC_CASES + TLS_GRPC_CASES
 
 OUTCOMES: dict[str, Outcome] = {}
@@ -92,21 +94,6 @@ NOT_RUN = {
     "GATEWAY-HTTP": "not ported to the harness yet",
     "MESH-HTTP": "not ported to the harness yet",
     "GATEWAY-GRPC": "not ported to the harness yet",
-    "HTTPRouteBackendProtocolH2C": (
-        "needs an h2c (HTTP/2 prior knowledge) listener on port 3001 in "
-        "pilotfish.samples.conformance_echo and an HTTP/2 client in the harness; "
-        "aiohttp, which both use, speaks HTTP/1.1 only"
-    ),
-    "HTTPRouteHTTPSListenerDetectMisdirectedRequests": (
-        "needs an HTTP/2 TLS client in the harness, and route tables per SNI in the "
-        "gateway translation (a reused connection whose SNI does not cover the "
-        ":authority answered 421); neither is there yet"
-    ),
-    "MeshFrontendHostname": (
-        "needs the client sidecar to pick a Service's routes by the destination "
-        "cluster IP rather than the Host header (MeshClusterIPMatching), which its "
-        "outbound listeners do not do yet"
-    ),
 }
 HEADER = """\
 # Gateway API conformance

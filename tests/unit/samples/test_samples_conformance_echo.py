@@ -113,6 +113,7 @@ def test_the_shipped_image_map_runs_it_on_http_port(tmp_path: object) -> None:
     assert images.lookup("gcr.io/k8s-staging-gateway-api/echo-basic@sha256:ab") is entry
     port = free_port()
     env = {**os.environ, "HTTP_PORT": str(port), "POD_NAME": "web-backend-1", "NAMESPACE": "w"}
+    env["H2C_PORT"] = str(free_port())  # not echo-basic's 3001: tests run side by side
     proc = subprocess.Popen(
         [sys.executable, "-m", "pilotfish.samples.conformance_echo"],
         env=env,
@@ -211,6 +212,7 @@ def test_serves_https_with_the_tls_assertions_when_given_a_certificate(tmp_path:
         **os.environ,
         "HTTP_PORT": str(http_port),
         "HTTPS_PORT": str(https_port),
+        "H2C_PORT": str(free_port()),
         "TLS_SERVER_CERT": str(tmp_path / "crt"),
         "TLS_SERVER_PRIVKEY": str(tmp_path / "key"),
         "TLS_CLIENT_CACERTS": str(tmp_path / "ca"),
