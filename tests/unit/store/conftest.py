@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import shutil
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
+from etcdkit import EtcdServer, etcd_missing
 from pilotfish.store import FileStore
 
 
@@ -23,3 +25,18 @@ async def store(config_dir: Path) -> AsyncIterator[FileStore]:
     store = FileStore(config_dir, poll_interval=0.01)
     yield store
     await store.close()
+
+
+@pytest.fixture
+def etcd_server(tmp_path: Path) -> Iterator[EtcdServer]:
+    """A real etcd on this lane's loopback ports, stopped (data removed) also on failure."""
+    missing = etcd_missing()
+    if missing:
+        pytest.skip(missing)
+    server = EtcdServer(tmp_path / "etcd-data", tmp_path / "etcd.log")
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(server.data_dir, ignore_errors=True)
