@@ -29,12 +29,13 @@ from pilotfish.ca import CONTROL_PLANE_DNS_NAME, CertificateAuthority, MeshCa, T
 from pilotfish.ca.port import CaPort
 from pilotfish.ca.records import IssuedRecord
 from pilotfish.controlplane.api_token import ApiToken, load_or_create_token_file
+from pilotfish.controlplane.config_store import build_store
 from pilotfish.controlplane.generator import MeshGenerator
 from pilotfish.controlplane.http_api import HttpApi
 from pilotfish.controlplane.jwks import JwksFetcher
 from pilotfish.controlplane.settings import ControlPlaneSettings
 from pilotfish.model.snapshot import Snapshot, build_snapshot
-from pilotfish.store import FileStore, MemoryStore, Store
+from pilotfish.store import Store
 from pilotfish.translate.security.jwt import jwks_uris
 from pilotfish.xds.server import TlsServerConfig, XdsServer
 from pilotfish.xds.server.tls import server_tls_credentials
@@ -52,17 +53,7 @@ class ControlPlane:
 
     def __init__(self, settings: ControlPlaneSettings, store: Store | None = None) -> None:
         self.settings = settings
-        if store is None:
-            store = (
-                FileStore(
-                    settings.config_paths,
-                    poll_interval=settings.poll_interval,
-                    limits=settings.parse_limits,
-                )
-                if settings.config_paths
-                else MemoryStore()
-            )
-        self.store = store
+        self.store = store if store is not None else build_store(settings)
         self.registry = CollectorRegistry()
         self.generator = MeshGenerator()
         # JWKS of RequestAuthentication jwksUris, fetched here and put in the snapshot.
