@@ -10,7 +10,7 @@ import click
 from pilotfish.store.etcd_client import EtcdTls, parse_endpoints
 from pilotfish.store.etcd_keys import DEFAULT_PREFIX
 
-__all__ = ["StoreChoice", "store_choice", "store_options"]
+__all__ = ["STORE_OPTIONS", "StoreChoice", "store_choice", "store_options"]
 
 
 class StoreChoice:
@@ -32,7 +32,7 @@ def _store(ctx: click.Context, param: click.Parameter, value: str | None) -> str
     return value
 
 
-_OPTIONS = [
+STORE_OPTIONS = [
     click.option(
         "--config-store",
         default=None,
@@ -69,7 +69,7 @@ _OPTIONS = [
 
 
 def store_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    for option in reversed(_OPTIONS):
+    for option in reversed(STORE_OPTIONS):
         f = option(f)
     return f
 

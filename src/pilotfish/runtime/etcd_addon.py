@@ -5,10 +5,11 @@ control plane, which uses it as its store (``--addons etcd`` means
 ``--config-store etcd://127.0.0.1:<port>``). It listens on loopback only:
 clients on ``etcd_port`` (2379 by default), its peer port (unused by a
 single member, but etcd always binds one) on ``etcd_port + 1``. Its data
-lives in ``<state>/etcd`` beside ``config/``, not in the addon's work
-directory: a supervisor that crashed and is started again finds the
-configuration that was applied, and only ``pilotfish down`` (which removes
-the state directory) throws it away.
+lives in ``<state>/etcd`` (0700) beside ``config/``, not in the addon's work
+directory: like ``config/`` for the file store it outlives the run, so a
+supervisor that crashed, or a later ``up`` after ``pilotfish down`` (which
+stops etcd with everything else), serves the configuration that was applied.
+Remove the directory to start from nothing.
 
 Transactions may hold more operations and bytes than etcd's defaults
 (128, 1.5 MiB) because ``pilotfish apply`` of a whole directory is one
