@@ -21,15 +21,17 @@ import shutil
 import subprocess
 import threading
 import urllib.request
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
+
+import pytest
 
 from pilotfish.runtime.etcd_addon import etcd_argv
 from pilotfish.runtime.ports import free_port
 from polling import poll
 
-__all__ = ["EtcdServer", "Relay", "etcd_missing"]
+__all__ = ["EtcdServer", "Relay", "etcd_missing", "etcd_server"]
 
 T = TypeVar("T")
 
@@ -39,6 +41,24 @@ def etcd_missing() -> str | None:
     if shutil.which("etcd") is None:
         return "etcd is not installed (make setup installs etcd-server as root)"
     return None
+
+
+@pytest.fixture
+def etcd_server(tmp_path: Path) -> Iterator[EtcdServer]:
+    """A real etcd on this lane's loopback ports, stopped (data removed) also on failure.
+
+    Import it into a test module (or conftest) to use it.
+    """
+    missing = etcd_missing()
+    if missing:
+        pytest.skip(missing)
+    server = EtcdServer(tmp_path / "etcd-data", tmp_path / "etcd.log")
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(server.data_dir, ignore_errors=True)
 
 
 class EtcdServer:

@@ -23,6 +23,8 @@ class ControlPlaneSettings:
     config_store: str | None = None
     etcd_tls: EtcdTls | None = None
     etcd_prefix: str = DEFAULT_PREFIX
+    # Lease TTL of the leader election among control planes sharing the etcd.
+    leader_ttl_seconds: int = 10
     bind: str = "127.0.0.1"
     xds_port: int = XDS_PORT
     # Serve unauthenticated xDS on ``xds_port``. Off, only the mTLS port serves

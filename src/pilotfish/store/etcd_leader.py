@@ -71,6 +71,9 @@ class LeaderElection:
         self._leader = False
         self.holder: str | None = None  # who leads, as last read (None: nobody known)
         self.terms = 0  # how many times this candidate became leader
+        # Set once the first campaign got an answer (led or not): a starting control
+        # plane waits for it, so it knows its role before serving.
+        self.decided = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -119,6 +122,7 @@ class LeaderElection:
                     await asyncio.sleep(self.ttl / 3)
                 else:
                     await self._campaign(loop)
+                    self.decided.set()
                     if not self._leader:
                         await asyncio.sleep(self._retry)
             except EtcdError as exc:

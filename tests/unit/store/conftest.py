@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from etcdkit import EtcdServer, etcd_missing
+from etcdkit import etcd_server
 from pilotfish.store import FileStore
+
+__all__ = ["config_dir", "etcd_server", "store"]  # etcd_server: the real etcd of tests/etcdkit.py
 
 
 @pytest.fixture
@@ -25,18 +26,3 @@ async def store(config_dir: Path) -> AsyncIterator[FileStore]:
     store = FileStore(config_dir, poll_interval=0.01)
     yield store
     await store.close()
-
-
-@pytest.fixture
-def etcd_server(tmp_path: Path) -> Iterator[EtcdServer]:
-    """A real etcd on this lane's loopback ports, stopped (data removed) also on failure."""
-    missing = etcd_missing()
-    if missing:
-        pytest.skip(missing)
-    server = EtcdServer(tmp_path / "etcd-data", tmp_path / "etcd.log")
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
-        shutil.rmtree(server.data_dir, ignore_errors=True)
