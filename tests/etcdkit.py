@@ -18,10 +18,12 @@ import asyncio
 import contextlib
 import json
 import shutil
+import socket
 import subprocess
 import threading
 import urllib.request
 from collections.abc import Coroutine, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -31,7 +33,7 @@ from pilotfish.runtime.etcd_addon import etcd_argv
 from pilotfish.runtime.ports import free_port
 from polling import poll
 
-__all__ = ["EtcdServer", "Relay", "etcd_missing", "etcd_server"]
+__all__ = ["EtcdServer", "Relay", "ServerTls", "etcd_missing", "etcd_server"]
 
 T = TypeVar("T")
 
@@ -61,10 +63,21 @@ def etcd_server(tmp_path: Path) -> Iterator[EtcdServer]:
         shutil.rmtree(server.data_dir, ignore_errors=True)
 
 
+@dataclass(frozen=True)
+class ServerTls:
+    """etcd serving HTTPS with ``cert``/``key`` and requiring client certificates
+    signed by ``client_ca`` (paths)."""
+
+    cert: Path
+    key: Path
+    client_ca: Path
+
+
 class EtcdServer:
-    def __init__(self, data_dir: Path, log_path: Path) -> None:
+    def __init__(self, data_dir: Path, log_path: Path, tls: ServerTls | None = None) -> None:
         self.data_dir = data_dir
         self.log_path = log_path
+        self.tls = tls
         self.port = free_port()
         self.peer_port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
@@ -79,12 +92,25 @@ class EtcdServer:
 
     def start(self) -> None:
         argv = etcd_argv(self.data_dir, self.port, self.peer_port, name="test")
+        if self.tls is not None:
+            client = f"://{self.address}"
+            argv = (
+                *(a.replace(f"http{client}", f"https{client}") for a in argv),
+                f"--cert-file={self.tls.cert}",
+                f"--key-file={self.tls.key}",
+                f"--trusted-ca-file={self.tls.client_ca}",
+                "--client-cert-auth",
+            )
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
         poll(self.healthy, "etcd to answer /health", deadline=20.0, context=self.log_tail)
 
     def healthy(self) -> bool:
         assert self.proc is not None and self.proc.poll() is None, "etcd exited"
+        if self.tls is not None:
+            # Without a client certificate etcd refuses the handshake: listening is enough.
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                return True
         with urllib.request.urlopen(f"http://{self.address}/health", timeout=1) as resp:
             return bool(json.loads(resp.read()).get("health") == "true")
 

@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
 
 import pytest
+from cryptography.x509.oid import ExtendedKeyUsageOID
 from store_testing import (
     DEADLINE,
     DESTINATION_RULE_REVIEWS,
@@ -16,13 +18,14 @@ from store_testing import (
     virtual_service,
 )
 
-from etcdkit import EtcdServer, Relay
+from etcdkit import EtcdServer, Relay, ServerTls, etcd_missing
 from pilotfish.api.diagnostics import Diagnostic, Severity
 from pilotfish.api.resource import Resource, ResourceKey
 from pilotfish.runtime.ports import free_port
 from pilotfish.store import StoreError
 from pilotfish.store.etcd import EtcdStore
-from pilotfish.store.etcd_client import EtcdClient, b64, parse_endpoints, unb64
+from pilotfish.store.etcd_client import EtcdClient, EtcdError, EtcdTls, b64, parse_endpoints, unb64
+from pki import TestCa
 from polling import apoll
 
 VS_KEY = ResourceKey("VirtualService", "default", "reviews")
@@ -306,3 +309,48 @@ def test_endpoints_parse(text: str, hosts: tuple[tuple[str, int], ...], tls: boo
 def test_bad_endpoints_are_refused_with_the_form(text: str) -> None:
     with pytest.raises(ValueError, match="etcd"):
         parse_endpoints(text)
+
+
+async def test_etcds_verifies_etcd_and_presents_the_client_certificate(tmp_path: Path) -> None:
+    missing = etcd_missing()
+    if missing:
+        pytest.skip(missing)
+    ca = TestCa("etcd test CA")
+    server_leaf = ca.issue("etcd", ("localhost",), ips=("127.0.0.1",))
+    client_leaf = ca.issue("pilotfish", usage=(ExtendedKeyUsageOID.CLIENT_AUTH,))
+    files = {
+        "ca.pem": ca.ca_pem,
+        "server.pem": server_leaf.cert_pem,
+        "server-key.pem": server_leaf.key_pem,
+        "client.pem": client_leaf.cert_pem,
+        "client-key.pem": client_leaf.key_pem,
+    }
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    tls = ServerTls(tmp_path / "server.pem", tmp_path / "server-key.pem", tmp_path / "ca.pem")
+    server = EtcdServer(tmp_path / "data", tmp_path / "etcd.log", tls)
+    server.start()
+    try:
+        endpoints = parse_endpoints(f"etcds://{server.address}")
+        good = EtcdTls(
+            str(tmp_path / "ca.pem"), str(tmp_path / "client.pem"), str(tmp_path / "client-key.pem")
+        )
+        store = EtcdStore(EtcdClient(endpoints, good))
+        await store.start()
+        try:
+            assert store.apply(resource(SERVICE_REVIEWS)) > 0
+            assert store.get(ResourceKey("Service", "default", "reviews")) is not None
+        finally:
+            await store.close()
+        # Without a client certificate etcd refuses us; with the system roots we refuse etcd.
+        for refused in (EtcdTls(str(tmp_path / "ca.pem")), None):
+            client = EtcdClient(endpoints, refused)
+            try:
+                with pytest.raises(EtcdError, match="cannot reach etcd"):
+                    client.call("/v3/kv/range", {"key": b64("/registry/")})
+            finally:
+                await client.close()
+        with pytest.raises(ValueError, match="etcds://"):
+            EtcdClient(parse_endpoints(f"etcd://{server.address}"), good)
+    finally:
+        server.stop()
