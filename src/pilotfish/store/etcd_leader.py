@@ -132,8 +132,12 @@ class LeaderElection:
                     self._set(False)
                     continue
                 _log.warning("leader election: %s", exc)
+                pause = self._retry
+                if self._leader:
+                    # Wake up at the deadline at the latest, to step down on time.
+                    pause = max(0.0, min(pause, self._leading_until - loop.time()))
+                await asyncio.sleep(pause)
                 self.is_leader  # noqa: B018 - steps down once the deadline has passed
-                await asyncio.sleep(self._retry)
 
     async def _campaign(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._lease is None:
