@@ -25,7 +25,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # System packages the mesh runtime uses (network namespaces, traffic capture, podman
-# for Kubernetes workloads' containers, with runc for hosts whose cgroups crun refuses).
+# for Kubernetes workloads' containers, with runc for hosts whose cgroups crun refuses,
+# etcd for the etcd config store and the `--addons etcd` addon).
 # Installed only when running as root; otherwise tests that need them skip with a reason.
 system-deps:
 	@if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
@@ -36,6 +37,8 @@ system-deps:
 	  command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	  command -v podman >/dev/null 2>&1 || missing="$$missing podman"; \
 	  command -v runc >/dev/null 2>&1 || missing="$$missing runc"; \
+	  command -v etcd >/dev/null 2>&1 || missing="$$missing etcd-server"; \
+	  command -v etcdctl >/dev/null 2>&1 || missing="$$missing etcd-client"; \
 	  [ -e /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ] || missing="$$missing fonts-noto-color-emoji"; \
 	  if [ -n "$$missing" ]; then \
 	    echo "installing:$$missing"; \

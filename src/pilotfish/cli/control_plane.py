@@ -1,4 +1,4 @@
-"""``pilotfish control-plane``: serve configuration from files to proxies over xDS."""
+"""``pilotfish control-plane``: serve configuration from files or etcd to proxies over xDS."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import click
 
 from pilotfish.api.duration import parse_duration_ms
 from pilotfish.ca import KeyFileError, TokenFileError
+from pilotfish.cli.store_options import store_choice, store_options
 from pilotfish.control_plane_ports import CA_PORT, HTTP_API_PORT, XDS_MTLS_PORT, XDS_PORT
 from pilotfish.controlplane.api_token import DEFAULT_TOKEN_FILE, ApiTokenError
 from pilotfish.controlplane.runner import ControlPlane
@@ -22,6 +23,7 @@ from pilotfish.model.mesh_config import (
     load_mesh_config,
     with_overrides,
 )
+from pilotfish.store import StoreError
 
 __all__ = ["control_plane"]
 
@@ -35,7 +37,7 @@ async def _serve(settings: ControlPlaneSettings) -> None:
             loop.add_signal_handler(sig, stop.set)
     try:
         await cp.start()
-    except (KeyFileError, TokenFileError, ApiTokenError) as exc:
+    except (KeyFileError, TokenFileError, ApiTokenError, StoreError) as exc:
         with contextlib.suppress(Exception):
             await cp.close()
         raise click.ClickException(str(exc)) from exc
@@ -107,10 +109,11 @@ mesh_config_option = click.option(
     "--config",
     "config_paths",
     multiple=True,
-    required=True,
     type=click.Path(exists=True),
-    help="Directory or file of configuration (repeatable). Watched for changes.",
+    help="Directory or file of configuration (repeatable). Watched for changes. "
+    "Required unless --config-store names etcd.",
 )
+@store_options
 @click.option("--xds-port", type=int, default=XDS_PORT, show_default=True, help="xDS (gRPC) port.")
 @click.option(
     "--http-port", type=int, default=HTTP_API_PORT, show_default=True, help="HTTP API port."
@@ -228,6 +231,11 @@ def control_plane(
     push_max_delay: float,
     mesh_config: MeshConfig | None,
     log_level: str,
+    config_store: str | None,
+    etcd_cacert: str | None,
+    etcd_cert: str | None,
+    etcd_key: str | None,
+    etcd_prefix: str,
 ) -> None:
     """Serve the Istio-style configuration under --config to Envoy proxies."""
     logging.basicConfig(
@@ -238,8 +246,19 @@ def control_plane(
         raise click.UsageError("--root-cert and --root-key go together")
     if ca_dir is None and (root_cert or ca_tokens):
         raise click.UsageError("--root-cert/--root-key/--ca-tokens need --ca-dir")
+    store = store_choice(config_store, etcd_cacert, etcd_cert, etcd_key, etcd_prefix)
+    if store.url is None and not config_paths:
+        raise click.UsageError("give --config (files) or --config-store etcd://...")
+    if store.url is not None and config_paths:
+        raise click.UsageError(
+            "--config reads files; with --config-store etcd://... put objects in the "
+            "store with 'pilotfish apply'"
+        )
     settings = ControlPlaneSettings(
         config_paths=config_paths,
+        config_store=store.url,
+        etcd_tls=store.tls,
+        etcd_prefix=store.prefix,
         bind=bind,
         xds_port=xds_port,
         http_port=http_port,

@@ -18,6 +18,7 @@ import click
 from rich.console import Console
 
 from pilotfish.api.duration import parse_duration_ms
+from pilotfish.cli.store_options import STORE_OPTIONS, store_choice
 from pilotfish.control_plane_ports import CA_PORT, XDS_MTLS_PORT
 from pilotfish.model.mesh_config import MeshConfigError, load_mesh_config
 from pilotfish.runtime.addons import AddonError, parse_addons
@@ -31,6 +32,7 @@ from pilotfish.runtime.podman import (
 )
 from pilotfish.runtime.settings import PROFILES, RuntimeSettings
 from pilotfish.runtime.state import process_alive, read_state
+from pilotfish.store.etcd_keys import DEFAULT_PREFIX
 
 __all__ = ["network_options", "resolve_mode", "run_foreground", "up"]
 
@@ -161,9 +163,12 @@ _NETWORK_OPTIONS = [
     click.option(
         "--addons",
         default=None,
-        help="Telemetry addons to run, comma-separated: prometheus, tracing, "
-        "dashboard (default: all with --profile demo, none otherwise).",
+        help="Addons to run, comma-separated: etcd (a local etcd holding the "
+        "configuration), prometheus, tracing, dashboard (default: the last three with "
+        "--profile demo, none otherwise).",
     ),
+    click.option("--etcd-port", type=int, default=2379, show_default=True),
+    *STORE_OPTIONS,
     click.option("--prometheus-port", type=int, default=9090, show_default=True),
     click.option("--tracing-port", type=int, default=9411, show_default=True),
     click.option("--dashboard-port", type=int, default=20001, show_default=True),
@@ -227,7 +232,22 @@ def _settings(
         prometheus_port=int(net.get("prometheus_port", 9090)),
         tracing_port=int(net.get("tracing_port", 9411)),
         dashboard_port=int(net.get("dashboard_port", 20001)),
+        etcd_port=int(net.get("etcd_port", 2379)),
+        **_store_settings(net),
     )
+
+
+def _store_settings(net: dict[str, Any]) -> dict[str, Any]:
+    choice = store_choice(
+        net.get("config_store"),
+        net.get("etcd_cacert"),
+        net.get("etcd_cert"),
+        net.get("etcd_key"),
+        str(net.get("etcd_prefix", DEFAULT_PREFIX)),
+    )
+    if choice.url and "etcd" in (_addons(net.get("addons")) or ()):
+        raise click.UsageError("--config-store and --addons etcd both name the store: pick one")
+    return {"config_store": choice.url, "etcd_tls": choice.tls, "etcd_prefix": choice.prefix}
 
 
 def _addons(text: Any) -> tuple[str, ...] | None:
@@ -392,6 +412,18 @@ def _supervisor_argv(settings: RuntimeSettings) -> list[str]:
     ]
     if settings.addons is not None:
         argv += ["--addons", ",".join(settings.addons)]
+    argv += ["--etcd-port", str(settings.etcd_port), "--etcd-prefix", settings.etcd_prefix]
+    if settings.config_store:
+        argv += ["--config-store", settings.config_store]
+    tls = settings.etcd_tls
+    if tls is not None:
+        for flag, value in (
+            ("--etcd-cacert", tls.ca_file),
+            ("--etcd-cert", tls.cert_file),
+            ("--etcd-key", tls.key_file),
+        ):
+            if value:
+                argv += [flag, str(Path(value).resolve())]
     if settings.mesh_config_file:
         argv += ["--mesh-config", settings.mesh_config_file]
     if settings.image_map_file:

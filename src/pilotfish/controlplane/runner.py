@@ -29,12 +29,15 @@ from pilotfish.ca import CONTROL_PLANE_DNS_NAME, CertificateAuthority, MeshCa, T
 from pilotfish.ca.port import CaPort
 from pilotfish.ca.records import IssuedRecord
 from pilotfish.controlplane.api_token import ApiToken, load_or_create_token_file
+from pilotfish.controlplane.config_store import build_store, uses_etcd
 from pilotfish.controlplane.generator import MeshGenerator
 from pilotfish.controlplane.http_api import HttpApi
 from pilotfish.controlplane.jwks import JwksFetcher
+from pilotfish.controlplane.leadership import Leadership
 from pilotfish.controlplane.settings import ControlPlaneSettings
+from pilotfish.controlplane.shared_jwks import SharedJwks
 from pilotfish.model.snapshot import Snapshot, build_snapshot
-from pilotfish.store import FileStore, MemoryStore, Store
+from pilotfish.store import Store
 from pilotfish.translate.security.jwt import jwks_uris
 from pilotfish.xds.server import TlsServerConfig, XdsServer
 from pilotfish.xds.server.tls import server_tls_credentials
@@ -52,21 +55,16 @@ class ControlPlane:
 
     def __init__(self, settings: ControlPlaneSettings, store: Store | None = None) -> None:
         self.settings = settings
-        if store is None:
-            store = (
-                FileStore(
-                    settings.config_paths,
-                    poll_interval=settings.poll_interval,
-                    limits=settings.parse_limits,
-                )
-                if settings.config_paths
-                else MemoryStore()
-            )
-        self.store = store
+        self.store = store if store is not None else build_store(settings)
         self.registry = CollectorRegistry()
         self.generator = MeshGenerator()
         # JWKS of RequestAuthentication jwksUris, fetched here and put in the snapshot.
-        self.jwks = JwksFetcher(self._jwks_changed)
+        self.jwks: JwksFetcher | SharedJwks = JwksFetcher(self._jwks_changed)
+        # With etcd, replicas elect a leader for the singleton jobs (JWKS fetching).
+        self.leadership: Leadership | None = None
+        if uses_etcd(settings):
+            self.leadership = Leadership(settings, self.registry, settings.leader_ttl_seconds)
+            self.jwks = SharedJwks(self.leadership, self._jwks_changed)
         self._jwks_live = False
         self.xds = XdsServer(
             self.generator,
@@ -77,6 +75,8 @@ class ControlPlane:
         )
         self._api_token: ApiToken | None = None
         self.http = HttpApi(self, lambda: self._api_token)
+        if self.leadership is not None:
+            self.http.app.router.add_get("/debug/leader", self.leadership.handle_debug)
         self.xds_port = 0
         self.http_port = 0
         # The mesh CA, its TLS port (``secure_port``) and the xDS mTLS port, when
@@ -201,6 +201,8 @@ class ControlPlane:
         # First, so that an unusable token file fails the start before anything runs.
         self._api_token = self._load_api_token()
         await self.store.start()
+        if self.leadership is not None:
+            await self.leadership.start()
         # Give the JWKS a first chance so proxies do not start out rejecting tokens.
         self.jwks.want(jwks_uris(tuple(self.store.list())))
         await self.jwks.wait_attempted(timeout=5.0)
@@ -302,6 +304,8 @@ class ControlPlane:
             await ca_port.close()
         await self.xds.close()
         await self.jwks.close()
+        if self.leadership is not None:
+            await self.leadership.close()
         await self.store.close()
 
     def _rebuild(self) -> None:

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pilotfish.api.limits import DEFAULT_LIMITS, ParseLimits
 from pilotfish.control_plane_ports import CA_PORT, HTTP_API_PORT, XDS_MTLS_PORT, XDS_PORT
 from pilotfish.model.mesh_config import DEFAULT_MESH_CONFIG, MeshConfig
+from pilotfish.store.etcd_client import EtcdTls
+from pilotfish.store.etcd_keys import DEFAULT_PREFIX
 
 __all__ = ["ControlPlaneSettings"]
 
@@ -14,6 +16,15 @@ __all__ = ["ControlPlaneSettings"]
 @dataclass(frozen=True)
 class ControlPlaneSettings:
     config_paths: tuple[str, ...] = field(default_factory=tuple)
+    # An etcd cluster holding the configuration instead of ``config_paths``
+    # (``etcd://HOST:PORT[,...]``, ``etcds://`` with ``etcd_tls``), keys under
+    # ``etcd_prefix``. Several control planes may share it; singleton jobs then
+    # run on the leader only (``controlplane.leadership``).
+    config_store: str | None = None
+    etcd_tls: EtcdTls | None = None
+    etcd_prefix: str = DEFAULT_PREFIX
+    # Lease TTL of the leader election among control planes sharing the etcd.
+    leader_ttl_seconds: int = 10
     bind: str = "127.0.0.1"
     xds_port: int = XDS_PORT
     # Serve unauthenticated xDS on ``xds_port``. Off, only the mTLS port serves

@@ -35,7 +35,7 @@ from pilotfish.runtime.supervised import ChildProcess, Supervised, stop_supervis
 __all__ = ["ADDONS", "AddonError", "AddonProcess", "AddonSpec", "parse_addons"]
 
 #: Every addon name ``--addons`` accepts, in start order.
-ADDONS: tuple[str, ...] = ("prometheus", "tracing", "dashboard")
+ADDONS: tuple[str, ...] = ("etcd", "prometheus", "tracing", "dashboard")
 
 log = logging.getLogger("pilotfish.runtime.addons")
 

@@ -55,7 +55,11 @@ def control_plane_settings(s: RuntimeSettings, bridge_ip: str) -> ControlPlaneSe
     """The in-process control plane's settings for the mesh ``s`` describes."""
     transparent = s.mode == "transparent"
     return ControlPlaneSettings(
-        config_paths=(str(s.config_dir), *s.manifests),
+        # With etcd the manifests are applied to the store instead (``mesh``).
+        config_paths=() if s.store_url else (str(s.config_dir), *s.manifests),
+        config_store=s.store_url,
+        etcd_tls=s.etcd_tls if s.store_url == s.config_store else None,
+        etcd_prefix=s.etcd_prefix,
         bind="127.0.0.1",
         xds_port=s.xds_port,
         http_port=s.control_plane_port,

@@ -54,6 +54,7 @@ from pilotfish.controlplane.api_token import ApiTokenError
 from pilotfish.controlplane.runner import ControlPlane
 from pilotfish.model.snapshot import Snapshot
 from pilotfish.runtime import adoption, secret_volumes
+from pilotfish.runtime.addons import AddonError
 from pilotfish.runtime.container_workloads import container_support
 from pilotfish.runtime.control_plane_config import control_plane_settings
 from pilotfish.runtime.gateways import (
@@ -69,6 +70,7 @@ from pilotfish.runtime.isolation import Isolation, copy_public, write_owned
 from pilotfish.runtime.kube_workloads import images_to_check, not_run_reasons, plan_workloads
 from pilotfish.runtime.mesh_addons import MeshAddons
 from pilotfish.runtime.mesh_adoption import AdoptionMixin, Pod, net_id
+from pilotfish.runtime.mesh_store import apply_manifests, primary_store
 from pilotfish.runtime.network.base import CaptureConfig, PodAddress, PodNetwork, ServiceName
 from pilotfish.runtime.network.factory import bridge_address, make_network
 from pilotfish.runtime.pod import PodEnv, PodRunner, PodSpec
@@ -83,7 +85,7 @@ from pilotfish.runtime.state import MeshState, process_alive, read_state, write_
 from pilotfish.runtime.status_rows import gateway_row, identities_by_owner, pod_row
 from pilotfish.runtime.teardown import clean_leftovers
 from pilotfish.runtime.users import UserAllocator
-from pilotfish.store import CompositeStore, FileStore, MemoryStore
+from pilotfish.store import CompositeStore, MemoryStore, StoreError
 
 __all__ = ["TLS_MODE_LABEL", "MeshRuntime", "RuntimeStartError"]
 
@@ -207,6 +209,7 @@ class MeshRuntime(AdoptionMixin):
         await asyncio.gather(*(g.stop() for g in self.gateways), return_exceptions=True)
         if self.cp is not None:
             await self.cp.close()
+        await self.addons.stop_store()
         if self.network is not None:
             self.network.teardown()
         self._state.phase = "stopped"
@@ -243,18 +246,21 @@ class MeshRuntime(AdoptionMixin):
     async def _start_control_plane(self) -> None:
         settings = control_plane_settings(self.settings, self._bridge_ip)
         self._proxy_drain = settings.mesh.proxy_defaults.drain_seconds
-        files = FileStore(
-            settings.config_paths,
-            poll_interval=settings.poll_interval,
-            limits=settings.parse_limits,
-        )
-        store = CompositeStore(files, [self.registrations])
+        try:
+            await self.addons.start_store()  # the etcd addon, when the store is there
+        except AddonError as exc:
+            raise RuntimeStartError(str(exc)) from None
+        primary = primary_store(settings)
+        store = CompositeStore(primary, [self.registrations])
         self.cp = ControlPlane(settings, store=store)
         self.cp.add_snapshot_listener(self._on_snapshot)
         self.cp.add_route("GET", "/runtime/pods", self._http_pods)
         try:
             await self.cp.start()
-        except ApiTokenError as exc:
+            if settings.config_store is not None:
+                applied = apply_manifests(primary, self.settings.manifests)
+                self._progress(f"applied {applied} objects to {settings.config_store}")
+        except (ApiTokenError, StoreError) as exc:
             raise RuntimeStartError(str(exc)) from None
         self._state.control_plane = f"http://127.0.0.1:{self.cp.http_port}"
         self._save()

@@ -19,6 +19,7 @@ from typing import Any
 import aiohttp
 
 from pilotfish.runtime.addons import AddonError, AddonProcess, AddonSpec
+from pilotfish.runtime.etcd_addon import etcd_spec
 from pilotfish.runtime.prometheus_addon import ScrapeTarget, prometheus_spec, write_targets
 from pilotfish.runtime.settings import RuntimeSettings
 
@@ -74,10 +75,12 @@ class MeshAddons:
         self.processes: list[AddonProcess] = []
         self._targets: dict[str, ScrapeTarget] = {}
         self._collector_host = "127.0.0.1"
+        self._store: AddonProcess | None = None  # the etcd addon, while it runs
 
     @property
     def urls(self) -> dict[str, str]:
-        return {a.spec.name: a.spec.url for a in self.processes}
+        running = [self._store] if self._store is not None else []
+        return {a.spec.name: a.spec.url for a in (*running, *self.processes)}
 
     @property
     def _targets_file(self) -> Path:
@@ -86,6 +89,8 @@ class MeshAddons:
     def _spec(self, name: str, control_plane: str) -> AddonSpec:
         s = self.settings
         work = s.addons_dir / name
+        if name == "etcd":
+            return etcd_spec(s.state_dir, work, s.etcd_port)
         if name == "prometheus":
             return prometheus_spec(work, s.prometheus_port, control_plane, s.scrape_interval_s)
         if name == "tracing":
@@ -116,30 +121,55 @@ class MeshAddons:
         self._collector_host = collector_host
         errors: list[str] = []
         for name in self.settings.enabled_addons:
+            if name == "etcd":
+                continue  # the store: started before the control plane (``start_store``)
             try:
-                spec = self._spec(name, control_plane)
-                proc = AddonProcess(
-                    spec,
-                    self.settings.work_dir / f"addon-{name}",
-                    self.settings.log_dir / f"addon-{name}.log",
-                )
-                await proc.start()
+                proc = await self._start_one(name, control_plane)
             except (AddonError, OSError) as exc:
                 log.error("%s", exc)
                 errors.append(str(exc))
                 continue
             self.processes.append(proc)
-            self._progress(f"addon {name} at {spec.url}")
         self._write_targets()
         return errors
+
+    async def _start_one(self, name: str, control_plane: str) -> AddonProcess:
+        spec = self._spec(name, control_plane)
+        proc = AddonProcess(
+            spec,
+            self.settings.work_dir / f"addon-{name}",
+            self.settings.log_dir / f"addon-{name}.log",
+        )
+        await proc.start()
+        self._progress(f"addon {name} at {spec.url}")
+        return proc
+
+    async def start_store(self) -> None:
+        """Start the etcd addon, when enabled, before the control plane that uses it.
+
+        Unlike a telemetry addon it is required: ``AddonError`` if it cannot start.
+        """
+        if "etcd" not in self.settings.enabled_addons or self._store is not None:
+            return
+        try:
+            self._store = await self._start_one("etcd", "")
+        except OSError as exc:
+            raise AddonError(f"addon etcd: {exc}") from exc
+
+    async def stop_store(self) -> None:
+        """Stop the etcd addon (after the control plane); its data stays for ``down``."""
+        store, self._store = self._store, None
+        if store is not None:
+            await store.stop()
 
     async def stop(self) -> None:
         await asyncio.gather(*(a.stop() for a in self.processes), return_exceptions=True)
         self.processes = []
 
     async def ready(self, session: aiohttp.ClientSession) -> dict[str, bool]:
-        answers = await asyncio.gather(*(a.ready(session) for a in self.processes))
-        return {a.spec.name: ok for a, ok in zip(self.processes, answers, strict=True)}
+        every = [*([self._store] if self._store is not None else []), *self.processes]
+        answers = await asyncio.gather(*(a.ready(session) for a in every))
+        return {a.spec.name: ok for a, ok in zip(every, answers, strict=True)}
 
     def set_target(self, key: str, target: ScrapeTarget | None) -> None:
         """Add, replace or (``None``) remove one proxy's scrape target."""
@@ -168,5 +198,5 @@ class MeshAddons:
                 "pid": a.pid,
                 "restarts": a.restarts,
             }
-            for a in self.processes
+            for a in (*([self._store] if self._store is not None else []), *self.processes)
         ]

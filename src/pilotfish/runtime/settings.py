@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Literal
 
 from pilotfish.control_plane_ports import CA_PORT, XDS_MTLS_PORT
+from pilotfish.store.etcd_client import EtcdTls
+from pilotfish.store.etcd_keys import DEFAULT_PREFIX
 
 __all__ = ["PROFILES", "Profile", "RuntimeSettings"]
 
@@ -60,6 +62,13 @@ class RuntimeSettings:
     tracing_port: int = 9411
     dashboard_port: int = 20001
     scrape_interval_s: float = 5.0
+    # The configuration store: None keeps files (``config_dir`` and the manifests);
+    # an etcd address (``--config-store``) or the etcd addon (``--addons etcd`` on
+    # ``etcd_port``) keeps it in etcd, where the manifests are applied at start.
+    config_store: str | None = None
+    etcd_tls: EtcdTls | None = None
+    etcd_prefix: str = DEFAULT_PREFIX
+    etcd_port: int = 2379
 
     @property
     def log_dir(self) -> Path:
@@ -100,6 +109,13 @@ class RuntimeSettings:
         if self.addons is not None:
             return self.addons
         return ("prometheus", "tracing", "dashboard") if self.profile == "demo" else ()
+
+    @property
+    def store_url(self) -> str | None:
+        """The etcd the control plane uses (None: files): the addon's, else ``config_store``."""
+        if "etcd" in self.enabled_addons:
+            return f"etcd://127.0.0.1:{self.etcd_port}"
+        return self.config_store
 
     @property
     def addons_dir(self) -> Path:

@@ -5,7 +5,16 @@ from __future__ import annotations
 from pilotfish.store._common import Validator
 from pilotfish.store.base import Store, StoreError
 from pilotfish.store.composite import CompositeStore
+from pilotfish.store.etcd import EtcdStore
 from pilotfish.store.files import FileStore
 from pilotfish.store.memory import MemoryStore
 
-__all__ = ["CompositeStore", "FileStore", "MemoryStore", "Store", "StoreError", "Validator"]
+__all__ = [
+    "CompositeStore",
+    "EtcdStore",
+    "FileStore",
+    "MemoryStore",
+    "Store",
+    "StoreError",
+    "Validator",
+]

@@ -116,7 +116,14 @@ class Store(ABC):
 
     def _bump(self) -> int:
         """Advance the revision and wake watchers. Subclasses call it after each change."""
-        self._revision += 1
+        return self._advance(self._revision + 1)
+
+    def _advance(self, revision: int) -> int:
+        """Set the revision to ``revision`` (if greater) and wake watchers: for stores
+        whose revision comes from their backend (etcd's), which grows by leaps."""
+        if revision <= self._revision:
+            return self._revision
+        self._revision = revision
         waiters, self._waiters = self._waiters, []
         for fut in waiters:
             if not fut.done():

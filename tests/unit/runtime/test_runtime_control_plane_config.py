@@ -65,3 +65,21 @@ def test_a_collector_named_in_the_file_is_kept(tmp_path: Path) -> None:
     assert (tracing.zipkin.address, tracing.sampling) == ("zipkin.tracing:9411", 100.0)
     other = RuntimeSettings(state_dir=tmp_path, tracing_port=19411)
     assert runtime_mesh_config(other).proxy_defaults.tracing.zipkin.address == "127.0.0.1:19411"
+
+
+def test_the_etcd_addon_or_an_etcd_address_replaces_the_files(tmp_path: Path) -> None:
+    files = control_plane_settings(RuntimeSettings(state_dir=tmp_path, manifests=("m.yaml",)), "")
+    assert files.config_store is None
+    assert files.config_paths == (str(tmp_path / "config"), "m.yaml")
+
+    addon = RuntimeSettings(
+        state_dir=tmp_path, manifests=("m.yaml",), addons=("etcd",), etcd_port=12379
+    )
+    cp = control_plane_settings(addon, "")
+    # The manifests are applied to etcd at start, not watched as files.
+    assert (cp.config_store, cp.config_paths) == ("etcd://127.0.0.1:12379", ())
+    # The addon is the store, never a telemetry addon of the demo profile.
+    assert "etcd" not in RuntimeSettings(state_dir=tmp_path, profile="demo").enabled_addons
+
+    given = RuntimeSettings(state_dir=tmp_path, config_store="etcd://10.0.0.5:2379")
+    assert control_plane_settings(given, "").config_store == "etcd://10.0.0.5:2379"

@@ -7,7 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from etcdkit import etcd_server
 from pilotfish.store import FileStore
+
+__all__ = ["config_dir", "etcd_server", "store"]  # etcd_server: the real etcd of tests/etcdkit.py
 
 
 @pytest.fixture
