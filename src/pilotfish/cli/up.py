@@ -186,6 +186,14 @@ _NETWORK_OPTIONS = [
         show_default=True,
         help="Pod addresses in explicit mode (inside 127.0.0.0/8).",
     ),
+    click.option(
+        "--control-plane-replicas",
+        type=click.IntRange(1, 3),
+        default=1,
+        show_default=True,
+        help="Control-plane replicas on this host (replica k's ports are replica 1's "
+        "+ 100*(k-1)); proxies fail over between them.",
+    ),
 ]
 
 
@@ -227,6 +235,7 @@ def _settings(
         prometheus_port=int(net.get("prometheus_port", 9090)),
         tracing_port=int(net.get("tracing_port", 9411)),
         dashboard_port=int(net.get("dashboard_port", 20001)),
+        control_plane_replicas=int(net.get("control_plane_replicas", 1)),
     )
 
 
@@ -390,6 +399,8 @@ def _supervisor_argv(settings: RuntimeSettings) -> list[str]:
         "--dashboard-port",
         str(settings.dashboard_port),
     ]
+    if settings.control_plane_replicas != 1:
+        argv += ["--control-plane-replicas", str(settings.control_plane_replicas)]
     if settings.addons is not None:
         argv += ["--addons", ",".join(settings.addons)]
     if settings.mesh_config_file:

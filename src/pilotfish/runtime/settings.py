@@ -60,6 +60,9 @@ class RuntimeSettings:
     tracing_port: int = 9411
     dashboard_port: int = 20001
     scrape_interval_s: float = 5.0
+    # Control-plane replicas (``runtime.control_plane_replicas``): the supervisor's
+    # own plus N-1 processes; every proxy is given every replica's addresses.
+    control_plane_replicas: int = 1
 
     @property
     def log_dir(self) -> Path:
