@@ -1,5 +1,7 @@
 """`pilotfish up --control-plane-replicas 3`: Bookinfo's proxies spread over three
 replicas, one is SIGKILLed under load, nothing fails and every proxy is in sync again.
+In explicit mode (loopback) and transparent mode (pods in namespaces reach the
+replicas on the bridge, over mTLS only).
 
 Replica 1 is the supervisor's own control plane; replicas 2 and 3 are
 processes the supervisor runs (and restarts). Every proxy was given all three
@@ -21,7 +23,16 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from e2ekit import NETWORKING, SAMPLES, E2EMesh, down_leaves_nothing, free_port, http_get, poll
+from e2ekit import (
+    NETWORKING,
+    SAMPLES,
+    E2EMesh,
+    down_leaves_nothing,
+    free_port,
+    http_get,
+    poll,
+    require_root,
+)
 
 from lanes import lane_bridge
 from pilotfish.runtime.control_plane_replicas import PORT_STEP
@@ -35,11 +46,16 @@ LOAD_SECONDS = 10.0
 RECONNECT_BOUND = 15.0
 
 
-@pytest.fixture(scope="module")
-def replicated_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2EMesh]:
-    tmp = tmp_path_factory.mktemp("replicas")
+@pytest.fixture(scope="module", params=["explicit", "transparent"])
+def replicated_mesh(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[E2EMesh]:
+    mode = str(request.param)
+    if mode == "transparent":
+        require_root()  # pods reach every replica on the bridge
+    tmp = tmp_path_factory.mktemp(f"replicas-{mode}")
     bridge = lane_bridge("pfe2r")
-    mesh = E2EMesh(tmp / "state", "explicit", free_port(), free_port(), free_port(), bridge)
+    mesh = E2EMesh(tmp / "state", mode, free_port(), free_port(), free_port(), bridge)
     mesh.extra_up_args = ("--control-plane-replicas", str(REPLICAS))
     try:
         mesh.up(SAMPLES / "bookinfo.yaml", NETWORKING / "bookinfo-gateway.yaml")

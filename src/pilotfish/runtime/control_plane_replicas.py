@@ -23,7 +23,8 @@ and one pod-token store (``TokenRegistry``), so a token registered with
 replica 1 is accepted by every replica. Agents are given every replica's
 addresses, comma-separated. Replicas run as supervised addons
 (``runtime.addons``: restarted with back-off, pid records for the crash
-clean-up). Singleton jobs (status writing, gateway deployment, DNS files)
+clean-up; a replica left running by a supervisor that crashed is killed
+and started afresh by the next one). Singleton jobs (status writing, gateway deployment, DNS files)
 stay with the supervisor's replica; electing a leader for them is the etcd
 store's work.
 """
@@ -51,6 +52,7 @@ from pilotfish.controlplane.settings import ControlPlaneSettings
 from pilotfish.fsutil import atomic_write_text
 from pilotfish.runtime.addons import AddonProcess, AddonSpec
 from pilotfish.runtime.control_plane_config import control_plane_settings
+from pilotfish.runtime.process import kill_recorded_dir
 from pilotfish.runtime.settings import RuntimeSettings
 from pilotfish.store import FileStore, MemoryStore
 from pilotfish.store._render import document_of
@@ -181,6 +183,10 @@ class ControlPlaneReplicas:
             )
             url = f"http://127.0.0.1:{ports.http}"
             name = f"control-plane-{index + 1}"
+            # A replica an earlier supervisor left running (it crashed) holds the
+            # ports and would answer the readiness check for ours: it goes first.
+            # Its proxies are served by replica 1 meanwhile.
+            kill_recorded_dir(s.work_dir / name)
             spec = AddonSpec(name, argv, f"{url}/ready", url, replicas_dir(s) / name)
             process = AddonProcess(spec, s.work_dir / name, s.log_dir / f"{name}.log")
             await process.start()
