@@ -131,17 +131,25 @@ def _node_locality(locality: str) -> dict[str, str]:
     return {"region": region, "zone": zone, "sub_zone": subzone}
 
 
-def _http2_options() -> dict[str, Any]:
+def _http2_options(ping: tuple[str, str] = ("30s", "10s")) -> dict[str, Any]:
+    """HTTP/2 upstream options; ``ping`` is the keepalive PING (interval, timeout)."""
+    interval, timeout = ping
     return {
         _HTTP_OPTIONS_KEY: {
             "@type": _HTTP_OPTIONS_TYPE,
             "explicit_http_config": {
                 "http2_protocol_options": {
-                    "connection_keepalive": {"interval": "30s", "timeout": "10s"}
+                    "connection_keepalive": {"interval": interval, "timeout": timeout}
                 }
             },
         }
     }
+
+
+# With replicas, a replica that hangs (its host answers TCP but the process is
+# stuck) is noticed by an unanswered PING within 5 + 5 s; the xDS server allows
+# pings that often (xds/server/service.py).
+REPLICA_XDS_PING = ("5s", "5s")
 
 
 def _sds_config() -> dict[str, Any]:
@@ -240,7 +248,9 @@ def _xds_cluster(config: AgentConfig) -> dict[str, Any]:
                 },
             ]
         },
-        "typed_extension_protocol_options": _http2_options(),
+        "typed_extension_protocol_options": (
+            _http2_options(REPLICA_XDS_PING) if len(targets) > 1 else _http2_options()
+        ),
         "upstream_connection_options": {"tcp_keepalive": _xds_keepalive(len(targets))},
     }
     if len(targets) > 1:

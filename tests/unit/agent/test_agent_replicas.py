@@ -93,6 +93,9 @@ def test_one_replica_bootstrap_is_unchanged_by_the_failover_settings() -> None:
     one = _xds_cluster(AgentConfig(name="a", namespace="b"))
     assert "outlier_detection" not in one
     assert one["upstream_connection_options"]["tcp_keepalive"] == {"keepalive_time": 300}
+    (options,) = one["typed_extension_protocol_options"].values()
+    ping = options["explicit_http_config"]["http2_protocol_options"]["connection_keepalive"]
+    assert ping == {"interval": "30s", "timeout": "10s"}
 
 
 def test_several_replicas_are_endpoints_of_one_xds_cluster_with_ejection() -> None:
@@ -112,6 +115,10 @@ def test_several_replicas_are_endpoints_of_one_xds_cluster_with_ejection() -> No
         + keepalive["keepalive_interval"] * keepalive["keepalive_probes"]
         <= 20
     )
+    # A hung replica (connections open, nothing answering) misses a PING within 10 s.
+    (options,) = cluster["typed_extension_protocol_options"].values()
+    ping = options["explicit_http_config"]["http2_protocol_options"]["connection_keepalive"]
+    assert ping == {"interval": "5s", "timeout": "5s"}
     named = AgentConfig(name="a", namespace="b", xds_alternates=(("cp-2.local", 15010),))
     assert _xds_cluster(named)["type"] == "STRICT_DNS"
 

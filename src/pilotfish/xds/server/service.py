@@ -129,6 +129,10 @@ def _grpc_server() -> Any:
         options=[
             ("grpc.max_receive_message_length", 16 * 1024 * 1024),
             ("grpc.max_send_message_length", -1),
+            # Proxies with several control-plane replicas ping every 5 s to notice a
+            # hung replica (agent/bootstrap.py); gRPC's default policy (one ping per
+            # 5 min without data) would answer that with GOAWAY too_many_pings.
+            ("grpc.http2.min_ping_interval_without_data_ms", 4000),
         ]
     )
 
