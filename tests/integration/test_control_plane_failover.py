@@ -395,3 +395,25 @@ async def test_killing_the_proxys_replica_loses_no_request(setup: Setup, how: st
 
     await apoll(header_served, "the new route through the survivor", 20.0, ignore=IGNORE)
     assert serving.alive() == (how == "sigstop")
+
+
+async def test_a_replica_given_anothers_ports_refuses_to_start(tmp_path: Path) -> None:
+    """gRPC would share a port between processes (SO_REUSEPORT) and split the
+    proxies between two servers without a word; a replica must refuse instead."""
+    config, ca_dir = tmp_path / "config", tmp_path / "ca"
+    config.mkdir()
+    tokens = tmp_path / "ca-tokens.yaml"
+    tokens.write_text("[]")
+    first = _start_replica("cp-1", tmp_path, config, ca_dir, tokens)
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
+            await _wait_ready(session, first)
+        args = [str(a) for a in first.process.args]  # type: ignore[union-attr]
+        # Same xDS and CA ports, its own HTTP port (which would fail on its own).
+        args[args.index("--http-port") + 1] = str(free_port())
+        second = subprocess.run(args, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    finally:
+        first.kill()
+    assert second.returncode != 0
+    assert "cannot bind" in second.stderr, second.stderr[-2000:]
+    assert "Traceback" not in second.stderr
