@@ -176,15 +176,14 @@ class Agent:
             await self._shutdown()
             raise
         self._log.info(
-            "agent %s started: envoy pid %s, admin %s:%d, health %s:%d, xds %s:%d%s %s, "
-            "work dir %s",
+            "agent %s started: envoy pid %s, admin %s:%d, health %s:%d, xds %s%s %s, work dir %s",
             config.proxy_id,
             self._envoy.pid,
             config.admin_address,
             config.admin_port,
             config.health_bind,
             self._health_port,
-            *config.xds_target,
+            ",".join(f"{host}:{port}" for host, port in config.xds_targets),
             " (mTLS)" if config.xds_tls else "",
             config.xds_protocol,
             work_dir,

@@ -22,6 +22,12 @@ endpoints) arrives over one ADS stream to the static ``xds-grpc`` cluster.
   ``config.xds_tls``, the ``xds-grpc`` cluster dials the control plane's
   xDS mTLS port (15011): client certificate ``default``, server verified
   against ``ROOTCA`` with DNS SAN and SNI ``pilotfish-control-plane``.
+- With several control-plane replicas (``config.xds_targets``) the
+  ``xds-grpc`` cluster lists each as an endpoint. When the stream's replica
+  dies, Envoy keeps every listener and cluster it has (xDS loss never drains
+  anything), retries the stream with a short back-off, and outlier detection
+  has set the failed replica aside so the retry reaches a live one; that
+  replica's answer is the same configuration, so nothing changes in Envoy.
 - A static Prometheus listener exposes ``/stats/prometheus`` on the stats port
   by routing to a static cluster that points at the admin port (Istio's trick),
   so scrapers never reach the rest of the admin API.
@@ -125,17 +131,25 @@ def _node_locality(locality: str) -> dict[str, str]:
     return {"region": region, "zone": zone, "sub_zone": subzone}
 
 
-def _http2_options() -> dict[str, Any]:
+def _http2_options(ping: tuple[str, str] = ("30s", "10s")) -> dict[str, Any]:
+    """HTTP/2 upstream options; ``ping`` is the keepalive PING (interval, timeout)."""
+    interval, timeout = ping
     return {
         _HTTP_OPTIONS_KEY: {
             "@type": _HTTP_OPTIONS_TYPE,
             "explicit_http_config": {
                 "http2_protocol_options": {
-                    "connection_keepalive": {"interval": "30s", "timeout": "10s"}
+                    "connection_keepalive": {"interval": interval, "timeout": timeout}
                 }
             },
         }
     }
+
+
+# With replicas, a replica that hangs (its host answers TCP but the process is
+# stuck) is noticed by an unanswered PING within 5 + 5 s; the xDS server allows
+# pings that often (xds/server/service.py).
+REPLICA_XDS_PING = ("5s", "5s")
 
 
 def _sds_config() -> dict[str, Any]:
@@ -199,8 +213,8 @@ def _xds_tls_socket() -> dict[str, Any]:
 
 
 def _xds_cluster(config: AgentConfig) -> dict[str, Any]:
-    xds_host, xds_port = config.xds_target
-    static = is_ip_address(xds_host)
+    targets = config.xds_targets
+    static = all(is_ip_address(host) for host, _ in targets)
     cluster: dict[str, Any] = {
         "name": XDS_CLUSTER,
         "type": "STATIC" if static else "STRICT_DNS",
@@ -208,7 +222,12 @@ def _xds_cluster(config: AgentConfig) -> dict[str, Any]:
         "load_assignment": {
             "cluster_name": XDS_CLUSTER,
             "endpoints": [
-                {"lb_endpoints": [{"endpoint": {"address": _socket_address(xds_host, xds_port)}}]}
+                {
+                    "lb_endpoints": [
+                        {"endpoint": {"address": _socket_address(host, port)}}
+                        for host, port in targets
+                    ]
+                }
             ],
         },
         # The ADS stream is one long-lived HTTP/2 stream; never let default
@@ -229,16 +248,41 @@ def _xds_cluster(config: AgentConfig) -> dict[str, Any]:
                 },
             ]
         },
-        "typed_extension_protocol_options": _http2_options(),
-        "upstream_connection_options": {
-            "tcp_keepalive": {"keepalive_time": 300},
-        },
+        "typed_extension_protocol_options": (
+            _http2_options(REPLICA_XDS_PING) if len(targets) > 1 else _http2_options()
+        ),
+        "upstream_connection_options": {"tcp_keepalive": _xds_keepalive(len(targets))},
     }
+    if len(targets) > 1:
+        # A replica that refuses or drops connections is set aside at once, so
+        # the next ADS stream goes to one that answers (Envoy retries the
+        # stream with back-off; round robin alone could pick the dead one again).
+        cluster["outlier_detection"] = {
+            "split_external_local_origin_errors": True,
+            "consecutive_local_origin_failure": 1,
+            "enforcing_consecutive_local_origin_failure": 100,
+            "interval": "1s",
+            "base_ejection_time": "10s",
+            "max_ejection_percent": 100,
+        }
     if config.xds_tls:
         cluster["transport_socket"] = _xds_tls_socket()
     if not static:
         cluster["dns_lookup_family"] = "V4_PREFERRED"
     return cluster
+
+
+def _xds_keepalive(replicas: int) -> dict[str, int]:
+    """TCP keepalive of the ADS connection.
+
+    With one control plane there is nowhere else to go: probe rarely. With
+    replicas, a peer that vanished without closing the connection (a host
+    powered off, a partition) is noticed after about 10 + 3 x 3 = 19 s of
+    silence, and Envoy reconnects to another replica.
+    """
+    if replicas == 1:
+        return {"keepalive_time": 300}
+    return {"keepalive_time": 10, "keepalive_interval": 3, "keepalive_probes": 3}
 
 
 def _stats_listener(config: AgentConfig) -> dict[str, Any]:

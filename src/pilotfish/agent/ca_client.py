@@ -10,6 +10,14 @@ CA's server certificate is verified against the root from
 
 The token file is read on every request, so a runtime that rewrites it
 (atomically) never needs to restart the agent. The token is never logged.
+
+With several CA addresses (control-plane replicas sharing one root), the
+client keeps one channel per address and sticks to the one that last
+answered; a request that fails there for a reason another replica may not
+share (UNAVAILABLE, DEADLINE_EXCEEDED, UNKNOWN) is sent to the next address
+at once, so a dead replica costs one failed attempt, not a back-off. A
+refusal (bad token, wrong identity) is the same on every replica and is
+not retried elsewhere.
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,14 +93,14 @@ def _decode_response(data: bytes) -> CaResponse:
 
 
 class CaClient:
-    """One TLS channel to the CA at ``target`` (``HOST:PORT``).
+    """TLS channels to the CA at ``targets`` (``HOST:PORT``, one or several replicas).
 
     Create, use and ``close()`` it inside one running event loop.
     """
 
     def __init__(
         self,
-        target: str,
+        targets: str | Sequence[str],
         root_cert_pem: bytes,
         token_file: Path,
         *,
@@ -101,20 +109,32 @@ class CaClient:
     ) -> None:
         self._token_file = token_file
         self._timeout = timeout
+        self._targets = (targets,) if isinstance(targets, str) else tuple(targets)
+        if not self._targets:
+            raise ValueError("the CA client needs at least one address")
         credentials = grpc.ssl_channel_credentials(root_certificates=root_cert_pem)
-        self._channel = grpc.aio.secure_channel(
-            target,
-            credentials,
-            options=[("grpc.ssl_target_name_override", server_name)],
-        )
-        self._call = self._channel.unary_unary(
-            CA_METHOD, request_serializer=_encode, response_deserializer=_decode_response
-        )
-        self._target = target
+        self._channels = [
+            grpc.aio.secure_channel(
+                target, credentials, options=[("grpc.ssl_target_name_override", server_name)]
+            )
+            for target in self._targets
+        ]
+        self._calls = [
+            channel.unary_unary(
+                CA_METHOD, request_serializer=_encode, response_deserializer=_decode_response
+            )
+            for channel in self._channels
+        ]
+        self._current = 0
 
     @property
     def target(self) -> str:
-        return self._target
+        """The address in use: the one that answered last (the first at start)."""
+        return self._targets[self._current]
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        return self._targets
 
     def _read_token(self) -> str:
         try:
@@ -133,26 +153,47 @@ class CaClient:
         request: dict[str, Any] = {"csr": csr_pem, "token": self._read_token()}
         if ttl_seconds is not None:
             request["ttl_seconds"] = int(ttl_seconds)
-        try:
-            response: CaResponse = await self._call(request, timeout=self._timeout)
-        except grpc.aio.AioRpcError as exc:
-            code = exc.code()
-            detail = exc.details() or code.name
-            if code in _AUTH:
-                raise CaAuthError(
-                    f"the CA at {self._target} refused the request ({code.name}): {detail}",
-                    retryable=False,
-                    code=code.name,
-                ) from exc
-            raise CaError(
-                f"the CA at {self._target} failed ({code.name}): {detail}",
-                retryable=code in _RETRYABLE,
+        first = self._current
+        for step in range(len(self._targets)):
+            index = (first + step) % len(self._targets)
+            try:
+                response: CaResponse = await self._calls[index](request, timeout=self._timeout)
+            except CaError as exc:
+                error = exc  # malformed answer: another replica may answer well
+            except grpc.aio.AioRpcError as exc:
+                error = self._error(self._targets[index], exc)
+                if not error.retryable:
+                    raise error from exc
+            else:
+                if index != self._current:
+                    _log.info("the CA at %s answered; using it from now on", self._targets[index])
+                self._current = index
+                return response
+            if step + 1 < len(self._targets):
+                _log.warning(
+                    "%s; trying %s", error, self._targets[(index + 1) % len(self._targets)]
+                )
+        raise error
+
+    @staticmethod
+    def _error(target: str, exc: grpc.aio.AioRpcError) -> CaError:
+        code = exc.code()
+        detail = exc.details() or code.name
+        if code in _AUTH:
+            return CaAuthError(
+                f"the CA at {target} refused the request ({code.name}): {detail}",
+                retryable=False,
                 code=code.name,
-            ) from exc
-        return response
+            )
+        return CaError(
+            f"the CA at {target} failed ({code.name}): {detail}",
+            retryable=code in _RETRYABLE,
+            code=code.name,
+        )
 
     async def close(self) -> None:
-        await self._channel.close()
+        for channel in self._channels:
+            await channel.close()
 
 
 async def create_certificate_with_retry(

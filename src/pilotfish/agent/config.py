@@ -20,6 +20,7 @@ __all__ = [
     "default_work_dir",
     "is_ip_address",
     "parse_address",
+    "parse_addresses",
     "parse_app_metrics",
     "parse_app_probe",
     "parse_duration",
@@ -120,6 +121,11 @@ class AgentConfig:
     xds_secure_port: int = XDS_MTLS_PORT
     # ADS variant: incremental ("delta", Envoy's DELTA_GRPC) or State of the World.
     xds_protocol: Literal["delta", "sotw"] = "delta"
+    # Further control-plane replicas, after the first: Envoy's xDS cluster lists
+    # every one (plain or mTLS port) and the CA client fails over between them.
+    xds_alternates: tuple[tuple[str, int], ...] = ()
+    xds_secure_alternates: tuple[tuple[str, int], ...] = ()
+    ca_alternates: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.admin_address.startswith("127.") and self.admin_address != "::1":
@@ -138,10 +144,17 @@ class AgentConfig:
             raise ConfigError("concurrency must be at least 1")
         if self.drain_duration < 0:
             raise ConfigError("drain duration must not be negative")
-        if self.ca_address is not None:
-            parse_address(self.ca_address)
-            if self.ca_token_file is None or self.root_cert_file is None:
-                raise ConfigError("a CA address needs a CA token file and a root cert file")
+        for _, port in (*self.xds_alternates, *self.xds_secure_alternates):
+            if not 0 < port < 65536:
+                raise ConfigError(f"xDS address port must be in 1..65535, got {port}")
+        if self.ca_alternates and self.ca_address is None:
+            raise ConfigError("further CA addresses need a first one")
+        for address in self.ca_addresses:
+            parse_address(address)
+        if self.ca_address is not None and (
+            self.ca_token_file is None or self.root_cert_file is None
+        ):
+            raise ConfigError("a CA address needs a CA token file and a root cert file")
         if self.xds_tls and self.ca_address is None:
             raise ConfigError("xDS over TLS needs a CA (the proxy's client certificate)")
         if not 0 < self.xds_secure_port < 65536:
@@ -194,6 +207,19 @@ class AgentConfig:
         if self.xds_tls:
             return (self.xds_secure_host or self.xds_host, self.xds_secure_port)
         return (self.xds_host, self.xds_port)
+
+    @property
+    def xds_targets(self) -> tuple[tuple[str, int], ...]:
+        """Every control-plane replica's ADS address, ``xds_target`` first."""
+        alternates = self.xds_secure_alternates if self.xds_tls else self.xds_alternates
+        return tuple(dict.fromkeys((self.xds_target, *alternates)))
+
+    @property
+    def ca_addresses(self) -> tuple[str, ...]:
+        """Every CA address (``HOST:PORT``), ``ca_address`` first; empty without a CA."""
+        if self.ca_address is None:
+            return ()
+        return tuple(dict.fromkeys((self.ca_address, *self.ca_alternates)))
 
     @property
     def stats_bind(self) -> str:
@@ -281,6 +307,14 @@ def parse_address(text: str, default_port: int | None = None) -> tuple[str, int]
     if not host or not 0 < port < 65536:
         raise ConfigError(f"address must look like HOST:PORT, got {text!r}")
     return host, port
+
+
+def parse_addresses(text: str, default_port: int | None = None) -> tuple[tuple[str, int], ...]:
+    """Parse a comma-separated list of ``parse_address`` forms (at least one)."""
+    parts = [part for part in text.split(",") if part.strip()]
+    if not parts:
+        raise ConfigError(f"address list must look like HOST:PORT[,HOST:PORT...], got {text!r}")
+    return tuple(parse_address(part, default_port) for part in parts)
 
 
 def is_ip_address(host: str) -> bool:

@@ -64,7 +64,7 @@ class WorkloadIdentity:
         assert config.ca_address is not None and config.ca_token_file is not None
         assert config.root_cert_file is not None
         root_pem = config.root_cert_file.read_bytes()
-        self._client = CaClient(config.ca_address, root_pem, config.ca_token_file)
+        self._client = CaClient(config.ca_addresses, root_pem, config.ca_token_file)
         issuer = CertificateIssuer(
             self._client,
             config.spiffe_id,
@@ -73,7 +73,9 @@ class WorkloadIdentity:
         )
         try:
             self._log.info(
-                "requesting a certificate for %s from %s", self.spiffe_id, config.ca_address
+                "requesting a certificate for %s from %s",
+                self.spiffe_id,
+                ", ".join(config.ca_addresses),
             )
             first = await issuer.issue()
             self.sds.set_certificate(first)

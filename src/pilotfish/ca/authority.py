@@ -22,11 +22,13 @@ only ``load_or_create`` touches the file system.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import fcntl
 import ipaddress
 import os
 import stat
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,6 +56,8 @@ __all__ = [
 
 ROOT_CERT_FILE = "root-cert.pem"
 ROOT_KEY_FILE = "root-key.pem"
+# Taken while the root is created, so replicas sharing the directory share one root.
+ROOT_LOCK_FILE = ".root.lock"
 CONTROL_PLANE_DNS_NAME = "pilotfish-control-plane"
 
 ROOT_VALIDITY = datetime.timedelta(days=3650)
@@ -129,6 +133,17 @@ def _check_private_file(path: Path) -> None:
             f"CA key {path} is accessible by group or others (mode {stat.S_IMODE(mode):04o}); "
             f"run: chmod 600 {path}"
         )
+
+
+@contextlib.contextmanager
+def _directory_lock(directory: Path) -> Iterator[None]:
+    """``flock`` on ``<directory>/.root.lock`` for as long as the block runs."""
+    fd = os.open(directory / ROOT_LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def _write(path: Path, data: bytes, mode: int) -> None:
@@ -254,10 +269,20 @@ class CertificateAuthority:
             return cls._load(Path(root_cert_file), Path(root_key_file), trust_domain)
         directory = Path(directory)
         cert_path, key_path = directory / ROOT_CERT_FILE, directory / ROOT_KEY_FILE
-        if cert_path.exists() or key_path.exists():
+        if cert_path.exists() and key_path.exists():
             return cls._load(cert_path, key_path, trust_domain)
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(directory, 0o700)
+        # Replicas started together on one directory must end up with one root:
+        # the first to take the lock creates it, the others load it (and never
+        # see the key without its certificate, which is written second).
+        with _directory_lock(directory):
+            if cert_path.exists() or key_path.exists():
+                return cls._load(cert_path, key_path, trust_domain)
+            return cls._create_in(cert_path, key_path, trust_domain)
+
+    @classmethod
+    def _create_in(cls, cert_path: Path, key_path: Path, trust_domain: str) -> CertificateAuthority:
         ca = cls.create_root(trust_domain)
         key_pem = ca._key.private_bytes(
             serialization.Encoding.PEM,

@@ -37,19 +37,26 @@ class CaPort:
         port; returns the bound port."""
         if self._server is not None:
             raise RuntimeError("the CA port is already started")
-        server = grpc.aio.server()
+        # Not SO_REUSEPORT: a port another replica serves is an error, not shared.
+        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
         server.add_generic_rpc_handlers((self._handler,))
-        bound = server.add_secure_port(_address(host, port), self._credentials)
+        bound = self._bind(server, _address(host, port))
         if not bound:
             raise OSError(f"cannot bind the CA port to {_address(host, port)}")
         for extra in extra_hosts:
-            if not server.add_secure_port(_address(extra, bound), self._credentials):
+            if not self._bind(server, _address(extra, bound)):
                 raise OSError(f"cannot bind the CA port to {_address(extra, bound)}")
         await server.start()
         self._server = server
         self.port = int(bound)
         _log.info("mesh CA listening on %s:%d (TLS)", host, self.port)
         return self.port
+
+    def _bind(self, server: Any, address: str) -> int:
+        try:
+            return int(server.add_secure_port(address, self._credentials))
+        except RuntimeError:  # gRPC raises where it used to return 0
+            return 0
 
     async def close(self, grace: float = 1.0) -> None:
         server, self._server = self._server, None

@@ -13,16 +13,27 @@ atomically (0600, digests only) and the file is reloaded at start: a
 restarted control plane still knows the tokens of pods that kept running,
 so their agents can renew their certificates. Tokens loaded from an
 operator's file (``load_file``) are not written to the store.
+
+The store is shared by every control-plane replica that uses the same CA
+directory, so a token the runtime registers with one replica is accepted by
+all of them. The file is the truth for persisted tokens: each change locks
+``<store>.lock`` (``flock``), re-reads the file, applies itself and writes
+the file back, so two replicas never lose each other's changes; a lookup
+re-reads the file first when it changed since it was last read (one
+``stat``), so a revocation on one replica holds on the others too.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import logging
+import os
 import secrets
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,23 +77,26 @@ class Owner:
 class TokenRegistry:
     """sha256(token) -> Owner. Thread-safe: the runtime may register from another thread.
 
-    ``store``: file where registered tokens' digests are persisted (see the
-    module docstring); None keeps them in memory only.
+    ``store``: file where registered tokens' digests are persisted and shared
+    with other processes (see the module docstring); None keeps them in memory only.
     """
 
     def __init__(self, store: Path | str | None = None) -> None:
-        self._owners: dict[str, Owner] = {}
-        self._persisted: set[str] = set()  # digests written to the store
+        self._persisted: dict[str, Owner] = {}  # registered here or by another replica
+        self._loaded: dict[str, Owner] = {}  # from an operator's file, never persisted
         self._lock = threading.Lock()
         self._store = Path(store) if store is not None else None
+        # (inode, mtime, size) of the store file as last read or written.
+        self._stamp: tuple[int, int, int] | None = None
         if self._store is not None:
-            self._load_store(self._store)
+            with self._lock:
+                self._refresh()
 
     def __repr__(self) -> str:
         return f"TokenRegistry({len(self)} tokens)"
 
     def __len__(self) -> int:
-        return len(self._owners)
+        return len(self._persisted.keys() | self._loaded.keys())
 
     def register(self, namespace: str, service_account: str, pod: str) -> str:
         """Create and register a new random token for ``pod``; returns it.
@@ -107,15 +121,12 @@ class TokenRegistry:
         # Validate the names now, not on the first CSR.
         owner.identity("cluster.local")
         digest = token_digest(token)
-        with self._lock:
+        with self._changing():
             if pod:
-                for old in [d for d, o in self._owners.items() if o.pod == pod]:
-                    del self._owners[old]
-                    self._persisted.discard(old)
-            self._owners[digest] = owner
-            if persist:
-                self._persisted.add(digest)
-            self._save()
+                for table in (self._persisted, self._loaded):
+                    for old in [d for d, o in table.items() if o.pod == pod]:
+                        del table[old]
+            (self._persisted if persist else self._loaded)[digest] = owner
 
     def revoke(self, pod: str) -> int:
         """Forget every token of ``pod``; returns how many were removed."""
@@ -126,26 +137,70 @@ class TokenRegistry:
         keep = set(pods)
         return self._revoke_where(lambda o: bool(o.pod) and o.pod not in keep)
 
-    def _revoke_where(self, match: Any) -> int:
-        with self._lock:
-            stale = [d for d, o in self._owners.items() if match(o)]
-            for digest in stale:
-                del self._owners[digest]
-                self._persisted.discard(digest)
-            if stale:
-                self._save()
-        return len(stale)
+    def _revoke_where(self, match: Callable[[Owner], bool]) -> int:
+        removed = 0
+        with self._changing():
+            for table in (self._persisted, self._loaded):
+                stale = [d for d, o in table.items() if match(o)]
+                for digest in stale:
+                    del table[digest]
+                removed += len(stale)
+        return removed
 
     def lookup(self, token: str) -> Owner | None:
         """The owner of ``token``, or None for an unknown or empty token."""
         if not token:
             return None
-        return self._owners.get(token_digest(token))
+        digest = token_digest(token)
+        with self._lock:
+            self._refresh()
+            return self._persisted.get(digest) or self._loaded.get(digest)
 
     # -- the store -------------------------------------------------------------
 
+    @contextlib.contextmanager
+    def _changing(self) -> Iterator[None]:
+        """Hold both locks, with the store re-read, around a change; then write it."""
+        with self._lock, self._store_lock():
+            self._refresh(force=True)
+            yield
+            self._save()
+
+    @contextlib.contextmanager
+    def _store_lock(self) -> Iterator[None]:
+        """The store's lock file, held exclusively (nothing without a store)."""
+        if self._store is None:
+            yield
+            return
+        self._store.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        lock = self._store.with_name(self._store.name + ".lock")
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
+
+    def _file_stamp(self) -> tuple[int, int, int] | None:
+        assert self._store is not None
+        try:
+            st = self._store.stat()
+        except FileNotFoundError:
+            return None
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+    def _refresh(self, *, force: bool = False) -> None:
+        """Re-read the store if it changed since last read (call with the lock held)."""
+        if self._store is None:
+            return
+        stamp = self._file_stamp()
+        if stamp == self._stamp and not force:
+            return
+        self._stamp = stamp
+        self._persisted = self._read_store(self._store) if stamp is not None else {}
+
     def _save(self) -> None:
-        """Write the persisted digests atomically, 0600 (call with the lock held)."""
+        """Write the persisted digests atomically, 0600 (call with both locks held)."""
         store = self._store
         if store is None:
             return
@@ -156,22 +211,23 @@ class TokenRegistry:
                 "serviceAccount": o.service_account,
                 "pod": o.pod,
             }
-            for d, o in sorted(self._owners.items())
-            if d in self._persisted
+            for d, o in sorted(self._persisted.items())
         ]
         data = json.dumps({"version": _STORE_VERSION, "tokens": entries}, indent=2) + "\n"
-        store.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         atomic_write_text(store, data, mode=0o600)
+        self._stamp = self._file_stamp()
 
-    def _load_store(self, store: Path) -> None:
+    @staticmethod
+    def _read_store(store: Path) -> dict[str, Owner]:
         try:
             doc: Any = json.loads(store.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            return
+            return {}
         except (OSError, ValueError) as exc:
             # Fewer known tokens is the safe side: pods restarted later get new ones.
             _log.warning("ignoring unreadable CA token store %s: %s", store, exc)
-            return
+            return {}
+        owners: dict[str, Owner] = {}
         try:
             for item in doc["tokens"]:
                 digest = str(item["sha256"])
@@ -179,12 +235,11 @@ class TokenRegistry:
                 owner.identity("cluster.local")
                 if len(digest) != 64:
                     raise ValueError("not a SHA-256 digest")
-                self._owners[digest] = owner
-                self._persisted.add(digest)
+                owners[digest] = owner
         except (KeyError, TypeError, ValueError) as exc:
             _log.warning("ignoring malformed CA token store %s: %s", store, exc)
-            self._owners.clear()
-            self._persisted.clear()
+            return {}
+        return owners
 
     def load_file(self, path: Path | str) -> int:
         """Register the tokens listed in a YAML or JSON file; returns how many.

@@ -18,7 +18,7 @@ from pilotfish.agent.ca_client import CaError
 from pilotfish.agent.config import (
     AgentConfig,
     ConfigError,
-    parse_address,
+    parse_addresses,
     parse_app_metrics,
     parse_app_probe,
     parse_duration,
@@ -29,7 +29,7 @@ from pilotfish.agent.identity import IdentityError
 from pilotfish.control_plane_ports import CA_PORT, XDS_MTLS_PORT
 from pilotfish.envoy_binary import EnvoyNotFoundError
 
-__all__ = ["agent", "identity_defaults"]
+__all__ = ["agent", "identity_defaults", "replica_identity_defaults"]
 
 _ENVOY_LOG_LEVELS = ("trace", "debug", "info", "warning", "warn", "error", "critical", "off")
 
@@ -46,13 +46,38 @@ def identity_defaults(
     A CA is configured when ``--ca-address`` or ``--ca-token-file`` is given; its
     address defaults to ``<xds host>:15012``. xDS over TLS defaults to on exactly
     when a CA is configured; its address defaults to ``<xds host>:15011``.
+    The first of each, for one control plane; see ``replica_identity_defaults``.
     """
-    host = _url_host(xds_host)
-    secure = parse_address(xds_secure_address or f"{host}:{XDS_MTLS_PORT}", XDS_MTLS_PORT)
+    cas, tls, secure = replica_identity_defaults(
+        (xds_host,), ca_address, ca_token_file, xds_tls, xds_secure_address
+    )
+    return (cas[0] if cas else None), tls, secure[0]
+
+
+def replica_identity_defaults(
+    xds_hosts: tuple[str, ...],
+    ca_address: str | None,
+    ca_token_file: str | None,
+    xds_tls: bool | None,
+    xds_secure_address: str | None,
+) -> tuple[tuple[str, ...], bool, tuple[tuple[str, int], ...]]:
+    """``identity_defaults`` for several control-plane replicas.
+
+    Each address flag takes a comma-separated list; a list left out defaults
+    to one address per xDS host (duplicates dropped), in the same order.
+    """
+    hosts = tuple(dict.fromkeys(_url_host(host) for host in xds_hosts))
+    secure = parse_addresses(
+        xds_secure_address or ",".join(f"{host}:{XDS_MTLS_PORT}" for host in hosts),
+        XDS_MTLS_PORT,
+    )
     ca_enabled = ca_address is not None or ca_token_file is not None
-    if ca_enabled and ca_address is None:
-        ca_address = f"{host}:{CA_PORT}"
-    return ca_address, ca_enabled if xds_tls is None else xds_tls, secure
+    cas: tuple[str, ...] = ()
+    if ca_address is not None:
+        cas = tuple(f"{_url_host(h)}:{p}" for h, p in parse_addresses(ca_address))
+    elif ca_enabled:
+        cas = tuple(f"{host}:{CA_PORT}" for host in hosts)
+    return cas, ca_enabled if xds_tls is None else xds_tls, secure
 
 
 async def _run(config: AgentConfig) -> int:
@@ -93,8 +118,9 @@ async def _run(config: AgentConfig) -> int:
     "--xds-address",
     default="127.0.0.1:15010",
     show_default=True,
-    metavar="HOST:PORT",
-    help="Control plane's xDS (ADS) address.",
+    metavar="HOST:PORT[,HOST:PORT...]",
+    help="Control plane's xDS (ADS) address; several replicas comma-separated (Envoy "
+    "fails over between them).",
 )
 @click.option(
     "--admin-port",
@@ -211,9 +237,9 @@ async def _run(config: AgentConfig) -> int:
 @click.option(
     "--ca-address",
     default=None,
-    metavar="HOST:PORT",
-    help="Mesh CA (the control plane's CA port) [default: <xds host>:15012 when "
-    "--ca-token-file is given].",
+    metavar="HOST:PORT[,HOST:PORT...]",
+    help="Mesh CA (the control plane's CA port; several replicas comma-separated) "
+    "[default: <xds host>:15012 per xDS host when --ca-token-file is given].",
 )
 @click.option(
     "--ca-token-file",
@@ -247,8 +273,9 @@ async def _run(config: AgentConfig) -> int:
 @click.option(
     "--xds-secure-address",
     default=None,
-    metavar="HOST:PORT",
-    help="Control plane's xDS-over-mTLS address [default: <xds host>:15011].",
+    metavar="HOST:PORT[,HOST:PORT...]",
+    help="Control plane's xDS-over-mTLS address (several comma-separated) "
+    "[default: <xds host>:15011 per xDS host].",
 )
 @click.option(
     "--xds-protocol",
@@ -308,9 +335,13 @@ _AS_GIVEN = (
 
 def _config(o: dict[str, Any]) -> AgentConfig:
     """The agent's configuration from its command-line options (ConfigError if bad)."""
-    xds_host, xds_port = parse_address(o["xds_address"], default_port=15010)
-    ca_address, xds_tls, (secure_host, secure_port) = identity_defaults(
-        xds_host, o["ca_address"], o["ca_token_file"], o["xds_tls"], o["xds_secure_address"]
+    (xds_host, xds_port), *xds_more = parse_addresses(o["xds_address"], default_port=15010)
+    cas, xds_tls, ((secure_host, secure_port), *secure_more) = replica_identity_defaults(
+        (xds_host, *(host for host, _ in xds_more)),
+        o["ca_address"],
+        o["ca_token_file"],
+        o["xds_tls"],
+        o["xds_secure_address"],
     )
     paths: dict[str, Any] = {
         key: Path(o[key]) if o[key] else None
@@ -330,7 +361,10 @@ def _config(o: dict[str, Any]) -> AgentConfig:
         app_probes=tuple(parse_app_probe(t) for t in o["app_probe"]),
         app_metrics=parse_app_metrics(o["app_metrics"]) if o["app_metrics"] else None,
         inherit_envoy_output=o["envoy_output"],
-        ca_address=ca_address,
+        ca_address=cas[0] if cas else None,
+        ca_alternates=tuple(cas[1:]),
+        xds_alternates=tuple(xds_more),
+        xds_secure_alternates=tuple(secure_more),
         cert_ttl=int(parse_duration(o["cert_ttl"])) if o["cert_ttl"] else None,
         xds_tls=xds_tls,
         xds_secure_host=secure_host,

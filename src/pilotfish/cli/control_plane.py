@@ -37,7 +37,7 @@ async def _serve(settings: ControlPlaneSettings) -> None:
             loop.add_signal_handler(sig, stop.set)
     try:
         await cp.start()
-    except (KeyFileError, TokenFileError, ApiTokenError, StoreError) as exc:
+    except (KeyFileError, TokenFileError, ApiTokenError, StoreError, OSError) as exc:
         with contextlib.suppress(Exception):
             await cp.close()
         raise click.ClickException(str(exc)) from exc

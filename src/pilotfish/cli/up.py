@@ -191,6 +191,14 @@ _NETWORK_OPTIONS = [
         show_default=True,
         help="Pod addresses in explicit mode (inside 127.0.0.0/8).",
     ),
+    click.option(
+        "--control-plane-replicas",
+        type=click.IntRange(1, 3),
+        default=1,
+        show_default=True,
+        help="Control-plane replicas on this host (replica k's ports are replica 1's "
+        "+ 100*(k-1)); proxies fail over between them.",
+    ),
 ]
 
 
@@ -234,6 +242,7 @@ def _settings(
         dashboard_port=int(net.get("dashboard_port", 20001)),
         etcd_port=int(net.get("etcd_port", 2379)),
         **_store_settings(net),
+        control_plane_replicas=int(net.get("control_plane_replicas", 1)),
     )
 
 
@@ -410,6 +419,8 @@ def _supervisor_argv(settings: RuntimeSettings) -> list[str]:
         "--dashboard-port",
         str(settings.dashboard_port),
     ]
+    if settings.control_plane_replicas != 1:
+        argv += ["--control-plane-replicas", str(settings.control_plane_replicas)]
     if settings.addons is not None:
         argv += ["--addons", ",".join(settings.addons)]
     argv += ["--etcd-port", str(settings.etcd_port), "--etcd-prefix", settings.etcd_prefix]

@@ -57,6 +57,7 @@ from pilotfish.runtime import adoption, secret_volumes
 from pilotfish.runtime.addons import AddonError
 from pilotfish.runtime.container_workloads import container_support
 from pilotfish.runtime.control_plane_config import control_plane_settings
+from pilotfish.runtime.control_plane_replicas import ControlPlaneReplicas
 from pilotfish.runtime.gateways import (
     GatewayProcess,
     GatewaySpec,
@@ -110,6 +111,8 @@ class MeshRuntime(AdoptionMixin):
         self.gateways: list[GatewayProcess] = []
         self.pods: dict[tuple[str, str], Pod] = {}
         self.addons = MeshAddons(settings, self._progress)
+        # Replicas 2..N of the control plane (their host is set once the network is).
+        self.replicas = ControlPlaneReplicas(settings, "127.0.0.1")
         self._state = MeshState(
             pid=os.getpid(),
             mode=settings.mode,
@@ -207,6 +210,7 @@ class MeshRuntime(AdoptionMixin):
         self._state.addons = {}
         await asyncio.gather(*(self._stop_pod(p) for p in pods), return_exceptions=True)
         await asyncio.gather(*(g.stop() for g in self.gateways), return_exceptions=True)
+        await self.replicas.stop()
         if self.cp is not None:
             await self.cp.close()
         await self.addons.stop_store()
@@ -265,6 +269,14 @@ class MeshRuntime(AdoptionMixin):
         self._state.control_plane = f"http://127.0.0.1:{self.cp.http_port}"
         self._save()
         self._progress(f"control plane ready at {self._state.control_plane}")
+        self.replicas = ControlPlaneReplicas(self.settings, self._host_for_pods())
+        try:
+            await self.replicas.start(self.registrations, self._bridge_ip)
+        except (OSError, RuntimeError) as exc:
+            await self.replicas.stop()
+            raise RuntimeStartError(f"control-plane replicas: {exc}") from None
+        for process in self.replicas.processes:
+            self._progress(f"{process.spec.name} ready at {process.spec.url}")
 
     def _register_identity(self, namespace: str, service_account: str, owner: str) -> None:
         """Register a fresh one-time credential for ``owner`` with the CA, in a 0600 file.
@@ -304,8 +316,12 @@ class MeshRuntime(AdoptionMixin):
         ca_port = cp.secure_port if cp is not None else s.secure_port
         xds_port = cp.xds_mtls_port if cp is not None else s.xds_mtls_port
         return AgentIdentity(
-            ca_address=f"{host}:{ca_port}",
-            xds_secure_address=f"{host}:{xds_port}",
+            ca_address=",".join(
+                [f"{host}:{ca_port}", *self.replicas.addresses(lambda p: p.secure)]
+            ),
+            xds_secure_address=",".join(
+                [f"{host}:{xds_port}", *self.replicas.addresses(lambda p: p.xds_mtls)]
+            ),
             ca_token_file=str(self._token_file(owner)),
             root_cert_file=str(self._proxy_dir(owner) / "root-cert.pem"),
             trust_domain=s.trust_domain,
@@ -324,9 +340,11 @@ class MeshRuntime(AdoptionMixin):
         s, cp = self.settings, self.cp
         if s.mtls:
             port = cp.xds_mtls_port if cp is not None else s.xds_mtls_port
+            more = self.replicas.addresses(lambda p: p.xds_mtls)
         else:
             port = cp.xds_port if cp is not None else s.xds_port
-        return f"{self._host_for_pods()}:{port}"
+            more = self.replicas.addresses(lambda p: p.xds)
+        return ",".join([f"{self._host_for_pods()}:{port}", *more])
 
     # -- gateways ------------------------------------------------------------------
 

@@ -69,6 +69,9 @@ class RuntimeSettings:
     etcd_tls: EtcdTls | None = None
     etcd_prefix: str = DEFAULT_PREFIX
     etcd_port: int = 2379
+    # Control-plane replicas (``runtime.control_plane_replicas``): the supervisor's
+    # own plus N-1 processes; every proxy is given every replica's addresses.
+    control_plane_replicas: int = 1
 
     @property
     def log_dir(self) -> Path:

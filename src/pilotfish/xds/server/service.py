@@ -129,8 +129,25 @@ def _grpc_server() -> Any:
         options=[
             ("grpc.max_receive_message_length", 16 * 1024 * 1024),
             ("grpc.max_send_message_length", -1),
+            # Proxies with several control-plane replicas ping every 5 s to notice a
+            # hung replica (agent/bootstrap.py); gRPC's default policy (one ping per
+            # 5 min without data) would answer that with GOAWAY too_many_pings.
+            ("grpc.http2.min_ping_interval_without_data_ms", 4000),
+            # A port another process (a second control-plane replica given the same
+            # ports) already serves is an error, not a silently shared port.
+            ("grpc.so_reuseport", 0),
         ]
     )
+
+
+def _bind(server: Any, address: str, credentials: grpc.ServerCredentials | None = None) -> int:
+    """Add a port; the bound port, or 0 when it cannot be bound (gRPC raises or says 0)."""
+    try:
+        if credentials is None:
+            return int(server.add_insecure_port(address))
+        return int(server.add_secure_port(address, credentials))
+    except RuntimeError:
+        return 0
 
 
 class XdsServer:
@@ -231,11 +248,11 @@ class XdsServer:
         server = _grpc_server()
         server.add_generic_rpc_handlers((self._rpc_handler(secure=False),))
         address = _address(host, port)
-        bound = server.add_insecure_port(address)
+        bound = _bind(server, address)
         if not bound:
             raise OSError(f"cannot bind xDS server to {address}")
         for extra in extra_hosts:
-            if not server.add_insecure_port(f"{extra}:{bound}"):
+            if not _bind(server, f"{extra}:{bound}"):
                 raise OSError(f"cannot bind xDS server to {extra}:{bound}")
         await server.start()
         self._server = server
@@ -249,11 +266,11 @@ class XdsServer:
         secure.add_generic_rpc_handlers((self._rpc_handler(secure=True),))
         credentials = mtls_server_credentials(tls)
         address = _address(host, port)
-        bound = secure.add_secure_port(address, credentials)
+        bound = _bind(secure, address, credentials)
         if not bound:
             raise OSError(f"cannot bind the xDS mTLS port to {address}")
         for extra in extra_hosts:
-            if not secure.add_secure_port(_address(extra, bound), credentials):
+            if not _bind(secure, _address(extra, bound), credentials):
                 raise OSError(f"cannot bind the xDS mTLS port to {extra}:{bound}")
         await secure.start()
         self._secure_server = secure

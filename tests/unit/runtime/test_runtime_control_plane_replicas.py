@@ -1,0 +1,110 @@
+"""The extra control-plane replicas of a local mesh: ports, settings, registrations."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from pilotfish.cli.up import _supervisor_argv, up
+from pilotfish.runtime.control_plane_config import control_plane_settings
+from pilotfish.runtime.control_plane_replicas import (
+    ControlPlaneReplicas,
+    _write_registrations,
+    registrations_dir,
+    replica_ports,
+    replica_settings,
+    settings_from_json,
+    settings_to_json,
+)
+from pilotfish.runtime.registration import workload_entry
+from pilotfish.runtime.settings import RuntimeSettings
+from pilotfish.store import FileStore, MemoryStore
+
+
+def _settings(tmp_path: Path, **kw: object) -> RuntimeSettings:
+    fields: dict[str, object] = {"control_plane_replicas": 3, **kw}
+    return RuntimeSettings(
+        manifests=("/srv/bookinfo.yaml",),
+        state_dir=tmp_path / "state",
+        addons=("prometheus",),
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+def test_replica_ports_step_by_one_hundred_from_the_configured_ones(tmp_path: Path) -> None:
+    s = _settings(tmp_path)
+    first, third = replica_ports(s, 0), replica_ports(s, 2)
+    assert (first.xds, first.http, first.secure, first.xds_mtls) == (15010, 15014, 15012, 15011)
+    assert (third.xds, third.http, third.secure, third.xds_mtls) == (15210, 15214, 15212, 15211)
+
+
+def test_a_replica_translates_with_replica_ones_settings_but_its_own_ports(
+    tmp_path: Path,
+) -> None:
+    s = _settings(tmp_path)
+    one = control_plane_settings(s, "198.18.0.1")
+    two = replica_settings(s, "198.18.0.1", 1)
+    differing = {
+        f.name for f in dataclasses.fields(one) if getattr(one, f.name) != getattr(two, f.name)
+    }
+    assert differing == {"xds_port", "http_port", "secure_port", "xds_mtls_port"}
+    # The shared CA: one directory, one token store, one API token file.
+    assert two.ca_dir == one.ca_dir and two.ca_token_store == one.ca_token_store
+    assert two.api_token_file == one.api_token_file
+
+
+def test_runtime_settings_survive_the_trip_to_a_replica_process(tmp_path: Path) -> None:
+    s = _settings(tmp_path, mesh_config_file="/srv/mesh.yaml", mode="explicit")
+    assert settings_from_json(settings_to_json(s)) == s
+
+
+def test_agents_get_every_replicas_address(tmp_path: Path) -> None:
+    replicas = ControlPlaneReplicas(_settings(tmp_path), "198.18.0.1")
+    assert list(replicas.extra) == [1, 2]
+    assert replicas.addresses(lambda p: p.xds_mtls) == ["198.18.0.1:15111", "198.18.0.1:15211"]
+    one = ControlPlaneReplicas(_settings(tmp_path, control_plane_replicas=1), "198.18.0.1")
+    assert one.addresses(lambda p: p.secure) == []
+
+
+async def test_registrations_are_mirrored_to_a_file_replicas_load(tmp_path: Path) -> None:
+    s = _settings(tmp_path)
+    registrations_dir(s).mkdir(parents=True)
+    store = MemoryStore()
+    entry = workload_entry(
+        "reviews-v1-0", "default", "198.18.0.7", {"app": "reviews"}, "reviews", {"http": 9080}
+    )
+    store.apply(entry)
+    _write_registrations(store, s)
+    [doc] = yaml.safe_load_all((registrations_dir(s) / "registrations.yaml").read_text())
+    assert doc["kind"] == "WorkloadEntry" and doc["spec"]["address"] == "198.18.0.7"
+    files = FileStore((str(registrations_dir(s)),))
+    await files.start()
+    try:
+        [loaded] = files.list(kind="WorkloadEntry")
+        assert files.diagnostics() == []
+    finally:
+        await files.close()
+    assert loaded.key == entry.key
+    assert loaded.spec == entry.spec
+    assert loaded.metadata.labels == entry.metadata.labels
+
+
+def test_up_takes_one_to_three_replicas_and_the_supervisor_keeps_them(tmp_path: Path) -> None:
+    s = _settings(tmp_path)
+    argv = _supervisor_argv(s)
+    assert argv[argv.index("--control-plane-replicas") + 1] == "3"
+    assert "--control-plane-replicas" not in _supervisor_argv(
+        dataclasses.replace(s, control_plane_replicas=1)
+    )
+    result = CliRunner().invoke(up, [str(tmp_path), "--control-plane-replicas", "4"])
+    assert result.exit_code == 2 and "1<=x<=3" in result.output
+
+
+@pytest.mark.parametrize("count", [0, 4])
+def test_replica_counts_outside_one_to_three_are_refused(tmp_path: Path, count: int) -> None:
+    result = CliRunner().invoke(up, [str(tmp_path), "--control-plane-replicas", str(count)])
+    assert result.exit_code == 2
