@@ -11,11 +11,12 @@ Two layouts, by interception mode:
 
 - ``REDIRECT`` (iptables sends traffic to the proxy): ``virtualOutbound`` on
   15001 hands each connection, by its original destination, to a per-port
-  listener that does not bind (``0.0.0.0_9080``); on HTTP ports a connection
-  to a Kubernetes Service's cluster IP gets that Service's routes (RDS
-  ``"<host>:9080"``, any Host), any other destination routes by Host through
-  RDS ``"9080"``; TCP ports match the service VIP. ``virtualInbound``
-  on 15006 picks a filter chain by destination port.
+  listener that does not bind (``0.0.0.0_9080``); on HTTP ports where a
+  Gateway API mesh route applies, a connection to a Kubernetes Service's
+  cluster IP gets that Service's routes (RDS ``"<host>:9080"``, any Host);
+  any other destination routes by Host through RDS ``"9080"``; TCP ports
+  match the service VIP. ``virtualInbound`` on 15006 picks a filter chain by
+  destination port.
 - ``NONE`` (apps dial the proxy): one HTTP proxy listener on
   ``bind_ip:outbound_port`` serving every HTTP service by ``host:port`` through
   RDS ``"http_proxy"``; inbound listeners bind ``bind_ip:<port>`` and forward to
@@ -63,6 +64,7 @@ from pilotfish.translate.names import (
     inbound_cluster,
 )
 from pilotfish.translate.route_filters import with_route_filters
+from pilotfish.translate.route_semantics import gateway_semantics
 from pilotfish.translate.security.http_filters import with_workload_security
 from pilotfish.translate.security.mtls import inbound_mtls_chains, inbound_passthrough_chains
 from pilotfish.translate.security.peer_authn import peer_mtls
@@ -272,6 +274,10 @@ def _vip_range(address: str) -> str:
     return f"{address}/128" if ":" in address else f"{address}/32"
 
 
+def _gamma_routed(vs: object) -> bool:
+    return isinstance(vs, Resource) and gateway_semantics(vs)
+
+
 def _http_vip_chains(
     inputs: _OutboundInputs,
     port: int,
@@ -288,7 +294,15 @@ def _http_vip_chains(
     such a choice (often a real server's, reachable under other names, or shared
     by its hosts): there, as at any destination that is no cluster IP, the Host
     header picks the routes (RDS ``<port>``), as in Istio, so a REGISTRY_ONLY
-    mesh still refuses an unknown host sent to a known address."""
+    mesh still refuses an unknown host sent to a known address.
+
+    Only on a port where a Gateway API mesh route applies to one of its
+    Services: each chain carries a whole HTTP connection manager (about 15 KB
+    of listener configuration per Service port on every sidecar), and
+    VirtualService routing is Host-based, as in Istio, so a mesh of
+    VirtualServices pays nothing for it."""
+    if not any(_gamma_routed(inputs.vs_by_host.get(svc.hostname)) for svc, _sp in http):
+        return [], []
     services = [(svc, sp) for svc, sp in http if svc.source_kind == "Service"]
     owners: dict[str, list[MeshService]] = defaultdict(list)
     for svc, _sp in services:

@@ -125,3 +125,28 @@ def test_other_destinations_route_by_host(config: ir.ProxyConfig) -> None:
     # A ServiceEntry's address is a server's, not a choice of service: Host decides.
     assert _routed(config, "192.0.2.60", "echo-v2") == (V2, True)
     assert _routed(config, "192.0.2.60", "api.example.com")[0] == "outbound|80||api.example.com"
+
+
+def test_a_port_with_virtual_services_only_keeps_host_routing() -> None:
+    # Without a Gateway API mesh route on the port, no per-cluster-IP chains are
+    # built: each would carry a whole connection manager on every sidecar.
+    services = CONFIG.split("---\napiVersion: gateway.networking.k8s.io/v1")[0]
+    vs = f"""---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: echo-v2, namespace: {MESH}}}
+spec:
+  hosts: [echo-v2]
+  http:
+  - route: [{{destination: {{host: echo-v2}}}}]
+    headers: {{response: {{set: {{X-Header-Set: set}}}}}}
+"""
+    loaded = load_text(services + vs, "vs-only.yaml")
+    assert loaded.ok, [d.format() for d in loaded.diagnostics]
+    config = compose(build_snapshot(loaded.resources, 1), CLIENT)
+    (listener,) = [x for x in config.listeners if x.name == "0.0.0.0_80"]
+    assert not [c for c in listener.filter_chains if c.match.prefix_ranges]
+    assert {r.name for r in config.route_configs} >= {"80"}
+    assert not [r.name for r in config.route_configs if r.name.endswith(".svc.cluster.local:80")]
+    # The Host header decides, as in Istio.
+    assert _routed(config, "10.96.1.1", "echo-v2") == (V2, True)
