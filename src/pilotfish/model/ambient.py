@@ -20,6 +20,9 @@ __all__ = [
     "HBONE_PORT",
     "NETNS_ANNOTATION",
     "NODE_ANNOTATION",
+    "NODE_PROXY_NAME",
+    "NODE_PROXY_NAMESPACE",
+    "NODE_PROXY_SERVICE_ACCOUNT",
     "POD_LABELS_ANNOTATION",
     "POD_PORTS_ANNOTATION",
 ]
@@ -37,3 +40,8 @@ NODE_ANNOTATION = "pilotfish.io/node"
 NETNS_ANNOTATION = "pilotfish.io/netns"
 POD_LABELS_ANNOTATION = "pilotfish.io/pod-labels"
 POD_PORTS_ANNOTATION = "pilotfish.io/pod-ports"
+
+# The node proxy's own identity: only it may ask for a node proxy's configuration.
+NODE_PROXY_NAME = "node-proxy"
+NODE_PROXY_NAMESPACE = "istio-system"
+NODE_PROXY_SERVICE_ACCOUNT = "node-proxy"

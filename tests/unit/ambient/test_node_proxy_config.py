@@ -187,3 +187,27 @@ def test_dataplane_mode_pod_label_then_namespace_then_default(
     default: str, namespace: dict[str, str], pod: dict[str, str], expected: str
 ) -> None:
     assert dataplane_mode(default, namespace, pod) == expected
+
+
+def test_generator_regenerates_a_node_proxy_when_its_pods_change() -> None:
+    from pilotfish.controlplane.generator import MeshGenerator
+    from pilotfish.xds.types import LISTENER_TYPE
+
+    generator = MeshGenerator()
+    first = snapshot(MESH)
+    generator.set_snapshot(first)
+    view = generator.view_of(
+        "node-proxy.istio-system",
+        {"ROLE": "node-proxy", "NAMESPACE": "istio-system", "NODE_NAME": "n1"},
+    )
+    names = sorted(generator.generate(view)[LISTENER_TYPE].resources)
+    assert "ambient_hbone|reviews-v1-0.default" in names
+    extra = _entry("ratings-v1-0", "198.18.0.7", "bookinfo-ratings", {"app": "x"}, node="n1", ready=False)
+    result = load_text(MESH + extra, "inline.yaml")
+    generator.set_snapshot(build_snapshot(result.resources, 2, first, service_cidr="198.19.0.0/16"))
+    after = sorted(generator.generate(view)[LISTENER_TYPE].resources)
+    assert set(after) - set(names) == {
+        "ambient_outbound|ratings-v1-0.default",
+        "ambient_inbound|ratings-v1-0.default",
+        "ambient_hbone|ratings-v1-0.default",
+    }
