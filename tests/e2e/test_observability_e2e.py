@@ -127,10 +127,12 @@ def test_reviews_counts_exactly_the_requests_through_the_gateway(demo_mesh: E2EM
     # Histograms reach the admin output at Envoy's stats flush, so poll: every
     # counted request has its duration observed once.
     poll(
-        lambda: _total(
-            _scrape(mesh, pod), "istio_request_duration_milliseconds_count", **FROM_PRODUCTPAGE
-        )
-        == after[pod],
+        lambda: (
+            _total(
+                _scrape(mesh, pod), "istio_request_duration_milliseconds_count", **FROM_PRODUCTPAGE
+            )
+            == after[pod]
+        ),
         f"{pod}'s duration histogram to count as many requests as its counter",
         deadline=20,
     )

@@ -11,8 +11,8 @@ import pytest
 from envoy.config.bootstrap.v3 import bootstrap_pb2
 from google.protobuf import json_format
 
-from golden import assert_golden
 from envoy_validate import validate
+from golden import assert_golden
 from pilotfish.api.loader import load_text
 from pilotfish.model.snapshot import Snapshot, build_snapshot
 from pilotfish.translate.ambient.node_proxy import node_key, node_proxy_config
@@ -43,46 +43,57 @@ spec: {{address: {ip}, serviceAccount: {sa}, labels: {json.dumps(shown)}}}
 """
 
 
-MESH = f"""
+MESH = """
 apiVersion: v1
 kind: Service
-metadata: {{name: reviews, namespace: default}}
+metadata: {name: reviews, namespace: default}
 spec:
-  selector: {{app: reviews}}
-  ports: [{{name: http, port: 9080}}]
+  selector: {app: reviews}
+  ports: [{name: http, port: 9080}]
 ---
 apiVersion: v1
 kind: Service
-metadata: {{name: ratings, namespace: default}}
+metadata: {name: ratings, namespace: default}
 spec:
-  selector: {{app: ratings}}
-  ports: [{{name: http, port: 9080}}]
+  selector: {app: ratings}
+  ports: [{name: http, port: 9080}]
 ---
 apiVersion: networking.istio.io/v1
 kind: WorkloadEntry
-metadata: {{name: ratings-sidecar, namespace: default}}
+metadata: {name: ratings-sidecar, namespace: default}
 spec:
   address: 198.18.0.9
   serviceAccount: bookinfo-ratings
-  labels: {{app: ratings, security.istio.io/tlsMode: istio}}
+  labels: {app: ratings, security.istio.io/tlsMode: istio}
 ---
 apiVersion: security.istio.io/v1
 kind: PeerAuthentication
-metadata: {{name: default, namespace: istio-system}}
-spec: {{mtls: {{mode: STRICT}}}}
+metadata: {name: default, namespace: istio-system}
+spec: {mtls: {mode: STRICT}}
 ---
 apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
-metadata: {{name: no-productpage, namespace: default}}
+metadata: {name: no-productpage, namespace: default}
 spec:
-  selector: {{matchLabels: {{app: reviews}}}}
+  selector: {matchLabels: {app: reviews}}
   action: DENY
   rules:
-  - from: [{{source: {{principals: [cluster.local/ns/default/sa/bookinfo-productpage]}}}}]
-{_entry("reviews-v1-0", "198.18.0.5", "bookinfo-reviews", {"app": "reviews"}, node="n1", ready=True)}
-{_entry("productpage-v1-0", "198.18.0.4", "bookinfo-productpage", {"app": "productpage"}, node="n1", ready=False)}
-{_entry("details-v1-0", "198.18.0.6", "bookinfo-details", {"app": "details"}, node="n2", ready=True)}
+  - from: [{source: {principals: [cluster.local/ns/default/sa/bookinfo-productpage]}}]
 """
+MESH += _entry(
+    "reviews-v1-0", "198.18.0.5", "bookinfo-reviews", {"app": "reviews"}, node="n1", ready=True
+)
+MESH += _entry(
+    "productpage-v1-0",
+    "198.18.0.4",
+    "bookinfo-productpage",
+    {"app": "productpage"},
+    node="n1",
+    ready=False,
+)
+MESH += _entry(
+    "details-v1-0", "198.18.0.6", "bookinfo-details", {"app": "details"}, node="n2", ready=True
+)
 
 
 def snapshot(text: str) -> Snapshot:
@@ -179,7 +190,12 @@ def test_generated_config_is_golden_and_valid_for_envoy(
         ("ambient", {}, {}, "ambient"),
         ("sidecar", {"istio.io/dataplane-mode": "ambient"}, {}, "ambient"),
         ("ambient", {"istio.io/dataplane-mode": "none"}, {}, "sidecar"),
-        ("sidecar", {"istio.io/dataplane-mode": "ambient"}, {"istio.io/dataplane-mode": "none"}, "sidecar"),
+        (
+            "sidecar",
+            {"istio.io/dataplane-mode": "ambient"},
+            {"istio.io/dataplane-mode": "none"},
+            "sidecar",
+        ),
         ("sidecar", {}, {"istio.io/dataplane-mode": "ambient"}, "ambient"),
     ],
 )
@@ -202,7 +218,9 @@ def test_generator_regenerates_a_node_proxy_when_its_pods_change() -> None:
     )
     names = sorted(generator.generate(view)[LISTENER_TYPE].resources)
     assert "ambient_hbone|reviews-v1-0.default" in names
-    extra = _entry("ratings-v1-0", "198.18.0.7", "bookinfo-ratings", {"app": "x"}, node="n1", ready=False)
+    extra = _entry(
+        "ratings-v1-0", "198.18.0.7", "bookinfo-ratings", {"app": "x"}, node="n1", ready=False
+    )
     result = load_text(MESH + extra, "inline.yaml")
     generator.set_snapshot(build_snapshot(result.resources, 2, first, service_cidr="198.19.0.0/16"))
     after = sorted(generator.generate(view)[LISTENER_TYPE].resources)

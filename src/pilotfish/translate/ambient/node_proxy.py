@@ -107,7 +107,7 @@ def _destinations(snapshot: Snapshot) -> tuple[ServiceDestination, ...]:
                     sp.port,
                     chosen[0][0].port,
                     bool(ambient),
-                    tuple(sorted(u for _, u in chosen)),
+                    tuple(sorted((u for _, u in chosen), key=lambda u: (u.address, u.port))),
                 )
             )
     return tuple(out)

@@ -181,7 +181,8 @@ def _inbound_listener(pod: AmbientPod) -> dict[str, Any]:
             {
                 "name": "envoy.filters.listener.tls_inspector",
                 "typed_config": {
-                    "@type": _TYPE + "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector"
+                    "@type": _TYPE
+                    + "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector"
                 },
             },
         ],
@@ -255,7 +256,9 @@ def _hbone_listener(pod: AmbientPod) -> dict[str, Any]:
         "filter_chains": [
             {
                 "transport_socket": _server_tls(pod, ("h2",)),
-                "filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}],
+                "filters": [
+                    {"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}
+                ],
             }
         ],
     }

@@ -82,9 +82,7 @@ def authorize_node(
     ):
         # A node proxy's configuration names every ambient pod of its host: only
         # the node proxy's own identity may ask for it.
-        return (
-            f"only {NODE_PROXY_NAMESPACE}/{NODE_PROXY_SERVICE_ACCOUNT} may act as a node proxy"
-        )
+        return f"only {NODE_PROXY_NAMESPACE}/{NODE_PROXY_SERVICE_ACCOUNT} may act as a node proxy"
     expected = f"spiffe://{trust_domain}/ns/{namespace}/sa/{account}"
     if expected not in peer.uri_sans:
         presented = ", ".join(peer.uri_sans) or "no URI SAN"
