@@ -82,7 +82,11 @@ def status(state_dir: str, token_file: str | None, output: str) -> None:
     pods = get_json(api, "/runtime/pods")
     syncz = get_json(api, "/debug/syncz")
     for pod in pods["pods"]:
-        pod["sidecar_sync"] = _sidecar_sync(syncz, pod["name"], pod["namespace"])
+        # An ambient pod has no proxy of its own: its node proxy's row shows the sync.
+        ambient = pod.get("dataplane") == "ambient"
+        pod["sidecar_sync"] = (
+            "-" if ambient else _sidecar_sync(syncz, pod["name"], pod["namespace"])
+        )
     if output == "json":
         click.echo(json.dumps(pods, indent=2, sort_keys=True))
         return
@@ -95,6 +99,7 @@ def status(state_dir: str, token_file: str | None, output: str) -> None:
         "READY",
         "PHASE",
         "RESTARTS",
+        "DATAPLANE",
         "SIDECAR",
         "IDENTITY",
         "CERT EXPIRES",
@@ -111,6 +116,7 @@ def status(state_dir: str, token_file: str | None, output: str) -> None:
             "-" if ready is None else ("yes" if ready else "no"),
             pod.get("phase", ""),
             str(pod.get("restarts", 0)),
+            pod.get("dataplane", "sidecar"),
             pod["sidecar_sync"],
             pod.get("identity") or "-",
             _expiry(pod.get("cert_expires")),

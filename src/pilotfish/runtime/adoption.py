@@ -86,6 +86,7 @@ def run_fingerprint(settings: RuntimeSettings) -> dict[str, Any]:
         "cert_ttl_seconds": settings.cert_ttl_seconds,
         "mtls": settings.mtls,
         "xds_protocol": settings.xds_protocol,
+        "dataplane": settings.dataplane,
         "manifests": list(settings.manifests),
         "mesh_config_file": settings.mesh_config_file or "",
         "image_map_file": settings.image_map_file or "",

@@ -52,6 +52,12 @@ from pilotfish.agent.launch import AgentIdentity
 from pilotfish.api.resource import Resource, ResourceKey
 from pilotfish.controlplane.api_token import ApiTokenError
 from pilotfish.controlplane.runner import ControlPlane
+from pilotfish.model.ambient import (
+    DATAPLANE_AMBIENT,
+    HBONE_PORT,
+    NODE_PROXY_NAMESPACE,
+    NODE_PROXY_SERVICE_ACCOUNT,
+)
 from pilotfish.model.snapshot import Snapshot
 from pilotfish.runtime import adoption, secret_volumes
 from pilotfish.runtime.container_workloads import container_support
@@ -71,6 +77,7 @@ from pilotfish.runtime.mesh_addons import MeshAddons
 from pilotfish.runtime.mesh_adoption import AdoptionMixin, Pod, net_id
 from pilotfish.runtime.network.base import CaptureConfig, PodAddress, PodNetwork, ServiceName
 from pilotfish.runtime.network.factory import bridge_address, make_network
+from pilotfish.runtime.node_proxy import AmbientPods, ambient_entry
 from pilotfish.runtime.pod import PodEnv, PodRunner, PodSpec
 from pilotfish.runtime.pod_command import STATUS_PORT
 from pilotfish.runtime.pod_spec import PodSpecError
@@ -84,6 +91,7 @@ from pilotfish.runtime.status_rows import gateway_row, identities_by_owner, pod_
 from pilotfish.runtime.teardown import clean_leftovers
 from pilotfish.runtime.users import UserAllocator
 from pilotfish.store import CompositeStore, FileStore, MemoryStore
+from pilotfish.translate.ambient.pods import dataplane_mode
 
 __all__ = ["TLS_MODE_LABEL", "MeshRuntime", "RuntimeStartError"]
 
@@ -134,11 +142,22 @@ class MeshRuntime(AdoptionMixin):
         self._podman, self._containers = container_support(
             settings.container_runtime, settings.mode, settings.state_dir
         )
+        # The host's node proxy, started with the first ambient pod (``runtime.node_proxy``).
+        self.ambient = AmbientPods(
+            self._node_proxy_process,
+            self._ca_token,
+            self._node_proxy_started,
+            free_port,
+            self.isolation,
+        )
+        self._ambient_pods: set[tuple[str, str]] = set()
 
     # -- lifecycle ---------------------------------------------------------------
 
     async def start(self) -> None:
         s = self.settings
+        if s.dataplane == DATAPLANE_AMBIENT:
+            self._check_ambient_possible()
         s.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # holds the API token
         if self.isolation is not None:
             self.isolation.lock_state_dir()
@@ -322,6 +341,59 @@ class MeshRuntime(AdoptionMixin):
             port = cp.xds_port if cp is not None else s.xds_port
         return f"{self._host_for_pods()}:{port}"
 
+    # -- the node proxy (ambient pods) ------------------------------------------------
+
+    def _check_ambient_possible(self) -> None:
+        s = self.settings
+        if s.mode != "transparent" or not s.mtls or os.geteuid() != 0:
+            raise RuntimeStartError(
+                "ambient pods need transparent mode, the mesh CA (--mtls) and root: "
+                "the node proxy opens listeners inside pods' network namespaces"
+            )
+
+    def _is_ambient(self, spec: PodSpec) -> bool:
+        assert self.cp is not None
+        namespace_labels = self.cp.snapshot.namespace_labels(spec.namespace)
+        mode = dataplane_mode(self.settings.dataplane, namespace_labels, dict(spec.labels))
+        if mode != DATAPLANE_AMBIENT:
+            return False
+        if self.settings.mode != "transparent" or not self.settings.mtls or self.isolation is None:
+            log.warning(
+                "pod %s asks for ambient mode, which needs transparent mode, "
+                "--mtls and root; it runs with a sidecar",
+                spec.name,
+            )
+            return False
+        return True
+
+    def _ca_token(self, namespace: str, service_account: str, owner: str) -> str | None:
+        assert self.cp is not None
+        return self.cp.register_workload_token(namespace, service_account, owner)
+
+    def _node_proxy_process(self, spec: GatewaySpec) -> GatewayProcess:
+        self._register_identity(spec.namespace, NODE_PROXY_SERVICE_ACCOUNT, spec.name)
+        s = self.settings
+        return GatewayProcess(
+            spec,
+            self.xds_address,
+            s.log_dir,
+            s.work_dir,
+            sys.executable,
+            identity=self._identity(spec.name),
+            service_account=NODE_PROXY_SERVICE_ACCOUNT,
+            on_processes_changed=self._save,
+            drain_duration=self._proxy_drain or 2.0,
+            isolation=self.isolation,
+            xds_protocol=s.xds_protocol,
+            role="node-proxy",
+            node_name=self.ambient.node,
+        )
+
+    def _node_proxy_started(self, process: GatewayProcess) -> None:
+        self.gateways.append(process)
+        self._progress(f"node proxy started for ambient pods ({NODE_PROXY_NAMESPACE})")
+        self._save()
+
     # -- gateways ------------------------------------------------------------------
 
     def _gateway_specs(self, recorded: dict[str, dict[str, Any]]) -> list[GatewaySpec]:
@@ -419,7 +491,7 @@ class MeshRuntime(AdoptionMixin):
         self._not_run = set(reasons)
         self._state.not_run = reasons  # for a detached ``up`` to print
 
-    def _runner(self, spec: PodSpec, address: PodAddress) -> PodRunner:
+    def _runner(self, spec: PodSpec, address: PodAddress, ambient: bool = False) -> PodRunner:
         """The pod's runner; raises ``PodSpecError`` for ids the pod may not run as."""
         env = PodEnv(
             address=address,
@@ -428,8 +500,9 @@ class MeshRuntime(AdoptionMixin):
             log_dir=self.settings.log_dir,
             work_dir=self.settings.work_dir,
             python=sys.executable,
-            identity=self._identity(spec.local_id),
+            identity=None if ambient else self._identity(spec.local_id),
             isolation=self.isolation,
+            ambient=ambient,
             app_user=self._users.user_for(spec) if self._users is not None else None,
             # Mesh config ``defaultConfig.drainDuration``, else the agent's default.
             agent_args=("--drain-duration", str(self._proxy_drain)) if self._proxy_drain else (),
@@ -477,9 +550,19 @@ class MeshRuntime(AdoptionMixin):
             log.error("pod %s cannot start: %s", name, exc)
             self._progress(f"pod {name} cannot start: {exc}")
             return
+        ambient = self._is_ambient(spec)
+        if ambient and capture is not None:
+            # The node proxy's HBONE listener in the pod is reached directly.
+            capture = CaptureConfig(
+                exclude_inbound_ports=(HBONE_PORT, *capture.exclude_inbound_ports),
+                exclude_outbound_cidrs=capture.exclude_outbound_cidrs,
+            )
         address = self.network.create_pod(net_id(namespace, name), capture)
-        self._register_identity(spec.namespace, spec.service_account, spec.local_id)
-        runner = self._runner(spec, address)
+        if ambient:
+            await self._enrol_ambient(key, spec, address)
+        else:
+            self._register_identity(spec.namespace, spec.service_account, spec.local_id)
+        runner = self._runner(spec, address, ambient)
         pod = Pod(key, adoption.workload_hash(workload), runner, address.ip, address.netns)
         self.pods[key] = pod
         self._state.pods[f"{namespace}/{name}"] = {
@@ -500,10 +583,26 @@ class MeshRuntime(AdoptionMixin):
             log.error("pod %s failed to start: %s", name, exc)
             self._progress(f"pod {name} failed to start: {exc}")
 
+    async def _enrol_ambient(
+        self, key: tuple[str, str], spec: PodSpec, address: PodAddress
+    ) -> None:
+        """Register the pod with the node proxy (entry without labels, CA token),
+        starting the node proxy if this is the host's first ambient pod."""
+        assert address.netns is not None
+        self._ambient_pods.add(key)
+        self.registrations.apply(
+            ambient_entry(spec, address.ip, address.netns, self.ambient.node, ready=False)
+        )
+        await self.ambient.ensure_started()
+        self.ambient.hand_token(spec)
+
     async def _stop_pod(self, pod: Pod) -> None:
         namespace, name = pod.key
         with contextlib.suppress(KeyError):
             self.registrations.delete(ResourceKey("WorkloadEntry", namespace, name))
+        if pod.key in self._ambient_pods:
+            self._ambient_pods.discard(pod.key)
+            self.ambient.withdraw_token(pod.runner.spec)
         if self.cp is not None:
             self.cp.forget_workload(pod.runner.spec.local_id)
         try:
@@ -521,6 +620,15 @@ class MeshRuntime(AdoptionMixin):
             return
         spec = pod.runner.spec
         key = ResourceKey("WorkloadEntry", spec.namespace, spec.name)
+        if pod_key in self._ambient_pods:
+            # Un-ready, an ambient pod stays registered without labels: its node
+            # proxy keeps its listeners, no Service selects it.
+            assert pod.netns is not None
+            entry = ambient_entry(spec, pod.ip, pod.netns, self.ambient.node, ready=ready)
+            self.registrations.apply(entry)
+            if ready:
+                self._progress(f"pod {spec.name} ready (ambient)")
+            return
         if ready:
             ports = {p.name: p.container_port for p in spec.ports if p.name}
             labels = dict(spec.labels)
@@ -643,7 +751,11 @@ class MeshRuntime(AdoptionMixin):
         identities = identities_by_owner(self.cp.issued_identities() if self.cp else [])
         ready = gateways_ready or {}
         rows = [
-            pod_row(pod.runner.status(), identities.get(pod.runner.spec.local_id))
+            pod_row(
+                pod.runner.status(),
+                identities.get(pod.runner.spec.local_id),
+                "ambient" if pod.key in self._ambient_pods else "sidecar",
+            )
             for pod in sorted(self.pods.values(), key=lambda p: p.key)
         ]
         rows += [
