@@ -35,6 +35,7 @@ from pilotfish.xds.build.tls import (
 )
 
 __all__ = [
+    "BLACKHOLE_CLUSTER",
     "INBOUND_CAPTURE_PORT",
     "OUTBOUND_CAPTURE_PORT",
     "build_node_proxy",
@@ -48,6 +49,8 @@ _TYPE = "type.googleapis.com/"
 _TCP_PROXY = _TYPE + "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"
 _HCM = _TYPE + "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 _ACTIONS = ("DENY", "ALLOW")
+# A cluster without endpoints: a connection sent there is closed at once.
+BLACKHOLE_CLUSTER = "ambient_blackhole"
 
 
 def _any(message: Message) -> dict[str, Any]:
@@ -128,6 +131,18 @@ def _outbound_listener(pod: AmbientPod) -> dict[str, Any]:
         }
         for d in pod.outbound
     ]
+    # The node proxy's own ports on loopback (a readiness check) end here: passed
+    # through, such a connection would come straight back to this listener.
+    chains.append(
+        {
+            "name": "own-ports",
+            "filter_chain_match": {
+                "prefix_ranges": [{"address_prefix": "127.0.0.0", "prefix_len": 8}],
+                "destination_port": OUTBOUND_CAPTURE_PORT,
+            },
+            "filters": [_tcp_proxy(f"{name}|own", BLACKHOLE_CLUSTER)],
+        }
+    )
     passthrough = f"ambient_passthrough|{_pod_id(pod)}"
     return {
         "name": name,
@@ -337,7 +352,8 @@ def build_node_proxy(
 ) -> tuple[list[listener_pb2.Listener], list[cluster_pb2.Cluster]]:
     """The node proxy's listeners and clusters, in a stable order."""
     listeners: list[listener_pb2.Listener] = []
-    clusters: list[cluster_pb2.Cluster] = []
+    blackhole = {"name": BLACKHOLE_CLUSTER, "type": "STATIC", "connect_timeout": _CONNECT_TIMEOUT}
+    clusters = [json_format.ParseDict(blackhole, cluster_pb2.Cluster())] if config.pods else []
     for pod in config.pods:
         for body in (_outbound_listener(pod), _inbound_listener(pod), _hbone_listener(pod)):
             listeners.append(json_format.ParseDict(body, listener_pb2.Listener()))
