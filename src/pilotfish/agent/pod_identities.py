@@ -24,7 +24,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pilotfish.agent.ca_client import CaClient
+from pilotfish.agent.ca_client import CaAuthError, CaClient
 from pilotfish.agent.identity import WorkloadCertificate, spiffe_id
 from pilotfish.agent.rotation import CertificateIssuer, CertificateRotator, RotationPolicy
 from pilotfish.agent.sds_server import SdsServer
@@ -77,6 +77,8 @@ class PodIdentities:
         self._policy = policy or RotationPolicy()
         self._log = logger or logging.getLogger("pilotfish.agent.pods")
         self._pods: dict[str, _Pod] = {}
+        # Token files the CA refused (a token not of the identity its name claims).
+        self.refused: set[str] = set()
         self._task: asyncio.Task[None] | None = None
 
     def identities(self) -> frozenset[str]:
@@ -119,7 +121,12 @@ class PodIdentities:
             self._sds.set_named_certificate(identity, cert)
 
         async def run() -> None:
-            first = await issuer.issue()
+            try:
+                first = await issuer.issue()
+            except CaAuthError as exc:
+                self._log.error("the CA refused pod %s's token for %s: %s", pod, identity, exc)
+                self.refused.add(name)
+                return
             self._log.info(
                 "certificate for pod %s: %s (serial %s)", pod, identity, first.serial_hex
             )
@@ -135,6 +142,7 @@ class PodIdentities:
 
     def _drop(self, name: str) -> None:
         entry = self._pods.pop(name)
+        self.refused.discard(name)
         entry.task.cancel()
         asyncio.get_running_loop().create_task(entry.client.close())
         if not any(p.identity == entry.identity for p in self._pods.values()):

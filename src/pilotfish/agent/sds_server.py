@@ -135,6 +135,11 @@ class SdsServer:
         return self._certificate
 
     @property
+    def secret_names(self) -> frozenset[str]:
+        """The names of the secrets served now."""
+        return frozenset(self._current.secrets)
+
+    @property
     def stream_count(self) -> int:
         return len(self._streams)
 

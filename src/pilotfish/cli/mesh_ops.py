@@ -58,11 +58,19 @@ def down(state_dir: str, timeout: float) -> None:
     console.print("mesh is down")
 
 
-def _sidecar_sync(syncz: list[dict[str, Any]], pod: str, namespace: str) -> str:
+_XDS_TYPES = ("CDS", "LDS", "EDS", "RDS")
+
+
+def _sidecar_sync(
+    syncz: list[dict[str, Any]],
+    pod: str,
+    namespace: str,
+    types: tuple[str, ...] = _XDS_TYPES,
+) -> str:
     row = next((r for r in syncz if r.get("proxy_id") == f"{pod}.{namespace}"), None)
     if row is None:
         return "NOT CONNECTED"
-    states = {sync_state(row["types"].get(t)) for t in ("CDS", "LDS", "EDS", "RDS")}
+    states = {sync_state(row["types"].get(t)) for t in types}
     if states == {"SYNCED"}:
         return "SYNCED"
     return "/".join(sorted(states))
