@@ -113,6 +113,9 @@ def why_not_adopt(previous: MeshState | None, settings: RuntimeSettings) -> str 
     ]
     if changed:
         return "the settings differ from the earlier run: " + ", ".join(changed)
+    if "node-proxy" in previous.gateways:
+        # Ambient pods and their node proxy are started afresh (not adopted yet).
+        return "the earlier run had ambient pods, which are not adopted"
     return None
 
 
