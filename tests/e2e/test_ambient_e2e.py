@@ -267,6 +267,12 @@ def test_pods_come_and_go_without_a_node_proxy_restart(mesh: E2EMesh, tmp_path: 
     assert mesh.pod("node-proxy")["restarts"] == 0
 
 
+def _debug(mesh: E2EMesh) -> str:
+    stats = _node_proxy_admin(mesh, "/stats?filter=sidecar-ratings")
+    lines = [x for x in stats.splitlines() if not x.endswith((": 0", "No recorded values"))]
+    return "\n".join(lines) + "\n" + _node_proxy_admin(mesh, "/clusters")[-3000:]
+
+
 def _seconds(duration: str) -> float:
     return float(duration.rstrip("s"))
 
@@ -274,3 +280,48 @@ def _seconds(duration: str) -> float:
 def test_proxy_status_lists_the_node_proxy(mesh: E2EMesh) -> None:
     out = mesh.cli("proxy-status").stdout
     assert "node-proxy.istio-system" in out, out
+
+
+SIDECAR_RATINGS = """
+apiVersion: v1
+kind: Service
+metadata: {name: sidecar-ratings, namespace: default}
+spec:
+  selector: {app: sidecar-ratings}
+  ports: [{name: http, port: 9080}]
+---
+apiVersion: pilotfish.io/v1alpha1
+kind: Workload
+metadata:
+  name: sidecar-ratings
+  labels: {app: sidecar-ratings, istio.io/dataplane-mode: none}
+spec:
+  replicas: 1
+  serviceAccount: bookinfo-ratings
+  command: ["python", "-m", "pilotfish.samples.bookinfo.ratings"]
+  ports: [{name: http, containerPort: 9080}]
+  readinessProbe: {httpGet: {path: /health, port: http}}
+"""
+
+
+def test_a_pod_that_opts_out_gets_a_sidecar_and_talks_mtls_both_ways(
+    mesh: E2EMesh, tmp_path: Path
+) -> None:
+    strict = _apply(mesh, tmp_path, STRICT)
+    manifests = _apply(mesh, tmp_path, SIDECAR_RATINGS)
+    try:
+        poll(lambda: mesh.pod("sidecar-ratings-0")["ready"], "sidecar-ratings ready", 90)
+        assert mesh.pod("sidecar-ratings-0")["dataplane"] == "sidecar"
+        # Ambient -> sidecar: the node proxy speaks Istio mTLS to the sidecar (STRICT).
+        poll(
+            lambda: _curl_from(mesh, "reviews-v2-0", "http://sidecar-ratings:9080/health") == "200",
+            "an ambient pod reaching a sidecar pod",
+            deadline=30,
+            context=lambda: _debug(mesh),
+        )
+        assert mesh.envoy_stat("sidecar-ratings-0", "listener.0.0.0.0_15006.ssl.handshake") > 0
+        # Sidecar -> ambient: the sidecar's auto mTLS reaches the node proxy's inbound side.
+        assert _curl_from(mesh, "sidecar-ratings-0", "http://details:9080/health") == "200"
+    finally:
+        mesh.cli("delete", "-f", str(manifests))
+        mesh.cli("delete", "-f", str(strict))
