@@ -179,6 +179,51 @@ def test_pod_to_pod_calls_are_hbone_tunnels(mesh: E2EMesh) -> None:
     assert (
         _node_proxy_stat(mesh, "http.ambient_hbone|details-v1-0.default.downstream_rq_total") >= 1
     )
+    # Istio's TCP metrics, with the pods' workload labels, on the node proxy's metrics port.
+    gateways = _state(mesh)["gateways"]
+    assert isinstance(gateways, dict)
+    metrics_url = f"http://127.0.0.1:{gateways['node-proxy']['status_port']}/stats/prometheus"
+
+    def reported() -> list[str]:
+        text = http_get(metrics_url)[1].decode()
+        return [
+            line
+            for line in text.splitlines()
+            if line.startswith("istio_tcp_connections_opened_total{")
+            and 'reporter="destination"' in line
+            and 'destination_workload="details-v1"' in line
+            and 'source_principal="spiffe://cluster.local/ns/default/sa/bookinfo-productpage"'
+            in line
+        ]
+
+    poll(reported, "istio_tcp_connections_opened_total for details", deadline=20)
+    sources = [
+        line
+        for line in http_get(metrics_url)[1].decode().splitlines()
+        if line.startswith("istio_tcp_connections_opened_total{")
+        and 'reporter="source"' in line
+        and 'source_workload="productpage-v1"' in line
+        and 'destination_service="details.default.svc.cluster.local"' in line
+    ]
+    # (Bytes and closed connections are counted when productpage's pooled
+    # connection ends.)
+    assert sources, "no source-side TCP connection for productpage -> details"
+    # A connection that ends (curl's) is counted with its bytes at both ends.
+    assert _curl_from(mesh, "ratings-v1-0", "http://details:9080/health") == "200"
+
+    def bytes_counted() -> bool:
+        text = http_get(metrics_url)[1].decode()
+        ratings = 'source_principal="spiffe://cluster.local/ns/default/sa/bookinfo-ratings"'
+        return any(
+            line.startswith("istio_tcp_received_bytes_total{")
+            and 'reporter="destination"' in line
+            and ratings in line
+            and 'destination_workload="details-v1"' in line
+            and float(line.rsplit(" ", 1)[1]) > 0
+            for line in text.splitlines()
+        )
+
+    poll(bytes_counted, "bytes of ratings' connection to details", deadline=20)
     certs = json.loads(_node_proxy_admin(mesh, "/certs"))["certificates"]
     sans = {
         san["uri"]

@@ -45,6 +45,9 @@ class OutboundDestination:
     authority: str
     hbone: bool
     upstreams: tuple[Upstream, ...]
+    # The service's host and namespace (Istio's destination_service labels).
+    hostname: str = ""
+    service_namespace: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +71,8 @@ class AmbientPod:
     identity: str  # the pod's SPIFFE id, also its SDS secret name at the node agent
     outbound: tuple[OutboundDestination, ...]
     inbound: tuple[InboundPort, ...]
+    # The pod's workload facts for Istio's metric labels (``peer_labels.workload_facts``).
+    facts: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -229,3 +229,23 @@ def test_generator_regenerates_a_node_proxy_when_its_pods_change() -> None:
         "ambient_inbound|ratings-v1-0.default",
         "ambient_hbone|ratings-v1-0.default",
     }
+
+
+def test_the_hbone_listener_reports_istio_tcp_metrics_with_the_pods_labels() -> None:
+    from pilotfish.packed_labels import unpack
+
+    snap = snapshot(MESH)
+    listeners, _ = build_node_proxy(node_proxy_config(snap, node_key(snap, "n1")))
+    hbone = next(li for li in listeners if li.name == "ambient_hbone|reviews-v1-0.default")
+    data = json_format.MessageToDict(hbone, preserving_proto_field_name=True)
+    hcm = data["filter_chains"][0]["filters"][0]["typed_config"]
+    packed = [
+        counter["stat"]["tags"][0]["value_format"]
+        for log in hcm["access_log"]
+        for counter in log["typed_config"]["counters"]
+    ]
+    labels = dict(unpack(packed[0], {}))
+    assert labels["reporter"] == "destination"
+    assert labels["destination_workload"] == "reviews-v1-0"
+    assert labels["destination_app"] == "reviews"
+    assert labels["source_principal"] == "%DOWNSTREAM_PEER_URI_SAN%"

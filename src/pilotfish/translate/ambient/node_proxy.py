@@ -44,6 +44,7 @@ from pilotfish.ir.node_proxy import (
 )
 from pilotfish.model.ambient import DATAPLANE_AMBIENT, DATAPLANE_MODE_LABEL, HBONE_PORT
 from pilotfish.model.snapshot import Snapshot
+from pilotfish.peer_labels import workload_facts
 from pilotfish.translate.ambient.pods import LocalPod, node_pods
 from pilotfish.translate.security.authz import authz_policies
 from pilotfish.translate.security.peer_authn import peer_mtls
@@ -62,6 +63,7 @@ class ServiceDestination:
     """One service address and port with the endpoints a node proxy tunnels to."""
 
     hostname: str
+    namespace: str
     address: str
     port: int
     target_port: int
@@ -103,6 +105,7 @@ def _destinations(snapshot: Snapshot) -> tuple[ServiceDestination, ...]:
             out.append(
                 ServiceDestination(
                     hostname,
+                    svc.namespace,
                     svc.addresses[0],
                     sp.port,
                     chosen[0][0].port,
@@ -141,6 +144,8 @@ def _pod(snapshot: Snapshot, pod: LocalPod, key: NodeKey) -> AmbientPod:
             authority=f"{d.hostname}:{d.target_port}",
             hbone=d.hbone,
             upstreams=d.upstreams,
+            hostname=d.hostname,
+            service_namespace=d.namespace,
         )
         for d in key.destinations
     )
@@ -152,6 +157,7 @@ def _pod(snapshot: Snapshot, pod: LocalPod, key: NodeKey) -> AmbientPod:
         identity=spiffe(snapshot.trust_domain, pod.namespace, pod.service_account),
         outbound=outbound,
         inbound=inbound,
+        facts=tuple(workload_facts(pod.workload, pod.namespace, labels).items()),
     )
 
 

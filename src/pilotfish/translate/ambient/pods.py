@@ -24,6 +24,7 @@ from pilotfish.model.ambient import (
     POD_PORTS_ANNOTATION,
 )
 from pilotfish.model.snapshot import Snapshot
+from pilotfish.registry.model import WORKLOAD_NAME_ANNOTATION
 
 __all__ = ["LocalPod", "dataplane_mode", "node_pods"]
 
@@ -50,6 +51,7 @@ class LocalPod:
     service_account: str
     labels: tuple[tuple[str, str], ...]
     ports: tuple[int, ...]
+    workload: str = ""
 
     @property
     def netns_path(self) -> str:
@@ -94,6 +96,7 @@ def node_pods(snapshot: Snapshot, node: str) -> tuple[LocalPod, ...]:
                 service_account=spec.service_account or "default",
                 labels=tuple(sorted(_json_object(notes.get(POD_LABELS_ANNOTATION, "")).items())),
                 ports=_json_ports(notes.get(POD_PORTS_ANNOTATION, "")),
+                workload=notes.get(WORKLOAD_NAME_ANNOTATION) or res.name,
             )
         )
     return tuple(sorted(out, key=lambda p: (p.namespace, p.name)))

@@ -22,6 +22,7 @@ from pilotfish.ir.security import SDS_ROOT_CA, AuthzPolicy, CertSource, Downstre
 from pilotfish.model.ambient import HBONE_PORT
 from pilotfish.translate.names import INBOUND_PASSTHROUGH_SOURCE
 from pilotfish.translate.security.mtls import ISTIO_ALPN
+from pilotfish.xds.build.node_proxy_stats import hbone_stats_logs, outbound_stats_logs
 from pilotfish.xds.build.rbac import (
     NETWORK_RBAC_FILTER_NAME,
     RBAC_FILTER_NAME,
@@ -78,10 +79,15 @@ def _address(pod: AmbientPod, address: str, port: int) -> dict[str, Any]:
     }
 
 
-def _tcp_proxy(stat: str, cluster: str, authority: str = "") -> dict[str, Any]:
+def _tcp_proxy(
+    stat: str, cluster: str, authority: str = "", logs: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     config: dict[str, Any] = {"@type": _TCP_PROXY, "stat_prefix": stat, "cluster": cluster}
     if authority:
         config["tunneling_config"] = {"hostname": authority}
+    if logs:
+        config["access_log"] = logs
+        config["access_log_options"] = {"flush_access_log_on_connected": True}
     return {"name": "envoy.filters.network.tcp_proxy", "typed_config": config}
 
 
@@ -127,7 +133,14 @@ def _outbound_listener(pod: AmbientPod) -> dict[str, Any]:
                 "prefix_ranges": [{"address_prefix": d.address, "prefix_len": 32}],
                 "destination_port": d.port,
             },
-            "filters": [_tcp_proxy(d.cluster, d.cluster, d.authority if d.hbone else "")],
+            "filters": [
+                _tcp_proxy(
+                    d.cluster,
+                    d.cluster,
+                    d.authority if d.hbone else "",
+                    outbound_stats_logs(pod, d),
+                )
+            ],
         }
         for d in pod.outbound
     ]
@@ -264,6 +277,8 @@ def _hbone_listener(pod: AmbientPod) -> dict[str, Any]:
             "virtual_hosts": [{"name": "hbone", "domains": ["*"], "routes": routes}],
         },
         "http_filters": http_filters,
+        "access_log": hbone_stats_logs(pod),
+        "access_log_options": {"flush_access_log_on_new_request": True},
     }
     return {
         "name": name,
