@@ -55,8 +55,6 @@ from pilotfish.controlplane.runner import ControlPlane
 from pilotfish.model.ambient import (
     DATAPLANE_AMBIENT,
     HBONE_PORT,
-    NODE_PROXY_NAMESPACE,
-    NODE_PROXY_SERVICE_ACCOUNT,
 )
 from pilotfish.model.snapshot import Snapshot
 from pilotfish.runtime import adoption, secret_volumes
@@ -75,6 +73,7 @@ from pilotfish.runtime.isolation import Isolation, copy_public, write_owned
 from pilotfish.runtime.kube_workloads import images_to_check, not_run_reasons, plan_workloads
 from pilotfish.runtime.mesh_addons import MeshAddons
 from pilotfish.runtime.mesh_adoption import AdoptionMixin, Pod, net_id
+from pilotfish.runtime.mesh_ambient import AmbientMixin
 from pilotfish.runtime.network.base import CaptureConfig, PodAddress, PodNetwork, ServiceName
 from pilotfish.runtime.network.factory import bridge_address, make_network
 from pilotfish.runtime.node_proxy import AmbientPods, ambient_entry
@@ -91,7 +90,6 @@ from pilotfish.runtime.status_rows import gateway_row, identities_by_owner, pod_
 from pilotfish.runtime.teardown import clean_leftovers
 from pilotfish.runtime.users import UserAllocator
 from pilotfish.store import CompositeStore, FileStore, MemoryStore
-from pilotfish.translate.ambient.pods import dataplane_mode
 
 __all__ = ["TLS_MODE_LABEL", "MeshRuntime", "RuntimeStartError"]
 
@@ -104,7 +102,7 @@ class RuntimeStartError(Exception):
     """The mesh did not come up; the message names what is not ready and why."""
 
 
-class MeshRuntime(AdoptionMixin):
+class MeshRuntime(AmbientMixin, AdoptionMixin):
     def __init__(
         self, settings: RuntimeSettings, progress: Callable[[str], None] | None = None
     ) -> None:
@@ -156,8 +154,8 @@ class MeshRuntime(AdoptionMixin):
 
     async def start(self) -> None:
         s = self.settings
-        if s.dataplane == DATAPLANE_AMBIENT:
-            self._check_ambient_possible()
+        if s.dataplane == DATAPLANE_AMBIENT and (why := self._ambient_impossible()):
+            raise RuntimeStartError(why)
         s.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # holds the API token
         if self.isolation is not None:
             self.isolation.lock_state_dir()
@@ -340,59 +338,6 @@ class MeshRuntime(AdoptionMixin):
         else:
             port = cp.xds_port if cp is not None else s.xds_port
         return f"{self._host_for_pods()}:{port}"
-
-    # -- the node proxy (ambient pods) ------------------------------------------------
-
-    def _check_ambient_possible(self) -> None:
-        s = self.settings
-        if s.mode != "transparent" or not s.mtls or os.geteuid() != 0:
-            raise RuntimeStartError(
-                "ambient pods need transparent mode, the mesh CA (--mtls) and root: "
-                "the node proxy opens listeners inside pods' network namespaces"
-            )
-
-    def _is_ambient(self, spec: PodSpec) -> bool:
-        assert self.cp is not None
-        namespace_labels = self.cp.snapshot.namespace_labels(spec.namespace)
-        mode = dataplane_mode(self.settings.dataplane, namespace_labels, dict(spec.labels))
-        if mode != DATAPLANE_AMBIENT:
-            return False
-        if self.settings.mode != "transparent" or not self.settings.mtls or self.isolation is None:
-            log.warning(
-                "pod %s asks for ambient mode, which needs transparent mode, "
-                "--mtls and root; it runs with a sidecar",
-                spec.name,
-            )
-            return False
-        return True
-
-    def _ca_token(self, namespace: str, service_account: str, owner: str) -> str | None:
-        assert self.cp is not None
-        return self.cp.register_workload_token(namespace, service_account, owner)
-
-    def _node_proxy_process(self, spec: GatewaySpec) -> GatewayProcess:
-        self._register_identity(spec.namespace, NODE_PROXY_SERVICE_ACCOUNT, spec.name)
-        s = self.settings
-        return GatewayProcess(
-            spec,
-            self.xds_address,
-            s.log_dir,
-            s.work_dir,
-            sys.executable,
-            identity=self._identity(spec.name),
-            service_account=NODE_PROXY_SERVICE_ACCOUNT,
-            on_processes_changed=self._save,
-            drain_duration=self._proxy_drain or 2.0,
-            isolation=self.isolation,
-            xds_protocol=s.xds_protocol,
-            role="node-proxy",
-            node_name=self.ambient.node,
-        )
-
-    def _node_proxy_started(self, process: GatewayProcess) -> None:
-        self.gateways.append(process)
-        self._progress(f"node proxy started for ambient pods ({NODE_PROXY_NAMESPACE})")
-        self._save()
 
     # -- gateways ------------------------------------------------------------------
 
@@ -582,19 +527,6 @@ class MeshRuntime(AdoptionMixin):
         except Exception as exc:  # reported through status; the pod stays listed
             log.error("pod %s failed to start: %s", name, exc)
             self._progress(f"pod {name} failed to start: {exc}")
-
-    async def _enrol_ambient(
-        self, key: tuple[str, str], spec: PodSpec, address: PodAddress
-    ) -> None:
-        """Register the pod with the node proxy (entry without labels, CA token),
-        starting the node proxy if this is the host's first ambient pod."""
-        assert address.netns is not None
-        self._ambient_pods.add(key)
-        self.registrations.apply(
-            ambient_entry(spec, address.ip, address.netns, self.ambient.node, ready=False)
-        )
-        await self.ambient.ensure_started()
-        self.ambient.hand_token(spec)
 
     async def _stop_pod(self, pod: Pod) -> None:
         namespace, name = pod.key
