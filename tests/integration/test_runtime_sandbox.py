@@ -218,3 +218,50 @@ def test_a_secret_volume_appears_at_its_mount_path_for_the_app_alone(tmp_path: P
     assert out["etc_hosts"] == Path("/etc/hosts").read_text()
     assert out["etc_entries"] == sorted(os.listdir("/etc"))
     assert not os.path.exists(target)  # the host's /etc is untouched
+
+
+NETNS_PROBE = r"""
+import ctypes, os, socket, sys
+status = dict(line.split(":", 1) for line in open("/proc/self/status") if ":" in line)
+print(status["CapEff"].strip(), flush=True)
+name = sys.stdin.readline().strip()  # the namespace exists only from now on
+fd = os.open(f"/var/run/netns/{name}", os.O_RDONLY)
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.setns(fd, 0x40000000) != 0:  # CLONE_NEWNET
+    print("setns failed:", os.strerror(ctypes.get_errno()), flush=True)
+    sys.exit(1)
+print(",".join(n for _, n in socket.if_nameindex()), flush=True)
+"""
+
+
+def test_node_proxy_sandbox_keeps_only_sys_admin_and_sees_later_namespaces(
+    tmp_path: Path,
+) -> None:
+    state = _state(tmp_path)
+    spec = SandboxSpec(
+        1337,
+        1337,
+        masks=(str(state),),
+        reveals=runtime_reveals(),
+        mask_tmp=True,
+        enter_netns=True,
+    )
+    argv = sandbox_argv(sys.executable, spec, [sys.executable, "-c", NETNS_PROBE])
+    name = f"pfsbx{os.getpid()}"
+    proc = subprocess.Popen(
+        argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None and proc.stdin is not None
+        caps = proc.stdout.readline().strip()
+        assert caps == f"{1 << 21:016x}"  # CAP_SYS_ADMIN and nothing else
+        subprocess.run(["ip", "netns", "add", name], check=True)
+        proc.stdin.write(name + "\n")
+        proc.stdin.flush()
+        # Created after the sandbox started, the namespace is there and can be entered.
+        assert proc.stdout.readline().strip() == "lo"
+        assert proc.wait(timeout=30) == 0, proc.stderr.read() if proc.stderr else ""
+    finally:
+        proc.kill()
+        proc.wait()
+        subprocess.run(["ip", "netns", "delete", name], check=False)

@@ -55,6 +55,7 @@ from pilotfish.model.proxy_view import (
     META_LABELS,
     META_LOCALITY,
     META_NAMESPACE,
+    META_NODE_NAME,
     META_OUTBOUND_PORT,
     META_ROLE,
     META_SERVICE_ACCOUNT,
@@ -123,6 +124,8 @@ def node_metadata(config: AgentConfig) -> dict[str, Any]:
         metadata[META_WORKLOAD_CERTS] = "true"
     if config.locality:
         metadata[META_LOCALITY] = config.locality
+    if config.node_name:
+        metadata[META_NODE_NAME] = config.node_name
     return metadata
 
 

@@ -126,6 +126,11 @@ class AgentConfig:
     xds_alternates: tuple[tuple[str, int], ...] = ()
     xds_secure_alternates: tuple[tuple[str, int], ...] = ()
     ca_alternates: tuple[str, ...] = ()
+    # Node proxies (role ``node-proxy``): the host they serve, and the directory
+    # where the runtime hands over the CA tokens of its ambient pods
+    # (``agent.pod_identities``).
+    node_name: str = ""
+    pod_tokens_dir: Path | None = None
 
     def __post_init__(self) -> None:
         if not self.admin_address.startswith("127.") and self.admin_address != "::1":
@@ -161,6 +166,10 @@ class AgentConfig:
             raise ConfigError(f"xds_secure_port must be in 1..65535, got {self.xds_secure_port}")
         if self.cert_ttl is not None and self.cert_ttl < 1:
             raise ConfigError("certificate TTL must be at least 1 second")
+        if self.role == "node-proxy" and not self.node_name:
+            raise ConfigError("a node proxy needs a node name")
+        if self.pod_tokens_dir is not None and self.ca_address is None:
+            raise ConfigError("pod tokens need a CA")
         if not self.trust_domain or "/" in self.trust_domain:
             raise ConfigError(f"invalid trust domain {self.trust_domain!r}")
 

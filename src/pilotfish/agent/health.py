@@ -34,6 +34,7 @@ import contextlib
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 import aiohttp
 from aiohttp import web
@@ -41,7 +42,7 @@ from aiohttp import web
 from pilotfish.agent.admin import AdminError, EnvoyAdmin
 from pilotfish.agent.config import AppProbe
 
-__all__ = ["AppHealthChecker", "HealthServer", "Readiness", "ReadinessProbe"]
+__all__ = ["AppHealthChecker", "HealthServer", "Readiness", "ReadinessCheck", "ReadinessProbe"]
 
 # Bounds of the per-request ``?timeout=`` of app checks, in seconds.
 _APP_TIMEOUT_DEFAULT = 1.0
@@ -56,6 +57,12 @@ _LDS_SUCCESS = "listener_manager.lds.update_success"
 class Readiness:
     ready: bool
     reason: str
+
+
+class ReadinessCheck(Protocol):
+    """What ``/healthz/ready`` asks (``ReadinessProbe`` for a proxy's agent)."""
+
+    async def check(self) -> Readiness: ...
 
 
 class ReadinessProbe:
@@ -193,7 +200,7 @@ class HealthServer:
 
     def __init__(
         self,
-        probe: ReadinessProbe,
+        probe: ReadinessCheck,
         host: str = "127.0.0.1",
         port: int = 15021,
         app_health: AppHealthChecker | None = None,

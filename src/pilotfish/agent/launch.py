@@ -58,7 +58,7 @@ class AgentLaunch:
     admin_port: int
     health_port: int
     work_dir: str
-    role: Literal["sidecar", "gateway"] = "sidecar"
+    role: Literal["sidecar", "gateway", "node-proxy"] = "sidecar"
     service_account: str | None = None
     ip: tuple[str, ...] = ()
     interception: Literal["redirect", "none"] | None = None
@@ -77,6 +77,8 @@ class AgentLaunch:
     app_probe: tuple[str, ...] = ()
     identity: AgentIdentity | None = None
     xds_protocol: Literal["delta", "sotw"] | None = None
+    node_name: str | None = None
+    pod_tokens_dir: str | None = None
     # Appended as they are (tuning flags a caller passes through).
     extra_args: tuple[str, ...] = ()
 
@@ -108,6 +110,8 @@ class AgentLaunch:
         _opt(argv, "--concurrency", self.concurrency)
         _opt(argv, "--drain-duration", self.drain_duration)
         _opt(argv, "--xds-protocol", self.xds_protocol)
+        _opt(argv, "--node-name", self.node_name)
+        _opt(argv, "--pod-tokens-dir", self.pod_tokens_dir)
         for target, app in self.app_port:
             argv += ["--app-port", f"{target}={app}"]
         for key, value in self.label:

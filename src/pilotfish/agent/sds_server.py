@@ -119,6 +119,7 @@ class SdsServer:
         self._server: grpc.aio.Server | None = None
         self._current = SecretSet("", {})
         self._certificate: WorkloadCertificate | None = None
+        self._named: dict[str, WorkloadCertificate] = {}
         self._streams: dict[int, _Stream] = {}
         self._next_id = 0
         self._acked: set[tuple[str, str]] = set()  # (name, version) ever ACKed
@@ -132,6 +133,11 @@ class SdsServer:
     def certificate(self) -> WorkloadCertificate | None:
         """The certificate currently served (None before the first)."""
         return self._certificate
+
+    @property
+    def secret_names(self) -> frozenset[str]:
+        """The names of the secrets served now."""
+        return frozenset(self._current.secrets)
 
     @property
     def stream_count(self) -> int:
@@ -155,13 +161,33 @@ class SdsServer:
     def set_certificate(self, cert: WorkloadCertificate) -> None:
         """Serve ``cert`` from now on and push it to subscribed streams."""
         self._certificate = cert
-        self._current = SecretSet(
-            version=f"{cert.serial_hex}",
-            secrets={
-                SDS_WORKLOAD_CERT: workload_cert_secret(cert),
-                SDS_ROOT_CA: root_ca_secret(cert.root_cert_pem),
-            },
-        )
+        self._publish()
+
+    def set_named_certificate(self, name: str, cert: WorkloadCertificate | None) -> None:
+        """Serve ``cert`` as secret ``name`` too (None: stop serving it).
+
+        A node proxy's agent serves one such certificate per service account of
+        its host's ambient pods, named by its SPIFFE id, next to its own ``default``.
+        """
+        if cert is None:
+            self._named.pop(name, None)
+        else:
+            self._named[name] = cert
+        self._publish()
+
+    def _publish(self) -> None:
+        cert = self._certificate
+        if cert is None:
+            return
+        secrets = {
+            SDS_WORKLOAD_CERT: workload_cert_secret(cert),
+            SDS_ROOT_CA: root_ca_secret(cert.root_cert_pem),
+        }
+        serials = [cert.serial_hex]
+        for name, named in sorted(self._named.items()):
+            secrets[name] = workload_cert_secret(named, name)
+            serials.append(named.serial_hex)
+        self._current = SecretSet(version="-".join(serials), secrets=secrets)
         for stream in self._streams.values():
             response = stream.state.update(self._current)
             if response is not None:

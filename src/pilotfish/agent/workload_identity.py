@@ -15,6 +15,7 @@ from collections.abc import Mapping
 
 from pilotfish.agent.ca_client import CaClient
 from pilotfish.agent.config import AgentConfig, ConfigError
+from pilotfish.agent.pod_identities import PodIdentities
 from pilotfish.agent.rotation import CertificateIssuer, CertificateRotator, RotationPolicy
 from pilotfish.agent.sds_server import SdsServer
 from pilotfish.ir.security import SDS_WORKLOAD_CERT
@@ -42,6 +43,7 @@ class WorkloadIdentity:
         self._client: CaClient | None = None
         self._rotator: CertificateRotator | None = None
         self._rotation: asyncio.Task[None] | None = None
+        self.pods: PodIdentities | None = None
         self.sds = SdsServer(config.sds_socket_path, uid=config.envoy_uid, gid=config.envoy_gid)
 
     @property
@@ -95,6 +97,18 @@ class WorkloadIdentity:
         self._rotation = asyncio.create_task(
             self._rotator.run(first), name=f"pilotfish-cert-rotation-{config.proxy_id}"
         )
+        if config.pod_tokens_dir is not None:
+            self.pods = PodIdentities(
+                config.pod_tokens_dir,
+                self.sds,
+                ca_address=config.ca_address,
+                root_pem=root_pem,
+                trust_domain=config.trust_domain,
+                ttl_seconds=config.cert_ttl,
+                policy=self._policy,
+                logger=self._log.getChild("pods"),
+            )
+            self.pods.start()
 
     def readiness_gate(self) -> str | None:
         """None once Envoy has accepted a workload certificate, else why not ready."""
@@ -113,9 +127,14 @@ class WorkloadIdentity:
         info = dict(cert.summary())
         info["served"] = self.sds.acked(SDS_WORKLOAD_CERT)
         info["rotations"] = self._rotator.rotations if self._rotator is not None else 0
+        if self.pods is not None:
+            info["pod_identities"] = sorted(self.pods.identities())
         return info
 
     async def close(self) -> None:
+        pods, self.pods = self.pods, None
+        if pods is not None:
+            await pods.close()
         task, self._rotation = self._rotation, None
         if task is not None:
             task.cancel()

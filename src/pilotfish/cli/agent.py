@@ -89,10 +89,18 @@ async def _run(config: AgentConfig) -> int:
 @click.command("agent")
 @click.option(
     "--role",
-    type=click.Choice(["sidecar", "gateway"]),
+    type=click.Choice(["sidecar", "gateway", "node-proxy"]),
     default="sidecar",
     show_default=True,
     help="Kind of proxy.",
+)
+@click.option(
+    "--node-name", default="", help="Node proxies: the host whose ambient pods it serves."
+)
+@click.option(
+    "--pod-tokens-dir",
+    default=None,
+    help="Node proxies: directory of the CA tokens of the host's ambient pods.",
 )
 @click.option("--name", required=True, help="Workload (or gateway) name.")
 @click.option("--namespace", required=True, help="Namespace of the workload.")
@@ -350,7 +358,9 @@ def _config(o: dict[str, Any]) -> AgentConfig:
     return AgentConfig(
         **{key: o[key] for key in _AS_GIVEN},
         **paths,
-        role="gateway" if o["role"] == "gateway" else "sidecar",
+        role=o["role"] if o["role"] in ("gateway", "node-proxy") else "sidecar",
+        node_name=o["node_name"],
+        pod_tokens_dir=Path(o["pod_tokens_dir"]) if o["pod_tokens_dir"] else None,
         labels=tuple(sorted(dict(parse_label(t) for t in o["label"]).items())),
         locality=o["locality"].strip("/"),
         ips=o["ip"],

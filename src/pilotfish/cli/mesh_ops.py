@@ -58,11 +58,19 @@ def down(state_dir: str, timeout: float) -> None:
     console.print("mesh is down")
 
 
-def _sidecar_sync(syncz: list[dict[str, Any]], pod: str, namespace: str) -> str:
+_XDS_TYPES = ("CDS", "LDS", "EDS", "RDS")
+
+
+def _sidecar_sync(
+    syncz: list[dict[str, Any]],
+    pod: str,
+    namespace: str,
+    types: tuple[str, ...] = _XDS_TYPES,
+) -> str:
     row = next((r for r in syncz if r.get("proxy_id") == f"{pod}.{namespace}"), None)
     if row is None:
         return "NOT CONNECTED"
-    states = {sync_state(row["types"].get(t)) for t in ("CDS", "LDS", "EDS", "RDS")}
+    states = {sync_state(row["types"].get(t)) for t in types}
     if states == {"SYNCED"}:
         return "SYNCED"
     return "/".join(sorted(states))
@@ -82,7 +90,11 @@ def status(state_dir: str, token_file: str | None, output: str) -> None:
     pods = get_json(api, "/runtime/pods")
     syncz = get_json(api, "/debug/syncz")
     for pod in pods["pods"]:
-        pod["sidecar_sync"] = _sidecar_sync(syncz, pod["name"], pod["namespace"])
+        # An ambient pod has no proxy of its own: its node proxy's row shows the sync.
+        ambient = pod.get("dataplane") == "ambient"
+        pod["sidecar_sync"] = (
+            "-" if ambient else _sidecar_sync(syncz, pod["name"], pod["namespace"])
+        )
     if output == "json":
         click.echo(json.dumps(pods, indent=2, sort_keys=True))
         return
@@ -95,6 +107,7 @@ def status(state_dir: str, token_file: str | None, output: str) -> None:
         "READY",
         "PHASE",
         "RESTARTS",
+        "DATAPLANE",
         "SIDECAR",
         "IDENTITY",
         "CERT EXPIRES",
@@ -111,6 +124,7 @@ def status(state_dir: str, token_file: str | None, output: str) -> None:
             "-" if ready is None else ("yes" if ready else "no"),
             pod.get("phase", ""),
             str(pod.get("restarts", 0)),
+            pod.get("dataplane", "sidecar"),
             pod["sidecar_sync"],
             pod.get("identity") or "-",
             _expiry(pod.get("cert_expires")),

@@ -186,6 +186,15 @@ _NETWORK_OPTIONS = [
         help="ADS variant of the proxies: incremental (delta) or State of the World.",
     ),
     click.option(
+        "--dataplane",
+        type=click.Choice(["sidecar", "ambient"]),
+        default="sidecar",
+        show_default=True,
+        help="Default data plane of pods: a sidecar each, or the host's node proxy "
+        "(sidecarless). The label istio.io/dataplane-mode on a Namespace or a pod "
+        "template overrides it.",
+    ),
+    click.option(
         "--explicit-cidr",
         default="127.77.0.0/16",
         show_default=True,
@@ -236,6 +245,7 @@ def _settings(
         cert_ttl_seconds=parse_duration_ms(str(net.get("cert_ttl", "24h"))) // 1000,
         mtls=bool(net.get("mtls", True)),
         xds_protocol="sotw" if net.get("xds_protocol") == "sotw" else "delta",
+        dataplane="ambient" if net.get("dataplane") == "ambient" else "sidecar",
         addons=_addons(net.get("addons")),
         prometheus_port=int(net.get("prometheus_port", 9090)),
         tracing_port=int(net.get("tracing_port", 9411)),
@@ -412,6 +422,8 @@ def _supervisor_argv(settings: RuntimeSettings) -> list[str]:
         "--mtls" if settings.mtls else "--no-mtls",
         "--xds-protocol",
         settings.xds_protocol,
+        "--dataplane",
+        settings.dataplane,
         "--prometheus-port",
         str(settings.prometheus_port),
         "--tracing-port",

@@ -26,6 +26,11 @@ so the many streams of one view cost one generation. Each new composition is
 checked for consistency (``pilotfish.xds.consistency``); violations are kept
 for ``/debug/syncz`` and counted, never raised.
 
+A node proxy (``role: node-proxy``) is generated apart: its configuration is
+``translate.ambient.node_proxy`` of its ``NodeKey`` (the host's ambient pods
+and every service's endpoints, both registrations, so endpoint changes reach
+it), cached by that key for the config generation.
+
 Equal sets are interned by (type, version): two views whose inbound parts
 come out identical (pods of different apps serving the same ports) share one
 object, so their composed sets are one object too and the xDS server encodes
@@ -42,8 +47,10 @@ from pilotfish.ir import Cluster, ClusterLoadAssignment, Listener, RouteConfig
 from pilotfish.model.proxy_view import ClusterKey, EndpointKey, OutboundKey, ProxyView, SecretKey
 from pilotfish.model.snapshot import Snapshot, build_snapshot
 from pilotfish.translate import compose
+from pilotfish.translate.ambient.node_proxy import NodeKey, node_key, node_proxy_config
 from pilotfish.translate.source_match import source_label_keys
 from pilotfish.xds.build import ProtoBuilder
+from pilotfish.xds.build.node_proxy import build_node_proxy
 from pilotfish.xds.build.resources import pack, resource_name
 from pilotfish.xds.build.secrets import build_secret
 from pilotfish.xds.consistency import ConsistencyChecker, Violation
@@ -79,6 +86,7 @@ class MeshGenerator:
         # The shared endpoints with locality-aware overrides, per EndpointKey.
         self._local_endpoints: dict[EndpointKey, ResourceSet] = {}
         self._composed: dict[ProxyView, dict[str, ResourceSet]] = {}
+        self._node_proxies: dict[NodeKey, dict[str, ResourceSet]] = {}
         self._interned: dict[tuple[str, str], ResourceSet] = {}
         # hostname -> (inputs, {cluster name: packed CLA}); reused while inputs are equal.
         self._service_endpoints: dict[str, tuple[object, dict[str, bytes]]] = {}
@@ -113,6 +121,7 @@ class MeshGenerator:
             self._interned.clear()
             self._secrets.clear()
             self._composed.clear()
+            self._node_proxies.clear()
             self._checker.clear()
             # Every connected view is generated again for the new configuration.
             self._violations.clear()
@@ -137,6 +146,8 @@ class MeshGenerator:
 
     def generate(self, view: object) -> Mapping[str, ResourceSet]:
         assert isinstance(view, ProxyView)
+        if view.role == "node-proxy":
+            return self._node_proxy(view)
         cached = self._composed.get(view)
         if cached is not None:
             endpoints = self._endpoints_for(view.endpoint_key)
@@ -171,6 +182,26 @@ class MeshGenerator:
         self._composed[view] = result
         self._check(view, result)
         return result
+
+    def _node_proxy(self, view: ProxyView) -> Mapping[str, ResourceSet]:
+        """A node proxy's sets, by its ``NodeKey`` (see the module docstring)."""
+        key = node_key(self._snapshot, view.node)
+        found = self._node_proxies.get(key)
+        if found is None:
+            self.translations += 1
+            listeners, clusters = build_node_proxy(node_proxy_config(self._snapshot, key))
+            found = {
+                CLUSTER_TYPE: ResourceSet(CLUSTER_TYPE, {c.name: pack(c) for c in clusters}),
+                ENDPOINT_TYPE: ResourceSet(ENDPOINT_TYPE, {}),
+                LISTENER_TYPE: ResourceSet(LISTENER_TYPE, {li.name: pack(li) for li in listeners}),
+                ROUTE_TYPE: ResourceSet(ROUTE_TYPE, {}),
+                SECRET_TYPE: ResourceSet(SECRET_TYPE, {}),
+            }
+            # Only the newest key per node stays: older ones are never asked again.
+            for old in [k for k in self._node_proxies if k.node == key.node]:
+                del self._node_proxies[old]
+            self._node_proxies[key] = found
+        return found
 
     # -- consistency -----------------------------------------------------------------
 

@@ -28,6 +28,7 @@ __all__ = [
     "META_LABELS",
     "META_LOCALITY",
     "META_NAMESPACE",
+    "META_NODE_NAME",
     "META_OUTBOUND_PORT",
     "META_ROLE",
     "META_SERVICE_ACCOUNT",
@@ -42,7 +43,7 @@ __all__ = [
     "SecretKey",
 ]
 
-Role = Literal["sidecar", "gateway"]
+Role = Literal["sidecar", "gateway", "node-proxy"]
 Interception = Literal["REDIRECT", "NONE"]
 
 META_ROLE = "ROLE"
@@ -60,6 +61,8 @@ META_INBOUND_PORT = "INBOUND_PORT"
 META_WORKLOAD_CERTS = "WORKLOAD_CERTS"
 # Where the proxy runs, "region/zone/subzone" (locality load balancing).
 META_LOCALITY = "LOCALITY"
+# The host a node proxy serves (its ambient pods are registered with this name).
+META_NODE_NAME = "NODE_NAME"
 
 
 class NodeMetadataError(ValueError):
@@ -153,6 +156,7 @@ class ProxyView:
     inbound_port: int = 15006
     workload_certs: bool = False
     locality: str = ""
+    node: str = ""  # node proxies: the host whose ambient pods it serves
 
     @property
     def label_map(self) -> dict[str, str]:
@@ -194,8 +198,13 @@ class ProxyView:
     def from_node(cls, metadata: Mapping[str, Any]) -> ProxyView:
         """Build a view from Envoy node metadata (already converted to plain Python)."""
         role = str(metadata.get(META_ROLE, "sidecar"))
-        if role not in ("sidecar", "gateway"):
-            raise NodeMetadataError(f"{META_ROLE} must be 'sidecar' or 'gateway', got {role!r}")
+        if role not in ("sidecar", "gateway", "node-proxy"):
+            raise NodeMetadataError(
+                f"{META_ROLE} must be 'sidecar', 'gateway' or 'node-proxy', got {role!r}"
+            )
+        node = str(metadata.get(META_NODE_NAME, "") or "")
+        if role == "node-proxy" and not node:
+            raise NodeMetadataError(f"a node proxy's metadata needs {META_NODE_NAME}")
         namespace = str(metadata.get(META_NAMESPACE, "") or "")
         if not namespace:
             raise NodeMetadataError(f"node metadata has no {META_NAMESPACE}")
@@ -233,4 +242,5 @@ class ProxyView:
             inbound_port=inbound_port,
             workload_certs=str(metadata.get(META_WORKLOAD_CERTS, "")).lower() == "true",
             locality=str(metadata.get(META_LOCALITY, "") or "").strip("/"),
+            node=node,
         )

@@ -86,6 +86,7 @@ def run_fingerprint(settings: RuntimeSettings) -> dict[str, Any]:
         "cert_ttl_seconds": settings.cert_ttl_seconds,
         "mtls": settings.mtls,
         "xds_protocol": settings.xds_protocol,
+        "dataplane": settings.dataplane,
         "manifests": list(settings.manifests),
         "mesh_config_file": settings.mesh_config_file or "",
         "image_map_file": settings.image_map_file or "",
@@ -112,6 +113,9 @@ def why_not_adopt(previous: MeshState | None, settings: RuntimeSettings) -> str 
     ]
     if changed:
         return "the settings differ from the earlier run: " + ", ".join(changed)
+    if "node-proxy" in previous.gateways:
+        # Ambient pods and their node proxy are started afresh (not adopted yet).
+        return "the earlier run had ambient pods, which are not adopted"
     return None
 
 

@@ -176,8 +176,13 @@ class GatewayProcess:
         clock: Callable[[], float] = time.monotonic,
         drain_duration: float = 2.0,
         xds_protocol: Literal["delta", "sotw"] | None = None,
+        role: Literal["gateway", "node-proxy"] = "gateway",
+        node_name: str = "",
     ) -> None:
         self.spec = spec
+        # A node proxy is supervised like a gateway (``runtime.node_proxy``).
+        self.role = role
+        self._node_name = node_name
         self._drain = drain_duration
         self._xds_protocol = xds_protocol
         self._backoff = backoff
@@ -219,8 +224,11 @@ class GatewayProcess:
     def launch(self) -> AgentLaunch:
         """The gateway's agent, as an ``AgentLaunch``."""
         s = self.spec
+        node_proxy = self.role == "node-proxy"
         return AgentLaunch(
-            role="gateway",
+            role=self.role,
+            node_name=self._node_name or None,
+            pod_tokens_dir=str(self.pod_tokens_dir) if node_proxy else None,
             name=s.agent_name or s.name,
             namespace=s.namespace,
             service_account=self._service_account,
@@ -241,10 +249,17 @@ class GatewayProcess:
             xds_protocol=self._xds_protocol,
         )
 
+    @property
+    def pod_tokens_dir(self) -> Path:
+        """A node proxy's: where the runtime hands over its pods' CA tokens."""
+        return self._proxy_dir / "pod-tokens"
+
     def argv(self) -> list[str]:
         args = self.launch().to_argv([self._python, "-m", "pilotfish.cli.agent"])
         if self._isolation is not None:
-            spec = self._isolation.proxy(self._proxy_dir, gateway=True)
+            spec = self._isolation.proxy(
+                self._proxy_dir, gateway=True, node_proxy=self.role == "node-proxy"
+            )
             args = sandbox_argv(self._python, spec, args)
         return [*self.spec.exec_prefix, *args]
 

@@ -63,11 +63,16 @@ class Isolation:
         workdir = os.path.realpath(os.getcwd())
         return cls(os.path.realpath(state_dir), runtime_reveals(workdir), workdir)
 
-    def proxy(self, proxy_dir: Path, *, gateway: bool = False) -> SandboxSpec:
+    def proxy(
+        self, proxy_dir: Path, *, gateway: bool = False, node_proxy: bool = False
+    ) -> SandboxSpec:
         """The sandbox of a sidecar agent or gateway whose own directory is ``proxy_dir``.
 
         A gateway shares the host's network and may serve ports below 1024 (its
         Gateway servers' ports): it keeps ``CAP_NET_BIND_SERVICE`` and nothing else.
+        The node proxy opens sockets inside ambient pods' network namespaces: it
+        keeps ``CAP_SYS_ADMIN`` (``setns``) and nothing else, and sees namespaces
+        created after it started.
         """
         return SandboxSpec(
             uid=self.proxy_uid,
@@ -76,7 +81,8 @@ class Isolation:
             reveals=(*self.reveals, os.path.realpath(proxy_dir)),
             mask_tmp=True,
             workdir=self.workdir,
-            bind_low_ports=gateway,
+            bind_low_ports=gateway and not node_proxy,
+            enter_netns=node_proxy,
         )
 
     def app(self, user: PodUser, volumes: tuple[tuple[str, str], ...] = ()) -> SandboxSpec:

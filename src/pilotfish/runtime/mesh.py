@@ -52,6 +52,10 @@ from pilotfish.agent.launch import AgentIdentity
 from pilotfish.api.resource import Resource, ResourceKey
 from pilotfish.controlplane.api_token import ApiTokenError
 from pilotfish.controlplane.runner import ControlPlane
+from pilotfish.model.ambient import (
+    DATAPLANE_AMBIENT,
+    HBONE_PORT,
+)
 from pilotfish.model.snapshot import Snapshot
 from pilotfish.runtime import adoption, secret_volumes
 from pilotfish.runtime.addons import AddonError
@@ -72,8 +76,10 @@ from pilotfish.runtime.kube_workloads import images_to_check, not_run_reasons, p
 from pilotfish.runtime.mesh_addons import MeshAddons
 from pilotfish.runtime.mesh_adoption import AdoptionMixin, Pod, net_id
 from pilotfish.runtime.mesh_store import apply_manifests, primary_store
+from pilotfish.runtime.mesh_ambient import AmbientMixin
 from pilotfish.runtime.network.base import CaptureConfig, PodAddress, PodNetwork, ServiceName
 from pilotfish.runtime.network.factory import bridge_address, make_network
+from pilotfish.runtime.node_proxy import AmbientPods, ambient_entry
 from pilotfish.runtime.pod import PodEnv, PodRunner, PodSpec
 from pilotfish.runtime.pod_command import STATUS_PORT
 from pilotfish.runtime.pod_spec import PodSpecError
@@ -99,7 +105,7 @@ class RuntimeStartError(Exception):
     """The mesh did not come up; the message names what is not ready and why."""
 
 
-class MeshRuntime(AdoptionMixin):
+class MeshRuntime(AmbientMixin, AdoptionMixin):
     def __init__(
         self, settings: RuntimeSettings, progress: Callable[[str], None] | None = None
     ) -> None:
@@ -139,11 +145,22 @@ class MeshRuntime(AdoptionMixin):
         self._podman, self._containers = container_support(
             settings.container_runtime, settings.mode, settings.state_dir
         )
+        # The host's node proxy, started with the first ambient pod (``runtime.node_proxy``).
+        self.ambient = AmbientPods(
+            self._node_proxy_process,
+            self._ca_token,
+            self._node_proxy_started,
+            free_port,
+            self.isolation,
+        )
+        self._ambient_pods: set[tuple[str, str]] = set()
 
     # -- lifecycle ---------------------------------------------------------------
 
     async def start(self) -> None:
         s = self.settings
+        if s.dataplane == DATAPLANE_AMBIENT and (why := self._ambient_impossible()):
+            raise RuntimeStartError(why)
         s.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # holds the API token
         if self.isolation is not None:
             self.isolation.lock_state_dir()
@@ -443,7 +460,7 @@ class MeshRuntime(AdoptionMixin):
         self._not_run = set(reasons)
         self._state.not_run = reasons  # for a detached ``up`` to print
 
-    def _runner(self, spec: PodSpec, address: PodAddress) -> PodRunner:
+    def _runner(self, spec: PodSpec, address: PodAddress, ambient: bool = False) -> PodRunner:
         """The pod's runner; raises ``PodSpecError`` for ids the pod may not run as."""
         env = PodEnv(
             address=address,
@@ -452,8 +469,9 @@ class MeshRuntime(AdoptionMixin):
             log_dir=self.settings.log_dir,
             work_dir=self.settings.work_dir,
             python=sys.executable,
-            identity=self._identity(spec.local_id),
+            identity=None if ambient else self._identity(spec.local_id),
             isolation=self.isolation,
+            ambient=ambient,
             app_user=self._users.user_for(spec) if self._users is not None else None,
             # Mesh config ``defaultConfig.drainDuration``, else the agent's default.
             agent_args=("--drain-duration", str(self._proxy_drain)) if self._proxy_drain else (),
@@ -502,9 +520,19 @@ class MeshRuntime(AdoptionMixin):
             log.error("pod %s cannot start: %s", name, exc)
             self._progress(f"pod {name} cannot start: {exc}")
             return
+        ambient = self._is_ambient(spec)
+        if ambient and capture is not None:
+            # The node proxy's HBONE listener in the pod is reached directly.
+            capture = CaptureConfig(
+                exclude_inbound_ports=(HBONE_PORT, *capture.exclude_inbound_ports),
+                exclude_outbound_cidrs=capture.exclude_outbound_cidrs,
+            )
         address = self.network.create_pod(net_id(namespace, name), capture)
-        self._register_identity(spec.namespace, spec.service_account, spec.local_id)
-        runner = self._runner(spec, address)
+        if ambient:
+            await self._enrol_ambient(key, spec, address)
+        else:
+            self._register_identity(spec.namespace, spec.service_account, spec.local_id)
+        runner = self._runner(spec, address, ambient)
         pod = Pod(key, adoption.workload_hash(workload), runner, address.ip, address.netns)
         self.pods[key] = pod
         self._state.pods[f"{namespace}/{name}"] = {
@@ -529,6 +557,9 @@ class MeshRuntime(AdoptionMixin):
         namespace, name = pod.key
         with contextlib.suppress(KeyError):
             self.registrations.delete(ResourceKey("WorkloadEntry", namespace, name))
+        if pod.key in self._ambient_pods:
+            self._ambient_pods.discard(pod.key)
+            self.ambient.withdraw_token(pod.runner.spec)
         if self.cp is not None:
             self.cp.forget_workload(pod.runner.spec.local_id)
         try:
@@ -546,6 +577,15 @@ class MeshRuntime(AdoptionMixin):
             return
         spec = pod.runner.spec
         key = ResourceKey("WorkloadEntry", spec.namespace, spec.name)
+        if pod_key in self._ambient_pods:
+            # Un-ready, an ambient pod stays registered without labels: its node
+            # proxy keeps its listeners, no Service selects it.
+            assert pod.netns is not None
+            entry = ambient_entry(spec, pod.ip, pod.netns, self.ambient.node, ready=ready)
+            self.registrations.apply(entry)
+            if ready:
+                self._progress(f"pod {spec.name} ready (ambient)")
+            return
         if ready:
             ports = {p.name: p.container_port for p in spec.ports if p.name}
             labels = dict(spec.labels)
@@ -668,7 +708,11 @@ class MeshRuntime(AdoptionMixin):
         identities = identities_by_owner(self.cp.issued_identities() if self.cp else [])
         ready = gateways_ready or {}
         rows = [
-            pod_row(pod.runner.status(), identities.get(pod.runner.spec.local_id))
+            pod_row(
+                pod.runner.status(),
+                identities.get(pod.runner.spec.local_id),
+                "ambient" if pod.key in self._ambient_pods else "sidecar",
+            )
             for pod in sorted(self.pods.values(), key=lambda p: p.key)
         ]
         rows += [

@@ -93,6 +93,9 @@ class PodEnv:
     podman: Podman | None = None
     # The app's Secret volumes: (host directory, mount path), mounted by its sandbox.
     volumes: tuple[tuple[str, str], ...] = ()
+    # Sidecarless: the host's node proxy carries the pod's traffic, and the pod's
+    # "sidecar" is only its readiness process (``runtime.ambient_pod``).
+    ambient: bool = False
 
     @property
     def ip(self) -> str:
@@ -185,8 +188,23 @@ def agent_launch(spec: PodSpec, env: PodEnv, app_ports: Mapping[int, int]) -> Ag
     )
 
 
+def ambient_pod_argv(spec: PodSpec, env: PodEnv) -> list[str]:
+    """An ambient pod's readiness process (``runtime.ambient_pod``), in place of a sidecar."""
+    argv = [env.python, "-m", "pilotfish.runtime.ambient_pod", "--name", spec.name]
+    argv += ["--health-bind", "0.0.0.0", "--health-port", str(HEALTH_PORT)]
+    if spec.readiness is not None:
+        argv += ["--app-probe", spec.readiness.app_probe().flag()]
+    return argv
+
+
 def agent_argv(spec: PodSpec, env: PodEnv, app_ports: Mapping[int, int]) -> list[str]:
-    """The sidecar agent's full command line, ``exec_prefix`` included."""
+    """The sidecar agent's full command line, ``exec_prefix`` included (for an
+    ambient pod: its readiness process)."""
+    if env.ambient:
+        argv = ambient_pod_argv(spec, env)
+        if env.isolation is not None:
+            argv = sandbox_argv(env.python, env.isolation.proxy(env.proxy_dir(spec.local_id)), argv)
+        return [*env.address.exec_prefix, *argv]
     argv = agent_launch(spec, env, app_ports).to_argv([env.python, "-m", "pilotfish.cli.agent"])
     if env.isolation is not None:
         proxy_dir = env.proxy_dir(spec.local_id)

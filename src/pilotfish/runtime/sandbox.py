@@ -38,7 +38,12 @@ Theory of operation:
    setuid binary or file capability can give any of it back. The one
    exception is ``--bind-low-ports`` (gateways, which share the host's
    network): ``CAP_NET_BIND_SERVICE`` alone is kept as an ambient capability
-   so ports below 1024 can be served, as Istio's gateways do.
+   so ports below 1024 can be served, as Istio's gateways do. The other is
+   ``--enter-netns`` (the node proxy, which opens listeners and connections
+   inside ambient pods' network namespaces): ``CAP_SYS_ADMIN`` alone is kept,
+   which ``setns`` needs, and the mount namespace is a *slave* of the host's
+   instead of private, so namespaces bound under ``/run/netns`` after it
+   started appear in it (its own mounts still never reach the host).
 4. ``execvpe`` the command: the pid stays the one the runtime recorded.
 
 Nothing here forks; an error exits with status 126 and a one-line message on
@@ -77,6 +82,8 @@ _PR_SET_KEEPCAPS = 8
 _PR_CAP_AMBIENT = 47
 _PR_CAP_AMBIENT_RAISE = 2
 _CAP_NET_BIND_SERVICE = 10
+_CAP_SYS_ADMIN = 21
+_MS_SLAVE = 0x80000
 _CAPABILITY_VERSION_3 = 0x20080522
 _EXIT_SANDBOX_FAILED = 126
 
@@ -102,6 +109,8 @@ class SandboxSpec:
     mask_tmp: bool = False
     workdir: str | None = None
     bind_low_ports: bool = False
+    # Keep CAP_SYS_ADMIN and follow the host's mounts (the node proxy; see above).
+    enter_netns: bool = False
     # (source directory, mount path) pairs: ``source`` bound onto ``mount path``.
     volumes: tuple[tuple[str, str], ...] = ()
 
@@ -289,6 +298,8 @@ def sandbox_argv(python: str, spec: SandboxSpec, command: Sequence[str]) -> list
         argv += ["--workdir", spec.workdir]
     if spec.bind_low_ports:
         argv.append("--bind-low-ports")
+    if spec.enter_netns:
+        argv.append("--enter-netns")
     for source, target in spec.volumes:
         argv += ["--volume", f"{source}:{target}"]
     return [*argv, "--", *command]
@@ -378,26 +389,26 @@ class _CapData(ctypes.Structure):
     )
 
 
-def _keep_only_bind_service(libc: ctypes.CDLL) -> None:
-    """After setuid with KEEPCAPS: CAP_NET_BIND_SERVICE alone, ambient so exec keeps it."""
-    bit = 1 << _CAP_NET_BIND_SERVICE
+def _keep_only(libc: ctypes.CDLL, capability: int) -> None:
+    """After setuid with KEEPCAPS: ``capability`` alone, ambient so exec keeps it."""
+    bit = 1 << capability
     header = _CapHeader(_CAPABILITY_VERSION_3, 0)
     data = (_CapData * 2)(_CapData(bit, bit, bit), _CapData(0, 0, 0))
-    _check(libc.capset(ctypes.byref(header), data), "capset(net_bind_service)")
+    _check(libc.capset(ctypes.byref(header), data), f"capset({capability})")
     _check(
-        libc.prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_RAISE, _CAP_NET_BIND_SERVICE, 0, 0),
-        "prctl(ambient net_bind_service)",
+        libc.prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_RAISE, capability, 0, 0),
+        f"prctl(ambient {capability})",
     )
 
 
-def _drop_privileges(libc: ctypes.CDLL, uid: int, gid: int, bind_low_ports: bool) -> None:
+def _drop_privileges(libc: ctypes.CDLL, uid: int, gid: int, keep: int | None) -> None:
     os.setgroups([])
     os.setresgid(gid, gid, gid)
-    if bind_low_ports:
+    if keep is not None:
         _check(libc.prctl(_PR_SET_KEEPCAPS, 1, 0, 0, 0), "prctl(keepcaps)")
     os.setresuid(uid, uid, uid)
-    if bind_low_ports:
-        _keep_only_bind_service(libc)
+    if keep is not None:
+        _keep_only(libc, keep)
     _check(libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(no_new_privs)")
     if os.getuid() != uid or os.getgid() != gid or os.getgroups():
         raise SandboxError("privileges were not dropped")
@@ -410,9 +421,14 @@ def enter(spec: SandboxSpec) -> None:
     libc = _libc()
     reveals, ops = plan(spec)
     _check(libc.unshare(_CLONE_NEWNS), "unshare(mount namespace)")
-    _mount(libc, None, "/", None, _MS_REC | _MS_PRIVATE)
+    _mount(libc, None, "/", None, _MS_REC | (_MS_SLAVE if spec.enter_netns else _MS_PRIVATE))
     _apply(libc, reveals, ops)
-    _drop_privileges(libc, spec.uid, spec.gid, spec.bind_low_ports)
+    keep = None
+    if spec.enter_netns:
+        keep = _CAP_SYS_ADMIN
+    elif spec.bind_low_ports:
+        keep = _CAP_NET_BIND_SERVICE
+    _drop_privileges(libc, spec.uid, spec.gid, keep)
     if spec.workdir:
         try:
             os.chdir(spec.workdir)
@@ -434,6 +450,7 @@ def _parse(argv: Sequence[str]) -> tuple[SandboxSpec, list[str]]:
     parser.add_argument("--mask-tmp", action="store_true")
     parser.add_argument("--workdir")
     parser.add_argument("--bind-low-ports", action="store_true")
+    parser.add_argument("--enter-netns", action="store_true")
     parser.add_argument("--volume", action="append", default=[], metavar="SRC:DST")
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
@@ -454,6 +471,7 @@ def _parse(argv: Sequence[str]) -> tuple[SandboxSpec, list[str]]:
         mask_tmp=args.mask_tmp,
         workdir=args.workdir,
         bind_low_ports=args.bind_low_ports,
+        enter_netns=args.enter_netns,
         volumes=tuple(_volume(v, parser) for v in args.volume),
     )
     return spec, command

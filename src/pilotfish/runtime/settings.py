@@ -47,6 +47,8 @@ class RuntimeSettings:
     mtls: bool = True  # run the mesh CA and give every proxy a workload identity
     # ADS variant of every proxy: incremental (as Istio's default) or State of the World.
     xds_protocol: Literal["delta", "sotw"] = "delta"
+    # Pods' default data plane: a sidecar each, or the host's node proxy (ambient).
+    dataplane: Literal["sidecar", "ambient"] = "sidecar"
     # Mesh config file (``--mesh-config``), read by the control plane at start; its
     # trustDomain is already reflected in ``trust_domain``.
     mesh_config_file: str | None = None

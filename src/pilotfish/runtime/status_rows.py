@@ -26,9 +26,13 @@ def _identity(record: IssuedRecord | None) -> dict[str, Any]:
     }
 
 
-def pod_row(status: PodStatus, record: IssuedRecord | None) -> dict[str, Any]:
-    """A pod's row: its status, with ``gateway`` False and its identity."""
-    return {**status.to_json(), "gateway": False, **_identity(record)}
+def pod_row(
+    status: PodStatus, record: IssuedRecord | None, dataplane: str = "sidecar"
+) -> dict[str, Any]:
+    """A pod's row: its status, with ``gateway`` False, its data-plane mode (``sidecar``
+    or ``ambient``: no sidecar, the node proxy carries its traffic) and its identity.
+    An ambient pod's identity is the one the CA issued to the node proxy for it."""
+    return {**status.to_json(), "gateway": False, "dataplane": dataplane, **_identity(record)}
 
 
 def gateway_row(
@@ -53,6 +57,7 @@ def gateway_row(
         "last_exit_code": None,
         "message": "" if running else "gateway agent not running (restarting)",
         "gateway": True,
+        "dataplane": gateway.role,
         **_identity(record),
     }
 

@@ -192,7 +192,12 @@ def secret_part(snapshot: Snapshot, key: SecretKey) -> tuple[ir.CredentialSecret
 
 
 def compose(snapshot: Snapshot, view: ProxyView) -> ir.ProxyConfig:
-    """Everything ``view`` receives from the control plane, as IR."""
+    """Everything ``view`` receives from the control plane, as IR.
+
+    A node proxy's configuration is not of this shape: it is
+    ``translate.ambient.node_proxy`` (its ``ProxyConfig`` here is empty)."""
+    if view.role == "node-proxy":
+        return ir.ProxyConfig()
     keys = part_keys(snapshot, view)
     out = outbound_part(snapshot, keys.outbound) if keys.outbound is not None else None
     local = local_part(snapshot, keys.local)

@@ -60,6 +60,7 @@ def test_same_settings_of_a_ready_run_are_adoptable() -> None:
         (_previous(phase="failed"), "was failed"),
         (_previous(phase="starting"), "was starting"),
         (_previous(version=0), "another version"),
+        (_previous(gateways={"node-proxy": {}}), "ambient pods"),
     ],
 )
 def test_runs_that_cannot_be_adopted(previous: MeshState | None, reason: str) -> None:

@@ -212,3 +212,10 @@ def test_transparent_network_adopts_without_touching_the_host(tmp_path: Path) ->
     assert net.resources().host_veths == [veth_name(address.netns)]
     with pytest.raises(ValueError, match="is gone"):
         net.adopt_pod("gone")
+
+
+def test_a_pods_mac_follows_its_address_so_a_reused_address_keeps_it() -> None:
+    from pilotfish.runtime.network.transparent import pod_mac
+
+    assert pod_mac("198.18.240.9") == "02:50:c6:12:f0:09"
+    assert pod_mac("198.18.240.9") != pod_mac("198.18.240.10")

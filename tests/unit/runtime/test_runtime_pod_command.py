@@ -220,3 +220,25 @@ def test_confined_app_needs_a_user(tmp_path: Path) -> None:
     env = PodEnv(**{**{f: getattr(env, f) for f in env.__dataclass_fields__}, "app_user": None})
     with pytest.raises(ValueError, match="needs an app user"):
         app_argv(SPEC, env)
+
+
+def test_an_ambient_pod_runs_its_readiness_process_instead_of_a_sidecar(tmp_path: Path) -> None:
+    import dataclasses
+
+    env = dataclasses.replace(
+        _env("transparent", tmp_path, ("ip", "netns", "exec", "pf-reviews-0")), ambient=True
+    )
+    argv = agent_argv(SPEC, env, allocate_app_ports(SPEC, env))
+    assert argv[:7] == [
+        "ip",
+        "netns",
+        "exec",
+        "pf-reviews-0",
+        "/venv/bin/python",
+        "-m",
+        "pilotfish.runtime.ambient_pod",
+    ]
+    assert "pilotfish.cli.agent" not in argv  # no sidecar agent, no Envoy
+    assert _flags(argv, "--health-port") == ["15021"]
+    if SPEC.readiness is not None:
+        assert _flags(argv, "--app-probe") == [SPEC.readiness.app_probe().flag()]

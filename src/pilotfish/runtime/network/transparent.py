@@ -38,12 +38,19 @@ from .commands import CommandError, Runner, run_command
 from .host import IFNAMSIZ, RULE_COMMENT, cleanup_leftovers, link_exists, list_netns, veth_name
 from .names import NETNS_ETC, hosts_file, resolv_conf, write_in_place
 
-__all__ = ["TransparentNetwork", "netns_name", "veth_name"]
+__all__ = ["TransparentNetwork", "netns_name", "pod_mac", "veth_name"]
 
 _NETNS_MAX = 63
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 _UNPRIVILEGED_PORTS = "/proc/sys/net/ipv4/ip_unprivileged_port_start"
 _BR_NF_CALL_IPTABLES = Path("/proc/sys/net/bridge/bridge-nf-call-iptables")
+
+
+def pod_mac(ip: str) -> str:
+    """The MAC address of the pod holding IPv4 ``ip``: locally administered
+    (``02:``), then a fixed byte and the address's four bytes."""
+    octets = [int(part) for part in ip.split(".")]
+    return "02:50:" + ":".join(f"{o:02x}" for o in octets)
 
 
 def _short_hash(text: str) -> str:
@@ -194,7 +201,12 @@ class TransparentNetwork:
         if link_exists(veth, self._run):
             # A stale pair from an earlier run: start from a clean pair.
             self._run(["ip", "link", "del", veth])
-        self._run(["ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns])
+        # The pod's MAC is derived from its address: an address freed by a pod and
+        # given to the next one keeps its MAC, so neighbours' ARP entries for it
+        # stay right (a fresh random MAC would be unreachable from them until their
+        # entries expire, some 30 s, timing connections out meanwhile).
+        peer = ["peer", "name", "eth0", "netns", ns, "address", pod_mac(ip)]
+        self._run(["ip", "link", "add", veth, "type", "veth", *peer])
         self._run(["ip", "link", "set", veth, "master", self.bridge, "up"])
         in_ns = ["ip", "-n", ns]
         self._run([*in_ns, "link", "set", "lo", "up"])

@@ -26,7 +26,8 @@ from typing import Any
 from cryptography import x509
 
 from pilotfish.ca.identity import uri_sans
-from pilotfish.model.proxy_view import META_NAMESPACE, META_SERVICE_ACCOUNT
+from pilotfish.model.ambient import NODE_PROXY_NAMESPACE, NODE_PROXY_SERVICE_ACCOUNT
+from pilotfish.model.proxy_view import META_NAMESPACE, META_ROLE, META_SERVICE_ACCOUNT
 
 __all__ = ["PeerInfo", "authorize_node", "peer_from_auth_context"]
 
@@ -76,6 +77,12 @@ def authorize_node(
         return "xDS on the mTLS port requires a client certificate issued by the mesh CA"
     namespace = str(metadata.get(META_NAMESPACE, "") or "")
     account = str(metadata.get(META_SERVICE_ACCOUNT, "") or "default")
+    if str(metadata.get(META_ROLE, "")) == "node-proxy" and (
+        namespace != NODE_PROXY_NAMESPACE or account != NODE_PROXY_SERVICE_ACCOUNT
+    ):
+        # A node proxy's configuration names every ambient pod of its host: only
+        # the node proxy's own identity may ask for it.
+        return f"only {NODE_PROXY_NAMESPACE}/{NODE_PROXY_SERVICE_ACCOUNT} may act as a node proxy"
     expected = f"spiffe://{trust_domain}/ns/{namespace}/sa/{account}"
     if expected not in peer.uri_sans:
         presented = ", ".join(peer.uri_sans) or "no URI SAN"

@@ -1,0 +1,125 @@
+"""The ambient-pod steps of ``MeshRuntime`` (see ``runtime.node_proxy``).
+
+Which pods are ambient, the node proxy's process, and a new ambient pod's
+enrolment with it; the runtime calls these from its pod and start paths.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable
+
+from pilotfish.agent.launch import AgentIdentity
+from pilotfish.controlplane.runner import ControlPlane
+from pilotfish.model.ambient import (
+    DATAPLANE_AMBIENT,
+    NODE_PROXY_NAMESPACE,
+    NODE_PROXY_SERVICE_ACCOUNT,
+)
+from pilotfish.runtime.gateways import GatewayProcess, GatewaySpec
+from pilotfish.runtime.isolation import Isolation
+from pilotfish.runtime.network.base import PodAddress
+from pilotfish.runtime.node_proxy import AmbientPods, ambient_entry
+from pilotfish.runtime.pod_spec import PodSpec
+from pilotfish.runtime.settings import RuntimeSettings
+from pilotfish.store import MemoryStore
+from pilotfish.translate.ambient.pods import dataplane_mode
+
+__all__ = ["AmbientMixin"]
+
+log = logging.getLogger("pilotfish.runtime")
+
+
+class AmbientMixin:
+    """Ambient steps of ``MeshRuntime``; the attributes below are the runtime's."""
+
+    settings: RuntimeSettings
+    cp: ControlPlane | None
+    isolation: Isolation | None
+    registrations: MemoryStore
+    gateways: list[GatewayProcess]
+    ambient: AmbientPods
+    _ambient_pods: set[tuple[str, str]]
+    _proxy_drain: float | None
+    _progress: Callable[[str], None]
+
+    @property
+    def xds_address(self) -> str:
+        raise NotImplementedError
+
+    def _register_identity(self, namespace: str, service_account: str, owner: str) -> None:
+        raise NotImplementedError
+
+    def _identity(self, owner: str) -> AgentIdentity | None:
+        raise NotImplementedError
+
+    def _save(self) -> None:
+        raise NotImplementedError
+
+    def _ambient_impossible(self) -> str | None:
+        """Why ``--dataplane ambient`` cannot run here, or None."""
+        s = self.settings
+        if s.mode != "transparent" or not s.mtls or os.geteuid() != 0:
+            return (
+                "ambient pods need transparent mode, the mesh CA (--mtls) and root: "
+                "the node proxy opens listeners inside pods' network namespaces"
+            )
+        return None
+
+    def _is_ambient(self, spec: PodSpec) -> bool:
+        assert self.cp is not None
+        namespace_labels = self.cp.snapshot.namespace_labels(spec.namespace)
+        mode = dataplane_mode(self.settings.dataplane, namespace_labels, dict(spec.labels))
+        if mode != DATAPLANE_AMBIENT:
+            return False
+        if self.settings.mode != "transparent" or not self.settings.mtls or self.isolation is None:
+            log.warning(
+                "pod %s asks for ambient mode, which needs transparent mode, "
+                "--mtls and root; it runs with a sidecar",
+                spec.name,
+            )
+            return False
+        return True
+
+    def _ca_token(self, namespace: str, service_account: str, owner: str) -> str | None:
+        assert self.cp is not None
+        return self.cp.register_workload_token(namespace, service_account, owner)
+
+    def _node_proxy_process(self, spec: GatewaySpec) -> GatewayProcess:
+        self._register_identity(spec.namespace, NODE_PROXY_SERVICE_ACCOUNT, spec.name)
+        s = self.settings
+        return GatewayProcess(
+            spec,
+            self.xds_address,
+            s.log_dir,
+            s.work_dir,
+            sys.executable,
+            identity=self._identity(spec.name),
+            service_account=NODE_PROXY_SERVICE_ACCOUNT,
+            on_processes_changed=self._save,
+            drain_duration=self._proxy_drain or 2.0,
+            isolation=self.isolation,
+            xds_protocol=s.xds_protocol,
+            role="node-proxy",
+            node_name=self.ambient.node,
+        )
+
+    def _node_proxy_started(self, process: GatewayProcess) -> None:
+        self.gateways.append(process)
+        self._progress(f"node proxy started for ambient pods ({NODE_PROXY_NAMESPACE})")
+        self._save()
+
+    async def _enrol_ambient(
+        self, key: tuple[str, str], spec: PodSpec, address: PodAddress
+    ) -> None:
+        """Register the pod with the node proxy (entry without labels, CA token),
+        starting the node proxy if this is the host's first ambient pod."""
+        assert address.netns is not None
+        self._ambient_pods.add(key)
+        self.registrations.apply(
+            ambient_entry(spec, address.ip, address.netns, self.ambient.node, ready=False)
+        )
+        await self.ambient.ensure_started()
+        self.ambient.hand_token(spec)

@@ -1,0 +1,1 @@
+"""Translation for sidecarless (ambient) pods: the node proxy's composition."""

@@ -1,0 +1,251 @@
+"""The node proxy's generated configuration: which pods and destinations it
+serves, the identities it presents, the policies on its HBONE and inbound
+listeners, checked against a golden file and validated by the real Envoy."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from envoy.config.bootstrap.v3 import bootstrap_pb2
+from google.protobuf import json_format
+
+from envoy_validate import validate
+from golden import assert_golden
+from pilotfish.api.loader import load_text
+from pilotfish.model.snapshot import Snapshot, build_snapshot
+from pilotfish.translate.ambient.node_proxy import node_key, node_proxy_config
+from pilotfish.translate.ambient.pods import dataplane_mode
+from pilotfish.xds.build.node_proxy import build_node_proxy
+
+GOLDEN = Path(__file__).parent.parent.parent / "testdata" / "ambient" / "node-proxy.yaml"
+
+
+def _entry(name: str, ip: str, sa: str, labels: dict[str, str], *, node: str, ready: bool) -> str:
+    notes = {
+        "pilotfish.io/node": node,
+        "pilotfish.io/netns": f"pf-{name}",
+        "pilotfish.io/pod-labels": json.dumps(labels),
+        "pilotfish.io/pod-ports": json.dumps([9080]),
+    }
+    shown = {**labels, "istio.io/dataplane-mode": "ambient"} if ready else {}
+    return f"""
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata:
+  name: {name}
+  namespace: default
+  labels: {json.dumps(shown)}
+  annotations: {json.dumps(notes)}
+spec: {{address: {ip}, serviceAccount: {sa}, labels: {json.dumps(shown)}}}
+"""
+
+
+MESH = """
+apiVersion: v1
+kind: Service
+metadata: {name: reviews, namespace: default}
+spec:
+  selector: {app: reviews}
+  ports: [{name: http, port: 9080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: ratings, namespace: default}
+spec:
+  selector: {app: ratings}
+  ports: [{name: http, port: 9080}]
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: ratings-sidecar, namespace: default}
+spec:
+  address: 198.18.0.9
+  serviceAccount: bookinfo-ratings
+  labels: {app: ratings, security.istio.io/tlsMode: istio}
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: istio-system}
+spec: {mtls: {mode: STRICT}}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: no-productpage, namespace: default}
+spec:
+  selector: {matchLabels: {app: reviews}}
+  action: DENY
+  rules:
+  - from: [{source: {principals: [cluster.local/ns/default/sa/bookinfo-productpage]}}]
+"""
+MESH += _entry(
+    "reviews-v1-0", "198.18.0.5", "bookinfo-reviews", {"app": "reviews"}, node="n1", ready=True
+)
+MESH += _entry(
+    "productpage-v1-0",
+    "198.18.0.4",
+    "bookinfo-productpage",
+    {"app": "productpage"},
+    node="n1",
+    ready=False,
+)
+MESH += _entry(
+    "details-v1-0", "198.18.0.6", "bookinfo-details", {"app": "details"}, node="n2", ready=True
+)
+
+
+def snapshot(text: str) -> Snapshot:
+    result = load_text(text, "inline.yaml")
+    errors = [d for d in result.diagnostics if d.is_error]
+    assert not errors, errors
+    return build_snapshot(result.resources, 1, service_cidr="198.19.0.0/16")
+
+
+def test_node_proxy_serves_exactly_its_hosts_ambient_pods() -> None:
+    key = node_key(snapshot(MESH), "n1")
+    assert [p.name for p in key.pods] == ["productpage-v1-0", "reviews-v1-0"]
+    assert [p.name for p in node_key(snapshot(MESH), "n2").pods] == ["details-v1-0"]
+
+
+def test_destinations_tunnel_to_ambient_pods_and_fall_back_to_sidecar_mtls() -> None:
+    snap = snapshot(MESH)
+    config = node_proxy_config(snap, node_key(snap, "n1"))
+    pod = config.pods[0]
+    assert pod.identity == "spiffe://cluster.local/ns/default/sa/bookinfo-productpage"
+    by_host = {d.cluster.split("|")[2]: d for d in pod.outbound}
+    reviews = by_host["reviews.default.svc.cluster.local"]
+    # Only the ready pod is an endpoint; it is reached on its HBONE port.
+    assert reviews.hbone and [(u.address, u.port) for u in reviews.upstreams] == [
+        ("198.18.0.5", 15008)
+    ]
+    assert reviews.authority == "reviews.default.svc.cluster.local:9080"
+    ratings = by_host["ratings.default.svc.cluster.local"]
+    assert not ratings.hbone and [(u.address, u.port) for u in ratings.upstreams] == [
+        ("198.18.0.9", 9080)
+    ]
+
+
+def test_policies_reach_the_destination_pod_only() -> None:
+    snap = snapshot(MESH)
+    pods = {p.name: p for p in node_proxy_config(snap, node_key(snap, "n1")).pods}
+    (reviews_port,) = pods["reviews-v1-0"].inbound
+    assert reviews_port.mtls == "STRICT"
+    assert [p.name for p in reviews_port.authz] == ["default/no-productpage"]
+    assert pods["productpage-v1-0"].inbound[0].authz == ()
+
+
+def test_generated_config_is_golden_and_valid_for_envoy(
+    tmp_path: Path, update_golden: bool
+) -> None:
+    snap = snapshot(MESH)
+    listeners, clusters = build_node_proxy(node_proxy_config(snap, node_key(snap, "n1")))
+    assert_golden(GOLDEN, {"listeners": listeners, "clusters": clusters}, update_golden)
+    bootstrap = bootstrap_pb2.Bootstrap()
+    json_format.ParseDict(
+        {
+            "node": {"id": "node-proxy.istio-system", "cluster": "node-proxy"},
+            "static_resources": {
+                "clusters": [
+                    {
+                        "name": "sds-grpc",
+                        "type": "STATIC",
+                        "typed_extension_protocol_options": {
+                            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                                "@type": "type.googleapis.com/"
+                                "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                                "explicit_http_config": {"http2_protocol_options": {}},
+                            }
+                        },
+                        "load_assignment": {
+                            "cluster_name": "sds-grpc",
+                            "endpoints": [
+                                {
+                                    "lb_endpoints": [
+                                        {
+                                            "endpoint": {
+                                                "address": {"pipe": {"path": "/tmp/none.sock"}}
+                                            }
+                                        }
+                                    ]
+                                }
+                            ],
+                        },
+                    }
+                ]
+            },
+        },
+        bootstrap,
+    )
+    bootstrap.static_resources.listeners.extend(listeners)
+    bootstrap.static_resources.clusters.extend(clusters)
+    assert validate({"node-proxy": bootstrap}, tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("default", "namespace", "pod", "expected"),
+    [
+        ("sidecar", {}, {}, "sidecar"),
+        ("ambient", {}, {}, "ambient"),
+        ("sidecar", {"istio.io/dataplane-mode": "ambient"}, {}, "ambient"),
+        ("ambient", {"istio.io/dataplane-mode": "none"}, {}, "sidecar"),
+        (
+            "sidecar",
+            {"istio.io/dataplane-mode": "ambient"},
+            {"istio.io/dataplane-mode": "none"},
+            "sidecar",
+        ),
+        ("sidecar", {}, {"istio.io/dataplane-mode": "ambient"}, "ambient"),
+    ],
+)
+def test_dataplane_mode_pod_label_then_namespace_then_default(
+    default: str, namespace: dict[str, str], pod: dict[str, str], expected: str
+) -> None:
+    assert dataplane_mode(default, namespace, pod) == expected
+
+
+def test_generator_regenerates_a_node_proxy_when_its_pods_change() -> None:
+    from pilotfish.controlplane.generator import MeshGenerator
+    from pilotfish.xds.types import LISTENER_TYPE
+
+    generator = MeshGenerator()
+    first = snapshot(MESH)
+    generator.set_snapshot(first)
+    view = generator.view_of(
+        "node-proxy.istio-system",
+        {"ROLE": "node-proxy", "NAMESPACE": "istio-system", "NODE_NAME": "n1"},
+    )
+    names = sorted(generator.generate(view)[LISTENER_TYPE].resources)
+    assert "ambient_hbone|reviews-v1-0.default" in names
+    extra = _entry(
+        "ratings-v1-0", "198.18.0.7", "bookinfo-ratings", {"app": "x"}, node="n1", ready=False
+    )
+    result = load_text(MESH + extra, "inline.yaml")
+    generator.set_snapshot(build_snapshot(result.resources, 2, first, service_cidr="198.19.0.0/16"))
+    after = sorted(generator.generate(view)[LISTENER_TYPE].resources)
+    assert set(after) - set(names) == {
+        "ambient_outbound|ratings-v1-0.default",
+        "ambient_inbound|ratings-v1-0.default",
+        "ambient_hbone|ratings-v1-0.default",
+    }
+
+
+def test_the_hbone_listener_reports_istio_tcp_metrics_with_the_pods_labels() -> None:
+    from pilotfish.packed_labels import unpack
+
+    snap = snapshot(MESH)
+    listeners, _ = build_node_proxy(node_proxy_config(snap, node_key(snap, "n1")))
+    hbone = next(li for li in listeners if li.name == "ambient_hbone|reviews-v1-0.default")
+    data = json_format.MessageToDict(hbone, preserving_proto_field_name=True)
+    hcm = data["filter_chains"][0]["filters"][0]["typed_config"]
+    packed = [
+        counter["stat"]["tags"][0]["value_format"]
+        for log in hcm["access_log"]
+        for counter in log["typed_config"]["counters"]
+    ]
+    labels = dict(unpack(packed[0], {}))
+    assert labels["reporter"] == "destination"
+    assert labels["destination_workload"] == "reviews-v1-0"
+    assert labels["destination_app"] == "reviews"
+    assert labels["source_principal"] == "%DOWNSTREAM_PEER_URI_SAN%"
