@@ -75,8 +75,8 @@ from pilotfish.runtime.isolation import Isolation, copy_public, write_owned
 from pilotfish.runtime.kube_workloads import images_to_check, not_run_reasons, plan_workloads
 from pilotfish.runtime.mesh_addons import MeshAddons
 from pilotfish.runtime.mesh_adoption import AdoptionMixin, Pod, net_id
-from pilotfish.runtime.mesh_store import apply_manifests, primary_store
 from pilotfish.runtime.mesh_ambient import AmbientMixin
+from pilotfish.runtime.mesh_store import apply_manifests, primary_store
 from pilotfish.runtime.network.base import CaptureConfig, PodAddress, PodNetwork, ServiceName
 from pilotfish.runtime.network.factory import bridge_address, make_network
 from pilotfish.runtime.node_proxy import AmbientPods, ambient_entry
