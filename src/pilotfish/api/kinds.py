@@ -49,11 +49,13 @@ __all__ = [
     "PREFERRED_API_VERSION",
     "SHORT_NAMES",
     "TOP_LEVEL_SPEC_FIELDS",
+    "UNAPPLIED_ISTIO_KINDS",
     "api_group",
     "is_ignored_kind",
     "kind_for_plural",
     "plural",
     "resolve_document_kind",
+    "unapplied_istio_kind",
 ]
 
 _NETWORKING: Final = frozenset(
@@ -268,6 +270,34 @@ NON_MESH_KUBERNETES_KINDS: Final = frozenset(
         "NetworkPolicy",
     }
 )
+
+
+#: Istio kinds Pilotfish recognises but does not apply, with why: a file of
+#: Istio's holding one still passes ``analyze``, and the user learns the object
+#: has no effect here instead of reading "unknown kind". (group, kind) ->
+#: (warning?, reason). A warning where the user expects the object to change
+#: traffic; info where it configures an installation Pilotfish does not have.
+UNAPPLIED_ISTIO_KINDS: Final[dict[tuple[str, str], tuple[bool, str]]] = {
+    ("networking.istio.io", "EnvoyFilter"): (
+        True,
+        "is not applied: Pilotfish generates its proxies' Envoy configuration itself "
+        "and applies no EnvoyFilter patches to it; ignored",
+    ),
+    ("extensions.istio.io", "WasmPlugin"): (
+        True,
+        "is not applied: Pilotfish loads no Wasm plugins into its proxies; ignored",
+    ),
+    ("install.istio.io", "IstioOperator"): (
+        False,
+        "configures an Istio installation, which Pilotfish does not have (it is "
+        "configured by its own command-line flags: pilotfish up --help); ignored",
+    ),
+}
+
+
+def unapplied_istio_kind(api_version: str, kind: str) -> tuple[bool, str] | None:
+    """(warning?, reason) for an Istio kind Pilotfish recognises but does not apply."""
+    return UNAPPLIED_ISTIO_KINDS.get((api_group(api_version), kind))
 
 
 def api_group(api_version: str) -> str:

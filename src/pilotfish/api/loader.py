@@ -15,10 +15,14 @@ All errors of a document are reported, not only the first.
 
 Documents of kinds Pilotfish does not model and need not (another project's
 API group, such as Argo or cert-manager; ``kinds.is_ignored_kind``) give one
-informational diagnostic and are not returned. A text holding a template
-directive where YAML needs a value (a Helm chart's ``{{ ... }}``) is refused
-as a whole with one error at the first such line, before it is parsed: YAML
-would report a confusing syntax error, or worse read it as a mapping.
+informational diagnostic and are not returned; so do Istio kinds Pilotfish
+recognises but does not apply (``kinds.UNAPPLIED_ISTIO_KINDS``: EnvoyFilter and
+WasmPlugin with a warning, since the user expects them to act; IstioOperator).
+A text holding a template directive where YAML needs a value (a Helm chart's
+``{{ ... }}``) is refused as a whole with one error at the first such line,
+before it is parsed: YAML would report a confusing syntax error, or worse read
+it as a mapping. A document with neither apiVersion nor kind (chart values, an
+OpenAPI document) is one error saying it is no manifest.
 
 Hostile input: everything stays within ``ParseLimits`` (``api.limits``). The
 byte size is checked before the text is read or parsed, the rest while it is
@@ -47,6 +51,7 @@ from pilotfish.api.kinds import (
     TOP_LEVEL_SPEC_FIELDS,
     is_ignored_kind,
     resolve_document_kind,
+    unapplied_istio_kind,
 )
 from pilotfish.api.limits import DEFAULT_LIMITS, ParseLimits, file_too_large
 from pilotfish.api.pydantic_errors import errors_to_findings
@@ -269,6 +274,18 @@ def _load_document(
             )
         )
         return
+    if "apiVersion" not in raw and "kind" not in raw:
+        # One clear line instead of an "unknown field" for every key of, say, a
+        # Helm chart's values or an OpenAPI document.
+        diagnostics.append(
+            _error(
+                filename,
+                doc.line,
+                "not a Kubernetes manifest: the document has neither apiVersion nor kind "
+                "(another tool's YAML, such as Helm values or an OpenAPI document?)",
+            )
+        )
+        return
     api_version, kind_value = raw.get("apiVersion"), raw.get("kind")
     if (
         isinstance(api_version, str)
@@ -276,6 +293,17 @@ def _load_document(
         and is_ignored_kind(api_version, kind_value)
     ):
         diagnostics.append(_ignored(raw, filename, doc.line, api_version, kind_value))
+        return
+    unapplied = (
+        unapplied_istio_kind(api_version, kind_value)
+        if isinstance(api_version, str) and isinstance(kind_value, str)
+        else None
+    )
+    if unapplied is not None:
+        warning, reason = unapplied
+        diagnostics.append(
+            _ignored(raw, filename, doc.line, str(api_version), str(kind_value), reason, warning)
+        )
         return
     report = _DocReport(filename, doc, raw)
     for path, line, message in doc.data.problems:
@@ -319,15 +347,21 @@ def _load_document(
 
 
 def _ignored(
-    raw: Mapping[str, Any], filename: str, line: int, api_version: str, kind: str
+    raw: Mapping[str, Any],
+    filename: str,
+    line: int,
+    api_version: str,
+    kind: str,
+    reason: str = "is not a mesh kind; ignored",
+    warning: bool = False,
 ) -> Diagnostic:
     meta = raw.get("metadata")
     meta = meta if isinstance(meta, Mapping) else {}
     name = meta.get("name")
     namespace = meta.get("namespace", "")
     return Diagnostic(
-        Severity.INFO,
-        f"{kind} ({api_version}) is not a mesh kind; ignored",
+        Severity.WARNING if warning else Severity.INFO,
+        f"{kind} ({api_version}) {reason}",
         SourceRef(filename, line),
         kind,
         namespace if isinstance(namespace, str) else "",

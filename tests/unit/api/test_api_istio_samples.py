@@ -29,7 +29,7 @@ def test_the_vendored_files_are_the_ones_meant() -> None:
     assert "httpbin/httpbin.yaml" in names
     assert "bookinfo/gateway-api/bookinfo-gateway.yaml" in names
     assert "bookinfo/platform/kube/bookinfo-ingress.yaml" in names
-    assert len(names) == 26
+    assert len(names) == 28
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: str(p.relative_to(SAMPLES)))

@@ -197,6 +197,34 @@ def test_unknown_kind_of_a_mesh_group_is_still_an_error() -> None:
     assert "unknown kind 'VirtualServce'" in result.diagnostics[0].message
 
 
+def test_istio_kinds_pilotfish_does_not_apply_are_named_not_unknown() -> None:
+    result = load_snippet(
+        "apiVersion: networking.istio.io/v1alpha3\nkind: EnvoyFilter\n"
+        "metadata: {name: rl, namespace: istio-system}\nspec: {configPatches: []}\n"
+        "---\napiVersion: extensions.istio.io/v1alpha1\nkind: WasmPlugin\n"
+        "metadata: {name: w}\nspec: {url: oci://x}\n"
+        "---\napiVersion: install.istio.io/v1alpha1\nkind: IstioOperator\n"
+        "metadata: {name: i}\nspec: {profile: demo}\n"
+    )
+    # Nothing stored, nothing refused: each is said to have no effect here.
+    assert result.ok and result.resources == ()
+    assert [(d.kind, d.severity) for d in result.diagnostics] == [
+        ("EnvoyFilter", Severity.WARNING),
+        ("WasmPlugin", Severity.WARNING),
+        ("IstioOperator", Severity.INFO),
+    ]
+    assert "applies no EnvoyFilter patches" in result.diagnostics[0].message
+    assert result.diagnostics[0].source is not None and result.diagnostics[0].source.line == 1
+
+
+def test_yaml_that_is_no_manifest_gets_one_clear_error() -> None:
+    result = load_snippet("swagger: '2.0'\ninfo: {title: x}\npaths: {}\n")
+    assert [d.is_error for d in result.diagnostics] == [True]
+    assert result.diagnostics[0].message.startswith(
+        "not a Kubernetes manifest: the document has neither apiVersion nor kind"
+    )
+
+
 def test_helm_template_is_refused_naming_the_line() -> None:
     result = load_snippet(
         """
