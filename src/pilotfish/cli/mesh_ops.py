@@ -90,10 +90,11 @@ def status(state_dir: str, token_file: str | None, output: str) -> None:
     pods = get_json(api, "/runtime/pods")
     syncz = get_json(api, "/debug/syncz")
     for pod in pods["pods"]:
-        # An ambient pod has no proxy of its own: its node proxy's row shows the sync.
-        ambient = pod.get("dataplane") == "ambient"
+        # An ambient pod has no proxy of its own (its node proxy's row shows the
+        # sync), nor has a pod out of the mesh (``none``).
+        proxyless = pod.get("dataplane") in ("ambient", "none")
         pod["sidecar_sync"] = (
-            "-" if ambient else _sidecar_sync(syncz, pod["name"], pod["namespace"])
+            "-" if proxyless else _sidecar_sync(syncz, pod["name"], pod["namespace"])
         )
     if output == "json":
         click.echo(json.dumps(pods, indent=2, sort_keys=True))

@@ -192,7 +192,8 @@ _NETWORK_OPTIONS = [
         show_default=True,
         help="Default data plane of pods: a sidecar each, or the host's node proxy "
         "(sidecarless). The label istio.io/dataplane-mode on a Namespace or a pod "
-        "template overrides it.",
+        "template overrides it; Istio's injection labels (istio-injection=disabled, "
+        'sidecar.istio.io/inject: "false") take a pod out of the mesh.',
     ),
     click.option(
         "--explicit-cidr",

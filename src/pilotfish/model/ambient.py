@@ -18,6 +18,8 @@ __all__ = [
     "DATAPLANE_NONE",
     "DATAPLANE_SIDECAR",
     "HBONE_PORT",
+    "INJECT_LABEL",
+    "NAMESPACE_INJECTION_LABEL",
     "NETNS_ANNOTATION",
     "NODE_ANNOTATION",
     "NODE_PROXY_NAME",
@@ -25,6 +27,7 @@ __all__ = [
     "NODE_PROXY_SERVICE_ACCOUNT",
     "POD_LABELS_ANNOTATION",
     "POD_PORTS_ANNOTATION",
+    "REVISION_LABEL",
 ]
 
 # Istio's label, on a Namespace or a pod template: "ambient", or "none" to opt out.
@@ -32,6 +35,12 @@ DATAPLANE_MODE_LABEL = "istio.io/dataplane-mode"
 DATAPLANE_AMBIENT = "ambient"
 DATAPLANE_NONE = "none"
 DATAPLANE_SIDECAR = "sidecar"
+
+# Istio's sidecar-injection labels: on a pod (or, deprecated, its annotation),
+# "true"/"false"; on a Namespace "enabled"/"disabled", or a revision label.
+INJECT_LABEL = "sidecar.istio.io/inject"
+NAMESPACE_INJECTION_LABEL = "istio-injection"
+REVISION_LABEL = "istio.io/rev"
 
 # HTTP/2 CONNECT over mTLS between node proxies (Istio's HBONE port).
 HBONE_PORT = 15008

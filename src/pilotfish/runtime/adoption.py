@@ -120,11 +120,14 @@ def why_not_adopt(previous: MeshState | None, settings: RuntimeSettings) -> str 
 
 
 def workload_hash(workload: Resource) -> str:
-    """A stable hash of what a Workload's pods are made of (spec and labels)."""
-    doc = {
+    """A stable hash of what a Workload's pods are made of (spec, labels and
+    annotations: ``sidecar.istio.io/inject`` decides whether a pod has a sidecar)."""
+    doc: dict[str, object] = {
         "spec": workload.spec.model_dump(mode="json"),
         "labels": dict(sorted((workload.metadata.labels or {}).items())),
     }
+    if workload.metadata.annotations:  # absent ones keep the hashes recorded before
+        doc["annotations"] = dict(sorted(workload.metadata.annotations.items()))
     text = json.dumps(doc, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -174,6 +177,9 @@ def decide_pod(
         return PodDecision(False, "its pod directory is gone")
     if facts.netns_exists is False:
         return PodDecision(False, f"its network namespace {entry.get('netns')} is gone")
+    if entry.get("dataplane", "sidecar") != "sidecar":
+        # Its readiness process is no agent to adopt; it is started afresh.
+        return PodDecision(False, "it had no sidecar")
     if entry.get("phase") in _COMPLETED:
         return PodDecision(True, f"it had completed ({entry['phase']})", completed=True)
     sidecar = records.get(SIDECAR)

@@ -14,6 +14,10 @@ runtime asks a sidecar's agent for, on the same port (15021):
 - ``/app-health/<port>/ready``: the app's readiness check, run from inside the
   pod against 127.0.0.1 (which capture leaves alone), as the agent does.
 
+A pod out of the mesh (sidecar injection disabled by its labels) runs the same
+process with ``--without-node-proxy``: no listeners to wait for, only the app's
+readiness check, which is the part of a kubelet the runtime plays.
+
 ``python -m pilotfish.runtime.ambient_pod --app-probe http:9080:/health``.
 """
 
@@ -64,9 +68,8 @@ class NodeProxyListeners:
 async def _serve(args: argparse.Namespace) -> None:
     probes = tuple(parse_app_probe(p) for p in args.app_probe)
     app_health = AppHealthChecker(probes, args.app_address, {}) if probes else None
-    server = HealthServer(
-        NodeProxyListeners(), args.health_bind, args.health_port, app_health=app_health
-    )
+    listeners = NodeProxyListeners(() if args.without_node_proxy else NODE_PROXY_PORTS)
+    server = HealthServer(listeners, args.health_bind, args.health_port, app_health=app_health)
     await server.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -88,6 +91,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--health-port", type=int, default=15021)
     parser.add_argument("--app-address", default="127.0.0.1")
     parser.add_argument("--app-probe", action="append", default=[])
+    parser.add_argument("--without-node-proxy", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"

@@ -121,8 +121,12 @@ def container_workload(resource: Resource, present: Callable[[str], bool | None]
     return Resource(
         api_version=API_VERSION,
         kind="Workload",
+        # The template's annotations too: sidecar.istio.io/inject, prometheus.io/*.
         metadata=ObjectMeta(
-            name=resource.name, namespace=resource.namespace, labels=dict(view.labels)
+            name=resource.name,
+            namespace=resource.namespace,
+            labels=dict(view.labels),
+            annotations=dict(view.annotations),
         ),
         spec=spec,
         source=resource.source,

@@ -146,6 +146,7 @@ class MeshRuntime(PodsMixin, AmbientMixin, AdoptionMixin):
             self.isolation,
         )
         self._ambient_pods: set[tuple[str, str]] = set()
+        self._service_nat: dict[tuple[str, str], str] = {}
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -438,6 +439,7 @@ class MeshRuntime(PodsMixin, AmbientMixin, AdoptionMixin):
 
     def _on_snapshot(self, snapshot: Snapshot) -> None:
         self._refresh_names(snapshot)
+        self._refresh_service_nat(snapshot)
 
     def _refresh_names(self, snapshot: Snapshot | None = None) -> None:
         if self.network is None or self.cp is None:
@@ -502,7 +504,7 @@ class MeshRuntime(PodsMixin, AmbientMixin, AdoptionMixin):
             pod_row(
                 pod.runner.status(),
                 identities.get(pod.runner.spec.local_id),
-                "ambient" if pod.key in self._ambient_pods else "sidecar",
+                pod.dataplane,
             )
             for pod in sorted(self.pods.values(), key=lambda p: p.key)
         ]

@@ -43,6 +43,8 @@ class Pod:
     runner: PodRunner
     ip: str
     netns: str | None
+    # ``sidecar``, ``ambient`` or ``none`` (out of the mesh: no proxy, no capture).
+    dataplane: str = "sidecar"
 
 
 def net_id(namespace: str, name: str) -> str:

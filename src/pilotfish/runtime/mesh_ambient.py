@@ -15,6 +15,8 @@ from pilotfish.agent.launch import AgentIdentity
 from pilotfish.controlplane.runner import ControlPlane
 from pilotfish.model.ambient import (
     DATAPLANE_AMBIENT,
+    DATAPLANE_NONE,
+    DATAPLANE_SIDECAR,
     NODE_PROXY_NAMESPACE,
     NODE_PROXY_SERVICE_ACCOUNT,
 )
@@ -68,20 +70,34 @@ class AmbientMixin:
             )
         return None
 
-    def _is_ambient(self, spec: PodSpec) -> bool:
+    def _dataplane_of(self, spec: PodSpec) -> str:
+        """``sidecar``, ``ambient`` or ``none`` (out of the mesh) for a new pod, from
+        its labels and its namespace's (``translate.ambient.pods.dataplane_mode``); a
+        mode this runtime cannot give falls back to a sidecar, with a warning."""
         assert self.cp is not None
         namespace_labels = self.cp.snapshot.namespace_labels(spec.namespace)
-        mode = dataplane_mode(self.settings.dataplane, namespace_labels, dict(spec.labels))
-        if mode != DATAPLANE_AMBIENT:
-            return False
-        if self.settings.mode != "transparent" or not self.settings.mtls or self.isolation is None:
+        mode = dataplane_mode(
+            self.settings.dataplane, namespace_labels, dict(spec.labels), dict(spec.annotations)
+        )
+        transparent = self.settings.mode == "transparent"
+        if mode == DATAPLANE_AMBIENT and not (
+            transparent and self.settings.mtls and self.isolation is not None
+        ):
             log.warning(
                 "pod %s asks for ambient mode, which needs transparent mode, "
                 "--mtls and root; it runs with a sidecar",
                 spec.name,
             )
-            return False
-        return True
+            return DATAPLANE_SIDECAR
+        if mode == DATAPLANE_NONE and not transparent:
+            # Explicit mode reaches services only through a sidecar (HTTP_PROXY).
+            log.warning(
+                "pod %s is out of the mesh by its labels, which needs transparent mode "
+                "(services are reached by address); it runs with a sidecar",
+                spec.name,
+            )
+            return DATAPLANE_SIDECAR
+        return mode
 
     def _ca_token(self, namespace: str, service_account: str, owner: str) -> str | None:
         assert self.cp is not None

@@ -24,7 +24,12 @@ from typing import TYPE_CHECKING
 
 from pilotfish.api.resource import Resource, ResourceKey
 from pilotfish.controlplane.runner import ControlPlane
-from pilotfish.model.ambient import HBONE_PORT
+from pilotfish.model.ambient import (
+    DATAPLANE_AMBIENT,
+    DATAPLANE_NONE,
+    DATAPLANE_SIDECAR,
+    HBONE_PORT,
+)
 from pilotfish.runtime import adoption, secret_volumes
 from pilotfish.runtime.container_workloads import Containers
 from pilotfish.runtime.image_map import ImageMap
@@ -32,7 +37,9 @@ from pilotfish.runtime.isolation import Isolation
 from pilotfish.runtime.kube_workloads import images_to_check, not_run_reasons, plan_workloads
 from pilotfish.runtime.mesh_addons import MeshAddons
 from pilotfish.runtime.mesh_adoption import Pod, net_id
+from pilotfish.runtime.network import service_nat
 from pilotfish.runtime.network.base import CaptureConfig, PodAddress, PodNetwork
+from pilotfish.runtime.network.transparent import TransparentNetwork
 from pilotfish.runtime.node_proxy import AmbientPods, ambient_entry
 from pilotfish.runtime.pod import PodEnv, PodRunner, PodSpec
 from pilotfish.runtime.pod_command import STATUS_PORT
@@ -54,6 +61,9 @@ __all__ = ["TLS_MODE_LABEL", "PodsMixin"]
 
 
 log = logging.getLogger("pilotfish.runtime")
+
+# Said when a pod starts, after its address, unless it has a sidecar.
+_MODE_NOTE = {DATAPLANE_AMBIENT: ", ambient", DATAPLANE_NONE: ", out of the mesh"}
 
 
 class PodsMixin:
@@ -79,6 +89,8 @@ class PodsMixin:
     _containers: Containers
     _reconcile_lock: asyncio.Lock
     _stopping: bool
+    # Per pod out of the mesh, the service rules last restored in its netns.
+    _service_nat: dict[tuple[str, str], str]
 
     if TYPE_CHECKING:  # provided by the runtime and its other mixins
 
@@ -86,7 +98,7 @@ class PodsMixin:
         def xds_address(self) -> str: ...
         def _identity(self, owner: str) -> AgentIdentity | None: ...
         def _register_identity(self, namespace: str, service_account: str, owner: str) -> None: ...
-        def _is_ambient(self, spec: PodSpec) -> bool: ...
+        def _dataplane_of(self, spec: PodSpec) -> str: ...
         async def _enrol_ambient(
             self, key: tuple[str, str], spec: PodSpec, address: PodAddress
         ) -> None: ...
@@ -144,8 +156,11 @@ class PodsMixin:
         self._not_run = set(reasons)
         self._state.not_run = reasons  # for a detached ``up`` to print
 
-    def _runner(self, spec: PodSpec, address: PodAddress, ambient: bool = False) -> PodRunner:
+    def _runner(
+        self, spec: PodSpec, address: PodAddress, dataplane: str = DATAPLANE_SIDECAR
+    ) -> PodRunner:
         """The pod's runner; raises ``PodSpecError`` for ids the pod may not run as."""
+        ambient = dataplane == DATAPLANE_AMBIENT
         env = PodEnv(
             address=address,
             mode=self.settings.mode,
@@ -153,9 +168,10 @@ class PodsMixin:
             log_dir=self.settings.log_dir,
             work_dir=self.settings.work_dir,
             python=sys.executable,
-            identity=None if ambient else self._identity(spec.local_id),
+            identity=self._identity(spec.local_id) if dataplane == DATAPLANE_SIDECAR else None,
             isolation=self.isolation,
             ambient=ambient,
+            out_of_mesh=dataplane == DATAPLANE_NONE,
             app_user=self._users.user_for(spec) if self._users is not None else None,
             # Mesh config ``defaultConfig.drainDuration``, else the agent's default.
             agent_args=("--drain-duration", str(self._proxy_drain)) if self._proxy_drain else (),
@@ -171,6 +187,27 @@ class PodsMixin:
             lambda _name, ready: self._on_ready_change(key, ready),
             on_processes_changed=self._save,
         )
+
+    def _refresh_service_nat(self, snapshot: Snapshot | None = None) -> None:
+        """Give each pod out of the mesh the registry's cluster IPs (``service_nat``),
+        restoring its tables only when they changed."""
+        if not isinstance(self.network, TransparentNetwork) or self.cp is None:
+            return
+        out_of_mesh = [p for p in self.pods.values() if p.dataplane == DATAPLANE_NONE]
+        if not out_of_mesh:
+            return
+        text = service_nat.restore_input(
+            service_nat.service_routes((snapshot or self.cp.snapshot).registry)
+        )
+        for pod in out_of_mesh:
+            if self._service_nat.get(pod.key) == text:
+                continue
+            try:
+                self.network.restore_tables(net_id(*pod.key), text)
+            except Exception as exc:  # the next snapshot tries again
+                log.error("service addresses for pod %s: %s", pod.key[1], exc)
+                continue
+            self._service_nat[pod.key] = text
 
     def _write_secret_volumes(self, spec: PodSpec) -> None:
         """The pod's Secret volumes as files (``runtime.secret_volumes``); raises
@@ -204,8 +241,11 @@ class PodsMixin:
             log.error("pod %s cannot start: %s", name, exc)
             self._progress(f"pod {name} cannot start: {exc}")
             return
-        ambient = self._is_ambient(spec)
-        if ambient and capture is not None:
+        dataplane = self._dataplane_of(spec)
+        ambient = dataplane == DATAPLANE_AMBIENT
+        if dataplane == DATAPLANE_NONE:
+            capture = None  # out of the mesh: nothing of the pod's traffic is captured
+        elif ambient and capture is not None:
             # The node proxy's HBONE listener in the pod is reached directly.
             capture = CaptureConfig(
                 exclude_inbound_ports=(HBONE_PORT, *capture.exclude_inbound_ports),
@@ -214,10 +254,12 @@ class PodsMixin:
         address = self.network.create_pod(net_id(namespace, name), capture)
         if ambient:
             await self._enrol_ambient(key, spec, address)
-        else:
+        elif dataplane == DATAPLANE_SIDECAR:
             self._register_identity(spec.namespace, spec.service_account, spec.local_id)
-        runner = self._runner(spec, address, ambient)
-        pod = Pod(key, adoption.workload_hash(workload), runner, address.ip, address.netns)
+        runner = self._runner(spec, address, dataplane)
+        pod = Pod(
+            key, adoption.workload_hash(workload), runner, address.ip, address.netns, dataplane
+        )
         self.pods[key] = pod
         self._state.pods[f"{namespace}/{name}"] = {
             "name": name,
@@ -227,10 +269,12 @@ class PodsMixin:
             "workload": workload.name,
             "spec": spec.to_json(),
             "workload_hash": pod.workload_hash,
+            "dataplane": dataplane,
         }
         self._record_network()
         self._refresh_names()
-        self._progress(f"starting pod {name} ({address.ip})")
+        self._refresh_service_nat()  # before its app starts: it may call a service at once
+        self._progress(f"starting pod {name} ({address.ip}{_MODE_NOTE.get(dataplane, '')})")
         try:
             await runner.start()
         except Exception as exc:  # reported through status; the pod stays listed
@@ -252,6 +296,7 @@ class PodsMixin:
             assert self.network is not None
             self.network.delete_pod(net_id(namespace, name))
             self.pods.pop(pod.key, None)
+            self._service_nat.pop(pod.key, None)
             self._state.pods.pop(f"{namespace}/{name}", None)
             self._record_network()
 
@@ -273,8 +318,10 @@ class PodsMixin:
         if ready:
             ports = {p.name: p.container_port for p in spec.ports if p.name}
             labels = dict(spec.labels)
-            if self.settings.mtls:
-                # The pod's sidecar holds a mesh certificate: callers use mTLS (auto mTLS).
+            in_mesh = pod.dataplane == DATAPLANE_SIDECAR
+            if self.settings.mtls and in_mesh:
+                # The pod's sidecar holds a mesh certificate: callers use mTLS (auto
+                # mTLS). A pod out of the mesh is called in plaintext.
                 labels[TLS_MODE_LABEL] = "istio"
             self.registrations.apply(
                 workload_entry(
@@ -288,6 +335,8 @@ class PodsMixin:
                 )
             )
             self._progress(f"pod {spec.name} ready")
+            if not in_mesh:
+                return  # no agent: nothing serves the merged metrics on its status port
             address = f"{pod.ip}:{STATUS_PORT}"
             target = ScrapeTarget(address, spec.namespace, spec.name, spec.labels)
             self.addons.set_target(f"{spec.namespace}/{spec.name}", target)

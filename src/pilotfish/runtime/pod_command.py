@@ -96,6 +96,9 @@ class PodEnv:
     # Sidecarless: the host's node proxy carries the pod's traffic, and the pod's
     # "sidecar" is only its readiness process (``runtime.ambient_pod``).
     ambient: bool = False
+    # Out of the mesh (injection disabled): no proxy and no capture; the same
+    # readiness process runs, with no node proxy listeners to wait for.
+    out_of_mesh: bool = False
 
     @property
     def ip(self) -> str:
@@ -189,9 +192,12 @@ def agent_launch(spec: PodSpec, env: PodEnv, app_ports: Mapping[int, int]) -> Ag
 
 
 def ambient_pod_argv(spec: PodSpec, env: PodEnv) -> list[str]:
-    """An ambient pod's readiness process (``runtime.ambient_pod``), in place of a sidecar."""
+    """The readiness process (``runtime.ambient_pod``) of a pod without a sidecar: an
+    ambient pod's, or (``--without-node-proxy``) one out of the mesh."""
     argv = [env.python, "-m", "pilotfish.runtime.ambient_pod", "--name", spec.name]
     argv += ["--health-bind", "0.0.0.0", "--health-port", str(HEALTH_PORT)]
+    if env.out_of_mesh:
+        argv.append("--without-node-proxy")
     if spec.readiness is not None:
         argv += ["--app-probe", spec.readiness.app_probe().flag()]
     return argv
@@ -199,8 +205,8 @@ def ambient_pod_argv(spec: PodSpec, env: PodEnv) -> list[str]:
 
 def agent_argv(spec: PodSpec, env: PodEnv, app_ports: Mapping[int, int]) -> list[str]:
     """The sidecar agent's full command line, ``exec_prefix`` included (for an
-    ambient pod: its readiness process)."""
-    if env.ambient:
+    pod without a sidecar: its readiness process)."""
+    if env.ambient or env.out_of_mesh:
         argv = ambient_pod_argv(spec, env)
         if env.isolation is not None:
             argv = sandbox_argv(env.python, env.isolation.proxy(env.proxy_dir(spec.local_id)), argv)

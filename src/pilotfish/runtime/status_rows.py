@@ -29,8 +29,9 @@ def _identity(record: IssuedRecord | None) -> dict[str, Any]:
 def pod_row(
     status: PodStatus, record: IssuedRecord | None, dataplane: str = "sidecar"
 ) -> dict[str, Any]:
-    """A pod's row: its status, with ``gateway`` False, its data-plane mode (``sidecar``
-    or ``ambient``: no sidecar, the node proxy carries its traffic) and its identity.
+    """A pod's row: its status, with ``gateway`` False, its data-plane mode (``sidecar``;
+    ``ambient``: no sidecar, the node proxy carries its traffic; ``none``: out of the
+    mesh, no proxy at all) and its identity.
     An ambient pod's identity is the one the CA issued to the node proxy for it."""
     return {**status.to_json(), "gateway": False, "dataplane": dataplane, **_identity(record)}
 

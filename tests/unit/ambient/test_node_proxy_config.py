@@ -205,6 +205,53 @@ def test_dataplane_mode_pod_label_then_namespace_then_default(
     assert dataplane_mode(default, namespace, pod) == expected
 
 
+_OFF = {"sidecar.istio.io/inject": "false"}
+_ON = {"sidecar.istio.io/inject": "true"}
+
+
+@pytest.mark.parametrize(
+    ("default", "namespace", "pod", "annotations", "expected"),
+    [
+        # Injection disabled by the namespace or by the pod: out of the mesh.
+        ("sidecar", {"istio-injection": "disabled"}, {}, {}, "none"),
+        ("sidecar", {}, _OFF, {}, "none"),
+        ("sidecar", {}, {}, _OFF, "none"),  # the deprecated annotation
+        ("sidecar", {}, {"sidecar.istio.io/inject": "no"}, {}, "none"),
+        # The pod's label wins over its annotation.
+        ("sidecar", {}, _ON, _OFF, "sidecar"),
+        # Either one disabled wins over the other enabled, as in Istio's injector.
+        ("sidecar", {"istio-injection": "enabled"}, _OFF, {}, "none"),
+        ("sidecar", {"istio-injection": "disabled"}, _ON, {}, "none"),
+        ("sidecar", {"istio.io/rev": "default"}, {}, _OFF, "none"),
+        # Injection enabled wins over ambient (a pod with a sidecar is not ambient).
+        ("ambient", {"istio-injection": "enabled"}, {}, {}, "sidecar"),
+        ("sidecar", {"istio.io/dataplane-mode": "ambient"}, _ON, {}, "sidecar"),
+        # Injection disabled does not take a pod out of ambient.
+        ("sidecar", {"istio.io/dataplane-mode": "ambient"}, _OFF, {}, "ambient"),
+        ("ambient", {"istio-injection": "disabled"}, {}, {}, "ambient"),
+        # Out of ambient and not injected: out of the mesh.
+        (
+            "ambient",
+            {"istio-injection": "disabled", "istio.io/dataplane-mode": "none"},
+            {},
+            {},
+            "none",
+        ),
+        # Unknown namespace values say nothing: the mesh default applies.
+        ("sidecar", {"istio-injection": "maybe"}, {}, {}, "sidecar"),
+        ("sidecar", {}, {"sidecar.istio.io/inject": ""}, {}, "sidecar"),
+    ],
+)
+def test_dataplane_mode_follows_istios_injection_labels(
+    default: str,
+    namespace: dict[str, str],
+    pod: dict[str, str],
+    annotations: dict[str, str],
+    expected: str,
+) -> None:
+    assert dataplane_mode(default, namespace, pod, annotations) == expected
+
+
 def test_generator_regenerates_a_node_proxy_when_its_pods_change() -> None:
     from pilotfish.controlplane.generator import MeshGenerator
     from pilotfish.xds.types import LISTENER_TYPE

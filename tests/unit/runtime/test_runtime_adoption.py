@@ -176,3 +176,28 @@ def test_workload_hash_follows_spec_and_labels() -> None:
     assert workload_hash(_workload(["a"], {"app": "w"})) == base
     assert workload_hash(_workload(["b"], {"app": "w"})) != base
     assert workload_hash(_workload(["a"], {"app": "x"})) != base
+
+
+def test_a_pod_out_of_the_mesh_is_started_afresh() -> None:
+    decision = decide_pod({**ENTRY, "dataplane": "none"}, RECORDS, _facts())
+    assert not decision.adopt and "no sidecar" in decision.reason
+
+
+def test_workload_hash_follows_annotations_and_keeps_the_old_hash_without() -> None:
+    spec = WorkloadSpec(command=["python", "-m", "app"])
+    bare = Resource("pilotfish.io/v1alpha1", "Workload", ObjectMeta(name="w"), spec)
+    noted = Resource(
+        "pilotfish.io/v1alpha1",
+        "Workload",
+        ObjectMeta(name="w", annotations={"sidecar.istio.io/inject": "false"}),
+        spec,
+    )
+    assert workload_hash(bare) != workload_hash(noted)
+    # Without annotations the hash is the one of spec and labels alone, as recorded
+    # by runs before annotations counted.
+    import hashlib
+    import json
+
+    doc = {"spec": spec.model_dump(mode="json"), "labels": {}}
+    text = json.dumps(doc, sort_keys=True, separators=(",", ":"))
+    assert workload_hash(bare) == hashlib.sha256(text.encode()).hexdigest()

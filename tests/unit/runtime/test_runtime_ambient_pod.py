@@ -28,3 +28,8 @@ async def test_ready_only_while_every_listener_accepts() -> None:
     finally:
         a.close()
         await a.wait_closed()
+
+
+async def test_without_node_proxy_ports_it_is_ready_at_once() -> None:
+    # A pod out of the mesh: nothing to wait for but its app's own probe.
+    assert (await NodeProxyListeners(()).check()).ready

@@ -181,3 +181,20 @@ def test_a_mounted_config_map_volume_becomes_a_config_map_volume_of_the_pod() ->
         ("ConfigMap", "tls-checks-ca-certificate", "/etc/configmap-volume", (("ca.crt", "ca"),)),
     ]
     assert PodSpec.from_json(pod.to_json()) == pod
+
+
+def test_the_pod_templates_annotations_reach_the_pod() -> None:
+    # sidecar.istio.io/inject is read from the pod's annotations too (and prometheus.io/*).
+    text = ISTIO_BOOKINFO.read_text().replace(
+        "      labels:\n        app: ratings\n",
+        '      annotations:\n        sidecar.istio.io/inject: "false"\n'
+        "      labels:\n        app: ratings\n",
+        1,
+    )
+    assert text != ISTIO_BOOKINFO.read_text()
+    resources = load_text(text, str(ISTIO_BOOKINFO)).resources
+    runnable, _ = plan_workloads(resources, load_image_map(BOOKINFO_MAP))
+    by_name = {w.name: w for w in runnable}
+    ratings = PodSpec.from_workload(by_name["ratings-v1"], 0)
+    assert dict(ratings.annotations) == {"sidecar.istio.io/inject": "false"}
+    assert PodSpec.from_workload(by_name["details-v1"], 0).annotations == ()

@@ -242,3 +242,18 @@ def test_an_ambient_pod_runs_its_readiness_process_instead_of_a_sidecar(tmp_path
     assert _flags(argv, "--health-port") == ["15021"]
     if SPEC.readiness is not None:
         assert _flags(argv, "--app-probe") == [SPEC.readiness.app_probe().flag()]
+
+
+def test_a_pod_out_of_the_mesh_runs_the_readiness_process_without_node_proxy_checks(
+    tmp_path: Path,
+) -> None:
+    import dataclasses
+
+    env = dataclasses.replace(
+        _env("transparent", tmp_path, ("ip", "netns", "exec", "pf-reviews-0")), out_of_mesh=True
+    )
+    argv = agent_argv(SPEC, env, allocate_app_ports(SPEC, env))
+    assert "pilotfish.runtime.ambient_pod" in argv and "pilotfish.cli.agent" not in argv
+    assert "--without-node-proxy" in argv
+    plain = dataclasses.replace(env, out_of_mesh=False, ambient=True)
+    assert "--without-node-proxy" not in agent_argv(SPEC, plain, allocate_app_ports(SPEC, plain))

@@ -26,8 +26,9 @@ not fail because another one is not analyzed with it.
   ingress and egress gateways included (IST0101);
 - a Namespace whose labels neither enable nor disable sidecar injection
   (``istio-injection``, ``istio.io/rev``, or ambient's
-  ``istio.io/dataplane-mode``; IST0102, info). Pilotfish's runtime gives every
-  pod a sidecar whatever the labels: this is about the same files in Istio.
+  ``istio.io/dataplane-mode``; IST0102, info). Pilotfish's runtime meshes an
+  unlabelled namespace's pods anyway (``translate.ambient.pods``): this is
+  about the same files in Istio, whose injector would skip them.
 """
 
 from __future__ import annotations

@@ -221,6 +221,13 @@ class TransparentNetwork:
         # Kubernetes runtimes do for pods (the sysctl is per network namespace).
         self._run(["ip", "netns", "exec", ns, "sh", "-c", f"echo 0 > {_UNPRIVILEGED_PORTS}"])
 
+    def restore_tables(self, pod: str, restore_input: str) -> None:
+        """Replace the tables ``restore_input`` names in the pod's netns (the service
+        rules of a pod out of the mesh, ``service_nat``); the pod must exist."""
+        address = self._pods[pod]
+        assert address.netns is not None
+        self._run(["ip", "netns", "exec", address.netns, "iptables-restore"], input=restore_input)
+
     def adopt_pod(self, pod: str, namespace: str | None = None) -> PodAddress:
         """Take over the network of a pod an earlier run created (after a supervisor crash).
 
