@@ -22,9 +22,11 @@ from pilotfish.model.ambient import (
 )
 from pilotfish.runtime.gateways import GatewayProcess, GatewaySpec
 from pilotfish.runtime.isolation import Isolation
+from pilotfish.runtime.mesh_addons import MeshAddons
 from pilotfish.runtime.network.base import PodAddress
 from pilotfish.runtime.node_proxy import AmbientPods, ambient_entry
 from pilotfish.runtime.pod_spec import PodSpec
+from pilotfish.runtime.prometheus_addon import ScrapeTarget
 from pilotfish.runtime.settings import RuntimeSettings
 from pilotfish.store import MemoryStore
 from pilotfish.translate.ambient.pods import dataplane_mode
@@ -41,6 +43,7 @@ class AmbientMixin:
     cp: ControlPlane | None
     isolation: Isolation | None
     registrations: MemoryStore
+    addons: MeshAddons
     gateways: list[GatewayProcess]
     ambient: AmbientPods
     _ambient_pods: set[tuple[str, str]]
@@ -123,6 +126,14 @@ class AmbientMixin:
         )
 
     def _node_proxy_started(self, process: GatewayProcess) -> None:
+        spec = process.spec
+        if spec.status_port:
+            # Started after the addons (with the first ambient pod): join Prometheus'
+            # targets now, or its TCP metrics, the ambient edges, are never scraped.
+            target = ScrapeTarget(
+                f"127.0.0.1:{spec.status_port}", spec.namespace, spec.name, spec.labels
+            )
+            self.addons.set_target(f"{spec.namespace}/{spec.name}", target)
         self.gateways.append(process)
         self._progress(f"node proxy started for ambient pods ({NODE_PROXY_NAMESPACE})")
         self._save()
