@@ -194,6 +194,10 @@ def test_pod_to_pod_calls_are_hbone_tunnels(mesh: E2EMesh) -> None:
             and 'destination_workload="details-v1"' in line
             and 'source_principal="spiffe://cluster.local/ns/default/sa/bookinfo-productpage"'
             in line
+            # From the CONNECT request's headers, set by productpage's node proxy.
+            and 'source_workload="productpage-v1"' in line
+            and 'source_app="productpage"' in line
+            and 'destination_service="details.default.svc.cluster.local"' in line
         ]
 
     poll(reported, "istio_tcp_connections_opened_total for details", deadline=20)

@@ -602,7 +602,7 @@ AMBIENT_EXCHANGES = TCP_EXCHANGES.replace('"tcp-echo", 9000', '"amb-echo", 9000'
 
 _AMBIENT_SENT = (
     'istio_tcp_sent_bytes_total{reporter="destination", destination_workload="amb-echo", '
-    'connection_security_policy="mutual_tls", '
+    'connection_security_policy="mutual_tls", source_workload="amb-client", '
     'source_principal="spiffe://cluster.local/ns/default/sa/amb-client"}'
 )
 
@@ -611,9 +611,9 @@ def test_node_proxy_metrics_reach_prometheus_and_the_graph(
     demo_mesh: E2EMesh, tmp_path: Path
 ) -> None:
     """The node proxy starts with the first ambient pod, after Prometheus: it must
-    still become a target, or ambient traffic never shows. (At the destination node
-    proxy the source is known by its principal only: source_workload is "unknown",
-    so the graph's edge comes from an unknown node; see docs/architecture.md.)"""
+    still become a target, or ambient traffic never shows; and the destination's node
+    proxy names the source workload and the service called (from the CONNECT
+    request's headers), so the graph draws the edge between the two pods."""
     mesh = demo_mesh
     url = mesh.cli("dashboard", "--print-url", "--state-dir", str(mesh.state_dir)).stdout.strip()
     with Manifests(mesh, tmp_path) as manifests:
@@ -637,10 +637,11 @@ def test_node_proxy_metrics_reach_prometheus_and_the_graph(
             status, body = http_get(f"{url.split('#')[0].rstrip('/')}/api/graph?window=1m")
             assert status == 200, body[:300]
             for edge in json.loads(body)["edges"]:
-                if edge["target"] == "default/amb-echo" and edge["tcp_bytes_per_s"] > 0:
-                    return dict(edge)
+                if (edge["source"], edge["target"]) == ("default/amb-client", "default/amb-echo"):
+                    return dict(edge) if edge["tcp_bytes_per_s"] > 0 else None
             return None
 
-        edge = poll(ambient_edge, "an edge to amb-echo in the graph", deadline=60)
+        edge = poll(ambient_edge, "amb-client -> amb-echo in the graph", deadline=60)
         # Carried by the node proxies in HBONE, mutual TLS with the pods' own identities.
         assert edge["protocol"] == "tcp" and edge["mtls"], edge
+        assert edge["service"] == "amb-echo", edge

@@ -296,3 +296,36 @@ def test_the_hbone_listener_reports_istio_tcp_metrics_with_the_pods_labels() -> 
     assert labels["destination_workload"] == "reviews-v1-0"
     assert labels["destination_app"] == "reviews"
     assert labels["source_principal"] == "%DOWNSTREAM_PEER_URI_SAN%"
+
+
+def test_the_destination_learns_the_source_workload_and_service_from_the_connect_headers() -> None:
+    """productpage's tunnel to reviews carries productpage's record and the service it
+    called; reviews' HBONE loggers read exactly those headers, so once Envoy has
+    substituted them the series names both ends (as Istio's ztunnel baggage does)."""
+    from pilotfish.packed_labels import unpack
+
+    snap = snapshot(MESH)
+    listeners, _ = build_node_proxy(node_proxy_config(snap, node_key(snap, "n1")))
+    by_name = {
+        li.name: json_format.MessageToDict(li, preserving_proto_field_name=True) for li in listeners
+    }
+    outbound = by_name["ambient_outbound|productpage-v1-0.default"]
+    chain = next(c for c in outbound["filter_chains"] if "reviews.default" in c.get("name", ""))
+    tunnel = chain["filters"][0]["typed_config"]["tunneling_config"]
+    sent = {h["header"]["key"]: h["header"]["value"] for h in tunnel["headers_to_add"]}
+    hbone = by_name["ambient_hbone|reviews-v1-0.default"]
+    hcm = hbone["filter_chains"][0]["filters"][0]["typed_config"]
+    template = hcm["access_log"][0]["typed_config"]["counters"][0]["stat"]["tags"][0][
+        "value_format"
+    ]
+    formatted = template
+    for header, value in sent.items():  # what Envoy's %REQ(header)% gives
+        formatted = formatted.replace(f"%REQ({header})%", value)
+    assert "%REQ(" not in formatted, formatted
+    labels = dict(unpack(formatted, {}))
+    assert labels["source_workload"] == "productpage-v1-0"
+    assert labels["source_app"] == "productpage"
+    assert labels["source_workload_namespace"] == "default"
+    assert labels["destination_service"] == "reviews.default.svc.cluster.local"
+    assert labels["destination_service_name"] == "reviews"
+    assert labels["destination_workload"] == "reviews-v1-0"

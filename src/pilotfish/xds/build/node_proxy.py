@@ -22,7 +22,11 @@ from pilotfish.ir.security import SDS_ROOT_CA, AuthzPolicy, CertSource, Downstre
 from pilotfish.model.ambient import HBONE_PORT
 from pilotfish.translate.names import INBOUND_PASSTHROUGH_SOURCE
 from pilotfish.translate.security.mtls import ISTIO_ALPN
-from pilotfish.xds.build.node_proxy_stats import hbone_stats_logs, outbound_stats_logs
+from pilotfish.xds.build.node_proxy_stats import (
+    connect_headers,
+    hbone_stats_logs,
+    outbound_stats_logs,
+)
 from pilotfish.xds.build.rbac import (
     NETWORK_RBAC_FILTER_NAME,
     RBAC_FILTER_NAME,
@@ -80,11 +84,21 @@ def _address(pod: AmbientPod, address: str, port: int) -> dict[str, Any]:
 
 
 def _tcp_proxy(
-    stat: str, cluster: str, authority: str = "", logs: list[dict[str, Any]] | None = None
+    stat: str,
+    cluster: str,
+    authority: str = "",
+    logs: list[dict[str, Any]] | None = None,
+    connect_headers: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     config: dict[str, Any] = {"@type": _TCP_PROXY, "stat_prefix": stat, "cluster": cluster}
     if authority:
-        config["tunneling_config"] = {"hostname": authority}
+        tunnel: dict[str, Any] = {"hostname": authority}
+        if connect_headers:
+            tunnel["headers_to_add"] = [
+                {"header": {"key": k, "value": v}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
+                for k, v in connect_headers.items()
+            ]
+        config["tunneling_config"] = tunnel
     if logs:
         config["access_log"] = logs
         config["access_log_options"] = {"flush_access_log_on_connected": True}
@@ -139,6 +153,7 @@ def _outbound_listener(pod: AmbientPod) -> dict[str, Any]:
                     d.cluster,
                     d.authority if d.hbone else "",
                     outbound_stats_logs(pod, d),
+                    connect_headers(pod, d),
                 )
             ],
         }

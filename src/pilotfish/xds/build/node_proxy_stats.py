@@ -9,7 +9,12 @@ packed tag, ``pilotfish.packed_labels``; the agent turns them into Istio's
 - ``reporter="destination"`` on each pod's HBONE connection manager, once per
   tunnelled connection when its CONNECT stream starts (opened) and when it
   ends (closed, bytes): the source is known by its verified certificate
-  (``source_principal``), the destination by the pod's facts;
+  (``source_principal``) and by the CONNECT request's headers, which the
+  source's node proxy sets (``connect_headers``: the source pod's record, the
+  header sidecars send, and the service it called; Istio's ztunnel sends the
+  same facts in ``baggage``); the destination by the pod's facts. Only a
+  node proxy, holding the mesh certificate of a pod, opens HBONE streams, as
+  only a sidecar sends the peer header under mTLS;
 - ``reporter="source"`` on each outbound TCP proxy of a pod: when the upstream
   connection is up (opened) and when it ends (closed, bytes); the
   destination service is the chain's, the destination principal the verified
@@ -25,11 +30,19 @@ from envoy.extensions.access_loggers.stats.v3 import stats_pb2
 from google.protobuf import json_format
 
 from pilotfish.ir.node_proxy import AmbientPod, OutboundDestination
-from pilotfish.packed_labels import PACKED_TAG, pack
-from pilotfish.peer_labels import PEER_SUFFIXES, UNKNOWN
+from pilotfish.packed_labels import PACKED_TAG, RECORD, pack
+from pilotfish.peer_labels import (
+    DEST_SERVICE_HEADER,
+    DEST_SERVICE_NAME_HEADER,
+    DEST_SERVICE_NAMESPACE_HEADER,
+    PEER_HEADER,
+    PEER_SUFFIXES,
+    UNKNOWN,
+    peer_record,
+)
 from pilotfish.xds.build.stats import STAT_PREFIX, STATS_ACCESS_LOG
 
-__all__ = ["hbone_stats_logs", "outbound_stats_logs"]
+__all__ = ["connect_headers", "hbone_stats_logs", "outbound_stats_logs"]
 
 _TYPE = "type.googleapis.com/"
 _OPENED = (("tcp_connections_opened_total", ""),)
@@ -71,13 +84,13 @@ def hbone_stats_logs(pod: AmbientPod) -> list[dict[str, Any]]:
     facts = dict(pod.facts)
     labels = {
         "reporter": "destination",
-        **dict.fromkeys((f"source_{s}" for s in PEER_SUFFIXES), UNKNOWN),
+        f"source{RECORD}": f"%REQ({PEER_HEADER})%",
         "source_principal": "%DOWNSTREAM_PEER_URI_SAN%",
         **_side("destination", facts),
         "destination_principal": pod.identity,
-        "destination_service": UNKNOWN,
-        "destination_service_name": UNKNOWN,
-        "destination_service_namespace": facts.get("workload_namespace", UNKNOWN),
+        "destination_service": f"%REQ({DEST_SERVICE_HEADER})%",
+        "destination_service_name": f"%REQ({DEST_SERVICE_NAME_HEADER})%",
+        "destination_service_namespace": f"%REQ({DEST_SERVICE_NAMESPACE_HEADER})%",
         "connection_security_policy": "mutual_tls",
         "request_protocol": "tcp",
         "response_flags": "%RESPONSE_FLAGS%",
@@ -86,6 +99,17 @@ def hbone_stats_logs(pod: AmbientPod) -> list[dict[str, Any]]:
         _log(labels, _OPENED, data_pb2.DownstreamStart),
         _log(labels, _ENDED, data_pb2.DownstreamEnd),
     ]
+
+
+def connect_headers(pod: AmbientPod, d: OutboundDestination) -> dict[str, str]:
+    """The headers of ``pod``'s CONNECT requests towards ``d``: who calls, and which
+    service it called (the CONNECT target names only the destination pod)."""
+    return {
+        PEER_HEADER: peer_record(dict(pod.facts)),
+        DEST_SERVICE_HEADER: d.hostname or UNKNOWN,
+        DEST_SERVICE_NAME_HEADER: d.hostname.split(".")[0] if d.hostname else UNKNOWN,
+        DEST_SERVICE_NAMESPACE_HEADER: d.service_namespace or UNKNOWN,
+    }
 
 
 def outbound_stats_logs(pod: AmbientPod, d: OutboundDestination) -> list[dict[str, Any]]:
