@@ -20,6 +20,7 @@ from e2ekit import (
     E2EMesh,
     down_leaves_nothing,
     free_port,
+    poll,
     processes_mentioning,
 )
 
@@ -101,3 +102,63 @@ def test_data_lives_in_the_state_dir(etcd_mesh: tuple[E2EMesh, int]) -> None:
     data = mesh.state_dir / "etcd"
     assert (data / "member").is_dir()
     assert Path(data).stat().st_mode & 0o077 == 0
+
+
+def test_an_etcd_outage_keeps_traffic_refuses_apply_and_loses_nothing(
+    etcd_mesh: tuple[E2EMesh, int], tmp_path: Path
+) -> None:
+    """etcd stops answering (SIGSTOP: its supervisor would restart a killed one): the
+    proxies keep their last configuration and `apply` fails in bounded time, saying
+    that the outcome is unknown (etcd holds the request and may carry it out when it
+    resumes, as the Kubernetes API server warns of its timeouts). When etcd answers
+    again, the batch is there whole or not at all, the proxies converge on what etcd
+    holds, and every object written before the outage is still served."""
+    import os
+    import signal
+    import time
+
+    mesh, port = etcd_mesh
+    mesh.cli(
+        "apply",
+        "-f",
+        str(NETWORKING / "destination-rule-all.yaml"),
+        "-f",
+        str(NETWORKING / "virtual-service-reviews-v3.yaml"),
+    )
+    mesh.converge({"v3"})
+    before = set(etcd_keys(port))
+    (etcd,) = processes_mentioning(f"--data-dir={mesh.state_dir / 'etcd'}")
+    pid = int(etcd.split(":", 1)[0])
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        assert mesh.versions(20) == {"v3": 20}
+        started = time.monotonic()
+        refused = mesh.cli(
+            "apply", "-f", str(NETWORKING / "virtual-service-all-v1.yaml"), check=False, timeout=90
+        )
+        took = time.monotonic() - started
+        said = refused.stdout + refused.stderr
+        assert refused.returncode != 0, said
+        assert "did not answer in time" in said and "may still be applied" in said, said
+        assert took < 30, f"apply took {took:.1f} s to fail"
+        assert mesh.versions(20) == {"v3": 20}
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    added = {
+        f"/registry/networking.istio.io/virtualservices/default/{name}"
+        for name in ("productpage", "details", "ratings")
+    }
+    # One transaction: all of the batch or none of it, whichever etcd did.
+    after = poll(
+        lambda: set(etcd_keys(port)), "etcd to answer again", deadline=30, ignore=(Exception,)
+    )
+    assert after in (before, before | added), after ^ before
+    reviews = json.loads(mesh.cli("get", "virtualservice", "reviews", "-o", "json").stdout)
+    held = reviews["spec"]["http"][0]["route"][0]["destination"]["subset"]
+    assert held == ("v1" if after != before else "v3")
+    mesh.converge({held})
+    mesh.cli("apply", "-f", str(NETWORKING / "virtual-service-all-v1.yaml"))
+    mesh.converge({"v1"})
+    assert mesh.versions(20) == {"v1": 20}
+    out = json.loads(mesh.cli("get", "destinationrule", "reviews", "-o", "json").stdout)
+    assert {s["name"] for s in out["spec"]["subsets"]} == {"v1", "v2", "v3"}

@@ -50,7 +50,7 @@ from pilotfish.api.limits import DEFAULT_LIMITS, ParseLimits
 from pilotfish.api.resource import Resource, ResourceKey
 from pilotfish.store._common import Validator, check_batch_keys, same_content, select, sorted_by_key
 from pilotfish.store.base import Store, StoreError
-from pilotfish.store.etcd_client import EtcdClient, EtcdError, b64, unb64
+from pilotfish.store.etcd_client import EtcdClient, EtcdError, EtcdUnavailable, b64, unb64
 from pilotfish.store.etcd_keys import DEFAULT_PREFIX, KeyLayout
 from pilotfish.store.etcd_values import TextLoader, decode, encode
 from pilotfish.store.etcd_watch import Watcher
@@ -315,6 +315,15 @@ class EtcdStore(Store):
         }
         try:
             return self.client.call("/v3/kv/txn", body)
+        except EtcdUnavailable as exc:
+            if exc.maybe_done:
+                # As the Kubernetes API server says of a timeout: the outcome is unknown.
+                raise StoreError(
+                    f"etcd at {self.client.endpoints} did not answer in time ({exc}): the "
+                    "change may still be applied when etcd answers; `pilotfish get` shows "
+                    "what is stored"
+                ) from exc
+            raise StoreError(f"cannot write to etcd at {self.client.endpoints}: {exc}") from exc
         except EtcdError as exc:
             raise StoreError(f"cannot write to etcd at {self.client.endpoints}: {exc}") from exc
 

@@ -58,7 +58,13 @@ class EtcdError(Exception):
 
 
 class EtcdUnavailable(EtcdError):
-    """No endpoint could be reached (the message names each one and why)."""
+    """No endpoint answered (the message names each one and why). ``maybe_done``: a
+    request reached one that then did not answer in time, so etcd may still carry
+    it out (a timed-out write is not a refused one)."""
+
+    def __init__(self, message: str, code: int = 14, maybe_done: bool = False) -> None:
+        super().__init__(message, code)
+        self.maybe_done = maybe_done
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +171,7 @@ class EtcdClient:
         """POST ``body`` to ``path`` (``/v3/kv/txn``...) and return etcd's answer."""
         data = json.dumps(body).encode("utf-8")
         failures: list[str] = []
+        sent = False
         for index, _url in self._order():
             host, port = self.endpoints.hosts[index]
             conn: http.client.HTTPConnection
@@ -176,7 +183,17 @@ class EtcdClient:
                 conn = http.client.HTTPConnection(host, port, timeout=self._timeout)
             try:
                 conn.request("POST", path, data, {"Content-Type": "application/json"})
+            except (OSError, http.client.HTTPException) as exc:
+                failures.append(f"{_host(host)}:{port}: {_reason(exc)}")
+                conn.close()
+                continue
+            try:
                 reply = conn.getresponse().read()
+            except TimeoutError:
+                # Sent, unanswered: a hung etcd may still apply it when it resumes.
+                sent = True
+                failures.append(f"{_host(host)}:{port}: no answer within {self._timeout:g} s")
+                continue
             except (OSError, http.client.HTTPException) as exc:
                 failures.append(f"{_host(host)}:{port}: {_reason(exc)}")
                 continue
@@ -184,7 +201,7 @@ class EtcdClient:
                 conn.close()
             self._preferred = index
             return _check(_json(reply, path), path)
-        raise EtcdUnavailable(f"cannot reach etcd ({'; '.join(failures)})", 14)
+        raise EtcdUnavailable(f"cannot reach etcd ({'; '.join(failures)})", 14, maybe_done=sent)
 
     # -- asyncio -------------------------------------------------------------------------
 

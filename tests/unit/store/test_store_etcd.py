@@ -282,6 +282,55 @@ async def test_etcd_restart_while_watching_resumes_without_losing_a_change(
         await follower.close()
 
 
+async def test_a_write_etcd_holds_unanswered_is_reported_as_of_unknown_outcome(
+    etcd_server: EtcdServer,
+) -> None:
+    """A hung etcd (SIGSTOP) holds the request and may or may not carry it out when it
+    resumes (it may notice first that the client has gone): the error must not say
+    the change was refused; afterwards the batch is there whole or not at all, and
+    the store serves what etcd holds."""
+    import os
+    import signal
+
+    store = EtcdStore(EtcdClient(parse_endpoints(f"etcd://{etcd_server.address}"), timeout=0.5))
+    await store.start()
+    assert etcd_server.proc is not None
+    pid = etcd_server.proc.pid
+    service = ResourceKey("Service", "default", "reviews")
+    try:
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            with pytest.raises(StoreError, match="may still be applied when etcd answers"):
+                store.apply_all([resource(virtual_service(subset="v2")), resource(SERVICE_REVIEWS)])
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        held = await apoll(
+            lambda: set(etcd_keys(etcd_server)) or {"nothing"},
+            "etcd to answer again",
+            DEADLINE,
+            ignore=(Exception,),
+        )
+        batch = {VS_ETCD_KEY, "/registry/services/default/reviews"}
+        assert held in ({"nothing"}, batch), held
+        written = held == batch
+        await apoll(
+            lambda: (
+                (store.get(VS_KEY) is not None, store.get(service) is not None)
+                == (written, written)
+            ),
+            "the store to serve what etcd holds",
+            DEADLINE,
+        )
+    finally:
+        await store.close()
+    # An etcd that is not listening refuses outright: nothing can have been written.
+    gone = EtcdStore(EtcdClient(parse_endpoints(f"etcd://127.0.0.1:{free_port()}")))
+    with pytest.raises(StoreError, match="cannot write to etcd") as refused:
+        gone.apply(resource(SERVICE_REVIEWS))
+    assert "may still" not in str(refused.value)
+    await gone.close()
+
+
 async def test_start_fails_clearly_when_etcd_cannot_be_reached() -> None:
     store = new_store(f"127.0.0.1:{free_port()}", start_timeout=0.5)
     try:
