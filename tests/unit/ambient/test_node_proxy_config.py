@@ -142,6 +142,24 @@ def test_generated_config_is_golden_and_valid_for_envoy(
     snap = snapshot(MESH)
     listeners, clusters = build_node_proxy(node_proxy_config(snap, node_key(snap, "n1")))
     assert_golden(GOLDEN, {"listeners": listeners, "clusters": clusters}, update_golden)
+    assert _envoy_problems(listeners, clusters, tmp_path) == []
+
+
+def test_a_pod_without_ports_gets_an_inbound_listener_envoy_accepts(tmp_path: Path) -> None:
+    # Envoy refuses a listener without filter chains, and the pod's readiness
+    # waits for all three of its listeners.
+    text = MESH + _entry(
+        "client-0", "198.18.0.7", "client", {"app": "client"}, node="n1", ready=True
+    ).replace("[9080]", "[]")
+    snap = snapshot(text)
+    listeners, clusters = build_node_proxy(node_proxy_config(snap, node_key(snap, "n1")))
+    inbound = next(li for li in listeners if li.name == "ambient_inbound|client-0.default")
+    assert [c.name for c in inbound.filter_chains] == ["no-ports"]
+    assert _envoy_problems(listeners, clusters, tmp_path) == []
+
+
+def _envoy_problems(listeners: list[object], clusters: list[object], tmp_path: Path) -> list[str]:
+    """What Envoy (validate mode) says of a bootstrap holding these resources."""
     bootstrap = bootstrap_pb2.Bootstrap()
     json_format.ParseDict(
         {
@@ -178,9 +196,9 @@ def test_generated_config_is_golden_and_valid_for_envoy(
         },
         bootstrap,
     )
-    bootstrap.static_resources.listeners.extend(listeners)
-    bootstrap.static_resources.clusters.extend(clusters)
-    assert validate({"node-proxy": bootstrap}, tmp_path) == []
+    bootstrap.static_resources.listeners.extend(listeners)  # type: ignore[arg-type]
+    bootstrap.static_resources.clusters.extend(clusters)  # type: ignore[arg-type]
+    return list(validate({"node-proxy": bootstrap}, tmp_path))
 
 
 @pytest.mark.parametrize(

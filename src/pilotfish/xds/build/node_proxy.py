@@ -216,6 +216,12 @@ def _inbound_listener(pod: AmbientPod) -> dict[str, Any]:
                     "filters": filters,
                 }
             )
+    if not chains:
+        # A pod without ports: Envoy refuses a listener without chains, and the
+        # pod's readiness waits for this one, so it closes whatever arrives.
+        chains.append(
+            {"name": "no-ports", "filters": [_tcp_proxy(f"{name}|closed", BLACKHOLE_CLUSTER)]}
+        )
     return {
         "name": name,
         "address": _address(pod, "0.0.0.0", INBOUND_CAPTURE_PORT),
