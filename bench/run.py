@@ -22,6 +22,7 @@ from bench import (
     controlplane_churn,
     dataplane,
     dataplane_modes,
+    dataplane_modes_table,
     fuzz_inputs,
     sidecar_scoping,
     telemetry_ab,
@@ -219,7 +220,7 @@ BENCHMARKS = (
         "dataplane_modes",
         lambda args: dataclasses.asdict(_modes_params(args)),
         _run_dataplane_modes,
-        dataplane_modes.modes_table,
+        dataplane_modes_table.modes_table,
     ),
     Benchmark(
         "telemetry_ab",

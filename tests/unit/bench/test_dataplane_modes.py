@@ -24,6 +24,10 @@ if str(ROOT) not in sys.path:  # `bench` is a top-level package beside `src`, no
     sys.path.insert(0, str(ROOT))
 
 from bench import dataplane_modes as modes  # noqa: E402
+from bench import dataplane_modes_mesh as meshes  # noqa: E402
+from bench import dataplane_modes_reference as reference  # noqa: E402
+from bench import dataplane_modes_table as table  # noqa: E402
+from bench.dataplane_modes_base import WAYPOINT_SKIPPED  # noqa: E402
 
 from pilotfish.cli.tables import print_table  # noqa: E402
 
@@ -49,14 +53,14 @@ def _row(p50: float, p90: float, p99: float, **extra: Any) -> dict[str, Any]:
 
 
 def test_parse_smaps_rollup_reads_pss_and_rss_not_their_variants() -> None:
-    assert modes.parse_smaps_rollup(SMAPS_ROLLUP) == {"pss_kib": 20117, "rss_kib": 45312}
-    assert modes.parse_smaps_rollup("") == {}
-    assert modes.parse_smaps_rollup("Rss: junk kB\n") == {}
+    assert meshes.parse_smaps_rollup(SMAPS_ROLLUP) == {"pss_kib": 20117, "rss_kib": 45312}
+    assert meshes.parse_smaps_rollup("") == {}
+    assert meshes.parse_smaps_rollup("Rss: junk kB\n") == {}
 
 
 @pytest.mark.skipif(not Path("/proc/self/smaps_rollup").exists(), reason="Linux only")
 def test_memory_of_this_process() -> None:
-    groups = modes.memory_of([os.getpid()])
+    groups = meshes.memory_of([os.getpid()])
     assert groups["all"]["processes"] == 1 and groups["envoy"]["processes"] == 0
     assert 0 < groups["all"]["pss_kib"] <= groups["all"]["rss_kib"]
 
@@ -125,21 +129,24 @@ def test_targets_not_measured_when_a_number_is_missing() -> None:
 
 
 def test_chain_manifests_differ_only_in_the_namespace_label() -> None:
-    direct = modes.chain_manifest(True, 1024).split("\n---\n")
-    mesh = modes.chain_manifest(False, 1024).split("\n---\n")
+    direct = meshes.chain_manifest(True, 1024).split("\n---\n")
+    mesh = meshes.chain_manifest(False, 1024).split("\n---\n")
     assert direct[1:] == mesh[1:]
     assert json.loads(direct[0])["metadata"]["labels"] == {"istio-injection": "disabled"}
     assert json.loads(mesh[0])["metadata"]["labels"] == {}
     front = next(json.loads(d) for d in mesh if '"front"' in d and "Workload" in d)
     env = {e["name"]: e["value"] for e in front["spec"]["env"]}
     assert env["BACK_URL"] == "http://back:9080/?size=1024"
+    # The client pod only runs hey: no ports, no probe (the node proxy must accept that).
+    client = next(json.loads(d) for d in mesh if '"client"' in d and "Workload" in d)
+    assert "ports" not in client["spec"] and "readinessProbe" not in client["spec"]
 
 
 def test_reference_bootstraps_require_client_certificates(tmp_path: Path) -> None:
     certs = {k: tmp_path / k for k in ("ca", "client_cert", "client_key", "server_cert")}
     certs["server_key"] = tmp_path / "server_key"
     ports = {"client_admin": 1, "server_admin": 2, "listener": 3, "tls": 4, "app": 5}
-    client, server = modes.reference_bootstraps(certs, ports)
+    client, server = reference.reference_bootstraps(certs, ports)
     upstream = client["static_resources"]["clusters"][0]["transport_socket"]["typed_config"]
     assert upstream["common_tls_context"]["tls_certificates"][0]["certificate_chain"] == {
         "filename": str(certs["client_cert"])
@@ -167,7 +174,7 @@ def _payload() -> dict[str, Any]:
             vs_reference={"p50": 2.0, "p90": 2.0, "p99": None},
         ),
         "ambient": {"error": "pilotfish up (ambient) failed (1): boom"},
-        "ambient+waypoint": {"skipped": modes.WAYPOINT_SKIPPED},
+        "ambient+waypoint": {"skipped": WAYPOINT_SKIPPED},
     }
     memory = {
         "sidecar": {
@@ -192,15 +199,15 @@ def _payload() -> dict[str, Any]:
 
 def _render(payload: dict[str, Any]) -> str:
     console = Console(record=True, width=80, force_terminal=False, color_system=None)
-    print_table(console, modes.modes_table(payload))
+    print_table(console, table.modes_table(payload))
     return console.export_text()
 
 
 def test_table_shows_every_row_uncut() -> None:
     text = _render(json.loads(json.dumps(_payload(), sort_keys=True)))  # as in a result file
-    for label in modes._ROW_LABELS.values():
+    for label in table._ROW_LABELS.values():
         assert label in text
-    assert modes.WAYPOINT_SKIPPED in text
+    assert WAYPOINT_SKIPPED in text
     assert "pilotfish up (ambient) failed (1): boom" in text
     assert "2.00x" in text and "1.60" in text  # vs reference, added p50
     assert "292.97" not in text and "293.0" in text  # 300 000 KiB as MiB
@@ -209,7 +216,7 @@ def test_table_shows_every_row_uncut() -> None:
     assert "error: ambient: boom" in text
     assert "…" not in text
     # Rows in the chain's order even from a file written with sorted keys.
-    positions = [text.index(label) for label in modes._ROW_LABELS.values()]
+    positions = [text.index(label) for label in table._ROW_LABELS.values()]
     assert positions == sorted(positions)
 
 
