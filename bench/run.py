@@ -21,6 +21,8 @@ from rich.console import Console, RenderableType
 from bench import (
     controlplane_churn,
     dataplane,
+    dataplane_modes,
+    dataplane_modes_table,
     fuzz_inputs,
     sidecar_scoping,
     telemetry_ab,
@@ -147,6 +149,15 @@ def _run_dataplane(args: argparse.Namespace, console: Console) -> dict[str, Any]
     )
 
 
+def _modes_params(args: argparse.Namespace) -> dataplane_modes.ModesParams:
+    return dataplane_modes.QUICK if args.quick else dataplane_modes.FULL
+
+
+def _run_dataplane_modes(args: argparse.Namespace, console: Console) -> dict[str, Any]:
+    # Root only (pod network namespaces): run_modes reports "skipped: needs root" otherwise.
+    return dataplane_modes.run_modes(_modes_params(args), log=console.log)
+
+
 def _scoping_params(args: argparse.Namespace) -> sidecar_scoping.ScopingParams:
     params = sidecar_scoping.QUICK if args.quick else sidecar_scoping.FULL
     if args.services is not None:
@@ -204,6 +215,12 @@ BENCHMARKS = (
         lambda args: dataclasses.asdict(_dataplane_params(args)),
         _run_dataplane,
         dataplane_table,
+    ),
+    Benchmark(
+        "dataplane_modes",
+        lambda args: dataclasses.asdict(_modes_params(args)),
+        _run_dataplane_modes,
+        dataplane_modes_table.modes_table,
     ),
     Benchmark(
         "telemetry_ab",
