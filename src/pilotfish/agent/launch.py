@@ -58,7 +58,7 @@ class AgentLaunch:
     admin_port: int
     health_port: int
     work_dir: str
-    role: Literal["sidecar", "gateway", "node-proxy"] = "sidecar"
+    role: Literal["sidecar", "gateway", "node-proxy", "waypoint"] = "sidecar"
     service_account: str | None = None
     ip: tuple[str, ...] = ()
     interception: Literal["redirect", "none"] | None = None

@@ -89,7 +89,7 @@ async def _run(config: AgentConfig) -> int:
 @click.command("agent")
 @click.option(
     "--role",
-    type=click.Choice(["sidecar", "gateway", "node-proxy"]),
+    type=click.Choice(["sidecar", "gateway", "node-proxy", "waypoint"]),
     default="sidecar",
     show_default=True,
     help="Kind of proxy.",
@@ -358,7 +358,7 @@ def _config(o: dict[str, Any]) -> AgentConfig:
     return AgentConfig(
         **{key: o[key] for key in _AS_GIVEN},
         **paths,
-        role=o["role"] if o["role"] in ("gateway", "node-proxy") else "sidecar",
+        role=o["role"] if o["role"] in ("gateway", "node-proxy", "waypoint") else "sidecar",
         node_name=o["node_name"],
         pod_tokens_dir=Path(o["pod_tokens_dir"]) if o["pod_tokens_dir"] else None,
         labels=tuple(sorted(dict(parse_label(t) for t in o["label"]).items())),

@@ -26,6 +26,10 @@ so the many streams of one view cost one generation. Each new composition is
 checked for consistency (``pilotfish.xds.consistency``); violations are kept
 for ``/debug/syncz`` and counted, never raised.
 
+A waypoint (``role: waypoint``) is composed as an explicit-mode sidecar of its
+namespace, plus its HBONE listener and the cluster behind it
+(``xds.build.waypoint``).
+
 A node proxy (``role: node-proxy``) is generated apart: its configuration is
 ``translate.ambient.node_proxy`` of its ``NodeKey`` (the host's ambient pods
 and every service's endpoints, both registrations, so endpoint changes reach
@@ -48,11 +52,15 @@ from pilotfish.model.proxy_view import ClusterKey, EndpointKey, OutboundKey, Pro
 from pilotfish.model.snapshot import Snapshot, build_snapshot
 from pilotfish.translate import compose
 from pilotfish.translate.ambient.node_proxy import NodeKey, node_key, node_proxy_config
+from pilotfish.translate.ambient.waypoints import Waypoint, served_by, waypoint_policies
+from pilotfish.translate.gateway_api.index import GATEWAY_NAME_LABEL
+from pilotfish.translate.names import HTTP_PROXY_ROUTE
 from pilotfish.translate.source_match import source_label_keys
 from pilotfish.xds.build import ProtoBuilder
 from pilotfish.xds.build.node_proxy import build_node_proxy
 from pilotfish.xds.build.resources import pack, resource_name
 from pilotfish.xds.build.secrets import build_secret
+from pilotfish.xds.build.waypoint import build_waypoint, with_authz
 from pilotfish.xds.consistency import ConsistencyChecker, Violation
 from pilotfish.xds.types import (
     CLUSTER_TYPE,
@@ -175,6 +183,8 @@ class MeshGenerator:
             ),
             SECRET_TYPE: self._secret_part(SecretKey(cluster_names | local_names)),
         }
+        if view.role == "waypoint":
+            result = self._with_hbone(view, result)
         for type_url in (CLUSTER_TYPE, LISTENER_TYPE, ROUTE_TYPE):
             if not result[type_url].resources:
                 result[type_url] = ResourceSet(type_url, {})
@@ -182,6 +192,33 @@ class MeshGenerator:
         self._composed[view] = result
         self._check(view, result)
         return result
+
+    def _with_hbone(
+        self, view: ProxyView, result: dict[str, ResourceSet]
+    ) -> dict[str, ResourceSet]:
+        """A waypoint's sets plus its HBONE listener and the cluster behind it
+        (``xds.build.waypoint``): the services it serves are those naming it."""
+        waypoint = Waypoint(
+            view.namespace, view.label_map.get(GATEWAY_NAME_LABEL) or view.service_account
+        )
+        served = served_by(self._snapshot, waypoint)
+        listener, loop = build_waypoint(served, view.bind_ip, view.outbound_port)
+        listeners = dict(result[LISTENER_TYPE].resources)
+        routes = dict(result[ROUTE_TYPE].resources)
+        http = f"{view.bind_ip}_{view.outbound_port}"
+        if http in listeners and HTTP_PROXY_ROUTE in routes:
+            policies = waypoint_policies(self._snapshot, waypoint, served)
+            listeners[http], routes[HTTP_PROXY_ROUTE] = with_authz(
+                listeners[http], routes[HTTP_PROXY_ROUTE], policies
+            )
+        listeners[listener.name] = pack(listener)
+        clusters = {**result[CLUSTER_TYPE].resources, loop.name: pack(loop)}
+        return {
+            **result,
+            LISTENER_TYPE: ResourceSet(LISTENER_TYPE, listeners),
+            ROUTE_TYPE: ResourceSet(ROUTE_TYPE, routes),
+            CLUSTER_TYPE: ResourceSet(CLUSTER_TYPE, clusters),
+        }
 
     def _node_proxy(self, view: ProxyView) -> Mapping[str, ResourceSet]:
         """A node proxy's sets, by its ``NodeKey`` (see the module docstring)."""

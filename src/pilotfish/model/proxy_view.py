@@ -43,7 +43,7 @@ __all__ = [
     "SecretKey",
 ]
 
-Role = Literal["sidecar", "gateway", "node-proxy"]
+Role = Literal["sidecar", "gateway", "node-proxy", "waypoint"]
 Interception = Literal["REDIRECT", "NONE"]
 
 META_ROLE = "ROLE"
@@ -93,6 +93,9 @@ class OutboundKey:
     source_labels: tuple[tuple[str, str], ...] = ()
     sidecar: str = ""
     telemetry: str = ""
+    # Who the metrics of these listeners report as: a sidecar its workload
+    # ("source"), a waypoint itself ("waypoint").
+    reporter: Literal["source", "waypoint"] = "source"
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +186,7 @@ class ProxyView:
             tuple((k, v) for k, v in self.labels if k in source_label_keys),
             sidecar,
             telemetry,
+            "waypoint" if self.role == "waypoint" else "source",
         )
 
     def cluster_key(self, sidecar: str) -> ClusterKey:
@@ -198,9 +202,10 @@ class ProxyView:
     def from_node(cls, metadata: Mapping[str, Any]) -> ProxyView:
         """Build a view from Envoy node metadata (already converted to plain Python)."""
         role = str(metadata.get(META_ROLE, "sidecar"))
-        if role not in ("sidecar", "gateway", "node-proxy"):
+        if role not in ("sidecar", "gateway", "node-proxy", "waypoint"):
             raise NodeMetadataError(
-                f"{META_ROLE} must be 'sidecar', 'gateway' or 'node-proxy', got {role!r}"
+                f"{META_ROLE} must be 'sidecar', 'gateway', 'node-proxy' or 'waypoint', "
+                f"got {role!r}"
             )
         node = str(metadata.get(META_NODE_NAME, "") or "")
         if role == "node-proxy" and not node:
@@ -220,6 +225,10 @@ class ProxyView:
         ips = str(metadata.get(META_INSTANCE_IPS, "") or "127.0.0.1")
         first_ip = ips.split(",")[0].strip() or "127.0.0.1"
         bind_ip = "0.0.0.0" if interception == "REDIRECT" else first_ip
+        if role == "waypoint":
+            # Its HTTP proxy listener is reached only through its own HBONE
+            # listener, over loopback in its own network namespace.
+            bind_ip = "127.0.0.1"
         app_ports_raw = metadata.get(META_APP_PORTS) or {}
         if not isinstance(app_ports_raw, Mapping):
             raise NodeMetadataError(f"{META_APP_PORTS} must be a map of port to port")

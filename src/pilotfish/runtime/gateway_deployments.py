@@ -87,7 +87,8 @@ class DeployerHooks:
     # and stop treat them like the profile's.
     gateways: list[GatewayProcess]
     state: MeshState
-    make_process: Callable[[GatewaySpec, str], GatewayProcess]  # (spec, service account)
+    # (spec, service account, role: "gateway" or "waypoint")
+    make_process: Callable[[GatewaySpec, str, str], GatewayProcess]
     register_identity: Callable[[str, str, str], None]  # (namespace, account, owner)
     forget_identity: Callable[[str], None]
     save: Callable[[], None]
@@ -112,6 +113,7 @@ class GatewayDeployer:
     def __init__(self, hooks: DeployerHooks) -> None:
         self._hooks = hooks
         self._running: dict[str, tuple[DeploymentPlan, GatewayProcess]] = {}
+        self._refused: set[str] = set()  # said once each
 
     @property
     def deployed(self) -> dict[str, DeploymentPlan]:
@@ -141,10 +143,18 @@ class GatewayDeployer:
         network = h.network()
         if network is None:
             return
+        if plan.role == "waypoint" and not h.transparent:
+            if plan.local_id not in self._refused:
+                self._refused.add(plan.local_id)
+                h.progress(
+                    f"waypoint {plan.namespace}/{plan.gateway} not deployed: waypoints "
+                    "serve ambient pods, which need transparent mode"
+                )
+            return
         address = network.create_pod(plan.local_id, None)
         spec = self._spec(plan, address)
         h.register_identity(plan.namespace, plan.service_account, plan.local_id)
-        gw = h.make_process(spec, plan.service_account)
+        gw = h.make_process(spec, plan.service_account, plan.role)
         self._running[plan.local_id] = (plan, gw)
         h.gateways.append(gw)
         self._record(plan, spec)
@@ -163,7 +173,7 @@ class GatewayDeployer:
         ``address``) and register it, as ``_start`` would have."""
         h = self._hooks
         spec = self._spec(plan, address)
-        gw = h.make_process(spec, plan.service_account)
+        gw = h.make_process(spec, plan.service_account, plan.role)
         gw.adopt(proc, restarts)
         self._running[plan.local_id] = (plan, gw)
         h.gateways.append(gw)
@@ -257,7 +267,7 @@ class DeploymentMixin:
         raise NotImplementedError
 
     def _gateway_process(
-        self, spec: GatewaySpec, service_account: str | None = None
+        self, spec: GatewaySpec, service_account: str | None = None, role: str = "gateway"
     ) -> GatewayProcess:
         raise NotImplementedError
 

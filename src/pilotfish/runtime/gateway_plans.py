@@ -11,7 +11,11 @@ qualify and derives the names, labels and Service ports, so the runtime
 
 A Gateway is deployed when its class is served here: a GatewayClass whose
 ``controllerName`` is Pilotfish's or Istio's controller, or the class ``istio``
-when no GatewayClass of that name exists (built in, as in Istio). A Gateway
+when no GatewayClass of that name exists (built in, as in Istio). The class
+``istio-waypoint`` (Istio's mesh controller, also built in) makes a waypoint
+(``translate.ambient.waypoints``): named after the Gateway alone, as Istio
+names its waypoint Deployment, ServiceAccount and Service, and run with the
+agent's ``waypoint`` role. A Gateway
 whose ``spec.addresses`` names a Hostname is served by an existing Service
 (Istio calls it unmanaged) and gets no deployment.
 """
@@ -37,6 +41,8 @@ __all__ = [
 
 CONTROLLERS = frozenset({"pilotfish.io/gateway-controller", "istio.io/gateway-controller"})
 BUILTIN_CLASS = "istio"
+WAYPOINT_CLASS = "istio-waypoint"
+WAYPOINT_CONTROLLER = "istio.io/mesh-controller"
 GATEWAY_NAME_LABEL = "gateway.networking.k8s.io/gateway-name"
 ISTIO_GATEWAY_NAME_LABEL = "istio.io/gateway-name"
 GATEWAY_CLASS_LABEL = "gateway.networking.k8s.io/gateway-class-name"
@@ -58,6 +64,7 @@ class DeploymentPlan:
     service_account: str
     # The Service's ports, (name, port): ``status-port`` 15021, then one per listener port.
     ports: tuple[tuple[str, int], ...]
+    role: str = "gateway"  # or "waypoint"
 
     @property
     def local_id(self) -> str:
@@ -73,12 +80,12 @@ class DeploymentPlan:
         )
 
     @property
-    def identity(self) -> tuple[str, str, str]:
+    def identity(self) -> tuple[str, str, str, str]:
         """What the agent's command line depends on: a change means a new agent.
 
         Listener ports are not in it: listeners reach the running agent over xDS.
         """
-        return (self.namespace, self.name, self.service_account)
+        return (self.namespace, self.name, self.service_account, self.role)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -88,6 +95,7 @@ class DeploymentPlan:
             "name": self.name,
             "service_account": self.service_account,
             "ports": [list(p) for p in self.ports],
+            "role": self.role,
         }
 
     @classmethod
@@ -99,19 +107,25 @@ class DeploymentPlan:
             name=str(data["name"]),
             service_account=str(data["service_account"]),
             ports=tuple((str(n), int(p)) for n, p in data.get("ports", ())),
+            role=str(data.get("role", "gateway")),
         )
 
 
-def served_classes(classes: Iterable[Resource]) -> set[str]:
-    """Names of the GatewayClasses this mesh serves (``istio`` unless redefined)."""
-    served: set[str] = set()
+def served_classes(classes: Iterable[Resource]) -> dict[str, str]:
+    """The GatewayClasses this mesh serves, each with the role of its deployments
+    (``istio`` and ``istio-waypoint`` unless redefined)."""
+    served: dict[str, str] = {}
     defined: set[str] = set()
     for gc in classes:
         defined.add(gc.name)
-        if str(getattr(gc.spec, "controller_name", "")) in CONTROLLERS:
-            served.add(gc.name)
-    if BUILTIN_CLASS not in defined:
-        served.add(BUILTIN_CLASS)
+        controller = str(getattr(gc.spec, "controller_name", ""))
+        if controller in CONTROLLERS:
+            served[gc.name] = "gateway"
+        elif controller == WAYPOINT_CONTROLLER:
+            served[gc.name] = "waypoint"
+    for name, role in ((BUILTIN_CLASS, "gateway"), (WAYPOINT_CLASS, "waypoint")):
+        if name not in defined:
+            served[name] = role
     return served
 
 
@@ -146,14 +160,16 @@ def service_ports(listeners: Iterable[Any]) -> tuple[tuple[str, int], ...]:
     return tuple(ports)
 
 
-def plan_for(gateway: Resource, served: set[str]) -> DeploymentPlan | None:
+def plan_for(gateway: Resource, served: dict[str, str]) -> DeploymentPlan | None:
     """The deployment of one Gateway API Gateway, or None if this mesh does not deploy it."""
     spec = gateway.spec
     class_name = str(getattr(spec, "gateway_class_name", "") or "")
     if class_name not in served or _unmanaged(spec):
         return None
+    role = served[class_name]
     annotations = gateway.metadata.annotations
-    name = annotations.get(NAME_OVERRIDE) or f"{gateway.name}-{class_name}"
+    default = gateway.name if role == "waypoint" else f"{gateway.name}-{class_name}"
+    name = annotations.get(NAME_OVERRIDE) or default
     return DeploymentPlan(
         namespace=gateway.namespace,
         gateway=gateway.name,
@@ -161,6 +177,7 @@ def plan_for(gateway: Resource, served: set[str]) -> DeploymentPlan | None:
         name=name,
         service_account=annotations.get(SERVICE_ACCOUNT_OVERRIDE) or name,
         ports=service_ports(getattr(spec, "listeners", None) or ()),
+        role=role,
     )
 
 

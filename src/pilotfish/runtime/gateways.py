@@ -176,7 +176,7 @@ class GatewayProcess:
         clock: Callable[[], float] = time.monotonic,
         drain_duration: float = 2.0,
         xds_protocol: Literal["delta", "sotw"] | None = None,
-        role: Literal["gateway", "node-proxy"] = "gateway",
+        role: Literal["gateway", "node-proxy", "waypoint"] = "gateway",
         node_name: str = "",
     ) -> None:
         self.spec = spec

@@ -43,7 +43,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 from aiohttp import web
@@ -91,6 +91,13 @@ from pilotfish.store import CompositeStore, MemoryStore, StoreError
 __all__ = ["TLS_MODE_LABEL", "MeshRuntime", "RuntimeStartError"]
 
 log = logging.getLogger("pilotfish.runtime")
+
+# The agent roles of supervised proxies other than pods' sidecars.
+_ROLES: dict[str, Literal["gateway", "node-proxy", "waypoint"]] = {
+    "gateway": "gateway",
+    "node-proxy": "node-proxy",
+    "waypoint": "waypoint",
+}
 
 
 class RuntimeStartError(Exception):
@@ -372,7 +379,10 @@ class MeshRuntime(PodsMixin, AmbientMixin, AdoptionMixin):
             for resource in ingress_registrations():
                 self.registrations.apply(resource)
 
-    def _gateway_process(self, spec: GatewaySpec, sa: str | None = None) -> GatewayProcess:
+    def _gateway_process(
+        self, spec: GatewaySpec, sa: str | None = None, role: str = "gateway", node_name: str = ""
+    ) -> GatewayProcess:
+        """A supervised agent: a gateway, a waypoint or (``node_name``) the node proxy."""
         sa = sa or f"{spec.name}-service-account"
         s = self.settings
         return GatewayProcess(
@@ -387,6 +397,8 @@ class MeshRuntime(PodsMixin, AmbientMixin, AdoptionMixin):
             drain_duration=self._proxy_drain or 2.0,
             isolation=self.isolation,
             xds_protocol=s.xds_protocol,
+            role=_ROLES[role],
+            node_name=node_name,
         )
 
     async def _start_gateways(self, adopted: set[str]) -> None:

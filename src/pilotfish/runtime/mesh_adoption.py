@@ -69,7 +69,9 @@ class AdoptionMixin(DeploymentMixin):
     def _gateway_specs(self, recorded: dict[str, dict[str, Any]]) -> list[GatewaySpec]:
         raise NotImplementedError
 
-    def _gateway_process(self, spec: GatewaySpec, sa: str | None = None) -> GatewayProcess:
+    def _gateway_process(
+        self, spec: GatewaySpec, sa: str | None = None, role: str = "gateway", node_name: str = ""
+    ) -> GatewayProcess:
         raise NotImplementedError
 
     def _restorable(self, previous: MeshState | None) -> Ipam | None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 from collections.abc import Callable
 
 from pilotfish.agent.launch import AgentIdentity
@@ -106,23 +105,15 @@ class AmbientMixin:
         assert self.cp is not None
         return self.cp.register_workload_token(namespace, service_account, owner)
 
+    def _gateway_process(
+        self, spec: GatewaySpec, sa: str | None = None, role: str = "gateway", node_name: str = ""
+    ) -> GatewayProcess:
+        raise NotImplementedError
+
     def _node_proxy_process(self, spec: GatewaySpec) -> GatewayProcess:
         self._register_identity(spec.namespace, NODE_PROXY_SERVICE_ACCOUNT, spec.name)
-        s = self.settings
-        return GatewayProcess(
-            spec,
-            self.xds_address,
-            s.log_dir,
-            s.work_dir,
-            sys.executable,
-            identity=self._identity(spec.name),
-            service_account=NODE_PROXY_SERVICE_ACCOUNT,
-            on_processes_changed=self._save,
-            drain_duration=self._proxy_drain or 2.0,
-            isolation=self.isolation,
-            xds_protocol=s.xds_protocol,
-            role="node-proxy",
-            node_name=self.ambient.node,
+        return self._gateway_process(
+            spec, NODE_PROXY_SERVICE_ACCOUNT, role="node-proxy", node_name=self.ambient.node
         )
 
     def _node_proxy_started(self, process: GatewayProcess) -> None:

@@ -112,7 +112,8 @@ def part_keys(
     sidecar = sidecar_scope(snapshot, view).key
     outbound = None
     clusters = view.cluster_key(sidecar)
-    if view.role == "sidecar":
+    if view.role in ("sidecar", "waypoint"):
+        # A waypoint routes as an explicit-mode sidecar of its namespace does.
         keys = source_label_keys(snapshot) if label_keys is None else label_keys
         telemetry = workload_telemetry(snapshot, view.namespace, view.label_map)
         outbound = view.outbound_key(keys, sidecar, telemetry)

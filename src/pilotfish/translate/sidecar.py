@@ -361,7 +361,7 @@ def _explicit_outbound(
                 name,
                 with_metrics(
                     HttpConnectionManager(f"outbound_{name}", route_config_name=HTTP_PROXY_ROUTE),
-                    "source",
+                    key.reporter,
                 ),
             ),
             direction="outbound",

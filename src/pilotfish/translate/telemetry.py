@@ -13,8 +13,8 @@ At one level, only entries whose ``match.mode`` covers the side apply:
 ``CLIENT`` is the outbound side (and gateways), ``SERVER`` the inbound side.
 Several Telemetry resources at the same level are ordered by name and the
 first wins, so equal inputs always give equal output. ``targetRef(s)``
-attach to Gateway-API gateways and waypoints, which Pilotfish does not run;
-such a Telemetry applies to no proxy (like the security policies).
+attach to Gateway-API gateways and waypoints; Pilotfish does not apply such a
+Telemetry to any proxy yet.
 
 ``resolve`` is a pure function of (snapshot, namespace, selecting Telemetry,
 side). Outbound translation is shared per ``OutboundKey``, so the selecting

@@ -57,7 +57,10 @@ class _Harness:
         self.saves = 0
         self._tmp = tmp
 
-        def make(spec: GatewaySpec, account: str) -> GatewayProcess:
+        self.progress: list[str] = []
+
+        def make(spec: GatewaySpec, account: str, role: str) -> GatewayProcess:
+            assert role in ("gateway", "waypoint")
             return _StandInGateway(
                 spec,
                 "127.0.0.1:1",
@@ -80,7 +83,7 @@ class _Harness:
                 register_identity=lambda ns, sa, owner: self.identities.append((ns, sa, owner)),
                 forget_identity=self.forgotten.append,
                 save=save,
-                progress=lambda msg: None,
+                progress=self.progress.append,
                 transparent=False,
             )
         )
@@ -160,3 +163,24 @@ async def test_a_deleted_gateway_leaves_no_agent_address_registration_or_state(
     assert h.network.ipam.allocations() == {}
     assert h.state.gateways == {} and h.state.processes == {}
     assert h.forgotten == ["web-istio.shop"]
+
+
+async def test_a_waypoint_is_not_deployed_in_explicit_mode_and_says_so_once(
+    tmp_path: Path,
+) -> None:
+    h = _Harness(tmp_path)
+    text = (
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\n"
+        "metadata: {name: waypoint, namespace: shop}\n"
+        "spec:\n  gatewayClassName: istio-waypoint\n"
+        "  listeners: [{name: mesh, port: 15008, protocol: HBONE}]\n"
+    )
+    waypoint = load_text(text, "waypoint.yaml").resources[0]
+    try:
+        for _ in range(2):
+            await h.deployer.reconcile([waypoint])
+        assert h.deployer.deployed == {} and h.gateways == []
+        said = [m for m in h.progress if "waypoint shop/waypoint not deployed" in m]
+        assert len(said) == 1 and "transparent mode" in said[0]
+    finally:
+        await h.deployer.reconcile([])

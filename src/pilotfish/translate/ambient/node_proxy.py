@@ -18,6 +18,9 @@ rules send its traffic:
   against the pod's L4 AuthorizationPolicies with the peer's identity from the
   TLS connection, then its bytes go to the app on the port named by the
   CONNECT authority;
+  A service that uses a waypoint (``translate.ambient.waypoints``) is
+  tunnelled to the waypoint instead, the CONNECT target naming the service and
+  its port, and the waypoint applies its L7 configuration;
 - inbound (15006, original destination): Istio mTLS from sidecars and
   gateways, and plaintext unless PeerAuthentication is STRICT, each with the
   same L4 policies (network RBAC).
@@ -45,7 +48,9 @@ from pilotfish.ir.node_proxy import (
 from pilotfish.model.ambient import DATAPLANE_AMBIENT, DATAPLANE_MODE_LABEL, HBONE_PORT
 from pilotfish.model.snapshot import Snapshot
 from pilotfish.peer_labels import workload_facts
+from pilotfish.registry.model import MeshService
 from pilotfish.translate.ambient.pods import LocalPod, node_pods
+from pilotfish.translate.ambient.waypoints import Waypoint, hbone_upstreams, waypoints_of
 from pilotfish.translate.security.authz import authz_policies
 from pilotfish.translate.security.peer_authn import peer_mtls
 
@@ -69,6 +74,10 @@ class ServiceDestination:
     target_port: int
     hbone: bool
     upstreams: tuple[Upstream, ...]
+    # Through a waypoint: its own cluster (and so a changed filter chain), so that
+    # connections opened before the service took a waypoint are drained, not kept
+    # on a path that skips its L7 policy.
+    waypoint: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,11 +89,34 @@ class NodeKey:
     destinations: tuple[ServiceDestination, ...]
 
 
+def _via_waypoint(
+    snapshot: Snapshot, svc: MeshService, waypoint: Waypoint
+) -> list[ServiceDestination]:
+    """``svc``'s ports, each tunnelled to the waypoint (CONNECT to ``host:port``, the
+    service's own port: the waypoint routes by service, not by pod)."""
+    identity = spiffe(snapshot.trust_domain, waypoint.namespace, waypoint.name)
+    upstreams = tuple(
+        Upstream(a, p, identity, True) for a, p in hbone_upstreams(snapshot, waypoint)
+    )
+    if not upstreams:
+        return []  # not deployed yet: its callers get no route rather than skip it
+    return [
+        ServiceDestination(
+            svc.hostname, svc.namespace, svc.addresses[0], sp.port, sp.port, True, upstreams, True
+        )
+        for sp in svc.ports
+    ]
+
+
 def _destinations(snapshot: Snapshot) -> tuple[ServiceDestination, ...]:
     td = snapshot.trust_domain
+    waypoints = waypoints_of(snapshot)
     out = []
     for hostname, svc in sorted(snapshot.registry.services.items()):
         if not svc.addresses:
+            continue
+        if hostname in waypoints:
+            out += _via_waypoint(snapshot, svc, waypoints[hostname])
             continue
         for sp in svc.ports:
             instances = snapshot.registry.instances_of(hostname, sp.port)
@@ -138,7 +170,8 @@ def _pod(snapshot: Snapshot, pod: LocalPod, key: NodeKey) -> AmbientPod:
     )
     outbound = tuple(
         OutboundDestination(
-            cluster=f"ambient_outbound|{d.port}|{d.hostname}|{_pod_id(pod)}",
+            cluster=f"{'ambient_waypoint' if d.waypoint else 'ambient_outbound'}"
+            f"|{d.port}|{d.hostname}|{_pod_id(pod)}",
             address=d.address,
             port=d.port,
             authority=f"{d.hostname}:{d.target_port}",

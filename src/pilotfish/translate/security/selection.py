@@ -5,8 +5,8 @@ namespace, and to every workload of the mesh when that namespace is the root
 namespace; a policy with ``selector.matchLabels`` applies to the workloads of
 its namespace whose labels include them (a root-namespace policy with a
 selector: to matching workloads of every namespace). Policies attached with
-``targetRef(s)`` apply to gateways/waypoints of the Kubernetes Gateway API,
-which Pilotfish does not run; they apply to no proxy here.
+``targetRef(s)`` apply to no workload: a waypoint enforces those attached to
+it or to the services it serves (``translate.ambient.waypoints``).
 """
 
 from __future__ import annotations

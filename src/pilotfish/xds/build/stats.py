@@ -181,6 +181,16 @@ def _service_labels(*, known: bool, inbound: bool) -> Labels:
 
 def _identity_labels(reporter: ir.Reporter, *, mtls: bool, http: bool) -> Labels:
     """Source and destination labels for one variant (see the module docstring)."""
+    if reporter == "waypoint":
+        # The caller's identity ends at the waypoint's HBONE listener: the
+        # connection manager that sees the request is behind it, on loopback.
+        labels = dict.fromkeys((f"source_{s}" for s in PEER_SUFFIXES), UNKNOWN)
+        labels["source_principal"] = UNKNOWN
+        labels |= _upstream_labels("destination")
+        labels["destination_principal"] = "%UPSTREAM_PEER_URI_SAN%"
+        labels |= _service_labels(known=http, inbound=False)
+        labels["connection_security_policy"] = "mutual_tls"
+        return labels
     if reporter == "destination":
         labels = _peer_labels("source", trusted=mtls and http)
         labels["source_principal"] = "%DOWNSTREAM_PEER_URI_SAN%" if mtls else UNKNOWN

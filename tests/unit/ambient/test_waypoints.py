@@ -1,0 +1,212 @@
+"""Waypoints: which services use one, what callers' node proxies do for them, and
+the waypoint's own configuration (validated by Envoy)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.listener.v3 import listener_pb2
+from envoy.config.route.v3 import route_pb2
+from envoy.extensions.filters.network.http_connection_manager.v3 import (
+    http_connection_manager_pb2 as hcm_pb2,
+)
+from google.protobuf import any_pb2, json_format
+from google.protobuf.message import Message
+
+from pilotfish.api.loader import load_text
+from pilotfish.controlplane.generator import MeshGenerator
+from pilotfish.runtime.gateway_plans import plan_deployments
+from pilotfish.translate.ambient.node_proxy import node_key, node_proxy_config
+from pilotfish.translate.ambient.waypoints import (
+    Waypoint,
+    served_by,
+    waypoint_policies,
+    waypoints_of,
+)
+from pilotfish.xds.types import CLUSTER_TYPE, LISTENER_TYPE, ROUTE_TYPE
+
+from .test_node_proxy_config import MESH, _envoy_problems, snapshot
+
+REVIEWS = "reviews.default.svc.cluster.local"
+RATINGS = "ratings.default.svc.cluster.local"
+WAYPOINT = Waypoint("default", "waypoint")
+
+GATEWAY = """
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: waypoint, namespace: default}
+spec:
+  gatewayClassName: istio-waypoint
+  listeners: [{name: mesh, port: 15008, protocol: HBONE}]
+"""
+# What the runtime registers for the deployed waypoint.
+REGISTERED = """
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: waypoint
+  namespace: default
+  labels: {gateway.networking.k8s.io/gateway-name: waypoint}
+spec:
+  selector: {gateway.networking.k8s.io/gateway-name: waypoint}
+  ports: [{name: status-port, port: 15021}, {name: mesh, port: 15008}]
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: waypoint, namespace: default}
+spec:
+  address: 198.18.0.30
+  serviceAccount: waypoint
+  labels: {gateway.networking.k8s.io/gateway-name: waypoint}
+  ports: {status-port: 15021, mesh: 15008}
+"""
+NAMESPACE_LABEL = """
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: default, labels: {istio.io/use-waypoint: waypoint}}
+"""
+DENY_PATH = """
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: no-reviews-1, namespace: default}
+spec:
+  targetRefs: [{kind: Service, group: "", name: reviews}]
+  action: DENY
+  rules:
+  - to: [{operation: {paths: [/reviews/1]}}]
+"""
+DENY_PRINCIPAL = """
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: no-productpage, namespace: default}
+spec:
+  targetRefs: [{kind: Gateway, group: gateway.networking.k8s.io, name: waypoint}]
+  action: DENY
+  rules:
+  - from: [{source: {principals: [cluster.local/ns/default/sa/bookinfo-productpage]}}]
+    to: [{operation: {methods: [POST]}}]
+"""
+MESH_WITH_WAYPOINT = MESH + GATEWAY + REGISTERED + NAMESPACE_LABEL
+
+
+def _unpack(packed: bytes, message: Message) -> Any:
+    wrapper = any_pb2.Any()
+    wrapper.ParseFromString(packed)
+    wrapper.Unpack(message)
+    return message
+
+
+def test_a_namespace_label_sends_its_services_to_the_waypoint_but_not_the_waypoints_own() -> None:
+    snap = snapshot(MESH_WITH_WAYPOINT)
+    assert waypoints_of(snap) == {REVIEWS: WAYPOINT, RATINGS: WAYPOINT}
+    assert served_by(snap, WAYPOINT) == ((RATINGS, 9080), (REVIEWS, 9080))
+    # A service's own label wins over its namespace's; "none" opts it out.
+    opted_out = MESH_WITH_WAYPOINT.replace(
+        "metadata: {name: ratings, namespace: default}",
+        "metadata: {name: ratings, namespace: default, labels: {istio.io/use-waypoint: none}}",
+    )
+    assert waypoints_of(snapshot(opted_out)) == {REVIEWS: WAYPOINT}
+    # Without the label, no service uses it.
+    assert waypoints_of(snapshot(MESH + GATEWAY + REGISTERED)) == {}
+
+
+def test_callers_tunnel_to_the_waypoint_on_a_cluster_of_its_own() -> None:
+    snap = snapshot(MESH_WITH_WAYPOINT)
+    config = node_proxy_config(snap, node_key(snap, "n1"))
+    productpage = next(p for p in config.pods if p.name == "productpage-v1-0")
+    reviews = next(d for d in productpage.outbound if d.hostname == REVIEWS)
+    # A cluster name of its own: the filter chain changes, so connections opened
+    # before the service took the waypoint are drained instead of skipping it.
+    assert reviews.cluster == f"ambient_waypoint|9080|{REVIEWS}|productpage-v1-0.default"
+    assert reviews.hbone and reviews.authority == f"{REVIEWS}:9080"
+    assert [(u.address, u.port, u.identity) for u in reviews.upstreams] == [
+        ("198.18.0.30", 15008, "spiffe://cluster.local/ns/default/sa/waypoint")
+    ]
+    # Not deployed yet (no endpoint): its callers get no route to skip it by.
+    pending = snapshot(MESH + GATEWAY + NAMESPACE_LABEL)
+    config = node_proxy_config(pending, node_key(pending, "n1"))
+    productpage = next(p for p in config.pods if p.name == "productpage-v1-0")
+    assert REVIEWS not in {d.hostname for d in productpage.outbound}
+
+
+def test_policies_attached_to_a_service_or_the_waypoint_and_callers_named_fail_closed() -> None:
+    snap = snapshot(MESH_WITH_WAYPOINT + DENY_PATH + DENY_PRINCIPAL)
+    found = waypoint_policies(snap, WAYPOINT, served_by(snap, WAYPOINT))
+    assert [p.name for p in found[(REVIEWS, 9080)]] == [
+        "default/no-productpage",
+        "default/no-reviews-1",
+    ]
+    assert [p.name for p in found[(RATINGS, 9080)]] == ["default/no-productpage"]
+    # The waypoint cannot tell callers apart: the DENY naming productpage denies
+    # every caller's POST (its other match), never nobody's.
+    (rule,) = found[(RATINGS, 9080)][0].rules
+    assert rule.sources == () and rule.operations
+    # A policy with a selector is the workloads', not the waypoint's.
+    assert "no-productpage" not in str(waypoint_policies(snapshot(MESH), WAYPOINT, ()))
+
+
+def _waypoint_view(generator: MeshGenerator) -> Any:
+    return generator.view_of(
+        "waypoint.default",
+        {
+            "NAMESPACE": "default",
+            "ROLE": "waypoint",
+            "SERVICE_ACCOUNT": "waypoint",
+            "LABELS": {"gateway.networking.k8s.io/gateway-name": "waypoint"},
+            "WORKLOAD_CERTS": "true",
+            "INSTANCE_IPS": "198.18.0.30",
+        },
+    )
+
+
+def test_the_waypoint_accepts_only_its_services_and_enforces_their_policies(
+    tmp_path: Path,
+) -> None:
+    generator = MeshGenerator()
+    generator.set_snapshot(snapshot(MESH_WITH_WAYPOINT + DENY_PATH))
+    view = _waypoint_view(generator)
+    assert view.bind_ip == "127.0.0.1"  # its HTTP proxy is reached through HBONE only
+    sets = generator.generate(view)
+    listeners = {
+        name: _unpack(b, listener_pb2.Listener())
+        for name, b in sets[LISTENER_TYPE].resources.items()
+    }
+    assert set(listeners) == {"127.0.0.1_15001", "waypoint_hbone"}
+    hbone = json_format.MessageToDict(listeners["waypoint_hbone"])
+    hcm = hbone["filterChains"][0]["filters"][0]["typedConfig"]
+    routes = hcm["routeConfig"]["virtualHosts"][0]["routes"]
+    assert [r["match"]["headers"][0]["stringMatch"]["exact"] for r in routes] == [
+        f"{RATINGS}:9080",
+        f"{REVIEWS}:9080",
+    ]
+    assert {r["route"]["cluster"] for r in routes} == {"waypoint_http"}
+    assert "waypoint_http" in sets[CLUSTER_TYPE].resources
+    # The path DENY sits on reviews' virtual host only.
+    route = _unpack(sets[ROUTE_TYPE].resources["http_proxy"], route_pb2.RouteConfiguration())
+    per_vhost = {vh.name: list(vh.typed_per_filter_config) for vh in route.virtual_hosts}
+    assert per_vhost[f"{REVIEWS}:9080"] == ["envoy.filters.http.rbac.deny"]
+    assert per_vhost[f"{RATINGS}:9080"] == []
+    chain = listeners["127.0.0.1_15001"].default_filter_chain
+    manager = hcm_pb2.HttpConnectionManager()
+    assert chain.filters[0].typed_config.Unpack(manager)
+    names = [f.name for f in manager.http_filters]
+    assert names.index("envoy.filters.http.rbac.deny") < names.index("envoy.filters.http.router")
+    clusters = [_unpack(b, cluster_pb2.Cluster()) for b in sets[CLUSTER_TYPE].resources.values()]
+    assert _envoy_problems(list(listeners.values()), clusters, tmp_path) == []
+
+
+def test_waypoint_gateways_are_deployed_named_after_the_gateway_with_the_waypoint_role() -> None:
+    resources = load_text(MESH + GATEWAY, "inline.yaml").resources
+    plans = plan_deployments(resources)
+    plan = plans["waypoint"]
+    assert (plan.name, plan.service_account, plan.role) == ("waypoint", "waypoint", "waypoint")
+    assert ("mesh", 15008) in plan.ports
+    ingress = load_text(GATEWAY.replace("istio-waypoint", "istio"), "inline.yaml").resources
+    assert plan_deployments(ingress)["waypoint-istio"].role == "gateway"
