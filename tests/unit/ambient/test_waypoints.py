@@ -210,3 +210,45 @@ def test_waypoint_gateways_are_deployed_named_after_the_gateway_with_the_waypoin
     assert ("mesh", 15008) in plan.ports
     ingress = load_text(GATEWAY.replace("istio-waypoint", "istio"), "inline.yaml").resources
     assert plan_deployments(ingress)["waypoint-istio"].role == "gateway"
+
+
+# Istio's samples/ambient-argo: the split as a Gateway API route attached to the Service.
+HTTPROUTE_90_10 = """
+---
+apiVersion: v1
+kind: Service
+metadata: {name: reviews-v1, namespace: default}
+spec:
+  selector: {app: reviews, version: v1}
+  ports: [{name: http, port: 9080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: reviews-v2, namespace: default}
+spec:
+  selector: {app: reviews, version: v2}
+  ports: [{name: http, port: 9080}]
+---
+apiVersion: gateway.networking.k8s.io/v1beta1
+kind: HTTPRoute
+metadata: {name: reviews, namespace: default}
+spec:
+  parentRefs: [{group: "", kind: Service, name: reviews}]
+  rules:
+  - backendRefs:
+    - {name: reviews-v1, port: 9080, weight: 90}
+    - {name: reviews-v2, port: 9080, weight: 10}
+"""
+
+
+def test_the_waypoint_applies_an_httproute_attached_to_the_service() -> None:
+    generator = MeshGenerator()
+    generator.set_snapshot(snapshot(MESH_WITH_WAYPOINT + HTTPROUTE_90_10))
+    sets = generator.generate(_waypoint_view(generator))
+    route = _unpack(sets[ROUTE_TYPE].resources["http_proxy"], route_pb2.RouteConfiguration())
+    (reviews,) = [vh for vh in route.virtual_hosts if vh.name == f"{REVIEWS}:9080"]
+    split = reviews.routes[0].route.weighted_clusters.clusters
+    assert [(c.name, c.weight.value) for c in split] == [
+        ("outbound|9080||reviews-v1.default.svc.cluster.local", 90),
+        ("outbound|9080||reviews-v2.default.svc.cluster.local", 10),
+    ]
