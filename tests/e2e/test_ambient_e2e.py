@@ -465,6 +465,13 @@ def test_a_waypoint_applies_l7_routing_and_policy_to_the_services_that_use_it(
     try:
         poll(lambda: mesh.pod("waypoint")["ready"], "the waypoint to be ready", 90)
         assert mesh.pod("waypoint")["dataplane"] == "waypoint"
+
+        def programmed() -> bool:
+            out = mesh.cli("get", "gateways.gateway.networking.k8s.io", "waypoint", "-o", "json")
+            found = json.loads(out.stdout).get("status", {}).get("conditions", [])
+            return any(c["type"] == "Programmed" and c["status"] == "True" for c in found)
+
+        poll(programmed, "the waypoint Gateway's status to say Programmed", deadline=30)
         # (Without the label neither applies: the node proxies carry productpage's one
         # pooled connection to one reviews pod, L4 only.)
         assert _curl_from(mesh, "productpage-v1-0", "http://reviews:9080/reviews/1") == "200"
@@ -486,6 +493,7 @@ def test_a_waypoint_applies_l7_routing_and_policy_to_the_services_that_use_it(
             line.startswith("envoy_istio_requests_total{")
             and "reporter=waypoint" in line
             and "destination_workload=reviews-v2" in line
+            and "destination_service_name=reviews" in line
             and "response_code=200" in line
             for line in metrics.splitlines()
         ), [line for line in metrics.splitlines() if "requests_total" in line][:5]

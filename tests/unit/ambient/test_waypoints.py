@@ -252,3 +252,25 @@ def test_the_waypoint_applies_an_httproute_attached_to_the_service() -> None:
         ("outbound|9080||reviews-v1.default.svc.cluster.local", 90),
         ("outbound|9080||reviews-v2.default.svc.cluster.local", 10),
     ]
+
+
+def test_a_waypoint_gateway_is_programmed_once_its_workload_is_registered() -> None:
+    from pilotfish.api.resource import ResourceKey
+
+    key = ResourceKey("KubernetesGateway", "default", "waypoint")
+    status = snapshot(MESH_WITH_WAYPOINT).conversion.statuses[key]
+    by_type = {c["type"]: c for c in status["conditions"]}
+    assert by_type["Accepted"]["status"] == "True"
+    assert by_type["Programmed"]["status"] == "True"
+    assert status["addresses"] == [{"type": "IPAddress", "value": "198.18.0.30"}]
+    (listener,) = status["listeners"]
+    assert {c["type"]: c["status"] for c in listener["conditions"]}["Accepted"] == "True"
+    # Not deployed yet: accepted, not programmed, and the reason says why.
+    pending = snapshot(MESH + GATEWAY).conversion.statuses[key]
+    programmed = {c["type"]: c for c in pending["conditions"]}["Programmed"]
+    assert programmed["status"] == "False" and programmed["reason"] == "AddressNotAssigned"
+    # A listener that is not HBONE on 15008 is not accepted.
+    wrong = snapshot(MESH + GATEWAY.replace("protocol: HBONE", "protocol: HTTP"))
+    (listener,) = wrong.conversion.statuses[key]["listeners"]
+    accepted = {c["type"]: c for c in listener["conditions"]}["Accepted"]
+    assert accepted["status"] == "False" and accepted["reason"] == "UnsupportedProtocol"

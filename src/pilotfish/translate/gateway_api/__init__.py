@@ -42,6 +42,7 @@ from pilotfish.translate.gateway_api.index import (
 )
 from pilotfish.translate.gateway_api.routes import RouteConversion, convert_routes
 from pilotfish.translate.gateway_api.status import Condition, conditions
+from pilotfish.translate.gateway_api.waypoints import WAYPOINT_CONTROLLER, waypoint_statuses
 
 __all__ = ["convert_gateway_api"]
 
@@ -82,6 +83,7 @@ def _convert(resources: tuple[Resource, ...], ctx: ConversionContext) -> Convers
     for state in states:
         statuses[state.resource.key] = gateway_status(state, index)
         diagnostics.extend(listener_findings(state))
+    statuses.update(waypoint_statuses(resources, index))
     statuses.update(_class_statuses(resources, index))
     return Conversion(
         resources=unique_names([*istio_gateways, *routes.resources, *tls_rules]),
@@ -98,7 +100,7 @@ def _class_statuses(
         if res.kind != "GatewayClass":
             continue
         controller = index.controller_of(res.name)
-        if controller in SERVED_CONTROLLERS:
+        if controller in SERVED_CONTROLLERS or controller == WAYPOINT_CONTROLLER:
             accepted = Condition(
                 "Accepted", True, "Accepted", f"served by Pilotfish ({controller})"
             )

@@ -181,12 +181,16 @@ HTTP_FILTERS: tuple[HttpFilter, ...] = (
         listener_config=lambda _hcm: cors_pb2.Cors(),
         route_config=_cors,
     ),
-    # A source-reporting proxy tells the server who calls and which service it
-    # called (xds/build/peer_headers.py), overwriting what the app sent.
+    # A source-reporting proxy (or a waypoint, as the caller it is for the pod)
+    # tells the server who calls and which service it called
+    # (xds/build/peer_headers.py), overwriting what the app sent; its own metrics
+    # read the service from the same headers.
     HttpFilter(
         name="peer_headers",
         envoy_name=PEER_HEADERS_FILTER,
-        wanted=lambda hcm, _routes: hcm.metrics is not None and hcm.metrics.reporter == "source",
+        wanted=lambda hcm, _routes: (
+            hcm.metrics is not None and hcm.metrics.reporter in ("source", "waypoint")
+        ),
         listener_config=lambda _hcm: build_peer_headers(),
         route_config=build_route_service_headers,
     ),
