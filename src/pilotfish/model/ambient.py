@@ -28,6 +28,8 @@ __all__ = [
     "POD_LABELS_ANNOTATION",
     "POD_PORTS_ANNOTATION",
     "REVISION_LABEL",
+    "WAYPOINT_CLASS",
+    "WAYPOINT_CONTROLLER",
 ]
 
 # Istio's label, on a Namespace or a pod template: "ambient", or "none" to opt out.
@@ -41,6 +43,11 @@ DATAPLANE_SIDECAR = "sidecar"
 INJECT_LABEL = "sidecar.istio.io/inject"
 NAMESPACE_INJECTION_LABEL = "istio-injection"
 REVISION_LABEL = "istio.io/rev"
+
+# Waypoints: the built-in GatewayClass, and the controller a GatewayClass names
+# to make its Gateways waypoints (Istio's names).
+WAYPOINT_CLASS = "istio-waypoint"
+WAYPOINT_CONTROLLER = "istio.io/mesh-controller"
 
 # HTTP/2 CONNECT over mTLS between node proxies (Istio's HBONE port).
 HBONE_PORT = 15008

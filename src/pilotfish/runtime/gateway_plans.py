@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pilotfish.api.resource import Resource
+from pilotfish.model.ambient import WAYPOINT_CLASS, WAYPOINT_CONTROLLER
 
 __all__ = [
     "BUILTIN_CLASS",
@@ -41,8 +42,6 @@ __all__ = [
 
 CONTROLLERS = frozenset({"pilotfish.io/gateway-controller", "istio.io/gateway-controller"})
 BUILTIN_CLASS = "istio"
-WAYPOINT_CLASS = "istio-waypoint"
-WAYPOINT_CONTROLLER = "istio.io/mesh-controller"
 GATEWAY_NAME_LABEL = "gateway.networking.k8s.io/gateway-name"
 ISTIO_GATEWAY_NAME_LABEL = "istio.io/gateway-name"
 GATEWAY_CLASS_LABEL = "gateway.networking.k8s.io/gateway-class-name"

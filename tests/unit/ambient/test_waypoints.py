@@ -274,3 +274,25 @@ def test_a_waypoint_gateway_is_programmed_once_its_workload_is_registered() -> N
     (listener,) = wrong.conversion.statuses[key]["listeners"]
     accepted = {c["type"]: c for c in listener["conditions"]}["Accepted"]
     assert accepted["status"] == "False" and accepted["reason"] == "UnsupportedProtocol"
+
+
+def test_a_gatewayclass_of_istios_mesh_controller_makes_waypoints_too() -> None:
+    custom = MESH_WITH_WAYPOINT.replace(
+        "gatewayClassName: istio-waypoint", "gatewayClassName: mine"
+    )
+    custom += """
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: mine}
+spec: {controllerName: istio.io/mesh-controller}
+"""
+    snap = snapshot(custom)
+    # Its own Service is not sent through itself, as for the built-in class.
+    assert waypoints_of(snap) == {REVIEWS: WAYPOINT, RATINGS: WAYPOINT}
+    assert (
+        plan_deployments(snap.of_kind("KubernetesGateway") + snap.of_kind("GatewayClass"))[
+            "waypoint"
+        ].role
+        == "waypoint"
+    )

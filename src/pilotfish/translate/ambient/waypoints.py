@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 
 from pilotfish.api.resource import Resource
 from pilotfish.ir.security import AuthzPolicy
-from pilotfish.model.ambient import HBONE_PORT
+from pilotfish.model.ambient import HBONE_PORT, WAYPOINT_CLASS, WAYPOINT_CONTROLLER
 from pilotfish.model.snapshot import Snapshot
 from pilotfish.registry.model import MeshService
 from pilotfish.translate.security.authz import translate_policy
@@ -35,7 +35,6 @@ from pilotfish.translate.security.authz import translate_policy
 __all__ = [
     "USE_WAYPOINT_LABEL",
     "USE_WAYPOINT_NAMESPACE_LABEL",
-    "WAYPOINT_CLASS",
     "Waypoint",
     "hbone_upstreams",
     "served_by",
@@ -45,7 +44,6 @@ __all__ = [
 
 USE_WAYPOINT_LABEL = "istio.io/use-waypoint"
 USE_WAYPOINT_NAMESPACE_LABEL = "istio.io/use-waypoint-namespace"
-WAYPOINT_CLASS = "istio-waypoint"
 _NONE = "none"
 
 
@@ -65,12 +63,20 @@ def _service_labels(snapshot: Snapshot) -> dict[tuple[str, str], Mapping[str, st
 
 
 def _waypoint_names(snapshot: Snapshot) -> frozenset[tuple[str, str]]:
-    """(namespace, name) of every Gateway of the waypoint class."""
-    return frozenset(
-        (r.namespace, r.name)
-        for r in snapshot.of_kind("KubernetesGateway")
-        if str(getattr(r.spec, "gateway_class_name", "")) == WAYPOINT_CLASS
-    )
+    """(namespace, name) of every waypoint Gateway: of the built-in class (unless a
+    GatewayClass of that name says otherwise) or of a class of Istio's mesh
+    controller, as the runtime deploys them (``runtime.gateway_plans``)."""
+    controllers = {
+        r.name: str(getattr(r.spec, "controller_name", ""))
+        for r in snapshot.of_kind("GatewayClass")
+    }
+    out = set()
+    for r in snapshot.of_kind("KubernetesGateway"):
+        name = str(getattr(r.spec, "gateway_class_name", ""))
+        controller = controllers.get(name)
+        if controller == WAYPOINT_CONTROLLER or (controller is None and name == WAYPOINT_CLASS):
+            out.add((r.namespace, r.name))
+    return frozenset(out)
 
 
 def _choose(

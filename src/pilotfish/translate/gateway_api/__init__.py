@@ -26,6 +26,7 @@ from typing import Any, Final
 from pilotfish.api.diagnostics import Diagnostic
 from pilotfish.api.gateway_api import GATEWAY_API_KINDS
 from pilotfish.api.resource import Resource, ResourceKey
+from pilotfish.model.ambient import WAYPOINT_CONTROLLER
 from pilotfish.translate.conversion import Conversion, ConversionContext
 from pilotfish.translate.converter_cache import memoized
 from pilotfish.translate.gateway_api.backend_tls import convert_backend_tls
@@ -42,7 +43,7 @@ from pilotfish.translate.gateway_api.index import (
 )
 from pilotfish.translate.gateway_api.routes import RouteConversion, convert_routes
 from pilotfish.translate.gateway_api.status import Condition, conditions
-from pilotfish.translate.gateway_api.waypoints import WAYPOINT_CONTROLLER, waypoint_statuses
+from pilotfish.translate.gateway_api.waypoints import waypoint_statuses
 
 __all__ = ["convert_gateway_api"]
 

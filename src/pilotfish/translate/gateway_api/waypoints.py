@@ -14,18 +14,17 @@ from typing import Any
 
 from pilotfish.api.gateway_api.gateway import GatewaySpec
 from pilotfish.api.resource import Resource, ResourceKey
-from pilotfish.model.ambient import HBONE_PORT
+from pilotfish.model.ambient import HBONE_PORT, WAYPOINT_CLASS, WAYPOINT_CONTROLLER
 from pilotfish.translate.gateway_api.gateways import gateway_addresses
 from pilotfish.translate.gateway_api.index import GATEWAY_NAME_LABEL, ConfigIndex
 from pilotfish.translate.gateway_api.status import Condition, conditions
 
-__all__ = ["WAYPOINT_CLASS", "WAYPOINT_CONTROLLER", "waypoint_statuses"]
-
-WAYPOINT_CLASS = "istio-waypoint"
-WAYPOINT_CONTROLLER = "istio.io/mesh-controller"
+__all__ = ["is_waypoint", "waypoint_statuses"]
 
 
-def _is_waypoint(gw: Resource, index: ConfigIndex) -> bool:
+def is_waypoint(gw: Resource, index: ConfigIndex) -> bool:
+    """Whether Gateway ``gw`` is a waypoint: of the built-in class, or of a
+    GatewayClass naming Istio's mesh controller."""
     assert isinstance(gw.spec, GatewaySpec)
     class_name = gw.spec.gateway_class_name
     controller = index.controller_of(class_name)
@@ -58,7 +57,7 @@ def waypoint_statuses(
     """The status of every waypoint Gateway among ``resources``."""
     out: dict[ResourceKey, dict[str, Any]] = {}
     for gw in resources:
-        if gw.kind != "KubernetesGateway" or not _is_waypoint(gw, index):
+        if gw.kind != "KubernetesGateway" or not is_waypoint(gw, index):
             continue
         assert isinstance(gw.spec, GatewaySpec)
         addresses = gateway_addresses(index, gw.namespace, gw.name)
