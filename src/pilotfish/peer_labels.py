@@ -13,6 +13,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 __all__ = [
+    "CALLER_ADDRESS_STATE",
+    "CALLER_PRINCIPAL_STATE",
+    "CALLER_RECORD_STATE",
     "DEFAULT_CLUSTER_ID",
     "DEST_SERVICE_HEADER",
     "DEST_SERVICE_NAMESPACE_HEADER",
@@ -67,6 +70,12 @@ PEER_SUFFIXES: tuple[str, ...] = tuple(suffix for suffix, _h, _v in PEER_HEADERS
 # The one header a client proxy tells the server proxy who is calling with:
 # the record of ``ENV_PEER``.
 PEER_HEADER = "x-pilotfish-peer"
+# Filter state a waypoint's HBONE listener records the caller in, for the
+# connection manager behind it (``xds.build.waypoint``): its SPIFFE id, its record,
+# its address.
+CALLER_PRINCIPAL_STATE = "pilotfish.caller_principal"
+CALLER_RECORD_STATE = "pilotfish.caller_record"
+CALLER_ADDRESS_STATE = "pilotfish.caller_address"
 
 # Every variable about the proxy's own workload (the agent sets them all).
 OWN_VARIABLES: frozenset[str] = frozenset({*(var for _s, _h, var in PEER_HEADERS), ENV_PRINCIPAL})

@@ -104,9 +104,10 @@ def _node_proxy_stat(mesh: E2EMesh, name: str) -> int:
     return 0
 
 
-def _curl_from(mesh: E2EMesh, pod: str, url: str) -> str:
+def _curl_from(mesh: E2EMesh, pod: str, url: str, *headers: str) -> str:
     """The HTTP status a client inside ``pod``'s network namespace gets ("000": no
     answer). Its traffic is captured like the pod's app: it has the pod's identity."""
+    extra = [arg for header in headers for arg in ("-H", header)]
     out = subprocess.run(
         [
             "ip",
@@ -121,6 +122,7 @@ def _curl_from(mesh: E2EMesh, pod: str, url: str) -> str:
             "/dev/null",
             "-w",
             "%{http_code}",
+            *extra,
             url,
         ],
         capture_output=True,
@@ -409,6 +411,31 @@ spec:
   - to: [{operation: {paths: [/reviews/1]}}]
 """
 
+# By identity: the caller's SPIFFE id reaches the waypoint's policies.
+RATINGS_FROM_REVIEWS_ONLY = """
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: ratings-from-reviews, namespace: default}
+spec:
+  targetRefs: [{kind: Service, group: "", name: ratings}]
+  action: ALLOW
+  rules:
+  - from: [{source: {principals: [cluster.local/ns/default/sa/bookinfo-reviews]}}]
+"""
+
+# By address (CALLER_IP is filled in): the caller's pod address reaches them too.
+DENY_RATINGS_2_FROM_ONE_POD = """
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: no-ratings-2-from-one-pod, namespace: default}
+spec:
+  targetRefs: [{kind: Service, group: "", name: ratings}]
+  action: DENY
+  rules:
+  - from: [{source: {ipBlocks: [CALLER_IP/32]}}]
+    to: [{operation: {paths: [/ratings/2]}}]
+"""
+
 REVIEWS_90_10 = """
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
@@ -445,6 +472,19 @@ def _waypoint_admin(path: str) -> str:
     ).stdout  # fmt: skip
 
 
+def _waypoint_requests() -> list[dict[str, str]]:
+    """The labels of each ``istio_requests_total`` series of the waypoint's Envoy
+    (its one packed tag unpacked, as the agent does when it serves them)."""
+    from pilotfish.packed_labels import unpack
+
+    out = []
+    for line in _waypoint_admin("/stats/prometheus").splitlines():
+        if line.startswith('envoy_istio_requests_total{pilotfish_labels="'):
+            packed = line.split('pilotfish_labels="', 1)[1].rsplit('"}', 1)[0]
+            out.append(dict(unpack(packed, {})))
+    return out
+
+
 def _waypoint_stat(name: str) -> int:
     """A stat of the waypoint's Envoy."""
     out = _waypoint_admin(f"/stats?filter=^{name}$")
@@ -455,13 +495,14 @@ def _waypoint_stat(name: str) -> int:
     return 0
 
 
-def test_a_waypoint_applies_l7_routing_and_policy_to_the_services_that_use_it(
+def test_a_waypoint_applies_l7_routing_and_policy_by_caller_to_the_services_that_use_it(
     mesh: E2EMesh, tmp_path: Path
 ) -> None:
     gateway = _apply(mesh, tmp_path, WAYPOINT)
     routes = _apply(mesh, tmp_path, REVIEWS_90_10)
     deny = _apply(mesh, tmp_path, DENY_REVIEWS_1)
-    label = None
+    allow = _apply(mesh, tmp_path, RATINGS_FROM_REVIEWS_ONLY)
+    label = block = None
     try:
         poll(lambda: mesh.pod("waypoint")["ready"], "the waypoint to be ready", 90)
         assert mesh.pod("waypoint")["dataplane"] == "waypoint"
@@ -487,16 +528,19 @@ def test_a_waypoint_applies_l7_routing_and_policy_to_the_services_that_use_it(
         counts = mesh.versions(200)
         # 90/10 over 200 requests: v2's count is 20 +- 4.2 (binomial); 5..40 is > 3.5 sd.
         assert set(counts) <= {"v1", "v2"} and 5 <= counts["v2"] <= 40, counts
-        # Istio's request metrics, reported by the waypoint as itself.
-        metrics = _waypoint_admin("/stats/prometheus")
+        # Istio's request metrics, reported by the waypoint as itself, naming the
+        # caller as its node proxy told the waypoint's HBONE listener.
+        reported = _waypoint_requests()
         assert any(
-            line.startswith("envoy_istio_requests_total{")
-            and "reporter=waypoint" in line
-            and "destination_workload=reviews-v2" in line
-            and "destination_service_name=reviews" in line
-            and "response_code=200" in line
-            for line in metrics.splitlines()
-        ), [line for line in metrics.splitlines() if "requests_total" in line][:5]
+            labels.get("reporter") == "waypoint"
+            and labels.get("destination_workload") == "reviews-v2"
+            and labels.get("destination_service_name") == "reviews"
+            and labels.get("source_workload") == "productpage-v1"
+            and labels.get("source_principal")
+            == "spiffe://cluster.local/ns/default/sa/bookinfo-productpage"
+            and labels.get("response_code") == "200"
+            for labels in reported
+        ), reported[:3]
         # The L7 DENY on a path: exactly that path of reviews is refused.
         poll(
             lambda: _curl_from(mesh, "productpage-v1-0", "http://reviews:9080/reviews/1") == "403",
@@ -504,12 +548,52 @@ def test_a_waypoint_applies_l7_routing_and_policy_to_the_services_that_use_it(
             deadline=20,
         )
         assert _curl_from(mesh, "productpage-v1-0", "http://reviews:9080/reviews/0") == "200"
-        assert _curl_from(mesh, "productpage-v1-0", "http://ratings:9080/ratings/1") == "200"
+        # The ALLOW by principal on ratings: reviews may call it, productpage may not,
+        # each judged as itself however the calls interleave (the waypoint keys its
+        # connections behind the HBONE listener by caller).
+        for _ in range(3):
+            assert _curl_from(mesh, "reviews-v2-0", "http://ratings:9080/ratings/1") == "200"
+            assert _curl_from(mesh, "productpage-v1-0", "http://ratings:9080/ratings/1") == "403"
+        reported = _waypoint_requests()
+        for caller, code in (("reviews-v2", "200"), ("productpage-v1", "403")):
+            assert any(
+                labels.get("destination_service_name") == "ratings"
+                and labels.get("source_workload") == caller
+                and labels.get("response_code") == code
+                for labels in reported
+            ), (
+                caller,
+                code,
+                [r for r in reported if r.get("destination_service_name") == "ratings"],
+            )
+        assert not any(
+            labels.get("destination_service_name") == "ratings"
+            and labels.get("source_workload") == "reviews-v2"
+            and labels.get("response_code") == "403"
+            for labels in reported
+        ), "a call of reviews to ratings was judged as another caller"
+        # A DENY by source address: one pod's calls to /ratings/2, no one else's.
+        block = _apply(
+            mesh,
+            tmp_path,
+            DENY_RATINGS_2_FROM_ONE_POD.replace("CALLER_IP", mesh.pod_ip("reviews-v2-0")),
+        )
+        poll(
+            lambda: _curl_from(mesh, "reviews-v2-0", "http://ratings:9080/ratings/2") == "403",
+            "the waypoint to deny reviews-v2-0's address /ratings/2",
+            deadline=20,
+        )
+        assert _curl_from(mesh, "reviews-v3-0", "http://ratings:9080/ratings/2") == "200"
+        # The address is the caller's connection's: a header cannot claim another.
+        forged = f"X-Forwarded-For: {mesh.pod_ip('reviews-v2-0')}"
+        assert _curl_from(mesh, "reviews-v3-0", "http://ratings:9080/ratings/2", forged) == "200"
+        assert _curl_from(mesh, "reviews-v2-0", "http://ratings:9080/ratings/1") == "200"
         assert "waypoint.default" in mesh.cli("proxy-status").stdout
     finally:
-        if label is not None:
-            mesh.cli("delete", "-f", str(label))
-        for path in (deny, routes, gateway):
+        for extra in (label, block):
+            if extra is not None:
+                mesh.cli("delete", "-f", str(extra))
+        for path in (allow, deny, routes, gateway):
             mesh.cli("delete", "-f", str(path))
     poll(lambda: "waypoint" not in {p["name"] for p in mesh.pods()}, "the waypoint gone", 60)
     poll(lambda: "reviews" in mesh.reviews(), "reviews served without the waypoint", 30)

@@ -356,6 +356,11 @@ def _admin_cluster(config: AgentConfig) -> dict[str, Any]:
 XDS_RECONNECT_BACKOFF = (("base_interval", "0.25s"), ("max_interval", "2s"))
 
 
+_INTERNAL_LISTENER_TYPE = (
+    "type.googleapis.com/envoy.extensions.bootstrap.internal_listener.v3.InternalListener"
+)
+
+
 def build_bootstrap(config: AgentConfig) -> dict[str, Any]:
     """Return Envoy's bootstrap for ``config`` as JSON-ready data (pure)."""
     ads_source = {"ads": {}, "initial_fetch_timeout": "0s", "resource_api_version": "V3"}
@@ -366,7 +371,18 @@ def build_bootstrap(config: AgentConfig) -> dict[str, Any]:
     if config.stats_port:
         clusters.append(_admin_cluster(config))
         listeners.append(_stats_listener(config))
+    extensions: dict[str, Any] = {}
+    if config.role == "waypoint":
+        # Its HBONE listener hands each stream to an internal listener (in-process,
+        # no socket), carrying the caller's identity as filter state.
+        extensions["bootstrap_extensions"] = [
+            {
+                "name": "envoy.bootstrap.internal_listener",
+                "typed_config": {"@type": _INTERNAL_LISTENER_TYPE},
+            }
+        ]
     return {
+        **extensions,
         "node": {
             "id": config.proxy_id,
             # Istio's service cluster, the name spans report: canonical service

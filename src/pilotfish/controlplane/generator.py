@@ -60,7 +60,7 @@ from pilotfish.xds.build import ProtoBuilder
 from pilotfish.xds.build.node_proxy import build_node_proxy
 from pilotfish.xds.build.resources import pack, resource_name
 from pilotfish.xds.build.secrets import build_secret
-from pilotfish.xds.build.waypoint import build_waypoint, with_authz
+from pilotfish.xds.build.waypoint import HTTP_LISTENER, build_waypoint, internalize
 from pilotfish.xds.consistency import ConsistencyChecker, Violation
 from pilotfish.xds.types import (
     CLUSTER_TYPE,
@@ -202,17 +202,18 @@ class MeshGenerator:
             view.namespace, view.label_map.get(GATEWAY_NAME_LABEL) or view.service_account
         )
         served = served_by(self._snapshot, waypoint)
-        listener, loop = build_waypoint(served, view.bind_ip, view.outbound_port)
+        listener, to_http = build_waypoint(served)
         listeners = dict(result[LISTENER_TYPE].resources)
         routes = dict(result[ROUTE_TYPE].resources)
-        http = f"{view.bind_ip}_{view.outbound_port}"
-        if http in listeners and HTTP_PROXY_ROUTE in routes:
+        http = listeners.pop(f"{view.bind_ip}_{view.outbound_port}", None)
+        if http is not None and HTTP_PROXY_ROUTE in routes:
             policies = waypoint_policies(self._snapshot, waypoint, served)
-            listeners[http], routes[HTTP_PROXY_ROUTE] = with_authz(
-                listeners[http], routes[HTTP_PROXY_ROUTE], policies
+            internal, routes[HTTP_PROXY_ROUTE] = internalize(
+                http, routes[HTTP_PROXY_ROUTE], policies
             )
+            listeners[HTTP_LISTENER] = internal
         listeners[listener.name] = pack(listener)
-        clusters = {**result[CLUSTER_TYPE].resources, loop.name: pack(loop)}
+        clusters = {**result[CLUSTER_TYPE].resources, to_http.name: pack(to_http)}
         return {
             **result,
             LISTENER_TYPE: ResourceSet(LISTENER_TYPE, listeners),

@@ -158,9 +158,17 @@ def test_a_pod_without_ports_gets_an_inbound_listener_envoy_accepts(tmp_path: Pa
     assert _envoy_problems(listeners, clusters, tmp_path) == []
 
 
-def _envoy_problems(listeners: list[object], clusters: list[object], tmp_path: Path) -> list[str]:
-    """What Envoy (validate mode) says of a bootstrap holding these resources."""
+def _envoy_problems(
+    listeners: list[object], clusters: list[object], tmp_path: Path, *, internal: bool = False
+) -> list[str]:
+    """What Envoy (validate mode) says of a bootstrap holding these resources
+    (``internal``: with internal listeners enabled, as a waypoint's agent does)."""
     bootstrap = bootstrap_pb2.Bootstrap()
+    if internal:
+        from envoy.extensions.bootstrap.internal_listener.v3 import internal_listener_pb2
+
+        extension = bootstrap.bootstrap_extensions.add(name="envoy.bootstrap.internal_listener")
+        extension.typed_config.Pack(internal_listener_pb2.InternalListener())
     json_format.ParseDict(
         {
             "node": {"id": "node-proxy.istio-system", "cluster": "node-proxy"},

@@ -93,6 +93,18 @@ spec:
   - from: [{source: {principals: [cluster.local/ns/default/sa/bookinfo-productpage]}}]
     to: [{operation: {methods: [POST]}}]
 """
+DENY_ADDRESS = """
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: no-block, namespace: default}
+spec:
+  targetRefs: [{kind: Service, group: "", name: ratings}]
+  action: DENY
+  rules:
+  - from: [{source: {ipBlocks: [198.18.0.4/32]}}]
+    to: [{operation: {paths: [/ratings/9]}}]
+"""
 MESH_WITH_WAYPOINT = MESH + GATEWAY + REGISTERED + NAMESPACE_LABEL
 
 
@@ -136,18 +148,23 @@ def test_callers_tunnel_to_the_waypoint_on_a_cluster_of_its_own() -> None:
     assert REVIEWS not in {d.hostname for d in productpage.outbound}
 
 
-def test_policies_attached_to_a_service_or_the_waypoint_and_callers_named_fail_closed() -> None:
-    snap = snapshot(MESH_WITH_WAYPOINT + DENY_PATH + DENY_PRINCIPAL)
+def test_policies_attached_to_a_service_or_the_waypoint_apply_whole() -> None:
+    snap = snapshot(MESH_WITH_WAYPOINT + DENY_PATH + DENY_PRINCIPAL + DENY_ADDRESS)
     found = waypoint_policies(snap, WAYPOINT, served_by(snap, WAYPOINT))
     assert [p.name for p in found[(REVIEWS, 9080)]] == [
         "default/no-productpage",
         "default/no-reviews-1",
     ]
-    assert [p.name for p in found[(RATINGS, 9080)]] == ["default/no-productpage"]
-    # The waypoint cannot tell callers apart: the DENY naming productpage denies
-    # every caller's POST (its other match), never nobody's.
-    (rule,) = found[(RATINGS, 9080)][0].rules
-    assert rule.sources == () and rule.operations
+    assert [p.name for p in found[(RATINGS, 9080)]] == [
+        "default/no-block",
+        "default/no-productpage",
+    ]
+    by_name = {p.name: p for p in found[(RATINGS, 9080)]}
+    # The caller's identity and address reach the waypoint: rules naming them stay.
+    (rule,) = by_name["default/no-productpage"].rules
+    assert rule.sources and rule.operations
+    (rule,) = by_name["default/no-block"].rules
+    assert rule.sources and rule.operations
     # A policy with a selector is the workloads', not the waypoint's.
     assert "no-productpage" not in str(waypoint_policies(snapshot(MESH), WAYPOINT, ()))
 
@@ -178,7 +195,12 @@ def test_the_waypoint_accepts_only_its_services_and_enforces_their_policies(
         name: _unpack(b, listener_pb2.Listener())
         for name, b in sets[LISTENER_TYPE].resources.items()
     }
-    assert set(listeners) == {"127.0.0.1_15001", "waypoint_hbone"}
+    assert set(listeners) == {"waypoint_http", "waypoint_hbone"}
+    assert listeners["waypoint_http"].HasField("internal_listener")
+    # The caller's address becomes the internal connection's remote address.
+    assert [f.name for f in listeners["waypoint_http"].listener_filters] == [
+        "envoy.filters.listener.original_dst"
+    ]
     hbone = json_format.MessageToDict(listeners["waypoint_hbone"])
     hcm = hbone["filterChains"][0]["filters"][0]["typedConfig"]
     routes = hcm["routeConfig"]["virtualHosts"][0]["routes"]
@@ -187,19 +209,68 @@ def test_the_waypoint_accepts_only_its_services_and_enforces_their_policies(
         f"{REVIEWS}:9080",
     ]
     assert {r["route"]["cluster"] for r in routes} == {"waypoint_http"}
+    # Who calls is recorded per stream, shared with the upstream connection, and
+    # (hashable) keys its pool, so no caller's connection serves another.
+    (state,) = [f for f in hcm["httpFilters"] if f["name"].endswith("set_filter_state")]
+    recorded = {v["objectKey"]: v for v in state["typedConfig"]["onRequestHeaders"]}
+    assert set(recorded) == {
+        "pilotfish.caller_principal",
+        "pilotfish.caller_record",
+        "pilotfish.caller_address",
+        "envoy.filters.listener.original_dst.remote_ip",
+    }
+    assert all(v["sharedWithUpstream"] == "ONCE" for v in recorded.values())
+    assert all(
+        v["factoryKey"] == "envoy.hashable_string"
+        for k, v in recorded.items()
+        if k.startswith("pilotfish.")
+    )
     assert "waypoint_http" in sets[CLUSTER_TYPE].resources
     # The path DENY sits on reviews' virtual host only.
     route = _unpack(sets[ROUTE_TYPE].resources["http_proxy"], route_pb2.RouteConfiguration())
     per_vhost = {vh.name: list(vh.typed_per_filter_config) for vh in route.virtual_hosts}
     assert per_vhost[f"{REVIEWS}:9080"] == ["envoy.filters.http.rbac.deny"]
     assert per_vhost[f"{RATINGS}:9080"] == []
-    chain = listeners["127.0.0.1_15001"].default_filter_chain
+    chain = listeners["waypoint_http"].default_filter_chain
     manager = hcm_pb2.HttpConnectionManager()
     assert chain.filters[0].typed_config.Unpack(manager)
     names = [f.name for f in manager.http_filters]
     assert names.index("envoy.filters.http.rbac.deny") < names.index("envoy.filters.http.router")
     clusters = [_unpack(b, cluster_pb2.Cluster()) for b in sets[CLUSTER_TYPE].resources.values()]
-    assert _envoy_problems(list(listeners.values()), clusters, tmp_path) == []
+    assert _envoy_problems(list(listeners.values()), clusters, tmp_path, internal=True) == []
+
+
+def _deny_rules_of(policies: str, host: str) -> tuple[str, Any]:
+    """The waypoint's DENY rules on ``host``'s virtual host (as JSON) and its sets."""
+    from envoy.extensions.filters.http.rbac.v3 import rbac_pb2
+
+    generator = MeshGenerator()
+    generator.set_snapshot(snapshot(MESH_WITH_WAYPOINT + policies))
+    sets = generator.generate(_waypoint_view(generator))
+    route = _unpack(sets[ROUTE_TYPE].resources["http_proxy"], route_pb2.RouteConfiguration())
+    (vhost,) = [vh for vh in route.virtual_hosts if vh.name == f"{host}:9080"]
+    per_route = rbac_pb2.RBACPerRoute()
+    assert vhost.typed_per_filter_config["envoy.filters.http.rbac.deny"].Unpack(per_route)
+    return json_format.MessageToJson(per_route), sets
+
+
+def test_principal_rules_match_the_callers_recorded_identity() -> None:
+    text, _ = _deny_rules_of(DENY_PRINCIPAL, REVIEWS)
+    # The internal connection has no certificate: the HBONE listener's record is read.
+    assert "pilotfish.caller_principal" in text and "authenticated" not in text
+    assert "spiffe://cluster.local/ns/default/sa/bookinfo-productpage" in text
+
+
+def test_address_rules_match_the_callers_restored_address_never_a_header() -> None:
+    text, sets = _deny_rules_of(DENY_ADDRESS, RATINGS)
+    # The internal connection's direct peer is the HBONE listener; its remote
+    # address is the caller's, restored by the internal listener.
+    assert "remoteIp" in text and "directRemoteIp" not in text
+    listener = _unpack(sets[LISTENER_TYPE].resources["waypoint_http"], listener_pb2.Listener())
+    manager = hcm_pb2.HttpConnectionManager()
+    assert listener.default_filter_chain.filters[0].typed_config.Unpack(manager)
+    # So the remote address is the connection's, not an X-Forwarded-For claim.
+    assert manager.use_remote_address.value is True
 
 
 def test_waypoint_gateways_are_deployed_named_after_the_gateway_with_the_waypoint_role() -> None:

@@ -14,16 +14,17 @@ for such a service to the waypoint instead of to its pods) and ``served_by``
 by the waypoint itself (which accepts CONNECT streams for those services only).
 ``waypoint_policies`` are the AuthorizationPolicies the waypoint enforces:
 those attached with ``targetRefs`` to its Gateway or to a service it serves.
-The waypoint sees each request, but not the caller: its connection manager is
-behind the HBONE listener, on loopback. So a DENY rule that names the caller
-(principals, namespaces, addresses) denies every caller (fail closed), and an
-ALLOW rule that names one matches none. All of these read the snapshot alone.
+The waypoint knows each caller as the caller's own node proxy presented it:
+its verified identity (principals, namespaces) and its address, handed from
+the HBONE listener to the connection manager behind it
+(``xds.build.waypoint``), so every rule applies as on a sidecar. All of these
+read the snapshot alone.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from pilotfish.api.resource import Resource
 from pilotfish.ir.security import AuthzPolicy
@@ -132,11 +133,6 @@ def hbone_upstreams(snapshot: Snapshot, waypoint: Waypoint) -> tuple[tuple[str, 
     return tuple(sorted({(inst.address, HBONE_PORT) for inst in found}))
 
 
-# Attributes a waypoint cannot see: its connection manager sits behind its
-# HBONE listener on loopback, so the caller's certificate and address end there.
-_CALLER_FIELDS = frozenset({"source.principal", "source.namespace", "source.ip", "remote.ip"})
-
-
 def _targets(resource: Resource) -> list[tuple[str, str]]:
     spec = resource.spec
     refs = list(getattr(spec, "target_refs", None) or ())
@@ -148,25 +144,6 @@ def _targets(resource: Resource) -> list[tuple[str, str]]:
         for r in refs
         if not r.namespace or r.namespace == resource.namespace
     ]
-
-
-def _fail_closed(policy: AuthzPolicy) -> AuthzPolicy:
-    """A DENY rule naming the caller denies every caller its other matches cover
-    (the waypoint cannot tell callers apart); an ALLOW rule naming the caller
-    matches no one, which Envoy does by itself."""
-    if policy.action != "DENY":
-        return policy
-    rules = []
-    for rule in policy.rules:
-        names_caller = any(m.field in _CALLER_FIELDS for s in rule.sources for m in s) or any(
-            m.field in _CALLER_FIELDS for m in rule.conditions
-        )
-        if not names_caller:
-            rules.append(rule)
-            continue
-        conditions = tuple(m for m in rule.conditions if m.field not in _CALLER_FIELDS)
-        rules.append(replace(rule, sources=(), conditions=conditions))
-    return replace(policy, rules=tuple(rules))
 
 
 def waypoint_policies(
@@ -193,5 +170,5 @@ def waypoint_policies(
                 continue
             policy = translate_policy(resource, port)
             if policy is not None:
-                out.setdefault((host, port), []).append(_fail_closed(policy))
+                out.setdefault((host, port), []).append(policy)
     return {k: tuple(v) for k, v in out.items()}

@@ -64,6 +64,8 @@ from envoy.type.matcher.v3 import string_pb2
 from pilotfish import ir
 from pilotfish.packed_labels import PACKED_TAG, RECORD, REMOVED, pack
 from pilotfish.peer_labels import (
+    CALLER_PRINCIPAL_STATE,
+    CALLER_RECORD_STATE,
     DEST_SERVICE_HEADER,
     DEST_SERVICE_NAME_HEADER,
     DEST_SERVICE_NAMESPACE_HEADER,
@@ -182,10 +184,12 @@ def _service_labels(*, known: bool, inbound: bool) -> Labels:
 def _identity_labels(reporter: ir.Reporter, *, mtls: bool, http: bool) -> Labels:
     """Source and destination labels for one variant (see the module docstring)."""
     if reporter == "waypoint":
-        # The caller's identity ends at the waypoint's HBONE listener: the
-        # connection manager that sees the request is behind it, on loopback.
-        labels = dict.fromkeys((f"source_{s}" for s in PEER_SUFFIXES), UNKNOWN)
-        labels["source_principal"] = UNKNOWN
+        # The caller as the waypoint's HBONE listener recorded it: its verified
+        # identity and its node proxy's peer record (``xds.build.waypoint``).
+        labels = {
+            f"source{RECORD}": f"%FILTER_STATE({CALLER_RECORD_STATE}:PLAIN)%",
+            "source_principal": f"%FILTER_STATE({CALLER_PRINCIPAL_STATE}:PLAIN)%",
+        }
         labels |= _upstream_labels("destination")
         labels["destination_principal"] = "%UPSTREAM_PEER_URI_SAN%"
         labels |= _service_labels(known=http, inbound=False)
