@@ -20,6 +20,7 @@ from rich.console import Console, RenderableType
 
 from bench import (
     controlplane_churn,
+    controlplane_replicas,
     dataplane,
     dataplane_modes,
     dataplane_modes_table,
@@ -121,6 +122,15 @@ def _run_controlplane_churn(args: argparse.Namespace, console: Console) -> dict[
     )
 
 
+def _replicas_params(args: argparse.Namespace) -> controlplane_replicas.ReplicasParams:
+    return controlplane_replicas.QUICK if args.quick else controlplane_replicas.FULL
+
+
+def _run_controlplane_replicas(args: argparse.Namespace, console: Console) -> dict[str, Any]:
+    # A real mesh (etcd addon, two replicas): run it under the host's mesh lock.
+    return controlplane_replicas.run_replicas(_replicas_params(args), log=console.log)
+
+
 def _realism_params(args: argparse.Namespace) -> xds_realism.RealismParams:
     params = xds_realism.QUICK if args.quick else xds_realism.FULL
     if args.services is not None:
@@ -203,6 +213,12 @@ BENCHMARKS = (
         lambda args: dataclasses.asdict(_churn_params(args)),
         _run_controlplane_churn,
         controlplane_churn.churn_table,
+    ),
+    Benchmark(
+        "controlplane_replicas",
+        lambda args: dataclasses.asdict(_replicas_params(args)),
+        _run_controlplane_replicas,
+        controlplane_replicas.replicas_table,
     ),
     Benchmark(
         "xds_realism",

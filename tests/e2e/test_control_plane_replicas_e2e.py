@@ -1,7 +1,9 @@
 """`pilotfish up --control-plane-replicas 3`: Bookinfo's proxies spread over three
-replicas, one is SIGKILLed under load, nothing fails and every proxy is in sync again.
-In explicit mode (loopback) and transparent mode (pods in namespaces reach the
-replicas on the bridge, over mTLS only).
+replicas, an apply through replica 1 reaches the proxies of the others, one replica is
+SIGKILLed under load, nothing fails and every proxy is in sync again.
+In explicit mode (loopback; the replicas share the etcd addon's store, as the issue's
+hosts do) and transparent mode (pods in namespaces reach the replicas on the bridge,
+over mTLS only; the file store).
 
 Replica 1 is the supervisor's own control plane; replicas 2 and 3 are
 processes the supervisor runs (and restarts). Every proxy was given all three
@@ -20,9 +22,11 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from bench.replicas_sync import FlipProbe, placement
 from e2ekit import (
     NETWORKING,
     SAMPLES,
@@ -34,6 +38,7 @@ from e2ekit import (
     require_root,
 )
 
+from etcdkit import etcd_missing
 from lanes import lane_bridge
 from pilotfish.runtime.control_plane_replicas import PORT_STEP
 from pilotfish.runtime.process import read_pid_record
@@ -44,6 +49,9 @@ REPLICAS = 3
 RATE = 20
 LOAD_SECONDS = 10.0
 RECONNECT_BOUND = 15.0
+APPLY_BOUND = 10.0  # seconds for an apply through replica 1 to reach every proxy
+# Bookinfo's six pods: each has a sidecar whose routes name reviews.
+BOOKINFO_PODS = 6
 
 
 @pytest.fixture(scope="module", params=["explicit", "transparent"])
@@ -57,6 +65,11 @@ def replicated_mesh(
     bridge = lane_bridge("pfe2r")
     mesh = E2EMesh(tmp / "state", mode, free_port(), free_port(), free_port(), bridge)
     mesh.extra_up_args = ("--control-plane-replicas", str(REPLICAS))
+    if mode == "explicit":
+        missing = etcd_missing()
+        if missing:
+            pytest.fail(f"the etcd addon needs Debian's etcd-server: {missing}")
+        mesh.extra_up_args += ("--addons", "etcd", "--etcd-port", str(free_port()))
     try:
         mesh.up(SAMPLES / "bookinfo.yaml", NETWORKING / "bookinfo-gateway.yaml")
         yield mesh
@@ -64,15 +77,19 @@ def replicated_mesh(
         down_leaves_nothing(mesh, bridge)
 
 
-def _syncz(mesh: E2EMesh, replica: int) -> list[dict[str, Any]]:
-    """Replica ``replica``'s (0-based) connected proxies; [] when it does not answer."""
-    url = f"http://127.0.0.1:{mesh.cp_port + PORT_STEP * replica}/debug/syncz"
+def _get(mesh: E2EMesh, replica: int, path: str) -> Any:
+    """GET ``path`` of replica ``replica``'s (0-based) API; OSError when it does not answer."""
+    url = f"http://127.0.0.1:{mesh.cp_port + PORT_STEP * replica}{path}"
     token = mesh.token_file.read_text().strip()
     request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=2) as resp:
+        return json.loads(resp.read())
+
+
+def _syncz(mesh: E2EMesh, replica: int) -> list[dict[str, Any]]:
+    """Replica ``replica``'s (0-based) connected proxies; [] when it does not answer."""
     try:
-        with urllib.request.urlopen(request, timeout=2) as resp:
-            rows: list[dict[str, Any]] = json.loads(resp.read())
-            return rows
+        return list(_get(mesh, replica, "/debug/syncz"))
     except OSError:
         return []
 
@@ -98,6 +115,46 @@ def _replica_pid(mesh: E2EMesh, replica: int) -> int:
     record = mesh.state_dir / "pods" / f"control-plane-{replica + 1}" / "pids.json"
     [process] = read_pid_record(record).values()
     return process.pid
+
+
+def test_an_apply_through_replica_one_reaches_the_other_replicas_proxies(
+    replicated_mesh: E2EMesh, tmp_path: Path
+) -> None:
+    """Five VirtualService weight flips through replica 1's API: each reaches every
+    proxy whose routes it changes, on every replica, within APPLY_BOUND seconds. A
+    proxy has it when it ACKed the route version it ACKed in that state before
+    (versions are content digests, the same whichever replica computes them)."""
+    mesh = replicated_mesh
+    mesh.cli("apply", "-f", str(NETWORKING / "destination-rule-all.yaml"))
+
+    def apply_file(path: Path) -> None:
+        mesh.cli("apply", "-f", str(path))
+
+    probe = FlipProbe(
+        lambda replica, path: _get(mesh, replica, path),
+        apply_file,
+        REPLICAS,
+        tmp_path,
+        deadline_s=APPLY_BOUND,
+    )
+    reached = probe.learn()
+    where = placement(probe.syncz())
+    elsewhere = {p for p in reached if where.get(p, 0) != 0}
+    # Every sidecar calls reviews (the ingress gateway's routes do not name it).
+    assert len(reached) == BOOKINFO_PODS, (reached, where)
+    assert elsewhere, f"no proxy the flip reaches is on replicas 2..{REPLICAS}: {where}"
+    for i in range(5):
+        arrivals, _ = probe.flip(i)
+        assert arrivals.complete, f"apply {i}: not on {arrivals.missing} within {APPLY_BOUND} s"
+        assert {p for p, (_, r) in arrivals.at.items() if r != 0} == elsewhere, arrivals.at
+        print(
+            f"apply {i}: "
+            + ", ".join(
+                f"replica {r + 1} {arrivals.per_replica_ms(r)} ms ({arrivals.count(r)})"
+                for r in range(REPLICAS)
+                if arrivals.count(r)
+            )
+        )
 
 
 def test_killing_a_replica_under_load_fails_no_request(replicated_mesh: E2EMesh) -> None:

@@ -7,7 +7,8 @@ processes (``python -m pilotfish.runtime.control_plane_replicas``), so
 killing one leaves the others serving. Each builds its settings with the same
 pure function as replica 1 (``control_plane_settings``) from the runtime
 settings the supervisor writes to ``<state-dir>/replicas/settings.json``, so
-they translate identically: same config paths, mesh config, service range
+they translate identically: same store (the config files, or the shared etcd
+with ``--config-store``/``--addons etcd``, watched by each), mesh config, service range
 (service VIPs are a function of the hostnames), CA directory and API token
 file. Only the ports differ: replica ``k`` (0-based ``index``) adds
 ``100 * index`` to each of replica 1's ports, so a restarted supervisor that
@@ -52,6 +53,7 @@ from pilotfish.controlplane.settings import ControlPlaneSettings
 from pilotfish.fsutil import atomic_write_text
 from pilotfish.runtime.addons import AddonProcess, AddonSpec
 from pilotfish.runtime.control_plane_config import control_plane_settings
+from pilotfish.runtime.mesh_store import primary_store
 from pilotfish.runtime.process import kill_recorded_dir
 from pilotfish.runtime.settings import RuntimeSettings
 from pilotfish.store import FileStore, MemoryStore
@@ -65,6 +67,7 @@ __all__ = [
     "ReplicaPorts",
     "replica_ports",
     "replica_settings",
+    "replica_store",
     "settings_from_json",
     "settings_to_json",
 ]
@@ -236,12 +239,15 @@ async def _mirror(store: MemoryStore, s: RuntimeSettings) -> None:
 # -- the replica's side -------------------------------------------------------------
 
 
-async def _serve(settings: ControlPlaneSettings, registrations: Path) -> None:
-    files = FileStore(
-        settings.config_paths, poll_interval=settings.poll_interval, limits=settings.parse_limits
-    )
+def replica_store(settings: ControlPlaneSettings, registrations: Path) -> CompositeStore:
+    """What a replica serves: the store users write to, as replica 1 builds it (the
+    config files, or the shared etcd), under the mirrored registrations."""
     overlay = FileStore((str(registrations),), poll_interval=settings.poll_interval)
-    cp = ControlPlane(settings, store=CompositeStore(files, [overlay]))
+    return CompositeStore(primary_store(settings), [overlay])
+
+
+async def _serve(settings: ControlPlaneSettings, registrations: Path) -> None:
+    cp = ControlPlane(settings, store=replica_store(settings, registrations))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -7,8 +7,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from bench.replicas_sync import reviews_vs
 from click.testing import CliRunner
 
+from etcdkit import EtcdServer, etcd_server
+from pilotfish.api.loader import load_text
+from pilotfish.api.resource import ResourceKey
 from pilotfish.cli.up import _supervisor_argv, up
 from pilotfish.runtime.control_plane_config import control_plane_settings
 from pilotfish.runtime.control_plane_replicas import (
@@ -17,12 +21,17 @@ from pilotfish.runtime.control_plane_replicas import (
     registrations_dir,
     replica_ports,
     replica_settings,
+    replica_store,
     settings_from_json,
     settings_to_json,
 )
+from pilotfish.runtime.mesh_store import primary_store
 from pilotfish.runtime.registration import workload_entry
 from pilotfish.runtime.settings import RuntimeSettings
 from pilotfish.store import FileStore, MemoryStore
+from polling import apoll
+
+__all__ = ["etcd_server"]  # the real etcd of tests/etcdkit.py, for the store test
 
 
 def _settings(tmp_path: Path, **kw: object) -> RuntimeSettings:
@@ -108,3 +117,28 @@ def test_up_takes_one_to_three_replicas_and_the_supervisor_keeps_them(tmp_path: 
 def test_replica_counts_outside_one_to_three_are_refused(tmp_path: Path, count: int) -> None:
     result = CliRunner().invoke(up, [str(tmp_path), "--control-plane-replicas", str(count)])
     assert result.exit_code == 2
+
+
+async def test_a_replica_serves_the_shared_etcd_when_the_mesh_uses_one(
+    tmp_path: Path, etcd_server: EtcdServer
+) -> None:
+    """With etcd (``--config-store``, or the addon), a replica watches the same store as
+    replica 1, not the (empty) config paths: a write through replica 1 reaches it."""
+    s = _settings(tmp_path, config_store=etcd_server.url)
+    registrations_dir(s).mkdir(parents=True)
+    _write_registrations(MemoryStore(), s)
+    first = primary_store(control_plane_settings(s, "198.18.0.1"))
+    second = replica_store(replica_settings(s, "198.18.0.1", 1), registrations_dir(s))
+    key = ResourceKey("VirtualService", "default", "reviews")
+    try:
+        await first.start()
+        await second.start()
+        [vs] = load_text(reviews_vs(90), "reviews.json").resources
+        written = first.apply(vs)
+        await apoll(lambda: second.get(key) is not None, "the replica to see the write")
+        held = second.get(key)
+        assert held is not None and held.spec == vs.spec
+        assert second.revision >= written  # etcd's revision, the same on every replica
+    finally:
+        await second.close()
+        await first.close()
