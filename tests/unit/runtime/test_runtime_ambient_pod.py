@@ -324,6 +324,7 @@ def test_bad_and_stuck_clients_do_not_wedge_it(pods: list[_Pod]) -> None:
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_stops_it_cleanly(pods: list[_Pod], signum: int) -> None:
     pod = _Pod(["--without-node-proxy"])
+    pods.append(pod)
     assert pod.get("/healthz/ready")[0] == 200
     assert pod.stop(signum) == 0
 
