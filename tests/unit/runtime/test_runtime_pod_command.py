@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -9,6 +11,7 @@ import pytest
 from pilotfish.runtime.isolation import Isolation
 from pilotfish.runtime.network.base import PodAddress
 from pilotfish.runtime.pod_command import (
+    AMBIENT_POD_MAIN,
     PodEnv,
     agent_argv,
     agent_env,
@@ -229,15 +232,11 @@ def test_an_ambient_pod_runs_its_readiness_process_instead_of_a_sidecar(tmp_path
         _env("transparent", tmp_path, ("ip", "netns", "exec", "pf-reviews-0")), ambient=True
     )
     argv = agent_argv(SPEC, env, allocate_app_ports(SPEC, env))
-    assert argv[:7] == [
-        "ip",
-        "netns",
-        "exec",
-        "pf-reviews-0",
-        "/venv/bin/python",
-        "-m",
-        "pilotfish.runtime.ambient_pod",
-    ]
+    # No site, no runpy, no environment: the small interpreter (see ambient_pod's docstring).
+    assert argv[:9] == [
+        "ip", "netns", "exec", "pf-reviews-0", "/venv/bin/python", "-I", "-S", "-c",
+        AMBIENT_POD_MAIN,
+    ]  # fmt: skip
     assert "pilotfish.cli.agent" not in argv  # no sidecar agent, no Envoy
     assert _flags(argv, "--health-port") == ["15021"]
     if SPEC.readiness is not None:
@@ -253,7 +252,29 @@ def test_a_pod_out_of_the_mesh_runs_the_readiness_process_without_node_proxy_che
         _env("transparent", tmp_path, ("ip", "netns", "exec", "pf-reviews-0")), out_of_mesh=True
     )
     argv = agent_argv(SPEC, env, allocate_app_ports(SPEC, env))
-    assert "pilotfish.runtime.ambient_pod" in argv and "pilotfish.cli.agent" not in argv
+    assert AMBIENT_POD_MAIN in argv and "pilotfish.cli.agent" not in argv
     assert "--without-node-proxy" in argv
     plain = dataclasses.replace(env, out_of_mesh=False, ambient=True)
     assert "--without-node-proxy" not in agent_argv(SPEC, plain, allocate_app_ports(SPEC, plain))
+
+
+def test_a_confined_ambient_pod_execs_the_small_interpreter_in_its_sandbox(
+    tmp_path: Path,
+) -> None:
+    import dataclasses
+
+    env = _env("transparent", tmp_path, ("ip", "netns", "exec", "pf-reviews-0"), confined=True)
+    argv = agent_argv(SPEC, dataclasses.replace(env, ambient=True), {})
+    flags, command = _sandbox(argv)
+    assert flags["--uid"] == ["1337"] and "--enter-netns" not in flags
+    # The sandbox execs its command (same pid): what keeps running is this interpreter.
+    assert command[:5] == ["/venv/bin/python", "-I", "-S", "-c", AMBIENT_POD_MAIN]
+    assert _flags(command, "--name") == ["reviews-0"]
+
+
+def test_the_readiness_entry_point_finds_its_module_without_site(tmp_path: Path) -> None:
+    # The real interpreter and the exact -c program; -B: no __pycache__ written by tests.
+    cmd = [sys.executable, "-I", "-S", "-B", "-c", AMBIENT_POD_MAIN, "--help"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=30, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "--app-probe" in done.stdout
