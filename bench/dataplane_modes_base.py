@@ -33,7 +33,9 @@ __all__ = [
     "REF_SERVER_IP",
     "REPO",
     "SERVICE_CIDR",
-    "WAYPOINT_SKIPPED",
+    "WAYPOINT",
+    "WAYPOINT_LATENCY_TARGET",
+    "WAYPOINT_STATS",
     "Log",
     "ModesParams",
     "measure",
@@ -58,7 +60,14 @@ PERCENTILES = ("p50", "p90", "p99")
 CHAIN_PROXY_PAIRS = 2
 AMBIENT_LATENCY_TARGET = 0.5
 MEMORY_TARGET = 1 / 3
-WAYPOINT_SKIPPED = "waypoints are not implemented (issue 14 item 3)"
+WAYPOINT_LATENCY_TARGET = 1.0
+WAYPOINT = "waypoint"  # the Gateway's name, its pod's and its netns'
+# The waypoint's CONNECT streams (its HBONE listener) and the requests its HTTP
+# proxy listener routed.
+WAYPOINT_STATS = (
+    "http.waypoint_hbone.downstream_rq_total",
+    "http.outbound_127.0.0.1_15001.downstream_rq_total",
+)
 BOOKINFO_PODS = (
     "details-v1-0",
     "productpage-v1-0",

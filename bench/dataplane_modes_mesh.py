@@ -10,11 +10,14 @@ earlier run left on ``pfbm0``, brings the mesh up for a ``with`` block and
 directory): each one is reported as a problem and removed.
 
 **A chain row** (``chain_row``) writes ``chain_manifest`` (client -> Service
-``front`` -> Service ``back``; the rows differ only in the Namespace label),
+``front`` -> Service ``back``; the rows differ only in the Namespace label, and
+``ambient+waypoint`` adds the waypoint Gateway),
 waits until ``front`` answers from the ``client`` pod's netns and every pod is
 ready, then runs hey in that netns (``measure``). Afterwards the client's proxy
 (its sidecar's ``front`` cluster, or the node proxy's outbound chain for the
-pod) must have counted the load, so no row can go around its proxies. The
+pod) must have counted the load, so no row can go around its proxies; with a
+waypoint, the waypoint must be ready first and must have carried the load
+(``dataplane_modes_waypoint``). The
 ``client`` pod (``sleep infinity``) declares no ports: in ambient mode that
 relies on the node proxy giving such a pod a valid inbound listener.
 
@@ -35,6 +38,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +58,13 @@ from bench.dataplane_modes_base import (
     Log,
     ModesParams,
     measure,
+)
+from bench.dataplane_modes_waypoint import (
+    WAYPOINT,
+    check_waypoint,
+    waypoint_gateway,
+    waypoint_ready,
+    waypoint_stats,
 )
 from bench.loadgen import LoadSpec, fetch_in, run_hey
 from bench.procstats import cpu_seconds
@@ -339,9 +350,15 @@ def _service(name: str) -> str:
     )
 
 
-def chain_manifest(injection_disabled: bool, response_bytes: int) -> str:
-    """The chain's objects (JSON documents are YAML); only the Namespace label differs."""
+def chain_manifest(injection_disabled: bool, response_bytes: int, waypoint: bool = False) -> str:
+    """The chain's objects (JSON documents are YAML); only the Namespace label differs.
+
+    ``waypoint``: the Namespace labelled ``istio.io/use-waypoint: waypoint`` and the
+    waypoint Gateway added, in the same file, so no connection predates the label.
+    """
     labels = {"istio-injection": "disabled"} if injection_disabled else {}
+    if waypoint:
+        labels = {"istio.io/use-waypoint": WAYPOINT}
     namespace = json.dumps(
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE, "labels": labels}}
     )
@@ -365,6 +382,8 @@ def chain_manifest(injection_disabled: bool, response_bytes: int) -> str:
         _service("front"),
         _workload("client", ["sleep", "infinity"], None, {}),
     ]
+    if waypoint:
+        docs.append(waypoint_gateway(NAMESPACE))
     return "\n---\n".join(docs) + "\n"
 
 
@@ -377,8 +396,9 @@ def chain_row(
     problems: list[str],
 ) -> dict[str, Any]:
     manifest = work / f"chain-{name.replace('+', '-')}.yaml"
-    manifest.write_text(chain_manifest(name == "direct", params.response_bytes))
-    dataplane = "ambient" if name == "ambient" else "sidecar"
+    waypoint = name == "ambient+waypoint"
+    manifest.write_text(chain_manifest(name == "direct", params.response_bytes, waypoint))
+    dataplane = "ambient" if name.startswith("ambient") else "sidecar"
     with mesh_up(work, name, [manifest], dataplane, params, log, problems) as mesh:
         prefix = ("ip", "netns", "exec", mesh.netns(NAMESPACE, "client-0"))
         url = f"http://front:{PORT}/"
@@ -387,6 +407,8 @@ def chain_row(
             status, length = fetch_in(prefix, url, (), 3.0)
             return status == 200 and length >= params.response_bytes
 
+        if waypoint:
+            wait_for("the waypoint to be ready", lambda: waypoint_ready(mesh.pods(), NAMESPACE), 90)
         waited = wait_for(f"{url} from the client pod", answers, params.ready_deadline_s)
         pods = mesh.pods()
         rows = {p["name"]: p.get("dataplane") for p in pods}
@@ -402,8 +424,11 @@ def chain_row(
             duration_s=params.duration_s,
             exec_prefix=prefix,
         )
+        if params.warmup_s > 0:  # here, so the counters below see the measured run only
+            run_hey(LoadSpec(**{**asdict(spec), "duration_s": params.warmup_s}), hey)
         before = _client_path_count(mesh, dataplane, prefix) if name != "direct" else 0
-        result = measure(spec, params.warmup_s, hey)
+        through = waypoint_stats() if waypoint else {}
+        result = measure(spec, 0, hey)
         result["dataplanes"] = rows
         if name != "direct":
             # The load must have crossed the mode's proxy, not gone around it.
@@ -411,6 +436,8 @@ def chain_row(
             result["client_proxy_count"] = crossed
             if crossed <= 0:
                 raise BenchmarkError(f"{name}: the client's proxy counted none of the load")
+        if waypoint:
+            result["waypoint"] = check_waypoint(through, waypoint_stats(), result)
         return result
 
 
@@ -422,10 +449,15 @@ def _client_path_count(mesh: Mesh, dataplane: str, prefix: tuple[str, ...]) -> i
     outbound chain for ``front`` (L4: connections, not requests).
     """
     host = f"front.{NAMESPACE}.svc.cluster.local"
+    wanted: tuple[str, ...]
     if dataplane == "ambient":
         port = mesh.state()["gateways"]["node-proxy"]["admin_port"]
         text = http_get(f"http://127.0.0.1:{port}/stats?filter=client-0")[1].decode()
-        wanted = f"tcp.ambient_outbound|{PORT}|{host}|client-0.{NAMESPACE}.downstream_cx_total"
+        # Through a waypoint the chain's cluster is ``ambient_waypoint|...``.
+        wanted = tuple(
+            f"tcp.{kind}|{PORT}|{host}|client-0.{NAMESPACE}.downstream_cx_total"
+            for kind in ("ambient_outbound", "ambient_waypoint")
+        )
     else:
         done = subprocess.run(
             [*prefix, "curl", "-s", "-m", "5", "http://127.0.0.1:15000/stats?filter=front"],
@@ -435,12 +467,13 @@ def _client_path_count(mesh: Mesh, dataplane: str, prefix: tuple[str, ...]) -> i
             check=False,
         )
         text = done.stdout
-        wanted = f"cluster.outbound|{PORT}||{host}.upstream_rq_total"
+        wanted = (f"cluster.outbound|{PORT}||{host}.upstream_rq_total",)
+    total = 0
     for line in text.splitlines():
         key, _, value = line.partition(": ")
-        if key == wanted and value.strip().isdigit():
-            return int(value)
-    return 0
+        if key in wanted and value.strip().isdigit():
+            total += int(value)
+    return total
 
 
 # --- Bookinfo: memory and CPU ------------------------------------------------------------------

@@ -14,7 +14,12 @@ from typing import Any
 from rich.console import Group, RenderableType
 from rich.table import Table
 
-from bench.dataplane_modes_base import AMBIENT_LATENCY_TARGET, CHAIN_PROXY_PAIRS, PERCENTILES
+from bench.dataplane_modes_base import (
+    AMBIENT_LATENCY_TARGET,
+    CHAIN_PROXY_PAIRS,
+    PERCENTILES,
+    WAYPOINT_LATENCY_TARGET,
+)
 
 __all__ = ["modes_table"]
 
@@ -24,7 +29,7 @@ _ROW_LABELS = {
     "direct": "direct (injection disabled, cluster-IP DNAT)",
     "sidecar": "sidecar (mTLS)",
     "ambient": "ambient L4 (node proxy, HBONE)",
-    "ambient+waypoint": "ambient + waypoint",
+    "ambient+waypoint": "ambient + waypoint (L7 proxy)",
 }
 
 
@@ -183,11 +188,11 @@ def _targets_table(numbers: Mapping[str, Any]) -> Table:
     )
     waypoint = targets.get("waypoint_added_p50") or {}
     table.add_row(
-        "ambient+waypoint added p50 / sidecar's",
-        "-",
-        "<= 1x",
+        "ambient+waypoint added p50 / sidecar added p50",
+        _x(waypoint.get("value")),
+        f"<= {WAYPOINT_LATENCY_TARGET:g}x",
         _verdict(waypoint),
-        str(waypoint.get("note", "")),
+        "",
     )
     return table
 

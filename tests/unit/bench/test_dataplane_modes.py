@@ -4,7 +4,8 @@ Nothing is measured here: a mesh needs root and minutes. What must hold is the
 arithmetic the verdicts rest on (added latency over direct, the reference
 divided by its proxy pairs, targets never "met" when a number is missing), the
 PSS/RSS read from ``smaps_rollup``, the manifests' one difference between rows,
-and a table that shows every row, skipped ones included.
+the waypoint row's Gateway and label, and a table that shows every row, failed
+ones included.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from bench import dataplane_modes as modes  # noqa: E402
 from bench import dataplane_modes_mesh as meshes  # noqa: E402
 from bench import dataplane_modes_reference as reference  # noqa: E402
 from bench import dataplane_modes_table as table  # noqa: E402
-from bench.dataplane_modes_base import WAYPOINT_SKIPPED  # noqa: E402
+from bench import dataplane_modes_waypoint as waypoints  # noqa: E402
 
 from pilotfish.cli.tables import print_table  # noqa: E402
 
@@ -99,6 +100,7 @@ def test_targets_met_and_not_met() -> None:
     rows = {
         "sidecar": {"added_ms": {"p50": 2.0, "p90": 3.0, "p99": 4.0}},
         "ambient": {"added_ms": {"p50": 0.8, "p90": 3.0, "p99": 4.0}},
+        "ambient+waypoint": {"added_ms": {"p50": 1.5, "p90": 3.0, "p99": 4.0}},
     }
     memory = {"sidecar": _memory(300_000, 200_000), "ambient": _memory(90_000, 40_000)}
     targets = modes.judge_targets(rows, memory)
@@ -107,14 +109,16 @@ def test_targets_met_and_not_met() -> None:
     assert targets["proxy_memory"]["value"] == pytest.approx(0.3)
     assert targets["proxy_memory"]["met"] is True
     assert targets["proxy_memory"]["envoy_only"] == pytest.approx(0.2)
-    assert targets["waypoint_added_p50"]["met"] is None
-    assert "not measured" in targets["waypoint_added_p50"]["note"]
+    assert targets["waypoint_added_p50"]["value"] == pytest.approx(0.75)
+    assert targets["waypoint_added_p50"]["met"] is True
 
     rows["ambient"]["added_ms"]["p50"] = 1.2
+    rows["ambient+waypoint"]["added_ms"]["p50"] = 2.5
     memory["ambient"] = _memory(110_000, 40_000)
     targets = modes.judge_targets(rows, memory)
     assert targets["ambient_added_p50"]["met"] is False
     assert targets["proxy_memory"]["met"] is False
+    assert targets["waypoint_added_p50"]["met"] is False
 
 
 def test_targets_not_measured_when_a_number_is_missing() -> None:
@@ -123,6 +127,7 @@ def test_targets_not_measured_when_a_number_is_missing() -> None:
     targets = modes.judge_targets(rows, memory)
     assert targets["ambient_added_p50"]["met"] is None
     assert targets["proxy_memory"]["met"] is None
+    assert targets["waypoint_added_p50"]["met"] is None  # no waypoint row at all
     # A sidecar that added nothing cannot be divided by: not measured, never "met".
     rows["sidecar"] = {"added_ms": {"p50": 0.0}}
     assert modes.judge_targets(rows, memory)["ambient_added_p50"]["met"] is None
@@ -140,6 +145,42 @@ def test_chain_manifests_differ_only_in_the_namespace_label() -> None:
     # The client pod only runs hey: no ports, no probe (the node proxy must accept that).
     client = next(json.loads(d) for d in mesh if '"client"' in d and "Workload" in d)
     assert "ports" not in client["spec"] and "readinessProbe" not in client["spec"]
+
+
+def test_the_waypoint_chain_adds_the_gateway_and_the_namespace_label_only() -> None:
+    mesh = meshes.chain_manifest(False, 1024).strip().split("\n---\n")
+    waypoint = meshes.chain_manifest(False, 1024, waypoint=True).strip().split("\n---\n")
+    # Both in the file `up` is given: no connection can predate the label.
+    assert waypoint[1:-1] == mesh[1:]
+    labels = json.loads(waypoint[0])["metadata"]["labels"]
+    assert labels == {"istio.io/use-waypoint": "waypoint"}
+    gateway = json.loads(waypoint[-1])
+    assert gateway["kind"] == "Gateway" and gateway["metadata"]["name"] == "waypoint"
+    assert gateway["metadata"]["namespace"] == "chain"
+    assert gateway["spec"]["gatewayClassName"] == "istio-waypoint"
+    assert gateway["spec"]["listeners"] == [{"name": "mesh", "port": 15008, "protocol": "HBONE"}]
+
+
+def test_the_waypoint_is_ready_only_as_a_ready_waypoint_row() -> None:
+    ready = {"ready": True, "dataplane": "waypoint"}
+    assert not waypoints.waypoint_ready([{"name": "front-0", "ready": True}], "chain")
+    assert not waypoints.waypoint_ready([{"name": "waypoint.chain", "ready": False}], "chain")
+    # Named after the Gateway, with its namespace outside `default` (as status shows it).
+    assert waypoints.waypoint_ready([{"name": "waypoint.chain", **ready}], "chain")
+    assert waypoints.waypoint_ready([{"name": "waypoint", **ready}], "default")
+    assert not waypoints.waypoint_ready([{"name": "waypoint.shop", **ready}], "chain")
+
+
+def test_the_waypoint_must_have_carried_the_load() -> None:
+    hbone, http = waypoints.WAYPOINT_STATS
+    before = {hbone: 4, http: 100}
+    # Two crossings per hey request (client -> front, front -> back).
+    out = waypoints.check_waypoint(before, {hbone: 8, http: 2100}, {"requests": 1000})
+    assert out["per_hey_request"] == pytest.approx(2.0) and out["http_requests"] == 2000
+    with pytest.raises(modes.BenchmarkError, match="waypoint"):
+        waypoints.check_waypoint(before, {hbone: 8, http: 600}, {"requests": 1000})
+    with pytest.raises(modes.BenchmarkError, match="waypoint"):
+        waypoints.check_waypoint({hbone: 0, http: 0}, {hbone: 0, http: 2000}, {"requests": 1000})
 
 
 def test_reference_bootstraps_require_client_certificates(tmp_path: Path) -> None:
@@ -174,7 +215,15 @@ def _payload() -> dict[str, Any]:
             vs_reference={"p50": 2.0, "p90": 2.0, "p99": None},
         ),
         "ambient": {"error": "pilotfish up (ambient) failed (1): boom"},
-        "ambient+waypoint": {"skipped": WAYPOINT_SKIPPED},
+        "ambient+waypoint": _row(
+            2.9,
+            3.5,
+            5.0,
+            achieved_rps=995.0,
+            failed=0,
+            added_ms={"p50": 1.2, "p90": 1.5, "p99": 2.0},
+            vs_reference={"p50": 1.75, "p90": 1.5, "p99": None},
+        ),
     }
     memory = {
         "sidecar": {
@@ -207,7 +256,7 @@ def test_table_shows_every_row_uncut() -> None:
     text = _render(json.loads(json.dumps(_payload(), sort_keys=True)))  # as in a result file
     for label in table._ROW_LABELS.values():
         assert label in text
-    assert WAYPOINT_SKIPPED in text
+    assert "0.75x" in text  # ambient+waypoint added p50 / sidecar's (1.2 / 1.6)
     assert "pilotfish up (ambient) failed (1): boom" in text
     assert "2.00x" in text and "1.60" in text  # vs reference, added p50
     assert "292.97" not in text and "293.0" in text  # 300 000 KiB as MiB
