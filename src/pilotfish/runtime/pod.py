@@ -55,6 +55,7 @@ from pilotfish.runtime.pod_command import (
     allocate_app_ports,
     app_argv,
     app_env,
+    compile_ambient_pod,
 )
 from pilotfish.runtime.pod_lifecycle import (
     Phase,
@@ -345,6 +346,8 @@ class PodRunner:
     # -- processes ----------------------------------------------------------
 
     async def _spawn_sidecar(self) -> None:
+        if self.env.ambient or self.env.out_of_mesh:
+            compile_ambient_pod()
         argv = agent_argv(self.spec, self.env, self._app_ports)
         proc = ChildProcess(
             await spawn(argv, self.env.sidecar_log(self.spec.local_id), env=agent_env(self.env))

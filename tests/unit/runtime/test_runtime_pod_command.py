@@ -278,3 +278,18 @@ def test_the_readiness_entry_point_finds_its_module_without_site(tmp_path: Path)
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=30, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "--app-probe" in done.stdout
+
+
+def test_the_readiness_module_is_compiled_for_its_processes() -> None:
+    import importlib.util
+
+    from pilotfish.runtime.pod_command import compile_ambient_pod
+
+    spec = importlib.util.find_spec("pilotfish.runtime.ambient_pod")
+    assert spec is not None and spec.origin
+    cached = Path(importlib.util.cache_from_source(spec.origin))
+    cached.unlink(missing_ok=True)
+    compile_ambient_pod.cache_clear()
+    compile_ambient_pod()
+    # Fresh bytecode the pods' user can read, so no process compiles it again.
+    assert cached.exists() and cached.stat().st_mtime_ns >= Path(spec.origin).stat().st_mtime_ns
