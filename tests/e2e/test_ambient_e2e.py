@@ -455,6 +455,18 @@ spec:
   - route:
     - {destination: {host: reviews, subset: v1}, weight: 90}
     - {destination: {host: reviews, subset: v2}, weight: 10}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: details, namespace: default}
+spec:
+  hosts: [details]
+  http:
+  - match: [{headers: {x-fault: {exact: abort}}}]
+    fault: {abort: {httpStatus: 418, percentage: {value: 100}}}
+    route: [{destination: {host: details}}]
+  - retries: {attempts: 2, retryOn: 5xx}
+    route: [{destination: {host: details}}]
 """
 
 
@@ -548,6 +560,10 @@ def test_a_waypoint_applies_l7_routing_and_policy_by_caller_to_the_services_that
             deadline=20,
         )
         assert _curl_from(mesh, "productpage-v1-0", "http://reviews:9080/reviews/0") == "200"
+        # A VirtualService's fault, injected by the waypoint for the requests it matches.
+        details = "http://details:9080/details/0"
+        assert _curl_from(mesh, "productpage-v1-0", details, "x-fault: abort") == "418"
+        assert _curl_from(mesh, "productpage-v1-0", details) == "200"
         # The ALLOW by principal on ratings: reviews may call it, productpage may not,
         # each judged as itself however the calls interleave (the waypoint keys its
         # connections behind the HBONE listener by caller).

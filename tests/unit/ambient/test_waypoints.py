@@ -325,6 +325,36 @@ def test_the_waypoint_applies_an_httproute_attached_to_the_service() -> None:
     ]
 
 
+RATINGS_FAULT_AND_RETRIES = """
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: ratings, namespace: default}
+spec:
+  hosts: [ratings]
+  http:
+  - fault: {delay: {fixedDelay: 2s, percentage: {value: 50}}}
+    retries: {attempts: 4, perTryTimeout: 1s, retryOn: 5xx}
+    route: [{destination: {host: ratings}}]
+"""
+
+
+def test_the_waypoint_applies_a_virtualservices_retries_and_faults() -> None:
+    from envoy.extensions.filters.http.fault.v3 import fault_pb2
+
+    generator = MeshGenerator()
+    generator.set_snapshot(snapshot(MESH_WITH_WAYPOINT + RATINGS_FAULT_AND_RETRIES))
+    sets = generator.generate(_waypoint_view(generator))
+    route = _unpack(sets[ROUTE_TYPE].resources["http_proxy"], route_pb2.RouteConfiguration())
+    (ratings,) = [vh for vh in route.virtual_hosts if vh.name == f"{RATINGS}:9080"]
+    (first,) = ratings.routes
+    assert first.route.retry_policy.num_retries.value == 4
+    assert first.route.retry_policy.retry_on == "5xx"
+    fault = fault_pb2.HTTPFault()
+    assert first.typed_per_filter_config["envoy.filters.http.fault"].Unpack(fault)
+    assert fault.delay.fixed_delay.seconds == 2
+
+
 def test_a_waypoint_gateway_is_programmed_once_its_workload_is_registered() -> None:
     from pilotfish.api.resource import ResourceKey
 
