@@ -10,7 +10,9 @@ and talks JSON lines with this one. Three things are timed:
 2. a VirtualService edit (weights 90/10 -> 50/50 in one file): from the file write
    to the last ACK of the new RDS by every proxy that received one;
 3. an endpoint change (one WorkloadEntry address in another service's file): from
-   the file write to the last ACK of the new EDS.
+   the file write to the last ACK of the new EDS; ``endpoint_changes`` of them one
+   after another, each in another file (the first is the headline number, the
+   median of all is reported beside it).
 
 The scenario runs once per variant (``ScaleParams.transports`` x ``protocols``),
 each against a fresh control plane, then at the service counts of
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import json
 import queue
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -92,6 +95,9 @@ class ScaleParams:
     # Scaling curve: the headline variant again at these service counts (same M);
     # a count equal to ``services`` reuses the headline run.
     curve: tuple[int, ...] = ()
+    # Endpoint changes measured one after another (each in another service's file):
+    # the first is ``endpoint_change_s``; their median is ``endpoint_change_median_s``.
+    endpoint_changes: int = 5
 
 
 FULL = ScaleParams(services=1000, proxies=1000, curve=(100, 1000, 5000))
@@ -312,6 +318,7 @@ def _measure_change(
     last_ack = result.get("last_ack_at")
     return {
         "type": type_name,
+        "written_at": written_at,
         "converged": bool(result.get("converged")),
         "convergence_s": None if last_ack is None else last_ack - written_at,
         "first_response_s": (
@@ -405,6 +412,7 @@ def _curve(
                 "full_push_s",
                 "vs_edit_s",
                 "endpoint_change_s",
+                "endpoint_change_median_s",
                 "peak_rss_mib",
                 "cpu_s",
                 "sim_cpu_s",
@@ -495,15 +503,11 @@ def _scenario(
         phase_cpu["vs_edit"] = cpu_seconds(cp.proc.pid)
         log(f"VirtualService edit: {out['vs_edit']['affected']} proxies affected")
 
-        # Another service's file, so this edit changes endpoints only.
-        ep_service = params.services // 2
-        moved = {0: endpoint_address(ep_service, 0, block=11)}
-        out["endpoint_change"] = _measure_change(
-            sim,
-            params,
-            "EDS",
-            lambda: write_service(config_dir, ep_service, address_overrides=moved),
-        )
+        changes = _endpoint_changes(sim, params, config_dir)
+        out["endpoint_change"] = changes[0]
+        out["endpoint_changes"] = changes
+        times = [c["convergence_s"] for c in changes if c["convergence_s"] is not None]
+        out["endpoint_change_median_s"] = statistics.median(times) if times else None
         phase_cpu["endpoint_change"] = cpu_seconds(cp.proc.pid)
         log(f"endpoint change: {out['endpoint_change']['affected']} proxies affected")
     finally:
@@ -518,6 +522,28 @@ def _scenario(
             out["cp_exit_code"] = cp.proc.returncode
             out["cp_log_tail"] = _tail(cp.log_path, 20)
         cp.stop()
+
+
+def _endpoint_changes(
+    sim: _Simulator, params: ScaleParams, config_dir: Path
+) -> list[dict[str, Any]]:
+    """``params.endpoint_changes`` endpoint moves, each measured on its own, each in
+    another service's file than the VirtualService edit's (so only endpoints change)."""
+    changes = []
+    for k in range(max(params.endpoint_changes, 1)):
+        service = (params.services // 2 + k) % params.services
+        if service == 0:  # the VirtualService edit's file
+            service = 1 % params.services
+        moved = {0: endpoint_address(service, 0, block=11 + k)}
+        changes.append(
+            _measure_change(
+                sim,
+                params,
+                "EDS",
+                lambda s=service, m=moved: write_service(config_dir, s, address_overrides=m),
+            )
+        )
+    return changes
 
 
 def _targets(out: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -98,6 +98,14 @@ class MeshGenerator:
         self._interned: dict[tuple[str, str], ResourceSet] = {}
         # hostname -> (inputs, {cluster name: packed CLA}); reused while inputs are equal.
         self._service_endpoints: dict[str, tuple[object, dict[str, bytes]]] = {}
+        # After endpoint-only changes: the services whose instances changed since
+        # the endpoint sets were last built (None: compare every service's inputs).
+        self._dirty_hosts: frozenset[str] | None = None
+        # The last shared endpoint set built, and per EndpointKey its locality-aware
+        # overrides (cluster name -> packed CLA) with the services whose instances
+        # changed since they were built: kept across endpoint-only changes.
+        self._last_endpoints: ResourceSet | None = None
+        self._overrides: dict[EndpointKey, tuple[dict[str, bytes], frozenset[str]]] = {}
         self._checker = ConsistencyChecker()
         # Findings by the composed sets' versions: views sharing sets are checked once.
         self._checked: dict[tuple[tuple[str, str], ...], tuple[Violation, ...]] = {}
@@ -133,6 +141,16 @@ class MeshGenerator:
             self._checker.clear()
             # Every connected view is generated again for the new configuration.
             self._violations.clear()
+            self._dirty_hosts = None
+            self._overrides.clear()
+        elif snapshot.endpoint_generation != old.endpoint_generation:
+            # Same services and rules: only services whose instances changed get
+            # new load assignments (``_endpoint_part``, ``_endpoints_for``).
+            changed = _changed_hosts(old, snapshot)
+            dirty = self._dirty_hosts
+            self._dirty_hosts = None if dirty is None else dirty | changed
+            for key, (overrides, stale) in self._overrides.items():
+                self._overrides[key] = (overrides, stale | changed)
         if config_changed or snapshot.endpoint_generation != old.endpoint_generation:
             # Composed results stay: ``generate`` swaps in the new EDS set.
             self._checked.clear()
@@ -344,34 +362,79 @@ class MeshGenerator:
         shared = self._endpoint_part()
         found = self._local_endpoints.get(key)
         if found is None:
-            overrides = compose.locality_endpoints(self._snapshot, key)
+            overrides = self._locality_overrides(key)
             if not overrides:
                 found = shared
             else:
-                packed = self._builder.packed
-                merged = dict(shared.resources)
-                merged.update({c.cluster_name: packed(c) for c in overrides})
-                found = ResourceSet(ENDPOINT_TYPE, merged)
+                found = ResourceSet(ENDPOINT_TYPE, {**shared.resources, **overrides})
             self._local_endpoints[key] = found
         return found
 
+    def _locality_overrides(self, key: EndpointKey) -> dict[str, bytes]:
+        """``key``'s locality-aware assignments; after endpoint-only changes only
+        those of the services that changed since they were built are rebuilt."""
+        previous = self._overrides.get(key)
+        if previous is None:
+            built = compose.locality_endpoints(self._snapshot, key)
+            kept: dict[str, bytes] = {}
+        else:
+            overrides, stale = previous
+            built = compose.locality_endpoints(self._snapshot, key, stale)
+            # Cluster names end in ``|<hostname>``.
+            suffixes = tuple(f"|{host}" for host in stale)
+            kept = {n: b for n, b in overrides.items() if not n.endswith(suffixes)}
+        packed = self._builder.packed
+        kept.update({c.cluster_name: packed(c) for c in built})
+        self._overrides[key] = (kept, frozenset())
+        return kept
+
     def _endpoint_part(self) -> ResourceSet:
-        """Every EDS cluster's endpoints; per service, rebuilt only when its inputs changed."""
+        """Every EDS cluster's endpoints; per service, rebuilt only when its inputs
+        changed, and after endpoint-only changes only the services that changed
+        are even looked at."""
         if self._endpoints is not None:
             return self._endpoints
         snapshot = self._snapshot
-        packed = self._builder.packed
-        previous = self._service_endpoints
-        current: dict[str, tuple[object, dict[str, bytes]]] = {}
-        merged: dict[str, bytes] = {}
-        for hostname in snapshot.registry.services:
-            inputs = compose.endpoint_inputs(snapshot, hostname)
-            entry = previous.get(hostname)
-            if entry is None or entry[0] != inputs:
-                claims = compose.service_endpoints(snapshot, hostname)
-                entry = (inputs, {c.cluster_name: packed(c) for c in claims})
-            current[hostname] = entry
-            merged.update(entry[1])
-        self._service_endpoints = current
-        self._endpoints = ResourceSet(ENDPOINT_TYPE, merged)
+        dirty, last = self._dirty_hosts, self._last_endpoints
+        if dirty is not None and last is not None:
+            merged = dict(last.resources)
+            for hostname in sorted(dirty):
+                gone = self._service_endpoints.pop(hostname, None)
+                for name in gone[1] if gone is not None else ():
+                    merged.pop(name, None)
+                if hostname in snapshot.registry.services:
+                    entry = self._service_entry(hostname, None)
+                    self._service_endpoints[hostname] = entry
+                    merged.update(entry[1])
+        else:
+            previous = self._service_endpoints
+            current: dict[str, tuple[object, dict[str, bytes]]] = {}
+            merged = {}
+            for hostname in snapshot.registry.services:
+                entry = self._service_entry(hostname, previous.get(hostname))
+                current[hostname] = entry
+                merged.update(entry[1])
+            self._service_endpoints = current
+        self._dirty_hosts = frozenset()
+        self._endpoints = self._last_endpoints = ResourceSet(ENDPOINT_TYPE, merged)
         return self._endpoints
+
+    def _service_entry(
+        self, hostname: str, entry: tuple[object, dict[str, bytes]] | None
+    ) -> tuple[object, dict[str, bytes]]:
+        """One service's (inputs, packed load assignments); ``entry`` if its inputs held."""
+        snapshot = self._snapshot
+        inputs = compose.endpoint_inputs(snapshot, hostname)
+        if entry is not None and entry[0] == inputs:
+            return entry
+        packed = self._builder.packed
+        claims = compose.service_endpoints(snapshot, hostname)
+        return (inputs, {c.cluster_name: packed(c) for c in claims})
+
+
+def _changed_hosts(old: Snapshot, new: Snapshot) -> frozenset[str]:
+    """Services whose instances differ between two snapshots with the same services."""
+    before, after = old.registry.instances, new.registry.instances
+    changed = {key[0] for key, instances in after.items() if before.get(key) != instances}
+    changed.update(key[0] for key in before if key not in after)
+    return frozenset(changed)

@@ -12,6 +12,15 @@ An endpoint-only change therefore leaves ``config_generation`` alone, and every
 translation cached under it stays valid; only endpoints are recomputed.
 Comparing resource tuples is cheap because the store hands back the very same
 objects for unchanged resources (identity short-circuits equality).
+
+Building from ``previous`` also takes a shortcut for such changes: when every
+object that differs from ``previous`` (by identity) is of an endpoint-only kind
+but EndpointSlice, and the converters derive the very same objects, the new
+snapshot is ``previous`` with those objects swapped in and, for WorkloadEntries,
+only the instances of the Services selecting them recomputed
+(``registry.build.reselect_workloads``). It equals what the full build would
+produce; anything else (or a registry change that shortcut cannot follow) takes
+the full build.
 """
 
 from __future__ import annotations
@@ -26,7 +35,7 @@ from pilotfish.api.networking.virtual_service import HTTPRetry
 from pilotfish.api.resource import Resource
 from pilotfish.model.hosts import fqdn
 from pilotfish.model.mesh_config import DEFAULT_MESH_CONFIG, MeshConfig, OutboundMode
-from pilotfish.registry.build import Registry, build_registry
+from pilotfish.registry.build import Registry, build_registry, reselect_workloads
 from pilotfish.translate.derive import Conversion, ConversionContext, derive
 
 __all__ = ["Snapshot", "build_snapshot"]
@@ -76,6 +85,8 @@ class Snapshot:
     # Istio's: the derived objects are also in ``resources``; their statuses and
     # diagnostics are kept here for the config API and ``analyze``.
     conversion: Conversion = field(default_factory=Conversion, repr=False)
+    # The range Kubernetes Services without a clusterIP got VIPs from (None: none).
+    service_cidr: str | None = None
 
     def of_kind(self, kind: str) -> tuple[Resource, ...]:
         return self.by_kind.get(kind, ())
@@ -138,11 +149,24 @@ def build_snapshot(
     jwks = dict(jwks or {})
     given = tuple(resources)
     conversion = derive(given, ConversionContext(domain_suffix, mesh.root_namespace))
-    ordered = tuple(sorted((*given, *conversion.resources), key=lambda r: r.key))
+    combined = (*given, *conversion.resources)
+    shortcut = None
+    if (
+        previous is not None
+        and previous.domain_suffix == domain_suffix
+        and previous.mesh == mesh
+        and previous.service_cidr == service_cidr
+    ):
+        shortcut = _endpoint_change(previous, combined)
+    if shortcut is not None:
+        ordered, registry = shortcut
+    else:
+        ordered = tuple(sorted(combined, key=lambda r: r.key))
     by_kind: dict[str, list[Resource]] = defaultdict(list)
     for res in ordered:
         by_kind[res.kind].append(res)
-    registry = build_registry(ordered, domain_suffix, service_cidr)
+    if shortcut is None:
+        registry = build_registry(ordered, domain_suffix, service_cidr)
 
     config_inputs = tuple(r for r in ordered if r.kind not in _ENDPOINT_ONLY_KINDS)
     config_generation = 0
@@ -159,10 +183,21 @@ def build_snapshot(
         same_endpoints = previous.registry.instances == registry.instances
         endpoint_generation = previous.endpoint_generation + (0 if same_endpoints else 1)
 
-    rules: dict[str, list[Resource]] = defaultdict(list)
-    for dr in by_kind.get("DestinationRule", ()):
-        host = getattr(dr.spec, "host", "")
-        rules[fqdn(host, dr.namespace, domain_suffix)].append(dr)
+    rule_objects = tuple(by_kind.get("DestinationRule", ()))
+    if (
+        previous is not None
+        and previous.domain_suffix == domain_suffix
+        and previous.of_kind("DestinationRule") == rule_objects
+    ):
+        # Equal rules (identity first): the index is the same; it stays with the
+        # translations cached under the unchanged config generation.
+        destination_rules = previous.destination_rules
+    else:
+        rules: dict[str, list[Resource]] = defaultdict(list)
+        for dr in rule_objects:
+            host = getattr(dr.spec, "host", "")
+            rules[fqdn(host, dr.namespace, domain_suffix)].append(dr)
+        destination_rules = {k: tuple(v) for k, v in rules.items()}
     gateways = {f"{g.namespace}/{g.name}": g for g in by_kind.get("Gateway", ())}
     namespace_labels = {
         ns.name: MappingProxyType(dict(ns.metadata.labels)) for ns in by_kind.get("Namespace", ())
@@ -178,9 +213,52 @@ def build_snapshot(
         mesh=mesh,
         jwks=jwks,
         by_kind={k: tuple(v) for k, v in by_kind.items()},
-        destination_rules={k: tuple(v) for k, v in rules.items()},
+        destination_rules=destination_rules,
         gateways=gateways,
         config_inputs=config_inputs,
         namespace_label_map=namespace_labels,
         conversion=conversion,
+        service_cidr=service_cidr,
     )
+
+
+def _endpoint_change(
+    previous: Snapshot, combined: tuple[Resource, ...]
+) -> tuple[tuple[Resource, ...], Registry] | None:
+    """The ordered objects and the registry of ``combined`` (given and derived), from
+    ``previous`` when only endpoint-only objects differ from it; None otherwise."""
+    before = {id(r) for r in previous.resources}
+    now = {id(r) for r in combined}
+    added = [r for r in combined if id(r) not in before]
+    removed = [r for r in previous.resources if id(r) not in now]
+    if not added and not removed:
+        return previous.resources, previous.registry
+    replaced = {r.key: r for r in removed}
+    for res in added:
+        if res.kind in _ENDPOINT_ONLY_KINDS and res.kind != "EndpointSlice":
+            continue
+        # Another object read again from a rewritten file: it must be equal.
+        if replaced.get(res.key) != res:
+            return None
+    added_keys = {r.key: r for r in added}
+    for res in removed:
+        kind = res.kind
+        endpoint_only = kind in _ENDPOINT_ONLY_KINDS and kind != "EndpointSlice"
+        if not endpoint_only and res.key not in added_keys:
+            return None
+    if added_keys.keys() == replaced.keys():
+        # The same keys, some objects new: the order by key holds.
+        gone = {id(r) for r in removed}
+        ordered = tuple(added_keys[r.key] if id(r) in gone else r for r in previous.resources)
+    else:
+        ordered = tuple(sorted(combined, key=lambda r: r.key))
+    touched = [r for r in (*added, *removed) if r.kind == "WorkloadEntry"]
+    if not touched:
+        return ordered, previous.registry
+    registry = reselect_workloads(
+        previous.registry,
+        touched,
+        (r for r in ordered if r.kind == "WorkloadEntry"),
+        previous.by_kind.get("ServiceEntry", ()),
+    )
+    return None if registry is None else (ordered, registry)

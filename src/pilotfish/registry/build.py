@@ -30,7 +30,7 @@ from pilotfish.registry.model import WORKLOAD_NAME_ANNOTATION, Instance, MeshSer
 from pilotfish.registry.protocol import protocol_of
 from pilotfish.registry.vips import allocate_vips
 
-__all__ = ["EXPORT_TO_ANNOTATION", "Registry", "build_registry"]
+__all__ = ["EXPORT_TO_ANNOTATION", "Registry", "build_registry", "reselect_workloads"]
 
 
 @dataclass(frozen=True)
@@ -320,3 +320,79 @@ def _allocate_vips(services: dict[str, MeshService], service_cidr: str) -> None:
     taken = [a for svc in services.values() for a in svc.addresses]
     for hostname, vip in allocate_vips(need, service_cidr, taken).items():
         services[hostname] = replace(services[hostname], addresses=(vip,))
+
+
+def reselect_workloads(
+    registry: Registry,
+    changed: Iterable[Resource],
+    workloads: Iterable[Resource],
+    service_entries: Iterable[Resource],
+) -> Registry | None:
+    """``registry`` after WorkloadEntries changed, without rebuilding every service.
+
+    ``changed`` holds the WorkloadEntries added, removed or modified (the old and
+    the new object of a modified one), ``workloads`` every WorkloadEntry now, and
+    ``service_entries`` every ServiceEntry (unchanged, as every Service is). Only
+    the Kubernetes Services selecting a changed entry (by its old or new labels)
+    get their instances recomputed, exactly as ``build_registry`` computes them.
+    Returns ``registry`` itself when no instance changed, and None when the change
+    reaches services this cannot follow alone (a ServiceEntry's
+    ``workloadSelector`` or a selector-less Service in a changed namespace): the
+    caller then builds the registry in full.
+    """
+    changed = tuple(changed)
+    namespaces = {res.namespace for res in changed}
+    for res in service_entries:
+        spec = res.spec
+        if res.namespace in namespaces and getattr(spec, "workload_selector", None) is not None:
+            return None
+    for svc in registry.services.values():
+        if svc.namespace in namespaces and svc.source_kind == "Service" and not svc.selector:
+            return None
+    affected: dict[str, MeshService] = {}
+    for res in changed:
+        we = res.spec
+        assert isinstance(we, WorkloadEntrySpec)
+        labels = {**res.metadata.labels, **we.labels}
+        for svc in registry.services_selecting(res.namespace, labels):
+            affected[svc.hostname] = svc
+    if not affected:
+        return registry
+    # Only the entries some affected service selects: the index (and its sort) stays
+    # small. Selectors by (namespace, one of their labels), so that each entry is
+    # checked against the selectors it can match, not against all of them (a burst
+    # of changes touches many services).
+    selectors: dict[tuple[str, str, str], list[tuple[tuple[str, str], ...]]] = defaultdict(list)
+    for svc in affected.values():
+        if svc.selector:
+            key, value = svc.selector[0]
+            selectors[(svc.namespace, key, value)].append(svc.selector)
+    relevant: dict[str, list[Resource]] = defaultdict(list)
+    for res in workloads:
+        namespace = res.namespace
+        if namespace not in namespaces:
+            continue
+        labels = {**res.metadata.labels, **(getattr(res.spec, "labels", None) or {})}
+        if any(
+            all(labels.get(k) == v for k, v in selector)
+            for item in labels.items()
+            for selector in selectors.get((namespace, *item), ())
+        ):
+            relevant[namespace].append(res)
+    index = _WorkloadIndex(relevant)
+    found: _Instances = defaultdict(list)
+    for svc in affected.values():
+        for we, labels, owner in index.select(svc.namespace, dict(svc.selector or ())):
+            for sp in svc.ports:
+                inst = _instance(svc.hostname, sp, we, labels, owner)
+                if inst is not None:
+                    found[(svc.hostname, sp.port)].append(inst)
+    fresh = {k: tuple(sorted(v, key=lambda i: (i.address, i.port))) for k, v in found.items()}
+    before = {k: v for k, v in registry.instances.items() if k[0] in affected}
+    if fresh == before:
+        return registry
+    instances = {k: v for k, v in registry.instances.items() if k[0] not in affected}
+    instances.update(fresh)
+    return Registry(
+        services=registry.services, instances=instances, selector_index=registry.selector_index
+    )

@@ -8,6 +8,7 @@ workloads and STATIC ServiceEntries, STRICT_DNS for DNS, ORIGINAL_DST for NONE.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import replace
 
 from pilotfish.api.duration import parse_duration_ms
@@ -315,14 +316,23 @@ def load_assignments(snapshot: Snapshot) -> list[ClusterLoadAssignment]:
 
 
 def locality_load_assignments(
-    snapshot: Snapshot, proxy_namespace: str, proxy_locality: str
+    snapshot: Snapshot,
+    proxy_namespace: str,
+    proxy_locality: str,
+    hostnames: Iterable[str] | None = None,
 ) -> list[ClusterLoadAssignment]:
     """EDS clusters whose endpoints depend on the proxy's locality, as seen from
     ``proxy_locality`` by a proxy in ``proxy_namespace``; they replace the shared
     assignments of the same names. Empty when no rule the namespace sees sets
-    ``localityLbSetting`` (see ``pilotfish.translate.locality``)."""
+    ``localityLbSetting`` (see ``pilotfish.translate.locality``). ``hostnames``
+    limits the answer to those services (None: every service)."""
     out: list[ClusterLoadAssignment] = []
-    for hostname, rules in snapshot.destination_rules.items():
+    all_rules = snapshot.destination_rules
+    if hostnames is None:
+        candidates: Iterable[tuple[str, tuple[Resource, ...]]] = all_rules.items()
+    else:
+        candidates = ((h, all_rules[h]) for h in sorted(set(hostnames)) if h in all_rules)
+    for hostname, rules in candidates:
         svc = snapshot.registry.services.get(hostname)
         if svc is None or svc.resolution not in ("EDS", "STATIC") or not rules:
             continue

@@ -165,10 +165,11 @@ def service_endpoints(snapshot: Snapshot, hostname: str) -> tuple[ir.ClusterLoad
 
 
 def locality_endpoints(
-    snapshot: Snapshot, key: EndpointKey
+    snapshot: Snapshot, key: EndpointKey, hostnames: Iterable[str] | None = None
 ) -> tuple[ir.ClusterLoadAssignment, ...]:
-    """Assignments that replace shared ones for proxies with ``key``."""
-    return tuple(locality_load_assignments(snapshot, key.namespace, key.locality))
+    """Assignments that replace shared ones for proxies with ``key`` (of the services
+    ``hostnames`` only, when given)."""
+    return tuple(locality_load_assignments(snapshot, key.namespace, key.locality, hostnames))
 
 
 def endpoint_part(snapshot: Snapshot, key: EndpointKey) -> tuple[ir.ClusterLoadAssignment, ...]:

@@ -13,6 +13,16 @@ make the runner go round once more (applying the same two rules, measured from
 those new events), so every event is followed by at least one complete run
 that started after it.
 
+With ``leading`` (what the xDS server uses), an event that finds the debouncer
+*idle* runs the callback at once: nothing pending or running, and no run ended
+within the last ``quiet_period``. An isolated change (one endpoint moving) has
+nothing to be merged with, so waiting would only delay it. What follows it
+within ``quiet_period`` of that run (the rest of a burst) is debounced by the
+two rules above, so a burst costs at most one extra run, the leading one.
+Istio debounces every push (``PILOT_DEBOUNCE_AFTER`` 100 ms,
+``PILOT_DEBOUNCE_MAX`` 10 s); Pilotfish's stores already gather the writes of
+one poll or watch batch into one revision, which is one event here.
+
 Time comes from an injected ``Clock`` so tests can drive both rules with a fake
 clock and no real waiting.
 """
@@ -57,8 +67,9 @@ class Debouncer:
     """Run ``callback`` after bursts of ``trigger()`` calls settle.
 
     The callback fires ``quiet_period`` seconds after the last event, but no
-    later than ``max_delay`` seconds after the first event not yet handled.
-    Runs never overlap; events during a run cause exactly one more run.
+    later than ``max_delay`` seconds after the first event not yet handled;
+    with ``leading``, at once for an event that finds it idle (see the module
+    docstring). Runs never overlap; events during a run cause exactly one more run.
     Exceptions from the callback are logged and do not stop later runs.
     Must be used from within one running event loop.
     """
@@ -69,6 +80,8 @@ class Debouncer:
         quiet_period: float,
         max_delay: float,
         clock: Clock | None = None,
+        *,
+        leading: bool = False,
     ) -> None:
         if quiet_period < 0 or max_delay < 0:
             raise ValueError("quiet_period and max_delay must be >= 0")
@@ -78,6 +91,10 @@ class Debouncer:
         self._clock: Clock = clock if clock is not None else MonotonicClock()
         self._first_event: float | None = None  # first event not yet handled by a run
         self._last_event = 0.0
+        self._leading = leading
+        # The next run starts at once (an event found the debouncer idle).
+        self._immediate = False
+        self._last_run_end: float | None = None  # when the latest run finished
         self._running = False
         self._runs = 0
         self._closed = False
@@ -108,6 +125,8 @@ class Debouncer:
         self._last_event = now
         if self._first_event is None:
             self._first_event = now
+            if self._leading and self._task is None and self._rested(now):
+                self._immediate = True
         if self._task is None:
             self._idle.clear()
             self._task = asyncio.get_running_loop().create_task(self._run())
@@ -120,6 +139,7 @@ class Debouncer:
         """Drop pending events and stop the runner (a running callback is cancelled)."""
         self._closed = True
         self._first_event = None
+        self._immediate = False
         task = self._task
         if task is not None:
             task.cancel()
@@ -130,8 +150,15 @@ class Debouncer:
         self._running = False
         self._idle.set()
 
+    def _rested(self, now: float) -> bool:
+        """No run ended within the last ``quiet_period`` (none running: no task)."""
+        end = self._last_run_end
+        return end is None or now - end >= self._quiet_period
+
     def _due(self) -> float:
         assert self._first_event is not None
+        if self._immediate:
+            return self._first_event
         return min(self._last_event + self._quiet_period, self._first_event + self._max_delay)
 
     async def _run(self) -> None:
@@ -141,6 +168,7 @@ class Debouncer:
                 while (remaining := self._due() - self._clock.now()) > 0:
                     await self._clock.sleep(remaining)
                 self._first_event = None
+                self._immediate = False
                 self._running = True
                 self._runs += 1
                 try:
@@ -149,6 +177,7 @@ class Debouncer:
                     _log.exception("debounced callback failed")
                 finally:
                     self._running = False
+                    self._last_run_end = self._clock.now()
         finally:
             # No await between the loop's exit test and here, so a trigger()
             # cannot slip in and be left without a runner.

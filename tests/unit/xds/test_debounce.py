@@ -153,3 +153,64 @@ async def test_close_drops_pending_events() -> None:
 def test_rejects_negative_periods() -> None:
     with pytest.raises(ValueError):
         Debouncer(Recorder(FakeClock()), quiet_period=-1, max_delay=1)
+
+
+async def test_leading_runs_an_idle_first_event_at_once() -> None:
+    clock = FakeClock()
+    rec = Recorder(clock)
+    deb = Debouncer(rec, quiet_period=0.125, max_delay=1.0, clock=clock, leading=True)
+    deb.trigger()
+    await settle()
+    assert rec.fired_at == [0.0]  # no quiet period waited
+    await deb.wait_idle()
+    # Long after: idle again, so again at once.
+    await clock.advance(1.0)
+    deb.trigger()
+    await settle()
+    assert rec.fired_at == [0.0, 1.0]
+
+
+async def test_leading_still_merges_the_rest_of_a_burst() -> None:
+    clock = FakeClock()
+    rec = Recorder(clock)
+    deb = Debouncer(rec, quiet_period=0.125, max_delay=1.0, clock=clock, leading=True)
+    deb.trigger()  # t=0: the leading run
+    await clock.advance(0.0625)
+    for _ in range(4):  # t=0.0625 .. 0.25, each within the quiet period of the last
+        deb.trigger()
+        await clock.advance(0.0625)
+    assert rec.fired_at == [0.0]
+    await clock.advance(0.125)
+    # One more run for the four, a quiet period after the last of them.
+    assert rec.fired_at == [0.0, 0.25 + 0.125]
+    assert deb.runs == 2
+
+
+async def test_leading_waits_after_a_recent_run() -> None:
+    """An event soon after a run ended is debounced: it may start a burst."""
+    clock = FakeClock()
+    rec = Recorder(clock, run_for=0.25)
+    deb = Debouncer(rec, quiet_period=0.125, max_delay=1.0, clock=clock, leading=True)
+    deb.trigger()
+    await clock.advance(0.25)  # the run ends at 0.25
+    assert rec.fired_at == [0.0] and not deb.running
+    await clock.advance(0.0625)
+    deb.trigger()  # 0.0625 after the run: not idle long enough
+    await clock.advance(0.0625)
+    assert rec.fired_at == [0.0]
+    await clock.advance(0.0625)
+    assert rec.fired_at == [0.0, 0.3125 + 0.125]
+
+
+async def test_leading_events_during_a_run_cause_one_more_debounced_run() -> None:
+    clock = FakeClock()
+    rec = Recorder(clock, run_for=0.5)
+    deb = Debouncer(rec, quiet_period=0.125, max_delay=1.0, clock=clock, leading=True)
+    deb.trigger()
+    await clock.advance(0.125)
+    deb.trigger()  # while the leading run runs
+    await clock.advance(0.375)  # the run ends at 0.5; the event is 0.375 old by then
+    await clock.advance(0.0)
+    assert rec.fired_at == [0.0, 0.5]
+    await clock.advance(2.0)
+    assert deb.runs == 2

@@ -236,10 +236,14 @@ async def test_named_subscribe_and_unsubscribe(
     assert [r.name for r in resp.resources] == ["b"]
     # Unsubscribe b: no answer, and changes to b are no longer sent.
     await client.send(ENDPOINT_TYPE, unsubscribe=["b"])
+    probe = Prober()
+    # A stream's requests are handled in order: once the probe is answered, the
+    # unsubscription is in force (an idle server pushes a change at once).
+    await probe(client)
     generator.sets = make_sets(endpoints={"a": 8080, "b": 9999})
     server.notify_change()
     await server.wait_idle()
-    await Prober()(client)  # the next response is the probe's: nothing for b
+    await probe(client)  # the next response is the probe's: nothing for b
     # A name that does not exist yet is answered once it appears.
     await client.send(ENDPOINT_TYPE, ["later"])
     generator.sets = make_sets(endpoints={"a": 8080, "b": 9999, "later": 7777})

@@ -245,6 +245,8 @@ class DeltaStreamState(StreamStateBase):
                 added = added | (rewarm & ts.names)
                 self._reconnect_rewarm = self._reconnect_rewarm - ts.names
         base = ts.synced
+        if base is cur and not added:
+            return None  # the very set the client was synced to: nothing to send
         if base is None and ts.wildcard and not self._initial.get(ts.type_url):
             # A fresh wildcard subscription: the whole set, one shared encoding.
             self._initial.pop(ts.type_url, None)

@@ -10,11 +10,13 @@ the stream's ``AdsStreamState`` and the responses it plans are queued for the
 stream's own writer task.
 
 Configuration changes arrive through ``notify_change()``, which only triggers
-the debouncer. When it fires, ``_push_all`` asks the generator for the sets of
-every connected stream's view (memoized per view for the duration of one
-push, and cached by the generator across pushes), feeds them to each stream's
-state and queues whatever it planned: only changed types, in ADS order, and
-nothing at all for proxies whose resources did not change.
+the debouncer (an isolated change goes at once; a burst waits for a quiet
+period, see ``pilotfish.xds.debounce``). When it fires, ``_push_all`` asks the
+generator for the sets of every connected stream's view (memoized per view
+for the duration of one push, and cached by the generator across pushes),
+feeds them to each stream's state and queues whatever it planned: only
+changed types, in ADS order, and nothing at all for proxies whose resources
+did not change.
 
 With ``tls=`` the server also listens on an mTLS port (see ``tls``): a
 second grpc.aio server whose TLS (gRPC's own) requires a client certificate
@@ -181,6 +183,8 @@ class XdsServer:
         inconsistent = getattr(generator, "inconsistent_count", None)
         if callable(inconsistent):
             self.metrics.count_inconsistent(inconsistent)
+        # Per type URL: the push and resources-sent counters' children.
+        self._type_counters: dict[str, tuple[Any, Any]] = {}
         self._encoder = ResponseEncoder()
         self._delta_encoder = DeltaResponseEncoder()
         self._write_limiter = WriteLimiter(max_in_flight=max_writes_in_flight)
@@ -230,8 +234,9 @@ class XdsServer:
             raise ValueError("an xDS server needs a plain-text port, a TLS port or both")
         self._started = True
         self._loop = asyncio.get_running_loop()
+        # Leading: an isolated change is pushed at once, a burst still merged.
         self._debouncer = Debouncer(
-            self._push_all, self._quiet_period, self._max_delay, self._clock
+            self._push_all, self._quiet_period, self._max_delay, self._clock, leading=True
         )
         bound = 0
         if port is not None:
@@ -549,12 +554,20 @@ class XdsServer:
             _log.debug("proxy %s: stale request for %s", stream.proxy_id, outcome.type_url)
 
     def _queue_all(self, stream: ProxyStream, responses: Any) -> None:
-        pushes, sent = self.metrics.pushes, self.metrics.resources_sent
+        counters = self._type_counters
         for response in responses:
             stream.enqueue(response)
-            label = type_label(response.type_url)
-            pushes.labels(type=label).inc()
-            sent.labels(type=label).inc(response.resource_count)
+            found = counters.get(response.type_url)
+            if found is None:
+                # ``labels()`` takes a lock and builds a key: once per type, not per
+                # response (a push to a thousand streams queues a thousand).
+                label = type_label(response.type_url)
+                found = counters[response.type_url] = (
+                    self.metrics.pushes.labels(type=label),
+                    self.metrics.resources_sent.labels(type=label),
+                )
+            found[0].inc()
+            found[1].inc(response.resource_count)
 
     # -- pushes ------------------------------------------------------------------------------
 
