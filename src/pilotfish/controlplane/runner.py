@@ -25,13 +25,21 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from pilotfish.api.diagnostics import Severity
-from pilotfish.ca import CONTROL_PLANE_DNS_NAME, CertificateAuthority, MeshCa, TokenRegistry
+from pilotfish.ca import (
+    CONTROL_PLANE_DNS_NAME,
+    JOIN_TOKEN_STORE_FILE,
+    CertificateAuthority,
+    JoinTokens,
+    MeshCa,
+    TokenRegistry,
+)
 from pilotfish.ca.port import CaPort
 from pilotfish.ca.records import IssuedRecord
 from pilotfish.controlplane.api_token import ApiToken, load_or_create_token_file
 from pilotfish.controlplane.config_store import build_store, uses_etcd
 from pilotfish.controlplane.generator import MeshGenerator
 from pilotfish.controlplane.http_api import HttpApi
+from pilotfish.controlplane.join_token_api import add_join_token_api
 from pilotfish.controlplane.jwks import JwksFetcher
 from pilotfish.controlplane.leadership import Leadership
 from pilotfish.controlplane.settings import ControlPlaneSettings
@@ -77,6 +85,7 @@ class ControlPlane:
         self.http = HttpApi(self, lambda: self._api_token)
         if self.leadership is not None:
             self.http.app.router.add_get("/debug/leader", self.leadership.handle_debug)
+        add_join_token_api(self.http.app, lambda: self.ca, lambda: self.store)
         self.xds_port = 0
         self.http_port = 0
         # The mesh CA, its TLS port (``secure_port``) and the xDS mTLS port, when
@@ -273,6 +282,9 @@ class ControlPlane:
             authority,
             self.registry,
             tokens=TokenRegistry(settings.ca_token_store),
+            # Always persisted: a join token must survive a restart and be spent once
+            # across every replica on the directory.
+            join_tokens=JoinTokens(Path(settings.ca_dir) / JOIN_TOKEN_STORE_FILE),
             default_ttl=datetime.timedelta(seconds=settings.cert_ttl_seconds),
         )
         if settings.ca_tokens_file:
