@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import stat
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,18 +17,9 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from joinkit import ControlPlaneProc, cli, control_plane
 
 from pilotfish.agent.ca_client import CaAuthError, CaClient
-from pilotfish.runtime.ports import free_port
-from polling import poll
-
-PILOTFISH = [sys.executable, "-m", "pilotfish.cli.main"]
-DEADLINE = 30.0
-
-# ratings-vm, template.serviceAccount bookinfo-ratings.
-GROUP = (
-    Path(__file__).resolve().parents[1] / "testdata" / "api" / "bookinfo" / "workload-group.yaml"
-)
 
 
 def csr_for(namespace: str, account: str) -> str:
@@ -46,57 +35,20 @@ def csr_for(namespace: str, account: str) -> str:
     )
 
 
-def _cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*PILOTFISH, *args], cwd=cwd, capture_output=True, text=True, timeout=60)
-
-
 @pytest.fixture
-def control_plane(tmp_path: Path) -> Iterator[tuple[Path, str, int]]:
-    """(its directory, API URL, CA port) of a control plane with a CA, running."""
-    work = tmp_path / "cp"
-    (work / "config").mkdir(parents=True)
-    (work / "config" / "group.yaml").write_text(GROUP.read_text())
-    http, ca = free_port(), free_port()
-    argv = [
-        *PILOTFISH,
-        "control-plane",
-        "--config",
-        "config",
-        "--xds-port",
-        str(free_port()),
-        "--http-port",
-        str(http),
-        "--ca-dir",
-        "ca",
-        "--secure-port",
-        str(ca),
-        "--xds-mtls-port",
-        str(free_port()),
-    ]
-    log = tmp_path / "cp.log"
-    with log.open("ab") as out:
-        proc = subprocess.Popen(argv, cwd=work, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
-
-    def ready() -> bool:
-        assert proc.poll() is None, log.read_text()
-        return (work / ".pilotfish" / "api-token").exists() and "control plane:" in log.read_text()
-
-    try:
-        poll(ready, "the control plane to start", DEADLINE, interval=0.05)
-        yield work, f"http://127.0.0.1:{http}", ca
-    finally:
-        proc.terminate()
-        proc.wait(DEADLINE)
+def cp(tmp_path: Path) -> Iterator[ControlPlaneProc]:
+    with control_plane(tmp_path) as running:
+        yield running
 
 
 def test_an_admin_creates_a_token_that_gets_one_certificate(
-    tmp_path: Path, control_plane: tuple[Path, str, int]
+    tmp_path: Path, cp: ControlPlaneProc
 ) -> None:
-    work, url, ca_port = control_plane
+    work, url, ca_port = cp.work, cp.url, cp.mtls_port + 1
     out = tmp_path / "host" / "join.token"
     out.parent.mkdir()
     args = ("--namespace", "default", "--workload-group", "ratings-vm", "--ttl", "10m")
-    created = _cli(work, "join-token", "create", *args, "-o", str(out), "--control-plane", url)
+    created = cli(work, "join-token", "create", *args, "-o", str(out), "--control-plane", url)
     assert created.returncode == 0, created.stderr
     assert "default/bookinfo-ratings, WorkloadGroup ratings-vm" in created.stdout
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
@@ -108,7 +60,7 @@ def test_an_admin_creates_a_token_that_gets_one_certificate(
     # Without the API token (another directory): refused, nothing written.
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    refused = _cli(elsewhere, "join-token", "create", *args, "-o", "t", "--control-plane", url)
+    refused = cli(elsewhere, "join-token", "create", *args, "-o", "t", "--control-plane", url)
     assert refused.returncode == 1 and "no API token was found" in refused.stderr
     assert not (elsewhere / "t").exists()
     # A group that does not exist, a service account the group does not have.
@@ -116,7 +68,7 @@ def test_an_admin_creates_a_token_that_gets_one_certificate(
         (("--workload-group", "nope"), "WorkloadGroup default/nope does not exist"),
         (("--workload-group", "ratings-vm", "--service-account", "x"), "is not WorkloadGroup"),
     ):
-        bad = _cli(
+        bad = cli(
             work, "join-token", "create", "-n", "default", *extra, "-o", "t", "--control-plane", url
         )
         assert bad.returncode == 1 and why in bad.stderr, bad.stderr

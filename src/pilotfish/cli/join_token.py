@@ -92,7 +92,7 @@ def create(
     response = call_api(api, "POST", JOIN_TOKENS_PATH, body)
     if not response.ok or not isinstance(response.body, dict):
         raise click.ClickException(f"creating the join token failed: {response.error_message()}")
-    doc = {k: response.body.get(k) for k in (*JOIN_FILE_KEYS, "trustDomain")}
+    doc = {k: response.body.get(k) for k in (*JOIN_FILE_KEYS, "trustDomain", "labels")}
     atomic_write_text(output, json.dumps(doc, indent=2) + "\n", mode=0o600)
     group = f", WorkloadGroup {doc['workloadGroup']}" if doc["workloadGroup"] else ""
     click.echo(

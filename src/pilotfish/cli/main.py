@@ -39,6 +39,7 @@ COMMANDS: dict[str, str] = {
     "stat": "pilotfish.cli.stat:stat",
     "top": "pilotfish.cli.stat:top",
     "join-token": "pilotfish.cli.join_token:join_token",
+    "join": "pilotfish.cli.join:join",
 }
 
 

@@ -8,7 +8,7 @@ must exist in the namespace; its ``template.serviceAccount`` is the
 identity when none is given, and must equal the one given otherwise. The
 answer, ``Cache-Control: no-store``, carries the token (shown this once; the
 CA keeps only its digest), the grant, the trust domain and the mesh root
-certificate: everything the joining host needs besides the control plane's
+certificate and the group's labels: everything the joining host needs besides the control plane's
 addresses (as Istio's VM bundle carries ``root-cert.pem`` and the token).
 """
 
@@ -44,7 +44,7 @@ def add_join_token_api(
             if mesh_ca is None:
                 raise Problem(409, "the control plane runs no mesh CA (start it with --ca-dir)")
             namespace, account, group, ttl = _parse(await read_body(request, _MAX_BODY))
-            account = _group_account(store(), namespace, account, group)
+            account, labels = _group_identity(store(), namespace, account, group)
             try:
                 new = mesh_ca.join_tokens.create(namespace, account, group, ttl)
             except ValueError as exc:
@@ -54,6 +54,7 @@ def add_join_token_api(
         body: dict[str, Any] = {
             "token": new.token,
             **new.grant.to_json(),
+            "labels": labels,
             "trustDomain": mesh_ca.trust_domain,
             "rootCert": mesh_ca.root_pem,
         }
@@ -85,10 +86,13 @@ def _parse(text: str) -> tuple[str, str, str, float]:
     return namespace, account, group, float(ttl)
 
 
-def _group_account(store: Store, namespace: str, account: str, group: str) -> str:
-    """The service account the token is for, checked against the WorkloadGroup."""
+def _group_identity(
+    store: Store, namespace: str, account: str, group: str
+) -> tuple[str, dict[str, str]]:
+    """The service account the token is for, checked against the WorkloadGroup, and
+    the group's labels (the joined proxy's own, for the policies that select it)."""
     if not group:
-        return account or "default"
+        return account or "default", {}
     resource = store.get(ResourceKey("WorkloadGroup", namespace, group))
     if resource is None:
         raise Problem(404, f"WorkloadGroup {namespace}/{group} does not exist")
@@ -101,4 +105,4 @@ def _group_account(store: Store, namespace: str, account: str, group: str) -> st
             f"service account {account!r} is not WorkloadGroup {namespace}/{group}'s "
             f"template.serviceAccount {templated!r}",
         )
-    return templated
+    return templated, {**spec.template.labels, **spec.metadata.labels}

@@ -13,7 +13,7 @@ from pydantic import Field
 from pilotfish.api.base import ApiModel
 from pilotfish.api.networking.workload_entry import WorkloadEntrySpec
 
-__all__ = ["WorkloadGroupMeta", "WorkloadGroupProbe", "WorkloadGroupSpec"]
+__all__ = ["WorkloadGroupMeta", "WorkloadGroupProbe", "WorkloadGroupSpec", "member_name"]
 
 
 class WorkloadGroupMeta(ApiModel):
@@ -59,3 +59,9 @@ class WorkloadGroupSpec(ApiModel):
     metadata: WorkloadGroupMeta = Field(default_factory=WorkloadGroupMeta)
     template: WorkloadEntrySpec = Field(default_factory=WorkloadEntrySpec)
     probe: WorkloadGroupProbe | None = None
+
+
+def member_name(group: str, address: str) -> str:
+    """The name of a group member at ``address``: ``<group>-<address>`` with dots and
+    colons as dashes (a DNS label, one per host address). Also its proxy's name."""
+    return f"{group}-{address.replace('.', '-').replace(':', '-')}"
