@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +24,8 @@ from polling import poll
 
 PILOTFISH = [sys.executable, "-m", "pilotfish.cli.main"]
 DEADLINE = 30.0
+# The control plane's WorkloadEntry grace period here (Istio's default is 10 s).
+GRACE = 2.0
 GROUP_FILE = (
     Path(__file__).resolve().parents[1] / "testdata" / "api" / "bookinfo" / "workload-group.yaml"
 )
@@ -65,6 +68,16 @@ class ControlPlaneProc:
         with urllib.request.urlopen(request, timeout=5) as resp:
             return json.loads(resp.read())
 
+    def entry(self, name: str, namespace: str = "default") -> Any:
+        """The WorkloadEntry ``name`` from the API, or None."""
+        path = f"/apis/networking.istio.io/v1/namespaces/{namespace}/workloadentries/{name}"
+        try:
+            return self.api(path)
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                return None
+            raise
+
     def create_token(self, out: Path, *args: str) -> dict[str, Any]:
         done = cli(
             self.work, "join-token", "create", "-o", str(out), "--control-plane", self.url, *args
@@ -101,8 +114,11 @@ def control_plane(
         *extra,
     ]
     log = tmp_path / "cp.log"
+    env = {**os.environ, "PILOT_WORKLOAD_ENTRY_GRACE_PERIOD": f"{GRACE}s"}
     with log.open("ab") as out:
-        proc = subprocess.Popen(argv, cwd=work, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
+        proc = subprocess.Popen(
+            argv, cwd=work, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out
+        )
     cp = ControlPlaneProc(work, f"http://{bind}:{http}", mtls, proc, log)
 
     def ready() -> bool:

@@ -8,11 +8,13 @@ the shared e2e lock.
 
 from __future__ import annotations
 
+import time
 import urllib.request
 from pathlib import Path
 
 from joinkit import (
     DEADLINE,
+    GRACE,
     ControlPlaneProc,
     control_plane,
     processes_mentioning,
@@ -72,6 +74,14 @@ def test_join_runs_an_identified_sidecar_and_stops_clean(tmp_path: Path) -> None
                 context=log.read_text,
             )
             poll(lambda: _synced(cp, proxy), "the joined proxy in syncz", DEADLINE)
+            # Registered from the group: the host's address, the group's labels and ports.
+            entry = cp.entry("ratings-vm-127-0-0-77")
+            assert entry["spec"]["address"] == HOST
+            assert entry["spec"]["ports"] == {"http": 9080}
+            assert entry["spec"]["labels"]["version"] == "v4"
+            assert entry["spec"]["serviceAccount"] == "bookinfo-ratings"
+            annotations = entry["metadata"]["annotations"]
+            assert annotations["istio.io/autoRegistrationGroup"] == "ratings-vm"
             # The token copy now holds the renewal token; the user's file is untouched.
             assert (state / "ca-token").read_text().strip() != grant["token"]
             assert (state / "ca-token").stat().st_mode & 0o777 == 0o600
@@ -86,6 +96,11 @@ def test_join_runs_an_identified_sidecar_and_stops_clean(tmp_path: Path) -> None
         assert not state.exists()
         assert processes_mentioning(str(state)) == []
         poll(lambda: not _synced(cp, proxy), "the joined proxy's stream to end", DEADLINE)
+        stopped = time.monotonic()
+        left = cp.entry("ratings-vm-127-0-0-77")
+        assert left is not None and "istio.io/disconnectedAt" in left["metadata"]["annotations"]
+        poll(lambda: cp.entry("ratings-vm-127-0-0-77") is None, "the entry to go", DEADLINE)
+        assert time.monotonic() - stopped >= GRACE - 0.5  # not before the grace period
 
         # The same join file again: the CA refuses it, and join says why.
         again = start_join(host, argv, host / "again.log")

@@ -17,6 +17,7 @@ import contextlib
 import datetime
 import gc
 import logging
+import socket
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
@@ -36,6 +37,7 @@ from pilotfish.ca import (
 from pilotfish.ca.port import CaPort
 from pilotfish.ca.records import IssuedRecord
 from pilotfish.controlplane.api_token import ApiToken, load_or_create_token_file
+from pilotfish.controlplane.auto_registration import AutoRegistration
 from pilotfish.controlplane.config_store import build_store, uses_etcd
 from pilotfish.controlplane.generator import MeshGenerator
 from pilotfish.controlplane.http_api import HttpApi
@@ -81,6 +83,11 @@ class ControlPlane:
             registry=self.registry,
             plaintext_secrets=settings.plaintext_secrets,
         )
+        # Joined proxies' WorkloadEntries (told of every xDS stream; named once started).
+        self.auto_registration = AutoRegistration(
+            lambda: self.store, "", grace=settings.workload_entry_grace_seconds
+        )
+        self.xds.connection_listener = self.auto_registration
         self._api_token: ApiToken | None = None
         self.http = HttpApi(self, lambda: self._api_token)
         if self.leadership is not None:
@@ -234,6 +241,11 @@ class ControlPlane:
         self.xds_mtls_port = self.xds.tls_port
         if tls is not None:
             await self._start_ca_port(tls)
+        # Stable across restarts and distinct per replica: its host and mTLS port.
+        self.auto_registration.controller = (
+            f"{socket.gethostname()}/{self.settings.bind}:{self.xds_mtls_port}"
+        )
+        self.auto_registration.start()
         self.http_port = await self.http.start(self.settings.bind, self.settings.http_port)
         self._watcher = asyncio.create_task(self._watch(), name="pilotfish-config-watch")
         self.ready = True
@@ -305,6 +317,7 @@ class ControlPlane:
 
     async def close(self) -> None:
         self.ready = False
+        await self.auto_registration.close()  # first: closing streams is no disconnect
         if self._watcher is not None:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
