@@ -49,6 +49,7 @@ from pilotfish.ir.security import SDS_ROOT_CA, SDS_WORKLOAD_CERT
 from pilotfish.model.proxy_view import (
     META_APP_ADDRESS,
     META_APP_PORTS,
+    META_AUTO_REGISTER_GROUP,
     META_INBOUND_PORT,
     META_INSTANCE_IPS,
     META_INTERCEPTION_MODE,
@@ -126,6 +127,8 @@ def node_metadata(config: AgentConfig) -> dict[str, Any]:
         metadata[META_LOCALITY] = config.locality
     if config.node_name:
         metadata[META_NODE_NAME] = config.node_name
+    if config.workload_group:
+        metadata[META_AUTO_REGISTER_GROUP] = config.workload_group
     return metadata
 
 

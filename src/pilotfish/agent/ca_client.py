@@ -10,6 +10,10 @@ CA's server certificate is verified against the root from
 
 The token file is read on every request, so a runtime that rewrites it
 (atomically) never needs to restart the agent. The token is never logged.
+When the token was a join token (a host joining the mesh), the answer carries
+a ``renewal_token``: the join token is spent, so the client replaces the
+token file with the renewal token (atomically, 0600) before returning, and
+every later request presents it.
 
 With several CA addresses (control-plane replicas sharing one root), the
 client keeps one channel per address and sticks to the one that last
@@ -27,13 +31,14 @@ import json
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import grpc
 
 from pilotfish.agent.backoff import BackoffPolicy, restart_delay
+from pilotfish.fsutil import atomic_write_text
 
 __all__ = [
     "CA_METHOD",
@@ -75,6 +80,7 @@ class CaResponse:
     cert_chain: tuple[str, ...]
     root_cert: str
     expires_at: float
+    renewal_token: str | None = field(default=None, repr=False)
 
 
 def _encode(payload: dict[str, Any]) -> bytes:
@@ -87,7 +93,12 @@ def _decode_response(data: bytes) -> CaResponse:
         chain = raw["cert_chain"]
         if not isinstance(chain, list) or not all(isinstance(p, str) for p in chain):
             raise TypeError("cert_chain must be a list of PEM strings")
-        return CaResponse(tuple(chain), str(raw.get("root_cert", "")), float(raw["expires_at"]))
+        renewal = raw.get("renewal_token")
+        if renewal is not None and (not isinstance(renewal, str) or not renewal):
+            raise TypeError("renewal_token must be a non-empty string")
+        return CaResponse(
+            tuple(chain), str(raw.get("root_cert", "")), float(raw["expires_at"]), renewal
+        )
     except (ValueError, KeyError, TypeError) as exc:
         raise CaError(f"malformed CA response: {exc}", retryable=True) from exc
 
@@ -168,12 +179,19 @@ class CaClient:
                 if index != self._current:
                     _log.info("the CA at %s answered; using it from now on", self._targets[index])
                 self._current = index
+                if response.renewal_token is not None:
+                    self._keep_renewal_token(response.renewal_token)
                 return response
             if step + 1 < len(self._targets):
                 _log.warning(
                     "%s; trying %s", error, self._targets[(index + 1) % len(self._targets)]
                 )
         raise error
+
+    def _keep_renewal_token(self, token: str) -> None:
+        """The join token is spent: later requests present the renewal token."""
+        atomic_write_text(self._token_file, token + "\n", mode=0o600)
+        _log.info("joined: the CA token file %s now holds this workload's token", self._token_file)
 
     @staticmethod
     def _error(target: str, exc: grpc.aio.AioRpcError) -> CaError:

@@ -131,6 +131,9 @@ class AgentConfig:
     # (``agent.pod_identities``).
     node_name: str = ""
     pod_tokens_dir: Path | None = None
+    # The WorkloadGroup this workload joined the mesh for (``pilotfish join``):
+    # sent as node metadata so the control plane registers it ("" for none).
+    workload_group: str = ""
 
     def __post_init__(self) -> None:
         if not self.admin_address.startswith("127.") and self.admin_address != "::1":

@@ -79,6 +79,7 @@ class AgentLaunch:
     xds_protocol: Literal["delta", "sotw"] | None = None
     node_name: str | None = None
     pod_tokens_dir: str | None = None
+    workload_group: str | None = None
     # Appended as they are (tuning flags a caller passes through).
     extra_args: tuple[str, ...] = ()
 
@@ -112,6 +113,7 @@ class AgentLaunch:
         _opt(argv, "--xds-protocol", self.xds_protocol)
         _opt(argv, "--node-name", self.node_name)
         _opt(argv, "--pod-tokens-dir", self.pod_tokens_dir)
+        _opt(argv, "--workload-group", self.workload_group)
         for target, app in self.app_port:
             argv += ["--app-port", f"{target}={app}"]
         for key, value in self.label:

@@ -29,6 +29,7 @@ from pilotfish.api.networking.service_entry import ServiceEntrySpec
 from pilotfish.api.networking.sidecar import SidecarSpec
 from pilotfish.api.networking.virtual_service import VirtualServiceSpec
 from pilotfish.api.networking.workload_entry import WorkloadEntrySpec
+from pilotfish.api.networking.workload_group import WorkloadGroupSpec
 from pilotfish.api.runtime.workload import API_VERSION as _RUNTIME_API_VERSION
 from pilotfish.api.runtime.workload import WorkloadSpec
 from pilotfish.api.security.authorization_policy import AuthorizationPolicySpec
@@ -91,6 +92,7 @@ _CORE_AND_ISTIO: Final[tuple[KindInfo, ...]] = (
     _info("Gateway", GatewaySpec, _NETWORKING, "gateways", "gw"),
     _info("ServiceEntry", ServiceEntrySpec, _NETWORKING, "serviceentries", "se"),
     _info("WorkloadEntry", WorkloadEntrySpec, _NETWORKING, "workloadentries", "we"),
+    _info("WorkloadGroup", WorkloadGroupSpec, _NETWORKING, "workloadgroups", "wg"),
     _info("Sidecar", SidecarSpec, _NETWORKING, "sidecars"),
     _info("Workload", WorkloadSpec, frozenset({_RUNTIME_API_VERSION}), "workloads", "wl"),
     _info("PeerAuthentication", PeerAuthenticationSpec, _SECURITY, "peerauthentications", "pa"),

@@ -1,5 +1,5 @@
 """The mesh CA: root of trust, CSR signing into SPIFFE certificates, pod tokens,
-and the ``CertificateService`` gRPC handler served on the CA's TLS port (``port``)."""
+join tokens, and the ``CertificateService`` gRPC handler served on the CA's TLS port (``port``)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from pilotfish.ca.errors import (
     UnauthenticatedError,
 )
 from pilotfish.ca.identity import SpiffeId
+from pilotfish.ca.join_tokens import JOIN_TOKEN_STORE_FILE, JoinTokenRefused, JoinTokens
 from pilotfish.ca.protocol import (
     CA_METHOD,
     CreateCertificateRequest,
@@ -30,6 +31,7 @@ from pilotfish.ca.tokens import Owner, TokenFileError, TokenRegistry
 __all__ = [
     "CA_METHOD",
     "CONTROL_PLANE_DNS_NAME",
+    "JOIN_TOKEN_STORE_FILE",
     "CaError",
     "CertificateAuthority",
     "CertificateService",
@@ -39,6 +41,8 @@ __all__ = [
     "InvalidRequestError",
     "IssuedCert",
     "IssuedRecord",
+    "JoinTokenRefused",
+    "JoinTokens",
     "KeyFileError",
     "MeshCa",
     "Owner",

@@ -3,10 +3,14 @@
 Method ``/pilotfish.ca.v1.CertificateService/CreateCertificate`` (unary).
 Request ``{"csr": "<PEM>", "token": "<pod token>", "ttl_seconds": N}``
 (``ttl_seconds`` optional); response ``{"cert_chain": ["<leaf PEM>", ...],
-"root_cert": "<PEM>", "expires_at": <unix seconds>}``. Errors are gRPC status
-codes: UNAUTHENTICATED (missing/unknown token), PERMISSION_DENIED (the CSR's
-identity is not the token's), INVALID_ARGUMENT (malformed request or CSR, bad
-signature, weak key). Served only over TLS on the control plane's secure port.
+"root_cert": "<PEM>", "expires_at": <unix seconds>, "renewal_token": "..."}``.
+``renewal_token`` is present only when the request's token was a join token
+(``join_tokens``): the join token is spent, and the caller presents the new
+per-workload token for every later request. Older clients ignore the field.
+Errors are gRPC status codes: UNAUTHENTICATED (missing/unknown token, join
+token used or expired), PERMISSION_DENIED (the CSR's identity is not the
+token's), INVALID_ARGUMENT (malformed request or CSR, bad signature, weak key).
+Served only over TLS on the control plane's secure port.
 
 ``encode``/``decode`` are usable directly as gRPC (de)serializers.
 """
@@ -85,15 +89,18 @@ class CreateCertificateResponse:
     cert_chain: tuple[str, ...]  # leaf first, then intermediates (not the root)
     root_cert: str
     expires_at: int  # the leaf's notAfter, unix seconds
+    # The caller's token for later requests, after a join token (a credential).
+    renewal_token: str | None = field(default=None, repr=False)
 
     def encode(self) -> bytes:
-        return _dump(
-            {
-                "cert_chain": list(self.cert_chain),
-                "root_cert": self.root_cert,
-                "expires_at": self.expires_at,
-            }
-        )
+        doc: dict[str, Any] = {
+            "cert_chain": list(self.cert_chain),
+            "root_cert": self.root_cert,
+            "expires_at": self.expires_at,
+        }
+        if self.renewal_token is not None:
+            doc["renewal_token"] = self.renewal_token
+        return _dump(doc)
 
     @classmethod
     def decode(cls, data: bytes) -> CreateCertificateResponse:
@@ -111,4 +118,9 @@ class CreateCertificateResponse:
         expires = doc.get("expires_at")
         if isinstance(expires, bool) or not isinstance(expires, int):
             raise ProtocolError("'expires_at' must be an integer (unix seconds)")
-        return cls(cert_chain=tuple(chain), root_cert=root, expires_at=expires)
+        renewal = doc.get("renewal_token")
+        if renewal is not None and (not isinstance(renewal, str) or not renewal):
+            raise ProtocolError("'renewal_token' must be a non-empty string")
+        return cls(
+            cert_chain=tuple(chain), root_cert=root, expires_at=expires, renewal_token=renewal
+        )

@@ -3,16 +3,24 @@
 A request is decoded from JSON, its token looked up (UNAUTHENTICATED when
 missing or unknown), and the CSR signed for the token owner's SPIFFE id
 (PERMISSION_DENIED when the CSR asks for another identity, INVALID_ARGUMENT
-for anything malformed or weak). The handler is served on the CA's TLS port
-only (``port``), so tokens and keys' proofs never cross a plain-text
-connection. Signing one EC certificate takes well under a millisecond, so it
-runs on the event loop.
+for anything malformed or weak).
+
+A join token (``join_tokens``) is accepted once: its grant is checked, the CSR
+signed for the granted identity, and only then is the token consumed
+(atomically; a request that loses a race is refused as a used token), so a
+refused CSR does not spend it. The answer carries a fresh per-workload token,
+registered like a pod token, for the workload's renewals.
+
+The handler is served on the CA's TLS port only (``port``), so tokens and
+keys' proofs never cross a plain-text connection. Signing one EC certificate
+takes well under a millisecond, so it runs on the event loop.
 """
 
 from __future__ import annotations
 
 import datetime
 import logging
+import secrets
 import time
 from collections.abc import Callable
 
@@ -22,6 +30,7 @@ from prometheus_client import CollectorRegistry
 from pilotfish.ca.authority import CertificateAuthority, IssuedCert
 from pilotfish.ca.errors import CaError, InvalidRequestError, UnauthenticatedError
 from pilotfish.ca.identity import SpiffeId
+from pilotfish.ca.join_tokens import JoinGrant, JoinTokenRefused, JoinTokens
 from pilotfish.ca.metrics import CaMetrics
 from pilotfish.ca.protocol import (
     CA_METHOD_NAME,
@@ -56,11 +65,13 @@ class CertificateService:
         records: IssuedRecords,
         metrics: CaMetrics,
         *,
+        join_tokens: JoinTokens | None = None,
         default_ttl: datetime.timedelta = datetime.timedelta(hours=24),
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.authority = authority
         self.tokens = tokens
+        self.join_tokens = join_tokens if join_tokens is not None else JoinTokens()
         self.records = records
         self.metrics = metrics
         self.default_ttl = default_ttl
@@ -69,14 +80,20 @@ class CertificateService:
     def create_certificate(self, request: CreateCertificateRequest) -> CreateCertificateResponse:
         """Authenticate, sign and record. Raises ``CaError`` subclasses on refusal
         (and counts them); the gRPC adapter maps those to status codes."""
+        renewal: str | None = None
         try:
             owner = self.tokens.lookup(request.token)
+            grant = self._join_grant(request.token) if owner is None else None
+            if grant is not None:
+                owner = grant.owner(_joined_owner_id(grant))
             if owner is None:
                 raise UnauthenticatedError(
                     "missing or unknown token" if request.token else "request carries no token",
                     "unauthenticated",
                 )
             issued = self.authority.sign_csr(request.csr, self._identity(owner), self._ttl(request))
+            if grant is not None:
+                renewal = self._redeem(request.token, owner)
         except CaError as exc:
             self.metrics.rejected.labels(reason=exc.reason).inc()
             raise
@@ -86,7 +103,29 @@ class CertificateService:
             cert_chain=issued.chain_pem,
             root_cert=issued.root_pem,
             expires_at=issued.expires_at,
+            renewal_token=renewal,
         )
+
+    def _join_grant(self, token: str) -> JoinGrant | None:
+        """The grant of an unspent join token (None: not a join token)."""
+        try:
+            return self.join_tokens.check(token)
+        except JoinTokenRefused as exc:
+            raise UnauthenticatedError(str(exc), exc.reason) from exc
+
+    def _redeem(self, token: str, owner: Owner) -> str:
+        """Spend the join token (after signing: a refused CSR does not spend it) and
+        register the workload's renewal token."""
+        try:
+            self.join_tokens.consume(token)
+        except JoinTokenRefused as exc:  # another request won the race
+            raise UnauthenticatedError(str(exc), exc.reason) from exc
+        except KeyError as exc:  # forgotten meanwhile (expired long ago)
+            raise UnauthenticatedError("missing or unknown token", "unauthenticated") from exc
+        _log.info(
+            "join token used by %s (%s/%s)", owner.pod, owner.namespace, owner.service_account
+        )
+        return self.tokens.register(owner.namespace, owner.service_account, owner.pod)
 
     def _identity(self, owner: Owner) -> SpiffeId:
         return owner.identity(self.authority.trust_domain)
@@ -142,6 +181,12 @@ class CertificateService:
             raise AssertionError("unreachable: abort raises") from exc
 
 
+def _joined_owner_id(grant: JoinGrant) -> str:
+    """A new owner id for a workload that joins (``<group or sa>-<random>.<namespace>``)."""
+    base = grant.workload_group or grant.service_account
+    return f"{base}-{secrets.token_hex(4)}.{grant.namespace}"
+
+
 class MeshCa:
     """The control plane's CA: authority, tokens, issued records, metrics and the service."""
 
@@ -151,14 +196,21 @@ class MeshCa:
         registry: CollectorRegistry,
         *,
         tokens: TokenRegistry | None = None,
+        join_tokens: JoinTokens | None = None,
         default_ttl: datetime.timedelta = datetime.timedelta(hours=24),
     ) -> None:
         self.authority = authority
         self.tokens = tokens if tokens is not None else TokenRegistry()
+        self.join_tokens = join_tokens if join_tokens is not None else JoinTokens()
         self.records = IssuedRecords()
         self.metrics = CaMetrics(registry, self.records)
         self.service = CertificateService(
-            authority, self.tokens, self.records, self.metrics, default_ttl=default_ttl
+            authority,
+            self.tokens,
+            self.records,
+            self.metrics,
+            join_tokens=self.join_tokens,
+            default_ttl=default_ttl,
         )
 
     @property

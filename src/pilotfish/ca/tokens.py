@@ -26,11 +26,9 @@ re-reads the file first when it changed since it was last read (one
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import logging
-import os
 import secrets
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -41,7 +39,7 @@ from typing import Any
 import yaml
 
 from pilotfish.ca.identity import SpiffeId
-from pilotfish.fsutil import atomic_write_text
+from pilotfish.ca.shared_file import SharedFile
 
 __all__ = ["TOKEN_STORE_FILE", "Owner", "TokenFileError", "TokenRegistry", "token_digest"]
 
@@ -85,9 +83,7 @@ class TokenRegistry:
         self._persisted: dict[str, Owner] = {}  # registered here or by another replica
         self._loaded: dict[str, Owner] = {}  # from an operator's file, never persisted
         self._lock = threading.Lock()
-        self._store = Path(store) if store is not None else None
-        # (inode, mtime, size) of the store file as last read or written.
-        self._stamp: tuple[int, int, int] | None = None
+        self._store = SharedFile(Path(store)) if store is not None else None
         if self._store is not None:
             with self._lock:
                 self._refresh()
@@ -166,43 +162,20 @@ class TokenRegistry:
             yield
             self._save()
 
-    @contextlib.contextmanager
-    def _store_lock(self) -> Iterator[None]:
+    def _store_lock(self) -> contextlib.AbstractContextManager[None]:
         """The store's lock file, held exclusively (nothing without a store)."""
-        if self._store is None:
-            yield
-            return
-        self._store.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        lock = self._store.with_name(self._store.name + ".lock")
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)  # closing releases the lock
-
-    def _file_stamp(self) -> tuple[int, int, int] | None:
-        assert self._store is not None
-        try:
-            st = self._store.stat()
-        except FileNotFoundError:
-            return None
-        return (st.st_ino, st.st_mtime_ns, st.st_size)
+        return self._store.locked() if self._store is not None else contextlib.nullcontext()
 
     def _refresh(self, *, force: bool = False) -> None:
         """Re-read the store if it changed since last read (call with the lock held)."""
         if self._store is None:
             return
-        stamp = self._file_stamp()
-        if stamp == self._stamp and not force:
-            return
-        self._stamp = stamp
-        self._persisted = self._read_store(self._store) if stamp is not None else {}
+        if self._store.changed() or force:
+            self._persisted = self._read_store(self._store)
 
     def _save(self) -> None:
         """Write the persisted digests atomically, 0600 (call with both locks held)."""
-        store = self._store
-        if store is None:
+        if self._store is None:
             return
         entries = [
             {
@@ -213,19 +186,17 @@ class TokenRegistry:
             }
             for d, o in sorted(self._persisted.items())
         ]
-        data = json.dumps({"version": _STORE_VERSION, "tokens": entries}, indent=2) + "\n"
-        atomic_write_text(store, data, mode=0o600)
-        self._stamp = self._file_stamp()
+        self._store.write_json({"version": _STORE_VERSION, "tokens": entries})
 
     @staticmethod
-    def _read_store(store: Path) -> dict[str, Owner]:
+    def _read_store(store: SharedFile) -> dict[str, Owner]:
         try:
-            doc: Any = json.loads(store.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return {}
+            doc: Any = store.read_json()
         except (OSError, ValueError) as exc:
             # Fewer known tokens is the safe side: pods restarted later get new ones.
-            _log.warning("ignoring unreadable CA token store %s: %s", store, exc)
+            _log.warning("ignoring unreadable CA token store %s: %s", store.path, exc)
+            return {}
+        if doc is None:
             return {}
         owners: dict[str, Owner] = {}
         try:
@@ -237,7 +208,7 @@ class TokenRegistry:
                     raise ValueError("not a SHA-256 digest")
                 owners[digest] = owner
         except (KeyError, TypeError, ValueError) as exc:
-            _log.warning("ignoring malformed CA token store %s: %s", store, exc)
+            _log.warning("ignoring malformed CA token store %s: %s", store.path, exc)
             return {}
         return owners
 

@@ -102,6 +102,11 @@ async def _run(config: AgentConfig) -> int:
     default=None,
     help="Node proxies: directory of the CA tokens of the host's ambient pods.",
 )
+@click.option(
+    "--workload-group",
+    default="",
+    help="WorkloadGroup the workload joins the mesh for (registered while connected).",
+)
 @click.option("--name", required=True, help="Workload (or gateway) name.")
 @click.option("--namespace", required=True, help="Namespace of the workload.")
 @click.option("--label", multiple=True, metavar="KEY=VALUE", help="Workload label (repeatable).")
@@ -338,6 +343,7 @@ _AS_GIVEN = (
     "drain_duration",
     "log_level",
     "trust_domain",
+    "workload_group",
 )
 
 

@@ -9,9 +9,9 @@ import signal
 
 import click
 
-from pilotfish.api.duration import parse_duration_ms
 from pilotfish.ca import KeyFileError, TokenFileError
 from pilotfish.cli.store_options import store_choice, store_options
+from pilotfish.cli.timefmt import duration_seconds
 from pilotfish.control_plane_ports import CA_PORT, HTTP_API_PORT, XDS_MTLS_PORT, XDS_PORT
 from pilotfish.controlplane.api_token import DEFAULT_TOKEN_FILE, ApiTokenError
 from pilotfish.controlplane.runner import ControlPlane
@@ -67,16 +67,6 @@ def _mesh_with_flags(mesh: MeshConfig | None, trust_domain: str) -> MeshConfig:
     return with_overrides(
         mesh or DEFAULT_MESH_CONFIG, trust_domain=trust_domain if explicit else None
     )
-
-
-def _ttl_seconds(ctx: click.Context, param: click.Parameter, value: str) -> int:
-    try:
-        ms = parse_duration_ms(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from exc
-    if ms < 1000:
-        raise click.BadParameter("must be at least 1s")
-    return ms // 1000
 
 
 def _mesh_config(
@@ -146,7 +136,7 @@ mesh_config_option = click.option(
     "--cert-ttl",
     default="24h",
     show_default=True,
-    callback=_ttl_seconds,
+    callback=duration_seconds,
     help="Lifetime of workload certificates, e.g. 24h, 90m, 90s.",
 )
 @click.option(

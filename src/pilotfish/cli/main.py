@@ -38,6 +38,8 @@ COMMANDS: dict[str, str] = {
     "trace-store": "pilotfish.cli.trace_store:trace_store",
     "stat": "pilotfish.cli.stat:stat",
     "top": "pilotfish.cli.stat:top",
+    "join-token": "pilotfish.cli.join_token:join_token",
+    "join": "pilotfish.cli.join:join",
 }
 
 

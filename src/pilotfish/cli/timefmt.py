@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import time
 
-__all__ = ["age", "when"]
+import click
+
+from pilotfish.api.duration import parse_duration_ms
+
+__all__ = ["age", "duration_seconds", "when"]
 
 
 def age(seconds: float) -> str:
@@ -31,3 +35,14 @@ def when(timestamp: float | None, now: float | None = None) -> str:
     delta = now - timestamp
     relative = f"{age(delta)} ago" if delta >= 0 else f"in {age(delta)}"
     return f"{stamp} ({relative})"
+
+
+def duration_seconds(ctx: click.Context, param: click.Parameter, value: str) -> int:
+    """A click callback: ``90s``, ``1h``, ``24h`` as whole seconds, at least one."""
+    try:
+        ms = parse_duration_ms(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+    if ms < 1000:
+        raise click.BadParameter("must be at least 1s")
+    return ms // 1000

@@ -17,6 +17,7 @@ import contextlib
 import datetime
 import gc
 import logging
+import socket
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
@@ -25,13 +26,22 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from pilotfish.api.diagnostics import Severity
-from pilotfish.ca import CONTROL_PLANE_DNS_NAME, CertificateAuthority, MeshCa, TokenRegistry
+from pilotfish.ca import (
+    CONTROL_PLANE_DNS_NAME,
+    JOIN_TOKEN_STORE_FILE,
+    CertificateAuthority,
+    JoinTokens,
+    MeshCa,
+    TokenRegistry,
+)
 from pilotfish.ca.port import CaPort
 from pilotfish.ca.records import IssuedRecord
 from pilotfish.controlplane.api_token import ApiToken, load_or_create_token_file
+from pilotfish.controlplane.auto_registration import AutoRegistration
 from pilotfish.controlplane.config_store import build_store, uses_etcd
 from pilotfish.controlplane.generator import MeshGenerator
 from pilotfish.controlplane.http_api import HttpApi
+from pilotfish.controlplane.join_token_api import add_join_token_api
 from pilotfish.controlplane.jwks import JwksFetcher
 from pilotfish.controlplane.leadership import Leadership
 from pilotfish.controlplane.settings import ControlPlaneSettings
@@ -73,10 +83,16 @@ class ControlPlane:
             registry=self.registry,
             plaintext_secrets=settings.plaintext_secrets,
         )
+        # Joined proxies' WorkloadEntries (told of every xDS stream; named once started).
+        self.auto_registration = AutoRegistration(
+            lambda: self.store, "", grace=settings.workload_entry_grace_seconds
+        )
+        self.xds.connection_listener = self.auto_registration
         self._api_token: ApiToken | None = None
         self.http = HttpApi(self, lambda: self._api_token)
         if self.leadership is not None:
             self.http.app.router.add_get("/debug/leader", self.leadership.handle_debug)
+        add_join_token_api(self.http.app, lambda: self.ca, lambda: self.store)
         self.xds_port = 0
         self.http_port = 0
         # The mesh CA, its TLS port (``secure_port``) and the xDS mTLS port, when
@@ -225,6 +241,11 @@ class ControlPlane:
         self.xds_mtls_port = self.xds.tls_port
         if tls is not None:
             await self._start_ca_port(tls)
+        # Stable across restarts and distinct per replica: its host and mTLS port.
+        self.auto_registration.controller = (
+            f"{socket.gethostname()}/{self.settings.bind}:{self.xds_mtls_port}"
+        )
+        self.auto_registration.start()
         self.http_port = await self.http.start(self.settings.bind, self.settings.http_port)
         self._watcher = asyncio.create_task(self._watch(), name="pilotfish-config-watch")
         self.ready = True
@@ -273,6 +294,9 @@ class ControlPlane:
             authority,
             self.registry,
             tokens=TokenRegistry(settings.ca_token_store),
+            # Always persisted: a join token must survive a restart and be spent once
+            # across every replica on the directory.
+            join_tokens=JoinTokens(Path(settings.ca_dir) / JOIN_TOKEN_STORE_FILE),
             default_ttl=datetime.timedelta(seconds=settings.cert_ttl_seconds),
         )
         if settings.ca_tokens_file:
@@ -293,6 +317,7 @@ class ControlPlane:
 
     async def close(self) -> None:
         self.ready = False
+        await self.auto_registration.close()  # first: closing streams is no disconnect
         if self._watcher is not None:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):

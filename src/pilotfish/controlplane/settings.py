@@ -2,15 +2,31 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
+from pilotfish.api.duration import parse_duration_ms
 from pilotfish.api.limits import DEFAULT_LIMITS, ParseLimits
 from pilotfish.control_plane_ports import CA_PORT, HTTP_API_PORT, XDS_MTLS_PORT, XDS_PORT
 from pilotfish.model.mesh_config import DEFAULT_MESH_CONFIG, MeshConfig
 from pilotfish.store.etcd_client import EtcdTls
 from pilotfish.store.etcd_keys import DEFAULT_PREFIX
 
-__all__ = ["ControlPlaneSettings"]
+__all__ = ["GRACE_PERIOD_ENV", "ControlPlaneSettings"]
+
+#: Istio's variable for how long a joined workload's entry outlives its proxy's stream.
+GRACE_PERIOD_ENV = "PILOT_WORKLOAD_ENTRY_GRACE_PERIOD"
+
+
+def _grace_from_env() -> float:
+    """``$PILOT_WORKLOAD_ENTRY_GRACE_PERIOD`` (a duration such as ``10s``), else 10 s."""
+    text = os.environ.get(GRACE_PERIOD_ENV, "").strip()
+    if not text:
+        return 10.0
+    try:
+        return parse_duration_ms(text) / 1000
+    except ValueError as exc:
+        raise ValueError(f"${GRACE_PERIOD_ENV}: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -82,3 +98,6 @@ class ControlPlaneSettings:
     # A process-wide side effect: only the standalone ``pilotfish control-plane``
     # turns it on; an embedded control plane (the runtime, tests) leaves gc alone.
     freeze_gc: bool = False
+    # How long an auto-registered WorkloadEntry outlives its proxy's last xDS stream
+    # (``controlplane.auto_registration``).
+    workload_entry_grace_seconds: float = field(default_factory=_grace_from_env)

@@ -63,6 +63,9 @@ META_WORKLOAD_CERTS = "WORKLOAD_CERTS"
 META_LOCALITY = "LOCALITY"
 # The host a node proxy serves (its ambient pods are registered with this name).
 META_NODE_NAME = "NODE_NAME"
+# The WorkloadGroup a proxy joins the mesh for (Istio's name): the control plane
+# registers it as a WorkloadEntry of that group while it is connected.
+META_AUTO_REGISTER_GROUP = "AUTO_REGISTER_GROUP"
 
 
 class NodeMetadataError(ValueError):

@@ -49,7 +49,7 @@ def test_cli_istio_errors_exit_79_and_suppressed_exit_zero() -> None:
     # catalogue: istioctl's exit code 79. Suppressed, only warnings remain: 0.
     result = CliRunner().invoke(analyze, [str(SAMPLES)])
     assert result.exit_code == 79, result.output
-    summary = "3 errors, 7 warnings, 1 info message in 15 files"
+    summary = "3 errors, 7 warnings, 1 info message in 16 files"
     assert result.output.strip().splitlines()[-1] == summary
     result = CliRunner().invoke(analyze, [str(SAMPLES), "--suppress", "IST0173=DestinationRule *"])
     assert result.exit_code == 0, result.output

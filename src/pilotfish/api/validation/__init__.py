@@ -30,6 +30,7 @@ from pilotfish.api.validation import (
     virtual_service,
     workload,
     workload_entry,
+    workload_group,
 )
 
 __all__ = ["VALIDATORS", "validate"]
@@ -43,6 +44,7 @@ VALIDATORS: Mapping[str, Validator] = MappingProxyType(
         "Gateway": gateway.validate,
         "ServiceEntry": service_entry.validate,
         "WorkloadEntry": workload_entry.validate,
+        "WorkloadGroup": workload_group.validate,
         "Sidecar": sidecar.validate,
         "Service": service.validate,
         "Workload": workload.validate,

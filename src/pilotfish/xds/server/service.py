@@ -68,6 +68,11 @@ from google.protobuf.json_format import MessageToDict
 from prometheus_client import CollectorRegistry
 
 from pilotfish.xds.debounce import Clock, Debouncer
+from pilotfish.xds.server.connections import (
+    ConnectionListener,
+    notify_connected,
+    notify_disconnected,
+)
 from pilotfish.xds.server.delta_encode import DeltaResponseEncoder
 from pilotfish.xds.server.delta_stream import DeltaStreamState, delta_request_from_proto
 from pilotfish.xds.server.encode import ResponseEncoder
@@ -198,6 +203,8 @@ class XdsServer:
         # stream uses any more is dropped at the next push.
         self._name_sets: dict[frozenset[str], frozenset[str]] = {}
         self._streams: dict[int, ProxyStream] = {}
+        # Told of every accepted stream and its end (auto-registration).
+        self.connection_listener: ConnectionListener | None = None
         self._next_stream_id = 0
         self._server: Any = None
         self._secure_server: Any = None
@@ -427,6 +434,7 @@ class XdsServer:
             return
 
         stream = self._open_stream(node_id, view, access, delta=delta)
+        notify_connected(self.connection_listener, stream.stream_id, node_id, metadata, secure)
         handler_task = asyncio.current_task()
         writer = asyncio.get_running_loop().create_task(
             stream.write_loop(context.write, self._write_limiter)
@@ -463,6 +471,7 @@ class XdsServer:
             writer.remove_done_callback(_on_writer_done)
             writer.cancel()
             self._close_stream(stream)
+            notify_disconnected(self.connection_listener, stream.stream_id)
 
     def _open_stream(
         self,
