@@ -29,9 +29,7 @@ the client the conformance harness uses.
 from __future__ import annotations
 
 import os
-import signal
 import sys
-import threading
 from collections.abc import Mapping, Sequence
 from concurrent import futures
 from dataclasses import dataclass, field
@@ -39,6 +37,8 @@ from typing import Any
 
 import grpc
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+from pilotfish.samples.stop_signals import block_stop_signals, wait_for_stop_signal
 
 __all__ = [
     "METHODS",
@@ -285,6 +285,7 @@ def main() -> None:
     except ValueError:
         sys.exit("HTTP_PORT and HTTPS_PORT must be integers")
     cert_file, key_file = env.get("TLS_SERVER_CERT"), env.get("TLS_SERVER_PRIV_KEY")
+    block_stop_signals()  # before the server's threads exist
     try:
         server, bound = make_server(env, "0.0.0.0", port)
         if cert_file and key_file:
@@ -293,12 +294,9 @@ def main() -> None:
             print(f"secure server listening at 0.0.0.0:{secure}", flush=True)
     except (OSError, RuntimeError) as exc:
         sys.exit(f"cannot serve on port {port} or {tls_port}: {exc}")
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
     server.start()
     print(f"plaintext server listening at 0.0.0.0:{bound}", flush=True)
-    stop.wait()
+    wait_for_stop_signal()
     server.stop(grace=1).wait()
 
 

@@ -21,15 +21,15 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
-import threading
 from collections.abc import Sequence
 from concurrent import futures
 from typing import Any
 
 import click
 import grpc
+
+from pilotfish.samples.stop_signals import block_stop_signals, wait_for_stop_signal
 
 __all__ = [
     "CALL_METHOD",
@@ -148,16 +148,14 @@ def main(service: str, version_: str, port: int | None, host: str, hostname: str
         except ValueError as exc:
             raise click.BadParameter("PORT must be an integer", param_hint="$PORT") from exc
     name = hostname or os.environ.get("HOSTNAME") or socket.gethostname()
+    block_stop_signals()  # before the server's threads exist
     try:
         server, bound = make_server(service, version_, name, host, port)
     except (OSError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from exc
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
     server.start()
     print(f"listening on {host}:{bound}", flush=True)
-    stop.wait()
+    wait_for_stop_signal()
     server.stop(grace=1).wait()
 
 
