@@ -94,7 +94,13 @@ def test_the_echo_basic_command_serves_grpc_when_asked() -> None:
         poll(answers, "the gRPC echo to answer Echo", deadline=20)
     finally:
         proc.terminate()
-        assert proc.wait(timeout=10) == 0
+        try:
+            code = proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()  # never left behind, even when it ignores SIGTERM
+            proc.wait()
+            raise
+    assert code == 0
 
 
 def test_with_a_certificate_it_also_serves_tls_and_says_so() -> None:
