@@ -403,22 +403,30 @@ def convert_gateways(
     return states, derived_gateways
 
 
+def programmed_condition(
+    addresses: list[dict[str, str]], namespace: str, name: str, why_missing: str = ""
+) -> Condition:
+    """``Programmed``: true once the Gateway's workload has an address, else
+    ``AddressNotAssigned`` naming the label its workload must carry."""
+    if addresses:
+        return Condition("Programmed", True, "Programmed")
+    return Condition(
+        "Programmed",
+        False,
+        "AddressNotAssigned",
+        f"no workload labelled {GATEWAY_NAME_LABEL}={name} is registered in {namespace} yet"
+        + why_missing,
+    )
+
+
 def gateway_status(state: GatewayState, index: ConfigIndex) -> dict[str, Any]:
     gw = state.resource
     addresses = gateway_addresses(index, gw.namespace, gw.name)
     usable = any(ls.istio_gateway for ls in state.listeners)
     if not usable:
         programmed = Condition("Programmed", False, "Invalid", "no listener is usable")
-    elif addresses:
-        programmed = Condition("Programmed", True, "Programmed")
     else:
-        programmed = Condition(
-            "Programmed",
-            False,
-            "AddressNotAssigned",
-            f"no workload labelled {GATEWAY_NAME_LABEL}={gw.name} "
-            f"is registered in {gw.namespace} yet",
-        )
+        programmed = programmed_condition(addresses, gw.namespace, gw.name)
     accepted = Condition("Accepted", True, "Accepted")
     gateway_conditions = [accepted, programmed, _resolved_refs(state)]
     if state.insecure_frontend:

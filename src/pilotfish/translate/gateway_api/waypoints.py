@@ -15,8 +15,8 @@ from typing import Any
 from pilotfish.api.gateway_api.gateway import GatewaySpec
 from pilotfish.api.resource import Resource, ResourceKey
 from pilotfish.model.ambient import HBONE_PORT, WAYPOINT_CLASS, WAYPOINT_CONTROLLER
-from pilotfish.translate.gateway_api.gateways import gateway_addresses
-from pilotfish.translate.gateway_api.index import GATEWAY_NAME_LABEL, ConfigIndex
+from pilotfish.translate.gateway_api.gateways import gateway_addresses, programmed_condition
+from pilotfish.translate.gateway_api.index import ConfigIndex
 from pilotfish.translate.gateway_api.status import Condition, conditions
 
 __all__ = ["is_waypoint", "waypoint_statuses"]
@@ -61,16 +61,9 @@ def waypoint_statuses(
             continue
         assert isinstance(gw.spec, GatewaySpec)
         addresses = gateway_addresses(index, gw.namespace, gw.name)
-        if addresses:
-            programmed = Condition("Programmed", True, "Programmed")
-        else:
-            programmed = Condition(
-                "Programmed",
-                False,
-                "AddressNotAssigned",
-                f"no workload labelled {GATEWAY_NAME_LABEL}={gw.name} is registered in "
-                f"{gw.namespace} yet (waypoints are deployed in transparent mode)",
-            )
+        programmed = programmed_condition(
+            addresses, gw.namespace, gw.name, " (waypoints are deployed in transparent mode)"
+        )
         accepted = Condition("Accepted", True, "Accepted", "a waypoint, deployed by Pilotfish")
         out[gw.key] = {
             "addresses": addresses,

@@ -198,9 +198,7 @@ def _listener(served: tuple[tuple[str, int], ...]) -> dict[str, Any]:
 
 def _internal_cluster() -> dict[str, Any]:
     raw = _TYPE + "envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer"
-    upstream = (
-        _TYPE + "envoy.extensions.transport_sockets.internal_upstream.v3.InternalUpstreamTransport"
-    )
+    upstream = _TYPE + _INTERNAL_UPSTREAM
     return {
         "name": HTTP_LISTENER,
         "type": "STATIC",
