@@ -19,12 +19,14 @@ from rich.console import Console
 
 from pilotfish.api.duration import parse_duration_ms
 from pilotfish.cli.store_options import STORE_OPTIONS, store_choice
+from pilotfish.cli.up_node import node_argv, node_options, node_settings
 from pilotfish.control_plane_ports import CA_PORT, XDS_MTLS_PORT
 from pilotfish.model.mesh_config import MeshConfigError, load_mesh_config
 from pilotfish.runtime.addons import AddonError, parse_addons
 from pilotfish.runtime.image_map import ImageMapError, load_image_map
 from pilotfish.runtime.mesh import MeshRuntime, RuntimeStartError
 from pilotfish.runtime.network import transparent_supported
+from pilotfish.runtime.node_mode import NodeRuntime, node_mode_problem
 from pilotfish.runtime.podman import (
     CONTAINER_RUNTIMES,
     ContainerRuntime,
@@ -53,7 +55,15 @@ async def run_foreground(
     settings: RuntimeSettings, console: Console, after_start: object = None
 ) -> int:
     """Start the mesh, print where it is, run until SIGINT/SIGTERM, then stop it."""
-    runtime = MeshRuntime(settings, progress=lambda m: console.print(f"  {m}", highlight=False))
+
+    def progress(message: str) -> None:
+        console.print(f"  {message}", highlight=False)
+
+    try:
+        runtime = (NodeRuntime if settings.node_mode else MeshRuntime)(settings, progress)
+    except RuntimeStartError as exc:
+        console.print(f"[red]mesh failed to start:[/] {exc}", highlight=False)
+        return 1
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -97,6 +107,13 @@ async def run_foreground(
 
 def print_summary(runtime: MeshRuntime, console: Console) -> None:
     s = runtime.settings
+    if s.node_mode:
+        console.print(
+            f"[green]node {s.node_name} ready[/]: {len(runtime.pods)} pods; control planes "
+            f"{', '.join(s.remote_control_planes)}",
+            highlight=False,
+        )
+        return
     console.print(
         f"[green]mesh ready[/] ({s.mode} mode, profile {s.profile}): "
         f"{len(runtime.pods)} pods; control plane http://127.0.0.1:{s.control_plane_port} "
@@ -254,6 +271,7 @@ def _settings(
         etcd_port=int(net.get("etcd_port", 2379)),
         **_store_settings(net),
         control_plane_replicas=int(net.get("control_plane_replicas", 1)),
+        **node_settings(net),
     )
 
 
@@ -324,6 +342,7 @@ def _addons(text: Any) -> tuple[str, ...] | None:
     "installed, podman to require it, none to never.",
 )
 @network_options
+@node_options
 def up(
     paths: tuple[str, ...],
     profile: str,
@@ -361,6 +380,8 @@ def up(
             raise click.BadParameter(str(exc), param_hint="--image-map") from exc
         settings = dataclasses.replace(settings, image_map_file=str(Path(image_map).resolve()))
     settings = dataclasses.replace(settings, container_runtime=container_runtime)
+    if (problem := node_mode_problem(settings)) is not None:
+        raise click.UsageError(problem)
     if container_runtime == "podman":
         problem = container_runtime_problem(
             "podman", settings.mode, root=os.geteuid() == 0, podman=shutil.which("podman")
@@ -453,7 +474,7 @@ def _supervisor_argv(settings: RuntimeSettings) -> list[str]:
     if settings.image_map_file:
         argv += ["--image-map", settings.image_map_file]
     argv += ["--container-runtime", settings.container_runtime]
-    return argv
+    return argv + node_argv(settings)
 
 
 def _detach(settings: RuntimeSettings, paths: tuple[str, ...], console: Console) -> int:

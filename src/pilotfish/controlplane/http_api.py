@@ -96,7 +96,8 @@ class HttpApi:
         add_config_api(app, cp)
         self.app = app
 
-    async def start(self, host: str, port: int) -> int:
+    async def start(self, host: str, port: int, extra_hosts: tuple[str, ...] = ()) -> int:
+        """Listen on ``host:port`` and on the same port of each of ``extra_hosts``."""
         self._runner = web.AppRunner(self.app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
@@ -104,7 +105,10 @@ class HttpApi:
         server = site._server
         assert server is not None
         sockets = getattr(server, "sockets", None) or []
-        return int(sockets[0].getsockname()[1]) if sockets else port
+        bound = int(sockets[0].getsockname()[1]) if sockets else port
+        for extra in extra_hosts:
+            await web.TCPSite(self._runner, extra, bound).start()
+        return bound
 
     async def close(self) -> None:
         if self._runner is not None:

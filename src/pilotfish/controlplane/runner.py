@@ -44,6 +44,7 @@ from pilotfish.controlplane.http_api import HttpApi
 from pilotfish.controlplane.join_token_api import add_join_token_api
 from pilotfish.controlplane.jwks import JwksFetcher
 from pilotfish.controlplane.leadership import Leadership
+from pilotfish.controlplane.node_config_api import add_node_config_api
 from pilotfish.controlplane.settings import ControlPlaneSettings
 from pilotfish.controlplane.shared_jwks import SharedJwks
 from pilotfish.model.snapshot import Snapshot, build_snapshot
@@ -93,6 +94,7 @@ class ControlPlane:
         if self.leadership is not None:
             self.http.app.router.add_get("/debug/leader", self.leadership.handle_debug)
         add_join_token_api(self.http.app, lambda: self.ca, lambda: self.store)
+        add_node_config_api(self.http.app, self)
         self.xds_port = 0
         self.http_port = 0
         # The mesh CA, its TLS port (``secure_port``) and the xDS mTLS port, when
@@ -246,7 +248,9 @@ class ControlPlane:
             f"{socket.gethostname()}/{self.settings.bind}:{self.xds_mtls_port}"
         )
         self.auto_registration.start()
-        self.http_port = await self.http.start(self.settings.bind, self.settings.http_port)
+        self.http_port = await self.http.start(
+            self.settings.bind, self.settings.http_port, self.settings.extra_http_binds
+        )
         self._watcher = asyncio.create_task(self._watch(), name="pilotfish-config-watch")
         self.ready = True
         log.info(

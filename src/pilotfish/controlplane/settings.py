@@ -62,6 +62,8 @@ class ControlPlaneSettings:
     service_cidr: str | None = None
     # Extra addresses the xDS server also listens on (pods reach it via the mesh bridge).
     extra_xds_binds: tuple[str, ...] = ()
+    # Extra addresses the HTTP API also listens on (other hosts' nodes call it there).
+    extra_http_binds: tuple[str, ...] = ()
     # Mesh CA: directory keeping the root (created 0700 on first start). None: no CA
     # and no TLS ports.
     ca_dir: str | None = None

@@ -67,7 +67,9 @@ def control_plane_settings(s: RuntimeSettings, bridge_ip: str) -> ControlPlaneSe
         # Pods reach the control plane on the bridge; with the CA only through the
         # mTLS port: unauthenticated xDS is never served to a pod.
         plaintext_xds=not s.mtls,
-        extra_xds_binds=(bridge_ip,) if transparent else (),
+        extra_xds_binds=((bridge_ip,) if transparent else ()) + s.listen_addresses,
+        # Other hosts' nodes call the API on the host's own address (``--listen-address``).
+        extra_http_binds=s.listen_addresses,
         mesh=runtime_mesh_config(s, bridge_ip if transparent else "127.0.0.1"),
         ca_dir=str(s.ca_dir) if s.mtls else None,
         secure_port=s.secure_port,

@@ -132,9 +132,8 @@ def settings_from_json(text: str) -> RuntimeSettings:
     known = {f.name for f in dataclasses.fields(RuntimeSettings)}
     doc = {k: v for k, v in doc.items() if k in known}
     doc["state_dir"] = Path(doc["state_dir"])
-    doc["manifests"] = tuple(doc.get("manifests", ()))
-    if doc.get("addons") is not None:
-        doc["addons"] = tuple(doc["addons"])
+    # JSON has lists; the settings' sequences are tuples (frozen, hashable).
+    doc = {k: tuple(v) if isinstance(v, list) else v for k, v in doc.items()}
     return RuntimeSettings(**doc)
 
 

@@ -55,6 +55,7 @@ from pilotfish.model.ambient import (
     DATAPLANE_AMBIENT,
 )
 from pilotfish.model.snapshot import Snapshot
+from pilotfish.registry.build import Registry
 from pilotfish.runtime import adoption
 from pilotfish.runtime.addons import AddonError
 from pilotfish.runtime.container_workloads import container_support
@@ -307,16 +308,19 @@ class MeshRuntime(PodsMixin, AmbientMixin, AdoptionMixin):
         token = self.cp.register_workload_token(namespace, service_account, owner)
         if token is None:
             return
-        proxy_dir = self._proxy_dir(owner)
-        uid = gid = -1
-        if self.isolation is not None:
-            self.isolation.prepare_proxy_dir(proxy_dir)
-            uid, gid = self.isolation.proxy_uid, self.isolation.proxy_gid
-        else:
-            proxy_dir.mkdir(parents=True, exist_ok=True)
-        write_owned(proxy_dir / "ca-token", token.encode("ascii"), 0o600, uid, gid)
-        root_cert = proxy_dir / "root-cert.pem"
+        uid, gid = self._prepare_proxy_dir(owner)
+        write_owned(self._token_file(owner), token.encode("ascii"), 0o600, uid, gid)
+        root_cert = self._proxy_dir(owner) / "root-cert.pem"
         copy_public(self.settings.ca_dir / "root-cert.pem", root_cert, uid, gid)
+
+    def _prepare_proxy_dir(self, owner: str) -> tuple[int, int]:
+        """The proxy's own directory, owned by the proxy user; its (uid, gid), -1: as is."""
+        proxy_dir = self._proxy_dir(owner)
+        if self.isolation is None:
+            proxy_dir.mkdir(parents=True, exist_ok=True)
+            return -1, -1
+        self.isolation.prepare_proxy_dir(proxy_dir)
+        return self.isolation.proxy_uid, self.isolation.proxy_gid
 
     def _proxy_dir(self, owner: str) -> Path:
         return self.settings.work_dir / owner / PROXY_DIR
@@ -456,10 +460,14 @@ class MeshRuntime(PodsMixin, AmbientMixin, AdoptionMixin):
     def _refresh_names(self, snapshot: Snapshot | None = None) -> None:
         if self.network is None or self.cp is None:
             return
-        snap = snapshot or self.cp.snapshot
+        self._publish_names((snapshot or self.cp.snapshot).registry)
+
+    def _publish_names(self, registry: Registry) -> None:
+        """The pods' hosts files: every service with an address, and the pods."""
+        assert self.network is not None
         names = [
             ServiceName(svc.hostname, svc.namespace, svc.addresses[0])
-            for svc in snap.registry.services.values()
+            for svc in registry.services.values()
             if svc.addresses
         ]
         pods = {(name if ns == "default" else f"{name}.{ns}"): ns for ns, name in self.pods}

@@ -49,7 +49,7 @@ from pilotfish.runtime.registration import workload_entry
 from pilotfish.runtime.settings import RuntimeSettings
 from pilotfish.runtime.state import MeshState
 from pilotfish.runtime.users import UserAllocator
-from pilotfish.store import MemoryStore
+from pilotfish.store import MemoryStore, Store
 from pilotfish.translate.security.mtls import TLS_MODE_LABEL
 
 if TYPE_CHECKING:
@@ -107,11 +107,21 @@ class PodsMixin:
         def _refresh_names(self, snapshot: Snapshot | None = None) -> None: ...
         def _save(self) -> None: ...
 
-    def _desired(self) -> dict[tuple[str, str], tuple[Resource, int]]:
+    def _config_store(self) -> Store:
+        """What pods are reconciled from: the control plane's store (a node's own
+        manifests in node mode, ``node_mode``)."""
         assert self.cp is not None
+        return self.cp.store
+
+    async def _issue_identity(self, namespace: str, service_account: str, owner: str) -> None:
+        """Give a new sidecar its one-time CA credential (a node asks remotely)."""
+        self._register_identity(namespace, service_account, owner)
+
+    def _desired(self) -> dict[tuple[str, str], tuple[Resource, int]]:
+        store = self._config_store()
         out: dict[tuple[str, str], tuple[Resource, int]] = {}
-        mapped, _ = plan_workloads(self.cp.store.list(), self._image_map, self._containers)
-        for wl in [*self.cp.store.list(kind="Workload"), *mapped]:
+        mapped, _ = plan_workloads(store.list(), self._image_map, self._containers)
+        for wl in [*store.list(kind="Workload"), *mapped]:
             replicas = int(getattr(wl.spec, "replicas", 1) or 0)
             for i in range(replicas):
                 out[(wl.namespace, f"{wl.name}-{i}")] = (wl, i)
@@ -122,9 +132,9 @@ class PodsMixin:
         if self._stopping:
             return
         async with self._reconcile_lock:
-            if self._podman is not None and self.cp is not None:  # before planning reads it
+            if self._podman is not None:  # before planning reads it
                 await self._podman.images.refresh(
-                    images_to_check(self.cp.store.list(), self._image_map)
+                    images_to_check(self._config_store().list(), self._image_map)
                 )
             self._report_not_run()
             desired = self._desired()
@@ -148,8 +158,7 @@ class PodsMixin:
 
     def _report_not_run(self) -> None:
         """Name each Kubernetes workload the runtime cannot run, once, with the reason."""
-        assert self.cp is not None
-        reasons = not_run_reasons(self.cp.store.list(), self._image_map, self._containers)
+        reasons = not_run_reasons(self._config_store().list(), self._image_map, self._containers)
         for who in sorted(reasons.keys() - self._not_run):
             log.warning("%s %s", who, reasons[who])
             self._progress(f"{who} {reasons[who]}")
@@ -219,11 +228,11 @@ class PodsMixin:
                 f"pod {spec.name}: Secret volumes are mounted in the pod's own view of the "
                 "file system, which needs the runtime to run as root"
             )
-        assert self.cp is not None
-        lookup = secret_volumes.store_lookup(self.cp.store)
+        store = self._config_store()
+        lookup = secret_volumes.store_lookup(store)
         user = self._users.user_for(spec)
         pod_dir = self.settings.work_dir / spec.local_id
-        config_maps = secret_volumes.store_config_maps(self.cp.store)
+        config_maps = secret_volumes.store_config_maps(store)
         secret_volumes.materialize(spec, pod_dir, lookup, user.uid, user.gid, config_maps)
 
     async def _start_pod(self, key: tuple[str, str], workload: Resource, index: int) -> None:
@@ -255,7 +264,13 @@ class PodsMixin:
         if ambient:
             await self._enrol_ambient(key, spec, address)
         elif dataplane == DATAPLANE_SIDECAR:
-            self._register_identity(spec.namespace, spec.service_account, spec.local_id)
+            try:
+                await self._issue_identity(spec.namespace, spec.service_account, spec.local_id)
+            except Exception as exc:  # no credential: the pod cannot start; it says why
+                log.error("pod %s: no identity: %s", name, exc)
+                self._progress(f"pod {name} cannot start: no identity: {exc}")
+                self.network.delete_pod(net_id(namespace, name))
+                return
         runner = self._runner(spec, address, dataplane)
         pod = Pod(
             key, adoption.workload_hash(workload), runner, address.ip, address.netns, dataplane

@@ -74,6 +74,22 @@ class RuntimeSettings:
     # Control-plane replicas (``runtime.control_plane_replicas``): the supervisor's
     # own plus N-1 processes; every proxy is given every replica's addresses.
     control_plane_replicas: int = 1
+    # More addresses this host's control planes listen on (xDS over mTLS, the CA,
+    # the HTTP API; ``--listen-address``): the host's own, for other hosts' nodes.
+    listen_addresses: tuple[str, ...] = ()
+    # Node mode (``--control-plane``, ``runtime.node_mode``): no local control plane,
+    # CA, gateways or addons; the pods of the manifests run against these remote
+    # control planes (their HTTP API URLs), authenticated with ``remote_token_file``.
+    remote_control_planes: tuple[str, ...] = ()
+    remote_token_file: str | None = None
+    # The node's name: its WorkloadEntries carry it (``<pod>-<node>``), so a node
+    # that restarts removes the ones it left. Required in node mode.
+    node_name: str = ""
+
+    @property
+    def node_mode(self) -> bool:
+        """Whether this host runs pods against remote control planes."""
+        return bool(self.remote_control_planes)
 
     @property
     def log_dir(self) -> Path:
