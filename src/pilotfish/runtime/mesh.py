@@ -31,6 +31,11 @@ configuration, reconnect by themselves and the first configuration they get
 already lists every endpoint they had, so no request fails. Reconcile then
 replaces adopted pods whose Workload changed (compared by ``workload_hash``)
 and starts the missing ones, as on any change.
+
+A node (``up --control-plane``) is this runtime with the control-plane steps
+replaced (``node_mode.NodeRuntime``): the hooks it overrides are
+``_start_control_plane``, ``_identity``, ``xds_address`` and the pods' store
+and identity hooks of ``mesh_pods``.
 """
 
 from __future__ import annotations
