@@ -238,3 +238,38 @@ async def test_a_failed_registration_stays_pending_until_it_succeeds(
         assert cp.store.get(ResourceKey("WorkloadEntry", "default", "p-0-b")) is not None
     finally:
         await up.close()
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--addons", "etcd"], "--addons belong to the host that runs the control plane"),
+        (["--control-plane-replicas", "2"], "--control-plane-replicas belong"),
+        (["--listen-address", "not-an-ip"], "is not an IP address"),
+    ],
+)
+def test_up_refuses_a_node_with_control_plane_flags(
+    tmp_path: Path, args: list[str], says: str
+) -> None:
+    from click.testing import CliRunner
+
+    from pilotfish.cli.up import up
+
+    pods = tmp_path / "pods.yaml"
+    pods.write_text("")
+    argv = [str(pods), "--mode", "transparent", "--state-dir", str(tmp_path / "s")]
+    argv += ["--control-plane", "http://127.0.0.1:1", "--api-token-file", str(pods), *args]
+    result = CliRunner().invoke(up, argv)
+    assert result.exit_code == 2 and says in " ".join(result.output.split()), result.output
+    assert not (tmp_path / "s").exists()  # refused before anything started
+
+
+def test_node_flags_without_a_control_plane_are_refused(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from pilotfish.cli.up import up
+
+    pods = tmp_path / "pods.yaml"
+    pods.write_text("")
+    result = CliRunner().invoke(up, [str(pods), "--mode", "explicit", "--node-name", "b"])
+    assert result.exit_code == 2 and "--node-name is for node mode" in result.output
