@@ -299,7 +299,7 @@ class FileStore(Store):
         """Polls every ``poll_interval`` (or the rest), and reads heard writes between them.
 
         A write heard while the store was idle is read at once; one heard within
-        ``_HEARD_GAP`` of the previous read waits out the gap, so a burst of writes
+        ``_HEARD_GAP`` of the previous read (or poll that found changes) waits out the gap, so a burst of writes
         is read in a few batches rather than one file at a time."""
         loop = asyncio.get_running_loop()
         next_poll = loop.time() + self._poll_interval
@@ -323,7 +323,11 @@ class FileStore(Store):
             heard, self._heard = self._heard, Events()
             try:
                 if heard.rescan or loop.time() >= next_poll:
-                    await self.poll()  # covers what was heard too
+                    started = loop.time()
+                    if await self.poll():  # covers what was heard too
+                        # A poll that found changes is a read too: within a burst,
+                        # polls and heard reads together fold about once per gap.
+                        last_read = started
                     next_poll = loop.time() + rest_after(self._poll_interval, self._last_scan_cpu_s)
                 else:
                     last_read = loop.time()
