@@ -299,8 +299,9 @@ class FileStore(Store):
         """Polls every ``poll_interval`` (or the rest), and reads heard writes between them.
 
         A write heard while the store was idle is read at once; one heard within
-        ``_HEARD_GAP`` of the previous read (or poll that found changes) waits out the gap, so a burst of writes
-        is read in a few batches rather than one file at a time."""
+        ``_HEARD_GAP`` of the previous read (or poll that found changes) waits out
+        the gap, so a burst of writes is read in a few batches rather than one
+        file at a time."""
         loop = asyncio.get_running_loop()
         next_poll = loop.time() + self._poll_interval
         last_read = -_HEARD_GAP
