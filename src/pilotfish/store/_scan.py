@@ -25,7 +25,7 @@ import hashlib
 import os
 import stat
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -44,6 +44,7 @@ __all__ = [
     "digest",
     "is_config_name",
     "observe",
+    "observe_paths",
     "order_of",
 ]
 
@@ -97,12 +98,14 @@ class Reading:
 
 @dataclass(frozen=True, slots=True)
 class Observation:
-    """The result of one poll: what was read, which known files vanished, and
-    problems with the roots themselves (a configured path that does not exist)."""
+    """The result of one poll: what was read, which known files vanished,
+    problems with the roots themselves (a configured path that does not exist)
+    and the directories walked."""
 
     readings: tuple[Reading, ...]
     gone: frozenset[str]
-    root_problems: tuple[Diagnostic, ...]
+    root_problems: tuple[Diagnostic, ...] | None  # None: the roots were not looked at
+    directories: tuple[str, ...] = ()  # every directory walked (the roots' trees)
 
 
 def is_config_name(name: str) -> bool:
@@ -154,7 +157,31 @@ def observe(
             )
     readings = tuple(_read(found, known.get(found.path), max_bytes) for found in scan.changed)
     gone = frozenset(path for path in known if path not in scan.present)
-    return Observation(readings, gone, tuple(problems))
+    return Observation(readings, gone, tuple(problems), tuple(scan.directories))
+
+
+def observe_paths(
+    paths: Collection[str],
+    known: Mapping[str, Memo],
+    max_bytes: int = DEFAULT_LIMITS.max_file_bytes,
+) -> Observation:
+    """``observe`` for only ``paths``, files of directories a full scan walked (their
+    writes were heard of): read those new or changed, report those gone.
+
+    The same rules per file as a full scan (a symbolic link followed to its file,
+    anything else not a regular file skipped); the roots are not looked at.
+    """
+    scan = _Scan(known, dedupe=False)
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue  # gone (or a dangling link): reported below if it was known
+        if stat.S_ISREG(st.st_mode):
+            scan.file(path, st)
+    readings = tuple(_read(found, known.get(found.path), max_bytes) for found in scan.changed)
+    gone = frozenset(path for path in paths if path in known and path not in scan.present)
+    return Observation(readings, gone, None)
 
 
 def order_of(roots: Sequence[Path], path: str) -> tuple[int, tuple[str, ...]]:
@@ -178,6 +205,7 @@ class _Scan:
         self.changed: list[Found] = []
         self.racy_after = time.time_ns() - RACY_WINDOW_NS
         self.seen: set[tuple[int, int]] | None = set() if dedupe else None
+        self.directories: list[str] = []
 
     def file(self, path: str, st: os.stat_result) -> None:
         if self.seen is not None:
@@ -194,6 +222,7 @@ class _Scan:
             self.changed.append(Found(path, Fingerprint(*seen), racy))
 
     def directory(self, path: str) -> None:
+        self.directories.append(path)
         try:
             with os.scandir(path) as entries:
                 for entry in entries:
