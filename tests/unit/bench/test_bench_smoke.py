@@ -184,8 +184,9 @@ async def tiny_ads() -> AsyncIterator[tuple[TinyAds, str]]:
         await server.stop(grace=None)
 
 
-def _assert_every_response_acked(server: TinyAds) -> None:
-    """Each response is answered on its stream by a request echoing its version and nonce."""
+def _unacked(server: TinyAds) -> list[str]:
+    """Responses not (yet) answered on their stream by a request echoing version and nonce."""
+    missing = []
     for stream, response in server.responses:
         echoes = [
             request
@@ -194,8 +195,19 @@ def _assert_every_response_acked(server: TinyAds) -> None:
             and request.response_nonce == response.nonce
             and request.type_url == response.type_url
         ]
-        assert echoes, f"stream {stream}: no request echoes nonce {response.nonce}"
-        assert any(request.version_info == response.version_info for request in echoes)
+        if not any(request.version_info == response.version_info for request in echoes):
+            missing.append(f"stream {stream}: no request echoes nonce {response.nonce}")
+    return missing
+
+
+async def _assert_every_response_acked(server: TinyAds, timeout: float = 10.0) -> None:
+    """Every response is ACKed. The simulator counts an ACK once it has sent it; the
+    server records it when its reader task gets to it, so poll with a deadline."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while (missing := _unacked(server)) and loop.time() < deadline:
+        await asyncio.sleep(0.02)
+    assert missing == []
 
 
 async def test_simulator_acks_all_four_types(tiny_ads: tuple[TinyAds, str]) -> None:
@@ -213,7 +225,7 @@ async def test_simulator_acks_all_four_types(tiny_ads: tuple[TinyAds, str]) -> N
         # Parsed once per distinct response, not once per stream.
         assert report["name_parses"] == 2
 
-        _assert_every_response_acked(server)
+        await _assert_every_response_acked(server)
         first = {s: r for s, r in reversed(server.requests)}
         assert all(r.node.id.startswith("sim-") for r in first.values())
         subscriptions = {
@@ -230,7 +242,7 @@ async def test_simulator_acks_all_four_types(tiny_ads: tuple[TinyAds, str]) -> N
         assert result["affected"] == 5 and result["acked"] == 5
         assert result["since_mark_s"] is not None and result["since_mark_s"] >= 0
         assert result["changed_per_type"] == {"CDS": 0, "EDS": 0, "LDS": 0, "RDS": 5}
-        _assert_every_response_acked(server)
+        await _assert_every_response_acked(server)
 
         everyone = await sim.wait_converged(mark, ROUTE_TYPE, mode="all", timeout=5)
         assert everyone["converged"] and everyone["affected"] == 5
