@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from lanes import lane_cidr
-from pilotfish.runtime.ports import free_port
+from pilotfish.runtime.ports import free_port, port_in_use, port_range
 from polling import poll as poll  # the one polling helper, re-exported for the kits
 
 REPO = Path(__file__).resolve().parents[2]
@@ -244,3 +244,16 @@ def down_leaves_nothing(mesh: E2EMesh, bridge: str) -> None:
     assert processes_mentioning("pilotfish.samples.bookinfo", mesh.state_dir) == []
     addons = mesh.state_dir / "addons"
     assert not addons.exists() or not any(addons.iterdir())
+
+
+def free_port_block(count: int, step: int) -> int:
+    """A free port ``p`` with ``p + step * i`` also free and in this lane's port range
+    for every ``i < count``: replicas listen at fixed offsets of replica 1's ports, which
+    ``free_port`` alone could place on a port another lane holds."""
+    top = port_range()[1]
+    for _ in range(200):
+        port = free_port()
+        shifted = [port + step * i for i in range(1, count)]
+        if all(p < top and not port_in_use(p) for p in shifted):
+            return port
+    raise OSError(f"no free block of {count} ports {step} apart")

@@ -33,6 +33,7 @@ from e2ekit import (
     E2EMesh,
     down_leaves_nothing,
     free_port,
+    free_port_block,
     http_get,
     poll,
     require_root,
@@ -63,7 +64,20 @@ def replicated_mesh(
         require_root()  # pods reach every replica on the bridge
     tmp = tmp_path_factory.mktemp(f"replicas-{mode}")
     bridge = lane_bridge("pfe2r")
-    mesh = E2EMesh(tmp / "state", mode, free_port(), free_port(), free_port(), bridge)
+
+    def block() -> int:
+        return free_port_block(REPLICAS, PORT_STEP)
+
+    mesh = E2EMesh(
+        tmp / "state",
+        mode,
+        free_port(),
+        block(),
+        block(),
+        bridge,
+        secure_port=block(),
+        xds_mtls_port=block(),
+    )
     mesh.extra_up_args = ("--control-plane-replicas", str(REPLICAS))
     if mode == "explicit":
         missing = etcd_missing()

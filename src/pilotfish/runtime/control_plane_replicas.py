@@ -54,6 +54,7 @@ from pilotfish.fsutil import atomic_write_text
 from pilotfish.runtime.addons import AddonProcess, AddonSpec
 from pilotfish.runtime.control_plane_config import control_plane_settings
 from pilotfish.runtime.mesh_store import primary_store
+from pilotfish.runtime.ports import port_in_use, reserve
 from pilotfish.runtime.process import kill_recorded_dir
 from pilotfish.runtime.settings import RuntimeSettings
 from pilotfish.store import FileStore, MemoryStore
@@ -149,6 +150,11 @@ class ControlPlaneReplicas:
         self._count = max(1, settings.control_plane_replicas)
         self.processes: list[AddonProcess] = []
         self._mirror: asyncio.Task[None] | None = None
+        # The replicas' ports are fixed offsets of replica 1's, not drawn by
+        # ``free_port``: keep it from handing them to this mesh's pods and gateways.
+        reserve(
+            port for i in self.extra for port in dataclasses.astuple(replica_ports(settings, i))
+        )
 
     @property
     def extra(self) -> range:
@@ -189,6 +195,14 @@ class ControlPlaneReplicas:
             # ports and would answer the readiness check for ours: it goes first.
             # Its proxies are served by replica 1 meanwhile.
             kill_recorded_dir(s.work_dir / name)
+            busy = [p for p in dataclasses.astuple(ports) if port_in_use(p, self._host)]
+            if busy:
+                # Said at once: the replica would only exit and be restarted until
+                # the readiness deadline.
+                raise RuntimeError(
+                    f"{name}'s ports are replica 1's + {PORT_STEP * index}; in use: "
+                    + ", ".join(map(str, busy))
+                )
             spec = AddonSpec(name, argv, f"{url}/ready", url, replicas_dir(s) / name)
             process = AddonProcess(spec, s.work_dir / name, s.log_dir / f"{name}.log")
             await process.start()

@@ -26,9 +26,10 @@ import os
 import random
 import socket
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 
-__all__ = ["PORT_RANGE_ENV", "free_port", "port_range"]
+__all__ = ["PORT_RANGE_ENV", "free_port", "port_in_use", "port_range", "reserve"]
 
 PORT_RANGE_ENV = "PILOTFISH_PORT_RANGE"
 
@@ -71,6 +72,18 @@ def _bindable(port: int, host: str) -> bool:
             except OSError:
                 return False
     return True
+
+
+def reserve(ports: Iterable[int]) -> None:
+    """Ports this process uses without ``free_port`` (e.g. control-plane replicas at
+    fixed offsets): ``free_port`` never hands them out."""
+    with _lock:
+        _handed_out.update(ports)
+
+
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    """True when something in this network namespace holds ``port``."""
+    return not _bindable(port, host)
 
 
 def _ephemeral_port(host: str) -> int:

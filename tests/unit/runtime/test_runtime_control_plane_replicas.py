@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import socket
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from etcdkit import EtcdServer, etcd_server
 from pilotfish.api.loader import load_text
 from pilotfish.api.resource import ResourceKey
 from pilotfish.cli.up import _supervisor_argv, up
+from pilotfish.runtime import ports
 from pilotfish.runtime.control_plane_config import control_plane_settings
 from pilotfish.runtime.control_plane_replicas import (
     ControlPlaneReplicas,
@@ -26,6 +28,7 @@ from pilotfish.runtime.control_plane_replicas import (
     settings_to_json,
 )
 from pilotfish.runtime.mesh_store import primary_store
+from pilotfish.runtime.ports import free_port
 from pilotfish.runtime.registration import workload_entry
 from pilotfish.runtime.settings import RuntimeSettings
 from pilotfish.store import FileStore, MemoryStore
@@ -142,3 +145,25 @@ async def test_a_replica_serves_the_shared_etcd_when_the_mesh_uses_one(
     finally:
         await second.close()
         await first.close()
+
+
+def test_free_port_never_hands_out_a_replicas_port(tmp_path: Path) -> None:
+    s = _settings(tmp_path, xds_port=free_port())
+    replicas = ControlPlaneReplicas(s, "127.0.0.1")
+    taken = {port for i in replicas.extra for port in dataclasses.astuple(replica_ports(s, i))}
+    assert len(taken) == 8 and taken <= ports._handed_out  # what free_port skips
+
+
+async def test_a_busy_replica_port_is_named_at_once(tmp_path: Path) -> None:
+    s = _settings(tmp_path, control_plane_replicas=2, xds_port=free_port())
+    busy = replica_ports(s, 1).xds
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", busy))
+        holder.listen()
+        replicas = ControlPlaneReplicas(s, "127.0.0.1")
+        try:
+            with pytest.raises(RuntimeError, match=f"control-plane-2's ports .* in use: {busy}"):
+                await replicas.start(MemoryStore(), "127.0.0.1")
+        finally:
+            await replicas.stop()
+    assert replicas.processes == []
