@@ -45,6 +45,20 @@ def etcd_missing() -> str | None:
     return None
 
 
+def all_threads_stopped(pid: int) -> bool:
+    """Every thread of ``pid`` is in the stopped state (``T`` in /proc).
+
+    ``kill(SIGSTOP)`` returns once one thread is chosen to start the group stop; the
+    others keep running (and may answer a request) until that thread has run, which
+    on a loaded machine takes a while. Tests of a hung etcd wait for this first.
+    """
+    states = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        stat = (task / "stat").read_text()
+        states.append(stat[stat.rindex(")") + 2])
+    return bool(states) and all(state in "Tt" for state in states)
+
+
 @pytest.fixture
 def etcd_server(tmp_path: Path) -> Iterator[EtcdServer]:
     """A real etcd on this lane's loopback ports, stopped (data removed) also on failure.

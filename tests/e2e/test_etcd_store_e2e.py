@@ -24,7 +24,7 @@ from e2ekit import (
     processes_mentioning,
 )
 
-from etcdkit import etcd_missing
+from etcdkit import all_threads_stopped, etcd_missing
 from lanes import lane_bridge
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
@@ -131,6 +131,8 @@ def test_an_etcd_outage_keeps_traffic_refuses_apply_and_loses_nothing(
     pid = int(etcd.split(":", 1)[0])
     os.kill(pid, signal.SIGSTOP)
     try:
+        # kill() returns before every etcd thread has stopped: wait, or an apply may land.
+        poll(lambda: all_threads_stopped(pid), "etcd to be stopped", 10)
         assert mesh.versions(20) == {"v3": 20}
         started = time.monotonic()
         refused = mesh.cli(

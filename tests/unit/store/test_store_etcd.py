@@ -18,7 +18,7 @@ from store_testing import (
     virtual_service,
 )
 
-from etcdkit import EtcdServer, Relay, ServerTls, etcd_missing
+from etcdkit import EtcdServer, Relay, ServerTls, all_threads_stopped, etcd_missing
 from pilotfish.api.diagnostics import Diagnostic, Severity
 from pilotfish.api.resource import Resource, ResourceKey
 from pilotfish.runtime.ports import free_port
@@ -282,15 +282,6 @@ async def test_etcd_restart_while_watching_resumes_without_losing_a_change(
         await follower.close()
 
 
-def _all_threads_stopped(pid: int) -> bool:
-    """Every thread of ``pid`` is in the stopped state (``T`` in /proc)."""
-    states = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        stat = (task / "stat").read_text()
-        states.append(stat[stat.rindex(")") + 2])
-    return bool(states) and all(state in "Tt" for state in states)
-
-
 async def test_a_write_etcd_holds_unanswered_is_reported_as_of_unknown_outcome(
     etcd_server: EtcdServer,
 ) -> None:
@@ -309,9 +300,8 @@ async def test_a_write_etcd_holds_unanswered_is_reported_as_of_unknown_outcome(
     try:
         os.kill(pid, signal.SIGSTOP)
         try:
-            # kill() returns before the stop takes effect: the premise (every etcd
-            # thread stopped) is waited for, not assumed.
-            await apoll(lambda: _all_threads_stopped(pid), "etcd to be stopped", DEADLINE)
+            # kill() returns before every thread has stopped (etcdkit.all_threads_stopped).
+            await apoll(lambda: all_threads_stopped(pid), "etcd to be stopped", DEADLINE)
             with pytest.raises(StoreError, match="may still be applied when etcd answers"):
                 store.apply_all([resource(virtual_service(subset="v2")), resource(SERVICE_REVIEWS)])
         finally:
