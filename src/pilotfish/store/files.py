@@ -44,11 +44,11 @@ from pilotfish.store import _batch, _scan
 from pilotfish.store._common import Validator, check_batch_keys, check_write, same_content
 from pilotfish.store._file_view import Changes, FileState
 from pilotfish.store._file_watch import WatchedFiles
-from pilotfish.store._reading import TextLoader, rest_after
+from pilotfish.store._reading import TextLoader
 from pilotfish.store._render import remove_file, render
 from pilotfish.store.base import StoreError
 
-__all__ = ["FileStore", "TextLoader", "rest_after"]
+__all__ = ["FileStore", "TextLoader"]
 
 
 class FileStore(WatchedFiles):
