@@ -5,9 +5,12 @@ builds the first snapshot, then starts the xDS server and the HTTP API, and a
 watcher task that waits for store revisions. Each new revision becomes a new
 immutable snapshot handed to the generator (which drops only the caches the
 change invalidates) and a ``notify_change()`` to the xDS server, whose
-debouncer coalesces bursts of edits into one push. A broken file never
-reaches the snapshot: the store keeps serving that file's last good objects
-and reports the error, which ``/debug/configz`` and ``/metrics`` show.
+debouncer coalesces bursts of edits into one push. An isolated revision is
+built at once; under a burst the builds are paced (``BuildPacer``): not while
+a push waits or runs, which would send only the newest snapshot anyway, and
+no sooner after a build than that build took. A broken file never reaches the
+snapshot: the store keeps serving that file's last good objects and reports
+the error, which ``/debug/configz`` and ``/metrics`` show.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ from pilotfish.controlplane.shared_jwks import SharedJwks
 from pilotfish.model.snapshot import Snapshot, build_snapshot
 from pilotfish.store import Store
 from pilotfish.translate.security.jwt import jwks_uris
+from pilotfish.xds.debounce import BuildPacer, MonotonicClock
 from pilotfish.xds.server import TlsServerConfig, XdsServer
 from pilotfish.xds.server.tls import server_tls_credentials
 
@@ -130,6 +134,9 @@ class ControlPlane:
             "Configuration objects in the current snapshot",
             registry=self.registry,
         )
+        # Paces snapshot builds under a burst of revisions (see ``BuildPacer``).
+        self._pacer_clock = MonotonicClock()
+        self._pacer = BuildPacer(self._pacer_clock, max_wait=settings.max_delay)
         self._snapshots = Counter("pilotfish_snapshots", "Snapshots built", registry=self.registry)
         self._snapshot_seconds = Histogram(
             "pilotfish_snapshot_build_seconds",
@@ -386,14 +393,23 @@ class ControlPlane:
         self._logged_errors = current
 
     async def _watch(self) -> None:
-        seen = self.store.revision
+        # From what the snapshot holds, not the store's revision when this task
+        # first runs: a change made meanwhile (during start()) must not be skipped.
+        seen = self.generator.snapshot.revision
         while True:
-            seen = await self.store.wait_for_change(seen)
+            await self.store.wait_for_change(seen)
+            # Under a burst, wait for the push in flight and rest after the last
+            # build (``BuildPacer``); an isolated change goes on at once.
+            await self._pacer.turn(lambda: self.xds.push_pending, self.xds.wait_idle)
+            seen = self.store.revision  # what this build covers, waited-for revisions too
+            started = self._pacer_clock.now()
             try:
                 self._rebuild()
             except Exception:  # a bug must not stop config from flowing
                 log.exception("building a snapshot failed; keeping the previous one")
                 continue
+            finally:
+                self._pacer.record(started, self._pacer_clock.now())
             self.xds.notify_change()
 
     def _jwks_changed(self) -> None:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from pilotfish.api import loader
 from pilotfish.api.loader import LoadResult
-from pilotfish.store.files import FileStore, rest_after
+from pilotfish.store._reading import rest_after
+from pilotfish.store.files import FileStore
 
 SERVICE = """\
 apiVersion: v1

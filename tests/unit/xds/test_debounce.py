@@ -8,7 +8,7 @@ import itertools
 
 import pytest
 
-from pilotfish.xds.debounce import Debouncer
+from pilotfish.xds.debounce import BuildPacer, Debouncer
 
 
 class FakeClock:
@@ -214,3 +214,117 @@ async def test_leading_events_during_a_run_cause_one_more_debounced_run() -> Non
     assert rec.fired_at == [0.0, 0.5]
     await clock.advance(2.0)
     assert deb.runs == 2
+
+
+# -- BuildPacer: when the next snapshot build may start --------------------------------
+
+
+class Push:
+    """Stands in for the xDS server's push state: ``busy`` until ``finish()``."""
+
+    def __init__(self, *, busy: bool = False) -> None:
+        self.busy = busy
+        self._done = asyncio.Event()
+
+    def finish(self) -> None:
+        self.busy = False
+        self._done.set()
+
+    async def wait_idle(self) -> None:
+        await self._done.wait()
+
+
+async def turn_at(clock: FakeClock, pacer: BuildPacer, push: Push) -> asyncio.Task[float]:
+    """Start ``pacer.turn`` now; the task's result is the clock when it returned."""
+
+    async def run() -> float:
+        await pacer.turn(lambda: push.busy, push.wait_idle)
+        return clock.now()
+
+    task = asyncio.ensure_future(run())
+    await settle()
+    return task
+
+
+async def test_pacer_first_and_isolated_builds_go_at_once() -> None:
+    clock = FakeClock()
+    pacer = BuildPacer(clock, max_wait=1.0)
+    push = Push()
+    task = await turn_at(clock, pacer, push)
+    assert task.done() and task.result() == 0.0
+    pacer.record(0.0, 0.1)
+    # Long after the build (rest over) and no push busy: at once.
+    await clock.advance(0.5)
+    task = await turn_at(clock, pacer, push)
+    assert task.done() and task.result() == 0.5
+    assert pacer.waited == 0.0
+
+
+async def returns_at(clock: FakeClock, task: asyncio.Task[float], at: float) -> None:
+    """The turn still waits just before ``at`` and returns at ``at``."""
+    await clock.advance(at - clock.now() - 1 / 64)
+    assert not task.done()
+    await clock.advance(1 / 64)
+    assert task.done() and task.result() == at
+
+
+async def test_pacer_rests_as_long_as_the_last_build_took() -> None:
+    clock = FakeClock()
+    pacer = BuildPacer(clock, max_wait=1.0)
+    pacer.record(0.0, 0.25)  # a 0.25 s build ending at 0.25: next no sooner than 0.5
+    await clock.advance(0.3)
+    await returns_at(clock, await turn_at(clock, pacer, Push()), 0.5)
+    assert pacer.waited == pytest.approx(0.2)
+
+
+async def test_pacer_ratio_scales_the_rest() -> None:
+    clock = FakeClock()
+    pacer = BuildPacer(clock, ratio=2.0, max_wait=1.0)
+    pacer.record(0.0, 0.125)  # next no sooner than 0.125 + 2 * 0.125
+    await returns_at(clock, await turn_at(clock, pacer, Push()), 0.375)
+
+
+async def test_pacer_waits_for_the_push_in_flight() -> None:
+    clock = FakeClock()
+    push = Push(busy=True)
+    task = await turn_at(clock, BuildPacer(clock, max_wait=1.0), push)
+    await clock.advance(0.375)
+    assert not task.done()
+    push.finish()
+    await settle()
+    assert task.done() and task.result() == 0.375
+
+
+async def test_pacer_waits_for_a_push_no_longer_than_max_wait() -> None:
+    clock = FakeClock()
+    push = Push(busy=True)  # never finishes
+    await returns_at(clock, await turn_at(clock, BuildPacer(clock, max_wait=0.5), push), 0.5)
+
+
+async def test_pacer_counts_its_rest_against_max_wait() -> None:
+    clock = FakeClock()
+    pacer = BuildPacer(clock, max_wait=0.5)
+    pacer.record(0.0, 0.25)  # rest until 0.5, where max_wait ends: no push wait left
+    push = Push(busy=True)
+    await returns_at(clock, await turn_at(clock, pacer, push), 0.5)
+
+
+async def test_pacer_cancelled_while_waiting_leaves_nothing_running() -> None:
+    clock = FakeClock()
+    pacer = BuildPacer(clock, max_wait=1.0)
+    push = Push(busy=True)
+    task = await turn_at(clock, pacer, push)
+    before = len(asyncio.all_tasks())
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await settle()
+    # The pacer's own waits (the push's idle and the clock) went with it.
+    assert len(asyncio.all_tasks()) <= before - 3
+
+
+def test_pacer_refuses_negative_settings() -> None:
+    with pytest.raises(ValueError):
+        BuildPacer(ratio=-1.0)
+    with pytest.raises(ValueError):
+        BuildPacer(max_wait=-1.0)
