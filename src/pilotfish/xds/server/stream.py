@@ -24,17 +24,27 @@ So the limiter also keeps a byte budget over writes not yet completed, slow
 ones included: a write waits while the bytes in flight plus its own would
 exceed it (one write alone is always let through, however large). A client
 that stops reading holds at most its one pending response against the budget.
+
+Endpoint updates (a partial EDS response: the load assignments that changed
+since the stream's last one) take the byte budget only, never a slot. Under
+churn every push sends each stream such an update, and a stream has at most
+one response queued (``catch_up_when_idle``), so memory is bounded by the
+budget and the streams' queues; holding a slot until each proxy's ACK would
+instead make 1000 streams take turns on 64 slots, each stream that waited
+catching up with a larger update, until every update is the whole EDS set.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from pilotfish.xds.server.encode import ResponseEncoder
 from pilotfish.xds.server.secret_access import SecretAccess
 from pilotfish.xds.server.state import Response, StreamStateBase
+from pilotfish.xds.types import ENDPOINT_TYPE
 
 __all__ = ["ProxyStream", "WriteLimiter"]
 
@@ -54,6 +64,7 @@ class WriteLimiter:
         self._max_bytes = max_bytes
         self._bytes = 0  # of writes handed to gRPC and not completed
         self._waiters: list[asyncio.Future[None]] = []
+        self._slot_waiters = 0
         self.slow_writes = 0
         self.peak_bytes = 0
 
@@ -67,6 +78,23 @@ class WriteLimiter:
         """Writes waiting for bytes in flight to complete before they start."""
         return len(self._waiters)
 
+    @property
+    def waiting_for_slot(self) -> int:
+        """Writes waiting for a slot (every slot held by a write or its ACK)."""
+        return self._slot_waiters
+
+    @contextlib.asynccontextmanager
+    async def _slot(self) -> AsyncIterator[None]:
+        self._slot_waiters += 1
+        try:
+            await self._slots.acquire()
+        finally:
+            self._slot_waiters -= 1
+        try:
+            yield
+        finally:
+            self._slots.release()
+
     async def write(
         self,
         send: Callable[[bytes], Awaitable[None]],
@@ -78,7 +106,7 @@ class WriteLimiter:
         set, for at most ``slow_after`` seconds in all. ``size`` (default: the encoded
         length) counts against the byte budget until ``send`` completes; given, it is
         reserved before encoding, so a write waiting for the budget holds no bytes."""
-        async with self._slots:
+        async with self._slot():
             loop = asyncio.get_running_loop()
             data: bytes | None = None
             if size is None:
@@ -115,6 +143,26 @@ class WriteLimiter:
             self.slow_writes += 1
         await task  # finish outside the slot
 
+    async def write_budgeted(
+        self, send: Callable[[bytes], Awaitable[None]], encode: Callable[[], bytes], size: int
+    ) -> None:
+        """Run ``send(encode())`` with ``size`` bytes held against the byte budget
+        until it completes (reserved before encoding), and no slot."""
+        await self._reserve(size)
+        try:
+            data = encode()
+        except BaseException:
+            self._release(size, None)
+            raise
+        task = asyncio.ensure_future(send(data))
+        task.add_done_callback(functools.partial(self._release, size))
+        try:
+            await asyncio.wait({task})
+        except asyncio.CancelledError:
+            task.cancel()  # the stream is going away: do not leave the write behind
+            raise
+        task.result()
+
     async def _reserve(self, size: int) -> None:
         while self._bytes and self._bytes + size > self._max_bytes:
             waiter = asyncio.get_running_loop().create_future()
@@ -146,6 +194,11 @@ def _size_of(response: Response) -> int:
         return source.byte_size()
     resources = source.resources
     return sum(len(resources[name]) for name in response.names)
+
+
+def _is_endpoint_update(response: Response) -> bool:
+    """A partial EDS response: only the load assignments that changed."""
+    return response.type_url == ENDPOINT_TYPE and response.names is not None
 
 
 class ProxyStream:
@@ -236,6 +289,10 @@ class ProxyStream:
                 size = _size_of(response) if limiter is not None else 0
                 if limiter is None or size < _SMALL_RESPONSE_BYTES:
                     await write(encoder.encode(response))
+                elif _is_endpoint_update(response):
+                    await limiter.write_budgeted(
+                        write, functools.partial(encoder.encode, response), size
+                    )
                 else:
                     answered = asyncio.Event()
                     if self._half_closed:
