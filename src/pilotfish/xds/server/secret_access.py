@@ -41,9 +41,9 @@ from pilotfish.ir import credential_namespace
 from pilotfish.ir.security import CA_SUFFIX
 from pilotfish.model.proxy_view import META_NAMESPACE
 from pilotfish.xds.server.peer_identity import PeerInfo
-from pilotfish.xds.types import ResourceSet
+from pilotfish.xds.types import SECRET_TYPE, ResourceSet
 
-__all__ = ["DenyReason", "SecretAccess"]
+__all__ = ["DENIAL_TEXT", "DenyReason", "SecretAccess", "authorized_sets"]
 
 
 class DenyReason(enum.Enum):
@@ -121,3 +121,24 @@ class SecretAccess:
         if len(allowed) == len(resources):
             return secrets
         return ResourceSet(secrets.type_url, allowed)
+
+
+#: Why a secret was refused, as the server logs it (by ``DenyReason`` value).
+DENIAL_TEXT = {
+    "plaintext": "the plain-text xDS port has no verified identity (use the mTLS port)",
+    "namespace": "its verified identity {identity} is in another namespace than the Secret",
+    "name": "not a credential this control plane serves",
+}
+
+
+def authorized_sets(
+    access: SecretAccess, sets: Mapping[str, ResourceSet]
+) -> Mapping[str, ResourceSet]:
+    """``sets`` with the credential secrets restricted to what ``access`` allows."""
+    secrets = sets.get(SECRET_TYPE)
+    if secrets is None or not secrets.resources:
+        return sets
+    allowed = access.filter(secrets)
+    if allowed is secrets:
+        return sets
+    return {**sets, SECRET_TYPE: allowed}

@@ -18,7 +18,7 @@ feeds them to each stream's state and queues whatever it planned: only
 changed types, in ADS order, and nothing at all for proxies whose resources
 did not change.
 
-With ``tls=`` the server also listens on an mTLS port (see ``tls``): a
+With ``tls=`` the server also listens on an mTLS port (see ``tls``, ``listen``): a
 second grpc.aio server whose TLS (gRPC's own) requires a client certificate
 issued by the mesh CA. Its ADS calls read the verified certificate from
 ``context.auth_context()`` (``peer_identity``); its SPIFFE identity must
@@ -76,9 +76,10 @@ from pilotfish.xds.server.connections import (
 from pilotfish.xds.server.delta_encode import DeltaResponseEncoder
 from pilotfish.xds.server.delta_stream import DeltaStreamState, delta_request_from_proto
 from pilotfish.xds.server.encode import ResponseEncoder
+from pilotfish.xds.server.listen import passthrough, serve_mtls, serve_plaintext
 from pilotfish.xds.server.metrics import XdsMetrics, type_label
 from pilotfish.xds.server.peer_identity import authorize_node, peer_from_auth_context
-from pilotfish.xds.server.secret_access import SecretAccess
+from pilotfish.xds.server.secret_access import DENIAL_TEXT, SecretAccess, authorized_sets
 from pilotfish.xds.server.state import (
     AdsStreamState,
     ClientRequest,
@@ -89,7 +90,7 @@ from pilotfish.xds.server.state import (
 )
 from pilotfish.xds.server.status import ProxyStatus, type_statuses
 from pilotfish.xds.server.stream import ProxyStream, WriteLimiter
-from pilotfish.xds.server.tls import TlsServerConfig, mtls_server_credentials
+from pilotfish.xds.server.tls import TlsServerConfig
 from pilotfish.xds.types import ADS_PUSH_ORDER, SECRET_TYPE, ConfigGenerator, ResourceSet
 
 __all__ = ["ADS_METHOD", "ADS_SERVICE", "XdsServer", "client_request_from_proto"]
@@ -120,41 +121,6 @@ def client_request_from_proto(request: Any) -> ClientRequest:
         error_message=request.error_detail.message if has_error else None,
         error_code=request.error_detail.code if has_error else 0,
     )
-
-
-def _passthrough(data: bytes) -> bytes:
-    return data
-
-
-def _address(host: str, port: int) -> str:
-    """``host:port`` as gRPC wants it (IPv6 literals in brackets)."""
-    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
-
-
-def _grpc_server() -> Any:
-    return grpc.aio.server(
-        options=[
-            ("grpc.max_receive_message_length", 16 * 1024 * 1024),
-            ("grpc.max_send_message_length", -1),
-            # Proxies with several control-plane replicas ping every 5 s to notice a
-            # hung replica (agent/bootstrap.py); gRPC's default policy (one ping per
-            # 5 min without data) would answer that with GOAWAY too_many_pings.
-            ("grpc.http2.min_ping_interval_without_data_ms", 4000),
-            # A port another process (a second control-plane replica given the same
-            # ports) already serves is an error, not a silently shared port.
-            ("grpc.so_reuseport", 0),
-        ]
-    )
-
-
-def _bind(server: Any, address: str, credentials: grpc.ServerCredentials | None = None) -> int:
-    """Add a port; the bound port, or 0 when it cannot be bound (gRPC raises or says 0)."""
-    try:
-        if credentials is None:
-            return int(server.add_insecure_port(address))
-        return int(server.add_secure_port(address, credentials))
-    except RuntimeError:
-        return 0
 
 
 class XdsServer:
@@ -257,38 +223,18 @@ class XdsServer:
         return bound
 
     async def _start_plaintext(self, host: str, port: int, extra_hosts: Sequence[str]) -> int:
-        server = _grpc_server()
-        server.add_generic_rpc_handlers((self._rpc_handler(secure=False),))
-        address = _address(host, port)
-        bound = _bind(server, address)
-        if not bound:
-            raise OSError(f"cannot bind xDS server to {address}")
-        for extra in extra_hosts:
-            if not _bind(server, f"{extra}:{bound}"):
-                raise OSError(f"cannot bind xDS server to {extra}:{bound}")
-        await server.start()
-        self._server = server
-        _log.info("xDS server listening on %s", address.rsplit(":", 1)[0] + f":{bound}")
-        return int(bound)
+        self._server, bound = await serve_plaintext(
+            self._rpc_handler(secure=False), host, port, extra_hosts
+        )
+        return bound
 
     async def _start_tls(
         self, host: str, port: int, extra_hosts: Sequence[str], tls: TlsServerConfig
     ) -> None:
-        secure = _grpc_server()
-        secure.add_generic_rpc_handlers((self._rpc_handler(secure=True),))
-        credentials = mtls_server_credentials(tls)
-        address = _address(host, port)
-        bound = _bind(secure, address, credentials)
-        if not bound:
-            raise OSError(f"cannot bind the xDS mTLS port to {address}")
-        for extra in extra_hosts:
-            if not _bind(secure, _address(extra, bound), credentials):
-                raise OSError(f"cannot bind the xDS mTLS port to {extra}:{bound}")
-        await secure.start()
-        self._secure_server = secure
+        self._secure_server, self.tls_port = await serve_mtls(
+            self._rpc_handler(secure=True), host, port, extra_hosts, tls
+        )
         self._trust_domain = tls.trust_domain
-        self.tls_port = int(bound)
-        _log.info("xDS over mTLS listening on %s:%d", host, self.tls_port)
 
     async def close(self, grace: float = 1.0) -> None:
         """Stop pushing, end every stream (after ``grace`` seconds) and free the port."""
@@ -396,12 +342,12 @@ class XdsServer:
             "StreamAggregatedResources": grpc.stream_stream_rpc_method_handler(
                 functools.partial(self._stream_aggregated_resources, secure=secure),
                 request_deserializer=discovery_pb2.DiscoveryRequest.FromString,
-                response_serializer=_passthrough,
+                response_serializer=passthrough,
             ),
             "DeltaAggregatedResources": grpc.stream_stream_rpc_method_handler(
                 functools.partial(self._stream_aggregated_resources, secure=secure, delta=True),
                 request_deserializer=discovery_pb2.DeltaDiscoveryRequest.FromString,
-                response_serializer=_passthrough,
+                response_serializer=passthrough,
             ),
         }
         return grpc.method_handlers_generic_handler(ADS_SERVICE, handlers)
@@ -537,7 +483,7 @@ class XdsServer:
                 "not sending secret %r to proxy %s: %s",
                 name[:200],
                 stream.proxy_id,
-                _DENIAL_TEXT[reason.value].format(identity=stream.secret_access.identity),
+                DENIAL_TEXT[reason.value].format(identity=stream.secret_access.identity),
             )
 
     def _observe(self, stream: ProxyStream, outcome: RequestOutcome) -> None:
@@ -637,19 +583,6 @@ class XdsServer:
         return cached
 
 
-_DENIAL_TEXT = {
-    "plaintext": "the plain-text xDS port has no verified identity (use the mTLS port)",
-    "namespace": "its verified identity {identity} is in another namespace than the Secret",
-    "name": "not a credential this control plane serves",
-}
-
-
 def _authorized(stream: ProxyStream, sets: Mapping[str, ResourceSet]) -> Mapping[str, ResourceSet]:
     """``sets`` with the credential secrets restricted to what ``stream`` may receive."""
-    secrets = sets.get(SECRET_TYPE)
-    if secrets is None or not secrets.resources:
-        return sets
-    allowed = stream.secret_access.filter(secrets)
-    if allowed is secrets:
-        return sets
-    return {**sets, SECRET_TYPE: allowed}
+    return authorized_sets(stream.secret_access, sets)
