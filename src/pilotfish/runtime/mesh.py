@@ -84,7 +84,7 @@ from pilotfish.runtime.mesh_store import apply_manifests, primary_store
 from pilotfish.runtime.network.base import PodNetwork, ServiceName
 from pilotfish.runtime.network.factory import bridge_address, make_network
 from pilotfish.runtime.node_proxy import AmbientPods
-from pilotfish.runtime.ports import free_port
+from pilotfish.runtime.ports import free_port, reserve
 from pilotfish.runtime.process import PROXY_DIR
 from pilotfish.runtime.prometheus_addon import ScrapeTarget
 from pilotfish.runtime.settings import RuntimeSettings
@@ -115,6 +115,9 @@ class MeshRuntime(PodsMixin, AmbientMixin, AdoptionMixin):
         self, settings: RuntimeSettings, progress: Callable[[str], None] | None = None
     ) -> None:
         self.settings = settings
+        # Bound later (the ingress listener once its gateway is up): until then a
+        # probe would find them free and hand one to a proxy's admin.
+        reserve(settings.fixed_ports)
         self._progress = progress or (lambda msg: log.info("%s", msg))
         self.network: PodNetwork | None = None
         self.cp: ControlPlane | None = None

@@ -87,6 +87,23 @@ class RuntimeSettings:
     node_name: str = ""
 
     @property
+    def fixed_ports(self) -> tuple[int, ...]:
+        """The ports the user gave (or their defaults): the mesh binds them itself, so
+        ``free_port`` must never hand one to a proxy's admin or a pod."""
+        ports = (
+            self.ingress_port,
+            self.control_plane_port,
+            self.xds_port,
+            self.secure_port,
+            self.xds_mtls_port,
+            self.prometheus_port,
+            self.tracing_port,
+            self.dashboard_port,
+            self.etcd_port,
+        )
+        return tuple(p for p in ports if p > 0)
+
+    @property
     def node_mode(self) -> bool:
         """Whether this host runs pods against remote control planes."""
         return bool(self.remote_control_planes)

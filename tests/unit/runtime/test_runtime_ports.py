@@ -64,3 +64,20 @@ def test_a_malformed_range_names_the_variable(monkeypatch: pytest.MonkeyPatch, s
     monkeypatch.setenv(ports.PORT_RANGE_ENV, spec)
     with pytest.raises(ValueError, match="PILOTFISH_PORT_RANGE"):
         free_port()
+
+
+def test_a_mesh_keeps_the_ports_it_was_given_from_free_port(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from pilotfish.runtime.mesh import MeshRuntime
+    from pilotfish.runtime.settings import RuntimeSettings
+
+    with socket.socket() as probe:  # a free port free_port never handed out
+        probe.bind(("127.0.0.1", 0))
+        given = int(probe.getsockname()[1])
+    monkeypatch.setenv(ports.PORT_RANGE_ENV, f"{given}-{given}")
+    # The ingress listener binds it only once its gateway runs; meanwhile the mesh
+    # draws admin ports, which must never be that one.
+    MeshRuntime(RuntimeSettings(state_dir=tmp_path / "state", ingress_port=given))
+    with pytest.raises(OSError, match=f"PILOTFISH_PORT_RANGE {given}-{given}"):
+        free_port()
