@@ -1,9 +1,11 @@
-"""Large endpoint updates skip the write limiter's slots (never wait for an ACK to
-free one); other large responses keep taking a slot until they are answered."""
+"""Large endpoint updates skip the write limiter (never wait for a slot or an ACK);
+a stream's first EDS response and other large responses keep taking a slot until
+they are answered."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 from tests.polling import apoll
 
@@ -15,50 +17,50 @@ from pilotfish.xds.types import CLUSTER_TYPE, ENDPOINT_TYPE, ResourceSet
 _BIG = 80 * 1024  # over the limiter's threshold for small responses
 
 
-def _set(type_url: str, count: int) -> ResourceSet:
-    return ResourceSet(type_url, {f"r{i}": bytes([i]) * _BIG for i in range(count)})
+def _set(type_url: str, count: int, size: int = _BIG) -> ResourceSet:
+    return ResourceSet(type_url, {f"r{i}": bytes([i]) * size for i in range(count)})
 
 
 def _stream(stream_id: int) -> ProxyStream:
     return ProxyStream(stream_id, f"p{stream_id}", None, 0.0, AdsStreamState(), ResponseEncoder())
 
 
-async def test_an_endpoint_update_is_written_while_every_slot_waits_for_an_ack() -> None:
+async def test_endpoint_updates_are_written_while_every_slot_waits_for_an_ack() -> None:
     limiter = WriteLimiter(max_in_flight=1, slow_after=30)
-    clusters, endpoints = _stream(1), _stream(2)
     written: list[tuple[int, str]] = []
+    tasks: list[asyncio.Task[None]] = []
 
-    def writer(stream: ProxyStream) -> object:
+    def run(stream: ProxyStream) -> ProxyStream:
         async def write(data: bytes) -> None:
             # (The resources are filler, not messages: find the type's name.)
             kind = ENDPOINT_TYPE if ENDPOINT_TYPE.encode() in data else CLUSTER_TYPE
             written.append((stream.stream_id, kind))
 
-        return write
+        writer: Callable[[bytes], Awaitable[None]] = write
+        tasks.append(asyncio.create_task(stream.write_loop(writer, limiter)))
+        return stream
 
-    tasks = [
-        asyncio.create_task(s.write_loop(writer(s), limiter))  # type: ignore[arg-type]
-        for s in (clusters, endpoints)
-    ]
+    clusters, waiting, updates, first = (run(_stream(i)) for i in (1, 2, 3, 4))
     try:
-        # A large CDS response holds the one slot until stream 1 answers it.
+        # A large CDS response holds the one slot until stream 1 answers it ...
         clusters.enqueue(Response(CLUSTER_TYPE, "v1", "n1", _set(CLUSTER_TYPE, 2)))
         await apoll(lambda: written == [(1, CLUSTER_TYPE)], "the CDS response written", 5)
-        # A large CDS response on stream 2 waits for that slot.
-        endpoints.enqueue(Response(CLUSTER_TYPE, "v1", "n2", _set(CLUSTER_TYPE, 2)))
+        # ... so stream 2's large CDS response waits for it.
+        waiting.enqueue(Response(CLUSTER_TYPE, "v1", "n2", _set(CLUSTER_TYPE, 2)))
         await apoll(lambda: limiter.waiting_for_slot == 1, "stream 2 to wait for the slot", 5)
-        # A large endpoint update goes out meanwhile, without a slot.
-        other = _stream(3)
-        tasks.append(asyncio.create_task(other.write_loop(writer(other), limiter)))  # type: ignore[arg-type]
+        # Stream 3 had its (small) first EDS response; its large updates go out
+        # meanwhile, a partial one and a whole set alike.
         eds = _set(ENDPOINT_TYPE, 3)
-        other.enqueue(Response(ENDPOINT_TYPE, "e2", "n3", eds, names=("r0", "r1")))
-        await apoll(lambda: (3, ENDPOINT_TYPE) in written, "the endpoint update written", 5)
-        # A whole EDS set (no names: a stream's first) takes a slot like any other.
-        other.enqueue(Response(ENDPOINT_TYPE, "e3", "n4", eds))
-        await apoll(lambda: limiter.waiting_for_slot == 2, "the whole set to wait too", 5)
-        assert written == [(1, CLUSTER_TYPE), (3, ENDPOINT_TYPE)]
+        updates.enqueue(Response(ENDPOINT_TYPE, "e1", "n3", _set(ENDPOINT_TYPE, 1, 10)))
+        updates.enqueue(Response(ENDPOINT_TYPE, "e2", "n4", eds, names=("r0", "r1")))
+        updates.enqueue(Response(ENDPOINT_TYPE, "e3", "n5", eds))
+        await apoll(lambda: written.count((3, ENDPOINT_TYPE)) == 3, "stream 3's updates", 5)
+        # A stream's first EDS response, large (a full push), takes a slot.
+        first.enqueue(Response(ENDPOINT_TYPE, "e3", "n6", eds))
+        await apoll(lambda: limiter.waiting_for_slot == 2, "stream 4's first to wait too", 5)
+        assert (4, ENDPOINT_TYPE) not in written and (2, CLUSTER_TYPE) not in written
         clusters.replied("n1")
-        await apoll(lambda: len(written) == 3, "one of the waiting writes after the ACK", 5)
+        await apoll(lambda: len(written) == 5, "one of the waiting writes after the ACK", 5)
         assert limiter.waiting_for_slot == 1
     finally:
         for task in tasks:

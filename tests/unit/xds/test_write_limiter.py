@@ -88,34 +88,3 @@ async def test_a_write_given_its_size_is_encoded_only_once_the_budget_allows() -
     sends.finish(1)
     await asyncio.wait_for(asyncio.gather(first, second), timeout=5)
     assert limiter.bytes_in_flight == 0
-
-
-async def test_a_budgeted_write_takes_no_slot_but_waits_for_the_budget() -> None:
-    limiter = WriteLimiter(max_in_flight=1, slow_after=30, max_bytes=100)
-    sends = _Sends()
-    never = asyncio.Event()  # the client never answers: the slot stays held
-    held = asyncio.ensure_future(limiter.write(sends.send, never, lambda: b"c" * 10))
-    await apoll(lambda: len(sends.started) == 1, "the slotted write to start", 5)
-    sends.finish(0)
-    # The only slot is held until the ACK; a budgeted write goes out meanwhile.
-    first = asyncio.ensure_future(limiter.write_budgeted(sends.send, lambda: b"e" * 60, 60))
-    await apoll(lambda: len(sends.started) == 2, "the budgeted write to start", 5)
-    assert not held.done()
-    # A second one would exceed the budget: it is not encoded until the first completes.
-    encoded: list[int] = []
-
-    def encode() -> bytes:
-        encoded.append(1)
-        return b"f" * 60
-
-    second = asyncio.ensure_future(limiter.write_budgeted(sends.send, encode, 60))
-    await apoll(lambda: limiter.waiting_for_bytes == 1, "the second to wait for bytes", 5)
-    assert not encoded and limiter.bytes_in_flight == 60
-    sends.finish(1)
-    await asyncio.wait_for(first, timeout=5)
-    await apoll(lambda: len(sends.started) == 3, "the second budgeted write to start", 5)
-    sends.finish(2)
-    await asyncio.wait_for(second, timeout=5)
-    assert limiter.bytes_in_flight == 0
-    never.set()
-    await asyncio.wait_for(held, timeout=5)

@@ -25,13 +25,14 @@ ones included: a write waits while the bytes in flight plus its own would
 exceed it (one write alone is always let through, however large). A client
 that stops reading holds at most its one pending response against the budget.
 
-Endpoint updates (a partial EDS response: the load assignments that changed
-since the stream's last one) take the byte budget only, never a slot. Under
-churn every push sends each stream such an update, and a stream has at most
-one response queued (``catch_up_when_idle``), so memory is bounded by the
-budget and the streams' queues; holding a slot until each proxy's ACK would
-instead make 1000 streams take turns on 64 slots, each stream that waited
-catching up with a larger update, until every update is the whole EDS set.
+Endpoint updates (every EDS response after a stream's first) skip the
+limiter. Under churn every push sends each stream one, and a stream has at
+most one response queued (``catch_up_when_idle``), so what they hold is
+bounded by one update per stream. Through the limiter, 1000 streams took turns
+on 64 slots held until each ACK, or on the byte budget when a stream that had
+fallen behind caught up with a megabyte of load assignments, and every turn
+made the next update larger. A stream's first EDS response (the whole set, as
+in a full push) still goes through it.
 """
 
 from __future__ import annotations
@@ -143,26 +144,6 @@ class WriteLimiter:
             self.slow_writes += 1
         await task  # finish outside the slot
 
-    async def write_budgeted(
-        self, send: Callable[[bytes], Awaitable[None]], encode: Callable[[], bytes], size: int
-    ) -> None:
-        """Run ``send(encode())`` with ``size`` bytes held against the byte budget
-        until it completes (reserved before encoding), and no slot."""
-        await self._reserve(size)
-        try:
-            data = encode()
-        except BaseException:
-            self._release(size, None)
-            raise
-        task = asyncio.ensure_future(send(data))
-        task.add_done_callback(functools.partial(self._release, size))
-        try:
-            await asyncio.wait({task})
-        except asyncio.CancelledError:
-            task.cancel()  # the stream is going away: do not leave the write behind
-            raise
-        task.result()
-
     async def _reserve(self, size: int) -> None:
         while self._bytes and self._bytes + size > self._max_bytes:
             waiter = asyncio.get_running_loop().create_future()
@@ -194,11 +175,6 @@ def _size_of(response: Response) -> int:
         return source.byte_size()
     resources = source.resources
     return sum(len(resources[name]) for name in response.names)
-
-
-def _is_endpoint_update(response: Response) -> bool:
-    """A partial EDS response: only the load assignments that changed."""
-    return response.type_url == ENDPOINT_TYPE and response.names is not None
 
 
 class ProxyStream:
@@ -280,19 +256,22 @@ class ProxyStream:
         """
         queue = self._queue
         encoder = self.encoder
+        endpoints_sent = False  # an EDS response was written: later ones are updates
         while not self.closed:
             response = await queue.get()
             try:
-                # Small updates (an endpoint change) skip the limiter; anything large
-                # goes through it, whole sets and partial ones alike (a changed route
-                # configuration can be a megabyte).
+                # Small responses and endpoint updates skip the limiter (see the
+                # module doc); anything else large goes through it, whole sets and
+                # partial ones alike (a changed route configuration can be a megabyte).
                 size = _size_of(response) if limiter is not None else 0
-                if limiter is None or size < _SMALL_RESPONSE_BYTES:
+                endpoints = response.type_url == ENDPOINT_TYPE
+                if (
+                    limiter is None
+                    or size < _SMALL_RESPONSE_BYTES
+                    or (endpoints_sent and endpoints)
+                ):
                     await write(encoder.encode(response))
-                elif _is_endpoint_update(response):
-                    await limiter.write_budgeted(
-                        write, functools.partial(encoder.encode, response), size
-                    )
+                    endpoints_sent = endpoints_sent or endpoints
                 else:
                     answered = asyncio.Event()
                     if self._half_closed:
@@ -304,6 +283,7 @@ class ProxyStream:
                         )
                     finally:
                         self._answered.pop(response.nonce, None)
+                    endpoints_sent = endpoints_sent or endpoints
             finally:
                 queue.task_done()
             if self.needs_push and queue.empty() and self._on_idle is not None:
