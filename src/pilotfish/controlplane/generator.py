@@ -8,6 +8,8 @@ class calls the same part functions with the same keys
 - outbound listeners/routes by ``OutboundKey`` (every sidecar of a namespace
   shares them, unless ``sourceLabels`` selectors or a Sidecar split them);
 - outbound clusters by ``ClusterKey`` (gateways share them with sidecars);
+  those of keys without a Sidecar stay across a VirtualService edit
+  (``compose.CLUSTER_PART_UNREAD``);
 - inbound listeners/clusters (sidecars) or gateway listeners/routes by the
   whole view. A sidecar's stay across a config change its inbound side cannot
   see (``compose.sidecar_local_inputs_equal``: only VirtualServices or
@@ -58,6 +60,7 @@ from pilotfish.model.snapshot import Snapshot, build_snapshot
 from pilotfish.translate import compose
 from pilotfish.translate.ambient.node_proxy import NodeKey, node_key, node_proxy_config
 from pilotfish.translate.ambient.waypoints import Waypoint, served_by, waypoint_policies
+from pilotfish.translate.compose import CLUSTER_PART_UNREAD
 from pilotfish.translate.gateway_api.index import GATEWAY_NAME_LABEL
 from pilotfish.translate.names import HTTP_PROXY_ROUTE
 from pilotfish.translate.source_match import source_label_keys
@@ -139,9 +142,15 @@ class MeshGenerator:
         if config_changed:
             self._outbound.clear()
             self._source_label_keys = source_label_keys(snapshot)
-            self._clusters.clear()
+            comparable = old is not self._initial
+            if comparable and compose.differ_only_in(old, snapshot, CLUSTER_PART_UNREAD):
+                # A VirtualService edit: only a Sidecar's egress scope reads them.
+                for scoped in [k for k in self._clusters if k.sidecar]:
+                    del self._clusters[scoped]
+            else:
+                self._clusters.clear()
             self._interned.clear()
-            self._keep_sidecar_local(old is not self._initial, old, snapshot)
+            self._keep_sidecar_local(comparable, old, snapshot)
             self._secrets.clear()
             self._composed.clear()
             self._node_proxies.clear()

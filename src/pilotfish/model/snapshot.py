@@ -56,6 +56,11 @@ _ENDPOINT_ONLY_KINDS = frozenset(
 )
 
 
+# The kinds ``registry.build.build_registry`` reads (with the domain suffix and
+# the service CIDR): when none of them changed, its result is the previous one.
+_REGISTRY_KINDS = ("Service", "ServiceEntry", "WorkloadEntry", "EndpointSlice")
+
+
 @dataclass(frozen=True)
 class Snapshot:
     revision: int
@@ -167,7 +172,8 @@ def build_snapshot(
     for res in ordered:
         by_kind[res.kind].append(res)
     if shortcut is None:
-        registry = build_registry(ordered, domain_suffix, service_cidr)
+        same = _same_registry(previous, by_kind, domain_suffix, service_cidr)
+        registry = build_registry(ordered, domain_suffix, service_cidr) if same is None else same
 
     config_inputs = tuple(r for r in ordered if r.kind not in _ENDPOINT_ONLY_KINDS)
     config_generation = 0
@@ -289,3 +295,23 @@ def _in_previous_order(
     keys (an edit that keeps a file's objects: a VirtualService's weights); None
     otherwise. Sorting 7000 objects by key costs ~0.1 s at 1000 services."""
     return _swapped(previous, *_differences(previous, combined))
+
+
+def _same_registry(
+    previous: Snapshot | None,
+    by_kind: Mapping[str, list[Resource]],
+    domain_suffix: str,
+    service_cidr: str | None,
+) -> Registry | None:
+    """``previous``'s registry when every input of ``build_registry`` is the same
+    (objects compared by identity first; a routing edit at 1000 services saves
+    rebuilding 1000 services and 4000 instances, ~0.05-0.09 s); None otherwise."""
+    if previous is None or (previous.domain_suffix, previous.service_cidr) != (
+        domain_suffix,
+        service_cidr,
+    ):
+        return None
+    for kind in _REGISTRY_KINDS:
+        if tuple(by_kind.get(kind, ())) != previous.of_kind(kind):
+            return None
+    return previous.registry

@@ -39,8 +39,11 @@ A sidecar's ``local_part`` (its inbound side) never reads routing rules
 routes and clusters, and gateways' listeners). ``sidecar_local_inputs_equal``
 says whether two snapshots differ only in such objects, so that the generator
 can keep every sidecar's local part across a routing edit instead of
-translating it again per view (``tests/unit/translate/test_local_inputs.py``
-checks on every golden case that the part is the same without those kinds).
+translating it again per view; likewise ``cluster_part`` of a key without a
+Sidecar never reads VirtualServices (``CLUSTER_PART_UNREAD``), so those
+clusters stay across a VirtualService edit.
+``tests/unit/translate/test_local_inputs.py`` checks both on every golden
+case: the part is the same without those kinds.
 """
 
 from __future__ import annotations
@@ -70,11 +73,13 @@ from pilotfish.translate.telemetry import resolve as resolve_telemetry
 from pilotfish.translate.telemetry_collectors import collector_clusters
 
 __all__ = [
+    "CLUSTER_PART_UNREAD",
     "SIDECAR_LOCAL_UNREAD",
     "LocalParts",
     "PartKeys",
     "cluster_part",
     "compose",
+    "differ_only_in",
     "endpoint_inputs",
     "endpoint_part",
     "local_part",
@@ -159,11 +164,21 @@ def local_part(snapshot: Snapshot, view: ProxyView) -> LocalParts:
 
 #: Kinds a sidecar's ``local_part`` never reads (see the module docstring).
 SIDECAR_LOCAL_UNREAD = frozenset({"VirtualService", "DestinationRule"})
+#: Kinds ``cluster_part`` never reads for a key without a Sidecar: clusters come
+#: from services and their DestinationRules, whatever routes to them. (A Sidecar's
+#: egress scope does read VirtualServices: what they route to stays visible.)
+CLUSTER_PART_UNREAD = frozenset({"VirtualService"})
 
 
 def sidecar_local_inputs_equal(old: Snapshot, new: Snapshot) -> bool:
     """True when a sidecar's ``local_part`` is the same in ``old`` and ``new`` for
-    every view: the snapshots differ at most in ``SIDECAR_LOCAL_UNREAD`` objects.
+    every view: the snapshots differ at most in ``SIDECAR_LOCAL_UNREAD`` objects."""
+    return differ_only_in(old, new, SIDECAR_LOCAL_UNREAD)
+
+
+def differ_only_in(old: Snapshot, new: Snapshot, kinds: frozenset[str]) -> bool:
+    """True when ``old`` and ``new`` differ at most in objects of ``kinds``: same
+    services, mesh config, JWKS, namespace labels and objects of every other kind.
 
     Cheap when true: the store hands back the same objects for unchanged files, so
     the tuples compare by identity."""
@@ -178,8 +193,8 @@ def sidecar_local_inputs_equal(old: Snapshot, new: Snapshot) -> bool:
         return False
     if old.registry.services != new.registry.services:
         return False
-    kinds = (old.by_kind.keys() | new.by_kind.keys()) - SIDECAR_LOCAL_UNREAD
-    return all(old.of_kind(kind) == new.of_kind(kind) for kind in kinds)
+    compared = (old.by_kind.keys() | new.by_kind.keys()) - kinds
+    return all(old.of_kind(kind) == new.of_kind(kind) for kind in compared)
 
 
 def endpoint_inputs(snapshot: Snapshot, hostname: str) -> object:

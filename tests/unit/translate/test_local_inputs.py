@@ -13,16 +13,28 @@ import pytest
 from translate_cases import case_names, case_views, load_snapshot
 
 from pilotfish.model.snapshot import Snapshot
-from pilotfish.translate.compose import SIDECAR_LOCAL_UNREAD, local_part, sidecar_local_inputs_equal
+from pilotfish.translate.compose import (
+    CLUSTER_PART_UNREAD,
+    SIDECAR_LOCAL_UNREAD,
+    cluster_part,
+    differ_only_in,
+    local_part,
+    part_keys,
+    sidecar_local_inputs_equal,
+)
+
+
+def _without(snapshot: Snapshot, kinds: frozenset[str]) -> Snapshot:
+    return dataclasses.replace(
+        snapshot,
+        resources=tuple(r for r in snapshot.resources if r.kind not in kinds),
+        by_kind={k: v for k, v in snapshot.by_kind.items() if k not in kinds},
+        destination_rules={} if "DestinationRule" in kinds else snapshot.destination_rules,
+    )
 
 
 def _without_routing(snapshot: Snapshot) -> Snapshot:
-    return dataclasses.replace(
-        snapshot,
-        resources=tuple(r for r in snapshot.resources if r.kind not in SIDECAR_LOCAL_UNREAD),
-        by_kind={k: v for k, v in snapshot.by_kind.items() if k not in SIDECAR_LOCAL_UNREAD},
-        destination_rules={},
-    )
+    return _without(snapshot, SIDECAR_LOCAL_UNREAD)
 
 
 @pytest.mark.parametrize("case", case_names())
@@ -33,6 +45,30 @@ def test_sidecar_local_part_is_the_same_without_routing_rules(case: str) -> None
     for proxy, view in case_views(case).items():
         if view.role == "sidecar":
             assert local_part(stripped, view) == local_part(snapshot, view), f"{case} / {proxy}"
+
+
+@pytest.mark.parametrize("case", case_names())
+def test_clusters_without_a_sidecar_are_the_same_without_virtual_services(case: str) -> None:
+    snapshot = load_snapshot(case)
+    stripped = _without(snapshot, CLUSTER_PART_UNREAD)
+    assert differ_only_in(snapshot, stripped, CLUSTER_PART_UNREAD)
+    assert not differ_only_in(snapshot, _without_routing(snapshot), CLUSTER_PART_UNREAD) or (
+        not snapshot.of_kind("DestinationRule")
+    )
+    checked = 0
+    for proxy, view in case_views(case).items():
+        if view.role == "node-proxy":
+            continue
+        key = part_keys(snapshot, view).clusters
+        if key.sidecar:
+            continue  # a Sidecar's egress scope reads VirtualServices (not kept)
+        assert cluster_part(stripped, key) == cluster_part(snapshot, key), f"{case} / {proxy}"
+        checked += 1
+    assert (
+        checked
+        or all(v.role == "node-proxy" for v in case_views(case).values())
+        or any(part_keys(snapshot, v).clusters.sidecar for v in case_views(case).values())
+    )
 
 
 def test_routing_rules_are_in_some_golden_case() -> None:
