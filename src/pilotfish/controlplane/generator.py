@@ -8,8 +8,14 @@ class calls the same part functions with the same keys
 - outbound listeners/routes by ``OutboundKey`` (every sidecar of a namespace
   shares them, unless ``sourceLabels`` selectors or a Sidecar split them);
 - outbound clusters by ``ClusterKey`` (gateways share them with sidecars);
+  those of keys without a Sidecar stay across a VirtualService edit
+  (``compose.CLUSTER_PART_UNREAD``);
 - inbound listeners/clusters (sidecars) or gateway listeners/routes by the
-  whole view;
+  whole view. A sidecar's stay across a config change its inbound side cannot
+  see (``compose.sidecar_local_inputs_equal``: only VirtualServices or
+  DestinationRules differ), so a routing edit re-translates the shared outbound
+  part once and no per-view part (gateways' and waypoints' local parts read
+  routing rules and are dropped);
 - endpoints, one set for every proxy, rebuilt per service only when that
   service's ``compose.endpoint_inputs`` changed; clusters with locality load
   balancing get their assignments replaced per ``EndpointKey``;
@@ -18,13 +24,14 @@ class calls the same part functions with the same keys
   server decides per stream, from its verified identity, which it may receive.
 
 Caches are keyed by the snapshot's ``config_generation`` (and
-``endpoint_generation`` for endpoints), so an endpoint-only change reuses every
-listener, route and cluster part and the ResourceSets keep their versions:
-the server then pushes EDS alone. Parts of older generations are dropped
-when a new snapshot arrives. The final per-view composition is cached too,
-so the many streams of one view cost one generation. Each new composition is
-checked for consistency (``pilotfish.xds.consistency``); violations are kept
-for ``/debug/syncz`` and counted, never raised.
+``endpoint_generation`` for endpoints; sidecar local parts as said above), so
+an endpoint-only change reuses every listener, route and cluster part and the
+ResourceSets keep their versions: the server then pushes EDS alone. Parts of
+older generations are dropped when a new snapshot arrives. The final per-view
+composition is cached too, so the many streams of one view cost one
+generation. Each new composition is checked for consistency
+(``pilotfish.xds.consistency``); violations are kept for ``/debug/syncz`` and
+counted, never raised.
 
 A waypoint (``role: waypoint``) is composed as an explicit-mode sidecar of its
 namespace, plus its HBONE listener and the cluster behind it
@@ -53,6 +60,7 @@ from pilotfish.model.snapshot import Snapshot, build_snapshot
 from pilotfish.translate import compose
 from pilotfish.translate.ambient.node_proxy import NodeKey, node_key, node_proxy_config
 from pilotfish.translate.ambient.waypoints import Waypoint, served_by, waypoint_policies
+from pilotfish.translate.compose import CLUSTER_PART_UNREAD
 from pilotfish.translate.gateway_api.index import GATEWAY_NAME_LABEL
 from pilotfish.translate.names import HTTP_PROXY_ROUTE
 from pilotfish.translate.source_match import source_label_keys
@@ -111,6 +119,8 @@ class MeshGenerator:
         self._checked: dict[tuple[tuple[str, str], ...], tuple[Violation, ...]] = {}
         self._violations: dict[ProxyView, tuple[Violation, ...]] = {}
         self.translations = 0  # how many (part) translations ran; for tests and metrics
+        # Sidecar local parts kept across config changes (``_keep_sidecar_local``).
+        self.local_parts_kept = 0
         self.inconsistent = 0  # compositions found inconsistent; for metrics
 
     @property
@@ -132,9 +142,15 @@ class MeshGenerator:
         if config_changed:
             self._outbound.clear()
             self._source_label_keys = source_label_keys(snapshot)
-            self._local.clear()
-            self._clusters.clear()
+            comparable = old is not self._initial
+            if comparable and compose.differ_only_in(old, snapshot, CLUSTER_PART_UNREAD):
+                # A VirtualService edit: only a Sidecar's egress scope reads them.
+                for scoped in [k for k in self._clusters if k.sidecar]:
+                    del self._clusters[scoped]
+            else:
+                self._clusters.clear()
             self._interned.clear()
+            self._keep_sidecar_local(comparable, old, snapshot)
             self._secrets.clear()
             self._composed.clear()
             self._node_proxies.clear()
@@ -157,6 +173,21 @@ class MeshGenerator:
             self._endpoints = None
             self._local_endpoints.clear()
         self._snapshot = snapshot
+
+    def _keep_sidecar_local(self, comparable: bool, old: Snapshot, new: Snapshot) -> None:
+        """Drop the local parts ``new`` invalidates: all of them, unless the change
+        is one a sidecar's inbound side cannot see (a routing edit,
+        ``compose.sidecar_local_inputs_equal``); then the sidecars' stay, interned
+        again, and only gateways' and waypoints' (which route) are dropped."""
+        if not comparable or not compose.sidecar_local_inputs_equal(old, new):
+            self._local.clear()
+            return
+        for view in [v for v in self._local if v.role != "sidecar"]:
+            del self._local[view]
+        for parts, _ in self._local.values():
+            for rs in parts.values():
+                self._intern(rs)
+        self.local_parts_kept += len(self._local)
 
     # -- ConfigGenerator -------------------------------------------------------------
 

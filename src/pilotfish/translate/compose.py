@@ -33,6 +33,17 @@ Endpoints are shared by every proxy and cheap to rebuild per service:
 depends on (the generator rebuilds a service only when that changed), and
 ``locality_endpoints`` the per-``EndpointKey`` overrides that replace shared
 assignments of the same name.
+
+A sidecar's ``local_part`` (its inbound side) never reads routing rules
+(``SIDECAR_LOCAL_UNREAD``: VirtualServices and DestinationRules shape outbound
+routes and clusters, and gateways' listeners). ``sidecar_local_inputs_equal``
+says whether two snapshots differ only in such objects, so that the generator
+can keep every sidecar's local part across a routing edit instead of
+translating it again per view; likewise ``cluster_part`` of a key without a
+Sidecar never reads VirtualServices (``CLUSTER_PART_UNREAD``), so those
+clusters stay across a VirtualService edit.
+``tests/unit/translate/test_local_inputs.py`` checks both on every golden
+case: the part is the same without those kinds.
 """
 
 from __future__ import annotations
@@ -62,10 +73,13 @@ from pilotfish.translate.telemetry import resolve as resolve_telemetry
 from pilotfish.translate.telemetry_collectors import collector_clusters
 
 __all__ = [
+    "CLUSTER_PART_UNREAD",
+    "SIDECAR_LOCAL_UNREAD",
     "LocalParts",
     "PartKeys",
     "cluster_part",
     "compose",
+    "differ_only_in",
     "endpoint_inputs",
     "endpoint_part",
     "local_part",
@@ -75,6 +89,7 @@ __all__ = [
     "secret_key",
     "secret_part",
     "service_endpoints",
+    "sidecar_local_inputs_equal",
 ]
 
 cluster_part = scoped_outbound_clusters
@@ -145,6 +160,41 @@ def local_part(snapshot: Snapshot, view: ProxyView) -> LocalParts:
         route_configs=gw.route_configs,
         clusters=collector_clusters(snapshot, (client.tracing,)),
     )
+
+
+#: Kinds a sidecar's ``local_part`` never reads (see the module docstring).
+SIDECAR_LOCAL_UNREAD = frozenset({"VirtualService", "DestinationRule"})
+#: Kinds ``cluster_part`` never reads for a key without a Sidecar: clusters come
+#: from services and their DestinationRules, whatever routes to them. (A Sidecar's
+#: egress scope does read VirtualServices: what they route to stays visible.)
+CLUSTER_PART_UNREAD = frozenset({"VirtualService"})
+
+
+def sidecar_local_inputs_equal(old: Snapshot, new: Snapshot) -> bool:
+    """True when a sidecar's ``local_part`` is the same in ``old`` and ``new`` for
+    every view: the snapshots differ at most in ``SIDECAR_LOCAL_UNREAD`` objects."""
+    return differ_only_in(old, new, SIDECAR_LOCAL_UNREAD)
+
+
+def differ_only_in(old: Snapshot, new: Snapshot, kinds: frozenset[str]) -> bool:
+    """True when ``old`` and ``new`` differ at most in objects of ``kinds``: same
+    services, mesh config, JWKS, namespace labels and objects of every other kind.
+
+    Cheap when true: the store hands back the same objects for unchanged files, so
+    the tuples compare by identity."""
+    if (old.domain_suffix, old.mesh, old.jwks, old.service_cidr) != (
+        new.domain_suffix,
+        new.mesh,
+        new.jwks,
+        new.service_cidr,
+    ):
+        return False
+    if old.namespace_label_map != new.namespace_label_map:
+        return False
+    if old.registry.services != new.registry.services:
+        return False
+    compared = (old.by_kind.keys() | new.by_kind.keys()) - kinds
+    return all(old.of_kind(kind) == new.of_kind(kind) for kind in compared)
 
 
 def endpoint_inputs(snapshot: Snapshot, hostname: str) -> object:

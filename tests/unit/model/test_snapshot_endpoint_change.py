@@ -162,14 +162,20 @@ def test_objects_read_again_with_equal_content_keep_the_shortcut(
 
 
 def test_a_config_change_takes_the_full_build(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not the endpoint shortcut; the registry is built again only when one of its
+    inputs (a Service here) changed, and kept for a routing edit."""
     services = load(SERVICES, "services.yaml")
     workloads = load(workload("r1", "default", "reviews", "10.0.0.1"), "r1.yaml")
     first = build_snapshot([*services, *workloads], 1)
     edited = load(SERVICES.replace("subset: v1", "subset: v2"), "services.yaml")
     builds = count_registry_builds(monkeypatch)
     second = build_snapshot([*edited, *workloads], 2, first)
-    assert builds == [1]
+    assert builds == [] and second.registry is first.registry
     assert second.config_generation == first.config_generation + 1
+    ported = load(SERVICES.replace("port: 9080}]", "port: 9081}]"), "services.yaml")
+    third = build_snapshot([*ported, *workloads], 3, second)
+    assert builds == [1]
+    assert third.config_generation == second.config_generation + 1
 
 
 def test_a_selecting_service_entry_takes_the_full_build(monkeypatch: pytest.MonkeyPatch) -> None:
