@@ -70,10 +70,15 @@ def test_a_route_configuration_is_split_once_for_every_set_sharing_it() -> None:
     assert sorted(first.resources) == ["8080/c", "9080/a", "9080/b"]
 
 
-def test_a_configuration_without_virtual_hosts_stays_inline() -> None:
-    empty = config("empty")
-    split = VhdsCache().split(routes(empty=empty))
-    assert split.routes.resources["empty"] is empty and not split.vhosts
+def test_a_configuration_without_virtual_hosts_names_vhds_too() -> None:
+    """Its virtual hosts may come back: ``vhds`` must not come and go with them."""
+    split = VhdsCache().split(routes(empty=config("empty")))
+    rc = unpack(split.routes.resources["empty"], route_pb2.RouteConfiguration)
+    assert isinstance(rc, route_pb2.RouteConfiguration)
+    assert rc.HasField("vhds") and not rc.virtual_hosts
+    assert split.vhosts["empty"].resources == {}
+    with_hosts = VhdsCache().split(routes(empty=config("empty", a="ca")))
+    assert with_hosts.routes.resources["empty"] == split.routes.resources["empty"]
 
 
 def subscribed_stream(cache: VhdsCache, sets: dict[str, ResourceSet]) -> DeltaStreamState:
@@ -134,3 +139,17 @@ def test_what_the_stream_holds_shows_route_configurations_whole() -> None:
     assert isinstance(rc, route_pb2.RouteConfiguration)
     assert [vh.name for vh in rc.virtual_hosts] == ["9080/a", "9080/b"]
     assert [vh.routes[0].route.cluster for vh in rc.virtual_hosts] == ["ca", "cb"]
+
+
+def test_virtual_hosts_going_to_none_and_back_send_no_route_configuration() -> None:
+    """A gateway's route configuration loses all its routes, then gets others: the
+    route configuration Envoy holds stays the same (Envoy re-creates its VHDS
+    subscription whenever ``vhds`` changes), only virtual hosts move."""
+    state = subscribed_stream(VhdsCache(), {ROUTE_TYPE: routes(**{"9080": SHARED})})
+    (removal,) = state.update({ROUTE_TYPE: routes(**{"9080": config("9080")})}, DiffCache())
+    assert removal.type_url == VHDS_TYPE and removal.removed == ("9080/a", "9080/b")
+    state.receive(DeltaRequest(VHDS_TYPE, response_nonce=removal.nonce), now=0)
+    back = state.update({ROUTE_TYPE: routes(**{"9080": config("9080", c="cc")})}, DiffCache())
+    (added,) = back  # no RDS
+    assert added.type_url == VHDS_TYPE and not added.removed
+    assert added.names is None and list(added.source.resources) == ["9080/c"]  # the whole set

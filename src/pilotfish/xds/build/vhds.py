@@ -9,13 +9,21 @@ route configuration name ``vhds`` and receive its virtual hosts as separate
 edit then sends the one virtual host that changed.
 
 ``VhdsCache.split`` turns a generator's RDS set into that form: every route
-configuration with virtual hosts, but the inbound ones (one virtual host each,
-they would only add a round trip), becomes the same configuration without
-virtual hosts and with ``vhds`` (over ADS); its virtual hosts become one
-``VirtualHost`` set per route configuration. Each virtual host's own ``name``
-is the resource name too: Envoy keys the virtual hosts it got by their name
-and removes them by resource name, so the two must agree. A route
-configuration without virtual hosts stays as it is.
+configuration but the inbound ones (one virtual host each, they would only
+add a round trip) becomes the same configuration without virtual hosts and
+with ``vhds`` (over ADS); its virtual hosts become one ``VirtualHost`` set per
+route configuration. Each virtual host's own ``name`` is the resource name
+too: Envoy keys the virtual hosts it got by their name and removes them by
+resource name, so the two must agree.
+
+Never toggle. A route configuration names ``vhds`` even when it has no
+virtual hosts (a gateway's, once its routes are deleted). Envoy re-creates
+its VHDS subscription whenever the ``vhds`` of a route configuration appears
+or changes (it compares a hash of the field); virtual hosts sent around that
+moment were lost while ACKed, and the hosts it had before stayed (measured
+with Envoy 1.40, ``tests/integration/test_xds_vhds_churn_envoy.py``). With
+``vhds`` fixed, a route configuration's bytes do not change when only its
+virtual hosts do, and only VirtualHost resources move.
 
 Envoy's VHDS subscription names no resources (measured with Envoy 1.40: the
 first VirtualHost request of a delta ADS stream has an empty
@@ -86,8 +94,8 @@ class VhdsCache:
     """Splits RDS sets and composes subscribed VirtualHost sets (see the module doc)."""
 
     def __init__(self, size: int = 1024) -> None:
-        # id(bytes) -> (bytes, (route configuration bytes, its virtual hosts) or None)
-        self._configs: _Lru[int, tuple[bytes, tuple[bytes, ResourceSet] | None]] = _Lru(size)
+        # id(bytes) -> (bytes, (route configuration bytes, its virtual hosts))
+        self._configs: _Lru[int, tuple[bytes, tuple[bytes, ResourceSet]]] = _Lru(size)
         self._splits: _Lru[int, tuple[ResourceSet, VhdsSplit]] = _Lru(size)
         self._subscribed: _Lru[tuple[int, ...], tuple[tuple[ResourceSet, ...], ResourceSet]] = _Lru(
             size
@@ -102,33 +110,31 @@ class VhdsCache:
         out: dict[str, bytes] = {}
         vhosts: dict[str, ResourceSet] = {}
         for name, data in routes.resources.items():
-            parts = None if name.startswith(INLINE_PREFIXES) else self._split_config(data)
-            if parts is None:
+            if name.startswith(INLINE_PREFIXES):
                 out[name] = data
             else:
-                out[name], vhosts[name] = parts
+                out[name], vhosts[name] = self._split_config(data)
         result = VhdsSplit(ResourceSet(ROUTE_TYPE, out), vhosts)
         self._splits.put(id(routes), (routes, result))
         return result
 
-    def _split_config(self, data: bytes) -> tuple[bytes, ResourceSet] | None:
+    def _split_config(self, data: bytes) -> tuple[bytes, ResourceSet]:
         found = self._configs.get(id(data))
         if found is not None and found[0] is data:
             return found[1]
         config = route_pb2.RouteConfiguration()
         any_pb2.Any.FromString(data).Unpack(config)
-        result: tuple[bytes, ResourceSet] | None = None
-        if config.virtual_hosts:
-            self.configs_split += 1
-            hosts: dict[str, bytes] = {}
-            for vhost in config.virtual_hosts:
-                named = route_components_pb2.VirtualHost()
-                named.CopyFrom(vhost)
-                named.name = f"{config.name}/{vhost.name}"
-                hosts[named.name] = pack(named)
-            del config.virtual_hosts[:]
-            config.vhds.config_source.CopyFrom(ads_config_source())
-            result = (pack(config), ResourceSet(VHDS_TYPE, hosts))
+        self.configs_split += 1
+        hosts: dict[str, bytes] = {}
+        for vhost in config.virtual_hosts:
+            named = route_components_pb2.VirtualHost()
+            named.CopyFrom(vhost)
+            named.name = f"{config.name}/{vhost.name}"
+            hosts[named.name] = pack(named)
+        del config.virtual_hosts[:]
+        # Even with no virtual hosts: see "Never toggle" in the module doc.
+        config.vhds.config_source.CopyFrom(ads_config_source())
+        result = (pack(config), ResourceSet(VHDS_TYPE, hosts))
         self._configs.put(id(data), (data, result))
         return result
 
