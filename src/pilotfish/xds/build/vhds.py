@@ -19,9 +19,10 @@ resource name, so the two must agree.
 Never toggle. A route configuration names ``vhds`` even when it has no
 virtual hosts (a gateway's, once its routes are deleted). Envoy re-creates
 its VHDS subscription whenever the ``vhds`` of a route configuration appears
-or changes (it compares a hash of the field); virtual hosts sent around that
-moment were lost while ACKed, and the hosts it had before stayed (measured
-with Envoy 1.40, ``tests/integration/test_xds_vhds_churn_envoy.py``). With
+or changes (it compares a hash of the field), and the removals sent while a
+configuration had no ``vhds`` were ACKed but not applied: after 0 -> 1 virtual
+hosts it held the new one and the two removed before (measured with Envoy 1.40,
+``tests/integration/test_xds_vhds_churn_envoy.py``). With
 ``vhds`` fixed, a route configuration's bytes do not change when only its
 virtual hosts do, and only VirtualHost resources move.
 
