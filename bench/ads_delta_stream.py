@@ -26,6 +26,12 @@ is parsed only when a parent response's references must be read (a table
 not seen before, or a change); EDS and RDS entries are never parsed, which
 is where most of the bytes are. Everything a stream ACKs and measures comes
 from the header fields, as it would for Envoy.
+
+VHDS, as Envoy 1.40 does it: a route configuration that names ``vhds`` makes
+the stream subscribe to ``VirtualHost`` resources once, naming nothing, before
+it ACKs that RDS response; the stream's initial push is complete only when that
+subscription is ACKed too. Whether an RDS response names ``vhds`` is read once
+per response nonce (nonces derive from content, so every stream shares it).
 """
 
 from __future__ import annotations
@@ -36,11 +42,12 @@ from typing import Any
 
 import grpc
 from envoy.config.core.v3 import base_pb2
+from envoy.config.route.v3 import route_pb2
 from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 from bench.ads_stream import StreamState, TypeState, referenced_by
-from pilotfish.xds.types import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE
+from pilotfish.xds.types import CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE, VHDS_TYPE
 
 __all__ = ["DELTA_ADS_METHOD", "AckObserver", "DeltaNameCache", "run_delta_stream"]
 
@@ -93,6 +100,21 @@ class DeltaNameCache:
         self._by_resource: dict[tuple[str, str, str], tuple[str, ...]] = {}
         self._whole: dict[tuple[str, str, int], tuple[Refs, tuple[str, ...]]] = {}
         self.parses = 0
+        self._vhds: dict[str, bool] = {}
+
+    def names_vhds(self, response: Any) -> bool:
+        """Whether a route configuration of this RDS response names ``vhds``."""
+        found = self._vhds.get(response.nonce)
+        if found is None:
+            found = False
+            for entry in _entries(response):
+                config = route_pb2.RouteConfiguration()
+                entry.resource.Unpack(config)
+                found = found or config.HasField("vhds")
+            if len(self._vhds) >= _WHOLE_LIMIT:
+                del self._vhds[next(iter(self._vhds))]
+            self._vhds[response.nonce] = found
+        return found
 
     def of(self, type_url: str, resource: discovery_pb2.Resource) -> tuple[str, ...]:
         key = (type_url, resource.name, resource.version)
@@ -177,6 +199,7 @@ async def run_delta_stream(
     )
     call = method(wait_for_ready=True)
     held = {CLUSTER_TYPE: _Held(), LISTENER_TYPE: _Held()}
+    state.types.setdefault(VHDS_TYPE, TypeState())
     try:
         first = discovery_pb2.DeltaDiscoveryRequest(node=node, type_url=CLUSTER_TYPE)
         await call.write(first)
@@ -233,11 +256,16 @@ async def _on_response(
                 )
             )
 
+    vhds = state.types[VHDS_TYPE]
+    if type_url == ROUTE_TYPE and not vhds.requested and cache.names_vhds(response):
+        vhds.requested = True
+        await call.write(discovery_pb2.DeltaDiscoveryRequest(type_url=VHDS_TYPE))
     await call.write(
         discovery_pb2.DeltaDiscoveryRequest(type_url=type_url, response_nonce=response.nonce)
     )
     current.acked_version = response.system_version_info
     current.acked_nonce = response.nonce
     current.acked_at = time.monotonic()
-    if state.complete_at is None and state.is_complete():
+    vhds_done = not vhds.requested or bool(vhds.acked_version)
+    if state.complete_at is None and vhds_done and state.is_complete():
         state.complete_at = current.acked_at

@@ -47,7 +47,7 @@ import grpc
 from bench.ads_delta_stream import AckObserver, DeltaNameCache, run_delta_stream
 from bench.ads_stream import SIM_TYPES, NameCache, StreamState, run_stream, sim_node
 from bench.ads_tls import ChannelFactory, ClientTls, channel_factory, plaintext_channel
-from pilotfish.xds.types import TYPE_SHORT_NAMES
+from pilotfish.xds.types import ROUTE_TYPE, TYPE_SHORT_NAMES, VHDS_TYPE
 
 __all__ = [
     "Mark",
@@ -66,6 +66,10 @@ __all__ = [
 WaitMode = Literal["all", "affected"]
 _POLL_S = 0.02
 _SHORT_TO_URL = {short: url for url, short in TYPE_SHORT_NAMES.items()}
+# Route configurations reach delta streams over RDS and their virtual hosts over
+# VHDS (``bench.ads_delta_stream``): a route change is measured on both.
+_CARRIERS = {ROUTE_TYPE: (ROUTE_TYPE, VHDS_TYPE)}
+_MARKED = (*SIM_TYPES, VHDS_TYPE)
 
 
 def type_url_of(name: str) -> str:
@@ -182,16 +186,17 @@ class Simulation:
 
     def mark(self) -> Mark:
         """Remember each stream's last received version of every type, and the time."""
-        baseline = {t: tuple(s.types[t].received_version for s in self.streams) for t in SIM_TYPES}
+        baseline = {t: tuple(_received(s, t) for s in self.streams) for t in _MARKED}
         return Mark(at=time.monotonic(), baseline=baseline)
 
     def _changed_since(self, mark: Mark, type_url: str) -> list[StreamState]:
-        before = mark.baseline[type_url]
-        return [
-            s
-            for s, v in zip(self.streams, before, strict=True)
-            if s.types[type_url].received_version != v
-        ]
+        changed: dict[int, StreamState] = {}
+        for carrier in _CARRIERS.get(type_url, (type_url,)):
+            before = mark.baseline[carrier]
+            for s, v in zip(self.streams, before, strict=True):
+                if _received(s, carrier) != v:
+                    changed[s.index] = s
+        return [changed[i] for i in sorted(changed)]
 
     async def wait_converged(
         self,
@@ -213,18 +218,18 @@ class Simulation:
         while True:
             now = time.monotonic()
             affected = self._changed_since(mark, type_url)
-            if affected and all(s.types[type_url].up_to_date for s in affected):
+            if affected and all(_up_to_date(s, type_url) for s in affected):
                 if mode == "all":
                     converged = len(affected) == len(self.streams)
                 else:
-                    last_received = max(s.types[type_url].received_at for s in affected)
+                    last_received = max(_latest(s, type_url, "received_at") for s in affected)
                     converged = now - last_received >= quiet
             if converged or now >= deadline:
                 break
             await asyncio.sleep(_POLL_S)
-        acked = [s for s in affected if s.types[type_url].up_to_date]
-        last_ack = max((s.types[type_url].acked_at for s in acked), default=None)
-        first_response = min((s.types[type_url].received_at for s in affected), default=None)
+        acked = [s for s in affected if _up_to_date(s, type_url)]
+        last_ack = max((_latest(s, type_url, "acked_at") for s in acked), default=None)
+        first_response = min((_first_since(s, type_url, mark) for s in affected), default=None)
         return {
             "type": TYPE_SHORT_NAMES.get(type_url, type_url),
             "mode": mode,
@@ -240,6 +245,32 @@ class Simulation:
             },
             "stream_errors": sum(1 for s in self.streams if s.error is not None),
         }
+
+
+def _received(stream: StreamState, type_url: str) -> str:
+    found = stream.types.get(type_url)
+    return "" if found is None else found.received_version
+
+
+def _carried(stream: StreamState, type_url: str) -> list[Any]:
+    """The stream's TypeStates of the types carrying ``type_url`` (RDS: RDS, VHDS)."""
+    found = (stream.types.get(t) for t in _CARRIERS.get(type_url, (type_url,)))
+    return [ts for ts in found if ts is not None]
+
+
+def _up_to_date(stream: StreamState, type_url: str) -> bool:
+    return all(ts.up_to_date for ts in _carried(stream, type_url))
+
+
+def _latest(stream: StreamState, type_url: str, attribute: str) -> float:
+    """The latest ``received_at``/``acked_at`` of the carriers (the last to arrive)."""
+    return max(getattr(ts, attribute) for ts in _carried(stream, type_url))
+
+
+def _first_since(stream: StreamState, type_url: str, mark: Mark) -> float:
+    """The first response after ``mark`` of any carrier."""
+    after = [ts.received_at for ts in _carried(stream, type_url) if ts.received_at >= mark.at]
+    return min(after, default=stream.types[type_url].received_at)
 
 
 def process_usage() -> dict[str, float]:

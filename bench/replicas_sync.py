@@ -5,11 +5,12 @@ to it with, per xDS type, the version last sent and the version ACKed. A
 version is a digest of the resources' contents, so the same configuration has
 the same version whichever replica computed it. The benchmark flips one
 VirtualService between two states A and B. A warm-up applies A, then B, and
-records each proxy's ACKed route (RDS) version in each state; the proxies whose
-version differs are the ones the flip reaches (sidecars calling reviews; the
-ingress gateway's routes do not name reviews). After a timed apply of state X,
-proxy ``p`` has the new configuration exactly when its RDS ACK equals the
-version it ACKed in X during the warm-up, whichever replica it is on.
+records each proxy's ACKed route version (RDS, with VHDS over delta) in each
+state; the proxies whose version differs are the ones the flip reaches
+(sidecars calling reviews; the ingress gateway's routes do not name reviews).
+After a timed apply of state X, proxy ``p`` has the new configuration exactly
+when its route ACK equals the version it ACKed in X during the warm-up,
+whichever replica it is on.
 
 ``Arrivals`` keeps, per proxy, the first poll that showed it there and the
 replica it was connected to then; ``per_replica_ms`` turns that into the time
@@ -35,6 +36,7 @@ from bench.churn_markers import percentile
 
 __all__ = [
     "ROUTE_TYPE",
+    "ROUTE_TYPES",
     "Arrivals",
     "FlipProbe",
     "acked_routes",
@@ -45,6 +47,9 @@ __all__ = [
 ]
 
 ROUTE_TYPE = "RDS"  # the short name syncz uses for route configurations
+# What carries a proxy's routes: route configurations, and their virtual hosts
+# when they come over VHDS (delta streams).
+ROUTE_TYPES = (ROUTE_TYPE, "VHDS")
 
 
 def in_sync(row: Mapping[str, Any]) -> bool:
@@ -56,15 +61,27 @@ def in_sync(row: Mapping[str, Any]) -> bool:
 
 
 def acked_routes(rows: Iterable[Mapping[str, Any]]) -> dict[str, str]:
-    """proxy id -> the RDS version it ACKed, for proxies whose RDS is in sync."""
+    """proxy id -> the route version it ACKed, for proxies whose routes are in sync.
+
+    Over delta xDS a route configuration's virtual hosts come over VHDS, so a
+    VirtualService edit may change only the VirtualHost resources: the route
+    version is then the RDS and VHDS versions together, and in sync when both are.
+    """
     out: dict[str, str] = {}
     for row in rows:
-        rds = row.get("types", {}).get(ROUTE_TYPE)
-        if not rds or not rds.get("subscribed"):
-            continue
-        acked = rds.get("acked_version") or ""
-        if acked and acked == rds.get("sent_version"):
-            out[str(row["proxy_id"])] = acked
+        types = row.get("types", {})
+        versions = []
+        for short in ROUTE_TYPES:
+            state = types.get(short)
+            if not state or not state.get("subscribed"):
+                continue
+            acked = state.get("acked_version") or ""
+            if not acked or acked != state.get("sent_version"):
+                break
+            versions.append(acked)
+        else:
+            if versions:
+                out[str(row["proxy_id"])] = "+".join(versions)
     return out
 
 

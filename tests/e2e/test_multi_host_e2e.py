@@ -39,7 +39,7 @@ from typing import Any
 
 import pytest
 import yaml
-from bench.replicas_sync import in_sync
+from bench.replicas_sync import acked_routes, in_sync
 from e2ekit import (
     NETWORKING,
     SAMPLES,
@@ -297,7 +297,7 @@ def test_killing_the_replica_of_bs_proxies_under_load_fails_nothing(
     placed = _all_placed(hosts, b_proxies | c_proxies)
     on_two = {p for p in b_proxies if placed[p][0] == 1}
     assert on_two == b_proxies, f"B's proxies were steered to replica 2: {placed}"
-    before = {p: row["types"]["RDS"]["acked_version"] for p, (_, row) in placed.items()}
+    before = acked_routes(row for _, row in placed.values())
 
     results: list[int | str] = []
     threads: list[threading.Thread] = []
@@ -332,10 +332,8 @@ def test_killing_the_replica_of_bs_proxies_under_load_fails_nothing(
 
     def reached() -> dict[str, str] | None:
         now = _placement(hosts)
-        versions = {
-            p: now[p][1]["types"]["RDS"]["acked_version"] for p in b_proxies | c_proxies if p in now
-        }
-        moved = {p for p, v in versions.items() if v != before[p]}
+        versions = acked_routes(now[p][1] for p in b_proxies | c_proxies if p in now)
+        moved = {p for p, v in versions.items() if v != before.get(p)}
         return versions if moved == b_proxies | c_proxies else None
 
     poll(reached, "the apply's routes ACKed by every proxy of B and C", 30)

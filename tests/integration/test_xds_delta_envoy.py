@@ -28,11 +28,18 @@ from test_xds_envoy import (  # noqa: F401  (fixtures)
 
 from pilotfish.runtime.ports import free_port
 from pilotfish.xds.server import XdsServer
-from pilotfish.xds.types import ADS_ORDER, CLUSTER_TYPE, LISTENER_TYPE, ROUTE_TYPE, ResourceSet
+from pilotfish.xds.types import (
+    ADS_ORDER,
+    CLUSTER_TYPE,
+    LISTENER_TYPE,
+    ROUTE_TYPE,
+    VHDS_TYPE,
+    ResourceSet,
+)
 
 pytestmark = pytest.mark.integration
 
-TYPES = ("CDS", "EDS", "LDS", "RDS")
+TYPES = ("CDS", "EDS", "LDS", "RDS", "VHDS")
 
 
 def with_teapot(sets: dict[str, ResourceSet]) -> dict[str, ResourceSet]:
@@ -145,7 +152,9 @@ async def test_envoy_on_delta_xds(
 
             async def all_acked(srv: XdsServer) -> bool:
                 statuses = srv.status()
-                return len(statuses) == 1 and all(statuses[0].types[u].synced for u in ADS_ORDER)
+                return len(statuses) == 1 and all(
+                    statuses[0].types[u].synced for u in (*ADS_ORDER, VHDS_TYPE)
+                )
 
             await eventually(lambda: answers(port, "/eds", 200), "traffic via EDS", log)
             await eventually(lambda: answers(extra_port, "/", 200), "extra listener", log)
@@ -157,14 +166,15 @@ async def test_envoy_on_delta_xds(
             assert stats["control_plane.connected_state"] == 1
             cds_updates = stats["cluster_manager.cds.update_success"]
             assert cds_updates >= 1
-            assert sent(registry) == {"CDS": 2, "EDS": 1, "LDS": 2, "RDS": 1}
+            # The route configuration names VHDS; its one virtual host comes over VHDS.
+            assert sent(registry) == {"CDS": 2, "EDS": 1, "LDS": 2, "RDS": 1, "VHDS": 1}
 
-            # A route edit reaches Envoy, and only that one resource is sent.
+            # A route edit reaches Envoy, and only that one virtual host is sent.
             generator.sets = with_teapot(with_listener(base, "extra", extra_port))
             server.notify_change()
             await eventually(lambda: answers(port, "/teapot", 418), "route edit applied", log)
             await eventually(lambda: all_acked(server), "route edit ACKed", log)
-            assert sent(registry) == {"CDS": 2, "EDS": 1, "LDS": 2, "RDS": 2}
+            assert sent(registry) == {"CDS": 2, "EDS": 1, "LDS": 2, "RDS": 1, "VHDS": 2}
 
             # Removals: a listener and a cluster go away in Envoy too.
             generator.sets = without_cluster(with_teapot(base), "backend_eds")
@@ -224,7 +234,7 @@ async def test_envoy_on_delta_xds(
                 raise AssertionError(f"{exc}\nstatus: {detail}") from None
             await eventually(lambda: answers(extra_port, "/", 200), "extra listener back", log)
             # Envoy said what it held: only the listener it lacked was sent.
-            assert sent(registry) == {"CDS": 0, "EDS": 0, "LDS": 1, "RDS": 0}
+            assert sent(registry) == {"CDS": 0, "EDS": 0, "LDS": 1, "RDS": 0, "VHDS": 0}
             stats = await admin.stats()
             assert stats["control_plane.connected_state"] == 1
             assert stats["cluster_manager.cluster_modified"] == modified

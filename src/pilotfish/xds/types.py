@@ -22,6 +22,7 @@ __all__ = [
     "ROUTE_TYPE",
     "SECRET_TYPE",
     "TYPE_SHORT_NAMES",
+    "VHDS_TYPE",
     "ConfigGenerator",
     "ResourceSet",
     "resource_version",
@@ -33,6 +34,9 @@ ENDPOINT_TYPE = _PREFIX + "config.endpoint.v3.ClusterLoadAssignment"
 LISTENER_TYPE = _PREFIX + "config.listener.v3.Listener"
 ROUTE_TYPE = _PREFIX + "config.route.v3.RouteConfiguration"
 SECRET_TYPE = _PREFIX + "extensions.transport_sockets.tls.v3.Secret"
+# Virtual hosts of route configurations served over VHDS (delta streams only,
+# ``xds.build.vhds``); never in a generator's sets.
+VHDS_TYPE = _PREFIX + "config.route.v3.VirtualHost"
 
 # Push order that keeps Envoy from ever referencing a resource it lacks
 # (clusters before their endpoints, listeners before their routes).
@@ -48,6 +52,7 @@ TYPE_SHORT_NAMES = {
     LISTENER_TYPE: "LDS",
     ROUTE_TYPE: "RDS",
     SECRET_TYPE: "SDS",
+    VHDS_TYPE: "VHDS",
 }
 
 

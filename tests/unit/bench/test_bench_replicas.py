@@ -33,6 +33,16 @@ def test_only_a_route_version_that_was_acked_as_sent_counts() -> None:
     assert acked_routes(rows) == {"a.default": "r2"}  # b was sent r2 and still holds r1
 
 
+def test_over_vhds_the_route_version_is_rds_and_vhds_together_and_both_must_be_acked() -> None:
+    def t(sent: str, acked: str) -> dict[str, Any]:
+        return {"subscribed": True, "sent_version": sent, "acked_version": acked}
+
+    edited = {"proxy_id": "a.default", "types": {"RDS": t("r1", "r1"), "VHDS": t("v2", "v2")}}
+    behind = {"proxy_id": "b.default", "types": {"RDS": t("r1", "r1"), "VHDS": t("v2", "v1")}}
+    # A VirtualService edit over VHDS changes only the virtual hosts' version.
+    assert acked_routes([edited, behind]) == {"a.default": "r1+v2"}
+
+
 def test_placement_names_the_replica_a_proxy_is_in_sync_with() -> None:
     one = [row("a.default", ("r1", "r1")), row("b.default", ("r1", "r1"), cds=("c2", "c1"))]
     two = [row("c.default", ("r1", "r1"))]

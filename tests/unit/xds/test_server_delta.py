@@ -10,10 +10,13 @@ import pytest
 from ads_helpers import cla, cluster, listener, pack, route
 from delta_client import DeltaClient
 from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.route.v3 import route_components_pb2, route_pb2
+from google.protobuf import any_pb2
 from prometheus_client import CollectorRegistry
 
 from pilotfish.ir import CredentialSecret
 from pilotfish.xds.build.secrets import build_secret
+from pilotfish.xds.build.vhds import vhds_cache
 from pilotfish.xds.server import XdsServer
 from pilotfish.xds.types import (
     CLUSTER_TYPE,
@@ -21,6 +24,7 @@ from pilotfish.xds.types import (
     LISTENER_TYPE,
     ROUTE_TYPE,
     SECRET_TYPE,
+    VHDS_TYPE,
     ResourceSet,
     resource_version,
 )
@@ -56,6 +60,24 @@ def make_sets(
         ROUTE_TYPE: ResourceSet(ROUTE_TYPE, {n: route(n, c) for n, c in routes.items()}),
         SECRET_TYPE: ResourceSet(SECRET_TYPE, secrets),
     }
+
+
+def in_vhds_form(sets: Mapping[str, ResourceSet]) -> dict[str, ResourceSet]:
+    """``sets`` as a delta stream serves them: RDS with ``vhds``, and the VHDS set."""
+    split = vhds_cache.split(sets[ROUTE_TYPE])
+    return {**sets, ROUTE_TYPE: split.routes, VHDS_TYPE: vhds_cache.subscribed(split, ["r1"])}
+
+
+def unpack_route(data: bytes) -> route_pb2.RouteConfiguration:
+    config = route_pb2.RouteConfiguration()
+    any_pb2.Any.FromString(data).Unpack(config)
+    return config
+
+
+def unpack_vhost(data: bytes) -> route_components_pb2.VirtualHost:
+    vhost = route_components_pb2.VirtualHost()
+    any_pb2.Any.FromString(data).Unpack(vhost)
+    return vhost
 
 
 class Generator:
@@ -107,11 +129,13 @@ def client_of(channel: grpc.aio.Channel, node: str = "p1.default") -> DeltaClien
 
 
 async def start(client: DeltaClient) -> None:
-    """Envoy's start-up: CDS wildcard, EDS for its clusters, LDS wildcard, RDS by name."""
+    """Envoy's start-up: CDS wildcard, EDS for its clusters, LDS wildcard, RDS by name,
+    then VHDS (naming nothing) for the route configuration that names ``vhds``."""
     await client.fetch(CLUSTER_TYPE)
     await client.fetch(ENDPOINT_TYPE, ["a", "b"])
     await client.fetch(LISTENER_TYPE)
     await client.fetch(ROUTE_TYPE, ["r1"])
+    await client.fetch(VHDS_TYPE)
 
 
 class Prober:
@@ -143,12 +167,18 @@ async def test_initial_push_sends_per_resource_versions(
         (ENDPOINT_TYPE, ["a", "b"]),  # only the subscribed names
         (LISTENER_TYPE, ["l1"]),
         (ROUTE_TYPE, ["r1"]),
+        (VHDS_TYPE, ["r1/vh"]),
     ):
         held = client.held[type_url]
         assert sorted(held) == names
         for name, (version, data) in held.items():
-            assert data == sets[type_url].resources[name]
+            assert data == in_vhds_form(sets)[type_url].resources[name]
             assert version == resource_version(data)
+    # The route configuration names VHDS and carries no virtual host itself.
+    config = unpack_route(client.held[ROUTE_TYPE]["r1"][1])
+    assert config.HasField("vhds") and not config.virtual_hosts
+    vhost = unpack_vhost(client.held[VHDS_TYPE]["r1/vh"][1])
+    assert vhost.name == "r1/vh" and list(vhost.domains) == ["*"]
 
     async def synced() -> bool:
         st = status_of(server)
@@ -168,12 +198,12 @@ async def test_only_changes_are_sent_and_removals_named(
     await start(client)
     probe = Prober()
 
-    # A route edit: one RDS resource, nothing else.
+    # A route edit: the one virtual host that changed, over VHDS; no RDS at all.
     generator.sets = make_sets(routes={"r1": "b"})
     server.notify_change()
     resp = await client.recv()
-    assert resp.type_url == ROUTE_TYPE and [r.name for r in resp.resources] == ["r1"]
-    assert resp.system_version_info == generator.sets[ROUTE_TYPE].version
+    assert resp.type_url == VHDS_TYPE and [r.name for r in resp.resources] == ["r1/vh"]
+    assert resp.system_version_info == in_vhds_form(generator.sets)[VHDS_TYPE].version
     await client.ack(resp)
     await probe(client)
 

@@ -57,16 +57,27 @@ stream's frame unique and cost one multi-megabyte copy per stream.
 A subscribed name that never existed is not answered (as SotW), so a client
 waits for it as it would for a resource still coming; only resources the
 client held are ever removed.
+
+VHDS. Route configurations go out in VHDS form (``xds.build.vhds``): each
+outbound one names ``vhds`` and its virtual hosts are ``VirtualHost``
+resources, so an edit sends only the virtual hosts that changed. ``update``
+splits the generator's RDS set (once per set, shared by every stream). Envoy's
+VirtualHost subscription names nothing; it is answered as a wildcard over the
+virtual hosts of the route configurations the stream subscribed over RDS, so
+that set follows the RDS subscription (``_sync_vhds``): a route configuration
+subscribed brings its virtual hosts, one unsubscribed takes them away.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pilotfish.xds.build.vhds import VhdsCache, VhdsSplit, joined, vhds_cache
 from pilotfish.xds.server.state import (
     WILDCARD,
     DiffCache,
@@ -82,7 +93,9 @@ from pilotfish.xds.types import (
     ADS_ORDER,
     CLUSTER_TYPE,
     ENDPOINT_TYPE,
+    ROUTE_TYPE,
     TYPE_SHORT_NAMES,
+    VHDS_TYPE,
     ResourceSet,
 )
 
@@ -132,8 +145,17 @@ class DeltaStreamState(StreamStateBase):
         known_types: Iterable[str] = ADS_ORDER,
         nonce_prefix: str = "",
         name_sets: dict[frozenset[str], frozenset[str]] | None = None,
+        vhds: VhdsCache | None = vhds_cache,
     ) -> None:
-        super().__init__(known_types, nonce_prefix, name_sets)
+        """``vhds`` None serves route configurations with inline virtual hosts."""
+        order = tuple(known_types)
+        if vhds is not None and ROUTE_TYPE in order and VHDS_TYPE not in order:
+            # Right after RDS: a route configuration arrives before its virtual hosts.
+            at = order.index(ROUTE_TYPE) + 1
+            order = (*order[:at], VHDS_TYPE, *order[at:])
+        super().__init__(order, nonce_prefix, name_sets)
+        self._vhds = vhds
+        self._split: VhdsSplit | None = None
         # Per type: nonce -> set version of responses not answered yet, oldest first.
         self._in_flight: dict[str, OrderedDict[str, str]] = {u: OrderedDict() for u in self._order}
         # Per type: the client's initial_resource_versions, until the first plan.
@@ -144,10 +166,68 @@ class DeltaStreamState(StreamStateBase):
         # Whether the last inventory comparison had an inventory at all.
         self._initial_held = False
 
+    @property
+    def types(self) -> Mapping[str, TypeState]:
+        """As the base's, with VHDS only once subscribed: a proxy whose route
+        configurations are all inline (inbound only) never asks for it."""
+        vhds = self._types.get(VHDS_TYPE)
+        if vhds is None or vhds.requested:
+            return self._types
+        return {url: ts for url, ts in self._types.items() if url != VHDS_TYPE}
+
+    def synced_sets(self) -> dict[str, ResourceSet]:
+        """As the base's, with the virtual hosts held over VHDS back in their route
+        configurations (as Envoy's config dump shows them): what reads route
+        configurations from here (``/debug/config_dump``) sees them whole."""
+        out = super().synced_sets()
+        vhosts = out.pop(VHDS_TYPE, None)
+        routes = out.get(ROUTE_TYPE)
+        if routes is not None and vhosts is not None:
+            out[ROUTE_TYPE] = joined(routes, vhosts)
+        return out
+
+    # -- input: new resources ------------------------------------------------------------
+
+    def update(
+        self, sets: Mapping[str, ResourceSet], diffs: DiffCache | None = None
+    ) -> list[Response]:
+        """As ``StreamStateBase.update``, with RDS in VHDS form (see the module doc)."""
+        routes = sets.get(ROUTE_TYPE)
+        if self._vhds is not None and routes is not None:
+            self._split = self._vhds.split(routes)
+            sets = {
+                **sets,
+                ROUTE_TYPE: self._split.routes,
+                VHDS_TYPE: self._subscribed_vhosts(self._split),
+            }
+        return super().update(sets, diffs)
+
+    def _subscribed_vhosts(self, split: VhdsSplit) -> ResourceSet:
+        assert self._vhds is not None
+        return self._vhds.subscribed(split, self._types[ROUTE_TYPE].names)
+
+    def _sync_vhds(self) -> Response | None:
+        """After an RDS subscription change: the virtual hosts now wanted, planned."""
+        split = self._split
+        if split is None:
+            return None
+        self._current[VHDS_TYPE] = self._subscribed_vhosts(split)
+        ts = self._types[VHDS_TYPE]
+        return self._plan(ts) if ts.requested else None
+
     # -- input: a request from the client ---------------------------------------------
 
     def receive(self, request: DeltaRequest, now: float) -> RequestOutcome:
         """Apply a request's subscription changes and ACK/NACK; plan what to send."""
+        outcome = self._receive(request, now)
+        if request.type_url != ROUTE_TYPE or not outcome.subscription_changed:
+            return outcome
+        vhosts = self._sync_vhds()
+        if vhosts is None:
+            return outcome
+        return dataclasses.replace(outcome, responses=(*outcome.responses, vhosts))
+
+    def _receive(self, request: DeltaRequest, now: float) -> RequestOutcome:
         ts = self._types.get(request.type_url)
         if ts is None:
             first = request.type_url not in self._unknown_seen
@@ -160,7 +240,10 @@ class DeltaStreamState(StreamStateBase):
         unsubscribe = frozenset(request.unsubscribe)
         if not ts.requested:
             ts.requested = True
-            ts.wildcard = ts.full_state and (not subscribe or WILDCARD in subscribe)
+            # VHDS: the virtual hosts of the RDS subscription, whatever it names.
+            ts.wildcard = ts.type_url == VHDS_TYPE or (
+                ts.full_state and (not subscribe or WILDCARD in subscribe)
+            )
             self._set_names(ts, subscribe - unsubscribe - {WILDCARD})
             self._initial[ts.type_url] = request.initial_versions
             responses = [self._plan(ts)]
