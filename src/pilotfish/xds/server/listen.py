@@ -69,7 +69,7 @@ async def serve_plaintext(
     if not bound:
         raise OSError(f"cannot bind xDS server to {address}")
     for extra in extra_hosts:
-        if not _bind(server, f"{extra}:{bound}"):
+        if not _bind(server, _address(extra, bound)):
             raise OSError(f"cannot bind xDS server to {extra}:{bound}")
     await server.start()
     _log.info("xDS server listening on %s", address.rsplit(":", 1)[0] + f":{bound}")

@@ -263,15 +263,13 @@ class ProxyStream:
                 # Small responses and endpoint updates skip the limiter (see the
                 # module doc); anything else large goes through it, whole sets and
                 # partial ones alike (a changed route configuration can be a megabyte).
-                size = _size_of(response) if limiter is not None else 0
                 endpoints = response.type_url == ENDPOINT_TYPE
                 if (
                     limiter is None
-                    or size < _SMALL_RESPONSE_BYTES
-                    or (endpoints_sent and endpoints)
+                    or (endpoints and endpoints_sent)
+                    or (size := _size_of(response)) < _SMALL_RESPONSE_BYTES
                 ):
                     await write(encoder.encode(response))
-                    endpoints_sent = endpoints_sent or endpoints
                 else:
                     answered = asyncio.Event()
                     if self._half_closed:
@@ -283,7 +281,7 @@ class ProxyStream:
                         )
                     finally:
                         self._answered.pop(response.nonce, None)
-                    endpoints_sent = endpoints_sent or endpoints
+                endpoints_sent = endpoints_sent or endpoints
             finally:
                 queue.task_done()
             if self.needs_push and queue.empty() and self._on_idle is not None:
