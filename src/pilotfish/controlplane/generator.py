@@ -154,7 +154,8 @@ class MeshGenerator:
             self._secrets.clear()
             self._composed.clear()
             self._node_proxies.clear()
-            self._checker.clear()
+            # Unchanged resources keep their decoded references (``age``).
+            self._checker.age()
             # Every connected view is generated again for the new configuration.
             self._violations.clear()
             self._dirty_hosts = None

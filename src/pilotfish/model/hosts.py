@@ -20,6 +20,7 @@ treated as external.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Collection
 
@@ -75,8 +76,13 @@ _PUBLIC_TLDS = frozenset(
 )
 
 
+@functools.lru_cache(maxsize=65536)
 def is_ip_address(host: str) -> bool:
-    """True for an IPv4 or IPv6 address (without brackets or port)."""
+    """True for an IPv4 or IPv6 address (without brackets or port).
+
+    Cached: every host of every rule is resolved on each configuration change,
+    and ``ip_address`` learns that a name is not an address by raising twice
+    (IPv4, then IPv6), about 60 ms per change at 1000 services."""
     try:
         ipaddress.ip_address(host)
     except ValueError:

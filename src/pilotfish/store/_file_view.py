@@ -165,7 +165,7 @@ class FileView(Store):
         self._scans += 1
         if obs.root_problems is not None:
             self._root_problems = obs.root_problems
-            self._directories_seen(obs.directories)
+            self._directories_seen(obs.directories, obs.links)
         # Paths apply/delete touched during the scan already hold newer state.
         stale = {path for path, seq in self._written.items() if seq > writes}
         changes: Changes = {}
@@ -254,5 +254,6 @@ class FileView(Store):
     def _file_diagnostics(self) -> builtins.list[Diagnostic]:
         return [d for state in self._files.values() for d in state.diagnostics]
 
-    def _directories_seen(self, directories: tuple[str, ...]) -> None:
-        """A full scan walked ``directories`` (a watcher re-syncs its watches)."""
+    def _directories_seen(self, directories: tuple[str, ...], links: bool) -> None:
+        """A full scan walked ``directories``, and found a file reached through a
+        symbolic link if ``links`` (a watcher re-syncs its watches)."""

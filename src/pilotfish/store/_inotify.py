@@ -113,8 +113,9 @@ class DirWatch:
     def directories(self) -> frozenset[str]:
         return frozenset(self._wds)
 
-    def sync(self, directories: Iterable[str]) -> None:
-        """Watch exactly ``directories`` (those a full scan walked)."""
+    def sync(self, directories: Iterable[str]) -> bool:
+        """Watch exactly ``directories`` (those a full scan walked); True if every
+        one of them is watched."""
         wanted = set(directories)
         for gone in set(self._wds) - wanted:
             wd = self._wds.pop(gone)
@@ -125,6 +126,7 @@ class DirWatch:
             if wd >= 0:  # else (gone, no watches left): the poll still sees it
                 self._wds[path] = wd
                 self._dirs[wd] = path
+        return wanted <= self._wds.keys()
 
     def read(self, into: Events) -> None:
         """Add the events waiting to be read to ``into`` (never blocks)."""

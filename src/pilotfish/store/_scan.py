@@ -99,13 +99,15 @@ class Reading:
 @dataclass(frozen=True, slots=True)
 class Observation:
     """The result of one poll: what was read, which known files vanished,
-    problems with the roots themselves (a configured path that does not exist)
-    and the directories walked."""
+    problems with the roots themselves (a configured path that does not exist),
+    the directories walked and whether a configuration file in them was a
+    symbolic link."""
 
     readings: tuple[Reading, ...]
     gone: frozenset[str]
     root_problems: tuple[Diagnostic, ...] | None  # None: the roots were not looked at
     directories: tuple[str, ...] = ()  # every directory walked (the roots' trees)
+    links: bool = False  # a file was reached through a symbolic link
 
 
 def is_config_name(name: str) -> bool:
@@ -157,7 +159,7 @@ def observe(
             )
     readings = tuple(_read(found, known.get(found.path), max_bytes) for found in scan.changed)
     gone = frozenset(path for path in known if path not in scan.present)
-    return Observation(readings, gone, tuple(problems), tuple(scan.directories))
+    return Observation(readings, gone, tuple(problems), tuple(scan.directories), scan.links)
 
 
 def observe_paths(
@@ -174,14 +176,17 @@ def observe_paths(
     scan = _Scan(known, dedupe=False)
     for path in paths:
         try:
-            st = os.stat(path)
+            st = os.lstat(path)
+            if stat.S_ISLNK(st.st_mode):
+                scan.links = True
+                st = os.stat(path)
         except OSError:
             continue  # gone (or a dangling link): reported below if it was known
         if stat.S_ISREG(st.st_mode):
             scan.file(path, st)
     readings = tuple(_read(found, known.get(found.path), max_bytes) for found in scan.changed)
     gone = frozenset(path for path in paths if path in known and path not in scan.present)
-    return Observation(readings, gone, None)
+    return Observation(readings, gone, None, links=scan.links)
 
 
 def order_of(roots: Sequence[Path], path: str) -> tuple[int, tuple[str, ...]]:
@@ -206,6 +211,7 @@ class _Scan:
         self.racy_after = time.time_ns() - RACY_WINDOW_NS
         self.seen: set[tuple[int, int]] | None = set() if dedupe else None
         self.directories: list[str] = []
+        self.links = False
 
     def file(self, path: str, st: os.stat_result) -> None:
         if self.seen is not None:
@@ -237,6 +243,8 @@ class _Scan:
                 if not name.startswith("."):
                     self.directory(entry.path)
             elif is_config_name(name):
+                # From the directory entry's type: no system call.
+                self.links = self.links or entry.is_symlink()
                 st = entry.stat()  # follows a symlink to its file
                 if stat.S_ISREG(st.st_mode):
                     self.file(entry.path, st)

@@ -60,7 +60,9 @@ class FileStore(WatchedFiles):
     file's text (the standard loader within ``limits`` unless a test injects
     another); files larger than ``limits.max_file_bytes`` are never read.
     ``poll_interval``: seconds between polls; ``inotify``: also hear writes
-    (one directory tree on Linux only).
+    (one directory tree on Linux only); ``covered_poll_interval``: seconds
+    between polls while inotify covers the whole tree (they are then only a
+    backstop, see ``_file_watch``).
     """
 
     def __init__(
@@ -73,6 +75,7 @@ class FileStore(WatchedFiles):
         limits: ParseLimits = DEFAULT_LIMITS,
         logger: logging.Logger | None = None,
         inotify: bool = True,
+        covered_poll_interval: float = 2.0,
     ) -> None:
         if isinstance(paths, str | Path):
             paths = [paths]
@@ -87,6 +90,7 @@ class FileStore(WatchedFiles):
             poll_interval=poll_interval,
             logger=logger or logging.getLogger("pilotfish.store.files"),
             inotify=inotify,
+            covered_poll_interval=covered_poll_interval,
         )
         self._validator = validator
 

@@ -12,7 +12,8 @@ are not the control plane's to send.
 
 ``check`` is pure. ``ConsistencyChecker`` adds what the control plane needs to
 run it after every generation cheaply: the references of each serialized
-resource are decoded once (keyed by its bytes) and kept until ``clear``.
+resource are decoded once (keyed by its bytes) and kept while some
+composition still holds that resource (``age``).
 """
 
 from __future__ import annotations
@@ -150,21 +151,46 @@ def check(resources: Mapping[str, Mapping[str, bytes]]) -> tuple[Violation, ...]
 
 
 class ConsistencyChecker:
-    """``check`` with each resource's references decoded once (until ``clear``)."""
+    """``check`` with each resource's references decoded once, kept across changes.
+
+    References are keyed by the resource's bytes, so they stay right however
+    the configuration changes. ``age()``, called on every configuration
+    change, starts a new generation: an entry looked up since survives, one
+    not looked up during a whole generation is dropped. A routing edit leaves
+    a thousand clusters byte for byte the same, and decoding them all again
+    was most of the time an edit took to check (0.15 s of 0.35 s at 1000
+    services); memory stays bounded by what two generations use.
+    """
 
     def __init__(self) -> None:
         self._refs: dict[tuple[str, bytes], References] = {}
+        self._older: dict[tuple[str, bytes], References] = {}
+        self.decoded = 0  # resources decoded so far; for tests
+
+    def __len__(self) -> int:
+        return len(self._refs) + len(self._older)
 
     def check(self, resources: Mapping[str, Mapping[str, bytes]]) -> tuple[Violation, ...]:
         refs = []
+        cache, older = self._refs, self._older
         for type_url in (LISTENER_TYPE, CLUSTER_TYPE):
             for packed in resources.get(type_url, {}).values():
                 key = (type_url, packed)
-                found = self._refs.get(key)
+                found = cache.get(key)
                 if found is None:
-                    found = self._refs[key] = references_of(type_url, packed)
+                    found = older.pop(key, None)
+                    if found is None:
+                        found = references_of(type_url, packed)
+                        self.decoded += 1
+                    cache[key] = found
                 refs.append(found)
         return _violations(resources, refs)
 
+    def age(self) -> None:
+        """Start a new generation: what the last one did not look up goes."""
+        self._older = self._refs
+        self._refs = {}
+
     def clear(self) -> None:
         self._refs.clear()
+        self._older.clear()

@@ -94,6 +94,45 @@ async def test_a_new_directory_is_scanned_and_then_watched(config_dir: Path) -> 
         await store.close()
 
 
+async def test_a_file_written_right_after_its_new_directory_is_seen(config_dir: Path) -> None:
+    store = FileStore(config_dir, poll_interval=NO_POLL, covered_poll_interval=NO_POLL)
+    try:
+        await store.start()
+        nested = config_dir / "default"
+        nested.mkdir()
+        # Written before the store can have watched the directory: the scan the
+        # directory's creation asked for, or the one after its watch, reads it.
+        (nested / "vs.yaml").write_text(virtual_service(subset="v1"))
+        await next_revision(store, store.revision)
+        assert subset_of(store) == "v1"
+    finally:
+        await store.close()
+
+
+async def test_polls_are_a_backstop_while_inotify_covers_the_tree(
+    config_dir: Path, tmp_path: Path
+) -> None:
+    (config_dir / "dr.yaml").write_text(DESTINATION_RULE_REVIEWS)
+    store = FileStore(config_dir, poll_interval=0.01, covered_poll_interval=NO_POLL)
+    try:
+        await store.start()
+        assert store.poll_rest == NO_POLL  # every directory watched, no links
+
+        # A link to a file outside the tree: inotify hears the link, never its
+        # target's writes, so polls are needed again.
+        target = tmp_path / "elsewhere.yaml"
+        target.write_text(virtual_service(subset="v1"))
+        (config_dir / "vs.yaml").symlink_to(target)
+        await wait_until(lambda: store.get(VS) is not None, "the linked file read")
+        assert store.poll_rest < 1.0
+
+        target.write_text(virtual_service(subset="v2"))  # outside the tree: polled
+        await next_revision(store, store.revision)
+        assert subset_of(store) == "v2"
+    finally:
+        await store.close()
+
+
 async def test_a_heard_write_reads_only_that_file(config_dir: Path) -> None:
     parsed: list[str] = []
 
@@ -119,6 +158,7 @@ async def test_without_inotify_the_poll_still_sees_writes(config_dir: Path) -> N
     try:
         await store.start()
         assert store.watched_directories == frozenset()
+        assert store.poll_rest < 1.0  # polls are all there is
         (config_dir / "vs.yaml").write_text(virtual_service(subset="v1"))
         await next_revision(store, 0)
         assert subset_of(store) == "v1"

@@ -218,7 +218,7 @@ async def test_close_stops_polling(store: FileStore, config_dir: Path) -> None:
     (config_dir / "vs.yaml").write_text(virtual_service())
     # A second store on the same tree is the clock: once it has seen the file
     # twice over, the closed one would have too if it were still polling.
-    witness = FileStore(config_dir, poll_interval=0.01)
+    witness = FileStore(config_dir, poll_interval=0.01, covered_poll_interval=0.01)
     try:
         await witness.start()
         await settle(witness)
