@@ -42,6 +42,7 @@ from pilotfish.ca.records import IssuedRecord
 from pilotfish.controlplane.api_token import ApiToken, load_or_create_token_file
 from pilotfish.controlplane.auto_registration import AutoRegistration
 from pilotfish.controlplane.config_store import build_store, uses_etcd
+from pilotfish.controlplane.gc_pacing import GcPacer
 from pilotfish.controlplane.generator import MeshGenerator
 from pilotfish.controlplane.http_api import HttpApi
 from pilotfish.controlplane.join_token_api import add_join_token_api
@@ -109,6 +110,9 @@ class ControlPlane:
         self.xds_mtls_port = 0
         self.ready = False
         self._watcher: asyncio.Task[None] | None = None
+        # Standalone only (``freeze_gc``): collects and freezes after pushes.
+        self.gc_pacer: GcPacer | None = None
+        self._gc_pacing: asyncio.Task[None] | None = None
         # Called with each new snapshot (the local runtime updates pod DNS names).
         self._snapshot_listeners: list[SnapshotListener] = []
         self._started = False
@@ -239,6 +243,8 @@ class ControlPlane:
             # the cyclic collector's sight so full collections stay short during pushes.
             gc.collect()
             gc.freeze()
+            self.gc_pacer = GcPacer(lambda: self.xds.activity, lambda: self.xds.busy)
+            self._gc_pacing = asyncio.create_task(self.gc_pacer.run(), name="pilotfish-gc-pacer")
         tls = self._start_ca()
         self.xds_port = await self.xds.start(
             self.settings.bind,
@@ -329,11 +335,12 @@ class ControlPlane:
     async def close(self) -> None:
         self.ready = False
         await self.auto_registration.close()  # first: closing streams is no disconnect
-        if self._watcher is not None:
-            self._watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watcher
-            self._watcher = None
+        for task in (self._watcher, self._gc_pacing):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._watcher = self._gc_pacing = None
         await self.http.close()
         ca_port, self._ca_port = self._ca_port, None
         if ca_port is not None:

@@ -177,6 +177,7 @@ class XdsServer:
         self._trust_domain = ""
         self.tls_port = 0  # bound mTLS port once started with ``tls=``
         self._started = False
+        self._pushes_done = 0  # pushes planned to completion
         self._debouncer: Debouncer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.metrics.queued_responses.set_function(self._queued_responses)
@@ -283,6 +284,16 @@ class XdsServer:
         """True while a debounced push waits or runs (its responses not all planned yet)."""
         d = self._debouncer
         return d is not None and (d.pending or d.running)
+
+    @property
+    def activity(self) -> int:
+        """A number that changes whenever a push completes or a stream opens."""
+        return self._pushes_done + self._next_stream_id
+
+    @property
+    def busy(self) -> bool:
+        """A push waits or runs, or some stream still has responses to write."""
+        return self.push_pending or any(s.backlog for s in self._streams.values())
 
     def _queued_responses(self) -> float:
         # Read by a metrics scrape; list() because a scrape may run off the loop.
@@ -544,6 +555,7 @@ class XdsServer:
                 _log.exception("generating config for proxy %s failed", stream.proxy_id)
                 continue
             self._queue_all(stream, stream.state.update(_authorized(stream, sets), diffs))
+        self._pushes_done += 1
         elapsed = time.perf_counter() - started
         self.metrics.push_seconds.observe(elapsed)
         _log.debug("push planned for %d streams in %.3fs", len(self._streams), elapsed)
