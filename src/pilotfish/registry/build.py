@@ -367,12 +367,23 @@ def reselect_workloads(
         if svc.selector:
             key, value = svc.selector[0]
             selectors[(svc.namespace, key, value)].append(svc.selector)
+    # Per namespace, the (label, value) every selector's first pair names: an entry
+    # carrying none of them cannot be selected, and most carry none (a burst of
+    # changes touches tens of services of thousands).
+    firsts: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    for namespace, key, value in selectors:
+        firsts[namespace].append((key, value))
     relevant: dict[str, list[Resource]] = defaultdict(list)
     for res in workloads:
         namespace = res.namespace
-        if namespace not in namespaces:
+        pairs = firsts.get(namespace)
+        if pairs is None:
             continue
-        labels = {**res.metadata.labels, **(getattr(res.spec, "labels", None) or {})}
+        own = getattr(res.spec, "labels", None) or {}
+        meta = res.metadata.labels
+        if not any(own.get(k, meta.get(k)) == v for k, v in pairs):
+            continue
+        labels = {**meta, **own}
         if any(
             all(labels.get(k) == v for k, v in selector)
             for item in labels.items()

@@ -48,3 +48,20 @@ def test_what_a_whole_generation_did_not_use_is_dropped() -> None:
     assert len(checker) == 1
     checker.check({CLUSTER_TYPE: {"b": B}})  # b back: decoded again
     assert checker.decoded == 3
+
+
+def test_an_endpoint_change_only_looks_the_wanted_names_up() -> None:
+    checker = ConsistencyChecker()
+    clusters = {"a": A, "b": B}
+    both = {"outbound|80||a": b"", "outbound|80||b": b""}
+    assert checker.check({CLUSTER_TYPE: clusters, ENDPOINT_TYPE: both}) == ()
+    decoded = checker.decoded
+    # The same cluster mapping with a new EDS set: b's load assignment is gone.
+    found = checker.check({CLUSTER_TYPE: clusters, ENDPOINT_TYPE: {"outbound|80||a": b""}})
+    assert found == (Violation(ENDPOINT_TYPE, ("outbound|80||b",)),)
+    assert checker.check({CLUSTER_TYPE: clusters, ENDPOINT_TYPE: both}) == ()
+    assert checker.decoded == decoded
+    # Another mapping with other contents is read for what it holds, not the cached pair's.
+    assert checker.check({CLUSTER_TYPE: {"a": A}, ENDPOINT_TYPE: {}}) == (
+        Violation(ENDPOINT_TYPE, ("outbound|80||a",)),
+    )
