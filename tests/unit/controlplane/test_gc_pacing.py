@@ -1,5 +1,5 @@
 """The control plane freezes what its pushes leave, as they happen; when the
-frozen set has doubled it walks everything once, so frozen cycles cannot pile up."""
+heap has doubled it walks everything once, so frozen cycles cannot pile up."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ class _Server:
     def __init__(self) -> None:
         self.pushes = 0
         self.busy = False
+        self.heap = 1000  # the heap's size, as the pacer measures it
 
 
 @pytest.fixture
@@ -38,7 +39,12 @@ def test_freezes_once_per_check_with_activity(unfrozen: None) -> None:
     now = [100.0]
     server = _Server()
     gc.freeze()  # as the control plane does at start: what it loaded
-    pacer = GcPacer(lambda: server.pushes, lambda: server.busy, clock=lambda: now[0])
+    pacer = GcPacer(
+        lambda: server.pushes,
+        lambda: server.busy,
+        clock=lambda: now[0],
+        heap_size=lambda: server.heap,
+    )
     assert pacer.step() is None  # nothing done yet
     frozen = gc.get_freeze_count()
     created = [[] for _ in range(1000)]  # objects the collector tracks
@@ -50,18 +56,23 @@ def test_freezes_once_per_check_with_activity(unfrozen: None) -> None:
     assert pacer.freezes == 1 and pacer.sweeps == 0
 
 
-def test_a_sweep_frees_frozen_cycles_once_the_frozen_set_doubled(unfrozen: None) -> None:
+def test_a_sweep_frees_frozen_cycles_once_the_heap_doubled(unfrozen: None) -> None:
     now = [0.0]
     server = _Server()
     pacer = GcPacer(
-        lambda: server.pushes, lambda: server.busy, sweep_quiet=1.0, clock=lambda: now[0]
+        lambda: server.pushes,
+        lambda: server.busy,
+        sweep_quiet=1.0,
+        clock=lambda: now[0],
+        heap_size=lambda: server.heap,
     )
 
     node = _Node()
     node.other = node  # a cycle: only the collector can free it
     alive = weakref.ref(node)
     server.pushes += 1
-    assert pacer.step() == "freeze"  # from nothing frozen at start: a sweep is due
+    server.heap = 2500  # more than doubled since start: a sweep is due
+    assert pacer.step() == "freeze"
     del node
     gc.collect()
     assert alive() is not None, "a frozen cycle is out of the collector's sight"
@@ -77,9 +88,33 @@ def test_a_sweep_frees_frozen_cycles_once_the_frozen_set_doubled(unfrozen: None)
 
     now[0] += 2.0
     server.pushes += 1
+    server.heap = 4000  # grown, not doubled since the sweep (at 2500): none due
     assert pacer.step() == "freeze"
     now[0] += 2.0
-    assert pacer.step() is None  # it has not doubled since the sweep: none due
+    assert pacer.step() is None
+
+
+def test_under_changes_that_never_pause_a_due_sweep_runs_anyway(unfrozen: None) -> None:
+    now = [0.0]
+    server = _Server()
+    server.heap = 1
+    pacer = GcPacer(
+        lambda: server.pushes,
+        lambda: True,
+        sweep_within=30.0,
+        clock=lambda: now[0],
+        heap_size=lambda: server.heap,
+    )
+    server.heap = 3  # tripled: a sweep is due from the first push
+    done = []
+    for _ in range(400):  # a push every 100 ms for 40 s, always busy
+        server.pushes += 1
+        now[0] += 0.1
+        done.append(pacer.step())
+    assert done[0] == "freeze"
+    assert done.count("sweep") == 1
+    assert done.index("sweep") == 300  # 30 s later, between two pushes
+    assert pacer.sweeps == 1
 
 
 SERVICE = """
