@@ -23,6 +23,19 @@ Istio debounces every push (``PILOT_DEBOUNCE_AFTER`` 100 ms,
 ``PILOT_DEBOUNCE_MAX`` 10 s); Pilotfish's stores already gather the writes of
 one poll or watch batch into one revision, which is one event here.
 
+With ``cost_ratio``, the quiet period grows with what a run costs: it is at
+least ``cost_ratio`` times the last run's duration (the xDS server uses 1,
+``PUSH_COST_RATIO``). A push to a few proxies takes milliseconds and keeps the
+100 ms; a push to a thousand takes 0.1-0.5 s, and each one also costs a
+thousand ACKs to read and a thousand responses for the proxies to apply.
+Under 100 endpoint changes a second at 1000 x 1000 the fixed 100 ms let
+pushes run back to back (about 3.8 a second) with the control plane at one
+core. With the cost rule they came about once a second, the control plane
+used 0.72 cores instead of 0.93, p99 convergence went from 3.8-5.6 s to
+3.0-3.3 s (p50 about 2 s in both) and peak RSS from 465-518 to 366-370 MiB.
+Three times the push's cost made pushes rarer still and p50 later (2.7-3.0
+s). An isolated change still goes at once: it comes after the longer rest.
+
 ``BuildPacer`` paces the step before a push, building a snapshot from the
 store, under a steady stream of revisions (see its docstring): a build nobody
 pushes is pure cost, and at 1000 services one costs ~0.1 s of the event loop.
@@ -40,7 +53,11 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
-__all__ = ["BuildPacer", "Clock", "Debouncer", "MonotonicClock"]
+__all__ = ["PUSH_COST_RATIO", "BuildPacer", "Clock", "Debouncer", "MonotonicClock"]
+
+#: The xDS server's ``cost_ratio``: under a burst, a push to a thousand proxies
+#: is followed by a rest as long as it took, not by the next push (module docstring).
+PUSH_COST_RATIO = 1.0
 
 _log = logging.getLogger("pilotfish.xds")
 
@@ -72,8 +89,10 @@ class Debouncer:
 
     The callback fires ``quiet_period`` seconds after the last event, but no
     later than ``max_delay`` seconds after the first event not yet handled;
-    with ``leading``, at once for an event that finds it idle (see the module
-    docstring). Runs never overlap; events during a run cause exactly one more run.
+    with ``leading``, at once for an event that finds it idle; with
+    ``cost_ratio``, the quiet period is at least that many times the last run's
+    duration (see the module docstring). Runs never overlap; events during a
+    run cause exactly one more run.
     Exceptions from the callback are logged and do not stop later runs.
     Must be used from within one running event loop.
     """
@@ -86,11 +105,14 @@ class Debouncer:
         clock: Clock | None = None,
         *,
         leading: bool = False,
+        cost_ratio: float = 0.0,
     ) -> None:
-        if quiet_period < 0 or max_delay < 0:
-            raise ValueError("quiet_period and max_delay must be >= 0")
+        if quiet_period < 0 or max_delay < 0 or cost_ratio < 0:
+            raise ValueError("quiet_period, max_delay and cost_ratio must be >= 0")
         self._callback = callback
+        self._base_quiet = quiet_period
         self._quiet_period = quiet_period
+        self._cost_ratio = cost_ratio
         self._max_delay = max(max_delay, 0.0)
         self._clock: Clock = clock if clock is not None else MonotonicClock()
         self._first_event: float | None = None  # first event not yet handled by a run
@@ -115,6 +137,11 @@ class Debouncer:
     def running(self) -> bool:
         """True while the callback is executing."""
         return self._running
+
+    @property
+    def quiet_period(self) -> float:
+        """The quiet period in force: the configured one, or more after a costly run."""
+        return self._quiet_period
 
     @property
     def runs(self) -> int:
@@ -175,13 +202,15 @@ class Debouncer:
                 self._immediate = False
                 self._running = True
                 self._runs += 1
+                started = self._clock.now()
                 try:
                     await self._callback()
                 except Exception:
                     _log.exception("debounced callback failed")
                 finally:
                     self._running = False
-                    self._last_run_end = self._clock.now()
+                    self._last_run_end = end = self._clock.now()
+                    self._quiet_period = max(self._base_quiet, self._cost_ratio * (end - started))
         finally:
             # No await between the loop's exit test and here, so a trigger()
             # cannot slip in and be left without a runner.

@@ -153,6 +153,8 @@ async def test_close_drops_pending_events() -> None:
 def test_rejects_negative_periods() -> None:
     with pytest.raises(ValueError):
         Debouncer(Recorder(FakeClock()), quiet_period=-1, max_delay=1)
+    with pytest.raises(ValueError):
+        Debouncer(Recorder(FakeClock()), quiet_period=0.1, max_delay=1, cost_ratio=-1)
 
 
 async def test_leading_runs_an_idle_first_event_at_once() -> None:
@@ -214,6 +216,39 @@ async def test_leading_events_during_a_run_cause_one_more_debounced_run() -> Non
     assert rec.fired_at == [0.0, 0.5]
     await clock.advance(2.0)
     assert deb.runs == 2
+
+
+async def test_cost_ratio_lengthens_the_quiet_period_after_a_costly_run() -> None:
+    clock = FakeClock()
+    rec = Recorder(clock, run_for=0.25)
+    deb = Debouncer(
+        rec, quiet_period=0.125, max_delay=2.0, clock=clock, leading=True, cost_ratio=2.0
+    )
+    deb.trigger()
+    await clock.advance(0.25)  # the leading run took 0.25: quiet for 0.5 from now on
+    assert rec.fired_at == [0.0] and deb.quiet_period == 0.5
+    await clock.advance(0.25)
+    deb.trigger()  # 0.25 after the run: not rested for 0.5, so debounced
+    await clock.advance(0.375)
+    assert rec.fired_at == [0.0]  # 0.125 (the base) would have fired by now
+    await clock.advance(0.125)
+    assert rec.fired_at == [0.0, 0.5 + 0.5]
+    await clock.advance(0.25)  # that run took 0.25 too
+    await clock.advance(1.0)
+    deb.trigger()  # isolated: long rested, so at once
+    await settle()
+    assert rec.fired_at == [0.0, 1.0, 2.25]
+
+
+async def test_cost_ratio_keeps_the_configured_quiet_period_after_cheap_runs() -> None:
+    clock = FakeClock()
+    rec = Recorder(clock, run_for=0.01)
+    deb = Debouncer(
+        rec, quiet_period=0.125, max_delay=1.0, clock=clock, leading=True, cost_ratio=3.0
+    )
+    deb.trigger()
+    await clock.advance(0.01)
+    assert deb.quiet_period == 0.125
 
 
 # -- BuildPacer: when the next snapshot build may start --------------------------------

@@ -67,7 +67,7 @@ from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf.json_format import MessageToDict
 from prometheus_client import CollectorRegistry
 
-from pilotfish.xds.debounce import Clock, Debouncer
+from pilotfish.xds.debounce import PUSH_COST_RATIO, Clock, Debouncer
 from pilotfish.xds.server.connections import (
     ConnectionListener,
     notify_connected,
@@ -210,7 +210,12 @@ class XdsServer:
         self._loop = asyncio.get_running_loop()
         # Leading: an isolated change is pushed at once, a burst still merged.
         self._debouncer = Debouncer(
-            self._push_all, self._quiet_period, self._max_delay, self._clock, leading=True
+            self._push_all,
+            self._quiet_period,
+            self._max_delay,
+            self._clock,
+            leading=True,
+            cost_ratio=PUSH_COST_RATIO,
         )
         bound = 0
         if port is not None:
