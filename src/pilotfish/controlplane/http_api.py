@@ -39,7 +39,6 @@ from pilotfish.controlplane.settings import ControlPlaneSettings
 from pilotfish.ir.dump import redact
 from pilotfish.store import Store
 from pilotfish.xds.server import XdsServer
-from pilotfish.xds.server.status import ProxyStatus
 from pilotfish.xds.types import TYPE_SHORT_NAMES
 
 __all__ = ["ControlPlaneView", "HttpApi", "decode_resource"]
@@ -69,14 +68,6 @@ def decode_resource(data: bytes) -> dict[str, Any]:
     msg = any_pb2.Any.FromString(data)
     out: dict[str, Any] = redact(json_format.MessageToDict(msg, preserving_proto_field_name=True))
     return out
-
-
-def _waiting_for_ack(status: ProxyStatus) -> bool:
-    """Some type was sent and the proxy has neither ACKed nor NACKed that version yet."""
-    return any(
-        t.sent_version and t.sent_version not in (t.acked_version, t.nack_version)
-        for t in status.types.values()
-    )
 
 
 class HttpApi:
@@ -133,7 +124,7 @@ class HttpApi:
         store = self._cp.store.revision
         snapshot = self._cp.generator.snapshot.revision
         pending = self._cp.xds.push_pending
-        behind = [s.proxy_id for s in self._cp.xds.status() if _waiting_for_ack(s)]
+        behind = self._cp.xds.proxies_behind()
         return web.json_response(
             {
                 "store_revision": store,

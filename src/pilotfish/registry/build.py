@@ -370,18 +370,20 @@ def reselect_workloads(
     # Per namespace, the (label, value) every selector's first pair names: an entry
     # carrying none of them cannot be selected, and most carry none (a burst of
     # changes touches tens of services of thousands).
-    firsts: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    # Kept as label -> values: the selectors mostly share one label key (``app``),
+    # so each entry costs a lookup or two, not one comparison per affected service.
+    firsts: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
     for namespace, key, value in selectors:
-        firsts[namespace].append((key, value))
+        firsts[namespace][key].add(value)
     relevant: dict[str, list[Resource]] = defaultdict(list)
     for res in workloads:
         namespace = res.namespace
-        pairs = firsts.get(namespace)
-        if pairs is None:
+        wanted = firsts.get(namespace)
+        if wanted is None:
             continue
         own = getattr(res.spec, "labels", None) or {}
         meta = res.metadata.labels
-        if not any(own.get(k, meta.get(k)) == v for k, v in pairs):
+        if not any(own.get(k, meta.get(k)) in values for k, values in wanted.items()):
             continue
         labels = {**meta, **own}
         if any(

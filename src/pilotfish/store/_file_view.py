@@ -211,7 +211,7 @@ class FileView(Store):
         keeps every file's set of objects replace them in place (``_merge.update``)
         instead of merging and sorting every file again."""
         if changes is not None:
-            delta = {path: (before, self._good_of(path)) for path, before in changes.items()}
+            delta = {p: (before, self._reuse_unchanged(p, before)) for p, before in changes.items()}
             merged = update(self._merged, delta)
             if merged is not None:
                 return self._take_update(merged, delta)
@@ -228,6 +228,24 @@ class FileView(Store):
             self._bump()
         return changed
 
+    def _reuse_unchanged(
+        self, path: str, before: tuple[Resource, ...] | None
+    ) -> tuple[Resource, ...] | None:
+        """The file's objects, with each that reads exactly as before (content,
+        source, lines and spelling) replaced by the previous object, which is
+        then also what the file contributes. A file of several documents is
+        re-read whole when one of them changes; kept identity lets every
+        consumer that compares objects (converters' caches, the snapshot's
+        incremental paths) pass the others by an identity check."""
+        state = self._files.get(path)
+        after = state.good if state is not None else None
+        if state is None or not before or not after or after is before:
+            return after
+        previous = {r.key: r for r in before}
+        kept = tuple(_same_reading(previous.get(r.key), r) for r in after)
+        state.good = kept
+        return kept
+
     def _take_update(self, merged: Merged, delta: _Delta) -> bool:
         """Adopt an in-place update: the same keys, so ``list()``'s order stands."""
         old = self._merged.objects
@@ -236,7 +254,8 @@ class FileView(Store):
         for _, after in delta.values():
             for resource in after or ():
                 key = resource.key
-                changed = changed or not same_content(old[key], resource)
+                was = old[key]
+                changed = changed or (was is not resource and not same_content(was, resource))
                 ordered[self._positions[key]] = resource
         self._merged = merged
         self._ordered = tuple(ordered)
@@ -257,3 +276,16 @@ class FileView(Store):
     def _directories_seen(self, directories: tuple[str, ...], links: bool) -> None:
         """A full scan walked ``directories``, and found a file reached through a
         symbolic link if ``links`` (a watcher re-syncs its watches)."""
+
+
+def _same_reading(previous: Resource | None, resource: Resource) -> Resource:
+    """``previous`` if ``resource`` reads exactly as it did, else ``resource``."""
+    if (
+        previous is not None
+        and previous.source == resource.source
+        and previous.lines == resource.lines
+        and previous.raw == resource.raw
+        and same_content(previous, resource)
+    ):
+        return previous
+    return resource

@@ -65,3 +65,30 @@ def test_the_ingress_converter_sees_a_new_gateway_address() -> None:
     [status] = after.statuses.values()
     assert status == {"loadBalancer": {"ingress": [{"ip": "10.1.2.3"}]}}
     assert convert_ingresses((*ingress, *entry, *_load(VS)), ctx) is after
+
+
+def test_a_same_length_list_is_checked_where_it_differs_only() -> None:
+    calls: list[int] = []
+    asked: list[str] = []
+
+    def convert(resources: tuple[Resource, ...], ctx: ConversionContext) -> Conversion:
+        calls.append(len(resources))
+        return Conversion()
+
+    def reads(resource: Resource) -> bool:
+        asked.append(resource.name)
+        return resource.kind == "Ingress"
+
+    cached = memoized(reads, convert)
+    ingress, vs, entry = _load(INGRESS), _load(VS), _load(ENTRY)
+    ctx = ConversionContext()
+    first = cached((*ingress, *vs, *entry), ctx)
+    asked.clear()
+    # Another VirtualService object in the same place: only it (old and new) is asked.
+    again = cached((*ingress, *_load(VS.replace("other]", "other, more]")), *entry), ctx)
+    assert again is first and asked == ["other", "other"] and calls == [1]
+    # An equal but new Ingress object is asked about, and compared: still no conversion.
+    assert cached((*_load(INGRESS), *vs, *entry), ctx) is first and calls == [1]
+    # A changed Ingress in the same place is converted.
+    changed = cached((*_load(INGRESS.replace("number: 80", "number: 81")), *vs, *entry), ctx)
+    assert changed is not first and calls == [1, 1]

@@ -148,3 +148,34 @@ def test_present_names_of_a_composed_set_are_kept_for_the_next_stream() -> None:
     assert both.present(names) is both.present(names)  # the same subscription object
     assert both.present(frozenset({"b"})) == {"b"}  # another question, answered anew
     assert ResourceSet(CLUSTER_TYPE, {}).present(names) == frozenset()
+
+
+def test_one_push_plans_a_response_once_for_streams_at_the_same_point() -> None:
+    eds = ResourceSet(ENDPOINT_TYPE, {n: cla(n) for n in ("a", "b", "c")})
+    moved = ResourceSet(ENDPOINT_TYPE, {**eds.resources, "b": cla("b", address="10.0.0.9")})
+    name_sets: dict[frozenset[str], frozenset[str]] = {}
+
+    def subscribed(*names: str) -> DeltaStreamState:
+        state = DeltaStreamState([ENDPOINT_TYPE], name_sets=name_sets)
+        state.update({ENDPOINT_TYPE: eds})
+        state.receive(DeltaRequest(ENDPOINT_TYPE, subscribe=names), now=0)
+        return state
+
+    same = [subscribed("a", "b"), subscribed("b", "a")]
+    other = subscribed("b", "c")
+    behind = subscribed("a", "b")
+    diffs = DiffCache()
+    # ``behind`` missed an earlier change of ``a``: it is synced to another set.
+    behind.update({ENDPOINT_TYPE: ResourceSet(ENDPOINT_TYPE, {**eds.resources})})
+    (first,), (second,) = (s.update({ENDPOINT_TYPE: moved}, diffs) for s in same)
+    assert first is second and first.names == ("b",) and first.shared
+    (own,) = other.update({ENDPOINT_TYPE: moved}, diffs)
+    assert own is not first and own.names == ("b",) and own.nonce == first.nonce
+    (late,) = behind.update({ENDPOINT_TYPE: moved}, diffs)
+    assert late is not first and late.names == ("b",)
+    for state in (*same, other):
+        ack = state.receive(DeltaRequest(ENDPOINT_TYPE, response_nonce=first.nonce), now=1)
+        assert ack.kind is RequestKind.ACK
+        assert state.types[ENDPOINT_TYPE].acked_version == moved.version
+    # Nothing more for anyone: the shared plan moved each stream to the new set.
+    assert all(s.update({ENDPOINT_TYPE: moved}, DiffCache()) == [] for s in (*same, other))

@@ -73,6 +73,13 @@ async def test_pushz_waits_for_the_build_the_push_and_the_ack(tmp_path: Path) ->
             assert not state["converged"]
             await client.ack(second)
             await apoll(lambda: _converged(session, cp), "the second ACK", 10, ignore=())
+
+            # A rejected version counts as answered: the proxy keeps its last good one.
+            (config / "c.yaml").write_text(SERVICE % ("c", "c"))
+            third = await client.recv()
+            assert (await _pushz(session, cp))["proxies_behind"] == ["web-1.default"]
+            await client.nack(third, "rejected on purpose")
+            await apoll(lambda: _converged(session, cp), "the NACK to count", 10, ignore=())
             client.cancel()
     finally:
         await cp.close()

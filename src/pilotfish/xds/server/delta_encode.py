@@ -26,7 +26,6 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterable
 
-from pilotfish.xds.server.delta_stream import shared_nonce
 from pilotfish.xds.server.encode import ResponseEncoder
 from pilotfish.xds.server.state import Response
 from pilotfish.xds.types import ResourceSet
@@ -108,10 +107,8 @@ class DeltaResponseEncoder(ResponseEncoder):
         source = response.source
         if response.names is not None and response.resource_count <= _UNSHARED_NAMES:
             return super().encode(response)  # a small update: cheaper to build again
-        if response.nonce != shared_nonce(
-            response.type_url, source, response.names, response.removed
-        ):
-            return super().encode(response)  # not planned by DeltaStreamState
+        if not response.shared:
+            return super().encode(response)  # its nonce is this stream's own
         key = (id(source), response.nonce)
         entry = self._frames.get(key)
         if entry is not None and entry[0] is source:

@@ -334,7 +334,20 @@ class DeltaStreamState(StreamStateBase):
             # A fresh wildcard subscription: the whole set, one shared encoding.
             self._initial.pop(ts.type_url, None)
             ts.synced = cur
-            return self._emit_delta(ts, cur, None, [])
+            return self._record(ts, _delta_response(ts.type_url, cur, None, ()))
+        if base is not None and not added and diffs is not None:
+            # A push: streams with the same subscription and sync point get the very
+            # same response, planned once (the names, their digest, the Response).
+            synced_base = base
+            plan = diffs.shared(
+                f"{ts.type_url}{'*' if ts.wildcard else ''}",
+                (synced_base, cur, ts.names),
+                lambda: self._synced_plan(ts, synced_base, cur, diffs),
+            )
+            ts.synced = cur
+            if ts.type_url == CLUSTER_TYPE:
+                self._rewarm = plan.rewarm
+            return None if plan.response is None else self._record(ts, plan.response)
         if base is None:
             changed, removed = self._against_inventory(ts, cur)
             changed.update(n for n in added if n in cur.resources)
@@ -344,12 +357,26 @@ class DeltaStreamState(StreamStateBase):
                 ts.sent_version = ts.acked_version = cur.version
         else:
             changed, removed = self._against_synced(ts, base, cur, added, diffs)
+            if ts.type_url == CLUSTER_TYPE:
+                self._rewarm = frozenset(n for n in changed if n in base.resources)
+            changed.update(n for n in added if n in cur.resources)
             must_answer = False
         ts.synced = cur
         if not (changed or removed or must_answer):
             return None
-        whole = len(changed) == len(cur.resources)
-        return self._emit_delta(ts, cur, None if whole else sorted(changed), sorted(removed))
+        return self._record(ts, _delta_response(ts.type_url, cur, changed, removed))
+
+    def _synced_plan(
+        self, ts: TypeState, base: ResourceSet, cur: ResourceSet, diffs: DiffCache
+    ) -> _SyncedPlan:
+        """A push's response for ``ts``'s subscription, synced to ``base`` until now."""
+        changed, removed = self._against_synced(ts, base, cur, frozenset(), diffs)
+        rewarm: frozenset[str] = frozenset()
+        if ts.type_url == CLUSTER_TYPE:
+            rewarm = frozenset(n for n in changed if n in base.resources)
+        if not (changed or removed):
+            return _SyncedPlan(None, rewarm)
+        return _SyncedPlan(_delta_response(ts.type_url, cur, changed, removed), rewarm)
 
     def _against_inventory(self, ts: TypeState, cur: ResourceSet) -> tuple[set[str], set[str]]:
         """First plan after subscribing: what differs from what the client says it holds."""
@@ -374,38 +401,56 @@ class DeltaStreamState(StreamStateBase):
         added: frozenset[str],
         diffs: DiffCache | None,
     ) -> tuple[set[str], set[str]]:
-        """What changed since the set the client was last brought in sync with."""
-        resources = cur.resources
+        """What changed since the set the client was last brought in sync with
+        (``added``, names just subscribed, are not included)."""
         diff = diffs.changed(base, cur) if diffs is not None else _changed(base, cur)
         vanished = diffs.removed(base, cur) if diffs is not None else gone(base, cur)
         if ts.wildcard:
-            changed = set(diff)
-            removed = set(vanished)
-        else:
-            names = ts.names
-            changed = {n for n in diff if n in names}
-            removed = {n for n in vanished if n in names}
-        if ts.type_url == CLUSTER_TYPE:
-            before = base.resources
-            self._rewarm = frozenset(n for n in changed if n in before)
-        changed.update(n for n in added if n in resources)
-        return changed, removed
+            return set(diff), set(vanished)
+        names = ts.names
+        return {n for n in diff if n in names}, {n for n in vanished if n in names}
 
-    def _emit_delta(
-        self, ts: TypeState, cur: ResourceSet, names: list[str] | None, removed: list[str]
-    ) -> Response:
-        # The nonce is derived from what the response carries, never from a counter:
-        # streams sent the same response share its nonce, so the encoder writes one
-        # frame for all of them (see ``delta_encode``). On one stream it is still
-        # unique among the responses awaiting an answer: a repeat would carry
-        # exactly the same content.
-        nonce = shared_nonce(ts.type_url, cur, names, removed)
-        response = self._emit(ts, cur, names, removed, nonce)
+    def _record(self, ts: TypeState, response: Response) -> Response:
+        """Note ``response`` as sent on this stream, awaiting its ACK."""
+        ts.sent_version = response.version
+        ts.sent_nonce = response.nonce
         in_flight = self._in_flight[ts.type_url]
         in_flight[response.nonce] = response.version
         while len(in_flight) > _MAX_IN_FLIGHT:
             in_flight.popitem(last=False)
         return response
+
+
+@dataclass(frozen=True, slots=True)
+class _SyncedPlan:
+    """What a push sends every stream with one subscription and sync point."""
+
+    response: Response | None
+    rewarm: frozenset[str]  # CDS: changed clusters the client held (re-sent endpoints)
+
+
+def _delta_response(
+    type_url: str, cur: ResourceSet, changed: Iterable[str] | None, removed: Iterable[str]
+) -> Response:
+    """The response carrying ``changed`` (None or all of ``cur``: the whole set) and
+    naming ``removed``. Its nonce is derived from what it carries, never from a
+    counter: streams sent the same response share its nonce, so the encoder writes
+    one frame for all of them (see ``delta_encode``). On one stream it is still
+    unique among the responses awaiting an answer: a repeat would carry exactly
+    the same content."""
+    names = None if changed is None else tuple(sorted(changed))
+    if names is not None and len(names) == len(cur.resources):
+        names = None
+    gone_names = tuple(sorted(removed))
+    return Response(
+        type_url=type_url,
+        version=cur.version,
+        nonce=shared_nonce(type_url, cur, names, gone_names),
+        source=cur,
+        names=names,
+        removed=gone_names,
+        shared=True,
+    )
 
 
 def shared_nonce(

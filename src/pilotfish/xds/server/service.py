@@ -87,6 +87,7 @@ from pilotfish.xds.server.state import (
     RequestKind,
     RequestOutcome,
     StreamStateBase,
+    TypeState,
 )
 from pilotfish.xds.server.status import ProxyStatus, type_statuses
 from pilotfish.xds.server.stream import ProxyStream, WriteLimiter
@@ -324,6 +325,17 @@ class XdsServer:
             )
             for s in sorted(self._newest_streams().values(), key=lambda s: s.proxy_id)
         ]
+
+    def proxies_behind(self) -> list[str]:
+        """Proxy ids (newest stream each, sorted) with some type sent and neither
+        ACKed nor NACKed in that version yet. Reads the stream states directly:
+        ``/debug/pushz`` asks this while a large mesh converges, and building
+        every proxy's full status for it cost milliseconds per call."""
+        return sorted(
+            stream.proxy_id
+            for stream in self._newest_streams().values()
+            if any(_awaiting_answer(ts) for ts in stream.state.types.values())
+        )
 
     def _inconsistencies(self, view: object) -> tuple[Mapping[str, object], ...]:
         """What the generator found missing from ``view``'s configuration (optional
@@ -598,6 +610,13 @@ class XdsServer:
         if cached is None:
             cached = memo[view] = self._generator.generate(view)
         return cached
+
+
+def _awaiting_answer(ts: TypeState) -> bool:
+    sent = ts.sent_version
+    if not sent or sent == ts.acked_version:
+        return False
+    return ts.nack is None or sent != ts.nack.version
 
 
 def _authorized(stream: ProxyStream, sets: Mapping[str, ResourceSet]) -> Mapping[str, ResourceSet]:

@@ -64,8 +64,9 @@ thousands of resources per stream.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar, cast
 
 from pilotfish.xds.types import ADS_ORDER, CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ResourceSet
 
@@ -87,6 +88,8 @@ __all__ = [
 WILDCARD = "*"
 
 # Types whose every response must be the complete state of the world.
+_T = TypeVar("_T")
+
 _FULL_STATE_TYPES = frozenset({CLUSTER_TYPE, LISTENER_TYPE})
 
 # A hostile client could send endless distinct type URLs; remember a bounded
@@ -143,6 +146,9 @@ class Response:
     names: tuple[str, ...] | None = None
     # Delta xDS only: names the client holds that no longer exist, sorted.
     removed: tuple[str, ...] = ()
+    # Delta xDS only: the nonce is derived from the content (``shared_nonce``), so
+    # every stream sent this response gets the same bytes (one encoding for all).
+    shared: bool = False
 
     @property
     def resource_count(self) -> int:
@@ -187,11 +193,27 @@ class DiffCache:
     drop the cache when the push is done.
     """
 
-    __slots__ = ("_entries", "_gone")
+    __slots__ = ("_entries", "_gone", "_shared")
 
     def __init__(self) -> None:
         self._entries: dict[tuple[int, int], tuple[ResourceSet, ResourceSet, frozenset[str]]] = {}
         self._gone: dict[tuple[int, int], tuple[ResourceSet, ResourceSet, frozenset[str]]] = {}
+        self._shared: dict[tuple[object, ...], tuple[tuple[object, ...], object]] = {}
+
+    def shared(self, key: str, anchors: tuple[object, ...], make: Callable[[], _T]) -> _T:
+        """``make()``, once per push for ``key`` and the very objects ``anchors``.
+
+        Streams with the same view plan the same response from the same sets;
+        the first one computes it and the others take it. The anchors are kept
+        alive with the value, so their ids are not reused while it is cached.
+        """
+        ident = (key, *map(id, anchors))
+        entry = self._shared.get(ident)
+        if entry is not None and all(a is b for a, b in zip(entry[0], anchors, strict=True)):
+            return cast(_T, entry[1])
+        value = make()
+        self._shared[ident] = (anchors, value)
+        return value
 
     def changed(self, old: ResourceSet, new: ResourceSet) -> frozenset[str]:
         """Names in ``new`` that are absent from ``old`` or have different bytes."""
