@@ -184,8 +184,10 @@ def compose_documents(text: str, limits: ParseLimits = DEFAULT_LIMITS) -> Iterat
             return
         except ParseLimitError:
             raise  # the same events, so the pure-Python parser would cross it too
-        except Exception:  # any other error: PyYAML's own parser says what is wrong
-            pass
+        except Exception as exc:  # any other error: PyYAML's own parser says what is wrong
+            cut = _libyaml_depth_cut(exc, limits)
+            if cut is not None:
+                _cross_depth_before(text[:cut], limits)
     for index, root in enumerate(_compose_stream(yaml.SafeLoader(text), text, limits)):
         if index >= handed_out:
             yield root
@@ -197,6 +199,47 @@ _FAST_LOADER: type[yaml.SafeLoader] | None = getattr(yaml, "CSafeLoader", None)
 # plain scalar that PyYAML refuses, and reads a byte-order mark inside the text
 # differently. Texts holding one are PyYAML's alone.
 _PYYAML_ONLY = ("\t", "\ufeff")
+
+
+# libyaml refuses flow collections nested deeper than this, before its first event.
+_LIBYAML_MAX_NESTING = 1000
+
+
+def _libyaml_depth_cut(exc: Exception, limits: ParseLimits) -> int | None:
+    """Where libyaml stopped for nesting too deep (its own limit, beyond ours), if so.
+
+    libyaml looks ahead for a possible implicit key before it hands out the
+    first event, so past 1000 flow levels it fails before our depth count could
+    refuse the text. PyYAML's scanner has no such limit, but its look-ahead
+    checks every open level per token: thousands of levels cost it seconds.
+    """
+    if limits.max_depth >= _LIBYAML_MAX_NESTING or not isinstance(exc, yaml.MarkedYAMLError):
+        return None
+    mark = exc.problem_mark
+    if mark is None or "maximum nesting depth" not in (exc.problem or ""):
+        return None
+    return int(mark.index)
+
+
+def _cross_depth_before(prefix: str, limits: ParseLimits) -> None:
+    """Compose ``prefix`` (the text up to where libyaml's nesting limit stopped it)
+    with libyaml, to raise the ParseLimitError our depth limit gives there.
+
+    Every level up to libyaml's limit is open at the cut, so the event crossing
+    our (smaller) limit comes before it, and the events up to that one are the
+    full text's: an open collection spans more than the 1024 characters an
+    implicit key may have, so no look-ahead past the cut could have changed
+    them. Any other outcome (an error before that event) returns, and the
+    caller composes the whole text with PyYAML's parser as for any error.
+    """
+    assert _FAST_LOADER is not None
+    try:
+        for _ in _compose_stream(_FAST_LOADER(prefix), prefix, limits):
+            pass
+    except ParseLimitError:
+        raise
+    except Exception:  # the caller's slow path reports this text
+        pass
 
 
 def _compose_stream(loader: yaml.SafeLoader, text: str, limits: ParseLimits) -> Iterator[yaml.Node]:

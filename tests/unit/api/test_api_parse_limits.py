@@ -137,6 +137,39 @@ def test_deep_nesting_is_refused_at_level_101(text: str, line: int) -> None:
     assert peak < 5
 
 
+BEYOND_LIBYAML = [
+    deep_json(5000),
+    deep_yaml_flow(5000),
+    "x: [" + "\n  [" * 2000 + "]" * 2000 + "]\n",  # the level crossing ours on line 100
+    "a: 1\n---\nb: " + "[" * 3000 + "x" + "]" * 3000 + "\n",  # a document before it
+    "k: [[[ [a, b]: c, " + "[" * 1500 + "]" * 1500 + "]]]",  # an implicit key on the way
+    'bad: "unterminated ' + "[" * 2000,  # not a nesting at all: a syntax error
+]
+
+
+@pytest.mark.parametrize("text", BEYOND_LIBYAML, ids=range(len(BEYOND_LIBYAML)))
+def test_nesting_beyond_libyaml_is_answered_as_pyyaml_would_without_it(
+    text: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # libyaml stops at 1000 flow levels before its first event; the prefix it
+    # read is composed again instead of the whole text by PyYAML's slow scanner.
+    fast = [d.format() for d in load_text(text, "deep.yaml").diagnostics]
+    monkeypatch.setattr(yamlcompose, "_libyaml_depth_cut", lambda exc, limits: None)
+    slow = [d.format() for d in load_text(text, "deep.yaml").diagnostics]
+    assert fast == slow and fast
+
+
+def test_nesting_beyond_libyaml_never_reaches_pyyaml_s_scanner(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def refuse(text: str) -> None:
+        raise AssertionError("the pure-Python parser was used")
+
+    monkeypatch.setattr(yamlcompose.yaml, "SafeLoader", refuse)
+    for text in BEYOND_LIBYAML[:3]:
+        assert "nesting deeper than 100 levels" in only_error(load_text(text, "deep.yaml"))
+
+
 def test_depth_100_is_accepted_and_101_refused() -> None:
     (root,) = compose_documents("[" * 100 + "]" * 100)
     assert isinstance(root, yaml.SequenceNode)
