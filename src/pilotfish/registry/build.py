@@ -367,11 +367,11 @@ def reselect_workloads(
         if svc.selector:
             key, value = svc.selector[0]
             selectors[(svc.namespace, key, value)].append(svc.selector)
-    # Per namespace, the (label, value) every selector's first pair names: an entry
-    # carrying none of them cannot be selected, and most carry none (a burst of
-    # changes touches tens of services of thousands).
-    # Kept as label -> values: the selectors mostly share one label key (``app``),
-    # so each entry costs a lookup or two, not one comparison per affected service.
+    # Per namespace, the (label, value) every selector's first pair names, as label
+    # -> values: an entry carrying none of them cannot be selected, and most carry
+    # none (a burst of changes touches tens of services of thousands). Selectors
+    # mostly share one label key (``app``), so an entry costs a lookup or two, not
+    # one comparison per affected service.
     firsts: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
     for namespace, key, value in selectors:
         firsts[namespace][key].add(value)

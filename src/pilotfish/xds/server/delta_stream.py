@@ -356,9 +356,9 @@ class DeltaStreamState(StreamStateBase):
                 # The client already holds this very set: it is in sync with it.
                 ts.sent_version = ts.acked_version = cur.version
         else:
-            changed, removed = self._against_synced(ts, base, cur, added, diffs)
+            changed, removed = self._against_synced(ts, base, cur, diffs)
             if ts.type_url == CLUSTER_TYPE:
-                self._rewarm = frozenset(n for n in changed if n in base.resources)
+                self._rewarm = _held_before(changed, base)
             changed.update(n for n in added if n in cur.resources)
             must_answer = False
         ts.synced = cur
@@ -370,10 +370,8 @@ class DeltaStreamState(StreamStateBase):
         self, ts: TypeState, base: ResourceSet, cur: ResourceSet, diffs: DiffCache
     ) -> _SyncedPlan:
         """A push's response for ``ts``'s subscription, synced to ``base`` until now."""
-        changed, removed = self._against_synced(ts, base, cur, frozenset(), diffs)
-        rewarm: frozenset[str] = frozenset()
-        if ts.type_url == CLUSTER_TYPE:
-            rewarm = frozenset(n for n in changed if n in base.resources)
+        changed, removed = self._against_synced(ts, base, cur, diffs)
+        rewarm = _held_before(changed, base) if ts.type_url == CLUSTER_TYPE else frozenset()
         if not (changed or removed):
             return _SyncedPlan(None, rewarm)
         return _SyncedPlan(_delta_response(ts.type_url, cur, changed, removed), rewarm)
@@ -398,11 +396,9 @@ class DeltaStreamState(StreamStateBase):
         ts: TypeState,
         base: ResourceSet,
         cur: ResourceSet,
-        added: frozenset[str],
         diffs: DiffCache | None,
     ) -> tuple[set[str], set[str]]:
-        """What changed since the set the client was last brought in sync with
-        (``added``, names just subscribed, are not included)."""
+        """What changed since the set the client was last brought in sync with."""
         diff = diffs.changed(base, cur) if diffs is not None else _changed(base, cur)
         vanished = diffs.removed(base, cur) if diffs is not None else gone(base, cur)
         if ts.wildcard:
@@ -427,6 +423,12 @@ class _SyncedPlan:
 
     response: Response | None
     rewarm: frozenset[str]  # CDS: changed clusters the client held (re-sent endpoints)
+
+
+def _held_before(changed: Iterable[str], base: ResourceSet) -> frozenset[str]:
+    """Changed clusters the client already held: re-created, they warm until their
+    load assignments come again, so those are re-sent even if unchanged."""
+    return frozenset(n for n in changed if n in base.resources)
 
 
 def _delta_response(

@@ -87,9 +87,9 @@ __all__ = [
 # Explicit wildcard name (xDS allows "*" as well as an empty first request).
 WILDCARD = "*"
 
-# Types whose every response must be the complete state of the world.
 _T = TypeVar("_T")
 
+# Types whose every response must be the complete state of the world.
 _FULL_STATE_TYPES = frozenset({CLUSTER_TYPE, LISTENER_TYPE})
 
 # A hostile client could send endless distinct type URLs; remember a bounded
@@ -353,17 +353,9 @@ class StreamStateBase:
         self._nonce_counter += 1
         return f"{self._nonce_prefix}{self._nonce_counter}"
 
-    def _emit(
-        self,
-        ts: TypeState,
-        cur: ResourceSet,
-        names: Sequence[str] | None,
-        removed: Sequence[str] = (),
-        nonce: str | None = None,
-    ) -> Response:
-        """Record and return the response; ``nonce`` None takes the stream's next one."""
-        if nonce is None:
-            nonce = self._next_nonce()
+    def _emit(self, ts: TypeState, cur: ResourceSet, names: Sequence[str] | None) -> Response:
+        """Record and return a response with the stream's next nonce (SotW)."""
+        nonce = self._next_nonce()
         ts.sent_version = cur.version
         ts.sent_nonce = nonce
         return Response(
@@ -372,7 +364,6 @@ class StreamStateBase:
             nonce=nonce,
             source=cur,
             names=None if names is None else tuple(names),
-            removed=tuple(removed),
         )
 
 
