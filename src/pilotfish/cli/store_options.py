@@ -7,8 +7,7 @@ from typing import Any
 
 import click
 
-from pilotfish.store.etcd_client import EtcdTls, parse_endpoints
-from pilotfish.store.etcd_keys import DEFAULT_PREFIX
+from pilotfish.store.etcd_target import DEFAULT_PREFIX, EtcdTls, parse_endpoints
 
 __all__ = ["STORE_OPTIONS", "StoreChoice", "store_choice", "store_options"]
 

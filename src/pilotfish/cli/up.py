@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
@@ -22,19 +22,20 @@ from pilotfish.cli.store_options import STORE_OPTIONS, store_choice
 from pilotfish.cli.up_node import node_argv, node_options, node_settings
 from pilotfish.control_plane_ports import CA_PORT, XDS_MTLS_PORT
 from pilotfish.model.mesh_config import MeshConfigError, load_mesh_config
-from pilotfish.runtime.addons import AddonError, parse_addons
 from pilotfish.runtime.image_map import ImageMapError, load_image_map
-from pilotfish.runtime.mesh import MeshRuntime, RuntimeStartError
 from pilotfish.runtime.network import transparent_supported
-from pilotfish.runtime.node_mode import NodeRuntime, node_mode_problem
 from pilotfish.runtime.podman import (
     CONTAINER_RUNTIMES,
     ContainerRuntime,
     container_runtime_problem,
 )
 from pilotfish.runtime.settings import PROFILES, RuntimeSettings
+from pilotfish.runtime.settings_checks import AddonError, node_mode_problem, parse_addons
 from pilotfish.runtime.state import process_alive, read_state
-from pilotfish.store.etcd_keys import DEFAULT_PREFIX
+from pilotfish.store.etcd_target import DEFAULT_PREFIX
+
+if TYPE_CHECKING:
+    from pilotfish.runtime.mesh import MeshRuntime
 
 __all__ = ["network_options", "resolve_mode", "run_foreground", "up"]
 
@@ -55,6 +56,10 @@ async def run_foreground(
     settings: RuntimeSettings, console: Console, after_start: object = None
 ) -> int:
     """Start the mesh, print where it is, run until SIGINT/SIGTERM, then stop it."""
+    # Imported here: the front of ``up --detach`` only checks flags and waits
+    # for the supervisor, and importing the runtime costs over a second of CPU.
+    from pilotfish.runtime.mesh import MeshRuntime, RuntimeStartError
+    from pilotfish.runtime.node_mode import NodeRuntime
 
     def progress(message: str) -> None:
         console.print(f"  {message}", highlight=False)

@@ -10,8 +10,8 @@ from typing import Any
 
 import click
 
-from pilotfish.runtime.remote_control_plane import parse_urls
 from pilotfish.runtime.settings import RuntimeSettings
+from pilotfish.runtime.settings_checks import parse_urls
 
 __all__ = ["node_argv", "node_options", "node_settings"]
 

@@ -9,8 +9,7 @@ from pilotfish.api.duration import parse_duration_ms
 from pilotfish.api.limits import DEFAULT_LIMITS, ParseLimits
 from pilotfish.control_plane_ports import CA_PORT, HTTP_API_PORT, XDS_MTLS_PORT, XDS_PORT
 from pilotfish.model.mesh_config import DEFAULT_MESH_CONFIG, MeshConfig
-from pilotfish.store.etcd_client import EtcdTls
-from pilotfish.store.etcd_keys import DEFAULT_PREFIX
+from pilotfish.store.etcd_target import DEFAULT_PREFIX, EtcdTls
 
 __all__ = ["GRACE_PERIOD_ENV", "ControlPlaneSettings"]
 

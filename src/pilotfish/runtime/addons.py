@@ -30,27 +30,13 @@ import aiohttp
 from pilotfish.agent.backoff import BackoffPolicy
 from pilotfish.runtime.process import PIDS_FILE, spawn, write_pid_record
 from pilotfish.runtime.restarts import RestartHooks, supervise_restarts
+from pilotfish.runtime.settings_checks import ADDONS, AddonError, parse_addons
 from pilotfish.runtime.supervised import ChildProcess, Supervised, stop_supervised
 
 __all__ = ["ADDONS", "AddonError", "AddonProcess", "AddonSpec", "parse_addons"]
 
 #: Every addon name ``--addons`` accepts, in start order.
-ADDONS: tuple[str, ...] = ("etcd", "prometheus", "tracing", "dashboard")
-
 log = logging.getLogger("pilotfish.runtime.addons")
-
-
-class AddonError(ValueError):
-    """An addon cannot be started (the message is meant for the user)."""
-
-
-def parse_addons(text: str) -> tuple[str, ...]:
-    """``"prometheus,dashboard"`` -> the names in start order; unknown names are errors."""
-    names = {n.strip() for n in text.split(",") if n.strip()}
-    unknown = sorted(names - set(ADDONS))
-    if unknown:
-        raise AddonError(f"unknown addon(s) {', '.join(unknown)}: choose from {', '.join(ADDONS)}")
-    return tuple(n for n in ADDONS if n in names)
 
 
 @dataclass(frozen=True, slots=True)

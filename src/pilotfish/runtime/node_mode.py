@@ -41,7 +41,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -60,6 +59,7 @@ from pilotfish.runtime.node_registrations import NodeRegistrations
 from pilotfish.runtime.pod import PodSpec
 from pilotfish.runtime.remote_control_plane import NodeConfig, RemoteControlPlane, RemoteError
 from pilotfish.runtime.settings import RuntimeSettings
+from pilotfish.runtime.settings_checks import node_mode_problem
 from pilotfish.runtime.state import MeshState
 from pilotfish.store import CompositeStore, FileStore, MemoryStore, Store
 
@@ -70,42 +70,6 @@ log = logging.getLogger("pilotfish.runtime.node")
 JOIN_TOKEN_TTL_S = 300.0  # a pod's agent spends it within seconds of being started
 SERVICES_POLL_S = 1.0
 _SERVICE_LISTS = ("/api/v1/services", "/apis/networking.istio.io/v1/serviceentries")
-_NODE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?$")
-
-
-def node_mode_problem(s: RuntimeSettings) -> str | None:
-    """Why these node-mode settings cannot run (None: they can)."""
-    if not s.node_mode:
-        return None
-    conflicts = [
-        ("--control-plane-replicas", s.control_plane_replicas != 1),
-        ("--addons", bool(s.enabled_addons)),
-        ("--config-store", s.config_store is not None),
-        ("--listen-address", bool(s.listen_addresses)),
-        ("--no-mtls", not s.mtls),
-        ("--dataplane ambient", s.dataplane == "ambient"),
-    ]
-    bad = [flag for flag, present in conflicts if present]
-    if bad:
-        return (
-            f"a node (--control-plane) runs only pods: {', '.join(bad)} belong to the host "
-            "that runs the control plane"
-        )
-    if s.mode != "transparent":
-        return (
-            "a node (--control-plane) needs transparent mode: other hosts reach its pods "
-            "at their own addresses"
-        )
-    if not s.remote_token_file:
-        return "a node (--control-plane) needs --api-token-file (the control plane's API token)"
-    if not _NODE_NAME.match(s.node_name):
-        return (
-            f"--node-name {s.node_name!r}: a node needs a name of 1-32 lowercase letters, "
-            "digits and '-' (its WorkloadEntries are named <pod>-<node>)"
-        )
-    if not s.manifests:
-        return "a node needs the manifests of the pods it runs"
-    return None
 
 
 def _service_resource(item: dict[str, Any]) -> Resource | None:

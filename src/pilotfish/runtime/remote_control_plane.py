@@ -29,6 +29,7 @@ import aiohttp
 from pilotfish.controlplane.api_token import ApiToken
 from pilotfish.controlplane.join_token_api import JOIN_TOKENS_PATH
 from pilotfish.controlplane.node_config_api import NODE_CONFIG_PATH
+from pilotfish.runtime.settings_checks import parse_urls
 
 __all__ = [
     "NodeConfig",
@@ -69,23 +70,6 @@ class NodeConfig:
     @property
     def ca_addresses(self) -> str:
         return ",".join(f"{r.host}:{r.ca_port}" for r in self.replicas)
-
-
-def parse_urls(text: str) -> tuple[str, ...]:
-    """``URL[,URL...]`` of HTTP APIs (``http://HOST:PORT``); ValueError if malformed."""
-    out: list[str] = []
-    for item in (part.strip() for part in text.split(",")):
-        if not item:
-            continue
-        parsed = urllib.parse.urlsplit(item)
-        if parsed.scheme not in ("http", "https") or not parsed.hostname:
-            raise ValueError(f"bad control-plane URL {item!r}: expected http://HOST:PORT")
-        if parsed.path not in ("", "/") or parsed.query:
-            raise ValueError(f"bad control-plane URL {item!r}: no path, just http://HOST:PORT")
-        out.append(item.rstrip("/"))
-    if not out:
-        raise ValueError("at least one control-plane URL is required")
-    return tuple(out)
 
 
 def _host(url: str) -> str:

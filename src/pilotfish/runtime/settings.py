@@ -7,8 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 from pilotfish.control_plane_ports import CA_PORT, XDS_MTLS_PORT
-from pilotfish.store.etcd_client import EtcdTls
-from pilotfish.store.etcd_keys import DEFAULT_PREFIX
+from pilotfish.store.etcd_target import DEFAULT_PREFIX, EtcdTls
 
 __all__ = ["PROFILES", "Profile", "RuntimeSettings"]
 

@@ -25,12 +25,12 @@ import asyncio
 import base64
 import http.client
 import json
-import ssl
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+
+from pilotfish.store.etcd_target import Endpoints, EtcdTls, host_in_url, parse_endpoints
 
 __all__ = [
     "Endpoints",
@@ -45,8 +45,6 @@ __all__ = [
 
 #: How long a blocking call may take before the endpoint counts as unreachable.
 DEFAULT_TIMEOUT = 5.0
-
-_SCHEMES = {"etcd": False, "etcds": True}
 
 
 class EtcdError(Exception):
@@ -65,58 +63,6 @@ class EtcdUnavailable(EtcdError):
     def __init__(self, message: str, code: int = 14, maybe_done: bool = False) -> None:
         super().__init__(message, code)
         self.maybe_done = maybe_done
-
-
-@dataclass(frozen=True, slots=True)
-class EtcdTls:
-    """Client TLS for ``etcds://``: the CA to verify etcd with, and our certificate."""
-
-    ca_file: str | None = None
-    cert_file: str | None = None
-    key_file: str | None = None
-
-    def context(self) -> ssl.SSLContext:
-        ctx = ssl.create_default_context(cafile=self.ca_file)
-        if self.cert_file:
-            ctx.load_cert_chain(self.cert_file, self.key_file)
-        return ctx
-
-
-@dataclass(frozen=True, slots=True)
-class Endpoints:
-    """Where etcd listens: ``(host, port)`` pairs, and whether to speak TLS."""
-
-    hosts: tuple[tuple[str, int], ...]
-    tls: bool = False
-
-    def urls(self) -> list[str]:
-        scheme = "https" if self.tls else "http"
-        return [f"{scheme}://{_host(h)}:{p}" for h, p in self.hosts]
-
-    def __str__(self) -> str:
-        scheme = "etcds" if self.tls else "etcd"
-        return f"{scheme}://" + ",".join(f"{_host(h)}:{p}" for h, p in self.hosts)
-
-
-def _host(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
-
-
-def parse_endpoints(text: str) -> Endpoints:
-    """``etcd://HOST:PORT[,HOST:PORT...]`` or ``etcds://...``; ValueError saying why not."""
-    scheme, sep, rest = text.partition("://")
-    if not sep or scheme not in _SCHEMES:
-        raise ValueError(
-            f"{text!r}: an etcd store is etcd://HOST:PORT[,HOST:PORT...] (etcds:// for TLS)"
-        )
-    hosts: list[tuple[str, int]] = []
-    for part in rest.rstrip("/").split(","):
-        host, colon, port_text = part.strip().rpartition(":")
-        host = host.strip("[]")
-        if not colon or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
-            raise ValueError(f"{text!r}: {part!r} is not HOST:PORT")
-        hosts.append((host, int(port_text)))
-    return Endpoints(tuple(hosts), _SCHEMES[scheme])
 
 
 def b64(data: str | bytes) -> str:
@@ -184,7 +130,7 @@ class EtcdClient:
             try:
                 conn.request("POST", path, data, {"Content-Type": "application/json"})
             except (OSError, http.client.HTTPException) as exc:
-                failures.append(f"{_host(host)}:{port}: {_reason(exc)}")
+                failures.append(f"{host_in_url(host)}:{port}: {_reason(exc)}")
                 conn.close()
                 continue
             try:
@@ -192,10 +138,10 @@ class EtcdClient:
             except TimeoutError:
                 # Sent, unanswered: a hung etcd may still apply it when it resumes.
                 sent = True
-                failures.append(f"{_host(host)}:{port}: no answer within {self._timeout:g} s")
+                failures.append(f"{host_in_url(host)}:{port}: no answer within {self._timeout:g} s")
                 continue
             except (OSError, http.client.HTTPException) as exc:
-                failures.append(f"{_host(host)}:{port}: {_reason(exc)}")
+                failures.append(f"{host_in_url(host)}:{port}: {_reason(exc)}")
                 continue
             finally:
                 conn.close()

@@ -13,10 +13,9 @@ from __future__ import annotations
 
 from pilotfish.api.kinds import KIND_INFO, kind_for_plural
 from pilotfish.api.resource import ResourceKey
+from pilotfish.store.etcd_target import DEFAULT_PREFIX
 
 __all__ = ["DEFAULT_PREFIX", "KeyLayout"]
-
-DEFAULT_PREFIX = "/registry"
 
 
 class KeyLayout:

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from pilotfish.cli.main import cli
 from pilotfish.cli.up import _supervisor_argv
 from pilotfish.runtime.settings import RuntimeSettings
-from pilotfish.store.etcd_client import EtcdTls
+from pilotfish.store.etcd_target import EtcdTls
 
 
 @pytest.mark.parametrize(
