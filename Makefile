@@ -6,10 +6,11 @@ STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 # `make test` runs the suite in this many lanes (pytest-xdist workers). Each test
 # module stays on one lane (--dist loadfile: a module's mesh is brought up once);
-# tests/lanes.py gives each lane its own bridges and address ranges. Most of an
-# end-to-end test's time is spent waiting on processes, so lanes overlap well even
-# on two cores: measured on one machine under the same load, two lanes took 588 s,
-# three 491 s (the suite's own processes used 75 % of one core). TEST_LANES=0 runs
+# tests/lanes.py gives each lane its own bridges and address ranges. Much of an
+# end-to-end test's time is spent waiting on processes, so lanes overlap even on
+# two cores: once measured, two lanes took 588 s and three 491 s. The suite has
+# grown since and now keeps both cores busy: a fourth lane took as long as three
+# (684 s and 686 s, vmstat 0 % idle), so three it stays. TEST_LANES=0 runs
 # serially.
 TEST_LANES ?= 3
 
