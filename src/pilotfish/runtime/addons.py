@@ -35,7 +35,6 @@ from pilotfish.runtime.supervised import ChildProcess, Supervised, stop_supervis
 
 __all__ = ["ADDONS", "AddonError", "AddonProcess", "AddonSpec", "parse_addons"]
 
-#: Every addon name ``--addons`` accepts, in start order.
 log = logging.getLogger("pilotfish.runtime.addons")
 
 

@@ -16,7 +16,7 @@ from pilotfish.runtime.settings import RuntimeSettings
 
 __all__ = ["ADDONS", "AddonError", "node_mode_problem", "parse_addons", "parse_urls"]
 
-# The addons ``--addons`` can start, in start order.
+#: Every addon name ``--addons`` accepts, in start order.
 ADDONS: tuple[str, ...] = ("etcd", "prometheus", "tracing", "dashboard")
 
 _NODE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?$")

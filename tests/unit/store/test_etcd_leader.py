@@ -69,11 +69,12 @@ async def one_leader(candidates: list[LeaderElection]) -> LeaderElection:
 async def follower_knows(follower: LeaderElection, leader: LeaderElection) -> None:
     # The follower reads the holder on its own next campaign, which may still be
     # ahead of it when the leader is seen (its lease grant answered later than the
-    # leader's): within a few retries it knows.
+    # leader's): one retry later it knows. The deadline leaves room for a busy
+    # machine, where each of its etcd calls can take a while.
     await apoll(
         lambda: follower.holder == leader.identity,
         f"{follower.identity} to read {leader.identity} as the holder",
-        10 * RETRY,
+        TTL,
         context=lambda: f"holder as read: {follower.holder!r}",
     )
 
