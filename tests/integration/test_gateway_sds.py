@@ -395,6 +395,12 @@ async def test_gateway_gets_its_certificate_over_sds_and_rotation_drains_nothing
     for url in (LISTENER_TYPE, CLUSTER_TYPE):
         for data in sent[url].resources.values():
             assert b"PRIVATE KEY" not in data and first.key_pem.encode() not in data
+    # Envoy serves the secret before its ACK reaches the control plane.
+    await poll(
+        lambda: _status(run, GW_ID).types[SECRET_TYPE].synced,
+        "the control plane to read the gateway's SDS ACK",
+        10,
+    )
     status = _status(run, GW_ID)
     assert status.identity == f"spiffe://cluster.local/ns/{GW_NS}/sa/{GW_SA}"
     assert status.types[SECRET_TYPE].synced and not status.secrets_denied

@@ -36,6 +36,7 @@ if str(ROOT) not in sys.path:  # `bench` is a top-level package beside `src`, no
 
 from bench.ads_sim import SimConfig, Simulation  # noqa: E402
 from bench.config_gen import generate_config, write_service  # noqa: E402
+from tests.polling import apoll  # noqa: E402
 
 from pilotfish.xds.server import XdsServer  # noqa: E402
 from pilotfish.xds.types import (  # noqa: E402
@@ -393,7 +394,13 @@ async def test_delta_simulator_against_the_real_server() -> None:
         assert report["acked_per_type"] == {"CDS": 5, "EDS": 5, "LDS": 5, "RDS": 5}
         assert report["name_parses"] == 2  # one cluster and one listener, once each
         assert {s.protocol for s in server.status()} == {"delta"}
-        assert all(t.synced for s in server.status() for t in s.types.values())
+        # The simulator counts an ACK once it is written; the server reads it a
+        # moment later on its end of the stream.
+        await apoll(
+            lambda: all(t.synced for s in server.status() for t in s.types.values()),
+            "the server to read every simulated proxy's ACKs",
+            10.0,
+        )
 
         mark = sim.mark()
         generator.bump_route()
