@@ -45,7 +45,6 @@ from typing import Any
 from pilotfish.agent.config import AgentConfig, is_ip_address
 from pilotfish.agent.workload_env import service_cluster
 from pilotfish.fsutil import atomic_write_text
-from pilotfish.ir.security import SDS_ROOT_CA, SDS_WORKLOAD_CERT
 from pilotfish.model.proxy_view import (
     META_APP_ADDRESS,
     META_APP_PORTS,
@@ -62,6 +61,7 @@ from pilotfish.model.proxy_view import (
     META_SERVICE_ACCOUNT,
     META_WORKLOAD_CERTS,
 )
+from pilotfish.sds_names import SDS_ROOT_CA, SDS_WORKLOAD_CERT
 
 __all__ = [
     "ADMIN_CLUSTER",

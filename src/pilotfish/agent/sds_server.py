@@ -38,7 +38,7 @@ from google.protobuf import any_pb2
 
 from pilotfish.agent.identity import WorkloadCertificate
 from pilotfish.agent.sds_state import SdsRequest, SdsResponse, SdsStreamState, SecretSet
-from pilotfish.ir.security import SDS_ROOT_CA, SDS_WORKLOAD_CERT
+from pilotfish.sds_names import SDS_ROOT_CA, SDS_WORKLOAD_CERT
 
 __all__ = [
     "SDS_SERVICE",

@@ -18,7 +18,7 @@ from pilotfish.agent.config import AgentConfig, ConfigError
 from pilotfish.agent.pod_identities import PodIdentities
 from pilotfish.agent.rotation import CertificateIssuer, CertificateRotator, RotationPolicy
 from pilotfish.agent.sds_server import SdsServer
-from pilotfish.ir.security import SDS_WORKLOAD_CERT
+from pilotfish.sds_names import SDS_WORKLOAD_CERT
 
 __all__ = ["WorkloadIdentity"]
 

@@ -21,6 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from pilotfish.sds_names import SDS_ROOT_CA, SDS_WORKLOAD_CERT
+
 __all__ = [
     "CREDENTIAL_PREFIX",
     "SDS_ROOT_CA",
@@ -40,10 +42,6 @@ __all__ = [
     "credential_name",
     "credential_namespace",
 ]
-
-SDS_WORKLOAD_CERT = "default"
-SDS_ROOT_CA = "ROOTCA"
-
 
 CREDENTIAL_PREFIX = "kubernetes://"
 CA_SUFFIX = "-cacert"

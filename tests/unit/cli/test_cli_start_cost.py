@@ -43,6 +43,16 @@ def test_a_light_command_loads_none_of_the_heavy_modules(command: str) -> None:
     assert sorted(loaded & set(HEAVY)) == []
 
 
+def test_the_agent_loads_neither_the_ir_nor_the_resource_models() -> None:
+    # One agent starts per proxy. It needs two SDS names (``pilotfish.sds_names``),
+    # not the IR package, whose init loads every IR module.
+    statement = "from pilotfish.cli.main import load_command\nload_command('agent')"
+    loaded = loaded_after(statement)
+    assert "pilotfish.agent.agent" in loaded
+    unwanted = ("pilotfish.ir", "pilotfish.api", "pilotfish.translate", "pydantic", "yaml")
+    assert sorted(m for m in loaded if any(m == u or m.startswith(u + ".") for u in unwanted)) == []
+
+
 def test_the_lazy_package_names_still_resolve_to_their_modules() -> None:
     from pilotfish.ca import MeshCa
     from pilotfish.ca.service import MeshCa as DefinedMeshCa
