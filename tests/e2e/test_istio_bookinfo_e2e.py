@@ -59,5 +59,5 @@ def test_istio_manifest_runs_the_python_bookinfo(istio_bookinfo: E2EMesh) -> Non
     ]
     status, body = http_get(mesh.ingress + "/productpage")
     assert status == 200 and b"The Comedy of Errors" in body
-    # No routing given: Istio's round robin over the three reviews versions.
+    # No routing given: Istio's default balancer (least request) over the three versions.
     poll(lambda: set(mesh.versions(30)) == {"v1", "v2", "v3"}, "all three versions", deadline=30)

@@ -626,7 +626,7 @@ def test_certificates_rotate_under_continuous_traffic(sec: SecMesh, policies: Po
             return f"unexpected answer: {reply.body[:300]}"
         return "ok"
 
-    # Before the route lands, reviews answers round robin: one v2 answer can be
+    # Before the route lands, any reviews version answers: one v2 answer can be
     # luck, so wait for a run of them.
     poll(lambda: all(one() == "ok" for _ in range(20)), "reviews v2 with ratings")
     # Pooled connections may outlive many certificates; to see what *new* connections
