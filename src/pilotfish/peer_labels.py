@@ -20,6 +20,7 @@ __all__ = [
     "DEST_SERVICE_HEADER",
     "DEST_SERVICE_NAMESPACE_HEADER",
     "DEST_SERVICE_NAME_HEADER",
+    "ENDPOINT_RECORD_KEY",
     "ENV_APP",
     "ENV_CANONICAL_REVISION",
     "ENV_CANONICAL_SERVICE",
@@ -36,6 +37,7 @@ __all__ = [
     "PEER_SUFFIXES",
     "UNKNOWN",
     "UPSTREAM_METADATA_NAMESPACE",
+    "endpoint_record",
     "parse_peer_record",
     "peer_record",
     "workload_facts",
@@ -93,9 +95,10 @@ DEST_SERVICE_NAMESPACE_HEADER = "x-pilotfish-destination-service-namespace"
 
 # Istio's cluster id when none is configured.
 DEFAULT_CLUSTER_ID = "Kubernetes"
-# Endpoint metadata namespace holding the facts of each endpoint's workload (keyed
-# by the PEER_HEADERS suffixes): the source proxy's labels of the destination.
+# Endpoint metadata namespace and key holding the facts of each endpoint's workload
+# (``endpoint_record``): the source proxy's labels of the destination.
 UPSTREAM_METADATA_NAMESPACE = "istio"
+ENDPOINT_RECORD_KEY = "peer"
 
 
 def _first(labels: Mapping[str, str], *keys: str) -> str:
@@ -133,9 +136,24 @@ def peer_record(facts: Mapping[str, str]) -> str:
     return ",".join(f"{suffix}={facts.get(suffix, UNKNOWN)}" for suffix in PEER_SUFFIXES)
 
 
+def endpoint_record(facts: Mapping[str, str]) -> str:
+    """``reviews-v1;default;reviews;v1;reviews;v1;Kubernetes``: the facts' values
+    alone, in PEER_SUFFIXES order, for the metadata of an endpoint
+    (``ENDPOINT_RECORD_KEY``). Every endpoint of every load assignment carries
+    one, so it is half the bytes of the keyed form, the way Istio packs its own
+    endpoint metadata. Values are names and label values, which hold no ``;``."""
+    return ";".join(facts.get(suffix, UNKNOWN) for suffix in PEER_SUFFIXES)
+
+
 def parse_peer_record(text: str) -> dict[str, str]:
-    """The facts of a record (``peer_record``): known suffixes only, the first of
-    each; a fact it lacks is missing from the result."""
+    """The facts of a record (``peer_record``, or ``endpoint_record``'s form):
+    known suffixes only, the first of each; a fact it lacks is missing from the
+    result, and so is every fact of a positional record of the wrong length."""
+    if "=" not in text:
+        values = text.split(";")
+        if len(values) != len(PEER_SUFFIXES):
+            return {}
+        return {suffix: value for suffix, value in zip(PEER_SUFFIXES, values, strict=True) if value}
     facts: dict[str, str] = {}
     for part in text.split(","):
         suffix, sep, value = part.partition("=")

@@ -13,7 +13,14 @@ from pilotfish.agent.config import AgentConfig
 from pilotfish.agent.prom_text import istio_names, merge_expositions
 from pilotfish.agent.workload_env import workload_labels
 from pilotfish.packed_labels import PACKED_TAG, SEPARATOR, pack, unpack
-from pilotfish.peer_labels import peer_record, workload_facts
+from pilotfish.peer_labels import (
+    ENDPOINT_RECORD_KEY,
+    UPSTREAM_METADATA_NAMESPACE,
+    parse_peer_record,
+    peer_record,
+    workload_facts,
+)
+from pilotfish.xds.build.endpoints import build_lb_endpoint
 from pilotfish.xds.build.stats import build_http_stats_logs
 
 S = SEPARATOR
@@ -207,6 +214,58 @@ def test_builder_output_printed_by_envoy_comes_back_as_istios_labels() -> None:
         "request_protocol": "http",
         "response_code": "v",
         "response_flags": "v",
+    }
+
+
+def _source_tag() -> stats_pb2.Config.Stat.Tag:
+    """The packed tag of a client proxy's request counter (reporter ``source``)."""
+    config = stats_pb2.Config()
+    build_http_stats_logs(ir.Metrics("source"), peer_certified=False)[0].typed_config.Unpack(config)
+    (tag,) = config.counters[0].stat.tags
+    return tag
+
+
+def _destination_labels(upstream_metadata: str) -> dict[str, str]:
+    """The source reporter's destination_* labels when Envoy prints
+    ``upstream_metadata`` for the endpoint's record (other operators: ``v``)."""
+    tag = _source_tag()
+    operator = f"%UPSTREAM_METADATA({UPSTREAM_METADATA_NAMESPACE}:{ENDPOINT_RECORD_KEY})%"
+    assert operator in tag.value_format  # one lookup for the seven labels
+    printed = tag.value_format.replace(operator, upstream_metadata)
+    printed = re.sub(r"%[A-Z_]+(\([^)]*\))?%", "v", printed)
+    line = f'envoy_istio_requests_total{{{tag.name}="{_envoy_value(printed)}"}} 1\n'
+    ((_name, labels, _value),) = _samples(istio_names(line, OWN))
+    return {k: v for k, v in labels.items() if k.startswith("destination_")}
+
+
+def test_the_source_reads_the_destinations_labels_from_its_endpoint_record() -> None:
+    facts = workload_facts("ratings-v1", "shop", {"app": "ratings", "version": "v1"})
+    endpoint = build_lb_endpoint(
+        ir.Endpoint("10.0.0.7", 9080, workload=tuple(sorted(facts.items())))
+    )
+    record = endpoint.metadata.filter_metadata[UPSTREAM_METADATA_NAMESPACE].fields
+    assert list(record) == [ENDPOINT_RECORD_KEY]  # one field, not one per label
+    value = record[ENDPOINT_RECORD_KEY].string_value
+    assert value == "ratings-v1;shop;ratings;v1;ratings;v1;Kubernetes"
+    labels = _destination_labels(value)
+    assert {k: labels[k] for k in labels if k[len("destination_") :] in facts} == {
+        f"destination_{suffix}": fact for suffix, fact in facts.items()
+    }
+
+
+def test_a_host_without_a_record_or_with_a_broken_one_is_unknown() -> None:
+    # A passthrough destination has no endpoint metadata: Envoy prints "-".
+    for printed in ("-", "", "a;b;c", "ratings-v1;shop;ratings;v1;ratings;v1;Kubernetes;extra"):
+        labels = _destination_labels(printed)
+        assert labels["destination_workload"] == "unknown", printed
+        assert labels["destination_canonical_service"] == "unknown", printed
+    # An empty fact is not believed; the others are.
+    assert parse_peer_record("ratings-v1;shop;;v1;;v1;Kubernetes") == {
+        "workload": "ratings-v1",
+        "workload_namespace": "shop",
+        "version": "v1",
+        "canonical_revision": "v1",
+        "cluster": "Kubernetes",
     }
 
 

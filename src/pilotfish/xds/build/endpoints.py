@@ -10,7 +10,7 @@ from envoy.config.endpoint.v3 import endpoint_pb2
 from google.protobuf import wrappers_pb2
 
 from pilotfish import ir
-from pilotfish.peer_labels import UPSTREAM_METADATA_NAMESPACE
+from pilotfish.peer_labels import ENDPOINT_RECORD_KEY, UPSTREAM_METADATA_NAMESPACE, endpoint_record
 
 # Endpoint metadata that a cluster's ``transport_socket_matches`` select on.
 TRANSPORT_SOCKET_MATCH = "envoy.transport_socket_match"
@@ -53,8 +53,7 @@ def build_lb_endpoint(endpoint: ir.Endpoint) -> ec_pb2.LbEndpoint:
         # The source proxy's destination_* metric labels (``stats.py``): facts from
         # the control plane, so a destination cannot claim to be someone else.
         facts = proto.metadata.filter_metadata[UPSTREAM_METADATA_NAMESPACE].fields
-        for key, value in endpoint.workload:
-            facts[key].string_value = value
+        facts[ENDPOINT_RECORD_KEY].string_value = endpoint_record(dict(endpoint.workload))
     return proto
 
 

@@ -69,6 +69,7 @@ from pilotfish.peer_labels import (
     DEST_SERVICE_HEADER,
     DEST_SERVICE_NAME_HEADER,
     DEST_SERVICE_NAMESPACE_HEADER,
+    ENDPOINT_RECORD_KEY,
     ENV_PRINCIPAL,
     PEER_HEADER,
     PEER_HEADERS,
@@ -153,13 +154,11 @@ def _peer_labels(side: str, *, trusted: bool) -> Labels:
 
 
 def _upstream_labels(side: str) -> Labels:
-    """``<side>_*`` of the upstream host, from the metadata the control plane put on
-    its endpoint (``endpoints.build_lb_endpoint``). A host without it (a passthrough
-    destination) has empty labels, which Prometheus shows as no label."""
-    return {
-        f"{side}_{suffix}": f"%UPSTREAM_METADATA({UPSTREAM_METADATA_NAMESPACE}:{suffix})%"
-        for suffix, _header, _var in PEER_HEADERS
-    }
+    """``<side>_*`` of the upstream host: one record field, from the metadata the
+    control plane put on its endpoint (``endpoints.build_lb_endpoint``). A host
+    without it (a passthrough destination) gets ``unknown`` for each, as in Istio."""
+    key = f"{UPSTREAM_METADATA_NAMESPACE}:{ENDPOINT_RECORD_KEY}"
+    return {f"{side}{RECORD}": f"%UPSTREAM_METADATA({key})%"}
 
 
 def _service_labels(*, known: bool, inbound: bool) -> Labels:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from envoy.extensions.access_loggers.stats.v3 import stats_pb2
 
 from pilotfish import ir
@@ -166,21 +168,46 @@ def test_grpc_requests_also_count_their_messages() -> None:
                 assert "request_messages_total" not in counters
 
 
+def _requests_printed(
+    conf: ir.Metrics, peer_certified: bool, printed: Mapping[str, str]
+) -> tuple[stats_pb2.Config, dict[str, str]]:
+    """The request counter's labels when Envoy prints ``printed`` for its operators."""
+    config = _configs(build_http_stats_logs(conf, peer_certified=peer_certified))[0]
+    (tag,) = config.counters[0].stat.tags
+    value = tag.value_format
+    for operator, text in printed.items():
+        value = value.replace(operator, text)
+    return config, dict(unpack(value, {}))
+
+
 def test_overrides_of_labels_the_callers_record_gives() -> None:
     overrides = (
         ir.MetricTagOverride("source_app", remove=True),
         ir.MetricTagOverride("source_workload", value="%REQ(x-caller)%"),
     )
     conf = ir.Metrics("destination", tag_overrides=(("istio_requests_total", overrides),))
-    config = _configs(build_http_stats_logs(conf, peer_certified=True))[0]
-    (tag,) = config.counters[0].stat.tags
-    printed = tag.value_format.replace(
-        "%DYNAMIC_METADATA(pilotfish.peer:x-pilotfish-peer)%", "workload=pp,app=pp,version=v1"
-    ).replace("%REQ(x-caller)%", "me")
-    labels = dict(unpack(printed, {}))
+    record = "workload=pp,app=pp,version=v1"
+    caller = "%DYNAMIC_METADATA(pilotfish.peer:x-pilotfish-peer)%"
+    printed = {caller: record, "%REQ(x-caller)%": "me"}
+    config, labels = _requests_printed(conf, True, printed)
     assert "source_app" not in labels
     assert labels["source_workload"] == "me"
     assert labels["source_version"] == "v1"
     # Other metrics take every source_* label from the record.
     other = dict(unpack(config.histograms[0].stat.tags[0].value_format, {}))
     assert {"source_app", "source_workload"} <= other.keys()
+
+
+def test_overrides_of_labels_the_endpoints_record_gives() -> None:
+    overrides = (
+        ir.MetricTagOverride("destination_app", remove=True),
+        ir.MetricTagOverride("destination_version", value="%REQ(x-version)%"),
+    )
+    conf = ir.Metrics("source", tag_overrides=(("istio_requests_total", overrides),))
+    record = "ratings-v1;shop;ratings;v1;ratings;v1;Kubernetes"
+    printed = {"%UPSTREAM_METADATA(istio:peer)%": record, "%REQ(x-version)%": "v9"}
+    _config, labels = _requests_printed(conf, False, printed)
+    assert "destination_app" not in labels
+    assert labels["destination_version"] == "v9"
+    assert labels["destination_workload"] == "ratings-v1"
+    assert labels["destination_canonical_revision"] == "v1"
