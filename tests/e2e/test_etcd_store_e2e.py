@@ -155,9 +155,15 @@ def test_an_etcd_outage_keeps_traffic_refuses_apply_and_loses_nothing(
         lambda: set(etcd_keys(port)), "etcd to answer again", deadline=30, ignore=(Exception,)
     )
     assert after in (before, before | added), after ^ before
-    reviews = json.loads(mesh.cli("get", "virtualservice", "reviews", "-o", "json").stdout)
-    held = reviews["spec"]["http"][0]["route"][0]["destination"]["subset"]
-    assert held == ("v1" if after != before else "v3")
+    held = "v1" if after != before else "v3"
+
+    def served_subset() -> str:
+        reviews = json.loads(mesh.cli("get", "virtualservice", "reviews", "-o", "json").stdout)
+        return str(reviews["spec"]["http"][0]["route"][0]["destination"]["subset"])
+
+    # `get` asks the control plane, whose mirror hears of the batch through its
+    # watch, a moment after etcdctl can read it.
+    poll(lambda: served_subset() == held, f"the control plane to serve subset {held}", 30)
     mesh.converge({held})
     mesh.cli("apply", "-f", str(NETWORKING / "virtual-service-all-v1.yaml"))
     mesh.converge({"v1"})
