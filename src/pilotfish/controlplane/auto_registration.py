@@ -52,7 +52,7 @@ from pilotfish.model.proxy_view import (
     META_SERVICE_ACCOUNT,
 )
 from pilotfish.runtime.registration import workload_entry
-from pilotfish.store import Store, StoreError
+from pilotfish.store import Store, StoreConflict, StoreError
 
 __all__ = [
     "CONNECTED_AT",
@@ -222,9 +222,9 @@ class AutoRegistration:
         if key in self._streams.values() or self._closed:
             return
         current = self._store().get(key)
-        if not self._mine(current) or not self._expired(current):
+        if current is None or not self._mine(current) or not self._expired(current):
             return  # another replica took it over, or it came back
-        self._delete(key)
+        self._delete(current)
 
     def _expired(self, current: Resource | None) -> bool:
         if current is None or GROUP_ANNOTATION not in current.metadata.annotations:
@@ -233,10 +233,17 @@ class AutoRegistration:
         # A hundredth of a second of slack: the timer may fire a little early.
         return since is not None and self._clock() - since >= self.grace - 0.01
 
-    def _delete(self, key: ResourceKey) -> None:
+    def _delete(self, expired: Resource) -> None:
+        """Remove ``expired`` unless it changed since it was read: the store may not
+        have heard yet that another replica took the entry over (etcd's watch lags
+        its writes), and only the compare in the delete tells."""
+        key = expired.key
         try:
-            self._store().delete(key)
+            self._store().delete(key, expected=expired)
         except KeyError:
+            return
+        except StoreConflict:
+            _log.info("kept %s: it changed since it was read (another replica holds it?)", key)
             return
         except StoreError as exc:
             _log.error("cannot remove %s: %s", key, exc)
@@ -268,7 +275,7 @@ class AutoRegistration:
             if GROUP_ANNOTATION not in annotations or current.key in connected:
                 continue
             if self._expired(current):
-                self._delete(current.key)
+                self._delete(current)
             elif self._mine(current) and DISCONNECTED_AT not in annotations:
                 self._write(_annotated(current, {DISCONNECTED_AT: _stamp(self._clock())}))
 

@@ -14,7 +14,7 @@ from pilotfish.lazy_exports import LazyExports
 
 if TYPE_CHECKING:
     from pilotfish.store._common import Validator
-    from pilotfish.store.base import Store, StoreError
+    from pilotfish.store.base import Store, StoreConflict, StoreError
     from pilotfish.store.composite import CompositeStore
     from pilotfish.store.etcd import EtcdStore
     from pilotfish.store.files import FileStore
@@ -26,6 +26,7 @@ __all__ = [
     "FileStore",
     "MemoryStore",
     "Store",
+    "StoreConflict",
     "StoreError",
     "Validator",
 ]
@@ -38,6 +39,7 @@ _EXPORTS = LazyExports(
         "FileStore": "pilotfish.store.files",
         "MemoryStore": "pilotfish.store.memory",
         "Store": "pilotfish.store.base",
+        "StoreConflict": "pilotfish.store.base",
         "StoreError": "pilotfish.store.base",
         "Validator": "pilotfish.store._common",
     },

@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 
 from pilotfish.api.diagnostics import Diagnostic
-from pilotfish.api.resource import Resource
-from pilotfish.store.base import StoreError
+from pilotfish.api.resource import Resource, ResourceKey
+from pilotfish.store.base import StoreConflict, StoreError
 
 __all__ = [
     "Validator",
     "check_batch_keys",
+    "check_expected",
     "check_write",
     "same_content",
     "select",
@@ -75,3 +76,12 @@ def _key(resource: Resource) -> tuple[str, str, str]:
     # Plain tuples sort in C; comparing ResourceKey dataclasses runs Python code.
     meta = resource.metadata
     return (resource.kind, meta.namespace, meta.name)
+
+
+def check_expected(key: ResourceKey, current: Resource | None, expected: Resource | None) -> None:
+    """For ``delete(key, expected)``: KeyError when nothing is held, StoreConflict
+    when what is held is not ``expected`` (the object its caller last read)."""
+    if current is None:
+        raise KeyError(key)
+    if expected is not None and current is not expected and not same_content(current, expected):
+        raise StoreConflict(f"{key} changed since it was read; not removed", key=key)

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pilotfish.api.diagnostics import Diagnostic
 from pilotfish.api.resource import Resource, ResourceKey
 
-__all__ = ["DiagnosticsListener", "Store", "StoreError"]
+__all__ = ["DiagnosticsListener", "Store", "StoreConflict", "StoreError"]
 
 #: Called (without arguments) when a store's diagnostics change and its revision does not.
 DiagnosticsListener = Callable[[], None]
@@ -45,6 +45,11 @@ class StoreError(Exception):
         super().__init__(message)
         self.diagnostics = list(diagnostics)
         self.key = key
+
+
+class StoreConflict(StoreError):
+    """A conditional write found the object changed since it was read (another
+    writer, such as a second control plane, got in between); nothing was written."""
 
 
 class Store(ABC):
@@ -76,8 +81,12 @@ class Store(ABC):
         raised and none is. Returns the revision after the change."""
 
     @abstractmethod
-    def delete(self, key: ResourceKey) -> int:
-        """Remove; returns the new revision. Raises KeyError if absent."""
+    def delete(self, key: ResourceKey, expected: Resource | None = None) -> int:
+        """Remove; returns the new revision. Raises KeyError if absent. With
+        ``expected`` (the object the caller last read), removes it only if the
+        store still holds that object, else raises StoreConflict: a compare and
+        delete, for writers that decide from what they read (auto-registration's
+        expiry, when another replica may have taken the entry over)."""
 
     def diagnostics(self) -> builtins.list[Diagnostic]:
         """Current problems in the sources (errors and warnings)."""

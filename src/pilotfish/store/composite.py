@@ -114,9 +114,10 @@ class CompositeStore(Store):
         self._primary.apply_all(resources)
         return self.revision
 
-    def delete(self, key: ResourceKey) -> int:
-        """Remove from the primary. KeyError if no part holds ``key``; StoreError if
-        only an overlay does (it is not configuration and would stay)."""
+    def delete(self, key: ResourceKey, expected: Resource | None = None) -> int:
+        """Remove from the primary (``expected`` as ``Store.delete``). KeyError if no
+        part holds ``key``; StoreError if only an overlay does (it is not
+        configuration and would stay)."""
         if self._primary.get(key) is None:
             if any(overlay.get(key) is not None for overlay in self._overlays):
                 raise StoreError(
@@ -124,7 +125,7 @@ class CompositeStore(Store):
                     "it goes away when its workload does"
                 )
             raise KeyError(key)
-        self._primary.delete(key)
+        self._primary.delete(key, expected)
         return self.revision
 
     # -- watching --------------------------------------------------------------

@@ -29,7 +29,10 @@ or none does. The same transaction first reads the keys modified after
 not seen, the mirror takes the written objects at once (read-your-writes,
 no waiting for the watch); otherwise another writer got in between, and the
 mirror lists the range at the write's revision before returning. Either way
-the watch later drops those events as not newer than ``seen``.
+the watch later drops those events as not newer than ``seen``. A delete of
+an object as it was read (``delete(key, expected)``) also compares the key's
+mod revision with the mirror's, so a change the watch has not brought in yet
+is not lost to it.
 All methods must be called from the event loop's thread.
 """
 
@@ -48,8 +51,15 @@ from pilotfish.api import loader
 from pilotfish.api.diagnostics import Diagnostic, Severity, SourceRef
 from pilotfish.api.limits import DEFAULT_LIMITS, ParseLimits
 from pilotfish.api.resource import Resource, ResourceKey
-from pilotfish.store._common import Validator, check_batch_keys, same_content, select, sorted_by_key
-from pilotfish.store.base import Store, StoreError
+from pilotfish.store._common import (
+    Validator,
+    check_batch_keys,
+    check_expected,
+    same_content,
+    select,
+    sorted_by_key,
+)
+from pilotfish.store.base import Store, StoreConflict, StoreError
 from pilotfish.store.etcd_client import EtcdClient, EtcdError, EtcdUnavailable, b64, unb64
 from pilotfish.store.etcd_keys import DEFAULT_PREFIX, KeyLayout
 from pilotfish.store.etcd_values import TextLoader, decode, encode
@@ -270,13 +280,27 @@ class EtcdStore(Store):
         self._after_write(reply, revision, fold)
         return self._revision
 
-    def delete(self, key: ResourceKey) -> int:
-        """Remove ``key``; KeyError if etcd does not hold it."""
+    def delete(self, key: ResourceKey, expected: Resource | None = None) -> int:
+        """Remove ``key``; KeyError if etcd does not hold it. With ``expected``
+        (``Store.delete``) the transaction compares the key's mod revision with
+        the one the mirror read it at, so a write by another replica that the
+        watch has not brought in yet is not deleted either: StoreConflict."""
         try:
             etcd_key = self.layout.key(key)
         except KeyError:
             raise KeyError(key) from None
-        reply = self._transact([{"request_delete_range": {"key": b64(etcd_key)}}])
+        compare: builtins.list[dict[str, Any]] = []
+        if expected is not None:
+            entry = self._entries.get(etcd_key)
+            check_expected(key, entry.resource if entry is not None else None, expected)
+            assert entry is not None
+            read_at = str(entry.mod_revision)
+            compare.append(
+                {"key": b64(etcd_key), "target": "MOD", "result": "EQUAL", "mod_revision": read_at}
+            )
+        reply = self._transact([{"request_delete_range": {"key": b64(etcd_key)}}], compare)
+        if compare and not reply.get("succeeded", False):  # JSON leaves a false field out
+            raise StoreConflict(f"{key} was changed by another writer; not removed", key=key)
         deleted = int(reply["responses"][2].get("response_delete_range", {}).get("deleted", 0))
         if not deleted:
             raise KeyError(key)
@@ -302,17 +326,22 @@ class EtcdStore(Store):
                 )
         return etcd_key, encode(resource, etcd_key, self._load_text), resource
 
-    def _transact(self, ops: builtins.list[dict[str, Any]]) -> dict[str, Any]:
-        """One transaction: two reads telling whether the mirror is current, then ``ops``."""
+    def _transact(
+        self, ops: builtins.list[dict[str, Any]], compare: Sequence[dict[str, Any]] = ()
+    ) -> dict[str, Any]:
+        """One transaction: two reads telling whether the mirror is current, then
+        ``ops``; only if every ``compare`` holds (else nothing: ``succeeded`` false)."""
         whole = {"key": b64(self.layout.range_start), "range_end": b64(self.layout.range_end)}
         since = {**whole, "keys_only": True, "min_mod_revision": str(self._seen + 1)}
-        body = {
+        body: dict[str, Any] = {
             "success": [
                 {"request_range": since},
                 {"request_range": {**whole, "count_only": True}},
                 *ops,
             ]
         }
+        if compare:
+            body["compare"] = builtins.list(compare)
         try:
             return self.client.call("/v3/kv/txn", body)
         except EtcdUnavailable as exc:

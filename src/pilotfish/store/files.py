@@ -41,7 +41,13 @@ from pilotfish.api.limits import DEFAULT_LIMITS, ParseLimits
 from pilotfish.api.loader import LoadResult
 from pilotfish.api.resource import Resource, ResourceKey
 from pilotfish.store import _batch, _scan
-from pilotfish.store._common import Validator, check_batch_keys, check_write, same_content
+from pilotfish.store._common import (
+    Validator,
+    check_batch_keys,
+    check_expected,
+    check_write,
+    same_content,
+)
 from pilotfish.store._file_view import Changes, FileState
 from pilotfish.store._file_watch import WatchedFiles
 from pilotfish.store._reading import TextLoader
@@ -184,10 +190,11 @@ class FileStore(WatchedFiles):
         self._record_load(state, plan.loaded)
         self._note_write(plan.target)
 
-    def delete(self, key: ResourceKey) -> int:
+    def delete(self, key: ResourceKey, expected: Resource | None = None) -> int:
         """Remove ``key`` by removing the file that holds it; returns the revision.
 
-        ``KeyError`` if no file serves it. ``StoreError`` (nothing removed) if
+        ``KeyError`` if no file serves it. ``StoreConflict`` if it is not
+        ``expected`` (``Store.delete``). ``StoreError`` (nothing removed) if
         that file also defines other objects or currently has errors (user
         files are never rewritten), or if other files define the same object
         too (it would come back from them).
@@ -195,6 +202,7 @@ class FileStore(WatchedFiles):
         path = self._merged.owners.get(key)
         if path is None:
             raise KeyError(key)
+        check_expected(key, self.get(key), expected)
         state = self._files[path]
         if not state.ok:
             raise StoreError(

@@ -8,6 +8,7 @@ from pilotfish.api.resource import Resource, ResourceKey
 from pilotfish.store._common import (
     Validator,
     check_batch_keys,
+    check_expected,
     check_write,
     same_content,
     select,
@@ -68,8 +69,9 @@ class MemoryStore(Store):
         current = self._objects.get(resource.key)
         return current is not None and same_content(current, resource)
 
-    def delete(self, key: ResourceKey) -> int:
-        del self._objects[key]  # KeyError when absent, as the interface promises
+    def delete(self, key: ResourceKey, expected: Resource | None = None) -> int:
+        check_expected(key, self._objects.get(key), expected)  # KeyError when absent
+        del self._objects[key]
         self._ordered = None
         return self._bump()
 

@@ -22,7 +22,7 @@ from etcdkit import EtcdServer, Relay, ServerTls, all_threads_stopped, etcd_miss
 from pilotfish.api.diagnostics import Diagnostic, Severity
 from pilotfish.api.resource import Resource, ResourceKey
 from pilotfish.runtime.ports import free_port
-from pilotfish.store import StoreError
+from pilotfish.store import StoreConflict, StoreError
 from pilotfish.store.etcd import EtcdStore
 from pilotfish.store.etcd_client import EtcdClient, EtcdError, EtcdTls, b64, parse_endpoints, unb64
 from pki import TestCa
@@ -200,6 +200,35 @@ async def test_a_write_after_another_replicas_unseen_change_sees_both(
         await behind.close()
         await other.close()
         relay.close()
+
+
+async def test_a_delete_of_what_was_read_keeps_another_replicas_newer_write(
+    stores: list[EtcdStore], etcd_server: EtcdServer
+) -> None:
+    """Auto-registration's expiry deletes what it read; when another replica has
+    rewritten the key since, etcd's compare on the mod revision refuses, also
+    before the watch brought the rewrite in."""
+    first, second = stores
+    first.apply(resource(virtual_service(subset="v1")))
+    await apoll(lambda: second.get(VS_KEY), "replica two to hold the object", DEADLINE)
+    read = first.get(VS_KEY)
+    assert read is not None
+    second.apply(resource(virtual_service(subset="v2")))
+    # Nothing yielded to the event loop: replica one's watch has not run.
+    assert first.get(VS_KEY) is read
+    with pytest.raises(StoreConflict):
+        first.delete(VS_KEY, expected=read)
+    assert VS_ETCD_KEY in etcd_keys(etcd_server)
+
+    def caught_up() -> bool:
+        held = first.get(VS_KEY)
+        return held is not None and held.spec.http[0].route[0].destination.subset == "v2"
+
+    await apoll(caught_up, "replica one to hear of the rewrite", DEADLINE)
+    with pytest.raises(StoreConflict):  # now refused from the mirror, before etcd is asked
+        first.delete(VS_KEY, expected=read)
+    first.delete(VS_KEY, expected=first.get(VS_KEY))
+    assert first.get(VS_KEY) is None and VS_ETCD_KEY not in etcd_keys(etcd_server)
 
 
 async def test_compaction_while_disconnected_relists_and_misses_nothing(

@@ -23,7 +23,7 @@ from store_testing import (
 from pilotfish.api.diagnostics import Diagnostic, Severity
 from pilotfish.api.loader import LoadResult, load_file, load_text
 from pilotfish.api.resource import Resource, ResourceKey
-from pilotfish.store import FileStore, StoreError
+from pilotfish.store import FileStore, StoreConflict, StoreError
 from pilotfish.store._common import same_content
 
 VS = ResourceKey("VirtualService", "default", "reviews")
@@ -211,6 +211,20 @@ async def test_delete_removes_a_file_written_by_apply(store: FileStore, config_d
     assert all_files(config_dir) == ["default/service-reviews.yaml"]
     await settle(store)
     assert store.revision == 3
+
+
+async def test_a_delete_of_what_was_read_refuses_a_newer_file(
+    store: FileStore, config_dir: Path
+) -> None:
+    await store.start()
+    store.apply(resource(virtual_service(subset="v1")))
+    read = store.get(VS)
+    store.apply(resource(virtual_service(subset="v2")))
+    with pytest.raises(StoreConflict):
+        store.delete(VS, expected=read)
+    assert store.get(VS) is not None and all_files(config_dir)
+    store.delete(VS, expected=store.get(VS))
+    assert store.get(VS) is None and all_files(config_dir) == []
 
 
 async def test_delete_removes_a_single_object_user_file(store: FileStore, config_dir: Path) -> None:

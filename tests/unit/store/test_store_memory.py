@@ -15,7 +15,7 @@ from store_testing import (
 
 from pilotfish.api.diagnostics import Diagnostic, Severity
 from pilotfish.api.resource import Resource, ResourceKey
-from pilotfish.store import MemoryStore, StoreError
+from pilotfish.store import MemoryStore, StoreConflict, StoreError
 
 VS_KEY = ResourceKey("VirtualService", "default", "reviews")
 
@@ -110,3 +110,20 @@ async def test_wait_for_change_wakes_every_waiter() -> None:
     assert await asyncio.wait_for(asyncio.gather(*waiters), 1) == [1, 1, 1]
     # A revision that already exists returns at once.
     assert await asyncio.wait_for(store.wait_for_change(0), 1) == 1
+
+
+def test_a_delete_of_what_was_read_refuses_a_newer_object() -> None:
+    store = MemoryStore()
+    store.apply(resource(virtual_service(subset="v1")))
+    read = store.get(VS_KEY)
+    assert read is not None
+    store.apply(resource(virtual_service(subset="v2")))
+    revision = store.revision
+    with pytest.raises(StoreConflict):
+        store.delete(VS_KEY, expected=read)
+    assert store.get(VS_KEY) is not None and store.revision == revision
+    # An equal copy of what is held is what was read: it goes.
+    store.delete(VS_KEY, expected=resource(virtual_service(subset="v2")))
+    assert store.get(VS_KEY) is None
+    with pytest.raises(KeyError):
+        store.delete(VS_KEY, expected=read)
