@@ -83,5 +83,7 @@ def test_the_ingress_status_names_the_gateway_address(ingress_mesh: E2EMesh) -> 
         out = mesh.cli("get", "ingress", "gateway", "-n", "default", "-o", "json").stdout
         return dict(json.loads(out).get("status") or {})
 
-    poll(lambda: bool(status()), "the Ingress status", deadline=30)
-    assert status() == {"loadBalancer": {"ingress": [{"ip": "127.0.0.1"}]}}
+    # The status may first be published empty ({"loadBalancer": {}}), before the
+    # gateway's address is known: wait for the address itself.
+    want = {"loadBalancer": {"ingress": [{"ip": "127.0.0.1"}]}}
+    poll(lambda: status() == want, "the Ingress status to name the gateway", deadline=30)

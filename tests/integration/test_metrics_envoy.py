@@ -108,6 +108,12 @@ async def test_counts_equal_requests_and_plaintext_callers_are_unknown(mesh: Mes
     assert _total(server_text, "istio_requests_total", **plain) - before_dest == n
     assert "forged" not in server_text
 
+    async def client_counted() -> bool:
+        text = await _metrics(mesh, client)
+        return _total(text, "istio_requests_total", **src) - before_src >= n
+
+    # Each sidecar counts a request when its own stream ends: poll the client too.
+    await poll(client_counted, "the client sidecar to count the requests", deadline=10)
     client_text = await _metrics(mesh, client)
     assert _total(client_text, "istio_requests_total", **src) - before_src == n
     mine = {**src, "source_workload": "productpage-v1", "source_app": "productpage"}
