@@ -305,6 +305,15 @@ class JwtSigner:
         return f"{signing_input}.{_b64url(signature)}"
 
 
+class _QuietServer(http.server.ThreadingHTTPServer):
+    """A client that goes away mid-request (a control plane stopping while it
+    fetches) is normal here; anything else is still printed."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class JwksServer:
     """Serves one JWKS document on ``127.0.0.1`` (for the control plane to fetch)."""
 
@@ -322,7 +331,7 @@ class JwksServer:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _QuietServer(("127.0.0.1", 0), Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
