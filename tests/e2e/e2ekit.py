@@ -10,6 +10,7 @@ import sys
 import urllib.error
 import urllib.request
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -246,14 +247,40 @@ def down_leaves_nothing(mesh: E2EMesh, bridge: str) -> None:
     assert not addons.exists() or not any(addons.iterdir())
 
 
-def free_port_block(count: int, step: int) -> int:
+def free_port_block(count: int, step: int, avoid: Collection[int] = ()) -> int:
     """A free port ``p`` with ``p + step * i`` also free and in this lane's port range
-    for every ``i < count``: replicas listen at fixed offsets of replica 1's ports, which
-    ``free_port`` alone could place on a port another lane holds."""
+    for every ``i < count``, none of them in ``avoid``: replicas listen at fixed
+    offsets of replica 1's ports, which ``free_port`` alone could place on a port
+    another lane holds."""
     top = port_range()[1]
     for _ in range(200):
         port = free_port()
         shifted = [port + step * i for i in range(1, count)]
+        if port in avoid or any(p in avoid for p in shifted):
+            continue
         if all(p < top and not port_in_use(p) for p in shifted):
             return port
     raise OSError(f"no free block of {count} ports {step} apart")
+
+
+class PortPicker:
+    """The ports of one mesh, none equal to another: each is free when picked, but
+    nothing binds it until the mesh starts, so two picks (or a replica's offset of
+    one, ``block``) could otherwise land on the same port."""
+
+    def __init__(self) -> None:
+        self._taken: set[int] = set()
+
+    def single(self) -> int:
+        for _ in range(200):
+            port = free_port()
+            if port not in self._taken:
+                self._taken.add(port)
+                return port
+        raise OSError("no free port unlike the ones already picked")
+
+    def block(self, count: int, step: int) -> int:
+        """Replica 1's port of ``count`` replicas ``step`` apart (``free_port_block``)."""
+        base = free_port_block(count, step, avoid=self._taken)
+        self._taken.update(base + step * i for i in range(count))
+        return base

@@ -31,9 +31,8 @@ from e2ekit import (
     NETWORKING,
     SAMPLES,
     E2EMesh,
+    PortPicker,
     down_leaves_nothing,
-    free_port,
-    free_port_block,
     http_get,
     poll,
     require_root,
@@ -65,13 +64,15 @@ def replicated_mesh(
     tmp = tmp_path_factory.mktemp(f"replicas-{mode}")
     bridge = lane_bridge("pfe2r")
 
+    ports = PortPicker()  # replica i listens at replica 1's ports + i * PORT_STEP
+
     def block() -> int:
-        return free_port_block(REPLICAS, PORT_STEP)
+        return ports.block(REPLICAS, PORT_STEP)
 
     mesh = E2EMesh(
         tmp / "state",
         mode,
-        free_port(),
+        ports.single(),
         block(),
         block(),
         bridge,
@@ -83,7 +84,7 @@ def replicated_mesh(
         missing = etcd_missing()
         if missing:
             pytest.fail(f"the etcd addon needs Debian's etcd-server: {missing}")
-        mesh.extra_up_args += ("--addons", "etcd", "--etcd-port", str(free_port()))
+        mesh.extra_up_args += ("--addons", "etcd", "--etcd-port", str(ports.single()))
     try:
         mesh.up(SAMPLES / "bookinfo.yaml", NETWORKING / "bookinfo-gateway.yaml")
         yield mesh

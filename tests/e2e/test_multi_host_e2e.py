@@ -44,6 +44,7 @@ from e2ekit import (
     NETWORKING,
     SAMPLES,
     E2EMesh,
+    PortPicker,
     down_leaves_nothing,
     free_port,
     http_get,
@@ -169,11 +170,21 @@ def three_hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreeHosts
     }
     bridges = {name: lane_bridge(f"pfm{name}") for name in hosts}
     services, host_b, host_c = _split_bookinfo(tmp)
-    a = E2EMesh(tmp / "a", "transparent", free_port(), free_port(), free_port(), bridges["a"])
+    ports = PortPicker()  # replica 2 listens at replica 1's ports + PORT_STEP
+    a = E2EMesh(
+        tmp / "a",
+        "transparent",
+        ports.single(),
+        ports.block(2, PORT_STEP),
+        ports.block(2, PORT_STEP),
+        bridges["a"],
+        secure_port=ports.block(2, PORT_STEP),
+        xds_mtls_port=ports.block(2, PORT_STEP),
+    )
     a.pod_cidr, a.service_cidr = hosts["a"].pod_cidr, lane_cidr("198.19.243.0/24")
     a_ip = hosts["a"].address
     a.extra_up_args = ("--control-plane-replicas", "2", "--addons", "etcd")
-    a.extra_up_args += ("--etcd-port", str(free_port()), "--listen-address", a_ip)
+    a.extra_up_args += ("--etcd-port", str(ports.single()), "--listen-address", a_ip)
     urls = f"http://{a_ip}:{a.cp_port},http://{a_ip}:{a.cp_port + PORT_STEP}"
     b = _node(tmp, "b", hosts["b"], bridges["b"], a, urls)
     c = _node(tmp, "c", hosts["c"], bridges["c"], a, urls)
