@@ -179,3 +179,28 @@ def test_one_push_plans_a_response_once_for_streams_at_the_same_point() -> None:
         assert state.types[ENDPOINT_TYPE].acked_version == moved.version
     # Nothing more for anyone: the shared plan moved each stream to the new set.
     assert all(s.update({ENDPOINT_TYPE: moved}, DiffCache()) == [] for s in (*same, other))
+
+
+def test_subscribing_every_load_assignment_gets_the_whole_set_and_one_interned_name_set() -> None:
+    eds = ResourceSet(ENDPOINT_TYPE, {n: cla(n) for n in ("c", "a", "b")})
+    name_sets: dict[frozenset[str], frozenset[str]] = {}
+    request = DeltaRequest(ENDPOINT_TYPE, subscribe=("c", "a", "b"))  # one request, as read
+    held = []
+    for _ in range(2):
+        state = DeltaStreamState([ENDPOINT_TYPE], name_sets=name_sets)
+        state.update({ENDPOINT_TYPE: eds})
+        (response,) = state.receive(request, now=0).responses
+        # Every name: the whole set (shared encoding), not a sorted list of them all.
+        assert response.names is None and response.resource_count == 3
+        held.append(state.types[ENDPOINT_TYPE].names)
+    assert held[0] is held[1] is request.subscribe_set
+    # Fewer than all: the names, sorted, so equal responses are equal on every stream.
+    state = DeltaStreamState([ENDPOINT_TYPE], name_sets=name_sets)
+    state.update({ENDPOINT_TYPE: eds})
+    (some,) = state.receive(DeltaRequest(ENDPOINT_TYPE, subscribe=("c", "a")), now=0).responses
+    assert some.names == ("a", "c")
+    # "*" is never held as a name.
+    state = DeltaStreamState([ENDPOINT_TYPE], name_sets=name_sets)
+    state.update({ENDPOINT_TYPE: eds})
+    state.receive(DeltaRequest(ENDPOINT_TYPE, subscribe=("a", "*")), now=0)
+    assert state.types[ENDPOINT_TYPE].names == {"a"}

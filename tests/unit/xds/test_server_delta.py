@@ -191,6 +191,40 @@ async def test_initial_push_sends_per_resource_versions(
     await Prober()(client)
 
 
+async def test_streams_sending_the_same_large_subscription_share_its_reading(
+    server: XdsServer, channel: grpc.aio.Channel, generator: Generator
+) -> None:
+    """Sidecars with the same clusters subscribe the same long list of load
+    assignments: read once, and each stream is still answered in full."""
+    many = {
+        f"outbound|{9000 + i}||svc-{i:03}.default.svc.cluster.local": 9000 + i for i in range(200)
+    }
+    generator.sets = make_sets(clusters=dict.fromkeys(many, 1), endpoints=many)
+    everything = sorted(generator.sets[ENDPOINT_TYPE].resources)
+    clients = [client_of(channel, f"p{i}.default") for i in range(3)]
+    answers = []
+    for client in clients:
+        await client.fetch(CLUSTER_TYPE)
+        answers.append(await client.fetch(ENDPOINT_TYPE, everything))
+    assert server._delta_requests.hits == 2  # the 2nd and 3rd streams' subscriptions
+    for client, answer in zip(clients, answers, strict=True):
+        assert sorted(client.held[ENDPOINT_TYPE]) == everything
+        # The whole set, one frame for all: the same nonce on every stream.
+        assert answer.nonce == answers[0].nonce
+    # Each stream still keeps its own subscription: one unsubscribes, the others keep.
+    first = everything[0]
+    await clients[0].send(ENDPOINT_TYPE, unsubscribe=[first])
+    probe = Prober()
+    await probe(clients[0])
+    changed = {**many, first: 1234}
+    generator.sets = make_sets(clusters=dict.fromkeys(many, 1), endpoints=changed)
+    server.notify_change()
+    for client in clients[1:]:
+        resp = await client.recv()
+        assert [r.name for r in resp.resources] == [first]
+    await probe(clients[0])  # nothing for the unsubscribed one came first
+
+
 async def test_only_changes_are_sent_and_removals_named(
     server: XdsServer, channel: grpc.aio.Channel, generator: Generator
 ) -> None:

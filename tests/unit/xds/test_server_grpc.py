@@ -144,6 +144,41 @@ async def test_initial_push_and_ack_flow(
     await client.probe()
 
 
+async def test_streams_sending_the_same_large_request_share_its_reading(
+    server: XdsServer, channel: grpc.aio.Channel, generator: GroupGenerator
+) -> None:
+    """Sidecars with the same clusters ask for the same long list of load
+    assignments: read once, and each stream is still answered and ACKed on its own."""
+    many = {
+        f"outbound|{9000 + i}||svc-{i:03}.default.svc.cluster.local": 9000 + i for i in range(200)
+    }
+    generator.sets["g1"] = group_sets(clusters=dict.fromkeys(many, 1), endpoints=many)
+    clients = [AdsClient(channel, f"p{i}.default", {"GROUP": "g1"}) for i in range(3)]
+    for client in clients:
+        got = await client.subscribe_all(eds=sorted(many))
+        assert resource_names(got[ENDPOINT_TYPE]) == sorted(many)
+    # The 2nd and 3rd streams' EDS requests and their ACKs (the same version and
+    # nonce on every stream sent the same response).
+    assert server._sotw_requests.hits == 4
+
+    def all_acked() -> bool:
+        states = [status_of(server, c.node_id) for c in clients]
+        return all(st is not None and st.types[ENDPOINT_TYPE].synced for st in states)
+
+    await eventually(all_acked)
+    for client in clients:
+        await client.probe()  # each stream changes its own subscription
+    first = sorted(many)[0]
+    generator.sets["g1"] = group_sets(
+        clusters=dict.fromkeys(many, 1), endpoints={**many, first: 1234}
+    )
+    server.notify_change()
+    for client in clients:
+        resp = await client.recv()
+        assert resp.type_url == ENDPOINT_TYPE
+        assert resource_names(resp) == [first]  # load assignments: only what changed
+
+
 async def test_nack_shows_in_status_and_is_not_resent(
     server: XdsServer,
     channel: grpc.aio.Channel,

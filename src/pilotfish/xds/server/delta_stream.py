@@ -119,6 +119,14 @@ class DeltaRequest:
     response_nonce: str = ""
     error_message: str | None = None  # set iff the request carries error_detail (a NACK)
     error_code: int = 0
+    # ``subscribe``/``unsubscribe`` as sets, built once per request object: a request
+    # read once and handed to many streams (``delta_requests``) builds them once.
+    subscribe_set: frozenset[str] = field(init=False, repr=False, compare=False)
+    unsubscribe_set: frozenset[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "subscribe_set", frozenset(self.subscribe))
+        object.__setattr__(self, "unsubscribe_set", frozenset(self.unsubscribe))
 
 
 def delta_request_from_proto(request: Any) -> DeltaRequest:
@@ -236,15 +244,20 @@ class DeltaStreamState(StreamStateBase):
             return RequestOutcome(RequestKind.UNKNOWN_TYPE, request.type_url, first_unknown=first)
 
         kind, nack = self._answer(ts, request, now)
-        subscribe = frozenset(request.subscribe)
-        unsubscribe = frozenset(request.unsubscribe)
+        subscribe = request.subscribe_set
+        unsubscribe = request.unsubscribe_set
         if not ts.requested:
             ts.requested = True
             # VHDS: the virtual hosts of the RDS subscription, whatever it names.
             ts.wildcard = ts.type_url == VHDS_TYPE or (
                 ts.full_state and (not subscribe or WILDCARD in subscribe)
             )
-            self._set_names(ts, subscribe - unsubscribe - {WILDCARD})
+            names = subscribe
+            if unsubscribe or WILDCARD in names:
+                names = names - unsubscribe - {WILDCARD}
+            # The request's own set when nothing is taken out: streams sent the same
+            # request then intern the same object, found by identity.
+            self._set_names(ts, names)
             self._initial[ts.type_url] = request.initial_versions
             responses = [self._plan(ts)]
             self._rewarm = frozenset()
@@ -440,9 +453,13 @@ def _delta_response(
     one frame for all of them (see ``delta_encode``). On one stream it is still
     unique among the responses awaiting an answer: a repeat would carry exactly
     the same content."""
-    names = None if changed is None else tuple(sorted(changed))
-    if names is not None and len(names) == len(cur.resources):
-        names = None
+    names: tuple[str, ...] | None = None
+    if changed is not None:
+        listed = tuple(changed)
+        # ``changed`` names only resources of ``cur``, so as many as ``cur`` holds is
+        # all of them: known without sorting thousands of names per stream.
+        if len(listed) != len(cur.resources):
+            names = tuple(sorted(listed))
     gone_names = tuple(sorted(removed))
     return Response(
         type_url=type_url,

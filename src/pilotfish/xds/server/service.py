@@ -42,7 +42,10 @@ stream's state machine (``delta_stream.DeltaStreamState``) and encoder
 
 Responses are pre-encoded bytes (see ``encode``); the method is registered
 through a generic handler whose response serializer passes bytes through, so
-no protobuf message is built per proxy.
+no protobuf message is built per proxy. Requests go the other way through a
+``request_reader.RequestReader`` per protocol: a large request many proxies
+send alike (the same thousands of load assignments) is parsed and converted
+once.
 
 A client that half-closes its side (sends no more requests) still gets the
 responses already planned for it before the stream ends: the handler waits
@@ -74,11 +77,16 @@ from pilotfish.xds.server.connections import (
     notify_disconnected,
 )
 from pilotfish.xds.server.delta_encode import DeltaResponseEncoder
-from pilotfish.xds.server.delta_stream import DeltaStreamState, delta_request_from_proto
+from pilotfish.xds.server.delta_stream import (
+    DeltaRequest,
+    DeltaStreamState,
+    delta_request_from_proto,
+)
 from pilotfish.xds.server.encode import ResponseEncoder
 from pilotfish.xds.server.listen import passthrough, serve_mtls, serve_plaintext
 from pilotfish.xds.server.metrics import XdsMetrics, type_label
 from pilotfish.xds.server.peer_identity import authorize_node, peer_from_auth_context
+from pilotfish.xds.server.request_reader import RequestReader
 from pilotfish.xds.server.secret_access import DENIAL_TEXT, SecretAccess, authorized_sets
 from pilotfish.xds.server.state import (
     AdsStreamState,
@@ -159,6 +167,13 @@ class XdsServer:
         self._type_counters: dict[str, tuple[Any, Any]] = {}
         self._encoder = ResponseEncoder()
         self._delta_encoder = DeltaResponseEncoder()
+        # Repeated large requests (the same subscriptions) are read once.
+        self._sotw_requests: RequestReader[ClientRequest] = RequestReader(
+            discovery_pb2.DiscoveryRequest.FromString
+        )
+        self._delta_requests: RequestReader[DeltaRequest] = RequestReader(
+            discovery_pb2.DeltaDiscoveryRequest.FromString
+        )
         self._write_limiter = WriteLimiter(max_in_flight=max_writes_in_flight)
         # The newest push's generated sets (per view) and diffs, for streams it
         # left out because their writer was behind (``_catch_up``).
@@ -369,12 +384,12 @@ class XdsServer:
         handlers = {
             "StreamAggregatedResources": grpc.stream_stream_rpc_method_handler(
                 functools.partial(self._stream_aggregated_resources, secure=secure),
-                request_deserializer=discovery_pb2.DiscoveryRequest.FromString,
+                request_deserializer=self._sotw_requests.parse,
                 response_serializer=passthrough,
             ),
             "DeltaAggregatedResources": grpc.stream_stream_rpc_method_handler(
                 functools.partial(self._stream_aggregated_resources, secure=secure, delta=True),
-                request_deserializer=discovery_pb2.DeltaDiscoveryRequest.FromString,
+                request_deserializer=self._delta_requests.parse,
                 response_serializer=passthrough,
             ),
         }
@@ -489,12 +504,14 @@ class XdsServer:
         if isinstance(state, DeltaStreamState):
             if request.type_url == SECRET_TYPE:
                 self._check_secret_request(stream, request.resource_names_subscribe)
-            outcome = state.receive(delta_request_from_proto(request), now=time.time())
+            converted = self._delta_requests.convert(request, delta_request_from_proto)
+            outcome = state.receive(converted, now=time.time())
         else:
             assert isinstance(state, AdsStreamState)
             if request.type_url == SECRET_TYPE:
                 self._check_secret_request(stream, request.resource_names)
-            outcome = state.receive(client_request_from_proto(request), now=time.time())
+            converted_sotw = self._sotw_requests.convert(request, client_request_from_proto)
+            outcome = state.receive(converted_sotw, now=time.time())
         self._observe(stream, outcome)
         self._queue_all(stream, outcome.responses)
 

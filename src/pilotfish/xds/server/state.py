@@ -117,6 +117,12 @@ class ClientRequest:
     response_nonce: str = ""
     error_message: str | None = None  # set iff the request carries error_detail (a NACK)
     error_code: int = 0
+    # ``resource_names`` as a set, built once per request object: a request read
+    # once and handed to many streams (``request_reader``) builds it once.
+    name_set: frozenset[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "name_set", frozenset(self.resource_names))
 
 
 @dataclass(frozen=True, slots=True)
@@ -367,6 +373,11 @@ class StreamStateBase:
         )
 
 
+def _without_wildcard(names: frozenset[str]) -> frozenset[str]:
+    """``names`` less ``*``; the same (interned) object when it has none."""
+    return names - {WILDCARD} if WILDCARD in names else names
+
+
 class AdsStreamState(StreamStateBase):
     """SotW ADS bookkeeping for one stream. Pure: no I/O, no clock, no protobuf."""
 
@@ -381,14 +392,14 @@ class AdsStreamState(StreamStateBase):
                 self._unknown_seen.add(request.type_url)
             return RequestOutcome(RequestKind.UNKNOWN_TYPE, request.type_url, first_unknown=first)
 
-        names = frozenset(request.resource_names)
+        names = request.name_set
         if self._name_sets is not None:
             names = self._name_sets.setdefault(names, names)
         if not ts.requested:
             ts.requested = True
             # Wildcard applies to LDS/CDS only, and only on the first request.
             ts.wildcard = ts.full_state and (not names or WILDCARD in names)
-            ts.names = names - {WILDCARD}
+            ts.names = _without_wildcard(names)
             return RequestOutcome(
                 RequestKind.SUBSCRIBE,
                 ts.type_url,
@@ -419,10 +430,11 @@ class AdsStreamState(StreamStateBase):
 
         changed = False
         responses: tuple[Response, ...] = ()
-        if not ts.wildcard and names != ts.names:
+        # Interned: an unchanged subscription is the very set held (no element compare).
+        if not ts.wildcard and names is not ts.names and names != ts.names:
             changed = True
             added = names - ts.names
-            ts.names = names - {WILDCARD}
+            ts.names = _without_wildcard(names)
             responses = self._plan_tuple(ts, added=added)
         return RequestOutcome(
             kind, ts.type_url, responses=responses, subscription_changed=changed, nack=nack
