@@ -76,3 +76,24 @@ def test_a_conversion_is_not_taken_for_another_message_with_a_reused_id() -> Non
     # Whatever object now has the first one's id, it is converted from itself.
     fresh = discovery_pb2.DeltaDiscoveryRequest.FromString(subscription(NAMES[:3]))
     assert convert(reader, fresh).subscribe == tuple(NAMES[:3])
+
+
+def test_a_request_kept_by_another_reader_meanwhile_is_the_one_returned() -> None:
+    """gRPC could deserialize on its own threads: the table is updated under a lock,
+    and parsing happens outside it. Another caller keeping the same request while
+    this one parses (simulated by a re-entrant parse) wins; one copy is kept."""
+    raw = subscription(NAMES)
+    inner: list[object] = []
+    calls: list[bytes] = []
+
+    def parse_bytes(data: bytes) -> object:
+        calls.append(data)
+        if len(calls) == 1:
+            inner.append(reader.parse(data))  # "another thread", while this one parses
+        return discovery_pb2.DeltaDiscoveryRequest.FromString(data)
+
+    reader: RequestReader[DeltaRequest] = RequestReader(parse_bytes)
+    outer = reader.parse(raw)
+    assert outer is inner[0]
+    assert reader.parse(raw) is outer and reader.hits == 1
+    assert convert(reader, outer) is convert(reader, outer)

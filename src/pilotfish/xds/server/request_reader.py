@@ -18,11 +18,14 @@ identity. Small requests (ACKs, short subscriptions) are parsed and converted
 each time: below the threshold, looking them up costs more than it saves.
 
 Messages and records handed out here are shared between streams and must not
-be changed; nothing in the server writes to a request.
+be changed; nothing in the server writes to a request. grpc.aio deserializes
+on the event loop's thread, in the handler's read; the table is still guarded
+by a lock, so a deserializer called from gRPC's own threads stays correct.
 """
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
@@ -54,35 +57,43 @@ class RequestReader(Generic[Record]):
         self._by_bytes: OrderedDict[bytes, Any] = OrderedDict()
         # id of a kept message -> (that message, its record once converted).
         self._converted: dict[int, tuple[Any, Record | None]] = {}
+        self._lock = threading.Lock()
         self.hits = 0
 
     def parse(self, raw: bytes) -> Any:
         """The request in ``raw``: the message parsed before when it was seen before."""
         if len(raw) < self._min_bytes or len(raw) > self._budget:
             return self._parse_bytes(raw)
-        message = self._by_bytes.get(raw)
-        if message is not None:
-            self._by_bytes.move_to_end(raw)
-            self.hits += 1
-            return message
+        with self._lock:
+            message = self._by_bytes.get(raw)
+            if message is not None:
+                self._by_bytes.move_to_end(raw)
+                self.hits += 1
+                return message
         message = self._parse_bytes(raw)
-        self._by_bytes[raw] = message
-        self._converted[id(message)] = (message, None)
-        self._held += len(raw)
-        while self._held > self._budget:
-            old_raw, old = self._by_bytes.popitem(last=False)
-            self._held -= len(old_raw)
-            del self._converted[id(old)]
+        with self._lock:
+            kept = self._by_bytes.setdefault(raw, message)
+            if kept is not message:  # another thread kept the same request meanwhile
+                return kept
+            self._converted[id(message)] = (message, None)
+            self._held += len(raw)
+            while self._held > self._budget:
+                old_raw, old = self._by_bytes.popitem(last=False)
+                self._held -= len(old_raw)
+                del self._converted[id(old)]
         return message
 
     def convert(self, message: Any, convert: Callable[[Any], Record]) -> Record:
         """``convert(message)``, built once for a kept message."""
-        entry = self._converted.get(id(message))
+        with self._lock:
+            entry = self._converted.get(id(message))
         # The identity check: an id is unique only among objects alive together.
         if entry is None or entry[0] is not message:
             return convert(message)
         record = entry[1]
         if record is None:
             record = convert(message)
-            self._converted[id(message)] = (message, record)
+            with self._lock:
+                if id(message) in self._converted:  # still kept
+                    self._converted[id(message)] = (message, record)
         return record
