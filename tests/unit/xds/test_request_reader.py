@@ -12,11 +12,13 @@ NAMES = [f"outbound|9080||svc-{i}.default.svc.cluster.local" for i in range(200)
 
 
 def delta_reader(**limits: int) -> RequestReader[DeltaRequest]:
-    return RequestReader(discovery_pb2.DeltaDiscoveryRequest.FromString, **limits)
+    return RequestReader(
+        discovery_pb2.DeltaDiscoveryRequest.FromString, delta_request_from_proto, **limits
+    )
 
 
 def convert(reader: RequestReader[DeltaRequest], message: object) -> DeltaRequest:
-    return reader.convert(message, delta_request_from_proto)
+    return reader.record(message)
 
 
 def subscription(names: list[str], nonce: str = "") -> bytes:
@@ -92,7 +94,7 @@ def test_a_request_kept_by_another_reader_meanwhile_is_the_one_returned() -> Non
             inner.append(reader.parse(data))  # "another thread", while this one parses
         return discovery_pb2.DeltaDiscoveryRequest.FromString(data)
 
-    reader: RequestReader[DeltaRequest] = RequestReader(parse_bytes)
+    reader: RequestReader[DeltaRequest] = RequestReader(parse_bytes, delta_request_from_proto)
     outer = reader.parse(raw)
     assert outer is inner[0]
     assert reader.parse(raw) is outer and reader.hits == 1

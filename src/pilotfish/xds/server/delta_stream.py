@@ -73,7 +73,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,6 +88,7 @@ from pilotfish.xds.server.state import (
     StreamStateBase,
     TypeState,
     gone,
+    without_wildcard,
 )
 from pilotfish.xds.types import (
     ADS_ORDER,
@@ -120,7 +121,7 @@ class DeltaRequest:
     error_message: str | None = None  # set iff the request carries error_detail (a NACK)
     error_code: int = 0
     # ``subscribe``/``unsubscribe`` as sets, built once per request object: a request
-    # read once and handed to many streams (``delta_requests``) builds them once.
+    # read once and handed to many streams (``request_reader``) builds them once.
     subscribe_set: frozenset[str] = field(init=False, repr=False, compare=False)
     unsubscribe_set: frozenset[str] = field(init=False, repr=False, compare=False)
 
@@ -252,12 +253,9 @@ class DeltaStreamState(StreamStateBase):
             ts.wildcard = ts.type_url == VHDS_TYPE or (
                 ts.full_state and (not subscribe or WILDCARD in subscribe)
             )
-            names = subscribe
-            if unsubscribe or WILDCARD in names:
-                names = names - unsubscribe - {WILDCARD}
-            # The request's own set when nothing is taken out: streams sent the same
-            # request then intern the same object, found by identity.
-            self._set_names(ts, names)
+            self._set_names(
+                ts, without_wildcard(subscribe - unsubscribe if unsubscribe else subscribe)
+            )
             self._initial[ts.type_url] = request.initial_versions
             responses = [self._plan(ts)]
             self._rewarm = frozenset()
@@ -445,7 +443,7 @@ def _held_before(changed: Iterable[str], base: ResourceSet) -> frozenset[str]:
 
 
 def _delta_response(
-    type_url: str, cur: ResourceSet, changed: Iterable[str] | None, removed: Iterable[str]
+    type_url: str, cur: ResourceSet, changed: Collection[str] | None, removed: Iterable[str]
 ) -> Response:
     """The response carrying ``changed`` (None or all of ``cur``: the whole set) and
     naming ``removed``. Its nonce is derived from what it carries, never from a
@@ -453,13 +451,11 @@ def _delta_response(
     one frame for all of them (see ``delta_encode``). On one stream it is still
     unique among the responses awaiting an answer: a repeat would carry exactly
     the same content."""
+    # ``changed`` names only resources of ``cur``, so as many as ``cur`` holds is all
+    # of them: known without sorting thousands of names per stream.
     names: tuple[str, ...] | None = None
-    if changed is not None:
-        listed = tuple(changed)
-        # ``changed`` names only resources of ``cur``, so as many as ``cur`` holds is
-        # all of them: known without sorting thousands of names per stream.
-        if len(listed) != len(cur.resources):
-            names = tuple(sorted(listed))
+    if changed is not None and len(changed) != len(cur.resources):
+        names = tuple(sorted(changed))
     gone_names = tuple(sorted(removed))
     return Response(
         type_url=type_url,

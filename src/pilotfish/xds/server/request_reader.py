@@ -8,10 +8,11 @@ the state machine's request record costs about as much as everything else
 the control plane does for that stream in its initial push.
 
 So the server's request deserializers are ``RequestReader.parse``, one reader
-per message type (``DiscoveryRequest``, ``DeltaDiscoveryRequest``). Requests
+per message type (``DiscoveryRequest``, ``DeltaDiscoveryRequest``), each with
+the conversion to its state machine's record. Requests
 of at least ``min_bytes`` are kept, keyed by their bytes, in a
 least-recently-used table within a byte budget. A request seen before gets
-the very message object parsed the first time. ``convert`` then gives that
+the very message object parsed the first time. ``record`` then gives that
 message's record, built once as well, so every stream gets the same name set
 objects, and interning them (``StreamStateBase``'s name sets) finds them by
 identity. Small requests (ACKs, short subscriptions) are parsed and converted
@@ -41,16 +42,18 @@ Record = TypeVar("Record")
 
 
 class RequestReader(Generic[Record]):
-    """Parses requests with ``parse_bytes`` and converts them to records, sharing
-    repeated large ones."""
+    """Parses requests with ``parse_bytes`` and converts them with ``convert``,
+    sharing repeated large ones."""
 
     def __init__(
         self,
         parse_bytes: Callable[[bytes], Any],
+        convert: Callable[[Any], Record],
         min_bytes: int = _MIN_BYTES,
         budget_bytes: int = _BUDGET_BYTES,
     ) -> None:
         self._parse_bytes = parse_bytes
+        self._convert = convert
         self._min_bytes = min_bytes
         self._budget = budget_bytes
         self._held = 0
@@ -83,16 +86,16 @@ class RequestReader(Generic[Record]):
                 del self._converted[id(old)]
         return message
 
-    def convert(self, message: Any, convert: Callable[[Any], Record]) -> Record:
-        """``convert(message)``, built once for a kept message."""
+    def record(self, message: Any) -> Record:
+        """``message`` converted, once for a kept message."""
         with self._lock:
             entry = self._converted.get(id(message))
         # The identity check: an id is unique only among objects alive together.
         if entry is None or entry[0] is not message:
-            return convert(message)
+            return self._convert(message)
         record = entry[1]
         if record is None:
-            record = convert(message)
+            record = self._convert(message)
             with self._lock:
                 if id(message) in self._converted:  # still kept
                     self._converted[id(message)] = (message, record)

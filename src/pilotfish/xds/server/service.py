@@ -169,10 +169,10 @@ class XdsServer:
         self._delta_encoder = DeltaResponseEncoder()
         # Repeated large requests (the same subscriptions) are read once.
         self._sotw_requests: RequestReader[ClientRequest] = RequestReader(
-            discovery_pb2.DiscoveryRequest.FromString
+            discovery_pb2.DiscoveryRequest.FromString, client_request_from_proto
         )
         self._delta_requests: RequestReader[DeltaRequest] = RequestReader(
-            discovery_pb2.DeltaDiscoveryRequest.FromString
+            discovery_pb2.DeltaDiscoveryRequest.FromString, delta_request_from_proto
         )
         self._write_limiter = WriteLimiter(max_in_flight=max_writes_in_flight)
         # The newest push's generated sets (per view) and diffs, for streams it
@@ -504,14 +504,12 @@ class XdsServer:
         if isinstance(state, DeltaStreamState):
             if request.type_url == SECRET_TYPE:
                 self._check_secret_request(stream, request.resource_names_subscribe)
-            converted = self._delta_requests.convert(request, delta_request_from_proto)
-            outcome = state.receive(converted, now=time.time())
+            outcome = state.receive(self._delta_requests.record(request), now=time.time())
         else:
             assert isinstance(state, AdsStreamState)
             if request.type_url == SECRET_TYPE:
                 self._check_secret_request(stream, request.resource_names)
-            converted_sotw = self._sotw_requests.convert(request, client_request_from_proto)
-            outcome = state.receive(converted_sotw, now=time.time())
+            outcome = state.receive(self._sotw_requests.record(request), now=time.time())
         self._observe(stream, outcome)
         self._queue_all(stream, outcome.responses)
 

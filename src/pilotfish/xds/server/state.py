@@ -373,8 +373,9 @@ class StreamStateBase:
         )
 
 
-def _without_wildcard(names: frozenset[str]) -> frozenset[str]:
-    """``names`` less ``*``; the same (interned) object when it has none."""
+def without_wildcard(names: frozenset[str]) -> frozenset[str]:
+    """``names`` less ``*``; the very same (interned) object when it has none, so
+    streams sent the same request hold one set, found again by identity."""
     return names - {WILDCARD} if WILDCARD in names else names
 
 
@@ -399,7 +400,7 @@ class AdsStreamState(StreamStateBase):
             ts.requested = True
             # Wildcard applies to LDS/CDS only, and only on the first request.
             ts.wildcard = ts.full_state and (not names or WILDCARD in names)
-            ts.names = _without_wildcard(names)
+            ts.names = without_wildcard(names)
             return RequestOutcome(
                 RequestKind.SUBSCRIBE,
                 ts.type_url,
@@ -434,7 +435,7 @@ class AdsStreamState(StreamStateBase):
         if not ts.wildcard and names is not ts.names and names != ts.names:
             changed = True
             added = names - ts.names
-            ts.names = _without_wildcard(names)
+            ts.names = without_wildcard(names)
             responses = self._plan_tuple(ts, added=added)
         return RequestOutcome(
             kind, ts.type_url, responses=responses, subscription_changed=changed, nack=nack
